@@ -1,0 +1,78 @@
+/* Equivalent-circuit cell model: OCV(SOC, T), R0 and two RC pairs over
+ * (SOC, T), capacity over T, hysteresis (Plett's enhanced self-correcting
+ * model: instantaneous M0 and dynamic M with rate gamma), and coulombic
+ * efficiency on charge.
+ *
+ * Sign: current is positive on charge, so the terminal voltage is
+ *   v = OCV(z, T) + M0*s + M*h + R0*i + R1*i_R1 + R2*i_R2.
+ *
+ * Tables sit on uniform SOC grids from 0 to 1 and on an ascending list of
+ * temperatures; lookups interpolate linearly and hold the end values outside
+ * the grid. The struct is plain data so that firmware can keep it `const` in
+ * flash. */
+#ifndef BMSFIL_CELL_MODEL_H
+#define BMSFIL_CELL_MODEL_H
+
+#include <stdint.h>
+
+#include "bmsfil/status.h"
+
+#define BF_MAX_TEMPS 8
+#define BF_OCV_MAX_POINTS 101
+#define BF_RC_MAX_POINTS 21
+
+typedef struct {
+    uint32_t n_temps;                          /* 1..BF_MAX_TEMPS */
+    float temp_C[BF_MAX_TEMPS];                /* strictly ascending */
+    uint32_t n_ocv;                            /* 2..BF_OCV_MAX_POINTS, SOC k/(n_ocv-1) */
+    float ocv_V[BF_MAX_TEMPS][BF_OCV_MAX_POINTS];
+    uint32_t n_rc;                             /* 2..BF_RC_MAX_POINTS, SOC k/(n_rc-1) */
+    float r0_ohm[BF_MAX_TEMPS][BF_RC_MAX_POINTS];
+    float r1_ohm[BF_MAX_TEMPS][BF_RC_MAX_POINTS];
+    float tau1_s[BF_MAX_TEMPS][BF_RC_MAX_POINTS];
+    float r2_ohm[BF_MAX_TEMPS][BF_RC_MAX_POINTS];
+    float tau2_s[BF_MAX_TEMPS][BF_RC_MAX_POINTS];
+    float capacity_Ah[BF_MAX_TEMPS];
+    float hyst_m0_V[BF_MAX_TEMPS];             /* instantaneous hysteresis */
+    float hyst_m_V[BF_MAX_TEMPS];              /* dynamic hysteresis amplitude */
+    float hyst_gamma[BF_MAX_TEMPS];            /* dynamic hysteresis rate, 1 */
+    float eta_charge;                          /* coulombic efficiency on charge */
+    float v_min_V;                             /* plausible terminal voltage range */
+    float v_max_V;
+    float i_max_A;                             /* plausible |current| */
+} bf_cell_params_t;
+
+/* Where (z, T) falls in the tables; computed once per step and shared. */
+typedef struct {
+    uint32_t t0;     /* lower temperature row */
+    float wt;        /* weight of row t0+1 */
+    uint32_t k_ocv;  /* lower OCV column */
+    float w_ocv;
+    uint32_t k_rc;   /* lower RC column */
+    float w_rc;
+} bf_lookup_t;
+
+/* BF_OK if the tables are usable: counts in range, temperatures ascending,
+ * every value finite, capacities, taus and eta positive, resistances >= 0. */
+bf_status_t bf_cell_params_check(const bf_cell_params_t *p);
+
+void bf_cell_locate(const bf_cell_params_t *p, float soc, float temp_C, bf_lookup_t *at);
+
+/* OCV at the located point; *docv_dsoc receives the slope if not NULL. */
+float bf_cell_ocv(const bf_cell_params_t *p, const bf_lookup_t *at, float *docv_dsoc);
+
+/* Interpolate one (T x SOC) RC table, e.g. p->r0_ohm, at the located point. */
+float bf_cell_rc_table(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
+                       const bf_lookup_t *at);
+
+/* Capacity, interpolated in temperature only. */
+float bf_cell_capacity(const bf_cell_params_t *p, const bf_lookup_t *at);
+
+/* Interpolate a per-temperature row such as p->hyst_m_V. */
+float bf_cell_temp_row(const bf_cell_params_t *p, const float row[BF_MAX_TEMPS], const bf_lookup_t *at);
+
+/* SOC whose OCV at temp_C is ocv_V, by bisection (OCV rises with SOC);
+ * 0 or 1 when outside the table. */
+float bf_cell_soc_from_ocv(const bf_cell_params_t *p, float ocv_V, float temp_C);
+
+#endif

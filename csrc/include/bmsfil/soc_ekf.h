@@ -1,0 +1,96 @@
+/* State-of-charge extended Kalman filter on the cell model of cell_model.h.
+ *
+ * State x = [SOC, i_R1, i_R2, h]: SOC, the currents through the two RC
+ * resistors, and the dynamic hysteresis state. Covariance update in Joseph
+ * form with symmetrisation and diagonal floors; innovations beyond the gate
+ * have their measurement variance inflated so that one bad sample cannot
+ * throw the state (a robust, Huber-like update rather than a rejection, which
+ * could lock out a filter that started far off).
+ *
+ * Time is data: every step takes the interval since the previous sample.
+ * Process noise is given per second and measurement noise as variance times
+ * seconds, so the same tuning serves 0.1 s and 10 s sampling.
+ *
+ * Bad samples never poison the state: a non-finite or implausible voltage
+ * skips the correction, a bad current is replaced by the last good one, a
+ * bad temperature by the last good one, a bad interval skips the sample; each
+ * is reported in the step's flags. SOC stays in [0, 1], never NaN. */
+#ifndef BMSFIL_SOC_EKF_H
+#define BMSFIL_SOC_EKF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bmsfil/cell_model.h"
+#include "bmsfil/status.h"
+
+#define BF_SOC_EKF_NX 4
+
+/* Per-sample flags (bitwise OR). */
+#define BF_FLAG_VOLTAGE_INVALID 0x01u  /* no correction this sample */
+#define BF_FLAG_CURRENT_INVALID 0x02u  /* predicted with the last good current */
+#define BF_FLAG_TEMP_INVALID 0x04u     /* used the last good temperature */
+#define BF_FLAG_DT_INVALID 0x08u       /* sample skipped entirely */
+#define BF_FLAG_GATED 0x10u            /* innovation beyond the gate, down-weighted */
+#define BF_FLAG_SOC_CLAMPED 0x20u      /* the update pushed SOC out of [0, 1] */
+#define BF_FLAG_COV_REPAIRED 0x40u     /* a covariance floor or bound was applied */
+
+typedef struct {
+    float q_soc_per_s;        /* SOC random-walk variance per second */
+    float q_irc_A2_per_s;     /* RC-current variance per second */
+    float q_hyst_per_s;       /* hysteresis-state variance per second */
+    float r_voltage_V2_s;     /* voltage variance x seconds: R = r / dt */
+    float r_dt_min_s;         /* dt floor in R = r / dt */
+    float p0_soc;             /* initial SOC variance (from a given SOC) */
+    float p0_soc_ocv;         /* initial SOC variance when started from OCV */
+    float p0_irc_A2;
+    float p0_hyst;
+    float p_floor_soc;        /* diagonal floors */
+    float p_floor_irc_A2;
+    float p_floor_hyst;
+    float gate_sigma;         /* innovations beyond this many sigma are down-weighted */
+    float hyst_current_A;     /* |i| above which the instantaneous sign s follows i */
+    float dt_max_s;           /* intervals longer than this are refused */
+} bf_soc_ekf_tuning_t;
+
+/* The whole per-cell state; the caller owns it (100 bytes). */
+typedef struct {
+    float x[BF_SOC_EKF_NX];
+    float P[BF_SOC_EKF_NX][BF_SOC_EKF_NX];
+    float last_current_A;
+    float last_temp_C;
+    float hyst_sign;          /* instantaneous hysteresis sign s in {-1, 0, 1} */
+} bf_soc_ekf_t;
+
+/* What one step reports besides the state. */
+typedef struct {
+    float soc;
+    float soc_sigma;          /* 1 sigma of SOC */
+    float voltage_pred_V;     /* model voltage before the correction */
+    uint32_t flags;
+} bf_soc_ekf_out_t;
+
+bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t);
+
+/* Start from a known SOC (clamped to [0, 1]) at temperature temp_C. */
+bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float soc, float temp_C);
+
+/* Start from the voltage of a rested cell: SOC = OCV^-1(voltage_V, temp_C). */
+bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C);
+
+/* One sample: dt_s since the previous sample, then current, terminal voltage
+ * and temperature measured at the end of that interval. */
+bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                            float dt_s, float current_A, float voltage_V, float temp_C,
+                            bf_soc_ekf_out_t *out);
+
+/* n samples in one call; soc_out, sigma_out and flags_out may each be NULL.
+ * Stops at the first error status and returns it. */
+bf_status_t bf_soc_ekf_run(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                           const float *dt_s, const float *current_A, const float *voltage_V,
+                           const float *temp_C, size_t n, float *soc_out, float *sigma_out,
+                           uint8_t *flags_out);
+
+#endif

@@ -1,0 +1,332 @@
+#include "bmsfil/soc_ekf.h"
+
+#include "bmsfil/bf_math.h"
+
+#define NX BF_SOC_EKF_NX
+#define SECONDS_PER_HOUR 3600.0f
+/* Temperatures outside this are a broken sensor, not a cell. */
+#define TEMP_MIN_C (-60.0f)
+#define TEMP_MAX_C (120.0f)
+/* How far outside the cell's voltage range a reading may be before it is
+ * treated as a sensor fault rather than an extreme operating point. */
+#define VOLTAGE_MARGIN_V 0.5f
+/* Variances beyond these mean the filter has lost the plot; bounding them
+ * keeps the arithmetic finite. */
+#define P_MAX_SOC 1.0f
+#define P_MAX_HYST 4.0f
+
+static int positive_finite(float v)
+{
+    return bf_isfinite(v) && v > 0.0f;
+}
+
+bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t)
+{
+    if (t == 0) {
+        return BF_E_NULL;
+    }
+    if (!bf_isfinite(t->q_soc_per_s) || t->q_soc_per_s < 0.0f || !bf_isfinite(t->q_irc_A2_per_s)
+        || t->q_irc_A2_per_s < 0.0f || !bf_isfinite(t->q_hyst_per_s) || t->q_hyst_per_s < 0.0f
+        || !positive_finite(t->r_voltage_V2_s) || !positive_finite(t->r_dt_min_s)
+        || !positive_finite(t->p0_soc) || !positive_finite(t->p0_soc_ocv)
+        || !positive_finite(t->p0_irc_A2) || !positive_finite(t->p0_hyst)
+        || !positive_finite(t->p_floor_soc) || !positive_finite(t->p_floor_irc_A2)
+        || !positive_finite(t->p_floor_hyst) || !positive_finite(t->gate_sigma)
+        || !bf_isfinite(t->hyst_current_A) || t->hyst_current_A < 0.0f
+        || !positive_finite(t->dt_max_s)) {
+        return BF_E_TUNING;
+    }
+    return BF_OK;
+}
+
+static bf_status_t check_all(const bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                             const bf_soc_ekf_tuning_t *t)
+{
+    bf_status_t st;
+    if (s == 0 || p == 0 || t == 0) {
+        return BF_E_NULL;
+    }
+    st = bf_cell_params_check(p);
+    if (st != BF_OK) {
+        return st;
+    }
+    return bf_soc_ekf_tuning_check(t);
+}
+
+static void init_common(bf_soc_ekf_t *s, const bf_soc_ekf_tuning_t *t, float soc, float p_soc,
+                        float temp_C)
+{
+    int i, j;
+    for (i = 0; i < NX; ++i) {
+        s->x[i] = 0.0f;
+        for (j = 0; j < NX; ++j) {
+            s->P[i][j] = 0.0f;
+        }
+    }
+    s->x[0] = bf_clampf(soc, 0.0f, 1.0f);
+    s->P[0][0] = p_soc;
+    s->P[1][1] = t->p0_irc_A2;
+    s->P[2][2] = t->p0_irc_A2;
+    s->P[3][3] = t->p0_hyst;
+    s->last_current_A = 0.0f;
+    s->last_temp_C = bf_isfinite(temp_C) ? bf_clampf(temp_C, TEMP_MIN_C, TEMP_MAX_C) : 25.0f;
+    s->hyst_sign = 0.0f;
+}
+
+bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float soc, float temp_C)
+{
+    bf_status_t st = check_all(s, p, t);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!bf_isfinite(soc)) {
+        return BF_E_RANGE;
+    }
+    init_common(s, t, soc, t->p0_soc, temp_C);
+    return BF_OK;
+}
+
+bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C)
+{
+    bf_status_t st = check_all(s, p, t);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!bf_isfinite(voltage_V) || !bf_isfinite(temp_C)) {
+        return BF_E_RANGE;
+    }
+    init_common(s, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
+    return BF_OK;
+}
+
+static float signf(float v)
+{
+    return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
+}
+
+/* Symmetrise, floor the diagonal, bound the variances and keep every
+ * correlation inside [-1, 1] so that P stays positive semi-definite after
+ * float rounding. Returns 1 if anything had to be changed beyond symmetry. */
+static int repair_covariance(float P[NX][NX], const bf_soc_ekf_tuning_t *t)
+{
+    const float floor_[NX] = { t->p_floor_soc, t->p_floor_irc_A2, t->p_floor_irc_A2, t->p_floor_hyst };
+    int repaired = 0;
+    int i, j;
+    for (i = 0; i < NX; ++i) {
+        float d = P[i][i];
+        if (!bf_isfinite(d) || d < floor_[i]) {
+            P[i][i] = floor_[i];
+            repaired = 1;
+        }
+    }
+    if (P[0][0] > P_MAX_SOC) {
+        P[0][0] = P_MAX_SOC;
+        repaired = 1;
+    }
+    if (P[3][3] > P_MAX_HYST) {
+        P[3][3] = P_MAX_HYST;
+        repaired = 1;
+    }
+    for (i = 0; i < NX; ++i) {
+        for (j = i + 1; j < NX; ++j) {
+            float c = 0.5f * (P[i][j] + P[j][i]);
+            float lim = 0.999f * bf_sqrtf(P[i][i] * P[j][j]);
+            if (!bf_isfinite(c)) {
+                c = 0.0f;
+                repaired = 1;
+            } else if (c > lim) {
+                c = lim;
+                repaired = 1;
+            } else if (c < -lim) {
+                c = -lim;
+                repaired = 1;
+            }
+            P[i][j] = c;
+            P[j][i] = c;
+        }
+    }
+    return repaired;
+}
+
+bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                            float dt_s, float current_A, float voltage_V, float temp_C,
+                            bf_soc_ekf_out_t *out)
+{
+    uint32_t flags = 0u;
+    bf_lookup_t at;
+    float cap_As, eta, dz, a1, a2, ah, tau1, tau2, gamma;
+    float F[NX], H[NX], PH[NX], K[NX];
+    float ocv, docv, r0, r1, r2, m0, m, v_pred, innov, hph, r_meas, S, nis, gate2;
+    int i, j;
+
+    if (s == 0 || p == 0 || t == 0 || out == 0) {
+        return BF_E_NULL;
+    }
+
+    if (!bf_isfinite(dt_s) || dt_s < 0.0f || dt_s > t->dt_max_s) {
+        flags |= BF_FLAG_DT_INVALID;
+        out->soc = s->x[0];
+        out->soc_sigma = bf_sqrtf(s->P[0][0]);
+        out->voltage_pred_V = 0.0f;
+        out->flags = flags;
+        return BF_OK;
+    }
+    if (!bf_isfinite(current_A) || bf_absf(current_A) > p->i_max_A) {
+        flags |= BF_FLAG_CURRENT_INVALID;
+        current_A = s->last_current_A;
+    } else {
+        s->last_current_A = current_A;
+    }
+    if (!bf_isfinite(temp_C) || temp_C < TEMP_MIN_C || temp_C > TEMP_MAX_C) {
+        flags |= BF_FLAG_TEMP_INVALID;
+        temp_C = s->last_temp_C;
+    } else {
+        s->last_temp_C = temp_C;
+    }
+    if (!bf_isfinite(voltage_V) || voltage_V < p->v_min_V - VOLTAGE_MARGIN_V
+        || voltage_V > p->v_max_V + VOLTAGE_MARGIN_V) {
+        flags |= BF_FLAG_VOLTAGE_INVALID;
+    }
+
+    /* Prediction over dt with the current of this sample (zero-order hold
+     * at the end of the interval, as cyclers and BMSs log). */
+    bf_cell_locate(p, s->x[0], temp_C, &at);
+    cap_As = bf_cell_capacity(p, &at) * SECONDS_PER_HOUR;
+    eta = current_A > 0.0f ? p->eta_charge : 1.0f;
+    dz = eta * current_A * dt_s / cap_As;
+    tau1 = bf_cell_rc_table(p, p->tau1_s, &at);
+    tau2 = bf_cell_rc_table(p, p->tau2_s, &at);
+    gamma = bf_cell_temp_row(p, p->hyst_gamma, &at);
+    a1 = bf_expf(-dt_s / tau1);
+    a2 = bf_expf(-dt_s / tau2);
+    ah = bf_expf(-bf_absf(dz * gamma));
+
+    s->x[0] += dz;
+    s->x[1] = a1 * s->x[1] + (1.0f - a1) * current_A;
+    s->x[2] = a2 * s->x[2] + (1.0f - a2) * current_A;
+    s->x[3] = ah * s->x[3] + (1.0f - ah) * signf(current_A);
+    if (bf_absf(current_A) > t->hyst_current_A) {
+        s->hyst_sign = signf(current_A);
+    }
+    if (s->x[0] < 0.0f || s->x[0] > 1.0f) {
+        s->x[0] = bf_clampf(s->x[0], 0.0f, 1.0f);
+        flags |= BF_FLAG_SOC_CLAMPED;
+    }
+
+    F[0] = 1.0f;
+    F[1] = a1;
+    F[2] = a2;
+    F[3] = ah;
+    for (i = 0; i < NX; ++i) {
+        for (j = 0; j < NX; ++j) {
+            s->P[i][j] *= F[i] * F[j];
+        }
+    }
+    s->P[0][0] += t->q_soc_per_s * dt_s;
+    s->P[1][1] += t->q_irc_A2_per_s * dt_s;
+    s->P[2][2] += t->q_irc_A2_per_s * dt_s;
+    s->P[3][3] += t->q_hyst_per_s * dt_s;
+
+    /* Correction from the terminal voltage. */
+    bf_cell_locate(p, s->x[0], temp_C, &at);
+    ocv = bf_cell_ocv(p, &at, &docv);
+    r0 = bf_cell_rc_table(p, p->r0_ohm, &at);
+    r1 = bf_cell_rc_table(p, p->r1_ohm, &at);
+    r2 = bf_cell_rc_table(p, p->r2_ohm, &at);
+    m0 = bf_cell_temp_row(p, p->hyst_m0_V, &at);
+    m = bf_cell_temp_row(p, p->hyst_m_V, &at);
+    v_pred = ocv + m0 * s->hyst_sign + m * s->x[3] + r0 * current_A + r1 * s->x[1] + r2 * s->x[2];
+    out->voltage_pred_V = v_pred;
+
+    if (!(flags & BF_FLAG_VOLTAGE_INVALID)) {
+        H[0] = docv;
+        H[1] = r1;
+        H[2] = r2;
+        H[3] = m;
+        hph = 0.0f;
+        for (i = 0; i < NX; ++i) {
+            PH[i] = 0.0f;
+            for (j = 0; j < NX; ++j) {
+                PH[i] += s->P[i][j] * H[j];
+            }
+            hph += H[i] * PH[i];
+        }
+        r_meas = t->r_voltage_V2_s / (dt_s > t->r_dt_min_s ? dt_s : t->r_dt_min_s);
+        S = hph + r_meas;
+        innov = voltage_V - v_pred;
+        nis = innov * innov / S;
+        gate2 = t->gate_sigma * t->gate_sigma;
+        if (nis > gate2) {
+            /* Inflate R so the innovation sits exactly on the gate. */
+            S = innov * innov / gate2;
+            r_meas = S - hph;
+            flags |= BF_FLAG_GATED;
+        }
+        for (i = 0; i < NX; ++i) {
+            K[i] = PH[i] / S;
+            s->x[i] += K[i] * innov;
+        }
+        /* Joseph form, (I-KH) P (I-KH)' + K R K', expanded for a scalar
+         * measurement: P - K PH' - PH K' + K K' (HPH' + R). */
+        for (i = 0; i < NX; ++i) {
+            for (j = 0; j < NX; ++j) {
+                s->P[i][j] += -K[i] * PH[j] - PH[i] * K[j] + K[i] * K[j] * (hph + r_meas);
+            }
+        }
+        if (s->x[0] < 0.0f || s->x[0] > 1.0f) {
+            s->x[0] = bf_clampf(s->x[0], 0.0f, 1.0f);
+            flags |= BF_FLAG_SOC_CLAMPED;
+        }
+        s->x[3] = bf_clampf(s->x[3], -1.0f, 1.0f);
+    }
+    /* RC currents cannot exceed the largest plausible current. */
+    s->x[1] = bf_clampf(s->x[1], -p->i_max_A, p->i_max_A);
+    s->x[2] = bf_clampf(s->x[2], -p->i_max_A, p->i_max_A);
+    for (i = 0; i < NX; ++i) {
+        if (!bf_isfinite(s->x[i])) {
+            return BF_E_NUMERIC;
+        }
+    }
+    if (repair_covariance(s->P, t)) {
+        flags |= BF_FLAG_COV_REPAIRED;
+    }
+    out->soc = s->x[0];
+    out->soc_sigma = bf_sqrtf(s->P[0][0]);
+    out->flags = flags;
+    return BF_OK;
+}
+
+bf_status_t bf_soc_ekf_run(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                           const float *dt_s, const float *current_A, const float *voltage_V,
+                           const float *temp_C, size_t n, float *soc_out, float *sigma_out,
+                           uint8_t *flags_out)
+{
+    size_t k;
+    bf_soc_ekf_out_t out;
+    bf_status_t st;
+    if (dt_s == 0 || current_A == 0 || voltage_V == 0 || temp_C == 0) {
+        return BF_E_NULL;
+    }
+    st = check_all(s, p, t);
+    if (st != BF_OK) {
+        return st;
+    }
+    for (k = 0; k < n; ++k) {
+        st = bf_soc_ekf_step(s, p, t, dt_s[k], current_A[k], voltage_V[k], temp_C[k], &out);
+        if (st != BF_OK) {
+            return st;
+        }
+        if (soc_out != 0) {
+            soc_out[k] = out.soc;
+        }
+        if (sigma_out != 0) {
+            sigma_out[k] = out.soc_sigma;
+        }
+        if (flags_out != 0) {
+            flags_out[k] = (uint8_t)out.flags;
+        }
+    }
+    return BF_OK;
+}

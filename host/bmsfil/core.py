@@ -1,0 +1,186 @@
+"""The C state-of-charge EKF through cffi: `SocEstimator`.
+
+This is the same code that runs in the firmware, compiled with the same
+single-precision arithmetic; the float64 twin in `reference.py` is what it is
+checked against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import numpy as np
+
+from bmsfil._core import ffi, lib
+from bmsfil.params import RC_TABLES, TEMP_ROWS, FilterTuning, ParameterSet
+from bmsfil.recording import Recording
+
+STATUS_NAMES = {
+    lib.BF_OK: "ok",
+    lib.BF_E_NULL: "null pointer",
+    lib.BF_E_PARAMS: "parameter set rejected by bf_cell_params_check",
+    lib.BF_E_TUNING: "filter tuning rejected by bf_soc_ekf_tuning_check",
+    lib.BF_E_RANGE: "argument out of range",
+    lib.BF_E_NUMERIC: "state became non-finite",
+}
+
+FLAG_NAMES = {
+    lib.BF_FLAG_VOLTAGE_INVALID: "voltage_invalid",
+    lib.BF_FLAG_CURRENT_INVALID: "current_invalid",
+    lib.BF_FLAG_TEMP_INVALID: "temp_invalid",
+    lib.BF_FLAG_DT_INVALID: "dt_invalid",
+    lib.BF_FLAG_GATED: "gated",
+    lib.BF_FLAG_SOC_CLAMPED: "soc_clamped",
+    lib.BF_FLAG_COV_REPAIRED: "cov_repaired",
+}
+
+
+class CoreError(RuntimeError):
+    """The C core returned an error status."""
+
+
+def _check(status: int, what: str) -> None:
+    if status != lib.BF_OK:
+        raise CoreError(f"{what}: {STATUS_NAMES.get(status, f'status {status}')}")
+
+
+def pack_cell_params(params: ParameterSet) -> "ffi.CData":
+    """The cell model as the C struct `bf_cell_params_t`."""
+    cell = params.cell
+    c = ffi.new("bf_cell_params_t *")
+    nt = len(cell.temp_C)
+    c.n_temps = nt
+    c.n_ocv = cell.ocv_V.shape[1]
+    c.n_rc = cell.r0_ohm.shape[1]
+    for i in range(nt):
+        c.temp_C[i] = cell.temp_C[i]
+        c.ocv_V[i][0 : c.n_ocv] = cell.ocv_V[i].tolist()
+        for name in RC_TABLES:
+            getattr(c, name)[i][0 : c.n_rc] = getattr(cell, name)[i].tolist()
+        for name in TEMP_ROWS:
+            getattr(c, name)[i] = getattr(cell, name)[i]
+    c.eta_charge = cell.eta_charge
+    c.v_min_V = cell.v_min_V
+    c.v_max_V = cell.v_max_V
+    c.i_max_A = cell.i_max_A
+    _check(lib.bf_cell_params_check(c), "cell parameters")
+    return c
+
+
+def pack_tuning(tuning: FilterTuning) -> "ffi.CData":
+    c = ffi.new("bf_soc_ekf_tuning_t *")
+    for f in fields(tuning):
+        setattr(c, f.name, getattr(tuning, f.name))
+    _check(lib.bf_soc_ekf_tuning_check(c), "filter tuning")
+    return c
+
+
+@dataclass(frozen=True)
+class StepResult:
+    soc: float
+    soc_sigma: float
+    voltage_pred_V: float
+    flags: int
+
+
+@dataclass(frozen=True)
+class SocTrace:
+    """Per-sample output of a run: SOC, its 1-sigma and the step flags."""
+
+    soc: np.ndarray
+    soc_sigma: np.ndarray
+    flags: np.ndarray
+
+
+def describe_flags(flags: int) -> list[str]:
+    return [name for bit, name in FLAG_NAMES.items() if flags & bit]
+
+
+def as_f32(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+class SocEstimator:
+    """One cell's SOC EKF, running the C core.
+
+    >>> est = SocEstimator(bundled_params())
+    >>> est.init_ocv(voltage_V=4.18, temp_C=25.0)
+    >>> est.step(dt_s=0.1, current_A=-3.0, voltage_V=4.05, temp_C=25.0).soc
+    """
+
+    def __init__(self, params: ParameterSet) -> None:
+        self.params = params
+        self._cell = pack_cell_params(params)
+        self._tuning = pack_tuning(params.filter)
+        self._state = ffi.new("bf_soc_ekf_t *")
+        self._out = ffi.new("bf_soc_ekf_out_t *")
+        self.init_soc(1.0, 25.0)
+
+    def init_soc(self, soc: float, temp_C: float) -> None:
+        _check(lib.bf_soc_ekf_init_soc(self._state, self._cell, self._tuning, soc, temp_C), "init_soc")
+
+    def init_ocv(self, voltage_V: float, temp_C: float) -> None:
+        _check(lib.bf_soc_ekf_init_ocv(self._state, self._cell, self._tuning, voltage_V, temp_C), "init_ocv")
+
+    def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
+        _check(
+            lib.bf_soc_ekf_step(self._state, self._cell, self._tuning, dt_s, current_A, voltage_V, temp_C, self._out),
+            "step",
+        )
+        o = self._out
+        return StepResult(o.soc, o.soc_sigma, o.voltage_pred_V, o.flags)
+
+    @property
+    def x(self) -> np.ndarray:
+        """State [SOC, i_R1, i_R2, h]."""
+        return np.array(list(self._state.x), dtype=np.float64)
+
+    @property
+    def P(self) -> np.ndarray:
+        return np.array([list(row) for row in self._state.P], dtype=np.float64)
+
+    def run_arrays(
+        self, dt_s: np.ndarray, current_A: np.ndarray, voltage_V: np.ndarray, temp_C: np.ndarray
+    ) -> SocTrace:
+        """Step through arrays in one C call (the batch API), continuing from the current state."""
+        n = len(dt_s)
+        arrays = [as_f32(a) for a in (dt_s, current_A, voltage_V, temp_C)]
+        if any(len(a) != n for a in arrays):
+            raise ValueError("run_arrays: dt_s, current_A, voltage_V and temp_C must have equal lengths")
+        soc = np.empty(n, dtype=np.float32)
+        sigma = np.empty(n, dtype=np.float32)
+        flags = np.empty(n, dtype=np.uint8)
+        ptrs = [ffi.from_buffer("float[]", a) for a in arrays]
+        _check(
+            lib.bf_soc_ekf_run(
+                self._state, self._cell, self._tuning, *ptrs, n,
+                ffi.from_buffer("float[]", soc), ffi.from_buffer("float[]", sigma),
+                ffi.from_buffer("uint8_t[]", flags),
+            ),
+            "run",
+        )
+        return SocTrace(soc.astype(np.float64), sigma.astype(np.float64), flags)
+
+    def run(self, recording: Recording, initial_soc: float | str = "ocv") -> SocTrace:
+        """Initialise (from the first sample's OCV, or a given SOC) and run a whole recording."""
+        start_estimator(self, recording, initial_soc)
+        return self.run_arrays(recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)
+
+
+class Initialisable(Protocol):
+    def init_soc(self, soc: float, temp_C: float) -> None: ...
+    def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
+
+
+def start_estimator(est: Initialisable, recording: Recording, initial_soc: float | str) -> None:
+    """Initialise from the first sample whose voltage and temperature are finite."""
+    ok = np.flatnonzero(np.isfinite(recording.voltage_V) & np.isfinite(recording.temp_C))
+    first = int(ok[0]) if ok.size else 0
+    temp = float(recording.temp_C[first]) if ok.size else 25.0
+    if initial_soc == "ocv":
+        if not ok.size:
+            raise ValueError(f"recording {recording.meta.name!r}: no finite voltage to start from")
+        est.init_ocv(float(recording.voltage_V[first]), temp)
+    else:
+        est.init_soc(float(initial_soc), temp)

@@ -1,0 +1,256 @@
+"""Fitting the dynamic part of the cell model to measured data.
+
+Given the OCV tables, the terminal voltage of the model is linear in R0, R1,
+R2, M0 and M once the time constants and the hysteresis rate are fixed:
+
+    v - OCV(z, T) = R0(z,T) i + R1(z,T) i_R1 + R2(z,T) i_R2 + M0(T) s + M(T) h
+
+with every table value entering through the same bilinear weights the C
+core interpolates with. So the fit is a bounded linear least-squares problem
+(scipy's lsq_linear on a sparse design matrix, resistances >= 0), with a
+small second-difference penalty that keeps the tables smooth and fills grid
+cells the data never visited. The time constants are chosen per
+temperature by a grid search on the recordings nearest that temperature.
+SOC comes from the recordings' reference (the tester's charge counter).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import lsq_linear
+from scipy.signal import lfilter
+
+from bmsfil.recording import Recording
+
+TAU1_GRID_S = (2.0, 5.0, 10.0, 20.0, 40.0)
+TAU2_GRID_S = (60.0, 120.0, 250.0, 500.0, 1000.0)
+#: |current| above which the instantaneous hysteresis sign follows it, A.
+HYST_CURRENT_A = 0.05
+
+
+@dataclass(frozen=True)
+class DynamicFit:
+    r0_ohm: np.ndarray      # (n_temps, n_rc)
+    r1_ohm: np.ndarray
+    tau1_s: np.ndarray
+    r2_ohm: np.ndarray
+    tau2_s: np.ndarray
+    hyst_m0_V: np.ndarray   # (n_temps,)
+    hyst_m_V: np.ndarray
+    rms_residual_V: float
+    residual_by_recording_V: dict[str, float]
+
+
+def interp_weights(x: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower index and upper weight of x on an ascending grid, held at the ends
+    (the same rule as bf_cell_locate)."""
+    n = len(grid)
+    if n == 1:
+        return np.zeros(len(x), dtype=np.intp), np.zeros(len(x))
+    k = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, n - 2)
+    w = np.clip((x - grid[k]) / (grid[k + 1] - grid[k]), 0.0, 1.0)
+    return k, w
+
+
+def bilinear(table: np.ndarray, temp_grid: np.ndarray, soc: np.ndarray, temp: np.ndarray) -> np.ndarray:
+    """Vectorised table lookup over (T, SOC) with a uniform SOC grid."""
+    kt, wt = interp_weights(temp, temp_grid)
+    kt1 = np.minimum(kt + 1, len(temp_grid) - 1)
+    kz, wz = interp_weights(soc, np.linspace(0, 1, table.shape[1]))
+    lo = table[kt, kz] + wt * (table[kt1, kz] - table[kt, kz])
+    hi = table[kt, kz + 1] + wt * (table[kt1, kz + 1] - table[kt, kz + 1])
+    return lo + wz * (hi - lo)
+
+
+def rc_current(current: np.ndarray, dt: np.ndarray, tau: np.ndarray | float) -> np.ndarray:
+    """Current through the resistor of an RC pair, as the C core propagates it."""
+    a = np.exp(-dt / tau)
+    if np.ndim(tau) == 0 and np.allclose(dt[1:], dt[1]):
+        return lfilter([1 - a[1]], [1, -a[1]], current)
+    out = np.empty_like(current)
+    x = 0.0
+    for k, (ak, ik) in enumerate(zip(a.tolist(), current.tolist())):
+        x = ak * x + (1 - ak) * ik
+        out[k] = x
+    return out
+
+
+def hysteresis_states(current: np.ndarray, dt: np.ndarray, capacity_Ah: float, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Instantaneous sign s and dynamic state h (Plett's ESC model, charge positive)."""
+    sgn = np.sign(current)
+    big = np.abs(current) > HYST_CURRENT_A
+    idx = np.where(big, np.arange(len(current)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    s = np.where(big[idx] | big, sgn[idx], 0.0)
+    a = np.exp(-np.abs(current * dt * gamma / (3600.0 * capacity_Ah)))
+    h = np.empty_like(current)
+    x = 0.0
+    for k, (ak, sk) in enumerate(zip(a.tolist(), sgn.tolist())):
+        x = ak * x + (1 - ak) * sk
+        h[k] = x
+    return s, h
+
+
+@dataclass
+class _Prepared:
+    name: str
+    current: np.ndarray
+    dt: np.ndarray
+    soc: np.ndarray
+    temp: np.ndarray
+    target: np.ndarray  # v - OCV
+    s: np.ndarray
+    h: np.ndarray
+    sel: np.ndarray     # samples that enter the fit
+
+
+def _prepare(rec: Recording, ocv_V: np.ndarray, temp_grid: np.ndarray, capacity_Ah: float,
+             gamma: float, stride: int) -> _Prepared:
+    soc = rec.reference_soc()
+    ok = np.isfinite(rec.voltage_V) & np.isfinite(rec.current_A) & np.isfinite(rec.temp_C)
+    current = np.where(ok, rec.current_A, 0.0)
+    dt = rec.dt_s
+    s, h = hysteresis_states(current, dt, capacity_Ah, gamma)
+    target = rec.voltage_V - bilinear(ocv_V, temp_grid, soc, rec.temp_C)
+    keep = ok & (soc >= 0.0) & (soc <= 1.0)
+    keep[0] = False
+    return _Prepared(rec.meta.name, current, dt, soc, rec.temp_C, target, s, h, np.flatnonzero(keep)[::stride])
+
+
+def _design(preps: list[_Prepared], tau1: np.ndarray, tau2: np.ndarray, temp_grid: np.ndarray, n_rc: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Sparse design matrix for [R0 | R1 | R2 tables (T x SOC), M0, M rows]."""
+    nt = len(temp_grid)
+    n_tab = nt * n_rc
+    rows, cols, vals, target = [], [], [], []
+    offset = 0
+    zgrid = np.linspace(0, 1, n_rc)
+    for p in preps:
+        sel = p.sel
+        kt, wt = interp_weights(p.temp, temp_grid)
+        kt1 = np.minimum(kt + 1, nt - 1)
+        tau1_k = tau1[kt] + wt * (tau1[kt1] - tau1[kt])
+        tau2_k = tau2[kt] + wt * (tau2[kt1] - tau2[kt])
+        i1 = rc_current(p.current, p.dt, tau1_k if nt > 1 else float(tau1[0]))
+        i2 = rc_current(p.current, p.dt, tau2_k if nt > 1 else float(tau2[0]))
+        kz, wz = interp_weights(p.soc, zgrid)
+        n = len(sel)
+        r_idx = offset + np.arange(n)
+        corner = [(kt, kz, (1 - wt) * (1 - wz)), (kt1, kz, wt * (1 - wz)), (kt, kz + 1, (1 - wt) * wz), (kt1, kz + 1, wt * wz)]
+        for block, signal in enumerate((p.current, i1, i2)):
+            for ti, zi, w in corner:
+                rows.append(r_idx)
+                cols.append(block * n_tab + ti[sel] * n_rc + zi[sel])
+                vals.append((w * signal)[sel])
+        for block, signal in enumerate((p.s, p.h)):
+            for ti, w in ((kt, 1 - wt), (kt1, wt)):
+                rows.append(r_idx)
+                cols.append(3 * n_tab + block * nt + ti[sel])
+                vals.append((w * signal)[sel])
+        target.append(p.target[sel])
+        offset += n
+    n_cols = 3 * n_tab + 2 * nt
+    A = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(offset, n_cols)
+    )
+    return A, np.concatenate(target)
+
+
+def _smoothing(nt: int, n_rc: int, weight: float) -> sp.csr_matrix:
+    """Second differences along SOC and first differences along T of each table."""
+    blocks = []
+    eye_t, eye_z = sp.identity(nt), sp.identity(n_rc)
+    d2z = sp.diags([1.0, -2.0, 1.0], [0, 1, 2], shape=(n_rc - 2, n_rc))
+    blocks.append(sp.kron(eye_t, d2z))
+    if nt > 1:
+        d1t = sp.diags([-1.0, 1.0], [0, 1], shape=(nt - 1, nt))
+        blocks.append(0.3 * sp.kron(d1t, eye_z))
+    one = sp.vstack(blocks)
+    tables = sp.block_diag([one, one, one])
+    return (weight * sp.hstack([tables, sp.csr_matrix((tables.shape[0], 2 * nt))])).tocsr()
+
+
+def fit_dynamic(
+    recordings: list[Recording],
+    temp_grid: np.ndarray,
+    ocv_V: np.ndarray,
+    capacity_Ah: np.ndarray,
+    n_rc: int = 11,
+    gamma: float = 50.0,
+    stride: int = 2,
+    smooth_weight: float = 0.05,
+) -> DynamicFit:
+    """Fit R0, R1, R2 over (T, SOC), tau1, tau2 per T and M0, M per T."""
+    nt = len(temp_grid)
+    cap = float(np.mean(capacity_Ah))
+    preps = [_prepare(r, ocv_V, temp_grid, cap, gamma, stride) for r in recordings]
+    # Time constants: for each grid temperature, the pair that fits best the
+    # recordings whose mean temperature is nearest to it.
+    nearest = [int(np.argmin(np.abs(temp_grid - np.nanmean(p.temp)))) for p in preps]
+    tau1 = np.full(nt, 10.0)
+    tau2 = np.full(nt, 250.0)
+    for ti in range(nt):
+        mine = [p for p, n in zip(preps, nearest) if n == ti]
+        if not mine:
+            continue
+        best = (np.inf, tau1[ti], tau2[ti])
+        one_t = np.array([temp_grid[ti]])
+        for t1, t2 in itertools.product(TAU1_GRID_S, TAU2_GRID_S):
+            if t2 <= t1:
+                continue
+            local = [replace(p, temp=np.full_like(p.temp, temp_grid[ti]), sel=p.sel[::4]) for p in mine]
+            A, b = _design(local, np.array([t1]), np.array([t2]), one_t, n_rc)
+            x = bounded_lstsq(A, b, _bounds(1, n_rc))
+            cost = float(np.mean((A @ x - b) ** 2))
+            if cost < best[0]:
+                best = (cost, t1, t2)
+        tau1[ti], tau2[ti] = best[1], best[2]
+    # Fill temperatures no recording was near with their neighbours' values.
+    have = np.array(sorted(set(nearest)))
+    tau1 = np.interp(temp_grid, temp_grid[have], tau1[have])
+    tau2 = np.interp(temp_grid, temp_grid[have], tau2[have])
+
+    A, b = _design(preps, tau1, tau2, temp_grid, n_rc)
+    L = _smoothing(nt, n_rc, smooth_weight * np.sqrt(A.shape[0]) * 1e-2)
+    A_all = sp.vstack([A, L]).tocsr()
+    b_all = np.concatenate([b, np.zeros(L.shape[0])])
+    x = bounded_lstsq(A_all, b_all, _bounds(nt, n_rc))
+    n_tab = nt * n_rc
+    tables = [x[i * n_tab : (i + 1) * n_tab].reshape(nt, n_rc) for i in range(3)]
+    m0 = x[3 * n_tab : 3 * n_tab + nt]
+    m = x[3 * n_tab + nt :]
+    resid = A @ x - b
+    per_rec: dict[str, float] = {}
+    start = 0
+    for p in preps:
+        n = len(p.sel)
+        per_rec[p.name] = float(np.sqrt(np.mean(resid[start : start + n] ** 2)))
+        start += n
+    return DynamicFit(
+        r0_ohm=tables[0], r1_ohm=tables[1], tau1_s=np.repeat(tau1[:, None], n_rc, axis=1),
+        r2_ohm=tables[2], tau2_s=np.repeat(tau2[:, None], n_rc, axis=1),
+        hyst_m0_V=m0, hyst_m_V=m, rms_residual_V=float(np.sqrt(np.mean(resid**2))),
+        residual_by_recording_V=per_rec,
+    )
+
+
+def bounded_lstsq(A: sp.csr_matrix, b: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """min ||Ax - b|| within bounds, through the normal equations: with
+    A'A = R'R the problem is min ||Rx - R'^-1 A'b||, which BVLS solves on a
+    matrix as small as the number of unknowns rather than of samples."""
+    ata = (A.T @ A).toarray()
+    atb = A.T @ b
+    ata[np.diag_indices_from(ata)] += 1e-12 * max(float(np.trace(ata)), 1.0) / len(ata)
+    R = np.linalg.cholesky(ata).T
+    d = np.linalg.solve(R.T, atb)
+    return lsq_linear(R, d, bounds=bounds, method="bvls").x
+
+
+def _bounds(nt: int, n_rc: int) -> tuple[np.ndarray, np.ndarray]:
+    n_tab = nt * n_rc
+    lo = np.concatenate([np.zeros(3 * n_tab), np.zeros(2 * nt)])
+    hi = np.concatenate([np.full(3 * n_tab, 2.0), np.full(2 * nt, 0.2)])
+    return lo, hi

@@ -1,0 +1,127 @@
+"""`bmsfil eval`: run the estimator on recordings and score it against the reference."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bmsfil.core import SocEstimator, SocTrace
+from bmsfil.inject import SensorErrors
+from bmsfil.metrics import SocScore, score_soc
+from bmsfil.params import ParameterSet
+from bmsfil.recording import Recording
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    name: str
+    recording: Recording
+    trace: SocTrace
+    reference: np.ndarray
+    coulomb: np.ndarray
+    score: SocScore
+    coulomb_score: SocScore
+    flagged_samples: int
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "ambient_temp_C": self.recording.meta.ambient_temp_C,
+            "duration_s": float(self.recording.time_s[-1]),
+            "ekf": _finite_dict(self.score.as_dict()),
+            "coulomb_counter": _finite_dict(self.coulomb_score.as_dict()),
+            "flagged_samples": self.flagged_samples,
+        }
+
+
+def _finite_dict(d: dict[str, float]) -> dict[str, float | None]:
+    """JSON has no inf/NaN: they become null."""
+    return {k: (v if isinstance(v, int) or math.isfinite(v) else None) for k, v in d.items()}
+
+
+def coulomb_count(rec: Recording, soc0: float, capacity_Ah: float) -> np.ndarray:
+    """The baseline every BMS starts from: the measured current integrated."""
+    i = np.nan_to_num(rec.current_A)
+    charge = np.cumsum(i * rec.dt_s) / 3600.0
+    return np.clip(soc0 + charge / capacity_Ah, 0.0, 1.0)
+
+
+def evaluate(
+    rec: Recording,
+    params: ParameterSet,
+    initial_soc: float | str = "ocv",
+    errors: SensorErrors | None = None,
+    seed: int = 0,
+) -> Evaluation:
+    reference = rec.reference_soc()
+    measured = errors.apply(rec, seed) if errors else rec
+    est = SocEstimator(params)
+    trace = est.run(measured, initial_soc)
+    soc0 = float(trace.soc[0])
+    first_temp = float(np.nanmedian(measured.temp_C[: max(1, min(len(rec), 10))]))
+    capacity = float(np.interp(first_temp, params.cell.temp_C, params.cell.capacity_Ah))
+    coulomb = coulomb_count(measured, soc0, capacity)
+    return Evaluation(
+        name=rec.meta.name,
+        recording=rec,
+        trace=trace,
+        reference=reference,
+        coulomb=coulomb,
+        score=score_soc(rec.time_s, trace.soc, reference, trace.soc_sigma),
+        coulomb_score=score_soc(rec.time_s, coulomb, reference),
+        flagged_samples=int(np.count_nonzero(trace.flags & ~np.uint8(0x10 | 0x40))),
+    )
+
+
+def write_csv(ev: Evaluation, path: Path) -> Path:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time_s", "soc", "soc_sigma"])
+        for row in zip(ev.recording.time_s.tolist(), ev.trace.soc.tolist(), ev.trace.soc_sigma.tolist()):
+            w.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}"])
+    tmp.replace(path)
+    return path
+
+
+def write_plot(ev: Evaluation, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t_min = ev.recording.time_s / 60.0
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=(2, 1))
+    soc, sig = ev.trace.soc * 100, ev.trace.soc_sigma * 100
+    ax1.fill_between(t_min, soc - 3 * sig, soc + 3 * sig, color="tab:blue", alpha=0.2, label="EKF ±3σ")
+    ax1.plot(t_min, ev.reference * 100, color="k", lw=1.2, label="reference (cycler Ah)")
+    ax1.plot(t_min, soc, color="tab:blue", lw=1.0, label="EKF (C core)")
+    ax1.plot(t_min, ev.coulomb * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter")
+    ax1.set_ylabel("SOC / %")
+    ax1.legend(loc="upper right", fontsize=8)
+    s = ev.score
+    ax1.set_title(
+        f"{ev.name}: RMSE {s.rmse * 100:.2f} %, max after 10 min {s.max_error_after_settle * 100:.2f} %, "
+        f"in ±3σ {s.within_3sigma * 100:.1f} %",
+        fontsize=10,
+    )
+    err = (ev.trace.soc - ev.reference) * 100
+    ax2.fill_between(t_min, -3 * sig, 3 * sig, color="tab:blue", alpha=0.2)
+    ax2.plot(t_min, err, color="tab:blue", lw=0.8, label="EKF error")
+    ax2.plot(t_min, (ev.coulomb - ev.reference) * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter error")
+    ax2.axhline(0, color="k", lw=0.5)
+    ax2.set_ylabel("error / points")
+    ax2.set_xlabel("time / min")
+    lim = max(3.0, float(np.nanpercentile(np.abs(err), 99.5)) * 1.3)
+    ax2.set_ylim(-lim, lim)
+    ax2.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,109 @@
+"""The measured quantities of a recording, read from a table: parsed, in SI units, checked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from ..recording import RecordingError
+from . import parse
+from .plausibility import check
+from .table import Converter, Header, Table, at
+from .units import conversion, known_units
+
+#: The quantities a Recording holds, by the names importers map columns to.
+QUANTITIES = ("time", "current", "voltage", "temperature", "ah")
+
+
+@dataclass(frozen=True)
+class Channels:
+    """Converted columns: each quantity in its Recording unit (time in seconds from an arbitrary origin)."""
+
+    where: str  # the file, for messages
+    values: dict[str, np.ndarray]
+    lines: np.ndarray  # file line of each sample
+    columns: dict[str, str]  # column as written in the header, per key
+
+
+def read_channels(
+    table: Table,
+    header: Header,
+    columns: Mapping[str, int],
+    units: Mapping[str, str] | None = None,
+) -> Channels:
+    """Read the columns ``key -> index``; keys in QUANTITIES are converted and checked.
+
+    Other keys (such as NASA's ``cycle_idx``) are read as plain numbers.
+    ``units`` gives the unit of a column whose header states none.
+    """
+    units = units or {}
+    unit_of: dict[str, str] = {}
+    scales: dict[str, tuple[float, float]] = {}
+    converters: dict[str, tuple[int, Converter]] = {}
+    numbers = partial(parse.numbers, decimal_comma=table.decimal_comma)
+    for key, index in columns.items():
+        column = header.cells[index]
+        converters[key] = (index, numbers)
+        if key not in QUANTITIES:
+            continue
+        if key == "time":
+            sample = header.first_value(index)
+            if ":" in sample:
+                # A date-time has a date before its clock: "2018-11-30 08:39:51".
+                clock = parse.datetime_seconds if "-" in sample.split(":")[0] else parse.clock_seconds
+                converters[key] = (index, clock)
+                continue
+        unit = header.units[index] or units.get(key, "")
+        factor = conversion(key, unit)
+        if factor is None:
+            raise RecordingError(
+                f"{at(table.where, header.line, column)}: unit {unit!r} is not one for {key}; "
+                f"expected one of {known_units(key)}"
+            )
+        unit_of[key] = unit
+        scales[key] = factor
+    values, lines = table.read(header, converters)
+    for key, (scale, offset) in scales.items():
+        if scale != 1.0 or offset != 0.0:
+            values[key] = values[key] * scale + offset
+        if key != "time":
+            check(
+                table.where, key, header.cells[columns[key]], unit_of[key], scale, values[key], lines, header.line
+            )
+    if "time" in values:
+        empty = np.flatnonzero(np.isnan(values["time"]))
+        if empty.size:
+            raise RecordingError(
+                f"{at(table.where, int(lines[empty[0]]), header.cells[columns['time']])}: "
+                "expected a time, got an empty or NaN cell (every sample needs its time)"
+            )
+    return Channels(table.where, values, lines, {key: header.cells[index] for key, index in columns.items()})
+
+
+def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> None:
+    """Raise RecordingError at the first sample whose time is before its predecessor's.
+
+    ``restarts`` are sample indices where time may start over (new NASA cycles).
+    Equal times are allowed: the HPPC file repeats some timestamps.
+    """
+    time = channels.values["time"]
+    backwards = np.diff(time) < 0
+    if restarts is not None:
+        backwards[restarts[restarts > 0] - 1] = False
+    found = np.flatnonzero(backwards)
+    if found.size:
+        i = int(found[0]) + 1
+        lines = channels.lines
+        raise RecordingError(
+            f"{at(channels.where, int(lines[i]), channels.columns['time'])}: time goes backwards: "
+            f"{time[i - 1]:.3f} s at line {int(lines[i - 1])}, then {time[i]:.3f} s"
+        )
+
+
+def from_zero(values: np.ndarray) -> np.ndarray:
+    """The values minus the first one that is not NaN (a counter or clock zeroed at the start)."""
+    present = np.flatnonzero(~np.isnan(values))
+    return values - values[present[0]] if present.size else values

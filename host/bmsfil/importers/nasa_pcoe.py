@@ -1,0 +1,198 @@
+"""NASA Ames PCoE battery ageing data (Saha and Goebel 2007): discharge time series.
+
+A file holds every discharge of one cell, one row per sample:
+``Voltage_measured`` (V), ``Current_measured`` (A, negative on discharge, so
+already positive on charge), ``Temperature_measured`` (°C), ``Current_load``,
+``Voltage_load``, ``Time`` (s, restarting at 0 every cycle) and ``cycle_idx``.
+The header states no units; those above are the data set's.
+
+Neither the charges between discharges nor their durations are in the file,
+so the file has no Ah counter of its own: each cycle's ``ah`` is the
+trapezoid integral of its current from zero, and the concatenated recording
+(all cycles end to end, each starting GAP_S after the previous one ends) has
+none.
+
+The cell is named by the file name (``B0005_discharge_timeseries.csv`` ->
+``B0005``). The ambient temperature of each discharge, and NASA's capacity for
+it, come from the data set's ``metadata.csv`` beside the file when that lists
+exactly as many discharges of this cell as the file has cycles; otherwise the
+ambient is AMBIENT_C, the temperature the data set's cells B0005-B0018 were
+cycled at.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..recording import Recording, RecordingError, RecordingMeta
+from .channels import Channels, check_time_order, read_channels
+from .names import file_stem, safe_name
+from .table import Header, Table, at
+
+SOURCE = "Saha and Goebel (2007), Battery Data Set, NASA Ames Prognostics Data Repository"
+NOMINAL_CAPACITY_AH = 2.0
+AMBIENT_C = 24.0
+#: Time inserted between two discharges in the concatenated recording.
+GAP_S = 1.0
+TEST = "CC discharge"
+
+_COLUMNS = {
+    "voltage": "Voltage_measured",
+    "current": "Current_measured",
+    "temperature": "Temperature_measured",
+    "time": "Time",
+    "cycle": "cycle_idx",
+}
+_UNITS = {"voltage": "V", "current": "A", "temperature": "degC", "time": "s"}
+_CELL = re.compile(r"B\d{4}")
+_METADATA_FILE = "metadata.csv"
+
+
+def sniff(header: Header) -> bool:
+    return all(header.find(name) is not None for name in _COLUMNS.values())
+
+
+def import_cycles(table: Table, path: Path) -> list[Recording]:
+    """One Recording per discharge, named ``<cell>_c<cycle_idx>``."""
+    channels, starts = _read(table)
+    values = channels.values
+    cell = _cell_id(path)
+    per_cycle = _metadata(path, cell, len(starts))
+    ends = np.append(starts[1:], len(channels.lines))
+    recordings = []
+    for k, (start, end) in enumerate(zip(starts, ends)):
+        number = int(values["cycle"][start])
+        time = values["time"][start:end] - values["time"][start]
+        current = values["current"][start:end]
+        ah = _integral_Ah(time, current)
+        ambient, nasa_capacity = per_cycle[k] if per_cycle else (AMBIENT_C, None)
+        extra = {"cycle_idx": str(number), "first_line": str(int(channels.lines[start]))}
+        if nasa_capacity is not None:
+            extra["nasa_capacity_Ah"] = repr(nasa_capacity)
+        recordings.append(
+            Recording(
+                time_s=time,
+                current_A=current,
+                voltage_V=values["voltage"][start:end],
+                temp_C=values["temperature"][start:end],
+                ah=ah,
+                meta=_meta(f"{cell}_c{number:03d}", cell, ambient, extra),
+            )
+        )
+    return recordings
+
+
+def import_concatenated(table: Table, path: Path) -> Recording:
+    """All discharges end to end; ``extra['cycle_starts']`` lists the sample index of each."""
+    channels, starts = _read(table)
+    values = channels.values
+    cell = _cell_id(path)
+    time = values["time"].copy()
+    ends = np.append(starts[1:], len(time))
+    offset = 0.0
+    for start, end in zip(starts, ends):
+        time[start:end] += offset - time[start]
+        offset = time[end - 1] + GAP_S
+    per_cycle = _metadata(path, cell, len(starts))
+    ambients = {ambient for ambient, _ in per_cycle} if per_cycle else {AMBIENT_C}
+    extra = {"cycle_starts": ",".join(map(str, starts))}
+    if len(ambients) > 1:
+        extra["ambient_temp_C_per_cycle"] = ",".join(f"{ambient:g}" for ambient, _ in per_cycle or ())
+    return Recording(
+        time_s=time,
+        current_A=values["current"],
+        voltage_V=values["voltage"],
+        temp_C=values["temperature"],
+        meta=_meta(
+            f"{cell}_discharges", cell, ambients.pop() if len(ambients) == 1 else None, extra
+        ),
+    )
+
+
+def _read(table: Table) -> tuple[Channels, np.ndarray]:
+    """The columns, checked, and the sample index where each cycle starts."""
+    header = table.require_header(
+        sniff,
+        "a NASA PCoE discharge time series (Voltage_measured, Current_measured, "
+        "Temperature_measured, Time, cycle_idx)",
+    )
+    channels = read_channels(table, header, header.require(table.where, _COLUMNS), _UNITS)
+    cycle = channels.values["cycle"]
+    column = channels.columns["cycle"]
+    bad = np.flatnonzero(np.isnan(cycle) | (cycle != np.round(cycle)))
+    if bad.size:
+        raise RecordingError(
+            f"{at(table.where, int(channels.lines[bad[0]]), column)}: expected a whole "
+            f"cycle number, got {cycle[bad[0]]!r}"
+        )
+    step = np.diff(cycle)
+    back = np.flatnonzero(step < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise RecordingError(
+            f"{at(table.where, int(channels.lines[i]), column)}: cycle {cycle[i]:g} after "
+            f"cycle {cycle[i - 1]:g}: the cycles must be in order"
+        )
+    starts = np.concatenate(([0], np.flatnonzero(step) + 1))
+    check_time_order(channels, starts)
+    return channels, starts
+
+
+def _integral_Ah(time_s: np.ndarray, current_A: np.ndarray) -> np.ndarray:
+    steps = 0.5 * (current_A[1:] + current_A[:-1]) * np.diff(time_s) / 3600.0
+    # A missing current loses its interval's charge instead of making the rest NaN.
+    return np.concatenate(([0.0], np.cumsum(np.nan_to_num(steps))))
+
+
+def _meta(name: str, cell: str, ambient: float | None, extra: dict[str, str]) -> RecordingMeta:
+    return RecordingMeta(
+        name=safe_name(name),
+        cell_id=cell,
+        nominal_capacity_Ah=NOMINAL_CAPACITY_AH,
+        ambient_temp_C=ambient,
+        source=SOURCE,
+        test=TEST,
+        extra=extra,
+    )
+
+
+def _cell_id(path: Path) -> str:
+    stem = file_stem(path)
+    match = _CELL.search(stem)
+    return match[0] if match else stem.split("_")[0]
+
+
+def _metadata(path: Path, cell: str, cycles: int) -> list[tuple[float, float | None]] | None:
+    """(ambient °C, NASA's capacity in Ah or None) of each discharge of ``cell``.
+
+    From the data set's metadata.csv beside the file, if it has one that lists
+    exactly ``cycles`` discharges of this cell; else None.
+    """
+    meta_path = path.with_name(_METADATA_FILE)
+    if not meta_path.is_file():
+        return None
+    where = str(meta_path)
+    rows = []
+    with open(meta_path, newline="", encoding="latin-1") as fh:
+        reader = csv.DictReader(fh)
+        if not {"type", "battery_id", "ambient_temperature", "Capacity"} <= set(reader.fieldnames or ()):
+            return None  # some other file called metadata.csv
+        for row in reader:
+            if row["type"] == "discharge" and row["battery_id"] == cell:
+                rows.append((reader.line_num, row["ambient_temperature"] or "", row["Capacity"] or ""))
+    if len(rows) != cycles:
+        return None
+    out = []
+    for line, ambient, capacity in rows:
+        try:
+            out.append((float(ambient), float(capacity) if capacity.strip() else None))
+        except ValueError:
+            raise RecordingError(
+                f"{at(where, line)}: expected numbers in 'ambient_temperature' and 'Capacity', "
+                f"got {ambient!r} and {capacity!r}"
+            ) from None
+    return out

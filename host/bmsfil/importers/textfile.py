@@ -1,0 +1,127 @@
+"""The text of a tabular file, whatever its compression and encoding.
+
+The file's bytes are held once; text is decoded as it is read, so that a huge
+file never exists as a decoded copy as well.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ..recording import RecordingError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"  # a NumPy .npz archive (or an .xlsx, which Recording.load rejects)
+
+#: How much of a file format detection and the search for the column row look at.
+HEAD_BYTES = 1 << 16
+
+# Control bytes that a text file does not contain. A few are tolerated: the
+# Digatron export of the LG HG2 data set has a NUL line in its header.
+_TEXT_BYTES = bytes(range(0x20, 0x100)) + b"\t\n\r\f\v"
+_MAX_CONTROL_FRACTION = 0.01
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_CHECK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Text:
+    """A file's (decompressed) bytes and their encoding; ``complete`` is False for a head only."""
+
+    where: str  # the file, for messages
+    data: bytes
+    encoding: str
+    complete: bool
+
+    def head(self) -> str:
+        """The first HEAD_BYTES decoded, ending at a line end unless the file ends first."""
+        part = self.data[:HEAD_BYTES]
+        more = not self.complete or len(self.data) > HEAD_BYTES
+        text = codecs.getincrementaldecoder(self.encoding)().decode(part, final=not more)
+        if more:
+            text = text[: max(text.rfind("\n"), text.rfind("\r")) + 1]
+        return text
+
+    def stream(self) -> TextIO:
+        """The whole text, decoded as it is read; line ends are left to the csv module."""
+        return io.TextIOWrapper(io.BytesIO(self.data), encoding=self.encoding, newline="")
+
+
+def is_zip(path: Path) -> bool:
+    """True if the file starts like a zip archive (as a bmsfil .npz does)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    except OSError:
+        return False  # reading it as text reports the problem with the file's name
+
+
+def read_text(path: Path, where: str) -> Text:
+    """The whole file: gzip undone, encoding UTF-8 (or as its byte-order mark says), else latin-1."""
+    return _text(_read_bytes(path, where, None), where, complete=True)
+
+
+def read_head(path: Path, where: str) -> Text:
+    """Only the first HEAD_BYTES of the file (decompressed), for format detection."""
+    data = _read_bytes(path, where, HEAD_BYTES)
+    return _text(data, where, complete=len(data) < HEAD_BYTES)
+
+
+def _read_bytes(path: Path, where: str, limit: int | None) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            compressed = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+            fh.seek(0)
+            if compressed:
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    return gz.read() if limit is None else gz.read(limit)
+            return fh.read() if limit is None else fh.read(limit)
+    except FileNotFoundError:
+        raise RecordingError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise RecordingError(f"{where}: is a directory, not a file") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise RecordingError(f"{where}: gzip data is truncated or corrupt ({exc})") from None
+    except OSError as exc:
+        raise RecordingError(f"{where}: cannot read the file ({exc})") from None
+
+
+def _text(data: bytes, where: str, complete: bool) -> Text:
+    if not data or data.isspace():
+        raise RecordingError(f"{where}: the file is empty")
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            if not _decodes(data, encoding, complete):
+                raise RecordingError(f"{where}: starts with a {encoding} byte-order mark but is not {encoding}")
+            return Text(where, data, encoding, complete)
+    sample = data[:HEAD_BYTES]
+    control = len(sample.translate(None, delete=_TEXT_BYTES))
+    if control > max(2, _MAX_CONTROL_FRACTION * len(sample)):
+        raise RecordingError(
+            f"{where}: not a text CSV ({control} control bytes in its first {len(sample)} "
+            "bytes: a binary file?)"
+        )
+    # Every byte sequence is latin-1, the encoding of the cycler exports seen so far.
+    return Text(where, data, "utf-8" if _decodes(data, "utf-8", complete) else "latin-1", complete)
+
+
+def _decodes(data: bytes, encoding: str, complete: bool) -> bool:
+    """True if ``data`` is valid in ``encoding``, checked a slice at a time to spare memory."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for start in range(0, len(data), _CHECK_BYTES):
+            decoder.decode(data[start : start + _CHECK_BYTES])
+        decoder.decode(b"", final=complete)
+    except UnicodeDecodeError:
+        return False
+    return True

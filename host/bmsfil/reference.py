@@ -1,0 +1,232 @@
+"""The float64 reference: the same cell model and EKF as the C core.
+
+Written for reading, not speed, line for line against csrc/src/soc_ekf.c so
+that any disagreement beyond float rounding is a bug in one of them. The C
+core is tested against this over random parameters and inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bmsfil.core import SocTrace, StepResult, start_estimator
+from bmsfil.params import ParameterSet
+from bmsfil.recording import Recording
+
+NX = 4
+TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
+VOLTAGE_MARGIN_V = 0.5
+P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
+FLAG_VOLTAGE_INVALID, FLAG_CURRENT_INVALID, FLAG_TEMP_INVALID = 0x01, 0x02, 0x04
+FLAG_DT_INVALID, FLAG_GATED, FLAG_SOC_CLAMPED, FLAG_COV_REPAIRED = 0x08, 0x10, 0x20, 0x40
+
+
+class Lookup:
+    """Where (SOC, T) falls in the tables: the float64 twin of bf_lookup_t."""
+
+    __slots__ = ("t0", "t1", "wt", "k_ocv", "w_ocv", "k_rc", "w_rc")
+
+    def __init__(self, model: "CellModel", soc: float, temp_C: float) -> None:
+        temps = model.temp_C
+        nt = len(temps)
+        t0, wt = 0, 0.0
+        if nt > 1:
+            if temp_C >= temps[-1]:
+                t0, wt = nt - 2, 1.0
+            elif temp_C > temps[0]:
+                while t0 + 2 < nt and temp_C >= temps[t0 + 1]:
+                    t0 += 1
+                wt = (temp_C - temps[t0]) / (temps[t0 + 1] - temps[t0])
+        self.t0, self.t1, self.wt = t0, (t0 + 1 if nt > 1 else t0), wt
+        self.k_ocv, self.w_ocv = grid_cell(soc, model.n_ocv)
+        self.k_rc, self.w_rc = grid_cell(soc, model.n_rc)
+
+
+def grid_cell(x: float, n: int) -> tuple[int, float]:
+    pos = min(max(x, 0.0), 1.0) * (n - 1)
+    k = min(int(pos), n - 2)
+    return k, pos - k
+
+
+class CellModel:
+    """Table lookups of the equivalent-circuit model in float64."""
+
+    def __init__(self, params: ParameterSet) -> None:
+        c = params.cell
+        self.cell = c
+        self.temp_C = c.temp_C.tolist()
+        self.n_ocv = c.ocv_V.shape[1]
+        self.n_rc = c.r0_ohm.shape[1]
+        self.ocv_V = c.ocv_V.tolist()
+        self.tables = {name: getattr(c, name).tolist() for name in ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")}
+        self.rows = {name: getattr(c, name).tolist() for name in ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma")}
+
+    def locate(self, soc: float, temp_C: float) -> Lookup:
+        return Lookup(self, soc, temp_C)
+
+    def ocv(self, at: Lookup) -> tuple[float, float]:
+        a, b, k = self.ocv_V[at.t0], self.ocv_V[at.t1], at.k_ocv
+        lo = a[k] + at.wt * (b[k] - a[k])
+        hi = a[k + 1] + at.wt * (b[k + 1] - a[k + 1])
+        return lo + at.w_ocv * (hi - lo), (hi - lo) * (self.n_ocv - 1)
+
+    def rc(self, name: str, at: Lookup) -> float:
+        a, b, k = self.tables[name][at.t0], self.tables[name][at.t1], at.k_rc
+        lo = a[k] + at.wt * (b[k] - a[k])
+        hi = a[k + 1] + at.wt * (b[k + 1] - a[k + 1])
+        return lo + at.w_rc * (hi - lo)
+
+    def row(self, name: str, at: Lookup) -> float:
+        r = self.rows[name]
+        return r[at.t0] + at.wt * (r[at.t1] - r[at.t0])
+
+    def soc_from_ocv(self, ocv_V: float, temp_C: float) -> float:
+        lo, hi = 0.0, 1.0
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            if self.ocv(self.locate(mid, temp_C))[0] < ocv_V:
+                lo = mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
+
+
+def sign(v: float) -> float:
+    return 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+
+
+class ReferenceSocEstimator:
+    """float64 SOC EKF with the same API and behaviour as `core.SocEstimator`."""
+
+    def __init__(self, params: ParameterSet) -> None:
+        self.params = params
+        self.model = CellModel(params)
+        self.t = params.filter
+        self.x = np.zeros(NX)
+        self.P = np.zeros((NX, NX))
+        self.init_soc(1.0, 25.0)
+
+    def _init(self, soc: float, p_soc: float, temp_C: float) -> None:
+        t = self.t
+        self.x = np.array([min(max(soc, 0.0), 1.0), 0.0, 0.0, 0.0])
+        self.P = np.diag([p_soc, t.p0_irc_A2, t.p0_irc_A2, t.p0_hyst])
+        self.last_current_A = 0.0
+        self.last_temp_C = min(max(temp_C, TEMP_MIN_C), TEMP_MAX_C) if math.isfinite(temp_C) else 25.0
+        self.hyst_sign = 0.0
+
+    def init_soc(self, soc: float, temp_C: float) -> None:
+        self._init(soc, self.t.p0_soc, temp_C)
+
+    def init_ocv(self, voltage_V: float, temp_C: float) -> None:
+        self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
+
+    def _repair(self) -> bool:
+        t, P = self.t, self.P
+        floor = [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst]
+        repaired = False
+        for i in range(NX):
+            if not math.isfinite(P[i, i]) or P[i, i] < floor[i]:
+                P[i, i] = floor[i]
+                repaired = True
+        if P[0, 0] > P_MAX_SOC:
+            P[0, 0], repaired = P_MAX_SOC, True
+        if P[3, 3] > P_MAX_HYST:
+            P[3, 3], repaired = P_MAX_HYST, True
+        for i in range(NX):
+            for j in range(i + 1, NX):
+                c = 0.5 * (P[i, j] + P[j, i])
+                lim = 0.999 * math.sqrt(P[i, i] * P[j, j])
+                if not math.isfinite(c):
+                    c, repaired = 0.0, True
+                elif abs(c) > lim:
+                    c, repaired = math.copysign(lim, c), True
+                P[i, j] = P[j, i] = c
+        return repaired
+
+    def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
+        cell, t, m, x = self.params.cell, self.t, self.model, self.x
+        flags = 0
+        if not math.isfinite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
+            return StepResult(x[0], math.sqrt(self.P[0, 0]), 0.0, FLAG_DT_INVALID)
+        if not math.isfinite(current_A) or abs(current_A) > cell.i_max_A:
+            flags |= FLAG_CURRENT_INVALID
+            current_A = self.last_current_A
+        else:
+            self.last_current_A = current_A
+        if not math.isfinite(temp_C) or not TEMP_MIN_C <= temp_C <= TEMP_MAX_C:
+            flags |= FLAG_TEMP_INVALID
+            temp_C = self.last_temp_C
+        else:
+            self.last_temp_C = temp_C
+        v_ok = math.isfinite(voltage_V) and (
+            cell.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= cell.v_max_V + VOLTAGE_MARGIN_V
+        )
+        if not v_ok:
+            flags |= FLAG_VOLTAGE_INVALID
+
+        at = m.locate(x[0], temp_C)
+        cap_As = m.row("capacity_Ah", at) * 3600.0
+        eta = cell.eta_charge if current_A > 0 else 1.0
+        dz = eta * current_A * dt_s / cap_As
+        a1 = math.exp(-dt_s / m.rc("tau1_s", at))
+        a2 = math.exp(-dt_s / m.rc("tau2_s", at))
+        ah = math.exp(-abs(dz * m.row("hyst_gamma", at)))
+        x[0] += dz
+        x[1] = a1 * x[1] + (1 - a1) * current_A
+        x[2] = a2 * x[2] + (1 - a2) * current_A
+        x[3] = ah * x[3] + (1 - ah) * sign(current_A)
+        if abs(current_A) > t.hyst_current_A:
+            self.hyst_sign = sign(current_A)
+        if not 0.0 <= x[0] <= 1.0:
+            x[0] = min(max(x[0], 0.0), 1.0)
+            flags |= FLAG_SOC_CLAMPED
+        F = np.array([1.0, a1, a2, ah])
+        self.P *= np.outer(F, F)
+        self.P += np.diag([t.q_soc_per_s, t.q_irc_A2_per_s, t.q_irc_A2_per_s, t.q_hyst_per_s]) * dt_s
+
+        at = m.locate(x[0], temp_C)
+        ocv, docv = m.ocv(at)
+        r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
+        v_pred = (
+            ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3]
+            + m.rc("r0_ohm", at) * current_A + r1 * x[1] + r2 * x[2]
+        )
+        if v_ok:
+            H = np.array([docv, r1, r2, mh])
+            PH = self.P @ H
+            hph = float(H @ PH)
+            r_meas = t.r_voltage_V2_s / max(dt_s, t.r_dt_min_s)
+            S = hph + r_meas
+            innov = voltage_V - v_pred
+            if innov * innov / S > t.gate_sigma**2:
+                S = innov * innov / t.gate_sigma**2
+                r_meas = S - hph
+                flags |= FLAG_GATED
+            K = PH / S
+            x += K * innov
+            self.P += -np.outer(K, PH) - np.outer(PH, K) + np.outer(K, K) * (hph + r_meas)
+            if not 0.0 <= x[0] <= 1.0:
+                x[0] = min(max(x[0], 0.0), 1.0)
+                flags |= FLAG_SOC_CLAMPED
+            x[3] = min(max(x[3], -1.0), 1.0)
+        x[1] = min(max(x[1], -cell.i_max_A), cell.i_max_A)
+        x[2] = min(max(x[2], -cell.i_max_A), cell.i_max_A)
+        if self._repair():
+            flags |= FLAG_COV_REPAIRED
+        return StepResult(float(x[0]), math.sqrt(self.P[0, 0]), v_pred, flags)
+
+    def run(self, recording: Recording, initial_soc: float | str = "ocv") -> SocTrace:
+        start_estimator(self, recording, initial_soc)
+        return self.run_arrays(recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)
+
+    def run_arrays(
+        self, dt_s: np.ndarray, current_A: np.ndarray, voltage_V: np.ndarray, temp_C: np.ndarray
+    ) -> SocTrace:
+        n = len(dt_s)
+        soc, sigma, flags = np.empty(n), np.empty(n), np.empty(n, dtype=np.uint8)
+        for k, args in enumerate(zip(dt_s.tolist(), current_A.tolist(), voltage_V.tolist(), temp_C.tolist())):
+            r = self.step(*args)
+            soc[k], sigma[k], flags[k] = r.soc, r.soc_sigma, r.flags
+        return SocTrace(soc, sigma, flags)

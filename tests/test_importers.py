@@ -1,0 +1,488 @@
+"""Importers: known answers from the recorded data, a corpus of broken files, round trips.
+
+The recorded data is found at $BMSFIL_DATA, else at ../shared/data beside the
+repository; the tests that need it are skipped when it is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bmsfil.importers import FORMATS, detect_format, import_cycles, import_file, load_any
+from bmsfil.recording import Recording, RecordingError
+
+DATA = Path(os.environ.get("BMSFIL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+BAD = Path(__file__).parent / "data" / "bad"
+
+needs_data = pytest.mark.skipif(
+    not (DATA / "lg_hg2").is_dir(), reason=f"recorded data not found at {DATA} (set BMSFIL_DATA)"
+)
+
+LG = DATA / "lg_hg2"
+RAW_US06_N10 = LG / "1_raw" / "n10degC" / "601_US06.csv"
+RAW_CAP_25 = LG / "1_raw" / "25degC" / "549_Dis_2C.csv"
+FORMATTED_US06_0 = LG / "2_formatted" / "0degC" / "589_US06_parsed.csv"
+HPPC_25 = LG / "2_formatted" / "25degC" / "549_HPPC_parsed.csv"
+PROCESSED_UDDS_N20 = LG / "3_processed_csv" / "n20degC" / "610_UDDS.csv.gz"
+NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
+NASA_METADATA = DATA / "nasa_pcoe" / "metadata.csv"
+
+FORMATTED_HEADER = "Timestamp,Time [min],Voltage [V],Current [A],Temperature [degC],Capacity [Ah]\n"
+FORMATTED_ROWS = (
+    "2018-11-30 19:02:42,0.0,4.18632,-0.04597,-0.63095,-0.0\n"
+    "2018-11-30 19:02:42,0.0015833,4.18396,-0.07918,-0.63095,-0.0\n"
+    "2018-11-30 19:02:42,0.0032833,4.18211,-0.08173,-0.63095,-0.00001\n"
+)
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def assert_same(a: Recording, b: Recording) -> None:
+    assert a.meta == b.meta
+    for field in ("time_s", "current_A", "voltage_V", "temp_C"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    if a.ah is None:
+        assert b.ah is None
+    else:
+        np.testing.assert_array_equal(a.ah, b.ah)
+
+
+# --- the recorded data -------------------------------------------------------
+
+
+@needs_data
+@pytest.mark.parametrize(
+    "path, fmt",
+    [
+        (RAW_US06_N10, "lg-hg2-raw"),
+        (FORMATTED_US06_0, "lg-hg2-formatted"),
+        (PROCESSED_UDDS_N20, "lg-hg2-processed"),
+        (NASA_B0005, "nasa-pcoe"),
+    ],
+)
+def test_detects_each_layout_of_the_data(path: Path, fmt: str) -> None:
+    assert detect_format(path) == fmt
+
+
+@needs_data
+def test_raw_export_known_values() -> None:
+    rec = import_file(RAW_US06_N10)
+    assert rec.voltage_V[0] == 4.18582
+    assert rec.current_A[0] == -0.03576
+    assert rec.time_s[0] == 0.0
+    assert rec.time_s[1] == pytest.approx(0.102, abs=1e-9)
+    assert rec.ah is not None and rec.ah[0] == 0.0 and rec.ah[-1] < -2.0
+    meta = rec.meta
+    assert meta.name == "601_US06_n10degC"
+    assert meta.ambient_temp_C == -10.0
+    assert meta.reference_capacity_Ah == 2.5637
+    assert meta.reference_initial_soc == 1.0
+    assert meta.cell_id == "LG HG2 18650_SN62A4"  # the header's Battery Name
+    assert meta.chemistry == "NMC/graphite"
+    assert meta.nominal_capacity_Ah == 3.0
+    assert meta.test == "US06"
+    assert "cp3473x7xv" in meta.source
+    assert meta.extra["measurement_id"] == "601"
+
+
+@needs_data
+def test_raw_test_that_does_not_start_full_has_no_initial_soc() -> None:
+    meta = import_file(RAW_CAP_25).meta
+    assert meta.test == "Dis_2C"
+    assert meta.reference_initial_soc is None
+    assert meta.reference_capacity_Ah == 2.7807
+
+
+@needs_data
+def test_formatted_known_values() -> None:
+    rec = import_file(FORMATTED_US06_0)
+    meta = rec.meta
+    assert meta.name == "589_US06_0degC"
+    assert meta.reference_capacity_Ah == 2.5986
+    assert meta.ambient_temp_C == 0.0
+    assert meta.reference_initial_soc == 1.0
+    assert meta.cell_id == "LG INR18650HG2"
+    assert meta.test == "US06"
+    assert rec.voltage_V[0] == 4.18632
+    assert rec.time_s[1] == pytest.approx(0.001583333333352736 * 60)
+    assert rec.ah is not None and rec.ah[0] == 0.0
+    soc = rec.reference_soc()
+    assert soc[0] == 1.0 and 0.05 < soc[-1] < 0.15
+
+
+@needs_data
+def test_import_of_a_drive_cycle_is_fast() -> None:
+    start = time.perf_counter()
+    rec = import_file(FORMATTED_US06_0)
+    assert len(rec) > 30_000
+    assert time.perf_counter() - start < 1.0
+
+
+@needs_data
+def test_processed_file_never_exposes_soc_or_ocv() -> None:
+    rec = import_file(PROCESSED_UDDS_N20)
+    assert rec.meta.name == "610_UDDS_n20degC"
+    assert rec.voltage_V[0] == 4.18312  # not the OCV column's 4.07474
+    assert rec.ah is not None and rec.ah[0] == 0.0
+    assert not any("soc" in key.lower() for key in rec.meta.extra)
+    assert "ignored_columns" in rec.meta.extra
+
+
+@needs_data
+def test_hppc_repeated_timestamps_are_allowed() -> None:
+    rec = import_file(HPPC_25)
+    steps = np.diff(rec.time_s)
+    assert (steps >= 0).all() and (steps == 0).any()
+
+
+@needs_data
+def test_nasa_cycles_match_the_file_and_nasa_capacity() -> None:
+    with open(NASA_B0005, newline="") as fh:
+        cycle_column = [row["cycle_idx"] for row in csv.DictReader(fh)]
+    n_cycles = len(dict.fromkeys(cycle_column))
+    cycles = import_cycles(NASA_B0005)
+    assert len(cycles) == n_cycles == 168
+    assert sum(len(c) for c in cycles) == len(cycle_column)
+    first = cycles[0]
+    assert first.meta.name == "B0005_c001"
+    assert first.meta.reference_initial_soc is None
+    assert first.meta.nominal_capacity_Ah == 2.0
+    assert first.meta.ambient_temp_C == 24.0
+    assert first.time_s[0] == 0.0
+    with open(NASA_METADATA, newline="") as fh:
+        capacities = [
+            float(row["Capacity"])
+            for row in csv.DictReader(fh)
+            if row["battery_id"] == "B0005" and row["type"] == "discharge"
+        ]
+    assert first.ah is not None
+    assert -first.ah[-1] == pytest.approx(capacities[0], abs=0.03)
+    worst = max(abs(-c.ah[-1] - q) for c, q in zip(cycles, capacities) if c.ah is not None)
+    assert worst < 0.03
+
+
+@needs_data
+def test_nasa_file_as_one_recording_keeps_cycle_starts() -> None:
+    rec = import_file(NASA_B0005)
+    starts = [int(s) for s in rec.meta.extra["cycle_starts"].split(",")]
+    assert len(starts) == 168 and starts[0] == 0
+    assert rec.ah is None  # the charges between discharges are not in the file
+    assert (np.diff(rec.time_s) >= 0).all()
+    for start in starts[1:]:
+        assert rec.time_s[start] == pytest.approx(rec.time_s[start - 1] + 1.0)
+
+
+@needs_data
+def test_round_trip_through_the_canonical_format(tmp_path: Path) -> None:
+    rec = import_file(RAW_US06_N10)
+    saved = rec.save(tmp_path / "601.npz")
+    assert detect_format(saved) == "bmsfil"
+    assert_same(rec, Recording.load(saved))
+    assert_same(rec, load_any(saved))
+    assert_same(rec, import_file(saved, fmt="bmsfil"))
+
+
+# --- the corpus of broken files ----------------------------------------------
+
+# file -> (line, column) that the message must name; None where neither applies.
+EXPECTED_LOCATION: dict[str, tuple[int | None, str | None]] = {
+    "binary.csv": (None, None),
+    "empty.csv": (None, None),
+    "empty_column.csv": (1, "Temperature [degC]"),
+    "empty_time_cell.csv": (3, "Time [s]"),
+    "header_only.csv": (None, None),
+    "kelvin_labelled_celsius.csv": (1, "Temperature [degC]"),
+    "millivolts_labelled_volts.csv": (1, "Voltage [V]"),
+    "misnamed_column.csv": (8, "Temperature"),
+    "nasa_cycles_out_of_order.csv": (4, "cycle_idx"),
+    "no_units.csv": (1, "time"),
+    "short_row_in_middle.csv": (3, "Temperature [degC]"),
+    "swapped_voltage_current.csv": (4, "Voltage [V]"),
+    "text_in_number.csv": (5, "Voltage [V]"),
+    "time_backwards.csv": (5, "Time [s]"),
+    "truncated.csv": (7, "Current [A]"),
+    "truncated_gzip.csv.gz": (None, None),
+    "unrecognised_columns.csv": (None, None),
+}
+# A word of what each message must say.
+EXPECTED_WORDS = {
+    "binary.csv": "not a text CSV",
+    "empty.csv": "empty",
+    "empty_column.csv": "no values",
+    "header_only.csv": "no data rows",
+    "kelvin_labelled_celsius.csv": "kelvin",
+    "millivolts_labelled_volts.csv": "mV",
+    "misnamed_column.csv": "'Temperatur'",  # among the columns found
+    "nasa_cycles_out_of_order.csv": "in order",
+    "swapped_voltage_current.csv": "swapped",
+    "text_in_number.csv": "expected a number, got 'abc'",
+    "time_backwards.csv": "backwards",
+    "truncated.csv": "truncated",
+    "truncated_gzip.csv.gz": "truncated",
+    "unrecognised_columns.csv": "--map",
+}
+BROKEN = sorted(p.name for p in BAD.iterdir() if not p.name.startswith("works_") and p.suffix != ".md")
+
+
+def test_every_broken_file_has_an_expectation() -> None:
+    assert set(BROKEN) == set(EXPECTED_LOCATION)
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_broken_file_fails_with_a_located_message(name: str) -> None:
+    with pytest.raises(RecordingError) as info:
+        import_file(BAD / name)
+    message = str(info.value)
+    line, column = EXPECTED_LOCATION[name]
+    assert name in message
+    if line is not None:
+        assert f"{name}:{line}:" in message
+    if column is not None:
+        assert repr(column) in message
+    assert EXPECTED_WORDS.get(name, "") in message
+
+
+def test_latin1_file_with_a_degree_sign_imports() -> None:
+    rec = import_file(BAD / "works_latin1_degree_sign.csv")
+    np.testing.assert_array_equal(rec.temp_C, [25.1, 25.1, 25.2])
+    assert "Temp [°C]" in rec.meta.extra["columns"]
+
+
+# --- generic CSV --------------------------------------------------------------
+
+
+def test_column_map_with_units_and_sign(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "log.csv",
+        "t (min),I (mA),U (mV),Tc [K],Q [mAh],note\n"
+        "0,1500,3700,298.15,100,a\n"
+        "0.5,1500,3710,299.15,112.5,b\n",
+    )
+    rec = import_file(
+        path,
+        column_map={"time": "t", "current": "I", "voltage": "U (mV)", "temperature": "Tc", "ah": "Q"},
+        current_sign="discharge-positive",
+    )
+    np.testing.assert_allclose(rec.time_s, [0.0, 30.0])
+    np.testing.assert_allclose(rec.current_A, [-1.5, -1.5])
+    np.testing.assert_allclose(rec.voltage_V, [3.7, 3.71])
+    np.testing.assert_allclose(rec.temp_C, [25.0, 26.0])
+    assert rec.ah is not None
+    np.testing.assert_allclose(rec.ah, [0.0, -0.0125])
+    assert rec.meta.name == "log"
+    assert "discharge-positive" in rec.meta.extra["current_sign"]
+
+
+def test_recognised_names_import_without_a_map(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "cell.csv",
+        "Test_Time(s),Current(A),Voltage(V),Temperature (degC),Step\n0,0,4.1,25,1\n1,-1,4.0,25.5,2\n",
+    )
+    assert detect_format(path) == "csv"
+    rec = import_file(path)
+    np.testing.assert_allclose(rec.current_A, [0.0, -1.0])
+    assert rec.ah is None
+
+
+def test_clock_and_date_time_columns(tmp_path: Path) -> None:
+    clock = write(tmp_path / "clock.csv", "time,current [A],voltage [V],temp [C]\n25:59:59.5,0,4,20\n26:00:00.75,0,4,20\n")
+    np.testing.assert_allclose(import_file(clock).time_s, [0.0, 1.25])
+    stamps = write(
+        tmp_path / "stamps.csv",
+        "Timestamp,current [A],voltage [V],temp [C]\n2020-01-01 23:59:59,0,4,20\n2020-01-02T00:00:01.5,0,4,20\n",
+    )
+    np.testing.assert_allclose(import_file(stamps).time_s, [0.0, 2.5])
+
+
+@pytest.mark.parametrize(
+    "first, bad, expected",
+    [("00:00:01.5", "00:00:x", "hh:mm:ss"), ("2020-01-01 00:00:00", "2020-13-01 00:00:00", "date-time")],
+)
+def test_bad_clock_or_date_time_is_located(tmp_path: Path, first: str, bad: str, expected: str) -> None:
+    path = write(tmp_path / "t.csv", f"Time,Current [A],Voltage [V],Temp [C]\n{first},0,4,20\n{bad},0,4,20\n")
+    with pytest.raises(RecordingError, match=rf"t\.csv:3: column 'Time': expected .*{expected}.*, got '{bad}'"):
+        import_file(path)
+
+
+def test_semicolons_and_decimal_commas(tmp_path: Path) -> None:
+    path = write(tmp_path / "eu.csv", "Time [s];Current [A];Voltage [V];Temperature [°C]\n0;-1,5;3,7;20,5\n1;-1,5;3,69;20,5\n")
+    rec = import_file(path)
+    np.testing.assert_allclose(rec.current_A, [-1.5, -1.5])
+    np.testing.assert_allclose(rec.voltage_V, [3.7, 3.69])
+
+
+def test_missing_cells_in_the_middle_are_nan(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "gaps.csv",
+        "Time [s],Current [A],Voltage [V],Temperature [degC]\n0,-1,3.7,25\n1,,NA,25\n2,-1,3.6,\n",
+    )
+    rec = import_file(path)
+    assert np.isnan(rec.current_A[1]) and np.isnan(rec.voltage_V[1]) and np.isnan(rec.temp_C[2])
+    assert rec.voltage_V[2] == 3.6
+
+
+def test_no_temperature_column_needs_the_ambient(tmp_path: Path) -> None:
+    path = write(tmp_path / "notemp.csv", "Time [s],Current [A],Voltage [V]\n0,-1,3.7\n1,-1,3.6\n")
+    with pytest.raises(RecordingError, match="ambient_temp_C"):
+        import_file(path)
+    rec = import_file(path, meta={"ambient_temp_C": "23.5"})
+    np.testing.assert_array_equal(rec.temp_C, [23.5, 23.5])
+    assert rec.meta.ambient_temp_C == 23.5
+    assert "constant" in rec.meta.extra["temp_C"]
+
+
+def test_column_map_errors(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.csv", "a,b,c\n0,1,3.7\n")
+    with pytest.raises(RecordingError, match="unknown 'power'"):
+        import_file(path, column_map={"time": "a", "current": "b", "voltage": "c", "power": "d"})
+    with pytest.raises(RecordingError, match="lacks 'voltage'"):
+        import_file(path, column_map={"time": "a", "current": "b"})
+    with pytest.raises(RecordingError, match=r"m\.csv: no column row with all of .*'x'.*columns found: 'a', 'b', 'c'"):
+        import_file(path, column_map={"time": "a", "current": "b", "voltage": "x"})
+    write(path, "a [s],b [A],c [V]\n0,1,3.7\n")
+    with pytest.raises(RecordingError, match="the column map says 'mA'"):
+        import_file(path, column_map={"time": "a", "current": "b [mA]", "voltage": "c", "temperature": "c"})
+
+
+def test_blank_lines_and_quoted_newlines_keep_line_numbers(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "lines.csv",
+        'Time [s],Current [A],Voltage [V],Temperature [degC],Note\n'
+        '0,-1,3.7,25,"two\nlines"\n'
+        "\n"
+        "1,-1,oops,25,\n",
+    )
+    with pytest.raises(RecordingError, match=r"lines\.csv:5: column 'Voltage \[V\]'"):
+        import_file(path)
+
+
+def test_trailing_empty_fields_are_fine_but_extra_values_are_not(tmp_path: Path) -> None:
+    path = write(tmp_path / "wide.csv", "Time [s],Current [A],Voltage [V],Temperature [degC]\n0,-1,3.7,25,,\n")
+    assert len(import_file(path)) == 1
+    write(path, "Time [s],Current [A],Voltage [V],Temperature [degC]\n0,-1,3.7,25\n1,-1,3.7,25,7\n")
+    with pytest.raises(RecordingError, match=r"wide\.csv:3: 5 fields"):
+        import_file(path)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_byte_order_marks(tmp_path: Path, encoding: str) -> None:
+    path = write(tmp_path / "bom.csv", "Time [s],Current [A],Voltage [V],Temp [°C]\n0,-1,3.7,25\n", encoding)
+    assert import_file(path).temp_C[0] == 25.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-50.0, 50.0),  # current, A
+            st.floats(2.0, 4.5),  # voltage, V
+            st.floats(-30.0, 60.0),  # temperature, °C
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_units_convert_any_values(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[float, float, float]]) -> None:
+    path = tmp_path_factory.mktemp("units") / "u.csv"
+    lines = ["Time [min],Current [mA],Voltage [mV],Temperature [K]"]
+    lines += [f"{i / 60!r},{c * 1000!r},{v * 1000!r},{t + 273.15!r}" for i, (c, v, t) in enumerate(rows)]
+    write(path, "\n".join(lines) + "\n")
+    rec = import_file(path)
+    expected = np.array(rows, dtype=float).reshape(-1, 3)
+    np.testing.assert_allclose(rec.time_s, np.arange(len(rows)), atol=1e-9)
+    np.testing.assert_allclose(rec.current_A, expected[:, 0], atol=1e-9)
+    np.testing.assert_allclose(rec.voltage_V, expected[:, 1], atol=1e-9)
+    np.testing.assert_allclose(rec.temp_C, expected[:, 2], atol=1e-9)
+
+
+# --- detection and options ----------------------------------------------------
+
+
+def test_detection_ignores_file_names(tmp_path: Path) -> None:
+    misleading = write(tmp_path / "B0005_discharge_timeseries.npz", FORMATTED_HEADER + FORMATTED_ROWS)
+    assert detect_format(misleading) == "lg-hg2-formatted"
+    packed = tmp_path / "plain.csv"
+    packed.write_bytes(gzip.compress((FORMATTED_HEADER + FORMATTED_ROWS).encode()))
+    assert detect_format(packed) == "lg-hg2-formatted"
+    assert len(import_file(packed)) == 3
+
+
+def test_chamber_temperature_from_the_first_sample(tmp_path: Path) -> None:
+    rec = import_file(write(tmp_path / "589_US06_parsed.csv", FORMATTED_HEADER + FORMATTED_ROWS))
+    assert rec.meta.ambient_temp_C == 0.0
+    assert rec.meta.name == "589_US06_0degC"
+    assert rec.meta.reference_capacity_Ah == 2.5986
+    assert "first temperature sample" in rec.meta.extra["ambient_from"]
+
+
+def test_chamber_temperature_from_the_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "n20degC"
+    folder.mkdir()
+    rec = import_file(write(folder / "610_HWFET_parsed.csv", FORMATTED_HEADER + FORMATTED_ROWS))
+    assert rec.meta.ambient_temp_C == -20.0
+    assert rec.meta.name == "610_HWFET_n20degC"
+    assert rec.meta.reference_capacity_Ah == 2.4948
+
+
+def test_digatron_export_of_another_cell_gets_no_lg_hg2_defaults(tmp_path: Path) -> None:
+    text = (BAD / "misnamed_column.csv").read_text(encoding="latin-1")
+    text = text.replace("LG HG2 18650_SN62A4", "ACME 21700").replace("Temperatur,", "Temperature,")
+    text = text.replace("Nominal Capacity, 3", "Nominal Capacity, 4.5\r\nType, LFP")
+    rec = import_file(write(tmp_path / "77_US06.csv", text, "latin-1"))
+    meta = rec.meta
+    assert (meta.cell_id, meta.chemistry, meta.nominal_capacity_Ah) == ("ACME 21700", "LFP", 4.5)
+    assert meta.reference_capacity_Ah is None and meta.reference_initial_soc is None
+    assert meta.ambient_temp_C is None and meta.source == ""
+    np.testing.assert_allclose(rec.time_s, [0.0, 0.102])
+
+
+def test_load_any_imports_text_files(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.csv", FORMATTED_HEADER + FORMATTED_ROWS)
+    assert_same(load_any(path), import_file(path))
+
+
+def test_meta_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path / "589_US06_parsed.csv", FORMATTED_HEADER + FORMATTED_ROWS)
+    rec = import_file(path, meta={"name": "mine", "reference_capacity_Ah": "2.5", "operator": "me"})
+    assert (rec.meta.name, rec.meta.reference_capacity_Ah, rec.meta.extra["operator"]) == ("mine", 2.5, "me")
+    with pytest.raises(RecordingError, match="expected a number"):
+        import_file(path, meta={"ambient_temp_C": "warm"})
+
+
+def test_bad_options(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.csv", FORMATTED_HEADER + FORMATTED_ROWS)
+    with pytest.raises(RecordingError, match="unknown format"):
+        import_file(path, fmt="xlsx")
+    with pytest.raises(RecordingError, match="unknown current sign"):
+        import_file(path, current_sign="positive")
+    with pytest.raises(RecordingError, match="column map applies to the csv format"):
+        import_file(path, fmt="nasa-pcoe", column_map={"time": "Time"})
+    with pytest.raises(RecordingError, match=r"x\.csv: not a Digatron export"):
+        import_file(path, fmt="lg-hg2-raw")
+
+
+def test_import_cycles_of_a_single_recording_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.csv", FORMATTED_HEADER + FORMATTED_ROWS)
+    (only,) = import_cycles(path)
+    assert_same(only, import_file(path))
+
+
+def test_formats_are_the_documented_ones() -> None:
+    assert FORMATS == ("lg-hg2-raw", "lg-hg2-formatted", "lg-hg2-processed", "nasa-pcoe", "csv", "bmsfil")
+
+
+def test_missing_file_is_named() -> None:
+    with pytest.raises(RecordingError, match="nowhere.csv: no such file"):
+        import_file("nowhere.csv")
