@@ -27,7 +27,8 @@ bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t)
     }
     if (!bf_isfinite(t->q_soc_per_s) || t->q_soc_per_s < 0.0f || !bf_isfinite(t->q_irc_A2_per_s)
         || t->q_irc_A2_per_s < 0.0f || !bf_isfinite(t->q_hyst_per_s) || t->q_hyst_per_s < 0.0f
-        || !positive_finite(t->r_voltage_V2_s) || !positive_finite(t->r_dt_min_s)
+        || !positive_finite(t->r_voltage_V2_s) || !bf_isfinite(t->r_overpotential_rel2_s)
+        || t->r_overpotential_rel2_s < 0.0f || !positive_finite(t->r_dt_min_s)
         || !positive_finite(t->p0_soc) || !positive_finite(t->p0_soc_ocv)
         || !positive_finite(t->p0_irc_A2) || !positive_finite(t->p0_hyst)
         || !positive_finite(t->p_floor_soc) || !positive_finite(t->p_floor_irc_A2)
@@ -158,7 +159,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf
     bf_lookup_t at;
     float cap_As, eta, dz, a1, a2, ah, tau1, tau2, gamma;
     float F[NX], H[NX], PH[NX], K[NX];
-    float ocv, docv, r0, r1, r2, m0, m, v_pred, innov, hph, r_meas, S, nis, gate2;
+    float ocv, docv, r0, r1, r2, m0, m, eta_V, v_pred, innov, hph, r_meas, S, nis, gate2;
     int i, j;
 
     if (s == 0 || p == 0 || t == 0 || out == 0) {
@@ -237,7 +238,8 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf
     r2 = bf_cell_rc_table(p, p->r2_ohm, &at);
     m0 = bf_cell_temp_row(p, p->hyst_m0_V, &at);
     m = bf_cell_temp_row(p, p->hyst_m_V, &at);
-    v_pred = ocv + m0 * s->hyst_sign + m * s->x[3] + r0 * current_A + r1 * s->x[1] + r2 * s->x[2];
+    eta_V = r0 * current_A + r1 * s->x[1] + r2 * s->x[2];
+    v_pred = ocv + m0 * s->hyst_sign + m * s->x[3] + eta_V;
     out->voltage_pred_V = v_pred;
 
     if (!(flags & BF_FLAG_VOLTAGE_INVALID)) {
@@ -253,7 +255,8 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf
             }
             hph += H[i] * PH[i];
         }
-        r_meas = t->r_voltage_V2_s / (dt_s > t->r_dt_min_s ? dt_s : t->r_dt_min_s);
+        r_meas = (t->r_voltage_V2_s + t->r_overpotential_rel2_s * eta_V * eta_V)
+                 / (dt_s > t->r_dt_min_s ? dt_s : t->r_dt_min_s);
         S = hph + r_meas;
         innov = voltage_V - v_pred;
         nis = innov * innov / S;

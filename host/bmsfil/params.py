@@ -111,6 +111,7 @@ class FilterTuning:
     q_irc_A2_per_s: float = 1e-4
     q_hyst_per_s: float = 1e-6
     r_voltage_V2_s: float = 1e-4
+    r_overpotential_rel2_s: float = 0.0
     r_dt_min_s: float = 0.05
     p0_soc: float = 1e-4
     p0_soc_ocv: float = 4e-4

@@ -189,15 +189,13 @@ class ReferenceSocEstimator:
         at = m.locate(x[0], temp_C)
         ocv, docv = m.ocv(at)
         r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
-        v_pred = (
-            ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3]
-            + m.rc("r0_ohm", at) * current_A + r1 * x[1] + r2 * x[2]
-        )
+        eta_V = m.rc("r0_ohm", at) * current_A + r1 * x[1] + r2 * x[2]
+        v_pred = ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3] + eta_V
         if v_ok:
             H = np.array([docv, r1, r2, mh])
             PH = self.P @ H
             hph = float(H @ PH)
-            r_meas = t.r_voltage_V2_s / max(dt_s, t.r_dt_min_s)
+            r_meas = (t.r_voltage_V2_s + t.r_overpotential_rel2_s * eta_V * eta_V) / max(dt_s, t.r_dt_min_s)
             S = hph + r_meas
             innov = voltage_V - v_pred
             if innov * innov / S > t.gate_sigma**2:

@@ -7,6 +7,11 @@
  * throw the state (a robust, Huber-like update rather than a rejection, which
  * could lock out a filter that started far off).
  *
+ * The model's voltage error grows with the overpotential it predicts (the
+ * resistances are least certain under load and in the cold), so the
+ * measurement variance has a term proportional to the squared overpotential:
+ * the filter listens to the voltage most when the cell is near rest.
+ *
  * Time is data: every step takes the interval since the previous sample.
  * Process noise is given per second and measurement noise as variance times
  * seconds, so the same tuning serves 0.1 s and 10 s sampling.
@@ -39,7 +44,9 @@ typedef struct {
     float q_soc_per_s;        /* SOC random-walk variance per second */
     float q_irc_A2_per_s;     /* RC-current variance per second */
     float q_hyst_per_s;       /* hysteresis-state variance per second */
-    float r_voltage_V2_s;     /* voltage variance x seconds: R = r / dt */
+    float r_voltage_V2_s;     /* voltage variance x seconds: R = (r + k*eta^2) / dt */
+    float r_overpotential_rel2_s; /* k: relative variance x seconds of the model's
+                                 * overpotential eta = R0 i + R1 i_R1 + R2 i_R2 */
     float r_dt_min_s;         /* dt floor in R = r / dt */
     float p0_soc;             /* initial SOC variance (from a given SOC) */
     float p0_soc_ocv;         /* initial SOC variance when started from OCV */

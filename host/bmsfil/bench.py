@@ -1,0 +1,134 @@
+"""`bmsfil bench`: cell-steps per second of every implementation of the SOC
+EKF, on the same model and data, measured side by side in one run.
+
+- c_batch: the C core, a whole array per call (`bf_soc_ekf_run`);
+- c_step: the C core, one cffi call per sample;
+- reference: the float64 Python twin (`reference.py`);
+- filterpy: filterpy's ExtendedKalmanFilter on the same model, the way a
+  Python user would first write it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from filterpy.kalman import ExtendedKalmanFilter
+
+from bmsfil.core import SocEstimator
+from bmsfil.params import ParameterSet
+from bmsfil.recording import Recording
+from bmsfil.reference import CellModel, ReferenceSocEstimator, sign
+
+
+class FilterpySocEstimator:
+    """The same model and noise as the C core, on filterpy's EKF (no gating,
+    no guards): the baseline the C core's speed is compared with."""
+
+    def __init__(self, params: ParameterSet, soc: float) -> None:
+        self.p = params
+        self.model = CellModel(params)
+        t = params.filter
+        self.ekf = ExtendedKalmanFilter(dim_x=4, dim_z=1)
+        self.ekf.x = np.array([[soc], [0.0], [0.0], [0.0]])
+        self.ekf.P = np.diag([t.p0_soc_ocv, t.p0_irc_A2, t.p0_irc_A2, t.p0_hyst])
+        self.hyst_sign = 0.0
+
+    def step(self, dt: float, current: float, voltage: float, temp: float) -> float:
+        m, t, ekf = self.model, self.p.filter, self.ekf
+        at = m.locate(float(ekf.x[0, 0]), temp)
+        dz = current * dt / (m.row("capacity_Ah", at) * 3600.0)
+        a1 = math.exp(-dt / m.rc("tau1_s", at))
+        a2 = math.exp(-dt / m.rc("tau2_s", at))
+        ah = math.exp(-abs(dz * m.row("hyst_gamma", at)))
+        ekf.F = np.diag([1.0, a1, a2, ah])
+        ekf.Q = np.diag([t.q_soc_per_s, t.q_irc_A2_per_s, t.q_irc_A2_per_s, t.q_hyst_per_s]) * dt
+        ekf.x = ekf.F @ ekf.x + np.array([[dz], [(1 - a1) * current], [(1 - a2) * current], [(1 - ah) * sign(current)]])
+        ekf.P = ekf.F @ ekf.P @ ekf.F.T + ekf.Q
+        if abs(current) > t.hyst_current_A:
+            self.hyst_sign = sign(current)
+
+        def h_of(x: np.ndarray) -> np.ndarray:
+            a = m.locate(float(x[0, 0]), temp)
+            eta = m.rc("r0_ohm", a) * current + m.rc("r1_ohm", a) * x[1, 0] + m.rc("r2_ohm", a) * x[2, 0]
+            return np.array([[m.ocv(a)[0] + m.row("hyst_m0_V", a) * self.hyst_sign + m.row("hyst_m_V", a) * x[3, 0] + eta]])
+
+        def jac(x: np.ndarray) -> np.ndarray:
+            a = m.locate(float(x[0, 0]), temp)
+            return np.array([[m.ocv(a)[1], m.rc("r1_ohm", a), m.rc("r2_ohm", a), m.row("hyst_m_V", a)]])
+
+        ekf.R = np.array([[t.r_voltage_V2_s / max(dt, t.r_dt_min_s)]])
+        ekf.update(np.array([[voltage]]), jac, h_of)
+        return float(ekf.x[0, 0])
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    c_batch_steps_per_s: float
+    c_step_steps_per_s: float
+    reference_steps_per_s: float
+    filterpy_steps_per_s: float
+    samples: dict[str, int]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "c_batch_steps_per_s": self.c_batch_steps_per_s,
+            "c_step_steps_per_s": self.c_step_steps_per_s,
+            "reference_steps_per_s": self.reference_steps_per_s,
+            "filterpy_steps_per_s": self.filterpy_steps_per_s,
+            "c_batch_over_filterpy": self.c_batch_steps_per_s / self.filterpy_steps_per_s,
+            "c_batch_over_reference": self.c_batch_steps_per_s / self.reference_steps_per_s,
+            "samples": self.samples,
+        }
+
+
+def _best_rate(fn, n: int, min_time_s: float) -> float:
+    """Best steps per second over repeats lasting at least min_time_s in all."""
+    best, spent = 0.0, 0.0
+    while spent < min_time_s or best == 0.0:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        spent += dt
+        best = max(best, n / dt)
+    return best
+
+
+def run_bench(params: ParameterSet, rec: Recording, python_samples: int = 3000, min_time_s: float = 1.0) -> BenchResult:
+    dt, cur, volt, temp = rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C
+    v0, t0 = float(volt[0]), float(temp[0])
+    est = SocEstimator(params)
+
+    def c_batch() -> None:
+        est.init_ocv(v0, t0)
+        est.run_arrays(dt, cur, volt, temp)
+
+    lists = [a[:python_samples].tolist() for a in (dt, cur, volt, temp)]
+
+    def c_step() -> None:
+        est.init_ocv(v0, t0)
+        for args in zip(*lists):
+            est.step(*args)
+
+    ref = ReferenceSocEstimator(params)
+
+    def reference() -> None:
+        ref.init_ocv(v0, t0)
+        for args in zip(*lists):
+            ref.step(*args)
+
+    def filterpy() -> None:
+        f = FilterpySocEstimator(params, ref.model.soc_from_ocv(v0, t0))
+        for args in zip(*lists):
+            f.step(*args)
+
+    n = len(rec)
+    return BenchResult(
+        c_batch_steps_per_s=_best_rate(c_batch, n, min_time_s),
+        c_step_steps_per_s=_best_rate(c_step, python_samples, min_time_s),
+        reference_steps_per_s=_best_rate(reference, python_samples, min_time_s),
+        filterpy_steps_per_s=_best_rate(filterpy, python_samples, min_time_s),
+        samples={"c_batch": n, "python": python_samples},
+    )

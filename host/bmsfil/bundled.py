@@ -1,0 +1,14 @@
+"""The LG HG2 drive cycle shipped with the package, for the quick start and tests."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from bmsfil.recording import Recording
+
+BUNDLED_RECORDING = "551_US06_25degC.npz"
+
+
+def bundled_recording() -> Recording:
+    with resources.as_file(resources.files("bmsfil") / "data" / BUNDLED_RECORDING) as path:
+        return Recording.load(path)

@@ -1,0 +1,85 @@
+"""Identify the bundled LG INR18650HG2 parameter set from the shared recordings.
+
+    python -m bmsfil.lg_hg2_params DATA_DIR [-o host/bmsfil/data/lg_hg2.json]
+
+DATA_DIR is the LG HG2 folder of the shared data (with 1_raw/, 2_formatted/,
+3_processed_csv/). Steps:
+
+1. OCV(SOC, T) from the C/20 discharge-and-charge test at each temperature
+   (`ocv.ocv_from_low_rate`), capacity(T) from its discharge leg;
+2. R0, two RC pairs and hysteresis from the drive cycles and 1C capacity
+   tests, all of them, with SOC from the cycler's charge counter
+   (`ecm_fit.fit_dynamic`).
+
+Which files are used is decided from their content (a low-rate discharge
+and charge for OCV; a start from full charge for the dynamic fit), not from
+their names.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from bmsfil.ecm_fit import fit_dynamic
+from bmsfil.importers import import_file
+from bmsfil.ocv import ocv_from_low_rate
+from bmsfil.params import CellParams, FilterTuning, ParameterSet
+from bmsfil.recording import Recording
+
+HYST_GAMMA = 50.0
+TEMP_GROUPS_C = (-20.0, -10.0, 0.0, 10.0, 25.0, 40.0)
+
+
+def is_low_rate(rec: Recording) -> bool:
+    i = np.abs(rec.current_A[np.abs(rec.current_A) > 0.01])
+    return bool(i.size) and float(np.median(i)) < 0.1 * (rec.meta.nominal_capacity_Ah or 3.0) and rec.time_s[-1] > 36000
+
+
+def starts_full(rec: Recording) -> bool:
+    return rec.meta.reference_initial_soc == 1.0 and rec.ah is not None and rec.meta.reference_capacity_Ah is not None
+
+
+def identify(data_dir: Path, tuning: FilterTuning | None = None) -> ParameterSet:
+    files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".gz"))
+    recs = [import_file(p) for p in files]
+    low_rate = {r.meta.ambient_temp_C: r for r in recs if is_low_rate(r)}
+    temps = np.array(sorted(t for t in low_rate if t is not None))
+    curves = [ocv_from_low_rate(low_rate[t]) for t in temps]
+    ocv = np.array([c.ocv_V for c in curves])
+    capacity = np.array([c.capacity_Ah for c in curves])
+    dynamic = [r for r in recs if starts_full(r) and not is_low_rate(r) and "HPPC" not in r.meta.name]
+    fit = fit_dynamic(dynamic, temps, ocv, capacity, gamma=HYST_GAMMA)
+    cell = CellParams(
+        temp_C=temps, ocv_V=ocv, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,
+        r2_ohm=fit.r2_ohm, tau2_s=fit.tau2_s, capacity_Ah=capacity, hyst_m0_V=fit.hyst_m0_V,
+        hyst_m_V=fit.hyst_m_V, hyst_gamma=np.full(len(temps), HYST_GAMMA), eta_charge=1.0,
+        v_min_V=2.5, v_max_V=4.2, i_max_A=30.0, nominal_capacity_Ah=3.0,
+    )
+    notes = {
+        "source": "Kollmeyer et al. (2020), LG 18650HG2 Li-ion Battery Data, Mendeley Data V3, doi:10.17632/cp3473x7xv.3",
+        "command": "python -m bmsfil.lg_hg2_params DATA_DIR -o host/bmsfil/data/lg_hg2.json",
+        "ocv_from": ", ".join(low_rate[t].meta.name for t in temps),
+        "dynamic_from": ", ".join(r.meta.name for r in dynamic),
+        "fit_rms_residual_V": f"{fit.rms_residual_V:.4f}",
+    }
+    return ParameterSet("LG INR18650HG2", cell, tuning or FilterTuning(), notes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bmsfil.lg_hg2_params", description=__doc__.split("\n\n")[0])
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("-o", "--output", type=Path, default=Path("host/bmsfil/data/lg_hg2.json"))
+    ap.add_argument("--keep-filter", action="store_true", help="keep the filter tuning of the existing output file")
+    args = ap.parse_args(argv)
+    tuning = ParameterSet.load(args.output).filter if args.keep_filter and args.output.exists() else None
+    params = identify(args.data_dir, tuning)
+    params.save(args.output)
+    print(f"wrote {args.output}: fit residual {params.notes['fit_rms_residual_V']} V rms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
