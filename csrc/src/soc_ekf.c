@@ -14,6 +14,8 @@
  * keeps the arithmetic finite. */
 #define P_MAX_SOC 1.0f
 #define P_MAX_HYST 4.0f
+/* Largest correlation kept between two states. */
+#define CORR_MAX 0.999f
 
 static int positive_finite(float v)
 {
@@ -133,15 +135,14 @@ static int repair_covariance(float P[NX][NX], const bf_soc_ekf_tuning_t *t)
     for (i = 0; i < NX; ++i) {
         for (j = i + 1; j < NX; ++j) {
             float c = 0.5f * (P[i][j] + P[j][i]);
-            float lim = 0.999f * bf_sqrtf(P[i][i] * P[j][j]);
+            float lim2 = CORR_MAX * CORR_MAX * (P[i][i] * P[j][j]);
             if (!bf_isfinite(c)) {
                 c = 0.0f;
                 repaired = 1;
-            } else if (c > lim) {
-                c = lim;
-                repaired = 1;
-            } else if (c < -lim) {
-                c = -lim;
+            } else if (c * c > lim2) {
+                /* Rare: only here is the square root worth its cost. */
+                float lim = bf_sqrtf(lim2);
+                c = c > 0.0f ? lim : -lim;
                 repaired = 1;
             }
             P[i][j] = c;

@@ -27,7 +27,7 @@ from scipy.signal import lfilter
 from bmsfil.recording import Recording
 
 TAU1_GRID_S = (2.0, 5.0, 10.0, 20.0, 40.0)
-TAU2_GRID_S = (60.0, 120.0, 250.0, 500.0, 1000.0)
+TAU2_GRID_S = (60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
 #: |current| above which the instantaneous hysteresis sign follows it, A.
 HYST_CURRENT_A = 0.05
 

@@ -6,7 +6,9 @@ DATA_DIR is the LG HG2 folder of the shared data (with 1_raw/, 2_formatted/,
 3_processed_csv/). Steps:
 
 1. OCV(SOC, T) from the C/20 discharge-and-charge test at each temperature
-   (`ocv.ocv_from_low_rate`), capacity(T) from its discharge leg;
+   (`ocv.ocv_from_low_rate`), capacity(T) from its discharge leg, the top of
+   the curve anchored at the rested voltage of the fully charged cell seen
+   at the start of the drive cycles at that temperature (`ocv.anchor_full`);
 2. R0, two RC pairs and hysteresis from the drive cycles and 1C capacity
    tests, all of them, with SOC from the cycler's charge counter
    (`ecm_fit.fit_dynamic`).
@@ -25,7 +27,7 @@ import numpy as np
 
 from bmsfil.ecm_fit import fit_dynamic
 from bmsfil.importers import import_file
-from bmsfil.ocv import ocv_from_low_rate
+from bmsfil.ocv import OcvCurve, anchor_full, ocv_from_low_rate, rested_full_voltage
 from bmsfil.params import CellParams, FilterTuning, ParameterSet
 from bmsfil.recording import Recording
 
@@ -42,15 +44,22 @@ def starts_full(rec: Recording) -> bool:
     return rec.meta.reference_initial_soc == 1.0 and rec.ah is not None and rec.meta.reference_capacity_Ah is not None
 
 
+def full_anchored(curve: OcvCurve, at_temp: list[Recording]) -> np.ndarray:
+    """The curve with its top anchored at the rested voltage of the fully
+    charged recordings at that temperature, when there are any."""
+    rested = [v for v in map(rested_full_voltage, at_temp) if v is not None]
+    return anchor_full(curve.ocv_V, curve.soc, float(np.median(rested))) if rested else curve.ocv_V
+
+
 def identify(data_dir: Path, tuning: FilterTuning | None = None) -> ParameterSet:
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".gz"))
     recs = [import_file(p) for p in files]
     low_rate = {r.meta.ambient_temp_C: r for r in recs if is_low_rate(r)}
     temps = np.array(sorted(t for t in low_rate if t is not None))
     curves = [ocv_from_low_rate(low_rate[t]) for t in temps]
-    ocv = np.array([c.ocv_V for c in curves])
     capacity = np.array([c.capacity_Ah for c in curves])
     dynamic = [r for r in recs if starts_full(r) and not is_low_rate(r) and "HPPC" not in r.meta.name]
+    ocv = np.array([full_anchored(c, [r for r in dynamic if r.meta.ambient_temp_C == t]) for c, t in zip(curves, temps)])
     fit = fit_dynamic(dynamic, temps, ocv, capacity, gamma=HYST_GAMMA)
     cell = CellParams(
         temp_C=temps, ocv_V=ocv, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,

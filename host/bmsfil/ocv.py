@@ -102,3 +102,23 @@ def ocv_from_low_rate(rec: Recording, n_points: int = 101) -> OcvCurve:
 def _fill_ends(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ok = np.isfinite(y)
     return np.interp(x, x[ok], y[ok])
+
+
+def anchor_full(ocv_V: np.ndarray, soc: np.ndarray, full_V: float, blend_from: float = 0.9) -> np.ndarray:
+    """Bend the top of an OCV curve so that OCV(1) equals the rested voltage
+    of a fully charged cell, with a correction growing linearly from 0 at
+    `blend_from`. At low temperature the C/20 charge leg reaches the voltage
+    limit while still polarised, so the averaged legs understate the top of
+    the curve; a cell resting at full charge shows the true value."""
+    ramp = np.clip((soc - blend_from) / (1.0 - blend_from), 0.0, 1.0)
+    return np.maximum.accumulate(ocv_V + ramp * (full_V - ocv_V[-1]))
+
+
+def rested_full_voltage(rec: Recording) -> float | None:
+    """Voltage of the first sample of a recording that starts fully charged and
+    at rest (|current| below the rest threshold at its first sample)."""
+    if rec.meta.reference_initial_soc != 1.0 or not len(rec):
+        return None
+    if not abs(rec.current_A[0]) < 0.1 or not np.isfinite(rec.voltage_V[0]):
+        return None
+    return float(rec.voltage_V[0])

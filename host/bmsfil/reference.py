@@ -137,11 +137,11 @@ class ReferenceSocEstimator:
         for i in range(NX):
             for j in range(i + 1, NX):
                 c = 0.5 * (P[i, j] + P[j, i])
-                lim = 0.999 * math.sqrt(P[i, i] * P[j, j])
+                lim2 = 0.999 * 0.999 * (P[i, i] * P[j, j])
                 if not math.isfinite(c):
                     c, repaired = 0.0, True
-                elif abs(c) > lim:
-                    c, repaired = math.copysign(lim, c), True
+                elif c * c > lim2:
+                    c, repaired = math.copysign(math.sqrt(lim2), c), True
                 P[i, j] = P[j, i] = c
         return repaired
 

@@ -1,0 +1,178 @@
+"""The `bmsfil` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bmsfil.bench import run_bench
+from bmsfil.bundled import bundled_recording
+from bmsfil.evaluate import Evaluation, evaluate, write_csv, write_plot
+from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
+from bmsfil.inject import InjectSpecError, SensorErrors
+from bmsfil.params import ParameterSet, ParamsError, bundled_params
+from bmsfil.recording import RecordingError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        for part in filter(None, (p.strip() for p in item.split(sep))):
+            key, eq, value = part.partition("=")
+            if not eq or not key:
+                raise SystemExit(f"bmsfil: {what}: {part!r} is not key=value")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def initial_soc_arg(text: str) -> float | str:
+    if text == "ocv":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'ocv' or a SOC between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a SOC between 0 and 1, got {value}")
+    return value
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    rec = import_file(
+        args.file,
+        fmt=args.format,
+        column_map=parse_pairs(args.map, "--map") or None,
+        current_sign=args.current_sign,
+        meta=parse_pairs(args.meta, "--meta", sep="\0") or None,
+    )
+    out = rec.save(args.output)
+    console.print(
+        f"{args.file} -> {out}: {len(rec)} samples, {rec.time_s[-1]:.0f} s, "
+        f"format {rec.meta.extra.get('format', '?')}, name {rec.meta.name}"
+    )
+    return 0
+
+
+def _fmt_pct(v: float) -> str:
+    return f"{v * 100:.2f}" if math.isfinite(v) else "-"
+
+
+def _fmt_s(v: float) -> str:
+    return f"{v:.0f}" if math.isfinite(v) else "never"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    errors = SensorErrors.parse(args.inject) if args.inject else None
+    recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
+                  + (f", injected {errors.describe()}" if errors else ""))
+    for col in ("recording", "T/°C", "RMSE %", "max after 10 min %", "in ±3σ %", "converged after s", "coulomb RMSE %"):
+        table.add_column(col, justify="right" if col != "recording" else "left", no_wrap=col == "recording")
+    results: list[Evaluation] = []
+    for rec in recordings:
+        ev = evaluate(rec, params, args.initial_soc, errors, args.seed)
+        results.append(ev)
+        write_csv(ev, args.out_dir / f"{ev.name}.csv")
+        if not args.no_plot:
+            write_plot(ev, args.out_dir / f"{ev.name}.png")
+        s, c = ev.score, ev.coulomb_score
+        t = rec.meta.ambient_temp_C
+        table.add_row(ev.name, f"{t:g}" if t is not None else "?", _fmt_pct(s.rmse), _fmt_pct(s.max_error_after_settle),
+                      f"{s.within_3sigma * 100:.1f}", _fmt_s(s.convergence_time_s), _fmt_pct(c.rmse))
+        if args.json:
+            write_json(args.json, params, args, results)
+    console.print(table)
+    console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
+    return 0
+
+
+def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, results: list[Evaluation]) -> None:
+    doc = {
+        "params": params.name,
+        "initial_soc": args.initial_soc,
+        "inject": args.inject,
+        "seed": args.seed,
+        "recordings": [ev.summary() for ev in results],
+    }
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    rec = load_any(args.input) if args.input else bundled_recording()
+    with console.status("benchmarking (C batch, C per-sample, float64 reference, filterpy)..."):
+        result = run_bench(params, rec, python_samples=args.python_samples, min_time_s=args.min_time)
+    d = result.as_dict()
+    table = Table(title=f"SOC EKF cell-steps per second on {rec.meta.name}, one core")
+    table.add_column("implementation")
+    table.add_column("steps/s", justify="right")
+    table.add_column("× filterpy", justify="right")
+    for key in ("c_batch_steps_per_s", "c_step_steps_per_s", "reference_steps_per_s", "filterpy_steps_per_s"):
+        table.add_row(key.removesuffix("_steps_per_s"), f"{d[key]:,.0f}", f"{d[key] / result.filterpy_steps_per_s:,.1f}")
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(d, indent=1) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="bmsfil", description="Firmware-in-the-loop tools for battery-management estimators.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="convert a tester's file into a bmsfil recording (.npz)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
+    p.add_argument("--map", action="append", metavar="time=COL,current=COL,...",
+                   help="column map for generic CSV: time, current, voltage, temperature, ah")
+    p.add_argument("--current-sign", choices=CURRENT_SIGNS, default=None,
+                   help="sign convention of the file's current (default: the format's own, or charge-positive)")
+    p.add_argument("--meta", action="append", metavar="key=value", help="metadata to set (repeatable)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("eval", help="run the SOC EKF (C core) on recordings and score it against the reference")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
+                   help="recordings (.npz or any file `bmsfil import` reads); none: the bundled LG HG2 US06 at 25 °C")
+    p.add_argument("--params", type=Path, help="parameter set (default: the bundled LG HG2 set)")
+    p.add_argument("--initial-soc", type=initial_soc_arg, default="ocv", help="'ocv' (from the first sample) or a SOC in [0, 1]")
+    p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2")
+    p.add_argument("--seed", type=int, default=0, help="seed of the injected noise")
+    p.add_argument("--out-dir", type=Path, default=Path("bmsfil-eval"))
+    p.add_argument("--json", type=Path, help="write a summary as JSON")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="cell-steps per second: C batch, C per-sample, float64 reference, filterpy")
+    p.add_argument("input", nargs="?", type=Path, help="recording to run on (default: the bundled one)")
+    p.add_argument("--params", type=Path)
+    p.add_argument("--python-samples", type=int, default=3000, help="samples for the per-sample Python paths")
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
+    p.add_argument("--json", type=Path)
+    p.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (RecordingError, ParamsError, InjectSpecError) as exc:
+        err_console.print(f"bmsfil {args.command}: error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
