@@ -13,10 +13,12 @@
 
 static int bf_test_passed_;
 static int bf_test_failed_;
+static int bf_test_xfailed_;
 
 static inline int bf_test_fail_(const char *file, int line, const char *what)
 {
     ++bf_test_failed_;
+    fflush(stdout); /* keep the two streams in order when both go to a pipe */
     fprintf(stderr, "%s:%d: FAIL: %s\n", file, line, what);
     return 0;
 }
@@ -34,9 +36,26 @@ static inline int bf_test_fail_(const char *file, int line, const char *what)
         }                                                                                          \
     } while (0)
 
+/* XFAIL(cond, "reason"): a check that a known core bug makes fail. A failure
+ * is counted apart and does not fail the program; a pass is reported as
+ * XPASS (counted as passed) so that the marker is removed once fixed. */
+#define XFAIL(cond, reason)                                                                        \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            ++bf_test_passed_;                                                                     \
+            printf("%s:%d: XPASS (remove the XFAIL): %s\n", __FILE__, __LINE__, #cond);           \
+        } else {                                                                                   \
+            ++bf_test_xfailed_;                                                                    \
+            printf("%s:%d: XFAIL (known core bug): %s: %s\n", __FILE__, __LINE__, #cond, reason); \
+        }                                                                                          \
+    } while (0)
+
 static inline int bf_test_finish(void)
 {
     fflush(stderr);
+    if (bf_test_xfailed_ != 0) {
+        printf("%d expected failures (known core bugs)\n", bf_test_xfailed_);
+    }
     printf("%d passed, %d failed\n", bf_test_passed_, bf_test_failed_);
     return bf_test_failed_ != 0;
 }

@@ -30,6 +30,8 @@ TAU1_GRID_S = (2.0, 5.0, 10.0, 20.0, 40.0)
 TAU2_GRID_S = (60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
 #: |current| above which the instantaneous hysteresis sign follows it, A.
 HYST_CURRENT_A = 0.05
+#: |current| below which a sample counts as rest when choosing time constants, A.
+REST_CURRENT_A = 0.05
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class _Prepared:
     s: np.ndarray
     h: np.ndarray
     sel: np.ndarray     # samples that enter the fit
+    weight: np.ndarray  # per sample, as the filter will weigh it
 
 
 def _prepare(rec: Recording, ocv_V: np.ndarray, temp_grid: np.ndarray, capacity_Ah: float,
@@ -118,7 +121,9 @@ def _prepare(rec: Recording, ocv_V: np.ndarray, temp_grid: np.ndarray, capacity_
     target = rec.voltage_V - bilinear(ocv_V, temp_grid, soc, rec.temp_C)
     keep = ok & (soc >= 0.0) & (soc <= 1.0)
     keep[0] = False
-    return _Prepared(rec.meta.name, current, dt, soc, rec.temp_C, target, s, h, np.flatnonzero(keep)[::stride])
+    return _Prepared(
+        rec.meta.name, current, dt, soc, rec.temp_C, target, s, h, np.flatnonzero(keep)[::stride], np.ones(len(rec))
+    )
 
 
 def _design(preps: list[_Prepared], tau1: np.ndarray, tau2: np.ndarray, temp_grid: np.ndarray, n_rc: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -139,18 +144,19 @@ def _design(preps: list[_Prepared], tau1: np.ndarray, tau2: np.ndarray, temp_gri
         kz, wz = interp_weights(p.soc, zgrid)
         n = len(sel)
         r_idx = offset + np.arange(n)
+        root_w = np.sqrt(p.weight)
         corner = [(kt, kz, (1 - wt) * (1 - wz)), (kt1, kz, wt * (1 - wz)), (kt, kz + 1, (1 - wt) * wz), (kt1, kz + 1, wt * wz)]
         for block, signal in enumerate((p.current, i1, i2)):
             for ti, zi, w in corner:
                 rows.append(r_idx)
                 cols.append(block * n_tab + ti[sel] * n_rc + zi[sel])
-                vals.append((w * signal)[sel])
+                vals.append((root_w * w * signal)[sel])
         for block, signal in enumerate((p.s, p.h)):
             for ti, w in ((kt, 1 - wt), (kt1, wt)):
                 rows.append(r_idx)
                 cols.append(3 * n_tab + block * nt + ti[sel])
-                vals.append((w * signal)[sel])
-        target.append(p.target[sel])
+                vals.append((root_w * w * signal)[sel])
+        target.append((root_w * p.target)[sel])
         offset += n
     n_cols = 3 * n_tab + 2 * nt
     A = sp.csr_matrix(
@@ -182,42 +188,27 @@ def fit_dynamic(
     gamma: float = 50.0,
     stride: int = 2,
     smooth_weight: float = 0.05,
+    overpotential_weight: float = 0.0,
 ) -> DynamicFit:
     """Fit R0, R1, R2 over (T, SOC), tau1, tau2 per T and M0, M per T."""
     nt = len(temp_grid)
     cap = float(np.mean(capacity_Ah))
     preps = [_prepare(r, ocv_V, temp_grid, cap, gamma, stride) for r in recordings]
-    # Time constants: for each grid temperature, the pair that fits best the
-    # recordings whose mean temperature is nearest to it.
-    nearest = [int(np.argmin(np.abs(temp_grid - np.nanmean(p.temp)))) for p in preps]
-    tau1 = np.full(nt, 10.0)
-    tau2 = np.full(nt, 250.0)
-    for ti in range(nt):
-        mine = [p for p, n in zip(preps, nearest) if n == ti]
-        if not mine:
-            continue
-        best = (np.inf, tau1[ti], tau2[ti])
-        one_t = np.array([temp_grid[ti]])
-        for t1, t2 in itertools.product(TAU1_GRID_S, TAU2_GRID_S):
-            if t2 <= t1:
-                continue
-            local = [replace(p, temp=np.full_like(p.temp, temp_grid[ti]), sel=p.sel[::4]) for p in mine]
-            A, b = _design(local, np.array([t1]), np.array([t2]), one_t, n_rc)
-            x = bounded_lstsq(A, b, _bounds(1, n_rc))
-            cost = float(np.mean((A @ x - b) ** 2))
-            if cost < best[0]:
-                best = (cost, t1, t2)
-        tau1[ti], tau2[ti] = best[1], best[2]
-    # Fill temperatures no recording was near with their neighbours' values.
-    have = np.array(sorted(set(nearest)))
-    tau1 = np.interp(temp_grid, temp_grid[have], tau1[have])
-    tau2 = np.interp(temp_grid, temp_grid[have], tau2[have])
-
+    tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight)
+    if overpotential_weight:
+        # Refit weighting each sample as the filter will: by 1 / (1 + k eta^2),
+        # eta the overpotential the first pass predicts. The model is then
+        # most accurate where the filter listens to it, near rest.
+        A, _ = _design(preps, tau1, tau2, temp_grid, n_rc)
+        n_res = 3 * nt * n_rc
+        eta = A[:, :n_res] @ x[:n_res]
+        start = 0
+        for p in preps:
+            n = len(p.sel)
+            p.weight[p.sel] = 1.0 / (1.0 + overpotential_weight * eta[start : start + n] ** 2)
+            start += n
+        tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight)
     A, b = _design(preps, tau1, tau2, temp_grid, n_rc)
-    L = _smoothing(nt, n_rc, smooth_weight * np.sqrt(A.shape[0]) * 1e-2)
-    A_all = sp.vstack([A, L]).tocsr()
-    b_all = np.concatenate([b, np.zeros(L.shape[0])])
-    x = bounded_lstsq(A_all, b_all, _bounds(nt, n_rc))
     n_tab = nt * n_rc
     tables = [x[i * n_tab : (i + 1) * n_tab].reshape(nt, n_rc) for i in range(3)]
     m0 = x[3 * n_tab : 3 * n_tab + nt]
@@ -236,6 +227,47 @@ def fit_dynamic(
         residual_by_recording_V=per_rec,
     )
 
+
+
+def _fit_pass(
+    preps: list[_Prepared], temp_grid: np.ndarray, n_rc: int, smooth_weight: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time constants by grid search per temperature, then every table jointly."""
+    nt = len(temp_grid)
+    # For each grid temperature, the pair that fits best the recordings whose
+    # mean temperature is nearest to it.
+    nearest = [int(np.argmin(np.abs(temp_grid - np.nanmean(p.temp)))) for p in preps]
+    tau1 = np.full(nt, 10.0)
+    tau2 = np.full(nt, 250.0)
+    for ti in range(nt):
+        mine = [p for p, n in zip(preps, nearest) if n == ti]
+        if not mine:
+            continue
+        best = (np.inf, tau1[ti], tau2[ti])
+        one_t = np.array([temp_grid[ti]])
+        for t1, t2 in itertools.product(TAU1_GRID_S, TAU2_GRID_S):
+            if t2 <= t1:
+                continue
+            local = [replace(p, temp=np.full_like(p.temp, temp_grid[ti]), sel=p.sel[::4]) for p in mine]
+            A, b = _design(local, np.array([t1]), np.array([t2]), one_t, n_rc)
+            x = bounded_lstsq(A, b, _bounds(1, n_rc))
+            resid = A @ x - b
+            rest = np.concatenate([np.abs(p.current[p.sel]) < REST_CURRENT_A for p in local])
+            # The filter listens hardest at rest, where the slow relaxation
+            # shows; the whole-recording error alone barely tells time
+            # constants of minutes from hours apart.
+            cost = float(np.mean(resid**2)) + (float(np.mean(resid[rest] ** 2)) if rest.any() else 0.0)
+            if cost < best[0]:
+                best = (cost, t1, t2)
+        tau1[ti], tau2[ti] = best[1], best[2]
+    # Temperatures no recording was near take their neighbours' values.
+    have = np.array(sorted(set(nearest)))
+    tau1 = np.interp(temp_grid, temp_grid[have], tau1[have])
+    tau2 = np.interp(temp_grid, temp_grid[have], tau2[have])
+    A, b = _design(preps, tau1, tau2, temp_grid, n_rc)
+    L = _smoothing(nt, n_rc, smooth_weight * np.sqrt(A.shape[0]) * 1e-2)
+    x = bounded_lstsq(sp.vstack([A, L]).tocsr(), np.concatenate([b, np.zeros(L.shape[0])]), _bounds(nt, n_rc))
+    return tau1, tau2, x
 
 def bounded_lstsq(A: sp.csr_matrix, b: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """min ||Ax - b|| within bounds, through the normal equations: with

@@ -9,9 +9,10 @@ DATA_DIR is the LG HG2 folder of the shared data (with 1_raw/, 2_formatted/,
    (`ocv.ocv_from_low_rate`), capacity(T) from its discharge leg, the top of
    the curve anchored at the rested voltage of the fully charged cell seen
    at the start of the drive cycles at that temperature (`ocv.anchor_full`);
-2. R0, two RC pairs and hysteresis from the drive cycles and 1C capacity
-   tests, all of them, with SOC from the cycler's charge counter
-   (`ecm_fit.fit_dynamic`).
+2. R0, two RC pairs and hysteresis from all the drive cycles, with SOC from
+   the cycler's charge counter (`ecm_fit.fit_dynamic`);
+3. the filter's noise settings from the same drive cycles
+   (`tuning.tune_filter`, seeded, starting from the FilterTuning defaults).
 
 Which files are used is decided from their content (a low-rate discharge
 and charge for OCV; a start from full charge for the dynamic fit), not from
@@ -24,12 +25,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress, TextColumn
 
 from bmsfil.ecm_fit import fit_dynamic
 from bmsfil.importers import import_file
 from bmsfil.ocv import OcvCurve, anchor_full, ocv_from_low_rate, rested_full_voltage
 from bmsfil.params import CellParams, FilterTuning, ParameterSet
 from bmsfil.recording import Recording
+from bmsfil.tuning import tune_filter
 
 HYST_GAMMA = 50.0
 TEMP_GROUPS_C = (-20.0, -10.0, 0.0, 10.0, 25.0, 40.0)
@@ -51,7 +54,7 @@ def full_anchored(curve: OcvCurve, at_temp: list[Recording]) -> np.ndarray:
     return anchor_full(curve.ocv_V, curve.soc, float(np.median(rested))) if rested else curve.ocv_V
 
 
-def identify(data_dir: Path, tuning: FilterTuning | None = None) -> ParameterSet:
+def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".gz"))
     recs = [import_file(p) for p in files]
     low_rate = {r.meta.ambient_temp_C: r for r in recs if is_low_rate(r)}
@@ -60,7 +63,11 @@ def identify(data_dir: Path, tuning: FilterTuning | None = None) -> ParameterSet
     capacity = np.array([c.capacity_Ah for c in curves])
     dynamic = [r for r in recs if starts_full(r) and not is_low_rate(r) and "HPPC" not in r.meta.name]
     ocv = np.array([full_anchored(c, [r for r in dynamic if r.meta.ambient_temp_C == t]) for c, t in zip(curves, temps)])
-    fit = fit_dynamic(dynamic, temps, ocv, capacity, gamma=HYST_GAMMA)
+    start = FilterTuning()
+    fit = fit_dynamic(
+        dynamic, temps, ocv, capacity, gamma=HYST_GAMMA,
+        overpotential_weight=start.r_overpotential_rel2_s / start.r_voltage_V2_s,
+    )
     cell = CellParams(
         temp_C=temps, ocv_V=ocv, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,
         r2_ohm=fit.r2_ohm, tau2_s=fit.tau2_s, capacity_Ah=capacity, hyst_m0_V=fit.hyst_m0_V,
@@ -74,17 +81,26 @@ def identify(data_dir: Path, tuning: FilterTuning | None = None) -> ParameterSet
         "dynamic_from": ", ".join(r.meta.name for r in dynamic),
         "fit_rms_residual_V": f"{fit.rms_residual_V:.4f}",
     }
-    return ParameterSet("LG INR18650HG2", cell, tuning or FilterTuning(), notes)
+    params = ParameterSet("LG INR18650HG2", cell, start, notes)
+    if tune_iterations:
+        with Progress(*Progress.get_default_columns(), TextColumn("cost {task.fields[cost]:.4f}")) as bar:
+            task = bar.add_task("tuning the filter", total=tune_iterations, cost=float("nan"))
+            params, cost = tune_filter(
+                params, dynamic, iterations=tune_iterations,
+                progress=lambda i, c: bar.update(task, completed=i + 1, cost=c),
+            )
+        notes["tuning_cost"] = f"{cost:.4f}"
+        notes["tuning"] = f"tuning.tune_filter, {tune_iterations} iterations, seed 0, on the dynamic recordings"
+    return params
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bmsfil.lg_hg2_params", description=__doc__.split("\n\n")[0])
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("-o", "--output", type=Path, default=Path("host/bmsfil/data/lg_hg2.json"))
-    ap.add_argument("--keep-filter", action="store_true", help="keep the filter tuning of the existing output file")
+    ap.add_argument("--tune-iterations", type=int, default=300, help="filter tuning steps (0: keep the defaults)")
     args = ap.parse_args(argv)
-    tuning = ParameterSet.load(args.output).filter if args.keep_filter and args.output.exists() else None
-    params = identify(args.data_dir, tuning)
+    params = identify(args.data_dir, args.tune_iterations)
     params.save(args.output)
     print(f"wrote {args.output}: fit residual {params.notes['fit_rms_residual_V']} V rms")
     return 0

@@ -105,19 +105,23 @@ class CellParams:
 
 @dataclass(frozen=True)
 class FilterTuning:
-    """Noise and guard settings of the SOC EKF (see csrc/include/bmsfil/soc_ekf.h)."""
+    """Noise and guard settings of the SOC EKF (see csrc/include/bmsfil/soc_ekf.h).
 
-    q_soc_per_s: float = 1e-9
-    q_irc_A2_per_s: float = 1e-4
-    q_hyst_per_s: float = 1e-6
-    r_voltage_V2_s: float = 1e-4
-    r_overpotential_rel2_s: float = 0.0
+    The defaults are those `tuning.tune_filter` found for the LG HG2 drive
+    cycles; they are a sound start for other cells of similar size, and
+    `python -m bmsfil.lg_hg2_params` starts its own search from them."""
+
+    q_soc_per_s: float = 9.59e-09
+    q_irc_A2_per_s: float = 4.84e-06
+    q_hyst_per_s: float = 7.98e-08
+    r_voltage_V2_s: float = 0.0548
+    r_overpotential_rel2_s: float = 4.91
     r_dt_min_s: float = 0.05
-    p0_soc: float = 1e-4
+    p0_soc: float = 0.25
     p0_soc_ocv: float = 4e-4
     p0_irc_A2: float = 1e-2
     p0_hyst: float = 0.25
-    p_floor_soc: float = 1e-8
+    p_floor_soc: float = 5.21e-05
     p_floor_irc_A2: float = 1e-8
     p_floor_hyst: float = 1e-8
     gate_sigma: float = 4.0

@@ -11,7 +11,6 @@ for the same seed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from bmsfil.evaluate import evaluate
 from bmsfil.inject import SensorErrors
+from bmsfil.metrics import CONVERGED_BAND
 from bmsfil.params import FilterTuning, ParameterSet
 from bmsfil.recording import Recording
 
@@ -52,14 +52,20 @@ class Targets:
 def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> float:
     cold = (rec.meta.ambient_temp_C if rec.meta.ambient_temp_C is not None else float(np.nanmedian(rec.temp_C))) < COLD_C
     nominal = evaluate(rec, params, "ocv").score
-    started_off = evaluate(rec, params, targets.start_soc).score
+    started_off_run = evaluate(rec, params, targets.start_soc)
+    started_off, started_off_trace, reference = started_off_run.score, started_off_run.trace, started_off_run.reference
     cost = nominal.rmse * 20.0
     cost += max(0.0, nominal.rmse / (targets.rmse_cold if cold else targets.rmse_warm) - 1.0) * 5.0
     cost += max(0.0, targets.within_3sigma - nominal.within_3sigma) * 20.0
     cost += max(0.0, targets.within_3sigma - started_off.within_3sigma) * 10.0
+    # Convergence enters through the largest error after the time limit, not
+    # through the convergence time itself: the latter jumps to "never" when
+    # the very last sample leaves the band, a cliff that makes the search
+    # chase noise.
     limit = targets.converge_cold_s if cold else targets.converge_warm_s
-    conv = started_off.convergence_time_s
-    cost += 5.0 if not math.isfinite(conv) else max(0.0, conv / limit - 1.0) * 2.0
+    late = rec.time_s >= rec.time_s[0] + limit
+    late_error = float(np.max(np.abs(started_off_trace.soc[late] - reference[late]))) if late.any() else 0.0
+    cost += max(0.0, late_error / CONVERGED_BAND - 0.8) * 5.0
     if not cold:
         injected = evaluate(rec, params, "ocv", TRAINING_ERRORS, seed=1)
         ratio = injected.coulomb_score.rmse / max(injected.score.rmse, 1e-6)

@@ -1,0 +1,20 @@
+"""Where the shared recordings are: $BMSFIL_DATA, else ../shared/data beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(os.environ.get("BMSFIL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+LG = DATA / "lg_hg2"
+needs_data = pytest.mark.skipif(not LG.is_dir(), reason=f"recorded data not found at {DATA} (set BMSFIL_DATA)")
+
+
+def lg_drive_cycles() -> list[Path]:
+    """Every LG HG2 drive-cycle file in the shared data (not C/20, capacity, HPPC)."""
+    names = ("US06", "HWFET", "UDDS", "LA92", "Mix", "NN")
+    return sorted(
+        p for p in LG.rglob("*") if p.is_file() and any(n in p.name for n in names) and "HPPC" not in p.name
+    )

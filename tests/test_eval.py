@@ -1,0 +1,103 @@
+"""`bmsfil eval` and its scoring: known answers on short slices of real drive cycles."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.cli import main
+from bmsfil.evaluate import evaluate
+from bmsfil.inject import InjectSpecError, SensorErrors
+from bmsfil.metrics import score_soc
+from bmsfil.params import bundled_params
+
+#: 20 minutes of the bundled US06 at 25 °C (0.1 s samples).
+SLICE = 12000
+
+
+@pytest.fixture(scope="module")
+def us06_slice():
+    return bundled_recording().slice(0, SLICE)
+
+
+def test_reference_soc_of_bundled_cycle_follows_the_cycler_counter():
+    rec = bundled_recording()
+    ref = rec.reference_soc()
+    assert ref[0] == 1.0
+    # The cycle discharges to 95 % of the 1C capacity: about 7 % SOC left at 25 °C.
+    assert 0.0 < ref[-1] < 0.1
+
+
+def test_ekf_tracks_reference_on_real_slice(us06_slice):
+    ev = evaluate(us06_slice, bundled_params())
+    assert ev.score.rmse < 0.01
+    assert ev.score.within_3sigma >= 0.95
+    assert np.all((ev.trace.soc >= 0) & (ev.trace.soc <= 1))
+
+
+def test_started_30_points_off_converges_within_10_minutes(us06_slice):
+    ev = evaluate(us06_slice, bundled_params(), initial_soc=0.7)
+    assert ev.score.convergence_time_s <= 600.0
+    assert abs(ev.score.final_error) < 0.02
+
+
+def test_injected_sensor_errors_beat_coulomb_counting(us06_slice):
+    errors = SensorErrors.parse("current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2")
+    ev = evaluate(us06_slice, bundled_params(), errors=errors, seed=3)
+    assert ev.score.rmse < 0.015
+    # The counter drifts with the 0.1 A offset; the EKF must not follow it.
+    assert ev.coulomb_score.final_error < -0.01
+    assert abs(ev.score.final_error) < abs(ev.coulomb_score.final_error)
+
+
+def test_injection_is_deterministic_for_a_seed(us06_slice):
+    errors = SensorErrors.parse("voltage_noise_V=0.004,current_noise_A=0.05")
+    a, b, c = (errors.apply(us06_slice, s) for s in (1, 1, 2))
+    assert np.array_equal(a.voltage_V, b.voltage_V)
+    assert not np.array_equal(a.voltage_V, c.voltage_V)
+    assert np.array_equal(a.ah, us06_slice.ah)  # the reference is never touched
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("current_offset_A", "not key=value"), ("bogus=1", "unknown error 'bogus'"), ("voltage_noise_V=abc", "expected a number")],
+)
+def test_bad_inject_spec_is_named(spec, message):
+    with pytest.raises(InjectSpecError, match=message):
+        SensorErrors.parse(spec)
+
+
+def test_score_convergence_is_when_error_last_leaves_the_band():
+    t = np.arange(10.0)
+    ref = np.full(10, 0.5)
+    soc = ref + np.array([0.3, 0.1, 0.03, 0.01, 0.0, 0.025, 0.0, 0.0, 0.0, 0.0])
+    s = score_soc(t, soc, ref, sigma=np.full(10, 0.01))
+    assert s.convergence_time_s == 6.0
+    assert s.within_3sigma == pytest.approx(0.7)
+
+
+def test_eval_command_writes_csv_plot_and_json(tmp_path: Path, us06_slice, capsys):
+    rec_path = us06_slice.save(tmp_path / "slice.npz")
+    out = tmp_path / "out"
+    assert main(["eval", str(rec_path), "--out-dir", str(out), "--json", str(tmp_path / "e.json")]) == 0
+    rows = list(csv.reader((out / f"{us06_slice.meta.name}.csv").open()))
+    assert rows[0] == ["time_s", "soc", "soc_sigma"]
+    assert len(rows) == SLICE + 1
+    assert float(rows[1][0]) == 0.0
+    assert (out / f"{us06_slice.meta.name}.png").stat().st_size > 10_000
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert doc["recordings"][0]["ekf"]["rmse"] < 0.01
+    assert "RMSE" in capsys.readouterr().out
+
+
+def test_eval_names_a_broken_input(tmp_path: Path, capsys):
+    bad = tmp_path / "broken.csv"
+    bad.write_text("Time [s],Current [A],Voltage [V],Temperature [degC]\n0,1,3.7,25\n1,1,abc,25\n")
+    assert main(["eval", str(bad), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.csv:3" in err and "Voltage" in err
