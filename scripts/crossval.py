@@ -18,7 +18,7 @@ import numpy as np
 from bmsfil.ecm_fit import fit_dynamic
 from bmsfil.evaluate import evaluate
 from bmsfil.importers import import_file
-from bmsfil.lg_hg2_params import HYST_GAMMA, full_anchored, is_low_rate, starts_full
+from bmsfil.lg_hg2_params import HYST_GAMMA, RN_SAT_PER_A, full_anchored, is_low_rate, starts_full
 from bmsfil.ocv import ocv_from_low_rate
 from bmsfil.params import CellParams, ParameterSet, bundled_params
 
@@ -42,13 +42,14 @@ def main() -> int:
         train = [r for r in dynamic if r.meta.test != cycle]
         test = [r for r in dynamic if r.meta.test == cycle]
         fit = fit_dynamic(train, temps, ocv, capacity, gamma=HYST_GAMMA,
-                          overpotential_weight=tuning.r_overpotential_rel2_s / tuning.r_voltage_V2_s)
+                          overpotential_weight=tuning.r_overpotential_rel2_s / tuning.r_voltage_V2_s,
+                          rn_sat_per_A=RN_SAT_PER_A)
         cell = CellParams(
             temp_C=temps, ocv_V=ocv, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,
             r2_ohm=fit.r2_ohm, tau2_s=fit.tau2_s, capacity_Ah=capacity, hyst_m0_V=fit.hyst_m0_V,
             hyst_m_V=fit.hyst_m_V, hyst_gamma=np.full(len(temps), HYST_GAMMA), eta_charge=1.0,
             v_min_V=bundled.cell.v_min_V, v_max_V=bundled.cell.v_max_V, i_max_A=bundled.cell.i_max_A,
-            nominal_capacity_Ah=bundled.cell.nominal_capacity_Ah,
+            nominal_capacity_Ah=bundled.cell.nominal_capacity_Ah, rn_ohm=fit.rn_ohm, rn_sat_per_A=RN_SAT_PER_A,
         )
         params = ParameterSet(f"LG HG2 without {cycle}", cell, tuning, {})
         for r in test:

@@ -45,13 +45,16 @@ bf_status_t bf_cell_params_check(const bf_cell_params_t *p)
         if (!finite_all(p->ocv_V[i], p->n_ocv) || !(p->capacity_Ah[i] > 0.0f)
             || !bf_isfinite(p->capacity_Ah[i]) || !bf_isfinite(p->hyst_m0_V[i])
             || !bf_isfinite(p->hyst_m_V[i]) || !bf_isfinite(p->hyst_gamma[i])
-            || p->hyst_gamma[i] < 0.0f) {
+            || p->hyst_gamma[i] < 0.0f || !bf_isfinite(p->rn_ohm[i]) || p->rn_ohm[i] < 0.0f) {
             return BF_E_PARAMS;
         }
     }
     if (!rc_table_ok(p, p->r0_ohm, 0.0f, 0) || !rc_table_ok(p, p->r1_ohm, 0.0f, 0)
         || !rc_table_ok(p, p->r2_ohm, 0.0f, 0) || !rc_table_ok(p, p->tau1_s, 0.0f, 1)
         || !rc_table_ok(p, p->tau2_s, 0.0f, 1)) {
+        return BF_E_PARAMS;
+    }
+    if (!bf_isfinite(p->rn_sat_per_A) || p->rn_sat_per_A < 0.0f) {
         return BF_E_PARAMS;
     }
     if (!(p->eta_charge > 0.0f) || p->eta_charge > 1.5f || !bf_isfinite(p->v_min_V)

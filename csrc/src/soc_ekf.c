@@ -239,7 +239,9 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf
     r2 = bf_cell_rc_table(p, p->r2_ohm, &at);
     m0 = bf_cell_temp_row(p, p->hyst_m0_V, &at);
     m = bf_cell_temp_row(p, p->hyst_m_V, &at);
-    eta_V = r0 * current_A + r1 * s->x[1] + r2 * s->x[2];
+    eta_V = r0 * current_A
+            + bf_cell_temp_row(p, p->rn_ohm, &at) * current_A / (1.0f + p->rn_sat_per_A * bf_absf(current_A))
+            + r1 * s->x[1] + r2 * s->x[2];
     v_pred = ocv + m0 * s->hyst_sign + m * s->x[3] + eta_V;
     out->voltage_pred_V = v_pred;
 

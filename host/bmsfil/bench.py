@@ -52,7 +52,11 @@ class FilterpySocEstimator:
 
         def h_of(x: np.ndarray) -> np.ndarray:
             a = m.locate(float(x[0, 0]), temp)
-            eta = m.rc("r0_ohm", a) * current + m.rc("r1_ohm", a) * x[1, 0] + m.rc("r2_ohm", a) * x[2, 0]
+            eta = (
+                m.rc("r0_ohm", a) * current
+                + m.row("rn_ohm", a) * current / (1.0 + self.p.cell.rn_sat_per_A * abs(current))
+                + m.rc("r1_ohm", a) * x[1, 0] + m.rc("r2_ohm", a) * x[2, 0]
+            )
             return np.array([[m.ocv(a)[0] + m.row("hyst_m0_V", a) * self.hyst_sign + m.row("hyst_m_V", a) * x[3, 0] + eta]])
 
         def jac(x: np.ndarray) -> np.ndarray:

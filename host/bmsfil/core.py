@@ -64,6 +64,7 @@ def pack_cell_params(params: ParameterSet) -> "ffi.CData":
     c.v_min_V = cell.v_min_V
     c.v_max_V = cell.v_max_V
     c.i_max_A = cell.i_max_A
+    c.rn_sat_per_A = cell.rn_sat_per_A
     _check(lib.bf_cell_params_check(c), "cell parameters")
     return c
 

@@ -4,6 +4,7 @@ Given the OCV tables, the terminal voltage of the model is linear in R0, R1,
 R2, M0 and M once the time constants and the hysteresis rate are fixed:
 
     v - OCV(z, T) = R0(z,T) i + R1(z,T) i_R1 + R2(z,T) i_R2 + M0(T) s + M(T) h
+                    + Rn(T) i / (1 + kn |i|)
 
 with every table value entering through the same bilinear weights the C
 core interpolates with. So the fit is a bounded linear least-squares problem
@@ -43,6 +44,7 @@ class DynamicFit:
     tau2_s: np.ndarray
     hyst_m0_V: np.ndarray   # (n_temps,)
     hyst_m_V: np.ndarray
+    rn_ohm: np.ndarray
     rms_residual_V: float
     residual_by_recording_V: dict[str, float]
 
@@ -126,8 +128,10 @@ def _prepare(rec: Recording, ocv_V: np.ndarray, temp_grid: np.ndarray, capacity_
     )
 
 
-def _design(preps: list[_Prepared], tau1: np.ndarray, tau2: np.ndarray, temp_grid: np.ndarray, n_rc: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Sparse design matrix for [R0 | R1 | R2 tables (T x SOC), M0, M rows]."""
+def _design(
+    preps: list[_Prepared], tau1: np.ndarray, tau2: np.ndarray, temp_grid: np.ndarray, n_rc: int, rn_sat_per_A: float
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Sparse design matrix for [R0 | R1 | R2 tables (T x SOC) | M0, M, Rn rows (T)]."""
     nt = len(temp_grid)
     n_tab = nt * n_rc
     rows, cols, vals, target = [], [], [], []
@@ -151,14 +155,15 @@ def _design(preps: list[_Prepared], tau1: np.ndarray, tau2: np.ndarray, temp_gri
                 rows.append(r_idx)
                 cols.append(block * n_tab + ti[sel] * n_rc + zi[sel])
                 vals.append((root_w * w * signal)[sel])
-        for block, signal in enumerate((p.s, p.h)):
+        saturating = p.current / (1.0 + rn_sat_per_A * np.abs(p.current))
+        for block, signal in enumerate((p.s, p.h, saturating)):
             for ti, w in ((kt, 1 - wt), (kt1, wt)):
                 rows.append(r_idx)
                 cols.append(3 * n_tab + block * nt + ti[sel])
                 vals.append((root_w * w * signal)[sel])
         target.append((root_w * p.target)[sel])
         offset += n
-    n_cols = 3 * n_tab + 2 * nt
+    n_cols = 3 * n_tab + 3 * nt
     A = sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(offset, n_cols)
     )
@@ -176,7 +181,7 @@ def _smoothing(nt: int, n_rc: int, weight: float) -> sp.csr_matrix:
         blocks.append(0.3 * sp.kron(d1t, eye_z))
     one = sp.vstack(blocks)
     tables = sp.block_diag([one, one, one])
-    return (weight * sp.hstack([tables, sp.csr_matrix((tables.shape[0], 2 * nt))])).tocsr()
+    return (weight * sp.hstack([tables, sp.csr_matrix((tables.shape[0], 3 * nt))])).tocsr()
 
 
 def fit_dynamic(
@@ -189,30 +194,33 @@ def fit_dynamic(
     stride: int = 2,
     smooth_weight: float = 0.05,
     overpotential_weight: float = 0.0,
+    rn_sat_per_A: float = 1.0,
 ) -> DynamicFit:
-    """Fit R0, R1, R2 over (T, SOC), tau1, tau2 per T and M0, M per T."""
+    """Fit R0, R1, R2 over (T, SOC), tau1, tau2 per T and M0, M, Rn per T."""
     nt = len(temp_grid)
     cap = float(np.mean(capacity_Ah))
     preps = [_prepare(r, ocv_V, temp_grid, cap, gamma, stride) for r in recordings]
-    tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight)
+    tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight, rn_sat_per_A)
     if overpotential_weight:
         # Refit weighting each sample as the filter will: by 1 / (1 + k eta^2),
         # eta the overpotential the first pass predicts. The model is then
         # most accurate where the filter listens to it, near rest.
-        A, _ = _design(preps, tau1, tau2, temp_grid, n_rc)
-        n_res = 3 * nt * n_rc
-        eta = A[:, :n_res] @ x[:n_res]
+        A, _ = _design(preps, tau1, tau2, temp_grid, n_rc, rn_sat_per_A)
+        resistive = np.ones(len(x), dtype=bool)
+        resistive[3 * nt * n_rc : 3 * nt * n_rc + 2 * nt] = False  # not the hysteresis
+        eta = A[:, resistive] @ x[resistive]
         start = 0
         for p in preps:
             n = len(p.sel)
             p.weight[p.sel] = 1.0 / (1.0 + overpotential_weight * eta[start : start + n] ** 2)
             start += n
-        tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight)
-    A, b = _design(preps, tau1, tau2, temp_grid, n_rc)
+        tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight, rn_sat_per_A)
+    A, b = _design(preps, tau1, tau2, temp_grid, n_rc, rn_sat_per_A)
     n_tab = nt * n_rc
     tables = [x[i * n_tab : (i + 1) * n_tab].reshape(nt, n_rc) for i in range(3)]
     m0 = x[3 * n_tab : 3 * n_tab + nt]
-    m = x[3 * n_tab + nt :]
+    m = x[3 * n_tab + nt : 3 * n_tab + 2 * nt]
+    rn = x[3 * n_tab + 2 * nt :]
     resid = A @ x - b
     per_rec: dict[str, float] = {}
     start = 0
@@ -223,14 +231,14 @@ def fit_dynamic(
     return DynamicFit(
         r0_ohm=tables[0], r1_ohm=tables[1], tau1_s=np.repeat(tau1[:, None], n_rc, axis=1),
         r2_ohm=tables[2], tau2_s=np.repeat(tau2[:, None], n_rc, axis=1),
-        hyst_m0_V=m0, hyst_m_V=m, rms_residual_V=float(np.sqrt(np.mean(resid**2))),
+        hyst_m0_V=m0, hyst_m_V=m, rn_ohm=rn, rms_residual_V=float(np.sqrt(np.mean(resid**2))),
         residual_by_recording_V=per_rec,
     )
 
 
 
 def _fit_pass(
-    preps: list[_Prepared], temp_grid: np.ndarray, n_rc: int, smooth_weight: float
+    preps: list[_Prepared], temp_grid: np.ndarray, n_rc: int, smooth_weight: float, rn_sat_per_A: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time constants by grid search per temperature, then every table jointly."""
     nt = len(temp_grid)
@@ -249,7 +257,7 @@ def _fit_pass(
             if t2 <= t1:
                 continue
             local = [replace(p, temp=np.full_like(p.temp, temp_grid[ti]), sel=p.sel[::4]) for p in mine]
-            A, b = _design(local, np.array([t1]), np.array([t2]), one_t, n_rc)
+            A, b = _design(local, np.array([t1]), np.array([t2]), one_t, n_rc, rn_sat_per_A)
             x = bounded_lstsq(A, b, _bounds(1, n_rc))
             resid = A @ x - b
             rest = np.concatenate([np.abs(p.current[p.sel]) < REST_CURRENT_A for p in local])
@@ -264,7 +272,7 @@ def _fit_pass(
     have = np.array(sorted(set(nearest)))
     tau1 = np.interp(temp_grid, temp_grid[have], tau1[have])
     tau2 = np.interp(temp_grid, temp_grid[have], tau2[have])
-    A, b = _design(preps, tau1, tau2, temp_grid, n_rc)
+    A, b = _design(preps, tau1, tau2, temp_grid, n_rc, rn_sat_per_A)
     L = _smoothing(nt, n_rc, smooth_weight * np.sqrt(A.shape[0]) * 1e-2)
     x = bounded_lstsq(sp.vstack([A, L]).tocsr(), np.concatenate([b, np.zeros(L.shape[0])]), _bounds(nt, n_rc))
     return tau1, tau2, x
@@ -278,11 +286,12 @@ def bounded_lstsq(A: sp.csr_matrix, b: np.ndarray, bounds: tuple[np.ndarray, np.
     ata[np.diag_indices_from(ata)] += 1e-12 * max(float(np.trace(ata)), 1.0) / len(ata)
     R = np.linalg.cholesky(ata).T
     d = np.linalg.solve(R.T, atb)
-    return lsq_linear(R, d, bounds=bounds, method="bvls").x
+    # BVLS may land a rounding error outside a bound; the C core refuses that.
+    return np.clip(lsq_linear(R, d, bounds=bounds, method="bvls").x, *bounds)
 
 
 def _bounds(nt: int, n_rc: int) -> tuple[np.ndarray, np.ndarray]:
     n_tab = nt * n_rc
-    lo = np.concatenate([np.zeros(3 * n_tab), np.zeros(2 * nt)])
-    hi = np.concatenate([np.full(3 * n_tab, 2.0), np.full(2 * nt, 0.2)])
+    lo = np.zeros(3 * n_tab + 3 * nt)
+    hi = np.concatenate([np.full(3 * n_tab, 2.0), np.full(2 * nt, 0.2), np.full(nt, 2.0)])
     return lo, hi

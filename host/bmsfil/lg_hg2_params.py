@@ -35,6 +35,8 @@ from bmsfil.recording import Recording
 from bmsfil.tuning import tune_filter
 
 HYST_GAMMA = 50.0
+#: kn of the current-dependent resistance Rn i / (1 + kn |i|): Rn halves at 1 A.
+RN_SAT_PER_A = 1.0
 TEMP_GROUPS_C = (-20.0, -10.0, 0.0, 10.0, 25.0, 40.0)
 
 
@@ -66,13 +68,14 @@ def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
     start = FilterTuning()
     fit = fit_dynamic(
         dynamic, temps, ocv, capacity, gamma=HYST_GAMMA,
-        overpotential_weight=start.r_overpotential_rel2_s / start.r_voltage_V2_s,
+        overpotential_weight=start.r_overpotential_rel2_s / start.r_voltage_V2_s, rn_sat_per_A=RN_SAT_PER_A,
     )
     cell = CellParams(
         temp_C=temps, ocv_V=ocv, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,
         r2_ohm=fit.r2_ohm, tau2_s=fit.tau2_s, capacity_Ah=capacity, hyst_m0_V=fit.hyst_m0_V,
         hyst_m_V=fit.hyst_m_V, hyst_gamma=np.full(len(temps), HYST_GAMMA), eta_charge=1.0,
-        v_min_V=2.5, v_max_V=4.2, i_max_A=30.0, nominal_capacity_Ah=3.0,
+        v_min_V=2.5, v_max_V=4.2, i_max_A=30.0, nominal_capacity_Ah=3.0, rn_ohm=fit.rn_ohm,
+        rn_sat_per_A=RN_SAT_PER_A,
     )
     notes = {
         "source": "Kollmeyer et al. (2020), LG 18650HG2 Li-ion Battery Data, Mendeley Data V3, doi:10.17632/cp3473x7xv.3",

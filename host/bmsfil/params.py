@@ -20,7 +20,7 @@ MAX_TEMPS = 8
 OCV_MAX_POINTS = 101
 RC_MAX_POINTS = 21
 RC_TABLES = ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
-TEMP_ROWS = ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma")
+TEMP_ROWS = ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma", "rn_ohm")
 
 
 class ParamsError(ValueError):
@@ -47,8 +47,13 @@ class CellParams:
     v_max_V: float = 4.2
     i_max_A: float = 50.0
     nominal_capacity_Ah: float = 0.0
+    #: Resistance that falls with current, Rn(T) * i / (1 + rn_sat_per_A * |i|); None: zeros.
+    rn_ohm: np.ndarray | None = None
+    rn_sat_per_A: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.rn_ohm is None:
+            object.__setattr__(self, "rn_ohm", np.zeros(len(np.atleast_1d(self.temp_C))))
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (list, tuple, np.ndarray)):
@@ -96,6 +101,8 @@ class CellParams:
             raise ParamsError(f"cell.eta_charge: expected a value in (0, 1.5], got {self.eta_charge}")
         if not (self.v_max_V > self.v_min_V):
             raise ParamsError("cell.v_max_V must exceed cell.v_min_V")
+        if not np.all(self.rn_ohm >= 0) or not (np.isfinite(self.rn_sat_per_A) and self.rn_sat_per_A >= 0):  # type: ignore[operator]
+            raise ParamsError("cell.rn_ohm and cell.rn_sat_per_A must be finite and >= 0")
         if not self.i_max_A > 0:
             raise ParamsError("cell.i_max_A must be > 0")
 

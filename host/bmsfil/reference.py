@@ -61,7 +61,7 @@ class CellModel:
         self.n_rc = c.r0_ohm.shape[1]
         self.ocv_V = c.ocv_V.tolist()
         self.tables = {name: getattr(c, name).tolist() for name in ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")}
-        self.rows = {name: getattr(c, name).tolist() for name in ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma")}
+        self.rows = {name: getattr(c, name).tolist() for name in ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma", "rn_ohm")}
 
     def locate(self, soc: float, temp_C: float) -> Lookup:
         return Lookup(self, soc, temp_C)
@@ -189,7 +189,11 @@ class ReferenceSocEstimator:
         at = m.locate(x[0], temp_C)
         ocv, docv = m.ocv(at)
         r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
-        eta_V = m.rc("r0_ohm", at) * current_A + r1 * x[1] + r2 * x[2]
+        eta_V = (
+            m.rc("r0_ohm", at) * current_A
+            + m.row("rn_ohm", at) * current_A / (1.0 + cell.rn_sat_per_A * abs(current_A))
+            + r1 * x[1] + r2 * x[2]
+        )
         v_pred = ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3] + eta_V
         if v_ok:
             H = np.array([docv, r1, r2, mh])

@@ -4,7 +4,10 @@
  * efficiency on charge.
  *
  * Sign: current is positive on charge, so the terminal voltage is
- *   v = OCV(z, T) + M0*s + M*h + R0*i + R1*i_R1 + R2*i_R2.
+ *   v = OCV(z, T) + M0*s + M*h + R0*i + Rn*i/(1 + kn*|i|) + R1*i_R1 + R2*i_R2.
+ * The Rn term is a resistance that falls with current, as charge-transfer
+ * kinetics make it in the cold (a rational stand-in for Butler-Volmer's
+ * asinh that needs no libm); kn = 0 makes it linear.
  *
  * Tables sit on uniform SOC grids from 0 to 1 and on an ascending list of
  * temperatures; lookups interpolate linearly and hold the end values outside
@@ -36,6 +39,8 @@ typedef struct {
     float hyst_m0_V[BF_MAX_TEMPS];             /* instantaneous hysteresis */
     float hyst_m_V[BF_MAX_TEMPS];              /* dynamic hysteresis amplitude */
     float hyst_gamma[BF_MAX_TEMPS];            /* dynamic hysteresis rate, 1 */
+    float rn_ohm[BF_MAX_TEMPS];                /* current-dependent resistance at i = 0 */
+    float rn_sat_per_A;                        /* kn: how fast Rn falls with |i|, >= 0 */
     float eta_charge;                          /* coulombic efficiency on charge */
     float v_min_V;                             /* plausible terminal voltage range */
     float v_max_V;
