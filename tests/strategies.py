@@ -17,7 +17,8 @@ cell_params()        random CellParams: 1..8 ascending temperatures, strictly
                      increasing OCV rows of 2..101 points between 2.5 and 4.3 V
                      (slope >= 0.1 V per unit SOC everywhere, see below),
                      resistances 1e-3..0.5 ohm, taus 0.5..5000 s, capacities
-                     0.5..100 Ah, hysteresis, coulombic efficiency.
+                     0.5..100 Ah, hysteresis, current-dependent resistance
+                     Rn i/(1 + kn|i|), coulombic efficiency.
 filter_tunings()     random FilterTuning within sane ranges (all the C core's
                      positivity requirements met).
 parameter_sets()     ParameterSet of the two.
@@ -51,9 +52,10 @@ TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0  # the core's sensor-fault limits (soc_ekf
 
 def f32(x):
     """Round to float32 and come back as float64 (arrays) or float (scalars)."""
-    if np.ndim(x) == 0:
-        return float(np.float32(x))
-    return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, as in C
+        if np.ndim(x) == 0:
+            return float(np.float32(x))
+        return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
 def log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
@@ -106,11 +108,13 @@ def cell_params(draw: st.DrawFn, max_temps: int = 8) -> CellParams:
     m = draw(st.floats(0.0, 0.1))
     gamma = draw(st.floats(0.0, 500.0))
     eta = draw(st.one_of(st.just(1.0), st.floats(0.9, 1.0).map(f32)))
+    rn_vc = draw(st.one_of(st.just(0.0), log_uniform(1e-3, 0.1)))  # current-dependent Rn, V per C at i -> 0
+    rn_sat_c = draw(st.one_of(st.just(0.0), log_uniform(0.01, 10.0)))  # kn, per C-rate
     i_max_c = draw(st.floats(1.0, 20.0))  # i_max as a C-rate (capped below)
     seed = draw(st.integers(0, 2**32 - 1))
 
     rng = np.random.default_rng(seed)
-    r0, r1, r2 = r0_vc / cap, r1_vc / cap, r2_vc / cap
+    r0, r1, r2, rn = r0_vc / cap, r1_vc / cap, r2_vc / cap, rn_vc / cap
     ocv = np.stack([_ocv_row(rng, n_ocv) for _ in range(nt)])
     shape = (nt, n_rc)
     capacity = f32(np.clip(cap * rng.uniform(0.8, 1.05, size=nt), 0.5, 100.0))
@@ -124,8 +128,9 @@ def cell_params(draw: st.DrawFn, max_temps: int = 8) -> CellParams:
         "r2_ohm": _table(rng, shape, r2, spread, 1e-3, 0.5),
         "tau2_s": _table(rng, shape, tau2, spread, 0.5, 5000.0),
     }
+    rn_row = f32(np.clip(rn * rng.uniform(0.2, 1.0, size=nt), 0.0, 0.5))
     # i_max such that the largest possible overpotential stays below 2 V.
-    r_sum = float((tables["r0_ohm"] + tables["r1_ohm"] + tables["r2_ohm"]).max())
+    r_sum = float((tables["r0_ohm"] + tables["r1_ohm"] + tables["r2_ohm"]).max() + rn_row.max())
     i_max = min(i_max_c * float(capacity.max()), 2.0 / r_sum)
     return CellParams(
         temp_C=temps,
@@ -139,6 +144,8 @@ def cell_params(draw: st.DrawFn, max_temps: int = 8) -> CellParams:
         v_min_V=v_min,
         v_max_V=v_max,
         i_max_A=f32(i_max),
+        rn_ohm=rn_row,
+        rn_sat_per_A=f32(rn_sat_c / cap),
     )
 
 
@@ -302,6 +309,7 @@ def simulate_voltage(params: ParameterSet, soc0: float, dt, current, temp, noise
             + model.row("hyst_m0_V", at) * s
             + model.row("hyst_m_V", at) * h
             + model.rc("r0_ohm", at) * i
+            + model.row("rn_ohm", at) * i / (1.0 + cell.rn_sat_per_A * abs(i))
             + model.rc("r1_ohm", at) * i1
             + model.rc("r2_ohm", at) * i2
         )
@@ -349,9 +357,9 @@ def scenarios(
     amp = min(float(cell.i_max_A), excursion * cap_As / max(float(dt.sum()), 1e-3))
     current = _current_sequence(rng, n, amp, float(cell.i_max_A))
     voltage, true_soc = simulate_voltage(ps, soc0, dt, current, temp, noise_V, rng, p_outlier)
+    t_init = f32(float(temp[0]))  # before the fault injection: the start is clean
     arrays = {"dt": dt, "current": current, "voltage": voltage, "temp": temp}
     inject_bad(rng, arrays, bad)
-    t_init = f32(float(temp[0]))
     if init_kind == "soc":
         init = ("soc", f32(min(max(soc0 + soc_offset, 0.0), 1.0)), t_init)
     else:

@@ -73,13 +73,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from bmsfil._core import lib
-from bmsfil.core import SocEstimator, describe_flags
-from bmsfil.params import bundled_params
-from bmsfil.reference import ReferenceSocEstimator
+from bmsfil.core import CoreError, SocEstimator, describe_flags
+from bmsfil.params import CellParams, FilterTuning, ParameterSet, bundled_params
+from bmsfil.reference import CellModel, ReferenceSocEstimator
 from strategies import Scenario, f32, float32_params, parameter_sets, scenarios, start
 
 FLAG_V = lib.BF_FLAG_VOLTAGE_INVALID
@@ -111,7 +111,13 @@ TOL_INIT_OCV = 1e-5
 
 P_MAX_SOC, P_MAX_HYST, CORR_MAX = 1.0, 4.0, 0.999  # soc_ekf.c
 
-FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# The default run does not shrink: a failure is reported with the scenario and
+# the offending steps as found (shrinking a 400-step scenario through the
+# lock-step comparison takes minutes). The slow variants shrink.
+FAST = settings(
+    max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 SLOW = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -459,9 +465,15 @@ def free_running(sc: Scenario, max_failures: int = 3, twins: int = 2) -> Compari
         out.note("twin_spread_sigma", spread_sigma)
         out.note("free_soc_beyond_spread", dsoc / (TOL_FREE_SOC + TWIN_FACTOR * spread_soc))
         if dsoc > TOL_FREE_SOC + TWIN_FACTOR * spread_soc:
+            hint = ""
+            if out.worst.get("free_sigma_rel", 0.0) > TOL_FREE_SIGMA:
+                hint = (
+                    f"; NB sigma already differed by {out.worst['free_sigma_rel']:.3g} relative at step "
+                    f"{out.worst_at['free_sigma_rel']}, so the gains differ (see test_lockstep_covariance)"
+                )
             out.free_soc_failures.append(
                 f"step {k} {row}: SOC C {r.soc!r} vs reference {soc_f!r} (|d| {dsoc:.3g}); float32-perturbed "
-                f"twins moved it by at most {spread_soc:.3g}"
+                f"twins moved it by at most {spread_soc:.3g}" + hint
             )
         if (r.flags ^ fo.flags) & VALIDATION_FLAGS:
             out.free_soc_failures.append(
@@ -484,3 +496,202 @@ def explain(c: Comparison, failures: list[str], what: str) -> str:
         f"  filter tuning: {sc.params.filter}\n  "
         + "\n  ".join(failures[:3])
     )
+
+
+# --- a known bug, pinned down ------------------------------------------------
+
+
+def joseph_reproducer() -> Scenario:
+    """A plain cell (linear OCV 3.0..4.2 V, 20/10/10 mOhm, no hysteresis), SOC
+    unknown at the start (p0_soc = 0.1) and a good voltmeter (1 mV at 1 s):
+    one rested sample 60 s later shrinks P_00 ~1e7-fold."""
+    table = lambda v: np.full((1, 2), v)  # noqa: E731
+    cell = CellParams(
+        temp_C=[25.0], ocv_V=[[3.0, 4.2]], r0_ohm=table(0.02), r1_ohm=table(0.01), tau1_s=table(10.0),
+        r2_ohm=table(0.01), tau2_s=table(1000.0), capacity_Ah=[3.0], hyst_m0_V=[0.0], hyst_m_V=[0.0],
+        hyst_gamma=[0.0],
+    )
+    tuning = FilterTuning(
+        p0_soc=0.1, r_voltage_V2_s=1e-6, r_overpotential_rel2_s=0.0, q_irc_A2_per_s=0.0, p0_irc_A2=1e-8,
+        p0_hyst=1e-8, p_floor_soc=1e-12, p_floor_irc_A2=1e-12, p_floor_hyst=1e-12,
+    )
+    params = float32_params(ParameterSet("joseph-reproducer", cell, tuning, {}))
+    one = lambda value: np.array([float(value)])  # noqa: E731
+    return Scenario(params, ("soc", 0.5, 25.0), one(60.0), one(0.0), one(f32(3.61)), one(25.0), one(0.5))
+
+
+def test_covariance_update_keeps_float32_precision():
+    """KNOWN C BUG (soc_ekf.c, covariance correction): the core computes
+    P + (-K PH' - PH K' + K K' (HPH'+R)), the expanded Joseph form, which in
+    float32 subtracts numbers of the size of the prior to get the posterior.
+    Here one sample leaves sigma 39 % too large (1.50e-4 vs 1.08e-4). The
+    error is eps32 * prior/posterior; with random tunings it also left P with
+    a negative eigenvalue, unflagged (repair_covariance bounds only pairwise
+    correlations). Evaluating (I-KH) P (I-KH)' + K R K' keeps ~1e-7."""
+    sc = joseph_reproducer()
+    core, ref = SocEstimator(sc.params), ReferenceSocEstimator(sc.params)
+    start(core, sc)
+    start(ref, sc)
+    row = next(iter(sc.rows()))
+    rc, rr = core.step(*row), ref.step(*row)
+    eig_c, eig_r = np.linalg.eigvalsh(core.P).min(), np.linalg.eigvalsh(ref.P).min()
+    rel = rc.soc_sigma / rr.soc_sigma - 1.0
+    problems = []
+    if abs(rel) > TOL_SIGMA_STEP:
+        problems.append(f"sigma C {rc.soc_sigma!r} vs reference {rr.soc_sigma!r} (relative {rel:.3g})")
+    if not eig_c > 0:
+        problems.append(
+            f"C covariance not positive definite: smallest eigenvalue {eig_c:.3g} (reference {eig_r:.3g}), "
+            f"flags {describe_flags(rc.flags)}"
+        )
+    ls = lockstep(sc)
+    assert not problems, (
+        "float32 covariance update loses precision (expanded Joseph form): " + "; ".join(problems)
+        + "\n  " + "\n  ".join(ls.covariance_failures[:1])
+    )
+
+
+# --- the tests ----------------------------------------------------------------
+
+
+def _assert_clean(c: Comparison, kind: str, what: str) -> None:
+    failures = getattr(c, kind)
+    assert not failures, explain(c, failures, what)
+
+
+@FAST
+@given(sc=scenarios())
+def test_lockstep_state_and_flags(sc):
+    """From the same state, the C step gives the reference's v_pred, state and
+    flags up to float32 rounding."""
+    _assert_clean(lockstep(sc), "state_failures", "C step vs reference step from the same state")
+
+
+@FAST
+@example(sc=joseph_reproducer())  # the known bug: fails until soc_ekf.c is fixed
+@given(sc=scenarios())
+def test_lockstep_covariance(sc):
+    """From the same state, the C step gives the reference's sigma and P to
+    1e-3 (fails while the expanded-Joseph bug stands, see above)."""
+    _assert_clean(lockstep(sc), "covariance_failures", "C covariance vs reference covariance, one step")
+
+
+@FAST
+@given(sc=scenarios())
+def test_free_running_soc(sc):
+    """Run on their own, C core and reference agree on SOC (and on the
+    validation flags) at every step."""
+    _assert_clean(free_running(sc), "free_soc_failures", "free-running SOC, C vs reference")
+
+
+@FAST
+@example(sc=joseph_reproducer())  # the known bug: fails until soc_ekf.c is fixed
+@given(sc=scenarios())
+def test_free_running_sigma(sc):
+    """Run on their own, C core and reference agree on sigma at every step."""
+    _assert_clean(free_running(sc), "free_sigma_failures", "free-running sigma, C vs reference")
+
+
+@pytest.mark.slow
+@SLOW
+@given(sc=scenarios())
+def test_lockstep_many(sc):
+    c = lockstep(sc)
+    _assert_clean(c, "state_failures", "C step vs reference step from the same state")
+    _assert_clean(c, "covariance_failures", "C covariance vs reference covariance, one step")
+
+
+@pytest.mark.slow
+@SLOW
+@given(sc=scenarios())
+def test_free_running_many(sc):
+    c = free_running(sc)
+    _assert_clean(c, "free_soc_failures", "free-running SOC, C vs reference")
+    _assert_clean(c, "free_sigma_failures", "free-running sigma, C vs reference")
+
+
+def _ocv_probe(params, frac: float) -> float:
+    lo, hi = float(params.cell.ocv_V.min()), float(params.cell.ocv_V.max())
+    return f32(lo - 0.3 + frac * (hi - lo + 0.6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    params=parameter_sets(),
+    frac=st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 1.0])),
+    temp=st.one_of(st.floats(-80.0, 140.0).map(f32), st.sampled_from([-300.0, 1e6, -60.0, 120.0])),
+)
+def test_init_ocv_matches_reference(params, frac, temp):
+    """init_ocv: the OCV inversion agrees to TOL_INIT_OCV, across and beyond the
+    OCV table and the temperature table; the rest of the state is identical."""
+    v = _ocv_probe(params, frac)
+    core, ref = SocEstimator(params), ReferenceSocEstimator(params)
+    core.init_ocv(v, temp)
+    ref.init_ocv(v, temp)
+    assert abs(core.x[0] - ref.x[0]) <= TOL_INIT_OCV, (
+        f"init_ocv({v!r}, {temp!r}): SOC C {core.x[0]!r} vs reference {ref.x[0]!r}"
+    )
+    assert np.array_equal(core.x[1:], ref.x[1:]) and np.array_equal(core.P, f32(ref.P))
+    s = c_state(core)
+    assert (s.last_temp_C, s.last_current_A, s.hyst_sign) == (f32(ref.last_temp_C), ref.last_current_A, ref.hyst_sign)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    params=parameter_sets(),
+    soc=st.one_of(st.floats(-2.0, 3.0).map(f32), st.sampled_from([0.0, 1.0, -1e30, 1e30])),
+    temp=st.one_of(st.floats(-80.0, 140.0).map(f32), st.sampled_from([math.nan, math.inf, -300.0, 1e6])),
+)
+def test_init_soc_matches_reference(params, soc, temp):
+    """init_soc: identical state (SOC clamped to [0, 1], temperature clamped or 25 degC if not finite)."""
+    core, ref = SocEstimator(params), ReferenceSocEstimator(params)
+    core.init_soc(soc, temp)
+    ref.init_soc(soc, temp)
+    a, b = c_state(core), ref_state(ref)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.P, f32(b.P))
+    assert (a.last_temp_C, a.last_current_A, a.hyst_sign) == (f32(b.last_temp_C), b.last_current_A, b.hyst_sign)
+
+
+@pytest.mark.parametrize("call, args", [
+    ("init_soc", (math.nan, 25.0)),
+    ("init_soc", (math.inf, 25.0)),
+    ("init_soc", (-math.inf, 25.0)),
+    ("init_ocv", (math.nan, 25.0)),
+    ("init_ocv", (math.inf, 25.0)),
+    ("init_ocv", (3.7, math.nan)),
+    ("init_ocv", (3.7, -math.inf)),
+])
+def test_init_rejects_non_finite_like_the_core(call, args):
+    """Non-finite starting values: the core returns BF_E_RANGE (CoreError) and
+    keeps its state; so must the reference (it used to start from NaN)."""
+    params = float32_params(bundled_params())
+    for est in (SocEstimator(params), ReferenceSocEstimator(params)):
+        est.init_soc(0.5, 25.0)
+        with pytest.raises(CoreError, match="out of range"):
+            getattr(est, call)(*args)
+        assert est.x[0] == 0.5
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(sc=scenarios(bad_fractions=st.sampled_from([0.0, 0.02, 0.2])), cuts=st.lists(st.integers(0, 400), max_size=3))
+def test_step_api_matches_batch_api_bit_for_bit(sc, cuts):
+    """bf_soc_ekf_step one sample at a time and bf_soc_ekf_run over arrays
+    (split anywhere, continuing from the state) give identical bits."""
+    stepper, batch = SocEstimator(sc.params), SocEstimator(sc.params)
+    start(stepper, sc)
+    start(batch, sc)
+    steps = [stepper.step(*row) for row in sc.rows()]
+    bounds = [0] + sorted(min(c, len(sc)) for c in cuts) + [len(sc)]
+    parts = [
+        batch.run_arrays(sc.dt_s[a:b], sc.current_A[a:b], sc.voltage_V[a:b], sc.temp_C[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    soc = np.concatenate([p.soc for p in parts])
+    sigma = np.concatenate([p.soc_sigma for p in parts])
+    flags = np.concatenate([p.flags for p in parts])
+    assert np.array_equal(soc, [s.soc for s in steps]), "SOC differs between step and run"
+    assert np.array_equal(sigma, [s.soc_sigma for s in steps]), "sigma differs between step and run"
+    assert np.array_equal(flags, [s.flags for s in steps]), "flags differ between step and run"
+    a, b = c_state(stepper), c_state(batch)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.P, b.P)
+    assert (a.last_current_A, a.last_temp_C, a.hyst_sign) == (b.last_current_A, b.last_temp_C, b.hyst_sign)

@@ -60,6 +60,10 @@ float bf_sqrtf(float x)
     if (!bf_isfinite(x)) {
         return x;
     }
+    if (x < 1.17549435e-38f) {
+        /* Subnormal: the exponent trick below assumes a normal float. */
+        return bf_sqrtf(x * 16777216.0f) * (1.0f / 4096.0f);
+    }
     /* Halving the exponent (with the mantissa shifted in) gives a guess
      * within 6 %; Newton doubles the correct bits each step, so three steps
      * reach float precision (6e-2, 2e-3, 2e-6, 2e-12). */

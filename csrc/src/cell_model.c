@@ -13,14 +13,13 @@ static int finite_all(const float *v, uint32_t n)
     return 1;
 }
 
-static int rc_table_ok(const bf_cell_params_t *p, const float t[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
-                       float lower, int strict)
+static int rc_table_ok(const bf_cell_params_t *p, const float t[BF_MAX_TEMPS][BF_RC_MAX_POINTS], float lower)
 {
     uint32_t i, k;
     for (i = 0; i < p->n_temps; ++i) {
         for (k = 0; k < p->n_rc; ++k) {
             float v = t[i][k];
-            if (!bf_isfinite(v) || v < lower || (strict && !(v > lower))) {
+            if (!bf_isfinite(v) || v < lower) {
                 return 0;
             }
         }
@@ -42,16 +41,15 @@ bf_status_t bf_cell_params_check(const bf_cell_params_t *p)
         if (!bf_isfinite(p->temp_C[i]) || (i > 0u && !(p->temp_C[i] > p->temp_C[i - 1u]))) {
             return BF_E_PARAMS;
         }
-        if (!finite_all(p->ocv_V[i], p->n_ocv) || !(p->capacity_Ah[i] > 0.0f)
+        if (!finite_all(p->ocv_V[i], p->n_ocv) || !(p->capacity_Ah[i] >= BF_MIN_CAPACITY_AH)
             || !bf_isfinite(p->capacity_Ah[i]) || !bf_isfinite(p->hyst_m0_V[i])
             || !bf_isfinite(p->hyst_m_V[i]) || !bf_isfinite(p->hyst_gamma[i])
             || p->hyst_gamma[i] < 0.0f || !bf_isfinite(p->rn_ohm[i]) || p->rn_ohm[i] < 0.0f) {
             return BF_E_PARAMS;
         }
     }
-    if (!rc_table_ok(p, p->r0_ohm, 0.0f, 0) || !rc_table_ok(p, p->r1_ohm, 0.0f, 0)
-        || !rc_table_ok(p, p->r2_ohm, 0.0f, 0) || !rc_table_ok(p, p->tau1_s, 0.0f, 1)
-        || !rc_table_ok(p, p->tau2_s, 0.0f, 1)) {
+    if (!rc_table_ok(p, p->r0_ohm, 0.0f) || !rc_table_ok(p, p->r1_ohm, 0.0f) || !rc_table_ok(p, p->r2_ohm, 0.0f)
+        || !rc_table_ok(p, p->tau1_s, BF_MIN_TAU_S) || !rc_table_ok(p, p->tau2_s, BF_MIN_TAU_S)) {
         return BF_E_PARAMS;
     }
     if (!bf_isfinite(p->rn_sat_per_A) || p->rn_sat_per_A < 0.0f) {
@@ -65,11 +63,21 @@ bf_status_t bf_cell_params_check(const bf_cell_params_t *p)
     return BF_OK;
 }
 
+/* Linear interpolation exact at both ends (w = 0 gives a, w = 1 gives b),
+ * so that values held outside a table are the table's own. */
+static float lerp(float a, float b, float w)
+{
+    return (1.0f - w) * a + w * b;
+}
+
 /* Index of the grid cell holding x on a uniform 0..1 grid of n points, and
  * the weight of its upper end, holding the ends outside [0, 1]. */
 static uint32_t grid_cell(float x, uint32_t n, float *w)
 {
-    float pos = bf_clampf(x, 0.0f, 1.0f) * (float)(n - 1u);
+    /* Written so that NaN lands on 0: a float-to-integer conversion of NaN
+     * is undefined behaviour. */
+    float c = x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f;
+    float pos = c * (float)(n - 1u);
     uint32_t k = (uint32_t)pos;
     if (k > n - 2u) {
         k = n - 2u;
@@ -108,12 +116,12 @@ float bf_cell_ocv(const bf_cell_params_t *p, const bf_lookup_t *at, float *docv_
     const float *a = p->ocv_V[at->t0];
     const float *b = p->ocv_V[t1_of(p, at)];
     uint32_t k = at->k_ocv;
-    float lo = a[k] + at->wt * (b[k] - a[k]);
-    float hi = a[k + 1u] + at->wt * (b[k + 1u] - a[k + 1u]);
+    float lo = lerp(a[k], b[k], at->wt);
+    float hi = lerp(a[k + 1u], b[k + 1u], at->wt);
     if (docv_dsoc != 0) {
         *docv_dsoc = (hi - lo) * (float)(p->n_ocv - 1u);
     }
-    return lo + at->w_ocv * (hi - lo);
+    return lerp(lo, hi, at->w_ocv);
 }
 
 float bf_cell_rc_table(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
@@ -122,15 +130,14 @@ float bf_cell_rc_table(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS
     const float *a = table[at->t0];
     const float *b = table[t1_of(p, at)];
     uint32_t k = at->k_rc;
-    float lo = a[k] + at->wt * (b[k] - a[k]);
-    float hi = a[k + 1u] + at->wt * (b[k + 1u] - a[k + 1u]);
-    return lo + at->w_rc * (hi - lo);
+    float lo = lerp(a[k], b[k], at->wt);
+    float hi = lerp(a[k + 1u], b[k + 1u], at->wt);
+    return lerp(lo, hi, at->w_rc);
 }
 
 float bf_cell_temp_row(const bf_cell_params_t *p, const float row[BF_MAX_TEMPS], const bf_lookup_t *at)
 {
-    float a = row[at->t0];
-    return a + at->wt * (row[t1_of(p, at)] - a);
+    return lerp(row[at->t0], row[t1_of(p, at)], at->wt);
 }
 
 float bf_cell_capacity(const bf_cell_params_t *p, const bf_lookup_t *at)

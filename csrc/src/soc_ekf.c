@@ -109,32 +109,55 @@ static float signf(float v)
     return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
 }
 
-/* Symmetrise, floor the diagonal, bound the variances and keep every
- * correlation inside [-1, 1] so that P stays positive semi-definite after
- * float rounding. Returns 1 if anything had to be changed beyond symmetry. */
-static int repair_covariance(float P[NX][NX], const bf_soc_ekf_tuning_t *t)
+/* Symmetrise P and bring each variance inside [floor, ceiling]: one below
+ * its floor is raised alone (adding a positive diagonal term keeps P positive
+ * semi-definite); one above its ceiling is lowered by scaling its row and
+ * column together (a congruence D P D, which keeps P positive semi-definite
+ * and every correlation as it was). A variance that overflowed or went NaN means "nothing known": it
+ * becomes the ceiling, uncorrelated with the rest. Correlations beyond
+ * CORR_MAX, which only float rounding can produce, are pulled back last.
+ * Returns 1 if anything had to be changed beyond symmetry. */
+static int repair_covariance(float P[NX][NX], const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t)
 {
     const float floor_[NX] = { t->p_floor_soc, t->p_floor_irc_A2, t->p_floor_irc_A2, t->p_floor_hyst };
+    const float irc_max = p->i_max_A * p->i_max_A;
+    const float ceiling[NX] = { P_MAX_SOC, irc_max, irc_max, P_MAX_HYST };
     int repaired = 0;
     int i, j;
     for (i = 0; i < NX; ++i) {
+        for (j = i + 1; j < NX; ++j) {
+            float c = 0.5f * (P[i][j] + P[j][i]);
+            P[i][j] = c;
+            P[j][i] = c;
+        }
+    }
+    for (i = 0; i < NX; ++i) {
         float d = P[i][i];
-        if (!bf_isfinite(d) || d < floor_[i]) {
+        if (!bf_isfinite(d)) {
+            for (j = 0; j < NX; ++j) {
+                P[i][j] = 0.0f;
+                P[j][i] = 0.0f;
+            }
+            P[i][i] = ceiling[i];
+            repaired = 1;
+            continue;
+        }
+        if (d < floor_[i]) {
             P[i][i] = floor_[i];
+            repaired = 1;
+        } else if (d > ceiling[i]) {
+            float scale = bf_sqrtf(ceiling[i] / d);
+            for (j = 0; j < NX; ++j) {
+                P[i][j] *= scale;
+                P[j][i] *= scale;
+            }
+            P[i][i] = ceiling[i];
             repaired = 1;
         }
     }
-    if (P[0][0] > P_MAX_SOC) {
-        P[0][0] = P_MAX_SOC;
-        repaired = 1;
-    }
-    if (P[3][3] > P_MAX_HYST) {
-        P[3][3] = P_MAX_HYST;
-        repaired = 1;
-    }
     for (i = 0; i < NX; ++i) {
         for (j = i + 1; j < NX; ++j) {
-            float c = 0.5f * (P[i][j] + P[j][i]);
+            float c = P[i][j];
             float lim2 = CORR_MAX * CORR_MAX * (P[i][i] * P[j][j]);
             if (!bf_isfinite(c)) {
                 c = 0.0f;
@@ -152,20 +175,25 @@ static int repair_covariance(float P[NX][NX], const bf_soc_ekf_tuning_t *t)
     return repaired;
 }
 
-bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
                             float dt_s, float current_A, float voltage_V, float temp_C,
                             bf_soc_ekf_out_t *out)
 {
+    /* Work on a copy and store it only if the step succeeds, so that a
+     * failed step leaves the caller's state as it was. */
+    bf_soc_ekf_t work;
+    bf_soc_ekf_t *s = &work;
     uint32_t flags = 0u;
     bf_lookup_t at;
     float cap_As, eta, dz, a1, a2, ah, tau1, tau2, gamma;
-    float F[NX], H[NX], PH[NX], K[NX];
+    float F[NX], H[NX], PH[NX], K[NX], AP[NX][NX], u, inv_S;
     float ocv, docv, r0, r1, r2, m0, m, eta_V, v_pred, innov, hph, r_meas, S, nis, gate2;
     int i, j;
 
-    if (s == 0 || p == 0 || t == 0 || out == 0) {
+    if (state == 0 || p == 0 || t == 0 || out == 0) {
         return BF_E_NULL;
     }
+    work = *state;
 
     if (!bf_isfinite(dt_s) || dt_s < 0.0f || dt_s > t->dt_max_s) {
         flags |= BF_FLAG_DT_INVALID;
@@ -270,15 +298,27 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf
             r_meas = S - hph;
             flags |= BF_FLAG_GATED;
         }
+        inv_S = 1.0f / S;
         for (i = 0; i < NX; ++i) {
-            K[i] = PH[i] / S;
+            K[i] = PH[i] * inv_S;
             s->x[i] += K[i] * innov;
         }
-        /* Joseph form, (I-KH) P (I-KH)' + K R K', expanded for a scalar
-         * measurement: P - K PH' - PH K' + K K' (HPH' + R). */
+        /* Joseph form, P+ = A P A' + K R K' with A = I - K H', evaluated as
+         * products (AP = P - K PH', then AP A' = AP - (AP H) K') rather than
+         * expanded, which cancels badly in float when the measurement is
+         * far more precise than the prior. */
         for (i = 0; i < NX; ++i) {
             for (j = 0; j < NX; ++j) {
-                s->P[i][j] += -K[i] * PH[j] - PH[i] * K[j] + K[i] * K[j] * (hph + r_meas);
+                AP[i][j] = s->P[i][j] - K[i] * PH[j];
+            }
+        }
+        for (i = 0; i < NX; ++i) {
+            u = 0.0f;
+            for (j = 0; j < NX; ++j) {
+                u += AP[i][j] * H[j];
+            }
+            for (j = 0; j < NX; ++j) {
+                s->P[i][j] = AP[i][j] - u * K[j] + r_meas * K[i] * K[j];
             }
         }
         if (s->x[0] < 0.0f || s->x[0] > 1.0f) {
@@ -290,14 +330,18 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf
     /* RC currents cannot exceed the largest plausible current. */
     s->x[1] = bf_clampf(s->x[1], -p->i_max_A, p->i_max_A);
     s->x[2] = bf_clampf(s->x[2], -p->i_max_A, p->i_max_A);
+    if (repair_covariance(s->P, p, t)) {
+        flags |= BF_FLAG_COV_REPAIRED;
+    }
     for (i = 0; i < NX; ++i) {
         if (!bf_isfinite(s->x[i])) {
+            out->soc = state->x[0];
+            out->soc_sigma = bf_sqrtf(state->P[0][0]);
+            out->flags = flags;
             return BF_E_NUMERIC;
         }
     }
-    if (repair_covariance(s->P, t)) {
-        flags |= BF_FLAG_COV_REPAIRED;
-    }
+    *state = work;
     out->soc = s->x[0];
     out->soc_sigma = bf_sqrtf(s->P[0][0]);
     out->flags = flags;

@@ -43,7 +43,9 @@ void fx_cell(bf_cell_params_t *p)
         p->hyst_m0_V[i] = 0.010f - 0.002f * (float)i;
         p->hyst_m_V[i] = 0.020f - 0.005f * (float)i;
         p->hyst_gamma[i] = 40.0f + 10.0f * (float)i;
+        p->rn_ohm[i] = 0.02f / (float)(1u << i); /* 20, 10, 5 mOhm at i = 0 */
     }
+    p->rn_sat_per_A = 0.5f;
     p->eta_charge = 0.995f;
     p->v_min_V = 2.5f;
     p->v_max_V = 4.25f;

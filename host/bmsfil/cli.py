@@ -19,8 +19,8 @@ from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import ParameterSet, ParamsError, bundled_params
 from bmsfil.recording import RecordingError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 
 def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str, str]:
@@ -77,7 +77,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
                   + (f", injected {errors.describe()}" if errors else ""))
-    for col in ("recording", "T/°C", "RMSE %", "max after 10 min %", "in ±3σ %", "converged after s", "coulomb RMSE %"):
+    for col in ("recording", "T/°C", "RMSE %", "max after 10 min %", "in ±3σ %", "converged after s", "coulomb RMSE %", "bad samples"):
         table.add_column(col, justify="right" if col != "recording" else "left", no_wrap=col == "recording")
     results: list[Evaluation] = []
     for rec in recordings:
@@ -89,7 +89,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         s, c = ev.score, ev.coulomb_score
         t = rec.meta.ambient_temp_C
         table.add_row(ev.name, f"{t:g}" if t is not None else "?", _fmt_pct(s.rmse), _fmt_pct(s.max_error_after_settle),
-                      f"{s.within_3sigma * 100:.1f}", _fmt_s(s.convergence_time_s), _fmt_pct(c.rmse))
+                      f"{s.within_3sigma * 100:.1f}", _fmt_s(s.convergence_time_s), _fmt_pct(c.rmse),
+                      str(ev.flagged_samples))
         if args.json:
             write_json(args.json, params, args, results)
     console.print(table)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (RecordingError, ParamsError, InjectSpecError) as exc:
-        err_console.print(f"bmsfil {args.command}: error: {exc}")
+        err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)
         return 2
 
 

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
+from bmsfil._core import lib
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
+
+
+#: Step flags that mean a measurement was unusable (not the filter's own guards).
+BAD_SAMPLE_FLAGS = (
+    lib.BF_FLAG_VOLTAGE_INVALID | lib.BF_FLAG_CURRENT_INVALID | lib.BF_FLAG_TEMP_INVALID | lib.BF_FLAG_DT_INVALID
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ def evaluate(
         coulomb=coulomb,
         score=score_soc(rec.time_s, trace.soc, reference, trace.soc_sigma),
         coulomb_score=score_soc(rec.time_s, coulomb, reference),
-        flagged_samples=int(np.count_nonzero(trace.flags & ~np.uint8(0x10 | 0x40))),
+        flagged_samples=int(np.count_nonzero(trace.flags & BAD_SAMPLE_FLAGS)),
     )
 
 

@@ -9,9 +9,11 @@ DATA_DIR is the LG HG2 folder of the shared data (with 1_raw/, 2_formatted/,
    (`ocv.ocv_from_low_rate`), capacity(T) from its discharge leg, the top of
    the curve anchored at the rested voltage of the fully charged cell seen
    at the start of the drive cycles at that temperature (`ocv.anchor_full`);
-2. R0, two RC pairs and hysteresis from all the drive cycles, with SOC from
-   the cycler's charge counter (`ecm_fit.fit_dynamic`);
-3. the filter's noise settings from the same drive cycles
+2. R0, two RC pairs, Rn and hysteresis from all the drive cycles and the
+   pulse test, with SOC from the cycler's charge counter (`ecm_fit.fit_dynamic`);
+3. the filter's noise settings from the drive cycles, each scored with the
+   model fitted without its cycle type (leave-one-type-out), so that the
+   filter is tuned for the model's error on data it has not seen
    (`tuning.tune_filter`, seeded, starting from the FilterTuning defaults).
 
 Which files are used is decided from their content (a low-rate discharge
@@ -22,6 +24,7 @@ their names.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +40,6 @@ from bmsfil.tuning import tune_filter
 HYST_GAMMA = 50.0
 #: kn of the current-dependent resistance Rn i / (1 + kn |i|): Rn halves at 1 A.
 RN_SAT_PER_A = 1.0
-TEMP_GROUPS_C = (-20.0, -10.0, 0.0, 10.0, 25.0, 40.0)
 
 
 def is_low_rate(rec: Recording) -> bool:
@@ -56,44 +58,82 @@ def full_anchored(curve: OcvCurve, at_temp: list[Recording]) -> np.ndarray:
     return anchor_full(curve.ocv_V, curve.soc, float(np.median(rested))) if rested else curve.ocv_V
 
 
-def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
+@dataclass(frozen=True)
+class TrainingData:
+    """The shared recordings sorted by what they can teach."""
+
+    temps_C: np.ndarray
+    ocv_V: np.ndarray            # (temps, 101), anchored at the rested full charge
+    capacity_Ah: np.ndarray
+    ocv_from: list[Recording]    # the low-rate tests, one per temperature
+    drive: list[Recording]       # drive cycles from full charge
+    pulse: list[Recording]       # pulse (HPPC) tests from full charge
+
+
+def load_training(data_dir: Path) -> TrainingData:
     files = sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix in (".csv", ".gz"))
     recs = [import_file(p) for p in files]
     low_rate = {r.meta.ambient_temp_C: r for r in recs if is_low_rate(r)}
     temps = np.array(sorted(t for t in low_rate if t is not None))
     curves = [ocv_from_low_rate(low_rate[t]) for t in temps]
-    capacity = np.array([c.capacity_Ah for c in curves])
-    dynamic = [r for r in recs if starts_full(r) and not is_low_rate(r) and "HPPC" not in r.meta.name]
-    ocv = np.array([full_anchored(c, [r for r in dynamic if r.meta.ambient_temp_C == t]) for c, t in zip(curves, temps)])
+    full = [r for r in recs if starts_full(r) and not is_low_rate(r)]
+    pulse = [r for r in full if r.meta.test == "HPPC"]
+    drive = [r for r in full if r.meta.test != "HPPC"]
+    ocv = np.array([full_anchored(c, [r for r in full if r.meta.ambient_temp_C == t]) for c, t in zip(curves, temps)])
+    return TrainingData(temps, ocv, np.array([c.capacity_Ah for c in curves]), [low_rate[t] for t in temps], drive, pulse)
+
+
+def fit_cell(data: TrainingData, dynamic: list[Recording]) -> tuple[CellParams, float]:
+    """The cell model from the OCV tests and the given dynamic recordings; and the fit's residual."""
     start = FilterTuning()
     fit = fit_dynamic(
-        dynamic, temps, ocv, capacity, gamma=HYST_GAMMA,
+        dynamic, data.temps_C, data.ocv_V, data.capacity_Ah, gamma=HYST_GAMMA,
         overpotential_weight=start.r_overpotential_rel2_s / start.r_voltage_V2_s, rn_sat_per_A=RN_SAT_PER_A,
     )
     cell = CellParams(
-        temp_C=temps, ocv_V=ocv, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,
-        r2_ohm=fit.r2_ohm, tau2_s=fit.tau2_s, capacity_Ah=capacity, hyst_m0_V=fit.hyst_m0_V,
-        hyst_m_V=fit.hyst_m_V, hyst_gamma=np.full(len(temps), HYST_GAMMA), eta_charge=1.0,
+        temp_C=data.temps_C, ocv_V=data.ocv_V, r0_ohm=fit.r0_ohm, r1_ohm=fit.r1_ohm, tau1_s=fit.tau1_s,
+        r2_ohm=fit.r2_ohm, tau2_s=fit.tau2_s, capacity_Ah=data.capacity_Ah, hyst_m0_V=fit.hyst_m0_V,
+        hyst_m_V=fit.hyst_m_V, hyst_gamma=np.full(len(data.temps_C), HYST_GAMMA), eta_charge=1.0,
         v_min_V=2.5, v_max_V=4.2, i_max_A=30.0, nominal_capacity_Ah=3.0, rn_ohm=fit.rn_ohm,
         rn_sat_per_A=RN_SAT_PER_A,
     )
+    return cell, fit.rms_residual_V
+
+
+def held_out_cells(data: TrainingData) -> dict[str, CellParams]:
+    """For each drive-cycle type, the model fitted on the other types and the pulse test."""
+    return {
+        cycle: fit_cell(data, [r for r in data.drive if r.meta.test != cycle] + data.pulse)[0]
+        for cycle in sorted({r.meta.test for r in data.drive})
+    }
+
+
+def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
+    data = load_training(data_dir)
+    dynamic = data.drive + data.pulse
+    cell, residual = fit_cell(data, dynamic)
     notes = {
         "source": "Kollmeyer et al. (2020), LG 18650HG2 Li-ion Battery Data, Mendeley Data V3, doi:10.17632/cp3473x7xv.3",
         "command": "python -m bmsfil.lg_hg2_params DATA_DIR -o host/bmsfil/data/lg_hg2.json",
-        "ocv_from": ", ".join(low_rate[t].meta.name for t in temps),
+        "ocv_from": ", ".join(r.meta.name for r in data.ocv_from),
         "dynamic_from": ", ".join(r.meta.name for r in dynamic),
-        "fit_rms_residual_V": f"{fit.rms_residual_V:.4f}",
+        "fit_rms_residual_V": f"{residual:.4f}",
     }
-    params = ParameterSet("LG INR18650HG2", cell, start, notes)
+    params = ParameterSet("LG INR18650HG2", cell, FilterTuning(), notes)
     if tune_iterations:
+        held_out = held_out_cells(data)
         with Progress(*Progress.get_default_columns(), TextColumn("cost {task.fields[cost]:.4f}")) as bar:
             task = bar.add_task("tuning the filter", total=tune_iterations, cost=float("nan"))
             params, cost = tune_filter(
-                params, dynamic, iterations=tune_iterations,
+                params, data.drive, iterations=tune_iterations,
                 progress=lambda i, c: bar.update(task, completed=i + 1, cost=c),
+                cells=[held_out[r.meta.test] for r in data.drive],
             )
         notes["tuning_cost"] = f"{cost:.4f}"
-        notes["tuning"] = f"tuning.tune_filter, {tune_iterations} iterations, seed 0, on the dynamic recordings"
+        notes["tuning"] = (
+            f"tuning.tune_filter, {tune_iterations} iterations, seed 0, on the drive cycles, "
+            "each with the model fitted without its cycle type"
+        )
     return params
 
 

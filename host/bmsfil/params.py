@@ -20,6 +20,9 @@ MAX_TEMPS = 8
 OCV_MAX_POINTS = 101
 RC_MAX_POINTS = 21
 RC_TABLES = ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
+#: As BF_MIN_CAPACITY_AH and BF_MIN_TAU_S in cell_model.h.
+MIN_CAPACITY_AH = 1e-3
+MIN_TAU_S = 1e-3
 TEMP_ROWS = ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma", "rn_ohm")
 
 
@@ -86,15 +89,15 @@ class CellParams:
                     f"cell.{name}: expected {nt} rows of the same 2..{RC_MAX_POINTS} points as r0_ohm, "
                     f"got shape {table.shape}"
                 )
-            low_ok = table > 0 if name.startswith("tau") else table >= 0
-            if not np.all(np.isfinite(table) & low_ok):
-                raise ParamsError(f"cell.{name}: every value must be finite and {'> 0' if name.startswith('tau') else '>= 0'}")
+            lower = MIN_TAU_S if name.startswith("tau") else 0.0
+            if not np.all(np.isfinite(table) & (table >= lower)):
+                raise ParamsError(f"cell.{name}: every value must be finite and >= {lower}")
         for name in TEMP_ROWS:
             row = getattr(self, name)
             if row.shape != (nt,) or not np.all(np.isfinite(row)):
                 raise ParamsError(f"cell.{name}: expected {nt} finite values, got {row.tolist()}")
-        if not np.all(self.capacity_Ah > 0):
-            raise ParamsError("cell.capacity_Ah: every capacity must be > 0")
+        if not np.all(self.capacity_Ah >= MIN_CAPACITY_AH):
+            raise ParamsError(f"cell.capacity_Ah: every capacity must be >= {MIN_CAPACITY_AH} Ah")
         if not np.all(np.isfinite(self.ocv_V)):
             raise ParamsError("cell.ocv_V: every value must be finite")
         if not (0 < self.eta_charge <= 1.5):

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from bmsfil.core import SocTrace, StepResult, start_estimator
+from bmsfil.core import CoreError, SocTrace, StepResult, start_estimator
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
@@ -44,8 +44,12 @@ class Lookup:
         self.k_rc, self.w_rc = grid_cell(soc, model.n_rc)
 
 
+def lerp(a: float, b: float, w: float) -> float:
+    return (1.0 - w) * a + w * b
+
+
 def grid_cell(x: float, n: int) -> tuple[int, float]:
-    pos = min(max(x, 0.0), 1.0) * (n - 1)
+    pos = (min(x, 1.0) if x > 0.0 else 0.0) * (n - 1)
     k = min(int(pos), n - 2)
     return k, pos - k
 
@@ -68,19 +72,17 @@ class CellModel:
 
     def ocv(self, at: Lookup) -> tuple[float, float]:
         a, b, k = self.ocv_V[at.t0], self.ocv_V[at.t1], at.k_ocv
-        lo = a[k] + at.wt * (b[k] - a[k])
-        hi = a[k + 1] + at.wt * (b[k + 1] - a[k + 1])
-        return lo + at.w_ocv * (hi - lo), (hi - lo) * (self.n_ocv - 1)
+        lo = lerp(a[k], b[k], at.wt)
+        hi = lerp(a[k + 1], b[k + 1], at.wt)
+        return lerp(lo, hi, at.w_ocv), (hi - lo) * (self.n_ocv - 1)
 
     def rc(self, name: str, at: Lookup) -> float:
         a, b, k = self.tables[name][at.t0], self.tables[name][at.t1], at.k_rc
-        lo = a[k] + at.wt * (b[k] - a[k])
-        hi = a[k + 1] + at.wt * (b[k + 1] - a[k + 1])
-        return lo + at.w_rc * (hi - lo)
+        return lerp(lerp(a[k], b[k], at.wt), lerp(a[k + 1], b[k + 1], at.wt), at.w_rc)
 
     def row(self, name: str, at: Lookup) -> float:
         r = self.rows[name]
-        return r[at.t0] + at.wt * (r[at.t1] - r[at.t0])
+        return lerp(r[at.t0], r[at.t1], at.wt)
 
     def soc_from_ocv(self, ocv_V: float, temp_C: float) -> float:
         lo, hi = 0.0, 1.0
@@ -117,32 +119,50 @@ class ReferenceSocEstimator:
         self.hyst_sign = 0.0
 
     def init_soc(self, soc: float, temp_C: float) -> None:
+        if not math.isfinite(soc):  # as bf_soc_ekf_init_soc: BF_E_RANGE
+            raise CoreError("init_soc: argument out of range")
         self._init(soc, self.t.p0_soc, temp_C)
 
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
+        if not (math.isfinite(voltage_V) and math.isfinite(temp_C)):  # as bf_soc_ekf_init_ocv: BF_E_RANGE
+            raise CoreError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
 
     def _repair(self) -> bool:
-        t, P = self.t, self.P
+        """Symmetrise, raise variances below their floor, lower those above
+        their ceiling by scaling row and column (keeping P positive
+        semi-definite), then pull back correlations beyond 0.999: as
+        repair_covariance in C."""
+        t = self.t
+        P = 0.5 * (self.P + self.P.T)
         floor = [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst]
+        irc_max = self.params.cell.i_max_A**2
+        ceiling = [P_MAX_SOC, irc_max, irc_max, P_MAX_HYST]
         repaired = False
         for i in range(NX):
-            if not math.isfinite(P[i, i]) or P[i, i] < floor[i]:
-                P[i, i] = floor[i]
-                repaired = True
-        if P[0, 0] > P_MAX_SOC:
-            P[0, 0], repaired = P_MAX_SOC, True
-        if P[3, 3] > P_MAX_HYST:
-            P[3, 3], repaired = P_MAX_HYST, True
+            d = P[i, i]
+            if not math.isfinite(d):
+                P[i, :] = 0.0
+                P[:, i] = 0.0
+                P[i, i], repaired = ceiling[i], True
+                continue
+            if d < floor[i]:
+                P[i, i], repaired = floor[i], True
+            elif d > ceiling[i]:
+                scale = math.sqrt(ceiling[i] / d)
+                P[i, :] *= scale
+                P[:, i] *= scale
+                P[i, i], repaired = ceiling[i], True
         for i in range(NX):
             for j in range(i + 1, NX):
-                c = 0.5 * (P[i, j] + P[j, i])
+                c = P[i, j]
                 lim2 = 0.999 * 0.999 * (P[i, i] * P[j, j])
                 if not math.isfinite(c):
                     c, repaired = 0.0, True
                 elif c * c > lim2:
                     c, repaired = math.copysign(math.sqrt(lim2), c), True
                 P[i, j] = P[j, i] = c
+        self.P = P
         return repaired
 
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
@@ -208,7 +228,8 @@ class ReferenceSocEstimator:
                 flags |= FLAG_GATED
             K = PH / S
             x += K * innov
-            self.P += -np.outer(K, PH) - np.outer(PH, K) + np.outer(K, K) * (hph + r_meas)
+            A = np.eye(NX) - np.outer(K, H)
+            self.P = A @ self.P @ A.T + r_meas * np.outer(K, K)
             if not 0.0 <= x[0] <= 1.0:
                 x[0] = min(max(x[0], 0.0), 1.0)
                 flags |= FLAG_SOC_CLAMPED

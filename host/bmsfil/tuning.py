@@ -12,14 +12,14 @@ for the same seed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from bmsfil.evaluate import evaluate
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import CONVERGED_BAND
-from bmsfil.params import FilterTuning, ParameterSet
+from bmsfil.params import CellParams, FilterTuning, ParameterSet
 from bmsfil.recording import Recording
 
 #: Filter settings the search moves, with the bounds it keeps them in.
@@ -74,8 +74,13 @@ def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> fl
     return cost
 
 
-def total_cost(recs: list[Recording], params: ParameterSet, targets: Targets) -> float:
-    return float(np.mean([recording_cost(r, params, targets) for r in recs]))
+def total_cost(
+    recs: list[Recording], params: ParameterSet, targets: Targets, cells: list[CellParams] | None = None
+) -> float:
+    """Mean cost over the recordings; each runs with its own cell model when
+    `cells` is given (the model fitted without it, see `tune_filter`)."""
+    sets = [params] * len(recs) if cells is None else [replace(params, cell=c) for c in cells]
+    return float(np.mean([recording_cost(r, p, targets) for r, p in zip(recs, sets)]))
 
 
 def tune_filter(
@@ -85,8 +90,13 @@ def tune_filter(
     seed: int = 0,
     targets: Targets | None = None,
     progress: Callable[[int, float], None] | None = None,
+    cells: list[CellParams] | None = None,
 ) -> tuple[ParameterSet, float]:
-    """Search the filter settings in SEARCH_SPACE; returns the best set and its cost."""
+    """Search the filter settings in SEARCH_SPACE; returns the best set and its cost.
+
+    With `cells` (one per recording), each recording is scored with a cell
+    model that was fitted without it: the filter then learns how wrong the
+    model is on data it has not seen, not how well it fits its training."""
     targets = targets or Targets()
     rng = np.random.default_rng(seed)
     names = list(SEARCH_SPACE)
@@ -95,12 +105,12 @@ def tune_filter(
     current = {f.name: getattr(params.filter, f.name) for f in fields(FilterTuning)}
     best_x = np.clip(np.log10([current[n] for n in names]), lo, hi)
     best = params.with_filter(**dict(zip(names, 10.0**best_x)))
-    best_cost = total_cost(recs, best, targets)
+    best_cost = total_cost(recs, best, targets, cells)
     step = 0.5
     for it in range(iterations):
         x = np.clip(best_x + rng.normal(0.0, step, len(names)) * (rng.random(len(names)) < 0.5), lo, hi)
         candidate = params.with_filter(**dict(zip(names, 10.0**x)))
-        cost = total_cost(recs, candidate, targets)
+        cost = total_cost(recs, candidate, targets, cells)
         if cost < best_cost:
             best_x, best, best_cost = x, candidate, cost
             step = min(step * 1.5, 1.0)

@@ -23,6 +23,10 @@
 #define BF_MAX_TEMPS 8
 #define BF_OCV_MAX_POINTS 101
 #define BF_RC_MAX_POINTS 21
+/* Smallest capacity and time constant accepted: below them the arithmetic of
+ * a step overflows in single precision. */
+#define BF_MIN_CAPACITY_AH 1e-3f
+#define BF_MIN_TAU_S 1e-3f
 
 typedef struct {
     uint32_t n_temps;                          /* 1..BF_MAX_TEMPS */
@@ -58,7 +62,8 @@ typedef struct {
 } bf_lookup_t;
 
 /* BF_OK if the tables are usable: counts in range, temperatures ascending,
- * every value finite, capacities, taus and eta positive, resistances >= 0. */
+ * every value finite, capacities >= BF_MIN_CAPACITY_AH, taus >=
+ * BF_MIN_TAU_S, eta positive, resistances >= 0. */
 bf_status_t bf_cell_params_check(const bf_cell_params_t *p);
 
 void bf_cell_locate(const bf_cell_params_t *p, float soc, float temp_C, bf_lookup_t *at);

@@ -60,7 +60,8 @@ typedef struct {
     float dt_max_s;           /* intervals longer than this are refused */
 } bf_soc_ekf_tuning_t;
 
-/* The whole per-cell state; the caller owns it (100 bytes). */
+/* The whole per-cell state; the caller owns it (92 bytes). A step that
+ * fails leaves it unchanged. */
 typedef struct {
     float x[BF_SOC_EKF_NX];
     float P[BF_SOC_EKF_NX][BF_SOC_EKF_NX];
