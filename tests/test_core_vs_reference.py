@@ -154,15 +154,19 @@ def set_ref_state(ref: ReferenceSocEstimator, s: State) -> None:
 
 
 class OcvSpy:
-    """Records which OCV grid cell the reference's correction used."""
+    """Records which OCV grid cell the reference's correction used, and how
+    far (in SOC) it was from the nearest node of the grid."""
 
     def __init__(self, ref: ReferenceSocEstimator) -> None:
         self._ocv = ref.model.ocv
+        self._n = ref.model.n_ocv
         self.cell: int | None = None
+        self.node_distance = math.inf
         ref.model.ocv = self  # instance attribute shadows the method
 
     def __call__(self, at):
         self.cell = at.k_ocv
+        self.node_distance = min(at.w_ocv, 1.0 - at.w_ocv) / (self._n - 1)
         return self._ocv(at)
 
 
@@ -232,9 +236,10 @@ def x_tolerance(i_max: float) -> np.ndarray:
     return np.array([TOL_X_REL, TOL_X_REL * i_max, TOL_X_REL * i_max, TOL_X_REL])
 
 
-def within_hull(value: np.ndarray, candidates: list[np.ndarray], tol: np.ndarray) -> np.ndarray:
+def hull_excess(value: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
+    """How far each element of `value` lies outside [min, max] of the candidates (0 inside)."""
     stack = np.stack(candidates)
-    return (value >= stack.min(axis=0) - tol) & (value <= stack.max(axis=0) + tol)
+    return np.maximum(0.0, np.maximum(stack.min(axis=0) - value, value - stack.max(axis=0)))
 
 
 def scaled_p_error(Pc: np.ndarray, Pr: np.ndarray) -> np.ndarray:
@@ -269,7 +274,7 @@ class Comparison:
     covariance_failures: list[str] = field(default_factory=list)
     free_soc_failures: list[str] = field(default_factory=list)
     free_sigma_failures: list[str] = field(default_factory=list)
-    events: dict[str, int] = field(default_factory=lambda: {"ocv_node": 0, "borderline_flags": 0})
+    events: dict[str, int] = field(default_factory=lambda: {"ocv_node": 0, "gate": 0, "borderline_flags": 0})
     worst: dict[str, float] = field(default_factory=dict)
     worst_at: dict[str, int] = field(default_factory=dict)
     step: int = 0
@@ -342,13 +347,14 @@ def lockstep(sc: Scenario, max_failures: int = 3) -> Comparison:
         runs: list[Outcome] = []
         if (dx > tol_x).any() or sig_err > TOL_SIGMA_STEP or p_err > TOL_P_STEP or r.flags != ref.flags:
             runs = [ref] + perturbed_runs(scratch, before, row)
-        if (dx > tol_x).any():
-            if not within_hull(after.x, [o.state.x for o in runs], tol_x).all():
-                lo, hi = np.min([o.state.x for o in runs], 0), np.max([o.state.x for o in runs], 0)
-                out.state_failures.append(
-                    f"{where}: x C {after.x.tolist()} vs reference {ref.state.x.tolist()}; the reference "
-                    f"under float32-sized perturbations spans {lo.tolist()} .. {hi.tolist()} (+- {tol_x.tolist()})"
-                )
+        x_resid = hull_excess(after.x, [o.state.x for o in runs]) if runs else dx
+        out.note("lock_x_share_of_tol", float(np.max(x_resid / tol_x)))
+        if (x_resid > tol_x).any():
+            lo, hi = np.min([o.state.x for o in runs], 0), np.max([o.state.x for o in runs], 0)
+            out.state_failures.append(
+                f"{where}: x C {after.x.tolist()} vs reference {ref.state.x.tolist()}; the reference "
+                f"under float32-sized perturbations spans {lo.tolist()} .. {hi.tolist()} (+- {tol_x.tolist()})"
+            )
 
         # flags
         if (r.flags ^ ref.flags) & VALIDATION_FLAGS:
@@ -369,17 +375,21 @@ def lockstep(sc: Scenario, max_failures: int = 3) -> Comparison:
                     f"{describe_flags(ref.flags)}, not reproduced under any float32-sized perturbation"
                 )
 
-        # covariance
-        if sig_err > TOL_SIGMA_STEP or p_err > TOL_P_STEP:
-            sigmas = [o.sigma for o in runs]
-            ok_sigma = min(sigmas) * (1 - TOL_SIGMA_STEP) <= r.soc_sigma <= max(sigmas) * (1 + TOL_SIGMA_STEP)
-            d = np.sqrt(np.abs(np.diag(ref.state.P)))
-            ok_p = within_hull(after.P, [o.state.P for o in runs], TOL_P_STEP * np.outer(d, d)).all()
-            if not (ok_sigma and ok_p):
-                out.covariance_failures.append(
-                    f"{where}: sigma C {r.soc_sigma!r} vs reference {ref.sigma!r} (relative {sig_err:.3g}), "
-                    f"largest P_ij error {p_err:.3g} of sqrt(P_ii P_jj); " + _diagnosis(scratch, before, row, ref)
-                )
+        # covariance, likewise against the hull
+        d = np.sqrt(np.abs(np.diag(ref.state.P)))
+        if runs:
+            sig_resid = float(hull_excess(np.array([r.soc_sigma]), [np.array([o.sigma]) for o in runs])[0]) / ref.sigma
+            p_resid = float((hull_excess(after.P, [o.state.P for o in runs]) / np.maximum(np.outer(d, d), 1e-300)).max())
+        else:
+            sig_resid, p_resid = sig_err, p_err
+        out.note("lock_sigma_resid", sig_resid)
+        out.note("lock_P_resid", p_resid)
+        if sig_resid > TOL_SIGMA_STEP or p_resid > TOL_P_STEP:
+            out.covariance_failures.append(
+                f"{where}: sigma C {r.soc_sigma!r} vs reference {ref.sigma!r} (relative {sig_err:.3g}, "
+                f"{sig_resid:.3g} outside the perturbed runs), largest P_ij error {p_err:.3g} of sqrt(P_ii P_jj) "
+                f"({p_resid:.3g} outside); " + _diagnosis(scratch, before, row, ref)
+            )
         if (r.flags ^ ref.flags) & FLAG_REPAIRED:
             if on_same_bound(after.P, ref.state.P, params.filter):
                 out.events["borderline_flags"] += 1
@@ -441,14 +451,23 @@ def free_running(sc: Scenario, max_failures: int = 3, twins: int = 2) -> Compari
     for k, row in enumerate(sc.rows()):
         out.step = k
         lock_spy.cell = free_spy.cell = None
+        lock_spy.node_distance = math.inf
         ref_step(lock, c_state(core), row)
         r = core.step(*row)
         fo = free.step(*row)
         outs = [t.step(row) for t in ensemble]
-        if lock_spy.cell is not None and free_spy.cell is not None and lock_spy.cell != free_spy.cell:
-            # Different OCV grid cells, i.e. different slopes H[0]: the two
-            # filters sat on either side of a node. Compare from here on anew.
-            out.events["ocv_node"] += 1
+        # Within DZ of a node, float32 may put the C state on the other side
+        # than the reference loaded with it: ambiguous, treated as a crossing.
+        node = lock_spy.cell is not None and free_spy.cell is not None and (
+            lock_spy.cell != free_spy.cell or lock_spy.node_distance <= DZ
+        )
+        gate = (r.flags ^ fo.flags) & FLAG_GATED
+        if node or gate:
+            # The two filters took different branches because their states
+            # have drifted apart: different OCV grid cells (slopes H[0]) on
+            # either side of a node, or one innovation inside the gate and
+            # the other outside. Compare from here on anew.
+            out.events["ocv_node" if node else "gate"] += 1
             synced = c_state(core)
             for est in [free] + [t.ref for t in ensemble]:
                 set_ref_state(est, synced)

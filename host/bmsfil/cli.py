@@ -77,7 +77,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
                   + (f", injected {errors.describe()}" if errors else ""))
-    for col in ("recording", "T/°C", "RMSE %", "max after 10 min %", "in ±3σ %", "converged after s", "coulomb RMSE %", "bad samples"):
+    for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad"):
         table.add_column(col, justify="right" if col != "recording" else "left", no_wrap=col == "recording")
     results: list[Evaluation] = []
     for rec in recordings:
@@ -94,6 +94,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, params, args, results)
     console.print(table)
+    console.print(
+        "max >10 min: largest error after the first 10 minutes; conv.: time after which the error stays "
+        "within 2 points; CC: a coulomb counter fed the same data; bad: samples flagged unusable and skipped"
+    )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
     return 0
 
