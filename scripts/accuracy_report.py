@@ -104,7 +104,11 @@ def main() -> int:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [
         "",
-        f"Misses: {fails}.",
+        f"Misses: {fails}. The injected-error miss on 576_HWFET_10degC: a 0.1 A current offset on a "
+        "highway cycle with few stops is corrected only at the stops, where the cell is near rest and the "
+        "filter trusts the voltage; the remedy is a current-offset state in the filter (state-of-health and "
+        "virtual-sensor issue). The bundled filter is tuned for the model's error on cycles it was not "
+        "fitted on (see docs/crossval.md), which costs some accuracy here and gains it on unseen data.",
         "",
         "## Speed (`bmsfil bench`)",
         "",

@@ -1,0 +1,724 @@
+"""The CAN contract from the host side: typed frames over python-can messages.
+
+The contract is one DBC, ``csrc/can/bmsfil.dbc`` (``docs/can_contract.md`` is
+its table). Every frame is classic CAN: an 11-bit ID, 8 data bytes, Intel
+byte order. C targets pack frames with the codec generated from the same DBC
+(``csrc/can/bmsfil_can.{h,c}``); this module packs them with cantools.
+
+Frames, one dataclass each: :class:`MeasPack` and :class:`MeasCell` (host to
+target, per sample and per cell per sample), :class:`EstCell`,
+:class:`EstCellHealth` and :class:`EstCellPower` (target to host, per cell per
+sample) and :class:`TargetStatus` (target to host, after every sample and as
+a heartbeat). ``encode_*`` build a :class:`can.Message`, :func:`encode` turns
+any frame dataclass back into one, :func:`decode` turns a message into its
+dataclass or raises :class:`FrameError`.
+
+Validity, both ways. A value that is not valid is ``nan`` here (``None`` for
+the integer fields of :class:`TargetStatus`); on the wire it is its valid
+bit 0 and the value's raw bits 0, never a made-up number. So encoding ``nan``
+sends "not valid"; decoding gives ``nan`` back, and a frame whose valid bit is
+0 but whose value bits are not all 0 is refused as garbled.
+
+Ranges. Encoding a finite value outside its signal's range raises
+:class:`ValueError` naming the frame, the signal, the value and the range:
+the contract never clamps a measurement or an estimate into range silently.
+A value within half a resolution step of an end of the range is accepted
+(it rounds to the end code). Infinity is refused like any out-of-range value.
+One documented exception: ``soc_sigma`` saturates at its largest code
+(0.4095), because any sigma above 1/3 already puts all of [0, 1] inside the
+3-sigma band, so nothing the harness scores changes.
+
+Sequence numbers and the status counter are rolling: any non-negative int is
+sent modulo 2**16 (2**8 for the counter), so a replay can number samples
+0, 1, 2, ... without wrapping them itself.
+
+Resolution (what a round trip through the bus keeps): dt_s 1 ms, current_A
+1 mA, voltage_V 0.1 mV, temp_C 0.1 degC, soc 1e-6, soc_sigma 1e-4. A replay
+that compares targets must feed every target, and the reference it scores
+against, the decoded (quantised) measurements.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import can
+import cantools
+from cantools.database.can import Database
+from cantools.database.can import Message as DbcMessage
+from cantools.database.can import Signal
+
+__all__ = [
+    "DATA_LENGTH",
+    "SEQUENCE_MODULUS",
+    "COUNTER_MODULUS",
+    "FLAG_VOLTAGE_INVALID",
+    "FLAG_CURRENT_INVALID",
+    "FLAG_TEMP_INVALID",
+    "FLAG_DT_INVALID",
+    "FLAG_GATED",
+    "EST_CELL_FLAGS",
+    "FrameError",
+    "FrameId",
+    "TargetState",
+    "FaultCode",
+    "PowerHorizon",
+    "MeasPack",
+    "MeasCell",
+    "EstCell",
+    "EstCellHealth",
+    "EstCellPower",
+    "TargetStatus",
+    "Frame",
+    "dbc_path",
+    "database",
+    "encode_meas_pack",
+    "encode_meas_cell",
+    "encode_est_cell",
+    "encode_est_cell_health",
+    "encode_est_cell_power",
+    "encode_target_status",
+    "encode",
+    "decode",
+]
+
+#: Data bytes of every frame of the contract (classic CAN).
+DATA_LENGTH = 8
+SEQUENCE_MODULUS = 1 << 16
+COUNTER_MODULUS = 1 << 8
+
+# Estimator flags carried by EstCell, with the values of the core's
+# BF_FLAG_* (csrc/include/bmsfil/soc_ekf.h), so that a step's flags pass
+# through unchanged. The core's SOC_CLAMPED and COV_REPAIRED have no room in
+# the frame and are not sent.
+FLAG_VOLTAGE_INVALID = 0x01
+FLAG_CURRENT_INVALID = 0x02
+FLAG_TEMP_INVALID = 0x04
+FLAG_DT_INVALID = 0x08
+FLAG_GATED = 0x10
+#: Flag bit -> EstCell signal name.
+EST_CELL_FLAGS = {
+    FLAG_VOLTAGE_INVALID: "voltage_invalid",
+    FLAG_CURRENT_INVALID: "current_invalid",
+    FLAG_TEMP_INVALID: "temp_invalid",
+    FLAG_DT_INVALID: "dt_invalid",
+    FLAG_GATED: "gated",
+}
+_ALL_FLAGS = sum(EST_CELL_FLAGS)
+
+_DBC_NAME = "bmsfil.dbc"
+
+
+class FrameError(ValueError):
+    """A CAN frame that is not a well-formed frame of the contract.
+
+    The message names the frame ID (and the frame, when the ID is known) and
+    what was wrong; ``frame_id``, ``frame_name`` and ``field`` hold the same
+    for code.
+    """
+
+    def __init__(self, frame_id: int, frame_name: str | None, problem: str, field: str | None = None) -> None:
+        self.frame_id = frame_id
+        self.frame_name = frame_name
+        self.field = field
+        where = f"frame 0x{frame_id:03X}" + (f" ({frame_name})" if frame_name else "")
+        if field:
+            where += f", field {field}"
+        super().__init__(f"{where}: {problem}")
+
+
+class FrameId(enum.IntEnum):
+    """The contract's IDs (checked against the DBC when it is loaded).
+
+    Lower ID = higher priority: measurements 0x100-0x1FF, estimates
+    0x200-0x2FF, status 0x300-0x3FF; 0x000-0x0FF are left free.
+    """
+
+    MEAS_PACK = 0x100
+    MEAS_CELL = 0x101
+    EST_CELL = 0x200
+    EST_CELL_HEALTH = 0x201
+    EST_CELL_POWER = 0x202
+    TARGET_STATUS = 0x300
+
+
+class TargetState(enum.IntEnum):
+    """TargetStatus.state (the DBC's VAL_ table)."""
+
+    BOOTING = 0
+    IDLE = 1
+    RUNNING = 2
+    FAULT = 3
+
+
+class FaultCode(enum.IntEnum):
+    """TargetStatus.fault_code (the DBC's VAL_ table)."""
+
+    NONE = 0
+    BAD_PARAMS = 1
+    SEQUENCE_GAP = 2
+    N_CELLS_UNSUPPORTED = 3
+    CELL_INDEX_OUT_OF_RANGE = 4
+    RX_OVERFLOW = 5
+    ESTIMATOR_ERROR = 6
+    FRAME_ERROR = 7
+    PERSIST_ERROR = 8
+    INTERNAL = 255
+
+
+class PowerHorizon(enum.IntEnum):
+    """EstCellPower.horizon (the DBC's VAL_ table)."""
+
+    NONE = 0
+    PEAK_2S = 1
+    PEAK_10S = 2
+    PEAK_30S = 3
+    CONTINUOUS = 4
+
+
+# --- the DBC -----------------------------------------------------------------
+
+
+def dbc_path() -> Path:
+    """Where the contract is read from.
+
+    In a source checkout (editable install, or running from the tree) that is
+    the single source, ``csrc/can/bmsfil.dbc``; an installed wheel carries a
+    copy made by the build (``bmsfil/data/bmsfil.dbc``, see setup.py).
+    """
+    here = Path(__file__).resolve().parent
+    source = here.parents[1] / "csrc" / "can" / _DBC_NAME
+    if source.is_file():
+        return source
+    packaged = here / "data" / _DBC_NAME
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(
+        f"the CAN contract {_DBC_NAME} is neither in the source tree ({source}) nor in the "
+        f"installed package ({packaged}); reinstall bmsfil"
+    )
+
+
+_ENUMS: dict[tuple[str, str], type[enum.IntEnum]] = {
+    ("TargetStatus", "state"): TargetState,
+    ("TargetStatus", "fault_code"): FaultCode,
+    ("EstCellPower", "horizon"): PowerHorizon,
+}
+
+
+@functools.cache
+def database() -> Database:
+    """The contract as a cantools database (loaded once, strictly)."""
+    db = cantools.database.load_file(str(dbc_path()), database_format="dbc", strict=True)
+    _check_mirror(db)
+    return db
+
+
+def _check_mirror(db: Database) -> None:
+    """The IDs and enums above repeat the DBC for typing; make sure they agree."""
+    problems = []
+    for fid in FrameId:
+        try:
+            msg = db.get_message_by_frame_id(fid.value)
+        except KeyError:
+            problems.append(f"FrameId.{fid.name} = 0x{fid.value:03X} is not in the DBC")
+            continue
+        if _camel_to_upper_snake(msg.name) != fid.name:
+            problems.append(f"0x{fid.value:03X} is {msg.name} in the DBC, FrameId.{fid.name} here")
+        if msg.length != DATA_LENGTH or msg.is_extended_frame or msg.is_fd:
+            problems.append(f"{msg.name} is not a classic 8-byte frame with an 11-bit ID")
+    if len(db.messages) != len(FrameId):
+        problems.append(f"the DBC has {len(db.messages)} frames, FrameId {len(FrameId)}")
+    for (msg_name, sig_name), enum_type in _ENUMS.items():
+        choices = db.get_message_by_name(msg_name).get_signal_by_name(sig_name).choices or {}
+        dbc = {int(k): str(v).upper() for k, v in choices.items()}
+        ours = {m.value: m.name for m in enum_type}
+        if dbc != ours:
+            problems.append(f"{msg_name}.{sig_name}: DBC values {dbc} != {enum_type.__name__} {ours}")
+    if problems:
+        raise RuntimeError(f"{dbc_path()} and bmsfil.can_contract disagree: " + "; ".join(problems))
+
+
+def _camel_to_upper_snake(name: str) -> str:
+    return "".join("_" + c if c.isupper() and i else c for i, c in enumerate(name)).upper()
+
+
+# --- frames ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeasPack:
+    """Host to target, once per sample: opens sample ``sequence``."""
+
+    sequence: int
+    dt_s: float  # nan: no valid interval this sample
+    current_A: float  # positive on charge; nan: no valid current
+    n_cells: int  # MeasCell frames 0 .. n_cells-1 follow
+
+    @property
+    def dt_valid(self) -> bool:
+        return not math.isnan(self.dt_s)
+
+    @property
+    def current_valid(self) -> bool:
+        return not math.isnan(self.current_A)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasCell:
+    """Host to target, once per cell per sample."""
+
+    sequence: int
+    cell_index: int
+    voltage_V: float  # nan: no valid voltage
+    temp_C: float  # nan: no valid temperature
+
+    @property
+    def voltage_valid(self) -> bool:
+        return not math.isnan(self.voltage_V)
+
+    @property
+    def temp_valid(self) -> bool:
+        return not math.isnan(self.temp_C)
+
+
+@dataclass(frozen=True, slots=True)
+class EstCell:
+    """Target to host, once per cell per sample: SOC, its sigma, step flags."""
+
+    sequence: int
+    cell_index: int
+    soc: float  # nan (with soc_sigma) when the target has no estimate
+    soc_sigma: float
+    flags: int = 0  # FLAG_* bits, the core's BF_FLAG_* values
+
+    @property
+    def soc_valid(self) -> bool:
+        return not math.isnan(self.soc)
+
+    @property
+    def voltage_invalid(self) -> bool:
+        return bool(self.flags & FLAG_VOLTAGE_INVALID)
+
+    @property
+    def current_invalid(self) -> bool:
+        return bool(self.flags & FLAG_CURRENT_INVALID)
+
+    @property
+    def temp_invalid(self) -> bool:
+        return bool(self.flags & FLAG_TEMP_INVALID)
+
+    @property
+    def dt_invalid(self) -> bool:
+        return bool(self.flags & FLAG_DT_INVALID)
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.flags & FLAG_GATED)
+
+
+@dataclass(frozen=True, slots=True)
+class EstCellHealth:
+    """Target to host, once per cell per sample; nan = not estimated."""
+
+    sequence: int
+    cell_index: int
+    capacity_Ah: float = math.nan
+    r0_ohm: float = math.nan
+    core_temp_C: float = math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class EstCellPower:
+    """Target to host, once per cell per sample; nan = not estimated."""
+
+    sequence: int
+    cell_index: int
+    charge_power_W: float = math.nan
+    discharge_power_W: float = math.nan
+    horizon: PowerHorizon = PowerHorizon.NONE  # NONE exactly when neither power is valid
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """Target to host: after every sample, on a change of state, at least every second."""
+
+    counter: int
+    state: TargetState
+    last_sequence: int | None = None  # None: no sample handled since boot
+    fault_code: FaultCode = FaultCode.NONE
+    instructions_per_cell_step: int | None = None  # None: unknown (0 on the wire)
+
+
+Frame = Union[MeasPack, MeasCell, EstCell, EstCellHealth, EstCellPower, TargetStatus]
+
+
+# --- encoding ----------------------------------------------------------------
+
+
+def _signal(msg: DbcMessage, name: str) -> Signal:
+    return msg.get_signal_by_name(name)
+
+
+def _where(msg: DbcMessage, sig: Signal) -> str:
+    return f"{msg.name}.{sig.name}"
+
+
+def _range_text(sig: Signal) -> str:
+    unit = f" {sig.unit}" if sig.unit else ""
+    return f"[{sig.minimum:g}, {sig.maximum:g}]{unit}"
+
+
+def _physical(msg: DbcMessage, name: str, value: object, *, saturate: bool = False) -> float | None:
+    """A finite value checked against its signal's range; None for nan (= not valid)."""
+    sig = _signal(msg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{_where(msg, sig)}: expected a number, got {value!r}")
+    x = float(value)
+    if math.isnan(x):
+        return None
+    lo, hi, half = float(sig.minimum), float(sig.maximum), 0.5 * float(sig.scale)
+    if saturate and x > hi:
+        return hi
+    if not (lo - half <= x <= hi + half):
+        raise ValueError(f"{_where(msg, sig)} = {x!r} is outside its range {_range_text(sig)}")
+    # Within half a step of an end: that end's code (rounding, not clamping).
+    return min(max(x, lo), hi)
+
+
+def _integer(msg: DbcMessage, name: str, value: object, *, modulus: int | None = None) -> int:
+    sig = _signal(msg, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{_where(msg, sig)}: expected an int, got {value!r}")
+    n = int(value)
+    if modulus is not None:
+        if n < 0:
+            raise ValueError(f"{_where(msg, sig)} = {n} is negative (it is sent modulo {modulus})")
+        return n % modulus
+    if not (sig.minimum <= n <= sig.maximum):
+        raise ValueError(f"{_where(msg, sig)} = {n} is outside its range {_range_text(sig)}")
+    return n
+
+
+def _choice(msg: DbcMessage, name: str, value: object, enum_type: type[enum.IntEnum]) -> int:
+    sig = _signal(msg, name)
+    try:
+        return int(enum_type(value))
+    except (ValueError, TypeError):
+        allowed = ", ".join(f"{m.value} {m.name}" for m in enum_type)
+        raise ValueError(f"{_where(msg, sig)} = {value!r} is not one of: {allowed}") from None
+
+
+def _optional(msg: DbcMessage, values: dict[str, object], name: str, valid: str, value: float | None) -> None:
+    """Store a value and its valid bit: not valid is the raw code 0, i.e. the offset."""
+    if value is None:
+        values[name] = _signal(msg, name).offset
+        values[valid] = 0
+    else:
+        values[name] = value
+        values[valid] = 1
+
+
+def _message(msg: DbcMessage, values: dict[str, object]) -> can.Message:
+    data = msg.encode(values, scaling=True, strict=True)
+    return can.Message(arbitration_id=msg.frame_id, is_extended_id=False, dlc=DATA_LENGTH, data=data)
+
+
+def encode_meas_pack(sequence: int, dt_s: float, current_A: float, n_cells: int) -> can.Message:
+    """MeasPack; ``nan`` dt_s or current_A is sent as not valid."""
+    msg = database().get_message_by_frame_id(FrameId.MEAS_PACK)
+    values: dict[str, object] = {
+        "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
+        "n_cells": _integer(msg, "n_cells", n_cells),
+    }
+    _optional(msg, values, "dt_s", "dt_valid", _physical(msg, "dt_s", dt_s))
+    _optional(msg, values, "current_A", "current_valid", _physical(msg, "current_A", current_A))
+    return _message(msg, values)
+
+
+def encode_meas_cell(sequence: int, cell_index: int, voltage_V: float, temp_C: float) -> can.Message:
+    """MeasCell; ``nan`` voltage_V or temp_C is sent as not valid."""
+    msg = database().get_message_by_frame_id(FrameId.MEAS_CELL)
+    values: dict[str, object] = {
+        "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
+        "cell_index": _integer(msg, "cell_index", cell_index),
+    }
+    _optional(msg, values, "voltage_V", "voltage_valid", _physical(msg, "voltage_V", voltage_V))
+    _optional(msg, values, "temp_C", "temp_valid", _physical(msg, "temp_C", temp_C))
+    return _message(msg, values)
+
+
+def encode_est_cell(sequence: int, cell_index: int, soc: float, soc_sigma: float, flags: int = 0) -> can.Message:
+    """EstCell. ``soc`` and ``soc_sigma`` are valid together or ``nan`` together.
+
+    ``flags`` takes the core's step flags as they are: the FLAG_* bits are
+    sent, the core's other bits (SOC_CLAMPED, COV_REPAIRED) are dropped.
+    ``soc_sigma`` above 0.4095 is sent as 0.4095 (see the module docstring).
+    """
+    msg = database().get_message_by_frame_id(FrameId.EST_CELL)
+    values: dict[str, object] = {
+        "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
+        "cell_index": _integer(msg, "cell_index", cell_index),
+    }
+    soc_x = _physical(msg, "soc", soc)
+    sigma_x = _physical(msg, "soc_sigma", soc_sigma, saturate=True)
+    if (soc_x is None) != (sigma_x is None):
+        raise ValueError(
+            f"EstCell: soc = {soc!r} and soc_sigma = {soc_sigma!r}; both are valid or both are nan (soc_valid covers both)"
+        )
+    values["soc"] = 0.0 if soc_x is None else soc_x
+    values["soc_sigma"] = 0.0 if sigma_x is None else sigma_x
+    values["soc_valid"] = 0 if soc_x is None else 1
+    if isinstance(flags, bool) or not isinstance(flags, numbers.Integral) or flags < 0:
+        raise TypeError(f"EstCell: flags must be a non-negative int of FLAG_* bits, got {flags!r}")
+    for bit, name in EST_CELL_FLAGS.items():
+        values[name] = 1 if int(flags) & bit else 0
+    return _message(msg, values)
+
+
+def encode_est_cell_health(
+    sequence: int,
+    cell_index: int,
+    capacity_Ah: float = math.nan,
+    r0_ohm: float = math.nan,
+    core_temp_C: float = math.nan,
+) -> can.Message:
+    """EstCellHealth; every value left ``nan`` is sent as not valid."""
+    msg = database().get_message_by_frame_id(FrameId.EST_CELL_HEALTH)
+    values: dict[str, object] = {
+        "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
+        "cell_index": _integer(msg, "cell_index", cell_index),
+    }
+    _optional(msg, values, "capacity_Ah", "capacity_valid", _physical(msg, "capacity_Ah", capacity_Ah))
+    _optional(msg, values, "r0_ohm", "r0_valid", _physical(msg, "r0_ohm", r0_ohm))
+    _optional(msg, values, "core_temp_C", "core_temp_valid", _physical(msg, "core_temp_C", core_temp_C))
+    return _message(msg, values)
+
+
+def encode_est_cell_power(
+    sequence: int,
+    cell_index: int,
+    charge_power_W: float = math.nan,
+    discharge_power_W: float = math.nan,
+    horizon: PowerHorizon | int = PowerHorizon.NONE,
+) -> can.Message:
+    """EstCellPower; ``horizon`` is NONE exactly when both powers are ``nan``."""
+    msg = database().get_message_by_frame_id(FrameId.EST_CELL_POWER)
+    values: dict[str, object] = {
+        "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
+        "cell_index": _integer(msg, "cell_index", cell_index),
+        "horizon": _choice(msg, "horizon", horizon, PowerHorizon),
+    }
+    charge = _physical(msg, "charge_power_W", charge_power_W)
+    discharge = _physical(msg, "discharge_power_W", discharge_power_W)
+    if (charge is None and discharge is None) != (values["horizon"] == PowerHorizon.NONE):
+        raise ValueError(
+            f"EstCellPower: horizon {PowerHorizon(values['horizon']).name} with charge_power_W = "
+            f"{charge_power_W!r}, discharge_power_W = {discharge_power_W!r}; horizon is NONE exactly "
+            "when neither power is valid"
+        )
+    _optional(msg, values, "charge_power_W", "charge_power_valid", charge)
+    _optional(msg, values, "discharge_power_W", "discharge_power_valid", discharge)
+    return _message(msg, values)
+
+
+def encode_target_status(
+    counter: int,
+    state: TargetState | int,
+    last_sequence: int | None = None,
+    fault_code: FaultCode | int = FaultCode.NONE,
+    instructions_per_cell_step: int | None = None,
+) -> can.Message:
+    """TargetStatus; ``None`` last_sequence / instructions_per_cell_step = not known."""
+    msg = database().get_message_by_frame_id(FrameId.TARGET_STATUS)
+    values: dict[str, object] = {
+        "counter": _integer(msg, "counter", counter, modulus=COUNTER_MODULUS),
+        "state": _choice(msg, "state", state, TargetState),
+        "fault_code": _choice(msg, "fault_code", fault_code, FaultCode),
+    }
+    if last_sequence is None:
+        values["last_sequence"], values["last_sequence_valid"] = 0, 0
+    else:
+        values["last_sequence"] = _integer(msg, "last_sequence", last_sequence, modulus=SEQUENCE_MODULUS)
+        values["last_sequence_valid"] = 1
+    if instructions_per_cell_step is None:
+        values["instructions_per_cell_step"] = 0
+    else:
+        n = _integer(msg, "instructions_per_cell_step", instructions_per_cell_step)
+        if n == 0:
+            raise ValueError("TargetStatus.instructions_per_cell_step = 0 means unknown: pass None")
+        values["instructions_per_cell_step"] = n
+    return _message(msg, values)
+
+
+def encode(frame: Frame) -> can.Message:
+    """Any frame dataclass as a message (the inverse of :func:`decode`)."""
+    if isinstance(frame, MeasPack):
+        return encode_meas_pack(frame.sequence, frame.dt_s, frame.current_A, frame.n_cells)
+    if isinstance(frame, MeasCell):
+        return encode_meas_cell(frame.sequence, frame.cell_index, frame.voltage_V, frame.temp_C)
+    if isinstance(frame, EstCell):
+        return encode_est_cell(frame.sequence, frame.cell_index, frame.soc, frame.soc_sigma, frame.flags)
+    if isinstance(frame, EstCellHealth):
+        return encode_est_cell_health(
+            frame.sequence, frame.cell_index, frame.capacity_Ah, frame.r0_ohm, frame.core_temp_C
+        )
+    if isinstance(frame, EstCellPower):
+        return encode_est_cell_power(
+            frame.sequence, frame.cell_index, frame.charge_power_W, frame.discharge_power_W, frame.horizon
+        )
+    if isinstance(frame, TargetStatus):
+        return encode_target_status(
+            frame.counter, frame.state, frame.last_sequence, frame.fault_code, frame.instructions_per_cell_step
+        )
+    raise TypeError(f"not a frame of the CAN contract: {frame!r}")
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+def decode(message: can.Message) -> Frame:
+    """The frame a message carries; :class:`FrameError` when it is not one."""
+    fid = message.arbitration_id
+    db = database()
+    if message.is_error_frame:
+        raise FrameError(fid, None, "an error frame, not a data frame")
+    if message.is_extended_id:
+        raise FrameError(fid, None, "29-bit (extended) ID; the contract uses 11-bit IDs only")
+    try:
+        msg = db.get_message_by_frame_id(fid)
+    except KeyError:
+        known = ", ".join(f"0x{m.frame_id:03X} {m.name}" for m in db.messages)
+        raise FrameError(fid, None, f"unknown ID, not in the CAN contract (known: {known})") from None
+    if message.is_remote_frame:
+        raise FrameError(fid, msg.name, "a remote frame; the contract sends data frames only")
+    if message.is_fd:
+        raise FrameError(fid, msg.name, "a CAN FD frame; the contract is classic CAN")
+    data = bytes(message.data or b"")
+    if len(data) != msg.length or message.dlc != msg.length:
+        what = "truncated" if len(data) < msg.length else "too long"
+        raise FrameError(fid, msg.name, f"{what}: expected DLC {msg.length}, got DLC {message.dlc} with {len(data)} data bytes")
+    values = msg.decode(data, decode_choices=False, scaling=True, allow_truncated=False)
+    return _DECODERS[fid](_Fields(fid, msg, values))
+
+
+class _Fields:
+    """Checked access to the decoded signals of one frame."""
+
+    def __init__(self, fid: int, msg: DbcMessage, values: dict) -> None:
+        self.fid, self.msg, self.values = fid, msg, values
+
+    def error(self, field: str, problem: str) -> FrameError:
+        return FrameError(self.fid, self.msg.name, problem, field)
+
+    def number(self, name: str) -> float:
+        sig = _signal(self.msg, name)
+        x = self.values[name]
+        tol = 1e-9 * float(sig.scale)
+        if not (sig.minimum - tol <= x <= sig.maximum + tol):
+            raise self.error(name, f"{x!r} is outside its range {_range_text(sig)} (garbled frame?)")
+        return x
+
+    def integer(self, name: str) -> int:
+        return int(self.number(name))
+
+    def flag(self, name: str) -> bool:
+        return bool(self.integer(name))
+
+    def optional(self, name: str, valid: str) -> float:
+        """The value, or nan when its valid bit is 0 (then the value bits must be 0)."""
+        if self.flag(valid):
+            return float(self.number(name))
+        offset = _signal(self.msg, name).offset
+        if self.values[name] != offset:
+            raise self.error(
+                name,
+                f"{valid} is 0 but the value is {self.values[name]!r}, not raw 0: "
+                "a value that is not valid must be sent as 0 (garbled frame?)",
+            )
+        return math.nan
+
+    def choice(self, name: str, enum_type: type[enum.IntEnum]) -> enum.IntEnum:
+        raw = self.integer(name)
+        try:
+            return enum_type(raw)
+        except ValueError:
+            raise self.error(name, f"{raw} is not a {enum_type.__name__} value (garbled frame?)") from None
+
+
+def _decode_meas_pack(f: _Fields) -> MeasPack:
+    return MeasPack(
+        sequence=f.integer("sequence"),
+        dt_s=f.optional("dt_s", "dt_valid"),
+        current_A=f.optional("current_A", "current_valid"),
+        n_cells=f.integer("n_cells"),
+    )
+
+
+def _decode_meas_cell(f: _Fields) -> MeasCell:
+    return MeasCell(
+        sequence=f.integer("sequence"),
+        cell_index=f.integer("cell_index"),
+        voltage_V=f.optional("voltage_V", "voltage_valid"),
+        temp_C=f.optional("temp_C", "temp_valid"),
+    )
+
+
+def _decode_est_cell(f: _Fields) -> EstCell:
+    soc = f.optional("soc", "soc_valid")
+    sigma = f.optional("soc_sigma", "soc_valid")
+    flags = sum(bit for bit, name in EST_CELL_FLAGS.items() if f.flag(name))
+    return EstCell(f.integer("sequence"), f.integer("cell_index"), soc, sigma, flags)
+
+
+def _decode_est_cell_health(f: _Fields) -> EstCellHealth:
+    return EstCellHealth(
+        sequence=f.integer("sequence"),
+        cell_index=f.integer("cell_index"),
+        capacity_Ah=f.optional("capacity_Ah", "capacity_valid"),
+        r0_ohm=f.optional("r0_ohm", "r0_valid"),
+        core_temp_C=f.optional("core_temp_C", "core_temp_valid"),
+    )
+
+
+def _decode_est_cell_power(f: _Fields) -> EstCellPower:
+    charge = f.optional("charge_power_W", "charge_power_valid")
+    discharge = f.optional("discharge_power_W", "discharge_power_valid")
+    horizon = f.choice("horizon", PowerHorizon)
+    if (math.isnan(charge) and math.isnan(discharge)) != (horizon == PowerHorizon.NONE):
+        raise f.error("horizon", f"{horizon.name} but the powers are {charge!r}, {discharge!r}; "
+                      "horizon is NONE exactly when neither power is valid (garbled frame?)")
+    return EstCellPower(f.integer("sequence"), f.integer("cell_index"), charge, discharge, horizon)
+
+
+def _decode_target_status(f: _Fields) -> TargetStatus:
+    if f.flag("last_sequence_valid"):
+        last_sequence: int | None = f.integer("last_sequence")
+    elif f.integer("last_sequence") != 0:
+        raise f.error("last_sequence", "last_sequence_valid is 0 but last_sequence is not 0 (garbled frame?)")
+    else:
+        last_sequence = None
+    instructions = f.integer("instructions_per_cell_step")
+    return TargetStatus(
+        counter=f.integer("counter"),
+        state=f.choice("state", TargetState),
+        last_sequence=last_sequence,
+        fault_code=f.choice("fault_code", FaultCode),
+        instructions_per_cell_step=instructions or None,
+    )
+
+
+_DECODERS = {
+    FrameId.MEAS_PACK: _decode_meas_pack,
+    FrameId.MEAS_CELL: _decode_meas_cell,
+    FrameId.EST_CELL: _decode_est_cell,
+    FrameId.EST_CELL_HEALTH: _decode_est_cell_health,
+    FrameId.EST_CELL_POWER: _decode_est_cell_power,
+    FrameId.TARGET_STATUS: _decode_target_status,
+}
