@@ -38,6 +38,7 @@ well conditioned: float32 evaluates the OCV to ~1e-6 V, which maps to
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -226,6 +227,24 @@ class Scenario:
 
     def rows(self):
         return zip(self.dt_s.tolist(), self.current_A.tolist(), self.voltage_V.tolist(), self.temp_C.tolist())
+
+    def to_json(self) -> str:
+        """Exact (floats by repr, NaN included): Scenario.from_json(s.to_json()) == s."""
+        return json.dumps({
+            "params": self.params.to_json(), "init": list(self.init), "dt_s": self.dt_s.tolist(),
+            "current_A": self.current_A.tolist(), "voltage_V": self.voltage_V.tolist(),
+            "temp_C": self.temp_C.tolist(), "true_soc": self.true_soc.tolist(),
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> "Scenario":
+        d = json.loads(text)
+        arrays = [np.array(d[k], dtype=np.float64) for k in ("dt_s", "current_A", "voltage_V", "temp_C", "true_soc")]
+        return cls(ParameterSet.from_json(d["params"]), tuple(d["init"]), *arrays)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        """How hypothesis prints a falsifying example: an exact, pasteable reproducer."""
+        p.text(f"Scenario.from_json({self.to_json()!r})")
 
     def describe(self) -> str:
         return (

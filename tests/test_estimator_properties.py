@@ -6,8 +6,9 @@ after every sample, with the bundled LG HG2 parameters and with random ones:
 
 * SOC is finite and in [0, 1]; sigma is finite and > 0; the state is finite,
   the RC currents within +-i_max and the hysteresis state within [-1, 1];
-* the covariance P is exactly symmetric, every diagonal at or above its floor
-  (P_00 <= 1, P_33 <= 4) and positive definite (Cholesky succeeds);
+* the covariance P is exactly symmetric, every variance between its floor
+  and its ceiling (P_00 <= 1, P_11, P_22 <= i_max^2, P_33 <= 4) and P
+  positive definite (Cholesky succeeds);
 * the flags say what happened: a bad interval (non-finite, < 0, > dt_max)
   gives exactly BF_FLAG_DT_INVALID and leaves the state untouched; otherwise
   BF_FLAG_CURRENT_INVALID / TEMP_INVALID / VOLTAGE_INVALID are set exactly
@@ -51,7 +52,7 @@ FLAG_DT = lib.BF_FLAG_DT_INVALID
 FLAG_GATED = lib.BF_FLAG_GATED
 TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0  # soc_ekf.c
 VOLTAGE_MARGIN_V = 0.5  # soc_ekf.c
-P_MAX_SOC, P_MAX_HYST = 1.0, 4.0  # soc_ekf.c
+P_MAX_SOC, P_MAX_HYST = 1.0, 4.0  # soc_ekf.c; RC current variances are bounded by i_max^2
 
 BUNDLED = bundled_params()
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -152,7 +153,10 @@ def check_state(est: SocEstimator, context: str = "") -> None:
     floors = [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst]
     for k, floor in enumerate(floors):
         assert P[k, k] >= f32(floor), f"P[{k},{k}] = {P[k, k]!r} below its floor {floor!r}: {where}"
-    assert P[0, 0] <= P_MAX_SOC and P[3, 3] <= P_MAX_HYST, f"variance above its bound: {where}"
+    irc_max = float(np.float32(cell.i_max_A) * np.float32(cell.i_max_A))
+    assert P[0, 0] <= P_MAX_SOC and P[3, 3] <= P_MAX_HYST and max(P[1, 1], P[2, 2]) <= irc_max, (
+        f"variance above its ceiling: {where}"
+    )
     try:
         np.linalg.cholesky(P)
     except np.linalg.LinAlgError:

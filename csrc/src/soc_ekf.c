@@ -56,59 +56,6 @@ static bf_status_t check_all(const bf_soc_ekf_t *s, const bf_cell_params_t *p,
     return bf_soc_ekf_tuning_check(t);
 }
 
-static void init_common(bf_soc_ekf_t *s, const bf_soc_ekf_tuning_t *t, float soc, float p_soc,
-                        float temp_C)
-{
-    int i, j;
-    for (i = 0; i < NX; ++i) {
-        s->x[i] = 0.0f;
-        for (j = 0; j < NX; ++j) {
-            s->P[i][j] = 0.0f;
-        }
-    }
-    s->x[0] = bf_clampf(soc, 0.0f, 1.0f);
-    s->P[0][0] = p_soc;
-    s->P[1][1] = t->p0_irc_A2;
-    s->P[2][2] = t->p0_irc_A2;
-    s->P[3][3] = t->p0_hyst;
-    s->last_current_A = 0.0f;
-    s->last_temp_C = bf_isfinite(temp_C) ? bf_clampf(temp_C, TEMP_MIN_C, TEMP_MAX_C) : 25.0f;
-    s->hyst_sign = 0.0f;
-}
-
-bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
-                                const bf_soc_ekf_tuning_t *t, float soc, float temp_C)
-{
-    bf_status_t st = check_all(s, p, t);
-    if (st != BF_OK) {
-        return st;
-    }
-    if (!bf_isfinite(soc)) {
-        return BF_E_RANGE;
-    }
-    init_common(s, t, soc, t->p0_soc, temp_C);
-    return BF_OK;
-}
-
-bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
-                                const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C)
-{
-    bf_status_t st = check_all(s, p, t);
-    if (st != BF_OK) {
-        return st;
-    }
-    if (!bf_isfinite(voltage_V) || !bf_isfinite(temp_C)) {
-        return BF_E_RANGE;
-    }
-    init_common(s, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
-    return BF_OK;
-}
-
-static float signf(float v)
-{
-    return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
-}
-
 /* Symmetrise P and bring each variance inside [floor, ceiling]: one below
  * its floor is raised alone (adding a positive diagonal term keeps P positive
  * semi-definite); one above its ceiling is lowered by scaling its row and
@@ -173,6 +120,61 @@ static int repair_covariance(float P[NX][NX], const bf_cell_params_t *p, const b
         }
     }
     return repaired;
+}
+
+static void init_common(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t, float soc,
+                        float p_soc, float temp_C)
+{
+    int i, j;
+    for (i = 0; i < NX; ++i) {
+        s->x[i] = 0.0f;
+        for (j = 0; j < NX; ++j) {
+            s->P[i][j] = 0.0f;
+        }
+    }
+    s->x[0] = bf_clampf(soc, 0.0f, 1.0f);
+    s->P[0][0] = p_soc;
+    s->P[1][1] = t->p0_irc_A2;
+    s->P[2][2] = t->p0_irc_A2;
+    s->P[3][3] = t->p0_hyst;
+    /* Initial variances obey the same floors and ceilings as every step. */
+    (void)repair_covariance(s->P, p, t);
+    s->last_current_A = 0.0f;
+    s->last_temp_C = bf_isfinite(temp_C) ? bf_clampf(temp_C, TEMP_MIN_C, TEMP_MAX_C) : 25.0f;
+    s->hyst_sign = 0.0f;
+}
+
+bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float soc, float temp_C)
+{
+    bf_status_t st = check_all(s, p, t);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!bf_isfinite(soc)) {
+        return BF_E_RANGE;
+    }
+    init_common(s, p, t, soc, t->p0_soc, temp_C);
+    return BF_OK;
+}
+
+bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C)
+{
+    bf_status_t st = check_all(s, p, t);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!bf_isfinite(voltage_V) || !bf_isfinite(temp_C)) {
+        return BF_E_RANGE;
+    }
+    init_common(s, p, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
+    return BF_OK;
+}
+
+static float signf(float v)
+{
+    return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
 }
 
 bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,

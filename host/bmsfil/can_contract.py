@@ -23,7 +23,7 @@ Ranges. Encoding a finite value outside its signal's range raises
 :class:`ValueError` naming the frame, the signal, the value and the range:
 the contract never clamps a measurement or an estimate into range silently.
 A value within half a resolution step of an end of the range is accepted
-(it rounds to the end code). Infinity is refused like any out-of-range value.
+(it rounds to the end code). Infinity is refused.
 One documented exception: ``soc_sigma`` saturates at its largest code
 (0.4095), because any sigma above 1/3 already puts all of [0, 1] inside the
 3-sigma band, so nothing the harness scores changes.
@@ -45,6 +45,7 @@ import functools
 import math
 import numbers
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Union
 
@@ -245,6 +246,12 @@ def _check_mirror(db: Database) -> None:
         raise RuntimeError(f"{dbc_path()} and bmsfil.can_contract disagree: " + "; ".join(problems))
 
 
+@functools.cache
+def _decimals(scale: float) -> int:
+    """Decimal places of a DBC scale or offset written in decimal (0.001 -> 3, 1e-06 -> 6)."""
+    return max(0, -Decimal(repr(float(scale))).normalize().as_tuple().exponent)
+
+
 def _camel_to_upper_snake(name: str) -> str:
     return "".join("_" + c if c.isupper() and i else c for i, c in enumerate(name)).upper()
 
@@ -383,6 +390,10 @@ def _physical(msg: DbcMessage, name: str, value: object, *, saturate: bool = Fal
     x = float(value)
     if math.isnan(x):
         return None
+    if math.isinf(x):
+        raise ValueError(
+            f"{_where(msg, sig)} = {x!r} is not finite (range {_range_text(sig)}; nan sends 'not valid')"
+        )
     lo, hi, half = float(sig.minimum), float(sig.maximum), 0.5 * float(sig.scale)
     if saturate and x > hi:
         return hi
@@ -470,7 +481,8 @@ def encode_est_cell(sequence: int, cell_index: int, soc: float, soc_sigma: float
     sigma_x = _physical(msg, "soc_sigma", soc_sigma, saturate=True)
     if (soc_x is None) != (sigma_x is None):
         raise ValueError(
-            f"EstCell: soc = {soc!r} and soc_sigma = {soc_sigma!r}; both are valid or both are nan (soc_valid covers both)"
+            f"EstCell: soc = {soc!r} and soc_sigma = {soc_sigma!r}; both are valid or both are nan "
+            "(soc_valid covers both)"
         )
     values["soc"] = 0.0 if soc_x is None else soc_x
     values["soc_sigma"] = 0.0 if sigma_x is None else sigma_x
@@ -602,8 +614,10 @@ def decode(message: can.Message) -> Frame:
         raise FrameError(fid, msg.name, "a CAN FD frame; the contract is classic CAN")
     data = bytes(message.data or b"")
     if len(data) != msg.length or message.dlc != msg.length:
-        what = "truncated" if len(data) < msg.length else "too long"
-        raise FrameError(fid, msg.name, f"{what}: expected DLC {msg.length}, got DLC {message.dlc} with {len(data)} data bytes")
+        what = "truncated" if min(len(data), message.dlc) < msg.length else "too long"
+        raise FrameError(
+            fid, msg.name, f"{what}: expected DLC {msg.length}, got DLC {message.dlc} with {len(data)} data bytes"
+        )
     values = msg.decode(data, decode_choices=False, scaling=True, allow_truncated=False)
     return _DECODERS[fid](_Fields(fid, msg, values))
 
@@ -623,6 +637,10 @@ class _Fields:
         tol = 1e-9 * float(sig.scale)
         if not (sig.minimum - tol <= x <= sig.maximum + tol):
             raise self.error(name, f"{x!r} is outside its range {_range_text(sig)} (garbled frame?)")
+        if isinstance(x, float):
+            # raw * scale + offset in binary: 0.40950000000000003 for 4095 * 1e-4. Rounding
+            # to the scale's decimals gives the double nearest the decimal code value.
+            x = round(x, max(_decimals(sig.scale), _decimals(sig.offset)))
         return x
 
     def integer(self, name: str) -> int:

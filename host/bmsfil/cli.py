@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from rich.console import Console
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=cmd_bench)
+    # Other distributions (the HIL harness) add their commands here.
+    for ep in entry_points(group="bmsfil.commands"):
+        ep.load()(sub)
     return ap
 
 

@@ -64,10 +64,16 @@ def evaluate(
     errors: SensorErrors | None = None,
     seed: int = 0,
 ) -> Evaluation:
-    reference = rec.reference_soc()
     measured = errors.apply(rec, seed) if errors else rec
-    est = SocEstimator(params)
-    trace = est.run(measured, initial_soc)
+    return score_trace(rec, measured, SocEstimator(params).run(measured, initial_soc), params)
+
+
+def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: ParameterSet) -> Evaluation:
+    """Score estimates of `rec` (run on `measured`, the recording as the
+    estimator saw it) against the reference, beside a coulomb counter fed the
+    same data and started where the estimate started. Shared by `bmsfil eval`
+    and the HIL harness so that both score alike."""
+    reference = rec.reference_soc()
     soc0 = float(trace.soc[0])
     first_temp = float(np.nanmedian(measured.temp_C[: max(1, min(len(rec), 10))]))
     capacity = float(np.interp(first_temp, params.cell.temp_C, params.cell.capacity_Ah))

@@ -114,6 +114,7 @@ class ReferenceSocEstimator:
         t = self.t
         self.x = np.array([min(max(soc, 0.0), 1.0), 0.0, 0.0, 0.0])
         self.P = np.diag([p_soc, t.p0_irc_A2, t.p0_irc_A2, t.p0_hyst])
+        self._repair()
         self.last_current_A = 0.0
         self.last_temp_C = min(max(temp_C, TEMP_MIN_C), TEMP_MAX_C) if math.isfinite(temp_C) else 25.0
         self.hyst_sign = 0.0

@@ -1,0 +1,97 @@
+"""`bmsfil hil ...`: plugged into the `bmsfil` command through the
+`bmsfil.commands` entry-point group, so that the desktop library never
+imports the harness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.core import SocEstimator, SocTrace
+from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot
+from bmsfil.importers import load_any
+from bmsfil.params import ParameterSet, bundled_params
+from bmsfil_hil.replay import open_log, replay_lockstep
+from bmsfil_hil.targets import TARGETS, make_target
+
+console = Console(highlight=False, markup=False)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    hil = sub.add_parser("hil", help="hardware-in-the-loop: replay recordings over CAN to a target")
+    hsub = hil.add_subparsers(dest="hil_command", required=True)
+    p = hsub.add_parser("run", help="replay recordings to a target in lock-step and score its estimates")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
+                   help="recordings (.npz or any file `bmsfil import` reads); none: the bundled one")
+    p.add_argument("--target", choices=TARGETS, default="host")
+    p.add_argument("--params", type=Path, help="parameter set the target runs (default: bundled)")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each sample's estimates")
+    p.add_argument("--log", type=Path, help="write the exchange as a python-can log (.blf, .asc or .log)")
+    p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
+    p.add_argument("--json", type=Path)
+    p.add_argument("--no-plot", action="store_true")
+    p.set_defaults(func=cmd_hil_run)
+
+
+def cmd_hil_run(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    table = Table(title=f"HIL lock-step replay, target {args.target}, params {params.name}")
+    for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "p99 ms", "fault"):
+        table.add_column(col, no_wrap=col == "recording")
+    docs: list[dict[str, object]] = []
+    status = 0
+    log = open_log(args.log) if args.log else None
+    try:
+        for rec in recordings:
+            target = make_target(args.target, params)
+            bus = target.start()
+            try:
+                result = replay_lockstep(bus, [rec], timeout_s=args.timeout, log=log)
+            finally:
+                target.stop()
+            trace = SocTrace(result.soc[:, 0], result.soc_sigma[:, 0], result.flags[:, 0])
+            ev = score_trace(rec, rec, trace, params)
+            direct = SocEstimator(params).run(rec)
+            delta = float(np.nanmax(np.abs(trace.soc - direct.soc))) if result.samples_done else math.nan
+            write_csv(ev, args.out_dir / f"{ev.name}.csv")
+            if not args.no_plot:
+                write_plot(ev, args.out_dir / f"{ev.name}.png")
+            d = result.delivery.summary()
+            table.add_row(ev.name, f"{ev.score.rmse * 100:.2f}", f"{ev.score.within_3sigma * 100:.1f}",
+                          f"{result.samples_done}/{len(rec)}", f"{delta:.1e}", f"{d['round_trip_p99_ms']:.2f}",
+                          str(d["fault"] or ""))
+            docs.append(_summary(ev, d, delta, args.target))
+            if d["fault"]:
+                status = 1
+            if args.json:
+                _write_json(args.json, docs)
+    finally:
+        if log is not None:
+            log.stop()
+    console.print(table)
+    console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/"
+                  + (f"; CAN log {args.log}" if args.log else ""))
+    return status
+
+
+def _summary(ev: Evaluation, delivery: dict[str, object], delta: float, target: str) -> dict[str, object]:
+    doc = ev.summary()
+    doc["target"] = target
+    doc["delivery"] = delivery
+    doc["max_abs_soc_difference_vs_eval"] = delta
+    return doc
+
+
+def _write_json(path: Path, docs: list[dict[str, object]]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps({"recordings": docs}, indent=1, default=str) + "\n")
+    tmp.replace(path)
