@@ -361,7 +361,7 @@ def test_nan_measurement_is_sent_invalid() -> None:
 @pytest.mark.parametrize(
     "call, names",
     [
-        (lambda: cc.encode_meas_cell(1, 0, 6.6, 25.0), "MeasCell.voltage_V"),
+        (lambda: cc.encode_meas_cell(1, 0, 10.5, 25.0), "MeasCell.voltage_V"),
         (lambda: cc.encode_meas_cell(1, 0, -0.1, 25.0), "MeasCell.voltage_V"),
         (lambda: cc.encode_meas_cell(1, 0, 3.7, -61.0), "MeasCell.temp_C"),
         (lambda: cc.encode_meas_cell(1, 0, 3.7, math.inf), "MeasCell.temp_C"),
@@ -396,10 +396,10 @@ def test_wrong_types_are_refused() -> None:
 
 
 def test_within_half_a_step_of_the_range_rounds_to_its_end() -> None:
-    assert cc.decode(cc.encode_meas_cell(1, 0, 6.55354, 25.0)).voltage_V == 6.5535
+    assert cc.decode(cc.encode_meas_cell(1, 0, 10.485754, 25.0)).voltage_V == 10.48575
     assert cc.decode(cc.encode_est_cell(1, 0, 1.0000004, 0.0)).soc == 1.0
     with pytest.raises(ValueError):
-        cc.encode_meas_cell(1, 0, 6.55356, 25.0)
+        cc.encode_meas_cell(1, 0, 10.485756, 25.0)
 
 
 def test_numpy_scalars_are_accepted() -> None:

@@ -334,10 +334,11 @@ int bmsfil_can_meas_cell_pack(
     dst_p[3] |= pack_right_shift_u16(src_p->cell_index, 8u, 0x03u);
     dst_p[3] |= pack_left_shift_u8(src_p->voltage_valid, 2u, 0x04u);
     dst_p[3] |= pack_left_shift_u8(src_p->temp_valid, 3u, 0x08u);
-    dst_p[4] |= pack_left_shift_u16(src_p->voltage_v, 0u, 0xffu);
-    dst_p[5] |= pack_right_shift_u16(src_p->voltage_v, 8u, 0xffu);
+    dst_p[3] |= pack_left_shift_u32(src_p->voltage_v, 4u, 0xf0u);
+    dst_p[4] |= pack_right_shift_u32(src_p->voltage_v, 4u, 0xffu);
+    dst_p[5] |= pack_right_shift_u32(src_p->voltage_v, 12u, 0xffu);
     dst_p[6] |= pack_left_shift_u16(src_p->temp_c, 0u, 0xffu);
-    dst_p[7] |= pack_right_shift_u16(src_p->temp_c, 8u, 0x07u);
+    dst_p[7] |= pack_right_shift_u16(src_p->temp_c, 8u, 0x3fu);
 
     return (8);
 }
@@ -357,10 +358,11 @@ int bmsfil_can_meas_cell_unpack(
     dst_p->cell_index |= unpack_left_shift_u16(src_p[3], 8u, 0x03u);
     dst_p->voltage_valid = unpack_right_shift_u8(src_p[3], 2u, 0x04u);
     dst_p->temp_valid = unpack_right_shift_u8(src_p[3], 3u, 0x08u);
-    dst_p->voltage_v = unpack_right_shift_u16(src_p[4], 0u, 0xffu);
-    dst_p->voltage_v |= unpack_left_shift_u16(src_p[5], 8u, 0xffu);
+    dst_p->voltage_v = unpack_right_shift_u32(src_p[3], 4u, 0xf0u);
+    dst_p->voltage_v |= unpack_left_shift_u32(src_p[4], 4u, 0xffu);
+    dst_p->voltage_v |= unpack_left_shift_u32(src_p[5], 12u, 0xffu);
     dst_p->temp_c = unpack_right_shift_u16(src_p[6], 0u, 0xffu);
-    dst_p->temp_c |= unpack_left_shift_u16(src_p[7], 8u, 0x07u);
+    dst_p->temp_c |= unpack_left_shift_u16(src_p[7], 8u, 0x3fu);
 
     return (0);
 }
@@ -456,46 +458,44 @@ bool bmsfil_can_meas_cell_temp_valid_is_in_phys_range(float value)
     return ((value >= 0.0f) && (value <= 1.0f));
 }
 
-uint16_t bmsfil_can_meas_cell_voltage_v_encode(float value)
+uint32_t bmsfil_can_meas_cell_voltage_v_encode(float value)
 {
-    return (uint16_t)(cantools_unsigned_from_double(roundf(value / 0.0001f)));
+    return (uint32_t)(cantools_unsigned_from_double(roundf(value / 1e-05f)));
 }
 
-float bmsfil_can_meas_cell_voltage_v_decode(uint16_t value)
+float bmsfil_can_meas_cell_voltage_v_decode(uint32_t value)
 {
-    return ((float)value * 0.0001f);
+    return ((float)value * 1e-05f);
 }
 
-bool bmsfil_can_meas_cell_voltage_v_is_in_range(uint16_t value)
+bool bmsfil_can_meas_cell_voltage_v_is_in_range(uint32_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 1048575u);
 }
 
 bool bmsfil_can_meas_cell_voltage_v_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 6.5535f));
+    return ((value >= 0.0f) && (value <= 10.48575f));
 }
 
 uint16_t bmsfil_can_meas_cell_temp_c_encode(float value)
 {
-    return (uint16_t)(cantools_unsigned_from_double(roundf((value - -60.0f) / 0.1f)));
+    return (uint16_t)(cantools_unsigned_from_double(roundf((value - -60.0f) / 0.01f)));
 }
 
 float bmsfil_can_meas_cell_temp_c_decode(uint16_t value)
 {
-    return (((float)value * 0.1f) + -60.0f);
+    return (((float)value * 0.01f) + -60.0f);
 }
 
 bool bmsfil_can_meas_cell_temp_c_is_in_range(uint16_t value)
 {
-    return (value <= 2047u);
+    return (value <= 16383u);
 }
 
 bool bmsfil_can_meas_cell_temp_c_is_in_phys_range(float value)
 {
-    return ((value >= -60.0f) && (value <= 144.7f));
+    return ((value >= -60.0f) && (value <= 103.83f));
 }
 
 int bmsfil_can_est_cell_pack(

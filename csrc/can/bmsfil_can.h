@@ -257,17 +257,17 @@ struct bmsfil_can_meas_cell_t {
     /**
      * Cell terminal voltage at the end of the interval. Sent as 0 when voltage_valid is 0.
      *
-     * Range: 0..65535 (0..6.5535 V)
-     * Scale: 0.0001
+     * Range: 0..1048575 (0..10.48575 V)
+     * Scale: 1e-05
      * Offset: 0
      */
-    uint16_t voltage_v;
+    uint32_t voltage_v;
 
     /**
      * Cell temperature (case or nearest sensor). Sent as raw 0 (-60 degC) when temp_valid is 0.
      *
-     * Range: 0..2047 (-60..144.7 degC)
-     * Scale: 0.1
+     * Range: 0..16383 (-60..103.83 degC)
+     * Scale: 0.01
      * Offset: -60
      */
     uint16_t temp_c;
@@ -1069,7 +1069,7 @@ bool bmsfil_can_meas_cell_temp_valid_is_in_phys_range(float value);
  *
  * @return Encoded signal.
  */
-uint16_t bmsfil_can_meas_cell_voltage_v_encode(float value);
+uint32_t bmsfil_can_meas_cell_voltage_v_encode(float value);
 
 /**
  * Decode given signal by applying scaling and offset.
@@ -1078,7 +1078,7 @@ uint16_t bmsfil_can_meas_cell_voltage_v_encode(float value);
  *
  * @return Decoded signal.
  */
-float bmsfil_can_meas_cell_voltage_v_decode(uint16_t value);
+float bmsfil_can_meas_cell_voltage_v_decode(uint32_t value);
 
 /**
  * Check that given signal is in allowed range.
@@ -1087,7 +1087,7 @@ float bmsfil_can_meas_cell_voltage_v_decode(uint16_t value);
  *
  * @return true if in range, false otherwise.
  */
-bool bmsfil_can_meas_cell_voltage_v_is_in_range(uint16_t value);
+bool bmsfil_can_meas_cell_voltage_v_is_in_range(uint32_t value);
 
 /**
  * Check that given physical value is in allowed range before encoding.

@@ -64,8 +64,9 @@ static bf_status_t check_all(const bf_soc_ekf_t *s, const bf_cell_params_t *p,
  * becomes the ceiling, uncorrelated with the rest. Correlations beyond
  * CORR_MAX, which only float rounding can produce, are pulled back last.
  * Returns 1 if anything had to be changed beyond symmetry. */
-static int repair_covariance(float P[NX][NX], const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t)
+static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t)
 {
+    float (*P)[NX] = s->P;
     const float floor_[NX] = { t->p_floor_soc, t->p_floor_irc_A2, t->p_floor_irc_A2, t->p_floor_hyst };
     const float irc_max = p->i_max_A * p->i_max_A;
     const float ceiling[NX] = { P_MAX_SOC, irc_max, irc_max, P_MAX_HYST };
@@ -138,7 +139,7 @@ static void init_common(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc
     s->P[2][2] = t->p0_irc_A2;
     s->P[3][3] = t->p0_hyst;
     /* Initial variances obey the same floors and ceilings as every step. */
-    (void)repair_covariance(s->P, p, t);
+    (void)repair_covariance(s, p, t);
     s->last_current_A = 0.0f;
     s->last_temp_C = bf_isfinite(temp_C) ? bf_clampf(temp_C, TEMP_MIN_C, TEMP_MAX_C) : 25.0f;
     s->hyst_sign = 0.0f;
@@ -332,7 +333,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     /* RC currents cannot exceed the largest plausible current. */
     s->x[1] = bf_clampf(s->x[1], -p->i_max_A, p->i_max_A);
     s->x[2] = bf_clampf(s->x[2], -p->i_max_A, p->i_max_A);
-    if (repair_covariance(s->P, p, t)) {
+    if (repair_covariance(s, p, t)) {
         flags |= BF_FLAG_COV_REPAIRED;
     }
     for (i = 0; i < NX; ++i) {

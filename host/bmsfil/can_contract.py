@@ -33,7 +33,7 @@ sent modulo 2**16 (2**8 for the counter), so a replay can number samples
 0, 1, 2, ... without wrapping them itself.
 
 Resolution (what a round trip through the bus keeps): dt_s 1 ms, current_A
-1 mA, voltage_V 0.1 mV, temp_C 0.1 degC, soc 1e-6, soc_sigma 1e-4. A replay
+1 mA, voltage_V 10 uV, temp_C 0.01 degC, soc 1e-6, soc_sigma 1e-4. A replay
 that compares targets must feed every target, and the reference it scores
 against, the decoded (quantised) measurements.
 """
