@@ -485,3 +485,26 @@ def test_power_horizon_without_power_is_garbled() -> None:
 def test_infinite_sigma_is_refused() -> None:
     with pytest.raises(ValueError, match="EstCell.soc_sigma"):
         cc.encode_est_cell(1, 0, 0.5, math.inf)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(cc.FrameId)), st.binary(min_size=8, max_size=8))
+def test_fast_layout_decodes_as_cantools(fid, data: bytes) -> None:
+    msg = cc.database().get_message_by_frame_id(fid)
+    ours = cc._layout(fid).decode(data)
+    theirs = msg.decode(data, decode_choices=False, scaling=True)
+    assert ours.keys() == theirs.keys()
+    for name, value in theirs.items():
+        assert ours[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(cc.FrameId)), st.data())
+def test_fast_layout_encodes_as_cantools(fid, data) -> None:
+    msg = cc.database().get_message_by_frame_id(fid)
+    values = {}
+    for sig in msg.signals:
+        lo = -(1 << (sig.length - 1)) if sig.is_signed else 0
+        hi = (1 << (sig.length - 1)) - 1 if sig.is_signed else (1 << sig.length) - 1
+        values[sig.name] = data.draw(st.integers(lo, hi)) * sig.scale + sig.offset
+    assert cc._layout(fid).encode(values) == msg.encode(values, scaling=True, strict=False)
