@@ -25,9 +25,9 @@ values ends within 0.5 SOC points (measured: <= 0.07 points over 100 seeds at
 and a stateful test interleaving init_soc, init_ocv, step and run_arrays with
 good and bad inputs, checking all of the above after every rule.
 
-Known failure (C core 09000c0): a long valid interval can leave P with a
-tiny negative eigenvalue; test_covariance_positive_definite_after_long_interval
-pins it with a minimal reproducer and explains it.
+Regression: a long valid interval used to leave P with a tiny negative
+eigenvalue; test_covariance_positive_definite_after_long_interval pins the
+minimal reproducer (fixed by the floor on R relative to HPH' in soc_ekf.c).
 
 The flags and limits are read from the core itself (bmsfil._core.lib.BF_FLAG_*)
 or mirror soc_ekf.c (TEMP_MIN_C/TEMP_MAX_C, VOLTAGE_MARGIN_V).
@@ -335,18 +335,18 @@ def long_interval_reproducer() -> ParameterSet:
 
 
 def test_covariance_positive_definite_after_long_interval():
-    """KNOWN C BUG (found by test_any_samples_many; core 09000c0): after a
-    valid 10000 s sample the core's P has a negative eigenvalue (-5.7e-9;
-    the float64 reference: +6.3e-9), flagged only as cov_repaired.
+    """Regression (found by test_any_samples_many; core 09000c0, fixed since):
+    after a valid 10000 s sample the core's P had a negative eigenvalue
+    (-5.7e-9; the float64 reference: +6.3e-9), flagged only as cov_repaired.
 
     Why: R = r_voltage/dt is 1e-8 V^2 while the RC-current variances have
     grown by q*dt = 1000 A^2, so the posterior's smallest eigenvalue is ~4e-9
     of its largest: a condition number beyond float32 (1/eps32 = 1.7e7), and
     rounding, then the ceiling congruence (P_11, P_22 -> i_max^2), leave it
     negative. The diagonal floors and the pairwise correlation bound cannot
-    catch a singular direction that is not along an axis. A floor on the
-    measurement variance relative to HPH' (e.g. R >= 1e-6 HPH'), which keeps
-    the posterior's condition number within float32, would."""
+    catch a singular direction that is not along an axis; the floor on the
+    measurement variance relative to HPH' (R >= 1e-6 HPH'), which keeps the
+    posterior's condition number within float32, does."""
     est = SocEstimator(long_interval_reproducer())
     est.init_soc(1.0, 0.0)
     step_checked(est, (0.0, 0.0, 3.0, 0.0))

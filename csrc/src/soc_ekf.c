@@ -14,6 +14,8 @@
  * keeps the arithmetic finite. */
 #define P_MAX_SOC 1.0f
 #define P_MAX_HYST 4.0f
+/* Smallest measurement variance, relative to the predicted one (HPH'). */
+#define R_MIN_REL 1e-6f
 /* Largest correlation kept between two states. */
 #define CORR_MAX 0.999f
 
@@ -291,6 +293,12 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
         }
         r_meas = (t->r_voltage_V2_s + t->r_overpotential_rel2_s * eta_V * eta_V)
                  / (dt_s > t->r_dt_min_s ? dt_s : t->r_dt_min_s);
+        /* A measurement far more precise than the prediction would leave a
+         * posterior too ill-conditioned for single precision; no voltmeter
+         * is better than a millionth of what the model is unsure of. */
+        if (r_meas < R_MIN_REL * hph) {
+            r_meas = R_MIN_REL * hph;
+        }
         S = hph + r_meas;
         innov = voltage_V - v_pred;
         nis = innov * innov / S;

@@ -19,6 +19,7 @@ NX = 4
 TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
 VOLTAGE_MARGIN_V = 0.5
 P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
+R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID, FLAG_CURRENT_INVALID, FLAG_TEMP_INVALID = 0x01, 0x02, 0x04
 FLAG_DT_INVALID, FLAG_GATED, FLAG_SOC_CLAMPED, FLAG_COV_REPAIRED = 0x08, 0x10, 0x20, 0x40
 
@@ -221,6 +222,7 @@ class ReferenceSocEstimator:
             PH = self.P @ H
             hph = float(H @ PH)
             r_meas = (t.r_voltage_V2_s + t.r_overpotential_rel2_s * eta_V * eta_V) / max(dt_s, t.r_dt_min_s)
+            r_meas = max(r_meas, R_MIN_REL * hph)
             S = hph + r_meas
             innov = voltage_V - v_pred
             if innov * innov / S > t.gate_sigma**2:
