@@ -104,7 +104,7 @@ from hypothesis import strategies as st
 from bmsfil._core import lib
 from bmsfil.core import CoreError, SocEstimator, describe_flags
 from bmsfil.params import CellParams, FilterTuning, ParameterSet, bundled_params
-from bmsfil.reference import CellModel, ReferenceSocEstimator
+from bmsfil.reference import ReferenceSocEstimator
 from strategies import Scenario, f32, float32_params, parameter_sets, scenarios, start
 
 FLAG_V = lib.BF_FLAG_VOLTAGE_INVALID
