@@ -26,6 +26,8 @@ BITRATE_BIT_S = 500_000
 SAMPLE_INTERVALS_S = (0.1, 0.5, 1.0, 10.0)
 #: Pack sizes the bus-load table is worked out for.
 PACK_SIZES = (1, 12, 24, 96, 192)
+#: Frames sent on demand only, never as part of a sample (left out of the bus load).
+ON_DEMAND = ("HostCommand",)
 
 
 def frame_bits(data_bytes: int) -> tuple[int, int]:
@@ -60,7 +62,8 @@ def render() -> str:
     db = database()
     rel = dbc_path().relative_to(ROOT) if dbc_path().is_relative_to(ROOT) else Path("csrc/can/bmsfil.dbc")
     per_cell = [m for m in db.messages if any(s.name == "cell_index" for s in m.signals)]
-    per_sample = [m for m in db.messages if m not in per_cell]
+    on_demand = [db.get_message_by_name(name) for name in ON_DEMAND]
+    per_sample = [m for m in db.messages if m not in per_cell and m not in on_demand]
     lengths = {m.length for m in db.messages}
     assert len(lengths) == 1, "bus-load arithmetic below assumes one frame length"
     (length,) = lengths
@@ -84,13 +87,13 @@ def render() -> str:
     w("")
     w("## IDs")
     w("")
-    w("Lower ID, higher priority: measurements, then estimates, then status.")
+    w("Lower ID, higher priority: host to target (measurements, then commands), then estimates, then status.")
     w("")
     w("| ID | frame | from | to | sent |")
     w("| --- | --- | --- | --- | --- |")
     for m in sorted(db.messages, key=lambda m: m.frame_id):
         receivers = sorted({r for s in m.signals for r in s.receivers})
-        sent = "per cell, per sample" if m in per_cell else "per sample"
+        sent = "per cell, per sample" if m in per_cell else "on demand" if m in on_demand else "per sample"
         w(f"| 0x{m.frame_id:03X} | [{m.name}](#0x{m.frame_id:03x}-{m.name.lower()}) | "
           f"{', '.join(m.senders)} | {', '.join(receivers)} | {sent} |")
     w("")
@@ -104,7 +107,7 @@ def render() -> str:
     w(f"- per cell per sample: {len(per_cell)} frames "
       f"({', '.join(m.name for m in per_cell)}) = {cell_bits} bits;")
     w(f"- per sample: {len(per_sample)} frames ({', '.join(m.name for m in per_sample)}) "
-      f"= {sample_bits} bits;")
+      f"= {sample_bits} bits ({', '.join(m.name for m in on_demand)} on demand only, left out);")
     w(f"- so a sample of N cells takes at most {cell_bits} N + {sample_bits} bits "
       f"({cell_bits / BITRATE_BIT_S * 1e3:g} ms per cell at {BITRATE_BIT_S // 1000} kbit/s).")
     w("")

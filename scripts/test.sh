@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: the C core's own tests (warnings as
-# errors, sanitizers, no-libm check) and pytest including slow tests, with
+# errors, sanitizers, no-libm check), the firmware build of every board and
+# the emulated-firmware (QEMU) tests, and pytest including slow tests, with
 # JUnit XML in test-results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
+scripts/install-firmware-tools.sh
+# Here a missing toolchain or QEMU fails the firmware tests instead of skipping them.
+export BMSFIL_REQUIRE_FIRMWARE_TOOLS=1
 mkdir -p test-results
 status=0
 .venv/bin/python -m pytest -m "" --junitxml=test-results/pytest.xml "$@" || status=$?

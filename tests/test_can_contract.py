@@ -114,6 +114,8 @@ def test_dbc_rules() -> None:
     # Priority: every measurement before every estimate, status last.
     assert max(ids["MeasPack"], ids["MeasCell"]) < min(ids["EstCell"], ids["EstCellHealth"], ids["EstCellPower"])
     assert ids["TargetStatus"] == max(ids.values())
+    # A command never delays a sample's inputs, and never waits behind estimates.
+    assert max(ids["MeasPack"], ids["MeasCell"]) < ids["HostCommand"] < ids["EstCell"]
     # SOC to 1e-6: replay must reproduce SOC within 1e-6.
     assert db.get_message_by_name("EstCell").get_signal_by_name("soc").scale <= 1e-6
 
@@ -126,6 +128,9 @@ def test_flags_are_the_cores() -> None:
     assert cc.FLAG_TEMP_INVALID == lib.BF_FLAG_TEMP_INVALID
     assert cc.FLAG_DT_INVALID == lib.BF_FLAG_DT_INVALID
     assert cc.FLAG_GATED == lib.BF_FLAG_GATED
+    # FLAG_RESTORED is the targets' own bit: no core flag may collide with it.
+    core_flags = [getattr(lib, name) for name in dir(lib) if name.startswith("BF_FLAG_")]
+    assert core_flags and all(not (flag & cc.FLAG_RESTORED) for flag in core_flags)
 
 
 # --- the generated C codec and cantools agree ---------------------------------
@@ -291,7 +296,7 @@ def test_meas_cell_roundtrip(seq, cell, v, t) -> None:
 
 @EXAMPLES
 @given(seq=st.integers(0, 70000), cell=st.integers(0, 1023), soc=_in_range("EstCell", "soc", nan=False),
-       sigma=st.floats(0.0, 2.0), flags=st.integers(0, 0x7F), valid=st.booleans())
+       sigma=st.floats(0.0, 2.0), flags=st.integers(0, 0xFF), valid=st.booleans())
 def test_est_cell_roundtrip(seq, cell, soc, sigma, flags, valid) -> None:
     if not valid:
         soc = sigma = math.nan
@@ -299,9 +304,34 @@ def test_est_cell_roundtrip(seq, cell, soc, sigma, flags, valid) -> None:
     assert isinstance(f, cc.EstCell) and (f.sequence, f.cell_index) == (seq % 65536, cell)
     assert f.soc_valid == valid
     assert _close(f.soc, soc, 1e-6)
-    assert _close(f.soc_sigma, min(sigma, 0.4095) if valid else sigma, 1e-4)  # saturates
-    assert f.flags == flags & 0x1F  # SOC_CLAMPED, COV_REPAIRED are not carried
+    assert _close(f.soc_sigma, min(sigma, 0.4094) if valid else sigma, 2e-4)  # saturates
+    assert f.flags == flags & 0x9F  # SOC_CLAMPED (0x20), COV_REPAIRED (0x40) are not carried
     assert f.gated == bool(flags & cc.FLAG_GATED) and f.dt_invalid == bool(flags & cc.FLAG_DT_INVALID)
+    assert f.restored == bool(flags & cc.FLAG_RESTORED)
+
+
+@pytest.mark.parametrize("restored", [False, True])
+def test_est_cell_restored_flag_roundtrip(restored: bool) -> None:
+    flags = cc.FLAG_GATED | (cc.FLAG_RESTORED if restored else 0)
+    message = cc.encode_est_cell(12, 5, 0.5, 0.01, flags)
+    f = _roundtrip(message)
+    assert f.restored == restored and f.gated and f.flags == flags
+    raw = cc.database().get_message_by_name("EstCell").decode(bytes(message.data), decode_choices=False)
+    assert raw["restored"] == int(restored)
+    assert f == cc.EstCell(12, 5, 0.5, 0.01, flags)
+    # Not valid and restored: a reset target that has no estimate yet still says it continued.
+    g = _roundtrip(cc.encode_est_cell(12, 5, math.nan, math.nan, cc.FLAG_RESTORED))
+    assert g.restored and not g.soc_valid
+
+
+def test_soc_sigma_resolution_and_saturation() -> None:
+    assert _step("EstCell", "soc_sigma") == 2e-4
+    for sigma in (0.0, 2e-4, 0.0123, 0.1, 0.4094):
+        f = cc.decode(cc.encode_est_cell(1, 0, 0.5, sigma))
+        assert abs(f.soc_sigma - sigma) <= 1e-4 + 1e-15
+    assert cc.decode(cc.encode_est_cell(1, 0, 0.5, 0.4094)).soc_sigma == 0.4094
+    assert cc.decode(cc.encode_est_cell(1, 0, 0.5, 0.5)).soc_sigma == 0.4094
+    assert cc.decode(cc.encode_est_cell(1, 0, 0.5, 7.0)).soc_sigma == 0.4094
 
 
 def test_soc_resolution_is_1e6() -> None:
@@ -338,6 +368,46 @@ def test_est_cell_power_roundtrip(seq, cell, pc, pd, horizon) -> None:
 def test_target_status_roundtrip(counter, state, last, fault, instr) -> None:
     f = _roundtrip(cc.encode_target_status(counter, state, last, fault, instr))
     assert f == cc.TargetStatus(counter % 256, state, None if last is None else last % 65536, fault, instr)
+    assert f.start == cc.TargetStart.POWER_ON
+
+
+@pytest.mark.parametrize("start", list(cc.TargetStart))
+def test_target_status_start_roundtrip(start: cc.TargetStart) -> None:
+    message = cc.encode_target_status(3, cc.TargetState.RUNNING, 41, start=start)
+    f = _roundtrip(message)
+    assert f == cc.TargetStatus(3, cc.TargetState.RUNNING, 41, start=start)
+    assert isinstance(f.start, cc.TargetStart) and f.start is start
+    raw = cc.database().get_message_by_name("TargetStatus").decode(bytes(message.data), decode_choices=False)
+    assert raw["start"] == int(start)
+    # An int is taken as its enum member.
+    assert cc.decode(cc.encode_target_status(3, 2, 41, start=int(start))).start is start
+
+
+@pytest.mark.parametrize("command", list(cc.HostCommandCode))
+def test_host_command_roundtrip(command: cc.HostCommandCode) -> None:
+    message = cc.encode_host_command(command)
+    assert message.arbitration_id == cc.FrameId.HOST_COMMAND == 0x1F0
+    f = _roundtrip(message)
+    assert f == cc.HostCommand(command) and f.command is command
+    raw = cc.database().get_message_by_name("HostCommand").decode(bytes(message.data), decode_choices=False)
+    assert raw == {"command": int(command), "key": cc.HOST_COMMAND_KEY}
+    assert cc.HOST_COMMAND_KEY == 0xB5F1
+    key_comment = cc.database().get_message_by_name("HostCommand").get_signal_by_name("key").comment
+    assert f"{cc.HOST_COMMAND_KEY} (0x{cc.HOST_COMMAND_KEY:04X})" in key_comment  # the DBC names the same key
+    assert cc.encode(cc.HostCommand(command)).data == message.data
+
+
+@pytest.mark.parametrize("key", [0, 0xB5F0, 0xF1B5, 0xFFFF])
+def test_host_command_with_wrong_key_is_refused(key: int) -> None:
+    good = cc.encode_host_command(cc.HostCommandCode.WARM_RESET)
+    error = _frame_error(_garble(good, key=key), "HostCommand", "field key", f"0x{key:04X}")
+    assert error.field == "key" and error.frame_name == "HostCommand"
+
+
+def test_host_command_garbled_command_is_refused() -> None:
+    good = cc.encode_host_command(cc.HostCommandCode.NONE)
+    _frame_error(_garble(good, command=3), "HostCommand", "command")
+    _frame_error(_garble(good, command=0xFF), "HostCommand", "command")
 
 
 def test_targets_without_health_or_power_send_invalid() -> None:
@@ -379,6 +449,8 @@ def test_nan_measurement_is_sent_invalid() -> None:
         (lambda: cc.encode_est_cell_power(1, 0, horizon=cc.PowerHorizon.PEAK_10S), "horizon"),
         (lambda: cc.encode_target_status(0, 7), "TargetStatus.state"),
         (lambda: cc.encode_target_status(0, 1, fault_code=99), "TargetStatus.fault_code"),
+        (lambda: cc.encode_target_status(0, 1, start=3), "TargetStatus.start"),
+        (lambda: cc.encode_host_command(3), "HostCommand.command"),
         (lambda: cc.encode_target_status(0, 1, instructions_per_cell_step=0), "instructions_per_cell_step"),
         (lambda: cc.encode_target_status(0, 1, instructions_per_cell_step=2**24), "instructions_per_cell_step"),
     ],

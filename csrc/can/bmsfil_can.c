@@ -498,6 +498,91 @@ bool bmsfil_can_meas_cell_temp_c_is_in_phys_range(float value)
     return ((value >= -60.0f) && (value <= 103.83f));
 }
 
+int bmsfil_can_host_command_pack(
+    uint8_t *dst_p,
+    const struct bmsfil_can_host_command_t *src_p,
+    size_t size)
+{
+    if (size < 8u) {
+        return (-EINVAL);
+    }
+
+    memset(&dst_p[0], 0, 8);
+
+    dst_p[0] |= pack_left_shift_u8(src_p->command, 0u, 0xffu);
+    dst_p[2] |= pack_left_shift_u16(src_p->key, 0u, 0xffu);
+    dst_p[3] |= pack_right_shift_u16(src_p->key, 8u, 0xffu);
+
+    return (8);
+}
+
+int bmsfil_can_host_command_unpack(
+    struct bmsfil_can_host_command_t *dst_p,
+    const uint8_t *src_p,
+    size_t size)
+{
+    if (size < 8u) {
+        return (-EINVAL);
+    }
+
+    dst_p->command = unpack_right_shift_u8(src_p[0], 0u, 0xffu);
+    dst_p->key = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
+    dst_p->key |= unpack_left_shift_u16(src_p[3], 8u, 0xffu);
+
+    return (0);
+}
+
+int bmsfil_can_host_command_init(struct bmsfil_can_host_command_t *msg_p)
+{
+    if (msg_p == NULL) return -1;
+
+    memset(msg_p, 0, sizeof(struct bmsfil_can_host_command_t));
+
+    return 0;
+}
+
+uint8_t bmsfil_can_host_command_command_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_host_command_command_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_host_command_command_is_in_range(uint8_t value)
+{
+    return (value <= 2u);
+}
+
+bool bmsfil_can_host_command_command_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 2.0f));
+}
+
+uint16_t bmsfil_can_host_command_key_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_host_command_key_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_host_command_key_is_in_range(uint16_t value)
+{
+    (void)value;
+
+    return (true);
+}
+
+bool bmsfil_can_host_command_key_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 65535.0f));
+}
+
 int bmsfil_can_est_cell_pack(
     uint8_t *dst_p,
     const struct bmsfil_can_est_cell_t *src_p,
@@ -522,8 +607,9 @@ int bmsfil_can_est_cell_pack(
     dst_p[4] |= pack_left_shift_u32(src_p->soc, 0u, 0xffu);
     dst_p[5] |= pack_right_shift_u32(src_p->soc, 8u, 0xffu);
     dst_p[6] |= pack_right_shift_u32(src_p->soc, 16u, 0x0fu);
-    dst_p[6] |= pack_left_shift_u16(src_p->soc_sigma, 4u, 0xf0u);
-    dst_p[7] |= pack_right_shift_u16(src_p->soc_sigma, 4u, 0xffu);
+    dst_p[6] |= pack_left_shift_u8(src_p->restored, 4u, 0x10u);
+    dst_p[6] |= pack_left_shift_u16(src_p->soc_sigma, 5u, 0xe0u);
+    dst_p[7] |= pack_right_shift_u16(src_p->soc_sigma, 3u, 0xffu);
 
     return (8);
 }
@@ -550,8 +636,9 @@ int bmsfil_can_est_cell_unpack(
     dst_p->soc = unpack_right_shift_u32(src_p[4], 0u, 0xffu);
     dst_p->soc |= unpack_left_shift_u32(src_p[5], 8u, 0xffu);
     dst_p->soc |= unpack_left_shift_u32(src_p[6], 16u, 0x0fu);
-    dst_p->soc_sigma = unpack_right_shift_u16(src_p[6], 4u, 0xf0u);
-    dst_p->soc_sigma |= unpack_left_shift_u16(src_p[7], 4u, 0xffu);
+    dst_p->restored = unpack_right_shift_u8(src_p[6], 4u, 0x10u);
+    dst_p->soc_sigma = unpack_right_shift_u16(src_p[6], 5u, 0xe0u);
+    dst_p->soc_sigma |= unpack_left_shift_u16(src_p[7], 3u, 0xffu);
 
     return (0);
 }
@@ -747,24 +834,44 @@ bool bmsfil_can_est_cell_soc_is_in_phys_range(float value)
     return ((value >= 0.0f) && (value <= 1.0f));
 }
 
+uint8_t bmsfil_can_est_cell_restored_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_restored_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_restored_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_restored_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
 uint16_t bmsfil_can_est_cell_soc_sigma_encode(float value)
 {
-    return (uint16_t)(cantools_unsigned_from_double(roundf(value / 0.0001f)));
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value / 0.0002f)));
 }
 
 float bmsfil_can_est_cell_soc_sigma_decode(uint16_t value)
 {
-    return ((float)value * 0.0001f);
+    return ((float)value * 0.0002f);
 }
 
 bool bmsfil_can_est_cell_soc_sigma_is_in_range(uint16_t value)
 {
-    return (value <= 4095u);
+    return (value <= 2047u);
 }
 
 bool bmsfil_can_est_cell_soc_sigma_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 0.4095f));
+    return ((value >= 0.0f) && (value <= 0.4094f));
 }
 
 int bmsfil_can_est_cell_health_pack(
@@ -1215,6 +1322,7 @@ int bmsfil_can_target_status_pack(
     dst_p[0] |= pack_left_shift_u8(src_p->counter, 0u, 0xffu);
     dst_p[1] |= pack_left_shift_u8(src_p->state, 0u, 0x0fu);
     dst_p[1] |= pack_left_shift_u8(src_p->last_sequence_valid, 4u, 0x10u);
+    dst_p[1] |= pack_left_shift_u8(src_p->start, 5u, 0x60u);
     dst_p[2] |= pack_left_shift_u16(src_p->last_sequence, 0u, 0xffu);
     dst_p[3] |= pack_right_shift_u16(src_p->last_sequence, 8u, 0xffu);
     dst_p[4] |= pack_left_shift_u8(src_p->fault_code, 0u, 0xffu);
@@ -1237,6 +1345,7 @@ int bmsfil_can_target_status_unpack(
     dst_p->counter = unpack_right_shift_u8(src_p[0], 0u, 0xffu);
     dst_p->state = unpack_right_shift_u8(src_p[1], 0u, 0x0fu);
     dst_p->last_sequence_valid = unpack_right_shift_u8(src_p[1], 4u, 0x10u);
+    dst_p->start = unpack_right_shift_u8(src_p[1], 5u, 0x60u);
     dst_p->last_sequence = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
     dst_p->last_sequence |= unpack_left_shift_u16(src_p[3], 8u, 0xffu);
     dst_p->fault_code = unpack_right_shift_u8(src_p[4], 0u, 0xffu);
@@ -1316,6 +1425,26 @@ bool bmsfil_can_target_status_last_sequence_valid_is_in_range(uint8_t value)
 bool bmsfil_can_target_status_last_sequence_valid_is_in_phys_range(float value)
 {
     return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_target_status_start_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_target_status_start_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_target_status_start_is_in_range(uint8_t value)
+{
+    return (value <= 2u);
+}
+
+bool bmsfil_can_target_status_start_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 2.0f));
 }
 
 uint16_t bmsfil_can_target_status_last_sequence_encode(float value)

@@ -47,6 +47,7 @@ extern "C" {
 /* Frame ids. */
 #define BMSFIL_CAN_MEAS_PACK_FRAME_ID (0x100u)
 #define BMSFIL_CAN_MEAS_CELL_FRAME_ID (0x101u)
+#define BMSFIL_CAN_HOST_COMMAND_FRAME_ID (0x1f0u)
 #define BMSFIL_CAN_EST_CELL_FRAME_ID (0x200u)
 #define BMSFIL_CAN_EST_CELL_HEALTH_FRAME_ID (0x201u)
 #define BMSFIL_CAN_EST_CELL_POWER_FRAME_ID (0x202u)
@@ -55,6 +56,7 @@ extern "C" {
 /* Frame lengths in bytes. */
 #define BMSFIL_CAN_MEAS_PACK_LENGTH (8u)
 #define BMSFIL_CAN_MEAS_CELL_LENGTH (8u)
+#define BMSFIL_CAN_HOST_COMMAND_LENGTH (8u)
 #define BMSFIL_CAN_EST_CELL_LENGTH (8u)
 #define BMSFIL_CAN_EST_CELL_HEALTH_LENGTH (8u)
 #define BMSFIL_CAN_EST_CELL_POWER_LENGTH (8u)
@@ -63,6 +65,7 @@ extern "C" {
 /* Extended or standard frame types. */
 #define BMSFIL_CAN_MEAS_PACK_IS_EXTENDED (0)
 #define BMSFIL_CAN_MEAS_CELL_IS_EXTENDED (0)
+#define BMSFIL_CAN_HOST_COMMAND_IS_EXTENDED (0)
 #define BMSFIL_CAN_EST_CELL_IS_EXTENDED (0)
 #define BMSFIL_CAN_EST_CELL_HEALTH_IS_EXTENDED (0)
 #define BMSFIL_CAN_EST_CELL_POWER_IS_EXTENDED (0)
@@ -72,6 +75,10 @@ extern "C" {
 
 
 /* Signal choices. */
+#define BMSFIL_CAN_HOST_COMMAND_COMMAND_NONE_CHOICE (0u)
+#define BMSFIL_CAN_HOST_COMMAND_COMMAND_WARM_RESET_CHOICE (1u)
+#define BMSFIL_CAN_HOST_COMMAND_COMMAND_POWER_CYCLE_CHOICE (2u)
+
 #define BMSFIL_CAN_EST_CELL_POWER_HORIZON_NONE_CHOICE (0u)
 #define BMSFIL_CAN_EST_CELL_POWER_HORIZON_PEAK_2S_CHOICE (1u)
 #define BMSFIL_CAN_EST_CELL_POWER_HORIZON_PEAK_10S_CHOICE (2u)
@@ -82,6 +89,10 @@ extern "C" {
 #define BMSFIL_CAN_TARGET_STATUS_STATE_IDLE_CHOICE (1u)
 #define BMSFIL_CAN_TARGET_STATUS_STATE_RUNNING_CHOICE (2u)
 #define BMSFIL_CAN_TARGET_STATUS_STATE_FAULT_CHOICE (3u)
+
+#define BMSFIL_CAN_TARGET_STATUS_START_POWER_ON_CHOICE (0u)
+#define BMSFIL_CAN_TARGET_STATUS_START_RESTORED_CHOICE (1u)
+#define BMSFIL_CAN_TARGET_STATUS_START_SAVED_STATE_BAD_CHOICE (2u)
 
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_NONE_CHOICE (0u)
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_BAD_PARAMS_CHOICE (1u)
@@ -97,6 +108,7 @@ extern "C" {
 /* Frame Names. */
 #define BMSFIL_CAN_MEAS_PACK_NAME "MeasPack"
 #define BMSFIL_CAN_MEAS_CELL_NAME "MeasCell"
+#define BMSFIL_CAN_HOST_COMMAND_NAME "HostCommand"
 #define BMSFIL_CAN_EST_CELL_NAME "EstCell"
 #define BMSFIL_CAN_EST_CELL_HEALTH_NAME "EstCellHealth"
 #define BMSFIL_CAN_EST_CELL_POWER_NAME "EstCellPower"
@@ -115,6 +127,8 @@ extern "C" {
 #define BMSFIL_CAN_MEAS_CELL_TEMP_VALID_NAME "temp_valid"
 #define BMSFIL_CAN_MEAS_CELL_VOLTAGE_V_NAME "voltage_V"
 #define BMSFIL_CAN_MEAS_CELL_TEMP_C_NAME "temp_C"
+#define BMSFIL_CAN_HOST_COMMAND_COMMAND_NAME "command"
+#define BMSFIL_CAN_HOST_COMMAND_KEY_NAME "key"
 #define BMSFIL_CAN_EST_CELL_SEQUENCE_NAME "sequence"
 #define BMSFIL_CAN_EST_CELL_CELL_INDEX_NAME "cell_index"
 #define BMSFIL_CAN_EST_CELL_SOC_VALID_NAME "soc_valid"
@@ -124,6 +138,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_DT_INVALID_NAME "dt_invalid"
 #define BMSFIL_CAN_EST_CELL_GATED_NAME "gated"
 #define BMSFIL_CAN_EST_CELL_SOC_NAME "soc"
+#define BMSFIL_CAN_EST_CELL_RESTORED_NAME "restored"
 #define BMSFIL_CAN_EST_CELL_SOC_SIGMA_NAME "soc_sigma"
 #define BMSFIL_CAN_EST_CELL_HEALTH_SEQUENCE_NAME "sequence"
 #define BMSFIL_CAN_EST_CELL_HEALTH_CELL_INDEX_NAME "cell_index"
@@ -143,6 +158,7 @@ extern "C" {
 #define BMSFIL_CAN_TARGET_STATUS_COUNTER_NAME "counter"
 #define BMSFIL_CAN_TARGET_STATUS_STATE_NAME "state"
 #define BMSFIL_CAN_TARGET_STATUS_LAST_SEQUENCE_VALID_NAME "last_sequence_valid"
+#define BMSFIL_CAN_TARGET_STATUS_START_NAME "start"
 #define BMSFIL_CAN_TARGET_STATUS_LAST_SEQUENCE_NAME "last_sequence"
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_NAME "fault_code"
 #define BMSFIL_CAN_TARGET_STATUS_INSTRUCTIONS_PER_CELL_STEP_NAME "instructions_per_cell_step"
@@ -150,7 +166,7 @@ extern "C" {
 /**
  * Signals in message MeasPack.
  *
- * Host to target, once per sample, before that sample's MeasCell frames: opens sample sequence with the interval since the previous sample and the pack current every cell of the series string carries. IDs 0x100-0x1FF are measurements, the highest priority of the contract, so that the inputs of a sample win arbitration over estimates still queued; 0x000-0x0FF stay free for more urgent traffic on a shared bench bus. Classic CAN, 11-bit IDs, DLC 8, Intel byte order, reserved bits sent 0 and ignored on receipt.
+ * Host to target, once per sample, before that sample's MeasCell frames: opens sample sequence with the interval since the previous sample and the pack current every cell of the series string carries. IDs 0x100-0x1FF are host to target (measurements, then HostCommand at 0x1F0), the highest priority of the contract, so that the inputs of a sample win arbitration over estimates still queued; 0x000-0x0FF stay free for more urgent traffic on a shared bench bus. Classic CAN, 11-bit IDs, DLC 8, Intel byte order, reserved bits sent 0 and ignored on receipt.
  *
  * All signal values are as on the CAN bus.
  */
@@ -274,9 +290,36 @@ struct bmsfil_can_meas_cell_t {
 };
 
 /**
+ * Signals in message HostCommand.
+ *
+ * Host to target, on demand (never part of a sample): a command to the target. 0x1F0 is the top of the host-to-target range, after the measurements, so that it never delays a sample's inputs. Targets without a reset (desktop) ignore it.
+ *
+ * All signal values are as on the CAN bus.
+ */
+struct bmsfil_can_host_command_t {
+    /**
+     * What the target is to do. warm_reset: reset the target as its watchdog would; the saved state survives and is restored. power_cycle: simulate a power loss: the target scrambles its saved state's body and resets, so it must detect the bad CRC and start fresh (a test hook). none: nothing.
+     *
+     * Range: 0..2 (0..2 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t command;
+
+    /**
+     * Must be 46577 (0xB5F1) for the target to act on the command, so that a garbled frame never resets a BMS; a frame with any other key is ignored.
+     *
+     * Range: 0..65535 (0..65535 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t key;
+};
+
+/**
  * Signals in message EstCell.
  *
- * Target to host, once per cell per sample, after the target has stepped every cell of that sample. IDs 0x200-0x2FF are estimates, lower priority than measurements. Never a fabricated value: a value that is not valid is sent as 0 with its valid bit 0.
+ * Target to host, once per cell per sample, after the target has stepped that cell. IDs 0x200-0x2FF are estimates, lower priority than measurements. Never a fabricated value: a value that is not valid is sent as 0 with its valid bit 0.
  *
  * All signal values are as on the CAN bus.
  */
@@ -363,10 +406,19 @@ struct bmsfil_can_est_cell_t {
     uint32_t soc;
 
     /**
-     * One standard deviation of soc, fraction. Saturates at 0.4095: a larger sigma is sent as 0.4095, which loses nothing for scoring since 3 sigma above 1/3 already spans all of [0, 1].
+     * 1: the target was reset since its previous estimate for this cell and continued from the filter state it had saved (no-init RAM with a CRC): this estimate continues the previous one. 0 otherwise.
      *
-     * Range: 0..4095 (0..0.4095 -)
-     * Scale: 0.0001
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t restored;
+
+    /**
+     * One standard deviation of soc, fraction, resolution 2e-4. Saturates at 0.4094: a larger sigma is sent as 0.4094, which loses nothing for scoring since 3 sigma above 1/3 already spans all of [0, 1].
+     *
+     * Range: 0..2047 (0..0.4094 -)
+     * Scale: 0.0002
      * Offset: 0
      */
     uint16_t soc_sigma;
@@ -375,7 +427,7 @@ struct bmsfil_can_est_cell_t {
 /**
  * Signals in message EstCellHealth.
  *
- * Target to host, once per cell per sample, after EstCell: state of health and virtual sensors. Targets that do not estimate these send the frame with every valid bit 0 and every value 0.
+ * Target to host, once per cell per sample, after EstCell: state of health and virtual sensors. Targets that do not estimate these do not send the frame (a frame that is sent has each value that is not estimated as 0 with its valid bit 0).
  *
  * All signal values are as on the CAN bus.
  */
@@ -456,7 +508,7 @@ struct bmsfil_can_est_cell_health_t {
 /**
  * Signals in message EstCellPower.
  *
- * Target to host, once per cell per sample, after EstCellHealth: available power (state of power). Targets that do not estimate it send the frame with every valid bit 0, every value 0 and horizon none.
+ * Target to host, once per cell per sample, after EstCellHealth: available power (state of power). Targets that do not estimate it do not send the frame (a frame that is sent has each power that is not estimated as 0 with its valid bit 0, and horizon none when neither is).
  *
  * All signal values are as on the CAN bus.
  */
@@ -559,6 +611,15 @@ struct bmsfil_can_target_status_t {
      * Offset: 0
      */
     uint8_t last_sequence_valid;
+
+    /**
+     * How the target started last. power_on: started fresh with no saved state. restored: reset, and restored every cell's saved filter state (the next EstCell of each cell has restored 1). saved_state_bad: reset, but the saved state failed its check (CRC, length or version) and was discarded: started fresh, each cell re-initialised from the OCV of its next voltage. Desktop targets always say power_on.
+     *
+     * Range: 0..2 (0..2 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t start;
 
     /**
      * Sequence of the last sample whose estimate frames have all been sent.
@@ -1143,6 +1204,123 @@ bool bmsfil_can_meas_cell_temp_c_is_in_range(uint16_t value);
 bool bmsfil_can_meas_cell_temp_c_is_in_phys_range(float value);
 
 /**
+ * Pack message HostCommand.
+ *
+ * @param[out] dst_p Buffer to pack the message into.
+ * @param[in] src_p Data to pack.
+ * @param[in] size Size of dst_p.
+ *
+ * @return Size of packed data, or negative error code.
+ */
+int bmsfil_can_host_command_pack(
+    uint8_t *dst_p,
+    const struct bmsfil_can_host_command_t *src_p,
+    size_t size);
+
+/**
+ * Unpack message HostCommand.
+ *
+ * @param[out] dst_p Object to unpack the message into.
+ * @param[in] src_p Message to unpack.
+ * @param[in] size Size of src_p.
+ *
+ * @return zero(0) or negative error code.
+ */
+int bmsfil_can_host_command_unpack(
+    struct bmsfil_can_host_command_t *dst_p,
+    const uint8_t *src_p,
+    size_t size);
+
+/**
+ * Init message fields to default values from HostCommand.
+ *
+ * @param[in] msg_p Message to init.
+ *
+ * @return zero(0) on success or (-1) in case of nullptr argument.
+ */
+int bmsfil_can_host_command_init(struct bmsfil_can_host_command_t *msg_p);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_host_command_command_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_host_command_command_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_host_command_command_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_host_command_command_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_host_command_key_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_host_command_key_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_host_command_key_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_host_command_key_is_in_phys_range(float value);
+
+/**
  * Pack message EstCell.
  *
  * @param[out] dst_p Buffer to pack the message into.
@@ -1538,6 +1716,46 @@ bool bmsfil_can_est_cell_soc_is_in_range(uint32_t value);
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_est_cell_soc_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_restored_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_restored_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_restored_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_restored_is_in_phys_range(float value);
 
 /**
  * Encode given signal by applying scaling and offset.
@@ -2409,6 +2627,46 @@ bool bmsfil_can_target_status_last_sequence_valid_is_in_range(uint8_t value);
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_target_status_last_sequence_valid_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_target_status_start_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_target_status_start_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_status_start_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_status_start_is_in_phys_range(float value);
 
 /**
  * Encode given signal by applying scaling and offset.

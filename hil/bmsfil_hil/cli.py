@@ -7,17 +7,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot
 from bmsfil.importers import load_any
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil_hil.firmware import FirmwareError
+from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.replay import open_log, replay_lockstep
 from bmsfil_hil.targets import TARGETS, make_target
 
@@ -37,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     p.add_argument("--json", type=Path)
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--warm-reset-at", type=int, action="append", default=[], metavar="K",
+                   help="after sample K, command a warm reset (as a watchdog would); the target must "
+                        "restore its state (repeatable; firmware targets)")
+    p.add_argument("--power-cycle-at", type=int, action="append", default=[], metavar="K",
+                   help="after sample K, simulate a power loss: the saved state is scrambled and the "
+                        "target must start fresh (repeatable; firmware targets)")
     p.set_defaults(func=cmd_hil_run)
 
 
@@ -45,18 +55,27 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"HIL lock-step replay, target {args.target}, params {params.name}")
-    for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "p99 ms", "fault"):
+    for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "samples/s", "p99 ms",
+                "instr/cell step", "fault"):
         table.add_column(col, no_wrap=col == "recording")
     docs: list[dict[str, object]] = []
     status = 0
+    commands = {k: cc.HostCommandCode.WARM_RESET for k in args.warm_reset_at}
+    commands.update({k: cc.HostCommandCode.POWER_CYCLE for k in args.power_cycle_at})
     log = open_log(args.log) if args.log else None
     try:
         for rec in recordings:
             target = make_target(args.target, params)
-            bus = target.start()
             try:
-                result = replay_lockstep(bus, [rec], timeout_s=args.timeout, log=log)
+                bus = target.start()
+            except (FirmwareError, QemuError) as exc:
+                console.print(f"bmsfil hil run: target {args.target} did not start: {exc}")
+                return 2
+            t0 = time.perf_counter()
+            try:
+                result = replay_lockstep(bus, [rec], timeout_s=args.timeout, log=log, commands=commands)
             finally:
+                elapsed = time.perf_counter() - t0
                 target.stop()
             trace = SocTrace(result.soc[:, 0], result.soc_sigma[:, 0], result.flags[:, 0])
             ev = score_trace(rec, rec, trace, params)
@@ -66,10 +85,18 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
             if not args.no_plot:
                 write_plot(ev, args.out_dir / f"{ev.name}.png")
             d = result.delivery.summary()
+            d["samples_per_second"] = result.samples_done / elapsed if elapsed > 0 else math.nan
+            ipcs = d["instructions_per_cell_step"]
             table.add_row(ev.name, f"{ev.score.rmse * 100:.2f}", f"{ev.score.within_3sigma * 100:.1f}",
-                          f"{result.samples_done}/{len(rec)}", f"{delta:.1e}", f"{d['round_trip_p99_ms']:.2f}",
+                          f"{result.samples_done}/{len(rec)}", f"{delta:.1e}", f"{d['samples_per_second']:.0f}",
+                          f"{d['round_trip_p99_ms']:.2f}",
+                          "-" if ipcs is None else f"{ipcs['mean']:.0f} (max {ipcs['max']})",  # type: ignore[index]
                           str(d["fault"] or ""))
-            docs.append(_summary(ev, d, delta, args.target))
+            doc = _summary(ev, d, delta, args.target)
+            image = getattr(target, "image", None)
+            if image is not None:
+                doc["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
+            docs.append(doc)
             if d["fault"]:
                 status = 1
             if args.json:
@@ -87,6 +114,8 @@ def _summary(ev: Evaluation, delivery: dict[str, object], delta: float, target: 
     doc = ev.summary()
     doc["target"] = target
     doc["delivery"] = delivery
+    doc["instructions_per_cell_step"] = delivery["instructions_per_cell_step"]
+    doc["target_starts"] = delivery["target_starts"]
     doc["max_abs_soc_difference_vs_eval"] = delta
     return doc
 

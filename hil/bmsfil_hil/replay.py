@@ -37,10 +37,13 @@ class Delivery:
     status_frames: int = 0
     target_faults: list[str] = field(default_factory=list)
     round_trip_s: list[float] = field(default_factory=list)
+    instructions_per_cell_step: list[int] = field(default_factory=list)  # from TargetStatus, where known
+    target_starts: list[str] = field(default_factory=list)  # "sample k: start" after each commanded reset
     fault: str | None = None   # why the run ended early, if it did
 
     def summary(self) -> dict[str, object]:
         rt = np.asarray(self.round_trip_s) if self.round_trip_s else np.array([np.nan])
+        ipcs = np.asarray(self.instructions_per_cell_step, dtype=float)
         return {
             "samples_sent": self.samples_sent,
             "frames_sent": self.frames_sent,
@@ -52,6 +55,11 @@ class Delivery:
             "round_trip_p50_ms": float(np.percentile(rt, 50) * 1e3),
             "round_trip_p99_ms": float(np.percentile(rt, 99) * 1e3),
             "round_trip_max_ms": float(np.max(rt) * 1e3),
+            "instructions_per_cell_step": None if ipcs.size == 0 else {
+                "mean": float(ipcs.mean()), "p50": float(np.percentile(ipcs, 50)),
+                "p99": float(np.percentile(ipcs, 99)), "max": int(ipcs.max()), "samples": int(ipcs.size),
+            },
+            "target_starts": self.target_starts,
             "fault": self.fault,
         }
 
@@ -76,13 +84,65 @@ def measurement_frames(seq: int, dt_s: float, current_A: float, voltages: np.nda
     return frames
 
 
+def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
+    d.status_frames += 1
+    if frame.fault_code != cc.FaultCode.NONE:
+        d.target_faults.append(f"sample {k}: target reports {cc.FaultCode(frame.fault_code).name}")
+    if frame.instructions_per_cell_step is not None and frame.state == cc.TargetState.RUNNING:
+        d.instructions_per_cell_step.append(frame.instructions_per_cell_step)
+
+
+def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
+    msg.timestamp = time.time()
+    msg.is_rx = False
+    bus.send(msg)
+    if log is not None:
+        log(msg)
+
+
+def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, timeout_s: float,
+             log: can.Listener | None) -> str | None:
+    """Send a HostCommand after sample k and wait for the target's first
+    TargetStatus after it restarted (state not RUNNING); None when it came,
+    else the fault. Sending more before the target is back would lose bytes
+    in its reset."""
+    _send(bus, cc.encode_host_command(command), log)
+    deadline = time.perf_counter() + timeout_s
+    while (remaining := deadline - time.perf_counter()) > 0:
+        msg = bus.recv(timeout=remaining)
+        if msg is None:
+            break
+        if log is not None:
+            log(msg)
+        try:
+            frame = cc.decode(msg)
+        except cc.FrameError as exc:
+            d.undecodable += 1
+            d.target_faults.append(f"after sample {k}: {exc}")
+            continue
+        if isinstance(frame, cc.TargetStatus):
+            _note_status(d, frame, k)
+            if frame.state != cc.TargetState.RUNNING:
+                d.target_starts.append(f"sample {k}: {command.name.lower()} -> {frame.start.name.lower()}")
+                return None
+        else:
+            d.unexpected += 1
+    return f"target did not come back within {timeout_s:g} s after {command.name.lower()} following sample {k}"
+
+
 def replay_lockstep(
     bus: can.BusABC,
     cells: list[Recording],
     timeout_s: float = 2.0,
     log: can.Listener | None = None,
+    commands: dict[int, cc.HostCommandCode] | None = None,
 ) -> ReplayResult:
-    """Replay cells in series (they share the first one's time and current)."""
+    """Replay cells in series (they share the first one's time and current).
+
+    `commands` maps a sample index k to a HostCommand sent once every
+    estimate of sample k has arrived (a warm reset mid-replay, say); the
+    replay goes on when the target has restarted.
+    """
     if not cells:
         raise ValueError("replay needs at least one recording")
     n, m = len(cells[0]), len(cells)
@@ -102,12 +162,8 @@ def replay_lockstep(
         seq = k % cc.SEQUENCE_MODULUS
         t0 = time.perf_counter()
         for msg in measurement_frames(seq, float(dt[k]), float(current[k]), volts[k], temps[k]):
-            msg.timestamp = time.time()
-            msg.is_rx = False
-            bus.send(msg)
+            _send(bus, msg, log)
             d.frames_sent += 1
-            if log is not None:
-                log(msg)
         d.samples_sent += 1
         pending = set(range(m))
         deadline = t0 + timeout_s
@@ -129,9 +185,7 @@ def replay_lockstep(
                 d.target_faults.append(f"sample {k}: {exc}")
                 continue
             if isinstance(frame, cc.TargetStatus):
-                d.status_frames += 1
-                if frame.fault_code != cc.FaultCode.NONE:
-                    d.target_faults.append(f"sample {k}: target reports {cc.FaultCode(frame.fault_code).name}")
+                _note_status(d, frame, k)
                 continue
             if not isinstance(frame, cc.EstCell) or frame.sequence != seq or frame.cell_index not in pending:
                 d.unexpected += 1
@@ -142,7 +196,40 @@ def replay_lockstep(
             sigma[k, frame.cell_index] = frame.soc_sigma
             flags[k, frame.cell_index] = frame.flags
         d.round_trip_s.append(time.perf_counter() - t0)
+        if commands and k in commands:
+            fault = _command(bus, commands[k], k, d, timeout_s, log)
+            if fault is not None:
+                d.fault = fault
+                return ReplayResult(soc, sigma, flags, d, k + 1)
+    if d.status_frames:
+        _await_status(bus, (n - 1) % cc.SEQUENCE_MODULUS, n - 1, d, timeout_s, log)
     return ReplayResult(soc, sigma, flags, d, n)
+
+
+def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: float,
+                  log: can.Listener | None) -> None:
+    """A target that closes each sample with a TargetStatus sends the last
+    one after the last estimate: read it too (its instruction count, its
+    faults). Targets that send none are not waited for."""
+    deadline = time.perf_counter() + timeout_s
+    while (remaining := deadline - time.perf_counter()) > 0:
+        msg = bus.recv(timeout=remaining)
+        if msg is None:
+            return
+        if log is not None:
+            log(msg)
+        try:
+            frame = cc.decode(msg)
+        except cc.FrameError as exc:
+            d.undecodable += 1
+            d.target_faults.append(f"sample {k}: {exc}")
+            continue
+        if not isinstance(frame, cc.TargetStatus):
+            d.unexpected += 1
+            continue
+        _note_status(d, frame, k)
+        if frame.last_sequence == seq:
+            return
 
 
 def as_carried(rec: Recording) -> Recording:

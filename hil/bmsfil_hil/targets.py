@@ -114,12 +114,17 @@ class EstimatorTarget:
 
 
 def make_target(name: str, params: ParameterSet) -> Target:
-    """A target by name: `host` (the C core) or `reference` (the float64 model)."""
+    """A target by name: `host` (the C core), `reference` (the float64
+    model) or `qemu` (the bare-metal firmware on an emulated Cortex-M4F)."""
     if name == "host":
         return EstimatorTarget("host", lambda: SocEstimator(params))
     if name == "reference":
         return EstimatorTarget("reference", lambda: ReferenceSocEstimator(params))
-    raise ValueError(f"unknown target {name!r}; known: host, reference")
+    if name == "qemu":
+        from bmsfil_hil.qemu import QemuTarget  # builds firmware: only when asked for
+
+        return QemuTarget(params)
+    raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
 
 
-TARGETS = ("host", "reference")
+TARGETS = ("host", "reference", "qemu")

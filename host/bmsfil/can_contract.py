@@ -6,10 +6,11 @@ byte order. C targets pack frames with the codec generated from the same DBC
 (``csrc/can/bmsfil_can.{h,c}``); this module packs them with cantools.
 
 Frames, one dataclass each: :class:`MeasPack` and :class:`MeasCell` (host to
-target, per sample and per cell per sample), :class:`EstCell`,
-:class:`EstCellHealth` and :class:`EstCellPower` (target to host, per cell per
-sample) and :class:`TargetStatus` (target to host, after every sample and as
-a heartbeat). ``encode_*`` build a :class:`can.Message`, :func:`encode` turns
+target, per sample and per cell per sample), :class:`HostCommand` (host to
+target, on demand: warm reset or simulated power loss of a firmware target),
+:class:`EstCell`, :class:`EstCellHealth` and :class:`EstCellPower` (target to
+host, per cell per sample) and :class:`TargetStatus` (target to host, after
+every sample and as a heartbeat). ``encode_*`` build a :class:`can.Message`, :func:`encode` turns
 any frame dataclass back into one, :func:`decode` turns a message into its
 dataclass or raises :class:`FrameError`.
 
@@ -25,7 +26,7 @@ the contract never clamps a measurement or an estimate into range silently.
 A value within half a resolution step of an end of the range is accepted
 (it rounds to the end code). Infinity is refused.
 One documented exception: ``soc_sigma`` saturates at its largest code
-(0.4095), because any sigma above 1/3 already puts all of [0, 1] inside the
+(0.4094), because any sigma above 1/3 already puts all of [0, 1] inside the
 3-sigma band, so nothing the harness scores changes.
 
 Sequence numbers and the status counter are rolling: any non-negative int is
@@ -33,7 +34,7 @@ sent modulo 2**16 (2**8 for the counter), so a replay can number samples
 0, 1, 2, ... without wrapping them itself.
 
 Resolution (what a round trip through the bus keeps): dt_s 1 ms, current_A
-1 mA, voltage_V 10 uV, temp_C 0.01 degC, soc 1e-6, soc_sigma 1e-4. A replay
+1 mA, voltage_V 10 uV, temp_C 0.01 degC, soc 1e-6, soc_sigma 2e-4. A replay
 that compares targets must feed every target, and the reference it scores
 against, the decoded (quantised) measurements.
 """
@@ -64,14 +65,19 @@ __all__ = [
     "FLAG_TEMP_INVALID",
     "FLAG_DT_INVALID",
     "FLAG_GATED",
+    "FLAG_RESTORED",
     "EST_CELL_FLAGS",
+    "HOST_COMMAND_KEY",
     "FrameError",
     "FrameId",
     "TargetState",
     "FaultCode",
     "PowerHorizon",
+    "TargetStart",
+    "HostCommandCode",
     "MeasPack",
     "MeasCell",
+    "HostCommand",
     "EstCell",
     "EstCellHealth",
     "EstCellPower",
@@ -81,6 +87,7 @@ __all__ = [
     "database",
     "encode_meas_pack",
     "encode_meas_cell",
+    "encode_host_command",
     "encode_est_cell",
     "encode_est_cell_health",
     "encode_est_cell_power",
@@ -103,6 +110,10 @@ FLAG_CURRENT_INVALID = 0x02
 FLAG_TEMP_INVALID = 0x04
 FLAG_DT_INVALID = 0x08
 FLAG_GATED = 0x10
+# Not a core BF_FLAG_* bit (the core's flags use 0x01-0x40): a target sets it
+# itself on the first estimate of a cell after a warm reset from which it
+# continued that cell's saved filter state (EstCell.restored).
+FLAG_RESTORED = 0x80
 #: Flag bit -> EstCell signal name.
 EST_CELL_FLAGS = {
     FLAG_VOLTAGE_INVALID: "voltage_invalid",
@@ -110,8 +121,13 @@ EST_CELL_FLAGS = {
     FLAG_TEMP_INVALID: "temp_invalid",
     FLAG_DT_INVALID: "dt_invalid",
     FLAG_GATED: "gated",
+    FLAG_RESTORED: "restored",
 }
 _ALL_FLAGS = sum(EST_CELL_FLAGS)
+
+#: HostCommand.key: a target acts on a HostCommand only with this key, so that
+#: a garbled frame never resets a BMS.
+HOST_COMMAND_KEY = 0xB5F1
 
 _DBC_NAME = "bmsfil.dbc"
 
@@ -137,12 +153,14 @@ class FrameError(ValueError):
 class FrameId(enum.IntEnum):
     """The contract's IDs (checked against the DBC when it is loaded).
 
-    Lower ID = higher priority: measurements 0x100-0x1FF, estimates
-    0x200-0x2FF, status 0x300-0x3FF; 0x000-0x0FF are left free.
+    Lower ID = higher priority: host to target 0x100-0x1FF (measurements,
+    then HostCommand at the top), estimates 0x200-0x2FF, status 0x300-0x3FF;
+    0x000-0x0FF are left free.
     """
 
     MEAS_PACK = 0x100
     MEAS_CELL = 0x101
+    HOST_COMMAND = 0x1F0
     EST_CELL = 0x200
     EST_CELL_HEALTH = 0x201
     EST_CELL_POWER = 0x202
@@ -171,6 +189,34 @@ class FaultCode(enum.IntEnum):
     FRAME_ERROR = 7
     PERSIST_ERROR = 8
     INTERNAL = 255
+
+
+class TargetStart(enum.IntEnum):
+    """TargetStatus.start: how the target started last (the DBC's VAL_ table).
+
+    POWER_ON: fresh, with no saved state (desktop targets always say so).
+    RESTORED: reset, and every cell continued from its saved filter state.
+    SAVED_STATE_BAD: reset, but the saved state failed its check (CRC, length
+    or version) and was discarded; every cell starts from the OCV of its next
+    voltage.
+    """
+
+    POWER_ON = 0
+    RESTORED = 1
+    SAVED_STATE_BAD = 2
+
+
+class HostCommandCode(enum.IntEnum):
+    """HostCommand.command (the DBC's VAL_ table).
+
+    WARM_RESET: reset as the watchdog would; the saved state survives and is
+    restored. POWER_CYCLE: simulate a power loss; the target scrambles its
+    saved state and resets, and must then start fresh (a test hook).
+    """
+
+    NONE = 0
+    WARM_RESET = 1
+    POWER_CYCLE = 2
 
 
 class PowerHorizon(enum.IntEnum):
@@ -209,6 +255,8 @@ def dbc_path() -> Path:
 _ENUMS: dict[tuple[str, str], type[enum.IntEnum]] = {
     ("TargetStatus", "state"): TargetState,
     ("TargetStatus", "fault_code"): FaultCode,
+    ("TargetStatus", "start"): TargetStart,
+    ("HostCommand", "command"): HostCommandCode,
     ("EstCellPower", "horizon"): PowerHorizon,
 }
 
@@ -296,6 +344,13 @@ class MeasCell:
 
 
 @dataclass(frozen=True, slots=True)
+class HostCommand:
+    """Host to target, on demand: a command (the key is filled in on encoding)."""
+
+    command: HostCommandCode
+
+
+@dataclass(frozen=True, slots=True)
 class EstCell:
     """Target to host, once per cell per sample: SOC, its sigma, step flags."""
 
@@ -303,7 +358,7 @@ class EstCell:
     cell_index: int
     soc: float  # nan (with soc_sigma) when the target has no estimate
     soc_sigma: float
-    flags: int = 0  # FLAG_* bits, the core's BF_FLAG_* values
+    flags: int = 0  # FLAG_* bits: the core's BF_FLAG_* values, and FLAG_RESTORED
 
     @property
     def soc_valid(self) -> bool:
@@ -328,6 +383,11 @@ class EstCell:
     @property
     def gated(self) -> bool:
         return bool(self.flags & FLAG_GATED)
+
+    @property
+    def restored(self) -> bool:
+        """This estimate continues the previous one across a reset of the target."""
+        return bool(self.flags & FLAG_RESTORED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,9 +421,10 @@ class TargetStatus:
     last_sequence: int | None = None  # None: no sample handled since boot
     fault_code: FaultCode = FaultCode.NONE
     instructions_per_cell_step: int | None = None  # None: unknown (0 on the wire)
+    start: TargetStart = TargetStart.POWER_ON  # how the target started last
 
 
-Frame = Union[MeasPack, MeasCell, EstCell, EstCellHealth, EstCellPower, TargetStatus]
+Frame = Union[MeasPack, MeasCell, HostCommand, EstCell, EstCellHealth, EstCellPower, TargetStatus]
 
 
 # --- encoding ----------------------------------------------------------------
@@ -504,12 +565,23 @@ def encode_meas_cell(sequence: int, cell_index: int, voltage_V: float, temp_C: f
     return _message(msg, values)
 
 
+def encode_host_command(command: HostCommandCode | int) -> can.Message:
+    """HostCommand, with the key (:data:`HOST_COMMAND_KEY`) a target requires."""
+    msg = database().get_message_by_frame_id(FrameId.HOST_COMMAND)
+    values: dict[str, object] = {
+        "command": _choice(msg, "command", command, HostCommandCode),
+        "key": HOST_COMMAND_KEY,
+    }
+    return _message(msg, values)
+
+
 def encode_est_cell(sequence: int, cell_index: int, soc: float, soc_sigma: float, flags: int = 0) -> can.Message:
     """EstCell. ``soc`` and ``soc_sigma`` are valid together or ``nan`` together.
 
-    ``flags`` takes the core's step flags as they are: the FLAG_* bits are
-    sent, the core's other bits (SOC_CLAMPED, COV_REPAIRED) are dropped.
-    ``soc_sigma`` above 0.4095 is sent as 0.4095 (see the module docstring).
+    ``flags`` takes the core's step flags as they are, plus FLAG_RESTORED
+    (which a target sets itself): the FLAG_* bits are sent, the core's other
+    bits (SOC_CLAMPED, COV_REPAIRED) are dropped. ``soc_sigma`` above 0.4094
+    is sent as 0.4094, at a resolution of 2e-4 (see the module docstring).
     """
     msg = database().get_message_by_frame_id(FrameId.EST_CELL)
     values: dict[str, object] = {
@@ -585,6 +657,8 @@ def encode_target_status(
     last_sequence: int | None = None,
     fault_code: FaultCode | int = FaultCode.NONE,
     instructions_per_cell_step: int | None = None,
+    *,
+    start: TargetStart | int = TargetStart.POWER_ON,
 ) -> can.Message:
     """TargetStatus; ``None`` last_sequence / instructions_per_cell_step = not known."""
     msg = database().get_message_by_frame_id(FrameId.TARGET_STATUS)
@@ -592,6 +666,7 @@ def encode_target_status(
         "counter": _integer(msg, "counter", counter, modulus=COUNTER_MODULUS),
         "state": _choice(msg, "state", state, TargetState),
         "fault_code": _choice(msg, "fault_code", fault_code, FaultCode),
+        "start": _choice(msg, "start", start, TargetStart),
     }
     if last_sequence is None:
         values["last_sequence"], values["last_sequence_valid"] = 0, 0
@@ -614,6 +689,8 @@ def encode(frame: Frame) -> can.Message:
         return encode_meas_pack(frame.sequence, frame.dt_s, frame.current_A, frame.n_cells)
     if isinstance(frame, MeasCell):
         return encode_meas_cell(frame.sequence, frame.cell_index, frame.voltage_V, frame.temp_C)
+    if isinstance(frame, HostCommand):
+        return encode_host_command(frame.command)
     if isinstance(frame, EstCell):
         return encode_est_cell(frame.sequence, frame.cell_index, frame.soc, frame.soc_sigma, frame.flags)
     if isinstance(frame, EstCellHealth):
@@ -626,7 +703,12 @@ def encode(frame: Frame) -> can.Message:
         )
     if isinstance(frame, TargetStatus):
         return encode_target_status(
-            frame.counter, frame.state, frame.last_sequence, frame.fault_code, frame.instructions_per_cell_step
+            frame.counter,
+            frame.state,
+            frame.last_sequence,
+            frame.fault_code,
+            frame.instructions_per_cell_step,
+            start=frame.start,
         )
     raise TypeError(f"not a frame of the CAN contract: {frame!r}")
 
@@ -677,7 +759,7 @@ class _Fields:
         if not (sig.minimum - tol <= x <= sig.maximum + tol):
             raise self.error(name, f"{x!r} is outside its range {_range_text(sig)} (garbled frame?)")
         if isinstance(x, float):
-            # raw * scale + offset in binary: 0.40950000000000003 for 4095 * 1e-4. Rounding
+            # raw * scale + offset in binary: 0.40940000000000004 for 2047 * 2e-4. Rounding
             # to the scale's decimals gives the double nearest the decimal code value.
             x = round(x, max(_decimals(sig.scale), _decimals(sig.offset)))
         return x
@@ -727,6 +809,15 @@ def _decode_meas_cell(f: _Fields) -> MeasCell:
     )
 
 
+def _decode_host_command(f: _Fields) -> HostCommand:
+    key = f.integer("key")
+    if key != HOST_COMMAND_KEY:
+        raise f.error(
+            "key", f"0x{key:04X}, not 0x{HOST_COMMAND_KEY:04X}: a target ignores this command (garbled frame?)"
+        )
+    return HostCommand(command=f.choice("command", HostCommandCode))
+
+
 def _decode_est_cell(f: _Fields) -> EstCell:
     soc = f.optional("soc", "soc_valid")
     sigma = f.optional("soc_sigma", "soc_valid")
@@ -768,12 +859,14 @@ def _decode_target_status(f: _Fields) -> TargetStatus:
         last_sequence=last_sequence,
         fault_code=f.choice("fault_code", FaultCode),
         instructions_per_cell_step=instructions or None,
+        start=f.choice("start", TargetStart),
     )
 
 
 _DECODERS = {
     FrameId.MEAS_PACK: _decode_meas_pack,
     FrameId.MEAS_CELL: _decode_meas_cell,
+    FrameId.HOST_COMMAND: _decode_host_command,
     FrameId.EST_CELL: _decode_est_cell,
     FrameId.EST_CELL_HEALTH: _decode_est_cell_health,
     FrameId.EST_CELL_POWER: _decode_est_cell_power,

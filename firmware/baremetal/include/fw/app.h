@@ -1,0 +1,122 @@
+/* The firmware application: the CAN contract (csrc/can/bmsfil.dbc) on the
+ * C core, independent of the board.
+ *
+ * Per sample: a MeasPack opens sequence k, then one MeasCell per cell; each
+ * cell is stepped as its frame arrives (a cell's first voltage initialises
+ * it from OCV) and answered with an EstCell; when every cell of the sample
+ * has been answered a TargetStatus closes it (last_sequence = k). A
+ * HostCommand with the right key resets the board (warm) or simulates a
+ * power loss.
+ *
+ * Persistence: the filter state of every cell and the last sequence live in
+ * retained RAM (`fw_saved_t`), guarded by a CRC-32 that is brought up to
+ * date after every complete sample. At boot a saved state with the right
+ * magic, version, size and CRC is restored (TargetStatus.start = restored;
+ * the next EstCell of each cell has restored = 1); one that fails the check
+ * is discarded (start = saved_state_bad, fault persist_error) and so is a
+ * sample interrupted half-way, whose CRC no longer matches. */
+#ifndef FW_APP_H
+#define FW_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bmsfil/soc_ekf.h"
+#include "fw/frame.h"
+
+#ifndef FW_MAX_CELLS
+#define FW_MAX_CELLS 16
+#endif
+
+#define FW_SAVED_MAGIC 0x46534D42u   /* "BMSF" */
+#define FW_SAVED_VERSION 1u
+
+/* EstCell flag bit set by the firmware itself (not a core BF_FLAG_*). */
+#define FW_FLAG_RESTORED 0x80u
+
+/* TargetStatus.start */
+enum { FW_START_POWER_ON = 0, FW_START_RESTORED = 1, FW_START_SAVED_STATE_BAD = 2 };
+/* TargetStatus.state */
+enum { FW_STATE_BOOTING = 0, FW_STATE_IDLE = 1, FW_STATE_RUNNING = 2, FW_STATE_FAULT = 3 };
+/* TargetStatus.fault_code */
+enum {
+    FW_FAULT_NONE = 0,
+    FW_FAULT_BAD_PARAMS = 1,
+    FW_FAULT_SEQUENCE_GAP = 2,
+    FW_FAULT_N_CELLS_UNSUPPORTED = 3,
+    FW_FAULT_CELL_INDEX_OUT_OF_RANGE = 4,
+    FW_FAULT_RX_OVERFLOW = 5,
+    FW_FAULT_ESTIMATOR_ERROR = 6,
+    FW_FAULT_FRAME_ERROR = 7,
+    FW_FAULT_PERSIST_ERROR = 8,
+};
+
+typedef struct {
+    bf_soc_ekf_t ekf;
+    uint8_t initialised;   /* ekf holds a state */
+    uint8_t restored;      /* the next EstCell carries FW_FLAG_RESTORED */
+    uint8_t reserved[2];
+} fw_cell_t;
+
+/* What survives a warm reset. The CRC covers `body` up to and including
+ * cells[n_cells - 1]; `size` is that length in bytes. */
+typedef struct {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t size;
+    uint32_t crc;
+    struct {
+        uint32_t n_cells;          /* cells that hold a state: 0 .. FW_MAX_CELLS */
+        uint16_t last_sequence;
+        uint8_t last_sequence_valid;
+        uint8_t reserved;
+        fw_cell_t cells[FW_MAX_CELLS];
+    } body;
+} fw_saved_t;
+
+typedef struct {
+    const bf_cell_params_t *params;
+    const bf_soc_ekf_tuning_t *tuning;
+    const fw_transport_t *transport;
+    fw_saved_t *saved;             /* in retained RAM */
+    /* the sample in progress */
+    uint8_t in_sample;
+    uint16_t sequence;
+    uint16_t n_cells;
+    float dt_s, current_A;         /* NaN when not valid */
+    uint32_t answered[(FW_MAX_CELLS + 31) / 32];
+    uint16_t n_answered;
+    /* instruction accounting over the sample's cell steps */
+    uint64_t step_ticks;
+    uint32_t steps;
+    uint64_t tick_overhead;        /* cost of an empty measurement, subtracted */
+    uint32_t instructions_per_cell_step;
+    /* status */
+    uint8_t counter;
+    uint8_t state;
+    uint8_t start;
+    uint8_t fault;                 /* latest fault since the last status frame */
+    uint8_t params_ok;
+    uint64_t last_status_tick;
+    uint32_t frames_in, frames_bad, send_errors, transport_faults;
+} fw_app_t;
+
+/* Bring the app up: check the parameters, restore or reset the saved state
+ * (`retained`, `retained_size` bytes of retained RAM), send the first
+ * TargetStatus. */
+void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
+                 const fw_transport_t *transport, void *retained, size_t retained_size);
+
+/* Handle one received frame. */
+void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f);
+
+/* Poll the transport until it is empty, then send a heartbeat if none went
+ * out for a second. Call in a loop with board_wait_for_event() between. */
+void fw_app_poll(fw_app_t *app);
+
+/* Exact round(x * mult) for finite 0 <= x, as an unsigned integer
+ * (x * mult below 2^32): the estimate frames' scaling without the rounding
+ * error of a single-precision multiply. Exposed for tests. */
+uint32_t fw_round_scaled(float x, uint32_t mult);
+
+#endif

@@ -1,0 +1,13 @@
+/* The parameter set compiled into the firmware (in flash), written by
+ * `python -m bmsfil.export_c PARAMS.json -o params.c`. */
+#ifndef FW_PARAMS_H
+#define FW_PARAMS_H
+
+#include "bmsfil/cell_model.h"
+#include "bmsfil/soc_ekf.h"
+
+extern const bf_cell_params_t fw_params_cell;
+extern const bf_soc_ekf_tuning_t fw_params_tuning;
+extern const char fw_params_name[];
+
+#endif

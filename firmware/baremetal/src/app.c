@@ -1,0 +1,346 @@
+#include "fw/app.h"
+
+#include <math.h>    /* NAN only: nothing from libm is called */
+#include <string.h>
+
+#include "bmsfil_can.h"
+#include "fw/board.h"
+#include "fw/crc32.h"
+
+#define HOST_COMMAND_KEY 0xB5F1u
+#define EST_FLAG_MASK 0x1Fu          /* the core flags EstCell carries */
+#define SIGMA_RAW_MAX 2047u          /* soc_sigma saturates at 0.4094 */
+
+uint32_t fw_round_scaled(float x, uint32_t mult)
+{
+    uint32_t bits, man, biased;
+    int32_t e;
+    uint64_t prod;
+    memcpy(&bits, &x, sizeof bits);
+    biased = (bits >> 23) & 0xFFu;
+    man = bits & 0x7FFFFFu;
+    if ((bits >> 31) != 0u || biased == 0xFFu) return 0;
+    if (biased == 0u) {
+        e = -149;
+    } else {
+        man |= 0x800000u;
+        e = (int32_t)biased - 150;
+    }
+    prod = (uint64_t)man * mult;  /* x * mult = prod * 2^e exactly */
+    if (e >= 0) return (uint32_t)(prod << e);
+    if (e <= -63) return 0;
+    return (uint32_t)((prod + ((uint64_t)1 << (-e - 1))) >> -e);
+}
+
+/* --- persistence ----------------------------------------------------------- */
+
+static size_t saved_size(uint32_t n_cells)
+{
+    return offsetof(fw_saved_t, body.cells) - offsetof(fw_saved_t, body) + (size_t)n_cells * sizeof(fw_cell_t);
+}
+
+static uint32_t saved_crc(const fw_saved_t *s)
+{
+    return fw_crc32(0, &s->body, saved_size(s->body.n_cells));
+}
+
+static void saved_commit(fw_saved_t *s)
+{
+    s->size = (uint32_t)saved_size(s->body.n_cells);
+    s->crc = saved_crc(s);
+}
+
+/* 1: restored; 0: no saved state (fresh); -1: a saved state failed its check. */
+static int saved_restore(fw_saved_t *s)
+{
+    if (s->magic != FW_SAVED_MAGIC) return 0;
+    if (s->version != FW_SAVED_VERSION || s->body.n_cells > FW_MAX_CELLS ||
+        s->size != saved_size(s->body.n_cells) || s->crc != saved_crc(s))
+        return -1;
+    return 1;
+}
+
+static void saved_reset(fw_saved_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->magic = FW_SAVED_MAGIC;
+    s->version = FW_SAVED_VERSION;
+    saved_commit(s);
+}
+
+/* --- frames out ------------------------------------------------------------ */
+
+static void send_frame(fw_app_t *app, uint32_t id, const uint8_t data[8])
+{
+    fw_frame_t f;
+    f.id = id;
+    f.dlc = 8;
+    f.extended = 0;
+    f.remote = 0;
+    memcpy(f.data, data, 8);
+    if (app->transport->send(app->transport->ctx, &f) != 0) app->send_errors++;
+}
+
+static void send_status(fw_app_t *app)
+{
+    struct bmsfil_can_target_status_t m;
+    uint8_t data[8];
+    const fw_saved_t *s = app->saved;
+    bmsfil_can_target_status_init(&m);
+    m.counter = app->counter++;
+    m.state = app->state;
+    m.start = app->start;
+    m.last_sequence_valid = s->body.last_sequence_valid;
+    m.last_sequence = s->body.last_sequence_valid ? s->body.last_sequence : 0u;
+    m.fault_code = app->fault;
+    m.instructions_per_cell_step = app->instructions_per_cell_step > 0xFFFFFFu ? 0xFFFFFFu
+                                                                               : app->instructions_per_cell_step;
+    if (bmsfil_can_target_status_pack(data, &m, sizeof data) == 8) send_frame(app, BMSFIL_CAN_TARGET_STATUS_FRAME_ID, data);
+    app->fault = FW_FAULT_NONE;
+    app->last_status_tick = board_ticks();
+}
+
+static void send_estimate(fw_app_t *app, uint16_t cell_index, const bf_soc_ekf_out_t *out, uint32_t flags, int valid)
+{
+    struct bmsfil_can_est_cell_t m;
+    uint8_t data[8];
+    bmsfil_can_est_cell_init(&m);
+    m.sequence = app->sequence;
+    m.cell_index = cell_index;
+    m.soc_valid = valid ? 1u : 0u;
+    if (valid) {
+        uint32_t sigma = fw_round_scaled(out->soc_sigma, 5000u);
+        m.soc = fw_round_scaled(out->soc, 1000000u);
+        m.soc_sigma = (uint16_t)(sigma > SIGMA_RAW_MAX ? SIGMA_RAW_MAX : sigma);
+    }
+    m.voltage_invalid = (flags & BF_FLAG_VOLTAGE_INVALID) ? 1u : 0u;
+    m.current_invalid = (flags & BF_FLAG_CURRENT_INVALID) ? 1u : 0u;
+    m.temp_invalid = (flags & BF_FLAG_TEMP_INVALID) ? 1u : 0u;
+    m.dt_invalid = (flags & BF_FLAG_DT_INVALID) ? 1u : 0u;
+    m.gated = (flags & BF_FLAG_GATED) ? 1u : 0u;
+    m.restored = (flags & FW_FLAG_RESTORED) ? 1u : 0u;
+    if (bmsfil_can_est_cell_pack(data, &m, sizeof data) == 8) send_frame(app, BMSFIL_CAN_EST_CELL_FRAME_ID, data);
+}
+
+/* --- frames in ------------------------------------------------------------- */
+
+/* Measurements are scaled by exact division (raw / 10^k is correctly rounded
+ * in single precision), which gives the float nearest the decimal value the
+ * host decodes; the generated *_decode() multiply by an inexact 0.001f. */
+static void on_meas_pack(fw_app_t *app, const uint8_t *data)
+{
+    struct bmsfil_can_meas_pack_t m;
+    fw_saved_t *s = app->saved;
+    if (bmsfil_can_meas_pack_unpack(&m, data, 8) != 0) {
+        app->fault = FW_FAULT_FRAME_ERROR;
+        return;
+    }
+    if (app->in_sample && app->n_answered < app->n_cells) app->fault = FW_FAULT_SEQUENCE_GAP;  /* cells lost */
+    if (s->body.last_sequence_valid && m.sequence != (uint16_t)(s->body.last_sequence + 1u))
+        app->fault = FW_FAULT_SEQUENCE_GAP;
+    app->in_sample = 0;
+    if ((uint32_t)m.n_cells + 1u > FW_MAX_CELLS) {
+        app->fault = FW_FAULT_N_CELLS_UNSUPPORTED;
+        return;
+    }
+    app->sequence = m.sequence;
+    app->n_cells = (uint16_t)(m.n_cells + 1u);
+    app->dt_s = m.dt_valid ? (float)m.dt_s / 1000.0f : NAN;
+    app->current_A = m.current_valid ? (float)m.current_a / 1000.0f : NAN;
+    memset(app->answered, 0, sizeof app->answered);
+    app->n_answered = 0;
+    app->step_ticks = 0;
+    app->steps = 0;
+    app->in_sample = 1;
+    app->state = FW_STATE_RUNNING;
+}
+
+static void on_meas_cell(fw_app_t *app, const uint8_t *data)
+{
+    struct bmsfil_can_meas_cell_t m;
+    fw_saved_t *s = app->saved;
+    fw_cell_t *cell;
+    bf_soc_ekf_out_t out;
+    float v, t;
+    uint32_t flags;
+    if (bmsfil_can_meas_cell_unpack(&m, data, 8) != 0) {
+        app->fault = FW_FAULT_FRAME_ERROR;
+        return;
+    }
+    if (!app->in_sample || m.sequence != app->sequence) {
+        app->fault = FW_FAULT_SEQUENCE_GAP;  /* a cell of a sample that was not opened */
+        return;
+    }
+    if (m.cell_index >= app->n_cells) {
+        app->fault = FW_FAULT_CELL_INDEX_OUT_OF_RANGE;
+        return;
+    }
+    if (app->answered[m.cell_index / 32u] & (1u << (m.cell_index % 32u))) {
+        app->fault = FW_FAULT_FRAME_ERROR;  /* the same cell twice in one sample */
+        return;
+    }
+    app->answered[m.cell_index / 32u] |= 1u << (m.cell_index % 32u);
+    app->n_answered++;
+    v = m.voltage_valid ? (float)m.voltage_v / 100000.0f : NAN;
+    t = m.temp_valid ? (float)((int32_t)m.temp_c - 6000) / 100.0f : NAN;
+    while (s->body.n_cells <= m.cell_index) {
+        memset(&s->body.cells[s->body.n_cells], 0, sizeof(fw_cell_t));
+        s->body.n_cells++;
+    }
+    cell = &s->body.cells[m.cell_index];
+    memset(&out, 0, sizeof out);
+    if (!cell->initialised) {
+        if (!m.voltage_valid) {
+            send_estimate(app, m.cell_index, &out, BF_FLAG_VOLTAGE_INVALID, 0);
+            return;
+        }
+        if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK) {
+            app->fault = FW_FAULT_ESTIMATOR_ERROR;
+            send_estimate(app, m.cell_index, &out, 0, 0);
+            return;
+        }
+        cell->initialised = 1;
+        cell->restored = 0;
+    }
+    {
+        uint64_t t0 = board_ticks();
+        bf_status_t st = bf_soc_ekf_step(&cell->ekf, app->params, app->tuning, app->dt_s, app->current_A, v, t, &out);
+        uint64_t ticks = board_ticks() - t0;
+        app->step_ticks += ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
+        app->steps++;
+        flags = out.flags;
+        if (cell->restored) {
+            flags |= FW_FLAG_RESTORED;
+            cell->restored = 0;
+        }
+        if (st != BF_OK) {
+            app->fault = FW_FAULT_ESTIMATOR_ERROR;
+            send_estimate(app, m.cell_index, &out, flags, 0);
+            return;
+        }
+    }
+    send_estimate(app, m.cell_index, &out, flags, 1);
+}
+
+static void finish_sample(fw_app_t *app)
+{
+    fw_saved_t *s = app->saved;
+    if (app->steps > 0u) {
+        uint32_t insns = board_ticks_to_instructions(app->step_ticks);
+        app->instructions_per_cell_step = (insns + app->steps / 2u) / app->steps;
+    }
+    s->body.last_sequence = app->sequence;
+    s->body.last_sequence_valid = 1;
+    saved_commit(s);
+    app->in_sample = 0;
+    send_status(app);
+}
+
+static void on_host_command(fw_app_t *app, const uint8_t *data)
+{
+    struct bmsfil_can_host_command_t m;
+    if (bmsfil_can_host_command_unpack(&m, data, 8) != 0 || m.key != HOST_COMMAND_KEY) {
+        app->fault = FW_FAULT_FRAME_ERROR;
+        return;
+    }
+    if (m.command == 1u) {
+        board_reset();
+    } else if (m.command == 2u) {
+        /* A power loss as far as the saved state can tell: its body decays. */
+        uint8_t *body = (uint8_t *)&app->saved->body;
+        for (size_t i = 0; i < sizeof app->saved->body; i++) body[i] ^= (uint8_t)(0xA5u + i);
+        board_reset();
+    }
+}
+
+void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f)
+{
+    app->frames_in++;
+    if (f->extended) return;  /* not the contract's; someone else's on a shared bus */
+    switch (f->id) {
+    case BMSFIL_CAN_MEAS_PACK_FRAME_ID:
+    case BMSFIL_CAN_MEAS_CELL_FRAME_ID:
+    case BMSFIL_CAN_HOST_COMMAND_FRAME_ID:
+        break;
+    default:
+        return;  /* estimates of another target, or traffic that is not ours */
+    }
+    if (f->remote || f->dlc != 8u) {
+        app->frames_bad++;
+        app->fault = FW_FAULT_FRAME_ERROR;
+        return;
+    }
+    if (!app->params_ok) {
+        app->fault = FW_FAULT_BAD_PARAMS;
+        return;
+    }
+    if (f->id == BMSFIL_CAN_MEAS_PACK_FRAME_ID) {
+        on_meas_pack(app, f->data);
+    } else if (f->id == BMSFIL_CAN_MEAS_CELL_FRAME_ID) {
+        on_meas_cell(app, f->data);
+        if (app->in_sample && app->n_answered == app->n_cells) finish_sample(app);
+    } else {
+        on_host_command(app, f->data);
+    }
+}
+
+void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
+                 const fw_transport_t *transport, void *retained, size_t retained_size)
+{
+    int restored;
+    memset(app, 0, sizeof *app);
+    app->params = params;
+    app->tuning = tuning;
+    app->transport = transport;
+    app->saved = (fw_saved_t *)retained;
+    app->state = FW_STATE_BOOTING;
+    app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK;
+    if (retained_size < sizeof(fw_saved_t)) {
+        /* The board's retained region is too small for FW_MAX_CELLS: a build error in practice. */
+        app->state = FW_STATE_FAULT;
+        app->fault = FW_FAULT_PERSIST_ERROR;
+        app->params_ok = 0;
+        send_status(app);
+        return;
+    }
+    restored = saved_restore(app->saved);
+    if (restored == 1) {
+        app->start = FW_START_RESTORED;
+        for (uint32_t i = 0; i < app->saved->body.n_cells; i++)
+            app->saved->body.cells[i].restored = app->saved->body.cells[i].initialised;
+        saved_commit(app->saved);
+    } else {
+        app->start = restored == 0 ? FW_START_POWER_ON : FW_START_SAVED_STATE_BAD;
+        if (restored < 0) app->fault = FW_FAULT_PERSIST_ERROR;
+        saved_reset(app->saved);
+    }
+    /* What measuring an empty interval costs, subtracted from every step. */
+    app->tick_overhead = ~(uint64_t)0;
+    for (int i = 0; i < 8; i++) {
+        uint64_t t0 = board_ticks();
+        uint64_t dt = board_ticks() - t0;
+        if (dt < app->tick_overhead) app->tick_overhead = dt;
+    }
+    if (!app->params_ok) {
+        app->state = FW_STATE_FAULT;
+        app->fault = FW_FAULT_BAD_PARAMS;
+    } else {
+        app->state = FW_STATE_IDLE;
+    }
+    send_status(app);
+}
+
+void fw_app_poll(fw_app_t *app)
+{
+    fw_frame_t f;
+    int r;
+    while ((r = app->transport->poll(app->transport->ctx, &f)) != 0) {
+        if (r < 0) {
+            app->transport_faults++;
+            app->fault = FW_FAULT_RX_OVERFLOW;
+            continue;
+        }
+        fw_app_on_frame(app, &f);
+    }
+    if (board_ticks() - app->last_status_tick >= board_tick_hz()) send_status(app);
+}

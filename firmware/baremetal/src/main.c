@@ -1,0 +1,19 @@
+/* Bare-metal entry point: board, parameters, app, loop. */
+#include "fw/app.h"
+#include "fw/board.h"
+#include "fw/params.h"
+
+static fw_app_t app;
+
+int main(void)
+{
+    size_t retained_size = 0;
+    void *retained;
+    board_init();
+    retained = board_retained(&retained_size);
+    fw_app_init(&app, &fw_params_cell, &fw_params_tuning, board_transport(), retained, retained_size);
+    for (;;) {
+        fw_app_poll(&app);
+        board_wait_for_event();
+    }
+}

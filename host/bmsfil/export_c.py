@@ -1,0 +1,82 @@
+"""A parameter set as C source for firmware: the `bf_cell_params_t` and
+`bf_soc_ekf_tuning_t` the host runs, as `const` initialisers that stay in
+flash.
+
+The values are taken from the structs the cffi binding fills (so they passed
+`bf_cell_params_check` and `bf_soc_ekf_tuning_check`) and written as C99
+hexadecimal float literals: the firmware gets bit for bit the numbers the
+host estimator uses.
+
+    python -m bmsfil.export_c PARAMS.json -o params.c
+
+The file defines `fw_params_cell`, `fw_params_tuning` and `fw_params_name`
+(declared in firmware/baremetal/include/fw/params.h).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from bmsfil._core import ffi
+from bmsfil.core import pack_cell_params, pack_tuning
+from bmsfil.params import ParameterSet
+
+
+def _literal(value: object, ctype: str) -> str:
+    if ctype == "float":
+        x = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(x):
+            raise ValueError(f"non-finite float {x!r} cannot go into firmware parameters")
+        return f"{x.hex()}f"
+    return f"{int(value)}u"  # type: ignore[call-overload]
+
+
+def _initialiser(cdata: "ffi.CData", indent: str = "    ") -> str:
+    """A C designated initialiser of a cffi struct (floats, unsigned ints and arrays of them)."""
+    ctype = ffi.typeof(cdata)
+    lines = []
+    for name, field in ctype.fields:
+        value = getattr(cdata, name)
+        lines.append(f"{indent}.{name} = {_value(value, field.type)},")
+    return "{\n" + "\n".join(lines) + "\n}"
+
+
+def _value(value: object, ctype: "ffi.CType") -> str:
+    if ctype.kind == "array":
+        return "{" + ", ".join(_value(v, ctype.item) for v in value) + "}"  # type: ignore[attr-defined]
+    if ctype.kind == "primitive":
+        return _literal(value, "float" if ctype.cname in ("float", "double") else "int")
+    raise TypeError(f"unexpected C type {ctype.cname} in a parameter struct")
+
+
+def params_to_c(params: ParameterSet, source: str = "") -> str:
+    """C source defining fw_params_cell, fw_params_tuning and fw_params_name."""
+    cell = pack_cell_params(params)
+    tuning = pack_tuning(params.filter)
+    name = params.name.replace("\\", "\\\\").replace('"', '\\"')
+    origin = f" from {source}" if source else ""
+    return (
+        f"/* Parameter set \"{name}\"{origin}, written by bmsfil.export_c. Do not edit. */\n"
+        '#include "fw/params.h"\n\n'
+        f'const char fw_params_name[] = "{name}";\n\n'
+        f"const bf_cell_params_t fw_params_cell = {_initialiser(cell[0])};\n\n"
+        f"const bf_soc_ekf_tuning_t fw_params_tuning = {_initialiser(tuning[0])};\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bmsfil.export_c", description=__doc__.splitlines()[0])
+    ap.add_argument("params", type=Path, help="parameter set (.json)")
+    ap.add_argument("-o", "--output", type=Path, required=True, help="C file to write")
+    args = ap.parse_args(argv)
+    text = params_to_c(ParameterSet.load(args.params), source=args.params.name)
+    tmp = args.output.with_name(args.output.name + ".part")
+    tmp.write_text(text)
+    tmp.replace(args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
