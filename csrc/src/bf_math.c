@@ -2,19 +2,6 @@
 
 #include <stdint.h>
 
-/* Type punning through a union is defined in C99 (TC3) and, unlike memcpy,
- * needs no libc in a native module. */
-typedef union {
-    float f;
-    uint32_t u;
-} bits32_t;
-
-int bf_isfinite(float x)
-{
-    bits32_t b;
-    b.f = x;
-    return (b.u & 0x7f800000u) != 0x7f800000u;
-}
 
 float bf_expf(float x)
 {
@@ -25,7 +12,7 @@ float bf_expf(float x)
     const float inv_ln2 = 1.44269504088896341f;
     float kf, r, p;
     int32_t k;
-    bits32_t b;
+    bf_bits32_t b;
 
     if (x != x) {
         return x;
@@ -50,7 +37,7 @@ float bf_expf(float x)
 
 float bf_sqrtf(float x)
 {
-    bits32_t b;
+    bf_bits32_t b;
     float y;
     int i;
 

@@ -63,13 +63,6 @@ bf_status_t bf_cell_params_check(const bf_cell_params_t *p)
     return BF_OK;
 }
 
-/* Linear interpolation exact at both ends (w = 0 gives a, w = 1 gives b),
- * so that values held outside a table are the table's own. */
-static float lerp(float a, float b, float w)
-{
-    return (1.0f - w) * a + w * b;
-}
-
 /* Index of the grid cell holding x on a uniform 0..1 grid of n points, and
  * the weight of its upper end, holding the ends outside [0, 1]. */
 static uint32_t grid_cell(float x, uint32_t n, float *w)
@@ -102,47 +95,13 @@ void bf_cell_locate(const bf_cell_params_t *p, float soc, float temp_C, bf_looku
         }
     }
     at->t0 = t0;
+    bf_cell_locate_soc(p, soc, at);
+}
+
+void bf_cell_locate_soc(const bf_cell_params_t *p, float soc, bf_lookup_t *at)
+{
     at->k_ocv = grid_cell(soc, p->n_ocv, &at->w_ocv);
     at->k_rc = grid_cell(soc, p->n_rc, &at->w_rc);
-}
-
-static uint32_t t1_of(const bf_cell_params_t *p, const bf_lookup_t *at)
-{
-    return p->n_temps > 1u ? at->t0 + 1u : at->t0;
-}
-
-float bf_cell_ocv(const bf_cell_params_t *p, const bf_lookup_t *at, float *docv_dsoc)
-{
-    const float *a = p->ocv_V[at->t0];
-    const float *b = p->ocv_V[t1_of(p, at)];
-    uint32_t k = at->k_ocv;
-    float lo = lerp(a[k], b[k], at->wt);
-    float hi = lerp(a[k + 1u], b[k + 1u], at->wt);
-    if (docv_dsoc != 0) {
-        *docv_dsoc = (hi - lo) * (float)(p->n_ocv - 1u);
-    }
-    return lerp(lo, hi, at->w_ocv);
-}
-
-float bf_cell_rc_table(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
-                       const bf_lookup_t *at)
-{
-    const float *a = table[at->t0];
-    const float *b = table[t1_of(p, at)];
-    uint32_t k = at->k_rc;
-    float lo = lerp(a[k], b[k], at->wt);
-    float hi = lerp(a[k + 1u], b[k + 1u], at->wt);
-    return lerp(lo, hi, at->w_rc);
-}
-
-float bf_cell_temp_row(const bf_cell_params_t *p, const float row[BF_MAX_TEMPS], const bf_lookup_t *at)
-{
-    return lerp(row[at->t0], row[t1_of(p, at)], at->wt);
-}
-
-float bf_cell_capacity(const bf_cell_params_t *p, const bf_lookup_t *at)
-{
-    return bf_cell_temp_row(p, p->capacity_Ah, at);
 }
 
 float bf_cell_soc_from_ocv(const bf_cell_params_t *p, float ocv_V, float temp_C)

@@ -18,6 +18,13 @@
 #define R_MIN_REL 1e-6f
 /* Largest correlation kept between two states. */
 #define CORR_MAX 0.999f
+/* The 4x4 loops are worth unrolling (a third of a step's instructions on a
+ * Cortex-M4 at -O2) but not everything else -O3 would: ask GCC for these. */
+#if defined(__GNUC__) && !defined(__clang__) && (__GNUC__ >= 8)
+#define BF_UNROLL _Pragma("GCC unroll 4")
+#else
+#define BF_UNROLL
+#endif
 
 static int positive_finite(float v)
 {
@@ -74,16 +81,20 @@ static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const b
     const float ceiling[NX] = { P_MAX_SOC, irc_max, irc_max, P_MAX_HYST };
     int repaired = 0;
     int i, j;
+    BF_UNROLL
     for (i = 0; i < NX; ++i) {
+        BF_UNROLL
         for (j = i + 1; j < NX; ++j) {
             float c = 0.5f * (P[i][j] + P[j][i]);
             P[i][j] = c;
             P[j][i] = c;
         }
     }
+    BF_UNROLL
     for (i = 0; i < NX; ++i) {
         float d = P[i][i];
         if (!bf_isfinite(d)) {
+            BF_UNROLL
             for (j = 0; j < NX; ++j) {
                 P[i][j] = 0.0f;
                 P[j][i] = 0.0f;
@@ -97,6 +108,7 @@ static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const b
             repaired = 1;
         } else if (d > ceiling[i]) {
             float scale = bf_sqrtf(ceiling[i] / d);
+            BF_UNROLL
             for (j = 0; j < NX; ++j) {
                 P[i][j] *= scale;
                 P[j][i] *= scale;
@@ -105,7 +117,9 @@ static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const b
             repaired = 1;
         }
     }
+    BF_UNROLL
     for (i = 0; i < NX; ++i) {
+        BF_UNROLL
         for (j = i + 1; j < NX; ++j) {
             float c = P[i][j];
             float lim2 = CORR_MAX * CORR_MAX * (P[i][i] * P[j][j]);
@@ -129,8 +143,10 @@ static void init_common(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc
                         float p_soc, float temp_C)
 {
     int i, j;
+    BF_UNROLL
     for (i = 0; i < NX; ++i) {
         s->x[i] = 0.0f;
+        BF_UNROLL
         for (j = 0; j < NX; ++j) {
             s->P[i][j] = 0.0f;
         }
@@ -184,10 +200,11 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
                             float dt_s, float current_A, float voltage_V, float temp_C,
                             bf_soc_ekf_out_t *out)
 {
-    /* Work on a copy and store it only if the step succeeds, so that a
-     * failed step leaves the caller's state as it was. */
-    bf_soc_ekf_t work;
-    bf_soc_ekf_t *s = &work;
+    /* Work on the caller's state with a copy kept, put back if the step
+     * fails, so that a failed step leaves the state as it was (copying
+     * back only on failure saves a copy per step). */
+    bf_soc_ekf_t backup;
+    bf_soc_ekf_t *s = state;
     uint32_t flags = 0u;
     bf_lookup_t at;
     float cap_As, eta, dz, a1, a2, ah, tau1, tau2, gamma;
@@ -198,7 +215,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     if (state == 0 || p == 0 || t == 0 || out == 0) {
         return BF_E_NULL;
     }
-    work = *state;
+    backup = *state;
 
     if (!bf_isfinite(dt_s) || dt_s < 0.0f || dt_s > t->dt_max_s) {
         flags |= BF_FLAG_DT_INVALID;
@@ -254,9 +271,15 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     F[1] = a1;
     F[2] = a2;
     F[3] = ah;
+    /* P is exactly symmetric here (repair_covariance ends every step with
+     * it so, and F[i] F[j] = F[j] F[i] exactly): scale one triangle and
+     * mirror it. */
+    BF_UNROLL
     for (i = 0; i < NX; ++i) {
-        for (j = 0; j < NX; ++j) {
+        BF_UNROLL
+        for (j = i; j < NX; ++j) {
             s->P[i][j] *= F[i] * F[j];
+            s->P[j][i] = s->P[i][j];
         }
     }
     s->P[0][0] += t->q_soc_per_s * dt_s;
@@ -264,8 +287,8 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     s->P[2][2] += t->q_irc_A2_per_s * dt_s;
     s->P[3][3] += t->q_hyst_per_s * dt_s;
 
-    /* Correction from the terminal voltage. */
-    bf_cell_locate(p, s->x[0], temp_C, &at);
+    /* Correction from the terminal voltage (same temperature, new SOC). */
+    bf_cell_locate_soc(p, s->x[0], &at);
     ocv = bf_cell_ocv(p, &at, &docv);
     r0 = bf_cell_rc_table(p, p->r0_ohm, &at);
     r1 = bf_cell_rc_table(p, p->r1_ohm, &at);
@@ -284,8 +307,10 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
         H[2] = r2;
         H[3] = m;
         hph = 0.0f;
+        BF_UNROLL
         for (i = 0; i < NX; ++i) {
             PH[i] = 0.0f;
+            BF_UNROLL
             for (j = 0; j < NX; ++j) {
                 PH[i] += s->P[i][j] * H[j];
             }
@@ -310,6 +335,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
             flags |= BF_FLAG_GATED;
         }
         inv_S = 1.0f / S;
+        BF_UNROLL
         for (i = 0; i < NX; ++i) {
             K[i] = PH[i] * inv_S;
             s->x[i] += K[i] * innov;
@@ -318,16 +344,21 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
          * products (AP = P - K PH', then AP A' = AP - (AP H) K') rather than
          * expanded, which cancels badly in float when the measurement is
          * far more precise than the prior. */
+        BF_UNROLL
         for (i = 0; i < NX; ++i) {
+            BF_UNROLL
             for (j = 0; j < NX; ++j) {
                 AP[i][j] = s->P[i][j] - K[i] * PH[j];
             }
         }
+        BF_UNROLL
         for (i = 0; i < NX; ++i) {
             u = 0.0f;
+            BF_UNROLL
             for (j = 0; j < NX; ++j) {
                 u += AP[i][j] * H[j];
             }
+            BF_UNROLL
             for (j = 0; j < NX; ++j) {
                 s->P[i][j] = AP[i][j] - u * K[j] + r_meas * K[i] * K[j];
             }
@@ -344,15 +375,16 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     if (repair_covariance(s, p, t)) {
         flags |= BF_FLAG_COV_REPAIRED;
     }
+    BF_UNROLL
     for (i = 0; i < NX; ++i) {
         if (!bf_isfinite(s->x[i])) {
+            *state = backup;
             out->soc = state->x[0];
             out->soc_sigma = bf_sqrtf(state->P[0][0]);
             out->flags = flags;
             return BF_E_NUMERIC;
         }
     }
-    *state = work;
     out->soc = s->x[0];
     out->soc_sigma = bf_sqrtf(s->P[0][0]);
     out->flags = flags;

@@ -68,18 +68,59 @@ bf_status_t bf_cell_params_check(const bf_cell_params_t *p);
 
 void bf_cell_locate(const bf_cell_params_t *p, float soc, float temp_C, bf_lookup_t *at);
 
-/* OCV at the located point; *docv_dsoc receives the slope if not NULL. */
-float bf_cell_ocv(const bf_cell_params_t *p, const bf_lookup_t *at, float *docv_dsoc);
+/* Move a located point to another SOC at the same temperature (the SOC
+ * columns only): what bf_cell_locate(p, soc, temp_C, at) would give for the
+ * temp_C `at` was located at. */
+void bf_cell_locate_soc(const bf_cell_params_t *p, float soc, bf_lookup_t *at);
+
+/* The interpolations below run several times a step: inline, so that a
+ * caller's compiler shares their index arithmetic. */
+
+/* Linear interpolation exact at both ends (w = 0 gives a, w = 1 gives b),
+ * so that values held outside a table are the table's own. */
+static inline float bf_lerp(float a, float b, float w)
+{
+    return (1.0f - w) * a + w * b;
+}
+
+/* Upper temperature row of a located point (the lower one with one row). */
+static inline uint32_t bf_cell_t1(const bf_cell_params_t *p, const bf_lookup_t *at)
+{
+    return p->n_temps > 1u ? at->t0 + 1u : at->t0;
+}
 
 /* Interpolate one (T x SOC) RC table, e.g. p->r0_ohm, at the located point. */
-float bf_cell_rc_table(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
-                       const bf_lookup_t *at);
-
-/* Capacity, interpolated in temperature only. */
-float bf_cell_capacity(const bf_cell_params_t *p, const bf_lookup_t *at);
+static inline float bf_cell_rc_table(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
+                                     const bf_lookup_t *at)
+{
+    const float *a = table[at->t0];
+    const float *b = table[bf_cell_t1(p, at)];
+    return bf_lerp(bf_lerp(a[at->k_rc], b[at->k_rc], at->wt), bf_lerp(a[at->k_rc + 1u], b[at->k_rc + 1u], at->wt),
+                   at->w_rc);
+}
 
 /* Interpolate a per-temperature row such as p->hyst_m_V. */
-float bf_cell_temp_row(const bf_cell_params_t *p, const float row[BF_MAX_TEMPS], const bf_lookup_t *at);
+static inline float bf_cell_temp_row(const bf_cell_params_t *p, const float row[BF_MAX_TEMPS], const bf_lookup_t *at)
+{
+    return bf_lerp(row[at->t0], row[bf_cell_t1(p, at)], at->wt);
+}
+
+/* Capacity, interpolated in temperature only. */
+static inline float bf_cell_capacity(const bf_cell_params_t *p, const bf_lookup_t *at)
+{
+    return bf_cell_temp_row(p, p->capacity_Ah, at);
+}
+
+/* OCV at the located point; *docv_dsoc receives the slope if not NULL. */
+static inline float bf_cell_ocv(const bf_cell_params_t *p, const bf_lookup_t *at, float *docv_dsoc)
+{
+    const float *a = p->ocv_V[at->t0];
+    const float *b = p->ocv_V[bf_cell_t1(p, at)];
+    float lo = bf_lerp(a[at->k_ocv], b[at->k_ocv], at->wt);
+    float hi = bf_lerp(a[at->k_ocv + 1u], b[at->k_ocv + 1u], at->wt);
+    if (docv_dsoc != 0) *docv_dsoc = (hi - lo) * (float)(p->n_ocv - 1u);
+    return bf_lerp(lo, hi, at->w_ocv);
+}
 
 /* SOC whose OCV at temp_C is ocv_V, by bisection (OCV rises with SOC);
  * 0 or 1 when outside the table. */

@@ -1,0 +1,193 @@
+"""`bmsfil flash --board NAME`: build the bare-metal firmware for a real
+board and write it with pyocd through the board's own debug probe.
+
+Builds with ``make -C firmware/baremetal BOARD=NAME`` in the source tree,
+then runs ``pyocd flash --no-wait -t TARGET .../bmsfil.elf``. pyocd is an
+optional dependency (``pip install 'bmsfil[board]'``); it is only needed
+here. Emulated boards have nothing to flash and are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Source tree: hil/bmsfil_hil/flash.py -> the repository root.
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = ROOT / "firmware" / "baremetal"
+BOARDS_DIR = ROOT / "boards"
+CROSS_GCC = "arm-none-eabi-gcc"
+
+#: Exit statuses: the request cannot be served (unknown or emulated board),
+#: or a tool, the build or the probe failed.
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+@dataclass(frozen=True)
+class FlashTarget:
+    pyocd_target: str   # pyocd -t
+    pack: str           # `pyocd pack install PACK` provides the target
+    probe_hint: str     # what to plug in
+
+
+#: Boards that can be flashed, with their pyocd target.
+FLASHABLE: dict[str, FlashTarget] = {
+    "nucleo-f446re": FlashTarget(
+        pyocd_target="stm32f446retx",
+        pack="stm32f446re",
+        probe_hint="connect the Nucleo's ST-LINK USB (CN1, mini-B) to this computer and check that "
+                   "`pyocd list` shows it (on Linux the ST-LINK needs udev rules for non-root access)",
+    ),
+}
+
+#: Boards that exist only in an emulator, and how they are run instead.
+EMULATED: dict[str, str] = {
+    "qemu-mps2-an386": "bmsfil hil run --target qemu",
+}
+
+
+class FlashError(Exception):
+    """A flash request that cannot be carried out; the message says why."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flash", help="build the bare-metal firmware for a real board and write it with pyocd")
+    p.add_argument("--board", required=True, metavar="NAME",
+                   help=f"board directory under boards/ (flashable: {', '.join(sorted(FLASHABLE))})")
+    p.add_argument("--probe", metavar="UID", help="debug probe unique ID (or a unique part of it), see `pyocd list`")
+    p.add_argument("--dry-run", action="store_true", help="print the build and flash commands, run nothing")
+    p.set_defaults(func=cmd_flash)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    try:
+        return flash(args.board, probe=args.probe, dry_run=args.dry_run)
+    except FlashError as exc:
+        print(f"bmsfil flash: error: {exc}", file=sys.stderr)
+        return exc.status
+
+
+def flash(board: str, probe: str | None = None, dry_run: bool = False) -> int:
+    target = check_board(board)
+    make_cmd = build_command(board)
+    elf = elf_path(board)
+    if dry_run:
+        pyocd = find_pyocd()
+        print(shlex.join(make_cmd))
+        print(shlex.join(pyocd_command(pyocd or ["pyocd"], target, elf, probe)))
+        if pyocd is None:
+            print("note: pyocd is not installed: pip install 'bmsfil[board]'", file=sys.stderr)
+        return 0
+    pyocd = find_pyocd()
+    if pyocd is None:
+        raise FlashError("pyocd is not installed; it is needed to flash a board: "
+                         "pip install 'bmsfil[board]' (or pip install pyocd)")
+    check_toolchain()
+    build(make_cmd)
+    if not elf.is_file():
+        raise FlashError(f"the build did not produce {elf}")
+    return run_pyocd(pyocd_command(pyocd, target, elf, probe), target)
+
+
+def known_boards() -> list[str]:
+    return sorted(d.name for d in BOARDS_DIR.iterdir() if d.is_dir()) if BOARDS_DIR.is_dir() else []
+
+
+def check_board(board: str) -> FlashTarget:
+    """The board's pyocd target, or a FlashError saying why it cannot be flashed."""
+    if board in EMULATED:
+        raise FlashError(f"{board} is an emulated board: there is nothing to flash; it is built and run "
+                         f"in QEMU by `{EMULATED[board]}`", EXIT_USAGE)
+    if not FIRMWARE_DIR.is_dir():
+        raise FlashError(f"the firmware sources are not here ({FIRMWARE_DIR}): `bmsfil flash` runs from a "
+                         "source checkout of bmsfil")
+    boards = known_boards()
+    if board not in boards and board not in FLASHABLE:
+        raise FlashError(f"unknown board {board!r}; boards: {', '.join(boards) or 'none'} "
+                         f"(flashable: {', '.join(sorted(FLASHABLE))})", EXIT_USAGE)
+    if board not in FLASHABLE:
+        raise FlashError(f"board {board!r} has no flashing recipe (no pyocd target known for it); "
+                         f"flashable: {', '.join(sorted(FLASHABLE))}", EXIT_USAGE)
+    if not (BOARDS_DIR / board / "board.mk").is_file():
+        raise FlashError(f"board {board!r} cannot be built: {BOARDS_DIR / board / 'board.mk'} is missing",
+                         EXIT_USAGE)
+    return FLASHABLE[board]
+
+
+def build_command(board: str) -> list[str]:
+    return ["make", "-C", str(FIRMWARE_DIR), f"BOARD={board}"]
+
+
+def elf_path(board: str) -> Path:
+    return FIRMWARE_DIR / "build" / board / "bmsfil.elf"
+
+
+def find_pyocd() -> list[str] | None:
+    """How to run pyocd: the executable on PATH, else this Python's module; None if neither."""
+    exe = shutil.which("pyocd")
+    if exe:
+        return [exe]
+    if importlib.util.find_spec("pyocd") is not None:
+        return [sys.executable, "-m", "pyocd"]
+    return None
+
+
+def pyocd_command(pyocd: list[str], target: FlashTarget, elf: Path, probe: str | None) -> list[str]:
+    # --no-wait: fail at once when no probe is connected instead of waiting for one.
+    cmd = [*pyocd, "flash", "--no-wait", "-t", target.pyocd_target]
+    if probe:
+        cmd += ["--probe", probe]
+    return [*cmd, str(elf)]
+
+
+def check_toolchain() -> None:
+    missing = [tool for tool in ("make", CROSS_GCC) if shutil.which(tool) is None]
+    if missing:
+        raise FlashError(f"{' and '.join(missing)} not found: the firmware needs the Arm GNU toolchain; install it "
+                         "with scripts/install-firmware-tools.sh (on Debian/Ubuntu: apt-get install make "
+                         "gcc-arm-none-eabi libnewlib-arm-none-eabi)")
+
+
+def build(make_cmd: list[str]) -> None:
+    print(f"$ {shlex.join(make_cmd)}", flush=True)
+    status = subprocess.run(make_cmd, check=False).returncode
+    if status != 0:
+        raise FlashError(f"the firmware build failed (make exited with {status})")
+
+
+#: What pyocd says when it sees no probe (with --no-wait).
+_NO_PROBE = ("No available debug probes", "No target device available", "No connected debug probes")
+
+
+def run_pyocd(cmd: list[str], target: FlashTarget) -> int:
+    """Run pyocd, echoing its output, and turn its usual failures into clear errors."""
+    print(f"$ {shlex.join(cmd)}", flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    status = proc.wait()
+    if status == 0:
+        print(f"flashed {cmd[-1]}")
+        return 0
+    text = "".join(lines)
+    if any(s in text for s in _NO_PROBE):
+        raise FlashError(f"no debug probe found: {target.probe_hint}")
+    if "not recognized" in text and target.pyocd_target in text.lower():  # "Target type '...' not recognized"
+        raise FlashError(f"pyocd does not know the target {target.pyocd_target}: install its device pack once "
+                         f"with `pyocd pack install {target.pack}` (needs network), then flash again")
+    raise FlashError(f"pyocd failed (exit {status})")
