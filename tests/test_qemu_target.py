@@ -94,3 +94,22 @@ def test_stop_ends_qemu_after_a_failed_run():
         target.stop()
     assert not target.alive()
     target.stop()  # twice is harmless
+
+
+def test_target_dying_mid_run_is_a_reported_fault():
+    """QEMU gone (crash, kill) ends the replay with a fault naming the
+    sample, keeps what arrived before, and stop() still cleans up."""
+    rec = bundled_recording().slice(0, 300)
+    target = QemuTarget(PARAMS)
+    bus = target.start()
+    try:
+        first = replay_lockstep(bus, [rec.slice(0, 50)], timeout_s=10.0)
+        assert first.delivery.fault is None
+        target._proc.kill()  # noqa: SLF001 - the crash under test
+        target._proc.wait(timeout=10)  # noqa: SLF001
+        result = replay_lockstep(bus, [rec], timeout_s=2.0)
+    finally:
+        target.stop()
+    assert result.delivery.fault is not None and "sample 0" in result.delivery.fault
+    assert result.samples_done == 0
+    assert not target.alive()

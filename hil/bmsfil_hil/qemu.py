@@ -5,7 +5,8 @@ Cortex-M4F), reached over SLCAN on the emulated UART.
 ``qemu-system-arm -M mps2-an386 -icount shift=N`` with UART0 on a TCP
 socket (``server=on,wait=on,nodelay=on``: QEMU waits for the harness before
 running the guest, and sends each reply at once), and connects python-can's
-``slcan`` interface to ``socket://127.0.0.1:PORT``. `stop()` closes the bus
+``slcan`` interface to ``bufsocket://127.0.0.1:PORT`` (pyserial's
+``socket://`` with a receive buffer and Nagle off, protocol_bufsocket.py). `stop()` closes the bus
 and ends QEMU, also after a failed run; QEMU's own messages are kept in a
 log file and quoted when it fails.
 
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import can
+import serial
 
 from bmsfil.params import ParameterSet
 from bmsfil_hil.firmware import INSTALL_HINT, FirmwareError, Image, build
@@ -34,6 +36,11 @@ MACHINE = "mps2-an386"
 #: 2**10 ns of virtual time per instruction: SysTick (25 MHz) then advances
 #: 25.6 ticks per instruction, fine enough to count single instructions.
 ICOUNT_SHIFT = 10
+
+
+# bufsocket:// (protocol_bufsocket.py): socket:// with a receive buffer and TCP_NODELAY.
+if "bmsfil_hil" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("bmsfil_hil")
 
 
 class QemuError(RuntimeError):
@@ -85,7 +92,7 @@ class QemuTarget:
                                               stdout=log, stderr=subprocess.STDOUT)
             while time.monotonic() < deadline and self._proc.poll() is None:
                 try:
-                    self._bus = can.Bus(interface="slcan", channel=f"socket://127.0.0.1:{port}",
+                    self._bus = can.Bus(interface="slcan", channel=f"bufsocket://127.0.0.1:{port}",
                                         sleep_after_open=0)
                     break
                 except can.CanInitializationError as exc:
@@ -97,11 +104,6 @@ class QemuTarget:
         if self._bus is None:
             self.stop()
             raise QemuError(f"could not connect to QEMU's UART: {last_error}; QEMU said: {self.qemu_output()}")
-        # pyserial's socket:// does not disable Nagle; each SLCAN line is one
-        # small write, which would otherwise wait for the previous one's ACK.
-        sock = getattr(self._bus.serialPortOrig, "_socket", None)  # type: ignore[attr-defined]
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return self._bus
 
     def qemu_output(self) -> str:

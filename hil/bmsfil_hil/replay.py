@@ -39,6 +39,7 @@ class Delivery:
     round_trip_s: list[float] = field(default_factory=list)
     instructions_per_cell_step: list[int] = field(default_factory=list)  # from TargetStatus, where known
     target_starts: list[str] = field(default_factory=list)  # "sample k: start" after each commanded reset
+    counted_sequence: int | None = None  # last_sequence of the last instruction count taken
     fault: str | None = None   # why the run ended early, if it did
 
     def summary(self) -> dict[str, object]:
@@ -88,8 +89,11 @@ def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
     d.status_frames += 1
     if frame.fault_code != cc.FaultCode.NONE:
         d.target_faults.append(f"sample {k}: target reports {cc.FaultCode(frame.fault_code).name}")
-    if frame.instructions_per_cell_step is not None and frame.state == cc.TargetState.RUNNING:
+    # One count per sample: heartbeats repeat the last sample's.
+    if (frame.instructions_per_cell_step is not None and frame.state == cc.TargetState.RUNNING
+            and frame.last_sequence != d.counted_sequence):
         d.instructions_per_cell_step.append(frame.instructions_per_cell_step)
+        d.counted_sequence = frame.last_sequence
 
 
 def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
@@ -106,10 +110,16 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
     TargetStatus after it restarted (state not RUNNING); None when it came,
     else the fault. Sending more before the target is back would lose bytes
     in its reset."""
-    _send(bus, cc.encode_host_command(command), log)
     deadline = time.perf_counter() + timeout_s
+    try:
+        _send(bus, cc.encode_host_command(command), log)
+    except can.CanError as exc:
+        return f"bus error sending {command.name.lower()} after sample {k}: {exc} ({exc.__cause__})"
     while (remaining := deadline - time.perf_counter()) > 0:
-        msg = bus.recv(timeout=remaining)
+        try:
+            msg = bus.recv(timeout=remaining)
+        except can.CanError as exc:
+            return f"bus error after {command.name.lower()} following sample {k}: {exc} ({exc.__cause__})"
         if msg is None:
             break
         if log is not None:
@@ -161,15 +171,24 @@ def replay_lockstep(
     for k in range(n):
         seq = k % cc.SEQUENCE_MODULUS
         t0 = time.perf_counter()
-        for msg in measurement_frames(seq, float(dt[k]), float(current[k]), volts[k], temps[k]):
-            _send(bus, msg, log)
-            d.frames_sent += 1
+        try:
+            for msg in measurement_frames(seq, float(dt[k]), float(current[k]), volts[k], temps[k]):
+                _send(bus, msg, log)
+                d.frames_sent += 1
+        except can.CanError as exc:
+            d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
+            return ReplayResult(soc, sigma, flags, d, k)
         d.samples_sent += 1
         pending = set(range(m))
         deadline = t0 + timeout_s
         while pending:
             remaining = deadline - time.perf_counter()
-            msg = bus.recv(timeout=max(remaining, 0.0)) if remaining > 0 else None
+            try:
+                msg = bus.recv(timeout=max(remaining, 0.0)) if remaining > 0 else None
+            except can.CanError as exc:
+                d.fault = (f"bus error waiting for sample {k} (sequence {seq}): {exc} "
+                           f"({exc.__cause__ or 'no cause given'})")
+                return ReplayResult(soc, sigma, flags, d, k)
             if msg is None:
                 d.fault = (
                     f"target did not answer sample {k} (sequence {seq}) within {timeout_s:g} s: "
@@ -213,7 +232,11 @@ def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: flo
     faults). Targets that send none are not waited for."""
     deadline = time.perf_counter() + timeout_s
     while (remaining := deadline - time.perf_counter()) > 0:
-        msg = bus.recv(timeout=remaining)
+        try:
+            msg = bus.recv(timeout=remaining)
+        except can.CanError as exc:
+            d.target_faults.append(f"after sample {k}: bus error waiting for the last TargetStatus: {exc}")
+            return
         if msg is None:
             return
         if log is not None:
