@@ -113,3 +113,40 @@ def test_target_dying_mid_run_is_a_reported_fault():
     assert result.delivery.fault is not None and "sample 0" in result.delivery.fault
     assert result.samples_done == 0
     assert not target.alive()
+
+
+def _raw_exchange(port, data: bytes, until: bytes, timeout_s: float = 5.0) -> bytes:
+    """Write raw bytes on the SLCAN link and read until `until` appears."""
+    import time
+
+    port.write(data)
+    port.flush()
+    got = b""
+    deadline = time.monotonic() + timeout_s
+    while until not in got and time.monotonic() < deadline:
+        got += port.read(max(1, port.in_waiting))
+    return got
+
+
+def test_slcan_link_refuses_bad_lines_and_keeps_working():
+    """The firmware's SLCAN parser answers malformed lines with BELL, frames
+    of the contract with the wrong length with a frame_error fault, and the
+    link carries a replay afterwards as if nothing had happened."""
+    rec = bundled_recording().slice(0, 100)
+    target = QemuTarget(PARAMS)
+    bus = target.start()
+    try:
+        port = bus.serialPortOrig  # python-can's slcan bus: the pyserial port under it
+        for bad in (b"Q\r", b"t1G08\r", b"t1009" + b"00" * 9 + b"\r", b"t10080011\r", b"S9\r", b"x" * 80 + b"\r"):
+            assert b"\x07" in _raw_exchange(port, bad, b"\x07"), f"no BELL for {bad!r}"
+        assert _raw_exchange(port, b"V\r", b"V1013\r").endswith(b"V1013\r")
+        # A MeasPack with 4 data bytes: a well-formed SLCAN line, a broken contract frame.
+        reply = _raw_exchange(port, b"t1004" + b"00" * 4 + b"\r", b"z\r")
+        assert reply.endswith(b"z\r")
+        result = replay_lockstep(bus, [rec], timeout_s=10.0)
+    finally:
+        target.stop()
+    d = result.delivery
+    assert d.fault is None and result.samples_done == len(rec)
+    assert any("FRAME_ERROR" in f for f in d.target_faults[:1]), d.target_faults
+    assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-4
