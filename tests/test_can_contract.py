@@ -406,7 +406,7 @@ def test_host_command_with_wrong_key_is_refused(key: int) -> None:
 
 def test_host_command_garbled_command_is_refused() -> None:
     good = cc.encode_host_command(cc.HostCommandCode.NONE)
-    _frame_error(_garble(good, command=3), "HostCommand", "command")
+    _frame_error(_garble(good, command=4), "HostCommand", "command")
     _frame_error(_garble(good, command=0xFF), "HostCommand", "command")
 
 
@@ -450,7 +450,7 @@ def test_nan_measurement_is_sent_invalid() -> None:
         (lambda: cc.encode_target_status(0, 7), "TargetStatus.state"),
         (lambda: cc.encode_target_status(0, 1, fault_code=99), "TargetStatus.fault_code"),
         (lambda: cc.encode_target_status(0, 1, start=3), "TargetStatus.start"),
-        (lambda: cc.encode_host_command(3), "HostCommand.command"),
+        (lambda: cc.encode_host_command(4), "HostCommand.command"),
         (lambda: cc.encode_target_status(0, 1, instructions_per_cell_step=0), "instructions_per_cell_step"),
         (lambda: cc.encode_target_status(0, 1, instructions_per_cell_step=2**24), "instructions_per_cell_step"),
     ],

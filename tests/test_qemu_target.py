@@ -69,7 +69,8 @@ def test_warm_reset_restores_and_power_cycle_starts_fresh():
     result, _ = _run(rec, commands={150: cc.HostCommandCode.WARM_RESET, 350: cc.HostCommandCode.POWER_CYCLE})
     d = result.delivery
     assert d.fault is None and result.samples_done == len(rec)
-    assert d.target_starts == ["sample 150: warm_reset -> restored", "sample 350: power_cycle -> saved_state_bad"]
+    assert d.target_starts == ["after sample 150: warm_reset -> restored",
+                               "after sample 350: power_cycle -> saved_state_bad"]
     flags = result.flags[:, 0]
     restored = np.flatnonzero(flags & cc.FLAG_RESTORED)
     assert restored.tolist() == [151], "only the first estimate after the warm reset says restored"
@@ -150,3 +151,55 @@ def test_slcan_link_refuses_bad_lines_and_keeps_working():
     assert d.fault is None and result.samples_done == len(rec)
     assert any("FRAME_ERROR" in f for f in d.target_faults[:1]), d.target_faults
     assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-4
+
+
+def test_board_target_on_a_running_firmware_restarts_it_fresh_per_recording():
+    """`--target board` opens any python-can bus to a target that is already
+    running (here the firmware in a QEMU started by hand, over plain
+    socket://) and restarts it fresh before each recording, so each one is
+    scored as the desktop targets score it."""
+    import subprocess
+    import time
+
+    import can
+
+    from bmsfil_hil.firmware import build
+    from bmsfil_hil.qemu import BOARD, _free_port
+    from bmsfil_hil.targets import BusOpenError, make_target
+
+    image = build(BOARD)
+    port = _free_port()
+    qemu = QemuTarget(PARAMS, image=image)
+    proc = subprocess.Popen(qemu.command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rec = bundled_recording()
+    first, second = rec.slice(0, 200), rec.slice(200, 400)
+    try:
+        config = {"interface": "slcan", "channel": f"socket://127.0.0.1:{port}", "sleep_after_open": 0}
+        results = []
+        for part in (first, second):
+            target = make_target("board", PARAMS, config)
+            for _ in range(200):
+                try:
+                    bus = target.start()
+                    break
+                except BusOpenError:
+                    time.sleep(0.05)
+            try:
+                results.append(replay_lockstep(bus, [part], timeout_s=10.0,
+                                               commands={-1: cc.HostCommandCode.RESTART_FRESH}))
+            finally:
+                target.stop()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    for part, result in zip((first, second), results):
+        assert result.delivery.fault is None, result.delivery.fault
+        assert result.delivery.target_starts == ["before the first sample: restart_fresh -> power_on"]
+        assert not result.delivery.target_faults
+        assert np.max(np.abs(result.soc[:, 0] - _host(part))) <= 1e-4
+    with pytest.raises(ValueError, match="--interface and --channel"):
+        make_target("board", PARAMS, {"interface": None, "channel": None})
+    with pytest.raises(BusOpenError, match="could not open the CAN bus"):
+        make_target("board", PARAMS, {"interface": "slcan", "channel": "socket://127.0.0.1:1",
+                                      "sleep_after_open": 0}).start()
+    assert can  # python-can is what opens every bus here

@@ -553,12 +553,12 @@ float bmsfil_can_host_command_command_decode(uint8_t value)
 
 bool bmsfil_can_host_command_command_is_in_range(uint8_t value)
 {
-    return (value <= 2u);
+    return (value <= 3u);
 }
 
 bool bmsfil_can_host_command_command_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 2.0f));
+    return ((value >= 0.0f) && (value <= 3.0f));
 }
 
 uint16_t bmsfil_can_host_command_key_encode(float value)

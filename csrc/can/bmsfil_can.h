@@ -78,6 +78,7 @@ extern "C" {
 #define BMSFIL_CAN_HOST_COMMAND_COMMAND_NONE_CHOICE (0u)
 #define BMSFIL_CAN_HOST_COMMAND_COMMAND_WARM_RESET_CHOICE (1u)
 #define BMSFIL_CAN_HOST_COMMAND_COMMAND_POWER_CYCLE_CHOICE (2u)
+#define BMSFIL_CAN_HOST_COMMAND_COMMAND_RESTART_FRESH_CHOICE (3u)
 
 #define BMSFIL_CAN_EST_CELL_POWER_HORIZON_NONE_CHOICE (0u)
 #define BMSFIL_CAN_EST_CELL_POWER_HORIZON_PEAK_2S_CHOICE (1u)
@@ -298,9 +299,9 @@ struct bmsfil_can_meas_cell_t {
  */
 struct bmsfil_can_host_command_t {
     /**
-     * What the target is to do. warm_reset: reset the target as its watchdog would; the saved state survives and is restored. power_cycle: simulate a power loss: the target scrambles its saved state's body and resets, so it must detect the bad CRC and start fresh (a test hook). none: nothing.
+     * What the target is to do. warm_reset: reset the target as its watchdog would; the saved state survives and is restored. power_cycle: simulate a power loss: the target scrambles its saved state's body and resets, so it must detect the bad CRC and start fresh (a test hook). restart_fresh: discard the saved state and reset, so that every cell starts again from the OCV of its next voltage, as a desktop target does for each new replay. none: nothing.
      *
-     * Range: 0..2 (0..2 -)
+     * Range: 0..3 (0..3 -)
      * Scale: 1
      * Offset: 0
      */

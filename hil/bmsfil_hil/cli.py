@@ -23,7 +23,7 @@ from bmsfil.params import ParameterSet, bundled_params
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.replay import open_log, replay_lockstep
-from bmsfil_hil.targets import TARGETS, make_target
+from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
 console = Console(highlight=False, markup=False)
 
@@ -35,7 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
                    help="recordings (.npz or any file `bmsfil import` reads); none: the bundled one")
     p.add_argument("--target", choices=TARGETS, default="host")
-    p.add_argument("--params", type=Path, help="parameter set the target runs (default: bundled)")
+    p.add_argument("--params", type=Path, help="parameter set the target runs (default: bundled); a board "
+                   "runs what it was built with")
+    bus = p.add_argument_group("target board: the CAN bus it is on, as python-can opens it")
+    bus.add_argument("--interface", help="python-can interface, e.g. socketcan, pcan, slcan, kvaser, vector")
+    bus.add_argument("--channel", help="python-can channel, e.g. can0, PCAN_USBBUS1, /dev/ttyACM0")
+    bus.add_argument("--bitrate", type=int, help="bit rate in bit/s (the boards use 500000)")
+    bus.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each sample's estimates")
     p.add_argument("--log", type=Path, help="write the exchange as a python-can log (.blf, .asc or .log)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
@@ -61,14 +68,18 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     docs: list[dict[str, object]] = []
     status = 0
     commands = {k: cc.HostCommandCode.WARM_RESET for k in args.warm_reset_at}
+    if args.target == "board":
+        # A board keeps its state between runs; each recording starts it afresh,
+        # as the desktop and emulated targets start.
+        commands[-1] = cc.HostCommandCode.RESTART_FRESH
     commands.update({k: cc.HostCommandCode.POWER_CYCLE for k in args.power_cycle_at})
     log = open_log(args.log) if args.log else None
     try:
         for rec in recordings:
-            target = make_target(args.target, params)
+            target = make_target(args.target, params, _bus_config(args))
             try:
                 bus = target.start()
-            except (FirmwareError, QemuError) as exc:
+            except (FirmwareError, QemuError, BusOpenError) as exc:
                 console.print(f"bmsfil hil run: target {args.target} did not start: {exc}")
                 return 2
             t0 = time.perf_counter()
@@ -108,6 +119,29 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/"
                   + (f"; CAN log {args.log}" if args.log else ""))
     return status
+
+
+def _bus_config(args: argparse.Namespace) -> dict[str, object]:
+    config: dict[str, object] = {"interface": args.interface, "channel": args.channel, "bitrate": args.bitrate}
+    for item in args.bus_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"bmsfil hil run: --bus-option {item!r}: expected KEY=VALUE")
+        config[key] = _option_value(value)
+    return config
+
+
+def _option_value(text: str) -> object:
+    """KEY=VALUE values as python-can wants them: numbers and booleans typed."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _summary(ev: Evaluation, delivery: dict[str, object], delta: float, target: str) -> dict[str, object]:

@@ -106,20 +106,34 @@ def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
 
 def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, timeout_s: float,
              log: can.Listener | None) -> str | None:
-    """Send a HostCommand after sample k and wait for the target's first
-    TargetStatus after it restarted (state not RUNNING); None when it came,
-    else the fault. Sending more before the target is back would lose bytes
-    in its reset."""
-    deadline = time.perf_counter() + timeout_s
+    """Send a HostCommand after sample k (before the first for k = -1) and
+    wait for the target's first TargetStatus after it restarted (state not
+    RUNNING); None when it came, else the fault. Sending more before the
+    target is back would lose bytes in its reset."""
+    when = "before the first sample" if k < 0 else f"after sample {k}"
     try:
+        # What the target sent before the command (its boot status, a
+        # heartbeat) must not pass for its restart.
+        drain_until = time.perf_counter() + timeout_s
+        while time.perf_counter() < drain_until and (msg := bus.recv(timeout=0.05)) is not None:
+            if log is not None:
+                log(msg)
+            try:
+                frame = cc.decode(msg)
+            except cc.FrameError:
+                d.undecodable += 1
+                continue
+            if isinstance(frame, cc.TargetStatus):
+                _note_status(d, frame, k)
         _send(bus, cc.encode_host_command(command), log)
     except can.CanError as exc:
-        return f"bus error sending {command.name.lower()} after sample {k}: {exc} ({exc.__cause__})"
+        return f"bus error sending {command.name.lower()} {when}: {exc} ({exc.__cause__})"
+    deadline = time.perf_counter() + timeout_s
     while (remaining := deadline - time.perf_counter()) > 0:
         try:
             msg = bus.recv(timeout=remaining)
         except can.CanError as exc:
-            return f"bus error after {command.name.lower()} following sample {k}: {exc} ({exc.__cause__})"
+            return f"bus error after {command.name.lower()} {when}: {exc} ({exc.__cause__})"
         if msg is None:
             break
         if log is not None:
@@ -128,16 +142,17 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
             frame = cc.decode(msg)
         except cc.FrameError as exc:
             d.undecodable += 1
-            d.target_faults.append(f"after sample {k}: {exc}")
+            d.target_faults.append(f"{when}: {exc}")
             continue
         if isinstance(frame, cc.TargetStatus):
             _note_status(d, frame, k)
-            if frame.state != cc.TargetState.RUNNING:
-                d.target_starts.append(f"sample {k}: {command.name.lower()} -> {frame.start.name.lower()}")
+            # A restarted target's first status: counter 0, not running yet.
+            if frame.state != cc.TargetState.RUNNING and frame.counter == 0:
+                d.target_starts.append(f"{when}: {command.name.lower()} -> {frame.start.name.lower()}")
                 return None
         else:
             d.unexpected += 1
-    return f"target did not come back within {timeout_s:g} s after {command.name.lower()} following sample {k}"
+    return f"target did not come back within {timeout_s:g} s of {command.name.lower()} {when}"
 
 
 def replay_lockstep(
@@ -150,7 +165,8 @@ def replay_lockstep(
     """Replay cells in series (they share the first one's time and current).
 
     `commands` maps a sample index k to a HostCommand sent once every
-    estimate of sample k has arrived (a warm reset mid-replay, say); the
+    estimate of sample k has arrived (a warm reset mid-replay, say), or
+    before the first sample for k = -1 (a board restarted fresh); the
     replay goes on when the target has restarted.
     """
     if not cells:
@@ -167,6 +183,11 @@ def replay_lockstep(
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
     d = Delivery()
+    if commands and -1 in commands:
+        fault = _command(bus, commands[-1], -1, d, timeout_s, log)
+        if fault is not None:
+            d.fault = fault
+            return ReplayResult(soc, sigma, flags, d, 0)
     k = 0
     for k in range(n):
         seq = k % cc.SEQUENCE_MODULUS

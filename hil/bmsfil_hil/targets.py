@@ -113,9 +113,50 @@ class EstimatorTarget:
         return cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)
 
 
-def make_target(name: str, params: ParameterSet) -> Target:
+class BusTarget:
+    """A target that is already running somewhere on a CAN bus: a flashed
+    board behind a USB-CAN adapter, say. The harness opens the bus with
+    python-can (``interface``, ``channel``, ``bitrate`` and any other
+    keyword python-can's interface takes) and closes it in `stop()`; the
+    target's parameters are whatever it was built with."""
+
+    name = "board"
+
+    def __init__(self, interface: str, channel: str, bitrate: int | None = None, **options: object) -> None:
+        self.config: dict[str, object] = {"interface": interface, "channel": channel, **options}
+        if bitrate is not None:
+            self.config["bitrate"] = bitrate
+        self._bus: can.BusABC | None = None
+
+    def start(self) -> can.BusABC:
+        try:
+            self._bus = can.Bus(**self.config)  # type: ignore[arg-type]
+        except (can.CanError, OSError, ValueError, ImportError) as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+            raise BusOpenError(f"could not open the CAN bus ({shown}): {exc}") from exc
+        return self._bus
+
+    def stop(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.shutdown()
+
+
+class BusOpenError(RuntimeError):
+    """python-can could not open the bus a `BusTarget` names."""
+
+
+def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] | None = None) -> Target:
     """A target by name: `host` (the C core), `reference` (the float64
-    model) or `qemu` (the bare-metal firmware on an emulated Cortex-M4F)."""
+    model), `qemu` (the bare-metal firmware on an emulated Cortex-M4F) or
+    `board` (a target on a real bus, opened with `bus_config`: python-can's
+    interface, channel, bitrate and options)."""
+    if name == "board":
+        config = dict(bus_config or {})
+        if not config.get("interface") or not config.get("channel"):
+            raise ValueError("target board needs the bus it is on: --interface and --channel "
+                             "(python-can's, e.g. --interface socketcan --channel can0)")
+        return BusTarget(**config)  # type: ignore[arg-type]
     if name == "host":
         return EstimatorTarget("host", lambda: SocEstimator(params))
     if name == "reference":
@@ -127,4 +168,4 @@ def make_target(name: str, params: ParameterSet) -> Target:
     raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
 
 
-TARGETS = ("host", "reference", "qemu")
+TARGETS = ("host", "reference", "qemu", "board")

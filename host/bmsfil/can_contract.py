@@ -212,11 +212,14 @@ class HostCommandCode(enum.IntEnum):
     WARM_RESET: reset as the watchdog would; the saved state survives and is
     restored. POWER_CYCLE: simulate a power loss; the target scrambles its
     saved state and resets, and must then start fresh (a test hook).
+    RESTART_FRESH: discard the saved state and reset; every cell starts
+    again from the OCV of its next voltage (before a new replay).
     """
 
     NONE = 0
     WARM_RESET = 1
     POWER_CYCLE = 2
+    RESTART_FRESH = 3
 
 
 class PowerHorizon(enum.IntEnum):

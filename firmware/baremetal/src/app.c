@@ -250,6 +250,9 @@ static void on_host_command(fw_app_t *app, const uint8_t *data)
         uint8_t *body = (uint8_t *)&app->saved->body;
         for (size_t i = 0; i < sizeof app->saved->body; i++) body[i] ^= (uint8_t)(0xA5u + i);
         board_reset();
+    } else if (m.command == 3u) {
+        app->saved->magic = 0;  /* no saved state: the next boot starts fresh */
+        board_reset();
     }
 }
 
