@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host"))  # runs from a checkout without an install too
 
-from bmsfil.can_contract import database, dbc_path  # noqa: E402
+from bmsfil.can_contract import database, dbc_path, frame_bits  # noqa: E402
 
 DOC = ROOT / "docs" / "can_contract.md"
 BITRATE_BIT_S = 500_000
@@ -28,19 +28,6 @@ SAMPLE_INTERVALS_S = (0.1, 0.5, 1.0, 10.0)
 PACK_SIZES = (1, 12, 24, 96, 192)
 #: Frames sent on demand only, never as part of a sample (left out of the bus load).
 ON_DEMAND = ("HostCommand",)
-
-
-def frame_bits(data_bytes: int) -> tuple[int, int]:
-    """(bits without stuffing, worst-case bits) of a classic data frame with an 11-bit ID.
-
-    SOF 1, ID 11, RTR 1, IDE 1, r0 1, DLC 4, data 8n, CRC 15: 34 + 8n bits,
-    which the transmitter stuffs (a complemented bit after five equal bits,
-    so at worst one per four bits after the first); then CRC delimiter 1,
-    ACK 2, EOF 7 and the 3-bit intermission before the next frame: 13 bits.
-    """
-    stuffed_region = 34 + 8 * data_bytes
-    plain = stuffed_region + 13
-    return plain, plain + (stuffed_region - 1) // 4
 
 
 def _num(x: float | int) -> str:

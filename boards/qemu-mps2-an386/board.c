@@ -34,6 +34,8 @@
 #define SYST_CVR REG32(0xE000E018u)
 #define NVIC_ISER0 REG32(0xE000E100u)
 #define SCB_AIRCR REG32(0xE000ED0Cu)
+#define SCB_ICSR REG32(0xE000ED04u)
+#define SCB_ICSR_PENDSTSET (1u << 26)
 
 #define SYSCLK_HZ 25000000u
 #define SYSTICK_RELOAD 0xFFFFFFu
@@ -69,11 +71,18 @@ void Uart0Rx_Handler(void)
 
 uint64_t board_ticks(void)
 {
-    uint32_t wraps, value;
+    /* Also right with interrupts held off (board_irq_hold): a wrap whose
+     * interrupt is still pending is counted here, with VAL read after it. */
+    uint32_t seen, wraps, value;
     do {
-        wraps = systick_wraps;
+        seen = systick_wraps;
+        wraps = seen;
         value = SYST_CVR;
-    } while (wraps != systick_wraps);
+        if (SCB_ICSR & SCB_ICSR_PENDSTSET) {
+            value = SYST_CVR;
+            wraps++;
+        }
+    } while (seen != systick_wraps);
     return (uint64_t)wraps * (SYSTICK_RELOAD + 1u) + (SYSTICK_RELOAD - value);
 }
 
@@ -175,4 +184,16 @@ void board_reset(void)
     __asm volatile("dsb" ::: "memory");
     for (;;) {
     }
+}
+
+uint32_t board_irq_hold(void)
+{
+    uint32_t primask;
+    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
+    return primask;
+}
+
+void board_irq_release(uint32_t held)
+{
+    __asm volatile("msr primask, %0" ::"r"(held) : "memory");
 }

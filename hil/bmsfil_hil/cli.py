@@ -19,10 +19,14 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot
 from bmsfil.importers import load_any
+from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.qemu import QemuError
-from bmsfil_hil.replay import open_log, replay_lockstep
+from bmsfil_hil.junit import write_junit
+from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
+from bmsfil_hil.replay import open_log, replay_lockstep, replay_realtime
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
 console = Console(highlight=False, markup=False)
@@ -40,9 +44,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     bus = p.add_argument_group("target board: the CAN bus it is on, as python-can opens it")
     bus.add_argument("--interface", help="python-can interface, e.g. socketcan, pcan, slcan, kvaser, vector")
     bus.add_argument("--channel", help="python-can channel, e.g. can0, PCAN_USBBUS1, /dev/ttyACM0")
-    bus.add_argument("--bitrate", type=int, help="bit rate in bit/s (the boards use 500000)")
+    bus.add_argument("--bitrate", type=int, help="bit rate in bit/s (the boards use 500000); also the rate "
+                     "the bus load is worked out for (default 500000)")
     bus.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
                      help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0")
+    p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
+                   help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
+                        "recording's clock (--speed), latency and late/lost samples reported")
+    p.add_argument("--speed", type=float, default=1.0, help="real-time mode: X times the recorded rate")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="replay only the first N samples of each recording (0: all)")
+    p.add_argument("--cells", type=int, default=1, metavar="N",
+                   help="a pack of N cells in series made from each recording with --spread (synthetic)")
+    p.add_argument("--spread", type=Spread.parse, default=Spread(),
+                   help="synthetic pack spreads, e.g. capacity=0.03,resistance=0.1,soc=0.02 (the default)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic pack: seed of the spreads")
+    p.add_argument("--from-log", type=Path, metavar="LOG",
+                   help="replay the measurements of a python-can log (a previous run's --log, a pack "
+                        "recorded on a bus) instead of recordings; compared with the estimates in the log")
+    p.add_argument("--junit", type=Path, help="write a JUnit XML report (one test case per cell)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each sample's estimates")
     p.add_argument("--log", type=Path, help="write the exchange as a python-can log (.blf, .asc or .log)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
@@ -59,12 +79,42 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
     params = ParameterSet.load(args.params) if args.params else bundled_params()
-    recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
+    logged: LoggedRun | None = None
+    if args.from_log:
+        try:
+            logged = read_log(args.from_log)
+        except LogError as exc:
+            console.print(f"bmsfil hil run: {exc}")
+            return 2
+        packs = [(args.from_log.name, logged.cells)]
+    else:
+        recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
+        if args.samples > 0:
+            recordings = [rec.slice(0, min(len(rec), args.samples)) for rec in recordings]
+        if args.cells > 1:
+            packs = [(f"{rec.meta.name} x{args.cells} (synthetic)",
+                      synthetic_pack(rec, args.cells, params, args.spread, args.seed)) for rec in recordings]
+        else:
+            packs = [(rec.meta.name, [rec]) for rec in recordings]
+    bitrate = args.bitrate or 500_000
+    speed = args.speed if args.mode == "realtime" else 1.0
+    for name, cells in packs:
+        interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
+        load = cc.bus_load(len(cells), interval / speed, bitrate)
+        where = (f"{name}: {len(cells)} cell(s) every {interval:g} s" + (f" at {speed:g}x" if speed != 1 else "")
+                 + f" take {load * 100:.0f} % of a {bitrate // 1000} kbit/s bus (worst case)")
+        paced = args.mode == "realtime" or args.target == "board"
+        if load > 1.0 and paced:
+            console.print(f"bmsfil hil run: refused: {where}, more than it carries")
+            return 2
+        if load > 0.7:
+            console.print(f"warning: {where}" + ("" if paced else " when paced in real time"))
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    table = Table(title=f"HIL lock-step replay, target {args.target}, params {params.name}")
-    for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "samples/s", "p99 ms",
-                "instr/cell step", "fault"):
-        table.add_column(col, no_wrap=col == "recording")
+    mode = "lock-step" if args.mode == "lockstep" else f"real-time {speed:g}x"
+    table = Table(title=f"HIL {mode} replay, target {args.target}, params {params.name}")
+    for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "samples/s",
+                "p99 ms" if args.mode == "lockstep" else "latency p99 ms / late / lost", "instr/cell step", "fault"):
+        table.add_column(col)
     docs: list[dict[str, object]] = []
     status = 0
     commands = {k: cc.HostCommandCode.WARM_RESET for k in args.warm_reset_at}
@@ -73,9 +123,12 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         # as the desktop and emulated targets start.
         commands[-1] = cc.HostCommandCode.RESTART_FRESH
     commands.update({k: cc.HostCommandCode.POWER_CYCLE for k in args.power_cycle_at})
+    if commands and args.mode == "realtime":
+        console.print("bmsfil hil run: --warm-reset-at/--power-cycle-at and target board need --mode lockstep")
+        return 2
     log = open_log(args.log) if args.log else None
     try:
-        for rec in recordings:
+        for name, cells in packs:
             target = make_target(args.target, params, _bus_config(args))
             try:
                 bus = target.start()
@@ -83,42 +136,94 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
                 console.print(f"bmsfil hil run: target {args.target} did not start: {exc}")
                 return 2
             t0 = time.perf_counter()
+            timing = None
             try:
-                result = replay_lockstep(bus, [rec], timeout_s=args.timeout, log=log, commands=commands)
+                if args.mode == "lockstep":
+                    result = replay_lockstep(bus, cells, timeout_s=args.timeout, log=log, commands=commands)
+                else:
+                    result, timing = replay_realtime(bus, cells, speed=speed, timeout_s=args.timeout, log=log)
             finally:
                 elapsed = time.perf_counter() - t0
                 target.stop()
-            trace = SocTrace(result.soc[:, 0], result.soc_sigma[:, 0], result.flags[:, 0])
-            ev = score_trace(rec, rec, trace, params)
-            direct = SocEstimator(params).run(rec)
-            delta = float(np.nanmax(np.abs(trace.soc - direct.soc))) if result.samples_done else math.nan
-            write_csv(ev, args.out_dir / f"{ev.name}.csv")
-            if not args.no_plot:
-                write_plot(ev, args.out_dir / f"{ev.name}.png")
             d = result.delivery.summary()
             d["samples_per_second"] = result.samples_done / elapsed if elapsed > 0 else math.nan
+            if timing is not None:
+                d["realtime"] = timing.summary()
             ipcs = d["instructions_per_cell_step"]
-            table.add_row(ev.name, f"{ev.score.rmse * 100:.2f}", f"{ev.score.within_3sigma * 100:.1f}",
-                          f"{result.samples_done}/{len(rec)}", f"{delta:.1e}", f"{d['samples_per_second']:.0f}",
-                          f"{d['round_trip_p99_ms']:.2f}",
+            pack_docs = []
+            for j, rec in enumerate(cells):
+                trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
+                doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
+                doc["target"] = args.target
+                pack_docs.append(doc)
+            worst = max(pack_docs, key=lambda x: x["rmse"] if math.isfinite(x["rmse"]) else math.inf)
+            timing_text = (f"{d['round_trip_p99_ms']:.2f}" if timing is None else
+                           f"{d['realtime']['latency_p99_ms']:.1f} / {timing.late} / {timing.lost}")  # type: ignore[index]
+            table.add_row(name if len(cells) == 1 else f"{name}, worst of {len(cells)}: "
+                          f"{str(worst['recording']).rsplit('#', 1)[-1]}",
+                          _pct(worst["rmse"]), _pct(min(x["within_3sigma"] for x in pack_docs), 1),
+                          f"{result.samples_done}/{len(cells[0])}",
+                          f"{max(x['max_abs_soc_difference_vs_eval'] for x in pack_docs):.1e}",
+                          f"{d['samples_per_second']:.0f}", timing_text,
                           "-" if ipcs is None else f"{ipcs['mean']:.0f} (max {ipcs['max']})",  # type: ignore[index]
                           str(d["fault"] or ""))
-            doc = _summary(ev, d, delta, args.target)
+            entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
+                                        "instructions_per_cell_step": ipcs, "target_starts": d["target_starts"],
+                                        "bus_load": cc.bus_load(len(cells), float(np.nanmedian(cells[0].dt_s[1:]))
+                                                                / speed, bitrate) if len(cells[0]) > 1 else None}
+            if logged is not None:
+                n = result.samples_done
+                both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
+                entry["max_abs_soc_difference_vs_log"] = (
+                    float(np.max(np.abs(result.soc[:n][both] - logged.logged_soc[:n][both]))) if both.any() else None)
+                console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
+                              f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates")
             image = getattr(target, "image", None)
             if image is not None:
-                doc["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
-            docs.append(doc)
+                entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
+            docs.append(entry)
             if d["fault"]:
                 status = 1
             if args.json:
                 _write_json(args.json, docs)
+            if args.junit:
+                write_junit(args.junit, docs, args.target,
+                            max_soc_difference=1e-3 if args.target == "reference" else 1e-4)
     finally:
         if log is not None:
             log.stop()
     console.print(table)
-    console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/"
+    console.print(f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/"
                   + (f"; CAN log {args.log}" if args.log else ""))
     return status
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    return f"{x * 100:.{digits}f}" if math.isfinite(x) else "—"
+
+
+def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict[str, object],
+           args: argparse.Namespace, done: int, plot: bool) -> dict[str, object]:
+    """Score one cell as `bmsfil eval` would; without a reference SOC (a
+    recording rebuilt from a log), only the comparison with the C core."""
+    direct = SocEstimator(params).run(rec)
+    delta = float(np.nanmax(np.abs(trace.soc[:done] - direct.soc[:done]))) if done else math.nan
+    doc: dict[str, object] = {"recording": rec.meta.name, "rmse": math.nan, "within_3sigma": math.nan,
+                              "max_abs_soc_difference_vs_eval": delta}
+    try:
+        ev = score_trace(rec, rec, trace, params)
+    except RecordingError:
+        return doc
+    write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
+    if plot and not args.no_plot:
+        write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
+    doc.update(_summary(ev, delivery, delta))
+    doc["rmse"], doc["within_3sigma"] = ev.score.rmse, ev.score.within_3sigma
+    return doc
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.#" else "_" for c in name)
 
 
 def _bus_config(args: argparse.Namespace) -> dict[str, object]:
@@ -144,9 +249,8 @@ def _option_value(text: str) -> object:
     return text
 
 
-def _summary(ev: Evaluation, delivery: dict[str, object], delta: float, target: str) -> dict[str, object]:
+def _summary(ev: Evaluation, delivery: dict[str, object], delta: float) -> dict[str, object]:
     doc = ev.summary()
-    doc["target"] = target
     doc["delivery"] = delivery
     doc["instructions_per_cell_step"] = delivery["instructions_per_cell_step"]
     doc["target_starts"] = delivery["target_starts"]

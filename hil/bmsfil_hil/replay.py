@@ -169,16 +169,7 @@ def replay_lockstep(
     before the first sample for k = -1 (a board restarted fresh); the
     replay goes on when the target has restarted.
     """
-    if not cells:
-        raise ValueError("replay needs at least one recording")
-    n, m = len(cells[0]), len(cells)
-    for rec in cells[1:]:
-        if len(rec) != n:
-            raise ValueError(f"pack cells differ in length: {cells[0].meta.name} {n}, {rec.meta.name} {len(rec)}")
-    dt = cells[0].dt_s
-    current = cells[0].current_A
-    volts = np.stack([r.voltage_V for r in cells], axis=1)
-    temps = np.stack([r.temp_C for r in cells], axis=1)
+    n, m, dt, current, volts, temps = _pack_arrays(cells)
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
@@ -298,3 +289,145 @@ def open_log(path: Path) -> can.Listener:
     if path.suffix.lower() not in (".blf", ".asc", ".log"):
         raise ValueError(f"{path}: log format by suffix must be .blf, .asc or .log")
     return can.Logger(str(path))
+
+
+@dataclass
+class Timing:
+    """Real-time mode: how the target kept up."""
+
+    speed: float
+    latency_s: list[float] = field(default_factory=list)  # send of a sample -> its last estimate
+    late: int = 0    # answered, but after the next sample was due
+    lost: int = 0    # never answered within the timeout after the run
+    send_lag_s: list[float] = field(default_factory=list)  # how late the harness itself sent each sample
+
+    def summary(self) -> dict[str, object]:
+        lat = np.asarray(self.latency_s) if self.latency_s else np.array([np.nan])
+        lag = np.asarray(self.send_lag_s) if self.send_lag_s else np.array([np.nan])
+        return {
+            "speed": self.speed,
+            "latency_p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "latency_p99_ms": float(np.percentile(lat, 99) * 1e3),
+            "latency_max_ms": float(np.max(lat) * 1e3),
+            "late_samples": self.late,
+            "lost_samples": self.lost,
+            "send_lag_p99_ms": float(np.percentile(lag, 99) * 1e3),
+        }
+
+
+def _pack_arrays(cells: list[Recording]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if not cells:
+        raise ValueError("replay needs at least one recording")
+    n, m = len(cells[0]), len(cells)
+    for rec in cells[1:]:
+        if len(rec) != n:
+            raise ValueError(f"pack cells differ in length: {cells[0].meta.name} {n}, {rec.meta.name} {len(rec)}")
+    volts = np.stack([r.voltage_V for r in cells], axis=1)
+    temps = np.stack([r.temp_C for r in cells], axis=1)
+    return n, m, cells[0].dt_s, cells[0].current_A, volts, temps
+
+
+def replay_realtime(
+    bus: can.BusABC,
+    cells: list[Recording],
+    speed: float = 1.0,
+    timeout_s: float = 2.0,
+    log: can.Listener | None = None,
+) -> tuple[ReplayResult, Timing]:
+    """Replay cells in series paced by the recording's own clock, `speed`
+    times faster, without waiting for the target: sample k goes out at
+    time_s[k] / speed after the start whatever the target did with k-1.
+
+    Estimates are matched to their sample by sequence number as they come.
+    A sample whose estimates all arrive is timed (latency from its send to
+    its last estimate); one that completes after the next sample was due is
+    late; one still incomplete `timeout_s` after the last sample was sent is
+    lost (its estimates stay NaN). Interval gaps longer than 10 s of
+    recording time are not waited out at 1x: the pacing skips them.
+    """
+    if not speed > 0:
+        raise ValueError(f"speed must be positive, got {speed}")
+    n, m, dt, current, volts, temps = _pack_arrays(cells)
+    soc = np.full((n, m), np.nan)
+    sigma = np.full((n, m), np.nan)
+    flags = np.zeros((n, m), dtype=np.uint8)
+    d = Delivery()
+    timing = Timing(speed)
+    step = np.nan_to_num(dt, nan=0.0)
+    step[0] = 0.0
+    due = np.cumsum(np.minimum(step, 10.0)) / speed
+    sent_at = np.full(n, np.nan)
+    remaining_cells = np.full(n, m, dtype=np.int64)
+    got = np.zeros((n, m), dtype=bool)
+    in_flight: dict[int, int] = {}  # sequence -> sample index
+    start = time.perf_counter()
+    k = 0
+
+    def receive(until: float) -> str | None:
+        while (left := until - time.perf_counter()) > 0:
+            try:
+                msg = bus.recv(timeout=left)
+            except can.CanError as exc:
+                return f"bus error: {exc} ({exc.__cause__ or 'no cause given'})"
+            if msg is None:
+                return None
+            if log is not None:
+                log(msg)
+            try:
+                frame = cc.decode(msg)
+            except cc.FrameError as exc:
+                d.undecodable += 1
+                d.target_faults.append(f"sample {k}: {exc}")
+                continue
+            if isinstance(frame, cc.TargetStatus):
+                _note_status(d, frame, k)
+                continue
+            j = in_flight.get(frame.sequence) if isinstance(frame, cc.EstCell) else None
+            if j is None or frame.cell_index >= m or got[j, frame.cell_index]:
+                d.unexpected += 1  # not for a sample in flight, or a duplicate
+                continue
+            got[j, frame.cell_index] = True
+            d.estimates_received += 1
+            soc[j, frame.cell_index] = frame.soc
+            sigma[j, frame.cell_index] = frame.soc_sigma
+            flags[j, frame.cell_index] = frame.flags
+            remaining_cells[j] -= 1
+            if remaining_cells[j] == 0:
+                now = time.perf_counter()
+                timing.latency_s.append(now - sent_at[j])
+                d.round_trip_s.append(now - sent_at[j])
+                if j + 1 < n and now - start > due[j + 1]:
+                    timing.late += 1
+                del in_flight[frame.sequence]
+        return None
+
+    for k in range(n):
+        fault = receive(start + due[k])
+        if fault is not None:
+            d.fault = f"{fault} before sample {k}"
+            return ReplayResult(soc, sigma, flags, d, k), timing
+        seq = k % cc.SEQUENCE_MODULUS
+        if seq in in_flight:  # 65536 samples behind: that one is lost
+            in_flight.pop(seq)
+        now = time.perf_counter()
+        timing.send_lag_s.append(max(0.0, now - start - due[k]))
+        sent_at[k] = now
+        in_flight[seq] = k
+        try:
+            for msg in measurement_frames(seq, float(dt[k]), float(current[k]), volts[k], temps[k]):
+                _send(bus, msg, log)
+                d.frames_sent += 1
+        except can.CanError as exc:
+            d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
+            return ReplayResult(soc, sigma, flags, d, k), timing
+        d.samples_sent += 1
+    deadline = time.perf_counter() + timeout_s
+    while in_flight and time.perf_counter() < deadline:
+        fault = receive(deadline)
+        if fault is not None:
+            d.fault = f"{fault} after the last sample"
+            break
+        if not in_flight:
+            break
+    timing.lost = int(np.count_nonzero(remaining_cells > 0))  # counted, not a fault of the run
+    return ReplayResult(soc, sigma, flags, d, n), timing

@@ -84,6 +84,8 @@ __all__ = [
     "TargetStatus",
     "Frame",
     "dbc_path",
+    "frame_bits",
+    "bus_load",
     "database",
     "encode_meas_pack",
     "encode_meas_cell",
@@ -230,6 +232,34 @@ class PowerHorizon(enum.IntEnum):
     PEAK_10S = 2
     PEAK_30S = 3
     CONTINUOUS = 4
+
+
+# --- bus load ----------------------------------------------------------------
+
+
+def frame_bits(data_bytes: int = DATA_LENGTH) -> tuple[int, int]:
+    """(bits without stuffing, worst-case bits) of a classic data frame with an 11-bit ID.
+
+    SOF 1, ID 11, RTR 1, IDE 1, r0 1, DLC 4, data 8n, CRC 15: 34 + 8n bits,
+    which the transmitter stuffs (a complemented bit after five equal bits,
+    so at worst one per four bits after the first); then CRC delimiter 1,
+    ACK 2, EOF 7 and the 3-bit intermission before the next frame: 13 bits.
+    """
+    stuffed_region = 34 + 8 * data_bytes
+    plain = stuffed_region + 13
+    return plain, plain + (stuffed_region - 1) // 4
+
+
+def bus_load(n_cells: int, sample_interval_s: float, bitrate: int, frames_per_cell: int = 2,
+             frames_per_sample: int = 2) -> float:
+    """Worst-case share of the bus a replay takes: per sample, `frames_per_cell`
+    frames per cell (MeasCell, EstCell) and `frames_per_sample` more (MeasPack,
+    TargetStatus), all 8-byte frames at their worst-case length, every
+    `sample_interval_s` seconds at `bitrate` bit/s. 1.0 is a full bus."""
+    if sample_interval_s <= 0 or bitrate <= 0:
+        raise ValueError(f"bus load needs a positive interval and bit rate, got {sample_interval_s}, {bitrate}")
+    bits = frame_bits()[1] * (frames_per_cell * n_cells + frames_per_sample)
+    return bits / (sample_interval_s * bitrate)
 
 
 # --- the DBC -----------------------------------------------------------------

@@ -203,9 +203,11 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         cell->restored = 0;
     }
     {
+        uint32_t held = board_irq_hold();
         uint64_t t0 = board_ticks();
         bf_status_t st = bf_soc_ekf_step(&cell->ekf, app->params, app->tuning, app->dt_s, app->current_A, v, t, &out);
         uint64_t ticks = board_ticks() - t0;
+        board_irq_release(held);
         app->step_ticks += ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
         app->steps++;
         flags = out.flags;
@@ -320,8 +322,10 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
     /* What measuring an empty interval costs, subtracted from every step. */
     app->tick_overhead = ~(uint64_t)0;
     for (int i = 0; i < 8; i++) {
+        uint32_t held = board_irq_hold();
         uint64_t t0 = board_ticks();
         uint64_t dt = board_ticks() - t0;
+        board_irq_release(held);
         if (dt < app->tick_overhead) app->tick_overhead = dt;
     }
     if (!app->params_ok) {

@@ -27,6 +27,12 @@ uint32_t board_tick_hz(void);
  * with -icount, where ticks are a fixed multiple of instructions. */
 uint32_t board_ticks_to_instructions(uint64_t ticks);
 
+/* Hold off interrupts (returns what to restore) and let them in again:
+ * the app times each cell step with interrupts held off, so that an
+ * interrupt (a byte arriving) never counts as the estimator's work. */
+uint32_t board_irq_hold(void);
+void board_irq_release(uint32_t held);
+
 /* Sleep until something may have happened (a byte or frame arrived, the
  * tick counter advanced); returns at once if an event is already pending,
  * so that no wake-up is lost between a poll and the sleep. */

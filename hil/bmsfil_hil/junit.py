@@ -1,0 +1,51 @@
+"""A HIL run as JUnit XML: one test case per cell, failed when the run had
+a fault or the cell's estimates strayed from the C core's, with the run's
+numbers as properties, so that CI systems show and trend them."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_difference: float = 1e-4) -> None:
+    """A cell fails when the run had a fault or its estimates differ from
+    the C core run on the same recording by more than `max_soc_difference`
+    (1e-4 is the firmware targets' bar; the float64 reference target needs
+    more)."""
+    suite = ET.Element("testsuite", name=f"bmsfil hil run --target {target}")
+    tests = failures = 0
+    for run in runs:
+        delivery = run["delivery"]
+        assert isinstance(delivery, dict)
+        for cell in run["cells"]:  # type: ignore[attr-defined]
+            tests += 1
+            case = ET.SubElement(suite, "testcase", classname=f"hil.{target}.{run['name']}", name=cell["recording"])
+            props = ET.SubElement(case, "properties")
+            values = {
+                "rmse": cell.get("rmse"), "within_3sigma": cell.get("within_3sigma"),
+                "max_abs_soc_difference_vs_eval": cell.get("max_abs_soc_difference_vs_eval"),
+                "samples_per_second": delivery.get("samples_per_second"),
+                "round_trip_p99_ms": delivery.get("round_trip_p99_ms"),
+            }
+            ipcs = delivery.get("instructions_per_cell_step")
+            if isinstance(ipcs, dict):
+                values["instructions_per_cell_step_mean"] = ipcs["mean"]
+                values["instructions_per_cell_step_max"] = ipcs["max"]
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    ET.SubElement(props, "property", name=key, value=f"{value:.6g}")
+            problems = []
+            if delivery.get("fault"):
+                problems.append(str(delivery["fault"]))
+            delta = cell.get("max_abs_soc_difference_vs_eval")
+            if not (isinstance(delta, float) and delta <= max_soc_difference):
+                problems.append(f"max |dSOC| vs the C core {delta} > {max_soc_difference:g}")
+            if problems:
+                failures += 1
+                ET.SubElement(case, "failure", message="; ".join(problems))
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    tmp = path.with_name(path.name + ".part")
+    ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
+    tmp.replace(path)

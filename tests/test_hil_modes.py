@@ -1,0 +1,123 @@
+"""Packs, bus load, real-time mode, replaying a log and the JUnit report of
+`bmsfil hil run`, on the desktop targets (fast)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from bmsfil import can_contract as cc
+from bmsfil.bundled import bundled_recording
+from bmsfil.cli import main
+from bmsfil.core import SocEstimator
+from bmsfil.pack import Spread, synthetic_pack
+from bmsfil.params import bundled_params
+from bmsfil_hil.logreplay import LogError, read_log
+from bmsfil_hil.replay import as_carried, open_log, replay_lockstep, replay_realtime
+from bmsfil_hil.targets import make_target
+
+PARAMS = bundled_params()
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return bundled_recording().slice(0, 400)
+
+
+def test_synthetic_pack_is_labelled_bounded_and_reproducible(rec):
+    cells = synthetic_pack(rec, 12, PARAMS, Spread(capacity=0.05, resistance=0.2, soc=0.03), seed=7)
+    again = synthetic_pack(rec, 12, PARAMS, Spread(capacity=0.05, resistance=0.2, soc=0.03), seed=7)
+    assert np.array_equal(cells[0].voltage_V, rec.voltage_V), "cell 0 is the recorded cell"
+    for c, d in zip(cells, again):
+        assert np.array_equal(c.voltage_V, d.voltage_V)
+        assert "synthetic" in c.meta.extra and c.meta.name.startswith(rec.meta.name + "#cell")
+        z = c.reference_soc()
+        assert z.min() >= 0.0 and z.max() <= 1.0
+        assert abs(c.meta.reference_capacity_Ah / rec.meta.reference_capacity_Ah - 1) <= 0.05
+        assert np.array_equal(c.current_A, rec.current_A), "cells in series carry one current"
+    assert len({round(float(c.voltage_V[200]), 6) for c in cells}) == 12, "the cells differ"
+    with pytest.raises(ValueError, match="resistance"):
+        Spread.parse("resistance=0.9")
+    with pytest.raises(ValueError, match="expected"):
+        Spread.parse("mass=1")
+
+
+def test_bus_load_arithmetic():
+    assert cc.frame_bits() == (111, 135)
+    # 96 cells every 0.1 s: 194 frames of at most 135 bits, at 500 kbit/s.
+    assert cc.bus_load(96, 0.1, 500_000) == pytest.approx(194 * 135 / 50_000)
+    with pytest.raises(ValueError):
+        cc.bus_load(1, 0.0, 500_000)
+
+
+def test_overfull_bus_is_refused_in_real_time(tmp_path, capsys):
+    # 200 cells every 0.1 s at 2x: 402 frames of 135 bits per 50 ms, more than 1 Mbit/s.
+    status = main(["hil", "run", "--samples", "20", "--cells", "200", "--mode", "realtime", "--speed", "2",
+                   "--out-dir", str(tmp_path)])
+    assert status == 2
+    assert "refused" in capsys.readouterr().out
+
+
+def test_realtime_mode_reports_latency_and_matches_lockstep(rec):
+    target = make_target("host", PARAMS)
+    bus = target.start()
+    try:
+        result, timing = replay_realtime(bus, [rec], speed=50.0, timeout_s=2.0)
+    finally:
+        target.stop()
+    s = timing.summary()
+    assert result.delivery.fault is None and timing.lost == 0
+    assert len(timing.latency_s) == len(rec)
+    assert 0 < s["latency_p50_ms"] <= s["latency_p99_ms"] <= s["latency_max_ms"]
+    # Paced or not, the estimates are the estimator's.
+    assert np.max(np.abs(result.soc[:, 0] - SocEstimator(PARAMS).run(as_carried(rec)).soc)) <= 1e-6
+
+
+def test_a_logged_run_replays_to_the_same_estimates(rec, tmp_path):
+    cells = synthetic_pack(rec, 3, PARAMS)
+    log_path = tmp_path / "run.blf"
+    log = open_log(log_path)
+    target = make_target("host", PARAMS)
+    bus = target.start()
+    try:
+        first = replay_lockstep(bus, cells, log=log)
+    finally:
+        target.stop()
+        log.stop()
+    logged = read_log(log_path)
+    assert len(logged.cells) == 3 and len(logged.cells[0]) == len(rec)
+    assert np.array_equal(logged.logged_soc, first.soc)
+    target = make_target("host", PARAMS)
+    bus = target.start()
+    try:
+        again = replay_lockstep(bus, logged.cells)
+    finally:
+        target.stop()
+    assert np.array_equal(again.soc, first.soc), "the log's measurements give the same estimates"
+    with pytest.raises(LogError, match="no such log"):
+        read_log(tmp_path / "missing.blf")
+    empty = tmp_path / "empty.asc"
+    empty.write_text("date Sun Nov 22 08:00:00.000 am 2026\nbase hex  timestamps absolute\n")
+    with pytest.raises(LogError, match="no MeasPack"):
+        read_log(empty)
+
+
+def test_cli_pack_log_junit_and_from_log(tmp_path):
+    log_path, js, xml = tmp_path / "pack.asc", tmp_path / "pack.json", tmp_path / "pack.xml"
+    assert main(["hil", "run", "--samples", "120", "--cells", "4", "--log", str(log_path), "--json", str(js),
+                 "--junit", str(xml), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
+    doc = json.loads(js.read_text())["recordings"][0]
+    assert len(doc["cells"]) == 4 and doc["bus_load"] == pytest.approx(cc.bus_load(4, 0.1, 500_000), rel=0.05)
+    suite = ET.parse(xml).getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+    names = {p.get("name") for p in suite.iter("property")}
+    assert {"rmse", "within_3sigma", "max_abs_soc_difference_vs_eval", "round_trip_p99_ms"} <= names
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.csv")) == [
+        f"551_US06_25degC#cell00{i}.csv" for i in range(4)]
+    again = tmp_path / "again.json"
+    assert main(["hil", "run", "--from-log", str(log_path), "--json", str(again),
+                 "--out-dir", str(tmp_path / "out2")]) == 0
+    assert json.loads(again.read_text())["recordings"][0]["max_abs_soc_difference_vs_log"] == 0.0
