@@ -13,9 +13,12 @@ from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
 from bmsfil.core import SocEstimator
+from bmsfil.importers import import_file
 from bmsfil.params import bundled_params
 from bmsfil_hil.replay import as_carried, open_log, replay_lockstep
 from bmsfil_hil.targets import make_target
+
+from shared_data import lg_drive_cycles, needs_data
 
 SLICE = 3000
 
@@ -123,3 +126,21 @@ def test_hil_run_command(tmp_path: Path, rec, capsys):
     assert code == 0
     assert (tmp_path / "o" / f"{rec.meta.name}.csv").exists()
     assert "HIL lock-step replay" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@needs_data
+@pytest.mark.parametrize("path", lg_drive_cycles(), ids=lambda p: p.name)
+def test_every_drive_cycle_full_length_through_host(path):
+    """The issue's bar, full length: lock-step through `host` gives the
+    estimates of `bmsfil eval` on the recording as the bus carries it."""
+    full = import_file(path)
+    target = make_target("host", bundled_params())
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [full], timeout_s=5.0)
+    finally:
+        target.stop()
+    assert result.delivery.fault is None and result.samples_done == len(full)
+    direct = SocEstimator(bundled_params()).run(as_carried(full)).soc
+    assert np.max(np.abs(result.soc[:, 0] - direct)) <= 1e-6

@@ -22,6 +22,7 @@ from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, bundled_params
 from bmsfil.recording import Recording, RecordingError
+from bmsfil_hil.busopts import BusOptionError, bus_config
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.junit import write_junit
@@ -79,6 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
     params = ParameterSet.load(args.params) if args.params else bundled_params()
+    try:
+        config = _bus_config(args)
+    except BusOptionError as exc:
+        console.print(f"bmsfil hil run: {exc}")
+        return 2
     logged: LoggedRun | None = None
     if args.from_log:
         try:
@@ -129,7 +135,11 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     log = open_log(args.log) if args.log else None
     try:
         for name, cells in packs:
-            target = make_target(args.target, params, _bus_config(args))
+            try:
+                target = make_target(args.target, params, config)
+            except ValueError as exc:
+                console.print(f"bmsfil hil run: {exc}")
+                return 2
             try:
                 bus = target.start()
             except (FirmwareError, QemuError, BusOpenError) as exc:
@@ -227,26 +237,7 @@ def _safe(name: str) -> str:
 
 
 def _bus_config(args: argparse.Namespace) -> dict[str, object]:
-    config: dict[str, object] = {"interface": args.interface, "channel": args.channel, "bitrate": args.bitrate}
-    for item in args.bus_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"bmsfil hil run: --bus-option {item!r}: expected KEY=VALUE")
-        config[key] = _option_value(value)
-    return config
-
-
-def _option_value(text: str) -> object:
-    """KEY=VALUE values as python-can wants them: numbers and booleans typed."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    return bus_config(args.interface, args.channel, args.bitrate, args.bus_option)
 
 
 def _summary(ev: Evaluation, delivery: dict[str, object], delta: float) -> dict[str, object]:

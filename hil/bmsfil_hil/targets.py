@@ -60,7 +60,9 @@ class EstimatorTarget:
         self.error: BaseException | None = None
 
     def start(self) -> can.BusABC:
-        channel = f"bmsfil-{self.name}-{uuid.uuid4().hex}"
+        # Not ending in a digit: python-can's BLF writer reads trailing digits of a
+        # channel name as a channel number and fails above 65535.
+        channel = f"bmsfil-{self.name}-{uuid.uuid4().hex}-bus"
         self._bus = can.Bus(interface="virtual", channel=channel)
         self._harness_bus = can.Bus(interface="virtual", channel=channel)
         self._stop.clear()

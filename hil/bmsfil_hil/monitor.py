@@ -1,0 +1,382 @@
+"""`bmsfil monitor`: a live terminal view of a pack on a CAN bus or in a log.
+
+Every frame is decoded with the CAN contract (:func:`bmsfil.can_contract.decode`).
+:class:`PackView` keeps the latest state of the pack (per cell: the last
+estimate, health and measurements; for the pack: the current, the target's
+status, frame counts) and gives it as a plain, JSON-ready dict;
+:func:`render` turns that dict into a rich table. Frames that are not in the
+contract or do not decode are counted and the last error shown, never
+raised: a monitor must survive whatever is on the bus.
+
+Sources: a live bus opened with python-can (``--interface``, ``--channel``,
+``--bitrate``, ``--bus-option KEY=VALUE``), or a python-can log (``--log``:
+``.blf``, ``.asc`` or ``.log``) played through the view. ``--once`` prints
+one snapshot instead (a live bus is listened to for ``--window`` seconds
+first) and ``--json`` writes the last snapshot as JSON.
+
+Age and staleness: a cell whose last estimate is older than ``--stale``
+seconds is STALE. On a live bus age is measured on the host's clock from the
+moment a frame arrived; in a log, in the log's own timestamps, relative to
+its latest message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import can
+from can.io.blf import BLFParseError
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from bmsfil import can_contract as cc
+from bmsfil_hil.busopts import bus_config
+
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
+
+#: Seconds between redraws of the live view.
+REFRESH_S = 0.25
+
+# What python-can raises opening a bus it cannot open (a missing interface
+# or driver, a channel that is not there, a bad option).
+_BUS_OPEN_ERRORS = (can.CanError, OSError, ValueError, TypeError, ImportError)
+# What python-can's log readers raise on a log they cannot read: missing or
+# unreadable file, unknown suffix, text that is not text, a corrupt BLF.
+_LOG_READ_ERRORS = (OSError, ValueError, EOFError, BLFParseError, zlib.error, struct.error)
+
+
+@dataclass
+class _Cell:
+    """What the view knows about one cell; nan/None = not seen or not valid."""
+
+    soc: float = math.nan
+    soc_sigma: float = math.nan
+    flags: int = 0
+    sequence: int | None = None
+    estimated_at: float | None = None  # when the last EstCell arrived
+    capacity_Ah: float = math.nan
+    voltage_V: float = math.nan
+    temp_C: float = math.nan
+
+
+class PackView:
+    """The latest state of a pack, from the frames fed to it.
+
+    ``feed`` takes every message seen, in order; ``snapshot`` gives the state
+    as a dict of plain values (``None`` where a value is not valid or not
+    known), ready for :func:`render` or ``json.dumps``.
+    """
+
+    def __init__(self, stale_s: float = 5.0) -> None:
+        if not stale_s > 0:
+            raise ValueError(f"stale_s must be positive, got {stale_s!r}")
+        self.stale_s = stale_s
+        self._cells: dict[int, _Cell] = {}
+        self._pack: cc.MeasPack | None = None
+        self._status: cc.TargetStatus | None = None
+        self._latest: float | None = None
+        self.frames_decoded = 0
+        self.frames_not_in_contract = 0
+        self.frames_undecodable = 0
+        self.last_error: str | None = None
+
+    def feed(self, msg: can.Message, at: float | None = None) -> None:
+        """Take one message; ``at`` is when it arrived (default: its own timestamp).
+
+        A frame that is not in the contract (unknown or extended ID, error
+        frame) or that does not decode (wrong DLC, garbled values) is
+        counted, and its error kept as the last error.
+        """
+        now = msg.timestamp if at is None else at
+        self._latest = now if self._latest is None else max(self._latest, now)
+        try:
+            frame = cc.decode(msg)
+        except cc.FrameError as exc:
+            if exc.frame_name is None:
+                self.frames_not_in_contract += 1
+            else:
+                self.frames_undecodable += 1
+            self.last_error = str(exc)
+            return
+        self.frames_decoded += 1
+        if isinstance(frame, cc.EstCell):
+            cell = self._cell(frame.cell_index)
+            cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
+            cell.sequence, cell.estimated_at = frame.sequence, now
+        elif isinstance(frame, cc.EstCellHealth):
+            self._cell(frame.cell_index).capacity_Ah = frame.capacity_Ah
+        elif isinstance(frame, cc.MeasCell):
+            cell = self._cell(frame.cell_index)
+            cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
+        elif isinstance(frame, cc.MeasPack):
+            self._pack = frame
+        elif isinstance(frame, cc.TargetStatus):
+            self._status = frame
+
+    def _cell(self, index: int) -> _Cell:
+        return self._cells.setdefault(index, _Cell())
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """The state as plain values; ages are taken at ``now`` (default: the latest message's time).
+
+        ``{"stale_after_s", "cells": [...], "pack": {...}}``; SOC and
+        sigma are fractions, a cell without any estimate yet is stale with
+        age ``None``.
+        """
+        now = self._latest if now is None else now
+        cells = []
+        for index in sorted(self._cells):
+            c = self._cells[index]
+            age = None if c.estimated_at is None or now is None else now - c.estimated_at
+            cells.append({
+                "cell_index": index,
+                "soc": _value(c.soc),
+                "soc_sigma": _value(c.soc_sigma),
+                "capacity_Ah": _value(c.capacity_Ah),
+                "voltage_V": _value(c.voltage_V),
+                "temp_C": _value(c.temp_C),
+                "flags": [name for bit, name in cc.EST_CELL_FLAGS.items() if c.flags & bit],
+                "sequence": c.sequence,
+                "age_s": age,
+                "stale": age is None or age > self.stale_s,
+            })
+        socs = [c["soc"] for c in cells if c["soc"] is not None]
+        return {
+            "stale_after_s": self.stale_s,
+            "cells": cells,
+            "pack": {
+                "cells_seen": len(cells),
+                "soc_min": min(socs) if socs else None,
+                "soc_mean": sum(socs) / len(socs) if socs else None,
+                "soc_max": max(socs) if socs else None,
+                "current_A": None if self._pack is None else _value(self._pack.current_A),
+                "sequence": None if self._pack is None else self._pack.sequence,
+                "n_cells": None if self._pack is None else self._pack.n_cells,
+                "target_status": None if self._status is None else _status_dict(self._status),
+                "frames_decoded": self.frames_decoded,
+                "frames_not_in_contract": self.frames_not_in_contract,
+                "frames_undecodable": self.frames_undecodable,
+                "last_error": self.last_error,
+            },
+        }
+
+
+def _value(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _status_dict(s: cc.TargetStatus) -> dict[str, Any]:
+    return {
+        "state": s.state.name.lower(),
+        "fault": s.fault_code.name.lower(),
+        "start": s.start.name.lower(),
+        "last_sequence": s.last_sequence,
+        "instructions_per_cell_step": s.instructions_per_cell_step,
+        "counter": s.counter,
+    }
+
+
+# --- rendering ----------------------------------------------------------------
+
+
+def _fmt(x: float | None, spec: str, scale: float = 1.0) -> str:
+    return "-" if x is None else format(x * scale, spec)
+
+
+def _fmt_int(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
+def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> RenderableType:
+    """A snapshot (:meth:`PackView.snapshot`) as a pack summary and a table of cells."""
+    pack = snapshot["pack"]
+    table = Table(title=title)
+    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "flags", "seq", "age s", ""):
+        table.add_column(col, justify="left" if col in ("flags", "") else "right")
+    for c in snapshot["cells"]:
+        table.add_row(
+            str(c["cell_index"]), _fmt(c["soc"], ".2f", 100), _fmt(c["soc_sigma"], ".2f", 100),
+            _fmt(c["capacity_Ah"], ".3f"), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
+            ",".join(c["flags"]), _fmt_int(c["sequence"]),
+            "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
+            "STALE" if c["stale"] else "",
+            style="red" if c["stale"] else None,
+        )
+    status = pack["target_status"]
+    if status is None:
+        target = "no TargetStatus seen"
+    else:
+        ipcs = status["instructions_per_cell_step"]
+        target = (f"{status['state']}, fault {status['fault']}, start {status['start']}"
+                  + ("" if ipcs is None else f", {ipcs} instr/cell step"))
+    lines = [
+        (f"{pack['cells_seen']} cells seen · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
+         f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
+        (f"pack current {_fmt(pack['current_A'], '.3f')} A (sample {_fmt_int(pack['sequence'])}, "
+         f"{_fmt_int(pack['n_cells'])} cells)"),
+        f"target: {target}",
+        (f"frames: {pack['frames_decoded']} decoded, {pack['frames_not_in_contract']} not in the contract, "
+         f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s"),
+    ]
+    if pack["last_error"]:
+        lines.append(f"last error: {pack['last_error']}")
+    return Group(table, Text("\n".join(lines)))
+
+
+# --- the command --------------------------------------------------------------
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `bmsfil monitor` to the `bmsfil` command (entry point `bmsfil.commands`)."""
+    p = sub.add_parser("monitor", help="live view of a pack on a CAN bus or in a CAN log, decoded with the contract")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan")
+    source.add_argument("--log", type=Path, help="python-can log to play (.blf, .asc or .log)")
+    p.add_argument("--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1")
+    p.add_argument("--bitrate", type=int, help="bit rate of the live bus in bit/s")
+    p.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other python-can bus argument (repeatable); numbers and true/false are typed")
+    p.add_argument("--once", action="store_true",
+                   help="print one snapshot and exit: of the whole log, or of --window seconds of the bus")
+    p.add_argument("--window", type=_positive, default=1.5, metavar="S",
+                   help="with --once on a live bus: seconds to listen before the snapshot (default 1.5)")
+    p.add_argument("--stale", type=_positive, default=5.0, metavar="S",
+                   help="a cell whose last estimate is older than this many seconds is STALE (default 5)")
+    p.add_argument("--speed", type=_positive, metavar="X",
+                   help="play a log at X times its own pace (default: as fast as it reads)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the last snapshot as JSON on exit")
+    p.set_defaults(func=cmd_monitor)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Run `bmsfil monitor`: 0 when done (or stopped with Ctrl-C), 1 on a bus error, 2 on a bad source."""
+    view = PackView(args.stale)
+    if args.log is not None:
+        if args.channel or args.bitrate is not None or args.bus_option:
+            err_console.print("bmsfil monitor: --channel, --bitrate and --bus-option are for a live bus "
+                              "(--interface), not --log", soft_wrap=True)
+            return 2
+        status, now = _monitor_log(args, view), None
+    else:
+        if not args.channel:
+            err_console.print("bmsfil monitor: --interface needs --channel (python-can's, e.g. "
+                              "--interface socketcan --channel can0)", soft_wrap=True)
+            return 2
+        try:
+            config = _bus_config(args)
+        except ValueError as exc:
+            err_console.print(f"bmsfil monitor: {exc}", soft_wrap=True)
+            return 2
+        status, now = _monitor_bus(args, config, view), time.monotonic()
+    if status != 2 and args.json is not None:
+        _write_json(args.json, view.snapshot(now))
+    return status
+
+
+def _bus_config(args: argparse.Namespace) -> dict[str, object]:
+    return bus_config(args.interface, args.channel, args.bitrate, args.bus_option)
+
+
+def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
+    title = f"bmsfil monitor: {args.log}"
+    try:
+        messages = can.LogReader(str(args.log))
+        if args.once:
+            for msg in messages:
+                view.feed(msg)
+        else:
+            with Live(render(view.snapshot(), title), console=console, auto_refresh=False) as live:
+                try:
+                    _play(messages, view, live, title, args.speed)
+                finally:
+                    live.update(render(view.snapshot(), title), refresh=True)
+    except _LOG_READ_ERRORS as exc:
+        err_console.print(f"bmsfil monitor: cannot read CAN log {args.log}: {type(exc).__name__}: {exc}",
+                          soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    if args.once:
+        console.print(render(view.snapshot(), title))
+    return 0
+
+
+def _play(messages: Iterable[can.Message], view: PackView, live: Live, title: str, speed: float | None) -> None:
+    """Feed a log to the view, redrawing every REFRESH_S; paced by its timestamps at ``speed``, if given."""
+    start: tuple[float, float] | None = None  # (log time, wall time) of the first message
+    next_draw = time.monotonic()
+    for msg in messages:
+        if speed is not None:
+            if start is None:
+                start = (msg.timestamp, time.monotonic())
+            delay = start[1] + (msg.timestamp - start[0]) / speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        view.feed(msg)
+        if time.monotonic() >= next_draw:
+            live.update(render(view.snapshot(), title), refresh=True)
+            next_draw = time.monotonic() + REFRESH_S
+
+
+def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: PackView) -> int:
+    shown = ", ".join(f"{k}={v!r}" for k, v in config.items())
+    try:
+        bus = can.Bus(**config)  # type: ignore[arg-type]
+    except _BUS_OPEN_ERRORS as exc:
+        err_console.print(f"bmsfil monitor: could not open the CAN bus ({shown}): {exc}", soft_wrap=True)
+        return 2
+    title = f"bmsfil monitor: {args.interface} {args.channel}"
+    try:
+        if args.once:
+            deadline = time.monotonic() + args.window
+            while (remaining := deadline - time.monotonic()) > 0:
+                msg = bus.recv(timeout=remaining)
+                if msg is not None:
+                    view.feed(msg, at=time.monotonic())
+            console.print(render(view.snapshot(time.monotonic()), title))
+        else:
+            with Live(render(view.snapshot(time.monotonic()), title), console=console, auto_refresh=False) as live:
+                next_draw = time.monotonic()
+                while True:
+                    msg = bus.recv(timeout=max(0.0, next_draw - time.monotonic()))
+                    if msg is not None:
+                        view.feed(msg, at=time.monotonic())
+                    if time.monotonic() >= next_draw:
+                        live.update(render(view.snapshot(time.monotonic()), title), refresh=True)
+                        next_draw = time.monotonic() + REFRESH_S
+    except KeyboardInterrupt:
+        return 0
+    except can.CanError as exc:
+        err_console.print(f"bmsfil monitor: bus error on {shown}: {exc}", soft_wrap=True)
+        return 1
+    finally:
+        bus.shutdown()
+    return 0
+
+
+def _write_json(path: Path, snapshot: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(snapshot, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,160 @@
+"""`bmsfil monitor`: the pack view a log or a bus is decoded into."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import can
+import pytest
+from rich.console import Console
+
+from bmsfil import can_contract as cc
+from bmsfil.bundled import bundled_recording
+from bmsfil.cli import main
+from bmsfil.params import bundled_params
+from bmsfil_hil.monitor import PackView, render
+from bmsfil_hil.replay import open_log, replay_lockstep
+from bmsfil_hil.targets import make_target
+
+
+def _at(msg: can.Message, t: float) -> can.Message:
+    msg.timestamp = t
+    return msg
+
+
+def _garble(message: can.Message, **raw_changes: int) -> can.Message:
+    """The frame with some raw signal values replaced (bypassing range checks)."""
+    msg = cc.database().get_message_by_frame_id(message.arbitration_id)
+    raw = msg.decode(bytes(message.data), decode_choices=False, scaling=False)
+    raw.update(raw_changes)
+    return can.Message(arbitration_id=message.arbitration_id, is_extended_id=False,
+                       data=msg.encode(raw, scaling=False, strict=False))
+
+
+def test_log_of_a_three_cell_replay_shows_the_last_estimates(tmp_path, capsys):
+    rec = bundled_recording().slice(0, 50)
+    log_path = tmp_path / "run.blf"
+    target = make_target("host", bundled_params())
+    bus = target.start()
+    log = open_log(log_path)
+    try:
+        result = replay_lockstep(bus, [rec, rec, rec], log=log)
+    finally:
+        target.stop()
+        log.stop()
+    assert result.delivery.fault is None and result.samples_done == 50
+
+    out = tmp_path / "out.json"
+    assert main(["monitor", "--log", str(log_path), "--once", "--json", str(out)]) == 0
+    snap = json.loads(out.read_text())
+    cells = snap["cells"]
+    assert [c["cell_index"] for c in cells] == [0, 1, 2]
+    for c in cells:
+        assert c["soc"] == pytest.approx(result.soc[-1, c["cell_index"]], abs=1e-6)
+        assert c["soc_sigma"] == pytest.approx(result.soc_sigma[-1, c["cell_index"]], abs=2e-4)
+        assert c["sequence"] == 49 and not c["stale"]
+        assert c["voltage_V"] == pytest.approx(rec.voltage_V[-1], abs=1e-5)
+        assert c["temp_C"] == pytest.approx(rec.temp_C[-1], abs=0.01)
+    pack = snap["pack"]
+    assert pack["cells_seen"] == 3 and pack["n_cells"] == 3 and pack["sequence"] == 49
+    assert pack["current_A"] == pytest.approx(rec.current_A[-1], abs=1e-3)
+    # 50 samples of MeasPack + 3 MeasCell + 3 EstCell.
+    assert pack["frames_decoded"] == 50 * 7
+    assert pack["frames_not_in_contract"] == pack["frames_undecodable"] == 0
+    assert pack["last_error"] is None
+    printed = capsys.readouterr().out
+    assert "3 cells seen" in printed and "STALE" not in printed
+    assert "\x1b[" not in printed  # not a terminal: plain text
+
+
+def test_garbage_frames_are_counted_not_raised():
+    view = PackView()
+    good = cc.encode_est_cell(7, 0, 0.5, 0.01)
+    garbage = [
+        can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes(8)),  # unknown ID
+        can.Message(arbitration_id=cc.FrameId.EST_CELL, is_extended_id=True, data=bytes(8)),  # extended
+        can.Message(arbitration_id=cc.FrameId.MEAS_PACK, is_extended_id=False, data=bytes(3)),  # wrong DLC
+        _garble(cc.encode_est_cell(1, 0, math.nan, math.nan), soc_sigma=5),  # soc_valid 0, sigma not 0
+    ]
+    for t, msg in enumerate([good, *garbage]):
+        view.feed(_at(msg, float(t)))
+    pack = view.snapshot()["pack"]
+    assert pack["frames_decoded"] == 1
+    assert pack["frames_not_in_contract"] == 2
+    assert pack["frames_undecodable"] == 2
+    assert "0x200 (EstCell)" in pack["last_error"] and "soc_sigma" in pack["last_error"]
+    # The garbled EstCell did not overwrite the good estimate.
+    (cell,) = view.snapshot()["cells"]
+    assert cell["soc"] == 0.5 and cell["sequence"] == 7
+    text = _text(view)
+    assert "2 not in the contract, 2 undecodable" in text and "last error: frame 0x200" in text
+
+
+def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
+    view = PackView(stale_s=5.0)
+    view.feed(_at(cc.encode_est_cell(1, 0, 0.40, 0.01), 100.0))
+    view.feed(_at(cc.encode_est_cell(1, 1, 0.60, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 100.0))
+    view.feed(_at(cc.encode_est_cell_health(1, 1, capacity_Ah=2.9), 100.0))
+    view.feed(_at(cc.encode_meas_cell(2, 2, 3.7, 25.0), 103.0))  # a cell without any estimate yet
+    view.feed(_at(cc.encode_est_cell(9, 1, 0.61, 0.01), 104.0))
+    view.feed(_at(cc.encode_target_status(3, cc.TargetState.RUNNING, 9, instructions_per_cell_step=1392), 105.5))
+    snap = view.snapshot()
+    c0, c1, c2 = snap["cells"]
+    assert c0["age_s"] == pytest.approx(5.5) and c0["stale"]
+    assert c1["age_s"] == pytest.approx(1.5) and not c1["stale"]
+    assert c1["capacity_Ah"] == pytest.approx(2.9) and c1["flags"] == [] and c1["sequence"] == 9
+    assert c2["age_s"] is None and c2["stale"] and c2["soc"] is None and c2["voltage_V"] == pytest.approx(3.7)
+    assert snap["pack"]["soc_min"] == pytest.approx(0.40) and snap["pack"]["soc_max"] == pytest.approx(0.61)
+    assert snap["pack"]["target_status"] == {
+        "state": "running", "fault": "none", "start": "power_on", "last_sequence": 9,
+        "instructions_per_cell_step": 1392, "counter": 3,
+    }
+    # Ages may also be taken at another time (a live bus uses the host's clock).
+    assert not view.snapshot(now=104.5)["cells"][0]["stale"]
+    rows = {line.split("│")[1].strip(): line for line in _text(view).splitlines() if line.count("│") > 2}
+    assert "STALE" in rows["0"] and "STALE" not in rows["1"] and "no estimate" in rows["2"]
+    view.feed(_at(cc.encode_est_cell(10, 0, 0.41, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 106.0))
+    assert view.snapshot()["cells"][0]["flags"] == ["temp_invalid", "gated"]
+
+
+def test_missing_log_is_exit_2_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "no-such-run.blf"
+    assert main(["monitor", "--log", str(missing), "--once"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "cannot read CAN log" in err
+
+
+def test_unopenable_bus_is_exit_2_with_one_line(capsys):
+    assert main(["monitor", "--interface", "no-such-interface", "--channel", "can0", "--once"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bmsfil monitor: could not open the CAN bus") and "\n" not in err
+
+
+def test_once_on_a_live_bus_collects_for_the_window(tmp_path):
+    channel = "bmsfil-test-monitor"
+    sender = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    out = tmp_path / "live.json"
+
+    def send_soon():
+        for k in range(5):
+            sender.send(cc.encode_est_cell(k, 0, 0.3, 0.02))
+
+    timer = threading.Timer(0.2, send_soon)
+    timer.start()
+    try:
+        assert main(["monitor", "--interface", "virtual", "--channel", channel, "--once",
+                     "--window", "0.6", "--json", str(out)]) == 0
+    finally:
+        timer.join()
+        sender.shutdown()
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["soc"] == pytest.approx(0.3) and cell["sequence"] == 4 and not cell["stale"]
+
+
+def _text(view: PackView) -> str:
+    console = Console(width=140, color_system=None)
+    with console.capture() as capture:
+        console.print(render(view.snapshot()))
+    return capture.get()
