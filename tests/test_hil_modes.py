@@ -121,3 +121,16 @@ def test_cli_pack_log_junit_and_from_log(tmp_path):
     assert main(["hil", "run", "--from-log", str(log_path), "--json", str(again),
                  "--out-dir", str(tmp_path / "out2")]) == 0
     assert json.loads(again.read_text())["recordings"][0]["max_abs_soc_difference_vs_log"] == 0.0
+
+
+def test_96_cell_pack_end_to_end_and_the_monitor_shows_it(tmp_path):
+    log_path, js, snap = tmp_path / "pack96.blf", tmp_path / "run.json", tmp_path / "snap.json"
+    assert main(["hil", "run", "--samples", "30", "--cells", "96", "--log", str(log_path), "--json", str(js),
+                 "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
+    run = json.loads(js.read_text())["recordings"][0]
+    assert len(run["cells"]) == 96 and run["delivery"]["estimates_received"] == 30 * 96
+    assert main(["monitor", "--log", str(log_path), "--once", "--json", str(snap)]) == 0
+    view = json.loads(snap.read_text())
+    cells = view["cells"]
+    assert len(cells) == 96
+    assert all(not c["stale"] for c in cells)
