@@ -348,15 +348,3 @@ void board_reset(void)
     for (;;) {
     }
 }
-
-uint32_t board_irq_hold(void)
-{
-    uint32_t primask;
-    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask)::"memory");
-    return primask;
-}
-
-void board_irq_release(uint32_t held)
-{
-    __asm volatile("msr primask, %0" ::"r"(held) : "memory");
-}

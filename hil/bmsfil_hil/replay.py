@@ -96,6 +96,38 @@ def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
         d.counted_sequence = frame.last_sequence
 
 
+def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.Frame | None:
+    """Log a received message and decode it; a TargetStatus is noted, an
+    undecodable frame counted (None). k: the sample in flight."""
+    if log is not None:
+        log(msg)
+    try:
+        frame = cc.decode(msg)
+    except cc.FrameError as exc:
+        d.undecodable += 1
+        d.target_faults.append(f"sample {k}: {exc}")
+        return None
+    if isinstance(frame, cc.TargetStatus):
+        _note_status(d, frame, k)
+    return frame
+
+
+def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.EstCell | None:
+    """The message if it is an estimate; anything else but a status counts as unexpected."""
+    frame = _received(msg, d, k, log)
+    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus)):
+        d.unexpected += 1
+    return frame if isinstance(frame, cc.EstCell) else None
+
+
+def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
+    """The message if it is a TargetStatus; anything else decodable counts as unexpected."""
+    frame = _received(msg, d, k, log)
+    if frame is not None and not isinstance(frame, cc.TargetStatus):
+        d.unexpected += 1
+    return frame if isinstance(frame, cc.TargetStatus) else None
+
+
 def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
     msg.timestamp = time.time()
     msg.is_rx = False
@@ -116,15 +148,7 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
         # heartbeat) must not pass for its restart.
         drain_until = time.perf_counter() + timeout_s
         while time.perf_counter() < drain_until and (msg := bus.recv(timeout=0.05)) is not None:
-            if log is not None:
-                log(msg)
-            try:
-                frame = cc.decode(msg)
-            except cc.FrameError:
-                d.undecodable += 1
-                continue
-            if isinstance(frame, cc.TargetStatus):
-                _note_status(d, frame, k)
+            _status_frame(msg, d, k, log)
         _send(bus, cc.encode_host_command(command), log)
     except can.CanError as exc:
         return f"bus error sending {command.name.lower()} {when}: {exc} ({exc.__cause__})"
@@ -136,22 +160,11 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
             return f"bus error after {command.name.lower()} {when}: {exc} ({exc.__cause__})"
         if msg is None:
             break
-        if log is not None:
-            log(msg)
-        try:
-            frame = cc.decode(msg)
-        except cc.FrameError as exc:
-            d.undecodable += 1
-            d.target_faults.append(f"{when}: {exc}")
-            continue
-        if isinstance(frame, cc.TargetStatus):
-            _note_status(d, frame, k)
-            # A restarted target's first status: counter 0, not running yet.
-            if frame.state != cc.TargetState.RUNNING and frame.counter == 0:
-                d.target_starts.append(f"{when}: {command.name.lower()} -> {frame.start.name.lower()}")
-                return None
-        else:
-            d.unexpected += 1
+        frame = _status_frame(msg, d, k, log)
+        # A restarted target's first status: counter 0, not running yet.
+        if frame is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
+            d.target_starts.append(f"{when}: {command.name.lower()} -> {frame.start.name.lower()}")
+            return None
     return f"target did not come back within {timeout_s:g} s of {command.name.lower()} {when}"
 
 
@@ -207,18 +220,10 @@ def replay_lockstep(
                     f"no estimate for cell(s) {sorted(pending)[:8]}"
                 )
                 return ReplayResult(soc, sigma, flags, d, k)
-            if log is not None:
-                log(msg)
-            try:
-                frame = cc.decode(msg)
-            except cc.FrameError as exc:
-                d.undecodable += 1
-                d.target_faults.append(f"sample {k}: {exc}")
+            frame = _estimate_frame(msg, d, k, log)
+            if frame is None:
                 continue
-            if isinstance(frame, cc.TargetStatus):
-                _note_status(d, frame, k)
-                continue
-            if not isinstance(frame, cc.EstCell) or frame.sequence != seq or frame.cell_index not in pending:
+            if frame.sequence != seq or frame.cell_index not in pending:
                 d.unexpected += 1
                 continue
             pending.discard(frame.cell_index)
@@ -251,19 +256,8 @@ def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: flo
             return
         if msg is None:
             return
-        if log is not None:
-            log(msg)
-        try:
-            frame = cc.decode(msg)
-        except cc.FrameError as exc:
-            d.undecodable += 1
-            d.target_faults.append(f"sample {k}: {exc}")
-            continue
-        if not isinstance(frame, cc.TargetStatus):
-            d.unexpected += 1
-            continue
-        _note_status(d, frame, k)
-        if frame.last_sequence == seq:
+        frame = _status_frame(msg, d, k, log)
+        if frame is not None and frame.last_sequence == seq:
             return
 
 
@@ -371,18 +365,10 @@ def replay_realtime(
                 return f"bus error: {exc} ({exc.__cause__ or 'no cause given'})"
             if msg is None:
                 return None
-            if log is not None:
-                log(msg)
-            try:
-                frame = cc.decode(msg)
-            except cc.FrameError as exc:
-                d.undecodable += 1
-                d.target_faults.append(f"sample {k}: {exc}")
+            frame = _estimate_frame(msg, d, k, log)
+            if frame is None:
                 continue
-            if isinstance(frame, cc.TargetStatus):
-                _note_status(d, frame, k)
-                continue
-            j = in_flight.get(frame.sequence) if isinstance(frame, cc.EstCell) else None
+            j = in_flight.get(frame.sequence)
             if j is None or frame.cell_index >= m or got[j, frame.cell_index]:
                 d.unexpected += 1  # not for a sample in flight, or a duplicate
                 continue
