@@ -7,15 +7,15 @@ only ever sees the bus that `Target.start()` returns, so an emulated board
 the replay and the scoring do not change.
 
 Here: `host` (the C core through cffi) and `reference` (the float64 model),
-each serving a python-can `virtual` bus from its own thread, as a board
-would serve its CAN controller.
+each answering on an in-process bus (`InlineBus`); `qemu` (qemu.py); and
+`board`, any python-can bus to a target already running.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-import threading
-import uuid
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -42,8 +42,45 @@ class Estimator(Protocol):
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult: ...
 
 
+class InlineBus(can.BusABC):
+    """A python-can bus whose far end is a function on the caller's thread:
+    every frame sent is handed to `answer` at once, and the frames it
+    returns are what `recv` gives next, in order. Nothing arrives on its
+    own, so a `recv` with nothing queued waits out its timeout and returns
+    None, as a silent bus would. An exception in `answer` is raised from
+    `send` as a `can.CanOperationError`, a bus fault the harness reports."""
+
+    def __init__(self, answer: Callable[[can.Message], list[can.Message]], channel: str = "inline") -> None:
+        self._answer = answer
+        self._queue: collections.deque[can.Message] = collections.deque()
+        super().__init__(channel=channel)
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        try:
+            replies = self._answer(msg)
+        except Exception as exc:  # the target failed: a fault on the bus, not a crash of the run
+            raise can.CanOperationError(f"{self.channel_info}: the target failed on frame "
+                                        f"0x{msg.arbitration_id:03X}: {exc!r}") from exc
+        now = time.time()
+        for reply in replies:
+            reply.timestamp = now
+            reply.is_rx = True
+        self._queue.extend(replies)
+
+    def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
+        if self._queue:
+            return self._queue.popleft(), False
+        if timeout:
+            time.sleep(timeout)
+        return None, False
+
+
 class EstimatorTarget:
-    """An estimator per cell behind a virtual bus, served from a thread.
+    """An estimator per cell answering the contract in process, on an
+    `InlineBus`: the harness's send of a MeasCell steps that cell, on the
+    harness's thread, and its EstCell is the next frame received. The
+    frames are the same as on any bus; no thread hand-off, so a lock-step
+    replay runs at the speed of the encode, the step and the decode.
 
     Each cell starts from the OCV of the first sample that carries its
     voltage, as firmware does after a reset. Frames that do not decode are
@@ -53,63 +90,40 @@ class EstimatorTarget:
     def __init__(self, name: str, make_estimator: Callable[[], Estimator]) -> None:
         self.name = name
         self._make = make_estimator
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._bus: can.BusABC | None = None
-        self._harness_bus: can.BusABC | None = None
-        self.error: BaseException | None = None
+        self._bus: InlineBus | None = None
+        self._cells: dict[int, Estimator] = {}
+        self._pack: cc.MeasPack | None = None
+        self._counter = 0
 
     def start(self) -> can.BusABC:
-        # Not ending in a digit: python-can's BLF writer reads trailing digits of a
-        # channel name as a channel number and fails above 65535.
-        channel = f"bmsfil-{self.name}-{uuid.uuid4().hex}-bus"
-        self._bus = can.Bus(interface="virtual", channel=channel)
-        self._harness_bus = can.Bus(interface="virtual", channel=channel)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name=f"bmsfil-target-{self.name}", daemon=True)
-        self._thread.start()
-        return self._harness_bus
+        self._cells, self._pack, self._counter = {}, None, 0
+        self._bus = InlineBus(self._answer, channel=f"bmsfil-{self.name}")
+        return self._bus
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
-        for bus in (self._bus, self._harness_bus):
-            if bus is not None:
-                bus.shutdown()
-        self._bus = self._harness_bus = None
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.shutdown()
 
-    def _serve(self) -> None:
-        assert self._bus is not None
-        bus = self._bus
-        cells: dict[int, Estimator] = {}
-        pack: cc.MeasPack | None = None
-        counter = 0
+    def _answer(self, msg: can.Message) -> list[can.Message]:
         try:
-            while not self._stop.is_set():
-                msg = bus.recv(timeout=0.05)
-                if msg is None:
-                    continue
-                try:
-                    frame = cc.decode(msg)
-                except cc.FrameError:
-                    counter = (counter + 1) % cc.COUNTER_MODULUS
-                    bus.send(cc.encode_target_status(counter, cc.TargetState.RUNNING, None, cc.FaultCode.FRAME_ERROR, None))
-                    continue
-                if isinstance(frame, cc.MeasPack):
-                    pack = frame
-                elif isinstance(frame, cc.MeasCell) and pack is not None and frame.sequence == pack.sequence:
-                    bus.send(self._estimate(cells, pack, frame))
-        except BaseException as exc:  # reported by the harness as a target fault
-            self.error = exc
+            frame = cc.decode(msg)
+        except cc.FrameError:
+            self._counter = (self._counter + 1) % cc.COUNTER_MODULUS
+            return [cc.encode_target_status(self._counter, cc.TargetState.RUNNING, None, cc.FaultCode.FRAME_ERROR,
+                                            None)]
+        if isinstance(frame, cc.MeasPack):
+            self._pack = frame
+        elif isinstance(frame, cc.MeasCell) and self._pack is not None and frame.sequence == self._pack.sequence:
+            return [self._estimate(self._pack, frame)]
+        return []
 
-    def _estimate(self, cells: dict[int, Estimator], pack: cc.MeasPack, cell: cc.MeasCell) -> can.Message:
-        est = cells.get(cell.cell_index)
+    def _estimate(self, pack: cc.MeasPack, cell: cc.MeasCell) -> can.Message:
+        est = self._cells.get(cell.cell_index)
         if est is None:
             if not cell.voltage_valid:
                 return cc.encode_est_cell(pack.sequence, cell.cell_index, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID)
-            est = cells[cell.cell_index] = self._make()
+            est = self._cells[cell.cell_index] = self._make()
             est.init_ocv(cell.voltage_V, cell.temp_C if cell.temp_valid else 25.0)
         r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
         return cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)

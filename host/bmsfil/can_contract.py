@@ -479,7 +479,8 @@ def _range_text(sig: Signal) -> str:
 def _physical(msg: DbcMessage, name: str, value: object, *, saturate: bool = False) -> float | None:
     """A finite value checked against its signal's range; None for nan (= not valid)."""
     sig = _signal(msg, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    # type() first: the ABC check is slow and the replay calls this per signal per frame.
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{_where(msg, sig)}: expected a number, got {value!r}")
     x = float(value)
     if math.isnan(x):
@@ -499,7 +500,7 @@ def _physical(msg: DbcMessage, name: str, value: object, *, saturate: bool = Fal
 
 def _integer(msg: DbcMessage, name: str, value: object, *, modulus: int | None = None) -> int:
     sig = _signal(msg, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise TypeError(f"{_where(msg, sig)}: expected an int, got {value!r}")
     n = int(value)
     if modulus is not None:
@@ -538,11 +539,16 @@ class _Layout:
 
     def __init__(self, msg: DbcMessage) -> None:
         self.signals = []
+        #: name -> (lowest, highest accepted decoded value, decimals to round to)
+        self.checks: dict[str, tuple[float, float, int]] = {}
         for sig in msg.signals:
             if sig.byte_order != "little_endian":
                 raise RuntimeError(f"{msg.name}.{sig.name}: the contract is Intel byte order only")
             integral = float(sig.scale).is_integer() and float(sig.offset).is_integer()
             self.signals.append((sig.name, sig.start, sig.length, sig.is_signed, sig.scale, sig.offset, integral))
+            tol = 1e-9 * float(sig.scale)
+            self.checks[sig.name] = (sig.minimum - tol, sig.maximum + tol,
+                                     max(_decimals(sig.scale), _decimals(sig.offset)))
 
     def encode(self, values: dict[str, object]) -> bytes:
         word = 0
@@ -781,20 +787,21 @@ class _Fields:
 
     def __init__(self, fid: int, msg: DbcMessage, values: dict) -> None:
         self.fid, self.msg, self.values = fid, msg, values
+        self.checks = _layout(fid).checks
 
     def error(self, field: str, problem: str) -> FrameError:
         return FrameError(self.fid, self.msg.name, problem, field)
 
     def number(self, name: str) -> float:
-        sig = _signal(self.msg, name)
+        lo, hi, digits = self.checks[name]
         x = self.values[name]
-        tol = 1e-9 * float(sig.scale)
-        if not (sig.minimum - tol <= x <= sig.maximum + tol):
+        if not (lo <= x <= hi):
+            sig = _signal(self.msg, name)
             raise self.error(name, f"{x!r} is outside its range {_range_text(sig)} (garbled frame?)")
-        if isinstance(x, float):
+        if type(x) is float:
             # raw * scale + offset in binary: 0.40940000000000004 for 2047 * 2e-4. Rounding
             # to the scale's decimals gives the double nearest the decimal code value.
-            x = round(x, max(_decimals(sig.scale), _decimals(sig.offset)))
+            x = round(x, digits)
         return x
 
     def integer(self, name: str) -> int:
