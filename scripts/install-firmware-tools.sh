@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Install what the firmware build and the emulated targets need, from
-# Debian's packages: the Arm embedded toolchain with newlib, and QEMU's Arm
-# system emulator. Does nothing when they are already there.
+# Install what the firmware build, the emulated targets and the fuzz targets
+# need, from Debian's packages: the Arm embedded toolchain with newlib, QEMU's
+# Arm system emulator, clang with libFuzzer. Does nothing when they are
+# already there.
 set -euo pipefail
 need=()
 command -v arm-none-eabi-gcc >/dev/null 2>&1 || need+=(gcc-arm-none-eabi)
 dpkg -s libnewlib-arm-none-eabi >/dev/null 2>&1 || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null 2>&1 || need+=(qemu-system-arm)
+# The fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes.
+command -v clang >/dev/null 2>&1 || need+=(clang)
+dpkg -s libclang-rt-14-dev >/dev/null 2>&1 || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
