@@ -25,7 +25,8 @@ from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.qemu import QemuError
-from bmsfil_hil.junit import write_junit
+from bmsfil_hil.faults import run_matrix
+from bmsfil_hil.junit import write_fault_junit, write_junit
 from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
 from bmsfil_hil.replay import open_log, replay_lockstep, replay_realtime
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
@@ -76,6 +77,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="after sample K, simulate a power loss: the saved state is scrambled and the "
                         "target must start fresh (repeatable; firmware targets)")
     p.set_defaults(func=cmd_hil_run)
+
+    f = hsub.add_parser("faults", help="run the fault matrix (bus and sensor faults) on a target")
+    f.add_argument("input", nargs="?", type=Path, metavar="RECORDING", help="default: the bundled one")
+    f.add_argument("--target", choices=[t for t in TARGETS if t != "board"], default="host")
+    f.add_argument("--params", type=Path)
+    f.add_argument("--samples", type=int, default=1200, help="replay the first N samples (0: all)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", type=Path)
+    f.add_argument("--junit", type=Path)
+    f.set_defaults(func=cmd_hil_faults)
 
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
@@ -206,6 +217,45 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     console.print(f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/"
                   + (f"; CAN log {args.log}" if args.log else ""))
     return status
+
+
+def cmd_hil_faults(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    rec = load_any(args.input) if args.input else bundled_recording()
+    if args.samples > 0:
+        rec = rec.slice(0, min(len(rec), args.samples))
+    try:
+        baseline, outcomes = run_matrix(args.target, rec, params, seed=args.seed,
+                                        progress=lambda name: console.print(f"fault {name} ..."))
+    except (FirmwareError, QemuError) as exc:
+        console.print(f"bmsfil hil faults: target {args.target} did not start: {exc}")
+        return 2
+    w0, w1 = baseline["window_s"]  # type: ignore[misc]
+    table = Table(title=f"Fault matrix, target {args.target}, {rec.meta.name}, {len(rec)} samples, "
+                        f"faults from {w0:.0f} s to {w1:.0f} s; clean RMSE {_pct(baseline['rmse'])} %")  # type: ignore[arg-type]
+    for col in ("fault", "injected", "answered", "flagged in window", "flags", "target faults",
+                "undecodable / unexpected", "RMSE during %", "RMSE after %", "recovered after s", "visible"):
+        table.add_column(col)
+    for o in outcomes:
+        s = o.summary()
+        injected = ", ".join(f"{k} {v}" for k, v in o.injected.items() if v) or o.fault.kind
+        table.add_row(o.fault.name, injected, f"{o.answered}/{o.samples}", str(o.flagged_in_window),
+                      " ".join(o.flags_seen) or "-", str(o.target_faults),
+                      f"{s['undecodable_frames']} / {s['unexpected_frames']}", _pct(o.rmse_during),
+                      _pct(o.rmse_after), "never" if o.recovery_s is None else f"{o.recovery_s:.0f}",
+                      "yes" if o.visible else "NO")
+    console.print(table)
+    docs = [o.summary() for o in outcomes]
+    if args.json:
+        args.json.write_text(json.dumps({"target": args.target, "recording": rec.meta.name, "baseline": baseline,
+                                         "faults": docs}, indent=1, default=str) + "\n")
+    if args.junit:
+        write_fault_junit(args.junit, args.target, docs)
+    crashed = [o.fault.name for o in outcomes if o.nan_estimates or o.delivery["fault"]]
+    if crashed:
+        console.print(f"faults that ended a run or gave NaN estimates: {', '.join(crashed)}")
+        return 1
+    return 0
 
 
 def _pct(x: float, digits: int = 2) -> str:

@@ -40,6 +40,7 @@ class Delivery:
     instructions_per_cell_step: list[int] = field(default_factory=list)  # from TargetStatus, where known
     target_starts: list[str] = field(default_factory=list)  # "sample k: start" after each commanded reset
     counted_sequence: int | None = None  # last_sequence of the last instruction count taken
+    samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
     fault: str | None = None   # why the run ended early, if it did
 
     def summary(self) -> dict[str, object]:
@@ -61,6 +62,7 @@ class Delivery:
                 "p99": float(np.percentile(ipcs, 99)), "max": int(ipcs.max()), "samples": int(ipcs.size),
             },
             "target_starts": self.target_starts,
+            "samples_lost": self.samples_lost,
             "fault": self.fault,
         }
 
@@ -174,14 +176,22 @@ def replay_lockstep(
     timeout_s: float = 2.0,
     log: can.Listener | None = None,
     commands: dict[int, cc.HostCommandCode] | None = None,
+    on_timeout: str = "fault",
 ) -> ReplayResult:
     """Replay cells in series (they share the first one's time and current).
+
+    A sample not answered within `timeout_s` ends the run with a fault
+    (`on_timeout="fault"`), or is counted lost and the replay goes on with
+    the next one (`"skip"`: the fault matrix, where frames are lost on
+    purpose).
 
     `commands` maps a sample index k to a HostCommand sent once every
     estimate of sample k has arrived (a warm reset mid-replay, say), or
     before the first sample for k = -1 (a board restarted fresh); the
     replay goes on when the target has restarted.
     """
+    if on_timeout not in ("fault", "skip"):
+        raise ValueError(f"on_timeout must be 'fault' or 'skip', got {on_timeout!r}")
     n, m, dt, current, volts, temps = _pack_arrays(cells)
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
@@ -215,6 +225,9 @@ def replay_lockstep(
                            f"({exc.__cause__ or 'no cause given'})")
                 return ReplayResult(soc, sigma, flags, d, k)
             if msg is None:
+                if on_timeout == "skip":
+                    d.samples_lost += 1
+                    break
                 d.fault = (
                     f"target did not answer sample {k} (sequence {seq}) within {timeout_s:g} s: "
                     f"no estimate for cell(s) {sorted(pending)[:8]}"
@@ -231,7 +244,8 @@ def replay_lockstep(
             soc[k, frame.cell_index] = frame.soc
             sigma[k, frame.cell_index] = frame.soc_sigma
             flags[k, frame.cell_index] = frame.flags
-        d.round_trip_s.append(time.perf_counter() - t0)
+        if not pending:
+            d.round_trip_s.append(time.perf_counter() - t0)
         if commands and k in commands:
             fault = _command(bus, commands[k], k, d, timeout_s, log)
             if fault is not None:
