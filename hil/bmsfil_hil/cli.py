@@ -10,6 +10,7 @@ import math
 import time
 from pathlib import Path
 
+import can
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -23,11 +24,11 @@ from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, bundled_params
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
-from bmsfil_hil.firmware import FirmwareError
-from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.faults import run_matrix
+from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import write_fault_junit, write_junit
 from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
+from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.replay import open_log, replay_lockstep, replay_realtime
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
@@ -77,6 +78,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="after sample K, simulate a power loss: the saved state is scrambled and the "
                         "target must start fresh (repeatable; firmware targets)")
     p.set_defaults(func=cmd_hil_run)
+
+    sc = hsub.add_parser("score", help="score the estimates a HIL log holds (an interrupted run too)")
+    sc.add_argument("log", type=Path, metavar="LOG", help="a python-can log of a run (.blf, .asc, .log)")
+    sc.add_argument("--params", type=Path, help="parameter set the target ran (default: bundled)")
+    sc.add_argument("--recording", type=Path,
+                    help="the recording that was replayed (one cell): score against its reference SOC too")
+    sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
+    sc.add_argument("--json", type=Path)
+    sc.add_argument("--no-plot", action="store_true")
+    sc.set_defaults(func=cmd_hil_score)
 
     f = hsub.add_parser("faults", help="run the fault matrix (bus and sensor faults) on a target")
     f.add_argument("input", nargs="?", type=Path, metavar="RECORDING", help="default: the bundled one")
@@ -133,7 +144,6 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
                 "p99 ms" if args.mode == "lockstep" else "latency p99 ms / late / lost", "instr/cell step", "fault"):
         table.add_column(col)
     docs: list[dict[str, object]] = []
-    status = 0
     commands = {k: cc.HostCommandCode.WARM_RESET for k in args.warm_reset_at}
     if args.target == "board":
         # A board keeps its state between runs; each recording starts it afresh,
@@ -144,6 +154,22 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print("bmsfil hil run: --warm-reset-at/--power-cycle-at and target board need --mode lockstep")
         return 2
     log = open_log(args.log) if args.log else None
+    try:
+        return _run_packs(args, params, config, packs, commands, log, logged, bitrate, speed, table, docs)
+    except KeyboardInterrupt:
+        console.print("bmsfil hil run: interrupted" + (f"; the log {args.log} holds the exchange so far "
+                      f"(`bmsfil hil score {args.log}` scores it)" if args.log else ""))
+        return 130
+    finally:
+        if log is not None:
+            log.stop()
+
+
+def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str, object],
+               packs: list[tuple[str, list[Recording]]], commands: dict[int, cc.HostCommandCode],
+               log: can.Listener | None, logged: LoggedRun | None, bitrate: int, speed: float, table: Table,
+               docs: list[dict[str, object]]) -> int:
+    status = 0
     try:
         for name, cells in packs:
             try:
@@ -211,12 +237,62 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
                 write_junit(args.junit, docs, args.target,
                             max_soc_difference=1e-3 if args.target == "reference" else 1e-4)
     finally:
-        if log is not None:
-            log.stop()
-    console.print(table)
+        console.print(table)
     console.print(f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/"
                   + (f"; CAN log {args.log}" if args.log else ""))
     return status
+
+
+def cmd_hil_score(args: argparse.Namespace) -> int:
+    """Score what a log holds: the logged estimates against the C core run on
+    the logged measurements and, given the replayed recording, against its
+    reference SOC, over the samples the log has (all of them for a run that
+    was cut short)."""
+    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    try:
+        logged = read_log(args.log)
+    except LogError as exc:
+        console.print(f"bmsfil hil score: {exc}")
+        return 2
+    n, m = logged.logged_soc.shape
+    answered = int(np.count_nonzero(~np.isnan(logged.logged_soc).any(axis=1)))
+    doc: dict[str, object] = {"log": str(args.log), "samples": n, "cells": m, "samples_fully_answered": answered,
+                              "undecodable_frames": logged.undecodable, "cells_scored": []}
+    table = Table(title=f"{args.log.name}: {n} samples of {m} cell(s) in the log, {answered} fully answered")
+    for col in ("cell", "estimates", "max |ΔSOC| vs C core", "RMSE %", "in ±3σ %"):
+        table.add_column(col)
+    reference = None
+    if args.recording is not None:
+        if m != 1:
+            console.print(f"bmsfil hil score: --recording scores one cell; the log holds {m}")
+            return 2
+        reference = load_any(args.recording)
+        if len(reference) < n:
+            console.print(f"bmsfil hil score: {args.recording} has {len(reference)} samples, the log {n}")
+            return 2
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for j, rec in enumerate(logged.cells):
+        est = logged.logged_soc[:, j]
+        core = SocEstimator(params).run(rec).soc
+        have = ~np.isnan(est)
+        delta = float(np.max(np.abs(est[have] - core[have]))) if have.any() else math.nan
+        cell_doc: dict[str, object] = {"cell": j, "estimates": int(have.sum()), "max_abs_soc_difference_vs_core": delta}
+        rmse = within = math.nan
+        if reference is not None:
+            original = reference.slice(0, n)
+            trace = SocTrace(est, logged.logged_sigma[:, j], np.zeros(n, dtype=np.uint8))
+            ev = score_trace(original, rec, trace, params)
+            rmse, within = ev.score.rmse, ev.score.within_3sigma
+            write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
+            if not args.no_plot:
+                write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
+            cell_doc.update(ev.summary())
+        doc["cells_scored"].append(cell_doc)  # type: ignore[union-attr]
+        table.add_row(str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}", _pct(rmse), _pct(within, 1))
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    return 0
 
 
 def cmd_hil_faults(args: argparse.Namespace) -> int:

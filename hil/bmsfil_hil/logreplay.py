@@ -34,6 +34,7 @@ class LogError(ValueError):
 class LoggedRun:
     cells: list[Recording]
     logged_soc: np.ndarray  # (samples, cells): EstCell soc found in the log, NaN where none
+    logged_sigma: np.ndarray  # the same for soc_sigma
     undecodable: int        # frames of the log that are not frames of the contract
 
 
@@ -43,7 +44,7 @@ def read_log(path: Path) -> LoggedRun:
         raise LogError(f"{path}: no such log file")
     packs: list[cc.MeasPack] = []
     cells: list[dict[int, cc.MeasCell]] = []
-    estimates: list[dict[int, float]] = []
+    estimates: list[dict[int, tuple[float, float]]] = []
     by_sequence: dict[int, int] = {}
     undecodable = 0
     try:
@@ -64,7 +65,7 @@ def read_log(path: Path) -> LoggedRun:
         elif isinstance(frame, cc.MeasCell) and frame.sequence in by_sequence:
             cells[by_sequence[frame.sequence]][frame.cell_index] = frame
         elif isinstance(frame, cc.EstCell) and frame.sequence in by_sequence:
-            estimates[by_sequence[frame.sequence]][frame.cell_index] = frame.soc
+            estimates[by_sequence[frame.sequence]][frame.cell_index] = (frame.soc, frame.soc_sigma)
     if not packs:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
     n, m = len(packs), max(p.n_cells for p in packs)
@@ -75,13 +76,14 @@ def read_log(path: Path) -> LoggedRun:
     volts = np.full((n, m), np.nan)
     temps = np.full((n, m), np.nan)
     logged = np.full((n, m), np.nan)
+    logged_sigma = np.full((n, m), np.nan)
     for k in range(n):
         for i, c in cells[k].items():
             if i < m:
                 volts[k, i], temps[k, i] = c.voltage_V, c.temp_C
-        for i, soc in estimates[k].items():
+        for i, (soc, sigma) in estimates[k].items():
             if i < m:
-                logged[k, i] = soc
+                logged[k, i], logged_sigma[k, i] = soc, sigma
     stem = path.stem
     recs = [
         Recording(time_s, current, volts[:, i], temps[:, i],
@@ -89,7 +91,7 @@ def read_log(path: Path) -> LoggedRun:
                                 test="rebuilt from a CAN log"))
         for i in range(m)
     ]
-    return LoggedRun(recs, logged, undecodable)
+    return LoggedRun(recs, logged, logged_sigma, undecodable)
 
 
 def recordings_from_log(path: Path) -> list[Recording]:

@@ -29,7 +29,7 @@ import can
 import serial
 
 from bmsfil.params import ParameterSet
-from bmsfil_hil.firmware import INSTALL_HINT, FirmwareError, Image, build
+from bmsfil_hil.firmware import INSTALL_HINT, Image, build
 
 BOARD = "qemu-mps2-an386"
 MACHINE = "mps2-an386"
