@@ -42,6 +42,7 @@ class Delivery:
     target_starts: list[str] = field(default_factory=list)  # "sample k: start" after each commanded reset
     counted_sequence: int | None = None  # last_sequence of the last instruction count taken
     samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
+    sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
 
     def summary(self) -> dict[str, object]:
@@ -64,6 +65,7 @@ class Delivery:
             },
             "target_starts": self.target_starts,
             "samples_lost": self.samples_lost,
+            "values_sent_invalid": self.sent_invalid,
             "fault": self.fault,
         }
 
@@ -193,11 +195,11 @@ def replay_lockstep(
     """
     if on_timeout not in ("fault", "skip"):
         raise ValueError(f"on_timeout must be 'fault' or 'skip', got {on_timeout!r}")
-    n, m, dt, current, volts, temps = _pack_arrays(cells)
+    d = Delivery()
+    n, m, dt, current, volts, temps = _pack_arrays(cells, d)
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
-    d = Delivery()
     if commands and -1 in commands:
         fault = _command(bus, commands[-1], -1, d, timeout_s, log)
         if fault is not None:
@@ -279,12 +281,15 @@ def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: flo
 def as_carried(rec: Recording) -> Recording:
     """The recording as the CAN contract carries it: every sample encoded
     into measurement frames and decoded again, so quantised to the
-    contract's resolution. A replay reproduces `bmsfil eval` of this exactly."""
+    contract's resolution, with values outside its range not valid. A replay
+    reproduces `bmsfil eval` of this exactly, except across an interval the
+    contract cannot carry (over 65.535 s): the target skips that sample, the
+    rebuilt recording has it as a 0 s step."""
     dt, cur, volt, temp = (np.empty(len(rec)) for _ in range(4))
+    _, _, dt_in, cur_in, volt_in, temp_in = _pack_arrays([rec])
     for k in range(len(rec)):
         pack_msg, cell_msg = measurement_frames(
-            k % cc.SEQUENCE_MODULUS, float(rec.dt_s[k]), float(rec.current_A[k]),
-            rec.voltage_V[k : k + 1], rec.temp_C[k : k + 1],
+            k % cc.SEQUENCE_MODULUS, float(dt_in[k]), float(cur_in[k]), volt_in[k], temp_in[k],
         )
         pack, cell = cc.decode(pack_msg), cc.decode(cell_msg)
         assert isinstance(pack, cc.MeasPack) and isinstance(cell, cc.MeasCell)
@@ -356,16 +361,37 @@ class Timing:
         }
 
 
-def _pack_arrays(cells: list[Recording]) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def carriable(values: np.ndarray, frame: str, signal: str) -> tuple[np.ndarray, int]:
+    """`values` with those the contract cannot carry (finite but outside the
+    signal's range: a 1e30 V glitch, a 600 s interval) made not valid (NaN),
+    and how many there were. The contract never clamps a measurement; the
+    replay sends such a value as not valid, as a BMS front end would, and
+    counts it."""
+    sig = cc.database().get_message_by_name(frame).get_signal_by_name(signal)
+    half = 0.5 * float(sig.scale)
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(values) & ((values < sig.minimum - half) | (values > sig.maximum + half))
+    count = int(np.count_nonzero(bad))
+    return (np.where(bad, np.nan, values) if count else values), count
+
+
+def _pack_arrays(cells: list[Recording], d: Delivery | None = None
+                 ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if not cells:
         raise ValueError("replay needs at least one recording")
     n, m = len(cells[0]), len(cells)
     for rec in cells[1:]:
         if len(rec) != n:
             raise ValueError(f"pack cells differ in length: {cells[0].meta.name} {n}, {rec.meta.name} {len(rec)}")
-    volts = np.stack([r.voltage_V for r in cells], axis=1)
-    temps = np.stack([r.temp_C for r in cells], axis=1)
-    return n, m, cells[0].dt_s, cells[0].current_A, volts, temps
+    arrays = {
+        "dt_s": carriable(cells[0].dt_s, "MeasPack", "dt_s"),
+        "current_A": carriable(cells[0].current_A, "MeasPack", "current_A"),
+        "voltage_V": carriable(np.stack([r.voltage_V for r in cells], axis=1), "MeasCell", "voltage_V"),
+        "temp_C": carriable(np.stack([r.temp_C for r in cells], axis=1), "MeasCell", "temp_C"),
+    }
+    if d is not None:
+        d.sent_invalid = {name: count for name, (_, count) in arrays.items() if count}
+    return (n, m, arrays["dt_s"][0], arrays["current_A"][0], arrays["voltage_V"][0], arrays["temp_C"][0])
 
 
 def replay_realtime(
@@ -388,11 +414,11 @@ def replay_realtime(
     """
     if not speed > 0:
         raise ValueError(f"speed must be positive, got {speed}")
-    n, m, dt, current, volts, temps = _pack_arrays(cells)
+    d = Delivery()
+    n, m, dt, current, volts, temps = _pack_arrays(cells, d)
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
-    d = Delivery()
     timing = Timing(speed)
     step = np.nan_to_num(dt, nan=0.0)
     step[0] = 0.0
