@@ -203,3 +203,35 @@ def test_board_target_on_a_running_firmware_restarts_it_fresh_per_recording():
         make_target("board", PARAMS, {"interface": "slcan", "channel": "socket://127.0.0.1:1",
                                       "sleep_after_open": 0}).start()
     assert can  # python-can is what opens every bus here
+
+
+def test_exported_parameters_compile_into_the_firmware_and_match_the_host(tmp_path):
+    """Another parameter set (capacity -10 %, a different filter tuning),
+    saved, exported with `bmsfil export --format c`, built into the firmware:
+    its estimates are the host's with that set, and not the bundled set's."""
+    from dataclasses import replace
+
+    from bmsfil.cli import main
+    from bmsfil.params import ParameterSet
+    from bmsfil_hil.firmware import build
+    from bmsfil_hil.qemu import BOARD
+
+    other = replace(PARAMS, name="LG HG2 aged", cell=replace(PARAMS.cell, capacity_Ah=PARAMS.cell.capacity_Ah * 0.9))
+    other = other.with_filter(q_soc_per_s=PARAMS.filter.q_soc_per_s * 4)
+    path = other.save(tmp_path / "aged.json")
+    c_file = tmp_path / "aged.c"
+    assert main(["export", str(path), "--format", "c", "-o", str(c_file)]) == 0
+    loaded = ParameterSet.load(path)
+    image = build(BOARD, loaded)
+    # The same tables (the first line names the source, which differs).
+    assert (image.build_dir / "params.c").read_text().split("\n", 1)[1] == c_file.read_text().split("\n", 1)[1]
+    rec = bundled_recording().slice(0, 600)
+    target = QemuTarget(loaded, image=image)
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [rec], timeout_s=10.0)
+    finally:
+        target.stop()
+    soc = result.soc[:, 0]
+    assert np.max(np.abs(soc - SocEstimator(loaded).run(as_carried(rec)).soc)) <= 1e-4
+    assert np.max(np.abs(soc - _host(rec))) > 3e-4, "the firmware ran the exported set, not the bundled one"

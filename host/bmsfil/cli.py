@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bmsfil.bench import run_bench
+from bmsfil.export_c import params_to_c
 from bmsfil.bundled import bundled_recording
 from bmsfil.evaluate import Evaluation, evaluate, write_csv, write_plot
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
@@ -134,6 +135,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params)
+    text = params_to_c(params, source=args.params.name)
+    tmp = args.output.with_name(args.output.name + ".part")
+    tmp.write_text(text)
+    tmp.replace(args.output)
+    console.print(f"wrote {args.output}: {params.name} as C (fw_params_cell, fw_params_tuning, fw_params_name; "
+                  "firmware/baremetal/include/fw/params.h); build with "
+                  f"make -C firmware/baremetal BOARD=... PARAMS_C={args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bmsfil", description="Firmware-in-the-loop tools for battery-management estimators.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -168,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="a parameter set as what a target loads (C source for the firmware)")
+    p.add_argument("params", type=Path, help="parameter set (.json)")
+    p.add_argument("--format", choices=("c",), default="c",
+                   help="c: const tables for firmware/baremetal (bit for bit the host's floats)")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_export)
     # Other distributions (the HIL harness) add their commands here.
     for ep in entry_points(group="bmsfil.commands"):
         ep.load()(sub)
