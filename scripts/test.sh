@@ -13,10 +13,10 @@ mkdir -p test-results
 status=0
 .venv/bin/python -m pytest -m "" --junitxml=test-results/pytest.xml "$@" || status=$?
 # The HIL regression suite (hil/tests, bmsfil_hil/pytest_plugin.py) on the
-# host C core and on the firmware in QEMU; each test case's metrics are
+# host C core, on the firmware in QEMU and on the MicroPython port; each test case's metrics are
 # properties in the XML (xunit1: the schema that allows them). Not given
 # "$@": those arguments name tests/ tests.
-for target in host qemu; do
+for target in host qemu micropython; do
     code=0
     .venv/bin/python -m pytest hil/ --hil-target "$target" -o junit_family=xunit1 \
         --junitxml="test-results/hil-$target.xml" || code=$?

@@ -181,7 +181,11 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
         from bmsfil_hil.qemu import QemuTarget  # builds firmware: only when asked for
 
         return QemuTarget(params)
+    if name == "micropython":
+        from bmsfil_hil.micropython import MicroPythonTarget  # starts MicroPython's unix port: only when asked for
+
+        return MicroPythonTarget(params)
     raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
 
 
-TARGETS = ("host", "reference", "qemu", "board")
+TARGETS = ("host", "reference", "qemu", "micropython", "board")

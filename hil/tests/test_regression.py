@@ -1,5 +1,5 @@
 """HIL regression suite: ``pytest hil/ --hil-target NAME`` (host, reference,
-qemu, board; bmsfil_hil/pytest_plugin.py has the options).
+qemu, micropython, board; bmsfil_hil/pytest_plugin.py has the options).
 
 Each test runs once per recording (--hil-recording, default the bundled
 US06 at 25 °C, cut to --hil-samples, default 2000). A recording is replayed
@@ -26,7 +26,10 @@ import pytest
 #:   Both builds use -ffp-contract=off and no libm, so in practice they
 #:   agree to the SOC resolution (measured 5.0e-7); the bar leaves room for
 #:   another compiler's float32 rounding (libgcc, reordering).
-AGREEMENT = {"host": 1e-6, "reference": 1e-4, "qemu": 1e-4, "board": 1e-4}
+#: - micropython: the filter re-written in MicroPython (double precision on
+#:   the unix port) against the float32 core: the reference's bar
+#:   (measured 1.2e-6 on 1000 samples, 7.4e-6 on the whole bundled cycle).
+AGREEMENT = {"host": 1e-6, "reference": 1e-4, "qemu": 1e-4, "micropython": 1e-4, "board": 1e-4}
 
 #: Instructions per cell step, counted by the firmware on the emulated
 #: Cortex-M4F (real boards send none): the budget of docs/firmware.md

@@ -1,0 +1,363 @@
+"""The MicroPython target application: the CAN contract over SLCAN on a TCP socket.
+
+The behaviour of firmware/baremetal/src/app.c and slcan.c, without the
+persistence in retained RAM (a desktop process has none; HostCommand resets
+are emulated in memory, see `App.on_host_command`):
+
+- SLCAN, lines ending in CR: ``tIIIL<data>`` (and ``T``/``r``/``R``)
+  frames are answered ``z\\r`` (``Z\\r`` for extended IDs); ``O``, ``L``,
+  ``C``, ``S0``-``S8``, ``sXXXX``, ``Z0`` with ``\\r``; ``V`` with
+  ``V1013\\r``, ``N`` with ``NBMSF\\r``, ``F`` with ``F00\\r``; anything else
+  with BELL (``\\a``). The channel is open from the start.
+- MeasPack opens a sample; each MeasCell of it steps that cell and is
+  answered with its EstCell; after the last cell of the sample, a
+  TargetStatus. A cell starts from the OCV of its first valid voltage
+  (25 degC when that sample has no temperature). Faults (sequence gap, cell
+  index out of range, a cell twice, bad frames) are reported in the next
+  TargetStatus, which is also sent on connection (the boot status) and
+  after a second without traffic (heartbeat).
+
+Each accepted connection starts with a fresh application state, as a
+desktop target does for each replay.
+"""
+
+import math
+import socket
+import select
+
+import bmsfil_can as bc
+import bmsfil_ekf as be
+
+MAX_CELLS = 1024
+LINE_MAX = 64
+EST_FLAG_MASK = 0x1F
+HEARTBEAT_MS = 1000
+_HEX = b"0123456789ABCDEF"
+
+
+class App:
+    """The application of app.c: frames in, frames out through `send(id, data8)`."""
+
+    def __init__(self, params, send):
+        self.params = params
+        self.send = send
+        self.cells = {}  # cell index -> SocEkf (initialised cells only)
+        self.restored = {}  # cell index -> True: the next estimate says restored
+        self.counter = 0
+        self.start = bc.START_POWER_ON
+        self.reset_state(bc.START_POWER_ON)
+
+    def reset_state(self, start):
+        self.counter = 0
+        self.start = start
+        self.state = bc.STATE_IDLE
+        self.fault = bc.FAULT_NONE
+        self.in_sample = False
+        self.sequence = 0
+        self.n_cells = 0
+        self.answered = set()
+        self.dt_s = float("nan")
+        self.current_A = float("nan")
+        if start != bc.START_RESTORED:
+            self.cells = {}
+            self.restored = {}
+            self.last_sequence = None
+
+    def send_status(self):
+        self.send(bc.TARGET_STATUS, bc.encode_target_status(self.counter, self.state, self.start,
+                                                            self.last_sequence, self.fault))
+        self.counter = (self.counter + 1) & 0xFF
+        self.fault = bc.FAULT_NONE
+
+    def send_estimate(self, index, soc, sigma, flags, valid):
+        self.send(bc.EST_CELL, bc.encode_est_cell(self.sequence, index, soc, sigma, flags, valid))
+
+    def on_frame(self, fid, extended, remote, data):
+        if extended or fid not in (bc.MEAS_PACK, bc.MEAS_CELL, bc.HOST_COMMAND):
+            return  # not the contract's, or another target's estimates
+        if remote or len(data) != 8:
+            self.fault = bc.FAULT_FRAME_ERROR
+            return
+        if fid == bc.MEAS_PACK:
+            self.on_meas_pack(data)
+        elif fid == bc.MEAS_CELL:
+            self.on_meas_cell(data)
+            if self.in_sample and len(self.answered) == self.n_cells:
+                self.finish_sample()
+        else:
+            self.on_host_command(data)
+
+    def on_meas_pack(self, data):
+        seq, dt_s, current_A, n_cells = bc.decode_meas_pack(data)
+        if self.in_sample and len(self.answered) < self.n_cells:
+            self.fault = bc.FAULT_SEQUENCE_GAP  # cells of the previous sample lost
+        if self.last_sequence is not None and seq != (self.last_sequence + 1) & 0xFFFF:
+            self.fault = bc.FAULT_SEQUENCE_GAP
+        self.in_sample = False
+        if n_cells > MAX_CELLS:
+            self.fault = bc.FAULT_N_CELLS_UNSUPPORTED
+            return
+        self.sequence = seq
+        self.n_cells = n_cells
+        self.dt_s = dt_s
+        self.current_A = current_A
+        self.answered = set()
+        self.in_sample = True
+        self.state = bc.STATE_RUNNING
+
+    def on_meas_cell(self, data):
+        seq, index, v, t = bc.decode_meas_cell(data)
+        if not self.in_sample or seq != self.sequence:
+            self.fault = bc.FAULT_SEQUENCE_GAP  # a cell of a sample that was not opened
+            return
+        if index >= self.n_cells:
+            self.fault = bc.FAULT_CELL_INDEX_OUT_OF_RANGE
+            return
+        if index in self.answered:
+            self.fault = bc.FAULT_FRAME_ERROR  # the same cell twice in one sample
+            return
+        self.answered.add(index)
+        ekf = self.cells.get(index)
+        if ekf is None:
+            if math.isnan(v):
+                self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
+                return
+            ekf = be.SocEkf(self.params)
+            try:
+                ekf.init_ocv(v, 25.0 if math.isnan(t) else t)
+            except ValueError:
+                self.fault = bc.FAULT_ESTIMATOR_ERROR
+                self.send_estimate(index, 0.0, 0.0, 0, False)
+                return
+            self.cells[index] = ekf
+            self.restored.pop(index, None)
+        try:
+            soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
+        except (ValueError, ArithmeticError):
+            self.fault = bc.FAULT_ESTIMATOR_ERROR
+            self.send_estimate(index, 0.0, 0.0, 0, False)
+            return
+        flags &= EST_FLAG_MASK
+        if self.restored.pop(index, False):
+            flags |= bc.FLAG_RESTORED
+        ok = not (math.isnan(soc) or math.isnan(sigma) or math.isinf(sigma))
+        if not ok:
+            self.fault = bc.FAULT_ESTIMATOR_ERROR
+        self.send_estimate(index, soc, sigma, flags, ok)
+
+    def finish_sample(self):
+        self.last_sequence = self.sequence
+        self.in_sample = False
+        self.send_status()
+
+    def on_host_command(self, data):
+        """warm_reset: the cells' filter states survive (as the firmware's
+        retained RAM does) and each cell's next estimate says restored;
+        power_cycle: the saved state is lost (reported as saved_state_bad with
+        a persist_error fault); restart_fresh: start fresh. Each ends with the
+        restarted target's first TargetStatus (counter 0, state idle)."""
+        command, key = bc.decode_host_command(data)
+        if key != bc.HOST_COMMAND_KEY:
+            self.fault = bc.FAULT_FRAME_ERROR
+            return
+        if command == 1:
+            self.reset_state(bc.START_RESTORED)
+            self.restored = {i: True for i in self.cells}
+        elif command == 2:
+            self.reset_state(bc.START_SAVED_STATE_BAD)
+            self.fault = bc.FAULT_PERSIST_ERROR
+        elif command == 3:
+            self.reset_state(bc.START_POWER_ON)
+        else:
+            return
+        self.send_status()
+
+
+def _hex_value(c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+def _parse_hex(line, start, n):
+    v = 0
+    for i in range(start, start + n):
+        d = _hex_value(line[i])
+        if d < 0:
+            return -1
+        v = (v << 4) | d
+    return v
+
+
+def frame_line(fid, data):
+    """An SLCAN line for a standard data frame: tIIIL<data>\\r."""
+    out = bytearray(b"t")
+    out.append(_HEX[(fid >> 8) & 0xF])
+    out.append(_HEX[(fid >> 4) & 0xF])
+    out.append(_HEX[fid & 0xF])
+    out.append(_HEX[len(data)])
+    for b in data:
+        out.append(_HEX[b >> 4])
+        out.append(_HEX[b & 0xF])
+    out.append(13)
+    return bytes(out)
+
+
+class Slcan:
+    """SLCAN lines in, replies and frames out through `write(bytes)` (slcan.c)."""
+
+    def __init__(self, app, write):
+        self.app = app
+        self.write = write
+        self.open = True
+        self.buf = b""
+        self.overlong = False
+        self.bad_lines = 0
+
+    def feed(self, chunk):
+        buf = self.buf + chunk if self.buf else chunk
+        pos = 0
+        while True:
+            end = buf.find(b"\r", pos)
+            if end < 0:
+                break
+            line = buf[pos:end]
+            pos = end + 1
+            if line[:1] == b"\n":
+                line = line[1:]  # tolerate CRLF from terminals
+            if self.overlong or len(line) > LINE_MAX:
+                self.overlong = False
+                self.bell()
+                continue
+            self.line(line)
+        rest = buf[pos:]
+        if len(rest) > LINE_MAX:
+            self.overlong = True  # the line is answered with BELL at its CR
+            rest = b""
+        self.buf = rest
+
+    def bell(self):
+        self.bad_lines += 1
+        self.write(b"\a")
+
+    def line(self, line):
+        n = len(line)
+        if n == 0:
+            return self.bell()
+        kind = line[0]
+        if kind in b"tTrR":
+            return self.frame(line)
+        if kind in b"OLC":
+            if n != 1:
+                return self.bell()
+            self.open = kind == 79  # 'O'
+            self.write(b"\r")
+        elif kind == 83:  # 'S'
+            if n != 2 or not 48 <= line[1] <= 56:
+                return self.bell()
+            self.write(b"\r")
+        elif kind == 115:  # 's'
+            if n != 5 or _parse_hex(line, 1, 4) < 0:
+                return self.bell()
+            self.write(b"\r")
+        elif kind == 86 and n == 1:  # 'V'
+            self.write(b"V1013\r")
+        elif kind == 78 and n == 1:  # 'N'
+            self.write(b"NBMSF\r")
+        elif kind == 70 and n == 1:  # 'F'
+            self.write(b"F00\r")
+        elif kind == 90 and line == b"Z0":
+            self.write(b"\r")
+        else:
+            self.bell()
+
+    def frame(self, line):
+        kind = line[0]
+        extended = kind in b"TR"
+        remote = kind in b"rR"
+        id_len = 8 if extended else 3
+        n = len(line)
+        if n < 2 + id_len:
+            return self.bell()
+        fid = _parse_hex(line, 1, id_len)
+        dlc = _parse_hex(line, 1 + id_len, 1)
+        if fid < 0 or dlc < 0 or dlc > 8 or fid > (0x1FFFFFFF if extended else 0x7FF):
+            return self.bell()
+        data = bytearray(dlc)
+        if remote:
+            if n != 2 + id_len:
+                return self.bell()
+        else:
+            if n != 2 + id_len + 2 * dlc:
+                return self.bell()
+            for i in range(dlc):
+                b = _parse_hex(line, 2 + id_len + 2 * i, 2)
+                if b < 0:
+                    return self.bell()
+                data[i] = b
+        self.write(b"Z\r" if extended else b"z\r")
+        if self.open:  # the 'L' (listen only) and closed channel drop what they receive
+            self.app.on_frame(fid, extended, remote, bytes(data))
+
+
+def serve(params, port, host="127.0.0.1"):
+    """Serve the contract over SLCAN on host:port, one connection at a time, forever."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(socket.getaddrinfo(host, port)[0][-1])
+    server.listen(1)
+    print("bmsfil micropython target: SLCAN on %s:%d (%s)" % (host, port, params.name))
+    while True:
+        conn, _ = server.accept()
+        try:
+            _serve_connection(conn, params)
+        except OSError as exc:
+            print("connection ended:", exc)
+        conn.close()
+
+
+def _serve_connection(conn, params):
+    try:
+        # Nagle off, so that each batch of replies leaves at once. The unix
+        # port's socket module has no names for these: Linux's values.
+        conn.setsockopt(getattr(socket, "IPPROTO_TCP", 6), getattr(socket, "TCP_NODELAY", 1), 1)
+    except OSError:
+        pass  # replies still go out, only later
+    out = []
+
+    def send_frame(fid, data):
+        out.append(frame_line(fid, data))
+
+    app = App(params, send_frame)
+    link = Slcan(app, out.append)
+    app.send_status()  # the boot status
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    while True:
+        if out:
+            # One send per batch of replies (each read's lines answered together).
+            data = b"".join(out)
+            del out[:]
+            _send_all(conn, data)
+        events = poller.poll(HEARTBEAT_MS)
+        if not events:
+            app.send_status()  # heartbeat
+            continue
+        for _obj, ev in events:
+            if ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
+                return
+        chunk = conn.recv(4096)
+        if not chunk:
+            return
+        link.feed(chunk)
+
+
+def _send_all(conn, data):
+    view = memoryview(data)
+    while len(view):
+        n = conn.send(view)
+        view = view[n:]

