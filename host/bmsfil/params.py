@@ -9,11 +9,13 @@ C struct `bf_cell_params_t` holds them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from .recording import SAMPLE_LIMITS
 
 FORMAT_TAG = "bmsfil-params/1"
 MAX_TEMPS = 8
@@ -24,6 +26,12 @@ RC_TABLES = ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
 MIN_CAPACITY_AH = 1e-3
 MIN_TAU_S = 1e-3
 TEMP_ROWS = ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma", "rn_ohm")
+#: The fields of a cell that are tables or rows of numbers; the others are single numbers.
+CELL_ARRAYS = ("temp_C", "ocv_V") + RC_TABLES + TEMP_ROWS
+CELL_SCALARS = ("eta_charge", "v_min_V", "v_max_V", "i_max_A", "nominal_capacity_Ah", "rn_sat_per_A")
+#: A parameter file holds a few KB; anything this big is not one.
+MAX_FILE_BYTES = 16 << 20
+_TOP_LEVEL = ("format", "name", "notes", "cell", "filter")
 
 
 class ParamsError(ValueError):
@@ -75,6 +83,11 @@ class CellParams:
         nt = self.temp_C.shape[0] if self.temp_C.ndim == 1 else -1
         if not 1 <= nt <= MAX_TEMPS:
             raise ParamsError(f"cell.temp_C: expected 1..{MAX_TEMPS} temperatures, got shape {self.temp_C.shape}")
+        if not np.all(np.isfinite(self.temp_C)):
+            raise ParamsError(f"cell.temp_C: every value must be finite, got {self.temp_C.tolist()}")
+        for name in CELL_SCALARS:
+            if not np.isfinite(getattr(self, name)):
+                raise ParamsError(f"cell.{name}: expected a finite number, got {getattr(self, name)}")
         if np.any(np.diff(self.temp_C) <= 0):
             raise ParamsError(f"cell.temp_C: must be strictly ascending, got {self.temp_C.tolist()}")
         if self.ocv_V.ndim != 2 or self.ocv_V.shape[0] != nt or not 2 <= self.ocv_V.shape[1] <= OCV_MAX_POINTS:
@@ -172,39 +185,162 @@ class ParameterSet:
 
     @classmethod
     def from_json(cls, data: dict[str, object], origin: str = "<json>") -> "ParameterSet":
-        if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
-            got = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise ParamsError(f"{origin}: format {got!r}, expected {FORMAT_TAG!r}")
-        try:
-            cell_data = dict(data["cell"])  # type: ignore[arg-type]
-            filter_data = dict(data.get("filter", {}))  # type: ignore[arg-type]
-        except KeyError as exc:
-            raise ParamsError(f"{origin}: missing section {exc}") from None
+        """A parameter set from its JSON object; any problem is a ParamsError naming ``origin`` and the field."""
+        if not isinstance(data, dict):
+            raise ParamsError(
+                f"{origin}: expected a JSON object ({', '.join(_TOP_LEVEL)}), got {_json_type(data)}"
+            )
+        if data.get("format") != FORMAT_TAG:
+            raise ParamsError(f"{origin}: format {data.get('format')!r}, expected {FORMAT_TAG!r}")
+        unknown = sorted(set(data) - set(_TOP_LEVEL))
+        if unknown:
+            raise ParamsError(f"{origin}: unknown field(s) {', '.join(unknown)}; expected {', '.join(_TOP_LEVEL)}")
+        if "cell" not in data:
+            raise ParamsError(f"{origin}: missing section 'cell'")
+        cell_data = _section(origin, data, "cell")
+        filter_data = _section(origin, data, "filter")
+        notes = _section(origin, data, "notes")
+        name = data.get("name", "")
+        if not isinstance(name, str):
+            raise ParamsError(f"{origin}: name: expected a text, got {_shown(name)}")
         known_cell = {f.name for f in fields(CellParams)}
         known_filter = {f.name for f in fields(FilterTuning)}
         for section, given, known in (("cell", cell_data, known_cell), ("filter", filter_data, known_filter)):
             unknown = sorted(set(given) - known)
             if unknown:
                 raise ParamsError(f"{origin}: unknown {section} field(s) {', '.join(unknown)}")
+        required = [f.name for f in fields(CellParams) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [field_name for field_name in required if field_name not in cell_data]
+        if missing:
+            raise ParamsError(f"{origin}: missing cell field(s) {', '.join(missing)}")
+        cell_values = {key: _value(origin, "cell", key, value) for key, value in cell_data.items()}
+        filter_values = {key: _value(origin, "filter", key, value) for key, value in filter_data.items()}
         try:
-            cell = CellParams(**cell_data)
-            tuning = FilterTuning(**filter_data)
+            cell = CellParams(**cell_values)  # type: ignore[arg-type]
+            tuning = FilterTuning(**filter_values)  # type: ignore[arg-type]
         except ParamsError as exc:
             raise ParamsError(f"{origin}: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise ParamsError(f"{origin}: {exc}") from None
-        return cls(name=str(data.get("name", "")), cell=cell, filter=tuning, notes=dict(data.get("notes", {})))  # type: ignore[arg-type]
+        return cls(name=name, cell=cell, filter=tuning, notes=dict(notes))  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str | Path) -> "ParameterSet":
+        """A parameter file (UTF-8 JSON), its values checked as from_json does and their units as well."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ParamsError(f"{path}: cannot read ({exc})") from None
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ParamsError(
+                    f"{path}: {size} bytes, not a parameter set (those hold a few KB; at most {MAX_FILE_BYTES})"
+                )
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ParamsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        if not raw.strip():
+            raise ParamsError(f"{path}: the file is empty; expected a JSON parameter set ({FORMAT_TAG})")
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise ParamsError(f"{path}: UTF-16 text; a parameter file must be UTF-8: save it as UTF-8")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise ParamsError(
+                f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                "a parameter file is UTF-8 JSON"
+            ) from None
+        try:
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ParamsError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        return cls.from_json(data, origin=str(path))
+            raise ParamsError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        except RecursionError:
+            raise ParamsError(f"{path}: not valid JSON for a parameter set (nested too deeply)") from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise ParamsError(f"{path}: not valid JSON for a parameter set ({exc})") from None
+        params = cls.from_json(data, origin=str(path))
+        _check_units(str(path), params.cell)
+        return params
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a text", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A JSON value as a message shows it: its type and, shortened, the value."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    text = repr(value) if isinstance(value, float) else json.dumps(value)
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if isinstance(value, (int, float)) else f"{_json_type(value)} {text}"
+
+
+def _section(origin: str, data: dict[str, object], key: str) -> dict[str, object]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ParamsError(f"{origin}: {key}: expected an object of fields, got {_shown(value)}")
+    return value
+
+
+def _value(origin: str, section: str, key: str, value: object) -> object:
+    """A field's value, checked for the JSON type it must have (the range is checked later)."""
+    where = f"{origin}: {section}.{key}"
+    if section == "cell" and key in CELL_ARRAYS:
+        if value is None and key == "rn_ohm":
+            return None
+        if not isinstance(value, list):
+            raise ParamsError(f"{where}: expected a list of numbers, got {_shown(value)}")
+        problem = _not_numbers(value)
+        if problem:
+            raise ParamsError(f"{where}: {problem}")
+        return np.asarray(value, dtype=np.float64)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamsError(f"{where}: expected a number, got {_shown(value)}")
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _not_numbers(value: list[object]) -> str:
+    """What is wrong with a row of numbers or a table (a list of equal rows); '' if nothing."""
+    if all(isinstance(row, list) for row in value) and value:
+        for i, row in enumerate(value):
+            if len(row) != len(value[0]):  # type: ignore[arg-type]
+                return f"row {i} has {len(row)} values, row 0 has {len(value[0])}: a table's rows must be equally long"  # type: ignore[arg-type]
+            bad = next((j for j, cell in enumerate(row) if not _is_number(cell)), None)  # type: ignore[arg-type]
+            if bad is not None:
+                return f"row {i}, value {bad}: expected a number, got {_shown(row[bad])}"  # type: ignore[index]
+        return ""
+    bad = next((j for j, cell in enumerate(value) if not _is_number(cell)), None)
+    return "" if bad is None else f"value {bad}: expected a number, got {_shown(value[bad])}"
+
+
+def _check_units(origin: str, cell: CellParams) -> None:
+    """The values of a cell in V, A, °C and Ah: a table in mV, mA, K or mAh shows here."""
+    checks = (
+        ("ocv_V", cell.ocv_V, "voltage", "V", "millivolts?"),
+        ("v_min_V", cell.v_min_V, "voltage", "V", "millivolts?"),
+        ("v_max_V", cell.v_max_V, "voltage", "V", "millivolts?"),
+        ("temp_C", cell.temp_C, "temperature", "°C", "kelvin?"),
+        ("capacity_Ah", cell.capacity_Ah, "ah", "Ah", "mAh?"),
+        ("nominal_capacity_Ah", cell.nominal_capacity_Ah, "ah", "Ah", "mAh?"),
+        ("i_max_A", cell.i_max_A, "current", "A", "milliamps?"),
+    )
+    for name, values, quantity, unit, hint in checks:
+        low, high = SAMPLE_LIMITS[quantity]
+        if quantity == "ah":
+            low = 0.0
+        flat = np.ravel(values)
+        outside = flat[(flat < low) | (flat > high)]
+        if outside.size:
+            value = float(outside[0])
+            why = hint if value > high else "not a value a cell has"
+            raise ParamsError(
+                f"{origin}: cell.{name}: {value:g} {unit} is outside [{low:g}, {high:g}] {unit}: {why}"
+            )
 
 
 BUNDLED_PARAMS = "lg_hg2.json"

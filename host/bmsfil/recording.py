@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -21,6 +22,21 @@ import numpy as np
 
 FORMAT_TAG = "bmsfil-recording/1"
 SUFFIX = ".npz"
+
+#: What one cell's samples can be, in a Recording's units: every sample that is
+#: not NaN lies inside these (importers and `Recording.load` check it, to catch
+#: wrong units and swapped columns).
+SAMPLE_LIMITS = {
+    "voltage": (0.0, 10.0),
+    "current": (-1000.0, 1000.0),
+    "temperature": (-80.0, 150.0),
+    "ah": (-1000.0, 1000.0),
+}
+_ARRAYS = {"time_s": "time", "current_A": "current", "voltage_V": "voltage", "temp_C": "temperature", "ah": "ah"}
+_REQUIRED_ARRAYS = ("time_s", "current_A", "voltage_V", "temp_C")
+# Deflate compresses at most about 1032:1; a member that claims more than this
+# many bytes per compressed byte is corrupt (or a zip bomb).
+_MAX_DEFLATE_RATIO = 1100
 
 
 class RecordingError(ValueError):
@@ -98,13 +114,18 @@ class Recording:
                     f"samples, time_s has {n}"
                 )
         if n:
+            nan = np.flatnonzero(np.isnan(self.time_s))
+            if nan.size:
+                raise RecordingError(
+                    f"recording {self.meta.name!r}: time_s is NaN at sample {int(nan[0])} (every sample needs its time)"
+                )
             dt = np.diff(self.time_s)
             bad = np.flatnonzero(~(dt >= 0))
             if bad.size:
                 i = int(bad[0]) + 1
                 raise RecordingError(
                     f"recording {self.meta.name!r}: time goes backwards at sample {i} "
-                    f"({self.time_s[i - 1]!r} s then {self.time_s[i]!r} s)"
+                    f"({float(self.time_s[i - 1])!r} s then {float(self.time_s[i])!r} s)"
                 )
 
     def __len__(self) -> int:
@@ -179,30 +200,169 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":
+        """Read the canonical format; any problem is a RecordingError naming the file and what is wrong."""
         path = Path(path)
         try:
+            with open(path, "rb") as fh:
+                magic = fh.read(6)
+            if not magic:
+                raise RecordingError(f"{path}: the file is empty")
+            if magic == b"\x93NUMPY":
+                raise RecordingError(f"{path}: a single NumPy array (.npy), not a bmsfil recording (.npz)")
+            if not magic.startswith(b"PK"):
+                raise RecordingError(f"{path}: not a bmsfil recording (an .npz is a zip archive; this is not one)")
             with np.load(path, allow_pickle=False) as archive:
                 if "header" not in archive.files:
                     raise RecordingError(f"{path}: not a bmsfil recording (no header array)")
-                header = json.loads(str(archive["header"]))
-                if header.get("format") != FORMAT_TAG:
-                    raise RecordingError(
-                        f"{path}: format {header.get('format')!r}, expected {FORMAT_TAG!r}"
-                    )
-                missing = [k for k in ("time_s", "current_A", "voltage_V", "temp_C") if k not in archive.files]
+                _member_header(path, archive, "header")
+                header = _read_header(path, archive["header"])
+                missing = [k for k in _REQUIRED_ARRAYS if k not in archive.files]
                 if missing:
                     raise RecordingError(f"{path}: missing arrays {', '.join(missing)}")
-                arrays = {k: np.asarray(archive[k], dtype=np.float64) for k in archive.files if k != "header"}
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, json.JSONDecodeError) as exc:
-            if isinstance(exc, RecordingError):
-                raise
+                # Arrays of other names are not part of the format: not read.
+                arrays = {k: _read_array(path, archive, k) for k in _ARRAYS if k in archive.files}
+        except RecordingError:
+            raise
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise RecordingError(
+                f"{path}: not a readable bmsfil recording: the archive is truncated or corrupt ({exc})"
+            ) from exc
+        except (OSError, ValueError, RuntimeError, NotImplementedError) as exc:
+            # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks.
             raise RecordingError(f"{path}: not a readable bmsfil recording ({exc})") from exc
-        meta = RecordingMeta(**header["meta"])
-        return cls(
-            time_s=arrays["time_s"],
-            current_A=arrays["current_A"],
-            voltage_V=arrays["voltage_V"],
-            temp_C=arrays["temp_C"],
-            ah=arrays.get("ah"),
-            meta=meta,
+        meta = _read_meta(path, header["meta"])
+        try:
+            recording = cls(
+                time_s=arrays["time_s"],
+                current_A=arrays["current_A"],
+                voltage_V=arrays["voltage_V"],
+                temp_C=arrays["temp_C"],
+                ah=arrays.get("ah"),
+                meta=meta,
+            )
+        except RecordingError as exc:
+            raise RecordingError(f"{path}: {exc}") from None
+        if not len(recording):
+            raise RecordingError(f"{path}: no samples (time_s is empty)")
+        _check_samples(path, arrays)
+        return recording
+
+
+def _read_header(path: Path, array: np.ndarray) -> dict:
+    """The header array's JSON: a format tag and a metadata object."""
+    if array.dtype.kind != "U" or array.shape != ():
+        raise RecordingError(f"{path}: header: expected a JSON text, got an array of {array.dtype} {array.shape}")
+    try:
+        header = json.loads(str(array))
+    except json.JSONDecodeError as exc:
+        raise RecordingError(f"{path}: header: not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise RecordingError(f"{path}: header: expected a JSON object, got {type(header).__name__}")
+    if header.get("format") != FORMAT_TAG:
+        raise RecordingError(f"{path}: format {header.get('format')!r}, expected {FORMAT_TAG!r}")
+    if not isinstance(header.get("meta"), dict):
+        got = "nothing" if "meta" not in header else type(header["meta"]).__name__
+        raise RecordingError(f"{path}: header: 'meta' must be an object of metadata, got {got}")
+    return header
+
+
+def _read_meta(path: Path, data: dict) -> RecordingMeta:
+    """RecordingMeta from the header's 'meta', every field of the type it must have."""
+    known = {f.name for f in fields(RecordingMeta)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecordingError(
+            f"{path}: unknown metadata field(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}"
         )
+    if "name" not in data:
+        raise RecordingError(f"{path}: metadata has no 'name'")
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        if key in _FLOAT_FIELDS:
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            expected = "a number or null"
+            value = value if value is None or not ok else float(value)
+        elif key == "extra":
+            ok = isinstance(value, dict)
+            expected = "an object of key: text"
+        else:
+            ok = isinstance(value, str)
+            expected = "a text"
+        if not ok:
+            raise RecordingError(f"{path}: metadata {key}: expected {expected}, got {value!r}")
+        values[key] = value
+    return RecordingMeta(**values)  # type: ignore[arg-type]
+
+
+def _member_header(path: Path, archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """The shape and dtype an array claims, checked against the bytes its member holds before
+    anything is allocated; None for .npy versions that np.load checks itself."""
+    member = key + ".npy" if key + ".npy" in archive.zip.namelist() else key
+    info = archive.zip.getinfo(member)
+    with archive.zip.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            return None
+        header_bytes = fh.tell()
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    present = info.file_size
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        present = min(present, info.compress_size * _MAX_DEFLATE_RATIO)
+    elif info.compress_type == zipfile.ZIP_STORED:
+        present = min(present, info.compress_size)
+    present = max(present - header_bytes, 0)
+    if claimed > present:
+        raise RecordingError(
+            f"{path}: array {key!r} claims shape {shape} of {dtype} ({claimed} bytes) but its member "
+            f"holds at most {present} bytes: truncated or corrupt"
+        )
+    return shape, dtype
+
+
+def _read_array(path: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    """One array of samples as float64."""
+    claimed = _member_header(path, archive, key)
+    array = archive[key] if claimed is None else None
+    shape, dtype = claimed if claimed is not None else (array.shape, array.dtype)  # type: ignore[union-attr]
+    if len(shape) != 1 or dtype.kind not in "iuf":
+        raise RecordingError(
+            f"{path}: array {key!r}: expected one number per sample, got {dtype} of shape {shape}"
+        )
+    return np.asarray(archive[key] if array is None else array, dtype=np.float64)
+
+
+def _check_samples(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Every sample finite where it is given and inside SAMPLE_LIMITS: wrong units or swapped arrays show here."""
+    time = arrays["time_s"]
+    bad = np.flatnonzero(~np.isfinite(time))
+    if bad.size:
+        raise RecordingError(f"{path}: array 'time_s', sample {int(bad[0])}: expected a finite time, got {time[bad[0]]:g}")
+    units = {"voltage": "V", "current": "A", "temperature": "°C", "ah": "Ah"}
+    hints = {
+        "voltage": "millivolts stored as volts?",
+        "current": "milliamps stored as amps?",
+        "temperature": "kelvin stored as °C?",
+        "ah": "mAh stored as Ah?",
+    }
+    for key, quantity in _ARRAYS.items():
+        if quantity == "time" or key not in arrays:
+            continue
+        values = arrays[key]
+        low, high = SAMPLE_LIMITS[quantity]
+        outside = np.flatnonzero(~np.isnan(values) & ~((values >= low) & (values <= high)))
+        if outside.size:
+            i = int(outside[0])
+            where = f"{path}: array {key!r}, sample {i}"
+            if not np.isfinite(values[i]):
+                raise RecordingError(f"{where}: expected a finite number, got {values[i]:g}")
+            median = float(np.nanmedian(values))
+            hint = hints[quantity] if abs(values[i]) > high else "a wrong unit or swapped arrays?"
+            unit = units[quantity]
+            raise RecordingError(
+                f"{where}: {values[i]:g} {unit} is outside [{low:g}, {high:g}] {unit} "
+                f"(median {median:g} {unit}): {hint}"
+            )

@@ -162,7 +162,7 @@ def _ambient(overrides: dict[str, str]) -> float | None:
 def _detect(table: Table) -> str:
     header = table.find_header(lambda h: _sniff(h) is not None)
     if header is None:
-        raise generic_csv.unrecognised(table)
+        raise lg_hg2.digatron_without_columns(table) or generic_csv.unrecognised(table)
     fmt = _sniff(header)
     assert fmt is not None
     return fmt

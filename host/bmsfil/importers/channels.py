@@ -70,16 +70,19 @@ def read_channels(
         if scale != 1.0 or offset != 0.0:
             values[key] = values[key] * scale + offset
         if key != "time":
+            index = columns[key]
             check(
-                table.where, key, header.cells[columns[key]], unit_of[key], scale, values[key], lines, header.line
+                table.where, key, header.cells[index], unit_of[key], scale, values[key], lines, header.line,
+                from_header=bool(header.units[index]),
             )
     if "time" in values:
-        empty = np.flatnonzero(np.isnan(values["time"]))
-        if empty.size:
-            raise RecordingError(
-                f"{at(table.where, int(lines[empty[0]]), header.cells[columns['time']])}: "
-                "expected a time, got an empty or NaN cell (every sample needs its time)"
-            )
+        bad = np.flatnonzero(~np.isfinite(values["time"]))
+        if bad.size:
+            i = int(bad[0])
+            where = at(table.where, int(lines[i]), header.cells[columns["time"]])
+            if np.isnan(values["time"][i]):
+                raise RecordingError(f"{where}: expected a time, got an empty or NaN cell (every sample needs its time)")
+            raise RecordingError(f"{where}: expected a finite time, got {values['time'][i]:g}")
     return Channels(table.where, values, lines, {key: header.cells[index] for key, index in columns.items()})
 
 

@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..recording import Recording, RecordingMeta
+from ..recording import Recording, RecordingError, RecordingMeta
 from .channels import Channels, check_time_order, from_zero, read_channels
 from .names import file_stem, safe_name
-from .table import Header, Table, normalise
+from .table import HEADER_SEARCH_ROWS, Header, Table, at, normalise
 
 SOURCE = (
     "Kollmeyer, Vidal, Naguib, Skells (2020), LG 18650HG2 Li-ion Battery Data, "
@@ -82,6 +82,10 @@ _FORMATTED_COLUMNS = {
     "ah": "Capacity",
 }
 _PROCESSED_ONLY = ("SOC", "Open Circuit Voltage")
+# Keys of the Digatron export's header lines: enough of them say what the file was meant to be.
+_DIGATRON_KEYS = frozenset(
+    normalise(key) for key in ("Measurement ID", "Battery Name", "Battery Type", "Circuit", "Program", "Test section")
+)
 
 
 def sniff_raw(header: Header) -> bool:
@@ -99,6 +103,23 @@ def sniff_processed(header: Header) -> bool:
 def _formatted_layout(header: Header) -> bool:
     names = ("Timestamp",) + tuple(_FORMATTED_COLUMNS.values())
     return all(header.find(name) is not None for name in names)
+
+
+def digatron_without_columns(table: Table) -> RecordingError | None:
+    """The error for a file that starts as a Digatron export but has no column row; None if it does not."""
+    keys = {normalise(row[0]) for _, row in table.head_rows if row}
+    if len(keys & _DIGATRON_KEYS) < 2:
+        return None
+    if table.head_is_whole_file:
+        last = table.head_rows[-1][0]
+        where = f"the file ends at line {last}: is it truncated?"
+    else:
+        where = f"none in the first {HEADER_SEARCH_ROWS} rows"
+    return RecordingError(
+        f"{at(table.where)}: starts as a Digatron export (Measurement ID, Battery Name, ... lines) but "
+        f"has no column row with 'Prog Time', 'Voltage' and 'Current' after them; {where} "
+        f"Columns found: {table.columns_found()}"
+    )
 
 
 def import_raw(table: Table, path: Path) -> Recording:

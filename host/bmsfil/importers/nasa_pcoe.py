@@ -127,7 +127,7 @@ def _read(table: Table) -> tuple[Channels, np.ndarray]:
     if bad.size:
         raise RecordingError(
             f"{at(table.where, int(channels.lines[bad[0]]), column)}: expected a whole "
-            f"cycle number, got {cycle[bad[0]]!r}"
+            f"cycle number, got {cycle[bad[0]]:g}"
         )
     step = np.diff(cycle)
     back = np.flatnonzero(step < 0)

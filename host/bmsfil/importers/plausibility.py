@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..recording import RecordingError
+from ..recording import SAMPLE_LIMITS, RecordingError
 from .table import at
 
 #: Range, in the Recording's units, of every sample of each quantity.
-LIMITS = {
-    "voltage": (0.0, 10.0),
-    "current": (-1000.0, 1000.0),
-    "temperature": (-80.0, 150.0),
-    "ah": (-1000.0, 1000.0),
-}
+LIMITS = SAMPLE_LIMITS
 _SHOWN_UNIT = {"voltage": "V", "current": "A", "temperature": "°C", "ah": "Ah"}
 #: Below this a voltage column is not a live cell's voltage.
 MIN_MEDIAN_VOLTAGE = 0.5
@@ -34,18 +29,30 @@ def check(
     values: np.ndarray,
     lines: np.ndarray,
     header_line: int,
+    from_header: bool = True,
 ) -> None:
     """Raise RecordingError if ``values`` (already converted with ``scale``) are implausible.
 
-    ``unit`` is the unit the column was read in ('' if none was given); a
-    message about the whole column points at its header, on ``header_line``.
+    ``unit`` is the unit the column was read in ('' if none was given), from
+    the header or else (``from_header`` False) the column map or the format's
+    convention; a message about the whole column points at its header, on
+    ``header_line``.
     """
     where_col = at(where, header_line, column)
     present = ~np.isnan(values)
     if not present.any():
         raise RecordingError(f"{where_col}: no values: every cell is empty or NaN")
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        i = int(infinite[0])
+        raise RecordingError(f"{at(where, int(lines[i]), column)}: expected a finite number, got {values[i]:g}")
     median = float(np.median(np.abs(values[present])))
-    stated = f"the header says {unit!r}" if unit else "no unit is given"
+    if not unit:
+        stated = "no unit is given"
+    elif from_header:
+        stated = f"the header says {unit!r}"
+    else:
+        stated = f"it is read in {unit!r} (its header gives no unit)"
     if scale == 1.0 and quantity in ("voltage", "current", "ah"):
         milli = {"voltage": "mV", "current": "mA", "ah": "mAh"}[quantity]
         too_big = median > 100.0 if quantity == "voltage" else float(np.nanmax(np.abs(values))) > LIMITS[quantity][1]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..recording import RecordingError
 from .parse import CellError
-from .textfile import Text
+from .textfile import HEAD_BYTES, Text
 from .units import is_unit, split_unit, strip_brackets
 
 #: The column row must be among this many non-blank rows at the top of the file.
@@ -108,6 +108,17 @@ class Table:
         except csv.Error as exc:
             line = reader.line_num  # type: ignore[attr-defined]
             raise RecordingError(f"{at(self.where, line)}: not readable as CSV ({exc})") from None
+
+    @property
+    def head_rows(self) -> list[tuple[int, list[str]]]:
+        """The non-blank rows near the top (line, cells) that the column row is searched among."""
+        return list(self._head)
+
+    @property
+    def head_is_whole_file(self) -> bool:
+        """True if the rows near the top are all the file has."""
+        text = self._text
+        return text.complete and len(text.data) <= HEAD_BYTES and len(self._head) < HEADER_SEARCH_ROWS + 2
 
     def find_header(self, accept: Callable[[Header], bool]) -> Header | None:
         """The first row near the top that ``accept`` takes for the column row."""
@@ -246,10 +257,15 @@ def _header(
 
 
 def _sniff_delimiter(head: str) -> str:
-    """',' unless ';' or tabs split each of the last lines of the head into the same fields."""
+    """',' unless ';' or tabs split each of the last lines of the head into the same fields.
+
+    A last line without a line end (a file cut off) may have fewer of them.
+    """
     sample = [line for line in head.splitlines() if line.strip()][-10:]
+    cut = sample[-1:] if len(sample) > 2 and not head.endswith(("\n", "\r")) else []
+    whole = sample[: len(sample) - len(cut)]
     for delimiter in ("\t", ";"):
-        counts = {line.count(delimiter) for line in sample}
-        if len(counts) == 1 and counts.pop() > 0:
+        counts = {line.count(delimiter) for line in whole}
+        if len(counts) == 1 and (count := counts.pop()) > 0 and all(line.count(delimiter) <= count for line in cut):
             return delimiter
     return ","

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _CHECK_BYTES = 1 << 20
+#: The most (decompressed) bytes a file may hold: a sane bound that stops a
+#: gzip bomb or a stray disk image before it takes all memory.
+MAX_TEXT_BYTES = 2 << 30
+_READ_CHUNK = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,13 @@ class Text:
         more = not self.complete or len(self.data) > HEAD_BYTES
         text = codecs.getincrementaldecoder(self.encoding)().decode(part, final=not more)
         if more:
-            text = text[: max(text.rfind("\n"), text.rfind("\r")) + 1]
+            end = max(text.rfind("\n"), text.rfind("\r")) + 1
+            if not end:
+                raise RecordingError(
+                    f"{self.where}:1: no line end in the first {HEAD_BYTES} bytes: line 1 is too long "
+                    "for the column row of a table of samples (a single huge line, or not a text table?)"
+                )
+            text = text[:end]
         return text
 
     def stream(self) -> TextIO:
@@ -82,10 +93,26 @@ def _read_bytes(path: Path, where: str, limit: int | None) -> bytes:
         with open(path, "rb") as fh:
             compressed = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
             fh.seek(0)
-            if compressed:
-                with gzip.GzipFile(fileobj=fh) as gz:
-                    return gz.read() if limit is None else gz.read(limit)
-            return fh.read() if limit is None else fh.read(limit)
+            if limit is not None:
+                if compressed:
+                    with gzip.GzipFile(fileobj=fh) as gz:
+                        return gz.read(limit)
+                return fh.read(limit)
+            if not compressed:
+                size = os.fstat(fh.fileno()).st_size
+                if size > MAX_TEXT_BYTES:
+                    raise RecordingError(f"{where}: {size} bytes, more than the {MAX_TEXT_BYTES} a file may hold")
+                return fh.read()
+            chunks, total = [], 0
+            with gzip.GzipFile(fileobj=fh) as gz:
+                while chunk := gz.read(_READ_CHUNK):
+                    total += len(chunk)
+                    if total > MAX_TEXT_BYTES:
+                        raise RecordingError(
+                            f"{where}: decompresses to more than the {MAX_TEXT_BYTES} bytes a file may hold"
+                        )
+                    chunks.append(chunk)
+            return b"".join(chunks)
     except FileNotFoundError:
         raise RecordingError(f"{where}: no such file") from None
     except IsADirectoryError:
@@ -101,18 +128,35 @@ def _text(data: bytes, where: str, complete: bool) -> Text:
         raise RecordingError(f"{where}: the file is empty")
     for bom, encoding in _BOMS:
         if data.startswith(bom):
+            if not data[len(bom) :].strip(b"\0 \t\r\n"):
+                raise RecordingError(f"{where}: the file is empty (only a byte-order mark)")
             if not _decodes(data, encoding, complete):
-                raise RecordingError(f"{where}: starts with a {encoding} byte-order mark but is not {encoding}")
+                odd = " (an odd number of bytes: truncated?)" if encoding == "utf-16" and len(data) % 2 else ""
+                raise RecordingError(
+                    f"{where}: starts with a {encoding} byte-order mark but is not {encoding}{odd}"
+                )
             return Text(where, data, encoding, complete)
     sample = data[:HEAD_BYTES]
     control = len(sample.translate(None, delete=_TEXT_BYTES))
     if control > max(2, _MAX_CONTROL_FRACTION * len(sample)):
+        if _utf16_without_bom(sample):
+            raise RecordingError(
+                f"{where}: looks like UTF-16 text without a byte-order mark (every other byte is 0); "
+                "save it as UTF-8 (or UTF-16 with a byte-order mark)"
+            )
         raise RecordingError(
             f"{where}: not a text CSV ({control} control bytes in its first {len(sample)} "
             "bytes: a binary file?)"
         )
     # Every byte sequence is latin-1, the encoding of the cycler exports seen so far.
     return Text(where, data, "utf-8" if _decodes(data, "utf-8", complete) else "latin-1", complete)
+
+
+def _utf16_without_bom(sample: bytes) -> bool:
+    """True if the NUL bytes of ``sample`` fall on one parity: ASCII text as UTF-16 LE or BE."""
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    half = len(sample) // 2
+    return half >= 4 and max(even, odd) > 0.4 * half and min(even, odd) < 0.05 * half
 
 
 def _decodes(data: bytes, encoding: str, complete: bool) -> bool:
