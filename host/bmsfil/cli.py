@@ -6,20 +6,24 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
 from bmsfil.bench import run_bench
 from bmsfil.export_c import params_to_c
 from bmsfil.bundled import bundled_recording
 from bmsfil.evaluate import Evaluation, evaluate, write_csv, write_plot
+from bmsfil.fit import FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import ParameterSet, ParamsError, bundled_params
-from bmsfil.recording import RecordingError
+from bmsfil.recording import Recording, RecordingError
+from bmsfil.tuning import tune_filter
 
 console = Console(highlight=False, markup=False)
 err_console = Console(stderr=True, highlight=False, markup=False)
@@ -147,6 +151,93 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recording]:
+    """Recordings given for one role of `bmsfil fit` / `tune`, read with the command's import options."""
+    return [
+        import_file(p, fmt=args.format, column_map=parse_pairs(args.map, "--map") or None,
+                    current_sign=args.current_sign, meta=parse_pairs(args.meta, "--meta", sep="\0") or None)
+        for p in paths or []
+    ]
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    roles = {"ocv": args.ocv, "pulse": args.pulse, "capacity": args.capacity, "dynamic": args.dynamic}
+    with console.status("reading the recordings..."):
+        inputs = FitInputs(**{role: _load_role(paths, args) for role, paths in roles.items()})
+    with console.status("fitting...") as status:
+        params, report = fit(inputs, args.name, args.nominal_capacity, progress=lambda msg: status.update(msg + "..."))
+    notes = provenance({role: paths or [] for role, paths in roles.items()}, args.command_line)
+    notes["fit_rms_residual_V"] = f"{report.residual_V:.4f}"
+    notes["assumptions"] = "; ".join(report.assumptions)
+    notes["not_identified"] = "; ".join(report.not_identified)
+    params = replace(params, notes=notes)
+    _save_params(params, args.output)
+    table = Table(title=f"{params.name}: cell model fitted")
+    for col in ("T/°C", "capacity Ah", "OCV from", "R0 mΩ (SOC 0.5)", "τ1 s", "τ2 s"):
+        table.add_column(col, justify="right" if col != "OCV from" else "left")
+    c = params.cell
+    mid = c.r0_ohm.shape[1] // 2
+    for k, t in enumerate(c.temp_C):
+        table.add_row(f"{t:g}", f"{c.capacity_Ah[k]:.4f}", report.ocv_from.get(float(t), "(from another temperature)"),
+                      f"{c.r0_ohm[k, mid] * 1e3:.1f}", f"{c.tau1_s[k, 0]:g}", f"{c.tau2_s[k, 0]:g}")
+    console.print(table)
+    console.print(f"voltage fit residual {report.residual_V * 1e3:.1f} mV rms")
+    for title, lines in (("warnings", report.warnings), ("assumed", report.assumptions),
+                         ("not identified", report.not_identified)):
+        if lines:
+            console.print(f"{title}:")
+            for line in lines:
+                console.print(f"  - {line}")
+    console.print(f"wrote {args.output}; next: bmsfil tune --params {args.output} --train REC ... -o PARAMS")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params)
+    with console.status("reading the recordings..."):
+        train = _load_role(args.train, args)
+    for rec in train:
+        rec.reference_soc()  # a training recording needs a reference; the error says what is missing
+    before = params.filter
+    with Progress(*Progress.get_default_columns(), TextColumn("cost {task.fields[cost]:.4f}"), console=console) as bar:
+        task = bar.add_task("tuning the filter", total=args.iterations, cost=float("nan"))
+        tuned, cost = tune_filter(params, train, iterations=args.iterations, seed=args.seed,
+                                  progress=lambda i, c: bar.update(task, completed=i + 1, cost=c))
+    notes = dict(params.notes)
+    notes["tuning"] = (f"bmsfil tune, {args.iterations} iterations, seed {args.seed}, cost {cost:.4f}, on "
+                       + "; ".join(f"{p} sha256:{file_sha256(p)[:16]}" for p in args.train))
+    notes["tune_command"] = args.command_line
+    tuned = replace(tuned, notes=notes, name=args.name or params.name)
+    _save_params(tuned, args.output)
+    table = Table(title=f"{tuned.name}: filter settings")
+    for col in ("setting", "before", "after"):
+        table.add_column(col, justify="left" if col == "setting" else "right")
+    for f in fields(before):
+        old, new = getattr(before, f.name), getattr(tuned.filter, f.name)
+        if old != new:
+            table.add_row(f.name, f"{old:.3g}", f"{new:.3g}")
+    console.print(table)
+    console.print(f"tuning cost {cost:.4f} (lower is better; 0 meets every target with margin)")
+    console.print(f"wrote {args.output}; score it on recordings it has not seen: bmsfil eval --params {args.output} REC ...")
+    return 0
+
+
+def _save_params(params: ParameterSet, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    params.save(tmp)
+    ParameterSet.load(tmp)  # what is written must load
+    tmp.replace(path)
+
+
+def _import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="format of the inputs (default: recognised)")
+    p.add_argument("--map", action="append", metavar="time=COL,current=COL,...",
+                   help="column map for generic CSV inputs: time, current, voltage, temperature, ah")
+    p.add_argument("--current-sign", choices=CURRENT_SIGNS, default=None,
+                   help="sign convention of the inputs' current (default: the format's own, or charge-positive)")
+    p.add_argument("--meta", action="append", metavar="key=value", help="metadata to set on every input (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bmsfil", description="Firmware-in-the-loop tools for battery-management estimators.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -182,6 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path)
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("fit", help="a cell's parameter set from its characterisation tests (OCV, pulse, capacity, dynamic)")
+    p.add_argument("--ocv", nargs="+", type=Path, metavar="REC", help="low-rate discharge/charge tests (OCV and capacity)")
+    p.add_argument("--pulse", nargs="+", type=Path, metavar="REC", help="pulse (HPPC) tests (dynamics; OCV from rests)")
+    p.add_argument("--capacity", nargs="+", type=Path, metavar="REC", help="capacity tests (where no OCV test gives one)")
+    p.add_argument("--dynamic", nargs="+", type=Path, metavar="REC", help="other recordings with a known start (drive cycles)")
+    p.add_argument("--nominal-capacity", type=float, metavar="AH", help="rated capacity, Ah")
+    p.add_argument("--name", default="fitted cell", help="name of the parameter set")
+    _import_options(p)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("tune", help="choose the filter's noise settings from training recordings")
+    p.add_argument("--params", type=Path, required=True, help="parameter set to start from (from bmsfil fit)")
+    p.add_argument("--train", nargs="+", type=Path, required=True, metavar="REC",
+                   help="recordings with a reference SOC (an Ah counter and reference_capacity_Ah)")
+    p.add_argument("--iterations", type=int, default=200, help="search steps (each runs every training recording 3-4 times)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="new name for the parameter set")
+    _import_options(p)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("export", help="a parameter set as what a target loads (C source for the firmware)")
     p.add_argument("params", type=Path, help="parameter set (.json)")
     p.add_argument("--format", choices=("c",), default="c",
@@ -196,9 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = "bmsfil " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
-    except (RecordingError, ParamsError, InjectSpecError) as exc:
+    except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:
         err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)
         return 2
 
