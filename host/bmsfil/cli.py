@@ -23,6 +23,7 @@ from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import ParameterSet, ParamsError, bundled_params
 from bmsfil.recording import Recording, RecordingError
+from bmsfil.report import ROLES, ReportInputs, build_report, inputs_from_notes, with_fit_inputs
 from bmsfil.tuning import tune_filter
 
 console = Console(highlight=False, markup=False)
@@ -222,6 +223,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    params = ParameterSet.load(args.params)
+    load = lambda path: _load_role([path], args)[0]  # noqa: E731
+    with console.status("reading the recordings..."):
+        if args.no_inputs_from_notes:
+            found, notices = FitInputs(), []
+        else:
+            found, notices = inputs_from_notes(params, load)
+        given = FitInputs(**{role: _load_role(getattr(args, role), args) for role in ROLES})
+        inputs = ReportInputs(with_fit_inputs(found, given), _load_role(args.eval, args), notices)
+    with console.status("drawing...") as status:
+        page = build_report(params, inputs, progress=lambda msg: status.update(msg + "..."))
+    tmp = args.output.with_name(args.output.name + ".part")
+    tmp.write_text(page)
+    tmp.replace(args.output)
+    for notice in notices:
+        err_console.print(f"bmsfil report: {notice}", soft_wrap=True)
+    console.print(f"wrote {args.output} ({len(page) / 1e6:.1f} MB, figures inside)")
+    return 0
+
+
 def _save_params(params: ParameterSet, path: Path) -> None:
     tmp = path.with_name(path.name + ".part")
     params.save(tmp)
@@ -294,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     _import_options(p)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of a parameter set: OCV, voltage fits, maps, evaluations")
+    p.add_argument("params", type=Path, help="parameter set (.json)")
+    for role in ROLES:
+        p.add_argument(f"--{role}", nargs="+", type=Path, metavar="REC", help=f"{role} recordings of the fit (besides those in its notes)")
+    p.add_argument("--no-inputs-from-notes", action="store_true", help="do not look for the fit's inputs listed in the notes")
+    p.add_argument("--eval", nargs="+", type=Path, metavar="REC", help="recordings to score and plot (need a reference SOC)")
+    _import_options(p)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="a parameter set as what a target loads (C source for the firmware)")
     p.add_argument("params", type=Path, help="parameter set (.json)")

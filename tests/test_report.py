@@ -1,0 +1,75 @@
+"""`bmsfil report`: the HTML page of a fitted set, its figures and its inputs' check."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.cli import main
+from bmsfil.fit import FitInputs, fit
+from bmsfil.importers import import_file
+from bmsfil.params import ParameterSet
+from bmsfil.report import model_voltage, recording_soc
+from shared_data import LG, needs_data
+
+C20_25 = LG / "1_raw" / "25degC" / "549_C20DisCh.csv"
+HPPC_25 = LG / "2_formatted" / "25degC" / "549_HPPC_parsed.csv"
+
+
+def _images(page: str) -> list[str]:
+    return re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,', page)
+
+
+@needs_data
+def test_report_of_a_fitted_set(tmp_path: Path):
+    # Copies, so that the test can change one after the fit.
+    c20, hppc = tmp_path / C20_25.name, tmp_path / HPPC_25.name
+    shutil.copy(C20_25, c20)
+    shutil.copy(HPPC_25, hppc)
+    params = tmp_path / "cell.json"
+    assert main(["fit", "--ocv", str(c20), "--pulse", str(hppc), "-o", str(params)]) == 0
+    rec = tmp_path / "us06.npz"
+    bundled_recording().slice(0, 6000).save(rec)
+    page_path = tmp_path / "report.html"
+    assert main(["report", str(params), "--eval", str(rec), "-o", str(page_path)]) == 0
+    page = page_path.read_text()
+    # Inputs found from the notes: OCV, the pulse test's voltage fit, the maps, the evaluation.
+    assert _images(page) == ["OCV", "549_HPPC_25degC", "parameter maps", "551_US06_25degC"]
+    assert "sha256:" in page and "<td>551_US06_25degC</td>" in page
+    residual = float(re.search(r"<td>549_HPPC_25degC</td><td>25</td><td>([0-9.]+)</td>", page).group(1))
+    assert 5.0 < residual < 30.0  # mV rms, the open-loop model on the pulse test it was fitted to
+    # An input changed since the fit is named and left out.
+    with open(hppc, "a") as f:
+        f.write("\n")
+    assert main(["report", str(params), "-o", str(page_path)]) == 0
+    page = page_path.read_text()
+    assert "changed since the fit" in page and "549_HPPC_25degC" not in _images(page)
+
+
+@needs_data
+def test_model_voltage_follows_the_pulse_test():
+    hppc = import_file(HPPC_25)
+    params, report = fit(FitInputs(ocv=[import_file(C20_25)], pulse=[hppc]), "x")
+    v = model_voltage(params, hppc, recording_soc(params, hppc))
+    ok = np.isfinite(hppc.voltage_V)
+    rms = float(np.sqrt(np.mean((v - hppc.voltage_V)[ok] ** 2)))
+    # The fit's own residual is weighted and strided; the open-loop model is
+    # the same equation on every sample.
+    assert rms == pytest.approx(report.residual_V, rel=1.5)
+    assert rms < 0.03
+
+
+def test_report_without_inputs_still_draws_the_set(tmp_path: Path):
+    from bmsfil.params import bundled_params
+
+    params = tmp_path / "p.json"
+    bundled_params().save(params)
+    out = tmp_path / "r.html"
+    assert main(["report", str(params), "-o", str(out)]) == 0
+    assert _images(out.read_text()) == ["OCV", "parameter maps"]
+    ParameterSet.load(params)
