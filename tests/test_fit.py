@@ -193,3 +193,32 @@ def test_tune_refuses_a_recording_without_reference(tmp_path: Path, lg_minimal, 
     rec.save(train)
     assert main(["tune", "--params", str(start), "--train", str(train), "-o", str(tmp_path / "t.json")]) == 2
     assert "reference_capacity_Ah" in capsys.readouterr().err
+
+
+@needs_data
+def test_a_pulse_test_at_another_temperature_shifts_the_ocv(lg_minimal):
+    """The unseen-cell workflow's shape: one low-rate test at 25 °C, pulse
+    tests at 25 °C and at another temperature. The second pulse test is the
+    first one relabelled 10 °C with its voltage raised by 20 mV (and without
+    metadata, as from another tester): the OCV at 10 °C must come out as the
+    25 °C curve plus 20 mV, and its capacity from that test's full-to-empty
+    discharge."""
+    hppc = import_file(HPPC_25)
+    soak = 600  # 10 min at rest first, 1 s apart: its start is read from the OCV
+    warm = Recording(
+        time_s=np.concatenate([np.arange(soak, dtype=float), hppc.time_s + soak]),
+        current_A=np.concatenate([np.zeros(soak), hppc.current_A]),
+        voltage_V=np.concatenate([np.full(soak, hppc.voltage_V[0]), hppc.voltage_V]) + 0.020,
+        temp_C=np.concatenate([np.full(soak, hppc.temp_C[0]), hppc.temp_C]) - 15.0,
+        meta=RecordingMeta(name="pulse_10C", ambient_temp_C=10.0),
+    )
+    params, report = fit(FitInputs(ocv=[import_file(C20_25)], pulse=[hppc, warm]), "two temperatures")
+    c = params.cell
+    assert c.temp_C.tolist() == [10.0, 25.0]
+    mid = slice(10, 91)
+    # (The start read from the OCV and the capacity from the test move the
+    # rests a little along SOC: a few mV where the curve is steep.)
+    np.testing.assert_allclose(c.ocv_V[0][mid] - c.ocv_V[1][mid], 0.020, atol=0.003)
+    assert any("OCV at 10 °C: the curve of 25 °C shifted" in a for a in report.assumptions)
+    assert c.capacity_Ah[0] == pytest.approx(Q_REF_25, abs=0.05)
+    assert any("capacity at 10 °C from the pulse test pulse_10C" in a for a in report.assumptions)
