@@ -191,6 +191,17 @@ bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
     return BF_OK;
 }
 
+/* The correction fields of bf_soc_ekf_out_t for a step that made none. */
+static void clear_correction(bf_soc_ekf_out_t *out)
+{
+    out->soc_correction = 0.0f;
+    out->soc_correction_var = 0.0f;
+    out->innovation_V = 0.0f;
+    out->innovation_var_V2 = 0.0f;
+    out->capacity_Ah = 0.0f;
+    out->ohmic_V = 0.0f;
+}
+
 static float signf(float v)
 {
     return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
@@ -210,6 +221,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     float cap_As, eta, dz, a1, a2, ah, tau1, tau2, gamma;
     float F[NX], H[NX], PH[NX], K[NX], AP[NX][NX], u, inv_S;
     float ocv, docv, r0, r1, r2, m0, m, eta_V, v_pred, innov, hph, r_meas, S, nis, gate2;
+    float soc_pred, ohmic_V, cap_Ah;
     int i, j;
 
     if (state == 0 || p == 0 || t == 0 || out == 0) {
@@ -223,6 +235,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
         out->soc_sigma = bf_sqrtf(s->P[0][0]);
         out->voltage_pred_V = 0.0f;
         out->flags = flags;
+        clear_correction(out);
         return BF_OK;
     }
     if (!bf_isfinite(current_A) || bf_absf(current_A) > p->i_max_A) {
@@ -245,7 +258,8 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     /* Prediction over dt with the current of this sample (zero-order hold
      * at the end of the interval, as cyclers and BMSs log). */
     bf_cell_locate(p, s->x[0], temp_C, &at);
-    cap_As = bf_cell_capacity(p, &at) * SECONDS_PER_HOUR;
+    cap_Ah = bf_cell_capacity(p, &at);
+    cap_As = cap_Ah * SECONDS_PER_HOUR;
     eta = current_A > 0.0f ? p->eta_charge : 1.0f;
     dz = eta * current_A * dt_s / cap_As;
     tau1 = bf_cell_rc_table(p, p->tau1_s, &at);
@@ -295,11 +309,17 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     r2 = bf_cell_rc_table(p, p->r2_ohm, &at);
     m0 = bf_cell_temp_row(p, p->hyst_m0_V, &at);
     m = bf_cell_temp_row(p, p->hyst_m_V, &at);
-    eta_V = r0 * current_A
-            + bf_cell_temp_row(p, p->rn_ohm, &at) * current_A / (1.0f + p->rn_sat_per_A * bf_absf(current_A))
-            + r1 * s->x[1] + r2 * s->x[2];
+    /* The same sum as ((r0 i + rn i/(1+k|i|)) + r1 i1) + r2 i2, its first
+     * part reported on its own. */
+    ohmic_V = r0 * current_A
+              + bf_cell_temp_row(p, p->rn_ohm, &at) * current_A / (1.0f + p->rn_sat_per_A * bf_absf(current_A));
+    eta_V = ohmic_V + r1 * s->x[1] + r2 * s->x[2];
     v_pred = ocv + m0 * s->hyst_sign + m * s->x[3] + eta_V;
     out->voltage_pred_V = v_pred;
+    clear_correction(out);
+    out->ohmic_V = ohmic_V;
+    out->capacity_Ah = cap_Ah;
+    soc_pred = s->x[0];
 
     if (!(flags & BF_FLAG_VOLTAGE_INVALID)) {
         H[0] = docv;
@@ -326,6 +346,8 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
         }
         S = hph + r_meas;
         innov = voltage_V - v_pred;
+        out->innovation_V = innov;
+        out->innovation_var_V2 = S;
         nis = innov * innov / S;
         gate2 = t->gate_sigma * t->gate_sigma;
         if (nis > gate2) {
@@ -335,6 +357,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
             flags |= BF_FLAG_GATED;
         }
         inv_S = 1.0f / S;
+        out->soc_correction_var = PH[0] * PH[0] * inv_S;
         BF_UNROLL
         for (i = 0; i < NX; ++i) {
             K[i] = PH[i] * inv_S;
@@ -368,6 +391,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
             flags |= BF_FLAG_SOC_CLAMPED;
         }
         s->x[3] = bf_clampf(s->x[3], -1.0f, 1.0f);
+        out->soc_correction = s->x[0] - soc_pred;
     }
     /* RC currents cannot exceed the largest plausible current. */
     s->x[1] = bf_clampf(s->x[1], -p->i_max_A, p->i_max_A);
@@ -382,6 +406,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
             out->soc = state->x[0];
             out->soc_sigma = bf_sqrtf(state->P[0][0]);
             out->flags = flags;
+            clear_correction(out);
             return BF_E_NUMERIC;
         }
     }

@@ -84,7 +84,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
                   + (f", injected {errors.describe()}" if errors else ""))
-    for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad"):
+    for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad",
+                "plausibility"):
         table.add_column(col, justify="right" if col != "recording" else "left", no_wrap=col == "recording")
     results: list[Evaluation] = []
     for rec in recordings:
@@ -97,16 +98,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         t = rec.meta.ambient_temp_C
         table.add_row(ev.name, f"{t:g}" if t is not None else "?", _fmt_pct(s.rmse), _fmt_pct(s.max_error_after_settle),
                       f"{s.within_3sigma * 100:.1f}", _fmt_s(s.convergence_time_s), _fmt_pct(c.rmse),
-                      str(ev.flagged_samples))
+                      str(ev.flagged_samples), _plausibility_cell(ev))
         if args.json:
             write_json(args.json, params, args, results)
     console.print(table)
     console.print(
         "max >10 min: largest error after the first 10 minutes; conv.: time after which the error stays "
-        "within 2 points; CC: a coulomb counter fed the same data; bad: samples flagged unusable and skipped"
+        "within 2 points; CC: a coulomb counter fed the same data; bad: samples flagged unusable and skipped; "
+        "plausibility: each monitor flag at its first raising, with its evidence (unseen current ± sigma, "
+        "or how long the voltage was frozen while the model's ohmic drop moved), then the unseen-current "
+        "estimate at the end"
     )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
     return 0
+
+
+def _plausibility_cell(ev: Evaluation) -> str:
+    pl = ev.plausibility
+    if pl is None:
+        return "-"
+    parts = [e.short() for e in pl.events()] or ["no flag"]
+    sig = float(pl.unseen_current_sigma_A[-1])
+    if math.isfinite(sig):
+        parts.append(f"unseen {pl.unseen_current_A[-1]:+.3f}±{sig:.3f} A at end")
+    return "\n".join(parts)
 
 
 def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, results: list[Evaluation]) -> None:
@@ -280,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings (.npz or any file `bmsfil import` reads); none: the bundled LG HG2 US06 at 25 °C")
     p.add_argument("--params", type=Path, help="parameter set (default: the bundled LG HG2 set)")
     p.add_argument("--initial-soc", type=initial_soc_arg, default="ocv", help="'ocv' (from the first sample) or a SOC in [0, 1]")
-    p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2")
+    p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2; "
+                   "faults: voltage_stuck_at_s=600,voltage_stuck_for_s=30, leak_A=0.05 (see bmsfil/inject.py)")
     p.add_argument("--seed", type=int, default=0, help="seed of the injected noise")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-eval"))
     p.add_argument("--json", type=Path, help="write a summary as JSON")

@@ -23,6 +23,7 @@ STATUS_NAMES = {
     lib.BF_E_TUNING: "filter tuning rejected by bf_soc_ekf_tuning_check",
     lib.BF_E_RANGE: "argument out of range",
     lib.BF_E_NUMERIC: "state became non-finite",
+    lib.BF_E_CONFIG: "monitor config rejected by bf_plaus_config_check",
 }
 
 FLAG_NAMES = {

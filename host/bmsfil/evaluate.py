@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
+from bmsfil.plausibility import PlausibilityTrace, run_monitored
 from bmsfil.recording import Recording
 
 
@@ -33,8 +34,11 @@ class Evaluation:
     score: SocScore
     coulomb_score: SocScore
     flagged_samples: int
+    #: The plausibility monitor's flags and evidence (None where only SOC was scored, e.g. HIL).
+    plausibility: PlausibilityTrace | None = None
 
     def summary(self) -> dict[str, object]:
+        extra = {"plausibility": self.plausibility.summary()} if self.plausibility is not None else {}
         return {
             "name": self.name,
             "ambient_temp_C": self.recording.meta.ambient_temp_C,
@@ -42,7 +46,7 @@ class Evaluation:
             "ekf": _finite_dict(self.score.as_dict()),
             "coulomb_counter": _finite_dict(self.coulomb_score.as_dict()),
             "flagged_samples": self.flagged_samples,
-        }
+        } | extra
 
 
 def _finite_dict(d: dict[str, float]) -> dict[str, float | None]:
@@ -65,7 +69,9 @@ def evaluate(
     seed: int = 0,
 ) -> Evaluation:
     measured = errors.apply(rec, seed) if errors else rec
-    return score_trace(rec, measured, SocEstimator(params).run(measured, initial_soc), params)
+    trace, plaus = run_monitored(measured, params, initial_soc)
+    ev = score_trace(rec, measured, trace, params)
+    return replace(ev, plausibility=plaus)
 
 
 def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: ParameterSet) -> Evaluation:

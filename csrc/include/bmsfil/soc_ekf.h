@@ -76,6 +76,16 @@ typedef struct {
     float soc_sigma;          /* 1 sigma of SOC */
     float voltage_pred_V;     /* model voltage before the correction */
     uint32_t flags;
+    /* What the correction did, for monitors beside the filter (plausibility.h);
+     * they do not feed back into the state. All 0 when no correction was
+     * made (voltage invalid, interval skipped). */
+    float soc_correction;     /* SOC after the correction minus SOC after the prediction */
+    float soc_correction_var; /* variance of that correction if the model holds: K0^2 S */
+    float innovation_V;       /* measured minus predicted voltage */
+    float innovation_var_V2;  /* its predicted variance H P H' + R, before any gate inflation */
+    float capacity_Ah;        /* capacity the prediction used (0 if the sample was skipped) */
+    float ohmic_V;            /* the instantaneous part of the predicted overpotential,
+                               * R0 i + Rn i / (1 + kn |i|) (0 if the sample was skipped) */
 } bf_soc_ekf_out_t;
 
 bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t);
