@@ -16,9 +16,9 @@ from rich.table import Table
 
 from bmsfil.bench import run_bench
 from bmsfil.export_c import params_to_c
-from bmsfil.bundled import bundled_recording
-from bmsfil.evaluate import Evaluation, evaluate, write_csv, write_plot
+from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.fit import FitError, FitInputs, file_sha256, fit, provenance
+from bmsfil.fleet import Failed, FleetError, Outcome, evaluate_path, expand_inputs, run_many
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import ParameterSet, ParamsError, bundled_params
@@ -69,38 +69,58 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_pct(v: float) -> str:
-    return f"{v * 100:.2f}" if math.isfinite(v) else "-"
+def _fmt_pct(v: float | None) -> str:
+    """A share in %; None (a summary's non-finite value) as '-'."""
+    return f"{v * 100:.2f}" if v is not None and math.isfinite(v) else "-"
 
 
-def _fmt_s(v: float) -> str:
-    return f"{v:.0f}" if math.isfinite(v) else "never"
+def _fmt_s(v: float | None) -> str:
+    return f"{v:.0f}" if v is not None and math.isfinite(v) else "never"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     params = ParameterSet.load(args.params) if args.params else bundled_params()
     errors = SensorErrors.parse(args.inject) if args.inject else None
-    recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
+    try:
+        sources = [str(p) for p in expand_inputs(args.inputs)] if args.inputs else [str(bundled_path())]
+    except FleetError as exc:
+        raise RecordingError(str(exc)) from None
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, object]] = _done_before(args) if args.resume else {}
+    todo = [s for s in sources if s not in results]
+    failures: list[Failed] = []
+    task_args = (params, args.initial_soc, errors, args.seed, str(args.out_dir), not args.no_plot)
+    with Progress(*Progress.get_default_columns(), console=err_console, transient=True,
+                  disable=len(todo) < 2) as bar:
+        task = bar.add_task("evaluating", total=len(todo))
+
+        def arrived(done: int, outcome: Outcome[dict[str, object]]) -> None:
+            bar.update(task, completed=done)
+            if outcome.failure is not None:
+                failures.append(outcome.failure)
+            else:
+                assert outcome.result is not None
+                results[outcome.source] = outcome.result
+            if args.json:
+                write_json(args.json, params, args, [results[s] for s in sources if s in results])
+
+        try:
+            run_many(evaluate_path, todo, task_args, workers=args.workers, scheduler=args.scheduler, progress=arrived)
+        except FleetError as exc:
+            err_console.print(f"bmsfil eval: error: {exc}", soft_wrap=True)
+            return 2
     table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
                   + (f", injected {errors.describe()}" if errors else ""))
     for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad",
                 "plausibility"):
         table.add_column(col, justify="right" if col != "recording" else "left", no_wrap=col == "recording")
-    results: list[Evaluation] = []
-    for rec in recordings:
-        ev = evaluate(rec, params, args.initial_soc, errors, args.seed)
-        results.append(ev)
-        write_csv(ev, args.out_dir / f"{ev.name}.csv")
-        if not args.no_plot:
-            write_plot(ev, args.out_dir / f"{ev.name}.png")
-        s, c = ev.score, ev.coulomb_score
-        t = rec.meta.ambient_temp_C
-        table.add_row(ev.name, f"{t:g}" if t is not None else "?", _fmt_pct(s.rmse), _fmt_pct(s.max_error_after_settle),
-                      f"{s.within_3sigma * 100:.1f}", _fmt_s(s.convergence_time_s), _fmt_pct(c.rmse),
-                      str(ev.flagged_samples), _plausibility_cell(ev))
-        if args.json:
-            write_json(args.json, params, args, results)
+    for summary in (results[s] for s in sources if s in results):
+        s, c = summary["ekf"], summary["coulomb_counter"]
+        t = summary["ambient_temp_C"]
+        table.add_row(str(summary["name"]), f"{t:g}" if t is not None else "?", _fmt_pct(s["rmse"]),
+                      _fmt_pct(s["max_error_after_settle"]), f"{s['within_3sigma'] * 100:.1f}",
+                      _fmt_s(s["convergence_time_s"]), _fmt_pct(c["rmse"]), str(summary["flagged_samples"]),
+                      _plausibility_cell(summary.get("plausibility")))
     console.print(table)
     console.print(
         "max >10 min: largest error after the first 10 minutes; conv.: time after which the error stays "
@@ -110,28 +130,65 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "estimate at the end"
     )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
+    by_name: dict[str, list[str]] = {}
+    for source, summary in results.items():
+        by_name.setdefault(str(summary["name"]), []).append(source)
+    for name, same in by_name.items():
+        if len(same) > 1:
+            err_console.print(f"bmsfil eval: warning: {len(same)} inputs are named {name} ({', '.join(same)}): "
+                              f"{args.out_dir}/{name}.* holds only one of them", soft_wrap=True)
+    for failure in failures:
+        err_console.print(f"bmsfil eval: error: {failure.cause}", soft_wrap=True)
+    if failures:
+        err_console.print(f"bmsfil eval: {len(failures)} of {len(sources)} recordings failed; {len(results)} scored"
+                          + (" (rerun with --resume to do only the rest)" if args.json else ""))
+        return 2
     return 0
 
 
-def _plausibility_cell(ev: Evaluation) -> str:
-    pl = ev.plausibility
-    if pl is None:
+def _done_before(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """Summaries in an earlier run's --json, by input, when it ran with the same settings."""
+    if not args.json:
+        raise RecordingError("--resume needs --json FILE: the results of the earlier run are read from it")
+    if not args.json.is_file():
+        return {}
+    try:
+        doc = json.loads(args.json.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecordingError(f"{args.json}: cannot resume from it: {exc}") from None
+    if any(doc.get(k) != v for k, v in _run_settings(args).items()):
+        raise RecordingError(f"{args.json}: written with other settings ({', '.join(_run_settings(args))}); "
+                             "remove it or drop --resume")
+    return {str(r["source"]): r for r in doc.get("recordings", []) if isinstance(r, dict) and "source" in r}
+
+
+def _run_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {"params_file": str(args.params) if args.params else None, "initial_soc": args.initial_soc,
+            "inject": args.inject, "seed": args.seed}
+
+
+def _plausibility_cell(summary: object) -> str:
+    """The plausibility column from a summary's "plausibility" entry."""
+    if not isinstance(summary, dict):
         return "-"
-    parts = [e.short() for e in pl.events()] or ["no flag"]
-    sig = float(pl.unseen_current_sigma_A[-1])
-    if math.isfinite(sig):
-        parts.append(f"unseen {pl.unseen_current_A[-1]:+.3f}±{sig:.3f} A at end")
+    parts = []
+    for f in summary.get("flags", []):
+        if "unseen_current_A" in f:
+            ev = f"{f['unseen_current_A']:+.3f}±{f['unseen_current_sigma_A']:.3f} A"
+        elif "stuck_for_s" in f:
+            ev = f"{f['stuck_for_s']:.1f} s, model moved {f['stuck_pred_change_V'] * 1e3:.0f} mV"
+        else:
+            ev = f"{f['samples']} samples"
+        parts.append(f"{f['flag']}@{f['first_time_s']:.0f}s ({ev})")
+    parts = parts or ["no flag"]
+    sig = summary.get("unseen_current_sigma_end_A")
+    if sig is not None:
+        parts.append(f"unseen {summary['unseen_current_end_A']:+.3f}±{sig:.3f} A at end")
     return "\n".join(parts)
 
 
-def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, results: list[Evaluation]) -> None:
-    doc = {
-        "params": params.name,
-        "initial_soc": args.initial_soc,
-        "inject": args.inject,
-        "seed": args.seed,
-        "recordings": [ev.summary() for ev in results],
-    }
+def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summaries: list[dict[str, object]]) -> None:
+    doc = {"params": params.name} | _run_settings(args) | {"recordings": summaries}
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
@@ -292,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="run the SOC EKF (C core) on recordings and score it against the reference")
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
-                   help="recordings (.npz or any file `bmsfil import` reads); none: the bundled LG HG2 US06 at 25 °C")
+                   help="recordings (.npz or any file `bmsfil import` reads), directories or quoted glob patterns; "
+                   "none: the bundled LG HG2 US06 at 25 °C")
     p.add_argument("--params", type=Path, help="parameter set (default: the bundled LG HG2 set)")
     p.add_argument("--initial-soc", type=initial_soc_arg, default="ocv", help="'ocv' (from the first sample) or a SOC in [0, 1]")
     p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2; "
@@ -301,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-eval"))
     p.add_argument("--json", type=Path, help="write a summary as JSON")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="run on Dask with a local cluster of N worker processes (default: in this process)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask scheduler")
+    p.add_argument("--resume", action="store_true",
+                   help="skip the recordings already in --json (from an earlier run with the same settings)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="cell-steps per second: C batch, C per-sample, float64 reference, filterpy")

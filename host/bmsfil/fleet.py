@@ -1,0 +1,170 @@
+"""Many recordings at once: inputs from paths, globs and directories, run on
+Dask (`dask.distributed`), a `LocalCluster` of N single-threaded worker
+processes or an existing scheduler.
+
+Results come back in the order of the inputs, whatever order the workers
+finish in. A worker is given one task at a time (worker-saturation 1.0), so
+that a worker that dies takes down only the task it was running, which runs
+again on another worker (`RETRIES` more times, the scheduler's
+allowed-failures) before it counts as failed. A task that fails, or whose
+recording is bad, becomes a `Failed` naming the input and the cause; the
+others are kept. (An existing scheduler keeps its own settings.)
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from bmsfil.inject import SensorErrors
+    from bmsfil.params import ParameterSet
+
+#: Suffixes taken from a directory given as input (what `bmsfil import` reads).
+RECORDING_SUFFIXES = (".npz", ".csv", ".gz", ".txt")
+#: Times a task is run again after its worker died.
+RETRIES = 1
+#: Scheduler settings of the LocalCluster (see the module docstring).
+LOCAL_SCHEDULER_CONFIG = {
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.scheduler.allowed-failures": RETRIES,
+}
+
+T = TypeVar("T")
+
+
+class FleetError(RuntimeError):
+    """The inputs or the cluster cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A task that did not give a result, with the cause."""
+
+    source: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    source: str
+    result: T | None
+    failure: Failed | None
+
+
+def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
+    """Files from paths, glob patterns and directories (searched recursively
+    for RECORDING_SUFFIXES), sorted within each item, duplicates dropped."""
+    out: list[Path] = []
+    for item in items:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(RECORDING_SUFFIXES))
+            if not found:
+                raise FleetError(f"{path}: a directory without recordings ({', '.join(RECORDING_SUFFIXES)})")
+        elif path.is_file():
+            found = [path]
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in globlib.glob(text, recursive=True) if Path(p).is_file())
+            if not found:
+                raise FleetError(f"{text}: no file matches")
+        else:
+            raise FleetError(f"{text}: no such file, directory or pattern")
+        out.extend(p for p in found if p not in out)
+    return out
+
+
+def _call(fn: Callable[..., T], source: str, args: tuple[object, ...]) -> tuple[str, T | None, str | None]:
+    """A task: the result, or the error as text (a bad recording is not a dead worker: no retry)."""
+    try:
+        return source, fn(source, *args), None
+    except Exception as exc:  # noqa: BLE001 - every failure is reported with its cause
+        return source, None, f"{type(exc).__name__}: {exc}"
+
+
+def run_many(
+    fn: Callable[..., T],
+    sources: Sequence[str],
+    args: tuple[object, ...] = (),
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[int, Outcome[T]], None] | None = None,
+) -> list[Outcome[T]]:
+    """``fn(source, *args)`` for every source, in that order. Without
+    `workers` and `scheduler` in this process, one after the other; else on
+    Dask. `progress(done, outcome)` is called as each finishes."""
+    outcomes: list[Outcome[T] | None] = [None] * len(sources)
+
+    def finished(i: int, source: str, result: T | None, error: str | None) -> None:
+        outcomes[i] = Outcome(source, result, Failed(source, error) if error is not None else None)
+        if progress:
+            progress(sum(o is not None for o in outcomes), outcomes[i])  # type: ignore[arg-type]
+
+    if workers is None and scheduler is None:
+        for i, source in enumerate(sources):
+            finished(i, *_call(fn, source, args))
+        return outcomes  # type: ignore[return-value]
+    try:
+        import dask
+        from dask.distributed import Client, KilledWorker, LocalCluster, as_completed
+    except ImportError:
+        raise FleetError("--workers and --scheduler need Dask: pip install 'bmsfil[fleet]'") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise FleetError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        cluster = None
+    else:
+        if workers is None or workers < 1:
+            raise FleetError(f"--workers: expected 1 or more, got {workers}")
+        with dask.config.set(LOCAL_SCHEDULER_CONFIG):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        def submit(i: int, attempt: int) -> object:
+            key = f"bmsfil-{i}-{attempt}-{Path(sources[i]).name}"
+            return client.submit(_call, fn, sources[i], args, key=key, pure=False)
+
+        futures = {submit(i, 0): (i, 0) for i in range(len(sources))}
+        pending = as_completed(list(futures))
+        for future in pending:
+            i, attempt = futures[future]
+            if future.status == "finished":
+                finished(i, *future.result())
+                continue
+            exc = future.exception()
+            # A task whose own worker died on every try failed; one that was
+            # lost with another's worker (its result not yet fetched) runs again.
+            own = isinstance(exc, KilledWorker) and exc.task == future.key
+            if own or attempt >= RETRIES + 1:
+                finished(i, sources[i], None, f"{type(exc).__name__}: {exc}")
+            else:
+                again = submit(i, attempt + 1)
+                futures[again] = (i, attempt + 1)
+                pending.add(again)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return outcomes  # type: ignore[return-value]
+
+
+def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, errors: SensorErrors | None,
+                  seed: int, out_dir: str, plot: bool) -> dict[str, object]:
+    """`bmsfil eval` of one input, in whichever process runs it: the CSV and
+    PNG are written there (out_dir must be reachable from the workers), and
+    only the summary (`Evaluation.summary`, with the input's path) travels
+    back."""
+    from bmsfil.evaluate import evaluate, write_csv, write_plot
+    from bmsfil.importers import load_any
+
+    ev = evaluate(load_any(source), params, initial_soc, errors, seed)
+    write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
+    if plot:
+        write_plot(ev, Path(out_dir) / f"{ev.name}.png")
+    return {"source": source} | ev.summary()

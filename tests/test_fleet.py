@@ -1,0 +1,157 @@
+"""Many recordings on Dask (bmsfil.fleet): same results in the same order as
+one process, failures reported with their cause and the rest kept, a worker
+that dies retried, an existing scheduler used."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.fleet import FleetError, evaluate_path, expand_inputs, run_many
+from bmsfil.params import bundled_params
+
+pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(scope="module")
+def slices(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Four short recordings (.npz) and a broken file in the middle."""
+    d = tmp_path_factory.mktemp("fleet")
+    rec = bundled_recording()
+    paths = []
+    for k in range(4):
+        part = rec.slice(k * 3000, k * 3000 + 2500)
+        part = replace(part, meta=replace(part.meta, name=f"part{k}"))
+        paths.append(str(part.save(d / f"part{k}.npz")))
+    bad = d / "broken.csv"
+    bad.write_text("time,current\n0,1\n")
+    paths.insert(2, str(bad))
+    return paths
+
+
+def test_expand_inputs(tmp_path: Path, slices: list[str]):
+    folder = Path(slices[0]).parent
+    assert [p.name for p in expand_inputs([folder])] == ["broken.csv"] + [f"part{k}.npz" for k in range(4)]
+    assert [p.name for p in expand_inputs([str(folder / "part*.npz"), slices[0]])] == [f"part{k}.npz" for k in range(4)]
+    with pytest.raises(FleetError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.blf")])
+    with pytest.raises(FleetError, match="no such file"):
+        expand_inputs([tmp_path / "missing.csv"])
+    with pytest.raises(FleetError, match="a directory without recordings"):
+        expand_inputs([tmp_path])
+
+
+def _eval_args(out: Path) -> tuple[object, ...]:
+    return (bundled_params(), "ocv", None, 0, str(out), False)
+
+
+@pytest.mark.slow
+def test_dask_gives_the_serial_results_in_order_and_reports_the_bad_file(tmp_path: Path, slices: list[str]):
+    serial = run_many(evaluate_path, slices, _eval_args(tmp_path))
+    done: list[int] = []
+    parallel = run_many(evaluate_path, slices, _eval_args(tmp_path), workers=2,
+                        progress=lambda n, _o: done.append(n))
+    assert done == [1, 2, 3, 4, 5]
+    assert [o.source for o in parallel] == slices
+    for s, p in zip(serial, parallel):
+        assert (s.failure is None) == (p.failure is None)
+        if s.result is not None:
+            assert p.result == s.result  # the same summaries, to the last digit
+    bad = parallel[2].failure
+    assert bad is not None and "broken.csv" in bad.cause and "RecordingError" in bad.cause
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == [f"part{k}.csv" for k in range(4)]
+
+
+def _die_on_part1(source: str) -> str:
+    if source.endswith("part1.npz"):
+        os._exit(3)  # the worker process dies, as when killed
+    return Path(source).name
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_retried_then_reported(slices: list[str]):
+    good = [s for s in slices if s.endswith(".npz")]
+    out = run_many(_die_on_part1, good, workers=2)
+    assert [o.result for o in out] == ["part0.npz", None, "part2.npz", "part3.npz"]
+    assert out[1].failure is not None and "KilledWorker" in out[1].failure.cause
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_an_existing_scheduler_on_loopback(tmp_path: Path, slices: list[str]):
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent)) or shutil.which("dask")
+    if dask is None:
+        pytest.skip("the dask command is not installed")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        time.sleep(2.0)
+        procs.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        good = [s for s in slices if s.endswith(".npz")]
+        out = run_many(evaluate_path, good, _eval_args(tmp_path), scheduler=address)
+        serial = run_many(evaluate_path, good, _eval_args(tmp_path))
+        assert [o.result for o in out] == [o.result for o in serial]
+        assert all(np.isfinite(o.result["ekf"]["rmse"]) for o in out)  # type: ignore[index]
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=20)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(slices: list[str]):
+    with pytest.raises(FleetError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        run_many(evaluate_path, slices[:1], _eval_args(Path(".")), scheduler="tcp://127.0.0.1:9")
+
+
+def test_eval_keeps_the_others_and_resumes(tmp_path: Path, slices: list[str], capsys: pytest.CaptureFixture[str]):
+    from bmsfil.cli import main
+
+    out, doc_path = tmp_path / "out", tmp_path / "eval.json"
+    argv = ["eval", *slices[:3], "--no-plot", "--out-dir", str(out), "--json", str(doc_path)]
+    assert main(argv) == 2  # the broken file fails, the others are scored and kept
+    err = capsys.readouterr().err
+    assert "broken.csv" in err and "1 of 3 recordings failed; 2 scored" in err
+    import json
+
+    doc = json.loads(doc_path.read_text())
+    assert [r["source"] for r in doc["recordings"]] == slices[:2]
+    csv_file = out / "part0.csv"
+    before = csv_file.stat().st_mtime_ns
+    assert main(argv + ["--resume"]) == 2  # only the broken one runs again
+    assert csv_file.stat().st_mtime_ns == before
+    assert "1 of 3 recordings failed; 2 scored" in capsys.readouterr().err
+    assert main(["eval", *slices[:2], "--no-plot", "--out-dir", str(out), "--json", str(doc_path), "--resume",
+                 "--seed", "4"]) == 2  # other settings: refused, nothing overwritten
+    assert "written with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_on_two_workers_writes_the_serial_json(tmp_path: Path, slices: list[str]):
+    from bmsfil.cli import main
+
+    good = [s for s in slices if s.endswith(".npz")]
+    docs = []
+    for extra in ([], ["--workers", "2"]):
+        doc_path = tmp_path / f"eval{len(extra)}.json"
+        assert main(["eval", *good, "--no-plot", "--out-dir", str(tmp_path / "o"), "--json", str(doc_path), *extra]) == 0
+        docs.append(doc_path.read_text())
+    assert docs[0] == docs[1]
