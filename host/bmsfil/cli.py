@@ -17,6 +17,7 @@ from rich.table import Table
 from bmsfil.bench import run_bench
 from bmsfil.export_c import params_to_c
 from bmsfil.bundled import bundled_path, bundled_recording
+from bmsfil.chunked import save_parquet
 from bmsfil.fit import FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, evaluate_path, expand_inputs, run_many
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
@@ -61,7 +62,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         current_sign=args.current_sign,
         meta=parse_pairs(args.meta, "--meta", sep="\0") or None,
     )
-    out = rec.save(args.output)
+    out = save_parquet(rec, args.output) if args.output.suffix == ".parquet" else rec.save(args.output)
     console.print(
         f"{args.file} -> {out}: {len(rec)} samples, {rec.time_s[-1]:.0f} s, "
         f"format {rec.meta.extra.get('format', '?')}, name {rec.meta.name}"

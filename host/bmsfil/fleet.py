@@ -160,9 +160,14 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     PNG are written there (out_dir must be reachable from the workers), and
     only the summary (`Evaluation.summary`, with the input's path) travels
     back."""
+    from bmsfil.chunked import SUFFIX, evaluate_streaming
     from bmsfil.evaluate import evaluate, write_csv, write_plot
     from bmsfil.importers import load_any
 
+    if source.endswith(SUFFIX) and errors is None:
+        # Streamed, never all in memory; no plot and no plausibility monitor
+        # (they need the whole recording).
+        return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir))
     ev = evaluate(load_any(source), params, initial_soc, errors, seed)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:

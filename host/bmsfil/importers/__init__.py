@@ -93,7 +93,11 @@ def import_cycles(
 
 
 def load_any(path: str | Path) -> Recording:
-    """A canonical .npz recording, or any other file this package recognises."""
+    """A canonical .npz or .parquet recording, or any other file this package recognises."""
+    if str(path).endswith(".parquet"):
+        from bmsfil.chunked import ChunkedRecording
+
+        return ChunkedRecording(path).load()
     return import_file(path)
 
 

@@ -1,0 +1,157 @@
+"""Parquet recordings read in chunks, the estimator streamed through them
+(the same estimates as one batch call), the score accumulated as they pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.chunked import ChunkedRecording, StreamingScore, save_parquet, stream_estimates
+from bmsfil.cli import main
+from bmsfil.core import SocEstimator
+from bmsfil.importers import load_any
+from bmsfil.metrics import score_soc
+from bmsfil.params import bundled_params
+from bmsfil.recording import RecordingError
+
+pytest.importorskip("pyarrow")
+
+
+@pytest.fixture(scope="module")
+def parquet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rec = bundled_recording().slice(0, 12000)
+    return save_parquet(rec, tmp_path_factory.mktemp("pq") / "slice.parquet", rows_per_group=2500)
+
+
+def test_round_trip(parquet_file: Path):
+    rec = bundled_recording().slice(0, 12000)
+    back = load_any(parquet_file)
+    assert back.meta == rec.meta
+    for name in ("time_s", "current_A", "voltage_V", "temp_C", "ah"):
+        assert np.array_equal(getattr(back, name), getattr(rec, name))
+
+
+@pytest.mark.parametrize("rows", [7, 999, 2500, 4096, 12000])
+def test_streamed_estimates_are_the_batch_call(parquet_file: Path, rows: int):
+    rec = bundled_recording().slice(0, 12000)
+    batch = SocEstimator(bundled_params()).run(rec)
+    parts = list(stream_estimates(ChunkedRecording(parquet_file), bundled_params(), "ocv", rows=rows))
+    soc = np.concatenate([t.soc for _, t in parts])
+    sigma = np.concatenate([t.soc_sigma for _, t in parts])
+    assert np.array_equal(soc, batch.soc) and np.array_equal(sigma, batch.soc_sigma)  # not just <= 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    err=st.lists(st.floats(-0.05, 0.05), min_size=2, max_size=60),
+    cuts=st.lists(st.integers(1, 59), max_size=5),
+    dt=st.floats(1.0, 60.0),
+)
+def test_streaming_score_is_score_soc(err: list[float], cuts: list[int], dt: float):
+    e = np.asarray(err)
+    n = len(e)
+    time_s = np.arange(n) * dt
+    reference = np.linspace(1.0, 0.2, n)
+    soc = reference + e
+    sigma = np.full(n, 0.01)
+    whole = score_soc(time_s, soc, reference, sigma)
+    acc = StreamingScore()
+    edges = [0] + sorted({c for c in cuts if c < n}) + [n]
+    for a, b in zip(edges[:-1], edges[1:]):
+        acc.update(time_s[a:b], soc[a:b], reference[a:b], sigma[a:b])
+    got = acc.result()
+    assert got.n_samples == whole.n_samples and got.convergence_time_s == whole.convergence_time_s
+    assert got.within_3sigma == whole.within_3sigma and got.final_error == whole.final_error
+    assert got.rmse == pytest.approx(whole.rmse, rel=1e-12, abs=1e-15)
+    assert got.max_error_after_settle == pytest.approx(whole.max_error_after_settle, nan_ok=True)
+
+
+def test_eval_streams_a_parquet_file(tmp_path: Path, parquet_file: Path):
+    npz = bundled_recording().slice(0, 12000).save(tmp_path / "slice.npz")
+    docs = []
+    for src in (npz, parquet_file):
+        out = tmp_path / f"{src.suffix[1:]}.json"
+        assert main(["eval", str(src), "--no-plot", "--out-dir", str(tmp_path / src.suffix[1:]), "--json", str(out)]) == 0
+        docs.append(json.loads(out.read_text())["recordings"][0])
+    npz_doc, pq_doc = docs
+    assert pq_doc["streamed"] is True and "plausibility" not in pq_doc
+    assert pq_doc["ekf"] == npz_doc["ekf"]
+    for key, value in npz_doc["coulomb_counter"].items():
+        got = pq_doc["coulomb_counter"][key]
+        assert got == value if value is None else got == pytest.approx(value, rel=1e-9)
+    rows_npz = (tmp_path / "npz" / "551_US06_25degC.csv").read_text()
+    assert (tmp_path / "parquet" / "551_US06_25degC.csv").read_text() == rows_npz
+
+
+def test_import_writes_parquet_and_bad_files_are_named(tmp_path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    npz = bundled_recording().slice(0, 500).save(tmp_path / "s.npz")
+    out = tmp_path / "s.parquet"
+    assert main(["import", str(npz), "-o", str(out)]) == 0
+    assert ChunkedRecording(out).n_samples == 500
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"time_s": [0.0, 1.0]}), plain)
+    with pytest.raises(RecordingError, match="plain.parquet: a Parquet file without a bmsfil header"):
+        ChunkedRecording(plain)
+    rec = bundled_recording().slice(0, 500)
+    t = rec.time_s.copy()
+    t[300:] -= 100.0  # backwards at sample 300, across a row group
+    path = save_parquet(rec, tmp_path / "back.parquet")
+    table = pq.read_table(path)
+    table = table.set_column(0, "time_s", pa.array(t)).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(table, path, row_group_size=300)
+    with pytest.raises(RecordingError, match="back.parquet.*time goes backwards at sample 300"):
+        list(ChunkedRecording(path).chunks(rows=300))
+
+
+_STREAM_RSS = """
+import resource, sys
+from pathlib import Path
+from bmsfil.chunked import evaluate_streaming
+from bmsfil.params import bundled_params
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+evaluate_streaming(sys.argv[1], bundled_params(), "ocv", Path(sys.argv[3]))  # warm: imports, first allocations
+before = rss()
+summary = evaluate_streaming(sys.argv[2], bundled_params(), "ocv", Path(sys.argv[3]))
+print(summary["ekf"]["n_samples"], before, rss())
+"""
+
+
+@pytest.mark.slow
+def test_a_recording_larger_than_the_process_holds(tmp_path: Path):
+    """8 million samples (320 MB as float64 arrays) streamed by a process
+    whose peak memory grows by a small part of that over what a short file
+    needs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    base = bundled_recording()
+    reps = 8_000_000 // len(base) + 1
+    path = tmp_path / "long.parquet"
+    with_meta = save_parquet(base.slice(0, 10), tmp_path / "meta.parquet")
+    meta = pq.read_schema(with_meta).metadata
+    period = float(base.time_s[-1] + 0.1)
+    with pq.ParquetWriter(path, pa.schema([(c, pa.float64()) for c in ("time_s", "current_A", "voltage_V", "temp_C", "ah")],
+                                          metadata=meta)) as w:
+        for k in range(reps):
+            # The cycle again and again: time and charge go on, voltage as recorded.
+            cols = {"time_s": base.time_s + k * period, "current_A": base.current_A, "voltage_V": base.voltage_V,
+                    "temp_C": base.temp_C, "ah": base.ah}
+            w.write_table(pa.table(cols))
+    n = ChunkedRecording(path).n_samples
+    assert n >= 8_000_000
+    out = subprocess.run([sys.executable, "-c", _STREAM_RSS, str(with_meta), str(path), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) == n
+    growth = int(out[2]) - int(out[1])
+    assert growth < 80, f"peak RSS grew by {growth} MB streaming {n} samples"
