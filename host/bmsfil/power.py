@@ -1,0 +1,120 @@
+"""State of power from the C core (csrc/include/bmsfil/power.h), and the
+float64 check of it against the cell model.
+
+`state_of_power(estimator, temp_C, limits)` gives the largest constant
+discharge and charge power over `limits.horizon_s` for the estimator's
+current state. `pulse_voltage` simulates a constant-power pulse on the cell
+model in float64 with fine steps (independent of the C core's sub-steps):
+applying the predicted limit, the voltage must reach its limit at the end
+of the horizon. The recordings hold no such pulses, so this is a check
+against the model, not against a cell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bmsfil._core import ffi, lib
+from bmsfil.core import SocEstimator, _check
+from bmsfil.params import ParameterSet
+from bmsfil.reference import CellModel
+
+HORIZONS_S = (2.0, 10.0, 30.0)
+LIMITED_BY = {lib.BF_SOP_BY_VOLTAGE: "voltage", lib.BF_SOP_BY_CURRENT: "current", lib.BF_SOP_BY_SOC: "soc",
+              lib.BF_SOP_BY_TEMP: "temperature", lib.BF_SOP_BY_POWER: "power"}
+
+
+@dataclass(frozen=True)
+class SopLimits:
+    """Limits of the pulse; `for_cell` takes the voltage and current limits of a parameter set."""
+
+    horizon_s: float
+    v_min_V: float
+    v_max_V: float
+    i_dis_max_A: float
+    i_chg_max_A: float
+    soc_min: float = 0.0
+    soc_max: float = 1.0
+    temp_min_C: float = -30.0
+    temp_max_C: float = 60.0
+
+    @classmethod
+    def for_cell(cls, params: ParameterSet, horizon_s: float, **changes: float) -> "SopLimits":
+        c = params.cell
+        base = dict(horizon_s=horizon_s, v_min_V=c.v_min_V, v_max_V=c.v_max_V, i_dis_max_A=c.i_max_A,
+                    i_chg_max_A=c.i_max_A)
+        return cls(**(base | changes))  # type: ignore[arg-type]
+
+    def packed(self) -> "ffi.CData":
+        lim = ffi.new("bf_sop_limits_t *")
+        for name, value in vars(self).items():
+            setattr(lim, name, value)
+        _check(lib.bf_sop_limits_check(lim), "SOP limits")
+        return lim
+
+
+@dataclass(frozen=True)
+class StateOfPower:
+    discharge_W: float
+    charge_W: float
+    discharge_A: float
+    charge_A: float
+    discharge_by: tuple[str, ...]
+    charge_by: tuple[str, ...]
+
+
+def _names(bits: int) -> tuple[str, ...]:
+    return tuple(name for bit, name in LIMITED_BY.items() if bits & bit)
+
+
+def state_of_power(estimator: SocEstimator, temp_C: float, limits: SopLimits) -> StateOfPower:
+    """The powers for the estimator's state now (it is not changed)."""
+    out = ffi.new("bf_sop_t *")
+    _check(lib.bf_sop(estimator._state, estimator._cell, temp_C, limits.packed(), out), "state of power")
+    return StateOfPower(out.discharge_W, out.charge_W, out.discharge_A, out.charge_A,
+                        _names(out.discharge_by), _names(out.charge_by))
+
+
+def pulse_voltage(params: ParameterSet, state: np.ndarray, temp_C: float, power_W: float,
+                  horizon_s: float, steps: int = 3000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time, terminal voltage and current of a constant-power pulse (power_W
+    > 0 charges, < 0 discharges) from `state` ([SOC, i_R1, i_R2, h]) on the
+    float64 cell model, `steps` steps; each step's current draws exactly the
+    power at that step's voltage (a fixed point, solved to 1e-12)."""
+    model = CellModel(params)
+    z, i1, i2, h = (float(v) for v in state)
+    dt = horizon_s / steps
+    direction = math.copysign(1.0, power_W)
+    times, volts, amps = np.empty(steps), np.empty(steps), np.empty(steps)
+    i = 0.0
+    for k in range(steps):
+        at = model.locate(z, temp_C)
+        cap = model.row("capacity_Ah", at) * 3600.0
+        tau1, tau2 = model.rc("tau1_s", at), model.rc("tau2_s", at)
+        r0, r1, r2 = model.rc("r0_ohm", at), model.rc("r1_ohm", at), model.rc("r2_ohm", at)
+        rn, m0, m = model.row("rn_ohm", at), model.row("hyst_m0_V", at), model.row("hyst_m_V", at)
+        gamma = model.row("hyst_gamma", at)
+        a1, a2 = math.exp(-dt / tau1), math.exp(-dt / tau2)
+        eta = params.cell.eta_charge if direction > 0 else 1.0
+        for _ in range(60):  # the current that draws power_W at the voltage it causes
+            dz = eta * i * dt / cap
+            ah = math.exp(-abs(dz * gamma))
+            z1 = z + dz
+            v = (model.ocv(model.locate(z1, temp_C))[0] + m0 * direction + m * (ah * h + (1 - ah) * direction)
+                 + r0 * i + rn * i / (1 + params.cell.rn_sat_per_A * abs(i))
+                 + r1 * (a1 * i1 + (1 - a1) * i) + r2 * (a2 * i2 + (1 - a2) * i))
+            new_i = power_W / v
+            if abs(new_i - i) < 1e-12:
+                break
+            i = new_i
+        dz = eta * i * dt / cap
+        ah = math.exp(-abs(dz * gamma))
+        z += dz
+        i1 = a1 * i1 + (1 - a1) * i
+        i2 = a2 * i2 + (1 - a2) * i
+        h = ah * h + (1 - ah) * direction
+        times[k], volts[k], amps[k] = (k + 1) * dt, v, i
+    return times, volts, amps

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""State of power (csrc/src/power.c) checked against the cell model: along the
+bundled US06 recording, every STRIDE samples, the predicted discharge and
+charge power limits for 2, 10 and 30 s are applied as constant-power pulses
+to the float64 cell model (bmsfil.power.pulse_voltage, 1 ms-scale steps) and
+the time the voltage reaches its limit is compared with the horizon. Prints
+the worst relative error over the voltage-limited cases and the C call's
+cost in microseconds (host, one core).
+
+    .venv/bin/python scripts/power_check.py [--stride N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.core import SocEstimator, start_estimator
+from bmsfil.params import bundled_params
+from bmsfil.power import HORIZONS_S, SopLimits, pulse_voltage, state_of_power
+
+
+def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, float, str, float]]:
+    """(SOC, horizon, direction, relative time error) of every voltage-limited case."""
+    params, rec = bundled_params(), bundled_recording()
+    est = SocEstimator(params)
+    start_estimator(est, rec, "ocv")
+    out = []
+    for k in range(0, len(rec), stride):
+        sl = slice(k, k + stride)
+        est.run_arrays(rec.dt_s[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
+        temp = float(rec.temp_C[min(k + stride, len(rec)) - 1])
+        for horizon in HORIZONS_S:
+            lim = SopLimits.for_cell(params, horizon)
+            sop = state_of_power(est, temp, lim)
+            for power, v_lim, by, name in ((-sop.discharge_W, lim.v_min_V, sop.discharge_by, "discharge"),
+                                           (sop.charge_W, lim.v_max_V, sop.charge_by, "charge")):
+                if by != ("voltage",):
+                    continue
+                t, v, _ = pulse_voltage(params, est.x, temp, power, 1.2 * horizon, steps=int(1.2 * horizon * steps_per_s))
+                hit = np.flatnonzero(v <= v_lim if power < 0 else v >= v_lim)
+                t_hit = float(t[hit[0]]) if hit.size else float("inf")
+                out.append((float(est.x[0]), horizon, name, (t_hit - horizon) / horizon))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stride", type=int, default=4000)
+    args = ap.parse_args(argv)
+    cases = check(args.stride)
+    worst = max(cases, key=lambda c: abs(c[3]))
+    print(f"{len(cases)} voltage-limited pulses; worst: SOC {worst[0]:.3f}, {worst[1]:g} s {worst[2]}, "
+          f"reached the limit {worst[3] * 100:+.2f} % of the horizon off")
+    params = bundled_params()
+    est = SocEstimator(params)
+    est.init_soc(0.5, 25.0)
+    lim = SopLimits.for_cell(params, 10.0)
+    t0 = time.perf_counter()
+    n = 300
+    for _ in range(n):
+        state_of_power(est, 25.0, lim)
+    step_t0 = time.perf_counter()
+    for _ in range(n):
+        est.step(0.1, -3.0, 3.7, 25.0)
+    per_sop, per_step = (step_t0 - t0) / n, (time.perf_counter() - step_t0) / n
+    print(f"one state-of-power call: {per_sop * 1e6:.0f} us, {per_sop / per_step:.0f}x one filter step (same run)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
