@@ -16,6 +16,8 @@ from rich.table import Table
 
 from bmsfil.bench import run_bench
 from bmsfil.export_c import params_to_c
+from bmsfil.export_micropython import params_to_micropython
+from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
 from bmsfil.fit import FitError, FitInputs, file_sha256, fit, provenance
@@ -215,13 +217,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     params = ParameterSet.load(args.params)
-    text = params_to_c(params, source=args.params.name)
+    try:
+        if args.format == "c":
+            text = params_to_c(params, source=args.params.name)
+            done = ("as C (fw_params_cell, fw_params_tuning, fw_params_name; firmware/baremetal/include/fw/params.h); "
+                    f"build with make -C firmware/baremetal BOARD=... PARAMS_C={args.output}")
+        elif args.format == "micropython":
+            text = params_to_micropython(params)
+            done = (f"compact for the MicroPython port ({len(text.encode())} bytes, float32 values, no notes); "
+                    "load with bmsfil_ekf.load_params")
+        else:
+            text = params_to_pybamm(params, source=args.params.name, module=args.output.stem)
+            done = (f"as PyBaMM parameter values ({args.output.stem}.model(), {args.output.stem}.parameter_values(); "
+                    "docs/fitting.md says what PyBaMM's ECM approximates)")
+    except ValueError as exc:  # a value the target cannot hold, or an output name it cannot import
+        raise ParamsError(f"{args.params}: {exc}") from None
     tmp = args.output.with_name(args.output.name + ".part")
     tmp.write_text(text)
     tmp.replace(args.output)
-    console.print(f"wrote {args.output}: {params.name} as C (fw_params_cell, fw_params_tuning, fw_params_name; "
-                  "firmware/baremetal/include/fw/params.h); build with "
-                  f"make -C firmware/baremetal BOARD=... PARAMS_C={args.output}")
+    console.print(f"wrote {args.output}: {params.name} {done}")
     return 0
 
 
@@ -407,10 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="a parameter set as what a target loads (C source for the firmware)")
+    p = sub.add_parser("export", help="a parameter set as what a target loads (firmware C, MicroPython, PyBaMM)")
     p.add_argument("params", type=Path, help="parameter set (.json)")
-    p.add_argument("--format", choices=("c",), default="c",
-                   help="c: const tables for firmware/baremetal (bit for bit the host's floats)")
+    p.add_argument("--format", choices=("c", "micropython", "pybamm"), default="c",
+                   help="c: const tables for firmware/baremetal (bit for bit the host's floats); "
+                        "micropython: compact parameter file for firmware/micropython (float32, no notes); "
+                        "pybamm: a Python module building pybamm.ParameterValues for PyBaMM's Thevenin model")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_export)
     # Other distributions (the HIL harness) add their commands here.
