@@ -22,8 +22,6 @@ desktop target does for each replay.
 """
 
 import math
-import socket
-import select
 
 import bmsfil_can as bc
 import bmsfil_ekf as be
@@ -36,11 +34,29 @@ _HEX = b"0123456789ABCDEF"
 
 
 class App:
-    """The application of app.c: frames in, frames out through `send(id, data8)`."""
+    """The application of app.c: frames in, frames out through `send(id, data8)`.
 
-    def __init__(self, params, send):
+    `estimator` is the module whose `SocEkf` steps the cells: bmsfil_ekf
+    (pure MicroPython, the default) or bmsfil_native (the C core as a native
+    module); both have the same interface.
+
+    `icount`, where the board can count instructions (the emulated
+    Cortex-M4F, port-mps2/), returns the instructions executed so far
+    modulo 2**30; each cell step is timed with it and the mean per cell
+    step of a sample goes out in its TargetStatus (0 = unknown, as on the
+    unix port)."""
+
+    def __init__(self, params, send, estimator=None, icount=None):
         self.params = params
         self.send = send
+        self.SocEkf = (estimator or be).SocEkf
+        self.icount = icount
+        self.instructions = 0  # mean instructions per cell step of the last sample
+        self.step_insns = 0
+        self.steps = 0
+        if icount is not None:
+            t0 = icount()
+            self.icount_overhead = (icount() - t0) & 0x3FFFFFFF  # the counter's own cost
         self.cells = {}  # cell index -> SocEkf (initialised cells only)
         self.restored = {}  # cell index -> True: the next estimate says restored
         self.counter = 0
@@ -65,7 +81,7 @@ class App:
 
     def send_status(self):
         self.send(bc.TARGET_STATUS, bc.encode_target_status(self.counter, self.state, self.start,
-                                                            self.last_sequence, self.fault))
+                                                            self.last_sequence, self.fault, self.instructions))
         self.counter = (self.counter + 1) & 0xFF
         self.fault = bc.FAULT_NONE
 
@@ -102,6 +118,8 @@ class App:
         self.dt_s = dt_s
         self.current_A = current_A
         self.answered = set()
+        self.step_insns = 0
+        self.steps = 0
         self.in_sample = True
         self.state = bc.STATE_RUNNING
 
@@ -122,7 +140,7 @@ class App:
             if math.isnan(v):
                 self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
                 return
-            ekf = be.SocEkf(self.params)
+            ekf = self.SocEkf(self.params)
             try:
                 ekf.init_ocv(v, 25.0 if math.isnan(t) else t)
             except ValueError:
@@ -132,7 +150,13 @@ class App:
             self.cells[index] = ekf
             self.restored.pop(index, None)
         try:
-            soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
+            if self.icount is None:
+                soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
+            else:
+                t0 = self.icount()
+                soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
+                self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
+                self.steps += 1
         except (ValueError, ArithmeticError):
             self.fault = bc.FAULT_ESTIMATOR_ERROR
             self.send_estimate(index, 0.0, 0.0, 0, False)
@@ -146,6 +170,8 @@ class App:
         self.send_estimate(index, soc, sigma, flags, ok)
 
     def finish_sample(self):
+        if self.steps:
+            self.instructions = max(0, (self.step_insns + self.steps // 2) // self.steps)
         self.last_sequence = self.sequence
         self.in_sample = False
         self.send_status()
@@ -304,23 +330,30 @@ class Slcan:
             self.app.on_frame(fid, extended, remote, bytes(data))
 
 
-def serve(params, port, host="127.0.0.1"):
-    """Serve the contract over SLCAN on host:port, one connection at a time, forever."""
+def serve(params, port, host="127.0.0.1", estimator=None):
+    """Serve the contract over SLCAN on host:port, one connection at a time,
+    forever; `estimator` as for `App`."""
+    import socket
+
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(socket.getaddrinfo(host, port)[0][-1])
     server.listen(1)
-    print("bmsfil micropython target: SLCAN on %s:%d (%s)" % (host, port, params.name))
+    variant = (estimator or be).__name__
+    print("bmsfil micropython target: SLCAN on %s:%d (%s, %s)" % (host, port, params.name, variant))
     while True:
         conn, _ = server.accept()
         try:
-            _serve_connection(conn, params)
+            _serve_connection(conn, params, estimator)
         except OSError as exc:
             print("connection ended:", exc)
         conn.close()
 
 
-def _serve_connection(conn, params):
+def _serve_connection(conn, params, estimator=None):
+    import select
+    import socket
+
     try:
         # Nagle off, so that each batch of replies leaves at once. The unix
         # port's socket module has no names for these: Linux's values.
@@ -332,7 +365,7 @@ def _serve_connection(conn, params):
     def send_frame(fid, data):
         out.append(frame_line(fid, data))
 
-    app = App(params, send_frame)
+    app = App(params, send_frame, estimator)
     link = Slcan(app, out.append)
     app.send_status()  # the boot status
     poller = select.poll()

@@ -28,6 +28,8 @@ from bmsfil_hil.faults import run_matrix
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import write_fault_junit, write_junit
 from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
+from bmsfil_hil.micropython import MicroPythonError
+from bmsfil_hil.natmod import VARIANTS
 from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.replay import open_log, replay_lockstep, replay_realtime
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
@@ -42,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
                    help="recordings (.npz or any file `bmsfil import` reads); none: the bundled one")
     p.add_argument("--target", choices=TARGETS, default="host")
+    p.add_argument("--variant", choices=VARIANTS,
+                   help="target micropython: its estimator, python (pure MicroPython, the default) or native "
+                        "(the C core as a native .mpy module, built on demand)")
+    p.add_argument("--on", choices=("unix", "qemu"), default="unix",
+                   help="target micropython: MicroPython's unix port, or MicroPython on the emulated "
+                        "Cortex-M4F (QEMU mps2-an386, firmware/micropython/port-mps2, built on demand)")
     p.add_argument("--params", type=Path, help="parameter set the target runs (default: bundled); a board "
                    "runs what it was built with")
     bus = p.add_argument_group("target board: the CAN bus it is on, as python-can opens it")
@@ -107,6 +115,9 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     except BusOptionError as exc:
         console.print(f"bmsfil hil run: {exc}")
         return 2
+    if (args.variant or args.on != "unix") and args.target != "micropython":
+        console.print(f"bmsfil hil run: --variant and --on are the micropython target's, not {args.target}'s")
+        return 2
     logged: LoggedRun | None = None
     if args.from_log:
         try:
@@ -139,7 +150,8 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
             console.print(f"warning: {where}" + ("" if paced else " when paced in real time"))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     mode = "lock-step" if args.mode == "lockstep" else f"real-time {speed:g}x"
-    table = Table(title=f"HIL {mode} replay, target {args.target}, params {params.name}")
+    variant = f" ({args.variant})" if args.variant else ""
+    table = Table(title=f"HIL {mode} replay, target {args.target}{variant}, params {params.name}")
     for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "samples/s",
                 "p99 ms" if args.mode == "lockstep" else "latency p99 ms / late / lost", "instr/cell step", "fault"):
         table.add_column(col)
@@ -173,13 +185,13 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
     try:
         for name, cells in packs:
             try:
-                target = make_target(args.target, params, config)
+                target = make_target(args.target, params, config, variant=args.variant, on=args.on)
             except ValueError as exc:
                 console.print(f"bmsfil hil run: {exc}")
                 return 2
             try:
                 bus = target.start()
-            except (FirmwareError, QemuError, BusOpenError) as exc:
+            except (FirmwareError, QemuError, MicroPythonError, BusOpenError) as exc:
                 console.print(f"bmsfil hil run: target {args.target} did not start: {exc}")
                 return 2
             t0 = time.perf_counter()
@@ -202,6 +214,8 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                 trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
                 doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
                 doc["target"] = args.target
+                if args.variant:
+                    doc["variant"] = args.variant
                 pack_docs.append(doc)
             worst = max(pack_docs, key=lambda x: x["rmse"] if math.isfinite(x["rmse"]) else math.inf)
             timing_text = (f"{d['round_trip_p99_ms']:.2f}" if timing is None else
@@ -303,7 +317,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     try:
         baseline, outcomes = run_matrix(args.target, rec, params, seed=args.seed,
                                         progress=lambda name: console.print(f"fault {name} ..."))
-    except (FirmwareError, QemuError) as exc:
+    except (FirmwareError, QemuError, MicroPythonError) as exc:
         console.print(f"bmsfil hil faults: target {args.target} did not start: {exc}")
         return 2
     w0, w1 = baseline["window_s"]  # type: ignore[misc]

@@ -28,6 +28,8 @@ import can
 import serial
 
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS, NatmodError
+from bmsfil_hil.natmod import build as build_natmod
 
 #: The MicroPython application; in a source checkout only.
 APP_DIR = Path(__file__).resolve().parents[2] / "firmware" / "micropython"
@@ -60,7 +62,11 @@ class MicroPythonTarget:
     name = "micropython"
 
     def __init__(self, params: ParameterSet | None = None, connect_timeout_s: float = 20.0,
-                 executable: str | None = None) -> None:
+                 executable: str | None = None, variant: str = DEFAULT_VARIANT) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown micropython variant {variant!r}; known: {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.natmod: Path | None = None  # bmsfil_c.mpy, once built (variant native)
         self.params = params if params is not None else bundled_params()
         self.connect_timeout_s = connect_timeout_s
         self.executable = executable
@@ -73,7 +79,13 @@ class MicroPythonTarget:
 
     def command(self, port: int) -> list[str]:
         assert self.executable is not None and self.params_path is not None
-        return [self.executable, str(APP_DIR / "main.py"), str(port), str(self.params_path)]
+        return [self.executable, str(APP_DIR / "main.py"), str(port), str(self.params_path), self.variant]
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.natmod is not None:
+            env["BMSFIL_NATMOD_DIR"] = str(self.natmod.parent)
+        return env
 
     def start(self) -> can.BusABC:
         if self.executable is None:
@@ -84,6 +96,11 @@ class MicroPythonTarget:
         if not (APP_DIR / "main.py").is_file():
             raise MicroPythonError(f"the MicroPython application is not there: {APP_DIR / 'main.py'} "
                                    "(the micropython target runs from a source checkout)")
+        if self.variant == "native":
+            try:
+                self.natmod = build_natmod()
+            except NatmodError as exc:
+                raise MicroPythonError(f"variant native: {exc}") from exc
         self.stop()
         self._dir = tempfile.TemporaryDirectory(prefix="bmsfil-micropython-")
         work = Path(self._dir.name)
@@ -98,7 +115,8 @@ class MicroPythonTarget:
                 with open(self.log_path, "wb") as log:
                     try:
                         self._proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL, stdout=log,
-                                                      stderr=subprocess.STDOUT, cwd=str(APP_DIR))
+                                                      stderr=subprocess.STDOUT, cwd=str(APP_DIR),
+                                                      env=self.environment())
                     except OSError as exc:
                         raise MicroPythonError(f"could not start {self.executable}: {exc}; "
                                                f"install MicroPython's unix port with {INSTALL_HINT}") from exc

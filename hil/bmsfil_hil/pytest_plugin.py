@@ -12,6 +12,10 @@ Options (group "bmsfil HIL" in ``pytest --help``):
     firmware on an emulated Cortex-M4F) or board (a running board on a real
     bus, with ``--hil-interface``, ``--hil-channel``, ``--hil-bitrate`` and
     ``--hil-bus-option KEY=VALUE``, as python-can opens it).
+``--hil-variant python|native``
+    target micropython only: the estimator it runs, pure MicroPython
+    (python, the default) or the C core as a native .mpy module (native,
+    built on demand: bmsfil_hil.natmod).
 ``--hil-params FILE``
     the parameter set the target runs and the host C core is compared with
     (default: the bundled one; a board runs what it was built with, so give
@@ -78,6 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--hil-target", default=DEFAULT_TARGET, metavar="NAME",
                 help="target under test: host (C core, default), reference (float64 model), "
                      "qemu (firmware on QEMU) or board (a running board on --hil-interface/--hil-channel)")
+    g.addoption("--hil-variant", choices=("python", "native"), metavar="NAME",
+                help="target micropython: its estimator, python (pure MicroPython, default) or native "
+                     "(the C core as a native .mpy module, built on demand)")
     g.addoption("--hil-params", type=Path, metavar="FILE",
                 help="parameter set the target runs and the host C core is compared with (default: bundled)")
     g.addoption("--hil-recording", type=Path, action="append", default=[], metavar="PATH",
@@ -106,6 +113,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if name == "board" and not (config.getoption("hil_interface") and config.getoption("hil_channel")):
             raise pytest.UsageError("--hil-target board needs the bus it is on: --hil-interface and "
                                     "--hil-channel (python-can's, e.g. socketcan and can0)")
+    if config.getoption("hil_variant") and name != "micropython":
+        raise pytest.UsageError(f"--hil-variant is the micropython target's, not {name}'s")
     for path in config.getoption("hil_recording"):
         if not path.is_file():
             raise pytest.UsageError(f"--hil-recording {path}: no such file")
@@ -134,6 +143,7 @@ class HilOptions:
     """The run's --hil-* options, resolved."""
 
     target: str
+    variant: str | None  # the micropython target's estimator (None: its default)
     params: Path | None
     recordings: tuple[Path, ...]  # empty: the bundled recording
     samples: int
@@ -150,6 +160,7 @@ class HilOptions:
                          config.getoption("hil_bitrate"), config.getoption("hil_bus_option"))
         return cls(
             target=target,
+            variant=config.getoption("hil_variant"),
             params=config.getoption("hil_params"),
             recordings=tuple(config.getoption("hil_recording")),
             samples=config.getoption("hil_samples"),
@@ -183,17 +194,20 @@ class HilTargets:
 
     def start(self) -> StartedTarget:
         from bmsfil_hil.firmware import FirmwareError
+        from bmsfil_hil.micropython import MicroPythonError
         from bmsfil_hil.qemu import QemuError
         from bmsfil_hil.targets import BusOpenError, make_target
 
         if self.name == "qemu":
             _require_tools(QEMU_TOOLS)
-        target = make_target(self.name, self.params, self.opts.bus_config) \
-            if self.name == "board" else make_target(self.name, self.params)
+        if self.name == "board":
+            target = make_target(self.name, self.params, self.opts.bus_config)
+        else:
+            target = make_target(self.name, self.params, variant=self.opts.variant)
         self._started.append(target)
         try:
             bus = target.start()
-        except (FirmwareError, QemuError, BusOpenError) as exc:
+        except (FirmwareError, QemuError, MicroPythonError, BusOpenError) as exc:
             pytest.fail(f"target {self.name} did not start: {exc}", pytrace=False)
         return StartedTarget(target, bus)
 
@@ -225,6 +239,7 @@ class HilRun:
                                      # None when no estimate arrived
     host: "SocTrace"                # the host C core on the recording as the bus carries it
     elapsed_s: float
+    variant: str | None = None      # the micropython target's estimator, when chosen
     delivery: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -258,6 +273,7 @@ class HilRun:
         ipcs = d["instructions_per_cell_step"]
         props: list[tuple[str, object]] = [
             ("target", self.target),
+            *([("variant", self.variant)] if self.variant else []),
             ("recording", self.recording.meta.name),
             ("ambient_temp_C", self.recording.meta.ambient_temp_C),
             ("samples", len(self.recording)),
@@ -340,6 +356,7 @@ class _Replays:
             evaluation=score_trace(rec, rec, trace, self.params) if answered else None,
             host=SocEstimator(self.params).run(as_carried(rec)),
             elapsed_s=elapsed,
+            variant=self.opts.variant,
         )
         if log is None:
             self._cache[key] = (rec, run)  # rec kept alive: its id stays its own

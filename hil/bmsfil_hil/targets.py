@@ -162,11 +162,19 @@ class BusOpenError(RuntimeError):
     """python-can could not open the bus a `BusTarget` names."""
 
 
-def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] | None = None) -> Target:
+def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] | None = None,
+                variant: str | None = None, on: str = "unix") -> Target:
     """A target by name: `host` (the C core), `reference` (the float64
-    model), `qemu` (the bare-metal firmware on an emulated Cortex-M4F) or
-    `board` (a target on a real bus, opened with `bus_config`: python-can's
-    interface, channel, bitrate and options)."""
+    model), `qemu` (the bare-metal firmware on an emulated Cortex-M4F),
+    `micropython` (the MicroPython application on the unix port, estimator
+    `variant` python or native, `on` MicroPython's unix port or the emulated
+    Cortex-M4F, "qemu") or `board` (a target on a real bus, opened
+    with `bus_config`: python-can's interface, channel, bitrate and
+    options)."""
+    if variant is not None and name != "micropython":
+        raise ValueError(f"--variant is the micropython target's (python or native), not {name}'s")
+    if on not in ("unix", "qemu") or (on != "unix" and name != "micropython"):
+        raise ValueError(f"--on {on!r}: the micropython target runs on unix or qemu; {name} has no --on")
     if name == "board":
         config = dict(bus_config or {})
         if not config.get("interface") or not config.get("channel"):
@@ -181,10 +189,14 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
         from bmsfil_hil.qemu import QemuTarget  # builds firmware: only when asked for
 
         return QemuTarget(params)
+    if name == "micropython" and on == "qemu":
+        from bmsfil_hil.micropython_qemu import MicroPythonQemuTarget  # builds the port: only when asked for
+
+        return MicroPythonQemuTarget(params, variant=variant or "python")
     if name == "micropython":
         from bmsfil_hil.micropython import MicroPythonTarget  # starts MicroPython's unix port: only when asked for
 
-        return MicroPythonTarget(params)
+        return MicroPythonTarget(params, variant=variant or "python")
     raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
 
 

@@ -29,7 +29,11 @@ import pytest
 #: - micropython: the filter re-written in MicroPython (double precision on
 #:   the unix port) against the float32 core: the reference's bar
 #:   (measured 1.2e-6 on 1000 samples, 7.4e-6 on the whole bundled cycle).
+#:   With --hil-variant native it runs the C core itself as a native module
+#:   (x64, the same float32 arithmetic): the host's bar (measured 5.0e-7,
+#:   the SOC resolution).
 AGREEMENT = {"host": 1e-6, "reference": 1e-4, "qemu": 1e-4, "micropython": 1e-4, "board": 1e-4}
+AGREEMENT_BY_VARIANT = {("micropython", "native"): 1e-6}
 
 #: Instructions per cell step, counted by the firmware on the emulated
 #: Cortex-M4F (real boards send none): the budget of docs/firmware.md
@@ -59,9 +63,9 @@ def test_no_delivery_faults(run):
 
 def test_agrees_with_host_c_core(run):
     assert run.result.samples_done, f"no estimate arrived: {run.delivery['fault']}"
-    tol = AGREEMENT[run.target]
+    tol = AGREEMENT_BY_VARIANT.get((run.target, run.variant), AGREEMENT[run.target])
     assert run.max_abs_dsoc_vs_host <= tol, (
-        f"target {run.target} differs from the host C core by {run.max_abs_dsoc_vs_host:.2e} (bar {tol:.0e})")
+        f"target {run.target} ({run.variant or 'default'}) differs from the host C core by {run.max_abs_dsoc_vs_host:.2e} (bar {tol:.0e})")
 
 
 def test_accuracy_against_reference_soc(run):

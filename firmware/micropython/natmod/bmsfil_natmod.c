@@ -1,0 +1,180 @@
+/* MicroPython native module `bmsfil_c`: the C core's SOC EKF (csrc/) for
+ * MicroPython, as a dynamic native module (.mpy "natmod").
+ *
+ * Glue only: the core is compiled unchanged from csrc/src. It keeps no state
+ * of its own; every struct lives in a caller-owned buffer (a bytearray made
+ * by bmsfil_native.py): the cell parameters (bf_cell_params_t), the filter
+ * tuning (bf_soc_ekf_tuning_t) and one filter state per cell (bf_soc_ekf_t).
+ * Each call checks that a buffer has exactly the struct's size and is
+ * 4-byte aligned, so a bytearray packed for another layout is refused rather
+ * than read wrong.
+ *
+ * Module contents:
+ *   CELL_PARAMS_SIZE, TUNING_SIZE, STATE_SIZE   sizeof the three structs
+ *   MAX_TEMPS, OCV_MAX_POINTS, RC_MAX_POINTS    the table dimensions
+ *   check(cell, tuning)            -> None, or ValueError naming the part rejected
+ *   init_soc(state, cell, tuning, soc, temp_C)
+ *   init_ocv(state, cell, tuning, voltage_V, temp_C)
+ *   step(state, cell, tuning, dt_s, current_A, voltage_V, temp_C)
+ *   step((state, cell, tuning), dt_s, current_A, voltage_V, temp_C)
+ *                                  -> (soc, soc_sigma, voltage_pred_V, flags)
+ * The second form of step is for a Python method wrapping it: MicroPython
+ * keeps a function's frame on the C stack only up to 11 words (locals plus
+ * operand stack, VM_MAX_STATE_ON_STACK in py/objfun.c) and allocates larger
+ * ones on the heap at every call; `return step(self.bufs, dt, i, v, t)` in a
+ * 5-argument method fits, the 7-argument call does not (measured: 0.4 us a
+ * step from a plain loop, 7.9 us through such a method, mostly the
+ * allocator's search for a free run of blocks in a fragmented heap).
+ * Errors (a status other than BF_OK) raise ValueError with the status's name;
+ * a failed call leaves the state as it was (the core's contract). */
+
+#include "py/dynruntime.h"
+
+#include "bmsfil/cell_model.h"
+#include "bmsfil/soc_ekf.h"
+#include "bmsfil/status.h"
+
+/* The C library of a native module: none. The core's compiler may still
+ * call memcpy or memset on its own (a struct copy at -Os on Cortex-M4 does);
+ * they are served by MicroPython's, through its function table. */
+void *memcpy(void *dst, const void *src, size_t n)
+{
+    return mp_fun_table.memmove_(dst, src, n);
+}
+
+void *memset(void *s, int c, size_t n)
+{
+    return mp_fun_table.memset_(s, c, n);
+}
+
+static void *struct_buffer(mp_obj_t obj, size_t size, mp_uint_t flags)
+{
+    mp_buffer_info_t info;
+    mp_get_buffer_raise(obj, &info, flags);
+    if (info.len != size) {
+        mp_raise_ValueError(MP_ERROR_TEXT("buffer size is not the struct's (packed for another layout?)"));
+    }
+    if (((uintptr_t)info.buf & 3u) != 0u) {
+        mp_raise_ValueError(MP_ERROR_TEXT("buffer not 4-byte aligned"));
+    }
+    return info.buf;
+}
+
+static bf_soc_ekf_t *state_arg(mp_obj_t obj)
+{
+    return (bf_soc_ekf_t *)struct_buffer(obj, sizeof(bf_soc_ekf_t), MP_BUFFER_RW);
+}
+
+static const bf_cell_params_t *cell_arg(mp_obj_t obj)
+{
+    return (const bf_cell_params_t *)struct_buffer(obj, sizeof(bf_cell_params_t), MP_BUFFER_READ);
+}
+
+static const bf_soc_ekf_tuning_t *tuning_arg(mp_obj_t obj)
+{
+    return (const bf_soc_ekf_tuning_t *)struct_buffer(obj, sizeof(bf_soc_ekf_tuning_t), MP_BUFFER_READ);
+}
+
+static void check_status(bf_status_t status)
+{
+    switch (status) {
+    case BF_OK:
+        return;
+    case BF_E_NULL:
+        mp_raise_ValueError(MP_ERROR_TEXT("null pointer"));
+        break;
+    case BF_E_PARAMS:
+        mp_raise_ValueError(MP_ERROR_TEXT("parameter set rejected by bf_cell_params_check"));
+        break;
+    case BF_E_TUNING:
+        mp_raise_ValueError(MP_ERROR_TEXT("filter tuning rejected by bf_soc_ekf_tuning_check"));
+        break;
+    case BF_E_RANGE:
+        mp_raise_ValueError(MP_ERROR_TEXT("argument out of range"));
+        break;
+    case BF_E_NUMERIC:
+        mp_raise_ValueError(MP_ERROR_TEXT("state became non-finite"));
+        break;
+    default:
+        mp_raise_ValueError(MP_ERROR_TEXT("unknown status"));
+        break;
+    }
+}
+
+static float float_arg(mp_obj_t obj)
+{
+    return mp_obj_get_float_to_f(obj);
+}
+
+static mp_obj_t check(mp_obj_t cell, mp_obj_t tuning)
+{
+    check_status(bf_cell_params_check(cell_arg(cell)));
+    check_status(bf_soc_ekf_tuning_check(tuning_arg(tuning)));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(check_obj, check);
+
+static mp_obj_t init_soc(size_t n_args, const mp_obj_t *args)
+{
+    (void)n_args;
+    check_status(bf_soc_ekf_init_soc(state_arg(args[0]), cell_arg(args[1]), tuning_arg(args[2]),
+                                     float_arg(args[3]), float_arg(args[4])));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(init_soc_obj, 5, 5, init_soc);
+
+static mp_obj_t init_ocv(size_t n_args, const mp_obj_t *args)
+{
+    (void)n_args;
+    check_status(bf_soc_ekf_init_ocv(state_arg(args[0]), cell_arg(args[1]), tuning_arg(args[2]),
+                                     float_arg(args[3]), float_arg(args[4])));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(init_ocv_obj, 5, 5, init_ocv);
+
+static mp_obj_t step(size_t n_args, const mp_obj_t *args)
+{
+    bf_soc_ekf_out_t out;
+    const mp_obj_t *bufs = args;
+    const mp_obj_t *in = args + 3;
+    if (n_args == 5) {
+        size_t len;
+        mp_obj_t *items;
+        mp_obj_get_array(args[0], &len, &items);
+        if (len != 3) {
+            mp_raise_ValueError(MP_ERROR_TEXT("step: expected (state, cell, tuning)"));
+        }
+        bufs = items;
+        in = args + 1;
+    } else if (n_args != 7) {
+        mp_raise_TypeError(MP_ERROR_TEXT("step: 5 or 7 arguments"));
+    }
+    check_status(bf_soc_ekf_step(state_arg(bufs[0]), cell_arg(bufs[1]), tuning_arg(bufs[2]), float_arg(in[0]),
+                                 float_arg(in[1]), float_arg(in[2]), float_arg(in[3]), &out));
+    mp_obj_t items[4] = {
+        mp_obj_new_float_from_f(out.soc),
+        mp_obj_new_float_from_f(out.soc_sigma),
+        mp_obj_new_float_from_f(out.voltage_pred_V),
+        mp_obj_new_int_from_uint(out.flags),
+    };
+    return mp_obj_new_tuple(4, items);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(step_obj, 5, 7, step);
+
+mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args)
+{
+    MP_DYNRUNTIME_INIT_ENTRY
+
+    mp_store_global(MP_QSTR_CELL_PARAMS_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_cell_params_t)));
+    mp_store_global(MP_QSTR_TUNING_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_soc_ekf_tuning_t)));
+    mp_store_global(MP_QSTR_STATE_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_soc_ekf_t)));
+    mp_store_global(MP_QSTR_MAX_TEMPS, MP_OBJ_NEW_SMALL_INT(BF_MAX_TEMPS));
+    mp_store_global(MP_QSTR_OCV_MAX_POINTS, MP_OBJ_NEW_SMALL_INT(BF_OCV_MAX_POINTS));
+    mp_store_global(MP_QSTR_RC_MAX_POINTS, MP_OBJ_NEW_SMALL_INT(BF_RC_MAX_POINTS));
+    mp_store_global(MP_QSTR_check, MP_OBJ_FROM_PTR(&check_obj));
+    mp_store_global(MP_QSTR_init_soc, MP_OBJ_FROM_PTR(&init_soc_obj));
+    mp_store_global(MP_QSTR_init_ocv, MP_OBJ_FROM_PTR(&init_ocv_obj));
+    mp_store_global(MP_QSTR_step, MP_OBJ_FROM_PTR(&step_obj));
+
+    MP_DYNRUNTIME_INIT_EXIT
+}

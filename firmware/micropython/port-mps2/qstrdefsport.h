@@ -1,0 +1,1 @@
+// qstrs of the mps2-an386 port beyond those found in its sources (none)
