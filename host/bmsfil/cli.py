@@ -14,19 +14,17 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from bmsfil.bench import run_bench
 from bmsfil.export_c import params_to_c
 from bmsfil.export_micropython import params_to_micropython
 from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
-from bmsfil.fit import FitError, FitInputs, file_sha256, fit, provenance
+from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, evaluate_path, expand_inputs, run_many
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import ParameterSet, ParamsError, bundled_params
 from bmsfil.recording import Recording, RecordingError
-from bmsfil.report import ROLES, ReportInputs, build_report, inputs_from_notes, with_fit_inputs
 from bmsfil.tuning import tune_filter
 
 console = Console(highlight=False, markup=False)
@@ -198,6 +196,8 @@ def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summa
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from bmsfil.bench import run_bench  # filterpy takes half a second to import: only here
+
     params = ParameterSet.load(args.params) if args.params else bundled_params()
     rec = load_any(args.input) if args.input else bundled_recording()
     with console.status("benchmarking (C batch, C per-sample, float64 reference, filterpy)..."):
@@ -311,6 +311,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bmsfil.report import ReportInputs, build_report, inputs_from_notes, with_fit_inputs
+
     params = ParameterSet.load(args.params)
     load = lambda path: _load_role([path], args)[0]  # noqa: E731
     with console.status("reading the recordings..."):

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bmsfil.ecm_fit import fit_dynamic
 from bmsfil.ocv import REST_CURRENT_A, OcvCurve, OcvFitError, anchor_full, ocv_from_low_rate
 from bmsfil.params import MAX_TEMPS, OCV_MAX_POINTS, CellParams, FilterTuning, ParameterSet, bundled_params
 from bmsfil.recording import Recording
@@ -69,6 +68,10 @@ class FitInputs:
     pulse: list[Recording] = field(default_factory=list)
     capacity: list[Recording] = field(default_factory=list)
     dynamic: list[Recording] = field(default_factory=list)
+
+
+#: The roles of the inputs, as FitInputs names them (and the command line).
+ROLES = ("ocv", "pulse", "capacity", "dynamic")
 
 
 @dataclass
@@ -370,6 +373,7 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         if how != "metadata reference_initial_soc":
             report.assumptions.append(f"{rec.meta.name}: starting SOC {soc0:.3f} from the {how}")
     say(f"R0, RC pairs and hysteresis from {len(dyn)} recording(s)")
+    from bmsfil.ecm_fit import fit_dynamic  # scipy: imported when a fit runs, not with the command line
     # Samples weighed as a filter with the default settings would (as
     # bmsfil.lg_hg2_params fits the bundled set); the filter itself starts
     # from the bundled set's tuning, a sound start for `bmsfil tune`.

@@ -27,6 +27,7 @@ import numpy as np
 from bmsfil.ecm_fit import bilinear, hysteresis_states, rc_current
 from bmsfil.evaluate import Evaluation, evaluate, write_plot
 from bmsfil.fit import (
+    ROLES,
     FitError,
     FitInputs,
     charge_counter,
@@ -38,7 +39,6 @@ from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
-ROLES = ("ocv", "pulse", "capacity", "dynamic")
 #: Samples plotted per time series at most.
 PLOT_POINTS = 4000
 
