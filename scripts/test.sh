@@ -14,7 +14,8 @@ scripts/install-firmware-tools.sh
 export BMSFIL_REQUIRE_FIRMWARE_TOOLS=1
 mkdir -p test-results
 status=0
-.venv/bin/python -m pytest -m "" --junitxml=test-results/pytest.xml "$@" || status=$?
+# xunit1: the JUnit schema that keeps the properties tests record (metrics).
+.venv/bin/python -m pytest -m "" -o junit_family=xunit1 --junitxml=test-results/pytest.xml "$@" || status=$?
 # The HIL regression suite (hil/tests, bmsfil_hil/pytest_plugin.py) on the
 # host C core, on the firmware in QEMU and on the MicroPython port (both estimator variants); each test case's metrics are
 # properties in the XML (xunit1: the schema that allows them). Not given

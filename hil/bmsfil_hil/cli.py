@@ -100,6 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = hsub.add_parser("faults", help="run the fault matrix (bus and sensor faults) on a target")
     f.add_argument("input", nargs="?", type=Path, metavar="RECORDING", help="default: the bundled one")
     f.add_argument("--target", choices=[t for t in TARGETS if t != "board"], default="host")
+    f.add_argument("--variant", choices=VARIANTS, help="target micropython: python (default) or native")
+    f.add_argument("--on", choices=("unix", "qemu"), default="unix", help="target micropython: unix port or QEMU")
     f.add_argument("--params", type=Path)
     f.add_argument("--samples", type=int, default=1200, help="replay the first N samples (0: all)")
     f.add_argument("--seed", type=int, default=0)
@@ -310,13 +312,17 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
 
 
 def cmd_hil_faults(args: argparse.Namespace) -> int:
+    if (args.variant or args.on != "unix") and args.target != "micropython":
+        console.print(f"bmsfil hil faults: --variant and --on are the micropython target's, not {args.target}'s")
+        return 2
     params = ParameterSet.load(args.params) if args.params else bundled_params()
     rec = load_any(args.input) if args.input else bundled_recording()
     if args.samples > 0:
         rec = rec.slice(0, min(len(rec), args.samples))
     try:
         baseline, outcomes = run_matrix(args.target, rec, params, seed=args.seed,
-                                        progress=lambda name: console.print(f"fault {name} ..."))
+                                        progress=lambda name: console.print(f"fault {name} ..."),
+                                        variant=args.variant, on=args.on)
     except (FirmwareError, QemuError, MicroPythonError) as exc:
         console.print(f"bmsfil hil faults: target {args.target} did not start: {exc}")
         return 2

@@ -184,9 +184,10 @@ def _rmse(err: np.ndarray) -> float:
 
 
 def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: tuple[Fault, ...] = FAULTS,
-               seed: int = 0, progress: Callable[[str], None] | None = None) -> tuple[dict[str, object],
-                                                                                        list[FaultOutcome]]:
-    """The clean baseline and every fault on `rec` through `target_name`."""
+               seed: int = 0, progress: Callable[[str], None] | None = None, variant: str | None = None,
+               on: str = "unix") -> tuple[dict[str, object], list[FaultOutcome]]:
+    """The clean baseline and every fault on `rec` through `target_name`
+    (`variant` and `on`: the micropython target's, as `make_target` takes them)."""
     n = len(rec)
     window = slice(n // 3, n // 3 + max(1, n // 6))
     reference = rec.reference_soc()
@@ -194,7 +195,7 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
 
     def replay(cells: Recording, bus_fault: dict[str, float] | None,
                commands: dict[int, cc.HostCommandCode] | None = None) -> tuple[ReplayResult, dict[str, int]]:
-        target = make_target(target_name, params)
+        target = make_target(target_name, params, variant=variant, on=on)
         bus = target.start()
         injected: dict[str, int] = {}
         try:
