@@ -28,6 +28,7 @@ import can
 import serial
 
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil_hil.processes import end_process
 from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS, NatmodError
 from bmsfil_hil.natmod import build as build_natmod
 
@@ -153,15 +154,7 @@ class MicroPythonTarget:
 
     def _end_process(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        end_process(proc)
 
     def stop(self) -> None:
         bus, self._bus = self._bus, None

@@ -30,6 +30,7 @@ import serial
 
 from bmsfil.params import ParameterSet
 from bmsfil_hil.firmware import INSTALL_HINT, Image, build
+from bmsfil_hil.processes import end_process
 
 BOARD = "qemu-mps2-an386"
 MACHINE = "mps2-an386"
@@ -117,15 +118,7 @@ class QemuTarget:
 
     def _end_process(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        end_process(proc)
 
     def stop(self) -> None:
         bus, self._bus = self._bus, None

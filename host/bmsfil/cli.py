@@ -24,6 +24,7 @@ from bmsfil.fleet import Failed, FleetError, Outcome, evaluate_path, expand_inpu
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import ParameterSet, ParamsError, bundled_params
+from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.tuning import tune_filter
 
@@ -172,15 +173,7 @@ def _plausibility_cell(summary: object) -> str:
     """The plausibility column from a summary's "plausibility" entry."""
     if not isinstance(summary, dict):
         return "-"
-    parts = []
-    for f in summary.get("flags", []):
-        if "unseen_current_A" in f:
-            ev = f"{f['unseen_current_A']:+.3f}±{f['unseen_current_sigma_A']:.3f} A"
-        elif "stuck_for_s" in f:
-            ev = f"{f['stuck_for_s']:.1f} s, model moved {f['stuck_pred_change_V'] * 1e3:.0f} mV"
-        else:
-            ev = f"{f['samples']} samples"
-        parts.append(f"{f['flag']}@{f['first_time_s']:.0f}s ({ev})")
+    parts = [describe_flag(f) for f in summary.get("flags", [])]
     parts = parts or ["no flag"]
     sig = summary.get("unseen_current_sigma_end_A")
     if sig is not None:

@@ -113,13 +113,18 @@ class FlagEvent:
         return d
 
     def short(self) -> str:
-        if self.flag in ("current_offset", "self_discharge"):
-            ev = f"{self.unseen_current_A:+.3f}±{self.unseen_current_sigma_A:.3f} A"
-        elif self.flag == "voltage_stuck":
-            ev = f"{self.stuck_for_s:.1f} s, model moved {self.stuck_pred_change_V * 1e3:.0f} mV"
-        else:
-            ev = f"{self.samples} samples"
-        return f"{self.flag}@{self.time_s:.0f}s ({ev})"
+        return describe_flag(self.as_dict())
+
+
+def describe_flag(event: dict[str, object]) -> str:
+    """One line for a flag event as `FlagEvent.as_dict` (and the eval JSON) gives it."""
+    if "unseen_current_A" in event:
+        ev = f"{event['unseen_current_A']:+.3f}±{event['unseen_current_sigma_A']:.3f} A"
+    elif "stuck_for_s" in event:
+        ev = f"{event['stuck_for_s']:.1f} s, model moved {float(event['stuck_pred_change_V']) * 1e3:.0f} mV"  # type: ignore[arg-type]
+    else:
+        ev = f"{event['samples']} samples"
+    return f"{event['flag']}@{event['first_time_s']:.0f}s ({ev})"
 
 
 @dataclass(frozen=True)
