@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bmsfil.importers import FORMATS, detect_format, import_cycles, import_file, load_any
+from bmsfil.importers import FORMATS, detect_format, import_cycles, import_file, load_any, nasa_pcoe
 from bmsfil.recording import Recording, RecordingError
 
 DATA = Path(os.environ.get("BMSFIL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -179,9 +179,24 @@ def test_nasa_file_as_one_recording_keeps_cycle_starts() -> None:
     starts = [int(s) for s in rec.meta.extra["cycle_starts"].split(",")]
     assert len(starts) == 168 and starts[0] == 0
     assert rec.ah is None  # the charges between discharges are not in the file
-    assert (np.diff(rec.time_s) >= 0).all()
-    for start in starts[1:]:
-        assert rec.time_s[start] == pytest.approx(rec.time_s[start - 1] + 1.0)
+    assert (np.diff(rec.time_s) > 0).all()
+    # Each discharge starts when metadata.csv says it did (relative to the
+    # first): the unrecorded charge between is a gap of hours or days.
+    began = [row[2] for row in nasa_pcoe._metadata(NASA_B0005, "B0005", 168)]
+    for k, start in enumerate(starts):
+        assert rec.time_s[start] == pytest.approx(began[k] - began[0], abs=1e-6)
+    gaps = rec.time_s[starts[1:]] - rec.time_s[np.array(starts[1:]) - 1]
+    assert gaps.min() > 3 * 3600 and gaps.max() < 14 * 86400
+
+
+@needs_data
+def test_nasa_life_without_metadata_has_unobserved_gaps(tmp_path: Path) -> None:
+    copy = tmp_path / NASA_B0005.name
+    copy.write_bytes(NASA_B0005.read_bytes())
+    rec = import_file(copy)
+    starts = np.array([int(s) for s in rec.meta.extra["cycle_starts"].split(",")])
+    gaps = rec.time_s[starts[1:]] - rec.time_s[starts[1:] - 1]
+    assert np.allclose(gaps, nasa_pcoe.UNOBSERVED_GAP_S)
 
 
 @needs_data

@@ -18,8 +18,14 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parents[2]
 # setuptools insists on paths relative to setup.py.
 CSRC = Path("csrc") if Path("csrc/include").is_dir() else ROOT / "csrc"
-HEADERS = ["status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "plausibility.h", "power.h"]
-SOURCES = ["bf_math.c", "cell_model.c", "soc_ekf.c", "plausibility.c", "power.c"]
+HEADERS = [
+    "status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "plausibility.h", "power.h",
+    "capacity.h", "resistance.h", "health.h",
+]
+SOURCES = [
+    "bf_math.c", "cell_model.c", "soc_ekf.c", "plausibility.c", "power.c",
+    "capacity.c", "resistance.c", "health.c",
+]
 #: Flags that decide the numbers; shared with csrc/Makefile and the firmware.
 ARITHMETIC_FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math"]
 
@@ -35,7 +41,7 @@ def header_cdef(text: str) -> str:
         text = re.sub(rf"\b{name}\b", value, text)
     # The per-sample flag constants are needed from Python too.
     consts = "".join(
-        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_"))
+        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_", "BF_CAP_", "BF_R0_", "BF_HEALTH_"))
     )
     return consts + text
 

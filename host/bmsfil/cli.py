@@ -21,9 +21,9 @@ from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
 from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, evaluate_path, expand_inputs, run_many
-from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_file, load_any
+from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
-from bmsfil.params import ParameterSet, ParamsError, bundled_params
+from bmsfil.params import BUNDLED_SETS, ParameterSet, ParamsError, bundled_params, params_arg
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.tuning import tune_filter
@@ -56,13 +56,24 @@ def initial_soc_arg(text: str) -> float | str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    rec = import_file(
-        args.file,
+    options = dict(
         fmt=args.format,
         column_map=parse_pairs(args.map, "--map") or None,
         current_sign=args.current_sign,
         meta=parse_pairs(args.meta, "--meta", sep="\0") or None,
     )
+    if args.cycle is None:
+        rec = import_file(args.file, **options)
+    else:
+        cycles = import_cycles(args.file, **options)
+        numbers = [c.meta.extra.get("cycle_idx") for c in cycles]
+        if str(args.cycle) not in numbers:
+            listed = [n for n in numbers if n is not None]
+            raise RecordingError(
+                f"{args.file}: no cycle {args.cycle}"
+                + (f" (its cycles are {listed[0]}..{listed[-1]})" if listed else " (the file has no numbered cycles)")
+            )
+        rec = cycles[numbers.index(str(args.cycle))]
     out = save_parquet(rec, args.output) if args.output.suffix == ".parquet" else rec.save(args.output)
     console.print(
         f"{args.file} -> {out}: {len(rec)} samples, {rec.time_s[-1]:.0f} s, "
@@ -241,6 +252,60 @@ def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recor
     ]
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    from bmsfil.health import CapacityTuning, HealthEstimator
+    from bmsfil.health_eval import check_r0, score_discharges, summarise, write_life_plot
+    from bmsfil.importers.nasa_pcoe import impedance_sweeps
+
+    params = params_arg(args.params)
+    capacity = CapacityTuning.for_params(params)
+    if args.rated_capacity is not None:
+        capacity = replace(capacity, rated_Ah=args.rated_capacity)
+    table = Table(title=f"state of health: {params.name}")
+    for col in ("recording", "discharges", "end ≤1 %", "20 % ≤3 %", "in ±3σ", "end max err %",
+                "capacity Ah (SOH)", "R0 mΩ", "R0 vs Re r"):
+        table.add_column(col, justify="left" if col == "recording" else "right")
+    results = []
+    for source in args.inputs:
+        rec = load_any(source)
+        trace = HealthEstimator(params, capacity=capacity).run(rec)
+        scores = score_discharges(rec, trace, capacity.gap_s)
+        summary = summarise(scores, skip=args.skip)
+        sweeps = impedance_sweeps(source) if rec.meta.extra.get("format") == "nasa-pcoe" else []
+        r0 = check_r0(rec, trace, sweeps) if sweeps else None
+        kept = summary.discharges - summary.scored_from
+        table.add_row(
+            rec.meta.name, str(summary.discharges), f"{summary.end_within_1pct}/{kept}",
+            f"{summary.early_within_3pct}/{kept}", f"{summary.within_3_sigma}/{kept}",
+            _fmt_pct(summary.end_max_abs_error),
+            f"{trace.capacity_Ah[-1]:.3f} ± {trace.capacity_sigma_Ah[-1]:.3f} ({trace.soh[-1] * 100:.1f} %)",
+            f"{trace.r0_ohm[-1] * 1e3:.1f}", f"{r0.pearson_r:.2f}" if r0 else "-",
+        )
+        if not args.no_plot:
+            write_life_plot(rec.meta.name, scores, rec, trace, sweeps, args.out_dir / f"{rec.meta.name}_health.png")
+        results.append({
+            "source": str(source),
+            "name": rec.meta.name,
+            "final": {"capacity_Ah": float(trace.capacity_Ah[-1]), "capacity_sigma_Ah": float(trace.capacity_sigma_Ah[-1]),
+                      "soh": float(trace.soh[-1]), "r0_ohm": float(trace.r0_ohm[-1]),
+                      "r0_sigma_ohm": float(trace.r0_sigma_ohm[-1])},
+            "summary": summary.as_dict(),
+            "r0_vs_impedance": r0.as_dict() if r0 else None,
+            "discharges": [sc.as_dict() for sc in scores],
+        })
+    console.print(table)
+    if not args.no_plot:
+        console.print(f"plots in {args.out_dir}/")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": args.command_line, "params": params.name, "skip": args.skip,
+            "capacity_tuning": {f.name: getattr(capacity, f.name) for f in fields(capacity)},
+            "recordings": results,
+        }, indent=1))
+        console.print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     roles = {"ocv": args.ocv, "pulse": args.pulse, "capacity": args.capacity, "dynamic": args.dynamic}
     with console.status("reading the recordings..."):
@@ -354,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--current-sign", choices=CURRENT_SIGNS, default=None,
                    help="sign convention of the file's current (default: the format's own, or charge-positive)")
     p.add_argument("--meta", action="append", metavar="key=value", help="metadata to set (repeatable)")
+    p.add_argument("--cycle", type=int, metavar="N",
+                   help="of a file holding many cycles (NASA PCoE), only cycle N (default: all, end to end)")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_import)
 
@@ -383,6 +450,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("health", help="capacity and R0 over a cell's life (C core), scored against its capacity tests")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="recordings of many discharges (a NASA PCoE file is one cell's life)")
+    p.add_argument("--params", help=f"a bundled set ({', '.join(BUNDLED_SETS)}) or a parameter file "
+                   "(default: lg-hg2)")
+    p.add_argument("--rated-capacity", type=float, metavar="AH", help="rated capacity (default: the set's nominal)")
+    p.add_argument("--skip", type=int, default=5, metavar="N", help="discharges not scored at the start (default 5)")
+    p.add_argument("--out-dir", type=Path, default=Path("bmsfil-health"))
+    p.add_argument("--json", type=Path, help="write per-discharge scores as JSON")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("fit", help="a cell's parameter set from its characterisation tests (OCV, pulse, capacity, dynamic)")
     p.add_argument("--ocv", nargs="+", type=Path, metavar="REC", help="low-rate discharge/charge tests (OCV and capacity)")

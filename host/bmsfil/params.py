@@ -343,10 +343,26 @@ def _check_units(origin: str, cell: CellParams) -> None:
             )
 
 
-BUNDLED_PARAMS = "lg_hg2.json"
+#: Parameter sets shipped with the package, by name.
+BUNDLED_SETS = {
+    "lg-hg2": "lg_hg2.json",  # LG HG2 3 Ah, fitted to the McMaster recordings
+    "nasa-pcoe-18650": "nasa_pcoe_18650.json",  # NASA PCoE 2 Ah 18650s (scripts/nasa_params.sh)
+}
 
 
-def bundled_params() -> ParameterSet:
-    """The LG HG2 parameter set shipped with the package."""
-    ref = resources.files("bmsfil") / "data" / BUNDLED_PARAMS
-    return ParameterSet.from_json(json.loads(ref.read_text()), origin=f"bmsfil/data/{BUNDLED_PARAMS}")
+def bundled_params(name: str = "lg-hg2") -> ParameterSet:
+    """A parameter set shipped with the package (`BUNDLED_SETS`); the LG HG2 set by default."""
+    if name not in BUNDLED_SETS:
+        raise ParamsError(f"no bundled parameter set {name!r}; the bundled sets are {', '.join(BUNDLED_SETS)}")
+    ref = resources.files("bmsfil") / "data" / BUNDLED_SETS[name]
+    return ParameterSet.from_json(json.loads(ref.read_text()), origin=f"bmsfil/data/{BUNDLED_SETS[name]}")
+
+
+def params_arg(value: str | Path | None) -> ParameterSet:
+    """A parameter set named on a command line: a bundled set's name, or a
+    file; None gives the default bundled set."""
+    if value is None:
+        return bundled_params()
+    if str(value) in BUNDLED_SETS:
+        return bundled_params(str(value))
+    return ParameterSet.load(value)

@@ -161,7 +161,8 @@ class Recording:
         return soc0 + self.ah / self.meta.reference_capacity_Ah
 
     def slice(self, start: int, stop: int) -> "Recording":
-        """Samples [start, stop), with time and Ah re-zeroed at the new first sample."""
+        """Samples [start, stop), with time and Ah re-zeroed at the new first
+        sample (and a multi-cycle recording's cycle starts moved with them)."""
         t = self.time_s[start:stop]
         ah = None if self.ah is None else self.ah[start:stop]
         meta = self.meta
@@ -171,6 +172,12 @@ class Recording:
             if meta.reference_capacity_Ah:
                 meta = replace(meta, reference_initial_soc=soc0 + ah[0] / meta.reference_capacity_Ah)
             ah = ah - ah[0]
+        if "cycle_starts" in meta.extra:
+            # Sample indices of the cycles of a multi-cycle recording, moved
+            # to the slice (the cycle in progress at its first sample included).
+            starts = [int(k) for k in meta.extra["cycle_starts"].split(",") if k]
+            kept = sorted({0, *(k - start for k in starts if start < k < stop)}) if stop > start else []
+            meta = replace(meta, extra={**meta.extra, "cycle_starts": ",".join(map(str, kept))})
         return Recording(
             time_s=t - t[0] if len(t) else t,
             current_A=self.current_A[start:stop],

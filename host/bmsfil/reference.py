@@ -256,3 +256,29 @@ class ReferenceSocEstimator:
             r = self.step(*args)
             soc[k], sigma[k], flags[k] = r.soc, r.soc_sigma, r.flags
         return SocTrace(soc, sigma, flags)
+
+
+def awtls_reference(
+    pairs: list[tuple[float, float, float, float]], memory_cycles: float, q0: float, q0_sigma: float
+) -> tuple[float, float]:
+    """Capacity (and its 1 sigma), in the pairs' units, that the C core's
+    AWTLS (capacity.h) should give: the same cost minimised in float64 by
+    taking every real root of the quartic and keeping the one of least cost.
+    Each pair is (x, var_x, y, var_y); the fit starts from the pseudo-pair
+    x = 1, y = q0 with equal variances whose TLS variance is q0_sigma^2."""
+    var0 = q0_sigma**2 / (1.0 + q0**2)
+    c = np.array([1.0, q0, q0**2, 1.0, q0, q0**2]) / var0
+    for x, var_x, y, var_y in pairs:
+        c *= np.exp(-abs(x) / memory_cycles)
+        c += np.array([x * x / var_y, x * y / var_y, y * y / var_y, x * x / var_x, x * y / var_x, y * y / var_x])
+    c1, c2, c3, c4, c5, c6 = c
+
+    def cost(q: float) -> float:
+        return (c4 * q**4 - 2 * c5 * q**3 + (c1 + c6) * q**2 - 2 * c2 * q + c3) / (1 + q * q) ** 2
+
+    roots = np.roots([c5, 2 * c4 - c1 - c6, 3 * (c2 - c5), c1 + c6 - 2 * c3, -c2])
+    real = [float(r.real) for r in roots if abs(r.imag) < 1e-9 * max(1.0, abs(r)) and r.real > 0]
+    q = min(real, key=cost)
+    h = 1e-4 * q
+    d2 = (cost(q + h) - 2 * cost(q) + cost(q - h)) / (h * h)
+    return q, float(np.sqrt(2.0 / d2)) if d2 > 0 else q

@@ -6,11 +6,15 @@ already positive on charge), ``Temperature_measured`` (°C), ``Current_load``,
 ``Voltage_load``, ``Time`` (s, restarting at 0 every cycle) and ``cycle_idx``.
 The header states no units; those above are the data set's.
 
-Neither the charges between discharges nor their durations are in the file,
-so the file has no Ah counter of its own: each cycle's ``ah`` is the
-trapezoid integral of its current from zero, and the concatenated recording
-(all cycles end to end, each starting GAP_S after the previous one ends) has
-none.
+The charges between discharges are not in the file, so the file has no Ah
+counter of its own: each cycle's ``ah`` is the trapezoid integral of its
+current from zero, and the concatenated recording (all cycles in order, the
+cell's life) has none. In the concatenated recording each discharge starts
+when metadata.csv says it started, relative to the first; without
+metadata, UNOBSERVED_GAP_S after the previous one ends. Either way the time
+between two discharges is time no sample covers (a charge, rests, impedance
+tests), and an estimator sees it as an interval far longer than any sample
+interval.
 
 The cell is named by the file name (``B0005_discharge_timeseries.csv`` ->
 ``B0005``). The ambient temperature of each discharge, and NASA's capacity for
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +41,9 @@ from .table import Header, Table, at
 SOURCE = "Saha and Goebel (2007), Battery Data Set, NASA Ames Prognostics Data Repository"
 NOMINAL_CAPACITY_AH = 2.0
 AMBIENT_C = 24.0
-#: Time inserted between two discharges in the concatenated recording.
-GAP_S = 1.0
+#: Time between two discharges in the concatenated recording when metadata.csv
+#: does not give their start times: about a CC-CV charge at 1.5 A with its rests.
+UNOBSERVED_GAP_S = 3 * 3600.0
 TEST = "CC discharge"
 
 _COLUMNS = {
@@ -69,7 +75,7 @@ def import_cycles(table: Table, path: Path) -> list[Recording]:
         time = values["time"][start:end] - values["time"][start]
         current = values["current"][start:end]
         ah = _integral_Ah(time, current)
-        ambient, nasa_capacity = per_cycle[k] if per_cycle else (AMBIENT_C, None)
+        ambient, nasa_capacity, _ = per_cycle[k] if per_cycle else (AMBIENT_C, None, None)
         extra = {"cycle_idx": str(number), "first_line": str(int(channels.lines[start]))}
         if nasa_capacity is not None:
             extra["nasa_capacity_Ah"] = repr(nasa_capacity)
@@ -93,15 +99,21 @@ def import_concatenated(table: Table, path: Path) -> Recording:
     cell = _cell_id(path)
     time = values["time"].copy()
     ends = np.append(starts[1:], len(time))
-    offset = 0.0
-    for start, end in zip(starts, ends):
-        time[start:end] += offset - time[start]
-        offset = time[end - 1] + GAP_S
     per_cycle = _metadata(path, cell, len(starts))
-    ambients = {ambient for ambient, _ in per_cycle} if per_cycle else {AMBIENT_C}
+    began = [start_s for _, _, start_s in per_cycle] if per_cycle else []
+    offset = 0.0
+    for k, (start, end) in enumerate(zip(starts, ends)):
+        time[start:end] += offset - time[start]
+        following = k + 1
+        if following < len(starts):
+            known = following < len(began) and began[following] is not None and began[0] is not None
+            offset = time[end - 1] + UNOBSERVED_GAP_S
+            if known:
+                offset = max(time[end - 1] + 1.0, began[following] - began[0])
+    ambients = {ambient for ambient, _, _ in per_cycle} if per_cycle else {AMBIENT_C}
     extra = {"cycle_starts": ",".join(map(str, starts))}
     if len(ambients) > 1:
-        extra["ambient_temp_C_per_cycle"] = ",".join(f"{ambient:g}" for ambient, _ in per_cycle or ())
+        extra["ambient_temp_C_per_cycle"] = ",".join(f"{ambient:g}" for ambient, _, _ in per_cycle or ())
     return Recording(
         time_s=time,
         current_A=values["current"],
@@ -166,8 +178,9 @@ def _cell_id(path: Path) -> str:
     return match[0] if match else stem.split("_")[0]
 
 
-def _metadata(path: Path, cell: str, cycles: int) -> list[tuple[float, float | None]] | None:
-    """(ambient °C, NASA's capacity in Ah or None) of each discharge of ``cell``.
+def _metadata(path: Path, cell: str, cycles: int) -> list[tuple[float, float | None, float | None]] | None:
+    """(ambient °C, NASA's capacity in Ah or None, start in s since 1970 or
+    None) of each discharge of ``cell``.
 
     From the data set's metadata.csv beside the file, if it has one that lists
     exactly ``cycles`` discharges of this cell; else None.
@@ -183,16 +196,63 @@ def _metadata(path: Path, cell: str, cycles: int) -> list[tuple[float, float | N
             return None  # some other file called metadata.csv
         for row in reader:
             if row["type"] == "discharge" and row["battery_id"] == cell:
-                rows.append((reader.line_num, row["ambient_temperature"] or "", row["Capacity"] or ""))
+                rows.append((reader.line_num, row["ambient_temperature"] or "", row["Capacity"] or "",
+                             row.get("start_time") or ""))
     if len(rows) != cycles:
         return None
     out = []
-    for line, ambient, capacity in rows:
+    for line, ambient, capacity, start in rows:
         try:
-            out.append((float(ambient), float(capacity) if capacity.strip() else None))
+            out.append((float(ambient), float(capacity) if capacity.strip() else None, _start_s(start)))
         except ValueError:
             raise RecordingError(
                 f"{at(where, line)}: expected numbers in 'ambient_temperature' and 'Capacity', "
                 f"got {ambient!r} and {capacity!r}"
             ) from None
     return out
+
+
+def _start_s(vector: str) -> float | None:
+    """A MATLAB date vector as metadata.csv writes it ("[2008. 4. 2. 15. 25.
+    41.593]") in seconds since 1970 (UTC assumed), or None if it is not one."""
+    parts = vector.strip().strip("[]").split()
+    try:
+        year, month, day, hour, minute, second = (float(p) for p in parts)
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return moment.timestamp() + second
+
+
+def impedance_sweeps(path: str | Path) -> list[tuple[float, float]]:
+    """(time, Re) of every impedance sweep of the file's cell in the data
+    set's metadata.csv, time in s on the concatenated recording's axis (0 at
+    the first discharge's start); [] without metadata or start times. Re is
+    the electrolyte (ohmic) resistance fitted to the sweep, in ohm."""
+    path = Path(path)
+    meta_path = path.with_name(_METADATA_FILE)
+    if not meta_path.is_file():
+        return []
+    cell = _cell_id(path)
+    first: float | None = None
+    sweeps: list[tuple[float, float]] = []
+    with open(meta_path, newline="", encoding="latin-1") as fh:
+        reader = csv.DictReader(fh)
+        if not {"type", "battery_id", "start_time", "Re"} <= set(reader.fieldnames or ()):
+            return []
+        for row in reader:
+            if row["battery_id"] != cell:
+                continue
+            start = _start_s(row["start_time"] or "")
+            if row["type"] == "discharge" and first is None:
+                first = start
+            elif row["type"] == "impedance" and start is not None:
+                try:
+                    re_ohm = float(row["Re"])
+                except ValueError:
+                    continue
+                if np.isfinite(re_ohm) and re_ohm > 0.0:
+                    sweeps.append((start, re_ohm))
+    if first is None:
+        return []
+    return [(start - first, re_ohm) for start, re_ohm in sweeps]

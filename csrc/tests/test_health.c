@@ -1,0 +1,191 @@
+/* health: the AWTLS capacity fit learns a known capacity, the anchors of a
+ * simulated life (full, empty, gaps) close one pair per discharge and give
+ * the cell's capacity, R0 follows known current steps, and absurd inputs
+ * keep every output finite. */
+#include <math.h>
+#include <stddef.h>
+
+#include "bf_test.h"
+#include "bmsfil/bf_math.h"
+#include "bmsfil/health.h"
+
+static bf_cell_params_t cell;
+static bf_soc_ekf_tuning_t tun;
+
+static void cap_tuning(bf_capacity_tuning_t *c)
+{
+    c->rated_Ah = 2.4f;
+    c->prior_sigma_rel = 0.1f;
+    c->memory_cycles = 0.5f;
+    c->rest_current_A = 0.05f;
+    c->rest_anchor_s = 3600.0f;
+    c->full_margin_V = 0.03f;
+    c->full_sigma = 0.005f;
+    c->empty_V = 3.1f;
+    c->empty_current_A = 0.24f;
+    c->empty_soc_max = 0.2f;
+    c->empty_sigma = 0.005f;
+    c->min_dsoc = 0.2f;
+    c->current_sigma_A = 0.01f;
+    c->current_bias_A = 0.01f;
+    c->gap_s = 600.0f;
+}
+
+static void r0_tuning(bf_r0_tuning_t *r)
+{
+    r->step_min_A = 0.5f;
+    r->step_max_s = 30.0f;
+    r->forget_steps = 10.0f;
+    r->soc_min = 0.2f;
+    r->voltage_sigma_V = 0.002f;
+    r->r0_init_ohm = 0.0f;
+    r->r0_init_sigma_ohm = 0.05f;
+}
+
+static void test_awtls(void)
+{
+    bf_awtls_t f;
+    int k;
+    CHECK(bf_awtls_init(&f, 1.0f, 0.1f) == BF_OK);
+    CHECK(bf_awtls_init(&f, -1.0f, 0.1f) == BF_E_RANGE);
+    CHECK(bf_awtls_init(0, 1.0f, 0.1f) == BF_E_NULL);
+    CHECK(bf_awtls_init(&f, 1.0f, 0.1f) == BF_OK);
+    CHECK(bf_awtls_update(&f, 0.5f, NAN, 1e-4f, 0.9f, 1e-6f) == BF_E_RANGE);
+    CHECK(bf_awtls_update(&f, 0.5f, 1.0f, 0.0f, 0.9f, 1e-6f) == BF_E_RANGE);
+    for (k = 0; k < 5; ++k) {
+        CHECK(bf_awtls_update(&f, 0.5f, -1.0f, 5e-5f, -0.9f, 1e-6f) == BF_OK);
+    }
+    CHECKF(fabsf(f.q - 0.9f) < 1e-4f, "q %g, expected 0.9", (double)f.q);
+    CHECKF(f.q_sigma > 0.0f && f.q_sigma < 0.01f, "sigma %g", (double)f.q_sigma);
+    /* Charge pairs (both negative or both positive) teach the same. */
+    for (k = 0; k < 5; ++k) {
+        CHECK(bf_awtls_update(&f, 0.5f, 0.5f, 5e-5f, 0.4f, 1e-6f) == BF_OK);
+    }
+    /* After 2.5 equivalent cycles of new pairs the old ones weigh e^-5 of
+     * their first weight against e^-0..e^-4 of the new ones: about 0.3 %. */
+    CHECKF(fabsf(f.q - 0.8f) < 4e-3f, "q %g, expected 0.8", (double)f.q);
+    CHECK(f.updates == 10u);
+}
+
+/* A cell of capacity q_true_Ah and OCV cell.ocv_V, behind a series resistance
+ * of 50 mOhm, discharged at 1 A from full until its SOC reaches 0, then
+ * resting; an unrecorded charge (a 3 h gap) between discharges. */
+static void test_simulated_life(void)
+{
+    const float q_true_Ah = 2.0f, r_ohm = 0.05f, temp = 25.0f;
+    bf_capacity_tuning_t ct;
+    bf_r0_tuning_t rt;
+    bf_health_t h;
+    bf_health_out_t o;
+    uint32_t seen = 0u, updates = 0u, cycle;
+    float v_full;
+    cap_tuning(&ct);
+    r0_tuning(&rt);
+    {
+        bf_lookup_t at;
+        bf_cell_locate(&cell, 1.0f, temp, &at);
+        v_full = bf_cell_ocv(&cell, &at, 0);
+    }
+    CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 1.0f, 0.0f, v_full, temp) == BF_OK);
+    for (cycle = 0u; cycle < 3u; ++cycle) {
+        float z = 1.0f;
+        int k;
+        /* Rest at full after the (gap) charge. */
+        CHECK(bf_health_step(&h, &cell, &tun, &ct, &rt, cycle == 0u ? 1.0f : 3.0f * 3600.0f, 0.0f, v_full, temp, &o)
+              == BF_OK);
+        seen |= o.capacity.events;
+        for (k = 0; k < 10; ++k) {
+            CHECK(bf_health_step(&h, &cell, &tun, &ct, &rt, 10.0f, 0.0f, v_full, temp, &o) == BF_OK);
+            seen |= o.capacity.events;
+        }
+        while (z > 0.0f) {
+            bf_lookup_t at;
+            float v;
+            z -= 1.0f * 10.0f / 3600.0f / q_true_Ah;
+            bf_cell_locate(&cell, z > 0.0f ? z : 0.0f, temp, &at);
+            v = bf_cell_ocv(&cell, &at, 0) - r_ohm * 1.0f;
+            CHECK(bf_health_step(&h, &cell, &tun, &ct, &rt, 10.0f, -1.0f, v, temp, &o) == BF_OK);
+            seen |= o.capacity.events;
+            updates += (o.capacity.events & BF_CAP_UPDATED) ? 1u : 0u;
+        }
+        for (k = 0; k < 20; ++k) {
+            bf_lookup_t at;
+            bf_cell_locate(&cell, 0.0f, temp, &at);
+            CHECK(bf_health_step(&h, &cell, &tun, &ct, &rt, 10.0f, 0.0f, bf_cell_ocv(&cell, &at, 0), temp, &o)
+                  == BF_OK);
+            seen |= o.capacity.events;
+            updates += (o.capacity.events & BF_CAP_UPDATED) ? 1u : 0u;
+        }
+        /* The last discharge interval overshoots SOC 0 by up to one sample. */
+        CHECKF(fabsf(o.capacity.capacity_Ah - q_true_Ah) < 0.01f * q_true_Ah, "cycle %u: capacity %g, true %g",
+               (unsigned)cycle, (double)o.capacity.capacity_Ah, (double)q_true_Ah);
+        CHECKF(fabsf(o.r0.r0_ohm - r_ohm) < 0.01f, "cycle %u: R0 %g, true %g", (unsigned)cycle,
+               (double)o.r0.r0_ohm, (double)r_ohm);
+    }
+    CHECKF(updates == 3u, "%u pairs closed, expected one per discharge", (unsigned)updates);
+    CHECK((seen & BF_CAP_ANCHOR_FULL) && (seen & BF_CAP_ANCHOR_EMPTY));
+    printf("simulated life: capacity %.4f +- %.4f Ah (true %.3f), R0 %.4f +- %.4f ohm (true %.3f)\n",
+           (double)o.capacity.capacity_Ah, (double)o.capacity.capacity_sigma_Ah, (double)q_true_Ah,
+           (double)o.r0.r0_ohm, (double)o.r0.r0_sigma_ohm, (double)r_ohm);
+}
+
+static void test_absurd_inputs(void)
+{
+    bf_capacity_tuning_t ct;
+    bf_r0_tuning_t rt;
+    bf_health_t h;
+    bf_health_out_t o;
+    fx_rng_t rng = { 12345u };
+    int k, bad = 0, bad_status = 0;
+    cap_tuning(&ct);
+    r0_tuning(&rt);
+    CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 0.5f, NAN, NAN, NAN) == BF_OK);
+    for (k = 0; k < 20000; ++k) {
+        int absurd = (fx_next(&rng) % 4u) == 0u;
+        float dt = absurd && (fx_next(&rng) & 1u) ? fx_absurd(&rng) : fx_uniform(&rng, 0.0f, 700.0f);
+        float i = absurd && (fx_next(&rng) & 1u) ? fx_absurd(&rng) : fx_uniform(&rng, -5.0f, 5.0f);
+        float v = absurd && (fx_next(&rng) & 1u) ? fx_absurd(&rng) : fx_uniform(&rng, 2.5f, 4.3f);
+        float t = absurd && (fx_next(&rng) & 1u) ? fx_absurd(&rng) : fx_uniform(&rng, -10.0f, 45.0f);
+        if (bf_health_step(&h, &cell, &tun, &ct, &rt, dt, i, v, t, &o) != BF_OK) {
+            ++bad_status;
+            continue;
+        }
+        if (!bf_isfinite(o.capacity.capacity_Ah) || !(o.capacity.capacity_Ah > 0.0f)
+            || !bf_isfinite(o.capacity.capacity_sigma_Ah) || !(o.capacity.capacity_sigma_Ah > 0.0f)
+            || !bf_isfinite(o.r0.r0_ohm) || o.r0.r0_ohm < 0.0f || !bf_isfinite(o.r0.r0_sigma_ohm)
+            || !bf_isfinite(o.ekf.soc) || o.ekf.soc < 0.0f || o.ekf.soc > 1.0f) {
+            ++bad;
+        }
+    }
+    CHECKF(bad_status == 0 && bad == 0, "%d bad statuses, %d non-finite or out-of-range outputs", bad_status, bad);
+}
+
+static void test_config(void)
+{
+    bf_capacity_tuning_t ct;
+    bf_r0_tuning_t rt;
+    bf_capacity_t c;
+    cap_tuning(&ct);
+    r0_tuning(&rt);
+    CHECK(bf_capacity_tuning_check(&ct) == BF_OK);
+    CHECK(bf_r0_tuning_check(&rt) == BF_OK);
+    ct.memory_cycles = 0.0f;
+    CHECK(bf_capacity_init(&c, &ct) == BF_E_CONFIG);
+    cap_tuning(&ct);
+    ct.min_dsoc = 1.5f;
+    CHECK(bf_capacity_tuning_check(&ct) == BF_E_CONFIG);
+    rt.soc_min = 1.0f;
+    CHECK(bf_r0_tuning_check(&rt) == BF_E_CONFIG);
+    CHECK(bf_capacity_tuning_check(0) == BF_E_NULL);
+}
+
+int main(void)
+{
+    fx_cell(&cell);
+    fx_tuning(&tun);
+    test_config();
+    test_awtls();
+    test_simulated_life();
+    test_absurd_inputs();
+    return bf_test_finish();
+}

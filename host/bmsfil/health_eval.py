@@ -1,0 +1,207 @@
+"""Scoring the capacity estimate against capacity tests in a cell's life.
+
+A life is a recording of many discharges (NASA PCoE's files are one: every
+discharge, in order, with the unrecorded charges between them as gaps). Each
+discharge is scored the way the data set measures capacity: the charge
+delivered from its start to its end (the trapezoid integral of its current).
+The capacity reported when the discharge stops (at the first sample after
+its last discharging one: the moment a BMS learns that the load is off,
+which in a life with unrecorded charges can be the next discharge's first
+sample) is compared with it, and so is the capacity reported once 20 % of
+that charge had been delivered (what the estimator knew after a brief
+excursion into the discharge, with all the life before it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bmsfil.health import HealthTrace
+from bmsfil.recording import Recording
+
+#: Fraction of a discharge's charge after which the early estimate is taken.
+EARLY_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class DischargeScore:
+    index: int
+    start_s: float
+    measured_Ah: float
+    end_Ah: float
+    end_sigma_Ah: float
+    early_Ah: float
+    early_sigma_Ah: float
+    r0_ohm: float
+
+    @property
+    def end_error(self) -> float:
+        return (self.end_Ah - self.measured_Ah) / self.measured_Ah
+
+    @property
+    def early_error(self) -> float:
+        return (self.early_Ah - self.measured_Ah) / self.measured_Ah
+
+    @property
+    def within_3_sigma(self) -> bool:
+        return abs(self.end_Ah - self.measured_Ah) <= 3.0 * self.end_sigma_Ah
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return {**asdict(self), "end_error": self.end_error, "early_error": self.early_error,
+                "within_3_sigma": self.within_3_sigma}
+
+
+def discharge_bounds(recording: Recording, gap_s: float) -> list[tuple[int, int]]:
+    """[start, end) sample ranges of the discharges: the cycles the importer
+    recorded (``extra['cycle_starts']``), else the stretches between gaps
+    longer than ``gap_s``."""
+    n = len(recording)
+    listed = recording.meta.extra.get("cycle_starts")
+    if listed:
+        starts = [int(s) for s in listed.split(",")]
+    else:
+        starts = [0, *(int(k) for k in np.flatnonzero(recording.dt_s > gap_s))]
+    ends = [*starts[1:], n]
+    return [(s, e) for s, e in zip(starts, ends) if e - s >= 2]
+
+
+def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> list[DischargeScore]:
+    """One score per discharge that delivered charge (see the module docstring)."""
+    scores = []
+    for index, (start, end) in enumerate(discharge_bounds(recording, gap_s)):
+        t = recording.time_s[start:end]
+        i = np.nan_to_num(recording.current_A[start:end])
+        delivered = np.concatenate(([0.0], np.cumsum(-0.5 * (i[1:] + i[:-1]) * np.diff(t) / 3600.0)))
+        measured = float(delivered[-1])
+        if not measured > 0.0:
+            continue
+        early = start + int(np.searchsorted(delivered, EARLY_FRACTION * measured))
+        discharging = np.flatnonzero(i < 0.1 * np.min(i))
+        last = min(start + int(discharging[-1]) + 1, len(recording) - 1)
+        scores.append(
+            DischargeScore(
+                index=index,
+                start_s=float(t[0]),
+                measured_Ah=measured,
+                end_Ah=float(trace.capacity_Ah[last]),
+                end_sigma_Ah=float(trace.capacity_sigma_Ah[last]),
+                early_Ah=float(trace.capacity_Ah[early]),
+                early_sigma_Ah=float(trace.capacity_sigma_Ah[early]),
+                r0_ohm=float(trace.r0_ohm[last]),
+            )
+        )
+    return scores
+
+
+@dataclass(frozen=True)
+class LifeSummary:
+    discharges: int
+    scored_from: int
+    end_within_1pct: int
+    early_within_3pct: int
+    within_3_sigma: int
+    end_max_abs_error: float
+    early_max_abs_error: float
+    end_rms_error: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def summarise(scores: list[DischargeScore], skip: int = 5) -> LifeSummary:
+    """Counts over the discharges after the first ``skip`` (the estimator's
+    first few discharges teach it the cell)."""
+    kept = scores[skip:]
+    end = np.array([s.end_error for s in kept]) if kept else np.zeros(0)
+    early = np.array([s.early_error for s in kept]) if kept else np.zeros(0)
+    return LifeSummary(
+        discharges=len(scores),
+        scored_from=min(skip, len(scores)),
+        end_within_1pct=int(np.sum(np.abs(end) <= 0.01)),
+        early_within_3pct=int(np.sum(np.abs(early) <= 0.03)),
+        within_3_sigma=int(sum(s.within_3_sigma for s in kept)),
+        end_max_abs_error=float(np.max(np.abs(end))) if end.size else float("nan"),
+        early_max_abs_error=float(np.max(np.abs(early))) if early.size else float("nan"),
+        end_rms_error=float(np.sqrt(np.mean(end**2))) if end.size else float("nan"),
+    )
+
+
+@dataclass(frozen=True)
+class R0Check:
+    """The R0 estimate against impedance sweeps' Re (the ohmic resistance
+    fitted to each sweep): Pearson's r over the sweeps inside the recording,
+    each compared with the estimate at the last sample before it."""
+
+    sweeps: int
+    pearson_r: float
+    r0_first_ohm: float
+    r0_last_ohm: float
+    re_first_ohm: float
+    re_last_ohm: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def check_r0(recording: Recording, trace: HealthTrace, sweeps: list[tuple[float, float]]) -> R0Check | None:
+    """None if fewer than 3 sweeps fall inside the recording."""
+    at = np.array([t for t, _ in sweeps], dtype=np.float64)
+    re_ohm = np.array([r for _, r in sweeps], dtype=np.float64)
+    inside = (at >= recording.time_s[0]) & (at <= recording.time_s[-1])
+    if inside.sum() < 3:
+        return None
+    idx = np.searchsorted(recording.time_s, at[inside], side="right") - 1
+    ours, theirs = trace.r0_ohm[idx], re_ohm[inside]
+    return R0Check(
+        sweeps=int(inside.sum()),
+        pearson_r=float(np.corrcoef(ours, theirs)[0, 1]),
+        r0_first_ohm=float(ours[0]),
+        r0_last_ohm=float(ours[-1]),
+        re_first_ohm=float(theirs[0]),
+        re_last_ohm=float(theirs[-1]),
+    )
+
+
+def write_life_plot(name: str, scores: list[DischargeScore], recording: Recording, trace: HealthTrace,
+                    sweeps: list[tuple[float, float]], path: Path) -> Path:
+    """Capacity per discharge (measured, at the end, after 20 %, with 3 sigma)
+    and R0 over the life (with the sweeps' Re on a second axis if given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.arange(len(scores))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), height_ratios=(2, 1))
+    end = np.array([s.end_Ah for s in scores])
+    sig = np.array([s.end_sigma_Ah for s in scores])
+    ax1.fill_between(n, end - 3 * sig, end + 3 * sig, color="tab:blue", alpha=0.2, label="estimate ±3σ")
+    ax1.plot(n, [s.measured_Ah for s in scores], "k.", ms=4, label="measured (charge delivered)")
+    ax1.plot(n, end, color="tab:blue", lw=1.0, label="estimate when the discharge stops")
+    ax1.plot(n, [s.early_Ah for s in scores], color="tab:orange", lw=0.8, ls="--",
+             label=f"estimate after {EARLY_FRACTION:.0%} of the discharge")
+    ax1.set_xlabel("discharge")
+    ax1.set_ylabel("capacity / Ah")
+    ax1.set_title(f"{name}: capacity (AWTLS) and R0", fontsize=10)
+    ax1.legend(fontsize=8)
+    days = recording.time_s / 86400.0
+    learned = trace.where("r0_updated")
+    r0 = np.where(np.arange(len(days)) >= (learned[0] if learned.size else len(days)), trace.r0_ohm, np.nan)
+    ax2.plot(days, r0 * 1e3, color="tab:blue", lw=1.0, label="R0 estimate")
+    ax2.set_xlabel("time / days")
+    ax2.set_ylabel("R0 / mΩ")
+    if sweeps:
+        twin = ax2.twinx()
+        twin.plot([t / 86400.0 for t, _ in sweeps], [r * 1e3 for _, r in sweeps], "r.", ms=3,
+                  label="impedance sweep Re")
+        twin.set_ylabel("Re / mΩ", color="tab:red")
+        twin.legend(loc="lower right", fontsize=8)
+    ax2.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
