@@ -18,7 +18,7 @@ import pytest
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.fleet import FleetError, evaluate_path, expand_inputs, run_many
-from bmsfil.params import bundled_params
+from bmsfil.params import ParameterSet, bundled_params
 
 pytest.importorskip("dask.distributed")
 
@@ -155,3 +155,21 @@ def test_eval_on_two_workers_writes_the_serial_json(tmp_path: Path, slices: list
         assert main(["eval", *good, "--no-plot", "--out-dir", str(tmp_path / "o"), "--json", str(doc_path), *extra]) == 0
         docs.append(doc_path.read_text())
     assert docs[0] == docs[1]
+
+
+@pytest.mark.slow
+def test_tune_on_two_workers_writes_the_serial_parameter_set(tmp_path: Path, slices: list[str]):
+    """`bmsfil tune --workers 2` scores the training recordings on Dask and
+    chooses exactly what the serial search chooses."""
+    from bmsfil.cli import main
+
+    start = tmp_path / "start.json"
+    bundled_params().save(start)
+    good = [s for s in slices if s.endswith(".npz")][:2]
+    outs = []
+    for extra in ([], ["--workers", "2"]):
+        out = tmp_path / f"tuned{len(extra)}.json"
+        assert main(["tune", "--params", str(start), "--train", *good, "--iterations", "3", "-o", str(out), *extra]) == 0
+        outs.append(ParameterSet.load(out))
+    assert outs[0].filter == outs[1].filter
+    assert outs[0].notes["tuning"] == outs[1].notes["tuning"]

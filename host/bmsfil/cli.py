@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from contextlib import nullcontext
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -20,13 +21,13 @@ from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
 from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
-from bmsfil.fleet import Failed, FleetError, Outcome, evaluate_path, expand_inputs, run_many
+from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, ParameterSet, ParamsError, bundled_params, params_arg
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError
-from bmsfil.tuning import tune_filter
+from bmsfil.tuning import Targets, tune_filter
 
 console = Console(highlight=False, markup=False)
 err_console = Console(stderr=True, highlight=False, markup=False)
@@ -345,10 +346,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for rec in train:
         rec.reference_soc()  # a training recording needs a reference; the error says what is missing
     before = params.filter
-    with Progress(*Progress.get_default_columns(), TextColumn("cost {task.fields[cost]:.4f}"), console=console) as bar:
-        task = bar.add_task("tuning the filter", total=args.iterations, cost=float("nan"))
-        tuned, cost = tune_filter(params, train, iterations=args.iterations, seed=args.seed,
-                                  progress=lambda i, c: bar.update(task, completed=i + 1, cost=c))
+    targets = Targets()
+    on_dask = args.workers is not None or args.scheduler is not None
+    try:
+        with cost_pool(train, targets, args.workers, args.scheduler) if on_dask else nullcontext() as pool, \
+                Progress(*Progress.get_default_columns(), TextColumn("cost {task.fields[cost]:.4f}"),
+                         console=console) as bar:
+            task = bar.add_task("tuning the filter", total=args.iterations, cost=float("nan"))
+            tuned, cost = tune_filter(params, train, iterations=args.iterations, seed=args.seed, targets=targets,
+                                      progress=lambda i, c: bar.update(task, completed=i + 1, cost=c), pool=pool)
+    except FleetError as exc:
+        err_console.print(f"bmsfil tune: error: {exc}")
+        return 2
     notes = dict(params.notes)
     notes["tuning"] = (f"bmsfil tune, {args.iterations} iterations, seed {args.seed}, cost {cost:.4f}, on "
                        + "; ".join(f"{p} sha256:{file_sha256(p)[:16]}" for p in args.train))
@@ -481,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=200, help="search steps (each runs every training recording 3-4 times)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="new name for the parameter set")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="score the training recordings on a local Dask cluster of N processes (same result)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="score them on an existing Dask scheduler")
     _import_options(p)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_tune)

@@ -36,9 +36,13 @@ class Evaluation:
     flagged_samples: int
     #: The plausibility monitor's flags and evidence (None where only SOC was scored, e.g. HIL).
     plausibility: PlausibilityTrace | None = None
+    #: Capacity and R0 at the end of the recording (None unless asked for).
+    health: dict[str, float | int] | None = None
 
     def summary(self) -> dict[str, object]:
-        extra = {"plausibility": self.plausibility.summary()} if self.plausibility is not None else {}
+        extra: dict[str, object] = {"plausibility": self.plausibility.summary()} if self.plausibility is not None else {}
+        if self.health is not None:
+            extra["health"] = _finite_dict(self.health)
         return {
             "name": self.name,
             "ambient_temp_C": self.recording.meta.ambient_temp_C,
@@ -67,11 +71,31 @@ def evaluate(
     initial_soc: float | str = "ocv",
     errors: SensorErrors | None = None,
     seed: int = 0,
+    health: bool = False,
 ) -> Evaluation:
+    """Score the SOC filter (with the plausibility monitor beside it); with
+    `health`, also run the capacity and R0 estimators (health.py) over the
+    recording and report where they ended."""
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_monitored(measured, params, initial_soc)
     ev = score_trace(rec, measured, trace, params)
-    return replace(ev, plausibility=plaus)
+    return replace(ev, plausibility=plaus, health=_health_summary(measured, params) if health else None)
+
+
+def _health_summary(rec: Recording, params: ParameterSet) -> dict[str, float | int]:
+    from bmsfil.health import HealthEstimator
+
+    tr = HealthEstimator(params).run(rec)
+    return {
+        "capacity_Ah": float(tr.capacity_Ah[-1]),
+        "capacity_sigma_Ah": float(tr.capacity_sigma_Ah[-1]),
+        "soh": float(tr.soh[-1]),
+        "capacity_pairs": int(tr.where("capacity_updated").size),
+        "r0_ohm": float(tr.r0_ohm[-1]),
+        "r0_sigma_ohm": float(tr.r0_sigma_ohm[-1]),
+        "r0_growth": float(tr.r0_growth[-1]),
+        "r0_steps": int(tr.where("r0_updated").size),
+    }
 
 
 def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: ParameterSet) -> Evaluation:

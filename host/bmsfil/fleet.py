@@ -14,14 +14,19 @@ others are kept. (An existing scheduler keeps its own settings.)
 from __future__ import annotations
 
 import glob as globlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from dask.distributed import Client
+
     from bmsfil.inject import SensorErrors
     from bmsfil.params import ParameterSet
+    from bmsfil.recording import Recording
+    from bmsfil.tuning import Targets
 
 #: Suffixes taken from a directory given as input (what `bmsfil import` reads).
 RECORDING_SUFFIXES = (".npz", ".csv", ".gz", ".txt")
@@ -89,6 +94,35 @@ def _call(fn: Callable[..., T], source: str, args: tuple[object, ...]) -> tuple[
         return source, None, f"{type(exc).__name__}: {exc}"
 
 
+@contextmanager
+def dask_client(workers: int | None, scheduler: str | None) -> Iterator["Client"]:
+    """A Dask client: on the scheduler at `scheduler`, else on a LocalCluster
+    of `workers` single-threaded processes (closed on exit)."""
+    try:
+        import dask
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise FleetError("--workers and --scheduler need Dask: pip install 'bmsfil[fleet]'") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise FleetError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        cluster = None
+    else:
+        if workers is None or workers < 1:
+            raise FleetError(f"--workers: expected 1 or more, got {workers}")
+        with dask.config.set(LOCAL_SCHEDULER_CONFIG):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def run_many(
     fn: Callable[..., T],
     sources: Sequence[str],
@@ -111,24 +145,9 @@ def run_many(
         for i, source in enumerate(sources):
             finished(i, *_call(fn, source, args))
         return outcomes  # type: ignore[return-value]
-    try:
-        import dask
-        from dask.distributed import Client, KilledWorker, LocalCluster, as_completed
-    except ImportError:
-        raise FleetError("--workers and --scheduler need Dask: pip install 'bmsfil[fleet]'") from None
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            raise FleetError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        cluster = None
-    else:
-        if workers is None or workers < 1:
-            raise FleetError(f"--workers: expected 1 or more, got {workers}")
-        with dask.config.set(LOCAL_SCHEDULER_CONFIG):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    try:
+    with dask_client(workers, scheduler) as client:
+        from dask.distributed import KilledWorker, as_completed
+
         def submit(i: int, attempt: int) -> object:
             key = f"bmsfil-{i}-{attempt}-{Path(sources[i]).name}"
             return client.submit(_call, fn, sources[i], args, key=key, pure=False)
@@ -150,11 +169,27 @@ def run_many(
                 again = submit(i, attempt + 1)
                 futures[again] = (i, attempt + 1)
                 pending.add(again)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return outcomes  # type: ignore[return-value]
+
+
+@contextmanager
+def cost_pool(
+    recs: Sequence[Recording], targets: Targets, workers: int | None, scheduler: str | None
+) -> Iterator[Callable[[list[ParameterSet]], list[float]]]:
+    """For `bmsfil tune` on Dask: the training recordings sent to every worker
+    once, and a function giving each recording's tuning cost under its
+    parameter set (`tuning.recording_cost`), computed on the workers and
+    returned in the recordings' order, so that the search is the serial one."""
+    from bmsfil.tuning import recording_cost
+
+    with dask_client(workers, scheduler) as client:
+        scattered = client.scatter(list(recs), broadcast=True)
+
+        def costs(sets: list[ParameterSet]) -> list[float]:
+            futures = [client.submit(recording_cost, r, p, targets, pure=False) for r, p in zip(scattered, sets)]
+            return [float(c) for c in client.gather(futures)]
+
+        yield costs
 
 
 def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, errors: SensorErrors | None,
@@ -171,7 +206,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
         # Streamed, never all in memory; no plot and no plausibility monitor
         # (they need the whole recording).
         return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir))
-    ev = evaluate(load_any(source), params, initial_soc, errors, seed)
+    ev = evaluate(load_any(source), params, initial_soc, errors, seed, health=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")

@@ -74,13 +74,20 @@ def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> fl
     return cost
 
 
+#: Each recording's cost under its parameter set, in the recordings' order
+#: (`fleet.cost_pool` computes them on Dask).
+CostPool = Callable[[list[ParameterSet]], list[float]]
+
+
 def total_cost(
-    recs: list[Recording], params: ParameterSet, targets: Targets, cells: list[CellParams] | None = None
+    recs: list[Recording], params: ParameterSet, targets: Targets, cells: list[CellParams] | None = None,
+    pool: CostPool | None = None,
 ) -> float:
     """Mean cost over the recordings; each runs with its own cell model when
     `cells` is given (the model fitted without it, see `tune_filter`)."""
     sets = [params] * len(recs) if cells is None else [replace(params, cell=c) for c in cells]
-    return float(np.mean([recording_cost(r, p, targets) for r, p in zip(recs, sets)]))
+    costs = pool(sets) if pool is not None else [recording_cost(r, p, targets) for r, p in zip(recs, sets)]
+    return float(np.mean(costs))
 
 
 def tune_filter(
@@ -91,12 +98,15 @@ def tune_filter(
     targets: Targets | None = None,
     progress: Callable[[int, float], None] | None = None,
     cells: list[CellParams] | None = None,
+    pool: CostPool | None = None,
 ) -> tuple[ParameterSet, float]:
     """Search the filter settings in SEARCH_SPACE; returns the best set and its cost.
 
     With `cells` (one per recording), each recording is scored with a cell
     model that was fitted without it: the filter then learns how wrong the
-    model is on data it has not seen, not how well it fits its training."""
+    model is on data it has not seen, not how well it fits its training.
+    With `pool` (built for these recordings and targets) the costs are
+    computed there, with the same result."""
     targets = targets or Targets()
     rng = np.random.default_rng(seed)
     names = list(SEARCH_SPACE)
@@ -105,12 +115,12 @@ def tune_filter(
     current = {f.name: getattr(params.filter, f.name) for f in fields(FilterTuning)}
     best_x = np.clip(np.log10([current[n] for n in names]), lo, hi)
     best = params.with_filter(**dict(zip(names, 10.0**best_x)))
-    best_cost = total_cost(recs, best, targets, cells)
+    best_cost = total_cost(recs, best, targets, cells, pool)
     step = 0.5
     for it in range(iterations):
         x = np.clip(best_x + rng.normal(0.0, step, len(names)) * (rng.random(len(names)) < 0.5), lo, hi)
         candidate = params.with_filter(**dict(zip(names, 10.0**x)))
-        cost = total_cost(recs, candidate, targets, cells)
+        cost = total_cost(recs, candidate, targets, cells, pool)
         if cost < best_cost:
             best_x, best, best_cost = x, candidate, cost
             step = min(step * 1.5, 1.0)
