@@ -7,6 +7,7 @@ checked against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -70,12 +71,18 @@ def pack_cell_params(params: ParameterSet) -> "ffi.CData":
     return c
 
 
-def pack_tuning(tuning: FilterTuning) -> "ffi.CData":
-    c = ffi.new("bf_soc_ekf_tuning_t *")
-    for f in fields(tuning):
-        setattr(c, f.name, getattr(tuning, f.name))
-    _check(lib.bf_soc_ekf_tuning_check(c), "filter tuning")
+def pack_settings(settings: object, ctype: str, check: Callable[["ffi.CData"], int], what: str) -> "ffi.CData":
+    """A settings dataclass as the C struct `ctype` of the same field names,
+    checked by the module's own check function."""
+    c = ffi.new(f"{ctype} *")
+    for f in fields(settings):  # type: ignore[arg-type]
+        setattr(c, f.name, getattr(settings, f.name))
+    _check(check(c), what)
     return c
+
+
+def pack_tuning(tuning: FilterTuning) -> "ffi.CData":
+    return pack_settings(tuning, "bf_soc_ekf_tuning_t", lib.bf_soc_ekf_tuning_check, "filter tuning")
 
 
 @dataclass(frozen=True)

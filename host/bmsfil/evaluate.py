@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bmsfil._core import lib
-from bmsfil.core import SocEstimator, SocTrace
+from bmsfil.core import SocTrace
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet

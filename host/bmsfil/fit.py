@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bmsfil.ocv import REST_CURRENT_A, OcvCurve, OcvFitError, anchor_full, ocv_from_low_rate
+from bmsfil.ocv import REST_CURRENT_A, OcvFitError, anchor_full, ocv_from_low_rate
 from bmsfil.params import MAX_TEMPS, OCV_MAX_POINTS, CellParams, FilterTuning, ParameterSet, bundled_params
 from bmsfil.recording import Recording
 

@@ -9,12 +9,12 @@ capacity.h, resistance.h).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import _check, as_f32, pack_cell_params, pack_tuning
+from bmsfil.core import _check, as_f32, pack_cell_params, pack_settings, pack_tuning
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
@@ -29,6 +29,12 @@ EVENT_NAMES = {
     lib.BF_HEALTH_RESTARTED << 5: "restarted",
     lib.BF_R0_UPDATED << 7: "r0_updated",
 }
+
+
+def rated_capacity(params: ParameterSet) -> float:
+    """The set's nominal capacity, else its largest table capacity."""
+    cell = params.cell
+    return cell.nominal_capacity_Ah or float(np.max(cell.capacity_Ah))
 
 
 def describe_events(events: int) -> list[str]:
@@ -78,7 +84,7 @@ class CapacityTuning:
     @classmethod
     def for_params(cls, params: ParameterSet) -> "CapacityTuning":
         cell = params.cell
-        rated = cell.nominal_capacity_Ah or float(np.max(cell.capacity_Ah))
+        rated = rated_capacity(params)
         ocv_empty = float(np.min(np.asarray(cell.ocv_V)[:, 0]))
         return cls(
             rated_Ah=rated,
@@ -88,11 +94,7 @@ class CapacityTuning:
         )
 
     def packed(self) -> "ffi.CData":
-        c = ffi.new("bf_capacity_tuning_t *")
-        for f in fields(self):
-            setattr(c, f.name, getattr(self, f.name))
-        _check(lib.bf_capacity_tuning_check(c), "capacity tuning")
-        return c
+        return pack_settings(self, "bf_capacity_tuning_t", lib.bf_capacity_tuning_check, "capacity tuning")
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class R0Tuning:
     @classmethod
     def for_params(cls, params: ParameterSet) -> "R0Tuning":
         cell = params.cell
-        rated = cell.nominal_capacity_Ah or float(np.max(cell.capacity_Ah))
+        rated = rated_capacity(params)
         temps = np.asarray(cell.temp_C)
         row = int(np.argmin(np.abs(temps - 25.0)))
         table = np.asarray(cell.r0_ohm)[row]
@@ -126,11 +128,7 @@ class R0Tuning:
         return cls(r0_init_ohm=r0, r0_init_sigma_ohm=max(r0, 0.05), step_min_A=rated / 4.0)
 
     def packed(self) -> "ffi.CData":
-        c = ffi.new("bf_r0_tuning_t *")
-        for f in fields(self):
-            setattr(c, f.name, getattr(self, f.name))
-        _check(lib.bf_r0_tuning_check(c), "R0 tuning")
-        return c
+        return pack_settings(self, "bf_r0_tuning_t", lib.bf_r0_tuning_check, "R0 tuning")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ docs/plausibility.md for the statistics and what they can and cannot detect.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import SocEstimator, SocTrace, _check, as_f32, start_estimator
+from bmsfil.core import SocEstimator, SocTrace, _check, as_f32, pack_settings, start_estimator
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
@@ -71,11 +71,7 @@ class PlausibilityConfig:
     stuck_z: float = z_for(1e-6)
 
     def packed(self) -> "ffi.CData":
-        c = ffi.new("bf_plaus_config_t *")
-        for f in fields(self):
-            setattr(c, f.name, getattr(self, f.name))
-        _check(lib.bf_plaus_config_check(c), "plausibility config")
-        return c
+        return pack_settings(self, "bf_plaus_config_t", lib.bf_plaus_config_check, "plausibility config")
 
     @property
     def stuck_threshold_V(self) -> float:
