@@ -180,3 +180,52 @@ def test_capacity_tuning_defaults_follow_the_parameter_set() -> None:
     assert nasa.rest_current_A == pytest.approx(0.04) and lg.empty_current_A == pytest.approx(0.3)
     with pytest.raises(Exception, match="capacity tuning"):
         HealthEstimator(bundled_params(), capacity=replace(lg, memory_cycles=0.0))
+
+
+@pytest.fixture(scope="module")
+def mp_health():
+    """The MicroPython application's health module, imported in CPython."""
+    import sys
+
+    from bmsfil_hil.micropython import APP_DIR
+
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        import bmsfil_ekf
+        import bmsfil_health
+
+        yield bmsfil_ekf, bmsfil_health
+    finally:
+        sys.path.remove(str(APP_DIR))
+
+
+def _mp_run(mp_health, params, rec):
+    be, bh = mp_health
+    h = bh.Health(be.Params(params.to_json()))
+    h.start(1.0, float(rec.current_A[0]), float(rec.voltage_V[0]), float(rec.temp_C[0]))
+    rows = [h.step(*map(float, a)) for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C)]
+    return [np.array(c) for c in zip(*rows)]
+
+
+def test_micropython_port_follows_the_c_core_on_a_drive_cycle(mp_health) -> None:
+    """The pure-MicroPython port (float64 in CPython) against the float32 C core."""
+    rec = bundled_recording().slice(0, 20000)
+    params = bundled_params()
+    c = HealthEstimator(params).run(rec)
+    soc, _, _, cap, cap_sigma, r0, _, growth, events = _mp_run(mp_health, params, rec)
+    assert np.max(np.abs(soc - c.soc)) < 1e-4
+    assert np.array_equal(events, c.events)
+    assert np.max(np.abs(r0 - c.r0_ohm)) < 1e-5
+    assert np.max(np.abs(cap - c.capacity_Ah)) < 1e-5
+
+
+@needs_nasa
+def test_micropython_port_learns_the_capacity_the_c_core_learns(mp_health) -> None:
+    rec = _nasa_life(8)
+    params = params_arg("nasa-pcoe-18650")
+    c = HealthEstimator(params).run(rec)
+    *_, cap, cap_sigma, r0, _, _, events = _mp_run(mp_health, params, rec)
+    assert np.array_equal(events, c.events)
+    assert np.max(np.abs(cap - c.capacity_Ah) / c.capacity_Ah) < 1e-5
+    assert np.max(np.abs(cap_sigma - c.capacity_sigma_Ah) / c.capacity_sigma_Ah) < 1e-3
+    assert np.max(np.abs(r0 - c.r0_ohm)) < 1e-5

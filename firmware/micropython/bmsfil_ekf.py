@@ -97,6 +97,8 @@ class Params:
         self.v_max_V = float(cell.get("v_max_V", 4.2))
         self.i_max_A = float(cell.get("i_max_A", 50.0))
         self.rn_sat_per_A = float(cell.get("rn_sat_per_A", 0.0))
+        nominal = cell.get("nominal_capacity_Ah")
+        self.nominal_capacity_Ah = float(nominal) if nominal else max(self.rows["capacity_Ah"])
         filt = data.get("filter", {})
         for name, default in zip(_FILTER, _FILTER_DEFAULTS):
             value = float(filt.get(name, default))
