@@ -8,9 +8,10 @@
 The heat is i (v - OCV(SOC, T)) at the SOC filter's SOC (thermal.h says why
 not i^2 R0). The ambient is, by default, the first surface reading of the
 recording: a cell that has rested in its chamber is at the chamber's
-temperature as its own sensor reads it (the LG HG2 case sensor reads up to
-1.2 K below the chamber's set point at rest, within the AD592's ±1 K plus the
-chamber's own error); a number or a measured channel can be given instead.
+temperature as its own sensor reads it (at the start of the LG HG2 drive
+cycles the case sensor reads 0.1-1.6 K below the chamber's set point: the
+AD592's ±1 K plus the chamber's own error); a number or a measured channel
+can be given instead.
 """
 
 from __future__ import annotations
