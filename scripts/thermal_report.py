@@ -154,7 +154,8 @@ def main() -> None:
       + ".\n")
     w("Read the table this way. Ru (surface to chamber) is well determined. The total heat capacity the surface "
       f"sees, Cc + Cs = {tp.cc_J_per_K + tp.cs_J_per_K:.0f} J/K, is above an 18650's own (about 42-45 J/K): on "
-      "this rig the heat also warms the holder and leads, which the model can only put into Cs. Rc is not "
+      "this rig the heat probably also warms the holder and leads, which the model can only put into Cs; or "
+      "i (v - OCV) overstates the heat (the scale ambiguity above): these data cannot tell which. Rc is not "
       "determined: the fit has two optima, "
       + (f"{abs(rep.alternatives[0][0] - rep.rms_C) * 1e3:.2f} mK rms apart, with Rc {tp.rc_K_per_W:.2f} and "
          f"{alt.rc_K_per_W:.2f} K/W" if alt else f"with Rc {tp.rc_K_per_W:.2f} K/W")

@@ -118,8 +118,8 @@ static void test_step_response(void)
             xf[1] = d.ss[1] + d.Ad[1][0] * (a0 - d.ss[0]) + d.Ad[1][1] * (a1 - d.ss[1]);
         }
         analytic(&tp, (double)dts[j] * n, 2.0, 25.0, x0, ref);
-        x[0] = xf[0];
-        x[1] = xf[1];
+        x[0] = (double)xf[0];
+        x[1] = (double)xf[1];
         err = fabs(x[0] - ref[0]) > fabs(x[1] - ref[1]) ? fabs(x[0] - ref[0]) : fabs(x[1] - ref[1]);
         if (err > worst) worst = err;
         CHECKF(err < 2e-3, "dt %g s x %d: Tc %.5f Ts %.5f, exact %.5f %.5f", (double)dts[j], n, x[0], x[1],
