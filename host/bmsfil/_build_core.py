@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CSRC = Path("csrc") if Path("csrc/include").is_dir() else ROOT / "csrc"
 HEADERS = [
     "status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "plausibility.h", "power.h",
-    "capacity.h", "resistance.h", "health.h",
+    "capacity.h", "resistance.h", "health.h", "thermal.h",
 ]
 SOURCES = [
     "bf_math.c", "cell_model.c", "soc_ekf.c", "plausibility.c", "power.c",
-    "capacity.c", "resistance.c", "health.c",
+    "capacity.c", "resistance.c", "health.c", "thermal.c",
 ]
 #: Flags that decide the numbers; shared with csrc/Makefile and the firmware.
 ARITHMETIC_FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math"]
@@ -41,7 +41,7 @@ def header_cdef(text: str) -> str:
         text = re.sub(rf"\b{name}\b", value, text)
     # The per-sample flag constants are needed from Python too.
     consts = "".join(
-        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_", "BF_CAP_", "BF_R0_", "BF_HEALTH_"))
+        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_", "BF_CAP_", "BF_R0_", "BF_HEALTH_", "BF_THERMAL_"))
     )
     return consts + text
 

@@ -311,12 +311,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
     roles = {"ocv": args.ocv, "pulse": args.pulse, "capacity": args.capacity, "dynamic": args.dynamic}
     with console.status("reading the recordings..."):
         inputs = FitInputs(**{role: _load_role(paths, args) for role, paths in roles.items()})
+        thermal_recs = _load_role(args.thermal, args)
     with console.status("fitting...") as status:
         params, report = fit(inputs, args.name, args.nominal_capacity, progress=lambda msg: status.update(msg + "..."))
-    notes = provenance({role: paths or [] for role, paths in roles.items()}, args.command_line)
+    notes = provenance({role: paths or [] for role, paths in roles.items()} | {"thermal": args.thermal or []},
+                       args.command_line)
     notes["fit_rms_residual_V"] = f"{report.residual_V:.4f}"
     notes["assumptions"] = "; ".join(report.assumptions)
     notes["not_identified"] = "; ".join(report.not_identified)
+    if thermal_recs:
+        from bmsfil.thermal_fit import fit_thermal
+
+        with console.status("fitting the thermal model..."):
+            thermal, thermal_report = fit_thermal(thermal_recs, params, args.core_heat_capacity)
+        params = replace(params, thermal=thermal)
+        notes.update(thermal_report.notes())
     params = replace(params, notes=notes)
     _save_params(params, args.output)
     table = Table(title=f"{params.name}: cell model fitted")
@@ -329,6 +338,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       f"{c.r0_ohm[k, mid] * 1e3:.1f}", f"{c.tau1_s[k, 0]:g}", f"{c.tau2_s[k, 0]:g}")
     console.print(table)
     console.print(f"voltage fit residual {report.residual_V * 1e3:.1f} mV rms")
+    if params.thermal is not None:
+        for key in ("thermal_fitted", "thermal_fixed", "thermal_not_identified"):
+            console.print(f"{key.replace('_', ' ')}: {notes[key]}")
     for title, lines in (("warnings", report.warnings), ("assumed", report.assumptions),
                          ("not identified", report.not_identified)):
         if lines:
@@ -478,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", nargs="+", type=Path, metavar="REC", help="capacity tests (where no OCV test gives one)")
     p.add_argument("--dynamic", nargs="+", type=Path, metavar="REC", help="other recordings with a known start (drive cycles)")
     p.add_argument("--nominal-capacity", type=float, metavar="AH", help="rated capacity, Ah")
+    p.add_argument("--thermal", nargs="+", type=Path, metavar="REC",
+                   help="recordings with a surface temperature that heats: the thermal model (core temperature)")
+    p.add_argument("--core-heat-capacity", type=float, default=40.0, metavar="J_PER_K",
+                   help="core heat capacity held fixed by --thermal, J/K (default 40: an 18650's jelly roll)")
     p.add_argument("--name", default="fitted cell", help="name of the parameter set")
     _import_options(p)
     p.add_argument("-o", "--output", type=Path, required=True)

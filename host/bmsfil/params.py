@@ -31,7 +31,10 @@ CELL_ARRAYS = ("temp_C", "ocv_V") + RC_TABLES + TEMP_ROWS
 CELL_SCALARS = ("eta_charge", "v_min_V", "v_max_V", "i_max_A", "nominal_capacity_Ah", "rn_sat_per_A")
 #: A parameter file holds a few KB; anything this big is not one.
 MAX_FILE_BYTES = 16 << 20
-_TOP_LEVEL = ("format", "name", "notes", "cell", "filter")
+_TOP_LEVEL = ("format", "name", "notes", "cell", "filter", "thermal")
+#: Accepted range of the thermal parameters, as BF_THERMAL_MIN/MAX_* in thermal.h.
+THERMAL_J_PER_K = (1e-2, 1e6)
+THERMAL_K_PER_W = (1e-3, 1e4)
 
 
 class ParamsError(ValueError):
@@ -160,11 +163,35 @@ class FilterTuning:
 
 
 @dataclass(frozen=True)
+class ThermalParams:
+    """Two-state lumped thermal model of the cell (`bf_thermal_params_t`,
+    csrc/include/bmsfil/thermal.h): core and surface heat capacities, J/K;
+    conduction core to surface and convection surface to ambient, K/W.
+    Optional in a parameter set (its ``thermal`` section); `bmsfil fit
+    --thermal` identifies it and its notes say what was fixed."""
+
+    cc_J_per_K: float
+    cs_J_per_K: float
+    rc_K_per_W: float
+    ru_K_per_W: float
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = float(getattr(self, f.name))
+            low, high = THERMAL_J_PER_K if f.name.endswith("J_per_K") else THERMAL_K_PER_W
+            if not (np.isfinite(value) and low <= value <= high):
+                raise ParamsError(f"thermal.{f.name}: expected a value in [{low:g}, {high:g}], got {value}")
+            object.__setattr__(self, f.name, value)
+
+
+@dataclass(frozen=True)
 class ParameterSet:
     name: str
     cell: CellParams
     filter: FilterTuning
     notes: dict[str, str]
+    #: The thermal model, when the set has one (files without it load as before).
+    thermal: ThermalParams | None = None
 
     def with_filter(self, **changes: float) -> "ParameterSet":
         return replace(self, filter=replace(self.filter, **changes))
@@ -176,7 +203,7 @@ class ParameterSet:
             "notes": self.notes,
             "cell": self.cell.to_json(),
             "filter": asdict(self.filter),
-        }
+        } | ({"thermal": asdict(self.thermal)} if self.thermal is not None else {})
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -203,6 +230,7 @@ class ParameterSet:
         name = data.get("name", "")
         if not isinstance(name, str):
             raise ParamsError(f"{origin}: name: expected a text, got {_shown(name)}")
+        thermal = _thermal(origin, data) if "thermal" in data else None
         known_cell = {f.name for f in fields(CellParams)}
         known_filter = {f.name for f in fields(FilterTuning)}
         for section, given, known in (("cell", cell_data, known_cell), ("filter", filter_data, known_filter)):
@@ -222,7 +250,7 @@ class ParameterSet:
             raise ParamsError(f"{origin}: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise ParamsError(f"{origin}: {exc}") from None
-        return cls(name=name, cell=cell, filter=tuning, notes=dict(notes))  # type: ignore[arg-type]
+        return cls(name=name, cell=cell, filter=tuning, notes=dict(notes), thermal=thermal)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str | Path) -> "ParameterSet":
@@ -281,6 +309,22 @@ def _section(origin: str, data: dict[str, object], key: str) -> dict[str, object
     if not isinstance(value, dict):
         raise ParamsError(f"{origin}: {key}: expected an object of fields, got {_shown(value)}")
     return value
+
+
+def _thermal(origin: str, data: dict[str, object]) -> ThermalParams:
+    given = _section(origin, data, "thermal")
+    known = [f.name for f in fields(ThermalParams)]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ParamsError(f"{origin}: unknown thermal field(s) {', '.join(unknown)}; expected {', '.join(known)}")
+    missing = [k for k in known if k not in given]
+    if missing:
+        raise ParamsError(f"{origin}: missing thermal field(s) {', '.join(missing)}")
+    values = {key: _value(origin, "thermal", key, value) for key, value in given.items()}
+    try:
+        return ThermalParams(**values)  # type: ignore[arg-type]
+    except ParamsError as exc:
+        raise ParamsError(f"{origin}: {exc}") from None
 
 
 def _value(origin: str, section: str, key: str, value: object) -> object:
