@@ -18,8 +18,8 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parents[2]
 # setuptools insists on paths relative to setup.py.
 CSRC = Path("csrc") if Path("csrc/include").is_dir() else ROOT / "csrc"
-HEADERS = ["status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "plausibility.h", "power.h"]
-SOURCES = ["bf_math.c", "cell_model.c", "soc_ekf.c", "plausibility.c", "power.c"]
+HEADERS = ["status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "soc_ekf_pack.h", "plausibility.h", "power.h"]
+SOURCES = ["bf_math.c", "cell_model.c", "soc_ekf.c", "soc_ekf_pack.c", "plausibility.c", "power.c"]
 #: Flags that decide the numbers; shared with csrc/Makefile and the firmware.
 ARITHMETIC_FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math"]
 

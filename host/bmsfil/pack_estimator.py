@@ -1,0 +1,113 @@
+"""Many cells of one series string through the C core in one call: `PackEstimator`.
+
+Every cell shares the parameter set and tuning; each time step has one
+interval and one pack current and a voltage and temperature per cell
+(`bf_soc_ekf_pack_run`, csrc/include/bmsfil/soc_ekf_pack.h). Cell c's
+estimates are bit for bit what `SocEstimator` gives that cell alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bmsfil._core import ffi, lib
+from bmsfil.core import CoreError, FLAG_NAMES, STATUS_NAMES, _check, as_f32, pack_cell_params, pack_tuning
+from bmsfil.params import ParameterSet
+
+#: Rows of the state (BF_SOC_EKF_PACK_FIELDS): x[0..3], the upper triangle
+#: of P, the last good current and temperature, the hysteresis sign.
+PACK_FIELDS = 17
+#: Set on a cell's sample where the single-cell step would have failed
+#: (BF_E_NUMERIC): that cell kept its state from before the sample.
+FLAG_NUMERIC = lib.BF_FLAG_NUMERIC
+PACK_FLAG_NAMES = {**FLAG_NAMES, FLAG_NUMERIC: "numeric"}
+
+
+@dataclass(frozen=True)
+class PackTrace:
+    """Per-sample, per-cell output (n samples x N cells): SOC, its 1-sigma, the step flags."""
+
+    soc: np.ndarray
+    soc_sigma: np.ndarray
+    flags: np.ndarray
+
+
+class PackEstimator:
+    """N cells' SOC EKFs stepped together by the C core.
+
+    >>> pk = PackEstimator(bundled_params(), n_cells=10_000)
+    >>> pk.init_ocv(voltage_V=v0, temp_C=t0)          # arrays of N
+    >>> trace = pk.run(dt, current, voltage, temp)     # dt, current: (n,); voltage, temp: (n, N)
+    """
+
+    def __init__(self, params: ParameterSet, n_cells: int) -> None:
+        if n_cells < 0:
+            raise ValueError(f"n_cells must be >= 0, got {n_cells}")
+        self.params = params
+        self.n_cells = int(n_cells)
+        self._cell = pack_cell_params(params)
+        self._tuning = pack_tuning(params.filter)
+        #: The state, structure of arrays: row f of cell c at data[f, c].
+        self.data = np.zeros((PACK_FIELDS, self.n_cells), dtype=np.float32)
+        self._pack = ffi.new("bf_soc_ekf_pack_t *")
+        self._pack.data = ffi.from_buffer("float[]", self.data) if self.n_cells else ffi.NULL
+        self._pack.n_cells = self.n_cells
+        self.init_soc(1.0, 25.0)
+
+    def _per_cell(self, values: np.ndarray | float, what: str) -> np.ndarray:
+        a = np.broadcast_to(np.asarray(values, dtype=np.float32), (self.n_cells,))
+        return np.ascontiguousarray(a)
+
+    def init_soc(self, soc: np.ndarray | float, temp_C: np.ndarray | float) -> None:
+        s, t = self._per_cell(soc, "soc"), self._per_cell(temp_C, "temp_C")
+        _check(lib.bf_soc_ekf_pack_init_soc(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", s),
+                                            ffi.from_buffer("float[]", t)), "pack init_soc")
+
+    def init_ocv(self, voltage_V: np.ndarray | float, temp_C: np.ndarray | float) -> None:
+        v, t = self._per_cell(voltage_V, "voltage_V"), self._per_cell(temp_C, "temp_C")
+        _check(lib.bf_soc_ekf_pack_init_ocv(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", v),
+                                            ffi.from_buffer("float[]", t)), "pack init_ocv")
+
+    def cell_state(self, cell: int) -> "ffi.CData":
+        """Cell `cell`'s state as the single-cell `bf_soc_ekf_t`."""
+        s = ffi.new("bf_soc_ekf_t *")
+        _check(lib.bf_soc_ekf_pack_get(self._pack, cell, s), "pack get")
+        return s
+
+    @property
+    def soc(self) -> np.ndarray:
+        return self.data[0].astype(np.float64)
+
+    def run(self, dt_s: np.ndarray, current_A: np.ndarray, voltage_V: np.ndarray, temp_C: np.ndarray,
+            outputs: bool = True) -> PackTrace | None:
+        """n samples of every cell in one C call, continuing from the current state.
+
+        Raises CoreError if a cell's step would have failed (BF_E_NUMERIC) after
+        the whole run, with the flags marking where (the trace is in the error's
+        `trace` attribute). outputs=False skips the (n, N) outputs.
+        """
+        dt, cur = as_f32(dt_s), as_f32(current_A)
+        n = len(dt)
+        volt, temp = as_f32(voltage_V), as_f32(temp_C)
+        if cur.shape != (n,) or volt.shape != (n, self.n_cells) or temp.shape != (n, self.n_cells):
+            raise ValueError(f"run: expected dt_s and current_A of shape ({n},) and voltage_V, temp_C of shape "
+                             f"({n}, {self.n_cells}); got {cur.shape}, {volt.shape}, {temp.shape}")
+        if outputs:
+            soc = np.empty((n, self.n_cells), dtype=np.float32)
+            sigma = np.empty((n, self.n_cells), dtype=np.float32)
+            flags = np.empty((n, self.n_cells), dtype=np.uint8)
+            outs = [ffi.from_buffer("float[]", soc), ffi.from_buffer("float[]", sigma),
+                    ffi.from_buffer("uint8_t[]", flags)]
+        else:
+            outs = [ffi.NULL, ffi.NULL, ffi.NULL]
+        st = lib.bf_soc_ekf_pack_run(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", dt),
+                                     ffi.from_buffer("float[]", cur), ffi.from_buffer("float[]", volt),
+                                     ffi.from_buffer("float[]", temp), n, *outs)
+        trace = PackTrace(soc, sigma, flags) if outputs else None
+        if st != lib.BF_OK:
+            err = CoreError(f"pack run: {STATUS_NAMES.get(st, f'status {st}')}")
+            err.trace = trace  # type: ignore[attr-defined]
+            raise err
+        return trace
