@@ -522,10 +522,10 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
             rep |= bad | low;
             BF_UNROLL
             for (j = 0; j < NX; ++j) {
-                Pn[i][j] = bad ? 0.0f : Pn[i][j];
-                Pn[j][i] = bad ? 0.0f : Pn[j][i];
+                Pn[i][j] = lane_pick(bad, 0.0f, Pn[i][j]);
+                Pn[j][i] = lane_pick(bad, 0.0f, Pn[j][i]);
             }
-            Pn[i][i] = bad ? c->ceiling[i] : (low ? c->floor_[i] : d);
+            Pn[i][i] = lane_pick(bad, c->ceiling[i], lane_pick(low, c->floor_[i], d));
         }
         BF_UNROLL
         for (i = 0; i < NX; ++i) {
@@ -537,7 +537,7 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
                 int32_t bad = !bf_isfinite(cij);
                 rare |= !bad & (c2 > lim2);
                 rep |= bad;
-                b->nx[prow[i][j]][l] = bad ? 0.0f : cij;
+                b->nx[prow[i][j]][l] = lane_pick(bad, 0.0f, cij);
             }
             b->nx[prow[i][i]][l] = Pn[i][i];
         }
