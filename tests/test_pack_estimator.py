@@ -144,3 +144,87 @@ def test_empty_pack_and_no_samples(params):
     PackEstimator(params, 0).run(np.ones(2), np.zeros(2), np.zeros((2, 0)), np.zeros((2, 0)))
     tr = PackEstimator(params, 3).run(np.ones(0), np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
     assert tr.soc.shape == (0, 3)
+
+
+def _set_both(params, pk, ests, cell, x, P, last_i=0.0, last_t=25.0, hs=0.0):
+    from bmsfil._core import ffi, lib
+
+    s = ffi.new("bf_soc_ekf_t *")
+    for i in range(4):
+        s.x[i] = x[i]
+        for j in range(4):
+            s.P[i][j] = P[i][j]
+    s.last_current_A, s.last_temp_C, s.hyst_sign = last_i, last_t, hs
+    assert lib.bf_soc_ekf_pack_set(pk._pack, cell, s) == lib.BF_OK
+    ffi.buffer(ests[cell]._state)[:] = ffi.buffer(s)[:]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_rare_repairs_match(params, seed):
+    """States whose covariance needs the square-root repairs (variances above
+    their ceilings, correlations beyond 0.999, non-finite entries): the pack's
+    scalar pass gives the same bits as bf_soc_ekf_step."""
+    rng = np.random.default_rng(seed)
+    n_cells, n = 9, 5
+    pk = PackEstimator(params, n_cells)
+    ests = [SocEstimator(params) for _ in range(n_cells)]
+    for c in range(n_cells):
+        a = rng.normal(size=(4, 4)) * rng.choice([1e-3, 1.0, 30.0, 1e4], size=4)[:, None]
+        P = a @ a.T
+        if c % 3 == 1:
+            P[0, 1] = P[1, 0] = 1.5 * np.sqrt(P[0, 0] * P[1, 1])   # beyond the correlation bound
+        if c % 4 == 2:
+            P[2, 2] = np.inf
+        x = [rng.uniform(0, 1), rng.normal() * 3, rng.normal() * 3, rng.uniform(-1, 1)]
+        _set_both(params, pk, ests, c, x, P.astype(np.float32), hs=float(rng.choice([-1.0, 0.0, 1.0])))
+    dt = rng.choice([0.1, 1.0], n)
+    cur = rng.uniform(-10, 10, n)
+    volt = rng.uniform(3.3, 4.1, (n, n_cells))
+    temp = rng.uniform(0, 40, (n, n_cells))
+    from bmsfil._core import ffi, lib
+    from bmsfil.core import CoreError
+
+    try:
+        trace = pk.run(dt, cur, volt, temp)
+    except CoreError as exc:   # some of these states cannot be stepped: compared below
+        trace = exc.trace
+    out = ffi.new("bf_soc_ekf_out_t *")
+    for c, est in enumerate(ests):
+        for k in range(n):
+            # bf_soc_ekf_step, a failed step (state left as it was) flagged as the pack flags it
+            st_ = lib.bf_soc_ekf_step(est._state, est._cell, est._tuning, dt[k], cur[k], volt[k, c], temp[k, c], out)
+            assert st_ in (lib.BF_OK, lib.BF_E_NUMERIC)
+            flags = out.flags | (FLAG_NUMERIC if st_ == lib.BF_E_NUMERIC else 0)
+            assert trace.flags[k, c] == flags
+            assert trace.soc[k, c] == np.float32(out.soc)
+            assert trace.soc_sigma[k, c] == np.float32(out.soc_sigma)
+        s = pk.cell_state(c)
+        np.testing.assert_array_equal(np.array([list(r) for r in s.P], np.float32), est.P.astype(np.float32))
+
+
+def test_numeric_failure_keeps_the_cell_and_reports(params):
+    """A cell whose step cannot stay finite keeps its state (as a failed
+    bf_soc_ekf_step leaves it), is flagged, the other cells carry on, and the
+    call reports BF_E_NUMERIC."""
+    from bmsfil.core import CoreError
+
+    pk = PackEstimator(params, 10)
+    ests = [SocEstimator(params) for _ in range(10)]
+    P = np.diag([1e-3, 1e-2, 1e-2, 1e-2]).astype(np.float32)
+    for c in range(10):
+        x = [0.5, np.nan if c == 3 else 0.0, 0.0, 0.0]
+        _set_both(params, pk, ests, c, x, P)
+    before = pk.data.copy()
+    with pytest.raises(CoreError) as info:
+        pk.run(np.ones(3), np.full(3, -2.0), np.full((3, 10), 3.7), np.full((3, 10), 25.0))
+    trace = info.value.trace
+    assert np.all(trace.flags[:, 3] & FLAG_NUMERIC)
+    assert not np.any(np.delete(trace.flags, 3, axis=1) & FLAG_NUMERIC)
+    np.testing.assert_array_equal(pk.data[:, 3], before[:, 3])
+    for c in (0, 9):
+        tr = ests[c].run_arrays(np.ones(3), np.full(3, -2.0), np.full(3, 3.7), np.full(3, 25.0))
+        np.testing.assert_array_equal(trace.soc[:, c], tr.soc.astype(np.float32))
+    with pytest.raises(CoreError):
+        ests[3].step(1.0, -2.0, 3.7, 25.0)
+    assert np.array_equal(trace.soc[:, 3], np.full(3, np.float32(0.5)))
