@@ -18,8 +18,8 @@
  *   bf_cell_locate's search loop.
  * - The covariance repair's square roots are needed only when a variance
  *   exceeds its ceiling or a correlation its bound, which normal operation
- *   never reaches: the vector loop flags such lanes and a scalar pass repairs
- *   them exactly as soc_ekf.c does, from the values it saved.
+ *   never reaches: the vector loop flags such lanes (and lanes whose step
+ *   fails) and a scalar pass runs bf_soc_ekf_step itself on them.
  * - Time is the outer loop: the state of all cells (68 bytes a cell) is read
  *   and written once per sample, the inputs and outputs stream by row. */
 /* GCC's default -ftrapping-math forbids if-converting a loop in which any
@@ -110,10 +110,7 @@ typedef struct {
     float cur[LANES];               /* the current each cell is stepped with */
     float soc[LANES], sigma[LANES];
     uint32_t flags[LANES];
-    /* Left by the vector pass for the scalar one. */
-    float nx[NF][LANES];            /* the state after the step */
-    float pre[NX * NX][LANES];      /* P before the repair, symmetrised, row-major */
-    int32_t rare[LANES];            /* repair needs the scalar path */
+    int32_t rare[LANES];            /* the lane needs the scalar path */
 } block_t;
 
 /* ---- bf_expf and bf_sqrtf, one lane, branch-free -------------------------- */
@@ -217,61 +214,6 @@ static inline float lane_rc(const float *tab, int32_t i0, int32_t i1, float wt, 
     return bf_lerp(bf_lerp(tab[i0], tab[i1], wt), bf_lerp(tab[i0 + 1], tab[i1 + 1], wt), w);
 }
 
-/* ---- the exact covariance repair (soc_ekf.c's repair_covariance) ------------ */
-
-static int exact_repair(float P[NX][NX], const ctx_t *c)
-{
-    int repaired = 0;
-    int i, j;
-    /* P arrives symmetrised. */
-    BF_UNROLL
-    for (i = 0; i < NX; ++i) {
-        float d = P[i][i];
-        if (!bf_isfinite(d)) {
-            BF_UNROLL
-            for (j = 0; j < NX; ++j) {
-                P[i][j] = 0.0f;
-                P[j][i] = 0.0f;
-            }
-            P[i][i] = c->ceiling[i];
-            repaired = 1;
-            continue;
-        }
-        if (d < c->floor_[i]) {
-            P[i][i] = c->floor_[i];
-            repaired = 1;
-        } else if (d > c->ceiling[i]) {
-            float scale = bf_sqrtf(c->ceiling[i] / d);
-            BF_UNROLL
-            for (j = 0; j < NX; ++j) {
-                P[i][j] *= scale;
-                P[j][i] *= scale;
-            }
-            P[i][i] = c->ceiling[i];
-            repaired = 1;
-        }
-    }
-    BF_UNROLL
-    for (i = 0; i < NX; ++i) {
-        BF_UNROLL
-        for (j = i + 1; j < NX; ++j) {
-            float cij = P[i][j];
-            float lim2 = CORR_MAX * CORR_MAX * (P[i][i] * P[j][j]);
-            if (!bf_isfinite(cij)) {
-                cij = 0.0f;
-                repaired = 1;
-            } else if (cij * cij > lim2) {
-                float lim = bf_sqrtf(lim2);
-                cij = cij > 0.0f ? lim : -lim;
-                repaired = 1;
-            }
-            P[i][j] = cij;
-            P[j][i] = cij;
-        }
-    }
-    return repaired;
-}
-
 /* ---- one sample of one block -------------------------------------------------- */
 
 /* The vector pass: everything of bf_soc_ekf_step but the rare repairs and
@@ -321,13 +263,13 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
          * last good one, a bad voltage skips the correction. */
         cur = b->cur[l];
         flags |= cur_ok ? 0u : BF_FLAG_CURRENT_INVALID;
-        b->nx[F_LAST_I][l] = cur;
+        b->out[F_LAST_I][l] = cur;
         temp = b->temp[l];
         {
             int32_t t_ok = bf_isfinite(temp) & !(temp < TEMP_MIN_C) & !(temp > TEMP_MAX_C);
             temp = lane_pick(t_ok, temp, b->s[F_LAST_T][l]);
             flags |= t_ok ? 0u : BF_FLAG_TEMP_INVALID;
-            b->nx[F_LAST_T][l] = temp;
+            b->out[F_LAST_T][l] = temp;
         }
         v = b->v[l];
         v_ok = bf_isfinite(v) & !(v < c->v_lo) & !(v > c->v_hi);
@@ -379,7 +321,7 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
         x2 = a2 * b->s[F_X2][l] + (1.0f - a2) * cur;
         x3 = ah * b->s[F_X3][l] + (1.0f - ah) * sg;
         hs = lane_pick(bf_absf(cur) > t->hyst_current_A, sg, b->s[F_HSIGN][l]);
-        b->nx[F_HSIGN][l] = hs;
+        b->out[F_HSIGN][l] = hs;
         flags |= ((x0 < 0.0f) | (x0 > 1.0f)) ? BF_FLAG_SOC_CLAMPED : 0u;
         x0 = bf_clampf(x0, 0.0f, 1.0f);    /* x0 itself when inside, NaN stays NaN */
 
@@ -489,14 +431,14 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
         x3 = v_ok ? bf_clampf(xc[3], -1.0f, 1.0f) : x3;
         x1 = bf_clampf(x1, -i_max, i_max);
         x2 = bf_clampf(x2, -i_max, i_max);
-        b->nx[F_X0][l] = x0;
-        b->nx[F_X1][l] = x1;
-        b->nx[F_X2][l] = x2;
-        b->nx[F_X3][l] = x3;
+        b->out[F_X0][l] = x0;
+        b->out[F_X1][l] = x1;
+        b->out[F_X2][l] = x2;
+        b->out[F_X3][l] = x3;
 
         /* repair_covariance: symmetrise, then the cheap repairs here; a
          * variance above its ceiling or a correlation beyond CORR_MAX (square
-         * roots) sends the lane to exact_repair. */
+         * roots) sends the lane to the scalar pass. */
         BF_UNROLL
         for (i = 0; i < NX; ++i) {
             BF_UNROLL
@@ -504,13 +446,6 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
                 float cij = 0.5f * (Pn[i][j] + Pn[j][i]);
                 Pn[i][j] = cij;
                 Pn[j][i] = cij;
-            }
-        }
-        BF_UNROLL
-        for (i = 0; i < NX; ++i) {
-            BF_UNROLL
-            for (j = 0; j < NX; ++j) {
-                b->pre[i * NX + j][l] = Pn[i][j];
             }
         }
         BF_UNROLL
@@ -537,70 +472,72 @@ static int32_t block_step(block_t *restrict b, const ctx_t *restrict c, float dt
                 int32_t bad = !bf_isfinite(cij);
                 rare |= !bad & (c2 > lim2);
                 rep |= bad;
-                b->nx[prow[i][j]][l] = lane_pick(bad, 0.0f, cij);
+                b->out[prow[i][j]][l] = lane_pick(bad, 0.0f, cij);
             }
-            b->nx[prow[i][i]][l] = Pn[i][i];
+            b->out[prow[i][i]][l] = Pn[i][i];
         }
         flags |= rep ? BF_FLAG_COV_REPAIRED : 0u;
+        /* A state that is not finite: bf_soc_ekf_step fails, so the scalar
+         * pass too. */
+        {
+            /* x - x is 0 for a finite x and NaN otherwise (written so because
+             * GCC turns the bit test of bf_isfinite on selected values into
+             * selects of booleans, which it then cannot vectorise). */
+            float z = ((x0 - x0) + (x1 - x1)) + ((x2 - x2) + (x3 - x3));
+            rare |= !(z == 0.0f);
+        }
         b->flags[l] = flags;
+        b->soc[l] = x0;
+        b->sigma[l] = lane_sqrtf(b->out[F_P00][l]);
         b->rare[l] = rare;
         any_rare |= rare;
     }
     return any_rare;
 }
 
-/* The scalar pass for the lanes block_step could not finish. */
-static void block_rare(block_t *b, const ctx_t *c)
+/* The scalar pass: the lanes block_step could not finish (a repair that
+ * needs square roots, or a step that fails) go through bf_soc_ekf_step
+ * itself, from the state they had. Returns nonzero if a lane's step failed
+ * (BF_E_NUMERIC: that lane keeps its state, as the single-cell step does). */
+static int32_t block_rare(block_t *b, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t, float dt,
+                          float cur_in)
 {
-    int l, i, j;
+    int32_t failed = 0;
+    int l, i, j, f;
     for (l = 0; l < LANES; ++l) {
-        float P[NX][NX];
+        bf_soc_ekf_t s;
+        bf_soc_ekf_out_t o;
+        bf_status_t st;
         if (!b->rare[l]) {
             continue;
         }
-        BF_UNROLL
         for (i = 0; i < NX; ++i) {
-            BF_UNROLL
+            s.x[i] = b->s[F_X0 + i][l];
             for (j = 0; j < NX; ++j) {
-                P[i][j] = b->pre[i * NX + j][l];
+                s.P[i][j] = b->s[prow[i][j]][l];
             }
         }
-        if (exact_repair(P, c)) {
-            b->flags[l] |= BF_FLAG_COV_REPAIRED;
+        s.last_current_A = b->s[F_LAST_I][l];
+        s.last_temp_C = b->s[F_LAST_T][l];
+        s.hyst_sign = b->s[F_HSIGN][l];
+        st = bf_soc_ekf_step(&s, p, t, dt, cur_in, b->v[l], b->temp[l], &o);
+        for (f = 0; f < NX; ++f) {
+            b->out[F_X0 + f][l] = s.x[f];
         }
-        BF_UNROLL
         for (i = 0; i < NX; ++i) {
-            BF_UNROLL
             for (j = i; j < NX; ++j) {
-                b->nx[prow[i][j]][l] = P[i][j];
+                b->out[prow[i][j]][l] = s.P[i][j];
             }
         }
+        b->out[F_LAST_I][l] = s.last_current_A;
+        b->out[F_LAST_T][l] = s.last_temp_C;
+        b->out[F_HSIGN][l] = s.hyst_sign;
+        b->soc[l] = o.soc;
+        b->sigma[l] = o.soc_sigma;
+        b->flags[l] = o.flags | (st == BF_OK ? 0u : BF_FLAG_NUMERIC);
+        failed |= st != BF_OK;
     }
-}
-
-/* Commit the lanes whose state is finite, keep the others as they were;
- * the outputs. Returns nonzero if a lane was kept. */
-static int32_t block_commit(block_t *restrict b)
-{
-    int32_t any_bad = 0;
-    int l, f;
-    for (l = 0; l < LANES; ++l) {
-        /* `&`, not `&&`: conditional loads would stop the vectoriser too. */
-        int32_t ok = bf_isfinite(b->nx[F_X0][l]) & bf_isfinite(b->nx[F_X1][l]) & bf_isfinite(b->nx[F_X2][l])
-                     & bf_isfinite(b->nx[F_X3][l]);
-        BF_UNROLL_ALL
-        for (f = 0; f < NF; ++f) {
-            /* Into another array: stored in place, GCC would make it a
-             * conditional store, which it does not vectorise. */
-            float kept = b->s[f][l], stepped = b->nx[f][l];
-            b->out[f][l] = lane_pick(ok, stepped, kept);
-        }
-        b->soc[l] = b->out[F_X0][l];
-        b->sigma[l] = lane_sqrtf(b->out[F_P00][l]);
-        b->flags[l] |= ok ? 0u : BF_FLAG_NUMERIC;
-        any_bad |= !ok;
-    }
-    return any_bad;
+    return failed;
 }
 
 /* A sample whose interval is refused: nothing moves. */
@@ -835,10 +772,7 @@ bf_status_t bf_soc_ekf_pack_run(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p
             if (!dt_ok) {
                 block_skip(&b);
             } else {
-                if (block_step(&b, &c, dt, cur, cur_ok)) {
-                    block_rare(&b, &c);
-                }
-                if (block_commit(&b)) {
+                if (block_step(&b, &c, dt, cur, cur_ok) && block_rare(&b, p, t, dt, cur)) {
                     for (l = 0; l < (size_t)LANES; ++l) {
                         any_bad |= l < nv && (b.flags[l] & BF_FLAG_NUMERIC) != 0u;
                     }
