@@ -228,3 +228,22 @@ def test_numeric_failure_keeps_the_cell_and_reports(params):
     with pytest.raises(CoreError):
         ests[3].step(1.0, -2.0, 3.7, 25.0)
     assert np.array_equal(trace.soc[:, 3], np.full(3, np.float32(0.5)))
+
+
+def test_out_arrays_are_reused(params):
+    from bmsfil.pack_estimator import PackTrace
+
+    rec = bundled_recording().slice(0, 300)
+    volt = np.repeat(rec.voltage_V[:, None], 5, axis=1)
+    temp = np.repeat(rec.temp_C[:, None], 5, axis=1)
+    a, b = PackEstimator(params, 5), PackEstimator(params, 5)
+    for pk in (a, b):
+        pk.init_ocv(volt[0], temp[0])
+    fresh = a.run(rec.dt_s, rec.current_A, volt, temp)
+    out = PackTrace(np.empty((300, 5), np.float32), np.empty((300, 5), np.float32), np.empty((300, 5), np.uint8))
+    got = b.run(rec.dt_s, rec.current_A, volt, temp, out=out)
+    assert got.soc is out.soc
+    np.testing.assert_array_equal(out.soc, fresh.soc)
+    np.testing.assert_array_equal(out.flags, fresh.flags)
+    with pytest.raises(ValueError):
+        b.run(rec.dt_s, rec.current_A, volt, temp, out=PackTrace(out.soc.astype(np.float64), out.soc_sigma, out.flags))

@@ -22,7 +22,7 @@ from filterpy.kalman import ExtendedKalmanFilter
 
 from bmsfil.core import SocEstimator
 from bmsfil.pack import Spread, synthetic_pack
-from bmsfil.pack_estimator import PackEstimator
+from bmsfil.pack_estimator import PackEstimator, PackTrace
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 from bmsfil.reference import CellModel, ReferenceSocEstimator, sign
@@ -195,10 +195,15 @@ def run_pack_bench(params: ParameterSet, rec: Recording, n_cells: int = 10_000, 
     dt, cur, volt, temp = pack_inputs(params, rec, n_cells, samples)
     n = len(dt)
     pk = PackEstimator(params, n_cells)
+    # Every output (SOC, sigma, flags) is written, into arrays allocated once:
+    # a fresh 54 MB of numpy output per repeat would time the kernel's page
+    # faults too (about 10 % here), not the call.
+    out = PackTrace(np.empty((n, n_cells), np.float32), np.empty((n, n_cells), np.float32),
+                    np.empty((n, n_cells), np.uint8))
 
     def pack() -> None:
         pk.init_ocv(volt[0], temp[0])
-        pk.run(dt, cur, volt, temp)
+        pk.run(dt, cur, volt, temp, out=out)
 
     m = min(single_cells, n_cells)
     cols = [(np.ascontiguousarray(volt[:, c]), np.ascontiguousarray(temp[:, c])) for c in range(m)]

@@ -81,12 +81,14 @@ class PackEstimator:
         return self.data[0].astype(np.float64)
 
     def run(self, dt_s: np.ndarray, current_A: np.ndarray, voltage_V: np.ndarray, temp_C: np.ndarray,
-            outputs: bool = True) -> PackTrace | None:
+            outputs: bool = True, out: PackTrace | None = None) -> PackTrace | None:
         """n samples of every cell in one C call, continuing from the current state.
 
         Raises CoreError if a cell's step would have failed (BF_E_NUMERIC) after
         the whole run, with the flags marking where (the trace is in the error's
-        `trace` attribute). outputs=False skips the (n, N) outputs.
+        `trace` attribute). outputs=False skips the (n, N) outputs; `out`
+        (float32, float32, uint8 arrays of shape (n, N), C-contiguous) is
+        written instead of new arrays, e.g. to reuse them from call to call.
         """
         dt, cur = as_f32(dt_s), as_f32(current_A)
         n = len(dt)
@@ -94,10 +96,17 @@ class PackEstimator:
         if cur.shape != (n,) or volt.shape != (n, self.n_cells) or temp.shape != (n, self.n_cells):
             raise ValueError(f"run: expected dt_s and current_A of shape ({n},) and voltage_V, temp_C of shape "
                              f"({n}, {self.n_cells}); got {cur.shape}, {volt.shape}, {temp.shape}")
-        if outputs:
+        if out is not None:
+            soc, sigma, flags = out.soc, out.soc_sigma, out.flags
+            for a, dtype in ((soc, np.float32), (sigma, np.float32), (flags, np.uint8)):
+                if a.shape != (n, self.n_cells) or a.dtype != dtype or not a.flags.c_contiguous:
+                    raise ValueError(f"run: out arrays must be C-contiguous float32, float32, uint8 of shape "
+                                     f"({n}, {self.n_cells})")
+        elif outputs:
             soc = np.empty((n, self.n_cells), dtype=np.float32)
             sigma = np.empty((n, self.n_cells), dtype=np.float32)
             flags = np.empty((n, self.n_cells), dtype=np.uint8)
+        if out is not None or outputs:
             outs = [ffi.from_buffer("float[]", soc), ffi.from_buffer("float[]", sigma),
                     ffi.from_buffer("uint8_t[]", flags)]
         else:
@@ -105,7 +114,7 @@ class PackEstimator:
         st = lib.bf_soc_ekf_pack_run(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", dt),
                                      ffi.from_buffer("float[]", cur), ffi.from_buffer("float[]", volt),
                                      ffi.from_buffer("float[]", temp), n, *outs)
-        trace = PackTrace(soc, sigma, flags) if outputs else None
+        trace = PackTrace(soc, sigma, flags) if (outputs or out is not None) else None
         if st != lib.BF_OK:
             err = CoreError(f"pack run: {STATUS_NAMES.get(st, f'status {st}')}")
             err.trace = trace  # type: ignore[attr-defined]
