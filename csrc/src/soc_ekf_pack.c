@@ -115,6 +115,18 @@ typedef struct {
 
 /* ---- bf_expf and bf_sqrtf, one lane, branch-free -------------------------- */
 
+/* (float)k for |k| < 2^22, exactly: 1.5 * 2^23 + k has a unit last place,
+ * so it is exact in its bits, and subtracting 1.5 * 2^23 leaves k. Written
+ * so because GCC turns (float)(int)x into trunc(x) under
+ * -fno-trapping-math, which with SSE4.1 or AVX is a call the loop's
+ * if-conversion refuses. */
+static inline float lane_itof(int32_t k)
+{
+    bf_bits32_t b;
+    b.u = 0x4b400000u + (uint32_t)k;
+    return b.f - 12582912.0f;
+}
+
 static inline float lane_expf(float x)
 {
     const float ln2_hi = 0.693145751953125f;
@@ -129,7 +141,7 @@ static inline float lane_expf(float x)
      * would not. */
     int32_t k = (int32_t)(kf + (kf < 0.0f ? -0.5f : 0.5f)); /* a - b is a + (-b), exactly */
     bf_bits32_t b;
-    kf = (float)k;
+    kf = lane_itof(k);              /* |k| <= 127 */
     r = (xc - kf * ln2_hi) - kf * ln2_lo;
     poly = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f
            + r * (8.3333338e-3f + r * (1.3888889e-3f + r * 1.9841270e-4f))))));
@@ -204,7 +216,7 @@ static inline int32_t lane_grid(float x, float span, float kmax, float *w)
      * (kmax is whole), and a float min vectorises where an int32 one needs
      * SSE4.1. */
     int32_t k = (int32_t)(pos < kmax ? pos : kmax);
-    *w = pos - (float)k;
+    *w = pos - lane_itof(k);        /* 0 <= k < BF_OCV_MAX_POINTS */
     return k;
 }
 
