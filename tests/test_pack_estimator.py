@@ -25,6 +25,16 @@ def params():
     return bundled_params()
 
 
+#: Every lane code the module has (on a CPU without AVX2/AVX-512 these all
+#: run the portable one).
+CODES = ["portable", "avx2", "auto"]
+
+
+@pytest.fixture(scope="module", params=CODES)
+def code(request):
+    return request.param
+
+
 def single_runs(params, dt, cur, volt, temp, init_v, init_t):
     """Each cell alone through bf_soc_ekf_run: (soc, sigma, flags) as float32/uint8 (n, N)."""
     n, N = volt.shape
@@ -52,7 +62,7 @@ def test_fields_match_header():
 
 
 @pytest.mark.parametrize("n_cells", [1, 8, 13])
-def test_pack_equals_single_cells_on_recorded_pack(params, n_cells):
+def test_pack_equals_single_cells_on_recorded_pack(params, code, n_cells):
     """A synthetic string from the bundled LG HG2 US06 (25 degC), cells spread over
     the temperature rows, with bad samples in: the same bits and flags as N single runs."""
     rec = bundled_recording().slice(2000, 5000)
@@ -67,22 +77,22 @@ def test_pack_equals_single_cells_on_recorded_pack(params, n_cells):
     cur[300:303] = np.nan
     dt[400] = -1.0
     dt[401] = np.inf
-    pk = PackEstimator(params, n_cells)
+    pk = PackEstimator(params, n_cells, code=code)
     pk.init_ocv(volt[0], temp[0])
     trace = pk.run(dt, cur, volt, temp)
     assert_same_bits(trace, single_runs(params, dt, cur, volt, temp, volt[0], temp[0]))
     assert np.all((trace.soc >= 0) & (trace.soc <= 1))
 
 
-def test_two_calls_equal_one(params):
+def test_two_calls_equal_one(params, code):
     rec = bundled_recording().slice(0, 2000)
     cells = synthetic_pack(rec, 11, params, seed=5)
     volt = np.stack([c.voltage_V for c in cells], 1)
     temp = np.stack([c.temp_C for c in cells], 1)
-    a = PackEstimator(params, 11)
+    a = PackEstimator(params, 11, code=code)
     a.init_ocv(volt[0], temp[0])
     whole = a.run(rec.dt_s, rec.current_A, volt, temp)
-    b = PackEstimator(params, 11)
+    b = PackEstimator(params, 11, code=code)
     b.init_ocv(volt[0], temp[0])
     first = b.run(rec.dt_s[:777], rec.current_A[:777], volt[:777], temp[:777])
     second = b.run(rec.dt_s[777:], rec.current_A[777:], volt[777:], temp[777:])
@@ -111,7 +121,7 @@ finite_or_bad = st.one_of(
     seed=st.integers(0, 2**31 - 1),
     bad=st.lists(finite_or_bad, min_size=8, max_size=8),
 )
-def test_pack_equals_single_cells_on_random_inputs(params, n_cells, n, seed, bad):
+def test_pack_equals_single_cells_on_random_inputs(params, code, n_cells, n, seed, bad):
     """Random plausible inputs with hostile values sprinkled in (NaN, inf,
     huge, subnormal, out of range): the same bits and flags, SOC in [0, 1]."""
     rng = np.random.default_rng(seed)
@@ -125,7 +135,7 @@ def test_pack_equals_single_cells_on_random_inputs(params, n_cells, n, seed, bad
         flat[hits] = rng.choice(np.array(bad, dtype=np.float64), hits.size)
     init_v = rng.uniform(3.0, 4.2, n_cells)
     init_t = rng.uniform(-20.0, 40.0, n_cells)
-    pk = PackEstimator(params, n_cells)
+    pk = PackEstimator(params, n_cells, code=code)
     pk.init_ocv(init_v, init_t)
     with np.errstate(all="ignore"):
         trace = pk.run(dt, cur, volt, temp)
@@ -161,13 +171,13 @@ def _set_both(params, pk, ests, cell, x, P, last_i=0.0, last_t=25.0, hs=0.0):
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
-def test_rare_repairs_match(params, seed):
+def test_rare_repairs_match(params, code, seed):
     """States whose covariance needs the square-root repairs (variances above
     their ceilings, correlations beyond 0.999, non-finite entries): the pack's
     scalar pass gives the same bits as bf_soc_ekf_step."""
     rng = np.random.default_rng(seed)
     n_cells, n = 9, 5
-    pk = PackEstimator(params, n_cells)
+    pk = PackEstimator(params, n_cells, code=code)
     ests = [SocEstimator(params) for _ in range(n_cells)]
     for c in range(n_cells):
         a = rng.normal(size=(4, 4)) * rng.choice([1e-3, 1.0, 30.0, 1e4], size=4)[:, None]
@@ -203,13 +213,13 @@ def test_rare_repairs_match(params, seed):
         np.testing.assert_array_equal(np.array([list(r) for r in s.P], np.float32), est.P.astype(np.float32))
 
 
-def test_numeric_failure_keeps_the_cell_and_reports(params):
+def test_numeric_failure_keeps_the_cell_and_reports(params, code):
     """A cell whose step cannot stay finite keeps its state (as a failed
     bf_soc_ekf_step leaves it), is flagged, the other cells carry on, and the
     call reports BF_E_NUMERIC."""
     from bmsfil.core import CoreError
 
-    pk = PackEstimator(params, 10)
+    pk = PackEstimator(params, 10, code=code)
     ests = [SocEstimator(params) for _ in range(10)]
     P = np.diag([1e-3, 1e-2, 1e-2, 1e-2]).astype(np.float32)
     for c in range(10):
@@ -247,3 +257,14 @@ def test_out_arrays_are_reused(params):
     np.testing.assert_array_equal(out.flags, fresh.flags)
     with pytest.raises(ValueError):
         b.run(rec.dt_s, rec.current_A, volt, temp, out=PackTrace(out.soc.astype(np.float64), out.soc_sigma, out.flags))
+
+
+def test_code_paths(params):
+    from bmsfil.pack_estimator import CODE_OPTIONS
+
+    assert PackEstimator(params, 2, code="portable").code_path == "portable"
+    assert PackEstimator(params, 2, code="avx2").code_path in ("portable", "avx2")
+    assert PackEstimator(params, 2).code_path in ("portable", "avx2", "avx512")
+    with pytest.raises(ValueError):
+        PackEstimator(params, 2, code="sse9")
+    assert set(CODE_OPTIONS) == set(CODES)

@@ -35,7 +35,7 @@ def header_cdef(text: str) -> str:
         text = re.sub(rf"\b{name}\b", value, text)
     # The per-sample flag constants are needed from Python too.
     consts = "".join(
-        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_"))
+        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_", "BF_SOC_EKF_PACK_"))
     )
     return consts + text
 
@@ -48,6 +48,10 @@ ffibuilder.set_source(
     sources=[str(CSRC / "src" / s) for s in SOURCES],
     include_dirs=[str(CSRC / "include")],
     extra_compile_args=ARITHMETIC_FLAGS + ["-Wall", "-Wextra"],
+    # The multi-cell call also compiles its lane code for AVX2 and AVX-512
+    # and picks one by CPU at run time (GCC on x86-64 only; elsewhere the
+    # macro does nothing). Same bits on every path (soc_ekf_pack.c).
+    define_macros=[("BF_SOC_EKF_PACK_X86_DISPATCH", "1")],
 )
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ from bmsfil.params import ParameterSet
 
 #: Rows of the state (BF_SOC_EKF_PACK_FIELDS): x[0..3], the upper triangle
 #: of P, the last good current and temperature, the hysteresis sign.
-PACK_FIELDS = 17
+PACK_FIELDS = lib.BF_SOC_EKF_PACK_FIELDS
 #: Set on a cell's sample where the single-cell step would have failed
 #: (BF_E_NUMERIC): that cell kept its state from before the sample.
 FLAG_NUMERIC = lib.BF_FLAG_NUMERIC
 PACK_FLAG_NAMES = {**FLAG_NAMES, FLAG_NUMERIC: "numeric"}
+#: PackEstimator(code=...): which lane code bf_soc_ekf_pack_run may take.
+CODE_OPTIONS = {"auto": 0, "avx2": lib.BF_SOC_EKF_PACK_NO_AVX512, "portable": lib.BF_SOC_EKF_PACK_PORTABLE}
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,13 @@ class PackEstimator:
     >>> trace = pk.run(dt, current, voltage, temp)     # dt, current: (n,); voltage, temp: (n, N)
     """
 
-    def __init__(self, params: ParameterSet, n_cells: int) -> None:
+    def __init__(self, params: ParameterSet, n_cells: int, code: str = "auto") -> None:
+        """code="portable" runs the plain C99 lane code (SSE2 on x86-64) even on
+        a CPU for which the module has AVX2 or AVX-512 code, "avx2" no wider
+        than AVX2, "auto" the widest the CPU has; the results are the same bits
+        either way (`code_path` says which runs)."""
+        if code not in CODE_OPTIONS:
+            raise ValueError(f"code must be one of {', '.join(CODE_OPTIONS)}, got {code!r}")
         if n_cells < 0:
             raise ValueError(f"n_cells must be >= 0, got {n_cells}")
         self.params = params
@@ -54,6 +62,7 @@ class PackEstimator:
         self._pack = ffi.new("bf_soc_ekf_pack_t *")
         self._pack.data = ffi.from_buffer("float[]", self.data) if self.n_cells else ffi.NULL
         self._pack.n_cells = self.n_cells
+        self._pack.options = CODE_OPTIONS[code]
         self.init_soc(1.0, 25.0)
 
     def _per_cell(self, values: np.ndarray | float, what: str) -> np.ndarray:
@@ -69,6 +78,11 @@ class PackEstimator:
         v, t = self._per_cell(voltage_V, "voltage_V"), self._per_cell(temp_C, "temp_C")
         _check(lib.bf_soc_ekf_pack_init_ocv(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", v),
                                             ffi.from_buffer("float[]", t)), "pack init_ocv")
+
+    @property
+    def code_path(self) -> str:
+        """"portable", "avx2" or "avx512": the lane code `run` takes on this CPU."""
+        return ffi.string(lib.bf_soc_ekf_pack_code_path(self._pack)).decode()
 
     def cell_state(self, cell: int) -> "ffi.CData":
         """Cell `cell`'s state as the single-cell `bf_soc_ekf_t`."""

@@ -35,9 +35,16 @@
  * the cell's state was left as before the sample. */
 #define BF_FLAG_NUMERIC 0x80u
 
+/* bf_soc_ekf_pack_t.options: run the portable code even where a build has
+ * code for wider vectors, or no wider than AVX2 (for tests and benchmarks:
+ * the results are the same bits either way). */
+#define BF_SOC_EKF_PACK_PORTABLE 0x1u
+#define BF_SOC_EKF_PACK_NO_AVX512 0x2u
+
 typedef struct {
     float *data;      /* BF_SOC_EKF_PACK_FIELDS * n_cells floats, the caller's */
     size_t n_cells;
+    uint32_t options; /* 0, or BF_SOC_EKF_PACK_PORTABLE, BF_SOC_EKF_PACK_NO_AVX512 */
 } bf_soc_ekf_pack_t;
 
 /* Start every cell as bf_soc_ekf_init_soc / _init_ocv would, cell c from
@@ -61,5 +68,11 @@ bf_status_t bf_soc_ekf_pack_run(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p
                                 const float *dt_s, const float *current_A, const float *voltage_V,
                                 const float *temp_C, size_t n, float *soc_out, float *sigma_out,
                                 uint8_t *flags_out);
+
+/* Which code bf_soc_ekf_pack_run takes for this pack on this CPU:
+ * "portable" (plain C99 the compiler vectorises for its baseline: SSE2 on
+ * x86-64), or, in builds made with BF_SOC_EKF_PACK_X86_DISPATCH (GCC,
+ * x86-64: the host's Python module), "avx2" or "avx512". */
+const char *bf_soc_ekf_pack_code_path(const bf_soc_ekf_pack_t *pk);
 
 #endif
