@@ -268,3 +268,19 @@ def test_code_paths(params):
     with pytest.raises(ValueError):
         PackEstimator(params, 2, code="sse9")
     assert set(CODE_OPTIONS) == set(CODES)
+
+
+def test_pack_bench_runs(params, tmp_path):
+    """`bmsfil bench`'s pack part on a small pack: 1 Hz inputs of the right
+    shapes, rates for the call (its code path and the portable one) and the
+    single-cell baseline."""
+    from bmsfil.bench import pack_inputs, run_pack_bench
+
+    rec = bundled_recording()
+    dt, cur, volt, temp = pack_inputs(params, rec, 12, samples=40)
+    assert volt.shape == temp.shape == (41, 12) and dt.shape == cur.shape == (41,)
+    assert np.all(np.abs(dt[1:] - 1.0) < 0.3)
+    d = run_pack_bench(params, rec, n_cells=12, samples=40, min_time_s=0.0, single_cells=3).as_dict()
+    assert d["pack_code_path"] in ("portable", "avx2", "avx512")
+    assert d["pack_steps_per_s"] > 0 and d["pack_portable_steps_per_s"] > 0
+    assert d["pack_single_cell_batch_steps_per_s"] > 0

@@ -151,18 +151,24 @@ PACK_TARGET_STEPS_PER_S = 20e6
 class PackBenchResult:
     n_cells: int
     samples: int
+    code_path: str              # the lane code the call took ("portable", "avx2", "avx512")
     pack_steps_per_s: float
+    portable_steps_per_s: float  # the same call forced onto the portable C99 code (SSE2 on x86-64)
     single_steps_per_s: float   # bf_soc_ekf_run on the same cells' columns, one cell per call
 
     def as_dict(self) -> dict[str, object]:
         return {
             "pack_n_cells": self.n_cells,
             "pack_samples": self.samples,
+            "pack_code_path": self.code_path,
             "pack_steps_per_s": self.pack_steps_per_s,
+            "pack_portable_steps_per_s": self.portable_steps_per_s,
             "pack_single_cell_batch_steps_per_s": self.single_steps_per_s,
             "pack_over_single_cell_batch": self.pack_steps_per_s / self.single_steps_per_s,
+            "pack_portable_over_single_cell_batch": self.portable_steps_per_s / self.single_steps_per_s,
             "pack_target_steps_per_s": PACK_TARGET_STEPS_PER_S,
             "pack_meets_target": self.pack_steps_per_s >= PACK_TARGET_STEPS_PER_S,
+            "pack_portable_meets_target": self.portable_steps_per_s >= PACK_TARGET_STEPS_PER_S,
         }
 
 
@@ -194,16 +200,20 @@ def run_pack_bench(params: ParameterSet, rec: Recording, n_cells: int = 10_000, 
     single-cell batch call over the same data (`single_cells` of the cells, one call each)."""
     dt, cur, volt, temp = pack_inputs(params, rec, n_cells, samples)
     n = len(dt)
-    pk = PackEstimator(params, n_cells)
     # Every output (SOC, sigma, flags) is written, into arrays allocated once:
     # a fresh 54 MB of numpy output per repeat would time the kernel's page
     # faults too (about 10 % here), not the call.
     out = PackTrace(np.empty((n, n_cells), np.float32), np.empty((n, n_cells), np.float32),
                     np.empty((n, n_cells), np.uint8))
 
-    def pack() -> None:
-        pk.init_ocv(volt[0], temp[0])
-        pk.run(dt, cur, volt, temp, out=out)
+    def pack_rate(code: str) -> tuple[str, float]:
+        pk = PackEstimator(params, n_cells, code=code)
+
+        def pack() -> None:
+            pk.init_ocv(volt[0], temp[0])
+            pk.run(dt, cur, volt, temp, out=out)
+
+        return pk.code_path, _best_rate(pack, n * n_cells, min_time_s)
 
     m = min(single_cells, n_cells)
     cols = [(np.ascontiguousarray(volt[:, c]), np.ascontiguousarray(temp[:, c])) for c in range(m)]
@@ -214,9 +224,8 @@ def run_pack_bench(params: ParameterSet, rec: Recording, n_cells: int = 10_000, 
             est.init_ocv(float(v[0]), float(t[0]))
             est.run_arrays(dt, cur, v, t)
 
-    return PackBenchResult(
-        n_cells=n_cells,
-        samples=n,
-        pack_steps_per_s=_best_rate(pack, n * n_cells, min_time_s),
-        single_steps_per_s=_best_rate(single, n * m, min_time_s),
-    )
+    single_rate = _best_rate(single, n * m, min_time_s)
+    path, rate = pack_rate("auto")
+    portable = rate if path == "portable" else pack_rate("portable")[1]
+    return PackBenchResult(n_cells=n_cells, samples=n, code_path=path, pack_steps_per_s=rate,
+                           portable_steps_per_s=portable, single_steps_per_s=single_rate)
