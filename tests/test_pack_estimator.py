@@ -16,6 +16,7 @@ from bmsfil.core import SocEstimator
 from bmsfil.pack import synthetic_pack
 from bmsfil.pack_estimator import FLAG_NUMERIC, PACK_FIELDS, PackEstimator
 from bmsfil.params import bundled_params
+from shared_data import lg_drive_cycles, needs_data
 
 HEADER = Path(__file__).resolve().parent.parent / "csrc" / "include" / "bmsfil" / "soc_ekf_pack.h"
 
@@ -284,3 +285,24 @@ def test_pack_bench_runs(params, tmp_path):
     assert d["pack_code_path"] in ("portable", "avx2", "avx512")
     assert d["pack_steps_per_s"] > 0 and d["pack_portable_steps_per_s"] > 0
     assert d["pack_single_cell_batch_steps_per_s"] > 0
+
+
+@needs_data
+@pytest.mark.parametrize("index", [0, 2, 7])
+def test_pack_equals_single_cells_on_lg_hg2_cycles(params, code, index):
+    """Drive cycles of the shared LG HG2 data (-10, 0 and 40 degC): a 4000-sample
+    slice as a string of 11 cells (the recorded voltage offset by up to
+    +-20 mV and the temperature by up to +-3 degC per cell), every cell the
+    same bits as its single-cell run."""
+    from bmsfil.importers import load_any
+
+    rec = load_any(lg_drive_cycles()[index])
+    sl = slice(len(rec) // 3, len(rec) // 3 + 4000)
+    rng = np.random.default_rng(index)
+    volt = rec.voltage_V[sl, None] + rng.uniform(-0.02, 0.02, (1, 11))
+    temp = rec.temp_C[sl, None] + rng.uniform(-3.0, 3.0, (1, 11))
+    dt, cur = rec.dt_s[sl], rec.current_A[sl]
+    pk = PackEstimator(params, 11, code=code)
+    pk.init_ocv(volt[0], temp[0])
+    trace = pk.run(dt, cur, volt, temp)
+    assert_same_bits(trace, single_runs(params, dt, cur, volt, temp, volt[0], temp[0]))
