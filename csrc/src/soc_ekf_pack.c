@@ -1,5 +1,8 @@
 /* Many cells of one pack per call: bf_soc_ekf_step's arithmetic, lane by
- * lane over blocks of LANES neighbouring cells.
+ * lane over blocks of LANES neighbouring cells. The lane code is in
+ * soc_ekf_pack_lanes.h, included below once for the portable build and, in
+ * the host's build (BF_SOC_EKF_PACK_X86_DISPATCH), again for AVX2 and
+ * AVX-512, chosen at run time.
  *
  * How it stays fast and exact:
  * - The cells of a block go through one loop whose body is the whole step
@@ -27,7 +30,8 @@
  * its own passes put some there (jump threading, code sinking), so the lane
  * loops below would not vectorise. -fno-trapping-math only allows the
  * compiler to evaluate operations whose exceptions nobody inspects (the core
- * never reads the floating-point status); it changes no result. Set before
+ * never reads the floating-point status); it changes no result (every cell
+ * is checked bit for bit against bf_soc_ekf_step by the tests). Set before
  * the headers so that their inline functions get it too, or GCC would not
  * inline them here. */
 #if defined(__GNUC__) && !defined(__clang__)
