@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator
 from bmsfil.pack import synthetic_pack
-from bmsfil.pack_estimator import FLAG_NUMERIC, PACK_FIELDS, PackEstimator
+from bmsfil.pack_estimator import PACK_FIELDS, PackEstimator
 from bmsfil.params import bundled_params
 from shared_data import lg_drive_cycles, needs_data
 
@@ -140,7 +140,7 @@ def test_pack_equals_single_cells_on_random_inputs(params, code, n_cells, n, see
     pk.init_ocv(init_v, init_t)
     with np.errstate(all="ignore"):
         trace = pk.run(dt, cur, volt, temp)
-    assert not np.any(trace.flags & FLAG_NUMERIC)
+    assert not np.any(pk.failed_steps)
     assert_same_bits(trace, single_runs(params, dt, cur, volt, temp, init_v, init_t))
     assert np.all((trace.soc >= 0) & (trace.soc <= 1))
 
@@ -175,7 +175,8 @@ def _set_both(params, pk, ests, cell, x, P, last_i=0.0, last_t=25.0, hs=0.0):
 def test_rare_repairs_match(params, code, seed):
     """States whose covariance needs the square-root repairs (variances above
     their ceilings, correlations beyond 0.999, non-finite entries): the pack's
-    scalar pass gives the same bits as bf_soc_ekf_step."""
+    scalar pass gives the same bits as bf_soc_ekf_step (a failed step too: its
+    outputs, the state left as it was, the failure counted)."""
     rng = np.random.default_rng(seed)
     n_cells, n = 9, 5
     pk = PackEstimator(params, n_cells, code=code)
@@ -202,22 +203,24 @@ def test_rare_repairs_match(params, code, seed):
         trace = exc.trace
     out = ffi.new("bf_soc_ekf_out_t *")
     for c, est in enumerate(ests):
+        fails = 0
         for k in range(n):
-            # bf_soc_ekf_step, a failed step (state left as it was) flagged as the pack flags it
+            # bf_soc_ekf_step, going on after a failed step (which left the state as it was)
             st_ = lib.bf_soc_ekf_step(est._state, est._cell, est._tuning, dt[k], cur[k], volt[k, c], temp[k, c], out)
             assert st_ in (lib.BF_OK, lib.BF_E_NUMERIC)
-            flags = out.flags | (FLAG_NUMERIC if st_ == lib.BF_E_NUMERIC else 0)
-            assert trace.flags[k, c] == flags
+            fails += st_ == lib.BF_E_NUMERIC
+            assert trace.flags[k, c] == out.flags
             assert trace.soc[k, c] == np.float32(out.soc)
             assert trace.soc_sigma[k, c] == np.float32(out.soc_sigma)
+        assert pk.failed_steps[c] == fails
         s = pk.cell_state(c)
         np.testing.assert_array_equal(np.array([list(r) for r in s.P], np.float32), est.P.astype(np.float32))
 
 
 def test_numeric_failure_keeps_the_cell_and_reports(params, code):
     """A cell whose step cannot stay finite keeps its state (as a failed
-    bf_soc_ekf_step leaves it), is flagged, the other cells carry on, and the
-    call reports BF_E_NUMERIC."""
+    bf_soc_ekf_step leaves it), its failures are counted, the other cells carry
+    on, and the call reports BF_E_NUMERIC naming the cell."""
     from bmsfil.core import CoreError
 
     pk = PackEstimator(params, 10, code=code)
@@ -230,9 +233,9 @@ def test_numeric_failure_keeps_the_cell_and_reports(params, code):
     with pytest.raises(CoreError) as info:
         pk.run(np.ones(3), np.full(3, -2.0), np.full((3, 10), 3.7), np.full((3, 10), 25.0))
     trace = info.value.trace
-    assert np.all(trace.flags[:, 3] & FLAG_NUMERIC)
-    assert not np.any(np.delete(trace.flags, 3, axis=1) & FLAG_NUMERIC)
-    np.testing.assert_array_equal(pk.data[:, 3], before[:, 3])
+    assert list(info.value.cells) == [3] and "cell(s): 3" in str(info.value)
+    assert list(pk.failed_steps) == [0, 0, 0, 3, 0, 0, 0, 0, 0, 0]
+    np.testing.assert_array_equal(pk.data[:-1, 3], before[:-1, 3])
     for c in (0, 9):
         tr = ests[c].run_arrays(np.ones(3), np.full(3, -2.0), np.full(3, 3.7), np.full(3, 25.0))
         np.testing.assert_array_equal(trace.soc[:, c], tr.soc.astype(np.float32))

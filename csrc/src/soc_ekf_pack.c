@@ -76,7 +76,7 @@
 enum {
     F_X0 = 0, F_X1, F_X2, F_X3,
     F_P00, F_P01, F_P02, F_P03, F_P11, F_P12, F_P13, F_P22, F_P23, F_P33,
-    F_LAST_I, F_LAST_T, F_HSIGN
+    F_LAST_I, F_LAST_T, F_HSIGN, F_FAILS
 };
 
 /* Row of P[i][j] (either triangle). */
@@ -214,6 +214,7 @@ bf_status_t bf_soc_ekf_pack_set(bf_soc_ekf_pack_t *pk, size_t cell, const bf_soc
     pk->data[(size_t)F_LAST_I * n + cell] = s->last_current_A;
     pk->data[(size_t)F_LAST_T * n + cell] = s->last_temp_C;
     pk->data[(size_t)F_HSIGN * n + cell] = s->hyst_sign;
+    pk->data[(size_t)F_FAILS * n + cell] = 0.0f;
     return BF_OK;
 }
 

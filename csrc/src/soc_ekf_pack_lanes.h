@@ -225,6 +225,7 @@ static LANE_ATTR int32_t LANE(block_step)(block_t *restrict b, const ctx_t *rest
         x3 = ah * b->s[F_X3][l] + (1.0f - ah) * sg;
         hs = LANE(lane_pick)(bf_absf(cur) > t->hyst_current_A, sg, b->s[F_HSIGN][l]);
         b->out[F_HSIGN][l] = hs;
+        b->out[F_FAILS][l] = b->s[F_FAILS][l];
         flags |= ((x0 < 0.0f) | (x0 > 1.0f)) ? BF_FLAG_SOC_CLAMPED : 0u;
         x0 = bf_clampf(x0, 0.0f, 1.0f);    /* x0 itself when inside, NaN stays NaN */
 
@@ -400,12 +401,13 @@ static LANE_ATTR int32_t LANE(block_step)(block_t *restrict b, const ctx_t *rest
 
 /* The scalar pass: the lanes block_step could not finish (a repair that
  * needs square roots, or a step that fails) go through bf_soc_ekf_step
- * itself, from the state they had. Returns nonzero if a lane's step failed
- * (BF_E_NUMERIC: that lane keeps its state, as the single-cell step does). */
-static LANE_ATTR int32_t LANE(block_rare)(block_t *b, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t, float dt,
-                          float cur_in)
+ * itself, from the state they had. Returns the lanes whose step failed
+ * (BF_E_NUMERIC: that lane keeps its state, as the single-cell step leaves
+ * it, and counts the failure), bit l for lane l. */
+static LANE_ATTR uint32_t LANE(block_rare)(block_t *b, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                                           float dt, float cur_in)
 {
-    int32_t failed = 0;
+    uint32_t failed = 0u;
     int l, i, j, f;
     for (l = 0; l < LANES; ++l) {
         bf_soc_ekf_t s;
@@ -437,8 +439,9 @@ static LANE_ATTR int32_t LANE(block_rare)(block_t *b, const bf_cell_params_t *p,
         b->out[F_HSIGN][l] = s.hyst_sign;
         b->soc[l] = o.soc;
         b->sigma[l] = o.soc_sigma;
-        b->flags[l] = o.flags | (st == BF_OK ? 0u : BF_FLAG_NUMERIC);
-        failed |= st != BF_OK;
+        b->out[F_FAILS][l] = b->s[F_FAILS][l] + (st == BF_OK ? 0.0f : 1.0f);
+        b->flags[l] = o.flags;
+        failed |= (uint32_t)(st != BF_OK) << l;
     }
     return failed;
 }
@@ -523,10 +526,10 @@ static LANE_ATTR int32_t LANE(run_steps)(bf_soc_ekf_pack_t *pk, const ctx_t *cp,
             if (!dt_ok) {
                 LANE(block_skip)(&b);
             } else {
-                if (LANE(block_step)(&b, &c, dt, cur, cur_ok) && LANE(block_rare)(&b, p, t, dt, cur)) {
-                    for (l = 0; l < (size_t)LANES; ++l) {
-                        any_bad |= l < nv && (b.flags[l] & BF_FLAG_NUMERIC) != 0u;
-                    }
+                if (LANE(block_step)(&b, &c, dt, cur, cur_ok)) {
+                    /* Spare lanes of a short block do not count. */
+                    uint32_t failed = LANE(block_rare)(&b, p, t, dt, cur);
+                    any_bad |= (failed & ((1u << nv) - 1u)) != 0u;
                 }
                 for (f = 0; f < NF; ++f) {
                     float *dst = pk->data + (size_t)f * N + c0;

@@ -13,16 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import CoreError, FLAG_NAMES, STATUS_NAMES, _check, as_f32, pack_cell_params, pack_tuning
+from bmsfil.core import CoreError, STATUS_NAMES, _check, as_f32, pack_cell_params, pack_tuning
 from bmsfil.params import ParameterSet
 
 #: Rows of the state (BF_SOC_EKF_PACK_FIELDS): x[0..3], the upper triangle
 #: of P, the last good current and temperature, the hysteresis sign.
 PACK_FIELDS = lib.BF_SOC_EKF_PACK_FIELDS
-#: Set on a cell's sample where the single-cell step would have failed
-#: (BF_E_NUMERIC): that cell kept its state from before the sample.
-FLAG_NUMERIC = lib.BF_FLAG_NUMERIC
-PACK_FLAG_NAMES = {**FLAG_NAMES, FLAG_NUMERIC: "numeric"}
 #: PackEstimator(code=...): which lane code bf_soc_ekf_pack_run may take.
 CODE_OPTIONS = {"auto": 0, "avx2": lib.BF_SOC_EKF_PACK_NO_AVX512, "portable": lib.BF_SOC_EKF_PACK_PORTABLE}
 
@@ -80,6 +76,12 @@ class PackEstimator:
                                             ffi.from_buffer("float[]", t)), "pack init_ocv")
 
     @property
+    def failed_steps(self) -> np.ndarray:
+        """Per cell, how many steps failed since init (BF_E_NUMERIC: the cell
+        kept its state from before each)."""
+        return self.data[lib.BF_SOC_EKF_PACK_FAILS].astype(np.int64)
+
+    @property
     def code_path(self) -> str:
         """"portable", "avx2" or "avx512": the lane code `run` takes on this CPU."""
         return ffi.string(lib.bf_soc_ekf_pack_code_path(self._pack)).decode()
@@ -98,9 +100,9 @@ class PackEstimator:
             outputs: bool = True, out: PackTrace | None = None) -> PackTrace | None:
         """n samples of every cell in one C call, continuing from the current state.
 
-        Raises CoreError if a cell's step would have failed (BF_E_NUMERIC) after
-        the whole run, with the flags marking where (the trace is in the error's
-        `trace` attribute). outputs=False skips the (n, N) outputs; `out`
+        Raises CoreError if a cell's step failed (BF_E_NUMERIC) after the whole
+        run (the trace is in the error's `trace` attribute, the cells in its
+        `cells`; `failed_steps` counts per cell). outputs=False skips the (n, N) outputs; `out`
         (float32, float32, uint8 arrays of shape (n, N), C-contiguous) is
         written instead of new arrays, e.g. to reuse them from call to call.
         """
@@ -125,12 +127,17 @@ class PackEstimator:
                     ffi.from_buffer("uint8_t[]", flags)]
         else:
             outs = [ffi.NULL, ffi.NULL, ffi.NULL]
+        fails_before = self.data[lib.BF_SOC_EKF_PACK_FAILS].copy()
         st = lib.bf_soc_ekf_pack_run(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", dt),
                                      ffi.from_buffer("float[]", cur), ffi.from_buffer("float[]", volt),
                                      ffi.from_buffer("float[]", temp), n, *outs)
         trace = PackTrace(soc, sigma, flags) if (outputs or out is not None) else None
         if st != lib.BF_OK:
-            err = CoreError(f"pack run: {STATUS_NAMES.get(st, f'status {st}')}")
+            cells = np.flatnonzero(self.data[lib.BF_SOC_EKF_PACK_FAILS] != fails_before)
+            shown = ", ".join(str(c) for c in cells[:10]) + (", ..." if len(cells) > 10 else "")
+            err = CoreError(f"pack run: {STATUS_NAMES.get(st, f'status {st}')}"
+                            + (f" in {len(cells)} cell(s): {shown}" if len(cells) else ""))
             err.trace = trace  # type: ignore[attr-defined]
+            err.cells = cells  # type: ignore[attr-defined]
             raise err
         return trace

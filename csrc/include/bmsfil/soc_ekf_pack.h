@@ -12,10 +12,11 @@
  * Each cell gets exactly what bf_soc_ekf_step gives it, bit for bit (the same
  * single-precision operations in the same order; flags included), provided
  * the core is compiled without FMA contraction (-ffp-contract=off, as every
- * build of the core is). The one difference is where bf_soc_ekf_step would
- * fail with BF_E_NUMERIC: there the cell keeps its state from before the
- * sample, as a failed step does, its flags get BF_FLAG_NUMERIC, the other
- * cells carry on, and the call returns BF_E_NUMERIC after the last sample. */
+ * build of the core is). Where bf_soc_ekf_step would fail with BF_E_NUMERIC,
+ * the cell keeps its state from before the sample and gets the outputs the
+ * failed step gives (as a caller that went on after the error would see),
+ * its row BF_SOC_EKF_PACK_FAILS counts the failure, the other cells carry
+ * on, and the call returns BF_E_NUMERIC after the last sample. */
 #ifndef BMSFIL_SOC_EKF_PACK_H
 #define BMSFIL_SOC_EKF_PACK_H
 
@@ -28,12 +29,10 @@
 
 /* Rows of the state: x[0..3], the upper triangle of P row by row (P00 P01
  * P02 P03 P11 P12 P13 P22 P23 P33; P is kept exactly symmetric), the last
- * good current, the last good temperature, the hysteresis sign. */
-#define BF_SOC_EKF_PACK_FIELDS 17
-
-/* A cell's step that bf_soc_ekf_step would have failed (BF_E_NUMERIC):
- * the cell's state was left as before the sample. */
-#define BF_FLAG_NUMERIC 0x80u
+ * good current, the last good temperature, the hysteresis sign, and the
+ * number of the cell's steps that failed (BF_E_NUMERIC; 0 after init/set). */
+#define BF_SOC_EKF_PACK_FIELDS 18
+#define BF_SOC_EKF_PACK_FAILS 17
 
 /* bf_soc_ekf_pack_t.options: run the portable code even where a build has
  * code for wider vectors, or no wider than AVX2 (for tests and benchmarks:
@@ -55,7 +54,8 @@ bf_status_t bf_soc_ekf_pack_init_ocv(bf_soc_ekf_pack_t *pk, const bf_cell_params
                                      const bf_soc_ekf_tuning_t *t, const float *voltage_V, const float *temp_C);
 
 /* One cell's state as the single-cell struct, and back (only the upper
- * triangle of s->P is read). BF_E_RANGE if cell >= n_cells. */
+ * triangle of s->P is read; set zeroes the cell's failure count).
+ * BF_E_RANGE if cell >= n_cells. */
 bf_status_t bf_soc_ekf_pack_get(const bf_soc_ekf_pack_t *pk, size_t cell, bf_soc_ekf_t *s);
 bf_status_t bf_soc_ekf_pack_set(bf_soc_ekf_pack_t *pk, size_t cell, const bf_soc_ekf_t *s);
 
