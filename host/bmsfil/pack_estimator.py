@@ -17,7 +17,8 @@ from bmsfil.core import CoreError, STATUS_NAMES, _check, as_f32, pack_cell_param
 from bmsfil.params import ParameterSet
 
 #: Rows of the state (BF_SOC_EKF_PACK_FIELDS): x[0..3], the upper triangle
-#: of P, the last good current and temperature, the hysteresis sign.
+#: of P, the last good current and temperature, the hysteresis sign, the
+#: count of failed steps.
 PACK_FIELDS = lib.BF_SOC_EKF_PACK_FIELDS
 #: PackEstimator(code=...): which lane code bf_soc_ekf_pack_run may take.
 CODE_OPTIONS = {"auto": 0, "avx2": lib.BF_SOC_EKF_PACK_NO_AVX512, "portable": lib.BF_SOC_EKF_PACK_PORTABLE}
@@ -56,13 +57,20 @@ class PackEstimator:
         #: The state, structure of arrays: row f of cell c at data[f, c].
         self.data = np.zeros((PACK_FIELDS, self.n_cells), dtype=np.float32)
         self._pack = ffi.new("bf_soc_ekf_pack_t *")
-        self._pack.data = ffi.from_buffer("float[]", self.data) if self.n_cells else ffi.NULL
+        # The C struct points into self.data (which must stay this array).
+        self._data_buf = ffi.from_buffer("float[]", self.data) if self.n_cells else ffi.NULL
+        self._pack.data = self._data_buf
         self._pack.n_cells = self.n_cells
         self._pack.options = CODE_OPTIONS[code]
         self.init_soc(1.0, 25.0)
 
     def _per_cell(self, values: np.ndarray | float, what: str) -> np.ndarray:
-        a = np.broadcast_to(np.asarray(values, dtype=np.float32), (self.n_cells,))
+        """One float32 per cell (a scalar is every cell's)."""
+        try:
+            a = np.broadcast_to(np.asarray(values, dtype=np.float32), (self.n_cells,))
+        except ValueError:
+            raise ValueError(f"{what}: expected a number or {self.n_cells} values, got shape "
+                             f"{np.shape(values)}") from None
         return np.ascontiguousarray(a)
 
     def init_soc(self, soc: np.ndarray | float, temp_C: np.ndarray | float) -> None:
