@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # setuptools insists on paths relative to setup.py.
 CSRC = Path("csrc") if Path("csrc/include").is_dir() else ROOT / "csrc"
 HEADERS = [
-    "status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "plausibility.h", "power.h",
+    "status.h", "bf_math.h", "cell_model.h", "soc_ekf.h", "soc_ekf_pack.h", "plausibility.h", "power.h",
     "capacity.h", "resistance.h", "health.h", "thermal.h",
 ]
 SOURCES = [
-    "bf_math.c", "cell_model.c", "soc_ekf.c", "plausibility.c", "power.c",
+    "bf_math.c", "cell_model.c", "soc_ekf.c", "soc_ekf_pack.c", "plausibility.c", "power.c",
     "capacity.c", "resistance.c", "health.c", "thermal.c",
 ]
 #: Flags that decide the numbers; shared with csrc/Makefile and the firmware.
@@ -41,7 +41,9 @@ def header_cdef(text: str) -> str:
         text = re.sub(rf"\b{name}\b", value, text)
     # The per-sample flag constants are needed from Python too.
     consts = "".join(
-        f"#define {name} {value}\n" for name, value in defines.items() if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_", "BF_CAP_", "BF_R0_", "BF_HEALTH_", "BF_THERMAL_"))
+        f"#define {name} {value}\n" for name, value in defines.items()
+        if name.startswith(("BF_FLAG_", "BF_PLAUS_", "BF_SOP_", "BF_SOC_EKF_PACK_", "BF_CAP_", "BF_R0_", "BF_HEALTH_",
+                            "BF_THERMAL_"))
     )
     return consts + text
 
@@ -54,6 +56,10 @@ ffibuilder.set_source(
     sources=[str(CSRC / "src" / s) for s in SOURCES],
     include_dirs=[str(CSRC / "include")],
     extra_compile_args=ARITHMETIC_FLAGS + ["-Wall", "-Wextra"],
+    # The multi-cell call also compiles its lane code for AVX2 and AVX-512
+    # and picks one by CPU at run time (GCC on x86-64 only; elsewhere the
+    # macro does nothing). Same bits on every path (soc_ekf_pack.c).
+    define_macros=[("BF_SOC_EKF_PACK_X86_DISPATCH", "1")],
 )
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ EKF, on the same model and data, measured side by side in one run.
 - c_step: the C core, one cffi call per sample;
 - reference: the float64 Python twin (`reference.py`);
 - filterpy: filterpy's ExtendedKalmanFilter on the same model, the way a
-  Python user would first write it.
+  Python user would first write it;
+- pack (`run_pack_bench`): the multi-cell call (`bf_soc_ekf_pack_run`) on a
+  synthetic pack of N cells at 1 Hz, against the single-cell batch call on
+  the same cells' data, one cell at a time, in the same run.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 from filterpy.kalman import ExtendedKalmanFilter
 
 from bmsfil.core import SocEstimator
+from bmsfil.pack import Spread, synthetic_pack
+from bmsfil.pack_estimator import PackEstimator, PackTrace
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 from bmsfil.reference import CellModel, ReferenceSocEstimator, sign
@@ -136,3 +141,91 @@ def run_bench(params: ParameterSet, rec: Recording, python_samples: int = 3000, 
         filterpy_steps_per_s=_best_rate(filterpy, python_samples, min_time_s),
         samples={"c_batch": n, "python": python_samples},
     )
+
+
+#: The issue-9 bar for the multi-cell call on a 10,000-cell pack, one core.
+PACK_TARGET_STEPS_PER_S = 20e6
+
+
+@dataclass(frozen=True)
+class PackBenchResult:
+    n_cells: int
+    samples: int
+    code_path: str              # the lane code the call took ("portable", "avx2", "avx512")
+    pack_steps_per_s: float
+    portable_steps_per_s: float  # the same call forced onto the portable C99 code (SSE2 on x86-64)
+    single_steps_per_s: float   # bf_soc_ekf_run on the same cells' columns, one cell per call
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pack_n_cells": self.n_cells,
+            "pack_samples": self.samples,
+            "pack_code_path": self.code_path,
+            "pack_steps_per_s": self.pack_steps_per_s,
+            "pack_portable_steps_per_s": self.portable_steps_per_s,
+            "pack_single_cell_batch_steps_per_s": self.single_steps_per_s,
+            "pack_over_single_cell_batch": self.pack_steps_per_s / self.single_steps_per_s,
+            "pack_portable_over_single_cell_batch": self.portable_steps_per_s / self.single_steps_per_s,
+            "pack_target_steps_per_s": PACK_TARGET_STEPS_PER_S,
+            "pack_meets_target": self.pack_steps_per_s >= PACK_TARGET_STEPS_PER_S,
+            "pack_portable_meets_target": self.portable_steps_per_s >= PACK_TARGET_STEPS_PER_S,
+        }
+
+
+def pack_inputs(params: ParameterSet, rec: Recording, n_cells: int, samples: int = 600, seed: int = 0,
+                temp_spread_C: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """dt (n,), current (n,), voltage and temperature (n, N) float32 of a synthetic pack at 1 Hz.
+
+    The recording is resampled to 1 Hz (the sample at or after each whole
+    second), `pack.synthetic_pack` spreads capacity, resistance and initial
+    SOC with its default spreads, and each cell's temperature is offset by a
+    seeded uniform +-temp_spread_C (a string does not sit at one temperature).
+    """
+    stop = np.searchsorted(rec.time_s, rec.time_s[0] + samples + 1)
+    idx = np.unique(np.searchsorted(rec.time_s, rec.time_s[0] + np.arange(0.0, samples + 1)))
+    idx = idx[idx < min(stop, len(rec))][: samples + 1]
+    ah = None if rec.ah is None else rec.ah[idx]
+    one_hz = Recording(rec.time_s[idx] - rec.time_s[idx[0]], rec.current_A[idx], rec.voltage_V[idx],
+                       rec.temp_C[idx], rec.meta, ah)
+    cells = synthetic_pack(one_hz, n_cells, params, Spread(), seed=seed)
+    volt = np.stack([c.voltage_V for c in cells], axis=1).astype(np.float32)
+    offsets = np.random.default_rng(seed).uniform(-temp_spread_C, temp_spread_C, n_cells)
+    temp = (one_hz.temp_C[:, None] + offsets[None, :]).astype(np.float32)
+    return (one_hz.dt_s.astype(np.float32), one_hz.current_A.astype(np.float32), volt, temp)
+
+
+def run_pack_bench(params: ParameterSet, rec: Recording, n_cells: int = 10_000, samples: int = 600,
+                   min_time_s: float = 1.0, single_cells: int = 200) -> PackBenchResult:
+    """Cell-steps per second of the multi-cell call on N cells at 1 Hz, and of the
+    single-cell batch call over the same data (`single_cells` of the cells, one call each)."""
+    dt, cur, volt, temp = pack_inputs(params, rec, n_cells, samples)
+    n = len(dt)
+    # Every output (SOC, sigma, flags) is written, into arrays allocated once:
+    # a fresh 54 MB of numpy output per repeat would time the kernel's page
+    # faults too (about 10 % here), not the call.
+    out = PackTrace(np.empty((n, n_cells), np.float32), np.empty((n, n_cells), np.float32),
+                    np.empty((n, n_cells), np.uint8))
+
+    def pack_rate(code: str) -> tuple[str, float]:
+        pk = PackEstimator(params, n_cells, code=code)
+
+        def pack() -> None:
+            pk.init_ocv(volt[0], temp[0])
+            pk.run(dt, cur, volt, temp, out=out)
+
+        return pk.code_path, _best_rate(pack, n * n_cells, min_time_s)
+
+    m = min(single_cells, n_cells)
+    cols = [(np.ascontiguousarray(volt[:, c]), np.ascontiguousarray(temp[:, c])) for c in range(m)]
+    est = SocEstimator(params)
+
+    def single() -> None:
+        for v, t in cols:
+            est.init_ocv(float(v[0]), float(t[0]))
+            est.run_arrays(dt, cur, v, t)
+
+    single_rate = _best_rate(single, n * m, min_time_s)
+    path, rate = pack_rate("auto")
+    portable = rate if path == "portable" else pack_rate("portable")[1]
+    return PackBenchResult(n_cells=n_cells, samples=n, code_path=path, pack_steps_per_s=rate,
+                           portable_steps_per_s=portable, single_steps_per_s=single_rate)

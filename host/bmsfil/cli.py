@@ -215,6 +215,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for key in ("c_batch_steps_per_s", "c_step_steps_per_s", "reference_steps_per_s", "filterpy_steps_per_s"):
         table.add_row(key.removesuffix("_steps_per_s"), f"{d[key]:,.0f}", f"{d[key] / result.filterpy_steps_per_s:,.1f}")
     console.print(table)
+    if args.cells > 0:
+        from bmsfil.bench import run_pack_bench
+
+        with console.status(f"benchmarking the multi-cell call ({args.cells:,} cells at 1 Hz)..."):
+            pack = run_pack_bench(params, rec, n_cells=args.cells, min_time_s=args.min_time).as_dict()
+        table = Table(title=f"multi-cell call, {args.cells:,} cells at 1 Hz ({pack['pack_samples']} samples), one core")
+        table.add_column("implementation")
+        table.add_column("cell-steps/s", justify="right")
+        table.add_column("× single-cell batch", justify="right")
+        table.add_column(f"≥ {pack['pack_target_steps_per_s'] / 1e6:.0f} M", justify="center")
+        single = pack["pack_single_cell_batch_steps_per_s"]
+        for name, rate in ((f"pack ({pack['pack_code_path']})", pack["pack_steps_per_s"]),
+                           ("pack (portable)", pack["pack_portable_steps_per_s"]), ("single-cell batch", single)):
+            meets = "yes" if rate >= pack["pack_target_steps_per_s"] else "no"
+            table.add_row(name, f"{rate:,.0f}", f"{rate / single:.2f}", meets)
+        console.print(table)
+        d |= pack
     if args.json:
         args.json.write_text(json.dumps(d, indent=1) + "\n")
     return 0
@@ -469,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path)
     p.add_argument("--python-samples", type=int, default=3000, help="samples for the per-sample Python paths")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
+    p.add_argument("--cells", type=int, default=10_000, metavar="N",
+                   help="cells of the synthetic pack for the multi-cell call (0: skip it)")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=cmd_bench)
 
