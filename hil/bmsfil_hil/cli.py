@@ -145,7 +145,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     speed = args.speed if args.mode == "realtime" else 1.0
     for name, cells in packs:
         interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
-        load = cc.bus_load(len(cells), interval / speed, bitrate)
+        load = cc.bus_load(len(cells), interval / speed, bitrate, frames_per_cell=_frames_per_cell(args.target))
         where = (f"{name}: {len(cells)} cell(s) every {interval:g} s" + (f" at {speed:g}x" if speed != 1 else "")
                  + f" take {load * 100:.0f} % of a {bitrate // 1000} kbit/s bus (worst case)")
         paced = args.mode == "realtime" or args.target == "board"
@@ -220,6 +220,8 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                 trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
                 doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
                 doc["target"] = args.target
+                # The plausibility monitor's verdicts as they came back (EstCellFlags); None: not sent.
+                doc["plausibility_over_can"] = result.plausibility.cell_summary(j, np.asarray(rec.time_s))
                 if args.variant:
                     doc["variant"] = args.variant
                 pack_docs.append(doc)
@@ -237,7 +239,8 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
             entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
                                         "instructions_per_cell_step": ipcs, "target_starts": d["target_starts"],
                                         "bus_load": cc.bus_load(len(cells), float(np.nanmedian(cells[0].dt_s[1:]))
-                                                                / speed, bitrate) if len(cells[0]) > 1 else None}
+                                                                / speed, bitrate, _frames_per_cell(args.target))
+                                        if len(cells[0]) > 1 else None}
             if logged is not None:
                 n = result.samples_done
                 both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
@@ -363,6 +366,13 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         console.print(f"faults that ended a run or gave NaN estimates: {', '.join(crashed)}")
         return 1
     return 0
+
+
+def _frames_per_cell(target: str) -> int:
+    """Frames per cell per sample on the bus: MeasCell and EstCell, and
+    EstCellFlags from every target that runs the plausibility monitor (all
+    but the float64 reference; a board is assumed to)."""
+    return 2 if target == "reference" else 3
 
 
 def _detected_text(o) -> str:

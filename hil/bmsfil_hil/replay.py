@@ -72,6 +72,32 @@ class Plausibility:
         hit = np.flatnonzero(self.flags[start:, cell] & flag_bits)
         return int(hit[0]) + start if hit.size else None
 
+    def cell_summary(self, cell: int, time_s: np.ndarray | None = None) -> dict[str, object] | None:
+        """One cell's: each flag raised (samples, first sample and time) and the
+        unseen current with its sigma at the last frame; None when the target
+        sent no EstCellFlags."""
+        if not self.sent:
+            return None
+        out: dict[str, object] = {"frames_received": int(self.received[:, cell].sum())}
+        events = []
+        for bit, name in cc.PLAUS_FLAGS.items():
+            hit = np.flatnonzero(self.flags[:, cell] & bit)
+            if hit.size:
+                k = int(hit[0])
+                e: dict[str, object] = {"flag": name, "first_sample": k, "samples": int(hit.size)}
+                if time_s is not None:
+                    e["first_time_s"] = round(float(time_s[k] - time_s[0]), 3)
+                e["unseen_current_A"] = _none_if_nan(self.unseen_current_A[k, cell])
+                e["unseen_current_sigma_A"] = _none_if_nan(self.unseen_current_sigma_A[k, cell])
+                e["stuck_for_s"] = _none_if_nan(self.stuck_for_s[k, cell])
+                events.append(e)
+        out["flags"] = sorted(events, key=lambda e: e["first_sample"])  # type: ignore[arg-type,return-value]
+        got = np.flatnonzero(self.received[:, cell])
+        j = int(got[-1]) if got.size else None
+        out["unseen_current_end_A"] = None if j is None else _none_if_nan(self.unseen_current_A[j, cell])
+        out["unseen_current_sigma_end_A"] = None if j is None else _none_if_nan(self.unseen_current_sigma_A[j, cell])
+        return out
+
     def summary(self, time_s: np.ndarray | None = None) -> dict[str, object] | None:
         """Per flag: samples that carried it and when it was first raised (cell 0
         first); None when the target sent no EstCellFlags."""
@@ -155,6 +181,10 @@ class ReplayResult:
         """The EstCellFlags received (`Plausibility.sent` False if none)."""
         p = self.delivery.plausibility
         return p if p is not None else Plausibility.empty(*self.soc.shape)
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
 
 
 def _finite_or_nan(x: float) -> float:
