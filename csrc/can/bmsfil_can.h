@@ -684,7 +684,7 @@ struct bmsfil_can_est_cell_flags_t {
     uint8_t unseen_current_valid;
 
     /**
-     * Estimated current the sensor reports that the cell does not receive (sensor offset or leak), positive when the sensor reports more charge than the cell got. Saturates at the ends of the range (the flag says what matters).
+     * Estimated current the sensor reports that the cell does not receive (sensor offset or leak), positive when the sensor reports more charge than the cell got. Saturates at +-16.383 (the flag says what matters).
      *
      * Range: -16384..16383 (-16.384..16.383 A)
      * Scale: 0.001

@@ -777,7 +777,8 @@ def encode_est_cell_flags(
     if not math.isnan(u):
         u_sig = _signal(msg, "unseen_current_A")
         if math.isfinite(u):
-            u = min(max(u, float(u_sig.minimum)), float(u_sig.maximum))  # saturates, both ways
+            # Saturates at +-maximum, symmetric as the targets saturate (the raw -16384 is not sent).
+            u = min(max(u, -float(u_sig.maximum)), float(u_sig.maximum))
     u_x = _physical(msg, "unseen_current_A", u)
     sigma_x = _physical(msg, "unseen_current_sigma_A", sigma, saturate=True)
     _optional(msg, values, "unseen_current_A", "unseen_current_valid", u_x)
