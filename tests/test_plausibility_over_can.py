@@ -187,3 +187,12 @@ def test_micropython_native_variant_flags_over_can():
 @pytest.mark.parametrize("variant", ["python", "native"])
 def test_micropython_offset_flagged_over_can(variant):
     _checks("micropython", port=variant == "python", variant=variant)
+
+
+@needs_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("variant", ["python", "native"])
+def test_micropython_on_qemu_flags_over_can(variant):
+    """MicroPython on the emulated Cortex-M4F (single-precision floats):
+    the stuck voltage comes back flagged, the clean slice clean."""
+    _checks("micropython", offset=False, port=variant == "python", variant=variant, on="qemu")
