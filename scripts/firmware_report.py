@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         f"`host` target on the first {BASELINE_SAMPLES} samples of the same cycle, in the same run, as the "
         "baseline of this machine's speed at that moment.",
         "- **instructions/cell step**: counted by the firmware itself (SysTick under -icount, calibrated "
-        "against a run of NOPs at boot), reported in every TargetStatus (the bar: 1,500).",
+        "against a run of NOPs at boot), reported in every TargetStatus: the SOC filter's step and the "
+        "plausibility monitor's beside it (the bar, set for the filter alone: 1,500).",
         "",
         "| recording | samples | max \\|ΔSOC\\| vs host | samples/s | host samples/s | round trip p50 / p99 ms "
         "| instructions/cell step mean (max) | fault |",
@@ -137,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "From the linker map of the `qemu-mps2-an386` image (`make -C firmware/baremetal size`): code and "
         "constants kept after `--gc-sections`, attributed to the object they came from. The estimator's "
-        "state is not here: it is caller-owned, 92 bytes per cell (`bf_soc_ekf_t`), kept by the firmware "
-        "with 4 bytes of flags per cell in retained RAM (`fw_cell_t`, 96 bytes).",
+        "state is not here: it is caller-owned, 92 bytes per cell (`bf_soc_ekf_t`) and 48 for the "
+        "plausibility monitor (`bf_plaus_t`), kept by the firmware with 4 bytes of flags per cell in "
+        "retained RAM (`fw_cell_t`, 144 bytes).",
         "",
         "| component | flash bytes | RAM bytes |",
         "| --- | ---: | ---: |",
@@ -150,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Estimator: {size.get('estimator_flash')} bytes of flash, budget "
         f"{size.get('estimator_flash_budget')}; symbols it needs from outside itself: "
         f"{', '.join(size.get('estimator_external_symbols') or []) or 'none'} (memcpy/memset allowed; no "
-        "double-precision helper, no libm). The build fails if either check fails.",
+        "double-precision helper, no libm). Plausibility monitor: "
+        f"{size.get('monitor_flash')} bytes of flash, a budget of its own of {size.get('monitor_flash_budget')} "
+        "beside the estimator's (the two together would be over 8 KB). The build fails if any check fails.",
         "",
     ]
     args.output.write_text("\n".join(lines))

@@ -96,6 +96,52 @@ def test_codec_agrees_with_the_contract(fw):
     assert st.last_sequence is None and st.state == cc.TargetState.IDLE
 
 
+def test_est_cell_flags_codec_agrees_with_the_contract(fw):
+    bc, _ = fw
+    inf = float("inf")
+    for flags, u, sigma, stuck in [(0x05, 0.5, 0.1, 12.4), (0, 0.0, inf, 0.0), (0x3F, -20.0, 5.0, 100.0),
+                                   (0x01, -0.0126, 2.0459, 62.6), (0x20, 16.3834, 0.0004, 0.4)]:
+        got = cc.decode(_msg(0x203, bc.encode_est_cell_flags(42, 3, flags, u, sigma, stuck)))
+        want = cc.decode(cc.encode_est_cell_flags(42, 3, flags, u, sigma, stuck))
+        assert got == want or (math.isnan(want.unseen_current_A) and math.isnan(got.unseen_current_A)
+                               and (got.flags, got.stuck_for_s) == (want.flags, want.stuck_for_s))
+
+
+def test_monitor_port_is_the_c_monitor_in_cpython():
+    """bmsfil_plaus (double precision here) against the C monitor (float32) on
+    the same samples: the same flags, the evidence within what the EKF ports'
+    difference gives (a few mA, 0.5 % of sigma, where CAN carries it)."""
+    from bmsfil.plausibility import run_monitored
+    from bmsfil_hil.faults import _alter, _stuck_voltage
+
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        import bmsfil_ekf as be
+        import bmsfil_plaus as bp
+    finally:
+        sys.path.remove(str(APP_DIR))
+    full = bundled_recording()
+    for rec in (_stuck_voltage(full.slice(0, 1200), slice(400, 600)),
+                _alter(full.slice(0, 21000), slice(200, 21000), current_A=lambda i: i + 0.5)):
+        rec = as_carried(rec)
+        _, mon = run_monitored(rec, PARAMS)
+        ekf = be.SocEkf(be.Params(PARAMS.to_json()))
+        ekf.init_ocv(float(rec.voltage_V[0]), float(rec.temp_C[0]))
+        m = bp.Plausibility()
+        out = []
+        for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C):
+            dt, i, v, t = map(float, a)
+            ekf.step(dt, i, v, t)
+            out.append(m.step(ekf, dt, v))
+        flags, u, sigma, stuck = (np.array(c) for c in zip(*out))
+        assert np.array_equal(flags, mon.flags) and flags.any()
+        assert np.array_equal(np.isfinite(sigma), np.isfinite(mon.unseen_current_sigma_A))
+        ok = np.isfinite(sigma) & (mon.unseen_current_sigma_A < 2.046)
+        assert np.max(np.abs(u[ok] - mon.unseen_current_A[ok]), initial=0.0) < 5e-3
+        assert np.max(np.abs(sigma[ok] / mon.unseen_current_sigma_A[ok] - 1), initial=0.0) < 5e-3
+        assert np.max(np.abs(stuck - mon.stuck_for_s)) < 0.5
+
+
 def _msg(fid, data):
     import can
 

@@ -5,6 +5,7 @@ BOARD_SRC := startup.c board.c
 BOARD_LDSCRIPT := link.ld
 BOARD_CFLAGS := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
 BOARD_TRANSPORT := can
-# The retained region is 8 KB (link.ld) and holds fw_saved_t: 24 bytes + 96 a
-# cell, so at most 85 cells; board.c checks the size at compile time.
+# The retained region is 12 KB (link.ld) and holds fw_saved_t: 24 bytes + 144 a
+# cell (filter 92, plausibility monitor 48, flags 4), so at most 85 cells;
+# board.c checks the size at compile time.
 BOARD_MAX_CELLS := 80

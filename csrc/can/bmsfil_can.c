@@ -1308,6 +1308,328 @@ bool bmsfil_can_est_cell_power_discharge_power_w_is_in_phys_range(float value)
     return ((value >= 0.0f) && (value <= 6553.5f));
 }
 
+int bmsfil_can_est_cell_flags_pack(
+    uint8_t *dst_p,
+    const struct bmsfil_can_est_cell_flags_t *src_p,
+    size_t size)
+{
+    uint16_t unseen_current_a;
+
+    if (size < 8u) {
+        return (-EINVAL);
+    }
+
+    memset(&dst_p[0], 0, 8);
+
+    dst_p[0] |= pack_left_shift_u16(src_p->sequence, 0u, 0xffu);
+    dst_p[1] |= pack_right_shift_u16(src_p->sequence, 8u, 0xffu);
+    dst_p[2] |= pack_left_shift_u16(src_p->cell_index, 0u, 0xffu);
+    dst_p[3] |= pack_right_shift_u16(src_p->cell_index, 8u, 0x03u);
+    dst_p[3] |= pack_left_shift_u8(src_p->current_offset, 2u, 0x04u);
+    dst_p[3] |= pack_left_shift_u8(src_p->self_discharge, 3u, 0x08u);
+    dst_p[3] |= pack_left_shift_u8(src_p->voltage_stuck, 4u, 0x10u);
+    dst_p[3] |= pack_left_shift_u8(src_p->voltage_range, 5u, 0x20u);
+    dst_p[3] |= pack_left_shift_u8(src_p->current_range, 6u, 0x40u);
+    dst_p[3] |= pack_left_shift_u8(src_p->temp_range, 7u, 0x80u);
+    dst_p[4] |= pack_left_shift_u8(src_p->unseen_current_valid, 0u, 0x01u);
+    unseen_current_a = (uint16_t)src_p->unseen_current_a;
+    dst_p[4] |= pack_left_shift_u16(unseen_current_a, 1u, 0xfeu);
+    dst_p[5] |= pack_right_shift_u16(unseen_current_a, 7u, 0xffu);
+    dst_p[6] |= pack_left_shift_u16(src_p->unseen_current_sigma_a, 0u, 0xffu);
+    dst_p[7] |= pack_right_shift_u16(src_p->unseen_current_sigma_a, 8u, 0x03u);
+    dst_p[7] |= pack_left_shift_u8(src_p->stuck_for_s, 2u, 0xfcu);
+
+    return (8);
+}
+
+int bmsfil_can_est_cell_flags_unpack(
+    struct bmsfil_can_est_cell_flags_t *dst_p,
+    const uint8_t *src_p,
+    size_t size)
+{
+    uint16_t unseen_current_a;
+
+    if (size < 8u) {
+        return (-EINVAL);
+    }
+
+    dst_p->sequence = unpack_right_shift_u16(src_p[0], 0u, 0xffu);
+    dst_p->sequence |= unpack_left_shift_u16(src_p[1], 8u, 0xffu);
+    dst_p->cell_index = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
+    dst_p->cell_index |= unpack_left_shift_u16(src_p[3], 8u, 0x03u);
+    dst_p->current_offset = unpack_right_shift_u8(src_p[3], 2u, 0x04u);
+    dst_p->self_discharge = unpack_right_shift_u8(src_p[3], 3u, 0x08u);
+    dst_p->voltage_stuck = unpack_right_shift_u8(src_p[3], 4u, 0x10u);
+    dst_p->voltage_range = unpack_right_shift_u8(src_p[3], 5u, 0x20u);
+    dst_p->current_range = unpack_right_shift_u8(src_p[3], 6u, 0x40u);
+    dst_p->temp_range = unpack_right_shift_u8(src_p[3], 7u, 0x80u);
+    dst_p->unseen_current_valid = unpack_right_shift_u8(src_p[4], 0u, 0x01u);
+    unseen_current_a = unpack_right_shift_u16(src_p[4], 1u, 0xfeu);
+    unseen_current_a |= unpack_left_shift_u16(src_p[5], 7u, 0xffu);
+
+    if ((unseen_current_a & (1u << 14)) != 0u) {
+        unseen_current_a |= 0x8000u;
+    }
+
+    dst_p->unseen_current_a = (int16_t)unseen_current_a;
+    dst_p->unseen_current_sigma_a = unpack_right_shift_u16(src_p[6], 0u, 0xffu);
+    dst_p->unseen_current_sigma_a |= unpack_left_shift_u16(src_p[7], 8u, 0x03u);
+    dst_p->stuck_for_s = unpack_right_shift_u8(src_p[7], 2u, 0xfcu);
+
+    return (0);
+}
+
+int bmsfil_can_est_cell_flags_init(struct bmsfil_can_est_cell_flags_t *msg_p)
+{
+    if (msg_p == NULL) return -1;
+
+    memset(msg_p, 0, sizeof(struct bmsfil_can_est_cell_flags_t));
+
+    return 0;
+}
+
+uint16_t bmsfil_can_est_cell_flags_sequence_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_sequence_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_sequence_is_in_range(uint16_t value)
+{
+    (void)value;
+
+    return (true);
+}
+
+bool bmsfil_can_est_cell_flags_sequence_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 65535.0f));
+}
+
+uint16_t bmsfil_can_est_cell_flags_cell_index_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_cell_index_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_cell_index_is_in_range(uint16_t value)
+{
+    return (value <= 1023u);
+}
+
+bool bmsfil_can_est_cell_flags_cell_index_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1023.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_current_offset_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_current_offset_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_current_offset_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_current_offset_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_self_discharge_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_self_discharge_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_self_discharge_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_self_discharge_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_voltage_stuck_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_voltage_stuck_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_voltage_stuck_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_voltage_stuck_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_voltage_range_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_voltage_range_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_voltage_range_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_voltage_range_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_current_range_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_current_range_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_current_range_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_current_range_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_temp_range_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_temp_range_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_temp_range_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_temp_range_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_unseen_current_valid_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_unseen_current_valid_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_unseen_current_valid_is_in_range(uint8_t value)
+{
+    return (value <= 1u);
+}
+
+bool bmsfil_can_est_cell_flags_unseen_current_valid_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 1.0f));
+}
+
+int16_t bmsfil_can_est_cell_flags_unseen_current_a_encode(float value)
+{
+    return (int16_t)(roundf(value / 0.001f));
+}
+
+float bmsfil_can_est_cell_flags_unseen_current_a_decode(int16_t value)
+{
+    return ((float)value * 0.001f);
+}
+
+bool bmsfil_can_est_cell_flags_unseen_current_a_is_in_range(int16_t value)
+{
+    return ((value >= -16384) && (value <= 16383));
+}
+
+bool bmsfil_can_est_cell_flags_unseen_current_a_is_in_phys_range(float value)
+{
+    return ((value >= -16.384f) && (value <= 16.383f));
+}
+
+uint16_t bmsfil_can_est_cell_flags_unseen_current_sigma_a_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value / 0.002f)));
+}
+
+float bmsfil_can_est_cell_flags_unseen_current_sigma_a_decode(uint16_t value)
+{
+    return ((float)value * 0.002f);
+}
+
+bool bmsfil_can_est_cell_flags_unseen_current_sigma_a_is_in_range(uint16_t value)
+{
+    return (value <= 1023u);
+}
+
+bool bmsfil_can_est_cell_flags_unseen_current_sigma_a_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 2.046f));
+}
+
+uint8_t bmsfil_can_est_cell_flags_stuck_for_s_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_est_cell_flags_stuck_for_s_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_est_cell_flags_stuck_for_s_is_in_range(uint8_t value)
+{
+    return (value <= 63u);
+}
+
+bool bmsfil_can_est_cell_flags_stuck_for_s_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 63.0f));
+}
+
 int bmsfil_can_target_status_pack(
     uint8_t *dst_p,
     const struct bmsfil_can_target_status_t *src_p,

@@ -51,6 +51,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_FRAME_ID (0x200u)
 #define BMSFIL_CAN_EST_CELL_HEALTH_FRAME_ID (0x201u)
 #define BMSFIL_CAN_EST_CELL_POWER_FRAME_ID (0x202u)
+#define BMSFIL_CAN_EST_CELL_FLAGS_FRAME_ID (0x203u)
 #define BMSFIL_CAN_TARGET_STATUS_FRAME_ID (0x300u)
 
 /* Frame lengths in bytes. */
@@ -60,6 +61,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_LENGTH (8u)
 #define BMSFIL_CAN_EST_CELL_HEALTH_LENGTH (8u)
 #define BMSFIL_CAN_EST_CELL_POWER_LENGTH (8u)
+#define BMSFIL_CAN_EST_CELL_FLAGS_LENGTH (8u)
 #define BMSFIL_CAN_TARGET_STATUS_LENGTH (8u)
 
 /* Extended or standard frame types. */
@@ -69,6 +71,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_IS_EXTENDED (0)
 #define BMSFIL_CAN_EST_CELL_HEALTH_IS_EXTENDED (0)
 #define BMSFIL_CAN_EST_CELL_POWER_IS_EXTENDED (0)
+#define BMSFIL_CAN_EST_CELL_FLAGS_IS_EXTENDED (0)
 #define BMSFIL_CAN_TARGET_STATUS_IS_EXTENDED (0)
 
 /* Frame cycle times in milliseconds. */
@@ -113,6 +116,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_NAME "EstCell"
 #define BMSFIL_CAN_EST_CELL_HEALTH_NAME "EstCellHealth"
 #define BMSFIL_CAN_EST_CELL_POWER_NAME "EstCellPower"
+#define BMSFIL_CAN_EST_CELL_FLAGS_NAME "EstCellFlags"
 #define BMSFIL_CAN_TARGET_STATUS_NAME "TargetStatus"
 
 /* Signal Names. */
@@ -156,6 +160,18 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_POWER_HORIZON_NAME "horizon"
 #define BMSFIL_CAN_EST_CELL_POWER_CHARGE_POWER_W_NAME "charge_power_W"
 #define BMSFIL_CAN_EST_CELL_POWER_DISCHARGE_POWER_W_NAME "discharge_power_W"
+#define BMSFIL_CAN_EST_CELL_FLAGS_SEQUENCE_NAME "sequence"
+#define BMSFIL_CAN_EST_CELL_FLAGS_CELL_INDEX_NAME "cell_index"
+#define BMSFIL_CAN_EST_CELL_FLAGS_CURRENT_OFFSET_NAME "current_offset"
+#define BMSFIL_CAN_EST_CELL_FLAGS_SELF_DISCHARGE_NAME "self_discharge"
+#define BMSFIL_CAN_EST_CELL_FLAGS_VOLTAGE_STUCK_NAME "voltage_stuck"
+#define BMSFIL_CAN_EST_CELL_FLAGS_VOLTAGE_RANGE_NAME "voltage_range"
+#define BMSFIL_CAN_EST_CELL_FLAGS_CURRENT_RANGE_NAME "current_range"
+#define BMSFIL_CAN_EST_CELL_FLAGS_TEMP_RANGE_NAME "temp_range"
+#define BMSFIL_CAN_EST_CELL_FLAGS_UNSEEN_CURRENT_VALID_NAME "unseen_current_valid"
+#define BMSFIL_CAN_EST_CELL_FLAGS_UNSEEN_CURRENT_A_NAME "unseen_current_A"
+#define BMSFIL_CAN_EST_CELL_FLAGS_UNSEEN_CURRENT_SIGMA_A_NAME "unseen_current_sigma_A"
+#define BMSFIL_CAN_EST_CELL_FLAGS_STUCK_FOR_S_NAME "stuck_for_s"
 #define BMSFIL_CAN_TARGET_STATUS_COUNTER_NAME "counter"
 #define BMSFIL_CAN_TARGET_STATUS_STATE_NAME "state"
 #define BMSFIL_CAN_TARGET_STATUS_LAST_SEQUENCE_VALID_NAME "last_sequence_valid"
@@ -576,6 +592,123 @@ struct bmsfil_can_est_cell_power_t {
      * Offset: 0
      */
     uint16_t discharge_power_w;
+};
+
+/**
+ * Signals in message EstCellFlags.
+ *
+ * Target to host, once per cell per sample, after EstCell (and EstCellHealth, EstCellPower where sent): the verdicts of the sensor plausibility monitor that runs beside the SOC filter (csrc/include/bmsfil/plausibility.h, docs/plausibility.md) and the evidence behind them. Each flag holds while its evidence holds. Targets that run no monitor do not send the frame.
+ *
+ * All signal values are as on the CAN bus.
+ */
+struct bmsfil_can_est_cell_flags_t {
+    /**
+     * Sequence of the measurements this verdict follows, echoed.
+     *
+     * Range: 0..65535 (0..65535 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t sequence;
+
+    /**
+     * Cell the verdict is for.
+     *
+     * Range: 0..1023 (0..1023 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t cell_index;
+
+    /**
+     * The current sensor disagrees with the voltage by more than its tolerance: |unseen_current_A| beyond the sensor's tolerance by more than z sigma (BF_PLAUS_CURRENT_OFFSET).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t current_offset;
+
+    /**
+     * Charge leaves the cell that the current sensor did not see (an internal short, or a sensor reading high): unseen_current_A above the cell's tolerance by more than z sigma (BF_PLAUS_SELF_DISCHARGE).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t self_discharge;
+
+    /**
+     * The voltage reading is frozen while the model's ohmic drop moved by more than a live sensor could hide (BF_PLAUS_VOLTAGE_STUCK).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t voltage_stuck;
+
+    /**
+     * The voltage was non-finite, missing or outside the cell's plausible range this sample (BF_PLAUS_VOLTAGE_RANGE; the filter refused it).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t voltage_range;
+
+    /**
+     * The current was non-finite, missing or outside the cell's plausible range this sample (BF_PLAUS_CURRENT_RANGE).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t current_range;
+
+    /**
+     * The temperature was non-finite, missing or outside the plausible range this sample (BF_PLAUS_TEMP_RANGE).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t temp_range;
+
+    /**
+     * 1: unseen_current_A and unseen_current_sigma_A hold an estimate. 0: none yet (no window of corrections: sent as 0).
+     *
+     * Range: 0..1 (0..1 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t unseen_current_valid;
+
+    /**
+     * Estimated current the sensor reports that the cell does not receive (sensor offset or leak), positive when the sensor reports more charge than the cell got. Saturates at +-16.383 (the flag says what matters).
+     *
+     * Range: -16384..16383 (-16.384..16.383 A)
+     * Scale: 0.001
+     * Offset: 0
+     */
+    int16_t unseen_current_a;
+
+    /**
+     * One standard deviation of unseen_current_A. Saturates at 2.046: a larger sigma is sent as 2.046.
+     *
+     * Range: 0..1023 (0..2.046 A)
+     * Scale: 0.002
+     * Offset: 0
+     */
+    uint16_t unseen_current_sigma_a;
+
+    /**
+     * How long the voltage reading has stayed within the stuck tolerance of the first reading of its run, rounded to whole seconds; saturates at 63.
+     *
+     * Range: 0..63 (0..63 s)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t stuck_for_s;
 };
 
 /**
@@ -2471,6 +2604,523 @@ bool bmsfil_can_est_cell_power_discharge_power_w_is_in_range(uint16_t value);
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_est_cell_power_discharge_power_w_is_in_phys_range(float value);
+
+/**
+ * Pack message EstCellFlags.
+ *
+ * @param[out] dst_p Buffer to pack the message into.
+ * @param[in] src_p Data to pack.
+ * @param[in] size Size of dst_p.
+ *
+ * @return Size of packed data, or negative error code.
+ */
+int bmsfil_can_est_cell_flags_pack(
+    uint8_t *dst_p,
+    const struct bmsfil_can_est_cell_flags_t *src_p,
+    size_t size);
+
+/**
+ * Unpack message EstCellFlags.
+ *
+ * @param[out] dst_p Object to unpack the message into.
+ * @param[in] src_p Message to unpack.
+ * @param[in] size Size of src_p.
+ *
+ * @return zero(0) or negative error code.
+ */
+int bmsfil_can_est_cell_flags_unpack(
+    struct bmsfil_can_est_cell_flags_t *dst_p,
+    const uint8_t *src_p,
+    size_t size);
+
+/**
+ * Init message fields to default values from EstCellFlags.
+ *
+ * @param[in] msg_p Message to init.
+ *
+ * @return zero(0) on success or (-1) in case of nullptr argument.
+ */
+int bmsfil_can_est_cell_flags_init(struct bmsfil_can_est_cell_flags_t *msg_p);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_est_cell_flags_sequence_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_sequence_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_sequence_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_sequence_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_est_cell_flags_cell_index_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_cell_index_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_cell_index_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_cell_index_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_current_offset_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_current_offset_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_current_offset_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_current_offset_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_self_discharge_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_self_discharge_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_self_discharge_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_self_discharge_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_voltage_stuck_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_voltage_stuck_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_voltage_stuck_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_voltage_stuck_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_voltage_range_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_voltage_range_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_voltage_range_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_voltage_range_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_current_range_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_current_range_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_current_range_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_current_range_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_temp_range_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_temp_range_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_temp_range_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_temp_range_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_unseen_current_valid_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_unseen_current_valid_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_unseen_current_valid_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_unseen_current_valid_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+int16_t bmsfil_can_est_cell_flags_unseen_current_a_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_unseen_current_a_decode(int16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_unseen_current_a_is_in_range(int16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_unseen_current_a_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_est_cell_flags_unseen_current_sigma_a_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_unseen_current_sigma_a_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_unseen_current_sigma_a_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_unseen_current_sigma_a_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_est_cell_flags_stuck_for_s_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_est_cell_flags_stuck_for_s_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_stuck_for_s_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_est_cell_flags_stuck_for_s_is_in_phys_range(float value);
 
 /**
  * Pack message TargetStatus.

@@ -43,8 +43,12 @@ static void test_config(void)
     default_config(&c);
     c.stuck_z = NAN;
     CHECK(bf_plaus_config_check(&c) == BF_E_CONFIG);
-    CHECK(bf_plaus_step(&s, &c, 0.1f, 3.7f, &eo, &po) == BF_E_CONFIG);
+    /* A bad config is refused where a state is started; the step trusts the
+     * config its state was started with, as the filter's step its tuning. */
+    CHECK(bf_plaus_init(&s, &c) == BF_E_CONFIG);
+    CHECK(bf_plaus_step(&s, 0, 0.1f, 3.7f, &eo, &po) == BF_E_NULL);
     default_config(&c);
+    CHECK(bf_plaus_init(&s, &c) == BF_OK);
     CHECK(bf_plaus_step(&s, &c, 0.1f, 3.7f, &eo, &po) == BF_OK);
     CHECK(isinf(po.unseen_current_sigma_A) && po.flags == 0u);
 }

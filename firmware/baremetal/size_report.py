@@ -9,10 +9,13 @@ attributed to the object file it came from, so code removed by
 values), RAM = .data + .bss.
 
 Checks (exit 1 on failure):
-  * the estimator objects reference no symbol outside themselves except
-    memcpy/memset/memmove: no double-precision helper (__aeabi_d*,
-    __aeabi_f2d, ...), no libm, no other runtime;
-  * the estimator's flash is within --estimator-flash-budget bytes.
+  * the estimator objects (and the monitor's) reference no symbol outside
+    themselves except memcpy/memset/memmove: no double-precision helper
+    (__aeabi_d*, __aeabi_f2d, ...), no libm, no other runtime;
+  * the estimator's flash is within --estimator-flash-budget bytes;
+  * the plausibility monitor's (--monitor, csrc/src/plausibility.c) within
+    --monitor-flash-budget bytes: a budget of its own beside the SOC
+    estimator's 8 KB.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--component", action="append", default=[], help="NAME=obj1 obj2 ...")
     ap.add_argument("--estimator", required=True, help="the estimator's objects, space-separated")
     ap.add_argument("--estimator-flash-budget", type=int, required=True)
+    ap.add_argument("--monitor", default="", help="the plausibility monitor's objects, space-separated")
+    ap.add_argument("--monitor-flash-budget", type=int, default=0)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -90,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = {n: {"flash": v["text"] + v["data"], "ram": v["data"] + v["bss"], **v} for n, v in table.items()}
 
     estimator = args.estimator.split()
-    bad = undefined_outside(args.nm, estimator)
+    monitor = args.monitor.split()
+    bad = undefined_outside(args.nm, estimator + monitor)
+    mon_set = {str(Path(o).resolve()) for o in monitor}
+    mon_flash = sum(size for sec, _a, size, obj in sections if kind(sec) != "bss" and str(Path(obj).resolve()) in mon_set)
     est_flash = next((rows[n]["flash"] for n in components if components[n] == {str(Path(o).resolve()) for o in estimator}), None)
     if est_flash is None:
         est_flash = sum(size for sec, _a, size, obj in sections
@@ -112,9 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     if est_flash > args.estimator_flash_budget:
         problems.append(f"the estimator takes {est_flash} bytes of flash, over its budget of "
                         f"{args.estimator_flash_budget}")
+    if monitor and mon_flash > args.monitor_flash_budget:
+        problems.append(f"the plausibility monitor takes {mon_flash} bytes of flash, over its budget of "
+                        f"{args.monitor_flash_budget}")
     print(f"estimator: {est_flash} bytes of flash (budget {args.estimator_flash_budget}); "
-          f"external references: {', '.join(undefined_outside(args.nm, estimator) or ['none'])} "
+          f"external references: {', '.join(undefined_outside(args.nm, estimator + monitor) or ['none'])} "
           f"(allowed: {', '.join(sorted(ALLOWED_UNDEFINED))})")
+    if monitor:
+        print(f"plausibility monitor: {mon_flash} bytes of flash (budget {args.monitor_flash_budget})")
     if double_in_image:
         print(f"note: double-precision helpers elsewhere in the image: {', '.join(double_in_image)}")
     if args.json:
@@ -123,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             "total": {"flash": total_flash, "ram": total_ram},
             "estimator_flash": est_flash,
             "estimator_flash_budget": args.estimator_flash_budget,
+            "monitor_flash": mon_flash if monitor else None,
+            "monitor_flash_budget": args.monitor_flash_budget if monitor else None,
             "estimator_external_symbols": bad,
             "double_helpers_in_image": double_in_image,
             "problems": problems,

@@ -9,8 +9,9 @@ are emulated in memory, see `App.on_host_command`):
   ``C``, ``S0``-``S8``, ``sXXXX``, ``Z0`` with ``\\r``; ``V`` with
   ``V1013\\r``, ``N`` with ``NBMSF\\r``, ``F`` with ``F00\\r``; anything else
   with BELL (``\\a``). The channel is open from the start.
-- MeasPack opens a sample; each MeasCell of it steps that cell and is
-  answered with its EstCell; after the last cell of the sample, a
+- MeasPack opens a sample; each MeasCell of it steps that cell, its
+  plausibility monitor judges the step, and the cell is answered with its
+  EstCell and its EstCellFlags; after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
   index out of range, a cell twice, bad frames) are reported in the next
@@ -25,6 +26,7 @@ import math
 
 import bmsfil_can as bc
 import bmsfil_ekf as be
+import bmsfil_plaus as bp
 
 MAX_CELLS = 1024
 LINE_MAX = 64
@@ -38,7 +40,9 @@ class App:
 
     `estimator` is the module whose `SocEkf` steps the cells: bmsfil_ekf
     (pure MicroPython, the default) or bmsfil_native (the C core as a native
-    module); both have the same interface.
+    module); both have the same interface. Each cell's plausibility monitor
+    is the module's `Plausibility` (bmsfil_native's: the C monitor), else
+    bmsfil_plaus's (pure MicroPython).
 
     `icount`, where the board can count instructions (the emulated
     Cortex-M4F, port-mps2/), returns the instructions executed so far
@@ -50,6 +54,7 @@ class App:
         self.params = params
         self.send = send
         self.SocEkf = (estimator or be).SocEkf
+        self.Monitor = getattr(estimator or be, "Plausibility", bp.Plausibility)
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -58,6 +63,7 @@ class App:
             t0 = icount()
             self.icount_overhead = (icount() - t0) & 0x3FFFFFFF  # the counter's own cost
         self.cells = {}  # cell index -> SocEkf (initialised cells only)
+        self.monitors = {}  # cell index -> its plausibility monitor
         self.restored = {}  # cell index -> True: the next estimate says restored
         self.counter = 0
         self.start = bc.START_POWER_ON
@@ -76,6 +82,7 @@ class App:
         self.current_A = float("nan")
         if start != bc.START_RESTORED:
             self.cells = {}
+            self.monitors = {}
             self.restored = {}
             self.last_sequence = None
 
@@ -87,6 +94,9 @@ class App:
 
     def send_estimate(self, index, soc, sigma, flags, valid):
         self.send(bc.EST_CELL, bc.encode_est_cell(self.sequence, index, soc, sigma, flags, valid))
+
+    def send_flags(self, index, flags, u=0.0, sigma=bp.INF, stuck_s=0.0):
+        self.send(bc.EST_CELL_FLAGS, bc.encode_est_cell_flags(self.sequence, index, flags, u, sigma, stuck_s))
 
     def on_frame(self, fid, extended, remote, data):
         if extended or fid not in (bc.MEAS_PACK, bc.MEAS_CELL, bc.HOST_COMMAND):
@@ -139,6 +149,7 @@ class App:
         if ekf is None:
             if math.isnan(v):
                 self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
+                self.send_flags(index, bp.VOLTAGE_RANGE)  # no filter yet: only the reading is judged
                 return
             ekf = self.SocEkf(self.params)
             try:
@@ -148,13 +159,17 @@ class App:
                 self.send_estimate(index, 0.0, 0.0, 0, False)
                 return
             self.cells[index] = ekf
+            self.monitors[index] = self.Monitor()
             self.restored.pop(index, None)
+        monitor = self.monitors[index]
         try:
             if self.icount is None:
                 soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
+                verdict = monitor.step(ekf, self.dt_s, v)
             else:
                 t0 = self.icount()
                 soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
+                verdict = monitor.step(ekf, self.dt_s, v)
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
         except (ValueError, ArithmeticError):
@@ -168,6 +183,7 @@ class App:
         if not ok:
             self.fault = bc.FAULT_ESTIMATOR_ERROR
         self.send_estimate(index, soc, sigma, flags, ok)
+        self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
 
     def finish_sample(self):
         if self.steps:

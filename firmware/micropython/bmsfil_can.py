@@ -3,7 +3,9 @@
 Bit layouts as in csrc/can/bmsfil.dbc (Intel byte order: bit n of the frame
 is bit n of the 8 data bytes read as one little-endian 64-bit integer).
 In: MeasPack (0x100), MeasCell (0x101), HostCommand (0x1F0). Out: EstCell
-(0x200), TargetStatus (0x300). Scaled values are decoded by exact division
+(0x200), EstCellFlags (0x203, the plausibility monitor's), TargetStatus
+(0x300). Written by hand from the DBC (tests/test_micropython_target.py
+checks every frame against cantools). Scaled values are decoded by exact division
 (raw / 10**k), which gives the double nearest the decimal value, as the
 host's decoder (bmsfil.can_contract) does. A value whose valid bit is 0
 decodes as nan.
@@ -15,10 +17,14 @@ MEAS_PACK = 0x100
 MEAS_CELL = 0x101
 HOST_COMMAND = 0x1F0
 EST_CELL = 0x200
+EST_CELL_FLAGS = 0x203
 TARGET_STATUS = 0x300
 
 HOST_COMMAND_KEY = 0xB5F1
 SIGMA_RAW_MAX = 2047  # soc_sigma saturates at 0.4094
+UNSEEN_RAW_MAX = 16383  # EstCellFlags.unseen_current_A saturates at +-16.383 A
+UNSEEN_SIGMA_RAW_MAX = 1023  # unseen_current_sigma_A saturates at 2.046 A
+STUCK_RAW_MAX = 63  # stuck_for_s saturates at 63 s
 
 # TargetStatus.state, .start and .fault_code (the DBC's VAL_ tables).
 STATE_BOOTING, STATE_IDLE, STATE_RUNNING, STATE_FAULT = 0, 1, 2, 3
@@ -106,6 +112,27 @@ def encode_est_cell(sequence, cell_index, soc, soc_sigma, flags, valid):
         w |= 1 << 31
     if flags & FLAG_RESTORED:
         w |= 1 << 52
+    return w.to_bytes(8, "little")
+
+
+def _finite(x):
+    return x == x and x - x == 0.0
+
+
+def encode_est_cell_flags(sequence, cell_index, flags, unseen_current_A, unseen_current_sigma_A, stuck_for_s):
+    """EstCellFlags's 8 bytes. flags: the monitor's bits (bmsfil_plaus, the
+    core's BF_PLAUS_*: bits 26-31 of the frame in the same order); the unseen
+    current and its sigma are sent when the sigma is finite (inf: no window
+    yet), saturated at the ends of their ranges."""
+    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16) | ((flags & 0x3F) << 26)
+    u, sigma = unseen_current_A, unseen_current_sigma_A
+    if _finite(u) and _finite(sigma) and sigma >= 0:
+        mag = _round_scaled(abs(u), 1000, UNSEEN_RAW_MAX)
+        raw = -mag if u < 0 else mag
+        w |= 1 << 32
+        w |= (raw & 0x7FFF) << 33
+        w |= _round_scaled(sigma, 500, UNSEEN_SIGMA_RAW_MAX) << 48
+    w |= _round_scaled(stuck_for_s, 1, STUCK_RAW_MAX) << 58
     return w.to_bytes(8, "little")
 
 

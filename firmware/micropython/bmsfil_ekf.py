@@ -184,7 +184,10 @@ class SocEkf:
     """The SOC EKF of one cell (reference.ReferenceSocEstimator).
 
     `step()` returns (soc, soc_sigma, v_pred, flags), the fields of the
-    core's StepResult."""
+    core's StepResult, and leaves in `out` what a monitor beside the filter
+    reads of the step (bf_soc_ekf_out_t): (flags, soc_sigma, soc_correction,
+    capacity_Ah, ohmic_V), the last three 0 where the C core reports 0 (no
+    correction made, sample skipped). See bmsfil_plaus.py."""
 
     def __init__(self, params):
         self.p = params
@@ -194,6 +197,7 @@ class SocEkf:
         self.last_current_A = 0.0
         self.last_temp_C = 25.0
         self.hyst_sign = 0.0
+        self.out = (0, 0.0, 0.0, 0.0, 0.0)
         self.init_soc(1.0, 25.0)
 
     def _init(self, soc, p_soc, temp_C):
@@ -269,7 +273,9 @@ class SocEkf:
         t, m, x = self.p, self.model, self.x
         flags = 0
         if not _finite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
-            return x[0], math.sqrt(self.P[0]), 0.0, FLAG_DT_INVALID
+            sigma = math.sqrt(self.P[0])
+            self.out = (FLAG_DT_INVALID, sigma, 0.0, 0.0, 0.0)
+            return x[0], sigma, 0.0, FLAG_DT_INVALID
         if not _finite(current_A) or abs(current_A) > t.i_max_A:
             flags |= FLAG_CURRENT_INVALID
             current_A = self.last_current_A
@@ -286,7 +292,8 @@ class SocEkf:
 
         # Predict.
         at = m.locate(x[0], temp_C)
-        cap_As = m.row("capacity_Ah", at) * 3600.0
+        cap_Ah = m.row("capacity_Ah", at)
+        cap_As = cap_Ah * 3600.0
         eta = t.eta_charge if current_A > 0 else 1.0
         dz = eta * current_A * dt_s / cap_As
         a1 = math.exp(-dt_s / m.rc("tau1_s", at))
@@ -316,11 +323,11 @@ class SocEkf:
         at = m.locate(x[0], temp_C)
         ocv, docv = m.ocv(at)
         r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
-        eta_V = (
-            m.rc("r0_ohm", at) * current_A
-            + m.row("rn_ohm", at) * current_A / (1.0 + t.rn_sat_per_A * abs(current_A))
-            + r1 * x[1] + r2 * x[2]
-        )
+        # The same sum as before, its first part (the instantaneous response) kept for the monitor.
+        ohmic_V = m.rc("r0_ohm", at) * current_A + m.row("rn_ohm", at) * current_A / (1.0 + t.rn_sat_per_A * abs(current_A))
+        eta_V = ohmic_V + r1 * x[1] + r2 * x[2]
+        soc_pred = x[0]
+        correction = 0.0
         v_pred = ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3] + eta_V
         if v_ok:
             H = (docv, r1, r2, mh)
@@ -360,8 +367,11 @@ class SocEkf:
                 x[0] = min(max(x[0], 0.0), 1.0)
                 flags |= FLAG_SOC_CLAMPED
             x[3] = min(max(x[3], -1.0), 1.0)
+            correction = x[0] - soc_pred
         x[1] = min(max(x[1], -t.i_max_A), t.i_max_A)
         x[2] = min(max(x[2], -t.i_max_A), t.i_max_A)
         if self._repair():
             flags |= FLAG_COV_REPAIRED
-        return x[0], math.sqrt(self.P[0]), v_pred, flags
+        sigma = math.sqrt(self.P[0])
+        self.out = (flags, sigma, correction, cap_Ah, ohmic_V)
+        return x[0], sigma, v_pred, flags

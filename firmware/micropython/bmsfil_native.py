@@ -1,7 +1,8 @@
 """The bmsfil SOC estimator as the C core (csrc/), through the native module
 `bmsfil_c` (natmod/: `bmsfil_c.mpy`, built for the port's architecture).
 
-The same interface as bmsfil_ekf.SocEkf, so that app.py runs either:
+The same interface as bmsfil_ekf.SocEkf (and `Plausibility`, the C monitor
+beside it, as bmsfil_plaus.Plausibility), so that app.py runs either:
 `SocEkf(params)`, `init_soc(soc, temp_C)`, `init_ocv(voltage_V, temp_C)`
 (ValueError when refused) and `step(dt_s, current_A, voltage_V, temp_C)`
 returning (soc, soc_sigma, v_pred, flags). Unlike bmsfil_ekf on the unix
@@ -22,6 +23,7 @@ import struct
 
 import bmsfil_c as _c
 from bmsfil_ekf import ParamsError, Params, load_params  # noqa: F401 (re-exported for main.py)
+from bmsfil_plaus import CONFIG as PLAUS_CONFIG
 
 # bf_cell_params_t, in declaration order.
 RC_TABLES = ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
@@ -102,7 +104,8 @@ class SocEkf:
         self.p = params
         self.cell, self.tuning = packed(params)
         self.state = bytearray(_c.STATE_SIZE)
-        self.bufs = (self.state, self.cell, self.tuning)
+        self.ekf_out = bytearray(_c.EKF_OUT_SIZE)  # the last step's bf_soc_ekf_out_t, for the monitor
+        self.bufs = (self.state, self.cell, self.tuning, self.ekf_out)
         self.init_soc(1.0, 25.0)
 
     def init_soc(self, soc, temp_C):
@@ -126,3 +129,41 @@ class SocEkf:
     def P(self):
         """The covariance, a flat row-major list of 16 (bf_soc_ekf_t.P)."""
         return list(struct.unpack_from("16f", self.state, 16))
+
+
+def pack_plaus_config(config=PLAUS_CONFIG):
+    """bf_plaus_config_t of the monitor's settings (bmsfil_plaus.CONFIG's order), as a bytearray."""
+    buf = bytearray(_c.PLAUS_CONFIG_SIZE)
+    if 4 * len(config) != len(buf):
+        raise ParamsError("bf_plaus_config_t is %d bytes in bmsfil_c, %d as packed here: rebuild natmod/"
+                          % (len(buf), 4 * len(config)))
+    _put(buf, 0, config)
+    return buf
+
+
+_PLAUS_CONFIG = None
+
+
+class Plausibility:
+    """The plausibility monitor of one cell in the C core (bf_plaus_t); the
+    interface of bmsfil_plaus.Plausibility: `step(ekf, dt_s, voltage_V)`
+    after the cell's SocEkf.step returns (flags, unseen_current_A,
+    unseen_current_sigma_A, stuck_for_s)."""
+
+    def __init__(self, config=None):
+        global _PLAUS_CONFIG
+        if config is None:
+            if _PLAUS_CONFIG is None:
+                _PLAUS_CONFIG = pack_plaus_config()
+            self.config = _PLAUS_CONFIG
+        else:
+            self.config = pack_plaus_config(config)
+        self.state = bytearray(_c.PLAUS_STATE_SIZE)
+        _c.plaus_init(self.state, self.config)
+        self.bufs = None
+
+    def step(self, ekf, dt_s, voltage_V):
+        bufs = self.bufs
+        if bufs is None or bufs[2] is not ekf.ekf_out:
+            bufs = self.bufs = (self.state, self.config, ekf.ekf_out)
+        return _c.plaus_step(bufs, dt_s, voltage_V)

@@ -104,6 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--on", choices=("unix", "qemu"), default="unix", help="target micropython: unix port or QEMU")
     f.add_argument("--params", type=Path)
     f.add_argument("--samples", type=int, default=1200, help="replay the first N samples (0: all)")
+    f.add_argument("--detect-samples", type=int, default=24000, metavar="N",
+                   help="the sensor faults the plausibility monitor needs long to see (current offset, gain) "
+                        "run again on the first N samples, the fault from the window's start to the end, "
+                        "beside a clean run of as many (default 24000: 40 min of the bundled US06; 0: not)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--json", type=Path)
     f.add_argument("--junit", type=Path)
@@ -141,7 +145,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     speed = args.speed if args.mode == "realtime" else 1.0
     for name, cells in packs:
         interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
-        load = cc.bus_load(len(cells), interval / speed, bitrate)
+        load = cc.bus_load(len(cells), interval / speed, bitrate, frames_per_cell=_frames_per_cell(args.target))
         where = (f"{name}: {len(cells)} cell(s) every {interval:g} s" + (f" at {speed:g}x" if speed != 1 else "")
                  + f" take {load * 100:.0f} % of a {bitrate // 1000} kbit/s bus (worst case)")
         paced = args.mode == "realtime" or args.target == "board"
@@ -216,6 +220,8 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                 trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
                 doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
                 doc["target"] = args.target
+                # The plausibility monitor's verdicts as they came back (EstCellFlags); None: not sent.
+                doc["plausibility_over_can"] = result.plausibility.cell_summary(j, np.asarray(rec.time_s))
                 if args.variant:
                     doc["variant"] = args.variant
                 pack_docs.append(doc)
@@ -233,7 +239,8 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
             entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
                                         "instructions_per_cell_step": ipcs, "target_starts": d["target_starts"],
                                         "bus_load": cc.bus_load(len(cells), float(np.nanmedian(cells[0].dt_s[1:]))
-                                                                / speed, bitrate) if len(cells[0]) > 1 else None}
+                                                                / speed, bitrate, _frames_per_cell(args.target))
+                                        if len(cells[0]) > 1 else None}
             if logged is not None:
                 n = result.samples_done
                 both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
@@ -317,12 +324,14 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         return 2
     params = ParameterSet.load(args.params) if args.params else bundled_params()
     rec = load_any(args.input) if args.input else bundled_recording()
+    full = rec
     if args.samples > 0:
         rec = rec.slice(0, min(len(rec), args.samples))
+    long_rec = full.slice(0, min(len(full), args.detect_samples)) if args.detect_samples > len(rec) else None
     try:
         baseline, outcomes = run_matrix(args.target, rec, params, seed=args.seed,
                                         progress=lambda name: console.print(f"fault {name} ..."),
-                                        variant=args.variant, on=args.on)
+                                        variant=args.variant, on=args.on, long_rec=long_rec)
     except (FirmwareError, QemuError, MicroPythonError) as exc:
         console.print(f"bmsfil hil faults: target {args.target} did not start: {exc}")
         return 2
@@ -330,7 +339,8 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     table = Table(title=f"Fault matrix, target {args.target}, {rec.meta.name}, {len(rec)} samples, "
                         f"faults from {w0:.0f} s to {w1:.0f} s; clean RMSE {_pct(baseline['rmse'])} %")  # type: ignore[arg-type]
     for col in ("fault", "injected", "answered", "flagged in window", "flags", "target faults",
-                "undecodable / unexpected", "RMSE during %", "RMSE after %", "recovered after s", "visible"):
+                "undecodable / unexpected", "RMSE during %", "RMSE after %", "recovered after s",
+                "monitor flag after s", "visible"):
         table.add_column(col)
     for o in outcomes:
         s = o.summary()
@@ -339,8 +349,12 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
                       " ".join(o.flags_seen) or "-", str(o.target_faults),
                       f"{s['undecodable_frames']} / {s['unexpected_frames']}", _pct(o.rmse_during),
                       _pct(o.rmse_after), "never" if o.recovery_s is None else f"{o.recovery_s:.0f}",
-                      "yes" if o.visible else "NO")
+                      _detected_text(o), "yes" if o.visible else "NO")
     console.print(table)
+    if baseline.get("monitor_sent"):
+        clean_flags = baseline["false_flags"] + baseline.get("long", {}).get("false_flags", [])  # type: ignore[operator,union-attr]
+        console.print("plausibility flags on the clean run" + (" and its long run" if "long" in baseline else "")
+                      + f": {', '.join(sorted(set(clean_flags))) or 'none'}")
     docs = [o.summary() for o in outcomes]
     if args.json:
         args.json.write_text(json.dumps({"target": args.target, "recording": rec.meta.name, "baseline": baseline,
@@ -352,6 +366,26 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         console.print(f"faults that ended a run or gave NaN estimates: {', '.join(crashed)}")
         return 1
     return 0
+
+
+def _frames_per_cell(target: str) -> int:
+    """Frames per cell per sample on the bus: MeasCell and EstCell, and
+    EstCellFlags from every target that runs the plausibility monitor (all
+    but the float64 reference; a board is assumed to)."""
+    return 2 if target == "reference" else 3
+
+
+def _detected_text(o) -> str:
+    """A sensor fault's first plausibility flag: seconds after the fault's start, and in which run."""
+    if o.detected is None:
+        return ""
+    if not o.detection or not o.detection[0].sent:
+        return "no monitor"
+    for d in o.detection:
+        if d.detected:
+            return f"{d.after_s:.1f}" + (f" (long run, {d.samples} samples)" if d.run == "long" else "")
+    runs = " and ".join(f"{d.samples}" for d in o.detection)
+    return f"not flagged ({runs} samples)"
 
 
 def _pct(x: float, digits: int = 2) -> str:

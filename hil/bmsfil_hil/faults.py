@@ -18,6 +18,15 @@ samples lost, target faults reported, delivery counters), the SOC error
 during the window and after it, and how long after the window the error
 took to come back within 1 point of the clean run's error. The clean run
 is the baseline, measured in the same call.
+
+Sensor faults are also judged by the plausibility monitor the targets run
+beside the filter (EstCellFlags): whether the flag that names the fault
+came back over CAN, and how long after the fault started. A current offset
+or gain error shows only once the monitor's window is long (a 0.5 A offset
+after about half an hour on this cell, docs/plausibility.md), far longer
+than the matrix's window; those faults (`Fault.slow`) are run once more on
+a longer replay (`detect_samples`) with the fault from the window's start
+to the end, beside a clean run of the same length for false flags.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import can
 import numpy as np
@@ -111,6 +120,14 @@ class Fault:
     what: str
     bus: dict[str, float] | None = None  # FaultyBus probabilities
     sensor: Callable[[Recording, slice], Recording] | None = None
+    #: Flags that name the fault: EstCellFlags (plausibility) names the monitor raises for it.
+    detect: tuple[str, ...] = ()
+    #: The monitor needs a long window to see it: also run on the long replay.
+    slow: bool = False
+    #: What the monitor can not see of it, said in the report.
+    limit: str = ""
+    #: The monitor cannot see it by design: not showing is its known limit, not a regression.
+    undetectable: bool = False
 
 
 def _alter(rec: Recording, window: slice, **arrays: Callable[[np.ndarray], np.ndarray]) -> Recording:
@@ -136,18 +153,75 @@ FAULTS: tuple[Fault, ...] = (
     Fault("corrupt", "bus", "5 % of frames with one payload bit flipped", {"corrupt": 0.05}),
     Fault("warm_reset", "reset", "the target reset mid-run (HostCommand warm_reset)"),
     Fault("stuck_voltage", "sensor", "voltage stuck at its value at the start of the window",
-          sensor=_stuck_voltage),
+          sensor=_stuck_voltage, detect=("voltage_stuck",),
+          limit="flagged once the current has moved the model's ohmic drop by 15.4 mV; at rest a frozen "
+                "reading is what a live one shows"),
     Fault("current_offset", "sensor", "current sensor offset +0.5 A",
-          sensor=lambda r, w: _alter(r, w, current_A=lambda i: i + 0.5)),
+          sensor=lambda r, w: _alter(r, w, current_A=lambda i: i + 0.5),
+          detect=("current_offset", "self_discharge"), slow=True,
+          limit="needs about half an hour of driving (the filter's 1 % SOC sigma floor)"),
     Fault("current_gain", "sensor", "current sensor gain +5 %",
-          sensor=lambda r, w: _alter(r, w, current_A=lambda i: i * 1.05)),
+          sensor=lambda r, w: _alter(r, w, current_A=lambda i: i * 1.05),
+          detect=("current_offset", "self_discharge"), slow=True,
+          limit="not detectable by design: a gain error is an unseen current of 5 % of the current, which "
+                "averages to about 0.1 A over a drive cycle, below what the monitor resolves in one cycle; "
+                "there is no gain test", undetectable=True),
     Fault("temp_dropout", "sensor", "temperature missing (NaN)",
-          sensor=lambda r, w: _alter(r, w, temp_C=lambda t: np.full_like(t, np.nan))),
+          sensor=lambda r, w: _alter(r, w, temp_C=lambda t: np.full_like(t, np.nan)), detect=("temp_range",)),
     Fault("voltage_nan", "sensor", "voltage missing (NaN)",
-          sensor=lambda r, w: _alter(r, w, voltage_V=lambda v: np.full_like(v, np.nan))),
+          sensor=lambda r, w: _alter(r, w, voltage_V=lambda v: np.full_like(v, np.nan)),
+          detect=("voltage_range",)),
     Fault("voltage_out_of_range", "sensor", "voltage reads 9.9 V",
-          sensor=lambda r, w: _alter(r, w, voltage_V=lambda v: np.full_like(v, 9.9))),
+          sensor=lambda r, w: _alter(r, w, voltage_V=lambda v: np.full_like(v, 9.9)),
+          detect=("voltage_range",)),
 )
+
+
+@dataclass
+class Detection:
+    """How the plausibility monitor's flags (EstCellFlags, cell 0) showed one
+    sensor fault in one replay: `after_s` from the fault's start to the first
+    sample that carried one of the fault's flags, None if none did."""
+
+    run: str                      # "window": the matrix's replay; "long": the long replay
+    samples: int
+    fault_from_s: float
+    after_s: float | None
+    flags_seen: list[str]         # every plausibility flag raised from the fault's start on
+    unseen_current_end_A: float | None
+    unseen_current_sigma_end_A: float | None
+    sent: bool                    # the target sent EstCellFlags at all
+
+    @property
+    def detected(self) -> bool:
+        return self.after_s is not None
+
+    def summary(self) -> dict[str, object]:
+        return {"run": self.run, "samples": self.samples, "fault_from_s": self.fault_from_s,
+                "detected": self.detected, "after_s": self.after_s, "flags_seen": self.flags_seen,
+                "unseen_current_end_A": self.unseen_current_end_A,
+                "unseen_current_sigma_end_A": self.unseen_current_sigma_end_A, "monitor_sent": self.sent}
+
+
+def _detection(run: str, result: ReplayResult, rec: Recording, start: int, fault: Fault) -> Detection:
+    p = result.plausibility
+    bits = sum(bit for bit, name in cc.PLAUS_FLAGS.items() if name in fault.detect)
+    k = p.first(bits, start=start) if bits else None
+    t0 = float(rec.time_s[start] - rec.time_s[0])
+    seen = sorted({name for bit, name in cc.PLAUS_FLAGS.items() if np.any(p.flags[start:, 0] & bit)})
+    received = np.flatnonzero(p.received[:, 0])
+    u = s = None
+    if received.size:
+        j = int(received[-1])
+        u = None if math.isnan(p.unseen_current_A[j, 0]) else float(p.unseen_current_A[j, 0])
+        s = None if math.isnan(p.unseen_current_sigma_A[j, 0]) else float(p.unseen_current_sigma_A[j, 0])
+    return Detection(run, len(rec), t0, None if k is None else float(rec.time_s[k] - rec.time_s[start]), seen, u, s,
+                     p.sent)
+
+
+def _clean_flags(result: ReplayResult) -> list[str]:
+    """Plausibility flags a clean replay raised (false flags)."""
+    return sorted({name for bit, name in cc.PLAUS_FLAGS.items() if np.any(result.plausibility.flags[:, 0] & bit)})
 
 
 @dataclass
@@ -165,6 +239,7 @@ class FaultOutcome:
     recovery_s: float | None          # after the window until the error is back near the clean run's
     nan_estimates: int                # answered estimates that were not valid numbers
     visible: bool                     # the fault shows in flags or statistics
+    detection: list[Detection] = field(default_factory=list)  # sensor faults: the monitor's flags
 
     def summary(self) -> dict[str, object]:
         return {
@@ -173,9 +248,26 @@ class FaultOutcome:
             "flags_seen": self.flags_seen, "target_faults": self.target_faults, "injected": self.injected,
             "rmse_during": self.rmse_during, "rmse_after": self.rmse_after, "recovery_s": self.recovery_s,
             "nan_estimates": self.nan_estimates, "visible": self.visible,
+            "detect_flags": list(self.fault.detect), "detection": [d.summary() for d in self.detection],
+            "detected": self.detected, "detected_after_s": self.detected_after_s, "detection_limit": self.fault.limit,
+            "undetectable_by_design": self.fault.undetectable,
             "undecodable_frames": self.delivery["undecodable_frames"],
             "unexpected_frames": self.delivery["unexpected_frames"], "fault_ended_run": self.delivery["fault"],
         }
+
+
+    @property
+    def detected(self) -> bool | None:
+        """A sensor fault's flag came back over CAN (in either run); None for
+        faults the monitor does not judge (bus faults, resets)."""
+        if not self.fault.detect:
+            return None
+        return any(d.detected for d in self.detection)
+
+    @property
+    def detected_after_s(self) -> float | None:
+        """Seconds from the fault's start to its first flag, in the first run that flagged it."""
+        return next((d.after_s for d in self.detection if d.detected), None)
 
 
 def _rmse(err: np.ndarray) -> float:
@@ -185,9 +277,13 @@ def _rmse(err: np.ndarray) -> float:
 
 def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: tuple[Fault, ...] = FAULTS,
                seed: int = 0, progress: Callable[[str], None] | None = None, variant: str | None = None,
-               on: str = "unix") -> tuple[dict[str, object], list[FaultOutcome]]:
+               on: str = "unix", long_rec: Recording | None = None) -> tuple[dict[str, object], list[FaultOutcome]]:
     """The clean baseline and every fault on `rec` through `target_name`
-    (`variant` and `on`: the micropython target's, as `make_target` takes them)."""
+    (`variant` and `on`: the micropython target's, as `make_target` takes them).
+
+    `long_rec`: a longer recording (starting as `rec` does) on which the
+    slow sensor faults run again from the window's start to its end, after
+    a clean run of it (its false flags are in the baseline); None: no long runs."""
     n = len(rec)
     window = slice(n // 3, n // 3 + max(1, n // 6))
     reference = rec.reference_soc()
@@ -225,7 +321,17 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
     baseline = {"rmse": _rmse(clean_err), "rmse_during": _rmse(clean_err[window]),
                 "rmse_after": _rmse(clean_err[window.stop:]), "answered": int(np.isfinite(clean.soc[:, 0]).sum()),
                 "samples": n, "window": [window.start, window.stop],
-                "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])]}
+                "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])],
+                "monitor_sent": clean.plausibility.sent, "false_flags": _clean_flags(clean)}
+    long_window = None
+    if long_rec is not None and any(f.slow for f in faults):
+        if progress is not None:
+            progress("clean (long)")
+        long_window = slice(window.start, len(long_rec))
+        long_clean, _ = replay(long_rec, None)
+        baseline["long"] = {"samples": len(long_rec), "false_flags": _clean_flags(long_clean),
+                            "fault_from_s": float(long_rec.time_s[window.start] - long_rec.time_s[0]),
+                            "rmse": _rmse(long_clean.soc[:, 0] - long_rec.reference_soc())}
     outcomes = []
     for fault in faults:
         if progress is not None:
@@ -255,12 +361,20 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
         lost = n - answered
         stats_show = (lost > 0 or d["undecodable_frames"] or d["unexpected_frames"] or result.delivery.target_faults
                       or result.delivery.target_starts)
-        visible = bool(flagged or stats_show)
+        detection = []
+        if fault.detect:
+            detection.append(_detection("window", result, rec, window.start, fault))
+            if fault.slow and long_window is not None and long_rec is not None and not detection[0].detected:
+                if progress is not None:
+                    progress(f"{fault.name} (long)")
+                long_result, _ = replay(fault.sensor(long_rec, long_window), None)  # type: ignore[misc]
+                detection.append(_detection("long", long_result, long_rec, long_window.start, fault))
+        visible = bool(flagged or stats_show or any(x.detected for x in detection))
         outcomes.append(FaultOutcome(
             fault=fault, samples=n, answered=answered, flagged_in_window=flagged, flags_seen=seen,
             target_faults=len(result.delivery.target_faults), injected=injected, delivery=d,
             rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
             nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
-            visible=visible,
+            visible=visible, detection=detection,
         ))
     return baseline, outcomes

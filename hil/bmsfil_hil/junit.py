@@ -54,14 +54,16 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
 def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]]) -> None:
     """The fault matrix as JUnit XML: a test case per fault, failed when the
     fault ended the run, gave a NaN estimate or did not show in the
-    target's flags or the delivery statistics."""
+    target's flags (the estimator's or the plausibility monitor's) or the
+    delivery statistics; a fault the monitor cannot see by design and did
+    not see is skipped, with the reason."""
     suite = ET.Element("testsuite", name=f"bmsfil hil faults --target {target}")
     failures = 0
     for f in faults:
         case = ET.SubElement(suite, "testcase", classname=f"hil.faults.{target}", name=str(f["fault"]))
         props = ET.SubElement(case, "properties")
         for key in ("answered", "flagged_in_window", "target_faults", "undecodable_frames", "unexpected_frames",
-                    "rmse_during", "rmse_after", "recovery_s"):
+                    "rmse_during", "rmse_after", "recovery_s", "detected_after_s"):
             value = f.get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 ET.SubElement(props, "property", name=key, value=f"{value:.6g}")
@@ -70,13 +72,17 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]]) 
             problems.append(f"the run ended: {f['fault_ended_run']}")
         if f.get("nan_estimates"):
             problems.append(f"{f['nan_estimates']} NaN estimates")
-        if not f.get("visible"):
+        skipped = not f.get("visible") and f.get("undetectable_by_design")
+        if not f.get("visible") and not skipped:
             problems.append("not visible in flags or statistics")
+        if skipped and not problems:
+            ET.SubElement(case, "skipped", message=f"not visible: {f.get('detection_limit')}")
         if problems:
             failures += 1
             ET.SubElement(case, "failure", message="; ".join(problems))
     suite.set("tests", str(len(faults)))
     suite.set("failures", str(failures))
+    suite.set("skipped", str(sum(1 for c in suite.iter("testcase") if c.find("skipped") is not None)))
     tmp = path.with_name(path.name + ".part")
     ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
     tmp.replace(path)

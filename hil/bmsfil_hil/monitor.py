@@ -69,6 +69,9 @@ class _Cell:
     capacity_Ah: float = math.nan
     voltage_V: float = math.nan
     temp_C: float = math.nan
+    plaus_flags: int | None = None  # EstCellFlags: the plausibility monitor's (None: no frame seen)
+    unseen_current_A: float = math.nan
+    unseen_current_sigma_A: float = math.nan
 
 
 class PackView:
@@ -117,6 +120,10 @@ class PackView:
             cell.sequence, cell.estimated_at = frame.sequence, now
         elif isinstance(frame, cc.EstCellHealth):
             self._cell(frame.cell_index).capacity_Ah = frame.capacity_Ah
+        elif isinstance(frame, cc.EstCellFlags):
+            cell = self._cell(frame.cell_index)
+            cell.plaus_flags = frame.flags
+            cell.unseen_current_A, cell.unseen_current_sigma_A = frame.unseen_current_A, frame.unseen_current_sigma_A
         elif isinstance(frame, cc.MeasCell):
             cell = self._cell(frame.cell_index)
             cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
@@ -148,6 +155,10 @@ class PackView:
                 "voltage_V": _value(c.voltage_V),
                 "temp_C": _value(c.temp_C),
                 "flags": [name for bit, name in cc.EST_CELL_FLAGS.items() if c.flags & bit],
+                "plausibility": None if c.plaus_flags is None else
+                [name for bit, name in cc.PLAUS_FLAGS.items() if c.plaus_flags & bit],
+                "unseen_current_A": _value(c.unseen_current_A),
+                "unseen_current_sigma_A": _value(c.unseen_current_sigma_A),
                 "sequence": c.sequence,
                 "age_s": age,
                 "stale": age is None or age > self.stale_s,
@@ -209,7 +220,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
         table.add_row(
             str(c["cell_index"]), _fmt(c["soc"], ".2f", 100), _fmt(c["soc_sigma"], ".2f", 100),
             _fmt(c["capacity_Ah"], ".3f"), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
-            ",".join(c["flags"]), _fmt_int(c["sequence"]),
+            ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             "STALE" if c["stale"] else "",
             style="red" if c["stale"] else None,

@@ -7,6 +7,11 @@ result is the same whatever the load on the host, the emulator's speed or
 the bus. A target that does not answer within the timeout ends the run with
 a fault; what was received until then is kept, and so is the log.
 
+Targets that run the plausibility monitor follow each EstCell with an
+EstCellFlags; those are matched to their sample by sequence whenever they
+arrive (during the next sample's wait, in lock-step) and kept in
+`ReplayResult.plausibility`. A sample is complete with its EstCells.
+
 Everything sent and received is written to a python-can log as it happens
 (`.blf`, `.asc` or `.log`, by the file's suffix).
 """
@@ -27,6 +32,98 @@ from bmsfil.recording import Recording
 
 
 @dataclass
+class Plausibility:
+    """The EstCellFlags a target sent, per sample and cell (nothing received:
+    `received` False, flags 0, the evidence nan)."""
+
+    received: np.ndarray                # bool (samples, cells)
+    flags: np.ndarray                   # PLAUS_* bits
+    unseen_current_A: np.ndarray
+    unseen_current_sigma_A: np.ndarray
+    stuck_for_s: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, m: int) -> "Plausibility":
+        return cls(np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=np.uint8), np.full((n, m), np.nan),
+                   np.full((n, m), np.nan), np.full((n, m), np.nan))
+
+    @property
+    def sent(self) -> bool:
+        """Whether the target sends EstCellFlags at all."""
+        return bool(self.received.any())
+
+    def note(self, frame: cc.EstCellFlags, k: int) -> bool:
+        """Record a frame that arrived while sample k was in flight; False if
+        it is for no sample sent so far, a cell outside the pack or a repeat."""
+        n, m = self.received.shape
+        j = k - ((k - frame.sequence) % cc.SEQUENCE_MODULUS)  # the latest sample sent with that sequence
+        if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
+            return False
+        c = frame.cell_index
+        self.received[j, c] = True
+        self.flags[j, c] = frame.flags
+        self.unseen_current_A[j, c] = frame.unseen_current_A
+        self.unseen_current_sigma_A[j, c] = frame.unseen_current_sigma_A
+        self.stuck_for_s[j, c] = frame.stuck_for_s
+        return True
+
+    def first(self, flag_bits: int, cell: int = 0, start: int = 0) -> int | None:
+        """The first sample from `start` whose EstCellFlags has any of `flag_bits`."""
+        hit = np.flatnonzero(self.flags[start:, cell] & flag_bits)
+        return int(hit[0]) + start if hit.size else None
+
+    def cell_summary(self, cell: int, time_s: np.ndarray | None = None) -> dict[str, object] | None:
+        """One cell's: each flag raised (samples, first sample and time) and the
+        unseen current with its sigma at the last frame; None when the target
+        sent no EstCellFlags."""
+        if not self.sent:
+            return None
+        out: dict[str, object] = {"frames_received": int(self.received[:, cell].sum())}
+        events = []
+        for bit, name in cc.PLAUS_FLAGS.items():
+            hit = np.flatnonzero(self.flags[:, cell] & bit)
+            if hit.size:
+                k = int(hit[0])
+                e: dict[str, object] = {"flag": name, "first_sample": k, "samples": int(hit.size)}
+                if time_s is not None:
+                    e["first_time_s"] = round(float(time_s[k] - time_s[0]), 3)
+                e["unseen_current_A"] = _none_if_nan(self.unseen_current_A[k, cell])
+                e["unseen_current_sigma_A"] = _none_if_nan(self.unseen_current_sigma_A[k, cell])
+                e["stuck_for_s"] = _none_if_nan(self.stuck_for_s[k, cell])
+                events.append(e)
+        out["flags"] = sorted(events, key=lambda e: e["first_sample"])  # type: ignore[arg-type,return-value]
+        got = np.flatnonzero(self.received[:, cell])
+        j = int(got[-1]) if got.size else None
+        out["unseen_current_end_A"] = None if j is None else _none_if_nan(self.unseen_current_A[j, cell])
+        out["unseen_current_sigma_end_A"] = None if j is None else _none_if_nan(self.unseen_current_sigma_A[j, cell])
+        return out
+
+    def summary(self, time_s: np.ndarray | None = None) -> dict[str, object] | None:
+        """Per flag: samples that carried it and when it was first raised (cell 0
+        first); None when the target sent no EstCellFlags."""
+        if not self.sent:
+            return None
+        out: dict[str, object] = {"frames_received": int(self.received.sum())}
+        raised = {}
+        for bit, name in cc.PLAUS_FLAGS.items():
+            hits = np.argwhere(self.flags & bit)
+            if hits.size:
+                k, c = (int(v) for v in hits[0])
+                entry: dict[str, object] = {"samples": int(hits.shape[0]), "first_sample": k, "first_cell": c}
+                if time_s is not None:
+                    entry["first_time_s"] = float(time_s[k] - time_s[0])
+                raised[name] = entry
+        out["flags"] = raised
+        last = np.flatnonzero(self.received[:, 0])
+        if last.size:
+            j = int(last[-1])
+            u, s = self.unseen_current_A[j, 0], self.unseen_current_sigma_A[j, 0]
+            out["unseen_current_end_A"] = None if math.isnan(u) else float(u)
+            out["unseen_current_sigma_end_A"] = None if math.isnan(s) else float(s)
+        return out
+
+
+@dataclass
 class Delivery:
     """What happened on the bus, for the run's report."""
 
@@ -44,6 +141,7 @@ class Delivery:
     samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
     sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
+    plausibility: Plausibility | None = None  # where EstCellFlags are kept as they arrive
 
     def summary(self) -> dict[str, object]:
         rt = np.asarray(self.round_trip_s) if self.round_trip_s else np.array([np.nan])
@@ -77,6 +175,16 @@ class ReplayResult:
     flags: np.ndarray       # EstCell flag bits
     delivery: Delivery
     samples_done: int
+
+    @property
+    def plausibility(self) -> Plausibility:
+        """The EstCellFlags received (`Plausibility.sent` False if none)."""
+        p = self.delivery.plausibility
+        return p if p is not None else Plausibility.empty(*self.soc.shape)
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
 
 
 def _finite_or_nan(x: float) -> float:
@@ -114,13 +222,16 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
         return None
     if isinstance(frame, cc.TargetStatus):
         _note_status(d, frame, k)
+    elif isinstance(frame, cc.EstCellFlags):
+        if d.plausibility is None or not d.plausibility.note(frame, k):
+            d.unexpected += 1
     return frame
 
 
 def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.EstCell | None:
     """The message if it is an estimate; anything else but a status counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus)):
+    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.EstCellFlags)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.EstCell) else None
 
@@ -128,7 +239,7 @@ def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | N
 def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
     """The message if it is a TargetStatus; anything else decodable counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, cc.TargetStatus):
+    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.EstCellFlags)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.TargetStatus) else None
 
@@ -200,6 +311,7 @@ def replay_lockstep(
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
+    d.plausibility = Plausibility.empty(n, m)
     if commands and -1 in commands:
         fault = _command(bus, commands[-1], -1, d, timeout_s, log)
         if fault is not None:
@@ -256,7 +368,26 @@ def replay_lockstep(
                 return ReplayResult(soc, sigma, flags, d, k + 1)
     if d.status_frames:
         _await_status(bus, (n - 1) % cc.SEQUENCE_MODULUS, n - 1, d, timeout_s, log)
+    _await_flags(bus, n - 1, d, timeout_s, log)
     return ReplayResult(soc, sigma, flags, d, n)
+
+
+def _await_flags(bus: can.BusABC, k: int, d: Delivery, timeout_s: float, log: can.Listener | None) -> None:
+    """A target that sends EstCellFlags sends the last sample's after its
+    last EstCell: read them too. Targets that send none are not waited for."""
+    p = d.plausibility
+    if p is None or not p.sent or k < 0:
+        return
+    deadline = time.perf_counter() + timeout_s
+    while not p.received[k].all() and (remaining := deadline - time.perf_counter()) > 0:
+        try:
+            msg = bus.recv(timeout=remaining)
+        except can.CanError as exc:
+            d.target_faults.append(f"after sample {k}: bus error waiting for the last EstCellFlags: {exc}")
+            return
+        if msg is None:
+            return
+        _received(msg, d, k, log)
 
 
 def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: float,
@@ -419,6 +550,7 @@ def replay_realtime(
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
+    d.plausibility = Plausibility.empty(n, m)
     timing = Timing(speed)
     step = np.nan_to_num(dt, nan=0.0)
     step[0] = 0.0
@@ -489,4 +621,5 @@ def replay_realtime(
         if not in_flight:
             break
     timing.lost = int(np.count_nonzero(remaining_cells > 0))  # counted, not a fault of the run
+    _await_flags(bus, n - 1, d, min(timeout_s, 0.5), log)
     return ReplayResult(soc, sigma, flags, d, n), timing

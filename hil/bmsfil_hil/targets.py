@@ -1,7 +1,8 @@
 """Targets under test, each reached through a python-can `Bus`.
 
 A target is anything that answers the CAN contract: it takes MeasPack and
-MeasCell frames and sends an EstCell frame per cell per sample. The harness
+MeasCell frames and sends an EstCell frame per cell per sample (and, where
+it runs the plausibility monitor, an EstCellFlags after it). The harness
 only ever sees the bus that `Target.start()` returns, so an emulated board
 (SLCAN over a socket) or a real adapter slots in with an adapter of its own;
 the replay and the scoring do not change.
@@ -24,6 +25,7 @@ import can
 from bmsfil import can_contract as cc
 from bmsfil.core import SocEstimator, StepResult
 from bmsfil.params import ParameterSet
+from bmsfil.plausibility import PlausibilityMonitor
 from bmsfil.reference import ReferenceSocEstimator
 
 
@@ -85,11 +87,18 @@ class EstimatorTarget:
     Each cell starts from the OCV of the first sample that carries its
     voltage, as firmware does after a reset. Frames that do not decode are
     answered with a TargetStatus fault frame and otherwise ignored.
+
+    With `monitored` (the C core: `SocEstimator`) every cell also has a
+    plausibility monitor (`bmsfil.plausibility.PlausibilityMonitor`, the C
+    core's `bf_plaus_step`) stepped after its filter, and each EstCell is
+    followed by the cell's EstCellFlags, as the firmware sends them.
     """
 
-    def __init__(self, name: str, make_estimator: Callable[[], Estimator]) -> None:
+    def __init__(self, name: str, make_estimator: Callable[[], Estimator], monitored: bool = False) -> None:
         self.name = name
         self._make = make_estimator
+        self._monitored = monitored
+        self._monitors: dict[int, PlausibilityMonitor] = {}
         self._bus: InlineBus | None = None
         self._cells: dict[int, Estimator] = {}
         self._pack: cc.MeasPack | None = None
@@ -97,6 +106,7 @@ class EstimatorTarget:
 
     def start(self) -> can.BusABC:
         self._cells, self._pack, self._counter = {}, None, 0
+        self._monitors = {}
         self._bus = InlineBus(self._answer, channel=f"bmsfil-{self.name}")
         return self._bus
 
@@ -115,18 +125,29 @@ class EstimatorTarget:
         if isinstance(frame, cc.MeasPack):
             self._pack = frame
         elif isinstance(frame, cc.MeasCell) and self._pack is not None and frame.sequence == self._pack.sequence:
-            return [self._estimate(self._pack, frame)]
+            return self._estimate(self._pack, frame)
         return []
 
-    def _estimate(self, pack: cc.MeasPack, cell: cc.MeasCell) -> can.Message:
+    def _estimate(self, pack: cc.MeasPack, cell: cc.MeasCell) -> list[can.Message]:
         est = self._cells.get(cell.cell_index)
         if est is None:
             if not cell.voltage_valid:
-                return cc.encode_est_cell(pack.sequence, cell.cell_index, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID)
+                out = [cc.encode_est_cell(pack.sequence, cell.cell_index, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID)]
+                if self._monitored:  # no filter yet, so nothing to judge but the reading itself
+                    out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, cc.PLAUS_VOLTAGE_RANGE))
+                return out
             est = self._cells[cell.cell_index] = self._make()
             est.init_ocv(cell.voltage_V, cell.temp_C if cell.temp_valid else 25.0)
+            if self._monitored:
+                self._monitors[cell.cell_index] = PlausibilityMonitor()
         r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
-        return cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)
+        out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
+        if self._monitored:
+            po = self._monitors[cell.cell_index].step(est, pack.dt_s, cell.voltage_V)  # type: ignore[arg-type]
+            out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, int(po.flags),
+                                                float(po.unseen_current_A), float(po.unseen_current_sigma_A),
+                                                float(po.stuck_for_s)))
+        return out
 
 
 class BusTarget:
@@ -182,7 +203,7 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
                              "(python-can's, e.g. --interface socketcan --channel can0)")
         return BusTarget(**config)  # type: ignore[arg-type]
     if name == "host":
-        return EstimatorTarget("host", lambda: SocEstimator(params))
+        return EstimatorTarget("host", lambda: SocEstimator(params), monitored=True)
     if name == "reference":
         return EstimatorTarget("reference", lambda: ReferenceSocEstimator(params))
     if name == "qemu":

@@ -8,8 +8,9 @@ byte order. C targets pack frames with the codec generated from the same DBC
 Frames, one dataclass each: :class:`MeasPack` and :class:`MeasCell` (host to
 target, per sample and per cell per sample), :class:`HostCommand` (host to
 target, on demand: warm reset or simulated power loss of a firmware target),
-:class:`EstCell`, :class:`EstCellHealth` and :class:`EstCellPower` (target to
-host, per cell per sample) and :class:`TargetStatus` (target to host, after
+:class:`EstCell`, :class:`EstCellHealth`, :class:`EstCellPower` and
+:class:`EstCellFlags` (target to host, per cell per sample; EstCellFlags carries
+the plausibility monitor's verdicts) and :class:`TargetStatus` (target to host, after
 every sample and as a heartbeat). ``encode_*`` build a :class:`can.Message`, :func:`encode` turns
 any frame dataclass back into one, :func:`decode` turns a message into its
 dataclass or raises :class:`FrameError`.
@@ -67,6 +68,13 @@ __all__ = [
     "FLAG_GATED",
     "FLAG_RESTORED",
     "EST_CELL_FLAGS",
+    "PLAUS_CURRENT_OFFSET",
+    "PLAUS_SELF_DISCHARGE",
+    "PLAUS_VOLTAGE_STUCK",
+    "PLAUS_VOLTAGE_RANGE",
+    "PLAUS_CURRENT_RANGE",
+    "PLAUS_TEMP_RANGE",
+    "PLAUS_FLAGS",
     "HOST_COMMAND_KEY",
     "FrameError",
     "FrameId",
@@ -81,6 +89,7 @@ __all__ = [
     "EstCell",
     "EstCellHealth",
     "EstCellPower",
+    "EstCellFlags",
     "TargetStatus",
     "Frame",
     "dbc_path",
@@ -93,6 +102,7 @@ __all__ = [
     "encode_est_cell",
     "encode_est_cell_health",
     "encode_est_cell_power",
+    "encode_est_cell_flags",
     "encode_target_status",
     "encode",
     "decode",
@@ -126,6 +136,25 @@ EST_CELL_FLAGS = {
     FLAG_RESTORED: "restored",
 }
 _ALL_FLAGS = sum(EST_CELL_FLAGS)
+
+# Plausibility flags carried by EstCellFlags, with the values of the core's
+# BF_PLAUS_* (csrc/include/bmsfil/plausibility.h): a monitor step's flags
+# pass through unchanged.
+PLAUS_CURRENT_OFFSET = 0x01
+PLAUS_SELF_DISCHARGE = 0x02
+PLAUS_VOLTAGE_STUCK = 0x04
+PLAUS_VOLTAGE_RANGE = 0x08
+PLAUS_CURRENT_RANGE = 0x10
+PLAUS_TEMP_RANGE = 0x20
+#: Plausibility flag bit -> EstCellFlags signal name (the names bmsfil.plausibility uses).
+PLAUS_FLAGS = {
+    PLAUS_CURRENT_OFFSET: "current_offset",
+    PLAUS_SELF_DISCHARGE: "self_discharge",
+    PLAUS_VOLTAGE_STUCK: "voltage_stuck",
+    PLAUS_VOLTAGE_RANGE: "voltage_range",
+    PLAUS_CURRENT_RANGE: "current_range",
+    PLAUS_TEMP_RANGE: "temp_range",
+}
 
 #: HostCommand.key: a target acts on a HostCommand only with this key, so that
 #: a garbled frame never resets a BMS.
@@ -166,6 +195,7 @@ class FrameId(enum.IntEnum):
     EST_CELL = 0x200
     EST_CELL_HEALTH = 0x201
     EST_CELL_POWER = 0x202
+    EST_CELL_FLAGS = 0x203
     TARGET_STATUS = 0x300
 
 
@@ -446,6 +476,29 @@ class EstCellPower:
 
 
 @dataclass(frozen=True, slots=True)
+class EstCellFlags:
+    """Target to host, once per cell per sample: the plausibility monitor's
+    verdict (``flags``: PLAUS_* bits, the core's BF_PLAUS_* values) and its
+    evidence. ``unseen_current_A`` and its sigma are nan together when the
+    monitor has no estimate yet (on the wire: unseen_current_valid 0)."""
+
+    sequence: int
+    cell_index: int
+    flags: int = 0
+    unseen_current_A: float = math.nan  # + when the sensor reports more charge than the cell got
+    unseen_current_sigma_A: float = math.nan  # saturates at 2.046 A
+    stuck_for_s: float = 0.0  # whole seconds, saturates at 63
+
+    @property
+    def unseen_current_valid(self) -> bool:
+        return not math.isnan(self.unseen_current_A)
+
+    def names(self) -> list[str]:
+        """The flags raised, by name."""
+        return [name for bit, name in PLAUS_FLAGS.items() if self.flags & bit]
+
+
+@dataclass(frozen=True, slots=True)
 class TargetStatus:
     """Target to host: after every sample, on a change of state, at least every second."""
 
@@ -457,7 +510,7 @@ class TargetStatus:
     start: TargetStart = TargetStart.POWER_ON  # how the target started last
 
 
-Frame = Union[MeasPack, MeasCell, HostCommand, EstCell, EstCellHealth, EstCellPower, TargetStatus]
+Frame = Union[MeasPack, MeasCell, HostCommand, EstCell, EstCellHealth, EstCellPower, EstCellFlags, TargetStatus]
 
 
 # --- encoding ----------------------------------------------------------------
@@ -690,6 +743,53 @@ def encode_est_cell_power(
     return _message(msg, values)
 
 
+def encode_est_cell_flags(
+    sequence: int,
+    cell_index: int,
+    flags: int = 0,
+    unseen_current_A: float = math.nan,
+    unseen_current_sigma_A: float = math.nan,
+    stuck_for_s: float = 0.0,
+) -> can.Message:
+    """EstCellFlags. ``flags``: the monitor's BF_PLAUS_* bits (others are
+    refused). ``unseen_current_A`` and ``unseen_current_sigma_A`` are valid
+    together or ``nan`` together (an infinite sigma, the monitor's "no
+    window yet", sends both as not valid); the current
+    saturates at the ends of its range and the sigma at 2.046 A;
+    ``stuck_for_s`` is rounded to whole seconds and saturates at 63."""
+    msg = database().get_message_by_frame_id(FrameId.EST_CELL_FLAGS)
+    values: dict[str, object] = {
+        "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
+        "cell_index": _integer(msg, "cell_index", cell_index),
+    }
+    if isinstance(flags, bool) or not isinstance(flags, numbers.Integral) or flags < 0 \
+            or int(flags) & ~sum(PLAUS_FLAGS):
+        raise ValueError(f"EstCellFlags: flags must be PLAUS_* bits (0x00-0x3F), got {flags!r}")
+    for bit, name in PLAUS_FLAGS.items():
+        values[name] = 1 if int(flags) & bit else 0
+    sigma = float(unseen_current_sigma_A)
+    u = float(unseen_current_A)
+    if sigma == math.inf:  # the monitor's "no window yet": its current (0) is no estimate either
+        sigma = u = math.nan
+    if math.isnan(u) != math.isnan(sigma):
+        raise ValueError(f"EstCellFlags: unseen_current_A = {unseen_current_A!r} and unseen_current_sigma_A = "
+                         f"{unseen_current_sigma_A!r}; both are valid or both are nan (one valid bit covers both)")
+    if not math.isnan(u):
+        u_sig = _signal(msg, "unseen_current_A")
+        if math.isfinite(u):
+            # Saturates at +-maximum, symmetric as the targets saturate (the raw -16384 is not sent).
+            u = min(max(u, -float(u_sig.maximum)), float(u_sig.maximum))
+    u_x = _physical(msg, "unseen_current_A", u)
+    sigma_x = _physical(msg, "unseen_current_sigma_A", sigma, saturate=True)
+    _optional(msg, values, "unseen_current_A", "unseen_current_valid", u_x)
+    values["unseen_current_sigma_A"] = 0.0 if sigma_x is None else sigma_x
+    stuck = float(stuck_for_s)
+    if math.isnan(stuck) or stuck < 0:
+        raise ValueError(f"EstCellFlags.stuck_for_s = {stuck_for_s!r}: expected a duration >= 0")
+    values["stuck_for_s"] = min(stuck, float(_signal(msg, "stuck_for_s").maximum))
+    return _message(msg, values)
+
+
 def encode_target_status(
     counter: int,
     state: TargetState | int,
@@ -740,6 +840,9 @@ def encode(frame: Frame) -> can.Message:
         return encode_est_cell_power(
             frame.sequence, frame.cell_index, frame.charge_power_W, frame.discharge_power_W, frame.horizon
         )
+    if isinstance(frame, EstCellFlags):
+        return encode_est_cell_flags(frame.sequence, frame.cell_index, frame.flags, frame.unseen_current_A,
+                                     frame.unseen_current_sigma_A, frame.stuck_for_s)
     if isinstance(frame, TargetStatus):
         return encode_target_status(
             frame.counter,
@@ -885,6 +988,18 @@ def _decode_est_cell_power(f: _Fields) -> EstCellPower:
     return EstCellPower(f.integer("sequence"), f.integer("cell_index"), charge, discharge, horizon)
 
 
+def _decode_est_cell_flags(f: _Fields) -> EstCellFlags:
+    flags = sum(bit for bit, name in PLAUS_FLAGS.items() if f.flag(name))
+    return EstCellFlags(
+        sequence=f.integer("sequence"),
+        cell_index=f.integer("cell_index"),
+        flags=flags,
+        unseen_current_A=f.optional("unseen_current_A", "unseen_current_valid"),
+        unseen_current_sigma_A=f.optional("unseen_current_sigma_A", "unseen_current_valid"),
+        stuck_for_s=float(f.integer("stuck_for_s")),
+    )
+
+
 def _decode_target_status(f: _Fields) -> TargetStatus:
     if f.flag("last_sequence_valid"):
         last_sequence: int | None = f.integer("last_sequence")
@@ -910,5 +1025,6 @@ _DECODERS = {
     FrameId.EST_CELL: _decode_est_cell,
     FrameId.EST_CELL_HEALTH: _decode_est_cell_health,
     FrameId.EST_CELL_POWER: _decode_est_cell_power,
+    FrameId.EST_CELL_FLAGS: _decode_est_cell_flags,
     FrameId.TARGET_STATUS: _decode_target_status,
 }

@@ -9,8 +9,10 @@ host estimator uses.
 
     python -m bmsfil.export_c PARAMS.json -o params.c
 
-The file defines `fw_params_cell`, `fw_params_tuning` and `fw_params_name`
-(declared in firmware/baremetal/include/fw/params.h).
+The file defines `fw_params_cell`, `fw_params_tuning`, `fw_params_name` and
+`fw_plaus_config`, the plausibility monitor's settings (the defaults of
+`bmsfil.plausibility.PlausibilityConfig`, which the host targets run too),
+declared in firmware/baremetal/include/fw/params.h.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from bmsfil._core import ffi
 from bmsfil.core import pack_cell_params, pack_tuning
 from bmsfil.params import ParameterSet
+from bmsfil.plausibility import PlausibilityConfig
 
 
 def _literal(value: object, ctype: str) -> str:
@@ -52,8 +55,9 @@ def _value(value: object, ctype: "ffi.CType") -> str:
 
 
 def params_to_c(params: ParameterSet, source: str = "") -> str:
-    """C source defining fw_params_cell, fw_params_tuning and fw_params_name."""
+    """C source defining fw_params_cell, fw_params_tuning, fw_params_name and fw_plaus_config."""
     cell = pack_cell_params(params)
+    plaus = PlausibilityConfig().packed()
     tuning = pack_tuning(params.filter)
     name = params.name.replace("\\", "\\\\").replace('"', '\\"')
     origin = f" from {source}" if source else ""
@@ -62,7 +66,8 @@ def params_to_c(params: ParameterSet, source: str = "") -> str:
         '#include "fw/params.h"\n\n'
         f'const char fw_params_name[] = "{name}";\n\n'
         f"const bf_cell_params_t fw_params_cell = {_initialiser(cell[0])};\n\n"
-        f"const bf_soc_ekf_tuning_t fw_params_tuning = {_initialiser(tuning[0])};\n"
+        f"const bf_soc_ekf_tuning_t fw_params_tuning = {_initialiser(tuning[0])};\n\n"
+        f"const bf_plaus_config_t fw_plaus_config = {_initialiser(plaus[0])};\n"
     )
 
 

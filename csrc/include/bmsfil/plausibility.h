@@ -96,7 +96,8 @@ bf_status_t bf_plaus_config_check(const bf_plaus_config_t *c);
 bf_status_t bf_plaus_init(bf_plaus_t *s, const bf_plaus_config_t *c);
 
 /* One sample, after bf_soc_ekf_step returned ekf for it: dt_s and
- * voltage_V as given to the filter. */
+ * voltage_V as given to the filter. `c` must be the config the state was
+ * initialised with (bf_plaus_init checked it; the step does not again). */
 bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s, float voltage_V,
                           const bf_soc_ekf_out_t *ekf, bf_plaus_out_t *out);
 

@@ -10,6 +10,9 @@
 #define HOST_COMMAND_KEY 0xB5F1u
 #define EST_FLAG_MASK 0x1Fu          /* the core flags EstCell carries */
 #define SIGMA_RAW_MAX 2047u          /* soc_sigma saturates at 0.4094 */
+#define UNSEEN_RAW_MAX 16383u        /* EstCellFlags.unseen_current_A saturates at +-16.383 A */
+#define UNSEEN_SIGMA_RAW_MAX 1023u   /* unseen_current_sigma_A saturates at 2.046 A */
+#define STUCK_RAW_MAX 63u            /* stuck_for_s saturates at 63 s */
 
 uint32_t fw_round_scaled(float x, uint32_t mult)
 {
@@ -122,6 +125,44 @@ static void send_estimate(fw_app_t *app, uint16_t cell_index, const bf_soc_ekf_o
     if (bmsfil_can_est_cell_pack(data, &m, sizeof data) == 8) send_frame(app, BMSFIL_CAN_EST_CELL_FRAME_ID, data);
 }
 
+/* round(x * mult) saturated at raw_max, for finite x >= 0 (fw_round_scaled
+ * needs x * mult below 2^32: compare first). */
+static uint32_t scaled_sat(float x, uint32_t mult, uint32_t raw_max)
+{
+    if (!(x < (float)raw_max / (float)mult)) return raw_max;
+    uint32_t raw = fw_round_scaled(x, mult);
+    return raw > raw_max ? raw_max : raw;
+}
+
+/* EstCellFlags: the monitor's flags and evidence. The unsigned raw codes are
+ * formed here, not with the generated *_encode() (double soft-float, see
+ * csrc/can/README.md). */
+static void send_flags(fw_app_t *app, uint16_t cell_index, const bf_plaus_out_t *po)
+{
+    struct bmsfil_can_est_cell_flags_t m;
+    uint8_t data[8];
+    float u = po->unseen_current_A, sigma = po->unseen_current_sigma_A, stuck = po->stuck_for_s;
+    bmsfil_can_est_cell_flags_init(&m);
+    m.sequence = app->sequence;
+    m.cell_index = cell_index;
+    m.current_offset = (po->flags & BF_PLAUS_CURRENT_OFFSET) ? 1u : 0u;
+    m.self_discharge = (po->flags & BF_PLAUS_SELF_DISCHARGE) ? 1u : 0u;
+    m.voltage_stuck = (po->flags & BF_PLAUS_VOLTAGE_STUCK) ? 1u : 0u;
+    m.voltage_range = (po->flags & BF_PLAUS_VOLTAGE_RANGE) ? 1u : 0u;
+    m.current_range = (po->flags & BF_PLAUS_CURRENT_RANGE) ? 1u : 0u;
+    m.temp_range = (po->flags & BF_PLAUS_TEMP_RANGE) ? 1u : 0u;
+    /* Valid when the sigma is finite (+inf: no window yet); u - u rejects a non-finite u. */
+    if (sigma >= 0.0f && sigma - sigma == 0.0f && u - u == 0.0f) {
+        uint32_t mag = scaled_sat(u < 0.0f ? -u : u, 1000u, UNSEEN_RAW_MAX);
+        m.unseen_current_valid = 1u;
+        m.unseen_current_a = (int16_t)(u < 0.0f ? -(int32_t)mag : (int32_t)mag);
+        m.unseen_current_sigma_a = (uint16_t)scaled_sat(sigma, 500u, UNSEEN_SIGMA_RAW_MAX);
+    }
+    m.stuck_for_s = (uint8_t)(stuck > 0.0f ? scaled_sat(stuck, 1u, STUCK_RAW_MAX) : 0u);
+    if (bmsfil_can_est_cell_flags_pack(data, &m, sizeof data) == 8)
+        send_frame(app, BMSFIL_CAN_EST_CELL_FLAGS_FRAME_ID, data);
+}
+
 /* --- frames in ------------------------------------------------------------- */
 
 /* Measurements are scaled by exact division (raw / 10^k is correctly rounded
@@ -161,6 +202,7 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     fw_saved_t *s = app->saved;
     fw_cell_t *cell;
     bf_soc_ekf_out_t out;
+    bf_plaus_out_t po;
     float v, t;
     uint32_t flags;
     if (bmsfil_can_meas_cell_unpack(&m, data, 8) != 0) {
@@ -189,12 +231,16 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     }
     cell = &s->body.cells[m.cell_index];
     memset(&out, 0, sizeof out);
+    memset(&po, 0, sizeof po);
     if (!cell->initialised) {
         if (!m.voltage_valid) {
             send_estimate(app, m.cell_index, &out, BF_FLAG_VOLTAGE_INVALID, 0);
+            po.flags = BF_PLAUS_VOLTAGE_RANGE;  /* no filter yet: only the reading is judged */
+            send_flags(app, m.cell_index, &po);
             return;
         }
-        if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK) {
+        if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK ||
+            bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK) {
             app->fault = FW_FAULT_ESTIMATOR_ERROR;
             send_estimate(app, m.cell_index, &out, 0, 0);
             return;
@@ -206,6 +252,8 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         uint32_t held = board_irq_hold();
         uint64_t t0 = board_ticks();
         bf_status_t st = bf_soc_ekf_step(&cell->ekf, app->params, app->tuning, app->dt_s, app->current_A, v, t, &out);
+        bf_status_t pst = st == BF_OK ? bf_plaus_step(&cell->plaus, app->plaus_config, app->dt_s, v, &out, &po)
+                                      : st;
         uint64_t ticks = board_ticks() - t0;
         board_irq_release(held);
         app->step_ticks += ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
@@ -220,8 +268,13 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
             send_estimate(app, m.cell_index, &out, flags, 0);
             return;
         }
+        send_estimate(app, m.cell_index, &out, flags, 1);
+        if (pst != BF_OK) {
+            app->fault = FW_FAULT_ESTIMATOR_ERROR;  /* the monitor refused: no verdict is sent */
+            return;
+        }
     }
-    send_estimate(app, m.cell_index, &out, flags, 1);
+    send_flags(app, m.cell_index, &po);
 }
 
 static void finish_sample(fw_app_t *app)
@@ -290,16 +343,19 @@ void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f)
 }
 
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
-                 const fw_transport_t *transport, void *retained, size_t retained_size)
+                 const bf_plaus_config_t *plaus_config, const fw_transport_t *transport, void *retained,
+                 size_t retained_size)
 {
     int restored;
     memset(app, 0, sizeof *app);
     app->params = params;
     app->tuning = tuning;
+    app->plaus_config = plaus_config;
     app->transport = transport;
     app->saved = (fw_saved_t *)retained;
     app->state = FW_STATE_BOOTING;
-    app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK;
+    app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK &&
+                     bf_plaus_config_check(plaus_config) == BF_OK;
     if (retained_size < sizeof(fw_saved_t)) {
         /* The board's retained region is too small for FW_MAX_CELLS: a build error in practice. */
         app->state = FW_STATE_FAULT;

@@ -1,10 +1,13 @@
-/* MicroPython native module `bmsfil_c`: the C core's SOC EKF (csrc/) for
- * MicroPython, as a dynamic native module (.mpy "natmod").
+/* MicroPython native module `bmsfil_c`: the C core's SOC EKF and its
+ * plausibility monitor (csrc/) for MicroPython, as a dynamic native module
+ * (.mpy "natmod").
  *
  * Glue only: the core is compiled unchanged from csrc/src. It keeps no state
  * of its own; every struct lives in a caller-owned buffer (a bytearray made
  * by bmsfil_native.py): the cell parameters (bf_cell_params_t), the filter
- * tuning (bf_soc_ekf_tuning_t) and one filter state per cell (bf_soc_ekf_t).
+ * tuning (bf_soc_ekf_tuning_t) and one filter state per cell (bf_soc_ekf_t);
+ * for the monitor, its settings (bf_plaus_config_t), one state per cell
+ * (bf_plaus_t) and the filter step's report it judges (bf_soc_ekf_out_t).
  * Each call checks that a buffer has exactly the struct's size and is
  * 4-byte aligned, so a bytearray packed for another layout is refused rather
  * than read wrong.
@@ -17,7 +20,14 @@
  *   init_ocv(state, cell, tuning, voltage_V, temp_C)
  *   step(state, cell, tuning, dt_s, current_A, voltage_V, temp_C)
  *   step((state, cell, tuning), dt_s, current_A, voltage_V, temp_C)
- *                                  -> (soc, soc_sigma, voltage_pred_V, flags)
+ *   step((state, cell, tuning, out), dt_s, current_A, voltage_V, temp_C)
+ *                                  -> (soc, soc_sigma, voltage_pred_V, flags);
+ *                                     the last form also copies the step's
+ *                                     bf_soc_ekf_out_t into `out`
+ *   PLAUS_STATE_SIZE, PLAUS_CONFIG_SIZE, EKF_OUT_SIZE
+ *   plaus_init(pstate, config)     checks the config, starts a monitor state
+ *   plaus_step((pstate, config, out), dt_s, voltage_V)
+ *                                  -> (flags, unseen_current_A, unseen_current_sigma_A, stuck_for_s)
  * The second form of step is for a Python method wrapping it: MicroPython
  * keeps a function's frame on the C stack only up to 11 words (locals plus
  * operand stack, VM_MAX_STATE_ON_STACK in py/objfun.c) and allocates larger
@@ -31,6 +41,7 @@
 #include "py/dynruntime.h"
 
 #include "bmsfil/cell_model.h"
+#include "bmsfil/plausibility.h"
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
@@ -95,6 +106,9 @@ static void check_status(bf_status_t status)
     case BF_E_NUMERIC:
         mp_raise_ValueError(MP_ERROR_TEXT("state became non-finite"));
         break;
+    case BF_E_CONFIG:
+        mp_raise_ValueError(MP_ERROR_TEXT("plausibility config rejected by bf_plaus_config_check"));
+        break;
     default:
         mp_raise_ValueError(MP_ERROR_TEXT("unknown status"));
         break;
@@ -137,12 +151,16 @@ static mp_obj_t step(size_t n_args, const mp_obj_t *args)
     bf_soc_ekf_out_t out;
     const mp_obj_t *bufs = args;
     const mp_obj_t *in = args + 3;
+    bf_soc_ekf_out_t *keep = 0;
     if (n_args == 5) {
         size_t len;
         mp_obj_t *items;
         mp_obj_get_array(args[0], &len, &items);
-        if (len != 3) {
-            mp_raise_ValueError(MP_ERROR_TEXT("step: expected (state, cell, tuning)"));
+        if (len != 3 && len != 4) {
+            mp_raise_ValueError(MP_ERROR_TEXT("step: expected (state, cell, tuning[, out])"));
+        }
+        if (len == 4) {
+            keep = (bf_soc_ekf_out_t *)struct_buffer(items[3], sizeof(bf_soc_ekf_out_t), MP_BUFFER_RW);
         }
         bufs = items;
         in = args + 1;
@@ -151,6 +169,9 @@ static mp_obj_t step(size_t n_args, const mp_obj_t *args)
     }
     check_status(bf_soc_ekf_step(state_arg(bufs[0]), cell_arg(bufs[1]), tuning_arg(bufs[2]), float_arg(in[0]),
                                  float_arg(in[1]), float_arg(in[2]), float_arg(in[3]), &out));
+    if (keep != 0) {
+        *keep = out;
+    }
     mp_obj_t items[4] = {
         mp_obj_new_float_from_f(out.soc),
         mp_obj_new_float_from_f(out.soc_sigma),
@@ -160,6 +181,41 @@ static mp_obj_t step(size_t n_args, const mp_obj_t *args)
     return mp_obj_new_tuple(4, items);
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(step_obj, 5, 7, step);
+
+static mp_obj_t plaus_init(mp_obj_t pstate, mp_obj_t config)
+{
+    check_status(bf_plaus_init((bf_plaus_t *)struct_buffer(pstate, sizeof(bf_plaus_t), MP_BUFFER_RW),
+                               (const bf_plaus_config_t *)struct_buffer(config, sizeof(bf_plaus_config_t),
+                                                                        MP_BUFFER_READ)));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(plaus_init_obj, plaus_init);
+
+static mp_obj_t plaus_step(mp_obj_t bufs_obj, mp_obj_t dt_obj, mp_obj_t v_obj)
+{
+    size_t len;
+    mp_obj_t *bufs;
+    bf_plaus_out_t po;
+    mp_obj_get_array(bufs_obj, &len, &bufs);
+    if (len != 3) {
+        mp_raise_ValueError(MP_ERROR_TEXT("plaus_step: expected (pstate, config, out)"));
+    }
+    check_status(bf_plaus_step((bf_plaus_t *)struct_buffer(bufs[0], sizeof(bf_plaus_t), MP_BUFFER_RW),
+                               (const bf_plaus_config_t *)struct_buffer(bufs[1], sizeof(bf_plaus_config_t),
+                                                                        MP_BUFFER_READ),
+                               float_arg(dt_obj), float_arg(v_obj),
+                               (const bf_soc_ekf_out_t *)struct_buffer(bufs[2], sizeof(bf_soc_ekf_out_t),
+                                                                       MP_BUFFER_READ),
+                               &po));
+    mp_obj_t items[4] = {
+        mp_obj_new_int_from_uint(po.flags),
+        mp_obj_new_float_from_f(po.unseen_current_A),
+        mp_obj_new_float_from_f(po.unseen_current_sigma_A),
+        mp_obj_new_float_from_f(po.stuck_for_s),
+    };
+    return mp_obj_new_tuple(4, items);
+}
+static MP_DEFINE_CONST_FUN_OBJ_3(plaus_step_obj, plaus_step);
 
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args)
 {
@@ -175,6 +231,11 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_init_soc, MP_OBJ_FROM_PTR(&init_soc_obj));
     mp_store_global(MP_QSTR_init_ocv, MP_OBJ_FROM_PTR(&init_ocv_obj));
     mp_store_global(MP_QSTR_step, MP_OBJ_FROM_PTR(&step_obj));
+    mp_store_global(MP_QSTR_PLAUS_STATE_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_plaus_t)));
+    mp_store_global(MP_QSTR_PLAUS_CONFIG_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_plaus_config_t)));
+    mp_store_global(MP_QSTR_EKF_OUT_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_soc_ekf_out_t)));
+    mp_store_global(MP_QSTR_plaus_init, MP_OBJ_FROM_PTR(&plaus_init_obj));
+    mp_store_global(MP_QSTR_plaus_step, MP_OBJ_FROM_PTR(&plaus_step_obj));
 
     MP_DYNRUNTIME_INIT_EXIT
 }

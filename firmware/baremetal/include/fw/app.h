@@ -3,12 +3,14 @@
  *
  * Per sample: a MeasPack opens sequence k, then one MeasCell per cell; each
  * cell is stepped as its frame arrives (a cell's first voltage initialises
- * it from OCV) and answered with an EstCell; when every cell of the sample
+ * it from OCV), its plausibility monitor (csrc/include/bmsfil/plausibility.h)
+ * judges the step, and the cell is answered with an EstCell and an
+ * EstCellFlags (the monitor's flags and evidence); when every cell of the sample
  * has been answered a TargetStatus closes it (last_sequence = k). A
  * HostCommand with the right key resets the board (warm) or simulates a
  * power loss.
  *
- * Persistence: the filter state of every cell and the last sequence live in
+ * Persistence: the filter and monitor state of every cell and the last sequence live in
  * retained RAM (`fw_saved_t`), guarded by a CRC-32 that is brought up to
  * date after every complete sample. At boot a saved state with the right
  * magic, version, size and CRC is restored (TargetStatus.start = restored;
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bmsfil/plausibility.h"
 #include "bmsfil/soc_ekf.h"
 #include "fw/frame.h"
 
@@ -29,7 +32,7 @@
 #endif
 
 #define FW_SAVED_MAGIC 0x46534D42u   /* "BMSF" */
-#define FW_SAVED_VERSION 1u
+#define FW_SAVED_VERSION 2u          /* 2: fw_cell_t holds the monitor's state */
 
 /* EstCell flag bit set by the firmware itself (not a core BF_FLAG_*). */
 #define FW_FLAG_RESTORED 0x80u
@@ -53,6 +56,7 @@ enum {
 
 typedef struct {
     bf_soc_ekf_t ekf;
+    bf_plaus_t plaus;      /* the plausibility monitor beside the filter */
     uint8_t initialised;   /* ekf holds a state */
     uint8_t restored;      /* the next EstCell carries FW_FLAG_RESTORED */
     uint8_t reserved[2];
@@ -77,6 +81,7 @@ typedef struct {
 typedef struct {
     const bf_cell_params_t *params;
     const bf_soc_ekf_tuning_t *tuning;
+    const bf_plaus_config_t *plaus_config;
     const fw_transport_t *transport;
     fw_saved_t *saved;             /* in retained RAM */
     /* the sample in progress */
@@ -101,11 +106,12 @@ typedef struct {
     uint32_t frames_in, frames_bad, send_errors, transport_faults;
 } fw_app_t;
 
-/* Bring the app up: check the parameters, restore or reset the saved state
- * (`retained`, `retained_size` bytes of retained RAM), send the first
- * TargetStatus. */
+/* Bring the app up: check the parameters and the monitor's settings,
+ * restore or reset the saved state (`retained`, `retained_size` bytes of
+ * retained RAM), send the first TargetStatus. */
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
-                 const fw_transport_t *transport, void *retained, size_t retained_size);
+                 const bf_plaus_config_t *plaus_config, const fw_transport_t *transport, void *retained,
+                 size_t retained_size);
 
 /* Handle one received frame. */
 void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f);
