@@ -173,3 +173,41 @@ def test_tune_on_two_workers_writes_the_serial_parameter_set(tmp_path: Path, sli
         outs.append(ParameterSet.load(out))
     assert outs[0].filter == outs[1].filter
     assert outs[0].notes["tuning"] == outs[1].notes["tuning"]
+
+
+def _estimates(doc_path: Path) -> list[dict[str, object]]:
+    """A `hil run` JSON without what timing changes (delivery, round trips, speed)."""
+    import json
+
+    out = []
+    for entry in json.loads(doc_path.read_text())["recordings"]:
+        cells = [{k: v for k, v in c.items() if k != "delivery"} for c in entry["cells"]]
+        out.append({"name": entry["name"], "cells": cells})
+    return out
+
+
+@pytest.mark.slow
+def test_hil_run_on_two_workers_gives_the_serial_estimates(tmp_path: Path, slices: list[str]):
+    from bmsfil.cli import main
+
+    good = [s for s in slices if s.endswith(".npz")]
+    docs = []
+    for extra in ([], ["--workers", "2"]):
+        doc_path = tmp_path / f"hil{len(extra)}.json"
+        assert main(["hil", "run", *good, "--no-plot", "--out-dir", str(tmp_path / "o"), "--json", str(doc_path),
+                     *extra]) == 0
+        docs.append(_estimates(doc_path))
+    assert [d["name"] for d in docs[0]] == [f"part{k}" for k in range(4)]
+    assert docs[0] == docs[1]
+
+
+def test_hil_run_on_dask_refuses_what_workers_cannot_share(tmp_path: Path, slices: list[str], capsys):
+    from bmsfil.cli import main
+
+    good = [s for s in slices if s.endswith(".npz")]
+    assert main(["hil", "run", *good, "--workers", "2", "--target", "qemu"]) == 2
+    assert "only the desktop targets (host, reference) run on Dask, not qemu" in capsys.readouterr().out
+    assert main(["hil", "run", *good, "--workers", "2", "--log", str(tmp_path / "x.blf")]) == 2
+    assert "one CAN log per run cannot be shared by workers" in capsys.readouterr().out
+    assert main(["hil", "run", "--workers", "2"]) == 2
+    assert "give the recordings" in capsys.readouterr().out

@@ -110,7 +110,7 @@ def test_cli_pack_log_junit_and_from_log(tmp_path):
     assert main(["hil", "run", "--samples", "120", "--cells", "4", "--log", str(log_path), "--json", str(js),
                  "--junit", str(xml), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
     doc = json.loads(js.read_text())["recordings"][0]
-    assert len(doc["cells"]) == 4 and doc["bus_load"] == pytest.approx(cc.bus_load(4, 0.1, 500_000, 3), rel=0.05)
+    assert len(doc["cells"]) == 4 and doc["bus_load"] == pytest.approx(cc.bus_load(4, 0.1, 500_000, 4), rel=0.05)
     assert all(c["plausibility_over_can"]["flags"] == [] for c in doc["cells"])
     suite = ET.parse(xml).getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "0"

@@ -49,8 +49,8 @@
 typedef char check_can_timing[(APB1_HZ / (CAN_PRESCALER * (1u + CAN_TQ_BS1 + CAN_TQ_BS2)) == CAN_BITRATE &&
                                APB1_HZ % (CAN_PRESCALER * (1u + CAN_TQ_BS1 + CAN_TQ_BS2)) == 0u)
                                   ? 1 : -1];
-/* The app keeps its state in the retained region (12 KB in link.ld). */
-typedef char check_retained_fits[sizeof(fw_saved_t) <= 12288u ? 1 : -1];
+/* The app keeps its state in the retained region (24 KB in link.ld). */
+typedef char check_retained_fits[sizeof(fw_saved_t) <= 24576u ? 1 : -1];
 
 const char board_name[] = "nucleo-f446re";
 

@@ -8,6 +8,7 @@
  * so nothing here depends on the -icount shift QEMU was given. */
 #include <stdint.h>
 
+#include "fw/app.h"
 #include "fw/board.h"
 #include "fw/slcan.h"
 
@@ -52,6 +53,9 @@ static volatile uint32_t rx_head, rx_tail;
 static uint64_t ticks_per_cal;  /* ticks for CAL_NOPS instructions */
 static fw_slcan_t slcan;
 static fw_transport_t transport;
+
+/* The app keeps its state in the retained region (128 KB in link.ld). */
+typedef char check_retained_fits[sizeof(fw_saved_t) <= 131072u ? 1 : -1];
 
 extern uint8_t __retained_start[], __retained_end[];
 

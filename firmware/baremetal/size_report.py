@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--estimator-flash-budget", type=int, required=True)
     ap.add_argument("--monitor", default="", help="the plausibility monitor's objects, space-separated")
     ap.add_argument("--monitor-flash-budget", type=int, default=0)
+    ap.add_argument("--health", default="", help="the capacity and R0 estimators' objects, space-separated")
+    ap.add_argument("--health-flash-budget", type=int, default=0)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -96,13 +98,18 @@ def main(argv: list[str] | None = None) -> int:
 
     estimator = args.estimator.split()
     monitor = args.monitor.split()
-    bad = undefined_outside(args.nm, estimator + monitor)
-    mon_set = {str(Path(o).resolve()) for o in monitor}
-    mon_flash = sum(size for sec, _a, size, obj in sections if kind(sec) != "bss" and str(Path(obj).resolve()) in mon_set)
+    health = args.health.split()
+    bad = undefined_outside(args.nm, estimator + monitor + health)
+
+    def flash_of(objs: list[str]) -> int:
+        wanted = {str(Path(o).resolve()) for o in objs}
+        return sum(size for sec, _a, size, obj in sections if kind(sec) != "bss" and str(Path(obj).resolve()) in wanted)
+
+    mon_flash = flash_of(monitor)
+    health_flash = flash_of(health)
     est_flash = next((rows[n]["flash"] for n in components if components[n] == {str(Path(o).resolve()) for o in estimator}), None)
     if est_flash is None:
-        est_flash = sum(size for sec, _a, size, obj in sections
-                        if kind(sec) != "bss" and str(Path(obj).resolve()) in {str(Path(o).resolve()) for o in estimator})
+        est_flash = flash_of(estimator)
     elf_syms = subprocess.run([args.nm, args.elf], check=True, capture_output=True, text=True).stdout.split()
     double_in_image = sorted({s for s in elf_syms if s.startswith(("__aeabi_d", "__aeabi_f2d", "__aeabi_l2d", "__aeabi_ui2d", "__aeabi_i2d"))})
 
@@ -123,11 +130,16 @@ def main(argv: list[str] | None = None) -> int:
     if monitor and mon_flash > args.monitor_flash_budget:
         problems.append(f"the plausibility monitor takes {mon_flash} bytes of flash, over its budget of "
                         f"{args.monitor_flash_budget}")
+    if health and health_flash > args.health_flash_budget:
+        problems.append(f"the capacity and R0 estimators take {health_flash} bytes of flash, over their budget of "
+                        f"{args.health_flash_budget}")
     print(f"estimator: {est_flash} bytes of flash (budget {args.estimator_flash_budget}); "
-          f"external references: {', '.join(undefined_outside(args.nm, estimator + monitor) or ['none'])} "
+          f"external references: {', '.join(bad or ['none'])} "
           f"(allowed: {', '.join(sorted(ALLOWED_UNDEFINED))})")
     if monitor:
         print(f"plausibility monitor: {mon_flash} bytes of flash (budget {args.monitor_flash_budget})")
+    if health:
+        print(f"capacity and R0 estimators: {health_flash} bytes of flash (budget {args.health_flash_budget})")
     if double_in_image:
         print(f"note: double-precision helpers elsewhere in the image: {', '.join(double_in_image)}")
     if args.json:
@@ -138,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             "estimator_flash_budget": args.estimator_flash_budget,
             "monitor_flash": mon_flash if monitor else None,
             "monitor_flash_budget": args.monitor_flash_budget if monitor else None,
+            "health_flash": health_flash if health else None,
+            "health_flash_budget": args.health_flash_budget if health else None,
             "estimator_external_symbols": bad,
             "double_helpers_in_image": double_in_image,
             "problems": problems,

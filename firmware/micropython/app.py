@@ -10,8 +10,10 @@ are emulated in memory, see `App.on_host_command`):
   ``V1013\\r``, ``N`` with ``NBMSF\\r``, ``F`` with ``F00\\r``; anything else
   with BELL (``\\a``). The channel is open from the start.
 - MeasPack opens a sample; each MeasCell of it steps that cell, its
-  plausibility monitor judges the step, and the cell is answered with its
-  EstCell and its EstCellFlags; after the last cell of the sample, a
+  plausibility monitor judges the step, the capacity and R0 estimators
+  (bmsfil_health, pure MicroPython in both variants) learn from it, and the
+  cell is answered with its EstCell, its EstCellFlags and its EstCellHealth;
+  after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
   index out of range, a cell twice, bad frames) are reported in the next
@@ -26,7 +28,11 @@ import math
 
 import bmsfil_can as bc
 import bmsfil_ekf as be
+import bmsfil_health as bh
 import bmsfil_plaus as bp
+
+
+NAN = float("nan")
 
 MAX_CELLS = 1024
 LINE_MAX = 64
@@ -64,6 +70,10 @@ class App:
             self.icount_overhead = (icount() - t0) & 0x3FFFFFFF  # the counter's own cost
         self.cells = {}  # cell index -> SocEkf (initialised cells only)
         self.monitors = {}  # cell index -> its plausibility monitor
+        self.health = {}  # cell index -> (its capacity estimator, its R0 estimator)
+        self.model = be.CellModel(params)  # table lookups of the health estimators
+        self.capacity_tuning = bh.CapacityTuning(params)
+        self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored
         self.counter = 0
         self.start = bc.START_POWER_ON
@@ -83,6 +93,7 @@ class App:
         if start != bc.START_RESTORED:
             self.cells = {}
             self.monitors = {}
+            self.health = {}
             self.restored = {}
             self.last_sequence = None
 
@@ -160,16 +171,19 @@ class App:
                 return
             self.cells[index] = ekf
             self.monitors[index] = self.Monitor()
+            self.health[index] = (bh.Capacity(self.params, self.capacity_tuning),
+                                  bh.Resistance(self.params, self.r0_tuning))
             self.restored.pop(index, None)
         monitor = self.monitors[index]
+        capacity, resistance = self.health[index]
+        dt, i = self.dt_s, self.current_A
         try:
-            if self.icount is None:
-                soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
-                verdict = monitor.step(ekf, self.dt_s, v)
-            else:
-                t0 = self.icount()
-                soc, sigma, _, flags = ekf.step(self.dt_s, self.current_A, v, t)
-                verdict = monitor.step(ekf, self.dt_s, v)
+            t0 = self.icount() if self.icount is not None else 0
+            soc, sigma, _, flags = ekf.step(dt, i, v, t)
+            verdict = monitor.step(ekf, dt, v)
+            cap = capacity.step(self.model, dt, i, v, t, soc, sigma, flags)
+            r0 = resistance.step(self.model, dt, i, v, t, soc)
+            if self.icount is not None:
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
         except (ValueError, ArithmeticError):
@@ -184,6 +198,8 @@ class App:
             self.fault = bc.FAULT_ESTIMATOR_ERROR
         self.send_estimate(index, soc, sigma, flags, ok)
         self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
+        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(
+            self.sequence, index, cap[0] if capacity.fit.updates else NAN, r0[0] if resistance.updates else NAN))
 
     def finish_sample(self):
         if self.steps:

@@ -3,8 +3,8 @@
 Bit layouts as in csrc/can/bmsfil.dbc (Intel byte order: bit n of the frame
 is bit n of the 8 data bytes read as one little-endian 64-bit integer).
 In: MeasPack (0x100), MeasCell (0x101), HostCommand (0x1F0). Out: EstCell
-(0x200), EstCellFlags (0x203, the plausibility monitor's), TargetStatus
-(0x300). Written by hand from the DBC (tests/test_micropython_target.py
+(0x200), EstCellHealth (0x201: capacity and R0), EstCellFlags (0x203, the
+plausibility monitor's), TargetStatus (0x300). Written by hand from the DBC (tests/test_micropython_target.py
 checks every frame against cantools). Scaled values are decoded by exact division
 (raw / 10**k), which gives the double nearest the decimal value, as the
 host's decoder (bmsfil.can_contract) does. A value whose valid bit is 0
@@ -17,6 +17,7 @@ MEAS_PACK = 0x100
 MEAS_CELL = 0x101
 HOST_COMMAND = 0x1F0
 EST_CELL = 0x200
+EST_CELL_HEALTH = 0x201
 EST_CELL_FLAGS = 0x203
 TARGET_STATUS = 0x300
 
@@ -25,6 +26,8 @@ SIGMA_RAW_MAX = 2047  # soc_sigma saturates at 0.4094
 UNSEEN_RAW_MAX = 16383  # EstCellFlags.unseen_current_A saturates at +-16.383 A
 UNSEEN_SIGMA_RAW_MAX = 1023  # unseen_current_sigma_A saturates at 2.046 A
 STUCK_RAW_MAX = 63  # stuck_for_s saturates at 63 s
+CAPACITY_RAW_MAX = 65535  # EstCellHealth.capacity_Ah saturates at 65.535 Ah
+R0_RAW_MAX = 2047  # EstCellHealth.r0_ohm saturates at 0.2047 ohm
 
 # TargetStatus.state, .start and .fault_code (the DBC's VAL_ tables).
 STATE_BOOTING, STATE_IDLE, STATE_RUNNING, STATE_FAULT = 0, 1, 2, 3
@@ -133,6 +136,17 @@ def encode_est_cell_flags(sequence, cell_index, flags, unseen_current_A, unseen_
         w |= (raw & 0x7FFF) << 33
         w |= _round_scaled(sigma, 500, UNSEEN_SIGMA_RAW_MAX) << 48
     w |= _round_scaled(stuck_for_s, 1, STUCK_RAW_MAX) << 58
+    return w.to_bytes(8, "little")
+
+
+def encode_est_cell_health(sequence, cell_index, capacity_Ah, r0_ohm):
+    """EstCellHealth's 8 bytes: capacity and R0 each sent when not nan
+    (saturated at the ends of their ranges); no core temperature."""
+    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    if not math.isnan(capacity_Ah):
+        w |= (1 << 26) | (_round_scaled(capacity_Ah, 1000, CAPACITY_RAW_MAX) << 29)
+    if not math.isnan(r0_ohm):
+        w |= (1 << 27) | (_round_scaled(r0_ohm, 10000, R0_RAW_MAX) << 45)
     return w.to_bytes(8, "little")
 
 

@@ -19,6 +19,7 @@ from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot
+from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, bundled_params
@@ -65,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="real-time mode: X times the recorded rate")
     p.add_argument("--samples", type=int, default=0, metavar="N",
                    help="replay only the first N samples of each recording (0: all)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="targets host and reference: replay the recordings in parallel on a local Dask "
+                        "cluster of N processes (same estimates, in input order)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="... or on an existing Dask scheduler")
     p.add_argument("--cells", type=int, default=1, metavar="N",
                    help="a pack of N cells in series made from each recording with --spread (synthetic)")
     p.add_argument("--spread", type=Spread.parse, default=Spread(),
@@ -132,15 +137,21 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
             console.print(f"bmsfil hil run: {exc}")
             return 2
         packs = [(args.from_log.name, logged.cells)]
+    elif args.workers is not None or args.scheduler is not None:
+        problem = _dask_refusal(args)
+        if problem:
+            console.print(f"bmsfil hil run: {problem}", soft_wrap=True)
+            return 2
+        try:
+            args.inputs = expand_inputs(args.inputs)
+        except FleetError as exc:
+            console.print(f"bmsfil hil run: {exc}")
+            return 2
+        # Each worker reads its own recording; the bus load is checked there.
+        packs = []
     else:
         recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
-        if args.samples > 0:
-            recordings = [rec.slice(0, min(len(rec), args.samples)) for rec in recordings]
-        if args.cells > 1:
-            packs = [(f"{rec.meta.name} x{args.cells} (synthetic)",
-                      synthetic_pack(rec, args.cells, params, args.spread, args.seed)) for rec in recordings]
-        else:
-            packs = [(rec.meta.name, [rec]) for rec in recordings]
+        packs = _packs_of(recordings, args, params)
     bitrate = args.bitrate or 500_000
     speed = args.speed if args.mode == "realtime" else 1.0
     for name, cells in packs:
@@ -183,82 +194,145 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
             log.stop()
 
 
+def _dask_refusal(args: argparse.Namespace) -> str | None:
+    """Why `hil run` cannot run these settings on Dask, or None."""
+    if args.target not in ("host", "reference"):
+        return f"--workers/--scheduler: only the desktop targets (host, reference) run on Dask, not {args.target}"
+    if not args.inputs:
+        return "--workers/--scheduler: give the recordings (paths, directories or quoted globs)"
+    if args.log or args.from_log:
+        return "--workers/--scheduler: one CAN log per run cannot be shared by workers; leave out --log/--from-log"
+    if args.mode != "lockstep":
+        return "--workers/--scheduler: lock-step only (real-time pacing on a busy worker measures the worker)"
+    return None
+
+
+class _TargetDidNotStart(RuntimeError):
+    """A target that could not be made or started (the command's exit status 2)."""
+
+
+def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[str, object], name: str,
+                 cells: list[Recording], commands: dict[int, cc.HostCommandCode], log: can.Listener | None,
+                 logged: LoggedRun | None, bitrate: int, speed: float) -> tuple[dict[str, object], list[str]]:
+    """One pack replayed to a fresh target and scored: its JSON entry and its table row."""
+    try:
+        target = make_target(args.target, params, config, variant=args.variant, on=args.on)
+    except ValueError as exc:
+        raise _TargetDidNotStart(str(exc)) from None
+    try:
+        bus = target.start()
+    except (FirmwareError, QemuError, MicroPythonError, BusOpenError) as exc:
+        raise _TargetDidNotStart(f"target {args.target} did not start: {exc}") from None
+    t0 = time.perf_counter()
+    timing = None
+    try:
+        if args.mode == "lockstep":
+            result = replay_lockstep(bus, cells, timeout_s=args.timeout, log=log, commands=commands)
+        else:
+            result, timing = replay_realtime(bus, cells, speed=speed, timeout_s=args.timeout, log=log)
+    finally:
+        elapsed = time.perf_counter() - t0
+        target.stop()
+    d = result.delivery.summary()
+    d["samples_per_second"] = result.samples_done / elapsed if elapsed > 0 else math.nan
+    if timing is not None:
+        d["realtime"] = timing.summary()
+    ipcs = d["instructions_per_cell_step"]
+    pack_docs = []
+    for j, rec in enumerate(cells):
+        trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
+        doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
+        doc["target"] = args.target
+        # The plausibility monitor's verdicts as they came back (EstCellFlags); None: not sent.
+        doc["plausibility_over_can"] = result.plausibility.cell_summary(j, np.asarray(rec.time_s))
+        if result.health.sent:
+            doc["health_over_can"] = result.health.summary()[j]
+        if args.variant:
+            doc["variant"] = args.variant
+        pack_docs.append(doc)
+    worst = max(pack_docs, key=lambda x: x["rmse"] if math.isfinite(x["rmse"]) else math.inf)
+    timing_text = (f"{d['round_trip_p99_ms']:.2f}" if timing is None else
+                   f"{d['realtime']['latency_p99_ms']:.1f} / {timing.late} / {timing.lost}")  # type: ignore[index]
+    row = [name if len(cells) == 1 else f"{name}, worst of {len(cells)}: "
+           f"{str(worst['recording']).rsplit('#', 1)[-1]}",
+           _pct(worst["rmse"]), _pct(min(x["within_3sigma"] for x in pack_docs), 1),
+           f"{result.samples_done}/{len(cells[0])}",
+           f"{max(x['max_abs_soc_difference_vs_eval'] for x in pack_docs):.1e}",
+           f"{d['samples_per_second']:.0f}", timing_text,
+           "-" if ipcs is None else f"{ipcs['mean']:.0f} (max {ipcs['max']})",  # type: ignore[index]
+           str(d["fault"] or "")]
+    entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
+                                "instructions_per_cell_step": ipcs, "target_starts": d["target_starts"],
+                                "bus_load": cc.bus_load(len(cells), float(np.nanmedian(cells[0].dt_s[1:]))
+                                                        / speed, bitrate, _frames_per_cell(args.target))
+                                if len(cells[0]) > 1 else None}
+    if logged is not None:
+        n = result.samples_done
+        both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
+        entry["max_abs_soc_difference_vs_log"] = (
+            float(np.max(np.abs(result.soc[:n][both] - logged.logged_soc[:n][both]))) if both.any() else None)
+        console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
+                      f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates")
+    image = getattr(target, "image", None)
+    if image is not None:
+        entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
+    return entry, row
+
+
+def _packs_of(recordings: list[Recording], args: argparse.Namespace,
+              params: ParameterSet) -> list[tuple[str, list[Recording]]]:
+    if args.samples > 0:
+        recordings = [rec.slice(0, min(len(rec), args.samples)) for rec in recordings]
+    if args.cells > 1:
+        return [(f"{rec.meta.name} x{args.cells} (synthetic)",
+                 synthetic_pack(rec, args.cells, params, args.spread, args.seed)) for rec in recordings]
+    return [(rec.meta.name, [rec]) for rec in recordings]
+
+
+def _replay_source(source: str, args: argparse.Namespace, params: ParameterSet, config: dict[str, object],
+                   commands: dict[int, cc.HostCommandCode], bitrate: int,
+                   speed: float) -> tuple[dict[str, object], list[str]]:
+    """`hil run` of one input, in whichever process runs it (a Dask worker):
+    its CSV and PNG are written there, its entry and row travel back."""
+    ((name, cells),) = _packs_of([load_any(source)], args, params)
+    return _replay_pack(args, params, config, name, cells, commands, None, None, bitrate, speed)
+
+
 def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str, object],
                packs: list[tuple[str, list[Recording]]], commands: dict[int, cc.HostCommandCode],
                log: can.Listener | None, logged: LoggedRun | None, bitrate: int, speed: float, table: Table,
                docs: list[dict[str, object]]) -> int:
     status = 0
+
+    def finished(entry: dict[str, object], row: list[str]) -> None:
+        nonlocal status
+        table.add_row(*row)
+        docs.append(entry)
+        if entry["delivery"]["fault"]:  # type: ignore[index]
+            status = 1
+        if args.json:
+            _write_json(args.json, docs)
+        if args.junit:
+            write_junit(args.junit, docs, args.target,
+                        max_soc_difference=1e-3 if args.target == "reference" else 1e-4)
+
     try:
+        if args.workers is not None or args.scheduler is not None:
+            sources = [str(p) for p in args.inputs]
+            for outcome in run_many(_replay_source, sources, (args, params, config, commands, bitrate, speed),
+                                    workers=args.workers, scheduler=args.scheduler):
+                if outcome.failure is not None:
+                    table.add_row(outcome.source, *([""] * 7), outcome.failure.cause)
+                    status = 1
+                else:
+                    finished(*outcome.result)  # type: ignore[misc]
+            return status
         for name, cells in packs:
             try:
-                target = make_target(args.target, params, config, variant=args.variant, on=args.on)
-            except ValueError as exc:
+                finished(*_replay_pack(args, params, config, name, cells, commands, log, logged, bitrate, speed))
+            except _TargetDidNotStart as exc:
                 console.print(f"bmsfil hil run: {exc}")
                 return 2
-            try:
-                bus = target.start()
-            except (FirmwareError, QemuError, MicroPythonError, BusOpenError) as exc:
-                console.print(f"bmsfil hil run: target {args.target} did not start: {exc}")
-                return 2
-            t0 = time.perf_counter()
-            timing = None
-            try:
-                if args.mode == "lockstep":
-                    result = replay_lockstep(bus, cells, timeout_s=args.timeout, log=log, commands=commands)
-                else:
-                    result, timing = replay_realtime(bus, cells, speed=speed, timeout_s=args.timeout, log=log)
-            finally:
-                elapsed = time.perf_counter() - t0
-                target.stop()
-            d = result.delivery.summary()
-            d["samples_per_second"] = result.samples_done / elapsed if elapsed > 0 else math.nan
-            if timing is not None:
-                d["realtime"] = timing.summary()
-            ipcs = d["instructions_per_cell_step"]
-            pack_docs = []
-            for j, rec in enumerate(cells):
-                trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
-                doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
-                doc["target"] = args.target
-                # The plausibility monitor's verdicts as they came back (EstCellFlags); None: not sent.
-                doc["plausibility_over_can"] = result.plausibility.cell_summary(j, np.asarray(rec.time_s))
-                if args.variant:
-                    doc["variant"] = args.variant
-                pack_docs.append(doc)
-            worst = max(pack_docs, key=lambda x: x["rmse"] if math.isfinite(x["rmse"]) else math.inf)
-            timing_text = (f"{d['round_trip_p99_ms']:.2f}" if timing is None else
-                           f"{d['realtime']['latency_p99_ms']:.1f} / {timing.late} / {timing.lost}")  # type: ignore[index]
-            table.add_row(name if len(cells) == 1 else f"{name}, worst of {len(cells)}: "
-                          f"{str(worst['recording']).rsplit('#', 1)[-1]}",
-                          _pct(worst["rmse"]), _pct(min(x["within_3sigma"] for x in pack_docs), 1),
-                          f"{result.samples_done}/{len(cells[0])}",
-                          f"{max(x['max_abs_soc_difference_vs_eval'] for x in pack_docs):.1e}",
-                          f"{d['samples_per_second']:.0f}", timing_text,
-                          "-" if ipcs is None else f"{ipcs['mean']:.0f} (max {ipcs['max']})",  # type: ignore[index]
-                          str(d["fault"] or ""))
-            entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
-                                        "instructions_per_cell_step": ipcs, "target_starts": d["target_starts"],
-                                        "bus_load": cc.bus_load(len(cells), float(np.nanmedian(cells[0].dt_s[1:]))
-                                                                / speed, bitrate, _frames_per_cell(args.target))
-                                        if len(cells[0]) > 1 else None}
-            if logged is not None:
-                n = result.samples_done
-                both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
-                entry["max_abs_soc_difference_vs_log"] = (
-                    float(np.max(np.abs(result.soc[:n][both] - logged.logged_soc[:n][both]))) if both.any() else None)
-                console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
-                              f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates")
-            image = getattr(target, "image", None)
-            if image is not None:
-                entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
-            docs.append(entry)
-            if d["fault"]:
-                status = 1
-            if args.json:
-                _write_json(args.json, docs)
-            if args.junit:
-                write_junit(args.junit, docs, args.target,
-                            max_soc_difference=1e-3 if args.target == "reference" else 1e-4)
     finally:
         console.print(table)
     console.print(f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/"
@@ -369,10 +443,11 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
 
 
 def _frames_per_cell(target: str) -> int:
-    """Frames per cell per sample on the bus: MeasCell and EstCell, and
+    """Frames per cell per sample on the bus: MeasCell and EstCell,
     EstCellFlags from every target that runs the plausibility monitor (all
-    but the float64 reference; a board is assumed to)."""
-    return 2 if target == "reference" else 3
+    but the float64 reference; a board is assumed to), and EstCellHealth
+    from those that also estimate capacity and R0 (all but the reference)."""
+    return 2 if target == "reference" else 4
 
 
 def _detected_text(o) -> str:

@@ -8,9 +8,11 @@ the bus. A target that does not answer within the timeout ends the run with
 a fault; what was received until then is kept, and so is the log.
 
 Targets that run the plausibility monitor follow each EstCell with an
-EstCellFlags; those are matched to their sample by sequence whenever they
+EstCellFlags, and targets that estimate capacity and R0 with an
+EstCellHealth; those are matched to their sample by sequence whenever they
 arrive (during the next sample's wait, in lock-step) and kept in
-`ReplayResult.plausibility`. A sample is complete with its EstCells.
+`ReplayResult.plausibility` and `ReplayResult.health`. A sample is complete
+with its EstCells.
 
 Everything sent and received is written to a python-can log as it happens
 (`.blf`, `.asc` or `.log`, by the file's suffix).
@@ -29,6 +31,52 @@ import numpy as np
 
 from bmsfil import can_contract as cc
 from bmsfil.recording import Recording
+
+
+def _sample_of(sequence: int, k: int) -> int:
+    """The latest sample sent (up to k) with that sequence number."""
+    return k - ((k - sequence) % cc.SEQUENCE_MODULUS)
+
+
+@dataclass
+class Health:
+    """The EstCellHealth a target sent, per sample and cell: capacity and R0
+    (nan where not received or not yet valid)."""
+
+    received: np.ndarray                # bool (samples, cells)
+    capacity_Ah: np.ndarray
+    r0_ohm: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, m: int) -> "Health":
+        return cls(np.zeros((n, m), dtype=bool), np.full((n, m), np.nan), np.full((n, m), np.nan))
+
+    @property
+    def sent(self) -> bool:
+        return bool(self.received.any())
+
+    def note(self, frame: cc.EstCellHealth, k: int) -> bool:
+        """Record a frame that arrived while sample k was in flight (as Plausibility.note)."""
+        n, m = self.received.shape
+        j = _sample_of(frame.sequence, k)
+        if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
+            return False
+        self.received[j, frame.cell_index] = True
+        self.capacity_Ah[j, frame.cell_index] = frame.capacity_Ah
+        self.r0_ohm[j, frame.cell_index] = frame.r0_ohm
+        return True
+
+    def summary(self) -> list[dict[str, float | int | None]]:
+        """Per cell: the last capacity and R0 received, and from which sample on each was valid."""
+        out: list[dict[str, float | int | None]] = []
+        for c in range(self.received.shape[1]):
+            cell: dict[str, float | int | None] = {}
+            for name, values in (("capacity_Ah", self.capacity_Ah[:, c]), ("r0_ohm", self.r0_ohm[:, c])):
+                valid = np.flatnonzero(np.isfinite(values))
+                cell[name] = float(values[valid[-1]]) if valid.size else None
+                cell[f"{name.split('_')[0]}_valid_from_sample"] = int(valid[0]) if valid.size else None
+            out.append(cell)
+        return out
 
 
 @dataclass
@@ -56,7 +104,7 @@ class Plausibility:
         """Record a frame that arrived while sample k was in flight; False if
         it is for no sample sent so far, a cell outside the pack or a repeat."""
         n, m = self.received.shape
-        j = k - ((k - frame.sequence) % cc.SEQUENCE_MODULUS)  # the latest sample sent with that sequence
+        j = _sample_of(frame.sequence, k)
         if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
             return False
         c = frame.cell_index
@@ -142,6 +190,7 @@ class Delivery:
     sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
     plausibility: Plausibility | None = None  # where EstCellFlags are kept as they arrive
+    health: Health | None = None  # where EstCellHealth are kept as they arrive
 
     def summary(self) -> dict[str, object]:
         rt = np.asarray(self.round_trip_s) if self.round_trip_s else np.array([np.nan])
@@ -181,6 +230,12 @@ class ReplayResult:
         """The EstCellFlags received (`Plausibility.sent` False if none)."""
         p = self.delivery.plausibility
         return p if p is not None else Plausibility.empty(*self.soc.shape)
+
+    @property
+    def health(self) -> Health:
+        """The EstCellHealth received (`Health.sent` False if none)."""
+        h = self.delivery.health
+        return h if h is not None else Health.empty(*self.soc.shape)
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -225,13 +280,16 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
     elif isinstance(frame, cc.EstCellFlags):
         if d.plausibility is None or not d.plausibility.note(frame, k):
             d.unexpected += 1
+    elif isinstance(frame, cc.EstCellHealth):
+        if d.health is None or not d.health.note(frame, k):
+            d.unexpected += 1
     return frame
 
 
 def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.EstCell | None:
     """The message if it is an estimate; anything else but a status counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.EstCellFlags)):
+    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.EstCell) else None
 
@@ -239,7 +297,7 @@ def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | N
 def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
     """The message if it is a TargetStatus; anything else decodable counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.EstCellFlags)):
+    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.TargetStatus) else None
 
@@ -312,6 +370,7 @@ def replay_lockstep(
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
     d.plausibility = Plausibility.empty(n, m)
+    d.health = Health.empty(n, m)
     if commands and -1 in commands:
         fault = _command(bus, commands[-1], -1, d, timeout_s, log)
         if fault is not None:
@@ -373,13 +432,14 @@ def replay_lockstep(
 
 
 def _await_flags(bus: can.BusABC, k: int, d: Delivery, timeout_s: float, log: can.Listener | None) -> None:
-    """A target that sends EstCellFlags sends the last sample's after its
-    last EstCell: read them too. Targets that send none are not waited for."""
-    p = d.plausibility
-    if p is None or not p.sent or k < 0:
+    """A target that sends EstCellFlags or EstCellHealth sends the last
+    sample's after its last EstCell: read them too. Targets that send none
+    are not waited for."""
+    kinds = [x.received for x in (d.plausibility, d.health) if x is not None and x.sent]
+    if not kinds or k < 0:
         return
     deadline = time.perf_counter() + timeout_s
-    while not p.received[k].all() and (remaining := deadline - time.perf_counter()) > 0:
+    while not all(r[k].all() for r in kinds) and (remaining := deadline - time.perf_counter()) > 0:
         try:
             msg = bus.recv(timeout=remaining)
         except can.CanError as exc:
@@ -551,6 +611,7 @@ def replay_realtime(
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
     d.plausibility = Plausibility.empty(n, m)
+    d.health = Health.empty(n, m)
     timing = Timing(speed)
     step = np.nan_to_num(dt, nan=0.0)
     step[0] = 0.0

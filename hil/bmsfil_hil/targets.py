@@ -24,6 +24,7 @@ import can
 
 from bmsfil import can_contract as cc
 from bmsfil.core import SocEstimator, StepResult
+from bmsfil.health import CellHealth
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor
 from bmsfil.reference import ReferenceSocEstimator
@@ -90,8 +91,10 @@ class EstimatorTarget:
 
     With `monitored` (the C core: `SocEstimator`) every cell also has a
     plausibility monitor (`bmsfil.plausibility.PlausibilityMonitor`, the C
-    core's `bf_plaus_step`) stepped after its filter, and each EstCell is
-    followed by the cell's EstCellFlags, as the firmware sends them.
+    core's `bf_plaus_step`) and capacity and R0 estimators
+    (`bmsfil.health.CellHealth`) stepped after its filter, and each EstCell
+    is followed by the cell's EstCellFlags and EstCellHealth, as the
+    firmware sends them.
     """
 
     def __init__(self, name: str, make_estimator: Callable[[], Estimator], monitored: bool = False) -> None:
@@ -99,6 +102,7 @@ class EstimatorTarget:
         self._make = make_estimator
         self._monitored = monitored
         self._monitors: dict[int, PlausibilityMonitor] = {}
+        self._health: dict[int, CellHealth] = {}
         self._bus: InlineBus | None = None
         self._cells: dict[int, Estimator] = {}
         self._pack: cc.MeasPack | None = None
@@ -106,7 +110,7 @@ class EstimatorTarget:
 
     def start(self) -> can.BusABC:
         self._cells, self._pack, self._counter = {}, None, 0
-        self._monitors = {}
+        self._monitors, self._health = {}, {}
         self._bus = InlineBus(self._answer, channel=f"bmsfil-{self.name}")
         return self._bus
 
@@ -140,6 +144,7 @@ class EstimatorTarget:
             est.init_ocv(cell.voltage_V, cell.temp_C if cell.temp_valid else 25.0)
             if self._monitored:
                 self._monitors[cell.cell_index] = PlausibilityMonitor()
+                self._health[cell.cell_index] = CellHealth(est.params)  # type: ignore[attr-defined]
         r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
         out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
         if self._monitored:
@@ -147,6 +152,9 @@ class EstimatorTarget:
             out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, int(po.flags),
                                                 float(po.unseen_current_A), float(po.unseen_current_sigma_A),
                                                 float(po.stuck_for_s)))
+            capacity, r0 = self._health[cell.cell_index].step(est, pack.dt_s, pack.current_A,  # type: ignore[arg-type]
+                                                              cell.voltage_V, cell.temp_C)
+            out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0))
         return out
 
 

@@ -9,9 +9,11 @@ host estimator uses.
 
     python -m bmsfil.export_c PARAMS.json -o params.c
 
-The file defines `fw_params_cell`, `fw_params_tuning`, `fw_params_name` and
+The file defines `fw_params_cell`, `fw_params_tuning`, `fw_params_name`,
 `fw_plaus_config`, the plausibility monitor's settings (the defaults of
 `bmsfil.plausibility.PlausibilityConfig`, which the host targets run too),
+and `fw_capacity_tuning` and `fw_r0_tuning`, the capacity and R0
+estimators' settings (`bmsfil.health`'s defaults for this parameter set),
 declared in firmware/baremetal/include/fw/params.h.
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from bmsfil._core import ffi
 from bmsfil.core import pack_cell_params, pack_tuning
+from bmsfil.health import CapacityTuning, R0Tuning
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityConfig
 
@@ -55,9 +58,12 @@ def _value(value: object, ctype: "ffi.CType") -> str:
 
 
 def params_to_c(params: ParameterSet, source: str = "") -> str:
-    """C source defining fw_params_cell, fw_params_tuning, fw_params_name and fw_plaus_config."""
+    """C source defining fw_params_cell, fw_params_tuning, fw_params_name,
+    fw_plaus_config, fw_capacity_tuning and fw_r0_tuning."""
     cell = pack_cell_params(params)
     plaus = PlausibilityConfig().packed()
+    capacity = CapacityTuning.for_params(params).packed()
+    r0 = R0Tuning.for_params(params).packed()
     tuning = pack_tuning(params.filter)
     name = params.name.replace("\\", "\\\\").replace('"', '\\"')
     origin = f" from {source}" if source else ""
@@ -67,7 +73,9 @@ def params_to_c(params: ParameterSet, source: str = "") -> str:
         f'const char fw_params_name[] = "{name}";\n\n'
         f"const bf_cell_params_t fw_params_cell = {_initialiser(cell[0])};\n\n"
         f"const bf_soc_ekf_tuning_t fw_params_tuning = {_initialiser(tuning[0])};\n\n"
-        f"const bf_plaus_config_t fw_plaus_config = {_initialiser(plaus[0])};\n"
+        f"const bf_plaus_config_t fw_plaus_config = {_initialiser(plaus[0])};\n\n"
+        f"const bf_capacity_tuning_t fw_capacity_tuning = {_initialiser(capacity[0])};\n\n"
+        f"const bf_r0_tuning_t fw_r0_tuning = {_initialiser(r0[0])};\n"
     )
 
 

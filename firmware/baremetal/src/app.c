@@ -13,6 +13,8 @@
 #define UNSEEN_RAW_MAX 16383u        /* EstCellFlags.unseen_current_A saturates at +-16.383 A */
 #define UNSEEN_SIGMA_RAW_MAX 1023u   /* unseen_current_sigma_A saturates at 2.046 A */
 #define STUCK_RAW_MAX 63u            /* stuck_for_s saturates at 63 s */
+#define CAPACITY_RAW_MAX 65535u      /* EstCellHealth.capacity_Ah saturates at 65.535 Ah */
+#define R0_RAW_MAX 2047u             /* EstCellHealth.r0_ohm saturates at 0.2047 ohm */
 
 uint32_t fw_round_scaled(float x, uint32_t mult)
 {
@@ -163,6 +165,28 @@ static void send_flags(fw_app_t *app, uint16_t cell_index, const bf_plaus_out_t 
         send_frame(app, BMSFIL_CAN_EST_CELL_FLAGS_FRAME_ID, data);
 }
 
+/* EstCellHealth: capacity once a pair of anchors has taught it, R0 once a
+ * current step has; core temperature is not estimated here. */
+static void send_health(fw_app_t *app, uint16_t cell_index, const fw_cell_t *cell, const bf_capacity_out_t *co,
+                        const bf_r0_out_t *ro)
+{
+    struct bmsfil_can_est_cell_health_t m;
+    uint8_t data[8];
+    bmsfil_can_est_cell_health_init(&m);
+    m.sequence = app->sequence;
+    m.cell_index = cell_index;
+    if (cell->capacity.fit.updates > 0u) {
+        m.capacity_valid = 1u;
+        m.capacity_ah = (uint16_t)scaled_sat(co->capacity_Ah, 1000u, CAPACITY_RAW_MAX);
+    }
+    if (cell->r0.updates > 0u) {
+        m.r0_valid = 1u;
+        m.r0_ohm = (uint16_t)scaled_sat(ro->r0_ohm, 10000u, R0_RAW_MAX);
+    }
+    if (bmsfil_can_est_cell_health_pack(data, &m, sizeof data) == 8)
+        send_frame(app, BMSFIL_CAN_EST_CELL_HEALTH_FRAME_ID, data);
+}
+
 /* --- frames in ------------------------------------------------------------- */
 
 /* Measurements are scaled by exact division (raw / 10^k is correctly rounded
@@ -203,6 +227,8 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     fw_cell_t *cell;
     bf_soc_ekf_out_t out;
     bf_plaus_out_t po;
+    bf_capacity_out_t co;
+    bf_r0_out_t ro;
     float v, t;
     uint32_t flags;
     if (bmsfil_can_meas_cell_unpack(&m, data, 8) != 0) {
@@ -240,7 +266,9 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
             return;
         }
         if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK ||
-            bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK) {
+            bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK ||
+            bf_capacity_init(&cell->capacity, app->capacity_tuning) != BF_OK ||
+            bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK) {
             app->fault = FW_FAULT_ESTIMATOR_ERROR;
             send_estimate(app, m.cell_index, &out, 0, 0);
             return;
@@ -254,6 +282,11 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         bf_status_t st = bf_soc_ekf_step(&cell->ekf, app->params, app->tuning, app->dt_s, app->current_A, v, t, &out);
         bf_status_t pst = st == BF_OK ? bf_plaus_step(&cell->plaus, app->plaus_config, app->dt_s, v, &out, &po)
                                       : st;
+        bf_status_t hst = st == BF_OK ? bf_capacity_step(&cell->capacity, app->params, app->capacity_tuning,
+                                                         app->dt_s, app->current_A, v, t, &out, &co)
+                                      : st;
+        if (hst == BF_OK)
+            hst = bf_r0_step(&cell->r0, app->params, app->r0_tuning, app->dt_s, app->current_A, v, t, out.soc, &ro);
         uint64_t ticks = board_ticks() - t0;
         board_irq_release(held);
         app->step_ticks += ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
@@ -269,12 +302,14 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
             return;
         }
         send_estimate(app, m.cell_index, &out, flags, 1);
-        if (pst != BF_OK) {
-            app->fault = FW_FAULT_ESTIMATOR_ERROR;  /* the monitor refused: no verdict is sent */
+        if (pst != BF_OK || hst != BF_OK) {
+            app->fault = FW_FAULT_ESTIMATOR_ERROR;  /* the monitor or a health estimator refused */
+            if (pst == BF_OK) send_flags(app, m.cell_index, &po);
             return;
         }
     }
     send_flags(app, m.cell_index, &po);
+    send_health(app, m.cell_index, cell, &co, &ro);
 }
 
 static void finish_sample(fw_app_t *app)
@@ -343,7 +378,8 @@ void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f)
 }
 
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
-                 const bf_plaus_config_t *plaus_config, const fw_transport_t *transport, void *retained,
+                 const bf_plaus_config_t *plaus_config, const bf_capacity_tuning_t *capacity_tuning,
+                 const bf_r0_tuning_t *r0_tuning, const fw_transport_t *transport, void *retained,
                  size_t retained_size)
 {
     int restored;
@@ -351,11 +387,14 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
     app->params = params;
     app->tuning = tuning;
     app->plaus_config = plaus_config;
+    app->capacity_tuning = capacity_tuning;
+    app->r0_tuning = r0_tuning;
     app->transport = transport;
     app->saved = (fw_saved_t *)retained;
     app->state = FW_STATE_BOOTING;
     app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK &&
-                     bf_plaus_config_check(plaus_config) == BF_OK;
+                     bf_plaus_config_check(plaus_config) == BF_OK &&
+                     bf_capacity_tuning_check(capacity_tuning) == BF_OK && bf_r0_tuning_check(r0_tuning) == BF_OK;
     if (retained_size < sizeof(fw_saved_t)) {
         /* The board's retained region is too small for FW_MAX_CELLS: a build error in practice. */
         app->state = FW_STATE_FAULT;

@@ -23,7 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bmsfil/capacity.h"
 #include "bmsfil/plausibility.h"
+#include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
 #include "fw/frame.h"
 
@@ -32,7 +34,7 @@
 #endif
 
 #define FW_SAVED_MAGIC 0x46534D42u   /* "BMSF" */
-#define FW_SAVED_VERSION 2u          /* 2: fw_cell_t holds the monitor's state */
+#define FW_SAVED_VERSION 3u          /* 2: fw_cell_t holds the monitor's state; 3: and capacity and R0 */
 
 /* EstCell flag bit set by the firmware itself (not a core BF_FLAG_*). */
 #define FW_FLAG_RESTORED 0x80u
@@ -57,6 +59,8 @@ enum {
 typedef struct {
     bf_soc_ekf_t ekf;
     bf_plaus_t plaus;      /* the plausibility monitor beside the filter */
+    bf_capacity_t capacity; /* capacity (AWTLS over SOC anchors) */
+    bf_r0_t r0;            /* R0 from current steps */
     uint8_t initialised;   /* ekf holds a state */
     uint8_t restored;      /* the next EstCell carries FW_FLAG_RESTORED */
     uint8_t reserved[2];
@@ -82,6 +86,8 @@ typedef struct {
     const bf_cell_params_t *params;
     const bf_soc_ekf_tuning_t *tuning;
     const bf_plaus_config_t *plaus_config;
+    const bf_capacity_tuning_t *capacity_tuning;
+    const bf_r0_tuning_t *r0_tuning;
     const fw_transport_t *transport;
     fw_saved_t *saved;             /* in retained RAM */
     /* the sample in progress */
@@ -110,7 +116,8 @@ typedef struct {
  * restore or reset the saved state (`retained`, `retained_size` bytes of
  * retained RAM), send the first TargetStatus. */
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
-                 const bf_plaus_config_t *plaus_config, const fw_transport_t *transport, void *retained,
+                 const bf_plaus_config_t *plaus_config, const bf_capacity_tuning_t *capacity_tuning,
+                 const bf_r0_tuning_t *r0_tuning, const fw_transport_t *transport, void *retained,
                  size_t retained_size);
 
 /* Handle one received frame. */

@@ -3,14 +3,19 @@
 #ifndef FW_PARAMS_H
 #define FW_PARAMS_H
 
+#include "bmsfil/capacity.h"
 #include "bmsfil/cell_model.h"
 #include "bmsfil/plausibility.h"
+#include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
 
 extern const bf_cell_params_t fw_params_cell;
 extern const bf_soc_ekf_tuning_t fw_params_tuning;
 /* The plausibility monitor's settings: the host's PlausibilityConfig defaults. */
 extern const bf_plaus_config_t fw_plaus_config;
+/* The capacity and R0 estimators' settings: the host's defaults for this set. */
+extern const bf_capacity_tuning_t fw_capacity_tuning;
+extern const bf_r0_tuning_t fw_r0_tuning;
 extern const char fw_params_name[];
 
 #endif
