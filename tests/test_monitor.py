@@ -60,8 +60,8 @@ def test_log_of_a_three_cell_replay_shows_the_last_estimates(tmp_path, capsys):
     pack = snap["pack"]
     assert pack["cells_seen"] == 3 and pack["n_cells"] == 3 and pack["sequence"] == 49
     assert pack["current_A"] == pytest.approx(rec.current_A[-1], abs=1e-3)
-    # 50 samples of MeasPack + 3 MeasCell + 3 EstCell + 3 EstCellFlags.
-    assert pack["frames_decoded"] == 50 * 10
+    # 50 samples of MeasPack + 3 MeasCell + 3 EstCell + 3 EstCellFlags + 3 EstCellHealth.
+    assert pack["frames_decoded"] == 50 * 13
     assert all(c["plausibility"] == [] and c["unseen_current_A"] is not None for c in cells)
     assert pack["frames_not_in_contract"] == pack["frames_undecodable"] == 0
     assert pack["last_error"] is None

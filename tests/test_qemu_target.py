@@ -50,7 +50,8 @@ def test_lockstep_agrees_with_host_and_counts_instructions():
     ipcs = np.array(d.instructions_per_cell_step)
     assert len(ipcs) == len(rec)
     assert 300 < np.median(ipcs) < 20000
-    assert ipcs.max() - ipcs.min() < 0.2 * np.median(ipcs)
+    # Steps in which R0 learns from a current step cost a few hundred more.
+    assert ipcs.max() - ipcs.min() < 0.3 * np.median(ipcs)
 
 
 @needs_data
