@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -135,3 +136,14 @@ def test_96_cell_pack_end_to_end_and_the_monitor_shows_it(tmp_path):
     cells = view["cells"]
     assert len(cells) == 96
     assert all(not c["stale"] for c in cells)
+
+
+def test_a_target_that_never_answers_is_a_fault_not_a_traceback(tmp_path):
+    """A board on a bus where nothing answers: exit 1, the JSON says why."""
+    js = tmp_path / "nobody.json"
+    assert main(["hil", "run", "--target", "board", "--interface", "virtual", "--channel", f"nobody-{tmp_path.name}",
+                 "--samples", "5", "--timeout", "0.2", "--json", str(js), "--out-dir", str(tmp_path / "out")]) == 1
+    doc = json.loads(js.read_text())["recordings"][0]
+    assert "did not come back" in doc["delivery"]["fault"]
+    rmse = doc["cells"][0]["rmse"]
+    assert rmse is None or math.isnan(rmse)  # nothing to score

@@ -472,9 +472,12 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     """Score one cell as `bmsfil eval` would; without a reference SOC (a
     recording rebuilt from a log), only the comparison with the C core."""
     direct = SocEstimator(params).run(rec)
-    delta = float(np.nanmax(np.abs(trace.soc[:done] - direct.soc[:done]))) if done else math.nan
+    answered = np.isfinite(trace.soc[:done])
+    delta = float(np.max(np.abs(trace.soc[:done][answered] - direct.soc[:done][answered]))) if answered.any() else math.nan
     doc: dict[str, object] = {"recording": rec.meta.name, "rmse": math.nan, "within_3sigma": math.nan,
                               "max_abs_soc_difference_vs_eval": delta}
+    if not answered.any():
+        return doc  # nothing came back: the delivery's fault says why
     try:
         ev = score_trace(rec, rec, trace, params)
     except RecordingError:
