@@ -1,9 +1,9 @@
 """Capacity and R0 over CAN: every target but the float64 reference steps the
 capacity and R0 estimators after its filter and sends EstCellHealth each
-sample. On the host target and the firmware in QEMU they are the same C
-(bf_capacity_step, bf_r0_step) and agree to the bit with the host's
-`CellHealth`; the MicroPython port (pure MicroPython health estimators in
-both variants) agrees to the frame's resolution. A NASA discharge replayed
+sample. On the host target, the firmware in QEMU and the MicroPython native
+module they are the same C (bf_capacity_step, bf_r0_step) and agree to the
+bit with the host's `CellHealth`; the pure-MicroPython port agrees to the
+frame's resolution. A NASA discharge replayed
 from full to its cut-off teaches the capacity over CAN."""
 
 from __future__ import annotations
@@ -103,6 +103,20 @@ def test_micropython_sends_the_same_r0_to_the_frames_resolution() -> None:
     assert mp.received.all()
     assert np.array_equal(np.isnan(mp.r0_ohm), np.isnan(host.r0_ohm))
     assert np.nanmax(np.abs(mp.r0_ohm - host.r0_ohm)) <= 1e-4 + 1e-9
+
+
+@needs_micropython
+def test_micropython_native_sends_what_the_host_target_sends() -> None:
+    """The native module runs the same C: the frames agree to the bit."""
+    from bmsfil_hil import natmod
+
+    if natmod.host_arch() != "x64" or natmod.missing_tools("x64"):
+        pytest.skip("the native module cannot be built here: " + "; ".join(natmod.missing_tools("x64")))
+    rec = as_carried(bundled_recording().slice(0, 1500))
+    mp, host = _replay("micropython", [rec], variant="native").health, _replay("host", [rec]).health
+    assert mp.received.all()
+    assert np.array_equal(mp.r0_ohm, host.r0_ohm, equal_nan=True)
+    assert np.array_equal(mp.capacity_Ah, host.capacity_Ah, equal_nan=True)
 
 
 @pytest.mark.skipif(not NASA_B0005.is_file(), reason=f"NASA data not found at {DATA}")

@@ -70,10 +70,9 @@ def test_lockstep_agrees_with_host_and_counts_instructions(variant):
     # Instructions per cell step, counted on the emulated MCU (SysTick under -icount).
     ipcs = np.array(d.instructions_per_cell_step)
     assert len(ipcs) == len(rec)
-    # The native variant's filter and monitor are C (about 8,900 together);
-    # the capacity and R0 estimators run in MicroPython in both variants
-    # (about 34,000 more: docs/micropython.md).
-    low, high = (20_000, 80_000) if variant == "native" else (50_000, 5_000_000)
+    # The native variant's filter, monitor and capacity and R0 estimators are
+    # the C core's (docs/micropython.md).
+    low, high = (2_000, 20_000) if variant == "native" else (50_000, 5_000_000)
     assert low < np.median(ipcs) < high, np.median(ipcs)
 
 

@@ -11,7 +11,8 @@ are emulated in memory, see `App.on_host_command`):
   with BELL (``\\a``). The channel is open from the start.
 - MeasPack opens a sample; each MeasCell of it steps that cell, its
   plausibility monitor judges the step, the capacity and R0 estimators
-  (bmsfil_health, pure MicroPython in both variants) learn from it, and the
+  (bmsfil_health in pure MicroPython, or the C core's in the native
+  module) learn from it, and the
   cell is answered with its EstCell, its EstCellFlags and its EstCellHealth;
   after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
@@ -30,9 +31,6 @@ import bmsfil_can as bc
 import bmsfil_ekf as be
 import bmsfil_health as bh
 import bmsfil_plaus as bp
-
-
-NAN = float("nan")
 
 MAX_CELLS = 1024
 LINE_MAX = 64
@@ -61,6 +59,7 @@ class App:
         self.send = send
         self.SocEkf = (estimator or be).SocEkf
         self.Monitor = getattr(estimator or be, "Plausibility", bp.Plausibility)
+        self.CellHealth = getattr(estimator or be, "CellHealth", bh.CellHealth)
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -70,8 +69,7 @@ class App:
             self.icount_overhead = (icount() - t0) & 0x3FFFFFFF  # the counter's own cost
         self.cells = {}  # cell index -> SocEkf (initialised cells only)
         self.monitors = {}  # cell index -> its plausibility monitor
-        self.health = {}  # cell index -> (its capacity estimator, its R0 estimator)
-        self.model = be.CellModel(params)  # table lookups of the health estimators
+        self.health = {}  # cell index -> its capacity and R0 estimators
         self.capacity_tuning = bh.CapacityTuning(params)
         self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored
@@ -171,18 +169,16 @@ class App:
                 return
             self.cells[index] = ekf
             self.monitors[index] = self.Monitor()
-            self.health[index] = (bh.Capacity(self.params, self.capacity_tuning),
-                                  bh.Resistance(self.params, self.r0_tuning))
+            self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
             self.restored.pop(index, None)
         monitor = self.monitors[index]
-        capacity, resistance = self.health[index]
+        health = self.health[index]
         dt, i = self.dt_s, self.current_A
         try:
             t0 = self.icount() if self.icount is not None else 0
             soc, sigma, _, flags = ekf.step(dt, i, v, t)
             verdict = monitor.step(ekf, dt, v)
-            cap = capacity.step(self.model, dt, i, v, t, soc, sigma, flags)
-            r0 = resistance.step(self.model, dt, i, v, t, soc)
+            capacity_Ah, r0_ohm = health.step(ekf, dt, i, v, t, soc, sigma, flags)
             if self.icount is not None:
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
@@ -198,8 +194,7 @@ class App:
             self.fault = bc.FAULT_ESTIMATOR_ERROR
         self.send_estimate(index, soc, sigma, flags, ok)
         self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
-        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(
-            self.sequence, index, cap[0] if capacity.fit.updates else NAN, r0[0] if resistance.updates else NAN))
+        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm))
 
     def finish_sample(self):
         if self.steps:

@@ -52,6 +52,12 @@ class CapacityTuning:
         self.current_bias_A = 0.01
         self.gap_s = 600.0
 
+    def values(self):
+        """The settings in bf_capacity_tuning_t's order (for the native module)."""
+        return (self.rated_Ah, self.prior_sigma_rel, self.memory_cycles, self.rest_current_A, self.rest_anchor_s,
+                self.full_margin_V, self.full_sigma, self.empty_V, self.empty_current_A, self.empty_soc_max,
+                self.empty_sigma, self.min_dsoc, self.current_sigma_A, self.current_bias_A, self.gap_s)
+
 
 class R0Tuning:
     """resistance.h's bf_r0_tuning_t, defaults as R0Tuning.for_params."""
@@ -70,6 +76,11 @@ class R0Tuning:
         self.voltage_sigma_V = 0.002
         self.r0_init_ohm = r0
         self.r0_init_sigma_ohm = max(r0, 0.05)
+
+    def values(self):
+        """The settings in bf_r0_tuning_t's order (for the native module)."""
+        return (self.step_min_A, self.step_max_s, self.forget_steps, self.soc_min, self.voltage_sigma_V,
+                self.r0_init_ohm, self.r0_init_sigma_ohm)
 
 
 class Awtls:
@@ -272,6 +283,26 @@ class Resistance:
         self.last_current_A = current_A if valid else 0.0
         self.last_voltage_V = voltage_V if valid else 0.0
         return self.r0_ohm, math.sqrt(self.var), self.growth, events
+
+
+class CellHealth:
+    """The capacity and R0 estimators of one cell beside its SocEkf, as the
+    application steps them (bmsfil_native.CellHealth is the C core's):
+    `step(ekf, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags)`
+    returns (capacity_Ah, r0_ohm), each nan until learned."""
+
+    def __init__(self, params, capacity_tuning, r0_tuning):
+        self.capacity = Capacity(params, capacity_tuning)
+        self.resistance = Resistance(params, r0_tuning)
+
+    def step(self, ekf, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags):
+        model = ekf.model
+        cap = self.capacity.step(model, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags)[0]
+        r0 = self.resistance.step(model, dt_s, current_A, voltage_V, temp_C, soc)[0]
+        return (cap if self.capacity.fit.updates else _NAN), (r0 if self.resistance.updates else _NAN)
+
+
+_NAN = float("nan")
 
 
 class Health:

@@ -167,3 +167,34 @@ class Plausibility:
         if bufs is None or bufs[2] is not ekf.ekf_out:
             bufs = self.bufs = (self.state, self.config, ekf.ekf_out)
         return _c.plaus_step(bufs, dt_s, voltage_V)
+
+
+def _pack_floats(values, size, what):
+    buf = bytearray(size)
+    if 4 * len(values) != size:
+        raise ParamsError("%s is %d bytes in bmsfil_c, %d as packed here: rebuild natmod/" % (what, size, 4 * len(values)))
+    _put(buf, 0, values)
+    return buf
+
+
+class CellHealth:
+    """The capacity and R0 estimators of one cell in the C core (bf_capacity_t,
+    bf_r0_t); the interface of bmsfil_health.CellHealth: `step(ekf, dt_s,
+    current_A, voltage_V, temp_C, soc, soc_sigma, flags)` after the cell's
+    SocEkf.step returns (capacity_Ah, r0_ohm), each nan until learned. The
+    settings are bmsfil_health's (the host's defaults for the set)."""
+
+    def __init__(self, params, capacity_tuning, r0_tuning):
+        self.cell = packed(params)[0]
+        self.ctuning = _pack_floats(capacity_tuning.values(), _c.CAP_TUNING_SIZE, "bf_capacity_tuning_t")
+        self.rtuning = _pack_floats(r0_tuning.values(), _c.R0_TUNING_SIZE, "bf_r0_tuning_t")
+        self.cstate = bytearray(_c.CAP_STATE_SIZE)
+        self.rstate = bytearray(_c.R0_STATE_SIZE)
+        _c.health_init(self.cstate, self.ctuning, self.rstate, self.rtuning)
+        self.bufs = None
+
+    def step(self, ekf, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags):
+        bufs = self.bufs
+        if bufs is None or bufs[5] is not ekf.ekf_out:
+            bufs = self.bufs = (self.cstate, self.ctuning, self.rstate, self.rtuning, self.cell, ekf.ekf_out)
+        return _c.health_step(bufs, (dt_s, current_A, voltage_V, temp_C))

@@ -28,6 +28,12 @@
  *   plaus_init(pstate, config)     checks the config, starts a monitor state
  *   plaus_step((pstate, config, out), dt_s, voltage_V)
  *                                  -> (flags, unseen_current_A, unseen_current_sigma_A, stuck_for_s)
+ *   CAP_STATE_SIZE, CAP_TUNING_SIZE, R0_STATE_SIZE, R0_TUNING_SIZE
+ *   health_init(cstate, ctuning, rstate, rtuning)   checks both settings, starts both states
+ *   health_step((cstate, ctuning, rstate, rtuning, cell, out), (dt_s, current_A, voltage_V, temp_C))
+ *                                  -> (capacity_Ah or nan, r0_ohm or nan): the capacity and R0
+ *                                     estimators (capacity.h, resistance.h) after the filter's
+ *                                     step whose bf_soc_ekf_out_t is in `out`; nan until learned
  * The second form of step is for a Python method wrapping it: MicroPython
  * keeps a function's frame on the C stack only up to 11 words (locals plus
  * operand stack, VM_MAX_STATE_ON_STACK in py/objfun.c) and allocates larger
@@ -40,8 +46,11 @@
 
 #include "py/dynruntime.h"
 
+#include "bmsfil/bf_math.h"
+#include "bmsfil/capacity.h"
 #include "bmsfil/cell_model.h"
 #include "bmsfil/plausibility.h"
+#include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
@@ -217,6 +226,66 @@ static mp_obj_t plaus_step(mp_obj_t bufs_obj, mp_obj_t dt_obj, mp_obj_t v_obj)
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(plaus_step_obj, plaus_step);
 
+/* A quiet NaN without libm or a 0/0 the compiler may fold. */
+static float not_a_number(void)
+{
+    bf_bits32_t b;
+    b.u = 0x7fc00000u;
+    return b.f;
+}
+
+static mp_obj_t health_init(size_t n_args, const mp_obj_t *args)
+{
+    (void)n_args;
+    check_status(bf_capacity_init((bf_capacity_t *)struct_buffer(args[0], sizeof(bf_capacity_t), MP_BUFFER_RW),
+                                  (const bf_capacity_tuning_t *)struct_buffer(args[1], sizeof(bf_capacity_tuning_t),
+                                                                              MP_BUFFER_READ)));
+    check_status(bf_r0_init((bf_r0_t *)struct_buffer(args[2], sizeof(bf_r0_t), MP_BUFFER_RW),
+                            (const bf_r0_tuning_t *)struct_buffer(args[3], sizeof(bf_r0_tuning_t), MP_BUFFER_READ)));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(health_init_obj, 4, 4, health_init);
+
+static mp_obj_t health_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
+{
+    size_t len, n_in;
+    mp_obj_t *bufs, *in;
+    bf_capacity_out_t co;
+    bf_r0_out_t ro;
+    bf_capacity_t *cs;
+    bf_r0_t *rs;
+    const bf_cell_params_t *cell;
+    const bf_soc_ekf_out_t *out;
+    float dt, i, v, t;
+    mp_obj_get_array(bufs_obj, &len, &bufs);
+    mp_obj_get_array(in_obj, &n_in, &in);
+    if (len != 6 || n_in != 4) {
+        mp_raise_ValueError(MP_ERROR_TEXT("health_step: expected (cstate, ctuning, rstate, rtuning, cell, out), "
+                                          "(dt_s, current_A, voltage_V, temp_C)"));
+    }
+    cs = (bf_capacity_t *)struct_buffer(bufs[0], sizeof(bf_capacity_t), MP_BUFFER_RW);
+    rs = (bf_r0_t *)struct_buffer(bufs[2], sizeof(bf_r0_t), MP_BUFFER_RW);
+    cell = cell_arg(bufs[4]);
+    out = (const bf_soc_ekf_out_t *)struct_buffer(bufs[5], sizeof(bf_soc_ekf_out_t), MP_BUFFER_READ);
+    dt = float_arg(in[0]);
+    i = float_arg(in[1]);
+    v = float_arg(in[2]);
+    t = float_arg(in[3]);
+    check_status(bf_capacity_step(cs, cell,
+                                  (const bf_capacity_tuning_t *)struct_buffer(bufs[1], sizeof(bf_capacity_tuning_t),
+                                                                              MP_BUFFER_READ),
+                                  dt, i, v, t, out, &co));
+    check_status(bf_r0_step(rs, cell,
+                            (const bf_r0_tuning_t *)struct_buffer(bufs[3], sizeof(bf_r0_tuning_t), MP_BUFFER_READ),
+                            dt, i, v, t, out->soc, &ro));
+    mp_obj_t items[2] = {
+        mp_obj_new_float_from_f(cs->fit.updates > 0u ? co.capacity_Ah : not_a_number()),
+        mp_obj_new_float_from_f(rs->updates > 0u ? ro.r0_ohm : not_a_number()),
+    };
+    return mp_obj_new_tuple(2, items);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(health_step_obj, health_step);
+
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args)
 {
     MP_DYNRUNTIME_INIT_ENTRY
@@ -236,6 +305,12 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_EKF_OUT_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_soc_ekf_out_t)));
     mp_store_global(MP_QSTR_plaus_init, MP_OBJ_FROM_PTR(&plaus_init_obj));
     mp_store_global(MP_QSTR_plaus_step, MP_OBJ_FROM_PTR(&plaus_step_obj));
+    mp_store_global(MP_QSTR_CAP_STATE_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_capacity_t)));
+    mp_store_global(MP_QSTR_CAP_TUNING_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_capacity_tuning_t)));
+    mp_store_global(MP_QSTR_R0_STATE_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_r0_t)));
+    mp_store_global(MP_QSTR_R0_TUNING_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_r0_tuning_t)));
+    mp_store_global(MP_QSTR_health_init, MP_OBJ_FROM_PTR(&health_init_obj));
+    mp_store_global(MP_QSTR_health_step, MP_OBJ_FROM_PTR(&health_step_obj));
 
     MP_DYNRUNTIME_INIT_EXIT
 }
