@@ -47,12 +47,13 @@ def _replay(target: str, cells, params=PARAMS, **kw):
 def _direct(rec, params=PARAMS) -> tuple[np.ndarray, np.ndarray]:
     """CellHealth after SocEstimator on the recording as carried by CAN,
     quantised as EstCellHealth carries it."""
-    est, health = SocEstimator(params), CellHealth(params)
+    est = SocEstimator(params)
+    health = CellHealth(est)
     est.init_ocv(float(rec.voltage_V[0]), float(rec.temp_C[0]))
     out = []
     for sample in zip(rec.dt_s.tolist(), rec.current_A.tolist(), rec.voltage_V.tolist(), rec.temp_C.tolist()):
         est.step(*sample)
-        out.append(health.step(est, *sample))
+        out.append(health.step(*sample))
     cap, r0 = (np.array(c) for c in zip(*out))
     return np.round(cap * 1000) / 1000, np.minimum(np.round(r0 * 10000), 2047) / 10000
 

@@ -144,7 +144,7 @@ class EstimatorTarget:
             est.init_ocv(cell.voltage_V, cell.temp_C if cell.temp_valid else 25.0)
             if self._monitored:
                 self._monitors[cell.cell_index] = PlausibilityMonitor()
-                self._health[cell.cell_index] = CellHealth(est.params)  # type: ignore[attr-defined]
+                self._health[cell.cell_index] = CellHealth(est)  # type: ignore[arg-type]
         r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
         out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
         if self._monitored:
@@ -152,8 +152,7 @@ class EstimatorTarget:
             out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, int(po.flags),
                                                 float(po.unseen_current_A), float(po.unseen_current_sigma_A),
                                                 float(po.stuck_for_s)))
-            capacity, r0 = self._health[cell.cell_index].step(est, pack.dt_s, pack.current_A,  # type: ignore[arg-type]
-                                                              cell.voltage_V, cell.temp_C)
+            capacity, r0 = self._health[cell.cell_index].step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
             out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0))
         return out
 

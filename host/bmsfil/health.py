@@ -218,12 +218,13 @@ class CellHealth:
     """One cell's capacity and R0 estimators stepped after its SOC filter
     (`SocEstimator.step`), the way the firmware and the host HIL target run
     them (bf_capacity_step, then bf_r0_step; no gap restarts: the filter
-    runs as it is)."""
+    runs as it is). It reads the filter's parameter tables and step report
+    in place."""
 
-    def __init__(self, params: ParameterSet) -> None:
-        self._cell = pack_cell_params(params)
-        self._cap_t = CapacityTuning.for_params(params).packed()
-        self._r0_t = R0Tuning.for_params(params).packed()
+    def __init__(self, estimator: SocEstimator) -> None:
+        self._est = estimator
+        self._cap_t = CapacityTuning.for_params(estimator.params).packed()
+        self._r0_t = R0Tuning.for_params(estimator.params).packed()
         self._cap = ffi.new("bf_capacity_t *")
         self._r0 = ffi.new("bf_r0_t *")
         self._co = ffi.new("bf_capacity_out_t *")
@@ -231,14 +232,13 @@ class CellHealth:
         _check(lib.bf_capacity_init(self._cap, self._cap_t), "capacity init")
         _check(lib.bf_r0_init(self._r0, self._r0_t), "R0 init")
 
-    def step(self, estimator: SocEstimator, dt_s: float, current_A: float, voltage_V: float,
-             temp_C: float) -> tuple[float, float]:
-        """After `estimator.step(...)` of the same sample: (capacity in Ah, R0
-        in ohm), each nan until the estimator has learned from the data."""
-        out = estimator._out
-        _check(lib.bf_capacity_step(self._cap, self._cell, self._cap_t, dt_s, current_A, voltage_V, temp_C, out,
+    def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> tuple[float, float]:
+        """After the filter's step of the same sample: (capacity in Ah, R0 in
+        ohm), each nan until the estimator has learned from the data."""
+        est = self._est
+        _check(lib.bf_capacity_step(self._cap, est._cell, self._cap_t, dt_s, current_A, voltage_V, temp_C, est._out,
                                     self._co), "capacity step")
-        _check(lib.bf_r0_step(self._r0, self._cell, self._r0_t, dt_s, current_A, voltage_V, temp_C, out.soc,
+        _check(lib.bf_r0_step(self._r0, est._cell, self._r0_t, dt_s, current_A, voltage_V, temp_C, est._out.soc,
                               self._ro), "R0 step")
         capacity = self._co.capacity_Ah if self._cap.fit.updates > 0 else math.nan
         r0 = self._ro.r0_ohm if self._r0.updates > 0 else math.nan
