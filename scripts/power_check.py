@@ -23,6 +23,19 @@ from bmsfil.params import bundled_params
 from bmsfil.power import HORIZONS_S, SopLimits, pulse_voltage, state_of_power
 
 
+def crossing(t: np.ndarray, v: np.ndarray, v_lim: float, falling: bool) -> float:
+    """When v first reaches v_lim, interpolated linearly between the steps
+    around it (inf if never; the pulse starts at t = 0 from the step's start)."""
+    past = v <= v_lim if falling else v >= v_lim
+    hit = np.flatnonzero(past)
+    if not hit.size:
+        return float("inf")
+    k = int(hit[0])
+    if k == 0:
+        return float(t[0])
+    return float(t[k - 1] + (t[k] - t[k - 1]) * (v_lim - v[k - 1]) / (v[k] - v[k - 1]))
+
+
 def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, float, str, float]]:
     """(SOC, horizon, direction, relative time error) of every voltage-limited case."""
     params, rec = bundled_params(), bundled_recording()
@@ -41,8 +54,7 @@ def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, f
                 if by != ("voltage",):
                     continue
                 t, v, _ = pulse_voltage(params, est.x, temp, power, 1.2 * horizon, steps=int(1.2 * horizon * steps_per_s))
-                hit = np.flatnonzero(v <= v_lim if power < 0 else v >= v_lim)
-                t_hit = float(t[hit[0]]) if hit.size else float("inf")
+                t_hit = crossing(t, v, v_lim, power < 0)
                 out.append((float(est.x[0]), horizon, name, (t_hit - horizon) / horizon))
     return out
 

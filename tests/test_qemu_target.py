@@ -50,8 +50,13 @@ def test_lockstep_agrees_with_host_and_counts_instructions():
     ipcs = np.array(d.instructions_per_cell_step)
     assert len(ipcs) == len(rec)
     assert 300 < np.median(ipcs) < 20000
-    # Steps in which R0 learns from a current step cost a few hundred more.
-    assert ipcs.max() - ipcs.min() < 0.3 * np.median(ipcs)
+    # Steps in which R0 learns from a current step cost a few hundred more;
+    # every second sample (even sequence) also runs a sub-step of the
+    # state-of-power search, about 600 instructions (docs/power.md).
+    plain, searching = ipcs[1::2], ipcs[0::2]
+    assert plain.max() - plain.min() < 0.3 * np.median(plain)
+    assert 300 < np.median(searching) - np.median(plain) < 1200
+    assert searching.max() < 2 * np.median(plain)
 
 
 @needs_data

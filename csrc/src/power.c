@@ -5,17 +5,8 @@
 
 #define SECONDS_PER_HOUR 3600.0f
 
-/* The model at the start of a pulse, constant over it (power.h). */
-typedef struct {
-    float z, i1, i2, h;             /* state */
-    float dt, rn, kn, m0, m, gamma, eta_chg;    /* per temperature: held */
-    float temp_C;
-} pulse_t;
-
-static float signf(float v)
-{
-    return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
-}
+enum { STAGE_IDLE, STAGE_REST, STAGE_TOP, STAGE_WARM_LO, STAGE_WARM_HI, STAGE_SEARCH };
+enum { KEPT_NONE, KEPT_LO, KEPT_HI };
 
 bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim)
 {
@@ -33,146 +24,400 @@ bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim)
     return BF_OK;
 }
 
-/* One pulse of constant power P (W, >= 0) in direction dir (-1 discharge,
- * +1 charge). Returns the BF_SOP_BY_* limits it broke (0: none) and the
- * current magnitude at its end. */
-static uint32_t simulate(const pulse_t *c, const bf_cell_params_t *p, const bf_sop_limits_t *lim, float dir,
-                         float P, float *i_end)
+static float signf(float v)
 {
-    float z = c->z, i1 = c->i1, i2 = c->i2, h = c->h, x = 0.0f;
-    const float eta = dir > 0.0f ? c->eta_chg : 1.0f;
-    uint32_t k, by = 0u;
-    bf_lookup_t at;
-
-    bf_cell_locate(p, z, c->temp_C, &at);
-    /* The first sub-step's current-dependent terms (Rn, the hysteresis
-     * rate) start from P over the OCV rather than from rest. */
-    x = P / bf_cell_ocv(p, &at, 0);
-    for (k = 0u; k < BF_SOP_SUBSTEPS; ++k) {
-        /* v = e0 + r i for the current i of this sub-step, as the filter
-         * predicts: SOC, RC currents and hysteresis move with i first (the
-         * OCV's move through its slope), the model's tables at this SOC. */
-        float docv, ocv, cap_As, a1, a2, r0, r1, r2, rn, ah, dz_per_A, e0, r, disc, i, v;
-        bf_cell_locate_soc(p, z, &at);
-        ocv = bf_cell_ocv(p, &at, &docv);
-        cap_As = bf_cell_capacity(p, &at) * SECONDS_PER_HOUR;
-        a1 = bf_expf(-c->dt / bf_cell_rc_table(p, p->tau1_s, &at));
-        a2 = bf_expf(-c->dt / bf_cell_rc_table(p, p->tau2_s, &at));
-        r0 = bf_cell_rc_table(p, p->r0_ohm, &at);
-        r1 = bf_cell_rc_table(p, p->r1_ohm, &at);
-        r2 = bf_cell_rc_table(p, p->r2_ohm, &at);
-        rn = c->rn / (1.0f + c->kn * x);
-        dz_per_A = eta * c->dt / cap_As;
-        ah = bf_expf(-bf_absf(x * dz_per_A * c->gamma));
-        e0 = ocv + c->m0 * dir + c->m * (ah * h + (1.0f - ah) * dir) + r1 * a1 * i1 + r2 * a2 * i2;
-        r = r0 + rn + r1 * (1.0f - a1) + r2 * (1.0f - a2) + docv * dz_per_A;
-        if (dir < 0.0f) {
-            /* P = x (e0 - r x): the smaller root is the cell's side. */
-            disc = e0 * e0 - 4.0f * r * P;
-            if (!(e0 > 0.0f) || disc < 0.0f) {
-                *i_end = x;
-                return by | BF_SOP_BY_POWER;
-            }
-            x = r > 0.0f ? (e0 - bf_sqrtf(disc)) / (2.0f * r) : P / e0;
-        } else {
-            /* P = x (e0 + r x). */
-            disc = e0 * e0 + 4.0f * r * P;
-            x = r > 0.0f ? (bf_sqrtf(disc) - e0) / (2.0f * r) : P / e0;
-        }
-        i = dir * x;
-        v = e0 + r * i;
-        ah = bf_expf(-bf_absf(i * dz_per_A * c->gamma));
-        z += i * dz_per_A;
-        i1 = a1 * i1 + (1.0f - a1) * i;
-        i2 = a2 * i2 + (1.0f - a2) * i;
-        h = ah * h + (1.0f - ah) * signf(i);
-        if (dir < 0.0f) {
-            if (v < lim->v_min_V) by |= BF_SOP_BY_VOLTAGE;
-            if (x > lim->i_dis_max_A) by |= BF_SOP_BY_CURRENT;
-            if (z < lim->soc_min) by |= BF_SOP_BY_SOC;
-        } else {
-            if (v > lim->v_max_V) by |= BF_SOP_BY_VOLTAGE;
-            if (x > lim->i_chg_max_A) by |= BF_SOP_BY_CURRENT;
-            if (z > lim->soc_max) by |= BF_SOP_BY_SOC;
-        }
-    }
-    *i_end = x;
-    return by;
+    return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
 }
 
-/* The largest power in direction dir that breaks no limit. */
-static float largest(const pulse_t *c, const bf_cell_params_t *p, const bf_sop_limits_t *lim, float dir,
-                     float *amps, uint32_t *by)
+static float minf(float a, float b)
 {
-    const float i_max = dir < 0.0f ? lim->i_dis_max_A : lim->i_chg_max_A;
-    float lo = 0.0f, hi = lim->v_max_V * i_max, i_lo = 0.0f, i_hi;
-    uint32_t k, f;
-
-    f = simulate(c, p, lim, dir, 0.0f, &i_lo);
-    if (f != 0u) {
-        /* Already outside a limit at rest (e.g. SOC below its window). */
-        *amps = 0.0f;
-        *by = f;
-        return 0.0f;
-    }
-    f = simulate(c, p, lim, dir, hi, &i_hi);
-    if (f == 0u) {
-        *amps = i_hi;
-        *by = 0u;
-        return hi;
-    }
-    *by = f;
-    for (k = 0u; k < BF_SOP_ITERATIONS; ++k) {
-        float mid = 0.5f * (lo + hi), i_mid;
-        f = simulate(c, p, lim, dir, mid, &i_mid);
-        if (f == 0u) {
-            lo = mid;
-            i_lo = i_mid;
-        } else {
-            hi = mid;
-            *by = f;
-        }
-    }
-    *amps = i_lo;
-    return lo;
+    return a < b ? a : b;
 }
 
-bf_status_t bf_sop(const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
-                   const bf_sop_limits_t *lim, bf_sop_t *out)
+static float direction(const bf_sop_task_t *t)
 {
-    pulse_t c;
-    bf_lookup_t at;
-    bf_status_t st;
+    return t->dir == 0u ? -1.0f : 1.0f;
+}
 
-    if (s == 0 || p == 0 || lim == 0 || out == 0) {
-        return BF_E_NULL;
+/* Weight of the end current in an RC pair's response to a current ramping
+ * linearly over a sub-step of u = dt / tau time constants:
+ * 1 - (1 - e^-u) / u, by its series where the difference would cancel. */
+static float ramp_weight(float u, float one_minus_a)
+{
+    return u < 0.05f ? u * (0.5f - u * (1.0f / 6.0f - u * (1.0f / 24.0f))) : 1.0f - one_minus_a / u;
+}
+
+/* Solve P = x (e0 + dir r x) for the magnitude x of the current: the
+ * smaller root on discharge (the cell's side). 0 when no current draws P. */
+static int solve_current(float dir, float e0, float r, float P, float *x)
+{
+    float disc;
+    if (dir < 0.0f) {
+        disc = e0 * e0 - 4.0f * r * P;
+        if (!(e0 > 0.0f) || disc < 0.0f) {
+            return 0;
+        }
+        *x = r > 0.0f ? (e0 - bf_sqrtf(disc)) / (2.0f * r) : P / e0;
+    } else {
+        disc = e0 * e0 + 4.0f * r * P;
+        *x = r > 0.0f ? (bf_sqrtf(disc) - e0) / (2.0f * r) : P / e0;
     }
-    st = bf_sop_limits_check(lim);
+    return 1;
+}
+
+/* Start a pulse of constant power P (W, >= 0) in the task's direction: its
+ * current at the first instant, through the instantaneous resistance
+ * (R0 + Rn; the RC currents and the hysteresis cannot jump). */
+static void pulse_begin(bf_sop_task_t *t, const bf_cell_params_t *p, float P)
+{
+    const float dir = direction(t);
+    float ocv, x = 0.0f, e0, r0;
+    t->p = P;
+    t->z = t->z0;
+    t->i1 = t->i10;
+    t->i2 = t->i20;
+    t->h = t->h0;
+    t->margin = 3.0e38f;
+    t->by = 0u;
+    t->k = 0u;
+    bf_cell_locate_soc(p, t->z0, &t->at);
+    ocv = bf_cell_ocv(p, &t->at, 0);
+    r0 = bf_cell_rc_table(p, p->r0_ohm, &t->at);
+    e0 = ocv + t->m0 * dir + t->m * t->h + bf_cell_rc_table(p, p->r1_ohm, &t->at) * t->i1
+         + bf_cell_rc_table(p, p->r2_ohm, &t->at) * t->i2;
+    /* Rn at the current P / OCV (close enough for where Rn saturates). */
+    if (!solve_current(dir, e0, r0 + t->rn / (1.0f + t->kn * P / ocv), P, &x)) {
+        x = P / ocv;   /* the first sub-step finds that the power cannot be drawn */
+    }
+    t->x = x;
+}
+
+/* One sub-step of the pulse, with the current ramping linearly from its
+ * value at the sub-step's start, x0, to the one at its end, x1, which draws
+ * exactly the power at the end's voltage: SOC by the trapezoid, the RC
+ * currents by their exact response to the ramp (second order in the
+ * sub-step, where holding x1 over the sub-step, as the filter does with a
+ * sample's current, would be first order), the hysteresis's rate at x0,
+ * the resistances and the OCV at the end that x0 predicts, the RC time
+ * constants at the pulse's start (they change little over a pulse; their
+ * decay factors are computed once per horizon). The voltage is e0 + r i1, linear in
+ * the end current. Updates the margin and the limits broken; 0 when the cell
+ * cannot deliver the power at all (the pulse ends there). */
+static int pulse_substep(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_limits_t *lim)
+{
+    const float dir = direction(t);
+    const float eta = dir > 0.0f ? t->eta_chg : 1.0f;
+    const float i0 = dir * t->x;
+    float docv, ocv, r0, r1, r2, rn, ah, dz_per_A, e0, r, i, v, x;
+
+    dz_per_A = eta * t->dt / t->cap_As;
+    /* Every table at the end of the sub-step that the start's current
+     * predicts, zp: the voltage is the end's. The OCV linearised about it:
+     * OCV(zp) + slope (z_end - zp), z_end - zp = (i - i0) dz / 2. */
+    bf_cell_locate_soc(p, t->z + i0 * dz_per_A, &t->at);
+    ocv = bf_cell_ocv(p, &t->at, &docv);
+    r0 = bf_cell_rc_table(p, p->r0_ohm, &t->at);
+    r1 = bf_cell_rc_table(p, p->r1_ohm, &t->at);
+    r2 = bf_cell_rc_table(p, p->r2_ohm, &t->at);
+    rn = t->rn / (1.0f + t->kn * t->x);
+    ah = bf_expf(-bf_absf(t->x * dz_per_A * t->gamma));
+    e0 = ocv - 0.5f * docv * dz_per_A * i0 + t->m0 * dir + t->m * (ah * t->h + (1.0f - ah) * dir)
+         + r1 * (t->a1 * t->i1 + (1.0f - t->a1 - t->b1) * i0) + r2 * (t->a2 * t->i2 + (1.0f - t->a2 - t->b2) * i0);
+    r = r0 + rn + r1 * t->b1 + r2 * t->b2 + 0.5f * docv * dz_per_A;
+    if (!solve_current(dir, e0, r, t->p, &x)) {
+        t->by |= BF_SOP_BY_POWER;
+        t->margin = minf(t->margin, -1.0f);
+        return 0;
+    }
+    i = dir * x;
+    v = e0 + r * i;
+    t->x = x;
+    t->z += 0.5f * (i0 + i) * dz_per_A;
+    t->i1 = t->a1 * t->i1 + (1.0f - t->a1 - t->b1) * i0 + t->b1 * i;
+    t->i2 = t->a2 * t->i2 + (1.0f - t->a2 - t->b2) * i0 + t->b2 * i;
+    t->h = ah * t->h + (1.0f - ah) * signf(i);
+    {
+        const float mv = dir < 0.0f ? (v - lim->v_min_V) / lim->v_min_V : (lim->v_max_V - v) / lim->v_max_V;
+        const float i_max = dir < 0.0f ? lim->i_dis_max_A : lim->i_chg_max_A;
+        const float mi = (i_max - x) / i_max;
+        const float mz = dir < 0.0f ? t->z - lim->soc_min : lim->soc_max - t->z;
+        if (mv < 0.0f) t->by |= BF_SOP_BY_VOLTAGE;
+        if (mi < 0.0f) t->by |= BF_SOP_BY_CURRENT;
+        if (mz < 0.0f) t->by |= BF_SOP_BY_SOC;
+        t->margin = minf(t->margin, minf(mv, minf(mi, mz)));
+    }
+    return 1;
+}
+
+/* This direction's result, in the partial result. */
+static void direction_done(bf_sop_task_t *t, float watts, float amps, uint32_t by)
+{
+    if (t->dir == 0u) {
+        t->partial.discharge_W = watts;
+        t->partial.discharge_A = amps;
+        t->partial.discharge_by = by;
+    } else {
+        t->partial.charge_W = watts;
+        t->partial.charge_A = amps;
+        t->partial.charge_by = by;
+    }
+}
+
+/* The next pulse of the search, or the direction's end (returns 0). */
+static int search_next(bf_sop_task_t *t, const bf_cell_params_t *p)
+{
+    float w = t->hi - t->lo, P;
+    if (w <= BF_SOP_TOLERANCE * t->hi || t->pulses >= BF_SOP_ITERATIONS) {
+        direction_done(t, t->lo, t->i_lo, t->by_hi);
+        return 0;
+    }
+    /* Regula falsi between the ends (g_hi < 0 <= g_lo), kept a little
+     * inside the bracket so that both ends keep moving. */
+    P = (t->lo * t->g_hi - t->hi * t->g_lo) / (t->g_hi - t->g_lo);
+    P = bf_clampf(P, t->lo + 0.25f * BF_SOP_TOLERANCE * t->hi, t->hi - 0.25f * BF_SOP_TOLERANCE * t->hi);
+    pulse_begin(t, p, P);
+    return 1;
+}
+
+static void set_lo(bf_sop_task_t *t)
+{
+    t->lo = t->p;
+    t->g_lo = t->margin;
+    t->i_lo = t->x;
+}
+
+static void set_hi(bf_sop_task_t *t)
+{
+    t->hi = t->p;
+    t->g_hi = t->margin;
+    t->by_hi = t->by;
+}
+
+static float top_power(const bf_sop_task_t *t, const bf_sop_limits_t *lim)
+{
+    return lim->v_max_V * (t->dir == 0u ? lim->i_dis_max_A : lim->i_chg_max_A);
+}
+
+/* A pulse has ended: move the search on. 0 when the direction is done.
+ * The bracket is found from the pulses at rest (P = 0) and at the top
+ * (v_max i_max), or, when this horizon has a result already, from pulses
+ * BF_SOP_WARM below and above it (the state moves little between two
+ * searches), falling back on rest and top where those do not bracket. */
+static int pulse_end(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_limits_t *lim)
+{
+    const int feasible = t->by == 0u;
+    t->pulses++;
+    switch (t->stage) {
+    case STAGE_WARM_LO:
+        if (feasible) {
+            set_lo(t);
+            t->stage = STAGE_WARM_HI;
+            pulse_begin(t, p, t->p * (1.0f + BF_SOP_WARM) / (1.0f - BF_SOP_WARM));
+        } else {
+            set_hi(t);
+            t->stage = STAGE_REST;
+            pulse_begin(t, p, 0.0f);
+        }
+        return 1;
+    case STAGE_WARM_HI:
+        if (!feasible) {
+            set_hi(t);
+            break;
+        }
+        set_lo(t);
+        t->stage = STAGE_TOP;
+        pulse_begin(t, p, top_power(t, lim));
+        return 1;
+    case STAGE_REST:
+        if (!feasible) {
+            /* Already outside a limit at rest (e.g. SOC below its window). */
+            direction_done(t, 0.0f, 0.0f, t->by);
+            return 0;
+        }
+        set_lo(t);
+        if (t->by_hi != 0u) {
+            break;   /* the warm start's lower pulse is the top of the bracket */
+        }
+        t->stage = STAGE_TOP;
+        pulse_begin(t, p, top_power(t, lim));
+        return 1;
+    case STAGE_TOP:
+        if (feasible) {
+            direction_done(t, t->p, t->x, 0u);
+            return 0;
+        }
+        set_hi(t);
+        break;
+    default:
+        /* Illinois: an end kept twice in a row has its margin halved. */
+        if (feasible) {
+            set_lo(t);
+            if (t->side == KEPT_HI) t->g_hi *= 0.5f;
+            t->side = KEPT_HI;
+        } else {
+            set_hi(t);
+            if (t->side == KEPT_LO) t->g_lo *= 0.5f;
+            t->side = KEPT_LO;
+        }
+        return search_next(t, p);
+    }
+    t->side = KEPT_NONE;
+    t->stage = STAGE_SEARCH;
+    return search_next(t, p);
+}
+
+static void direction_begin(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_limits_t *lim, uint32_t dir)
+{
+    const bf_sop_t *prev = &t->result[t->horizon];
+    const float w = dir == 0u ? prev->discharge_W : prev->charge_W;
+    t->dir = dir;
+    t->pulses = 0u;
+    t->by_hi = 0u;
+    if (BF_SOP_WARM > 0.0f && (t->published & (1u << t->horizon)) != 0u && w > 0.0f && w * (1.0f + BF_SOP_WARM) < top_power(t, lim)) {
+        t->stage = STAGE_WARM_LO;
+        pulse_begin(t, p, w * (1.0f - BF_SOP_WARM));
+    } else {
+        t->stage = STAGE_REST;
+        pulse_begin(t, p, 0.0f);
+    }
+}
+
+/* Begin the search of a horizon from state s: 0 when its result is known
+ * without a pulse (outside the temperature window). */
+static bf_status_t horizon_begin(bf_sop_task_t *t, const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
+                                 const bf_sop_limits_t *lim, int *searching)
+{
+    bf_lookup_t at;
+    bf_status_t st = bf_sop_limits_check(lim);
     if (st != BF_OK) {
         return st;
     }
     if (!bf_isfinite(temp_C)) {
         return BF_E_RANGE;
     }
-    out->discharge_W = out->charge_W = out->discharge_A = out->charge_A = 0.0f;
+    t->partial.discharge_W = t->partial.charge_W = t->partial.discharge_A = t->partial.charge_A = 0.0f;
+    t->partial.discharge_by = t->partial.charge_by = 0u;
     if (temp_C < lim->temp_min_C || temp_C > lim->temp_max_C) {
-        out->discharge_by = out->charge_by = BF_SOP_BY_TEMP;
+        t->partial.discharge_by = t->partial.charge_by = BF_SOP_BY_TEMP;
+        *searching = 0;
         return BF_OK;
     }
     bf_cell_locate(p, s->x[0], temp_C, &at);
-    c.z = s->x[0];
-    c.i1 = s->x[1];
-    c.i2 = s->x[2];
-    c.h = s->x[3];
-    c.temp_C = temp_C;
-    c.dt = lim->horizon_s / (float)BF_SOP_SUBSTEPS;
-    c.rn = bf_cell_temp_row(p, p->rn_ohm, &at);
-    c.kn = p->rn_sat_per_A;
-    c.m0 = bf_cell_temp_row(p, p->hyst_m0_V, &at);
-    c.m = bf_cell_temp_row(p, p->hyst_m_V, &at);
-    c.gamma = bf_cell_temp_row(p, p->hyst_gamma, &at);
-    c.eta_chg = p->eta_charge;
-    out->discharge_W = largest(&c, p, lim, -1.0f, &out->discharge_A, &out->discharge_by);
-    out->charge_W = largest(&c, p, lim, 1.0f, &out->charge_A, &out->charge_by);
+    t->at = at;
+    t->cap_As = bf_cell_capacity(p, &at) * SECONDS_PER_HOUR;
+    t->z0 = s->x[0];
+    t->i10 = s->x[1];
+    t->i20 = s->x[2];
+    t->h0 = s->x[3];
+    t->temp_C = temp_C;
+    t->dt = lim->horizon_s / (float)BF_SOP_SUBSTEPS;
+    t->rn = bf_cell_temp_row(p, p->rn_ohm, &at);
+    t->kn = p->rn_sat_per_A;
+    t->m0 = bf_cell_temp_row(p, p->hyst_m0_V, &at);
+    t->m = bf_cell_temp_row(p, p->hyst_m_V, &at);
+    t->gamma = bf_cell_temp_row(p, p->hyst_gamma, &at);
+    t->eta_chg = p->eta_charge;
+    {
+        const float u1 = t->dt / bf_cell_rc_table(p, p->tau1_s, &at);
+        const float u2 = t->dt / bf_cell_rc_table(p, p->tau2_s, &at);
+        t->a1 = bf_expf(-u1);
+        t->a2 = bf_expf(-u2);
+        t->b1 = ramp_weight(u1, 1.0f - t->a1);
+        t->b2 = ramp_weight(u2, 1.0f - t->a2);
+    }
+    direction_begin(t, p, lim, 0u);
+    *searching = 1;
+    return BF_OK;
+}
+
+bf_status_t bf_sop_task_init(bf_sop_task_t *t)
+{
+    uint32_t k;
+    if (t == 0) {
+        return BF_E_NULL;
+    }
+    t->stage = STAGE_IDLE;
+    t->dir = t->side = t->pulses = t->k = 0u;
+    t->horizon = 0u;
+    t->published = 0u;
+    t->latest = -1;
+    t->substeps = 0u;
+    for (k = 0u; k < BF_SOP_MAX_HORIZONS; ++k) {
+        t->result[k].discharge_W = t->result[k].charge_W = 0.0f;
+        t->result[k].discharge_A = t->result[k].charge_A = 0.0f;
+        t->result[k].discharge_by = t->result[k].charge_by = 0u;
+    }
+    return BF_OK;
+}
+
+bf_status_t bf_sop_task_step(bf_sop_task_t *t, const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
+                             const bf_sop_limits_t *lims, uint32_t n_lims, uint32_t budget, int32_t *finished)
+{
+    uint32_t done = 0u;
+    if (t == 0 || s == 0 || p == 0 || lims == 0 || finished == 0) {
+        return BF_E_NULL;
+    }
+    *finished = -1;
+    if (n_lims == 0u || n_lims > BF_SOP_MAX_HORIZONS || t->stage > STAGE_SEARCH || t->dir > 1u) {
+        return BF_E_RANGE;
+    }
+    if (t->horizon >= n_lims) {
+        t->horizon = 0u;
+        t->stage = STAGE_IDLE;
+    }
+    if (t->stage == STAGE_IDLE) {
+        int searching;
+        bf_status_t st = horizon_begin(t, s, p, temp_C, &lims[t->horizon], &searching);
+        if (st != BF_OK) {
+            return st;
+        }
+        if (!searching) {
+            goto publish;
+        }
+    }
+    for (;;) {
+        const bf_sop_limits_t *lim = &lims[t->horizon];
+        if (budget != 0u && done == budget) {
+            return BF_OK;
+        }
+        done++;
+        t->substeps++;
+        if (pulse_substep(t, p, lim) && ++t->k < BF_SOP_SUBSTEPS) {
+            continue;
+        }
+        if (pulse_end(t, p, lim)) {
+            continue;
+        }
+        if (t->dir == 0u) {
+            direction_begin(t, p, lim, 1u);
+            continue;
+        }
+        break;
+    }
+publish:
+    t->result[t->horizon] = t->partial;
+    t->published |= 1u << t->horizon;
+    t->latest = *finished = (int32_t)t->horizon;
+    t->horizon = (t->horizon + 1u) % n_lims;
+    t->stage = STAGE_IDLE;
+    return BF_OK;
+}
+
+bf_status_t bf_sop(const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
+                   const bf_sop_limits_t *lim, bf_sop_t *out)
+{
+    bf_sop_task_t t;
+    int32_t finished;
+    bf_status_t st;
+
+    if (s == 0 || p == 0 || lim == 0 || out == 0) {
+        return BF_E_NULL;
+    }
+    (void)bf_sop_task_init(&t);
+    st = bf_sop_task_step(&t, s, p, temp_C, lim, 1u, 0u, &finished);
+    if (st != BF_OK) {
+        return st;
+    }
+    *out = t.result[0];
     return BF_OK;
 }

@@ -60,6 +60,8 @@ class App:
         self.SocEkf = (estimator or be).SocEkf
         self.Monitor = getattr(estimator or be, "Plausibility", bp.Plausibility)
         self.CellHealth = getattr(estimator or be, "CellHealth", bh.CellHealth)
+        # The state of power: the C core's search (native variant only).
+        self.PowerSearch = getattr(estimator or be, "PowerSearch", None)
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -70,6 +72,7 @@ class App:
         self.cells = {}  # cell index -> SocEkf (initialised cells only)
         self.monitors = {}  # cell index -> its plausibility monitor
         self.health = {}  # cell index -> its capacity and R0 estimators
+        self.power = {}  # cell index -> its state-of-power search (native variant)
         self.capacity_tuning = bh.CapacityTuning(params)
         self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored
@@ -92,6 +95,7 @@ class App:
             self.cells = {}
             self.monitors = {}
             self.health = {}
+            self.power = {}
             self.restored = {}
             self.last_sequence = None
 
@@ -170,6 +174,8 @@ class App:
             self.cells[index] = ekf
             self.monitors[index] = self.Monitor()
             self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
+            if self.PowerSearch is not None:
+                self.power[index] = self.PowerSearch(self.params)
             self.restored.pop(index, None)
         monitor = self.monitors[index]
         health = self.health[index]
@@ -179,6 +185,9 @@ class App:
             soc, sigma, _, flags = ekf.step(dt, i, v, t)
             verdict = monitor.step(ekf, dt, v)
             capacity_Ah, r0_ohm = health.step(ekf, dt, i, v, t, soc, sigma, flags)
+            search = self.power.get(index)
+            if search is not None:
+                power = search.step(ekf, self.sequence)
             if self.icount is not None:
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
@@ -195,6 +204,8 @@ class App:
         self.send_estimate(index, soc, sigma, flags, ok)
         self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
         self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm))
+        if search is not None:
+            self.send(bc.EST_CELL_POWER, bc.encode_est_cell_power(self.sequence, index, power))
 
     def finish_sample(self):
         if self.steps:

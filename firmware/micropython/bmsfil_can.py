@@ -18,6 +18,7 @@ MEAS_CELL = 0x101
 HOST_COMMAND = 0x1F0
 EST_CELL = 0x200
 EST_CELL_HEALTH = 0x201
+EST_CELL_POWER = 0x202
 EST_CELL_FLAGS = 0x203
 TARGET_STATUS = 0x300
 
@@ -28,6 +29,7 @@ UNSEEN_SIGMA_RAW_MAX = 1023  # unseen_current_sigma_A saturates at 2.046 A
 STUCK_RAW_MAX = 63  # stuck_for_s saturates at 63 s
 CAPACITY_RAW_MAX = 65535  # EstCellHealth.capacity_Ah saturates at 65.535 Ah
 R0_RAW_MAX = 2047  # EstCellHealth.r0_ohm saturates at 0.2047 ohm
+POWER_RAW_MAX = 65535  # EstCellPower powers saturate at 6553.5 W
 
 # TargetStatus.state, .start and .fault_code (the DBC's VAL_ tables).
 STATE_BOOTING, STATE_IDLE, STATE_RUNNING, STATE_FAULT = 0, 1, 2, 3
@@ -147,6 +149,18 @@ def encode_est_cell_health(sequence, cell_index, capacity_Ah, r0_ohm):
         w |= (1 << 26) | (_round_scaled(capacity_Ah, 1000, CAPACITY_RAW_MAX) << 29)
     if not math.isnan(r0_ohm):
         w |= (1 << 27) | (_round_scaled(r0_ohm, 10000, R0_RAW_MAX) << 45)
+    return w.to_bytes(8, "little")
+
+
+def encode_est_cell_power(sequence, cell_index, latest):
+    """EstCellPower's 8 bytes: latest None (no result yet) sends horizon none
+    and no power; else (horizon index 0, 1, 2 = peak_2s, peak_10s, peak_30s,
+    discharge_W, charge_W), both powers valid."""
+    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    if latest is not None:
+        k, discharge_W, charge_W = latest
+        w |= (3 << 26) | ((k + 1) << 28) | (_round_scaled(charge_W, 10, POWER_RAW_MAX) << 32)
+        w |= _round_scaled(discharge_W, 10, POWER_RAW_MAX) << 48
     return w.to_bytes(8, "little")
 
 

@@ -198,3 +198,36 @@ class CellHealth:
         if bufs is None or bufs[5] is not ekf.ekf_out:
             bufs = self.bufs = (self.cstate, self.ctuning, self.rstate, self.rtuning, self.cell, ekf.ekf_out)
         return _c.health_step(bufs, (dt_s, current_A, voltage_V, temp_C))
+
+
+# The state of power's horizons and cadence, as the firmware's (app.h):
+# peak_2s, peak_10s, peak_30s; one sub-step per cell on every SOP_EVERY-th sample.
+SOP_HORIZONS_S = (2.0, 10.0, 30.0)
+SOP_EVERY = 2
+
+
+class PowerSearch:
+    """The state-of-power search of one cell in the C core (bf_sop_task_t),
+    limits from the parameter set as the firmware's: `step(ekf, sequence)`
+    after the cell's SocEkf.step simulates one sub-step of the search on
+    every SOP_EVERY-th sample and returns None before the first result,
+    else (horizon index, discharge_W, charge_W) of the latest."""
+
+    def __init__(self, params):
+        values = []
+        for horizon in SOP_HORIZONS_S:
+            values += [horizon, params.v_min_V, params.v_max_V, params.i_max_A, params.i_max_A, 0.0, 1.0,
+                       -30.0, 60.0]
+        self.limits = _pack_floats(values, len(SOP_HORIZONS_S) * _c.SOP_LIMITS_SIZE, "bf_sop_limits_t")
+        self.task = bytearray(_c.SOP_TASK_SIZE)
+        _c.sop_init(self.task, self.limits)
+        self.bufs = None
+        self.latest = None
+
+    def step(self, ekf, sequence):
+        if sequence % SOP_EVERY == 0:
+            bufs = self.bufs
+            if bufs is None or bufs[2] is not ekf.state:
+                bufs = self.bufs = (self.task, self.limits, ekf.state, ekf.cell)
+            self.latest = _c.sop_step(bufs, 1)
+        return self.latest

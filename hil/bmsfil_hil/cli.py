@@ -247,6 +247,8 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         doc["plausibility_over_can"] = result.plausibility.cell_summary(j, np.asarray(rec.time_s))
         if result.health.sent:
             doc["health_over_can"] = result.health.summary()[j]
+        if result.power.sent:
+            doc["power_over_can"] = result.power.summary()[j]
         if args.variant:
             doc["variant"] = args.variant
         pack_docs.append(doc)

@@ -79,6 +79,75 @@ class Health:
         return out
 
 
+#: EstCellPower.horizon codes with a horizon, in the order targets search them.
+POWER_HORIZONS = (cc.PowerHorizon.PEAK_2S, cc.PowerHorizon.PEAK_10S, cc.PowerHorizon.PEAK_30S)
+
+
+@dataclass
+class Power:
+    """The EstCellPower a target sent, per sample and cell: the horizon the
+    frame carried (NONE before the target's first result) and its powers
+    (nan where not received or not valid). A target searches its horizons
+    in turn, so each frame carries the latest result of one of them."""
+
+    received: np.ndarray                # bool (samples, cells)
+    horizon: np.ndarray                 # PowerHorizon codes
+    discharge_W: np.ndarray
+    charge_W: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, m: int) -> "Power":
+        return cls(np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=np.uint8), np.full((n, m), np.nan),
+                   np.full((n, m), np.nan))
+
+    @property
+    def sent(self) -> bool:
+        return bool(self.received.any())
+
+    def note(self, frame: cc.EstCellPower, k: int) -> bool:
+        """Record a frame that arrived while sample k was in flight (as Plausibility.note)."""
+        n, m = self.received.shape
+        j = _sample_of(frame.sequence, k)
+        if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
+            return False
+        c = frame.cell_index
+        self.received[j, c] = True
+        self.horizon[j, c] = int(frame.horizon)
+        self.discharge_W[j, c] = frame.discharge_power_W
+        self.charge_W[j, c] = frame.charge_power_W
+        return True
+
+    def latest(self, cell: int, horizon: cc.PowerHorizon) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample, the discharge and charge power of that horizon last
+        received for the cell up to it (nan before the first)."""
+        mine = self.horizon[:, cell] == int(horizon)
+        index = np.maximum.accumulate(np.where(mine, np.arange(mine.size), -1))
+        out = []
+        for values in (self.discharge_W[:, cell], self.charge_W[:, cell]):
+            filled = np.where(index >= 0, values[np.maximum(index, 0)], np.nan)
+            out.append(filled)
+        return out[0], out[1]
+
+    def summary(self) -> list[dict[str, object]]:
+        """Per cell and horizon: the last powers received, the sample of the
+        first, and how many new results came (a result is new when its
+        values differ from the previous one of its horizon)."""
+        out: list[dict[str, object]] = []
+        for c in range(self.received.shape[1]):
+            cell: dict[str, object] = {}
+            for h in POWER_HORIZONS:
+                mine = np.flatnonzero(self.horizon[:, c] == int(h))
+                if not mine.size:
+                    cell[h.name.lower()] = None
+                    continue
+                pairs = np.stack([self.discharge_W[mine, c], self.charge_W[mine, c]], axis=1)
+                new = 1 + int(np.count_nonzero(np.any(pairs[1:] != pairs[:-1], axis=1)))
+                cell[h.name.lower()] = {"discharge_W": float(pairs[-1, 0]), "charge_W": float(pairs[-1, 1]),
+                                        "first_sample": int(mine[0]), "results": new}
+            out.append(cell)
+        return out
+
+
 @dataclass
 class Plausibility:
     """The EstCellFlags a target sent, per sample and cell (nothing received:
@@ -191,6 +260,7 @@ class Delivery:
     fault: str | None = None   # why the run ended early, if it did
     plausibility: Plausibility | None = None  # where EstCellFlags are kept as they arrive
     health: Health | None = None  # where EstCellHealth are kept as they arrive
+    power: Power | None = None    # where EstCellPower are kept as they arrive
 
     def summary(self) -> dict[str, object]:
         rt = np.asarray(self.round_trip_s) if self.round_trip_s else np.array([np.nan])
@@ -236,6 +306,12 @@ class ReplayResult:
         """The EstCellHealth received (`Health.sent` False if none)."""
         h = self.delivery.health
         return h if h is not None else Health.empty(*self.soc.shape)
+
+    @property
+    def power(self) -> Power:
+        """The EstCellPower received (`Power.sent` False if none)."""
+        p = self.delivery.power
+        return p if p is not None else Power.empty(*self.soc.shape)
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -283,13 +359,17 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
     elif isinstance(frame, cc.EstCellHealth):
         if d.health is None or not d.health.note(frame, k):
             d.unexpected += 1
+    elif isinstance(frame, cc.EstCellPower):
+        if d.power is None or not d.power.note(frame, k):
+            d.unexpected += 1
     return frame
 
 
 def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.EstCell | None:
     """The message if it is an estimate; anything else but a status counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth)):
+    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth,
+                                                   cc.EstCellPower)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.EstCell) else None
 
@@ -297,7 +377,7 @@ def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | N
 def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
     """The message if it is a TargetStatus; anything else decodable counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth)):
+    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.TargetStatus) else None
 
@@ -371,6 +451,7 @@ def replay_lockstep(
     flags = np.zeros((n, m), dtype=np.uint8)
     d.plausibility = Plausibility.empty(n, m)
     d.health = Health.empty(n, m)
+    d.power = Power.empty(n, m)
     if commands and -1 in commands:
         fault = _command(bus, commands[-1], -1, d, timeout_s, log)
         if fault is not None:
@@ -432,10 +513,10 @@ def replay_lockstep(
 
 
 def _await_flags(bus: can.BusABC, k: int, d: Delivery, timeout_s: float, log: can.Listener | None) -> None:
-    """A target that sends EstCellFlags or EstCellHealth sends the last
-    sample's after its last EstCell: read them too. Targets that send none
-    are not waited for."""
-    kinds = [x.received for x in (d.plausibility, d.health) if x is not None and x.sent]
+    """A target that sends EstCellFlags, EstCellHealth or EstCellPower sends
+    the last sample's after its last EstCell: read them too. Targets that
+    send none are not waited for."""
+    kinds = [x.received for x in (d.plausibility, d.health, d.power) if x is not None and x.sent]
     if not kinds or k < 0:
         return
     deadline = time.perf_counter() + timeout_s
@@ -612,6 +693,7 @@ def replay_realtime(
     flags = np.zeros((n, m), dtype=np.uint8)
     d.plausibility = Plausibility.empty(n, m)
     d.health = Health.empty(n, m)
+    d.power = Power.empty(n, m)
     timing = Timing(speed)
     step = np.nan_to_num(dt, nan=0.0)
     step[0] = 0.0

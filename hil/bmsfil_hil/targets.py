@@ -25,6 +25,7 @@ import can
 from bmsfil import can_contract as cc
 from bmsfil.core import SocEstimator, StepResult
 from bmsfil.health import CellHealth
+from bmsfil.power import SOP_EVERY, PowerSearch
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor
 from bmsfil.reference import ReferenceSocEstimator
@@ -91,10 +92,12 @@ class EstimatorTarget:
 
     With `monitored` (the C core: `SocEstimator`) every cell also has a
     plausibility monitor (`bmsfil.plausibility.PlausibilityMonitor`, the C
-    core's `bf_plaus_step`) and capacity and R0 estimators
-    (`bmsfil.health.CellHealth`) stepped after its filter, and each EstCell
-    is followed by the cell's EstCellFlags and EstCellHealth, as the
-    firmware sends them.
+    core's `bf_plaus_step`), capacity and R0 estimators
+    (`bmsfil.health.CellHealth`) and a state-of-power search
+    (`bmsfil.power.PowerSearch`, one sub-step on every `SOP_EVERY`-th
+    sample) stepped after its filter, and each EstCell is followed by the
+    cell's EstCellFlags, EstCellHealth and EstCellPower, as the firmware
+    sends them.
     """
 
     def __init__(self, name: str, make_estimator: Callable[[], Estimator], monitored: bool = False) -> None:
@@ -103,6 +106,7 @@ class EstimatorTarget:
         self._monitored = monitored
         self._monitors: dict[int, PlausibilityMonitor] = {}
         self._health: dict[int, CellHealth] = {}
+        self._power: dict[int, PowerSearch] = {}
         self._bus: InlineBus | None = None
         self._cells: dict[int, Estimator] = {}
         self._pack: cc.MeasPack | None = None
@@ -110,7 +114,7 @@ class EstimatorTarget:
 
     def start(self) -> can.BusABC:
         self._cells, self._pack, self._counter = {}, None, 0
-        self._monitors, self._health = {}, {}
+        self._monitors, self._health, self._power = {}, {}, {}
         self._bus = InlineBus(self._answer, channel=f"bmsfil-{self.name}")
         return self._bus
 
@@ -145,6 +149,7 @@ class EstimatorTarget:
             if self._monitored:
                 self._monitors[cell.cell_index] = PlausibilityMonitor()
                 self._health[cell.cell_index] = CellHealth(est)  # type: ignore[arg-type]
+                self._power[cell.cell_index] = PowerSearch(est)  # type: ignore[arg-type]
         r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
         out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
         if self._monitored:
@@ -154,7 +159,20 @@ class EstimatorTarget:
                                                 float(po.stuck_for_s)))
             capacity, r0 = self._health[cell.cell_index].step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
             out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0))
+            search = self._power[cell.cell_index]
+            if pack.sequence % SOP_EVERY == 0:
+                search.step(budget=1)
+            out.append(_power_frame(pack.sequence, cell.cell_index, search))
         return out
+
+
+def _power_frame(sequence: int, cell_index: int, search: PowerSearch) -> can.Message:
+    """EstCellPower: the latest horizon the search published (none before the first)."""
+    latest = search.latest
+    if latest is None:
+        return cc.encode_est_cell_power(sequence, cell_index)
+    k, sop = latest
+    return cc.encode_est_cell_power(sequence, cell_index, sop.charge_W, sop.discharge_W, cc.PowerHorizon(k + 1))
 
 
 class BusTarget:

@@ -3,7 +3,9 @@ float64 check of it against the cell model.
 
 `state_of_power(estimator, temp_C, limits)` gives the largest constant
 discharge and charge power over `limits.horizon_s` for the estimator's
-current state. `pulse_voltage` simulates a constant-power pulse on the cell
+current state. `PowerSearch` is the same search cut into sub-steps, a few
+per sample, cycling through the horizons, as the firmware and the HIL
+targets run it (`SOP_EVERY`). `pulse_voltage` simulates a constant-power pulse on the cell
 model in float64 with fine steps (independent of the C core's sub-steps):
 applying the predicted limit, the voltage must reach its limit at the end
 of the horizon. The recordings hold no such pulses, so this is a check
@@ -23,6 +25,9 @@ from bmsfil.params import ParameterSet
 from bmsfil.reference import CellModel
 
 HORIZONS_S = (2.0, 10.0, 30.0)
+#: Targets simulate one sub-step of the search per cell on every sample
+#: whose sequence number is a multiple of this (firmware FW_SOP_EVERY).
+SOP_EVERY = 2
 LIMITED_BY = {lib.BF_SOP_BY_VOLTAGE: "voltage", lib.BF_SOP_BY_CURRENT: "current", lib.BF_SOP_BY_SOC: "soc",
               lib.BF_SOP_BY_TEMP: "temperature", lib.BF_SOP_BY_POWER: "power"}
 
@@ -118,3 +123,49 @@ def pulse_voltage(params: ParameterSet, state: np.ndarray, temp_C: float, power_
         h = ah * h + (1 - ah) * direction
         times[k], volts[k], amps[k] = (k + 1) * dt, v, i
     return times, volts, amps
+
+
+class PowerSearch:
+    """The state-of-power search of one cell in pieces (bf_sop_task_t): each
+    `step` simulates at most `budget` sub-steps from the state of the
+    cell's filter and publishes a horizon's result when both its directions
+    are done, then begins the next horizon of `horizons_s`. Limits:
+    `SopLimits.for_cell` of the filter's parameter set."""
+
+    def __init__(self, estimator: SocEstimator, horizons_s: tuple[float, ...] = HORIZONS_S) -> None:
+        if not 1 <= len(horizons_s) <= lib.BF_SOP_MAX_HORIZONS:
+            raise ValueError(f"between 1 and {lib.BF_SOP_MAX_HORIZONS} horizons, not {len(horizons_s)}")
+        self._est = estimator
+        self.horizons_s = tuple(horizons_s)
+        self._lims = ffi.new(f"bf_sop_limits_t[{len(horizons_s)}]")
+        for k, horizon in enumerate(horizons_s):
+            lim = SopLimits.for_cell(estimator.params, horizon).packed()
+            self._lims[k] = lim[0]
+        self._task = ffi.new("bf_sop_task_t *")
+        self._finished = ffi.new("int32_t *")
+        _check(lib.bf_sop_task_init(self._task), "state-of-power search init")
+
+    def step(self, budget: int = 1) -> int | None:
+        """Go on with the search (from the filter's state and its last good
+        temperature when a horizon begins); the index of the horizon
+        published by this call, or None."""
+        est = self._est
+        _check(lib.bf_sop_task_step(self._task, est._state, est._cell, est._state.last_temp_C, self._lims,
+                                    len(self.horizons_s), budget, self._finished), "state-of-power search")
+        return int(self._finished[0]) if self._finished[0] >= 0 else None
+
+    @property
+    def latest(self) -> tuple[int, StateOfPower] | None:
+        """The horizon published last and its result, None before the first."""
+        k = int(self._task.latest)
+        return None if k < 0 else (k, self.result(k))
+
+    def result(self, k: int) -> StateOfPower:
+        r = self._task.result[k]
+        return StateOfPower(r.discharge_W, r.charge_W, r.discharge_A, r.charge_A, _names(r.discharge_by),
+                            _names(r.charge_by))
+
+    @property
+    def substeps(self) -> int:
+        """Sub-steps simulated since the search began."""
+        return int(self._task.substeps)

@@ -3,18 +3,28 @@
  * cell model, within voltage, current, SOC and temperature limits.
  *
  * Method: the pulse is simulated on the cell model of cell_model.h (the
- * filter's equations: SOC, both RC currents, dynamic hysteresis) in
- * BF_SOP_SUBSTEPS equal sub-steps; within a sub-step the current is the one
- * that draws exactly the power at that sub-step's voltage (the quadratic in
- * the instantaneous resistance R0 + Rn solved in closed form), so a pulse
- * of constant power is simulated, not one of constant current. The largest
- * power for which every limit holds to the end of the horizon is found by
- * bisection (BF_SOP_ITERATIONS halvings of [0, v_max i_max]). The RC time
- * constants and resistances are taken at the state's SOC for the whole
- * pulse (they change little over a 2-30 s pulse); the OCV follows the SOC.
+ * filter's equations: SOC, both RC currents, dynamic hysteresis, the tables
+ * looked up as the SOC moves) in BF_SOP_SUBSTEPS equal sub-steps; within a
+ * sub-step the current is the one that draws exactly the power at that
+ * sub-step's voltage (the quadratic in the instantaneous resistance R0 + Rn
+ * solved in closed form), so a pulse of constant power is simulated, not
+ * one of constant current. Each pulse has a margin: the smallest distance,
+ * relative, of the voltage, the current and the SOC to their limits over
+ * the pulse (negative: a limit was broken). The largest power with a margin
+ * of at least 0 is found by regula falsi with the Illinois modification on
+ * the margin, bracketed by [0, v_max i_max], until the bracket is narrower
+ * than BF_SOP_TOLERANCE of its top (at most BF_SOP_ITERATIONS pulses).
  *
- * Cost: about 2 x ITERATIONS x SUBSTEPS model sub-steps per call; a BMS
- * calls it a few times a second, not every sample. No heap, no globals. */
+ * Two ways to call it:
+ * - bf_sop(): both directions for one horizon, now (host, tests);
+ * - bf_sop_task_t: the same search cut into pieces of at most `budget`
+ *   sub-steps, one piece per call, cycling through up to BF_SOP_MAX_HORIZONS
+ *   horizons, so that firmware spreads its cost over many samples. A
+ *   horizon's search starts from the filter's state at the call that starts
+ *   it and its result is published when both directions are done; results
+ *   are the ones bf_sop() gives for that state, bit for bit.
+ *
+ * No heap, no globals. */
 #ifndef BMSFIL_POWER_H
 #define BMSFIL_POWER_H
 
@@ -24,8 +34,11 @@
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
-#define BF_SOP_SUBSTEPS 64u
-#define BF_SOP_ITERATIONS 20u
+#define BF_SOP_SUBSTEPS 4u
+#define BF_SOP_ITERATIONS 24u        /* pulses per direction at most, the bracket's included */
+#define BF_SOP_TOLERANCE 1e-3f       /* relative width of the final bracket */
+#define BF_SOP_WARM 0.02f            /* a warm start brackets the previous result by +-2 % */
+#define BF_SOP_MAX_HORIZONS 4u
 
 /* What limited a power (bitwise OR over the pulse at the limit found). */
 #define BF_SOP_BY_VOLTAGE 0x01u
@@ -58,5 +71,38 @@ bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim);
  * temp_C. s is not changed. */
 bf_status_t bf_sop(const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
                    const bf_sop_limits_t *lim, bf_sop_t *out);
+
+/* The search in pieces (see the top of this file). Caller-owned; all fields
+ * are the search's working state except `result`, `published` and the
+ * counters. */
+typedef struct {
+    /* the pulse's start: the filter's state and the model's per-temperature values */
+    float z0, i10, i20, h0, temp_C, dt, cap_As, rn, kn, m0, m, gamma, eta_chg;
+    float a1, a2, b1, b2;                        /* RC decay and ramp weights over a sub-step */
+    bf_lookup_t at;                              /* the tables' temperature row, and a SOC */
+    /* the bracket: lo breaks no limit (margin g_lo >= 0), hi breaks one (g_hi < 0) */
+    float lo, hi, g_lo, g_hi, i_lo, p;
+    uint32_t by_hi;
+    /* the pulse being simulated at power p */
+    float z, i1, i2, h, x, margin;
+    uint32_t by, k;
+    uint32_t stage, dir, pulses, side, horizon;
+    bf_sop_t partial;                            /* the direction(s) done of the current horizon */
+    bf_sop_t result[BF_SOP_MAX_HORIZONS];        /* the latest result per horizon */
+    uint32_t published;                          /* bit h: result[h] holds a result */
+    int32_t latest;                              /* the horizon published last, -1: none yet */
+    uint32_t substeps;                           /* sub-steps simulated since init */
+} bf_sop_task_t;
+
+bf_status_t bf_sop_task_init(bf_sop_task_t *t);
+
+/* Simulate at most `budget` sub-steps (0: no limit) of the search of horizon
+ * t->horizon, for the n_lims horizons of lims (1 <= n_lims <=
+ * BF_SOP_MAX_HORIZONS). A search that has not begun begins from state s at
+ * temperature temp_C; one that is under way goes on and does not read s.
+ * *finished is the horizon whose result was published in this call, or -1.
+ * Publishes at most one horizon per call; the next call begins the next. */
+bf_status_t bf_sop_task_step(bf_sop_task_t *t, const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
+                             const bf_sop_limits_t *lims, uint32_t n_lims, uint32_t budget, int32_t *finished);
 
 #endif

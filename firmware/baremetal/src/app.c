@@ -15,6 +15,7 @@
 #define STUCK_RAW_MAX 63u            /* stuck_for_s saturates at 63 s */
 #define CAPACITY_RAW_MAX 65535u      /* EstCellHealth.capacity_Ah saturates at 65.535 Ah */
 #define R0_RAW_MAX 2047u             /* EstCellHealth.r0_ohm saturates at 0.2047 ohm */
+#define POWER_RAW_MAX 65535u         /* EstCellPower powers saturate at 6553.5 W */
 
 uint32_t fw_round_scaled(float x, uint32_t mult)
 {
@@ -165,6 +166,7 @@ static void send_flags(fw_app_t *app, uint16_t cell_index, const bf_plaus_out_t 
         send_frame(app, BMSFIL_CAN_EST_CELL_FLAGS_FRAME_ID, data);
 }
 
+#if FW_HEALTH
 /* EstCellHealth: capacity once a pair of anchors has taught it, R0 once a
  * current step has; core temperature is not estimated here. */
 static void send_health(fw_app_t *app, uint16_t cell_index, const fw_cell_t *cell, const bf_capacity_out_t *co,
@@ -186,6 +188,30 @@ static void send_health(fw_app_t *app, uint16_t cell_index, const fw_cell_t *cel
     if (bmsfil_can_est_cell_health_pack(data, &m, sizeof data) == 8)
         send_frame(app, BMSFIL_CAN_EST_CELL_HEALTH_FRAME_ID, data);
 }
+#endif
+
+#if FW_SOP_EVERY > 0
+/* EstCellPower: the latest horizon the cell's search has published (none
+ * before the first). */
+static void send_power(fw_app_t *app, uint16_t cell_index, const bf_sop_task_t *sop)
+{
+    struct bmsfil_can_est_cell_power_t m;
+    uint8_t data[8];
+    bmsfil_can_est_cell_power_init(&m);
+    m.sequence = app->sequence;
+    m.cell_index = cell_index;
+    if (sop->latest >= 0) {
+        const bf_sop_t *r = &sop->result[sop->latest];
+        m.horizon = (uint8_t)(sop->latest + 1);   /* 1 peak_2s, 2 peak_10s, 3 peak_30s */
+        m.discharge_power_valid = 1u;
+        m.charge_power_valid = 1u;
+        m.discharge_power_w = (uint16_t)scaled_sat(r->discharge_W, 10u, POWER_RAW_MAX);
+        m.charge_power_w = (uint16_t)scaled_sat(r->charge_W, 10u, POWER_RAW_MAX);
+    }
+    if (bmsfil_can_est_cell_power_pack(data, &m, sizeof data) == 8)
+        send_frame(app, BMSFIL_CAN_EST_CELL_POWER_FRAME_ID, data);
+}
+#endif
 
 /* --- frames in ------------------------------------------------------------- */
 
@@ -268,7 +294,7 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK ||
             bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK ||
             bf_capacity_init(&cell->capacity, app->capacity_tuning) != BF_OK ||
-            bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK) {
+            bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK || bf_sop_task_init(&app->sop[m.cell_index]) != BF_OK) {
             app->fault = FW_FAULT_ESTIMATOR_ERROR;
             send_estimate(app, m.cell_index, &out, 0, 0);
             return;
@@ -282,11 +308,24 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         bf_status_t st = bf_soc_ekf_step(&cell->ekf, app->params, app->tuning, app->dt_s, app->current_A, v, t, &out);
         bf_status_t pst = st == BF_OK ? bf_plaus_step(&cell->plaus, app->plaus_config, app->dt_s, v, &out, &po)
                                       : st;
+#if FW_HEALTH
         bf_status_t hst = st == BF_OK ? bf_capacity_step(&cell->capacity, app->params, app->capacity_tuning,
                                                          app->dt_s, app->current_A, v, t, &out, &co)
                                       : st;
         if (hst == BF_OK)
             hst = bf_r0_step(&cell->r0, app->params, app->r0_tuning, app->dt_s, app->current_A, v, t, out.soc, &ro);
+#else
+        bf_status_t hst = st;
+        (void)co;
+        (void)ro;
+#endif
+#if FW_SOP_EVERY > 0
+        if (hst == BF_OK && app->sequence % FW_SOP_EVERY == 0u) {
+            int32_t finished;
+            hst = bf_sop_task_step(&app->sop[m.cell_index], &cell->ekf, app->params, cell->ekf.last_temp_C,
+                                   app->sop_limits, FW_SOP_HORIZONS, 1u, &finished);
+        }
+#endif
         uint64_t ticks = board_ticks() - t0;
         board_irq_release(held);
         app->step_ticks += ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
@@ -309,7 +348,12 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         }
     }
     send_flags(app, m.cell_index, &po);
+#if FW_HEALTH
     send_health(app, m.cell_index, cell, &co, &ro);
+#endif
+#if FW_SOP_EVERY > 0
+    send_power(app, m.cell_index, &app->sop[m.cell_index]);
+#endif
 }
 
 static void finish_sample(fw_app_t *app)
@@ -392,6 +436,19 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
     app->transport = transport;
     app->saved = (fw_saved_t *)retained;
     app->state = FW_STATE_BOOTING;
+    for (uint32_t h = 0; h < FW_SOP_HORIZONS; h++) {
+        static const float horizon_s[FW_SOP_HORIZONS] = {2.0f, 10.0f, 30.0f};
+        bf_sop_limits_t *lim = &app->sop_limits[h];
+        lim->horizon_s = horizon_s[h];
+        lim->v_min_V = params->v_min_V;
+        lim->v_max_V = params->v_max_V;
+        lim->i_dis_max_A = lim->i_chg_max_A = params->i_max_A;
+        lim->soc_min = 0.0f;
+        lim->soc_max = 1.0f;
+        lim->temp_min_C = -30.0f;
+        lim->temp_max_C = 60.0f;
+    }
+    for (uint32_t i = 0; i < FW_MAX_CELLS; i++) (void)bf_sop_task_init(&app->sop[i]);
     app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK &&
                      bf_plaus_config_check(plaus_config) == BF_OK &&
                      bf_capacity_tuning_check(capacity_tuning) == BF_OK && bf_r0_tuning_check(r0_tuning) == BF_OK;

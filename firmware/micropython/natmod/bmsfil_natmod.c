@@ -34,6 +34,14 @@
  *                                  -> (capacity_Ah or nan, r0_ohm or nan): the capacity and R0
  *                                     estimators (capacity.h, resistance.h) after the filter's
  *                                     step whose bf_soc_ekf_out_t is in `out`; nan until learned
+ *   SOP_TASK_SIZE, SOP_LIMITS_SIZE
+ *   sop_init(task, limits)          checks each bf_sop_limits_t of `limits` (1 to 4 of them, one
+ *                                  per horizon), starts the state-of-power search (power.h)
+ *   sop_step((task, limits, state, cell), budget)
+ *                                  -> None before the search's first result, else (horizon index,
+ *                                     discharge_W, charge_W) of the latest: at most `budget`
+ *                                     sub-steps of the search from the filter state `state`
+ *                                     at its last good temperature
  * The second form of step is for a Python method wrapping it: MicroPython
  * keeps a function's frame on the C stack only up to 11 words (locals plus
  * operand stack, VM_MAX_STATE_ON_STACK in py/objfun.c) and allocates larger
@@ -50,6 +58,7 @@
 #include "bmsfil/capacity.h"
 #include "bmsfil/cell_model.h"
 #include "bmsfil/plausibility.h"
+#include "bmsfil/power.h"
 #include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
@@ -286,6 +295,61 @@ static mp_obj_t health_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(health_step_obj, health_step);
 
+/* The limits of a search: a bytearray of 1 to BF_SOP_MAX_HORIZONS structs. */
+static const bf_sop_limits_t *sop_limits(mp_obj_t obj, uint32_t *n)
+{
+    mp_buffer_info_t info;
+    mp_get_buffer_raise(obj, &info, MP_BUFFER_READ);
+    if (info.len == 0 || info.len % sizeof(bf_sop_limits_t) != 0 ||
+        info.len / sizeof(bf_sop_limits_t) > BF_SOP_MAX_HORIZONS || ((uintptr_t)info.buf & 3u) != 0) {
+        mp_raise_ValueError(MP_ERROR_TEXT("sop limits: expected 1 to 4 packed bf_sop_limits_t"));
+    }
+    *n = (uint32_t)(info.len / sizeof(bf_sop_limits_t));
+    return (const bf_sop_limits_t *)info.buf;
+}
+
+static mp_obj_t sop_init(mp_obj_t task_obj, mp_obj_t limits_obj)
+{
+    uint32_t n, k;
+    const bf_sop_limits_t *lims = sop_limits(limits_obj, &n);
+    for (k = 0; k < n; k++) {
+        check_status(bf_sop_limits_check(&lims[k]));
+    }
+    check_status(bf_sop_task_init((bf_sop_task_t *)struct_buffer(task_obj, sizeof(bf_sop_task_t), MP_BUFFER_RW)));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(sop_init_obj, sop_init);
+
+static mp_obj_t sop_step(mp_obj_t bufs_obj, mp_obj_t budget_obj)
+{
+    size_t len;
+    mp_obj_t *bufs;
+    uint32_t n;
+    int32_t finished;
+    bf_sop_task_t *task;
+    const bf_soc_ekf_t *state;
+    const bf_sop_limits_t *lims;
+    mp_obj_get_array(bufs_obj, &len, &bufs);
+    if (len != 4) {
+        mp_raise_ValueError(MP_ERROR_TEXT("sop_step: expected (task, limits, state, cell), budget"));
+    }
+    task = (bf_sop_task_t *)struct_buffer(bufs[0], sizeof(bf_sop_task_t), MP_BUFFER_RW);
+    lims = sop_limits(bufs[1], &n);
+    state = (const bf_soc_ekf_t *)struct_buffer(bufs[2], sizeof(bf_soc_ekf_t), MP_BUFFER_READ);
+    check_status(bf_sop_task_step(task, state, cell_arg(bufs[3]), state->last_temp_C, lims, n,
+                                  (uint32_t)mp_obj_get_int(budget_obj), &finished));
+    if (task->latest < 0) {
+        return mp_const_none;
+    }
+    mp_obj_t items[3] = {
+        MP_OBJ_NEW_SMALL_INT(task->latest),
+        mp_obj_new_float_from_f(task->result[task->latest].discharge_W),
+        mp_obj_new_float_from_f(task->result[task->latest].charge_W),
+    };
+    return mp_obj_new_tuple(3, items);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(sop_step_obj, sop_step);
+
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args)
 {
     MP_DYNRUNTIME_INIT_ENTRY
@@ -311,6 +375,10 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_R0_TUNING_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_r0_tuning_t)));
     mp_store_global(MP_QSTR_health_init, MP_OBJ_FROM_PTR(&health_init_obj));
     mp_store_global(MP_QSTR_health_step, MP_OBJ_FROM_PTR(&health_step_obj));
+    mp_store_global(MP_QSTR_SOP_TASK_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_sop_task_t)));
+    mp_store_global(MP_QSTR_SOP_LIMITS_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_sop_limits_t)));
+    mp_store_global(MP_QSTR_sop_init, MP_OBJ_FROM_PTR(&sop_init_obj));
+    mp_store_global(MP_QSTR_sop_step, MP_OBJ_FROM_PTR(&sop_step_obj));
 
     MP_DYNRUNTIME_INIT_EXIT
 }

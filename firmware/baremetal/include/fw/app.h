@@ -25,6 +25,7 @@
 
 #include "bmsfil/capacity.h"
 #include "bmsfil/plausibility.h"
+#include "bmsfil/power.h"
 #include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
 #include "fw/frame.h"
@@ -38,6 +39,24 @@
 
 /* EstCell flag bit set by the firmware itself (not a core BF_FLAG_*). */
 #define FW_FLAG_RESTORED 0x80u
+
+/* State of power: the horizons searched in turn (EstCellPower.horizon
+ * peak_2s, peak_10s, peak_30s); the search (power.h) simulates one sub-step
+ * per cell on every FW_SOP_EVERY-th sample (sequence divisible by it), so
+ * that its cost is spread over the samples: about 560 instructions a
+ * sub-step, 280 a cell step on average with 2. 0: no state of power (no
+ * EstCellPower is sent). */
+#define FW_SOP_HORIZONS 3u
+
+/* 0: no capacity and R0 estimators either (no EstCellHealth; the state of
+ * power's search still runs if FW_SOP_EVERY says so): for measuring what
+ * they cost (scripts/power_cost.py). */
+#ifndef FW_HEALTH
+#define FW_HEALTH 1
+#endif
+#ifndef FW_SOP_EVERY
+#define FW_SOP_EVERY 2u
+#endif
 
 /* TargetStatus.start */
 enum { FW_START_POWER_ON = 0, FW_START_RESTORED = 1, FW_START_SAVED_STATE_BAD = 2 };
@@ -110,6 +129,10 @@ typedef struct {
     uint8_t params_ok;
     uint64_t last_status_tick;
     uint32_t frames_in, frames_bad, send_errors, transport_faults;
+    /* state of power: limits per horizon (from the parameter set) and each
+     * cell's search, not retained (a reset starts the searches again) */
+    bf_sop_limits_t sop_limits[FW_SOP_HORIZONS];
+    bf_sop_task_t sop[FW_MAX_CELLS];
 } fw_app_t;
 
 /* Bring the app up: check the parameters and the monitor's settings,
