@@ -93,6 +93,12 @@ def test_eval_command_writes_csv_plot_and_json(tmp_path: Path, us06_slice, capsy
     doc = json.loads((tmp_path / "e.json").read_text())
     assert doc["recordings"][0]["ekf"]["rmse"] < 0.01
     assert "RMSE" in capsys.readouterr().out
+    # The state of power along the recording, per horizon: a longer pulse
+    # allows less power, and the cell (about 3 Ah, 2.5-4.2 V) some tens of watts.
+    power = doc["recordings"][0]["power"]
+    assert list(power) == ["2s", "10s", "30s"]
+    assert power["2s"]["discharge_W_median"] > power["10s"]["discharge_W_median"] > power["30s"]["discharge_W_median"]
+    assert 20 < power["30s"]["discharge_W_median"] < 150 and power["2s"]["charge_W_max"] > 0
 
 
 def test_eval_names_a_broken_input(tmp_path: Path, capsys):

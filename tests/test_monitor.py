@@ -60,8 +60,11 @@ def test_log_of_a_three_cell_replay_shows_the_last_estimates(tmp_path, capsys):
     pack = snap["pack"]
     assert pack["cells_seen"] == 3 and pack["n_cells"] == 3 and pack["sequence"] == 49
     assert pack["current_A"] == pytest.approx(rec.current_A[-1], abs=1e-3)
-    # 50 samples of MeasPack + 3 MeasCell + 3 EstCell + 3 EstCellFlags + 3 EstCellHealth.
-    assert pack["frames_decoded"] == 50 * 13
+    # 50 samples of MeasPack + 3 MeasCell + 3 EstCell + 3 EstCellFlags + 3 EstCellHealth
+    # + 3 EstCellPower.
+    assert pack["frames_decoded"] == 50 * 16
+    # The state of power's first result comes after about 170 samples: none yet.
+    assert all(c["power_latest"] is None and c["power"] == {} for c in cells)
     assert all(c["plausibility"] == [] and c["unseen_current_A"] is not None for c in cells)
     assert pack["frames_not_in_contract"] == pack["frames_undecodable"] == 0
     assert pack["last_error"] is None
@@ -98,6 +101,8 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     view.feed(_at(cc.encode_est_cell(1, 0, 0.40, 0.01), 100.0))
     view.feed(_at(cc.encode_est_cell(1, 1, 0.60, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 100.0))
     view.feed(_at(cc.encode_est_cell_health(1, 1, capacity_Ah=2.9), 100.0))
+    view.feed(_at(cc.encode_est_cell_power(1, 1, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0))
+    view.feed(_at(cc.encode_est_cell_power(1, 0), 100.0))  # no result yet
     view.feed(_at(cc.encode_meas_cell(2, 2, 3.7, 25.0), 103.0))  # a cell without any estimate yet
     view.feed(_at(cc.encode_est_cell(9, 1, 0.61, 0.01), 104.0))
     view.feed(_at(cc.encode_target_status(3, cc.TargetState.RUNNING, 9, instructions_per_cell_step=1392), 105.5))
@@ -106,6 +111,8 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert c0["age_s"] == pytest.approx(5.5) and c0["stale"]
     assert c1["age_s"] == pytest.approx(1.5) and not c1["stale"]
     assert c1["capacity_Ah"] == pytest.approx(2.9) and c1["flags"] == [] and c1["sequence"] == 9
+    assert c1["power"] == {"peak_10s": {"discharge_W": pytest.approx(96.0), "charge_W": pytest.approx(20.5)}}
+    assert c1["power_latest"] == "peak_10s" and c0["power_latest"] is None
     assert c2["age_s"] is None and c2["stale"] and c2["soc"] is None and c2["voltage_V"] == pytest.approx(3.7)
     assert snap["pack"]["soc_min"] == pytest.approx(0.40) and snap["pack"]["soc_max"] == pytest.approx(0.61)
     assert snap["pack"]["target_status"] == {
@@ -116,6 +123,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert not view.snapshot(now=104.5)["cells"][0]["stale"]
     rows = {line.split("│")[1].strip(): line for line in _text(view).splitlines() if line.count("│") > 2}
     assert "STALE" in rows["0"] and "STALE" not in rows["1"] and "no estimate" in rows["2"]
+    assert "96/20 10s" in rows["1"]
     view.feed(_at(cc.encode_est_cell(10, 0, 0.41, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 106.0))
     assert view.snapshot()["cells"][0]["flags"] == ["temp_invalid", "gated"]
 

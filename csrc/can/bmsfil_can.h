@@ -525,7 +525,7 @@ struct bmsfil_can_est_cell_health_t {
 /**
  * Signals in message EstCellPower.
  *
- * Target to host, once per cell per sample, after EstCellHealth: available power (state of power). Targets that do not estimate it do not send the frame (a frame that is sent has each power that is not estimated as 0 with its valid bit 0, and horizon none when neither is).
+ * Target to host, once per cell per sample, after EstCellHealth: available power (state of power, csrc/include/bmsfil/power.h, docs/power.md). A target searches its horizons in turn, a little every sample, and each frame carries the latest result of one horizon (the one finished last); before its first result it sends horizon none with no power. Targets that do not estimate it do not send the frame (a frame that is sent has each power that is not estimated as 0 with its valid bit 0, and horizon none when neither is).
  *
  * All signal values are as on the CAN bus.
  */

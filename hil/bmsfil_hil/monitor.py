@@ -29,7 +29,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,9 @@ class _Cell:
     plaus_flags: int | None = None  # EstCellFlags: the plausibility monitor's (None: no frame seen)
     unseen_current_A: float = math.nan
     unseen_current_sigma_A: float = math.nan
+    # EstCellPower: per horizon name, the latest (discharge_W, charge_W)
+    power: dict[str, tuple[float, float]] = field(default_factory=dict)
+    power_latest: str | None = None  # the horizon of the last EstCellPower with one
 
 
 class PackView:
@@ -120,6 +123,12 @@ class PackView:
             cell.sequence, cell.estimated_at = frame.sequence, now
         elif isinstance(frame, cc.EstCellHealth):
             self._cell(frame.cell_index).capacity_Ah = frame.capacity_Ah
+        elif isinstance(frame, cc.EstCellPower):
+            if frame.horizon != cc.PowerHorizon.NONE:
+                cell = self._cell(frame.cell_index)
+                name = frame.horizon.name.lower()
+                cell.power[name] = (frame.discharge_power_W, frame.charge_power_W)
+                cell.power_latest = name
         elif isinstance(frame, cc.EstCellFlags):
             cell = self._cell(frame.cell_index)
             cell.plaus_flags = frame.flags
@@ -159,6 +168,9 @@ class PackView:
                 [name for bit, name in cc.PLAUS_FLAGS.items() if c.plaus_flags & bit],
                 "unseen_current_A": _value(c.unseen_current_A),
                 "unseen_current_sigma_A": _value(c.unseen_current_sigma_A),
+                "power": {name: {"discharge_W": _value(d), "charge_W": _value(ch)}
+                          for name, (d, ch) in sorted(c.power.items())},
+                "power_latest": c.power_latest,
                 "sequence": c.sequence,
                 "age_s": age,
                 "stale": age is None or age > self.stale_s,
@@ -210,17 +222,26 @@ def _fmt_int(n: int | None) -> str:
     return "-" if n is None else str(n)
 
 
+def _power_text(cell: dict[str, Any]) -> str:
+    """The latest state of power received: discharge/charge and its horizon."""
+    name = cell.get("power_latest")
+    if name is None:
+        return "-"
+    p = cell["power"][name]
+    return f"{_fmt(p['discharge_W'], '.0f')}/{_fmt(p['charge_W'], '.0f')} {name.removeprefix('peak_')}"
+
+
 def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> RenderableType:
     """A snapshot (:meth:`PackView.snapshot`) as a pack summary and a table of cells."""
     pack = snapshot["pack"]
     table = Table(title=title)
-    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "flags", "seq", "age s", ""):
+    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "power W dis/chg", "flags", "seq", "age s", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
         table.add_row(
             str(c["cell_index"]), _fmt(c["soc"], ".2f", 100), _fmt(c["soc_sigma"], ".2f", 100),
             _fmt(c["capacity_Ah"], ".3f"), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
-            ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
+            _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             "STALE" if c["stale"] else "",
             style="red" if c["stale"] else None,

@@ -15,6 +15,7 @@ from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityTrace, run_monitored
+from bmsfil.power import PowerTrace, power_trace
 from bmsfil.recording import Recording
 
 
@@ -38,11 +39,15 @@ class Evaluation:
     plausibility: PlausibilityTrace | None = None
     #: Capacity and R0 at the end of the recording (None unless asked for).
     health: dict[str, float | int] | None = None
+    #: State of power along the recording (None unless asked for).
+    power: PowerTrace | None = None
 
     def summary(self) -> dict[str, object]:
         extra: dict[str, object] = {"plausibility": self.plausibility.summary()} if self.plausibility is not None else {}
         if self.health is not None:
             extra["health"] = _finite_dict(self.health)
+        if self.power is not None:
+            extra["power"] = self.power.summary()
         return {
             "name": self.name,
             "ambient_temp_C": self.recording.meta.ambient_temp_C,
@@ -72,14 +77,17 @@ def evaluate(
     errors: SensorErrors | None = None,
     seed: int = 0,
     health: bool = False,
+    power: bool = False,
 ) -> Evaluation:
     """Score the SOC filter (with the plausibility monitor beside it); with
     `health`, also run the capacity and R0 estimators (health.py) over the
-    recording and report where they ended."""
+    recording and report where they ended; with `power`, the state of power
+    every 10 s of the recording (power.py)."""
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_monitored(measured, params, initial_soc)
     ev = score_trace(rec, measured, trace, params)
-    return replace(ev, plausibility=plaus, health=_health_summary(measured, params) if health else None)
+    return replace(ev, plausibility=plaus, health=_health_summary(measured, params) if health else None,
+                   power=power_trace(measured, params, initial_soc) if power else None)
 
 
 def _health_summary(rec: Recording, params: ParameterSet) -> dict[str, float | int]:
@@ -138,7 +146,10 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     t_min = ev.recording.time_s / 60.0
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=(2, 1))
+    rows = 3 if ev.power is not None else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(10, 6.5 + 2.5 * (rows - 2)), sharex=True,
+                             height_ratios=(2, 1, 1)[:rows])
+    ax1, ax2 = axes[0], axes[1]
     soc, sig = ev.trace.soc * 100, ev.trace.soc_sigma * 100
     ax1.fill_between(t_min, soc - 3 * sig, soc + 3 * sig, color="tab:blue", alpha=0.2, label="EKF ±3σ")
     ax1.plot(t_min, ev.reference * 100, color="k", lw=1.2, label="reference (cycler Ah)")
@@ -158,10 +169,22 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
     ax2.plot(t_min, (ev.coulomb - ev.reference) * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter error")
     ax2.axhline(0, color="k", lw=0.5)
     ax2.set_ylabel("error / points")
-    ax2.set_xlabel("time / min")
     lim = max(3.0, float(np.nanpercentile(np.abs(err), 99.5)) * 1.3)
     ax2.set_ylim(-lim, lim)
     ax2.legend(loc="lower left", fontsize=8)
+    if ev.power is not None:
+        ax3, pw = axes[2], ev.power
+        for k, horizon in enumerate(pw.horizons_s):
+            shade = 0.35 + 0.65 * k / max(1, len(pw.horizons_s) - 1)
+            ax3.plot(pw.time_s / 60.0, pw.discharge_W[k], color=plt.cm.Reds(shade), lw=0.9,
+                     label=f"discharge, {horizon:g} s")
+            ax3.plot(pw.time_s / 60.0, -pw.charge_W[k], color=plt.cm.Greens(shade), lw=0.9,
+                     label=f"charge, {horizon:g} s")
+        ax3.axhline(0, color="k", lw=0.5)
+        ax3.set_ylabel("power limit / W")
+        ax3.set_title("state of power (C core, from the filter's state; charge drawn negative)", fontsize=9)
+        ax3.legend(loc="lower left", fontsize=7, ncol=3)
+    axes[-1].set_xlabel("time / min")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".part.png")
     fig.savefig(tmp, dpi=100)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import SocEstimator, _check
+from bmsfil.core import SocEstimator, _check, start_estimator
 from bmsfil.params import ParameterSet
+from bmsfil.recording import Recording
 from bmsfil.reference import CellModel
 
 HORIZONS_S = (2.0, 10.0, 30.0)
@@ -169,3 +170,52 @@ class PowerSearch:
     def substeps(self) -> int:
         """Sub-steps simulated since the search began."""
         return int(self._task.substeps)
+
+
+@dataclass(frozen=True)
+class PowerTrace:
+    """State of power along a recording: at `time_s`, per horizon of
+    `horizons_s` (rows), the discharge and charge power (W)."""
+
+    horizons_s: tuple[float, ...]
+    time_s: np.ndarray
+    discharge_W: np.ndarray   # (horizons, points)
+    charge_W: np.ndarray
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per horizon: the smallest, median and largest power seen, and the last."""
+        out: dict[str, dict[str, float | None]] = {}
+        for k, horizon in enumerate(self.horizons_s):
+            entry: dict[str, float | None] = {}
+            for name, values in (("discharge_W", self.discharge_W[k]), ("charge_W", self.charge_W[k])):
+                ok = values[np.isfinite(values)]
+                for stat, fn in (("min", np.min), ("median", np.median), ("max", np.max)):
+                    entry[f"{name}_{stat}"] = float(fn(ok)) if ok.size else None
+                entry[f"{name}_end"] = float(ok[-1]) if ok.size else None
+            out[f"{horizon:g}s"] = entry
+        return out
+
+
+def power_trace(rec: Recording, params: ParameterSet, initial_soc: float | str = "ocv", every_s: float = 10.0,
+                horizons_s: tuple[float, ...] = HORIZONS_S) -> PowerTrace:
+    """Run the SOC filter over the recording and, every `every_s` of its
+    time, the state of power for each horizon from the filter's state and
+    the last good temperature (the C core's `bf_sop`)."""
+    est = SocEstimator(params)
+    start_estimator(est, rec, initial_soc)
+    t = np.asarray(rec.time_s, dtype=float)
+    ends = np.unique(np.searchsorted(t, np.arange(t[0] + every_s, t[-1] + every_s, every_s), side="right"))
+    ends = ends[(ends > 0) & (ends <= len(rec))]
+    limits = [SopLimits.for_cell(params, h) for h in horizons_s]
+    dis = np.full((len(horizons_s), ends.size), np.nan)
+    chg = np.full((len(horizons_s), ends.size), np.nan)
+    start = 0
+    for j, end in enumerate(ends):
+        sl = slice(start, int(end))
+        est.run_arrays(rec.dt_s[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
+        start = int(end)
+        temp = float(est._state.last_temp_C)
+        for k, lim in enumerate(limits):
+            sop = state_of_power(est, temp, lim)
+            dis[k, j], chg[k, j] = sop.discharge_W, sop.charge_W
+    return PowerTrace(tuple(horizons_s), t[ends - 1], dis, chg)

@@ -4,25 +4,31 @@
  *
  * Method: the pulse is simulated on the cell model of cell_model.h (the
  * filter's equations: SOC, both RC currents, dynamic hysteresis, the tables
- * looked up as the SOC moves) in BF_SOP_SUBSTEPS equal sub-steps; within a
- * sub-step the current is the one that draws exactly the power at that
- * sub-step's voltage (the quadratic in the instantaneous resistance R0 + Rn
- * solved in closed form), so a pulse of constant power is simulated, not
- * one of constant current. Each pulse has a margin: the smallest distance,
+ * looked up as the SOC moves) in BF_SOP_SUBSTEPS equal sub-steps. Within a
+ * sub-step the current ramps linearly from its value at the start to the
+ * one that draws exactly the power at the sub-step's end voltage (the
+ * quadratic in the instantaneous resistance solved in closed form): SOC by
+ * the trapezoid, the RC currents by their exact response to a ramp, so the
+ * sub-step is second order and a pulse of constant power, not of constant
+ * current, is simulated. Each pulse has a margin: the smallest distance,
  * relative, of the voltage, the current and the SOC to their limits over
  * the pulse (negative: a limit was broken). The largest power with a margin
  * of at least 0 is found by regula falsi with the Illinois modification on
- * the margin, bracketed by [0, v_max i_max], until the bracket is narrower
- * than BF_SOP_TOLERANCE of its top (at most BF_SOP_ITERATIONS pulses).
+ * the margin, until the bracket is narrower than BF_SOP_TOLERANCE of its top
+ * (at most BF_SOP_ITERATIONS pulses a direction). The bracket comes from the
+ * pulses at rest and at v_max i_max or, when the horizon has a result
+ * already, from pulses BF_SOP_WARM below and above it (a warm start).
  *
  * Two ways to call it:
- * - bf_sop(): both directions for one horizon, now (host, tests);
+ * - bf_sop(): both directions for one horizon, now, from cold (host, tests);
  * - bf_sop_task_t: the same search cut into pieces of at most `budget`
  *   sub-steps, one piece per call, cycling through up to BF_SOP_MAX_HORIZONS
  *   horizons, so that firmware spreads its cost over many samples. A
  *   horizon's search starts from the filter's state at the call that starts
- *   it and its result is published when both directions are done; results
- *   are the ones bf_sop() gives for that state, bit for bit.
+ *   it and its result is published when both directions are done. A task's
+ *   first search of a horizon gives what bf_sop() gives for that state, bit
+ *   for bit; later ones start warm and agree with bf_sop() to within the
+ *   tolerance.
  *
  * No heap, no globals. */
 #ifndef BMSFIL_POWER_H
