@@ -99,11 +99,13 @@ def test_module_exposes_the_struct_sizes(mpy, tmp_path):
 @needs_toolchain
 def test_builds_for_cortex_m4f(mpy):
     """armv7emsp (Cortex-M4F boards): the core links without libc, libm or
-    libgcc (the Makefile's undefined-symbol check) and is a 6.3 armv7emsp .mpy."""
+    libgcc (the Makefile's undefined-symbol check) and is a 6.3 armv7emsp .mpy,
+    small enough for a board's heap (filter, monitor, capacity, R0 and state
+    of power: about 18 KB)."""
     path = natmod.build("armv7emsp")
     head = path.read_bytes()[:4]
     assert head[:3] == b"M\x06" + bytes([(7 << 2) | 3])
-    assert path.stat().st_size < 16_000
+    assert path.stat().st_size < 24_000
 
 
 # --- the glue: packing and stepping, inside MicroPython ------------------------------
