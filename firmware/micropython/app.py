@@ -12,8 +12,9 @@ are emulated in memory, see `App.on_host_command`):
 - MeasPack opens a sample; each MeasCell of it steps that cell, its
   plausibility monitor judges the step, the capacity and R0 estimators
   (bmsfil_health in pure MicroPython, or the C core's in the native
-  module) learn from it, and the
-  cell is answered with its EstCell, its EstCellFlags and its EstCellHealth;
+  module) learn from it, its state-of-power search takes a sub-step on
+  every second sample (bmsfil_power, or the C core's), and the cell is
+  answered with its EstCell, EstCellFlags, EstCellHealth and EstCellPower;
   after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
@@ -31,6 +32,7 @@ import bmsfil_can as bc
 import bmsfil_ekf as be
 import bmsfil_health as bh
 import bmsfil_plaus as bp
+import bmsfil_power as bw
 
 MAX_CELLS = 1024
 LINE_MAX = 64
@@ -60,8 +62,7 @@ class App:
         self.SocEkf = (estimator or be).SocEkf
         self.Monitor = getattr(estimator or be, "Plausibility", bp.Plausibility)
         self.CellHealth = getattr(estimator or be, "CellHealth", bh.CellHealth)
-        # The state of power: the C core's search (native variant only).
-        self.PowerSearch = getattr(estimator or be, "PowerSearch", None)
+        self.PowerSearch = getattr(estimator or be, "PowerSearch", bw.PowerSearch)
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -72,7 +73,7 @@ class App:
         self.cells = {}  # cell index -> SocEkf (initialised cells only)
         self.monitors = {}  # cell index -> its plausibility monitor
         self.health = {}  # cell index -> its capacity and R0 estimators
-        self.power = {}  # cell index -> its state-of-power search (native variant)
+        self.power = {}  # cell index -> its state-of-power search
         self.capacity_tuning = bh.CapacityTuning(params)
         self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored
@@ -174,8 +175,7 @@ class App:
             self.cells[index] = ekf
             self.monitors[index] = self.Monitor()
             self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
-            if self.PowerSearch is not None:
-                self.power[index] = self.PowerSearch(self.params)
+            self.power[index] = self.PowerSearch(self.params)
             self.restored.pop(index, None)
         monitor = self.monitors[index]
         health = self.health[index]
@@ -185,9 +185,7 @@ class App:
             soc, sigma, _, flags = ekf.step(dt, i, v, t)
             verdict = monitor.step(ekf, dt, v)
             capacity_Ah, r0_ohm = health.step(ekf, dt, i, v, t, soc, sigma, flags)
-            search = self.power.get(index)
-            if search is not None:
-                power = search.step(ekf, self.sequence)
+            power = self.power[index].step(ekf, self.sequence)
             if self.icount is not None:
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
@@ -204,8 +202,7 @@ class App:
         self.send_estimate(index, soc, sigma, flags, ok)
         self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
         self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm))
-        if search is not None:
-            self.send(bc.EST_CELL_POWER, bc.encode_est_cell_power(self.sequence, index, power))
+        self.send(bc.EST_CELL_POWER, bc.encode_est_cell_power(self.sequence, index, power))
 
     def finish_sample(self):
         if self.steps:
