@@ -2,10 +2,13 @@
 """State of power (csrc/src/power.c) checked against the cell model: along the
 bundled US06 recording, every STRIDE samples, the predicted discharge and
 charge power limits for 2, 10 and 30 s are applied as constant-power pulses
-to the float64 cell model (bmsfil.power.pulse_voltage, 1 ms-scale steps) and
-the time the voltage reaches its limit is compared with the horizon. Prints
-the worst relative error over the voltage-limited cases and the C call's
-cost in microseconds (host, one core).
+to the float64 cell model (bmsfil.power.pulse_voltage, 10 ms steps) and
+the time the voltage reaches its limit is compared with the horizon. Then
+every predicted limit, from those states and from stressed ones (RC
+currents at +-i_max), is applied over its horizon and the worst excursion
+of voltage and current beyond their limits over the whole pulse is
+measured. Prints both and the C call's cost in microseconds (host, one
+core).
 
     .venv/bin/python scripts/power_check.py [--stride N]
 """
@@ -59,6 +62,54 @@ def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, f
     return out
 
 
+def _states(stride: int) -> list[tuple[np.ndarray, float]]:
+    """Filter states along the bundled recording, every `stride` samples, and
+    stressed ones: RC currents at +-i_max (right after a hard discharge or a
+    regeneration), at low and high SOC, 0 and 25 degC."""
+    params, rec = bundled_params(), bundled_recording()
+    est = SocEstimator(params)
+    start_estimator(est, rec, "ocv")
+    out = []
+    for k in range(0, len(rec), stride):
+        sl = slice(k, k + stride)
+        est.run_arrays(rec.dt_s[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
+        out.append((est.x.copy(), float(rec.temp_C[min(k + stride, len(rec)) - 1])))
+    i_max = params.cell.i_max_A
+    for soc in (0.1, 0.15, 0.3, 0.6, 0.9):
+        for irc in (-i_max, i_max):
+            for temp in (0.0, 25.0):
+                out.append((np.array([soc, irc, irc, np.sign(irc)]), temp))
+    return out
+
+
+def overshoot(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, float, str, float, float]]:
+    """Every predicted limit (any limiting factor) applied as a constant-power
+    pulse over its horizon on the float64 model, from the states of
+    `_states`: (SOC, horizon, direction, how far the voltage went beyond its
+    limit in V, how far the current went beyond its limit relative to it);
+    0 where it stayed within."""
+    params = bundled_params()
+    out = []
+    for x, temp in _states(stride):
+        est = SocEstimator(params)
+        est.init_soc(float(x[0]), temp)
+        for j in range(1, 4):
+            est._state.x[j] = float(x[j])
+        for horizon in HORIZONS_S:
+            lim = SopLimits.for_cell(params, horizon)
+            sop = state_of_power(est, temp, lim)
+            for power, name in ((-sop.discharge_W, "discharge"), (sop.charge_W, "charge")):
+                if power == 0.0:
+                    continue
+                _, v, i = pulse_voltage(params, est.x, temp, power, horizon, steps=max(20, int(horizon * steps_per_s)))
+                if power < 0:
+                    dv, di = lim.v_min_V - float(v.min()), (float(np.abs(i).max()) - lim.i_dis_max_A) / lim.i_dis_max_A
+                else:
+                    dv, di = float(v.max()) - lim.v_max_V, (float(np.abs(i).max()) - lim.i_chg_max_A) / lim.i_chg_max_A
+                out.append((float(est.x[0]), horizon, name, max(dv, 0.0), max(di, 0.0)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stride", type=int, default=4000)
@@ -67,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(cases, key=lambda c: abs(c[3]))
     print(f"{len(cases)} voltage-limited pulses; worst: SOC {worst[0]:.3f}, {worst[1]:g} s {worst[2]}, "
           f"reached the limit {worst[3] * 100:+.2f} % of the horizon off")
+    over = overshoot(args.stride)
+    wv, wi = max(over, key=lambda c: c[3]), max(over, key=lambda c: c[4])
+    print(f"{len(over)} pulses at the predicted limits (recording and stressed states), over the whole pulse: "
+          f"voltage at most {wv[3] * 1e3:.1f} mV beyond its limit (SOC {wv[0]:.2f}, {wv[1]:g} s {wv[2]}), "
+          f"current at most {wi[4] * 100:.2f} % beyond its limit (SOC {wi[0]:.2f}, {wi[1]:g} s {wi[2]})")
     params = bundled_params()
     est = SocEstimator(params)
     est.init_soc(0.5, 25.0)

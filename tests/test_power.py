@@ -18,7 +18,7 @@ from bmsfil.params import bundled_params
 from bmsfil.power import SopLimits, state_of_power
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from power_check import check  # noqa: E402
+from power_check import check, overshoot  # noqa: E402
 
 
 def test_pulse_at_the_limit_reaches_the_voltage_limit_at_the_horizon():
@@ -27,6 +27,18 @@ def test_pulse_at_the_limit_reaches_the_voltage_limit_at_the_horizon():
     assert {c[2] for c in cases} == {"discharge", "charge"}
     worst = max(abs(c[3]) for c in cases)
     assert worst <= 0.02, f"a pulse at the limit reached the voltage limit {worst * 100:.2f} % of the horizon off"
+
+
+def test_a_pulse_at_the_limit_keeps_every_limit_over_the_whole_pulse():
+    """At the predicted power, from states along a drive cycle and stressed
+    ones (RC currents at +-i_max: right after a hard discharge or a
+    regeneration, when the pulse's first instant is its worst), the voltage
+    and the current stay within their limits over the whole pulse, up to
+    what 4 sub-steps resolve (docs/power.md)."""
+    cases = overshoot(stride=8000, steps_per_s=50.0)
+    assert len(cases) >= 60
+    assert max(c[3] for c in cases) <= 0.015, "voltage more than 15 mV beyond its limit"
+    assert max(c[4] for c in cases) <= 0.01, "current more than 1 % beyond its limit"
 
 
 def _estimator(soc: float) -> SocEstimator:

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bmsfil import can_contract as cc
-from bmsfil._core import lib
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, start_estimator
 from bmsfil.params import bundled_params
@@ -24,7 +23,6 @@ from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import POWER_HORIZONS, replay_lockstep
 from bmsfil_hil.targets import make_target
 from firmware_tools import needs_qemu
-ROOT = Path(__file__).resolve().parents[1]
 
 PARAMS = bundled_params()
 SAMPLES = 1200
@@ -47,19 +45,34 @@ def _estimator(soc: float, temp_C: float, current_A: float) -> SocEstimator:
 @given(soc=st.floats(0.0, 1.0), temp=st.floats(-20.0, 50.0), current=st.floats(-20.0, 20.0),
        budget=st.integers(1, 7))
 def test_the_search_in_pieces_is_the_one_call_search(soc: float, temp: float, current: float, budget: int):
+    """Each horizon's search reads the filter's state only when it begins:
+    the filter may step meanwhile (as it does in a BMS), the result is the
+    one-call search's from the state at the horizon's beginning, and no call
+    simulates more sub-steps than its budget."""
     est = _estimator(soc, temp, current)
     search = PowerSearch(est)
-    published = []
+    published, starts = [], [(est.x.copy(), float(est._state.last_temp_C))]
     for _ in range(10_000):
+        before = search.substeps
         k = search.step(budget)
+        assert search.substeps - before <= budget
         if k is not None:
             published.append(k)
             if len(published) == len(HORIZONS_S):
                 break
+            # the next horizon begins at the next call, from the state then
+        est.step(0.1, current, 3.7, temp)
+        if k is not None:
+            starts.append((est.x.copy(), float(est._state.last_temp_C)))
     assert published == [0, 1, 2]
-    temp_used = float(est._state.last_temp_C)
     for k, horizon in enumerate(HORIZONS_S):
-        assert search.result(k) == state_of_power(est, temp_used, SopLimits.for_cell(PARAMS, horizon))
+        x, temp_used = starts[k]
+        cold = SocEstimator(PARAMS)
+        cold.init_soc(float(x[0]), temp_used)
+        for j in range(1, 4):
+            cold._state.x[j] = float(x[j])
+        cold._state.last_temp_C = temp_used
+        assert search.result(k) == state_of_power(cold, temp_used, SopLimits.for_cell(PARAMS, horizon))
 
 
 def test_warm_searches_along_a_drive_cycle_stay_within_the_tolerance():
@@ -223,3 +236,8 @@ def test_the_micropython_native_module_sends_the_host_targets_power_frames():
             both = np.isfinite(mine) & np.isfinite(theirs) & (theirs > 0)
             assert both.sum() > SAMPLES // 2
             assert np.median(np.abs(mine[both] - theirs[both]) / theirs[both]) < bound, (h, k)
+
+
+def test_a_power_beyond_the_frame_saturates_as_the_firmware_sends_it():
+    frame = cc.decode(cc.encode_est_cell_power(3, 0, 7000.0, 10.0, cc.PowerHorizon.PEAK_2S))
+    assert frame.charge_power_W == pytest.approx(6553.5) and frame.discharge_power_W == pytest.approx(10.0)

@@ -18,7 +18,8 @@ bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim)
         || !(lim->i_dis_max_A > 0.0f) || !bf_isfinite(lim->i_dis_max_A) || !(lim->i_chg_max_A > 0.0f)
         || !bf_isfinite(lim->i_chg_max_A) || !(lim->soc_min >= 0.0f) || !(lim->soc_max <= 1.0f)
         || !(lim->soc_max > lim->soc_min) || !bf_isfinite(lim->temp_min_C) || !bf_isfinite(lim->temp_max_C)
-        || !(lim->temp_max_C > lim->temp_min_C)) {
+        || !(lim->temp_max_C > lim->temp_min_C) || !(lim->horizon_s <= BF_SOP_MAX_HORIZON_S)
+        || !bf_isfinite(lim->v_max_V * lim->i_dis_max_A) || !bf_isfinite(lim->v_max_V * lim->i_chg_max_A)) {
         return BF_E_RANGE;
     }
     return BF_OK;
@@ -48,27 +49,44 @@ static float ramp_weight(float u, float one_minus_a)
 }
 
 /* Solve P = x (e0 + dir r x) for the magnitude x of the current: the
- * smaller root on discharge (the cell's side). 0 when no current draws P. */
+ * smaller root on discharge (the cell's side). 0 when no current draws P.
+ * In the form 2P / (e0 + sqrt(e0^2 -+ 4 r P)), which does not cancel when
+ * P is small (the textbook form lost the current's sign there) and holds
+ * for r = 0. */
 static int solve_current(float dir, float e0, float r, float P, float *x)
 {
-    float disc;
-    if (dir < 0.0f) {
-        disc = e0 * e0 - 4.0f * r * P;
-        if (!(e0 > 0.0f) || disc < 0.0f) {
-            return 0;
-        }
-        *x = r > 0.0f ? (e0 - bf_sqrtf(disc)) / (2.0f * r) : P / e0;
-    } else {
-        disc = e0 * e0 + 4.0f * r * P;
-        *x = r > 0.0f ? (bf_sqrtf(disc) - e0) / (2.0f * r) : P / e0;
+    const float disc = dir < 0.0f ? e0 * e0 - 4.0f * r * P : e0 * e0 + 4.0f * r * P;
+    float den;
+    if (!(e0 > 0.0f) || disc < 0.0f) {
+        return 0;
     }
+    den = e0 + bf_sqrtf(disc);
+    *x = 2.0f * P / den;
     return 1;
+}
+
+/* The limits at one instant of the pulse: voltage v, current magnitude x,
+ * SOC z; the margin and the limits broken. */
+static void note_limits(bf_sop_task_t *t, const bf_sop_limits_t *lim, float v, float x, float z)
+{
+    const float dir = direction(t);
+    const float mv = dir < 0.0f ? (v - lim->v_min_V) / lim->v_min_V : (lim->v_max_V - v) / lim->v_max_V;
+    const float i_max = dir < 0.0f ? lim->i_dis_max_A : lim->i_chg_max_A;
+    const float mi = (i_max - x) / i_max;
+    const float mz = dir < 0.0f ? z - lim->soc_min : lim->soc_max - z;
+    if (mv < 0.0f) t->by |= BF_SOP_BY_VOLTAGE;
+    if (mi < 0.0f) t->by |= BF_SOP_BY_CURRENT;
+    if (mz < 0.0f) t->by |= BF_SOP_BY_SOC;
+    t->margin = minf(t->margin, minf(mv, minf(mi, mz)));
 }
 
 /* Start a pulse of constant power P (W, >= 0) in the task's direction: its
  * current at the first instant, through the instantaneous resistance
- * (R0 + Rn; the RC currents and the hysteresis cannot jump). */
-static void pulse_begin(bf_sop_task_t *t, const bf_cell_params_t *p, float P)
+ * (R0 + Rn; the RC currents and the hysteresis cannot jump), and the limits
+ * there: where the RC pairs already carry current the pulse's way (after a
+ * hard discharge, or regeneration), the first instant has the pulse's
+ * lowest voltage and highest current. */
+static void pulse_begin(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_limits_t *lim, float P)
 {
     const float dir = direction(t);
     float ocv, x = 0.0f, e0, r0;
@@ -85,9 +103,14 @@ static void pulse_begin(bf_sop_task_t *t, const bf_cell_params_t *p, float P)
     r0 = bf_cell_rc_table(p, p->r0_ohm, &t->at);
     e0 = ocv + t->m0 * dir + t->m * t->h + bf_cell_rc_table(p, p->r1_ohm, &t->at) * t->i1
          + bf_cell_rc_table(p, p->r2_ohm, &t->at) * t->i2;
-    /* Rn at the current P / OCV (close enough for where Rn saturates). */
-    if (!solve_current(dir, e0, r0 + t->rn / (1.0f + t->kn * P / ocv), P, &x)) {
-        x = P / ocv;   /* the first sub-step finds that the power cannot be drawn */
+    /* Rn depends on the current: at P / OCV first, then at the current that gives. */
+    if (!solve_current(dir, e0, r0 + t->rn / (1.0f + t->kn * P / ocv), P, &x)
+        || !solve_current(dir, e0, r0 + t->rn / (1.0f + t->kn * x), P, &x)) {
+        t->by |= BF_SOP_BY_POWER;
+        t->margin = -1.0f;
+        x = P / ocv;   /* the first sub-step finds the same */
+    } else {
+        note_limits(t, lim, x > 0.0f ? P / x : e0, x, t->z0);
     }
     t->x = x;
 }
@@ -136,16 +159,7 @@ static int pulse_substep(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_s
     t->i1 = t->a1 * t->i1 + (1.0f - t->a1 - t->b1) * i0 + t->b1 * i;
     t->i2 = t->a2 * t->i2 + (1.0f - t->a2 - t->b2) * i0 + t->b2 * i;
     t->h = ah * t->h + (1.0f - ah) * signf(i);
-    {
-        const float mv = dir < 0.0f ? (v - lim->v_min_V) / lim->v_min_V : (lim->v_max_V - v) / lim->v_max_V;
-        const float i_max = dir < 0.0f ? lim->i_dis_max_A : lim->i_chg_max_A;
-        const float mi = (i_max - x) / i_max;
-        const float mz = dir < 0.0f ? t->z - lim->soc_min : lim->soc_max - t->z;
-        if (mv < 0.0f) t->by |= BF_SOP_BY_VOLTAGE;
-        if (mi < 0.0f) t->by |= BF_SOP_BY_CURRENT;
-        if (mz < 0.0f) t->by |= BF_SOP_BY_SOC;
-        t->margin = minf(t->margin, minf(mv, minf(mi, mz)));
-    }
+    note_limits(t, lim, v, x, t->z);
     return 1;
 }
 
@@ -163,19 +177,38 @@ static void direction_done(bf_sop_task_t *t, float watts, float amps, uint32_t b
     }
 }
 
-/* The next pulse of the search, or the direction's end (returns 0). */
-static int search_next(bf_sop_task_t *t, const bf_cell_params_t *p)
+static float top_power(const bf_sop_task_t *t, const bf_sop_limits_t *lim)
 {
-    float w = t->hi - t->lo, P;
-    if (w <= BF_SOP_TOLERANCE * t->hi || t->pulses >= BF_SOP_ITERATIONS) {
+    return lim->v_max_V * (t->dir == 0u ? lim->i_dis_max_A : lim->i_chg_max_A);
+}
+
+/* The next pulse of the search, or the direction's end (returns 0). The
+ * trial is regula falsi's (the margin's zero on the chord), kept a little
+ * inside the bracket so that both ends keep move, or the bracket's middle
+ * when the last two pulses did not halve it (a margin that is flat at one
+ * end, as when the cell cannot draw the power at all, makes the chord
+ * creep). A search that runs out of pulses says so (BF_SOP_UNCONVERGED). */
+static int search_next(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_limits_t *lim)
+{
+    const float w = t->hi - t->lo;
+    float P;
+    if (w <= BF_SOP_TOLERANCE * t->hi || t->hi <= 1e-6f * top_power(t, lim)) {
         direction_done(t, t->lo, t->i_lo, t->by_hi);
         return 0;
     }
-    /* Regula falsi between the ends (g_hi < 0 <= g_lo), kept a little
-     * inside the bracket so that both ends keep moving. */
-    P = (t->lo * t->g_hi - t->hi * t->g_lo) / (t->g_hi - t->g_lo);
-    P = bf_clampf(P, t->lo + 0.25f * BF_SOP_TOLERANCE * t->hi, t->hi - 0.25f * BF_SOP_TOLERANCE * t->hi);
-    pulse_begin(t, p, P);
+    if (t->pulses >= BF_SOP_ITERATIONS) {
+        direction_done(t, t->lo, t->i_lo, t->by_hi | BF_SOP_UNCONVERGED);
+        return 0;
+    }
+    if (t->slow >= 2u) {
+        P = 0.5f * (t->lo + t->hi);
+        t->slow = 0u;
+    } else {
+        P = (t->lo * t->g_hi - t->hi * t->g_lo) / (t->g_hi - t->g_lo);
+        P = bf_clampf(P, t->lo + 0.25f * BF_SOP_TOLERANCE * t->hi, t->hi - 0.25f * BF_SOP_TOLERANCE * t->hi);
+    }
+    t->width = w;
+    pulse_begin(t, p, lim, P);
     return 1;
 }
 
@@ -193,11 +226,6 @@ static void set_hi(bf_sop_task_t *t)
     t->by_hi = t->by;
 }
 
-static float top_power(const bf_sop_task_t *t, const bf_sop_limits_t *lim)
-{
-    return lim->v_max_V * (t->dir == 0u ? lim->i_dis_max_A : lim->i_chg_max_A);
-}
-
 /* A pulse has ended: move the search on. 0 when the direction is done.
  * The bracket is found from the pulses at rest (P = 0) and at the top
  * (v_max i_max), or, when this horizon has a result already, from pulses
@@ -212,11 +240,11 @@ static int pulse_end(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_l
         if (feasible) {
             set_lo(t);
             t->stage = STAGE_WARM_HI;
-            pulse_begin(t, p, t->p * (1.0f + BF_SOP_WARM) / (1.0f - BF_SOP_WARM));
+            pulse_begin(t, p, lim, t->p * (1.0f + BF_SOP_WARM) / (1.0f - BF_SOP_WARM));
         } else {
             set_hi(t);
             t->stage = STAGE_REST;
-            pulse_begin(t, p, 0.0f);
+            pulse_begin(t, p, lim, 0.0f);
         }
         return 1;
     case STAGE_WARM_HI:
@@ -226,7 +254,7 @@ static int pulse_end(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_l
         }
         set_lo(t);
         t->stage = STAGE_TOP;
-        pulse_begin(t, p, top_power(t, lim));
+        pulse_begin(t, p, lim, top_power(t, lim));
         return 1;
     case STAGE_REST:
         if (!feasible) {
@@ -239,7 +267,7 @@ static int pulse_end(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_l
             break;   /* the warm start's lower pulse is the top of the bracket */
         }
         t->stage = STAGE_TOP;
-        pulse_begin(t, p, top_power(t, lim));
+        pulse_begin(t, p, lim, top_power(t, lim));
         return 1;
     case STAGE_TOP:
         if (feasible) {
@@ -259,11 +287,13 @@ static int pulse_end(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_l
             if (t->side == KEPT_LO) t->g_lo *= 0.5f;
             t->side = KEPT_LO;
         }
-        return search_next(t, p);
+        t->slow = t->hi - t->lo > 0.5f * t->width ? t->slow + 1u : 0u;
+        return search_next(t, p, lim);
     }
     t->side = KEPT_NONE;
+    t->slow = 0u;
     t->stage = STAGE_SEARCH;
-    return search_next(t, p);
+    return search_next(t, p, lim);
 }
 
 static void direction_begin(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop_limits_t *lim, uint32_t dir)
@@ -275,10 +305,10 @@ static void direction_begin(bf_sop_task_t *t, const bf_cell_params_t *p, const b
     t->by_hi = 0u;
     if (BF_SOP_WARM > 0.0f && (t->published & (1u << t->horizon)) != 0u && w > 0.0f && w * (1.0f + BF_SOP_WARM) < top_power(t, lim)) {
         t->stage = STAGE_WARM_LO;
-        pulse_begin(t, p, w * (1.0f - BF_SOP_WARM));
+        pulse_begin(t, p, lim, w * (1.0f - BF_SOP_WARM));
     } else {
         t->stage = STAGE_REST;
-        pulse_begin(t, p, 0.0f);
+        pulse_begin(t, p, lim, 0.0f);
     }
 }
 
@@ -292,7 +322,8 @@ static bf_status_t horizon_begin(bf_sop_task_t *t, const bf_soc_ekf_t *s, const 
     if (st != BF_OK) {
         return st;
     }
-    if (!bf_isfinite(temp_C)) {
+    if (!bf_isfinite(temp_C) || !bf_isfinite(s->x[0]) || !bf_isfinite(s->x[3])
+        || !(bf_absf(s->x[1]) <= BF_SOP_MAX_RC_CURRENT_A) || !(bf_absf(s->x[2]) <= BF_SOP_MAX_RC_CURRENT_A)) {
         return BF_E_RANGE;
     }
     t->partial.discharge_W = t->partial.charge_W = t->partial.discharge_A = t->partial.charge_A = 0.0f;
@@ -337,7 +368,8 @@ bf_status_t bf_sop_task_init(bf_sop_task_t *t)
         return BF_E_NULL;
     }
     t->stage = STAGE_IDLE;
-    t->dir = t->side = t->pulses = t->k = 0u;
+    t->dir = t->side = t->pulses = t->k = t->slow = 0u;
+    t->width = 0.0f;
     t->horizon = 0u;
     t->published = 0u;
     t->latest = -1;

@@ -92,11 +92,13 @@ class App:
         self.answered = set()
         self.dt_s = float("nan")
         self.current_A = float("nan")
+        # The state-of-power searches are not retained (the firmware keeps
+        # them outside its retained RAM): every start begins them again.
+        self.power = {i: self.PowerSearch(self.params) for i in self.cells} if start == bc.START_RESTORED else {}
         if start != bc.START_RESTORED:
             self.cells = {}
             self.monitors = {}
             self.health = {}
-            self.power = {}
             self.restored = {}
             self.last_sequence = None
 

@@ -2,9 +2,10 @@
 (bf_sop_task_t), line for line, on bmsfil_ekf's cell model. Each horizon's
 search starts from the cell's filter state and its last good temperature;
 a pulse of constant power is simulated in SUBSTEPS second-order sub-steps
-and the largest power whose pulse keeps every limit is found by regula
-falsi with the Illinois step on the pulse's margin, warm-started from the
-previous result of the horizon. See docs/power.md.
+(its limits checked at its first instant and at every sub-step's end) and
+the largest power whose pulse keeps every limit is found by regula falsi
+with the Illinois step on the pulse's margin (bisection where it stalls),
+warm-started from the previous result of the horizon. See docs/power.md.
 
 `PowerSearch(params).step(ekf, sequence)` has the interface of
 bmsfil_native.PowerSearch: one sub-step on every SOP_EVERY-th sample, and
@@ -35,14 +36,12 @@ def _ramp_weight(u, one_minus_a):
 
 
 def _solve_current(direction, e0, r, power):
-    """The magnitude of the current that draws `power` (None: none can)."""
-    if direction < 0.0:
-        disc = e0 * e0 - 4.0 * r * power
-        if not e0 > 0.0 or disc < 0.0:
-            return None
-        return (e0 - math.sqrt(disc)) / (2.0 * r) if r > 0.0 else power / e0
-    disc = e0 * e0 + 4.0 * r * power
-    return (math.sqrt(disc) - e0) / (2.0 * r) if r > 0.0 else power / e0
+    """The magnitude of the current that draws `power` (None: none can), as
+    2P / (e0 + sqrt(e0^2 -+ 4 r P)): no cancellation for a small power."""
+    disc = e0 * e0 - 4.0 * r * power if direction < 0.0 else e0 * e0 + 4.0 * r * power
+    if not e0 > 0.0 or disc < 0.0:
+        return None
+    return 2.0 * power / (e0 + math.sqrt(disc))
 
 
 class PowerSearch:
@@ -69,8 +68,32 @@ class PowerSearch:
         at = m.locate(self.z0, self.temp)
         ocv = m.ocv(at)[0]
         e0 = ocv + self.m0 * self.dir + self.m * self.h + m.rc("r1_ohm", at) * self.i1 + m.rc("r2_ohm", at) * self.i2
-        x = _solve_current(self.dir, e0, m.rc("r0_ohm", at) + self.rn / (1.0 + self.kn * power / ocv), power)
-        self.x = power / ocv if x is None else x
+        r0 = m.rc("r0_ohm", at)
+        x = _solve_current(self.dir, e0, r0 + self.rn / (1.0 + self.kn * power / ocv), power)
+        if x is not None:
+            x = _solve_current(self.dir, e0, r0 + self.rn / (1.0 + self.kn * x), power)
+        if x is None:
+            self.by |= BY_POWER
+            self.margin = -1.0
+            x = power / ocv
+        else:
+            self._note_limits(power / x if x > 0.0 else e0, x, self.z0)
+        self.x = x
+
+    def _note_limits(self, v, x, z):
+        p = self.p
+        if self.dir < 0.0:
+            mv, mz = (v - p.v_min_V) / p.v_min_V, z
+        else:
+            mv, mz = (p.v_max_V - v) / p.v_max_V, 1.0 - z
+        mi = (self.i_max - x) / self.i_max
+        if mv < 0.0:
+            self.by |= BY_VOLTAGE
+        if mi < 0.0:
+            self.by |= BY_CURRENT
+        if mz < 0.0:
+            self.by |= BY_SOC
+        self.margin = min(self.margin, mv, mi, mz)
 
     def _pulse_substep(self):
         m, d = self.model, self.dir
@@ -98,19 +121,7 @@ class PowerSearch:
         self.i1 = a1 * self.i1 + (1.0 - a1 - b1) * i0 + b1 * i
         self.i2 = a2 * self.i2 + (1.0 - a2 - b2) * i0 + b2 * i
         self.h = ah * self.h + (1.0 - ah) * (1.0 if i > 0 else (-1.0 if i < 0 else 0.0))
-        p = self.p
-        if d < 0.0:
-            mv, mz = (v - p.v_min_V) / p.v_min_V, self.z
-        else:
-            mv, mz = (p.v_max_V - v) / p.v_max_V, 1.0 - self.z
-        mi = (self.i_max - x) / self.i_max
-        if mv < 0.0:
-            self.by |= BY_VOLTAGE
-        if mi < 0.0:
-            self.by |= BY_CURRENT
-        if mz < 0.0:
-            self.by |= BY_SOC
-        self.margin = min(self.margin, mv, mi, mz)
+        self._note_limits(v, x, self.z)
         return True
 
     # --- the search ------------------------------------------------------------
@@ -129,11 +140,18 @@ class PowerSearch:
         return False
 
     def _search_next(self):
-        if self.hi - self.lo <= TOLERANCE * self.hi or self.pulses >= ITERATIONS:
+        w = self.hi - self.lo
+        if w <= TOLERANCE * self.hi or self.hi <= 1e-6 * self._top() or self.pulses >= ITERATIONS:
             return self._done(self.lo)
-        power = (self.lo * self.g_hi - self.hi * self.g_lo) / (self.g_hi - self.g_lo)
-        edge = 0.25 * TOLERANCE * self.hi
-        self._pulse_begin(min(max(power, self.lo + edge), self.hi - edge))
+        if self.slow >= 2:
+            power = 0.5 * (self.lo + self.hi)
+            self.slow = 0
+        else:
+            power = (self.lo * self.g_hi - self.hi * self.g_lo) / (self.g_hi - self.g_lo)
+            edge = 0.25 * TOLERANCE * self.hi
+            power = min(max(power, self.lo + edge), self.hi - edge)
+        self.width = w
+        self._pulse_begin(power)
         return True
 
     def _pulse_end(self):
@@ -181,8 +199,10 @@ class PowerSearch:
                 if self.side == _KEPT_LO:
                     self.g_lo *= 0.5
                 self.side = _KEPT_LO
+            self.slow = self.slow + 1 if self.hi - self.lo > 0.5 * self.width else 0
             return self._search_next()
         self.side = _KEPT_NONE
+        self.slow = 0
         self.stage = _SEARCH
         return self._search_next()
 

@@ -124,8 +124,11 @@ class PackView:
         elif isinstance(frame, cc.EstCellHealth):
             self._cell(frame.cell_index).capacity_Ah = frame.capacity_Ah
         elif isinstance(frame, cc.EstCellPower):
-            if frame.horizon != cc.PowerHorizon.NONE:
-                cell = self._cell(frame.cell_index)
+            cell = self._cell(frame.cell_index)
+            if frame.horizon == cc.PowerHorizon.NONE:
+                # No result yet: a target that (re)started; what it said before is gone.
+                cell.power, cell.power_latest = {}, None
+            else:
                 name = frame.horizon.name.lower()
                 cell.power[name] = (frame.discharge_power_W, frame.charge_power_W)
                 cell.power_latest = name

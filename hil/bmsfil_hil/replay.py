@@ -130,8 +130,9 @@ class Power:
 
     def summary(self) -> list[dict[str, object]]:
         """Per cell and horizon: the last powers received, the sample of the
-        first, and how many new results came (a result is new when its
-        values differ from the previous one of its horizon)."""
+        first, and how many new results came (counted where the values
+        differ from the horizon's previous ones: a new result that repeats
+        the last to the frame's 0.1 W is not counted)."""
         out: list[dict[str, object]] = []
         for c in range(self.received.shape[1]):
             cell: dict[str, object] = {}
@@ -140,7 +141,7 @@ class Power:
                 if not mine.size:
                     cell[h.name.lower()] = None
                     continue
-                pairs = np.stack([self.discharge_W[mine, c], self.charge_W[mine, c]], axis=1)
+                pairs = np.nan_to_num(np.stack([self.discharge_W[mine, c], self.charge_W[mine, c]], axis=1), nan=-1.0)
                 new = 1 + int(np.count_nonzero(np.any(pairs[1:] != pairs[:-1], axis=1)))
                 cell[h.name.lower()] = {"discharge_W": float(pairs[-1, 0]), "charge_W": float(pairs[-1, 1]),
                                         "first_sample": int(mine[0]), "results": new}

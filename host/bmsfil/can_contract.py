@@ -730,8 +730,9 @@ def encode_est_cell_power(
         "cell_index": _integer(msg, "cell_index", cell_index),
         "horizon": _choice(msg, "horizon", horizon, PowerHorizon),
     }
-    charge = _physical(msg, "charge_power_W", charge_power_W)
-    discharge = _physical(msg, "discharge_power_W", discharge_power_W)
+    # Powers above the range saturate at its top, as the firmware sends them.
+    charge = _physical(msg, "charge_power_W", charge_power_W, saturate=True)
+    discharge = _physical(msg, "discharge_power_W", discharge_power_W, saturate=True)
     if (charge is None and discharge is None) != (values["horizon"] == PowerHorizon.NONE):
         raise ValueError(
             f"EstCellPower: horizon {PowerHorizon(values['horizon']).name} with charge_power_W = "

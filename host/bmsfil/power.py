@@ -30,7 +30,8 @@ HORIZONS_S = (2.0, 10.0, 30.0)
 #: whose sequence number is a multiple of this (firmware FW_SOP_EVERY).
 SOP_EVERY = 2
 LIMITED_BY = {lib.BF_SOP_BY_VOLTAGE: "voltage", lib.BF_SOP_BY_CURRENT: "current", lib.BF_SOP_BY_SOC: "soc",
-              lib.BF_SOP_BY_TEMP: "temperature", lib.BF_SOP_BY_POWER: "power"}
+              lib.BF_SOP_BY_TEMP: "temperature", lib.BF_SOP_BY_POWER: "power",
+              lib.BF_SOP_UNCONVERGED: "unconverged"}
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,11 @@ class PowerSearch:
         return None if k < 0 else (k, self.result(k))
 
     def result(self, k: int) -> StateOfPower:
+        """The latest result of horizon k (an index into `horizons_s`)."""
+        if not 0 <= k < len(self.horizons_s):
+            raise IndexError(f"horizon {k}: this search has {len(self.horizons_s)} horizons")
+        if not self._task.published & (1 << k):
+            raise LookupError(f"horizon {k} ({self.horizons_s[k]:g} s) has no result yet")
         r = self._task.result[k]
         return StateOfPower(r.discharge_W, r.charge_W, r.discharge_A, r.charge_A, _names(r.discharge_by),
                             _names(r.charge_by))

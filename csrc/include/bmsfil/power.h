@@ -14,8 +14,11 @@
  * relative, of the voltage, the current and the SOC to their limits over
  * the pulse (negative: a limit was broken). The largest power with a margin
  * of at least 0 is found by regula falsi with the Illinois modification on
- * the margin, until the bracket is narrower than BF_SOP_TOLERANCE of its top
- * (at most BF_SOP_ITERATIONS pulses a direction). The bracket comes from the
+ * the margin (the bracket's middle when two pulses did not halve it), until
+ * the bracket is narrower than BF_SOP_TOLERANCE of its top (at most
+ * BF_SOP_ITERATIONS pulses a direction; BF_SOP_UNCONVERGED if they ran out).
+ * The limits are checked at the first instant of the pulse and at the end of
+ * every sub-step. The bracket comes from the
  * pulses at rest and at v_max i_max or, when the horizon has a result
  * already, from pulses BF_SOP_WARM below and above it (a warm start).
  *
@@ -44,6 +47,8 @@
 #define BF_SOP_ITERATIONS 24u        /* pulses per direction at most, the bracket's included */
 #define BF_SOP_TOLERANCE 1e-3f       /* relative width of the final bracket */
 #define BF_SOP_WARM 0.02f            /* a warm start brackets the previous result by +-2 % */
+#define BF_SOP_MAX_HORIZON_S 86400.0f  /* longest horizon accepted, one day */
+#define BF_SOP_MAX_RC_CURRENT_A 1e6f   /* RC currents of a state beyond this are refused */
 #define BF_SOP_MAX_HORIZONS 4u
 
 /* What limited a power (bitwise OR over the pulse at the limit found). */
@@ -52,6 +57,7 @@
 #define BF_SOP_BY_SOC 0x04u
 #define BF_SOP_BY_TEMP 0x08u     /* outside the temperature window: 0 W */
 #define BF_SOP_BY_POWER 0x10u    /* the cell cannot reach the voltage limit at any power (source limit) */
+#define BF_SOP_UNCONVERGED 0x20u /* the search ran out of pulses: the power is feasible but may be low */
 
 typedef struct {
     float horizon_s;           /* pulse length, > 0 */
@@ -92,7 +98,8 @@ typedef struct {
     /* the pulse being simulated at power p */
     float z, i1, i2, h, x, margin;
     uint32_t by, k;
-    uint32_t stage, dir, pulses, side, horizon;
+    uint32_t stage, dir, pulses, side, slow, horizon;
+    float width;                                 /* the bracket's width before the last pulse */
     bf_sop_t partial;                            /* the direction(s) done of the current horizon */
     bf_sop_t result[BF_SOP_MAX_HORIZONS];        /* the latest result per horizon */
     uint32_t published;                          /* bit h: result[h] holds a result */

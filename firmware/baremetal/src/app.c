@@ -294,7 +294,11 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK ||
             bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK ||
             bf_capacity_init(&cell->capacity, app->capacity_tuning) != BF_OK ||
-            bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK || bf_sop_task_init(&app->sop[m.cell_index]) != BF_OK) {
+            bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK
+#if FW_SOP_EVERY > 0
+            || bf_sop_task_init(&app->sop[m.cell_index]) != BF_OK
+#endif
+        ) {
             app->fault = FW_FAULT_ESTIMATOR_ERROR;
             send_estimate(app, m.cell_index, &out, 0, 0);
             return;
@@ -436,6 +440,10 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
     app->transport = transport;
     app->saved = (fw_saved_t *)retained;
     app->state = FW_STATE_BOOTING;
+    app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK &&
+                     bf_plaus_config_check(plaus_config) == BF_OK &&
+                     bf_capacity_tuning_check(capacity_tuning) == BF_OK && bf_r0_tuning_check(r0_tuning) == BF_OK;
+#if FW_SOP_EVERY > 0
     for (uint32_t h = 0; h < FW_SOP_HORIZONS; h++) {
         static const float horizon_s[FW_SOP_HORIZONS] = {2.0f, 10.0f, 30.0f};
         bf_sop_limits_t *lim = &app->sop_limits[h];
@@ -447,11 +455,10 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
         lim->soc_max = 1.0f;
         lim->temp_min_C = -30.0f;
         lim->temp_max_C = 60.0f;
+        if (bf_sop_limits_check(lim) != BF_OK) app->params_ok = 0;   /* e.g. v_min_V <= 0 */
     }
     for (uint32_t i = 0; i < FW_MAX_CELLS; i++) (void)bf_sop_task_init(&app->sop[i]);
-    app->params_ok = bf_cell_params_check(params) == BF_OK && bf_soc_ekf_tuning_check(tuning) == BF_OK &&
-                     bf_plaus_config_check(plaus_config) == BF_OK &&
-                     bf_capacity_tuning_check(capacity_tuning) == BF_OK && bf_r0_tuning_check(r0_tuning) == BF_OK;
+#endif
     if (retained_size < sizeof(fw_saved_t)) {
         /* The board's retained region is too small for FW_MAX_CELLS: a build error in practice. */
         app->state = FW_STATE_FAULT;

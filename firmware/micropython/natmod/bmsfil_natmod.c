@@ -338,8 +338,8 @@ static mp_obj_t sop_step(mp_obj_t bufs_obj, mp_obj_t budget_obj)
     state = (const bf_soc_ekf_t *)struct_buffer(bufs[2], sizeof(bf_soc_ekf_t), MP_BUFFER_READ);
     check_status(bf_sop_task_step(task, state, cell_arg(bufs[3]), state->last_temp_C, lims, n,
                                   (uint32_t)mp_obj_get_int(budget_obj), &finished));
-    if (task->latest < 0) {
-        return mp_const_none;
+    if (task->latest < 0 || task->latest >= (int32_t)BF_SOP_MAX_HORIZONS) {
+        return mp_const_none;   /* (a task buffer written from Python could hold anything) */
     }
     mp_obj_t items[3] = {
         MP_OBJ_NEW_SMALL_INT(task->latest),

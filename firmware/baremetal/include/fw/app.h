@@ -131,8 +131,10 @@ typedef struct {
     uint32_t frames_in, frames_bad, send_errors, transport_faults;
     /* state of power: limits per horizon (from the parameter set) and each
      * cell's search, not retained (a reset starts the searches again) */
+#if FW_SOP_EVERY > 0
     bf_sop_limits_t sop_limits[FW_SOP_HORIZONS];
     bf_sop_task_t sop[FW_MAX_CELLS];
+#endif
 } fw_app_t;
 
 /* Bring the app up: check the parameters and the monitor's settings,
