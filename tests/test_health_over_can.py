@@ -93,6 +93,18 @@ def test_micropython_encoder_agrees_with_the_contract(seq, cell, cap, r0) -> Non
         assert abs(got["r0_ohm"] - min(r0, 0.2047)) <= 0.00005 + 1e-9
 
 
+@given(core=st.floats(-60.0, 100.0, width=32) | st.integers(-240, 440).map(lambda k: k / 4))
+def test_micropython_encodes_the_core_temperature_as_the_host(core) -> None:
+    """Ties (quarter degrees) included: both round half to even, saturating at -40 and 87.5 °C."""
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        import bmsfil_can as bc
+    finally:
+        sys.path.remove(str(APP_DIR))
+    host = cc.encode_est_cell_health(3, 2, core_temp_C=cc.core_temp_on_frame(core)).data
+    assert bc.encode_est_cell_health(3, 2, math.nan, math.nan, core) == bytes(host)
+
+
 def test_host_target_sends_the_c_core_capacity_and_r0() -> None:
     rec = as_carried(bundled_recording().slice(0, SAMPLES))
     h = _replay("host", [rec]).health

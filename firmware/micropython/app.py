@@ -12,8 +12,11 @@ are emulated in memory, see `App.on_host_command`):
 - MeasPack opens a sample; each MeasCell of it steps that cell, its
   plausibility monitor judges the step, the capacity and R0 estimators
   (bmsfil_health in pure MicroPython, or the C core's in the native
-  module) learn from it, and the
-  cell is answered with its EstCell, its EstCellFlags and its EstCellHealth;
+  module) learn from it, the native module's core-temperature filter
+  follows (when the set has a thermal model; it starts at the cell's first
+  valid temperature reading, the ambient taken as it), and the
+  cell is answered with its EstCell, its EstCellFlags and its EstCellHealth
+  (no core temperature from the pure-MicroPython variant);
   after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
@@ -62,6 +65,8 @@ class App:
         self.CellHealth = getattr(estimator or be, "CellHealth", bh.CellHealth)
         # The state of power: the C core's search (native variant only).
         self.PowerSearch = getattr(estimator or be, "PowerSearch", None)
+        # The core temperature: the C core's filter (native variant only), when the set has a thermal model.
+        self.CellThermal = getattr(estimator or be, "CellThermal", None) if params.thermal is not None else None
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -73,6 +78,7 @@ class App:
         self.monitors = {}  # cell index -> its plausibility monitor
         self.health = {}  # cell index -> its capacity and R0 estimators
         self.power = {}  # cell index -> its state-of-power search (native variant)
+        self.thermal = {}  # cell index -> its core-temperature filter (native variant with a thermal model)
         self.capacity_tuning = bh.CapacityTuning(params)
         self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored
@@ -96,6 +102,7 @@ class App:
             self.monitors = {}
             self.health = {}
             self.power = {}
+            self.thermal = {}
             self.restored = {}
             self.last_sequence = None
 
@@ -176,6 +183,8 @@ class App:
             self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
             if self.PowerSearch is not None:
                 self.power[index] = self.PowerSearch(self.params)
+            if self.CellThermal is not None:
+                self.thermal[index] = self.CellThermal(self.params)
             self.restored.pop(index, None)
         monitor = self.monitors[index]
         health = self.health[index]
@@ -188,6 +197,8 @@ class App:
             search = self.power.get(index)
             if search is not None:
                 power = search.step(ekf, self.sequence)
+            thermal = self.thermal.get(index)
+            core_C = thermal.step(ekf, dt, i, v, t) if thermal is not None else bc.NAN
             if self.icount is not None:
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
@@ -203,7 +214,8 @@ class App:
             self.fault = bc.FAULT_ESTIMATOR_ERROR
         self.send_estimate(index, soc, sigma, flags, ok)
         self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
-        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm))
+        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm,
+                                                                        core_C))
         if search is not None:
             self.send(bc.EST_CELL_POWER, bc.encode_est_cell_power(self.sequence, index, power))
 

@@ -175,7 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("-o", "--output", type=Path, default=Path("host/bmsfil/data/lg_hg2.json"))
     ap.add_argument("--tune-iterations", type=int, default=300, help="filter tuning steps (0: keep the defaults)")
+    ap.add_argument("--thermal-only", action="store_true",
+                    help="refit only the thermal section (step 4) of the set already in OUTPUT, keeping its cell and "
+                         "filter as they are")
     args = ap.parse_args(argv)
+    if args.thermal_only:
+        if not args.output.is_file():
+            raise SystemExit(f"--thermal-only: no parameter set at {args.output} to add the thermal section to")
+        params = with_thermal(ParameterSet.load(args.output), load_training(args.data_dir))
+        params.save(args.output)
+        print(f"wrote {args.output}: thermal section {params.notes['thermal_fitted']}")
+        return 0
     params = identify(args.data_dir, args.tune_iterations)
     params.save(args.output)
     print(f"wrote {args.output}: fit residual {params.notes['fit_rms_residual_V']} V rms")
