@@ -104,7 +104,10 @@ def test_builds_for_cortex_m4f(mpy):
     path = natmod.build("armv7emsp")
     head = path.read_bytes()[:4]
     assert head[:3] == b"M\x06" + bytes([(7 << 2) | 3])
-    assert path.stat().st_size < 16_000
+    # 22.1 KB with the filter, the monitor, capacity, R0, the state of power
+    # and the core temperature (18.3 KB before thermal.c; the former bound of
+    # 16 KB predated capacity, R0 and the state of power and failed since).
+    assert path.stat().st_size < 24_000
 
 
 # --- the glue: packing and stepping, inside MicroPython ------------------------------
