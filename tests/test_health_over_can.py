@@ -126,6 +126,10 @@ def test_host_target_sends_the_c_core_core_temperature() -> None:
     # A US06 heats the core above its surface reading (the logger's 0.01 °C
     # steps; the frame's 0.5 °C steps on top).
     assert np.max(h.core_temp_C[:, 0] - rec.temp_C) > 0.5
+    # What `bmsfil hil run --json` reports (health_over_can).
+    summary = h.summary()[0]
+    assert summary["core_temp_C"] == h.core_temp_C[-1, 0] and summary["core_temp_valid_from_sample"] == 0
+    assert summary["core_temp_max_C"] == np.max(h.core_temp_C)
 
 
 def test_a_set_without_thermal_model_sends_no_core_temperature() -> None:
