@@ -171,7 +171,7 @@ class EstimatorTarget:
             if pack.sequence % SOP_EVERY == 0:
                 search.step(budget=1)
             thermal = self._thermal.get(cell.cell_index)
-            core = thermal.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C) if thermal else math.nan
+            core = thermal.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C) if thermal is not None else math.nan
             out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0,
                                                  cc.core_temp_on_frame(core)))
             out.append(_power_frame(pack.sequence, cell.cell_index, search))
