@@ -188,7 +188,9 @@ def main() -> None:
         "",
         "- The capacity estimate does not feed back into the SOC filter (which uses the parameter",
         "  set's capacity).",
-        "- Core temperature (docs/thermal.md) and state of power (docs/power.md) run on the host only.",
+        "- The pure-MicroPython variant sends no core temperature (core_temp_valid 0). The targets that",
+        "  run the C core (firmware, host target, MicroPython native module) send it in EstCellHealth",
+        "  (docs/thermal.md, \"On the targets\"), as they send the state of power (docs/power.md).",
         "",
     ]
     args.output.write_text("\n".join(lines))

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""The state of power on the emulated Cortex-M4F: what it costs per cell step
-and how often each horizon is refreshed, and that the firmware sends the
-EstCellPower the host target sends.
+"""The state of power and the core temperature on the emulated Cortex-M4F:
+what they cost per cell step and how often each horizon is refreshed, and
+that the firmware sends the EstCellPower the host target sends.
 
-The firmware is built four ways from the same sources: without capacity,
-R0 and the state of power (FW_HEALTH=0 FW_SOP_EVERY=0), without the state
-of power, with one sub-step of its search on every sample
-(FW_SOP_EVERY=1) and on every second sample (2, the default). Each replays the first
+The firmware is built five ways from the same sources: without capacity,
+R0, the state of power and the core temperature (FW_HEALTH=0
+FW_SOP_EVERY=0 FW_THERMAL=0), without the state of power and the core
+temperature, with one sub-step of its search on every sample
+(FW_SOP_EVERY=1 FW_THERMAL=0), on every second sample (FW_THERMAL=0) and
+with the core temperature too (the default). Each replays the first
 SAMPLES samples of the bundled US06 recording in lock-step through the
 `qemu` target; under `-icount` the firmware counts its own instructions
 exactly, so one run of each is enough and the differences are the state of
-power's cost. The host target replays the same samples for the comparison.
+power's and the core temperature's cost. The host target replays the same samples for the comparison.
 
     .venv/bin/python scripts/power_cost.py [--samples N] [--doc docs/power.md]
 """
@@ -73,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, ReplayResult] = {}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        images = {"filter and monitor only": image_with(t / "bare", FW_HEALTH=0, FW_SOP_EVERY=0),
-                  "with capacity and R0": image_with(t / "health", FW_SOP_EVERY=0),
-                  "and state of power, every sample": image_with(t / "one", FW_SOP_EVERY=1),
-                  "and state of power, every 2nd sample (default)": build(BOARD)}
+        images = {"filter and monitor only": image_with(t / "bare", FW_HEALTH=0, FW_SOP_EVERY=0, FW_THERMAL=0),
+                  "with capacity and R0": image_with(t / "health", FW_SOP_EVERY=0, FW_THERMAL=0),
+                  "and state of power, every sample": image_with(t / "one", FW_SOP_EVERY=1, FW_THERMAL=0),
+                  "and state of power, every 2nd sample (FW_THERMAL=0)": image_with(t / "two", FW_THERMAL=0),
+                  "and core temperature (default)": build(BOARD)}
         for name, image in images.items():
             runs[name] = replay(QemuTarget(params, image=image), args.samples)
     host = replay(make_target("host", params), args.samples)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import replace
@@ -40,6 +41,8 @@ from bmsfil.thermal_fit import (
 TRAIN_25 = ["2_formatted/25degC/549_HPPC_parsed.csv", "1_raw/25degC/551_Cap_1C.csv", "1_raw/25degC/552_Cap_1C.csv"]
 TRAIN_0 = ["1_raw/0degC/589_Cap_1C.csv"]
 US06_25 = "2_formatted/25degC/551_US06_parsed.csv"
+#: The hand-written section on the targets, carried over when the report is rewritten.
+TARGETS_BEGIN, TARGETS_END = "<!-- targets: begin -->", "<!-- targets: end -->"
 DRIVE = ("US06", "HWFET", "UDDS")
 
 
@@ -198,11 +201,16 @@ def main() -> None:
       "conditional on the thermal parameters: it does not include the spread between the two optima, which is "
       "the larger uncertainty. A cell with a core thermocouple (or an impedance-based temperature) would be "
       "needed to identify Rc and Cc and to score the estimate.\n")
+    # "On the targets" is measured on the emulated MCU (scripts/power_cost.py), not here: kept as it is.
+    previous = args.output.read_text() if args.output.is_file() else ""
+    targets = re.search(re.escape(TARGETS_BEGIN) + ".*?" + re.escape(TARGETS_END), previous, flags=re.S)
+    if targets:
+        w(targets.group(0) + "\n")
     w("## What is not done\n")
     w("- The entropic heat i T dOCV/dT is left out (no parameter set carries dOCV/dT).")
     w("- The thermal parameters are taken as independent of temperature and SOC.")
     w("- The SOC filter takes the surface reading as its temperature, not the core estimate.")
-    w("- The bundled `lg-hg2` parameter set has no thermal section; a set gets one from `bmsfil fit --thermal`.")
+    w("- The pure-MicroPython variant sends no core temperature (core_temp_valid 0); the native one does.")
     args.output.write_text("\n".join(out) + "\n")
     print(f"wrote {args.output} and {plot}", file=sys.stderr)
 

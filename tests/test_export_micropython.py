@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,16 @@ def test_the_compact_file_is_the_parameter_set_in_float32(tmp_path: Path) -> Non
                               np.asarray(value, dtype=np.float32)), name
     for name, value in PARAMS.to_json()["filter"].items():  # type: ignore[union-attr]
         assert np.float32(getattr(back.filter, name)) == np.float32(value), name
+
+
+def test_the_thermal_model_travels_in_float32_and_only_when_the_set_has_one(tmp_path: Path) -> None:
+    assert PARAMS.thermal is not None
+    back = ParameterSet.load(_export(tmp_path, _full_file(tmp_path)))
+    assert back.thermal is not None
+    for name, value in vars(PARAMS.thermal).items():
+        assert np.float32(getattr(back.thermal, name)) == np.float32(value), name
+    bare = json.loads(params_to_micropython(replace(PARAMS, thermal=None)))
+    assert "thermal" not in bare
 
 
 def test_the_host_c_core_runs_the_compact_file_bit_for_bit() -> None:

@@ -1,15 +1,20 @@
-"""Capacity and R0 over CAN: every target but the float64 reference steps the
-capacity and R0 estimators after its filter and sends EstCellHealth each
-sample. On the host target, the firmware in QEMU and the MicroPython native
-module they are the same C (bf_capacity_step, bf_r0_step) and agree to the
-bit with the host's `CellHealth`; the pure-MicroPython port agrees to the
-frame's resolution. A NASA discharge replayed
-from full to its cut-off teaches the capacity over CAN."""
+"""Capacity, R0 and core temperature over CAN: every target but the float64
+reference steps the capacity and R0 estimators after its filter and sends
+EstCellHealth each sample. On the host target, the firmware in QEMU and the
+MicroPython native module they are the same C (bf_capacity_step, bf_r0_step)
+and agree to the bit with the host's `CellHealth`; the pure-MicroPython port
+agrees to the frame's resolution. The same three C targets run the
+core-temperature filter (bf_thermal_step) when the parameter set has a
+thermal model and send the same core temperature to the bit; without one
+they send core_temp_valid 0 (so does the pure-MicroPython port always). A
+NASA discharge replayed from full to its cut-off teaches the capacity over
+CAN."""
 
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +27,7 @@ from bmsfil.core import SocEstimator
 from bmsfil.health import CellHealth
 from bmsfil.importers import import_cycles
 from bmsfil.params import bundled_params, params_arg
+from bmsfil.thermal import CoreTempEstimator
 from bmsfil_hil.micropython import APP_DIR, micropython_executable
 from bmsfil_hil.replay import as_carried, replay_lockstep
 from bmsfil_hil.targets import make_target
@@ -29,6 +35,7 @@ from firmware_tools import needs_qemu
 from shared_data import DATA
 
 PARAMS = bundled_params()
+NO_THERMAL = replace(PARAMS, thermal=None)
 SAMPLES = 3000  # the first R0 steps come within 10 s of the bundled US06
 NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
 needs_micropython = pytest.mark.skipif(micropython_executable() is None,
@@ -58,6 +65,16 @@ def _direct(rec, params=PARAMS) -> tuple[np.ndarray, np.ndarray]:
     return np.round(cap * 1000) / 1000, np.minimum(np.round(r0 * 10000), 2047) / 10000
 
 
+def _direct_core_temp(rec, params=PARAMS) -> np.ndarray:
+    """The C thermal filter after the SOC filter (bf_thermal_run) on the
+    recording as carried by CAN, started at its first sample (the ambient
+    its first temperature reading), quantised as EstCellHealth carries it:
+    0.5 °C steps from -40 °C, saturated at both ends."""
+    core = CoreTempEstimator(params).run(rec).core_C
+    raw = np.clip(np.round((np.float64(core.astype(np.float32)) + 40.0) / 0.5), 0, 255)
+    return raw * 0.5 - 40.0
+
+
 @given(seq=st.integers(0, 70000), cell=st.integers(0, 1023), cap=st.floats(0.0, 70.0) | st.just(math.nan),
        r0=st.floats(0.0, 0.3) | st.just(math.nan))
 def test_micropython_encoder_agrees_with_the_contract(seq, cell, cap, r0) -> None:
@@ -76,6 +93,18 @@ def test_micropython_encoder_agrees_with_the_contract(seq, cell, cap, r0) -> Non
         assert abs(got["r0_ohm"] - min(r0, 0.2047)) <= 0.00005 + 1e-9
 
 
+@given(core=st.floats(-60.0, 100.0, width=32) | st.integers(-240, 440).map(lambda k: k / 4))
+def test_micropython_encodes_the_core_temperature_as_the_host(core) -> None:
+    """Ties (quarter degrees) included: both round half to even, saturating at -40 and 87.5 °C."""
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        import bmsfil_can as bc
+    finally:
+        sys.path.remove(str(APP_DIR))
+    host = cc.encode_est_cell_health(3, 2, core_temp_C=cc.core_temp_on_frame(core)).data
+    assert bc.encode_est_cell_health(3, 2, math.nan, math.nan, core) == bytes(host)
+
+
 def test_host_target_sends_the_c_core_capacity_and_r0() -> None:
     rec = as_carried(bundled_recording().slice(0, SAMPLES))
     h = _replay("host", [rec]).health
@@ -87,6 +116,29 @@ def test_host_target_sends_the_c_core_capacity_and_r0() -> None:
     assert 0.005 < r0[-1] < 0.05
 
 
+def test_host_target_sends_the_c_core_core_temperature() -> None:
+    assert PARAMS.thermal is not None, "the bundled set carries a thermal model (bmsfil.lg_hg2_params)"
+    rec = as_carried(bundled_recording().slice(0, SAMPLES))
+    assert np.isfinite(rec.temp_C[0]) and np.isfinite(rec.voltage_V[0])
+    h = _replay("host", [rec]).health
+    assert h.received.all() and np.isfinite(h.core_temp_C).all()
+    assert np.array_equal(h.core_temp_C[:, 0], _direct_core_temp(rec))
+    # A US06 heats the core above its surface reading (the logger's 0.01 °C
+    # steps; the frame's 0.5 °C steps on top).
+    assert np.max(h.core_temp_C[:, 0] - rec.temp_C) > 0.5
+    # What `bmsfil hil run --json` reports (health_over_can).
+    summary = h.summary()[0]
+    assert summary["core_temp_C"] == h.core_temp_C[-1, 0] and summary["core_temp_valid_from_sample"] == 0
+    assert summary["core_temp_max_C"] == np.max(h.core_temp_C)
+
+
+def test_a_set_without_thermal_model_sends_no_core_temperature() -> None:
+    rec = as_carried(bundled_recording().slice(0, 200))
+    h = _replay("host", [rec], params=NO_THERMAL).health
+    assert h.received.all() and np.isnan(h.core_temp_C).all()
+    assert np.isfinite(h.r0_ohm).any()  # the rest of EstCellHealth is still sent
+
+
 @needs_qemu
 @pytest.mark.qemu
 def test_firmware_sends_what_the_host_target_sends() -> None:
@@ -95,6 +147,16 @@ def test_firmware_sends_what_the_host_target_sends() -> None:
     assert fw.received.all()
     assert np.array_equal(fw.r0_ohm, host.r0_ohm, equal_nan=True)
     assert np.array_equal(fw.capacity_Ah, host.capacity_Ah, equal_nan=True)
+    assert np.isfinite(host.core_temp_C).all()
+    assert np.array_equal(fw.core_temp_C, host.core_temp_C)
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_firmware_without_thermal_model_sends_no_core_temperature() -> None:
+    rec = as_carried(bundled_recording().slice(0, 200))
+    fw = _replay("qemu", [rec], params=NO_THERMAL).health
+    assert fw.received.all() and np.isnan(fw.core_temp_C).all()
 
 
 @needs_micropython
@@ -118,6 +180,11 @@ def test_micropython_native_sends_what_the_host_target_sends() -> None:
     assert mp.received.all()
     assert np.array_equal(mp.r0_ohm, host.r0_ohm, equal_nan=True)
     assert np.array_equal(mp.capacity_Ah, host.capacity_Ah, equal_nan=True)
+    assert np.isfinite(host.core_temp_C).all()
+    assert np.array_equal(mp.core_temp_C, host.core_temp_C)
+    bare = _replay("micropython", [rec.slice(0, 200)], params=NO_THERMAL,
+                   variant="native").health
+    assert bare.received.all() and np.isnan(bare.core_temp_C).all()
 
 
 @pytest.mark.skipif(not NASA_B0005.is_file(), reason=f"NASA data not found at {DATA}")

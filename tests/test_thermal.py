@@ -113,11 +113,18 @@ def test_estimator_on_the_bundled_drive_cycle_is_plausible():
 
 def test_estimator_needs_a_thermal_model():
     with pytest.raises(ValueError, match="no thermal model"):
-        CoreTempEstimator(bundled_params())
+        CoreTempEstimator(replace(bundled_params(), thermal=None))
+
+
+def test_the_bundled_set_carries_the_25_degC_fit():
+    """bmsfil.lg_hg2_params fits the thermal section (docs/thermal.md, the 25 °C fit)."""
+    tp = bundled_params().thermal
+    assert tp is not None and tp.cc_J_per_K == 40.0
+    assert (round(tp.cs_J_per_K, 1), round(tp.rc_K_per_W, 2), round(tp.ru_K_per_W, 2)) == (52.6, 1.20, 2.16)
 
 
 def test_parameter_file_thermal_section_round_trips(tmp_path: Path):
-    plain = bundled_params()
+    plain = replace(bundled_params(), thermal=None)
     assert "thermal" not in plain.to_json()  # files without it stay as they were
     with_thermal = replace(plain, thermal=LITERATURE_18650)
     path = with_thermal.save(tmp_path / "p.json")

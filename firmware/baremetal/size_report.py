@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--estimator-flash-budget", type=int, required=True)
     ap.add_argument("--monitor", default="", help="the plausibility monitor's objects, space-separated")
     ap.add_argument("--monitor-flash-budget", type=int, default=0)
-    ap.add_argument("--health", default="", help="the capacity, R0 and power estimators' objects, space-separated")
+    ap.add_argument("--health", default="", help="the capacity, R0, power and core-temperature estimators' objects, space-separated")
     ap.add_argument("--health-flash-budget", type=int, default=0)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"the plausibility monitor takes {mon_flash} bytes of flash, over its budget of "
                         f"{args.monitor_flash_budget}")
     if health and health_flash > args.health_flash_budget:
-        problems.append(f"the capacity, R0 and power estimators take {health_flash} bytes of flash, over their budget of "
+        problems.append(f"the capacity, R0, power and core-temperature estimators take {health_flash} bytes of flash, over their budget of "
                         f"{args.health_flash_budget}")
     print(f"estimator: {est_flash} bytes of flash (budget {args.estimator_flash_budget}); "
           f"external references: {', '.join(bad or ['none'])} "
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if monitor:
         print(f"plausibility monitor: {mon_flash} bytes of flash (budget {args.monitor_flash_budget})")
     if health:
-        print(f"capacity, R0 and power estimators: {health_flash} bytes of flash (budget {args.health_flash_budget})")
+        print(f"capacity, R0, power and core-temperature estimators: {health_flash} bytes of flash (budget {args.health_flash_budget})")
     if double_in_image:
         print(f"note: double-precision helpers elsewhere in the image: {', '.join(double_in_image)}")
     if args.json:

@@ -13,8 +13,12 @@ are emulated in memory, see `App.on_host_command`):
   plausibility monitor judges the step, the capacity and R0 estimators
   (bmsfil_health in pure MicroPython, or the C core's in the native
   module) learn from it, its state-of-power search takes a sub-step on
-  every second sample (bmsfil_power, or the C core's), and the cell is
-  answered with its EstCell, EstCellFlags, EstCellHealth and EstCellPower;
+  every second sample (bmsfil_power, or the C core's), the native module's
+  core-temperature filter follows (when the set has a thermal model; it
+  starts at the cell's first valid temperature reading, the ambient taken
+  as it), and the cell is answered with its EstCell, EstCellFlags,
+  EstCellHealth (no core temperature from the pure-MicroPython variant)
+  and EstCellPower;
   after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
@@ -63,6 +67,8 @@ class App:
         self.Monitor = getattr(estimator or be, "Plausibility", bp.Plausibility)
         self.CellHealth = getattr(estimator or be, "CellHealth", bh.CellHealth)
         self.PowerSearch = getattr(estimator or be, "PowerSearch", bw.PowerSearch)
+        # The core temperature: the C core's filter (native variant only), when the set has a thermal model.
+        self.CellThermal = getattr(estimator or be, "CellThermal", None) if params.thermal is not None else None
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -74,6 +80,7 @@ class App:
         self.monitors = {}  # cell index -> its plausibility monitor
         self.health = {}  # cell index -> its capacity and R0 estimators
         self.power = {}  # cell index -> its state-of-power search
+        self.thermal = {}  # cell index -> its core-temperature filter (native variant with a thermal model)
         self.capacity_tuning = bh.CapacityTuning(params)
         self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored
@@ -99,6 +106,7 @@ class App:
             self.cells = {}
             self.monitors = {}
             self.health = {}
+            self.thermal = {}
             self.restored = {}
             self.last_sequence = None
 
@@ -178,6 +186,8 @@ class App:
             self.monitors[index] = self.Monitor()
             self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
             self.power[index] = self.PowerSearch(self.params)
+            if self.CellThermal is not None:
+                self.thermal[index] = self.CellThermal(self.params)
             self.restored.pop(index, None)
         monitor = self.monitors[index]
         health = self.health[index]
@@ -188,6 +198,8 @@ class App:
             verdict = monitor.step(ekf, dt, v)
             capacity_Ah, r0_ohm = health.step(ekf, dt, i, v, t, soc, sigma, flags)
             power = self.power[index].step(ekf, self.sequence)
+            thermal = self.thermal.get(index)
+            core_C = thermal.step(ekf, dt, i, v, t) if thermal is not None else bc.NAN
             if self.icount is not None:
                 self.step_insns += ((self.icount() - t0) & 0x3FFFFFFF) - self.icount_overhead
                 self.steps += 1
@@ -203,7 +215,8 @@ class App:
             self.fault = bc.FAULT_ESTIMATOR_ERROR
         self.send_estimate(index, soc, sigma, flags, ok)
         self.send_flags(index, verdict[0], verdict[1], verdict[2], verdict[3])
-        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm))
+        self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm,
+                                                                        core_C))
         self.send(bc.EST_CELL_POWER, bc.encode_est_cell_power(self.sequence, index, power))
 
     def finish_sample(self):

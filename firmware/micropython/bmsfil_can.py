@@ -3,7 +3,7 @@
 Bit layouts as in csrc/can/bmsfil.dbc (Intel byte order: bit n of the frame
 is bit n of the 8 data bytes read as one little-endian 64-bit integer).
 In: MeasPack (0x100), MeasCell (0x101), HostCommand (0x1F0). Out: EstCell
-(0x200), EstCellHealth (0x201: capacity and R0), EstCellFlags (0x203, the
+(0x200), EstCellHealth (0x201: capacity, R0 and core temperature), EstCellFlags (0x203, the
 plausibility monitor's), TargetStatus (0x300). Written by hand from the DBC (tests/test_micropython_target.py
 checks every frame against cantools). Scaled values are decoded by exact division
 (raw / 10**k), which gives the double nearest the decimal value, as the
@@ -30,6 +30,7 @@ STUCK_RAW_MAX = 63  # stuck_for_s saturates at 63 s
 CAPACITY_RAW_MAX = 65535  # EstCellHealth.capacity_Ah saturates at 65.535 Ah
 R0_RAW_MAX = 2047  # EstCellHealth.r0_ohm saturates at 0.2047 ohm
 POWER_RAW_MAX = 65535  # EstCellPower powers saturate at 6553.5 W
+CORE_TEMP_RAW_MAX = 255  # EstCellHealth.core_temp_C: raw (T + 40) / 0.5, -40 .. 87.5 degC
 
 # TargetStatus.state, .start and .fault_code (the DBC's VAL_ tables).
 STATE_BOOTING, STATE_IDLE, STATE_RUNNING, STATE_FAULT = 0, 1, 2, 3
@@ -141,10 +142,30 @@ def encode_est_cell_flags(sequence, cell_index, flags, unseen_current_A, unseen_
     return w.to_bytes(8, "little")
 
 
-def encode_est_cell_health(sequence, cell_index, capacity_Ah, r0_ohm):
-    """EstCellHealth's 8 bytes: capacity and R0 each sent when not nan
-    (saturated at the ends of their ranges); no core temperature."""
+def core_temp_raw(core_C):
+    """EstCellHealth.core_temp_C's raw code of a finite temperature:
+    round((core_C + 40) / 0.5) with ties to even, as the host encodes it,
+    saturated at -40 and 87.5 degC. Exact in single and double precision:
+    2 core_C and its fraction are exact, and adding the even 80 afterwards
+    keeps the tie's parity."""
+    if not core_C > -40.0:
+        return 0
+    if not core_C < 87.5:
+        return CORE_TEMP_RAW_MAX
+    y = 2.0 * core_C
+    f = math.floor(y)
+    r = y - f
+    if r > 0.5 or (r == 0.5 and f % 2 == 1):
+        f += 1
+    return min(max(f + 80, 0), CORE_TEMP_RAW_MAX)
+
+
+def encode_est_cell_health(sequence, cell_index, capacity_Ah, r0_ohm, core_temp_C=NAN):
+    """EstCellHealth's 8 bytes: capacity, R0 and core temperature each sent
+    when not nan (saturated at the ends of their ranges)."""
     w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    if not math.isnan(core_temp_C):
+        w |= (1 << 28) | (core_temp_raw(core_temp_C) << 56)
     if not math.isnan(capacity_Ah):
         w |= (1 << 26) | (_round_scaled(capacity_Ah, 1000, CAPACITY_RAW_MAX) << 29)
     if not math.isnan(r0_ohm):

@@ -39,6 +39,8 @@ _FILTER = ("q_soc_per_s", "q_irc_A2_per_s", "q_hyst_per_s", "r_voltage_V2_s", "r
            "r_dt_min_s", "p0_soc", "p0_soc_ocv", "p0_irc_A2", "p0_hyst", "p_floor_soc", "p_floor_irc_A2",
            "p_floor_hyst", "gate_sigma", "hyst_current_A", "dt_max_s")
 # FilterTuning's defaults (host/bmsfil/params.py), for a "filter" section that leaves some out.
+# The thermal model (bf_thermal_params_t), in declaration order: the set's optional "thermal" section.
+THERMAL = ("cc_J_per_K", "cs_J_per_K", "rc_K_per_W", "ru_K_per_W")
 _FILTER_DEFAULTS = (9.59e-09, 4.84e-06, 7.98e-08, 0.0548, 4.91, 0.05, 0.25, 4e-4, 1e-2, 0.25, 5.21e-05, 1e-8,
                     1e-8, 4.0, 0.05, 3600.0)
 
@@ -105,6 +107,18 @@ class Params:
             if not _finite(value) or value < 0:
                 raise ParamsError("filter.%s: expected a finite value >= 0" % name)
             setattr(self, name, value)
+        # The thermal model's values in THERMAL's order, or None (the set has no core temperature).
+        self.thermal = None
+        thermal = data.get("thermal")
+        if thermal is not None:
+            missing = [k for k in THERMAL if k not in thermal]
+            if missing or len(thermal) != len(THERMAL):
+                raise ParamsError("thermal: expected exactly the fields " + ", ".join(THERMAL))
+            values = [float(thermal[k]) for k in THERMAL]
+            for k, v in zip(THERMAL, values):
+                if not _finite(v) or v <= 0:
+                    raise ParamsError("thermal.%s: expected a finite value > 0" % k)
+            self.thermal = values
 
 
 def load_params(path):

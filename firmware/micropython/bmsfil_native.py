@@ -35,6 +35,7 @@ TUNING = ("q_soc_per_s", "q_irc_A2_per_s", "q_hyst_per_s", "r_voltage_V2_s", "r_
           "p_floor_hyst", "gate_sigma", "hyst_current_A", "dt_max_s")
 
 
+NAN = float("nan")
 _step = _c.step  # a global, not `_c.step`: one operand-stack slot fewer in SocEkf.step (see there)
 
 
@@ -198,6 +199,38 @@ class CellHealth:
         if bufs is None or bufs[5] is not ekf.ekf_out:
             bufs = self.bufs = (self.cstate, self.ctuning, self.rstate, self.rtuning, self.cell, ekf.ekf_out)
         return _c.health_step(bufs, (dt_s, current_A, voltage_V, temp_C))
+
+
+# The core-temperature filter's settings (bf_thermal_tuning_t, in declaration
+# order): the host's ThermalTuning defaults (bmsfil.thermal), as the firmware's.
+THERMAL_TUNING = (0.1, 0.1, 1e-4, 0.01, 1.0, 0.01, 1e-6, 100.0, 5.0, 100.0, -80.0, 150.0, 3600.0)
+
+
+class CellThermal:
+    """The core-temperature filter of one cell in the C core (bf_thermal_t),
+    run as the firmware runs it: `step(ekf, dt_s, current_A, voltage_V,
+    temp_C)` after the cell's SocEkf.step returns the core temperature in
+    °C, nan until a valid temperature reading has started the filter (core
+    and surface at that reading, the ambient taken as it). `params.thermal`
+    must be the set's thermal model (not None)."""
+
+    def __init__(self, params):
+        self.tparams = _pack_floats(params.thermal, _c.THERMAL_PARAMS_SIZE, "bf_thermal_params_t")
+        self.ttuning = _pack_floats(THERMAL_TUNING, _c.THERMAL_TUNING_SIZE, "bf_thermal_tuning_t")
+        self.tstate = bytearray(_c.THERMAL_STATE_SIZE)
+        self.cell = packed(params)[0]
+        self.ambient_C = None
+        self.bufs = None
+
+    def step(self, ekf, dt_s, current_A, voltage_V, temp_C):
+        if self.ambient_C is None:
+            if temp_C != temp_C or not _c.thermal_init(self.tstate, self.tparams, self.ttuning, temp_C):
+                return NAN
+            self.ambient_C = temp_C
+        bufs = self.bufs
+        if bufs is None or bufs[5] is not ekf.ekf_out:
+            bufs = self.bufs = (self.tstate, self.tparams, self.ttuning, self.cell, ekf.state, ekf.ekf_out)
+        return _c.thermal_step(bufs, (dt_s, current_A, voltage_V, temp_C, self.ambient_C))
 
 
 # The state of power's horizons and cadence, as the firmware's (app.h):

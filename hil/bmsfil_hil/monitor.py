@@ -67,6 +67,7 @@ class _Cell:
     sequence: int | None = None
     estimated_at: float | None = None  # when the last EstCell arrived
     capacity_Ah: float = math.nan
+    core_temp_C: float = math.nan  # EstCellHealth's core temperature (virtual sensor)
     voltage_V: float = math.nan
     temp_C: float = math.nan
     plaus_flags: int | None = None  # EstCellFlags: the plausibility monitor's (None: no frame seen)
@@ -122,7 +123,8 @@ class PackView:
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
             cell.sequence, cell.estimated_at = frame.sequence, now
         elif isinstance(frame, cc.EstCellHealth):
-            self._cell(frame.cell_index).capacity_Ah = frame.capacity_Ah
+            cell = self._cell(frame.cell_index)
+            cell.capacity_Ah, cell.core_temp_C = frame.capacity_Ah, frame.core_temp_C
         elif isinstance(frame, cc.EstCellPower):
             cell = self._cell(frame.cell_index)
             if frame.horizon == cc.PowerHorizon.NONE:
@@ -166,6 +168,7 @@ class PackView:
                 "capacity_Ah": _value(c.capacity_Ah),
                 "voltage_V": _value(c.voltage_V),
                 "temp_C": _value(c.temp_C),
+                "core_temp_C": _value(c.core_temp_C),
                 "flags": [name for bit, name in cc.EST_CELL_FLAGS.items() if c.flags & bit],
                 "plausibility": None if c.plaus_flags is None else
                 [name for bit, name in cc.PLAUS_FLAGS.items() if c.plaus_flags & bit],
@@ -238,13 +241,13 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     """A snapshot (:meth:`PackView.snapshot`) as a pack summary and a table of cells."""
     pack = snapshot["pack"]
     table = Table(title=title)
-    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "power W dis/chg", "flags", "seq", "age s", ""):
+    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
         table.add_row(
             str(c["cell_index"]), _fmt(c["soc"], ".2f", 100), _fmt(c["soc_sigma"], ".2f", 100),
             _fmt(c["capacity_Ah"], ".3f"), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
-            _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
+            _fmt(c["core_temp_C"], ".1f"), _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             "STALE" if c["stale"] else "",
             style="red" if c["stale"] else None,

@@ -40,16 +40,18 @@ def _sample_of(sequence: int, k: int) -> int:
 
 @dataclass
 class Health:
-    """The EstCellHealth a target sent, per sample and cell: capacity and R0
-    (nan where not received or not yet valid)."""
+    """The EstCellHealth a target sent, per sample and cell: capacity, R0
+    and core temperature (nan where not received or not yet valid)."""
 
     received: np.ndarray                # bool (samples, cells)
     capacity_Ah: np.ndarray
     r0_ohm: np.ndarray
+    core_temp_C: np.ndarray
 
     @classmethod
     def empty(cls, n: int, m: int) -> "Health":
-        return cls(np.zeros((n, m), dtype=bool), np.full((n, m), np.nan), np.full((n, m), np.nan))
+        return cls(np.zeros((n, m), dtype=bool), np.full((n, m), np.nan), np.full((n, m), np.nan),
+                   np.full((n, m), np.nan))
 
     @property
     def sent(self) -> bool:
@@ -64,17 +66,24 @@ class Health:
         self.received[j, frame.cell_index] = True
         self.capacity_Ah[j, frame.cell_index] = frame.capacity_Ah
         self.r0_ohm[j, frame.cell_index] = frame.r0_ohm
+        self.core_temp_C[j, frame.cell_index] = frame.core_temp_C
         return True
 
     def summary(self) -> list[dict[str, float | int | None]]:
-        """Per cell: the last capacity and R0 received, and from which sample on each was valid."""
+        """Per cell: the last capacity, R0 and core temperature received, and
+        from which sample on each was valid; and the core temperature's
+        largest value."""
         out: list[dict[str, float | int | None]] = []
         for c in range(self.received.shape[1]):
             cell: dict[str, float | int | None] = {}
-            for name, values in (("capacity_Ah", self.capacity_Ah[:, c]), ("r0_ohm", self.r0_ohm[:, c])):
+            for name, short, values in (("capacity_Ah", "capacity", self.capacity_Ah[:, c]),
+                                        ("r0_ohm", "r0", self.r0_ohm[:, c]),
+                                        ("core_temp_C", "core_temp", self.core_temp_C[:, c])):
                 valid = np.flatnonzero(np.isfinite(values))
                 cell[name] = float(values[valid[-1]]) if valid.size else None
-                cell[f"{name.split('_')[0]}_valid_from_sample"] = int(valid[0]) if valid.size else None
+                cell[f"{short}_valid_from_sample"] = int(valid[0]) if valid.size else None
+            core = self.core_temp_C[:, c]
+            cell["core_temp_max_C"] = float(np.nanmax(core)) if np.isfinite(core).any() else None
             out.append(cell)
         return out
 

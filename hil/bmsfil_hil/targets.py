@@ -26,8 +26,9 @@ from bmsfil import can_contract as cc
 from bmsfil.core import SocEstimator, StepResult
 from bmsfil.health import CellHealth
 from bmsfil.power import SOP_EVERY, PowerSearch
-from bmsfil.params import ParameterSet
+from bmsfil.params import ParameterSet, ThermalParams
 from bmsfil.plausibility import PlausibilityMonitor
+from bmsfil.thermal import CellThermal
 from bmsfil.reference import ReferenceSocEstimator
 
 
@@ -97,15 +98,21 @@ class EstimatorTarget:
     (`bmsfil.power.PowerSearch`, one sub-step on every `SOP_EVERY`-th
     sample) stepped after its filter, and each EstCell is followed by the
     cell's EstCellFlags, EstCellHealth and EstCellPower, as the firmware
-    sends them.
+    sends them. Given `thermal` (the parameter set's thermal model), each
+    monitored cell also runs the core-temperature filter
+    (`bmsfil.thermal.CellThermal`) and EstCellHealth carries its core
+    temperature; without, core_temp_valid is 0.
     """
 
-    def __init__(self, name: str, make_estimator: Callable[[], Estimator], monitored: bool = False) -> None:
+    def __init__(self, name: str, make_estimator: Callable[[], Estimator], monitored: bool = False,
+                 thermal: ThermalParams | None = None) -> None:
         self.name = name
         self._make = make_estimator
         self._monitored = monitored
+        self._thermal_params = thermal
         self._monitors: dict[int, PlausibilityMonitor] = {}
         self._health: dict[int, CellHealth] = {}
+        self._thermal: dict[int, CellThermal] = {}
         self._power: dict[int, PowerSearch] = {}
         self._bus: InlineBus | None = None
         self._cells: dict[int, Estimator] = {}
@@ -114,7 +121,7 @@ class EstimatorTarget:
 
     def start(self) -> can.BusABC:
         self._cells, self._pack, self._counter = {}, None, 0
-        self._monitors, self._health, self._power = {}, {}, {}
+        self._monitors, self._health, self._power, self._thermal = {}, {}, {}, {}
         self._bus = InlineBus(self._answer, channel=f"bmsfil-{self.name}")
         return self._bus
 
@@ -150,6 +157,8 @@ class EstimatorTarget:
                 self._monitors[cell.cell_index] = PlausibilityMonitor()
                 self._health[cell.cell_index] = CellHealth(est)  # type: ignore[arg-type]
                 self._power[cell.cell_index] = PowerSearch(est)  # type: ignore[arg-type]
+                if self._thermal_params is not None:
+                    self._thermal[cell.cell_index] = CellThermal(est, self._thermal_params)  # type: ignore[arg-type]
         r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
         out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
         if self._monitored:
@@ -158,10 +167,13 @@ class EstimatorTarget:
                                                 float(po.unseen_current_A), float(po.unseen_current_sigma_A),
                                                 float(po.stuck_for_s)))
             capacity, r0 = self._health[cell.cell_index].step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
-            out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0))
             search = self._power[cell.cell_index]
             if pack.sequence % SOP_EVERY == 0:
                 search.step(budget=1)
+            thermal = self._thermal.get(cell.cell_index)
+            core = thermal.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C) if thermal is not None else math.nan
+            out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0,
+                                                 cc.core_temp_on_frame(core)))
             out.append(_power_frame(pack.sequence, cell.cell_index, search))
         return out
 
@@ -228,7 +240,7 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
                              "(python-can's, e.g. --interface socketcan --channel can0)")
         return BusTarget(**config)  # type: ignore[arg-type]
     if name == "host":
-        return EstimatorTarget("host", lambda: SocEstimator(params), monitored=True)
+        return EstimatorTarget("host", lambda: SocEstimator(params), monitored=True, thermal=params.thermal)
     if name == "reference":
         return EstimatorTarget("reference", lambda: ReferenceSocEstimator(params))
     if name == "qemu":

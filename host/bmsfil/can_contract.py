@@ -112,6 +112,8 @@ __all__ = [
 DATA_LENGTH = 8
 SEQUENCE_MODULUS = 1 << 16
 COUNTER_MODULUS = 1 << 8
+#: EstCellHealth.core_temp_C's range (the DBC's), at which the targets saturate the core temperature.
+CORE_TEMP_RANGE_C = (-40.0, 87.5)
 
 # Estimator flags carried by EstCell, with the values of the core's
 # BF_FLAG_* (csrc/include/bmsfil/soc_ekf.h), so that a step's flags pass
@@ -714,6 +716,12 @@ def encode_est_cell_health(
     _optional(msg, values, "r0_ohm", "r0_valid", _physical(msg, "r0_ohm", r0_ohm))
     _optional(msg, values, "core_temp_C", "core_temp_valid", _physical(msg, "core_temp_C", core_temp_C))
     return _message(msg, values)
+
+
+def core_temp_on_frame(core_C: float) -> float:
+    """A core temperature brought inside EstCellHealth.core_temp_C's range
+    (-40 .. 87.5 °C), as the targets saturate it; nan stays nan (not valid)."""
+    return core_C if math.isnan(core_C) else min(max(core_C, CORE_TEMP_RANGE_C[0]), CORE_TEMP_RANGE_C[1])
 
 
 def encode_est_cell_power(

@@ -14,7 +14,11 @@ The file defines `fw_params_cell`, `fw_params_tuning`, `fw_params_name`,
 `bmsfil.plausibility.PlausibilityConfig`, which the host targets run too),
 and `fw_capacity_tuning` and `fw_r0_tuning`, the capacity and R0
 estimators' settings (`bmsfil.health`'s defaults for this parameter set),
-declared in firmware/baremetal/include/fw/params.h.
+and `fw_thermal_params` and `fw_thermal_tuning`, the core-temperature
+filter's model (the set's ``thermal`` section) and settings
+(`bmsfil.thermal.ThermalTuning`'s defaults), both NULL when the set has no
+thermal section (the firmware then sends no core temperature), declared in
+firmware/baremetal/include/fw/params.h.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from bmsfil.core import pack_cell_params, pack_tuning
 from bmsfil.health import CapacityTuning, R0Tuning
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityConfig
+from bmsfil.thermal import ThermalTuning, pack_thermal
 
 
 def _literal(value: object, ctype: str) -> str:
@@ -59,12 +64,26 @@ def _value(value: object, ctype: "ffi.CType") -> str:
 
 def params_to_c(params: ParameterSet, source: str = "") -> str:
     """C source defining fw_params_cell, fw_params_tuning, fw_params_name,
-    fw_plaus_config, fw_capacity_tuning and fw_r0_tuning."""
+    fw_plaus_config, fw_capacity_tuning, fw_r0_tuning, fw_thermal_params and
+    fw_thermal_tuning."""
     cell = pack_cell_params(params)
     plaus = PlausibilityConfig().packed()
     capacity = CapacityTuning.for_params(params).packed()
     r0 = R0Tuning.for_params(params).packed()
     tuning = pack_tuning(params.filter)
+    if params.thermal is not None:
+        thermal = (
+            f"static const bf_thermal_params_t thermal_params = {_initialiser(pack_thermal(params.thermal)[0])};\n\n"
+            f"static const bf_thermal_tuning_t thermal_tuning = {_initialiser(ThermalTuning().packed()[0])};\n\n"
+            "const bf_thermal_params_t *const fw_thermal_params = &thermal_params;\n"
+            "const bf_thermal_tuning_t *const fw_thermal_tuning = &thermal_tuning;\n"
+        )
+    else:
+        thermal = (
+            "/* No thermal section in the set: no core temperature. */\n"
+            "const bf_thermal_params_t *const fw_thermal_params = 0;\n"
+            "const bf_thermal_tuning_t *const fw_thermal_tuning = 0;\n"
+        )
     name = params.name.replace("\\", "\\\\").replace('"', '\\"')
     origin = f" from {source}" if source else ""
     return (
@@ -75,7 +94,8 @@ def params_to_c(params: ParameterSet, source: str = "") -> str:
         f"const bf_soc_ekf_tuning_t fw_params_tuning = {_initialiser(tuning[0])};\n\n"
         f"const bf_plaus_config_t fw_plaus_config = {_initialiser(plaus[0])};\n\n"
         f"const bf_capacity_tuning_t fw_capacity_tuning = {_initialiser(capacity[0])};\n\n"
-        f"const bf_r0_tuning_t fw_r0_tuning = {_initialiser(r0[0])};\n"
+        f"const bf_r0_tuning_t fw_r0_tuning = {_initialiser(r0[0])};\n\n"
+        + thermal
     )
 
 

@@ -4,7 +4,8 @@
 
 The file is still a bmsfil parameter set (format "bmsfil-params/1", read by
 firmware/micropython/bmsfil_ekf.py `load_params` and by
-`ParameterSet.load`), cut to what the port needs: no notes (the fit's
+`ParameterSet.load`), cut to what the port needs (the cell, the filter
+and, when the set has one, the thermal model): no notes (the fit's
 inputs, hashes and command), no whitespace, and every number written with
 the fewest digits that give back its float32 value. float32 is what the C
 core computes with, so the compact file is bit for bit the parameters the
@@ -53,7 +54,11 @@ def params_to_micropython(params: ParameterSet) -> str:
         "cell": ",".join(f"{json.dumps(k)}:{_compact(v, f'cell.{k}')}" for k, v in cell.items()),
         "filter": ",".join(f"{json.dumps(k)}:{_compact(v, f'filter.{k}')}" for k, v in asdict(params.filter).items()),
     }
+    thermal = ""
+    if params.thermal is not None:
+        thermal = ',"thermal":{' + ",".join(f"{json.dumps(k)}:{_compact(v, f'thermal.{k}')}"
+                                            for k, v in asdict(params.thermal).items()) + "}"
     return (
         f'{{"format":{json.dumps(FORMAT_TAG)},"name":{json.dumps(params.name)},'
-        f'"cell":{{{sections["cell"]}}},"filter":{{{sections["filter"]}}}}}\n'
+        f'"cell":{{{sections["cell"]}}},"filter":{{{sections["filter"]}}}{thermal}}}\n'
     )

@@ -14,7 +14,12 @@ DATA_DIR is the LG HG2 folder of the shared data (with 1_raw/, 2_formatted/,
 3. the filter's noise settings from the drive cycles, each scored with the
    model fitted without its cycle type (leave-one-type-out), so that the
    filter is tuned for the model's error on data it has not seen
-   (`tuning.tune_filter`, seeded, starting from the FilterTuning defaults).
+   (`tuning.tune_filter`, seeded, starting from the FilterTuning defaults);
+4. the thermal model (the set's ``thermal`` section: core temperature) from
+   the surface temperature of the tests at 25 °C that heat the cell and are
+   not drive cycles (the pulse test and the 1C capacity tests: the drive
+   cycles stay held out), with the heat from the set just fitted
+   (`thermal_fit.fit_thermal`, Cc fixed).
 
 Which files are used is decided from their content (a low-rate discharge
 and charge for OCV; a start from full charge for the dynamic fit), not from
@@ -24,7 +29,7 @@ their names.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +40,19 @@ from bmsfil.importers import import_file
 from bmsfil.ocv import OcvCurve, anchor_full, ocv_from_low_rate, rested_full_voltage
 from bmsfil.params import CellParams, FilterTuning, ParameterSet
 from bmsfil.recording import Recording
+from bmsfil.thermal_fit import fit_thermal
 from bmsfil.tuning import tune_filter
 
 HYST_GAMMA = 50.0
 #: kn of the current-dependent resistance Rn i / (1 + kn |i|): Rn halves at 1 A.
 RN_SAT_PER_A = 1.0
+#: The thermal model is fitted at this chamber temperature (docs/thermal.md: the 25 °C fit).
+THERMAL_FIT_TEMP_C = 25.0
+#: Longest median sample interval of a thermal training recording: the model's fast mode (Rc Cc) is
+#: tens of seconds, and the tests logged once a minute alias the heating.
+THERMAL_MAX_INTERVAL_S = 15.0
+#: Smallest rise of the surface temperature of a thermal training recording (the logger reads 0.105 K steps).
+THERMAL_MIN_RISE_K = 0.5
 
 
 def is_low_rate(rec: Recording) -> bool:
@@ -49,6 +62,15 @@ def is_low_rate(rec: Recording) -> bool:
 
 def starts_full(rec: Recording) -> bool:
     return rec.meta.reference_initial_soc == 1.0 and rec.ah is not None and rec.meta.reference_capacity_Ah is not None
+
+
+def heats_quickly_logged(rec: Recording) -> bool:
+    """A surface temperature that rises enough, logged often enough, to fit the thermal model on."""
+    ok = np.isfinite(rec.temp_C)
+    if ok.sum() < 10:
+        return False
+    rise = float(np.max(rec.temp_C[ok]) - rec.temp_C[np.flatnonzero(ok)[0]])
+    return rise >= THERMAL_MIN_RISE_K and float(np.median(np.diff(rec.time_s))) <= THERMAL_MAX_INTERVAL_S
 
 
 def full_anchored(curve: OcvCurve, at_temp: list[Recording]) -> np.ndarray:
@@ -68,6 +90,7 @@ class TrainingData:
     ocv_from: list[Recording]    # the low-rate tests, one per temperature
     drive: list[Recording]       # drive cycles from full charge
     pulse: list[Recording]       # pulse (HPPC) tests from full charge
+    thermal: list[Recording]     # at THERMAL_FIT_TEMP_C, not drive cycles, heating and quickly logged
 
 
 def load_training(data_dir: Path) -> TrainingData:
@@ -80,7 +103,10 @@ def load_training(data_dir: Path) -> TrainingData:
     pulse = [r for r in full if r.meta.test == "HPPC"]
     drive = [r for r in full if r.meta.test != "HPPC"]
     ocv = np.array([full_anchored(c, [r for r in full if r.meta.ambient_temp_C == t]) for c, t in zip(curves, temps)])
-    return TrainingData(temps, ocv, np.array([c.capacity_Ah for c in curves]), [low_rate[t] for t in temps], drive, pulse)
+    thermal = [r for r in recs if r.meta.ambient_temp_C == THERMAL_FIT_TEMP_C and not is_low_rate(r)
+               and not any(r is d for d in drive) and heats_quickly_logged(r)]
+    return TrainingData(temps, ocv, np.array([c.capacity_Ah for c in curves]), [low_rate[t] for t in temps], drive, pulse,
+                        thermal)
 
 
 def fit_cell(data: TrainingData, dynamic: list[Recording]) -> tuple[CellParams, float]:
@@ -134,7 +160,14 @@ def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
             f"tuning.tune_filter, {tune_iterations} iterations, seed 0, on the drive cycles, "
             "each with the model fitted without its cycle type"
         )
-    return params
+    return with_thermal(params, data)
+
+
+def with_thermal(params: ParameterSet, data: TrainingData) -> ParameterSet:
+    """The set with its thermal section fitted on `data.thermal`, the heat from the set's own model and filter."""
+    thermal, report = fit_thermal(data.thermal, params)
+    notes = dict(params.notes) | {"thermal_from": ", ".join(r.meta.name for r in data.thermal)} | report.notes()
+    return replace(params, thermal=thermal, notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("-o", "--output", type=Path, default=Path("host/bmsfil/data/lg_hg2.json"))
     ap.add_argument("--tune-iterations", type=int, default=300, help="filter tuning steps (0: keep the defaults)")
+    ap.add_argument("--thermal-only", action="store_true",
+                    help="refit only the thermal section (step 4) of the set already in OUTPUT, keeping its cell and "
+                         "filter as they are")
     args = ap.parse_args(argv)
+    if args.thermal_only:
+        if not args.output.is_file():
+            raise SystemExit(f"--thermal-only: no parameter set at {args.output} to add the thermal section to")
+        params = with_thermal(ParameterSet.load(args.output), load_training(args.data_dir))
+        params.save(args.output)
+        print(f"wrote {args.output}: thermal section {params.notes['thermal_fitted']}")
+        return 0
     params = identify(args.data_dir, args.tune_iterations)
     params.save(args.output)
     print(f"wrote {args.output}: fit residual {params.notes['fit_rms_residual_V']} V rms")

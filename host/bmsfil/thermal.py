@@ -16,17 +16,18 @@ can be given instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import _check, as_f32, pack_cell_params, pack_tuning, start_estimator
+from bmsfil.core import SocEstimator, _check, as_f32, pack_cell_params, pack_tuning, start_estimator
 from bmsfil.params import ParameterSet, ThermalParams
 from bmsfil.recording import SAMPLE_LIMITS, Recording
 
 __all__ = [
-    "CoreTempEstimator", "CoreTempTrace", "ReferenceThermalFilter", "ThermalParams", "ThermalTuning",
+    "CellThermal", "CoreTempEstimator", "CoreTempTrace", "ReferenceThermalFilter", "ThermalParams", "ThermalTuning",
     "describe_thermal_flags", "discretise", "heat_W", "simulate",
 ]
 
@@ -359,3 +360,46 @@ class CoreTempEstimator:
         soc, core, sigma, surf, heat = (a.astype(np.float64) for a in outs)
         return CoreTempTrace(np.asarray(recording.time_s, dtype=np.float64), core, sigma, surf,
                              np.asarray(recording.temp_C, dtype=np.float64), heat, soc, flags, amb)
+
+
+class CellThermal:
+    """One cell's core-temperature filter stepped after its SOC filter
+    (`SocEstimator.step`), the way the firmware and the host HIL target run
+    it: started at the cell's first valid (plausible) temperature reading,
+    core and surface at that reading and the ambient taken as it; then per
+    sample the heat i (v - OCV) at the filter's SOC and temperature (none,
+    the last kept, when the filter refused the sample's current, voltage or
+    interval), the surface reading and that ambient. It reads the filter's
+    parameter tables, state and step report in place."""
+
+    def __init__(self, estimator: SocEstimator, thermal: ThermalParams, tuning: ThermalTuning | None = None) -> None:
+        self._est = estimator
+        self._tp = pack_thermal(thermal)
+        self._tt = (tuning or ThermalTuning()).packed()
+        self._state = ffi.new("bf_thermal_t *")
+        self._o = ffi.new("bf_thermal_out_t *")
+        self._ambient_C: float | None = None
+
+    @property
+    def ambient_C(self) -> float | None:
+        """The ambient (the first valid reading), None before the filter starts."""
+        return self._ambient_C
+
+    def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> float:
+        """After the filter's step of the same sample: the core temperature
+        in °C, nan until a valid temperature reading has started the filter."""
+        if self._ambient_C is None:
+            if math.isnan(temp_C):
+                return math.nan
+            st = lib.bf_thermal_init(self._state, self._tp, self._tt, temp_C, temp_C)
+            if st == lib.BF_E_RANGE:
+                return math.nan  # not a plausible reading: wait for the next
+            _check(st, "thermal init")
+            self._ambient_C = temp_C
+        est = self._est
+        heat = math.nan
+        if est._out.flags & (lib.BF_FLAG_VOLTAGE_INVALID | lib.BF_FLAG_CURRENT_INVALID | lib.BF_FLAG_DT_INVALID) == 0:
+            heat = lib.bf_thermal_heat_W(est._cell, est._out.soc, est._state.last_temp_C, current_A, voltage_V)
+        _check(lib.bf_thermal_step(self._state, self._tp, self._tt, dt_s, heat, temp_C, self._ambient_C, self._o),
+               "thermal step")
+        return float(self._o.core_C)

@@ -16,6 +16,7 @@
 #define CAPACITY_RAW_MAX 65535u      /* EstCellHealth.capacity_Ah saturates at 65.535 Ah */
 #define R0_RAW_MAX 2047u             /* EstCellHealth.r0_ohm saturates at 0.2047 ohm */
 #define POWER_RAW_MAX 65535u         /* EstCellPower powers saturate at 6553.5 W */
+#define CORE_TEMP_RAW_MAX 255u       /* EstCellHealth.core_temp_C: raw (T + 40) / 0.5, -40 .. 87.5 degC */
 
 uint32_t fw_round_scaled(float x, uint32_t mult)
 {
@@ -167,8 +168,36 @@ static void send_flags(fw_app_t *app, uint16_t cell_index, const bf_plaus_out_t 
 }
 
 #if FW_HEALTH
+#if FW_THERMAL
+/* EstCellHealth.core_temp_C's raw code, round((c + 40) / 0.5) with ties to
+ * even as the host encodes it, saturated at both ends of the signal; exact
+ * (in integers: c + 40 in single precision would round). */
+static uint32_t core_temp_raw(float c)
+{
+    uint32_t bits, man, half, rem;
+    int32_t shift;
+    int64_t num;
+    uint64_t q;
+    if (!(c > -40.0f)) return 0u;
+    if (!(c < 87.5f)) return CORE_TEMP_RAW_MAX;
+    if (c > -0.25f && c < 0.25f) return 80u;  /* 2c + 80 within 0.5 of 80, never a tie */
+    memcpy(&bits, &c, sizeof bits);
+    man = (bits & 0x7FFFFFu) | 0x800000u;
+    /* |2c| = man * 2^-shift; 0.25 <= |c| < 87.5 puts shift in 17 .. 24. */
+    shift = 150 - (int32_t)((bits >> 23) & 0xFFu) - 1;
+    num = ((bits >> 31) != 0u ? -(int64_t)man : (int64_t)man) + ((int64_t)80 << shift);  /* (2c + 80) 2^shift > 0 */
+    q = (uint64_t)num >> shift;
+    rem = (uint32_t)((uint64_t)num & (((uint64_t)1 << shift) - 1u));
+    half = (uint32_t)1 << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u) != 0u)) q++;
+    return q > CORE_TEMP_RAW_MAX ? CORE_TEMP_RAW_MAX : (uint32_t)q;
+}
+#endif
+
 /* EstCellHealth: capacity once a pair of anchors has taught it, R0 once a
- * current step has; core temperature is not estimated here. */
+ * current step has, core temperature once the cell's thermal filter runs
+ * (from its first valid temperature reading, when the set has a thermal
+ * model). */
 static void send_health(fw_app_t *app, uint16_t cell_index, const fw_cell_t *cell, const bf_capacity_out_t *co,
                         const bf_r0_out_t *ro)
 {
@@ -185,6 +214,12 @@ static void send_health(fw_app_t *app, uint16_t cell_index, const fw_cell_t *cel
         m.r0_valid = 1u;
         m.r0_ohm = (uint16_t)scaled_sat(ro->r0_ohm, 10000u, R0_RAW_MAX);
     }
+#if FW_THERMAL
+    if (cell->thermal_initialised) {
+        m.core_temp_valid = 1u;
+        m.core_temp_c = (uint8_t)core_temp_raw(cell->thermal.x[0]);
+    }
+#endif
     if (bmsfil_can_est_cell_health_pack(data, &m, sizeof data) == 8)
         send_frame(app, BMSFIL_CAN_EST_CELL_HEALTH_FRAME_ID, data);
 }
@@ -306,6 +341,21 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         cell->initialised = 1;
         cell->restored = 0;
     }
+#if FW_THERMAL
+    /* The thermal filter starts at the cell's first valid temperature
+     * reading, core and surface at it, the ambient taken as it (a rested
+     * cell is at its surroundings' temperature); a reading the filter
+     * finds implausible waits for the next. */
+    if (app->thermal_params != 0 && !cell->thermal_initialised && m.temp_valid) {
+        bf_status_t ist = bf_thermal_init(&cell->thermal, app->thermal_params, app->thermal_tuning, t, t);
+        if (ist == BF_OK) {
+            cell->thermal_initialised = 1;
+            cell->ambient_C = t;
+        } else if (ist != BF_E_RANGE) {
+            app->fault = FW_FAULT_ESTIMATOR_ERROR;
+        }
+    }
+#endif
     {
         uint32_t held = board_irq_hold();
         uint64_t t0 = board_ticks();
@@ -328,6 +378,19 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
             int32_t finished;
             hst = bf_sop_task_step(&app->sop[m.cell_index], &cell->ekf, app->params, cell->ekf.last_temp_C,
                                    app->sop_limits, FW_SOP_HORIZONS, 1u, &finished);
+        }
+#endif
+#if FW_THERMAL
+        /* Core temperature: the heat i (v - OCV) at the filter's SOC over the
+         * sample (none, the last one kept, when the filter refused its
+         * current, voltage or interval), the surface reading, the ambient. */
+        if (hst == BF_OK && cell->thermal_initialised) {
+            bf_thermal_out_t to;
+            float q = NAN;
+            if ((out.flags & (BF_FLAG_VOLTAGE_INVALID | BF_FLAG_CURRENT_INVALID | BF_FLAG_DT_INVALID)) == 0u)
+                q = bf_thermal_heat_W(app->params, out.soc, cell->ekf.last_temp_C, app->current_A, v);
+            hst = bf_thermal_step(&cell->thermal, app->thermal_params, app->thermal_tuning, app->dt_s, q, t,
+                                  cell->ambient_C, &to);
         }
 #endif
         uint64_t ticks = board_ticks() - t0;
@@ -427,7 +490,8 @@ void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f)
 
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
                  const bf_plaus_config_t *plaus_config, const bf_capacity_tuning_t *capacity_tuning,
-                 const bf_r0_tuning_t *r0_tuning, const fw_transport_t *transport, void *retained,
+                 const bf_r0_tuning_t *r0_tuning, const bf_thermal_params_t *thermal_params,
+                 const bf_thermal_tuning_t *thermal_tuning, const fw_transport_t *transport, void *retained,
                  size_t retained_size)
 {
     int restored;
@@ -437,6 +501,8 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
     app->plaus_config = plaus_config;
     app->capacity_tuning = capacity_tuning;
     app->r0_tuning = r0_tuning;
+    app->thermal_params = thermal_params;
+    app->thermal_tuning = thermal_tuning;
     app->transport = transport;
     app->saved = (fw_saved_t *)retained;
     app->state = FW_STATE_BOOTING;
@@ -458,6 +524,11 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
         if (bf_sop_limits_check(lim) != BF_OK) app->params_ok = 0;   /* e.g. v_min_V <= 0 */
     }
     for (uint32_t i = 0; i < FW_MAX_CELLS; i++) (void)bf_sop_task_init(&app->sop[i]);
+#endif
+#if FW_THERMAL
+    if (!(thermal_params == 0 && thermal_tuning == 0) &&
+        (bf_thermal_params_check(thermal_params) != BF_OK || bf_thermal_tuning_check(thermal_tuning) != BF_OK))
+        app->params_ok = 0;
 #endif
     if (retained_size < sizeof(fw_saved_t)) {
         /* The board's retained region is too small for FW_MAX_CELLS: a build error in practice. */

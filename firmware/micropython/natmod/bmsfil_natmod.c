@@ -42,6 +42,17 @@
  *                                     discharge_W, charge_W) of the latest: at most `budget`
  *                                     sub-steps of the search from the filter state `state`
  *                                     at its last good temperature
+ *   THERMAL_STATE_SIZE, THERMAL_PARAMS_SIZE, THERMAL_TUNING_SIZE
+ *   thermal_init(tstate, tparams, ttuning, surface_C)
+ *                                  -> True when started (core and surface at the reading, the
+ *                                     ambient taken as it), False when the reading is not
+ *                                     plausible (wait for the next); ValueError naming a
+ *                                     rejected model or tuning
+ *   thermal_step((tstate, tparams, ttuning, cell, state, out), (dt_s, current_A, voltage_V, temp_C, ambient_C))
+ *                                  -> the core temperature (thermal.h): the heat i (v - OCV) at
+ *                                     the filter's SOC and temperature after its step whose
+ *                                     bf_soc_ekf_out_t is in `out` (none, the last kept, when the
+ *                                     filter refused the sample's current, voltage or interval)
  * The second form of step is for a Python method wrapping it: MicroPython
  * keeps a function's frame on the C stack only up to 11 words (locals plus
  * operand stack, VM_MAX_STATE_ON_STACK in py/objfun.c) and allocates larger
@@ -58,6 +69,7 @@
 #include "bmsfil/capacity.h"
 #include "bmsfil/cell_model.h"
 #include "bmsfil/plausibility.h"
+#include "bmsfil/thermal.h"
 #include "bmsfil/power.h"
 #include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
@@ -295,6 +307,69 @@ static mp_obj_t health_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(health_step_obj, health_step);
 
+static mp_obj_t thermal_init(size_t n_args, const mp_obj_t *args)
+{
+    const bf_thermal_params_t *tp;
+    const bf_thermal_tuning_t *tt;
+    float surface;
+    bf_status_t st;
+    (void)n_args;
+    tp = (const bf_thermal_params_t *)struct_buffer(args[1], sizeof(bf_thermal_params_t), MP_BUFFER_READ);
+    tt = (const bf_thermal_tuning_t *)struct_buffer(args[2], sizeof(bf_thermal_tuning_t), MP_BUFFER_READ);
+    if (bf_thermal_params_check(tp) != BF_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal model rejected by bf_thermal_params_check"));
+    }
+    if (bf_thermal_tuning_check(tt) != BF_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal tuning rejected by bf_thermal_tuning_check"));
+    }
+    surface = float_arg(args[3]);
+    st = bf_thermal_init((bf_thermal_t *)struct_buffer(args[0], sizeof(bf_thermal_t), MP_BUFFER_RW), tp, tt, surface,
+                         surface);
+    if (st == BF_E_RANGE) {
+        return mp_const_false;
+    }
+    check_status(st);
+    return mp_const_true;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(thermal_init_obj, 4, 4, thermal_init);
+
+static mp_obj_t thermal_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
+{
+    size_t len, n_in;
+    mp_obj_t *bufs, *in;
+    bf_thermal_out_t to;
+    bf_thermal_t *ts;
+    const bf_cell_params_t *cell;
+    const bf_soc_ekf_t *ekf;
+    const bf_soc_ekf_out_t *out;
+    float dt, i, v, t, heat = not_a_number();
+    mp_obj_get_array(bufs_obj, &len, &bufs);
+    mp_obj_get_array(in_obj, &n_in, &in);
+    if (len != 6 || n_in != 5) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal_step: expected (tstate, tparams, ttuning, cell, state, out), "
+                                          "(dt_s, current_A, voltage_V, temp_C, ambient_C)"));
+    }
+    ts = (bf_thermal_t *)struct_buffer(bufs[0], sizeof(bf_thermal_t), MP_BUFFER_RW);
+    cell = cell_arg(bufs[3]);
+    ekf = (const bf_soc_ekf_t *)struct_buffer(bufs[4], sizeof(bf_soc_ekf_t), MP_BUFFER_READ);
+    out = (const bf_soc_ekf_out_t *)struct_buffer(bufs[5], sizeof(bf_soc_ekf_out_t), MP_BUFFER_READ);
+    dt = float_arg(in[0]);
+    i = float_arg(in[1]);
+    v = float_arg(in[2]);
+    t = float_arg(in[3]);
+    if ((out->flags & (BF_FLAG_VOLTAGE_INVALID | BF_FLAG_CURRENT_INVALID | BF_FLAG_DT_INVALID)) == 0u) {
+        heat = bf_thermal_heat_W(cell, out->soc, ekf->last_temp_C, i, v);
+    }
+    check_status(bf_thermal_step(ts,
+                                 (const bf_thermal_params_t *)struct_buffer(bufs[1], sizeof(bf_thermal_params_t),
+                                                                            MP_BUFFER_READ),
+                                 (const bf_thermal_tuning_t *)struct_buffer(bufs[2], sizeof(bf_thermal_tuning_t),
+                                                                            MP_BUFFER_READ),
+                                 dt, heat, t, float_arg(in[4]), &to));
+    return mp_obj_new_float_from_f(to.core_C);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(thermal_step_obj, thermal_step);
+
 /* The limits of a search: a bytearray of 1 to BF_SOP_MAX_HORIZONS structs. */
 static const bf_sop_limits_t *sop_limits(mp_obj_t obj, uint32_t *n)
 {
@@ -379,6 +454,11 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_SOP_LIMITS_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_sop_limits_t)));
     mp_store_global(MP_QSTR_sop_init, MP_OBJ_FROM_PTR(&sop_init_obj));
     mp_store_global(MP_QSTR_sop_step, MP_OBJ_FROM_PTR(&sop_step_obj));
+    mp_store_global(MP_QSTR_THERMAL_STATE_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_thermal_t)));
+    mp_store_global(MP_QSTR_THERMAL_PARAMS_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_thermal_params_t)));
+    mp_store_global(MP_QSTR_THERMAL_TUNING_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_thermal_tuning_t)));
+    mp_store_global(MP_QSTR_thermal_init, MP_OBJ_FROM_PTR(&thermal_init_obj));
+    mp_store_global(MP_QSTR_thermal_step, MP_OBJ_FROM_PTR(&thermal_step_obj));
 
     MP_DYNRUNTIME_INIT_EXIT
 }

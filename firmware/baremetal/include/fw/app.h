@@ -28,6 +28,7 @@
 #include "bmsfil/power.h"
 #include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
+#include "bmsfil/thermal.h"
 #include "fw/frame.h"
 
 #ifndef FW_MAX_CELLS
@@ -35,7 +36,7 @@
 #endif
 
 #define FW_SAVED_MAGIC 0x46534D42u   /* "BMSF" */
-#define FW_SAVED_VERSION 3u          /* 2: fw_cell_t holds the monitor's state; 3: and capacity and R0 */
+#define FW_SAVED_VERSION 4u          /* 2: fw_cell_t holds the monitor's state; 3: and capacity and R0; 4: and core temperature */
 
 /* EstCell flag bit set by the firmware itself (not a core BF_FLAG_*). */
 #define FW_FLAG_RESTORED 0x80u
@@ -56,6 +57,13 @@
 #endif
 #ifndef FW_SOP_EVERY
 #define FW_SOP_EVERY 2u
+#endif
+/* 0: no core-temperature filter (EstCellHealth.core_temp_valid 0), for
+ * measuring what it costs; 1: it runs when the parameter set has a thermal
+ * section. Its core temperature goes out in EstCellHealth, so only with
+ * FW_HEALTH. */
+#ifndef FW_THERMAL
+#define FW_THERMAL 1
 #endif
 
 /* TargetStatus.start */
@@ -80,9 +88,12 @@ typedef struct {
     bf_plaus_t plaus;      /* the plausibility monitor beside the filter */
     bf_capacity_t capacity; /* capacity (AWTLS over SOC anchors) */
     bf_r0_t r0;            /* R0 from current steps */
+    bf_thermal_t thermal;  /* core temperature, from the cell's first valid temperature reading */
+    float ambient_C;       /* the thermal filter's ambient: that first reading */
     uint8_t initialised;   /* ekf holds a state */
     uint8_t restored;      /* the next EstCell carries FW_FLAG_RESTORED */
-    uint8_t reserved[2];
+    uint8_t thermal_initialised; /* thermal holds a state */
+    uint8_t reserved;
 } fw_cell_t;
 
 /* What survives a warm reset. The CRC covers `body` up to and including
@@ -107,6 +118,8 @@ typedef struct {
     const bf_plaus_config_t *plaus_config;
     const bf_capacity_tuning_t *capacity_tuning;
     const bf_r0_tuning_t *r0_tuning;
+    const bf_thermal_params_t *thermal_params;  /* NULL: no core temperature */
+    const bf_thermal_tuning_t *thermal_tuning;
     const fw_transport_t *transport;
     fw_saved_t *saved;             /* in retained RAM */
     /* the sample in progress */
@@ -137,12 +150,14 @@ typedef struct {
 #endif
 } fw_app_t;
 
-/* Bring the app up: check the parameters and the monitor's settings,
+/* Bring the app up: check the parameters and the monitor's settings (and
+ * the thermal ones unless both are NULL: then no core temperature),
  * restore or reset the saved state (`retained`, `retained_size` bytes of
  * retained RAM), send the first TargetStatus. */
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
                  const bf_plaus_config_t *plaus_config, const bf_capacity_tuning_t *capacity_tuning,
-                 const bf_r0_tuning_t *r0_tuning, const fw_transport_t *transport, void *retained,
+                 const bf_r0_tuning_t *r0_tuning, const bf_thermal_params_t *thermal_params,
+                 const bf_thermal_tuning_t *thermal_tuning, const fw_transport_t *transport, void *retained,
                  size_t retained_size);
 
 /* Handle one received frame. */

@@ -8,6 +8,7 @@
 #include "bmsfil/plausibility.h"
 #include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
+#include "bmsfil/thermal.h"
 
 extern const bf_cell_params_t fw_params_cell;
 extern const bf_soc_ekf_tuning_t fw_params_tuning;
@@ -16,6 +17,10 @@ extern const bf_plaus_config_t fw_plaus_config;
 /* The capacity and R0 estimators' settings: the host's defaults for this set. */
 extern const bf_capacity_tuning_t fw_capacity_tuning;
 extern const bf_r0_tuning_t fw_r0_tuning;
+/* The core-temperature filter's model and settings; both NULL when the set
+ * has no thermal section (no core temperature is estimated). */
+extern const bf_thermal_params_t *const fw_thermal_params;
+extern const bf_thermal_tuning_t *const fw_thermal_tuning;
 extern const char fw_params_name[];
 
 #endif
