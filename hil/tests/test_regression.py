@@ -134,3 +134,21 @@ def test_plausibility_monitor_answers_and_stays_quiet(run):
     assert p.received.all(), "an EstCellFlags for every cell of every sample"
     raised = [name for bit, name in cc.PLAUS_FLAGS.items() if np.any(p.flags & bit)]
     assert raised == [], f"false plausibility flags on a clean recording: {raised}"
+
+
+def test_power_estimates_answer(run):
+    """Every target but the float64 reference searches the state of power
+    and sends an EstCellPower for every cell of every sample, each horizon's
+    latest result in turn (docs/power.md): within the default 2,000 samples
+    every horizon has had results, and a cell of a few amp-hours can deliver
+    tens of watts for 2 s."""
+    p = run.result.power
+    if run.target == "reference" or (run.target == "board" and not p.sent):
+        pytest.skip(f"target {run.target} estimates no state of power")
+    assert p.received.all(), "an EstCellPower for every cell of every sample"
+    if len(run.recording) < 1000:
+        pytest.skip("too short for a result of every horizon")
+    summary = p.summary()[0]
+    for horizon in ("peak_2s", "peak_10s", "peak_30s"):
+        assert summary[horizon] is not None, f"no {horizon} result"
+    assert summary["peak_2s"]["discharge_W"] > summary["peak_30s"]["discharge_W"] > 0.0
