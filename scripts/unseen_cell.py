@@ -4,7 +4,10 @@ PyBaMM physics model (SPMe, lumped thermal, O'Kane 2022's LG M50 parameters:
 5 Ah NMC811/graphite-SiOx, Arrhenius kinetics, diffusion and electrolyte)
 tested as another tester would, exported as that tester's CSV files, then
 run through the user's commands (bmsfil.cli.main): import --map, fit, tune,
-eval. Writes docs/unseen_cell.md.
+eval. Two variants: cell A as the set has it (no OCV hysteresis), cell B with
+PyBaMM's one-state hysteresis in the negative electrode (12 to 42 mV between
+its lithiation and delithiation OCPs, widest near empty, as the silicon in
+graphite-SiOx gives). Writes docs/unseen_cell.md.
 
     .venv/bin/python scripts/unseen_cell.py [--cache DIR] [--keep DIR] [-o docs/unseen_cell.md]
 
@@ -18,7 +21,8 @@ What the "tester" gives (all from full charge, 4.2 V, after a soak):
            scaled to this cell's capacity at half their C-rate (C_RATE_SCALE),
            1 s samples, repeated from full charge (after a 30 min soak) until
            2.5 V, then 10 min of rest; the cell in a chamber (50 W/(m2 K)).
-Files: tester's CSV with a short key,value preamble, time in ms, current in mA
+Files: tester's CSV with a short key,value preamble, date-time (read for the
+pulse tests) and test time in ms (read for the others), current in mA
 positive on discharge, voltage in mV, temperature in °C, and the tester's
 discharge counter in mAh. Sensor noise: 1 mV, 10 mA (+5 mA offset), 0.1 °C.
 
@@ -73,8 +77,10 @@ TRAIN, TEST = ("US06",), ("HWFET", "UDDS")
 NOISE_V, NOISE_A, OFFSET_A, NOISE_C = 1e-3, 10e-3, 5e-3, 0.1
 #: The bars of issue 6 (RMSE), °C -> fraction.
 BAR = {25.0: 0.015, 10.0: 0.015, 0.0: 0.025}
-COLUMNS = "Record,Test Time (ms),Current (mA),Voltage (mV),Cell Temp (degC),Capacity (mAh)"
-MAP = "time=Test Time (ms),current=Current (mA),voltage=Voltage (mV),temperature=Cell Temp (degC),ah=Capacity (mAh)"
+COLUMNS = "Record,Date Time,Test Time (ms),Current (mA),Voltage (mV),Cell Temp (degC),Capacity (mAh)"
+MAP = "current=Current (mA),voltage=Voltage (mV),temperature=Cell Temp (degC),ah=Capacity (mAh)"
+#: The clock the pulse tests are imported with (the others: the test time in ms).
+DATETIME_FOR = "pulse"
 
 
 #: Names of the simulations this run read from the cache.
@@ -90,19 +96,61 @@ class Simulated:
     discharged_Ah: np.ndarray
 
 
-def _model_and_values(ambient_C: float, initial_C: float):  # noqa: ANN202 (pybamm objects)
+@dataclass(frozen=True)
+class Cell:
+    """A variant of the simulated cell: `hysteresis` gives the negative
+    electrode an OCP hysteresis (PyBaMM's one-state model), as graphite-SiOx has."""
+
+    label: str
+    hysteresis: bool
+
+    @property
+    def key(self) -> dict[str, object]:
+        return {"hysteresis": HYSTERESIS} if self.hysteresis else {}
+
+    @property
+    def prefix(self) -> str:
+        return "hyst_" if self.hysteresis else ""
+
+
+CELLS = (Cell("cell A: no OCV hysteresis", False), Cell("cell B: with OCV hysteresis", True))
+#: Cell B's hysteresis: the negative electrode's (de)lithiation OCPs this far
+#: apart (V, over its stoichiometry: wider where the silicon works), and how
+#: fast the state moves between them (PyBaMM's decay rate).
+HYSTERESIS = {"gap_V": (0.012, 0.03, 0.15), "decay": 30.0}
+
+
+def _hysteresis_gap(sto):  # noqa: ANN001, ANN202 (pybamm symbols)
+    import pybamm
+
+    base, extra, width = HYSTERESIS["gap_V"]
+    return base + extra * pybamm.exp(-sto / width)
+
+
+def _model_and_values(cell: Cell, ambient_C: float, initial_C: float):  # noqa: ANN202 (pybamm objects)
     import pybamm
 
     values = pybamm.ParameterValues(PARAMETER_SET)
     values.update({"Ambient temperature [K]": 273.15 + ambient_C, "Initial temperature [K]": 273.15 + initial_C,
                    "Total heat transfer coefficient [W.m-2.K-1]": HEAT_TRANSFER_W_M2K})
-    return pybamm.lithium_ion.SPMe(options={"thermal": "lumped"}), values
+    options: dict[str, object] = {"thermal": "lumped"}
+    if cell.hysteresis:
+        ocp = values["Negative electrode OCP [V]"]
+        values.update({
+            "Negative electrode lithiation OCP [V]": lambda sto: ocp(sto) - 0.5 * _hysteresis_gap(sto),
+            "Negative electrode delithiation OCP [V]": lambda sto: ocp(sto) + 0.5 * _hysteresis_gap(sto),
+            "Negative particle lithiation hysteresis decay rate": HYSTERESIS["decay"],
+            "Negative particle delithiation hysteresis decay rate": HYSTERESIS["decay"],
+            "Initial hysteresis state in negative electrode": -1.0,  # after a charge
+        }, check_already_exists=False)
+        options["open-circuit potential"] = ("one-state hysteresis", "single")
+    return pybamm.lithium_ion.SPMe(options=options), values
 
 
-def simulate(steps: list, ambient_C: float, initial_C: float, period: str) -> Simulated:
+def simulate(cell: Cell, steps: list, ambient_C: float, initial_C: float, period: str) -> Simulated:
     import pybamm
 
-    model, values = _model_and_values(ambient_C, initial_C)
+    model, values = _model_and_values(cell, ambient_C, initial_C)
     sim = pybamm.Simulation(model, parameter_values=values, experiment=pybamm.Experiment(steps, period=period))
     sol = sim.solve(initial_soc=1.0)
     time_s = sol["Time [s]"].entries
@@ -171,8 +219,10 @@ def write_tester_csv(path: Path, sim: Simulated, title: str, seed: int) -> None:
     temp = sim.temp_C + rng.normal(0.0, NOISE_C, n)
     lines = ["Tester,CellLab 8 (simulated: PyBaMM SPMe lumped thermal, " + PARAMETER_SET + ")",
              f"Test,{title}", "Channel,3", "", COLUMNS]
+    start = np.datetime64("2026-03-02T08:00:00") + np.timedelta64(seed, "D")
+    stamps = np.datetime_as_string(start + (sim.time_s * 1000).round().astype("timedelta64[ms]"), unit="ms")
     for k in range(n):
-        lines.append(f"{k + 1},{sim.time_s[k] * 1000:.0f},{amps[k] * 1000:.1f},"
+        lines.append(f"{k + 1},{stamps[k].replace('T', ' ')},{sim.time_s[k] * 1000:.0f},{amps[k] * 1000:.1f},"
                      f"{volts[k] * 1000:.1f},{temp[k]:.2f},{sim.discharged_Ah[k] * 1000:.2f}")
     path.write_text("\n".join(lines) + "\n")
 
@@ -193,82 +243,110 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "unseen_cell.md")
     ap.add_argument("--iterations", type=int, default=200)
     args = ap.parse_args(argv)
-    started = time.perf_counter()
+    sections = []
+    for cell in CELLS:
+        started = time.perf_counter()
+        FROM_CACHE.clear()
+        sims = simulate_all(cell, args.cache)
+        t_sim = time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            work = (args.keep / cell.prefix.strip("_")) if args.keep and cell.prefix else (args.keep or Path(tmp))
+            rows, notes, t_fit, t_tune = workflow(sims, work, args.iterations)
+        times = {"simulations": t_sim, "fit": t_fit, "tune": t_tune, "all": time.perf_counter() - started}
+        sections.append(render(cell, rows, sims.q_ref, notes, times, len(FROM_CACHE)))
+    args.output.write_text(preamble(args.iterations) + "\n".join(sections))
+    print(f"wrote {args.output}")
+    return 0
 
-    c20 = cached(args.cache, {"name": "c20_25C", "steps": c20_steps(True), "T": 25.0, "period": "30 s"},
-                 lambda: simulate(c20_steps(True), 25.0, 25.0, "30 seconds"))
+
+@dataclass(frozen=True)
+class Simulations:
+    c20: Simulated
+    q_ref: dict[float, float]
+    pulses: dict[float, Simulated]
+    drives: dict[tuple[str, float], Simulated]
+
+
+def simulate_all(cell: Cell, cache: Path) -> Simulations:
+    def sim(name: str, steps: list, ambient_C: float, initial_C: float, period: str, key: dict[str, object]) -> Simulated:
+        return cached(cache, {"name": cell.prefix + name, **key, **cell.key},
+                      lambda: simulate(cell, steps, ambient_C, initial_C, period))
+
+    c20 = sim("c20_25C", c20_steps(True), 25.0, 25.0, "30 seconds", {"steps": c20_steps(True), "T": 25.0, "period": "30 s"})
     q_ref = {}
     for temp in TEMPS_C:
-        sim = c20 if temp == 25.0 else cached(
-            args.cache, {"name": f"c20_{temp:g}C_hidden", "steps": c20_steps(False), "T": temp, "period": "60 s"},
-            lambda temp=temp: simulate(c20_steps(False), temp, temp, "60 seconds"))
-        discharging = sim.current_A > 0.01
-        q_ref[temp] = float(sim.discharged_Ah[discharging].max() - sim.discharged_Ah[discharging].min())
+        test = c20 if temp == 25.0 else sim(f"c20_{temp:g}C_hidden", c20_steps(False), temp, temp, "60 seconds",
+                                            {"steps": c20_steps(False), "T": temp, "period": "60 s"})
+        discharging = test.current_A > 0.01
+        q_ref[temp] = float(test.discharged_Ah[discharging].max() - test.discharged_Ah[discharging].min())
     pulses = {}
     for temp in TEMPS_C:
         period = "1 second" if temp == 25.0 else "2 seconds"
-        pulses[temp] = cached(args.cache, {"name": f"pulse_{temp:g}C", "steps": pulse_steps(), "T": temp, "period": period},
-                              lambda temp=temp, period=period: simulate(pulse_steps(), temp, 25.0, period))
+        pulses[temp] = sim(f"pulse_{temp:g}C", pulse_steps(), temp, 25.0, period,
+                           {"steps": pulse_steps(), "T": temp, "period": period})
     drives = {}
     for cycle in TRAIN + TEST:
         profile = drive_profile(cycle, q_ref[25.0])
         for temp in TEMPS_C:
-            key = {"name": f"{cycle}_{temp:g}C", "profile": hashlib.sha256(profile.tobytes()).hexdigest(), "T": temp}
-            drives[cycle, temp] = cached(args.cache, key, lambda profile=profile, temp=temp: simulate(
-                drive_steps(profile), temp, temp, "1 second"))
-    t_sim = time.perf_counter() - started
+            drives[cycle, temp] = sim(f"{cycle}_{temp:g}C", drive_steps(profile), temp, temp, "1 second",
+                                      {"profile": hashlib.sha256(profile.tobytes()).hexdigest(), "T": temp})
+    return Simulations(c20, q_ref, pulses, drives)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
 
-        def export(name: str, sim: Simulated, temp: float, seed: int, meta: dict[str, float]) -> str:
-            csv, npz = work / f"{name}.csv", work / f"{name}.npz"
-            write_tester_csv(csv, sim, name, seed)
-            extra = [a for k, v in {"ambient_temp_C": temp, **meta}.items() for a in ("--meta", f"{k}={v:g}")]
-            run(["import", str(csv), "--map", MAP, "--current-sign", "discharge-positive", *extra, "-o", str(npz)])
-            return str(npz)
+def workflow(sims: Simulations, work: Path, iterations: int) -> tuple[list, dict, float, float]:
+    """The user's commands on the tester's files: import, fit, tune, eval."""
+    work.mkdir(parents=True, exist_ok=True)
 
-        ocv = export("c20_25C", c20, 25.0, 1, {})
-        pulse = [export(f"pulse_{t:g}C", pulses[t], t, 2 + k, {"reference_initial_soc": 1}) for k, t in enumerate(TEMPS_C)]
-        drive = {key: export(f"{key[0]}_{key[1]:g}C", sim, key[1], 10 + k,
-                             {"reference_initial_soc": 1, "reference_capacity_Ah": round(q_ref[key[1]], 4)})
-                 for k, (key, sim) in enumerate(drives.items())}
-        params, tuned = work / "unseen.json", work / "unseen_tuned.json"
-        t_fit = run(["fit", "--ocv", ocv, "--pulse", *pulse, "--name", "unseen cell (PyBaMM)", "-o", str(params)])
-        train = [drive[c, t] for c in TRAIN for t in TEMPS_C]
-        test = [drive[c, t] for c in TEST for t in TEMPS_C]
-        t_tune = run(["tune", "--params", str(params), "--train", *train, "--iterations", str(args.iterations),
-                      "-o", str(tuned)])
-        rows = []
-        for label, p in (("fit only", params), ("fit + tune", tuned)):
-            out = work / f"eval_{label.replace(' ', '').replace('+', '_')}.json"
-            run(["eval", "--params", str(p), "--no-plot", "--out-dir", str(work / "eval"), "--json", str(out), *test])
-            rows += [(label, rec) for rec in json.loads(out.read_text())["recordings"]]
-        fit_notes = json.loads(params.read_text()).get("notes", {})
-    total = time.perf_counter() - started
-    args.output.write_text(render(rows, q_ref, fit_notes, t_sim, t_fit, t_tune, total, args.iterations))
-    print(f"wrote {args.output}")
-    return 0
+    def export(name: str, sim: Simulated, temp: float, seed: int, meta: dict[str, float]) -> str:
+        csv, npz = work / f"{name}.csv", work / f"{name}.npz"
+        write_tester_csv(csv, sim, name, seed)
+        extra = [a for k, v in {"ambient_temp_C": temp, **meta}.items() for a in ("--meta", f"{k}={v:g}")]
+        clock = "Date Time" if name.startswith(DATETIME_FOR) else "Test Time (ms)"
+        run(["import", str(csv), "--map", f"time={clock},{MAP}", "--current-sign", "discharge-positive", *extra, "-o", str(npz)])
+        return str(npz)
+
+    ocv = export("c20_25C", sims.c20, 25.0, 1, {})
+    pulse = [export(f"pulse_{t:g}C", sims.pulses[t], t, 2 + k, {"reference_initial_soc": 1})
+             for k, t in enumerate(TEMPS_C)]
+    drive = {key: export(f"{key[0]}_{key[1]:g}C", sim, key[1], 10 + k,
+                         {"reference_initial_soc": 1, "reference_capacity_Ah": round(sims.q_ref[key[1]], 4)})
+             for k, (key, sim) in enumerate(sims.drives.items())}
+    params, tuned = work / "unseen.json", work / "unseen_tuned.json"
+    t_fit = run(["fit", "--ocv", ocv, "--pulse", *pulse, "--name", "unseen cell (PyBaMM)", "-o", str(params)])
+    train = [drive[c, t] for c in TRAIN for t in TEMPS_C]
+    test = [drive[c, t] for c in TEST for t in TEMPS_C]
+    t_tune = run(["tune", "--params", str(params), "--train", *train, "--iterations", str(iterations), "-o", str(tuned)])
+    rows = []
+    for label, p in (("fit only", params), ("fit + tune", tuned)):
+        out = work / f"eval_{label.replace(' ', '').replace('+', '_')}.json"
+        run(["eval", "--params", str(p), "--no-plot", "--out-dir", str(work / "eval"), "--json", str(out), *test])
+        rows += [(label, rec) for rec in json.loads(out.read_text())["recordings"]]
+    return rows, json.loads(params.read_text()).get("notes", {}), t_fit, t_tune
 
 
 def pct(x: float | None) -> str:
     return "—" if x is None or x != x else f"{x * 100:.2f}"
 
 
-def render(rows: list, q_ref: dict, notes: dict, t_sim: float, t_fit: float, t_tune: float, total: float,
-           iterations: int) -> str:
+def preamble(iterations: int) -> str:
     doc = (__doc__ or "").split("\n\n")
-    cache = (f"all {len(FROM_CACHE)} read from the cache" if FROM_CACHE and t_sim < 60 else
-             f"{len(FROM_CACHE)} read from the cache" if FROM_CACHE else "none cached: a fresh run")
-    lines = [
+    return "\n".join([
         "# Rehearsal of the unseen-cell check (issue 6)", "",
-        f"Generated by `scripts/unseen_cell.py` on {date.today().isoformat()} ({iterations} tuning iterations): "
-        f"PyBaMM simulations {t_sim:.0f} s ({cache}), fit {t_fit:.0f} s, tune {t_tune:.0f} s, all {total:.0f} s "
-        "on this 2-core machine. The simulations are kept in `.cache/unseen_cell/` (`--cache`), so a rerun takes "
-        "a few seconds plus fit, tune and eval.", "",
+        f"Generated by `scripts/unseen_cell.py` on {date.today().isoformat()} ({iterations} tuning iterations). "
+        "The PyBaMM simulations are kept in `.cache/unseen_cell/` (`--cache`): a rerun takes a minute or so "
+        "(fit, tune and eval); the times of a fresh run are under each cell.", "",
         doc[0].replace("\n", " "), "", "```text", doc[2], "```", "",
         *[p.replace("\n", " ") + "\n" for p in doc[3:5]],
+    ])
+
+
+def render(cell: Cell, rows: list, q_ref: dict[float, float], notes: dict, times: dict[str, float],
+           cached_count: int) -> str:
+    spent = ", ".join(f"{k} {v:.0f} s" for k, v in times.items())
+    lines = [
+        f"## {cell.label}", "",
+        f"This run: {spent} on this 2-core machine"
+        + (f" ({cached_count} simulations read from the cache)." if cached_count else " (a fresh run)."), "",
         "Q_ref (C/20 discharge capacity of the simulated cell): "
         + ", ".join(f"{t:g} °C {q:.4f} Ah" for t, q in q_ref.items()) + ".", "",
         "| parameters | recording | T/°C | RMSE % | max >10 min % | in ±3σ % | bar (RMSE) % | meets |",
