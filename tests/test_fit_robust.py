@@ -1,13 +1,21 @@
 """`bmsfil fit` on tests shaped unlike the LG HG2 files (issue 6's unseen
 cell, rehearsed in scripts/unseen_cell.py): a synthetic pulse test with a
 long leading soak, 30 min rests, 2 s samples and a tester's current noise
-and offset. Needs no data and no PyBaMM."""
+and offset, and the same with its current's sign wrong. Needs no data and
+no PyBaMM."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
+from pathlib import Path
 
-from bmsfil.fit import ocv_from_rests, rest_points, temperature_shift
+import numpy as np
+import pytest
+
+from bmsfil.cli import main
+from bmsfil.current_sign import wrong_sign
+from bmsfil.fit import FitError, FitInputs, fit, ocv_from_rests, rest_points, temperature_shift
+from bmsfil.params import bundled_params
 from bmsfil.recording import Recording, RecordingMeta
 
 Q_AH = 5.0
@@ -66,3 +74,24 @@ def test_temperature_shift_where_the_curve_bends_between_rests():
     shift = temperature_shift(z_cold, true_ocv(z_cold) - relaxing, z_ref, true_ocv(z_ref) - relaxing, true_ocv(grid))
     assert shift is not None
     np.testing.assert_allclose(shift, 0.0, atol=1e-3)
+
+
+def test_a_current_of_the_wrong_sign_is_refused():
+    """A discharge-positive file imported as charge-positive: the fit says so instead of fitting nonsense."""
+    rec = pulse_test(soak_s=600.0, rest_s=1800.0, dt_s=2.0, noise_A=0.010, offset_A=0.005)
+    flipped = replace(rec, current_A=-rec.current_A, ah=-rec.ah)
+    assert wrong_sign(rec) is None
+    why = wrong_sign(flipped)
+    assert why is not None and "--current-sign discharge-positive" in why
+    with pytest.raises(FitError, match="pulse: its current looks positive on discharge"):
+        fit(FitInputs(pulse=[flipped]), "x")
+
+
+def test_tune_refuses_a_current_of_the_wrong_sign(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    rec = pulse_test(soak_s=600.0, rest_s=1800.0, dt_s=2.0, noise_A=0.010, offset_A=0.005)
+    flipped = replace(rec, current_A=-rec.current_A, ah=-rec.ah, meta=replace(rec.meta, reference_capacity_Ah=Q_AH))
+    flipped.save(tmp_path / "flipped.npz")
+    bundled_params().save(tmp_path / "p.json")
+    assert main(["tune", "--params", str(tmp_path / "p.json"), "--train", str(tmp_path / "flipped.npz"),
+                 "--iterations", "1", "-o", str(tmp_path / "t.json")]) == 2
+    assert "--current-sign discharge-positive" in capsys.readouterr().err

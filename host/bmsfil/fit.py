@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bmsfil.current_sign import wrong_sign
 from bmsfil.ocv import REST_CURRENT_A, OcvFitError, anchor_full, ocv_from_low_rate
 from bmsfil.params import MAX_TEMPS, OCV_MAX_POINTS, CellParams, FilterTuning, ParameterSet, bundled_params
 from bmsfil.recording import Recording
@@ -259,6 +260,9 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
     if not dyn:
         raise FitError("no pulse or dynamic recording: R0 and the RC pairs cannot be identified from an OCV test "
                        "alone; give --pulse (or --dynamic)")
+    for rec in model_recs + inputs.capacity:
+        if (why := wrong_sign(rec)) is not None:
+            raise FitError(why)
     grid = _grid([temperature_of(r) for r in model_recs])
     if len(grid) > MAX_TEMPS:
         raise FitError(f"{len(grid)} temperatures ({', '.join(f'{t:g}' for t in grid)} °C); the model holds at most "
