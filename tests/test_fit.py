@@ -162,10 +162,11 @@ def test_errors_name_what_is_missing(tmp_path: Path):
 def test_temperature_shift_recovers_a_uniform_offset(shift_mV: float, z: list[float]):
     z_ref = np.sort(np.asarray(z))
     v_ref = 3.4 + 0.8 * z_ref
-    d = temperature_shift(z_ref, v_ref + shift_mV * 1e-3, z_ref, v_ref)
+    curve = 3.4 + 0.8 * np.linspace(0.0, 1.0, 101)
+    d = temperature_shift(z_ref, v_ref + shift_mV * 1e-3, z_ref, v_ref, curve)
     assert d is not None
     np.testing.assert_allclose(d, shift_mV * 1e-3, atol=1e-9)
-    assert temperature_shift(z_ref[:2], v_ref[:2], z_ref, v_ref) is None
+    assert temperature_shift(z_ref[:2], v_ref[:2], z_ref, v_ref, curve) is None
 
 
 @needs_data

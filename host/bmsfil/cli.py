@@ -20,6 +20,7 @@ from bmsfil.export_micropython import params_to_micropython
 from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
+from bmsfil.current_sign import wrong_sign
 from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
@@ -374,6 +375,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         train = _load_role(args.train, args)
     for rec in train:
         rec.reference_soc()  # a training recording needs a reference; the error says what is missing
+        if (why := wrong_sign(rec)) is not None:
+            raise RecordingError(why)
     before = params.filter
     targets = Targets()
     on_dask = args.workers is not None or args.scheduler is not None

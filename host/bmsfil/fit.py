@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bmsfil.current_sign import wrong_sign
 from bmsfil.ocv import REST_CURRENT_A, OcvFitError, anchor_full, ocv_from_low_rate
 from bmsfil.params import MAX_TEMPS, OCV_MAX_POINTS, CellParams, FilterTuning, ParameterSet, bundled_params
 from bmsfil.recording import Recording
@@ -54,6 +55,8 @@ MIN_START_REST_S = 30.0
 #: A first sample below this C-rate is a cell still at rest (a drive cycle's
 #: first sample is often the profile's first small step).
 FULL_REST_C_RATE = 0.05
+#: |current| below this C-rate (and below ocv.REST_CURRENT_A) is a rest.
+REST_C_RATE = 0.01
 #: Grid of the RC tables over SOC.
 RC_POINTS = 11
 
@@ -135,20 +138,26 @@ def _rest_runs(rec: Recording, rest_A: float) -> list[tuple[int, int]]:
 
 
 def _rest_threshold(rec: Recording, capacity_Ah: float) -> float:
-    return max(REST_CURRENT_A, 0.005 * capacity_Ah)
+    """|current| below which a sample is at rest: above a tester's noise and
+    offset at rest (10 mA and a few mA on a 5 Ah cell), below any C/20 test."""
+    return max(REST_CURRENT_A, REST_C_RATE * capacity_Ah)
 
 
 def rest_points(rec: Recording, capacity_Ah: float, soc0: float) -> tuple[np.ndarray, np.ndarray]:
     """(SOC, voltage) at the end of each long rest, ascending in SOC: the
     relaxed points of a pulse test. A rest counts when it lasts MIN_REST_S and
-    at least half the longest rest of the recording (the rests between SOC
-    steps, not the short ones between pulses), whatever lengths a test uses."""
+    at least half the longest rest between two steps of the recording (the
+    rests between SOC steps, not the short ones between pulses), whatever
+    lengths a test uses; a leading soak or closing rest, however long, does
+    not set that length."""
     ah = charge_counter(rec)
     runs = [(a, b) for a, b in _rest_runs(rec, _rest_threshold(rec, capacity_Ah)) if np.isfinite(rec.voltage_V[b - 1])]
     durations = np.array([rec.time_s[b - 1] - rec.time_s[a] for a, b in runs])
     if not len(runs):
         return np.empty(0), np.empty(0)
-    keep = durations >= max(MIN_REST_S, 0.5 * float(durations.max()))
+    between = [d for (a, b), d in zip(runs, durations) if a > 0 and b < len(rec)]
+    longest = max(between) if between else float(durations.max())
+    keep = durations >= max(MIN_REST_S, 0.5 * longest)
     z = np.array([soc0 + ah[b - 1] / capacity_Ah for (a, b), k in zip(runs, keep) if k])
     v = np.array([float(rec.voltage_V[b - 1]) for (a, b), k in zip(runs, keep) if k])
     order = np.argsort(z)
@@ -172,19 +181,25 @@ def ocv_from_rests(z: np.ndarray, v: np.ndarray, name: str, n_points: int = OCV_
     return np.maximum.accumulate(out)
 
 
-def temperature_shift(z_t: np.ndarray, v_t: np.ndarray, z_ref: np.ndarray, v_ref: np.ndarray) -> np.ndarray | None:
+def temperature_shift(z_t: np.ndarray, v_t: np.ndarray, z_ref: np.ndarray, v_ref: np.ndarray,
+                      ocv_ref_V: np.ndarray) -> np.ndarray | None:
     """How much the rest voltages at one temperature sit above those at the
     reference temperature, on the OCV grid (held flat beyond the common SOC
     range); None when the two share fewer than 3 points of SOC. Both sets
     carry the same hysteresis and relaxation, so their difference is the
-    OCV's change with temperature."""
+    OCV's change with temperature. Between its rests the reference is read
+    along the shape of its OCV curve `ocv_ref_V` (uniform in SOC): the rests'
+    offset from the curve is smooth, the curve is not (near empty it bends
+    more between two 10 % steps than the OCV moves with temperature)."""
     if len(z_ref) < 2 or len(z_t) < 3:
         return None
     inside = (z_t >= z_ref.min()) & (z_t <= z_ref.max())
     if inside.sum() < 3:
         return None
-    delta = v_t[inside] - np.interp(z_t[inside], z_ref, v_ref)
-    return np.interp(np.linspace(0.0, 1.0, OCV_MAX_POINTS), z_t[inside], delta)
+    grid = np.linspace(0.0, 1.0, len(ocv_ref_V))
+    offset_ref = v_ref - np.interp(z_ref, grid, ocv_ref_V)
+    expected = np.interp(z_t[inside], grid, ocv_ref_V) + np.interp(z_t[inside], z_ref, offset_ref)
+    return np.interp(np.linspace(0.0, 1.0, OCV_MAX_POINTS), z_t[inside], v_t[inside] - expected)
 
 
 def discharge_capacity(rec: Recording) -> float:
@@ -245,6 +260,9 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
     if not dyn:
         raise FitError("no pulse or dynamic recording: R0 and the RC pairs cannot be identified from an OCV test "
                        "alone; give --pulse (or --dynamic)")
+    for rec in model_recs + inputs.capacity:
+        if (why := wrong_sign(rec)) is not None:
+            raise FitError(why)
     grid = _grid([temperature_of(r) for r in model_recs])
     if len(grid) > MAX_TEMPS:
         raise FitError(f"{len(grid)} temperatures ({', '.join(f'{t:g}' for t in grid)} °C); the model holds at most "
@@ -309,7 +327,8 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
                 soc_t, _ = initial_soc(rec_t, ocv[j], capacity[j] if np.isfinite(capacity[j]) else 1.0)
                 soc_r, _ = initial_soc(rec_ref, ocv[j], capacity[j])
                 cap_t = _full_to_empty(rec_t, ocv[j], capacity[j]) or capacity[j]
-                shift = temperature_shift(*rest_points(rec_t, cap_t, soc_t), *rest_points(rec_ref, capacity[j], soc_r))
+                shift = temperature_shift(*rest_points(rec_t, cap_t, soc_t), *rest_points(rec_ref, capacity[j], soc_r),
+                                          ocv[j])
                 if shift is not None:
                     ocv[k] = np.maximum.accumulate(ocv[j] + shift)
                     report.assumptions.append(

@@ -1,0 +1,97 @@
+"""`bmsfil fit` on tests shaped unlike the LG HG2 files (issue 6's unseen
+cell, rehearsed in scripts/unseen_cell.py): a synthetic pulse test with a
+long leading soak, 30 min rests, 2 s samples and a tester's current noise
+and offset, and the same with its current's sign wrong. Needs no data and
+no PyBaMM."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.cli import main
+from bmsfil.current_sign import wrong_sign
+from bmsfil.fit import FitError, FitInputs, fit, ocv_from_rests, rest_points, temperature_shift
+from bmsfil.params import bundled_params
+from bmsfil.recording import Recording, RecordingMeta
+
+Q_AH = 5.0
+
+
+def true_ocv(soc: np.ndarray) -> np.ndarray:
+    return 3.3 + 0.9 * soc - 0.6 * (1.0 - soc) ** 12  # steep near empty
+
+
+def pulse_test(soak_s: float, rest_s: float, dt_s: float, noise_A: float, offset_A: float,
+               seed: int = 0) -> Recording:
+    """From full: a soak, then 9 times a 10 % discharge at C/2 and a rest, a 2C
+    pulse of 10 s and 2 min of rest; voltage the OCV less 20 mOhm times the current."""
+    steps: list[tuple[float, float]] = [(soak_s, 0.0)]
+    for _ in range(9):
+        steps += [(720.0, -0.5 * Q_AH), (rest_s, 0.0), (10.0, -2.0 * Q_AH), (120.0, 0.0)]
+    t = np.arange(0.0, sum(d for d, _ in steps), dt_s)
+    ends = np.cumsum([d for d, _ in steps])
+    current = np.array([a for _, a in steps])[np.minimum(np.searchsorted(ends, t, side="right"), len(steps) - 1)]
+    ah = np.concatenate(([0.0], np.cumsum(current[:-1] * dt_s))) / 3600.0
+    rng = np.random.default_rng(seed)
+    measured = current + offset_A + rng.normal(0.0, noise_A, len(t))
+    return Recording(time_s=t, current_A=measured, voltage_V=true_ocv(1.0 + ah / Q_AH) + 0.02 * current,
+                     temp_C=np.full(len(t), 10.0), ah=ah,
+                     meta=RecordingMeta(name="pulse", ambient_temp_C=10.0, reference_initial_soc=1.0))
+
+
+def test_rest_points_with_a_long_soak_and_a_noisy_current():
+    """The 2 h soak must not hide the 30 min rests, nor 10 mA of noise break them."""
+    rec = pulse_test(soak_s=7200.0, rest_s=1800.0, dt_s=2.0, noise_A=0.010, offset_A=0.005)
+    z, v = rest_points(rec, Q_AH, 1.0)
+    pulse_Ah = 2.0 * Q_AH * 10.0 / 3600.0
+    after_step = [1.0 - 0.1 * k - (k - 1) * pulse_Ah / Q_AH for k in range(9, 0, -1)]
+    np.testing.assert_allclose(z, [*after_step, 1.0], atol=0.002)  # the 9 steps' rests and the soak, full
+    np.testing.assert_allclose(v, true_ocv(z), atol=1e-9)
+    curve = ocv_from_rests(z, v, rec.meta.name)
+    grid = np.linspace(0.0, 1.0, len(curve))
+    np.testing.assert_allclose(np.interp(z, grid, curve), v, atol=2e-3)  # the curve goes through the rests
+
+
+def test_rest_points_at_other_rates_and_rest_lengths():
+    for dt_s, rest_s in ((0.1, 600.0), (1.0, 3600.0), (5.0, 1800.0)):
+        rec = pulse_test(soak_s=60.0, rest_s=rest_s, dt_s=dt_s, noise_A=0.002, offset_A=0.0)
+        z, _ = rest_points(rec, Q_AH, 1.0)
+        assert len(z) == 9, (dt_s, rest_s)
+
+
+def test_temperature_shift_where_the_curve_bends_between_rests():
+    """Rests 10 % apart near empty, at another SOC at the other temperature
+    (a cold test stops earlier): the same OCV must give no shift, however the
+    curve bends between the reference's rests."""
+    grid = np.linspace(0.0, 1.0, 101)
+    z_ref = np.array([0.014, 0.085, 0.19, 0.29, 0.39, 0.49, 0.59])
+    z_cold = np.array([0.033, 0.08, 0.18, 0.28, 0.38, 0.48, 0.58])
+    relaxing = 0.005  # both sets of rests sit 5 mV below the OCV
+    shift = temperature_shift(z_cold, true_ocv(z_cold) - relaxing, z_ref, true_ocv(z_ref) - relaxing, true_ocv(grid))
+    assert shift is not None
+    np.testing.assert_allclose(shift, 0.0, atol=1e-3)
+
+
+def test_a_current_of_the_wrong_sign_is_refused():
+    """A discharge-positive file imported as charge-positive: the fit says so instead of fitting nonsense."""
+    rec = pulse_test(soak_s=600.0, rest_s=1800.0, dt_s=2.0, noise_A=0.010, offset_A=0.005)
+    flipped = replace(rec, current_A=-rec.current_A, ah=-rec.ah)
+    assert wrong_sign(rec) is None
+    why = wrong_sign(flipped)
+    assert why is not None and "--current-sign discharge-positive" in why
+    with pytest.raises(FitError, match="pulse: its current looks positive on discharge"):
+        fit(FitInputs(pulse=[flipped]), "x")
+
+
+def test_tune_refuses_a_current_of_the_wrong_sign(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    rec = pulse_test(soak_s=600.0, rest_s=1800.0, dt_s=2.0, noise_A=0.010, offset_A=0.005)
+    flipped = replace(rec, current_A=-rec.current_A, ah=-rec.ah, meta=replace(rec.meta, reference_capacity_Ah=Q_AH))
+    flipped.save(tmp_path / "flipped.npz")
+    bundled_params().save(tmp_path / "p.json")
+    assert main(["tune", "--params", str(tmp_path / "p.json"), "--train", str(tmp_path / "flipped.npz"),
+                 "--iterations", "1", "-o", str(tmp_path / "t.json")]) == 2
+    assert "--current-sign discharge-positive" in capsys.readouterr().err
