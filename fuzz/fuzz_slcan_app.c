@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     setjmp(host.reset_jump);  /* board_reset() lands here: boot again */
     if (++boots > 32u) return 0;
     board_init();
-    fw_app_init(&app, &fw_params_cell, &fw_params_tuning, &fw_plaus_config, &fw_capacity_tuning, &fw_r0_tuning, fw_thermal_params,
-                fw_thermal_tuning, board_transport(), host.retained, sizeof host.retained);
+    fw_app_init(&app, &fw_params_cell, &fw_params_tuning, &fw_plaus_config, &fw_capacity_tuning, &fw_r0_tuning, &fw_sop_limits,
+                fw_thermal_params, fw_thermal_tuning, board_transport(), host.retained, sizeof host.retained);
     check(&app);
     while ((r = fw_slcan_poll(&host.slcan, &f)) != 0) {
         if (r < 0) continue;

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, start_estimator
-from bmsfil.params import bundled_params
+from bmsfil.params import ParameterSet, bundled_params
 from bmsfil.power import HORIZONS_S, SOP_EVERY, PowerSearch, SopLimits, state_of_power
 from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import POWER_HORIZONS, replay_lockstep
@@ -241,3 +241,58 @@ def test_the_micropython_native_module_sends_the_host_targets_power_frames():
 def test_a_power_beyond_the_frame_saturates_as_the_firmware_sends_it():
     frame = cc.decode(cc.encode_est_cell_power(3, 0, 7000.0, 10.0, cc.PowerHorizon.PEAK_2S))
     assert frame.charge_power_W == pytest.approx(6553.5) and frame.discharge_power_W == pytest.approx(10.0)
+
+
+def _limited() -> ParameterSet:
+    """The bundled set with operating limits of its own: 3.0 V, 5 A out, 2 A in, SOC 10-95 %."""
+    return ParameterSet.from_json(PARAMS.to_json() | {"power": {
+        "v_min_V": 3.0, "i_discharge_max_A": 5.0, "i_charge_max_A": 2.0, "soc_min": 0.1, "soc_max": 0.95}},
+        origin="limited")
+
+
+def test_a_power_section_sets_the_limits_and_round_trips(tmp_path):
+    from bmsfil.params import ParameterSet, ParamsError
+    limited = _limited()
+    assert limited.power_limits() == {
+        "v_min_V": 3.0, "v_max_V": PARAMS.cell.v_max_V, "i_dis_max_A": 5.0, "i_chg_max_A": 2.0,
+        "soc_min": 0.1, "soc_max": 0.95, "temp_min_C": -30.0, "temp_max_C": 60.0}
+    again = ParameterSet.load(limited.save(tmp_path / "limited.json"))
+    assert again.power == limited.power
+    est = _estimator(0.6, 25.0, 0.0)
+    tight = state_of_power(est, 25.0, SopLimits.for_cell(limited, 10.0))
+    wide = state_of_power(est, 25.0, SopLimits.for_cell(PARAMS, 10.0))
+    assert tight.discharge_by == ("current",) and tight.discharge_A <= 5.0 and tight.discharge_W < wide.discharge_W
+    assert tight.charge_by == ("current",) and tight.charge_A <= 2.0
+    for power, message in (({"v_min_V": -1}, "power.v_min_V: expected a value > 0"),
+                           ({"soc_min": 0.5, "soc_max": 0.4}, "0 <= soc_min < soc_max <= 1"),
+                           ({"v_min_V": 4.5}, "must be below v_max_V"),
+                           ({"i_max": 3}, "unknown power field")):
+        with pytest.raises(ParamsError, match=re.escape(message)):
+            ParameterSet.from_json(PARAMS.to_json() | {"power": power}, origin="bad.json")
+
+
+def _replay_with(target: str, params, **kw):
+    t = make_target(target, params, **kw)
+    bus = t.start()
+    try:
+        return replay_lockstep(bus, [bundled_recording().slice(0, SAMPLES)], timeout_s=10.0)
+    finally:
+        t.stop()
+
+
+@pytest.mark.qemu
+@needs_qemu
+def test_the_firmware_and_the_native_module_take_the_sets_power_limits():
+    """The limits travel with the set: exported to C (fw_sop_limits) and to
+    MicroPython, the firmware and the native module send the host target's
+    frames, current-limited at the set's 5 A."""
+    limited = _limited()
+    host = _replay_with("host", limited)
+    d = host.power.discharge_W[np.isfinite(host.power.discharge_W)]
+    assert d.size and d.max() <= 5.0 * PARAMS.cell.v_max_V
+    for target, kw in (("qemu", {}), ("micropython", {"variant": "native"})):
+        if target == "micropython" and micropython_executable() is None:
+            continue
+        other = _replay_with(target, limited, **kw)
+        for field in ("horizon", "discharge_W", "charge_W"):
+            np.testing.assert_array_equal(getattr(other.power, field), getattr(host.power, field), err_msg=target)

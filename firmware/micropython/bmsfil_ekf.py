@@ -61,6 +61,15 @@ def _floats(values, what):
     return out
 
 
+# The "power" section's fields, in bf_sop_limits_t's order (after horizon_s),
+# and what a field not given is: a cell attribute's name, or a number.
+_POWER_FIELDS = ("v_min_V", "v_max_V", "i_discharge_max_A", "i_charge_max_A", "soc_min", "soc_max",
+                 "temp_min_C", "temp_max_C")
+_POWER_DEFAULTS = {"v_min_V": "v_min_V", "v_max_V": "v_max_V", "i_discharge_max_A": "i_max_A",
+                   "i_charge_max_A": "i_max_A", "soc_min": 0.0, "soc_max": 1.0, "temp_min_C": -30.0,
+                   "temp_max_C": 60.0}
+
+
 class Params:
     """A parameter set as plain lists and floats (the fields of CellParams and FilterTuning)."""
 
@@ -119,6 +128,24 @@ class Params:
                 if not _finite(v) or v <= 0:
                     raise ParamsError("thermal.%s: expected a finite value > 0" % k)
             self.thermal = values
+        # The state of power's limits (bf_sop_limits_t's order but the horizon):
+        # the set's optional "power" section, the cell's ranges where it is silent.
+        power = data.get("power") or {}
+        unknown = [k for k in power if k not in _POWER_DEFAULTS]
+        if unknown:
+            raise ParamsError("power: unknown field(s) " + ", ".join(unknown))
+        limits = []
+        for name in _POWER_FIELDS:
+            default = _POWER_DEFAULTS[name]
+            value = float(power.get(name, getattr(self, default) if isinstance(default, str) else default))
+            if not _finite(value):
+                raise ParamsError("power.%s: expected a finite number" % name)
+            limits.append(value)
+        if not (0.0 < limits[0] < limits[1] and limits[2] > 0 and limits[3] > 0
+                and 0.0 <= limits[4] < limits[5] <= 1.0 and limits[6] < limits[7]):
+            raise ParamsError("power: limits out of order (v_min < v_max, currents > 0, "
+                              "0 <= soc_min < soc_max <= 1, temp_min < temp_max)")
+        self.power_limits = limits
 
 
 def load_params(path):

@@ -241,7 +241,7 @@ SOP_EVERY = 2
 
 class PowerSearch:
     """The state-of-power search of one cell in the C core (bf_sop_task_t),
-    limits from the parameter set as the firmware's: `step(ekf, sequence)`
+    limits from the parameter set (Params.power_limits) as the firmware's: `step(ekf, sequence)`
     after the cell's SocEkf.step simulates one sub-step of the search on
     every SOP_EVERY-th sample and returns None before the first result,
     else (horizon index, discharge_W, charge_W) of the latest."""
@@ -249,8 +249,7 @@ class PowerSearch:
     def __init__(self, params):
         values = []
         for horizon in SOP_HORIZONS_S:
-            values += [horizon, params.v_min_V, params.v_max_V, params.i_max_A, params.i_max_A, 0.0, 1.0,
-                       -30.0, 60.0]
+            values += [horizon] + params.power_limits
         self.limits = _pack_floats(values, len(SOP_HORIZONS_S) * _c.SOP_LIMITS_SIZE, "bf_sop_limits_t")
         self.task = bytearray(_c.SOP_TASK_SIZE)
         _c.sop_init(self.task, self.limits)

@@ -22,7 +22,6 @@ TOLERANCE = 1e-3
 WARM = 0.02
 SOP_HORIZONS_S = (2.0, 10.0, 30.0)
 SOP_EVERY = 2
-TEMP_MIN_C, TEMP_MAX_C = -30.0, 60.0
 
 BY_VOLTAGE, BY_CURRENT, BY_SOC, BY_TEMP, BY_POWER = 1, 2, 4, 8, 16
 _IDLE, _REST, _TOP, _WARM_LO, _WARM_HI, _SEARCH = range(6)
@@ -45,12 +44,13 @@ def _solve_current(direction, e0, r, power):
 
 
 class PowerSearch:
-    """One cell's search; limits from the parameter set, as the firmware's."""
+    """One cell's search; limits from the parameter set (Params.power_limits), as the firmware's."""
 
     def __init__(self, params):
         self.p = params
         self.model = CellModel(params)
-        self.i_max = params.i_max_A
+        (self.v_min, self.v_max, self.i_dis_max, self.i_chg_max, self.soc_min, self.soc_max,
+         self.temp_min, self.temp_max) = params.power_limits
         self.results = [None] * len(SOP_HORIZONS_S)  # (discharge_W, charge_W) per horizon
         self.latest = None
         self.stage = _IDLE
@@ -81,12 +81,11 @@ class PowerSearch:
         self.x = x
 
     def _note_limits(self, v, x, z):
-        p = self.p
         if self.dir < 0.0:
-            mv, mz = (v - p.v_min_V) / p.v_min_V, z
+            mv, mz, i_max = (v - self.v_min) / self.v_min, z - self.soc_min, self.i_dis_max
         else:
-            mv, mz = (p.v_max_V - v) / p.v_max_V, 1.0 - z
-        mi = (self.i_max - x) / self.i_max
+            mv, mz, i_max = (self.v_max - v) / self.v_max, self.soc_max - z, self.i_chg_max
+        mi = (i_max - x) / i_max
         if mv < 0.0:
             self.by |= BY_VOLTAGE
         if mi < 0.0:
@@ -127,7 +126,7 @@ class PowerSearch:
     # --- the search ------------------------------------------------------------
 
     def _top(self):
-        return self.p.v_max_V * self.i_max
+        return self.v_max * (self.i_dis_max if self.dir < 0.0 else self.i_chg_max)
 
     def _set_lo(self):
         self.lo, self.g_lo = self.power, self.margin
@@ -223,7 +222,7 @@ class PowerSearch:
         """False when the result is known without a pulse (outside the temperature window)."""
         temp = ekf.last_temp_C
         self.partial = [0.0, 0.0]
-        if temp < TEMP_MIN_C or temp > TEMP_MAX_C:
+        if temp < self.temp_min or temp > self.temp_max:
             return False
         m = self.model
         at = m.locate(ekf.x[0], temp)

@@ -64,12 +64,13 @@ def _value(value: object, ctype: "ffi.CType") -> str:
 
 def params_to_c(params: ParameterSet, source: str = "") -> str:
     """C source defining fw_params_cell, fw_params_tuning, fw_params_name,
-    fw_plaus_config, fw_capacity_tuning, fw_r0_tuning, fw_thermal_params and
-    fw_thermal_tuning."""
+    fw_plaus_config, fw_capacity_tuning, fw_r0_tuning, fw_sop_limits,
+    fw_thermal_params and fw_thermal_tuning."""
     cell = pack_cell_params(params)
     plaus = PlausibilityConfig().packed()
     capacity = CapacityTuning.for_params(params).packed()
     r0 = R0Tuning.for_params(params).packed()
+    sop = ffi.new("bf_sop_limits_t *", {"horizon_s": 0.0} | params.power_limits())
     tuning = pack_tuning(params.filter)
     if params.thermal is not None:
         thermal = (
@@ -95,6 +96,8 @@ def params_to_c(params: ParameterSet, source: str = "") -> str:
         f"const bf_plaus_config_t fw_plaus_config = {_initialiser(plaus[0])};\n\n"
         f"const bf_capacity_tuning_t fw_capacity_tuning = {_initialiser(capacity[0])};\n\n"
         f"const bf_r0_tuning_t fw_r0_tuning = {_initialiser(r0[0])};\n\n"
+        "/* The state of power's limits (horizon 0: the firmware sets each horizon's). */\n"
+        f"const bf_sop_limits_t fw_sop_limits = {_initialiser(sop[0])};\n\n"
         + thermal
     )
 

@@ -58,7 +58,11 @@ def params_to_micropython(params: ParameterSet) -> str:
     if params.thermal is not None:
         thermal = ',"thermal":{' + ",".join(f"{json.dumps(k)}:{_compact(v, f'thermal.{k}')}"
                                             for k, v in asdict(params.thermal).items()) + "}"
+    power = ""
+    if params.power is not None:
+        power = ',"power":{' + ",".join(f"{json.dumps(k)}:{_compact(v, f'power.{k}')}"
+                                        for k, v in asdict(params.power).items() if v is not None) + "}"
     return (
         f'{{"format":{json.dumps(FORMAT_TAG)},"name":{json.dumps(params.name)},'
-        f'"cell":{{{sections["cell"]}}},"filter":{{{sections["filter"]}}}{thermal}}}\n'
+        f'"cell":{{{sections["cell"]}}},"filter":{{{sections["filter"]}}}{thermal}{power}}}\n'
     )

@@ -31,7 +31,7 @@ CELL_ARRAYS = ("temp_C", "ocv_V") + RC_TABLES + TEMP_ROWS
 CELL_SCALARS = ("eta_charge", "v_min_V", "v_max_V", "i_max_A", "nominal_capacity_Ah", "rn_sat_per_A")
 #: A parameter file holds a few KB; anything this big is not one.
 MAX_FILE_BYTES = 16 << 20
-_TOP_LEVEL = ("format", "name", "notes", "cell", "filter", "thermal")
+_TOP_LEVEL = ("format", "name", "notes", "cell", "filter", "thermal", "power")
 #: Accepted range of the thermal parameters, as BF_THERMAL_MIN/MAX_* in thermal.h.
 THERMAL_J_PER_K = (1e-2, 1e6)
 THERMAL_K_PER_W = (1e-3, 1e4)
@@ -185,6 +185,60 @@ class ThermalParams:
 
 
 @dataclass(frozen=True)
+class PowerLimits:
+    """The operating limits within which the state of power is computed
+    (`bf_sop_limits_t` without its horizon; csrc/include/bmsfil/power.h):
+    a BMS's own, usually narrower than the cell's plausible ranges. Optional
+    in a parameter set (its ``power`` section), every field too: a field not
+    given is the cell's (``v_min_V``, ``v_max_V``, ``i_max_A`` for both
+    currents) or the default below."""
+
+    v_min_V: float | None = None
+    v_max_V: float | None = None
+    i_discharge_max_A: float | None = None
+    i_charge_max_A: float | None = None
+    soc_min: float = 0.0
+    soc_max: float = 1.0
+    temp_min_C: float = -30.0
+    temp_max_C: float = 60.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            value = float(value)
+            if not np.isfinite(value):
+                raise ParamsError(f"power.{f.name}: expected a finite number, got {value}")
+            object.__setattr__(self, f.name, value)
+        for name in ("v_min_V", "v_max_V", "i_discharge_max_A", "i_charge_max_A"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ParamsError(f"power.{name}: expected a value > 0, got {value}")
+        if self.v_min_V is not None and self.v_max_V is not None and not self.v_min_V < self.v_max_V:
+            raise ParamsError(f"power: v_min_V {self.v_min_V} must be below v_max_V {self.v_max_V}")
+        if not 0.0 <= self.soc_min < self.soc_max <= 1.0:
+            raise ParamsError(f"power: expected 0 <= soc_min < soc_max <= 1, got {self.soc_min} and {self.soc_max}")
+        if not self.temp_min_C < self.temp_max_C:
+            raise ParamsError(f"power: temp_min_C {self.temp_min_C} must be below temp_max_C {self.temp_max_C}")
+
+    def resolved(self, cell: "CellParams") -> dict[str, float]:
+        """Every limit, the ones not given taken from the cell (bf_sop_limits_t's names)."""
+        out = {
+            "v_min_V": self.v_min_V if self.v_min_V is not None else cell.v_min_V,
+            "v_max_V": self.v_max_V if self.v_max_V is not None else cell.v_max_V,
+            "i_dis_max_A": self.i_discharge_max_A if self.i_discharge_max_A is not None else cell.i_max_A,
+            "i_chg_max_A": self.i_charge_max_A if self.i_charge_max_A is not None else cell.i_max_A,
+            "soc_min": self.soc_min, "soc_max": self.soc_max,
+            "temp_min_C": self.temp_min_C, "temp_max_C": self.temp_max_C,
+        }
+        if not out["v_min_V"] < out["v_max_V"]:
+            raise ParamsError(f"power: v_min_V {out['v_min_V']} must be below v_max_V {out['v_max_V']} "
+                              "(the one not given is the cell's)")
+        return out
+
+
+@dataclass(frozen=True)
 class ParameterSet:
     name: str
     cell: CellParams
@@ -192,6 +246,12 @@ class ParameterSet:
     notes: dict[str, str]
     #: The thermal model, when the set has one (files without it load as before).
     thermal: ThermalParams | None = None
+    #: The state of power's operating limits, when the set has them (else the cell's).
+    power: PowerLimits | None = None
+
+    def power_limits(self) -> dict[str, float]:
+        """The state of power's limits (bf_sop_limits_t's fields but the horizon)."""
+        return (self.power or PowerLimits()).resolved(self.cell)
 
     def with_filter(self, **changes: float) -> "ParameterSet":
         return replace(self, filter=replace(self.filter, **changes))
@@ -203,7 +263,8 @@ class ParameterSet:
             "notes": self.notes,
             "cell": self.cell.to_json(),
             "filter": asdict(self.filter),
-        } | ({"thermal": asdict(self.thermal)} if self.thermal is not None else {})
+        } | ({"thermal": asdict(self.thermal)} if self.thermal is not None else {}) | (
+            {"power": {k: v for k, v in asdict(self.power).items() if v is not None}} if self.power is not None else {})
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -231,6 +292,7 @@ class ParameterSet:
         if not isinstance(name, str):
             raise ParamsError(f"{origin}: name: expected a text, got {_shown(name)}")
         thermal = _thermal(origin, data) if "thermal" in data else None
+        power = _power(origin, data) if "power" in data else None
         known_cell = {f.name for f in fields(CellParams)}
         known_filter = {f.name for f in fields(FilterTuning)}
         for section, given, known in (("cell", cell_data, known_cell), ("filter", filter_data, known_filter)):
@@ -250,7 +312,13 @@ class ParameterSet:
             raise ParamsError(f"{origin}: {exc}") from None
         except (TypeError, ValueError) as exc:
             raise ParamsError(f"{origin}: {exc}") from None
-        return cls(name=name, cell=cell, filter=tuning, notes=dict(notes), thermal=thermal)  # type: ignore[arg-type]
+        result = cls(name=name, cell=cell, filter=tuning, notes=dict(notes), thermal=thermal,  # type: ignore[arg-type]
+                     power=power)
+        try:
+            result.power_limits()
+        except ParamsError as exc:
+            raise ParamsError(f"{origin}: {exc}") from None
+        return result
 
     @classmethod
     def load(cls, path: str | Path) -> "ParameterSet":
@@ -323,6 +391,19 @@ def _thermal(origin: str, data: dict[str, object]) -> ThermalParams:
     values = {key: _value(origin, "thermal", key, value) for key, value in given.items()}
     try:
         return ThermalParams(**values)  # type: ignore[arg-type]
+    except ParamsError as exc:
+        raise ParamsError(f"{origin}: {exc}") from None
+
+
+def _power(origin: str, data: dict[str, object]) -> PowerLimits:
+    given = _section(origin, data, "power")
+    known = [f.name for f in fields(PowerLimits)]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ParamsError(f"{origin}: unknown power field(s) {', '.join(unknown)}; expected {', '.join(known)}")
+    values = {key: _value(origin, "power", key, value) for key, value in given.items()}
+    try:
+        return PowerLimits(**values)  # type: ignore[arg-type]
     except ParamsError as exc:
         raise ParamsError(f"{origin}: {exc}") from None
 

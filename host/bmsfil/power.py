@@ -36,7 +36,7 @@ LIMITED_BY = {lib.BF_SOP_BY_VOLTAGE: "voltage", lib.BF_SOP_BY_CURRENT: "current"
 
 @dataclass(frozen=True)
 class SopLimits:
-    """Limits of the pulse; `for_cell` takes the voltage and current limits of a parameter set."""
+    """Limits of the pulse; `for_cell` takes a parameter set's (`ParameterSet.power_limits`)."""
 
     horizon_s: float
     v_min_V: float
@@ -50,10 +50,8 @@ class SopLimits:
 
     @classmethod
     def for_cell(cls, params: ParameterSet, horizon_s: float, **changes: float) -> "SopLimits":
-        c = params.cell
-        base = dict(horizon_s=horizon_s, v_min_V=c.v_min_V, v_max_V=c.v_max_V, i_dis_max_A=c.i_max_A,
-                    i_chg_max_A=c.i_max_A)
-        return cls(**(base | changes))  # type: ignore[arg-type]
+        """The parameter set's limits (its ``power`` section, else the cell's ranges) for a horizon."""
+        return cls(**({"horizon_s": horizon_s} | params.power_limits() | changes))  # type: ignore[arg-type]
 
     def packed(self) -> "ffi.CData":
         lim = ffi.new("bf_sop_limits_t *")

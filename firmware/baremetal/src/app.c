@@ -490,9 +490,9 @@ void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f)
 
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
                  const bf_plaus_config_t *plaus_config, const bf_capacity_tuning_t *capacity_tuning,
-                 const bf_r0_tuning_t *r0_tuning, const bf_thermal_params_t *thermal_params,
-                 const bf_thermal_tuning_t *thermal_tuning, const fw_transport_t *transport, void *retained,
-                 size_t retained_size)
+                 const bf_r0_tuning_t *r0_tuning, const bf_sop_limits_t *sop_limits,
+                 const bf_thermal_params_t *thermal_params, const bf_thermal_tuning_t *thermal_tuning,
+                 const fw_transport_t *transport, void *retained, size_t retained_size)
 {
     int restored;
     memset(app, 0, sizeof *app);
@@ -513,17 +513,13 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
     for (uint32_t h = 0; h < FW_SOP_HORIZONS; h++) {
         static const float horizon_s[FW_SOP_HORIZONS] = {2.0f, 10.0f, 30.0f};
         bf_sop_limits_t *lim = &app->sop_limits[h];
+        *lim = *sop_limits;
         lim->horizon_s = horizon_s[h];
-        lim->v_min_V = params->v_min_V;
-        lim->v_max_V = params->v_max_V;
-        lim->i_dis_max_A = lim->i_chg_max_A = params->i_max_A;
-        lim->soc_min = 0.0f;
-        lim->soc_max = 1.0f;
-        lim->temp_min_C = -30.0f;
-        lim->temp_max_C = 60.0f;
         if (bf_sop_limits_check(lim) != BF_OK) app->params_ok = 0;   /* e.g. v_min_V <= 0 */
     }
     for (uint32_t i = 0; i < FW_MAX_CELLS; i++) (void)bf_sop_task_init(&app->sop[i]);
+#else
+    (void)sop_limits;
 #endif
 #if FW_THERMAL
     if (!(thermal_params == 0 && thermal_tuning == 0) &&

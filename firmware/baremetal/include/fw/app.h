@@ -156,9 +156,9 @@ typedef struct {
  * retained RAM), send the first TargetStatus. */
 void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf_tuning_t *tuning,
                  const bf_plaus_config_t *plaus_config, const bf_capacity_tuning_t *capacity_tuning,
-                 const bf_r0_tuning_t *r0_tuning, const bf_thermal_params_t *thermal_params,
-                 const bf_thermal_tuning_t *thermal_tuning, const fw_transport_t *transport, void *retained,
-                 size_t retained_size);
+                 const bf_r0_tuning_t *r0_tuning, const bf_sop_limits_t *sop_limits,
+                 const bf_thermal_params_t *thermal_params, const bf_thermal_tuning_t *thermal_tuning,
+                 const fw_transport_t *transport, void *retained, size_t retained_size);
 
 /* Handle one received frame. */
 void fw_app_on_frame(fw_app_t *app, const fw_frame_t *f);
