@@ -39,16 +39,20 @@ def crossing(t: np.ndarray, v: np.ndarray, v_lim: float, falling: bool) -> float
     return float(t[k - 1] + (t[k] - t[k - 1]) * (v_lim - v[k - 1]) / (v[k] - v[k - 1]))
 
 
+def _estimator_at(params, x: np.ndarray, temp: float) -> SocEstimator:
+    est = SocEstimator(params)
+    est.init_soc(float(x[0]), temp)
+    for j in range(1, 4):
+        est._state.x[j] = float(x[j])
+    return est
+
+
 def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, float, str, float]]:
     """(SOC, horizon, direction, relative time error) of every voltage-limited case."""
-    params, rec = bundled_params(), bundled_recording()
-    est = SocEstimator(params)
-    start_estimator(est, rec, "ocv")
+    params = bundled_params()
     out = []
-    for k in range(0, len(rec), stride):
-        sl = slice(k, k + stride)
-        est.run_arrays(rec.dt_s[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
-        temp = float(rec.temp_C[min(k + stride, len(rec)) - 1])
+    for x, temp in _recording_states(stride):
+        est = _estimator_at(params, x, temp)
         for horizon in HORIZONS_S:
             lim = SopLimits.for_cell(params, horizon)
             sop = state_of_power(est, temp, lim)
@@ -62,10 +66,8 @@ def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, f
     return out
 
 
-def _states(stride: int) -> list[tuple[np.ndarray, float]]:
-    """Filter states along the bundled recording, every `stride` samples, and
-    stressed ones: RC currents at +-i_max (right after a hard discharge or a
-    regeneration), at low and high SOC, 0 and 25 degC."""
+def _recording_states(stride: int) -> list[tuple[np.ndarray, float]]:
+    """The filter's state along the bundled recording, every `stride` samples, and the temperature there."""
     params, rec = bundled_params(), bundled_recording()
     est = SocEstimator(params)
     start_estimator(est, rec, "ocv")
@@ -74,7 +76,15 @@ def _states(stride: int) -> list[tuple[np.ndarray, float]]:
         sl = slice(k, k + stride)
         est.run_arrays(rec.dt_s[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
         out.append((est.x.copy(), float(rec.temp_C[min(k + stride, len(rec)) - 1])))
-    i_max = params.cell.i_max_A
+    return out
+
+
+def _states(stride: int) -> list[tuple[np.ndarray, float]]:
+    """The recording's states (`_recording_states`) and stressed ones: RC
+    currents at +-i_max (right after a hard discharge or a regeneration), at
+    low and high SOC, 0 and 25 degC."""
+    out = _recording_states(stride)
+    i_max = bundled_params().cell.i_max_A
     for soc in (0.1, 0.15, 0.3, 0.6, 0.9):
         for irc in (-i_max, i_max):
             for temp in (0.0, 25.0):
@@ -91,10 +101,7 @@ def overshoot(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[floa
     params = bundled_params()
     out = []
     for x, temp in _states(stride):
-        est = SocEstimator(params)
-        est.init_soc(float(x[0]), temp)
-        for j in range(1, 4):
-            est._state.x[j] = float(x[j])
+        est = _estimator_at(params, x, temp)
         for horizon in HORIZONS_S:
             lim = SopLimits.for_cell(params, horizon)
             sop = state_of_power(est, temp, lim)

@@ -38,8 +38,32 @@ def _sample_of(sequence: int, k: int) -> int:
     return k - ((k - sequence) % cc.SEQUENCE_MODULUS)
 
 
+class _PerSample:
+    """What the records of one frame kind per sample and cell share: which
+    arrived (`received`, bool (samples, cells)) and where a frame goes."""
+
+    received: np.ndarray
+
+    @property
+    def sent(self) -> bool:
+        """Whether the target sends this frame at all."""
+        return bool(self.received.any())
+
+    def _slot(self, frame: cc.EstCellHealth | cc.EstCellPower | cc.EstCellFlags, k: int) -> tuple[int, int] | None:
+        """(sample, cell) of a frame that arrived while sample k was in
+        flight, marked received; None if it is for no sample sent so far, a
+        cell outside the pack or a repeat."""
+        n, m = self.received.shape
+        j = _sample_of(frame.sequence, k)
+        c = frame.cell_index
+        if not (0 <= j < n) or c >= m or self.received[j, c]:
+            return None
+        self.received[j, c] = True
+        return j, c
+
+
 @dataclass
-class Health:
+class Health(_PerSample):
     """The EstCellHealth a target sent, per sample and cell: capacity, R0
     and core temperature (nan where not received or not yet valid)."""
 
@@ -53,20 +77,15 @@ class Health:
         return cls(np.zeros((n, m), dtype=bool), np.full((n, m), np.nan), np.full((n, m), np.nan),
                    np.full((n, m), np.nan))
 
-    @property
-    def sent(self) -> bool:
-        return bool(self.received.any())
-
     def note(self, frame: cc.EstCellHealth, k: int) -> bool:
         """Record a frame that arrived while sample k was in flight (as Plausibility.note)."""
-        n, m = self.received.shape
-        j = _sample_of(frame.sequence, k)
-        if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
+        slot = self._slot(frame, k)
+        if slot is None:
             return False
-        self.received[j, frame.cell_index] = True
-        self.capacity_Ah[j, frame.cell_index] = frame.capacity_Ah
-        self.r0_ohm[j, frame.cell_index] = frame.r0_ohm
-        self.core_temp_C[j, frame.cell_index] = frame.core_temp_C
+        j, c = slot
+        self.capacity_Ah[j, c] = frame.capacity_Ah
+        self.r0_ohm[j, c] = frame.r0_ohm
+        self.core_temp_C[j, c] = frame.core_temp_C
         return True
 
     def summary(self) -> list[dict[str, float | int | None]]:
@@ -93,7 +112,7 @@ POWER_HORIZONS = (cc.PowerHorizon.PEAK_2S, cc.PowerHorizon.PEAK_10S, cc.PowerHor
 
 
 @dataclass
-class Power:
+class Power(_PerSample):
     """The EstCellPower a target sent, per sample and cell: the horizon the
     frame carried (NONE before the target's first result) and its powers
     (nan where not received or not valid). A target searches its horizons
@@ -109,18 +128,12 @@ class Power:
         return cls(np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=np.uint8), np.full((n, m), np.nan),
                    np.full((n, m), np.nan))
 
-    @property
-    def sent(self) -> bool:
-        return bool(self.received.any())
-
     def note(self, frame: cc.EstCellPower, k: int) -> bool:
         """Record a frame that arrived while sample k was in flight (as Plausibility.note)."""
-        n, m = self.received.shape
-        j = _sample_of(frame.sequence, k)
-        if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
+        slot = self._slot(frame, k)
+        if slot is None:
             return False
-        c = frame.cell_index
-        self.received[j, c] = True
+        j, c = slot
         self.horizon[j, c] = int(frame.horizon)
         self.discharge_W[j, c] = frame.discharge_power_W
         self.charge_W[j, c] = frame.charge_power_W
@@ -159,7 +172,7 @@ class Power:
 
 
 @dataclass
-class Plausibility:
+class Plausibility(_PerSample):
     """The EstCellFlags a target sent, per sample and cell (nothing received:
     `received` False, flags 0, the evidence nan)."""
 
@@ -174,20 +187,13 @@ class Plausibility:
         return cls(np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=np.uint8), np.full((n, m), np.nan),
                    np.full((n, m), np.nan), np.full((n, m), np.nan))
 
-    @property
-    def sent(self) -> bool:
-        """Whether the target sends EstCellFlags at all."""
-        return bool(self.received.any())
-
     def note(self, frame: cc.EstCellFlags, k: int) -> bool:
         """Record a frame that arrived while sample k was in flight; False if
         it is for no sample sent so far, a cell outside the pack or a repeat."""
-        n, m = self.received.shape
-        j = _sample_of(frame.sequence, k)
-        if not (0 <= j < n) or frame.cell_index >= m or self.received[j, frame.cell_index]:
+        slot = self._slot(frame, k)
+        if slot is None:
             return False
-        c = frame.cell_index
-        self.received[j, c] = True
+        j, c = slot
         self.flags[j, c] = frame.flags
         self.unseen_current_A[j, c] = frame.unseen_current_A
         self.unseen_current_sigma_A[j, c] = frame.unseen_current_sigma_A

@@ -12,6 +12,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -291,8 +292,8 @@ class ParameterSet:
         name = data.get("name", "")
         if not isinstance(name, str):
             raise ParamsError(f"{origin}: name: expected a text, got {_shown(name)}")
-        thermal = _thermal(origin, data) if "thermal" in data else None
-        power = _power(origin, data) if "power" in data else None
+        thermal = _optional_section(origin, data, "thermal", ThermalParams, True) if "thermal" in data else None
+        power = _optional_section(origin, data, "power", PowerLimits, False) if "power" in data else None
         known_cell = {f.name for f in fields(CellParams)}
         known_filter = {f.name for f in fields(FilterTuning)}
         for section, given, known in (("cell", cell_data, known_cell), ("filter", filter_data, known_filter)):
@@ -379,31 +380,24 @@ def _section(origin: str, data: dict[str, object], key: str) -> dict[str, object
     return value
 
 
-def _thermal(origin: str, data: dict[str, object]) -> ThermalParams:
-    given = _section(origin, data, "thermal")
-    known = [f.name for f in fields(ThermalParams)]
+_Section = TypeVar("_Section", ThermalParams, PowerLimits)
+
+
+def _optional_section(origin: str, data: dict[str, object], name: str, cls: type[_Section],
+                      all_required: bool) -> _Section:
+    """An optional section made into `cls`: its fields known, numbers, and
+    (`all_required`) all given; the dataclass checks the ranges."""
+    given = _section(origin, data, name)
+    known = [f.name for f in fields(cls)]
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise ParamsError(f"{origin}: unknown thermal field(s) {', '.join(unknown)}; expected {', '.join(known)}")
+        raise ParamsError(f"{origin}: unknown {name} field(s) {', '.join(unknown)}; expected {', '.join(known)}")
     missing = [k for k in known if k not in given]
-    if missing:
-        raise ParamsError(f"{origin}: missing thermal field(s) {', '.join(missing)}")
-    values = {key: _value(origin, "thermal", key, value) for key, value in given.items()}
+    if all_required and missing:
+        raise ParamsError(f"{origin}: missing {name} field(s) {', '.join(missing)}")
+    values = {key: _value(origin, name, key, value) for key, value in given.items()}
     try:
-        return ThermalParams(**values)  # type: ignore[arg-type]
-    except ParamsError as exc:
-        raise ParamsError(f"{origin}: {exc}") from None
-
-
-def _power(origin: str, data: dict[str, object]) -> PowerLimits:
-    given = _section(origin, data, "power")
-    known = [f.name for f in fields(PowerLimits)]
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise ParamsError(f"{origin}: unknown power field(s) {', '.join(unknown)}; expected {', '.join(known)}")
-    values = {key: _value(origin, "power", key, value) for key, value in given.items()}
-    try:
-        return PowerLimits(**values)  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
     except ParamsError as exc:
         raise ParamsError(f"{origin}: {exc}") from None
 
