@@ -147,8 +147,8 @@ def test_the_pure_micropython_search_is_the_c_search(mp_power, soc: float, temp:
             assert abs(mine - theirs) <= 2.5 * TOLERANCE * max(mine, theirs) + 0.02, (k, search.results[k], c)
 
 
-def _replay(target: str, **kw):
-    t = make_target(target, PARAMS, **kw)
+def _replay(target: str, params: ParameterSet = PARAMS, **kw):
+    t = make_target(target, params, **kw)
     bus = t.start()
     try:
         return replay_lockstep(bus, [bundled_recording().slice(0, SAMPLES)], timeout_s=10.0)
@@ -271,15 +271,6 @@ def test_a_power_section_sets_the_limits_and_round_trips(tmp_path):
             ParameterSet.from_json(PARAMS.to_json() | {"power": power}, origin="bad.json")
 
 
-def _replay_with(target: str, params, **kw):
-    t = make_target(target, params, **kw)
-    bus = t.start()
-    try:
-        return replay_lockstep(bus, [bundled_recording().slice(0, SAMPLES)], timeout_s=10.0)
-    finally:
-        t.stop()
-
-
 @pytest.mark.qemu
 @needs_qemu
 def test_the_firmware_and_the_native_module_take_the_sets_power_limits():
@@ -287,12 +278,12 @@ def test_the_firmware_and_the_native_module_take_the_sets_power_limits():
     MicroPython, the firmware and the native module send the host target's
     frames, current-limited at the set's 5 A."""
     limited = _limited()
-    host = _replay_with("host", limited)
+    host = _replay("host", limited)
     d = host.power.discharge_W[np.isfinite(host.power.discharge_W)]
     assert d.size and d.max() <= 5.0 * PARAMS.cell.v_max_V
     for target, kw in (("qemu", {}), ("micropython", {"variant": "native"})):
         if target == "micropython" and micropython_executable() is None:
             continue
-        other = _replay_with(target, limited, **kw)
+        other = _replay(target, limited, **kw)
         for field in ("horizon", "discharge_W", "charge_W"):
             np.testing.assert_array_equal(getattr(other.power, field), getattr(host.power, field), err_msg=target)
