@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, start_estimator
 from bmsfil.params import bundled_params
-from bmsfil.power import HORIZONS_S, SopLimits, pulse_voltage, state_of_power
+from bmsfil.power import HORIZONS_S, SopLimits, StateOfPower, pulse_voltage, state_of_power
 
 
 def crossing(t: np.ndarray, v: np.ndarray, v_lim: float, falling: bool) -> float:
@@ -47,22 +48,30 @@ def _estimator_at(params, x: np.ndarray, temp: float) -> SocEstimator:
     return est
 
 
+def _predictions(states: list[tuple[np.ndarray, float]]) -> Iterator[tuple[SocEstimator, float, SopLimits, StateOfPower]]:
+    """For each state and horizon: the estimator in that state, the
+    temperature, the limits and the C core's state of power."""
+    params = bundled_params()
+    for x, temp in states:
+        est = _estimator_at(params, x, temp)
+        for horizon in HORIZONS_S:
+            lim = SopLimits.for_cell(params, horizon)
+            yield est, temp, lim, state_of_power(est, temp, lim)
+
+
 def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, float, str, float]]:
     """(SOC, horizon, direction, relative time error) of every voltage-limited case."""
     params = bundled_params()
     out = []
-    for x, temp in _recording_states(stride):
-        est = _estimator_at(params, x, temp)
-        for horizon in HORIZONS_S:
-            lim = SopLimits.for_cell(params, horizon)
-            sop = state_of_power(est, temp, lim)
-            for power, v_lim, by, name in ((-sop.discharge_W, lim.v_min_V, sop.discharge_by, "discharge"),
-                                           (sop.charge_W, lim.v_max_V, sop.charge_by, "charge")):
-                if by != ("voltage",):
-                    continue
-                t, v, _ = pulse_voltage(params, est.x, temp, power, 1.2 * horizon, steps=int(1.2 * horizon * steps_per_s))
-                t_hit = crossing(t, v, v_lim, power < 0)
-                out.append((float(est.x[0]), horizon, name, (t_hit - horizon) / horizon))
+    for est, temp, lim, sop in _predictions(_recording_states(stride)):
+        horizon = lim.horizon_s
+        for power, v_lim, by, name in ((-sop.discharge_W, lim.v_min_V, sop.discharge_by, "discharge"),
+                                       (sop.charge_W, lim.v_max_V, sop.charge_by, "charge")):
+            if by != ("voltage",):
+                continue
+            t, v, _ = pulse_voltage(params, est.x, temp, power, 1.2 * horizon, steps=int(1.2 * horizon * steps_per_s))
+            t_hit = crossing(t, v, v_lim, power < 0)
+            out.append((float(est.x[0]), horizon, name, (t_hit - horizon) / horizon))
     return out
 
 
@@ -100,20 +109,17 @@ def overshoot(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[floa
     0 where it stayed within."""
     params = bundled_params()
     out = []
-    for x, temp in _states(stride):
-        est = _estimator_at(params, x, temp)
-        for horizon in HORIZONS_S:
-            lim = SopLimits.for_cell(params, horizon)
-            sop = state_of_power(est, temp, lim)
-            for power, name in ((-sop.discharge_W, "discharge"), (sop.charge_W, "charge")):
-                if power == 0.0:
-                    continue
-                _, v, i = pulse_voltage(params, est.x, temp, power, horizon, steps=max(20, int(horizon * steps_per_s)))
-                if power < 0:
-                    dv, di = lim.v_min_V - float(v.min()), (float(np.abs(i).max()) - lim.i_dis_max_A) / lim.i_dis_max_A
-                else:
-                    dv, di = float(v.max()) - lim.v_max_V, (float(np.abs(i).max()) - lim.i_chg_max_A) / lim.i_chg_max_A
-                out.append((float(est.x[0]), horizon, name, max(dv, 0.0), max(di, 0.0)))
+    for est, temp, lim, sop in _predictions(_states(stride)):
+        horizon = lim.horizon_s
+        for power, name in ((-sop.discharge_W, "discharge"), (sop.charge_W, "charge")):
+            if power == 0.0:
+                continue
+            _, v, i = pulse_voltage(params, est.x, temp, power, horizon, steps=max(20, int(horizon * steps_per_s)))
+            if power < 0:
+                dv, di = lim.v_min_V - float(v.min()), (float(np.abs(i).max()) - lim.i_dis_max_A) / lim.i_dis_max_A
+            else:
+                dv, di = float(v.max()) - lim.v_max_V, (float(np.abs(i).max()) - lim.i_chg_max_A) / lim.i_chg_max_A
+            out.append((float(est.x[0]), horizon, name, max(dv, 0.0), max(di, 0.0)))
     return out
 
 
