@@ -1,5 +1,6 @@
 """No data lost: a harness killed mid-run leaves a log that reads back and
-that `bmsfil hil score` scores; Ctrl-C closes the log and says so."""
+that `bmsfil hil score` scores, flags, health and power included; Ctrl-C
+closes the log and says so."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ import time
 from pathlib import Path
 
 import can
+import numpy as np
 import pytest
 
+from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
+from bmsfil.inject import SensorErrors
+from bmsfil.params import bundled_params
+from bmsfil_hil.logreplay import read_log
+from bmsfil_hil.replay import open_log, replay_lockstep
+from bmsfil_hil.targets import make_target
 
 BUNDLED = Path(__file__).resolve().parents[1] / "host" / "bmsfil" / "data" / "551_US06_25degC.npz"
 
@@ -64,3 +72,37 @@ def test_ctrl_c_closes_the_log_and_says_so(tmp_path):
 def test_score_refuses_what_it_cannot_read(tmp_path, capsys):
     assert main(["hil", "score", str(tmp_path / "missing.blf")]) == 2
     assert "missing.blf" in capsys.readouterr().out
+
+
+def test_score_reports_the_flags_health_and_power_the_log_holds(tmp_path):
+    """What `hil run --json` reports of EstCellFlags, EstCellHealth and
+    EstCellPower, `hil score` finds again in the run's log, and the flags
+    agree sample by sample with the C core's monitor on the logged data."""
+    rec = SensorErrors(voltage_stuck_at_s=300.0, voltage_stuck_for_s=30).apply(
+        bundled_recording().slice(0, 4000), 0)
+    log_path = tmp_path / "run.blf"
+    log = open_log(log_path)
+    target = make_target("host", bundled_params())
+    try:
+        result = replay_lockstep(target.start(), [rec], log=log)
+    finally:
+        target.stop()
+        log.stop()
+    logged = read_log(log_path)
+    for sent, found in ((result.plausibility, logged.plausibility), (result.health, logged.health),
+                        (result.power, logged.power)):
+        assert sent.sent and np.array_equal(sent.received, found.received)
+    assert np.array_equal(result.plausibility.flags, logged.plausibility.flags)
+    assert np.array_equal(result.power.discharge_W, logged.power.discharge_W, equal_nan=True)
+    assert np.array_equal(result.health.r0_ohm, logged.health.r0_ohm, equal_nan=True)
+
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log_path), "--json", str(js), "--out-dir", str(tmp_path / "s"),
+                 "--no-plot"]) == 0
+    cell = json.loads(js.read_text())["cells_scored"][0]
+    raised = {e["flag"]: e for e in cell["plausibility_over_can"]["flags"]}
+    assert set(raised) == {"voltage_stuck"}
+    assert 300.0 <= raised["voltage_stuck"]["first_time_s"] <= 305.0
+    assert cell["flag_samples_unlike_core"] == 0
+    assert cell["health_over_can"] == result.health.summary()[0]
+    assert cell["power_over_can"] == result.power.summary()[0]

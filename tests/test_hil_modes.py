@@ -122,7 +122,8 @@ def test_cli_pack_log_junit_and_from_log(tmp_path):
     again = tmp_path / "again.json"
     assert main(["hil", "run", "--from-log", str(log_path), "--json", str(again),
                  "--out-dir", str(tmp_path / "out2")]) == 0
-    assert json.loads(again.read_text())["recordings"][0]["max_abs_soc_difference_vs_log"] == 0.0
+    replayed = json.loads(again.read_text())["recordings"][0]
+    assert replayed["max_abs_soc_difference_vs_log"] == 0.0 and replayed["flag_samples_unlike_log"] == 0
 
 
 def test_96_cell_pack_end_to_end_and_the_monitor_shows_it(tmp_path):

@@ -23,6 +23,7 @@ from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
 from bmsfil_hil.faults import run_matrix
@@ -32,7 +33,7 @@ from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
 from bmsfil_hil.micropython import MicroPythonError
 from bmsfil_hil.natmod import VARIANTS
 from bmsfil_hil.qemu import QemuError
-from bmsfil_hil.replay import open_log, replay_lockstep, replay_realtime
+from bmsfil_hil.replay import Health, Plausibility, Power, open_log, replay_lockstep, replay_realtime
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
 console = Console(highlight=False, markup=False)
@@ -243,12 +244,7 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
         doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
         doc["target"] = args.target
-        # The plausibility monitor's verdicts as they came back (EstCellFlags); None: not sent.
-        doc["plausibility_over_can"] = result.plausibility.cell_summary(j, np.asarray(rec.time_s))
-        if result.health.sent:
-            doc["health_over_can"] = result.health.summary()[j]
-        if result.power.sent:
-            doc["power_over_can"] = result.power.summary()[j]
+        doc.update(_answers_over_can(result.plausibility, result.health, result.power, j, rec))
         if args.variant:
             doc["variant"] = args.variant
         pack_docs.append(doc)
@@ -273,8 +269,12 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
         entry["max_abs_soc_difference_vs_log"] = (
             float(np.max(np.abs(result.soc[:n][both] - logged.logged_soc[:n][both]))) if both.any() else None)
+        flags_both = logged.plausibility.received[:n] & result.plausibility.received[:n]
+        entry["flag_samples_unlike_log"] = int(np.count_nonzero(
+            logged.plausibility.flags[:n][flags_both] != result.plausibility.flags[:n][flags_both]))
         console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
-                      f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates")
+                      f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates; plausibility "
+                      f"flags unlike the log's on {entry['flag_samples_unlike_log']} of {int(flags_both.sum())}")
     image = getattr(target, "image", None)
     if image is not None:
         entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
@@ -346,7 +346,9 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     """Score what a log holds: the logged estimates against the C core run on
     the logged measurements and, given the replayed recording, against its
     reference SOC, over the samples the log has (all of them for a run that
-    was cut short)."""
+    was cut short); the plausibility flags, health and power the target
+    sent, as `hil run --json` reports them, the flags compared sample by
+    sample with the C core's monitor on the same measurements."""
     params = ParameterSet.load(args.params) if args.params else bundled_params()
     try:
         logged = read_log(args.log)
@@ -358,7 +360,8 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     doc: dict[str, object] = {"log": str(args.log), "samples": n, "cells": m, "samples_fully_answered": answered,
                               "undecodable_frames": logged.undecodable, "cells_scored": []}
     table = Table(title=f"{args.log.name}: {n} samples of {m} cell(s) in the log, {answered} fully answered")
-    for col in ("cell", "estimates", "max |ΔSOC| vs C core", "RMSE %", "in ±3σ %"):
+    for col in ("cell", "estimates", "max |ΔSOC| vs C core", "flags over CAN", "flag samples unlike C core",
+                "RMSE %", "in ±3σ %"):
         table.add_column(col)
     reference = None
     if args.recording is not None:
@@ -372,10 +375,18 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for j, rec in enumerate(logged.cells):
         est = logged.logged_soc[:, j]
-        core = SocEstimator(params).run(rec).soc
+        core_trace, core_flags = run_monitored(rec, params)
+        core = core_trace.soc
         have = ~np.isnan(est)
         delta = float(np.max(np.abs(est[have] - core[have]))) if have.any() else math.nan
         cell_doc: dict[str, object] = {"cell": j, "estimates": int(have.sum()), "max_abs_soc_difference_vs_core": delta}
+        cell_doc.update(_answers_over_can(logged.plausibility, logged.health, logged.power, j, rec))
+        got = logged.plausibility.received[:, j]
+        unlike: int | None = None
+        if logged.plausibility.sent:
+            unlike = int(np.count_nonzero(logged.plausibility.flags[got, j] != core_flags.flags[got]))
+            cell_doc["flag_samples_unlike_core"] = unlike
+        raised = cell_doc["plausibility_over_can"]
         rmse = within = math.nan
         if reference is not None:
             original = reference.slice(0, n)
@@ -387,7 +398,10 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
                 write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
             cell_doc.update(ev.summary())
         doc["cells_scored"].append(cell_doc)  # type: ignore[union-attr]
-        table.add_row(str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}", _pct(rmse), _pct(within, 1))
+        table.add_row(str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}",
+                      "not sent" if raised is None else
+                      " ".join(e["flag"] for e in raised["flags"]) or "none",  # type: ignore[index]
+                      "—" if unlike is None else str(unlike), _pct(rmse), _pct(within, 1))
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
@@ -442,6 +456,19 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         console.print(f"faults that ended a run or gave NaN estimates: {', '.join(crashed)}")
         return 1
     return 0
+
+
+def _answers_over_can(plausibility: Plausibility, health: Health, power: Power, cell: int,
+                      rec: Recording) -> dict[str, object]:
+    """A cell's EstCellFlags, EstCellHealth and EstCellPower as they came
+    back, for its JSON: the monitor's verdicts (None: not sent) and, where
+    the target sent them, its health and power."""
+    doc: dict[str, object] = {"plausibility_over_can": plausibility.cell_summary(cell, np.asarray(rec.time_s))}
+    if health.sent:
+        doc["health_over_can"] = health.summary()[cell]
+    if power.sent:
+        doc["power_over_can"] = power.summary()[cell]
+    return doc
 
 
 def _frames_per_cell(target: str) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 
 from bmsfil import can_contract as cc
 from bmsfil.recording import Recording, RecordingMeta
+from bmsfil_hil.replay import Health, Plausibility, Power
 
 
 class LogError(ValueError):
@@ -36,6 +37,9 @@ class LoggedRun:
     logged_soc: np.ndarray  # (samples, cells): EstCell soc found in the log, NaN where none
     logged_sigma: np.ndarray  # the same for soc_sigma
     undecodable: int        # frames of the log that are not frames of the contract
+    plausibility: Plausibility  # the EstCellFlags found (`sent` False if none)
+    health: Health              # the EstCellHealth found
+    power: Power                # the EstCellPower found
 
 
 def read_log(path: Path) -> LoggedRun:
@@ -45,6 +49,7 @@ def read_log(path: Path) -> LoggedRun:
     packs: list[cc.MeasPack] = []
     cells: list[dict[int, cc.MeasCell]] = []
     estimates: list[dict[int, tuple[float, float]]] = []
+    answers: list[tuple[int, cc.EstCellFlags | cc.EstCellHealth | cc.EstCellPower]] = []
     by_sequence: dict[int, int] = {}
     undecodable = 0
     try:
@@ -66,6 +71,8 @@ def read_log(path: Path) -> LoggedRun:
             cells[by_sequence[frame.sequence]][frame.cell_index] = frame
         elif isinstance(frame, cc.EstCell) and frame.sequence in by_sequence:
             estimates[by_sequence[frame.sequence]][frame.cell_index] = (frame.soc, frame.soc_sigma)
+        elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)) and frame.sequence in by_sequence:
+            answers.append((by_sequence[frame.sequence], frame))
     if not packs:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
     n, m = len(packs), max(p.n_cells for p in packs)
@@ -91,7 +98,11 @@ def read_log(path: Path) -> LoggedRun:
                                 test="rebuilt from a CAN log"))
         for i in range(m)
     ]
-    return LoggedRun(recs, logged, logged_sigma, undecodable)
+    plausibility, health, power = Plausibility.empty(n, m), Health.empty(n, m), Power.empty(n, m)
+    record = {cc.EstCellFlags: plausibility, cc.EstCellHealth: health, cc.EstCellPower: power}
+    for k, answer in answers:
+        record[type(answer)].note_at(answer, k)
+    return LoggedRun(recs, logged, logged_sigma, undecodable, plausibility, health, power)
 
 
 def recordings_from_log(path: Path) -> list[Recording]:

@@ -25,6 +25,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import can
 import numpy as np
@@ -49,17 +50,26 @@ class _PerSample:
         """Whether the target sends this frame at all."""
         return bool(self.received.any())
 
-    def _slot(self, frame: cc.EstCellHealth | cc.EstCellPower | cc.EstCellFlags, k: int) -> tuple[int, int] | None:
-        """(sample, cell) of a frame that arrived while sample k was in
-        flight, marked received; None if it is for no sample sent so far, a
-        cell outside the pack or a repeat."""
+    def note(self, frame: cc.EstCellHealth | cc.EstCellPower | cc.EstCellFlags, k: int) -> bool:
+        """Record a frame that arrived while sample k was in flight; False if
+        it is for no sample sent so far, a cell outside the pack or a repeat."""
+        return self.note_at(frame, _sample_of(frame.sequence, k))
+
+    def note_at(self, frame: cc.EstCellHealth | cc.EstCellPower | cc.EstCellFlags, j: int) -> bool:
+        """Record a frame known to answer sample j (a log's frames, matched by
+        sequence number); False if j or the cell is outside the record or a
+        frame for it is already there."""
         n, m = self.received.shape
-        j = _sample_of(frame.sequence, k)
         c = frame.cell_index
         if not (0 <= j < n) or c >= m or self.received[j, c]:
-            return None
+            return False
         self.received[j, c] = True
-        return j, c
+        self._fill(frame, j, c)
+        return True
+
+    def _fill(self, frame: Any, j: int, c: int) -> None:
+        """Store the frame's values at (sample j, cell c): each record's own."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -77,16 +87,10 @@ class Health(_PerSample):
         return cls(np.zeros((n, m), dtype=bool), np.full((n, m), np.nan), np.full((n, m), np.nan),
                    np.full((n, m), np.nan))
 
-    def note(self, frame: cc.EstCellHealth, k: int) -> bool:
-        """Record a frame that arrived while sample k was in flight (as Plausibility.note)."""
-        slot = self._slot(frame, k)
-        if slot is None:
-            return False
-        j, c = slot
+    def _fill(self, frame: cc.EstCellHealth, j: int, c: int) -> None:
         self.capacity_Ah[j, c] = frame.capacity_Ah
         self.r0_ohm[j, c] = frame.r0_ohm
         self.core_temp_C[j, c] = frame.core_temp_C
-        return True
 
     def summary(self) -> list[dict[str, float | int | None]]:
         """Per cell: the last capacity, R0 and core temperature received, and
@@ -128,16 +132,10 @@ class Power(_PerSample):
         return cls(np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=np.uint8), np.full((n, m), np.nan),
                    np.full((n, m), np.nan))
 
-    def note(self, frame: cc.EstCellPower, k: int) -> bool:
-        """Record a frame that arrived while sample k was in flight (as Plausibility.note)."""
-        slot = self._slot(frame, k)
-        if slot is None:
-            return False
-        j, c = slot
+    def _fill(self, frame: cc.EstCellPower, j: int, c: int) -> None:
         self.horizon[j, c] = int(frame.horizon)
         self.discharge_W[j, c] = frame.discharge_power_W
         self.charge_W[j, c] = frame.charge_power_W
-        return True
 
     def latest(self, cell: int, horizon: cc.PowerHorizon) -> tuple[np.ndarray, np.ndarray]:
         """Per sample, the discharge and charge power of that horizon last
@@ -187,18 +185,11 @@ class Plausibility(_PerSample):
         return cls(np.zeros((n, m), dtype=bool), np.zeros((n, m), dtype=np.uint8), np.full((n, m), np.nan),
                    np.full((n, m), np.nan), np.full((n, m), np.nan))
 
-    def note(self, frame: cc.EstCellFlags, k: int) -> bool:
-        """Record a frame that arrived while sample k was in flight; False if
-        it is for no sample sent so far, a cell outside the pack or a repeat."""
-        slot = self._slot(frame, k)
-        if slot is None:
-            return False
-        j, c = slot
+    def _fill(self, frame: cc.EstCellFlags, j: int, c: int) -> None:
         self.flags[j, c] = frame.flags
         self.unseen_current_A[j, c] = frame.unseen_current_A
         self.unseen_current_sigma_A[j, c] = frame.unseen_current_sigma_A
         self.stuck_for_s[j, c] = frame.stuck_for_s
-        return True
 
     def first(self, flag_bits: int, cell: int = 0, start: int = 0) -> int | None:
         """The first sample from `start` whose EstCellFlags has any of `flag_bits`."""
