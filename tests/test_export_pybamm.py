@@ -21,10 +21,11 @@ import pytest
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
-from bmsfil.ecm_fit import bilinear, hysteresis_states
+from bmsfil.ecm_fit import hysteresis_states
 from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.params import ParameterSet, bundled_params
 from bmsfil.report import model_voltage
+from bmsfil.table_lookup import bilinear
 
 PARAMS = bundled_params()
 

@@ -26,6 +26,7 @@ from scipy.optimize import lsq_linear
 from scipy.signal import lfilter
 
 from bmsfil.recording import Recording
+from bmsfil.table_lookup import bilinear, interp_weights
 
 TAU1_GRID_S = (2.0, 5.0, 10.0, 20.0, 40.0)
 TAU2_GRID_S = (60.0, 120.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0)
@@ -47,27 +48,6 @@ class DynamicFit:
     rn_ohm: np.ndarray
     rms_residual_V: float
     residual_by_recording_V: dict[str, float]
-
-
-def interp_weights(x: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower index and upper weight of x on an ascending grid, held at the ends
-    (the same rule as bf_cell_locate)."""
-    n = len(grid)
-    if n == 1:
-        return np.zeros(len(x), dtype=np.intp), np.zeros(len(x))
-    k = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, n - 2)
-    w = np.clip((x - grid[k]) / (grid[k + 1] - grid[k]), 0.0, 1.0)
-    return k, w
-
-
-def bilinear(table: np.ndarray, temp_grid: np.ndarray, soc: np.ndarray, temp: np.ndarray) -> np.ndarray:
-    """Vectorised table lookup over (T, SOC) with a uniform SOC grid."""
-    kt, wt = interp_weights(temp, temp_grid)
-    kt1 = np.minimum(kt + 1, len(temp_grid) - 1)
-    kz, wz = interp_weights(soc, np.linspace(0, 1, table.shape[1]))
-    lo = table[kt, kz] + wt * (table[kt1, kz] - table[kt, kz])
-    hi = table[kt, kz + 1] + wt * (table[kt1, kz + 1] - table[kt, kz + 1])
-    return lo + wz * (hi - lo)
 
 
 def rc_current(current: np.ndarray, dt: np.ndarray, tau: np.ndarray | float) -> np.ndarray:

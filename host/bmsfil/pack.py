@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bmsfil.ecm_fit import bilinear
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording, RecordingError
+from bmsfil.table_lookup import bilinear
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bmsfil.ecm_fit import bilinear, hysteresis_states, rc_current
+from bmsfil.ecm_fit import hysteresis_states, rc_current
 from bmsfil.evaluate import Evaluation, evaluate, write_plot
 from bmsfil.fit import (
     ROLES,
@@ -38,6 +38,7 @@ from bmsfil.fit import (
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
+from bmsfil.table_lookup import bilinear
 
 #: Samples plotted per time series at most.
 PLOT_POINTS = 4000
