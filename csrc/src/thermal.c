@@ -51,21 +51,10 @@ bf_status_t bf_thermal_tuning_check(const bf_thermal_tuning_t *t)
     return BF_OK;
 }
 
-bf_status_t bf_thermal_discretise(const bf_thermal_params_t *tp, float dt_s, float heat_W, float ambient_C,
-                                  bf_thermal_disc_t *d)
+/* bf_thermal_discretise for inputs already checked. */
+static void discretise(const bf_thermal_params_t *tp, float dt_s, float heat_W, float ambient_C, bf_thermal_disc_t *d)
 {
     float a, b, c, dd, tau, half, delta, det, l1, l2, e1, e2, c0, s0;
-    bf_status_t st;
-    if (d == 0) {
-        return BF_E_NULL;
-    }
-    st = bf_thermal_params_check(tp);
-    if (st != BF_OK) {
-        return st;
-    }
-    if (!positive_finite(dt_s) || !bf_isfinite(heat_W) || !bf_isfinite(ambient_C)) {
-        return BF_E_RANGE;
-    }
     /* A = [[a, b], [c, dd]] */
     b = 1.0f / (tp->rc_K_per_W * tp->cc_J_per_K);
     a = -b;
@@ -98,6 +87,30 @@ bf_status_t bf_thermal_discretise(const bf_thermal_params_t *tp, float dt_s, flo
     d->Ad[1][1] = c0 - s0 * half;
     d->ss[1] = ambient_C + tp->ru_K_per_W * heat_W;
     d->ss[0] = d->ss[1] + tp->rc_K_per_W * heat_W;
+}
+
+/* The model and the tuning, as bf_thermal_init and the batch calls check them. */
+static bf_status_t check_model(const bf_thermal_params_t *tp, const bf_thermal_tuning_t *t)
+{
+    bf_status_t st = bf_thermal_params_check(tp);
+    return st == BF_OK ? bf_thermal_tuning_check(t) : st;
+}
+
+bf_status_t bf_thermal_discretise(const bf_thermal_params_t *tp, float dt_s, float heat_W, float ambient_C,
+                                  bf_thermal_disc_t *d)
+{
+    bf_status_t st;
+    if (d == 0) {
+        return BF_E_NULL;
+    }
+    st = bf_thermal_params_check(tp);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!positive_finite(dt_s) || !bf_isfinite(heat_W) || !bf_isfinite(ambient_C)) {
+        return BF_E_RANGE;
+    }
+    discretise(tp, dt_s, heat_W, ambient_C, d);
     return BF_OK;
 }
 
@@ -154,10 +167,7 @@ bf_status_t bf_thermal_init(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
     if (s == 0) {
         return BF_E_NULL;
     }
-    st = bf_thermal_params_check(tp);
-    if (st == BF_OK) {
-        st = bf_thermal_tuning_check(t);
-    }
+    st = check_model(tp, t);
     if (st != BF_OK) {
         return st;
     }
@@ -193,20 +203,12 @@ bf_status_t bf_thermal_step(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
 {
     bf_thermal_t n;
     bf_thermal_disc_t d;
-    bf_status_t st;
     uint32_t flags = 0u;
     float x0, x1, AP[2][2], q_core, innov = 0.0f;
     int i, j;
 
-    if (s == 0 || out == 0) {
+    if (s == 0 || tp == 0 || t == 0 || out == 0) {
         return BF_E_NULL;
-    }
-    st = bf_thermal_params_check(tp);
-    if (st == BF_OK) {
-        st = bf_thermal_tuning_check(t);
-    }
-    if (st != BF_OK) {
-        return st;
     }
     if (!positive_finite(dt_s) || dt_s > t->dt_max_s) {
         report(s, s->last_heat_W, 0.0f, BF_THERMAL_DT_INVALID, out);
@@ -225,10 +227,7 @@ bf_status_t bf_thermal_step(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
     }
 
     /* Predict: x = ss + Ad (x - ss), P = Ad P Ad' + Qd. */
-    st = bf_thermal_discretise(tp, dt_s, n.last_heat_W, n.last_ambient_C, &d);
-    if (st != BF_OK) {
-        return st;
-    }
+    discretise(tp, dt_s, n.last_heat_W, n.last_ambient_C, &d);
     x0 = n.x[0] - d.ss[0];
     x1 = n.x[1] - d.ss[1];
     n.x[0] = d.ss[0] + d.Ad[0][0] * x0 + d.Ad[0][1] * x1;
@@ -313,8 +312,13 @@ bf_status_t bf_thermal_run_heat(bf_thermal_t *s, const bf_thermal_params_t *tp, 
 {
     size_t k;
     bf_bits32_t nan;
+    bf_status_t checked;
     if (dt_s == 0 || heat_W == 0 || surface_C == 0) {
         return BF_E_NULL;
+    }
+    checked = check_model(tp, t);
+    if (checked != BF_OK) {
+        return checked;
     }
     nan.u = 0x7fc00000u;
     for (k = 0u; k < n; ++k) {
@@ -341,8 +345,13 @@ bf_status_t bf_thermal_run(bf_soc_ekf_t *ekf, const bf_cell_params_t *p, const b
 {
     size_t k;
     bf_bits32_t nan;
+    bf_status_t checked;
     if (dt_s == 0 || current_A == 0 || voltage_V == 0 || surface_C == 0) {
         return BF_E_NULL;
+    }
+    checked = check_model(tp, t);
+    if (checked != BF_OK) {
+        return checked;
     }
     nan.u = 0x7fc00000u;
     for (k = 0u; k < n; ++k) {

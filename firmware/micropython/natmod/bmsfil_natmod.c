@@ -339,6 +339,8 @@ static mp_obj_t thermal_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
     mp_obj_t *bufs, *in;
     bf_thermal_out_t to;
     bf_thermal_t *ts;
+    const bf_thermal_params_t *tp;
+    const bf_thermal_tuning_t *tt;
     const bf_cell_params_t *cell;
     const bf_soc_ekf_t *ekf;
     const bf_soc_ekf_out_t *out;
@@ -360,12 +362,13 @@ static mp_obj_t thermal_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
     if ((out->flags & (BF_FLAG_VOLTAGE_INVALID | BF_FLAG_CURRENT_INVALID | BF_FLAG_DT_INVALID)) == 0u) {
         heat = bf_thermal_heat_W(cell, out->soc, ekf->last_temp_C, i, v);
     }
-    check_status(bf_thermal_step(ts,
-                                 (const bf_thermal_params_t *)struct_buffer(bufs[1], sizeof(bf_thermal_params_t),
-                                                                            MP_BUFFER_READ),
-                                 (const bf_thermal_tuning_t *)struct_buffer(bufs[2], sizeof(bf_thermal_tuning_t),
-                                                                            MP_BUFFER_READ),
-                                 dt, heat, t, float_arg(in[4]), &to));
+    tp = (const bf_thermal_params_t *)struct_buffer(bufs[1], sizeof(bf_thermal_params_t), MP_BUFFER_READ);
+    tt = (const bf_thermal_tuning_t *)struct_buffer(bufs[2], sizeof(bf_thermal_tuning_t), MP_BUFFER_READ);
+    /* The buffers come from Python on every call: checked here, as
+     * bf_thermal_init checked the ones it was given. */
+    check_status(bf_thermal_params_check(tp));
+    check_status(bf_thermal_tuning_check(tt));
+    check_status(bf_thermal_step(ts, tp, tt, dt, heat, t, float_arg(in[4]), &to));
     return mp_obj_new_float_from_f(to.core_C);
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(thermal_step_obj, thermal_step);
