@@ -45,8 +45,8 @@ AGREEMENT_BY_VARIANT = {("micropython", "native"): 1e-6}
 #: as it has in flash, and capacity and R0 the issue's 1,000 (about 510
 #: measured; docs/firmware.md; with the state of power about 790). The
 #: core-temperature filter, when the parameter set has a thermal model (the
-#: bundled one has), a budget of its own, 1,400 (about 1,270 measured;
-#: docs/thermal.md). Together: about 3,756 mean on the bundled US06. The
+#: bundled one has), a budget of its own, 1,100 (about 970 measured;
+#: docs/thermal.md). Together: about 3,470 mean on the bundled US06. The
 #: one step of a discharge in which a pair of SOC anchors closes also solves
 #: the capacity fit's quartic (about 4,500 more, measured 6,686 in all,
 #: before the core temperature): the largest step may take that much more
@@ -54,7 +54,7 @@ AGREEMENT_BY_VARIANT = {("micropython", "native"): 1e-6}
 FILTER_INSTRUCTION_BUDGET = 1500
 MONITOR_INSTRUCTION_BUDGET = 400
 HEALTH_INSTRUCTION_BUDGET = 1000
-THERMAL_INSTRUCTION_BUDGET = 1400
+THERMAL_INSTRUCTION_BUDGET = 1100
 INSTRUCTION_BUDGET = (FILTER_INSTRUCTION_BUDGET + MONITOR_INSTRUCTION_BUDGET + HEALTH_INSTRUCTION_BUDGET
                       + THERMAL_INSTRUCTION_BUDGET)
 CAPACITY_SOLVE_INSTRUCTIONS = 5000
