@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
-from bmsfil.evaluate import evaluate
+from bmsfil.evaluate import envelope, evaluate
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.metrics import score_soc
 from bmsfil.params import bundled_params
@@ -107,3 +109,18 @@ def test_eval_names_a_broken_input(tmp_path: Path, capsys):
     assert main(["eval", str(bad), "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "broken.csv:3" in err and "Voltage" in err
+
+
+@given(st.lists(st.floats(-1e6, 1e6) | st.just(float("nan")), min_size=0, max_size=30_000),
+       st.integers(4, 3000))
+def test_plot_envelope_keeps_every_bins_extremes_in_order(values, points):
+    y = np.array(values, dtype=float)
+    k = envelope(y, points)
+    assert np.all(np.diff(k) > 0) and (k.size == 0 or (k[0] >= 0 and k[-1] < y.size))
+    if y.size <= 2 * (points // 2):
+        assert k.size == y.size
+        return
+    assert k.size <= points + 2 * (y.size // (points // 2))  # at most two a bin and the tail
+    finite = np.isfinite(y)
+    if finite.any():
+        assert np.nanmax(y) in y[k] and np.nanmin(y) in y[k], "the spikes are drawn"

@@ -139,6 +139,28 @@ def write_csv(ev: Evaluation, path: Path) -> Path:
     return path
 
 
+#: Points per plotted line at most: two per column of the figure (1,000
+#: pixels wide) keep every bin's lowest and highest value.
+PLOT_POINTS = 2000
+
+
+def envelope(y: np.ndarray, points: int = PLOT_POINTS) -> np.ndarray:
+    """Indices of y to draw: in each of points // 2 bins its smallest and
+    largest value, in time order, so that a line through them looks like the
+    full one at the figure's resolution (spikes kept); all of y when short.
+    NaN (a gap) is neither smallest nor largest unless the bin has nothing else."""
+    n = len(y)
+    per = n // max(1, points // 2)
+    if per <= 2:
+        return np.arange(n)
+    m = n // per * per
+    bins = np.asarray(y[:m], dtype=float).reshape(-1, per)
+    base = np.arange(0, m, per)
+    lo = base + np.argmin(np.where(np.isnan(bins), np.inf, bins), axis=1)
+    hi = base + np.argmax(np.where(np.isnan(bins), -np.inf, bins), axis=1)
+    return np.unique(np.concatenate([lo, hi, np.arange(m, n)]))
+
+
 def write_plot(ev: Evaluation, path: Path) -> Path:
     import matplotlib
 
@@ -146,15 +168,23 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     t_min = ev.recording.time_s / 60.0
+
+    def line(ax, y: np.ndarray, **style: object) -> None:  # type: ignore[no-untyped-def]
+        k = envelope(y)
+        ax.plot(t_min[k], y[k], **style)
+
+    def band(ax, lo: np.ndarray, hi: np.ndarray, **style: object) -> None:  # type: ignore[no-untyped-def]
+        k = np.union1d(envelope(lo), envelope(hi))
+        ax.fill_between(t_min[k], lo[k], hi[k], **style)
     rows = 3 if ev.power is not None else 2
     fig, axes = plt.subplots(rows, 1, figsize=(10, 6.5 + 2.5 * (rows - 2)), sharex=True,
-                             height_ratios=(2, 1, 1)[:rows])
+                             height_ratios=(2, 1, 1)[:rows], layout="constrained")
     ax1, ax2 = axes[0], axes[1]
     soc, sig = ev.trace.soc * 100, ev.trace.soc_sigma * 100
-    ax1.fill_between(t_min, soc - 3 * sig, soc + 3 * sig, color="tab:blue", alpha=0.2, label="EKF ±3σ")
-    ax1.plot(t_min, ev.reference * 100, color="k", lw=1.2, label="reference (cycler Ah)")
-    ax1.plot(t_min, soc, color="tab:blue", lw=1.0, label="EKF (C core)")
-    ax1.plot(t_min, ev.coulomb * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter")
+    band(ax1, soc - 3 * sig, soc + 3 * sig, color="tab:blue", alpha=0.2, label="EKF ±3σ")
+    line(ax1, ev.reference * 100, color="k", lw=1.2, label="reference (cycler Ah)")
+    line(ax1, soc, color="tab:blue", lw=1.0, label="EKF (C core)")
+    line(ax1, ev.coulomb * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter")
     ax1.set_ylabel("SOC / %")
     ax1.legend(loc="upper right", fontsize=8)
     s = ev.score
@@ -164,9 +194,9 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
         fontsize=10,
     )
     err = (ev.trace.soc - ev.reference) * 100
-    ax2.fill_between(t_min, -3 * sig, 3 * sig, color="tab:blue", alpha=0.2)
-    ax2.plot(t_min, err, color="tab:blue", lw=0.8, label="EKF error")
-    ax2.plot(t_min, (ev.coulomb - ev.reference) * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter error")
+    band(ax2, -3 * sig, 3 * sig, color="tab:blue", alpha=0.2)
+    line(ax2, err, color="tab:blue", lw=0.8, label="EKF error")
+    line(ax2, (ev.coulomb - ev.reference) * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter error")
     ax2.axhline(0, color="k", lw=0.5)
     ax2.set_ylabel("error / points")
     lim = max(3.0, float(np.nanpercentile(np.abs(err), 99.5)) * 1.3)
@@ -185,7 +215,6 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
         ax3.set_title("state of power (C core, from the filter's state; charge drawn negative)", fontsize=9)
         ax3.legend(loc="lower left", fontsize=7, ncol=3)
     axes[-1].set_xlabel("time / min")
-    fig.tight_layout()
     tmp = path.with_name(path.stem + ".part.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
