@@ -15,7 +15,9 @@ Lock-step (per step, from the same state)
     the C result is the reference result for inputs float32 cannot tell apart
     (backward error): the hull of reference runs with the measured voltage
     moved by +-DV_ULPS = 8 ulp, the OCV slope by +-SLOPE_ULPS = 4 ulp(OCV) x
-    (n_ocv - 1), SOC by +-DZ = 4.8e-7 (8 ulp below 1.0), or the gate by 1e-5,
+    (n_ocv - 1), SOC by +-DZ = 4.8e-7 (8 ulp below 1.0) or, within DZ of a
+    node of the OCV or RC tables, onto the node from either side (float32
+    and float64 may take different cells' slopes there), or the gate by 1e-5,
     plus the two sides of the gate when it lies within +-8 ulp (the update
     turns there: K innov below, PH gate^2/innov above), plus the start P
     moved by +-P_EPS = 8 eps32 per element towards a larger or smaller HPH'.
@@ -94,6 +96,7 @@ off; with random tunings P went indefinite, unflagged).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -267,6 +270,14 @@ def perturbed_runs(ref: ReferenceSocEstimator, s: State, row) -> list[Outcome]:
     # SOC and an RC current, nearly collinear in the measurement): float32
     # computes it as if P were off by a few eps per element. Move the start
     # P by +-P_EPS eps per element in the direction that raises or lowers HPH'.
+    # Within DZ of a node of the OCV or RC tables, float32 and float64 may
+    # take different cells' slopes for the same SOC: the node itself, from
+    # either side, with the SOC not otherwise moved.
+    prior = ref_step(ref, s, (row[0], row[1], math.nan, row[3])).state.x[0]
+    for n in {ref.model.n_ocv, ref.model.n_rc}:
+        node = round(prior * (n - 1)) / (n - 1)
+        if abs(prior - node) <= DZ:
+            runs += [ref_step(ref, s, row, dz=node - prior + side) for side in (-1e-12, 0.0, 1e-12)]
     H = measurement_row(ref, s, row)
     if H is not None:
         push = P_EPS * 2.0**-24 * np.abs(s.P) * np.sign(np.outer(H, H))
@@ -643,7 +654,16 @@ def _assert_clean(c: Comparison, kind: str, what: str) -> None:
     assert not failures, explain(c, failures, what)
 
 
+def ocv_node_reproducer() -> Scenario:
+    """Found by test_lockstep_many: the predicted SOC lands within 1e-8 of an
+    OCV table node, where float32 takes the upper cell's slope and float64
+    the lower's; with q = 0 and a 1 uV voltmeter the correction amplifies
+    the difference (4e-5 in SOC, 4e-3 in h). Three samples."""
+    return Scenario.from_json((Path(__file__).parent / "data" / "lockstep_ocv_node.json").read_text())
+
+
 @FAST
+@example(sc=ocv_node_reproducer())  # the OCV-node regression of the hull
 @given(sc=scenarios())
 def test_lockstep_state_and_flags(sc):
     """From the same state, the C step gives the reference's v_pred, state and
