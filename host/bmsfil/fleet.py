@@ -39,6 +39,9 @@ LOCAL_SCHEDULER_CONFIG = {
     # Workers forked from this process, which has numpy and the C core loaded
     # already, start in a fraction of the time fresh interpreters take.
     "distributed.worker.multiprocessing-method": "fork",
+    # Dask's sampling profiler interrupts every task 100 times a second for
+    # its dashboard, which the command does not show: 10 % of each task here.
+    "distributed.worker.profile.enabled": False,
 }
 
 T = TypeVar("T")
