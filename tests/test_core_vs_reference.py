@@ -96,8 +96,8 @@ off; with random tunings P went indefinite, unflagged).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,8 +275,9 @@ def perturbed_runs(ref: ReferenceSocEstimator, s: State, row) -> list[Outcome]:
     # either side, with the SOC not otherwise moved.
     prior = ref_step(ref, s, (row[0], row[1], math.nan, row[3])).state.x[0]
     for n in {ref.model.n_ocv, ref.model.n_rc}:
-        node = round(prior * (n - 1)) / (n - 1)
-        if abs(prior - node) <= DZ:
+        j = round(prior * (n - 1))
+        node = j / (n - 1)
+        if 0 < j < n - 1 and abs(prior - node) <= DZ:  # an inner node: a cell on either side
             runs += [ref_step(ref, s, row, dz=node - prior + side) for side in (-1e-12, 0.0, 1e-12)]
     H = measurement_row(ref, s, row)
     if H is not None:

@@ -103,6 +103,6 @@ def test_score_reports_the_flags_health_and_power_the_log_holds(tmp_path):
     raised = {e["flag"]: e for e in cell["plausibility_over_can"]["flags"]}
     assert set(raised) == {"voltage_stuck"}
     assert 300.0 <= raised["voltage_stuck"]["first_time_s"] <= 305.0
-    assert cell["flag_samples_unlike_core"] == 0
+    assert cell["flag_samples_unlike_core"] == 0 and cell["flag_samples_compared"] == len(rec)
     assert cell["health_over_can"] == result.health.summary()[0]
     assert cell["power_over_can"] == result.power.summary()[0]

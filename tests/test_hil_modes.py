@@ -124,6 +124,7 @@ def test_cli_pack_log_junit_and_from_log(tmp_path):
                  "--out-dir", str(tmp_path / "out2")]) == 0
     replayed = json.loads(again.read_text())["recordings"][0]
     assert replayed["max_abs_soc_difference_vs_log"] == 0.0 and replayed["flag_samples_unlike_log"] == 0
+    assert replayed["flag_samples_compared"] == 4 * 120
 
 
 def test_96_cell_pack_end_to_end_and_the_monitor_shows_it(tmp_path):

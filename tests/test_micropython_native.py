@@ -277,6 +277,40 @@ def test_a_parameter_set_the_core_refuses_is_named(mpy, tmp_path):
                                        "ValueError: step: expected (state, cell, tuning[, out])"]
 
 
+_THERMAL_REFUSED = """
+import sys, bmsfil_native as bn, bmsfil_ekf as be, bmsfil_c
+p = be.load_params(sys.argv[1])
+e, th = bn.SocEkf(p), bn.CellThermal(p)
+e.init_ocv(3.9, 25.0)
+e.step(1.0, -1.0, 3.89, 25.0)
+t0 = th.step(e, 1.0, -1.0, 3.89, 25.0)
+print(24.0 < t0 < 26.0)
+for name in ("tparams", "ttuning"):
+    good = getattr(th, name)
+    setattr(th, name, bytearray(len(good)))
+    th.bufs = None
+    try:
+        th.step(e, 1.0, -1.0, 3.89, 25.0)
+        print("accepted")
+    except ValueError as exc:
+        print("ValueError:", exc)
+    setattr(th, name, good)
+    th.bufs = None
+print(24.0 < th.step(e, 1.0, -1.0, 3.89, 25.0) < 26.0)
+"""
+
+
+def test_a_thermal_buffer_the_core_refuses_is_named_on_every_step(mpy, tmp_path):
+    """The C step trusts what bf_thermal_init checked; the module's
+    thermal_step is handed its buffers from Python on each call and checks
+    them first, by name."""
+    (tmp_path / "good.json").write_text(json.dumps(PARAMS.to_json()))
+    out = _micropython(_THERMAL_REFUSED, str(tmp_path / "good.json"), mpy_dir=mpy.parent, tmp_path=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines() == ["True", "ValueError: thermal model rejected by bf_thermal_params_check",
+                                       "ValueError: thermal tuning rejected by bf_thermal_tuning_check", "True"]
+
+
 # --- through the harness: the micropython target, variant native ---------------------
 
 

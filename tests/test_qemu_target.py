@@ -53,7 +53,7 @@ def test_lockstep_agrees_with_host_and_counts_instructions():
     # Steps in which R0 learns from a current step cost a few hundred more;
     # every second sample (even sequence) also runs a sub-step of the
     # state-of-power search, about 600 instructions (docs/power.md). The
-    # core-temperature filter runs on every sample (about 1,270 instructions,
+    # core-temperature filter runs on every sample (about 970 instructions,
     # docs/thermal.md): it raises both halves alike, not the spread.
     plain, searching = ipcs[1::2], ipcs[0::2]
     assert plain.max() - plain.min() < 0.3 * np.median(plain)

@@ -89,6 +89,21 @@ static void test_checks(void)
     tuning(&t);
     CHECK(bf_thermal_init(&s, &tp, &t, NAN, 1e9f) == BF_E_RANGE);
     CHECK(bf_thermal_init(&s, &tp, &t, NAN, 20.0f) == BF_OK && s.x[0] == 20.0f && s.x[1] == 20.0f);
+    /* The step trusts what init checked; the batch calls check again, before
+     * touching the state. */
+    {
+        const float dt = 1.0f, heat = 1.0f, surface = 21.0f;
+        float core;
+        tp.ru_K_per_W = NAN;
+        CHECK(bf_thermal_run_heat(&s, &tp, &t, &dt, &heat, &surface, 0, 1, &core, 0, 0, 0) == BF_E_PARAMS);
+        params_18650(&tp);
+        t.gate_sigma = 0.0f;
+        CHECK(bf_thermal_run_heat(&s, &tp, &t, &dt, &heat, &surface, 0, 1, &core, 0, 0, 0) == BF_E_TUNING);
+        tuning(&t);
+        CHECK(s.x[0] == 20.0f && s.x[1] == 20.0f);
+        CHECK(bf_thermal_step(&s, 0, &t, dt, heat, surface, NAN, &(bf_thermal_out_t){0}) == BF_E_NULL);
+        CHECK(bf_thermal_run_heat(&s, &tp, &t, &dt, &heat, &surface, 0, 1, &core, 0, 0, 0) == BF_OK);
+    }
 }
 
 /* The discrete model against the analytic solution: a step of heat from

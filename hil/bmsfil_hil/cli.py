@@ -270,8 +270,10 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         entry["max_abs_soc_difference_vs_log"] = (
             float(np.max(np.abs(result.soc[:n][both] - logged.logged_soc[:n][both]))) if both.any() else None)
         flags_both = logged.plausibility.received[:n] & result.plausibility.received[:n]
+        entry["flag_samples_compared"] = int(flags_both.sum())
         entry["flag_samples_unlike_log"] = int(np.count_nonzero(
-            logged.plausibility.flags[:n][flags_both] != result.plausibility.flags[:n][flags_both]))
+            logged.plausibility.flags[:n][flags_both] != result.plausibility.flags[:n][flags_both])
+        ) if flags_both.any() else None  # None: the log or the target has no EstCellFlags to compare
         console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
                       f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates; plausibility "
                       f"flags unlike the log's on {entry['flag_samples_unlike_log']} of {int(flags_both.sum())}")
@@ -348,7 +350,9 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     reference SOC, over the samples the log has (all of them for a run that
     was cut short); the plausibility flags, health and power the target
     sent, as `hil run --json` reports them, the flags compared sample by
-    sample with the C core's monitor on the same measurements."""
+    sample with the C core's monitor on the same measurements (one run over
+    the whole log: a target reset or a re-sent sample in the log shows there
+    as differences that are not the target's)."""
     params = ParameterSet.load(args.params) if args.params else bundled_params()
     try:
         logged = read_log(args.log)
@@ -383,9 +387,10 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
         cell_doc.update(_answers_over_can(logged.plausibility, logged.health, logged.power, j, rec))
         got = logged.plausibility.received[:, j]
         unlike: int | None = None
-        if logged.plausibility.sent:
+        if got.any():
             unlike = int(np.count_nonzero(logged.plausibility.flags[got, j] != core_flags.flags[got]))
             cell_doc["flag_samples_unlike_core"] = unlike
+            cell_doc["flag_samples_compared"] = int(got.sum())
         raised = cell_doc["plausibility_over_can"]
         rmse = within = math.nan
         if reference is not None:

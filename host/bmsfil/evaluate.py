@@ -150,7 +150,7 @@ def envelope(y: np.ndarray, points: int = PLOT_POINTS) -> np.ndarray:
     full one at the figure's resolution (spikes kept); all of y when short.
     NaN (a gap) is neither smallest nor largest unless the bin has nothing else."""
     n = len(y)
-    per = n // max(1, points // 2)
+    per = -(-n // max(1, points // 2))  # samples a bin, rounded up: at most points // 2 bins
     if per <= 2:
         return np.arange(n)
     m = n // per * per

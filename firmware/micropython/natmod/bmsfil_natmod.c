@@ -366,8 +366,12 @@ static mp_obj_t thermal_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
     tt = (const bf_thermal_tuning_t *)struct_buffer(bufs[2], sizeof(bf_thermal_tuning_t), MP_BUFFER_READ);
     /* The buffers come from Python on every call: checked here, as
      * bf_thermal_init checked the ones it was given. */
-    check_status(bf_thermal_params_check(tp));
-    check_status(bf_thermal_tuning_check(tt));
+    if (bf_thermal_params_check(tp) != BF_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal model rejected by bf_thermal_params_check"));
+    }
+    if (bf_thermal_tuning_check(tt) != BF_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal tuning rejected by bf_thermal_tuning_check"));
+    }
     check_status(bf_thermal_step(ts, tp, tt, dt, heat, t, float_arg(in[4]), &to));
     return mp_obj_new_float_from_f(to.core_C);
 }
