@@ -7,6 +7,9 @@ replayed to a target again. The values are the ones the bus carried, so a
 replay sends exactly the frames that were logged and a deterministic target
 answers with exactly the estimates that were logged (`logged_estimates`).
 
+A sample's answers are its first EstCell, EstCellFlags, EstCellHealth and
+EstCellPower for each cell, as in a live replay (a repeat is not the answer).
+
 Rebuilt recordings have no reference SOC (the bus does not carry one): they
 are compared with the C core and with the logged estimates, not scored.
 A sample whose interval was sent as not valid is rebuilt with a 0 s interval
@@ -70,7 +73,7 @@ def read_log(path: Path) -> LoggedRun:
         elif isinstance(frame, cc.MeasCell) and frame.sequence in by_sequence:
             cells[by_sequence[frame.sequence]][frame.cell_index] = frame
         elif isinstance(frame, cc.EstCell) and frame.sequence in by_sequence:
-            estimates[by_sequence[frame.sequence]][frame.cell_index] = (frame.soc, frame.soc_sigma)
+            estimates[by_sequence[frame.sequence]].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
         elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)) and frame.sequence in by_sequence:
             answers.append((by_sequence[frame.sequence], frame))
     if not packs:
