@@ -112,24 +112,33 @@ def main() -> int:
         np.stack([rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C], axis=1).astype("<f4").tofile(
             work / "samples.f32")
         env = dict(os.environ, BMSFIL_NATMOD_DIR=str(mpy.parent))
-        proc = subprocess.run([exe, str(APP_DIR / "bench.py"), str(work / "params.json"), str(work / "samples.f32"),
-                               str(args.cells)], capture_output=True, text=True, env=env, cwd=str(APP_DIR))
-    if proc.returncode != 0:
-        raise SystemExit(f"bench.py failed:\n{proc.stdout}{proc.stderr}")
-    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+        outputs = {}
+        # As the micropython target runs the application (machine code, -X
+        # emit=native), and the pure estimator once more as bytecode.
+        for emit, variants in (("native", "python,native"), ("bytecode", "python")):
+            proc = subprocess.run([exe, "-X", f"emit={emit}", str(APP_DIR / "bench.py"), str(work / "params.json"),
+                                   str(work / "samples.f32"), str(args.cells), variants],
+                                  capture_output=True, text=True, env=env, cwd=str(APP_DIR))
+            if proc.returncode != 0:
+                raise SystemExit(f"bench.py (emit={emit}) failed:\n{proc.stdout}{proc.stderr}")
+            outputs[emit] = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    lines = outputs["native"]
     runs = {x["variant"]: x for x in lines if "variant" in x}
+    bytecode = next(x for x in outputs["bytecode"] if x.get("variant") == "python")
     ratio = next(x["ratio_python_over_native"] for x in lines if "ratio_python_over_native" in x)
     doc: dict[str, object] = {
         "recording": rec.meta.name, "samples": len(rec), "cells": args.cells,
         "micropython": subprocess.run([exe, "-c", "import sys; print(sys.version)"], capture_output=True,
                                       text=True).stdout.strip(),
-        "unix_port": runs, "ratio_python_over_native": ratio,
+        "unix_port": runs, "ratio_python_over_native": ratio, "python_as_bytecode": bytecode,
         "host_cffi_step_us": host_step_us(rec, params),
     }
     print(f"{rec.meta.name}, {len(rec)} samples x {args.cells} cell(s), MicroPython unix port "
           f"({doc['micropython']}), {runs['native']['arch']}")
     for v in ("python", "native"):
         print(f"  {v:<7} {runs[v]['us_per_cell_step']:8.2f} us per cell step")
+    print(f"  (python compiled to bytecode instead of machine code: {bytecode['us_per_cell_step']:.2f} us, "
+          f"{bytecode['us_per_cell_step'] / runs['python']['us_per_cell_step']:.2f}x slower)")
     print(f"  (native without bmsfil_native's method, the bare bmsfil_c.step call: "
           f"{runs['native_call']['us_per_cell_step']:.2f} us)")
     print(f"  python / native: {ratio:.1f}x (same run)")

@@ -80,7 +80,12 @@ class MicroPythonTarget:
 
     def command(self, port: int) -> list[str]:
         assert self.executable is not None and self.params_path is not None
-        return [self.executable, str(APP_DIR / "main.py"), str(port), str(self.params_path), self.variant]
+        # The unix port compiles the application to machine code rather than
+        # bytecode (MicroPython's native emitter, as @micropython.native
+        # would, for every function): the pure estimator steps 1.5x faster,
+        # to the same results (docs/micropython.md).
+        return [self.executable, "-X", "emit=native", str(APP_DIR / "main.py"), str(port), str(self.params_path),
+                self.variant]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
