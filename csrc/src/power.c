@@ -192,7 +192,7 @@ static int search_next(bf_sop_task_t *t, const bf_cell_params_t *p, const bf_sop
 {
     const float w = t->hi - t->lo;
     float P;
-    if (w <= BF_SOP_TOLERANCE * t->hi || t->hi <= 1e-6f * top_power(t, lim)) {
+    if (w <= BF_SOP_TOLERANCE * t->hi || w <= BF_SOP_TOLERANCE_TOP * top_power(t, lim)) {
         direction_done(t, t->lo, t->i_lo, t->by_hi);
         return 0;
     }

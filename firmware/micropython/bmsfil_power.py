@@ -17,8 +17,9 @@ import math
 from bmsfil_ekf import CellModel
 
 SUBSTEPS = 4
-ITERATIONS = 24
+ITERATIONS = 32
 TOLERANCE = 1e-3
+TOLERANCE_TOP = 1e-5
 WARM = 0.02
 SOP_HORIZONS_S = (2.0, 10.0, 30.0)
 SOP_EVERY = 2
@@ -140,7 +141,7 @@ class PowerSearch:
 
     def _search_next(self):
         w = self.hi - self.lo
-        if w <= TOLERANCE * self.hi or self.hi <= 1e-6 * self._top() or self.pulses >= ITERATIONS:
+        if w <= TOLERANCE * self.hi or w <= TOLERANCE_TOP * self._top() or self.pulses >= ITERATIONS:
             return self._done(self.lo)
         if self.slow >= 2:
             power = 0.5 * (self.lo + self.hi)

@@ -15,8 +15,10 @@
  * the pulse (negative: a limit was broken). The largest power with a margin
  * of at least 0 is found by regula falsi with the Illinois modification on
  * the margin (the bracket's middle when two pulses did not halve it), until
- * the bracket is narrower than BF_SOP_TOLERANCE of its top (at most
- * BF_SOP_ITERATIONS pulses a direction; BF_SOP_UNCONVERGED if they ran out).
+ * the bracket is narrower than BF_SOP_TOLERANCE of its top or, for powers
+ * near 0 such as a full cell's charge power, BF_SOP_TOLERANCE_TOP of
+ * v_max i_max (at most BF_SOP_ITERATIONS pulses a direction;
+ * BF_SOP_UNCONVERGED if they ran out).
  * The limits are checked at the first instant of the pulse and at the end of
  * every sub-step. The bracket comes from the
  * pulses at rest and at v_max i_max or, when the horizon has a result
@@ -44,8 +46,9 @@
 #include "bmsfil/status.h"
 
 #define BF_SOP_SUBSTEPS 4u
-#define BF_SOP_ITERATIONS 24u        /* pulses per direction at most, the bracket's included */
+#define BF_SOP_ITERATIONS 32u        /* pulses per direction at most, the bracket's included */
 #define BF_SOP_TOLERANCE 1e-3f       /* relative width of the final bracket */
+#define BF_SOP_TOLERANCE_TOP 1e-5f   /* ... or its width relative to v_max i_max, for powers near 0 */
 #define BF_SOP_WARM 0.02f            /* a warm start brackets the previous result by +-2 % */
 #define BF_SOP_MAX_HORIZON_S 86400.0f  /* longest horizon accepted, one day */
 #define BF_SOP_MAX_RC_CURRENT_A 1e6f   /* RC currents of a state beyond this are refused */
