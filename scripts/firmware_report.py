@@ -53,16 +53,21 @@ def speed_note(instructions_mean: float) -> list[str]:
         "## Where the time goes",
         "",
         f"The firmware's work is a small part of a sample (about {round(instructions_mean, -1):,.0f} instructions per "
-        "cell step on average). The link is the rest. QEMU's model of the CMSDK "
-        "UART holds one received byte and takes the next from the socket only after the guest has read it, so "
-        "every byte costs a hand-over between QEMU's I/O thread and the emulated CPU (about 50 us on this "
-        "2-core virtual machine), and a sample of one cell is 44 bytes of SLCAN in (MeasPack, MeasCell) and "
-        "114 out (EstCell, EstCellFlags, EstCellHealth, EstCellPower and TargetStatus, 22 bytes each, and two "
-        "acknowledgements). Measured alternatives, in earlier runs of the filter alone: polling the UART or "
-        "spinning on the receive ring instead of sleeping until the receive interrupt was slower (the spin "
-        "competes with QEMU's I/O thread for the two cores); reading the socket in bulk on the harness side "
-        "(`bufsocket://`) gained about 20 %. So samples per second follow the machine's load: the host "
-        "column, measured in the same run, moves with it.",
+        "cell step on average, a few microseconds of emulation). The rest is the link and the waits: a sample of "
+        "one cell is 44 bytes of SLCAN in (MeasPack, MeasCell) and 114 out (EstCell, EstCellFlags, EstCellHealth, "
+        "EstCellPower and TargetStatus, 22 bytes each, and two acknowledgements), through QEMU's model of the "
+        "CMSDK UART, which takes the next received byte from the socket only after the guest has read the last. "
+        "The largest cost was none of these but waking up: on this virtual machine a core that sleeps takes "
+        "milliseconds to wake when data arrives, and in lock-step every round trip has both sides waiting. "
+        "Measured 2026-12-06 on 6,000 samples: 304 samples/s (round trip p50 3.4 ms) with the machine "
+        "otherwise idle, 848 (1.1 ms) with an unrelated job keeping one core busy. Since then the harness's "
+        "`bufsocket://` link polls for up to 2 ms before it sleeps, giving the core away at each poll "
+        "(`os.sched_yield`) to QEMU's threads where they wait for it: 1,060-1,291 samples/s idle (p50 0.7 ms), "
+        "830 with the other core busy (a poll that did not yield gave 435 there: it took QEMU's core). Earlier, "
+        "polling or spinning inside the firmware instead of sleeping until the receive interrupt was slower "
+        "(it competes with QEMU's I/O thread), and reading the socket in bulk on the harness side gained about "
+        "20 %. Samples per second still follow the machine's load: the host column, measured in the same run, "
+        "moves with it.",
     ]
 
 
