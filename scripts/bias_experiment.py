@@ -59,6 +59,7 @@ from bmsfil.reference import (  # noqa: E402
     TEMP_MIN_C,
     VOLTAGE_MARGIN_V,
     ReferenceSocEstimator,
+    repair_covariance,
     sign,
 )
 
@@ -97,35 +98,10 @@ class BiasSocEstimator(ReferenceSocEstimator):
 
     def _repair(self) -> bool:
         t = self.t
-        P = 0.5 * (self.P + self.P.T)
-        floor = [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst, P_FLOOR_B]
         irc_max = self.params.cell.i_max_A**2
-        ceiling = [P_MAX_SOC, irc_max, irc_max, P_MAX_HYST, P_MAX_B]
-        repaired = False
-        for i in range(NXB):
-            d = P[i, i]
-            if not math.isfinite(d):
-                P[i, :] = 0.0
-                P[:, i] = 0.0
-                P[i, i], repaired = ceiling[i], True
-                continue
-            if d < floor[i]:
-                P[i, i], repaired = floor[i], True
-            elif d > ceiling[i]:
-                scale = math.sqrt(ceiling[i] / d)
-                P[i, :] *= scale
-                P[:, i] *= scale
-                P[i, i], repaired = ceiling[i], True
-        for i in range(NXB):
-            for j in range(i + 1, NXB):
-                c = P[i, j]
-                lim2 = 0.999 * 0.999 * (P[i, i] * P[j, j])
-                if not math.isfinite(c):
-                    c, repaired = 0.0, True
-                elif c * c > lim2:
-                    c, repaired = math.copysign(math.sqrt(lim2), c), True
-                P[i, j] = P[j, i] = c
-        self.P = P
+        self.P, repaired = repair_covariance(
+            self.P, [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst, P_FLOOR_B],
+            [P_MAX_SOC, irc_max, irc_max, P_MAX_HYST, P_MAX_B])
         return repaired
 
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:

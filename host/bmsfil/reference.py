@@ -100,6 +100,41 @@ def sign(v: float) -> float:
     return 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
 
 
+def repair_covariance(P: np.ndarray, floor: list[float], ceiling: list[float]) -> tuple[np.ndarray, bool]:
+    """Symmetrise, raise variances below their floor, lower those above
+    their ceiling by scaling row and column (keeping P positive
+    semi-definite), then pull back correlations beyond 0.999: as
+    repair_covariance in C. Returns the repaired P and whether anything
+    beyond symmetry changed."""
+    P = 0.5 * (P + P.T)
+    n = len(floor)
+    repaired = False
+    for i in range(n):
+        d = P[i, i]
+        if not math.isfinite(d):
+            P[i, :] = 0.0
+            P[:, i] = 0.0
+            P[i, i], repaired = ceiling[i], True
+            continue
+        if d < floor[i]:
+            P[i, i], repaired = floor[i], True
+        elif d > ceiling[i]:
+            scale = math.sqrt(ceiling[i] / d)
+            P[i, :] *= scale
+            P[:, i] *= scale
+            P[i, i], repaired = ceiling[i], True
+    for i in range(n):
+        for j in range(i + 1, n):
+            c = P[i, j]
+            lim2 = 0.999 * 0.999 * (P[i, i] * P[j, j])
+            if not math.isfinite(c):
+                c, repaired = 0.0, True
+            elif c * c > lim2:
+                c, repaired = math.copysign(math.sqrt(lim2), c), True
+            P[i, j] = P[j, i] = c
+    return P, repaired
+
+
 class ReferenceSocEstimator:
     """float64 SOC EKF with the same API and behaviour as `core.SocEstimator`."""
 
@@ -131,40 +166,11 @@ class ReferenceSocEstimator:
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
 
     def _repair(self) -> bool:
-        """Symmetrise, raise variances below their floor, lower those above
-        their ceiling by scaling row and column (keeping P positive
-        semi-definite), then pull back correlations beyond 0.999: as
-        repair_covariance in C."""
+        """Repair P within this filter's floors and ceilings (repair_covariance)."""
         t = self.t
-        P = 0.5 * (self.P + self.P.T)
-        floor = [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst]
         irc_max = self.params.cell.i_max_A**2
-        ceiling = [P_MAX_SOC, irc_max, irc_max, P_MAX_HYST]
-        repaired = False
-        for i in range(NX):
-            d = P[i, i]
-            if not math.isfinite(d):
-                P[i, :] = 0.0
-                P[:, i] = 0.0
-                P[i, i], repaired = ceiling[i], True
-                continue
-            if d < floor[i]:
-                P[i, i], repaired = floor[i], True
-            elif d > ceiling[i]:
-                scale = math.sqrt(ceiling[i] / d)
-                P[i, :] *= scale
-                P[:, i] *= scale
-                P[i, i], repaired = ceiling[i], True
-        for i in range(NX):
-            for j in range(i + 1, NX):
-                c = P[i, j]
-                lim2 = 0.999 * 0.999 * (P[i, i] * P[j, j])
-                if not math.isfinite(c):
-                    c, repaired = 0.0, True
-                elif c * c > lim2:
-                    c, repaired = math.copysign(math.sqrt(lim2), c), True
-                P[i, j] = P[j, i] = c
-        self.P = P
+        self.P, repaired = repair_covariance(self.P, [t.p_floor_soc, t.p_floor_irc_A2, t.p_floor_irc_A2, t.p_floor_hyst],
+                                             [P_MAX_SOC, irc_max, irc_max, P_MAX_HYST])
         return repaired
 
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:

@@ -307,6 +307,21 @@ static mp_obj_t health_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(health_step_obj, health_step);
 
+/* The thermal model and tuning in two buffers, checked (bf_thermal_step
+ * trusts what it is given); a ValueError naming the one refused. */
+static void thermal_model(mp_obj_t params, mp_obj_t tuning, const bf_thermal_params_t **tp,
+                          const bf_thermal_tuning_t **tt)
+{
+    *tp = (const bf_thermal_params_t *)struct_buffer(params, sizeof(bf_thermal_params_t), MP_BUFFER_READ);
+    *tt = (const bf_thermal_tuning_t *)struct_buffer(tuning, sizeof(bf_thermal_tuning_t), MP_BUFFER_READ);
+    if (bf_thermal_params_check(*tp) != BF_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal model rejected by bf_thermal_params_check"));
+    }
+    if (bf_thermal_tuning_check(*tt) != BF_OK) {
+        mp_raise_ValueError(MP_ERROR_TEXT("thermal tuning rejected by bf_thermal_tuning_check"));
+    }
+}
+
 static mp_obj_t thermal_init(size_t n_args, const mp_obj_t *args)
 {
     const bf_thermal_params_t *tp;
@@ -314,14 +329,7 @@ static mp_obj_t thermal_init(size_t n_args, const mp_obj_t *args)
     float surface;
     bf_status_t st;
     (void)n_args;
-    tp = (const bf_thermal_params_t *)struct_buffer(args[1], sizeof(bf_thermal_params_t), MP_BUFFER_READ);
-    tt = (const bf_thermal_tuning_t *)struct_buffer(args[2], sizeof(bf_thermal_tuning_t), MP_BUFFER_READ);
-    if (bf_thermal_params_check(tp) != BF_OK) {
-        mp_raise_ValueError(MP_ERROR_TEXT("thermal model rejected by bf_thermal_params_check"));
-    }
-    if (bf_thermal_tuning_check(tt) != BF_OK) {
-        mp_raise_ValueError(MP_ERROR_TEXT("thermal tuning rejected by bf_thermal_tuning_check"));
-    }
+    thermal_model(args[1], args[2], &tp, &tt);
     surface = float_arg(args[3]);
     st = bf_thermal_init((bf_thermal_t *)struct_buffer(args[0], sizeof(bf_thermal_t), MP_BUFFER_RW), tp, tt, surface,
                          surface);
@@ -362,16 +370,8 @@ static mp_obj_t thermal_step(mp_obj_t bufs_obj, mp_obj_t in_obj)
     if ((out->flags & (BF_FLAG_VOLTAGE_INVALID | BF_FLAG_CURRENT_INVALID | BF_FLAG_DT_INVALID)) == 0u) {
         heat = bf_thermal_heat_W(cell, out->soc, ekf->last_temp_C, i, v);
     }
-    tp = (const bf_thermal_params_t *)struct_buffer(bufs[1], sizeof(bf_thermal_params_t), MP_BUFFER_READ);
-    tt = (const bf_thermal_tuning_t *)struct_buffer(bufs[2], sizeof(bf_thermal_tuning_t), MP_BUFFER_READ);
-    /* The buffers come from Python on every call: checked here, as
-     * bf_thermal_init checked the ones it was given. */
-    if (bf_thermal_params_check(tp) != BF_OK) {
-        mp_raise_ValueError(MP_ERROR_TEXT("thermal model rejected by bf_thermal_params_check"));
-    }
-    if (bf_thermal_tuning_check(tt) != BF_OK) {
-        mp_raise_ValueError(MP_ERROR_TEXT("thermal tuning rejected by bf_thermal_tuning_check"));
-    }
+    /* The buffers come from Python on every call: checked here, as at init. */
+    thermal_model(bufs[1], bufs[2], &tp, &tt);
     check_status(bf_thermal_step(ts, tp, tt, dt, heat, t, float_arg(in[4]), &to));
     return mp_obj_new_float_from_f(to.core_C);
 }
