@@ -1,10 +1,12 @@
 """`bmsfil flash --board NAME`: build the bare-metal firmware for a real
-board and write it with pyocd through the board's own debug probe.
+board and write it with pyocd through the board's own debug probe; or, for
+a board that runs MicroPython, deploy the MicroPython application with
+mpremote (flash_micropython.py).
 
 Builds with ``make -C firmware/baremetal BOARD=NAME`` in the source tree,
-then runs ``pyocd flash --no-wait -t TARGET .../bmsfil.elf``. pyocd is an
-optional dependency (``pip install 'bmsfil[board]'``); it is only needed
-here. Emulated boards have nothing to flash and are refused.
+then runs ``pyocd flash --no-wait -t TARGET .../bmsfil.elf``. pyocd and
+mpremote are optional dependencies (``pip install 'bmsfil[board]'``); they
+are only needed here. Emulated boards have nothing to flash and are refused.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bmsfil.params import ParameterSet, ParamsError
 
 #: Source tree: hil/bmsfil_hil/flash.py -> the repository root.
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,20 +66,36 @@ class FlashError(Exception):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flash", help="build the bare-metal firmware for a real board and write it with pyocd")
+    from bmsfil_hil.flash_micropython import MICROPYTHON_BOARDS, VARIANTS
+
+    p = sub.add_parser("flash", help="build and flash the bare-metal firmware (pyocd), or deploy the MicroPython "
+                                     "application (mpremote), to a real board")
     p.add_argument("--board", required=True, metavar="NAME",
-                   help=f"board directory under boards/ (flashable: {', '.join(sorted(FLASHABLE))})")
-    p.add_argument("--probe", metavar="UID", help="debug probe unique ID (or a unique part of it), see `pyocd list`")
+                   help=f"board directory under boards/ (bare metal: {', '.join(sorted(FLASHABLE))}; "
+                        f"MicroPython: {', '.join(sorted(MICROPYTHON_BOARDS))})")
+    p.add_argument("--probe", metavar="UID", help="bare metal: debug probe unique ID (or a unique part of it), "
+                                                  "see `pyocd list`")
+    p.add_argument("--port", metavar="DEV", help="MicroPython: the board's serial port (default: mpremote's auto)")
+    p.add_argument("--variant", choices=VARIANTS, default="python",
+                   help="MicroPython: the estimator in MicroPython, or the C core as a native module")
+    p.add_argument("--params", type=Path, metavar="PARAMS",
+                   help="MicroPython: parameter set (default: the bundled LG HG2 set); bare metal builds with "
+                        "`make -C firmware/baremetal PARAMS_C=...`")
     p.add_argument("--dry-run", action="store_true", help="print the build and flash commands, run nothing")
     p.set_defaults(func=cmd_flash)
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
+    from bmsfil_hil.flash_micropython import MICROPYTHON_BOARDS, deploy
+
     try:
+        if args.board in MICROPYTHON_BOARDS:
+            params = ParameterSet.load(args.params) if args.params else None
+            return deploy(args.board, args.variant, params, port=args.port, dry_run=args.dry_run)
         return flash(args.board, probe=args.probe, dry_run=args.dry_run)
-    except FlashError as exc:
+    except (FlashError, ParamsError) as exc:
         print(f"bmsfil flash: error: {exc}", file=sys.stderr)
-        return exc.status
+        return exc.status if isinstance(exc, FlashError) else EXIT_USAGE
 
 
 def flash(board: str, probe: str | None = None, dry_run: bool = False) -> int:
@@ -112,13 +132,16 @@ def check_board(board: str) -> FlashTarget:
     if not FIRMWARE_DIR.is_dir():
         raise FlashError(f"the firmware sources are not here ({FIRMWARE_DIR}): `bmsfil flash` runs from a "
                          "source checkout of bmsfil")
+    from bmsfil_hil.flash_micropython import MICROPYTHON_BOARDS
+
     boards = known_boards()
+    flashable = ", ".join(sorted([*FLASHABLE, *MICROPYTHON_BOARDS]))
     if board not in boards and board not in FLASHABLE:
         raise FlashError(f"unknown board {board!r}; boards: {', '.join(boards) or 'none'} "
-                         f"(flashable: {', '.join(sorted(FLASHABLE))})", EXIT_USAGE)
+                         f"(flashable: {flashable})", EXIT_USAGE)
     if board not in FLASHABLE:
         raise FlashError(f"board {board!r} has no flashing recipe (no pyocd target known for it); "
-                         f"flashable: {', '.join(sorted(FLASHABLE))}", EXIT_USAGE)
+                         f"flashable: {flashable}", EXIT_USAGE)
     if not (BOARDS_DIR / board / "board.mk").is_file():
         raise FlashError(f"board {board!r} cannot be built: {BOARDS_DIR / board / 'board.mk'} is missing",
                          EXIT_USAGE)

@@ -1,0 +1,27 @@
+"""The bmsfil MicroPython target on a pyboard v1.1: the board's boot script.
+
+`bmsfil flash --board pyboard-v11` copies this file to the board as
+main.py, with the application (firmware/micropython, as .mpy), the native
+module bmsfil_c.mpy for the `native` variant, the parameter file and
+bmsfil_config.py (generated: VARIANT, PARAMS, CAN_BUS, BAUDRATE). At boot
+it serves the CAN contract on CAN(1) (Y3 = PB8 RX, Y4 = PB9 TX) through a
+transceiver until the board is reset (bmsfil_pybcan.py).
+"""
+
+import bmsfil_config
+import bmsfil_ekf
+import bmsfil_pybcan
+
+
+def main():
+    params = bmsfil_ekf.load_params(bmsfil_config.PARAMS)
+    if bmsfil_config.VARIANT == "native":
+        import bmsfil_native as estimator
+
+        estimator.packed(params)  # the C core checks the parameter set now, not at the first cell
+    else:
+        estimator = bmsfil_ekf
+    bmsfil_pybcan.run(params, estimator, bus=bmsfil_config.CAN_BUS, baudrate=bmsfil_config.BAUDRATE)
+
+
+main()

@@ -1,0 +1,33 @@
+"""Run on MicroPython's unix port by tests/test_micropython_pybcan.py, with
+$BMSFIL_TEST_FRAMES set (see pyb.py beside this file):
+
+    micropython pybcan_script.py PARAMS_JSON VARIANT
+
+bmsfil_pybcan.PybCanLink serving the contract on the pyb.CAN stand-in;
+after the frames, prints "END send_errors overflows bus_events".
+"""
+
+import sys
+
+import bmsfil_ekf
+import bmsfil_pybcan
+import pyb
+
+
+def main():
+    params = bmsfil_ekf.load_params(sys.argv[1])
+    if sys.argv[2] == "native":
+        import bmsfil_native as estimator
+
+        estimator.packed(params)
+    else:
+        estimator = bmsfil_ekf
+    link = bmsfil_pybcan.PybCanLink(pyb.CAN(1, pyb.CAN.NORMAL, baudrate=500000), params, estimator, pyb.CAN.MASK16)
+    try:
+        link.serve()
+    except SystemExit:
+        pass
+    print("END %d %d %d" % (link.send_errors, link.overflows, link.bus_events))
+
+
+main()
