@@ -56,8 +56,8 @@ AGREEMENT_BY_VARIANT = {("micropython", "native"): 1e-6}
 #: also reports its correction, innovation and ohmic drop to the monitor
 #: (2026-12-05). The one step of a discharge in which a pair of SOC
 #: anchors closes also solves the capacity fit's quartic (about 4,500 more
-#: in the capacity, R0 and power part, 8,481 in all on the whole cycle):
-#: the largest step may take that much more than the budget.
+#: in the capacity, R0 and power part: 5,524 there, 8,184 in all, on the
+#: whole cycle): the largest step may take that much more than the budget.
 INSTRUCTION_BUDGETS = {"soc_filter": 1500, "monitor": 400, "health_and_power": 1000, "core_temp": 1100}
 INSTRUCTION_BUDGET = sum(INSTRUCTION_BUDGETS.values())
 CAPACITY_SOLVE_INSTRUCTIONS = 5000
