@@ -382,10 +382,10 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     }
 #endif
     {
-        /* The step is timed part by part (FW_PART_*): tick[p] .. tick[p + 1]. Each
-         * interval holds one board_ticks() read as the calibrated empty
-         * interval does, so each loses tick_overhead, and the parts add up
-         * to the whole step. */
+        /* The step is timed part by part (FW_PART_*), part p from tick[p]
+         * to tick[p + 1]. Each interval holds one board_ticks() read, as
+         * the calibrated empty interval does, so each loses tick_overhead,
+         * and the parts add up to the whole step. */
         uint64_t tick[FW_PARTS + 1], total = 0;
         uint32_t ran[FW_PARTS] = {1u, 0u, 0u, 0u};
         uint32_t held = board_irq_hold();
