@@ -8,7 +8,8 @@ Per cycle: a lock-step replay through the `qemu` target, compared sample by
 sample with the C core on the host fed the same (CAN-quantised)
 measurements; samples per second of the whole exchange (harness, SLCAN,
 QEMU) and, in the same run, of the `host` target on the same slice, as the
-baseline; and the instructions per cell step the firmware counted itself.
+baseline; and the instructions per cell step the firmware counted itself,
+in all (TargetStatus) and per part of the cell step (TargetProfile).
 Then the image's flash and RAM per component. The hand-written sections
 between HAND_BEGIN and HAND_END are carried over from docs/firmware.md as
 they are, whatever the output. Takes 20 minutes to an hour, with the
@@ -54,8 +55,9 @@ def speed_note(instructions_mean: float) -> list[str]:
         "",
         f"The firmware's work is a small part of a sample (about {round(instructions_mean, -1):,.0f} instructions per "
         "cell step on average, a few microseconds of emulation). The rest is the link and the waits: a sample of "
-        "one cell is 44 bytes of SLCAN in (MeasPack, MeasCell) and 114 out (EstCell, EstCellFlags, EstCellHealth, "
-        "EstCellPower and TargetStatus, 22 bytes each, and two acknowledgements), through QEMU's model of the "
+        "one cell is 44 bytes of SLCAN in (MeasPack, MeasCell) and 136 out (EstCell, EstCellFlags, EstCellHealth, "
+        "EstCellPower, TargetStatus and TargetProfile, 22 bytes each, and two acknowledgements), through QEMU's "
+        "model of the "
         "CMSDK UART, which takes the next received byte from the socket only after the guest has read the last. "
         "The largest cost was none of these but waking up: on this virtual machine a core that sleeps takes "
         "milliseconds to wake when data arrives, and in lock-step every round trip has both sides waiting. "
@@ -103,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         delta = float(np.max(np.abs(result.soc[:n, 0] - host_soc[:n]))) if n else float("nan")
         _, host_rate = _rate(make_target("host", params), rec.slice(0, min(len(rec), BASELINE_SAMPLES)))
         ipcs = np.asarray(d.instructions_per_cell_step, dtype=float)
+        by_part = d.by_part() or {}
         row = {
             "recording": rec.meta.name, "samples": len(rec), "done": n, "fault": d.fault,
             "max_abs_soc_difference_vs_host": delta, "samples_per_second": rate,
             "host_samples_per_second": host_rate, "p50_ms": float(np.percentile(d.round_trip_s, 50) * 1e3),
             "p99_ms": float(np.percentile(d.round_trip_s, 99) * 1e3),
             "instructions_mean": float(ipcs.mean()), "instructions_max": int(ipcs.max()),
+            "instructions_by_part": {name: None if x is None else {"mean": x["mean"], "max": x["max"]}
+                                     for name, x in by_part.items()},
             "target_faults": len(d.target_faults),
         }
         rows.append(row)
@@ -120,11 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _part_text(row: dict, name: str, with_max: bool = False) -> str:
+    """One part's mean (and max) instructions per cell step over a cycle; - when not measured."""
+    x = row["instructions_by_part"].get(name)
+    if x is None:
+        return "-"
+    return f"{x['mean']:.0f}" + (f" ({x['max']})" if with_max else "")
+
+
 def write_report(rows: list[dict], size: dict, output: Path) -> None:
     qemu_version = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     gcc_version = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     rates = [r["samples_per_second"] for r in rows]
     means = [r["instructions_mean"] for r in rows]
+    filter_means = [r["instructions_by_part"]["soc_filter"]["mean"] for r in rows
+                    if (r["instructions_by_part"].get("soc_filter") or None) is not None]
     faults = [f"{r['recording']}: {r['fault']}" for r in rows if r["fault"]]
     lines = [
         "# The bare-metal firmware on an emulated Cortex-M4F",
@@ -136,7 +151,7 @@ def write_report(rows: list[dict], size: dict, output: Path) -> None:
         "one that ships by default (no build switches), with the bundled parameter set in flash: for every "
         "cell on every sample the SOC filter, the plausibility monitor, capacity and R0, one sub-step of the "
         "state-of-power search on every second sample, and the core-temperature filter; per cell it sends "
-        "EstCell, EstCellFlags, EstCellHealth and EstCellPower, then a TargetStatus.",
+        "EstCell, EstCellFlags, EstCellHealth and EstCellPower, then a TargetStatus and a TargetProfile.",
         "",
         "- **max |ΔSOC| vs host**: largest difference on any sample from the C core on the host fed the "
         "same CAN-quantised measurements (the bar: 1e-4).",
@@ -145,17 +160,22 @@ def write_report(rows: list[dict], size: dict, output: Path) -> None:
         "baseline of this machine's speed at that moment.",
         "- **instructions/cell step**: counted by the firmware itself (SysTick under -icount, calibrated "
         "against a run of NOPs at boot), reported in every TargetStatus: everything above that the firmware "
-        "does for one cell on one sample. The bar of 1,500 was set for the SOC filter alone.",
+        "does for one cell on one sample. Then per part, each timed on its own and reported in the "
+        "TargetProfile after each TargetStatus: the SOC filter (its bar: 1,500), the monitor (400), "
+        "capacity, R0 and the state of power's sub-step (1,000) and the core temperature (1,100).",
         "",
         "| recording | samples | max \\|ΔSOC\\| vs host | samples/s | host samples/s | round trip p50 / p99 ms "
-        "| instructions/cell step mean (max) | fault |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| instructions/cell step mean (max) | SOC filter mean (max) | monitor / capacity, R0, power / core temp. "
+        "mean | fault |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['recording']} | {r['done']}/{r['samples']} | {r['max_abs_soc_difference_vs_host']:.1e} | "
             f"{r['samples_per_second']:.0f} | {r['host_samples_per_second']:.0f} | "
             f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['instructions_mean']:.0f} ({r['instructions_max']}) | "
+            f"{_part_text(r, 'soc_filter', with_max=True)} | "
+            f"{' / '.join(_part_text(r, name) for name in ('monitor', 'health_and_power', 'core_temp'))} | "
             f"{r['fault'] or ''} |"
         )
     lines += [
@@ -164,8 +184,11 @@ def write_report(rows: list[dict], size: dict, output: Path) -> None:
         f"{max(r['max_abs_soc_difference_vs_host'] for r in rows):.1e}, "
         f"{'faults: ' + '; '.join(faults) if faults else 'no fault'}. Instructions per cell step "
         f"{min(means):,.0f} to {max(means):,.0f} on average per cycle, {max(r['instructions_max'] for r in rows):,} "
-        "at most: **over the filter's bar of 1,500**, as expected of a firmware that does much more than the "
-        "filter; the sections below take the cell step apart.",
+        "at most: over the filter's bar of 1,500, as expected of a firmware that does much more than the "
+        "filter; "
+        + (f"the SOC filter's own part {min(filter_means):,.0f} to {max(filter_means):,.0f} on average per cycle "
+           f"(bar 1,500). " if filter_means else "no TargetProfile from the firmware. ")
+        + "The sections below take the cell step apart.",
         "",
         *speed_note(float(np.mean(means))),
         "",

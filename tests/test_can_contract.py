@@ -113,7 +113,11 @@ def test_dbc_rules() -> None:
     ids = {m.name: m.frame_id for m in db.messages}
     # Priority: every measurement before every estimate, status last.
     assert max(ids["MeasPack"], ids["MeasCell"]) < min(ids["EstCell"], ids["EstCellHealth"], ids["EstCellPower"])
-    assert ids["TargetStatus"] == max(ids.values())
+    # Status last (0x300-0x3FF), TargetStatus first of it: a sample's close is
+    # never queued behind the TargetProfile that follows it.
+    status = [fid for fid in ids.values() if fid >= 0x300]
+    assert sorted(status) == sorted(ids[n] for n in ("TargetStatus", "TargetProfile"))
+    assert min(status) == ids["TargetStatus"] and max(fid for fid in ids.values() if fid < 0x300) < min(status)
     # A command never delays a sample's inputs, and never waits behind estimates.
     assert max(ids["MeasPack"], ids["MeasCell"]) < ids["HostCommand"] < ids["EstCell"]
     # SOC to 1e-6: replay must reproduce SOC within 1e-6.
@@ -371,6 +375,32 @@ def test_target_status_roundtrip(counter, state, last, fault, instr) -> None:
     assert f.start == cc.TargetStart.POWER_ON
 
 
+counts = st.one_of(st.none(), st.integers(1, 70000))
+
+
+@EXAMPLES
+@given(soc_filter=counts, monitor=counts, health_and_power=counts, core_temp=counts)
+def test_target_profile_roundtrip(soc_filter, monitor, health_and_power, core_temp) -> None:
+    message = cc.encode_target_profile(soc_filter, monitor, health_and_power, core_temp)
+    assert message.arbitration_id == cc.FrameId.TARGET_PROFILE == 0x301
+    f = _roundtrip(message)
+    sent = (soc_filter, monitor, health_and_power, core_temp)
+    # Above 65535 a count saturates, as the firmware sends it.
+    assert f == cc.TargetProfile(*(None if c is None else min(c, 65535) for c in sent))
+    assert tuple(f.by_part()) == cc.PROFILE_PARTS
+    raw = cc.database().get_message_by_name("TargetProfile").decode(bytes(message.data), decode_choices=False)
+    assert raw == {name: 0 if c is None else min(c, 65535) for name, c in zip(cc.PROFILE_PARTS, sent)}
+
+
+def test_target_profile_not_measured_is_zero() -> None:
+    assert bytes(cc.encode_target_profile().data) == bytes(8)
+    assert cc.decode(cc.encode_target_profile()) == cc.TargetProfile()
+    assert cc.decode(cc.encode_target_profile(monitor=310)).by_part() == {
+        "soc_filter": None, "monitor": 310, "health_and_power": None, "core_temp": None}
+    with pytest.raises(TypeError, match="TargetProfile.core_temp"):
+        cc.encode_target_profile(core_temp=970.0)
+
+
 @pytest.mark.parametrize("start", list(cc.TargetStart))
 def test_target_status_start_roundtrip(start: cc.TargetStart) -> None:
     message = cc.encode_target_status(3, cc.TargetState.RUNNING, 41, start=start)
@@ -453,6 +483,8 @@ def test_nan_measurement_is_sent_invalid() -> None:
         (lambda: cc.encode_host_command(4), "HostCommand.command"),
         (lambda: cc.encode_target_status(0, 1, instructions_per_cell_step=0), "instructions_per_cell_step"),
         (lambda: cc.encode_target_status(0, 1, instructions_per_cell_step=2**24), "instructions_per_cell_step"),
+        (lambda: cc.encode_target_profile(soc_filter=0), "TargetProfile.soc_filter"),
+        (lambda: cc.encode_target_profile(health_and_power=-5), "TargetProfile.health_and_power"),
     ],
 )
 def test_out_of_range_is_refused_by_name(call, names: str) -> None:

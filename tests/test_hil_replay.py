@@ -15,8 +15,9 @@ from bmsfil.cli import main
 from bmsfil.core import SocEstimator
 from bmsfil.importers import import_file
 from bmsfil.params import bundled_params
+from bmsfil_hil.logreplay import read_log
 from bmsfil_hil.replay import as_carried, open_log, replay_lockstep
-from bmsfil_hil.targets import make_target
+from bmsfil_hil.targets import InlineBus, make_target
 
 from shared_data import lg_drive_cycles, needs_data
 
@@ -101,6 +102,67 @@ def test_garbled_and_stray_frames_are_counted_not_fatal(rec):
     assert d.fault is None and result.samples_done == 50
     assert d.undecodable >= 50 and d.unexpected >= 50
     assert any("truncated" in f for f in d.target_faults)
+
+
+class _ProfilingFirmware:
+    """What the bare-metal firmware sends per sample, on an InlineBus: the
+    EstCell, then the TargetStatus that closes the sample and its
+    TargetProfile (the core temperature measured from sample 5 on, the
+    state of power's sub-step on even samples), and a stray second profile
+    after sample 7."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+
+    def answer(self, msg: can.Message) -> list[can.Message]:
+        frame = cc.decode(msg)
+        if not isinstance(frame, cc.MeasCell):
+            return []
+        seq = frame.sequence
+        health = 1100 if seq % 2 == 0 else 500
+        core = 970 if seq >= 5 else None
+        self.counter += 1
+        out = [cc.encode_est_cell(seq, 0, 0.5, 0.01),
+               cc.encode_target_status(self.counter, cc.TargetState.RUNNING, seq, instructions_per_cell_step=(
+                   1400 + 300 + health + (core or 0))),
+               cc.encode_target_profile(1400, 300, health, core)]
+        return out + ([cc.encode_target_profile(1, 1, 1, 1)] if seq == 7 else [])
+
+
+def test_target_profile_is_kept_per_sample(rec, tmp_path: Path):
+    path = tmp_path / "profile.blf"
+    log = open_log(path)
+    firmware = _ProfilingFirmware()
+    bus = InlineBus(firmware.answer)
+    try:
+        result = replay_lockstep(bus, [rec.slice(0, 20)], timeout_s=0.2, log=log)
+    finally:
+        bus.shutdown()
+        log.stop()
+    d = result.delivery
+    assert d.fault is None and result.samples_done == 20
+    assert len(d.profiles) == 20, "one profile per sample, the last one's too"
+    assert d.unexpected == 1, "the stray second profile of sample 7"
+    by_part = d.summary()["instructions_per_cell_step_by_part"]
+    assert by_part["soc_filter"] == {"mean": 1400.0, "p50": 1400.0, "p99": 1400.0, "max": 1400, "samples": 20}
+    assert by_part["health_and_power"]["mean"] == 800.0 and by_part["health_and_power"]["max"] == 1100
+    assert by_part["core_temp"]["samples"] == 15, "not measured on samples 0-4"
+    total = d.summary()["instructions_per_cell_step"]["mean"]
+    assert sum(x["mean"] * x["samples"] for x in by_part.values()) / 20 == pytest.approx(total)
+    # The log readers skip it.
+    logged = read_log(path)
+    assert logged.undecodable == 0 and len(logged.cells[0]) == 20
+    assert main(["hil", "score", str(path)]) == 0
+
+
+def test_target_without_profiles_has_none_by_part(rec):
+    target = make_target("host", bundled_params())
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [rec.slice(0, 10)])
+    finally:
+        target.stop()
+    assert result.delivery.summary()["instructions_per_cell_step_by_part"] is None
 
 
 @pytest.mark.parametrize("suffix", [".blf", ".asc", ".log"])

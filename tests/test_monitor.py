@@ -130,6 +130,19 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert view.snapshot()["cells"][0]["flags"] == ["temp_invalid", "gated"]
 
 
+def test_target_profile_is_decoded_and_leaves_the_view_alone():
+    view = PackView()
+    view.feed(_at(cc.encode_est_cell(4, 0, 0.5, 0.01), 10.0))
+    view.feed(_at(cc.encode_target_status(1, cc.TargetState.RUNNING, 4, instructions_per_cell_step=3470), 10.0))
+    before = view.snapshot()
+    view.feed(_at(cc.encode_target_profile(1412, 285, 802, 973), 10.0))
+    after = view.snapshot()
+    assert after["pack"]["frames_decoded"] == before["pack"]["frames_decoded"] + 1
+    assert after["pack"]["frames_not_in_contract"] == 0 and after["pack"]["last_error"] is None
+    after["pack"]["frames_decoded"] = before["pack"]["frames_decoded"]
+    assert after == before
+
+
 def test_missing_log_is_exit_2_naming_the_file(tmp_path, capsys):
     missing = tmp_path / "no-such-run.blf"
     assert main(["monitor", "--log", str(missing), "--once"]) == 2

@@ -59,6 +59,19 @@ def test_lockstep_agrees_with_host_and_counts_instructions():
     assert plain.max() - plain.min() < 0.3 * np.median(plain)
     assert 300 < np.median(searching) - np.median(plain) < 1200
     assert searching.max() < 2 * np.median(plain)
+    # Each sample's TargetProfile times the parts of the same steps: every
+    # part ran on every sample (the recording has temperatures from its
+    # first), and the parts add up to the whole within the rounding of
+    # each (a few instructions).
+    assert len(d.profiles) == len(rec)
+    parts = np.array([[p.soc_filter, p.monitor, p.health_and_power, p.core_temp] for p in d.profiles], dtype=float)
+    assert np.all(parts > 0)
+    assert np.max(np.abs(parts.sum(axis=1) - ipcs)) <= 4
+    # Only the capacity, R0 and state-of-power part moves with the search's
+    # sub-step on even samples; the SOC filter's own step is steady.
+    filt, health = parts[:, 0], parts[:, 2]
+    assert filt.max() - filt.min() < 0.05 * np.median(filt)
+    assert 300 < np.median(health[0::2]) - np.median(health[1::2]) < 1200
 
 
 @needs_data

@@ -1832,3 +1832,144 @@ bool bmsfil_can_target_status_instructions_per_cell_step_is_in_phys_range(float 
 {
     return ((value >= 0.0f) && (value <= 16777215.0f));
 }
+
+int bmsfil_can_target_profile_pack(
+    uint8_t *dst_p,
+    const struct bmsfil_can_target_profile_t *src_p,
+    size_t size)
+{
+    if (size < 8u) {
+        return (-EINVAL);
+    }
+
+    memset(&dst_p[0], 0, 8);
+
+    dst_p[0] |= pack_left_shift_u16(src_p->soc_filter, 0u, 0xffu);
+    dst_p[1] |= pack_right_shift_u16(src_p->soc_filter, 8u, 0xffu);
+    dst_p[2] |= pack_left_shift_u16(src_p->monitor, 0u, 0xffu);
+    dst_p[3] |= pack_right_shift_u16(src_p->monitor, 8u, 0xffu);
+    dst_p[4] |= pack_left_shift_u16(src_p->health_and_power, 0u, 0xffu);
+    dst_p[5] |= pack_right_shift_u16(src_p->health_and_power, 8u, 0xffu);
+    dst_p[6] |= pack_left_shift_u16(src_p->core_temp, 0u, 0xffu);
+    dst_p[7] |= pack_right_shift_u16(src_p->core_temp, 8u, 0xffu);
+
+    return (8);
+}
+
+int bmsfil_can_target_profile_unpack(
+    struct bmsfil_can_target_profile_t *dst_p,
+    const uint8_t *src_p,
+    size_t size)
+{
+    if (size < 8u) {
+        return (-EINVAL);
+    }
+
+    dst_p->soc_filter = unpack_right_shift_u16(src_p[0], 0u, 0xffu);
+    dst_p->soc_filter |= unpack_left_shift_u16(src_p[1], 8u, 0xffu);
+    dst_p->monitor = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
+    dst_p->monitor |= unpack_left_shift_u16(src_p[3], 8u, 0xffu);
+    dst_p->health_and_power = unpack_right_shift_u16(src_p[4], 0u, 0xffu);
+    dst_p->health_and_power |= unpack_left_shift_u16(src_p[5], 8u, 0xffu);
+    dst_p->core_temp = unpack_right_shift_u16(src_p[6], 0u, 0xffu);
+    dst_p->core_temp |= unpack_left_shift_u16(src_p[7], 8u, 0xffu);
+
+    return (0);
+}
+
+int bmsfil_can_target_profile_init(struct bmsfil_can_target_profile_t *msg_p)
+{
+    if (msg_p == NULL) return -1;
+
+    memset(msg_p, 0, sizeof(struct bmsfil_can_target_profile_t));
+
+    return 0;
+}
+
+uint16_t bmsfil_can_target_profile_soc_filter_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_target_profile_soc_filter_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_target_profile_soc_filter_is_in_range(uint16_t value)
+{
+    (void)value;
+
+    return (true);
+}
+
+bool bmsfil_can_target_profile_soc_filter_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 65535.0f));
+}
+
+uint16_t bmsfil_can_target_profile_monitor_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_target_profile_monitor_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_target_profile_monitor_is_in_range(uint16_t value)
+{
+    (void)value;
+
+    return (true);
+}
+
+bool bmsfil_can_target_profile_monitor_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 65535.0f));
+}
+
+uint16_t bmsfil_can_target_profile_health_and_power_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_target_profile_health_and_power_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_target_profile_health_and_power_is_in_range(uint16_t value)
+{
+    (void)value;
+
+    return (true);
+}
+
+bool bmsfil_can_target_profile_health_and_power_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 65535.0f));
+}
+
+uint16_t bmsfil_can_target_profile_core_temp_encode(float value)
+{
+    return (uint16_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_target_profile_core_temp_decode(uint16_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_target_profile_core_temp_is_in_range(uint16_t value)
+{
+    (void)value;
+
+    return (true);
+}
+
+bool bmsfil_can_target_profile_core_temp_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 65535.0f));
+}

@@ -53,6 +53,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_POWER_FRAME_ID (0x202u)
 #define BMSFIL_CAN_EST_CELL_FLAGS_FRAME_ID (0x203u)
 #define BMSFIL_CAN_TARGET_STATUS_FRAME_ID (0x300u)
+#define BMSFIL_CAN_TARGET_PROFILE_FRAME_ID (0x301u)
 
 /* Frame lengths in bytes. */
 #define BMSFIL_CAN_MEAS_PACK_LENGTH (8u)
@@ -63,6 +64,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_POWER_LENGTH (8u)
 #define BMSFIL_CAN_EST_CELL_FLAGS_LENGTH (8u)
 #define BMSFIL_CAN_TARGET_STATUS_LENGTH (8u)
+#define BMSFIL_CAN_TARGET_PROFILE_LENGTH (8u)
 
 /* Extended or standard frame types. */
 #define BMSFIL_CAN_MEAS_PACK_IS_EXTENDED (0)
@@ -73,6 +75,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_POWER_IS_EXTENDED (0)
 #define BMSFIL_CAN_EST_CELL_FLAGS_IS_EXTENDED (0)
 #define BMSFIL_CAN_TARGET_STATUS_IS_EXTENDED (0)
+#define BMSFIL_CAN_TARGET_PROFILE_IS_EXTENDED (0)
 
 /* Frame cycle times in milliseconds. */
 
@@ -118,6 +121,7 @@ extern "C" {
 #define BMSFIL_CAN_EST_CELL_POWER_NAME "EstCellPower"
 #define BMSFIL_CAN_EST_CELL_FLAGS_NAME "EstCellFlags"
 #define BMSFIL_CAN_TARGET_STATUS_NAME "TargetStatus"
+#define BMSFIL_CAN_TARGET_PROFILE_NAME "TargetProfile"
 
 /* Signal Names. */
 #define BMSFIL_CAN_MEAS_PACK_SEQUENCE_NAME "sequence"
@@ -179,6 +183,10 @@ extern "C" {
 #define BMSFIL_CAN_TARGET_STATUS_LAST_SEQUENCE_NAME "last_sequence"
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_NAME "fault_code"
 #define BMSFIL_CAN_TARGET_STATUS_INSTRUCTIONS_PER_CELL_STEP_NAME "instructions_per_cell_step"
+#define BMSFIL_CAN_TARGET_PROFILE_SOC_FILTER_NAME "soc_filter"
+#define BMSFIL_CAN_TARGET_PROFILE_MONITOR_NAME "monitor"
+#define BMSFIL_CAN_TARGET_PROFILE_HEALTH_AND_POWER_NAME "health_and_power"
+#define BMSFIL_CAN_TARGET_PROFILE_CORE_TEMP_NAME "core_temp"
 
 /**
  * Signals in message MeasPack.
@@ -781,6 +789,51 @@ struct bmsfil_can_target_status_t {
      * Offset: 0
      */
     uint32_t instructions_per_cell_step;
+};
+
+/**
+ * Signals in message TargetProfile.
+ *
+ * Target to host, once per sample, right after the TargetStatus that closes it (last_sequence = that sample; heartbeats are not followed by one): where the sample's instructions per cell step went, part by part, as counted by emulated firmware (QEMU -icount), each part timed on its own around its calls. Each value is the part's instructions over the sample's cell steps divided by the number of cell steps, as instructions_per_cell_step is, so the four add up to it within the timer's resolution (a few instructions of skipped parts are in the total only). A value saturates at 65535. The four values fill the frame, so there are no valid bits: as in instructions_per_cell_step, 0 = not measured (the part is not built in, ran on no cell this sample, or the target cannot count: real boards), never a count, since no part that runs costs 0 instructions. Targets that do not time their parts (desktop targets, MicroPython) do not send the frame.
+ *
+ * All signal values are as on the CAN bus.
+ */
+struct bmsfil_can_target_profile_t {
+    /**
+     * Instructions per cell step in the SOC filter's step (bf_soc_ekf_step); 0 = not measured.
+     *
+     * Range: 0..65535 (0..65535 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t soc_filter;
+
+    /**
+     * Instructions per cell step in the plausibility monitor's step (bf_plaus_step); 0 = not measured.
+     *
+     * Range: 0..65535 (0..65535 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t monitor;
+
+    /**
+     * Instructions per cell step in the capacity and R0 estimators' steps and the state of power's sub-step (run on some samples only, so this part moves from sample to sample); 0 = not measured.
+     *
+     * Range: 0..65535 (0..65535 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t health_and_power;
+
+    /**
+     * Instructions per cell step in the core-temperature filter's step, with the heat it is given; 0 = not measured (not built in, no thermal model in the parameter set, or no valid temperature yet).
+     *
+     * Range: 0..65535 (0..65535 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint16_t core_temp;
 };
 
 /**
@@ -3438,6 +3491,203 @@ bool bmsfil_can_target_status_instructions_per_cell_step_is_in_range(uint32_t va
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_target_status_instructions_per_cell_step_is_in_phys_range(float value);
+
+/**
+ * Pack message TargetProfile.
+ *
+ * @param[out] dst_p Buffer to pack the message into.
+ * @param[in] src_p Data to pack.
+ * @param[in] size Size of dst_p.
+ *
+ * @return Size of packed data, or negative error code.
+ */
+int bmsfil_can_target_profile_pack(
+    uint8_t *dst_p,
+    const struct bmsfil_can_target_profile_t *src_p,
+    size_t size);
+
+/**
+ * Unpack message TargetProfile.
+ *
+ * @param[out] dst_p Object to unpack the message into.
+ * @param[in] src_p Message to unpack.
+ * @param[in] size Size of src_p.
+ *
+ * @return zero(0) or negative error code.
+ */
+int bmsfil_can_target_profile_unpack(
+    struct bmsfil_can_target_profile_t *dst_p,
+    const uint8_t *src_p,
+    size_t size);
+
+/**
+ * Init message fields to default values from TargetProfile.
+ *
+ * @param[in] msg_p Message to init.
+ *
+ * @return zero(0) on success or (-1) in case of nullptr argument.
+ */
+int bmsfil_can_target_profile_init(struct bmsfil_can_target_profile_t *msg_p);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_target_profile_soc_filter_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_target_profile_soc_filter_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_soc_filter_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_soc_filter_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_target_profile_monitor_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_target_profile_monitor_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_monitor_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_monitor_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_target_profile_health_and_power_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_target_profile_health_and_power_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_health_and_power_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_health_and_power_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint16_t bmsfil_can_target_profile_core_temp_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_target_profile_core_temp_decode(uint16_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_core_temp_is_in_range(uint16_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_profile_core_temp_is_in_phys_range(float value);
 
 
 #ifdef __cplusplus

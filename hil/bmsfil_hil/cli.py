@@ -157,7 +157,8 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     speed = args.speed if args.mode == "realtime" else 1.0
     for name, cells in packs:
         interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
-        load = cc.bus_load(len(cells), interval / speed, bitrate, frames_per_cell=_frames_per_cell(args.target))
+        load = cc.bus_load(len(cells), interval / speed, bitrate, frames_per_cell=_frames_per_cell(args.target),
+                           frames_per_sample=_frames_per_sample(args.target))
         where = (f"{name}: {len(cells)} cell(s) every {interval:g} s" + (f" at {speed:g}x" if speed != 1 else "")
                  + f" take {load * 100:.0f} % of a {bitrate // 1000} kbit/s bus (worst case)")
         paced = args.mode == "realtime" or args.target == "board"
@@ -260,9 +261,12 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
            "-" if ipcs is None else f"{ipcs['mean']:.0f} (max {ipcs['max']})",  # type: ignore[index]
            str(d["fault"] or "")]
     entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
-                                "instructions_per_cell_step": ipcs, "target_starts": d["target_starts"],
+                                "instructions_per_cell_step": ipcs,
+                                "instructions_per_cell_step_by_part": d["instructions_per_cell_step_by_part"],
+                                "target_starts": d["target_starts"],
                                 "bus_load": cc.bus_load(len(cells), float(np.nanmedian(cells[0].dt_s[1:]))
-                                                        / speed, bitrate, _frames_per_cell(args.target))
+                                                        / speed, bitrate, _frames_per_cell(args.target),
+                                                        _frames_per_sample(args.target))
                                 if len(cells[0]) > 1 else None}
     if logged is not None:
         n = result.samples_done
@@ -312,6 +316,9 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
         nonlocal status
         table.add_row(*row)
         docs.append(entry)
+        by_part = entry["instructions_per_cell_step_by_part"]
+        if by_part is not None:
+            console.print(f"{entry['name']}: {_by_part_text(by_part)}")  # type: ignore[arg-type]
         if entry["delivery"]["fault"]:  # type: ignore[index]
             status = 1
         if args.json:
@@ -476,12 +483,26 @@ def _answers_over_can(plausibility: Plausibility, health: Health, power: Power, 
     return doc
 
 
+def _by_part_text(by_part: dict[str, dict[str, float | int] | None]) -> str:
+    """The firmware's TargetProfile over a run: each part's mean (max) instructions per cell step."""
+    parts = [f"{name} " + ("not measured" if x is None else f"{x['mean']:,.0f} (max {x['max']:,})")
+             for name, x in by_part.items()]
+    return "instructions per cell step by part, mean (max): " + ", ".join(parts)
+
+
 def _frames_per_cell(target: str) -> int:
     """Frames per cell per sample on the bus: MeasCell and EstCell,
     EstCellFlags from every target that runs the plausibility monitor (all
     but the float64 reference; a board is assumed to), and EstCellHealth
     from those that also estimate capacity and R0 (all but the reference)."""
     return 2 if target == "reference" else 4
+
+
+def _frames_per_sample(target: str) -> int:
+    """Frames per sample on the bus besides the cells': MeasPack and
+    TargetStatus, and the TargetProfile the bare-metal firmware sends after
+    it (a board is assumed to run it)."""
+    return 3 if target in ("qemu", "board") else 2
 
 
 def _detected_text(o) -> str:
@@ -536,6 +557,7 @@ def _summary(ev: Evaluation, delivery: dict[str, object], delta: float) -> dict[
     doc = ev.summary()
     doc["delivery"] = delivery
     doc["instructions_per_cell_step"] = delivery["instructions_per_cell_step"]
+    doc["instructions_per_cell_step_by_part"] = delivery["instructions_per_cell_step_by_part"]
     doc["target_starts"] = delivery["target_starts"]
     doc["max_abs_soc_difference_vs_eval"] = delta
     return doc

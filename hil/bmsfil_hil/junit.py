@@ -32,6 +32,12 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
             if isinstance(ipcs, dict):
                 values["instructions_per_cell_step_mean"] = ipcs["mean"]
                 values["instructions_per_cell_step_max"] = ipcs["max"]
+            by_part = delivery.get("instructions_per_cell_step_by_part")
+            if isinstance(by_part, dict):
+                for part, x in by_part.items():
+                    if isinstance(x, dict):
+                        values[f"instructions_per_cell_step_{part}_mean"] = x["mean"]
+                        values[f"instructions_per_cell_step_{part}_max"] = x["max"]
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     ET.SubElement(props, "property", name=key, value=f"{value:.6g}")

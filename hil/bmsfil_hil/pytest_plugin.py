@@ -299,6 +299,10 @@ class HilRun:
         if ipcs is not None:
             props += [("instructions_per_cell_step_mean", ipcs["mean"]),
                       ("instructions_per_cell_step_max", ipcs["max"])]
+        for part, x in (d["instructions_per_cell_step_by_part"] or {}).items():
+            if x is not None:
+                props += [(f"instructions_per_cell_step_{part}_mean", x["mean"]),
+                          (f"instructions_per_cell_step_{part}_max", x["max"])]
         if d["target_faults"]:
             props.append(("first_target_fault", d["target_faults"][0]))
         if d["fault"]:

@@ -12,7 +12,9 @@ EstCellFlags, and targets that estimate capacity and R0 with an
 EstCellHealth; those are matched to their sample by sequence whenever they
 arrive (during the next sample's wait, in lock-step) and kept in
 `ReplayResult.plausibility` and `ReplayResult.health`. A sample is complete
-with its EstCells.
+with its EstCells. Firmware that times the parts of its cell step follows
+each sample's TargetStatus with a TargetProfile, kept per sample in
+`Delivery.profiles`.
 
 Everything sent and received is written to a python-can log as it happens
 (`.blf`, `.asc` or `.log`, by the file's suffix).
@@ -260,8 +262,11 @@ class Delivery:
     target_faults: list[str] = field(default_factory=list)
     round_trip_s: list[float] = field(default_factory=list)
     instructions_per_cell_step: list[int] = field(default_factory=list)  # from TargetStatus, where known
+    profiles: list[cc.TargetProfile] = field(default_factory=list)  # one per sample closed, from firmware that sends it
     target_starts: list[str] = field(default_factory=list)  # "sample k: start" after each commanded reset
     counted_sequence: int | None = None  # last_sequence of the last instruction count taken
+    closed_sequence: int | None = None   # last_sequence of the last TargetStatus that closed a sample
+    profiled_sequence: int | None = None  # the sample the last TargetProfile was taken for
     samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
     sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
@@ -287,11 +292,29 @@ class Delivery:
                 "mean": float(ipcs.mean()), "p50": float(np.percentile(ipcs, 50)),
                 "p99": float(np.percentile(ipcs, 99)), "max": int(ipcs.max()), "samples": int(ipcs.size),
             },
+            "instructions_per_cell_step_by_part": self.by_part(),
             "target_starts": self.target_starts,
             "samples_lost": self.samples_lost,
             "values_sent_invalid": self.sent_invalid,
             "fault": self.fault,
         }
+
+    def by_part(self) -> dict[str, dict[str, float | int] | None] | None:
+        """Per part of the cell step (cc.PROFILE_PARTS), over the samples for
+        which the target measured it: mean, p50, p99, max and how many
+        samples; None for a part never measured, and None in all for a
+        target that sends no TargetProfile."""
+        if not self.profiles:
+            return None
+        out: dict[str, dict[str, float | int] | None] = {}
+        for name in cc.PROFILE_PARTS:
+            counts = [c for c in (getattr(p, name) for p in self.profiles) if c is not None]
+            x = np.asarray(counts, dtype=float)
+            out[name] = None if x.size == 0 else {
+                "mean": float(x.mean()), "p50": float(np.percentile(x, 50)), "p99": float(np.percentile(x, 99)),
+                "max": int(x.max()), "samples": int(x.size),
+            }
+        return out
 
 
 @dataclass
@@ -345,6 +368,18 @@ def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
             and frame.last_sequence != d.counted_sequence):
         d.instructions_per_cell_step.append(frame.instructions_per_cell_step)
         d.counted_sequence = frame.last_sequence
+    if frame.state == cc.TargetState.RUNNING and frame.last_sequence is not None:
+        d.closed_sequence = frame.last_sequence
+
+
+def _note_profile(d: Delivery, frame: cc.TargetProfile) -> bool:
+    """Keep a TargetProfile for the sample the TargetStatus before it
+    closed; False if there is no such sample or it already has one."""
+    if d.closed_sequence is None or d.profiled_sequence == d.closed_sequence:
+        return False
+    d.profiles.append(frame)
+    d.profiled_sequence = d.closed_sequence
+    return True
 
 
 def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.Frame | None:
@@ -360,6 +395,9 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
         return None
     if isinstance(frame, cc.TargetStatus):
         _note_status(d, frame, k)
+    elif isinstance(frame, cc.TargetProfile):
+        if not _note_profile(d, frame):
+            d.unexpected += 1
     elif isinstance(frame, cc.EstCellFlags):
         if d.plausibility is None or not d.plausibility.note(frame, k):
             d.unexpected += 1
@@ -375,8 +413,8 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
 def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.EstCell | None:
     """The message if it is an estimate; anything else but a status counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth,
-                                                   cc.EstCellPower)):
+    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.TargetProfile, cc.EstCellFlags,
+                                                   cc.EstCellHealth, cc.EstCellPower)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.EstCell) else None
 
@@ -384,7 +422,8 @@ def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | N
 def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
     """The message if it is a TargetStatus; anything else decodable counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)):
+    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.TargetProfile, cc.EstCellFlags,
+                                                   cc.EstCellHealth, cc.EstCellPower)):
         d.unexpected += 1
     return frame if isinstance(frame, cc.TargetStatus) else None
 
@@ -542,9 +581,14 @@ def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: flo
                   log: can.Listener | None) -> None:
     """A target that closes each sample with a TargetStatus sends the last
     one after the last estimate: read it too (its instruction count, its
-    faults). Targets that send none are not waited for."""
+    faults), and the TargetProfile after it from a target that sends them.
+    Targets that send none are not waited for."""
     deadline = time.perf_counter() + timeout_s
-    while (remaining := deadline - time.perf_counter()) > 0:
+    closed = False
+    while not (closed and (not d.profiles or d.profiled_sequence == seq)):
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return
         try:
             msg = bus.recv(timeout=remaining)
         except can.CanError as exc:
@@ -553,8 +597,7 @@ def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: flo
         if msg is None:
             return
         frame = _status_frame(msg, d, k, log)
-        if frame is not None and frame.last_sequence == seq:
-            return
+        closed = closed or (frame is not None and frame.last_sequence == seq)
 
 
 def as_carried(rec: Recording) -> Recording:

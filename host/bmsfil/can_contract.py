@@ -10,8 +10,10 @@ target, per sample and per cell per sample), :class:`HostCommand` (host to
 target, on demand: warm reset or simulated power loss of a firmware target),
 :class:`EstCell`, :class:`EstCellHealth`, :class:`EstCellPower` and
 :class:`EstCellFlags` (target to host, per cell per sample; EstCellFlags carries
-the plausibility monitor's verdicts) and :class:`TargetStatus` (target to host, after
-every sample and as a heartbeat). ``encode_*`` build a :class:`can.Message`, :func:`encode` turns
+the plausibility monitor's verdicts), :class:`TargetStatus` (target to host, after
+every sample and as a heartbeat) and :class:`TargetProfile` (target to host, right
+after each sample's TargetStatus, from firmware that times the parts of its cell
+step). ``encode_*`` build a :class:`can.Message`, :func:`encode` turns
 any frame dataclass back into one, :func:`decode` turns a message into its
 dataclass or raises :class:`FrameError`.
 
@@ -91,6 +93,8 @@ __all__ = [
     "EstCellPower",
     "EstCellFlags",
     "TargetStatus",
+    "PROFILE_PARTS",
+    "TargetProfile",
     "Frame",
     "dbc_path",
     "frame_bits",
@@ -104,6 +108,7 @@ __all__ = [
     "encode_est_cell_power",
     "encode_est_cell_flags",
     "encode_target_status",
+    "encode_target_profile",
     "encode",
     "decode",
 ]
@@ -199,6 +204,7 @@ class FrameId(enum.IntEnum):
     EST_CELL_POWER = 0x202
     EST_CELL_FLAGS = 0x203
     TARGET_STATUS = 0x300
+    TARGET_PROFILE = 0x301
 
 
 class TargetState(enum.IntEnum):
@@ -512,7 +518,31 @@ class TargetStatus:
     start: TargetStart = TargetStart.POWER_ON  # how the target started last
 
 
-Frame = Union[MeasPack, MeasCell, HostCommand, EstCell, EstCellHealth, EstCellPower, EstCellFlags, TargetStatus]
+#: The parts of a cell step TargetProfile reports, in the frame's order (its signal names).
+PROFILE_PARTS = ("soc_filter", "monitor", "health_and_power", "core_temp")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetProfile:
+    """Target to host, right after the TargetStatus that closes a sample: the
+    sample's instructions per cell step, part by part (:data:`PROFILE_PARTS`):
+    the SOC filter, the plausibility monitor, capacity with R0 and the state
+    of power's sub-step, the core temperature. ``None``: not measured (0 on
+    the wire: the part is not built in, did not run that sample, or the
+    target cannot count)."""
+
+    soc_filter: int | None = None
+    monitor: int | None = None
+    health_and_power: int | None = None
+    core_temp: int | None = None
+
+    def by_part(self) -> dict[str, int | None]:
+        """Part name -> instructions per cell step (None: not measured)."""
+        return {name: getattr(self, name) for name in PROFILE_PARTS}
+
+
+Frame = Union[MeasPack, MeasCell, HostCommand, EstCell, EstCellHealth, EstCellPower, EstCellFlags, TargetStatus,
+              TargetProfile]
 
 
 # --- encoding ----------------------------------------------------------------
@@ -831,6 +861,30 @@ def encode_target_status(
     return _message(msg, values)
 
 
+def encode_target_profile(
+    soc_filter: int | None = None,
+    monitor: int | None = None,
+    health_and_power: int | None = None,
+    core_temp: int | None = None,
+) -> can.Message:
+    """TargetProfile; ``None`` = not measured. A count above 65535 is sent
+    as 65535, as the firmware saturates it; 0 is refused (on the wire it
+    means not measured: pass None)."""
+    msg = database().get_message_by_frame_id(FrameId.TARGET_PROFILE)
+    values: dict[str, object] = {}
+    for name, count in zip(PROFILE_PARTS, (soc_filter, monitor, health_and_power, core_temp)):
+        if count is None:
+            values[name] = 0
+            continue
+        if type(count) is not int and (isinstance(count, bool) or not isinstance(count, numbers.Integral)):
+            raise TypeError(f"TargetProfile.{name}: expected an int or None, got {count!r}")
+        n = int(count)
+        if n <= 0:
+            raise ValueError(f"TargetProfile.{name} = {n}: a count is positive (0 means not measured: pass None)")
+        values[name] = min(n, int(_signal(msg, name).maximum))
+    return _message(msg, values)
+
+
 def encode(frame: Frame) -> can.Message:
     """Any frame dataclass as a message (the inverse of :func:`decode`)."""
     if isinstance(frame, MeasPack):
@@ -861,6 +915,8 @@ def encode(frame: Frame) -> can.Message:
             frame.instructions_per_cell_step,
             start=frame.start,
         )
+    if isinstance(frame, TargetProfile):
+        return encode_target_profile(frame.soc_filter, frame.monitor, frame.health_and_power, frame.core_temp)
     raise TypeError(f"not a frame of the CAN contract: {frame!r}")
 
 
@@ -1027,6 +1083,10 @@ def _decode_target_status(f: _Fields) -> TargetStatus:
     )
 
 
+def _decode_target_profile(f: _Fields) -> TargetProfile:
+    return TargetProfile(*(f.integer(name) or None for name in PROFILE_PARTS))
+
+
 _DECODERS = {
     FrameId.MEAS_PACK: _decode_meas_pack,
     FrameId.MEAS_CELL: _decode_meas_cell,
@@ -1036,4 +1096,5 @@ _DECODERS = {
     FrameId.EST_CELL_POWER: _decode_est_cell_power,
     FrameId.EST_CELL_FLAGS: _decode_est_cell_flags,
     FrameId.TARGET_STATUS: _decode_target_status,
+    FrameId.TARGET_PROFILE: _decode_target_profile,
 }

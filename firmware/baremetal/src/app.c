@@ -17,6 +17,7 @@
 #define R0_RAW_MAX 2047u             /* EstCellHealth.r0_ohm saturates at 0.2047 ohm */
 #define POWER_RAW_MAX 65535u         /* EstCellPower powers saturate at 6553.5 W */
 #define CORE_TEMP_RAW_MAX 255u       /* EstCellHealth.core_temp_C: raw (T + 40) / 0.5, -40 .. 87.5 degC */
+#define PROFILE_RAW_MAX 65535u       /* TargetProfile's counts saturate at 65535 */
 
 uint32_t fw_round_scaled(float x, uint32_t mult)
 {
@@ -105,6 +106,28 @@ static void send_status(fw_app_t *app)
     if (bmsfil_can_target_status_pack(data, &m, sizeof data) == 8) send_frame(app, BMSFIL_CAN_TARGET_STATUS_FRAME_ID, data);
     app->fault = FW_FAULT_NONE;
     app->last_status_tick = board_ticks();
+}
+
+/* TargetProfile: each part's instructions per cell step of the sample just
+ * closed (its ticks over all the sample's cell steps, as the total), 0 for
+ * a part that ran on no cell (not measured). */
+static void send_profile(fw_app_t *app)
+{
+    struct bmsfil_can_target_profile_t m;
+    uint8_t data[8];
+    uint32_t per_step[FW_PARTS];
+    for (uint32_t p = 0; p < FW_PARTS; p++) {
+        uint32_t insns = board_ticks_to_instructions(app->part_ticks[p]);
+        per_step[p] = app->part_runs[p] > 0u ? (insns + app->steps / 2u) / app->steps : 0u;
+        if (per_step[p] > PROFILE_RAW_MAX) per_step[p] = PROFILE_RAW_MAX;
+    }
+    bmsfil_can_target_profile_init(&m);
+    m.soc_filter = (uint16_t)per_step[FW_PART_SOC_FILTER];
+    m.monitor = (uint16_t)per_step[FW_PART_MONITOR];
+    m.health_and_power = (uint16_t)per_step[FW_PART_HEALTH_AND_POWER];
+    m.core_temp = (uint16_t)per_step[FW_PART_CORE_TEMP];
+    if (bmsfil_can_target_profile_pack(data, &m, sizeof data) == 8)
+        send_frame(app, BMSFIL_CAN_TARGET_PROFILE_FRAME_ID, data);
 }
 
 static void send_estimate(fw_app_t *app, uint16_t cell_index, const bf_soc_ekf_out_t *out, uint32_t flags, int valid)
@@ -277,6 +300,8 @@ static void on_meas_pack(fw_app_t *app, const uint8_t *data)
     app->n_answered = 0;
     app->step_ticks = 0;
     app->steps = 0;
+    memset(app->part_ticks, 0, sizeof app->part_ticks);
+    memset(app->part_runs, 0, sizeof app->part_runs);
     app->in_sample = 1;
     app->state = FW_STATE_RUNNING;
 }
@@ -357,11 +382,19 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     }
 #endif
     {
+        /* The step is timed part by part (FW_PART_*), part p from tick[p]
+         * to tick[p + 1]. Each interval holds one board_ticks() read, as
+         * the calibrated empty interval does, so each loses tick_overhead,
+         * and the parts add up to the whole step. */
+        uint64_t tick[FW_PARTS + 1], total = 0;
+        uint32_t ran[FW_PARTS] = {1u, 0u, 0u, 0u};
         uint32_t held = board_irq_hold();
-        uint64_t t0 = board_ticks();
+        tick[FW_PART_SOC_FILTER] = board_ticks();
         bf_status_t st = bf_soc_ekf_step(&cell->ekf, app->params, app->tuning, app->dt_s, app->current_A, v, t, &out);
+        tick[FW_PART_MONITOR] = board_ticks();
         bf_status_t pst = st == BF_OK ? bf_plaus_step(&cell->plaus, app->plaus_config, app->dt_s, v, &out, &po)
                                       : st;
+        tick[FW_PART_HEALTH_AND_POWER] = board_ticks();
 #if FW_HEALTH
         bf_status_t hst = st == BF_OK ? bf_capacity_step(&cell->capacity, app->params, app->capacity_tuning,
                                                          app->dt_s, app->current_A, v, t, &out, &co)
@@ -376,10 +409,12 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
 #if FW_SOP_EVERY > 0
         if (hst == BF_OK && app->sequence % FW_SOP_EVERY == 0u) {
             int32_t finished;
+            ran[FW_PART_HEALTH_AND_POWER] = 1u;
             hst = bf_sop_task_step(&app->sop[m.cell_index], &cell->ekf, app->params, cell->ekf.last_temp_C,
                                    app->sop_limits, FW_SOP_HORIZONS, 1u, &finished);
         }
 #endif
+        tick[FW_PART_CORE_TEMP] = board_ticks();
 #if FW_THERMAL
         /* Core temperature: the heat i (v - OCV) at the filter's SOC over the
          * sample (none, the last one kept, when the filter refused its
@@ -387,15 +422,29 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         if (hst == BF_OK && cell->thermal_initialised) {
             bf_thermal_out_t to;
             float q = NAN;
+            ran[FW_PART_CORE_TEMP] = 1u;
             if ((out.flags & (BF_FLAG_VOLTAGE_INVALID | BF_FLAG_CURRENT_INVALID | BF_FLAG_DT_INVALID)) == 0u)
                 q = bf_thermal_heat_W(app->params, out.soc, cell->ekf.last_temp_C, app->current_A, v);
             hst = bf_thermal_step(&cell->thermal, app->thermal_params, app->thermal_tuning, app->dt_s, q, t,
                                   cell->ambient_C, &to);
         }
 #endif
-        uint64_t ticks = board_ticks() - t0;
+        tick[FW_PARTS] = board_ticks();
         board_irq_release(held);
-        app->step_ticks += ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
+        if (st == BF_OK) {
+            ran[FW_PART_MONITOR] = 1u;
+#if FW_HEALTH
+            ran[FW_PART_HEALTH_AND_POWER] = 1u;
+#endif
+        }
+        for (uint32_t p = 0; p < FW_PARTS; p++) {
+            uint64_t ticks = tick[p + 1] - tick[p];
+            ticks = ticks > app->tick_overhead ? ticks - app->tick_overhead : 0u;
+            app->part_ticks[p] += ticks;
+            app->part_runs[p] += ran[p];
+            total += ticks;
+        }
+        app->step_ticks += total;
         app->steps++;
         flags = out.flags;
         if (cell->restored) {
@@ -435,6 +484,7 @@ static void finish_sample(fw_app_t *app)
     saved_commit(s);
     app->in_sample = 0;
     send_status(app);
+    send_profile(app);
 }
 
 static void on_host_command(fw_app_t *app, const uint8_t *data)

@@ -6,7 +6,8 @@
  * it from OCV), its plausibility monitor (csrc/include/bmsfil/plausibility.h)
  * judges the step, and the cell is answered with an EstCell and an
  * EstCellFlags (the monitor's flags and evidence); when every cell of the sample
- * has been answered a TargetStatus closes it (last_sequence = k). A
+ * has been answered a TargetStatus closes it (last_sequence = k), followed
+ * by a TargetProfile (the instructions per cell step of each part). A
  * HostCommand with the right key resets the board (warm) or simulates a
  * power loss.
  *
@@ -65,6 +66,11 @@
 #ifndef FW_THERMAL
 #define FW_THERMAL 1
 #endif
+
+/* The parts of a cell step the firmware times apart (TargetProfile, in
+ * this order): the SOC filter, the plausibility monitor, capacity with R0
+ * and the state of power's sub-step, the core temperature. */
+enum { FW_PART_SOC_FILTER = 0, FW_PART_MONITOR = 1, FW_PART_HEALTH_AND_POWER = 2, FW_PART_CORE_TEMP = 3, FW_PARTS = 4 };
 
 /* TargetStatus.start */
 enum { FW_START_POWER_ON = 0, FW_START_RESTORED = 1, FW_START_SAVED_STATE_BAD = 2 };
@@ -129,9 +135,12 @@ typedef struct {
     float dt_s, current_A;         /* NaN when not valid */
     uint32_t answered[(FW_MAX_CELLS + 31) / 32];
     uint16_t n_answered;
-    /* instruction accounting over the sample's cell steps */
+    /* instruction accounting over the sample's cell steps: the whole step,
+     * and each part (FW_PART_*) with the cells on which it ran */
     uint64_t step_ticks;
     uint32_t steps;
+    uint64_t part_ticks[FW_PARTS];
+    uint32_t part_runs[FW_PARTS];
     uint64_t tick_overhead;        /* cost of an empty measurement, subtracted */
     uint32_t instructions_per_cell_step;
     /* status */
