@@ -8,6 +8,7 @@ it serves the CAN contract on CAN(1) (Y3 = PB8 RX, Y4 = PB9 TX) through a
 transceiver until the board is reset (bmsfil_pybcan.py).
 """
 
+import app
 import bmsfil_config
 import bmsfil_ekf
 import bmsfil_pybcan
@@ -15,12 +16,7 @@ import bmsfil_pybcan
 
 def main():
     params = bmsfil_ekf.load_params(bmsfil_config.PARAMS)
-    if bmsfil_config.VARIANT == "native":
-        import bmsfil_native as estimator
-
-        estimator.packed(params)  # the C core checks the parameter set now, not at the first cell
-    else:
-        estimator = bmsfil_ekf
+    estimator = app.estimator_for(bmsfil_config.VARIANT, params)
     bmsfil_pybcan.run(params, estimator, bus=bmsfil_config.CAN_BUS, baudrate=bmsfil_config.BAUDRATE)
 
 

@@ -249,6 +249,19 @@ class App:
         self.send_status()
 
 
+def estimator_for(variant, params):
+    """The estimator module of a variant for a board's boot script:
+    bmsfil_ekf (`python`) or bmsfil_native (`native`, the C core as a native
+    module, which checks the parameter set now rather than at the first
+    cell)."""
+    if variant != "native":
+        return be
+    import bmsfil_native
+
+    bmsfil_native.packed(params)
+    return bmsfil_native
+
+
 def _hex_value(c):
     if 48 <= c <= 57:
         return c - 48

@@ -156,14 +156,23 @@ def elf_path(board: str) -> Path:
     return FIRMWARE_DIR / "build" / board / "bmsfil.elf"
 
 
-def find_pyocd() -> list[str] | None:
-    """How to run pyocd: the executable on PATH, else this Python's module; None if neither."""
-    exe = shutil.which("pyocd")
+def find_tool(name: str) -> list[str] | None:
+    """How to run a Python tool (pyocd, mpremote): its executable beside this
+    interpreter (a venv's bin) or on PATH, else this Python's module; None
+    if none."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return [str(beside)]
+    exe = shutil.which(name)
     if exe:
         return [exe]
-    if importlib.util.find_spec("pyocd") is not None:
-        return [sys.executable, "-m", "pyocd"]
+    if importlib.util.find_spec(name) is not None:
+        return [sys.executable, "-m", name]
     return None
+
+
+def find_pyocd() -> list[str] | None:
+    return find_tool("pyocd")
 
 
 def pyocd_command(pyocd: list[str], target: FlashTarget, elf: Path, probe: str | None) -> list[str]:

@@ -23,7 +23,6 @@ become errors saying what to do.
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import shutil
 import subprocess
@@ -35,7 +34,7 @@ from bmsfil.export_micropython import params_to_micropython
 from bmsfil.params import ParameterSet, bundled_params
 
 from bmsfil_hil import natmod
-from bmsfil_hil.flash import BOARDS_DIR, ROOT, FlashError
+from bmsfil_hil.flash import BOARDS_DIR, ROOT, FlashError, find_tool
 
 APP_DIR = ROOT / "firmware" / "micropython"
 PORT_DIR = APP_DIR / "port-mps2"
@@ -67,16 +66,7 @@ MICROPYTHON_BOARDS: dict[str, MicroPythonBoard] = {
 
 
 def find_mpremote() -> list[str] | None:
-    """How to run mpremote: beside this interpreter (a venv's bin), on PATH, or as a module; None if absent."""
-    beside = Path(sys.executable).parent / "mpremote"
-    if beside.is_file():
-        return [str(beside)]
-    exe = shutil.which("mpremote")
-    if exe:
-        return [exe]
-    if importlib.util.find_spec("mpremote") is not None:
-        return [sys.executable, "-m", "mpremote"]
-    return None
+    return find_tool("mpremote")
 
 
 def mpy_cross() -> Path:

@@ -27,12 +27,7 @@ HEARTBEAT_MS = 1000
 
 def main():
     params = bmsfil_ekf.Params(mps2_config.PARAMS)
-    if mps2_config.VARIANT == "native":
-        import bmsfil_native as estimator
-
-        estimator.packed(params)  # the C core checks the parameter set now, not at the first cell
-    else:
-        estimator = bmsfil_ekf
+    estimator = app.estimator_for(mps2_config.VARIANT, params)
     out = []
 
     def send_frame(fid, data):

@@ -9,6 +9,7 @@ after the frames, prints "END send_errors overflows bus_events".
 
 import sys
 
+import app
 import bmsfil_ekf
 import bmsfil_pybcan
 import pyb
@@ -16,12 +17,7 @@ import pyb
 
 def main():
     params = bmsfil_ekf.load_params(sys.argv[1])
-    if sys.argv[2] == "native":
-        import bmsfil_native as estimator
-
-        estimator.packed(params)
-    else:
-        estimator = bmsfil_ekf
+    estimator = app.estimator_for(sys.argv[2], params)
     link = bmsfil_pybcan.PybCanLink(pyb.CAN(1, pyb.CAN.NORMAL, baudrate=500000), params, estimator, pyb.CAN.MASK16)
     try:
         link.serve()
