@@ -105,17 +105,21 @@ def test_garbled_and_stray_frames_are_counted_not_fatal(rec):
 
 
 class _ProfilingFirmware:
-    """What the bare-metal firmware sends per sample, on an InlineBus: the
-    EstCell, then the TargetStatus that closes the sample and its
+    """What the bare-metal firmware sends per sample, on an InlineBus: its
+    boot status first; then the EstCell, the TargetStatus that closes the sample and its
     TargetProfile (the core temperature measured from sample 5 on, the
     state of power's sub-step on even samples), and a stray second profile
-    after sample 7."""
+    after sample 7; none for the samples in `dropped`."""
 
-    def __init__(self) -> None:
+    def __init__(self, dropped: frozenset[int] = frozenset()) -> None:
         self.counter = 0
+        self.dropped = dropped
 
     def answer(self, msg: can.Message) -> list[can.Message]:
         frame = cc.decode(msg)
+        if isinstance(frame, cc.MeasPack) and self.counter == 0:
+            self.counter += 1
+            return [cc.encode_target_status(0, cc.TargetState.IDLE)]  # the boot status, as firmware sends it
         if not isinstance(frame, cc.MeasCell):
             return []
         seq = frame.sequence
@@ -126,6 +130,8 @@ class _ProfilingFirmware:
                cc.encode_target_status(self.counter, cc.TargetState.RUNNING, seq, instructions_per_cell_step=(
                    1400 + 300 + health + (core or 0))),
                cc.encode_target_profile(1400, 300, health, core)]
+        if seq in self.dropped:
+            out.pop()
         return out + ([cc.encode_target_profile(1, 1, 1, 1)] if seq == 7 else [])
 
 
@@ -153,6 +159,21 @@ def test_target_profile_is_kept_per_sample(rec, tmp_path: Path):
     logged = read_log(path)
     assert logged.undecodable == 0 and len(logged.cells[0]) == 20
     assert main(["hil", "score", str(path)]) == 0
+
+
+@pytest.mark.parametrize("samples, dropped, kept, missing", [(1, frozenset(), 1, 0),
+                                                          (20, frozenset({3, 19}), 18, 2)])
+def test_target_profiles_of_one_sample_and_missing_ones(rec, samples, dropped, kept, missing):
+    """A run of one sample still takes the profile behind its status; a
+    sample closed without its profile is counted."""
+    bus = InlineBus(_ProfilingFirmware(dropped).answer)
+    try:
+        result = replay_lockstep(bus, [rec.slice(0, samples)], timeout_s=0.2)
+    finally:
+        bus.shutdown()
+    d = result.delivery
+    assert len(d.profiles) == kept
+    assert d.summary()["profiles_missing"] == missing
 
 
 def test_target_without_profiles_has_none_by_part(rec):

@@ -76,8 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe", metavar="UID", help="bare metal: debug probe unique ID (or a unique part of it), "
                                                   "see `pyocd list`")
     p.add_argument("--port", metavar="DEV", help="MicroPython: the board's serial port (default: mpremote's auto)")
-    p.add_argument("--variant", choices=VARIANTS, default="python",
-                   help="MicroPython: the estimator in MicroPython, or the C core as a native module")
+    p.add_argument("--variant", choices=VARIANTS,
+                   help="MicroPython: the estimator in MicroPython (the default), or the C core as a native module")
     p.add_argument("--params", type=Path, metavar="PARAMS",
                    help="MicroPython: parameter set (default: the bundled LG HG2 set); bare metal builds with "
                         "`make -C firmware/baremetal PARAMS_C=...`")
@@ -89,9 +89,20 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from bmsfil_hil.flash_micropython import MICROPYTHON_BOARDS, deploy
 
     try:
-        if args.board in MICROPYTHON_BOARDS:
+        micropython = args.board in MICROPYTHON_BOARDS
+        if not micropython:
+            check_board(args.board)  # an unknown or emulated board is reported as such first
+        # An option that does not apply to the board is refused, not ignored.
+        wrong = (["--probe"] if micropython and args.probe else []) + [
+            opt for opt, value in (("--port", args.port), ("--variant", args.variant), ("--params", args.params))
+            if not micropython and value is not None]
+        if wrong:
+            kind = "a MicroPython board" if micropython else "a bare-metal board"
+            raise FlashError(f"{' and '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to "
+                             f"{args.board}, {kind}", EXIT_USAGE)
+        if micropython:
             params = ParameterSet.load(args.params) if args.params else None
-            return deploy(args.board, args.variant, params, port=args.port, dry_run=args.dry_run)
+            return deploy(args.board, args.variant or "python", params, port=args.port, dry_run=args.dry_run)
         return flash(args.board, probe=args.probe, dry_run=args.dry_run)
     except (FlashError, ParamsError) as exc:
         print(f"bmsfil flash: error: {exc}", file=sys.stderr)

@@ -86,21 +86,22 @@ def config_source(variant: str, board: MicroPythonBoard) -> str:
             f"CAN_BUS = {board.can_bus}\nBAUDRATE = {board.baudrate}\n")
 
 
-def staged_files(name: str, variant: str) -> list[Path]:
-    """What the board gets, staged in STAGE_DIR/<name>/, in copy order: main.py
-    last, so that a copy cut short leaves no boot script importing what is missing."""
+def staged_files(out: Path, variant: str) -> list[Path]:
+    """What the board gets, staged in `out`, in copy order: main.py last, so
+    that a copy cut short leaves no boot script importing what is missing."""
     names = [m.replace(".py", ".mpy") for m in APP_MODULES]
     if variant == "native":
         names.append(natmod.MODULE)
-    return [STAGE_DIR / name / n for n in (*names, PARAMS_FILE, "bmsfil_config.py", "main.py")]
+    return [out / n for n in (*names, PARAMS_FILE, "bmsfil_config.py", "main.py")]
 
 
-def stage(name: str, variant: str, params: ParameterSet | None = None) -> list[Path]:
-    """Build everything the board gets into STAGE_DIR/<name>/; the files, in copy order."""
+def stage(name: str, variant: str, params: ParameterSet | None = None, out: Path | None = None) -> list[Path]:
+    """Build everything the board gets into `out` (default STAGE_DIR/<name>/,
+    emptied first); the files, in copy order."""
     board = MICROPYTHON_BOARDS[name]
     if variant not in VARIANTS:
         raise FlashError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    out = STAGE_DIR / name
+    out = out or STAGE_DIR / name
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -118,7 +119,7 @@ def stage(name: str, variant: str, params: ParameterSet | None = None) -> list[P
     (out / PARAMS_FILE).write_text(params_to_micropython(params or bundled_params()))
     (out / "bmsfil_config.py").write_text(config_source(variant, board))
     shutil.copy(BOARDS_DIR / name / "main.py", out / "main.py")
-    files = staged_files(name, variant)
+    files = staged_files(out, variant)
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise FlashError(f"staging left out {', '.join(map(str, missing))}")
@@ -148,7 +149,7 @@ def deploy(name: str, variant: str = "python", params: ParameterSet | None = Non
     if dry_run:
         print(f"# staged into {STAGE_DIR / name} by mpy-cross (MicroPython 1.23)"
               + (f" and `make -C {APP_DIR / 'natmod'} ARCH={board.native_arch}`" if variant == "native" else ""))
-        print(shlex.join(mpremote_command(mpremote or ["mpremote"], port, staged_files(name, variant))))
+        print(shlex.join(mpremote_command(mpremote or ["mpremote"], port, staged_files(STAGE_DIR / name, variant))))
         if mpremote is None:
             print("note: mpremote is not installed: pip install 'bmsfil[board]'", file=sys.stderr)
         return 0

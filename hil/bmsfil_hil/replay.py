@@ -267,6 +267,7 @@ class Delivery:
     counted_sequence: int | None = None  # last_sequence of the last instruction count taken
     closed_sequence: int | None = None   # last_sequence of the last TargetStatus that closed a sample
     profiled_sequence: int | None = None  # the sample the last TargetProfile was taken for
+    profiles_missing: int = 0  # samples closed without their TargetProfile, from a target that sends them
     samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
     sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
@@ -293,6 +294,7 @@ class Delivery:
                 "p99": float(np.percentile(ipcs, 99)), "max": int(ipcs.max()), "samples": int(ipcs.size),
             },
             "instructions_per_cell_step_by_part": self.by_part(),
+            "profiles_missing": self.profiles_missing,
             "target_starts": self.target_starts,
             "samples_lost": self.samples_lost,
             "values_sent_invalid": self.sent_invalid,
@@ -369,6 +371,10 @@ def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
         d.instructions_per_cell_step.append(frame.instructions_per_cell_step)
         d.counted_sequence = frame.last_sequence
     if frame.state == cc.TargetState.RUNNING and frame.last_sequence is not None:
+        if frame.last_sequence != d.closed_sequence:
+            # A target that sends TargetProfiles owes one for the sample closed before.
+            if d.profiles and d.closed_sequence is not None and d.profiled_sequence != d.closed_sequence:
+                d.profiles_missing += 1
         d.closed_sequence = frame.last_sequence
 
 
@@ -577,6 +583,12 @@ def _await_flags(bus: can.BusABC, k: int, d: Delivery, timeout_s: float, log: ca
         _received(msg, d, k, log)
 
 
+#: How long the end of a run looks for a TargetProfile behind the last
+#: TargetStatus, when none has come yet (a target that sends them sends the
+#: two back to back).
+PROFILE_GRACE_S = 0.05
+
+
 def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: float,
                   log: can.Listener | None) -> None:
     """A target that closes each sample with a TargetStatus sends the last
@@ -585,19 +597,27 @@ def _await_status(bus: can.BusABC, seq: int, k: int, d: Delivery, timeout_s: flo
     Targets that send none are not waited for."""
     deadline = time.perf_counter() + timeout_s
     closed = False
-    while not (closed and (not d.profiles or d.profiled_sequence == seq)):
+    looked_for_profile = False
+    while not (closed and (d.profiled_sequence == seq or (not d.profiles and looked_for_profile))):
         remaining = deadline - time.perf_counter()
+        if closed and not d.profiles:
+            # Not yet known whether the target sends TargetProfiles (a run of
+            # one sample): one short look for one right behind the status.
+            remaining = min(remaining, PROFILE_GRACE_S)
+            looked_for_profile = True
         if remaining <= 0:
-            return
+            break
         try:
             msg = bus.recv(timeout=remaining)
         except can.CanError as exc:
             d.target_faults.append(f"after sample {k}: bus error waiting for the last TargetStatus: {exc}")
             return
         if msg is None:
-            return
+            break
         frame = _status_frame(msg, d, k, log)
         closed = closed or (frame is not None and frame.last_sequence == seq)
+    if closed and d.profiles and d.profiled_sequence != seq:
+        d.profiles_missing += 1
 
 
 def as_carried(rec: Recording) -> Recording:

@@ -119,6 +119,9 @@ static void send_profile(fw_app_t *app)
     for (uint32_t p = 0; p < FW_PARTS; p++) {
         uint32_t insns = board_ticks_to_instructions(app->part_ticks[p]);
         per_step[p] = app->part_runs[p] > 0u ? (insns + app->steps / 2u) / app->steps : 0u;
+        /* A part that ran on few of the sample's cells may round to 0, which
+         * says "not measured": it cost something, so at least 1. */
+        if (per_step[p] == 0u && app->part_runs[p] > 0u && insns > 0u) per_step[p] = 1u;
         if (per_step[p] > PROFILE_RAW_MAX) per_step[p] = PROFILE_RAW_MAX;
     }
     bmsfil_can_target_profile_init(&m);
@@ -478,6 +481,8 @@ static void finish_sample(fw_app_t *app)
     if (app->steps > 0u) {
         uint32_t insns = board_ticks_to_instructions(app->step_ticks);
         app->instructions_per_cell_step = (insns + app->steps / 2u) / app->steps;
+    } else {
+        app->instructions_per_cell_step = 0u; /* no cell stepped: not measured, as its profile says */
     }
     s->body.last_sequence = app->sequence;
     s->body.last_sequence_valid = 1;
