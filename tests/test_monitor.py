@@ -120,6 +120,12 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
         "state": "running", "fault": "none", "start": "power_on", "last_sequence": 9,
         "instructions_per_cell_step": 1392, "counter": 3,
     }
+    assert snap["pack"]["target_profile"] is None
+    view.feed(_at(cc.encode_target_profile(1414, 287, 828, None), 105.5))
+    assert view.snapshot()["pack"]["target_profile"] == {
+        "soc_filter": 1414, "monitor": 287, "health_and_power": 828, "core_temp": None}
+    assert "1392 instr/cell step (SOC filter / monitor / capacity, R0, power / core temp. 1414 / 287 / 828 / -)" \
+        in " ".join(_text(view).split())
     # Ages may also be taken at another time (a live bus uses the host's clock).
     assert not view.snapshot(now=104.5)["cells"][0]["stale"]
     rows = {line.split("│")[1].strip(): line for line in _text(view).splitlines() if line.count("│") > 2}
@@ -130,7 +136,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert view.snapshot()["cells"][0]["flags"] == ["temp_invalid", "gated"]
 
 
-def test_target_profile_is_decoded_and_leaves_the_view_alone():
+def test_target_profile_is_decoded_and_changes_only_the_profile():
     view = PackView()
     view.feed(_at(cc.encode_est_cell(4, 0, 0.5, 0.01), 10.0))
     view.feed(_at(cc.encode_target_status(1, cc.TargetState.RUNNING, 4, instructions_per_cell_step=3470), 10.0))
@@ -139,6 +145,9 @@ def test_target_profile_is_decoded_and_leaves_the_view_alone():
     after = view.snapshot()
     assert after["pack"]["frames_decoded"] == before["pack"]["frames_decoded"] + 1
     assert after["pack"]["frames_not_in_contract"] == 0 and after["pack"]["last_error"] is None
+    assert after["pack"].pop("target_profile") == {
+        "soc_filter": 1412, "monitor": 285, "health_and_power": 802, "core_temp": 973}
+    before["pack"].pop("target_profile")
     after["pack"]["frames_decoded"] = before["pack"]["frames_decoded"]
     assert after == before
 

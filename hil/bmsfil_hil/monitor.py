@@ -93,6 +93,7 @@ class PackView:
         self._cells: dict[int, _Cell] = {}
         self._pack: cc.MeasPack | None = None
         self._status: cc.TargetStatus | None = None
+        self._profile: cc.TargetProfile | None = None
         self._latest: float | None = None
         self.frames_decoded = 0
         self.frames_not_in_contract = 0
@@ -145,6 +146,8 @@ class PackView:
             self._pack = frame
         elif isinstance(frame, cc.TargetStatus):
             self._status = frame
+        elif isinstance(frame, cc.TargetProfile):
+            self._profile = frame
 
     def _cell(self, index: int) -> _Cell:
         return self._cells.setdefault(index, _Cell())
@@ -194,6 +197,7 @@ class PackView:
                 "sequence": None if self._pack is None else self._pack.sequence,
                 "n_cells": None if self._pack is None else self._pack.n_cells,
                 "target_status": None if self._status is None else _status_dict(self._status),
+                "target_profile": None if self._profile is None else self._profile.by_part(),
                 "frames_decoded": self.frames_decoded,
                 "frames_not_in_contract": self.frames_not_in_contract,
                 "frames_undecodable": self.frames_undecodable,
@@ -259,6 +263,10 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
         ipcs = status["instructions_per_cell_step"]
         target = (f"{status['state']}, fault {status['fault']}, start {status['start']}"
                   + ("" if ipcs is None else f", {ipcs} instr/cell step"))
+    profile = pack["target_profile"]
+    if profile is not None:
+        target += (" (SOC filter / monitor / capacity, R0, power / core temp. "
+                   + " / ".join(_fmt_int(profile[part]) for part in cc.PROFILE_PARTS) + ")")
     lines = [
         (f"{pack['cells_seen']} cells seen · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
