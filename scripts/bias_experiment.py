@@ -46,18 +46,14 @@ from bmsfil.metrics import SETTLE_S  # noqa: E402
 from bmsfil.params import bundled_params  # noqa: E402
 from bmsfil.reference import (  # noqa: E402
     FLAG_COV_REPAIRED,
-    FLAG_CURRENT_INVALID,
     FLAG_DT_INVALID,
     FLAG_GATED,
     FLAG_SOC_CLAMPED,
-    FLAG_TEMP_INVALID,
-    FLAG_VOLTAGE_INVALID,
     P_MAX_HYST,
     P_MAX_SOC,
     R_MIN_REL,
     TEMP_MAX_C,
     TEMP_MIN_C,
-    VOLTAGE_MARGIN_V,
     ReferenceSocEstimator,
     repair_covariance,
     sign,
@@ -106,24 +102,9 @@ class BiasSocEstimator(ReferenceSocEstimator):
 
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
         cell, t, m, x = self.params.cell, self.t, self.model, self.x
-        flags = 0
         if not math.isfinite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
             return StepResult(x[0], math.sqrt(self.P[0, 0]), 0.0, FLAG_DT_INVALID)
-        if not math.isfinite(current_A) or abs(current_A) > cell.i_max_A:
-            flags |= FLAG_CURRENT_INVALID
-            current_A = self.last_current_A
-        else:
-            self.last_current_A = current_A
-        if not math.isfinite(temp_C) or not TEMP_MIN_C <= temp_C <= TEMP_MAX_C:
-            flags |= FLAG_TEMP_INVALID
-            temp_C = self.last_temp_C
-        else:
-            self.last_temp_C = temp_C
-        v_ok = math.isfinite(voltage_V) and (
-            cell.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= cell.v_max_V + VOLTAGE_MARGIN_V
-        )
-        if not v_ok:
-            flags |= FLAG_VOLTAGE_INVALID
+        flags, current_A, temp_C, v_ok = self._sensor_inputs(current_A, voltage_V, temp_C)
 
         i = current_A - x[4]  # the true current as the filter believes it
         at = m.locate(x[0], temp_C)

@@ -173,11 +173,11 @@ class ReferenceSocEstimator:
                                              [P_MAX_SOC, irc_max, irc_max, P_MAX_HYST])
         return repaired
 
-    def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
-        cell, t, m, x = self.params.cell, self.t, self.model, self.x
-        flags = 0
-        if not math.isfinite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
-            return StepResult(x[0], math.sqrt(self.P[0, 0]), 0.0, FLAG_DT_INVALID)
+    def _sensor_inputs(self, current_A: float, voltage_V: float, temp_C: float) -> tuple[int, float, float, bool]:
+        """The step's flags for its readings, the current and temperature to
+        use (the last good one for a bad reading, as the C core), and whether
+        the voltage may correct."""
+        cell, flags = self.params.cell, 0
         if not math.isfinite(current_A) or abs(current_A) > cell.i_max_A:
             flags |= FLAG_CURRENT_INVALID
             current_A = self.last_current_A
@@ -193,6 +193,13 @@ class ReferenceSocEstimator:
         )
         if not v_ok:
             flags |= FLAG_VOLTAGE_INVALID
+        return flags, current_A, temp_C, v_ok
+
+    def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
+        cell, t, m, x = self.params.cell, self.t, self.model, self.x
+        if not math.isfinite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
+            return StepResult(x[0], math.sqrt(self.P[0, 0]), 0.0, FLAG_DT_INVALID)
+        flags, current_A, temp_C, v_ok = self._sensor_inputs(current_A, voltage_V, temp_C)
 
         at = m.locate(x[0], temp_C)
         cap_As = m.row("capacity_Ah", at) * 3600.0
