@@ -27,6 +27,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import can
@@ -354,10 +355,11 @@ def _finite_or_nan(x: float) -> float:
     return x if math.isfinite(x) else math.nan
 
 
-def measurement_frames(seq: int, dt_s: float, current_A: float, voltages: np.ndarray, temps: np.ndarray) -> list[can.Message]:
-    frames = [cc.encode_meas_pack(seq, _finite_or_nan(dt_s), _finite_or_nan(current_A), len(voltages))]
-    for i, (v, t) in enumerate(zip(voltages.tolist(), temps.tolist())):
-        frames.append(cc.encode_meas_cell(seq, i, _finite_or_nan(v), _finite_or_nan(t)))
+def measurement_frames(seq: int, dt_s: float, current_A: float, voltages: Sequence[float],
+                       temps: Sequence[float]) -> list[can.Message]:
+    frames = [cc.encode_meas_pack(seq, _finite_or_nan(float(dt_s)), _finite_or_nan(float(current_A)), len(voltages))]
+    for i, (v, t) in enumerate(zip(voltages, temps)):
+        frames.append(cc.encode_meas_cell(seq, i, _finite_or_nan(float(v)), _finite_or_nan(float(t))))
     return frames
 
 
@@ -388,6 +390,10 @@ def _note_profile(d: Delivery, frame: cc.TargetProfile) -> bool:
     return True
 
 
+#: Per-sample frames other than EstCell -> the Delivery record that keeps them.
+_RECORDS = {cc.EstCellFlags: "plausibility", cc.EstCellHealth: "health", cc.EstCellPower: "power"}
+
+
 def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.Frame | None:
     """Log a received message and decode it; a TargetStatus is noted, an
     undecodable frame counted (None). k: the sample in flight."""
@@ -399,19 +405,18 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
         d.undecodable += 1
         d.target_faults.append(f"sample {k}: {exc}")
         return None
-    if isinstance(frame, cc.TargetStatus):
-        _note_status(d, frame, k)
-    elif isinstance(frame, cc.TargetProfile):
-        if not _note_profile(d, frame):
+    kind = type(frame)
+    if kind is cc.EstCell:
+        return frame
+    record_name = _RECORDS.get(kind)
+    if record_name is not None:
+        record = getattr(d, record_name)
+        if record is None or not record.note(frame, k):
             d.unexpected += 1
-    elif isinstance(frame, cc.EstCellFlags):
-        if d.plausibility is None or not d.plausibility.note(frame, k):
-            d.unexpected += 1
-    elif isinstance(frame, cc.EstCellHealth):
-        if d.health is None or not d.health.note(frame, k):
-            d.unexpected += 1
-    elif isinstance(frame, cc.EstCellPower):
-        if d.power is None or not d.power.note(frame, k):
+    elif kind is cc.TargetStatus:
+        _note_status(d, frame, k)  # type: ignore[arg-type]
+    elif kind is cc.TargetProfile:
+        if not _note_profile(d, frame):  # type: ignore[arg-type]
             d.unexpected += 1
     return frame
 
@@ -419,10 +424,12 @@ def _received(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -
 def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.EstCell | None:
     """The message if it is an estimate; anything else but a status counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.EstCell, cc.TargetStatus, cc.TargetProfile, cc.EstCellFlags,
-                                                   cc.EstCellHealth, cc.EstCellPower)):
+    kind = type(frame)
+    if kind is cc.EstCell:
+        return frame  # type: ignore[return-value]
+    if frame is not None and kind is not cc.TargetStatus and kind is not cc.TargetProfile and kind not in _RECORDS:
         d.unexpected += 1
-    return frame if isinstance(frame, cc.EstCell) else None
+    return None
 
 
 def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
@@ -498,6 +505,8 @@ def replay_lockstep(
         raise ValueError(f"on_timeout must be 'fault' or 'skip', got {on_timeout!r}")
     d = Delivery()
     n, m, dt, current, volts, temps = _pack_arrays(cells, d)
+    # Python floats: what the encoders take fastest, and no numpy scalar per sample.
+    dt_rows, current_rows, volt_rows, temp_rows = dt.tolist(), current.tolist(), volts.tolist(), temps.tolist()
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
@@ -514,7 +523,7 @@ def replay_lockstep(
         seq = k % cc.SEQUENCE_MODULUS
         t0 = time.perf_counter()
         try:
-            for msg in measurement_frames(seq, float(dt[k]), float(current[k]), volts[k], temps[k]):
+            for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
                 _send(bus, msg, log)
                 d.frames_sent += 1
         except can.CanError as exc:
@@ -758,6 +767,8 @@ def replay_realtime(
         raise ValueError(f"speed must be positive, got {speed}")
     d = Delivery()
     n, m, dt, current, volts, temps = _pack_arrays(cells, d)
+    # Python floats: what the encoders take fastest, and no numpy scalar per sample.
+    dt_rows, current_rows, volt_rows, temp_rows = dt.tolist(), current.tolist(), volts.tolist(), temps.tolist()
     soc = np.full((n, m), np.nan)
     sigma = np.full((n, m), np.nan)
     flags = np.zeros((n, m), dtype=np.uint8)
@@ -818,7 +829,7 @@ def replay_realtime(
         sent_at[k] = now
         in_flight[seq] = k
         try:
-            for msg in measurement_frames(seq, float(dt[k]), float(current[k]), volts[k], temps[k]):
+            for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
                 _send(bus, msg, log)
                 d.frames_sent += 1
         except can.CanError as exc:

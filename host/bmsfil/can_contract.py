@@ -3,7 +3,11 @@
 The contract is one DBC, ``csrc/can/bmsfil.dbc`` (``docs/can_contract.md`` is
 its table). Every frame is classic CAN: an 11-bit ID, 8 data bytes, Intel
 byte order. C targets pack frames with the codec generated from the same DBC
-(``csrc/can/bmsfil_can.{h,c}``); this module packs them with cantools.
+(``csrc/can/bmsfil_can.{h,c}``); this module loads it with cantools and
+packs frames with integer arithmetic on its signal layout, the frames sent
+every sample through straight-line code generated from it
+(:mod:`bmsfil.can_fastpath`), which leaves anything unusual to the checked
+code here.
 
 Frames, one dataclass each: :class:`MeasPack` and :class:`MeasCell` (host to
 target, per sample and per cell per sample), :class:`HostCommand` (host to
@@ -58,6 +62,9 @@ import cantools
 from cantools.database.can import Database
 from cantools.database.can import Message as DbcMessage
 from cantools.database.can import Signal
+
+from bmsfil import can_fastpath
+from bmsfil.can_fastpath import Field
 
 __all__ = [
     "DATA_LENGTH",
@@ -661,12 +668,65 @@ def _layout(frame_id: int) -> _Layout:
 
 
 def _message(msg: DbcMessage, values: dict[str, object]) -> can.Message:
-    data = _layout(msg.frame_id).encode(values)
-    return can.Message(arbitration_id=msg.frame_id, is_extended_id=False, dlc=DATA_LENGTH, data=data)
+    return _data_message(msg.frame_id, _layout(msg.frame_id).encode(values))
+
+
+def _data_message(frame_id: int, data: bytes) -> can.Message:
+    return can.Message(arbitration_id=frame_id, is_extended_id=False, dlc=DATA_LENGTH, data=data)
+
+
+def _opt(signal: str, valid: str, sat: bool = False, symmetric: bool = False) -> Field:
+    return Field("opt", signal, valid=valid, sat=sat, symmetric=symmetric)
+
+
+#: The frames sent every sample: their dataclass and its fields as signals,
+#: for the straight-line codec of bmsfil.can_fastpath.
+_FAST_SPECS: dict[int, tuple[type, tuple[Field, ...]]] = {
+    FrameId.MEAS_PACK: (MeasPack, (Field("seq", "sequence"), _opt("dt_s", "dt_valid"),
+                                   _opt("current_A", "current_valid"), Field("int", "n_cells"))),
+    FrameId.MEAS_CELL: (MeasCell, (Field("seq", "sequence"), Field("int", "cell_index"),
+                                   _opt("voltage_V", "voltage_valid"), _opt("temp_C", "temp_valid"))),
+    FrameId.EST_CELL: (EstCell, (Field("seq", "sequence"), Field("int", "cell_index"), _opt("soc", "soc_valid"),
+                                 _opt("soc_sigma", "soc_valid", sat=True),
+                                 Field("bits", bits=tuple(EST_CELL_FLAGS.items())))),
+    FrameId.EST_CELL_HEALTH: (EstCellHealth, (Field("seq", "sequence"), Field("int", "cell_index"),
+                                              _opt("capacity_Ah", "capacity_valid"), _opt("r0_ohm", "r0_valid"),
+                                              _opt("core_temp_C", "core_temp_valid"))),
+    FrameId.EST_CELL_POWER: (EstCellPower, (Field("seq", "sequence"), Field("int", "cell_index"),
+                                            _opt("charge_power_W", "charge_power_valid", sat=True),
+                                            _opt("discharge_power_W", "discharge_power_valid", sat=True),
+                                            Field("enum", "horizon", enum_type=PowerHorizon,
+                                                  none_iff_invalid=("charge_power_valid",
+                                                                    "discharge_power_valid")))),
+    FrameId.EST_CELL_FLAGS: (EstCellFlags, (Field("seq", "sequence"), Field("int", "cell_index"),
+                                            Field("bits", bits=tuple(PLAUS_FLAGS.items())),
+                                            _opt("unseen_current_A", "unseen_current_valid", symmetric=True),
+                                            _opt("unseen_current_sigma_A", "unseen_current_valid", sat=True),
+                                            Field("count", "stuck_for_s"))),
+}
+
+
+@functools.cache
+def _fast() -> dict[int, tuple]:
+    """Frame ID -> (encode, decode) of bmsfil.can_fastpath, for the frames
+    sent every sample: each answers None where the checked codec here
+    must (an unusual value, a bad frame)."""
+    def accepts(fid: int) -> object:
+        def for_signal(sig: Signal) -> object:
+            lo, hi, _ = _layout(fid).checks[sig.name]
+            return lambda x: lo <= x <= hi
+        return for_signal
+
+    db = database()
+    return {fid: can_fastpath.build(db.get_message_by_frame_id(fid), frame_type, fields, _decimals, accepts(fid))
+            for fid, (frame_type, fields) in _FAST_SPECS.items()}
 
 
 def encode_meas_pack(sequence: int, dt_s: float, current_A: float, n_cells: int) -> can.Message:
     """MeasPack; ``nan`` dt_s or current_A is sent as not valid."""
+    data = _fast()[FrameId.MEAS_PACK][0](sequence, dt_s, current_A, n_cells)
+    if data is not None:
+        return _data_message(FrameId.MEAS_PACK, data)
     msg = database().get_message_by_frame_id(FrameId.MEAS_PACK)
     values: dict[str, object] = {
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
@@ -679,6 +739,9 @@ def encode_meas_pack(sequence: int, dt_s: float, current_A: float, n_cells: int)
 
 def encode_meas_cell(sequence: int, cell_index: int, voltage_V: float, temp_C: float) -> can.Message:
     """MeasCell; ``nan`` voltage_V or temp_C is sent as not valid."""
+    data = _fast()[FrameId.MEAS_CELL][0](sequence, cell_index, voltage_V, temp_C)
+    if data is not None:
+        return _data_message(FrameId.MEAS_CELL, data)
     msg = database().get_message_by_frame_id(FrameId.MEAS_CELL)
     values: dict[str, object] = {
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
@@ -707,6 +770,9 @@ def encode_est_cell(sequence: int, cell_index: int, soc: float, soc_sigma: float
     bits (SOC_CLAMPED, COV_REPAIRED) are dropped. ``soc_sigma`` above 0.4094
     is sent as 0.4094, at a resolution of 2e-4 (see the module docstring).
     """
+    data = _fast()[FrameId.EST_CELL][0](sequence, cell_index, soc, soc_sigma, flags)
+    if data is not None:
+        return _data_message(FrameId.EST_CELL, data)
     msg = database().get_message_by_frame_id(FrameId.EST_CELL)
     values: dict[str, object] = {
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
@@ -737,6 +803,9 @@ def encode_est_cell_health(
     core_temp_C: float = math.nan,
 ) -> can.Message:
     """EstCellHealth; every value left ``nan`` is sent as not valid."""
+    data = _fast()[FrameId.EST_CELL_HEALTH][0](sequence, cell_index, capacity_Ah, r0_ohm, core_temp_C)
+    if data is not None:
+        return _data_message(FrameId.EST_CELL_HEALTH, data)
     msg = database().get_message_by_frame_id(FrameId.EST_CELL_HEALTH)
     values: dict[str, object] = {
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
@@ -762,6 +831,9 @@ def encode_est_cell_power(
     horizon: PowerHorizon | int = PowerHorizon.NONE,
 ) -> can.Message:
     """EstCellPower; ``horizon`` is NONE exactly when both powers are ``nan``."""
+    data = _fast()[FrameId.EST_CELL_POWER][0](sequence, cell_index, charge_power_W, discharge_power_W, horizon)
+    if data is not None:
+        return _data_message(FrameId.EST_CELL_POWER, data)
     msg = database().get_message_by_frame_id(FrameId.EST_CELL_POWER)
     values: dict[str, object] = {
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
@@ -796,6 +868,9 @@ def encode_est_cell_flags(
     window yet", sends both as not valid); the current
     saturates at the ends of its range and the sigma at 2.046 A;
     ``stuck_for_s`` is rounded to whole seconds and saturates at 63."""
+    data = _fast()[FrameId.EST_CELL_FLAGS][0](sequence, cell_index, flags, unseen_current_A, unseen_current_sigma_A, stuck_for_s)
+    if data is not None:
+        return _data_message(FrameId.EST_CELL_FLAGS, data)
     msg = database().get_message_by_frame_id(FrameId.EST_CELL_FLAGS)
     values: dict[str, object] = {
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
@@ -926,6 +1001,14 @@ def encode(frame: Frame) -> can.Message:
 def decode(message: can.Message) -> Frame:
     """The frame a message carries; :class:`FrameError` when it is not one."""
     fid = message.arbitration_id
+    fast = _fast().get(fid)
+    if (fast is not None and message.dlc == DATA_LENGTH and not (message.is_error_frame or message.is_extended_id
+                                                              or message.is_remote_frame or message.is_fd)):
+        data = message.data
+        if data is not None and len(data) == DATA_LENGTH:
+            frame = fast[1](data)
+            if frame is not None:
+                return frame
     db = database()
     if message.is_error_frame:
         raise FrameError(fid, None, "an error frame, not a data frame")

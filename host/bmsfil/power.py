@@ -14,6 +14,7 @@ against the model, not against a cell.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -71,6 +72,7 @@ class StateOfPower:
     charge_by: tuple[str, ...]
 
 
+@functools.cache  # a few bit patterns, asked for every sample a search result is read
 def _names(bits: int) -> tuple[str, ...]:
     return tuple(name for bit, name in LIMITED_BY.items() if bits & bit)
 
