@@ -474,7 +474,8 @@ def test_nan_measurement_is_sent_invalid() -> None:
         (lambda: cc.encode_est_cell(1, 0, 1.01, 0.1), "EstCell.soc"),
         (lambda: cc.encode_est_cell(1, 0, 0.5, -0.1), "EstCell.soc_sigma"),
         (lambda: cc.encode_est_cell(1, 0, 0.5, math.nan), "soc_sigma"),
-        (lambda: cc.encode_est_cell_health(1, 0, r0_ohm=0.3), "EstCellHealth.r0_ohm"),
+        (lambda: cc.encode_est_cell_health(1, 0, r0_ohm=-0.01), "EstCellHealth.r0_ohm"),
+        (lambda: cc.encode_est_cell_health(1, 0, capacity_Ah=math.inf), "EstCellHealth.capacity_Ah"),
         (lambda: cc.encode_est_cell_power(1, 0, 10.0, 10.0, cc.PowerHorizon.NONE), "horizon"),
         (lambda: cc.encode_est_cell_power(1, 0, horizon=cc.PowerHorizon.PEAK_10S), "horizon"),
         (lambda: cc.encode_target_status(0, 7), "TargetStatus.state"),
@@ -490,6 +491,14 @@ def test_nan_measurement_is_sent_invalid() -> None:
 def test_out_of_range_is_refused_by_name(call, names: str) -> None:
     with pytest.raises(ValueError, match=re.escape(names)):
         call()
+
+
+def test_health_above_its_range_saturates_as_the_targets_send_it() -> None:
+    """A 280 Ah cell, or an R0 of 0.3 ohm, is sent as the end of the range
+    and stays valid, as the firmware's and the MicroPython port's encoders
+    send it (firmware/baremetal/src/app.c send_health, bmsfil_can.py)."""
+    h = cc.decode(cc.encode_est_cell_health(1, 0, 280.0, 0.3, 30.0))
+    assert (h.capacity_Ah, h.r0_ohm, h.core_temp_C) == (65.535, 0.2047, 30.0)
 
 
 def test_wrong_types_are_refused() -> None:

@@ -503,7 +503,7 @@ struct bmsfil_can_est_cell_health_t {
     uint8_t core_temp_valid;
 
     /**
-     * Estimated present capacity of the cell.
+     * Estimated present capacity of the cell; saturates at 65.535.
      *
      * Range: 0..65535 (0..65.535 Ah)
      * Scale: 0.001
@@ -512,7 +512,7 @@ struct bmsfil_can_est_cell_health_t {
     uint16_t capacity_ah;
 
     /**
-     * Estimated ohmic (series) resistance of the cell at its present temperature and state of charge.
+     * Estimated ohmic (series) resistance of the cell at its present temperature and state of charge; saturates at 0.2047.
      *
      * Range: 0..2047 (0..0.2047 Ohm)
      * Scale: 0.0001

@@ -32,9 +32,13 @@ Ranges. Encoding a finite value outside its signal's range raises
 the contract never clamps a measurement or an estimate into range silently.
 A value within half a resolution step of an end of the range is accepted
 (it rounds to the end code). Infinity is refused.
-One documented exception: ``soc_sigma`` saturates at its largest code
-(0.4094), because any sigma above 1/3 already puts all of [0, 1] inside the
-3-sigma band, so nothing the harness scores changes.
+The exceptions are estimates above their range, which saturate at its top
+as every target sends them: ``soc_sigma`` at 0.4094 (any sigma above 1/3
+already puts all of [0, 1] inside the 3-sigma band, so nothing the harness
+scores changes), ``capacity_Ah`` at 65.535 Ah and ``r0_ohm`` at 0.2047 ohm
+(a larger cell, or a resistance beyond, reads as the end of the range: its
+valid bit still says it is an estimate), the powers at 6553.5 W, and the
+monitor's evidence (see :func:`encode_est_cell_flags`).
 
 Sequence numbers and the status counter are rolling: any non-negative int is
 sent modulo 2**16 (2**8 for the counter), so a replay can number samples
@@ -48,6 +52,7 @@ against, the decoded (quantised) measurements.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import math
@@ -55,6 +60,7 @@ import numbers
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Union
 
 import can
@@ -118,6 +124,7 @@ __all__ = [
     "encode_target_profile",
     "encode",
     "decode",
+    "checked_only",
 ]
 
 #: Data bytes of every frame of the contract (classic CAN).
@@ -690,7 +697,8 @@ _FAST_SPECS: dict[int, tuple[type, tuple[Field, ...]]] = {
                                  _opt("soc_sigma", "soc_valid", sat=True),
                                  Field("bits", bits=tuple(EST_CELL_FLAGS.items())))),
     FrameId.EST_CELL_HEALTH: (EstCellHealth, (Field("seq", "sequence"), Field("int", "cell_index"),
-                                              _opt("capacity_Ah", "capacity_valid"), _opt("r0_ohm", "r0_valid"),
+                                              _opt("capacity_Ah", "capacity_valid", sat=True),
+                                              _opt("r0_ohm", "r0_valid", sat=True),
                                               _opt("core_temp_C", "core_temp_valid"))),
     FrameId.EST_CELL_POWER: (EstCellPower, (Field("seq", "sequence"), Field("int", "cell_index"),
                                             _opt("charge_power_W", "charge_power_valid", sat=True),
@@ -704,6 +712,21 @@ _FAST_SPECS: dict[int, tuple[type, tuple[Field, ...]]] = {
                                             _opt("unseen_current_sigma_A", "unseen_current_valid", sat=True),
                                             Field("count", "stuck_for_s"))),
 }
+
+
+@contextlib.contextmanager
+def checked_only() -> Iterator[None]:
+    """Within it, every frame goes through the checked codec alone (the fast
+    path answers nothing): the baseline the fast path is measured against,
+    and what tests compare it with. Not thread-safe: for benchmarks and tests."""
+    global _fast
+    nothing = {fid: (lambda *args: None, lambda data: None) for fid in _FAST_SPECS}
+    saved = _fast
+    _fast = lambda: nothing  # noqa: E731
+    try:
+        yield
+    finally:
+        _fast = saved
 
 
 @functools.cache
@@ -802,7 +825,9 @@ def encode_est_cell_health(
     r0_ohm: float = math.nan,
     core_temp_C: float = math.nan,
 ) -> can.Message:
-    """EstCellHealth; every value left ``nan`` is sent as not valid."""
+    """EstCellHealth; every value left ``nan`` is sent as not valid. A
+    capacity above 65.535 Ah or an R0 above 0.2047 ohm is sent as that
+    end of its range, as the firmware and MicroPython targets saturate them."""
     data = _fast()[FrameId.EST_CELL_HEALTH][0](sequence, cell_index, capacity_Ah, r0_ohm, core_temp_C)
     if data is not None:
         return _data_message(FrameId.EST_CELL_HEALTH, data)
@@ -811,8 +836,9 @@ def encode_est_cell_health(
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
         "cell_index": _integer(msg, "cell_index", cell_index),
     }
-    _optional(msg, values, "capacity_Ah", "capacity_valid", _physical(msg, "capacity_Ah", capacity_Ah))
-    _optional(msg, values, "r0_ohm", "r0_valid", _physical(msg, "r0_ohm", r0_ohm))
+    _optional(msg, values, "capacity_Ah", "capacity_valid",
+              _physical(msg, "capacity_Ah", capacity_Ah, saturate=True))
+    _optional(msg, values, "r0_ohm", "r0_valid", _physical(msg, "r0_ohm", r0_ohm, saturate=True))
     _optional(msg, values, "core_temp_C", "core_temp_valid", _physical(msg, "core_temp_C", core_temp_C))
     return _message(msg, values)
 
