@@ -95,3 +95,25 @@ def test_tune_refuses_a_current_of_the_wrong_sign(tmp_path: Path, capsys: pytest
     assert main(["tune", "--params", str(tmp_path / "p.json"), "--train", str(tmp_path / "flipped.npz"),
                  "--iterations", "1", "-o", str(tmp_path / "t.json")]) == 2
     assert "--current-sign discharge-positive" in capsys.readouterr().err
+
+
+def test_a_temperature_its_recording_left_is_carried_over_not_fitted():
+    """A test labelled 40 °C whose cell cooled to 10 °C within its soak (as
+    the LG HG2 '40 °C' 1C capacity test cools to 2 °C) gives the 40 °C
+    tables nothing under load: they are the nearest identified
+    temperature's, and the report says so, instead of a fit of the few
+    samples there (which put R0 near 0 at 40 °C in the LG HG2 fit)."""
+    at_10 = pulse_test(soak_s=60.0, rest_s=600.0, dt_s=2.0, noise_A=0.002, offset_A=0.0)
+    label_40 = pulse_test(soak_s=60.0, rest_s=600.0, dt_s=2.0, noise_A=0.002, offset_A=0.0, seed=1)
+    cooling = np.where(label_40.time_s < 30.0, 40.0, 10.0)  # warm only while resting at the start
+    label_40 = replace(label_40, temp_C=cooling, meta=replace(label_40.meta, name="labelled 40", ambient_temp_C=40.0))
+    params, report = fit(FitInputs(pulse=[at_10, label_40]), "cooled")
+    cell = params.cell
+    assert list(cell.temp_C) == [10.0, 40.0]
+    for table in (cell.r0_ohm, cell.r1_ohm, cell.r2_ohm, cell.tau1_s, cell.tau2_s):
+        np.testing.assert_array_equal(np.asarray(table)[1], np.asarray(table)[0])
+    assert cell.rn_ohm[1] == cell.rn_ohm[0] and cell.hyst_m_V[1] == cell.hyst_m_V[0]
+    assert np.mean(np.asarray(cell.r0_ohm)[0]) == pytest.approx(0.020, abs=0.004)  # the test's 20 mOhm, fitted at 10
+    said = [s for s in report.not_identified if s.startswith("R0, RC pairs and hysteresis at 40")]
+    assert said and "carried over from 10 °C" in said[0], report.not_identified
+    assert not any("at 10 °C" in s for s in report.not_identified)

@@ -403,11 +403,13 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
                     rn_sat_per_A=RN_SAT_PER_A)
     report.residual_V = d.rms_residual_V
     report.residual_by_recording_V = d.residual_by_recording_V
-    dyn_temps = {at[id(r)] for r in dyn}
-    for k in range(nt):
-        if k not in dyn_temps:
-            report.not_identified.append(f"R0, RC pairs and hysteresis at {grid[k]:g} °C (no pulse or dynamic data "
-                                         "there): carried over from the neighbouring temperatures")
+    have = np.flatnonzero(d.identified)
+    for k in np.flatnonzero(~d.identified):
+        what = ("no pulse or dynamic data there" if d.seconds_under_load[k] == 0 else
+                f"only {d.seconds_under_load[k]:.0f} s under load measured near it")
+        source = (f"carried over from {grid[int(have[np.argmin(np.abs(np.asarray(grid)[have] - grid[k]))])]:g} °C"
+                  if have.size else "not identified anywhere")
+        report.not_identified.append(f"R0, RC pairs and hysteresis at {grid[k]:g} °C ({what}): {source}")
     report.not_identified.append(f"hysteresis rate gamma (held at {HYST_GAMMA:g}) and the saturation of the "
                                  f"current-dependent resistance (held at {RN_SAT_PER_A:g} /A)")
 
