@@ -208,8 +208,8 @@ def test_replay_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fast_path_replays_faster_than_the_checked_codec() -> None:
     """The reason for the fast path, measured in the same run: a host
     lock-step replay of a real drive cycle slice through it is at least
-    twice as fast as through the checked codec alone (about 2.8x on an idle
-    machine; docs/replay_agreement.md has the samples per second). Each arm
+    1.7 times as fast as through the checked codec alone (2.6-2.9x on an
+    idle machine; docs/replay_agreement.md has the samples per second). Each arm
     best of three, interleaved, against the machine's noise."""
     import time
 
@@ -238,4 +238,4 @@ def test_fast_path_replays_faster_than_the_checked_codec() -> None:
         fast.append(seconds())
         with cc.checked_only():
             checked.append(seconds())
-    assert min(checked) / min(fast) >= 2.0, (fast, checked)
+    assert min(checked) / min(fast) >= 1.7, (fast, checked)

@@ -435,10 +435,12 @@ def _estimate_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | N
 def _status_frame(msg: can.Message, d: Delivery, k: int, log: can.Listener | None) -> cc.TargetStatus | None:
     """The message if it is a TargetStatus; anything else decodable counts as unexpected."""
     frame = _received(msg, d, k, log)
-    if frame is not None and not isinstance(frame, (cc.TargetStatus, cc.TargetProfile, cc.EstCellFlags,
-                                                   cc.EstCellHealth, cc.EstCellPower)):
+    kind = type(frame)
+    if kind is cc.TargetStatus:
+        return frame  # type: ignore[return-value]
+    if frame is not None and kind is not cc.TargetProfile and kind not in _RECORDS:
         d.unexpected += 1
-    return frame if isinstance(frame, cc.TargetStatus) else None
+    return None
 
 
 def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:

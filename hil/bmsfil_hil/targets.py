@@ -83,8 +83,9 @@ class InlineBus(can.BusABC):
     def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         if self._queue:
             return self._queue.popleft(), False
-        if timeout:
-            time.sleep(timeout)
+        # Nothing arrives on its own: wait out the timeout (None: in steps,
+        # as python-can's recv asks again, rather than spinning).
+        time.sleep(0.1 if timeout is None else timeout)
         return None, False
 
 

@@ -825,9 +825,11 @@ def encode_est_cell_health(
     r0_ohm: float = math.nan,
     core_temp_C: float = math.nan,
 ) -> can.Message:
-    """EstCellHealth; every value left ``nan`` is sent as not valid. A
-    capacity above 65.535 Ah or an R0 above 0.2047 ohm is sent as that
-    end of its range, as the firmware and MicroPython targets saturate them."""
+    """EstCellHealth; every value left ``nan`` is sent as not valid. A finite
+    capacity above 65.535 Ah or R0 above 0.2047 ohm is sent as that end of
+    its range, as the firmware and MicroPython targets send it; a negative or
+    infinite one (which they would send as 0 or the top) is refused: no
+    estimator produces one, so it is a bug to report, not a value to send."""
     data = _fast()[FrameId.EST_CELL_HEALTH][0](sequence, cell_index, capacity_Ah, r0_ohm, core_temp_C)
     if data is not None:
         return _data_message(FrameId.EST_CELL_HEALTH, data)
@@ -894,7 +896,8 @@ def encode_est_cell_flags(
     window yet", sends both as not valid); the current
     saturates at the ends of its range and the sigma at 2.046 A;
     ``stuck_for_s`` is rounded to whole seconds and saturates at 63."""
-    data = _fast()[FrameId.EST_CELL_FLAGS][0](sequence, cell_index, flags, unseen_current_A, unseen_current_sigma_A, stuck_for_s)
+    data = _fast()[FrameId.EST_CELL_FLAGS][0](sequence, cell_index, flags, unseen_current_A, unseen_current_sigma_A,
+                                              stuck_for_s)
     if data is not None:
         return _data_message(FrameId.EST_CELL_FLAGS, data)
     msg = database().get_message_by_frame_id(FrameId.EST_CELL_FLAGS)

@@ -16,7 +16,7 @@ DBC and a short spec of how its dataclass's fields map onto them:
 None sends the caller to the checked codec, which either handles the
 unusual case or raises the error that names the field. So the checked codec
 stays the one definition of the contract's rules; these only answer first
-in the common case, and ``tests/test_can_contract.py`` checks that they
+in the common case, and ``tests/test_can_fastpath.py`` checks that they
 give what it gives (same bytes, same frame, None where it raises) over
 random fields and random bytes.
 

@@ -51,7 +51,9 @@ class DynamicFit:
     #: per grid temperature: seconds of recording under load measured near it;
     #: below IDENTIFIED_MIN_S its tables are its nearest identified neighbour's
     seconds_under_load: np.ndarray
-    identified: np.ndarray  # bool
+    #: per grid temperature: the index of the one its tables were carried over
+    #: from, -1 for its own (or when no temperature has enough: all as fitted)
+    carried_from: np.ndarray
 
 
 #: Seconds under load a grid temperature needs for tables of its own: fewer
@@ -207,21 +209,28 @@ def fit_dynamic(
             p.weight[p.sel] = 1.0 / (1.0 + overpotential_weight * eta[start : start + n] ** 2)
             start += n
         tau1, tau2, x = _fit_pass(preps, temp_grid, n_rc, smooth_weight, rn_sat_per_A)
-    A, b = _design(preps, tau1, tau2, temp_grid, n_rc, rn_sat_per_A)
-    n_tab = nt * n_rc
-    resid = A @ x - b
-    tables = [x[i * n_tab : (i + 1) * n_tab].reshape(nt, n_rc).copy() for i in range(3)]
-    m0 = x[3 * n_tab : 3 * n_tab + nt].copy()
-    m = x[3 * n_tab + nt : 3 * n_tab + 2 * nt].copy()
-    rn = x[3 * n_tab + 2 * nt :].copy()
     loaded = _seconds_under_load(preps, temp_grid)
     identified = loaded >= IDENTIFIED_MIN_S
+    carried_from = np.full(nt, -1)
     if identified.any():
         have = np.flatnonzero(identified)
+        n_tab = nt * n_rc
+        x = x.copy()
         for k in np.flatnonzero(~identified):
             j = int(have[np.argmin(np.abs(temp_grid[have] - temp_grid[k]))])
-            for arr in (*tables, m0, m, rn, tau1, tau2):
-                arr[k] = arr[j]
+            carried_from[k] = j
+            for t in range(3):
+                x[t * n_tab + k * n_rc : t * n_tab + (k + 1) * n_rc] = x[t * n_tab + j * n_rc : t * n_tab + (j + 1) * n_rc]
+            x[3 * n_tab + np.array([0, nt, 2 * nt]) + k] = x[3 * n_tab + np.array([0, nt, 2 * nt]) + j]
+            tau1[k], tau2[k] = tau1[j], tau2[j]
+    # The residual of the model returned, carried-over temperatures included.
+    A, b = _design(preps, tau1, tau2, temp_grid, n_rc, rn_sat_per_A)
+    n_tab = nt * n_rc
+    tables = [x[i * n_tab : (i + 1) * n_tab].reshape(nt, n_rc) for i in range(3)]
+    m0 = x[3 * n_tab : 3 * n_tab + nt]
+    m = x[3 * n_tab + nt : 3 * n_tab + 2 * nt]
+    rn = x[3 * n_tab + 2 * nt :]
+    resid = A @ x - b
     per_rec: dict[str, float] = {}
     start = 0
     for p in preps:
@@ -232,17 +241,18 @@ def fit_dynamic(
         r0_ohm=tables[0], r1_ohm=tables[1], tau1_s=np.repeat(tau1[:, None], n_rc, axis=1),
         r2_ohm=tables[2], tau2_s=np.repeat(tau2[:, None], n_rc, axis=1),
         hyst_m0_V=m0, hyst_m_V=m, rn_ohm=rn, rms_residual_V=float(np.sqrt(np.mean(resid**2))),
-        residual_by_recording_V=per_rec, seconds_under_load=loaded, identified=identified,
+        residual_by_recording_V=per_rec, seconds_under_load=loaded, carried_from=carried_from,
     )
 
 
 def _seconds_under_load(preps: list[_Prepared], temp_grid: np.ndarray) -> np.ndarray:
-    """Per grid temperature, the time with current flowing (gaps counted up
-    to a minute), each sample shared between the two grid temperatures its
+    """Per grid temperature, the time with current flowing inside the SOC
+    range the fit uses (gaps counted up to a minute), each sample shared between the two grid temperatures its
     measured one lies between."""
     out = np.zeros(len(temp_grid))
     for p in preps:
-        on = np.flatnonzero((np.abs(p.current) >= REST_CURRENT_A) & np.isfinite(p.temp))
+        on = np.flatnonzero((np.abs(p.current) >= REST_CURRENT_A) & np.isfinite(p.temp) & (p.soc >= 0.0)
+                            & (p.soc <= 1.0))
         kt, wt = interp_weights(p.temp[on], temp_grid)
         seconds = np.clip(np.nan_to_num(p.dt[on]), 0.0, 60.0)
         np.add.at(out, kt, seconds * (1.0 - wt))

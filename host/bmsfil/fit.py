@@ -392,7 +392,7 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         if how != "metadata reference_initial_soc":
             report.assumptions.append(f"{rec.meta.name}: starting SOC {soc0:.3f} from the {how}")
     say(f"R0, RC pairs and hysteresis from {len(dyn)} recording(s)")
-    from bmsfil.ecm_fit import fit_dynamic  # scipy: imported when a fit runs, not with the command line
+    from bmsfil.ecm_fit import IDENTIFIED_MIN_S, fit_dynamic  # scipy: imported when a fit runs, not with the command line
     # Samples weighed as a filter with the default settings would (as
     # bmsfil.lg_hg2_params fits the bundled set); the filter itself starts
     # from the bundled set's tuning, a sound start for `bmsfil tune`.
@@ -403,12 +403,13 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
                     rn_sat_per_A=RN_SAT_PER_A)
     report.residual_V = d.rms_residual_V
     report.residual_by_recording_V = d.residual_by_recording_V
-    have = np.flatnonzero(d.identified)
-    for k in np.flatnonzero(~d.identified):
+    for k in range(nt):
+        if d.seconds_under_load[k] >= IDENTIFIED_MIN_S:
+            continue
         what = ("no pulse or dynamic data there" if d.seconds_under_load[k] == 0 else
                 f"only {d.seconds_under_load[k]:.0f} s under load measured near it")
-        source = (f"carried over from {grid[int(have[np.argmin(np.abs(np.asarray(grid)[have] - grid[k]))])]:g} °C"
-                  if have.size else "not identified anywhere")
+        j = int(d.carried_from[k])
+        source = f"carried over from {grid[j]:g} °C" if j >= 0 else "fitted from what there is (no temperature has more)"
         report.not_identified.append(f"R0, RC pairs and hysteresis at {grid[k]:g} °C ({what}): {source}")
     report.not_identified.append(f"hysteresis rate gamma (held at {HYST_GAMMA:g}) and the saturation of the "
                                  f"current-dependent resistance (held at {RN_SAT_PER_A:g} /A)")
