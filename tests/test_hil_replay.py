@@ -211,6 +211,27 @@ def test_hil_run_command(tmp_path: Path, rec, capsys):
     assert "HIL lock-step replay" in capsys.readouterr().out
 
 
+def test_hil_run_without_a_reference_keeps_the_estimates(tmp_path: Path, rec, capsys):
+    """A recording with no reference SOC (no Ah counter: a field log, a
+    NASA life) is replayed, not scored: its estimates are still written."""
+    from dataclasses import replace
+
+    bare = replace(rec.slice(0, 200), ah=None)
+    src = bare.save(tmp_path / "bare.npz")
+    js = tmp_path / "h.json"
+    assert main(["hil", "run", str(src), "--target", "host", "--out-dir", str(tmp_path / "o"), "--json", str(js),
+                 "--no-plot"]) == 0
+    rows = (tmp_path / "o" / f"{bare.meta.name}.csv").read_text().splitlines()
+    assert rows[0] == "time_s,soc,soc_sigma" and len(rows) == 201
+    direct = SocEstimator(bundled_params()).run(as_carried(bare)).soc
+    assert abs(float(rows[-1].split(",")[1]) - direct[-1]) <= 1e-6
+    import json
+
+    cell = json.loads(js.read_text())["recordings"][0]["cells"][0]
+    assert "no reference SOC" in cell["not_scored"]
+    capsys.readouterr()
+
+
 @pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("path", lg_drive_cycles(), ids=lambda p: p.name)

@@ -18,7 +18,7 @@ from rich.table import Table
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
-from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot
+from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, write_trace_csv
 from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
@@ -535,7 +535,9 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
         return doc  # nothing came back: the delivery's fault says why
     try:
         ev = score_trace(rec, rec, trace, params)
-    except RecordingError:
+    except RecordingError as exc:  # no reference SOC: the estimates, unscored
+        write_trace_csv(rec.time_s, trace, args.out_dir / f"{_safe(rec.meta.name)}.csv")
+        doc["not_scored"] = str(exc)
         return doc
     write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
     if plot and not args.no_plot:

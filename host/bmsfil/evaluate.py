@@ -129,11 +129,17 @@ def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: Pa
 
 
 def write_csv(ev: Evaluation, path: Path) -> Path:
+    return write_trace_csv(ev.recording.time_s, ev.trace, path)
+
+
+def write_trace_csv(time_s: np.ndarray, trace: SocTrace, path: Path) -> Path:
+    """The per-sample CSV of `bmsfil eval` (time, SOC, its sigma), for
+    estimates with or without a reference to score them against."""
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["time_s", "soc", "soc_sigma"])
-        for row in zip(ev.recording.time_s.tolist(), ev.trace.soc.tolist(), ev.trace.soc_sigma.tolist()):
+        for row in zip(time_s.tolist(), trace.soc.tolist(), trace.soc_sigma.tolist()):
             w.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}"])
     tmp.replace(path)
     return path
