@@ -188,9 +188,9 @@ def main() -> None:
         "",
         "- The capacity estimate does not feed back into the SOC filter (which uses the parameter",
         "  set's capacity).",
-        "- The pure-MicroPython variant sends no core temperature (core_temp_valid 0). The targets that",
-        "  run the C core (firmware, host target, MicroPython native module) send it in EstCellHealth",
-        "  (docs/thermal.md, \"On the targets\"), as they send the state of power (docs/power.md).",
+        "- Every target sends the core temperature in EstCellHealth when the set has a thermal model",
+        "  (docs/thermal.md, \"On the targets\"), as it sends the state of power (docs/power.md); the",
+        "  pure-MicroPython variant (bmsfil_thermal.py) to the frame's resolution.",
         "",
     ]
     args.output.write_text("\n".join(lines))

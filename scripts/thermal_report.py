@@ -209,8 +209,8 @@ def main() -> None:
     w("## What is not done\n")
     w("- The entropic heat i T dOCV/dT is left out (no parameter set carries dOCV/dT).")
     w("- The thermal parameters are taken as independent of temperature and SOC.")
-    w("- The SOC filter takes the surface reading as its temperature, not the core estimate.")
-    w("- The pure-MicroPython variant sends no core temperature (core_temp_valid 0); the native one does.")
+    w("- The SOC filter takes the surface reading as its temperature, not the core estimate (measured "
+      "in docs/core_temp_experiment.md: the core estimate would help at 0 °C).")
     args.output.write_text("\n".join(out) + "\n")
     print(f"wrote {args.output} and {plot}", file=sys.stderr)
 

@@ -5,8 +5,9 @@ MicroPython native module they are the same C (bf_capacity_step, bf_r0_step)
 and agree to the bit with the host's `CellHealth`; the pure-MicroPython port
 agrees to the frame's resolution. The same three C targets run the
 core-temperature filter (bf_thermal_step) when the parameter set has a
-thermal model and send the same core temperature to the bit; without one
-they send core_temp_valid 0 (so does the pure-MicroPython port always). A
+thermal model and send the same core temperature to the bit, the
+pure-MicroPython port (bmsfil_thermal.py) to the frame's resolution;
+without one they send core_temp_valid 0. A
 NASA discharge replayed from full to its cut-off teaches the capacity over
 CAN."""
 
@@ -166,6 +167,20 @@ def test_micropython_sends_the_same_r0_to_the_frames_resolution() -> None:
     assert mp.received.all()
     assert np.array_equal(np.isnan(mp.r0_ohm), np.isnan(host.r0_ohm))
     assert np.nanmax(np.abs(mp.r0_ohm - host.r0_ohm)) <= 1e-4 + 1e-9
+
+
+@needs_micropython
+def test_micropython_sends_the_core_temperature_to_the_frames_resolution() -> None:
+    """bmsfil_thermal.py in float64 against the C core's float32: the same
+    0.5 °C code on all but a few samples, never more than one code apart;
+    none without a thermal model."""
+    rec = as_carried(bundled_recording().slice(0, 1500))
+    mp, host = _replay("micropython", [rec]).health, _replay("host", [rec]).health
+    assert mp.received.all() and np.isfinite(host.core_temp_C).all() and np.isfinite(mp.core_temp_C).all()
+    apart = np.abs(mp.core_temp_C - host.core_temp_C)
+    assert apart.max() <= 0.5 and np.count_nonzero(apart) <= 0.01 * apart.size
+    bare = _replay("micropython", [rec.slice(0, 200)], params=NO_THERMAL).health
+    assert bare.received.all() and np.isnan(bare.core_temp_C).all()
 
 
 @needs_micropython

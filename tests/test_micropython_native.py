@@ -412,7 +412,7 @@ def test_main_without_the_module_says_how_to_build_it(tmp_path):
     if exe is None:
         pytest.skip("the micropython command is not installed")
     for name in ("main.py", "app.py", "bmsfil_ekf.py", "bmsfil_plaus.py", "bmsfil_health.py", "bmsfil_power.py",
-                 "bmsfil_can.py", "bmsfil_native.py"):
+                 "bmsfil_thermal.py", "bmsfil_can.py", "bmsfil_native.py"):
         shutil.copy(APP_DIR / name, tmp_path / name)  # the application without natmod/
     env = {k: v for k, v in os.environ.items() if k not in ("BMSFIL_NATMOD_DIR", "MICROPYPATH")}
     proc = subprocess.run([exe, str(tmp_path / "main.py"), "1", str(tmp_path / "none.json"), "native"],

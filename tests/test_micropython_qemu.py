@@ -78,7 +78,8 @@ def test_lockstep_agrees_with_host_and_counts_instructions(variant):
     low, high = (2_000, 30_000) if variant == "native" else (50_000, 5_000_000)
     assert low < np.median(ipcs) < high, np.median(ipcs)
     # The core temperature: the native variant's is the C core's, bit for bit
-    # the host target's on this single-precision port too; the python variant sends none.
+    # the host target's on this single-precision port too; the python
+    # variant's (bmsfil_thermal.py, in this port's float32) to the frame's 0.5 °C.
     host = make_target("host", PARAMS)
     bus = host.start()
     try:
@@ -88,7 +89,8 @@ def test_lockstep_agrees_with_host_and_counts_instructions(variant):
     if variant == "native":
         assert np.isfinite(want).all() and np.array_equal(result.health.core_temp_C, want)
     else:
-        assert np.isnan(result.health.core_temp_C).all()
+        apart = np.abs(result.health.core_temp_C - want)
+        assert np.isfinite(want).all() and apart.max() <= 0.5 and np.count_nonzero(apart) <= 0.02 * apart.size
 
 
 def test_a_pack_of_cells_is_stepped_cell_by_cell():

@@ -13,12 +13,11 @@ are emulated in memory, see `App.on_host_command`):
   plausibility monitor judges the step, the capacity and R0 estimators
   (bmsfil_health in pure MicroPython, or the C core's in the native
   module) learn from it, its state-of-power search takes a sub-step on
-  every second sample (bmsfil_power, or the C core's), the native module's
-  core-temperature filter follows (when the set has a thermal model; it
-  starts at the cell's first valid temperature reading, the ambient taken
-  as it), and the cell is answered with its EstCell, EstCellFlags,
-  EstCellHealth (no core temperature from the pure-MicroPython variant)
-  and EstCellPower;
+  every second sample (bmsfil_power, or the C core's), its core-temperature
+  filter follows (bmsfil_thermal, or the C core's; when the set has a
+  thermal model; it starts at the cell's first valid temperature reading,
+  the ambient taken as it), and the cell is answered with its EstCell,
+  EstCellFlags, EstCellHealth and EstCellPower;
   after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
@@ -37,6 +36,7 @@ import bmsfil_ekf as be
 import bmsfil_health as bh
 import bmsfil_plaus as bp
 import bmsfil_power as bw
+import bmsfil_thermal as bt
 
 MAX_CELLS = 1024
 LINE_MAX = 64
@@ -67,8 +67,8 @@ class App:
         self.Monitor = getattr(estimator or be, "Plausibility", bp.Plausibility)
         self.CellHealth = getattr(estimator or be, "CellHealth", bh.CellHealth)
         self.PowerSearch = getattr(estimator or be, "PowerSearch", bw.PowerSearch)
-        # The core temperature: the C core's filter (native variant only), when the set has a thermal model.
-        self.CellThermal = getattr(estimator or be, "CellThermal", None) if params.thermal is not None else None
+        # The core temperature, when the set has a thermal model: the C core's filter or bmsfil_thermal's.
+        self.CellThermal = getattr(estimator or be, "CellThermal", bt.CellThermal) if params.thermal is not None else None
         self.icount = icount
         self.instructions = 0  # mean instructions per cell step of the last sample
         self.step_insns = 0
@@ -80,7 +80,7 @@ class App:
         self.monitors = {}  # cell index -> its plausibility monitor
         self.health = {}  # cell index -> its capacity and R0 estimators
         self.power = {}  # cell index -> its state-of-power search
-        self.thermal = {}  # cell index -> its core-temperature filter (native variant with a thermal model)
+        self.thermal = {}  # cell index -> its core-temperature filter (when the set has a thermal model)
         self.capacity_tuning = bh.CapacityTuning(params)
         self.r0_tuning = bh.R0Tuning(params)
         self.restored = {}  # cell index -> True: the next estimate says restored

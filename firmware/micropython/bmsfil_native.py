@@ -24,6 +24,7 @@ import struct
 import bmsfil_c as _c
 from bmsfil_ekf import ParamsError, Params, load_params  # noqa: F401 (re-exported for main.py)
 from bmsfil_plaus import CONFIG as PLAUS_CONFIG
+from bmsfil_thermal import THERMAL_TUNING
 
 # bf_cell_params_t, in declaration order.
 RC_TABLES = ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
@@ -203,7 +204,6 @@ class CellHealth:
 
 # The core-temperature filter's settings (bf_thermal_tuning_t, in declaration
 # order): the host's ThermalTuning defaults (bmsfil.thermal), as the firmware's.
-THERMAL_TUNING = (0.1, 0.1, 1e-4, 0.01, 1.0, 0.01, 1e-6, 100.0, 5.0, 100.0, -80.0, 150.0, 3600.0)
 
 
 class CellThermal:

@@ -42,7 +42,7 @@ MPY_CACHE = PORT_DIR / "build" / "cache"
 STAGE_DIR = APP_DIR / "build"
 #: The application as the board imports it (app.py's modules and the CAN transport).
 APP_MODULES = ("app.py", "bmsfil_can.py", "bmsfil_ekf.py", "bmsfil_plaus.py", "bmsfil_health.py",
-               "bmsfil_power.py", "bmsfil_native.py", "bmsfil_pybcan.py")
+               "bmsfil_power.py", "bmsfil_thermal.py", "bmsfil_native.py", "bmsfil_pybcan.py")
 PARAMS_FILE = "bmsfil_params.json"
 VARIANTS = ("python", "native")
 
