@@ -74,6 +74,25 @@ def test_score_refuses_what_it_cannot_read(tmp_path, capsys):
     assert "missing.blf" in capsys.readouterr().out
 
 
+def test_score_against_a_recording_without_reference_says_so(tmp_path, capsys):
+    from dataclasses import replace
+
+    rec = bundled_recording().slice(0, 50)
+    log_path = tmp_path / "run.blf"
+    log = open_log(log_path)
+    target = make_target("host", bundled_params())
+    try:
+        replay_lockstep(target.start(), [rec], log=log)
+    finally:
+        target.stop()
+        log.stop()
+    bare = replace(rec, ah=None).save(tmp_path / "bare.npz")
+    capsys.readouterr()
+    assert main(["hil", "score", str(log_path), "--recording", str(bare)]) == 2
+    out = capsys.readouterr().out
+    assert "bare.npz" in out and "no reference SOC" in out and "Ah counter" in out
+
+
 def test_score_reports_the_flags_health_and_power_the_log_holds(tmp_path):
     """What `hil run --json` reports of EstCellFlags, EstCellHealth and
     EstCellPower, `hil score` finds again in the run's log, and the flags

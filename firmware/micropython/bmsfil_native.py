@@ -202,8 +202,6 @@ class CellHealth:
         return _c.health_step(bufs, (dt_s, current_A, voltage_V, temp_C))
 
 
-# The core-temperature filter's settings (bf_thermal_tuning_t, in declaration
-# order): the host's ThermalTuning defaults (bmsfil.thermal), as the firmware's.
 
 
 class CellThermal:

@@ -380,6 +380,12 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
             console.print(f"bmsfil hil score: --recording scores one cell; the log holds {m}")
             return 2
         reference = load_any(args.recording)
+        try:
+            reference.reference_soc()
+        except RecordingError as exc:
+            console.print(f"bmsfil hil score: {args.recording}: {exc}; without --recording the log is compared "
+                          "with the C core only")
+            return 2
         if len(reference) < n:
             console.print(f"bmsfil hil score: {args.recording} has {len(reference)} samples, the log {n}")
             return 2
