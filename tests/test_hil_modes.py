@@ -140,8 +140,9 @@ def test_96_cell_pack_end_to_end_and_the_monitor_shows_it(tmp_path):
     assert all(not c["stale"] for c in cells)
 
 
-def test_a_target_that_never_answers_is_a_fault_not_a_traceback(tmp_path):
-    """A board on a bus where nothing answers: exit 1, the JSON says why."""
+def test_a_target_that_never_answers_is_a_fault_not_a_traceback(tmp_path, capsys):
+    """A board on a bus where nothing answers: exit 1, the JSON says why,
+    and the command does not claim a CSV it did not write."""
     js = tmp_path / "nobody.json"
     assert main(["hil", "run", "--target", "board", "--interface", "virtual", "--channel", f"nobody-{tmp_path.name}",
                  "--samples", "5", "--timeout", "0.2", "--json", str(js), "--out-dir", str(tmp_path / "out")]) == 1
@@ -149,3 +150,5 @@ def test_a_target_that_never_answers_is_a_fault_not_a_traceback(tmp_path):
     assert "did not come back" in doc["delivery"]["fault"]
     rmse = doc["cells"][0]["rmse"]
     assert rmse is None or math.isnan(rmse)  # nothing to score
+    assert "csv" not in doc["cells"][0] and not list((tmp_path / "out").glob("*.csv"))
+    assert "no estimate came back: no CSV written" in capsys.readouterr().out

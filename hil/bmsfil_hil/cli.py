@@ -346,8 +346,9 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                 return 2
     finally:
         console.print(table)
-    console.print(f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/"
-                  + (f"; CAN log {args.log}" if args.log else ""))
+    written = sum(1 for entry in docs for cell in entry["cells"] if cell.get("csv"))  # type: ignore[union-attr]
+    console.print((f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/" if written else
+                   "no estimate came back: no CSV written") + (f"; CAN log {args.log}" if args.log else ""))
     return status
 
 
@@ -542,10 +543,10 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     try:
         ev = score_trace(rec, rec, trace, params)
     except RecordingError as exc:  # no reference SOC: the estimates, unscored
-        write_trace_csv(rec.time_s, trace, args.out_dir / f"{_safe(rec.meta.name)}.csv")
+        doc["csv"] = str(write_trace_csv(rec.time_s, trace, args.out_dir / f"{_safe(rec.meta.name)}.csv"))
         doc["not_scored"] = str(exc)
         return doc
-    write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
+    doc["csv"] = str(write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv"))
     if plot and not args.no_plot:
         write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
     doc.update(_summary(ev, delivery, delta))
