@@ -20,7 +20,7 @@ from bmsfil_ekf import _finite  # not nan, not inf (math.inf and math.isfinite a
 # bf_thermal_tuning_t's defaults (host/bmsfil/thermal.py ThermalTuning), in declaration order:
 # q_heat_W2_s, q_heat_rel2_s, q_surface_K2_per_s, r_surface_K2, p0_core_K2, p0_surface_K2, p_floor_K2,
 # p_max_K2, gate_sigma, heat_max_W, temp_min_C, temp_max_C, dt_max_s.
-THERMAL_TUNING = (0.1, 0.1, 1e-4, 0.01, 1.0, 0.01, 1e-6, 100.0, 5.0, 100.0, -80.0, 150.0, 3600.0)
+THERMAL_TUNING = (0.1, 0.1, 1e-4, 0.01, 0.01, 0.01, 1e-6, 100.0, 5.0, 100.0, -80.0, 150.0, 3600.0)
 SERIES_BELOW = 0.5  # below it, sinh(x)/x from its series (thermal.c)
 MAX_CORRELATION = 0.9999
 # The SOC filter's flags after which its step gives no heat (bmsfil_ekf).

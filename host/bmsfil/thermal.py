@@ -60,8 +60,12 @@ class ThermalTuning:
       (0.25 / 3600 = 7e-5 K^2/s, rounded up to 1e-4);
     - a surface reading is good to 0.1 K (one step of the LG HG2 logger's
       0.105 K resolution) apart from its offset, which the ambient absorbs;
-    - start: a rested cell's core within 1 K of its surface (1 K^2), the
-      surface known as a reading is (0.01 K^2);
+    - start: a rested cell's core at its surface (after ten minutes' rest
+      the core-to-surface time constant, about a minute, leaves nothing)
+      and the surface known as a reading is: 0.01 K^2 each (1 K^2 for the
+      core, as before 2026-12-06, let a 0.1 K step of the surface reading
+      in the first seconds pull the core estimate up to 1.1 K below the
+      surface, through the correlation the first predictions build);
     - variances between 1e-6 and 100 K^2; innovations beyond 5 sigma
       down-weighted;
     - heat beyond 100 W is not a single cell's; temperatures within the
@@ -72,7 +76,7 @@ class ThermalTuning:
     q_heat_rel2_s: float = 0.1
     q_surface_K2_per_s: float = 1e-4
     r_surface_K2: float = 0.01
-    p0_core_K2: float = 1.0
+    p0_core_K2: float = 0.01
     p0_surface_K2: float = 0.01
     p_floor_K2: float = 1e-6
     p_max_K2: float = 100.0
