@@ -8,8 +8,8 @@ bound it. Here each of those frames gets two functions, generated (as
 DBC and a short spec of how its dataclass's fields map onto them:
 
 - ``encode(*fields) -> bytes | None``: the 8 data bytes, or None for
-  anything out of the ordinary (a value of another type, out of range, to
-  be saturated, inconsistent validity);
+  anything out of the ordinary (a value of another type, out of range,
+  infinite, inconsistent validity);
 - ``decode(data) -> frame | None``: the frame, or None for anything the
   checked decoder refuses.
 
@@ -41,10 +41,10 @@ from __future__ import annotations
 
 import enum
 import math
-from decimal import Decimal
-from fractions import Fraction
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 
 from cantools.database.can import Message as DbcMessage
 from cantools.database.can import Signal
