@@ -22,6 +22,7 @@ from bmsfil.health_eval import score_discharges, summarise
 from bmsfil.importers import import_file
 from bmsfil.params import ParamsError, bundled_params, params_arg
 from bmsfil.reference import awtls_reference
+from firmware_tools import micropython_app
 from shared_data import DATA
 
 NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
@@ -184,19 +185,8 @@ def test_capacity_tuning_defaults_follow_the_parameter_set() -> None:
 
 @pytest.fixture(scope="module")
 def mp_health():
-    """The MicroPython application's health module, imported in CPython."""
-    import sys
-
-    from bmsfil_hil.micropython import APP_DIR
-
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import bmsfil_ekf
-        import bmsfil_health
-
-        yield bmsfil_ekf, bmsfil_health
-    finally:
-        sys.path.remove(str(APP_DIR))
+    with micropython_app("bmsfil_ekf", "bmsfil_health") as modules:
+        yield modules
 
 
 def _mp_run(mp_health, params, rec):

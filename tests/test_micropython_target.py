@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -24,9 +23,10 @@ from bmsfil.core import SocEstimator
 from bmsfil.pack import synthetic_pack
 from bmsfil.params import bundled_params
 from bmsfil.reference import ReferenceSocEstimator
-from bmsfil_hil.micropython import APP_DIR, MicroPythonError, MicroPythonTarget, micropython_executable
+from bmsfil_hil.micropython import MicroPythonError, MicroPythonTarget, micropython_executable
 from bmsfil_hil.replay import as_carried, replay_lockstep
 from bmsfil_hil.targets import TARGETS, make_target
+from firmware_tools import micropython_app
 
 PARAMS = bundled_params()
 needs_micropython = pytest.mark.skipif(
@@ -38,15 +38,8 @@ needs_micropython = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def fw():
-    """The application's modules, imported in CPython."""
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import bmsfil_can
-        import bmsfil_ekf
-
-        yield bmsfil_can, bmsfil_ekf
-    finally:
-        sys.path.remove(str(APP_DIR))
+    with micropython_app("bmsfil_can", "bmsfil_ekf") as modules:
+        yield modules
 
 
 def _run(cells, **kw):
@@ -114,12 +107,8 @@ def test_monitor_port_is_the_c_monitor_in_cpython():
     from bmsfil.plausibility import run_monitored
     from bmsfil_hil.faults import _alter, _stuck_voltage
 
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import bmsfil_ekf as be
-        import bmsfil_plaus as bp
-    finally:
-        sys.path.remove(str(APP_DIR))
+    with micropython_app("bmsfil_ekf", "bmsfil_plaus") as modules:
+        be, bp = modules
     full = bundled_recording()
     for rec in (_stuck_voltage(full.slice(0, 1200), slice(400, 600)),
                 _alter(full.slice(0, 21000), slice(200, 21000), current_A=lambda i: i + 0.5)):

@@ -8,7 +8,6 @@ run as the host target runs them."""
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import astuple
 
 import numpy as np
@@ -20,22 +19,15 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator
 from bmsfil.params import bundled_params
 from bmsfil.thermal import CellThermal, CoreTempEstimator
-from bmsfil_hil.micropython import APP_DIR
+from firmware_tools import micropython_app
 
 PARAMS = bundled_params()
 
 
 @pytest.fixture(scope="module")
 def mp():
-    """The MicroPython application's modules, imported in CPython."""
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import bmsfil_ekf
-        import bmsfil_thermal
-
-        yield bmsfil_ekf, bmsfil_thermal
-    finally:
-        sys.path.remove(str(APP_DIR))
+    with micropython_app("bmsfil_ekf", "bmsfil_thermal") as modules:
+        yield modules
 
 
 def test_the_tuning_is_the_c_cores_default(mp) -> None:

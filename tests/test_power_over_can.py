@@ -22,7 +22,7 @@ from bmsfil.power import HORIZONS_S, SOP_EVERY, PowerSearch, SopLimits, state_of
 from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import POWER_HORIZONS, replay_lockstep
 from bmsfil_hil.targets import make_target
-from firmware_tools import needs_qemu
+from firmware_tools import micropython_app, needs_qemu
 
 PARAMS = bundled_params()
 SAMPLES = 1200
@@ -108,19 +108,8 @@ def test_warm_searches_along_a_drive_cycle_stay_within_the_tolerance():
 
 @pytest.fixture(scope="module")
 def mp_power():
-    """The MicroPython application's modules, imported in CPython."""
-    import sys
-
-    from bmsfil_hil.micropython import APP_DIR
-
-    sys.path.insert(0, str(APP_DIR))
-    try:
-        import bmsfil_ekf
-        import bmsfil_power
-
-        yield bmsfil_ekf, bmsfil_power
-    finally:
-        sys.path.remove(str(APP_DIR))
+    with micropython_app("bmsfil_ekf", "bmsfil_power") as modules:
+        yield modules
 
 
 @settings(max_examples=40, deadline=None)
