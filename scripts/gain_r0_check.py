@@ -37,6 +37,20 @@ def main(argv: list[str] | None = None) -> int:
           f"median {np.median(faulty[after] / clean[after]):.4f}, at the end {ratio[-1]:.4f}")
     print(f"R0 on the clean recording over the same 40 min: {np.nanmin(clean[after]) * 1e3:.2f} to "
           f"{np.nanmax(clean[after]) * 1e3:.2f} mOhm (median {np.nanmedian(clean[after]) * 1e3:.2f})")
+    growth = HealthEstimator(params).run(rec).r0_growth
+    growth = growth[np.isfinite(growth) & (growth > 0)]
+    print(f"R0 against the parameter set's R0 at the step's SOC and temperature (growth), clean: 5th to 95th "
+          f"percentile {np.percentile(growth, 5):.2f} to {np.percentile(growth, 95):.2f}")
+    # The fault matrix's window (docs/faults.md): the middle sixth of the first 1200 samples.
+    short = rec.slice(0, 1200)
+    n = len(short)
+    w = slice(n // 3, n // 3 + n // 6)
+    cur = short.current_A.copy()
+    cur[w] *= 1.0 + args.gain
+    c_short = HealthEstimator(params).run(short).r0_ohm
+    f_short = HealthEstimator(params).run(dataclasses.replace(short, current_A=cur)).r0_ohm
+    print(f"In the fault matrix's {short.time_s[w.stop - 1] - short.time_s[w.start]:.0f} s window: R0 with the "
+          f"gain error against clean at its end {f_short[w.stop - 1] / c_short[w.stop - 1]:.3f}")
     return 0
 
 
