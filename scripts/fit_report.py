@@ -8,8 +8,9 @@ did not see. Runs the user's commands (bmsfil.cli.main), not library calls.
 Workflows:
   full     C/20 tests at all six temperatures, the pulse test, the 1C capacity
            tests and the US06 cycles (all temperatures) for the fit; tuning on
-           the US06 cycles; scored on every HWFET and UDDS cycle (other cycle
-           types, never seen).
+           the US06 cycles, each with the model refitted without it (what
+           `bmsfil tune` does with training recordings the fit used); scored
+           on every HWFET and UDDS cycle (other cycle types, never seen).
   char     the characterisation files only (C/20 tests, the pulse test, the 1C
            capacity tests, which are also the only dynamic data away from
            25 °C) for the fit; tuning on the US06 cycles; scored like full.

@@ -223,3 +223,50 @@ def test_a_pulse_test_at_another_temperature_shifts_the_ocv(lg_minimal):
     assert any("OCV at 10 °C: the curve of 25 °C shifted" in a for a in report.assumptions)
     assert c.capacity_Ah[0] == pytest.approx(Q_REF_25, abs=0.05)
     assert any("capacity at 10 °C from the pulse test pulse_10C" in a for a in report.assumptions)
+
+
+@needs_data
+def test_tune_holds_out_the_training_recordings_the_fit_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]):
+    """A training recording the fit used is tuned on with the model refitted
+    without it (bmsfil.held_out); one the fit did not use, with the model as
+    fitted; --in-sample turns it off; a fit that cannot be repeated is said."""
+    import bmsfil.cli as cli
+
+    used, other = tmp_path / "used.npz", tmp_path / "other.npz"
+    bundled_recording().slice(0, 6000).save(used)
+    bundled_recording().slice(6000, 9000).save(other)
+    start = tmp_path / "fit.json"
+    assert main(["fit", "--ocv", str(C20_25), "--pulse", str(HPPC_25), "--dynamic", str(used), "-o", str(start)]) == 0
+    params = ParameterSet.load(start)
+    seen: list[object] = []
+    real = cli.tune_filter
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("cells"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "tune_filter", spy)
+    out = tmp_path / "tuned.json"
+    assert main(["tune", "--params", str(start), "--train", str(used), str(other), "--iterations", "2",
+                 "-o", str(out)]) == 0
+    cells = seen[-1]
+    without, _ = fit(FitInputs(ocv=[import_file(C20_25)], pulse=[import_file(HPPC_25)]), "fitted cell")
+    assert np.array_equal(cells[0].r0_ohm, without.cell.r0_ohm)
+    assert not np.array_equal(cells[0].r0_ohm, params.cell.r0_ohm)
+    assert cells[1] is params.cell or np.array_equal(cells[1].r0_ohm, params.cell.r0_ohm)
+    assert "1 of the training recordings held out of the fit" in ParameterSet.load(out).notes["tuning"]
+
+    assert main(["tune", "--params", str(start), "--train", str(used), "--iterations", "1", "--in-sample",
+                 "-o", str(out)]) == 0
+    assert seen[-1] is None
+    assert main(["tune", "--params", str(start), "--train", str(other), "--iterations", "1", "-o", str(out)]) == 0
+    assert seen[-1] is None  # the fit did not use it: nothing to hold out
+
+    used.with_name("moved.npz").write_bytes(used.read_bytes())
+    used.unlink()
+    capsys.readouterr()
+    assert main(["tune", "--params", str(start), "--train", str(tmp_path / "moved.npz"), "--iterations", "1",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"dynamic input {used} of the fit is not there" in err and "--in-sample" in err

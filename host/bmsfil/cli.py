@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
+import shlex
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stderr
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,9 +25,10 @@ from bmsfil.chunked import save_parquet
 from bmsfil.current_sign import wrong_sign
 from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
+from bmsfil.held_out import FitRecipe, RecipeError, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
-from bmsfil.params import BUNDLED_SETS, ParameterSet, ParamsError, bundled_params, params_arg
+from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, bundled_params, params_arg
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.tuning import Targets, tune_filter
@@ -378,6 +381,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if (why := wrong_sign(rec)) is not None:
             raise RecordingError(why)
     before = params.filter
+    cells, models = _tuning_models(params, args)
     targets = Targets()
     on_dask = args.workers is not None or args.scheduler is not None
     try:
@@ -386,12 +390,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
                          console=console) as bar:
             task = bar.add_task("tuning the filter", total=args.iterations, cost=float("nan"))
             tuned, cost = tune_filter(params, train, iterations=args.iterations, seed=args.seed, targets=targets,
-                                      progress=lambda i, c: bar.update(task, completed=i + 1, cost=c), pool=pool)
+                                      progress=lambda i, c: bar.update(task, completed=i + 1, cost=c), cells=cells,
+                                      pool=pool)
     except FleetError as exc:
         err_console.print(f"bmsfil tune: error: {exc}")
         return 2
     notes = dict(params.notes)
-    notes["tuning"] = (f"bmsfil tune, {args.iterations} iterations, seed {args.seed}, cost {cost:.4f}, on "
+    notes["tuning"] = (f"bmsfil tune, {args.iterations} iterations, seed {args.seed}, cost {cost:.4f}, {models}, on "
                        + "; ".join(f"{p} sha256:{file_sha256(p)[:16]}" for p in args.train))
     notes["tune_command"] = args.command_line
     tuned = replace(tuned, notes=notes, name=args.name or params.name)
@@ -407,6 +412,48 @@ def cmd_tune(args: argparse.Namespace) -> int:
     console.print(f"tuning cost {cost:.4f} (lower is better; 0 meets every target with margin)")
     console.print(f"wrote {args.output}; score it on recordings it has not seen: bmsfil eval --params {args.output} REC ...")
     return 0
+
+
+def _tuning_models(params: ParameterSet, args: argparse.Namespace) -> tuple[list[CellParams] | None, str]:
+    """The cell model each training recording is tuned with, and what that was
+    (for the notes): held out (bmsfil.held_out) where the fit used the
+    recording, unless --in-sample."""
+    in_fit = fit_inputs_among(params, args.train)
+    used = sum(d is not None for d in in_fit)
+    if not used:
+        return None, "none of the training recordings was a fit input"
+    if args.in_sample:
+        return None, f"{used} of the training recordings fit inputs, tuned on the model as fitted (--in-sample)"
+    try:
+        recipe = _fit_recipe(params)
+        with console.status("holding the training recordings out of the fit...") as status:
+            cells = held_out_cells(params, recipe, args.train, in_fit, progress=lambda msg: status.update(msg + "..."))
+    except RecipeError as exc:
+        raise FitError(f"{used} of the training recordings were inputs of the fit, and the fit cannot be repeated "
+                       f"without them: {exc}; give --in-sample to tune on the model as fitted") from None
+    console.print(f"{used} of the {len(args.train)} training recordings were inputs of the fit: each is tuned on "
+                  "with the model refitted without it, so that the filter learns the model's error on data it has "
+                  "not seen (--in-sample: on the model as fitted)")
+    return cells, f"{used} of the training recordings held out of the fit"
+
+
+def _fit_recipe(params: ParameterSet) -> FitRecipe:
+    """The `bmsfil fit` command in the set's notes, read as `bmsfil fit` read it."""
+    command = params.notes.get("command", "")
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    if words[:2] != ["bmsfil", "fit"]:
+        raise RecipeError(f"the set's notes hold no `bmsfil fit` command (command: {command!r})")
+    try:
+        with redirect_stderr(io.StringIO()) as errors:
+            fa = build_parser().parse_args(words[1:])
+    except SystemExit:
+        raise RecipeError(f"the fit command in the notes does not parse: {errors.getvalue().strip()}") from None
+    return FitRecipe(inputs={role: list(getattr(fa, role) or []) for role in ROLES},
+                     nominal_capacity_Ah=fa.nominal_capacity, name=fa.name,
+                     load=lambda paths: _load_role(paths, fa))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -528,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=200, help="search steps (each runs every training recording 3-4 times)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="new name for the parameter set")
+    p.add_argument("--in-sample", action="store_true",
+                   help="tune on the model as fitted even with training recordings the fit used (default: each "
+                   "such recording with the model refitted without it)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="score the training recordings on a local Dask cluster of N processes (same result)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="score them on an existing Dask scheduler")
@@ -561,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.command_line = "bmsfil " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command_line = shlex.join(["bmsfil", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args))
     except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:

@@ -1,0 +1,108 @@
+"""Held-out cell models for `bmsfil tune`.
+
+A filter tuned on recordings its cell model was fitted on learns how well the
+model fits its training, and then trusts the voltage more than new data bears.
+So each training recording that was an input of the fit is scored, while
+tuning, with the model refitted without it (leave one out), as
+`lg_hg2_params` does by cycle type for the bundled set. On the LG HG2 `full`
+workflow of docs/fitting_results.md this takes the unseen HWFET and UDDS
+cycles meeting the core bar from 5 of 7 to 6 of 7.
+
+A training file is recognised as a fit input by its sha256, which the set's
+notes hold for every input (`ocv_from`, `pulse_from`, ...). The fit is
+repeated from the `bmsfil fit` command in the notes (its inputs, import
+options and nominal capacity), with every input checked against its sha256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit
+from bmsfil.params import CellParams, ParameterSet
+from bmsfil.recording import Recording
+
+
+@dataclass(frozen=True)
+class FitRecipe:
+    """What `bmsfil fit` was given, read back from a parameter set's notes."""
+
+    inputs: dict[str, list[Path]]  # role (fit.ROLES) -> files, as the command named them
+    nominal_capacity_Ah: float | None
+    name: str
+    load: Callable[[list[Path]], list[Recording]]  # reads files with the fit's import options
+
+
+class RecipeError(ValueError):
+    """The fit cannot be repeated as it was made: the message says why."""
+
+
+def fit_digests(params: ParameterSet) -> dict[str, dict[str, str]]:
+    """Per role, each fit input's path (as the notes name it) -> its sha256 prefix."""
+    out: dict[str, dict[str, str]] = {}
+    for role in ROLES:
+        for item in filter(None, (part.strip() for part in params.notes.get(f"{role}_from", "").split(";"))):
+            path_text, _, digest = item.rpartition(" sha256:")
+            if path_text and digest:
+                out.setdefault(role, {})[path_text] = digest
+    return out
+
+
+def fit_inputs_among(params: ParameterSet, train: list[Path]) -> list[str | None]:
+    """For each training file, the sha256 prefix by which the notes list it as a
+    fit input, or None if the fit did not use it."""
+    known = {d for paths in fit_digests(params).values() for d in paths.values()}
+    found: list[str | None] = []
+    for path in train:
+        full = file_sha256(path)
+        found.append(next((d for d in known if full.startswith(d)), None))
+    return found
+
+
+def check_inputs(params: ParameterSet, recipe: FitRecipe) -> None:
+    """Every input of the recipe is there and is what the fit read."""
+    digests = fit_digests(params)
+    for role, paths in recipe.inputs.items():
+        for path in paths:
+            if not path.is_file():
+                raise RecipeError(f"{role} input {path} of the fit is not there (paths are as the fit command "
+                                  "gave them: run tune from the directory the fit ran in)")
+            digest = digests.get(role, {}).get(str(path))
+            if digest is None or not file_sha256(path).startswith(digest):
+                raise RecipeError(f"{role} input {path} is not the file the fit read (its sha256 differs from "
+                                  "the notes)")
+
+
+def held_out_cells(
+    params: ParameterSet, recipe: FitRecipe, train: list[Path], in_fit: list[str | None],
+    progress: Callable[[str], None] | None = None,
+) -> list[CellParams]:
+    """One cell model per training file: refitted without that file where the
+    fit used it (`in_fit`, from fit_inputs_among), the set's own model where it
+    did not. Raises RecipeError if the fit's inputs are not what it read, and
+    FitError naming the file if a refit cannot be made (the file was the
+    fit's only pulse or dynamic input, say)."""
+    say = progress or (lambda _msg: None)
+    check_inputs(params, recipe)
+    digests = fit_digests(params)
+    say("reading the fit's inputs")
+    loaded = {role: [(digests[role][str(p)], rec) for p, rec in zip(paths, recipe.load(paths))]
+              for role, paths in recipe.inputs.items()}
+    cells: list[CellParams] = []
+    total, done = sum(d is not None for d in in_fit), 0
+    for path, digest in zip(train, in_fit):
+        if digest is None:
+            cells.append(params.cell)
+            continue
+        done += 1
+        say(f"refitting the model without {path.name} ({done} of {total})")
+        kept = FitInputs(**{role: [rec for d, rec in loaded.get(role, []) if d != digest] for role in ROLES})
+        try:
+            refit, _ = fit(kept, recipe.name, recipe.nominal_capacity_Ah)
+        except FitError as exc:
+            raise FitError(f"cannot refit the model without the training recording {path} to tune on it held "
+                           f"out ({exc}); give --in-sample to tune on the model as fitted") from None
+        cells.append(refit.cell)
+    return cells
