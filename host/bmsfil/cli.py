@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import math
+import os
 import shlex
 import sys
 from contextlib import nullcontext, redirect_stderr
@@ -26,15 +27,17 @@ from bmsfil.current_sign import wrong_sign
 from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
 from bmsfil.held_out import FitRecipe, RecipeError, fit_inputs_among, held_out_cells
-from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
+from bmsfil.importers import CURRENT_SIGNS, FORMATS, detect_format, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
-from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, bundled_params, params_arg
+from bmsfil.params import BUNDLED_FOR_FORMAT, BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.tuning import Targets, tune_filter
 
-console = Console(highlight=False, markup=False)
-err_console = Console(stderr=True, highlight=False, markup=False)
+#: Tables written to a file or a pipe are not cut to 80 columns (a terminal's own width, or COLUMNS, wins).
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(highlight=False, markup=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, markup=False, width=_WIDTH)
 
 
 def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str, str]:
@@ -46,6 +49,16 @@ def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str,
                 raise SystemExit(f"bmsfil: {what}: {part!r} is not key=value")
             out[key.strip()] = value.strip()
     return out
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def initial_soc_arg(text: str) -> float | str:
@@ -60,7 +73,30 @@ def initial_soc_arg(text: str) -> float | str:
     return value
 
 
+def _format_of(source: str | Path) -> str | None:
+    try:
+        return detect_format(source)
+    except (RecordingError, OSError):
+        return None  # the run itself says what is wrong with it
+
+
+def _params_for(value: str | Path | None, sources: list[str]) -> ParameterSet:
+    """--params, or without it the bundled set for the recordings' data set
+    (params.BUNDLED_FOR_FORMAT: the NASA PCoE set for NASA files), said when
+    it is not the LG HG2 default."""
+    if value is not None:
+        return params_arg(value)
+    formats = {_format_of(s) for s in sources}
+    fmt = formats.pop() if len(formats) == 1 else None
+    params = params_arg(None, fmt)
+    if fmt in BUNDLED_FOR_FORMAT:
+        console.print(f"parameters: the bundled {BUNDLED_FOR_FORMAT[fmt]} set, for {fmt} recordings (--params to choose)")
+    return params
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.output.suffix not in (".npz", ".parquet"):
+        raise RecordingError(f"-o {args.output}: a recording is written as .npz or .parquet")
     options = dict(
         fmt=args.format,
         column_map=parse_pairs(args.map, "--map") or None,
@@ -97,12 +133,12 @@ def _fmt_s(v: float | None) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    params = ParameterSet.load(args.params) if args.params else bundled_params()
     errors = SensorErrors.parse(args.inject) if args.inject else None
     try:
         sources = [str(p) for p in expand_inputs(args.inputs)] if args.inputs else [str(bundled_path())]
     except FleetError as exc:
         raise RecordingError(str(exc)) from None
+    params = _params_for(args.params, sources)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, object]] = _done_before(args) if args.resume else {}
     todo = [s for s in sources if s not in results]
@@ -207,7 +243,7 @@ def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summa
 def cmd_bench(args: argparse.Namespace) -> int:
     from bmsfil.bench import run_bench  # filterpy takes half a second to import: only here
 
-    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    params = params_arg(args.params)
     rec = load_any(args.input) if args.input else bundled_recording()
     with console.status("benchmarking (C batch, C per-sample, float64 reference, filterpy)..."):
         result = run_bench(params, rec, python_samples=args.python_samples, min_time_s=args.min_time)
@@ -241,14 +277,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What `bmsfil export` writes when --format is not given, by the output's suffix.
+EXPORT_SUFFIXES = {".c": "c", ".json": "micropython", ".py": "pybamm"}
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    params = ParameterSet.load(args.params)
+    params = params_arg(args.params)
+    fmt = args.format or EXPORT_SUFFIXES.get(args.output.suffix)
+    if fmt is None:
+        raise ParamsError(f"-o {args.output}: say which target with --format c|micropython|pybamm (from the name: "
+                          + ", ".join(f"{suffix} {f}" for suffix, f in EXPORT_SUFFIXES.items()) + ")")
     try:
-        if args.format == "c":
+        if fmt == "c":
             text = params_to_c(params, source=args.params.name)
             done = ("as C (fw_params_cell, fw_params_tuning, fw_params_name; firmware/baremetal/include/fw/params.h); "
-                    f"build with make -C firmware/baremetal BOARD=... PARAMS_C={args.output}")
-        elif args.format == "micropython":
+                    f"build with make -C firmware/baremetal BOARD=... PARAMS_C={shlex.quote(str(args.output.resolve()))}")
+        elif fmt == "micropython":
             text = params_to_micropython(params)
             done = (f"compact for the MicroPython port ({len(text.encode())} bytes, float32 values, no notes); "
                     "load with bmsfil_ekf.load_params")
@@ -279,7 +323,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from bmsfil.health_eval import check_r0, score_discharges, summarise, write_life_plot
     from bmsfil.importers.nasa_pcoe import impedance_sweeps
 
-    params = params_arg(args.params)
+    params = _params_for(args.params, [str(p) for p in args.inputs])
     capacity = CapacityTuning.for_params(params)
     if args.rated_capacity is not None:
         capacity = replace(capacity, rated_Ah=args.rated_capacity)
@@ -373,7 +417,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    params = ParameterSet.load(args.params)
+    params = params_arg(args.params)
     with console.status("reading the recordings..."):
         train = _load_role(args.train, args)
     for rec in train:
@@ -459,7 +503,7 @@ def _fit_recipe(params: ParameterSet) -> FitRecipe:
 def cmd_report(args: argparse.Namespace) -> int:
     from bmsfil.report import ReportInputs, build_report, inputs_from_notes, with_fit_inputs
 
-    params = ParameterSet.load(args.params)
+    params = params_arg(args.params)
     load = lambda path: _load_role([path], args)[0]  # noqa: E731
     with console.status("reading the recordings..."):
         if args.no_inputs_from_notes:
@@ -572,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, required=True, help="parameter set to start from (from bmsfil fit)")
     p.add_argument("--train", nargs="+", type=Path, required=True, metavar="REC",
                    help="recordings with a reference SOC (an Ah counter and reference_capacity_Ah)")
-    p.add_argument("--iterations", type=int, default=200, help="search steps (each runs every training recording 3-4 times)")
+    p.add_argument("--iterations", type=positive_int, default=200,
+                   help="search steps, each running every training recording 3-4 times (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="new name for the parameter set")
     p.add_argument("--in-sample", action="store_true",
@@ -597,8 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a parameter set as what a target loads (firmware C, MicroPython, PyBaMM)")
     p.add_argument("params", type=Path, help="parameter set (.json)")
-    p.add_argument("--format", choices=("c", "micropython", "pybamm"), default="c",
-                   help="c: const tables for firmware/baremetal (bit for bit the host's floats); "
+    p.add_argument("--format", choices=("c", "micropython", "pybamm"), default=None,
+                   help="default from -o's suffix (.c, .json, .py); c: const tables for firmware/baremetal (bit for bit the host's floats); "
                         "micropython: compact parameter file for firmware/micropython (float32, no notes); "
                         "pybamm: a Python module building pybamm.ParameterValues for PyBaMM's Thevenin model")
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -609,10 +654,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+#: Options that name a file a command writes: their directory is made before the work starts.
+OUTPUT_OPTIONS = ("output", "json", "junit")
+
+
+def _make_output_dirs(args: argparse.Namespace) -> None:
+    for name in OUTPUT_OPTIONS:
+        path = getattr(args, name, None)
+        if isinstance(path, Path) and not path.parent.is_dir():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RecordingError(f"--{name} {path}: cannot make its directory ({exc.strerror or exc})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["bmsfil", *(sys.argv[1:] if argv is None else argv)])
     try:
+        _make_output_dirs(args)
         return int(args.func(args))
     except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:
         err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)

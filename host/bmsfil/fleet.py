@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from bmsfil.tuning import Targets
 
 #: Suffixes taken from a directory given as input (what `bmsfil import` reads).
-RECORDING_SUFFIXES = (".npz", ".csv", ".gz", ".txt")
+RECORDING_SUFFIXES = (".npz", ".parquet", ".csv", ".gz", ".txt")
+#: Files a directory search passes over although their suffix is a recording's: a data set's own notes.
+NOT_RECORDINGS = ("readme", "license", "licence", "changelog")
 #: Times a task is run again after its worker died.
 RETRIES = 1
 #: Scheduler settings of the LocalCluster (see the module docstring).
@@ -74,7 +76,8 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(RECORDING_SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(RECORDING_SUFFIXES)
+                           and not p.name.lower().startswith(NOT_RECORDINGS))
             if not found:
                 raise FleetError(f"{path}: a directory without recordings ({', '.join(RECORDING_SUFFIXES)})")
         elif path.is_file():

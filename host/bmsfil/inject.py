@@ -38,6 +38,10 @@ class InjectSpecError(ValueError):
     pass
 
 
+#: Settings that are a noise's 1-sigma or a duration.
+NON_NEGATIVE = ("current_noise_A", "voltage_noise_V", "temp_noise_C", "voltage_stuck_for_s")
+
+
 @dataclass(frozen=True)
 class SensorErrors:
     current_offset_A: float = 0.0
@@ -69,6 +73,11 @@ class SensorErrors:
                 raise InjectSpecError(f"--inject: {key}: expected a number, got {value!r}") from None
             if not np.isfinite(values[key]):
                 raise InjectSpecError(f"--inject: {key}: expected a finite number, got {value!r}")
+            if key in NON_NEGATIVE and values[key] < 0:
+                raise InjectSpecError(f"--inject: {key}: a spread or a duration is not negative, got {value!r}")
+        if "voltage_stuck_at_s" in values and "voltage_stuck_for_s" not in values:
+            raise InjectSpecError("--inject: voltage_stuck_at_s needs voltage_stuck_for_s too (seconds the voltage "
+                                  "stays frozen; 0: to the end of the recording)")
         return cls(**values)
 
     def describe(self) -> str:

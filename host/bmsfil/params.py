@@ -477,11 +477,18 @@ def bundled_params(name: str = "lg-hg2") -> ParameterSet:
     return ParameterSet.from_json(json.loads(ref.read_text()), origin=f"bmsfil/data/{BUNDLED_SETS[name]}")
 
 
-def params_arg(value: str | Path | None) -> ParameterSet:
+#: The bundled set for the data sets the importers recognise, by import format
+#: (`bmsfil import --format`); any other recording gets the LG HG2 set.
+BUNDLED_FOR_FORMAT = {"nasa-pcoe": "nasa-pcoe-18650"}
+
+
+def params_arg(value: str | Path | None, fmt: str | None = None) -> ParameterSet:
     """A parameter set named on a command line: a bundled set's name, or a
-    file; None gives the default bundled set."""
+    file; None gives the bundled set for recordings of format `fmt`."""
     if value is None:
-        return bundled_params()
+        return bundled_params(BUNDLED_FOR_FORMAT.get(fmt or "", "lg-hg2"))
     if str(value) in BUNDLED_SETS:
         return bundled_params(str(value))
+    if not Path(value).exists():
+        raise ParamsError(f"{value}: no such parameter file, and not a bundled set ({', '.join(BUNDLED_SETS)})")
     return ParameterSet.load(value)

@@ -1,0 +1,83 @@
+"""What the commands do with the options a user may get slightly wrong: an
+output in a directory that is not there yet, an export without --format, a
+bundled set named where a file is expected, a NASA file without --params,
+injected errors that cannot be, a data set's README in a directory of
+recordings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.cli import main
+from bmsfil.fleet import expand_inputs
+from bmsfil.inject import InjectSpecError, SensorErrors
+from shared_data import DATA
+
+NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
+
+
+def test_outputs_go_into_directories_made_for_them(tmp_path: Path) -> None:
+    c_file = tmp_path / "new" / "deeper" / "lg.c"
+    assert main(["export", "lg-hg2", "-o", str(c_file)]) == 0  # a bundled set's name, format from the suffix
+    assert "fw_params_cell" in c_file.read_text()
+    rec = tmp_path / "recs" / "us06.npz"
+    bundled_recording().slice(0, 500).save(tmp_path / "src.npz")
+    assert main(["import", str(tmp_path / "src.npz"), "-o", str(rec)]) == 0
+    assert rec.is_file()
+
+
+def test_export_takes_its_format_from_the_name_or_asks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "lg-hg2", "-o", str(tmp_path / "p.json")]) == 0
+    assert "micropython" in capsys.readouterr().out.lower()
+    assert main(["export", "lg-hg2", "-o", str(tmp_path / "lg.c")]) == 0
+    out = capsys.readouterr().out
+    assert f"PARAMS_C={tmp_path / 'lg.c'}" in out.replace("\n", "")  # a path make finds from any directory
+    assert main(["export", "lg-hg2", "-o", str(tmp_path / "p.txt")]) == 2
+    assert "--format c|micropython|pybamm" in capsys.readouterr().err
+    assert not (tmp_path / "p.txt").exists()
+
+
+def test_import_refuses_an_output_it_would_misname(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundled_recording().slice(0, 100).save(tmp_path / "src.npz")
+    assert main(["import", str(tmp_path / "src.npz"), "-o", str(tmp_path / "out.csv")]) == 2
+    assert ".npz or .parquet" in capsys.readouterr().err
+
+
+def test_a_params_name_that_is_neither_file_nor_bundled_set(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--params", "nasa", "--no-plot"]) == 2
+    assert "not a bundled set (lg-hg2, nasa-pcoe-18650)" in capsys.readouterr().err
+
+
+def test_tune_wants_at_least_one_iteration(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["tune", "--params", "lg-hg2", "--train", "x.npz", "--iterations", "0", "-o", "t.json"])
+    assert "expected at least 1" in capsys.readouterr().err
+
+
+def test_injected_errors_that_cannot_be() -> None:
+    with pytest.raises(InjectSpecError, match="not negative"):
+        SensorErrors.parse("voltage_noise_V=-0.004")
+    with pytest.raises(InjectSpecError, match="needs voltage_stuck_for_s"):
+        SensorErrors.parse("voltage_stuck_at_s=600")
+    assert SensorErrors.parse("voltage_stuck_at_s=600,voltage_stuck_for_s=0").voltage_stuck_for_s == 0.0
+
+
+def test_a_directory_search_passes_over_the_data_sets_readme(tmp_path: Path) -> None:
+    bundled_recording().slice(0, 100).save(tmp_path / "a.npz")
+    (tmp_path / "README_dataset.txt").write_text("about the data\n")
+    (tmp_path / "b.txt").write_text("time,current\n")
+    assert [p.name for p in expand_inputs([tmp_path])] == ["a.npz", "b.txt"]
+
+
+@pytest.mark.skipif(not NASA_B0005.is_file(), reason=f"NASA data not found at {DATA}")
+def test_a_nasa_file_without_params_gets_the_nasa_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "h.json"
+    assert main(["health", str(NASA_B0005), "--no-plot", "--json", str(out)]) == 0
+    assert "the bundled nasa-pcoe-18650 set, for nasa-pcoe recordings" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["params"] == "nasa-pcoe-18650"
+    assert doc["recordings"][0]["summary"]["end_within_1pct"] == 163  # docs/health.md; 0 with the LG HG2 set
