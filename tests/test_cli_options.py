@@ -7,8 +7,10 @@ recordings."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bmsfil.bundled import bundled_recording
@@ -81,3 +83,25 @@ def test_a_nasa_file_without_params_gets_the_nasa_set(tmp_path: Path, capsys: py
     doc = json.loads(out.read_text())
     assert doc["params"] == "nasa-pcoe-18650"
     assert doc["recordings"][0]["summary"]["end_within_1pct"] == 163  # docs/health.md; 0 with the LG HG2 set
+
+
+def test_eval_from_a_given_soc_counts_coulombs_from_it(tmp_path: Path) -> None:
+    """The coulomb counter beside the filter starts where the filter was told to
+    start (0.7 here, the reference near 1.0), not at the filter's first update."""
+    bundled_recording().slice(0, 3000).save(tmp_path / "us06.npz")
+    out = tmp_path / "e.json"
+    assert main(["eval", str(tmp_path / "us06.npz"), "--initial-soc", "0.7", "--no-plot", "--out-dir",
+                 str(tmp_path / "ev"), "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())["recordings"][0]
+    assert rec["coulomb_counter"]["rmse"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_a_start_under_load_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    full = bundled_recording()
+    k = int(np.flatnonzero(np.abs(full.current_A) > 3.0)[0])
+    for name, part in (("loaded", full.slice(k, k + 2000)), ("rested", full.slice(0, 2000))):
+        replace(part, meta=replace(part.meta, name=name)).save(tmp_path / f"{name}.npz")
+    assert main(["eval", str(tmp_path / "loaded.npz"), str(tmp_path / "rested.npz"), "--no-plot", "--out-dir",
+                 str(tmp_path / "ev")]) == 0
+    err = capsys.readouterr().err
+    assert "loaded" in err and "starts under load" in err and "rested" not in err

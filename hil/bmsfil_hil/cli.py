@@ -22,7 +22,7 @@ from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, writ
 from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
-from bmsfil.params import ParameterSet, bundled_params
+from bmsfil.params import ParameterSet, params_arg
 from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
@@ -121,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
-    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    params = params_arg(args.params)
     try:
         config = _bus_config(args)
     except BusOptionError as exc:
@@ -361,7 +361,7 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     sample with the C core's monitor on the same measurements (one run over
     the whole log: a target reset or a re-sent sample in the log shows there
     as differences that are not the target's)."""
-    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    params = params_arg(args.params)
     try:
         logged = read_log(args.log)
     except LogError as exc:
@@ -431,7 +431,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     if (args.variant or args.on != "unix") and args.target != "micropython":
         console.print(f"bmsfil hil faults: --variant and --on are the micropython target's, not {args.target}'s")
         return 2
-    params = ParameterSet.load(args.params) if args.params else bundled_params()
+    params = params_arg(args.params)
     rec = load_any(args.input) if args.input else bundled_recording()
     full = rec
     if args.samples > 0:

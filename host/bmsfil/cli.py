@@ -9,6 +9,7 @@ import math
 import os
 import shlex
 import sys
+from collections.abc import Iterable
 from contextlib import nullcontext, redirect_stderr
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
@@ -163,6 +164,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except FleetError as exc:
             err_console.print(f"bmsfil eval: error: {exc}", soft_wrap=True)
             return 2
+    if results:
+        _print_eval_table(results, sources, params, args, errors)
+    if args.initial_soc == "ocv":
+        _warn_loaded_starts(results.values(), params)
+    by_name: dict[str, list[str]] = {}
+    for source, summary in results.items():
+        by_name.setdefault(str(summary["name"]), []).append(source)
+    for name, same in by_name.items():
+        if len(same) > 1:
+            err_console.print(f"bmsfil eval: warning: {len(same)} inputs are named {name} ({', '.join(same)}): "
+                              f"{args.out_dir}/{name}.* holds only one of them", soft_wrap=True)
+    for failure in failures:
+        err_console.print(f"bmsfil eval: error: {failure.cause}", soft_wrap=True)
+    if failures:
+        err_console.print(f"bmsfil eval: {len(failures)} of {len(sources)} recordings failed; {len(results)} scored"
+                          + (" (rerun with --resume to do only the rest)" if args.json else ""))
+        return 2
+    return 0
+
+
+def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str], params: ParameterSet,
+                      args: argparse.Namespace, errors: SensorErrors | None) -> None:
     table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
                   + (f", injected {errors.describe()}" if errors else ""))
     for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad",
@@ -184,20 +207,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "estimate at the end"
     )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
-    by_name: dict[str, list[str]] = {}
-    for source, summary in results.items():
-        by_name.setdefault(str(summary["name"]), []).append(source)
-    for name, same in by_name.items():
-        if len(same) > 1:
-            err_console.print(f"bmsfil eval: warning: {len(same)} inputs are named {name} ({', '.join(same)}): "
-                              f"{args.out_dir}/{name}.* holds only one of them", soft_wrap=True)
-    for failure in failures:
-        err_console.print(f"bmsfil eval: error: {failure.cause}", soft_wrap=True)
-    if failures:
-        err_console.print(f"bmsfil eval: {len(failures)} of {len(sources)} recordings failed; {len(results)} scored"
-                          + (" (rerun with --resume to do only the rest)" if args.json else ""))
-        return 2
-    return 0
+
+
+#: A start current above this share of the nominal capacity per hour (C/20) is a start under load.
+LOADED_START_C = 0.05
+
+
+def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: ParameterSet) -> None:
+    limit = LOADED_START_C * params.cell.nominal_capacity_Ah
+    for summary in summaries:
+        current = summary.get("start_current_A")
+        if isinstance(current, float) and abs(current) > limit:
+            err_console.print(f"bmsfil eval: warning: {summary['name']} starts under load ({current:+.2f} A): its first "
+                              "voltage is not the cell's OCV, so the start from it is off by the overpotential while "
+                              "its sigma says otherwise; give --initial-soc if the start is known", soft_wrap=True)
 
 
 def _done_before(args: argparse.Namespace) -> dict[str, dict[str, object]]:

@@ -52,6 +52,7 @@ class Evaluation:
             "name": self.name,
             "ambient_temp_C": self.recording.meta.ambient_temp_C,
             "duration_s": float(self.recording.time_s[-1]),
+            "start_current_A": _start_current(self.recording),
             "ekf": _finite_dict(self.score.as_dict()),
             "coulomb_counter": _finite_dict(self.coulomb_score.as_dict()),
             "flagged_samples": self.flagged_samples,
@@ -61,6 +62,12 @@ class Evaluation:
 def _finite_dict(d: dict[str, float]) -> dict[str, float | None]:
     """JSON has no inf/NaN: they become null."""
     return {k: (v if isinstance(v, int) or math.isfinite(v) else None) for k, v in d.items()}
+
+
+def _start_current(rec: Recording) -> float | None:
+    """The first finite current: a start from the OCV assumes it is near 0."""
+    finite = np.flatnonzero(np.isfinite(rec.current_A))
+    return float(rec.current_A[finite[0]]) if finite.size else None
 
 
 def coulomb_count(rec: Recording, soc0: float, capacity_Ah: float) -> np.ndarray:
@@ -85,7 +92,7 @@ def evaluate(
     every 10 s of the recording (power.py)."""
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_monitored(measured, params, initial_soc)
-    ev = score_trace(rec, measured, trace, params)
+    ev = score_trace(rec, measured, trace, params, None if initial_soc == "ocv" else float(initial_soc))
     return replace(ev, plausibility=plaus, health=_health_summary(measured, params) if health else None,
                    power=power_trace(measured, params, initial_soc) if power else None)
 
@@ -106,13 +113,15 @@ def _health_summary(rec: Recording, params: ParameterSet) -> dict[str, float | i
     }
 
 
-def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: ParameterSet) -> Evaluation:
+def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: ParameterSet,
+                initial_soc: float | None = None) -> Evaluation:
     """Score estimates of `rec` (run on `measured`, the recording as the
     estimator saw it) against the reference, beside a coulomb counter fed the
-    same data and started where the estimate started. Shared by `bmsfil eval`
-    and the HIL harness so that both score alike."""
+    same data and started where the estimate started: at `initial_soc` when
+    the estimator was given one, else at its first estimate (from the OCV).
+    Shared by `bmsfil eval` and the HIL harness so that both score alike."""
     reference = rec.reference_soc()
-    soc0 = float(trace.soc[0])
+    soc0 = float(trace.soc[0]) if initial_soc is None else initial_soc
     first_temp = float(np.nanmedian(measured.temp_C[: max(1, min(len(rec), 10))]))
     capacity = float(np.interp(first_temp, params.cell.temp_C, params.cell.capacity_Ah))
     coulomb = coulomb_count(measured, soc0, capacity)
