@@ -105,3 +105,13 @@ def test_a_start_under_load_is_said(tmp_path: Path, capsys: pytest.CaptureFixtur
                  str(tmp_path / "ev")]) == 0
     err = capsys.readouterr().err
     assert "loaded" in err and "starts under load" in err and "rested" not in err
+
+
+def test_a_current_of_the_wrong_sign_is_said_by_import_and_eval(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    rec = bundled_recording().slice(0, 6000)
+    replace(rec, current_A=-rec.current_A, ah=-rec.ah).save(tmp_path / "flipped.npz")
+    assert main(["eval", str(tmp_path / "flipped.npz"), "--no-plot", "--out-dir", str(tmp_path / "ev")]) == 0
+    assert "its current looks positive on discharge" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "flipped.npz"), "-o", str(tmp_path / "again.npz")]) == 0
+    assert "its current looks positive on discharge" in capsys.readouterr().err

@@ -270,3 +270,12 @@ def test_tune_holds_out_the_training_recordings_the_fit_used(tmp_path: Path, mon
                  "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"dynamic input {used} of the fit is not there" in err and "--in-sample" in err
+
+
+@needs_data
+def test_a_capacity_test_the_fit_cannot_use_is_said():
+    cap_0 = LG / "1_raw" / "0degC" / "589_Cap_1C.csv"
+    _, report = fit(FitInputs(ocv=[import_file(C20_25)], pulse=[import_file(HPPC_25)], capacity=[import_file(cap_0)]),
+                    "LG HG2 with a cold capacity test")
+    assert any("capacity test 589_Cap_1C_0degC (0 °C) not used" in w and "give an OCV or pulse test at 0 °C" in w
+               for w in report.warnings)

@@ -73,3 +73,20 @@ def test_report_without_inputs_still_draws_the_set(tmp_path: Path):
     assert main(["report", str(params), "-o", str(out)]) == 0
     assert _images(out.read_text()) == ["OCV", "parameter maps"]
     ParameterSet.load(params)
+
+
+def test_an_evaluation_without_reference_is_said_not_fatal(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from dataclasses import replace
+
+    from bmsfil.bundled import bundled_recording
+
+    good = bundled_recording().slice(0, 3000)
+    bad = replace(good, meta=replace(good.meta, name="no_reference", reference_capacity_Ah=None))
+    good.save(tmp_path / "good.npz")
+    bad.save(tmp_path / "bad.npz")
+    out = tmp_path / "r.html"
+    assert main(["report", "lg-hg2", "--eval", str(tmp_path / "bad.npz"), str(tmp_path / "good.npz"),
+                 "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "no_reference not evaluated" in page and "no_reference not evaluated" in capsys.readouterr().err
+    assert good.meta.name in _images(page)

@@ -121,6 +121,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         f"{args.file} -> {out}: {len(rec)} samples, {rec.time_s[-1]:.0f} s, "
         f"format {rec.meta.extra.get('format', '?')}, name {rec.meta.name}"
     )
+    if (why := wrong_sign(rec)) is not None:
+        err_console.print(f"bmsfil import: warning: {why}", soft_wrap=True)
     return 0
 
 
@@ -168,6 +170,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_eval_table(results, sources, params, args, errors)
     if args.initial_soc == "ocv":
         _warn_loaded_starts(results.values(), params)
+    for summary in results.values():
+        for warning in summary.get("warnings") or []:
+            err_console.print(f"bmsfil eval: warning: {warning}", soft_wrap=True)
     by_name: dict[str, list[str]] = {}
     for source, summary in results.items():
         by_name.setdefault(str(summary["name"]), []).append(source)

@@ -357,6 +357,15 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
             tests = [discharge_capacity(r) for r in inputs.capacity if at[id(r)] == k]
             if tests:
                 capacity[k], cap_from[k] = float(np.mean(tests)), "capacity test"
+    for rec in inputs.capacity:
+        k = at[id(rec)]
+        if cap_from[k] != "capacity test":
+            far = abs(grid[k] - temperature_of(rec)) > MERGE_C
+            report.warnings.append(
+                f"capacity test {rec.meta.name} ({temperature_of(rec):.0f} °C) not used: "
+                + (f"the model has no temperature near its own (give an OCV or pulse test at {temperature_of(rec):.0f} "
+                   f"°C), and at the nearest, {grid[k]:g} °C, " if far else f"at {grid[k]:g} °C ")
+                + (f"the capacity comes from the {cap_from[k]}" if cap_from[k] else "a pulse test gives it"))
     known = np.flatnonzero(np.isfinite(capacity))
     if not known.size:
         if not nominal_capacity_Ah:

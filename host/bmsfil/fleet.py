@@ -212,8 +212,11 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
         # Streamed, never all in memory; no plot and no plausibility monitor
         # (they need the whole recording).
         return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir))
+    from bmsfil.current_sign import wrong_sign
+
     ev = evaluate(load_any(source), params, initial_soc, errors, seed, health=True, power=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    return {"source": source} | ev.summary()
+    why = wrong_sign(ev.recording)
+    return {"source": source} | ev.summary() | ({"warnings": [why]} if why else {})

@@ -37,7 +37,7 @@ from bmsfil.fit import (
 )
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
-from bmsfil.recording import Recording
+from bmsfil.recording import Recording, RecordingError
 from bmsfil.table_lookup import bilinear
 
 #: Samples plotted per time series at most.
@@ -249,7 +249,12 @@ def build_report(params: ParameterSet, inputs: ReportInputs, progress: Callable[
         evals: list[Evaluation] = []
         for rec in inputs.evaluate:
             say(f"evaluating {rec.meta.name}")
-            evals.append(evaluate(rec, params, "ocv"))
+            try:
+                evals.append(evaluate(rec, params, "ocv"))
+            except RecordingError as exc:  # no reference SOC, say: the page says so and goes on
+                notice = f"{rec.meta.name} not evaluated: {exc}"
+                inputs.notices.append(notice)
+                parts.append(f"<p>{html.escape(notice)}</p>")
         parts.append(_table(
             ["recording", "T / °C", "RMSE %", "max >10 min %", "in ±3σ %", "coulomb counter RMSE %"],
             [[e.name, f"{e.recording.meta.ambient_temp_C}", _pct(e.score.rmse), _pct(e.score.max_error_after_settle),
