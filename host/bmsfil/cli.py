@@ -25,7 +25,7 @@ from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
 from bmsfil.current_sign import wrong_sign
-from bmsfil.fit import ROLES, FitError, FitInputs, file_sha256, fit, provenance
+from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
 from bmsfil.held_out import FitRecipe, RecipeError, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, detect_format, import_cycles, import_file, load_any
@@ -47,7 +47,7 @@ def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str,
         for part in filter(None, (p.strip() for p in item.split(sep))):
             key, eq, value = part.partition("=")
             if not eq or not key:
-                raise SystemExit(f"bmsfil: {what}: {part!r} is not key=value")
+                raise RecordingError(f"{what}: {part!r} is not key=value")
             out[key.strip()] = value.strip()
     return out
 
@@ -569,6 +569,7 @@ def _import_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bmsfil", description="Firmware-in-the-loop tools for battery-management estimators.")
+    ap.add_argument("--version", action="version", version=f"bmsfil {bmsfil_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import", help="convert a tester's file into a bmsfil recording (.npz)")
