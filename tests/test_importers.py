@@ -29,7 +29,7 @@ needs_data = pytest.mark.skipif(
 
 LG = DATA / "lg_hg2"
 RAW_US06_N10 = LG / "1_raw" / "n10degC" / "601_US06.csv"
-RAW_CAP_25 = LG / "1_raw" / "25degC" / "549_Dis_2C.csv"
+RAW_CAP_25 = LG / "1_raw" / "25degC" / "551_Cap_1C.csv"
 FORMATTED_US06_0 = LG / "2_formatted" / "0degC" / "589_US06_parsed.csv"
 HPPC_25 = LG / "2_formatted" / "25degC" / "549_HPPC_parsed.csv"
 PROCESSED_UDDS_N20 = LG / "3_processed_csv" / "n20degC" / "610_UDDS.csv.gz"
@@ -98,9 +98,9 @@ def test_raw_export_known_values() -> None:
 
 
 @needs_data
-def test_raw_test_that_does_not_start_full_has_no_initial_soc() -> None:
+def test_raw_test_whose_start_is_not_stated_has_no_initial_soc() -> None:
     meta = import_file(RAW_CAP_25).meta
-    assert meta.test == "Dis_2C"
+    assert meta.test == "Cap_1C"
     assert meta.reference_initial_soc is None
     assert meta.reference_capacity_Ah == 2.7807
 

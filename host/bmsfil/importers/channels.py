@@ -36,7 +36,9 @@ def read_channels(
 ) -> Channels:
     """Read the columns ``key -> index``; keys in QUANTITIES are converted and checked.
 
-    Other keys (such as NASA's ``cycle_idx``) are read as plain numbers.
+    Other keys (such as NASA's ``cycle_idx``) are read as plain numbers, or as
+    ``hh:mm:ss(.fff)`` durations in seconds when their first value has a colon
+    (as a Digatron export's ``Step Time``).
     ``units`` gives the unit of a column whose header states none.
     """
     units = units or {}
@@ -48,6 +50,8 @@ def read_channels(
         column = header.cells[index]
         converters[key] = (index, numbers)
         if key not in QUANTITIES:
+            if ":" in header.first_value(index):
+                converters[key] = (index, parse.clock_seconds)
             continue
         if key == "time":
             sample = header.first_value(index)

@@ -10,7 +10,15 @@
 
 Columns are found by name and their units by the header, never by position.
 In every layout current is positive on charge and ``Capacity`` is the
-cycler's Ah counter; the Recording's ``ah`` is that counter from zero.
+cycler's Ah counter; the Recording's ``ah`` is the charge since the first
+sample. In a raw export the cycler restarts its counter at 0 at some steps of
+the program (in the 0.5C and 2C tests: the rest and the charge after the
+discharge, and the closing stop step) and carries it on at others (a rest
+after a charge, a drive cycle's profile and its rest): where the counter of a new ``Step`` starts near 0 rather than
+near where the last step ended, the last step's end value (plus the charge
+between its last sample and its end, from ``Step Time``) is carried over, so
+that ``ah`` is continuous over the whole file (`join_step_restarts`). The
+formatted layouts have no step column and are taken as they are.
 
 Metadata. The data set's defaults (cell, chemistry, nominal 3.0 Ah, source,
 Q_ref) apply to the formatted layouts, which only this data set uses, and to
@@ -20,8 +28,22 @@ directory named like ``n10degC`` (the data set's layout), else it is the first
 temperature sample rounded to the nearest chamber temperature of Q_REF_AH.
 ``reference_initial_soc`` is 1.0 for the tests that start from a full
 charge (drive cycles and HPPC, by the test's name: the ``Test section`` of a
-raw header, else the file name after its test number) and None for the
-others (capacity tests, C/20, ...), whose first sample is not at a known SOC.
+raw header, else the file name after its test number). The 0.5C and 2C
+discharges (``Dis_*``) have a known SOC too, but not at their first sample,
+which is logged a minute into the discharge step. Most of these exports end
+with the data set's full charge (1C CC-CV to 4.2 V, 50 mA cut-off, at 22 °C or
+more) and a rest: the reference is anchored there (SOC 1 at the end of that
+charge). Without it (the 25 °C files stop at the end of the discharge) it is
+anchored at the start of the discharge step (SOC 1, the first sample being
+``Step Time`` x current into it): the 2C test follows the 0.5C test's full
+charge and rest, and the 25 °C 0.5C test follows the C/20 test's CC-CV charge
+at 24 °C. Anchoring at the start instead of the end would be wrong for the
+cold 0.5C tests: they follow the C/20 charge at the chamber temperature, which
+leaves the cell short of full (rested 4.139 V at -20 °C against 4.186 V after a
+full charge; the closing charge puts back 5 % of Q_ref more than the
+discharge took). ``reference_initial_soc`` is then 1 - (Ah at the anchor) / Q_ref.
+Other tests (capacity tests, C/20, ...) get None: their first sample is not
+at a SOC the data set states.
 The name is the file stem without ``_parsed`` plus the chamber temperature,
 e.g. ``589_US06_0degC``, unique across the data set's folders and safe as a
 file name.
@@ -62,6 +84,15 @@ Q_REF_AH: dict[float, float] = {
 # Every drive cycle starts at full charge (data README); the HPPC test runs
 # from 100 % SOC down (data set readme, test 1).
 _FROM_FULL = re.compile(r"US06|HWFET|UDDS|LA92|NN|Mix(ed)?\d*|HPPC", re.IGNORECASE)
+# The constant-current discharges (0.5C, 2C) start from a full charge too,
+# but are logged from a minute into their discharge step (module docstring).
+_DISCHARGE_FROM_FULL = re.compile(r"Dis_\w+", re.IGNORECASE)
+#: The data set's full charge: CV at 4.2 V until the current falls to 50 mA
+#: (a 60 s log catches the last sample at 48.5 mA and 4.1998 V).
+FULL_V = 4.19
+FULL_CUTOFF_A = 0.06
+#: |current| at or below this is rest, A.
+REST_A = 0.01
 _CHAMBER_DIR = re.compile(r"(n?)(\d+)degC")
 _TEST_NUMBER = re.compile(r"\d+_(.+)")
 
@@ -74,6 +105,8 @@ _RAW_COLUMNS = {
 }
 # The cycler's units row states these; they are what the data set uses when it is missing.
 _RAW_UNITS = {"voltage": "V", "current": "A", "temperature": "C", "ah": "Ah"}
+# Read when present: where the cycler's counter may restart (join_step_restarts).
+_RAW_STEP_COLUMNS = {"step": "Step", "step_time": "Step Time"}
 _FORMATTED_COLUMNS = {
     "time": "Time",
     "voltage": "Voltage",
@@ -128,8 +161,17 @@ def import_raw(table: Table, path: Path) -> Recording:
         "a Digatron export (column row 'Time Stamp, Step, Status, Prog Time, ..., "
         "Voltage, Current, Temperature, Capacity')",
     )
-    channels = read_channels(table, header, header.require(table.where, _RAW_COLUMNS), _RAW_UNITS)
+    columns = header.require(table.where, _RAW_COLUMNS)
+    columns.update({key: i for key, name in _RAW_STEP_COLUMNS.items() if (i := header.find(name)) is not None})
+    channels = read_channels(table, header, columns, _RAW_UNITS)
     check_time_order(channels)
+    values = channels.values
+    step_time = values.pop("step_time", None)
+    step = values.pop("step", None)
+    if step is not None:
+        values["ah"], joined = join_step_restarts(values["ah"], step, values["current"], values["time"], step_time)
+    else:
+        joined = 0
     info = _key_values(header.preamble)
     hg2 = any("hg2" in value.lower() for value in info.values())
     test = info.get("Test section") or _test_from_stem(path)
@@ -137,6 +179,9 @@ def import_raw(table: Table, path: Path) -> Recording:
     if nominal is None and hg2:
         nominal = NOMINAL_CAPACITY_AH
     extra = {normalise(key).replace(" ", "_"): value for key, value in info.items()}
+    if joined:
+        extra["ah_joined_steps"] = str(joined)
+    full_ah = _discharge_test_full_ah(values, step_time) if hg2 and _DISCHARGE_FROM_FULL.fullmatch(test) else None
     return _recording(
         path,
         channels,
@@ -146,7 +191,66 @@ def import_raw(table: Table, path: Path) -> Recording:
         chemistry=CHEMISTRY if hg2 else info.get("Type", info.get("Battery Type", "")),
         nominal=nominal,
         extra=extra,
+        full_ah=full_ah,
     )
+
+
+def _discharge_test_full_ah(values: dict[str, np.ndarray], step_time: np.ndarray | None) -> float | None:
+    """Where a constant-current discharge test (Dis_*) is known full, as its Ah from the first sample.
+
+    At the end of its closing charge when the file has one (its last charging
+    sample at the data set's 4.2 V CV and 50 mA cut-off), else, when it never
+    charges, at the start of its discharge step, which the first sample is
+    ``Step Time`` into; None if neither is known.
+    """
+    ah = from_zero(values["ah"])
+    current, voltage = np.nan_to_num(values["current"]), values["voltage"]
+    charging = np.flatnonzero(current > REST_A)
+    if charging.size:
+        k = int(charging[-1])
+        if voltage[k] >= FULL_V and current[k] <= FULL_CUTOFF_A and np.isfinite(ah[k]):
+            return float(ah[k])
+        return None
+    if step_time is None or not np.isfinite(step_time[0]):
+        return None
+    # The charge of the discharge step before its first logged sample (current x step time).
+    return float(-current[0] * step_time[0] / 3600.0)
+
+
+def join_step_restarts(
+    ah: np.ndarray,
+    step: np.ndarray,
+    current: np.ndarray,
+    time: np.ndarray,
+    step_time: np.ndarray | None,
+) -> tuple[np.ndarray, int]:
+    """The cycler's Ah counter made continuous over the file, and how many step restarts were joined.
+
+    At each change of ``step`` the counter either carries on or restarts at 0.
+    Its value at the new step's start is estimated as the first sample's value
+    less the charge since the step began (current x ``step_time``); if that is
+    nearer 0 than the last step's last value, the counter restarted, and from
+    there on it is offset by that last value plus the charge between the last
+    step's last sample and its end (its current until the new step began).
+    Signs are the counter's own: a discharge step counts down, a charge step up.
+    """
+    out = np.array(ah, dtype=float)
+    offset = 0.0
+    joined = 0
+    changes = np.flatnonzero(np.diff(step) != 0) + 1
+    for k in changes.tolist():
+        before, first = ah[k - 1], ah[k]
+        if not (np.isfinite(before) and np.isfinite(first)):
+            continue
+        into_step = step_time[k] if step_time is not None and np.isfinite(step_time[k]) else 0.0
+        since_start = np.nan_to_num(current[k]) * into_step / 3600.0
+        start = first - since_start
+        if abs(start) < abs(start - before):
+            tail_s = max(0.0, (time[k] - into_step) - time[k - 1])
+            offset += before + np.nan_to_num(current[k - 1]) * tail_s / 3600.0
+            joined += 1
+            out[k:] = ah[k:] + offset
+    return out, joined
 
 
 def import_formatted(table: Table, path: Path) -> Recording:
@@ -186,6 +290,7 @@ def _recording(
     chemistry: str,
     nominal: float | None,
     extra: dict[str, str],
+    full_ah: float | None = None,
 ) -> Recording:
     values = channels.values
     ambient, how = _chamber_temperature(path, values["temperature"], hg2)
@@ -195,14 +300,21 @@ def _recording(
     stem = _stem(path)
     label = "" if ambient is None else _label(ambient)
     name = stem if label.lower() in stem.lower() else f"{stem}_{label}"
+    q_ref = Q_REF_AH.get(ambient) if hg2 and ambient is not None else None
+    if hg2 and _FROM_FULL.fullmatch(test):
+        soc0: float | None = 1.0
+    elif q_ref is not None and full_ah is not None:
+        soc0 = 1.0 - full_ah / q_ref
+    else:
+        soc0 = None
     meta = RecordingMeta(
         name=safe_name(name),
         cell_id=cell_id,
         chemistry=chemistry,
         nominal_capacity_Ah=nominal,
         ambient_temp_C=ambient,
-        reference_capacity_Ah=Q_REF_AH.get(ambient) if hg2 and ambient is not None else None,
-        reference_initial_soc=1.0 if hg2 and _FROM_FULL.fullmatch(test) else None,
+        reference_capacity_Ah=q_ref,
+        reference_initial_soc=soc0,
         source=SOURCE if hg2 else "",
         test=test,
         extra=extra,
