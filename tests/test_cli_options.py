@@ -115,3 +115,12 @@ def test_a_current_of_the_wrong_sign_is_said_by_import_and_eval(tmp_path: Path,
     assert "its current looks positive on discharge" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "flipped.npz"), "-o", str(tmp_path / "again.npz")]) == 0
     assert "its current looks positive on discharge" in capsys.readouterr().err
+
+
+def test_a_reference_that_guesses_its_start_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = bundled_recording().slice(0, 2000)
+    replace(rec, meta=replace(rec.meta, reference_initial_soc=None)).save(tmp_path / "unstated.npz")
+    assert main(["eval", str(tmp_path / "unstated.npz"), "--no-plot", "--out-dir", str(tmp_path / "ev")]) == 0
+    assert "assumes a start from full charge" in capsys.readouterr().err
+    assert main(["eval", "--no-plot", "--out-dir", str(tmp_path / "ev")]) == 0  # the bundled one states it
+    assert "assumes a start" not in capsys.readouterr().err

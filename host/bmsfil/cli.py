@@ -214,8 +214,8 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
 
 
-#: A start current above this share of the nominal capacity per hour (C/20) is a start under load.
-LOADED_START_C = 0.05
+#: A start current above this share of the nominal capacity per hour (C/10) is a start under load.
+LOADED_START_C = 0.1
 
 
 def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: ParameterSet) -> None:

@@ -218,5 +218,8 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    why = wrong_sign(ev.recording)
-    return {"source": source} | ev.summary() | ({"warnings": [why]} if why else {})
+    warnings = [why] if (why := wrong_sign(ev.recording)) else []
+    if ev.recording.meta.reference_initial_soc is None:
+        warnings.append(f"{ev.name}: its reference SOC assumes a start from full charge, which the recording does not "
+                        "state (bmsfil import --meta reference_initial_soc=SOC)")
+    return {"source": source} | ev.summary() | ({"warnings": warnings} if warnings else {})

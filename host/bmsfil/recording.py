@@ -144,16 +144,15 @@ class Recording:
         missing = [
             what
             for what, ok in (
-                ("an Ah counter", self.ah is not None),
-                ("reference_capacity_Ah", self.meta.reference_capacity_Ah),
+                ("an Ah counter (bmsfil import --map ...,ah=COLUMN)", self.ah is not None),
+                ("its reference capacity (bmsfil import --meta reference_capacity_Ah=AH)",
+                 self.meta.reference_capacity_Ah),
             )
             if not ok
         ]
         if missing:
             raise RecordingError(
-                f"recording {self.meta.name!r} has no reference SOC: it needs "
-                + " and ".join(missing)
-                + " (set metadata with --meta reference_capacity_Ah=...)"
+                f"recording {self.meta.name!r} has no reference SOC: it needs " + " and ".join(missing)
             )
         soc0 = self.meta.reference_initial_soc
         soc0 = 1.0 if soc0 is None else soc0
