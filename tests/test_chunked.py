@@ -82,13 +82,29 @@ def test_eval_streams_a_parquet_file(tmp_path: Path, parquet_file: Path):
         assert main(["eval", str(src), "--no-plot", "--out-dir", str(tmp_path / src.suffix[1:]), "--json", str(out)]) == 0
         docs.append(json.loads(out.read_text())["recordings"][0])
     npz_doc, pq_doc = docs
-    assert pq_doc["streamed"] is True and "plausibility" not in pq_doc
+    assert pq_doc["streamed"] is True and pq_doc["plausibility"] == npz_doc["plausibility"]
     assert pq_doc["ekf"] == npz_doc["ekf"]
     for key, value in npz_doc["coulomb_counter"].items():
         got = pq_doc["coulomb_counter"][key]
         assert got == value if value is None else got == pytest.approx(value, rel=1e-9)
     rows_npz = (tmp_path / "npz" / "551_US06_25degC.csv").read_text()
     assert (tmp_path / "parquet" / "551_US06_25degC.csv").read_text() == rows_npz
+
+
+@pytest.mark.parametrize("rows", [999, 4096])
+def test_streamed_monitor_flags_are_the_whole_run_s(tmp_path: Path, rows: int):
+    """A recording with a frozen voltage and an unseen leak baked in: the flags,
+    their first samples and evidence, and the end evidence, as one call gives."""
+    from bmsfil.chunked import evaluate_streaming
+    from bmsfil.inject import SensorErrors
+    from bmsfil.plausibility import run_monitored
+
+    faulty = SensorErrors.parse("voltage_stuck_at_s=300,voltage_stuck_for_s=60,leak_A=0.5").apply(
+        bundled_recording().slice(0, 12000), 0)
+    path = save_parquet(faulty, tmp_path / "faulty.parquet", rows_per_group=2500)
+    streamed = evaluate_streaming(path, bundled_params(), "ocv", tmp_path, rows=rows)["plausibility"]
+    whole = run_monitored(faulty, bundled_params())[1].summary()
+    assert [f["flag"] for f in whole["flags"]] and streamed == whole
 
 
 def test_import_writes_parquet_and_bad_files_are_named(tmp_path: Path):

@@ -24,6 +24,7 @@ import numpy as np
 from bmsfil.core import SocEstimator, SocTrace, start_estimator
 from bmsfil.metrics import CONVERGED_BAND, SETTLE_S, SocScore
 from bmsfil.params import ParameterSet
+from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, StreamedFlags, run_monitored_arrays
 from bmsfil.recording import FORMAT_TAG, Recording, RecordingError, RecordingMeta
 
 SUFFIX = ".parquet"
@@ -129,7 +130,22 @@ class ChunkedRecording:
 def stream_estimates(source: ChunkedRecording, params: ParameterSet, initial_soc: float | str = "ocv",
                      rows: int = CHUNK_ROWS) -> Iterator[tuple[Recording, SocTrace]]:
     """The C core run through the file chunk by chunk, its state carried over."""
+    for chunk, trace, _ in _stream(source, params, initial_soc, rows, monitored=False):
+        yield chunk, trace
+
+
+def stream_monitored(source: ChunkedRecording, params: ParameterSet, initial_soc: float | str = "ocv",
+                     rows: int = CHUNK_ROWS) -> Iterator[tuple[Recording, SocTrace, PlausibilityTrace]]:
+    """As stream_estimates, with the plausibility monitor beside the EKF (`run_monitored`'s C call)."""
+    for chunk, trace, plaus in _stream(source, params, initial_soc, rows, monitored=True):
+        assert plaus is not None
+        yield chunk, trace, plaus
+
+
+def _stream(source: ChunkedRecording, params: ParameterSet, initial_soc: float | str, rows: int,
+            monitored: bool) -> Iterator[tuple[Recording, SocTrace, PlausibilityTrace | None]]:
     est = SocEstimator(params)
+    mon = PlausibilityMonitor() if monitored else None
     prev_time: float | None = None
     for chunk in source.chunks(rows):
         if prev_time is None:
@@ -137,10 +153,14 @@ def stream_estimates(source: ChunkedRecording, params: ParameterSet, initial_soc
         dt = chunk.dt_s.copy()
         if prev_time is not None and len(dt):
             dt[0] = chunk.time_s[0] - prev_time
-        trace = est.run_arrays(dt, chunk.current_A, chunk.voltage_V, chunk.temp_C)
+        if mon is not None:
+            trace, plaus = run_monitored_arrays(est, mon, chunk.time_s, dt, chunk.current_A, chunk.voltage_V,
+                                                chunk.temp_C)
+        else:
+            trace, plaus = est.run_arrays(dt, chunk.current_A, chunk.voltage_V, chunk.temp_C), None
         if len(chunk):
             prev_time = float(chunk.time_s[-1])
-        yield chunk, trace
+        yield chunk, trace, plaus
 
 
 @dataclass
@@ -206,11 +226,12 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
     estimate and a coulomb counter (started where the estimate started, at
     the capacity of the first temperature, as `evaluate.score_trace`), the
     CSV written as the chunks pass, the summary of `Evaluation.summary`
-    (without the plausibility monitor, which runs on whole recordings only)
-    and ``streamed: true``. The CSV is ``out_dir/<name>.csv``."""
+    (the plausibility monitor's flags too; not the health and power sections,
+    which run on whole recordings only) and ``streamed: true``. The CSV is ``out_dir/<name>.csv``."""
     source = ChunkedRecording(path)
     out_csv = out_dir / f"{source.meta.name}.csv"
     ekf, cc = StreamingScore(), StreamingScore()
+    flags = StreamedFlags()
     flagged = 0
     soc0 = capacity = math.nan
     charge = 0.0
@@ -222,9 +243,10 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
         w = csv.writer(fh)
         w.writerow(["time_s", "soc", "soc_sigma"])
         first = True
-        for chunk, trace in stream_estimates(source, params, initial_soc, rows):
+        for chunk, trace, plaus in stream_monitored(source, params, initial_soc, rows):
             if not len(chunk):
                 continue
+            flags.update(plaus)
             reference = chunk.reference_soc()
             if first:
                 soc0 = float(trace.soc[0])
@@ -252,5 +274,6 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
         "ekf": finite(ekf.result().as_dict()),
         "coulomb_counter": finite(cc.result().as_dict()),
         "flagged_samples": flagged,
+        "plausibility": flags.summary(),
         "streamed": True,
     }

@@ -209,8 +209,8 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     from bmsfil.importers import load_any
 
     if source.endswith(SUFFIX) and errors is None:
-        # Streamed, never all in memory; no plot and no plausibility monitor
-        # (they need the whole recording).
+        # Streamed, never all in memory, the plausibility monitor beside the
+        # EKF; no plot, health or power (they need the whole recording).
         return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir))
     from bmsfil.current_sign import wrong_sign
 

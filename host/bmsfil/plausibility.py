@@ -16,7 +16,7 @@ docs/plausibility.md for the statistics and what they can and cannot detect.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -198,8 +198,17 @@ def run_monitored(
     est = SocEstimator(params)
     start_estimator(est, recording, initial_soc)
     mon = monitor if monitor is not None else PlausibilityMonitor(config)
-    n = len(recording)
-    arrays = [as_f32(a) for a in (recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)]
+    return run_monitored_arrays(est, mon, recording.time_s, recording.dt_s, recording.current_A, recording.voltage_V,
+                                recording.temp_C)
+
+
+def run_monitored_arrays(est: SocEstimator, mon: PlausibilityMonitor, time_s: np.ndarray, dt_s: np.ndarray,
+                         current_A: np.ndarray, voltage_V: np.ndarray,
+                         temp_C: np.ndarray) -> tuple[SocTrace, PlausibilityTrace]:
+    """The EKF and the monitor over the samples, in one C call, both
+    continuing from their states (a recording read in chunks)."""
+    n = len(time_s)
+    arrays = [as_f32(a) for a in (dt_s, current_A, voltage_V, temp_C)]
     soc, sigma, unseen, unseen_sig, stuck, change = (np.empty(n, dtype=np.float32) for _ in range(6))
     ekf_flags = np.empty(n, dtype=np.uint8)
     flags = np.empty(n, dtype=np.uint8)
@@ -214,6 +223,38 @@ def run_monitored(
     )
     trace = SocTrace(soc.astype(np.float64), sigma.astype(np.float64), ekf_flags)
     return trace, PlausibilityTrace(
-        np.asarray(recording.time_s, dtype=np.float64), flags, unseen.astype(np.float64),
+        np.asarray(time_s, dtype=np.float64), flags, unseen.astype(np.float64),
         unseen_sig.astype(np.float64), stuck.astype(np.float64), change.astype(np.float64),
     )
+
+
+@dataclass
+class StreamedFlags:
+    """`PlausibilityTrace.summary` of a recording whose trace comes in chunks."""
+
+    t0: float = math.nan
+    seen: int = 0
+    first: dict[str, FlagEvent] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    unseen_current_end_A: float | None = None
+    unseen_current_sigma_end_A: float | None = None
+
+    def update(self, chunk: PlausibilityTrace) -> None:
+        n = len(chunk.flags)
+        if not n:
+            return
+        if math.isnan(self.t0):
+            self.t0 = float(chunk.time_s[0])
+        for e in chunk.events():
+            self.samples[e.flag] = self.samples.get(e.flag, 0) + e.samples
+            if e.flag not in self.first:
+                self.first[e.flag] = replace(e, index=self.seen + e.index, time_s=float(chunk.time_s[e.index]) - self.t0)
+        self.seen += n
+        whole = chunk.summary()
+        self.unseen_current_end_A = whole["unseen_current_end_A"]  # type: ignore[assignment]
+        self.unseen_current_sigma_end_A = whole["unseen_current_sigma_end_A"]  # type: ignore[assignment]
+
+    def summary(self) -> dict[str, object]:
+        events = sorted((replace(e, samples=self.samples[e.flag]) for e in self.first.values()), key=lambda e: e.index)
+        return {"flags": [e.as_dict() for e in events], "unseen_current_end_A": self.unseen_current_end_A,
+                "unseen_current_sigma_end_A": self.unseen_current_sigma_end_A}
