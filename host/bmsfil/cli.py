@@ -299,6 +299,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             meets = "yes" if rate >= pack["pack_target_steps_per_s"] else "no"
             table.add_row(name, f"{rate:,.0f}", f"{rate / single:.2f}", meets)
         console.print(table)
+        console.print(f"≥ {pack['pack_target_steps_per_s'] / 1e6:.0f} M: whether the call reaches the pack target of "
+                      f"{pack['pack_target_steps_per_s']:,.0f} cell-steps/s (docs/fleet.md)")
         d |= pack
     if args.json:
         args.json.write_text(json.dumps(d, indent=1) + "\n")
