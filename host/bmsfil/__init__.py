@@ -1,0 +1,82 @@
+"""bmsfil: battery-management estimators in C, run on the desktop through cffi.
+
+The Python API, from the package's top level (each name is imported when
+first used, so `import bmsfil` stays light):
+
+    >>> import bmsfil
+    >>> params = bmsfil.bundled_params()                  # the LG HG2 set
+    >>> rec = bmsfil.bundled_recording()                  # LG HG2 US06 at 25 °C
+    >>> trace = bmsfil.SocEstimator(params).run(rec)      # the C core, whole recording
+    >>> ev = bmsfil.evaluate(rec, params)                 # scored against the reference
+    >>> round(ev.score.rmse, 3)
+    0.001
+
+Recordings of other testers come in through `load_any` / `import_file`;
+parameter sets through `ParameterSet.load`, `fit` and `tune_filter`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+#: Public name -> the module that defines it.
+_API = {
+    "Recording": "bmsfil.recording",
+    "RecordingMeta": "bmsfil.recording",
+    "RecordingError": "bmsfil.recording",
+    "load_any": "bmsfil.importers",
+    "import_file": "bmsfil.importers",
+    "bundled_recording": "bmsfil.bundled",
+    "ParameterSet": "bmsfil.params",
+    "ParamsError": "bmsfil.params",
+    "bundled_params": "bmsfil.params",
+    "SocEstimator": "bmsfil.core",
+    "SocTrace": "bmsfil.core",
+    "ReferenceSocEstimator": "bmsfil.reference",
+    "PackEstimator": "bmsfil.pack_estimator",
+    "HealthEstimator": "bmsfil.health",
+    "CoreTempEstimator": "bmsfil.thermal",
+    "PlausibilityMonitor": "bmsfil.plausibility",
+    "run_monitored": "bmsfil.plausibility",
+    "state_of_power": "bmsfil.power",
+    "SopLimits": "bmsfil.power",
+    "SensorErrors": "bmsfil.inject",
+    "evaluate": "bmsfil.evaluate",
+    "Evaluation": "bmsfil.evaluate",
+    "fit": "bmsfil.fit",
+    "FitInputs": "bmsfil.fit",
+    "tune_filter": "bmsfil.tuning",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        value = getattr(import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bmsfil' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
+
+
+if TYPE_CHECKING:
+    from bmsfil.bundled import bundled_recording
+    from bmsfil.core import SocEstimator, SocTrace
+    from bmsfil.evaluate import Evaluation, evaluate
+    from bmsfil.fit import FitInputs, fit
+    from bmsfil.health import HealthEstimator
+    from bmsfil.importers import import_file, load_any
+    from bmsfil.inject import SensorErrors
+    from bmsfil.pack_estimator import PackEstimator
+    from bmsfil.params import ParameterSet, ParamsError, bundled_params
+    from bmsfil.plausibility import PlausibilityMonitor, run_monitored
+    from bmsfil.power import SopLimits, state_of_power
+    from bmsfil.recording import Recording, RecordingError, RecordingMeta
+    from bmsfil.reference import ReferenceSocEstimator
+    from bmsfil.thermal import CoreTempEstimator
+    from bmsfil.tuning import tune_filter

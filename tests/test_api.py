@@ -1,0 +1,40 @@
+"""The Python API at the package's top level: its example runs and gives the
+documented answer, every public name resolves, and `import bmsfil` alone
+loads nothing heavy (the names are imported when first used)."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+import sys
+
+import bmsfil
+
+
+def test_the_package_example_runs() -> None:
+    result = doctest.testmod(bmsfil, verbose=False)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_every_public_name_resolves() -> None:
+    for name in bmsfil.__all__:
+        assert getattr(bmsfil, name) is not None
+    assert set(bmsfil.__all__) <= set(dir(bmsfil))
+
+
+def test_importing_the_package_loads_nothing_heavy() -> None:
+    code = ("import sys, bmsfil\n"
+            "print(' '.join(sorted(m for m in ('numpy', 'scipy', 'matplotlib', 'bmsfil._core') if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+
+
+def test_the_readme_example_runs() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(block, "README.md (Python API)", "exec"), scope)
+    assert 0.0 < scope["ev"].score.rmse < 0.01  # type: ignore[attr-defined]
+    assert 0.99 < scope["out"].soc <= 1.0  # type: ignore[attr-defined]
