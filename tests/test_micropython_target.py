@@ -131,6 +131,57 @@ def test_monitor_port_is_the_c_monitor_in_cpython():
         assert np.max(np.abs(stuck - mon.stuck_for_s)) < 0.5
 
 
+
+
+def test_monitor_port_config_is_the_hosts():
+    """bmsfil_plaus.CONFIG (which bmsfil_native packs for the C monitor) has
+    bf_plaus_config_t's fields in order, with PlausibilityConfig's defaults."""
+    from dataclasses import astuple, fields
+
+    from bmsfil._core import ffi
+    from bmsfil.plausibility import PlausibilityConfig
+
+    with micropython_app("bmsfil_plaus") as (bp,):
+        pass
+    host = PlausibilityConfig()
+    assert bp.CONFIG_FIELDS == tuple(f.name for f in fields(host))
+    assert bp.CONFIG_FIELDS == tuple(name for name, _ in ffi.typeof("bf_plaus_config_t").fields)
+    assert np.array_equal(np.float32(bp.CONFIG), np.float32(astuple(host)))
+
+def test_monitor_port_waits_for_convergence_as_the_c_monitor():
+    """From a guessed SOC (0.7) both monitors leave the filter's convergence
+    out (converged_sigma_soc, judged on the SOC sigma before each
+    correction) from the same sample on, and then agree as from OCV."""
+    from bmsfil.plausibility import run_monitored
+    from bmsfil_hil.faults import _alter
+
+    with micropython_app("bmsfil_ekf", "bmsfil_plaus") as modules:
+        be, bp = modules
+    full = bundled_recording()
+    for rec in (full.slice(0, 4000), _alter(full.slice(0, 21000), slice(0, 21000), current_A=lambda i: i + 0.5)):
+        rec = as_carried(rec)
+        _, mon = run_monitored(rec, PARAMS, 0.7)
+        ekf = be.SocEkf(be.Params(PARAMS.to_json()))
+        ekf.init_soc(0.7, float(rec.temp_C[0]))
+        m = bp.Plausibility()
+        out = []
+        for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C):
+            dt, i, v, t = map(float, a)
+            ekf.step(dt, i, v, t)
+            out.append(m.step(ekf, dt, v))
+        flags, u, sigma, _ = (np.array(c) for c in zip(*out))
+        assert np.array_equal(flags, mon.flags)
+        # Nothing counted while converging, on both: the same first counted sample.
+        assert np.array_equal(np.isfinite(sigma), np.isfinite(mon.unseen_current_sigma_A))
+        assert not np.isfinite(sigma[0])
+        ok = np.isfinite(sigma) & (mon.unseen_current_sigma_A < 2.046)
+        assert ok.any()
+        assert np.max(np.abs(u[ok] - mon.unseen_current_A[ok]), initial=0.0) < 5e-3
+        assert np.max(np.abs(sigma[ok] / mon.unseen_current_sigma_A[ok] - 1), initial=0.0) < 5e-3
+        # And what both report is what the C monitor reports from OCV.
+        _, from_ocv = run_monitored(rec, PARAMS)
+        assert abs(u[-1] - from_ocv.unseen_current_A[-1]) < 0.05
+
 def _msg(fid, data):
     import can
 

@@ -77,6 +77,65 @@ def test_no_flag_on_a_clean_slice(us06):
     assert not pl.flags.any(), [e.short() for e in pl.events()]
 
 
+UNGATED = PlausibilityConfig(converged_sigma_soc=1e30)  # every correction counted, as before the gate
+
+
+@pytest.mark.parametrize("span", [(0, 400), (1200, 1600)])
+def test_wrong_initial_soc_is_not_unseen_current(us06, span):
+    """From a guessed SOC (0.7, the cell near 0.8-0.9) the filter's first
+    corrections take back the guess; the monitor waits for its SOC sigma to
+    fall below converged_sigma_soc and then reports what it does from OCV."""
+    rec = sliced(us06, *span)  # 4,000 samples
+    _, ocv = run_monitored(rec, PARAMS, "ocv")
+    _, guessed = run_monitored(rec, PARAMS, 0.7)
+    assert not guessed.flags.any(), [e.short() for e in guessed.events()]
+    sigma = ocv.unseen_current_sigma_A[-1]
+    assert abs(guessed.unseen_current_A[-1] - ocv.unseen_current_A[-1]) < min(0.1, 0.2 * sigma)
+    assert guessed.unseen_current_sigma_A[-1] < 2 * sigma
+    # Counting the convergence read it as amperes of unseen current.
+    _, ungated = run_monitored(rec, PARAMS, 0.7, UNGATED)
+    assert abs(ungated.unseen_current_A[-1] - ocv.unseen_current_A[-1]) > 0.5
+
+
+def test_wrong_initial_soc_with_offset(us06):
+    """A 0.1 A offset from a guessed SOC is estimated as it is from OCV (the
+    user journey: `bmsfil eval --initial-soc 0.7 --inject current_offset_A=0.1`)."""
+    rec = SensorErrors(current_offset_A=0.1).apply(us06, 0)
+    _, ocv = run_monitored(rec, PARAMS, "ocv")
+    _, guessed = run_monitored(rec, PARAMS, 0.7)
+    assert guessed.unseen_current_A[-1] == pytest.approx(0.1, abs=0.05)
+    assert abs(guessed.unseen_current_A[-1] - ocv.unseen_current_A[-1]) < 0.01
+    assert guessed.unseen_current_sigma_A[-1] < 1.5 * ocv.unseen_current_sigma_A[-1]
+    assert not guessed.flags.any()
+
+
+def test_restart_from_a_guess_under_a_kept_monitor(us06):
+    """A cell's life as segments, the filter restarted from a guessed SOC at
+    the second while the monitor keeps its evidence: the restart's
+    convergence is not counted either."""
+    first, second = sliced(us06, 0, 400), sliced(us06, 400, 800)
+    _, whole = run_monitored(sliced(us06, 0, 800), PARAMS)
+    results = {}
+    for name, config in (("gated", None), ("ungated", UNGATED)):
+        mon = PlausibilityMonitor(config)
+        run_monitored(first, PARAMS, monitor=mon)
+        _, results[name] = run_monitored(second, PARAMS, 0.3, monitor=mon)
+    pl = results["gated"]
+    assert not pl.flags.any(), [e.short() for e in pl.events()]
+    assert abs(pl.unseen_current_A[-1] - whole.unseen_current_A[-1]) < 1.5 * pl.unseen_current_sigma_A[-1]
+    assert results["ungated"].first_time_s("current_offset") < math.inf
+
+
+def test_from_ocv_every_correction_counts(us06):
+    """From a rested cell's OCV the filter starts with sigma 0.02, below the
+    threshold: the gate changes nothing there."""
+    rec = sliced(us06, 0, 600)
+    _, gated = run_monitored(rec, PARAMS)
+    _, ungated = run_monitored(rec, PARAMS, "ocv", UNGATED)
+    assert np.array_equal(gated.unseen_current_A, ungated.unseen_current_A)
+    assert np.array_equal(gated.unseen_current_sigma_A, ungated.unseen_current_sigma_A)
+
+
 @pytest.mark.parametrize("at_s", [300.0, 900.0, 1500.0])
 def test_stuck_voltage_flagged_within_5_s(us06, at_s):
     """Frozen while driving (at 600, 1200, ... s this US06 pauses for ~10 s, and a
@@ -190,6 +249,10 @@ def test_config_rejected():
         PlausibilityMonitor(PlausibilityConfig(model_change_rel=1.0))
     with pytest.raises(CoreError):
         PlausibilityMonitor(PlausibilityConfig(unseen_tau_s=0.0))
+    with pytest.raises(CoreError):
+        PlausibilityMonitor(PlausibilityConfig(converged_sigma_soc=0.0))
+    with pytest.raises(CoreError):
+        PlausibilityMonitor(PlausibilityConfig(converged_sigma_soc=math.nan))
 
 
 # --- any input ---------------------------------------------------------------------
@@ -207,6 +270,7 @@ configs = st.builds(
     voltage_stuck_tol_V=st.floats(0.0, 0.1),
     model_change_rel=st.floats(0.0, 0.99),
     stuck_z=st.floats(0.5, 10.0),
+    converged_sigma_soc=st.floats(1e-4, 1e30),
 )
 
 

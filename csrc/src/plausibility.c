@@ -26,7 +26,8 @@ bf_status_t bf_plaus_config_check(const bf_plaus_config_t *c)
         || !finite_nonneg(c->leak_tol_A) || !finite_nonneg(c->unseen_z) || c->unseen_z <= 0.0f
         || !finite_nonneg(c->voltage_noise_V) || !finite_nonneg(c->voltage_stuck_tol_V)
         || !finite_nonneg(c->model_change_rel) || c->model_change_rel >= 1.0f
-        || !finite_nonneg(c->stuck_z) || c->stuck_z <= 0.0f) {
+        || !finite_nonneg(c->stuck_z) || c->stuck_z <= 0.0f || !finite_nonneg(c->converged_sigma_soc)
+        || c->converged_sigma_soc <= 0.0f) {
         return BF_E_CONFIG;
     }
     return BF_OK;
@@ -132,14 +133,22 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
         }
 
         /* Unseen current. A clamped SOC absorbs charge the corrections never
-         * see, and corrections made from a stuck reading are not evidence:
-         * such samples add neither charge nor time. */
+         * see, corrections made from a stuck reading are not evidence, and
+         * neither are those of a filter that had not converged when it made
+         * them (its SOC sigma before this sample's correction, sigma after
+         * it combined with the variance the correction removed, at or above
+         * converged_sigma_soc: started from a guessed SOC, its corrections
+         * take back the guess, which its sigma does not bound): such samples
+         * add neither charge nor time. The sigma before the correction, not
+         * after: one correction can take sigma from 0.5 to the floor. */
         q_As = ekf->capacity_Ah * SECONDS_PER_HOUR;
         if (bf_isfinite(q_As) && q_As > 0.0f) {
             s->capacity_As = q_As;
         }
         if (!(ef & BF_FLAG_SOC_CLAMPED) && !(flags & BF_PLAUS_VOLTAGE_STUCK) && bf_isfinite(q_As)
-            && q_As > 0.0f && bf_isfinite(ekf->soc_correction) && bf_isfinite(ekf->soc_sigma)) {
+            && q_As > 0.0f && bf_isfinite(ekf->soc_correction) && bf_isfinite(ekf->soc_sigma)
+            && ekf->soc_sigma * ekf->soc_sigma + ekf->soc_correction_var
+                   < c->converged_sigma_soc * c->converged_sigma_soc) {
             lam = bf_expf(-dt_s / c->unseen_tau_s);
             s->unseen_charge_As = lam * s->unseen_charge_As - ekf->soc_correction * q_As;
             s->window_s = lam * s->window_s + dt_s;

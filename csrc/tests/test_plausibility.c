@@ -1,6 +1,9 @@
 /* plausibility: config checks, a frozen voltage under a changing current is
  * flagged and a constant voltage at rest is not, an unseen current is
- * estimated with the right sign, and absurd inputs keep every output finite. */
+ * estimated with the right sign, the filter's convergence from a wrong
+ * initial SOC (at the start, or at a restart under a monitor that keeps its
+ * state) is not counted as an unseen current, and absurd inputs keep every
+ * output finite. */
 #include <math.h>
 #include <stddef.h>
 
@@ -21,6 +24,7 @@ static void default_config(bf_plaus_config_t *c)
     c->voltage_stuck_tol_V = 1e-3f;
     c->model_change_rel = 0.5f;
     c->stuck_z = 4.75f;
+    c->converged_sigma_soc = 0.03f;
 }
 
 static void test_config(void)
@@ -42,6 +46,11 @@ static void test_config(void)
     CHECK(bf_plaus_config_check(&c) == BF_E_CONFIG);
     default_config(&c);
     c.stuck_z = NAN;
+    CHECK(bf_plaus_config_check(&c) == BF_E_CONFIG);
+    default_config(&c);
+    c.converged_sigma_soc = 0.0f;
+    CHECK(bf_plaus_config_check(&c) == BF_E_CONFIG);
+    c.converged_sigma_soc = NAN;
     CHECK(bf_plaus_config_check(&c) == BF_E_CONFIG);
     /* A bad config is refused where a state is started; the step trusts the
      * config its state was started with, as the filter's step its tuning. */
@@ -128,6 +137,66 @@ static void test_unseen_current(void)
     }
 }
 
+/* A cell at 0.8 SOC, discharged at 1 A in 10-minute pulses with rests,
+ * sensor exact; the filter starts from 0.5 with the LG HG2 set's initial
+ * SOC sigma (0.5) and, if restart_at >= 0, is restarted from 0.3 at that
+ * sample (the cell then near 0.6) while the monitor keeps its state. Returns the monitor's last
+ * output; *flags_seen collects every flag raised. */
+static bf_plaus_out_t run_wrong_start(const bf_plaus_config_t *c, int restart_at, uint32_t *flags_seen)
+{
+    bf_soc_ekf_t e;
+    bf_soc_ekf_tuning_t t = tun;
+    bf_plaus_t s;
+    bf_soc_ekf_out_t eo;
+    bf_plaus_out_t po;
+    double z = 0.8;
+    int k;
+    t.p0_soc = 0.25f;
+    t.p_floor_soc = 1e-4f;
+    *flags_seen = 0u;
+    CHECK(bf_soc_ekf_init_soc(&e, &cell, &t, 0.5f, 25.0f) == BF_OK);
+    CHECK(bf_plaus_init(&s, c) == BF_OK);
+    for (k = 0; k < 8000; ++k) {
+        bf_lookup_t at;
+        float i_true = (k / 600) % 2 ? -1.0f : 0.0f, v;
+        if (k == restart_at) {
+            CHECK(bf_soc_ekf_init_soc(&e, &cell, &t, 0.3f, 25.0f) == BF_OK);
+        }
+        bf_cell_locate(&cell, (float)z, 25.0f, &at);
+        z += (double)i_true * 1.0 / ((double)bf_cell_capacity(&cell, &at) * 3600.0);
+        bf_cell_locate(&cell, (float)z, 25.0f, &at);
+        v = bf_cell_ocv(&cell, &at, 0) + bf_cell_rc_table(&cell, (const float (*)[BF_RC_MAX_POINTS])cell.r0_ohm, &at) * i_true;
+        CHECK(bf_soc_ekf_step(&e, &cell, &t, 1.0f, i_true, v, 25.0f, &eo) == BF_OK);
+        CHECK(bf_plaus_step(&s, c, 1.0f, v, &eo, &po) == BF_OK);
+        *flags_seen |= po.flags;
+    }
+    return po;
+}
+
+static void test_wrong_start(void)
+{
+    static const int restarts[] = { -1, 4000 };
+    bf_plaus_config_t c, never;
+    bf_plaus_out_t po;
+    uint32_t seen;
+    size_t j;
+    default_config(&c);
+    never = c;
+    never.converged_sigma_soc = 1e30f; /* every correction counted, as before the gate */
+    for (j = 0; j < 2u; ++j) {
+        po = run_wrong_start(&c, restarts[j], &seen);
+        CHECKF(fabsf(po.unseen_current_A) < 0.05f && (seen & (BF_PLAUS_CURRENT_OFFSET | BF_PLAUS_SELF_DISCHARGE)) == 0u,
+               "exact sensor, filter from a wrong SOC (restart at %d): unseen current %g +- %g, flags 0x%02x",
+               restarts[j], (double)po.unseen_current_A, (double)po.unseen_current_sigma_A, (unsigned)seen);
+        printf("filter from 0.5 at 0.8 SOC (restart at %d): unseen current %+.3f +- %.3f A", restarts[j],
+               (double)po.unseen_current_A, (double)po.unseen_current_sigma_A);
+        po = run_wrong_start(&never, restarts[j], &seen);
+        CHECKF(po.unseen_current_A < -0.2f, "without the gate the convergence reads as %g A", (double)po.unseen_current_A);
+        printf("; counting the convergence: %+.3f +- %.3f A\n", (double)po.unseen_current_A,
+               (double)po.unseen_current_sigma_A);
+    }
+}
+
 static void test_absurd(void)
 {
     fx_rng_t r = { 12345u };
@@ -173,6 +242,7 @@ int main(void)
     test_config();
     test_stuck();
     test_unseen_current();
+    test_wrong_start();
     test_absurd();
     return bf_test_finish();
 }

@@ -227,8 +227,8 @@ class SocEkf:
     `step()` returns (soc, soc_sigma, v_pred, flags), the fields of the
     core's StepResult, and leaves in `out` what a monitor beside the filter
     reads of the step (bf_soc_ekf_out_t): (flags, soc_sigma, soc_correction,
-    capacity_Ah, ohmic_V), the last three 0 where the C core reports 0 (no
-    correction made, sample skipped). See bmsfil_plaus.py."""
+    capacity_Ah, ohmic_V, soc_correction_var), the last four 0 where the C
+    core reports 0 (no correction made, sample skipped). See bmsfil_plaus.py."""
 
     def __init__(self, params):
         self.p = params
@@ -238,7 +238,7 @@ class SocEkf:
         self.last_current_A = 0.0
         self.last_temp_C = 25.0
         self.hyst_sign = 0.0
-        self.out = (0, 0.0, 0.0, 0.0, 0.0)
+        self.out = (0, 0.0, 0.0, 0.0, 0.0, 0.0)
         self.init_soc(1.0, 25.0)
 
     def _init(self, soc, p_soc, temp_C):
@@ -315,7 +315,7 @@ class SocEkf:
         flags = 0
         if not _finite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
             sigma = math.sqrt(self.P[0])
-            self.out = (FLAG_DT_INVALID, sigma, 0.0, 0.0, 0.0)
+            self.out = (FLAG_DT_INVALID, sigma, 0.0, 0.0, 0.0, 0.0)
             return x[0], sigma, 0.0, FLAG_DT_INVALID
         if not _finite(current_A) or abs(current_A) > t.i_max_A:
             flags |= FLAG_CURRENT_INVALID
@@ -369,6 +369,7 @@ class SocEkf:
         eta_V = ohmic_V + r1 * x[1] + r2 * x[2]
         soc_pred = x[0]
         correction = 0.0
+        correction_var = 0.0
         v_pred = ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3] + eta_V
         if v_ok:
             H = (docv, r1, r2, mh)
@@ -385,6 +386,7 @@ class SocEkf:
                 r_meas = S - hph
                 flags |= FLAG_GATED
             K = [PH[i] / S for i in range(NX)]
+            correction_var = PH[0] * PH[0] / S
             for i in range(NX):
                 x[i] += K[i] * innov
             # Joseph form: P = A P A^T + r K K^T with A = I - K H^T, as (A P) A^T.
@@ -414,5 +416,5 @@ class SocEkf:
         if self._repair():
             flags |= FLAG_COV_REPAIRED
         sigma = math.sqrt(self.P[0])
-        self.out = (flags, sigma, correction, cap_Ah, ohmic_V)
+        self.out = (flags, sigma, correction, cap_Ah, ohmic_V, correction_var)
         return x[0], sigma, v_pred, flags

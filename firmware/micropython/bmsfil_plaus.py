@@ -3,7 +3,8 @@
 A port of csrc/src/plausibility.c, line for line, in plain float
 arithmetic, as bmsfil_ekf.py ports the SOC EKF: it reads what each
 `bmsfil_ekf.SocEkf.step` reports (`SocEkf.out`: flags, SOC sigma, the SOC
-correction, the capacity and the model's ohmic drop of the step) and the
+correction, the capacity, the model's ohmic drop of the step and the
+variance the correction removed) and the
 raw voltage, never changes the filter, and raises the same flags with the
 same evidence (see csrc/include/bmsfil/plausibility.h and
 docs/plausibility.md): CURRENT_OFFSET and SELF_DISCHARGE from the unseen
@@ -39,8 +40,8 @@ INF = float("inf")
 
 # bf_plaus_config_t, in declaration order, with the host's defaults.
 CONFIG_FIELDS = ("unseen_tau_s", "offset_tol_A", "leak_tol_A", "unseen_z", "voltage_noise_V",
-                 "voltage_stuck_tol_V", "model_change_rel", "stuck_z")
-CONFIG = (86400.0, 0.0, 0.0, 4.264890793922825, 1e-3, 1e-3, 0.5, 4.753424308822899)
+                 "voltage_stuck_tol_V", "model_change_rel", "stuck_z", "converged_sigma_soc")
+CONFIG = (86400.0, 0.0, 0.0, 4.264890793922825, 1e-3, 1e-3, 0.5, 4.753424308822899, 0.03)
 
 
 def _finite(x):
@@ -56,7 +57,7 @@ class Plausibility:
 
     def __init__(self, config=CONFIG):
         (self.unseen_tau_s, self.offset_tol_A, self.leak_tol_A, self.unseen_z, self.voltage_noise_V,
-         self.voltage_stuck_tol_V, self.model_change_rel, self.stuck_z) = config
+         self.voltage_stuck_tol_V, self.model_change_rel, self.stuck_z, self.converged_sigma_soc) = config
         self.unseen_charge_As = 0.0
         self.window_s = 0.0
         self.sigma2_past = 0.0
@@ -91,7 +92,7 @@ class Plausibility:
         return live_min > needed
 
     def step(self, ekf, dt_s, voltage_V):
-        ef, soc_sigma, soc_correction, capacity_Ah, ohmic_V = ekf.out
+        ef, soc_sigma, soc_correction, capacity_Ah, ohmic_V, correction_var = ekf.out
         flags = 0
         if ef & _EKF_VOLTAGE_INVALID:
             flags |= VOLTAGE_RANGE
@@ -110,7 +111,8 @@ class Plausibility:
             if _finite(q_As) and q_As > 0.0:
                 self.capacity_As = q_As
             if (not ef & _EKF_SOC_CLAMPED and not flags & VOLTAGE_STUCK and _finite(q_As) and q_As > 0.0
-                    and _finite(soc_correction) and _finite(soc_sigma)):
+                    and _finite(soc_correction) and _finite(soc_sigma)
+                    and soc_sigma * soc_sigma + correction_var < self.converged_sigma_soc * self.converged_sigma_soc):
                 lam = math.exp(-dt_s / self.unseen_tau_s)
                 self.unseen_charge_As = lam * self.unseen_charge_As - soc_correction * q_As
                 self.window_s = lam * self.window_s + dt_s

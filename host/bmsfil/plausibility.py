@@ -59,6 +59,13 @@ class PlausibilityConfig:
     - model_change_rel: the model's predicted voltage change may be wrong by
       up to half (R0 in the cold is known to a factor, not a percent).
     - stuck_z: z of the stuck-voltage alarm, 1e-6 per look.
+    - converged_sigma_soc: a sample's SOC correction counts towards the
+      unseen current only if the filter's SOC sigma before it was below
+      this (3 % SOC: three times the LG HG2 set's 1 % floor, above the 2 %
+      it starts with from a rested cell's OCV, far below the 50 % it starts
+      with from a given SOC). Until then the filter is converging from a
+      guessed SOC, and its corrections are the guess's error taken back,
+      not charge the sensor missed.
     """
 
     unseen_tau_s: float = 24 * 3600.0
@@ -69,6 +76,7 @@ class PlausibilityConfig:
     voltage_stuck_tol_V: float = 1e-3
     model_change_rel: float = 0.5
     stuck_z: float = z_for(1e-6)
+    converged_sigma_soc: float = 0.03
 
     def packed(self) -> "ffi.CData":
         return pack_settings(self, "bf_plaus_config_t", lib.bf_plaus_config_check, "plausibility config")
@@ -194,7 +202,9 @@ def run_monitored(
 
     The EKF starts afresh (from `initial_soc`); the monitor too unless one is
     given, which then continues from its state: a cell's life as segments,
-    the SOC re-initialised at each start and the monitor's evidence kept."""
+    the SOC re-initialised at each start and the monitor's evidence kept
+    (from a given SOC, the monitor waits for the filter to converge again;
+    see `PlausibilityConfig.converged_sigma_soc`)."""
     est = SocEstimator(params)
     start_estimator(est, recording, initial_soc)
     mon = monitor if monitor is not None else PlausibilityMonitor(config)

@@ -12,6 +12,15 @@
  *       u_hat = -Q C / W,   sigma_u = Q sqrt(sigma_now^2 + mean sigma_past^2) / W,
  *   with sigma the filter's own SOC sigma: the bound holds as long as the
  *   filter's sigma does, however correlated its errors are in time.
+ *   Only samples whose correction the filter made with its SOC sigma below
+ *   converged_sigma_soc (sigma before the correction: sqrt(soc_sigma^2 +
+ *   soc_correction_var)) add charge, time and sigma: while the filter
+ *   converges from a guessed SOC (bf_soc_ekf_init_soc, sigma 0.5 on the
+ *   LG HG2 set) its corrections take back the guess's error, which its
+ *   sigma does not bound, and would read as an unseen current of
+ *   -Q (SOC error) / W. A filter restarted so under a monitor that keeps
+ *   its state is waited for the same way; one started from OCV (sigma 0.02)
+ *   is counted from its first sample.
  *   CURRENT_OFFSET when |u_hat| - offset_tol_A > z sigma_u (the sensor reads
  *   off by more than its specified tolerance); SELF_DISCHARGE when
  *   u_hat - leak_tol_A > z sigma_u (charge leaves the cell that the sensor
@@ -64,6 +73,7 @@ typedef struct {
     float voltage_stuck_tol_V; /* readings closer than this count as unchanged (a few LSB) */
     float model_change_rel;    /* largest relative error of a voltage change the model predicts, in [0, 1) */
     float stuck_z;             /* one-sided z of the stuck-voltage alarm */
+    float converged_sigma_soc; /* SOC sigma (before the correction) below which corrections count, > 0 */
 } bf_plaus_config_t;
 
 /* Per-cell state; the caller owns it. */
