@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,21 @@ def test_micropython_port_learns_the_capacity_the_c_core_learns(mp_health) -> No
     assert np.max(np.abs(cap - c.capacity_Ah) / c.capacity_Ah) < 1e-5
     assert np.max(np.abs(cap_sigma - c.capacity_sigma_Ah) / c.capacity_sigma_Ah) < 1e-3
     assert np.max(np.abs(r0 - c.r0_ohm)) < 1e-5
+
+
+@needs_nasa
+def test_eval_of_a_life_lists_its_discharges(tmp_path: Path) -> None:
+    """`bmsfil eval` on a NASA life (no reference SOC) writes the estimates, says
+    the SOC is not scored, and adds one capacity_cycles entry per discharge
+    (issue 7's list), with the numbers `bmsfil health` scores."""
+    out = tmp_path / "life.json"
+    assert main(["eval", str(NASA_B0005), "--no-plot", "--out-dir", str(tmp_path), "--json", str(out)]) == 0
+    rec = json.loads(out.read_text())["recordings"][0]
+    assert rec["ekf"] is None and "no reference SOC" in rec["not_scored"]
+    cycles = rec["capacity_cycles"]
+    assert len(cycles) == 168 and [c["cycle"] for c in cycles[:3]] == [1, 2, 3]
+    assert set(cycles[0]) == {"cycle", "measured_Ah", "estimate_end_Ah", "estimate_20pct_Ah", "sigma_Ah"}
+    late = cycles[5:]
+    assert sum(abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1) <= 0.01 for c in late) == 163  # docs/health.md
+    assert sum(abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1) <= 0.03 for c in late) >= 160
+    assert (tmp_path / "B0005_discharges.csv").is_file()

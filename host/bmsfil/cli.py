@@ -196,14 +196,23 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
     for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad",
                 "plausibility"):
         table.add_column(col, justify="right" if col != "recording" else "left", no_wrap=col == "recording")
+    unscored, lives = [], []
     for summary in (results[s] for s in sources if s in results):
         s, c = summary["ekf"], summary["coulomb_counter"]
         t = summary["ambient_temp_C"]
-        table.add_row(str(summary["name"]), f"{t:g}" if t is not None else "?", _fmt_pct(s["rmse"]),
-                      _fmt_pct(s["max_error_after_settle"]), f"{s['within_3sigma'] * 100:.1f}",
-                      _fmt_s(s["convergence_time_s"]), _fmt_pct(c["rmse"]), str(summary["flagged_samples"]),
+        scores = (["—"] * 4 if s is None else
+                  [_fmt_pct(s["rmse"]), _fmt_pct(s["max_error_after_settle"]), f"{s['within_3sigma'] * 100:.1f}",
+                   _fmt_s(s["convergence_time_s"])])
+        table.add_row(str(summary["name"]), f"{t:g}" if t is not None else "?", *scores,
+                      "—" if c is None else _fmt_pct(c["rmse"]), str(summary["flagged_samples"]),
                       _plausibility_cell(summary.get("plausibility")))
+        if s is None:
+            unscored.append(f"{summary['name']}: SOC not scored ({summary.get('not_scored')})")
+        if summary.get("capacity_cycles"):
+            lives.append(_life_line(summary))
     console.print(table)
+    for line in unscored + lives:
+        console.print(line, soft_wrap=True)
     console.print(
         "max >10 min: largest error after the first 10 minutes; conv.: time after which the error stays "
         "within 2 points; CC: a coulomb counter fed the same data; bad: samples flagged unusable and skipped; "
@@ -212,6 +221,17 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
         "estimate at the end"
     )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
+
+
+def _life_line(summary: dict[str, object]) -> str:
+    """A life's capacity in one line (the JSON has every discharge under capacity_cycles)."""
+    cycles = summary["capacity_cycles"]
+    assert isinstance(cycles, list)
+    end = [abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1.0) for c in cycles[5:]]
+    early = [abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1.0) for c in cycles[5:]]
+    return (f"{summary['name']}: {len(cycles)} discharges; after the first 5, capacity at the end within 1 % on "
+            f"{sum(e <= 0.01 for e in end)} of {len(end)}, after 20 % of each within 3 % on "
+            f"{sum(e <= 0.03 for e in early)} (JSON: capacity_cycles; bmsfil health scores a life in full)")
 
 
 #: A start current above this share of the nominal capacity per hour (C/10) is a start under load.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from bmsfil.core import SocTrace
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
-from bmsfil.plausibility import PlausibilityTrace, run_monitored
+from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, run_monitored
 from bmsfil.power import PowerTrace, power_trace
 from bmsfil.recording import Recording
 
@@ -41,6 +41,8 @@ class Evaluation:
     health: dict[str, float | int] | None = None
     #: State of power along the recording (None unless asked for).
     power: PowerTrace | None = None
+    #: A life's discharges (health_eval.capacity_cycles; None unless health was asked for a life).
+    capacity_cycles: list[dict[str, float | int]] | None = None
 
     def summary(self) -> dict[str, object]:
         extra: dict[str, object] = {"plausibility": self.plausibility.summary()} if self.plausibility is not None else {}
@@ -48,6 +50,8 @@ class Evaluation:
             extra["health"] = _finite_dict(self.health)
         if self.power is not None:
             extra["power"] = self.power.summary()
+        if self.capacity_cycles is not None:
+            extra["capacity_cycles"] = self.capacity_cycles
         return {
             "name": self.name,
             "ambient_temp_C": self.recording.meta.ambient_temp_C,
@@ -91,16 +95,78 @@ def evaluate(
     recording and report where they ended; with `power`, the state of power
     every 10 s of the recording (power.py)."""
     measured = errors.apply(rec, seed) if errors else rec
-    trace, plaus = run_monitored(measured, params, initial_soc)
+    trace, plaus = run_segments_monitored(measured, params, initial_soc)
     ev = score_trace(rec, measured, trace, params, None if initial_soc == "ocv" else float(initial_soc))
-    return replace(ev, plausibility=plaus, health=_health_summary(measured, params) if health else None,
+    summary, cycles = _health(measured, params) if health else (None, None)
+    return replace(ev, plausibility=plaus, health=summary, capacity_cycles=cycles,
                    power=power_trace(measured, params, initial_soc) if power else None)
 
 
-def _health_summary(rec: Recording, params: ParameterSet) -> dict[str, float | int]:
-    from bmsfil.health import HealthEstimator
+def evaluate_unscored(rec: Recording, params: ParameterSet, why: str, initial_soc: float | str = "ocv",
+                      errors: SensorErrors | None = None, seed: int = 0,
+                      csv_path: Path | None = None) -> dict[str, object]:
+    """`bmsfil eval` of a recording without a reference SOC (a field log, a
+    NASA life): the estimates (CSV), the plausibility monitor, capacity and
+    R0 (and a life's `capacity_cycles`), no SOC score (`why` says why);
+    summary keys as Evaluation.summary, "ekf" and "coulomb_counter" None."""
+    measured = errors.apply(rec, seed) if errors else rec
+    trace, plaus = run_segments_monitored(measured, params, initial_soc)
+    if csv_path is not None:
+        write_trace_csv(rec.time_s, trace, csv_path)
+    health, cycles = _health(measured, params)
+    return {
+        "name": rec.meta.name, "ambient_temp_C": rec.meta.ambient_temp_C, "duration_s": float(rec.time_s[-1]),
+        "start_current_A": _start_current(rec), "ekf": None, "coulomb_counter": None, "not_scored": why,
+        "flagged_samples": int(np.count_nonzero(trace.flags & BAD_SAMPLE_FLAGS)),
+        "plausibility": plaus.summary(), "health": _finite_dict(health),
+    } | ({"capacity_cycles": cycles} if cycles is not None else {})
 
-    tr = HealthEstimator(params).run(rec)
+
+def segment_bounds(rec: Recording) -> list[tuple[int, int]]:
+    """[start, end) of each segment the importer recorded (the discharges of a
+    life, ``extra['cycle_starts']``), else of the whole recording."""
+    listed = rec.meta.extra.get("cycle_starts")
+    starts = [int(k) for k in listed.split(",") if k] if listed else [0]
+    ends = [*starts[1:], len(rec)]
+    return [(a, b) for a, b in zip(starts, ends) if b > a]
+
+
+def run_segments_monitored(rec: Recording, params: ParameterSet,
+                           initial_soc: float | str = "ocv") -> tuple[SocTrace, PlausibilityTrace]:
+    """`run_monitored` over each segment of the recording: the SOC filter
+    restarted at each (from `initial_soc` at the first, from the OCV of the
+    rested cell at the others, which the importer says start at rest), the
+    monitor's evidence carried over (the unrecorded time between segments
+    counts as none)."""
+    bounds = segment_bounds(rec)
+    if len(bounds) == 1:
+        return run_monitored(rec, params, initial_soc)
+    monitor = PlausibilityMonitor()
+    runs = [run_monitored(_segment(rec, a, b), params, initial_soc if k == 0 else "ocv", monitor=monitor)
+            for k, (a, b) in enumerate(bounds)]
+    soc = SocTrace(*(np.concatenate([getattr(t, f.name) for t, _ in runs]) for f in fields(SocTrace)))
+    plaus = PlausibilityTrace(*(np.concatenate([getattr(p, f.name) for _, p in runs])
+                                for f in fields(PlausibilityTrace)))
+    return soc, plaus
+
+
+def _segment(rec: Recording, start: int, stop: int) -> Recording:
+    """Samples [start, stop) on the recording's own clock (Recording.slice re-zeroes it)."""
+    cut = {name: getattr(rec, name)[start:stop] for name in ("time_s", "current_A", "voltage_V", "temp_C")}
+    extra = {k: v for k, v in rec.meta.extra.items() if k != "cycle_starts"}
+    return replace(rec, **cut, ah=None if rec.ah is None else rec.ah[start:stop],
+                   meta=replace(rec.meta, extra=extra))
+
+
+def _health(rec: Recording, params: ParameterSet) -> tuple[dict[str, float | int], list[dict[str, float | int]] | None]:
+    """Capacity and R0 where the recording ends, and a life's capacity_cycles (None for one segment)."""
+    from bmsfil.health import HealthEstimator
+    from bmsfil.health_eval import capacity_cycles, score_discharges
+
+    estimator = HealthEstimator(params)
+    tr = estimator.run(rec)
+    cycles = (capacity_cycles(score_discharges(rec, tr, estimator.capacity.gap_s))
+              if len(segment_bounds(rec)) > 1 else None)
     return {
         "capacity_Ah": float(tr.capacity_Ah[-1]),
         "capacity_sigma_Ah": float(tr.capacity_sigma_Ah[-1]),
@@ -110,7 +176,7 @@ def _health_summary(rec: Recording, params: ParameterSet) -> dict[str, float | i
         "r0_sigma_ohm": float(tr.r0_sigma_ohm[-1]),
         "r0_growth": float(tr.r0_growth[-1]),
         "r0_steps": int(tr.where("r0_updated").size),
-    }
+    }, cycles
 
 
 def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: ParameterSet,

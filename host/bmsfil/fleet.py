@@ -213,13 +213,23 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
         # EKF; no plot, health or power (they need the whole recording).
         return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir))
     from bmsfil.current_sign import wrong_sign
+    from bmsfil.evaluate import evaluate_unscored
+    from bmsfil.recording import RecordingError
 
-    ev = evaluate(load_any(source), params, initial_soc, errors, seed, health=True, power=True)
+    rec = load_any(source)
+    warnings = [why] if (why := wrong_sign(rec)) else []
+    try:
+        rec.reference_soc()
+    except RecordingError as exc:
+        # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
+        return {"source": source} | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
+                                                      Path(out_dir) / f"{rec.meta.name}.csv") \
+            | ({"warnings": warnings} if warnings else {})
+    ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    warnings = [why] if (why := wrong_sign(ev.recording)) else []
-    if ev.recording.meta.reference_initial_soc is None:
+    if rec.meta.reference_initial_soc is None:
         warnings.append(f"{ev.name}: its reference SOC assumes a start from full charge, which the recording does not "
                         "state (bmsfil import --meta reference_initial_soc=SOC)")
     return {"source": source} | ev.summary() | ({"warnings": warnings} if warnings else {})

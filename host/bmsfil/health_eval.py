@@ -36,6 +36,9 @@ class DischargeScore:
     early_Ah: float
     early_sigma_Ah: float
     r0_ohm: float
+    #: The capacity reported once 20 % of the discharge's duration had passed
+    #: (to its last discharging sample): `bmsfil eval`'s estimate_20pct_Ah.
+    early_time_Ah: float
 
     @property
     def end_error(self) -> float:
@@ -81,6 +84,8 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> 
         early = start + int(np.searchsorted(delivered, EARLY_FRACTION * measured))
         discharging = np.flatnonzero(i < 0.1 * np.min(i))
         last = min(start + int(discharging[-1]) + 1, len(recording) - 1)
+        t_early = t[0] + EARLY_FRACTION * (t[int(discharging[-1])] - t[0])
+        early_time = start + int(np.searchsorted(t, t_early))
         scores.append(
             DischargeScore(
                 index=index,
@@ -91,9 +96,19 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> 
                 early_Ah=float(trace.capacity_Ah[early]),
                 early_sigma_Ah=float(trace.capacity_sigma_Ah[early]),
                 r0_ohm=float(trace.r0_ohm[last]),
+                early_time_Ah=float(trace.capacity_Ah[early_time]),
             )
         )
     return scores
+
+
+def capacity_cycles(scores: list[DischargeScore]) -> list[dict[str, float | int]]:
+    """One object per discharge of a life, as `bmsfil eval` adds them to its
+    JSON: the discharge's number (from 1), the charge it delivered, the
+    capacity reported when it stopped and after 20 % of its duration, and the
+    former's 1-sigma."""
+    return [{"cycle": s.index + 1, "measured_Ah": s.measured_Ah, "estimate_end_Ah": s.end_Ah,
+             "estimate_20pct_Ah": s.early_time_Ah, "sigma_Ah": s.end_sigma_Ah} for s in scores]
 
 
 @dataclass(frozen=True)
