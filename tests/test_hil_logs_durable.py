@@ -5,6 +5,7 @@ closes the log and says so."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -52,7 +53,7 @@ def test_killed_harness_leaves_a_log_that_scores(tmp_path, suffix):
     js = tmp_path / "score.json"
     assert main(["hil", "score", str(log), "--recording", str(BUNDLED), "--json", str(js),
                  "--out-dir", str(tmp_path / "score"), "--no-plot"]) == 0
-    doc = json.loads(js.read_text())
+    doc = json.loads(js.read_text())["recordings"][0]
     cell = doc["cells_scored"][0]
     assert 50 < doc["samples"] < 40155, "a run cut short"
     assert cell["estimates"] >= doc["samples"] - 1  # the last sample's estimate may not have been logged
@@ -107,7 +108,7 @@ def test_score_reports_the_flags_health_and_power_the_log_holds(tmp_path):
     finally:
         target.stop()
         log.stop()
-    logged = read_log(log_path)
+    (logged,) = read_log(log_path)
     for sent, found in ((result.plausibility, logged.plausibility), (result.health, logged.health),
                         (result.power, logged.power)):
         assert sent.sent and np.array_equal(sent.received, found.received)
@@ -118,10 +119,41 @@ def test_score_reports_the_flags_health_and_power_the_log_holds(tmp_path):
     js = tmp_path / "score.json"
     assert main(["hil", "score", str(log_path), "--json", str(js), "--out-dir", str(tmp_path / "s"),
                  "--no-plot"]) == 0
-    cell = json.loads(js.read_text())["cells_scored"][0]
+    cell = json.loads(js.read_text())["recordings"][0]["cells_scored"][0]
     raised = {e["flag"]: e for e in cell["plausibility_over_can"]["flags"]}
     assert set(raised) == {"voltage_stuck"}
     assert 300.0 <= raised["voltage_stuck"]["first_time_s"] <= 305.0
     assert cell["flag_samples_unlike_core"] == 0 and cell["flag_samples_compared"] == len(rec)
     assert cell["health_over_can"] == result.health.summary()[0]
     assert cell["power_over_can"] == result.power.summary()[0]
+
+
+def test_a_log_of_several_recordings_scores_and_replays_each(tmp_path, capsys):
+    """Each recording of a run starts again at sequence 0: `hil score` and
+    `--from-log` take them one by one (was: one continuous cell, false
+    differences from the C core)."""
+    full = bundled_recording()
+    a = full.slice(0, 300).save(tmp_path / "a.npz")
+    b = full.slice(2000, 2400).save(tmp_path / "b.npz")
+    log, out = tmp_path / "two.blf", str(tmp_path / "out")
+    assert main(["hil", "run", str(a), str(b), "--log", str(log), "--out-dir", out, "--no-plot"]) == 0
+    runs = read_log(log)
+    assert [run.name for run in runs] == ["two-rec1", "two-rec2"]
+    assert [len(run.cells[0]) for run in runs] == [300, 400]
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log), "--recording", str(a), "--recording", str(b), "--json", str(js),
+                 "--out-dir", out, "--no-plot"]) == 0
+    docs = json.loads(js.read_text())["recordings"]
+    assert [d["samples"] for d in docs] == [300, 400]
+    for d in docs:
+        cell = d["cells_scored"][0]
+        assert cell["max_abs_soc_difference_vs_core"] <= 1e-6 and cell["flag_samples_unlike_core"] == 0
+        assert math.isfinite(cell["ekf"]["rmse"])
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--recording", str(a), "--out-dir", out]) == 2
+    assert "holds 2 recording(s)" in capsys.readouterr().out
+    js = tmp_path / "again.json"
+    assert main(["hil", "run", "--from-log", str(log), "--json", str(js), "--out-dir", out, "--no-plot"]) == 0
+    again = json.loads(js.read_text())["recordings"]
+    assert [len(x["cells"]) for x in again] == [1, 1]
+    assert all(x["max_abs_soc_difference_vs_log"] == 0.0 for x in again)

@@ -88,7 +88,7 @@ def test_a_logged_run_replays_to_the_same_estimates(rec, tmp_path):
     finally:
         target.stop()
         log.stop()
-    logged = read_log(log_path)
+    (logged,) = read_log(log_path)
     assert len(logged.cells) == 3 and len(logged.cells[0]) == len(rec)
     assert np.array_equal(logged.logged_soc, first.soc)
     target = make_target("host", PARAMS)

@@ -156,7 +156,7 @@ def test_target_profile_is_kept_per_sample(rec, tmp_path: Path):
     total = d.summary()["instructions_per_cell_step"]["mean"]
     assert sum(x["mean"] * x["samples"] for x in by_part.values()) / 20 == pytest.approx(total)
     # The log readers skip it.
-    logged = read_log(path)
+    (logged,) = read_log(path)
     assert logged.undecodable == 0 and len(logged.cells[0]) == 20
     assert main(["hil", "score", str(path)]) == 0
 

@@ -96,8 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc = hsub.add_parser("score", help="score the estimates a HIL log holds (an interrupted run too)")
     sc.add_argument("log", type=Path, metavar="LOG", help="a python-can log of a run (.blf, .asc, .log)")
     sc.add_argument("--params", type=Path, help="parameter set the target ran (default: bundled)")
-    sc.add_argument("--recording", type=Path,
-                    help="the recording that was replayed (one cell): score against its reference SOC too")
+    sc.add_argument("--recording", type=Path, action="append", default=[],
+                    help="the recording that was replayed (one cell): score against its reference SOC too; "
+                         "a log of several recordings: once per recording, in the order they were replayed")
     sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     sc.add_argument("--json", type=Path)
     sc.add_argument("--no-plot", action="store_true")
@@ -130,14 +131,14 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     if (args.variant or args.on != "unix") and args.target != "micropython":
         console.print(f"bmsfil hil run: --variant and --on are the micropython target's, not {args.target}'s")
         return 2
-    logged: LoggedRun | None = None
+    logged: list[LoggedRun] = []
     if args.from_log:
         try:
             logged = read_log(args.from_log)
         except LogError as exc:
             console.print(f"bmsfil hil run: {exc}")
             return 2
-        packs = [(args.from_log.name, logged.cells)]
+        packs = [(run.name, run.cells) for run in logged]
     elif args.workers is not None or args.scheduler is not None:
         problem = _dask_refusal(args)
         if problem:
@@ -308,8 +309,9 @@ def _replay_source(source: str, args: argparse.Namespace, params: ParameterSet, 
 
 def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str, object],
                packs: list[tuple[str, list[Recording]]], commands: dict[int, cc.HostCommandCode],
-               log: can.Listener | None, logged: LoggedRun | None, bitrate: int, speed: float, table: Table,
+               log: can.Listener | None, logged: list[LoggedRun], bitrate: int, speed: float, table: Table,
                docs: list[dict[str, object]]) -> int:
+    """Replay each pack to a fresh target (the runs of a --from-log log: `logged`, one per pack)."""
     status = 0
 
     def finished(entry: dict[str, object], row: list[str]) -> None:
@@ -338,9 +340,10 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                 else:
                     finished(*outcome.result)  # type: ignore[misc]
             return status
-        for name, cells in packs:
+        for i, (name, cells) in enumerate(packs):
             try:
-                finished(*_replay_pack(args, params, config, name, cells, commands, log, logged, bitrate, speed))
+                finished(*_replay_pack(args, params, config, name, cells, commands, log,
+                                       logged[i] if logged else None, bitrate, speed))
             except _TargetDidNotStart as exc:
                 console.print(f"bmsfil hil run: {exc}")
                 return 2
@@ -353,78 +356,113 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
 
 
 def cmd_hil_score(args: argparse.Namespace) -> int:
-    """Score what a log holds: the logged estimates against the C core run on
-    the logged measurements and, given the replayed recording, against its
-    reference SOC, over the samples the log has (all of them for a run that
-    was cut short); the plausibility flags, health and power the target
-    sent, as `hil run --json` reports them, the flags compared sample by
-    sample with the C core's monitor on the same measurements (one run over
-    the whole log: a target reset or a re-sent sample in the log shows there
-    as differences that are not the target's)."""
+    """Score what a log holds, each recording of it on its own (the harness
+    replays each from sequence 0 to a fresh target): the logged estimates
+    against the C core run on the logged measurements and, given the
+    replayed recordings, against their reference SOC, over the samples the
+    log has (all of them for a run that was cut short); the plausibility
+    flags, health and power the target sent, as `hil run --json` reports
+    them, the flags compared sample by sample with the C core's monitor on
+    the same measurements (one run per recording: a target reset within a
+    recording shows there as differences that are not the target's)."""
     params = params_arg(args.params)
     try:
-        logged = read_log(args.log)
-    except LogError as exc:
-        console.print(f"bmsfil hil score: {exc}")
+        runs = read_log(args.log)
+        references = _score_references(runs, args.recording)
+    except (LogError, _Refused) as exc:
+        console.print(f"bmsfil hil score: {exc}", soft_wrap=True)
         return 2
-    n, m = logged.logged_soc.shape
-    answered = int(np.count_nonzero(~np.isnan(logged.logged_soc).any(axis=1)))
-    doc: dict[str, object] = {"log": str(args.log), "samples": n, "cells": m, "samples_fully_answered": answered,
-                              "undecodable_frames": logged.undecodable, "cells_scored": []}
-    table = Table(title=f"{args.log.name}: {n} samples of {m} cell(s) in the log, {answered} fully answered")
-    for col in ("cell", "estimates", "max |ΔSOC| vs C core", "flags over CAN", "flag samples unlike C core",
-                "RMSE %", "in ±3σ %"):
-        table.add_column(col)
-    reference = None
-    if args.recording is not None:
-        if m != 1:
-            console.print(f"bmsfil hil score: --recording scores one cell; the log holds {m}")
-            return 2
-        reference = load_any(args.recording)
-        try:
-            reference.reference_soc()
-        except RecordingError as exc:
-            console.print(f"bmsfil hil score: {args.recording}: {exc}; without --recording the log is compared "
-                          "with the C core only")
-            return 2
-        if len(reference) < n:
-            console.print(f"bmsfil hil score: {args.recording} has {len(reference)} samples, the log {n}")
-            return 2
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for j, rec in enumerate(logged.cells):
-        est = logged.logged_soc[:, j]
-        core_trace, core_flags = run_monitored(rec, params)
-        core = core_trace.soc
-        have = ~np.isnan(est)
-        delta = float(np.max(np.abs(est[have] - core[have]))) if have.any() else math.nan
-        cell_doc: dict[str, object] = {"cell": j, "estimates": int(have.sum()), "max_abs_soc_difference_vs_core": delta}
-        cell_doc.update(_answers_over_can(logged.plausibility, logged.health, logged.power, j, rec))
-        got = logged.plausibility.received[:, j]
-        unlike: int | None = None
-        if got.any():
-            unlike = int(np.count_nonzero(logged.plausibility.flags[got, j] != core_flags.flags[got]))
-            cell_doc["flag_samples_unlike_core"] = unlike
-            cell_doc["flag_samples_compared"] = int(got.sum())
-        raised = cell_doc["plausibility_over_can"]
-        rmse = within = math.nan
-        if reference is not None:
-            original = reference.slice(0, n)
-            trace = SocTrace(est, logged.logged_sigma[:, j], np.zeros(n, dtype=np.uint8))
-            ev = score_trace(original, rec, trace, params)
-            rmse, within = ev.score.rmse, ev.score.within_3sigma
-            write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
-            if not args.no_plot:
-                write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
-            cell_doc.update(ev.summary())
-        doc["cells_scored"].append(cell_doc)  # type: ignore[union-attr]
-        table.add_row(str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}",
-                      "not sent" if raised is None else
-                      " ".join(e["flag"] for e in raised["flags"]) or "none",  # type: ignore[index]
-                      "—" if unlike is None else str(unlike), _pct(rmse), _pct(within, 1))
-    console.print(table)
+    doc: dict[str, object] = {"log": str(args.log), "undecodable_frames": runs[0].undecodable, "recordings": []}
+    for run, reference in zip(runs, references):
+        doc["recordings"].append(_score_run(run, reference, params, args))  # type: ignore[union-attr]
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return 0
+
+
+class _Refused(ValueError):
+    """Settings or inputs a command refuses, with why (exit status 2)."""
+
+
+def _score_references(runs: list[LoggedRun], paths: list[Path]) -> list[Recording | None]:
+    """The recording each run of the log replayed (--recording, once per
+    recording of the log, in order), or None for each without."""
+    if not paths:
+        return [None] * len(runs)
+    if len(paths) != len(runs):
+        held = ", ".join(f"{run.name} ({len(run.cells[0])} samples)" for run in runs)
+        raise _Refused(f"the log holds {len(runs)} recording(s): {held}; give --recording once per recording, "
+                       f"in order (got {len(paths)})")
+    return [_score_reference(run, path) for run, path in zip(runs, paths)]
+
+
+def _score_reference(run: LoggedRun, path: Path) -> Recording:
+    """The recording `run` replayed, checked against it."""
+    n, m = run.logged_soc.shape
+    if m != 1:
+        raise _Refused(f"--recording scores one cell; {run.name} holds {m}")
+    reference = load_any(path)
+    try:
+        reference.reference_soc()
+    except RecordingError as exc:
+        raise _Refused(f"{path}: {exc}; without --recording the log is compared with the C core only") from None
+    if len(reference) < n:
+        raise _Refused(f"{path} has {len(reference)} samples, {run.name} in the log {n}")
+    return reference
+
+
+def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet,
+               args: argparse.Namespace) -> dict[str, object]:
+    """One recording of a log scored, its table printed: its JSON entry."""
+    n, m = run.logged_soc.shape
+    answered = int(np.count_nonzero(~np.isnan(run.logged_soc).any(axis=1)))
+    doc: dict[str, object] = {"name": run.name, "samples": n, "cells": m, "samples_fully_answered": answered,
+                              "cells_scored": []}
+    if reference is not None:
+        doc["recording"] = reference.meta.name
+    table = Table(title=f"{run.name}: {n} samples of {m} cell(s) in the log, {answered} fully answered")
+    for col in ("cell", "estimates", "max |ΔSOC| vs C core", "flags over CAN", "flag samples unlike C core",
+                "RMSE %", "in ±3σ %"):
+        table.add_column(col)
+    for j, rec in enumerate(run.cells):
+        cell_doc, row = _score_cell(run, j, rec, reference, params, args)
+        doc["cells_scored"].append(cell_doc)  # type: ignore[union-attr]
+        table.add_row(*row)
+    console.print(table)
+    return doc
+
+
+def _score_cell(run: LoggedRun, j: int, rec: Recording, reference: Recording | None, params: ParameterSet,
+                args: argparse.Namespace) -> tuple[dict[str, object], list[str]]:
+    """Cell j of a recording of a log scored: its JSON entry and table row."""
+    n = len(rec)
+    est = run.logged_soc[:, j]
+    core_trace, core_flags = run_monitored(rec, params)
+    have = ~np.isnan(est)
+    delta = float(np.max(np.abs(est[have] - core_trace.soc[have]))) if have.any() else math.nan
+    cell_doc: dict[str, object] = {"cell": j, "estimates": int(have.sum()), "max_abs_soc_difference_vs_core": delta}
+    cell_doc.update(_answers_over_can(run.plausibility, run.health, run.power, j, rec))
+    got = run.plausibility.received[:, j]
+    unlike: int | None = None
+    if got.any():
+        unlike = int(np.count_nonzero(run.plausibility.flags[got, j] != core_flags.flags[got]))
+        cell_doc["flag_samples_unlike_core"] = unlike
+        cell_doc["flag_samples_compared"] = int(got.sum())
+    raised = cell_doc["plausibility_over_can"]
+    rmse = within = math.nan
+    if reference is not None:
+        trace = SocTrace(est, run.logged_sigma[:, j], np.zeros(n, dtype=np.uint8))
+        ev = score_trace(reference.slice(0, n), rec, trace, params)
+        rmse, within = ev.score.rmse, ev.score.within_3sigma
+        write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
+        if not args.no_plot:
+            write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
+        cell_doc.update(ev.summary())
+    row = [str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}",
+           "not sent" if raised is None else " ".join(e["flag"] for e in raised["flags"]) or "none",  # type: ignore[index]
+           "—" if unlike is None else str(unlike), _pct(rmse), _pct(within, 1)]
+    return cell_doc, row
 
 
 def cmd_hil_faults(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 Any log that carries the measurement frames (a previous `bmsfil hil run
 --log`, a pack recorded on a bus with candump or a vendor tool, in any format
-python-can reads) becomes one `Recording` per cell, so that it can be
+python-can reads) becomes, for each recording it holds (each starts again at
+sequence 0), one `Recording` per cell, so that it can be
 replayed to a target again. The values are the ones the bus carried, so a
 replay sends exactly the frames that were logged and a deterministic target
 answers with exactly the estimates that were logged (`logged_estimates`).
@@ -19,7 +20,7 @@ with no voltage or temperature (sent as not valid again).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import can
@@ -36,6 +37,7 @@ class LogError(ValueError):
 
 @dataclass
 class LoggedRun:
+    name: str               # the log's stem, and -recN when it holds several recordings
     cells: list[Recording]
     logged_soc: np.ndarray  # (samples, cells): EstCell soc found in the log, NaN where none
     logged_sigma: np.ndarray  # the same for soc_sigma
@@ -45,69 +47,99 @@ class LoggedRun:
     power: Power                # the EstCellPower found
 
 
-def read_log(path: Path) -> LoggedRun:
-    """The measurements (and estimates) of a log, sample by sample."""
+def read_log(path: Path) -> list[LoggedRun]:
+    """The measurements (and estimates) of a log, sample by sample: one
+    `LoggedRun` per recording the log holds. The harness replays each
+    recording from sequence 0, so a MeasPack of sequence 0 that does not
+    follow 65535 (the sequence's wrap) starts the next recording."""
     if not path.is_file():
         raise LogError(f"{path}: no such log file")
-    packs: list[cc.MeasPack] = []
-    cells: list[dict[int, cc.MeasCell]] = []
-    estimates: list[dict[int, tuple[float, float]]] = []
-    answers: list[tuple[int, cc.EstCellFlags | cc.EstCellHealth | cc.EstCellPower]] = []
-    by_sequence: dict[int, int] = {}
-    undecodable = 0
     try:
         reader = can.LogReader(str(path))
     except (ValueError, OSError) as exc:
         raise LogError(f"{path}: not a log python-can reads ({exc})") from exc
+    segments: list[_Segment] = []
+    undecodable = 0
     for msg in reader:
         try:
             frame = cc.decode(msg)
         except cc.FrameError:
             undecodable += 1
             continue
-        if isinstance(frame, cc.MeasPack):
-            by_sequence[frame.sequence] = len(packs)
-            packs.append(frame)
-            cells.append({})
-            estimates.append({})
-        elif isinstance(frame, cc.MeasCell) and frame.sequence in by_sequence:
-            cells[by_sequence[frame.sequence]][frame.cell_index] = frame
-        elif isinstance(frame, cc.EstCell) and frame.sequence in by_sequence:
-            estimates[by_sequence[frame.sequence]].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
-        elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)) and frame.sequence in by_sequence:
-            answers.append((by_sequence[frame.sequence], frame))
-    if not packs:
+        if isinstance(frame, cc.MeasPack) and (not segments or segments[-1].starts_anew(frame)):
+            segments.append(_Segment())
+        if segments:
+            segments[-1].add(frame)
+    if not segments:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
-    n, m = len(packs), max(p.n_cells for p in packs)
-    dt = np.array([p.dt_s if p.dt_valid else 0.0 for p in packs])
-    dt[0] = 0.0
-    time_s = np.cumsum(dt)
-    current = np.array([p.current_A for p in packs])
-    volts = np.full((n, m), np.nan)
-    temps = np.full((n, m), np.nan)
-    logged = np.full((n, m), np.nan)
-    logged_sigma = np.full((n, m), np.nan)
-    for k in range(n):
-        for i, c in cells[k].items():
-            if i < m:
-                volts[k, i], temps[k, i] = c.voltage_V, c.temp_C
-        for i, (soc, sigma) in estimates[k].items():
-            if i < m:
-                logged[k, i], logged_sigma[k, i] = soc, sigma
-    stem = path.stem
-    recs = [
-        Recording(time_s, current, volts[:, i], temps[:, i],
-                  RecordingMeta(name=stem if m == 1 else f"{stem}#cell{i:03d}", source=str(path),
-                                test="rebuilt from a CAN log"))
-        for i in range(m)
-    ]
-    plausibility, health, power = Plausibility.empty(n, m), Health.empty(n, m), Power.empty(n, m)
-    record = {cc.EstCellFlags: plausibility, cc.EstCellHealth: health, cc.EstCellPower: power}
-    for k, answer in answers:
-        record[type(answer)].note_at(answer, k)
-    return LoggedRun(recs, logged, logged_sigma, undecodable, plausibility, health, power)
+    names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
+    # Frames outside the contract are the log's, not a recording's: counted with the first.
+    return [seg.run(name, str(path), undecodable if i == 0 else 0)
+            for i, (seg, name) in enumerate(zip(segments, names))]
+
+
+@dataclass
+class _Segment:
+    """The frames of one recording of a log, gathered by sequence."""
+
+    packs: list[cc.MeasPack] = field(default_factory=list)
+    cells: list[dict[int, cc.MeasCell]] = field(default_factory=list)
+    estimates: list[dict[int, tuple[float, float]]] = field(default_factory=list)
+    answers: list[tuple[int, cc.EstCellFlags | cc.EstCellHealth | cc.EstCellPower]] = field(default_factory=list)
+    by_sequence: dict[int, int] = field(default_factory=dict)
+
+    def starts_anew(self, pack: cc.MeasPack) -> bool:
+        """Whether this MeasPack starts another recording (see `read_log`)."""
+        return bool(self.packs) and pack.sequence == 0 and self.packs[-1].sequence != cc.SEQUENCE_MODULUS - 1
+
+    def add(self, frame: cc.Frame) -> None:
+        if isinstance(frame, cc.MeasPack):
+            self.by_sequence[frame.sequence] = len(self.packs)
+            self.packs.append(frame)
+            self.cells.append({})
+            self.estimates.append({})
+            return
+        k = self.by_sequence.get(getattr(frame, "sequence", -1))
+        if k is None:
+            return
+        if isinstance(frame, cc.MeasCell):
+            self.cells[k][frame.cell_index] = frame
+        elif isinstance(frame, cc.EstCell):
+            self.estimates[k].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
+        elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)):
+            self.answers.append((k, frame))
+
+    def run(self, name: str, source: str, undecodable: int) -> LoggedRun:
+        packs = self.packs
+        n, m = len(packs), max(p.n_cells for p in packs)
+        dt = np.array([p.dt_s if p.dt_valid else 0.0 for p in packs])
+        dt[0] = 0.0
+        time_s = np.cumsum(dt)
+        current = np.array([p.current_A for p in packs])
+        volts = np.full((n, m), np.nan)
+        temps = np.full((n, m), np.nan)
+        logged = np.full((n, m), np.nan)
+        logged_sigma = np.full((n, m), np.nan)
+        for k in range(n):
+            for i, c in self.cells[k].items():
+                if i < m:
+                    volts[k, i], temps[k, i] = c.voltage_V, c.temp_C
+            for i, (soc, sigma) in self.estimates[k].items():
+                if i < m:
+                    logged[k, i], logged_sigma[k, i] = soc, sigma
+        recs = [
+            Recording(time_s, current, volts[:, i], temps[:, i],
+                      RecordingMeta(name=name if m == 1 else f"{name}#cell{i:03d}", source=source,
+                                    test="rebuilt from a CAN log"))
+            for i in range(m)
+        ]
+        plausibility, health, power = Plausibility.empty(n, m), Health.empty(n, m), Power.empty(n, m)
+        record = {cc.EstCellFlags: plausibility, cc.EstCellHealth: health, cc.EstCellPower: power}
+        for k, answer in self.answers:
+            record[type(answer)].note_at(answer, k)
+        return LoggedRun(name, recs, logged, logged_sigma, undecodable, plausibility, health, power)
 
 
 def recordings_from_log(path: Path) -> list[Recording]:
-    """One recording per cell of the pack the log carries."""
-    return read_log(path).cells
+    """One recording per cell of each pack the log carries, in order."""
+    return [rec for run in read_log(path) for rec in run.cells]
