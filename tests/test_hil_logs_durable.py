@@ -22,6 +22,7 @@ from bmsfil.cli import main
 from bmsfil.inject import SensorErrors
 from bmsfil.params import bundled_params
 from bmsfil_hil.logreplay import read_log
+from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import open_log, replay_lockstep
 from bmsfil_hil.targets import make_target
 
@@ -157,3 +158,50 @@ def test_a_log_of_several_recordings_scores_and_replays_each(tmp_path, capsys):
     again = json.loads(js.read_text())["recordings"]
     assert [len(x["cells"]) for x in again] == [1, 1]
     assert all(x["max_abs_soc_difference_vs_log"] == 0.0 for x in again)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Whether `pid` has ended (a zombie left to an init that does not reap counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or micropython_executable() is None,
+                    reason="Linux /proc and MicroPython's unix port")
+@pytest.mark.parametrize("sig, status", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
+def test_the_target_process_ends_with_the_harness(tmp_path, sig, status):
+    """The target's process (here MicroPython) does not outlive a harness
+    that is killed; SIGTERM runs the cleanup of Ctrl-C (log closed), exit 143."""
+    log = tmp_path / "run.blf"
+    proc = subprocess.Popen([*BMSFIL, "hil", "run", "--target", "micropython", "--mode", "realtime", "--speed", "20",
+                             "--log", str(log), "--no-plot", "--out-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while (not log.exists() or log.stat().st_size < 5_000) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (child,) = _children(proc.pid)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == status, out
+    deadline = time.monotonic() + 3
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child), f"target process {child} outlived the harness"
+    if sig == signal.SIGTERM:
+        assert "interrupted" in out
+        assert sum(1 for _ in can.LogReader(str(log))) > 100, "the log completed"

@@ -5,9 +5,13 @@ imports the harness."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import signal
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import can
@@ -91,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--power-cycle-at", type=int, action="append", default=[], metavar="K",
                    help="after sample K, simulate a power loss: the saved state is scrambled and the "
                         "target must start fresh (repeatable; firmware targets)")
-    p.set_defaults(func=cmd_hil_run)
+    p.set_defaults(func=_sigterm_as_ctrl_c(cmd_hil_run))
 
     sc = hsub.add_parser("score", help="score the estimates a HIL log holds (an interrupted run too)")
     sc.add_argument("log", type=Path, metavar="LOG", help="a python-can log of a run (.blf, .asc, .log)")
@@ -102,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     sc.add_argument("--json", type=Path)
     sc.add_argument("--no-plot", action="store_true")
-    sc.set_defaults(func=cmd_hil_score)
+    sc.set_defaults(func=_sigterm_as_ctrl_c(cmd_hil_score))
 
     f = hsub.add_parser("faults", help="run the fault matrix (bus and sensor faults) on a target")
     f.add_argument("input", nargs="?", type=Path, metavar="RECORDING", help="default: the bundled one")
@@ -118,7 +122,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--json", type=Path)
     f.add_argument("--junit", type=Path)
-    f.set_defaults(func=cmd_hil_faults)
+    f.set_defaults(func=_sigterm_as_ctrl_c(cmd_hil_faults))
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C: the same cleanup (log closed, target
+    stopped, what was done kept), exit status 143."""
+
+
+def _interrupted_status(exc: KeyboardInterrupt) -> int:
+    """The exit status of a command interrupted by Ctrl-C (130) or SIGTERM (143)."""
+    return 143 if isinstance(exc, _Terminated) else 130
+
+
+def _sigterm_as_ctrl_c(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`command` with SIGTERM raising `_Terminated` while it runs (in the
+    main thread; a second SIGTERM during the cleanup ends the process)."""
+
+    def terminated(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise _Terminated()
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            return command(args)
+        previous = signal.signal(signal.SIGTERM, terminated)
+        try:
+            return command(args)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return run
 
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
@@ -188,10 +223,10 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     log = open_log(args.log) if args.log else None
     try:
         return _run_packs(args, params, config, packs, commands, log, logged, bitrate, speed, table, docs)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         console.print("bmsfil hil run: interrupted" + (f"; the log {args.log} holds the exchange so far "
                       f"(`bmsfil hil score {args.log}` scores it)" if args.log else ""))
-        return 130
+        return _interrupted_status(exc)
     finally:
         if log is not None:
             log.stop()

@@ -28,7 +28,7 @@ import can
 import serial
 
 from bmsfil.params import ParameterSet, bundled_params
-from bmsfil_hil.processes import end_process
+from bmsfil_hil.processes import end_process, start_process
 from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS, NatmodError
 from bmsfil_hil.natmod import build as build_natmod
 
@@ -120,9 +120,9 @@ class MicroPythonTarget:
                 port = _free_port()
                 with open(self.log_path, "wb") as log:
                     try:
-                        self._proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL, stdout=log,
-                                                      stderr=subprocess.STDOUT, cwd=str(APP_DIR),
-                                                      env=self.environment())
+                        self._proc = start_process(self.command(port), stdin=subprocess.DEVNULL, stdout=log,
+                                                   stderr=subprocess.STDOUT, cwd=str(APP_DIR),
+                                                   env=self.environment())
                     except OSError as exc:
                         raise MicroPythonError(f"could not start {self.executable}: {exc}; "
                                                f"install MicroPython's unix port with {INSTALL_HINT}") from exc

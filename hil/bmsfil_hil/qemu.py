@@ -30,7 +30,7 @@ import serial
 
 from bmsfil.params import ParameterSet
 from bmsfil_hil.firmware import INSTALL_HINT, Image, build
-from bmsfil_hil.processes import end_process
+from bmsfil_hil.processes import end_process, start_process
 
 BOARD = "qemu-mps2-an386"
 MACHINE = "mps2-an386"
@@ -89,8 +89,8 @@ class QemuTarget:
         for _attempt in range(3):  # the free port may be taken before QEMU binds it
             port = _free_port()
             with open(self.log_path, "wb") as log:
-                self._proc = subprocess.Popen(self.command(port), stdin=subprocess.DEVNULL,
-                                              stdout=log, stderr=subprocess.STDOUT)
+                self._proc = start_process(self.command(port), stdin=subprocess.DEVNULL,
+                                           stdout=log, stderr=subprocess.STDOUT)
             while time.monotonic() < deadline and self._proc.poll() is None:
                 try:
                     self._bus = can.Bus(interface="slcan", channel=f"bufsocket://127.0.0.1:{port}",
