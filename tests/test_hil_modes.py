@@ -152,3 +152,71 @@ def test_a_target_that_never_answers_is_a_fault_not_a_traceback(tmp_path, capsys
     assert rmse is None or math.isnan(rmse)  # nothing to score
     assert "csv" not in doc["cells"][0] and not list((tmp_path / "out").glob("*.csv"))
     assert "no estimate came back: no CSV written" in capsys.readouterr().out
+
+
+def _interrupt_at(monkeypatch, module, name: str, call: int) -> None:
+    """Make the `call`-th call of `module.name` raise KeyboardInterrupt, as Ctrl-C there would."""
+    real = getattr(module, name)
+    calls = [0]
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def test_an_interrupted_run_keeps_what_was_done(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the second recording's replay: the first recording's
+    results and the second's so far are in the table, the JSON and the
+    JUnit (an error for the interrupted case), exit 130."""
+    import bmsfil_hil.replay as replay_module
+
+    _interrupt_at(monkeypatch, replay_module, "measurement_frames", 200 + 151)  # sample 150 of the second
+    js, xml, rec = tmp_path / "run.json", tmp_path / "run.xml", bundled_recording().slice(0, 200)
+    inputs = [str(rec.save(tmp_path / "a.npz")), str(rec.save(tmp_path / "b.npz"))]
+    assert main(["hil", "run", *inputs, "--json", str(js), "--junit", str(xml), "--out-dir", str(tmp_path / "out"),
+                 "--no-plot"]) == 130
+    out = capsys.readouterr().out
+    assert "bmsfil hil run: interrupted" in out and str(js) in out
+    doc = json.loads(js.read_text())
+    assert doc["interrupted"] is True and len(doc["recordings"]) == 2
+    first, second = (r["delivery"] for r in doc["recordings"])
+    assert first["interrupted"] is False and first["fault"] is None
+    assert second["interrupted"] is True and second["fault"] == "interrupted at sample 150 of 200"
+    assert second["samples_sent"] == 150
+    assert doc["recordings"][1]["cells"][0]["max_abs_soc_difference_vs_eval"] <= 1e-6
+    suite = ET.parse(xml).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "0", "1")
+    assert suite.findall("testcase")[1].find("error").get("type") == "interrupted"
+
+
+def test_an_interrupted_fault_matrix_keeps_the_faults_run(tmp_path, monkeypatch, capsys):
+    import bmsfil_hil.faults as faults_module
+
+    _interrupt_at(monkeypatch, faults_module, "replay_lockstep", 4)  # the clean run, two faults, then Ctrl-C
+    js, xml = tmp_path / "faults.json", tmp_path / "faults.xml"
+    assert main(["hil", "faults", "--samples", "300", "--detect-samples", "0", "--json", str(js),
+                 "--junit", str(xml)]) == 130
+    assert "interrupted during" in capsys.readouterr().out
+    doc = json.loads(js.read_text())
+    assert len(doc["faults"]) == 2 and doc["interrupted_during"] not in {f["fault"] for f in doc["faults"]}
+    suite = ET.parse(xml).getroot()
+    assert (suite.get("tests"), suite.get("errors")) == ("3", "1")
+    assert suite.findall("testcase")[-1].get("name") == doc["interrupted_during"]
+
+
+def test_an_interrupted_score_keeps_the_recordings_scored(tmp_path, monkeypatch, capsys):
+    import bmsfil_hil.cli as hil_cli
+
+    rec = bundled_recording().slice(0, 100)
+    inputs = [str(rec.save(tmp_path / "a.npz")), str(rec.save(tmp_path / "b.npz"))]
+    log, js = tmp_path / "two.blf", tmp_path / "score.json"
+    assert main(["hil", "run", *inputs, "--log", str(log), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
+    _interrupt_at(monkeypatch, hil_cli, "run_monitored", 2)
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "out")]) == 130
+    assert "interrupted after 1 of 2 recording(s)" in capsys.readouterr().out
+    doc = json.loads(js.read_text())
+    assert doc["interrupted"] is True and [r["name"] for r in doc["recordings"]] == ["two-rec1"]

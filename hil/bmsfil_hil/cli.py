@@ -30,14 +30,15 @@ from bmsfil.params import ParameterSet, params_arg
 from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
-from bmsfil_hil.faults import run_matrix
+from bmsfil_hil.faults import MatrixInterrupted, run_matrix
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import write_fault_junit, write_junit
 from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
 from bmsfil_hil.micropython import MicroPythonError
 from bmsfil_hil.natmod import VARIANTS
 from bmsfil_hil.qemu import QemuError
-from bmsfil_hil.replay import Health, Plausibility, Power, open_log, replay_lockstep, replay_realtime
+from bmsfil_hil.replay import (Health, Plausibility, Power, ReplayInterrupted, open_log, replay_lockstep,
+                               replay_realtime)
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
 console = Console(highlight=False, markup=False)
@@ -130,9 +131,14 @@ class _Terminated(KeyboardInterrupt):
     stopped, what was done kept), exit status 143."""
 
 
-def _interrupted_status(exc: KeyboardInterrupt) -> int:
-    """The exit status of a command interrupted by Ctrl-C (130) or SIGTERM (143)."""
-    return 143 if isinstance(exc, _Terminated) else 130
+def _interrupted_status(exc: BaseException | None) -> int:
+    """The exit status of a command interrupted by Ctrl-C (130) or SIGTERM
+    (143), whichever is in the chain of causes of `exc`."""
+    while exc is not None:
+        if isinstance(exc, _Terminated):
+            return 143
+        exc = exc.__cause__
+    return 130
 
 
 def _sigterm_as_ctrl_c(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -224,8 +230,10 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     try:
         return _run_packs(args, params, config, packs, commands, log, logged, bitrate, speed, table, docs)
     except KeyboardInterrupt as exc:
+        kept = [str(path) for path in (args.json, args.junit) if path is not None and docs]
         console.print("bmsfil hil run: interrupted" + (f"; the log {args.log} holds the exchange so far "
-                      f"(`bmsfil hil score {args.log}` scores it)" if args.log else ""))
+                      f"(`bmsfil hil score {args.log}` scores it)" if args.log else "")
+                      + (f"; the results so far are in {' and '.join(kept)}" if kept else ""), soft_wrap=True)
         return _interrupted_status(exc)
     finally:
         if log is not None:
@@ -263,11 +271,14 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         raise _TargetDidNotStart(f"target {args.target} did not start: {exc}") from None
     t0 = time.perf_counter()
     timing = None
+    interrupted: ReplayInterrupted | None = None
     try:
         if args.mode == "lockstep":
             result = replay_lockstep(bus, cells, timeout_s=args.timeout, log=log, commands=commands)
         else:
             result, timing = replay_realtime(bus, cells, speed=speed, timeout_s=args.timeout, log=log)
+    except ReplayInterrupted as exc:
+        interrupted, result, timing = exc, exc.result, exc.timing
     finally:
         elapsed = time.perf_counter() - t0
         target.stop()
@@ -320,7 +331,19 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
     image = getattr(target, "image", None)
     if image is not None:
         entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
+    if interrupted is not None:
+        raise _PackInterrupted(entry, row) from interrupted
     return entry, row
+
+
+class _PackInterrupted(KeyboardInterrupt):
+    """A pack's replay interrupted, scored over what came back: its JSON
+    entry and table row (the interrupt is its cause)."""
+
+    def __init__(self, entry: dict[str, object], row: list[str]) -> None:
+        super().__init__(entry["delivery"]["fault"])  # type: ignore[index]
+        self.entry = entry
+        self.row = row
 
 
 def _packs_of(recordings: list[Recording], args: argparse.Namespace,
@@ -379,6 +402,9 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
             try:
                 finished(*_replay_pack(args, params, config, name, cells, commands, log,
                                        logged[i] if logged else None, bitrate, speed))
+            except _PackInterrupted as exc:
+                finished(exc.entry, exc.row)
+                raise
             except _TargetDidNotStart as exc:
                 console.print(f"bmsfil hil run: {exc}")
                 return 2
@@ -408,12 +434,22 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil score: {exc}", soft_wrap=True)
         return 2
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, object] = {"log": str(args.log), "undecodable_frames": runs[0].undecodable, "recordings": []}
-    for run, reference in zip(runs, references):
-        doc["recordings"].append(_score_run(run, reference, params, args))  # type: ignore[union-attr]
-    if args.json:
+    scored: list[dict[str, object]] = []
+    doc: dict[str, object] = {"log": str(args.log), "undecodable_frames": runs[0].undecodable, "recordings": scored,
+                              "interrupted": False}
+    try:
+        for run, reference in zip(runs, references):
+            scored.append(_score_run(run, reference, params, args))
+    except KeyboardInterrupt as exc:
+        doc["interrupted"] = True
+        console.print(f"bmsfil hil score: interrupted after {len(scored)} of {len(runs)} recording(s) of the log"
+                      + (f"; those are in {args.json}" if args.json and scored else ""))
+        status = _interrupted_status(exc)
+    else:
+        status = 0
+    if args.json and scored:
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    return 0
+    return status
 
 
 class _Refused(ValueError):
@@ -510,6 +546,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     if args.samples > 0:
         rec = rec.slice(0, min(len(rec), args.samples))
     long_rec = full.slice(0, min(len(full), args.detect_samples)) if args.detect_samples > len(rec) else None
+    interrupted: MatrixInterrupted | None = None
     try:
         baseline, outcomes = run_matrix(args.target, rec, params, seed=args.seed,
                                         progress=lambda name: console.print(f"fault {name} ..."),
@@ -517,6 +554,11 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     except (FirmwareError, QemuError, MicroPythonError) as exc:
         console.print(f"bmsfil hil faults: target {args.target} did not start: {exc}")
         return 2
+    except MatrixInterrupted as exc:
+        interrupted, baseline, outcomes = exc, exc.baseline, exc.outcomes
+        if not baseline:
+            console.print("bmsfil hil faults: interrupted during the clean run, before any fault ran")
+            return _interrupted_status(exc)
     w0, w1 = baseline["window_s"]  # type: ignore[misc]
     table = Table(title=f"Fault matrix, target {args.target}, {rec.meta.name}, {len(rec)} samples, "
                         f"faults from {w0:.0f} s to {w1:.0f} s; clean RMSE {_pct(baseline['rmse'])} %")  # type: ignore[arg-type]
@@ -538,11 +580,17 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         console.print("plausibility flags on the clean run" + (" and its long run" if "long" in baseline else "")
                       + f": {', '.join(sorted(set(clean_flags))) or 'none'}")
     docs = [o.summary() for o in outcomes]
+    running = None if interrupted is None else interrupted.running
     if args.json:
         args.json.write_text(json.dumps({"target": args.target, "recording": rec.meta.name, "baseline": baseline,
-                                         "faults": docs}, indent=1, default=str) + "\n")
+                                         "faults": docs, "interrupted_during": running},
+                                        indent=1, default=str) + "\n")
     if args.junit:
-        write_fault_junit(args.junit, args.target, docs)
+        write_fault_junit(args.junit, args.target, docs, interrupted_during=running)
+    if interrupted is not None:
+        console.print(f"bmsfil hil faults: interrupted during {running}; the {len(docs)} fault(s) run before are "
+                      "above" + "".join(f" and in {path}" for path in (args.json, args.junit) if path), soft_wrap=True)
+        return _interrupted_status(interrupted)
     crashed = [o.fault.name for o in outcomes if o.nan_estimates or o.delivery["fault"]]
     if crashed:
         console.print(f"faults that ended a run or gave NaN estimates: {', '.join(crashed)}")
@@ -646,6 +694,8 @@ def _summary(ev: Evaluation, delivery: dict[str, object], delta: float) -> dict[
 
 
 def _write_json(path: Path, docs: list[dict[str, object]]) -> None:
+    """`hil run --json`: the recordings replayed so far, and whether the run was interrupted."""
+    interrupted = any(entry["delivery"]["interrupted"] for entry in docs)  # type: ignore[index]
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps({"recordings": docs}, indent=1, default=str) + "\n")
+    tmp.write_text(json.dumps({"recordings": docs, "interrupted": interrupted}, indent=1, default=str) + "\n")
     tmp.replace(path)

@@ -275,6 +275,18 @@ def _rmse(err: np.ndarray) -> float:
     return float(np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else math.nan
 
 
+class MatrixInterrupted(KeyboardInterrupt):
+    """Ctrl-C (its cause) during the fault matrix, with what was done: the
+    baseline (empty if the clean run was interrupted), the faults run, and
+    the run that was interrupted."""
+
+    def __init__(self, baseline: dict[str, object], outcomes: list[FaultOutcome], running: str) -> None:
+        super().__init__(f"interrupted during {running}")
+        self.baseline = baseline
+        self.outcomes = outcomes
+        self.running = running
+
+
 def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: tuple[Fault, ...] = FAULTS,
                seed: int = 0, progress: Callable[[str], None] | None = None, variant: str | None = None,
                on: str = "unix", long_rec: Recording | None = None) -> tuple[dict[str, object], list[FaultOutcome]]:
@@ -316,65 +328,72 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
             target.stop()
         return result, injected
 
-    clean, _ = replay(rec, None)
-    clean_err = clean.soc[:, 0] - reference
-    baseline = {"rmse": _rmse(clean_err), "rmse_during": _rmse(clean_err[window]),
-                "rmse_after": _rmse(clean_err[window.stop:]), "answered": int(np.isfinite(clean.soc[:, 0]).sum()),
-                "samples": n, "window": [window.start, window.stop],
-                "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])],
-                "monitor_sent": clean.plausibility.sent, "false_flags": _clean_flags(clean)}
-    long_window = None
-    if long_rec is not None and any(f.slow for f in faults):
-        if progress is not None:
-            progress("clean (long)")
-        long_window = slice(window.start, len(long_rec))
-        long_clean, _ = replay(long_rec, None)
-        baseline["long"] = {"samples": len(long_rec), "false_flags": _clean_flags(long_clean),
-                            "fault_from_s": float(long_rec.time_s[window.start] - long_rec.time_s[0]),
-                            "rmse": _rmse(long_clean.soc[:, 0] - long_rec.reference_soc())}
-    outcomes = []
-    for fault in faults:
-        if progress is not None:
-            progress(fault.name)
-        if fault.kind == "reset" and target_name in ("host", "reference"):
-            continue  # desktop targets have no reset to exercise
-        cells = fault.sensor(rec, window) if fault.sensor is not None else rec
-        commands = {window.start: cc.HostCommandCode.WARM_RESET} if fault.kind == "reset" else None
-        result, injected = replay(cells, fault.bus, commands)
-        soc = result.soc[:, 0]
-        err = soc - reference
-        flags = result.flags[:, 0]
-        flagged = int(np.count_nonzero(flags[window]))
-        seen = sorted({name for bit, name in cc.EST_CELL_FLAGS.items() if np.any(flags & bit)})
-        d = result.delivery.summary()
-        recovery = None
-        after = np.abs(err[window.stop:]) <= np.abs(clean_err[window.stop:]) + 0.01
-        if after.size and after.all():
-            recovery = 0.0
-        elif after.size and after.any():
-            # the first sample from which the error stays near the clean run's
-            bad = np.flatnonzero(~after)
-            first_good = int(bad[-1]) + 1
-            if first_good < after.size:
-                recovery = float(rec.time_s[window.stop + first_good] - rec.time_s[window.stop])
-        answered = int(np.count_nonzero(~np.isnan(soc)))
-        lost = n - answered
-        stats_show = (lost > 0 or d["undecodable_frames"] or d["unexpected_frames"] or result.delivery.target_faults
-                      or result.delivery.target_starts)
-        detection = []
-        if fault.detect:
-            detection.append(_detection("window", result, rec, window.start, fault))
-            if fault.slow and long_window is not None and long_rec is not None and not detection[0].detected:
-                if progress is not None:
-                    progress(f"{fault.name} (long)")
-                long_result, _ = replay(fault.sensor(long_rec, long_window), None)  # type: ignore[misc]
-                detection.append(_detection("long", long_result, long_rec, long_window.start, fault))
-        visible = bool(flagged or stats_show or any(x.detected for x in detection))
-        outcomes.append(FaultOutcome(
-            fault=fault, samples=n, answered=answered, flagged_in_window=flagged, flags_seen=seen,
-            target_faults=len(result.delivery.target_faults), injected=injected, delivery=d,
-            rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
-            nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
-            visible=visible, detection=detection,
-        ))
+    baseline: dict[str, object] = {}
+    outcomes: list[FaultOutcome] = []
+    running = "clean"
+    try:
+        clean, _ = replay(rec, None)
+        clean_err = clean.soc[:, 0] - reference
+        baseline |= {"rmse": _rmse(clean_err), "rmse_during": _rmse(clean_err[window]),
+                    "rmse_after": _rmse(clean_err[window.stop:]), "answered": int(np.isfinite(clean.soc[:, 0]).sum()),
+                    "samples": n, "window": [window.start, window.stop],
+                    "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])],
+                    "monitor_sent": clean.plausibility.sent, "false_flags": _clean_flags(clean)}
+        long_window = None
+        if long_rec is not None and any(f.slow for f in faults):
+            if progress is not None:
+                progress("clean (long)")
+            running = "clean (long)"
+            long_window = slice(window.start, len(long_rec))
+            long_clean, _ = replay(long_rec, None)
+            baseline["long"] = {"samples": len(long_rec), "false_flags": _clean_flags(long_clean),
+                                "fault_from_s": float(long_rec.time_s[window.start] - long_rec.time_s[0]),
+                                "rmse": _rmse(long_clean.soc[:, 0] - long_rec.reference_soc())}
+        for fault in faults:
+            running = fault.name
+            if progress is not None:
+                progress(fault.name)
+            if fault.kind == "reset" and target_name in ("host", "reference"):
+                continue  # desktop targets have no reset to exercise
+            cells = fault.sensor(rec, window) if fault.sensor is not None else rec
+            commands = {window.start: cc.HostCommandCode.WARM_RESET} if fault.kind == "reset" else None
+            result, injected = replay(cells, fault.bus, commands)
+            soc = result.soc[:, 0]
+            err = soc - reference
+            flags = result.flags[:, 0]
+            flagged = int(np.count_nonzero(flags[window]))
+            seen = sorted({name for bit, name in cc.EST_CELL_FLAGS.items() if np.any(flags & bit)})
+            d = result.delivery.summary()
+            recovery = None
+            after = np.abs(err[window.stop:]) <= np.abs(clean_err[window.stop:]) + 0.01
+            if after.size and after.all():
+                recovery = 0.0
+            elif after.size and after.any():
+                # the first sample from which the error stays near the clean run's
+                bad = np.flatnonzero(~after)
+                first_good = int(bad[-1]) + 1
+                if first_good < after.size:
+                    recovery = float(rec.time_s[window.stop + first_good] - rec.time_s[window.stop])
+            answered = int(np.count_nonzero(~np.isnan(soc)))
+            lost = n - answered
+            stats_show = (lost > 0 or d["undecodable_frames"] or d["unexpected_frames"] or result.delivery.target_faults
+                          or result.delivery.target_starts)
+            detection = []
+            if fault.detect:
+                detection.append(_detection("window", result, rec, window.start, fault))
+                if fault.slow and long_window is not None and long_rec is not None and not detection[0].detected:
+                    if progress is not None:
+                        progress(f"{fault.name} (long)")
+                    long_result, _ = replay(fault.sensor(long_rec, long_window), None)  # type: ignore[misc]
+                    detection.append(_detection("long", long_result, long_rec, long_window.start, fault))
+            visible = bool(flagged or stats_show or any(x.detected for x in detection))
+            outcomes.append(FaultOutcome(
+                fault=fault, samples=n, answered=answered, flagged_in_window=flagged, flags_seen=seen,
+                target_faults=len(result.delivery.target_faults), injected=injected, delivery=d,
+                rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
+                nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
+                visible=visible, detection=detection,
+            ))
+    except KeyboardInterrupt as exc:
+        raise MatrixInterrupted(baseline, outcomes, running) from exc
     return baseline, outcomes

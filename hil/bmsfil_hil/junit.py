@@ -1,5 +1,6 @@
 """A HIL run as JUnit XML: one test case per cell, failed when the run had
-a fault or the cell's estimates strayed from the C core's, with the run's
+a fault or the cell's estimates strayed from the C core's (an error when the
+run was interrupted while replaying it), with the run's
 numbers as properties, so that CI systems show and trend them."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
     (1e-4 is the firmware targets' bar; the float64 reference target needs
     more)."""
     suite = ET.Element("testsuite", name=f"bmsfil hil run --target {target}")
-    tests = failures = 0
+    tests = failures = errors = 0
     for run in runs:
         delivery = run["delivery"]
         assert isinstance(delivery, dict)
@@ -41,6 +42,10 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
             for key, value in values.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     ET.SubElement(props, "property", name=key, value=f"{value:.6g}")
+            if delivery.get("interrupted"):
+                errors += 1
+                ET.SubElement(case, "error", type="interrupted", message=str(delivery["fault"]))
+                continue
             problems = []
             if delivery.get("fault"):
                 problems.append(str(delivery["fault"]))
@@ -52,17 +57,20 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
                 ET.SubElement(case, "failure", message="; ".join(problems))
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
     tmp = path.with_name(path.name + ".part")
     ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)
     tmp.replace(path)
 
 
-def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]]) -> None:
+def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
+                      interrupted_during: str | None = None) -> None:
     """The fault matrix as JUnit XML: a test case per fault, failed when the
     fault ended the run, gave a NaN estimate or did not show in the
     target's flags (the estimator's or the plausibility monitor's) or the
     delivery statistics; a fault the monitor cannot see by design and did
-    not see is skipped, with the reason."""
+    not see is skipped, with the reason. A matrix interrupted during a run
+    (`interrupted_during`: its name) ends with an errored test case for it."""
     suite = ET.Element("testsuite", name=f"bmsfil hil faults --target {target}")
     failures = 0
     for f in faults:
@@ -86,8 +94,12 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]]) 
         if problems:
             failures += 1
             ET.SubElement(case, "failure", message="; ".join(problems))
-    suite.set("tests", str(len(faults)))
+    if interrupted_during is not None:
+        case = ET.SubElement(suite, "testcase", classname=f"hil.faults.{target}", name=interrupted_during)
+        ET.SubElement(case, "error", type="interrupted", message=f"interrupted during {interrupted_during}")
+    suite.set("tests", str(len(faults) + (interrupted_during is not None)))
     suite.set("failures", str(failures))
+    suite.set("errors", str(int(interrupted_during is not None)))
     suite.set("skipped", str(sum(1 for c in suite.iter("testcase") if c.find("skipped") is not None)))
     tmp = path.with_name(path.name + ".part")
     ET.ElementTree(suite).write(tmp, encoding="utf-8", xml_declaration=True)

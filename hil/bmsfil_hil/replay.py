@@ -272,6 +272,7 @@ class Delivery:
     samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
     sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
+    interrupted: bool = False  # ended by Ctrl-C (or SIGTERM in the harness): `fault` says where
     plausibility: Plausibility | None = None  # where EstCellFlags are kept as they arrive
     health: Health | None = None  # where EstCellHealth are kept as they arrive
     power: Power | None = None    # where EstCellPower are kept as they arrive
@@ -300,6 +301,7 @@ class Delivery:
             "samples_lost": self.samples_lost,
             "values_sent_invalid": self.sent_invalid,
             "fault": self.fault,
+            "interrupted": self.interrupted,
         }
 
     def by_part(self) -> dict[str, dict[str, float | int] | None] | None:
@@ -345,6 +347,25 @@ class ReplayResult:
         """The EstCellPower received (`Power.sent` False if none)."""
         p = self.delivery.power
         return p if p is not None else Power.empty(*self.soc.shape)
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or what the harness takes as it) during a replay, its cause,
+    with what came back until then: the replay's result, its fault saying
+    where it was interrupted, and in real-time mode its timing."""
+
+    def __init__(self, result: ReplayResult, timing: Timing | None = None) -> None:
+        super().__init__(result.delivery.fault)
+        self.result = result
+        self.timing = timing
+
+
+def _interrupted(soc: np.ndarray, sigma: np.ndarray, flags: np.ndarray, d: Delivery, k: int,
+                 n: int) -> ReplayResult:
+    """The result of a replay interrupted while sample k of n was in flight."""
+    d.interrupted = True
+    d.fault = f"interrupted at sample {k} of {n}"
+    return ReplayResult(soc, sigma, flags, d, k)
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -521,58 +542,61 @@ def replay_lockstep(
             d.fault = fault
             return ReplayResult(soc, sigma, flags, d, 0)
     k = 0
-    for k in range(n):
-        seq = k % cc.SEQUENCE_MODULUS
-        t0 = time.perf_counter()
-        try:
-            for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
-                _send(bus, msg, log)
-                d.frames_sent += 1
-        except can.CanError as exc:
-            d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
-            return ReplayResult(soc, sigma, flags, d, k)
-        d.samples_sent += 1
-        pending = set(range(m))
-        deadline = t0 + timeout_s
-        while pending:
-            remaining = deadline - time.perf_counter()
+    try:
+        for k in range(n):
+            seq = k % cc.SEQUENCE_MODULUS
+            t0 = time.perf_counter()
             try:
-                msg = bus.recv(timeout=max(remaining, 0.0)) if remaining > 0 else None
+                for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
+                    _send(bus, msg, log)
+                    d.frames_sent += 1
             except can.CanError as exc:
-                d.fault = (f"bus error waiting for sample {k} (sequence {seq}): {exc} "
-                           f"({exc.__cause__ or 'no cause given'})")
+                d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
                 return ReplayResult(soc, sigma, flags, d, k)
-            if msg is None:
-                if on_timeout == "skip":
-                    d.samples_lost += 1
-                    break
-                d.fault = (
-                    f"target did not answer sample {k} (sequence {seq}) within {timeout_s:g} s: "
-                    f"no estimate for cell(s) {sorted(pending)[:8]}"
-                )
-                return ReplayResult(soc, sigma, flags, d, k)
-            frame = _estimate_frame(msg, d, k, log)
-            if frame is None:
-                continue
-            if frame.sequence != seq or frame.cell_index not in pending:
-                d.unexpected += 1
-                continue
-            pending.discard(frame.cell_index)
-            d.estimates_received += 1
-            soc[k, frame.cell_index] = frame.soc
-            sigma[k, frame.cell_index] = frame.soc_sigma
-            flags[k, frame.cell_index] = frame.flags
-        if not pending:
-            d.round_trip_s.append(time.perf_counter() - t0)
-        if commands and k in commands:
-            fault = _command(bus, commands[k], k, d, timeout_s, log)
-            if fault is not None:
-                d.fault = fault
-                return ReplayResult(soc, sigma, flags, d, k + 1)
-    if d.status_frames:
-        _await_status(bus, (n - 1) % cc.SEQUENCE_MODULUS, n - 1, d, timeout_s, log)
-    _await_flags(bus, n - 1, d, timeout_s, log)
-    return ReplayResult(soc, sigma, flags, d, n)
+            d.samples_sent += 1
+            pending = set(range(m))
+            deadline = t0 + timeout_s
+            while pending:
+                remaining = deadline - time.perf_counter()
+                try:
+                    msg = bus.recv(timeout=max(remaining, 0.0)) if remaining > 0 else None
+                except can.CanError as exc:
+                    d.fault = (f"bus error waiting for sample {k} (sequence {seq}): {exc} "
+                               f"({exc.__cause__ or 'no cause given'})")
+                    return ReplayResult(soc, sigma, flags, d, k)
+                if msg is None:
+                    if on_timeout == "skip":
+                        d.samples_lost += 1
+                        break
+                    d.fault = (
+                        f"target did not answer sample {k} (sequence {seq}) within {timeout_s:g} s: "
+                        f"no estimate for cell(s) {sorted(pending)[:8]}"
+                    )
+                    return ReplayResult(soc, sigma, flags, d, k)
+                frame = _estimate_frame(msg, d, k, log)
+                if frame is None:
+                    continue
+                if frame.sequence != seq or frame.cell_index not in pending:
+                    d.unexpected += 1
+                    continue
+                pending.discard(frame.cell_index)
+                d.estimates_received += 1
+                soc[k, frame.cell_index] = frame.soc
+                sigma[k, frame.cell_index] = frame.soc_sigma
+                flags[k, frame.cell_index] = frame.flags
+            if not pending:
+                d.round_trip_s.append(time.perf_counter() - t0)
+            if commands and k in commands:
+                fault = _command(bus, commands[k], k, d, timeout_s, log)
+                if fault is not None:
+                    d.fault = fault
+                    return ReplayResult(soc, sigma, flags, d, k + 1)
+        if d.status_frames:
+            _await_status(bus, (n - 1) % cc.SEQUENCE_MODULUS, n - 1, d, timeout_s, log)
+        _await_flags(bus, n - 1, d, timeout_s, log)
+        return ReplayResult(soc, sigma, flags, d, n)
+    except KeyboardInterrupt as exc:
+        raise ReplayInterrupted(_interrupted(soc, sigma, flags, d, k, n)) from exc
 
 
 def _await_flags(bus: can.BusABC, k: int, d: Delivery, timeout_s: float, log: can.Listener | None) -> None:
@@ -818,34 +842,37 @@ def replay_realtime(
                 del in_flight[frame.sequence]
         return None
 
-    for k in range(n):
-        fault = receive(start + due[k])
-        if fault is not None:
-            d.fault = f"{fault} before sample {k}"
-            return ReplayResult(soc, sigma, flags, d, k), timing
-        seq = k % cc.SEQUENCE_MODULUS
-        if seq in in_flight:  # 65536 samples behind: that one is lost
-            in_flight.pop(seq)
-        now = time.perf_counter()
-        timing.send_lag_s.append(max(0.0, now - start - due[k]))
-        sent_at[k] = now
-        in_flight[seq] = k
-        try:
-            for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
-                _send(bus, msg, log)
-                d.frames_sent += 1
-        except can.CanError as exc:
-            d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
-            return ReplayResult(soc, sigma, flags, d, k), timing
-        d.samples_sent += 1
-    deadline = time.perf_counter() + timeout_s
-    while in_flight and time.perf_counter() < deadline:
-        fault = receive(deadline)
-        if fault is not None:
-            d.fault = f"{fault} after the last sample"
-            break
-        if not in_flight:
-            break
-    timing.lost = int(np.count_nonzero(remaining_cells > 0))  # counted, not a fault of the run
-    _await_flags(bus, n - 1, d, min(timeout_s, 0.5), log)
-    return ReplayResult(soc, sigma, flags, d, n), timing
+    try:
+        for k in range(n):
+            fault = receive(start + due[k])
+            if fault is not None:
+                d.fault = f"{fault} before sample {k}"
+                return ReplayResult(soc, sigma, flags, d, k), timing
+            seq = k % cc.SEQUENCE_MODULUS
+            if seq in in_flight:  # 65536 samples behind: that one is lost
+                in_flight.pop(seq)
+            now = time.perf_counter()
+            timing.send_lag_s.append(max(0.0, now - start - due[k]))
+            sent_at[k] = now
+            in_flight[seq] = k
+            try:
+                for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
+                    _send(bus, msg, log)
+                    d.frames_sent += 1
+            except can.CanError as exc:
+                d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
+                return ReplayResult(soc, sigma, flags, d, k), timing
+            d.samples_sent += 1
+        deadline = time.perf_counter() + timeout_s
+        while in_flight and time.perf_counter() < deadline:
+            fault = receive(deadline)
+            if fault is not None:
+                d.fault = f"{fault} after the last sample"
+                break
+            if not in_flight:
+                break
+        timing.lost = int(np.count_nonzero(remaining_cells > 0))  # counted, not a fault of the run
+        _await_flags(bus, n - 1, d, min(timeout_s, 0.5), log)
+        return ReplayResult(soc, sigma, flags, d, n), timing
+    except KeyboardInterrupt as exc:
+        raise ReplayInterrupted(_interrupted(soc, sigma, flags, d, k, n), timing) from exc
