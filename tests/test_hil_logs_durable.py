@@ -71,9 +71,35 @@ def test_ctrl_c_closes_the_log_and_says_so(tmp_path):
     assert sum(1 for _ in can.LogReader(str(log))) > 1000
 
 
-def test_score_refuses_what_it_cannot_read(tmp_path, capsys):
-    assert main(["hil", "score", str(tmp_path / "missing.blf")]) == 2
-    assert "missing.blf" in capsys.readouterr().out
+@pytest.mark.parametrize("name, content, expected", [
+    ("missing.blf", None, "no such log file"),
+    ("empty.blf", b"", "empty file"),
+    ("text.blf", b"hello, not a BLF file at all", "cannot read it as a .blf log"),
+    ("table.log", b"time,current,voltage\n0,1.0,3.7\n", "cannot read it as a .log log"),
+    ("noframes.asc", b"date Sun Nov 22 08:00:00.000 am 2026\nbase hex  timestamps absolute\n", "no MeasPack"),
+])
+@pytest.mark.parametrize("command", [["hil", "score"], ["hil", "run", "--from-log"]])
+def test_score_and_from_log_refuse_what_they_cannot_read(tmp_path, capsys, name, content, expected, command):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    assert main([*command, str(path), "--out-dir", str(tmp_path / "out")]) == 2
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and str(path) in out and expected in out, out
+
+
+def test_a_text_log_cut_mid_line_scores_up_to_the_cut(tmp_path, capsys):
+    """A harness killed while writing a line leaves a .log that ends in half
+    a record: read up to it, and said."""
+    log = tmp_path / "run.log"
+    assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    text = log.read_text()
+    log.write_text(text[: text.index("\n", len(text) // 2) + 8])
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path)]) == 0
+    assert "cut short?" in capsys.readouterr().out
+    doc = json.loads(js.read_text())["recordings"][0]
+    assert 20 < doc["samples"] < 50 and doc["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-6
 
 
 def test_score_against_a_recording_without_reference_says_so(tmp_path, capsys):

@@ -220,3 +220,42 @@ def test_an_interrupted_score_keeps_the_recordings_scored(tmp_path, monkeypatch,
     assert "interrupted after 1 of 2 recording(s)" in capsys.readouterr().out
     doc = json.loads(js.read_text())
     assert doc["interrupted"] is True and [r["name"] for r in doc["recordings"]] == ["two-rec1"]
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["--mode", "realtime", "--speed", "0"], "argument --speed: expected a number above 0, got 0"),
+    (["--speed", "-1"], "argument --speed: expected a number above 0"),
+    (["--cells", "2000"], "argument --cells: expected 1 to 1024 cells"),
+    (["--cells", "0"], "argument --cells: expected at least 1, got 0"),
+    (["--cells", "-2"], "argument --cells: expected at least 1, got -2"),
+    (["--samples", "-1"], "argument --samples: expected at least 0"),
+    (["--timeout", "0"], "argument --timeout: expected a number above 0"),
+])
+def test_run_refuses_bad_numbers_up_front(capsys, options, expected):
+    with pytest.raises(SystemExit) as done:
+        main(["hil", "run", *options])
+    assert done.value.code == 2 and expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, path, expected", [
+    ("--log", "out.txt", "--log {path}: the format is taken from the suffix: expected one of .blf, .asc, .log, "
+                         "got .txt"),
+    ("--log", "afile/x.blf", "--log: {tmp}/afile is a file, not a directory"),
+    ("--out-dir", "afile/out", "--out-dir: cannot make the directory {path} (Not a directory)"),
+])
+def test_run_refuses_outputs_it_cannot_write_before_the_replay(tmp_path, capsys, monkeypatch, option, path,
+                                                               expected):
+    import bmsfil_hil.cli as hil_cli
+
+    monkeypatch.setattr(hil_cli, "_replay_pack", None)  # never reached
+    (tmp_path / "afile").write_text("a file where a directory would go\n")
+    assert main(["hil", "run", option, str(tmp_path / path)]) == 2
+    out = capsys.readouterr().out
+    assert expected.format(path=tmp_path / path, tmp=tmp_path) in out and len(out.strip().splitlines()) == 1
+
+
+def test_run_makes_the_directories_of_its_outputs(tmp_path):
+    log, js, xml = tmp_path / "a" / "b" / "run.blf", tmp_path / "c" / "run.json", tmp_path / "d" / "run.xml"
+    assert main(["hil", "run", "--samples", "20", "--log", str(log), "--json", str(js), "--junit", str(xml),
+                 "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
+    assert log.is_file() and js.is_file() and xml.is_file()

@@ -37,11 +37,47 @@ from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
 from bmsfil_hil.micropython import MicroPythonError
 from bmsfil_hil.natmod import VARIANTS
 from bmsfil_hil.qemu import QemuError
-from bmsfil_hil.replay import (Health, Plausibility, Power, ReplayInterrupted, open_log, replay_lockstep,
-                               replay_realtime)
+from bmsfil_hil.replay import (LOG_SUFFIXES, Health, Plausibility, Power, ReplayInterrupted, open_log,
+                               replay_lockstep, replay_realtime)
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
 console = Console(highlight=False, markup=False)
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `low`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _pack_cells(text: str) -> int:
+    """An argparse type: a pack's cell count, as many as MeasPack.n_cells carries."""
+    value = _at_least(1)(text)
+    most = int(cc.database().get_message_by_name("MeasPack").get_signal_by_name("n_cells").maximum)
+    if value > most:
+        raise argparse.ArgumentTypeError(f"expected 1 to {most} cells (the CAN contract's MeasPack.n_cells), "
+                                         f"got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,14 +105,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
                    help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
                         "recording's clock (--speed), latency and late/lost samples reported")
-    p.add_argument("--speed", type=float, default=1.0, help="real-time mode: X times the recorded rate")
-    p.add_argument("--samples", type=int, default=0, metavar="N",
+    p.add_argument("--speed", type=_positive_float, default=1.0, help="real-time mode: X times the recorded rate")
+    p.add_argument("--samples", type=_at_least(0), default=0, metavar="N",
                    help="replay only the first N samples of each recording (0: all)")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=_at_least(1), metavar="N",
                    help="targets host and reference: replay the recordings in parallel on a local Dask "
                         "cluster of N processes (same estimates, in input order)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="... or on an existing Dask scheduler")
-    p.add_argument("--cells", type=int, default=1, metavar="N",
+    p.add_argument("--cells", type=_pack_cells, default=1, metavar="N",
                    help="a pack of N cells in series made from each recording with --spread (synthetic)")
     p.add_argument("--spread", type=Spread.parse, default=Spread(),
                    help="synthetic pack spreads, e.g. capacity=0.03,resistance=0.1,soc=0.02 (the default)")
@@ -85,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replay the measurements of a python-can log (a previous run's --log, a pack "
                         "recorded on a bus) instead of recordings; compared with the estimates in the log")
     p.add_argument("--junit", type=Path, help="write a JUnit XML report (one test case per cell)")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each sample's estimates")
+    p.add_argument("--timeout", type=_positive_float, default=2.0, help="seconds to wait for each sample's estimates")
     p.add_argument("--log", type=Path, help="write the exchange as a python-can log (.blf, .asc or .log)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     p.add_argument("--json", type=Path)
@@ -115,8 +151,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--variant", choices=VARIANTS, help="target micropython: python (default) or native")
     f.add_argument("--on", choices=("unix", "qemu"), default="unix", help="target micropython: unix port or QEMU")
     f.add_argument("--params", type=Path)
-    f.add_argument("--samples", type=int, default=1200, help="replay the first N samples (0: all)")
-    f.add_argument("--detect-samples", type=int, default=24000, metavar="N",
+    f.add_argument("--samples", type=_at_least(0), default=1200, help="replay the first N samples (0: all)")
+    f.add_argument("--detect-samples", type=_at_least(0), default=24000, metavar="N",
                    help="the sensor faults the plausibility monitor needs long to see (current offset, gain) "
                         "run again on the first N samples, the fault from the window's start to the end, "
                         "beside a clean run of as many (default 24000: 40 min of the bundled US06; 0: not)")
@@ -165,6 +201,11 @@ def _sigterm_as_ctrl_c(command: Callable[[argparse.Namespace], int]) -> Callable
 def cmd_hil_run(args: argparse.Namespace) -> int:
     params = params_arg(args.params)
     try:
+        _make_run_outputs(args)
+    except _Refused as exc:
+        console.print(f"bmsfil hil run: {exc}", soft_wrap=True)
+        return 2
+    try:
         config = _bus_config(args)
     except BusOptionError as exc:
         console.print(f"bmsfil hil run: {exc}")
@@ -175,9 +216,9 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     logged: list[LoggedRun] = []
     if args.from_log:
         try:
-            logged = read_log(args.from_log)
+            logged = _read_log(args.from_log, "run")
         except LogError as exc:
-            console.print(f"bmsfil hil run: {exc}")
+            console.print(f"bmsfil hil run: {exc}", soft_wrap=True)
             return 2
         packs = [(run.name, run.cells) for run in logged]
     elif args.workers is not None or args.scheduler is not None:
@@ -209,7 +250,6 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
             return 2
         if load > 0.7:
             console.print(f"warning: {where}" + ("" if paced else " when paced in real time"))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     mode = "lock-step" if args.mode == "lockstep" else f"real-time {speed:g}x"
     variant = f" ({args.variant})" if args.variant else ""
     table = Table(title=f"HIL {mode} replay, target {args.target}{variant}, params {params.name}")
@@ -226,7 +266,11 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     if commands and args.mode == "realtime":
         console.print("bmsfil hil run: --warm-reset-at/--power-cycle-at and target board need --mode lockstep")
         return 2
-    log = open_log(args.log) if args.log else None
+    try:
+        log = open_log(args.log) if args.log else None
+    except OSError as exc:
+        console.print(f"bmsfil hil run: --log {args.log}: cannot write it ({exc.strerror or exc})")
+        return 2
     try:
         return _run_packs(args, params, config, packs, commands, log, logged, bitrate, speed, table, docs)
     except KeyboardInterrupt as exc:
@@ -238,6 +282,27 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     finally:
         if log is not None:
             log.stop()
+
+
+def _make_run_outputs(args: argparse.Namespace) -> None:
+    """Check --log's format and make its directory and --out-dir before the
+    replay (`bmsfil` makes --json's and --junit's)."""
+    if args.log is not None and args.log.suffix.lower() not in LOG_SUFFIXES:
+        raise _Refused(f"--log {args.log}: the format is taken from the suffix: expected one of "
+                       f"{', '.join(LOG_SUFFIXES)}, got {args.log.suffix or 'none'}")
+    if args.log is not None:
+        _make_dir("--log", args.log.parent)
+    _make_dir("--out-dir", args.out_dir)
+
+
+def _make_dir(option: str, directory: Path) -> None:
+    """Make an output's directory, or refuse saying which option's could not be made."""
+    if directory.exists() and not directory.is_dir():
+        raise _Refused(f"{option}: {directory} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Refused(f"{option}: cannot make the directory {directory} ({exc.strerror or exc})") from None
 
 
 def _dask_refusal(args: argparse.Namespace) -> str | None:
@@ -428,12 +493,12 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     recording shows there as differences that are not the target's)."""
     params = params_arg(args.params)
     try:
-        runs = read_log(args.log)
+        runs = _read_log(args.log, "score")
         references = _score_references(runs, args.recording)
+        _make_dir("--out-dir", args.out_dir)
     except (LogError, _Refused) as exc:
         console.print(f"bmsfil hil score: {exc}", soft_wrap=True)
         return 2
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     scored: list[dict[str, object]] = []
     doc: dict[str, object] = {"log": str(args.log), "undecodable_frames": runs[0].undecodable, "recordings": scored,
                               "interrupted": False}
@@ -450,6 +515,16 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     if args.json and scored:
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return status
+
+
+def _read_log(path: Path, command: str) -> list[LoggedRun]:
+    """`read_log`, saying when the log ends in a record it cannot read (a
+    text log cut in the middle of a line: read up to there)."""
+    runs = read_log(path)
+    if runs[-1].cut_short is not None:
+        console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
+                      f"({runs[-1].cut_short}), cut short?; read up to it", soft_wrap=True)
+    return runs
 
 
 class _Refused(ValueError):

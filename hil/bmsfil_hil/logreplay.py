@@ -20,6 +20,8 @@ with no voltage or temperature (sent as not valid again).
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,7 @@ class LoggedRun:
     plausibility: Plausibility  # the EstCellFlags found (`sent` False if none)
     health: Health              # the EstCellHealth found
     power: Power                # the EstCellPower found
+    cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why
 
 
 def read_log(path: Path) -> list[LoggedRun]:
@@ -54,13 +57,25 @@ def read_log(path: Path) -> list[LoggedRun]:
     follow 65535 (the sequence's wrap) starts the next recording."""
     if not path.is_file():
         raise LogError(f"{path}: no such log file")
+    if path.stat().st_size == 0:
+        raise LogError(f"{path}: empty file: nothing to replay")
     try:
-        reader = can.LogReader(str(path))
-    except (ValueError, OSError) as exc:
-        raise LogError(f"{path}: not a log python-can reads ({exc})") from exc
+        messages = iter(can.LogReader(str(path)))
+    except _UNREADABLE as exc:
+        raise _unreadable(path, exc) from exc
     segments: list[_Segment] = []
     undecodable = 0
-    for msg in reader:
+    cut_short = None
+    while True:
+        try:
+            msg = next(messages)
+        except StopIteration:
+            break
+        except _UNREADABLE as exc:
+            if not segments:
+                raise _unreadable(path, exc) from exc
+            cut_short = _why(exc)
+            break
         try:
             frame = cc.decode(msg)
         except cc.FrameError:
@@ -74,8 +89,25 @@ def read_log(path: Path) -> list[LoggedRun]:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
     # Frames outside the contract are the log's, not a recording's: counted with the first.
-    return [seg.run(name, str(path), undecodable if i == 0 else 0)
+    runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
             for i, (seg, name) in enumerate(zip(segments, names))]
+    runs[-1].cut_short = cut_short
+    return runs
+
+
+def _unreadable(path: Path, exc: Exception) -> LogError:
+    return LogError(f"{path}: python-can cannot read it as a {path.suffix or 'suffix-less'} log ({_why(exc)}); "
+                    "expected a CAN log (.blf, .asc, .log as candump -L writes it, ...)")
+
+
+def _why(exc: Exception) -> str:
+    kind = type(exc)
+    return f"{kind.__name__ if kind.__module__ == 'builtins' else f'{kind.__module__}.{kind.__name__}'}: {exc}"
+
+
+#: What python-can's log readers raise on a file that is not their format or
+#: ends in the middle of a record (a text line, a BLF container).
+_UNREADABLE = (ValueError, struct.error, IndexError, KeyError, EOFError, zlib.error, OSError)
 
 
 @dataclass

@@ -675,6 +675,10 @@ def as_carried(rec: Recording) -> Recording:
     return Recording(time_s, cur, volt, temp, rec.meta, rec.ah)
 
 
+#: The log formats `DurableLog` writes, by the file's suffix.
+LOG_SUFFIXES = (".blf", ".asc", ".log")
+
+
 class DurableLog(can.Listener):
     """A python-can log writer, chosen by suffix (.blf, .asc or .log), whose
     records reach the disk as the run goes, so that a harness that is
@@ -684,8 +688,8 @@ class DurableLog(can.Listener):
     `stop()` (also after Ctrl-C) completes the file."""
 
     def __init__(self, path: Path, interval_s: float = 0.5) -> None:
-        if path.suffix.lower() not in (".blf", ".asc", ".log"):
-            raise ValueError(f"{path}: log format by suffix must be .blf, .asc or .log")
+        if path.suffix.lower() not in LOG_SUFFIXES:
+            raise ValueError(f"{path}: log format by suffix must be one of {', '.join(LOG_SUFFIXES)}")
         options = {"max_container_size": 4096} if path.suffix.lower() == ".blf" else {}
         self.path = path
         self.writer = can.Logger(str(path), **options)
