@@ -259,3 +259,11 @@ def test_run_makes_the_directories_of_its_outputs(tmp_path):
     assert main(["hil", "run", "--samples", "20", "--log", str(log), "--json", str(js), "--junit", str(xml),
                  "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
     assert log.is_file() and js.is_file() and xml.is_file()
+
+
+@pytest.mark.parametrize("target", ["host", "reference"])
+@pytest.mark.parametrize("option", ["--warm-reset-at", "--power-cycle-at"])
+def test_resets_are_refused_on_the_desktop_targets(capsys, target, option):
+    assert main(["hil", "run", "--target", target, option, "10", "--samples", "20"]) == 2
+    out = capsys.readouterr().out
+    assert f"target {target} runs on the desktop and has no reset" in out and len(out.strip().splitlines()) == 1

@@ -213,6 +213,10 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     if (args.variant or args.on != "unix") and args.target != "micropython":
         console.print(f"bmsfil hil run: --variant and --on are the micropython target's, not {args.target}'s")
         return 2
+    if (args.warm_reset_at or args.power_cycle_at) and args.target in ("host", "reference"):
+        console.print(f"bmsfil hil run: --warm-reset-at/--power-cycle-at: target {args.target} runs on the desktop "
+                      "and has no reset; use a firmware target (qemu, micropython or board)", soft_wrap=True)
+        return 2
     logged: list[LoggedRun] = []
     if args.from_log:
         try:
