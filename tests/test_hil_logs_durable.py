@@ -231,3 +231,19 @@ def test_the_target_process_ends_with_the_harness(tmp_path, sig, status):
     if sig == signal.SIGTERM:
         assert "interrupted" in out
         assert sum(1 for _ in can.LogReader(str(log))) > 100, "the log completed"
+
+
+def test_score_refuses_a_recording_the_log_did_not_replay(tmp_path, capsys):
+    """Another recording as long as the log or longer: its current and
+    voltage are not those the log carries, refused with where they differ."""
+    full = bundled_recording()
+    a = full.slice(0, 300).save(tmp_path / "a.npz")
+    other = full.slice(2000, 2400).save(tmp_path / "other.npz")
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", str(a), "--log", str(log), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--recording", str(other), "--out-dir", str(tmp_path / "out")]) == 2
+    out = capsys.readouterr().out
+    assert "other.npz is not the recording run in the log replayed: current_A differs on" in out
+    assert len(out.strip().splitlines()) == 1
+    assert main(["hil", "score", str(log), "--recording", str(a), "--out-dir", str(tmp_path / "out")]) == 0

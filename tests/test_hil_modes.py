@@ -267,3 +267,11 @@ def test_resets_are_refused_on_the_desktop_targets(capsys, target, option):
     assert main(["hil", "run", "--target", target, option, "10", "--samples", "20"]) == 2
     out = capsys.readouterr().out
     assert f"target {target} runs on the desktop and has no reset" in out and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("options", [["--interface", "socketcan"], ["--channel", "can0"],
+                                     ["--bus-option", "fd=true"]])
+def test_bus_options_without_target_board_are_refused(capsys, options):
+    assert main(["hil", "run", *options, "--samples", "20"]) == 2
+    out = capsys.readouterr().out
+    assert f"{options[0]} open the bus of a board, and the target is host: add --target board" in out

@@ -213,6 +213,12 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     if (args.variant or args.on != "unix") and args.target != "micropython":
         console.print(f"bmsfil hil run: --variant and --on are the micropython target's, not {args.target}'s")
         return 2
+    bus_options = [name for name, given in (("--interface", args.interface), ("--channel", args.channel),
+                                            ("--bus-option", args.bus_option)) if given]
+    if bus_options and args.target != "board":
+        console.print(f"bmsfil hil run: {'/'.join(bus_options)} open the bus of a board, and the target is "
+                      f"{args.target}: add --target board", soft_wrap=True)
+        return 2
     if (args.warm_reset_at or args.power_cycle_at) and args.target in ("host", "reference"):
         console.print(f"bmsfil hil run: --warm-reset-at/--power-cycle-at: target {args.target} runs on the desktop "
                       "and has no reset; use a firmware target (qemu, micropython or board)", soft_wrap=True)
@@ -559,7 +565,26 @@ def _score_reference(run: LoggedRun, path: Path) -> Recording:
         raise _Refused(f"{path}: {exc}; without --recording the log is compared with the C core only") from None
     if len(reference) < n:
         raise _Refused(f"{path} has {len(reference)} samples, {run.name} in the log {n}")
+    unlike = _unlike_log(run.cells[0], reference.slice(0, n))
+    if unlike is not None:
+        raise _Refused(f"{path} is not the recording {run.name} in the log replayed: {unlike}")
     return reference
+
+
+def _unlike_log(logged: Recording, recording: Recording) -> str | None:
+    """How the current and voltage of a recording differ from those a log
+    carried of it, beyond the resolution the contract carries them to (where
+    both are valid numbers); None when they agree."""
+    for frame, signal, carried, sent in (("MeasPack", "current_A", logged.current_A, recording.current_A),
+                                         ("MeasCell", "voltage_V", logged.voltage_V, recording.voltage_V)):
+        scale = float(cc.database().get_message_by_name(frame).get_signal_by_name(signal).scale)
+        both = np.isfinite(carried) & np.isfinite(sent)
+        off = np.flatnonzero(both & (np.abs(carried - sent) > 0.51 * scale))
+        if off.size:
+            k = int(off[0])
+            return (f"{signal} differs on {off.size} of {int(both.sum())} samples, first at sample {k}: "
+                    f"{carried[k]:g} in the log, {sent[k]:g} in the recording (carried to {scale:g})")
+    return None
 
 
 def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet,
