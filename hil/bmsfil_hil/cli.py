@@ -35,7 +35,7 @@ from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import write_fault_junit, write_junit
 from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
 from bmsfil_hil.micropython import MicroPythonError
-from bmsfil_hil.natmod import VARIANTS
+from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS
 from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.replay import (LOG_SUFFIXES, Health, Plausibility, Power, ReplayInterrupted, open_log,
                                replay_lockstep, replay_realtime)
@@ -261,8 +261,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         if load > 0.7:
             console.print(f"warning: {where}" + ("" if paced else " when paced in real time"))
     mode = "lock-step" if args.mode == "lockstep" else f"real-time {speed:g}x"
-    variant = f" ({args.variant})" if args.variant else ""
-    table = Table(title=f"HIL {mode} replay, target {args.target}{variant}, params {params.name}")
+    table = Table(title=f"HIL {mode} replay, target {_target_text(args)}, params {params.name}")
     for col in ("recording", "RMSE %", "in ±3σ %", "samples", "max |ΔSOC| vs eval", "samples/s",
                 "p99 ms" if args.mode == "lockstep" else "latency p99 ms / late / lost", "instr/cell step", "fault"):
         table.add_column(col)
@@ -368,8 +367,7 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
         doc["target"] = args.target
         doc.update(_answers_over_can(result.plausibility, result.health, result.power, j, rec))
-        if args.variant:
-            doc["variant"] = args.variant
+        doc.update(_setup(args))
         pack_docs.append(doc)
     worst = max(pack_docs, key=lambda x: x["rmse"] if math.isfinite(x["rmse"]) else math.inf)
     timing_text = (f"{d['round_trip_p99_ms']:.2f}" if timing is None else
@@ -459,7 +457,7 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
         if args.json:
             _write_json(args.json, docs)
         if args.junit:
-            write_junit(args.junit, docs, args.target,
+            write_junit(args.junit, docs, args.target, setup=_setup(args),
                         max_soc_difference=1e-3 if args.target == "reference" else 1e-4)
 
     try:
@@ -664,7 +662,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
             console.print("bmsfil hil faults: interrupted during the clean run, before any fault ran")
             return _interrupted_status(exc)
     w0, w1 = baseline["window_s"]  # type: ignore[misc]
-    table = Table(title=f"Fault matrix, target {args.target}, {rec.meta.name}, {len(rec)} samples, "
+    table = Table(title=f"Fault matrix, target {_target_text(args)}, {rec.meta.name}, {len(rec)} samples, "
                         f"faults from {w0:.0f} s to {w1:.0f} s; clean RMSE {_pct(baseline['rmse'])} %")  # type: ignore[arg-type]
     for col in ("fault", "injected", "answered", "flagged in window", "flags", "target faults",
                 "undecodable / unexpected", "RMSE during %", "RMSE after %", "recovered after s",
@@ -686,11 +684,12 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     docs = [o.summary() for o in outcomes]
     running = None if interrupted is None else interrupted.running
     if args.json:
-        args.json.write_text(json.dumps({"target": args.target, "recording": rec.meta.name, "baseline": baseline,
+        args.json.write_text(json.dumps({"target": args.target, **_setup(args), "recording": rec.meta.name,
+                                         "baseline": baseline,
                                          "faults": docs, "interrupted_during": running},
                                         indent=1, default=str) + "\n")
     if args.junit:
-        write_fault_junit(args.junit, args.target, docs, interrupted_during=running)
+        write_fault_junit(args.junit, args.target, docs, interrupted_during=running, setup=_setup(args))
     if interrupted is not None:
         console.print(f"bmsfil hil faults: interrupted during {running}; the {len(docs)} fault(s) run before are "
                       "above" + "".join(f" and in {path}" for path in (args.json, args.junit) if path), soft_wrap=True)
@@ -700,6 +699,24 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         console.print(f"faults that ended a run or gave NaN estimates: {', '.join(crashed)}")
         return 1
     return 0
+
+
+def _setup(args: argparse.Namespace) -> dict[str, str]:
+    """Target micropython: which MicroPython ran (`on`: unix port or QEMU)
+    and which estimator (`variant`), for the reports; other targets: none."""
+    if args.target != "micropython":
+        return {}
+    return {"on": args.on, "variant": args.variant or DEFAULT_VARIANT}
+
+
+def _target_text(args: argparse.Namespace) -> str:
+    """The target as a title says it, with its MicroPython setup."""
+    setup = _setup(args)
+    return args.target + (f" ({setup['variant']}, {MICROPYTHON_ON[setup['on']]})" if setup else "")
+
+
+#: --on as titles say it.
+MICROPYTHON_ON = {"unix": "unix port", "qemu": "on QEMU mps2-an386"}
 
 
 def _answers_over_can(plausibility: Plausibility, health: Health, power: Power, cell: int,

@@ -9,12 +9,26 @@ import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_difference: float = 1e-4) -> None:
+def _suite(command: str, setup: dict[str, str] | None) -> ET.Element:
+    """A testsuite named by the command, its options that say what ran
+    (`setup`) in the name and as properties."""
+    setup = setup or {}
+    suite = ET.Element("testsuite", name=command + "".join(f" --{key} {value}" for key, value in setup.items()))
+    if setup:
+        props = ET.SubElement(suite, "properties")
+        for key, value in setup.items():
+            ET.SubElement(props, "property", name=key, value=value)
+    return suite
+
+
+def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_difference: float = 1e-4,
+                setup: dict[str, str] | None = None) -> None:
     """A cell fails when the run had a fault or its estimates differ from
     the C core run on the same recording by more than `max_soc_difference`
     (1e-4 is the firmware targets' bar; the float64 reference target needs
-    more)."""
-    suite = ET.Element("testsuite", name=f"bmsfil hil run --target {target}")
+    more). `setup`: the target's options that say what ran (micropython:
+    on, variant), in the suite's name and properties."""
+    suite = _suite(f"bmsfil hil run --target {target}", setup)
     tests = failures = errors = 0
     for run in runs:
         delivery = run["delivery"]
@@ -64,14 +78,14 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
 
 
 def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
-                      interrupted_during: str | None = None) -> None:
+                      interrupted_during: str | None = None, setup: dict[str, str] | None = None) -> None:
     """The fault matrix as JUnit XML: a test case per fault, failed when the
     fault ended the run, gave a NaN estimate or did not show in the
     target's flags (the estimator's or the plausibility monitor's) or the
     delivery statistics; a fault the monitor cannot see by design and did
     not see is skipped, with the reason. A matrix interrupted during a run
     (`interrupted_during`: its name) ends with an errored test case for it."""
-    suite = ET.Element("testsuite", name=f"bmsfil hil faults --target {target}")
+    suite = _suite(f"bmsfil hil faults --target {target}", setup)
     failures = 0
     for f in faults:
         case = ET.SubElement(suite, "testcase", classname=f"hil.faults.{target}", name=str(f["fault"]))
