@@ -162,6 +162,7 @@ def _flash(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_flash_dry_run_names_every_file_and_the_reset() -> None:
     out = _flash("--variant", "native", "--port", "/dev/ttyACM7", "--dry-run").stdout
+    assert out.startswith("# would stage into ") and "staged" not in out, "a dry run stages nothing"
     command = out.splitlines()[-1].split()
     assert command[command.index("connect") + 1] == "/dev/ttyACM7"
     copied = [Path(a).name for a in command[command.index("cp") + 1:command.index(":")]]

@@ -147,8 +147,10 @@ def deploy(name: str, variant: str = "python", params: ParameterSet | None = Non
     board = MICROPYTHON_BOARDS[name]
     mpremote = find_mpremote()
     if dry_run:
-        print(f"# staged into {STAGE_DIR / name} by mpy-cross (MicroPython 1.23)"
-              + (f" and `make -C {APP_DIR / 'natmod'} ARCH={board.native_arch}`" if variant == "native" else ""))
+        native = f", bmsfil_c.mpy built by `make -C {APP_DIR / 'natmod'} ARCH={board.native_arch}`"
+        print(f"# would stage into {STAGE_DIR / name}: the application compiled to .mpy by mpy-cross (MicroPython "
+              f"1.23){native if variant == 'native' else ''}, the parameters ({PARAMS_FILE}), bmsfil_config.py and "
+              "main.py; then copy them to the board and reset it with:")
         print(shlex.join(mpremote_command(mpremote or ["mpremote"], port, staged_files(STAGE_DIR / name, variant))))
         if mpremote is None:
             print("note: mpremote is not installed: pip install 'bmsfil[board]'", file=sys.stderr)
