@@ -207,14 +207,18 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or micropython_executable() is None,
-                    reason="Linux /proc and MicroPython's unix port")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 @pytest.mark.parametrize("sig, status", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
-def test_the_target_process_ends_with_the_harness(tmp_path, sig, status):
-    """The target's process (here MicroPython) does not outlive a harness
+@pytest.mark.parametrize("target", [
+    pytest.param("micropython", marks=pytest.mark.skipif(micropython_executable() is None,
+                                                         reason="MicroPython's unix port is not installed")),
+    pytest.param("qemu", marks=pytest.mark.qemu),
+])
+def test_the_target_process_ends_with_the_harness(tmp_path, sig, status, target):
+    """The target's process (MicroPython, QEMU) does not outlive a harness
     that is killed; SIGTERM runs the cleanup of Ctrl-C (log closed), exit 143."""
     log = tmp_path / "run.blf"
-    proc = subprocess.Popen([*BMSFIL, "hil", "run", "--target", "micropython", "--mode", "realtime", "--speed", "20",
+    proc = subprocess.Popen([*BMSFIL, "hil", "run", "--target", target, "--mode", "realtime", "--speed", "20",
                              "--log", str(log), "--no-plot", "--out-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
