@@ -573,14 +573,14 @@ def _unlike_log(logged: Recording, recording: Recording) -> str | None:
     """How the current and voltage of a recording differ from those a log
     carried of it, beyond the resolution the contract carries them to (where
     both are valid numbers); None when they agree."""
-    for frame, signal, carried, sent in (("MeasPack", "current_A", logged.current_A, recording.current_A),
-                                         ("MeasCell", "voltage_V", logged.voltage_V, recording.voltage_V)):
-        scale = float(cc.database().get_message_by_name(frame).get_signal_by_name(signal).scale)
+    for frame, name, carried, sent in (("MeasPack", "current_A", logged.current_A, recording.current_A),
+                                       ("MeasCell", "voltage_V", logged.voltage_V, recording.voltage_V)):
+        scale = float(cc.database().get_message_by_name(frame).get_signal_by_name(name).scale)
         both = np.isfinite(carried) & np.isfinite(sent)
         off = np.flatnonzero(both & (np.abs(carried - sent) > 0.51 * scale))
         if off.size:
             k = int(off[0])
-            return (f"{signal} differs on {off.size} of {int(both.sum())} samples, first at sample {k}: "
+            return (f"{name} differs on {off.size} of {int(both.sum())} samples, first at sample {k}: "
                     f"{carried[k]:g} in the log, {sent[k]:g} in the recording (carried to {scale:g})")
     return None
 
@@ -701,6 +701,10 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     return 0
 
 
+#: --on as titles say it.
+MICROPYTHON_ON = {"unix": "unix port", "qemu": "on QEMU mps2-an386"}
+
+
 def _setup(args: argparse.Namespace) -> dict[str, str]:
     """Target micropython: which MicroPython ran (`on`: unix port or QEMU)
     and which estimator (`variant`), for the reports; other targets: none."""
@@ -713,10 +717,6 @@ def _target_text(args: argparse.Namespace) -> str:
     """The target as a title says it, with its MicroPython setup."""
     setup = _setup(args)
     return args.target + (f" ({setup['variant']}, {MICROPYTHON_ON[setup['on']]})" if setup else "")
-
-
-#: --on as titles say it.
-MICROPYTHON_ON = {"unix": "unix port", "qemu": "on QEMU mps2-an386"}
 
 
 def _answers_over_can(plausibility: Plausibility, health: Health, power: Power, cell: int,

@@ -295,7 +295,8 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
 
     `long_rec`: a longer recording (starting as `rec` does) on which the
     slow sensor faults run again from the window's start to its end, after
-    a clean run of it (its false flags are in the baseline); None: no long runs."""
+    a clean run of it (its false flags are in the baseline); None: no long runs.
+    Ctrl-C raises `MatrixInterrupted` with what was done until then."""
     n = len(rec)
     window = slice(n // 3, n // 3 + max(1, n // 6))
     reference = rec.reference_soc()
@@ -335,10 +336,10 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
         clean, _ = replay(rec, None)
         clean_err = clean.soc[:, 0] - reference
         baseline |= {"rmse": _rmse(clean_err), "rmse_during": _rmse(clean_err[window]),
-                    "rmse_after": _rmse(clean_err[window.stop:]), "answered": int(np.isfinite(clean.soc[:, 0]).sum()),
-                    "samples": n, "window": [window.start, window.stop],
-                    "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])],
-                    "monitor_sent": clean.plausibility.sent, "false_flags": _clean_flags(clean)}
+                     "rmse_after": _rmse(clean_err[window.stop:]), "answered": int(np.isfinite(clean.soc[:, 0]).sum()),
+                     "samples": n, "window": [window.start, window.stop],
+                     "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])],
+                     "monitor_sent": clean.plausibility.sent, "false_flags": _clean_flags(clean)}
         long_window = None
         if long_rec is not None and any(f.slow for f in faults):
             if progress is not None:

@@ -5,7 +5,9 @@ Lock-step mode sends sample k (one MeasPack, then a MeasCell per cell),
 waits until every cell's EstCell for k has arrived, then sends k+1: the
 result is the same whatever the load on the host, the emulator's speed or
 the bus. A target that does not answer within the timeout ends the run with
-a fault; what was received until then is kept, and so is the log.
+a fault; what was received until then is kept, and so is the log. Ctrl-C
+during a replay raises `ReplayInterrupted`, a KeyboardInterrupt that
+carries what was received until then.
 
 Targets that run the plausibility monitor follow each EstCell with an
 EstCellFlags, and targets that estimate capacity and R0 with an
