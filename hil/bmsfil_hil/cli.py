@@ -343,6 +343,9 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         bus = target.start()
     except (FirmwareError, QemuError, MicroPythonError, BusOpenError) as exc:
         raise _TargetDidNotStart(f"target {args.target} did not start: {exc}") from None
+    except KeyboardInterrupt:
+        target.stop()  # a process started before Ctrl-C came
+        raise
     t0 = time.perf_counter()
     timing = None
     interrupted: ReplayInterrupted | None = None

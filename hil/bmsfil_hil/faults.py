@@ -305,9 +305,9 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
     def replay(cells: Recording, bus_fault: dict[str, float] | None,
                commands: dict[int, cc.HostCommandCode] | None = None) -> tuple[ReplayResult, dict[str, int]]:
         target = make_target(target_name, params, variant=variant, on=on)
-        bus = target.start()
         injected: dict[str, int] = {}
         try:
+            bus = target.start()
             if bus_fault is not None:
                 sent = [0]
                 per_sample = 2  # MeasPack + MeasCell: frames sent per sample of one cell
