@@ -275,3 +275,12 @@ def test_bus_options_without_target_board_are_refused(capsys, options):
     assert main(["hil", "run", *options, "--samples", "20"]) == 2
     out = capsys.readouterr().out
     assert f"{options[0]} open the bus of a board, and the target is host: add --target board" in out
+
+
+def test_ctrl_c_before_the_replay_is_a_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    import bmsfil_hil.cli as hil_cli
+
+    _interrupt_at(monkeypatch, hil_cli, "load_any", 1)
+    rec = bundled_recording().slice(0, 20).save(tmp_path / "a.npz")
+    assert main(["hil", "run", str(rec), "--out-dir", str(tmp_path)]) == 130
+    assert capsys.readouterr().out.strip() == "bmsfil hil run: interrupted"

@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--power-cycle-at", type=int, action="append", default=[], metavar="K",
                    help="after sample K, simulate a power loss: the saved state is scrambled and the "
                         "target must start fresh (repeatable; firmware targets)")
-    p.set_defaults(func=_sigterm_as_ctrl_c(cmd_hil_run))
+    p.set_defaults(func=_interruptible(cmd_hil_run))
 
     sc = hsub.add_parser("score", help="score the estimates a HIL log holds (an interrupted run too)")
     sc.add_argument("log", type=Path, metavar="LOG", help="a python-can log of a run (.blf, .asc, .log)")
@@ -143,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     sc.add_argument("--json", type=Path)
     sc.add_argument("--no-plot", action="store_true")
-    sc.set_defaults(func=_sigterm_as_ctrl_c(cmd_hil_score))
+    sc.set_defaults(func=_interruptible(cmd_hil_score))
 
     f = hsub.add_parser("faults", help="run the fault matrix (bus and sensor faults) on a target")
     f.add_argument("input", nargs="?", type=Path, metavar="RECORDING", help="default: the bundled one")
@@ -159,7 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--json", type=Path)
     f.add_argument("--junit", type=Path)
-    f.set_defaults(func=_sigterm_as_ctrl_c(cmd_hil_faults))
+    f.set_defaults(func=_interruptible(cmd_hil_faults))
 
 
 class _Terminated(KeyboardInterrupt):
@@ -177,9 +177,11 @@ def _interrupted_status(exc: BaseException | None) -> int:
     return 130
 
 
-def _sigterm_as_ctrl_c(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """`command` with SIGTERM raising `_Terminated` while it runs (in the
-    main thread; a second SIGTERM during the cleanup ends the process)."""
+    main thread; a second SIGTERM during the cleanup ends the process), and
+    Ctrl-C where the command does not keep anything (loading its inputs,
+    say) said in a line instead of a traceback."""
 
     def terminated(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -187,13 +189,16 @@ def _sigterm_as_ctrl_c(command: Callable[[argparse.Namespace], int]) -> Callable
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
-        if threading.current_thread() is not threading.main_thread():
-            return command(args)
-        previous = signal.signal(signal.SIGTERM, terminated)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, terminated) if main_thread else None
         try:
             return command(args)
+        except KeyboardInterrupt as exc:
+            console.print(f"bmsfil hil {args.hil_command}: interrupted")
+            return _interrupted_status(exc)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     return run
 
