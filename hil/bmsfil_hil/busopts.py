@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from errno import EAFNOSUPPORT, ENODEV
+
 
 class BusOptionError(ValueError):
     """A --bus-option that is not KEY=VALUE."""
@@ -34,3 +36,21 @@ def bus_config(interface: str | None, channel: str | None, bitrate: int | None,
             raise BusOptionError(f"--bus-option {item!r}: expected KEY=VALUE")
         config[key] = option_value(value)
     return config
+
+
+def open_failure(config: dict[str, object], exc: BaseException) -> str:
+    """Why python-can could not open the bus `config` names, with what to do
+    where the cause is a usual one (no SocketCAN on this machine, no such
+    interface)."""
+    shown = ", ".join(f"{k}={v!r}" for k, v in config.items())
+    text = f"could not open the CAN bus ({shown}): {exc}"
+    errno = getattr(exc, "errno", None) or getattr(exc.__cause__, "errno", None)
+    if config.get("interface") == "socketcan":
+        if errno == EAFNOSUPPORT:
+            text += ("; this machine's kernel has no SocketCAN (or a container hides it): load it with "
+                     "`modprobe can_raw` (for a test bus also `modprobe vcan; ip link add dev vcan0 type vcan; "
+                     "ip link set vcan0 up`), or use another --interface")
+        elif errno == ENODEV:
+            text += (f"; no network interface {config.get('channel')!r}: `ip link` lists them, and "
+                     "`ip link set CHANNEL up type can bitrate B` brings one up")
+    return text

@@ -8,7 +8,9 @@ import argparse
 import functools
 import json
 import math
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +43,9 @@ from bmsfil_hil.replay import (LOG_SUFFIXES, Health, Plausibility, Power, Replay
                                replay_lockstep, replay_realtime)
 from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
 
-console = Console(highlight=False, markup=False)
+#: Tables written to a file or a pipe are not cut to 80 columns (a terminal's own width, or COLUMNS, wins).
+console = Console(highlight=False, markup=False,
+                  width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -490,7 +494,8 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                 console.print(f"bmsfil hil run: {exc}")
                 return 2
     finally:
-        console.print(table)
+        if table.row_count:
+            console.print(table)
     written = sum(1 for entry in docs for cell in entry["cells"] if cell.get("csv"))  # type: ignore[union-attr]
     console.print((f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/" if written else
                    "no estimate came back: no CSV written") + (f"; CAN log {args.log}" if args.log else ""))

@@ -41,7 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bmsfil import can_contract as cc
-from bmsfil_hil.busopts import bus_config
+from bmsfil_hil.busopts import bus_config, open_failure
 
 console = Console(highlight=False, markup=False)
 err_console = Console(stderr=True, highlight=False, markup=False)
@@ -391,7 +391,7 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     try:
         bus = can.Bus(**config)  # type: ignore[arg-type]
     except _BUS_OPEN_ERRORS as exc:
-        err_console.print(f"bmsfil monitor: could not open the CAN bus ({shown}): {exc}", soft_wrap=True)
+        err_console.print(f"bmsfil monitor: {open_failure(config, exc)}", soft_wrap=True)
         return 2
     title = f"bmsfil monitor: {args.interface} {args.channel}"
     try:

@@ -30,6 +30,7 @@ from bmsfil.params import ParameterSet, ThermalParams
 from bmsfil.plausibility import PlausibilityMonitor
 from bmsfil.thermal import CellThermal
 from bmsfil.reference import ReferenceSocEstimator
+from bmsfil_hil.busopts import open_failure
 
 
 class Target(Protocol):
@@ -215,8 +216,7 @@ class BusTarget:
         try:
             self._bus = can.Bus(**self.config)  # type: ignore[arg-type]
         except (can.CanError, OSError, ValueError, ImportError) as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
-            raise BusOpenError(f"could not open the CAN bus ({shown}): {exc}") from exc
+            raise BusOpenError(open_failure(self.config, exc)) from exc
         return self._bus
 
     def stop(self) -> None:
