@@ -171,3 +171,28 @@ def test_a_recording_larger_than_the_process_holds(tmp_path: Path):
     assert int(out[0]) == n
     growth = int(out[2]) - int(out[1])
     assert growth < 80, f"peak RSS grew by {growth} MB streaming {n} samples"
+
+
+def test_a_parquet_file_scores_as_its_npz_twin_from_a_given_soc_and_without_reference(tmp_path: Path):
+    """From --initial-soc 0.7 the streamed coulomb counter starts at 0.7 as the
+    whole-file one does; a file without a reference SOC takes the unscored
+    path (estimates, flags, health) instead of failing."""
+    from dataclasses import replace
+
+    rec = bundled_recording().slice(0, 3000)
+    unref = replace(rec, meta=replace(rec.meta, name="unref", reference_capacity_Ah=None))
+    docs = {}
+    for name, r in (("ref", rec), ("unref", unref)):
+        for suffix in ("npz", "parquet"):
+            path = tmp_path / f"{name}.{suffix}"
+            save_parquet(r, path) if suffix == "parquet" else r.save(path)
+            out = tmp_path / f"{name}_{suffix}.json"
+            assert main(["eval", str(path), "--initial-soc", "0.7", "--no-plot", "--out-dir",
+                         str(tmp_path / suffix), "--json", str(out)]) == 0
+            docs[name, suffix] = json.loads(out.read_text())["recordings"][0]
+    assert docs["ref", "parquet"]["streamed"] is True
+    assert docs["ref", "parquet"]["coulomb_counter"]["rmse"] == pytest.approx(
+        docs["ref", "npz"]["coulomb_counter"]["rmse"], rel=1e-9)
+    assert docs["ref", "parquet"]["start_current_A"] == docs["ref", "npz"]["start_current_A"]
+    assert docs["unref", "parquet"]["ekf"] is None and docs["unref", "npz"]["ekf"] is None
+    assert docs["unref", "parquet"]["plausibility"] == docs["unref", "npz"]["plausibility"]

@@ -100,6 +100,23 @@ def test_est_cell_flags_codec_agrees_with_the_contract(fw):
                                and (got.flags, got.stuck_for_s) == (want.flags, want.stuck_for_s))
 
 
+def _pure_monitor(be, bp, rec, start):  # type: ignore[no-untyped-def]
+    """The pure-Python EKF and monitor (modules `be`, `bp`) over `rec`, from the
+    OCV of its first sample or a given SOC: flags, unseen current, sigma, frozen time."""
+    ekf = be.SocEkf(be.Params(PARAMS.to_json()))
+    if start == "ocv":
+        ekf.init_ocv(float(rec.voltage_V[0]), float(rec.temp_C[0]))
+    else:
+        ekf.init_soc(start, float(rec.temp_C[0]))
+    m = bp.Plausibility()
+    out = []
+    for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C):
+        dt, i, v, t = map(float, a)
+        ekf.step(dt, i, v, t)
+        out.append(m.step(ekf, dt, v))
+    return tuple(np.array(c) for c in zip(*out))
+
+
 def test_monitor_port_is_the_c_monitor_in_cpython():
     """bmsfil_plaus (double precision here) against the C monitor (float32) on
     the same samples: the same flags, the evidence within what the EKF ports'
@@ -114,23 +131,13 @@ def test_monitor_port_is_the_c_monitor_in_cpython():
                 _alter(full.slice(0, 21000), slice(200, 21000), current_A=lambda i: i + 0.5)):
         rec = as_carried(rec)
         _, mon = run_monitored(rec, PARAMS)
-        ekf = be.SocEkf(be.Params(PARAMS.to_json()))
-        ekf.init_ocv(float(rec.voltage_V[0]), float(rec.temp_C[0]))
-        m = bp.Plausibility()
-        out = []
-        for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C):
-            dt, i, v, t = map(float, a)
-            ekf.step(dt, i, v, t)
-            out.append(m.step(ekf, dt, v))
-        flags, u, sigma, stuck = (np.array(c) for c in zip(*out))
+        flags, u, sigma, stuck = _pure_monitor(be, bp, rec, "ocv")
         assert np.array_equal(flags, mon.flags) and flags.any()
         assert np.array_equal(np.isfinite(sigma), np.isfinite(mon.unseen_current_sigma_A))
         ok = np.isfinite(sigma) & (mon.unseen_current_sigma_A < 2.046)
         assert np.max(np.abs(u[ok] - mon.unseen_current_A[ok]), initial=0.0) < 5e-3
         assert np.max(np.abs(sigma[ok] / mon.unseen_current_sigma_A[ok] - 1), initial=0.0) < 5e-3
         assert np.max(np.abs(stuck - mon.stuck_for_s)) < 0.5
-
-
 
 
 def test_monitor_port_config_is_the_hosts():
@@ -148,6 +155,7 @@ def test_monitor_port_config_is_the_hosts():
     assert bp.CONFIG_FIELDS == tuple(name for name, _ in ffi.typeof("bf_plaus_config_t").fields)
     assert np.array_equal(np.float32(bp.CONFIG), np.float32(astuple(host)))
 
+
 def test_monitor_port_waits_for_convergence_as_the_c_monitor():
     """From a guessed SOC (0.7) both monitors leave the filter's convergence
     out (converged_sigma_soc, judged on the SOC sigma before each
@@ -161,15 +169,7 @@ def test_monitor_port_waits_for_convergence_as_the_c_monitor():
     for rec in (full.slice(0, 4000), _alter(full.slice(0, 21000), slice(0, 21000), current_A=lambda i: i + 0.5)):
         rec = as_carried(rec)
         _, mon = run_monitored(rec, PARAMS, 0.7)
-        ekf = be.SocEkf(be.Params(PARAMS.to_json()))
-        ekf.init_soc(0.7, float(rec.temp_C[0]))
-        m = bp.Plausibility()
-        out = []
-        for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C):
-            dt, i, v, t = map(float, a)
-            ekf.step(dt, i, v, t)
-            out.append(m.step(ekf, dt, v))
-        flags, u, sigma, _ = (np.array(c) for c in zip(*out))
+        flags, u, sigma, _ = _pure_monitor(be, bp, rec, 0.7)
         assert np.array_equal(flags, mon.flags)
         # Nothing counted while converging, on both: the same first counted sample.
         assert np.array_equal(np.isfinite(sigma), np.isfinite(mon.unseen_current_sigma_A))

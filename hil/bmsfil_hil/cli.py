@@ -475,7 +475,9 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
     try:
         if args.workers is not None or args.scheduler is not None:
             sources = [str(p) for p in args.inputs]
-            for outcome in run_many(_replay_source, sources, (args, params, config, commands, bitrate, speed),
+            # The workers get the settings, not the command (a closure, which does not pickle).
+            settings = argparse.Namespace(**{k: v for k, v in vars(args).items() if k != "func"})
+            for outcome in run_many(_replay_source, sources, (settings, params, config, commands, bitrate, speed),
                                     workers=args.workers, scheduler=args.scheduler):
                 if outcome.failure is not None:
                     table.add_row(outcome.source, *([""] * 7), outcome.failure.cause)

@@ -32,6 +32,10 @@ from bmsfil import can_contract as cc
 from bmsfil.recording import Recording, RecordingMeta
 from bmsfil_hil.replay import Health, Plausibility, Power
 
+#: Sequence 0 after one of the last WRAP_SLACK sequences is the counter wrapping, not a new
+#: recording: the frames just before the wrap may have been lost on the bus.
+WRAP_SLACK = 256
+
 
 class LogError(ValueError):
     """A log that holds no replayable measurements, with the file and why."""
@@ -53,8 +57,10 @@ class LoggedRun:
 def read_log(path: Path) -> list[LoggedRun]:
     """The measurements (and estimates) of a log, sample by sample: one
     `LoggedRun` per recording the log holds. The harness replays each
-    recording from sequence 0, so a MeasPack of sequence 0 that does not
-    follow 65535 (the sequence's wrap) starts the next recording."""
+    recording from sequence 0, so a MeasPack of sequence 0 starts the next
+    recording unless it follows one of the last WRAP_SLACK sequences (the
+    counter's wrap, with frames before it possibly lost). A recording of a
+    multiple of 65,536 samples followed by another is read as one."""
     if not path.is_file():
         raise LogError(f"{path}: no such log file")
     if path.stat().st_size == 0:
@@ -122,7 +128,7 @@ class _Segment:
 
     def starts_anew(self, pack: cc.MeasPack) -> bool:
         """Whether this MeasPack starts another recording (see `read_log`)."""
-        return bool(self.packs) and pack.sequence == 0 and self.packs[-1].sequence != cc.SEQUENCE_MODULUS - 1
+        return bool(self.packs) and pack.sequence == 0 and self.packs[-1].sequence < cc.SEQUENCE_MODULUS - WRAP_SLACK
 
     def add(self, frame: cc.Frame) -> None:
         if isinstance(frame, cc.MeasPack):

@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import can
@@ -364,9 +364,10 @@ class ReplayInterrupted(KeyboardInterrupt):
 
 def _interrupted(soc: np.ndarray, sigma: np.ndarray, flags: np.ndarray, d: Delivery, k: int,
                  n: int) -> ReplayResult:
-    """The result of a replay interrupted while sample k of n was in flight."""
+    """The result of a replay interrupted while sample k of n was in flight
+    (k == n: after the last sample had been answered)."""
     d.interrupted = True
-    d.fault = f"interrupted at sample {k} of {n}"
+    d.fault = f"interrupted at sample {k} of {n}" if k < n else f"interrupted after the last of {n} samples"
     return ReplayResult(soc, sigma, flags, d, k)
 
 
@@ -474,6 +475,20 @@ def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
         log(msg)
 
 
+def _send_sample(bus: can.BusABC, log: can.Listener | None, d: Delivery, k: int,
+                 frames: Iterable[can.Message]) -> str | None:
+    """Send sample k's measurement frames (counted in `d`); the fault if the bus refused one."""
+    try:
+        for msg in frames:
+            _send(bus, msg, log)
+            d.frames_sent += 1
+    except can.CanError as exc:
+        return (f"bus error sending sample {k} (sequence {k % cc.SEQUENCE_MODULUS}): {exc} "
+                f"({exc.__cause__ or 'no cause given'})")
+    d.samples_sent += 1
+    return None
+
+
 def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, timeout_s: float,
              log: can.Listener | None) -> str | None:
     """Send a HostCommand after sample k (before the first for k = -1) and
@@ -548,14 +563,11 @@ def replay_lockstep(
         for k in range(n):
             seq = k % cc.SEQUENCE_MODULUS
             t0 = time.perf_counter()
-            try:
-                for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
-                    _send(bus, msg, log)
-                    d.frames_sent += 1
-            except can.CanError as exc:
-                d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
+            fault = _send_sample(bus, log, d, k, measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k],
+                                                                    temp_rows[k]))
+            if fault is not None:
+                d.fault = fault
                 return ReplayResult(soc, sigma, flags, d, k)
-            d.samples_sent += 1
             pending = set(range(m))
             deadline = t0 + timeout_s
             while pending:
@@ -593,6 +605,7 @@ def replay_lockstep(
                 if fault is not None:
                     d.fault = fault
                     return ReplayResult(soc, sigma, flags, d, k + 1)
+        k = n  # every sample answered: an interrupt from here on comes while waiting for the last flags
         if d.status_frames:
             _await_status(bus, (n - 1) % cc.SEQUENCE_MODULUS, n - 1, d, timeout_s, log)
         _await_flags(bus, n - 1, d, timeout_s, log)
@@ -861,14 +874,11 @@ def replay_realtime(
             timing.send_lag_s.append(max(0.0, now - start - due[k]))
             sent_at[k] = now
             in_flight[seq] = k
-            try:
-                for msg in measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k], temp_rows[k]):
-                    _send(bus, msg, log)
-                    d.frames_sent += 1
-            except can.CanError as exc:
-                d.fault = f"bus error sending sample {k} (sequence {seq}): {exc} ({exc.__cause__ or 'no cause given'})"
+            fault = _send_sample(bus, log, d, k, measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k],
+                                                                    temp_rows[k]))
+            if fault is not None:
+                d.fault = fault
                 return ReplayResult(soc, sigma, flags, d, k), timing
-            d.samples_sent += 1
         deadline = time.perf_counter() + timeout_s
         while in_flight and time.perf_counter() < deadline:
             fault = receive(deadline)

@@ -7,12 +7,14 @@ first used, so `import bmsfil` stays light):
     >>> params = bmsfil.bundled_params()                  # the LG HG2 set
     >>> rec = bmsfil.bundled_recording()                  # LG HG2 US06 at 25 °C
     >>> trace = bmsfil.SocEstimator(params).run(rec)      # the C core, whole recording
-    >>> ev = bmsfil.evaluate(rec, params)                 # scored against the reference
+    >>> ev = bmsfil.evaluate_recording(rec, params)       # scored against the reference
     >>> round(ev.score.rmse, 3)
     0.001
 
 Recordings of other testers come in through `load_any` / `import_file`;
-parameter sets through `ParameterSet.load`, `fit` and `tune_filter`.
+parameter sets through `ParameterSet.load`, `fit_cell` and `tune_filter`.
+(`bmsfil.evaluate` and `bmsfil.fit` are the modules that define
+`evaluate_recording` and `fit_cell`: a package's submodule takes its name.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-#: Public name -> the module that defines it.
+#: Public name -> the module that defines it (under the name `_ALIASES` gives, if any).
 _API = {
     "Recording": "bmsfil.recording",
     "RecordingMeta": "bmsfil.recording",
@@ -42,19 +44,21 @@ _API = {
     "state_of_power": "bmsfil.power",
     "SopLimits": "bmsfil.power",
     "SensorErrors": "bmsfil.inject",
-    "evaluate": "bmsfil.evaluate",
+    "evaluate_recording": "bmsfil.evaluate",
     "Evaluation": "bmsfil.evaluate",
-    "fit": "bmsfil.fit",
+    "fit_cell": "bmsfil.fit",
     "FitInputs": "bmsfil.fit",
     "tune_filter": "bmsfil.tuning",
 }
+
+_ALIASES = {"evaluate_recording": "evaluate", "fit_cell": "fit"}
 
 __all__ = sorted(_API)
 
 
 def __getattr__(name: str) -> object:
     if name in _API:
-        value = getattr(import_module(_API[name]), name)
+        value = getattr(import_module(_API[name]), _ALIASES.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'bmsfil' has no attribute {name!r}")
@@ -67,8 +71,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from bmsfil.bundled import bundled_recording
     from bmsfil.core import SocEstimator, SocTrace
-    from bmsfil.evaluate import Evaluation, evaluate
-    from bmsfil.fit import FitInputs, fit
+    from bmsfil.evaluate import Evaluation
+    from bmsfil.evaluate import evaluate as evaluate_recording
+    from bmsfil.fit import FitInputs
+    from bmsfil.fit import fit as fit_cell
     from bmsfil.health import HealthEstimator
     from bmsfil.importers import import_file, load_any
     from bmsfil.inject import SensorErrors

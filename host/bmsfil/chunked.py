@@ -234,6 +234,7 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
     flags = StreamedFlags()
     flagged = 0
     soc0 = capacity = math.nan
+    start_current: float | None = None
     charge = 0.0
     duration = 0.0
     from bmsfil.evaluate import BAD_SAMPLE_FLAGS
@@ -249,7 +250,9 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
             flags.update(plaus)
             reference = chunk.reference_soc()
             if first:
-                soc0 = float(trace.soc[0])
+                soc0 = float(trace.soc[0]) if initial_soc == "ocv" else float(initial_soc)
+                finite = np.flatnonzero(np.isfinite(chunk.current_A))
+                start_current = float(chunk.current_A[finite[0]]) if finite.size else None
                 t_first = float(np.nanmedian(chunk.temp_C[:10]))
                 capacity = float(np.interp(t_first, params.cell.temp_C, params.cell.capacity_Ah))
                 prev_t = float(chunk.time_s[0])
@@ -271,6 +274,7 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
         "name": source.meta.name,
         "ambient_temp_C": source.meta.ambient_temp_C,
         "duration_s": duration,
+        "start_current_A": start_current,
         "ekf": finite(ekf.result().as_dict()),
         "coulomb_counter": finite(cc.result().as_dict()),
         "flagged_samples": flagged,

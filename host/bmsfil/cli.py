@@ -230,7 +230,7 @@ def _life_line(summary: dict[str, object]) -> str:
     end = [abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1.0) for c in cycles[5:]]
     early = [abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1.0) for c in cycles[5:]]
     return (f"{summary['name']}: {len(cycles)} discharges; after the first 5, capacity at the end within 1 % on "
-            f"{sum(e <= 0.01 for e in end)} of {len(end)}, after 20 % of each within 3 % on "
+            f"{sum(e <= 0.01 for e in end)} of {len(end)}, after 20 % of its duration within 3 % on "
             f"{sum(e <= 0.03 for e in early)} (JSON: capacity_cycles; bmsfil health scores a life in full)")
 
 

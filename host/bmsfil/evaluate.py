@@ -125,10 +125,8 @@ def evaluate_unscored(rec: Recording, params: ParameterSet, why: str, initial_so
 def segment_bounds(rec: Recording) -> list[tuple[int, int]]:
     """[start, end) of each segment the importer recorded (the discharges of a
     life, ``extra['cycle_starts']``), else of the whole recording."""
-    listed = rec.meta.extra.get("cycle_starts")
-    starts = [int(k) for k in listed.split(",") if k] if listed else [0]
-    ends = [*starts[1:], len(rec)]
-    return [(a, b) for a, b in zip(starts, ends) if b > a]
+    starts = rec.cycle_starts() or [0]
+    return list(zip(starts, [*starts[1:], len(rec)]))
 
 
 def run_segments_monitored(rec: Recording, params: ParameterSet,
@@ -145,6 +143,7 @@ def run_segments_monitored(rec: Recording, params: ParameterSet,
     runs = [run_monitored(_segment(rec, a, b), params, initial_soc if k == 0 else "ocv", monitor=monitor)
             for k, (a, b) in enumerate(bounds)]
     soc = SocTrace(*(np.concatenate([getattr(t, f.name) for t, _ in runs]) for f in fields(SocTrace)))
+    assert len(soc.soc) == len(rec), "the segments cover the recording"
     plaus = PlausibilityTrace(*(np.concatenate([getattr(p, f.name) for _, p in runs])
                                 for f in fields(PlausibilityTrace)))
     return soc, plaus

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from bmsfil.inject import SensorErrors
     from bmsfil.params import ParameterSet
-    from bmsfil.recording import Recording
+    from bmsfil.recording import Recording, RecordingMeta
     from bmsfil.tuning import Targets
 
 #: Suffixes taken from a directory given as input (what `bmsfil import` reads).
@@ -204,19 +204,22 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     PNG are written there (out_dir must be reachable from the workers), and
     only the summary (`Evaluation.summary`, with the input's path) travels
     back."""
-    from bmsfil.chunked import SUFFIX, evaluate_streaming
-    from bmsfil.evaluate import evaluate, write_csv, write_plot
-    from bmsfil.importers import load_any
-
-    if source.endswith(SUFFIX) and errors is None:
-        # Streamed, never all in memory, the plausibility monitor beside the
-        # EKF; no plot, health or power (they need the whole recording).
-        return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir))
+    from bmsfil.chunked import SUFFIX, ChunkedRecording, evaluate_streaming
     from bmsfil.current_sign import wrong_sign
-    from bmsfil.evaluate import evaluate_unscored
+    from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv, write_plot
+    from bmsfil.importers import load_any
     from bmsfil.recording import RecordingError
 
-    rec = load_any(source)
+    if source.endswith(SUFFIX) and errors is None:
+        streamed = ChunkedRecording(source)
+        if streamed.has_ah and streamed.meta.reference_capacity_Ah and "cycle_starts" not in streamed.meta.extra:
+            # Streamed, never all in memory, the plausibility monitor beside
+            # the EKF; no plot, health or power (they need the whole recording).
+            return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir)) \
+                | _reference_warnings(streamed.meta)
+        rec = streamed.load()  # no reference or a life: the whole-recording paths below
+    else:
+        rec = load_any(source)
     warnings = [why] if (why := wrong_sign(rec)) else []
     try:
         rec.reference_soc()
@@ -229,7 +232,12 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    if rec.meta.reference_initial_soc is None:
-        warnings.append(f"{ev.name}: its reference SOC assumes a start from full charge, which the recording does not "
-                        "state (bmsfil import --meta reference_initial_soc=SOC)")
+    warnings += _reference_warnings(rec.meta).get("warnings", [])
     return {"source": source} | ev.summary() | ({"warnings": warnings} if warnings else {})
+
+
+def _reference_warnings(meta: RecordingMeta) -> dict[str, list[str]]:
+    if meta.reference_initial_soc is not None:
+        return {}
+    return {"warnings": [f"{meta.name}: its reference SOC assumes a start from full charge, which the recording "
+                         "does not state (bmsfil import --meta reference_initial_soc=SOC)"]}

@@ -62,11 +62,7 @@ def discharge_bounds(recording: Recording, gap_s: float) -> list[tuple[int, int]
     recorded (``extra['cycle_starts']``), else the stretches between gaps
     longer than ``gap_s``."""
     n = len(recording)
-    listed = recording.meta.extra.get("cycle_starts")
-    if listed:
-        starts = [int(s) for s in listed.split(",")]
-    else:
-        starts = [0, *(int(k) for k in np.flatnonzero(recording.dt_s > gap_s))]
+    starts = recording.cycle_starts() or [0, *(int(k) for k in np.flatnonzero(recording.dt_s > gap_s))]
     ends = [*starts[1:], n]
     return [(s, e) for s, e in zip(starts, ends) if e - s >= 2]
 

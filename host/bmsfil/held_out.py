@@ -40,20 +40,20 @@ class RecipeError(ValueError):
 
 
 def fit_digests(params: ParameterSet) -> dict[str, dict[str, str]]:
-    """Per role, each fit input's path (as the notes name it) -> its sha256 prefix."""
+    """Per role, each fit input's path (as the notes name it) -> its sha256
+    prefix ("" where the notes give none)."""
     out: dict[str, dict[str, str]] = {}
     for role in ROLES:
         for item in filter(None, (part.strip() for part in params.notes.get(f"{role}_from", "").split(";"))):
-            path_text, _, digest = item.rpartition(" sha256:")
-            if path_text and digest:
-                out.setdefault(role, {})[path_text] = digest
+            path_text, sep, digest = item.rpartition(" sha256:")
+            out.setdefault(role, {})[path_text if sep else item] = digest if sep else ""
     return out
 
 
 def fit_inputs_among(params: ParameterSet, train: list[Path]) -> list[str | None]:
     """For each training file, the sha256 prefix by which the notes list it as a
     fit input, or None if the fit did not use it."""
-    known = {d for paths in fit_digests(params).values() for d in paths.values()}
+    known = {d for paths in fit_digests(params).values() for d in paths.values() if d}
     found: list[str | None] = []
     for path in train:
         full = file_sha256(path)
@@ -70,7 +70,7 @@ def check_inputs(params: ParameterSet, recipe: FitRecipe) -> None:
                 raise RecipeError(f"{role} input {path} of the fit is not there (paths are as the fit command "
                                   "gave them: run tune from the directory the fit ran in)")
             digest = digests.get(role, {}).get(str(path))
-            if digest is None or not file_sha256(path).startswith(digest):
+            if not digest or not file_sha256(path).startswith(digest):
                 raise RecipeError(f"{role} input {path} is not the file the fit read (its sha256 differs from "
                                   "the notes)")
 

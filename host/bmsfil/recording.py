@@ -159,6 +159,20 @@ class Recording:
         assert self.ah is not None and self.meta.reference_capacity_Ah
         return soc0 + self.ah / self.meta.reference_capacity_Ah
 
+    def cycle_starts(self) -> list[int] | None:
+        """Sample indices at which the cycles of a multi-cycle recording start
+        (``extra['cycle_starts']``, as the NASA importer writes it), ascending,
+        from 0, within the recording; None if it does not list any."""
+        listed = self.meta.extra.get("cycle_starts")
+        if not listed:
+            return None
+        try:
+            starts = {int(k) for k in listed.split(",") if k.strip()}
+        except ValueError:
+            raise RecordingError(f"recording {self.meta.name!r}: cycle_starts {listed[:60]!r} is not a list of "
+                                 "sample indices") from None
+        return sorted({0, *(k for k in starts if 0 < k < len(self))})
+
     def slice(self, start: int, stop: int) -> "Recording":
         """Samples [start, stop), with time and Ah re-zeroed at the new first
         sample (and a multi-cycle recording's cycle starts moved with them)."""
@@ -172,10 +186,9 @@ class Recording:
                 meta = replace(meta, reference_initial_soc=soc0 + ah[0] / meta.reference_capacity_Ah)
             ah = ah - ah[0]
         if "cycle_starts" in meta.extra:
-            # Sample indices of the cycles of a multi-cycle recording, moved
-            # to the slice (the cycle in progress at its first sample included).
-            starts = [int(k) for k in meta.extra["cycle_starts"].split(",") if k]
-            kept = sorted({0, *(k - start for k in starts if start < k < stop)}) if stop > start else []
+            # The cycles of a multi-cycle recording, moved to the slice (the
+            # cycle in progress at its first sample included).
+            kept = sorted({0, *(k - start for k in self.cycle_starts() if start < k < stop)}) if stop > start else []
             meta = replace(meta, extra={**meta.extra, "cycle_starts": ",".join(map(str, kept))})
         return Recording(
             time_s=t - t[0] if len(t) else t,

@@ -35,6 +35,7 @@ from bmsfil.fit import (
     initial_soc,
     temperature_of,
 )
+from bmsfil.held_out import fit_digests
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording, RecordingError
@@ -55,11 +56,9 @@ def inputs_from_notes(params: ParameterSet, load: Callable[[Path], Recording]) -
     """The fit's inputs as listed in the set's notes, each checked against its sha256 prefix."""
     found: dict[str, list[Recording]] = {role: [] for role in ROLES}
     notices: list[str] = []
-    for role in ROLES:
-        entry = params.notes.get(f"{role}_from", "")
-        for item in filter(None, (part.strip() for part in entry.split(";"))):
-            path_text, _, digest = item.rpartition(" sha256:")
-            path = Path(path_text or item)
+    for role, inputs in fit_digests(params).items():
+        for path_text, digest in inputs.items():
+            path = Path(path_text)
             if not path.is_file():
                 notices.append(f"{role} input {path} (from the notes) is not there: left out of the figures")
                 continue
