@@ -46,6 +46,21 @@ def test_lockstep_reproduces_eval_of_what_the_bus_carries(rec, target_name):
     assert np.max(np.abs(result.soc[:, 0] - direct)) <= tol
 
 
+def test_a_replay_reports_its_progress(rec):
+    from bmsfil_hil.replay import PROGRESS_EVERY, replay_realtime
+
+    for run in (lambda bus, seen: replay_lockstep(bus, [rec], progress=seen.append),
+                lambda bus, seen: replay_realtime(bus, [rec], speed=1000.0, progress=seen.append)):
+        target = make_target("host", bundled_params())
+        bus = target.start()
+        seen: list[int] = []
+        try:
+            run(bus, seen)
+        finally:
+            target.stop()
+        assert seen == list(range(0, SLICE, PROGRESS_EVERY))
+
+
 def test_silent_target_ends_the_run_with_a_fault_and_keeps_what_arrived(rec):
     channel = "bmsfil-test-silent"
     harness = can.Bus(interface="virtual", channel=channel)

@@ -19,6 +19,7 @@ from pathlib import Path
 import can
 import numpy as np
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from bmsfil import can_contract as cc
@@ -359,10 +360,16 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
     timing = None
     interrupted: ReplayInterrupted | None = None
     try:
-        if args.mode == "lockstep":
-            result = replay_lockstep(bus, cells, timeout_s=args.timeout, log=log, commands=commands)
-        else:
-            result, timing = replay_realtime(bus, cells, speed=speed, timeout_s=args.timeout, log=log)
+        with Progress(*Progress.get_default_columns(), console=Console(stderr=True), transient=True,
+                      disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task(f"{name} on {args.target}", total=len(cells[0]))
+            step = functools.partial(bar.update, task)
+            if args.mode == "lockstep":
+                result = replay_lockstep(bus, cells, timeout_s=args.timeout, log=log, commands=commands,
+                                         progress=lambda k: step(completed=k))
+            else:
+                result, timing = replay_realtime(bus, cells, speed=speed, timeout_s=args.timeout, log=log,
+                                                 progress=lambda k: step(completed=k))
     except ReplayInterrupted as exc:
         interrupted, result, timing = exc, exc.result, exc.timing
     finally:

@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import can
@@ -475,6 +475,10 @@ def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
         log(msg)
 
 
+#: Samples between two calls of a replay's progress callback.
+PROGRESS_EVERY = 256
+
+
 def _send_sample(bus: can.BusABC, log: can.Listener | None, d: Delivery, k: int,
                  frames: Iterable[can.Message]) -> str | None:
     """Send sample k's measurement frames (counted in `d`); the fault if the bus refused one."""
@@ -528,13 +532,14 @@ def replay_lockstep(
     log: can.Listener | None = None,
     commands: dict[int, cc.HostCommandCode] | None = None,
     on_timeout: str = "fault",
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Replay cells in series (they share the first one's time and current).
 
     A sample not answered within `timeout_s` ends the run with a fault
     (`on_timeout="fault"`), or is counted lost and the replay goes on with
     the next one (`"skip"`: the fault matrix, where frames are lost on
-    purpose).
+    purpose). `progress(samples done)` is called every PROGRESS_EVERY samples.
 
     `commands` maps a sample index k to a HostCommand sent once every
     estimate of sample k has arrived (a warm reset mid-replay, say), or
@@ -568,6 +573,8 @@ def replay_lockstep(
             if fault is not None:
                 d.fault = fault
                 return ReplayResult(soc, sigma, flags, d, k)
+            if progress is not None and k % PROGRESS_EVERY == 0:
+                progress(k)
             pending = set(range(m))
             deadline = t0 + timeout_s
             while pending:
@@ -796,6 +803,7 @@ def replay_realtime(
     speed: float = 1.0,
     timeout_s: float = 2.0,
     log: can.Listener | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[ReplayResult, Timing]:
     """Replay cells in series paced by the recording's own clock, `speed`
     times faster, without waiting for the target: sample k goes out at
@@ -879,6 +887,8 @@ def replay_realtime(
             if fault is not None:
                 d.fault = fault
                 return ReplayResult(soc, sigma, flags, d, k), timing
+            if progress is not None and k % PROGRESS_EVERY == 0:
+                progress(k)
         deadline = time.perf_counter() + timeout_s
         while in_flight and time.perf_counter() < deadline:
             fault = receive(deadline)
