@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'never' if o.recovery_s is None else f'{o.recovery_s:.0f}'} | {after(o)} | "
                 f"{'yes' if o.visible else ('no (by design)' if o.fault.undetectable else '**no**')} |"
             )
+        for o in outcomes:
+            if o.corrupted:
+                parts = ", ".join(f"{name} {t['frames']} ({t['flagged']} flagged)"
+                                  for name, t in sorted(o.corrupted.items(), key=lambda kv: -kv[1]["frames"]))
+                lines += ["", f"`{o.fault.name}`: the field each flipped bit changed, frames (of those, how many "
+                              f"samples' estimates carried a flag): {parts}."]
         lines += [
             "",
             "Sensor faults and the plausibility monitor (EstCellFlags of cell 0 as received over CAN):",
@@ -131,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         "- Missing or implausible voltage and temperature are flagged by the estimator on every sample.",
         "- A flipped payload bit mostly decodes as a plausible value: nothing in the contract can tell (on a "
         "real bus the CAN CRC catches bit errors on the wire; this models corruption before it, in a "
-        "gateway or a driver). A flipped current bit moves the SOC by a step the filter does not undo "
-        "within the run. A frame counter or checksum in the contract would make it visible.",
+        "gateway or a driver). Only the flips that made the current implausible are flagged (the tally under "
+        "each table); a flipped bit of `dt_s` (0.1 s read as up to 33 s) is integrated in silence and moves "
+        "the SOC by a step the filter does not undo within the run (the row's RMSE after the window). A "
+        "checksum in the contract would make it visible: MeasPack's 64 bits are full, so it would take bits "
+        "from the sequence counter.",
     ]
     for label, outcomes in summary.items():
         by = {o.fault.name: o for o in outcomes}

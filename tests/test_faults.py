@@ -58,6 +58,10 @@ def _check(doc: dict, resets: bool) -> None:
         assert by_name[name]["injected"]["dropped"] > 0 and by_name[name]["answered"] < by_name[name]["samples"]
     for name, flag in FLAGGED.items():
         assert flag in by_name[name]["flags_seen"] and by_name[name]["flagged_in_window"] > 0
+    # Every corrupted frame is accounted for by the field its flip changed, with how many were flagged.
+    tally = by_name["corrupt"]["corrupted_fields"]
+    assert sum(t["frames"] for t in tally.values()) >= by_name["corrupt"]["injected"]["corrupted"] > 0
+    assert all(0 <= t["flagged"] <= t["frames"] for t in tally.values())
     assert ("warm_reset" in by_name) == resets
     if resets:
         assert "restored" in by_name["warm_reset"]["flags_seen"]

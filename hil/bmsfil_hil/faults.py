@@ -35,7 +35,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import can
 import numpy as np
@@ -68,6 +68,9 @@ class FaultyBus(can.BusABC):
         self.delay_s = delay_s
         self._held: can.Message | None = None
         self.counts = {"dropped": 0, "duplicated": 0, "reordered": 0, "delayed": 0, "corrupted": 0}
+        self._frames = 0
+        #: Each corrupted frame: its number among the frames sent while active, and the fields the flip changed.
+        self.corruptions: list[tuple[int, list[str]]] = []
         super().__init__(channel=f"faulty:{bus.channel_info}")
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
@@ -76,6 +79,7 @@ class FaultyBus(can.BusABC):
             self._bus.send(msg, timeout)
             return
         r = self._rng.random
+        self._frames += 1
         if r() < self.drop:
             self.counts["dropped"] += 1
             return
@@ -83,8 +87,10 @@ class FaultyBus(can.BusABC):
             data = bytearray(msg.data)
             bit = self._rng.randrange(8 * len(data))
             data[bit // 8] ^= 1 << (bit % 8)
-            msg = can.Message(arbitration_id=msg.arbitration_id, data=bytes(data), is_extended_id=False,
-                              timestamp=msg.timestamp)
+            damaged = can.Message(arbitration_id=msg.arbitration_id, data=bytes(data), is_extended_id=False,
+                                  timestamp=msg.timestamp)
+            self.corruptions.append((self._frames - 1, changed_fields(msg, damaged)))
+            msg = damaged
             self.counts["corrupted"] += 1
         if r() < self.delay:
             self.counts["delayed"] += 1
@@ -111,6 +117,16 @@ class FaultyBus(can.BusABC):
     def shutdown(self) -> None:
         """Only this wrapper: the target's bus is the target's to close."""
         super().shutdown()
+
+
+def changed_fields(sent: can.Message, damaged: can.Message) -> list[str]:
+    """The contract's fields that differ between a frame and its damaged copy
+    (["undecodable"] if the copy does not decode)."""
+    try:
+        a, b = cc.decode(sent), cc.decode(damaged)
+    except cc.FrameError:
+        return ["undecodable"]
+    return [f.name for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)]
 
 
 @dataclass(frozen=True)
@@ -240,6 +256,8 @@ class FaultOutcome:
     nan_estimates: int                # answered estimates that were not valid numbers
     visible: bool                     # the fault shows in flags or statistics
     detection: list[Detection] = field(default_factory=list)  # sensor faults: the monitor's flags
+    #: Bus corruption: per field a flipped bit changed, frames and how many of their samples' estimates were flagged.
+    corrupted: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -253,6 +271,7 @@ class FaultOutcome:
             "undetectable_by_design": self.fault.undetectable,
             "undecodable_frames": self.delivery["undecodable_frames"],
             "unexpected_frames": self.delivery["unexpected_frames"], "fault_ended_run": self.delivery["fault"],
+            "corrupted_fields": self.corrupted,
         }
 
 
@@ -268,6 +287,20 @@ class FaultOutcome:
     def detected_after_s(self) -> float | None:
         """Seconds from the fault's start to its first flag, in the first run that flagged it."""
         return next((d.after_s for d in self.detection if d.detected), None)
+
+
+def _corruption_tally(corrupted: list[tuple[int, list[str]]], flags: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per field, the frames a flip changed it in and how many of those
+    samples' estimates carried a flag: an unflagged change is damage the
+    target took in silence (a flip that changed nothing is "none")."""
+    tally: dict[str, dict[str, int]] = {}
+    for sample, names in corrupted:
+        flagged = int(sample < len(flags) and bool(flags[sample]))
+        for name in names or ["none"]:
+            entry = tally.setdefault(name, {"frames": 0, "flagged": 0})
+            entry["frames"] += 1
+            entry["flagged"] += flagged
+    return tally
 
 
 def _rmse(err: np.ndarray) -> float:
@@ -302,10 +335,13 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
     reference = rec.reference_soc()
     timeout = SKIP_TIMEOUT_S.get(target_name, SKIP_TIMEOUT_OTHER_S)
 
+    corrupted: list[tuple[int, list[str]]] = []  # the last replay's damaged frames: (sample, fields)
+
     def replay(cells: Recording, bus_fault: dict[str, float] | None,
                commands: dict[int, cc.HostCommandCode] | None = None) -> tuple[ReplayResult, dict[str, int]]:
         target = make_target(target_name, params, variant=variant, on=on)
         injected: dict[str, int] = {}
+        corrupted.clear()
         try:
             bus = target.start()
             if bus_fault is not None:
@@ -322,6 +358,7 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
                 finally:
                     faulty.shutdown()
                 injected = dict(faulty.counts)
+                corrupted.extend((window.start + k // per_sample, names) for k, names in faulty.corruptions)
             else:
                 result = replay_lockstep(bus, [cells], timeout_s=max(timeout, 2.0), commands=commands,
                                          on_timeout="skip")
@@ -394,6 +431,7 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
                 rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
                 nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
                 visible=visible, detection=detection,
+                corrupted=_corruption_tally(corrupted, flags),
             ))
     except KeyboardInterrupt as exc:
         raise MatrixInterrupted(baseline, outcomes, running) from exc
