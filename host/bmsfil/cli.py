@@ -27,7 +27,7 @@ from bmsfil.chunked import save_parquet
 from bmsfil.current_sign import wrong_sign
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
-from bmsfil.held_out import FitRecipe, RecipeError, fit_inputs_among, held_out_cells
+from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, detect_format, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_FOR_FORMAT, BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg
@@ -512,6 +512,11 @@ def _tuning_models(params: ParameterSet, args: argparse.Namespace) -> tuple[list
     """The cell model each training recording is tuned with, and what that was
     (for the notes): held out (bmsfil.held_out) where the fit used the
     recording, unless --in-sample."""
+    if not any(d for paths in fit_digests(params).values() for d in paths.values()):
+        console.print("the set's notes do not list the files it was fitted on with their sha256 (it was not made "
+                      "by bmsfil fit): tuned on its model as it is; if the training recordings are among those "
+                      "files, the filter will trust the model more than new data bears")
+        return None, "fit inputs unknown (no sha256 in the notes)"
     in_fit = fit_inputs_among(params, args.train)
     used = sum(d is not None for d in in_fit)
     if not used:
@@ -545,7 +550,8 @@ def _fit_recipe(params: ParameterSet) -> FitRecipe:
             fa = build_parser().parse_args(words[1:])
     except SystemExit:
         raise RecipeError(f"the fit command in the notes does not parse: {errors.getvalue().strip()}") from None
-    return FitRecipe(inputs={role: list(getattr(fa, role) or []) for role in ROLES},
+    # The inputs as the notes list them (each with its sha256); the command gives the options.
+    return FitRecipe(inputs={role: [Path(p) for p in paths] for role, paths in fit_digests(params).items()},
                      nominal_capacity_Ah=fa.nominal_capacity, name=fa.name,
                      load=lambda paths: _load_role(paths, fa))
 
