@@ -212,9 +212,12 @@ def test_log_holds_the_whole_exchange(tmp_path: Path, rec, suffix):
     finally:
         target.stop()
         log.stop()
-    frames = [cc.decode(m) for m in can.LogReader(str(path))]
+    messages = list(can.LogReader(str(path)))
+    frames = [cc.decode(m) for m in messages]
     assert sum(isinstance(f, cc.MeasPack) for f in frames) == 100
     assert sum(isinstance(f, cc.EstCell) for f in frames) == 100
+    times = np.array([m.timestamp for m in messages])
+    assert np.all(np.diff(times) >= 0), "a log's times never go back"
 
 
 def test_hil_run_command(tmp_path: Path, rec, capsys):

@@ -67,9 +67,7 @@ class InlineBus(can.BusABC):
         except Exception as exc:  # the target failed: a fault on the bus, not a crash of the run
             raise can.CanOperationError(f"{self.channel_info}: the target failed on frame "
                                         f"0x{msg.arbitration_id:03X}: {exc!r}") from exc
-        now = time.time()
         for reply in replies:
-            reply.timestamp = now
             reply.is_rx = True
         self._queue.extend(replies)
 
@@ -78,12 +76,19 @@ class InlineBus(can.BusABC):
         # too, after a debug log and a filter check that cost as much as a
         # decode (a lock-step replay receives four frames a sample).
         if self._queue and self._filters is None:
-            return self._queue.popleft()
+            return self._received()
         return super().recv(timeout)
+
+    def _received(self) -> can.Message:
+        """The next reply, stamped when the harness takes it (as an interface
+        stamps a frame on reception), so that a log's times never go back."""
+        msg = self._queue.popleft()
+        msg.timestamp = time.time()
+        return msg
 
     def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         if self._queue:
-            return self._queue.popleft(), False
+            return self._received(), False
         # Nothing arrives on its own: wait out the timeout (None: in steps,
         # as python-can's recv asks again, rather than spinning).
         time.sleep(0.1 if timeout is None else timeout)
