@@ -266,3 +266,16 @@ def test_every_drive_cycle_full_length_through_host(path):
     assert result.delivery.fault is None and result.samples_done == len(full)
     direct = SocEstimator(bundled_params()).run(as_carried(full)).soc
     assert np.max(np.abs(result.soc[:, 0] - direct)) <= 1e-6
+
+
+def test_a_log_or_an_unmapped_table_given_as_recording_says_what_to_do(tmp_path: Path, rec, capsys):
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", str(rec.slice(0, 50).save(tmp_path / "r.npz")), "--target", "host", "--log", str(log),
+                 "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    capsys.readouterr()
+    assert main(["hil", "run", str(log), "--target", "host"]) == 2
+    assert f"--from-log {log}" in capsys.readouterr().err
+    table = tmp_path / "tester.csv"
+    table.write_text("t,I,U\n0,0,4.1\n1,0,4.1\n")
+    assert main(["hil", "run", str(table), "--target", "host"]) == 2
+    assert "import this one first" in capsys.readouterr().err

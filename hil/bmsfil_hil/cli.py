@@ -254,7 +254,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         # Each worker reads its own recording; the bus load is checked there.
         packs = []
     else:
-        recordings = [load_any(p) for p in args.inputs] if args.inputs else [bundled_recording()]
+        recordings = [_recording(p) for p in args.inputs] if args.inputs else [bundled_recording()]
         packs = _packs_of(recordings, args, params)
     bitrate = args.bitrate or 500_000
     speed = args.speed if args.mode == "realtime" else 1.0
@@ -339,6 +339,25 @@ def _dask_refusal(args: argparse.Namespace) -> str | None:
 
 class _TargetDidNotStart(RuntimeError):
     """A target that could not be made or started (the command's exit status 2)."""
+
+
+#: Suffixes of the CAN logs python-can writes: a run's log is replayed with --from-log, not as a recording.
+CAN_LOG_SUFFIXES = (".blf", ".asc", ".log", ".trc")
+
+
+def _recording(path: str | Path) -> Recording:
+    """A recording the harness replays, with what to do instead when it is a
+    CAN log or a file only `bmsfil import --map` can read."""
+    if Path(path).suffix.lower() in CAN_LOG_SUFFIXES:
+        raise RecordingError(f"{path}: a CAN log, not a recording: replay what it holds with "
+                             f"bmsfil hil run --from-log {path}, or score it with bmsfil hil score {path}")
+    try:
+        return load_any(path)
+    except RecordingError as exc:
+        if "--map" not in str(exc):
+            raise
+        raise RecordingError(f"{exc}; the harness takes recordings as they are: import this one first, "
+                             f"bmsfil import {path} --map ... -o REC.npz") from None
 
 
 def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[str, object], name: str,
@@ -453,7 +472,7 @@ def _replay_source(source: str, args: argparse.Namespace, params: ParameterSet, 
                    speed: float) -> tuple[dict[str, object], list[str]]:
     """`hil run` of one input, in whichever process runs it (a Dask worker):
     its CSV and PNG are written there, its entry and row travel back."""
-    ((name, cells),) = _packs_of([load_any(source)], args, params)
+    ((name, cells),) = _packs_of([_recording(source)], args, params)
     return _replay_pack(args, params, config, name, cells, commands, None, None, bitrate, speed)
 
 
@@ -665,7 +684,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil faults: --variant and --on are the micropython target's, not {args.target}'s")
         return 2
     params = params_arg(args.params)
-    rec = load_any(args.input) if args.input else bundled_recording()
+    rec = _recording(args.input) if args.input else bundled_recording()
     full = rec
     if args.samples > 0:
         rec = rec.slice(0, min(len(rec), args.samples))
