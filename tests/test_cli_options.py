@@ -79,7 +79,7 @@ def test_a_directory_search_passes_over_the_data_sets_readme(tmp_path: Path) -> 
 def test_a_nasa_file_without_params_gets_the_nasa_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "h.json"
     assert main(["health", str(NASA_B0005), "--no-plot", "--json", str(out)]) == 0
-    assert "the bundled nasa-pcoe-18650 set, for nasa-pcoe recordings" in capsys.readouterr().out
+    assert "the bundled nasa-pcoe-18650 set, for these recordings" in capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert doc["params"] == "nasa-pcoe-18650"
     assert doc["recordings"][0]["summary"]["end_within_1pct"] == 163  # docs/health.md; 0 with the LG HG2 set

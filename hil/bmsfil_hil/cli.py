@@ -29,7 +29,7 @@ from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, writ
 from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
-from bmsfil.params import ParameterSet, params_arg
+from bmsfil.params import ParameterSet, params_arg, params_for
 from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
@@ -209,7 +209,9 @@ def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[[ar
 
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
-    params = params_arg(args.params)
+    params, chosen = params_for(args.params, [str(p) for p in args.inputs or []])
+    if chosen is not None:
+        console.print(f"parameters: the bundled {chosen} set, for these recordings (--params to choose)")
     try:
         _make_run_outputs(args)
     except _Refused as exc:

@@ -28,9 +28,9 @@ from bmsfil.current_sign import wrong_sign
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
-from bmsfil.importers import CURRENT_SIGNS, FORMATS, detect_format, import_cycles, import_file, load_any
+from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
-from bmsfil.params import BUNDLED_FOR_FORMAT, BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg
+from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg, params_for
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.tuning import Targets, tune_filter
@@ -74,24 +74,10 @@ def initial_soc_arg(text: str) -> float | str:
     return value
 
 
-def _format_of(source: str | Path) -> str | None:
-    try:
-        return detect_format(source)
-    except (RecordingError, OSError):
-        return None  # the run itself says what is wrong with it
-
-
 def _params_for(value: str | Path | None, sources: list[str]) -> ParameterSet:
-    """--params, or without it the bundled set for the recordings' data set
-    (params.BUNDLED_FOR_FORMAT: the NASA PCoE set for NASA files), said when
-    it is not the LG HG2 default."""
-    if value is not None:
-        return params_arg(value)
-    formats = {_format_of(s) for s in sources}
-    fmt = formats.pop() if len(formats) == 1 else None
-    params = params_arg(None, fmt)
-    if fmt in BUNDLED_FOR_FORMAT:
-        console.print(f"parameters: the bundled {BUNDLED_FOR_FORMAT[fmt]} set, for {fmt} recordings (--params to choose)")
+    params, chosen = params_for(value, sources)
+    if chosen is not None:
+        console.print(f"parameters: the bundled {chosen} set, for these recordings (--params to choose)")
     return params
 
 

@@ -482,6 +482,27 @@ def bundled_params(name: str = "lg-hg2") -> ParameterSet:
 BUNDLED_FOR_FORMAT = {"nasa-pcoe": "nasa-pcoe-18650"}
 
 
+def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterSet, str | None]:
+    """--params, or without it the bundled set for the recordings' data set
+    (BUNDLED_FOR_FORMAT: the NASA PCoE set for NASA files); also the name of
+    the bundled set taken for them when it is not the LG HG2 default, for the
+    command to say so."""
+    if value is not None:
+        return params_arg(value), None
+    from bmsfil.importers import detect_format
+    from bmsfil.recording import RecordingError
+
+    def format_of(source: str) -> str | None:
+        try:
+            return detect_format(source)
+        except (RecordingError, OSError):
+            return None  # the run itself says what is wrong with it
+
+    formats = {format_of(s) for s in sources}
+    fmt = formats.pop() if len(formats) == 1 else None
+    return params_arg(None, fmt), BUNDLED_FOR_FORMAT.get(fmt or "")
+
+
 def params_arg(value: str | Path | None, fmt: str | None = None) -> ParameterSet:
     """A parameter set named on a command line: a bundled set's name, or a
     file; None gives the bundled set for recordings of format `fmt`."""
