@@ -42,3 +42,13 @@ def test_the_readme_example_runs() -> None:
     exec(compile(block, "README.md (Python API)", "exec"), scope)
     assert 0.0 < scope["ev"].score.rmse < 0.01  # type: ignore[attr-defined]
     assert 0.99 < scope["out"].soc <= 1.0  # type: ignore[attr-defined]
+
+
+def test_a_wrong_argument_gets_a_message_that_says_what_was_expected() -> None:
+    import pytest
+
+    for make in (bmsfil.SocEstimator, bmsfil.HealthEstimator):
+        with pytest.raises(TypeError, match="expected a ParameterSet"):
+            make("lg-hg2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="whole number"):
+        bmsfil.PackEstimator(bmsfil.bundled_params(), 2.5)  # type: ignore[arg-type]

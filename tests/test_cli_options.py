@@ -124,3 +124,22 @@ def test_a_reference_that_guesses_its_start_is_said(tmp_path: Path, capsys: pyte
     assert "assumes a start from full charge" in capsys.readouterr().err
     assert main(["eval", "--no-plot", "--out-dir", str(tmp_path / "ev")]) == 0  # the bundled one states it
     assert "assumes a start" not in capsys.readouterr().err
+
+
+def test_resume_refuses_results_of_another_parameter_set_in_the_same_file(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from bmsfil.params import bundled_params
+
+    bundled_recording().slice(0, 2000).save(tmp_path / "a.npz")
+    params = tmp_path / "cell.json"
+    bundled_params().save(params)
+    args = ["eval", str(tmp_path / "a.npz"), "--params", str(params), "--no-plot", "--out-dir", str(tmp_path / "ev"),
+            "--json", str(tmp_path / "r.json"), "--resume"]
+    assert main(args) == 0
+    assert main(args) == 0  # the same set: resumed
+    doc = json.loads(params.read_text())
+    doc["name"] = "edited"
+    params.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "params_sha256 differ" in capsys.readouterr().err

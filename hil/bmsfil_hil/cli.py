@@ -74,6 +74,14 @@ def _pack_cells(text: str) -> int:
     return value
 
 
+def _spread(text: str) -> Spread:
+    """An argparse type: Spread.parse, its message shown (argparse hides a ValueError's)."""
+    try:
+        return Spread.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_float(text: str) -> float:
     """An argparse type: a finite number above 0."""
     try:
@@ -119,7 +127,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="... or on an existing Dask scheduler")
     p.add_argument("--cells", type=_pack_cells, default=1, metavar="N",
                    help="a pack of N cells in series made from each recording with --spread (synthetic)")
-    p.add_argument("--spread", type=Spread.parse, default=Spread(),
+    p.add_argument("--spread", type=_spread, default=Spread(),
                    help="synthetic pack spreads, e.g. capacity=0.03,resistance=0.1,soc=0.02 (the default)")
     p.add_argument("--seed", type=int, default=0, help="synthetic pack: seed of the spreads")
     p.add_argument("--from-log", type=Path, metavar="LOG",
@@ -464,8 +472,11 @@ def _packs_of(recordings: list[Recording], args: argparse.Namespace,
     if args.samples > 0:
         recordings = [rec.slice(0, min(len(rec), args.samples)) for rec in recordings]
     if args.cells > 1:
-        return [(f"{rec.meta.name} x{args.cells} (synthetic)",
-                 synthetic_pack(rec, args.cells, params, args.spread, args.seed)) for rec in recordings]
+        try:
+            return [(f"{rec.meta.name} x{args.cells} (synthetic)",
+                     synthetic_pack(rec, args.cells, params, args.spread, args.seed)) for rec in recordings]
+        except ValueError as exc:  # a spread the recording cannot carry: the user's to change
+            raise RecordingError(f"--cells {args.cells}: {exc}") from None
     return [(rec.meta.name, [rec]) for rec in recordings]
 
 
@@ -628,6 +639,10 @@ def _unlike_log(logged: Recording, recording: Recording) -> str | None:
     return None
 
 
+#: A difference from the C core above this (SOC) is more than the contract's rounding or float32 explain.
+UNLIKE_CORE_SOC = 1e-3
+
+
 def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet,
                args: argparse.Namespace) -> dict[str, object]:
     """One recording of a log scored, its table printed: its JSON entry."""
@@ -641,11 +656,18 @@ def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet
     for col in ("cell", "estimates", "max |ΔSOC| vs C core", "flags over CAN", "flag samples unlike C core",
                 "RMSE %", "in ±3σ %"):
         table.add_column(col)
+    worst = 0.0
     for j, rec in enumerate(run.cells):
         cell_doc, row = _score_cell(run, j, rec, reference, params, args)
         doc["cells_scored"].append(cell_doc)  # type: ignore[union-attr]
         table.add_row(*row)
+        delta = cell_doc["max_abs_soc_difference_vs_core"]
+        worst = max(worst, delta) if isinstance(delta, float) and math.isfinite(delta) else worst
     console.print(table)
+    if worst > UNLIKE_CORE_SOC:
+        console.print(f"{run.name}: the estimates differ from the C core's by up to {worst:.1e} on the logged "
+                      f"measurements, with the parameter set {params.name}; a log does not say which set the target "
+                      "ran: if it was another, give it with --params", soft_wrap=True)
     return doc
 
 

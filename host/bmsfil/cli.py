@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -50,6 +51,16 @@ def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str,
                 raise RecordingError(f"{what}: {part!r} is not key=value")
             out[key.strip()] = value.strip()
     return out
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -129,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise RecordingError(str(exc)) from None
     params = _params_for(args.params, sources)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, object]] = _done_before(args) if args.resume else {}
+    results: dict[str, dict[str, object]] = _done_before(args, params) if args.resume else {}
     todo = [s for s in sources if s not in results]
     failures: list[Failed] = []
     task_args = (params, args.initial_soc, errors, args.seed, str(args.out_dir), not args.no_plot)
@@ -234,7 +245,7 @@ def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: Paramete
                               "its sigma says otherwise; give --initial-soc if the start is known", soft_wrap=True)
 
 
-def _done_before(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+def _done_before(args: argparse.Namespace, params: ParameterSet) -> dict[str, dict[str, object]]:
     """Summaries in an earlier run's --json, by input, when it ran with the same settings."""
     if not args.json:
         raise RecordingError("--resume needs --json FILE: the results of the earlier run are read from it")
@@ -244,15 +255,19 @@ def _done_before(args: argparse.Namespace) -> dict[str, dict[str, object]]:
         doc = json.loads(args.json.read_text())
     except (OSError, ValueError) as exc:
         raise RecordingError(f"{args.json}: cannot resume from it: {exc}") from None
-    if any(doc.get(k) != v for k, v in _run_settings(args).items()):
-        raise RecordingError(f"{args.json}: written with other settings ({', '.join(_run_settings(args))}); "
+    differ = [k for k, v in _run_settings(args, params).items() if doc.get(k) != v]
+    if differ:
+        raise RecordingError(f"{args.json}: written with other settings ({', '.join(differ)} differ); "
                              "remove it or drop --resume")
     return {str(r["source"]): r for r in doc.get("recordings", []) if isinstance(r, dict) and "source" in r}
 
 
-def _run_settings(args: argparse.Namespace) -> dict[str, object]:
-    return {"params_file": str(args.params) if args.params else None, "initial_soc": args.initial_soc,
-            "inject": args.inject, "seed": args.seed}
+def _run_settings(args: argparse.Namespace, params: ParameterSet) -> dict[str, object]:
+    """What a --resume must find unchanged: the parameter set's contents (not
+    only its file name), the start, the injected errors and their seed."""
+    digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    return {"params_file": str(args.params) if args.params else None, "params_sha256": digest,
+            "initial_soc": args.initial_soc, "inject": args.inject, "seed": args.seed}
 
 
 def _plausibility_cell(summary: object) -> str:
@@ -268,7 +283,7 @@ def _plausibility_cell(summary: object) -> str:
 
 
 def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summaries: list[dict[str, object]]) -> None:
-    doc = {"params": params.name} | _run_settings(args) | {"recordings": summaries}
+    doc = {"params": params.name} | _run_settings(args, params) | {"recordings": summaries}
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
@@ -380,9 +395,14 @@ def cmd_health(args: argparse.Namespace) -> int:
             rec.meta.name, str(summary.discharges), f"{summary.end_within_1pct}/{kept}",
             f"{summary.early_within_3pct}/{kept}", f"{summary.within_3_sigma}/{kept}",
             _fmt_pct(summary.end_max_abs_error),
-            f"{trace.capacity_Ah[-1]:.3f} ± {trace.capacity_sigma_Ah[-1]:.3f} ({trace.soh[-1] * 100:.1f} %)",
+            (f"{trace.capacity_Ah[-1]:.3f} ± {trace.capacity_sigma_Ah[-1]:.3f} ({trace.soh[-1] * 100:.1f} %)"
+             if trace.where("capacity_updated").size else "not learned"),
             f"{trace.r0_ohm[-1] * 1e3:.1f}", f"{r0.pearson_r:.2f}" if r0 else "-",
         )
+        if not trace.where("capacity_updated").size:
+            err_console.print(f"bmsfil health: warning: {rec.meta.name}: the capacity estimator found no pair of "
+                              "SOC anchors (a rest and the cut-off under this set's cell model): nothing learned; "
+                              "is the parameter set this cell's (--params)?", soft_wrap=True)
         if not args.no_plot:
             write_life_plot(rec.meta.name, scores, rec, trace, sweeps, args.out_dir / f"{rec.meta.name}_health.png")
         results.append({
@@ -633,7 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings of many discharges (a NASA PCoE file is one cell's life)")
     p.add_argument("--params", help=f"a bundled set ({', '.join(BUNDLED_SETS)}) or a parameter file "
                    "(default: lg-hg2)")
-    p.add_argument("--rated-capacity", type=float, metavar="AH", help="rated capacity (default: the set's nominal)")
+    p.add_argument("--rated-capacity", type=positive_float, metavar="AH",
+                   help="rated capacity (default: the set's nominal)")
     p.add_argument("--skip", type=int, default=5, metavar="N", help="discharges not scored at the start (default 5)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-health"))
     p.add_argument("--json", type=Path, help="write per-discharge scores as JSON")

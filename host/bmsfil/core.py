@@ -110,6 +110,14 @@ def as_f32(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float32)
 
 
+def expect_params(params: object, who: str) -> ParameterSet:
+    """`params` if it is a ParameterSet; else a TypeError that says how to get one."""
+    if not isinstance(params, ParameterSet):
+        raise TypeError(f"{who}: expected a ParameterSet (bmsfil.bundled_params(NAME) or "
+                        f"bmsfil.ParameterSet.load(PATH)), got {type(params).__name__}")
+    return params
+
+
 class SocEstimator:
     """One cell's SOC EKF, running the C core.
 
@@ -119,7 +127,7 @@ class SocEstimator:
     """
 
     def __init__(self, params: ParameterSet) -> None:
-        self.params = params
+        self.params = expect_params(params, "SocEstimator")
         self._cell = pack_cell_params(params)
         self._tuning = pack_tuning(params.filter)
         self._state = ffi.new("bf_soc_ekf_t *")
@@ -189,7 +197,8 @@ def start_estimator(est: Initialisable, recording: Recording, initial_soc: float
     temp = float(recording.temp_C[first]) if ok.size else 25.0
     if initial_soc == "ocv":
         if not ok.size:
-            raise ValueError(f"recording {recording.meta.name!r}: no finite voltage to start from")
+            raise ValueError(f"recording {recording.meta.name!r}: no sample with a finite voltage and temperature "
+                             "to start from")
         est.init_ocv(float(recording.voltage_V[first]), temp)
     else:
         est.init_soc(float(initial_soc), temp)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import SocEstimator, _check, as_f32, pack_cell_params, pack_settings, pack_tuning
+from bmsfil.core import SocEstimator, _check, as_f32, expect_params, pack_cell_params, pack_settings, pack_tuning
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
@@ -163,7 +163,7 @@ class HealthEstimator:
     def __init__(
         self, params: ParameterSet, capacity: CapacityTuning | None = None, r0: R0Tuning | None = None
     ) -> None:
-        self.params = params
+        self.params = expect_params(params, "HealthEstimator")
         self.capacity = capacity or CapacityTuning.for_params(params)
         self.r0 = r0 or R0Tuning.for_params(params)
         self._cell = pack_cell_params(params)

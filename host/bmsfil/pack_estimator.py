@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import CoreError, STATUS_NAMES, _check, as_f32, pack_cell_params, pack_tuning
+from bmsfil.core import CoreError, STATUS_NAMES, _check, as_f32, expect_params, pack_cell_params, pack_tuning
 from bmsfil.params import ParameterSet
 
 #: Rows of the state (BF_SOC_EKF_PACK_FIELDS): x[0..3], the upper triangle
@@ -48,9 +48,9 @@ class PackEstimator:
         either way (`code_path` says which runs)."""
         if code not in CODE_OPTIONS:
             raise ValueError(f"code must be one of {', '.join(CODE_OPTIONS)}, got {code!r}")
-        if n_cells < 0:
-            raise ValueError(f"n_cells must be >= 0, got {n_cells}")
-        self.params = params
+        if not isinstance(n_cells, (int, np.integer)) or isinstance(n_cells, bool) or n_cells < 0:
+            raise ValueError(f"n_cells must be a whole number >= 0, got {n_cells!r}")
+        self.params = expect_params(params, "PackEstimator")
         self.n_cells = int(n_cells)
         self._cell = pack_cell_params(params)
         self._tuning = pack_tuning(params.filter)

@@ -498,7 +498,7 @@ def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterS
         except (RecordingError, OSError):
             return None  # the run itself says what is wrong with it
 
-    formats = {format_of(s) for s in sources}
+    formats = {format_of(s) for s in sources} - {None}  # what no importer reads fails on its own
     fmt = formats.pop() if len(formats) == 1 else None
     return params_arg(None, fmt), BUNDLED_FOR_FORMAT.get(fmt or "")
 
