@@ -191,6 +191,70 @@ bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
     return BF_OK;
 }
 
+#if defined(__GNUC__)
+#define BF_NOINLINE __attribute__((noinline))
+#else
+#define BF_NOINLINE
+#endif
+
+/* One copy of the R table lookup for drop_V's three tables (flash). */
+BF_NOINLINE static float rc_at(const bf_cell_params_t *p, const float table[BF_MAX_TEMPS][BF_RC_MAX_POINTS],
+                               const bf_lookup_t *at)
+{
+    return bf_cell_rc_table(p, table, at);
+}
+
+/* The overpotential at (soc, temp_C) of a current_A: the instantaneous part
+ * (the ohmic_V of bf_soc_ekf_step, R0 i + Rn i / (1 + kn |i|)), plus with
+ * sustained the RC parts once settled, (R1 + R2) i. */
+BF_NOINLINE static float drop_V(const bf_cell_params_t *p, float soc, float temp_C, float current_A, int sustained)
+{
+    bf_lookup_t at;
+    float v;
+    bf_cell_locate(p, soc, temp_C, &at);
+    v = rc_at(p, p->r0_ohm, &at) * current_A
+        + bf_cell_temp_row(p, p->rn_ohm, &at) * current_A / (1.0f + p->rn_sat_per_A * bf_absf(current_A));
+    if (sustained) {
+        v += (rc_at(p, p->r1_ohm, &at) + rc_at(p, p->r2_ohm, &at)) * current_A;
+    }
+    return v;
+}
+
+bf_status_t bf_soc_ekf_init_meas(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                                 float current_A, float voltage_V, float temp_C)
+{
+    bf_status_t st = check_all(s, p, t);
+    float soc0, soc, p_soc, d;
+    int k;
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!bf_isfinite(voltage_V) || !bf_isfinite(temp_C)) {
+        return BF_E_RANGE;
+    }
+    soc0 = bf_cell_soc_from_ocv(p, voltage_V, temp_C);
+    soc = soc0;
+    p_soc = t->p0_soc;
+    if (bf_isfinite(current_A) && bf_absf(current_A) <= p->i_max_A) {
+        d = bf_cell_soc_from_ocv(p, voltage_V - drop_V(p, soc0, temp_C, current_A, 1), temp_C) - soc0;
+        if (d * d <= t->p0_soc_ocv) {
+            /* At rest: even the settled drop of this current moves the SOC
+             * by no more than init_ocv's sigma. */
+            p_soc = t->p0_soc_ocv;
+        } else {
+            /* Under load: OCV = V - ohmic(SOC) by fixed-point iteration from
+             * SOC0 (R0 varies slowly with SOC). */
+            for (k = 0; k < BF_SOC_EKF_INIT_ITERATIONS; ++k) {
+                soc = bf_cell_soc_from_ocv(p, voltage_V - drop_V(p, soc, temp_C, current_A, 0), temp_C);
+            }
+        }
+    }
+    /* Under load (or an unknown current) the RC and hysteresis parts of the
+     * overpotential are not known: as uncertain as an unknown start. */
+    init_common(s, p, t, soc, p_soc, temp_C);
+    return BF_OK;
+}
+
 /* The correction fields of bf_soc_ekf_out_t for a step that made none. */
 static void clear_correction(bf_soc_ekf_out_t *out)
 {
