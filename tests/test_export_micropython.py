@@ -42,7 +42,7 @@ with open(sys.argv[3]) as f:
     for k, line in enumerate(f):
         dt, i, v, t = (float(x) for x in line.split())
         if k == 0:
-            ekf.init_meas(i, v, t)  # as the host's run(): this slice starts under load
+            ekf.init_ocv(v, t)
         print(repr(ekf.step(dt, i, v, t)[0]))
 """
 

@@ -338,21 +338,6 @@ def test_lockstep_native_agrees_with_the_c_core(mpy):
     assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-6
 
 
-def _loaded(n):
-    """n samples of the bundled cycle from its first sample under load (|i| > 3 A):
-    the cells start by bf_soc_ekf_init_meas (OCV less the ohmic drop, wide sigma)."""
-    rec = bundled_recording()
-    k = int(np.flatnonzero(np.abs(rec.current_A) > 3.0)[len(rec) // 400])
-    return rec.slice(k, k + n)
-
-
-def test_a_start_under_load_native_agrees_with_the_c_core(mpy):
-    rec = _loaded(400)
-    result = _run([rec])
-    assert result.delivery.fault is None and result.samples_done == len(rec)
-    assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-6
-
-
 def test_a_pack_of_three_cells_native(mpy):
     rec = bundled_recording().slice(0, 300)
     cells = synthetic_pack(rec, 3, PARAMS)

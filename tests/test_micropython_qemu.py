@@ -93,24 +93,6 @@ def test_lockstep_agrees_with_host_and_counts_instructions(variant):
         assert np.isfinite(want).all() and apart.max() <= 0.5 and np.count_nonzero(apart) <= 0.02 * apart.size
 
 
-def _loaded(n):
-    """n samples of the bundled cycle from its first sample under load (|i| > 3 A):
-    the cells start by bf_soc_ekf_init_meas (OCV less the ohmic drop, wide sigma)."""
-    rec = bundled_recording()
-    k = int(np.flatnonzero(np.abs(rec.current_A) > 3.0)[len(rec) // 400])
-    return rec.slice(k, k + n)
-
-
-@pytest.mark.parametrize("variant", ["python", "native"])
-def test_a_start_under_load_agrees_with_host(variant):
-    if variant == "native":
-        _needs_natmod()
-    rec = _loaded(60)
-    result = _run(rec, variant)
-    assert result.delivery.fault is None and result.samples_done == len(rec)
-    assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= BAR
-
-
 def test_a_pack_of_cells_is_stepped_cell_by_cell():
     rec = bundled_recording().slice(0, 60)
     cells = synthetic_pack(rec, 3, PARAMS)

@@ -74,24 +74,6 @@ def test_lockstep_agrees_with_host_and_counts_instructions():
     assert 300 < np.median(health[0::2]) - np.median(health[1::2]) < 1200
 
 
-def _loaded(n):
-    """n samples of the bundled cycle from its first sample under load (|i| > 3 A):
-    the cells start by bf_soc_ekf_init_meas (OCV less the ohmic drop, wide sigma)."""
-    rec = bundled_recording()
-    k = int(np.flatnonzero(np.abs(rec.current_A) > 3.0)[len(rec) // 400])
-    return rec.slice(k, k + n)
-
-
-def test_a_start_under_load_agrees_with_host():
-    rec = _loaded(400)
-    result, _ = _run(rec)
-    assert result.delivery.fault is None and result.samples_done == len(rec)
-    host = SocEstimator(PARAMS).run(as_carried(rec))
-    assert np.max(np.abs(result.soc[:, 0] - host.soc)) <= 1e-4
-    # the wide start (p0_soc), not init_ocv's 2 % (EstCell carries sigma up to 0.4094)
-    assert host.soc_sigma[0] > 0.4 and result.soc_sigma[0, 0] >= 0.4
-
-
 @needs_data
 @pytest.mark.parametrize("path", lg_drive_cycles()[::4], ids=lambda p: p.name)
 def test_drive_cycle_slices_agree_with_host(path):

@@ -17,14 +17,10 @@ bf_status_t bf_health_init(bf_health_t *s, const bf_cell_params_t *p, const bf_s
         st = bf_r0_init(&fresh.r0, rt);
     }
     if (st == BF_OK) {
-        int measured = bf_isfinite(current_A) && bf_isfinite(voltage_V) && bf_isfinite(temp_C);
-        int rested = measured && bf_absf(current_A) <= ct->rest_current_A;
-        /* Rested: the OCV; under load: the OCV less the ohmic drop, with
-         * the wide variance (bf_soc_ekf_init_meas); soc only when the
-         * sample cannot tell. */
-        st = rested     ? bf_soc_ekf_init_ocv(&fresh.ekf, p, ft, voltage_V, temp_C)
-             : measured ? bf_soc_ekf_init_meas(&fresh.ekf, p, ft, current_A, voltage_V, temp_C)
-                        : bf_soc_ekf_init_soc(&fresh.ekf, p, ft, soc, bf_isfinite(temp_C) ? temp_C : 25.0f);
+        int rested = bf_isfinite(current_A) && bf_absf(current_A) <= ct->rest_current_A && bf_isfinite(voltage_V)
+                     && bf_isfinite(temp_C);
+        st = rested ? bf_soc_ekf_init_ocv(&fresh.ekf, p, ft, voltage_V, temp_C)
+                    : bf_soc_ekf_init_soc(&fresh.ekf, p, ft, soc, bf_isfinite(temp_C) ? temp_C : 25.0f);
     }
     if (st == BF_OK) {
         *s = fresh;

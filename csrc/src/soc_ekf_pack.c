@@ -218,9 +218,8 @@ bf_status_t bf_soc_ekf_pack_set(bf_soc_ekf_pack_t *pk, size_t cell, const bf_soc
     return BF_OK;
 }
 
-/* from: 0 init_soc, 1 init_ocv, 2 init_meas with current_A (the pack's). */
 static bf_status_t init_cells(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
-                              const float *value, const float *temp_C, int from, float current_A)
+                              const float *value, const float *temp_C, int from_ocv)
 {
     bf_status_t st = check_all(pk, p, t);
     size_t cell;
@@ -232,9 +231,8 @@ static bf_status_t init_cells(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p, 
     }
     for (cell = 0; cell < pk->n_cells; ++cell) {
         bf_soc_ekf_t s;
-        st = from == 2   ? bf_soc_ekf_init_meas(&s, p, t, current_A, value[cell], temp_C[cell])
-             : from == 1 ? bf_soc_ekf_init_ocv(&s, p, t, value[cell], temp_C[cell])
-                         : bf_soc_ekf_init_soc(&s, p, t, value[cell], temp_C[cell]);
+        st = from_ocv ? bf_soc_ekf_init_ocv(&s, p, t, value[cell], temp_C[cell])
+                      : bf_soc_ekf_init_soc(&s, p, t, value[cell], temp_C[cell]);
         if (st != BF_OK) {
             return st;
         }
@@ -246,20 +244,13 @@ static bf_status_t init_cells(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p, 
 bf_status_t bf_soc_ekf_pack_init_soc(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
                                      const bf_soc_ekf_tuning_t *t, const float *soc, const float *temp_C)
 {
-    return init_cells(pk, p, t, soc, temp_C, 0, 0.0f);
+    return init_cells(pk, p, t, soc, temp_C, 0);
 }
 
 bf_status_t bf_soc_ekf_pack_init_ocv(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
                                      const bf_soc_ekf_tuning_t *t, const float *voltage_V, const float *temp_C)
 {
-    return init_cells(pk, p, t, voltage_V, temp_C, 1, 0.0f);
-}
-
-bf_status_t bf_soc_ekf_pack_init_meas(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
-                                      const bf_soc_ekf_tuning_t *t, float current_A, const float *voltage_V,
-                                      const float *temp_C)
-{
-    return init_cells(pk, p, t, voltage_V, temp_C, 2, current_A);
+    return init_cells(pk, p, t, voltage_V, temp_C, 1);
 }
 
 static void make_ctx(ctx_t *c, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t)

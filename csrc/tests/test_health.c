@@ -3,7 +3,6 @@
  * the cell's capacity, R0 follows known current steps, and absurd inputs
  * keep every output finite. */
 #include <math.h>
-#include <string.h>
 #include <stddef.h>
 
 #include "bf_test.h"
@@ -176,17 +175,6 @@ static void test_absurd_inputs(void)
     int k, bad = 0, bad_status = 0;
     cap_tuning(&ct);
     r0_tuning(&rt);
-    {
-        /* The start: rested, the OCV; under load, init_meas; unknown, soc. */
-        bf_soc_ekf_t e;
-        CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 0.5f, 0.0f, 3.7f, 25.0f) == BF_OK);
-        CHECK(bf_soc_ekf_init_ocv(&e, &cell, &tun, 3.7f, 25.0f) == BF_OK);
-        CHECK(memcmp(&e, &h.ekf, sizeof e) == 0);
-        CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 0.5f, -4.0f, 3.5f, 25.0f) == BF_OK);
-        CHECK(bf_soc_ekf_init_meas(&e, &cell, &tun, -4.0f, 3.5f, 25.0f) == BF_OK);
-        CHECK(memcmp(&e, &h.ekf, sizeof e) == 0 && h.ekf.P[0][0] == tun.p0_soc);
-        CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 0.5f, NAN, 3.5f, 25.0f) == BF_OK && h.ekf.x[0] == 0.5f);
-    }
     CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 0.5f, NAN, NAN, NAN) == BF_OK);
     for (k = 0; k < 20000; ++k) {
         int absurd = (fx_next(&rng) % 4u) == 0u;

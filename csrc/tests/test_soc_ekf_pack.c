@@ -101,24 +101,9 @@ static void test_equals_single(void)
             v0[c] = fx_ocv_formula(fx_uniform(&r, 0.0f, 1.0f), 10.0f);
             t0[c] = fx_uniform(&r, -15.0f, 40.0f);
         }
-        /* Every fourth round starts under load (init_meas), every eighth of
-         * those from a current the start cannot use. */
-        const float i0 = round % 8 == 5 ? NAN : (round % 4 == 1 ? fx_uniform(&r, -10.0f, 10.0f) : 0.0f);
-        if (round % 4 == 1) {
-            CHECK(bf_soc_ekf_pack_init_meas(&pk, &cell, &tun, i0, v0, t0) == BF_OK);
-        } else {
-            CHECK(bf_soc_ekf_pack_init_ocv(&pk, &cell, &tun, v0, t0) == BF_OK);
-        }
+        CHECK(bf_soc_ekf_pack_init_ocv(&pk, &cell, &tun, v0, t0) == BF_OK);
         for (c = 0; c < n_cells; ++c) {
-            if (round % 4 == 1) {
-                bf_soc_ekf_t got;
-                CHECK(bf_soc_ekf_init_meas(&start[c], &cell, &tun, i0, v0[c], t0[c]) == BF_OK);
-                CHECK(bf_soc_ekf_pack_get(&pk, c, &got) == BF_OK);
-                CHECKF(got.x[0] == start[c].x[0] && got.P[0][0] == start[c].P[0][0],
-                       "pack init_meas cell %u: SOC %g vs %g", (unsigned)c, (double)got.x[0], (double)start[c].x[0]);
-            } else {
-                CHECK(bf_soc_ekf_init_ocv(&start[c], &cell, &tun, v0[c], t0[c]) == BF_OK);
-            }
+            CHECK(bf_soc_ekf_init_ocv(&start[c], &cell, &tun, v0[c], t0[c]) == BF_OK);
             if (round % 3 == 2) {
                 /* States that need the repairs: variances over their
                  * ceilings, correlations beyond the bound, NaN. */
@@ -182,8 +167,6 @@ static void test_arguments(void)
     CHECK(bf_soc_ekf_pack_run(0, &cell, &tun, dt, cur, volt, temp, 1u, 0, 0, 0) == BF_E_NULL);
     CHECK(bf_soc_ekf_pack_run(&pk, &cell, &tun, 0, cur, volt, temp, 1u, 0, 0, 0) == BF_E_NULL);
     CHECK(bf_soc_ekf_pack_init_soc(&pk, &cell, &tun, 0, t) == BF_E_NULL);
-    CHECK(bf_soc_ekf_pack_init_meas(&pk, &cell, &tun, -3.0f, 0, t) == BF_E_NULL);
-    CHECK(bf_soc_ekf_pack_init_meas(&pk, &cell, &tun, -3.0f, v, t) == BF_OK);
     bad.n_temps = 0u;
     CHECK(bf_soc_ekf_pack_run(&pk, &bad, &tun, dt, cur, volt, temp, 1u, 0, 0, 0) == BF_E_PARAMS);
     CHECK(bf_soc_ekf_pack_get(&pk, 3u, &s) == BF_E_RANGE);

@@ -177,7 +177,7 @@ class App:
                 return
             ekf = self.SocEkf(self.params)
             try:
-                ekf.init_meas(self.current_A, v, 25.0 if math.isnan(t) else t)  # under load too
+                ekf.init_ocv(v, 25.0 if math.isnan(t) else t)
             except ValueError:
                 self.fault = bc.FAULT_ESTIMATOR_ERROR
                 self.send_estimate(index, 0.0, 0.0, 0, False)

@@ -262,32 +262,6 @@ class SocEkf:
             raise ValueError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.p.p0_soc_ocv, temp_C)
 
-    def _drop(self, soc, temp_C, current_A, sustained):
-        t, m = self.p, self.model
-        at = m.locate(soc, temp_C)
-        v = m.rc("r0_ohm", at) * current_A + m.row("rn_ohm", at) * current_A / (1.0 + t.rn_sat_per_A * abs(current_A))
-        if sustained:
-            v += (m.rc("r1_ohm", at) + m.rc("r2_ohm", at)) * current_A
-        return v
-
-    def init_meas(self, current_A, voltage_V, temp_C):
-        """As bf_soc_ekf_init_meas: init_ocv if even the settled drop of this current moves
-        the SOC by no more than init_ocv's sigma; else the OCV of the voltage less the ohmic
-        drop (2 fixed-point iterations) with the wide p0_soc; an unknown current: uncorrected, wide."""
-        if not (_finite(voltage_V) and _finite(temp_C)):
-            raise ValueError("init_meas: argument out of range")
-        t, m = self.p, self.model
-        soc0 = soc = m.soc_from_ocv(voltage_V, temp_C)
-        p_soc = t.p0_soc
-        if _finite(current_A) and abs(current_A) <= t.i_max_A:
-            d = m.soc_from_ocv(voltage_V - self._drop(soc0, temp_C, current_A, True), temp_C) - soc0
-            if d * d <= t.p0_soc_ocv:
-                p_soc = t.p0_soc_ocv
-            else:
-                for _ in range(2):
-                    soc = m.soc_from_ocv(voltage_V - self._drop(soc, temp_C, current_A, False), temp_C)
-        self._init(soc, p_soc, temp_C)
-
     def _repair(self):
         """Symmetrise, floor and ceiling the variances, limit the correlations
         to 0.999: reference._repair / repair_covariance in C."""

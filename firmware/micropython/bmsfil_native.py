@@ -3,7 +3,7 @@
 
 The same interface as bmsfil_ekf.SocEkf (and `Plausibility`, the C monitor
 beside it, as bmsfil_plaus.Plausibility), so that app.py runs either:
-`SocEkf(params)`, `init_soc(soc, temp_C)`, `init_ocv(voltage_V, temp_C)`, `init_meas(current_A, voltage_V, temp_C)`
+`SocEkf(params)`, `init_soc(soc, temp_C)`, `init_ocv(voltage_V, temp_C)`
 (ValueError when refused) and `step(dt_s, current_A, voltage_V, temp_C)`
 returning (soc, soc_sigma, v_pred, flags). Unlike bmsfil_ekf on the unix
 port (double precision), this is the float32 C core: what the host's cffi
@@ -115,9 +115,6 @@ class SocEkf:
 
     def init_ocv(self, voltage_V, temp_C):
         _c.init_ocv(self.state, self.cell, self.tuning, voltage_V, temp_C)
-
-    def init_meas(self, current_A, voltage_V, temp_C):
-        _c.init_meas(self.state, self.cell, self.tuning, current_A, voltage_V, temp_C)
 
     def step(self, dt_s, current_A, voltage_V, temp_C):
         # 5 locals and 6 operand-stack slots: the frame stays on the C stack

@@ -241,9 +241,8 @@ def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: Paramete
         current = summary.get("start_current_A")
         if isinstance(current, float) and abs(current) > limit:
             err_console.print(f"bmsfil eval: warning: {summary['name']} starts under load ({current:+.2f} A): its first "
-                              "voltage is not the cell's OCV, so the filter starts from it less the ohmic drop, with a "
-                              "wide sigma (the rest of the overpotential is unknown) and takes a while to settle; give "
-                              "--initial-soc if the start is known", soft_wrap=True)
+                              "voltage is not the cell's OCV, so the start from it is off by the overpotential while "
+                              "its sigma says otherwise; give --initial-soc if the start is known", soft_wrap=True)
 
 
 def _done_before(args: argparse.Namespace, params: ParameterSet) -> dict[str, dict[str, object]]:

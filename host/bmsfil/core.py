@@ -140,14 +140,6 @@ class SocEstimator:
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._state, self._cell, self._tuning, voltage_V, temp_C), "init_ocv")
 
-    def init_meas(self, current_A: float, voltage_V: float, temp_C: float) -> None:
-        """Start from a first measurement, resting or not (bf_soc_ekf_init_meas): exactly
-        init_ocv when even the settled drop of current_A would move the SOC by no more than
-        init_ocv's sigma (at rest); else the OCV of the voltage less the ohmic drop, with the
-        wide p0_soc."""
-        _check(lib.bf_soc_ekf_init_meas(self._state, self._cell, self._tuning, current_A, voltage_V, temp_C),
-               "init_meas")
-
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
         _check(
             lib.bf_soc_ekf_step(self._state, self._cell, self._tuning, dt_s, current_A, voltage_V, temp_C, self._out),
@@ -196,14 +188,10 @@ class SocEstimator:
 class Initialisable(Protocol):
     def init_soc(self, soc: float, temp_C: float) -> None: ...
     def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
-    def init_meas(self, current_A: float, voltage_V: float, temp_C: float) -> None: ...
 
 
 def start_estimator(est: Initialisable, recording: Recording, initial_soc: float | str) -> None:
-    """Initialise from the first sample whose voltage and temperature are finite.
-
-    "ocv" starts with init_meas from that sample: its OCV at rest, its OCV less
-    the ohmic drop under load (a recording that starts mid-discharge)."""
+    """Initialise from the first sample whose voltage and temperature are finite."""
     ok = np.flatnonzero(np.isfinite(recording.voltage_V) & np.isfinite(recording.temp_C))
     first = int(ok[0]) if ok.size else 0
     temp = float(recording.temp_C[first]) if ok.size else 25.0
@@ -211,6 +199,6 @@ def start_estimator(est: Initialisable, recording: Recording, initial_soc: float
         if not ok.size:
             raise ValueError(f"recording {recording.meta.name!r}: no sample with a finite voltage and temperature "
                              "to start from")
-        est.init_meas(float(recording.current_A[first]), float(recording.voltage_V[first]), temp)
+        est.init_ocv(float(recording.voltage_V[first]), temp)
     else:
         est.init_soc(float(initial_soc), temp)

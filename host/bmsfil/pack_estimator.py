@@ -83,13 +83,6 @@ class PackEstimator:
         _check(lib.bf_soc_ekf_pack_init_ocv(self._pack, self._cell, self._tuning, ffi.from_buffer("float[]", v),
                                             ffi.from_buffer("float[]", t)), "pack init_ocv")
 
-    def init_meas(self, current_A: float, voltage_V: np.ndarray | float, temp_C: np.ndarray | float) -> None:
-        """Every cell as SocEstimator.init_meas, from the pack current (the cells are in series)."""
-        v, t = self._per_cell(voltage_V, "voltage_V"), self._per_cell(temp_C, "temp_C")
-        _check(lib.bf_soc_ekf_pack_init_meas(self._pack, self._cell, self._tuning, float(current_A),
-                                             ffi.from_buffer("float[]", v), ffi.from_buffer("float[]", t)),
-               "pack init_meas")
-
     @property
     def failed_steps(self) -> np.ndarray:
         """Per cell, how many steps failed since init (BF_E_NUMERIC: the cell

@@ -20,7 +20,6 @@ TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
 VOLTAGE_MARGIN_V = 0.5
 P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
 R_MIN_REL = 1e-6
-INIT_ITERATIONS = 2  # fixed-point iterations of init_meas under load (BF_SOC_EKF_INIT_ITERATIONS)
 FLAG_VOLTAGE_INVALID, FLAG_CURRENT_INVALID, FLAG_TEMP_INVALID = 0x01, 0x02, 0x04
 FLAG_DT_INVALID, FLAG_GATED, FLAG_SOC_CLAMPED, FLAG_COV_REPAIRED = 0x08, 0x10, 0x20, 0x40
 
@@ -165,33 +164,6 @@ class ReferenceSocEstimator:
         if not (math.isfinite(voltage_V) and math.isfinite(temp_C)):  # as bf_soc_ekf_init_ocv: BF_E_RANGE
             raise CoreError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
-
-    def _drop(self, soc: float, temp_C: float, current_A: float, sustained: bool) -> float:
-        """drop_V of soc_ekf.c: R0 i + Rn i / (1 + kn |i|), plus (R1 + R2) i if sustained."""
-        m, cell = self.model, self.params.cell
-        at = m.locate(soc, temp_C)
-        v = m.rc("r0_ohm", at) * current_A + m.row("rn_ohm", at) * current_A / (1.0 + cell.rn_sat_per_A * abs(current_A))
-        if sustained:
-            v += (m.rc("r1_ohm", at) + m.rc("r2_ohm", at)) * current_A
-        return v
-
-    def init_meas(self, current_A: float, voltage_V: float, temp_C: float) -> None:
-        """As bf_soc_ekf_init_meas: init_ocv if even the settled drop of this current moves
-        the SOC by no more than init_ocv's sigma (at rest); else the OCV of the voltage less
-        the ohmic drop (two fixed-point iterations) with the wide p0_soc."""
-        if not (math.isfinite(voltage_V) and math.isfinite(temp_C)):  # BF_E_RANGE
-            raise CoreError("init_meas: argument out of range")
-        m, t = self.model, self.t
-        soc0 = soc = m.soc_from_ocv(voltage_V, temp_C)
-        p_soc = t.p0_soc
-        if math.isfinite(current_A) and abs(current_A) <= self.params.cell.i_max_A:
-            d = m.soc_from_ocv(voltage_V - self._drop(soc0, temp_C, current_A, True), temp_C) - soc0
-            if d * d <= t.p0_soc_ocv:
-                p_soc = t.p0_soc_ocv
-            else:
-                for _ in range(INIT_ITERATIONS):
-                    soc = m.soc_from_ocv(voltage_V - self._drop(soc, temp_C, current_A, False), temp_C)
-        self._init(soc, p_soc, temp_C)
 
     def _repair(self) -> bool:
         """Repair P within this filter's floors and ceilings (repair_covariance)."""

@@ -311,10 +311,6 @@ class CoreTempEstimator:
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._ekf, self._cell, self._filter, voltage_V, temp_C), "init_ocv")
 
-    def init_meas(self, current_A: float, voltage_V: float, temp_C: float) -> None:
-        _check(lib.bf_soc_ekf_init_meas(self._ekf, self._cell, self._filter, current_A, voltage_V, temp_C),
-               "init_meas")
-
     def start(self, surface_C: float, ambient_C: float) -> None:
         _check(lib.bf_thermal_init(self._state, self._tp, self._tt, surface_C, ambient_C), "thermal init")
 

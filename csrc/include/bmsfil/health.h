@@ -37,10 +37,8 @@ typedef struct {
     uint32_t events;          /* BF_HEALTH_* */
 } bf_health_out_t;
 
-/* Start from the first sample: from its voltage if the cell rests there
- * (|current_A| <= rest_current_A: bf_soc_ekf_init_ocv), from its voltage less
- * the ohmic drop if it is under load (bf_soc_ekf_init_meas, SOC variance
- * p0_soc), from soc if current, voltage or temperature is not finite. */
+/* Start from the first sample's voltage if the cell rests there (|current_A|
+ * <= rest_current_A), else from soc. */
 bf_status_t bf_health_init(bf_health_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *ft,
                            const bf_capacity_tuning_t *ct, const bf_r0_tuning_t *rt, float soc,
                            float current_A, float voltage_V, float temp_C);

@@ -98,20 +98,6 @@ bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
 bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
                                 const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C);
 
-/* Start from the first measurement, resting or not. SOC0 = OCV^-1(voltage_V).
- * The cell counts as at rest when even the settled drop of current_A,
- * (R0 + Rn/(1 + kn |i|) + R1 + R2)(SOC0, temp_C) i, would move the SOC by
- * no more than init_ocv's own sigma (squared: p0_soc_ocv): then it is exactly
- * bf_soc_ekf_init_ocv (a small current or a sensor offset changes nothing).
- * Under load the voltage is not the OCV: SOC = OCV^-1(voltage_V - ohmic(SOC)),
- * ohmic the step's R0 i + Rn i / (1 + kn |i|), by BF_SOC_EKF_INIT_ITERATIONS
- * fixed-point iterations from SOC0, with the variance p0_soc of an unknown
- * start (how far the RC and hysteresis overpotentials have built up is not
- * known). An unknown current (not finite, or beyond i_max_A): SOC0, p0_soc. */
-#define BF_SOC_EKF_INIT_ITERATIONS 2
-bf_status_t bf_soc_ekf_init_meas(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
-                                 float current_A, float voltage_V, float temp_C);
-
 /* One sample: dt_s since the previous sample, then current, terminal voltage
  * and temperature measured at the end of that interval. */
 bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,

@@ -52,11 +52,6 @@ bf_status_t bf_soc_ekf_pack_init_soc(bf_soc_ekf_pack_t *pk, const bf_cell_params
                                      const bf_soc_ekf_tuning_t *t, const float *soc, const float *temp_C);
 bf_status_t bf_soc_ekf_pack_init_ocv(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
                                      const bf_soc_ekf_tuning_t *t, const float *voltage_V, const float *temp_C);
-/* Every cell as bf_soc_ekf_init_meas would, from the pack's current_A (the
- * cells are in series) and its own voltage_V[c] and temp_C[c]. */
-bf_status_t bf_soc_ekf_pack_init_meas(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
-                                      const bf_soc_ekf_tuning_t *t, float current_A, const float *voltage_V,
-                                      const float *temp_C);
 
 /* One cell's state as the single-cell struct, and back (only the upper
  * triangle of s->P is read; set zeroes the cell's failure count).

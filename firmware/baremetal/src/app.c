@@ -354,10 +354,7 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
             send_flags(app, m.cell_index, &po);
             return;
         }
-        /* From this sample's voltage, less the ohmic drop if the pack current
-         * flows (a BMS waking under load); NAN current: uncorrected, wide. */
-        if (bf_soc_ekf_init_meas(&cell->ekf, app->params, app->tuning, app->current_A, v,
-                                 m.temp_valid ? t : 25.0f) != BF_OK ||
+        if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK ||
             bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK ||
             bf_capacity_init(&cell->capacity, app->capacity_tuning) != BF_OK ||
             bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK
