@@ -23,6 +23,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bmsfil import can_contract as cc
+from bmsfil.argtypes import at_least, positive_float
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, write_trace_csv
@@ -49,24 +50,9 @@ console = Console(highlight=False, markup=False,
                   width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `low`."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected at least {low}, got {value}")
-        return value
-
-    return parse
-
-
 def _pack_cells(text: str) -> int:
     """An argparse type: a pack's cell count, as many as MeasPack.n_cells carries."""
-    value = _at_least(1)(text)
+    value = at_least(1)(text)
     most = int(cc.database().get_message_by_name("MeasPack").get_signal_by_name("n_cells").maximum)
     if value > most:
         raise argparse.ArgumentTypeError(f"expected 1 to {most} cells (the CAN contract's MeasPack.n_cells), "
@@ -80,17 +66,6 @@ def _spread(text: str) -> Spread:
         return Spread.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    """An argparse type: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,10 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
                    help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
                         "recording's clock (--speed), latency and late/lost samples reported")
-    p.add_argument("--speed", type=_positive_float, default=1.0, help="real-time mode: X times the recorded rate")
-    p.add_argument("--samples", type=_at_least(0), default=0, metavar="N",
+    p.add_argument("--speed", type=positive_float, default=1.0, help="real-time mode: X times the recorded rate")
+    p.add_argument("--samples", type=at_least(0), default=0, metavar="N",
                    help="replay only the first N samples of each recording (0: all)")
-    p.add_argument("--workers", type=_at_least(1), metavar="N",
+    p.add_argument("--workers", type=at_least(1), metavar="N",
                    help="targets host and reference: replay the recordings in parallel on a local Dask "
                         "cluster of N processes (same estimates, in input order)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="... or on an existing Dask scheduler")
@@ -134,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replay the measurements of a python-can log (a previous run's --log, a pack "
                         "recorded on a bus) instead of recordings; compared with the estimates in the log")
     p.add_argument("--junit", type=Path, help="write a JUnit XML report (one test case per cell)")
-    p.add_argument("--timeout", type=_positive_float, default=2.0, help="seconds to wait for each sample's estimates")
+    p.add_argument("--timeout", type=positive_float, default=2.0, help="seconds to wait for each sample's estimates")
     p.add_argument("--log", type=Path, help="write the exchange as a python-can log (.blf, .asc or .log)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     p.add_argument("--json", type=Path)
@@ -164,8 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--variant", choices=VARIANTS, help="target micropython: python (default) or native")
     f.add_argument("--on", choices=("unix", "qemu"), default="unix", help="target micropython: unix port or QEMU")
     f.add_argument("--params", type=Path)
-    f.add_argument("--samples", type=_at_least(0), default=1200, help="replay the first N samples (0: all)")
-    f.add_argument("--detect-samples", type=_at_least(0), default=24000, metavar="N",
+    f.add_argument("--samples", type=at_least(0), default=1200, help="replay the first N samples (0: all)")
+    f.add_argument("--detect-samples", type=at_least(0), default=24000, metavar="N",
                    help="the sensor faults the plausibility monitor needs long to see (current offset, gain) "
                         "run again on the first N samples, the fault from the window's start to the end, "
                         "beside a clean run of as many (default 24000: 40 min of the bundled US06; 0: not)")

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
+from bmsfil.argtypes import at_least, positive_float
 from bmsfil.export_c import params_to_c
 from bmsfil.export_micropython import params_to_micropython
 from bmsfil.export_pybamm import params_to_pybamm
@@ -51,26 +52,6 @@ def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str,
                 raise RecordingError(f"{what}: {part!r} is not key=value")
             out[key.strip()] = value.strip()
     return out
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def initial_soc_arg(text: str) -> float | str:
@@ -680,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path, required=True, help="parameter set to start from (from bmsfil fit)")
     p.add_argument("--train", nargs="+", type=Path, required=True, metavar="REC",
                    help="recordings with a reference SOC (an Ah counter and reference_capacity_Ah)")
-    p.add_argument("--iterations", type=positive_int, default=200,
+    p.add_argument("--iterations", type=at_least(1), default=200,
                    help="search steps, each running every training recording 3-4 times (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="new name for the parameter set")
