@@ -372,15 +372,16 @@ def cmd_health(args: argparse.Namespace) -> int:
         sweeps = impedance_sweeps(source) if rec.meta.extra.get("format") == "nasa-pcoe" else []
         r0 = check_r0(rec, trace, sweeps) if sweeps else None
         kept = summary.discharges - summary.scored_from
+        learned = bool(trace.where("capacity_updated").size)
         table.add_row(
             rec.meta.name, str(summary.discharges), f"{summary.end_within_1pct}/{kept}",
             f"{summary.early_within_3pct}/{kept}", f"{summary.within_3_sigma}/{kept}",
             _fmt_pct(summary.end_max_abs_error),
             (f"{trace.capacity_Ah[-1]:.3f} ± {trace.capacity_sigma_Ah[-1]:.3f} ({trace.soh[-1] * 100:.1f} %)"
-             if trace.where("capacity_updated").size else "not learned"),
+             if learned else "not learned"),
             f"{trace.r0_ohm[-1] * 1e3:.1f}", f"{r0.pearson_r:.2f}" if r0 else "-",
         )
-        if not trace.where("capacity_updated").size:
+        if not learned:
             err_console.print(f"bmsfil health: warning: {rec.meta.name}: the capacity estimator found no pair of "
                               "SOC anchors (a rest and the cut-off under this set's cell model): nothing learned; "
                               "is the parameter set this cell's (--params)?", soft_wrap=True)

@@ -52,11 +52,7 @@ class Evaluation:
             extra["power"] = self.power.summary()
         if self.capacity_cycles is not None:
             extra["capacity_cycles"] = self.capacity_cycles
-        return {
-            "name": self.name,
-            "ambient_temp_C": self.recording.meta.ambient_temp_C,
-            "duration_s": float(self.recording.time_s[-1]),
-            "start_current_A": _start_current(self.recording),
+        return _recording_summary(self.recording) | {
             "ekf": _finite_dict(self.score.as_dict()),
             "coulomb_counter": _finite_dict(self.coulomb_score.as_dict()),
             "flagged_samples": self.flagged_samples,
@@ -68,10 +64,12 @@ def _finite_dict(d: dict[str, float]) -> dict[str, float | None]:
     return {k: (v if isinstance(v, int) or math.isfinite(v) else None) for k, v in d.items()}
 
 
-def _start_current(rec: Recording) -> float | None:
-    """The first finite current: a start from the OCV assumes it is near 0."""
+def _recording_summary(rec: Recording) -> dict[str, object]:
+    """What an eval summary says of the recording itself (scored or not); the
+    start current because a start from the OCV assumes it is near 0."""
     finite = np.flatnonzero(np.isfinite(rec.current_A))
-    return float(rec.current_A[finite[0]]) if finite.size else None
+    return {"name": rec.meta.name, "ambient_temp_C": rec.meta.ambient_temp_C, "duration_s": float(rec.time_s[-1]),
+            "start_current_A": float(rec.current_A[finite[0]]) if finite.size else None}
 
 
 def coulomb_count(rec: Recording, soc0: float, capacity_Ah: float) -> np.ndarray:
@@ -114,9 +112,8 @@ def evaluate_unscored(rec: Recording, params: ParameterSet, why: str, initial_so
     if csv_path is not None:
         write_trace_csv(rec.time_s, trace, csv_path)
     health, cycles = _health(measured, params)
-    return {
-        "name": rec.meta.name, "ambient_temp_C": rec.meta.ambient_temp_C, "duration_s": float(rec.time_s[-1]),
-        "start_current_A": _start_current(rec), "ekf": None, "coulomb_counter": None, "not_scored": why,
+    return _recording_summary(rec) | {
+        "ekf": None, "coulomb_counter": None, "not_scored": why,
         "flagged_samples": int(np.count_nonzero(trace.flags & BAD_SAMPLE_FLAGS)),
         "plausibility": plaus.summary(), "health": _finite_dict(health),
     } | ({"capacity_cycles": cycles} if cycles is not None else {})
