@@ -18,3 +18,19 @@ def lg_drive_cycles() -> list[Path]:
     return sorted(
         p for p in LG.rglob("*") if p.is_file() and any(n in p.name for n in names) and "HPPC" not in p.name
     )
+
+
+NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
+needs_nasa = pytest.mark.skipif(not NASA_B0005.is_file(), reason=f"NASA data not found at {DATA} (set BMSFIL_DATA)")
+
+
+def nasa_discharges(n: int):  # -> Recording (imported here lazily: bmsfil is the package under test)
+    """B0005's first n discharges as one recording: between two of them a
+    gap of about 3 h in its time, in which the cell was charged and rested
+    (not recorded). Returns the recording and the samples that start a
+    discharge after the first."""
+    from bmsfil.importers import import_file
+
+    rec = import_file(NASA_B0005)
+    starts = rec.cycle_starts()
+    return rec.slice(0, starts[n]), starts[1:n]

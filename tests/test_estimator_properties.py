@@ -47,6 +47,7 @@ from bmsfil._core import lib
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import CoreError, SocEstimator, describe_flags
 from bmsfil.params import CellParams, FilterTuning, ParameterSet, bundled_params
+from shared_data import nasa_discharges, needs_nasa
 from strategies import f32, parameter_sets
 
 FLAG_V = lib.BF_FLAG_VOLTAGE_INVALID
@@ -183,9 +184,20 @@ def check_step(est: SocEstimator, before: dict, sample, result) -> None:
     assert got == want, f"validation flags {describe_flags(got)}, expected {describe_flags(want)}: {where}"
     after = snapshot(est)
     if result.flags & FLAG_DT:
-        assert result.flags == FLAG_DT, f"a skipped sample raised more than dt_invalid: {where}"
-        for key in before:
-            assert np.array_equal(before[key], after[key]), f"a skipped sample changed {key}: {where}"
+        assert result.flags == FLAG_DT, f"a refused interval raised more than dt_invalid: {where}"
+        t = est.params.filter
+        if not dt > f32(t.dt_max_s):
+            for key in before:
+                assert np.array_equal(before[key], after[key]), f"a skipped sample changed {key}: {where}"
+            return
+        # Longer than dt_max_s: the filter restarted, the RC currents and the
+        # hysteresis from zero, P diagonal, SOC kept with an unknown start's
+        # variance or taken from the voltage of a rested cell.
+        x, P = after["x"], after["P"]
+        assert np.all(x[1:] == 0.0) and np.array_equal(P, np.diag(np.diag(P))), f"not restarted: {where}"
+        kept = x[0] == before["x"][0] and P[0, 0] == f32(min(max(t.p0_soc, t.p_floor_soc), P_MAX_SOC))
+        from_voltage = P[0, 0] == f32(max(t.p0_soc_ocv, t.p_floor_soc))
+        assert kept or from_voltage, f"restarted neither from the old SOC nor from the voltage: {where}"
         return
     if result.flags & FLAG_I:
         assert after["last_current_A"] == before["last_current_A"], f"bad current became the last good one: {where}"
@@ -360,7 +372,9 @@ def test_covariance_positive_definite_after_long_interval():
 RECORDING_SAMPLES = 6000
 POISON_LIMIT = 0.005  # 0.5 SOC points
 POISON = {
-    "dt": [math.nan, math.inf, -math.inf, -1.0, 1e30],
+    # Intervals that are not known; one longer than dt_max_s (inf, 1e30) is
+    # time the filter did not see and restarts it: test_a_long_gap_restarts_the_filter.
+    "dt": [math.nan, -math.inf, -1.0],
     "current": [math.nan, math.inf, -math.inf, 1e30, -1e30],
     "voltage": [math.nan, math.inf, -math.inf, 1e30, -1e30, 0.0, 100.0],
     "temp": [math.nan, math.inf, -300.0, 1e6, 1e30],
@@ -511,3 +525,20 @@ TestEstimatorMachineMany.settings = settings(
     max_examples=300, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+
+@needs_nasa
+def test_a_long_gap_restarts_the_filter() -> None:
+    """B0005's first five discharges as one recording, the unrecorded charge
+    and rest between two of them a 3 h gap in its time: the filter, which
+    ended each discharge near empty, starts the next from the voltage of the
+    rested, full cell instead of carrying on from empty (it did, sigma 1 %,
+    before it restarted at intervals over dt_max_s)."""
+    rec, starts = nasa_discharges(5)
+    trace = SocEstimator(bundled_params("nasa-pcoe-18650")).run(rec)
+    for k in starts:
+        assert rec.dt_s[k] > 3600.0 and trace.flags[k] & FLAG_DT, f"sample {k}"
+        assert trace.soc[k - 1] < 0.15 and trace.soc[k] > 0.98, f"sample {k}: {trace.soc[k - 1]} -> {trace.soc[k]}"
+        assert trace.soc_sigma[k] >= 0.01
+    assert not np.any(trace.flags[np.setdiff1d(np.arange(1, len(rec)), starts)] & FLAG_DT)

@@ -19,7 +19,7 @@ from bmsfil_hil.logreplay import read_log
 from bmsfil_hil.replay import as_carried, open_log, replay_lockstep
 from bmsfil_hil.targets import InlineBus, make_target
 
-from shared_data import lg_drive_cycles, needs_data
+from shared_data import lg_drive_cycles, nasa_discharges, needs_data, needs_nasa
 
 SLICE = 3000
 
@@ -44,6 +44,35 @@ def test_lockstep_reproduces_eval_of_what_the_bus_carries(rec, target_name):
     # float64 reference matches the float32 core to the cross-target bar.
     tol = 1e-6 if target_name == "host" else 1e-4
     assert np.max(np.abs(result.soc[:, 0] - direct)) <= tol
+
+
+@needs_nasa
+@pytest.mark.parametrize("target_name", ["host", "reference"])
+def test_a_gap_the_bus_cannot_carry_restarts_the_target(tmp_path: Path, target_name):
+    """Three NASA discharges with 3 h gaps between them, longer than MeasPack's
+    dt_s carries: the frames say "no valid interval", the target takes it as
+    time it did not see and starts each discharge again from the rested full
+    cell's voltage, as eval of what the bus carries does, and as the C core
+    does on the recording rebuilt from the log (hil score)."""
+    rec, starts = nasa_discharges(3)
+    target = make_target(target_name, bundled_params())
+    log = open_log(tmp_path / "run.blf")
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [rec], log=log)
+    finally:
+        target.stop()
+        log.stop()
+    assert result.delivery.fault is None and result.samples_done == len(rec)
+    soc = result.soc[:, 0]
+    for k in starts:
+        assert soc[k - 1] < 0.2 and soc[k] > 0.9, f"sample {k}: {soc[k - 1]} -> {soc[k]}"
+    tol = 1e-6 if target_name == "host" else 1e-4
+    direct = SocEstimator(bundled_params()).run(as_carried(rec)).soc
+    assert np.max(np.abs(soc - direct)) <= tol
+    (logged,) = read_log(tmp_path / "run.blf")
+    rebuilt = SocEstimator(bundled_params()).run(logged.cells[0]).soc
+    assert np.max(np.abs(rebuilt - logged.logged_soc[:, 0])) <= tol
 
 
 def test_a_replay_reports_its_progress(rec):

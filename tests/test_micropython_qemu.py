@@ -26,7 +26,7 @@ from bmsfil_hil.targets import make_target
 from bmsfil_hil.replay import as_carried, replay_lockstep
 
 from firmware_tools import REQUIRED, needs_qemu
-from shared_data import lg_drive_cycles, needs_data
+from shared_data import lg_drive_cycles, nasa_discharges, needs_data, needs_nasa
 
 pytestmark = [needs_qemu, pytest.mark.qemu]
 PARAMS = bundled_params()
@@ -91,6 +91,21 @@ def test_lockstep_agrees_with_host_and_counts_instructions(variant):
     else:
         apart = np.abs(result.health.core_temp_C - want)
         assert np.isfinite(want).all() and apart.max() <= 0.5 and np.count_nonzero(apart) <= 0.02 * apart.size
+
+
+@needs_nasa
+def test_a_gap_the_bus_cannot_carry_restarts_the_native_module():
+    """Two NASA discharges, 3 h apart, sent with no valid interval between
+    them: the C core in the native module restarts the second from the
+    rested full cell's voltage (the pure-Python filter is checked on the
+    unix port: test_micropython_target)."""
+    _needs_natmod()
+    rec, (k,) = nasa_discharges(2)
+    result = _run(rec, "native")
+    assert result.delivery.fault is None and result.samples_done == len(rec)
+    soc = result.soc[:, 0]
+    assert soc[k - 1] < 0.2 and soc[k] > 0.9, f"sample {k}: {soc[k - 1]} -> {soc[k]}"
+    assert np.max(np.abs(soc - _host(rec))) <= BAR
 
 
 def test_a_pack_of_cells_is_stepped_cell_by_cell():

@@ -27,6 +27,7 @@ from bmsfil_hil.micropython import MicroPythonError, MicroPythonTarget, micropyt
 from bmsfil_hil.replay import as_carried, replay_lockstep
 from bmsfil_hil.targets import TARGETS, make_target
 from firmware_tools import micropython_app
+from shared_data import nasa_discharges, needs_nasa
 
 PARAMS = bundled_params()
 needs_micropython = pytest.mark.skipif(
@@ -223,6 +224,21 @@ def test_lockstep_agrees_with_the_c_core():
     # contract's SOC resolution (1e-6).
     ref = ReferenceSocEstimator(PARAMS).run(as_carried(rec)).soc
     assert np.max(np.abs(result.soc[:, 0] - ref)) <= 1e-6
+
+
+@needs_micropython
+@needs_nasa
+def test_a_gap_the_bus_cannot_carry_restarts_the_port():
+    """Three NASA discharges, 3 h apart, sent with no valid interval between
+    them: the port restarts each from the rested full cell's voltage, as the
+    C core does."""
+    rec, starts = nasa_discharges(3)
+    result = _run([rec])
+    assert result.delivery.fault is None and result.samples_done == len(rec)
+    soc = result.soc[:, 0]
+    for k in starts:
+        assert soc[k - 1] < 0.2 and soc[k] > 0.9, f"sample {k}: {soc[k - 1]} -> {soc[k]}"
+    assert np.max(np.abs(soc - _host(rec))) <= 1e-4
 
 
 @needs_micropython

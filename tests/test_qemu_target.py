@@ -18,7 +18,7 @@ from bmsfil_hil.qemu import QemuTarget
 from bmsfil_hil.replay import as_carried, replay_lockstep
 
 from firmware_tools import needs_qemu
-from shared_data import lg_drive_cycles, needs_data
+from shared_data import lg_drive_cycles, nasa_discharges, needs_data, needs_nasa
 
 pytestmark = [needs_qemu, pytest.mark.qemu]
 PARAMS = bundled_params()
@@ -83,6 +83,20 @@ def test_drive_cycle_slices_agree_with_host(path):
     result, _ = _run(rec)
     assert result.delivery.fault is None
     assert np.max(np.abs(result.soc[:, 0] - _host(rec))) <= 1e-4
+
+
+@needs_nasa
+def test_a_gap_the_bus_cannot_carry_restarts_the_firmware():
+    """Three NASA discharges, 3 h apart: longer than MeasPack's dt_s carries,
+    so sent as no valid interval; the firmware restarts each discharge from
+    the rested full cell's voltage, as the host does."""
+    rec, starts = nasa_discharges(3)
+    result, _ = _run(rec)
+    assert result.delivery.fault is None and result.samples_done == len(rec)
+    soc = result.soc[:, 0]
+    for k in starts:
+        assert soc[k - 1] < 0.2 and soc[k] > 0.9, f"sample {k}: {soc[k - 1]} -> {soc[k]}"
+    assert np.max(np.abs(soc - _host(rec))) <= 1e-4
 
 
 def test_warm_reset_restores_and_power_cycle_starts_fresh():

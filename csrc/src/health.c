@@ -41,17 +41,16 @@ bf_status_t bf_health_step(bf_health_t *s, const bf_cell_params_t *p, const bf_s
     if (st != BF_OK) {
         return st;
     }
-    if (bf_isfinite(dt_s) && dt_s > ct->gap_s) {
+    if (dt_s > ct->gap_s) {
         bf_soc_ekf_out_t *eo = &out->ekf;
+        int from_voltage = 0;
         events |= BF_HEALTH_GAP;
-        if (bf_isfinite(current_A) && bf_absf(current_A) <= ct->rest_current_A && bf_isfinite(voltage_V)
-            && bf_isfinite(temp_C) && bf_soc_ekf_init_ocv(&s->ekf, p, ft, voltage_V, temp_C) == BF_OK) {
+        st = bf_soc_ekf_restart(&s->ekf, p, ft, ct->rest_current_A, current_A, voltage_V, temp_C, &from_voltage);
+        if (st != BF_OK) {
+            return st;
+        }
+        if (from_voltage) {
             events |= BF_HEALTH_RESTARTED;
-        } else {
-            st = bf_soc_ekf_init_soc(&s->ekf, p, ft, s->ekf.x[0], s->ekf.last_temp_C);
-            if (st != BF_OK) {
-                return st;
-            }
         }
         eo->soc = s->ekf.x[0];
         eo->soc_sigma = bf_sqrtf(s->ekf.P[0][0]);

@@ -25,6 +25,13 @@
 #else
 #define BF_UNROLL
 #endif
+/* Rare paths (a restart after a gap) are compiled for size: flash is the
+ * estimator's budget, not their speed. */
+#if defined(__GNUC__)
+#define BF_COLD __attribute__((cold))
+#else
+#define BF_COLD
+#endif
 
 static int positive_finite(float v)
 {
@@ -191,6 +198,48 @@ bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
     return BF_OK;
 }
 
+/* Range tests that NaN fails too (an ordered comparison with NaN is false;
+ * the core is never built with -ffast-math). */
+static int voltage_plausible(const bf_cell_params_t *p, float voltage_V)
+{
+    return voltage_V >= p->v_min_V - VOLTAGE_MARGIN_V && voltage_V <= p->v_max_V + VOLTAGE_MARGIN_V;
+}
+
+static int temp_plausible(float temp_C)
+{
+    return temp_C >= TEMP_MIN_C && temp_C <= TEMP_MAX_C;
+}
+
+BF_COLD bf_status_t bf_soc_ekf_restart(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                                       float rest_current_A, float current_A, float voltage_V, float temp_C,
+                                       int *from_voltage)
+{
+    float temp;
+    int rested;
+    bf_status_t st;
+    if (s == 0 || p == 0 || t == 0) {
+        return BF_E_NULL;
+    }
+    if (!(rest_current_A >= 0.0f)) {
+        return BF_E_RANGE;
+    }
+    temp = temp_plausible(temp_C) ? temp_C : s->last_temp_C;
+    rested = bf_absf(current_A) <= rest_current_A && voltage_plausible(p, voltage_V);
+    /* The two starts check the parameters and leave the state as it was if
+     * they fail. */
+    st = rested ? bf_soc_ekf_init_ocv(s, p, t, voltage_V, temp) : bf_soc_ekf_init_soc(s, p, t, s->x[0], temp);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (bf_absf(current_A) <= p->i_max_A) {
+        s->last_current_A = current_A;
+    }
+    if (from_voltage != 0) {
+        *from_voltage = rested;
+    }
+    return BF_OK;
+}
+
 /* The correction fields of bf_soc_ekf_out_t for a step that made none. */
 static void clear_correction(bf_soc_ekf_out_t *out)
 {
@@ -229,7 +278,19 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     }
     backup = *state;
 
-    if (!bf_isfinite(dt_s) || dt_s < 0.0f || dt_s > t->dt_max_s) {
+    if (!(dt_s >= 0.0f && dt_s <= t->dt_max_s)) {
+        /* An interval longer than dt_max_s is time the filter did not see:
+         * it starts again here; one not known (NaN, negative) skips the
+         * sample (soc_ekf.h). */
+        if (dt_s > t->dt_max_s) {
+            bf_cell_locate(p, s->x[0], s->last_temp_C, &at);
+            /* It checks the parameters too, and fails with the state as it was. */
+            bf_status_t st = bf_soc_ekf_restart(s, p, t, BF_SOC_EKF_REST_C_RATE * bf_cell_capacity(p, &at), current_A,
+                                                voltage_V, temp_C, 0);
+            if (st != BF_OK) {
+                return st;
+            }
+        }
         flags |= BF_FLAG_DT_INVALID;
         out->soc = s->x[0];
         out->soc_sigma = bf_sqrtf(s->P[0][0]);
@@ -238,20 +299,19 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
         clear_correction(out);
         return BF_OK;
     }
-    if (!bf_isfinite(current_A) || bf_absf(current_A) > p->i_max_A) {
+    if (!(bf_absf(current_A) <= p->i_max_A)) { /* NaN fails it too */
         flags |= BF_FLAG_CURRENT_INVALID;
         current_A = s->last_current_A;
     } else {
         s->last_current_A = current_A;
     }
-    if (!bf_isfinite(temp_C) || temp_C < TEMP_MIN_C || temp_C > TEMP_MAX_C) {
+    if (!temp_plausible(temp_C)) {
         flags |= BF_FLAG_TEMP_INVALID;
         temp_C = s->last_temp_C;
     } else {
         s->last_temp_C = temp_C;
     }
-    if (!bf_isfinite(voltage_V) || voltage_V < p->v_min_V - VOLTAGE_MARGIN_V
-        || voltage_V > p->v_max_V + VOLTAGE_MARGIN_V) {
+    if (!voltage_plausible(p, voltage_V)) {
         flags |= BF_FLAG_VOLTAGE_INVALID;
     }
 

@@ -446,17 +446,6 @@ static LANE_ATTR uint32_t LANE(block_rare)(block_t *b, const bf_cell_params_t *p
     return failed;
 }
 
-/* A sample whose interval is refused: nothing moves. */
-static LANE_ATTR void LANE(block_skip)(block_t *restrict b)
-{
-    int l;
-    for (l = 0; l < LANES; ++l) {
-        b->soc[l] = b->s[F_X0][l];
-        b->sigma[l] = LANE(lane_sqrtf)(b->s[F_P00][l]);
-        b->flags[l] = BF_FLAG_DT_INVALID;
-    }
-}
-
 static LANE_ATTR void LANE(store_lanes)(float *dst, const float *src, size_t nv)
 {
     size_t l;
@@ -523,10 +512,18 @@ static LANE_ATTR int32_t LANE(run_steps)(bf_soc_ekf_pack_t *pk, const ctx_t *cp,
                     b.temp[l] = temp_C[row + c0 + (l < nv ? l : 0u)];
                 }
             }
-            if (!dt_ok) {
-                LANE(block_skip)(&b);
-            } else {
-                if (LANE(block_step)(&b, &c, dt, cur, cur_ok)) {
+            {
+                /* A refused interval restarts every cell: the single-cell
+                 * step does that, so every lane takes the scalar pass. */
+                int rare = 1;
+                if (dt_ok) {
+                    rare = LANE(block_step)(&b, &c, dt, cur, cur_ok) != 0;
+                } else {
+                    for (l = 0; l < (size_t)LANES; ++l) {
+                        b.rare[l] = 1;
+                    }
+                }
+                if (rare) {
                     /* Spare lanes of a short block do not count. */
                     uint32_t failed = LANE(block_rare)(&b, p, t, dt, cur);
                     any_bad |= (failed & ((1u << nv) - 1u)) != 0u;

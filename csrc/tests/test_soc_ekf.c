@@ -354,22 +354,70 @@ static void test_bad_current_and_temperature(void)
     CHECK(out_sane(&s, &out));
 }
 
-/* A bad interval skips the sample: the state is untouched. */
+/* An interval that is not known (NaN, negative) skips the sample, the state
+ * untouched. One longer than dt_max_s is time the filter did not see: it
+ * starts again at that sample, from the sample's voltage if the cell rests
+ * there, else from the SOC it had with the variance of an unknown start. */
 static void test_bad_dt(void)
 {
-    static const float extra[] = { -1.0f, -1e-45f, -0.5f, 60.001f, 3600.0f };
-    bf_soc_ekf_t s0, s;
+    static const float unknown[] = { NAN, -INFINITY, -1e30f, -FLT_MAX, -1.0f, -1e-45f, -0.5f };
+    static const float long_[] = { INFINITY, 1e30f, FLT_MAX, 3600.001f, 1e5f };
+    bf_soc_ekf_t s0, s, fresh;
     bf_soc_ekf_out_t out;
     size_t j;
     warm_filter(&s0);
-    for (j = 0; j < N_ABSURD + 5u; ++j) {
-        float dt = j < N_ABSURD ? absurd_values[j] : extra[j - N_ABSURD];
+    for (j = 0; j < sizeof unknown / sizeof unknown[0]; ++j) {
+        float dt = unknown[j];
+        s = s0;
+        CHECK(bf_soc_ekf_step(&s, &cell, &tun, dt, 0.0f, ocv_at(&cell, 0.95f, 20.0f), 20.0f, &out) == BF_OK);
+        CHECKF(out.flags == BF_FLAG_DT_INVALID, "dt %g: flags 0x%02x", (double)dt, (unsigned)out.flags);
+        CHECKF(same_bits(&s, &s0, sizeof s), "dt %g: state changed", (double)dt);
+        CHECK(out.soc == s0.x[0] && out.soc_sigma == sqrtf(s0.P[0][0]));
+    }
+    for (j = 0; j < sizeof long_ / sizeof long_[0]; ++j) {
+        float dt = long_[j];
+        /* Under load (here: no usable current or voltage): the SOC kept, as
+         * uncertain as an unknown start, the rest of the state started again. */
         s = s0;
         CHECK(bf_soc_ekf_step(&s, &cell, &tun, dt, 1e30f, NAN, NAN, &out) == BF_OK);
         CHECKF(out.flags == BF_FLAG_DT_INVALID, "dt %g: flags 0x%02x", (double)dt, (unsigned)out.flags);
-        CHECKF(same_bits(&s, &s0, sizeof s), "dt %g: state changed", (double)dt);
-        CHECK(out.soc == s0.x[0] && bf_isfinite(out.soc_sigma) && out.soc_sigma > 0.0f);
-        CHECK(bf_absf(out.soc_sigma - sqrtf(s0.P[0][0])) <= 1e-6f * sqrtf(s0.P[0][0]));
+        CHECK(bf_soc_ekf_init_soc(&fresh, &cell, &tun, s0.x[0], s0.last_temp_C) == BF_OK);
+        CHECKF(same_bits(&s, &fresh, sizeof s), "dt %g: not restarted from the old SOC", (double)dt);
+        CHECK(out.soc == s0.x[0] && out.soc_sigma == sqrtf(s.P[0][0]) && out.soc_sigma > 0.5f * sqrtf(tun.p0_soc));
+        /* At rest: from the voltage, whatever the old SOC was (the charge
+         * that went in during the gap was not seen). */
+        s = s0;
+        CHECK(bf_soc_ekf_step(&s, &cell, &tun, dt, 0.0f, ocv_at(&cell, 0.95f, 20.0f), 20.0f, &out) == BF_OK);
+        CHECKF(out.flags == BF_FLAG_DT_INVALID, "dt %g: flags 0x%02x", (double)dt, (unsigned)out.flags);
+        CHECK(bf_soc_ekf_init_ocv(&fresh, &cell, &tun, ocv_at(&cell, 0.95f, 20.0f), 20.0f) == BF_OK);
+        CHECKF(same_bits(&s, &fresh, sizeof s), "dt %g: not restarted from the voltage", (double)dt);
+        CHECK(bf_absf(out.soc - 0.95f) < 1e-3f && out.soc_sigma == sqrtf(s.P[0][0]));
+        CHECK(out.soc_correction == 0.0f && out.innovation_var_V2 == 0.0f && out.capacity_Ah == 0.0f);
+    }
+    /* The rest is |i| <= C/50 of the capacity at the last temperature. */
+    {
+        bf_lookup_t at;
+        float c50;
+        bf_cell_locate(&cell, s0.x[0], s0.last_temp_C, &at);
+        c50 = BF_SOC_EKF_REST_C_RATE * bf_cell_capacity(&cell, &at);
+        s = s0;
+        CHECK(bf_soc_ekf_step(&s, &cell, &tun, INFINITY, -0.99f * c50, ocv_at(&cell, 0.95f, 20.0f), 20.0f, &out) == BF_OK);
+        CHECK(bf_absf(out.soc - 0.95f) < 1e-2f && s.last_current_A == -0.99f * c50);
+        s = s0;
+        CHECK(bf_soc_ekf_step(&s, &cell, &tun, INFINITY, -1.01f * c50, ocv_at(&cell, 0.95f, 20.0f), 20.0f, &out) == BF_OK);
+        CHECK(out.soc == s0.x[0]);
+    }
+    /* The restart API itself: arguments checked, from_voltage reported. */
+    {
+        int from_voltage = -1;
+        s = s0;
+        CHECK(bf_soc_ekf_restart(&s, &cell, &tun, NAN, 0.0f, 3.7f, 20.0f, &from_voltage) == BF_E_RANGE);
+        CHECK(bf_soc_ekf_restart(&s, &cell, &tun, -1.0f, 0.0f, 3.7f, 20.0f, &from_voltage) == BF_E_RANGE);
+        CHECK(from_voltage == -1 && same_bits(&s, &s0, sizeof s));
+        CHECK(bf_soc_ekf_restart(0, &cell, &tun, 0.1f, 0.0f, 3.7f, 20.0f, 0) == BF_E_NULL);
+        CHECK(bf_soc_ekf_restart(&s, &cell, &tun, 0.1f, 0.0f, 3.7f, 20.0f, &from_voltage) == BF_OK && from_voltage == 1);
+        CHECK(bf_soc_ekf_restart(&s, &cell, &tun, 0.1f, 0.0f, NAN, 20.0f, &from_voltage) == BF_OK && from_voltage == 0);
+        CHECK(bf_soc_ekf_restart(&s, &cell, &tun, 0.1f, 0.0f, 3.7f, 20.0f, 0) == BF_OK);
     }
     /* dt = 0 and dt = dt_max are valid intervals. */
     s = s0;

@@ -23,6 +23,8 @@ TEMP_MAX_C = 120.0
 VOLTAGE_MARGIN_V = 0.5
 P_MAX_SOC = 1.0
 P_MAX_HYST = 4.0
+# |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
+REST_C_RATE = 0.02
 R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID = 0x01
 FLAG_CURRENT_INVALID = 0x02
@@ -262,6 +264,24 @@ class SocEkf:
             raise ValueError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.p.p0_soc_ocv, temp_C)
 
+    def restart(self, rest_current_A, current_A, voltage_V, temp_C):
+        """Start again after time the filter did not see (bf_soc_ekf_restart):
+        from the voltage if the cell rests, else from the SOC it had with
+        variance p0_soc. Returns whether it started from the voltage."""
+        t = self.p
+        if not (_finite(rest_current_A) and rest_current_A >= 0):
+            raise ValueError("restart: argument out of range")
+        temp = temp_C if _finite(temp_C) and TEMP_MIN_C <= temp_C <= TEMP_MAX_C else self.last_temp_C
+        rested = (_finite(current_A) and abs(current_A) <= rest_current_A and _finite(voltage_V)
+                  and t.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= t.v_max_V + VOLTAGE_MARGIN_V)
+        if rested:
+            self._init(self.model.soc_from_ocv(voltage_V, temp), t.p0_soc_ocv, temp)
+        else:
+            self._init(self.x[0], t.p0_soc, temp)
+        if _finite(current_A) and abs(current_A) <= t.i_max_A:
+            self.last_current_A = current_A
+        return rested
+
     def _repair(self):
         """Symmetrise, floor and ceiling the variances, limit the correlations
         to 0.999: reference._repair / repair_covariance in C."""
@@ -313,10 +333,13 @@ class SocEkf:
     def step(self, dt_s, current_A, voltage_V, temp_C):
         t, m, x = self.p, self.model, self.x
         flags = 0
-        if not _finite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
+        if not 0 <= dt_s <= t.dt_max_s:
+            if dt_s > t.dt_max_s:  # time the filter did not see: start again here (bf_soc_ekf_step)
+                self.restart(REST_C_RATE * m.row("capacity_Ah", m.locate(x[0], self.last_temp_C)),
+                             current_A, voltage_V, temp_C)
             sigma = math.sqrt(self.P[0])
             self.out = (FLAG_DT_INVALID, sigma, 0.0, 0.0, 0.0, 0.0)
-            return x[0], sigma, 0.0, FLAG_DT_INVALID
+            return self.x[0], sigma, 0.0, FLAG_DT_INVALID
         if not _finite(current_A) or abs(current_A) > t.i_max_A:
             flags |= FLAG_CURRENT_INVALID
             current_A = self.last_current_A

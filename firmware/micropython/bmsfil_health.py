@@ -331,14 +331,10 @@ class Health:
 
     def step(self, dt_s, current_A, voltage_V, temp_C):
         ekf, events = self.ekf, 0
-        if _finite(dt_s) and dt_s > self.cap_t.gap_s:
+        if dt_s > self.cap_t.gap_s:
             events |= HEALTH_GAP
-            if _finite(current_A) and abs(current_A) <= self.cap_t.rest_current_A and _finite(voltage_V) \
-                    and _finite(temp_C):
-                ekf.init_ocv(voltage_V, temp_C)
+            if ekf.restart(self.cap_t.rest_current_A, current_A, voltage_V, temp_C):
                 events |= HEALTH_RESTARTED
-            else:
-                ekf.init_soc(ekf.x[0], ekf.last_temp_C)
             soc, sigma, flags = ekf.x[0], math.sqrt(ekf.P[0]), _FLAG_DT_INVALID
         else:
             soc, sigma, _, flags = ekf.step(dt_s, current_A, voltage_V, temp_C)

@@ -150,7 +150,7 @@ class _Segment:
     def run(self, name: str, source: str, undecodable: int) -> LoggedRun:
         packs = self.packs
         n, m = len(packs), max(p.n_cells for p in packs)
-        dt = np.array([p.dt_s if p.dt_valid else 0.0 for p in packs])
+        dt = np.array([p.dt_s if p.dt_valid else cc.UNCARRIED_GAP_S for p in packs])
         dt[0] = 0.0
         time_s = np.cumsum(dt)
         current = np.array([p.current_A for p in packs])

@@ -681,9 +681,10 @@ def as_carried(rec: Recording) -> Recording:
     """The recording as the CAN contract carries it: every sample encoded
     into measurement frames and decoded again, so quantised to the
     contract's resolution, with values outside its range not valid. A replay
-    reproduces `bmsfil eval` of this exactly, except across an interval the
-    contract cannot carry (over 65.535 s): the target skips that sample, the
-    rebuilt recording has it as a 0 s step."""
+    reproduces `bmsfil eval` of this exactly. An interval the contract cannot
+    carry (over 65.535 s) is sent as not valid, which the target takes as time
+    it did not see and restarts at: the rebuilt recording has there an
+    interval of `cc.UNCARRIED_GAP_S`, at which the C core restarts too."""
     dt, cur, volt, temp = (np.empty(len(rec)) for _ in range(4))
     _, _, dt_in, cur_in, volt_in, temp_in = _pack_arrays([rec])
     for k in range(len(rec)):
@@ -693,7 +694,7 @@ def as_carried(rec: Recording) -> Recording:
         pack, cell = cc.decode(pack_msg), cc.decode(cell_msg)
         assert isinstance(pack, cc.MeasPack) and isinstance(cell, cc.MeasCell)
         dt[k], cur[k], volt[k], temp[k] = pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C
-    time_s = np.concatenate(([0.0], np.cumsum(np.nan_to_num(dt[1:]))))
+    time_s = np.concatenate(([0.0], np.cumsum(np.nan_to_num(dt[1:], nan=cc.UNCARRIED_GAP_S))))
     return Recording(time_s, cur, volt, temp, rec.meta, rec.ah)
 
 

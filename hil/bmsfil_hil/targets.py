@@ -174,19 +174,21 @@ class EstimatorTarget:
                 self._power[cell.cell_index] = PowerSearch(est)  # type: ignore[arg-type]
                 if self._thermal_params is not None:
                     self._thermal[cell.cell_index] = CellThermal(est, self._thermal_params)  # type: ignore[arg-type]
-        r = est.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
+        # No valid interval: longer than the frame carries, a restart (cc.UNCARRIED_GAP_S).
+        dt = pack.dt_s if pack.dt_valid else math.inf
+        r = est.step(dt, pack.current_A, cell.voltage_V, cell.temp_C)
         out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
         if self._monitored:
-            po = self._monitors[cell.cell_index].step(est, pack.dt_s, cell.voltage_V)  # type: ignore[arg-type]
+            po = self._monitors[cell.cell_index].step(est, dt, cell.voltage_V)  # type: ignore[arg-type]
             out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, int(po.flags),
                                                 float(po.unseen_current_A), float(po.unseen_current_sigma_A),
                                                 float(po.stuck_for_s)))
-            capacity, r0 = self._health[cell.cell_index].step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C)
+            capacity, r0 = self._health[cell.cell_index].step(dt, pack.current_A, cell.voltage_V, cell.temp_C)
             search = self._power[cell.cell_index]
             if pack.sequence % SOP_EVERY == 0:
                 search.step(budget=1)
             thermal = self._thermal.get(cell.cell_index)
-            core = thermal.step(pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C) if thermal is not None else math.nan
+            core = thermal.step(dt, pack.current_A, cell.voltage_V, cell.temp_C) if thermal is not None else math.nan
             out.append(cc.encode_est_cell_health(pack.sequence, cell.cell_index, capacity, r0,
                                                  cc.core_temp_on_frame(core)))
             out.append(_power_frame(pack.sequence, cell.cell_index, search))

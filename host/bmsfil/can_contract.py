@@ -76,6 +76,7 @@ __all__ = [
     "DATA_LENGTH",
     "SEQUENCE_MODULUS",
     "COUNTER_MODULUS",
+    "UNCARRIED_GAP_S",
     "FLAG_VOLTAGE_INVALID",
     "FLAG_CURRENT_INVALID",
     "FLAG_TEMP_INVALID",
@@ -131,6 +132,14 @@ __all__ = [
 DATA_LENGTH = 8
 SEQUENCE_MODULUS = 1 << 16
 COUNTER_MODULUS = 1 << 8
+#: A MeasPack without a valid dt_s says that the interval before its sample
+#: was longer than dt_s carries (65.535 s; a recording's intervals are never
+#: NaN or negative): time the estimators did not see, so every target restarts
+#: its SOC filter there as bf_soc_ekf_step does after an interval over
+#: dt_max_s. A recording rebuilt from such frames (a log, ``as_carried``) has
+#: this interval there, beyond any filter's dt_max_s, so that the C core run
+#: on it restarts there too.
+UNCARRIED_GAP_S = 1e6
 #: EstCellHealth.core_temp_C's range (the DBC's), at which the targets saturate the core temperature.
 CORE_TEMP_RANGE_C = (-40.0, 87.5)
 
@@ -397,7 +406,7 @@ class MeasPack:
     """Host to target, once per sample: opens sample ``sequence``."""
 
     sequence: int
-    dt_s: float  # nan: no valid interval this sample
+    dt_s: float  # nan: longer than the frame carries (UNCARRIED_GAP_S)
     current_A: float  # positive on charge; nan: no valid current
     n_cells: int  # MeasCell frames 0 .. n_cells-1 follow
 

@@ -140,7 +140,21 @@ class SocEstimator:
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._state, self._cell, self._tuning, voltage_V, temp_C), "init_ocv")
 
+    def restart(self, rest_current_A: float, current_A: float, voltage_V: float, temp_C: float) -> bool:
+        """Start again after time the filter did not see (a step does this
+        itself at an interval it refuses, with a rest of C/50): from the
+        voltage if |current_A| <= rest_current_A, else from the SOC it had
+        with the variance of an unknown start. Returns whether it started
+        from the voltage."""
+        from_voltage = ffi.new("int *")
+        _check(lib.bf_soc_ekf_restart(self._state, self._cell, self._tuning, rest_current_A, current_A, voltage_V,
+                                      temp_C, from_voltage), "restart")
+        return bool(from_voltage[0])
+
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
+        """One sample, dt_s after the previous one. An interval over the
+        tuning's dt_max_s restarts the filter (see `restart`), a NaN or
+        negative one skips the sample; both are flagged dt_invalid."""
         _check(
             lib.bf_soc_ekf_step(self._state, self._cell, self._tuning, dt_s, current_A, voltage_V, temp_C, self._out),
             "step",

@@ -19,6 +19,8 @@ NX = 4
 TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
 VOLTAGE_MARGIN_V = 0.5
 P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
+#: |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
+REST_C_RATE = 0.02
 R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID, FLAG_CURRENT_INVALID, FLAG_TEMP_INVALID = 0x01, 0x02, 0x04
 FLAG_DT_INVALID, FLAG_GATED, FLAG_SOC_CLAMPED, FLAG_COV_REPAIRED = 0x08, 0x10, 0x20, 0x40
@@ -165,6 +167,24 @@ class ReferenceSocEstimator:
             raise CoreError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
 
+    def restart(self, rest_current_A: float, current_A: float, voltage_V: float, temp_C: float) -> bool:
+        """Start again after time the filter did not see, as bf_soc_ekf_restart:
+        from the voltage if the cell rests, else from the SOC it had with
+        variance p0_soc. Returns whether it started from the voltage."""
+        cell = self.params.cell
+        if not (math.isfinite(rest_current_A) and rest_current_A >= 0):
+            raise CoreError("restart: argument out of range")
+        temp = temp_C if math.isfinite(temp_C) and TEMP_MIN_C <= temp_C <= TEMP_MAX_C else self.last_temp_C
+        rested = (math.isfinite(current_A) and abs(current_A) <= rest_current_A and math.isfinite(voltage_V)
+                  and cell.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= cell.v_max_V + VOLTAGE_MARGIN_V)
+        if rested:
+            self._init(self.model.soc_from_ocv(voltage_V, temp), self.t.p0_soc_ocv, temp)
+        else:
+            self._init(float(self.x[0]), self.t.p0_soc, temp)
+        if math.isfinite(current_A) and abs(current_A) <= cell.i_max_A:
+            self.last_current_A = current_A
+        return rested
+
     def _repair(self) -> bool:
         """Repair P within this filter's floors and ceilings (repair_covariance)."""
         t = self.t
@@ -197,8 +217,11 @@ class ReferenceSocEstimator:
 
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult:
         cell, t, m, x = self.params.cell, self.t, self.model, self.x
-        if not math.isfinite(dt_s) or dt_s < 0 or dt_s > t.dt_max_s:
-            return StepResult(x[0], math.sqrt(self.P[0, 0]), 0.0, FLAG_DT_INVALID)
+        if not 0 <= dt_s <= t.dt_max_s:
+            if dt_s > t.dt_max_s:  # time the filter did not see: start again here (bf_soc_ekf_step)
+                rest = REST_C_RATE * m.row("capacity_Ah", m.locate(x[0], self.last_temp_C))
+                self.restart(rest, current_A, voltage_V, temp_C)
+            return StepResult(self.x[0], math.sqrt(self.P[0, 0]), 0.0, FLAG_DT_INVALID)
         flags, current_A, temp_C, v_ok = self._sensor_inputs(current_A, voltage_V, temp_C)
 
         at = m.locate(x[0], temp_C)

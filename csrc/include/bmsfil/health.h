@@ -2,12 +2,11 @@
  * capacity fit (capacity.h) and the R0 tracker (resistance.h).
  *
  * It adds what none of them does alone: an interval longer than the
- * capacity tuning's gap_s is time the estimator did not see (a logger or a
- * BMS asleep, or a charge that was not recorded). The filter is then not
- * stepped across it: if the cell rests at the next sample it starts again
- * from that sample's voltage (the OCV of a rested cell), otherwise it keeps
- * its state with its SOC variance reset to p0_soc; the capacity fit drops
- * its open anchor. The filter's own SOC, sigma and flags are reported as
+ * capacity tuning's gap_s is time the estimator did not see (a logger or a BMS asleep, or a charge that was not recorded).
+ * The filter is then not stepped across it but restarted
+ * (bf_soc_ekf_restart, with the capacity tuning's rest_current_A): from that
+ * sample's voltage if the cell rests, otherwise from its SOC with the
+ * variance p0_soc; the capacity fit drops its open anchor. The filter's own SOC, sigma and flags are reported as
  * they are; the capacity fit does not feed back into the filter.
  *
  * No heap, no globals; the caller owns the state. */

@@ -18,8 +18,18 @@
  *
  * Bad samples never poison the state: a non-finite or implausible voltage
  * skips the correction, a bad current is replaced by the last good one, a
- * bad temperature by the last good one, a bad interval skips the sample; each
- * is reported in the step's flags. SOC stays in [0, 1], never NaN. */
+ * bad temperature by the last good one; each is reported in the step's
+ * flags. SOC stays in [0, 1], never NaN.
+ *
+ * An interval that is not known (NaN, negative: a corrupted or repeated
+ * timestamp) skips the sample, the state kept. An interval longer than
+ * dt_max_s (a logger or a BMS asleep, a charge that was not recorded, a
+ * frame that could not carry the gap) is time the filter did not see, in
+ * which the cell may have been charged or discharged by any amount: the
+ * filter does not keep its old state as if nothing happened but starts again
+ * at that sample (bf_soc_ekf_restart), from its voltage if the cell rests,
+ * else from its old SOC with the variance of an unknown start. Both are
+ * flagged BF_FLAG_DT_INVALID. */
 #ifndef BMSFIL_SOC_EKF_H
 #define BMSFIL_SOC_EKF_H
 
@@ -35,10 +45,16 @@
 #define BF_FLAG_VOLTAGE_INVALID 0x01u  /* no correction this sample */
 #define BF_FLAG_CURRENT_INVALID 0x02u  /* predicted with the last good current */
 #define BF_FLAG_TEMP_INVALID 0x04u     /* used the last good temperature */
-#define BF_FLAG_DT_INVALID 0x08u       /* sample skipped entirely */
+#define BF_FLAG_DT_INVALID 0x08u       /* interval refused: sample skipped, or the
+                                        * filter restarted after a long one */
 #define BF_FLAG_GATED 0x10u            /* innovation beyond the gate, down-weighted */
 #define BF_FLAG_SOC_CLAMPED 0x20u      /* the update pushed SOC out of [0, 1] */
 #define BF_FLAG_COV_REPAIRED 0x40u     /* a covariance floor or bound was applied */
+/* (0x80 is taken: the CAN contract's "restored" shares this byte.) */
+
+/* |current| at or below this many C (of the capacity at the present
+ * temperature) is a rest for a restart after a refused interval. */
+#define BF_SOC_EKF_REST_C_RATE 0.02f
 
 typedef struct {
     float q_soc_per_s;        /* SOC random-walk variance per second */
@@ -97,6 +113,18 @@ bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
 /* Start from the voltage of a rested cell: SOC = OCV^-1(voltage_V, temp_C). */
 bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
                                 const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C);
+
+/* Start again after time the filter did not see, at a sample with these
+ * measurements. If the cell rests there (|current_A| <= rest_current_A and a
+ * plausible voltage), from that voltage as bf_soc_ekf_init_ocv does, and
+ * *from_voltage is set to 1; otherwise from the SOC the filter had, with the
+ * variance p0_soc of an unknown start, and *from_voltage is 0. The RC
+ * currents and the hysteresis start again either way (time has passed). An
+ * invalid temperature is replaced by the last good one. from_voltage may be
+ * NULL. A NaN or negative rest_current_A is BF_E_RANGE. */
+bf_status_t bf_soc_ekf_restart(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                               float rest_current_A, float current_A, float voltage_V, float temp_C,
+                               int *from_voltage);
 
 /* One sample: dt_s since the previous sample, then current, terminal voltage
  * and temperature measured at the end of that interval. */

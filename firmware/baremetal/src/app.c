@@ -1,6 +1,6 @@
 #include "fw/app.h"
 
-#include <math.h>    /* NAN only: nothing from libm is called */
+#include <math.h>    /* NAN and INFINITY only: nothing from libm is called */
 #include <string.h>
 
 #include "bmsfil_can.h"
@@ -297,7 +297,11 @@ static void on_meas_pack(fw_app_t *app, const uint8_t *data)
     }
     app->sequence = m.sequence;
     app->n_cells = (uint16_t)(m.n_cells + 1u);
-    app->dt_s = m.dt_valid ? (float)m.dt_s / 1000.0f : NAN;
+    /* No valid interval: one longer than dt_s carries (the host's
+     * recordings have no other), time the estimators did not see. As
+     * infinity it is over every dt_max_s and gap_s: the SOC filter restarts
+     * (bf_soc_ekf_step), the capacity fit drops its anchor. */
+    app->dt_s = m.dt_valid ? (float)m.dt_s / 1000.0f : INFINITY;
     app->current_A = m.current_valid ? (float)m.current_a / 1000.0f : NAN;
     memset(app->answered, 0, sizeof app->answered);
     app->n_answered = 0;
