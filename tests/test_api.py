@@ -10,6 +10,8 @@ import sys
 
 import bmsfil
 
+from shared_data import nasa_discharges, needs_nasa
+
 
 def test_the_package_example_runs() -> None:
     result = doctest.testmod(bmsfil, verbose=False)
@@ -52,3 +54,16 @@ def test_a_wrong_argument_gets_a_message_that_says_what_was_expected() -> None:
             make("lg-hg2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="whole number"):
         bmsfil.PackEstimator(bmsfil.bundled_params(), 2.5)  # type: ignore[arg-type]
+
+
+@needs_nasa
+def test_a_recording_without_a_reference_is_evaluated_unscored() -> None:
+    import pytest
+
+    life, _ = nasa_discharges(3)
+    params = bmsfil.bundled_params("nasa-pcoe-18650")
+    with pytest.raises(bmsfil.RecordingError, match="no reference SOC.*evaluate_unscored"):
+        bmsfil.evaluate_recording(life, params)
+    doc = bmsfil.evaluate_unscored(life, params)
+    assert doc["ekf"] is None and doc["not_scored"] == "no reference SOC"
+    assert [c["cycle"] for c in doc["capacity_cycles"]] == [1, 2, 3]  # type: ignore[index]

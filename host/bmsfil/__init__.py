@@ -11,6 +11,10 @@ first used, so `import bmsfil` stays light):
     >>> round(ev.score.rmse, 3)
     0.001
 
+A recording without a reference SOC (a field log, a NASA life) is evaluated
+without a score by `evaluate_unscored(rec, params)`: a dict as `bmsfil eval
+--json` writes, with the monitor, capacity and R0 (and a life's discharges).
+
 Recordings of other testers come in through `load_any` / `import_file`;
 parameter sets through `ParameterSet.load`, `fit_cell` and `tune_filter`.
 (`bmsfil.evaluate` and `bmsfil.fit` are the modules that define
@@ -45,6 +49,7 @@ _API = {
     "SopLimits": "bmsfil.power",
     "SensorErrors": "bmsfil.inject",
     "evaluate_recording": "bmsfil.evaluate",
+    "evaluate_unscored": "bmsfil.evaluate",
     "Evaluation": "bmsfil.evaluate",
     "fit_cell": "bmsfil.fit",
     "FitInputs": "bmsfil.fit",
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
     from bmsfil.core import SocEstimator, SocTrace
     from bmsfil.evaluate import Evaluation
     from bmsfil.evaluate import evaluate as evaluate_recording
+    from bmsfil.evaluate import evaluate_unscored
     from bmsfil.fit import FitInputs
     from bmsfil.fit import fit as fit_cell
     from bmsfil.health import HealthEstimator

@@ -16,7 +16,7 @@ from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, run_monitored
 from bmsfil.power import PowerTrace, power_trace
-from bmsfil.recording import Recording
+from bmsfil.recording import Recording, RecordingError
 
 
 #: Step flags that mean a measurement was unusable (not the filter's own guards).
@@ -91,7 +91,14 @@ def evaluate(
     """Score the SOC filter (with the plausibility monitor beside it); with
     `health`, also run the capacity and R0 estimators (health.py) over the
     recording and report where they ended; with `power`, the state of power
-    every 10 s of the recording (power.py)."""
+    every 10 s of the recording (power.py). A recording without a reference
+    SOC raises RecordingError before anything runs: `evaluate_unscored` is
+    the evaluation without a score."""
+    try:
+        rec.reference_soc()
+    except RecordingError as exc:
+        raise RecordingError(f"{exc}; evaluate_unscored(rec, params) runs the estimators without a SOC score, "
+                             "as bmsfil eval does for such a recording") from None
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     ev = score_trace(rec, measured, trace, params, None if initial_soc == "ocv" else float(initial_soc))
@@ -100,7 +107,8 @@ def evaluate(
                    power=power_trace(measured, params, initial_soc) if power else None)
 
 
-def evaluate_unscored(rec: Recording, params: ParameterSet, why: str, initial_soc: float | str = "ocv",
+def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no reference SOC",
+                      initial_soc: float | str = "ocv",
                       errors: SensorErrors | None = None, seed: int = 0,
                       csv_path: Path | None = None) -> dict[str, object]:
     """`bmsfil eval` of a recording without a reference SOC (a field log, a
