@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -255,7 +256,21 @@ def test_hil_run_command(tmp_path: Path, rec, capsys):
                  "--json", str(tmp_path / "h.json"), "--log", str(tmp_path / "x.blf"), "--no-plot"])
     assert code == 0
     assert (tmp_path / "o" / f"{rec.meta.name}.csv").exists()
-    assert "HIL lock-step replay" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "HIL lock-step replay" in out and "warning" not in out  # the bundled recording states its start
+
+
+def test_hil_run_says_when_the_reference_start_is_not_stated(tmp_path: Path, rec, capsys):
+    from dataclasses import replace
+
+    unstated = replace(rec.slice(0, 300), meta=replace(rec.meta, reference_initial_soc=None))
+    src = unstated.save(tmp_path / "r.npz")
+    assert main(["hil", "run", str(src), "--target", "host", "--out-dir", str(tmp_path / "o"), "--no-plot",
+                 "--json", str(tmp_path / "h.json")]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "reference_initial_soc=SOC" in out
+    (entry,) = json.loads((tmp_path / "h.json").read_text())["recordings"]
+    assert "does not state" in entry["cells"][0]["warnings"][0]
 
 
 def test_hil_run_without_a_reference_keeps_the_estimates(tmp_path: Path, rec, capsys):

@@ -512,6 +512,9 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
     finally:
         if table.row_count:
             console.print(table)
+        for warning in dict.fromkeys(w for entry in docs for cell in entry["cells"]  # type: ignore[union-attr]
+                                     for w in cell.get("warnings", [])):
+            console.print(f"bmsfil hil run: warning: {warning}", soft_wrap=True)
     written = sum(1 for entry in docs for cell in entry["cells"] if cell.get("csv"))  # type: ignore[union-attr]
     console.print((f"per-cell CSV (and PNG for packs of up to 8) in {args.out_dir}/" if written else
                    "no estimate came back: no CSV written") + (f"; CAN log {args.log}" if args.log else ""))
@@ -833,6 +836,8 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
         write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
     doc.update(_summary(ev, delivery, delta))
     doc["rmse"], doc["within_3sigma"] = ev.score.rmse, ev.score.within_3sigma
+    if (warning := rec.meta.reference_start_warning()) is not None:
+        doc["warnings"] = [warning]
     return doc
 
 

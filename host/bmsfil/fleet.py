@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from bmsfil.inject import SensorErrors
     from bmsfil.params import ParameterSet
-    from bmsfil.recording import Recording, RecordingMeta
+    from bmsfil.recording import Recording
     from bmsfil.tuning import Targets
 
 #: Suffixes taken from a directory given as input (what `bmsfil import` reads).
@@ -216,28 +216,26 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
             # Streamed, never all in memory, the plausibility monitor beside
             # the EKF; no plot, health or power (they need the whole recording).
             return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir)) \
-                | _reference_warnings(streamed.meta)
+                | _warnings([streamed.meta.reference_start_warning()])
         rec = streamed.load()  # no reference or a life: the whole-recording paths below
     else:
         rec = load_any(source)
-    warnings = [why] if (why := wrong_sign(rec)) else []
+    sign = wrong_sign(rec)
     try:
         rec.reference_soc()
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
         return {"source": source} | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
                                                       Path(out_dir) / f"{rec.meta.name}.csv") \
-            | ({"warnings": warnings} if warnings else {})
+            | _warnings([sign])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    warnings += _reference_warnings(rec.meta).get("warnings", [])
-    return {"source": source} | ev.summary() | ({"warnings": warnings} if warnings else {})
+    return {"source": source} | ev.summary() | _warnings([sign, rec.meta.reference_start_warning()])
 
 
-def _reference_warnings(meta: RecordingMeta) -> dict[str, list[str]]:
-    if meta.reference_initial_soc is not None:
-        return {}
-    return {"warnings": [f"{meta.name}: its reference SOC assumes a start from full charge, which the recording "
-                         "does not state (bmsfil import --meta reference_initial_soc=SOC)"]}
+def _warnings(found: list[str | None]) -> dict[str, list[str]]:
+    """A summary's "warnings" entry: those found, none if there are none."""
+    kept = [w for w in found if w]
+    return {"warnings": kept} if kept else {}

@@ -80,6 +80,14 @@ class RecordingMeta:
                 extra[key] = value
         return replace(self, extra=extra, **changes)  # type: ignore[arg-type]
 
+    def reference_start_warning(self) -> str | None:
+        """What a score against the reference SOC assumes but the recording
+        does not state (its start), or None."""
+        if self.reference_initial_soc is not None:
+            return None
+        return (f"{self.name}: its reference SOC assumes a start from full charge, which the recording "
+                "does not state (bmsfil import --meta reference_initial_soc=SOC)")
+
 
 _FLOAT_FIELDS = {
     "nominal_capacity_Ah",
