@@ -119,7 +119,9 @@ def expect_params(params: object, who: str) -> ParameterSet:
 
 
 class SocEstimator:
-    """One cell's SOC EKF, running the C core.
+    """One cell's SOC EKF, running the C core. Until `init_ocv` or
+    `init_soc` it holds SOC 1.0 with the variance of an unknown start
+    (p0_soc), which its sigma says; `run` starts it itself.
 
     >>> est = SocEstimator(bundled_params())
     >>> est.init_ocv(voltage_V=4.18, temp_C=25.0)
