@@ -328,6 +328,42 @@ def test_parameter_table_far_too_long(tmp_path: Path) -> None:
         ParameterSet.load(path)
 
 
+@pytest.mark.parametrize("key, value, want", [("p_floor_irc_A2", 1e-61, "> 0"), ("dt_max_s", 0.0, "> 0"),
+                                             ("q_soc_per_s", 1e39, ">= 0")])
+def test_tuning_the_c_core_would_refuse_is_refused_at_load(tmp_path: Path, key: str, value: float,
+                                                           want: str) -> None:
+    """Found by fuzz/fuzz_params.py: a floor of 1e-61 passed the loader (>= 0)
+    but is 0 in single precision, which the C core refuses without naming
+    the field."""
+    data = json.loads((CORPUS / "params" / "works_utf8_bom.json").read_text(encoding="utf-8-sig"))
+    data.setdefault("filter", {})[key] = value
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ParamsError, match=rf"tiny\.json: filter\.{key}: expected a value {want} that single precision"):
+        ParameterSet.load(path)
+
+
+@pytest.mark.parametrize("key, value, want", [("tau2_s", 1.2e64, r"1\.2e\+64 is beyond single precision"),
+                                             ("i_max_A", 1e-50, r"must be > 0 \(in single precision\)"),
+                                             ("hyst_gamma", -1.0, r"hyst_gamma must be >= 0")])
+def test_cell_values_the_c_core_would_refuse_are_refused_at_load(tmp_path: Path, key: str, value: float,
+                                                                 want: str) -> None:
+    """Found by fuzz/fuzz_params.py: a time constant of 1.2e64 passed the
+    loader (finite in double precision) but is infinite in the C core's
+    single precision, which refused the set without naming the field."""
+    data = json.loads((CORPUS / "params" / "works_utf8_bom.json").read_text(encoding="utf-8-sig"))
+    cell = data["cell"]
+    if isinstance(cell[key], list):
+        rows = cell[key]
+        cell[key] = [[value, *row[1:]] if isinstance(row, list) else value for row in rows]
+    else:
+        cell[key] = value
+    path = tmp_path / "cell.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ParamsError, match=rf"cell\.json: cell\.{key}.*{want}|cell\.json: .*{want}"):
+        ParameterSet.load(path)
+
+
 # --- the command line: exit 2, the message on stderr, nothing recorded lost -------
 
 

@@ -37,3 +37,20 @@ def test_fuzz_target_survives_a_short_run(target, tmp_path):
     crashes = sorted(p.name for p in tmp_path.glob("crash-*")) + sorted(p.name for p in tmp_path.glob("leak-*"))
     assert run.returncode == 0 and not crashes, f"{target}: {crashes}\n{run.stderr[-3000:]}"
     assert "Done" in run.stderr
+
+
+def test_parameter_loader_survives_a_short_run(tmp_path):
+    """fuzz/fuzz_params.py (atheris): any bytes given as a parameter file are
+    refused with a ParamsError or give a set the C core takes as it is."""
+    import sys
+
+    work = tmp_path / "work"
+    work.mkdir()
+    run = subprocess.run(
+        [sys.executable, str(FUZZ / "fuzz_params.py"), "-max_total_time=15", f"-artifact_prefix={tmp_path}/",
+         str(work), str(FUZZ / "corpus" / "params")],
+        capture_output=True, text=True,
+    )
+    crashes = sorted(p.name for p in tmp_path.glob("crash-*"))
+    assert run.returncode == 0 and not crashes, f"params: {crashes}\n{run.stderr[-3000:]}"
+    assert "Done" in run.stderr

@@ -84,16 +84,25 @@ class CellParams:
         return np.linspace(0.0, 1.0, self.r0_ohm.shape[1])
 
     def validate(self) -> None:
+        """Every check of bf_cell_params_check, made on the values as the C
+        core holds them (single precision), each naming its field."""
         nt = self.temp_C.shape[0] if self.temp_C.ndim == 1 else -1
         if not 1 <= nt <= MAX_TEMPS:
             raise ParamsError(f"cell.temp_C: expected 1..{MAX_TEMPS} temperatures, got shape {self.temp_C.shape}")
-        if not np.all(np.isfinite(self.temp_C)):
-            raise ParamsError(f"cell.temp_C: every value must be finite, got {self.temp_C.tolist()}")
-        for name in CELL_SCALARS:
-            if not np.isfinite(getattr(self, name)):
-                raise ParamsError(f"cell.{name}: expected a finite number, got {getattr(self, name)}")
-        if np.any(np.diff(self.temp_C) <= 0):
-            raise ParamsError(f"cell.temp_C: must be strictly ascending, got {self.temp_C.tolist()}")
+        single: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = np.asarray(getattr(self, f.name), dtype=np.float64)
+            if not np.all(np.isfinite(value)):
+                what = "expected a finite number" if value.ndim == 0 else "every value must be finite"
+                raise ParamsError(f"cell.{f.name}: {what}, got {_first_bad(value, np.isfinite(value))}")
+            with np.errstate(over="ignore"):
+                single[f.name] = value.astype(np.float32)
+            if not np.all(np.isfinite(single[f.name])):
+                raise ParamsError(f"cell.{f.name}: {_first_bad(value, np.isfinite(single[f.name]))} is beyond single "
+                                  "precision (3.4e+38), in which the C core holds it")
+        c = single
+        if np.any(np.diff(c["temp_C"]) <= 0):
+            raise ParamsError(f"cell.temp_C: must be strictly ascending (in single precision), got {self.temp_C.tolist()}")
         if self.ocv_V.ndim != 2 or self.ocv_V.shape[0] != nt or not 2 <= self.ocv_V.shape[1] <= OCV_MAX_POINTS:
             raise ParamsError(
                 f"cell.ocv_V: expected {nt} rows of 2..{OCV_MAX_POINTS} points, got shape {self.ocv_V.shape}"
@@ -107,27 +116,29 @@ class CellParams:
                     f"got shape {table.shape}"
                 )
             lower = MIN_TAU_S if name.startswith("tau") else 0.0
-            if not np.all(np.isfinite(table) & (table >= lower)):
+            if not np.all(c[name] >= np.float32(lower)):
                 raise ParamsError(f"cell.{name}: every value must be finite and >= {lower}")
         for name in TEMP_ROWS:
-            row = getattr(self, name)
-            if row.shape != (nt,) or not np.all(np.isfinite(row)):
-                raise ParamsError(f"cell.{name}: expected {nt} finite values, got {row.tolist()}")
-        if not np.all(self.capacity_Ah >= MIN_CAPACITY_AH):
+            if getattr(self, name).shape != (nt,):
+                raise ParamsError(f"cell.{name}: expected {nt} finite values, got {getattr(self, name).tolist()}")
+        if not np.all(c["capacity_Ah"] >= np.float32(MIN_CAPACITY_AH)):
             raise ParamsError(f"cell.capacity_Ah: every capacity must be >= {MIN_CAPACITY_AH} Ah")
-        if not np.all(np.isfinite(self.ocv_V)):
-            raise ParamsError("cell.ocv_V: every value must be finite")
-        if not (0 < self.eta_charge <= 1.5):
+        if not (0 < c["eta_charge"] <= 1.5):
             raise ParamsError(f"cell.eta_charge: expected a value in (0, 1.5], got {self.eta_charge}")
-        if not (self.v_max_V > self.v_min_V):
-            raise ParamsError("cell.v_max_V must exceed cell.v_min_V")
-        if not np.all(self.rn_ohm >= 0) or not (np.isfinite(self.rn_sat_per_A) and self.rn_sat_per_A >= 0):  # type: ignore[operator]
-            raise ParamsError("cell.rn_ohm and cell.rn_sat_per_A must be finite and >= 0")
-        if not self.i_max_A > 0:
-            raise ParamsError("cell.i_max_A must be > 0")
+        if not (c["v_max_V"] > c["v_min_V"]):
+            raise ParamsError("cell.v_max_V must exceed cell.v_min_V (in single precision)")
+        if not np.all(c["rn_ohm"] >= 0) or not c["rn_sat_per_A"] >= 0 or not np.all(c["hyst_gamma"] >= 0):
+            raise ParamsError("cell.rn_ohm, cell.rn_sat_per_A and cell.hyst_gamma must be >= 0")
+        if not c["i_max_A"] > 0:
+            raise ParamsError(f"cell.i_max_A must be > 0 (in single precision), got {self.i_max_A}")
 
     def to_json(self) -> dict[str, object]:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in asdict(self).items()}
+
+
+def _first_bad(values: np.ndarray, ok: np.ndarray) -> str:
+    """The first value where `ok` is False, as a message shows it."""
+    return f"{float(np.ravel(values)[np.flatnonzero(~np.ravel(ok))[0]]):g}"
 
 
 @dataclass(frozen=True)
@@ -158,9 +169,18 @@ class FilterTuning:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = float(getattr(self, f.name))
-            if not np.isfinite(value) or value < 0:
-                raise ParamsError(f"filter.{f.name}: expected a finite value >= 0, got {value}")
+            with np.errstate(over="ignore"):
+                single = np.float32(value)  # what the C core holds (bf_soc_ekf_tuning_check)
+            if not np.isfinite(single) or value < 0 or (f.name in _POSITIVE_TUNING and not single > 0):
+                want = "> 0" if f.name in _POSITIVE_TUNING else ">= 0"
+                raise ParamsError(f"filter.{f.name}: expected a value {want} that single precision holds "
+                                  f"(float32: from 1.4e-45 to 3.4e+38), got {value}")
             object.__setattr__(self, f.name, value)
+
+
+#: FilterTuning fields the C core needs above zero (the rest may be 0).
+_POSITIVE_TUNING = frozenset({"r_voltage_V2_s", "r_dt_min_s", "p0_soc", "p0_soc_ocv", "p0_irc_A2", "p0_hyst",
+                              "p_floor_soc", "p_floor_irc_A2", "p_floor_hyst", "gate_sigma", "dt_max_s"})
 
 
 @dataclass(frozen=True)
@@ -334,28 +354,34 @@ class ParameterSet:
             raw = path.read_bytes()
         except OSError as exc:
             raise ParamsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return cls.from_bytes(raw, str(path))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, origin: str = "<bytes>") -> "ParameterSet":
+        """A parameter file's bytes (UTF-8 JSON) as `load` reads them; any
+        problem is a ParamsError naming ``origin`` (and the line or field)."""
         if not raw.strip():
-            raise ParamsError(f"{path}: the file is empty; expected a JSON parameter set ({FORMAT_TAG})")
+            raise ParamsError(f"{origin}: the file is empty; expected a JSON parameter set ({FORMAT_TAG})")
         if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-            raise ParamsError(f"{path}: UTF-16 text; a parameter file must be UTF-8: save it as UTF-8")
+            raise ParamsError(f"{origin}: UTF-16 text; a parameter file must be UTF-8: save it as UTF-8")
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             raise ParamsError(
-                f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                f"{origin}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
                 "a parameter file is UTF-8 JSON"
             ) from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ParamsError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            raise ParamsError(f"{origin}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
         except RecursionError:
-            raise ParamsError(f"{path}: not valid JSON for a parameter set (nested too deeply)") from None
+            raise ParamsError(f"{origin}: not valid JSON for a parameter set (nested too deeply)") from None
         except ValueError as exc:  # e.g. an integer of more digits than Python converts
-            raise ParamsError(f"{path}: not valid JSON for a parameter set ({exc})") from None
-        params = cls.from_json(data, origin=str(path))
-        _check_units(str(path), params.cell)
+            raise ParamsError(f"{origin}: not valid JSON for a parameter set ({exc})") from None
+        params = cls.from_json(data, origin=origin)
+        _check_units(origin, params.cell)
         return params
 
 
