@@ -263,6 +263,19 @@ def test_tune_holds_out_the_training_recordings_the_fit_used(tmp_path: Path, mon
     assert main(["tune", "--params", str(start), "--train", str(other), "--iterations", "1", "-o", str(out)]) == 0
     assert seen[-1] is None  # the fit did not use it: nothing to hold out
 
+    # Another file with the same samples (as a CSV and the .npz imported from
+    # it are): recognised as the fit's input by the sha256 of its samples.
+    from dataclasses import replace
+
+    from bmsfil.fit import file_sha256
+    from bmsfil.recording import Recording
+
+    again = Recording.load(used)
+    renamed = replace(again, meta=replace(again.meta, name="the same samples")).save(tmp_path / "renamed.npz")
+    assert file_sha256(renamed) != file_sha256(used)
+    assert main(["tune", "--params", str(start), "--train", str(renamed), "--iterations", "1", "-o", str(out)]) == 0
+    assert np.array_equal(seen[-1][0].r0_ohm, without.cell.r0_ohm)  # type: ignore[index]
+
     used.with_name("moved.npz").write_bytes(used.read_bytes())
     used.unlink()
     capsys.readouterr()

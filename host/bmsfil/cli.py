@@ -418,7 +418,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     with console.status("fitting...") as status:
         params, report = fit(inputs, args.name, args.nominal_capacity, progress=lambda msg: status.update(msg + "..."))
     notes = provenance({role: paths or [] for role, paths in roles.items()} | {"thermal": args.thermal or []},
-                       args.command_line)
+                       args.command_line, {role: getattr(inputs, role) for role in roles} | {"thermal": thermal_recs})
     notes["fit_rms_residual_V"] = f"{report.residual_V:.4f}"
     notes["assumptions"] = "; ".join(report.assumptions)
     notes["not_identified"] = "; ".join(report.not_identified)
@@ -463,7 +463,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if (why := wrong_sign(rec)) is not None:
             raise RecordingError(why)
     before = params.filter
-    cells, models = _tuning_models(params, args)
+    cells, models = _tuning_models(params, args, train)
     targets = Targets()
     on_dask = args.workers is not None or args.scheduler is not None
     try:
@@ -496,7 +496,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tuning_models(params: ParameterSet, args: argparse.Namespace) -> tuple[list[CellParams] | None, str]:
+def _tuning_models(params: ParameterSet, args: argparse.Namespace,
+                   train: list[Recording]) -> tuple[list[CellParams] | None, str]:
     """The cell model each training recording is tuned with, and what that was
     (for the notes): held out (bmsfil.held_out) where the fit used the
     recording, unless --in-sample."""
@@ -505,7 +506,7 @@ def _tuning_models(params: ParameterSet, args: argparse.Namespace) -> tuple[list
                       "by bmsfil fit): tuned on its model as it is; if the training recordings are among those "
                       "files, the filter will trust the model more than new data bears")
         return None, "fit inputs unknown (no sha256 in the notes)"
-    in_fit = fit_inputs_among(params, args.train)
+    in_fit = fit_inputs_among(params, args.train, train)
     used = sum(d is not None for d in in_fit)
     if not used:
         return None, "none of the training recordings was a fit input"

@@ -456,10 +456,16 @@ def bmsfil_version() -> str:
         return "unknown"
 
 
-def provenance(files: dict[str, list[Path]], command: str) -> dict[str, str]:
-    """Notes that say where a parameter set came from: every input with its sha256, the command, the writer."""
+def provenance(files: dict[str, list[Path]], command: str,
+               recordings: dict[str, list[Recording]] | None = None) -> dict[str, str]:
+    """Notes that say where a parameter set came from: every input with its
+    sha256 (and, given its recordings, that of its samples:
+    `Recording.data_sha256`, the same for the .npz an import made of it), the
+    command, the writer."""
     notes = {"command": command, "written_by": f"bmsfil {bmsfil_version()}"}
     for role, paths in files.items():
         if paths:
-            notes[f"{role}_from"] = "; ".join(f"{p} sha256:{file_sha256(p)[:16]}" for p in paths)
+            recs = (recordings or {}).get(role) or []
+            data = [f" data:{r.data_sha256()[:16]}" for r in recs] if len(recs) == len(paths) else [""] * len(paths)
+            notes[f"{role}_from"] = "; ".join(f"{p} sha256:{file_sha256(p)[:16]}{d}" for p, d in zip(paths, data))
     return notes

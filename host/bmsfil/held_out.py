@@ -8,8 +8,9 @@ tuning, with the model refitted without it (leave one out), as
 workflow of docs/fitting_results.md this takes the unseen HWFET and UDDS
 cycles meeting the core bar from 5 of 7 to 6 of 7.
 
-A training file is recognised as a fit input by its sha256, which the set's
-notes hold for every input (`ocv_from`, `pulse_from`, ...). The fit is
+A training file is recognised as a fit input by its sha256, or by that of
+its samples (the same for a CSV and the .npz `bmsfil import` made of it),
+which the set's notes hold for every input (`ocv_from`, `pulse_from`, ...). The fit is
 repeated from the `bmsfil fit` command in the notes (its inputs, import
 options and nominal capacity), with every input checked against its sha256.
 """
@@ -39,25 +40,35 @@ class RecipeError(ValueError):
     """The fit cannot be repeated as it was made: the message says why."""
 
 
-def fit_digests(params: ParameterSet) -> dict[str, dict[str, str]]:
-    """Per role, each fit input's path (as the notes name it) -> its sha256
-    prefix ("" where the notes give none)."""
-    out: dict[str, dict[str, str]] = {}
+def _fit_entries(params: ParameterSet) -> dict[str, dict[str, tuple[str, str]]]:
+    """Per role, each fit input's path (as the notes name it) -> the sha256
+    prefixes of its file and of its samples ("" where the notes give none)."""
+    out: dict[str, dict[str, tuple[str, str]]] = {}
     for role in ROLES:
         for item in filter(None, (part.strip() for part in params.notes.get(f"{role}_from", "").split(";"))):
+            item, _, data = item.partition(" data:")
             path_text, sep, digest = item.rpartition(" sha256:")
-            out.setdefault(role, {})[path_text if sep else item] = digest if sep else ""
+            out.setdefault(role, {})[path_text if sep else item] = (digest if sep else "", data)
     return out
 
 
-def fit_inputs_among(params: ParameterSet, train: list[Path]) -> list[str | None]:
-    """For each training file, the sha256 prefix by which the notes list it as a
-    fit input, or None if the fit did not use it."""
-    known = {d for paths in fit_digests(params).values() for d in paths.values() if d}
+def fit_digests(params: ParameterSet) -> dict[str, dict[str, str]]:
+    """Per role, each fit input's path (as the notes name it) -> its file's
+    sha256 prefix ("" where the notes give none)."""
+    return {role: {path: file for path, (file, _) in paths.items()} for role, paths in _fit_entries(params).items()}
+
+
+def fit_inputs_among(params: ParameterSet, train: list[Path], recordings: list[Recording]) -> list[str | None]:
+    """For each training file (and its recording), the file sha256 prefix by
+    which the notes list it as a fit input, or None if the fit did not use
+    it. A training file is a fit input if its own sha256 is one the notes
+    list or if its samples are (a CSV the fit read, tuned on as the .npz
+    `bmsfil import` made of it, or the other way round)."""
+    entries = [e for paths in _fit_entries(params).values() for e in paths.values() if e[0]]
     found: list[str | None] = []
-    for path in train:
-        full = file_sha256(path)
-        found.append(next((d for d in known if full.startswith(d)), None))
+    for path, rec in zip(train, recordings, strict=True):
+        full, data = file_sha256(path), rec.data_sha256()
+        found.append(next((f for f, d in entries if full.startswith(f) or (d and data.startswith(d))), None))
     return found
 
 

@@ -12,6 +12,7 @@ elsewhere is recognised and rejected with a clear message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 import zlib
@@ -180,6 +181,15 @@ class Recording:
             raise RecordingError(f"recording {self.meta.name!r}: cycle_starts {listed[:60]!r} is not a list of "
                                  "sample indices") from None
         return sorted({0, *(k for k in starts if 0 < k < len(self))})
+
+    def data_sha256(self) -> str:
+        """sha256 of the samples (time, current, voltage, temperature as
+        float64): the same for a file and for the .npz `bmsfil import` made
+        of it, which a file's own sha256 is not."""
+        h = hashlib.sha256()
+        for array in (self.time_s, self.current_A, self.voltage_V, self.temp_C):
+            h.update(np.ascontiguousarray(array, dtype="<f8").tobytes())
+        return h.hexdigest()
 
     def slice(self, start: int, stop: int) -> "Recording":
         """Samples [start, stop), with time and Ah re-zeroed at the new first
