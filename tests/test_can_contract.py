@@ -284,7 +284,7 @@ def _roundtrip(message: can.Message):
 def test_meas_pack_roundtrip(seq, dt, i, n) -> None:
     f = _roundtrip(cc.encode_meas_pack(seq, dt, i, n))
     assert isinstance(f, cc.MeasPack)
-    assert f.sequence == seq % 65536 and f.n_cells == n
+    assert f.sequence == seq % cc.SEQUENCE_MODULUS and f.n_cells == n
     assert _close(f.dt_s, dt, 1e-3) and f.dt_valid == (not math.isnan(dt))
     assert _close(f.current_A, i, 1e-3) and f.current_valid == (not math.isnan(i))
 
@@ -294,7 +294,7 @@ def test_meas_pack_roundtrip(seq, dt, i, n) -> None:
        t=_in_range("MeasCell", "temp_C"))
 def test_meas_cell_roundtrip(seq, cell, v, t) -> None:
     f = _roundtrip(cc.encode_meas_cell(seq, cell, v, t))
-    assert isinstance(f, cc.MeasCell) and (f.sequence, f.cell_index) == (seq % 65536, cell)
+    assert isinstance(f, cc.MeasCell) and (f.sequence, f.cell_index) == (seq % cc.SEQUENCE_MODULUS, cell)
     assert _close(f.voltage_V, v, 1e-4) and _close(f.temp_C, t, 0.1)
 
 
@@ -305,7 +305,7 @@ def test_est_cell_roundtrip(seq, cell, soc, sigma, flags, valid) -> None:
     if not valid:
         soc = sigma = math.nan
     f = _roundtrip(cc.encode_est_cell(seq, cell, soc, sigma, flags))
-    assert isinstance(f, cc.EstCell) and (f.sequence, f.cell_index) == (seq % 65536, cell)
+    assert isinstance(f, cc.EstCell) and (f.sequence, f.cell_index) == (seq % cc.SEQUENCE_MODULUS, cell)
     assert f.soc_valid == valid
     assert _close(f.soc, soc, 1e-6)
     assert _close(f.soc_sigma, min(sigma, 0.4094) if valid else sigma, 2e-4)  # saturates
@@ -371,7 +371,7 @@ def test_est_cell_power_roundtrip(seq, cell, pc, pd, horizon) -> None:
        instr=st.one_of(st.none(), st.integers(1, 2**24 - 1)))
 def test_target_status_roundtrip(counter, state, last, fault, instr) -> None:
     f = _roundtrip(cc.encode_target_status(counter, state, last, fault, instr))
-    assert f == cc.TargetStatus(counter % 256, state, None if last is None else last % 65536, fault, instr)
+    assert f == cc.TargetStatus(counter % 256, state, None if last is None else last % cc.SEQUENCE_MODULUS, fault, instr)
     assert f.start == cc.TargetStart.POWER_ON
 
 
@@ -570,6 +570,10 @@ def _garble(message: can.Message, **raw_changes: int) -> can.Message:
     raw = msg.decode(bytes(message.data), decode_choices=False, scaling=False)
     raw.update(raw_changes)
     data = msg.encode(raw, scaling=False, strict=False)
+    if message.arbitration_id in cc.E2E_FRAMES and "crc" not in raw_changes:
+        # garbled by its sender, before the end-to-end check: the crc matches
+        word = int.from_bytes(data, "little")
+        data = ((word & ~(0xF << 12)) | (cc.e2e_crc(word) << 12)).to_bytes(8, "little")
     return _msg(message.arbitration_id, data)
 
 

@@ -86,7 +86,7 @@ def test_micropython_encoder_agrees_with_the_contract(seq, cell, cap, r0) -> Non
         sys.path.remove(str(APP_DIR))
     msg = cc.database().get_message_by_name("EstCellHealth")
     got = msg.decode(bc.encode_est_cell_health(seq, cell, cap, r0), decode_choices=False)
-    assert (got["sequence"], got["cell_index"]) == (seq % 65536, cell)
+    assert (got["sequence"], got["cell_index"]) == (seq % cc.SEQUENCE_MODULUS, cell)
     assert got["capacity_valid"] == int(not math.isnan(cap)) and got["r0_valid"] == int(not math.isnan(r0))
     if not math.isnan(cap):
         assert abs(got["capacity_Ah"] - min(cap, 65.535)) <= 0.0005 + 1e-9

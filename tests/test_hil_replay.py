@@ -131,7 +131,7 @@ def test_garbled_and_stray_frames_are_counted_not_fatal(rec):
             if msg.arbitration_id == cc.FrameId.MEAS_CELL:
                 cell = cc.decode(msg)
                 device.send(can.Message(arbitration_id=cc.FrameId.EST_CELL, data=b"\x01\x02", is_extended_id=False))
-                device.send(cc.encode_est_cell((cell.sequence + 7) % 65536, 0, 0.4, 0.01))  # stale sequence
+                device.send(cc.encode_est_cell((cell.sequence + 7) % cc.SEQUENCE_MODULUS, 0, 0.4, 0.01))  # stale sequence
                 device.send(cc.encode_est_cell(cell.sequence, 0, 0.5, 0.01))
                 device.send(cc.encode_est_cell(cell.sequence, 0, 0.5, 0.01))  # duplicate
 

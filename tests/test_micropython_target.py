@@ -62,7 +62,7 @@ def _host(rec) -> np.ndarray:
 
 def test_codec_agrees_with_the_contract(fw):
     bc, _ = fw
-    for seq, dt, cur, n in [(0, 1.0, -2.5, 1), (65535, 0.001, 524.287, 1024), (7, math.nan, math.nan, 3),
+    for seq, dt, cur, n in [(0, 1.0, -2.5, 1), (4095, 0.001, 524.287, 1024), (4096 * 3 + 5, 0.001, 1.0, 2), (7, math.nan, math.nan, 3),
                             (9, 65.535, -524.288, 12)]:
         got = bc.decode_meas_pack(bytes(cc.encode_meas_pack(seq, dt, cur, n).data))
         want = cc.decode(cc.encode_meas_pack(seq, dt, cur, n))
@@ -82,10 +82,30 @@ def test_codec_agrees_with_the_contract(fw):
         assert est.soc == pytest.approx(soc, abs=5e-7) and est.soc_sigma == pytest.approx(min(sigma, 0.4094))
     est = cc.decode(_msg(0x200, bc.encode_est_cell(1, 0, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)))
     assert math.isnan(est.soc) and est.flags == cc.FLAG_VOLTAGE_INVALID
-    st = cc.decode(_msg(0x300, bc.encode_target_status(257, bc.STATE_RUNNING, bc.START_RESTORED, 65535,
+    st = cc.decode(_msg(0x300, bc.encode_target_status(257, bc.STATE_RUNNING, bc.START_RESTORED, 4095,
                                                         bc.FAULT_SEQUENCE_GAP)))
-    assert st == cc.TargetStatus(1, cc.TargetState.RUNNING, 65535, cc.FaultCode.SEQUENCE_GAP, None,
+    assert st == cc.TargetStatus(1, cc.TargetState.RUNNING, 4095, cc.FaultCode.SEQUENCE_GAP, None,
                                  cc.TargetStart.RESTORED)
+    st = cc.decode(_msg(0x300, bc.encode_target_status(3, bc.STATE_RUNNING, bc.START_POWER_ON, 4097,
+                                                        bc.FAULT_CRC_ERROR, 0, 17)))
+    assert (st.last_sequence, st.fault_code, st.crc_errors) == (1, cc.FaultCode.CRC_ERROR, 1)
+
+
+def test_codec_refuses_every_single_bit_flip(fw):
+    """The MicroPython decoders (both estimator variants use them) check the
+    measurement frames' crc as bmsfil.can_contract does."""
+    bc, _ = fw
+    frames = [cc.encode_meas_pack(4100, 0.1, -2.5, 3), cc.encode_meas_cell(4100, 2, 3.71234, 25.37),
+              cc.encode_meas_pack(0, math.nan, math.nan, 1), cc.encode_meas_cell(4095, 1023, math.nan, math.nan)]
+    for msg in frames:
+        data = bytes(msg.data)
+        assert bc.e2e_crc(data) == cc.e2e_crc(data) == data[1] >> 4
+        decode = bc.decode_meas_pack if msg.arbitration_id == cc.FrameId.MEAS_PACK else bc.decode_meas_cell
+        assert decode(data)[0] == cc.decode(msg).sequence
+        for bit in range(64):
+            bad = bytearray(data)
+            bad[bit // 8] ^= 1 << (bit % 8)
+            assert decode(bytes(bad)) is None, bit
     st = cc.decode(_msg(0x300, bc.encode_target_status(0, bc.STATE_IDLE, bc.START_POWER_ON, None, 0)))
     assert st.last_sequence is None and st.state == cc.TargetState.IDLE
 

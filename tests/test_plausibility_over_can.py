@@ -47,7 +47,7 @@ def test_est_cell_flags_roundtrip(seq, cell, flags, u, sigma, stuck, valid) -> N
     msg = cc.encode_est_cell_flags(seq, cell, flags, u, sigma, stuck)
     assert msg.arbitration_id == 0x203 and msg.dlc == 8 and not msg.is_extended_id
     f = cc.decode(msg)
-    assert isinstance(f, cc.EstCellFlags) and (f.sequence, f.cell_index, f.flags) == (seq % 65536, cell, flags)
+    assert isinstance(f, cc.EstCellFlags) and (f.sequence, f.cell_index, f.flags) == (seq % cc.SEQUENCE_MODULUS, cell, flags)
     assert bytes(cc.encode(f).data) == bytes(msg.data)
     # cantools reads the same bits.
     raw = cc.database().get_message_by_name("EstCellFlags").decode(bytes(msg.data), decode_choices=False)

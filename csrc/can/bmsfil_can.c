@@ -137,7 +137,8 @@ int bmsfil_can_meas_pack_pack(
     memset(&dst_p[0], 0, 8);
 
     dst_p[0] |= pack_left_shift_u16(src_p->sequence, 0u, 0xffu);
-    dst_p[1] |= pack_right_shift_u16(src_p->sequence, 8u, 0xffu);
+    dst_p[1] |= pack_right_shift_u16(src_p->sequence, 8u, 0x0fu);
+    dst_p[1] |= pack_left_shift_u8(src_p->crc, 4u, 0xf0u);
     dst_p[2] |= pack_left_shift_u16(src_p->dt_s, 0u, 0xffu);
     dst_p[3] |= pack_right_shift_u16(src_p->dt_s, 8u, 0xffu);
     current_a = (uint32_t)src_p->current_a;
@@ -164,7 +165,8 @@ int bmsfil_can_meas_pack_unpack(
     }
 
     dst_p->sequence = unpack_right_shift_u16(src_p[0], 0u, 0xffu);
-    dst_p->sequence |= unpack_left_shift_u16(src_p[1], 8u, 0xffu);
+    dst_p->sequence |= unpack_left_shift_u16(src_p[1], 8u, 0x0fu);
+    dst_p->crc = unpack_right_shift_u8(src_p[1], 4u, 0xf0u);
     dst_p->dt_s = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
     dst_p->dt_s |= unpack_left_shift_u16(src_p[3], 8u, 0xffu);
     current_a = unpack_right_shift_u32(src_p[4], 0u, 0xffu);
@@ -205,14 +207,32 @@ float bmsfil_can_meas_pack_sequence_decode(uint16_t value)
 
 bool bmsfil_can_meas_pack_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_meas_pack_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
+}
+
+uint8_t bmsfil_can_meas_pack_crc_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_meas_pack_crc_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_meas_pack_crc_is_in_range(uint8_t value)
+{
+    return (value <= 15u);
+}
+
+bool bmsfil_can_meas_pack_crc_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 15.0f));
 }
 
 uint16_t bmsfil_can_meas_pack_dt_s_encode(float value)
@@ -329,7 +349,8 @@ int bmsfil_can_meas_cell_pack(
     memset(&dst_p[0], 0, 8);
 
     dst_p[0] |= pack_left_shift_u16(src_p->sequence, 0u, 0xffu);
-    dst_p[1] |= pack_right_shift_u16(src_p->sequence, 8u, 0xffu);
+    dst_p[1] |= pack_right_shift_u16(src_p->sequence, 8u, 0x0fu);
+    dst_p[1] |= pack_left_shift_u8(src_p->crc, 4u, 0xf0u);
     dst_p[2] |= pack_left_shift_u16(src_p->cell_index, 0u, 0xffu);
     dst_p[3] |= pack_right_shift_u16(src_p->cell_index, 8u, 0x03u);
     dst_p[3] |= pack_left_shift_u8(src_p->voltage_valid, 2u, 0x04u);
@@ -353,7 +374,8 @@ int bmsfil_can_meas_cell_unpack(
     }
 
     dst_p->sequence = unpack_right_shift_u16(src_p[0], 0u, 0xffu);
-    dst_p->sequence |= unpack_left_shift_u16(src_p[1], 8u, 0xffu);
+    dst_p->sequence |= unpack_left_shift_u16(src_p[1], 8u, 0x0fu);
+    dst_p->crc = unpack_right_shift_u8(src_p[1], 4u, 0xf0u);
     dst_p->cell_index = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
     dst_p->cell_index |= unpack_left_shift_u16(src_p[3], 8u, 0x03u);
     dst_p->voltage_valid = unpack_right_shift_u8(src_p[3], 2u, 0x04u);
@@ -388,14 +410,32 @@ float bmsfil_can_meas_cell_sequence_decode(uint16_t value)
 
 bool bmsfil_can_meas_cell_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_meas_cell_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
+}
+
+uint8_t bmsfil_can_meas_cell_crc_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_meas_cell_crc_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_meas_cell_crc_is_in_range(uint8_t value)
+{
+    return (value <= 15u);
+}
+
+bool bmsfil_can_meas_cell_crc_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 15.0f));
 }
 
 uint16_t bmsfil_can_meas_cell_cell_index_encode(float value)
@@ -664,14 +704,12 @@ float bmsfil_can_est_cell_sequence_decode(uint16_t value)
 
 bool bmsfil_can_est_cell_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_est_cell_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
 }
 
 uint16_t bmsfil_can_est_cell_cell_index_encode(float value)
@@ -949,14 +987,12 @@ float bmsfil_can_est_cell_health_sequence_decode(uint16_t value)
 
 bool bmsfil_can_est_cell_health_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_est_cell_health_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
 }
 
 uint16_t bmsfil_can_est_cell_health_cell_index_encode(float value)
@@ -1174,14 +1210,12 @@ float bmsfil_can_est_cell_power_sequence_decode(uint16_t value)
 
 bool bmsfil_can_est_cell_power_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_est_cell_power_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
 }
 
 uint16_t bmsfil_can_est_cell_power_cell_index_encode(float value)
@@ -1400,14 +1434,12 @@ float bmsfil_can_est_cell_flags_sequence_decode(uint16_t value)
 
 bool bmsfil_can_est_cell_flags_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_est_cell_flags_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
 }
 
 uint16_t bmsfil_can_est_cell_flags_cell_index_encode(float value)
@@ -1646,7 +1678,8 @@ int bmsfil_can_target_status_pack(
     dst_p[1] |= pack_left_shift_u8(src_p->last_sequence_valid, 4u, 0x10u);
     dst_p[1] |= pack_left_shift_u8(src_p->start, 5u, 0x60u);
     dst_p[2] |= pack_left_shift_u16(src_p->last_sequence, 0u, 0xffu);
-    dst_p[3] |= pack_right_shift_u16(src_p->last_sequence, 8u, 0xffu);
+    dst_p[3] |= pack_right_shift_u16(src_p->last_sequence, 8u, 0x0fu);
+    dst_p[3] |= pack_left_shift_u8(src_p->crc_errors, 4u, 0xf0u);
     dst_p[4] |= pack_left_shift_u8(src_p->fault_code, 0u, 0xffu);
     dst_p[5] |= pack_left_shift_u32(src_p->instructions_per_cell_step, 0u, 0xffu);
     dst_p[6] |= pack_right_shift_u32(src_p->instructions_per_cell_step, 8u, 0xffu);
@@ -1669,7 +1702,8 @@ int bmsfil_can_target_status_unpack(
     dst_p->last_sequence_valid = unpack_right_shift_u8(src_p[1], 4u, 0x10u);
     dst_p->start = unpack_right_shift_u8(src_p[1], 5u, 0x60u);
     dst_p->last_sequence = unpack_right_shift_u16(src_p[2], 0u, 0xffu);
-    dst_p->last_sequence |= unpack_left_shift_u16(src_p[3], 8u, 0xffu);
+    dst_p->last_sequence |= unpack_left_shift_u16(src_p[3], 8u, 0x0fu);
+    dst_p->crc_errors = unpack_right_shift_u8(src_p[3], 4u, 0xf0u);
     dst_p->fault_code = unpack_right_shift_u8(src_p[4], 0u, 0xffu);
     dst_p->instructions_per_cell_step = unpack_right_shift_u32(src_p[5], 0u, 0xffu);
     dst_p->instructions_per_cell_step |= unpack_left_shift_u32(src_p[6], 8u, 0xffu);
@@ -1781,14 +1815,32 @@ float bmsfil_can_target_status_last_sequence_decode(uint16_t value)
 
 bool bmsfil_can_target_status_last_sequence_is_in_range(uint16_t value)
 {
-    (void)value;
-
-    return (true);
+    return (value <= 4095u);
 }
 
 bool bmsfil_can_target_status_last_sequence_is_in_phys_range(float value)
 {
-    return ((value >= 0.0f) && (value <= 65535.0f));
+    return ((value >= 0.0f) && (value <= 4095.0f));
+}
+
+uint8_t bmsfil_can_target_status_crc_errors_encode(float value)
+{
+    return (uint8_t)(cantools_unsigned_from_double(roundf(value)));
+}
+
+float bmsfil_can_target_status_crc_errors_decode(uint8_t value)
+{
+    return ((float)value);
+}
+
+bool bmsfil_can_target_status_crc_errors_is_in_range(uint8_t value)
+{
+    return (value <= 15u);
+}
+
+bool bmsfil_can_target_status_crc_errors_is_in_phys_range(float value)
+{
+    return ((value >= 0.0f) && (value <= 15.0f));
 }
 
 uint8_t bmsfil_can_target_status_fault_code_encode(float value)

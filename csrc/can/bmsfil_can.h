@@ -110,6 +110,7 @@ extern "C" {
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_ESTIMATOR_ERROR_CHOICE (6u)
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_FRAME_ERROR_CHOICE (7u)
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_PERSIST_ERROR_CHOICE (8u)
+#define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_CRC_ERROR_CHOICE (9u)
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_INTERNAL_CHOICE (255u)
 
 /* Frame Names. */
@@ -125,12 +126,14 @@ extern "C" {
 
 /* Signal Names. */
 #define BMSFIL_CAN_MEAS_PACK_SEQUENCE_NAME "sequence"
+#define BMSFIL_CAN_MEAS_PACK_CRC_NAME "crc"
 #define BMSFIL_CAN_MEAS_PACK_DT_S_NAME "dt_s"
 #define BMSFIL_CAN_MEAS_PACK_CURRENT_A_NAME "current_A"
 #define BMSFIL_CAN_MEAS_PACK_CURRENT_VALID_NAME "current_valid"
 #define BMSFIL_CAN_MEAS_PACK_DT_VALID_NAME "dt_valid"
 #define BMSFIL_CAN_MEAS_PACK_N_CELLS_NAME "n_cells"
 #define BMSFIL_CAN_MEAS_CELL_SEQUENCE_NAME "sequence"
+#define BMSFIL_CAN_MEAS_CELL_CRC_NAME "crc"
 #define BMSFIL_CAN_MEAS_CELL_CELL_INDEX_NAME "cell_index"
 #define BMSFIL_CAN_MEAS_CELL_VOLTAGE_VALID_NAME "voltage_valid"
 #define BMSFIL_CAN_MEAS_CELL_TEMP_VALID_NAME "temp_valid"
@@ -181,6 +184,7 @@ extern "C" {
 #define BMSFIL_CAN_TARGET_STATUS_LAST_SEQUENCE_VALID_NAME "last_sequence_valid"
 #define BMSFIL_CAN_TARGET_STATUS_START_NAME "start"
 #define BMSFIL_CAN_TARGET_STATUS_LAST_SEQUENCE_NAME "last_sequence"
+#define BMSFIL_CAN_TARGET_STATUS_CRC_ERRORS_NAME "crc_errors"
 #define BMSFIL_CAN_TARGET_STATUS_FAULT_CODE_NAME "fault_code"
 #define BMSFIL_CAN_TARGET_STATUS_INSTRUCTIONS_PER_CELL_STEP_NAME "instructions_per_cell_step"
 #define BMSFIL_CAN_TARGET_PROFILE_SOC_FILTER_NAME "soc_filter"
@@ -191,19 +195,28 @@ extern "C" {
 /**
  * Signals in message MeasPack.
  *
- * Host to target, once per sample, before that sample's MeasCell frames: opens sample sequence with the interval since the previous sample and the pack current every cell of the series string carries. IDs 0x100-0x1FF are host to target (measurements, then HostCommand at 0x1F0), the highest priority of the contract, so that the inputs of a sample win arbitration over estimates still queued; 0x000-0x0FF stay free for more urgent traffic on a shared bench bus. Classic CAN, 11-bit IDs, DLC 8, Intel byte order, reserved bits sent 0 and ignored on receipt.
+ * Host to target, once per sample, before that sample's MeasCell frames: opens sample sequence with the interval since the previous sample and the pack current every cell of the series string carries. Protected end to end by sequence and crc (contract version bmsfil-can-3). IDs 0x100-0x1FF are host to target (measurements, then HostCommand at 0x1F0), the highest priority of the contract, so that the inputs of a sample win arbitration over estimates still queued; 0x000-0x0FF stay free for more urgent traffic on a shared bench bus. Classic CAN, 11-bit IDs, DLC 8, Intel byte order, reserved bits sent 0 and ignored on receipt.
  *
  * All signal values are as on the CAN bus.
  */
 struct bmsfil_can_meas_pack_t {
     /**
-     * Sample number modulo 65536. Every frame of the sample carries it; every estimate echoes it. Time is data: the target never uses a clock of its own.
+     * Sample number modulo 4096 (12 bits: the other 4 of the former 16-bit field carry crc). Every frame of the sample carries it; every estimate echoes it. Time is data: the target never uses a clock of its own. With crc it is the frame's end-to-end protection (AUTOSAR E2E style: counter and CRC): a repeated, skipped or stale sequence shows a lost or replayed frame, a bad crc a damaged one.
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
     uint16_t sequence;
+
+    /**
+     * End-to-end check of the frame: CRC-4/G-704 (ITU-T G.704: polynomial x^4+x+1 = 0x3, init 0, reflected in and out, xorout 0; check value 0x7 over ASCII 123456789) over the 8 data bytes in order, each byte least significant bit first (the contract's own Intel bit order: bit 0 of the frame first, bit 63 last), with this field's 4 bits (bits 12-15) taken as 0. It covers every other bit of the frame, reserved bits included, and detects every single-bit error and every burst of up to 4 adjacent bits except the one that straddles bits 11-14. A receiver refuses a frame whose crc does not match as it would a lost frame (never uses its values), counts it (TargetStatus.crc_errors) and reports fault_code crc_error.
+     *
+     * Range: 0..15 (0..15 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t crc;
 
     /**
      * Interval from the previous sample to this one; the target integrates with exactly this value. Sent as 0 when dt_valid is 0. Longer gaps (above 65.535 s) cannot be sent: the sender refuses them rather than cutting them.
@@ -260,13 +273,22 @@ struct bmsfil_can_meas_pack_t {
  */
 struct bmsfil_can_meas_cell_t {
     /**
-     * Sequence of the MeasPack this cell belongs to.
+     * Sequence of the MeasPack this cell belongs to (modulo 4096).
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
     uint16_t sequence;
+
+    /**
+     * End-to-end check of the frame, as MeasPack.crc: CRC-4/G-704 over the 8 data bytes with this field (bits 12-15) taken as 0; it covers the reserved bits 62-63 too. The same CRC-4 as MeasPack (not a 6-bit CRC in the 2 spare bits) so that every receiver has one check for both frames. A frame that fails it is refused and counted (TargetStatus.crc_errors).
+     *
+     * Range: 0..15 (0..15 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t crc;
 
     /**
      * Cell position in the pack, 0 .. n_cells-1.
@@ -350,9 +372,9 @@ struct bmsfil_can_host_command_t {
  */
 struct bmsfil_can_est_cell_t {
     /**
-     * Sequence of the measurements this estimate follows, echoed.
+     * Sequence of the measurements this estimate follows, echoed (0 .. 4095).
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
@@ -458,9 +480,9 @@ struct bmsfil_can_est_cell_t {
  */
 struct bmsfil_can_est_cell_health_t {
     /**
-     * Sequence of the measurements this estimate follows, echoed.
+     * Sequence of the measurements this estimate follows, echoed (0 .. 4095).
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
@@ -539,9 +561,9 @@ struct bmsfil_can_est_cell_health_t {
  */
 struct bmsfil_can_est_cell_power_t {
     /**
-     * Sequence of the measurements this estimate follows, echoed.
+     * Sequence of the measurements this estimate follows, echoed (0 .. 4095).
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
@@ -611,9 +633,9 @@ struct bmsfil_can_est_cell_power_t {
  */
 struct bmsfil_can_est_cell_flags_t {
     /**
-     * Sequence of the measurements this verdict follows, echoed.
+     * Sequence of the measurements this verdict follows, echoed (0 .. 4095).
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
@@ -764,13 +786,22 @@ struct bmsfil_can_target_status_t {
     uint8_t start;
 
     /**
-     * Sequence of the last sample whose estimate frames have all been sent.
+     * Sequence of the last sample whose estimate frames have all been sent (0 .. 4095).
      *
-     * Range: 0..65535 (0..65535 -)
+     * Range: 0..4095 (0..4095 -)
      * Scale: 1
      * Offset: 0
      */
     uint16_t last_sequence;
+
+    /**
+     * Measurement frames (MeasPack, MeasCell) refused because their crc did not match, counted since boot modulo 16: the host counts the increase between two TargetStatus frames (it sees every one, since one closes every sample). A refused frame is also reported as fault_code crc_error.
+     *
+     * Range: 0..15 (0..15 -)
+     * Scale: 1
+     * Offset: 0
+     */
+    uint8_t crc_errors;
 
     /**
      * Why the target is in state fault, or the latest recoverable fault while running; none otherwise.
@@ -912,6 +943,46 @@ bool bmsfil_can_meas_pack_sequence_is_in_range(uint16_t value);
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_meas_pack_sequence_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_meas_pack_crc_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_meas_pack_crc_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_meas_pack_crc_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_meas_pack_crc_is_in_phys_range(float value);
 
 /**
  * Encode given signal by applying scaling and offset.
@@ -1189,6 +1260,46 @@ bool bmsfil_can_meas_cell_sequence_is_in_range(uint16_t value);
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_meas_cell_sequence_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_meas_cell_crc_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_meas_cell_crc_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_meas_cell_crc_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_meas_cell_crc_is_in_phys_range(float value);
 
 /**
  * Encode given signal by applying scaling and offset.
@@ -3411,6 +3522,46 @@ bool bmsfil_can_target_status_last_sequence_is_in_range(uint16_t value);
  * @return true if in range, false otherwise.
  */
 bool bmsfil_can_target_status_last_sequence_is_in_phys_range(float value);
+
+/**
+ * Encode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to encode.
+ *
+ * @return Encoded signal.
+ */
+uint8_t bmsfil_can_target_status_crc_errors_encode(float value);
+
+/**
+ * Decode given signal by applying scaling and offset.
+ *
+ * @param[in] value Signal to decode.
+ *
+ * @return Decoded signal.
+ */
+float bmsfil_can_target_status_crc_errors_decode(uint8_t value);
+
+/**
+ * Check that given signal is in allowed range.
+ *
+ * @param[in] value Signal to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_status_crc_errors_is_in_range(uint8_t value);
+
+/**
+ * Check that given physical value is in allowed range before encoding.
+ *
+ * Use this BEFORE calling _encode() to avoid silent integer overflow:
+ *   encode(-1.0) on a [0,100] signal wraps to 255 and passes is_in_range().
+ *   is_in_phys_range(-1.0) correctly returns false.
+ *
+ * @param[in] value Physical signal value to check.
+ *
+ * @return true if in range, false otherwise.
+ */
+bool bmsfil_can_target_status_crc_errors_is_in_phys_range(float value);
 
 /**
  * Encode given signal by applying scaling and offset.

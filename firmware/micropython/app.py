@@ -94,6 +94,7 @@ class App:
         self.start = start
         self.state = bc.STATE_IDLE
         self.fault = bc.FAULT_NONE
+        self.crc_errors = 0  # measurement frames refused for their crc since this start, as the firmware counts
         self.in_sample = False
         self.sequence = 0
         self.n_cells = 0
@@ -113,7 +114,8 @@ class App:
 
     def send_status(self):
         self.send(bc.TARGET_STATUS, bc.encode_target_status(self.counter, self.state, self.start,
-                                                            self.last_sequence, self.fault, self.instructions))
+                                                            self.last_sequence, self.fault, self.instructions,
+                                                            self.crc_errors))
         self.counter = (self.counter + 1) & 0xFF
         self.fault = bc.FAULT_NONE
 
@@ -138,12 +140,27 @@ class App:
         else:
             self.on_host_command(data)
 
-    def on_meas_pack(self, data):
-        seq, dt_s, current_A, n_cells = bc.decode_meas_pack(data)
-        if self.in_sample and len(self.answered) < self.n_cells:
-            self.fault = bc.FAULT_SEQUENCE_GAP  # cells of the previous sample lost
-        if self.last_sequence is not None and seq != (self.last_sequence + 1) & 0xFFFF:
+    def refuse_crc(self):
+        """A measurement frame whose crc does not match: refused as a lost
+        frame would be (nothing of it is used), counted and reported."""
+        self.crc_errors += 1
+        self.fault = bc.FAULT_CRC_ERROR
+
+    def sequence_gap(self):
+        # a gap that a frame just refused for its crc caused: the status says why
+        if self.fault != bc.FAULT_CRC_ERROR:
             self.fault = bc.FAULT_SEQUENCE_GAP
+
+    def on_meas_pack(self, data):
+        decoded = bc.decode_meas_pack(data)
+        if decoded is None:
+            self.refuse_crc()
+            return
+        seq, dt_s, current_A, n_cells = decoded
+        if self.in_sample and len(self.answered) < self.n_cells:
+            self.sequence_gap()  # cells of the previous sample lost
+        if self.last_sequence is not None and seq != (self.last_sequence + 1) & bc.SEQUENCE_MASK:
+            self.sequence_gap()
         self.in_sample = False
         if n_cells > MAX_CELLS:
             self.fault = bc.FAULT_N_CELLS_UNSUPPORTED
@@ -161,9 +178,13 @@ class App:
         self.state = bc.STATE_RUNNING
 
     def on_meas_cell(self, data):
-        seq, index, v, t = bc.decode_meas_cell(data)
+        decoded = bc.decode_meas_cell(data)
+        if decoded is None:
+            self.refuse_crc()
+            return
+        seq, index, v, t = decoded
         if not self.in_sample or seq != self.sequence:
-            self.fault = bc.FAULT_SEQUENCE_GAP  # a cell of a sample that was not opened
+            self.sequence_gap()  # a cell of a sample that was not opened
             return
         if index >= self.n_cells:
             self.fault = bc.FAULT_CELL_INDEX_OUT_OF_RANGE

@@ -9,6 +9,14 @@ checks every frame against cantools). Scaled values are decoded by exact divisio
 (raw / 10**k), which gives the double nearest the decimal value, as the
 host's decoder (bmsfil.can_contract) does. A value whose valid bit is 0
 decodes as nan.
+
+MeasPack and MeasCell are protected end to end (contract bmsfil-can-3): a
+12-bit sequence and a 4-bit crc at bits 12-15, CRC-4/G-704 over the 8 data
+bytes (each least significant bit first) with the crc field taken as 0
+(e2e_crc). decode_meas_pack and decode_meas_cell return None for a frame
+whose crc does not match: the application refuses it as a lost frame and
+counts it. Both estimator variants (pure MicroPython and the native module)
+go through these decoders: the native module holds the estimators only.
 """
 
 import math
@@ -44,6 +52,9 @@ FAULT_RX_OVERFLOW = 5
 FAULT_ESTIMATOR_ERROR = 6
 FAULT_FRAME_ERROR = 7
 FAULT_PERSIST_ERROR = 8
+FAULT_CRC_ERROR = 9
+
+SEQUENCE_MASK = 0xFFF  # sequence numbers are 12 bits
 
 # EstCell flag bits: the estimator's (0x01-0x10) and the target's RESTORED.
 FLAG_VOLTAGE_INVALID = 0x01
@@ -64,23 +75,58 @@ def _bits(word, start, length):
     return (word >> start) & ((1 << length) - 1)
 
 
+def _crc4_byte_table():
+    # CRC-4/G-704 (reflected polynomial 0xC): the register after a byte, indexed by register ^ byte
+    nibble = []
+    for r in range(16):
+        for _ in range(4):
+            r = (r >> 1) ^ 0xC if r & 1 else r >> 1
+        nibble.append(r)
+    return bytes(nibble[nibble[x & 0xF] ^ (x >> 4)] for x in range(256))
+
+
+_CRC4 = _crc4_byte_table()
+
+
+def e2e_crc(data):
+    """The crc a MeasPack or MeasCell with these 8 data bytes must carry:
+    CRC-4/G-704 over them with the crc field (the high nibble of byte 1) as 0."""
+    t = _CRC4
+    r = t[data[0]]
+    r = t[(data[1] & 0x0F) ^ r]
+    for i in range(2, 8):
+        r = t[data[i] ^ r]
+    return r
+
+
+def e2e_ok(data):
+    """The frame's crc matches its other 60 bits."""
+    return (data[1] >> 4) == e2e_crc(data)
+
+
 def decode_meas_pack(data):
-    """(sequence, dt_s, current_A, n_cells); nan for a value that is not valid."""
+    """(sequence, dt_s, current_A, n_cells); nan for a value that is not
+    valid; None when the crc does not match (a damaged frame)."""
+    if not e2e_ok(data):
+        return None
     w = _word(data)
     current = _bits(w, 32, 20)
     if current >> 19:
         current -= 1 << 20
     dt_s = _bits(w, 16, 16) / 1000 if _bits(w, 53, 1) else NAN
     current_A = current / 1000 if _bits(w, 52, 1) else NAN
-    return _bits(w, 0, 16), dt_s, current_A, _bits(w, 54, 10) + 1
+    return _bits(w, 0, 12), dt_s, current_A, _bits(w, 54, 10) + 1
 
 
 def decode_meas_cell(data):
-    """(sequence, cell_index, voltage_V, temp_C); nan for a value that is not valid."""
+    """(sequence, cell_index, voltage_V, temp_C); nan for a value that is not
+    valid; None when the crc does not match (a damaged frame)."""
+    if not e2e_ok(data):
+        return None
     w = _word(data)
     voltage_V = _bits(w, 28, 20) / 100000 if _bits(w, 26, 1) else NAN
     temp_C = (_bits(w, 48, 14) - 6000) / 100 if _bits(w, 27, 1) else NAN
-    return _bits(w, 0, 16), _bits(w, 16, 10), voltage_V, temp_C
+    return _bits(w, 0, 12), _bits(w, 16, 10), voltage_V, temp_C
 
 
 def decode_host_command(data):
@@ -101,7 +147,7 @@ def _round_scaled(x, mult, raw_max):
 
 def encode_est_cell(sequence, cell_index, soc, soc_sigma, flags, valid):
     """EstCell's 8 bytes. flags: FLAG_* bits; soc and soc_sigma are sent only when valid."""
-    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    w = (sequence & SEQUENCE_MASK) | ((cell_index & 0x3FF) << 16)
     if valid:
         w |= 1 << 26
         w |= _round_scaled(soc, 1000000, 1000000) << 32
@@ -130,7 +176,7 @@ def encode_est_cell_flags(sequence, cell_index, flags, unseen_current_A, unseen_
     core's BF_PLAUS_*: bits 26-31 of the frame in the same order); the unseen
     current and its sigma are sent when the sigma is finite (inf: no window
     yet), saturated at the ends of their ranges."""
-    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16) | ((flags & 0x3F) << 26)
+    w = (sequence & SEQUENCE_MASK) | ((cell_index & 0x3FF) << 16) | ((flags & 0x3F) << 26)
     u, sigma = unseen_current_A, unseen_current_sigma_A
     if _finite(u) and _finite(sigma) and sigma >= 0:
         mag = _round_scaled(abs(u), 1000, UNSEEN_RAW_MAX)
@@ -163,7 +209,7 @@ def core_temp_raw(core_C):
 def encode_est_cell_health(sequence, cell_index, capacity_Ah, r0_ohm, core_temp_C=NAN):
     """EstCellHealth's 8 bytes: capacity, R0 and core temperature each sent
     when not nan (saturated at the ends of their ranges)."""
-    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    w = (sequence & SEQUENCE_MASK) | ((cell_index & 0x3FF) << 16)
     if not math.isnan(core_temp_C):
         w |= (1 << 28) | (core_temp_raw(core_temp_C) << 56)
     if not math.isnan(capacity_Ah):
@@ -177,7 +223,7 @@ def encode_est_cell_power(sequence, cell_index, latest):
     """EstCellPower's 8 bytes: latest None (no result yet) sends horizon none
     and no power; else (horizon index 0, 1, 2 = peak_2s, peak_10s, peak_30s,
     discharge_W, charge_W), both powers valid."""
-    w = (sequence & 0xFFFF) | ((cell_index & 0x3FF) << 16)
+    w = (sequence & SEQUENCE_MASK) | ((cell_index & 0x3FF) << 16)
     if latest is not None:
         k, discharge_W, charge_W = latest
         w |= (3 << 26) | ((k + 1) << 28) | (_round_scaled(charge_W, 10, POWER_RAW_MAX) << 32)
@@ -185,11 +231,13 @@ def encode_est_cell_power(sequence, cell_index, latest):
     return w.to_bytes(8, "little")
 
 
-def encode_target_status(counter, state, start, last_sequence, fault_code, instructions=0):
+def encode_target_status(counter, state, start, last_sequence, fault_code, instructions=0, crc_errors=0):
     """TargetStatus's 8 bytes; last_sequence None = no sample handled yet;
-    instructions 0 = unknown (a desktop target does not count them)."""
+    instructions 0 = unknown (a desktop target does not count them);
+    crc_errors: measurement frames refused for their crc since start (sent modulo 16)."""
     w = (counter & 0xFF) | ((state & 0xF) << 8) | ((start & 0x3) << 13) | ((fault_code & 0xFF) << 32)
+    w |= (crc_errors & 0xF) << 28
     if last_sequence is not None:
-        w |= (1 << 12) | ((last_sequence & 0xFFFF) << 16)
+        w |= (1 << 12) | ((last_sequence & SEQUENCE_MASK) << 16)
     w |= (min(instructions, 0xFFFFFF) & 0xFFFFFF) << 40
     return w.to_bytes(8, "little")

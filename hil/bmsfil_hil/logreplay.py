@@ -33,8 +33,10 @@ from bmsfil.recording import Recording, RecordingMeta
 from bmsfil_hil.replay import Health, Plausibility, Power
 
 #: Sequence 0 after one of the last WRAP_SLACK sequences is the counter wrapping, not a new
-#: recording: the frames just before the wrap may have been lost on the bus.
-WRAP_SLACK = 256
+#: recording: the frames just before the wrap may have been lost on the bus. Sequences are
+#: 12 bits (cc.SEQUENCE_MODULUS, 4096): 64 keeps the share of recordings whose end falls in
+#: the slack (and so would be read as joined to the next) at 1.6 %.
+WRAP_SLACK = 64
 
 
 class LogError(ValueError):
@@ -60,7 +62,9 @@ def read_log(path: Path) -> list[LoggedRun]:
     recording from sequence 0, so a MeasPack of sequence 0 starts the next
     recording unless it follows one of the last WRAP_SLACK sequences (the
     counter's wrap, with frames before it possibly lost). A recording of a
-    multiple of 65,536 samples followed by another is read as one."""
+    multiple of 4,096 samples (sequences are 12 bits, cc.SEQUENCE_MODULUS;
+    or one ending within WRAP_SLACK of a multiple) followed by another is
+    read as one."""
     if not path.is_file():
         raise LogError(f"{path}: no such log file")
     if path.stat().st_size == 0:

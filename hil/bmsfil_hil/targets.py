@@ -104,7 +104,10 @@ class EstimatorTarget:
 
     Each cell starts from the OCV of the first sample that carries its
     voltage, as firmware does after a reset. Frames that do not decode are
-    answered with a TargetStatus fault frame and otherwise ignored.
+    answered with a TargetStatus fault frame and otherwise ignored; a
+    measurement frame whose crc does not match (a damaged frame) is refused
+    as a lost one would be and counted: its TargetStatus says crc_error and
+    carries the count (crc_errors), as the firmware's does.
 
     With `monitored` (the C core: `SocEstimator`) every cell also has a
     plausibility monitor (`bmsfil.plausibility.PlausibilityMonitor`, the C
@@ -133,9 +136,10 @@ class EstimatorTarget:
         self._cells: dict[int, Estimator] = {}
         self._pack: cc.MeasPack | None = None
         self._counter = 0
+        self._crc_errors = 0
 
     def start(self) -> can.BusABC:
-        self._cells, self._pack, self._counter = {}, None, 0
+        self._cells, self._pack, self._counter, self._crc_errors = {}, None, 0, 0
         self._monitors, self._health, self._power, self._thermal = {}, {}, {}, {}
         self._bus = InlineBus(self._answer, channel=f"bmsfil-{self.name}")
         return self._bus
@@ -148,10 +152,14 @@ class EstimatorTarget:
     def _answer(self, msg: can.Message) -> list[can.Message]:
         try:
             frame = cc.decode(msg)
-        except cc.FrameError:
+        except cc.FrameError as exc:
+            fault = cc.FaultCode.FRAME_ERROR
+            if exc.field == "crc":
+                fault = cc.FaultCode.CRC_ERROR
+                self._crc_errors += 1
             self._counter = (self._counter + 1) % cc.COUNTER_MODULUS
-            return [cc.encode_target_status(self._counter, cc.TargetState.RUNNING, None, cc.FaultCode.FRAME_ERROR,
-                                            None)]
+            return [cc.encode_target_status(self._counter, cc.TargetState.RUNNING, None, fault, None,
+                                            crc_errors=self._crc_errors)]
         if isinstance(frame, cc.MeasPack):
             self._pack = frame
         elif isinstance(frame, cc.MeasCell) and self._pack is not None and frame.sequence == self._pack.sequence:

@@ -41,8 +41,18 @@ valid bit still says it is an estimate), the powers at 6553.5 W, and the
 monitor's evidence (see :func:`encode_est_cell_flags`).
 
 Sequence numbers and the status counter are rolling: any non-negative int is
-sent modulo 2**16 (2**8 for the counter), so a replay can number samples
-0, 1, 2, ... without wrapping them itself.
+sent modulo 2**12 (:data:`SEQUENCE_MODULUS`; 2**8 for the counter), so a
+replay can number samples 0, 1, 2, ... without wrapping them itself.
+
+End-to-end protection (contract version ``bmsfil-can-3``,
+:data:`CONTRACT_VERSION`). The measurement frames, MeasPack and MeasCell,
+carry a 12-bit sequence and a 4-bit ``crc`` (bits 12-15), in the style of
+AUTOSAR E2E (a counter and a CRC over the payload): CRC-4/G-704 (ITU-T
+G.704, polynomial 0x3, init 0, reflected, xorout 0) over the 8 data bytes,
+each least significant bit first, with the crc field taken as 0
+(:func:`e2e_crc`). Encoding fills it in; decoding a frame whose crc does not
+match raises :class:`FrameError` (field ``crc``) naming the frame, the crc
+it carries and the one expected. Every single-bit error is detected.
 
 Resolution (what a round trip through the bus keeps): dt_s 1 ms, current_A
 1 mA, voltage_V 10 uV, temp_C 0.01 degC, soc 1e-6, soc_sigma 2e-4. A replay
@@ -73,8 +83,12 @@ from bmsfil import can_fastpath
 from bmsfil.can_fastpath import Field
 
 __all__ = [
+    "CONTRACT_VERSION",
     "DATA_LENGTH",
     "SEQUENCE_MODULUS",
+    "CRC_ERRORS_MODULUS",
+    "E2E_FRAMES",
+    "e2e_crc",
     "COUNTER_MODULUS",
     "UNCARRIED_GAP_S",
     "FLAG_VOLTAGE_INVALID",
@@ -130,7 +144,13 @@ __all__ = [
 
 #: Data bytes of every frame of the contract (classic CAN).
 DATA_LENGTH = 8
-SEQUENCE_MODULUS = 1 << 16
+#: The DBC's VERSION: checked when it is loaded. 3: MeasPack and MeasCell protected end to end
+#: (12-bit sequence and a CRC-4), TargetStatus.crc_errors and fault_code crc_error.
+CONTRACT_VERSION = "bmsfil-can-3"
+#: Sequence numbers are 12 bits (MeasPack/MeasCell give 4 of their former 16 bits to the crc).
+SEQUENCE_MODULUS = 1 << 12
+#: TargetStatus.crc_errors counts modulo this.
+CRC_ERRORS_MODULUS = 1 << 4
 COUNTER_MODULUS = 1 << 8
 #: A MeasPack without a valid dt_s says that the interval before its sample
 #: was longer than dt_s carries (65.535 s; a recording's intervals are never
@@ -230,6 +250,51 @@ class FrameId(enum.IntEnum):
     TARGET_PROFILE = 0x301
 
 
+#: The frames protected end to end (a ``crc`` signal at bits 12-15, see :func:`e2e_crc`).
+E2E_FRAMES = frozenset({FrameId.MEAS_PACK, FrameId.MEAS_CELL})
+_CRC_START = 12
+_CRC_MASK = 0xF << _CRC_START
+
+
+def _crc4_tables() -> tuple[list[int], list[int]]:
+    """CRC-4/G-704 (reflected polynomial 0xC): the register after 4 input bits
+    of 0 from each register value, and after a whole byte (register XOR byte)."""
+    nibble = []
+    for r in range(16):
+        for _ in range(4):
+            r = (r >> 1) ^ 0xC if r & 1 else r >> 1
+        nibble.append(r)
+    return nibble, [nibble[nibble[x & 0xF] ^ (x >> 4)] for x in range(256)]
+
+
+_CRC4_BYTE = _crc4_tables()[1]
+
+
+def crc4_g704(data: bytes) -> int:
+    """CRC-4/G-704 of some bytes (ITU-T G.704: poly 0x3, init 0, reflected, xorout 0; check 0x7)."""
+    r = 0
+    for b in data:
+        r = _CRC4_BYTE[b ^ r]
+    return r
+
+
+def e2e_crc(data: bytes | int) -> int:
+    """The crc a MeasPack or MeasCell with these 8 data bytes (or this
+    little-endian 64-bit word) must carry: CRC-4/G-704 over the 8 bytes with
+    the crc field (bits 12-15) taken as 0."""
+    w = data if type(data) is int else int.from_bytes(data, "little")  # type: ignore[arg-type]
+    w &= ~_CRC_MASK
+    t = _CRC4_BYTE
+    r = t[w & 0xFF]
+    r = t[((w >> 8) & 0xFF) ^ r]
+    r = t[((w >> 16) & 0xFF) ^ r]
+    r = t[((w >> 24) & 0xFF) ^ r]
+    r = t[((w >> 32) & 0xFF) ^ r]
+    r = t[((w >> 40) & 0xFF) ^ r]
+    r = t[((w >> 48) & 0xFF) ^ r]
+    return t[((w >> 56) & 0xFF) ^ r]
+
+
 class TargetState(enum.IntEnum):
     """TargetStatus.state (the DBC's VAL_ table)."""
 
@@ -251,6 +316,7 @@ class FaultCode(enum.IntEnum):
     ESTIMATOR_ERROR = 6
     FRAME_ERROR = 7
     PERSIST_ERROR = 8
+    CRC_ERROR = 9
     INTERNAL = 255
 
 
@@ -366,6 +432,12 @@ def database() -> Database:
 def _check_mirror(db: Database) -> None:
     """The IDs and enums above repeat the DBC for typing; make sure they agree."""
     problems = []
+    if db.version != CONTRACT_VERSION:
+        problems.append(f"the DBC is version {db.version!r}, this module speaks {CONTRACT_VERSION!r}")
+    for fid in E2E_FRAMES:
+        crc = db.get_message_by_frame_id(fid).get_signal_by_name("crc")
+        if (crc.start, crc.length) != (_CRC_START, 4):
+            problems.append(f"0x{fid:03X}.crc is at {crc.start}|{crc.length}, expected {_CRC_START}|4")
     for fid in FrameId:
         try:
             msg = db.get_message_by_frame_id(fid.value)
@@ -539,6 +611,7 @@ class TargetStatus:
     fault_code: FaultCode = FaultCode.NONE
     instructions_per_cell_step: int | None = None  # None: unknown (0 on the wire)
     start: TargetStart = TargetStart.POWER_ON  # how the target started last
+    crc_errors: int = 0  # measurement frames refused for a bad crc since boot, modulo 16
 
 
 #: The parts of a cell step TargetProfile reports, in the frame's order (its signal names).
@@ -684,6 +757,11 @@ def _layout(frame_id: int) -> _Layout:
 
 
 def _message(msg: DbcMessage, values: dict[str, object]) -> can.Message:
+    if msg.frame_id in E2E_FRAMES:
+        values = {**values, "crc": 0}
+        word = int.from_bytes(_layout(msg.frame_id).encode(values), "little")
+        word |= e2e_crc(word) << _CRC_START
+        return _data_message(msg.frame_id, word.to_bytes(DATA_LENGTH, "little"))
     return _data_message(msg.frame_id, _layout(msg.frame_id).encode(values))
 
 
@@ -699,9 +777,11 @@ def _opt(signal: str, valid: str, sat: bool = False, symmetric: bool = False) ->
 #: for the straight-line codec of bmsfil.can_fastpath.
 _FAST_SPECS: dict[int, tuple[type, tuple[Field, ...]]] = {
     FrameId.MEAS_PACK: (MeasPack, (Field("seq", "sequence"), _opt("dt_s", "dt_valid"),
-                                   _opt("current_A", "current_valid"), Field("int", "n_cells"))),
+                                   _opt("current_A", "current_valid"), Field("int", "n_cells"),
+                                   Field("crc", "crc"))),
     FrameId.MEAS_CELL: (MeasCell, (Field("seq", "sequence"), Field("int", "cell_index"),
-                                   _opt("voltage_V", "voltage_valid"), _opt("temp_C", "temp_valid"))),
+                                   _opt("voltage_V", "voltage_valid"), _opt("temp_C", "temp_valid"),
+                                   Field("crc", "crc"))),
     FrameId.EST_CELL: (EstCell, (Field("seq", "sequence"), Field("int", "cell_index"), _opt("soc", "soc_valid"),
                                  _opt("soc_sigma", "soc_valid", sat=True),
                                  Field("bits", bits=tuple(EST_CELL_FLAGS.items())))),
@@ -750,7 +830,8 @@ def _fast() -> dict[int, tuple]:
         return for_signal
 
     db = database()
-    return {fid: can_fastpath.build(db.get_message_by_frame_id(fid), frame_type, fields, _decimals, accepts(fid))
+    return {fid: can_fastpath.build(db.get_message_by_frame_id(fid), frame_type, fields, _decimals, accepts(fid),
+                                    crc=e2e_crc)
             for fid, (frame_type, fields) in _FAST_SPECS.items()}
 
 
@@ -950,14 +1031,18 @@ def encode_target_status(
     instructions_per_cell_step: int | None = None,
     *,
     start: TargetStart | int = TargetStart.POWER_ON,
+    crc_errors: int = 0,
 ) -> can.Message:
-    """TargetStatus; ``None`` last_sequence / instructions_per_cell_step = not known."""
+    """TargetStatus; ``None`` last_sequence / instructions_per_cell_step = not
+    known; ``crc_errors``: measurement frames refused for their crc since
+    boot, any non-negative int, sent modulo 16."""
     msg = database().get_message_by_frame_id(FrameId.TARGET_STATUS)
     values: dict[str, object] = {
         "counter": _integer(msg, "counter", counter, modulus=COUNTER_MODULUS),
         "state": _choice(msg, "state", state, TargetState),
         "fault_code": _choice(msg, "fault_code", fault_code, FaultCode),
         "start": _choice(msg, "start", start, TargetStart),
+        "crc_errors": _integer(msg, "crc_errors", crc_errors, modulus=CRC_ERRORS_MODULUS),
     }
     if last_sequence is None:
         values["last_sequence"], values["last_sequence_valid"] = 0, 0
@@ -1027,6 +1112,7 @@ def encode(frame: Frame) -> can.Message:
             frame.fault_code,
             frame.instructions_per_cell_step,
             start=frame.start,
+            crc_errors=frame.crc_errors,
         )
     if isinstance(frame, TargetProfile):
         return encode_target_profile(frame.soc_filter, frame.monitor, frame.health_and_power, frame.core_temp)
@@ -1067,6 +1153,11 @@ def decode(message: can.Message) -> Frame:
         raise FrameError(
             fid, msg.name, f"{what}: expected DLC {msg.length}, got DLC {message.dlc} with {len(data)} data bytes"
         )
+    if fid in E2E_FRAMES:
+        carried, expected = (data[1] >> 4), e2e_crc(data)
+        if carried != expected:
+            raise FrameError(fid, msg.name, f"crc 0x{carried:X} does not match the 0x{expected:X} expected over the "
+                             "frame's other 60 bits (CRC-4/G-704): a damaged frame, refused", "crc")
     values = _layout(fid).decode(data)
     return _DECODERS[fid](_Fields(fid, msg, values))
 
@@ -1201,6 +1292,7 @@ def _decode_target_status(f: _Fields) -> TargetStatus:
         fault_code=f.choice("fault_code", FaultCode),
         instructions_per_cell_step=instructions or None,
         start=f.choice("start", TargetStart),
+        crc_errors=f.integer("crc_errors"),
     )
 
 

@@ -22,7 +22,7 @@ random fields and random bytes.
 
 Field kinds (:class:`Field`):
 
-``seq``      an int sent modulo 2**length (sequence numbers);
+``seq``      an int sent modulo its range's 2**k (sequence numbers; an echo's field may be wider);
 ``int``      an int in the signal's range, sent as value - offset;
 ``opt``      a float or nan (not valid: valid bit 0, raw 0); ``valid`` names
              the valid bit, which two fields may share (then both are nan or
@@ -34,7 +34,12 @@ Field kinds (:class:`Field`):
 ``enum``     an IntEnum; ``none_iff_invalid``: the enum's 0 is sent exactly
              when none of those valid bits is set;
 ``count``    a float of whole units (rounded) >= 0, saturating at the
-             signal's maximum.
+             signal's maximum;
+``crc``      the frame's end-to-end check (MeasPack, MeasCell): no argument
+             and no dataclass field; the encoder fills it in with ``crc(word)``
+             (the frame's other bits as a little-endian 64-bit word), the
+             decoder answers None when it does not match (the checked
+             decoder then raises the FrameError that says so).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from cantools.database.can import Signal
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # seq, int, opt, bits, enum, count
+    kind: str  # seq, int, opt, bits, enum, count, crc
     signal: str = ""  # the signal (for bits: unused)
     valid: str = ""  # opt: its valid bit
     sat: bool = False  # opt: saturates above its range
@@ -110,11 +115,13 @@ class _Source:
 
 
 def build(msg: DbcMessage, frame_type: type, fields: tuple[Field, ...], decimals: Callable[[float], int],
-          accepts: Callable[[Signal], Callable[[float], bool]]) -> tuple[Callable[..., bytes | None],
-                                                                      Callable[[bytes], object | None]]:
+          accepts: Callable[[Signal], Callable[[float], bool]],
+          crc: Callable[[int], int] | None = None) -> tuple[Callable[..., bytes | None],
+                                                             Callable[[bytes], object | None]]:
     """The encoder and decoder of one frame. `decimals(scale)`: the decimal
     places the checked decoder rounds a value to; `accepts(signal)`: its
-    range check on a decoded physical value."""
+    range check on a decoded physical value; `crc(word)`: the end-to-end
+    check of a frame with a ``crc`` field (its other bits as a 64-bit word)."""
     sigs = {s.name: s for s in msg.signals}
     if len(msg.signals) != len({s.name for s in msg.signals}) or msg.length != 8:
         raise RuntimeError(f"{msg.name}: not an 8-byte frame of uniquely named signals")
@@ -128,11 +135,17 @@ def build(msg: DbcMessage, frame_type: type, fields: tuple[Field, ...], decimals
         covered.update([f.valid] if f.valid else [])
     if covered != set(sigs):
         raise RuntimeError(f"{msg.name}: the spec covers {sorted(covered)}, the DBC has {sorted(sigs)}")
-    env: dict[str, object] = {"nan": math.nan, "inf": math.inf, "Frame": frame_type}
+    env: dict[str, object] = {"nan": math.nan, "inf": math.inf, "Frame": frame_type, "CRC": crc}
+    crc_fields = [f for f in fields if f.kind == "crc"]
+    if len(crc_fields) > 1 or (crc_fields and crc is None):
+        raise RuntimeError(f"{msg.name}: at most one crc field, and it needs the crc function")
+    crc_sig = sigs[crc_fields[0].signal] if crc_fields else None
 
-    enc = _Source("def encode(" + ", ".join(f"a{i}" for i in range(len(fields))) + "):")
+    enc = _Source("def encode(" + ", ".join(f"a{i}" for i, f in enumerate(fields) if f.kind != "crc") + "):")
     dec = _Source("def decode(data):")
     dec("w = int.from_bytes(data, 'little')")
+    if crc_sig is not None:
+        dec(f"if CRC(w) != (w >> {crc_sig.start}) & {(1 << crc_sig.length) - 1:#x}: return None")
     parts: list[str] = []  # encoder: terms OR-ed into the word
     args: list[str] = []  # decoder: the dataclass's arguments
     valid_seen: dict[str, str] = {}  # valid bit -> the encoder's variable that holds it
@@ -157,8 +170,11 @@ def build(msg: DbcMessage, frame_type: type, fields: tuple[Field, ...], decimals
         a, r = f"a{i}", f"r{i}"
         if f.kind == "seq":
             sig = sigs[f.signal]
+            modulus = int(sig.maximum) + 1  # the sequence's range may be narrower than its field (an echo)
+            if modulus & (modulus - 1) or sig.minimum != 0 or modulus > 1 << sig.length:
+                raise RuntimeError(f"{msg.name}.{sig.name}: a seq field's range must be 0 .. 2**k - 1")
             enc(f"if type({a}) is not int or {a} < 0: return None")
-            put(sig, f"{a} & {(1 << sig.length) - 1:#x}")
+            put(sig, f"{a} & {modulus - 1:#x}")
             get(sig, r)
             bounds_check(sig, r)
             args.append(r)
@@ -248,6 +264,8 @@ def build(msg: DbcMessage, frame_type: type, fields: tuple[Field, ...], decimals
                 anyvalid = " or ".join(f"{name}_bit" for name in f.none_iff_invalid)
                 dec(f"if ({r} == 0) == bool({anyvalid}): return None")
             args.append(f"m{i}")
+        elif f.kind == "crc":
+            continue  # filled in last, checked first
         elif f.kind == "count":
             sig = sigs[f.signal]
             if sig.scale != 1 or sig.offset != 0:
@@ -259,7 +277,11 @@ def build(msg: DbcMessage, frame_type: type, fields: tuple[Field, ...], decimals
             args.append(f"float({r})")
         else:
             raise RuntimeError(f"{msg.name}: unknown field kind {f.kind!r}")
-    enc("return (" + " | ".join(parts) + ").to_bytes(8, 'little')")
+    if crc_sig is not None:
+        enc("w = " + " | ".join(parts))
+        enc(f"return (w | (CRC(w) << {crc_sig.start})).to_bytes(8, 'little')")
+    else:
+        enc("return (" + " | ".join(parts) + ").to_bytes(8, 'little')")
     dec("return Frame(" + ", ".join(args) + ")")
     namespace: dict[str, object] = dict(env)
     exec(compile(enc.text() + dec.text(), f"<bmsfil fast codec {msg.name}>", "exec"), namespace)  # noqa: S102

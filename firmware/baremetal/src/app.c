@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bmsfil_can.h"
+#include "bmsfil_e2e.h"
 #include "fw/board.h"
 #include "fw/crc32.h"
 
@@ -101,6 +102,7 @@ static void send_status(fw_app_t *app)
     m.last_sequence_valid = s->body.last_sequence_valid;
     m.last_sequence = s->body.last_sequence_valid ? s->body.last_sequence : 0u;
     m.fault_code = app->fault;
+    m.crc_errors = (uint8_t)(app->crc_errors & 0x0Fu);
     m.instructions_per_cell_step = app->instructions_per_cell_step > 0xFFFFFFu ? 0xFFFFFFu
                                                                                : app->instructions_per_cell_step;
     if (bmsfil_can_target_status_pack(data, &m, sizeof data) == 8) send_frame(app, BMSFIL_CAN_TARGET_STATUS_FRAME_ID, data);
@@ -276,6 +278,25 @@ static void send_power(fw_app_t *app, uint16_t cell_index, const bf_sop_task_t *
 
 /* --- frames in ------------------------------------------------------------- */
 
+/* A sequence gap, unless the gap is the consequence of a frame just refused
+ * for its crc: the status then says why (crc_error), not what followed. */
+static void sequence_gap(fw_app_t *app)
+{
+    if (app->fault != FW_FAULT_CRC_ERROR) app->fault = FW_FAULT_SEQUENCE_GAP;
+}
+
+/* End-to-end check of a measurement frame: one whose crc does not match is
+ * refused as a lost frame would be (nothing of it is used), counted and
+ * reported. 0: intact. */
+static int refused_by_crc(fw_app_t *app, const uint8_t *data)
+{
+    if (bmsfil_e2e_check(data) == 0) return 0;
+    app->crc_errors++;
+    app->frames_bad++;
+    app->fault = FW_FAULT_CRC_ERROR;
+    return 1;
+}
+
 /* Measurements are scaled by exact division (raw / 10^k is correctly rounded
  * in single precision), which gives the float nearest the decimal value the
  * host decodes; the generated *_decode() multiply by an inexact 0.001f. */
@@ -283,13 +304,14 @@ static void on_meas_pack(fw_app_t *app, const uint8_t *data)
 {
     struct bmsfil_can_meas_pack_t m;
     fw_saved_t *s = app->saved;
+    if (refused_by_crc(app, data)) return;
     if (bmsfil_can_meas_pack_unpack(&m, data, 8) != 0) {
         app->fault = FW_FAULT_FRAME_ERROR;
         return;
     }
-    if (app->in_sample && app->n_answered < app->n_cells) app->fault = FW_FAULT_SEQUENCE_GAP;  /* cells lost */
-    if (s->body.last_sequence_valid && m.sequence != (uint16_t)(s->body.last_sequence + 1u))
-        app->fault = FW_FAULT_SEQUENCE_GAP;
+    if (app->in_sample && app->n_answered < app->n_cells) sequence_gap(app);  /* cells lost */
+    if (s->body.last_sequence_valid && m.sequence != (uint16_t)((s->body.last_sequence + 1u) & 0x0FFFu))
+        sequence_gap(app);
     app->in_sample = 0;
     if ((uint32_t)m.n_cells + 1u > FW_MAX_CELLS) {
         app->fault = FW_FAULT_N_CELLS_UNSUPPORTED;
@@ -324,12 +346,13 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     bf_r0_out_t ro;
     float v, t;
     uint32_t flags;
+    if (refused_by_crc(app, data)) return;
     if (bmsfil_can_meas_cell_unpack(&m, data, 8) != 0) {
         app->fault = FW_FAULT_FRAME_ERROR;
         return;
     }
     if (!app->in_sample || m.sequence != app->sequence) {
-        app->fault = FW_FAULT_SEQUENCE_GAP;  /* a cell of a sample that was not opened */
+        sequence_gap(app);  /* a cell of a sample that was not opened */
         return;
     }
     if (m.cell_index >= app->n_cells) {

@@ -87,6 +87,7 @@ enum {
     FW_FAULT_ESTIMATOR_ERROR = 6,
     FW_FAULT_FRAME_ERROR = 7,
     FW_FAULT_PERSIST_ERROR = 8,
+    FW_FAULT_CRC_ERROR = 9,
 };
 
 typedef struct {
@@ -147,7 +148,9 @@ typedef struct {
     uint8_t counter;
     uint8_t state;
     uint8_t start;
-    uint8_t fault;                 /* latest fault since the last status frame */
+    uint8_t fault;                 /* latest fault since the last status frame (a crc_error is not
+                                      overwritten by the sequence gap it causes) */
+    uint8_t crc_errors;            /* measurement frames refused for a bad crc since boot (sent mod 16) */
     uint8_t params_ok;
     uint64_t last_status_tick;
     uint32_t frames_in, frames_bad, send_errors, transport_faults;
