@@ -58,10 +58,21 @@ def _check(doc: dict, resets: bool) -> None:
         assert by_name[name]["injected"]["dropped"] > 0 and by_name[name]["answered"] < by_name[name]["samples"]
     for name, flag in FLAGGED.items():
         assert flag in by_name[name]["flags_seen"] and by_name[name]["flagged_in_window"] > 0
-    # Every corrupted frame is accounted for by the field its flip changed, with how many were flagged.
-    tally = by_name["corrupt"]["corrupted_fields"]
-    assert sum(t["frames"] for t in tally.values()) >= by_name["corrupt"]["injected"]["corrupted"] > 0
+    # Every corrupted frame is accounted for by the field its flipped bit lay in (one field per
+    # single-bit flip, the crc field included), and every one was refused by the target for its crc
+    # and reported (TargetStatus.crc_errors): none absorbed in silence, none integrated.
+    corrupt = by_name["corrupt"]
+    tally = corrupt["corrupted_fields"]
+    injected = corrupt["injected"]["corrupted"]
+    assert sum(t["frames"] for t in tally.values()) == injected > 0
+    assert "none" not in tally
     assert all(0 <= t["flagged"] <= t["frames"] for t in tally.values())
+    assert {name: t["detected"] for name, t in tally.items()} == {name: t["frames"] for name, t in tally.items()}
+    assert corrupt["crc_errors"] == injected
+    assert corrupt["target_faults"] > 0 and corrupt["undecodable_frames"] == 0
+    # What is lost is the refused samples' charge, no bogus one: the error after the window stays near the clean run's.
+    assert corrupt["rmse_after"] <= doc["baseline"]["rmse_after"] + 0.005, (corrupt["rmse_after"], doc["baseline"])
+    assert corrupt["recovery_s"] is not None
     assert ("warm_reset" in by_name) == resets
     if resets:
         assert "restored" in by_name["warm_reset"]["flags_seen"]

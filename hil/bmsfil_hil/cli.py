@@ -720,6 +720,10 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
                       _pct(o.rmse_after), "never" if o.recovery_s is None else f"{o.recovery_s:.0f}",
                       _detected_text(o), "yes" if o.visible else "NO")
     console.print(table)
+    for o in outcomes:
+        if o.corrupted_frames:
+            console.print(f"{o.fault.name}: {o.corrupted_frames} frames corrupted, {o.corrupted_detected} refused by the "
+                          "target for their crc and reported (TargetStatus crc_errors)")
     if baseline.get("monitor_sent"):
         clean_flags = baseline["false_flags"] + baseline.get("long", {}).get("false_flags", [])  # type: ignore[operator,union-attr]
         console.print("plausibility flags on the clean run" + (" and its long run" if "long" in baseline else "")

@@ -35,7 +35,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import can
 import numpy as np
@@ -120,13 +120,20 @@ class FaultyBus(can.BusABC):
 
 
 def changed_fields(sent: can.Message, damaged: can.Message) -> list[str]:
-    """The contract's fields that differ between a frame and its damaged copy
-    (["undecodable"] if the copy does not decode)."""
+    """The contract's signals whose bits differ between a frame and its
+    damaged copy, by the DBC's layout (the crc field is one; a bit no signal
+    covers is "reserved"). ["unknown frame"] for an ID outside the contract."""
     try:
-        a, b = cc.decode(sent), cc.decode(damaged)
-    except cc.FrameError:
-        return ["undecodable"]
-    return [f.name for f in fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+        msg = cc.database().get_message_by_frame_id(sent.arbitration_id)
+    except KeyError:
+        return ["unknown frame"]
+    diff = int.from_bytes(bytes(sent.data), "little") ^ int.from_bytes(bytes(damaged.data), "little")
+    names = []
+    for sig in sorted(msg.signals, key=lambda sig: sig.start):
+        if diff >> sig.start & ((1 << sig.length) - 1):
+            names.append(sig.name)
+            diff &= ~(((1 << sig.length) - 1) << sig.start)
+    return names + (["reserved"] if diff else [])
 
 
 @dataclass(frozen=True)
@@ -256,8 +263,19 @@ class FaultOutcome:
     nan_estimates: int                # answered estimates that were not valid numbers
     visible: bool                     # the fault shows in flags or statistics
     detection: list[Detection] = field(default_factory=list)  # sensor faults: the monitor's flags
-    #: Bus corruption: per field a flipped bit changed, frames and how many of their samples' estimates were flagged.
+    #: Bus corruption: per field a flipped bit changed, frames, how many the target reported (refused for
+    #: their crc: TargetStatus.crc_errors) and how many of their samples' estimates were flagged.
     corrupted: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def corrupted_frames(self) -> int:
+        """Frames the bus corrupted (each counted once, whatever fields its flip hit)."""
+        return int(self.injected.get("corrupted", 0))
+
+    @property
+    def corrupted_detected(self) -> int:
+        """Corrupted frames the target reported (refused for their crc)."""
+        return int(self.delivery.get("crc_errors", 0) or 0) if self.corrupted_frames else 0
 
     def summary(self) -> dict[str, object]:
         return {
@@ -272,6 +290,7 @@ class FaultOutcome:
             "undecodable_frames": self.delivery["undecodable_frames"],
             "unexpected_frames": self.delivery["unexpected_frames"], "fault_ended_run": self.delivery["fault"],
             "corrupted_fields": self.corrupted,
+            "crc_errors": self.delivery.get("crc_errors", 0),
         }
 
 
@@ -289,16 +308,34 @@ class FaultOutcome:
         return next((d.after_s for d in self.detection if d.detected), None)
 
 
-def _corruption_tally(corrupted: list[tuple[int, list[str]]], flags: np.ndarray) -> dict[str, dict[str, int]]:
-    """Per field, the frames a flip changed it in and how many of those
-    samples' estimates carried a flag: an unflagged change is damage the
-    target took in silence (a flip that changed nothing is "none")."""
+#: A refused frame is counted by the TargetStatus that follows it: of its own sample, or, when the
+#: sample was lost with it, of the next one the target closes, which the harness may read while a later
+#: sample is in flight (the firmware in QEMU: 2 or 3 samples later). Matched within this many samples.
+CRC_REPORT_WITHIN = 10
+
+
+def _corruption_tally(corrupted: list[tuple[int, list[str]]], flags: np.ndarray,
+                      crc_errors: list[int] = ()) -> dict[str, dict[str, int]]:  # type: ignore[assignment]
+    """Per field, the frames a flip changed it in, how many of them the
+    target reported refusing for their crc (`crc_errors`: the sample in
+    flight when each refusal was counted, matched in order to a damaged
+    frame of that sample or up to CRC_REPORT_WITHIN - 1 samples before) and
+    how many of those samples' estimates carried a flag: a frame neither
+    detected nor flagged is damage the target took in silence (a flip that
+    changed nothing is "none")."""
     tally: dict[str, dict[str, int]] = {}
-    for sample, names in corrupted:
+    reports = sorted(crc_errors)
+    j = 0
+    for sample, names in sorted(corrupted):
+        while j < len(reports) and reports[j] < sample:
+            j += 1  # a refusal counted before this frame was sent: not this frame's
+        detected = int(j < len(reports) and reports[j] < sample + CRC_REPORT_WITHIN)
+        j += detected
         flagged = int(sample < len(flags) and bool(flags[sample]))
         for name in names or ["none"]:
-            entry = tally.setdefault(name, {"frames": 0, "flagged": 0})
+            entry = tally.setdefault(name, {"frames": 0, "detected": 0, "flagged": 0})
             entry["frames"] += 1
+            entry["detected"] += detected
             entry["flagged"] += flagged
     return tally
 
@@ -431,7 +468,7 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
                 rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
                 nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
                 visible=visible, detection=detection,
-                corrupted=_corruption_tally(corrupted, flags),
+                corrupted=_corruption_tally(corrupted, flags, result.delivery.crc_errors),
             ))
     except KeyboardInterrupt as exc:
         raise MatrixInterrupted(baseline, outcomes, running) from exc

@@ -263,6 +263,10 @@ class Delivery:
     unexpected: int = 0        # decodable, but not an EstCell for the sample in flight
     status_frames: int = 0
     target_faults: list[str] = field(default_factory=list)
+    #: Measurement frames the target refused for a bad crc (TargetStatus.crc_errors), one entry per
+    #: frame: the sample in flight when the status that counted it came.
+    crc_errors: list[int] = field(default_factory=list)
+    last_status: cc.TargetStatus | None = None  # the previous TargetStatus (crc_errors counts from it)
     round_trip_s: list[float] = field(default_factory=list)
     instructions_per_cell_step: list[int] = field(default_factory=list)  # from TargetStatus, where known
     profiles: list[cc.TargetProfile] = field(default_factory=list)  # one per sample closed, from firmware that sends it
@@ -290,6 +294,7 @@ class Delivery:
             "unexpected_frames": self.unexpected,
             "status_frames": self.status_frames,
             "target_faults": self.target_faults,
+            "crc_errors": len(self.crc_errors),
             "round_trip_p50_ms": float(np.percentile(rt, 50) * 1e3),
             "round_trip_p99_ms": float(np.percentile(rt, 99) * 1e3),
             "round_trip_max_ms": float(np.max(rt) * 1e3),
@@ -389,8 +394,18 @@ def measurement_frames(seq: int, dt_s: float, current_A: float, voltages: Sequen
 
 def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
     d.status_frames += 1
+    prev, d.last_status = d.last_status, frame
+    # crc_errors counts since the target started, modulo 16: the increase since the status
+    # before, or, on the first status or after a restart (the counter not following on), all of it.
+    follows = prev is not None and frame.counter == (prev.counter + 1) % cc.COUNTER_MODULUS
+    new = (frame.crc_errors - prev.crc_errors) % cc.CRC_ERRORS_MODULUS if follows else frame.crc_errors
+    refused = f"{new} measurement frame{'s' if new > 1 else ''} refused for a bad crc" if new else ""
+    d.crc_errors.extend([k] * new)
     if frame.fault_code != cc.FaultCode.NONE:
-        d.target_faults.append(f"sample {k}: target reports {cc.FaultCode(frame.fault_code).name}")
+        d.target_faults.append(f"sample {k}: target reports {cc.FaultCode(frame.fault_code).name}"
+                               + (f" ({refused})" if refused else ""))
+    elif new:
+        d.target_faults.append(f"sample {k}: target reports {refused}")
     # One count per sample: heartbeats repeat the last sample's.
     if (frame.instructions_per_cell_step is not None and frame.state == cc.TargetState.RUNNING
             and frame.last_sequence != d.counted_sequence):
@@ -877,7 +892,7 @@ def replay_realtime(
                 d.fault = f"{fault} before sample {k}"
                 return ReplayResult(soc, sigma, flags, d, k), timing
             seq = k % cc.SEQUENCE_MODULUS
-            if seq in in_flight:  # 65536 samples behind: that one is lost
+            if seq in in_flight:  # cc.SEQUENCE_MODULUS (4096) samples behind: that one is lost
                 in_flight.pop(seq)
             now = time.perf_counter()
             timing.send_lag_s.append(max(0.0, now - start - due[k]))
