@@ -103,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         for o in outcomes:
             if o.corrupted:
-                parts = ", ".join(f"{name} {t['frames']} ({t['flagged']} flagged)"
-                                  for name, t in sorted(o.corrupted.items(), key=lambda kv: -kv[1]["frames"]))
-                lines += ["", f"`{o.fault.name}`: the field each flipped bit changed, frames (of those, how many "
-                              f"samples' estimates carried a flag): {parts}."]
+                parts = ", ".join(f"{name} {t['frames']} ({t.get('detected', 0)} detected, {t['flagged']} flagged)"
+                                  for name, t in sorted(o.corrupted.items(), key=lambda kv: (-kv[1]["frames"], kv[0])))
+                lines += ["", f"`{o.fault.name}`: {o.corrupted_frames} frames corrupted, {o.corrupted_detected} "
+                              "refused by the target for their crc and reported (TargetStatus crc_errors); per "
+                              "field the flipped bit lay in, frames (of those, how many the target reported, and "
+                              f"how many samples' estimates carried a flag): {parts}."]
         lines += [
             "",
             "Sensor faults and the plausibility monitor (EstCellFlags of cell 0 as received over CAN):",
@@ -135,13 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         "answered, unexpected frames) and, on the firmware, in its own fault reports (sequence gaps, "
         "duplicate cells).",
         "- Missing or implausible voltage and temperature are flagged by the estimator on every sample.",
-        "- A flipped payload bit mostly decodes as a plausible value: nothing in the contract can tell (on a "
-        "real bus the CAN CRC catches bit errors on the wire; this models corruption before it, in a "
-        "gateway or a driver). Only the flips that made the current implausible are flagged (the tally under "
-        "each table); a flipped bit of `dt_s` (0.1 s read as up to 33 s) is integrated in silence and moves "
-        "the SOC by a step the filter does not undo within the run (the row's RMSE after the window). A "
-        "checksum in the contract would make it visible: MeasPack's 64 bits are full, so it would take bits "
-        "from the sequence counter.",
+        "- A flipped payload bit (corruption before the CAN controller's own CRC, in a gateway or a driver) "
+        "is caught by the measurement frames' end-to-end check (contract bmsfil-can-3: a 12-bit sequence and "
+        "a CRC-4/G-704 over the other 60 bits, docs/can_contract.md): every target refuses the damaged frame "
+        "as a lost one, counts it in TargetStatus.crc_errors and reports fault crc_error, so every corrupted "
+        "frame shows in the target faults (the tally under each table) and none is integrated: the error "
+        "after the window is the clean run's, less the samples lost.",
     ]
     for label, outcomes in summary.items():
         by = {o.fault.name: o for o in outcomes}

@@ -21,8 +21,9 @@ are emulated in memory, see `App.on_host_command`):
   after the last cell of the sample, a
   TargetStatus. A cell starts from the OCV of its first valid voltage
   (25 degC when that sample has no temperature). Faults (sequence gap, cell
-  index out of range, a cell twice, bad frames) are reported in the next
-  TargetStatus, which is also sent on connection (the boot status) and
+  index out of range, a cell twice, bad frames, and a MeasPack or MeasCell
+  whose end-to-end crc does not match: refused as a lost frame, counted in
+  crc_errors) are reported in the next TargetStatus, which is also sent on connection (the boot status) and
   after a second without traffic (heartbeat).
 
 Each accepted connection starts with a fresh application state, as a
