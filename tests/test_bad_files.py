@@ -345,7 +345,7 @@ def test_tuning_the_c_core_would_refuse_is_refused_at_load(tmp_path: Path, key: 
 
 @pytest.mark.parametrize("key, value, want", [("tau2_s", 1.2e64, r"1\.2e\+64 is beyond single precision"),
                                              ("i_max_A", 1e-50, r"must be > 0 \(in single precision\)"),
-                                             ("hyst_gamma", -1.0, r"hyst_gamma must be >= 0")])
+                                             ("hyst_gamma", -1.0, r"every value must be >= 0")])
 def test_cell_values_the_c_core_would_refuse_are_refused_at_load(tmp_path: Path, key: str, value: float,
                                                                  want: str) -> None:
     """Found by fuzz/fuzz_params.py: a time constant of 1.2e64 passed the
@@ -360,7 +360,7 @@ def test_cell_values_the_c_core_would_refuse_are_refused_at_load(tmp_path: Path,
         cell[key] = value
     path = tmp_path / "cell.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(ParamsError, match=rf"cell\.json: cell\.{key}.*{want}|cell\.json: .*{want}"):
+    with pytest.raises(ParamsError, match=rf"cell\.json: cell\.{key}\b.*{want}"):
         ParameterSet.load(path)
 
 

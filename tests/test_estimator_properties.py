@@ -9,8 +9,10 @@ after every sample, with the bundled LG HG2 parameters and with random ones:
 * the covariance P is exactly symmetric, every variance between its floor
   and its ceiling (P_00 <= 1, P_11, P_22 <= i_max^2, P_33 <= 4) and P
   positive definite (Cholesky succeeds);
-* the flags say what happened: a bad interval (non-finite, < 0, > dt_max)
-  gives exactly BF_FLAG_DT_INVALID and leaves the state untouched; otherwise
+* the flags say what happened: a bad interval gives exactly
+  BF_FLAG_DT_INVALID, and one not known (NaN, < 0) leaves the state untouched
+  while one over dt_max restarts the filter (SOC kept or from the voltage,
+  the rest of the state started again); otherwise
   BF_FLAG_CURRENT_INVALID / TEMP_INVALID / VOLTAGE_INVALID are set exactly
   when that input is non-finite or outside its plausible range (|i| <= i_max,
   -60..120 degC, v_min - 0.5 .. v_max + 0.5 V, compared in float32 as the

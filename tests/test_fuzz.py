@@ -17,12 +17,13 @@ from firmware_tools import REQUIRED
 FUZZ = Path(__file__).resolve().parents[1] / "fuzz"
 pytestmark = pytest.mark.slow
 
-if shutil.which("clang") is None:
-    if REQUIRED:
-        pytest.fail("clang not found (scripts/install-firmware-tools.sh should have installed it)", pytrace=False)
-    pytestmark = [pytest.mark.slow, pytest.mark.skip(reason="clang not installed (scripts/install-firmware-tools.sh)")]
+if shutil.which("clang") is None and REQUIRED:
+    pytest.fail("clang not found (scripts/install-firmware-tools.sh should have installed it)", pytrace=False)
+needs_clang = pytest.mark.skipif(shutil.which("clang") is None,
+                                 reason="clang not installed (scripts/install-firmware-tools.sh)")
 
 
+@needs_clang
 @pytest.mark.parametrize("target", ["slcan_app", "ekf_step"])
 def test_fuzz_target_survives_a_short_run(target, tmp_path):
     build = subprocess.run(["make", "-s", "-C", str(FUZZ), target], capture_output=True, text=True)

@@ -219,7 +219,7 @@ struct bmsfil_can_meas_pack_t {
     uint8_t crc;
 
     /**
-     * Interval from the previous sample to this one; the target integrates with exactly this value. Sent as 0 when dt_valid is 0. Longer gaps (above 65.535 s) cannot be sent: the sender refuses them rather than cutting them.
+     * Interval from the previous sample to this one; the target integrates with exactly this value. Sent as 0 when dt_valid is 0. A longer gap (above 65.535 s) is not cut to fit: it is sent as dt_valid 0.
      *
      * Range: 0..65535 (0..65.535 s)
      * Scale: 0.001
@@ -246,7 +246,7 @@ struct bmsfil_can_meas_pack_t {
     uint8_t current_valid;
 
     /**
-     * 1: dt_s is the interval. 0: no interval this sample (the estimator skips the sample and reports dt_invalid).
+     * 1: dt_s is the interval. 0: the interval was longer than dt_s carries (a recording has no other kind of invalid interval): time the estimators did not see, so the target restarts its SOC filter at this sample (from the voltage if the cell rests) and reports dt_invalid.
      *
      * Range: 0..1 (0..1 -)
      * Scale: 1
@@ -426,7 +426,7 @@ struct bmsfil_can_est_cell_t {
     uint8_t temp_invalid;
 
     /**
-     * Estimator flag of this step: the interval was missing or implausible, the sample was skipped (soc is the previous estimate).
+     * Estimator flag of this step: the interval was refused. One longer than the filter takes (dt_valid 0 on MeasPack, or over its dt_max_s) restarted the filter here (soc from the voltage of a rested cell, else the previous soc with the sigma of an unknown start); one not known (NaN, negative) skipped the sample (soc is the previous estimate).
      *
      * Range: 0..1 (0..1 -)
      * Scale: 1

@@ -269,7 +269,7 @@ class SocEkf:
         from the voltage if the cell rests, else from the SOC it had with
         variance p0_soc. Returns whether it started from the voltage."""
         t = self.p
-        if not (_finite(rest_current_A) and rest_current_A >= 0):
+        if not rest_current_A >= 0:  # NaN or negative, as bf_soc_ekf_restart
             raise ValueError("restart: argument out of range")
         temp = temp_C if _finite(temp_C) and TEMP_MIN_C <= temp_C <= TEMP_MAX_C else self.last_temp_C
         rested = (_finite(current_A) and abs(current_A) <= rest_current_A and _finite(voltage_V)

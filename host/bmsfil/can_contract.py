@@ -157,9 +157,9 @@ COUNTER_MODULUS = 1 << 8
 #: NaN or negative): time the estimators did not see, so every target restarts
 #: its SOC filter there as bf_soc_ekf_step does after an interval over
 #: dt_max_s. A recording rebuilt from such frames (a log, ``as_carried``) has
-#: this interval there, beyond any filter's dt_max_s, so that the C core run
-#: on it restarts there too.
-UNCARRIED_GAP_S = 1e6
+#: this interval there, a day, beyond the dt_max_s of every set bmsfil writes
+#: (3600 s), so that the C core run on it restarts there too.
+UNCARRIED_GAP_S = 86400.0
 #: EstCellHealth.core_temp_C's range (the DBC's), at which the targets saturate the core temperature.
 CORE_TEMP_RANGE_C = (-40.0, 87.5)
 

@@ -46,7 +46,8 @@ def _fit_entries(params: ParameterSet) -> dict[str, dict[str, tuple[str, str]]]:
     out: dict[str, dict[str, tuple[str, str]]] = {}
     for role in ROLES:
         for item in filter(None, (part.strip() for part in params.notes.get(f"{role}_from", "").split(";"))):
-            item, _, data = item.partition(" data:")
+            head, data_sep, data = item.rpartition(" data:")
+            item, data = (head, data) if data_sep else (item, "")
             path_text, sep, digest = item.rpartition(" sha256:")
             out.setdefault(role, {})[path_text if sep else item] = (digest if sep else "", data)
     return out

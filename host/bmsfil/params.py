@@ -127,8 +127,10 @@ class CellParams:
             raise ParamsError(f"cell.eta_charge: expected a value in (0, 1.5], got {self.eta_charge}")
         if not (c["v_max_V"] > c["v_min_V"]):
             raise ParamsError("cell.v_max_V must exceed cell.v_min_V (in single precision)")
-        if not np.all(c["rn_ohm"] >= 0) or not c["rn_sat_per_A"] >= 0 or not np.all(c["hyst_gamma"] >= 0):
-            raise ParamsError("cell.rn_ohm, cell.rn_sat_per_A and cell.hyst_gamma must be >= 0")
+        if not np.all(c["rn_ohm"] >= 0) or not c["rn_sat_per_A"] >= 0:
+            raise ParamsError("cell.rn_ohm and cell.rn_sat_per_A must be finite and >= 0")
+        if not np.all(c["hyst_gamma"] >= 0):
+            raise ParamsError(f"cell.hyst_gamma: every value must be >= 0, got {self.hyst_gamma.tolist()}")
         if not c["i_max_A"] > 0:
             raise ParamsError(f"cell.i_max_A must be > 0 (in single precision), got {self.i_max_A}")
 

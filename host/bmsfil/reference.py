@@ -172,7 +172,7 @@ class ReferenceSocEstimator:
         from the voltage if the cell rests, else from the SOC it had with
         variance p0_soc. Returns whether it started from the voltage."""
         cell = self.params.cell
-        if not (math.isfinite(rest_current_A) and rest_current_A >= 0):
+        if not rest_current_A >= 0:  # NaN or negative, as bf_soc_ekf_restart
             raise CoreError("restart: argument out of range")
         temp = temp_C if math.isfinite(temp_C) and TEMP_MIN_C <= temp_C <= TEMP_MAX_C else self.last_temp_C
         rested = (math.isfinite(current_A) and abs(current_A) <= rest_current_A and math.isfinite(voltage_V)
