@@ -251,3 +251,46 @@ def test_score_refuses_a_recording_the_log_did_not_replay(tmp_path, capsys):
     assert "other.npz is not the recording run in the log replayed: current_A differs on" in out
     assert len(out.strip().splitlines()) == 1
     assert main(["hil", "score", str(log), "--recording", str(a), "--out-dir", str(tmp_path / "out")]) == 0
+
+
+def _rewrite_measurements(src: Path, dst: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """A copy of a log with the data of every MeasPack and MeasCell passed through `change`."""
+    from bmsfil import can_contract as cc
+
+    with can.Logger(str(dst)) as out:
+        for msg in can.LogReader(str(src)):
+            if msg.arbitration_id in cc.E2E_FRAMES:
+                msg.data = bytearray(change(bytes(msg.data)))
+            out.on_message_received(msg)
+
+
+def test_a_log_of_an_earlier_contract_is_named_as_such(tmp_path, capsys):
+    """Measurement frames whose crc does not match (as every log written
+    before contract 3 has them): one line that says so, not a traceback."""
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    old = tmp_path / "old.blf"
+    _rewrite_measurements(log, old, lambda data: bytes([data[0], data[1] ^ 0x10, *data[2:]]))  # the crc nibble
+    capsys.readouterr()
+    assert main(["hil", "score", str(old), "--out-dir", str(tmp_path / "o")]) == 2
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and "100 of its 100 measurement frames" in out and "earlier contract" in out
+
+
+def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, capsys):
+    from dataclasses import replace
+
+    rec = bundled_recording().slice(0, 30)
+    dead = replace(rec, voltage_V=np.full(len(rec), np.nan))
+    log = tmp_path / "run.blf"
+    writer = open_log(log)
+    target = make_target("host", bundled_params())
+    try:
+        replay_lockstep(target.start(), [dead], log=writer)
+    finally:
+        target.stop()
+        writer.stop()
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--out-dir", str(tmp_path / "o")]) == 2
+    out = capsys.readouterr().out
+    assert "not scored" in out and "no sample with a finite voltage" in out and "Traceback" not in out

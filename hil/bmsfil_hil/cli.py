@@ -542,16 +542,19 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     scored: list[dict[str, object]] = []
     doc: dict[str, object] = {"log": str(args.log), "undecodable_frames": runs[0].undecodable, "recordings": scored,
                               "interrupted": False}
+    status = 0
     try:
         for run, reference in zip(runs, references):
-            scored.append(_score_run(run, reference, params, args))
+            try:
+                scored.append(_score_run(run, reference, params, args))
+            except ValueError as exc:  # nothing the C core can start from (no valid voltage in the run)
+                console.print(f"bmsfil hil score: {run.name}: not scored: {exc}", soft_wrap=True)
+                status = 2
     except KeyboardInterrupt as exc:
         doc["interrupted"] = True
         console.print(f"bmsfil hil score: interrupted after {len(scored)} of {len(runs)} recording(s) of the log"
                       + (f"; those are in {args.json}" if args.json and scored else ""))
         status = _interrupted_status(exc)
-    else:
-        status = 0
     if args.json and scored:
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return status

@@ -75,6 +75,7 @@ def read_log(path: Path) -> list[LoggedRun]:
         raise _unreadable(path, exc) from exc
     segments: list[_Segment] = []
     undecodable = 0
+    measurements = crc_failed = 0  # MeasPack/MeasCell frames, and those of them that failed the crc
     cut_short = None
     while True:
         try:
@@ -86,15 +87,23 @@ def read_log(path: Path) -> list[LoggedRun]:
                 raise _unreadable(path, exc) from exc
             cut_short = _why(exc)
             break
+        measurement = msg.arbitration_id in cc.E2E_FRAMES
+        measurements += measurement
         try:
             frame = cc.decode(msg)
-        except cc.FrameError:
+        except cc.FrameError as exc:
             undecodable += 1
+            crc_failed += measurement and exc.field == "crc"
             continue
         if isinstance(frame, cc.MeasPack) and (not segments or segments[-1].starts_anew(frame)):
             segments.append(_Segment())
         if segments:
             segments[-1].add(frame)
+    if measurements and crc_failed > measurements // 2:
+        raise LogError(f"{path}: {crc_failed} of its {measurements} measurement frames (MeasPack, MeasCell) fail the "
+                       f"end-to-end check of the CAN contract {cc.CONTRACT_VERSION} (CRC-4/G-704): a log written "
+                       "under an earlier contract (before bmsfil-can-3, which added the crc), or a bus that damaged "
+                       "most frames; read it with the bmsfil that wrote it")
     if not segments:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
