@@ -458,6 +458,24 @@ def test_nan_measurement_is_sent_invalid() -> None:
     assert not cell.voltage_valid and cell.temp_valid and cell.temp_C == 25.0
 
 
+@pytest.mark.parametrize("gap_s, carried", [(65.6, 66.0), (70.4, 70.0), (3600.0, 3600.0), (65534.4, 65534.0),
+                                            (65534.6, math.inf), (1e9, math.inf), (math.inf, math.inf)])
+def test_a_gap_longer_than_dt_s_carries_goes_in_whole_seconds(gap_s: float, carried: float) -> None:
+    """An interval over 65.535 s is sent with dt_valid 0 and its whole seconds
+    in dt_s's raw bits, 65535 for that or longer (decoded as infinity), so
+    that a target treats a gap as the C core does (integrated up to dt_max_s,
+    restarted beyond); the generated C codec holds the same raw bits."""
+    msg = cc.encode_meas_pack(7, gap_s, -1.0, 1)
+    raw = int.from_bytes(msg.data, "little")
+    assert (raw >> 53) & 1 == 0 and (raw >> 16) & 0xFFFF == min(round(gap_s) if math.isfinite(gap_s) else 65535, 65535)
+    pack = cc.decode(msg)
+    assert pack.dt_s == carried and pack.current_A == -1.0 and pack.sequence == 7
+    assert cc.decode(cc.encode(pack)).dt_s == carried
+    unknown = cc.decode(cc.encode_meas_pack(7, math.nan, -1.0, 1))
+    assert math.isnan(unknown.dt_s) and (int.from_bytes(cc.encode_meas_pack(7, math.nan, -1.0, 1).data,
+                                                        "little") >> 16) & 0xFFFF == 0
+
+
 @pytest.mark.parametrize(
     "call, names",
     [
@@ -466,7 +484,7 @@ def test_nan_measurement_is_sent_invalid() -> None:
         (lambda: cc.encode_meas_cell(1, 0, 3.7, -61.0), "MeasCell.temp_C"),
         (lambda: cc.encode_meas_cell(1, 0, 3.7, math.inf), "MeasCell.temp_C"),
         (lambda: cc.encode_meas_cell(1, 1024, 3.7, 25.0), "MeasCell.cell_index"),
-        (lambda: cc.encode_meas_pack(1, 65.6, 0.0, 1), "MeasPack.dt_s"),
+        (lambda: cc.encode_meas_pack(1, -0.1, 0.0, 1), "MeasPack.dt_s"),
         (lambda: cc.encode_meas_pack(1, 0.1, 600.0, 1), "MeasPack.current_A"),
         (lambda: cc.encode_meas_pack(1, 0.1, 0.0, 0), "MeasPack.n_cells"),
         (lambda: cc.encode_meas_pack(1, 0.1, 0.0, 1025), "MeasPack.n_cells"),

@@ -76,6 +76,31 @@ def test_a_gap_the_bus_cannot_carry_restarts_the_target(tmp_path: Path, target_n
     assert np.max(np.abs(rebuilt - logged.logged_soc[:, 0])) <= tol
 
 
+@pytest.mark.parametrize("target_name", ["host", "reference"])
+def test_a_gap_within_dt_max_is_integrated_as_eval_does(rec, target_name):
+    """A 10-minute gap (a logger that stopped), longer than dt_s carries at
+    1 ms but within the filter's dt_max_s: sent in whole seconds, the target
+    integrates it as eval of the recording does, no restart."""
+    from dataclasses import replace
+
+    part = rec.slice(0, 400)
+    k = 200
+    gapped = replace(part, time_s=part.time_s + np.where(np.arange(len(part)) >= k, 600.0, 0.0))
+    target = make_target(target_name, bundled_params())
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [gapped])
+    finally:
+        target.stop()
+    assert result.delivery.fault is None and not result.delivery.sent_invalid
+    assert not np.any(result.flags[:, 0] & cc.FLAG_DT_INVALID)
+    direct = SocEstimator(bundled_params()).run(gapped)
+    assert not np.any(direct.flags & cc.FLAG_DT_INVALID)
+    assert np.max(np.abs(result.soc[:, 0] - direct.soc)) <= (1e-4 if target_name == "host" else 2e-4)
+    carried = as_carried(gapped)
+    assert carried.dt_s[k] == 600.0  # 600.1 s, in whole seconds
+
+
 def test_a_replay_reports_its_progress(rec):
     from bmsfil_hil.replay import PROGRESS_EVERY, replay_realtime
 

@@ -262,6 +262,18 @@ def test_a_gap_the_bus_cannot_carry_restarts_the_port():
 
 
 @needs_micropython
+def test_a_gap_within_dt_max_is_integrated_as_the_c_core_does():
+    from dataclasses import replace
+
+    part = bundled_recording().slice(0, 300)
+    gapped = replace(part, time_s=part.time_s + np.where(np.arange(len(part)) >= 150, 600.0, 0.0))
+    result = _run([gapped])
+    assert result.delivery.fault is None
+    assert not np.any(result.flags[:, 0] & cc.FLAG_DT_INVALID)
+    assert np.max(np.abs(result.soc[:, 0] - _host(gapped))) <= 1e-4
+
+
+@needs_micropython
 def test_a_pack_of_three_cells():
     rec = bundled_recording().slice(0, 300)
     cells = synthetic_pack(rec, 3, PARAMS)

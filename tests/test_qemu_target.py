@@ -99,6 +99,19 @@ def test_a_gap_the_bus_cannot_carry_restarts_the_firmware():
     assert np.max(np.abs(soc - _host(rec))) <= 1e-4
 
 
+def test_a_gap_within_dt_max_is_integrated_as_the_host_does():
+    """A 10-minute gap, carried in whole seconds: the firmware integrates it
+    (no restart) as the C core does."""
+    from dataclasses import replace
+
+    part = bundled_recording().slice(0, 300)
+    gapped = replace(part, time_s=part.time_s + np.where(np.arange(len(part)) >= 150, 600.0, 0.0))
+    result, _ = _run(gapped)
+    assert result.delivery.fault is None
+    assert not np.any(result.flags[:, 0] & cc.FLAG_DT_INVALID)
+    assert np.max(np.abs(result.soc[:, 0] - _host(gapped))) <= 1e-4
+
+
 def test_warm_reset_restores_and_power_cycle_starts_fresh():
     rec = bundled_recording().slice(0, 500)
     result, _ = _run(rec, commands={150: cc.HostCommandCode.WARM_RESET, 350: cc.HostCommandCode.POWER_CYCLE})

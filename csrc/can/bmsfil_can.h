@@ -219,7 +219,7 @@ struct bmsfil_can_meas_pack_t {
     uint8_t crc;
 
     /**
-     * Interval from the previous sample to this one; the target integrates with exactly this value. Sent as 0 when dt_valid is 0. A longer gap (above 65.535 s) is not cut to fit: it is sent as dt_valid 0.
+     * Interval from the previous sample to this one; the target integrates with exactly this value. With dt_valid 0 the raw value is a longer gap (above 65.535 s) in whole seconds, 65535 for that or longer, 0 for an interval not known (a decoder that scales it by 0.001 shows thousandths of that).
      *
      * Range: 0..65535 (0..65.535 s)
      * Scale: 0.001
@@ -246,7 +246,7 @@ struct bmsfil_can_meas_pack_t {
     uint8_t current_valid;
 
     /**
-     * 1: dt_s is the interval. 0: the interval was longer than dt_s carries (a recording has no other kind of invalid interval): time the estimators did not see, so the target restarts its SOC filter at this sample (from the voltage if the cell rests) and reports dt_invalid.
+     * 1: dt_s is the interval at 1 ms. 0: dt_s holds a gap longer than 65.535 s in whole seconds, which the target treats as the C core does (integrated up to its dt_max_s; beyond, and for 65535, time it did not see: it restarts its SOC filter at this sample, from the voltage if the cell rests, and reports dt_invalid), or 0: not known (the sample is skipped, dt_invalid).
      *
      * Range: 0..1 (0..1 -)
      * Scale: 1

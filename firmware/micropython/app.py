@@ -42,7 +42,6 @@ import bmsfil_thermal as bt
 MAX_CELLS = 1024
 LINE_MAX = 64
 EST_FLAG_MASK = 0x1F
-INF = float("inf")
 HEARTBEAT_MS = 1000
 _HEX = b"0123456789ABCDEF"
 
@@ -168,9 +167,7 @@ class App:
             return
         self.sequence = seq
         self.n_cells = n_cells
-        # No valid interval (nan): one longer than the frame carries, time the
-        # estimators did not see; as infinity every filter restarts (bf_soc_ekf_step).
-        self.dt_s = dt_s if dt_s == dt_s else INF
+        self.dt_s = dt_s  # a gap in seconds, inf (65535 s or more: a restart) or nan (not known)
         self.current_A = current_A
         self.answered = set()
         self.step_insns = 0

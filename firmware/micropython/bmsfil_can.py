@@ -65,6 +65,7 @@ FLAG_GATED = 0x10
 FLAG_RESTORED = 0x80
 
 NAN = float("nan")
+INF = float("inf")
 
 
 def _word(data):
@@ -113,7 +114,9 @@ def decode_meas_pack(data):
     current = _bits(w, 32, 20)
     if current >> 19:
         current -= 1 << 20
-    dt_s = _bits(w, 16, 16) / 1000 if _bits(w, 53, 1) else NAN
+    raw = _bits(w, 16, 16)
+    # dt_valid 0: a gap in whole seconds, 65535 for that or longer, 0 not known.
+    dt_s = raw / 1000 if _bits(w, 53, 1) else (NAN if raw == 0 else (INF if raw == 0xFFFF else float(raw)))
     current_A = current / 1000 if _bits(w, 52, 1) else NAN
     return _bits(w, 0, 12), dt_s, current_A, _bits(w, 54, 10) + 1
 

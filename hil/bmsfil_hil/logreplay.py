@@ -163,7 +163,8 @@ class _Segment:
     def run(self, name: str, source: str, undecodable: int) -> LoggedRun:
         packs = self.packs
         n, m = len(packs), max(p.n_cells for p in packs)
-        dt = np.array([p.dt_s if p.dt_valid else cc.UNCARRIED_GAP_S for p in packs])
+        # A gap of LONG_GAP_MAX_S or more (inf) as cc.UNCARRIED_GAP_S; one not known (nan) as no time.
+        dt = np.nan_to_num(np.array([p.dt_s for p in packs]), nan=0.0, posinf=cc.UNCARRIED_GAP_S)
         dt[0] = 0.0
         time_s = np.cumsum(dt)
         current = np.array([p.current_A for p in packs])

@@ -696,10 +696,10 @@ def as_carried(rec: Recording) -> Recording:
     """The recording as the CAN contract carries it: every sample encoded
     into measurement frames and decoded again, so quantised to the
     contract's resolution, with values outside its range not valid. A replay
-    reproduces `bmsfil eval` of this exactly. An interval the contract cannot
-    carry (over 65.535 s) is sent as not valid, which the target takes as time
-    it did not see and restarts at: the rebuilt recording has there an
-    interval of `cc.UNCARRIED_GAP_S`, at which the C core restarts too."""
+    reproduces `bmsfil eval` of this exactly. An interval over 65.535 s is
+    carried in whole seconds, one of `cc.LONG_GAP_MAX_S` or more as that: the
+    rebuilt recording has there an interval of `cc.UNCARRIED_GAP_S`, over
+    which the C core restarts as the target does."""
     dt, cur, volt, temp = (np.empty(len(rec)) for _ in range(4))
     _, _, dt_in, cur_in, volt_in, temp_in = _pack_arrays([rec])
     for k in range(len(rec)):
@@ -709,7 +709,7 @@ def as_carried(rec: Recording) -> Recording:
         pack, cell = cc.decode(pack_msg), cc.decode(cell_msg)
         assert isinstance(pack, cc.MeasPack) and isinstance(cell, cc.MeasCell)
         dt[k], cur[k], volt[k], temp[k] = pack.dt_s, pack.current_A, cell.voltage_V, cell.temp_C
-    time_s = np.concatenate(([0.0], np.cumsum(np.nan_to_num(dt[1:], nan=cc.UNCARRIED_GAP_S))))
+    time_s = np.concatenate(([0.0], np.cumsum(np.nan_to_num(dt[1:], nan=0.0, posinf=cc.UNCARRIED_GAP_S))))
     return Recording(time_s, cur, volt, temp, rec.meta, rec.ah)
 
 
@@ -803,7 +803,7 @@ def _pack_arrays(cells: list[Recording], d: Delivery | None = None
         if len(rec) != n:
             raise ValueError(f"pack cells differ in length: {cells[0].meta.name} {n}, {rec.meta.name} {len(rec)}")
     arrays = {
-        "dt_s": carriable(cells[0].dt_s, "MeasPack", "dt_s"),
+        "dt_s": (cells[0].dt_s, 0),  # every interval of a recording is carried (a long gap in whole seconds)
         "current_A": carriable(cells[0].current_A, "MeasPack", "current_A"),
         "voltage_V": carriable(np.stack([r.voltage_V for r in cells], axis=1), "MeasCell", "voltage_V"),
         "temp_C": carriable(np.stack([r.temp_C for r in cells], axis=1), "MeasCell", "temp_C"),

@@ -182,8 +182,7 @@ class EstimatorTarget:
                 self._power[cell.cell_index] = PowerSearch(est)  # type: ignore[arg-type]
                 if self._thermal_params is not None:
                     self._thermal[cell.cell_index] = CellThermal(est, self._thermal_params)  # type: ignore[arg-type]
-        # No valid interval: longer than the frame carries, a restart (cc.UNCARRIED_GAP_S).
-        dt = pack.dt_s if pack.dt_valid else math.inf
+        dt = pack.dt_s  # a gap as the frame carries it: seconds, inf (LONG_GAP_MAX_S or more), nan (not known)
         r = est.step(dt, pack.current_A, cell.voltage_V, cell.temp_C)
         out = [cc.encode_est_cell(pack.sequence, cell.cell_index, r.soc, r.soc_sigma, r.flags & 0x1F)]
         if self._monitored:

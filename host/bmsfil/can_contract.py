@@ -91,6 +91,7 @@ __all__ = [
     "e2e_crc",
     "COUNTER_MODULUS",
     "UNCARRIED_GAP_S",
+    "LONG_GAP_MAX_S",
     "FLAG_VOLTAGE_INVALID",
     "FLAG_CURRENT_INVALID",
     "FLAG_TEMP_INVALID",
@@ -152,14 +153,17 @@ SEQUENCE_MODULUS = 1 << 12
 #: TargetStatus.crc_errors counts modulo this.
 CRC_ERRORS_MODULUS = 1 << 4
 COUNTER_MODULUS = 1 << 8
-#: A MeasPack without a valid dt_s says that the interval before its sample
-#: was longer than dt_s carries (65.535 s; a recording's intervals are never
-#: NaN or negative): time the estimators did not see, so every target restarts
-#: its SOC filter there as bf_soc_ekf_step does after an interval over
-#: dt_max_s. A recording rebuilt from such frames (a log, ``as_carried``) has
-#: this interval there, a day, beyond the dt_max_s of every set bmsfil writes
-#: (3600 s), so that the C core run on it restarts there too.
+#: MeasPack carries an interval up to 65.535 s at 1 ms; a longer one (a gap:
+#: a logger or BMS asleep, an unrecorded charge) in whole seconds up to
+#: LONG_GAP_MAX_S, which also stands for anything longer (decoded as
+#: infinity: over every filter's dt_max_s, so every target restarts its SOC
+#: filter there). A recording rebuilt from such frames (a log, ``as_carried``)
+#: has there this interval, a day, beyond the dt_max_s of every set bmsfil
+#: writes (3600 s), so that the C core run on it restarts there too.
 UNCARRIED_GAP_S = 86400.0
+#: MeasPack's dt_s raw value with dt_valid 0 is a gap in whole seconds; this
+#: one (its largest) means that long or longer (infinity decoded).
+LONG_GAP_MAX_S = 65535
 #: EstCellHealth.core_temp_C's range (the DBC's), at which the targets saturate the core temperature.
 CORE_TEMP_RANGE_C = (-40.0, 87.5)
 
@@ -478,7 +482,7 @@ class MeasPack:
     """Host to target, once per sample: opens sample ``sequence``."""
 
     sequence: int
-    dt_s: float  # nan: longer than the frame carries (UNCARRIED_GAP_S)
+    dt_s: float  # s; over 65.535: whole seconds of a gap, inf: LONG_GAP_MAX_S or more; nan: not known
     current_A: float  # positive on charge; nan: no valid current
     n_cells: int  # MeasCell frames 0 .. n_cells-1 follow
 
@@ -845,9 +849,24 @@ def encode_meas_pack(sequence: int, dt_s: float, current_A: float, n_cells: int)
         "sequence": _integer(msg, "sequence", sequence, modulus=SEQUENCE_MODULUS),
         "n_cells": _integer(msg, "n_cells", n_cells),
     }
-    _optional(msg, values, "dt_s", "dt_valid", _physical(msg, "dt_s", dt_s))
+    _interval(msg, values, dt_s)
     _optional(msg, values, "current_A", "current_valid", _physical(msg, "current_A", current_A))
     return _message(msg, values)
+
+
+def _interval(msg: DbcMessage, values: dict[str, object], dt_s: object) -> None:
+    """MeasPack's dt_s and dt_valid: an interval up to 65.535 s at 1 ms (dt_valid
+    1); a longer one in whole seconds with dt_valid 0 (LONG_GAP_MAX_S for
+    that or longer, infinity included); nan (not known) as dt_valid 0, raw 0."""
+    sig = _signal(msg, "dt_s")
+    x = float(dt_s) if type(dt_s) is float or (isinstance(dt_s, numbers.Real) and not isinstance(dt_s, bool)) \
+        else dt_s
+    if isinstance(x, float) and x > float(sig.maximum) + 0.5 * float(sig.scale):
+        values["dt_valid"] = 0
+        values["dt_s"] = min(round(x), LONG_GAP_MAX_S) * float(sig.scale) if math.isfinite(x) \
+            else LONG_GAP_MAX_S * float(sig.scale)
+        return
+    _optional(msg, values, "dt_s", "dt_valid", _physical(msg, "dt_s", dt_s))
 
 
 def encode_meas_cell(sequence: int, cell_index: int, voltage_V: float, temp_C: float) -> can.Message:
@@ -1190,6 +1209,15 @@ class _Fields:
     def flag(self, name: str) -> bool:
         return bool(self.integer(name))
 
+    def interval(self) -> float:
+        """MeasPack's interval (see `_interval`): dt_s at 1 ms when dt_valid is
+        1; when 0, dt_s's raw value in whole seconds (a gap longer than 65.535
+        s), infinity for LONG_GAP_MAX_S, nan for 0 (not known)."""
+        if self.flag("dt_valid"):
+            return float(self.number("dt_s"))
+        raw = round(float(self.values["dt_s"]) / float(_signal(self.msg, "dt_s").scale))
+        return math.nan if raw == 0 else (math.inf if raw >= LONG_GAP_MAX_S else float(raw))
+
     def optional(self, name: str, valid: str) -> float:
         """The value, or nan when its valid bit is 0 (then the value bits must be 0)."""
         if self.flag(valid):
@@ -1214,7 +1242,7 @@ class _Fields:
 def _decode_meas_pack(f: _Fields) -> MeasPack:
     return MeasPack(
         sequence=f.integer("sequence"),
-        dt_s=f.optional("dt_s", "dt_valid"),
+        dt_s=f.interval(),
         current_A=f.optional("current_A", "current_valid"),
         n_cells=f.integer("n_cells"),
     )

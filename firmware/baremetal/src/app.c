@@ -319,11 +319,12 @@ static void on_meas_pack(fw_app_t *app, const uint8_t *data)
     }
     app->sequence = m.sequence;
     app->n_cells = (uint16_t)(m.n_cells + 1u);
-    /* No valid interval: one longer than dt_s carries (the host's
-     * recordings have no other), time the estimators did not see. As
-     * infinity it is over every dt_max_s and gap_s: the SOC filter restarts
-     * (bf_soc_ekf_step), the capacity fit drops its anchor. */
-    app->dt_s = m.dt_valid ? (float)m.dt_s / 1000.0f : INFINITY;
+    /* dt_valid 0: a gap longer than 65.535 s, in whole seconds; its
+     * largest code for that or longer (infinity: over every dt_max_s and
+     * gap_s, so the SOC filter restarts and the capacity fit drops its
+     * anchor); 0 for not known (the filter skips the sample). */
+    app->dt_s = m.dt_valid ? (float)m.dt_s / 1000.0f
+                           : (m.dt_s == 0u ? NAN : (m.dt_s == 0xFFFFu ? INFINITY : (float)m.dt_s));
     app->current_A = m.current_valid ? (float)m.current_a / 1000.0f : NAN;
     memset(app->answered, 0, sizeof app->answered);
     app->n_answered = 0;
