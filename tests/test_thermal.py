@@ -69,6 +69,7 @@ def thermal_scenarios(draw):
     bad = draw(st.sampled_from([0.0, 0.05]))
     rng = np.random.default_rng(seed)
     dt = f32(rng.choice([0.1, 1.0, 10.0], n) * rng.uniform(0.5, 1.5, n))
+    dt[rng.random(n) < 0.01] = 5000.0  # a gap over dt_max_s: both filters start again there
     heat = f32(np.repeat(rng.uniform(0.0, 8.0, n // 10 + 1), 10)[:n])
     true = simulate(tp, dt, heat, 25.0, (25.0, 25.0))
     surface = true[:, 1] + rng.normal(0.0, 0.05, n)

@@ -211,6 +211,15 @@ bf_status_t bf_thermal_step(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
         return BF_E_NULL;
     }
     if (!positive_finite(dt_s) || dt_s > t->dt_max_s) {
+        /* An interval longer than dt_max_s is time the filter did not see,
+         * long enough for the cell to settle to its surroundings: it starts
+         * again from this sample's readings (bf_thermal_init; the last
+         * ambient where this one is not valid; nothing changes if neither
+         * is). Any other bad interval skips the sample. */
+        if (dt_s > t->dt_max_s) {
+            (void)bf_thermal_init(s, tp, t, surface_C,
+                                  in_range(ambient_C, t->temp_min_C, t->temp_max_C) ? ambient_C : s->last_ambient_C);
+        }
         report(s, s->last_heat_W, 0.0f, BF_THERMAL_DT_INVALID, out);
         return BF_OK;
     }

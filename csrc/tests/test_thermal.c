@@ -251,6 +251,40 @@ static void test_absurd(void)
     CHECK(bf_thermal_step(0, &tp, &t, 0.1f, 1.0f, 25.0f, 25.0f, &o) == BF_E_NULL);
 }
 
+/* An interval longer than dt_max_s (a BMS asleep for hours) restarts the
+ * filter from the sample's readings: the core no longer carries the heat of
+ * the drive before it. A NaN interval skips the sample, the state kept. */
+static void test_long_gap_restarts(void)
+{
+    bf_thermal_params_t tp;
+    bf_thermal_tuning_t t;
+    bf_thermal_t s, kept, fresh;
+    bf_thermal_out_t o;
+    int k;
+    params_18650(&tp);
+    tuning(&t);
+    CHECK(bf_thermal_init(&s, &tp, &t, 25.0f, 25.0f) == BF_OK);
+    for (k = 0; k < 600; ++k) {  /* 10 minutes of 5 W: the core well above the surface */
+        CHECK(bf_thermal_step(&s, &tp, &t, 1.0f, 5.0f, NAN, 25.0f, &o) == BF_OK);
+    }
+    CHECK(o.core_C - o.surface_C > 1.0f);
+    kept = s;
+    CHECK(bf_thermal_step(&s, &tp, &t, NAN, 0.0f, 24.0f, 23.0f, &o) == BF_OK && o.flags == BF_THERMAL_DT_INVALID);
+    CHECK(memcmp(&s, &kept, sizeof s) == 0);
+    CHECK(bf_thermal_step(&s, &tp, &t, t.dt_max_s * 2.0f, 0.0f, 24.0f, 23.0f, &o) == BF_OK
+          && o.flags == BF_THERMAL_DT_INVALID);
+    CHECK(bf_thermal_init(&fresh, &tp, &t, 24.0f, 23.0f) == BF_OK);
+    CHECK(memcmp(&s, &fresh, sizeof s) == 0 && o.core_C == 24.0f && o.surface_C == 24.0f);
+    /* The ambient not valid: the last one; no surface reading either: the
+     * cell settled to the last ambient. */
+    s = kept;
+    CHECK(bf_thermal_step(&s, &tp, &t, INFINITY, 0.0f, 24.0f, NAN, &o) == BF_OK);
+    CHECK(s.x[0] == 24.0f && s.last_ambient_C == kept.last_ambient_C);
+    s = kept;
+    CHECK(bf_thermal_step(&s, &tp, &t, INFINITY, 0.0f, NAN, NAN, &o) == BF_OK);
+    CHECK(s.x[0] == kept.last_ambient_C && s.x[1] == kept.last_ambient_C);
+}
+
 /* Stepped with the SOC filter: the heat is i (v - OCV) at the filter's SOC,
  * a refused current keeps the last heat, and the core runs Rc (Q - Cc dTc/dt)
  * above the surface (no surface sensor here: the model alone). */
@@ -304,6 +338,7 @@ int main(void)
     test_step_response();
     test_filter_recovers_core();
     test_absurd();
+    test_long_gap_restarts();
     test_with_soc_filter();
     return bf_test_finish();
 }

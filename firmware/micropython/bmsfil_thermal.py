@@ -108,6 +108,8 @@ class ThermalFilter:
         unchanged for an interval that is not valid); ArithmeticError where
         the C core returns BF_E_NUMERIC."""
         if not (_finite(dt_s) and 0.0 < dt_s <= self.dt_max):
+            if dt_s > self.dt_max:  # time not seen, the cell settled: start again (bf_thermal_step)
+                self.init(surface_C, ambient_C if self._in_range(ambient_C) else self.last_ambient)
             return self.x[0]
         heat = heat_W if _finite(heat_W) and abs(heat_W) <= self.heat_max else self.last_heat
         ambient = ambient_C if self._in_range(ambient_C) else self.last_ambient

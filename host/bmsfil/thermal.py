@@ -174,13 +174,19 @@ class ReferenceThermalFilter:
 
     def __init__(self, tp: ThermalParams, tuning: ThermalTuning, surface_C: float, ambient_C: float) -> None:
         self.tp, self.t = tp, tuning
-        ok = lambda v: np.isfinite(v) and tuning.temp_min_C <= v <= tuning.temp_max_C  # noqa: E731
-        start = surface_C if ok(surface_C) else ambient_C
+        self._start(surface_C, ambient_C)
+
+    def _ok(self, v: float) -> bool:
+        return bool(np.isfinite(v) and self.t.temp_min_C <= v <= self.t.temp_max_C)
+
+    def _start(self, surface_C: float, ambient_C: float) -> None:
+        """bf_thermal_init (the caller checks that one reading is in range)."""
+        start = surface_C if self._ok(surface_C) else ambient_C
         self.x = np.array([start, start], dtype=np.float64)
-        self.P = np.diag([tuning.p0_core_K2, tuning.p0_surface_K2]).astype(np.float64)
+        self.P = np.diag([self.t.p0_core_K2, self.t.p0_surface_K2]).astype(np.float64)
         self._repair()
         self.heat = 0.0
-        self.ambient = ambient_C if ok(ambient_C) else surface_C
+        self.ambient = ambient_C if self._ok(ambient_C) else surface_C
 
     def _repair(self) -> int:
         t, P = self.t, self.P
@@ -205,6 +211,9 @@ class ReferenceThermalFilter:
         """One sample; returns (core_C, core_sigma_C, surface_C, flags)."""
         t, tp = self.t, self.tp
         if not (np.isfinite(dt_s) and 0 < dt_s <= t.dt_max_s):
+            ambient = ambient_C if self._ok(ambient_C) else self.ambient
+            if dt_s > t.dt_max_s and (self._ok(surface_C) or self._ok(ambient)):
+                self._start(surface_C, ambient)  # time not seen, the cell settled: start again (bf_thermal_step)
             return self.x[0], np.sqrt(self.P[0, 0]), self.x[1], int(lib.BF_THERMAL_DT_INVALID)
         flags = 0
         if np.isfinite(heat) and abs(heat) <= t.heat_max_W:

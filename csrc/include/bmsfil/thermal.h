@@ -72,7 +72,8 @@
 #define BF_THERMAL_SURFACE_INVALID 0x01u  /* no correction this sample */
 #define BF_THERMAL_HEAT_INVALID 0x02u     /* predicted with the last good heat */
 #define BF_THERMAL_AMBIENT_INVALID 0x04u  /* used the last good ambient */
-#define BF_THERMAL_DT_INVALID 0x08u       /* sample skipped entirely */
+#define BF_THERMAL_DT_INVALID 0x08u       /* sample skipped; after an interval over dt_max_s the
+                                           * filter restarted from its readings (bf_thermal_init) */
 #define BF_THERMAL_GATED 0x10u            /* innovation beyond the gate, down-weighted */
 #define BF_THERMAL_CLAMPED 0x20u          /* a temperature was brought back into range */
 #define BF_THERMAL_COV_REPAIRED 0x40u     /* a covariance floor or ceiling was applied */
