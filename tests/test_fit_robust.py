@@ -117,3 +117,46 @@ def test_a_temperature_its_recording_left_is_carried_over_not_fitted():
     said = [s for s in report.not_identified if s.startswith("R0, RC pairs and hysteresis at 40")]
     assert said and "carried over from 10 °C" in said[0], report.not_identified
     assert not any("at 10 °C" in s for s in report.not_identified)
+
+
+def _steps(steps: list[tuple[float, float]], dt_s: float, temp_C: float, ohm: float, name: str) -> Recording:
+    """A recording of (duration, current) steps from full: voltage the OCV plus `ohm` times the current."""
+    t = np.arange(0.0, sum(d for d, _ in steps), dt_s)
+    ends = np.cumsum([d for d, _ in steps])
+    current = np.array([a for _, a in steps])[np.minimum(np.searchsorted(ends, t, side="right"), len(steps) - 1)]
+    ah = np.concatenate(([0.0], np.cumsum(current[:-1] * dt_s))) / 3600.0
+    return Recording(time_s=t, current_A=current, voltage_V=true_ocv(1.0 + ah / Q_AH) + ohm * current,
+                     temp_C=np.full(len(t), temp_C), ah=ah,
+                     meta=RecordingMeta(name=name, ambient_temp_C=temp_C, reference_initial_soc=1.0))
+
+
+def test_a_temperature_with_only_a_capacity_test_borrows_what_it_cannot_identify():
+    """A constant-current discharge (a capacity test, 10 s samples) is all
+    there is at 0 °C; a pulse test with discharge and charge pulses of
+    several heights at 25 °C. Under current one way and at one level, the
+    hysteresis and the current-dependent resistance move with the resistive
+    drop: they are the 25 °C values, and the report says so. The resistance
+    the capacity test measures (50 mOhm against 20 at 25 °C) is fitted, and
+    no table is lower at 0 °C than at 25 °C."""
+    pulses: list[tuple[float, float]] = [(60.0, 0.0)]
+    for _ in range(9):
+        pulses += [(720.0, -0.5 * Q_AH), (600.0, 0.0), (10.0, -2.0 * Q_AH), (120.0, 0.0), (20.0, 1.0 * Q_AH), (120.0, 0.0)]
+    warm = _steps(pulses, 1.0, 25.0, 0.020, "pulse 25")
+    cold = _steps([(60.0, 0.0), (3300.0, -Q_AH), (600.0, 0.0)], 10.0, 0.0, 0.050, "capacity 0")
+    ocv_test = _steps([(60.0, 0.0), (72000.0, -Q_AH / 20), (600.0, 0.0), (72000.0, Q_AH / 20)], 60.0, 25.0, 0.0, "c20")
+    params, report = fit(FitInputs(ocv=[ocv_test], pulse=[warm], dynamic=[cold]), "borrowed")
+    cell = params.cell
+    assert list(cell.temp_C) == [0.0, 25.0]
+    assert cell.hyst_m0_V[0] == cell.hyst_m0_V[1] and cell.hyst_m_V[0] == cell.hyst_m_V[1]
+    assert cell.rn_ohm[0] == cell.rn_ohm[1]
+    for table in (cell.r0_ohm, cell.r1_ohm, cell.r2_ohm):
+        assert np.all(np.asarray(table)[0] >= np.asarray(table)[1])
+    mid = slice(2, 9)  # SOC 0.2 to 0.8
+    total = (np.asarray(cell.r0_ohm) + np.asarray(cell.r1_ohm) + np.asarray(cell.r2_ohm))[:, mid]
+    assert np.mean(total[0]) == pytest.approx(0.050, abs=0.006)
+    assert np.mean(total[1]) == pytest.approx(0.020, abs=0.004)
+    said = " | ".join(report.not_identified)
+    assert "hysteresis M0, M at 0 °C" in said and "taken from 25 °C" in said, said
+    assert "current-dependent resistance Rn at 0 °C" in said, said
+    assert "R0 and the RC pairs at 0 °C" in said and "no lower than at 25 °C" in said, said
+    assert "at 25 °C (" not in said, said

@@ -420,6 +420,21 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         j = int(d.carried_from[k])
         source = f"carried over from {grid[j]:g} °C" if j >= 0 else "fitted from what there is (no temperature has more)"
         report.not_identified.append(f"R0, RC pairs and hysteresis at {grid[k]:g} °C ({what}): {source}")
+    for k in range(nt):
+        if d.carried_from[k] >= 0:
+            continue
+        if d.hyst_from is not None and d.hyst_from[k] >= 0:
+            report.not_identified.append(
+                f"hysteresis M0, M at {grid[k]:g} °C (current only one way near it, as in a capacity test, so "
+                f"it cannot be told from the resistive drop): taken from {grid[int(d.hyst_from[k])]:g} °C")
+        if d.rn_from is not None and d.rn_from[k] >= 0:
+            report.not_identified.append(
+                f"current-dependent resistance Rn at {grid[k]:g} °C (one level of current near it, so it cannot be "
+                f"told from R0): taken from {grid[int(d.rn_from[k])]:g} °C")
+        if d.weak is not None and d.weak[k] and k + 1 < nt:
+            report.not_identified.append(
+                f"the split of the resistance into R0 and the RC pairs at {grid[k]:g} °C (current one way at one "
+                f"level near it): each held no lower than at {grid[k + 1]:g} °C")
     report.not_identified.append(f"hysteresis rate gamma (held at {HYST_GAMMA:g}) and the saturation of the "
                                  f"current-dependent resistance (held at {RN_SAT_PER_A:g} /A)")
 
