@@ -292,3 +292,19 @@ def test_a_capacity_test_the_fit_cannot_use_is_said():
                     "LG HG2 with a cold capacity test")
     assert any("capacity test 589_Cap_1C_0degC (0 °C) not used" in w and "give an OCV or pulse test at 0 °C" in w
                for w in report.warnings)
+
+
+def test_tuning_knows_how_wrong_the_model_is_on_each_recording():
+    """`tuning.model_error_V`, the voltage offset the tuning makes its filter
+    bear: the RMS of the model's open-loop voltage error on the recording."""
+    from bmsfil.params import bundled_params
+    from bmsfil.report import model_voltage
+    from bmsfil.tuning import model_error_V
+
+    params = bundled_params()
+    rec = bundled_recording().slice(0, 3000)
+    exact = replace(rec, voltage_V=model_voltage(params, rec, rec.reference_soc()))
+    assert model_error_V(exact, params.cell) == pytest.approx(0.0, abs=1e-9)
+    off = replace(exact, voltage_V=exact.voltage_V - 0.02)
+    assert model_error_V(off, params.cell) == pytest.approx(0.02, rel=1e-6)
+    assert 0.001 < model_error_V(rec, params.cell) < 0.05

@@ -4,13 +4,15 @@ The cost mirrors what DESIGN.md calls good, per recording: SOC RMSE, the
 share of samples inside the reported ±3σ, convergence from a start 30 points
 off, and accuracy with BMS-grade sensor errors injected; each enters as its
 shortfall against a target with a margin, plus a small pull towards lower
-RMSE. The search is a seeded (1+λ) evolution strategy in log space: a few
+RMSE; and the same shortfalls, at half weight, with the voltage offset by as
+much as the cell model is wrong on that recording (both signs). The search is a seeded (1+λ) evolution strategy in log space: a few
 hundred cheap runs of the C core, no gradient needed, and the same result
 for the same seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
@@ -53,6 +55,26 @@ class Targets:
     rmse_injected_warm: float = 0.012
 
 
+#: The model's voltage error per (recording, cell), computed once per tuning.
+_MODEL_ERROR_V: dict[tuple[int, int, float, float, str], float] = {}
+
+
+def model_error_V(rec: Recording, cell: CellParams) -> float:
+    """RMS of the cell model's voltage error on the recording, driven open loop
+    by its current and temperature at its reference SOC (`report.model_voltage`):
+    how far the voltage the filter listens to sits from what its model says,
+    on a recording the model was not fitted on when `tune` holds it out."""
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(getattr(cell, f.name)).tobytes()
+                                     for f in fields(cell) if isinstance(getattr(cell, f.name), np.ndarray))).hexdigest()
+    key = (id(rec), len(rec), float(np.nansum(rec.voltage_V)), float(np.nansum(rec.current_A)), digest)
+    if key not in _MODEL_ERROR_V:
+        from bmsfil.report import model_voltage  # matplotlib: only when tuning
+        e = model_voltage(ParameterSet("model", cell, FilterTuning(), {}), rec, rec.reference_soc()) - rec.voltage_V
+        e = e[np.isfinite(e)]
+        _MODEL_ERROR_V[key] = float(np.sqrt(np.mean(e**2))) if e.size else 0.0
+    return _MODEL_ERROR_V[key]
+
+
 def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> float:
     cold = (rec.meta.ambient_temp_C if rec.meta.ambient_temp_C is not None else float(np.nanmedian(rec.temp_C))) < COLD_C
     nominal = evaluate(rec, params, "ocv").score
@@ -70,6 +92,18 @@ def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> fl
     late = rec.time_s >= rec.time_s[0] + limit
     late_error = float(np.max(np.abs(started_off_trace.soc[late] - reference[late]))) if late.any() else 0.0
     cost += max(0.0, late_error / CONVERGED_BAND - 0.8) * 5.0
+    # The model is wrong on recordings it was not fitted on, and most where
+    # the training recordings cannot show it (another cycle type, another
+    # temperature): the filter must hold its bars with the voltage offset by
+    # the model's error on this one, either way. Without this the search
+    # trusts the voltage as far as the training recordings allow, and the
+    # LG HG2 `full` workflow then met the bar on 4 of its 7 unseen cycles
+    # instead of 7 (docs/fitting.md).
+    bias = model_error_V(rec, params.cell)
+    for sign in (1.0, -1.0):
+        off = evaluate(rec, params, "ocv", SensorErrors(voltage_offset_V=sign * bias), seed=1).score
+        cost += max(0.0, off.rmse / (targets.rmse_cold if cold else targets.rmse_warm) - 1.0) * 2.5
+        cost += max(0.0, targets.within_3sigma - off.within_3sigma) * 10.0
     if not cold:
         injected = evaluate(rec, params, "ocv", TRAINING_ERRORS, seed=1)
         ratio = injected.coulomb_score.rmse / max(injected.score.rmse, 1e-6)
