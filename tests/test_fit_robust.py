@@ -151,6 +151,8 @@ def test_a_temperature_with_only_a_capacity_test_borrows_what_it_cannot_identify
     assert cell.rn_ohm[0] == cell.rn_ohm[1]
     for table in (cell.r0_ohm, cell.r1_ohm, cell.r2_ohm):
         assert np.all(np.asarray(table)[0] >= np.asarray(table)[1])
+    for table in (cell.tau1_s, cell.tau2_s):
+        np.testing.assert_array_equal(np.asarray(table)[0], np.asarray(table)[1])
     mid = slice(2, 9)  # SOC 0.2 to 0.8
     total = (np.asarray(cell.r0_ohm) + np.asarray(cell.r1_ohm) + np.asarray(cell.r2_ohm))[:, mid]
     assert np.mean(total[0]) == pytest.approx(0.050, abs=0.006)
@@ -158,5 +160,5 @@ def test_a_temperature_with_only_a_capacity_test_borrows_what_it_cannot_identify
     said = " | ".join(report.not_identified)
     assert "hysteresis M0, M at 0 °C" in said and "taken from 25 °C" in said, said
     assert "current-dependent resistance Rn at 0 °C" in said, said
-    assert "R0 and the RC pairs at 0 °C" in said and "no lower than at 25 °C" in said, said
+    assert "R0 and the RC pairs at 0 °C" in said and "no lower than at 25 °C; time constants taken from 25" in said, said
     assert "at 25 °C (" not in said, said

@@ -62,7 +62,8 @@ class DynamicFit:
     rn_from: np.ndarray | None = None
     #: per grid temperature: whether its data (current one way, at one level)
     #: could not split the resistance, which is then held no lower than at
-    #: the next warmer temperature (see _colder_not_lower)
+    #: the next warmer temperature (see _colder_not_lower), its time constants
+    #: those of the nearest temperature whose data can
     weak: np.ndarray | None = None
 
 
@@ -364,6 +365,13 @@ def _fit_pass(
     have = np.array(sorted(set(nearest)))
     tau1 = np.interp(temp_grid, temp_grid[have], tau1[have])
     tau2 = np.interp(temp_grid, temp_grid[have], tau2[have])
+    # Nor the time constants, where the data cannot split the resistance
+    # (a constant-current test gives one step at each end): those of the
+    # nearest temperature whose data can.
+    if weak is not None:
+        src = _borrow(~weak, temp_grid)
+        for k in np.flatnonzero(src >= 0):
+            tau1[k], tau2[k] = tau1[src[k]], tau2[src[k]]
     A, b = _design(preps, tau1, tau2, temp_grid, n_rc, rn_sat_per_A)
     L = _smoothing(nt, n_rc, smooth_weight * np.sqrt(A.shape[0]) * 1e-2)
     # Solved for y >= 0 with x = P y: at a `weak` temperature the resistances

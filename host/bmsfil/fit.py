@@ -431,10 +431,14 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
             report.not_identified.append(
                 f"current-dependent resistance Rn at {grid[k]:g} °C (one level of current near it, so it cannot be "
                 f"told from R0): taken from {grid[int(d.rn_from[k])]:g} °C")
-        if d.weak is not None and d.weak[k] and k + 1 < nt:
+        if d.weak is not None and d.weak[k]:
+            src = [j for j in range(nt) if not d.weak[j]]
+            taus = (f"; time constants taken from {grid[min(src, key=lambda j: abs(grid[j] - grid[k]))]:g} °C"
+                    if src else "")
+            floor = f"each held no lower than at {grid[k + 1]:g} °C" if k + 1 < nt else "as fitted"
             report.not_identified.append(
                 f"the split of the resistance into R0 and the RC pairs at {grid[k]:g} °C (current one way at one "
-                f"level near it): each held no lower than at {grid[k + 1]:g} °C")
+                f"level near it): {floor}{taus}")
     report.not_identified.append(f"hysteresis rate gamma (held at {HYST_GAMMA:g}) and the saturation of the "
                                  f"current-dependent resistance (held at {RN_SAT_PER_A:g} /A)")
 
