@@ -859,12 +859,10 @@ def _interval(msg: DbcMessage, values: dict[str, object], dt_s: object) -> None:
     1); a longer one in whole seconds with dt_valid 0 (LONG_GAP_MAX_S for
     that or longer, infinity included); nan (not known) as dt_valid 0, raw 0."""
     sig = _signal(msg, "dt_s")
-    x = float(dt_s) if type(dt_s) is float or (isinstance(dt_s, numbers.Real) and not isinstance(dt_s, bool)) \
-        else dt_s
-    if isinstance(x, float) and x > float(sig.maximum) + 0.5 * float(sig.scale):
+    number = isinstance(dt_s, numbers.Real) and not isinstance(dt_s, bool)
+    if number and float(dt_s) > float(sig.maximum) + 0.5 * float(sig.scale):  # type: ignore[arg-type]
         values["dt_valid"] = 0
-        values["dt_s"] = min(round(x), LONG_GAP_MAX_S) * float(sig.scale) if math.isfinite(x) \
-            else LONG_GAP_MAX_S * float(sig.scale)
+        values["dt_s"] = round(min(float(dt_s), LONG_GAP_MAX_S)) * float(sig.scale)  # type: ignore[arg-type]
         return
     _optional(msg, values, "dt_s", "dt_valid", _physical(msg, "dt_s", dt_s))
 
