@@ -308,3 +308,24 @@ def test_tuning_knows_how_wrong_the_model_is_on_each_recording():
     off = replace(exact, voltage_V=exact.voltage_V - 0.02)
     assert model_error_V(off, params.cell) == pytest.approx(0.02, rel=1e-6)
     assert 0.001 < model_error_V(rec, params.cell) < 0.05
+
+
+def test_tuning_weighs_the_model_error_runs_as_told(monkeypatch):
+    """`Targets.model_error_weight` scales the cost of the runs with the
+    voltage offset by the model's error, linearly, and 0 leaves them out (as
+    `lg_hg2_params` tunes the bundled set: its held-out models carry their
+    error already)."""
+    from bmsfil import tuning
+    from bmsfil.params import bundled_params
+
+    params = bundled_params()
+    rec = bundled_recording().slice(0, 3000)
+    monkeypatch.setattr(tuning, "model_error_V", lambda r, c: 0.08)
+    costs = {w: tuning.recording_cost(rec, params, tuning.Targets(model_error_weight=w)) for w in (0.0, 0.5, 1.0)}
+    assert costs[0.5] > costs[0.0]
+    assert costs[1.0] - costs[0.0] == pytest.approx(2.0 * (costs[0.5] - costs[0.0]), rel=1e-9)
+
+    def no_call(r, c):
+        raise AssertionError("model_error_V called with weight 0")
+    monkeypatch.setattr(tuning, "model_error_V", no_call)
+    assert tuning.recording_cost(rec, params, tuning.Targets(model_error_weight=0.0)) == costs[0.0]

@@ -14,7 +14,9 @@ DATA_DIR is the LG HG2 folder of the shared data (with 1_raw/, 2_formatted/,
 3. the filter's noise settings from the drive cycles, each scored with the
    model fitted without its cycle type (leave-one-type-out), so that the
    filter is tuned for the model's error on data it has not seen
-   (`tuning.tune_filter`, seeded, starting from the FilterTuning defaults);
+   (`tuning.tune_filter`, seeded, starting from the FilterTuning defaults;
+   without the voltage-offset runs, `Targets.model_error_weight` 0: those
+   held-out models carry their error already);
 4. the thermal model (the set's ``thermal`` section: core temperature) from
    the surface temperature of the tests at 25 °C that heat the cell and are
    not drive cycles (the pulse test and the 1C capacity tests: the drive
@@ -41,7 +43,7 @@ from bmsfil.ocv import OcvCurve, anchor_full, ocv_from_low_rate, rested_full_vol
 from bmsfil.params import CellParams, FilterTuning, ParameterSet
 from bmsfil.recording import Recording
 from bmsfil.thermal_fit import fit_thermal
-from bmsfil.tuning import tune_filter
+from bmsfil.tuning import Targets, tune_filter
 
 HYST_GAMMA = 50.0
 #: kn of the current-dependent resistance Rn i / (1 + kn |i|): Rn halves at 1 A.
@@ -153,7 +155,7 @@ def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
             params, cost = tune_filter(
                 params, data.drive, iterations=tune_iterations,
                 progress=lambda i, c: bar.update(task, completed=i + 1, cost=c),
-                cells=[held_out[r.meta.test] for r in data.drive],
+                cells=[held_out[r.meta.test] for r in data.drive], targets=Targets(model_error_weight=0.0),
             )
         notes["tuning_cost"] = f"{cost:.4f}"
         notes["tuning"] = (

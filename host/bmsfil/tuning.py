@@ -4,8 +4,9 @@ The cost mirrors what DESIGN.md calls good, per recording: SOC RMSE, the
 share of samples inside the reported ±3σ, convergence from a start 30 points
 off, and accuracy with BMS-grade sensor errors injected; each enters as its
 shortfall against a target with a margin, plus a small pull towards lower
-RMSE; and the same shortfalls, at half weight, with the voltage offset by as
-much as the cell model is wrong on that recording (both signs). The search is a seeded (1+λ) evolution strategy in log space: a few
+RMSE; and the same shortfalls, at half weight by default
+(`Targets.model_error_weight`), with the voltage offset by as much as the
+cell model is wrong on that recording (both signs). The search is a seeded (1+λ) evolution strategy in log space: a few
 hundred cheap runs of the C core, no gradient needed, and the same result
 for the same seed.
 """
@@ -53,6 +54,13 @@ class Targets:
     converge_cold_s: float = 1440.0
     start_soc: float = 0.7
     rmse_injected_warm: float = 0.012
+    #: Weight of the runs with the voltage offset by the model's error (1: as
+    #: much as the clean run; 0: left out). Half by default, for `bmsfil
+    #: tune` on a user's fit. `lg_hg2_params` leaves them out: its cells are
+    #: already fitted without each recording's cycle type, so their error is
+    #: in the runs once, and counting it again failed the injected-error bar
+    #: on 6 of the 7 warm LG HG2 cycles (docs/fitting.md).
+    model_error_weight: float = 0.5
 
 
 #: The model's voltage error per (recording, cell), computed once per tuning.
@@ -99,11 +107,12 @@ def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> fl
     # trusts the voltage as far as the training recordings allow, and the
     # LG HG2 `full` workflow then met the bar on 4 of its 7 unseen cycles
     # instead of 7 (docs/fitting.md).
-    bias = model_error_V(rec, params.cell)
-    for sign in (1.0, -1.0):
-        off = evaluate(rec, params, "ocv", SensorErrors(voltage_offset_V=sign * bias), seed=1).score
-        cost += max(0.0, off.rmse / (targets.rmse_cold if cold else targets.rmse_warm) - 1.0) * 2.5
-        cost += max(0.0, targets.within_3sigma - off.within_3sigma) * 10.0
+    w = targets.model_error_weight
+    for sign in (1.0, -1.0) if w > 0.0 else ():
+        off = evaluate(rec, params, "ocv", SensorErrors(voltage_offset_V=sign * model_error_V(rec, params.cell)),
+                       seed=1).score
+        cost += max(0.0, off.rmse / (targets.rmse_cold if cold else targets.rmse_warm) - 1.0) * 5.0 * w
+        cost += max(0.0, targets.within_3sigma - off.within_3sigma) * 20.0 * w
     if not cold:
         injected = evaluate(rec, params, "ocv", TRAINING_ERRORS, seed=1)
         ratio = injected.coulomb_score.rmse / max(injected.score.rmse, 1e-6)
