@@ -113,11 +113,13 @@ class Plausibility:
             if (not ef & _EKF_SOC_CLAMPED and not flags & VOLTAGE_STUCK and _finite(q_As) and q_As > 0.0
                     and _finite(soc_correction) and _finite(soc_sigma)
                     and soc_sigma * soc_sigma + correction_var < self.converged_sigma_soc * self.converged_sigma_soc):
-                lam = math.exp(-dt_s / self.unseen_tau_s)
-                self.unseen_charge_As = lam * self.unseen_charge_As - soc_correction * q_As
-                self.window_s = lam * self.window_s + dt_s
+                # 1 - exp(-dt/tau) as plausibility.c: exact where floats are single
+                x = dt_s / self.unseen_tau_s
+                forget = x * (1.0 - 0.5 * x) if x < 0.01 else 1.0 - math.exp(-x)
+                self.unseen_charge_As -= forget * self.unseen_charge_As + soc_correction * q_As
+                self.window_s += dt_s - forget * self.window_s
                 if self.have_sigma:
-                    self.sigma2_past = lam * self.sigma2_past + (1.0 - lam) * soc_sigma * soc_sigma
+                    self.sigma2_past += forget * (soc_sigma * soc_sigma - self.sigma2_past)
                 else:
                     self.sigma2_past = soc_sigma * soc_sigma
                     self.have_sigma = True

@@ -87,10 +87,20 @@ def pack_tuning(tuning: FilterTuning) -> "ffi.CData":
 
 @dataclass(frozen=True)
 class StepResult:
+    """One step's outputs; the last four are what the plausibility monitor
+    reads (`bf_soc_ekf_out_t`): the SOC the voltage correction moved and its
+    variance if the model holds (0 without a correction), the capacity the
+    prediction used and the instantaneous part of the overpotential (0 for a
+    skipped sample)."""
+
     soc: float
     soc_sigma: float
     voltage_pred_V: float
     flags: int
+    soc_correction: float = 0.0
+    soc_correction_var: float = 0.0
+    capacity_Ah: float = 0.0
+    ohmic_V: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,8 @@ class SocEstimator:
             "step",
         )
         o = self._out
-        return StepResult(o.soc, o.soc_sigma, o.voltage_pred_V, o.flags)
+        return StepResult(o.soc, o.soc_sigma, o.voltage_pred_V, o.flags, o.soc_correction, o.soc_correction_var,
+                          o.capacity_Ah, o.ohmic_V)
 
     @property
     def x(self) -> np.ndarray:

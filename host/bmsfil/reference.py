@@ -247,12 +247,11 @@ class ReferenceSocEstimator:
         at = m.locate(x[0], temp_C)
         ocv, docv = m.ocv(at)
         r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
-        eta_V = (
-            m.rc("r0_ohm", at) * current_A
-            + m.row("rn_ohm", at) * current_A / (1.0 + cell.rn_sat_per_A * abs(current_A))
-            + r1 * x[1] + r2 * x[2]
-        )
+        ohmic_V = (m.rc("r0_ohm", at) * current_A
+                   + m.row("rn_ohm", at) * current_A / (1.0 + cell.rn_sat_per_A * abs(current_A)))
+        eta_V = ohmic_V + r1 * x[1] + r2 * x[2]
         v_pred = ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3] + eta_V
+        soc_pred, correction, correction_var = x[0], 0.0, 0.0
         if v_ok:
             H = np.array([docv, r1, r2, mh])
             PH = self.P @ H
@@ -266,6 +265,7 @@ class ReferenceSocEstimator:
                 r_meas = S - hph
                 flags |= FLAG_GATED
             K = PH / S
+            correction_var = PH[0] * PH[0] / S
             x += K * innov
             A = np.eye(NX) - np.outer(K, H)
             self.P = A @ self.P @ A.T + r_meas * np.outer(K, K)
@@ -273,11 +273,13 @@ class ReferenceSocEstimator:
                 x[0] = min(max(x[0], 0.0), 1.0)
                 flags |= FLAG_SOC_CLAMPED
             x[3] = min(max(x[3], -1.0), 1.0)
+            correction = x[0] - soc_pred
         x[1] = min(max(x[1], -cell.i_max_A), cell.i_max_A)
         x[2] = min(max(x[2], -cell.i_max_A), cell.i_max_A)
         if self._repair():
             flags |= FLAG_COV_REPAIRED
-        return StepResult(float(x[0]), math.sqrt(self.P[0, 0]), v_pred, flags)
+        return StepResult(float(x[0]), math.sqrt(self.P[0, 0]), v_pred, flags, float(correction),
+                          float(correction_var), cap_As / 3600.0, ohmic_V)
 
     def run(self, recording: Recording, initial_soc: float | str = "ocv") -> SocTrace:
         start_estimator(self, recording, initial_soc)
