@@ -329,3 +329,28 @@ def test_tuning_weighs_the_model_error_runs_as_told(monkeypatch):
         raise AssertionError("model_error_V called with weight 0")
     monkeypatch.setattr(tuning, "model_error_V", no_call)
     assert tuning.recording_cost(rec, params, tuning.Targets(model_error_weight=0.0)) == costs[0.0]
+
+
+@needs_data
+def test_report_reads_the_fit_inputs_as_the_fit_read_them(tmp_path: Path, capsys):
+    """A pulse test from another tester, fitted with --map and
+    --current-sign discharge-positive given to `fit` itself: `report` reads
+    it back with those options (from the fit's command in the notes), not
+    with its own, so the figures show the data the fit saw."""
+    from bmsfil.cli import _fit_input_loader, build_parser
+
+    src = tmp_path / "pulse_25C.csv"
+    _as_other_tester(import_file(HPPC_25), src)
+    out = tmp_path / "cell.json"
+    assert main(["fit", "--pulse", str(src), "--map",
+                 "time=Test Time (min),current=Amps Disch [mA],voltage=Cell U [mV],temperature=Can T [degC]",
+                 "--current-sign", "discharge-positive", "--name", "other tester", "-o", str(out)]) == 0
+    params = ParameterSet.load(out)
+    args = build_parser().parse_args(["report", str(out), "-o", str(tmp_path / "r.html")])
+    pulse = _fit_input_loader(params, args)(src)
+    digest = params.notes["pulse_from"].rpartition(" data:")[2]
+    assert digest and pulse.data_sha256().startswith(digest)
+    assert np.nanmin(pulse.current_A) < -1.0  # the pulses discharge: charge-positive, as the fit read them
+    capsys.readouterr()
+    assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
+    assert "left out" not in capsys.readouterr().err

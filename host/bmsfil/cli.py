@@ -10,7 +10,7 @@ import math
 import os
 import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext, redirect_stderr
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
@@ -545,11 +545,23 @@ def _fit_recipe(params: ParameterSet) -> FitRecipe:
                      load=lambda paths: _load_role(paths, fa))
 
 
+def _fit_input_loader(params: ParameterSet, args: argparse.Namespace) -> Callable[[Path], Recording]:
+    """How to read the fit's inputs named in the notes: with the import
+    options of the `bmsfil fit` command there (a file the fit read with
+    --current-sign or --map is drawn as the fit saw it), else with this
+    command's."""
+    try:
+        recipe_load = _fit_recipe(params).load
+    except RecipeError:
+        return lambda path: _load_role([path], args)[0]
+    return lambda path: recipe_load([path])[0]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bmsfil.report import ReportInputs, build_report, inputs_from_notes, with_fit_inputs
 
     params = params_arg(args.params)
-    load = lambda path: _load_role([path], args)[0]  # noqa: E731
+    load = _fit_input_loader(params, args)
     with console.status("reading the recordings..."):
         if args.no_inputs_from_notes:
             found, notices = FitInputs(), []
