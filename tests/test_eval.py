@@ -124,3 +124,29 @@ def test_plot_envelope_keeps_every_bins_extremes_in_order(values, points):
     finite = np.isfinite(y)
     if finite.any():
         assert np.nanmax(y) in y[k] and np.nanmin(y) in y[k], "the spikes are drawn"
+
+
+def _with_voltage(rec, voltage):
+    from dataclasses import replace
+
+    return replace(rec, voltage_V=np.asarray(voltage, dtype=float))
+
+
+def test_a_first_voltage_the_cell_cannot_have_is_not_the_start(us06_slice):
+    """A logger's 0.0 V first sample: the OCV start is taken from the first
+    plausible voltage (the bad samples still predict with their current)."""
+    rec = us06_slice.slice(0, 3000)
+    v = rec.voltage_V.copy()
+    v[:3] = (0.0, 9.0, np.nan)
+    ev = evaluate(_with_voltage(rec, v), bundled_params())
+    clean = evaluate(rec.slice(3, 3000), bundled_params())
+    assert np.max(np.abs(ev.trace.soc[3:] - clean.trace.soc)) < 1e-3
+    assert ev.score.rmse < 0.01
+
+
+def test_a_recording_without_a_plausible_voltage_cannot_start_from_ocv(us06_slice):
+    from bmsfil.recording import RecordingError
+
+    rec = us06_slice.slice(0, 50)
+    with pytest.raises(RecordingError, match=r"no sample to start from its OCV.*\[2(\.\d+)?, 4\.\d+\] V"):
+        evaluate(_with_voltage(rec, np.zeros(50)), bundled_params())

@@ -348,3 +348,25 @@ def test_a_log_or_an_unmapped_table_given_as_recording_says_what_to_do(tmp_path:
     table.write_text("t,I,U\n0,0,4.1\n1,0,4.1\n")
     assert main(["hil", "run", str(table), "--target", "host"]) == 2
     assert "import this one first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target_name", ["host", "reference"])
+def test_target_starts_at_the_first_plausible_voltage(target_name):
+    """A 0.0 V first sample is answered without an estimate; the filter
+    starts from the next one's OCV, as eval does."""
+    from dataclasses import replace
+
+    good = bundled_recording().slice(0, 300)
+    v = good.voltage_V.copy()
+    v[0] = 0.0
+    bad = replace(good, voltage_V=v)
+    target = make_target(target_name, bundled_params())
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [bad])
+    finally:
+        target.stop()
+    assert np.isnan(result.soc[0, 0])
+    direct = SocEstimator(bundled_params()).run(as_carried(bad)).soc
+    tol = 1e-6 if target_name == "host" else 1e-4
+    assert np.max(np.abs(result.soc[1:, 0] - direct[1:])) <= tol

@@ -23,7 +23,7 @@ from typing import Protocol
 import can
 
 from bmsfil import can_contract as cc
-from bmsfil.core import SocEstimator, StepResult
+from bmsfil.core import SocEstimator, StepResult, plausible_voltage
 from bmsfil.health import CellHealth
 from bmsfil.power import SOP_EVERY, PowerSearch
 from bmsfil.params import ParameterSet, ThermalParams
@@ -44,6 +44,8 @@ class Target(Protocol):
 
 
 class Estimator(Protocol):
+    params: ParameterSet
+
     def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult: ...
 
@@ -102,9 +104,11 @@ class EstimatorTarget:
     frames are the same as on any bus; no thread hand-off, so a lock-step
     replay runs at the speed of the encode, the step and the decode.
 
-    Each cell starts from the OCV of the first sample that carries its
-    voltage, as firmware does after a reset. Frames that do not decode are
-    answered with a TargetStatus fault frame and otherwise ignored; a
+    Each cell starts from the OCV of the first sample that carries a
+    voltage the cell can have (`bmsfil.core.plausible_voltage`); before it,
+    a sample is answered as one without a voltage. Frames that do not
+    decode are answered with a TargetStatus fault frame and otherwise
+    ignored; a
     measurement frame whose crc does not match (a damaged frame) is refused
     as a lost one would be and counted: its TargetStatus says crc_error and
     carries the count (crc_errors), as the firmware's does.
@@ -122,9 +126,10 @@ class EstimatorTarget:
     temperature; without, core_temp_valid is 0.
     """
 
-    def __init__(self, name: str, make_estimator: Callable[[], Estimator], monitored: bool = False,
-                 thermal: ThermalParams | None = None) -> None:
+    def __init__(self, name: str, params: ParameterSet, make_estimator: Callable[[ParameterSet], Estimator],
+                 monitored: bool = False, thermal: ThermalParams | None = None) -> None:
         self.name = name
+        self._params = params
         self._make = make_estimator
         self._monitored = monitored
         self._thermal_params = thermal
@@ -169,12 +174,12 @@ class EstimatorTarget:
     def _estimate(self, pack: cc.MeasPack, cell: cc.MeasCell) -> list[can.Message]:
         est = self._cells.get(cell.cell_index)
         if est is None:
-            if not cell.voltage_valid:
+            if not (cell.voltage_valid and plausible_voltage(self._params, cell.voltage_V)):
                 out = [cc.encode_est_cell(pack.sequence, cell.cell_index, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID)]
                 if self._monitored:  # no filter yet, so nothing to judge but the reading itself
                     out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, cc.PLAUS_VOLTAGE_RANGE))
                 return out
-            est = self._cells[cell.cell_index] = self._make()
+            est = self._cells[cell.cell_index] = self._make(self._params)
             est.init_ocv(cell.voltage_V, cell.temp_C if cell.temp_valid else 25.0)
             if self._monitored:
                 self._monitors[cell.cell_index] = PlausibilityMonitor()
@@ -263,9 +268,9 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
                              "(python-can's, e.g. --interface socketcan --channel can0)")
         return BusTarget(**config)  # type: ignore[arg-type]
     if name == "host":
-        return EstimatorTarget("host", lambda: SocEstimator(params), monitored=True, thermal=params.thermal)
+        return EstimatorTarget("host", params, SocEstimator, monitored=True, thermal=params.thermal)
     if name == "reference":
-        return EstimatorTarget("reference", lambda: ReferenceSocEstimator(params))
+        return EstimatorTarget("reference", params, ReferenceSocEstimator)
     if name == "qemu":
         from bmsfil_hil.qemu import QemuTarget  # builds firmware: only when asked for
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from bmsfil._core import ffi, lib
 from bmsfil.params import RC_TABLES, TEMP_ROWS, FilterTuning, ParameterSet
-from bmsfil.recording import Recording
+from bmsfil.recording import Recording, RecordingError
 
 STATUS_NAMES = {
     lib.BF_OK: "ok",
@@ -212,20 +212,39 @@ class SocEstimator:
         return self.run_arrays(recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)
 
 
+#: How far outside [v_min_V, v_max_V] a voltage is still a reading of the
+#: cell (csrc/src/soc_ekf.c VOLTAGE_MARGIN_V; its step flags anything beyond).
+VOLTAGE_MARGIN_V = 0.5
+
+
+def plausible_voltage(params: ParameterSet, voltage_V: np.ndarray | float) -> np.ndarray:
+    """Whether each voltage is one the C core's step accepts for this cell:
+    inside [v_min_V - 0.5, v_max_V + 0.5] (NaN is not)."""
+    v = np.asarray(voltage_V, dtype=np.float64)
+    return (v >= params.cell.v_min_V - VOLTAGE_MARGIN_V) & (v <= params.cell.v_max_V + VOLTAGE_MARGIN_V)
+
+
 class Initialisable(Protocol):
+    params: ParameterSet
+
     def init_soc(self, soc: float, temp_C: float) -> None: ...
     def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
 
 
 def start_estimator(est: Initialisable, recording: Recording, initial_soc: float | str) -> None:
-    """Initialise from the first sample whose voltage and temperature are finite."""
-    ok = np.flatnonzero(np.isfinite(recording.voltage_V) & np.isfinite(recording.temp_C))
+    """Initialise from the first sample whose voltage is plausible for the
+    cell (`plausible_voltage`) and whose temperature is finite: from its OCV,
+    or at `initial_soc` at its temperature (25 °C if there is none)."""
+    ok = np.flatnonzero(plausible_voltage(est.params, recording.voltage_V) & np.isfinite(recording.temp_C))
     first = int(ok[0]) if ok.size else 0
     temp = float(recording.temp_C[first]) if ok.size else 25.0
     if initial_soc == "ocv":
         if not ok.size:
-            raise ValueError(f"recording {recording.meta.name!r}: no sample with a finite voltage and temperature "
-                             "to start from")
+            cell = est.params.cell
+            raise RecordingError(f"recording {recording.meta.name!r}: no sample to start from its OCV: none has a voltage "
+                             f"in [{cell.v_min_V - VOLTAGE_MARGIN_V:g}, {cell.v_max_V + VOLTAGE_MARGIN_V:g}] V "
+                             f"(the cell's range in {est.params.name} +- {VOLTAGE_MARGIN_V:g} V) and a finite "
+                             "temperature")
         est.init_ocv(float(recording.voltage_V[first]), temp)
     else:
         est.init_soc(float(initial_soc), temp)

@@ -188,10 +188,12 @@ def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: Pa
     """Score estimates of `rec` (run on `measured`, the recording as the
     estimator saw it) against the reference, beside a coulomb counter fed the
     same data and started where the estimate started: at `initial_soc` when
-    the estimator was given one, else at its first estimate (from the OCV).
+    the estimator was given one, else at its first estimate (from the OCV;
+    a target answers none before a sample with a plausible voltage).
     Shared by `bmsfil eval` and the HIL harness so that both score alike."""
     reference = rec.reference_soc()
-    soc0 = float(trace.soc[0]) if initial_soc is None else initial_soc
+    estimated = np.flatnonzero(np.isfinite(trace.soc))
+    soc0 = float(trace.soc[estimated[0]] if estimated.size else math.nan) if initial_soc is None else initial_soc
     first_temp = float(np.nanmedian(measured.temp_C[: max(1, min(len(rec), 10))]))
     capacity = float(np.interp(first_temp, params.cell.temp_C, params.cell.capacity_Ah))
     coulomb = coulomb_count(measured, soc0, capacity)

@@ -11,13 +11,12 @@ import math
 
 import numpy as np
 
-from bmsfil.core import CoreError, SocTrace, StepResult, start_estimator
+from bmsfil.core import VOLTAGE_MARGIN_V, CoreError, SocTrace, StepResult, start_estimator
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
 NX = 4
 TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
-VOLTAGE_MARGIN_V = 0.5
 P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
 #: |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02
