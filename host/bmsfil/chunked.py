@@ -237,7 +237,8 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
     start_current: float | None = None
     charge = 0.0
     duration = 0.0
-    from bmsfil.evaluate import BAD_SAMPLE_FLAGS
+    samples = 0
+    from bmsfil.evaluate import BAD_SAMPLE_FLAGS, checked_reference
 
     tmp = out_csv.with_name(out_csv.name + ".part")
     with open(tmp, "w", newline="") as fh:
@@ -248,7 +249,8 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
             if not len(chunk):
                 continue
             flags.update(plaus)
-            reference = chunk.reference_soc()
+            reference = checked_reference(chunk, samples)
+            samples += len(chunk)
             if first:
                 soc0 = float(trace.soc[0]) if initial_soc == "ocv" else float(initial_soc)
                 finite = np.flatnonzero(np.isfinite(chunk.current_A))

@@ -27,6 +27,7 @@ from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
 from bmsfil.current_sign import wrong_sign
+from bmsfil.evaluate import checked_reference
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
@@ -459,7 +460,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     with console.status("reading the recordings..."):
         train = _load_role(args.train, args)
     for rec in train:
-        rec.reference_soc()  # a training recording needs a reference; the error says what is missing
+        checked_reference(rec)  # a training recording needs a reference in [0, 1]; the error says what is wrong
         if (why := wrong_sign(rec)) is not None:
             raise RecordingError(why)
     before = params.filter

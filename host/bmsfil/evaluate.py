@@ -72,6 +72,34 @@ def _recording_summary(rec: Recording) -> dict[str, object]:
             "start_current_A": float(rec.current_A[finite[0]]) if finite.size else None}
 
 
+#: How far the reference SOC may leave [0, 1] (a cycler's counter runs a
+#: little past full and empty) before a score against it means nothing.
+REFERENCE_SLACK = 0.05
+
+
+def checked_reference(rec: Recording, first_sample: int = 0) -> np.ndarray:
+    """`rec.reference_soc()`, refused (RecordingError naming the sample, its
+    time and the likely cause) where it leaves [-REFERENCE_SLACK, 1 +
+    REFERENCE_SLACK]: the recording does not start at the SOC its metadata
+    states. `first_sample` is the index of rec's first sample in its file
+    (for a chunk of a streamed one)."""
+    ref = rec.reference_soc()
+    out = np.flatnonzero(np.abs(ref - 0.5) > 0.5 + REFERENCE_SLACK)
+    if out.size:
+        k = int(out[0])
+        stated = rec.meta.reference_initial_soc
+        start = (f"its reference_initial_soc {stated:g}" if stated is not None
+                 else "full charge (it states no reference_initial_soc)")
+        raise RecordingError(
+            f"recording {rec.meta.name!r}: its reference SOC leaves [{-REFERENCE_SLACK:g}, {1 + REFERENCE_SLACK:g}] "
+            f"at sample {first_sample + k} ({float(rec.time_s[k]):.0f} s), where it is {float(ref[k]):.3f} "
+            f"(counted from {start} with the tester's Ah over reference_capacity_Ah "
+            f"{rec.meta.reference_capacity_Ah:g}): the recording does not start at that SOC (a charge logged before "
+            "the cycle?); set its start with bmsfil import --meta reference_initial_soc=SOC, or cut the recording "
+            "to where that holds; not scored")
+    return ref
+
+
 def coulomb_count(rec: Recording, soc0: float, capacity_Ah: float) -> np.ndarray:
     """The baseline every BMS starts from: the measured current integrated."""
     i = np.nan_to_num(rec.current_A)
@@ -99,6 +127,7 @@ def evaluate(
     except RecordingError as exc:
         raise RecordingError(f"{exc}; evaluate_unscored(rec, params) runs the estimators without a SOC score, "
                              "as bmsfil eval does for such a recording") from None
+    checked_reference(rec)  # before anything runs
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     ev = score_trace(rec, measured, trace, params, None if initial_soc == "ocv" else float(initial_soc))
@@ -189,9 +218,10 @@ def score_trace(rec: Recording, measured: Recording, trace: SocTrace, params: Pa
     estimator saw it) against the reference, beside a coulomb counter fed the
     same data and started where the estimate started: at `initial_soc` when
     the estimator was given one, else at its first estimate (from the OCV;
-    a target answers none before a sample with a plausible voltage).
+    a target answers none before a sample with a plausible voltage). A
+    reference outside [0, 1] raises (`checked_reference`).
     Shared by `bmsfil eval` and the HIL harness so that both score alike."""
-    reference = rec.reference_soc()
+    reference = checked_reference(rec)
     estimated = np.flatnonzero(np.isfinite(trace.soc))
     soc0 = float(trace.soc[estimated[0]] if estimated.size else math.nan) if initial_soc is None else initial_soc
     first_temp = float(np.nanmedian(measured.temp_C[: max(1, min(len(rec), 10))]))
