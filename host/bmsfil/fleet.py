@@ -208,6 +208,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     from bmsfil.current_sign import wrong_sign
     from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv, write_plot
     from bmsfil.importers import load_any
+    from bmsfil.params_match import parameter_warnings
     from bmsfil.recording import RecordingError
 
     if source.endswith(SUFFIX) and errors is None:
@@ -221,18 +222,19 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, e
     else:
         rec = load_any(source)
     sign = wrong_sign(rec)
+    mismatches = parameter_warnings(rec, params)
     try:
         rec.reference_soc()
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
         return {"source": source} | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
                                                       Path(out_dir) / f"{rec.meta.name}.csv") \
-            | _warnings([sign])
+            | _warnings([sign, *mismatches])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    return {"source": source} | ev.summary() | _warnings([sign, rec.meta.reference_start_warning()])
+    return {"source": source} | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(), *mismatches])
 
 
 def _warnings(found: list[str | None]) -> dict[str, list[str]]:

@@ -1,0 +1,51 @@
+"""Warnings of a parameter set that does not fit the recording (params_match)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.bundled import bundled_recording
+from bmsfil.cli import main
+from bmsfil.params import bundled_params
+from bmsfil.params_match import parameter_warnings
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return bundled_recording().slice(0, 600)
+
+
+def test_the_bundled_recording_fits_its_set(rec):
+    assert parameter_warnings(rec, bundled_params()) == []
+
+
+def test_another_cells_capacity_is_named(rec):
+    (w,) = parameter_warnings(replace(rec, meta=replace(rec.meta, nominal_capacity_Ah=2.0)), bundled_params())
+    assert "2 Ah" in w and "3 Ah cell" in w and "--params" in w
+    # The NASA set is of a 2 Ah cell: the LG HG2 recording is 50 % off it.
+    (w,) = parameter_warnings(rec, bundled_params("nasa-pcoe-18650"))
+    assert "3 Ah" in w and "2 Ah cell" in w
+
+
+def test_a_temperature_outside_the_grid_is_named(rec):
+    hot = replace(rec, temp_C=rec.temp_C + 40.0, meta=replace(rec.meta, ambient_temp_C=65.0))
+    (w,) = parameter_warnings(hot, bundled_params())
+    assert "outside the temperatures" in w and "-20 to 40 °C" in w
+
+
+def test_a_stated_ambient_far_from_the_measured_one_is_named(rec, tmp_path: Path, capsys):
+    """The redteam's case: a 0 °C cycle filed under 25degC, its Q_ref the 25 °C one."""
+    cold = replace(rec, temp_C=rec.temp_C - 24.0)
+    src = cold.save(tmp_path / "cold.npz")
+    js = tmp_path / "e.json"
+    assert main(["eval", str(src), "--out-dir", str(tmp_path / "o"), "--no-plot", "--json", str(js)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("stated ambient 25 °C") == 1 and "reference_capacity_Ah" in err
+    median = float(np.median(cold.temp_C))
+    (w,) = json.loads(js.read_text())["recordings"][0]["warnings"]
+    assert f"median measured temperature {median:.1f} °C" in w
