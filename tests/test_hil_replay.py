@@ -370,3 +370,18 @@ def test_target_starts_at_the_first_plausible_voltage(target_name):
     direct = SocEstimator(bundled_params()).run(as_carried(bad)).soc
     tol = 1e-6 if target_name == "host" else 1e-4
     assert np.max(np.abs(result.soc[1:, 0] - direct[1:])) <= tol
+
+
+def test_hil_run_warns_of_a_current_positive_on_discharge(tmp_path: Path, rec, capsys):
+    """The check import and eval make: a discharge-positive file replayed as it is."""
+    from dataclasses import replace
+
+    flipped = replace(rec, current_A=-rec.current_A)
+    src = flipped.save(tmp_path / "f.npz")
+    js = tmp_path / "h.json"
+    assert main(["hil", "run", str(src), "--target", "host", "--out-dir", str(tmp_path / "o"), "--no-plot",
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("looks positive on discharge") == 1 and "--current-sign discharge-positive" in out
+    (cell,) = json.loads(js.read_text())["recordings"][0]["cells"]
+    assert "looks positive on discharge" in cell["warnings"][0]

@@ -26,6 +26,7 @@ from bmsfil import can_contract as cc
 from bmsfil.argtypes import at_least, positive_float
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
+from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, write_trace_csv
 from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.importers import load_any
@@ -830,6 +831,8 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     delta = float(np.max(np.abs(trace.soc[:done][answered] - direct.soc[:done][answered]))) if answered.any() else math.nan
     doc: dict[str, object] = {"recording": rec.meta.name, "rmse": math.nan, "within_3sigma": math.nan,
                               "max_abs_soc_difference_vs_eval": delta}
+    if (sign := wrong_sign(rec)) is not None:  # as import and eval check it
+        doc["warnings"] = [sign]
     if not answered.any():
         return doc  # nothing came back: the delivery's fault says why
     try:
@@ -844,7 +847,7 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     doc.update(_summary(ev, delivery, delta))
     doc["rmse"], doc["within_3sigma"] = ev.score.rmse, ev.score.within_3sigma
     if (warning := rec.meta.reference_start_warning()) is not None:
-        doc["warnings"] = [warning]
+        doc["warnings"] = [*doc.get("warnings", []), warning]  # type: ignore[misc]
     return doc
 
 
