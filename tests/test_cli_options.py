@@ -111,8 +111,9 @@ def test_a_current_of_the_wrong_sign_is_said_by_import_and_eval(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     rec = bundled_recording().slice(0, 6000)
     replace(rec, current_A=-rec.current_A, ah=-rec.ah).save(tmp_path / "flipped.npz")
-    assert main(["eval", str(tmp_path / "flipped.npz"), "--no-plot", "--out-dir", str(tmp_path / "ev")]) == 0
-    assert "its current looks positive on discharge" in capsys.readouterr().err
+    # Its reference (the Ah counter flipped with it) leaves [0, 1]: not scored, the sign named as the cause.
+    assert main(["eval", str(tmp_path / "flipped.npz"), "--no-plot", "--out-dir", str(tmp_path / "ev")]) == 2
+    assert "reference SOC leaves" in (err := capsys.readouterr().err) and "looks positive on discharge" in err
     assert main(["import", str(tmp_path / "flipped.npz"), "-o", str(tmp_path / "again.npz")]) == 0
     assert "its current looks positive on discharge" in capsys.readouterr().err
 

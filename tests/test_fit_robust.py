@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bmsfil.cli import main
-from bmsfil.current_sign import wrong_sign
+from bmsfil.current_sign import SIGNIFICANCE, against_chance, wrong_sign
 from bmsfil.fit import FitError, FitInputs, fit, ocv_from_rests, rest_points, temperature_shift
 from bmsfil.params import bundled_params
 from bmsfil.recording import Recording, RecordingMeta
@@ -162,3 +162,22 @@ def test_a_temperature_with_only_a_capacity_test_borrows_what_it_cannot_identify
     assert "current-dependent resistance Rn at 0 °C" in said, said
     assert "R0 and the RC pairs at 0 °C" in said and "no lower than at 25 °C; time constants taken from 25" in said, said
     assert "at 25 °C (" not in said, said
+
+
+def test_a_coarse_log_is_no_evidence_of_a_wrong_sign():
+    """A correctly signed US06 whose current is averaged over a minute and
+    whose voltage is sampled once a minute: its steps go either way (in the
+    red-team's 60 s file 12 of 22 against), which is chance, not a wrong
+    sign; the same cycle at its own 0.1 s, negated, still is one."""
+    from bmsfil.bundled import bundled_recording
+
+    rec = bundled_recording().slice(0, 6000)
+    per = 600  # 60 s of 0.1 s samples
+    n = len(rec) // per
+    coarse = replace(rec.slice(0, n * per), ah=None)
+    coarse = replace(coarse, time_s=coarse.time_s[per - 1::per], voltage_V=coarse.voltage_V[per - 1::per],
+                     temp_C=coarse.temp_C[per - 1::per], current_A=coarse.current_A.reshape(n, per).mean(axis=1))
+    assert wrong_sign(coarse) is None and wrong_sign(replace(coarse, current_A=-coarse.current_A)) is None
+    assert against_chance(12, 22) > 0.1 > SIGNIFICANCE > against_chance(10, 10)
+    why = wrong_sign(replace(rec, current_A=-rec.current_A))
+    assert why is not None and "--current-sign discharge-positive" in why

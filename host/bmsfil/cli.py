@@ -460,9 +460,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     with console.status("reading the recordings..."):
         train = _load_role(args.train, args)
     for rec in train:
-        checked_reference(rec)  # a training recording needs a reference in [0, 1]; the error says what is wrong
         if (why := wrong_sign(rec)) is not None:
             raise RecordingError(why)
+        checked_reference(rec)  # a training recording needs a reference in [0, 1]; the error says what is wrong
     before = params.filter
     cells, models = _tuning_models(params, args, train)
     targets = Targets()

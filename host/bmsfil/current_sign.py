@@ -3,8 +3,11 @@
 A generic CSV's sign convention is the user's to state (`bmsfil import
 --current-sign`); a wrong one is silent in the file but not in the physics:
 wherever the current steps, the terminal voltage steps the same way (more
-charge current, higher voltage), whatever the cell. A recording where most
-steps go the other way was imported with the wrong sign.
+charge current, higher voltage), whatever the cell. A recording where
+significantly more than half of the steps go the other way was imported
+with the wrong sign; a coarse log (a current averaged over a minute beside
+a voltage sampled once) gives steps that go either way, which is no
+evidence at all.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from bmsfil.recording import Recording
 STEP_SHARE = 0.2
 #: A voltage change smaller than this says nothing about the step's sign, V.
 MIN_DV_V = 0.001
-#: Fewer disagreeing steps than this are not evidence of a wrong sign.
-MIN_STEPS = 3
+#: A wrong sign needs the disagreeing steps to be this unlikely under a
+#: coin toss per step (one-sided binomial test, p = 0.5): at least 10 of
+#: 10, 19 of 22, 66 of 100, 550 of 1000.
+SIGNIFICANCE = 1e-3
 
 
 def step_votes(rec: Recording) -> tuple[int, int]:
@@ -34,10 +39,18 @@ def step_votes(rec: Recording) -> tuple[int, int]:
     return int(same.sum()), int((~same).sum())
 
 
+def against_chance(disagree: int, steps: int) -> float:
+    """The chance of at least `disagree` of `steps` steps against the current
+    if each went either way as a coin falls."""
+    from scipy.special import bdtrc  # here: the CLI starts without scipy
+
+    return float(bdtrc(disagree - 1, steps, 0.5)) if disagree > 0 else 1.0
+
+
 def wrong_sign(rec: Recording) -> str | None:
     """Why the recording's current looks positive on discharge, or None if it does not."""
     agree, disagree = step_votes(rec)
-    if disagree < MIN_STEPS or disagree <= agree:
+    if against_chance(disagree, agree + disagree) >= SIGNIFICANCE:
         return None
     return (f"{rec.meta.name}: its current looks positive on discharge: at {disagree} of {agree + disagree} current "
             "steps the voltage moved against the current (bmsfil's current is positive on charge); import it again "

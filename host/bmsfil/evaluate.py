@@ -11,6 +11,7 @@ import numpy as np
 
 from bmsfil._core import lib
 from bmsfil.core import SocTrace
+from bmsfil.current_sign import wrong_sign
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
@@ -81,7 +82,8 @@ def checked_reference(rec: Recording, first_sample: int = 0) -> np.ndarray:
     """`rec.reference_soc()`, refused (RecordingError naming the sample, its
     time and the likely cause) where it leaves [-REFERENCE_SLACK, 1 +
     REFERENCE_SLACK]: the recording does not start at the SOC its metadata
-    states. `first_sample` is the index of rec's first sample in its file
+    states, or its current (and Ah) have the wrong sign, which the error
+    says if `current_sign.wrong_sign` finds it. `first_sample` is the index of rec's first sample in its file
     (for a chunk of a streamed one)."""
     ref = rec.reference_soc()
     out = np.flatnonzero(np.abs(ref - 0.5) > 0.5 + REFERENCE_SLACK)
@@ -90,13 +92,14 @@ def checked_reference(rec: Recording, first_sample: int = 0) -> np.ndarray:
         stated = rec.meta.reference_initial_soc
         start = (f"its reference_initial_soc {stated:g}" if stated is not None
                  else "full charge (it states no reference_initial_soc)")
+        cause = wrong_sign(rec) or (
+            "the recording does not start at that SOC (a charge logged before the cycle?); set its start with "
+            "bmsfil import --meta reference_initial_soc=SOC, or cut the recording to where that holds")
         raise RecordingError(
             f"recording {rec.meta.name!r}: its reference SOC leaves [{-REFERENCE_SLACK:g}, {1 + REFERENCE_SLACK:g}] "
             f"at sample {first_sample + k} ({float(rec.time_s[k]):.0f} s), where it is {float(ref[k]):.3f} "
             f"(counted from {start} with the tester's Ah over reference_capacity_Ah "
-            f"{rec.meta.reference_capacity_Ah:g}): the recording does not start at that SOC (a charge logged before "
-            "the cycle?); set its start with bmsfil import --meta reference_initial_soc=SOC, or cut the recording "
-            "to where that holds; not scored")
+            f"{rec.meta.reference_capacity_Ah:g}): {cause}; not scored")
     return ref
 
 
