@@ -191,3 +191,28 @@ def _text(view: PackView) -> str:
     with console.capture() as capture:
         console.print(render(view.snapshot()))
     return capture.get()
+
+
+def test_a_text_log_cut_off_mid_line_is_read_up_to_the_cut(tmp_path, capsys):
+    """As hil score reads it: the frames before the cut, and a warning that
+    the log ends early; printed to a pipe at full width (no '4.0…')."""
+    rec = bundled_recording().slice(0, 40)
+    log_path = tmp_path / "run.log"
+    target = make_target("host", bundled_params())
+    bus = target.start()
+    log = open_log(log_path)
+    try:
+        replay_lockstep(bus, [rec], log=log)
+    finally:
+        target.stop()
+        log.stop()
+    lines = log_path.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.log"
+    cut.write_text("".join(lines[:150]) + lines[150][:14])
+    out = tmp_path / "out.json"
+    assert main(["monitor", "--log", str(cut), "--once", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "ends early" in captured.err and str(cut) in captured.err
+    assert json.loads(out.read_text())["pack"]["frames_decoded"] == 150
+    voltage = json.loads(out.read_text())["cells"][0]["voltage_V"]
+    assert f"{voltage:.4f}" in captured.out and "…" not in captured.out

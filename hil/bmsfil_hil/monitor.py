@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import struct
+import sys
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,9 @@ from rich.text import Text
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import bus_config, open_failure
 
-console = Console(highlight=False, markup=False)
+#: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
+console = Console(highlight=False, markup=False,
+                  width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 1000)
 err_console = Console(stderr=True, highlight=False, markup=False)
 
 #: Seconds between redraws of the live view.
@@ -347,8 +351,9 @@ def _bus_config(args: argparse.Namespace) -> dict[str, object]:
 
 def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     title = f"bmsfil monitor: {args.log}"
+    cut: list[str] = []
     try:
-        messages = can.LogReader(str(args.log))
+        messages = _up_to_cut(can.LogReader(str(args.log)), cut)
         if args.once:
             for msg in messages:
                 view.feed(msg)
@@ -366,7 +371,30 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
         return 0
     if args.once:
         console.print(render(view.snapshot(), title))
+    if cut:
+        err_console.print(f"bmsfil monitor: warning: CAN log {args.log} ends early, in a record python-can cannot "
+                          f"read ({cut[0]}): cut off mid-record?; shown up to it", soft_wrap=True)
     return 0
+
+
+def _up_to_cut(messages: Iterable[can.Message], cut: list[str]) -> Iterator[can.Message]:
+    """The log's messages up to a record that does not read after the first
+    (a log cut off mid-line, as `hil score` reads it), whose error is then
+    appended to `cut`; an error before any message is the log's, raised."""
+    it = iter(messages)
+    read = False
+    while True:
+        try:
+            msg = next(it)
+        except StopIteration:
+            return
+        except _LOG_READ_ERRORS as exc:
+            if not read:
+                raise
+            cut.append(f"{type(exc).__name__}: {exc}")
+            return
+        read = True
+        yield msg
 
 
 def _play(messages: Iterable[can.Message], view: PackView, live: Live, title: str, speed: float | None) -> None:
