@@ -293,4 +293,4 @@ def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, caps
     capsys.readouterr()
     assert main(["hil", "score", str(log), "--out-dir", str(tmp_path / "o")]) == 2
     out = capsys.readouterr().out
-    assert "not scored" in out and "no sample with a finite voltage" in out and "Traceback" not in out
+    assert "not scored" in out and "no sample to start from its OCV" in out and "Traceback" not in out
