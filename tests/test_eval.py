@@ -193,3 +193,40 @@ def test_tune_refuses_a_reference_leaving_0_1(us06_slice, tmp_path: Path, capsys
     assert main(["tune", "--params", "lg-hg2", "--train", str(train), "--iterations", "1",
                  "-o", str(tmp_path / "t.json")]) == 2
     assert "leaves [-0.05, 1.05] at sample 0" in capsys.readouterr().err
+
+
+def test_a_known_start_is_kept_a_guessed_one_is_not():
+    """10 minutes from the middle of the bundled US06, started under load
+    (its first voltage is no OCV): the exact start SOC as a guess (sigma
+    sqrt(p0_soc) = 0.5) is pulled off by the voltage; known to within 1 %
+    (KnownSoc, --initial-soc-sigma) it is kept."""
+    from bmsfil.core import KnownSoc
+
+    rec = bundled_recording().slice(20000, 26000)
+    z0 = float(rec.reference_soc()[0])
+    guessed = evaluate(rec, bundled_params(), z0)
+    known = evaluate(rec, bundled_params(), KnownSoc(z0, 0.01))
+    assert guessed.trace.soc_sigma[0] > 0.4 and known.trace.soc_sigma[0] == pytest.approx(0.01, rel=1e-3)
+    assert known.score.rmse < 0.015 < 0.04 < guessed.score.rmse
+
+
+def test_init_soc_takes_a_sigma_in_the_c_core_and_the_reference():
+    from bmsfil.core import SocEstimator
+    from bmsfil.reference import ReferenceSocEstimator
+
+    for est in (SocEstimator(bundled_params()), ReferenceSocEstimator(bundled_params())):
+        est.init_soc(0.5, 25.0, sigma=0.02)
+        assert est.P[0, 0] == pytest.approx(4e-4, rel=1e-6)
+        est.init_soc(0.5, 25.0)
+        assert est.P[0, 0] == pytest.approx(bundled_params().filter.p0_soc)
+        with pytest.raises(ValueError, match=r"sigma: expected a number in \(0, 1\]"):
+            est.init_soc(0.5, 25.0, sigma=0.0)
+
+
+def test_eval_initial_soc_sigma(tmp_path: Path, capsys):
+    src = bundled_recording().slice(0, 300).save(tmp_path / "r.npz")
+    out = ["--out-dir", str(tmp_path / "o"), "--no-plot"]
+    assert main(["eval", str(src), "--initial-soc", "1.0", "--initial-soc-sigma", "0.01", *out]) == 0
+    assert "initial SOC 1.0 ± 0.01" in capsys.readouterr().out
+    assert main(["eval", str(src), "--initial-soc-sigma", "0.01", *out]) == 2
+    assert "give the start too, --initial-soc SOC" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bmsfil.core import SocEstimator, SocTrace, start_estimator
+from bmsfil.core import InitialSoc, SocEstimator, SocTrace, given_soc, start_estimator
 from bmsfil.metrics import CONVERGED_BAND, SETTLE_S, SocScore
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, StreamedFlags, run_monitored_arrays
@@ -127,14 +127,14 @@ class ChunkedRecording:
         return Recording(meta=self.meta, ah=cat("ah") if self.has_ah else None, **{c: cat(c) for c in COLUMNS})
 
 
-def stream_estimates(source: ChunkedRecording, params: ParameterSet, initial_soc: float | str = "ocv",
+def stream_estimates(source: ChunkedRecording, params: ParameterSet, initial_soc: InitialSoc = "ocv",
                      rows: int = CHUNK_ROWS) -> Iterator[tuple[Recording, SocTrace]]:
     """The C core run through the file chunk by chunk, its state carried over."""
     for chunk, trace, _ in _stream(source, params, initial_soc, rows, monitored=False):
         yield chunk, trace
 
 
-def stream_monitored(source: ChunkedRecording, params: ParameterSet, initial_soc: float | str = "ocv",
+def stream_monitored(source: ChunkedRecording, params: ParameterSet, initial_soc: InitialSoc = "ocv",
                      rows: int = CHUNK_ROWS) -> Iterator[tuple[Recording, SocTrace, PlausibilityTrace]]:
     """As stream_estimates, with the plausibility monitor beside the EKF (`run_monitored`'s C call)."""
     for chunk, trace, plaus in _stream(source, params, initial_soc, rows, monitored=True):
@@ -142,7 +142,7 @@ def stream_monitored(source: ChunkedRecording, params: ParameterSet, initial_soc
         yield chunk, trace, plaus
 
 
-def _stream(source: ChunkedRecording, params: ParameterSet, initial_soc: float | str, rows: int,
+def _stream(source: ChunkedRecording, params: ParameterSet, initial_soc: InitialSoc, rows: int,
             monitored: bool) -> Iterator[tuple[Recording, SocTrace, PlausibilityTrace | None]]:
     est = SocEstimator(params)
     mon = PlausibilityMonitor() if monitored else None
@@ -220,7 +220,7 @@ class StreamingScore:
         )
 
 
-def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: float | str, out_dir: Path,
+def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: InitialSoc, out_dir: Path,
                        rows: int = CHUNK_ROWS) -> dict[str, object]:
     """`bmsfil eval` of a Parquet recording without holding it in memory: the
     estimate and a coulomb counter (started where the estimate started, at
@@ -252,7 +252,8 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: floa
             reference = checked_reference(chunk, samples)
             samples += len(chunk)
             if first:
-                soc0 = float(trace.soc[0]) if initial_soc == "ocv" else float(initial_soc)
+                given = given_soc(initial_soc)
+                soc0 = float(trace.soc[0]) if given is None else given
                 finite = np.flatnonzero(np.isfinite(chunk.current_A))
                 start_current = float(chunk.current_A[finite[0]]) if finite.size else None
                 t_first = float(np.nanmedian(chunk.temp_C[:10]))

@@ -26,6 +26,7 @@ from bmsfil.export_micropython import params_to_micropython
 from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
+from bmsfil.core import InitialSoc, KnownSoc
 from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import checked_reference
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
@@ -114,6 +115,18 @@ def _fmt_s(v: float | None) -> str:
     return f"{v:.0f}" if v is not None and math.isfinite(v) else "never"
 
 
+def _initial_soc(args: argparse.Namespace) -> InitialSoc:
+    """eval's start: --initial-soc, known to within --initial-soc-sigma if that is given."""
+    if args.initial_soc_sigma is None:
+        return args.initial_soc
+    if args.initial_soc == "ocv":
+        raise RecordingError("--initial-soc-sigma is the sigma of a known start: give the start too, "
+                             "--initial-soc SOC (a start from the OCV has its own, p0_soc_ocv)")
+    if args.initial_soc_sigma > 1.0:
+        raise RecordingError(f"--initial-soc-sigma {args.initial_soc_sigma:g}: a SOC's sigma is at most 1")
+    return KnownSoc(args.initial_soc, args.initial_soc_sigma)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     errors = SensorErrors.parse(args.inject) if args.inject else None
     try:
@@ -125,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, object]] = _done_before(args, params) if args.resume else {}
     todo = [s for s in sources if s not in results]
     failures: list[Failed] = []
-    task_args = (params, args.initial_soc, errors, args.seed, str(args.out_dir), not args.no_plot)
+    task_args = (params, _initial_soc(args), errors, args.seed, str(args.out_dir), not args.no_plot)
     with Progress(*Progress.get_default_columns(), console=err_console, transient=True,
                   disable=len(todo) < 2) as bar:
         task = bar.add_task("evaluating", total=len(todo))
@@ -170,7 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str], params: ParameterSet,
                       args: argparse.Namespace, errors: SensorErrors | None) -> None:
-    table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}"
+    sigma = "" if args.initial_soc_sigma is None else f" ± {args.initial_soc_sigma:g}"
+    table = Table(title=f"SOC EKF (C core) vs reference, params {params.name}, initial SOC {args.initial_soc}{sigma}"
                   + (f", injected {errors.describe()}" if errors else ""))
     for col in ("recording", "T/°C", "RMSE %", "max >10 min %", "in ±3σ %", "conv. s", "CC RMSE %", "bad",
                 "plausibility"):
@@ -224,7 +238,9 @@ def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: Paramete
         if isinstance(current, float) and abs(current) > limit:
             err_console.print(f"bmsfil eval: warning: {summary['name']} starts under load ({current:+.2f} A): its first "
                               "voltage is not the cell's OCV, so the start from it is off by the overpotential while "
-                              "its sigma says otherwise; give --initial-soc if the start is known", soft_wrap=True)
+                              "its sigma says otherwise; if the start is known, give it with --initial-soc SOC "
+                              "--initial-soc-sigma S (--initial-soc alone is a guess the voltage corrects)",
+                              soft_wrap=True)
 
 
 def _done_before(args: argparse.Namespace, params: ParameterSet) -> dict[str, dict[str, object]]:
@@ -249,7 +265,8 @@ def _run_settings(args: argparse.Namespace, params: ParameterSet) -> dict[str, o
     only its file name), the start, the injected errors and their seed."""
     digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()[:16]
     return {"params_file": str(args.params) if args.params else None, "params_sha256": digest,
-            "initial_soc": args.initial_soc, "inject": args.inject, "seed": args.seed}
+            "initial_soc": args.initial_soc, "initial_soc_sigma": args.initial_soc_sigma, "inject": args.inject,
+            "seed": args.seed}
 
 
 def _plausibility_cell(summary: object) -> str:
@@ -620,7 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings (.npz or any file `bmsfil import` reads), directories or quoted glob patterns; "
                    "none: the bundled LG HG2 US06 at 25 °C")
     p.add_argument("--params", type=Path, help="parameter set (default: the bundled LG HG2 set)")
-    p.add_argument("--initial-soc", type=initial_soc_arg, default="ocv", help="'ocv' (from the first sample) or a SOC in [0, 1]")
+    p.add_argument("--initial-soc", type=initial_soc_arg, default="ocv",
+                   help="'ocv' (from the first plausible sample) or a SOC in [0, 1], a guess (the variance of an "
+                   "unknown start, p0_soc) unless --initial-soc-sigma says how well it is known")
+    p.add_argument("--initial-soc-sigma", type=positive_float, metavar="S",
+                   help="1-sigma of a known --initial-soc, e.g. 0.01 (default: a guess, sqrt(p0_soc))")
     p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2; "
                    "faults: voltage_stuck_at_s=600,voltage_stuck_for_s=30, leak_A=0.05 (see bmsfil/inject.py)")
     p.add_argument("--seed", type=int, default=0, help="seed of the injected noise")

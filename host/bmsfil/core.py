@@ -8,7 +8,7 @@ checked against.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import numpy as np
@@ -85,6 +85,24 @@ def pack_tuning(tuning: FilterTuning) -> "ffi.CData":
     return pack_settings(tuning, "bf_soc_ekf_tuning_t", lib.bf_soc_ekf_tuning_check, "filter tuning")
 
 
+def start_variance(params: ParameterSet, sigma: float | None) -> float:
+    """The SOC variance of a start at a given SOC: sigma² if it is known to
+    within sigma, else an unknown start's (the tuning's p0_soc)."""
+    if sigma is None:
+        return params.filter.p0_soc
+    if not (0.0 < sigma <= 1.0):
+        raise ValueError(f"initial SOC sigma: expected a number in (0, 1], got {sigma!r}")
+    return sigma * sigma
+
+
+def start_tuning(params: ParameterSet, sigma: float | None, packed: "ffi.CData") -> "ffi.CData":
+    """The tuning bf_soc_ekf_init_soc takes its start variance (p0_soc)
+    from: `packed` (the set's) without a sigma, else a copy with sigma²."""
+    if sigma is None:
+        return packed
+    return pack_tuning(replace(params.filter, p0_soc=start_variance(params, sigma)))
+
+
 @dataclass(frozen=True)
 class StepResult:
     """One step's outputs; the last four are what the plausibility monitor
@@ -146,8 +164,11 @@ class SocEstimator:
         self._out = ffi.new("bf_soc_ekf_out_t *")
         self.init_soc(1.0, 25.0)
 
-    def init_soc(self, soc: float, temp_C: float) -> None:
-        _check(lib.bf_soc_ekf_init_soc(self._state, self._cell, self._tuning, soc, temp_C), "init_soc")
+    def init_soc(self, soc: float, temp_C: float, sigma: float | None = None) -> None:
+        """Start at `soc`, known to within `sigma` (1-sigma); without it a
+        guess, with the variance of an unknown start (p0_soc)."""
+        _check(lib.bf_soc_ekf_init_soc(self._state, self._cell, start_tuning(self.params, sigma, self._tuning), soc,
+                                       temp_C), "init_soc")
 
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._state, self._cell, self._tuning, voltage_V, temp_C), "init_ocv")
@@ -206,7 +227,7 @@ class SocEstimator:
         )
         return SocTrace(soc.astype(np.float64), sigma.astype(np.float64), flags)
 
-    def run(self, recording: Recording, initial_soc: float | str = "ocv") -> SocTrace:
+    def run(self, recording: Recording, initial_soc: InitialSoc = "ocv") -> SocTrace:
         """Initialise (from the first sample's OCV, or a given SOC) and run a whole recording."""
         start_estimator(self, recording, initial_soc)
         return self.run_arrays(recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)
@@ -224,17 +245,39 @@ def plausible_voltage(params: ParameterSet, voltage_V: np.ndarray | float) -> np
     return (v >= params.cell.v_min_V - VOLTAGE_MARGIN_V) & (v <= params.cell.v_max_V + VOLTAGE_MARGIN_V)
 
 
+@dataclass(frozen=True)
+class KnownSoc:
+    """A start SOC known to within `sigma` (1-sigma). A bare number as
+    initial_soc is a guess: the filter gives it the variance of an unknown
+    start (p0_soc; sigma 0.5 in the bundled set) and lets the voltage pull it."""
+
+    soc: float
+    sigma: float
+
+
+#: How a run starts: "ocv" (from the first plausible voltage), a guessed SOC, or a KnownSoc.
+InitialSoc = float | str | KnownSoc
+
+
+def given_soc(initial_soc: InitialSoc) -> float | None:
+    """The SOC a run was told to start at, None for a start from the OCV."""
+    if isinstance(initial_soc, KnownSoc):
+        return initial_soc.soc
+    return None if initial_soc == "ocv" else float(initial_soc)
+
+
 class Initialisable(Protocol):
     params: ParameterSet
 
-    def init_soc(self, soc: float, temp_C: float) -> None: ...
+    def init_soc(self, soc: float, temp_C: float, sigma: float | None = None) -> None: ...
     def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
 
 
-def start_estimator(est: Initialisable, recording: Recording, initial_soc: float | str) -> None:
+def start_estimator(est: Initialisable, recording: Recording, initial_soc: InitialSoc) -> None:
     """Initialise from the first sample whose voltage is plausible for the
     cell (`plausible_voltage`) and whose temperature is finite: from its OCV,
-    or at `initial_soc` at its temperature (25 °C if there is none)."""
+    or at `initial_soc` at its temperature (25 °C if there is none), a
+    KnownSoc with its sigma."""
     ok = np.flatnonzero(plausible_voltage(est.params, recording.voltage_V) & np.isfinite(recording.temp_C))
     first = int(ok[0]) if ok.size else 0
     temp = float(recording.temp_C[first]) if ok.size else 25.0
@@ -246,5 +289,7 @@ def start_estimator(est: Initialisable, recording: Recording, initial_soc: float
                              f"(the cell's range in {est.params.name} +- {VOLTAGE_MARGIN_V:g} V) and a finite "
                              "temperature")
         est.init_ocv(float(recording.voltage_V[first]), temp)
+    elif isinstance(initial_soc, KnownSoc):
+        est.init_soc(initial_soc.soc, temp, initial_soc.sigma)
     else:
         est.init_soc(float(initial_soc), temp)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bmsfil._core import lib
-from bmsfil.core import SocTrace
+from bmsfil.core import InitialSoc, SocTrace, given_soc
 from bmsfil.current_sign import wrong_sign
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
@@ -113,7 +113,7 @@ def coulomb_count(rec: Recording, soc0: float, capacity_Ah: float) -> np.ndarray
 def evaluate(
     rec: Recording,
     params: ParameterSet,
-    initial_soc: float | str = "ocv",
+    initial_soc: InitialSoc = "ocv",
     errors: SensorErrors | None = None,
     seed: int = 0,
     health: bool = False,
@@ -133,14 +133,14 @@ def evaluate(
     checked_reference(rec)  # before anything runs
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
-    ev = score_trace(rec, measured, trace, params, None if initial_soc == "ocv" else float(initial_soc))
+    ev = score_trace(rec, measured, trace, params, given_soc(initial_soc))
     summary, cycles = _health(measured, params) if health else (None, None)
     return replace(ev, plausibility=plaus, health=summary, capacity_cycles=cycles,
                    power=power_trace(measured, params, initial_soc) if power else None)
 
 
 def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no reference SOC",
-                      initial_soc: float | str = "ocv",
+                      initial_soc: InitialSoc = "ocv",
                       errors: SensorErrors | None = None, seed: int = 0,
                       csv_path: Path | None = None) -> dict[str, object]:
     """`bmsfil eval` of a recording without a reference SOC (a field log, a
@@ -167,7 +167,7 @@ def segment_bounds(rec: Recording) -> list[tuple[int, int]]:
 
 
 def run_segments_monitored(rec: Recording, params: ParameterSet,
-                           initial_soc: float | str = "ocv") -> tuple[SocTrace, PlausibilityTrace]:
+                           initial_soc: InitialSoc = "ocv") -> tuple[SocTrace, PlausibilityTrace]:
     """`run_monitored` over each segment of the recording: the SOC filter
     restarted at each (from `initial_soc` at the first, from the OCV of the
     rested cell at the others, which the importer says start at rest), the

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 if TYPE_CHECKING:
     from dask.distributed import Client
 
+    from bmsfil.core import InitialSoc
     from bmsfil.inject import SensorErrors
     from bmsfil.params import ParameterSet
     from bmsfil.recording import Recording
@@ -198,7 +199,7 @@ def cost_pool(
         yield costs
 
 
-def evaluate_path(source: str, params: ParameterSet, initial_soc: float | str, errors: SensorErrors | None,
+def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, errors: SensorErrors | None,
                   seed: int, out_dir: str, plot: bool) -> dict[str, object]:
     """`bmsfil eval` of one input, in whichever process runs it: the CSV and
     PNG are written there (out_dir must be reachable from the workers), and

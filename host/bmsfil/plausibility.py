@@ -22,7 +22,7 @@ from statistics import NormalDist
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import SocEstimator, SocTrace, _check, as_f32, pack_settings, start_estimator
+from bmsfil.core import InitialSoc, SocEstimator, SocTrace, _check, as_f32, pack_settings, start_estimator
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
@@ -194,7 +194,7 @@ class PlausibilityMonitor:
 def run_monitored(
     recording: Recording,
     params: ParameterSet,
-    initial_soc: float | str = "ocv",
+    initial_soc: InitialSoc = "ocv",
     config: PlausibilityConfig | None = None,
     monitor: PlausibilityMonitor | None = None,
 ) -> tuple[SocTrace, PlausibilityTrace]:

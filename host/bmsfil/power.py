@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import SocEstimator, _check, start_estimator
+from bmsfil.core import InitialSoc, SocEstimator, _check, start_estimator
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 from bmsfil.reference import CellModel
@@ -202,7 +202,7 @@ class PowerTrace:
         return out
 
 
-def power_trace(rec: Recording, params: ParameterSet, initial_soc: float | str = "ocv", every_s: float = 10.0,
+def power_trace(rec: Recording, params: ParameterSet, initial_soc: InitialSoc = "ocv", every_s: float = 10.0,
                 horizons_s: tuple[float, ...] = HORIZONS_S) -> PowerTrace:
     """Run the SOC filter over the recording and, every `every_s` of its
     time, the state of power for each horizon from the filter's state and

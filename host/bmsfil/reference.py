@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from bmsfil.core import VOLTAGE_MARGIN_V, CoreError, SocTrace, StepResult, start_estimator
+from bmsfil.core import VOLTAGE_MARGIN_V, CoreError, InitialSoc, SocTrace, StepResult, start_estimator, start_variance
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 
@@ -156,10 +156,10 @@ class ReferenceSocEstimator:
         self.last_temp_C = min(max(temp_C, TEMP_MIN_C), TEMP_MAX_C) if math.isfinite(temp_C) else 25.0
         self.hyst_sign = 0.0
 
-    def init_soc(self, soc: float, temp_C: float) -> None:
+    def init_soc(self, soc: float, temp_C: float, sigma: float | None = None) -> None:
         if not math.isfinite(soc):  # as bf_soc_ekf_init_soc: BF_E_RANGE
             raise CoreError("init_soc: argument out of range")
-        self._init(soc, self.t.p0_soc, temp_C)
+        self._init(soc, start_variance(self.params, sigma), temp_C)
 
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         if not (math.isfinite(voltage_V) and math.isfinite(temp_C)):  # as bf_soc_ekf_init_ocv: BF_E_RANGE
@@ -280,7 +280,7 @@ class ReferenceSocEstimator:
         return StepResult(float(x[0]), math.sqrt(self.P[0, 0]), v_pred, flags, float(correction),
                           float(correction_var), cap_As / 3600.0, ohmic_V)
 
-    def run(self, recording: Recording, initial_soc: float | str = "ocv") -> SocTrace:
+    def run(self, recording: Recording, initial_soc: InitialSoc = "ocv") -> SocTrace:
         start_estimator(self, recording, initial_soc)
         return self.run_arrays(recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.core import SocEstimator, _check, as_f32, pack_cell_params, pack_tuning, start_estimator
+from bmsfil.core import (InitialSoc, SocEstimator, _check, as_f32, pack_cell_params, pack_tuning, start_estimator,
+                         start_tuning)
 from bmsfil.params import ParameterSet, ThermalParams
 from bmsfil.recording import SAMPLE_LIMITS, Recording
 
@@ -314,8 +315,9 @@ class CoreTempEstimator:
         self._state = ffi.new("bf_thermal_t *")
 
     # SOC filter start (as SocEstimator: start_estimator calls these).
-    def init_soc(self, soc: float, temp_C: float) -> None:
-        _check(lib.bf_soc_ekf_init_soc(self._ekf, self._cell, self._filter, soc, temp_C), "init_soc")
+    def init_soc(self, soc: float, temp_C: float, sigma: float | None = None) -> None:
+        _check(lib.bf_soc_ekf_init_soc(self._ekf, self._cell, start_tuning(self.params, sigma, self._filter), soc,
+                                       temp_C), "init_soc")
 
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._ekf, self._cell, self._filter, voltage_V, temp_C), "init_ocv")
@@ -353,7 +355,7 @@ class CoreTempEstimator:
             np.asarray(ambient_C, dtype=np.float64) if ambient_C is not None else np.full(n, np.nan))
 
     def run(self, recording: Recording, ambient: str | float | np.ndarray = "start",
-            initial_soc: float | str = "ocv") -> CoreTempTrace:
+            initial_soc: InitialSoc = "ocv") -> CoreTempTrace:
         """Start both filters at the recording's first sample and run it all
         (the SOC filter from the first sample's OCV or a given SOC; the core
         and surface at the first surface reading)."""
