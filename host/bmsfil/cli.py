@@ -641,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'ocv' (from the first plausible sample) or a SOC in [0, 1], a guess (the variance of an "
                    "unknown start, p0_soc) unless --initial-soc-sigma says how well it is known")
     p.add_argument("--initial-soc-sigma", type=positive_float, metavar="S",
-                   help="1-sigma of a known --initial-soc, e.g. 0.01 (default: a guess, sqrt(p0_soc))")
+                   help="1-sigma of a known --initial-soc, e.g. 0.01 (default: a guess, sqrt(p0_soc)); no less than "
+                   "the filter's floor, sqrt(p_floor_soc) (0.01 in the bundled set)")
     p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2; "
                    "faults: voltage_stuck_at_s=600,voltage_stuck_for_s=30, leak_A=0.05 (see bmsfil/inject.py)")
     p.add_argument("--seed", type=int, default=0, help="seed of the injected noise")

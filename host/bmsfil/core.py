@@ -249,7 +249,8 @@ def plausible_voltage(params: ParameterSet, voltage_V: np.ndarray | float) -> np
 class KnownSoc:
     """A start SOC known to within `sigma` (1-sigma). A bare number as
     initial_soc is a guess: the filter gives it the variance of an unknown
-    start (p0_soc; sigma 0.5 in the bundled set) and lets the voltage pull it."""
+    start (p0_soc; sigma 0.5 in the bundled set) and lets the voltage pull it.
+    A sigma below the filter's floor, sqrt(p_floor_soc), starts at the floor."""
 
     soc: float
     sigma: float
