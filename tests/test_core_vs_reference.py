@@ -738,6 +738,12 @@ def test_init_ocv_matches_reference(params, frac, temp):
     OCV table and the temperature table; the rest of the state is identical."""
     v = _ocv_probe(params, frac)
     core, ref = SocEstimator(params), ReferenceSocEstimator(params)
+    cell = params.cell
+    if not cell.v_min_V - 0.5 <= v <= cell.v_max_V + 0.5:  # no voltage the cell can have: both refuse it
+        for est in (core, ref):
+            with pytest.raises(CoreError, match="out of range"):
+                est.init_ocv(v, temp)
+        return
     core.init_ocv(v, temp)
     ref.init_ocv(v, temp)
     assert abs(core.x[0] - ref.x[0]) <= TOL_INIT_OCV, (
@@ -770,6 +776,8 @@ def test_init_soc_matches_reference(params, soc, temp):
     ("init_soc", (-math.inf, 25.0)),
     ("init_ocv", (math.nan, 25.0)),
     ("init_ocv", (math.inf, 25.0)),
+    ("init_ocv", (0.0, 25.0)),  # a voltage the cell cannot have
+    ("init_ocv", (9.9, 25.0)),
     ("init_ocv", (3.7, math.nan)),
     ("init_ocv", (3.7, -math.inf)),
 ])

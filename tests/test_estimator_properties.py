@@ -230,9 +230,17 @@ def params_and_sequence(draw, params=param_sets, max_size=60):
     p = draw(params)
     start = draw(st.one_of(
         st.tuples(st.just("soc"), st.floats(0.0, 1.0), temps().filter(math.isfinite)),
-        st.tuples(st.just("ocv"), f32_floats(2.0, 5.0), f32_floats(-300.0, 1e6)),
+        # a voltage the cell can have (init_ocv refuses the rest: test_init_ocv_any_value)
+        st.tuples(st.just("ocv"), f32_floats(p.cell.v_min_V - 0.49, p.cell.v_max_V + 0.49), f32_floats(-300.0, 1e6)),
     ))
     return p, start, draw(st.lists(samples(p), min_size=1, max_size=max_size))
+
+
+def startable(params: ParameterSet, v: float) -> bool:
+    """A voltage bf_soc_ekf_init_ocv starts from: within 0.5 V of the cell's
+    range, compared in single precision as the C core does."""
+    cell = params.cell
+    return bool(f32(f32(cell.v_min_V) - f32(0.5)) <= f32(v) <= f32(f32(cell.v_max_V) + f32(0.5)))
 
 
 def start_from(est: SocEstimator, start) -> None:
@@ -320,9 +328,11 @@ def test_init_soc_any_value(params, soc, temp):
 @settings(max_examples=30, deadline=None)
 @given(params=param_sets, v=st.one_of(voltages(), st.floats(allow_nan=True, allow_infinity=True)), temp=temps())
 def test_init_ocv_any_value(params, v, temp):
-    """init_ocv accepts any finite voltage and temperature (SOC 0..1), refuses the rest."""
+    """init_ocv accepts any voltage the cell can have (as its step: within
+    0.5 V of [v_min_V, v_max_V]) and any finite temperature (SOC 0..1), and
+    refuses the rest."""
     est = SocEstimator(params)
-    if not (math.isfinite(f32(v)) and math.isfinite(f32(temp))):
+    if not (startable(params, v) and math.isfinite(f32(temp))):
         with pytest.raises(CoreError, match="out of range"):
             est.init_ocv(v, temp)
         return
@@ -470,7 +480,7 @@ class EstimatorMachine(RuleBasedStateMachine):
 
     @rule(v=st.one_of(voltages(), st.sampled_from(ABSURD)), temp=temps())
     def init_ocv(self, v, temp):
-        if not (math.isfinite(f32(v)) and math.isfinite(f32(temp))):
+        if not (startable(self.est.params, v) and math.isfinite(f32(temp))):
             with pytest.raises(CoreError):
                 self.est.init_ocv(v, temp)
         else:

@@ -274,6 +274,27 @@ def test_a_gap_within_dt_max_is_integrated_as_the_c_core_does():
 
 
 @needs_micropython
+@pytest.mark.parametrize("variant", ["python", "native"])
+def test_a_first_voltage_the_cell_cannot_have_is_no_start(variant):
+    """A 0.0 V first reading is answered without an estimate and the port
+    starts from the next reading's OCV, as the C core does (it used to start
+    at SOC 0)."""
+    from dataclasses import replace
+
+    part = bundled_recording().slice(0, 300)
+    bad = replace(part, voltage_V=np.where(np.arange(len(part)) == 0, 0.0, part.voltage_V))
+    target = make_target("micropython", PARAMS, variant=variant)
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [bad], timeout_s=10.0)
+    finally:
+        target.stop()
+    assert result.delivery.fault is None and result.samples_done == len(bad)
+    assert np.isnan(result.soc[0, 0]) and result.flags[0, 0] & cc.FLAG_VOLTAGE_INVALID
+    assert np.max(np.abs(result.soc[1:, 0] - _host(bad)[1:])) <= 1e-4
+
+
+@needs_micropython
 def test_a_pack_of_three_cells():
     rec = bundled_recording().slice(0, 300)
     cells = synthetic_pack(rec, 3, PARAMS)

@@ -112,6 +112,20 @@ def test_a_gap_within_dt_max_is_integrated_as_the_host_does():
     assert np.max(np.abs(result.soc[:, 0] - _host(gapped))) <= 1e-4
 
 
+def test_a_first_voltage_the_cell_cannot_have_is_no_start():
+    """A 0.0 V first reading: the firmware answers it without an estimate
+    (bf_soc_ekf_init_ocv says BF_E_RANGE) and starts from the next reading's
+    OCV, as the host does; it used to start at SOC 0."""
+    from dataclasses import replace
+
+    part = bundled_recording().slice(0, 300)
+    bad = replace(part, voltage_V=np.where(np.arange(len(part)) == 0, 0.0, part.voltage_V))
+    result, _ = _run(bad)
+    assert result.delivery.fault is None and result.samples_done == len(bad)
+    assert np.isnan(result.soc[0, 0]) and result.flags[0, 0] & cc.FLAG_VOLTAGE_INVALID
+    assert np.max(np.abs(result.soc[1:, 0] - _host(bad)[1:])) <= 1e-4
+
+
 def test_warm_reset_restores_and_power_cycle_starts_fresh():
     rec = bundled_recording().slice(0, 500)
     result, _ = _run(rec, commands={150: cc.HostCommandCode.WARM_RESET, 350: cc.HostCommandCode.POWER_CYCLE})

@@ -19,8 +19,10 @@ bf_status_t bf_health_init(bf_health_t *s, const bf_cell_params_t *p, const bf_s
     if (st == BF_OK) {
         int rested = bf_isfinite(current_A) && bf_absf(current_A) <= ct->rest_current_A && bf_isfinite(voltage_V)
                      && bf_isfinite(temp_C);
-        st = rested ? bf_soc_ekf_init_ocv(&fresh.ekf, p, ft, voltage_V, temp_C)
-                    : bf_soc_ekf_init_soc(&fresh.ekf, p, ft, soc, bf_isfinite(temp_C) ? temp_C : 25.0f);
+        st = rested ? bf_soc_ekf_init_ocv(&fresh.ekf, p, ft, voltage_V, temp_C) : BF_E_RANGE;
+        if (st == BF_E_RANGE) {  /* not at rest, or no voltage the cell can have */
+            st = bf_soc_ekf_init_soc(&fresh.ekf, p, ft, soc, bf_isfinite(temp_C) ? temp_C : 25.0f);
+        }
     }
     if (st == BF_OK) {
         *s = fresh;

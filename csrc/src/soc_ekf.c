@@ -184,20 +184,6 @@ bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
     return BF_OK;
 }
 
-bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
-                                const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C)
-{
-    bf_status_t st = check_all(s, p, t);
-    if (st != BF_OK) {
-        return st;
-    }
-    if (!bf_isfinite(voltage_V) || !bf_isfinite(temp_C)) {
-        return BF_E_RANGE;
-    }
-    init_common(s, p, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
-    return BF_OK;
-}
-
 /* Range tests that NaN fails too (an ordered comparison with NaN is false;
  * the core is never built with -ffast-math). */
 static int voltage_plausible(const bf_cell_params_t *p, float voltage_V)
@@ -208,6 +194,22 @@ static int voltage_plausible(const bf_cell_params_t *p, float voltage_V)
 static int temp_plausible(float temp_C)
 {
     return temp_C >= TEMP_MIN_C && temp_C <= TEMP_MAX_C;
+}
+
+bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
+                                const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C)
+{
+    bf_status_t st = check_all(s, p, t);
+    if (st != BF_OK) {
+        return st;
+    }
+    /* A voltage the step would refuse (out of the cell's range, NaN) is no
+     * OCV to start from: a 0.0 V first reading started the filter at SOC 0. */
+    if (!voltage_plausible(p, voltage_V) || !bf_isfinite(temp_C)) {
+        return BF_E_RANGE;
+    }
+    init_common(s, p, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
+    return BF_OK;
 }
 
 BF_COLD bf_status_t bf_soc_ekf_restart(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,

@@ -110,6 +110,15 @@ static void test_init(void)
     CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, NAN, 25.0f) == BF_E_RANGE);
     CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, INFINITY, 25.0f) == BF_E_RANGE);
     CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, 3.7f, NAN) == BF_E_RANGE);
+    /* a voltage the step would refuse is no OCV: 0 V, or beyond 0.5 V outside the cell's range;
+     * the state is left as it was */
+    {
+        float soc_before = s.x[0];
+        CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, 0.0f, 25.0f) == BF_E_RANGE && s.x[0] == soc_before);
+        CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, cell.v_min_V - 0.51f, 25.0f) == BF_E_RANGE);
+        CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, cell.v_max_V + 0.51f, 25.0f) == BF_E_RANGE);
+        CHECK(bf_soc_ekf_init_ocv(&s, &cell, &tun, cell.v_min_V - 0.49f, 25.0f) == BF_OK && s.x[0] <= 1e-5f);
+    }
 
     /* From a given SOC: clamped, variance p0_soc. */
     CHECK(bf_soc_ekf_init_soc(&s, &cell, &tun, 0.42f, 25.0f) == BF_OK && s.x[0] == 0.42f);

@@ -193,16 +193,12 @@ class App:
         self.answered.add(index)
         ekf = self.cells.get(index)
         if ekf is None:
-            if math.isnan(v):
-                self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
-                self.send_flags(index, bp.VOLTAGE_RANGE)  # no filter yet: only the reading is judged
-                return
             ekf = self.SocEkf(self.params)
             try:
                 ekf.init_ocv(v, 25.0 if math.isnan(t) else t)
-            except ValueError:
-                self.fault = bc.FAULT_ESTIMATOR_ERROR
-                self.send_estimate(index, 0.0, 0.0, 0, False)
+            except ValueError:  # NaN, or a voltage the cell cannot have: no OCV to start from
+                self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
+                self.send_flags(index, bp.VOLTAGE_RANGE)  # no filter yet: only the reading is judged
                 return
             self.cells[index] = ekf
             self.monitors[index] = self.Monitor()

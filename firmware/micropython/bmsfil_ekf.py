@@ -259,8 +259,13 @@ class SocEkf:
             raise ValueError("init_soc: argument out of range")
         self._init(soc, self.p.p0_soc, temp_C)
 
+    def voltage_plausible(self, voltage_V):
+        """A voltage the step accepts (bf_soc_ekf.c voltage_plausible): not NaN, within 0.5 V of the cell's range."""
+        t = self.p
+        return _finite(voltage_V) and t.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= t.v_max_V + VOLTAGE_MARGIN_V
+
     def init_ocv(self, voltage_V, temp_C):
-        if not (_finite(voltage_V) and _finite(temp_C)):
+        if not (self.voltage_plausible(voltage_V) and _finite(temp_C)):  # BF_E_RANGE
             raise ValueError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.p.p0_soc_ocv, temp_C)
 

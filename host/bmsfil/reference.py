@@ -162,7 +162,9 @@ class ReferenceSocEstimator:
         self._init(soc, start_variance(self.params, sigma), temp_C)
 
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
-        if not (math.isfinite(voltage_V) and math.isfinite(temp_C)):  # as bf_soc_ekf_init_ocv: BF_E_RANGE
+        cell = self.params.cell  # as bf_soc_ekf_init_ocv: BF_E_RANGE for a voltage the step would refuse
+        if not (cell.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= cell.v_max_V + VOLTAGE_MARGIN_V
+                and math.isfinite(temp_C)):
             raise CoreError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
 

@@ -110,7 +110,10 @@ bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t);
 bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
                                 const bf_soc_ekf_tuning_t *t, float soc, float temp_C);
 
-/* Start from the voltage of a rested cell: SOC = OCV^-1(voltage_V, temp_C). */
+/* Start from the voltage of a rested cell: SOC = OCV^-1(voltage_V, temp_C).
+ * A voltage the step would refuse (NaN, or outside [v_min_V - 0.5,
+ * v_max_V + 0.5]) or a non-finite temperature is BF_E_RANGE, the state
+ * unchanged: wait for a reading to start from. */
 bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
                                 const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C);
 

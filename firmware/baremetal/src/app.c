@@ -383,13 +383,16 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     memset(&out, 0, sizeof out);
     memset(&po, 0, sizeof po);
     if (!cell->initialised) {
-        if (!m.voltage_valid) {
+        /* No reading, or one the cell cannot have (bf_soc_ekf_init_ocv says
+         * BF_E_RANGE): no OCV to start from yet; only the reading is judged. */
+        bf_status_t init = bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f);
+        if (init == BF_E_RANGE) {
             send_estimate(app, m.cell_index, &out, BF_FLAG_VOLTAGE_INVALID, 0);
-            po.flags = BF_PLAUS_VOLTAGE_RANGE;  /* no filter yet: only the reading is judged */
+            po.flags = BF_PLAUS_VOLTAGE_RANGE;
             send_flags(app, m.cell_index, &po);
             return;
         }
-        if (bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f) != BF_OK ||
+        if (init != BF_OK ||
             bf_plaus_init(&cell->plaus, app->plaus_config) != BF_OK ||
             bf_capacity_init(&cell->capacity, app->capacity_tuning) != BF_OK ||
             bf_r0_init(&cell->r0, app->r0_tuning) != BF_OK
