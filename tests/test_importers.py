@@ -98,6 +98,25 @@ def test_raw_export_known_values() -> None:
 
 
 @needs_data
+@pytest.mark.parametrize("stem", ["589_US06_parsed", "589_US06_mid_parsed"])
+def test_formatted_file_cut_mid_cycle_keeps_the_counters_origin(tmp_path: Path, stem: str) -> None:
+    """A drive cycle cut mid-discharge: its reference at the cut is the whole cycle's there."""
+    lines = FORMATTED_US06_0.read_text().splitlines(keepends=True)
+    cut = 15000  # a data row, ~1.4 Ah into the discharge
+    folder = tmp_path / "0degC"
+    folder.mkdir()
+    part = write(folder / f"{stem}.csv", lines[0] + "".join(lines[cut : cut + 2000]))
+    whole, cut_rec = import_file(FORMATTED_US06_0), import_file(part)
+    k = cut - 1  # sample index of file line cut + 1
+    assert whole.ah is not None and whole.ah[k] < -1.0
+    assert cut_rec.reference_soc()[0] == pytest.approx(whole.reference_soc()[k], abs=1e-12)
+    np.testing.assert_allclose(cut_rec.reference_soc(), whole.reference_soc()[k : k + 2000], atol=1e-12)
+    assert cut_rec.meta.reference_initial_soc == pytest.approx(1 + whole.ah[k] / 2.5986)
+    assert "starts after its drive cycle did" in cut_rec.meta.extra["reference_start"]
+    assert "reference_start" not in whole.meta.extra
+
+
+@needs_data
 def test_raw_test_whose_start_is_not_stated_has_no_initial_soc() -> None:
     meta = import_file(RAW_CAP_25).meta
     assert meta.test == "Cap_1C"

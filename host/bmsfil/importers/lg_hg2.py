@@ -20,6 +20,14 @@ between its last sample and its end, from ``Step Time``) is carried over, so
 that ``ah`` is continuous over the whole file (`join_step_restarts`). The
 formatted layouts have no step column and are taken as they are.
 
+In the formatted layouts the counter is the drive cycle's own: 0 at its start
+(data README). A file that starts later (cut from a drive cycle, e.g. mid-discharge)
+starts at the Ah the cycle had delivered by then, so its reference SOC starts at
+1 + (that Ah) / Q_ref, not at 1, and ``extra['reference_start']`` says so. A raw
+export's counter is not the drive cycle's (it restarts per step and may include
+a charge logged before the profile), so a raw drive cycle is taken to start
+full, as before.
+
 Metadata. The data set's defaults (cell, chemistry, nominal 3.0 Ah, source,
 Q_ref) apply to the formatted layouts, which only this data set uses, and to
 raw exports whose header mentions HG2; any other Digatron export keeps only
@@ -82,8 +90,9 @@ Q_REF_AH: dict[float, float] = {
 }
 
 # Every drive cycle starts at full charge (data README); the HPPC test runs
-# from 100 % SOC down (data set readme, test 1).
-_FROM_FULL = re.compile(r"US06|HWFET|UDDS|LA92|NN|Mix(ed)?\d*|HPPC", re.IGNORECASE)
+# from 100 % SOC down (data set readme, test 1). A suffix after "_" names a part
+# of one (567_US06_mid_parsed.csv: US06, cut).
+_FROM_FULL = re.compile(r"(US06|HWFET|UDDS|LA92|NN|Mix(ed)?\d*|HPPC)(_\w*)?", re.IGNORECASE)
 # The constant-current discharges (0.5C, 2C) start from a full charge too,
 # but are logged from a minute into their discharge step (module docstring).
 _DISCHARGE_FROM_FULL = re.compile(r"Dis_\w+", re.IGNORECASE)
@@ -93,6 +102,9 @@ FULL_V = 4.19
 FULL_CUTOFF_A = 0.06
 #: |current| at or below this is rest, A.
 REST_A = 0.01
+#: A formatted file whose counter starts further from 0 than this (Ah) starts after its
+#: drive cycle did; the whole ones start within 0.01 mAh.
+COUNTER_ZERO_AH = 0.001
 _CHAMBER_DIR = re.compile(r"(n?)(\d+)degC")
 _TEST_NUMBER = re.compile(r"\d+_(.+)")
 
@@ -277,6 +289,7 @@ def import_formatted(table: Table, path: Path) -> Recording:
         chemistry=CHEMISTRY,
         nominal=NOMINAL_CAPACITY_AH,
         extra=extra,
+        counter_start_ah=_first_value(channels.values["ah"]),
     )
 
 
@@ -291,7 +304,10 @@ def _recording(
     nominal: float | None,
     extra: dict[str, str],
     full_ah: float | None = None,
+    counter_start_ah: float | None = None,
 ) -> Recording:
+    """``counter_start_ah``: the drive cycle's own counter at the first sample, where
+    the file's counter is the drive cycle's (None where it is not known to be)."""
     values = channels.values
     ambient, how = _chamber_temperature(path, values["temperature"], hg2)
     extra = dict(extra)
@@ -303,6 +319,12 @@ def _recording(
     q_ref = Q_REF_AH.get(ambient) if hg2 and ambient is not None else None
     if hg2 and _FROM_FULL.fullmatch(test):
         soc0: float | None = 1.0
+        if counter_start_ah is not None and abs(counter_start_ah) > COUNTER_ZERO_AH and q_ref is not None:
+            soc0 = 1.0 + counter_start_ah / q_ref
+            extra["reference_start"] = (
+                f"the Capacity counter starts at {counter_start_ah:+.4f} Ah, not 0: the file starts after its "
+                f"drive cycle did, so its reference SOC starts at 1 + {counter_start_ah:+.4f} / {q_ref:g} = {soc0:.4f}"
+            )
     elif q_ref is not None and full_ah is not None:
         soc0 = 1.0 - full_ah / q_ref
     else:
@@ -327,6 +349,12 @@ def _recording(
         ah=from_zero(values["ah"]),
         meta=meta,
     )
+
+
+def _first_value(values: np.ndarray) -> float | None:
+    """The first value that is not NaN, or None."""
+    present = np.flatnonzero(~np.isnan(values))
+    return float(values[present[0]]) if present.size else None
 
 
 def _chamber_temperature(path: Path, temp_C: np.ndarray, hg2: bool) -> tuple[float | None, str]:
