@@ -10,6 +10,7 @@ import math
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext, redirect_stderr
 from dataclasses import fields, replace
@@ -36,7 +37,7 @@ from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file,
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg, params_for
 from bmsfil.plausibility import describe_flag
-from bmsfil.recording import Recording, RecordingError
+from bmsfil.recording import Recording, RecordingError, RecordingWarning
 from bmsfil.tuning import Targets, tune_filter
 
 #: Tables written to a file or a pipe are not cut to 80 columns (a terminal's own width, or COLUMNS, wins).
@@ -755,10 +756,25 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["bmsfil", *(sys.argv[1:] if argv is None else argv)])
     try:
         _make_output_dirs(args)
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RecordingWarning)
+            warnings.showwarning = _show_warning(args.command, warnings.showwarning)
+            return int(args.func(args))
     except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:
         err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)
         return 2
+
+
+def _show_warning(command: str, other: Callable[..., None]) -> Callable[..., None]:
+    """warnings.showwarning that prints a RecordingWarning as ``bmsfil CMD: warning: ...``, others as before."""
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, RecordingWarning):
+            err_console.print(f"bmsfil {command}: warning: {message}", soft_wrap=True)
+        else:
+            other(message, category, *args, **kwargs)
+
+    return show
 
 
 if __name__ == "__main__":

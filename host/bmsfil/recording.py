@@ -44,6 +44,10 @@ class RecordingError(ValueError):
     """A recording file or array that cannot be used, with where and why."""
 
 
+class RecordingWarning(UserWarning):
+    """Something an importer assumed or changed in a file that it could still read, with where and why."""
+
+
 @dataclass(frozen=True)
 class RecordingMeta:
     """What was tested, as the Battery Data Genome asks for (primary metadata)."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..recording import RecordingError
 from . import parse
+from .counter import check_counter
 from .plausibility import check
 from .table import Converter, Header, Table, at
 from .units import conversion, known_units
@@ -40,6 +41,7 @@ def read_channels(
     ``hh:mm:ss(.fff)`` durations in seconds when their first value has a colon
     (as a Digatron export's ``Step Time``).
     ``units`` gives the unit of a column whose header states none.
+    An Ah counter is checked against the integral of the current (`check_counter`).
     """
     units = units or {}
     unit_of: dict[str, str] = {}
@@ -87,7 +89,10 @@ def read_channels(
             if np.isnan(values["time"][i]):
                 raise RecordingError(f"{where}: expected a time, got an empty or NaN cell (every sample needs its time)")
             raise RecordingError(f"{where}: expected a finite time, got {values['time'][i]:g}")
-    return Channels(table.where, values, lines, {key: header.cells[index] for key, index in columns.items()})
+    names = {key: header.cells[index] for key, index in columns.items()}
+    if {"ah", "current", "time"} <= values.keys():
+        values["ah"] = check_counter(table.where, header.line, names, values["time"], values["current"], values["ah"])
+    return Channels(table.where, values, lines, names)
 
 
 def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> None:

@@ -1,0 +1,107 @@
+"""The Ah column checked against the integral of the current, at import.
+
+A tester's charge counter and the integral of its current agree (the LG HG2
+drive cycles within 8 mAh): its increments are the integral's, slope +1. A
+counter that runs the other way (slope -1, as an Arbin ``Discharge_Capacity``
+that rises on discharge) is flipped, with a warning; any other slope (60 or
+1/60: a time unit; 1000 or 1/1000: mAh; or no relation) is an error.
+
+The slope is the median over blocks of consecutive samples, each holding at
+least BLOCK_AH of net charge (and BLOCK_SAMPLES samples' worth, so that a
+counter lagging the current by a sample does not matter), of the counter's
+change over the integral's: rests (no current, no change) weigh nothing, and
+a counter that restarts (per step, per cycle) or an unlogged gap spoils only
+the block it falls in. Intervals with a NaN, or where time does not advance
+(a new cycle's clock restarting), are left out.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..recording import RecordingError, RecordingWarning
+from .table import at
+
+#: Least net charge of a block, Ah.
+BLOCK_AH = 0.02
+#: A block holds at least this many median samples' charge.
+BLOCK_SAMPLES = 20
+#: Fewer blocks than this say nothing about the slope: not checked.
+MIN_BLOCKS = 3
+#: |slope -/+ 1| within this is a counter of the current (or of its opposite).
+TOLERANCE = 0.1
+# Slopes a wrong unit makes, and what makes them.
+_CAUSES = (
+    (60.0, "time in minutes in a column read as seconds"),
+    (1 / 60.0, "time in seconds in a column read as minutes (seconds in a [min] column)"),
+    (3600.0, "time in hours in a column read as seconds, or the counter in As (coulombs) read as Ah"),
+    (1 / 3600.0, "time in seconds in a column read as hours"),
+    (1000.0, "the counter in mAh in a column read as Ah, or time in ms read as s"),
+    (1 / 1000.0, "the counter in Ah in a column read as mAh, or time in s read as ms"),
+)
+
+
+def counter_slope(time_s: np.ndarray, current_A: np.ndarray, ah: np.ndarray) -> float | None:
+    """The counter's increments over the integral of the current (median of blocks), or None if
+    the current moves too little charge to tell."""
+    da = np.diff(ah)
+    dt = np.diff(time_s)
+    dq = 0.5 * (current_A[1:] + current_A[:-1]) * dt / 3600.0
+    ok = np.isfinite(da) & np.isfinite(dq) & (dt > 0)
+    da, dq = da[ok], dq[ok]
+    moving = np.abs(dq) > 0
+    if not moving.any():
+        return None
+    block = max(BLOCK_AH, BLOCK_SAMPLES * float(np.median(np.abs(dq[moving]))))
+    slopes = []
+    net_a = net_q = 0.0
+    for a, q in zip(da.tolist(), dq.tolist()):
+        net_a += a
+        net_q += q
+        if abs(net_q) >= block:
+            slopes.append(net_a / net_q)
+            net_a = net_q = 0.0
+    if len(slopes) < MIN_BLOCKS:
+        return None
+    return float(np.median(slopes))
+
+
+def check_counter(
+    where: str,
+    header_line: int,
+    columns: dict[str, str],
+    time_s: np.ndarray,
+    current_A: np.ndarray,
+    ah: np.ndarray,
+) -> np.ndarray:
+    """The Ah counter, flipped (with a RecordingWarning) if it runs against the current.
+
+    Raises RecordingError naming the file, the column, the slope found and its likely cause if
+    the counter is not the current's integral. ``columns`` names the time, current and Ah columns.
+    """
+    slope = counter_slope(time_s, current_A, ah)
+    if slope is None or abs(slope - 1.0) <= TOLERANCE:
+        return ah
+    column = columns["ah"]
+    if abs(slope + 1.0) <= TOLERANCE:
+        warnings.warn(
+            f"{at(where, header_line, column)}: the counter runs against the current "
+            f"({columns['current']!r}: its increments are {slope:.3f} x the current's integral), as a "
+            "discharge counter that rises on discharge does; flipped to count positive on charge "
+            "(if it is the current that has the wrong sign, give --current-sign discharge-positive)",
+            RecordingWarning,
+            stacklevel=2,
+        )
+        return -ah
+    causes = [cause for factor, cause in _CAUSES if abs(abs(slope) / factor - 1.0) <= TOLERANCE]
+    hint = (
+        "likely " + "; or ".join(causes) + ("" if slope > 0 else " (and counting the other way)")
+        if causes
+        else "no unit explains it: is this the Ah counter of this current?"
+    )
+    raise RecordingError(
+        f"{at(where, header_line, column)}: the Ah counter does not follow the current: its increments are "
+        f"{slope:.3g} x the integral of {columns['current']!r} over {columns['time']!r} (expected 1); {hint}"
+    )

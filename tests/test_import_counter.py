@@ -1,0 +1,113 @@
+"""The Ah column checked against the integral of the current at import, on slices of real files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.importers import import_file
+from bmsfil.importers.counter import counter_slope
+from bmsfil.recording import RecordingError, RecordingWarning
+
+from shared_data import LG, NASA_B0005, needs_data, needs_nasa
+
+US06_10 = LG / "2_formatted" / "10degC" / "567_US06_parsed.csv"
+MAP = {"time": "Time", "current": "Current [A]", "voltage": "Voltage [V]", "temperature": "Temperature [degC]", "ah": "Q"}
+
+
+def us06_slice(rows: int = 6000) -> dict[str, np.ndarray]:
+    """The first rows of the 10 degC US06 (~0.3 Ah discharged in 6000 rows)."""
+    with open(US06_10, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        data = np.array([row[1:] for _, row in zip(range(rows), reader)], dtype=float)
+    return dict(zip(header[1:], data.T))
+
+
+def write_generic(path: Path, columns: dict[str, np.ndarray]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
+    return path
+
+
+def generic(tmp_path: Path, time: tuple[str, np.ndarray], q: tuple[str, np.ndarray], rows: int = 6000) -> Path:
+    s = us06_slice(rows)
+    return write_generic(
+        tmp_path / "log.csv",
+        {time[0]: time[1], "Current [A]": s["Current [A]"], "Voltage [V]": s["Voltage [V]"],
+         "Temperature [degC]": s["Temperature [degC]"], q[0]: q[1]},
+    )
+
+
+@needs_data
+def test_a_counter_of_the_current_imports_unchanged(tmp_path: Path) -> None:
+    s = us06_slice()
+    path = generic(tmp_path, ("Time [min]", s["Time [min]"]), ("Q [Ah]", s["Capacity [Ah]"]))
+    rec = import_file(path, column_map=MAP)
+    assert rec.ah is not None and rec.ah[-1] == pytest.approx(s["Capacity [Ah]"][-1] - s["Capacity [Ah]"][0])
+    assert rec.ah[-1] < -0.2
+
+
+@needs_data
+def test_a_discharge_counter_is_flipped_with_a_warning_naming_the_column(tmp_path: Path) -> None:
+    s = us06_slice()
+    path = generic(tmp_path, ("Time [min]", s["Time [min]"]), ("Discharge_Capacity(Ah)", -s["Capacity [Ah]"]))
+    with pytest.warns(RecordingWarning, match=r"log.csv:1: column 'Discharge_Capacity\(Ah\)': the counter runs against"):
+        rec = import_file(path, column_map={**MAP, "ah": "Discharge_Capacity(Ah)"})
+    assert rec.ah is not None
+    np.testing.assert_allclose(rec.ah, s["Capacity [Ah]"] - s["Capacity [Ah]"][0], atol=1e-12)
+
+
+@needs_data
+@pytest.mark.parametrize(
+    ("time_scale", "time_col", "q_scale", "q_col", "ratio", "cause"),
+    [
+        (60.0, "Time [min]", 1.0, "Q [Ah]", r"0\.01(6|7)\d?", r"seconds in a \[min\] column"),
+        (1.0, "Time [min]", 1000.0, "Q [Ah]", r"(99\d|1\.0\de\+03)", "mAh in a column read as Ah"),
+        (1.0, "Time [min]", -1000.0, "Q [Ah]", r"-(99\d|1\.0\de\+03)", "mAh in a column read as Ah.*other way"),
+    ],
+)
+def test_a_counter_off_by_a_unit_is_an_error_naming_the_ratio_and_cause(
+    tmp_path: Path, time_scale: float, time_col: str, q_scale: float, q_col: str, ratio: str, cause: str
+) -> None:
+    s = us06_slice(4000)  # |counter| < 0.2 Ah: 1000 x that is still a plausible Ah
+    path = generic(tmp_path, (time_col, s["Time [min]"] * time_scale), (q_col, s["Capacity [Ah]"] * q_scale), rows=4000)
+    with pytest.raises(RecordingError, match=rf"log.csv:1: column 'Q \[Ah\]': .* {ratio} x the integral .*{cause}"):
+        import_file(path, column_map={**MAP, "time": time_col, "ah": "Q [Ah]"})
+
+
+@needs_data
+def test_a_column_that_is_no_counter_is_an_error(tmp_path: Path) -> None:
+    s = us06_slice()
+    path = generic(tmp_path, ("Time [min]", s["Time [min]"]), ("Q [Ah]", s["Temperature [degC]"] / 10))
+    with pytest.raises(RecordingError, match="no unit explains it: is this the Ah counter of this current"):
+        import_file(path, column_map={**MAP, "ah": "Q [Ah]"})
+
+
+@needs_nasa
+def test_counters_that_restart_per_cycle_with_rests_and_nans_pass() -> None:
+    """Three NASA B0005 discharges end to end, each counted from 0, with a rest and NaNs: slope 1."""
+    with open(NASA_B0005, newline="") as fh:
+        rows = [row for row in csv.DictReader(fh) if row["cycle_idx"] in ("1", "2", "3")]
+    time = np.array([float(r["Time"]) for r in rows])
+    current = np.array([float(r["Current_measured"]) for r in rows])
+    cycle = np.array([int(r["cycle_idx"]) for r in rows])
+    ah = np.zeros_like(time)
+    for c in (1, 2, 3):
+        k = np.flatnonzero(cycle == c)
+        ah[k[1:]] = np.cumsum(0.5 * (current[k][1:] + current[k][:-1]) * np.diff(time[k])) / 3600
+    clock = np.concatenate([[0.0], np.cumsum(np.where(np.diff(time) > 0, np.diff(time), 3600.0))])
+    current[50:60], ah[50:60] = 0.0, ah[50]  # a rest: no current, the counter still
+    ah[100], current[200] = np.nan, np.nan
+    assert counter_slope(clock, current, ah) == pytest.approx(1.0, abs=0.02)
+    assert counter_slope(clock, current, -ah) == pytest.approx(-1.0, abs=0.02)
+
+
+def test_no_current_says_nothing() -> None:
+    t = np.arange(100.0)
+    assert counter_slope(t, np.zeros(100), np.zeros(100)) is None
