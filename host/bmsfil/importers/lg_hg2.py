@@ -60,11 +60,13 @@ file name.
 from __future__ import annotations
 
 import re
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..recording import Recording, RecordingError, RecordingMeta
+from ..recording import Recording, RecordingError, RecordingMeta, RecordingWarning
 from .channels import Channels, check_time_order, from_zero, read_channels
 from .names import file_stem, safe_name
 from .table import HEADER_SEARCH_ROWS, Header, Table, at, normalise
@@ -102,6 +104,15 @@ FULL_V = 4.19
 FULL_CUTOFF_A = 0.06
 #: |current| at or below this is rest, A.
 REST_A = 0.01
+#: Voltage an LG HG2 never leaves (2.5 V discharge cut-off, 4.2 V charge), V.
+VOLTAGE_WINDOW_V = (2.45, 4.25)
+OUTSIDE_SHARE = 0.01
+#: The data set's discharge cut-off, V, and what an LG HG2 has left there (of Q_ref)
+#: at most, at no more than CUTOFF_MAX_A and at CUTOFF_MIN_AMBIENT_C or warmer (not_an_lg_hg2).
+CUTOFF_V = 2.8
+CUTOFF_MAX_A = 3.5
+CUTOFF_MIN_AMBIENT_C = 10.0
+CUTOFF_MAX_SOC = 0.15
 #: A formatted file whose counter starts further from 0 than this (Ah) starts after its
 #: drive cycle did; the whole ones start within 0.01 mAh.
 COUNTER_ZERO_AH = 0.001
@@ -280,7 +291,7 @@ def import_formatted(table: Table, path: Path) -> Recording:
         if ignored
         else {}
     )
-    return _recording(
+    recording = _recording(
         path,
         channels,
         hg2=True,
@@ -290,6 +301,64 @@ def import_formatted(table: Table, path: Path) -> Recording:
         nominal=NOMINAL_CAPACITY_AH,
         extra=extra,
         counter_start_ah=_first_value(channels.values["ah"]),
+    )
+    why = not_an_lg_hg2(recording)
+    if why is None:
+        return recording
+    meta = recording.meta
+    warnings.warn(
+        f"{table.where}: recognised as the LG HG2 data set's layout by its column names alone, but its data do "
+        f"not fit an LG HG2 cell: {why}. The LG HG2 defaults were applied (cell {CELL_ID}, nominal "
+        f"{NOMINAL_CAPACITY_AH:g} Ah, Q_ref {meta.reference_capacity_Ah} Ah at {meta.ambient_temp_C:g} °C); for "
+        "another cell import it with --format csv and --meta (cell_id=..., nominal_capacity_Ah=..., "
+        "reference_capacity_Ah=..., reference_initial_soc=...)",
+        RecordingWarning,
+        stacklevel=2,
+    )
+    return replace(recording, meta=replace(meta, extra={**meta.extra, "not_lg_hg2": why}))
+
+
+def not_an_lg_hg2(recording: Recording) -> str | None:
+    """Why a recording imported with the LG HG2 defaults is not of that cell, or None if it may be.
+
+    Its voltage (single-sample spikes removed) must stay in the cell's window
+    (VOLTAGE_WINDOW_V; up to a share OUTSIDE_SHARE of samples outside are
+    glitches), and where it
+    discharges from full to the cut-off at a chamber of CUTOFF_MIN_AMBIENT_C or
+    more and no more than CUTOFF_MAX_A (no load under which an LG HG2 reaches
+    the cut-off early), less than CUTOFF_MAX_SOC of Q_ref may be left there by
+    the reference. The data set's files reach CUTOFF_V there with 0.07 of Q_ref
+    left at most (a 1C test at 40 °C).
+    """
+    voltage, current = _despiked(recording.voltage_V), recording.current_A
+    low, high = VOLTAGE_WINDOW_V
+    outside = np.flatnonzero((voltage < low) | (voltage > high))
+    if outside.size > OUTSIDE_SHARE * len(voltage):  # not a glitch
+        k = int(outside[0])
+        return (
+            f"{outside.size} samples ({outside.size / len(voltage):.0%}) outside its {low:g}-{high:g} V window, "
+            f"the first {voltage[k]:.3f} V at {recording.time_s[k]:.0f} s"
+        )
+    meta = recording.meta
+    q_ref, ambient = meta.reference_capacity_Ah, meta.ambient_temp_C
+    if recording.ah is None or q_ref is None or ambient is None or ambient < CUTOFF_MIN_AMBIENT_C:
+        return None
+    soc0 = meta.reference_initial_soc
+    if soc0 is None:
+        if not voltage[0] >= FULL_V - 0.05:
+            return None
+        soc0 = 1.0  # starts at the voltage of a full cell
+    at_cutoff = np.flatnonzero((voltage <= CUTOFF_V) & (current < 0) & (current >= -CUTOFF_MAX_A))
+    if not at_cutoff.size:
+        return None
+    k = int(at_cutoff[0])
+    left = soc0 + recording.ah[k] / q_ref
+    if left <= CUTOFF_MAX_SOC:
+        return None
+    delivered = (1.0 - soc0) * q_ref - recording.ah[k]
+    return (
+        f"it reached {voltage[k]:.3f} V under {current[k]:+.2f} A having delivered {delivered:.3f} Ah since full, "
+        f"where an LG HG2 at {ambient:g} °C delivers most of its {q_ref:g} Ah (Q_ref): {left:.2f} of Q_ref would be left"
     )
 
 
@@ -349,6 +418,14 @@ def _recording(
         ah=from_zero(values["ah"]),
         meta=meta,
     )
+
+
+def _despiked(values: np.ndarray) -> np.ndarray:
+    """Each value replaced by the median of it and its two neighbours: a one-sample glitch goes."""
+    if len(values) < 3:
+        return values
+    padded = np.pad(values, 1, mode="reflect")  # an end's neighbour on both sides
+    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
 
 
 def _first_value(values: np.ndarray) -> float | None:
