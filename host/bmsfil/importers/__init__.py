@@ -29,7 +29,7 @@ from pathlib import Path
 from ..recording import Recording, RecordingError, RecordingMeta
 from . import generic_csv, lg_hg2, nasa_pcoe
 from .table import Header, Table
-from .textfile import is_zip, read_head, read_text
+from .textfile import excel_workbook, is_zip, read_head, read_text
 
 __all__ = ["CURRENT_SIGNS", "FORMATS", "detect_format", "import_cycles", "import_file", "load_any"]
 
@@ -58,6 +58,8 @@ _SNIFFERS = (
 def detect_format(path: str | Path) -> str:
     """The format of the file, from its first bytes and its column row."""
     path = Path(path)
+    if (excel := excel_workbook(path)) is not None:
+        raise RecordingError(excel)
     if is_zip(path):
         return "bmsfil"
     return _detect(Table(read_head(path, str(path))))
@@ -118,6 +120,8 @@ def _import(
         )
     if column_map is not None and fmt not in ("auto", "csv"):
         raise RecordingError(f"{where}: a column map applies to the csv format, not {fmt!r}")
+    if (excel := excel_workbook(path)) is not None:
+        raise RecordingError(excel)
     overrides = dict(meta or {})
     if fmt == "bmsfil" or (fmt == "auto" and column_map is None and is_zip(path)):
         if current_sign is not None:

@@ -31,6 +31,7 @@ CHUNK_ROWS = 1 << 16
 Converter = Callable[[Sequence[str]], np.ndarray]
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
+_DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+([eE][-+]?\d+)?")
 
 
 def at(where: str, line: int | None = None, column: str | None = None) -> str:
@@ -93,6 +94,15 @@ class Table:
         # Where ';' or tabs separate fields, a comma is a decimal separator.
         self.decimal_comma = self.delimiter != ","
         self._head = list(islice(self._rows(io.StringIO(head, newline="")), HEADER_SEARCH_ROWS + 2))
+
+    def _comma_hint(self, cell: str) -> str:
+        """A hint for a number written with a decimal comma in a comma-separated file ('' otherwise)."""
+        if self.delimiter != "," or not _DECIMAL_COMMA.fullmatch(cell.strip()):
+            return ""
+        return (
+            " (a decimal comma? In a comma-separated file bmsfil reads '.' as the decimal mark; "
+            "save the file with ';' as the separator, where a decimal comma is read, or with decimal points)"
+        )
 
     def _rows(self, stream: TextIO) -> Iterator[tuple[int, list[str]]]:
         reader = csv.reader(stream, delimiter=self.delimiter)
@@ -173,7 +183,7 @@ class Table:
                 except CellError as exc:
                     raise RecordingError(
                         f"{at(self.where, lines[exc.index], header.cells[index])}: "
-                        f"expected {exc.expected}, got {cells[exc.index]!r}"
+                        f"expected {exc.expected}, got {cells[exc.index]!r}{self._comma_hint(cells[exc.index])}"
                     ) from None
             line_parts.append(np.array(lines, dtype=np.int64))
             picked.clear()

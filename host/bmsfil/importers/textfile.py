@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import zipfile
 import io
 import os
 import zlib
@@ -18,7 +19,9 @@ from typing import TextIO
 from ..recording import RecordingError
 
 GZIP_MAGIC = b"\x1f\x8b"
-ZIP_MAGIC = b"PK\x03\x04"  # a NumPy .npz archive (or an .xlsx, which Recording.load rejects)
+ZIP_MAGIC = b"PK\x03\x04"  # a NumPy .npz archive (or an .xlsx: excel_workbook)
+# An OLE2 compound file: an Excel 97-2003 .xls (or another Office document).
+OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 
 #: How much of a file format detection and the search for the column row look at.
 HEAD_BYTES = 1 << 16
@@ -75,6 +78,26 @@ def is_zip(path: Path) -> bool:
             return fh.read(len(ZIP_MAGIC)) == ZIP_MAGIC
     except OSError:
         return False  # reading it as text reports the problem with the file's name
+
+
+def excel_workbook(path: Path) -> str | None:
+    """The error for an Excel workbook (.xlsx: a zip holding ``xl/workbook.xml``; .xls: an
+    OLE2 file), which bmsfil does not read; None for any other file."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(OLE2_MAGIC))
+        if magic.startswith(ZIP_MAGIC):
+            with zipfile.ZipFile(path) as archive:
+                if "xl/workbook.xml" not in archive.namelist():
+                    return None
+            what = "an Excel workbook (.xlsx)"
+        elif magic == OLE2_MAGIC:
+            what = "an Excel 97-2003 workbook (.xls; an OLE2 Office file)"
+        else:
+            return None
+    except (OSError, zipfile.BadZipFile):
+        return None  # reading it reports the problem with the file's name
+    return f"{path}: {what}, not a CSV: export it as CSV (Save As, CSV) and import that"
 
 
 def read_text(path: Path, where: str) -> Text:

@@ -17,14 +17,17 @@ _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
     },
     "current": {"a": (1.0, 0.0), "amp": (1.0, 0.0), "amps": (1.0, 0.0), "ma": (1e-3, 0.0)},
     "voltage": {"v": (1.0, 0.0), "volt": (1.0, 0.0), "volts": (1.0, 0.0), "mv": (1e-3, 0.0)},
-    "temperature": {"c": (1.0, 0.0), "celsius": (1.0, 0.0), "k": (1.0, -273.15)},
+    "temperature": {
+        "c": (1.0, 0.0), "celsius": (1.0, 0.0), "k": (1.0, -273.15),
+        "f": (5 / 9, -32 * 5 / 9), "fahrenheit": (5 / 9, -32 * 5 / 9),
+    },
     "ah": {"ah": (1.0, 0.0), "mah": (1e-3, 0.0)},
 }
 _SHOWN = {
     "time": "s, ms, min, h (or hh:mm:ss values)",
     "current": "A, mA",
     "voltage": "V, mV",
-    "temperature": "degC (°C, C), K",
+    "temperature": "degC (°C, C), K, degF (°F, F)",
     "ah": "Ah, mAh",
 }
 

@@ -1,0 +1,71 @@
+"""Messages for inputs bmsfil does not read as they are: °F, a decimal comma in a comma-separated file,
+an Excel workbook; and a °F column converted. Slices of a real drive cycle."""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bmsfil.importers import detect_format, import_file
+from bmsfil.recording import RecordingError
+
+from shared_data import LG, needs_data
+
+US06_10 = LG / "2_formatted" / "10degC" / "567_US06_parsed.csv"
+
+
+def us06_rows(n: int = 3000) -> list[list[str]]:
+    """Time [min], Voltage [V], Current [A], Temperature [degC], Capacity [Ah] of the first n samples, as written."""
+    with open(US06_10, newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        return [row[1:] for _, row in zip(range(n), reader)]
+
+
+@needs_data
+@pytest.mark.parametrize("unit", ["°F", "F", "degF"])
+def test_a_fahrenheit_column_is_converted_to_celsius(tmp_path: Path, unit: str) -> None:
+    rows = us06_rows()
+    celsius = np.array([float(r[3]) for r in rows])
+    path = tmp_path / "log.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Time [min]", "Voltage [V]", "Current [A]", f"Temperature [{unit}]"])
+        writer.writerows([r[0], r[1], r[2], repr(float(r[3]) * 1.8 + 32)] for r in rows)
+    rec = import_file(path)
+    np.testing.assert_allclose(rec.temp_C, celsius, atol=1e-9)
+
+
+@needs_data
+def test_a_quoted_decimal_comma_in_a_comma_separated_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    with open(path, "w", newline="") as fh:
+        fh.write("Time [min],Voltage [V],Current [A],Temperature [degC]\n")
+        fh.writelines(",".join(f'"{cell.replace(".", ",")}"' for cell in r[:4]) + "\n" for r in us06_rows(100))
+    with pytest.raises(RecordingError, match=r"log.csv:2: column 'Time \[min\]': expected a number, got '0,0' "
+                       r"\(a decimal comma\? .* save the file with ';' as the separator"):
+        import_file(path)
+
+
+def test_a_number_that_is_wrong_otherwise_gets_no_decimal_comma_hint(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("Time [s],Voltage [V],Current [A],Temperature [degC]\n0,4.1,-1,25\n1,abc,-1,25\n")
+    with pytest.raises(RecordingError, match=r"expected a number, got 'abc'$"):
+        import_file(path)
+
+
+def test_an_excel_workbook_is_told_to_be_exported_as_csv(tmp_path: Path) -> None:
+    xlsx = tmp_path / "book.xlsx"
+    with zipfile.ZipFile(xlsx, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    xls = tmp_path / "book.xls"
+    xls.write_bytes(bytes.fromhex("D0CF11E0A1B11AE1") + bytes(504))
+    for path, what in ((xlsx, r"an Excel workbook \(.xlsx\)"), (xls, r"an Excel 97-2003 workbook \(.xls")):
+        for read in (import_file, detect_format):
+            with pytest.raises(RecordingError, match=rf"^{path}: {what}.*, not a CSV: export it as CSV"):
+                read(path)
