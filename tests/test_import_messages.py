@@ -4,6 +4,7 @@ an Excel workbook; and a °F column converted. Slices of a real drive cycle."""
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from bmsfil.importers import detect_format, import_file
-from bmsfil.recording import RecordingError
+from bmsfil.recording import RecordingError, RecordingWarning
 
 from shared_data import LG, needs_data
 
@@ -69,3 +70,15 @@ def test_an_excel_workbook_is_told_to_be_exported_as_csv(tmp_path: Path) -> None
         for read in (import_file, detect_format):
             with pytest.raises(RecordingError, match=rf"^{path}: {what}.*, not a CSV: export it as CSV"):
                 read(path)
+
+
+@needs_data
+def test_a_mistyped_meta_key_warns_with_the_field_it_is_close_to() -> None:
+    with pytest.warns(RecordingWarning, match=r"metadata reference_inital_soc='0\.57': not a metadata field, kept "
+                      r"in extra and not used; did you mean reference_initial_soc\?"):
+        rec = import_file(US06_10, meta={"reference_inital_soc": "0.57"})
+    assert rec.meta.reference_initial_soc == 1.0 and rec.meta.extra["reference_inital_soc"] == "0.57"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecordingWarning)
+        rec = import_file(US06_10, meta={"operator": "pk", "reference_initial_soc": "0.9"})
+    assert rec.meta.extra["operator"] == "pk" and rec.meta.reference_initial_soc == 0.9

@@ -12,8 +12,10 @@ elsewhere is recognised and rejected with a clear message.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import warnings
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -66,7 +68,8 @@ class RecordingMeta:
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_updates(self, updates: dict[str, str]) -> "RecordingMeta":
-        """Apply ``key=value`` overrides (as from ``--meta``); unknown keys go to ``extra``."""
+        """Apply ``key=value`` overrides (as from ``--meta``); unknown keys go to ``extra``, with a
+        RecordingWarning if one is close to a field's name (a typo: the field stays unset)."""
         known = {f.name: f for f in fields(self) if f.name != "extra"}
         changes: dict[str, object] = {}
         extra = dict(self.extra)
@@ -82,6 +85,14 @@ class RecordingMeta:
                 else:
                     changes[key] = value
             else:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+                if close:
+                    warnings.warn(
+                        f"metadata {key}={value!r}: not a metadata field, kept in extra and not used; "
+                        f"did you mean {close[0]}?",
+                        RecordingWarning,
+                        stacklevel=2,
+                    )
                 extra[key] = value
         return replace(self, extra=extra, **changes)  # type: ignore[arg-type]
 
