@@ -29,7 +29,8 @@ a charge logged before the profile), so a raw drive cycle is taken to start
 full, as before.
 
 Metadata. The data set's defaults (cell, chemistry, nominal 3.0 Ah, source,
-Q_ref) apply to the formatted layouts, which only this data set uses, and to
+Q_ref) apply to the formatted layouts, which only this data set uses (with a
+warning where the data do not fit the cell: `not_an_lg_hg2`), and to
 raw exports whose header mentions HG2; any other Digatron export keeps only
 what its own header says. The chamber temperature is read from a parent
 directory named like ``n10degC`` (the data set's layout), else it is the first
