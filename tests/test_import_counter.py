@@ -57,10 +57,11 @@ def test_a_counter_of_the_current_imports_unchanged(tmp_path: Path) -> None:
 def test_a_discharge_counter_is_flipped_with_a_warning_naming_the_column(tmp_path: Path) -> None:
     s = us06_slice()
     path = generic(tmp_path, ("Time [min]", s["Time [min]"]), ("Discharge_Capacity(Ah)", -s["Capacity [Ah]"]))
-    with pytest.warns(RecordingWarning, match=r"log.csv:1: column 'Discharge_Capacity\(Ah\)': the counter runs against"):
+    with pytest.warns(RecordingWarning, match=r"log.csv:1: column .Discharge_Capacity\(Ah\). runs against the current"):
         rec = import_file(path, column_map={**MAP, "ah": "Discharge_Capacity(Ah)"})
     assert rec.ah is not None
     np.testing.assert_allclose(rec.ah, s["Capacity [Ah]"] - s["Capacity [Ah]"][0], atol=1e-12)
+    assert "flipped to count positive on charge" in rec.meta.extra["ah_flipped"]
 
 
 @needs_data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -27,6 +27,7 @@ class Channels:
     values: dict[str, np.ndarray]
     lines: np.ndarray  # file line of each sample
     columns: dict[str, str]  # column as written in the header, per key
+    notes: dict[str, str] = field(default_factory=dict)  # what was changed on reading, for the metadata's extra
 
 
 def read_channels(
@@ -90,9 +91,14 @@ def read_channels(
                 raise RecordingError(f"{where}: expected a time, got an empty or NaN cell (every sample needs its time)")
             raise RecordingError(f"{where}: expected a finite time, got {values['time'][i]:g}")
     names = {key: header.cells[index] for key, index in columns.items()}
+    notes: dict[str, str] = {}
     if {"ah", "current", "time"} <= values.keys():
-        values["ah"] = check_counter(table.where, header.line, names, values["time"], values["current"], values["ah"])
-    return Channels(table.where, values, lines, names)
+        values["ah"], flipped = check_counter(
+            table.where, header.line, names, values["time"], values["current"], values["ah"]
+        )
+        if flipped is not None:
+            notes["ah_flipped"] = flipped
+    return Channels(table.where, values, lines, names, notes)
 
 
 def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> None:

@@ -75,26 +75,26 @@ def check_counter(
     time_s: np.ndarray,
     current_A: np.ndarray,
     ah: np.ndarray,
-) -> np.ndarray:
-    """The Ah counter, flipped (with a RecordingWarning) if it runs against the current.
+) -> tuple[np.ndarray, str | None]:
+    """The Ah counter, flipped (with a RecordingWarning, and that warning's text) if it runs
+    against the current; None in place of the text if it does not.
 
     Raises RecordingError naming the file, the column, the slope found and its likely cause if
     the counter is not the current's integral. ``columns`` names the time, current and Ah columns.
     """
     slope = counter_slope(time_s, current_A, ah)
     if slope is None or abs(slope - 1.0) <= TOLERANCE:
-        return ah
+        return ah, None
     column = columns["ah"]
     if abs(slope + 1.0) <= TOLERANCE:
-        warnings.warn(
-            f"{at(where, header_line, column)}: the counter runs against the current "
-            f"({columns['current']!r}: its increments are {slope:.3f} x the current's integral), as a "
-            "discharge counter that rises on discharge does; flipped to count positive on charge "
-            "(if it is the current that has the wrong sign, give --current-sign discharge-positive)",
-            RecordingWarning,
-            stacklevel=2,
+        note = (
+            f"column {column!r} runs against the current ({columns['current']!r}: its increments are "
+            f"{slope:.3f} x the current's integral), as a discharge counter that rises on discharge does; "
+            "flipped to count positive on charge (if it is the current that has the wrong sign, give "
+            "--current-sign discharge-positive)"
         )
-        return -ah
+        warnings.warn(f"{at(where, header_line)}: {note}", RecordingWarning, stacklevel=2)
+        return -ah, note
     causes = [cause for factor, cause in _CAUSES if abs(abs(slope) / factor - 1.0) <= TOLERANCE]
     hint = (
         "likely " + "; or ".join(causes) + ("" if slope > 0 else " (and counting the other way)")

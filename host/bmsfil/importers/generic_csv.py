@@ -110,7 +110,7 @@ def import_csv(
     channels = read_channels(table, header, columns, units)
     check_time_order(channels)
     values = channels.values
-    extra = {"columns": "; ".join(f"{key}={column}" for key, column in channels.columns.items())}
+    extra = {"columns": "; ".join(f"{key}={column}" for key, column in channels.columns.items()), **channels.notes}
     temp_C = values.get("temperature")
     if temp_C is None:
         assert ambient_C is not None

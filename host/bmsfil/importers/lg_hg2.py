@@ -380,7 +380,7 @@ def _recording(
     the file's counter is the drive cycle's (None where it is not known to be)."""
     values = channels.values
     ambient, how = _chamber_temperature(path, values["temperature"], hg2)
-    extra = dict(extra)
+    extra = {**extra, **channels.notes}
     if how:
         extra["ambient_from"] = how
     stem = _stem(path)
