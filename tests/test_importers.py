@@ -117,6 +117,21 @@ def test_formatted_file_cut_mid_cycle_keeps_the_counters_origin(tmp_path: Path, 
 
 
 @needs_data
+def test_raw_export_cut_in_its_drive_profile_keeps_the_counters_origin(tmp_path: Path) -> None:
+    lines = RAW_US06_N10.read_bytes().split(b"\r\n")
+    first = next(i for i, line in enumerate(lines) if line.startswith(b"Time Stamp,")) + 2  # after the units row
+    k = 12000  # samples into the TABLE step, ~0.96 Ah discharged
+    folder = tmp_path / "n10degC"
+    folder.mkdir()
+    part = folder / RAW_US06_N10.name
+    part.write_bytes(b"\r\n".join(lines[:first] + lines[first + k : first + k + 3000]) + b"\r\n")
+    whole, cut_rec = import_file(RAW_US06_N10), import_file(part)
+    assert whole.ah is not None and whole.ah[k] < -0.9
+    np.testing.assert_allclose(cut_rec.reference_soc(), whole.reference_soc()[k : k + 3000], atol=1e-12)
+    assert "reference_start" in cut_rec.meta.extra and "reference_start" not in whole.meta.extra
+
+
+@needs_data
 def test_raw_test_whose_start_is_not_stated_has_no_initial_soc() -> None:
     meta = import_file(RAW_CAP_25).meta
     assert meta.test == "Cap_1C"

@@ -21,12 +21,13 @@ that ``ah`` is continuous over the whole file (`join_step_restarts`). The
 formatted layouts have no step column and are taken as they are.
 
 In the formatted layouts the counter is the drive cycle's own: 0 at its start
-(data README). A file that starts later (cut from a drive cycle, e.g. mid-discharge)
-starts at the Ah the cycle had delivered by then, so its reference SOC starts at
-1 + (that Ah) / Q_ref, not at 1, and ``extra['reference_start']`` says so. A raw
-export's counter is not the drive cycle's (it restarts per step and may include
-a charge logged before the profile), so a raw drive cycle is taken to start
-full, as before.
+(data README); in a raw export, so is the counter of the drive profile's step
+(``Status`` TABLE). A file that starts later (cut from a drive cycle, e.g.
+mid-discharge) starts at the Ah the cycle had delivered by then, so its
+reference SOC starts at 1 + (that Ah) / Q_ref, not at 1, and
+``extra['reference_start']`` says so. A raw export whose first sample is in
+another step (a charge or rest logged before the profile) counts that step,
+not the drive cycle: it is taken to start full, as before.
 
 Metadata. The data set's defaults (cell, chemistry, nominal 3.0 Ah, source,
 Q_ref) apply to the formatted layouts, which only this data set uses (with a
@@ -129,6 +130,8 @@ _RAW_COLUMNS = {
 }
 # The cycler's units row states these; they are what the data set uses when it is missing.
 _RAW_UNITS = {"voltage": "V", "current": "A", "temperature": "C", "ah": "Ah"}
+# The Status of a drive profile's samples: the step whose counter starts at 0 with the drive cycle.
+_PROFILE_STATUS = "TABLE"
 # Read when present: where the cycler's counter may restart (join_step_restarts).
 _RAW_STEP_COLUMNS = {"step": "Step", "step_time": "Step Time"}
 _FORMATTED_COLUMNS = {
@@ -206,6 +209,8 @@ def import_raw(table: Table, path: Path) -> Recording:
     if joined:
         extra["ah_joined_steps"] = str(joined)
     full_ah = _discharge_test_full_ah(values, step_time) if hg2 and _DISCHARGE_FROM_FULL.fullmatch(test) else None
+    status = header.find("Status")
+    in_profile = status is not None and header.first_value(status).upper() == _PROFILE_STATUS
     return _recording(
         path,
         channels,
@@ -216,6 +221,7 @@ def import_raw(table: Table, path: Path) -> Recording:
         nominal=nominal,
         extra=extra,
         full_ah=full_ah,
+        counter_start_ah=_first_value(values["ah"]) if in_profile else None,
     )
 
 
