@@ -49,3 +49,27 @@ def test_a_stated_ambient_far_from_the_measured_one_is_named(rec, tmp_path: Path
     median = float(np.median(cold.temp_C))
     (w,) = json.loads(js.read_text())["recordings"][0]["warnings"]
     assert f"median measured temperature {median:.1f} °C" in w
+
+
+def test_a_gap_under_load_is_warned_of():
+    """A logger that stopped for 10 minutes in the middle of a drive: the
+    filter integrates the gap as the next sample's current, eval says so;
+    the bundled recording as it is has no such gap."""
+    from dataclasses import replace
+
+    from bmsfil.bundled import bundled_recording
+    from bmsfil.gaps import gap_warning
+    from bmsfil.params import bundled_params
+
+    params = bundled_params()
+    rec = bundled_recording().slice(0, 12000)
+    assert gap_warning(rec, params) is None
+    keep = np.r_[0:1000, 7000:12000]  # 6,000 samples of 0.1 s left out: 10 minutes
+    cut = replace(rec, time_s=rec.time_s[keep], current_A=rec.current_A[keep], voltage_V=rec.voltage_V[keep],
+                  temp_C=rec.temp_C[keep], ah=None if rec.ah is None else rec.ah[keep])
+    assert np.diff(cut.time_s).max() == pytest.approx(600.0, abs=1.0)
+    warning = gap_warning(cut, params)
+    assert warning is not None and "1 gap(s)" in warning and "sample 999" in warning
+    # a gap at rest is no warning: nothing flowed
+    rest = replace(cut, current_A=np.zeros(len(cut)))
+    assert gap_warning(rest, params) is None

@@ -209,6 +209,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     from bmsfil.current_sign import wrong_sign
     from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv, write_plot
     from bmsfil.importers import load_any
+    from bmsfil.gaps import gap_warning
     from bmsfil.params_match import parameter_warnings
     from bmsfil.recording import RecordingError
 
@@ -223,7 +224,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     else:
         rec = load_any(source)
     sign = wrong_sign(rec)
-    mismatches = parameter_warnings(rec, params)
+    mismatches = [*parameter_warnings(rec, params), gap_warning(rec, params)]
     try:
         rec.reference_soc()
     except RecordingError as exc:
