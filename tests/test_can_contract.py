@@ -448,7 +448,10 @@ def test_targets_without_health_or_power_send_invalid() -> None:
     assert power.horizon == cc.PowerHorizon.NONE
     # Not valid is all-zero bits, whatever the offset of the signal.
     assert bytes(cc.encode_est_cell_health(0, 0).data) == bytes(8)
-    assert bytes(cc.encode_meas_cell(0, 0, math.nan, math.nan).data) == bytes(8)
+    # All-zero bits but the crc, which covers the frame's ID too: never 0 here (an all-zero MeasCell is refused).
+    cell = bytes(cc.encode_meas_cell(0, 0, math.nan, math.nan).data)
+    assert cell[:1] + bytes([cell[1] & 0x0F]) + cell[2:] == bytes(8)
+    assert cell[1] >> 4 == cc.e2e_crc(cc.FrameId.MEAS_CELL, bytes(8)) != 0
 
 
 def test_nan_measurement_is_sent_invalid() -> None:
@@ -591,7 +594,7 @@ def _garble(message: can.Message, **raw_changes: int) -> can.Message:
     if message.arbitration_id in cc.E2E_FRAMES and "crc" not in raw_changes:
         # garbled by its sender, before the end-to-end check: the crc matches
         word = int.from_bytes(data, "little")
-        data = ((word & ~(0xF << 12)) | (cc.e2e_crc(word) << 12)).to_bytes(8, "little")
+        data = ((word & ~(0xF << 12)) | (cc.e2e_crc(message.arbitration_id, word) << 12)).to_bytes(8, "little")
     return _msg(message.arbitration_id, data)
 
 

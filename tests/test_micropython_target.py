@@ -99,13 +99,17 @@ def test_codec_refuses_every_single_bit_flip(fw):
               cc.encode_meas_pack(0, math.nan, math.nan, 1), cc.encode_meas_cell(4095, 1023, math.nan, math.nan)]
     for msg in frames:
         data = bytes(msg.data)
-        assert bc.e2e_crc(data) == cc.e2e_crc(data) == data[1] >> 4
-        decode = bc.decode_meas_pack if msg.arbitration_id == cc.FrameId.MEAS_PACK else bc.decode_meas_cell
+        fid = msg.arbitration_id
+        assert bc.e2e_crc(fid, data) == cc.e2e_crc(fid, data) == data[1] >> 4
+        decode = bc.decode_meas_pack if fid == cc.FrameId.MEAS_PACK else bc.decode_meas_cell
+        other = bc.decode_meas_cell if fid == cc.FrameId.MEAS_PACK else bc.decode_meas_pack
         assert decode(data)[0] == cc.decode(msg).sequence
+        assert other(data) is None  # the payload under the other frame's ID: its Data ID differs
         for bit in range(64):
             bad = bytearray(data)
             bad[bit // 8] ^= 1 << (bit % 8)
             assert decode(bytes(bad)) is None, bit
+    assert bc.decode_meas_pack(bytes(8)) is None and bc.decode_meas_cell(bytes(8)) is None  # stuck at zeros
     st = cc.decode(_msg(0x300, bc.encode_target_status(0, bc.STATE_IDLE, bc.START_POWER_ON, None, 0)))
     assert st.last_sequence is None and st.state == cc.TargetState.IDLE
 

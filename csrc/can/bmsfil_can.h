@@ -195,7 +195,7 @@ extern "C" {
 /**
  * Signals in message MeasPack.
  *
- * Host to target, once per sample, before that sample's MeasCell frames: opens sample sequence with the interval since the previous sample and the pack current every cell of the series string carries. Protected end to end by sequence and crc (contract version bmsfil-can-3). IDs 0x100-0x1FF are host to target (measurements, then HostCommand at 0x1F0), the highest priority of the contract, so that the inputs of a sample win arbitration over estimates still queued; 0x000-0x0FF stay free for more urgent traffic on a shared bench bus. Classic CAN, 11-bit IDs, DLC 8, Intel byte order, reserved bits sent 0 and ignored on receipt.
+ * Host to target, once per sample, before that sample's MeasCell frames: opens sample sequence with the interval since the previous sample and the pack current every cell of the series string carries. Protected end to end by sequence and crc (contract version bmsfil-can-4: the crc covers the frame ID too). IDs 0x100-0x1FF are host to target (measurements, then HostCommand at 0x1F0), the highest priority of the contract, so that the inputs of a sample win arbitration over estimates still queued; 0x000-0x0FF stay free for more urgent traffic on a shared bench bus. Classic CAN, 11-bit IDs, DLC 8, Intel byte order, reserved bits sent 0 and ignored on receipt.
  *
  * All signal values are as on the CAN bus.
  */
@@ -210,7 +210,7 @@ struct bmsfil_can_meas_pack_t {
     uint16_t sequence;
 
     /**
-     * End-to-end check of the frame: CRC-4/G-704 (ITU-T G.704: polynomial x^4+x+1 = 0x3, init 0, reflected in and out, xorout 0; check value 0x7 over ASCII 123456789) over the 8 data bytes in order, each byte least significant bit first (the contract's own Intel bit order: bit 0 of the frame first, bit 63 last), with this field's 4 bits (bits 12-15) taken as 0. It covers every other bit of the frame, reserved bits included, and detects every single-bit error and every burst of up to 4 adjacent bits except the one that straddles bits 11-14. A receiver refuses a frame whose crc does not match as it would a lost frame (never uses its values), counts it (TargetStatus.crc_errors) and reports fault_code crc_error.
+     * End-to-end check of the frame: CRC-4/G-704 (ITU-T G.704: polynomial x^4+x+1 = 0x3, init 0, reflected in and out, xorout 0; check value 0x7 over ASCII 123456789) over a Data ID, the frame's 11-bit CAN identifier as 2 bytes little-endian (0x00 0x01 for MeasPack), then the 8 data bytes in order, each byte least significant bit first (the contract's own Intel bit order: bit 0 of the frame first, bit 63 last), with this field's 4 bits (bits 12-15) taken as 0. It covers the frame's ID and every other bit of the frame, reserved bits included, so an all-zero payload and a MeasCell payload under this ID are refused too. It detects every single-bit error and every burst of up to 4 adjacent bits except the one that straddles bits 11-14. A receiver refuses a frame whose crc does not match as it would a lost frame (never uses its values), counts it (TargetStatus.crc_errors) and reports fault_code crc_error.
      *
      * Range: 0..15 (0..15 -)
      * Scale: 1
@@ -282,7 +282,7 @@ struct bmsfil_can_meas_cell_t {
     uint16_t sequence;
 
     /**
-     * End-to-end check of the frame, as MeasPack.crc: CRC-4/G-704 over the 8 data bytes with this field (bits 12-15) taken as 0; it covers the reserved bits 62-63 too. The same CRC-4 as MeasPack (not a 6-bit CRC in the 2 spare bits) so that every receiver has one check for both frames. A frame that fails it is refused and counted (TargetStatus.crc_errors).
+     * End-to-end check of the frame, as MeasPack.crc: CRC-4/G-704 over this frame's ID as its Data ID (0x01 0x01) then the 8 data bytes with this field (bits 12-15) taken as 0; it covers the reserved bits 62-63 too. The same CRC-4 as MeasPack (not a 6-bit CRC in the 2 spare bits) so that every receiver has one check for both frames. A frame that fails it is refused and counted (TargetStatus.crc_errors).
      *
      * Range: 0..15 (0..15 -)
      * Scale: 1

@@ -22,9 +22,11 @@ uint8_t bmsfil_e2e_crc4(const uint8_t *data, size_t n)
     return reg;
 }
 
-uint8_t bmsfil_e2e_frame_crc(const uint8_t data[8])
+uint8_t bmsfil_e2e_frame_crc(uint16_t frame_id, const uint8_t data[8])
 {
-    uint8_t reg = 0u;
+    /* the Data ID first: the 11-bit identifier, low byte then high byte */
+    uint8_t reg = crc4_byte(0u, (uint8_t)(frame_id & 0xFFu));
+    reg = crc4_byte(reg, (uint8_t)(frame_id >> 8));
     for (size_t i = 0; i < 8u; i++) {
         /* byte 1's high nibble is the crc field: taken as 0 */
         uint8_t byte = i == 1u ? (uint8_t)(data[i] & 0x0Fu) : data[i];
@@ -33,12 +35,12 @@ uint8_t bmsfil_e2e_frame_crc(const uint8_t data[8])
     return reg;
 }
 
-void bmsfil_e2e_protect(uint8_t data[8])
+void bmsfil_e2e_protect(uint16_t frame_id, uint8_t data[8])
 {
-    data[1] = (uint8_t)((data[1] & 0x0Fu) | (uint8_t)(bmsfil_e2e_frame_crc(data) << 4));
+    data[1] = (uint8_t)((data[1] & 0x0Fu) | (uint8_t)(bmsfil_e2e_frame_crc(frame_id, data) << 4));
 }
 
-int bmsfil_e2e_check(const uint8_t data[8])
+int bmsfil_e2e_check(uint16_t frame_id, const uint8_t data[8])
 {
-    return (data[1] >> 4) == bmsfil_e2e_frame_crc(data) ? 0 : -1;
+    return (data[1] >> 4) == bmsfil_e2e_frame_crc(frame_id, data) ? 0 : -1;
 }

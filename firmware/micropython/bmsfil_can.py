@@ -10,8 +10,9 @@ checks every frame against cantools). Scaled values are decoded by exact divisio
 host's decoder (bmsfil.can_contract) does. A value whose valid bit is 0
 decodes as nan.
 
-MeasPack and MeasCell are protected end to end (contract bmsfil-can-3): a
-12-bit sequence and a 4-bit crc at bits 12-15, CRC-4/G-704 over the 8 data
+MeasPack and MeasCell are protected end to end (contract bmsfil-can-4): a
+12-bit sequence and a 4-bit crc at bits 12-15, CRC-4/G-704 over the frame's
+CAN identifier as 2 bytes little-endian (its Data ID) and then the 8 data
 bytes (each least significant bit first) with the crc field taken as 0
 (e2e_crc). decode_meas_pack and decode_meas_cell return None for a frame
 whose crc does not match: the application refuses it as a lost frame and
@@ -89,26 +90,29 @@ def _crc4_byte_table():
 _CRC4 = _crc4_byte_table()
 
 
-def e2e_crc(data):
-    """The crc a MeasPack or MeasCell with these 8 data bytes must carry:
-    CRC-4/G-704 over them with the crc field (the high nibble of byte 1) as 0."""
+def e2e_crc(frame_id, data):
+    """The crc a MeasPack or MeasCell sent with this 11-bit identifier and
+    these 8 data bytes must carry: CRC-4/G-704 over the identifier (2 bytes,
+    little-endian) and then the 8 bytes with the crc field (the high nibble
+    of byte 1) as 0."""
     t = _CRC4
-    r = t[data[0]]
+    r = t[t[frame_id & 0xFF] ^ (frame_id >> 8)]
+    r = t[data[0] ^ r]
     r = t[(data[1] & 0x0F) ^ r]
     for i in range(2, 8):
         r = t[data[i] ^ r]
     return r
 
 
-def e2e_ok(data):
-    """The frame's crc matches its other 60 bits."""
-    return (data[1] >> 4) == e2e_crc(data)
+def e2e_ok(frame_id, data):
+    """The frame's crc matches its identifier and its other 60 bits."""
+    return (data[1] >> 4) == e2e_crc(frame_id, data)
 
 
 def decode_meas_pack(data):
     """(sequence, dt_s, current_A, n_cells); nan for a value that is not
-    valid; None when the crc does not match (a damaged frame)."""
-    if not e2e_ok(data):
+    valid; None when the crc does not match (a damaged or misaddressed frame)."""
+    if not e2e_ok(MEAS_PACK, data):
         return None
     w = _word(data)
     current = _bits(w, 32, 20)
@@ -123,8 +127,8 @@ def decode_meas_pack(data):
 
 def decode_meas_cell(data):
     """(sequence, cell_index, voltage_V, temp_C); nan for a value that is not
-    valid; None when the crc does not match (a damaged frame)."""
-    if not e2e_ok(data):
+    valid; None when the crc does not match (a damaged or misaddressed frame)."""
+    if not e2e_ok(MEAS_CELL, data):
         return None
     w = _word(data)
     voltage_V = _bits(w, 28, 20) / 100000 if _bits(w, 26, 1) else NAN

@@ -44,15 +44,28 @@ Sequence numbers and the status counter are rolling: any non-negative int is
 sent modulo 2**12 (:data:`SEQUENCE_MODULUS`; 2**8 for the counter), so a
 replay can number samples 0, 1, 2, ... without wrapping them itself.
 
-End-to-end protection (contract version ``bmsfil-can-3``,
+End-to-end protection (contract version ``bmsfil-can-4``,
 :data:`CONTRACT_VERSION`). The measurement frames, MeasPack and MeasCell,
 carry a 12-bit sequence and a 4-bit ``crc`` (bits 12-15), in the style of
-AUTOSAR E2E (a counter and a CRC over the payload): CRC-4/G-704 (ITU-T
-G.704, polynomial 0x3, init 0, reflected, xorout 0) over the 8 data bytes,
-each least significant bit first, with the crc field taken as 0
+AUTOSAR E2E (a counter, and a CRC over a Data ID and the payload):
+CRC-4/G-704 (ITU-T G.704, polynomial 0x3, init 0, reflected, xorout 0) over
+the frame's 11-bit CAN identifier as 2 bytes, little-endian, then the 8 data
+bytes, each byte least significant bit first, with the crc field taken as 0
 (:func:`e2e_crc`). Encoding fills it in; decoding a frame whose crc does not
 match raises :class:`FrameError` (field ``crc``) naming the frame, the crc
 it carries and the one expected. Every single-bit error is detected.
+
+Why the Data ID (new in bmsfil-can-4; bmsfil-can-3 ran the CRC over the
+payload alone). The CRC is linear: ``e2e_crc(id, payload)`` is the CRC of the
+payload alone XOR a constant ``K(id)``, the register after the 2 ID bytes
+carried through 64 more zero bits, which is 0 only if that register is 0.
+The register after the ID bytes is 0x7 for MeasPack (0x100) and 0xB for
+MeasCell (0x101). Both are nonzero, so an all-zero payload (a transmitter
+stuck at zeros, which carries crc 0 and passed the contract-3 check) is
+refused under either ID; and they differ, so a valid payload of one of the
+two frames sent under the other's ID (a masquerade or addressing fault) is
+always refused. It also means every frame a contract-3 sender protected
+fails this check: the two CRCs differ by ``K(id)``, never 0.
 
 Resolution (what a round trip through the bus keeps): dt_s 1 ms, current_A
 1 mA, voltage_V 10 uV, temp_C 0.01 degC, soc 1e-6, soc_sigma 2e-4. A replay
@@ -146,8 +159,9 @@ __all__ = [
 #: Data bytes of every frame of the contract (classic CAN).
 DATA_LENGTH = 8
 #: The DBC's VERSION: checked when it is loaded. 3: MeasPack and MeasCell protected end to end
-#: (12-bit sequence and a CRC-4), TargetStatus.crc_errors and fault_code crc_error.
-CONTRACT_VERSION = "bmsfil-can-3"
+#: (12-bit sequence and a CRC-4), TargetStatus.crc_errors and fault_code crc_error. 4: the CRC
+#: covers the frame's CAN identifier (a Data ID) before the payload.
+CONTRACT_VERSION = "bmsfil-can-4"
 #: Sequence numbers are 12 bits (MeasPack/MeasCell give 4 of their former 16 bits to the crc).
 SEQUENCE_MODULUS = 1 << 12
 #: TargetStatus.crc_errors counts modulo this.
@@ -282,14 +296,18 @@ def crc4_g704(data: bytes) -> int:
     return r
 
 
-def e2e_crc(data: bytes | int) -> int:
-    """The crc a MeasPack or MeasCell with these 8 data bytes (or this
-    little-endian 64-bit word) must carry: CRC-4/G-704 over the 8 bytes with
-    the crc field (bits 12-15) taken as 0."""
+def e2e_crc(frame_id: int, data: bytes | int) -> int:
+    """The crc a MeasPack or MeasCell sent with this 11-bit identifier and
+    these 8 data bytes (or this little-endian 64-bit word) must carry:
+    CRC-4/G-704 over the Data ID (`frame_id` as 2 bytes, little-endian) and
+    then the 8 bytes with the crc field (bits 12-15) taken as 0."""
+    if not 0 <= frame_id <= 0x7FF:
+        raise ValueError(f"frame_id {frame_id!r} is not an 11-bit CAN identifier")
     w = data if type(data) is int else int.from_bytes(data, "little")  # type: ignore[arg-type]
     w &= ~_CRC_MASK
     t = _CRC4_BYTE
-    r = t[w & 0xFF]
+    r = t[t[frame_id & 0xFF] ^ (frame_id >> 8)]
+    r = t[(w & 0xFF) ^ r]
     r = t[((w >> 8) & 0xFF) ^ r]
     r = t[((w >> 16) & 0xFF) ^ r]
     r = t[((w >> 24) & 0xFF) ^ r]
@@ -764,7 +782,7 @@ def _message(msg: DbcMessage, values: dict[str, object]) -> can.Message:
     if msg.frame_id in E2E_FRAMES:
         values = {**values, "crc": 0}
         word = int.from_bytes(_layout(msg.frame_id).encode(values), "little")
-        word |= e2e_crc(word) << _CRC_START
+        word |= e2e_crc(msg.frame_id, word) << _CRC_START
         return _data_message(msg.frame_id, word.to_bytes(DATA_LENGTH, "little"))
     return _data_message(msg.frame_id, _layout(msg.frame_id).encode(values))
 
@@ -835,7 +853,7 @@ def _fast() -> dict[int, tuple]:
 
     db = database()
     return {fid: can_fastpath.build(db.get_message_by_frame_id(fid), frame_type, fields, _decimals, accepts(fid),
-                                    crc=e2e_crc)
+                                    crc=functools.partial(e2e_crc, int(fid)))
             for fid, (frame_type, fields) in _FAST_SPECS.items()}
 
 
@@ -1171,10 +1189,11 @@ def decode(message: can.Message) -> Frame:
             fid, msg.name, f"{what}: expected DLC {msg.length}, got DLC {message.dlc} with {len(data)} data bytes"
         )
     if fid in E2E_FRAMES:
-        carried, expected = (data[1] >> 4), e2e_crc(data)
+        carried, expected = (data[1] >> 4), e2e_crc(fid, data)
         if carried != expected:
             raise FrameError(fid, msg.name, f"crc 0x{carried:X} does not match the 0x{expected:X} expected over the "
-                             "frame's other 60 bits (CRC-4/G-704): a damaged frame, refused", "crc")
+                             "frame's ID and other 60 bits (CRC-4/G-704): a damaged or misaddressed frame, "
+                             "refused", "crc")
     values = _layout(fid).decode(data)
     return _DECODERS[fid](_Fields(fid, msg, values))
 

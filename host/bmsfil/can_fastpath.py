@@ -37,7 +37,8 @@ Field kinds (:class:`Field`):
              signal's maximum;
 ``crc``      the frame's end-to-end check (MeasPack, MeasCell): no argument
              and no dataclass field; the encoder fills it in with ``crc(word)``
-             (the frame's other bits as a little-endian 64-bit word), the
+             (the frame's other bits as a little-endian 64-bit word; ``crc``
+             is the frame's own, its CAN identifier bound in), the
              decoder answers None when it does not match (the checked
              decoder then raises the FrameError that says so).
 """
@@ -121,7 +122,8 @@ def build(msg: DbcMessage, frame_type: type, fields: tuple[Field, ...], decimals
     """The encoder and decoder of one frame. `decimals(scale)`: the decimal
     places the checked decoder rounds a value to; `accepts(signal)`: its
     range check on a decoded physical value; `crc(word)`: the end-to-end
-    check of a frame with a ``crc`` field (its other bits as a 64-bit word)."""
+    check of a frame with a ``crc`` field (its other bits as a 64-bit word;
+    this frame's, whose CAN identifier the check covers)."""
     sigs = {s.name: s for s in msg.signals}
     if len(msg.signals) != len({s.name for s in msg.signals}) or msg.length != 8:
         raise RuntimeError(f"{msg.name}: not an 8-byte frame of uniquely named signals")

@@ -285,12 +285,13 @@ static void sequence_gap(fw_app_t *app)
     if (app->fault != FW_FAULT_CRC_ERROR) app->fault = FW_FAULT_SEQUENCE_GAP;
 }
 
-/* End-to-end check of a measurement frame: one whose crc does not match is
+/* End-to-end check of a measurement frame received with `frame_id` (the
+ * crc covers the ID as its Data ID): one whose crc does not match is
  * refused as a lost frame would be (nothing of it is used), counted and
  * reported. 0: intact. */
-static int refused_by_crc(fw_app_t *app, const uint8_t *data)
+static int refused_by_crc(fw_app_t *app, uint16_t frame_id, const uint8_t *data)
 {
-    if (bmsfil_e2e_check(data) == 0) return 0;
+    if (bmsfil_e2e_check(frame_id, data) == 0) return 0;
     app->crc_errors++;
     app->frames_bad++;
     app->fault = FW_FAULT_CRC_ERROR;
@@ -311,7 +312,7 @@ static void on_meas_pack(fw_app_t *app, const uint8_t *data)
 {
     struct bmsfil_can_meas_pack_t m;
     fw_saved_t *s = app->saved;
-    if (refused_by_crc(app, data)) return;
+    if (refused_by_crc(app, BMSFIL_CAN_MEAS_PACK_FRAME_ID, data)) return;
     if (bmsfil_can_meas_pack_unpack(&m, data, 8) != 0) {
         app->fault = FW_FAULT_FRAME_ERROR;
         return;
@@ -354,7 +355,7 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     bf_r0_out_t ro;
     float v, t;
     uint32_t flags;
-    if (refused_by_crc(app, data)) return;
+    if (refused_by_crc(app, BMSFIL_CAN_MEAS_CELL_FRAME_ID, data)) return;
     if (bmsfil_can_meas_cell_unpack(&m, data, 8) != 0) {
         app->fault = FW_FAULT_FRAME_ERROR;
         return;
