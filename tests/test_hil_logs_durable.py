@@ -266,7 +266,7 @@ def _rewrite_measurements(src: Path, dst: Path, change) -> None:  # type: ignore
 
 def test_a_log_of_an_earlier_contract_is_named_as_such(tmp_path, capsys):
     """Measurement frames whose crc does not match (as every log written
-    before contract 3 has them): one line that says so, not a traceback."""
+    before contract 4 has them): one line that says so, not a traceback."""
     log = tmp_path / "run.blf"
     assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
     old = tmp_path / "old.blf"
@@ -275,6 +275,29 @@ def test_a_log_of_an_earlier_contract_is_named_as_such(tmp_path, capsys):
     assert main(["hil", "score", str(old), "--out-dir", str(tmp_path / "o")]) == 2
     out = capsys.readouterr().out
     assert len(out.strip().splitlines()) == 1 and "100 of its 100 measurement frames" in out and "earlier contract" in out
+
+
+def test_a_log_of_contract_3_is_named_as_such(tmp_path, capsys):
+    """Measurement frames protected the bmsfil-can-3 way (the crc over the
+    payload alone, no frame ID): every one fails the contract-4 check (the
+    two crcs differ by a nonzero constant per ID), and the one line names
+    the contract the log was written under."""
+    from bmsfil import can_contract as cc
+
+    def contract3(data: bytes) -> bytes:
+        crc3 = cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
+        return bytes([data[0], (data[1] & 0x0F) | (crc3 << 4), *data[2:]])
+
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    old = tmp_path / "contract3.blf"
+    _rewrite_measurements(log, old, contract3)
+    capsys.readouterr()
+    assert main(["hil", "score", str(old), "--out-dir", str(tmp_path / "o")]) == 2
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and "100 of its 100 measurement frames" in out
+    assert "100 of them carry the crc of the earlier contract bmsfil-can-3" in out and "earlier contract" in out
+    assert cc.CONTRACT_VERSION in out
 
 
 def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, capsys):

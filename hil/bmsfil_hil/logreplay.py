@@ -75,7 +75,8 @@ def read_log(path: Path) -> list[LoggedRun]:
         raise _unreadable(path, exc) from exc
     segments: list[_Segment] = []
     undecodable = 0
-    measurements = crc_failed = 0  # MeasPack/MeasCell frames, and those of them that failed the crc
+    measurements = crc_failed = contract3 = 0  # MeasPack/MeasCell frames, those that failed the crc, and
+    # those of them that carry the crc of contract bmsfil-can-3 (its CRC left out the frame ID)
     cut_short = None
     while True:
         try:
@@ -93,17 +94,24 @@ def read_log(path: Path) -> list[LoggedRun]:
             frame = cc.decode(msg)
         except cc.FrameError as exc:
             undecodable += 1
-            crc_failed += measurement and exc.field == "crc"
+            if measurement and exc.field == "crc":
+                crc_failed += 1
+                contract3 += _carries_contract3_crc(bytes(msg.data))
             continue
         if isinstance(frame, cc.MeasPack) and (not segments or segments[-1].starts_anew(frame)):
             segments.append(_Segment())
         if segments:
             segments[-1].add(frame)
     if measurements and crc_failed > measurements // 2:
-        raise LogError(f"{path}: {crc_failed} of its {measurements} measurement frames (MeasPack, MeasCell) fail the "
-                       f"end-to-end check of the CAN contract {cc.CONTRACT_VERSION} (CRC-4/G-704): a log written "
-                       "under an earlier contract (before bmsfil-can-3, which added the crc), or a bus that damaged "
-                       "most frames; read it with the bmsfil that wrote it")
+        failing = (f"{path}: {crc_failed} of its {measurements} measurement frames (MeasPack, MeasCell) fail the "
+                   f"end-to-end check of the CAN contract {cc.CONTRACT_VERSION} (CRC-4/G-704 over the frame ID and "
+                   "the payload)")
+        if contract3 > crc_failed // 2:
+            raise LogError(f"{failing}, and {contract3} of them carry the crc of the earlier contract bmsfil-can-3 "
+                           "(over the payload alone): a log written under an earlier contract; read it with the "
+                           "bmsfil that wrote it")
+        raise LogError(f"{failing}: a log written under an earlier contract (before bmsfil-can-3, which added the "
+                       "crc), or a bus that damaged most frames; read it with the bmsfil that wrote it")
     if not segments:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
@@ -112,6 +120,14 @@ def read_log(path: Path) -> list[LoggedRun]:
             for i, (seg, name) in enumerate(zip(segments, names))]
     runs[-1].cut_short = cut_short
     return runs
+
+
+def _carries_contract3_crc(data: bytes) -> bool:
+    """A measurement frame whose crc is the one contract bmsfil-can-3 gave
+    it: CRC-4/G-704 over the 8 data bytes alone (crc field as 0), no Data ID.
+    (A frame of this contract never passes it too: the two differ by a
+    nonzero constant per ID, see bmsfil.can_contract.)"""
+    return len(data) == cc.DATA_LENGTH and data[1] >> 4 == cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
 
 
 def _unreadable(path: Path, exc: Exception) -> LogError:
