@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "duplicate cells).",
         "- Missing or implausible voltage and temperature are flagged by the estimator on every sample.",
         "- A flipped payload bit (corruption before the CAN controller's own CRC, in a gateway or a driver) "
-        "is caught by the measurement frames' end-to-end check (contract bmsfil-can-3: a 12-bit sequence and "
-        "a CRC-4/G-704 over the other 60 bits, docs/can_contract.md): every target refuses the damaged frame "
+        "is caught by the measurement frames' end-to-end check (contract bmsfil-can-4: a 12-bit sequence and "
+        "a CRC-4/G-704 over the frame ID and the other 60 bits, docs/can_contract.md): every target refuses the damaged frame "
         "as a lost one, counts it in TargetStatus.crc_errors and reports fault crc_error, so every corrupted "
         "frame shows in the target faults (the tally under each table) and none is integrated: the error "
         "after the window is the clean run's, less the samples lost.",
