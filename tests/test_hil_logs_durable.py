@@ -277,12 +277,14 @@ def test_a_log_of_an_earlier_contract_is_named_as_such(tmp_path, capsys):
     assert len(out.strip().splitlines()) == 1 and "100 of its 100 measurement frames" in out and "earlier contract" in out
 
 
-def test_a_log_of_contract_3_is_named_as_such(tmp_path, capsys):
+def test_a_log_of_contract_3_is_read_as_such(tmp_path, capsys):
     """Measurement frames protected the bmsfil-can-3 way (the crc over the
-    payload alone, no frame ID): every one fails the contract-4 check (the
-    two crcs differ by a nonzero constant per ID), and the one line names
-    the contract the log was written under."""
+    payload alone, no frame ID) fail every contract-4 check (the two crcs
+    differ by a nonzero constant per ID); the log is recognised by its first
+    frames and read with that contract's crc, saying so: the same estimates
+    as the log of this contract. A frame damaged in it is still refused."""
     from bmsfil import can_contract as cc
+    from bmsfil_hil.logreplay import CONTRACT3, read_log
 
     def contract3(data: bytes) -> bytes:
         crc3 = cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
@@ -292,12 +294,24 @@ def test_a_log_of_contract_3_is_named_as_such(tmp_path, capsys):
     assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
     old = tmp_path / "contract3.blf"
     _rewrite_measurements(log, old, contract3)
+    new_runs, old_runs = read_log(log), read_log(old)
+    assert new_runs[0].contract == cc.CONTRACT_VERSION and old_runs[0].contract == CONTRACT3
+    assert old_runs[0].undecodable == new_runs[0].undecodable == 0
+    assert np.array_equal(old_runs[0].cells[0].voltage_V, new_runs[0].cells[0].voltage_V, equal_nan=True)
     capsys.readouterr()
-    assert main(["hil", "score", str(old), "--out-dir", str(tmp_path / "o")]) == 2
-    out = capsys.readouterr().out
-    assert len(out.strip().splitlines()) == 1 and "100 of its 100 measurement frames" in out
-    assert "100 of them carry the crc of the earlier contract bmsfil-can-3" in out and "earlier contract" in out
-    assert cc.CONTRACT_VERSION in out
+    assert main(["hil", "score", str(old), "--out-dir", str(tmp_path / "o")]) == 0
+    assert f"written under the CAN contract {CONTRACT3}" in capsys.readouterr().out
+    # one frame damaged after the contract-3 crc was computed: refused, not read
+    hit = [0]
+
+    def damaged_one(data: bytes) -> bytes:
+        out = contract3(data)
+        hit[0] += 1
+        return out if hit[0] != 40 else bytes([out[0] ^ 0x01, *out[1:]])
+    bad = tmp_path / "contract3_damaged.blf"
+    _rewrite_measurements(log, bad, damaged_one)
+    runs = read_log(bad)
+    assert runs[0].contract == CONTRACT3 and runs[0].undecodable == 1
 
 
 def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, capsys):

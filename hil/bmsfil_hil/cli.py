@@ -565,6 +565,9 @@ def _read_log(path: Path, command: str) -> list[LoggedRun]:
     """`read_log`, saying when the log ends in a record it cannot read (a
     text log cut in the middle of a line: read up to there)."""
     runs = read_log(path)
+    if runs[0].contract != cc.CONTRACT_VERSION:
+        console.print(f"bmsfil hil {command}: {path} was written under the CAN contract {runs[0].contract} (its "
+                      "measurement frames' crc covers the payload alone): read as such", soft_wrap=True)
     if runs[-1].cut_short is not None:
         console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
                       f"({runs[-1].cut_short}), cut short?; read up to it", soft_wrap=True)

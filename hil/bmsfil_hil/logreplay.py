@@ -20,8 +20,10 @@ with no voltage or temperature (sent as not valid again).
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +56,7 @@ class LoggedRun:
     health: Health              # the EstCellHealth found
     power: Power                # the EstCellPower found
     cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why
+    contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
 
 
 def read_log(path: Path) -> list[LoggedRun]:
@@ -69,29 +72,23 @@ def read_log(path: Path) -> list[LoggedRun]:
         raise LogError(f"{path}: no such log file")
     if path.stat().st_size == 0:
         raise LogError(f"{path}: empty file: nothing to replay")
-    try:
-        messages = iter(can.LogReader(str(path)))
-    except _UNREADABLE as exc:
-        raise _unreadable(path, exc) from exc
+    reader = _Reader(path)
+    stream = iter(reader)
+    head: list[can.Message] = []  # the first CONTRACT_PROBE measurement frames and what came with them
+    for msg in stream:
+        head.append(msg)
+        if sum(m.arbitration_id in cc.E2E_FRAMES for m in head) >= CONTRACT_PROBE:
+            break
+    legacy = _written_under_contract3(head)
     segments: list[_Segment] = []
     undecodable = 0
     measurements = crc_failed = contract3 = 0  # MeasPack/MeasCell frames, those that failed the crc, and
     # those of them that carry the crc of contract bmsfil-can-3 (its CRC left out the frame ID)
-    cut_short = None
-    while True:
-        try:
-            msg = next(messages)
-        except StopIteration:
-            break
-        except _UNREADABLE as exc:
-            if not segments:
-                raise _unreadable(path, exc) from exc
-            cut_short = _why(exc)
-            break
+    for msg in itertools.chain(head, stream):
         measurement = msg.arbitration_id in cc.E2E_FRAMES
         measurements += measurement
         try:
-            frame = cc.decode(msg)
+            frame = cc.decode(_as_current_contract(msg) if legacy and measurement else msg)
         except cc.FrameError as exc:
             undecodable += 1
             if measurement and exc.field == "crc":
@@ -104,13 +101,12 @@ def read_log(path: Path) -> list[LoggedRun]:
             segments[-1].add(frame)
     if measurements and crc_failed > measurements // 2:
         failing = (f"{path}: {crc_failed} of its {measurements} measurement frames (MeasPack, MeasCell) fail the "
-                   f"end-to-end check of the CAN contract {cc.CONTRACT_VERSION} (CRC-4/G-704 over the frame ID and "
-                   "the payload)")
+                   f"end-to-end check of the CAN contract {CONTRACT3 if legacy else cc.CONTRACT_VERSION} (CRC-4/G-704 "
+                   f"over {'the payload' if legacy else 'the frame ID and the payload'})")
         if contract3 > crc_failed // 2:
-            raise LogError(f"{failing}, and {contract3} of them carry the crc of the earlier contract bmsfil-can-3 "
-                           "(over the payload alone): a log written under an earlier contract; read it with the "
-                           "bmsfil that wrote it")
-        raise LogError(f"{failing}: a log written under an earlier contract (before bmsfil-can-3, which added the "
+            raise LogError(f"{failing}, and {contract3} of them carry the crc of the earlier contract {CONTRACT3} "
+                           "(over the payload alone), but not its first ones: frames of two contracts in one log?")
+        raise LogError(f"{failing}: a log written under an earlier contract (before {CONTRACT3}, which added the "
                        "crc), or a bus that damaged most frames; read it with the bmsfil that wrote it")
     if not segments:
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
@@ -118,8 +114,67 @@ def read_log(path: Path) -> list[LoggedRun]:
     # Frames outside the contract are the log's, not a recording's: counted with the first.
     runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
             for i, (seg, name) in enumerate(zip(segments, names))]
-    runs[-1].cut_short = cut_short
+    runs[-1].cut_short = reader.cut_short
+    for run in runs:
+        run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
     return runs
+
+
+#: The contract before the CRC covered the frame ID; its logs are read too
+#: (the same frames, the crc over the payload alone).
+CONTRACT3 = "bmsfil-can-3"
+#: Measurement frames a log is judged by: written under CONTRACT3 if most of them carry its crc.
+CONTRACT_PROBE = 32
+
+
+class _Reader:
+    """The messages of a log; one that ends in a record python-can cannot
+    read (a text log cut in the middle of a line) ends there, `cut_short`
+    saying why, unless it is the first record (not a log at all)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.cut_short: str | None = None
+        try:
+            self._messages = iter(can.LogReader(str(path)))
+        except _UNREADABLE as exc:
+            raise _unreadable(path, exc) from exc
+
+    def __iter__(self) -> Iterator[can.Message]:
+        first = True
+        while True:
+            try:
+                msg = next(self._messages)
+            except StopIteration:
+                return
+            except _UNREADABLE as exc:
+                if first:
+                    raise _unreadable(self.path, exc) from exc
+                self.cut_short = _why(exc)
+                return
+            first = False
+            yield msg
+
+
+def _written_under_contract3(head: list[can.Message]) -> bool:
+    """Whether most of these measurement frames carry CONTRACT3's crc (and
+    so fail this contract's: the two differ by a nonzero constant per ID)."""
+    data = [bytes(m.data) for m in head if m.arbitration_id in cc.E2E_FRAMES and len(m.data) == cc.DATA_LENGTH]
+    old = sum(_carries_contract3_crc(d) for d in data)
+    return old > len(data) // 2
+
+
+def _as_current_contract(msg: can.Message) -> can.Message:
+    """A measurement frame of CONTRACT3 with the crc this contract gives the
+    same payload (one whose CONTRACT3 crc does not match stays as it is, to
+    be refused as damaged)."""
+    data = bytes(msg.data)
+    if not _carries_contract3_crc(data):
+        return msg
+    crc = cc.e2e_crc(msg.arbitration_id, data)
+    fixed = bytes([data[0], (data[1] & 0x0F) | (crc << 4), *data[2:]])
+    return can.Message(timestamp=msg.timestamp, arbitration_id=msg.arbitration_id, data=fixed,
+                       is_extended_id=msg.is_extended_id, is_rx=msg.is_rx, channel=msg.channel)
 
 
 def _carries_contract3_crc(data: bytes) -> bool:
