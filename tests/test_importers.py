@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bmsfil.importers import FORMATS, detect_format, import_cycles, import_file, load_any, nasa_pcoe
-from bmsfil.recording import Recording, RecordingError
+from bmsfil.recording import Recording, RecordingError, RecordingWarning
 
 DATA = Path(os.environ.get("BMSFIL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BAD = Path(__file__).parent / "data" / "bad"
@@ -216,7 +216,7 @@ def test_nasa_file_as_one_recording_keeps_cycle_starts() -> None:
     assert (np.diff(rec.time_s) > 0).all()
     # Each discharge starts when metadata.csv says it did (relative to the
     # first): the unrecorded charge between is a gap of hours or days.
-    began = [row[2] for row in nasa_pcoe._metadata(NASA_B0005, "B0005", 168)]
+    began = [row[2] for row in nasa_pcoe._metadata(NASA_B0005, "B0005", list(range(1, 169)))]
     for k, start in enumerate(starts):
         assert rec.time_s[start] == pytest.approx(began[k] - began[0], abs=1e-6)
     gaps = rec.time_s[starts[1:]] - rec.time_s[np.array(starts[1:]) - 1]
@@ -231,6 +231,37 @@ def test_nasa_life_without_metadata_has_unobserved_gaps(tmp_path: Path) -> None:
     starts = np.array([int(s) for s in rec.meta.extra["cycle_starts"].split(",")])
     gaps = rec.time_s[starts[1:]] - rec.time_s[starts[1:] - 1]
     assert np.allclose(gaps, nasa_pcoe.UNOBSERVED_GAP_S)
+
+
+@needs_data
+def test_nasa_file_of_some_discharges_finds_them_in_the_metadata(tmp_path: Path) -> None:
+    """Every 10th discharge of B0005, metadata.csv beside it: each keeps its
+    own row of the metadata (by cycle_idx), not the first rows of the list."""
+    with open(NASA_B0005, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [r for r in rows if int(r["cycle_idx"]) % 10 == 1]
+    subset = tmp_path / NASA_B0005.name
+    with open(subset, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(keep)
+    (tmp_path / NASA_METADATA.name).write_bytes(NASA_METADATA.read_bytes())
+    with open(NASA_METADATA, newline="") as fh:
+        capacities = [float(r["Capacity"]) for r in csv.DictReader(fh)
+                      if r["battery_id"] == "B0005" and r["type"] == "discharge"]
+    cycles = import_cycles(subset)
+    assert [c.meta.extra["cycle_idx"] for c in cycles] == [str(n) for n in range(1, 169, 10)]
+    for c in cycles:
+        n = int(c.meta.extra["cycle_idx"])
+        assert float(c.meta.extra["nasa_capacity_Ah"]) == capacities[n - 1]
+    # a file whose cycles the metadata does not list: said, and left out
+    with open(subset, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "cycle_idx": str(int(r["cycle_idx"]) + 1000)} for r in keep)
+    with pytest.warns(RecordingWarning, match="lists 168 discharges of B0005"):
+        cycles = import_cycles(subset)
+    assert "nasa_capacity_Ah" not in cycles[0].meta.extra
 
 
 @needs_data

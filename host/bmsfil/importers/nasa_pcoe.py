@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from ..recording import Recording, RecordingError, RecordingMeta
+from ..recording import Recording, RecordingError, RecordingMeta, RecordingWarning
 from .channels import Channels, check_time_order, read_channels
 from .names import file_stem, safe_name
 from .table import Header, Table, at
@@ -67,7 +68,7 @@ def import_cycles(table: Table, path: Path) -> list[Recording]:
     channels, starts = _read(table)
     values = channels.values
     cell = _cell_id(path)
-    per_cycle = _metadata(path, cell, len(starts))
+    per_cycle = _metadata(path, cell, [int(values["cycle"][k]) for k in starts])
     ends = np.append(starts[1:], len(channels.lines))
     recordings = []
     for k, (start, end) in enumerate(zip(starts, ends)):
@@ -99,7 +100,7 @@ def import_concatenated(table: Table, path: Path) -> Recording:
     cell = _cell_id(path)
     time = values["time"].copy()
     ends = np.append(starts[1:], len(time))
-    per_cycle = _metadata(path, cell, len(starts))
+    per_cycle = _metadata(path, cell, [int(values["cycle"][k]) for k in starts])
     began = [start_s for _, _, start_s in per_cycle] if per_cycle else []
     offset = 0.0
     for k, (start, end) in enumerate(zip(starts, ends)):
@@ -178,12 +179,16 @@ def _cell_id(path: Path) -> str:
     return match[0] if match else stem.split("_")[0]
 
 
-def _metadata(path: Path, cell: str, cycles: int) -> list[tuple[float, float | None, float | None]] | None:
+def _metadata(path: Path, cell: str, cycles: list[int]) -> list[tuple[float, float | None, float | None]] | None:
     """(ambient °C, NASA's capacity in Ah or None, start in s since 1970 or
-    None) of each discharge of ``cell``.
+    None) of each of the file's discharges of ``cell`` (their cycle_idx:
+    ``cycles``).
 
-    From the data set's metadata.csv beside the file, if it has one that lists
-    exactly ``cycles`` discharges of this cell; else None.
+    From the data set's metadata.csv beside the file, if it has one that
+    lists this cell's discharges: in order when it lists as many as the file
+    holds, else by cycle_idx (the discharge's number, 1 for the first: a file
+    of some of a cell's discharges); else None, with a warning when the
+    metadata lists the cell but not these discharges.
     """
     meta_path = path.with_name(_METADATA_FILE)
     if not meta_path.is_file():
@@ -198,8 +203,15 @@ def _metadata(path: Path, cell: str, cycles: int) -> list[tuple[float, float | N
             if row["type"] == "discharge" and row["battery_id"] == cell:
                 rows.append((reader.line_num, row["ambient_temperature"] or "", row["Capacity"] or "",
                              row.get("start_time") or ""))
-    if len(rows) != cycles:
-        return None
+    if len(rows) != len(cycles):
+        if not rows:
+            return None
+        if not all(1 <= n <= len(rows) for n in cycles):
+            warnings.warn(f"{where}: lists {len(rows)} discharges of {cell}, {path.name} holds {len(cycles)} with "
+                          f"cycle_idx {min(cycles)} to {max(cycles)}: its ambient temperatures, capacities and "
+                          "start times left out", RecordingWarning, stacklevel=3)
+            return None
+        rows = [rows[n - 1] for n in cycles]
     out = []
     for line, ambient, capacity, start in rows:
         try:
