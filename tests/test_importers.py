@@ -566,3 +566,28 @@ def test_formats_are_the_documented_ones() -> None:
 def test_missing_file_is_named() -> None:
     with pytest.raises(RecordingError, match="nowhere.csv: no such file"):
         import_file("nowhere.csv")
+
+
+@needs_data
+def test_nasa_life_keeps_each_discharges_own_number(tmp_path: Path) -> None:
+    """A file of every 10th discharge: `eval`'s capacity_cycles and `health`
+    number each by its cycle_idx (1, 11, 21, ...), also after slicing."""
+    from bmsfil.health_eval import capacity_cycles, score_discharges
+    from bmsfil.health import HealthEstimator
+    from bmsfil.params import bundled_params
+
+    with open(NASA_B0005, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    subset = tmp_path / NASA_B0005.name
+    with open(subset, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["cycle_idx"]) % 10 == 1 and int(r["cycle_idx"]) < 60)
+    rec = import_file(subset)
+    assert rec.meta.extra["cycle_numbers"] == "1,11,21,31,41,51"
+    starts = rec.cycle_starts()
+    part = rec.slice(starts[2] + 5, len(rec))
+    assert part.meta.extra["cycle_numbers"] == "21,31,41,51"
+    params = bundled_params("nasa-pcoe-18650")
+    trace = HealthEstimator(params).run(rec)
+    assert [c["cycle"] for c in capacity_cycles(score_discharges(rec, trace, 600.0))] == [1, 11, 21, 31, 41, 51]

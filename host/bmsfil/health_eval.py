@@ -30,6 +30,8 @@ EARLY_FRACTION = 0.2
 class DischargeScore:
     index: int
     start_s: float
+    #: The discharge's own number: the file's (NASA cycle_idx) where the importer kept it, else index + 1.
+    cycle: int
     measured_Ah: float
     end_Ah: float
     end_sigma_Ah: float
@@ -70,6 +72,8 @@ def discharge_bounds(recording: Recording, gap_s: float) -> list[tuple[int, int]
 def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> list[DischargeScore]:
     """One score per discharge that delivered charge (see the module docstring)."""
     scores = []
+    listed = recording.meta.extra.get("cycle_numbers", "")
+    numbered = dict(zip(recording.cycle_starts() or [], (int(n) for n in listed.split(",") if n.strip())))
     for index, (start, end) in enumerate(discharge_bounds(recording, gap_s)):
         t = recording.time_s[start:end]
         i = np.nan_to_num(recording.current_A[start:end])
@@ -86,6 +90,7 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> 
             DischargeScore(
                 index=index,
                 start_s=float(t[0]),
+                cycle=numbered.get(start, index + 1),
                 measured_Ah=measured,
                 end_Ah=float(trace.capacity_Ah[last]),
                 end_sigma_Ah=float(trace.capacity_sigma_Ah[last]),
@@ -100,10 +105,10 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> 
 
 def capacity_cycles(scores: list[DischargeScore]) -> list[dict[str, float | int]]:
     """One object per discharge of a life, as `bmsfil eval` adds them to its
-    JSON: the discharge's number (from 1), the charge it delivered, the
+    JSON: the discharge's number (the file's own, else from 1), the charge it delivered, the
     capacity reported when it stopped and after 20 % of its duration, and the
     former's 1-sigma."""
-    return [{"cycle": s.index + 1, "measured_Ah": s.measured_Ah, "estimate_end_Ah": s.end_Ah,
+    return [{"cycle": s.cycle, "measured_Ah": s.measured_Ah, "estimate_end_Ah": s.end_Ah,
              "estimate_20pct_Ah": s.early_time_Ah, "sigma_Ah": s.end_sigma_Ah} for s in scores]
 
 

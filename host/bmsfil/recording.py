@@ -221,8 +221,15 @@ class Recording:
         if "cycle_starts" in meta.extra:
             # The cycles of a multi-cycle recording, moved to the slice (the
             # cycle in progress at its first sample included).
-            kept = sorted({0, *(k - start for k in self.cycle_starts() if start < k < stop)}) if stop > start else []
-            meta = replace(meta, extra={**meta.extra, "cycle_starts": ",".join(map(str, kept))})
+            starts = self.cycle_starts() or [0]
+            kept = sorted({0, *(k - start for k in starts if start < k < stop)}) if stop > start else []
+            extra = {**meta.extra, "cycle_starts": ",".join(map(str, kept))}
+            if meta.extra.get("cycle_numbers"):  # each cycle's own number (NASA cycle_idx), moved alike
+                numbers = dict(zip(starts, meta.extra["cycle_numbers"].split(",")))
+                first = max((k for k in starts if k <= start), default=0)
+                extra["cycle_numbers"] = ",".join([numbers.get(first, ""), *(numbers.get(k, "") for k in starts
+                                                                          if start < k < stop)][:len(kept)])
+            meta = replace(meta, extra=extra)
         return Recording(
             time_s=t - t[0] if len(t) else t,
             current_A=self.current_A[start:stop],

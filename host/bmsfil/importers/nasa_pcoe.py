@@ -112,7 +112,8 @@ def import_concatenated(table: Table, path: Path) -> Recording:
             if known:
                 offset = max(time[end - 1] + 1.0, began[following] - began[0])
     ambients = {ambient for ambient, _, _ in per_cycle} if per_cycle else {AMBIENT_C}
-    extra = {"cycle_starts": ",".join(map(str, starts))}
+    extra = {"cycle_starts": ",".join(map(str, starts)),
+             "cycle_numbers": ",".join(str(int(values["cycle"][k])) for k in starts)}
     if len(ambients) > 1:
         extra["ambient_temp_C_per_cycle"] = ",".join(f"{ambient:g}" for ambient, _, _ in per_cycle or ())
     return Recording(
