@@ -82,3 +82,23 @@ def test_a_mistyped_meta_key_warns_with_the_field_it_is_close_to() -> None:
         warnings.simplefilter("error", RecordingWarning)
         rec = import_file(US06_10, meta={"operator": "pk", "reference_initial_soc": "0.9"})
     assert rec.meta.extra["operator"] == "pk" and rec.meta.reference_initial_soc == 0.9
+
+
+def test_a_time_column_that_never_advances_is_refused(tmp_path):
+    """All samples at one time (the wrong column mapped as time): refused
+    with the file, line and column, not scored."""
+    from bmsfil.importers import import_file
+    from bmsfil.recording import RecordingError
+
+    src = tmp_path / "constant_time.csv"
+    src.write_text("t [s],I [A],U [V],T [degC]\n" + "".join(f"5.0,-1.0,{3.9 - k * 1e-3:.4f},25\n" for k in range(20)))
+    with pytest.raises(RecordingError, match=r"constant_time.csv:21: column .t \[s\].: time never advances: all 20 samples"):
+        import_file(src, fmt="csv", column_map={"time": "t [s]", "current": "I [A]", "voltage": "U [V]",
+                                                "temperature": "T [degC]"})
+
+
+def test_an_inject_key_given_twice_is_refused():
+    from bmsfil.inject import InjectSpecError, SensorErrors
+
+    with pytest.raises(InjectSpecError, match="current_offset_A given twice"):
+        SensorErrors.parse("current_offset_A=0.1,current_offset_A=0.2")

@@ -67,6 +67,8 @@ class SensorErrors:
                 raise InjectSpecError(f"--inject: {item!r} is not key=value")
             if key not in known:
                 raise InjectSpecError(f"--inject: unknown error {key!r}; known: {', '.join(sorted(known))}")
+            if key in values:
+                raise InjectSpecError(f"--inject: {key} given twice ({values[key]:g} and {value}); give it once")
             try:
                 values[key] = float(value)
             except ValueError:

@@ -112,6 +112,12 @@ def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> 
     if restarts is not None:
         backwards[restarts[restarts > 0] - 1] = False
     found = np.flatnonzero(backwards)
+    if not found.size and time.size > 1 and np.nanmax(time) == np.nanmin(time) and restarts is None:
+        lines = channels.lines
+        raise RecordingError(
+            f"{at(channels.where, int(lines[-1]), channels.columns['time'])}: time never advances: all {time.size} "
+            f"samples at {time[0]:.3f} s (the wrong column for --map time=..., or its unit?)"
+        )
     if found.size:
         i = int(found[0]) + 1
         lines = channels.lines
