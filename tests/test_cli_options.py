@@ -41,6 +41,10 @@ def test_export_takes_its_format_from_the_name_or_asks(tmp_path: Path, capsys: p
     assert main(["export", "lg-hg2", "-o", str(tmp_path / "p.txt")]) == 2
     assert "--format c|micropython|pybamm" in capsys.readouterr().err
     assert not (tmp_path / "p.txt").exists()
+    # C code in a file named as the MicroPython port's JSON: refused, not written
+    assert main(["export", "lg-hg2", "--format", "c", "-o", str(tmp_path / "q.json")]) == 2
+    assert "its name says micropython (.json), --format says c" in capsys.readouterr().err
+    assert not (tmp_path / "q.json").exists()
 
 
 def test_import_refuses_an_output_it_would_misname(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -335,6 +335,10 @@ EXPORT_SUFFIXES = {".c": "c", ".json": "micropython", ".py": "pybamm"}
 def cmd_export(args: argparse.Namespace) -> int:
     params = params_arg(args.params)
     fmt = args.format or EXPORT_SUFFIXES.get(args.output.suffix)
+    named = EXPORT_SUFFIXES.get(args.output.suffix)
+    if args.format and named and named != args.format:
+        raise ParamsError(f"-o {args.output}: its name says {named} ({args.output.suffix}), --format says "
+                          f"{args.format}: name the file for what it holds, or drop --format")
     if fmt is None:
         raise ParamsError(f"-o {args.output}: say which target with --format c|micropython|pybamm (from the name: "
                           + ", ".join(f"{suffix} {f}" for suffix, f in EXPORT_SUFFIXES.items()) + ")")
