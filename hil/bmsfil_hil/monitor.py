@@ -274,7 +274,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     lines = [
         (f"{pack['cells_seen']} cells seen · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
-        (f"pack current {_fmt(pack['current_A'], '.3f')} A (sample {_fmt_int(pack['sequence'])}, "
+        (f"pack current {_fmt(pack['current_A'], '.3f')} A (sequence {_fmt_int(pack['sequence'])} mod {cc.SEQUENCE_MODULUS}, "
          f"{_fmt_int(pack['n_cells'])} cells)"),
         f"target: {target}",
         (f"frames: {pack['frames_decoded']} decoded, {pack['frames_not_in_contract']} not in the contract, "
