@@ -160,14 +160,14 @@ def _started_at(rec, soc0):
 
 def test_a_reference_leaving_0_1_is_not_scored(us06_slice, tmp_path: Path, capsys):
     """A recording that does not start at the SOC its metadata states (here
-    0.2 stated for a cell that starts full): refused at the first sample
-    where the reference leaves [-0.05, 1.05], naming it and what to do; eval
+    0.05 stated for a cell that starts full): refused at the first sample
+    where the reference leaves [-0.15, 1.15], naming it and what to do; eval
     of several files keeps the others."""
     from bmsfil.recording import RecordingError
 
-    wrong = _started_at(us06_slice, 0.2)
-    k = int(np.flatnonzero(wrong.reference_soc() < -0.05)[0])
-    with pytest.raises(RecordingError, match=rf"leaves \[-0.05, 1.05\] at sample {k} .*reference_initial_soc=SOC"):
+    wrong = _started_at(us06_slice, 0.05)
+    k = int(np.flatnonzero(wrong.reference_soc() < -0.15)[0])
+    with pytest.raises(RecordingError, match=rf"leaves \[-0.15, 1.15\] at sample {k} .*reference_initial_soc=SOC"):
         evaluate(wrong, bundled_params())
     bad, good = wrong.save(tmp_path / "bad.npz"), us06_slice.slice(0, 600).save(tmp_path / "good.npz")
     js = tmp_path / "e.json"
@@ -181,18 +181,18 @@ def test_a_streamed_reference_leaving_0_1_names_the_files_sample(us06_slice, tmp
     from bmsfil.chunked import evaluate_streaming, save_parquet
     from bmsfil.recording import RecordingError
 
-    wrong = _started_at(us06_slice, 0.2)
-    k = int(np.flatnonzero(wrong.reference_soc() < -0.05)[0])
+    wrong = _started_at(us06_slice, 0.05)
+    k = int(np.flatnonzero(wrong.reference_soc() < -0.15)[0])
     path = save_parquet(wrong, tmp_path / "w.parquet", rows_per_group=2500)
     with pytest.raises(RecordingError, match=rf"at sample {k} "):
         evaluate_streaming(path, bundled_params(), "ocv", tmp_path, rows=1000)
 
 
 def test_tune_refuses_a_reference_leaving_0_1(us06_slice, tmp_path: Path, capsys):
-    train = _started_at(us06_slice.slice(0, 2000), 1.2).save(tmp_path / "t.npz")
+    train = _started_at(us06_slice.slice(0, 2000), 1.25).save(tmp_path / "t.npz")
     assert main(["tune", "--params", "lg-hg2", "--train", str(train), "--iterations", "1",
                  "-o", str(tmp_path / "t.json")]) == 2
-    assert "leaves [-0.05, 1.05] at sample 0" in capsys.readouterr().err
+    assert "leaves [-0.15, 1.15] at sample 0" in capsys.readouterr().err
 
 
 def test_a_known_start_is_kept_a_guessed_one_is_not():

@@ -18,6 +18,8 @@ from bmsfil.fit import FitError, FitInputs, fit, ocv_from_rests, rest_points, te
 from bmsfil.params import bundled_params
 from bmsfil.recording import Recording, RecordingMeta
 
+from shared_data import LG, needs_data
+
 Q_AH = 5.0
 
 
@@ -181,3 +183,17 @@ def test_a_coarse_log_is_no_evidence_of_a_wrong_sign():
     assert against_chance(12, 22) > 0.1 > SIGNIFICANCE > against_chance(10, 10)
     why = wrong_sign(replace(rec, current_A=-rec.current_A))
     assert why is not None and "--current-sign discharge-positive" in why
+
+
+@needs_data
+def test_a_flipped_c20_test_is_still_caught():
+    """A C/20 discharge then charge has 3 current steps, every one against the
+    current when the sign is flipped: too few for the binomial test, so a
+    unanimous vote counts (fit --ocv relies on it), while the file as it is
+    passes."""
+    from bmsfil.importers import import_file
+
+    c20 = import_file(LG / "1_raw" / "25degC" / "549_C20DisCh.csv")
+    assert wrong_sign(c20) is None
+    why = wrong_sign(replace(c20, current_A=-c20.current_A))
+    assert why is not None and "3 of 3 current steps" in why

@@ -314,6 +314,34 @@ def test_a_log_of_contract_3_is_read_as_such(tmp_path, capsys):
     assert runs[0].contract == CONTRACT3 and runs[0].undecodable == 1
 
 
+def test_every_single_bit_flip_of_a_contract_3_frame_is_refused(tmp_path):
+    """In a log of contract 3 each measurement frame is judged by the crc it
+    was sent with: any one bit flipped in it is refused (judged by this
+    contract's crc instead, some flips would pass: the two differ by a
+    constant per ID)."""
+    from bmsfil import can_contract as cc
+    from bmsfil_hil.logreplay import read_log
+
+    def contract3(data: bytes) -> bytes:
+        crc3 = cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
+        return bytes([data[0], (data[1] & 0x0F) | (crc3 << 4), *data[2:]])
+
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "40", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    for bit in range(64):
+        seen = [0]
+
+        def flip_one(data: bytes, bit: int = bit) -> bytes:
+            out = bytearray(contract3(data))
+            seen[0] += 1
+            if seen[0] in (35, 36):  # the 18th sample's MeasPack and MeasCell
+                out[bit // 8] ^= 1 << (bit % 8)
+            return bytes(out)
+        bad = tmp_path / f"flip{bit}.blf"
+        _rewrite_measurements(log, bad, flip_one)
+        assert read_log(bad)[0].undecodable == 2, f"bit {bit}"
+
+
 def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, capsys):
     from dataclasses import replace
 

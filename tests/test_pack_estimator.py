@@ -309,3 +309,18 @@ def test_pack_equals_single_cells_on_lg_hg2_cycles(params, code, index):
     pk.init_ocv(volt[0], temp[0])
     trace = pk.run(dt, cur, volt, temp)
     assert_same_bits(trace, single_runs(params, dt, cur, volt, temp, volt[0], temp[0]))
+
+
+def test_one_cell_with_no_voltage_to_start_from_changes_no_cell():
+    """bf_soc_ekf_pack_init_ocv checks every cell before it writes any: a
+    0.0 V reading on one cell (no OCV to start from) leaves the whole pack as
+    it was, instead of the cells before it started and those after not."""
+    from bmsfil.core import CoreError
+
+    pk = PackEstimator(bundled_params(), 3)
+    pk.init_soc(np.full(3, 0.2), np.full(3, 25.0))
+    with pytest.raises(CoreError, match="out of range"):
+        pk.init_ocv(np.array([4.1, 0.0, 4.1]), np.full(3, 25.0))
+    assert np.array_equal(pk.soc, np.full(3, np.float32(0.2)))
+    pk.init_ocv(np.array([4.1, 4.1, 4.1]), np.full(3, 25.0))
+    assert np.all(pk.soc > 0.9)

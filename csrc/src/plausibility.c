@@ -153,7 +153,7 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
              * memory at 10 Hz the factor is 0.99999884, within float32's
              * spacing near 1 (6e-8) of its neighbours, so its complement
              * would carry a 3 % error (the float64 reference showed it);
-             * for small x, x (1 - x/2) is within x^2/6 of it. */
+             * for small x, x (1 - x/2) is within a share x^2/6 of it. */
             x = dt_s / c->unseen_tau_s;
             forget = x < 0.01f ? x * (1.0f - 0.5f * x) : 1.0f - bf_expf(-x);
             s->unseen_charge_As -= forget * s->unseen_charge_As + ekf->soc_correction * q_As;

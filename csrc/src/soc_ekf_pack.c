@@ -223,20 +223,27 @@ static bf_status_t init_cells(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p, 
 {
     bf_status_t st = check_all(pk, p, t);
     size_t cell;
+    int write;
     if (st != BF_OK) {
         return st;
     }
     if (pk->n_cells > 0u && (value == 0 || temp_C == 0)) {
         return BF_E_NULL;
     }
-    for (cell = 0; cell < pk->n_cells; ++cell) {
-        bf_soc_ekf_t s;
-        st = from_ocv ? bf_soc_ekf_init_ocv(&s, p, t, value[cell], temp_C[cell])
-                      : bf_soc_ekf_init_soc(&s, p, t, value[cell], temp_C[cell]);
-        if (st != BF_OK) {
-            return st;
+    /* Every cell is checked before any is written: a refused value (a
+     * voltage no cell can have) leaves the whole pack as it was. */
+    for (write = 0; write < 2; ++write) {
+        for (cell = 0; cell < pk->n_cells; ++cell) {
+            bf_soc_ekf_t s;
+            st = from_ocv ? bf_soc_ekf_init_ocv(&s, p, t, value[cell], temp_C[cell])
+                          : bf_soc_ekf_init_soc(&s, p, t, value[cell], temp_C[cell]);
+            if (st != BF_OK) {
+                return st;
+            }
+            if (write) {
+                (void)bf_soc_ekf_pack_set(pk, cell, &s);
+            }
         }
-        (void)bf_soc_ekf_pack_set(pk, cell, &s);
     }
     return BF_OK;
 }

@@ -23,8 +23,12 @@ STEP_SHARE = 0.2
 MIN_DV_V = 0.001
 #: A wrong sign needs the disagreeing steps to be this unlikely under a
 #: coin toss per step (one-sided binomial test, p = 0.5): at least 10 of
-#: 10, 19 of 22, 66 of 100, 550 of 1000.
+#: 10, 19 of 22, 66 of 100, 550 of 1000 ...
 SIGNIFICANCE = 1e-3
+#: ... or every step against the current, and at least this many: a
+#: constant-current test (a C/20 discharge then charge) has 3 steps, each a
+#: clean current step from rest, which a coarse log's are not.
+UNANIMOUS_STEPS = 3
 
 
 def step_votes(rec: Recording) -> tuple[int, int]:
@@ -50,7 +54,8 @@ def against_chance(disagree: int, steps: int) -> float:
 def wrong_sign(rec: Recording) -> str | None:
     """Why the recording's current looks positive on discharge, or None if it does not."""
     agree, disagree = step_votes(rec)
-    if against_chance(disagree, agree + disagree) >= SIGNIFICANCE:
+    unanimous = agree == 0 and disagree >= UNANIMOUS_STEPS
+    if not unanimous and against_chance(disagree, agree + disagree) >= SIGNIFICANCE:
         return None
     return (f"{rec.meta.name}: its current looks positive on discharge: at {disagree} of {agree + disagree} current "
             "steps the voltage moved against the current (bmsfil's current is positive on charge); import it again "

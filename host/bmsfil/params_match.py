@@ -20,6 +20,32 @@ GRID_MARGIN_K = 5.0
 AMBIENT_MARGIN_K = 10.0
 
 
+#: Discharge above this C-rate is the cell at work (a rest or a charge at
+#: room temperature before a test must not set the temperature it ran at).
+WORK_C_RATE = 0.02
+
+
+def _working_temperature(rec: Recording, params: ParameterSet) -> float | None:
+    """The median temperature over time while the cell discharges (over
+    all the recording where it never does); None without a finite
+    temperature. Weighed by time, not samples: a raw cycler export logs a
+    rest every minute and a test every 0.1 s, or the other way round; and
+    the LG HG2 raw tests charge at room temperature for hours before a
+    2C discharge of 25 minutes in the chamber."""
+    t, i = rec.temp_C, np.nan_to_num(rec.current_A)
+    dt = np.append(np.diff(rec.time_s), 0.0)
+    ok = np.isfinite(t) & (dt >= 0)
+    working = ok & (i < -WORK_C_RATE * params.cell.nominal_capacity_Ah)
+    use = working if np.sum(dt[working]) > 0 else ok
+    if not use.any():
+        return None
+    order = np.argsort(t[use])
+    weights = np.cumsum(dt[use][order])
+    if weights[-1] <= 0:
+        return float(np.median(t[use]))
+    return float(t[use][order][np.searchsorted(weights, 0.5 * weights[-1])])
+
+
 def parameter_warnings(rec: Recording, params: ParameterSet) -> list[str]:
     """What does not fit between the recording and the parameter set: its
     cell's nominal capacity (metadata) against the set's, its median
@@ -33,13 +59,12 @@ def parameter_warnings(rec: Recording, params: ParameterSet) -> list[str]:
                      f"the parameter set {params.name!r} is of a {cell.nominal_capacity_Ah:g} Ah cell: the estimates "
                      f"use another cell's model; give this cell's set with --params (bundled: {', '.join(BUNDLED_SETS)}; "
                      "bmsfil fit makes one)")
-    temps = rec.temp_C[np.isfinite(rec.temp_C)]
-    if not temps.size:
+    median = _working_temperature(rec, params)
+    if median is None:
         return found
-    median = float(np.median(temps))
     lo, hi = float(cell.temp_C[0]), float(cell.temp_C[-1])
     if median < lo - GRID_MARGIN_K or median > hi + GRID_MARGIN_K:
-        found.append(f"{meta.name}: its median temperature {median:.1f} °C is outside the temperatures the parameter "
+        found.append(f"{meta.name}: its median temperature in discharge {median:.1f} °C is outside the temperatures the parameter "
                      f"set {params.name!r} knows ({lo:g} to {hi:g} °C): the model is extrapolated there; give a set "
                      "identified at this temperature with --params")
     ambient = meta.ambient_temp_C
@@ -48,7 +73,7 @@ def parameter_warnings(rec: Recording, params: ParameterSet) -> list[str]:
         q_ref = (f"the reference SOC counts with reference_capacity_Ah {meta.reference_capacity_Ah:g} Ah, taken for "
                  f"the stated {ambient:g} °C" if meta.reference_capacity_Ah else "it has no reference capacity")
         found.append(f"{meta.name}: its stated ambient {ambient:g} °C ({where}) is {abs(ambient - median):.0f} K from "
-                     f"its median measured temperature {median:.1f} °C: the filter runs on the measured one, "
+                     f"its median temperature in discharge {median:.1f} °C: the filter runs on the measured one, "
                      f"{q_ref}; if the cell was at {median:.1f} °C, set both with bmsfil import "
                      "--meta ambient_temp_C=T --meta reference_capacity_Ah=Q")
     return found

@@ -47,7 +47,8 @@ typedef struct {
 } bf_soc_ekf_pack_t;
 
 /* Start every cell as bf_soc_ekf_init_soc / _init_ocv would, cell c from
- * soc[c] (or voltage_V[c]) and temp_C[c]. */
+ * soc[c] (or voltage_V[c]) and temp_C[c]. If one cell's value is refused
+ * (BF_E_RANGE: a NaN, a voltage no cell can have) no cell is changed. */
 bf_status_t bf_soc_ekf_pack_init_soc(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
                                      const bf_soc_ekf_tuning_t *t, const float *soc, const float *temp_C);
 bf_status_t bf_soc_ekf_pack_init_ocv(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p,
