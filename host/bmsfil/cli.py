@@ -577,6 +577,10 @@ def _fit_input_loader(params: ParameterSet, args: argparse.Namespace) -> Callabl
         recipe_load = _fit_recipe(params).load
     except RecipeError:
         return lambda path: _load_role([path], args)[0]
+    if getattr(args, "map", None) or getattr(args, "current_sign", None) or getattr(args, "meta", None):
+        err_console.print(f"bmsfil {args.command}: the fit's own inputs (from the set's notes) are read with the "
+                          "import options of the fit's command; --map, --current-sign and --meta here apply to the "
+                          "files given on this command line", soft_wrap=True)
     return lambda path: recipe_load([path])[0]
 
 
