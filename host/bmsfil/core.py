@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -103,13 +103,15 @@ def start_tuning(params: ParameterSet, sigma: float | None, packed: "ffi.CData")
     return pack_tuning(replace(params.filter, p0_soc=start_variance(params, sigma)))
 
 
-@dataclass(frozen=True)
-class StepResult:
+class StepResult(NamedTuple):
     """One step's outputs; the last four are what the plausibility monitor
     reads (`bf_soc_ekf_out_t`): the SOC the voltage correction moved and its
     variance if the model holds (0 without a correction), the capacity the
     prediction used and the instantaneous part of the overpotential (0 for a
-    skipped sample)."""
+    skipped sample). A named tuple, not a frozen dataclass: it is made on
+    every per-sample call, and a frozen dataclass of eight fields took the
+    cffi step from 975,000 to 628,000 calls a second (`bmsfil bench`
+    c_step)."""
 
     soc: float
     soc_sigma: float
