@@ -253,6 +253,15 @@ def test_score_refuses_a_recording_the_log_did_not_replay(tmp_path, capsys):
     assert main(["hil", "score", str(log), "--recording", str(a), "--out-dir", str(tmp_path / "out")]) == 0
 
 
+def contract3(data: bytes) -> bytes:
+    """A measurement frame's 8 bytes with the crc contract bmsfil-can-3 gave
+    them (CRC-4/G-704 over the payload alone, no frame ID)."""
+    from bmsfil import can_contract as cc
+
+    crc3 = cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
+    return bytes([data[0], (data[1] & 0x0F) | (crc3 << 4), *data[2:]])
+
+
 def _rewrite_measurements(src: Path, dst: Path, change) -> None:  # type: ignore[no-untyped-def]
     """A copy of a log with the data of every MeasPack and MeasCell passed through `change`."""
     from bmsfil import can_contract as cc
@@ -286,10 +295,6 @@ def test_a_log_of_contract_3_is_read_as_such(tmp_path, capsys):
     from bmsfil import can_contract as cc
     from bmsfil_hil.logreplay import CONTRACT3, read_log
 
-    def contract3(data: bytes) -> bytes:
-        crc3 = cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
-        return bytes([data[0], (data[1] & 0x0F) | (crc3 << 4), *data[2:]])
-
     log = tmp_path / "run.blf"
     assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
     old = tmp_path / "contract3.blf"
@@ -319,12 +324,7 @@ def test_every_single_bit_flip_of_a_contract_3_frame_is_refused(tmp_path):
     was sent with: any one bit flipped in it is refused (judged by this
     contract's crc instead, some flips would pass: the two differ by a
     constant per ID)."""
-    from bmsfil import can_contract as cc
     from bmsfil_hil.logreplay import read_log
-
-    def contract3(data: bytes) -> bytes:
-        crc3 = cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
-        return bytes([data[0], (data[1] & 0x0F) | (crc3 << 4), *data[2:]])
 
     log = tmp_path / "run.blf"
     assert main(["hil", "run", "--samples", "40", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0

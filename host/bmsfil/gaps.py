@@ -14,13 +14,12 @@ import numpy as np
 
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
+from bmsfil.reference import REST_C_RATE
 
 #: An interval is a gap if it is this long or longer, s ...
 GAP_MIN_S = 60.0
 #: ... and this many times the recording's median interval.
 GAP_MEDIAN_RATIO = 20.0
-#: Current above this C-rate on either side of a gap is a load (the filter's rest, BF_SOC_EKF_REST_C_RATE).
-LOAD_C_RATE = 0.02
 
 
 def gap_warning(rec: Recording, params: ParameterSet) -> str | None:
@@ -31,7 +30,7 @@ def gap_warning(rec: Recording, params: ParameterSet) -> str | None:
     if dt.size == 0:
         return None
     threshold = max(GAP_MIN_S, GAP_MEDIAN_RATIO * float(np.median(dt)))
-    load = LOAD_C_RATE * params.cell.nominal_capacity_Ah
+    load = REST_C_RATE * params.cell.nominal_capacity_Ah  # above the filter's rest on either side: a load
     i = np.nan_to_num(rec.current_A)
     under_load = (np.abs(i[:-1]) > load) | (np.abs(i[1:]) > load)
     gaps = np.flatnonzero((dt >= threshold) & (dt <= params.filter.dt_max_s) & under_load)

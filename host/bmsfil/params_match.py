@@ -11,6 +11,7 @@ import numpy as np
 
 from bmsfil.params import BUNDLED_SETS, ParameterSet
 from bmsfil.recording import Recording
+from bmsfil.reference import REST_C_RATE
 
 #: A nominal capacity further than this share from the set's is another cell.
 CAPACITY_SHARE = 0.10
@@ -20,9 +21,6 @@ GRID_MARGIN_K = 5.0
 AMBIENT_MARGIN_K = 10.0
 
 
-#: Discharge above this C-rate is the cell at work (a rest or a charge at
-#: room temperature before a test must not set the temperature it ran at).
-WORK_C_RATE = 0.02
 
 
 def _working_temperature(rec: Recording, params: ParameterSet) -> float | None:
@@ -35,7 +33,7 @@ def _working_temperature(rec: Recording, params: ParameterSet) -> float | None:
     t, i = rec.temp_C, np.nan_to_num(rec.current_A)
     dt = np.append(np.diff(rec.time_s), 0.0)
     ok = np.isfinite(t) & (dt >= 0)
-    working = ok & (i < -WORK_C_RATE * params.cell.nominal_capacity_Ah)
+    working = ok & (i < -REST_C_RATE * params.cell.nominal_capacity_Ah)  # discharging beyond the filter's rest
     use = working if np.sum(dt[working]) > 0 else ok
     if not use.any():
         return None
