@@ -385,3 +385,16 @@ def test_hil_run_warns_of_a_current_positive_on_discharge(tmp_path: Path, rec, c
     assert out.count("looks positive on discharge") == 1 and "--current-sign discharge-positive" in out
     (cell,) = json.loads(js.read_text())["recordings"][0]["cells"]
     assert "looks positive on discharge" in cell["warnings"][0]
+
+
+def test_hil_run_warns_of_a_parameter_set_of_another_cell_once_a_pack(tmp_path: Path, rec, capsys):
+    """As eval does: a set of another cell runs, with a warning, once for a
+    synthetic pack of such cells, not once a cell."""
+    src = rec.slice(0, 300).save(tmp_path / "r.npz")
+    js = tmp_path / "h.json"
+    assert main(["hil", "run", str(src), "--target", "host", "--params", "nasa-pcoe-18650", "--cells", "3",
+                 "--out-dir", str(tmp_path / "o"), "--no-plot", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("is of a 2 Ah cell") == 1, out
+    cells = json.loads(js.read_text())["recordings"][0]["cells"]
+    assert ["is of a 2 Ah cell" in " ".join(c.get("warnings", [])) for c in cells] == [True, False, False]

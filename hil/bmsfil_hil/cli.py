@@ -29,9 +29,11 @@ from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, write_trace_csv
 from bmsfil.fleet import FleetError, expand_inputs, run_many
+from bmsfil.gaps import gap_warning
 from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, params_arg, params_for
+from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config
@@ -393,6 +395,11 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         doc.update(_answers_over_can(result.plausibility, result.health, result.power, j, rec))
         doc.update(_setup(args))
         pack_docs.append(doc)
+    # As eval checks them, once a pack (its cells share a time base and a cell type).
+    found = [*parameter_warnings(cells[0], params), gap_warning(cells[0], params)]
+    if any(w is not None for w in found):
+        pack_docs[0]["warnings"] = [*pack_docs[0].get("warnings", []),  # type: ignore[list-item]
+                                    *(w for w in found if w is not None)]
     worst = max(pack_docs, key=lambda x: x["rmse"] if math.isfinite(x["rmse"]) else math.inf)
     timing_text = (f"{d['round_trip_p99_ms']:.2f}" if timing is None else
                    f"{d['realtime']['latency_p99_ms']:.1f} / {timing.late} / {timing.lost}")  # type: ignore[index]
