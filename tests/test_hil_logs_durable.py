@@ -31,13 +31,18 @@ BUNDLED = Path(__file__).resolve().parents[1] / "host" / "bmsfil" / "data" / "55
 BMSFIL = [sys.executable, "-m", "bmsfil.cli"]
 
 
-def _run_then(sig: int, log: Path, tmp_path: Path, after_s: float = 3.0) -> subprocess.CompletedProcess:
-    # Paced at 20x the recording's clock: a run of 200 s, whatever the machine.
+#: Log bytes that hold well over 1,000 frames (about 11 bytes a frame in a .blf, 62 in an .asc).
+ENOUGH_BYTES = {".blf": 20_000, ".asc": 80_000}
+
+
+def _run_then(sig: int, log: Path, tmp_path: Path, after_s: float = 0.5) -> subprocess.CompletedProcess:
+    # Paced at 20x the recording's clock: a run of 200 s, whatever the machine;
+    # the signal comes once the log holds over 1,000 frames, however busy the machine.
     proc = subprocess.Popen([*BMSFIL, "hil", "run", "--mode", "realtime", "--speed", "20", "--log", str(log),
                              "--no-plot", "--out-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
-    while (not log.exists() or log.stat().st_size < 5_000) and time.monotonic() < deadline:
+    while (not log.exists() or log.stat().st_size < ENOUGH_BYTES[log.suffix]) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(after_s)
     proc.send_signal(sig)
@@ -222,7 +227,7 @@ def test_the_target_process_ends_with_the_harness(tmp_path, sig, status, target)
                              "--log", str(log), "--no-plot", "--out-dir", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
-    while (not log.exists() or log.stat().st_size < 5_000) and time.monotonic() < deadline:
+    while (not log.exists() or log.stat().st_size < ENOUGH_BYTES[log.suffix]) and time.monotonic() < deadline:
         time.sleep(0.1)
     (child,) = _children(proc.pid)
     proc.send_signal(sig)
