@@ -196,3 +196,27 @@ def test_a_parquet_file_scores_as_its_npz_twin_from_a_given_soc_and_without_refe
     assert docs["ref", "parquet"]["start_current_A"] == docs["ref", "npz"]["start_current_A"]
     assert docs["unref", "parquet"]["ekf"] is None and docs["unref", "npz"]["ekf"] is None
     assert docs["unref", "parquet"]["plausibility"] == docs["unref", "npz"]["plausibility"]
+
+
+@pytest.mark.parametrize("rows", [999, 4096])
+def test_streamed_eval_warns_as_the_whole_recording_does(tmp_path: Path, rows: int):
+    """A parameter set of another cell and a 10-minute gap under load: the
+    streamed eval warns of both, word for word as eval of the whole
+    recording (the gap's sample numbered in the whole recording)."""
+    from dataclasses import replace
+
+    from bmsfil.chunked import evaluate_streaming
+    from bmsfil.gaps import gap_warning
+    from bmsfil.params_match import parameter_warnings
+
+    rec = bundled_recording().slice(0, 12000)
+    keep = np.r_[0:3000, 9000:12000]  # 6,000 samples of 0.1 s left out: 10 minutes
+    cut = replace(rec, time_s=rec.time_s[keep], current_A=rec.current_A[keep], voltage_V=rec.voltage_V[keep],
+                  temp_C=rec.temp_C[keep], ah=rec.ah[keep])
+    nasa = bundled_params("nasa-pcoe-18650")
+    path = save_parquet(cut, tmp_path / "gap.parquet", rows_per_group=2500)
+    warnings = evaluate_streaming(path, nasa, "ocv", tmp_path, rows=rows)["warnings"]
+    whole = [*parameter_warnings(cut, nasa), gap_warning(cut, nasa)]
+    assert len(whole) == 2 and "sample 2999" in str(whole[1]) and warnings == whole
+    assert evaluate_streaming(path, bundled_params(), "ocv", tmp_path, rows=rows)["warnings"] == \
+        [gap_warning(cut, bundled_params())]

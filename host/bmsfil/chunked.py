@@ -227,7 +227,8 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: Init
     the capacity of the first temperature, as `evaluate.score_trace`), the
     CSV written as the chunks pass, the summary of `Evaluation.summary`
     (the plausibility monitor's flags too; not the health and power sections,
-    which run on whole recordings only) and ``streamed: true``. The CSV is ``out_dir/<name>.csv``."""
+    which run on whole recordings only), ``streamed: true`` and the warnings
+    eval gives of the parameter set and of gaps. The CSV is ``out_dir/<name>.csv``."""
     source = ChunkedRecording(path)
     out_csv = out_dir / f"{source.meta.name}.csv"
     ekf, cc = StreamingScore(), StreamingScore()
@@ -239,6 +240,10 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: Init
     duration = 0.0
     samples = 0
     from bmsfil.evaluate import BAD_SAMPLE_FLAGS, checked_reference
+    from bmsfil.gaps import GapScan
+    from bmsfil.params_match import WorkingTemperature, mismatch_warnings
+
+    gaps, working = GapScan(params), WorkingTemperature(params)  # eval's warnings, as the chunks pass
 
     tmp = out_csv.with_name(out_csv.name + ".part")
     with open(tmp, "w", newline="") as fh:
@@ -249,6 +254,8 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: Init
             if not len(chunk):
                 continue
             flags.update(plaus)
+            gaps.add(chunk.time_s, chunk.current_A)
+            working.add(chunk.time_s, chunk.current_A, chunk.temp_C)
             reference = checked_reference(chunk, samples)
             samples += len(chunk)
             if first:
@@ -283,4 +290,6 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: Init
         "flagged_samples": flagged,
         "plausibility": flags.summary(),
         "streamed": True,
+        "warnings": [*mismatch_warnings(source.meta, params, working.value()),
+                     *filter(None, [gaps.warning(source.meta.name)])],
     }

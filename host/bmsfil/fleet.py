@@ -218,8 +218,10 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
         if streamed.has_ah and streamed.meta.reference_capacity_Ah and "cycle_starts" not in streamed.meta.extra:
             # Streamed, never all in memory, the plausibility monitor beside
             # the EKF; no plot, health or power (they need the whole recording).
-            return {"source": source} | evaluate_streaming(source, params, initial_soc, Path(out_dir)) \
-                | _warnings([streamed.meta.reference_start_warning()])
+            summary = evaluate_streaming(source, params, initial_soc, Path(out_dir))
+            found = summary.pop("warnings")
+            assert isinstance(found, list)
+            return {"source": source} | summary | _warnings([streamed.meta.reference_start_warning(), *found])
         rec = streamed.load()  # no reference or a life: the whole-recording paths below
     else:
         rec = load_any(source)

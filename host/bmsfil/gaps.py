@@ -26,20 +26,59 @@ def gap_warning(rec: Recording, params: ParameterSet) -> str | None:
     """A warning if the recording has intervals the filter integrates (up to
     `dt_max_s`) that are gaps (`GAP_MIN_S` and `GAP_MEDIAN_RATIO` times its
     median interval) with current flowing on either side; None if not."""
-    dt = np.diff(rec.time_s)
-    if dt.size == 0:
-        return None
-    threshold = max(GAP_MIN_S, GAP_MEDIAN_RATIO * float(np.median(dt)))
-    load = REST_C_RATE * params.cell.nominal_capacity_Ah  # above the filter's rest on either side: a load
-    i = np.nan_to_num(rec.current_A)
-    under_load = (np.abs(i[:-1]) > load) | (np.abs(i[1:]) > load)
-    gaps = np.flatnonzero((dt >= threshold) & (dt <= params.filter.dt_max_s) & under_load)
-    if gaps.size == 0:
-        return None
-    k = int(gaps[np.argmax(dt[gaps])])
-    t0 = float(rec.time_s[k] - rec.time_s[0])
-    share = abs(i[k + 1]) * dt[k] / 3600.0 / params.cell.nominal_capacity_Ah
-    return (f"{rec.meta.name}: {gaps.size} gap(s) of {threshold:.0f} s or more under load, the longest "
-            f"{dt[k]:.0f} s after {t0:.0f} s (sample {k}; {i[k]:+.3g} A before, {i[k + 1]:+.3g} A after): the "
-            f"filter counts each as the current after it for the whole gap ({share:.1%} of the capacity there), "
-            "so its estimate after a gap may be off by the charge that really flowed, more than its sigma says")
+    scan = GapScan(params)
+    scan.add(rec.time_s, rec.current_A)
+    return scan.warning(rec.meta.name)
+
+
+class GapScan:
+    """`gap_warning` a chunk at a time, for a recording read in chunks: the
+    median interval is the first chunk's."""
+
+    def __init__(self, params: ParameterSet) -> None:
+        self._params = params
+        self._threshold: float | None = None
+        self._last: tuple[float, float] | None = None  # the sample before the next chunk
+        self._t0: float | None = None
+        self._start = 0  # index of the next chunk's first sample
+        self._count = 0
+        self._longest: tuple[float, int, float, float, float] | None = None  # dt, sample, t, i before, i after
+
+    def add(self, time_s: np.ndarray, current_A: np.ndarray) -> None:
+        if len(time_s) == 0:
+            return
+        if self._t0 is None:
+            self._t0 = float(time_s[0])
+        first = self._start - 1
+        if self._last is not None:
+            time_s, current_A = np.r_[self._last[0], time_s], np.r_[self._last[1], current_A]
+        else:
+            first = 0
+        self._start += len(time_s) - (1 if self._last is not None else 0)
+        self._last = (float(time_s[-1]), float(current_A[-1]))
+        dt = np.diff(time_s)
+        if dt.size == 0:
+            return
+        if self._threshold is None:
+            self._threshold = max(GAP_MIN_S, GAP_MEDIAN_RATIO * float(np.median(dt)))
+        load = REST_C_RATE * self._params.cell.nominal_capacity_Ah  # above the filter's rest on either side
+        i = np.nan_to_num(current_A)
+        under_load = (np.abs(i[:-1]) > load) | (np.abs(i[1:]) > load)
+        gaps = np.flatnonzero((dt >= self._threshold) & (dt <= self._params.filter.dt_max_s) & under_load)
+        if gaps.size == 0:
+            return
+        self._count += gaps.size
+        k = int(gaps[np.argmax(dt[gaps])])
+        if self._longest is None or dt[k] > self._longest[0]:
+            self._longest = (float(dt[k]), first + k, float(time_s[k]), float(i[k]), float(i[k + 1]))
+
+    def warning(self, name: str) -> str | None:
+        if self._longest is None or self._threshold is None or self._t0 is None:
+            return None
+        dt, k, t, before, after = self._longest
+        share = abs(after) * dt / 3600.0 / self._params.cell.nominal_capacity_Ah
+        return (f"{name}: {self._count} gap(s) of {self._threshold:.0f} s or more under load, the longest "
+                f"{dt:.0f} s after {t - self._t0:.0f} s (sample {k}; {before:+.3g} A before, {after:+.3g} A after): "
+                f"the filter counts each as the current after it for the whole gap ({share:.1%} of the capacity "
+                "there), so its estimate after a gap may be off by the charge that really flowed, more than its "
+                "sigma says")

@@ -7,10 +7,12 @@ shows in the score; `bmsfil eval` warns of each with these.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bmsfil.params import BUNDLED_SETS, ParameterSet
-from bmsfil.recording import Recording
+from bmsfil.recording import Recording, RecordingMeta
 from bmsfil.reference import REST_C_RATE
 
 #: A nominal capacity further than this share from the set's is another cell.
@@ -23,25 +25,47 @@ AMBIENT_MARGIN_K = 10.0
 
 
 
-def _working_temperature(rec: Recording, params: ParameterSet) -> float | None:
+class WorkingTemperature:
     """The median temperature over time while the cell discharges (over
-    all the recording where it never does); None without a finite
-    temperature. Weighed by time, not samples: a raw cycler export logs a
-    rest every minute and a test every 0.1 s, or the other way round; and
-    the LG HG2 raw tests charge at room temperature for hours before a
-    2C discharge of 25 minutes in the chamber."""
-    t, i = rec.temp_C, np.nan_to_num(rec.current_A)
-    dt = np.append(np.diff(rec.time_s), 0.0)
-    ok = np.isfinite(t) & (dt >= 0)
-    working = ok & (i < -REST_C_RATE * params.cell.nominal_capacity_Ah)  # discharging beyond the filter's rest
-    use = working if np.sum(dt[working]) > 0 else ok
-    if not use.any():
-        return None
-    order = np.argsort(t[use])
-    weights = np.cumsum(dt[use][order])
-    if weights[-1] <= 0:
-        return float(np.median(t[use]))
-    return float(t[use][order][np.searchsorted(weights, 0.5 * weights[-1])])
+    all the recording where it never does), added a chunk at a time (a
+    streamed recording's too), to 0.01 K. Weighed by time, not samples: a
+    raw cycler export logs a rest every minute and a test every 0.1 s, or
+    the other way round; and the LG HG2 raw tests charge at room
+    temperature for hours before a 2C discharge of 25 minutes in the
+    chamber. A sample weighs the interval to the next one."""
+
+    def __init__(self, params: ParameterSet) -> None:
+        self._load = REST_C_RATE * params.cell.nominal_capacity_Ah  # discharging beyond the filter's rest
+        self._working: dict[int, float] = {}
+        self._any: dict[int, float] = {}
+        self._last: tuple[float, float, float] | None = None  # the sample whose interval the next chunk ends
+
+    def add(self, time_s: np.ndarray, current_A: np.ndarray, temp_C: np.ndarray) -> None:
+        if self._last is not None:
+            t0, i0, c0 = self._last
+            time_s, current_A, temp_C = np.r_[t0, time_s], np.r_[i0, current_A], np.r_[c0, temp_C]
+        if len(time_s) == 0:
+            return
+        self._last = (float(time_s[-1]), float(current_A[-1]), float(temp_C[-1]))
+        t, i, dt = temp_C[:-1], np.nan_to_num(current_A[:-1]), np.diff(time_s)
+        ok = np.isfinite(t) & (dt >= 0)
+        for bins, use in ((self._any, ok), (self._working, ok & (i < -self._load))):
+            keys, where = np.unique(np.round(t[use] * 100.0).astype(np.int64), return_inverse=True)
+            for key, weight in zip(keys.tolist(), np.bincount(where, weights=dt[use]).tolist()):
+                bins[key] = bins.get(key, 0.0) + weight
+
+    def value(self) -> float | None:
+        """The median, °C; None without a finite temperature."""
+        bins = self._working if sum(self._working.values()) > 0 else self._any
+        if not bins and self._last is not None and math.isfinite(self._last[2]):
+            return self._last[2]  # one sample
+        if not bins:
+            return None
+        keys = sorted(bins)
+        weights = np.cumsum([bins[k] for k in keys])
+        if weights[-1] <= 0:  # no time between the samples: the median of the samples
+            return float(np.median(np.array(keys) / 100.0))
+        return keys[int(np.searchsorted(weights, 0.5 * weights[-1]))] / 100.0
 
 
 def parameter_warnings(rec: Recording, params: ParameterSet) -> list[str]:
@@ -49,7 +73,15 @@ def parameter_warnings(rec: Recording, params: ParameterSet) -> list[str]:
     cell's nominal capacity (metadata) against the set's, its median
     measured temperature against the set's temperature grid, and its stated
     ambient temperature against the measured one."""
-    meta, cell = rec.meta, params.cell
+    at = WorkingTemperature(params)
+    at.add(rec.time_s, rec.current_A, rec.temp_C)
+    return mismatch_warnings(rec.meta, params, at.value())
+
+
+def mismatch_warnings(meta: RecordingMeta, params: ParameterSet, median: float | None) -> list[str]:
+    """`parameter_warnings` from a recording's metadata and its working
+    temperature (`WorkingTemperature`), for a recording read in chunks."""
+    cell = params.cell
     found = []
     nominal = meta.nominal_capacity_Ah
     if nominal and abs(nominal / cell.nominal_capacity_Ah - 1.0) > CAPACITY_SHARE:
@@ -57,7 +89,6 @@ def parameter_warnings(rec: Recording, params: ParameterSet) -> list[str]:
                      f"the parameter set {params.name!r} is of a {cell.nominal_capacity_Ah:g} Ah cell: the estimates "
                      f"use another cell's model; give this cell's set with --params (bundled: {', '.join(BUNDLED_SETS)}; "
                      "bmsfil fit makes one)")
-    median = _working_temperature(rec, params)
     if median is None:
         return found
     lo, hi = float(cell.temp_C[0]), float(cell.temp_C[-1])
