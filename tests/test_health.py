@@ -210,6 +210,24 @@ def test_micropython_port_follows_the_c_core_on_a_drive_cycle(mp_health) -> None
     assert np.max(np.abs(cap - c.capacity_Ah)) < 1e-5
 
 
+def test_r0_takes_no_step_from_a_reading_the_filter_refuses(mp_health) -> None:
+    """A 0.0 V sample and a current beyond the cell's in a drive cycle: the
+    SOC filter refuses both, and R0 (C core and MicroPython port alike) makes
+    no step from them (it read 3.7 V over a few amps as an R0 of ohms)."""
+    from dataclasses import replace
+
+    rec = bundled_recording().slice(0, 6000)
+    params = bundled_params()
+    v, i = rec.voltage_V.copy(), rec.current_A.copy()
+    v[2000], i[4000] = 0.0, -10.0 * params.cell.i_max_A
+    glitched = replace(rec, voltage_V=v, current_A=i)
+    clean, c = HealthEstimator(params).run(rec), HealthEstimator(params).run(glitched)
+    assert np.max(c.r0_ohm) < 2.0 * np.max(clean.r0_ohm)
+    assert abs(c.r0_ohm[-1] / clean.r0_ohm[-1] - 1.0) < 0.05
+    *_, r0, _, _, events = _mp_run(mp_health, params, glitched)
+    assert np.array_equal(events, c.events) and np.max(np.abs(r0 - c.r0_ohm)) < 1e-5
+
+
 @needs_nasa
 def test_micropython_port_learns_the_capacity_the_c_core_learns(mp_health) -> None:
     rec = _nasa_life(8)

@@ -39,7 +39,15 @@ bf_status_t bf_health_step(bf_health_t *s, const bf_cell_params_t *p, const bf_s
     if (s == 0 || p == 0 || ft == 0 || ct == 0 || rt == 0 || out == 0) {
         return BF_E_NULL;
     }
+    /* Every check that could fail below, before anything moves: a step that
+     * fails leaves the state as it was. */
     st = bf_capacity_tuning_check(ct);
+    if (st == BF_OK) {
+        st = bf_r0_tuning_check(rt);
+    }
+    if (st == BF_OK) {
+        st = bf_soc_ekf_tuning_check(ft);
+    }
     if (st != BF_OK) {
         return st;
     }

@@ -52,7 +52,10 @@ bf_status_t bf_r0_step(bf_r0_t *s, const bf_cell_params_t *p, const bf_r0_tuning
     if (bf_r0_tuning_check(t) != BF_OK) {
         return BF_E_CONFIG;
     }
-    valid = bf_isfinite(current_A) && bf_isfinite(voltage_V) && bf_isfinite(temp_C) && bf_isfinite(soc);
+    /* A reading the SOC filter refuses (soc_ekf.h) is none here either: a
+     * finite 0 V or a current beyond the cell's would read as volts per amp. */
+    valid = bf_absf(current_A) <= p->i_max_A && bf_cell_voltage_plausible(p, voltage_V) && bf_temp_plausible(temp_C)
+            && bf_isfinite(soc);
     if (valid && s->last_valid && bf_isfinite(dt_s) && dt_s > 0.0f && dt_s <= t->step_max_s) {
         float di = current_A - s->last_current_A;
         if (bf_absf(di) >= t->step_min_A && soc >= t->soc_min) {

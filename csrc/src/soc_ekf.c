@@ -4,12 +4,9 @@
 
 #define NX BF_SOC_EKF_NX
 #define SECONDS_PER_HOUR 3600.0f
-/* Temperatures outside this are a broken sensor, not a cell. */
-#define TEMP_MIN_C (-60.0f)
-#define TEMP_MAX_C (120.0f)
-/* How far outside the cell's voltage range a reading may be before it is
- * treated as a sensor fault rather than an extreme operating point. */
-#define VOLTAGE_MARGIN_V 0.5f
+/* Temperatures outside BF_TEMP_MIN_C..BF_TEMP_MAX_C are a broken sensor, not
+ * a cell; a voltage beyond BF_VOLTAGE_MARGIN_V outside the cell's range a
+ * sensor fault rather than an extreme operating point (cell_model.h). */
 /* Variances beyond these mean the filter has lost the plot; bounding them
  * keeps the arithmetic finite. */
 #define P_MAX_SOC 1.0f
@@ -51,6 +48,7 @@ bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t)
         || !positive_finite(t->p0_irc_A2) || !positive_finite(t->p0_hyst)
         || !positive_finite(t->p_floor_soc) || !positive_finite(t->p_floor_irc_A2)
         || !positive_finite(t->p_floor_hyst) || !positive_finite(t->gate_sigma)
+        || t->gate_sigma < BF_GATE_SIGMA_MIN
         || !bf_isfinite(t->hyst_current_A) || t->hyst_current_A < 0.0f
         || !positive_finite(t->dt_max_s)) {
         return BF_E_TUNING;
@@ -166,7 +164,7 @@ static void init_common(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc
     /* Initial variances obey the same floors and ceilings as every step. */
     (void)repair_covariance(s, p, t);
     s->last_current_A = 0.0f;
-    s->last_temp_C = bf_isfinite(temp_C) ? bf_clampf(temp_C, TEMP_MIN_C, TEMP_MAX_C) : 25.0f;
+    s->last_temp_C = bf_isfinite(temp_C) ? bf_clampf(temp_C, BF_TEMP_MIN_C, BF_TEMP_MAX_C) : 25.0f;
     s->hyst_sign = 0.0f;
 }
 
@@ -186,16 +184,6 @@ bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
 
 /* Range tests that NaN fails too (an ordered comparison with NaN is false;
  * the core is never built with -ffast-math). */
-static int voltage_plausible(const bf_cell_params_t *p, float voltage_V)
-{
-    return voltage_V >= p->v_min_V - VOLTAGE_MARGIN_V && voltage_V <= p->v_max_V + VOLTAGE_MARGIN_V;
-}
-
-static int temp_plausible(float temp_C)
-{
-    return temp_C >= TEMP_MIN_C && temp_C <= TEMP_MAX_C;
-}
-
 bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
                                 const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C)
 {
@@ -205,7 +193,7 @@ bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
     }
     /* A voltage the step would refuse (out of the cell's range, NaN) is no
      * OCV to start from: a 0.0 V first reading started the filter at SOC 0. */
-    if (!voltage_plausible(p, voltage_V) || !bf_isfinite(temp_C)) {
+    if (!bf_cell_voltage_plausible(p, voltage_V) || !bf_isfinite(temp_C)) {
         return BF_E_RANGE;
     }
     init_common(s, p, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
@@ -225,8 +213,8 @@ BF_COLD bf_status_t bf_soc_ekf_restart(bf_soc_ekf_t *s, const bf_cell_params_t *
     if (!(rest_current_A >= 0.0f)) {
         return BF_E_RANGE;
     }
-    temp = temp_plausible(temp_C) ? temp_C : s->last_temp_C;
-    rested = bf_absf(current_A) <= rest_current_A && voltage_plausible(p, voltage_V);
+    temp = bf_temp_plausible(temp_C) ? temp_C : s->last_temp_C;
+    rested = bf_absf(current_A) <= rest_current_A && bf_cell_voltage_plausible(p, voltage_V);
     /* The two starts check the parameters and leave the state as it was if
      * they fail. */
     st = rested ? bf_soc_ekf_init_ocv(s, p, t, voltage_V, temp) : bf_soc_ekf_init_soc(s, p, t, s->x[0], temp);
@@ -307,13 +295,13 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     } else {
         s->last_current_A = current_A;
     }
-    if (!temp_plausible(temp_C)) {
+    if (!bf_temp_plausible(temp_C)) {
         flags |= BF_FLAG_TEMP_INVALID;
         temp_C = s->last_temp_C;
     } else {
         s->last_temp_C = temp_C;
     }
-    if (!voltage_plausible(p, voltage_V)) {
+    if (!bf_cell_voltage_plausible(p, voltage_V)) {
         flags |= BF_FLAG_VOLTAGE_INVALID;
     }
 

@@ -62,9 +62,9 @@
 /* The constants of soc_ekf.c (kept equal to them; test_soc_ekf_pack.c
  * compares the two on the paths they govern). */
 #define SECONDS_PER_HOUR 3600.0f
-#define TEMP_MIN_C (-60.0f)
-#define TEMP_MAX_C (120.0f)
-#define VOLTAGE_MARGIN_V 0.5f
+#define TEMP_MIN_C BF_TEMP_MIN_C
+#define TEMP_MAX_C BF_TEMP_MAX_C
+#define VOLTAGE_MARGIN_V BF_VOLTAGE_MARGIN_V
 #define P_MAX_SOC 1.0f
 #define P_MAX_HYST 4.0f
 #define R_MIN_REL 1e-6f

@@ -4,6 +4,7 @@
  * keep every output finite. */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "bf_test.h"
 #include "bmsfil/bf_math.h"
@@ -196,6 +197,60 @@ static void test_absurd_inputs(void)
     CHECKF(bad_status == 0 && bad == 0, "%d bad statuses, %d non-finite or out-of-range outputs", bad_status, bad);
 }
 
+/* A reading the SOC filter refuses (0.0 V, a current beyond i_max_A) is no
+ * current step for R0 either: one such sample between good ones leaves R0
+ * where the good steps put it (it read as volts per amp). */
+static void test_r0_skips_refused_readings(void)
+{
+    bf_r0_tuning_t rt;
+    bf_r0_t r;
+    bf_r0_out_t o;
+    const float r0_true = 0.03f;
+    int k;
+    r0_tuning(&rt);
+    CHECK(bf_r0_init(&r, &rt) == BF_OK);
+    for (k = 0; k < 40; ++k) {
+        float i = (k & 1) ? -2.0f : 0.0f;
+        CHECK(bf_r0_step(&r, &cell, &rt, 1.0f, i, 3.7f + r0_true * i, 25.0f, 0.6f, &o) == BF_OK);
+    }
+    CHECKF(fabsf(o.r0_ohm - r0_true) < 1e-3f, "R0 %g from clean steps", (double)o.r0_ohm);
+    {
+        const float glitch_i[2] = { 0.0f, -500.0f }, glitch_v[2] = { 0.0f, 3.7f };
+        int g;
+        for (g = 0; g < 2; ++g) {
+            bf_r0_t before;
+            CHECK(bf_r0_step(&r, &cell, &rt, 1.0f, glitch_i[g], glitch_v[g], 25.0f, 0.6f, &o) == BF_OK);
+            CHECK(!(o.events & BF_R0_UPDATED));
+            before = r;
+            /* the next good sample is a step from nothing: no update */
+            CHECK(bf_r0_step(&r, &cell, &rt, 1.0f, -2.0f, 3.7f - 2.0f * r0_true, 25.0f, 0.6f, &o) == BF_OK);
+            CHECKF(!(o.events & BF_R0_UPDATED) && o.r0_ohm == before.r0_ohm, "glitch %d: R0 %g", g,
+                   (double)o.r0_ohm);
+        }
+    }
+}
+
+/* A health step with a tuning that fails its check leaves every estimator
+ * as it was (it used to step the SOC filter and the capacity fit first). */
+static void test_failed_step_changes_nothing(void)
+{
+    bf_capacity_tuning_t ct;
+    bf_r0_tuning_t rt;
+    bf_health_t h, before;
+    bf_health_out_t o;
+    float dts[2] = { 1.0f, 7200.0f };
+    int g;
+    cap_tuning(&ct);
+    r0_tuning(&rt);
+    CHECK(bf_health_init(&h, &cell, &tun, &ct, &rt, 0.5f, -1.0f, 3.6f, 25.0f) == BF_OK);
+    rt.forget_steps = 0.5f; /* < 1: refused */
+    for (g = 0; g < 2; ++g) {
+        before = h;
+        CHECK(bf_health_step(&h, &cell, &tun, &ct, &rt, dts[g], -1.0f, 3.6f, 25.0f, &o) == BF_E_CONFIG);
+        CHECK(memcmp(&h, &before, sizeof h) == 0);
+    }
+}
+
 static void test_config(void)
 {
     bf_capacity_tuning_t ct;
@@ -223,5 +278,7 @@ int main(void)
     test_awtls();
     test_simulated_life();
     test_absurd_inputs();
+    test_r0_skips_refused_readings();
+    test_failed_step_changes_nothing();
     return bf_test_finish();
 }

@@ -861,6 +861,17 @@ static void test_bad_tuning(void)
             }
         }
     }
+    /* A gate whose square is 0 in single precision (or nearly) divided by 0:
+     * every covariance NaN, repaired to its ceiling, no correction ever. */
+    {
+        bf_soc_ekf_tuning_t t = tun;
+        t.gate_sigma = 1e-23f;
+        CHECK(bf_soc_ekf_tuning_check(&t) == BF_E_TUNING);
+        t.gate_sigma = 0.999f * BF_GATE_SIGMA_MIN;
+        CHECK(bf_soc_ekf_tuning_check(&t) == BF_E_TUNING);
+        t.gate_sigma = BF_GATE_SIGMA_MIN;
+        CHECK(bf_soc_ekf_tuning_check(&t) == BF_OK);
+    }
     /* Bad parameters are refused the same way. */
     fx_cell(&badp);
     badp.capacity_Ah[1] = 0.0f;

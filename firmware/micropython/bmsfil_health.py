@@ -11,7 +11,7 @@ and R0Tuning.for_params), derived from the parameter set the same way.
 
 import math
 
-from bmsfil_ekf import SocEkf, _finite
+from bmsfil_ekf import TEMP_MAX_C, TEMP_MIN_C, VOLTAGE_MARGIN_V, SocEkf, _finite
 
 CAP_ANCHOR_FULL = 0x01
 CAP_ANCHOR_EMPTY = 0x02
@@ -263,7 +263,10 @@ class Resistance:
     def step(self, model, dt_s, current_A, voltage_V, temp_C, soc):
         t = self.t
         events = 0
-        valid = _finite(current_A) and _finite(voltage_V) and _finite(temp_C) and _finite(soc)
+        p = self.p
+        # A reading the SOC filter refuses is none here either (resistance.c).
+        valid = (abs(current_A) <= p.i_max_A and p.v_min_V - VOLTAGE_MARGIN_V <= voltage_V <= p.v_max_V
+                 + VOLTAGE_MARGIN_V and TEMP_MIN_C <= temp_C <= TEMP_MAX_C and _finite(soc))
         if valid and self.last_valid and _finite(dt_s) and 0.0 < dt_s <= t.step_max_s:
             di = current_A - self.last_current_A
             if abs(di) >= t.step_min_A and soc >= t.soc_min:

@@ -177,8 +177,14 @@ class FilterTuning:
                 want = "> 0" if f.name in _POSITIVE_TUNING else ">= 0"
                 raise ParamsError(f"filter.{f.name}: expected a value {want} that single precision holds "
                                   f"(float32: from 1.4e-45 to 3.4e+38), got {value}")
+            if f.name == "gate_sigma" and single < np.float32(GATE_SIGMA_MIN):
+                raise ParamsError(f"filter.gate_sigma: expected a gate of at least {GATE_SIGMA_MIN:g} sigma "
+                                  f"(the filter divides by its square), got {value}")
             object.__setattr__(self, f.name, value)
 
+
+#: The smallest gate_sigma the C core takes (BF_GATE_SIGMA_MIN, soc_ekf.h).
+GATE_SIGMA_MIN = 1e-3
 
 #: FilterTuning fields the C core needs above zero (the rest may be 0).
 _POSITIVE_TUNING = frozenset({"r_voltage_V2_s", "r_dt_min_s", "p0_soc", "p0_soc_ocv", "p0_irc_A2", "p0_hyst",

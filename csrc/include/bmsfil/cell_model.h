@@ -78,6 +78,23 @@ void bf_cell_locate_soc(const bf_cell_params_t *p, float soc, bf_lookup_t *at);
 
 /* Linear interpolation exact at both ends (w = 0 gives a, w = 1 gives b),
  * so that values held outside a table are the table's own. */
+/* The readings the filters take as measurements: a temperature in
+ * [BF_TEMP_MIN_C, BF_TEMP_MAX_C] and a voltage within BF_VOLTAGE_MARGIN_V of
+ * the cell's [v_min_V, v_max_V] (NaN fails both). */
+#define BF_TEMP_MIN_C (-60.0f)
+#define BF_TEMP_MAX_C (120.0f)
+#define BF_VOLTAGE_MARGIN_V 0.5f
+
+static inline int bf_cell_voltage_plausible(const bf_cell_params_t *p, float voltage_V)
+{
+    return voltage_V >= p->v_min_V - BF_VOLTAGE_MARGIN_V && voltage_V <= p->v_max_V + BF_VOLTAGE_MARGIN_V;
+}
+
+static inline int bf_temp_plausible(float temp_C)
+{
+    return temp_C >= BF_TEMP_MIN_C && temp_C <= BF_TEMP_MAX_C;
+}
+
 static inline float bf_lerp(float a, float b, float w)
 {
     return (1.0f - w) * a + w * b;

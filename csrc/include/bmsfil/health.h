@@ -42,6 +42,8 @@ bf_status_t bf_health_init(bf_health_t *s, const bf_cell_params_t *p, const bf_s
                            const bf_capacity_tuning_t *ct, const bf_r0_tuning_t *rt, float soc,
                            float current_A, float voltage_V, float temp_C);
 
+/* One sample. The three tunings are checked first: a step that fails leaves
+ * the state as it was. p must be the one init checked (not checked again). */
 bf_status_t bf_health_step(bf_health_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *ft,
                            const bf_capacity_tuning_t *ct, const bf_r0_tuning_t *rt, float dt_s,
                            float current_A, float voltage_V, float temp_C, bf_health_out_t *out);

@@ -60,8 +60,10 @@ bf_status_t bf_r0_tuning_check(const bf_r0_tuning_t *t);
 bf_status_t bf_r0_init(bf_r0_t *s, const bf_r0_tuning_t *t);
 
 /* One sample: the interval since the previous one, the measured current,
- * voltage and temperature, and the SOC to look the table up at. Invalid
- * (non-finite) inputs end the step in progress without an update. */
+ * voltage and temperature, and the SOC to look the table up at. A sample the
+ * SOC filter would refuse (a non-finite value, a current beyond i_max_A, a
+ * voltage or temperature outside the plausible ranges of cell_model.h) ends
+ * the step in progress without an update. */
 bf_status_t bf_r0_step(bf_r0_t *s, const bf_cell_params_t *p, const bf_r0_tuning_t *t, float dt_s,
                        float current_A, float voltage_V, float temp_C, float soc, bf_r0_out_t *out);
 

@@ -104,6 +104,10 @@ typedef struct {
                                * R0 i + Rn i / (1 + kn |i|) (0 if the sample was skipped) */
 } bf_soc_ekf_out_t;
 
+/* The smallest gate_sigma the tuning check takes: the gate divides by its
+ * square, which a smaller one takes towards 0 and every covariance to NaN. */
+#define BF_GATE_SIGMA_MIN 1e-3f
+
 bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t);
 
 /* Start from a known SOC (clamped to [0, 1]) at temperature temp_C. */
@@ -130,7 +134,10 @@ bf_status_t bf_soc_ekf_restart(bf_soc_ekf_t *s, const bf_cell_params_t *p, const
                                int *from_voltage);
 
 /* One sample: dt_s since the previous sample, then current, terminal voltage
- * and temperature measured at the end of that interval. */
+ * and temperature measured at the end of that interval. p and t must be the
+ * ones an init checked and the caller keeps unchanged: the step does not check
+ * them again on every sample (the instructions it would cost); only a restart
+ * after a long interval does. */
 bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
                             float dt_s, float current_A, float voltage_V, float temp_C,
                             bf_soc_ekf_out_t *out);
