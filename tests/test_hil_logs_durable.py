@@ -361,6 +361,32 @@ def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, caps
         target.stop()
         writer.stop()
     capsys.readouterr()
-    assert main(["hil", "score", str(log), "--out-dir", str(tmp_path / "o")]) == 2
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o")]) == 2
     out = capsys.readouterr().out
     assert "not scored" in out and "no sample to start from its OCV" in out and "Traceback" not in out
+    # In the JSON too, with its cause (was: left out, and no JSON written).
+    (doc,) = json.loads(js.read_text())["recordings"]
+    (cell,) = doc["cells_scored"]
+    assert doc["samples"] == 30 and "no sample to start from its OCV" in cell["not_scored"]
+
+
+def test_a_cell_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys):
+    from dataclasses import replace
+
+    rec = bundled_recording().slice(0, 30)
+    dead = replace(rec, voltage_V=np.full(len(rec), np.nan))
+    log = tmp_path / "run.blf"
+    writer = open_log(log)
+    target = make_target("host", bundled_params())
+    try:
+        replay_lockstep(target.start(), [rec, dead], log=writer)
+    finally:
+        target.stop()
+        writer.stop()
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o")]) == 2
+    (doc,) = json.loads(js.read_text())["recordings"]
+    good, bad = doc["cells_scored"]
+    assert good["max_abs_soc_difference_vs_core"] <= 1e-6 and "not_scored" not in good
+    assert bad["cell"] == 1 and "no sample to start from its OCV" in bad["not_scored"]

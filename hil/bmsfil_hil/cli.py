@@ -111,6 +111,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-log", type=Path, metavar="LOG",
                    help="replay the measurements of a python-can log (a previous run's --log, a pack "
                         "recorded on a bus) instead of recordings; compared with the estimates in the log")
+    p.add_argument("--from-log-channel", metavar="CH",
+                   help="--from-log: read only the frames of this channel of the log, as python-can names it "
+                        "(0, 1, ... in an .asc or .blf file, whose own numbers start at 1; can0, ... in a "
+                        "candump .log); needed for a log with frames of the contract on several channels")
     p.add_argument("--junit", type=Path, help="write a JUnit XML report (one test case per cell)")
     p.add_argument("--timeout", type=positive_float, default=2.0, help="seconds to wait for each sample's estimates")
     p.add_argument("--log", type=Path, help="write the exchange as a python-can log (.blf, .asc or .log)")
@@ -131,6 +135,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--recording", type=Path, action="append", default=[],
                     help="the recording that was replayed (one cell): score against its reference SOC too; "
                          "a log of several recordings: once per recording, in the order they were replayed")
+    sc.add_argument("--channel", metavar="CH",
+                    help="read only the frames of this channel of the log, as python-can names it (0, 1, ... "
+                         "in an .asc or .blf file, whose own numbers start at 1; can0, ... in a candump .log); "
+                         "needed for a log with frames of the contract on several channels")
     sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     sc.add_argument("--json", type=Path)
     sc.add_argument("--no-plot", action="store_true")
@@ -221,10 +229,13 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: --warm-reset-at/--power-cycle-at: target {args.target} runs on the desktop "
                       "and has no reset; use a firmware target (qemu, micropython or board)", soft_wrap=True)
         return 2
+    if args.from_log_channel is not None and not args.from_log:
+        console.print("bmsfil hil run: --from-log-channel chooses a channel of --from-log's log; give --from-log")
+        return 2
     logged: list[LoggedRun] = []
     if args.from_log:
         try:
-            logged = _read_log(args.from_log, "run")
+            logged = _read_log(args.from_log, "run", args.from_log_channel, "--from-log-channel")
         except LogError as exc:
             console.print(f"bmsfil hil run: {exc}", soft_wrap=True)
             return 2
@@ -541,22 +552,21 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     recording shows there as differences that are not the target's)."""
     params = params_arg(args.params)
     try:
-        runs = _read_log(args.log, "score")
+        runs = _read_log(args.log, "score", args.channel, "--channel")
         references = _score_references(runs, args.recording)
         _make_dir("--out-dir", args.out_dir)
     except (LogError, _Refused) as exc:
         console.print(f"bmsfil hil score: {exc}", soft_wrap=True)
         return 2
     scored: list[dict[str, object]] = []
-    doc: dict[str, object] = {"log": str(args.log), "undecodable_frames": runs[0].undecodable, "recordings": scored,
-                              "interrupted": False}
+    doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
+                              "crc_failed_frames": runs[0].crc_failed, "recordings": scored, "interrupted": False}
     status = 0
     try:
         for run, reference in zip(runs, references):
-            try:
-                scored.append(_score_run(run, reference, params, args))
-            except ValueError as exc:  # nothing the C core can start from (no valid voltage in the run)
-                console.print(f"bmsfil hil score: {run.name}: not scored: {exc}", soft_wrap=True)
+            entry = _score_run(run, reference, params, args)
+            scored.append(entry)
+            if any("not_scored" in cell for cell in entry["cells_scored"]):  # type: ignore[attr-defined]
                 status = 2
     except KeyboardInterrupt as exc:
         doc["interrupted"] = True
@@ -568,13 +578,18 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     return status
 
 
-def _read_log(path: Path, command: str) -> list[LoggedRun]:
-    """`read_log`, saying when the log ends in a record it cannot read (a
-    text log cut in the middle of a line: read up to there)."""
-    runs = read_log(path)
+def _read_log(path: Path, command: str, channel: str | None, channel_option: str) -> list[LoggedRun]:
+    """`read_log` of `channel` (chosen by `channel_option`), saying when the
+    log ends in a record it cannot read (a text log cut in the middle of a
+    line: read up to there) and how many measurement frames it refused for
+    their crc."""
+    runs = read_log(path, channel, channel_option)
     if runs[0].contract != cc.CONTRACT_VERSION:
         console.print(f"bmsfil hil {command}: {path} was written under the CAN contract {runs[0].contract} (its "
                       "measurement frames' crc covers the payload alone): read as such", soft_wrap=True)
+    if runs[0].crc_failed:
+        console.print(f"bmsfil hil {command}: {path}: {runs[0].crc_failed} measurement frame(s) (MeasPack, MeasCell) "
+                      "refused for their crc (the CAN contract's end-to-end check): read as lost", soft_wrap=True)
     if runs[-1].cut_short is not None:
         console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
                       f"({runs[-1].cut_short}), cut short?; read up to it", soft_wrap=True)
@@ -650,10 +665,16 @@ def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet
         table.add_column(col)
     worst = 0.0
     for j, rec in enumerate(run.cells):
-        cell_doc, row = _score_cell(run, j, rec, reference, params, args)
+        try:
+            cell_doc, row = _score_cell(run, j, rec, reference, params, args)
+        except ValueError as exc:  # nothing the C core can start from (no valid voltage in the run)
+            console.print(f"bmsfil hil score: {rec.meta.name}: not scored: {exc}", soft_wrap=True)
+            cell_doc = {"cell": j, "estimates": int(np.count_nonzero(~np.isnan(run.logged_soc[:, j]))),
+                        "not_scored": str(exc)}
+            row = [str(j), f"{cell_doc['estimates']}/{n}", "not scored", "", "", "", ""]
         doc["cells_scored"].append(cell_doc)  # type: ignore[union-attr]
         table.add_row(*row)
-        delta = cell_doc["max_abs_soc_difference_vs_core"]
+        delta = cell_doc.get("max_abs_soc_difference_vs_core")
         worst = max(worst, delta) if isinstance(delta, float) and math.isfinite(delta) else worst
     console.print(table)
     if worst > UNLIKE_CORE_SOC:

@@ -21,9 +21,10 @@ with no voltage or temperature (sent as not valid again).
 from __future__ import annotations
 
 import itertools
+import locale
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,11 @@ class LogError(ValueError):
     """A log that holds no replayable measurements, with the file and why."""
 
 
+class ChannelError(LogError):
+    """A log with frames of the contract on more than one channel and none
+    chosen, or none on the channel chosen."""
+
+
 @dataclass
 class LoggedRun:
     name: str               # the log's stem, and -recN when it holds several recordings
@@ -56,12 +62,18 @@ class LoggedRun:
     health: Health              # the EstCellHealth found
     power: Power                # the EstCellPower found
     cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why
+    crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
 
 
-def read_log(path: Path) -> list[LoggedRun]:
+def read_log(path: Path, channel: str | None = None, channel_option: str = "--channel") -> list[LoggedRun]:
     """The measurements (and estimates) of a log, sample by sample: one
-    `LoggedRun` per recording the log holds. The harness replays each
+    `LoggedRun` per recording the log holds. Only the frames of `channel`
+    (as python-can names it, `str(msg.channel)`) are read when given; without
+    it, a log with frames of the contract on more than one channel is
+    refused (`ChannelError`, naming the channels and `channel_option`, the
+    option that chooses one), since two buses' frames read as one stream
+    mix two packs' samples. The harness replays each
     recording from sequence 0, so a MeasPack of sequence 0 starts the next
     recording unless it follows one of the last WRAP_SLACK sequences (the
     counter's wrap, with frames before it possibly lost). A recording of a
@@ -73,7 +85,7 @@ def read_log(path: Path) -> list[LoggedRun]:
     if path.stat().st_size == 0:
         raise LogError(f"{path}: empty file: nothing to replay")
     reader = _Reader(path)
-    stream = iter(reader)
+    stream = one_channel(reader, path, channel, channel_option)
     head: list[can.Message] = []  # the first CONTRACT_PROBE measurement frames and what came with them
     for msg in stream:
         head.append(msg)
@@ -82,6 +94,7 @@ def read_log(path: Path) -> list[LoggedRun]:
     legacy = _written_under_contract3(head)
     segments: list[_Segment] = []
     undecodable = 0
+    pack_refused: tuple[int, str] = (0, "")  # frames with MeasPack's ID that do not decode, and the first's error
     measurements = crc_failed = contract3 = 0  # MeasPack/MeasCell frames, those that failed the crc, and
     # those of them that carry the crc of contract bmsfil-can-3 (its CRC left out the frame ID)
     for msg in itertools.chain(head, stream):
@@ -98,6 +111,8 @@ def read_log(path: Path) -> list[LoggedRun]:
             if measurement and exc.field == "crc":
                 crc_failed += 1
                 contract3 += _carries_contract3_crc(bytes(msg.data))
+            if exc.frame_name == "MeasPack":
+                pack_refused = (pack_refused[0] + 1, pack_refused[1] or str(exc))
             continue
         if isinstance(frame, cc.MeasPack) and (not segments or segments[-1].starts_anew(frame)):
             segments.append(_Segment())
@@ -113,12 +128,16 @@ def read_log(path: Path) -> list[LoggedRun]:
         raise LogError(f"{failing}: a log written under an earlier contract (before {CONTRACT3}, which added the "
                        "crc), or a bus that damaged most frames; read it with the bmsfil that wrote it")
     if not segments:
-        raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay")
+        refused = (f"; its {pack_refused[0]} frame(s) with that ID do not decode, the first: {pack_refused[1]}"
+                   if pack_refused[0] else "")
+        raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay"
+                       + refused)
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
     # Frames outside the contract are the log's, not a recording's: counted with the first.
     runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
             for i, (seg, name) in enumerate(zip(segments, names))]
     runs[-1].cut_short = reader.cut_short
+    runs[0].crc_failed = crc_failed
     for run in runs:
         run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
     return runs
@@ -131,6 +150,53 @@ CONTRACT3 = "bmsfil-can-3"
 CONTRACT_PROBE = 32
 
 
+#: Frame IDs of the contract (classic 11-bit): the frames whose channel `one_channel` checks.
+CONTRACT_IDS = frozenset(int(fid) for fid in cc.FrameId)
+
+
+def one_channel(messages: Iterable[can.Message], path: Path, channel: str | None,
+                option: str = "--channel") -> Iterator[can.Message]:
+    """The messages of one channel of a log: those of `channel` (compared
+    as `str(msg.channel)`), or, with none given, all of them as long as the
+    frames of the contract are on one channel; `ChannelError` at the first
+    frame of the contract on a second one, or at the end when `channel` has
+    none. `option` is the option that chooses a channel, named in the error."""
+    seen: list[str] = []  # channels with frames of the contract, in order of appearance
+    for msg in messages:
+        name = str(msg.channel)
+        if msg.arbitration_id in CONTRACT_IDS and not msg.is_extended_id and name not in seen:
+            seen.append(name)
+            if channel is None and len(seen) > 1:
+                raise ChannelError(f"{path}: frames of the CAN contract on more than one channel "
+                                   f"({_channels_text(seen)}): the traffic of two buses cannot be read as one "
+                                   "stream; choose one with " + " or ".join(f"{option} {c}" for c in seen))
+        if channel is None or name == channel:
+            yield msg
+    if channel is not None and channel not in seen:
+        raise ChannelError(f"{path}: {option} {channel}: no frame of the CAN contract on that channel; "
+                           + (f"the log has them on {_channels_text(seen)}" if seen else "the log has none"))
+
+
+def _channels_text(channels: list[str]) -> str:
+    """Channels as python-can names them, with the numbering it gives an
+    .asc or .blf file's (from 0 where the file counts from 1)."""
+    text = ", ".join(channels)
+    if all(c.isdigit() for c in channels):
+        text += " as python-can numbers them; the file's " + ", ".join(str(int(c) + 1) for c in channels)
+    return text
+
+
+def log_messages(path: Path) -> Iterator[can.Message]:
+    """python-can's reader of a log, a text log (.asc, .log, ...) read with
+    undecodable bytes replaced: a damaged line then fails on its own, where a
+    decoding error would lose the lines read ahead with it."""
+    reader = can.io.player.MESSAGE_READERS.get(path.suffix.lower())
+    if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
+        text = path.open("r", encoding=locale.getpreferredencoding(False), errors="replace")
+        return iter(reader(text))  # type: ignore[call-arg]
+    return iter(can.LogReader(str(path)))
+
+
 class _Reader:
     """The messages of a log; one that ends in a record python-can cannot
     read (a text log cut in the middle of a line) ends there, `cut_short`
@@ -140,7 +206,7 @@ class _Reader:
         self.path = path
         self.cut_short: str | None = None
         try:
-            self._messages = iter(can.LogReader(str(path)))
+            self._messages = log_messages(path)
         except _UNREADABLE as exc:
             raise _unreadable(path, exc) from exc
 
