@@ -107,6 +107,27 @@ def test_a_text_log_cut_mid_line_scores_up_to_the_cut(tmp_path, capsys):
     assert 20 < doc["samples"] < 50 and doc["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-6
 
 
+@pytest.mark.parametrize("suffix", [".log", ".asc"])
+def test_a_text_log_with_an_unreadable_tail_keeps_every_record_before_it(tmp_path, capsys, suffix):
+    """Bytes that are not text after the last good line: every sample
+    before them is read (was: the lines decoded with them, ~18 samples, lost)."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    records = sum(1 for _ in can.LogReader(str(log)))
+    body = log.read_bytes()
+    if suffix == ".asc":
+        body = body[: body.rindex(b"End TriggerBlock")]
+    log.write_bytes(body + np.random.default_rng(1).integers(128, 256, 3000, dtype=np.uint8).tobytes())
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    # python-can's .asc reader passes over lines it does not know; its .log reader stops at one.
+    assert suffix == ".asc" or f"after {records} records), cut short?; every record before it read" in out, out
+    doc = json.loads(js.read_text())["recordings"][0]
+    assert doc["samples"] == doc["samples_fully_answered"] == 300
+
+
 def test_score_against_a_recording_without_reference_says_so(tmp_path, capsys):
     from dataclasses import replace
 

@@ -592,7 +592,7 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
                       "refused for their crc (the CAN contract's end-to-end check): read as lost", soft_wrap=True)
     if runs[-1].cut_short is not None:
         console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
-                      f"({runs[-1].cut_short}), cut short?; read up to it", soft_wrap=True)
+                      f"({runs[-1].cut_short}), cut short?; every record before it read", soft_wrap=True)
     return runs
 
 

@@ -61,7 +61,8 @@ class LoggedRun:
     plausibility: Plausibility  # the EstCellFlags found (`sent` False if none)
     health: Health              # the EstCellHealth found
     power: Power                # the EstCellPower found
-    cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why
+    cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why,
+    # and after how many records that did read (all of them kept)
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
 
@@ -211,18 +212,18 @@ class _Reader:
             raise _unreadable(path, exc) from exc
 
     def __iter__(self) -> Iterator[can.Message]:
-        first = True
+        read = 0
         while True:
             try:
                 msg = next(self._messages)
             except StopIteration:
                 return
             except _UNREADABLE as exc:
-                if first:
+                if not read:
                     raise _unreadable(self.path, exc) from exc
-                self.cut_short = _why(exc)
+                self.cut_short = f"{_why(exc)}, after {read} records"
                 return
-            first = False
+            read += 1
             yield msg
 
 
