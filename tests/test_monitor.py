@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -216,3 +217,65 @@ def test_a_text_log_cut_off_mid_line_is_read_up_to_the_cut(tmp_path, capsys):
     assert json.loads(out.read_text())["pack"]["frames_decoded"] == 150
     voltage = json.loads(out.read_text())["cells"][0]["voltage_V"]
     assert f"{voltage:.4f}" in captured.out and "…" not in captured.out
+
+
+def _lockstep_frames(samples: int, cells: int, silent_cell: int, silent_after: int, channel: int = 0,
+                     soc: float = 0.5) -> list[can.Message]:
+    """The frames of a lock-step replay at 0.1 s per sample, written in 0.1 ms
+    per sample of the log's clock; `silent_cell` sends no estimate after sample `silent_after`."""
+    frames = []
+    for k in range(samples):
+        seq = k % cc.SEQUENCE_MODULUS
+        sample = [cc.encode_meas_pack(seq, 0.1, -1.0, cells)]
+        sample += [cc.encode_meas_cell(seq, i, 3.7, 25.0) for i in range(cells)]
+        sample += [cc.encode_est_cell(seq, i, soc, 0.01) for i in range(cells) if i != silent_cell or k <= silent_after]
+        for msg in sample:
+            msg.timestamp, msg.channel = k * 1e-4, channel
+        frames += sample
+    return frames
+
+
+def test_a_cell_silent_in_a_lockstep_log_is_stale_by_the_samples_it_missed(tmp_path, capsys):
+    """The log's clock says 0.02 s passed; the contract's samples say 10 s."""
+    log = tmp_path / "lockstep.blf"
+    with can.Logger(str(log)) as out:
+        for msg in _lockstep_frames(200, 3, silent_cell=1, silent_after=99):
+            out.on_message_received(msg)
+    js = tmp_path / "snap.json"
+    assert main(["monitor", "--log", str(log), "--once", "--json", str(js)]) == 0
+    snap = json.loads(js.read_text())
+    c0, c1, c2 = snap["cells"]
+    assert c1["age_s"] < 0.02 and c1["behind_s"] == pytest.approx(10.0) and c1["stale"] and c1["sequence"] == 99
+    assert c0["behind_s"] == c2["behind_s"] == 0.0 and not c0["stale"] and not c2["stale"]
+    assert snap["pack"]["cells_stale"] == 1
+    assert "1 STALE" in capsys.readouterr().out
+    # Within --stale of the newest sample, by the same count: fresh.
+    assert main(["monitor", "--log", str(log), "--once", "--json", str(js), "--stale", "11"]) == 0
+    assert not json.loads(js.read_text())["cells"][1]["stale"]
+
+
+def test_contract_time_skips_a_repeated_measpack_and_wraps_with_the_sequence():
+    view = PackView(stale_s=5.0)
+    for msg in _lockstep_frames(5000, 2, silent_cell=1, silent_after=4950):
+        view.feed(msg)
+    view.feed(_at(cc.encode_meas_pack(4999 % cc.SEQUENCE_MODULUS, 0.1, -1.0, 2), 0.5))  # a repeat
+    c0, c1 = view.snapshot()["cells"]
+    assert c0["behind_s"] == 0.0 and c1["behind_s"] == pytest.approx(4.9) and not c1["stale"]
+
+
+def test_a_log_of_two_channels_is_shown_one_channel_at_a_time(tmp_path, capsys):
+    frames = [m for pair in itertools.zip_longest(_lockstep_frames(20, 1, -1, 0, channel=0, soc=0.25),
+                                                  _lockstep_frames(20, 2, -1, 0, channel=1, soc=0.75))
+              for m in pair if m is not None]
+    log = tmp_path / "two.asc"
+    with can.Logger(str(log)) as out:
+        for msg in frames:
+            out.on_message_received(msg)
+    capsys.readouterr()
+    assert main(["monitor", "--log", str(log), "--once"]) == 2
+    err = capsys.readouterr().err
+    assert "more than one channel (0, 1" in err and "--channel 0 or --channel 1" in err, err
+    js = tmp_path / "snap.json"
+    assert main(["monitor", "--log", str(log), "--once", "--channel", "1", "--json", str(js)]) == 0
+    snap = json.loads(js.read_text())
+    assert [c["soc"] for c in snap["cells"]] == [pytest.approx(0.75)] * 2 and snap["pack"]["n_cells"] == 2

@@ -17,7 +17,16 @@ first) and ``--json`` writes the last snapshot as JSON.
 Age and staleness: a cell whose last estimate is older than ``--stale``
 seconds is STALE. On a live bus age is measured on the host's clock from the
 moment a frame arrived; in a log, in the log's own timestamps, relative to
-its latest message.
+its latest message. Age is also counted in the contract's own time, the
+intervals (MeasPack ``dt_s``) of the samples between the one a cell's last
+estimate follows and the newest sample any cell was estimated for
+(``behind_s``): a lock-step replay sends thousands of samples a second, so a
+cell its target stopped estimating is stale by that count long before the
+clock says so.
+
+A log is read one CAN channel at a time: ``--channel`` chooses one (as
+python-can names it); a log with frames of the contract on more than one
+channel and none chosen is refused, naming them.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from rich.text import Text
 
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import bus_config, open_failure
+from bmsfil_hil.logreplay import ChannelError, log_messages, one_channel
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -70,6 +80,7 @@ class _Cell:
     flags: int = 0
     sequence: int | None = None
     estimated_at: float | None = None  # when the last EstCell arrived
+    estimated_sample_at: float | None = None  # contract time of the sample it follows (None: MeasPack not seen)
     capacity_Ah: float = math.nan
     core_temp_C: float = math.nan  # EstCellHealth's core temperature (virtual sensor)
     voltage_V: float = math.nan
@@ -99,6 +110,11 @@ class PackView:
         self._status: cc.TargetStatus | None = None
         self._profile: cc.TargetProfile | None = None
         self._latest: float | None = None
+        # Contract time: the sum of the MeasPack intervals seen, the time of each
+        # sequence's (latest) MeasPack, and that of the newest sample any cell was estimated for.
+        self._clock = 0.0
+        self._sample_time: dict[int, float] = {}
+        self._newest_estimated: float | None = None
         self.frames_decoded = 0
         self.frames_not_in_contract = 0
         self.frames_undecodable = 0
@@ -127,6 +143,9 @@ class PackView:
             cell = self._cell(frame.cell_index)
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
             cell.sequence, cell.estimated_at = frame.sequence, now
+            cell.estimated_sample_at = self._sample_time.get(frame.sequence)
+            if cell.estimated_sample_at is not None:
+                self._newest_estimated = max(self._newest_estimated or 0.0, cell.estimated_sample_at)
         elif isinstance(frame, cc.EstCellHealth):
             cell = self._cell(frame.cell_index)
             cell.capacity_Ah, cell.core_temp_C = frame.capacity_Ah, frame.core_temp_C
@@ -147,6 +166,9 @@ class PackView:
             cell = self._cell(frame.cell_index)
             cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
         elif isinstance(frame, cc.MeasPack):
+            if self._pack is not None and frame.sequence != self._pack.sequence:  # not a repeat
+                self._clock += _interval(frame.dt_s)
+            self._sample_time[frame.sequence] = self._clock
             self._pack = frame
         elif isinstance(frame, cc.TargetStatus):
             self._status = frame
@@ -168,6 +190,8 @@ class PackView:
         for index in sorted(self._cells):
             c = self._cells[index]
             age = None if c.estimated_at is None or now is None else now - c.estimated_at
+            behind = (None if c.estimated_sample_at is None or self._newest_estimated is None
+                      else self._newest_estimated - c.estimated_sample_at)
             cells.append({
                 "cell_index": index,
                 "soc": _value(c.soc),
@@ -186,7 +210,8 @@ class PackView:
                 "power_latest": c.power_latest,
                 "sequence": c.sequence,
                 "age_s": age,
-                "stale": age is None or age > self.stale_s,
+                "behind_s": behind,
+                "stale": age is None or age > self.stale_s or (behind is not None and behind > self.stale_s),
             })
         socs = [c["soc"] for c in cells if c["soc"] is not None]
         return {
@@ -194,6 +219,7 @@ class PackView:
             "cells": cells,
             "pack": {
                 "cells_seen": len(cells),
+                "cells_stale": sum(c["stale"] for c in cells),
                 "soc_min": min(socs) if socs else None,
                 "soc_mean": sum(socs) / len(socs) if socs else None,
                 "soc_max": max(socs) if socs else None,
@@ -212,6 +238,12 @@ class PackView:
 
 def _value(x: float) -> float | None:
     return None if math.isnan(x) else x
+
+
+def _interval(dt_s: float) -> float:
+    """A MeasPack's interval in contract time: one not known (nan) as 0, one
+    of LONG_GAP_MAX_S or more (inf) as cc.UNCARRIED_GAP_S, as the log replay takes them."""
+    return 0.0 if math.isnan(dt_s) else min(dt_s, cc.UNCARRIED_GAP_S)
 
 
 def _status_dict(s: cc.TargetStatus) -> dict[str, Any]:
@@ -249,7 +281,8 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     """A snapshot (:meth:`PackView.snapshot`) as a pack summary and a table of cells."""
     pack = snapshot["pack"]
     table = Table(title=title)
-    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s", ""):
+    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s",
+                "behind s", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
         table.add_row(
@@ -257,6 +290,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             _fmt(c["capacity_Ah"], ".3f"), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
             _fmt(c["core_temp_C"], ".1f"), _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
+            _fmt(c["behind_s"], ".1f"),
             "STALE" if c["stale"] else "",
             style="red" if c["stale"] else None,
         )
@@ -272,13 +306,16 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
         target += (" (SOC filter / monitor / capacity, R0, power / core temp. "
                    + " / ".join(_fmt_int(profile[part]) for part in cc.PROFILE_PARTS) + ")")
     lines = [
-        (f"{pack['cells_seen']} cells seen · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
+        (f"{pack['cells_seen']} cells seen"
+         + (f", {pack['cells_stale']} STALE (their last SOC in the summary)" if pack["cells_stale"] else "")
+         + f" · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
         (f"pack current {_fmt(pack['current_A'], '.3f')} A (sequence {_fmt_int(pack['sequence'])} mod {cc.SEQUENCE_MODULUS}, "
          f"{_fmt_int(pack['n_cells'])} cells)"),
         f"target: {target}",
         (f"frames: {pack['frames_decoded']} decoded, {pack['frames_not_in_contract']} not in the contract, "
-         f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s"),
+         f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s "
+         "(of age or behind the newest sample estimated)"),
     ]
     if pack["last_error"]:
         lines.append(f"last error: {pack['last_error']}")
@@ -294,7 +331,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan")
     source.add_argument("--log", type=Path, help="python-can log to play (.blf, .asc or .log)")
-    p.add_argument("--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1")
+    p.add_argument("--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1; with --log, "
+                   "the channel of the log to show, as python-can names it (0, 1, ... in an .asc or .blf file, "
+                   "whose own numbers start at 1), needed for a log with frames of the contract on several")
     p.add_argument("--bitrate", type=int, help="bit rate of the live bus in bit/s")
     p.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other python-can bus argument (repeatable); numbers and true/false are typed")
@@ -303,7 +342,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=_positive, default=1.5, metavar="S",
                    help="with --once on a live bus: seconds to listen before the snapshot (default 1.5)")
     p.add_argument("--stale", type=_positive, default=5.0, metavar="S",
-                   help="a cell whose last estimate is older than this many seconds is STALE (default 5)")
+                   help="a cell whose last estimate is older than this many seconds, on the clock or in the "
+                        "samples' intervals behind the newest estimated sample, is STALE (default 5)")
     p.add_argument("--speed", type=_positive, metavar="X",
                    help="play a log at X times its own pace (default: as fast as it reads)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the last snapshot as JSON on exit")
@@ -324,8 +364,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """Run `bmsfil monitor`: 0 when done (or stopped with Ctrl-C), 1 on a bus error, 2 on a bad source."""
     view = PackView(args.stale)
     if args.log is not None:
-        if args.channel or args.bitrate is not None or args.bus_option:
-            err_console.print("bmsfil monitor: --channel, --bitrate and --bus-option are for a live bus "
+        if args.bitrate is not None or args.bus_option:
+            err_console.print("bmsfil monitor: --bitrate and --bus-option are for a live bus "
                               "(--interface), not --log", soft_wrap=True)
             return 2
         status, now = _monitor_log(args, view), None
@@ -353,7 +393,7 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     title = f"bmsfil monitor: {args.log}"
     cut: list[str] = []
     try:
-        messages = _up_to_cut(can.LogReader(str(args.log)), cut)
+        messages = one_channel(_up_to_cut(log_messages(args.log), cut), args.log, args.channel, "--channel")
         if args.once:
             for msg in messages:
                 view.feed(msg)
@@ -363,6 +403,9 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
                     _play(messages, view, live, title, args.speed)
                 finally:
                     live.update(render(view.snapshot(), title), refresh=True)
+    except ChannelError as exc:
+        err_console.print(f"bmsfil monitor: {exc}", soft_wrap=True)
+        return 2
     except _LOG_READ_ERRORS as exc:
         err_console.print(f"bmsfil monitor: cannot read CAN log {args.log}: {type(exc).__name__}: {exc}",
                           soft_wrap=True)
