@@ -411,3 +411,13 @@ def test_a_cell_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys)
     good, bad = doc["cells_scored"]
     assert good["max_abs_soc_difference_vs_core"] <= 1e-6 and "not_scored" not in good
     assert bad["cell"] == 1 and "no sample to start from its OCV" in bad["not_scored"]
+    # Replayed again: the cell is in the JSON with its cause (was: the command ended in an error, no JSON).
+    capsys.readouterr()
+    js = tmp_path / "again.json"
+    assert main(["hil", "run", "--from-log", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o"),
+                 "--no-plot"]) == 0
+    assert "warning: not scored: recording 'run#cell001': no sample to start from its OCV" in capsys.readouterr().out
+    (entry,) = json.loads(js.read_text())["recordings"]
+    good, bad = entry["cells"]
+    assert good["max_abs_soc_difference_vs_eval"] <= 1e-6
+    assert bad["recording"] == "run#cell001" and "no sample to start from its OCV" in bad["not_scored"]

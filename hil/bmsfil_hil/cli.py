@@ -856,12 +856,21 @@ def _pct(x: float, digits: int = 2) -> str:
 def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict[str, object],
            args: argparse.Namespace, done: int, plot: bool) -> dict[str, object]:
     """Score one cell as `bmsfil eval` would; without a reference SOC (a
-    recording rebuilt from a log), only the comparison with the C core."""
-    direct = SocEstimator(params).run(rec)
-    answered = np.isfinite(trace.soc[:done])
-    delta = float(np.max(np.abs(trace.soc[:done][answered] - direct.soc[:done][answered]))) if answered.any() else math.nan
+    recording rebuilt from a log), only the comparison with the C core; a
+    cell the C core cannot start on (no valid voltage) is in the JSON with
+    the cause (`not_scored`, and under `warnings`, which are printed)."""
     doc: dict[str, object] = {"recording": rec.meta.name, "rmse": math.nan, "within_3sigma": math.nan,
-                              "max_abs_soc_difference_vs_eval": delta}
+                              "max_abs_soc_difference_vs_eval": math.nan}
+    try:
+        direct = SocEstimator(params).run(rec)
+    except ValueError as exc:  # no sample to start from
+        doc["not_scored"] = str(exc)
+        doc["warnings"] = [f"not scored: {exc}"]
+        return doc
+    answered = np.isfinite(trace.soc[:done])
+    if answered.any():
+        doc["max_abs_soc_difference_vs_eval"] = float(np.max(np.abs(trace.soc[:done][answered]
+                                                                    - direct.soc[:done][answered])))
     if (sign := wrong_sign(rec)) is not None:  # as import and eval check it
         doc["warnings"] = [sign]
     if not answered.any():
@@ -875,7 +884,7 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     doc["csv"] = str(write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv"))
     if plot and not args.no_plot:
         write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
-    doc.update(_summary(ev, delivery, delta))
+    doc.update(_summary(ev, delivery, doc["max_abs_soc_difference_vs_eval"]))
     doc["rmse"], doc["within_3sigma"] = ev.score.rmse, ev.score.within_3sigma
     if (warning := rec.meta.reference_start_warning()) is not None:
         doc["warnings"] = [*doc.get("warnings", []), warning]  # type: ignore[misc]
