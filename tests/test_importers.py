@@ -591,3 +591,39 @@ def test_nasa_life_keeps_each_discharges_own_number(tmp_path: Path) -> None:
     params = bundled_params("nasa-pcoe-18650")
     trace = HealthEstimator(params).run(rec)
     assert [c["cycle"] for c in capacity_cycles(score_discharges(rec, trace, 600.0))] == [1, 11, 21, 31, 41, 51]
+
+
+def _nasa_rows() -> tuple[list[str], dict[int, list[list[str]]]]:
+    """B0005's column row and its rows by cycle_idx."""
+    with open(NASA_B0005, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        by_cycle: dict[int, list[list[str]]] = {}
+        for row in reader:
+            by_cycle.setdefault(int(row[header.index("cycle_idx")]), []).append(row)
+    return header, by_cycle
+
+
+def _write_nasa(path: Path, header: list[str], blocks: list[list[list[str]]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for block in blocks:
+            writer.writerows(block)
+    return path
+
+
+@needs_data
+@pytest.mark.parametrize("order", [(1, 2, 2, 3), (1, 2, 3, 2)])
+def test_nasa_cycle_written_twice_is_named(tmp_path: Path, order: tuple[int, ...]) -> None:
+    """Cycle 2 twice, in a row or after cycle 3: the message names the cycle and both its first lines."""
+    header, by_cycle = _nasa_rows()
+    path = _write_nasa(tmp_path / NASA_B0005.name, header, [by_cycle[n] for n in order])
+    first = 2 + len(by_cycle[1])
+    again = first + len(by_cycle[2]) + (len(by_cycle[3]) if order[2] == 3 else 0)
+    with pytest.raises(RecordingError) as raised:
+        import_file(path)
+    assert str(raised.value) == (
+        f"{path}:{again}: column 'cycle_idx': cycle 2 appears twice (lines {first} and {again}): "
+        "expected each cycle once, its samples together"
+    )

@@ -31,6 +31,7 @@ import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -143,17 +144,38 @@ def _read(table: Table) -> tuple[Channels, np.ndarray]:
             f"{at(table.where, int(channels.lines[bad[0]]), column)}: expected a whole "
             f"cycle number, got {cycle[bad[0]]:g}"
         )
+    lines = channels.lines
     step = np.diff(cycle)
+    starts = np.concatenate(([0], np.flatnonzero(step) + 1))
     back = np.flatnonzero(step < 0)
     if back.size:
         i = int(back[0]) + 1
+        earlier = starts[(starts < i) & (cycle[starts] == cycle[i])]
+        if earlier.size:
+            _appears_twice(table.where, column, int(cycle[i]), int(lines[earlier[0]]), int(lines[i]))
         raise RecordingError(
-            f"{at(table.where, int(channels.lines[i]), column)}: cycle {cycle[i]:g} after "
+            f"{at(table.where, int(lines[i]), column)}: cycle {cycle[i]:g} after "
             f"cycle {cycle[i - 1]:g}: the cycles must be in order"
         )
-    starts = np.concatenate(([0], np.flatnonzero(step) + 1))
+    # A cycle written twice in a row: its time starts over within what reads as one cycle.
+    time = channels.values["time"]
+    backwards = np.diff(time) < 0
+    backwards[starts[1:] - 1] = False
+    found = np.flatnonzero(backwards)
+    if found.size:
+        i = int(found[0]) + 1
+        start = int(starts[np.searchsorted(starts, i, side="right") - 1])
+        if time[i] <= time[start]:
+            _appears_twice(table.where, column, int(cycle[i]), int(lines[start]), int(lines[i]))
     check_time_order(channels, starts)
     return channels, starts
+
+
+def _appears_twice(where: str, column: str, cycle: int, first_line: int, again_line: int) -> NoReturn:
+    raise RecordingError(
+        f"{at(where, again_line, column)}: cycle {cycle} appears twice (lines {first_line} and {again_line}): "
+        "expected each cycle once, its samples together"
+    )
 
 
 def _integral_Ah(time_s: np.ndarray, current_A: np.ndarray) -> np.ndarray:
