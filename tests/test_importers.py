@@ -34,6 +34,7 @@ FORMATTED_US06_0 = LG / "2_formatted" / "0degC" / "589_US06_parsed.csv"
 HPPC_25 = LG / "2_formatted" / "25degC" / "549_HPPC_parsed.csv"
 PROCESSED_UDDS_N20 = LG / "3_processed_csv" / "n20degC" / "610_UDDS.csv.gz"
 NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
+NASA_B0007 = DATA / "nasa_pcoe" / "B0007_discharge_timeseries.csv"
 NASA_METADATA = DATA / "nasa_pcoe" / "metadata.csv"
 
 FORMATTED_HEADER = "Timestamp,Time [min],Voltage [V],Current [A],Temperature [degC],Capacity [Ah]\n"
@@ -627,3 +628,51 @@ def test_nasa_cycle_written_twice_is_named(tmp_path: Path, order: tuple[int, ...
         f"{path}:{again}: column 'cycle_idx': cycle 2 appears twice (lines {first} and {again}): "
         "expected each cycle once, its samples together"
     )
+
+
+@needs_data
+def test_nasa_metadata_agrees_with_the_recorded_discharges() -> None:
+    """Every discharge of B0005 and B0007 agrees with its capacity in metadata.csv: no warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in (NASA_B0005, NASA_B0007):
+            cycles = import_cycles(path)
+            worst = max(abs(-c.ah[-1] - float(c.meta.extra["nasa_capacity_Ah"])) for c in cycles)
+            assert worst < nasa_pcoe.CAPACITY_TOLERANCE_AH / 2
+
+
+@needs_data
+def test_nasa_file_of_another_cell_is_refused(tmp_path: Path) -> None:
+    """B0007's discharges saved under B0005's name, metadata.csv beside them:
+    B0005's capacities, start times and sweeps are not used."""
+    renamed = tmp_path / NASA_B0005.name
+    renamed.write_bytes(NASA_B0007.read_bytes())
+    (tmp_path / NASA_METADATA.name).write_bytes(NASA_METADATA.read_bytes())
+    for load in (import_file, import_cycles):
+        with pytest.raises(RecordingError) as raised:
+            load(renamed)
+        message = str(raised.value)
+        assert message.startswith(f"{renamed}: the integral of the current disagrees with B0005's capacities in "
+                                  f"{tmp_path / NASA_METADATA.name} by more than 60 mAh on ")
+        assert "(worst: cycle " in message and "another cell's discharges (they agree with B0007's)" in message
+
+
+@needs_data
+def test_nasa_discharge_that_disagrees_with_its_capacity_is_warned_of(tmp_path: Path) -> None:
+    """One cycle of B0005 with its current 5 % high (about 90 mAh more than NASA's capacity): a warning
+    naming that cycle and both lines, and the file still imported."""
+    header, by_cycle = _nasa_rows()
+    current = header.index("Current_measured")
+    by_cycle[30] = [[*row[:current], repr(1.05 * float(row[current])), *row[current + 1:]] for row in by_cycle[30]]
+    path = _write_nasa(tmp_path / NASA_B0005.name, header, list(by_cycle.values()))
+    (tmp_path / NASA_METADATA.name).write_bytes(NASA_METADATA.read_bytes())
+    line = 2 + sum(len(by_cycle[n]) for n in range(1, 30))
+    with pytest.warns(RecordingWarning) as caught:
+        rec = import_file(path)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith(f"{path}:{line}: cycle 30: the integral of its current, ")
+    assert f"{tmp_path / NASA_METADATA.name}:" in message and "(expected within 60 mAh)" in message
+    assert rec.meta.extra["cycle_numbers"].split(",")[29] == "30"

@@ -19,9 +19,13 @@ interval.
 The cell is named by the file name (``B0005_discharge_timeseries.csv`` ->
 ``B0005``). The ambient temperature of each discharge, and NASA's capacity for
 it, come from the data set's ``metadata.csv`` beside the file when that lists
-exactly as many discharges of this cell as the file has cycles; otherwise the
-ambient is AMBIENT_C, the temperature the data set's cells B0005-B0018 were
-cycled at.
+exactly as many discharges of this cell as the file has cycles (else by
+cycle_idx); otherwise the ambient is AMBIENT_C, the temperature the data set's
+cells B0005-B0018 were cycled at. Since the name is all that ties a file to its
+rows of metadata.csv, NASA's capacity of each discharge is compared with the
+integral of its current: a file most of whose discharges disagree by more than
+CAPACITY_TOLERANCE_AH is another cell's and is refused; a discharge that
+disagrees alone is warned of.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 
@@ -46,6 +50,11 @@ AMBIENT_C = 24.0
 #: Time between two discharges in the concatenated recording when metadata.csv
 #: does not give their start times: about a CC-CV charge at 1.5 A with its rests.
 UNOBSERVED_GAP_S = 3 * 3600.0
+#: Largest disagreement accepted between NASA's capacity of a discharge
+#: (metadata.csv) and the integral of its current. The two agree within 5.7 mAh
+#: on every discharge of B0005 and within 28.0 mAh on B0007 (discharged to
+#: 2.2 V, NASA's figure being to 2.7 V); this is over twice the larger.
+CAPACITY_TOLERANCE_AH = 0.060
 TEST = "CC discharge"
 
 _COLUMNS = {
@@ -60,6 +69,15 @@ _CELL = re.compile(r"B\d{4}")
 _METADATA_FILE = "metadata.csv"
 
 
+class _Discharge(NamedTuple):
+    """One discharge's row of metadata.csv."""
+
+    ambient_C: float
+    capacity_Ah: float | None
+    start_s: float | None  # since 1970
+    line: int  # of metadata.csv
+
+
 def sniff(header: Header) -> bool:
     return all(header.find(name) is not None for name in _COLUMNS.values())
 
@@ -69,7 +87,7 @@ def import_cycles(table: Table, path: Path) -> list[Recording]:
     channels, starts = _read(table)
     values = channels.values
     cell = _cell_id(path)
-    per_cycle = _metadata(path, cell, [int(values["cycle"][k]) for k in starts])
+    per_cycle = _checked_metadata(path, cell, channels, starts)
     ends = np.append(starts[1:], len(channels.lines))
     recordings = []
     for k, (start, end) in enumerate(zip(starts, ends)):
@@ -77,7 +95,7 @@ def import_cycles(table: Table, path: Path) -> list[Recording]:
         time = values["time"][start:end] - values["time"][start]
         current = values["current"][start:end]
         ah = _integral_Ah(time, current)
-        ambient, nasa_capacity, _ = per_cycle[k] if per_cycle else (AMBIENT_C, None, None)
+        ambient, nasa_capacity = (per_cycle[k].ambient_C, per_cycle[k].capacity_Ah) if per_cycle else (AMBIENT_C, None)
         extra = {"cycle_idx": str(number), "first_line": str(int(channels.lines[start]))}
         if nasa_capacity is not None:
             extra["nasa_capacity_Ah"] = repr(nasa_capacity)
@@ -101,8 +119,8 @@ def import_concatenated(table: Table, path: Path) -> Recording:
     cell = _cell_id(path)
     time = values["time"].copy()
     ends = np.append(starts[1:], len(time))
-    per_cycle = _metadata(path, cell, [int(values["cycle"][k]) for k in starts])
-    began = [start_s for _, _, start_s in per_cycle] if per_cycle else []
+    per_cycle = _checked_metadata(path, cell, channels, starts)
+    began = [row.start_s for row in per_cycle] if per_cycle else []
     offset = 0.0
     for k, (start, end) in enumerate(zip(starts, ends)):
         time[start:end] += offset - time[start]
@@ -112,11 +130,11 @@ def import_concatenated(table: Table, path: Path) -> Recording:
             offset = time[end - 1] + UNOBSERVED_GAP_S
             if known:
                 offset = max(time[end - 1] + 1.0, began[following] - began[0])
-    ambients = {ambient for ambient, _, _ in per_cycle} if per_cycle else {AMBIENT_C}
+    ambients = {row.ambient_C for row in per_cycle} if per_cycle else {AMBIENT_C}
     extra = {"cycle_starts": ",".join(map(str, starts)),
              "cycle_numbers": ",".join(str(int(values["cycle"][k])) for k in starts)}
     if len(ambients) > 1:
-        extra["ambient_temp_C_per_cycle"] = ",".join(f"{ambient:g}" for ambient, _, _ in per_cycle or ())
+        extra["ambient_temp_C_per_cycle"] = ",".join(f"{row.ambient_C:g}" for row in per_cycle or ())
     return Recording(
         time_s=time,
         current_A=values["current"],
@@ -202,10 +220,9 @@ def _cell_id(path: Path) -> str:
     return match[0] if match else stem.split("_")[0]
 
 
-def _metadata(path: Path, cell: str, cycles: list[int]) -> list[tuple[float, float | None, float | None]] | None:
-    """(ambient °C, NASA's capacity in Ah or None, start in s since 1970 or
-    None) of each of the file's discharges of ``cell`` (their cycle_idx:
-    ``cycles``).
+def _metadata(path: Path, cell: str, cycles: list[int]) -> list[_Discharge] | None:
+    """The metadata.csv row of each of the file's discharges of ``cell``
+    (their cycle_idx: ``cycles``).
 
     From the data set's metadata.csv beside the file, if it has one that
     lists this cell's discharges: in order when it lists as many as the file
@@ -232,19 +249,81 @@ def _metadata(path: Path, cell: str, cycles: list[int]) -> list[tuple[float, flo
         if not all(1 <= n <= len(rows) for n in cycles):
             warnings.warn(f"{where}: lists {len(rows)} discharges of {cell}, {path.name} holds {len(cycles)} with "
                           f"cycle_idx {min(cycles)} to {max(cycles)}: its ambient temperatures, capacities and "
-                          "start times left out", RecordingWarning, stacklevel=3)
+                          "start times left out", RecordingWarning, stacklevel=4)
             return None
         rows = [rows[n - 1] for n in cycles]
     out = []
     for line, ambient, capacity, start in rows:
         try:
-            out.append((float(ambient), float(capacity) if capacity.strip() else None, _start_s(start)))
+            out.append(_Discharge(float(ambient), float(capacity) if capacity.strip() else None, _start_s(start), line))
         except ValueError:
             raise RecordingError(
                 f"{at(where, line)}: expected numbers in 'ambient_temperature' and 'Capacity', "
                 f"got {ambient!r} and {capacity!r}"
             ) from None
     return out
+
+
+def _checked_metadata(path: Path, cell: str, channels: Channels, starts: np.ndarray) -> list[_Discharge] | None:
+    """`_metadata` of the file's discharges, its capacities compared with the
+    integral of each discharge's current: where more than half disagree by
+    over CAPACITY_TOLERANCE_AH the metadata is another cell's (RecordingError);
+    a few that do are warned of, a warning per cycle."""
+    values = channels.values
+    cycles = [int(values["cycle"][k]) for k in starts]
+    per_cycle = _metadata(path, cell, cycles)
+    if not per_cycle:
+        return per_cycle
+    ends = np.append(starts[1:], len(channels.lines))
+    delivered = [-_integral_Ah(values["time"][s:e], values["current"][s:e])[-1] for s, e in zip(starts, ends)]
+    compared = [k for k, row in enumerate(per_cycle) if row.capacity_Ah is not None]
+    off = [k for k in compared if abs(delivered[k] - per_cycle[k].capacity_Ah) > CAPACITY_TOLERANCE_AH]
+    meta_path = str(path.with_name(_METADATA_FILE))
+    tolerance = f"{CAPACITY_TOLERANCE_AH * 1e3:.0f} mAh"
+    if 2 * len(off) > len(compared):
+        worst = max(off, key=lambda k: abs(delivered[k] - per_cycle[k].capacity_Ah))
+        others = _cells_agreeing(path, cycles, delivered)
+        raise RecordingError(
+            f"{channels.where}: the integral of the current disagrees with {cell}'s capacities in {meta_path} by "
+            f"more than {tolerance} on {len(off)} of {len(compared)} discharges (worst: cycle {cycles[worst]} at "
+            f"line {int(channels.lines[starts[worst]])}, {delivered[worst]:.3f} Ah against "
+            f"{per_cycle[worst].capacity_Ah:.3f} Ah at line {per_cycle[worst].line}): the file, named after {cell}, "
+            "holds another cell's discharges"
+            + (f" (they agree with {' and '.join(others)}'s)" if others else "")
+            + f"; name it after its cell, or import it without {_METADATA_FILE} beside it"
+        )
+    for k in off:
+        warnings.warn(
+            f"{at(channels.where, int(channels.lines[starts[k]]))}: cycle {cycles[k]}: the integral of its current, "
+            f"{delivered[k]:.3f} Ah, disagrees with {cell}'s capacity for it, {per_cycle[k].capacity_Ah:.3f} Ah at "
+            f"{at(meta_path, per_cycle[k].line)}, by {abs(delivered[k] - per_cycle[k].capacity_Ah) * 1e3:.0f} mAh "
+            f"(expected within {tolerance})",
+            RecordingWarning,
+            stacklevel=4,
+        )
+    return per_cycle
+
+
+def _cells_agreeing(path: Path, cycles: list[int], delivered: list[float]) -> list[str]:
+    """The cells in metadata.csv whose capacities of these discharges all
+    agree with ``delivered`` within CAPACITY_TOLERANCE_AH."""
+    with open(path.with_name(_METADATA_FILE), newline="", encoding="latin-1") as fh:
+        listed: dict[str, list[str]] = {}
+        for row in csv.DictReader(fh):
+            if row["type"] == "discharge":
+                listed.setdefault(row["battery_id"], []).append(row["Capacity"] or "")
+    agreeing = []
+    for cell, capacities in listed.items():
+        if len(capacities) != len(cycles):
+            if not all(1 <= n <= len(capacities) for n in cycles):
+                continue
+            capacities = [capacities[n - 1] for n in cycles]
+        try:
+            if all(abs(d - float(q)) <= CAPACITY_TOLERANCE_AH for d, q in zip(delivered, capacities)):
+                agreeing.append(cell)
+        except ValueError:
+            continue  # a cell without a capacity for each of them
+    return agreeing
 
 
 def _start_s(vector: str) -> float | None:
