@@ -256,3 +256,38 @@ def test_eval_of_a_life_lists_its_discharges(tmp_path: Path) -> None:
     assert sum(abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1) <= 0.01 for c in late) == 163  # docs/health.md
     assert sum(abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1) <= 0.03 for c in late) >= 160
     assert (tmp_path / "B0005_discharges.csv").is_file()
+
+
+@needs_nasa
+def test_sweeps_among_discharges_not_in_the_file_are_left_out(tmp_path, capsys) -> None:
+    """B0005's discharges 1-10 and 20-30, metadata.csv beside them: the
+    impedance sweeps between discharges 10 and 20 (when the file records
+    nothing) are left out of R0 vs Re, counted in the output and the JSON."""
+    import csv
+
+    from bmsfil.importers.nasa_pcoe import impedance_sweeps
+
+    full = import_file(NASA_B0005)
+    starts = full.cycle_starts()
+    after_10, before_20 = full.time_s[starts[10] - 1], full.time_s[starts[19]]
+    sweeps = impedance_sweeps(NASA_B0005)
+    between = sum(after_10 < t < before_20 for t, _ in sweeps)
+    assert between > 0
+    with open(NASA_B0005, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["cycle_idx"]) <= 10 or 20 <= int(r["cycle_idx"]) <= 30]
+    subset = tmp_path / NASA_B0005.name
+    with open(subset, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "metadata.csv").write_bytes((NASA_B0005.parent / "metadata.csv").read_bytes())
+    out = tmp_path / "health.json"
+    assert main(["health", str(subset), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
+    assert (f"bmsfil health: note: B0005_discharges: {between} of {len(sweeps)} impedance sweeps left out of R0 vs "
+            "Re: they fall between discharges 10 and 20") in capsys.readouterr().err.replace("\n", " ")
+    (result,) = json.loads(out.read_text())["recordings"]
+    assert result["impedance_sweeps"] == {"kept": len(sweeps) - between, "dropped_unrecorded": between,
+                                          "unrecorded_between_cycles": [[10, 20]]}
+    # The sweeps the correlation uses are those within the recording, none from between 10 and 20.
+    recorded = sum(full.time_s[0] <= t <= full.time_s[starts[30] - 1] for t, _ in sweeps)
+    assert result["r0_vs_impedance"]["sweeps"] == recorded - between

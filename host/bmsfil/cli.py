@@ -375,7 +375,7 @@ def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recor
 
 def cmd_health(args: argparse.Namespace) -> int:
     from bmsfil.health import CapacityTuning, HealthEstimator
-    from bmsfil.health_eval import check_r0, score_discharges, summarise, write_life_plot
+    from bmsfil.health_eval import check_r0, recorded_sweeps, score_discharges, summarise, write_life_plot
     from bmsfil.importers.nasa_pcoe import impedance_sweeps
 
     params = _params_for(args.params, [str(p) for p in args.inputs])
@@ -392,8 +392,15 @@ def cmd_health(args: argparse.Namespace) -> int:
         trace = HealthEstimator(params, capacity=capacity).run(rec)
         scores = score_discharges(rec, trace, capacity.gap_s)
         summary = summarise(scores, skip=args.skip)
-        sweeps = impedance_sweeps(source) if rec.meta.extra.get("format") == "nasa-pcoe" else []
+        listed = impedance_sweeps(source) if rec.meta.extra.get("format") == "nasa-pcoe" else []
+        selection = recorded_sweeps(rec, listed) if listed else None
+        sweeps = selection.kept if selection else []
         r0 = check_r0(rec, trace, sweeps) if sweeps else None
+        if selection and selection.dropped:
+            between = ", ".join(f"{a} and {b}" for a, b in selection.unrecorded)
+            err_console.print(f"bmsfil health: note: {rec.meta.name}: {selection.dropped} of {len(listed)} impedance "
+                              f"sweeps left out of R0 vs Re: they fall between discharges {between}, with the "
+                              "discharges between those not in the file", soft_wrap=True)
         kept = summary.discharges - summary.scored_from
         learned = bool(trace.where("capacity_updated").size)
         table.add_row(
@@ -418,6 +425,7 @@ def cmd_health(args: argparse.Namespace) -> int:
                       "r0_sigma_ohm": float(trace.r0_sigma_ohm[-1])},
             "summary": summary.as_dict(),
             "r0_vs_impedance": r0.as_dict() if r0 else None,
+            "impedance_sweeps": selection.as_dict() if selection else None,
             "discharges": [sc.as_dict() for sc in scores],
         })
     console.print(table)

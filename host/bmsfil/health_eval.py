@@ -162,6 +162,42 @@ class R0Check:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RecordedSweeps:
+    """The impedance sweeps the recording's discharges surround, and those
+    left out: each one between two recorded discharges whose numbers are not
+    consecutive (cycle_idx 50 then 100) fell among discharges the file does
+    not hold, so no estimate from the recording belongs to it."""
+
+    kept: list[tuple[float, float]]
+    dropped: int
+    #: (number before, number after) of each pair of recorded discharges with discharges missing between them.
+    unrecorded: list[tuple[int, int]]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kept": len(self.kept), "dropped_unrecorded": self.dropped,
+                "unrecorded_between_cycles": [list(pair) for pair in self.unrecorded]}
+
+
+def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]]) -> RecordedSweeps:
+    """``sweeps`` (time on the recording's axis, Re) without those in a
+    stretch the recording does not cover: from the end of a discharge to the
+    start of the next recorded one when the discharges' numbers
+    (``extra['cycle_numbers']``) skip some between them."""
+    starts = recording.cycle_starts() or []
+    listed = recording.meta.extra.get("cycle_numbers", "")
+    numbers = [int(n) for n in listed.split(",") if n.strip()]
+    at = np.array([t for t, _ in sweeps], dtype=np.float64)
+    out = np.zeros(at.size, dtype=bool)
+    unrecorded = []
+    for k in range(1, min(len(starts), len(numbers))):
+        if numbers[k] > numbers[k - 1] + 1:
+            unrecorded.append((numbers[k - 1], numbers[k]))
+            out |= (at > recording.time_s[starts[k] - 1]) & (at < recording.time_s[starts[k]])
+    return RecordedSweeps(kept=[sweep for sweep, o in zip(sweeps, out) if not o], dropped=int(out.sum()),
+                          unrecorded=unrecorded)
+
+
 def check_r0(recording: Recording, trace: HealthTrace, sweeps: list[tuple[float, float]]) -> R0Check | None:
     """None if fewer than 3 sweeps fall inside the recording."""
     at = np.array([t for t, _ in sweeps], dtype=np.float64)
