@@ -270,7 +270,7 @@ def test_sweeps_among_discharges_not_in_the_file_are_left_out(tmp_path, capsys) 
     full = import_file(NASA_B0005)
     starts = full.cycle_starts()
     after_10, before_20 = full.time_s[starts[10] - 1], full.time_s[starts[19]]
-    sweeps = impedance_sweeps(NASA_B0005)
+    sweeps = impedance_sweeps(NASA_B0005, list(range(1, 169)))
     between = sum(after_10 < t < before_20 for t, _ in sweeps)
     assert between > 0
     with open(NASA_B0005, newline="") as fh:

@@ -676,3 +676,20 @@ def test_nasa_discharge_that_disagrees_with_its_capacity_is_warned_of(tmp_path: 
     assert message.startswith(f"{path}:{line}: cycle 30: the integral of its current, ")
     assert f"{tmp_path / NASA_METADATA.name}:" in message and "(expected within 60 mAh)" in message
     assert rec.meta.extra["cycle_numbers"].split(",")[29] == "30"
+
+
+@needs_data
+def test_nasa_sweeps_are_on_the_axis_of_a_file_starting_later(tmp_path: Path) -> None:
+    """B0005's discharges 51 on: the recording's 0 is discharge 51's start, and so is the impedance sweeps'."""
+    full = import_file(NASA_B0005)
+    header, by_cycle = _nasa_rows()
+    late = _write_nasa(tmp_path / NASA_B0005.name, header, [by_cycle[n] for n in range(51, 169)])
+    (tmp_path / NASA_METADATA.name).write_bytes(NASA_METADATA.read_bytes())
+    rec = import_file(late)
+    shift = full.time_s[full.cycle_starts()[50]]
+    np.testing.assert_allclose(rec.time_s, full.time_s[full.cycle_starts()[50]:] - shift)
+    numbers = [int(n) for n in rec.meta.extra["cycle_numbers"].split(",")]
+    ours = nasa_pcoe.impedance_sweeps(late, numbers)
+    theirs = nasa_pcoe.impedance_sweeps(NASA_B0005, list(range(1, 169)))
+    assert len(ours) == len(theirs) == 278
+    np.testing.assert_allclose([t for t, _ in ours], [t - shift for t, _ in theirs], atol=1e-6)

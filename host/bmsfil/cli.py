@@ -392,7 +392,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         trace = HealthEstimator(params, capacity=capacity).run(rec)
         scores = score_discharges(rec, trace, capacity.gap_s)
         summary = summarise(scores, skip=args.skip)
-        listed = impedance_sweeps(source) if rec.meta.extra.get("format") == "nasa-pcoe" else []
+        numbers = [int(n) for n in rec.meta.extra.get("cycle_numbers", "").split(",") if n.strip()]
+        listed = impedance_sweeps(source, numbers) if rec.meta.extra.get("format") == "nasa-pcoe" else []
         selection = recorded_sweeps(rec, listed) if listed else None
         sweeps = selection.kept if selection else []
         r0 = check_r0(rec, trace, sweeps) if sweeps else None

@@ -338,35 +338,36 @@ def _start_s(vector: str) -> float | None:
     return moment.timestamp() + second
 
 
-def impedance_sweeps(path: str | Path) -> list[tuple[float, float]]:
+def impedance_sweeps(path: str | Path, cycles: list[int]) -> list[tuple[float, float]]:
     """(time, Re) of every impedance sweep of the file's cell in the data
     set's metadata.csv, time in s on the concatenated recording's axis (0 at
-    the first discharge's start); [] without metadata or start times. Re is
-    the electrolyte (ohmic) resistance fitted to the sweep, in ohm."""
+    the start of the file's first discharge; ``cycles``: the file's cycle_idx,
+    as ``extra['cycle_numbers']`` lists them); [] without metadata or start
+    times. Re is the electrolyte (ohmic) resistance fitted to the sweep, in ohm."""
     path = Path(path)
     meta_path = path.with_name(_METADATA_FILE)
     if not meta_path.is_file():
         return []
     cell = _cell_id(path)
-    first: float | None = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordingWarning)  # said when the file was imported
+        discharges = _metadata(path, cell, cycles)
+    first = discharges[0].start_s if discharges else None
+    if first is None:
+        return []
     sweeps: list[tuple[float, float]] = []
     with open(meta_path, newline="", encoding="latin-1") as fh:
         reader = csv.DictReader(fh)
         if not {"type", "battery_id", "start_time", "Re"} <= set(reader.fieldnames or ()):
             return []
         for row in reader:
-            if row["battery_id"] != cell:
+            if row["battery_id"] != cell or row["type"] != "impedance":
                 continue
             start = _start_s(row["start_time"] or "")
-            if row["type"] == "discharge" and first is None:
-                first = start
-            elif row["type"] == "impedance" and start is not None:
-                try:
-                    re_ohm = float(row["Re"])
-                except ValueError:
-                    continue
-                if np.isfinite(re_ohm) and re_ohm > 0.0:
-                    sweeps.append((start, re_ohm))
-    if first is None:
-        return []
-    return [(start - first, re_ohm) for start, re_ohm in sweeps]
+            try:
+                re_ohm = float(row["Re"])
+            except ValueError:
+                continue
+            if start is not None and np.isfinite(re_ohm) and re_ohm > 0.0:
+                sweeps.append((start - first, re_ohm))
+    return sweeps
