@@ -284,10 +284,32 @@ def test_sweeps_among_discharges_not_in_the_file_are_left_out(tmp_path, capsys) 
     out = tmp_path / "health.json"
     assert main(["health", str(subset), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
     assert (f"bmsfil health: note: B0005_discharges: {between} of {len(sweeps)} impedance sweeps left out of R0 vs "
-            "Re: they fall between discharges 10 and 20") in capsys.readouterr().err.replace("\n", " ")
+            "Re: they fall between discharges 10 and 20, with discharges between those that the file does not hold") in capsys.readouterr().err.replace("\n", " ")
     (result,) = json.loads(out.read_text())["recordings"]
     assert result["impedance_sweeps"] == {"kept": len(sweeps) - between, "dropped_unrecorded": between,
                                           "unrecorded_between_cycles": [[10, 20]]}
     # The sweeps the correlation uses are those within the recording, none from between 10 and 20.
     recorded = sum(full.time_s[0] <= t <= full.time_s[starts[30] - 1] for t, _ in sweeps)
     assert result["r0_vs_impedance"]["sweeps"] == recorded - between
+
+
+@needs_nasa
+def test_every_discharge_under_other_numbers_leaves_no_sweep_out(tmp_path, capsys) -> None:
+    """All 168 discharges of B0005 numbered 2, 4, ..., 336: the file holds every
+    discharge metadata.csv lists (matched in order), so no stretch is unrecorded."""
+    import csv
+
+    with open(NASA_B0005, newline="") as fh:
+        rows = [{**r, "cycle_idx": str(2 * int(r["cycle_idx"]))} for r in csv.DictReader(fh)]
+    renumbered = tmp_path / NASA_B0005.name
+    with open(renumbered, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (tmp_path / "metadata.csv").write_bytes((NASA_B0005.parent / "metadata.csv").read_bytes())
+    out = tmp_path / "health.json"
+    assert main(["health", str(renumbered), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
+    assert "left out of R0 vs Re" not in capsys.readouterr().err
+    (result,) = json.loads(out.read_text())["recordings"]
+    assert result["impedance_sweeps"] == {"kept": 278, "dropped_unrecorded": 0, "unrecorded_between_cycles": []}
+    assert result["r0_vs_impedance"]["sweeps"] == 277

@@ -376,7 +376,7 @@ def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recor
 def cmd_health(args: argparse.Namespace) -> int:
     from bmsfil.health import CapacityTuning, HealthEstimator
     from bmsfil.health_eval import check_r0, recorded_sweeps, score_discharges, summarise, write_life_plot
-    from bmsfil.importers.nasa_pcoe import impedance_sweeps
+    from bmsfil.importers.nasa_pcoe import impedance_sweeps, missing_discharges
 
     params = _params_for(args.params, [str(p) for p in args.inputs])
     capacity = CapacityTuning.for_params(params)
@@ -394,14 +394,14 @@ def cmd_health(args: argparse.Namespace) -> int:
         summary = summarise(scores, skip=args.skip)
         numbers = [int(n) for n in rec.meta.extra.get("cycle_numbers", "").split(",") if n.strip()]
         listed = impedance_sweeps(source, numbers) if rec.meta.extra.get("format") == "nasa-pcoe" else []
-        selection = recorded_sweeps(rec, listed) if listed else None
+        selection = recorded_sweeps(rec, listed, missing_discharges(source, numbers)) if listed else None
         sweeps = selection.kept if selection else []
         r0 = check_r0(rec, trace, sweeps) if sweeps else None
         if selection and selection.dropped:
             between = ", ".join(f"{a} and {b}" for a, b in selection.unrecorded)
             err_console.print(f"bmsfil health: note: {rec.meta.name}: {selection.dropped} of {len(listed)} impedance "
-                              f"sweeps left out of R0 vs Re: they fall between discharges {between}, with the "
-                              "discharges between those not in the file", soft_wrap=True)
+                              f"sweeps left out of R0 vs Re: they fall between discharges {between}, with "
+                              "discharges between those that the file does not hold", soft_wrap=True)
         kept = summary.discharges - summary.scored_from
         learned = bool(trace.where("capacity_updated").size)
         table.add_row(

@@ -165,9 +165,9 @@ class R0Check:
 @dataclass(frozen=True)
 class RecordedSweeps:
     """The impedance sweeps the recording's discharges surround, and those
-    left out: each one between two recorded discharges whose numbers are not
-    consecutive (cycle_idx 50 then 100) fell among discharges the file does
-    not hold, so no estimate from the recording belongs to it."""
+    left out: each one between two recorded discharges with a discharge
+    between them that the file does not hold (a file of some of a cell's
+    discharges) fell where no estimate from the recording belongs to it."""
 
     kept: list[tuple[float, float]]
     dropped: int
@@ -179,21 +179,26 @@ class RecordedSweeps:
                 "unrecorded_between_cycles": [list(pair) for pair in self.unrecorded]}
 
 
-def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]]) -> RecordedSweeps:
+def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]],
+                    missing_s: list[float]) -> RecordedSweeps:
     """``sweeps`` (time on the recording's axis, Re) without those in a
     stretch the recording does not cover: from the end of a discharge to the
-    start of the next recorded one when the discharges' numbers
-    (``extra['cycle_numbers']``) skip some between them."""
+    start of the next recorded one when a discharge the file does not hold
+    started between them (``missing_s``: their start times on the same axis)."""
     starts = recording.cycle_starts() or []
     listed = recording.meta.extra.get("cycle_numbers", "")
     numbers = [int(n) for n in listed.split(",") if n.strip()]
+    if len(numbers) != len(starts):
+        numbers = list(range(1, len(starts) + 1))
     at = np.array([t for t, _ in sweeps], dtype=np.float64)
+    missing = np.array(missing_s, dtype=np.float64)
     out = np.zeros(at.size, dtype=bool)
     unrecorded = []
-    for k in range(1, min(len(starts), len(numbers))):
-        if numbers[k] > numbers[k - 1] + 1:
+    for k in range(1, len(starts)):
+        after, before = recording.time_s[starts[k] - 1], recording.time_s[starts[k]]
+        if np.any((missing > after) & (missing < before)):
             unrecorded.append((numbers[k - 1], numbers[k]))
-            out |= (at > recording.time_s[starts[k] - 1]) & (at < recording.time_s[starts[k]])
+            out |= (at > after) & (at < before)
     return RecordedSweeps(kept=[sweep for sweep, o in zip(sweeps, out) if not o], dropped=int(out.sum()),
                           unrecorded=unrecorded)
 

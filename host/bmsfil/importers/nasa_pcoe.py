@@ -371,3 +371,26 @@ def impedance_sweeps(path: str | Path, cycles: list[int]) -> list[tuple[float, f
             if start is not None and np.isfinite(re_ohm) and re_ohm > 0.0:
                 sweeps.append((start - first, re_ohm))
     return sweeps
+
+
+def missing_discharges(path: str | Path, cycles: list[int]) -> list[float]:
+    """Start, in s on the concatenated recording's axis (as `impedance_sweeps`),
+    of each discharge of the file's cell in metadata.csv that the file (its
+    cycle_idx: ``cycles``) does not hold; [] without metadata or start times."""
+    path = Path(path)
+    cell = _cell_id(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordingWarning)  # said when the file was imported
+        held = _metadata(path, cell, cycles)
+    if not held or held[0].start_s is None:
+        return []
+    lines = {row.line for row in held}
+    missing = []
+    with open(path.with_name(_METADATA_FILE), newline="", encoding="latin-1") as fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            if row["type"] == "discharge" and row["battery_id"] == cell and reader.line_num not in lines:
+                start = _start_s(row.get("start_time") or "")
+                if start is not None:
+                    missing.append(start - held[0].start_s)
+    return missing
