@@ -660,6 +660,23 @@ def test_nasa_file_of_another_cell_is_refused(tmp_path: Path) -> None:
 
 
 @needs_data
+def test_nasa_file_whose_capacities_no_cell_matches_is_imported_with_one_warning(tmp_path: Path) -> None:
+    """Every discharge of B0005 with its current 5 % high: no cell in
+    metadata.csv agrees (a capacity defined otherwise, as a cell kept aside
+    might have it): one warning, not a refusal and not one per cycle."""
+    header, by_cycle = _nasa_rows()
+    current = header.index("Current_measured")
+    scaled = [[[*row[:current], repr(1.05 * float(row[current])), *row[current + 1:]] for row in rows]
+              for rows in by_cycle.values()]
+    path = _write_nasa(tmp_path / NASA_B0005.name, header, scaled)
+    (tmp_path / NASA_METADATA.name).write_bytes(NASA_METADATA.read_bytes())
+    with pytest.warns(RecordingWarning) as caught:
+        rec = import_file(path)
+    assert len(caught) == 1 and "and with every other cell's" in str(caught[0].message)
+    assert len(rec.meta.extra["cycle_numbers"].split(",")) == len(by_cycle)
+
+
+@needs_data
 def test_nasa_discharge_that_disagrees_with_its_capacity_is_warned_of(tmp_path: Path) -> None:
     """One cycle of B0005 with its current 5 % high (about 90 mAh more than NASA's capacity): a warning
     naming that cycle and both lines, and the file still imported."""

@@ -24,8 +24,9 @@ cycle_idx); otherwise the ambient is AMBIENT_C, the temperature the data set's
 cells B0005-B0018 were cycled at. Since the name is all that ties a file to its
 rows of metadata.csv, NASA's capacity of each discharge is compared with the
 integral of its current: a file most of whose discharges disagree by more than
-CAPACITY_TOLERANCE_AH is another cell's and is refused; a discharge that
-disagrees alone is warned of.
+CAPACITY_TOLERANCE_AH and agree with another cell's is that cell's and is
+refused (agreeing with no cell, it is warned of once: a capacity defined to
+another cut-off); a discharge that disagrees alone is warned of.
 """
 
 from __future__ import annotations
@@ -283,15 +284,21 @@ def _checked_metadata(path: Path, cell: str, channels: Channels, starts: np.ndar
     if 2 * len(off) > len(compared):
         worst = max(off, key=lambda k: abs(delivered[k] - per_cycle[k].capacity_Ah))
         others = _cells_agreeing(path, cycles, delivered)
-        raise RecordingError(
-            f"{channels.where}: the integral of the current disagrees with {cell}'s capacities in {meta_path} by "
-            f"more than {tolerance} on {len(off)} of {len(compared)} discharges (worst: cycle {cycles[worst]} at "
-            f"line {int(channels.lines[starts[worst]])}, {delivered[worst]:.3f} Ah against "
-            f"{per_cycle[worst].capacity_Ah:.3f} Ah at line {per_cycle[worst].line}): the file, named after {cell}, "
-            "holds another cell's discharges"
-            + (f" (they agree with {' and '.join(others)}'s)" if others else "")
-            + f"; name it after its cell, or import it without {_METADATA_FILE} beside it"
-        )
+        found = (f"{channels.where}: the integral of the current disagrees with {cell}'s capacities in {meta_path} "
+                 f"by more than {tolerance} on {len(off)} of {len(compared)} discharges (worst: cycle "
+                 f"{cycles[worst]} at line {int(channels.lines[starts[worst]])}, {delivered[worst]:.3f} Ah against "
+                 f"{per_cycle[worst].capacity_Ah:.3f} Ah at line {per_cycle[worst].line})")
+        if others:
+            raise RecordingError(f"{found}: the file, named after {cell}, holds another cell's discharges (they "
+                                 f"agree with {' and '.join(others)}'s); name it after its cell, or import it "
+                                 f"without {_METADATA_FILE} beside it")
+        # No other cell's either: a capacity defined otherwise (another
+        # cut-off), not another cell. Said once; the discharges' own
+        # integrals are what bmsfil measures capacity by anyway.
+        warnings.warn(f"{found}, and with every other cell's: its capacities there are not the integral of these "
+                      "discharges (defined to another cut-off voltage?); the integrals are used",
+                      RecordingWarning, stacklevel=4)
+        return per_cycle
     for k in off:
         warnings.warn(
             f"{at(channels.where, int(channels.lines[starts[k]]))}: cycle {cycles[k]}: the integral of its current, "
