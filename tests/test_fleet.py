@@ -144,6 +144,25 @@ def test_eval_keeps_the_others_and_resumes(tmp_path: Path, slices: list[str], ca
     assert "written with other settings" in capsys.readouterr().err
 
 
+def test_resume_evaluates_again_a_file_replaced_since(tmp_path: Path, slices: list[str],
+                                                     capsys: pytest.CaptureFixture[str]):
+    import json
+
+    from bmsfil.cli import main
+
+    path = tmp_path / "cell.npz"
+    shutil.copy(slices[0], path)
+    argv = ["eval", str(path), "--no-plot", "--out-dir", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
+    shutil.copy(slices[1], path)  # another recording under the same path
+    assert main(argv + ["--resume"]) == 0
+    assert "is not the file" in capsys.readouterr().err
+    again = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
+    assert again["name"] == "part1" and again["source_sha256"] != first["source_sha256"]
+    assert again["ekf"] != first["ekf"]
+
+
 @pytest.mark.slow
 def test_eval_on_two_workers_writes_the_serial_json(tmp_path: Path, slices: list[str]):
     from bmsfil.cli import main

@@ -136,7 +136,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise RecordingError(str(exc)) from None
     params = _params_for(args.params, sources)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, object]] = _done_before(args, params) if args.resume else {}
+    results: dict[str, dict[str, object]] = _done_before(args, params, sources) if args.resume else {}
     todo = [s for s in sources if s not in results]
     failures: list[Failed] = []
     task_args = (params, _initial_soc(args), errors, args.seed, str(args.out_dir), not args.no_plot)
@@ -244,8 +244,9 @@ def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: Paramete
                               soft_wrap=True)
 
 
-def _done_before(args: argparse.Namespace, params: ParameterSet) -> dict[str, dict[str, object]]:
-    """Summaries in an earlier run's --json, by input, when it ran with the same settings."""
+def _done_before(args: argparse.Namespace, params: ParameterSet, sources: list[str]) -> dict[str, dict[str, object]]:
+    """Summaries in an earlier run's --json of those of `sources` whose content
+    is unchanged, by input, when it ran with the same settings."""
     if not args.json:
         raise RecordingError("--resume needs --json FILE: the results of the earlier run are read from it")
     if not args.json.is_file():
@@ -258,7 +259,19 @@ def _done_before(args: argparse.Namespace, params: ParameterSet) -> dict[str, di
     if differ:
         raise RecordingError(f"{args.json}: written with other settings ({', '.join(differ)} differ); "
                              "remove it or drop --resume")
-    return {str(r["source"]): r for r in doc.get("recordings", []) if isinstance(r, dict) and "source" in r}
+    done: dict[str, dict[str, object]] = {}
+    for r in doc.get("recordings", []):
+        if not isinstance(r, dict) or str(r.get("source")) not in sources:
+            continue
+        source = str(r["source"])
+        # The path alone does not say the file is the one scored: one replaced
+        # since (or an entry without a digest, from before they were written) is redone.
+        if Path(source).is_file() and r.get("source_sha256") == file_sha256(Path(source)):
+            done[source] = r
+        else:
+            err_console.print(f"bmsfil eval: {source} is not the file {args.json} scored (its sha256 differs): "
+                              "evaluating it again", soft_wrap=True)
+    return done
 
 
 def _run_settings(args: argparse.Namespace, params: ParameterSet) -> dict[str, object]:

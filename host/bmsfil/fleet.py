@@ -203,16 +203,20 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
                   seed: int, out_dir: str, plot: bool) -> dict[str, object]:
     """`bmsfil eval` of one input, in whichever process runs it: the CSV and
     PNG are written there (out_dir must be reachable from the workers), and
-    only the summary (`Evaluation.summary`, with the input's path) travels
-    back."""
+    only the summary (`Evaluation.summary`, with the input's path and the
+    sha256 of its content, by which `eval --resume` tells a replaced file)
+    travels back."""
     from bmsfil.chunked import SUFFIX, ChunkedRecording, evaluate_streaming
     from bmsfil.current_sign import wrong_sign
     from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv, write_plot
+    from bmsfil.fit import file_sha256
     from bmsfil.importers import load_any
     from bmsfil.gaps import gap_warning
     from bmsfil.params_match import parameter_warnings
     from bmsfil.recording import RecordingError
 
+    # Hashed before it is read: a file replaced during the run is then redone by a --resume.
+    head = {"source": source, "source_sha256": file_sha256(Path(source))}
     if source.endswith(SUFFIX) and errors is None:
         streamed = ChunkedRecording(source)
         if streamed.has_ah and streamed.meta.reference_capacity_Ah and "cycle_starts" not in streamed.meta.extra:
@@ -221,7 +225,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
             summary = evaluate_streaming(source, params, initial_soc, Path(out_dir))
             found = summary.pop("warnings")
             assert isinstance(found, list)
-            return {"source": source} | summary | _warnings([streamed.meta.reference_start_warning(), *found])
+            return head | summary | _warnings([streamed.meta.reference_start_warning(), *found])
         rec = streamed.load()  # no reference or a life: the whole-recording paths below
     else:
         rec = load_any(source)
@@ -231,14 +235,14 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
         rec.reference_soc()
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
-        return {"source": source} | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
-                                                      Path(out_dir) / f"{rec.meta.name}.csv") \
+        return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
+                                        Path(out_dir) / f"{rec.meta.name}.csv") \
             | _warnings([sign, *mismatches])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")
-    return {"source": source} | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(), *mismatches])
+    return head | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(), *mismatches])
 
 
 def _warnings(found: list[str | None]) -> dict[str, list[str]]:
