@@ -145,6 +145,7 @@ def cell_params(draw: st.DrawFn, max_temps: int = 8) -> CellParams:
         v_min_V=v_min,
         v_max_V=v_max,
         i_max_A=f32(i_max),
+        nominal_capacity_Ah=float(capacity.max()),
         rn_ohm=rn_row,
         rn_sat_per_A=f32(rn_sat_c / cap),
     )

@@ -125,6 +125,8 @@ PARAMS = {
     "missing_cell.json": ["missing section 'cell'"],
     "cell_not_object.json": ["cell: expected an object", "a list [1, 2]"],
     "missing_field.json": ["missing cell field(s) ocv_V"],
+    "missing_nominal_capacity.json": ["missing cell field(s) nominal_capacity_Ah"],
+    "nominal_capacity_zero.json": ["cell.nominal_capacity_Ah: must be >= 0.001 Ah", "got 0"],
     "unknown_cell_field.json": ["unknown cell field(s) ocv_v"],
     "unknown_top_level_field.json": ["unknown field(s) celll", "expected format, name, notes, cell, filter"],
     "table_is_text.json": ["cell.ocv_V: expected a list of numbers", '"3.7"'],

@@ -605,7 +605,7 @@ def joseph_reproducer() -> Scenario:
     cell = CellParams(
         temp_C=[25.0], ocv_V=[[3.0, 4.2]], r0_ohm=table(0.02), r1_ohm=table(0.01), tau1_s=table(10.0),
         r2_ohm=table(0.01), tau2_s=table(1000.0), capacity_Ah=[3.0], hyst_m0_V=[0.0], hyst_m_V=[0.0],
-        hyst_gamma=[0.0],
+        hyst_gamma=[0.0], nominal_capacity_Ah=3.0,
     )
     tuning = FilterTuning(
         p0_soc=0.1, r_voltage_V2_s=1e-6, r_overpotential_rel2_s=0.0, q_irc_A2_per_s=0.0, p0_irc_A2=1e-8,

@@ -348,7 +348,7 @@ def long_interval_reproducer() -> ParameterSet:
     cell = CellParams(
         temp_C=[0.0], ocv_V=[[3.0, 4.2]], r0_ohm=table(0.1), r1_ohm=table(0.01), tau1_s=table(1.0),
         r2_ohm=table(0.01), tau2_s=table(10.0), capacity_Ah=[1.0], hyst_m0_V=[0.0], hyst_m_V=[0.0],
-        hyst_gamma=[0.0], v_min_V=3.0, v_max_V=4.2, i_max_A=1.0,
+        hyst_gamma=[0.0], v_min_V=3.0, v_max_V=4.2, i_max_A=1.0, nominal_capacity_Ah=1.0,
     )
     tuning = FilterTuning(
         q_soc_per_s=0.0, q_irc_A2_per_s=0.1, q_hyst_per_s=0.0, r_voltage_V2_s=1e-4, r_overpotential_rel2_s=0.0,

@@ -9,7 +9,7 @@ C struct `bf_cell_params_t` holds them.
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -61,7 +61,9 @@ class CellParams:
     v_min_V: float = 2.5
     v_max_V: float = 4.2
     i_max_A: float = 50.0
-    nominal_capacity_Ah: float = 0.0
+    #: The capacity on the cell's data sheet (C-rates, start-current checks,
+    #: the parameter-set match): required, as no default fits every cell.
+    nominal_capacity_Ah: float = field(kw_only=True)
     #: Resistance that falls with current, Rn(T) * i / (1 + rn_sat_per_A * |i|); None: zeros.
     rn_ohm: np.ndarray | None = None
     rn_sat_per_A: float = 0.0
@@ -123,6 +125,9 @@ class CellParams:
                 raise ParamsError(f"cell.{name}: expected {nt} finite values, got {getattr(self, name).tolist()}")
         if not np.all(c["capacity_Ah"] >= np.float32(MIN_CAPACITY_AH)):
             raise ParamsError(f"cell.capacity_Ah: every capacity must be >= {MIN_CAPACITY_AH} Ah")
+        if not c["nominal_capacity_Ah"] >= np.float32(MIN_CAPACITY_AH):
+            raise ParamsError(f"cell.nominal_capacity_Ah: must be >= {MIN_CAPACITY_AH} Ah, "
+                              f"got {self.nominal_capacity_Ah:g}")
         if not (0 < c["eta_charge"] <= 1.5):
             raise ParamsError(f"cell.eta_charge: expected a value in (0, 1.5], got {self.eta_charge}")
         if not (c["v_max_V"] > c["v_min_V"]):

@@ -424,6 +424,9 @@ def parameter_sets() -> None:
     params("missing_cell.json", "no 'cell' section", lambda d: d.pop("cell"))
     params("cell_not_object.json", "'cell' is a list", lambda d: d.__setitem__("cell", [1, 2]))
     params("missing_field.json", "cell without ocv_V", lambda d: d["cell"].pop("ocv_V"))
+    params("missing_nominal_capacity.json", "cell without nominal_capacity_Ah",
+           lambda d: d["cell"].pop("nominal_capacity_Ah"))
+    params("nominal_capacity_zero.json", "nominal_capacity_Ah 0 (eval divides by it)", cell("nominal_capacity_Ah", 0.0))
     params("unknown_cell_field.json", "cell field 'ocv_v' (misspelt)", cell("ocv_v", [[3.0, 4.2]]))
     params("unknown_top_level_field.json", "top-level field 'celll' beside 'cell'", lambda d: d.__setitem__("celll", {}))
     params("table_is_text.json", "ocv_V is the text '3.7'", cell("ocv_V", "3.7"))
