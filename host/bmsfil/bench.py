@@ -114,7 +114,10 @@ def run_bench(params: ParameterSet, rec: Recording, python_samples: int = 3000, 
         est.init_ocv(v0, t0)
         est.run_arrays(dt, cur, volt, temp)
 
+    if python_samples < 1:
+        raise ValueError(f"python_samples must be at least 1, got {python_samples}")
     lists = [a[:python_samples].tolist() for a in (dt, cur, volt, temp)]
+    per_sample = len(lists[0])  # the recording's length where it is shorter
 
     def c_step() -> None:
         est.init_ocv(v0, t0)
@@ -136,10 +139,10 @@ def run_bench(params: ParameterSet, rec: Recording, python_samples: int = 3000, 
     n = len(rec)
     return BenchResult(
         c_batch_steps_per_s=_best_rate(c_batch, n, min_time_s),
-        c_step_steps_per_s=_best_rate(c_step, python_samples, min_time_s),
-        reference_steps_per_s=_best_rate(reference, python_samples, min_time_s),
-        filterpy_steps_per_s=_best_rate(filterpy, python_samples, min_time_s),
-        samples={"c_batch": n, "python": python_samples},
+        c_step_steps_per_s=_best_rate(c_step, per_sample, min_time_s),
+        reference_steps_per_s=_best_rate(reference, per_sample, min_time_s),
+        filterpy_steps_per_s=_best_rate(filterpy, per_sample, min_time_s),
+        samples={"c_batch": n, "python": per_sample},
     )
 
 

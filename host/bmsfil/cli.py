@@ -307,6 +307,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     params = params_arg(args.params)
     rec = load_any(args.input) if args.input else bundled_recording()
+    if args.cells > 0:
+        try:
+            rec.reference_soc()  # the synthetic pack's cells are drawn around it
+        except RecordingError as exc:
+            raise RecordingError(f"{exc}; --cells {args.cells} builds its synthetic pack from the reference SOC: "
+                                 "give a recording with one, or --cells 0 for the single-cell benchmark") from None
     with console.status("benchmarking (C batch, C per-sample, float64 reference, filterpy)..."):
         result = run_bench(params, rec, python_samples=args.python_samples, min_time_s=args.min_time)
     d = result.as_dict()
@@ -690,10 +696,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="cell-steps per second: C batch, C per-sample, float64 reference, filterpy")
     p.add_argument("input", nargs="?", type=Path, help="recording to run on (default: the bundled one)")
     p.add_argument("--params", type=Path)
-    p.add_argument("--python-samples", type=int, default=3000, help="samples for the per-sample Python paths")
+    p.add_argument("--python-samples", type=at_least(1), default=3000,
+                   help="samples for the per-sample Python paths (at most the recording's)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
-    p.add_argument("--cells", type=int, default=10_000, metavar="N",
-                   help="cells of the synthetic pack for the multi-cell call (0: skip it)")
+    p.add_argument("--cells", type=at_least(0), default=10_000, metavar="N",
+                   help="cells of the synthetic pack for the multi-cell call (0: skip it; needs a recording "
+                        "with a reference SOC)")
     p.add_argument("--json", type=Path)
     p.set_defaults(func=cmd_bench)
 
