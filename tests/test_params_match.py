@@ -53,6 +53,14 @@ def test_a_stated_ambient_far_from_the_measured_one_is_named(rec, tmp_path: Path
     assert abs(said - float(np.median(cold.temp_C[cold.current_A < 0]))) < 1.0
 
 
+def test_tune_warns_of_a_training_recording_of_another_cell(rec, tmp_path: Path, capsys):
+    """As eval: tune names a training recording the parameter set does not fit."""
+    train = replace(rec, meta=replace(rec.meta, nominal_capacity_Ah=2.0)).save(tmp_path / "other_cell.npz")
+    assert main(["tune", "--params", "lg-hg2", "--train", str(train), "--iterations", "1",
+                 "-o", str(tmp_path / "t.json")]) == 0
+    assert "bmsfil tune: warning: 551_US06_25degC: its cell's nominal capacity is 2 Ah" in capsys.readouterr().err
+
+
 @needs_data
 def test_a_charge_at_room_temperature_before_a_cold_test_is_not_its_temperature():
     """The LG HG2 raw 2C tests: hours of charge and rest at room temperature,

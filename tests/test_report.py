@@ -90,3 +90,17 @@ def test_an_evaluation_without_reference_is_said_not_fatal(tmp_path: Path, capsy
     page = out.read_text()
     assert "no_reference not evaluated" in page and "no_reference not evaluated" in capsys.readouterr().err
     assert good.meta.name in _images(page)
+
+
+def test_an_evaluation_is_warned_of_a_set_of_another_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """As eval: the parameter set's mismatch on the terminal and beside the recording's scores."""
+    from dataclasses import replace
+
+    rec = bundled_recording().slice(0, 3000)
+    replace(rec, meta=replace(rec.meta, nominal_capacity_Ah=2.0)).save(tmp_path / "other_cell.npz")
+    out = tmp_path / "r.html"
+    assert main(["report", "lg-hg2", "--eval", str(tmp_path / "other_cell.npz"), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "bmsfil report: warning: 551_US06_25degC: its cell's nominal capacity is 2 Ah" in err
+    row = re.search(r"<tr><td>551_US06_25degC</td>.*?</tr>", out.read_text()).group(0)
+    assert "nominal capacity is 2 Ah" in row and "3 Ah cell" in row

@@ -32,10 +32,12 @@ from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import checked_reference
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
 from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
+from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg, params_for
+from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError, RecordingWarning
 from bmsfil.tuning import Targets, tune_filter
@@ -513,6 +515,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if (why := wrong_sign(rec)) is not None:
             raise RecordingError(why)
         checked_reference(rec)  # a training recording needs a reference in [0, 1]; the error says what is wrong
+    for rec in train:  # as eval warns: a tuning on another cell's recordings fits the filter to the wrong model
+        for warning in filter(None, [*parameter_warnings(rec, params), gap_warning(rec, params)]):
+            err_console.print(f"bmsfil tune: warning: {warning}", soft_wrap=True)
     before = params.filter
     cells, models = _tuning_models(params, args, train)
     targets = Targets()

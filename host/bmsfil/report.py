@@ -35,9 +35,11 @@ from bmsfil.fit import (
     initial_soc,
     temperature_of,
 )
+from bmsfil.gaps import gap_warning
 from bmsfil.held_out import fit_digests
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
+from bmsfil.params_match import parameter_warnings
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.table_lookup import bilinear
 
@@ -245,23 +247,27 @@ def build_report(params: ParameterSet, inputs: ReportInputs, progress: Callable[
     parts += ["<h2>Parameters over SOC and temperature</h2>", _img(maps_figure(params), "parameter maps")]
     if inputs.evaluate:
         parts.append("<h2>Evaluation (SOC EKF, C core, against the reference SOC)</h2>")
-        evals: list[Evaluation] = []
+        evals: list[tuple[Evaluation, list[str]]] = []
         for rec in inputs.evaluate:
             say(f"evaluating {rec.meta.name}")
+            # As eval warns: a set of another cell or temperature, gaps under load.
+            warned = [w for w in (*parameter_warnings(rec, params), gap_warning(rec, params)) if w]
+            inputs.notices += [f"warning: {w}" for w in warned]
             try:
-                evals.append(evaluate(rec, params, "ocv"))
+                evals.append((evaluate(rec, params, "ocv"), warned))
             except RecordingError as exc:  # no reference SOC, say: the page says so and goes on
                 notice = f"{rec.meta.name} not evaluated: {exc}"
                 inputs.notices.append(notice)
                 parts.append(f"<p>{html.escape(notice)}</p>")
         parts.append(_table(
-            ["recording", "T / °C", "RMSE %", "max >10 min %", "in ±3σ %", "coulomb counter RMSE %"],
+            ["recording", "T / °C", "RMSE %", "max >10 min %", "in ±3σ %", "coulomb counter RMSE %", "warnings"],
             [[e.name, f"{e.recording.meta.ambient_temp_C}", _pct(e.score.rmse), _pct(e.score.max_error_after_settle),
-              f"{e.score.within_3sigma * 100:.1f}", _pct(e.coulomb_score.rmse)] for e in evals]))
+              f"{e.score.within_3sigma * 100:.1f}", _pct(e.coulomb_score.rmse), "; ".join(warned) or "none"]
+             for e, warned in evals]))
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            for e in evals:
+            for e, _ in evals:
                 path = write_plot(e, Path(tmp) / f"{e.name}.png")
                 parts.append(_img(base64.b64encode(path.read_bytes()).decode("ascii"), e.name))
     style = ("body{font-family:sans-serif;max-width:1150px;margin:auto}table{border-collapse:collapse;margin:1em 0}"
