@@ -40,7 +40,7 @@ from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, p
 from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError, RecordingWarning
-from bmsfil.tuning import Targets, tune_filter
+from bmsfil.tuning import SEARCH_SPACE, Targets, at_search_bounds, tune_filter
 
 #: Tables written to a file or a pipe are not cut to 80 columns (a terminal's own width, or COLUMNS, wins).
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
@@ -548,6 +548,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             table.add_row(f.name, f"{old:.3g}", f"{new:.3g}")
     console.print(table)
     console.print(f"tuning cost {cost:.4f} (lower is better; 0 meets every target with margin)")
+    for name, value, bound, side in at_search_bounds(tuned.filter):
+        err_console.print(f"bmsfil tune: warning: {name} ended at {value:.3g}, at the {side} bound {bound:g} of its "
+                          f"search ({SEARCH_SPACE[name][0]:g} to {SEARCH_SPACE[name][1]:g}, log-scaled): its best "
+                          "value may lie beyond what the search reaches (bmsfil.tuning.SEARCH_SPACE)", soft_wrap=True)
     console.print(f"wrote {args.output}; score it on recordings it has not seen: bmsfil eval --params {args.output} REC ...")
     return 0
 

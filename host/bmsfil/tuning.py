@@ -14,6 +14,7 @@ for the same seed.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
@@ -39,6 +40,8 @@ SEARCH_SPACE: dict[str, tuple[float, float]] = {
     "p0_soc": (1e-3, 0.25),
     "p_floor_soc": (1e-5, 1e-4),
 }
+#: A setting ending this share of its (log10) search range from a bound is at the bound.
+AT_BOUND_SHARE = 0.01
 TRAINING_ERRORS = SensorErrors(current_offset_A=0.1, voltage_noise_V=0.004, temp_offset_C=2.0)
 COLD_C = 0.0
 
@@ -176,3 +179,19 @@ def tune_filter(
         if progress:
             progress(it, best_cost)
     return best, best_cost
+
+
+def at_search_bounds(tuning: FilterTuning) -> list[tuple[str, float, float, str]]:
+    """The settings of SEARCH_SPACE within AT_BOUND_SHARE of a bound, in the
+    search's log10 scale: (name, value, bound, "lower" or "upper"). One
+    there may have its best value beyond the range the search can reach."""
+    found = []
+    for name, (low, high) in SEARCH_SPACE.items():
+        value = float(getattr(tuning, name))
+        x, lo, hi = math.log10(value) if value > 0 else -math.inf, math.log10(low), math.log10(high)
+        margin = AT_BOUND_SHARE * (hi - lo)
+        if x <= lo + margin:
+            found.append((name, value, low, "lower"))
+        elif x >= hi - margin:
+            found.append((name, value, high, "upper"))
+    return found
