@@ -135,6 +135,8 @@ PARAMS = {
     "ragged_table.json": ["cell.ocv_V: row 1 has 2 values, row 0 has 3"],
     "null_filter_value.json": ["filter.gate_sigma: expected a number, got null"],
     "nan_in_table.json": ["cell.ocv_V: every value must be finite"],
+    "ocv_falls.json": ["cell.ocv_V: the row at 25 °C (row 1) falls from 3.7200 V at index 0 (SOC 0)",
+                       "to 3.0500 V at index 1 (SOC 0.5)"],
     "nan_temperature.json": ["cell.temp_C: every value must be finite"],
     "infinite_scalar.json": ["cell.v_max_V: expected a finite number, got inf"],
     "temperatures_descending.json": ["cell.temp_C: must be strictly ascending"],
@@ -157,6 +159,7 @@ WORKS = {
     "lg_hg2_raw/works_601_US06_latin1_degree_sign.csv",
     "lg_hg2_formatted/works_589_US06_parsed_latin1_degree_sign.csv",
     "params/works_utf8_bom.json",
+    "params/works_ocv_flat_step.json",
 }
 
 

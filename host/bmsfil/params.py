@@ -109,6 +109,18 @@ class CellParams:
             raise ParamsError(
                 f"cell.ocv_V: expected {nt} rows of 2..{OCV_MAX_POINTS} points, got shape {self.ocv_V.shape}"
             )
+        # The SOC from a voltage (bf_cell_soc_from_ocv) is a bisection on an
+        # OCV that does not fall as SOC rises; `bmsfil fit` makes such rows
+        # (flat steps at most), a row that falls is a table edited or swapped.
+        falls = np.argwhere(np.diff(c["ocv_V"], axis=1) < 0)
+        if falls.size:
+            i, j = (int(k) for k in falls[0])
+            soc = self.ocv_soc
+            raise ParamsError(
+                f"cell.ocv_V: the row at {self.temp_C[i]:g} °C (row {i}) falls from {self.ocv_V[i, j]:.4f} V at "
+                f"index {j} (SOC {soc[j]:.3g}) to {self.ocv_V[i, j + 1]:.4f} V at index {j + 1} (SOC "
+                f"{soc[j + 1]:.3g}): the OCV must not fall as SOC rises (the SOC from a voltage is its inverse)"
+            )
         n_rc = self.r0_ohm.shape[1] if self.r0_ohm.ndim == 2 else -1
         for name in RC_TABLES:
             table = getattr(self, name)

@@ -435,6 +435,8 @@ def parameter_sets() -> None:
     params("ragged_table.json", "ocv_V row 1 has 2 values, row 0 has 3", lambda d: d["cell"]["ocv_V"][1].pop())
     params("null_filter_value.json", "filter.gate_sigma is null", lambda d: d["filter"].__setitem__("gate_sigma", None))
     params("nan_in_table.json", "NaN in ocv_V", lambda d: d["cell"]["ocv_V"][0].__setitem__(1, float("nan")))
+    params("ocv_falls.json", "the 25 °C OCV row falls from SOC 0 to 0.5 (two values swapped)",
+           cell("ocv_V", [[3.0, 3.7, 4.2], [3.72, 3.05, 4.2]]))
     params("nan_temperature.json", "temp_C [NaN, 25]", cell("temp_C", [float("nan"), 25.0]))
     params("infinite_scalar.json", "v_max_V Infinity", cell("v_max_V", float("inf")))
     params("temperatures_descending.json", "temp_C [25, 0]", cell("temp_C", [25.0, 0.0]))
@@ -443,6 +445,8 @@ def parameter_sets() -> None:
     params("ocv_in_millivolts.json", "ocv_V in mV", cell("ocv_V", [[3000.0, 3700.0, 4200.0], [3050.0, 3720.0, 4200.0]]))
     params("temperatures_in_kelvin.json", "temp_C in K", cell("temp_C", [273.15, 298.15]))
     params("capacity_in_mah.json", "capacity_Ah in mAh", cell("capacity_Ah", [2900.0, 3000.0]))
+    params("works_ocv_flat_step.json", "an OCV row with a flat step (bmsfil fit can make one): must load",
+           cell("ocv_V", [[3.0, 3.7, 4.2], [3.05, 3.05, 4.2]]))
     params("works_utf8_bom.json", "UTF-8 with a byte-order mark: must load", text="\ufeff" + good)
 
 
