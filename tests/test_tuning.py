@@ -25,6 +25,15 @@ def test_settings_at_a_bound_in_the_log_scale():
     assert at_search_bounds(bundled_params().with_filter(**apart).filter) == []
 
 
+def test_limits_by_design_are_not_pinned_settings():
+    """The bundled tuning sits at the upper bounds of p0_soc (an unknown
+    start, sigma 0.5) and p_floor_soc (the 1 % floor) by design: every tune
+    from it would warn of them."""
+    tuning = bundled_params().filter
+    assert (tuning.p0_soc, tuning.p_floor_soc) == (SEARCH_SPACE["p0_soc"][1], SEARCH_SPACE["p_floor_soc"][1])
+    assert at_search_bounds(tuning) == []
+
+
 def test_tune_warns_of_a_setting_left_at_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]):
     def pinned(params, recs, **kwargs):  # the red team's runs: always at the top of its range

@@ -42,6 +42,11 @@ SEARCH_SPACE: dict[str, tuple[float, float]] = {
 }
 #: A setting ending this share of its (log10) search range from a bound is at the bound.
 AT_BOUND_SHARE = 0.01
+#: Bounds of SEARCH_SPACE that are limits by design, not the end of a range
+#: searched: an unknown start's SOC sigma of 0.5 (SOC is in [0, 1]) and the
+#: 1 % SOC sigma floor the bars' ±3σ share rests on. A setting there is not
+#: reported as pinned.
+DESIGN_LIMITS = frozenset({("p0_soc", "upper"), ("p_floor_soc", "upper")})
 TRAINING_ERRORS = SensorErrors(current_offset_A=0.1, voltage_noise_V=0.004, temp_offset_C=2.0)
 COLD_C = 0.0
 
@@ -184,7 +189,8 @@ def tune_filter(
 def at_search_bounds(tuning: FilterTuning) -> list[tuple[str, float, float, str]]:
     """The settings of SEARCH_SPACE within AT_BOUND_SHARE of a bound, in the
     search's log10 scale: (name, value, bound, "lower" or "upper"). One
-    there may have its best value beyond the range the search can reach."""
+    there may have its best value beyond the range the search can reach.
+    Bounds in DESIGN_LIMITS are not reported."""
     found = []
     for name, (low, high) in SEARCH_SPACE.items():
         value = float(getattr(tuning, name))
@@ -194,4 +200,4 @@ def at_search_bounds(tuning: FilterTuning) -> list[tuple[str, float, float, str]
             found.append((name, value, low, "lower"))
         elif x >= hi - margin:
             found.append((name, value, high, "upper"))
-    return found
+    return [f for f in found if (f[0], f[3]) not in DESIGN_LIMITS]
