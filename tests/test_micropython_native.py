@@ -136,6 +136,8 @@ def _perturbed(params: ParameterSet, seed: int) -> ParameterSet:
             arr = np.asarray(v, dtype=float)[keep]
             if k not in ("temp_C",):
                 arr = arr * (1 + 0.01 * rng.uniform(-1, 1, arr.shape))
+            if k == "ocv_V":  # still rising with SOC, as the loader requires
+                arr = np.maximum.accumulate(arr, axis=1)
             cell[k] = arr.tolist()
     d["filter"] = {k: v * (1 + 0.01 * rng.uniform(-1, 1)) for k, v in d["filter"].items()}
     d["name"] = "perturbed"
