@@ -148,3 +148,14 @@ def test_resume_refuses_results_of_another_parameter_set_in_the_same_file(tmp_pa
     capsys.readouterr()
     assert main(args) == 2
     assert "params_sha256 differ" in capsys.readouterr().err
+
+
+def test_export_onto_its_own_input_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`export set.json -o set.json` would replace the set with its compact
+    form and lose its notes: refused, the file as it was."""
+    own = tmp_path / "set.json"
+    own.write_bytes((Path(__file__).resolve().parents[1] / "host" / "bmsfil" / "data" / "lg_hg2.json").read_bytes())
+    before = own.read_bytes()
+    assert main(["export", str(own), "-o", str(own)]) == 2
+    assert "that is the parameter set being exported" in capsys.readouterr().err
+    assert own.read_bytes() == before

@@ -354,6 +354,9 @@ EXPORT_SUFFIXES = {".c": "c", ".json": "micropython", ".py": "pybamm"}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.output.exists() and args.params.exists() and args.output.resolve() == args.params.resolve():
+        raise ParamsError(f"-o {args.output}: that is the parameter set being exported; the export would replace "
+                          "it (and its notes: inputs, sha256, the fit command); write it to another file")
     params = params_arg(args.params)
     fmt = args.format or EXPORT_SUFFIXES.get(args.output.suffix)
     named = EXPORT_SUFFIXES.get(args.output.suffix)
