@@ -398,3 +398,16 @@ def test_hil_run_warns_of_a_parameter_set_of_another_cell_once_a_pack(tmp_path: 
     assert out.count("is of a 2 Ah cell") == 1, out
     cells = json.loads(js.read_text())["recordings"][0]["cells"]
     assert ["is of a 2 Ah cell" in " ".join(c.get("warnings", [])) for c in cells] == [True, False, False]
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--warm-reset-at", "299"], "no sample would follow it"),
+    (["--warm-reset-at", "100", "--power-cycle-at", "100"], "both at sample 100"),
+])
+def test_hil_run_refuses_a_reset_that_would_not_happen(tmp_path: Path, rec, capsys, extra, said):
+    """A reset after the last sample (or two at one sample) never came, and
+    the run passed as if it had been tested: refused before any target starts."""
+    src = rec.slice(0, 300).save(tmp_path / "r.npz")
+    assert main(["hil", "run", str(src), "--target", "qemu", "--out-dir", str(tmp_path / "o"), "--no-plot",
+                 *extra]) == 2
+    assert said in capsys.readouterr().out

@@ -229,6 +229,11 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: --warm-reset-at/--power-cycle-at: target {args.target} runs on the desktop "
                       "and has no reset; use a firmware target (qemu, micropython or board)", soft_wrap=True)
         return 2
+    both = sorted(set(args.warm_reset_at) & set(args.power_cycle_at))
+    if both:
+        console.print(f"bmsfil hil run: --warm-reset-at and --power-cycle-at both at sample {both[0]}: one reset a "
+                      "sample", soft_wrap=True)
+        return 2
     if args.from_log_channel is not None and not args.from_log:
         console.print("bmsfil hil run: --from-log-channel chooses a channel of --from-log's log; give --from-log")
         return 2
@@ -255,6 +260,12 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     else:
         recordings = [_recording(p) for p in args.inputs] if args.inputs else [bundled_recording()]
         packs = _packs_of(recordings, args, params)
+    resets = [*args.warm_reset_at, *args.power_cycle_at]
+    short = [(name, len(cells[0])) for name, cells in packs if resets and max(resets) >= len(cells[0]) - 1]
+    if short:
+        console.print(f"bmsfil hil run: a reset after sample {max(resets)}, and {short[0][0]} has {short[0][1]} "
+                      "samples (numbered from 0): no sample would follow it", soft_wrap=True)
+        return 2
     bitrate = args.bitrate or 500_000
     speed = args.speed if args.mode == "realtime" else 1.0
     for name, cells in packs:
@@ -574,7 +585,7 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
                       + (f"; those are in {args.json}" if args.json and scored else ""))
         status = _interrupted_status(exc)
     if args.json and scored:
-        args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        args.json.write_text(_json_text(doc))
     return status
 
 
@@ -766,10 +777,8 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     docs = [o.summary() for o in outcomes]
     running = None if interrupted is None else interrupted.running
     if args.json:
-        args.json.write_text(json.dumps({"target": args.target, **_setup(args), "recording": rec.meta.name,
-                                         "baseline": baseline,
-                                         "faults": docs, "interrupted_during": running},
-                                        indent=1, default=str) + "\n")
+        args.json.write_text(_json_text({"target": args.target, **_setup(args), "recording": rec.meta.name,
+                                         "baseline": baseline, "faults": docs, "interrupted_during": running}))
     if args.junit:
         write_fault_junit(args.junit, args.target, docs, interrupted_during=running, setup=_setup(args))
     if interrupted is not None:
@@ -913,5 +922,20 @@ def _write_json(path: Path, docs: list[dict[str, object]]) -> None:
     """`hil run --json`: the recordings replayed so far, and whether the run was interrupted."""
     interrupted = any(entry["delivery"]["interrupted"] for entry in docs)  # type: ignore[index]
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps({"recordings": docs, "interrupted": interrupted}, indent=1, default=str) + "\n")
+    tmp.write_text(_json_text({"recordings": docs, "interrupted": interrupted}))
     tmp.replace(path)
+
+
+def _json_text(doc: object) -> str:
+    """Strict JSON, as eval writes it: a number that is not finite (a cell
+    not scored) is null, not NaN."""
+    def strict(x: object) -> object:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: strict(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [strict(v) for v in x]
+        return x
+
+    return json.dumps(strict(doc), indent=1, default=str, allow_nan=False) + "\n"

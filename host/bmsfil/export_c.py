@@ -62,6 +62,21 @@ def _value(value: object, ctype: "ffi.CType") -> str:
     raise TypeError(f"unexpected C type {ctype.cname} in a parameter struct")
 
 
+def _c_string(text: str) -> str:
+    """A C string literal of `text` (UTF-8): printable ASCII as it is, the
+    rest, quotes, backslashes and '?' (trigraphs) escaped."""
+    out = []
+    for byte in text.encode():
+        ch = chr(byte)
+        out.append(ch if 0x20 <= byte < 0x7F and ch not in '"\\?' else f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _comment(text: str) -> str:
+    """`text` inside a C comment: no line breaks, nothing that ends it."""
+    return " ".join(text.split()).replace("*/", "* /")
+
+
 def params_to_c(params: ParameterSet, source: str = "") -> str:
     """C source defining fw_params_cell, fw_params_tuning, fw_params_name,
     fw_plaus_config, fw_capacity_tuning, fw_r0_tuning, fw_sop_limits,
@@ -85,12 +100,11 @@ def params_to_c(params: ParameterSet, source: str = "") -> str:
             "const bf_thermal_params_t *const fw_thermal_params = 0;\n"
             "const bf_thermal_tuning_t *const fw_thermal_tuning = 0;\n"
         )
-    name = params.name.replace("\\", "\\\\").replace('"', '\\"')
-    origin = f" from {source}" if source else ""
+    origin = f" from {_comment(source)}" if source else ""
     return (
-        f"/* Parameter set \"{name}\"{origin}, written by bmsfil.export_c. Do not edit. */\n"
+        f"/* Parameter set \"{_comment(params.name)}\"{origin}, written by bmsfil.export_c. Do not edit. */\n"
         '#include "fw/params.h"\n\n'
-        f'const char fw_params_name[] = "{name}";\n\n'
+        f'const char fw_params_name[] = {_c_string(params.name)};\n\n'
         f"const bf_cell_params_t fw_params_cell = {_initialiser(cell[0])};\n\n"
         f"const bf_soc_ekf_tuning_t fw_params_tuning = {_initialiser(tuning[0])};\n\n"
         f"const bf_plaus_config_t fw_plaus_config = {_initialiser(plaus[0])};\n\n"
