@@ -19,9 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bmsfil.health import CapacityTuning, HealthEstimator, R0Tuning
-from bmsfil.health_eval import EARLY_FRACTION, check_r0, score_discharges, summarise
+from bmsfil.health_eval import EARLY_FRACTION, check_r0, file_sweeps, score_discharges, summarise
 from bmsfil.importers import import_file
-from bmsfil.importers.nasa_pcoe import impedance_sweeps
 from bmsfil.params import params_arg
 
 SKIP = 5
@@ -35,7 +34,9 @@ def run(path: Path, capacity: CapacityTuning | None = None, r0: R0Tuning | None 
     trace = est.run(rec)
     elapsed = time.perf_counter() - t0
     scores = score_discharges(rec, trace, est.capacity.gap_s)
-    return rec, trace, scores, summarise(scores, skip=SKIP), check_r0(rec, trace, impedance_sweeps(path)), elapsed
+    _, selection = file_sweeps(path, rec)  # as bmsfil health takes them
+    r0 = check_r0(rec, trace, selection.kept) if selection and selection.kept else None
+    return rec, trace, scores, summarise(scores, skip=SKIP), r0, elapsed
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ with open(sys.argv[3]) as f:
     for k, line in enumerate(f):
         dt, i, v, t = (float(x) for x in line.split())
         if k == 0:
-            ekf.init_ocv(v, t)
+            ekf.start(i, v, t)
         print(repr(ekf.step(dt, i, v, t)[0]))
 """
 

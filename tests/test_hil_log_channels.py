@@ -121,3 +121,20 @@ def test_a_log_of_can_fd_frames_says_so(tmp_path, capsys, command):
     text = capsys.readouterr().out
     assert "no MeasPack frame (0x100)" in text and "20 frame(s) with that ID do not decode" in text
     assert "a CAN FD frame; the contract is classic CAN" in text
+
+
+@pytest.mark.parametrize("suffix, received_on", [(".log", "can0"), (".blf", "PCAN_USBBUS1"), (".asc", 1)])
+def test_a_board_run_logged_on_two_channel_names_is_one_bus(tmp_path, capsys, suffix, received_on):
+    """The harness logged what it sent without a channel (the writer's
+    default: vcan0, or 1 in .asc/.blf) and what a board answered on the bus's
+    (can0, a PCAN adapter): host frames on one name, target frames on
+    another, one bus, scored as before."""
+    messages = _run_messages(tmp_path, 0, 40)
+    for msg in messages:
+        msg.channel = received_on if msg.arbitration_id >= int(cc.FrameId.EST_CELL) else None
+    log = _write(tmp_path / f"board{suffix}", messages)
+    js = tmp_path / "s.json"
+    assert main(["hil", "score", str(log), "--out-dir", str(tmp_path / "out"), "--json", str(js)]) == 0, \
+        capsys.readouterr().out
+    assert json.loads(js.read_text())["recordings"][0]["samples"] == 40
+

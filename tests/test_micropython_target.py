@@ -351,9 +351,13 @@ def test_warm_reset_restores_and_power_cycle_starts_fresh():
     host = _host(rec)
     assert np.max(np.abs(result.soc[:301, 0] - host[:301])) <= 1e-4
     assert any("PERSIST_ERROR" in f for f in d.target_faults)
-    # Started fresh from the OCV at sample 301: no longer the uninterrupted run.
+    # Started fresh at sample 301: no longer the uninterrupted run. That sample
+    # is under load (-2.9 A), so the start has the variance of an unknown SOC,
+    # whose first large corrections carry the float64 port's rounding apart
+    # from the C core's by up to 1e-3 before the two meet again.
     fresh = SocEstimator(PARAMS).run(as_carried(rec.slice(301, len(rec)))).soc
-    assert np.max(np.abs(result.soc[301:, 0] - fresh)) <= 1e-4
+    assert np.max(np.abs(result.soc[301:, 0] - fresh)) <= 2e-3
+    assert np.max(np.abs(result.soc[-20:, 0] - fresh[-20:])) <= 1e-4
 
 
 @needs_micropython

@@ -236,7 +236,8 @@ def _lockstep_frames(samples: int, cells: int, silent_cell: int, silent_after: i
 
 
 def test_a_cell_silent_in_a_lockstep_log_is_stale_by_the_samples_it_missed(tmp_path, capsys):
-    """The log's clock says 0.02 s passed; the contract's samples say 10 s."""
+    """The log's clock says 0.02 s passed; the contract's samples say 10 s
+    (9.9 s of them complete before the newest)."""
     log = tmp_path / "lockstep.blf"
     with can.Logger(str(log)) as out:
         for msg in _lockstep_frames(200, 3, silent_cell=1, silent_after=99):
@@ -245,7 +246,7 @@ def test_a_cell_silent_in_a_lockstep_log_is_stale_by_the_samples_it_missed(tmp_p
     assert main(["monitor", "--log", str(log), "--once", "--json", str(js)]) == 0
     snap = json.loads(js.read_text())
     c0, c1, c2 = snap["cells"]
-    assert c1["age_s"] < 0.02 and c1["behind_s"] == pytest.approx(10.0) and c1["stale"] and c1["sequence"] == 99
+    assert c1["age_s"] < 0.02 and c1["behind_s"] == pytest.approx(9.9) and c1["stale"] and c1["sequence"] == 99
     assert c0["behind_s"] == c2["behind_s"] == 0.0 and not c0["stale"] and not c2["stale"]
     assert snap["pack"]["cells_stale"] == 1
     assert "1 STALE" in capsys.readouterr().out
@@ -260,7 +261,23 @@ def test_contract_time_skips_a_repeated_measpack_and_wraps_with_the_sequence():
         view.feed(msg)
     view.feed(_at(cc.encode_meas_pack(4999 % cc.SEQUENCE_MODULUS, 0.1, -1.0, 2), 0.5))  # a repeat
     c0, c1 = view.snapshot()["cells"]
-    assert c0["behind_s"] == 0.0 and c1["behind_s"] == pytest.approx(4.9) and not c1["stale"]
+    assert c0["behind_s"] == 0.0 and c1["behind_s"] == pytest.approx(4.8) and not c1["stale"]
+
+
+def test_cells_not_yet_answered_in_the_newest_sample_are_not_stale():
+    """Samples 9.4 s apart (a NASA life) replayed in lock-step, the log's
+    clock a millisecond a sample: right after cell 0's estimate of a sample,
+    cells 1 and 2 have not answered it yet; they missed nothing (they were
+    shown 9.4 s behind, stale)."""
+    view = PackView(stale_s=5.0)
+    for k in range(3):
+        view.feed(_at(cc.encode_meas_pack(k, 9.4, -2.0, 3), k * 1e-3))
+        for i in range(3):
+            view.feed(_at(cc.encode_meas_cell(k, i, 3.7, 25.0), k * 1e-3))
+        for i in range(3 if k < 2 else 1):
+            view.feed(_at(cc.encode_est_cell(k, i, 0.5, 0.01), k * 1e-3 + 1e-4))
+    cells = view.snapshot()["cells"]
+    assert [c["behind_s"] for c in cells] == [0.0, 0.0, 0.0] and not any(c["stale"] for c in cells)
 
 
 def test_a_log_of_two_channels_is_shown_one_channel_at_a_time(tmp_path, capsys):

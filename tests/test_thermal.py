@@ -46,7 +46,7 @@ def test_model_alone_matches_the_float64_model():
     dt = f32(rng.uniform(0.05, 5.0, n))
     heat = f32(np.repeat(rng.uniform(0.0, 6.0, n // 50), 50))
     est = CoreTempEstimator(bundled_params(), LITERATURE_18650)
-    est.start(25.0, 25.0)
+    est.start_thermal(25.0, 25.0)
     trace = est.run_heat(dt, heat, np.full(n, np.nan), np.full(n, 25.0))
     ref = simulate(LITERATURE_18650, dt, heat, 25.0, (25.0, 25.0))
     assert np.max(np.abs(trace.core_C - ref[:, 0])) < TOL_C
@@ -84,7 +84,7 @@ def test_c_filter_follows_the_float64_reference(scenario):
     tp, dt, heat, surface = scenario
     tuning = ThermalTuning()
     est = CoreTempEstimator(bundled_params(), tp, tuning)
-    est.start(float(surface[0]) if np.isfinite(surface[0]) and abs(surface[0]) < 100 else 25.0, 25.0)
+    est.start_thermal(float(surface[0]) if np.isfinite(surface[0]) and abs(surface[0]) < 100 else 25.0, 25.0)
     trace = est.run_heat(dt, heat, surface, np.full(len(dt), 25.0))
     ref = ReferenceThermalFilter(tp, tuning, float(surface[0]) if np.isfinite(surface[0]) and abs(surface[0]) < 100
                                  else 25.0, 25.0)

@@ -47,8 +47,7 @@ bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t)
         || !positive_finite(t->p0_soc) || !positive_finite(t->p0_soc_ocv)
         || !positive_finite(t->p0_irc_A2) || !positive_finite(t->p0_hyst)
         || !positive_finite(t->p_floor_soc) || !positive_finite(t->p_floor_irc_A2)
-        || !positive_finite(t->p_floor_hyst) || !positive_finite(t->gate_sigma)
-        || t->gate_sigma < BF_GATE_SIGMA_MIN
+        || !positive_finite(t->p_floor_hyst) || !bf_isfinite(t->gate_sigma) || !(t->gate_sigma >= BF_GATE_SIGMA_MIN)
         || !bf_isfinite(t->hyst_current_A) || t->hyst_current_A < 0.0f
         || !positive_finite(t->dt_max_s)) {
         return BF_E_TUNING;
@@ -197,6 +196,20 @@ bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
         return BF_E_RANGE;
     }
     init_common(s, p, t, bf_cell_soc_from_ocv(p, voltage_V, temp_C), t->p0_soc_ocv, temp_C);
+    return BF_OK;
+}
+
+BF_COLD bf_status_t bf_soc_ekf_start(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                                     float current_A, float voltage_V, float temp_C)
+{
+    bf_status_t st = bf_soc_ekf_init_ocv(s, p, t, voltage_V, temp_C);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (!(bf_absf(current_A) <= BF_SOC_EKF_LOADED_C_RATE * p->capacity_Ah[0])) { /* NaN: not known */
+        /* P is diagonal after a start: init_common's repair is this clamp. */
+        s->P[0][0] = bf_clampf(t->p0_soc, t->p_floor_soc, P_MAX_SOC);
+    }
     return BF_OK;
 }
 

@@ -195,7 +195,7 @@ class App:
         if ekf is None:
             ekf = self.SocEkf(self.params)
             try:
-                ekf.init_ocv(v, 25.0 if math.isnan(t) else t)
+                ekf.start(self.current_A, v, 25.0 if math.isnan(t) else t)
             except ValueError:  # NaN, or a voltage the cell cannot have: no OCV to start from
                 self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
                 self.send_flags(index, bp.VOLTAGE_RANGE)  # no filter yet: only the reading is judged

@@ -25,6 +25,8 @@ P_MAX_SOC = 1.0
 P_MAX_HYST = 4.0
 # |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02
+# |current| above this many C at a first sample is a start under load (BF_SOC_EKF_LOADED_C_RATE).
+LOADED_C_RATE = 0.1
 R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID = 0x01
 FLAG_CURRENT_INVALID = 0x02
@@ -268,6 +270,13 @@ class SocEkf:
         if not (self.voltage_plausible(voltage_V) and _finite(temp_C)):  # BF_E_RANGE
             raise ValueError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.p.p0_soc_ocv, temp_C)
+
+    def start(self, current_A, voltage_V, temp_C):
+        """From a first sample (bf_soc_ekf_start): its voltage's OCV, with the
+        variance of an unknown start if the cell is under load."""
+        self.init_ocv(voltage_V, temp_C)
+        if not abs(current_A) <= LOADED_C_RATE * self.p.rows["capacity_Ah"][0]:  # NaN: not known; C: coldest row
+            self._init(self.x[0], self.p.p0_soc, temp_C)
 
     def restart(self, rest_current_A, current_A, voltage_V, temp_C):
         """Start again after time the filter did not see (bf_soc_ekf_restart):

@@ -116,6 +116,9 @@ class SocEkf:
     def init_ocv(self, voltage_V, temp_C):
         _c.init_ocv(self.state, self.cell, self.tuning, voltage_V, temp_C)
 
+    def start(self, current_A, voltage_V, temp_C):
+        _c.start(self.state, self.cell, self.tuning, current_A, voltage_V, temp_C)
+
     def step(self, dt_s, current_A, voltage_V, temp_C):
         # 5 locals and 6 operand-stack slots: the frame stays on the C stack
         # (MicroPython allocates frames over 11 words on the heap, per call,

@@ -159,15 +159,22 @@ def one_channel(messages: Iterable[can.Message], path: Path, channel: str | None
                 option: str = "--channel") -> Iterator[can.Message]:
     """The messages of one channel of a log: those of `channel` (compared
     as `str(msg.channel)`), or, with none given, all of them as long as the
-    frames of the contract are on one channel; `ChannelError` at the first
-    frame of the contract on a second one, or at the end when `channel` has
-    none. `option` is the option that chooses a channel, named in the error."""
+    host's frames of the contract (0x100-0x1FF) are on one channel and the
+    target's on one: the harness logs what it sent on the writer's default
+    channel and what it received on the bus's (a board on can1 or a PCAN
+    adapter), one bus under two names. `ChannelError` at the first frame of
+    the contract from either side on a second channel, or at the end when
+    `channel` has none. `option` is the option that chooses a channel, named
+    in the error."""
     seen: list[str] = []  # channels with frames of the contract, in order of appearance
+    sides: dict[bool, str] = {}  # host's frames (True) or the target's: their channel
     for msg in messages:
         name = str(msg.channel)
-        if msg.arbitration_id in CONTRACT_IDS and not msg.is_extended_id and name not in seen:
-            seen.append(name)
-            if channel is None and len(seen) > 1:
+        if msg.arbitration_id in CONTRACT_IDS and not msg.is_extended_id:
+            if name not in seen:
+                seen.append(name)
+            side = msg.arbitration_id < int(cc.FrameId.EST_CELL)
+            if channel is None and sides.setdefault(side, name) != name:
                 raise ChannelError(f"{path}: frames of the CAN contract on more than one channel "
                                    f"({_channels_text(seen)}): the traffic of two buses cannot be read as one "
                                    "stream; choose one with " + " or ".join(f"{option} {c}" for c in seen))

@@ -114,7 +114,11 @@ class PackView:
         # sequence's (latest) MeasPack, and that of the newest sample any cell was estimated for.
         self._clock = 0.0
         self._sample_time: dict[int, float] = {}
+        self._sample_before: dict[int, float] = {}  # sequence -> contract time of the sample before it
         self._newest_estimated: float | None = None
+        #: contract time of the sample before the newest estimated one: cells are judged against
+        #: it, so that one not yet answered in the newest sample is not behind (a 9.4 s interval)
+        self._before_newest: float | None = None
         self.frames_decoded = 0
         self.frames_not_in_contract = 0
         self.frames_undecodable = 0
@@ -144,8 +148,10 @@ class PackView:
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
             cell.sequence, cell.estimated_at = frame.sequence, now
             cell.estimated_sample_at = self._sample_time.get(frame.sequence)
-            if cell.estimated_sample_at is not None:
-                self._newest_estimated = max(self._newest_estimated or 0.0, cell.estimated_sample_at)
+            at = cell.estimated_sample_at
+            if at is not None and (self._newest_estimated is None or at > self._newest_estimated):
+                self._before_newest = self._sample_before.get(frame.sequence)
+                self._newest_estimated = at
         elif isinstance(frame, cc.EstCellHealth):
             cell = self._cell(frame.cell_index)
             cell.capacity_Ah, cell.core_temp_C = frame.capacity_Ah, frame.core_temp_C
@@ -167,6 +173,7 @@ class PackView:
             cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
         elif isinstance(frame, cc.MeasPack):
             if self._pack is not None and frame.sequence != self._pack.sequence:  # not a repeat
+                self._sample_before[frame.sequence] = self._clock
                 self._clock += _interval(frame.dt_s)
             self._sample_time[frame.sequence] = self._clock
             self._pack = frame
@@ -191,7 +198,8 @@ class PackView:
             c = self._cells[index]
             age = None if c.estimated_at is None or now is None else now - c.estimated_at
             behind = (None if c.estimated_sample_at is None or self._newest_estimated is None
-                      else self._newest_estimated - c.estimated_sample_at)
+                      else max(0.0, (self._before_newest if self._before_newest is not None
+                                     else self._newest_estimated) - c.estimated_sample_at))
             cells.append({
                 "cell_index": index,
                 "soc": _value(c.soc),

@@ -487,6 +487,9 @@ def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
     msg.is_rx = False
     bus.send(msg)
     if log is not None:
+        if msg.channel is None:  # logged on the bus's channel, as its received frames are, not the writer's default
+            bus_channel = getattr(bus, "channel", None)
+            msg.channel = bus_channel if isinstance(bus_channel, (str, int)) else None
         log(msg)
 
 

@@ -47,6 +47,7 @@ class Estimator(Protocol):
     params: ParameterSet
 
     def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
+    def start(self, current_A: float, voltage_V: float, temp_C: float) -> None: ...
     def step(self, dt_s: float, current_A: float, voltage_V: float, temp_C: float) -> StepResult: ...
 
 
@@ -180,7 +181,8 @@ class EstimatorTarget:
                     out.append(cc.encode_est_cell_flags(pack.sequence, cell.cell_index, cc.PLAUS_VOLTAGE_RANGE))
                 return out
             est = self._cells[cell.cell_index] = self._make(self._params)
-            est.init_ocv(cell.voltage_V, cell.temp_C if cell.temp_valid else 25.0)
+            est.start(pack.current_A, cell.voltage_V,
+                      cell.temp_C if cell.temp_valid else 25.0)
             if self._monitored:
                 self._monitors[cell.cell_index] = PlausibilityMonitor()
                 self._health[cell.cell_index] = CellHealth(est)  # type: ignore[arg-type]

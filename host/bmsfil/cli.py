@@ -28,6 +28,7 @@ from bmsfil.export_pybamm import params_to_pybamm
 from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.chunked import save_parquet
 from bmsfil.core import InitialSoc, KnownSoc
+from bmsfil.reference import LOADED_C_RATE
 from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import checked_reference
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
@@ -230,20 +231,16 @@ def _life_line(summary: dict[str, object]) -> str:
             f"{sum(e <= 0.03 for e in early)} (JSON: capacity_cycles; bmsfil health scores a life in full)")
 
 
-#: A start current above this share of the nominal capacity per hour (C/10) is a start under load.
-LOADED_START_C = 0.1
-
-
 def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: ParameterSet) -> None:
-    limit = LOADED_START_C * params.cell.nominal_capacity_Ah
+    limit = LOADED_C_RATE * float(params.cell.capacity_Ah[0])  # as bf_soc_ekf_start decides
     for summary in summaries:
         current = summary.get("start_current_A")
         if isinstance(current, float) and abs(current) > limit:
             err_console.print(f"bmsfil eval: warning: {summary['name']} starts under load ({current:+.2f} A): its first "
-                              "voltage is not the cell's OCV, so the start from it is off by the overpotential while "
-                              "its sigma says otherwise; if the start is known, give it with --initial-soc SOC "
-                              "--initial-soc-sigma S (--initial-soc alone is a guess the voltage corrects)",
-                              soft_wrap=True)
+                              "voltage is not the cell's OCV, so the filter starts at the SOC that voltage reads with "
+                              f"the sigma of an unknown start ({params.filter.p0_soc ** 0.5:.2g}) and converges as "
+                              "from a guess; if the start is known, give it with --initial-soc SOC "
+                              "--initial-soc-sigma S", soft_wrap=True)
 
 
 def _done_before(args: argparse.Namespace, params: ParameterSet, sources: list[str]) -> dict[str, dict[str, object]]:
@@ -399,8 +396,7 @@ def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recor
 
 def cmd_health(args: argparse.Namespace) -> int:
     from bmsfil.health import CapacityTuning, HealthEstimator
-    from bmsfil.health_eval import check_r0, recorded_sweeps, score_discharges, summarise, write_life_plot
-    from bmsfil.importers.nasa_pcoe import impedance_sweeps, missing_discharges
+    from bmsfil.health_eval import check_r0, file_sweeps, score_discharges, summarise, write_life_plot
 
     params = _params_for(args.params, [str(p) for p in args.inputs])
     capacity = CapacityTuning.for_params(params)
@@ -416,9 +412,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         trace = HealthEstimator(params, capacity=capacity).run(rec)
         scores = score_discharges(rec, trace, capacity.gap_s)
         summary = summarise(scores, skip=args.skip)
-        numbers = [int(n) for n in rec.meta.extra.get("cycle_numbers", "").split(",") if n.strip()]
-        listed = impedance_sweeps(source, numbers) if rec.meta.extra.get("format") == "nasa-pcoe" else []
-        selection = recorded_sweeps(rec, listed, missing_discharges(source, numbers)) if listed else None
+        listed, selection = file_sweeps(source, rec)
         sweeps = selection.kept if selection else []
         r0 = check_r0(rec, trace, sweeps) if sweeps else None
         if selection and selection.dropped:

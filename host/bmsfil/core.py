@@ -175,6 +175,11 @@ class SocEstimator:
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._state, self._cell, self._tuning, voltage_V, temp_C), "init_ocv")
 
+    def start(self, current_A: float, voltage_V: float, temp_C: float) -> None:
+        """From a first sample (bf_soc_ekf_start): its voltage's OCV, with the
+        variance of an unknown start if the cell is under load."""
+        _check(lib.bf_soc_ekf_start(self._state, self._cell, self._tuning, current_A, voltage_V, temp_C), "start")
+
     def restart(self, rest_current_A: float, current_A: float, voltage_V: float, temp_C: float) -> bool:
         """Start again after time the filter did not see (a step does this
         itself at an interval it refuses, with a rest of C/50): from the
@@ -274,11 +279,13 @@ class Initialisable(Protocol):
 
     def init_soc(self, soc: float, temp_C: float, sigma: float | None = None) -> None: ...
     def init_ocv(self, voltage_V: float, temp_C: float) -> None: ...
+    def start(self, current_A: float, voltage_V: float, temp_C: float) -> None: ...
 
 
 def start_estimator(est: Initialisable, recording: Recording, initial_soc: InitialSoc) -> None:
     """Initialise from the first sample whose voltage is plausible for the
-    cell (`plausible_voltage`) and whose temperature is finite: from its OCV,
+    cell (`plausible_voltage`) and whose temperature is finite: from its OCV
+    (`start`: under load with the variance of an unknown start),
     or at `initial_soc` at its temperature (25 °C if there is none), a
     KnownSoc with its sigma."""
     ok = np.flatnonzero(plausible_voltage(est.params, recording.voltage_V) & np.isfinite(recording.temp_C))
@@ -291,7 +298,7 @@ def start_estimator(est: Initialisable, recording: Recording, initial_soc: Initi
                              f"in [{cell.v_min_V - VOLTAGE_MARGIN_V:g}, {cell.v_max_V + VOLTAGE_MARGIN_V:g}] V "
                              f"(the cell's range in {est.params.name} +- {VOLTAGE_MARGIN_V:g} V) and a finite "
                              "temperature")
-        est.init_ocv(float(recording.voltage_V[first]), temp)
+        est.start(float(recording.current_A[first]), float(recording.voltage_V[first]), temp)
     elif isinstance(initial_soc, KnownSoc):
         est.init_soc(initial_soc.soc, temp, initial_soc.sigma)
     else:

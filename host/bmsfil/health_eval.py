@@ -203,6 +203,19 @@ def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]],
                           unrecorded=unrecorded)
 
 
+def file_sweeps(source: str | Path, recording: Recording) -> tuple[list[tuple[float, float]], RecordedSweeps | None]:
+    """The impedance sweeps metadata.csv lists for a NASA file's discharges
+    (on the recording's axis) and those of them the recording covers
+    (`recorded_sweeps`); ([], None) for any other recording."""
+    from bmsfil.importers.nasa_pcoe import impedance_sweeps, missing_discharges
+
+    if recording.meta.extra.get("format") != "nasa-pcoe":
+        return [], None
+    numbers = [int(n) for n in recording.meta.extra.get("cycle_numbers", "").split(",") if n.strip()]
+    listed = impedance_sweeps(source, numbers)
+    return listed, (recorded_sweeps(recording, listed, missing_discharges(source, numbers)) if listed else None)
+
+
 def check_r0(recording: Recording, trace: HealthTrace, sweeps: list[tuple[float, float]]) -> R0Check | None:
     """None if fewer than 3 sweeps fall inside the recording."""
     at = np.array([t for t, _ in sweeps], dtype=np.float64)

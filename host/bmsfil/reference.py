@@ -20,6 +20,8 @@ TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
 P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
 #: |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02
+#: |current| above this many C at a first sample is a start under load (BF_SOC_EKF_LOADED_C_RATE).
+LOADED_C_RATE = 0.1
 R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID, FLAG_CURRENT_INVALID, FLAG_TEMP_INVALID = 0x01, 0x02, 0x04
 FLAG_DT_INVALID, FLAG_GATED, FLAG_SOC_CLAMPED, FLAG_COV_REPAIRED = 0x08, 0x10, 0x20, 0x40
@@ -167,6 +169,13 @@ class ReferenceSocEstimator:
                 and math.isfinite(temp_C)):
             raise CoreError("init_ocv: argument out of range")
         self._init(self.model.soc_from_ocv(voltage_V, temp_C), self.t.p0_soc_ocv, temp_C)
+
+    def start(self, current_A: float, voltage_V: float, temp_C: float) -> None:
+        """From a first sample, as bf_soc_ekf_start: its voltage's OCV, with
+        the variance of an unknown start (p0_soc) if the cell is under load."""
+        self.init_ocv(voltage_V, temp_C)
+        if not abs(current_A) <= LOADED_C_RATE * float(self.params.cell.capacity_Ah[0]):  # C at the coldest row
+            self._init(float(self.x[0]), self.t.p0_soc, temp_C)  # NaN: not known
 
     def restart(self, rest_current_A: float, current_A: float, voltage_V: float, temp_C: float) -> bool:
         """Start again after time the filter did not see, as bf_soc_ekf_restart:

@@ -322,7 +322,10 @@ class CoreTempEstimator:
     def init_ocv(self, voltage_V: float, temp_C: float) -> None:
         _check(lib.bf_soc_ekf_init_ocv(self._ekf, self._cell, self._filter, voltage_V, temp_C), "init_ocv")
 
-    def start(self, surface_C: float, ambient_C: float) -> None:
+    def start(self, current_A: float, voltage_V: float, temp_C: float) -> None:
+        _check(lib.bf_soc_ekf_start(self._ekf, self._cell, self._filter, current_A, voltage_V, temp_C), "start")
+
+    def start_thermal(self, surface_C: float, ambient_C: float) -> None:
         _check(lib.bf_thermal_init(self._state, self._tp, self._tt, surface_C, ambient_C), "thermal init")
 
     @property
@@ -363,7 +366,7 @@ class CoreTempEstimator:
         start_estimator(self, recording, initial_soc)
         ok = np.flatnonzero(np.isfinite(recording.temp_C))
         first = float(recording.temp_C[ok[0]]) if ok.size else float("nan")
-        self.start(first, float(amb[0]))
+        self.start_thermal(first, float(amb[0]))
         n = len(recording)
         ins = [as_f32(a) for a in (recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C, amb)]
         outs = [np.empty(n, dtype=np.float32) for _ in range(5)]

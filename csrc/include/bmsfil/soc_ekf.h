@@ -55,6 +55,10 @@
 /* |current| at or below this many C (of the capacity at the present
  * temperature) is a rest for a restart after a refused interval. */
 #define BF_SOC_EKF_REST_C_RATE 0.02f
+/* A first sample whose |current| exceeds this many C is under load: its
+ * voltage is not its OCV (bf_soc_ekf_start). C here is the capacity at the
+ * coldest temperature of the tables, per hour: a threshold, not a count. */
+#define BF_SOC_EKF_LOADED_C_RATE 0.1f
 
 typedef struct {
     float q_soc_per_s;        /* SOC random-walk variance per second */
@@ -120,6 +124,16 @@ bf_status_t bf_soc_ekf_init_soc(bf_soc_ekf_t *s, const bf_cell_params_t *p,
  * unchanged: wait for a reading to start from. */
 bf_status_t bf_soc_ekf_init_ocv(bf_soc_ekf_t *s, const bf_cell_params_t *p,
                                 const bf_soc_ekf_tuning_t *t, float voltage_V, float temp_C);
+
+/* Start from a first sample: from its voltage as bf_soc_ekf_init_ocv does
+ * (same BF_E_RANGE), with that start's variance p0_soc_ocv if the cell rests
+ * (|current_A| at most BF_SOC_EKF_LOADED_C_RATE C), else
+ * (under load, or no current reading) at the SOC that voltage reads with the
+ * variance of an unknown start, p0_soc: a loaded voltage is off the OCV by
+ * the overpotential, tenths of a volt in the cold, which a start from a
+ * rested cell's variance would hold against every later correction. */
+bf_status_t bf_soc_ekf_start(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t,
+                             float current_A, float voltage_V, float temp_C);
 
 /* Start again after time the filter did not see, at a sample with these
  * measurements. If the cell rests there (|current_A| <= rest_current_A and a

@@ -384,9 +384,11 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
     memset(&out, 0, sizeof out);
     memset(&po, 0, sizeof po);
     if (!cell->initialised) {
-        /* No reading, or one the cell cannot have (bf_soc_ekf_init_ocv says
-         * BF_E_RANGE): no OCV to start from yet; only the reading is judged. */
-        bf_status_t init = bf_soc_ekf_init_ocv(&cell->ekf, app->params, app->tuning, v, m.temp_valid ? t : 25.0f);
+        /* No reading, or one the cell cannot have (bf_soc_ekf_start says
+         * BF_E_RANGE): no OCV to start from yet; only the reading is judged.
+         * Under load the start is an unknown SOC (soc_ekf.h). */
+        bf_status_t init = bf_soc_ekf_start(&cell->ekf, app->params, app->tuning, app->current_A, v,
+                                            m.temp_valid ? t : 25.0f);
         if (init == BF_E_RANGE) {
             send_estimate(app, m.cell_index, &out, BF_FLAG_VOLTAGE_INVALID, 0);
             po.flags = BF_PLAUS_VOLTAGE_RANGE;

@@ -18,6 +18,7 @@
  *   check(cell, tuning)            -> None, or ValueError naming the part rejected
  *   init_soc(state, cell, tuning, soc, temp_C)
  *   init_ocv(state, cell, tuning, voltage_V, temp_C)
+ *   start(state, cell, tuning, current_A, voltage_V, temp_C)   bf_soc_ekf_start
  *   step(state, cell, tuning, dt_s, current_A, voltage_V, temp_C)
  *   step((state, cell, tuning), dt_s, current_A, voltage_V, temp_C)
  *   step((state, cell, tuning, out), dt_s, current_A, voltage_V, temp_C)
@@ -175,6 +176,15 @@ static mp_obj_t init_ocv(size_t n_args, const mp_obj_t *args)
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(init_ocv_obj, 5, 5, init_ocv);
+
+static mp_obj_t start(size_t n_args, const mp_obj_t *args)
+{
+    (void)n_args;
+    check_status(bf_soc_ekf_start(state_arg(args[0]), cell_arg(args[1]), tuning_arg(args[2]), float_arg(args[3]),
+                                  float_arg(args[4]), float_arg(args[5])));
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(start_obj, 6, 6, start);
 
 static mp_obj_t step(size_t n_args, const mp_obj_t *args)
 {
@@ -445,6 +455,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_check, MP_OBJ_FROM_PTR(&check_obj));
     mp_store_global(MP_QSTR_init_soc, MP_OBJ_FROM_PTR(&init_soc_obj));
     mp_store_global(MP_QSTR_init_ocv, MP_OBJ_FROM_PTR(&init_ocv_obj));
+    mp_store_global(MP_QSTR_start, MP_OBJ_FROM_PTR(&start_obj));
     mp_store_global(MP_QSTR_step, MP_OBJ_FROM_PTR(&step_obj));
     mp_store_global(MP_QSTR_PLAUS_STATE_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_plaus_t)));
     mp_store_global(MP_QSTR_PLAUS_CONFIG_SIZE, MP_OBJ_NEW_SMALL_INT(sizeof(bf_plaus_config_t)));
