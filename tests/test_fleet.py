@@ -157,7 +157,7 @@ def test_resume_evaluates_again_a_file_replaced_since(tmp_path: Path, slices: li
     first = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
     shutil.copy(slices[1], path)  # another recording under the same path
     assert main(argv + ["--resume"]) == 0
-    assert "is not the file" in capsys.readouterr().err
+    assert "is not known to be the file" in capsys.readouterr().err
     again = json.loads((tmp_path / "r.json").read_text())["recordings"][0]
     assert again["name"] == "part1" and again["source_sha256"] != first["source_sha256"]
     assert again["ekf"] != first["ekf"]

@@ -97,3 +97,21 @@ def test_a_gap_under_load_is_warned_of():
     # a gap at rest is no warning: nothing flowed
     rest = replace(cut, current_A=np.zeros(len(cut)))
     assert gap_warning(rest, params) is None
+
+
+def test_an_ocv_row_may_dip_below_a_millivolt_not_more():
+    """Another tool's table with a rounding dip loads; a fall of 2 mV is refused."""
+    import json as _json
+
+    from bmsfil.params import ParameterSet, ParamsError, bundled_params
+
+    doc = _json.loads(_json.dumps(bundled_params().to_json()))
+    row = doc["cell"]["ocv_V"][2]
+    for dip, loads in ((0.0005, True), (0.002, False)):
+        changed = _json.loads(_json.dumps(doc))
+        changed["cell"]["ocv_V"][2][41] = row[40] - dip
+        if loads:
+            ParameterSet.from_json(changed)
+        else:
+            with pytest.raises(ParamsError, match="falls by 2 mV"):
+                ParameterSet.from_json(changed)

@@ -25,6 +25,7 @@ P_MAX_SOC = 1.0
 P_MAX_HYST = 4.0
 # |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02
+GATE_SIGMA_MIN = 1e-3
 # |current| above this many C at a first sample is a start under load (BF_SOC_EKF_LOADED_C_RATE).
 LOADED_C_RATE = 0.1
 R_MIN_REL = 1e-6
@@ -119,6 +120,8 @@ class Params:
             value = float(filt.get(name, default))
             if not _finite(value) or value < 0:
                 raise ParamsError("filter.%s: expected a finite value >= 0" % name)
+            if name == "gate_sigma" and not value >= GATE_SIGMA_MIN:  # BF_GATE_SIGMA_MIN: the gate divides by its square
+                raise ParamsError("filter.gate_sigma: expected at least %g" % GATE_SIGMA_MIN)
             setattr(self, name, value)
         # The thermal model's values in THERMAL's order, or None (the set has no core temperature).
         self.thermal = None

@@ -268,7 +268,9 @@ def _done_before(args: argparse.Namespace, params: ParameterSet, sources: list[s
         if Path(source).is_file() and r.get("source_sha256") == file_sha256(Path(source)):
             done[source] = r
         else:
-            err_console.print(f"bmsfil eval: {source} is not the file {args.json} scored (its sha256 differs): "
+            why = ("its entry has no sha256 (written before they were)" if r.get("source_sha256") is None
+                   else "its sha256 differs")
+            err_console.print(f"bmsfil eval: {source} is not known to be the file {args.json} scored ({why}): "
                               "evaluating it again", soft_wrap=True)
     return done
 

@@ -444,7 +444,7 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
 
     volts = np.concatenate([r.voltage_V[np.isfinite(r.voltage_V)] for r in model_recs + inputs.capacity])
     amps = np.concatenate([np.abs(r.current_A[np.isfinite(r.current_A)]) for r in model_recs + inputs.capacity])
-    nominal = nominal_capacity_Ah or float(np.round(np.max(capacity), 1))
+    nominal = nominal_capacity_Ah or float(f"{np.max(capacity):.2g}")  # 2 figures: 3.0 Ah, 0.045 Ah
     cell = CellParams(
         temp_C=np.asarray(grid), ocv_V=ocv, capacity_Ah=capacity, hyst_gamma=np.full(nt, HYST_GAMMA),
         r0_ohm=d.r0_ohm, r1_ohm=d.r1_ohm, tau1_s=d.tau1_s, r2_ohm=d.r2_ohm, tau2_s=d.tau2_s,

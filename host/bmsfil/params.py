@@ -87,7 +87,8 @@ class CellParams:
 
     def validate(self) -> None:
         """Every check of bf_cell_params_check, made on the values as the C
-        core holds them (single precision), each naming its field."""
+        core holds them (single precision), each naming its field; and more
+        than the core checks (an OCV row must not fall, a nominal capacity)."""
         nt = self.temp_C.shape[0] if self.temp_C.ndim == 1 else -1
         if not 1 <= nt <= MAX_TEMPS:
             raise ParamsError(f"cell.temp_C: expected 1..{MAX_TEMPS} temperatures, got shape {self.temp_C.shape}")
@@ -112,14 +113,18 @@ class CellParams:
         # The SOC from a voltage (bf_cell_soc_from_ocv) is a bisection on an
         # OCV that does not fall as SOC rises; `bmsfil fit` makes such rows
         # (flat steps at most), a row that falls is a table edited or swapped.
-        falls = np.argwhere(np.diff(c["ocv_V"], axis=1) < 0)
+        # A dip below OCV_DIP_V (another tool's rounding) moves the inverse by
+        # less than a point where the curve is flattest; a larger one is refused.
+        falls = np.argwhere(np.diff(c["ocv_V"], axis=1) < -OCV_DIP_V)
         if falls.size:
             i, j = (int(k) for k in falls[0])
             soc = self.ocv_soc
+            drop_mV = (float(c["ocv_V"][i, j]) - float(c["ocv_V"][i, j + 1])) * 1e3
             raise ParamsError(
-                f"cell.ocv_V: the row at {self.temp_C[i]:g} °C (row {i}) falls from {self.ocv_V[i, j]:.4f} V at "
-                f"index {j} (SOC {soc[j]:.3g}) to {self.ocv_V[i, j + 1]:.4f} V at index {j + 1} (SOC "
-                f"{soc[j + 1]:.3g}): the OCV must not fall as SOC rises (the SOC from a voltage is its inverse)"
+                f"cell.ocv_V: the row at {self.temp_C[i]:g} °C (row {i}) falls by {drop_mV:.3g} mV from "
+                f"{self.ocv_V[i, j]:.6f} V at index {j} (SOC {soc[j]:.3g}) to {self.ocv_V[i, j + 1]:.6f} V at index "
+                f"{j + 1} (SOC {soc[j + 1]:.3g}): the OCV must not fall as SOC rises by more than "
+                f"{OCV_DIP_V * 1e3:g} mV (the SOC from a voltage is its inverse)"
             )
         n_rc = self.r0_ohm.shape[1] if self.r0_ohm.ndim == 2 else -1
         for name in RC_TABLES:
@@ -199,6 +204,9 @@ class FilterTuning:
                                   f"(the filter divides by its square), got {value}")
             object.__setattr__(self, f.name, value)
 
+
+#: The largest fall of an OCV row between two neighbouring points that loads (V).
+OCV_DIP_V = 1e-3
 
 #: The smallest gate_sigma the C core takes (BF_GATE_SIGMA_MIN, soc_ekf.h).
 GATE_SIGMA_MIN = 1e-3
