@@ -17,10 +17,10 @@ bf_status_t bf_health_init(bf_health_t *s, const bf_cell_params_t *p, const bf_s
         st = bf_r0_init(&fresh.r0, rt);
     }
     if (st == BF_OK) {
-        int rested = bf_isfinite(current_A) && bf_absf(current_A) <= ct->rest_current_A && bf_isfinite(voltage_V)
-                     && bf_isfinite(temp_C);
-        st = rested ? bf_soc_ekf_init_ocv(&fresh.ekf, p, ft, voltage_V, temp_C) : BF_E_RANGE;
-        if (st == BF_E_RANGE) {  /* not at rest, or no voltage the cell can have */
+        /* As every target starts its filter (under load: an unknown start at
+         * the SOC the voltage reads), from soc only without a voltage. */
+        st = bf_soc_ekf_start(&fresh.ekf, p, ft, current_A, voltage_V, temp_C);
+        if (st == BF_E_RANGE) {  /* no voltage the cell can have, or no temperature */
             st = bf_soc_ekf_init_soc(&fresh.ekf, p, ft, soc, bf_isfinite(temp_C) ? temp_C : 25.0f);
         }
     }

@@ -326,9 +326,8 @@ class Health:
     def start(self, soc, current_A, voltage_V, temp_C):
         self.capacity = Capacity(self.p, self.cap_t)
         self.r0 = Resistance(self.p, self.r0_t)
-        if _finite(current_A) and abs(current_A) <= self.cap_t.rest_current_A \
-                and self.ekf.voltage_plausible(voltage_V) and _finite(temp_C):
-            self.ekf.init_ocv(voltage_V, temp_C)
+        if self.ekf.voltage_plausible(voltage_V) and _finite(temp_C):  # bf_health_init: as bf_soc_ekf_start
+            self.ekf.start(current_A, voltage_V, temp_C)
         else:
             self.ekf.init_soc(soc, temp_C if _finite(temp_C) else 25.0)
 

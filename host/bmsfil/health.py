@@ -173,7 +173,8 @@ class HealthEstimator:
         self._state = ffi.new("bf_health_t *")
 
     def start(self, soc: float, current_A: float, voltage_V: float, temp_C: float) -> None:
-        """From the voltage if the cell rests at this sample, else from `soc`."""
+        """As bf_soc_ekf_start from this sample (under load: an unknown start
+        at the SOC its voltage reads); from `soc` without a voltage."""
         _check(
             lib.bf_health_init(self._state, self._cell, self._filter, self._cap, self._r0, soc, current_A,
                                voltage_V, temp_C),
@@ -204,7 +205,7 @@ class HealthEstimator:
                            growth, events, self.capacity.rated_Ah)
 
     def run(self, recording: Recording, initial_soc: float = 1.0) -> HealthTrace:
-        """Start at the first sample (from its voltage if it rests) and run the whole recording."""
+        """Start at the first sample (`start`) and run the whole recording."""
         ok = np.flatnonzero(np.isfinite(recording.voltage_V) & np.isfinite(recording.temp_C))
         k = int(ok[0]) if ok.size else 0
         self.start(initial_soc, float(recording.current_A[k]), float(recording.voltage_V[k]),

@@ -36,8 +36,9 @@ typedef struct {
     uint32_t events;          /* BF_HEALTH_* */
 } bf_health_out_t;
 
-/* Start from the first sample's voltage if the cell rests there (|current_A|
- * <= rest_current_A), else from soc. */
+/* Start the SOC filter from the first sample as bf_soc_ekf_start does (under
+ * load an unknown start at the SOC its voltage reads), from soc where the
+ * sample has no voltage the cell can have or no temperature. */
 bf_status_t bf_health_init(bf_health_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *ft,
                            const bf_capacity_tuning_t *ct, const bf_r0_tuning_t *rt, float soc,
                            float current_A, float voltage_V, float temp_C);
