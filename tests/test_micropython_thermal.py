@@ -51,7 +51,7 @@ def test_the_filter_alone_is_the_c_filter(mp, start: float, steps: list[tuple[fl
     mine = bt.ThermalFilter(astuple(PARAMS.thermal))
     assert mine.init(start, start)
     c = CoreTempEstimator(PARAMS)
-    c.start(start, start)
+    c.start_thermal(start, start)
     dt, heat, surface, ambient = (np.array(x, dtype=np.float64) for x in zip(*steps))
     theirs = c.run_heat(dt, heat, surface, ambient).core_C
     got = [mine.step(*s) for s in steps]

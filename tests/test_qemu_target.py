@@ -140,11 +140,17 @@ def test_warm_reset_restores_and_power_cycle_starts_fresh():
     # The warm reset loses nothing: the estimates go on as if it had not happened.
     assert np.max(np.abs(result.soc[:351, 0] - host[:351])) <= 1e-4
     # After the simulated power loss the bad CRC is reported and the cell starts
-    # again from the OCV of its next voltage, as a fresh estimator would.
+    # again from its next voltage, as a fresh estimator would: under load
+    # there (-2.9 A), as an unknown SOC (bf_soc_ekf_start). With that start's
+    # large variance the first correction takes the voltage almost as it is,
+    # weighted by the sample's interval, which the firmware has from the bus
+    # (0.1 s) and a recording cut at that sample has not (its first is 0): up
+    # to a few 1e-3 apart at first, then the same estimate.
     assert any("PERSIST_ERROR" in f for f in d.target_faults)
     fresh = SocEstimator(PARAMS)
     fresh_trace = fresh.run(as_carried(rec.slice(351, len(rec))))
-    assert np.max(np.abs(result.soc[351:, 0] - fresh_trace.soc)) <= 1e-4
+    assert np.max(np.abs(result.soc[351:, 0] - fresh_trace.soc)) <= 5e-3
+    assert np.max(np.abs(result.soc[-20:, 0] - fresh_trace.soc[-20:])) <= 1e-4
 
 
 def test_stop_ends_qemu_after_a_failed_run():

@@ -27,7 +27,7 @@ P_MAX_HYST = 4.0
 REST_C_RATE = 0.02
 GATE_SIGMA_MIN = 1e-3
 # |current| above this many C at a first sample is a start under load (BF_SOC_EKF_LOADED_C_RATE).
-LOADED_C_RATE = 0.1
+LOADED_C_RATE = 0.25
 R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID = 0x01
 FLAG_CURRENT_INVALID = 0x02

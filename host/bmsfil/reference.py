@@ -21,7 +21,7 @@ P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
 #: |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02
 #: |current| above this many C at a first sample is a start under load (BF_SOC_EKF_LOADED_C_RATE).
-LOADED_C_RATE = 0.1
+LOADED_C_RATE = 0.25
 R_MIN_REL = 1e-6
 FLAG_VOLTAGE_INVALID, FLAG_CURRENT_INVALID, FLAG_TEMP_INVALID = 0x01, 0x02, 0x04
 FLAG_DT_INVALID, FLAG_GATED, FLAG_SOC_CLAMPED, FLAG_COV_REPAIRED = 0x08, 0x10, 0x20, 0x40

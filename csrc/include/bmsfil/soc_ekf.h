@@ -57,8 +57,12 @@
 #define BF_SOC_EKF_REST_C_RATE 0.02f
 /* A first sample whose |current| exceeds this many C is under load: its
  * voltage is not its OCV (bf_soc_ekf_start). C here is the capacity at the
- * coldest temperature of the tables, per hour: a threshold, not a count. */
-#define BF_SOC_EKF_LOADED_C_RATE 0.1f
+ * coldest temperature of the tables, per hour: a threshold, not a count.
+ * C/4, not lower: a current sensor's offset (0.5 A on a 2.5 Ah cell reads a
+ * resting cell as 0.45 A) must not turn every start into an unknown one,
+ * which the plausibility monitor waits out before it weighs any evidence
+ * (a 0.5 A offset at -20 °C was then never flagged). */
+#define BF_SOC_EKF_LOADED_C_RATE 0.25f
 
 typedef struct {
     float q_soc_per_s;        /* SOC random-walk variance per second */
