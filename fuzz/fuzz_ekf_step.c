@@ -66,7 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         lims[h].temp_max_C = 60.0f;
     }
     if (bf_sop_task_init(&sop) != BF_OK) abort();
-    if (bf_soc_ekf_init_ocv(&s, &fw_params_cell, &fw_params_tuning, take(data), take(data + 4)) != BF_OK &&
+    /* The start every target makes (bf_soc_ekf_start, which runs init_ocv),
+     * at the first step's current. */
+    if (bf_soc_ekf_start(&s, &fw_params_cell, &fw_params_tuning, n >= 24 ? take(data + 12) : 0.0f, take(data),
+                         take(data + 4)) != BF_OK &&
         bf_soc_ekf_init_soc(&s, &fw_params_cell, &fw_params_tuning, 0.5f, 25.0f) != BF_OK)
         abort();
     check(&s);
