@@ -368,19 +368,24 @@ def test_every_single_bit_flip_of_a_contract_3_frame_is_refused(tmp_path):
         assert read_log(bad)[0].undecodable == 2, f"bit {bit}"
 
 
+def _host_run_log(log: Path, cells: list) -> Path:
+    """`log` of a lock-step replay of `cells` (one pack) to the host target."""
+    writer = open_log(log)
+    target = make_target("host", bundled_params())
+    try:
+        replay_lockstep(target.start(), cells, log=writer)
+    finally:
+        target.stop()
+        writer.stop()
+    return log
+
+
 def test_a_run_without_a_valid_voltage_is_not_scored_and_says_why(tmp_path, capsys):
     from dataclasses import replace
 
     rec = bundled_recording().slice(0, 30)
     dead = replace(rec, voltage_V=np.full(len(rec), np.nan))
-    log = tmp_path / "run.blf"
-    writer = open_log(log)
-    target = make_target("host", bundled_params())
-    try:
-        replay_lockstep(target.start(), [dead], log=writer)
-    finally:
-        target.stop()
-        writer.stop()
+    log = _host_run_log(tmp_path / "run.blf", [dead])
     capsys.readouterr()
     js = tmp_path / "score.json"
     assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o")]) == 2
@@ -397,14 +402,7 @@ def test_a_cell_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys)
 
     rec = bundled_recording().slice(0, 30)
     dead = replace(rec, voltage_V=np.full(len(rec), np.nan))
-    log = tmp_path / "run.blf"
-    writer = open_log(log)
-    target = make_target("host", bundled_params())
-    try:
-        replay_lockstep(target.start(), [rec, dead], log=writer)
-    finally:
-        target.stop()
-        writer.stop()
+    log = _host_run_log(tmp_path / "run.blf", [rec, dead])
     js = tmp_path / "score.json"
     assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o")]) == 2
     (doc,) = json.loads(js.read_text())["recordings"]
