@@ -328,6 +328,16 @@ static LANE_ATTR int32_t LANE(block_step)(block_t *restrict b, const ctx_t *rest
                 Pn[i][j] = v_ok ? joseph : P[i][j];
             }
         }
+        {
+            /* project_hyst (soc_ekf.c): h beyond its bound stays at it, the
+             * rest of its correction to the states correlated with it. */
+            float b_h = xc[3] > 0.0f ? 1.0f : -1.0f;
+            int32_t beyond = v_ok & (bf_absf(xc[3]) > 1.0f) & (Pn[3][3] > 0.0f);
+            float u_h = (b_h - xc[3]) / Pn[3][3];
+            xc[0] = beyond ? xc[0] + Pn[0][3] * u_h : xc[0];
+            xc[1] = beyond ? xc[1] + Pn[1][3] * u_h : xc[1];
+            xc[2] = beyond ? xc[2] + Pn[2][3] * u_h : xc[2];
+        }
         flags |= (v_ok & ((xc[0] < 0.0f) | (xc[0] > 1.0f))) ? BF_FLAG_SOC_CLAMPED : 0u;
         x0 = v_ok ? bf_clampf(xc[0], 0.0f, 1.0f) : x0;
         x1 = v_ok ? xc[1] : x1;

@@ -446,10 +446,16 @@ class SocEkf:
                         s += AP[i * NX + k] * A[j * NX + k]
                     Pn[i * NX + j] = s + r_meas * K[i] * K[j]
             self.P = Pn
+            if abs(x[3]) > 1.0:  # h beyond its bound: projected onto it (soc_ekf.c project_hyst)
+                bound = 1.0 if x[3] > 0 else -1.0
+                if Pn[15] > 0:
+                    u = (bound - x[3]) / Pn[15]
+                    for i in range(NX - 1):
+                        x[i] += Pn[i * NX + 3] * u
+                x[3] = bound
             if not 0.0 <= x[0] <= 1.0:
                 x[0] = min(max(x[0], 0.0), 1.0)
                 flags |= FLAG_SOC_CLAMPED
-            x[3] = min(max(x[3], -1.0), 1.0)
             correction = x[0] - soc_pred
         x[1] = min(max(x[1], -t.i_max_A), t.i_max_A)
         x[2] = min(max(x[2], -t.i_max_A), t.i_max_A)

@@ -279,10 +279,14 @@ class ReferenceSocEstimator:
             x += K * innov
             A = np.eye(NX) - np.outer(K, H)
             self.P = A @ self.P @ A.T + r_meas * np.outer(K, K)
+            if abs(x[3]) > 1.0:  # h beyond its bound: projected onto it (soc_ekf.c project_hyst)
+                bound = 1.0 if x[3] > 0 else -1.0
+                if self.P[3, 3] > 0:
+                    x[:3] += self.P[:3, 3] * ((bound - x[3]) / self.P[3, 3])
+                x[3] = bound
             if not 0.0 <= x[0] <= 1.0:
                 x[0] = min(max(x[0], 0.0), 1.0)
                 flags |= FLAG_SOC_CLAMPED
-            x[3] = min(max(x[3], -1.0), 1.0)
             correction = x[0] - soc_pred
         x[1] = min(max(x[1], -cell.i_max_A), cell.i_max_A)
         x[2] = min(max(x[2], -cell.i_max_A), cell.i_max_A)
