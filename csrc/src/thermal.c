@@ -184,6 +184,7 @@ bf_status_t bf_thermal_init(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
     (void)repair_covariance(s, t);
     s->last_heat_W = 0.0f;
     s->last_ambient_C = ambient_ok ? ambient_C : surface_C;
+    s->ambient_shift_C = 0.0f;
     return BF_OK;
 }
 
@@ -236,7 +237,8 @@ bf_status_t bf_thermal_step(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
     }
 
     /* Predict: x = ss + Ad (x - ss), P = Ad P Ad' + Qd. */
-    discretise(tp, dt_s, n.last_heat_W, n.last_ambient_C, &d);
+    discretise(tp, dt_s, n.last_heat_W,
+               bf_clampf(n.last_ambient_C + n.ambient_shift_C, t->temp_min_C, t->temp_max_C), &d);
     x0 = n.x[0] - d.ss[0];
     x1 = n.x[1] - d.ss[1];
     n.x[0] = d.ss[0] + d.Ad[0][0] * x0 + d.Ad[0][1] * x1;
@@ -267,9 +269,33 @@ bf_status_t bf_thermal_step(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
         S = n.P[1][1] + r;
         gate2 = t->gate_sigma * t->gate_sigma;
         if (innov * innov > gate2 * S) {
-            /* Inflate R so that the innovation sits exactly on the gate. */
-            S = innov * innov / gate2;
-            r = S - n.P[1][1];
+            /* A reading beyond the gate is either a bad one or a change the
+             * model did not see: the surroundings warmed or cooled (a
+             * chamber, a car leaving its garage), which moves core, surface
+             * and ambient alike. It is taken as such a shift c at a rate: of
+             * the variance S lacks for the innovation to sit on the gate,
+             * the share dt / BF_THERMAL_GATE_TAU_S (all of it for a longer
+             * interval) is c's variance, added to both temperatures fully
+             * correlated; then, if that is not enough, R is inflated so that
+             * the innovation sits exactly on the gate. The ambient moves by
+             * c's estimate, var(c) innov / S. One bad reading among frequent
+             * ones moves little; a disagreement that persists is followed
+             * within about BF_THERMAL_GATE_TAU_S (a chamber warming 40 K
+             * while the cell rested, logged each minute, kept the filter at
+             * the old temperature for hours with a sigma of 0.1 K). */
+            float share = dt_s < BF_THERMAL_GATE_TAU_S ? dt_s / BF_THERMAL_GATE_TAU_S : 1.0f;
+            float grow = (innov * innov / gate2 - S) * share;
+            for (i = 0; i < 2; ++i) {
+                for (j = 0; j < 2; ++j) {
+                    n.P[i][j] += grow;
+                }
+            }
+            S += grow;
+            if (innov * innov > gate2 * S) {
+                S = innov * innov / gate2;
+                r = S - n.P[1][1];
+            }
+            n.ambient_shift_C += grow * innov / S;
             flags |= BF_THERMAL_GATED;
         }
         k0 = n.P[0][1] / S;

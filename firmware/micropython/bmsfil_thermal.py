@@ -21,6 +21,7 @@ from bmsfil_ekf import _finite  # not nan, not inf (math.inf and math.isfinite a
 # q_heat_W2_s, q_heat_rel2_s, q_surface_K2_per_s, r_surface_K2, p0_core_K2, p0_surface_K2, p_floor_K2,
 # p_max_K2, gate_sigma, heat_max_W, temp_min_C, temp_max_C, dt_max_s.
 THERMAL_TUNING = (0.1, 0.1, 1e-4, 0.01, 0.01, 0.01, 1e-6, 100.0, 5.0, 100.0, -80.0, 150.0, 3600.0)
+GATE_TAU_S = 60.0  # BF_THERMAL_GATE_TAU_S: a disagreement beyond the gate is followed within about this
 SERIES_BELOW = 0.5  # below it, sinh(x)/x from its series (thermal.c)
 MAX_CORRELATION = 0.9999
 # The SOC filter's flags after which its step gives no heat (bmsfil_ekf).
@@ -40,6 +41,7 @@ class ThermalFilter:
         self.P = [0.0, 0.0, 0.0, 0.0]
         self.last_heat = 0.0
         self.last_ambient = 0.0
+        self.ambient_shift = 0.0  # how far the surroundings moved from the given ambient (thermal.c)
 
     def _in_range(self, v):
         return _finite(v) and self.temp_min <= v <= self.temp_max
@@ -55,6 +57,7 @@ class ThermalFilter:
         self._repair(self.P)
         self.last_heat = 0.0
         self.last_ambient = ambient_C if ambient_ok else surface_C
+        self.ambient_shift = 0.0
         return True
 
     def _repair(self, P):
@@ -113,7 +116,8 @@ class ThermalFilter:
             return self.x[0]
         heat = heat_W if _finite(heat_W) and abs(heat_W) <= self.heat_max else self.last_heat
         ambient = ambient_C if self._in_range(ambient_C) else self.last_ambient
-        Ad, ss = self.discretise(dt_s, heat, ambient)
+        shift = self.ambient_shift
+        Ad, ss = self.discretise(dt_s, heat, min(max(ambient + shift, self.temp_min), self.temp_max))
         x0, x1 = self.x[0] - ss[0], self.x[1] - ss[1]
         x = [ss[0] + Ad[0] * x0 + Ad[1] * x1, ss[1] + Ad[2] * x0 + Ad[3] * x1]
         S = self.P
@@ -130,8 +134,15 @@ class ThermalFilter:
             s = P[3] + r
             gate2 = self.gate_sigma * self.gate_sigma
             if innov * innov > gate2 * s:
-                s = innov * innov / gate2
-                r = s - P[3]
+                # A shift of the surroundings (core, surface, ambient), at a rate (thermal.c).
+                share = dt_s / GATE_TAU_S if dt_s < GATE_TAU_S else 1.0
+                grow = (innov * innov / gate2 - s) * share
+                P = [P[0] + grow, P[1] + grow, P[2] + grow, P[3] + grow]
+                s += grow
+                if innov * innov > gate2 * s:
+                    s = innov * innov / gate2
+                    r = s - P[3]
+                shift += grow * innov / s
             k0, k1 = P[1] / s, P[3] / s
             x[0] += k0 * innov
             x[1] += k1 * innov
@@ -147,7 +158,7 @@ class ThermalFilter:
             x[i] = min(max(x[i], self.temp_min), self.temp_max)
         if not (_finite(P[0]) and _finite(P[3]) and _finite(P[1])):
             raise ArithmeticError("thermal step: covariance not finite")
-        self.x, self.P, self.last_heat, self.last_ambient = x, P, heat, ambient
+        self.x, self.P, self.last_heat, self.last_ambient, self.ambient_shift = x, P, heat, ambient, shift
         return x[0]
 
 

@@ -32,6 +32,10 @@ __all__ = [
     "describe_thermal_flags", "discretise", "heat_W", "simulate",
 ]
 
+#: A surface reading beyond the gate is taken, at this rate, as a change of the
+#: surroundings (BF_THERMAL_GATE_TAU_S, thermal.h; cffi carries no float constant).
+GATE_TAU_S = 60.0
+
 FLAG_NAMES = {
     lib.BF_THERMAL_SURFACE_INVALID: "surface_invalid",
     lib.BF_THERMAL_HEAT_INVALID: "heat_invalid",
@@ -188,6 +192,7 @@ class ReferenceThermalFilter:
         self._repair()
         self.heat = 0.0
         self.ambient = ambient_C if self._ok(ambient_C) else surface_C
+        self.ambient_shift = 0.0
 
     def _repair(self) -> int:
         t, P = self.t, self.P
@@ -226,7 +231,7 @@ class ReferenceThermalFilter:
         else:
             flags |= lib.BF_THERMAL_AMBIENT_INVALID
         Ad = discretise(tp, dt_s)
-        ss = steady_state(tp, self.heat, self.ambient)
+        ss = steady_state(tp, self.heat, min(max(self.ambient + self.ambient_shift, t.temp_min_C), t.temp_max_C))
         self.x = ss + Ad @ (self.x - ss)
         self.P = Ad @ self.P @ Ad.T
         self.P[0, 0] += (t.q_heat_W2_s + t.q_heat_rel2_s * self.heat**2) / tp.cc_J_per_K**2 * dt_s
@@ -237,8 +242,14 @@ class ReferenceThermalFilter:
             y = surface_C - self.x[1]
             S = self.P[1, 1] + r
             if y * y > t.gate_sigma**2 * S:
-                S = y * y / t.gate_sigma**2
-                r = S - self.P[1, 1]
+                # A shift of the surroundings (core, surface, ambient), at a rate; the rest down-weighted (bf_thermal_step).
+                grow = (y * y / t.gate_sigma**2 - S) * min(dt_s / GATE_TAU_S, 1.0)
+                self.P += grow
+                S += grow
+                if y * y > t.gate_sigma**2 * S:
+                    S = y * y / t.gate_sigma**2
+                    r = S - self.P[1, 1]
+                self.ambient_shift += grow * y / S
                 flags |= lib.BF_THERMAL_GATED
             K = self.P[:, 1] / S
             self.x = self.x + K * y

@@ -35,10 +35,13 @@
  * q_heat_W2_s + q_heat_rel2_s Q^2 (W^2 s) entering the core through 1/Cc, and
  * a random walk of the surface (ambient drift, contact, what the model
  * misses). The covariance update is in Joseph form, symmetrised, with floors
- * and a ceiling; an innovation beyond the gate has its measurement variance
- * inflated so that it sits on the gate (a Huber-like update, as the SOC
- * filter's). What the filter knows about the core comes from the model: the
- * surface reading pins Ts and, through the correlation the model builds,
+ * and a ceiling; an innovation beyond the gate is taken, at a rate
+ * (BF_THERMAL_GATE_TAU_S), as a change of the surroundings that moves core,
+ * surface and ambient alike (the filter keeps how far the ambient has moved
+ * from the one given), the rest of it down-weighted by inflating the
+ * measurement variance so that it sits on the gate (as the SOC filter's).
+ * What the filter knows about the core comes from the model: the surface
+ * reading pins Ts and, through the correlation the model builds,
  * moves Tc with it; Tc - Ts is the model's answer to the heat history.
  *
  * Time is data: every step takes the interval since the previous sample.
@@ -50,7 +53,7 @@
  * The thermal parameters sit beside bf_cell_params_t, not in it (firmware and
  * MicroPython rely on its layout). Same rules as the rest of the core: C99,
  * single precision, no heap, no globals, no libm; the caller owns the state
- * (32 bytes), the parameters and the tuning. */
+ * (36 bytes), the parameters and the tuning. */
 #ifndef BMSFIL_THERMAL_H
 #define BMSFIL_THERMAL_H
 
@@ -67,6 +70,12 @@
 #define BF_THERMAL_MAX_J_PER_K 1e6f
 #define BF_THERMAL_MIN_K_PER_W 1e-3f
 #define BF_THERMAL_MAX_K_PER_W 1e4f
+
+/* A surface reading beyond the gate is taken, at this rate, as a change of
+ * the surroundings the model did not see (bf_thermal_step): a disagreement
+ * that persists is followed, and the ambient moved with it, within about
+ * this many seconds. */
+#define BF_THERMAL_GATE_TAU_S 60.0f
 
 /* Per-sample flags (bitwise OR). */
 #define BF_THERMAL_SURFACE_INVALID 0x01u  /* no correction this sample */
@@ -108,6 +117,8 @@ typedef struct {
     float P[2][2];
     float last_heat_W;
     float last_ambient_C;
+    float ambient_shift_C;     /* how far the surroundings have moved from the given ambient
+                                * (learnt from gated readings, bf_thermal_step; 0 at a start) */
 } bf_thermal_t;
 
 typedef struct {

@@ -1,0 +1,32 @@
+"""Constants the Python mirrors copy from the C headers (cffi carries only
+integer defines) hold the headers' values."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "firmware" / "micropython"))
+
+import bmsfil_ekf  # noqa: E402
+import bmsfil_thermal  # noqa: E402
+
+from bmsfil import params, thermal  # noqa: E402
+
+
+def header_float(header: str, name: str) -> float:
+    text = (ROOT / "csrc" / "include" / "bmsfil" / header).read_text()
+    m = re.search(rf"^#define\s+{name}\s+([0-9.eE+-]+)f\b", text, flags=re.M)
+    assert m, f"{name} not defined as a float in {header}"
+    return float(m.group(1))
+
+
+@pytest.mark.parametrize("header, name, mirrors", [
+    ("soc_ekf.h", "BF_GATE_SIGMA_MIN", [params.GATE_SIGMA_MIN, bmsfil_ekf.GATE_SIGMA_MIN]),
+    ("thermal.h", "BF_THERMAL_GATE_TAU_S", [thermal.GATE_TAU_S, bmsfil_thermal.GATE_TAU_S]),
+])
+def test_mirrors_hold_the_header_value(header: str, name: str, mirrors: list[float]) -> None:
+    value = header_float(header, name)
+    assert all(m == value for m in mirrors), (name, value, mirrors)
