@@ -145,7 +145,10 @@ def main() -> None:
       "overpotential (ohmic, polarisation, hysteresis) whether or not the cell model has it right; the entropic "
       "term is left out. The ambient is the first surface reading of a recording (at the start of the LG HG2 "
       "drive cycles the case sensor reads 0.1-1.6 K below the chamber's set point), or a number or channel given to "
-      "`CoreTempEstimator.run(ambient=...)`.\n")
+      "`CoreTempEstimator.run(ambient=...)`. A surface reading beyond the filter's gate is taken, at a rate of "
+      "dt / 60 s, as a shift of the surroundings that moves core, surface and ambient alike (the filter keeps how "
+      "far the ambient has moved from the one given): a chamber that warms while the cell rests is followed within "
+      "minutes (docs/sparse_logs.md).\n")
     w("## What surface data can identify\n")
     w("With a constant ambient, the surface temperature's answer to the heat has three numbers (a gain and two "
       "time constants) for four parameters, and the heat's absolute size scales all of them. The core heat "
