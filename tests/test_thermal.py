@@ -160,6 +160,7 @@ def test_fit_recovers_what_surface_data_identify():
     assert all(abs(off - 0.3) < 0.05 for off in report.ambient_offset_C.values())
     notes = report.notes()
     assert "Cc 40 J/K" in notes["thermal_fixed"]
+    assert report.warnings == [] and "thermal_warnings" not in notes  # every parameter identified
 
 
 @pytest.mark.slow

@@ -45,6 +45,19 @@ STARTS = ((5.0, 3.0, 3.0), (80.0, 0.5, 3.0))
 #: Bounds of the fitted parameters (Cs, Rc, Ru) and of an ambient offset (K).
 BOUNDS = ((0.5, 0.02, 0.1), (2000.0, 50.0, 100.0))
 AMBIENT_OFFSET_K = 3.0
+#: A fitted parameter within this share of a bound ended at it (the search spans factors of 1000 and more).
+AT_BOUND_REL = 0.1
+#: A 1-sigma relative uncertainty above this: the parameter is not identified.
+MAX_REL_SIGMA = 1.0
+#: The fitted parameters: name in the report, unit, and the data that would identify each.
+FITTED = (
+    ("Cs", "J/K", "recordings that heat and then cool for 30 min or more (a drive cycle or pulse test at 1C or "
+                  "more with long rests), which show the surface's slow response"),
+    ("Rc", "K/W", "a fast rise of the surface when the heat steps (high-rate pulses, sampled at 1 s with a 0.1 K "
+                  "sensor), or a measured core temperature"),
+    ("Ru", "K/W", "a recording that heats the cell to a steady temperature above the ambient and lets it cool back "
+                  "(a long discharge at 1C or more, then a rest)"),
+)
 
 
 class ThermalFitError(FitError):
@@ -73,6 +86,8 @@ class ThermalFitReport:
     rel_sigma: dict[str, float] = field(default_factory=dict)
     #: Other local optima: (rms °C, parameters).
     alternatives: list[tuple[float, ThermalParams]] = field(default_factory=list)
+    #: Parameters the data did not identify (at a search bound, or too uncertain), for the user and the notes.
+    warnings: list[str] = field(default_factory=list)
 
     def notes(self) -> dict[str, str]:
         """The file's notes: what was fitted, fixed and how well."""
@@ -88,7 +103,7 @@ class ThermalFitReport:
             "thermal_fixed": "; ".join(f"{k} {v}" for k, v in self.fixed.items()),
             "thermal_not_identified": ("the core temperature is not measured: Rc and the Cc/Cs split are set by the "
                                        "fixed Cc and the surface's slow response; other optimum: " + (alt or "none")),
-        }
+        } | ({"thermal_warnings": "; ".join(self.warnings)} if self.warnings else {})
 
 
 def heat_of(rec: Recording, params: ParameterSet) -> np.ndarray:
@@ -179,6 +194,10 @@ def fit_thermal_data(data: list[ThermalData],
         report.rel_sigma = dict(zip(("cs", "rc", "ru"), np.sqrt(np.diag(cov))[:3].tolist()))
     except np.linalg.LinAlgError:
         report.rel_sigma = {}
+    names = ", ".join(d.name for d in data)
+    report.warnings = [w for i, (name, _unit, _needs) in enumerate(FITTED)
+                       if (w := unidentified_warning(i, float(best.x[i]), report.rel_sigma.get(name.lower()), names))
+                       is not None]
     res = best.fun
     k = 0
     for i, d in enumerate(data):
@@ -192,6 +211,27 @@ def fit_thermal_data(data: list[ThermalData],
         if abs(alt.rc_K_per_W - tp.rc_K_per_W) > 0.05 * tp.rc_K_per_W:
             report.alternatives.append((other_rms, alt))
     return tp, report
+
+
+def unidentified_warning(i: int, log_value: float, rel_sigma: float | None, names: str) -> str | None:
+    """A warning when fitted parameter i (of FITTED, at exp(log_value),
+    fitted on the recordings `names`) ended at a bound of BOUNDS or its 1-sigma
+    relative uncertainty exceeds MAX_REL_SIGMA (or could not be computed), else None."""
+    name, unit, identify = FITTED[i]
+    value, lo, hi = float(np.exp(log_value)), BOUNDS[0][i], BOUNDS[1][i]
+    why = []
+    for bound, side in ((lo, "lower"), (hi, "upper")):
+        if abs(log_value - np.log(bound)) < np.log1p(AT_BOUND_REL):
+            why.append(f"ended at the {side} bound of its search ({lo:g} to {hi:g} {unit}, within "
+                       f"{AT_BOUND_REL:.0%})")
+    if rel_sigma is None or not np.isfinite(rel_sigma):
+        why.append("has no uncertainty (the fit's Jacobian is singular)")
+    elif rel_sigma > MAX_REL_SIGMA:
+        why.append(f"is uncertain by ±{rel_sigma * 100:,.0f} % (1 sigma)")
+    if not why:
+        return None
+    return (f"thermal {name} {value:.3g} {unit} " + " and ".join(why) + f": not identifiable from {names}; the core "
+            f"temperature the filter estimates rests on it. {name} needs {identify}")
 
 
 def predict_surface_rms(tp: ThermalParams, rec: Recording, params: ParameterSet,
