@@ -53,6 +53,7 @@ def test_capacity_is_the_c20_discharge(lg_minimal):
     assert params.cell.capacity_Ah[0] == pytest.approx(Q_REF_25, abs=0.01)
     assert report.ocv_from[25.0] == "549_C20DisCh_25degC"
     assert 0.005 < report.residual_V < 0.02
+    assert not any("given as --ocv" in w for w in report.warnings)  # a C/20 test is a low-rate test
 
 
 @needs_data

@@ -474,13 +474,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     notes["fit_rms_residual_V"] = f"{report.residual_V:.4f}"
     notes["assumptions"] = "; ".join(report.assumptions)
     notes["not_identified"] = "; ".join(report.not_identified)
+    if report.warnings:
+        notes["warnings"] = "; ".join(report.warnings)
+    warnings = list(report.warnings)
     if thermal_recs:
         from bmsfil.thermal_fit import fit_thermal
 
         with console.status("fitting the thermal model..."):
             thermal, thermal_report = fit_thermal(thermal_recs, params, args.core_heat_capacity)
         params = replace(params, thermal=thermal)
-        notes.update(thermal_report.notes())
+        notes.update(thermal_report.notes())  # its warnings under thermal_warnings
+        warnings += thermal_report.warnings
     params = replace(params, notes=notes)
     _save_params(params, args.output)
     table = Table(title=f"{params.name}: cell model fitted")
@@ -496,7 +500,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if params.thermal is not None:
         for key in ("thermal_fitted", "thermal_fixed", "thermal_not_identified"):
             console.print(f"{key.replace('_', ' ')}: {notes[key]}")
-    for title, lines in (("warnings", report.warnings), ("assumed", report.assumptions),
+    for title, lines in (("warnings", warnings), ("assumed", report.assumptions),
                          ("not identified", report.not_identified)):
         if lines:
             console.print(f"{title}:")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bmsfil.current_sign import wrong_sign
-from bmsfil.ocv import REST_CURRENT_A, OcvFitError, anchor_full, ocv_from_low_rate
+from bmsfil.ocv import REST_CURRENT_A, OcvCurve, OcvFitError, anchor_full, ocv_from_low_rate
 from bmsfil.params import MAX_TEMPS, OCV_MAX_POINTS, CellParams, FilterTuning, ParameterSet, bundled_params
 from bmsfil.recording import Recording
 
@@ -59,6 +59,20 @@ FULL_REST_C_RATE = 0.05
 REST_C_RATE = 0.01
 #: Grid of the RC tables over SOC.
 RC_POINTS = 11
+#: A resistance at most this is at the fit's lower bound, 0 (Ω): far below any cell's.
+AT_ZERO_OHM = 1e-6
+#: A temperature whose R0, R1 or R2 sits at 0 over this share of the SOC grid or more gets a warning.
+ZERO_SHARE = 0.5
+#: What would measure a time constant found at an end of the fit's search.
+TIME_CONSTANT_HINTS = {
+    ("tau1", "shortest"): "a pulse test sampled at 1 s or faster there would resolve it",
+    ("tau1", "longest"): "a pulse test sampled at 1 s with a few minutes' rest after each pulse there would resolve it",
+    ("tau2", "shortest"): "rests of 30 min or more after a discharge step (an HPPC test's) there would resolve it",
+    ("tau2", "longest"): "rests of an hour or more after a discharge step there would resolve it",
+}
+#: An OCV test discharging faster than this C-rate is no low-rate test: its
+#: voltage holds the resistive drop (C/20 is usual).
+OCV_MAX_C_RATE = 0.1
 
 
 class FitError(ValueError):
@@ -234,6 +248,29 @@ def _describe(rec: Recording) -> str:
     return f"{rec.meta.name} ({temperature_of(rec):g} °C)"
 
 
+def _c_rate(rate: float) -> str:
+    """A C-rate as one writes it: 1.1C, C/5."""
+    return f"{rate:.1f}C" if rate >= 1.0 else f"C/{1.0 / rate:.0f}"
+
+
+def _ocv_rate_warning(rec: Recording, curve: OcvCurve, nominal_capacity_Ah: float | None) -> str | None:
+    """A warning when an `--ocv` test discharges above OCV_MAX_C_RATE of the
+    largest capacity known for its cell (its own discharge, its metadata's
+    nominal, --nominal-capacity), else None."""
+    capacities = {"its measured capacity": curve.capacity_Ah, "its metadata's nominal_capacity_Ah":
+                  rec.meta.nominal_capacity_Ah or 0.0, "--nominal-capacity": nominal_capacity_Ah or 0.0}
+    basis, q = max(capacities.items(), key=lambda kv: kv[1])
+    rate = curve.discharge_current_A / q
+    if rate <= OCV_MAX_C_RATE:
+        return None
+    return (f"{_describe(rec)}, given as --ocv, discharges at {curve.discharge_current_A:.3g} A, {_c_rate(rate)} of "
+            f"{basis} ({q:.3g} Ah): no low-rate test (C/20, at most {_c_rate(OCV_MAX_C_RATE)}). Its 'OCV' is the "
+            "voltage under that current, below the true OCV by the resistive drop, and the resistances fitted "
+            "against it come out too small (down to 0): the SOC read at rest and the state of power will be wrong. Give a C/20 discharge and "
+            "charge with --ocv (or a pulse test with --pulse, whose rests give the OCV); a capacity test belongs "
+            "under --capacity")
+
+
 def _full_to_empty(rec: Recording, ocv_V: np.ndarray, capacity_Ah: float) -> float | None:
     """Ah discharged by a test that starts full (SOC >= 0.95) and ends empty
     (its last voltage, on the curve, at SOC <= 0.05), else None."""
@@ -284,6 +321,8 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
                 curves.append(ocv_from_low_rate(rec))
             except OcvFitError as exc:
                 raise FitError(str(exc)) from None
+            if (why := _ocv_rate_warning(rec, curves[-1], nominal_capacity_Ah)) is not None:
+                report.warnings.append(why)
             if curves[-1].legs != "both":
                 report.warnings.append(f"{rec.meta.name}: only a discharge leg: its OCV includes the resistive drop "
                                        "and the hysteresis of discharge (a charge leg after it would cancel them)")
@@ -401,7 +440,7 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         if how != "metadata reference_initial_soc":
             report.assumptions.append(f"{rec.meta.name}: starting SOC {soc0:.3f} from the {how}")
     say(f"R0, RC pairs and hysteresis from {len(dyn)} recording(s)")
-    from bmsfil.ecm_fit import IDENTIFIED_MIN_S, fit_dynamic  # scipy: imported when a fit runs, not with the command line
+    from bmsfil.ecm_fit import IDENTIFIED_MIN_S, TAU1_GRID_S, TAU2_GRID_S, fit_dynamic  # scipy: imported when a fit runs, not with the command line
     # Samples weighed as a filter with the default settings would (as
     # bmsfil.lg_hg2_params fits the bundled set); the filter itself starts
     # from the bundled set's tuning, a sound start for `bmsfil tune`.
@@ -452,7 +491,51 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         eta_charge=1.0, v_min_V=float(np.floor(volts.min() * 20) / 20), v_max_V=float(np.ceil(volts.max() * 20) / 20),
         i_max_A=float(max(10.0 * nominal, 2.0 * amps.max())), nominal_capacity_Ah=nominal,
     )
+    report.warnings += _zero_resistance_warnings(cell)
+    report.warnings += _time_constant_warnings(cell, TAU1_GRID_S, TAU2_GRID_S)
     return ParameterSet(name, cell, start, {}), report
+
+
+def _zero_resistance_warnings(cell: CellParams) -> list[str]:
+    """A warning for each temperature where R0, R1 or R2 sit at the fit's
+    lower bound, 0, over ZERO_SHARE of the SOC grid or more."""
+    out = []
+    z = np.linspace(0.0, 1.0, cell.r0_ohm.shape[1])
+    mid = int(np.argmin(np.abs(z - 0.5)))
+    for k, t in enumerate(cell.temp_C.tolist()):
+        tables = {"R0": cell.r0_ohm[k], "R1": cell.r1_ohm[k], "R2": cell.r2_ohm[k]}
+        zero = {name: r <= AT_ZERO_OHM for name, r in tables.items()}
+        flagged = [name for name, m in zero.items() if m.mean() >= ZERO_SHARE]
+        if not flagged:
+            continue
+        where = ", ".join(f"{name} at {int(zero[name].sum())} of {z.size} SOC points" for name in flagged)
+        if all(m[mid] for m in zero.values()) and cell.rn_ohm[k] <= AT_ZERO_OHM:
+            ocv = float(np.interp(0.5, np.linspace(0.0, 1.0, cell.ocv_V.shape[1]), cell.ocv_V[k]))
+            sop = (f"no resistance at all at SOC 0.5, so the state of power there is the current limit times the "
+                   f"OCV ({cell.i_max_A:.3g} A x {ocv:.2f} V = {cell.i_max_A * ocv:.0f} W)")
+        elif "R0" in flagged:
+            sop = "no instantaneous drop, so the state of power over short pulses is too high"
+        else:
+            sop = "the RC pairs' drop over seconds to minutes is missing, so the state of power over 10-30 s is too high"
+        out.append(f"resistances at {t:g} °C are 0 Ω, the fit's lower bound ({where}): the data there show "
+                   f"no resistive drop (a constant current only, or an --ocv test that already holds it): {sop}, and "
+                   "the filter's overpotential model misses the drop under load and reads it as a change of SOC. "
+                   f"Give a pulse test (--pulse) or a drive cycle with current steps (--dynamic) at {t:g} °C")
+    return out
+
+
+def _time_constant_warnings(cell: CellParams, tau1_grid: tuple[float, ...], tau2_grid: tuple[float, ...]) -> list[str]:
+    """A warning for each time constant at an end of the values the fit searches."""
+    out = []
+    for name, taus, search in (("tau1", cell.tau1_s[:, 0], tau1_grid), ("tau2", cell.tau2_s[:, 0], tau2_grid)):
+        for end, word in ((min(search), "shortest"), (max(search), "longest")):
+            at = [f"{t:g} °C" for t, tau in zip(cell.temp_C.tolist(), taus.tolist()) if tau == end]
+            if at:
+                out.append(f"{name} is {end:g} s at {', '.join(at)}, the {word} the fit tries ({min(search):g} to "
+                           f"{max(search):g} s): the cell's own may lie beyond, and with it the split of the drop "
+                           "between R0 and the RC pairs, so the filter's overpotential relaxes at the wrong pace "
+                           f"after a load step; {TIME_CONSTANT_HINTS[(name, word)]}")
+    return out
 
 
 def discharge_capacity_total(rec: Recording) -> float:

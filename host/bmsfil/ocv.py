@@ -32,6 +32,7 @@ class OcvCurve:
     capacity_Ah: float       # discharge capacity of the low-rate leg
     temp_C: float
     legs: str                # "both" or "discharge"
+    discharge_current_A: float  # median |current| of the discharge leg
 
 
 def _longest_run(mask: np.ndarray) -> tuple[int, int]:
@@ -96,7 +97,7 @@ def ocv_from_low_rate(rec: Recording, n_points: int = 101) -> OcvCurve:
     else:
         ocv = v_dis_f
     ocv = np.maximum.accumulate(ocv)  # OCV never falls as SOC rises
-    return OcvCurve(soc_grid, ocv, v_dis, v_chg, q_dis, temp, legs)
+    return OcvCurve(soc_grid, ocv, v_dis, v_chg, q_dis, temp, legs, float(np.median(np.abs(rec.current_A[d0:d1]))))
 
 
 def _fill_ends(x: np.ndarray, y: np.ndarray) -> np.ndarray:
