@@ -57,6 +57,16 @@ def test_capacity_is_the_c20_discharge(lg_minimal):
 
 
 @needs_data
+def test_nominal_capacity_is_the_one_the_files_state(lg_minimal):
+    """The raw files' headers say 3 Ah; the C/20 test measured 2.78 (which
+    made it 2.8, and bmsfil eval then took this cell's recordings for another's)."""
+    params, report = lg_minimal
+    assert params.cell.nominal_capacity_Ah == 3.0
+    assert "nominal capacity 3 Ah from the metadata (nominal_capacity_Ah) of 2 of the 2 inputs" in report.assumptions[-2]
+    assert report.assumptions[-1].startswith("i_max_A 36 A: the larger of 10 C (30 A) and twice the largest current")
+
+
+@needs_data
 def test_fitted_set_is_accurate_on_a_drive_cycle_it_never_saw(lg_minimal):
     params, _ = lg_minimal
     rec = bundled_recording()  # US06 at 25 °C: not an input of the fit

@@ -87,6 +87,29 @@ def test_time_constants_at_the_ends_of_the_search_are_warned(nasa_fit):
 
 
 @needs_nasa
+def test_the_current_limit_and_the_nominal_capacity_are_assumptions(nasa_fit):
+    _, report = nasa_fit
+    _one(report.assumptions, "nominal capacity 2 Ah from --nominal-capacity")
+    _one(report.assumptions, "i_max_A 20 A: the larger of 10 C (20 A) and twice the largest current in the inputs "
+                             "(2 x 2.02 A)")
+
+
+@needs_nasa
+def test_nominal_capacity_from_the_metadata_when_the_inputs_agree(nasa_cycles):
+    """Without --nominal-capacity: the recordings' own nominal (2 Ah), not the
+    measured capacity (1.85 Ah, which made it 1.9); when their metadata
+    disagree, the measured one, and the assumption says why."""
+    params, report = fit(FitInputs(ocv=[nasa_cycles[0]], dynamic=[nasa_cycles[1]]), "nasa")
+    assert params.cell.nominal_capacity_Ah == 2.0
+    _one(report.assumptions, "nominal capacity 2 Ah from the metadata (nominal_capacity_Ah) of 2 of the 2 inputs")
+    other = replace(nasa_cycles[1], meta=replace(nasa_cycles[1].meta, nominal_capacity_Ah=2.5))
+    params, report = fit(FitInputs(ocv=[nasa_cycles[0]], dynamic=[other]), "nasa")
+    assert params.cell.nominal_capacity_Ah == 1.9
+    _one(report.assumptions, "nominal capacity 1.9 Ah: the largest measured capacity",
+         "disagree on nominal_capacity_Ah (2 Ah in B0005_c001, 2.5 Ah in B0005_c002)", "--nominal-capacity")
+
+
+@needs_nasa
 def test_a_thermal_model_the_data_cannot_identify_is_warned(nasa_fit, nasa_cycles):
     """A 2 A discharge without a rest after it: Cs and Rc at the bounds of
     the search, every parameter uncertain by far more than itself."""
@@ -112,3 +135,4 @@ def test_fit_prints_the_warnings_and_keeps_them_in_the_notes(tmp_path: Path, cap
     notes = json.loads(out.read_text())["notes"]
     assert "resistances at 24 °C are 0 Ω" in notes["warnings"] and "given as --ocv" in notes["warnings"]
     assert "thermal Rc" in notes["thermal_warnings"] and "thermal" not in notes["warnings"]
+    assert "i_max_A 20 A" in notes["assumptions"]

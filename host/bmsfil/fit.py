@@ -483,17 +483,52 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
 
     volts = np.concatenate([r.voltage_V[np.isfinite(r.voltage_V)] for r in model_recs + inputs.capacity])
     amps = np.concatenate([np.abs(r.current_A[np.isfinite(r.current_A)]) for r in model_recs + inputs.capacity])
-    nominal = nominal_capacity_Ah or float(f"{np.max(capacity):.2g}")  # 2 figures: 3.0 Ah, 0.045 Ah
+    nominal, how = _nominal(model_recs + inputs.capacity, nominal_capacity_Ah, capacity)
+    i_max, rule = _current_limit(nominal, float(amps.max()))
+    report.assumptions += [how, rule]
     cell = CellParams(
         temp_C=np.asarray(grid), ocv_V=ocv, capacity_Ah=capacity, hyst_gamma=np.full(nt, HYST_GAMMA),
         r0_ohm=d.r0_ohm, r1_ohm=d.r1_ohm, tau1_s=d.tau1_s, r2_ohm=d.r2_ohm, tau2_s=d.tau2_s,
         hyst_m0_V=d.hyst_m0_V, hyst_m_V=d.hyst_m_V, rn_ohm=d.rn_ohm, rn_sat_per_A=RN_SAT_PER_A,
         eta_charge=1.0, v_min_V=float(np.floor(volts.min() * 20) / 20), v_max_V=float(np.ceil(volts.max() * 20) / 20),
-        i_max_A=float(max(10.0 * nominal, 2.0 * amps.max())), nominal_capacity_Ah=nominal,
+        i_max_A=i_max, nominal_capacity_Ah=nominal,
     )
     report.warnings += _zero_resistance_warnings(cell)
     report.warnings += _time_constant_warnings(cell, TAU1_GRID_S, TAU2_GRID_S)
     return ParameterSet(name, cell, start, {}), report
+
+
+def _nominal(recs: list[Recording], given: float | None, capacity: np.ndarray) -> tuple[float, str]:
+    """The nominal capacity and, for the assumptions, where it comes from:
+    --nominal-capacity, else the nominal_capacity_Ah of the inputs' metadata
+    when all that carry one agree (the LG HG2 raw files' headers give it),
+    else the largest measured capacity to 2 figures (3.0 Ah, 0.045 Ah)."""
+    if given:
+        return given, f"nominal capacity {given:g} Ah from --nominal-capacity"
+    measured = float(f"{np.max(capacity):.2g}")
+    stated = {r.meta.name: float(f"{r.meta.nominal_capacity_Ah:.4g}") for r in recs if r.meta.nominal_capacity_Ah}
+    values = sorted(set(stated.values()))
+    if len(values) == 1:
+        return values[0], (f"nominal capacity {values[0]:g} Ah from the metadata (nominal_capacity_Ah) of "
+                           f"{len(stated)} of the {len(recs)} inputs (measured: {np.max(capacity):.3g} Ah at most)")
+    by_value = {q: [n for n, v in stated.items() if v == q] for q in values}
+    listed = ", ".join(f"{q:g} Ah in " + (", ".join(names) if len(names) <= 3 else f"{len(names)} inputs")
+                       for q, names in by_value.items())
+    why = (f"the inputs' metadata disagree on nominal_capacity_Ah ({listed})" if values else
+           "no input's metadata gives a nominal_capacity_Ah")
+    return measured, (f"nominal capacity {measured:g} Ah: the largest measured capacity, to 2 figures, since {why}; "
+                      "give the cell's rated capacity with --nominal-capacity (bmsfil eval warns about recordings "
+                      "whose metadata name another nominal capacity)")
+
+
+def _current_limit(nominal_Ah: float, peak_A: float) -> tuple[float, str]:
+    """i_max_A, the larger of 10 C and twice the largest measured current,
+    and the assumption that says so."""
+    i_max = max(10.0 * nominal_Ah, 2.0 * peak_A)
+    return i_max, (f"i_max_A {i_max:.3g} A: the larger of 10 C ({10.0 * nominal_Ah:.3g} A) and twice the largest "
+                   f"current in the inputs (2 x {peak_A:.3g} A); the filter takes a current above it for a sensor "
+                   "fault and the state of power asks for no more: set the cell's own limit in the file "
+                   "(cell.i_max_A, or power.i_discharge_max_A and i_charge_max_A) if its datasheet gives one")
 
 
 def _zero_resistance_warnings(cell: CellParams) -> list[str]:
