@@ -266,9 +266,9 @@ def _ocv_rate_warning(rec: Recording, curve: OcvCurve, nominal_capacity_Ah: floa
     return (f"{_describe(rec)}, given as --ocv, discharges at {curve.discharge_current_A:.3g} A, {_c_rate(rate)} of "
             f"{basis} ({q:.3g} Ah): no low-rate test (C/20, at most {_c_rate(OCV_MAX_C_RATE)}). Its 'OCV' is the "
             "voltage under that current, below the true OCV by the resistive drop, and the resistances fitted "
-            "against it come out too small (down to 0): the SOC read at rest and the state of power will be wrong. Give a C/20 discharge and "
-            "charge with --ocv (or a pulse test with --pulse, whose rests give the OCV); a capacity test belongs "
-            "under --capacity")
+            "against it come out too small (down to 0): the SOC read at rest and the state of power will be wrong. "
+            "Give a C/20 discharge and charge with --ocv (or a pulse test with --pulse, whose rests give the OCV); "
+            "a capacity test belongs under --capacity")
 
 
 def _full_to_empty(rec: Recording, ocv_V: np.ndarray, capacity_Ah: float) -> float | None:
@@ -440,7 +440,8 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         if how != "metadata reference_initial_soc":
             report.assumptions.append(f"{rec.meta.name}: starting SOC {soc0:.3f} from the {how}")
     say(f"R0, RC pairs and hysteresis from {len(dyn)} recording(s)")
-    from bmsfil.ecm_fit import IDENTIFIED_MIN_S, TAU1_GRID_S, TAU2_GRID_S, fit_dynamic  # scipy: imported when a fit runs, not with the command line
+    # scipy: imported when a fit runs, not with the command line
+    from bmsfil.ecm_fit import IDENTIFIED_MIN_S, TAU1_GRID_S, TAU2_GRID_S, fit_dynamic
     # Samples weighed as a filter with the default settings would (as
     # bmsfil.lg_hg2_params fits the bundled set); the filter itself starts
     # from the bundled set's tuning, a sound start for `bmsfil tune`.
@@ -551,7 +552,7 @@ def _zero_resistance_warnings(cell: CellParams) -> list[str]:
         elif "R0" in flagged:
             sop = "no instantaneous drop, so the state of power over short pulses is too high"
         else:
-            sop = "the RC pairs' drop over seconds to minutes is missing, so the state of power over 10-30 s is too high"
+            sop = "the RC pairs' drop over seconds to minutes is missing, so the 10-30 s state of power is too high"
         out.append(f"resistances at {t:g} °C are 0 Ω, the fit's lower bound ({where}): the data there show "
                    f"no resistive drop (a constant current only, or an --ocv test that already holds it): {sop}, and "
                    "the filter's overpotential model misses the drop under load and reads it as a change of SOC. "
