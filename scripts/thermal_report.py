@@ -148,7 +148,8 @@ def main() -> None:
       "`CoreTempEstimator.run(ambient=...)`. A surface reading beyond the filter's gate is taken, at a rate of "
       "dt / 60 s, as a shift of the surroundings that moves core, surface and ambient alike (the filter keeps how "
       "far the ambient has moved from the one given): a chamber that warms while the cell rests is followed within "
-      "minutes (docs/sparse_logs.md).\n")
+      "minutes (docs/sparse_logs.md). `bmsfil eval` runs it on every recording when the parameter set has a thermal "
+      "model: a line under its table, `core_temperature` in its JSON, a panel of its plot.\n")
     w("## What surface data can identify\n")
     w("With a constant ambient, the surface temperature's answer to the heat has three numbers (a gain and two "
       "time constants) for four parameters, and the heat's absolute size scales all of them. The core heat "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,13 +95,32 @@ def test_eval_command_writes_csv_plot_and_json(tmp_path: Path, us06_slice, capsy
     assert (out / f"{us06_slice.meta.name}.png").stat().st_size > 10_000
     doc = json.loads((tmp_path / "e.json").read_text())
     assert doc["recordings"][0]["ekf"]["rmse"] < 0.01
-    assert "RMSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "RMSE" in printed
     # The state of power along the recording, per horizon: a longer pulse
     # allows less power, and the cell (about 3 Ah, 2.5-4.2 V) some tens of watts.
     power = doc["recordings"][0]["power"]
     assert list(power) == ["2s", "10s", "30s"]
     assert power["2s"]["discharge_W_median"] > power["10s"]["discharge_W_median"] > power["30s"]["discharge_W_median"]
     assert 20 < power["30s"]["discharge_W_median"] < 150 and power["2s"]["charge_W_max"] > 0
+    # The core temperature: the US06's heat keeps the core above the case
+    # (by tenths of a kelvin to a few kelvin, docs/thermal.md), on the table's
+    # line and in the JSON.
+    core = doc["recordings"][0]["core_temperature"]
+    case = us06_slice.temp_C
+    assert 0.1 < core["core_above_case_mean_K"] < 2.0 < core["core_above_case_max_K"] + 1.0
+    assert np.nanmax(case) < core["core_max_C"] < np.nanmax(case) + 4.0
+    assert 0 < core["core_sigma_end_C"] < 0.5 and core["readings_gated_share"] < 0.01
+    assert "core temperature up to" in printed
+
+
+def test_eval_without_a_thermal_model_reports_no_core_temperature(tmp_path: Path, us06_slice):
+    rec_path = us06_slice.slice(0, 600).save(tmp_path / "slice.npz")
+    params_path = tmp_path / "set.json"
+    replace(bundled_params(), thermal=None).save(params_path)
+    assert main(["eval", str(rec_path), "--params", str(params_path), "--out-dir", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "e.json"), "--no-plot"]) == 0
+    assert "core_temperature" not in json.loads((tmp_path / "e.json").read_text())["recordings"][0]
 
 
 def test_eval_names_a_broken_input(tmp_path: Path, capsys):

@@ -207,6 +207,8 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
             unscored.append(f"{summary['name']}: SOC not scored ({summary.get('not_scored')})")
         if summary.get("capacity_cycles"):
             lives.append(_life_line(summary))
+        if isinstance(summary.get("core_temperature"), dict):
+            lives.append(_core_temp_line(summary))
     console.print(table)
     for line in unscored + lives:
         console.print(line, soft_wrap=True)
@@ -218,6 +220,19 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
         "estimate at the end"
     )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
+
+
+def _core_temp_line(summary: dict[str, object]) -> str:
+    """The core temperature in one line (the JSON's core_temperature)."""
+    c = summary["core_temperature"]
+    assert isinstance(c, dict)
+    if c["core_max_C"] is None:
+        return f"{summary['name']}: core temperature: no valid temperature reading to start from"
+    above = ("" if c["core_above_case_max_K"] is None else
+             f", at most {c['core_above_case_max_K']:+.1f} K from the case (mean {c['core_above_case_mean_K']:+.2f} K)")
+    return (f"{summary['name']}: core temperature up to {c['core_max_C']:.1f} °C{above}, {c['core_end_C']:.1f} "
+            f"± {c['core_sigma_end_C']:.2f} °C at the end; {c['readings_gated_share'] * 100:.1f} % of readings "
+            "beyond the filter's gate")
 
 
 def _life_line(summary: dict[str, object]) -> str:

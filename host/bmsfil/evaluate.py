@@ -18,6 +18,7 @@ from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, run_monitored
 from bmsfil.power import PowerTrace, power_trace
 from bmsfil.recording import Recording, RecordingError
+from bmsfil.thermal import CoreTempEstimator, CoreTempTrace
 
 
 #: Step flags that mean a measurement was unusable (not the filter's own guards).
@@ -44,6 +45,8 @@ class Evaluation:
     power: PowerTrace | None = None
     #: A life's discharges (health_eval.capacity_cycles; None unless health was asked for a life).
     capacity_cycles: list[dict[str, float | int]] | None = None
+    #: The core-temperature filter along the recording (`core_temperature`; None unless asked for and possible).
+    core_temp: CoreTempTrace | None = None
 
     def summary(self) -> dict[str, object]:
         extra: dict[str, object] = {"plausibility": self.plausibility.summary()} if self.plausibility is not None else {}
@@ -53,6 +56,8 @@ class Evaluation:
             extra["power"] = self.power.summary()
         if self.capacity_cycles is not None:
             extra["capacity_cycles"] = self.capacity_cycles
+        if self.core_temp is not None:
+            extra["core_temperature"] = self.core_temp.summary()
         return _recording_summary(self.recording) | {
             "ekf": _finite_dict(self.score.as_dict()),
             "coulomb_counter": _finite_dict(self.coulomb_score.as_dict()),
@@ -120,11 +125,13 @@ def evaluate(
     seed: int = 0,
     health: bool = False,
     power: bool = False,
+    core_temp: bool = False,
 ) -> Evaluation:
     """Score the SOC filter (with the plausibility monitor beside it); with
     `health`, also run the capacity and R0 estimators (health.py) over the
     recording and report where they ended; with `power`, the state of power
-    every 10 s of the recording (power.py). A recording without a reference
+    every 10 s of the recording (power.py); with `core_temp`, the core
+    temperature (`core_temperature`). A recording without a reference
     SOC raises RecordingError before anything runs: `evaluate_unscored` is
     the evaluation without a score."""
     try:
@@ -138,7 +145,17 @@ def evaluate(
     ev = score_trace(rec, measured, trace, params, given_soc(initial_soc))
     summary, cycles = _health(measured, params) if health else (None, None)
     return replace(ev, plausibility=plaus, health=summary, capacity_cycles=cycles,
-                   power=power_trace(measured, params, initial_soc) if power else None)
+                   power=power_trace(measured, params, initial_soc) if power else None,
+                   core_temp=core_temperature(measured, params, initial_soc) if core_temp else None)
+
+
+def core_temperature(rec: Recording, params: ParameterSet, initial_soc: InitialSoc = "ocv") -> CoreTempTrace | None:
+    """The core-temperature filter (thermal.h) over the recording, its
+    ambient the first reading (`CoreTempEstimator.run`); None when the
+    parameter set has no thermal model or the recording no temperature."""
+    if params.thermal is None or not np.isfinite(rec.temp_C).any():
+        return None
+    return CoreTempEstimator(params).run(rec, initial_soc=initial_soc)
 
 
 def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no reference SOC",
@@ -147,18 +164,20 @@ def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no refer
                       csv_path: Path | None = None) -> dict[str, object]:
     """`bmsfil eval` of a recording without a reference SOC (a field log, a
     NASA life): the estimates (CSV), the plausibility monitor, capacity and
-    R0 (and a life's `capacity_cycles`), no SOC score (`why` says why);
+    R0 (and a life's `capacity_cycles`), the core temperature, no SOC score (`why` says why);
     summary keys as Evaluation.summary, "ekf" and "coulomb_counter" None."""
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     if csv_path is not None:
         write_trace_csv(rec.time_s, trace, csv_path)
     health, cycles = _health(measured, params)
+    core = core_temperature(measured, params, initial_soc)
     return _recording_summary(rec) | {
         "ekf": None, "coulomb_counter": None, "not_scored": why,
         "flagged_samples": int(np.count_nonzero(trace.flags & BAD_SAMPLE_FLAGS)),
         "plausibility": plaus.summary(), "health": _finite_dict(health),
-    } | ({"capacity_cycles": cycles} if cycles is not None else {})
+    } | ({"capacity_cycles": cycles} if cycles is not None else {}) \
+        | ({"core_temperature": core.summary()} if core is not None else {})
 
 
 def segment_bounds(rec: Recording) -> list[tuple[int, int]]:
@@ -298,9 +317,9 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
     def band(ax, lo: np.ndarray, hi: np.ndarray, **style: object) -> None:  # type: ignore[no-untyped-def]
         k = np.union1d(envelope(lo), envelope(hi))
         ax.fill_between(t_min[k], lo[k], hi[k], **style)
-    rows = 3 if ev.power is not None else 2
+    rows = 2 + (ev.power is not None) + (ev.core_temp is not None)
     fig, axes = plt.subplots(rows, 1, figsize=(10, 6.5 + 2.5 * (rows - 2)), sharex=True,
-                             height_ratios=(2, 1, 1)[:rows], layout="constrained")
+                             height_ratios=(2, 1, 1, 1)[:rows], layout="constrained")
     ax1, ax2 = axes[0], axes[1]
     soc, sig = ev.trace.soc * 100, ev.trace.soc_sigma * 100
     band(ax1, soc - 3 * sig, soc + 3 * sig, color="tab:blue", alpha=0.2, label="EKF ±3σ")
@@ -336,6 +355,16 @@ def write_plot(ev: Evaluation, path: Path) -> Path:
         ax3.set_ylabel("power limit / W")
         ax3.set_title("state of power (C core, from the filter's state; charge drawn negative)", fontsize=9)
         ax3.legend(loc="lower left", fontsize=7, ncol=3)
+    if ev.core_temp is not None:
+        ax4, ct = axes[-1], ev.core_temp
+        core, csig = ct.core_C, ct.core_sigma_C
+        band(ax4, core - 3 * csig, core + 3 * csig, color="tab:red", alpha=0.2)
+        line(ax4, ct.surface_meas_C, color="k", lw=0.8, label="case (measured)")
+        line(ax4, core, color="tab:red", lw=1.0, label="core (C core, ±3σ)")
+        ax4.set_ylabel("temperature / °C")
+        ax4.set_title("core temperature (virtual sensor: thermal model and Kalman filter on the case reading)",
+                      fontsize=9)
+        ax4.legend(loc="lower left", fontsize=7)
     axes[-1].set_xlabel("time / min")
     tmp = path.with_name(path.stem + ".part.png")
     fig.savefig(tmp, dpi=100)

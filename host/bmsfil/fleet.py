@@ -238,7 +238,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
         return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
                                         Path(out_dir) / f"{rec.meta.name}.csv") \
             | _warnings([sign, *mismatches])
-    ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True)
+    ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{ev.name}.png")

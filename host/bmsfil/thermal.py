@@ -286,6 +286,28 @@ class CoreTempTrace:
     def core_minus_surface_C(self) -> np.ndarray:
         return self.core_C - self.surface_C
 
+    def summary(self) -> dict[str, float | None]:
+        """What `bmsfil eval` reports of it (its JSON's "core_temperature"):
+        the core's peak and last value with the last 1 sigma, how far the core
+        ran above the case's reading (largest and mean), and the share of
+        readings beyond the filter's gate. None where no core was estimated."""
+        core = np.flatnonzero(np.isfinite(self.core_C))
+        above = self.core_C - self.surface_meas_C
+        both = np.isfinite(above)
+
+        def value(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        last = int(core[-1]) if core.size else -1
+        return {
+            "core_max_C": value(np.max(self.core_C[core])) if core.size else None,
+            "core_end_C": value(self.core_C[last]) if core.size else None,
+            "core_sigma_end_C": value(self.core_sigma_C[last]) if core.size else None,
+            "core_above_case_max_K": value(np.max(above[both])) if both.any() else None,
+            "core_above_case_mean_K": value(np.mean(above[both])) if both.any() else None,
+            "readings_gated_share": float(np.mean((self.flags & lib.BF_THERMAL_GATED) != 0)) if self.flags.size else None,
+        }
+
 
 def ambient_of(recording: Recording, ambient: str | float | np.ndarray) -> np.ndarray:
     """The ambient per sample: "start" (the first finite surface reading: a
