@@ -123,6 +123,16 @@ def test_eval_without_a_thermal_model_reports_no_core_temperature(tmp_path: Path
     assert "core_temperature" not in json.loads((tmp_path / "e.json").read_text())["recordings"][0]
 
 
+def test_a_temperature_the_thermal_filter_refuses_leaves_the_soc_score(tmp_path: Path, us06_slice):
+    # 25 + 130 °C: beyond the thermal filter's range (and no real cell's): no
+    # core temperature, the SOC still scored (it failed the recording).
+    rec_path = us06_slice.slice(0, 600).save(tmp_path / "slice.npz")
+    assert main(["eval", str(rec_path), "--inject", "temp_offset_C=130", "--out-dir", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "e.json"), "--no-plot"]) == 0
+    summary = json.loads((tmp_path / "e.json").read_text())["recordings"][0]
+    assert summary["ekf"]["rmse"] < 0.05 and "core_temperature" not in summary
+
+
 def test_eval_names_a_broken_input(tmp_path: Path, capsys):
     bad = tmp_path / "broken.csv"
     bad.write_text("Time [s],Current [A],Voltage [V],Temperature [degC]\n0,1,3.7,25\n1,1,abc,25\n")

@@ -5,8 +5,8 @@ BOARD_SRC := startup.c board.c
 BOARD_LDSCRIPT := link.ld
 BOARD_CFLAGS := -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard
 BOARD_TRANSPORT := can
-# The retained region is 24 KB (link.ld) and holds fw_saved_t: 24 bytes + 296 a
-# cell (filter 92, plausibility monitor 48, capacity 88, R0 28, thermal 32,
-# its ambient 4, flags 4), so at most 82 cells;
+# The retained region is 24 KB (link.ld) and holds fw_saved_t: 24 bytes + 304 a
+# cell (filter 92, plausibility monitor 48, capacity 88, R0 28, thermal 40,
+# its ambient 4, flags 4), so at most 80 cells;
 # board.c checks the size at compile time.
 BOARD_MAX_CELLS := 80

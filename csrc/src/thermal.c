@@ -185,6 +185,7 @@ bf_status_t bf_thermal_init(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
     s->last_heat_W = 0.0f;
     s->last_ambient_C = ambient_ok ? ambient_C : surface_C;
     s->ambient_shift_C = 0.0f;
+    s->gated_side = 0.0f;
     return BF_OK;
 }
 
@@ -272,31 +273,44 @@ bf_status_t bf_thermal_step(bf_thermal_t *s, const bf_thermal_params_t *tp, cons
             /* A reading beyond the gate is either a bad one or a change the
              * model did not see: the surroundings warmed or cooled (a
              * chamber, a car leaving its garage), which moves core, surface
-             * and ambient alike. It is taken as such a shift c at a rate: of
-             * the variance S lacks for the innovation to sit on the gate,
-             * the share dt / BF_THERMAL_GATE_TAU_S (all of it for a longer
+             * and ambient alike. A single one is down-weighted: R is
+             * inflated so that the innovation sits exactly on the gate. When
+             * the reading before was beyond the gate on the same side too,
+             * the disagreement is taken, at a rate, as such a shift c: of the
+             * variance S lacks for the innovation to sit on the gate, the
+             * share dt / BF_THERMAL_GATE_TAU_S (all of it for a longer
              * interval) is c's variance, added to both temperatures fully
-             * correlated; then, if that is not enough, R is inflated so that
-             * the innovation sits exactly on the gate. The ambient moves by
-             * c's estimate, var(c) innov / S. One bad reading among frequent
-             * ones moves little; a disagreement that persists is followed
-             * within about BF_THERMAL_GATE_TAU_S (a chamber warming 40 K
-             * while the cell rested, logged each minute, kept the filter at
-             * the old temperature for hours with a sigma of 0.1 K). */
-            float share = dt_s < BF_THERMAL_GATE_TAU_S ? dt_s / BF_THERMAL_GATE_TAU_S : 1.0f;
-            float grow = (innov * innov / gate2 - S) * share;
-            for (i = 0; i < 2; ++i) {
-                for (j = 0; j < 2; ++j) {
-                    n.P[i][j] += grow;
+             * correlated, before R is inflated for the rest; the ambient
+             * moves by c's estimate, var(c) innov / S. An isolated bad
+             * reading thus moves nothing but its own down-weighted
+             * correction, whatever the interval; a disagreement that
+             * persists is followed within about BF_THERMAL_GATE_TAU_S (a
+             * chamber warming 40 K while the cell rested, logged each
+             * minute, kept the filter at the old temperature for hours with
+             * a sigma of 0.1 K). A burst of bad readings on one side is
+             * followed like a change, for as long as it lasts. */
+            float side = innov > 0.0f ? 1.0f : -1.0f;
+            if (n.gated_side == side) {
+                float share = dt_s < BF_THERMAL_GATE_TAU_S ? dt_s / BF_THERMAL_GATE_TAU_S : 1.0f;
+                float grow = (innov * innov / gate2 - S) * share;
+                for (i = 0; i < 2; ++i) {
+                    for (j = 0; j < 2; ++j) {
+                        n.P[i][j] += grow;
+                    }
                 }
+                S += grow;
+                n.ambient_shift_C += grow * innov / (innov * innov > gate2 * S ? innov * innov / gate2 : S);
+                n.ambient_shift_C = bf_clampf(n.ambient_shift_C, t->temp_min_C - t->temp_max_C,
+                                              t->temp_max_C - t->temp_min_C);
             }
-            S += grow;
+            n.gated_side = side;
             if (innov * innov > gate2 * S) {
                 S = innov * innov / gate2;
                 r = S - n.P[1][1];
             }
-            n.ambient_shift_C += grow * innov / S;
             flags |= BF_THERMAL_GATED;
+        } else {
+            n.gated_side = 0.0f;
         }
         k0 = n.P[0][1] / S;
         k1 = n.P[1][1] / S;

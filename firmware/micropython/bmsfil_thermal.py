@@ -42,6 +42,7 @@ class ThermalFilter:
         self.last_heat = 0.0
         self.last_ambient = 0.0
         self.ambient_shift = 0.0  # how far the surroundings moved from the given ambient (thermal.c)
+        self.gated_side = 0.0  # +1/-1: the last reading was beyond the gate above/below; 0: inside
 
     def _in_range(self, v):
         return _finite(v) and self.temp_min <= v <= self.temp_max
@@ -58,6 +59,7 @@ class ThermalFilter:
         self.last_heat = 0.0
         self.last_ambient = ambient_C if ambient_ok else surface_C
         self.ambient_shift = 0.0
+        self.gated_side = 0.0
         return True
 
     def _repair(self, P):
@@ -116,7 +118,7 @@ class ThermalFilter:
             return self.x[0]
         heat = heat_W if _finite(heat_W) and abs(heat_W) <= self.heat_max else self.last_heat
         ambient = ambient_C if self._in_range(ambient_C) else self.last_ambient
-        shift = self.ambient_shift
+        shift, side = self.ambient_shift, self.gated_side
         Ad, ss = self.discretise(dt_s, heat, min(max(ambient + shift, self.temp_min), self.temp_max))
         x0, x1 = self.x[0] - ss[0], self.x[1] - ss[1]
         x = [ss[0] + Ad[0] * x0 + Ad[1] * x1, ss[1] + Ad[2] * x0 + Ad[3] * x1]
@@ -134,15 +136,22 @@ class ThermalFilter:
             s = P[3] + r
             gate2 = self.gate_sigma * self.gate_sigma
             if innov * innov > gate2 * s:
-                # A shift of the surroundings (core, surface, ambient), at a rate (thermal.c).
-                share = dt_s / GATE_TAU_S if dt_s < GATE_TAU_S else 1.0
-                grow = (innov * innov / gate2 - s) * share
-                P = [P[0] + grow, P[1] + grow, P[2] + grow, P[3] + grow]
-                s += grow
+                # Twice beyond on one side: a shift of the surroundings (core, surface, ambient), at a rate (thermal.c).
+                side_now = 1.0 if innov > 0.0 else -1.0
+                if side == side_now:
+                    share = dt_s / GATE_TAU_S if dt_s < GATE_TAU_S else 1.0
+                    grow = (innov * innov / gate2 - s) * share
+                    P = [P[0] + grow, P[1] + grow, P[2] + grow, P[3] + grow]
+                    s += grow
+                    span = self.temp_max - self.temp_min
+                    shift += grow * innov / (innov * innov / gate2 if innov * innov > gate2 * s else s)
+                    shift = min(max(shift, -span), span)
+                side = side_now
                 if innov * innov > gate2 * s:
                     s = innov * innov / gate2
                     r = s - P[3]
-                shift += grow * innov / s
+            else:
+                side = 0.0
             k0, k1 = P[1] / s, P[3] / s
             x[0] += k0 * innov
             x[1] += k1 * innov
@@ -158,7 +167,8 @@ class ThermalFilter:
             x[i] = min(max(x[i], self.temp_min), self.temp_max)
         if not (_finite(P[0]) and _finite(P[3]) and _finite(P[1])):
             raise ArithmeticError("thermal step: covariance not finite")
-        self.x, self.P, self.last_heat, self.last_ambient, self.ambient_shift = x, P, heat, ambient, shift
+        self.x, self.P, self.last_heat, self.last_ambient = x, P, heat, ambient
+        self.ambient_shift, self.gated_side = shift, side
         return x[0]
 
 

@@ -487,10 +487,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     notes = provenance({role: paths or [] for role, paths in roles.items()} | {"thermal": args.thermal or []},
                        args.command_line, {role: getattr(inputs, role) for role in roles} | {"thermal": thermal_recs})
     notes["fit_rms_residual_V"] = f"{report.residual_V:.4f}"
-    notes["assumptions"] = "; ".join(report.assumptions)
-    notes["not_identified"] = "; ".join(report.not_identified)
+    # One per line: the messages have semicolons of their own.
+    notes["assumptions"] = "\n".join(report.assumptions)
+    notes["not_identified"] = "\n".join(report.not_identified)
     if report.warnings:
-        notes["warnings"] = "; ".join(report.warnings)
+        notes["warnings"] = "\n".join(report.warnings)
     warnings = list(report.warnings)
     if thermal_recs:
         from bmsfil.thermal_fit import fit_thermal

@@ -18,7 +18,7 @@ from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, run_monitored
 from bmsfil.power import PowerTrace, power_trace
 from bmsfil.recording import Recording, RecordingError
-from bmsfil.thermal import CoreTempEstimator, CoreTempTrace
+from bmsfil.thermal import CoreTempEstimator, CoreTempTrace, first_plausible_temp
 
 
 #: Step flags that mean a measurement was unusable (not the filter's own guards).
@@ -152,8 +152,9 @@ def evaluate(
 def core_temperature(rec: Recording, params: ParameterSet, initial_soc: InitialSoc = "ocv") -> CoreTempTrace | None:
     """The core-temperature filter (thermal.h) over the recording, its
     ambient the first reading (`CoreTempEstimator.run`); None when the
-    parameter set has no thermal model or the recording no temperature."""
-    if params.thermal is None or not np.isfinite(rec.temp_C).any():
+    parameter set has no thermal model or the recording no temperature the
+    filter takes (`first_plausible_temp`)."""
+    if params.thermal is None or first_plausible_temp(rec) is None:
         return None
     return CoreTempEstimator(params).run(rec, initial_soc=initial_soc)
 

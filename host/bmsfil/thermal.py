@@ -193,6 +193,7 @@ class ReferenceThermalFilter:
         self.heat = 0.0
         self.ambient = ambient_C if self._ok(ambient_C) else surface_C
         self.ambient_shift = 0.0
+        self.gated_side = 0.0
 
     def _repair(self) -> int:
         t, P = self.t, self.P
@@ -242,15 +243,23 @@ class ReferenceThermalFilter:
             y = surface_C - self.x[1]
             S = self.P[1, 1] + r
             if y * y > t.gate_sigma**2 * S:
-                # A shift of the surroundings (core, surface, ambient), at a rate; the rest down-weighted (bf_thermal_step).
-                grow = (y * y / t.gate_sigma**2 - S) * min(dt_s / GATE_TAU_S, 1.0)
-                self.P += grow
-                S += grow
+                # Twice beyond on one side: a shift of the surroundings (core, surface, ambient), at a
+                # rate; then the rest down-weighted (bf_thermal_step).
+                side = 1.0 if y > 0 else -1.0
+                if self.gated_side == side:
+                    grow = (y * y / t.gate_sigma**2 - S) * min(dt_s / GATE_TAU_S, 1.0)
+                    self.P += grow
+                    S += grow
+                    span = t.temp_max_C - t.temp_min_C
+                    self.ambient_shift = min(max(self.ambient_shift + grow * y / max(S, y * y / t.gate_sigma**2),
+                                                 -span), span)
+                self.gated_side = side
                 if y * y > t.gate_sigma**2 * S:
                     S = y * y / t.gate_sigma**2
                     r = S - self.P[1, 1]
-                self.ambient_shift += grow * y / S
                 flags |= lib.BF_THERMAL_GATED
+            else:
+                self.gated_side = 0.0
             K = self.P[:, 1] / S
             self.x = self.x + K * y
             IKH = np.array([[1.0, -K[0]], [0.0, 1.0 - K[1]]])
@@ -289,11 +298,14 @@ class CoreTempTrace:
     def summary(self) -> dict[str, float | None]:
         """What `bmsfil eval` reports of it (its JSON's "core_temperature"):
         the core's peak and last value with the last 1 sigma, how far the core
-        ran above the case's reading (largest and mean), and the share of
+        ran above the case's reading (largest and mean, over the readings the
+        filter took), and the share of
         readings beyond the filter's gate. None where no core was estimated."""
         core = np.flatnonzero(np.isfinite(self.core_C))
         above = self.core_C - self.surface_meas_C
-        both = np.isfinite(above)
+        # Against the readings the filter took: not one it found implausible or beyond its gate.
+        refused = (self.flags & (lib.BF_THERMAL_GATED | lib.BF_THERMAL_SURFACE_INVALID)) != 0
+        both = np.isfinite(above) & ~refused
 
         def value(v: float) -> float | None:
             return float(v) if math.isfinite(v) else None
@@ -309,18 +321,26 @@ class CoreTempTrace:
         }
 
 
+def first_plausible_temp(recording: Recording, tuning: ThermalTuning | None = None) -> int | None:
+    """Index of the first temperature reading the thermal filter takes
+    (inside the tuning's temp_min_C..temp_max_C), None if there is none."""
+    t = tuning or ThermalTuning()
+    ok = np.flatnonzero((recording.temp_C >= t.temp_min_C) & (recording.temp_C <= t.temp_max_C))
+    return int(ok[0]) if ok.size else None
+
+
 def ambient_of(recording: Recording, ambient: str | float | np.ndarray) -> np.ndarray:
-    """The ambient per sample: "start" (the first finite surface reading: a
+    """The ambient per sample: "start" (the first plausible surface reading: a
     rested cell is at its surroundings' temperature, as its own sensor reads
     it), "meta" (the recording's ambient_temp_C), a number, or an array (a
     measured channel)."""
     n = len(recording)
     if isinstance(ambient, str):
         if ambient == "start":
-            ok = np.flatnonzero(np.isfinite(recording.temp_C))
-            if not ok.size:
-                raise ValueError(f"recording {recording.meta.name!r}: no finite temperature to take the ambient from")
-            return np.full(n, float(recording.temp_C[ok[0]]))
+            first = first_plausible_temp(recording)
+            if first is None:
+                raise ValueError(f"recording {recording.meta.name!r}: no plausible temperature to take the ambient from")
+            return np.full(n, recording.temp_C[first])
         if ambient == "meta":
             if recording.meta.ambient_temp_C is None:
                 raise ValueError(f"recording {recording.meta.name!r}: no ambient_temp_C in its metadata")
@@ -397,9 +417,8 @@ class CoreTempEstimator:
         and surface at the first surface reading)."""
         amb = ambient_of(recording, ambient)
         start_estimator(self, recording, initial_soc)
-        ok = np.flatnonzero(np.isfinite(recording.temp_C))
-        first = float(recording.temp_C[ok[0]]) if ok.size else float("nan")
-        self.start_thermal(first, float(amb[0]))
+        k = first_plausible_temp(recording, self.tuning)
+        self.start_thermal(float(recording.temp_C[k]) if k is not None else float("nan"), float(amb[0]))
         n = len(recording)
         ins = [as_f32(a) for a in (recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C, amb)]
         outs = [np.empty(n, dtype=np.float32) for _ in range(5)]

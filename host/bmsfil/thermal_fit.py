@@ -103,7 +103,7 @@ class ThermalFitReport:
             "thermal_fixed": "; ".join(f"{k} {v}" for k, v in self.fixed.items()),
             "thermal_not_identified": ("the core temperature is not measured: Rc and the Cc/Cs split are set by the "
                                        "fixed Cc and the surface's slow response; other optimum: " + (alt or "none")),
-        } | ({"thermal_warnings": "; ".join(self.warnings)} if self.warnings else {})
+        } | ({"thermal_warnings": "\n".join(self.warnings)} if self.warnings else {})
 
 
 def heat_of(rec: Recording, params: ParameterSet) -> np.ndarray:

@@ -20,7 +20,11 @@
  *   sigma does not bound, and would read as an unseen current of
  *   -Q (SOC error) / W. A filter restarted so under a monitor that keeps
  *   its state is waited for the same way; one started from OCV (sigma 0.02)
- *   is counted from its first sample.
+ *   is counted from its first sample. soc_correction includes the part of
+ *   a correction the filter gave SOC when its hysteresis state reached its
+ *   bound (soc_ekf.c project_hyst), which soc_correction_var does not
+ *   count: where the filter was sure of a wrong SOC (a start under a cold
+ *   2C load), that move reads as unseen current too.
  *   CURRENT_OFFSET when |u_hat| - offset_tol_A > z sigma_u (the sensor reads
  *   off by more than its specified tolerance); SELF_DISCHARGE when
  *   u_hat - leak_tol_A > z sigma_u (charge leaves the cell that the sensor

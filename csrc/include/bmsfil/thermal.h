@@ -35,11 +35,12 @@
  * q_heat_W2_s + q_heat_rel2_s Q^2 (W^2 s) entering the core through 1/Cc, and
  * a random walk of the surface (ambient drift, contact, what the model
  * misses). The covariance update is in Joseph form, symmetrised, with floors
- * and a ceiling; an innovation beyond the gate is taken, at a rate
- * (BF_THERMAL_GATE_TAU_S), as a change of the surroundings that moves core,
- * surface and ambient alike (the filter keeps how far the ambient has moved
- * from the one given), the rest of it down-weighted by inflating the
- * measurement variance so that it sits on the gate (as the SOC filter's).
+ * and a ceiling. An innovation beyond the gate is down-weighted by inflating
+ * the measurement variance so that it sits on the gate (as the SOC
+ * filter's); one beyond it on the same side as the reading before is first
+ * taken, at a rate (BF_THERMAL_GATE_TAU_S), as a change of the surroundings
+ * that moves core, surface and ambient alike (the filter keeps how far the
+ * ambient has moved from the one given).
  * What the filter knows about the core comes from the model: the surface
  * reading pins Ts and, through the correlation the model builds,
  * moves Tc with it; Tc - Ts is the model's answer to the heat history.
@@ -53,7 +54,7 @@
  * The thermal parameters sit beside bf_cell_params_t, not in it (firmware and
  * MicroPython rely on its layout). Same rules as the rest of the core: C99,
  * single precision, no heap, no globals, no libm; the caller owns the state
- * (36 bytes), the parameters and the tuning. */
+ * (40 bytes), the parameters and the tuning. */
 #ifndef BMSFIL_THERMAL_H
 #define BMSFIL_THERMAL_H
 
@@ -71,10 +72,10 @@
 #define BF_THERMAL_MIN_K_PER_W 1e-3f
 #define BF_THERMAL_MAX_K_PER_W 1e4f
 
-/* A surface reading beyond the gate is taken, at this rate, as a change of
- * the surroundings the model did not see (bf_thermal_step): a disagreement
- * that persists is followed, and the ambient moved with it, within about
- * this many seconds. */
+/* Surface readings beyond the gate on the same side twice in a row are
+ * taken, at this rate, as a change of the surroundings the model did not see
+ * (bf_thermal_step): a disagreement that persists is followed, and the
+ * ambient moved with it, within about this many seconds. */
 #define BF_THERMAL_GATE_TAU_S 60.0f
 
 /* Per-sample flags (bitwise OR). */
@@ -119,6 +120,8 @@ typedef struct {
     float last_ambient_C;
     float ambient_shift_C;     /* how far the surroundings have moved from the given ambient
                                 * (learnt from gated readings, bf_thermal_step; 0 at a start) */
+    float gated_side;          /* +1 or -1: the last reading was beyond the gate, above or
+                                * below; 0: it was inside */
 } bf_thermal_t;
 
 typedef struct {
