@@ -62,6 +62,19 @@ def test_overfull_bus_is_refused_in_real_time(tmp_path, capsys):
     assert "refused" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mode", [[], ["--mode", "lockstep"]])
+def test_speed_is_refused_in_lock_step(tmp_path, capsys, monkeypatch, mode):
+    """--speed paces a real-time replay; in lock-step (the default mode) it
+    changed nothing, silently: refused, naming the option and the mode that takes it."""
+    import bmsfil_hil.cli as hil_cli
+
+    monkeypatch.setattr(hil_cli, "_replay_pack", None)  # never reached
+    assert main(["hil", "run", "--samples", "20", "--speed", "10", *mode, "--out-dir", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "--speed 10 paces a real-time replay" in out and "add --mode realtime" in out
+    assert len(out.strip().splitlines()) == 1
+
+
 def test_realtime_mode_reports_latency_and_matches_lockstep(rec):
     target = make_target("host", PARAMS)
     bus = target.start()

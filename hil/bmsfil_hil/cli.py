@@ -96,7 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
                    help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
                         "recording's clock (--speed), latency and late/lost samples reported")
-    p.add_argument("--speed", type=positive_float, default=1.0, help="real-time mode: X times the recorded rate")
+    p.add_argument("--speed", type=positive_float, metavar="X",
+                   help="--mode realtime only: X times the recorded rate (default 1); refused in lock-step, "
+                        "which has no pace")
     p.add_argument("--samples", type=at_least(0), default=0, metavar="N",
                    help="replay only the first N samples of each recording (0: all)")
     p.add_argument("--workers", type=at_least(1), metavar="N",
@@ -234,6 +236,11 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: --warm-reset-at and --power-cycle-at both at sample {both[0]}: one reset a "
                       "sample", soft_wrap=True)
         return 2
+    if args.speed is not None and args.mode != "realtime":
+        console.print(f"bmsfil hil run: --speed {args.speed:g} paces a real-time replay, and the mode is lock-step "
+                      "(the default), where each sample waits for its estimates and nothing is paced: add "
+                      "--mode realtime", soft_wrap=True)
+        return 2
     if args.from_log_channel is not None and not args.from_log:
         console.print("bmsfil hil run: --from-log-channel chooses a channel of --from-log's log; give --from-log")
         return 2
@@ -267,7 +274,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
                       "samples (numbered from 0): no sample would follow it", soft_wrap=True)
         return 2
     bitrate = args.bitrate or 500_000
-    speed = args.speed if args.mode == "realtime" else 1.0
+    speed = 1.0 if args.speed is None else args.speed  # given in real-time mode only (refused above)
     for name, cells in packs:
         interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
         load = cc.bus_load(len(cells), interval / speed, bitrate, frames_per_cell=_frames_per_cell(args.target),
