@@ -220,3 +220,61 @@ def test_streamed_eval_warns_as_the_whole_recording_does(tmp_path: Path, rows: i
     assert len(whole) == 2 and "sample 2999" in str(whole[1]) and warnings == whole
     assert evaluate_streaming(path, bundled_params(), "ocv", tmp_path, rows=rows)["warnings"] == \
         [gap_warning(cut, bundled_params())]
+
+
+def _relogged(index: np.ndarray, time_s: np.ndarray, rest: int, name: str):
+    """The bundled US06 (25 °C, logged every 0.1 s) as a logger that logged
+    its samples `index` at `time_s`, the first `rest` of them a rest before
+    the drive (the first sample's readings and no current)."""
+    from dataclasses import replace
+
+    rec = bundled_recording()
+    current = rec.current_A[index].copy()
+    current[:rest] = 0.0
+    return replace(rec, time_s=time_s, current_A=current, voltage_V=rec.voltage_V[index],
+                   temp_C=rec.temp_C[index], ah=rec.ah[index], meta=replace(rec.meta, name=name))
+
+
+@pytest.mark.parametrize("case", ["rest at 60 s first", "0.1 s first, then 10 s"])
+def test_streamed_gap_warning_takes_the_whole_recordings_median(tmp_path: Path, case: str):
+    """A recording whose first chunk is logged at another rate than the
+    rest: the streamed eval's gap threshold (60 s, or 20 median intervals)
+    is the whole recording's, not the first chunk's. A 2-hour rest logged
+    every 60 s before the drive (first chunk's median 60 s: a threshold of
+    1200 s, which missed the 10-minute gap under load); or 20 s at 0.1 s
+    before a logger's 10 s (first chunk's threshold 60 s, which took a
+    100-s interval of the 10-s logging for a gap)."""
+    from bmsfil.chunked import evaluate_streaming
+    from bmsfil.gaps import gap_warning
+    from bmsfil.params_match import parameter_warnings
+
+    params = bundled_params()
+    if case == "rest at 60 s first":
+        drive = np.r_[0:3000, 9000:12000]  # 10 minutes under load left out
+        index = np.r_[np.zeros(120, dtype=int), drive]
+        time = np.r_[np.arange(120) * 60.0, 7200.0 + bundled_recording().time_s[drive]]
+        rec = _relogged(index, time, 120, "rest-then-us06")
+    else:
+        slow = np.setdiff1d(np.arange(200, 40155, 100), np.arange(20000, 20900, 100))  # 100 s under load missed
+        index = np.r_[0:200, slow]
+        rec = _relogged(index, bundled_recording().time_s[index], 0, "us06-relogged-at-10s")
+    whole = gap_warning(rec, params)
+    assert (whole is not None and "1 gap(s) of 60 s" in whole and "600 s after 7500 s (sample 3119" in whole
+            if case == "rest at 60 s first" else whole is None)
+    path = save_parquet(rec, tmp_path / "relogged.parquet", rows_per_group=100)
+    streamed = evaluate_streaming(path, params, "ocv", tmp_path, rows=100)["warnings"]
+    assert streamed == [w for w in [*parameter_warnings(rec, params), whole] if w is not None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.1, 1.0, 2.9, 3.0, 3.1, 10.0, 60.0, 100.0]), min_size=1, max_size=60),
+       st.lists(st.integers(1, 60), max_size=6))
+def test_gap_scan_threshold_is_the_whole_recordings_in_any_chunks(dt: list[float], cuts: list[int]):
+    """The streamed threshold is max(60 s, 20 x np.median of every interval), however the recording is cut."""
+    from bmsfil.gaps import GapScan
+
+    time = np.r_[0.0, np.cumsum(dt)]
+    scan = GapScan(bundled_params())
+    for chunk in np.split(np.arange(time.size), sorted(set(c for c in cuts if c < time.size))):
+        scan.add(time[chunk], np.zeros(chunk.size))
+    assert scan.threshold() == max(60.0, 20.0 * float(np.median(np.diff(time))))
