@@ -6,7 +6,7 @@ What must hold: the loader either refuses the input with a ParamsError (the
 message that names the file, line or field) or returns a set that the C core
 takes as it is: the cell and tuning pass bf_cell_params_check and
 bf_soc_ekf_tuning_check (SocEstimator starts from it), a thermal model
-bf_thermal_params_check, the power limits bf_sop_limits_check at every
+bf_thermal_params_check, the power limits bf_sop_limits_cell_check at every
 horizon; and a few steps of a rested and a loaded cell, one after a gap,
 keep SOC in [0, 1] with a finite, positive sigma.
 Any other exception, or a set the core refuses (CoreError), is a finding.
@@ -23,6 +23,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
+    from bmsfil._core import lib
     from bmsfil.core import SocEstimator
     from bmsfil.params import ParameterSet, ParamsError
     from bmsfil.power import SopLimits
@@ -39,7 +40,9 @@ def check(data: bytes) -> None:
     if params.thermal is not None:
         pack_thermal(params.thermal)
     for horizon_s in (2.0, 10.0, 30.0):
-        SopLimits.for_cell(params, horizon_s).packed()
+        status = lib.bf_sop_limits_cell_check(SopLimits.for_cell(params, horizon_s).packed(), est._cell)
+        if status != lib.BF_OK:
+            raise AssertionError(f"power limits the loader took, refused for the cell by the core: status {status}")
     cell = params.cell
     v_mid = 0.5 * (cell.v_min_V + cell.v_max_V)
     est.init_ocv(v_mid, 25.0)

@@ -18,7 +18,7 @@ from bmsfil import params, thermal  # noqa: E402
 
 def header_float(header: str, name: str) -> float:
     text = (ROOT / "csrc" / "include" / "bmsfil" / header).read_text()
-    m = re.search(rf"^#define\s+{name}\s+([0-9.eE+-]+)f\b", text, flags=re.M)
+    m = re.search(rf"^#define\s+{name}\s+\(?([0-9.eE+-]+)f\b", text, flags=re.M)
     assert m, f"{name} not defined as a float in {header}"
     return float(m.group(1))
 
@@ -26,6 +26,9 @@ def header_float(header: str, name: str) -> float:
 @pytest.mark.parametrize("header, name, mirrors", [
     ("soc_ekf.h", "BF_GATE_SIGMA_MIN", [params.GATE_SIGMA_MIN, bmsfil_ekf.GATE_SIGMA_MIN]),
     ("thermal.h", "BF_THERMAL_GATE_TAU_S", [thermal.GATE_TAU_S, bmsfil_thermal.GATE_TAU_S]),
+    ("cell_model.h", "BF_VOLTAGE_MARGIN_V", [params.VOLTAGE_MARGIN_V, bmsfil_ekf.VOLTAGE_MARGIN_V]),
+    ("cell_model.h", "BF_TEMP_MIN_C", [params.TEMP_MIN_C, bmsfil_ekf.TEMP_MIN_C]),
+    ("cell_model.h", "BF_TEMP_MAX_C", [params.TEMP_MAX_C, bmsfil_ekf.TEMP_MAX_C]),
 ])
 def test_mirrors_hold_the_header_value(header: str, name: str, mirrors: list[float]) -> None:
     value = header_float(header, name)

@@ -6,6 +6,7 @@ the firmware in QEMU and the MicroPython native module."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -256,10 +257,73 @@ def test_a_power_section_sets_the_limits_and_round_trips(tmp_path):
     assert tight.charge_by == ("current",) and tight.charge_A <= 2.0
     for power, message in (({"v_min_V": -1}, "power.v_min_V: expected a value > 0"),
                            ({"soc_min": 0.5, "soc_max": 0.4}, "0 <= soc_min < soc_max <= 1"),
-                           ({"v_min_V": 4.5}, "must be below v_max_V"),
+                           ({"v_min_V": 4.5}, "power.v_min_V 4.5 V must be below cell.v_max_V 4.2 V"),
                            ({"i_max": 3}, "unknown power field")):
         with pytest.raises(ParamsError, match=re.escape(message)):
             ParameterSet.from_json(PARAMS.to_json() | {"power": power}, origin="bad.json")
+
+
+#: Power limits beyond the bundled LG HG2 cell's (2.5 to 4.2 V, 30 A): refused
+#: where the filter takes the readings they count on for sensor faults (a
+#: voltage more than 0.5 V outside the cell's range, a current above
+#: i_max_A, a temperature outside -60 to 120 °C), warned of where it reads
+#: them (a voltage outside the cell's range by at most 0.5 V).
+BEYOND_THE_CELL = [
+    ({"v_max_V": 4.8}, "power.v_max_V: 4.8 V is above cell.v_max_V 4.2 V by more than 0.5 V", None),
+    ({"v_min_V": 1.9}, "power.v_min_V: 1.9 V is below cell.v_min_V 2.5 V by more than 0.5 V", None),
+    ({"i_discharge_max_A": 40.0}, "power.i_discharge_max_A: 40 A is above cell.i_max_A 30 A", None),
+    ({"i_charge_max_A": 30.5}, "power.i_charge_max_A: 30.5 A is above cell.i_max_A 30 A", None),
+    ({"temp_max_C": 130.0}, "power.temp_max_C: 130 °C is above 120 °C", None),
+    ({"temp_min_C": -70.0}, "power.temp_min_C: -70 °C is below -60 °C", None),
+    ({"v_max_V": 4.3}, None, "power.v_max_V: 4.3 V is above cell.v_max_V 4.2 V: the state of power lets a charge"),
+    ({"v_max_V": 4.7}, None, "power.v_max_V: 4.7 V is above cell.v_max_V 4.2 V"),  # the last voltage read
+    ({"v_min_V": 2.0}, None, "power.v_min_V: 2 V is below cell.v_min_V 2.5 V: the state of power lets a discharge"),
+    ({"v_min_V": 3.0, "v_max_V": 4.2, "i_discharge_max_A": 30.0, "temp_max_C": 120.0}, None, None),
+]
+
+
+@pytest.mark.parametrize("power, error, warning", BEYOND_THE_CELL)
+def test_power_limits_beyond_the_cell_are_refused_or_warned_of_alike(mp_power, recwarn, power, error, warning):
+    """The loader, the C core (bf_sop_limits_cell_check, which every search
+    and the firmware's start run) and the MicroPython loader agree on which
+    limits beyond the cell's ranges are refused; the loader warns of the rest."""
+    from bmsfil._core import ffi, lib
+    from bmsfil.params import ParamsError, ParamsWarning
+
+    be, _ = mp_power
+    data = PARAMS.to_json() | {"power": power}
+    limits = ffi.new("bf_sop_limits_t *", {"horizon_s": 10.0} | PARAMS.power_limits() | {
+        {"i_discharge_max_A": "i_dis_max_A", "i_charge_max_A": "i_chg_max_A"}.get(k, k): v for k, v in power.items()})
+    status = lib.bf_sop_limits_cell_check(limits, SocEstimator(PARAMS)._cell)
+    if error is not None:
+        with pytest.raises(ParamsError, match=re.escape(f"bad.json: {error}")):
+            ParameterSet.from_json(data, origin="bad.json")
+        assert status == lib.BF_E_RANGE
+        with pytest.raises(be.ParamsError, match=re.escape(f"power.{next(iter(power))}: ")):
+            be.Params(data)
+        return
+    ParameterSet.from_json(data, origin="wide.json")
+    got = [str(w.message) for w in recwarn if issubclass(w.category, ParamsWarning)]
+    assert got == [] if warning is None else len(got) == 1 and got[0].startswith(f"wide.json: {warning}")
+    assert status == lib.BF_OK
+    be.Params(data)
+
+
+def test_a_command_names_the_power_limit_it_refuses_or_warns_of(tmp_path, capsys):
+    """`bmsfil export` (any command that loads a set) refuses a limit the
+    filter cannot read with the file, field, value and the cell's; warns of
+    one outside the cell's range that it reads, and goes on."""
+    from bmsfil.cli import main
+
+    for name, power, status in (("refused", {"i_discharge_max_A": 40.0}, 2), ("wide", {"v_max_V": 4.3}, 0)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(PARAMS.to_json() | {"power": power}))
+        assert main(["export", str(path), "--format", "c", "-o", str(tmp_path / f"{name}.c")]) == status
+    err = capsys.readouterr().err
+    assert f"bmsfil export: error: {tmp_path / 'refused.json'}: power.i_discharge_max_A: 40 A is above cell.i_max_A 30 A" \
+        in " ".join(err.split())
+    assert f"bmsfil export: warning: {tmp_path / 'wide.json'}: power.v_max_V: 4.3 V is above cell.v_max_V 4.2 V" \
+        in " ".join(err.split())
 
 
 @pytest.mark.qemu

@@ -19,7 +19,24 @@ bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim)
         || !bf_isfinite(lim->i_chg_max_A) || !(lim->soc_min >= 0.0f) || !(lim->soc_max <= 1.0f)
         || !(lim->soc_max > lim->soc_min) || !bf_isfinite(lim->temp_min_C) || !bf_isfinite(lim->temp_max_C)
         || !(lim->temp_max_C > lim->temp_min_C) || !(lim->horizon_s <= BF_SOP_MAX_HORIZON_S)
-        || !bf_isfinite(lim->v_max_V * lim->i_dis_max_A) || !bf_isfinite(lim->v_max_V * lim->i_chg_max_A)) {
+        || !bf_isfinite(lim->v_max_V * lim->i_dis_max_A) || !bf_isfinite(lim->v_max_V * lim->i_chg_max_A)
+        || !(lim->temp_min_C >= BF_TEMP_MIN_C) || !(lim->temp_max_C <= BF_TEMP_MAX_C)) {
+        return BF_E_RANGE;
+    }
+    return BF_OK;
+}
+
+bf_status_t bf_sop_limits_cell_check(const bf_sop_limits_t *lim, const bf_cell_params_t *p)
+{
+    const bf_status_t st = bf_sop_limits_check(lim);
+    if (st != BF_OK) {
+        return st;
+    }
+    if (p == 0) {
+        return BF_E_NULL;
+    }
+    if (!(lim->v_max_V <= p->v_max_V + BF_VOLTAGE_MARGIN_V) || !(lim->v_min_V >= p->v_min_V - BF_VOLTAGE_MARGIN_V)
+        || !(lim->i_dis_max_A <= p->i_max_A) || !(lim->i_chg_max_A <= p->i_max_A)) {
         return BF_E_RANGE;
     }
     return BF_OK;
@@ -318,7 +335,7 @@ static bf_status_t horizon_begin(bf_sop_task_t *t, const bf_soc_ekf_t *s, const 
                                  const bf_sop_limits_t *lim, int *searching)
 {
     bf_lookup_t at;
-    bf_status_t st = bf_sop_limits_check(lim);
+    bf_status_t st = bf_sop_limits_cell_check(lim, p);
     if (st != BF_OK) {
         return st;
     }

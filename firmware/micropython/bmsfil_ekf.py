@@ -152,6 +152,14 @@ class Params:
                 and 0.0 <= limits[4] < limits[5] <= 1.0 and limits[6] < limits[7]):
             raise ParamsError("power: limits out of order (v_min < v_max, currents > 0, "
                               "0 <= soc_min < soc_max <= 1, temp_min < temp_max)")
+        # Nor beyond what the filter reads (bf_sop_limits_cell_check): the voltages
+        # within VOLTAGE_MARGIN_V of the cell's range, the currents up to i_max_A.
+        for k, bound, high in ((0, self.v_min_V - VOLTAGE_MARGIN_V, False), (1, self.v_max_V + VOLTAGE_MARGIN_V, True),
+                               (2, self.i_max_A, True), (3, self.i_max_A, True), (6, TEMP_MIN_C, False),
+                               (7, TEMP_MAX_C, True)):
+            if limits[k] > bound if high else limits[k] < bound:
+                raise ParamsError("power.%s: %g is %s %g, where the filter takes a reading for a sensor fault"
+                                  % (_POWER_FIELDS[k], limits[k], "above" if high else "below", bound))
         self.power_limits = limits
 
 

@@ -37,7 +37,7 @@ from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.inject import InjectSpecError, SensorErrors
-from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, params_arg, params_for
+from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, ParamsWarning, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError, RecordingWarning
@@ -824,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
         _make_output_dirs(args)
         with warnings.catch_warnings():
             warnings.simplefilter("always", RecordingWarning)
+            warnings.simplefilter("default", ParamsWarning)  # once: a command may load its set more than once
             warnings.showwarning = _show_warning(args.command, warnings.showwarning)
             return int(args.func(args))
     except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:
@@ -832,10 +833,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _show_warning(command: str, other: Callable[..., None]) -> Callable[..., None]:
-    """warnings.showwarning that prints a RecordingWarning as ``bmsfil CMD: warning: ...``, others as before."""
+    """warnings.showwarning that prints a RecordingWarning or a ParamsWarning
+    as ``bmsfil CMD: warning: ...``, others as before."""
 
     def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-        if issubclass(category, RecordingWarning):
+        if issubclass(category, (RecordingWarning, ParamsWarning)):
             err_console.print(f"bmsfil {command}: warning: {message}", soft_wrap=True)
         else:
             other(message, category, *args, **kwargs)

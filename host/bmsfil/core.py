@@ -14,7 +14,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from bmsfil._core import ffi, lib
-from bmsfil.params import RC_TABLES, TEMP_ROWS, FilterTuning, ParameterSet
+from bmsfil.params import RC_TABLES, TEMP_ROWS, VOLTAGE_MARGIN_V, FilterTuning, ParameterSet
 from bmsfil.recording import Recording, RecordingError
 
 STATUS_NAMES = {
@@ -238,11 +238,6 @@ class SocEstimator:
         """Initialise (from the first sample's OCV, or a given SOC) and run a whole recording."""
         start_estimator(self, recording, initial_soc)
         return self.run_arrays(recording.dt_s, recording.current_A, recording.voltage_V, recording.temp_C)
-
-
-#: How far outside [v_min_V, v_max_V] a voltage is still a reading of the
-#: cell (csrc/src/soc_ekf.c VOLTAGE_MARGIN_V; its step flags anything beyond).
-VOLTAGE_MARGIN_V = 0.5
 
 
 def plausible_voltage(params: ParameterSet, voltage_V: np.ndarray | float) -> np.ndarray:

@@ -9,6 +9,7 @@ C struct `bf_cell_params_t` holds them.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -36,10 +37,19 @@ _TOP_LEVEL = ("format", "name", "notes", "cell", "filter", "thermal", "power")
 #: Accepted range of the thermal parameters, as BF_THERMAL_MIN/MAX_* in thermal.h.
 THERMAL_J_PER_K = (1e-2, 1e6)
 THERMAL_K_PER_W = (1e-3, 1e4)
+#: How far outside [v_min_V, v_max_V] a voltage is still a reading of the
+#: cell (BF_VOLTAGE_MARGIN_V in cell_model.h; the filter's step flags anything beyond).
+VOLTAGE_MARGIN_V = 0.5
+#: The temperatures the filters take as readings (BF_TEMP_MIN_C, BF_TEMP_MAX_C in cell_model.h).
+TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
 
 
 class ParamsError(ValueError):
     """A parameter file or value that cannot be used, naming the field."""
+
+
+class ParamsWarning(UserWarning):
+    """A parameter file that loads but holds a value it likely should not, naming the field and why."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +255,9 @@ class PowerLimits:
     a BMS's own, usually narrower than the cell's plausible ranges. Optional
     in a parameter set (its ``power`` section), every field too: a field not
     given is the cell's (``v_min_V``, ``v_max_V``, ``i_max_A`` for both
-    currents) or the default below."""
+    currents) or the default below. A limit beyond what the filter reads of
+    the cell is refused, one beyond the cell's voltage range that it still
+    reads warned of (`beyond_cell`, docs/power.md)."""
 
     v_min_V: float | None = None
     v_max_V: float | None = None
@@ -287,9 +299,54 @@ class PowerLimits:
             "temp_min_C": self.temp_min_C, "temp_max_C": self.temp_max_C,
         }
         if not out["v_min_V"] < out["v_max_V"]:
-            raise ParamsError(f"power: v_min_V {out['v_min_V']} must be below v_max_V {out['v_max_V']} "
-                              "(the one not given is the cell's)")
+            low, high = (f"{'power' if given is not None else 'cell'}.{name} {out[name]:g} V"
+                         for name, given in (("v_min_V", self.v_min_V), ("v_max_V", self.v_max_V)))
+            raise ParamsError(f"{low} must be below {high} (a power limit not given is the cell's)")
+        errors = self.beyond_cell(cell)[0]
+        if errors:
+            raise ParamsError("; ".join(errors))
         return out
+
+    def beyond_cell(self, cell: "CellParams") -> tuple[list[str], list[str]]:
+        """The limits given beyond the cell's own ranges, as errors and
+        warnings, each naming the field, its value and the cell's (compared
+        in single precision, as bf_sop_limits_cell_check compares them).
+        Errors: a limit that lets the state of power count on readings the
+        filter takes for sensor faults (a voltage more than VOLTAGE_MARGIN_V
+        outside the cell's [v_min_V, v_max_V], a current above its i_max_A, a
+        temperature outside [TEMP_MIN_C, TEMP_MAX_C]). Warnings: a voltage
+        limit outside the cell's range that the filter still reads."""
+        f32 = np.float32
+        errors: list[str] = []
+        cautions: list[str] = []
+        for name, high, what in (("v_max_V", True, "charge"), ("v_min_V", False, "discharge")):
+            value, bound = getattr(self, name), getattr(cell, name)
+            if value is None:
+                continue
+            side, most = ("above", "at most") if high else ("below", "at least")
+            read = f32(bound) + f32(VOLTAGE_MARGIN_V if high else -VOLTAGE_MARGIN_V)  # the filter's last reading
+            if f32(value) > read if high else f32(value) < read:
+                errors.append(f"power.{name}: {value:g} V is {side} cell.{name} {bound:g} V by more than "
+                              f"{VOLTAGE_MARGIN_V:g} V, where the filter takes a reading for a sensor fault "
+                              f"(voltage_range): the state of power would {what} the cell to voltages it cannot "
+                              f"read; expected {most} {float(read):g} V, usually within cell.{name}")
+            elif f32(value) > f32(bound) if high else f32(value) < f32(bound):
+                cautions.append(f"power.{name}: {value:g} V is {side} cell.{name} {bound:g} V: the state of power "
+                                f"lets a {what} pulse take the cell outside its own voltage range (the filter still "
+                                f"reads voltages to {float(read):g} V); a BMS's limit is usually within the cell's")
+        for name in ("i_discharge_max_A", "i_charge_max_A"):
+            value = getattr(self, name)
+            if value is not None and f32(value) > f32(cell.i_max_A):
+                errors.append(f"power.{name}: {value:g} A is above cell.i_max_A {cell.i_max_A:g} A, beyond which the "
+                              "filter takes a current for a sensor fault (current_range): the state of power would "
+                              f"ask for currents it cannot read; expected at most {cell.i_max_A:g} A")
+        for name, high, bound in (("temp_min_C", False, TEMP_MIN_C), ("temp_max_C", True, TEMP_MAX_C)):
+            value = getattr(self, name)
+            if f32(value) > f32(bound) if high else f32(value) < f32(bound):
+                errors.append(f"power.{name}: {value:g} °C is {'above' if high else 'below'} {bound:g} °C, where the "
+                              "filter takes a temperature for a sensor fault (temp_range) and keeps its last one: the "
+                              f"limit is never reached; expected {'at most' if high else 'at least'} {bound:g} °C")
+        return errors, cautions
 
 
 @dataclass(frozen=True)
@@ -372,6 +429,8 @@ class ParameterSet:
             result.power_limits()
         except ParamsError as exc:
             raise ParamsError(f"{origin}: {exc}") from None
+        for caution in power.beyond_cell(cell)[1] if power is not None else []:
+            warnings.warn(f"{origin}: {caution}", ParamsWarning, stacklevel=2)
         return result
 
     @classmethod

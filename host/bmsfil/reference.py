@@ -11,12 +11,11 @@ import math
 
 import numpy as np
 
-from bmsfil.core import VOLTAGE_MARGIN_V, CoreError, InitialSoc, SocTrace, StepResult, start_estimator, start_variance
-from bmsfil.params import ParameterSet
+from bmsfil.core import CoreError, InitialSoc, SocTrace, StepResult, start_estimator, start_variance
+from bmsfil.params import TEMP_MAX_C, TEMP_MIN_C, VOLTAGE_MARGIN_V, ParameterSet
 from bmsfil.recording import Recording
 
 NX = 4
-TEMP_MIN_C, TEMP_MAX_C = -60.0, 120.0
 P_MAX_SOC, P_MAX_HYST = 1.0, 4.0
 #: |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02

@@ -80,7 +80,17 @@ typedef struct {
     uint32_t charge_by;
 } bf_sop_t;
 
+/* The limits by themselves: BF_E_RANGE for one out of order or out of
+ * range (a temperature limit outside [BF_TEMP_MIN_C, BF_TEMP_MAX_C], where
+ * the filter takes a reading for a sensor fault and keeps its last one). */
 bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim);
+
+/* The limits for the cell p: those of bf_sop_limits_check, and BF_E_RANGE
+ * for a limit that counts on readings the filter takes for sensor faults
+ * (a voltage limit more than BF_VOLTAGE_MARGIN_V outside p's [v_min_V,
+ * v_max_V], a current limit above p's i_max_A). bf_sop and
+ * bf_sop_task_step check each search's limits with it. */
+bf_status_t bf_sop_limits_cell_check(const bf_sop_limits_t *lim, const bf_cell_params_t *p);
 
 /* The powers for a cell in state s (after a bf_soc_ekf_step) at temperature
  * temp_C. s is not changed. */

@@ -611,7 +611,8 @@ void fw_app_init(fw_app_t *app, const bf_cell_params_t *params, const bf_soc_ekf
         bf_sop_limits_t *lim = &app->sop_limits[h];
         *lim = *sop_limits;
         lim->horizon_s = horizon_s[h];
-        if (bf_sop_limits_check(lim) != BF_OK) app->params_ok = 0;   /* e.g. v_min_V <= 0 */
+        /* e.g. v_min_V <= 0, or a limit beyond what the filter reads of the cell */
+        if (bf_sop_limits_cell_check(lim, params) != BF_OK) app->params_ok = 0;
     }
     for (uint32_t i = 0; i < FW_MAX_CELLS; i++) (void)bf_sop_task_init(&app->sop[i]);
 #else
