@@ -160,6 +160,18 @@ def test_missing_log_is_exit_2_naming_the_file(tmp_path, capsys):
     assert str(missing) in err and "cannot read CAN log" in err
 
 
+@pytest.mark.parametrize("source, expected", [
+    (["--interface", "virtual", "--channel", "bmsfil-test-speed", "--once", "--window", "0.1"],
+     "a live bus (--interface) comes at its own pace"),
+    (["--log", "run.blf", "--once"], "--once reads the whole log at once"),
+])
+def test_speed_where_nothing_is_paced_is_refused(capsys, source, expected):
+    """--speed paces the play of a log; on a live bus or with --once it changed nothing, silently."""
+    assert main(["monitor", *source, "--speed", "4"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("bmsfil monitor: --speed 4 paces the play of a log (--log, without --once); ") and expected in err
+
+
 def test_unopenable_bus_is_exit_2_with_one_line(capsys):
     assert main(["monitor", "--interface", "no-such-interface", "--channel", "can0", "--once"]) == 2
     err = capsys.readouterr().err.strip()

@@ -353,7 +353,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a cell whose last estimate is older than this many seconds, on the clock or in the "
                         "samples' intervals behind the newest estimated sample, is STALE (default 5)")
     p.add_argument("--speed", type=_positive, metavar="X",
-                   help="play a log at X times its own pace (default: as fast as it reads)")
+                   help="--log without --once: play the log at X times its own pace (default: as fast as it "
+                        "reads); refused on a live bus and with --once")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the last snapshot as JSON on exit")
     p.set_defaults(func=cmd_monitor)
 
@@ -371,6 +372,11 @@ def _positive(text: str) -> float:
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run `bmsfil monitor`: 0 when done (or stopped with Ctrl-C), 1 on a bus error, 2 on a bad source."""
     view = PackView(args.stale)
+    if args.speed is not None and (args.log is None or args.once):
+        err_console.print(f"bmsfil monitor: --speed {args.speed:g} paces the play of a log (--log, without --once); "
+                          + ("--once reads the whole log at once" if args.log is not None else
+                             "a live bus (--interface) comes at its own pace"), soft_wrap=True)
+        return 2
     if args.log is not None:
         if args.bitrate is not None or args.bus_option:
             err_console.print("bmsfil monitor: --bitrate and --bus-option are for a live bus "
