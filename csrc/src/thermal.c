@@ -3,6 +3,8 @@
 
 #include "bmsfil/bf_math.h"
 
+#include <float.h>
+
 /* Below this, sinh(x)/x comes from its series: (e1 - e2) / (2 delta) would
  * lose digits to cancellation when the two eigenvalues are close in dt. */
 #define SERIES_BELOW 0.5f
@@ -34,21 +36,38 @@ bf_status_t bf_thermal_params_check(const bf_thermal_params_t *tp)
     return BF_OK;
 }
 
+/* The accepted range of each tuning field, in bf_thermal_tuning_t's order
+ * (q_heat_W2_s, q_heat_rel2_s, q_surface_K2_per_s, r_surface_K2,
+ * p0_core_K2, p0_surface_K2, p_floor_K2, p_max_K2, gate_sigma, heat_max_W,
+ * temp_min_C, temp_max_C, dt_max_s); the fields of TUNING_POSITIVE must
+ * also be above 0; and p_max_K2 >= p_floor_K2, temp_max_C > temp_min_C. */
+#define TUNING_FIELDS 13
+#define TUNING_POSITIVE ((1u << 4) | (1u << 5) | (1u << 9) | (1u << 12))
+static const float tuning_lo[TUNING_FIELDS] = {0.0f, 0.0f, 0.0f, 1e-8f, 0.0f, 0.0f, 1e-10f,
+                                               0.0f, 1e-3f, 0.0f, -273.15f, -273.15f, 0.0f};
+static const float tuning_hi[TUNING_FIELDS] = {1e6f, 1e6f, 1e6f, 1e6f, FLT_MAX, FLT_MAX, 1e6f,
+                                               1e8f, 1e6f, FLT_MAX, 1e4f, 1e4f, FLT_MAX};
+
 bf_status_t bf_thermal_tuning_check(const bf_thermal_tuning_t *t)
 {
+    /* The struct is TUNING_FIELDS floats: a copy in a union reads them as an array. */
+    union {
+        bf_thermal_tuning_t t;
+        float v[TUNING_FIELDS];
+    } u;
+    int i;
+    typedef char tuning_is_floats[sizeof(u.t) == sizeof(u.v) ? 1 : -1];
+    (void)sizeof(tuning_is_floats);
     if (t == 0) {
         return BF_E_NULL;
     }
-    if (!in_range(t->q_heat_W2_s, 0.0f, 1e6f) || !in_range(t->q_heat_rel2_s, 0.0f, 1e6f)
-        || !in_range(t->q_surface_K2_per_s, 0.0f, 1e6f) || !in_range(t->r_surface_K2, 1e-8f, 1e6f)
-        || !positive_finite(t->p0_core_K2) || !positive_finite(t->p0_surface_K2)
-        || !in_range(t->p_floor_K2, 1e-10f, 1e6f) || !in_range(t->p_max_K2, t->p_floor_K2, 1e8f)
-        || !in_range(t->gate_sigma, 1e-3f, 1e6f) || !positive_finite(t->heat_max_W)
-        || !in_range(t->temp_min_C, -273.15f, 1e4f) || !in_range(t->temp_max_C, t->temp_min_C, 1e4f)
-        || !(t->temp_max_C > t->temp_min_C) || !positive_finite(t->dt_max_s)) {
-        return BF_E_TUNING;
+    u.t = *t;
+    for (i = 0; i < TUNING_FIELDS; ++i) {
+        if (!in_range(u.v[i], tuning_lo[i], tuning_hi[i]) || (u.v[i] == 0.0f && ((TUNING_POSITIVE >> i) & 1u))) {
+            return BF_E_TUNING;
+        }
     }
-    return BF_OK;
+    return t->p_max_K2 >= t->p_floor_K2 && t->temp_max_C > t->temp_min_C ? BF_OK : BF_E_TUNING;
 }
 
 /* bf_thermal_discretise for inputs already checked. */
