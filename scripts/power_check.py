@@ -18,13 +18,23 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, start_estimator
-from bmsfil.params import bundled_params
+from bmsfil.params import ParameterSet, bundled_params
 from bmsfil.power import HORIZONS_S, SopLimits, StateOfPower, pulse_voltage, state_of_power
+
+
+def model_params() -> ParameterSet:
+    """The bundled set without its operating limits (its `power` section,
+    the datasheet's 20 A discharge and 4 A charge): the check is of the
+    search against the cell model up to the cell's own ranges, where most
+    limits are the voltage's; within the datasheet's currents most would be
+    the current's, which the model has no say in."""
+    return replace(bundled_params(), power=None)
 
 
 def crossing(t: np.ndarray, v: np.ndarray, v_lim: float, falling: bool) -> float:
@@ -51,7 +61,7 @@ def _estimator_at(params, x: np.ndarray, temp: float) -> SocEstimator:
 def _predictions(states: list[tuple[np.ndarray, float]]) -> Iterator[tuple[SocEstimator, float, SopLimits, StateOfPower]]:
     """For each state and horizon: the estimator in that state, the
     temperature, the limits and the C core's state of power."""
-    params = bundled_params()
+    params = model_params()
     for x, temp in states:
         est = _estimator_at(params, x, temp)
         for horizon in HORIZONS_S:
@@ -61,7 +71,7 @@ def _predictions(states: list[tuple[np.ndarray, float]]) -> Iterator[tuple[SocEs
 
 def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, float, str, float]]:
     """(SOC, horizon, direction, relative time error) of every voltage-limited case."""
-    params = bundled_params()
+    params = model_params()
     out = []
     for est, temp, lim, sop in _predictions(_recording_states(stride)):
         horizon = lim.horizon_s
@@ -77,7 +87,7 @@ def check(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[float, f
 
 def _recording_states(stride: int) -> list[tuple[np.ndarray, float]]:
     """The filter's state along the bundled recording, every `stride` samples, and the temperature there."""
-    params, rec = bundled_params(), bundled_recording()
+    params, rec = model_params(), bundled_recording()
     est = SocEstimator(params)
     start_estimator(est, rec, "ocv")
     out = []
@@ -93,7 +103,7 @@ def _states(stride: int) -> list[tuple[np.ndarray, float]]:
     currents at +-i_max (right after a hard discharge or a regeneration), at
     low and high SOC, 0 and 25 degC."""
     out = _recording_states(stride)
-    i_max = bundled_params().cell.i_max_A
+    i_max = model_params().cell.i_max_A
     for soc in (0.1, 0.15, 0.3, 0.6, 0.9):
         for irc in (-i_max, i_max):
             for temp in (0.0, 25.0):
@@ -107,7 +117,7 @@ def overshoot(stride: int = 4000, steps_per_s: float = 100.0) -> list[tuple[floa
     `_states`: (SOC, horizon, direction, how far the voltage went beyond its
     limit in V, how far the current went beyond its limit relative to it);
     0 where it stayed within."""
-    params = bundled_params()
+    params = model_params()
     out = []
     for est, temp, lim, sop in _predictions(_states(stride)):
         horizon = lim.horizon_s
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(over)} pulses at the predicted limits (recording and stressed states), over the whole pulse: "
           f"voltage at most {wv[3] * 1e3:.1f} mV beyond its limit (SOC {wv[0]:.2f}, {wv[1]:g} s {wv[2]}), "
           f"current at most {wi[4] * 100:.2f} % beyond its limit (SOC {wi[0]:.2f}, {wi[1]:g} s {wi[2]})")
-    params = bundled_params()
+    params = model_params()
     est = SocEstimator(params)
     est.init_soc(0.5, 25.0)
     lim = SopLimits.for_cell(params, 10.0)

@@ -18,7 +18,7 @@ from bmsfil.params import bundled_params
 from bmsfil.power import SopLimits, state_of_power
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from power_check import check, overshoot  # noqa: E402
+from power_check import check, model_params, overshoot  # noqa: E402
 
 
 def test_pulse_at_the_limit_reaches_the_voltage_limit_at_the_horizon():
@@ -42,13 +42,13 @@ def test_a_pulse_at_the_limit_keeps_every_limit_over_the_whole_pulse():
 
 
 def _estimator(soc: float) -> SocEstimator:
-    est = SocEstimator(bundled_params())
+    est = SocEstimator(model_params())
     est.init_soc(soc, 25.0)
     return est
 
 
 def test_other_limits_and_the_state_is_not_changed():
-    params = bundled_params()
+    params = model_params()  # the cell's ranges: the limits below are set one by one
     est = _estimator(0.5)
     x, P = est.x.copy(), est.P.copy()
     wide = state_of_power(est, 25.0, SopLimits.for_cell(params, 10.0))
@@ -76,3 +76,14 @@ def test_any_state_gives_finite_non_negative_powers(soc: float, temp: float, hor
     sop = state_of_power(est, temp, SopLimits.for_cell(bundled_params(), horizon))
     for value in (sop.discharge_W, sop.charge_W, sop.discharge_A, sop.charge_A):
         assert np.isfinite(value) and value >= 0.0
+
+
+def test_the_bundled_set_works_within_the_cells_datasheet_limits():
+    # LG's INR18650HG2 specification: 20 A continuous discharge, 4 A charge.
+    # A warm half-full cell is held by them over 10 s, not by its voltage.
+    est = SocEstimator(bundled_params())
+    est.init_soc(0.5, 25.0)
+    sop = state_of_power(est, 25.0, SopLimits.for_cell(bundled_params(), 10.0))
+    assert sop.discharge_by == ("current",) and sop.charge_by == ("current",)
+    assert 19.0 < sop.discharge_A <= 20.0 and 3.8 < sop.charge_A <= 4.0
+    assert 15.0 < sop.charge_W < 4.0 * 4.2

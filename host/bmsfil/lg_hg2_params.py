@@ -40,7 +40,7 @@ from rich.progress import Progress, TextColumn
 from bmsfil.ecm_fit import fit_dynamic
 from bmsfil.importers import import_file
 from bmsfil.ocv import OcvCurve, anchor_full, ocv_from_low_rate, rested_full_voltage
-from bmsfil.params import CellParams, FilterTuning, ParameterSet
+from bmsfil.params import CellParams, FilterTuning, ParameterSet, PowerLimits
 from bmsfil.recording import Recording
 from bmsfil.thermal_fit import fit_thermal
 from bmsfil.tuning import Targets, tune_filter
@@ -136,6 +136,18 @@ def held_out_cells(data: TrainingData) -> dict[str, CellParams]:
     }
 
 
+#: The operating limits of LG's product specification for the INR18650HG2:
+#: charge to 4.20 V, discharge to 2.5 V, 20 A continuous discharge, 4 A
+#: maximum charge. The state of power works within them (without them it
+#: took the cell's plausible range, i_max_A 30 A both ways: a 120 W charge
+#: for an 18650). One temperature range serves both directions in a set:
+#: the specification's charge range, 0 to 50 °C, is not expressed (the
+#: default -30 to 60 °C stays).
+DATASHEET_LIMITS = PowerLimits(v_min_V=2.5, v_max_V=4.2, i_discharge_max_A=20.0, i_charge_max_A=4.0)
+DATASHEET_NOTE = ("LG INR18650HG2 product specification: charge to 4.20 V at up to 4 A, discharge to 2.5 V at up to "
+                  "20 A continuous; its charge temperature range (0 to 50 °C) is not expressed")
+
+
 def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
     data = load_training(data_dir)
     dynamic = data.drive + data.pulse
@@ -146,8 +158,9 @@ def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
         "ocv_from": ", ".join(r.meta.name for r in data.ocv_from),
         "dynamic_from": ", ".join(r.meta.name for r in dynamic),
         "fit_rms_residual_V": f"{residual:.4f}",
+        "power_from": DATASHEET_NOTE,
     }
-    params = ParameterSet("LG INR18650HG2", cell, FilterTuning(), notes)
+    params = ParameterSet("LG INR18650HG2", cell, FilterTuning(), notes, power=DATASHEET_LIMITS)
     if tune_iterations:
         held_out = held_out_cells(data)
         with Progress(*Progress.get_default_columns(), TextColumn("cost {task.fields[cost]:.4f}")) as bar:
