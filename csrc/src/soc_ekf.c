@@ -81,6 +81,32 @@ static bf_status_t check_all(const bf_soc_ekf_t *s, const bf_cell_params_t *p,
  * becomes the ceiling, uncorrelated with the rest. Correlations beyond
  * CORR_MAX, which only float rounding can produce, are pulled back last.
  * Returns 1 if anything had to be changed beyond symmetry. */
+/* Row and column i of a symmetric P scaled by `scale` (set to 0 when it is
+ * 0: a lost row's entries may be NaN), then its variance set to `diag`.
+ * Rare, so out of line: the repair's unrolled loop calls it from four places. */
+static BF_COLD void rescale(float (*P)[NX], int i, float scale, float diag)
+{
+    int j;
+    for (j = 0; j < NX; ++j) {
+        P[i][j] = scale > 0.0f ? P[i][j] * scale : 0.0f;
+        P[j][i] = P[i][j];
+    }
+    P[i][i] = diag;
+}
+
+/* A covariance that is not finite (0) or whose square exceeds lim2 (pulled
+ * back to the limit; only here is the square root worth its cost). Rare,
+ * so out of line, as rescale. */
+static BF_COLD float clip_covariance(float c, float lim2)
+{
+    float lim;
+    if (!bf_isfinite(c)) {
+        return 0.0f;
+    }
+    lim = bf_sqrtf(lim2);
+    return c > 0.0f ? lim : -lim;
+}
+
 static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_soc_ekf_tuning_t *t)
 {
     float (*P)[NX] = s->P;
@@ -102,12 +128,7 @@ static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const b
     for (i = 0; i < NX; ++i) {
         float d = P[i][i];
         if (!bf_isfinite(d)) {
-            BF_UNROLL
-            for (j = 0; j < NX; ++j) {
-                P[i][j] = 0.0f;
-                P[j][i] = 0.0f;
-            }
-            P[i][i] = ceiling[i];
+            rescale(P, i, 0.0f, ceiling[i]);
             repaired = 1;
             continue;
         }
@@ -115,13 +136,7 @@ static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const b
             P[i][i] = floor_[i];
             repaired = 1;
         } else if (d > ceiling[i]) {
-            float scale = bf_sqrtf(ceiling[i] / d);
-            BF_UNROLL
-            for (j = 0; j < NX; ++j) {
-                P[i][j] *= scale;
-                P[j][i] *= scale;
-            }
-            P[i][i] = ceiling[i];
+            rescale(P, i, bf_sqrtf(ceiling[i] / d), ceiling[i]);
             repaired = 1;
         }
     }
@@ -131,13 +146,8 @@ static int repair_covariance(bf_soc_ekf_t *s, const bf_cell_params_t *p, const b
         for (j = i + 1; j < NX; ++j) {
             float c = P[i][j];
             float lim2 = CORR_MAX * CORR_MAX * (P[i][i] * P[j][j]);
-            if (!bf_isfinite(c)) {
-                c = 0.0f;
-                repaired = 1;
-            } else if (c * c > lim2) {
-                /* Rare: only here is the square root worth its cost. */
-                float lim = bf_sqrtf(lim2);
-                c = c > 0.0f ? lim : -lim;
+            if (!bf_isfinite(c) || c * c > lim2) {
+                c = clip_covariance(c, lim2);
                 repaired = 1;
             }
             P[i][j] = c;
