@@ -102,11 +102,15 @@ def test_nominal_capacity_from_the_metadata_when_the_inputs_agree(nasa_cycles):
     params, report = fit(FitInputs(ocv=[nasa_cycles[0]], dynamic=[nasa_cycles[1]]), "nasa")
     assert params.cell.nominal_capacity_Ah == 2.0
     _one(report.assumptions, "nominal capacity 2 Ah from the metadata (nominal_capacity_Ah) of 2 of the 2 inputs")
+    assert not [w for w in report.warnings if "nominal capacities" in w]
     other = replace(nasa_cycles[1], meta=replace(nasa_cycles[1].meta, nominal_capacity_Ah=2.5))
     params, report = fit(FitInputs(ocv=[nasa_cycles[0]], dynamic=[other]), "nasa")
     assert params.cell.nominal_capacity_Ah == 1.9
     _one(report.assumptions, "nominal capacity 1.9 Ah: the largest measured capacity",
          "disagree on nominal_capacity_Ah (2 Ah in B0005_c001, 2.5 Ah in B0005_c002)", "--nominal-capacity")
+    # An input whose metadata name another cell's capacity is a warning too, naming it.
+    _one(report.warnings, "the inputs' metadata name 2 nominal capacities: 1 of them 2 Ah, against B0005_c002",
+         ": 2.5 Ah", "Inputs from another cell are fitted as this one")
 
 
 @needs_nasa

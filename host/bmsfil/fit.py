@@ -485,6 +485,8 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
     volts = np.concatenate([r.voltage_V[np.isfinite(r.voltage_V)] for r in model_recs + inputs.capacity])
     amps = np.concatenate([np.abs(r.current_A[np.isfinite(r.current_A)]) for r in model_recs + inputs.capacity])
     nominal, how = _nominal(model_recs + inputs.capacity, nominal_capacity_Ah, capacity)
+    if (odd := _nominal_disagreement(model_recs + inputs.capacity)) is not None:
+        report.warnings.append(odd)
     i_max, rule = _current_limit(nominal, float(amps.max()))
     report.assumptions += [how, rule]
     cell = CellParams(
@@ -520,6 +522,25 @@ def _nominal(recs: list[Recording], given: float | None, capacity: np.ndarray) -
     return measured, (f"nominal capacity {measured:g} Ah: the largest measured capacity, to 2 figures, since {why}; "
                       "give the cell's rated capacity with --nominal-capacity (bmsfil eval warns about recordings "
                       "whose metadata name another nominal capacity)")
+
+
+def _nominal_disagreement(recs: list[Recording]) -> str | None:
+    """A warning when the inputs' metadata name more than one nominal
+    capacity: an input from another cell (the LG HG2 set's 10 °C C/20 file
+    names an MG1 of 2.9 Ah in its header) would be fitted as this one."""
+    stated: dict[float, list[Recording]] = {}
+    for r in recs:
+        if r.meta.nominal_capacity_Ah:
+            stated.setdefault(float(f"{r.meta.nominal_capacity_Ah:.4g}"), []).append(r)
+    if len(stated) < 2:
+        return None
+    ranked = sorted(stated.items(), key=lambda kv: -len(kv[1]))
+    most, rest = ranked[0], ranked[1:]
+    odd = "; ".join(f"{', '.join(r.meta.name + (f' (cell {r.meta.cell_id})' if r.meta.cell_id else '') for r in rs)}: "
+                    f"{q:g} Ah" for q, rs in rest)
+    return (f"the inputs' metadata name {len(stated)} nominal capacities: {len(most[1])} of them {most[0]:g} Ah, "
+            f"against {odd}. Inputs from another cell are fitted as this one: leave them out if they are, "
+            "or give the rated capacity with --nominal-capacity if only their headers differ")
 
 
 def _current_limit(nominal_Ah: float, peak_A: float) -> tuple[float, str]:
