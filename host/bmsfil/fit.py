@@ -501,6 +501,16 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
     return ParameterSet(name, cell, start, {}), report
 
 
+def _stated_nominals(recs: list[Recording]) -> dict[float, list[Recording]]:
+    """The inputs by the nominal_capacity_Ah their metadata state (4
+    figures), smallest first; inputs that state none are left out."""
+    stated: dict[float, list[Recording]] = {}
+    for r in recs:
+        if r.meta.nominal_capacity_Ah:
+            stated.setdefault(float(f"{r.meta.nominal_capacity_Ah:.4g}"), []).append(r)
+    return dict(sorted(stated.items()))
+
+
 def _nominal(recs: list[Recording], given: float | None, capacity: np.ndarray) -> tuple[float, str]:
     """The nominal capacity and, for the assumptions, where it comes from:
     --nominal-capacity, else the nominal_capacity_Ah of the inputs' metadata
@@ -509,15 +519,14 @@ def _nominal(recs: list[Recording], given: float | None, capacity: np.ndarray) -
     if given:
         return given, f"nominal capacity {given:g} Ah from --nominal-capacity"
     measured = float(f"{np.max(capacity):.2g}")
-    stated = {r.meta.name: float(f"{r.meta.nominal_capacity_Ah:.4g}") for r in recs if r.meta.nominal_capacity_Ah}
-    values = sorted(set(stated.values()))
-    if len(values) == 1:
-        return values[0], (f"nominal capacity {values[0]:g} Ah from the metadata (nominal_capacity_Ah) of "
-                           f"{len(stated)} of the {len(recs)} inputs (measured: {np.max(capacity):.3g} Ah at most)")
-    by_value = {q: [n for n, v in stated.items() if v == q] for q in values}
-    listed = ", ".join(f"{q:g} Ah in " + (", ".join(names) if len(names) <= 3 else f"{len(names)} inputs")
-                       for q, names in by_value.items())
-    why = (f"the inputs' metadata disagree on nominal_capacity_Ah ({listed})" if values else
+    stated = _stated_nominals(recs)
+    if len(stated) == 1:
+        (value, rs), = stated.items()
+        return value, (f"nominal capacity {value:g} Ah from the metadata (nominal_capacity_Ah) of "
+                       f"{len(rs)} of the {len(recs)} inputs (measured: {np.max(capacity):.3g} Ah at most)")
+    listed = ", ".join(f"{q:g} Ah in " + (", ".join(r.meta.name for r in rs) if len(rs) <= 3 else f"{len(rs)} inputs")
+                       for q, rs in stated.items())
+    why = (f"the inputs' metadata disagree on nominal_capacity_Ah ({listed})" if stated else
            "no input's metadata gives a nominal_capacity_Ah")
     return measured, (f"nominal capacity {measured:g} Ah: the largest measured capacity, to 2 figures, since {why}; "
                       "give the cell's rated capacity with --nominal-capacity (bmsfil eval warns about recordings "
@@ -528,10 +537,7 @@ def _nominal_disagreement(recs: list[Recording]) -> str | None:
     """A warning when the inputs' metadata name more than one nominal
     capacity: an input from another cell (the LG HG2 set's 10 °C C/20 file
     names an MG1 of 2.9 Ah in its header) would be fitted as this one."""
-    stated: dict[float, list[Recording]] = {}
-    for r in recs:
-        if r.meta.nominal_capacity_Ah:
-            stated.setdefault(float(f"{r.meta.nominal_capacity_Ah:.4g}"), []).append(r)
+    stated = _stated_nominals(recs)
     if len(stated) < 2:
         return None
     ranked = sorted(stated.items(), key=lambda kv: -len(kv[1]))
