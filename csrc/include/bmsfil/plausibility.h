@@ -44,9 +44,10 @@
  *   value (non-finite or outside the cell's plausible range), copied here so
  *   that one word carries every sensor verdict.
  *
- * A stuck temperature sensor is not detected: without a thermal model of
- * the cell a constant reading is as plausible as a changing one (see
- * csrc/README.md).
+ * A stuck temperature sensor is not detected: with no measured ambient, a
+ * reading frozen under load looks, to the thermal model, like surroundings
+ * that cool (measured on the LG HG2 files: docs/plausibility.md, "Stuck
+ * temperature").
  *
  * Same rules as the rest of the core: C99, single precision, no heap, no
  * globals, no libm; the caller owns the state (48 bytes) and the config. */
