@@ -172,6 +172,17 @@ def test_speed_where_nothing_is_paced_is_refused(capsys, source, expected):
     assert err.startswith("bmsfil monitor: --speed 4 paces the play of a log (--log, without --once); ") and expected in err
 
 
+@pytest.mark.parametrize("source, expected", [
+    (["--log", "run.blf", "--once"], "--log is read whole"),
+    (["--interface", "virtual", "--channel", "bmsfil-test-window"], "without --once the view runs until Ctrl-C"),
+])
+def test_window_where_nothing_listens_for_it_is_refused(capsys, source, expected):
+    """--window is how long --once listens to a live bus; with --log or without --once it changed nothing."""
+    assert main(["monitor", *source, "--window", "3"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("bmsfil monitor: --window 3 is how long --once listens to a live bus") and expected in err
+
+
 def test_unopenable_bus_is_exit_2_with_one_line(capsys):
     assert main(["monitor", "--interface", "no-such-interface", "--channel", "can0", "--once"]) == 2
     err = capsys.readouterr().err.strip()

@@ -62,6 +62,8 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 
 #: Seconds between redraws of the live view.
 REFRESH_S = 0.25
+#: How long `--once` listens to a live bus when `--window` is not given.
+WINDOW_S = 1.5
 
 # What python-can raises opening a bus it cannot open (a missing interface
 # or driver, a channel that is not there, a bad option).
@@ -347,8 +349,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="any other python-can bus argument (repeatable); numbers and true/false are typed")
     p.add_argument("--once", action="store_true",
                    help="print one snapshot and exit: of the whole log, or of --window seconds of the bus")
-    p.add_argument("--window", type=_positive, default=1.5, metavar="S",
-                   help="with --once on a live bus: seconds to listen before the snapshot (default 1.5)")
+    p.add_argument("--window", type=_positive, metavar="S",
+                   help="with --once on a live bus: seconds to listen before the snapshot (default 1.5); "
+                        "refused with --log and without --once")
     p.add_argument("--stale", type=_positive, default=5.0, metavar="S",
                    help="a cell whose last estimate is older than this many seconds, on the clock or in the "
                         "samples' intervals behind the newest estimated sample, is STALE (default 5)")
@@ -376,6 +379,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         err_console.print(f"bmsfil monitor: --speed {args.speed:g} paces the play of a log (--log, without --once); "
                           + ("--once reads the whole log at once" if args.log is not None else
                              "a live bus (--interface) comes at its own pace"), soft_wrap=True)
+        return 2
+    if args.window is not None and (args.log is not None or not args.once):
+        err_console.print(f"bmsfil monitor: --window {args.window:g} is how long --once listens to a live bus "
+                          "(--interface) before its snapshot; "
+                          + ("--log is read whole" if args.log is not None else "without --once the view runs "
+                             "until Ctrl-C"), soft_wrap=True)
         return 2
     if args.log is not None:
         if args.bitrate is not None or args.bus_option:
@@ -481,7 +490,7 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     title = f"bmsfil monitor: {args.interface} {args.channel}"
     try:
         if args.once:
-            deadline = time.monotonic() + args.window
+            deadline = time.monotonic() + (args.window if args.window is not None else WINDOW_S)
             while (remaining := deadline - time.monotonic()) > 0:
                 msg = bus.recv(timeout=remaining)
                 if msg is not None:
