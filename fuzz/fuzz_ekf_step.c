@@ -64,6 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
         lims[h].soc_max = 1.0f;
         lims[h].temp_min_C = -30.0f;
         lims[h].temp_max_C = 60.0f;
+        lims[h].temp_chg_min_C = 0.0f;
+        lims[h].temp_chg_max_C = 50.0f;
     }
     if (bf_sop_task_init(&sop) != BF_OK) abort();
     /* The start every target makes (bf_soc_ekf_start, which runs init_ocv),

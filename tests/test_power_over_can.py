@@ -247,7 +247,8 @@ def test_a_power_section_sets_the_limits_and_round_trips(tmp_path):
     limited = _limited()
     assert limited.power_limits() == {
         "v_min_V": 3.0, "v_max_V": PARAMS.cell.v_max_V, "i_dis_max_A": 5.0, "i_chg_max_A": 2.0,
-        "soc_min": 0.1, "soc_max": 0.95, "temp_min_C": -30.0, "temp_max_C": 60.0}
+        "soc_min": 0.1, "soc_max": 0.95, "temp_min_C": -30.0, "temp_max_C": 60.0,
+        "temp_chg_min_C": -30.0, "temp_chg_max_C": 60.0}  # no charge window: the temperature window
     again = ParameterSet.load(limited.save(tmp_path / "limited.json"))
     assert again.power == limited.power
     est = _estimator(0.6, 25.0, 0.0)

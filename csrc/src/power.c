@@ -20,7 +20,9 @@ bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim)
         || !(lim->soc_max > lim->soc_min) || !bf_isfinite(lim->temp_min_C) || !bf_isfinite(lim->temp_max_C)
         || !(lim->temp_max_C > lim->temp_min_C) || !(lim->horizon_s <= BF_SOP_MAX_HORIZON_S)
         || !bf_isfinite(lim->v_max_V * lim->i_dis_max_A) || !bf_isfinite(lim->v_max_V * lim->i_chg_max_A)
-        || !(lim->temp_min_C >= BF_TEMP_MIN_C) || !(lim->temp_max_C <= BF_TEMP_MAX_C)) {
+        || !(lim->temp_min_C >= BF_TEMP_MIN_C) || !(lim->temp_max_C <= BF_TEMP_MAX_C)
+        || !(lim->temp_chg_min_C >= lim->temp_min_C) || !(lim->temp_chg_max_C > lim->temp_chg_min_C)
+        || !(lim->temp_chg_max_C <= lim->temp_max_C)) {
         return BF_E_RANGE;
     }
     return BF_OK;
@@ -330,7 +332,8 @@ static void direction_begin(bf_sop_task_t *t, const bf_cell_params_t *p, const b
 }
 
 /* Begin the search of a horizon from state s: 0 when its result is known
- * without a pulse (outside the temperature window). */
+ * without a pulse (outside the temperature window). Outside the charge
+ * window only the discharge is searched. */
 static bf_status_t horizon_begin(bf_sop_task_t *t, const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
                                  const bf_sop_limits_t *lim, int *searching)
 {
@@ -345,10 +348,14 @@ static bf_status_t horizon_begin(bf_sop_task_t *t, const bf_soc_ekf_t *s, const 
     }
     t->partial.discharge_W = t->partial.charge_W = t->partial.discharge_A = t->partial.charge_A = 0.0f;
     t->partial.discharge_by = t->partial.charge_by = 0u;
-    if (temp_C < lim->temp_min_C || temp_C > lim->temp_max_C) {
-        t->partial.discharge_by = t->partial.charge_by = BF_SOP_BY_TEMP;
-        *searching = 0;
-        return BF_OK;
+    /* The charge window lies inside the temperature window (bf_sop_limits_check). */
+    if (temp_C < lim->temp_chg_min_C || temp_C > lim->temp_chg_max_C) {
+        t->partial.charge_by = BF_SOP_BY_TEMP;   /* known: bf_sop_task_step searches no charge */
+        if (temp_C < lim->temp_min_C || temp_C > lim->temp_max_C) {
+            t->partial.discharge_by = BF_SOP_BY_TEMP;
+            *searching = 0;
+            return BF_OK;
+        }
     }
     bf_cell_locate(p, s->x[0], temp_C, &at);
     t->at = at;
@@ -437,7 +444,7 @@ bf_status_t bf_sop_task_step(bf_sop_task_t *t, const bf_soc_ekf_t *s, const bf_c
         if (pulse_end(t, p, lim)) {
             continue;
         }
-        if (t->dir == 0u) {
+        if (t->dir == 0u && t->partial.charge_by == 0u) {   /* else outside the charge window */
             direction_begin(t, p, lim, 1u);
             continue;
         }

@@ -67,12 +67,13 @@ def _floats(values, what):
 
 
 # The "power" section's fields, in bf_sop_limits_t's order (after horizon_s),
-# and what a field not given is: a cell attribute's name, or a number.
+# and what a field not given is: a cell attribute's name, a number, or (the
+# charge window) the index of the limit it defaults to.
 _POWER_FIELDS = ("v_min_V", "v_max_V", "i_discharge_max_A", "i_charge_max_A", "soc_min", "soc_max",
-                 "temp_min_C", "temp_max_C")
+                 "temp_min_C", "temp_max_C", "temp_charge_min_C", "temp_charge_max_C")
 _POWER_DEFAULTS = {"v_min_V": "v_min_V", "v_max_V": "v_max_V", "i_discharge_max_A": "i_max_A",
                    "i_charge_max_A": "i_max_A", "soc_min": 0.0, "soc_max": 1.0, "temp_min_C": -30.0,
-                   "temp_max_C": 60.0}
+                   "temp_max_C": 60.0, "temp_charge_min_C": 6, "temp_charge_max_C": 7}
 
 
 class Params:
@@ -144,14 +145,20 @@ class Params:
         limits = []
         for name in _POWER_FIELDS:
             default = _POWER_DEFAULTS[name]
-            value = float(power.get(name, getattr(self, default) if isinstance(default, str) else default))
+            if isinstance(default, str):
+                default = getattr(self, default)
+            elif isinstance(default, int):
+                default = limits[default]
+            value = float(power.get(name, default))
             if not _finite(value):
                 raise ParamsError("power.%s: expected a finite number" % name)
             limits.append(value)
         if not (0.0 < limits[0] < limits[1] and limits[2] > 0 and limits[3] > 0
-                and 0.0 <= limits[4] < limits[5] <= 1.0 and limits[6] < limits[7]):
+                and 0.0 <= limits[4] < limits[5] <= 1.0 and limits[6] < limits[7]
+                and limits[6] <= limits[8] < limits[9] <= limits[7]):
             raise ParamsError("power: limits out of order (v_min < v_max, currents > 0, "
-                              "0 <= soc_min < soc_max <= 1, temp_min < temp_max)")
+                              "0 <= soc_min < soc_max <= 1, temp_min < temp_max, "
+                              "temp_min <= temp_charge_min < temp_charge_max <= temp_max)")
         # Nor beyond what the filter reads (bf_sop_limits_cell_check): the voltages
         # within VOLTAGE_MARGIN_V of the cell's range, the currents up to i_max_A.
         for k, bound, high in ((0, self.v_min_V - VOLTAGE_MARGIN_V, False), (1, self.v_max_V + VOLTAGE_MARGIN_V, True),

@@ -51,7 +51,7 @@ class PowerSearch:
         self.p = params
         self.model = CellModel(params)
         (self.v_min, self.v_max, self.i_dis_max, self.i_chg_max, self.soc_min, self.soc_max,
-         self.temp_min, self.temp_max) = params.power_limits
+         self.temp_min, self.temp_max, self.temp_chg_min, self.temp_chg_max) = params.power_limits
         self.results = [None] * len(SOP_HORIZONS_S)  # (discharge_W, charge_W) per horizon
         self.latest = None
         self.stage = _IDLE
@@ -220,11 +220,13 @@ class PowerSearch:
             self._pulse_begin(0.0)
 
     def _horizon_begin(self, ekf):
-        """False when the result is known without a pulse (outside the temperature window)."""
+        """False when the result is known without a pulse (outside the temperature
+        window); outside the charge window only the discharge is searched."""
         temp = ekf.last_temp_C
         self.partial = [0.0, 0.0]
         if temp < self.temp_min or temp > self.temp_max:
             return False
+        self.charge_known = temp < self.temp_chg_min or temp > self.temp_chg_max  # 0 W, not searched
         m = self.model
         at = m.locate(ekf.x[0], temp)
         self.z0, self.i10, self.i20, self.h0 = ekf.x[0], ekf.x[1], ekf.x[2], ekf.x[3]
@@ -251,7 +253,7 @@ class PowerSearch:
                     continue
             if self._pulse_end():
                 continue
-            if self.dir < 0.0:
+            if self.dir < 0.0 and not self.charge_known:
                 self._direction_begin(1.0)
                 continue
             return self._publish()

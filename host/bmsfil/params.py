@@ -257,7 +257,10 @@ class PowerLimits:
     given is the cell's (``v_min_V``, ``v_max_V``, ``i_max_A`` for both
     currents) or the default below. A limit beyond what the filter reads of
     the cell is refused, one beyond the cell's voltage range that it still
-    reads warned of (`beyond_cell`, docs/power.md)."""
+    reads warned of (`beyond_cell`, docs/power.md). The charge window
+    (``temp_charge_min_C``, ``temp_charge_max_C``; the temperature window
+    where not given) lies inside the temperature window: outside it the
+    charge power is 0 W, the discharge power is still computed."""
 
     v_min_V: float | None = None
     v_max_V: float | None = None
@@ -267,6 +270,8 @@ class PowerLimits:
     soc_max: float = 1.0
     temp_min_C: float = -30.0
     temp_max_C: float = 60.0
+    temp_charge_min_C: float | None = None
+    temp_charge_max_C: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -287,6 +292,28 @@ class PowerLimits:
             raise ParamsError(f"power: expected 0 <= soc_min < soc_max <= 1, got {self.soc_min} and {self.soc_max}")
         if not self.temp_min_C < self.temp_max_C:
             raise ParamsError(f"power: temp_min_C {self.temp_min_C} must be below temp_max_C {self.temp_max_C}")
+        self._check_charge_window()
+
+    def charge_window(self) -> tuple[float, float]:
+        """The charge temperature window (°C): the one given, else the temperature window."""
+        return (self.temp_charge_min_C if self.temp_charge_min_C is not None else self.temp_min_C,
+                self.temp_charge_max_C if self.temp_charge_max_C is not None else self.temp_max_C)
+
+    def _check_charge_window(self) -> None:
+        """The charge window inside the temperature window and in order, compared
+        in single precision as bf_sop_limits_check compares them."""
+        f32 = np.float32
+        low, high = self.charge_window()
+        if f32(low) < f32(self.temp_min_C) or f32(low) >= f32(self.temp_max_C):
+            raise ParamsError(f"power.temp_charge_min_C: {low:g} °C is outside [temp_min_C, temp_max_C) = "
+                              f"[{self.temp_min_C:g}, {self.temp_max_C:g}) °C: the charge window must lie inside "
+                              "the temperature window, outside which neither direction is allowed")
+        if f32(high) > f32(self.temp_max_C) or f32(high) <= f32(self.temp_min_C):
+            raise ParamsError(f"power.temp_charge_max_C: {high:g} °C is outside (temp_min_C, temp_max_C] = "
+                              f"({self.temp_min_C:g}, {self.temp_max_C:g}] °C: the charge window must lie inside "
+                              "the temperature window, outside which neither direction is allowed")
+        if not f32(low) < f32(high):
+            raise ParamsError(f"power: temp_charge_min_C {low:g} °C must be below temp_charge_max_C {high:g} °C")
 
     def resolved(self, cell: "CellParams") -> dict[str, float]:
         """Every limit, the ones not given taken from the cell (bf_sop_limits_t's names)."""
@@ -297,6 +324,7 @@ class PowerLimits:
             "i_chg_max_A": self.i_charge_max_A if self.i_charge_max_A is not None else cell.i_max_A,
             "soc_min": self.soc_min, "soc_max": self.soc_max,
             "temp_min_C": self.temp_min_C, "temp_max_C": self.temp_max_C,
+            "temp_chg_min_C": self.charge_window()[0], "temp_chg_max_C": self.charge_window()[1],
         }
         if not out["v_min_V"] < out["v_max_V"]:
             low, high = (f"{'power' if given is not None else 'cell'}.{name} {out[name]:g} V"

@@ -48,6 +48,8 @@ class SopLimits:
     soc_max: float = 1.0
     temp_min_C: float = -30.0
     temp_max_C: float = 60.0
+    temp_chg_min_C: float = -30.0
+    temp_chg_max_C: float = 60.0
 
     @classmethod
     def for_cell(cls, params: ParameterSet, horizon_s: float, **changes: float) -> "SopLimits":

@@ -24,6 +24,10 @@
  * pulses at rest and at v_max i_max or, when the horizon has a result
  * already, from pulses BF_SOP_WARM below and above it (a warm start).
  *
+ * Outside the temperature window both powers are 0 W, outside the charge
+ * window (e.g. below 0 °C, where a charge plates lithium) the charge power
+ * is, each with BF_SOP_BY_TEMP and without a pulse.
+ *
  * Two ways to call it:
  * - bf_sop(): both directions for one horizon, now, from cold (host, tests);
  * - bf_sop_task_t: the same search cut into pieces of at most `budget`
@@ -58,7 +62,7 @@
 #define BF_SOP_BY_VOLTAGE 0x01u
 #define BF_SOP_BY_CURRENT 0x02u
 #define BF_SOP_BY_SOC 0x04u
-#define BF_SOP_BY_TEMP 0x08u     /* outside the temperature window: 0 W */
+#define BF_SOP_BY_TEMP 0x08u     /* outside the temperature window (the charge window for a charge): 0 W */
 #define BF_SOP_BY_POWER 0x10u    /* the cell cannot reach the voltage limit at any power (source limit) */
 #define BF_SOP_UNCONVERGED 0x20u /* the search ran out of pulses: the power is feasible but may be low */
 
@@ -68,7 +72,9 @@ typedef struct {
     float i_dis_max_A;         /* largest discharge current, > 0 */
     float i_chg_max_A;         /* largest charge current, > 0 */
     float soc_min, soc_max;    /* SOC window, 0 <= min < max <= 1 */
-    float temp_min_C, temp_max_C;
+    float temp_min_C, temp_max_C;          /* outside it: both powers 0 W, BF_SOP_BY_TEMP */
+    float temp_chg_min_C, temp_chg_max_C;  /* charge window, inside the above: outside it only the
+                                              charge power is 0 W (BF_SOP_BY_TEMP, not searched) */
 } bf_sop_limits_t;
 
 typedef struct {
@@ -82,7 +88,10 @@ typedef struct {
 
 /* The limits by themselves: BF_E_RANGE for one out of order or out of
  * range (a temperature limit outside [BF_TEMP_MIN_C, BF_TEMP_MAX_C], where
- * the filter takes a reading for a sensor fault and keeps its last one). */
+ * the filter takes a reading for a sensor fault and keeps its last one; a
+ * charge window not inside [temp_min_C, temp_max_C]: a cell that may not
+ * discharge may not charge either; a parameter set without a charge window
+ * gives the general one). */
 bf_status_t bf_sop_limits_check(const bf_sop_limits_t *lim);
 
 /* The limits for the cell p: those of bf_sop_limits_check, and BF_E_RANGE
