@@ -6,6 +6,7 @@ any state."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bmsfil.core import CoreError, SocEstimator
-from bmsfil.params import bundled_params
-from bmsfil.power import SopLimits, state_of_power
+from bmsfil.lg_hg2_params import DATASHEET_LIMITS, DATASHEET_NOTE
+from bmsfil.params import ParameterSet, PowerLimits, bundled_params
+from bmsfil.power import PowerSearch, SopLimits, state_of_power
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from power_check import check, model_params, overshoot  # noqa: E402
@@ -65,6 +67,65 @@ def test_other_limits_and_the_state_is_not_changed():
     assert longer.discharge_W < wide.discharge_W and longer.charge_W < wide.charge_W
     with pytest.raises(CoreError):
         state_of_power(est, 25.0, SopLimits.for_cell(params, 0.0))
+
+
+def _bundled_at(soc: float, temp_C: float, params: ParameterSet | None = None) -> SocEstimator:
+    est = SocEstimator(params or bundled_params())
+    est.init_soc(soc, temp_C)
+    return est
+
+
+def test_the_bundled_set_carries_the_datasheet_limits():
+    """host/bmsfil/data/lg_hg2.json's power section is DATASHEET_LIMITS (edited by hand, not regenerated)."""
+    params = bundled_params()
+    assert params.power == DATASHEET_LIMITS and params.notes["power_from"] == DATASHEET_NOTE
+    assert params.power.charge_window() == (0.0, 50.0)
+
+
+@pytest.mark.parametrize("temp_C, charges", [(-10.0, False), (-0.01, False), (0.0, True), (25.0, True),
+                                             (50.0, True), (55.0, False)])
+def test_outside_the_charge_window_only_the_charge_power_is_0(temp_C: float, charges: bool):
+    """The bundled LG HG2 set charges from 0 to 50 °C (the edges included)
+    and works both ways from -30 to 60 °C: outside the charge window the
+    charge power is 0 W by temperature, the discharge power is searched."""
+    params = bundled_params()
+    sop = state_of_power(_bundled_at(0.5, temp_C), temp_C, SopLimits.for_cell(params, 10.0))
+    assert sop.discharge_W > 0 and "temperature" not in sop.discharge_by
+    if charges:
+        assert sop.charge_W > 0 and "temperature" not in sop.charge_by
+    else:
+        assert sop.charge_W == sop.charge_A == 0.0 and sop.charge_by == ("temperature",)
+    cold = state_of_power(_bundled_at(0.5, -35.0), -35.0, SopLimits.for_cell(params, 10.0))
+    assert cold.discharge_W == cold.charge_W == 0.0
+    assert cold.discharge_by == cold.charge_by == ("temperature",)
+
+
+def test_a_set_without_a_charge_window_charges_in_its_temperature_window():
+    cell = bundled_params().cell
+    assert PowerLimits().charge_window() == (-30.0, 60.0)
+    limits = PowerLimits(temp_min_C=-20.0, temp_max_C=55.0).resolved(cell)
+    assert (limits["temp_chg_min_C"], limits["temp_chg_max_C"]) == (-20.0, 55.0)
+    limits = PowerLimits(temp_charge_min_C=5.0).resolved(cell)
+    assert (limits["temp_chg_min_C"], limits["temp_chg_max_C"]) == (5.0, 60.0)
+
+
+def test_the_search_in_pieces_spends_no_sub_step_on_a_charge_it_knows():
+    """Below the charge window a horizon's search is its discharge search:
+    the same discharge power as with the charge searched too, in fewer
+    sub-steps; outside the temperature window, none."""
+    params = bundled_params()
+    anywhere = replace(params, power=replace(params.power, temp_charge_min_C=None, temp_charge_max_C=None))
+    searches = {}
+    for name, p in (("window", params), ("anywhere", anywhere)):
+        search = PowerSearch(_bundled_at(0.5, -10.0, p), (10.0,))
+        assert search.step(budget=0) == 0
+        searches[name] = search
+    window, anywhere_ = searches["window"], searches["anywhere"]
+    assert window.result(0).discharge_W == anywhere_.result(0).discharge_W > 0
+    assert window.result(0).charge_W == 0 and anywhere_.result(0).charge_W > 0
+    assert 0 < window.substeps < anywhere_.substeps
+    frozen = PowerSearch(_bundled_at(0.5, -35.0), (10.0,))
+    assert frozen.step(budget=1) == 0 and frozen.substeps == 0
 
 
 @settings(max_examples=60, deadline=None)

@@ -12,18 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, start_estimator
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil.recording import Recording
 from bmsfil.power import HORIZONS_S, SOP_EVERY, PowerSearch, SopLimits, state_of_power
 from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import POWER_HORIZONS, replay_lockstep
 from bmsfil_hil.targets import make_target
 from firmware_tools import micropython_app, needs_qemu
+from shared_data import LG, needs_data
 
 PARAMS = bundled_params()
 SAMPLES = 1200
@@ -116,10 +118,16 @@ def mp_power():
 @settings(max_examples=40, deadline=None)
 @given(soc=st.floats(0.0, 1.0), temp=st.floats(-20.0, 50.0), irc=st.floats(-10.0, 10.0),
        hyst=st.floats(-1.0, 1.0))
+@example(soc=0.5, temp=-10.0, irc=0.0, hyst=0.0)  # below the charge window: discharge only
+@example(soc=0.5, temp=55.0, irc=0.0, hyst=0.0)   # above it
+@example(soc=0.5, temp=0.0, irc=0.0, hyst=0.0)    # its edge: both
 def test_the_pure_micropython_search_is_the_c_search(mp_power, soc: float, temp: float, irc: float, hyst: float):
     """bmsfil_power (float64 in CPython) against power.c (float32) from the
-    same state, cold: within the search's tolerance and float32's error."""
+    same state, cold: within the search's tolerance and float32's error.
+    The temperature as the C filter holds it (float32): at the charge
+    window's edge, -1e-69 °C is below 0 °C in float64 only."""
     be, bw = mp_power
+    temp = float(np.float32(temp))
     est = SocEstimator(PARAMS)
     est.init_soc(soc, temp)
     ekf = be.SocEkf(be.Params(PARAMS.to_json()))
@@ -137,13 +145,14 @@ def test_the_pure_micropython_search_is_the_c_search(mp_power, soc: float, temp:
             if "unconverged" in by:
                 continue  # flagged as such, not held to the tolerance (seen at SOC 0.008, 0 °C, 30 s)
             assert abs(mine - theirs) <= 2.5 * TOLERANCE * max(mine, theirs) + 0.02, (k, search.results[k], c)
+        assert (c.charge_by == ("temperature",)) == (not 0.0 <= temp <= 50.0)  # the bundled set's charge window
 
 
-def _replay(target: str, params: ParameterSet = PARAMS, **kw):
+def _replay(target: str, params: ParameterSet = PARAMS, rec: Recording | None = None, **kw):
     t = make_target(target, params, **kw)
     bus = t.start()
     try:
-        return replay_lockstep(bus, [bundled_recording().slice(0, SAMPLES)], timeout_s=10.0)
+        return replay_lockstep(bus, [rec or bundled_recording().slice(0, SAMPLES)], timeout_s=10.0)
     finally:
         t.stop()
 
@@ -230,6 +239,39 @@ def test_the_micropython_native_module_sends_the_host_targets_power_frames():
             assert np.median(np.abs(mine[both] - theirs[both]) / theirs[both]) < bound, (h, k)
 
 
+def _cold_slice() -> Recording:
+    """The first 2 minutes of the LG HG2 HWFET cycle at -10 °C: the cell at -10.0 to -9.7 °C."""
+    from bmsfil.importers import import_file
+    return import_file(LG / "2_formatted" / "n10degC" / "596_HWFET_parsed.csv").slice(0, SAMPLES)
+
+
+def _no_charge_power(result) -> None:
+    """Every horizon's result sent, each with a discharge power and a charge power of 0 W."""
+    p = result.power
+    assert p.sent and p.received.all()
+    have = p.horizon[:, 0] != cc.PowerHorizon.NONE
+    assert set(p.horizon[have, 0]) == {int(h) for h in POWER_HORIZONS}
+    assert (p.charge_W[have, 0] == 0.0).all() and (p.discharge_W[have, 0] > 0.0).all()
+
+
+@needs_data
+def test_the_host_target_sends_no_charge_power_below_the_charge_window():
+    """The bundled set charges from 0 °C (LG's datasheet): on a slice at
+    -10 °C the host target sends 0 W of charge power and a discharge power."""
+    _no_charge_power(_replay("host", rec=_cold_slice()))
+
+
+@pytest.mark.qemu
+@needs_qemu
+@needs_data
+def test_the_firmware_sends_no_charge_power_below_the_charge_window():
+    firmware, host = _replay("qemu", rec=_cold_slice()), _replay("host", rec=_cold_slice())
+    assert firmware.delivery.unexpected == 0
+    _no_charge_power(firmware)
+    for field in ("horizon", "discharge_W", "charge_W"):
+        np.testing.assert_array_equal(getattr(firmware.power, field), getattr(host.power, field))
+
+
 def test_a_power_beyond_the_frame_saturates_as_the_firmware_sends_it():
     frame = cc.decode(cc.encode_est_cell_power(3, 0, 7000.0, 10.0, cc.PowerHorizon.PEAK_2S))
     assert frame.charge_power_W == pytest.approx(6553.5) and frame.discharge_power_W == pytest.approx(10.0)
@@ -262,6 +304,40 @@ def test_a_power_section_sets_the_limits_and_round_trips(tmp_path):
                            ({"i_max": 3}, "unknown power field")):
         with pytest.raises(ParamsError, match=re.escape(message)):
             ParameterSet.from_json(PARAMS.to_json() | {"power": power}, origin="bad.json")
+
+
+#: Charge windows the loader, the C core (bf_sop_limits_check) and the
+#: MicroPython loader refuse, the temperature window -30 to 60 °C.
+BAD_CHARGE_WINDOWS = [
+    ({"temp_charge_min_C": -40.0},
+     "power.temp_charge_min_C: -40 °C is outside [temp_min_C, temp_max_C) = [-30, 60) °C"),
+    ({"temp_charge_max_C": 70.0}, "power.temp_charge_max_C: 70 °C is outside (temp_min_C, temp_max_C] = (-30, 60] °C"),
+    ({"temp_charge_min_C": 60.0}, "power.temp_charge_min_C: 60 °C is outside [temp_min_C, temp_max_C)"),
+    ({"temp_min_C": 5.0, "temp_charge_min_C": 0.0}, "power.temp_charge_min_C: 0 °C is outside [temp_min_C, "),
+    ({"temp_charge_min_C": 20.0, "temp_charge_max_C": 10.0},
+     "power: temp_charge_min_C 20 °C must be below temp_charge_max_C 10 °C"),
+    ({"temp_charge_min_C": 20.0, "temp_charge_max_C": 20.0},
+     "power: temp_charge_min_C 20 °C must be below temp_charge_max_C 20 °C"),
+    ({"temp_charge_min_C": float("nan")}, "power.temp_charge_min_C: expected a finite number, got nan"),
+    ({"temp_charge_max_C": float("inf")}, "power.temp_charge_max_C: expected a finite number, got inf"),
+]
+
+
+@pytest.mark.parametrize("power, error", BAD_CHARGE_WINDOWS)
+def test_a_charge_window_outside_the_temperature_window_is_refused_alike(mp_power, power, error):
+    from bmsfil._core import ffi, lib
+    from bmsfil.params import ParamsError
+
+    be, _ = mp_power
+    data = PARAMS.to_json() | {"power": power}
+    with pytest.raises(ParamsError, match=re.escape(f"bad.json: {error}")):
+        ParameterSet.from_json(data, origin="bad.json")
+    general = {k: v for k, v in power.items() if not k.startswith("temp_charge")}
+    charge = {k.replace("temp_charge", "temp_chg"): v for k, v in power.items() if k.startswith("temp_charge")}
+    limits = ffi.new("bf_sop_limits_t *", {"horizon_s": 10.0} | PARAMS.power_limits() | general | charge)
+    assert lib.bf_sop_limits_check(limits) == lib.BF_E_RANGE
+    with pytest.raises(be.ParamsError, match="power"):
+        be.Params(data)
 
 
 #: Power limits beyond the bundled LG HG2 cell's (2.5 to 4.2 V, 30 A): refused
