@@ -324,8 +324,7 @@ class PowerLimits:
             "i_chg_max_A": self.i_charge_max_A if self.i_charge_max_A is not None else cell.i_max_A,
             "soc_min": self.soc_min, "soc_max": self.soc_max,
             "temp_min_C": self.temp_min_C, "temp_max_C": self.temp_max_C,
-            "temp_chg_min_C": self.charge_window()[0], "temp_chg_max_C": self.charge_window()[1],
-        }
+        } | dict(zip(("temp_chg_min_C", "temp_chg_max_C"), self.charge_window()))
         if not out["v_min_V"] < out["v_max_V"]:
             low, high = (f"{'power' if given is not None else 'cell'}.{name} {out[name]:g} V"
                          for name, given in (("v_min_V", self.v_min_V), ("v_max_V", self.v_max_V)))
@@ -342,8 +341,9 @@ class PowerLimits:
         Errors: a limit that lets the state of power count on readings the
         filter takes for sensor faults (a voltage more than VOLTAGE_MARGIN_V
         outside the cell's [v_min_V, v_max_V], a current above its i_max_A, a
-        temperature outside [TEMP_MIN_C, TEMP_MAX_C]). Warnings: a voltage
-        limit outside the cell's range that the filter still reads."""
+        temperature outside [TEMP_MIN_C, TEMP_MAX_C]; the charge window lies
+        inside the temperature window, checked on construction). Warnings: a
+        voltage limit outside the cell's range that the filter still reads."""
         f32 = np.float32
         errors: list[str] = []
         cautions: list[str] = []
