@@ -75,6 +75,25 @@ def test_a_charge_at_room_temperature_before_a_cold_test_is_not_its_temperature(
     assert parameter_warnings(import_file(path), bundled_params()) == []
 
 
+def test_time_not_recorded_between_discharges_weighs_nothing():
+    """A life logged as its discharges only (the NASA PCoE files): the hours
+    between two discharges are no time at the temperature of the sample
+    before them, the last and hottest of its discharge. Weighed as such,
+    B0007's median read 39.4 °C instead of 32.2 °C and its stated 24 °C
+    ambient was called mislabelled."""
+    from bmsfil.params_match import WorkingTemperature
+
+    params = bundled_params()
+    load = -params.cell.nominal_capacity_Ah  # 1C discharge
+    t_one = np.arange(0.0, 3000.0, 10.0)
+    temps = np.linspace(25.0, 40.0, t_one.size)  # each discharge warms the cell from 25 to 40 °C
+    gap = 5 * params.filter.dt_max_s  # then hours unrecorded before the next discharge
+    time_s = np.r_[t_one, t_one + t_one[-1] + gap]
+    at = WorkingTemperature(params)
+    at.add(time_s, np.full(time_s.size, load), np.r_[temps, temps])
+    assert at.value() == pytest.approx(32.5, abs=0.1)
+
+
 def test_a_gap_under_load_is_warned_of():
     """A logger that stopped for 10 minutes in the middle of a drive: the
     filter integrates the gap as the next sample's current, eval says so;

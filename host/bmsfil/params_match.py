@@ -32,10 +32,14 @@ class WorkingTemperature:
     raw cycler export logs a rest every minute and a test every 0.1 s, or
     the other way round; and the LG HG2 raw tests charge at room
     temperature for hours before a 2C discharge of 25 minutes in the
-    chamber. A sample weighs the interval to the next one."""
+    chamber. A sample weighs the interval to the next one, up to the
+    filter's dt_max_s: a longer one is time not recorded (the NASA PCoE
+    files hold only the discharges, hours apart), which would weigh the
+    last, hottest sample of each discharge as much as hours of it."""
 
     def __init__(self, params: ParameterSet) -> None:
         self._load = REST_C_RATE * params.cell.nominal_capacity_Ah  # discharging beyond the filter's rest
+        self._dt_max = params.filter.dt_max_s  # a longer interval is a gap, not time at a temperature
         self._working: dict[int, float] = {}
         self._any: dict[int, float] = {}
         self._last: tuple[float, float, float] | None = None  # the sample whose interval the next chunk ends
@@ -48,7 +52,7 @@ class WorkingTemperature:
             return
         self._last = (float(time_s[-1]), float(current_A[-1]), float(temp_C[-1]))
         t, i, dt = temp_C[:-1], np.nan_to_num(current_A[:-1]), np.diff(time_s)
-        ok = np.isfinite(t) & (dt >= 0)
+        ok = np.isfinite(t) & (dt >= 0) & (dt <= self._dt_max)
         for bins, use in ((self._any, ok), (self._working, ok & (i < -self._load))):
             keys, where = np.unique(np.round(t[use] * 100.0).astype(np.int64), return_inverse=True)
             for key, weight in zip(keys.tolist(), np.bincount(where, weights=dt[use]).tolist()):
