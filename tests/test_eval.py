@@ -112,6 +112,14 @@ def test_eval_command_writes_csv_plot_and_json(tmp_path: Path, us06_slice, capsy
     assert np.nanmax(case) < core["core_max_C"] < np.nanmax(case) + 4.0
     assert 0 < core["core_sigma_end_C"] < 0.5 and core["readings_gated_share"] < 0.01
     assert "core temperature up to" in printed
+    # Health and the state of power at the end, each on a line of its own, the numbers the JSON has.
+    name, health = us06_slice.meta.name, doc["recordings"][0]["health"]
+    assert f"{name}: state of power at the end over 2s / 10s / 30s: discharge {power['2s']['discharge_W_end']:.1f} / " \
+        in " ".join(printed.split())
+    line = next(x for x in printed.splitlines() if x.startswith(f"{name}: capacity") or x.startswith(f"{name}: R0"))
+    assert health["r0_steps"] > 0  # the US06's current steps
+    assert f"R0 {health['r0_ohm'] * 1e3:.1f} ± {health['r0_sigma_ohm'] * 1e3:.1f} mΩ from {health['r0_steps']} current" \
+            in line
 
 
 def test_eval_without_a_thermal_model_reports_no_core_temperature(tmp_path: Path, us06_slice):

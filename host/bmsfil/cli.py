@@ -207,6 +207,10 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
             unscored.append(f"{summary['name']}: SOC not scored ({summary.get('not_scored')})")
         if summary.get("capacity_cycles"):
             lives.append(_life_line(summary))
+        if isinstance(summary.get("health"), dict) and not summary.get("capacity_cycles"):
+            lives.append(_health_line(summary))
+        if isinstance(summary.get("power"), dict):
+            lives.append(_power_line(summary))
         if isinstance(summary.get("core_temperature"), dict):
             lives.append(_core_temp_line(summary))
     console.print(table)
@@ -220,6 +224,32 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
         "estimate at the end"
     )
     console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
+
+
+def _health_line(summary: dict[str, object]) -> str:
+    """Capacity and R0 where the recording ends, in one line (the JSON's health)."""
+    h = summary["health"]
+    assert isinstance(h, dict)
+    pairs, steps = h["capacity_pairs"], h["r0_steps"]
+    capacity = ("capacity: no pair of anchors (full, empty or a long rest) closed, the set's rated capacity kept"
+                if not pairs or h["capacity_Ah"] is None else
+                f"capacity {h['capacity_Ah']:.3f} ± {h['capacity_sigma_Ah']:.3f} Ah (SOH {h['soh'] * 100:.1f} %, "
+                f"{pairs} pair(s) of anchors)")
+    r0 = ("R0: no current step seen" if not steps or h["r0_ohm"] is None else
+          f"R0 {h['r0_ohm'] * 1e3:.1f} ± {h['r0_sigma_ohm'] * 1e3:.1f} mΩ from {steps} current steps")
+    return f"{summary['name']}: {capacity}; {r0}"
+
+
+def _power_line(summary: dict[str, object]) -> str:
+    """The state of power at the recording's end per horizon, in one line (the JSON's power)."""
+    power = summary["power"]
+    assert isinstance(power, dict)
+
+    def watts(key: str) -> str:
+        return " / ".join("—" if v.get(key) is None else f"{v[key]:.1f}" for v in power.values())
+
+    return (f"{summary['name']}: state of power at the end over {' / '.join(power)}: discharge "
+            f"{watts('discharge_W_end')} W, charge {watts('charge_W_end')} W")
 
 
 def _core_temp_line(summary: dict[str, object]) -> str:
