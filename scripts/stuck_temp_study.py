@@ -16,10 +16,10 @@ LG HG2 file with a temperature channel (bundled `lg-hg2` set):
 - clean: the largest |D| inside a run of a live sensor (what a threshold
   must stay above to raise no false flag);
 - frozen: the temperature channel held at its value from the moment a 2C
-  discharge (about 3 W of heat) starts, the filter fed the frozen reading as
+  discharge (a median heat of 0.8-3.2 W) starts, the filter fed the frozen reading as
   a BMS would: the largest |D| during the discharge.
 
-About 2 minutes on this machine.
+About a minute on this machine.
 """
 from __future__ import annotations
 

@@ -173,7 +173,8 @@ def test_speed_where_nothing_is_paced_is_refused(capsys, source, expected):
 
 
 @pytest.mark.parametrize("source, expected", [
-    (["--log", "run.blf", "--once"], "--log is read whole"),
+    (["--log", "run.blf", "--once"], "a log (--log) is not listened to but read"),
+    (["--log", "run.blf"], "a log (--log) is not listened to but read"),
     (["--interface", "virtual", "--channel", "bmsfil-test-window"], "without --once the view runs until Ctrl-C"),
 ])
 def test_window_where_nothing_listens_for_it_is_refused(capsys, source, expected):

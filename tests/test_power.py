@@ -107,6 +107,12 @@ def test_a_set_without_a_charge_window_charges_in_its_temperature_window():
     assert (limits["temp_chg_min_C"], limits["temp_chg_max_C"]) == (-20.0, 55.0)
     limits = PowerLimits(temp_charge_min_C=5.0).resolved(cell)
     assert (limits["temp_chg_min_C"], limits["temp_chg_max_C"]) == (5.0, 60.0)
+    # SopLimits without a charge window charges in its temperature window, narrowed or not.
+    est = SocEstimator(replace(bundled_params(), power=None))
+    est.init_soc(0.5, 25.0)
+    narrowed = SopLimits.for_cell(replace(bundled_params(), power=None), 10.0, temp_min_C=-10.0, temp_max_C=40.0)
+    assert (narrowed.packed().temp_chg_min_C, narrowed.packed().temp_chg_max_C) == (-10.0, 40.0)
+    assert state_of_power(est, 25.0, narrowed).charge_W > 0 and state_of_power(est, 45.0, narrowed).charge_W == 0
 
 
 def test_the_search_in_pieces_spends_no_sub_step_on_a_charge_it_knows():

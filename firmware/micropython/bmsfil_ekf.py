@@ -151,14 +151,21 @@ class Params:
                 default = limits[default]
             value = float(power.get(name, default))
             if not _finite(value):
-                raise ParamsError("power.%s: expected a finite number" % name)
+                raise ParamsError("power.%s: expected a finite number, got %r" % (name, value))
             limits.append(value)
         if not (0.0 < limits[0] < limits[1] and limits[2] > 0 and limits[3] > 0
-                and 0.0 <= limits[4] < limits[5] <= 1.0 and limits[6] < limits[7]
-                and limits[6] <= limits[8] < limits[9] <= limits[7]):
+                and 0.0 <= limits[4] < limits[5] <= 1.0 and limits[6] < limits[7]):
             raise ParamsError("power: limits out of order (v_min < v_max, currents > 0, "
-                              "0 <= soc_min < soc_max <= 1, temp_min < temp_max, "
-                              "temp_min <= temp_charge_min < temp_charge_max <= temp_max)")
+                              "0 <= soc_min < soc_max <= 1, temp_min < temp_max)")
+        if not limits[6] <= limits[8] < limits[7]:
+            raise ParamsError("power.temp_charge_min_C: %g C is outside [temp_min_C, temp_max_C) = [%g, %g) C"
+                              % (limits[8], limits[6], limits[7]))
+        if not limits[6] < limits[9] <= limits[7]:
+            raise ParamsError("power.temp_charge_max_C: %g C is outside (temp_min_C, temp_max_C] = (%g, %g] C"
+                              % (limits[9], limits[6], limits[7]))
+        if not limits[8] < limits[9]:
+            raise ParamsError("power: temp_charge_min_C %g C must be below temp_charge_max_C %g C"
+                              % (limits[8], limits[9]))
         # Nor beyond what the filter reads (bf_sop_limits_cell_check): the voltages
         # within VOLTAGE_MARGIN_V of the cell's range, the currents up to i_max_A.
         for k, bound, high in ((0, self.v_min_V - VOLTAGE_MARGIN_V, False), (1, self.v_max_V + VOLTAGE_MARGIN_V, True),

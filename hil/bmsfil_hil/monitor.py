@@ -383,8 +383,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     if args.window is not None and (args.log is not None or not args.once):
         err_console.print(f"bmsfil monitor: --window {args.window:g} is how long --once listens to a live bus "
                           "(--interface) before its snapshot; "
-                          + ("--log is read whole" if args.log is not None else "without --once the view runs "
-                             "until Ctrl-C"), soft_wrap=True)
+                          + ("a log (--log) is not listened to but read" if args.log is not None else
+                             "without --once the view runs until Ctrl-C"), soft_wrap=True)
         return 2
     if args.log is not None:
         if args.bitrate is not None or args.bus_option:

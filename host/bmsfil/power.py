@@ -22,7 +22,7 @@ import numpy as np
 
 from bmsfil._core import ffi, lib
 from bmsfil.core import InitialSoc, SocEstimator, _check, start_estimator
-from bmsfil.params import ParameterSet
+from bmsfil.params import ParameterSet, PowerLimits
 from bmsfil.recording import Recording
 from bmsfil.reference import CellModel
 
@@ -48,19 +48,31 @@ class SopLimits:
     soc_max: float = 1.0
     temp_min_C: float = -30.0
     temp_max_C: float = 60.0
-    temp_chg_min_C: float = -30.0
-    temp_chg_max_C: float = 60.0
+    #: The charge temperature window; None: the temperature window (as a
+    #: parameter set's ``power`` section without one).
+    temp_chg_min_C: float | None = None
+    temp_chg_max_C: float | None = None
 
     @classmethod
     def for_cell(cls, params: ParameterSet, horizon_s: float, **changes: float) -> "SopLimits":
-        """The parameter set's limits (its ``power`` section, else the cell's ranges) for a horizon."""
-        return cls(**({"horizon_s": horizon_s} | params.power_limits() | changes))  # type: ignore[arg-type]
+        """The parameter set's limits (its ``power`` section, else the cell's ranges) for a horizon.
+        A charge window the set does not give follows the temperature window, `changes` included."""
+        limits: dict[str, float | None] = {"horizon_s": horizon_s} | params.power_limits()
+        given = params.power or PowerLimits()
+        for name, own in (("temp_chg_min_C", given.temp_charge_min_C), ("temp_chg_max_C", given.temp_charge_max_C)):
+            if own is None:
+                limits[name] = None
+        return cls(**(limits | changes))  # type: ignore[arg-type]
 
     def packed(self) -> "ffi.CData":
         lim = ffi.new("bf_sop_limits_t *")
-        for name, value in vars(self).items():
+        values = vars(self) | {
+            "temp_chg_min_C": self.temp_min_C if self.temp_chg_min_C is None else self.temp_chg_min_C,
+            "temp_chg_max_C": self.temp_max_C if self.temp_chg_max_C is None else self.temp_chg_max_C,
+        }
+        for name, value in values.items():
             setattr(lim, name, value)
-        _check(lib.bf_sop_limits_check(lim), "SOP limits")
+        _check(lib.bf_sop_limits_check(lim), f"SOP limits ({', '.join(f'{k}={v:g}' for k, v in values.items())})")
         return lim
 
 
