@@ -82,11 +82,11 @@ def test_the_bundled_set_carries_the_datasheet_limits():
     assert params.power.charge_window() == (0.0, 50.0)
 
 
-@pytest.mark.parametrize("temp_C, charges", [(-10.0, False), (-0.01, False), (0.0, True), (25.0, True),
-                                             (50.0, True), (55.0, False)])
+@pytest.mark.parametrize("temp_C, charges", [(-20.0, False), (-10.0, False), (-0.01, False), (0.0, True),
+                                             (25.0, True), (50.0, True), (55.0, False), (75.0, False)])
 def test_outside_the_charge_window_only_the_charge_power_is_0(temp_C: float, charges: bool):
     """The bundled LG HG2 set charges from 0 to 50 °C (the edges included)
-    and works both ways from -30 to 60 °C: outside the charge window the
+    and works both ways from -20 to 75 °C: outside the charge window the
     charge power is 0 W by temperature, the discharge power is searched."""
     params = bundled_params()
     sop = state_of_power(_bundled_at(0.5, temp_C), temp_C, SopLimits.for_cell(params, 10.0))
@@ -95,9 +95,10 @@ def test_outside_the_charge_window_only_the_charge_power_is_0(temp_C: float, cha
         assert sop.charge_W > 0 and "temperature" not in sop.charge_by
     else:
         assert sop.charge_W == sop.charge_A == 0.0 and sop.charge_by == ("temperature",)
-    cold = state_of_power(_bundled_at(0.5, -35.0), -35.0, SopLimits.for_cell(params, 10.0))
-    assert cold.discharge_W == cold.charge_W == 0.0
-    assert cold.discharge_by == cold.charge_by == ("temperature",)
+    for outside in (-20.5, 75.5):  # beyond the operating range: neither direction
+        sop = state_of_power(_bundled_at(0.5, outside), outside, SopLimits.for_cell(params, 10.0))
+        assert sop.discharge_W == sop.charge_W == 0.0
+        assert sop.discharge_by == sop.charge_by == ("temperature",)
 
 
 def test_a_set_without_a_charge_window_charges_in_its_temperature_window():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, start_estimator
-from bmsfil.params import ParameterSet, bundled_params
+from bmsfil.params import ParameterSet, PowerLimits, bundled_params
 from bmsfil.recording import Recording
 from bmsfil.power import HORIZONS_S, SOP_EVERY, PowerSearch, SopLimits, state_of_power
 from bmsfil_hil.micropython import micropython_executable
@@ -334,7 +335,8 @@ def test_a_charge_window_outside_the_temperature_window_is_refused_alike(mp_powe
         ParameterSet.from_json(data, origin="bad.json")
     general = {k: v for k, v in power.items() if not k.startswith("temp_charge")}
     charge = {k.replace("temp_charge", "temp_chg"): v for k, v in power.items() if k.startswith("temp_charge")}
-    limits = ffi.new("bf_sop_limits_t *", {"horizon_s": 10.0} | PARAMS.power_limits() | general | charge)
+    default = replace(PARAMS, power=PowerLimits()).power_limits()  # the JSON's power section is the case alone
+    limits = ffi.new("bf_sop_limits_t *", {"horizon_s": 10.0} | default | general | charge)
     assert lib.bf_sop_limits_check(limits) == lib.BF_E_RANGE
     # the same field and words as the host's, in ASCII (the emulated board's MicroPython has no unicode)
     with pytest.raises(be.ParamsError, match=re.escape(error.replace("°C", "C"))):

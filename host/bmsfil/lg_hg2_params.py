@@ -140,13 +140,14 @@ def held_out_cells(data: TrainingData) -> dict[str, CellParams]:
 #: charge to 4.20 V, discharge to 2.5 V, 20 A continuous discharge, 4 A
 #: maximum charge. The state of power works within them (without them it
 #: took the cell's plausible range, i_max_A 30 A both ways: a 120 W charge
-#: for an 18650), and its charge temperature range, 0 to 50 °C (below 0 °C
-#: a charge plates lithium): outside it the charge power is 0 W. The
-#: temperature window of both directions stays the default -30 to 60 °C.
+#: for an 18650), its operating temperature (cell surface), -20 to 75 °C,
+#: outside which neither direction is allowed, and its charge temperature
+#: range, 0 to 50 °C (below 0 °C a charge plates lithium): outside it the
+#: charge power is 0 W.
 DATASHEET_LIMITS = PowerLimits(v_min_V=2.5, v_max_V=4.2, i_discharge_max_A=20.0, i_charge_max_A=4.0,
-                               temp_charge_min_C=0.0, temp_charge_max_C=50.0)
+                               temp_min_C=-20.0, temp_max_C=75.0, temp_charge_min_C=0.0, temp_charge_max_C=50.0)
 DATASHEET_NOTE = ("LG INR18650HG2 product specification: charge to 4.20 V at up to 4 A, discharge to 2.5 V at up to "
-                  "20 A continuous; charge from 0 to 50 °C")
+                  "20 A continuous; operating (cell surface) from -20 to 75 °C, charge from 0 to 50 °C")
 
 
 def identify(data_dir: Path, tune_iterations: int = 300) -> ParameterSet:
