@@ -68,12 +68,14 @@ def _floats(values, what):
 
 # The "power" section's fields, in bf_sop_limits_t's order (after horizon_s),
 # and what a field not given is: a cell attribute's name, a number, or (the
-# charge window) the index of the limit it defaults to.
+# charge window, _CHARGE_DEFAULTS) the limit of the temperature window it
+# defaults to.
 _POWER_FIELDS = ("v_min_V", "v_max_V", "i_discharge_max_A", "i_charge_max_A", "soc_min", "soc_max",
                  "temp_min_C", "temp_max_C", "temp_charge_min_C", "temp_charge_max_C")
+_CHARGE_DEFAULTS = {"temp_charge_min_C": "temp_min_C", "temp_charge_max_C": "temp_max_C"}
 _POWER_DEFAULTS = {"v_min_V": "v_min_V", "v_max_V": "v_max_V", "i_discharge_max_A": "i_max_A",
                    "i_charge_max_A": "i_max_A", "soc_min": 0.0, "soc_max": 1.0, "temp_min_C": -30.0,
-                   "temp_max_C": 60.0, "temp_charge_min_C": 6, "temp_charge_max_C": 7}
+                   "temp_max_C": 60.0, "temp_charge_min_C": None, "temp_charge_max_C": None}
 
 
 class Params:
@@ -145,10 +147,10 @@ class Params:
         limits = []
         for name in _POWER_FIELDS:
             default = _POWER_DEFAULTS[name]
-            if isinstance(default, str):
+            if name in _CHARGE_DEFAULTS:
+                default = limits[_POWER_FIELDS.index(_CHARGE_DEFAULTS[name])]
+            elif isinstance(default, str):
                 default = getattr(self, default)
-            elif isinstance(default, int):
-                default = limits[default]
             value = float(power.get(name, default))
             if not _finite(value):
                 raise ParamsError("power.%s: expected a finite number, got %r" % (name, value))

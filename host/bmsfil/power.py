@@ -72,7 +72,9 @@ class SopLimits:
         }
         for name, value in values.items():
             setattr(lim, name, value)
-        _check(lib.bf_sop_limits_check(lim), f"SOP limits ({', '.join(f'{k}={v:g}' for k, v in values.items())})")
+        status = lib.bf_sop_limits_check(lim)
+        if status != lib.BF_OK:  # the message only when it is needed: state_of_power packs on every call
+            _check(status, f"SOP limits ({', '.join(f'{k}={v:g}' for k, v in values.items())})")
         return lim
 
 
