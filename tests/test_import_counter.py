@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bmsfil.importers import import_file
-from bmsfil.importers.counter import counter_slope
+from bmsfil.importers.counter import RESTART_AH, counter_slope, join_restarts
 from bmsfil.recording import RecordingError, RecordingWarning
 
 from shared_data import LG, NASA_B0005, needs_data, needs_nasa
@@ -112,3 +112,51 @@ def test_counters_that_restart_per_cycle_with_rests_and_nans_pass() -> None:
 def test_no_current_says_nothing() -> None:
     t = np.arange(100.0)
     assert counter_slope(t, np.zeros(100), np.zeros(100)) is None
+
+
+@needs_data
+def test_a_discharge_counter_that_starts_over_is_flipped_and_joined_with_the_lines_named(tmp_path: Path) -> None:
+    """An Arbin-style Discharge_Capacity that rises on discharge and restarts at 0 twice (per cycle):
+    imported as one counter of the whole file, equal to the cycler's own, with a warning naming the lines."""
+    s = us06_slice()
+    q = s["Capacity [Ah]"] - s["Capacity [Ah]"][0]
+    restarted = -q.copy()
+    for k in (2500, 4700):
+        restarted[k:] -= restarted[k]
+    path = generic(tmp_path, ("Time [min]", s["Time [min]"]), ("Discharge_Capacity(Ah)", restarted))
+    with pytest.warns(RecordingWarning) as record:
+        rec = import_file(path, column_map={**MAP, "ah": "Discharge_Capacity(Ah)"})
+    joined = [str(w.message) for w in record if "starts over" in str(w.message)]
+    # data row k is file line k + 2 (the header is line 1)
+    assert joined and "starts over at line 2502" in joined[0] and "1 more time(s), at line(s) 4702" in joined[0]
+    assert rec.ah is not None
+    np.testing.assert_allclose(rec.ah, q, atol=2e-4)  # each restart's 0.1 s interval counted from the current
+    assert "starts over" in rec.meta.extra["ah_restarts_joined"]
+
+
+def test_a_counter_is_joined_only_where_no_current_explains_its_step() -> None:
+    """A 60 s log whose current steps from rest to 3 A between two samples moves the counter by up to
+    50 mAh in one interval, and an unlogged hour of a 2 A discharge by 2 Ah: neither is a restart. A
+    jump to 0 with no current to explain it is, and so is one just above RESTART_AH."""
+    t = np.arange(0.0, 1200.0, 60.0)
+    i = np.where(t >= 300, -3.0, 0.0)
+    ah = np.concatenate([[0.0], np.cumsum(i[1:] * 60.0 / 3600.0)])  # the step counted at the interval's end
+    lines = np.arange(2, len(t) + 2)
+    cols = {"ah": "Q", "current": "I"}
+    out, note = join_restarts("f.csv", lines, cols, t, i, ah)
+    assert note is None and out is ah
+    gap_t = np.r_[t, t[-1] + 3660.0]
+    gap_i = np.r_[i, -2.0]
+    gap_ah = np.r_[ah, ah[-1] - 2.0 * 3660.0 / 3600.0]
+    assert join_restarts("f.csv", np.arange(len(gap_t)), cols, gap_t, gap_i, gap_ah)[1] is None
+    restarted = ah.copy()
+    restarted[12:] -= restarted[12]
+    with pytest.warns(RecordingWarning, match=r"f.csv: column 'Q' starts over at line 14 "):
+        out, note = join_restarts("f.csv", lines, cols, t, i, restarted)
+    np.testing.assert_allclose(out, ah, atol=1e-12)  # the restart's interval at 3 A both ends: what the counter had
+    small = np.zeros_like(t)
+    small[10:] = RESTART_AH * 1.01
+    with pytest.warns(RecordingWarning, match="starts over at line 12"):
+        assert join_restarts("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is not None
+    small[10:] = RESTART_AH * 0.99
+    assert join_restarts("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is None

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..recording import RecordingError
 from . import parse
-from .counter import check_counter
+from .counter import check_counter, join_restarts
 from .plausibility import check
 from .table import Converter, Header, Table, at
 from .units import conversion, known_units
@@ -131,3 +131,16 @@ def from_zero(values: np.ndarray) -> np.ndarray:
     """The values minus the first one that is not NaN (a counter or clock zeroed at the start)."""
     present = np.flatnonzero(~np.isnan(values))
     return values - values[present[0]] if present.size else values
+
+
+def join_counter_restarts(channels: Channels) -> None:
+    """The Ah counter, if any, joined where it starts over mid-file (`counter.join_restarts`), in place;
+    what was joined goes into the notes. Call it after any join the format knows better (step restarts)."""
+    values = channels.values
+    if not {"ah", "current", "time"} <= values.keys():
+        return
+    values["ah"], note = join_restarts(
+        channels.where, channels.lines, channels.columns, values["time"], values["current"], values["ah"]
+    )
+    if note is not None:
+        channels.notes["ah_restarts_joined"] = note

@@ -105,3 +105,52 @@ def check_counter(
         f"{at(where, header_line, column)}: the Ah counter does not follow the current: its increments are "
         f"{slope:.3g} x the integral of {columns['current']!r} over {columns['time']!r} (expected 1); {hint}"
     )
+
+
+#: A counter step this much beyond the charge the current can explain (Ah) is the counter starting over.
+RESTART_AH = 0.05
+
+
+def join_restarts(
+    where: str,
+    lines: np.ndarray,
+    columns: dict[str, str],
+    time_s: np.ndarray,
+    current_A: np.ndarray,
+    ah: np.ndarray,
+) -> tuple[np.ndarray, str | None]:
+    """The Ah counter joined over the places where it starts over, and what was joined (None: nothing).
+
+    A tester may restart its counter at 0 mid-file (per cycle, per step, after a
+    pause): the counter then jumps by far more than any current in the file could
+    move in one interval. Between two samples the current moves at most the larger
+    of their two currents times the interval (more only if it peaked unlogged in
+    between); a change of the counter beyond that by RESTART_AH is a restart, and
+    from there on the counter is offset so that the interval counts what the
+    current's integral says. Each join is warned of, with the file line. Intervals
+    where time does not advance or a value is missing are left as they are.
+    """
+    da = np.diff(ah)
+    dt = np.diff(time_s)
+    i0, i1 = current_A[:-1], current_A[1:]
+    dq = 0.5 * (i0 + i1) * dt / 3600.0
+    bound = np.maximum(np.abs(i0), np.abs(i1)) * dt / 3600.0
+    ok = np.isfinite(da) & np.isfinite(dq) & (dt > 0)
+    jumps = np.flatnonzero(ok & (np.abs(da) > np.where(ok, bound, 0.0) + RESTART_AH))
+    if not jumps.size:
+        return ah, None
+    out = np.array(ah, dtype=float)
+    for k in jumps.tolist():
+        out[k + 1:] -= da[k] - dq[k]
+    k = int(jumps[0])
+    where_lines = [int(lines[j + 1]) for j in jumps.tolist()]
+    more = "" if jumps.size == 1 else (
+        f"; and {jumps.size - 1} more time(s), at line(s) {', '.join(map(str, where_lines[1:6]))}"
+        + (", ..." if jumps.size > 6 else ""))
+    note = (
+        f"column {columns['ah']!r} starts over at line {where_lines[0]} ({ah[k]:+.4f} Ah to {ah[k + 1]:+.4f} Ah in "
+        f"{dt[k]:g} s, while {columns['current']!r} moved {dq[k]:+.4f} Ah){more}: joined, each restart's interval "
+        "counted as the current's integral, so that the counter runs over the whole file"
+    )
+    warnings.warn(f"{where}: {note}", RecordingWarning, stacklevel=2)
+    return out, note

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recording import Recording, RecordingError, RecordingMeta
-from .channels import QUANTITIES, check_time_order, from_zero, read_channels
+from .channels import QUANTITIES, check_time_order, from_zero, join_counter_restarts, read_channels
 from .names import file_stem, safe_name
 from .table import HEADER_SEARCH_ROWS, Header, Table, at
 from .units import SI, conversion, normalise_unit, split_unit
@@ -109,6 +109,7 @@ def import_csv(
         )
     channels = read_channels(table, header, columns, units)
     check_time_order(channels)
+    join_counter_restarts(channels)
     values = channels.values
     extra = {"columns": "; ".join(f"{key}={column}" for key, column in channels.columns.items()), **channels.notes}
     temp_C = values.get("temperature")

@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from ..recording import Recording, RecordingError, RecordingMeta, RecordingWarning
-from .channels import Channels, check_time_order, from_zero, read_channels
+from .channels import Channels, check_time_order, from_zero, join_counter_restarts, read_channels
 from .names import file_stem, safe_name
 from .table import HEADER_SEARCH_ROWS, Header, Table, at, normalise
 
@@ -199,6 +199,7 @@ def import_raw(table: Table, path: Path) -> Recording:
         values["ah"], joined = join_step_restarts(values["ah"], step, values["current"], values["time"], step_time)
     else:
         joined = 0
+    join_counter_restarts(channels)
     info = _key_values(header.preamble)
     hg2 = any("hg2" in value.lower() for value in info.values())
     test = info.get("Test section") or _test_from_stem(path)
@@ -292,6 +293,7 @@ def import_formatted(table: Table, path: Path) -> Recording:
     )
     channels = read_channels(table, header, header.require(table.where, _FORMATTED_COLUMNS))
     check_time_order(channels)
+    join_counter_restarts(channels)
     ignored = [header.cells[i] for i in map(header.find, _PROCESSED_ONLY) if i is not None]
     extra = (
         {"ignored_columns": ", ".join(ignored) + " (a heuristic of the processed files, never a reference)"}
