@@ -3,8 +3,10 @@ fault the estimator or its plausibility monitor can see is visible in flags
 or delivery statistics, no fault ends a run or gives a NaN estimate, on host
 and on the firmware in QEMU. The sensor faults come back flagged over CAN
 (EstCellFlags): stuck voltage within the window, a 0.5 A current offset on
-the long replay; a 5 % gain error is not detectable by the monitor, and the
-matrix says so (a skipped JUnit case with the reason)."""
+the long replay; a 5 % gain error is not detectable by the monitor and
+shows only in the SOC error against the reference on the long replay,
+which the matrix says (visible, not on the bus; the JUnit case's
+system-out)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from bmsfil.cli import main
 
 from firmware_tools import needs_qemu
 
+#: Sensor faults the monitor cannot see by design: visible to the harness only in the SOC error.
 UNDETECTABLE = {"current_gain"}
 FLAGGED = {"temp_dropout": "temp_invalid", "voltage_nan": "voltage_invalid", "voltage_out_of_range": "voltage_invalid"}
 #: Sensor fault -> the plausibility flag it must come back with, and within how many seconds of its start.
@@ -37,7 +40,10 @@ def _matrix(tmp_path, target: str) -> dict:
     failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
     skipped = {c.get("name") for c in suite.iter("testcase") if c.find("skipped") is not None}
     assert failed == set(), f"JUnit failures {failed}"
-    assert skipped == UNDETECTABLE
+    assert skipped == set()
+    for name in UNDETECTABLE:
+        case = next(c for c in suite.iter("testcase") if c.get("name") == name)
+        assert "only in the SOC error" in case.findtext("system-out", "")
     return doc
 
 
@@ -45,7 +51,8 @@ def _check(doc: dict, resets: bool) -> None:
     by_name = {f["fault"]: f for f in doc["faults"]}
     for name, f in by_name.items():
         assert f["fault_ended_run"] is None and f["nan_estimates"] == 0, name
-        assert f["visible"] == (name not in UNDETECTABLE), name
+        assert f["visible"], name
+        assert f["visible_on_bus"] == (name not in UNDETECTABLE), name
     # No false flag from the monitor on the clean runs, short and long.
     assert doc["baseline"]["monitor_sent"] and doc["baseline"]["false_flags"] == []
     assert doc["baseline"]["long"]["false_flags"] == []
@@ -53,7 +60,13 @@ def _check(doc: dict, resets: bool) -> None:
         f = by_name[name]
         assert f["detected"] and f["detected_after_s"] <= within_s, (name, f["detection"])
         assert any(flag in d["flags_seen"] for d in f["detection"]), (name, f["detection"])
-    assert not by_name["current_gain"]["detected"] and by_name["current_gain"]["undetectable_by_design"]
+    gain = by_name["current_gain"]
+    assert not gain["detected"] and gain["undetectable_by_design"]
+    # +5 % over about 35 minutes: the long replay's SOC error grows well beyond the clean run's (0.13 -> 0.94 %),
+    # while over the 10 s window it hardly moves.
+    (long,) = [d for d in gain["detection"] if d["run"] == "long"]
+    assert long["error_shows"] and long["rmse_from_fault"] > 3 * long["clean_rmse_from_fault"], long
+    assert gain["error_shows"]
     for name in ("loss_1pct", "loss_5pct", "loss_20pct"):
         assert by_name[name]["injected"]["dropped"] > 0 and by_name[name]["answered"] < by_name[name]["samples"]
     for name, flag in FLAGGED.items():

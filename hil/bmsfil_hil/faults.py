@@ -17,7 +17,10 @@ For each fault: how it showed (samples flagged by the estimator, frames and
 samples lost, target faults reported, delivery counters), the SOC error
 during the window and after it, and how long after the window the error
 took to come back within 1 point of the clean run's error. The clean run
-is the baseline, measured in the same call.
+is the baseline, measured in the same call. A fault is visible on the bus
+when it shows in flags or delivery statistics (all a BMS in the field
+has), and visible to the harness when, besides, the SOC error against the
+reference grew beyond the clean run's (`ERROR_SHOWS`).
 
 Sensor faults are also judged by the plausibility monitor the targets run
 beside the filter (EstCellFlags): whether the flag that names the fault
@@ -45,6 +48,11 @@ from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
 from bmsfil_hil.replay import ReplayResult, replay_lockstep
 from bmsfil_hil.targets import make_target
+
+#: A fault shows in the SOC error when a run's RMSE against the reference (in the window, after it, or on
+#: the long replay from the fault's start) exceeds the clean run's over the same samples by this much:
+#: 0.1 point of SOC, above the replays' own spread (the targets agree with the host within 1e-6).
+ERROR_SHOWS = 0.001
 
 #: Timeout per sample when a fault is expected to lose some (s), by target.
 SKIP_TIMEOUT_S = {"host": 0.05, "reference": 0.05}
@@ -214,6 +222,13 @@ class Detection:
     unseen_current_end_A: float | None
     unseen_current_sigma_end_A: float | None
     sent: bool                    # the target sent EstCellFlags at all
+    #: SOC RMSE against the reference from the fault's start to the run's end, and the clean run's over the same
+    rmse_from_fault: float = math.nan
+    clean_rmse_from_fault: float = math.nan
+
+    @property
+    def error_shows(self) -> bool:
+        return self.rmse_from_fault > self.clean_rmse_from_fault + ERROR_SHOWS
 
     @property
     def detected(self) -> bool:
@@ -223,10 +238,13 @@ class Detection:
         return {"run": self.run, "samples": self.samples, "fault_from_s": self.fault_from_s,
                 "detected": self.detected, "after_s": self.after_s, "flags_seen": self.flags_seen,
                 "unseen_current_end_A": self.unseen_current_end_A,
-                "unseen_current_sigma_end_A": self.unseen_current_sigma_end_A, "monitor_sent": self.sent}
+                "unseen_current_sigma_end_A": self.unseen_current_sigma_end_A, "monitor_sent": self.sent,
+                "rmse_from_fault": self.rmse_from_fault, "clean_rmse_from_fault": self.clean_rmse_from_fault,
+                "error_shows": self.error_shows}
 
 
-def _detection(run: str, result: ReplayResult, rec: Recording, start: int, fault: Fault) -> Detection:
+def _detection(run: str, result: ReplayResult, rec: Recording, start: int, fault: Fault,
+               clean: ReplayResult) -> Detection:
     p = result.plausibility
     bits = sum(bit for bit, name in cc.PLAUS_FLAGS.items() if name in fault.detect)
     k = p.first(bits, start=start) if bits else None
@@ -238,8 +256,9 @@ def _detection(run: str, result: ReplayResult, rec: Recording, start: int, fault
         j = int(received[-1])
         u = None if math.isnan(p.unseen_current_A[j, 0]) else float(p.unseen_current_A[j, 0])
         s = None if math.isnan(p.unseen_current_sigma_A[j, 0]) else float(p.unseen_current_sigma_A[j, 0])
+    reference = rec.reference_soc()[start:]
     return Detection(run, len(rec), t0, None if k is None else float(rec.time_s[k] - rec.time_s[start]), seen, u, s,
-                     p.sent)
+                     p.sent, _rmse(result.soc[start:, 0] - reference), _rmse(clean.soc[start:, 0] - reference))
 
 
 def _clean_flags(result: ReplayResult) -> list[str]:
@@ -261,11 +280,17 @@ class FaultOutcome:
     rmse_after: float
     recovery_s: float | None          # after the window until the error is back near the clean run's
     nan_estimates: int                # answered estimates that were not valid numbers
-    visible: bool                     # the fault shows in flags or statistics
+    visible_on_bus: bool              # the fault shows in flags or delivery statistics
+    error_shows: bool                 # the SOC error against the reference grew beyond the clean run's
     detection: list[Detection] = field(default_factory=list)  # sensor faults: the monitor's flags
     #: Bus corruption: per field a flipped bit changed, frames, how many the target reported (refused for
     #: their crc: TargetStatus.crc_errors) and how many of their samples' estimates were flagged.
     corrupted: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def visible(self) -> bool:
+        """The fault shows in flags or statistics, the SOC error against the reference among them."""
+        return self.visible_on_bus or self.error_shows
 
     @property
     def corrupted_frames(self) -> int:
@@ -284,6 +309,7 @@ class FaultOutcome:
             "flags_seen": self.flags_seen, "target_faults": self.target_faults, "injected": self.injected,
             "rmse_during": self.rmse_during, "rmse_after": self.rmse_after, "recovery_s": self.recovery_s,
             "nan_estimates": self.nan_estimates, "visible": self.visible,
+            "visible_on_bus": self.visible_on_bus, "error_shows": self.error_shows,
             "detect_flags": list(self.fault.detect), "detection": [d.summary() for d in self.detection],
             "detected": self.detected, "detected_after_s": self.detected_after_s, "detection_limit": self.fault.limit,
             "undetectable_by_design": self.fault.undetectable,
@@ -415,6 +441,7 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
                      "window_s": [float(rec.time_s[window.start]), float(rec.time_s[window.stop - 1])],
                      "monitor_sent": clean.plausibility.sent, "false_flags": _clean_flags(clean)}
         long_window = None
+        long_clean = None
         if long_rec is not None and any(f.slow for f in faults):
             if progress is not None:
                 progress("clean (long)")
@@ -455,19 +482,23 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
                           or result.delivery.target_starts)
             detection = []
             if fault.detect:
-                detection.append(_detection("window", result, rec, window.start, fault))
-                if fault.slow and long_window is not None and long_rec is not None and not detection[0].detected:
+                detection.append(_detection("window", result, rec, window.start, fault, clean))
+                if (fault.slow and long_window is not None and long_rec is not None and long_clean is not None
+                        and not detection[0].detected):
                     if progress is not None:
                         progress(f"{fault.name} (long)")
                     long_result, _ = replay(fault.sensor(long_rec, long_window), None)  # type: ignore[misc]
-                    detection.append(_detection("long", long_result, long_rec, long_window.start, fault))
-            visible = bool(flagged or stats_show or any(x.detected for x in detection))
+                    detection.append(_detection("long", long_result, long_rec, long_window.start, fault, long_clean))
+            on_bus = bool(flagged or stats_show or any(x.detected for x in detection))
+            error_shows = bool(_rmse(err[window]) > baseline["rmse_during"] + ERROR_SHOWS  # type: ignore[operator]
+                               or _rmse(err[window.stop:]) > baseline["rmse_after"] + ERROR_SHOWS  # type: ignore[operator]
+                               or any(x.error_shows for x in detection))
             outcomes.append(FaultOutcome(
                 fault=fault, samples=n, answered=answered, flagged_in_window=flagged, flags_seen=seen,
                 target_faults=len(result.delivery.target_faults), injected=injected, delivery=d,
                 rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
                 nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
-                visible=visible, detection=detection,
+                visible_on_bus=on_bus, error_shows=error_shows, detection=detection,
                 corrupted=_corruption_tally(corrupted, flags, result.delivery.crc_errors),
             ))
     except KeyboardInterrupt as exc:

@@ -81,9 +81,11 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
                       interrupted_during: str | None = None, setup: dict[str, str] | None = None) -> None:
     """The fault matrix as JUnit XML: a test case per fault, failed when the
     fault ended the run, gave a NaN estimate or did not show in the
-    target's flags (the estimator's or the plausibility monitor's) or the
-    delivery statistics; a fault the monitor cannot see by design and did
-    not see is skipped, with the reason. A matrix interrupted during a run
+    target's flags (the estimator's or the plausibility monitor's), the
+    delivery statistics or the SOC error against the reference; a fault the
+    monitor cannot see by design and did not see is skipped, with the
+    reason, and one that showed only in the SOC error says so in its
+    system-out. A matrix interrupted during a run
     (`interrupted_during`: its name) ends with an errored test case for it."""
     suite = _suite(f"bmsfil hil faults --target {target}", setup)
     failures = 0
@@ -95,6 +97,9 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
             value = f.get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 ET.SubElement(props, "property", name=key, value=f"{value:.6g}")
+        for key in ("visible_on_bus", "error_shows"):
+            if key in f:
+                ET.SubElement(props, "property", name=key, value=str(bool(f[key])).lower())
         problems = []
         if f.get("fault_ended_run"):
             problems.append(f"the run ended: {f['fault_ended_run']}")
@@ -105,6 +110,9 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
             problems.append("not visible in flags or statistics")
         if skipped and not problems:
             ET.SubElement(case, "skipped", message=f"not visible: {f.get('detection_limit')}")
+        elif f.get("visible") and not f.get("visible_on_bus", True):
+            ET.SubElement(case, "system-out").text = (
+                f"visible only in the SOC error against the reference, not on the bus: {f.get('detection_limit')}")
         if problems:
             failures += 1
             ET.SubElement(case, "failure", message="; ".join(problems))
