@@ -134,6 +134,9 @@ def test_eval_keeps_the_others_and_resumes(tmp_path: Path, slices: list[str], ca
 
     doc = json.loads(doc_path.read_text())
     assert [r["source"] for r in doc["recordings"]] == slices[:2]
+    # The broken input is in the JSON too, with its error: a reader of the JSON alone sees it failed.
+    (failed,) = doc["failed"]
+    assert failed["input"] == slices[2] and "broken.csv" in failed["error"]
     csv_file = out / "part0.csv"
     before = csv_file.stat().st_mtime_ns
     assert main(argv + ["--resume"]) == 2  # only the broken one runs again

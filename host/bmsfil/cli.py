@@ -155,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 assert outcome.result is not None
                 results[outcome.source] = outcome.result
             if args.json:
-                write_json(args.json, params, args, [results[s] for s in sources if s in results])
+                write_json(args.json, params, args, [results[s] for s in sources if s in results], failures)
 
         try:
             run_many(evaluate_path, todo, task_args, workers=args.workers, scheduler=args.scheduler, progress=arrived)
@@ -341,8 +341,11 @@ def _plausibility_cell(summary: object) -> str:
     return "\n".join(parts)
 
 
-def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summaries: list[dict[str, object]]) -> None:
-    doc = {"params": params.name} | _run_settings(args, params) | {"recordings": summaries}
+def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summaries: list[dict[str, object]],
+               failures: list[Failed]) -> None:
+    """The scored recordings and, under "failed", every input that gave no result, with the error."""
+    doc = ({"params": params.name} | _run_settings(args, params) | {"recordings": summaries}
+           | {"failed": [{"input": f.source, "error": f.cause} for f in failures]})
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
