@@ -40,7 +40,7 @@ def visible(o: FaultOutcome) -> str:
     """The matrix's visible column: on the bus, only in the SOC error (with the long replay's RMSE), or not."""
     if o.visible_on_bus:
         return "yes"
-    if o.error_shows:
+    if o.visible:
         grew = next((d for d in o.detection if d.run == "long" and d.error_shows), None)
         return "SOC error only" + ("" if grew is None else
                                    f" (long run {pct(grew.clean_rmse_from_fault)} → {pct(grew.rmse_from_fault)} %)")
@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         "run's is in the title); **recovered**: seconds after the window until the error stays within 1 point "
         "of the clean run's.",
         "- **visible**: the fault shows in flags (the estimator's, in EstCell, or the plausibility monitor's, "
-        "in EstCellFlags) or in the delivery statistics, which is all a BMS in the field has (yes); or only in "
-        "the SOC error against the reference, which a HIL run has: the RMSE in the window, after it or on the "
-        "long replay from the fault's start grew by more than 0.1 point over the clean run's on the same samples "
-        "(SOC error only, with the long replay's RMSE clean -> faulty).",
+        "in EstCellFlags) or in the delivery statistics, which is all a BMS in the field has (yes); a fault no "
+        "monitor can see by design may show only in the SOC error against the reference, which a HIL run has: "
+        "the RMSE in the window, after it or on the long replay from the fault's start grew by more than 0.1 "
+        "point over the clean run's on the same samples (SOC error only, with the long replay's RMSE clean -> "
+        "faulty). A fault the bus should show and does not is **no**, whatever its error.",
         "- **monitor flag after s**: for sensor faults, seconds from the fault's start to the first "
         "EstCellFlags that carries the flag naming it (see the detection table of each target).",
         "",
@@ -150,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         "- Lost, late, duplicated and reordered frames are visible in the harness's statistics (samples not "
         "answered, unexpected frames) and, on the firmware, in its own fault reports (sequence gaps, "
         "duplicate cells).",
+        "- The harness's adapter in bus-off (its sends refused for half a second, as python-can raises them) "
+        "loses nothing: the harness retries the refused frame until the bus takes it again (for up to 2 s, "
+        "`replay.BUS_RECOVER_S`; longer ends the run with the sample and the error named) and reports the outage "
+        "in its delivery statistics (`bus_outages`, `bus_outage_max_s`). The virtual buses cannot go bus-off, so "
+        "the fault is the adapter's refusal, injected where python-can would raise it; on a board the firmware "
+        "reports its own controller's bus-off (boards/*/README.md).",
         "- Missing or implausible voltage and temperature are flagged by the estimator on every sample.",
         "- A flipped payload bit (corruption before the CAN controller's own CRC, in a gateway or a driver) "
         "is caught by the measurement frames' end-to-end check (contract bmsfil-can-4: a 12-bit sequence and "

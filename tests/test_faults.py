@@ -86,6 +86,12 @@ def _check(doc: dict, resets: bool) -> None:
     # What is lost is the refused samples' charge, no bogus one: the error after the window stays near the clean run's.
     assert corrupt["rmse_after"] <= doc["baseline"]["rmse_after"] + 0.005, (corrupt["rmse_after"], doc["baseline"])
     assert corrupt["recovery_s"] is not None
+    # The adapter in bus-off for 0.5 s: the harness retried the refused frame until the bus took it again;
+    # nothing lost, the outage in the delivery statistics.
+    bus_off = by_name["bus_off"]
+    assert bus_off["injected"]["bus_off"] == 1 and bus_off["injected"]["refused"] > 0
+    assert bus_off["bus_outages"] == 1 and 0.4 <= bus_off["bus_outage_max_s"] < 2.0, bus_off
+    assert bus_off["answered"] == bus_off["samples"] and bus_off["fault_ended_run"] is None
     assert ("warm_reset" in by_name) == resets
     if resets:
         assert "restored" in by_name["warm_reset"]["flags_seen"]
@@ -105,3 +111,27 @@ def test_fault_matrix_on_the_firmware_in_qemu(tmp_path):
     # The firmware reports what reaches it damaged: gaps, duplicates.
     for name in ("loss_5pct", "duplicate", "reorder"):
         assert by_name[name]["target_faults"] > 0, name
+
+
+def test_junit_fails_a_fault_the_bus_should_show_even_when_its_error_grew(tmp_path):
+    """A sensor fault the monitor is meant to flag that showed only in the SOC error is a failure; a fault
+    no monitor can see that showed in the error passes with a system-out, and one that did not show at
+    all is skipped."""
+    from bmsfil_hil.junit import write_fault_junit
+
+    base = {"fault_ended_run": None, "nan_estimates": 0, "detection_limit": "why"}
+    faults = [
+        base | {"fault": "stuck_voltage", "visible": False, "visible_on_bus": False, "error_shows": True,
+                "undetectable_by_design": False},
+        base | {"fault": "current_gain", "visible": True, "visible_on_bus": False, "error_shows": True,
+                "undetectable_by_design": True},
+        base | {"fault": "other_gain", "visible": False, "visible_on_bus": False, "error_shows": False,
+                "undetectable_by_design": True},
+    ]
+    path = tmp_path / "f.xml"
+    write_fault_junit(path, "host", faults)
+    cases = {c.get("name"): c for c in ET.parse(path).getroot().iter("testcase")}
+    assert "not visible on the bus" in cases["stuck_voltage"].find("failure").get("message")
+    assert cases["current_gain"].find("failure") is None and cases["current_gain"].find("skipped") is None
+    assert "only in the SOC error" in cases["current_gain"].findtext("system-out")
+    assert cases["other_gain"].find("skipped") is not None

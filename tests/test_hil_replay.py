@@ -411,3 +411,89 @@ def test_hil_run_refuses_a_reset_that_would_not_happen(tmp_path: Path, rec, caps
     assert main(["hil", "run", str(src), "--target", "qemu", "--out-dir", str(tmp_path / "o"), "--no-plot",
                  *extra]) == 2
     assert said in capsys.readouterr().out
+
+
+class _RefusingBus(can.BusABC):
+    """A harness-side bus whose adapter stays bus-off: every send raises, as python-can's do."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+        super().__init__(channel="refusing")
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        self.tries += 1
+        raise can.CanOperationError("Transmit buffer full")
+
+    def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
+        return None, False
+
+
+def test_a_bus_that_stays_refusing_ends_the_run_naming_the_sample_and_how_long(rec, monkeypatch):
+    import bmsfil_hil.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "BUS_RECOVER_S", 0.1)
+    bus = _RefusingBus()
+    result = replay_lockstep(bus, [rec], timeout_s=0.3)
+    bus.shutdown()
+    assert result.samples_done == 0 and bus.tries > 2
+    assert result.delivery.fault.startswith("bus error sending sample 0 (sequence 0), refused for 0.1")
+    assert "Transmit buffer full" in result.delivery.fault and result.delivery.bus_outages == []
+
+
+def test_a_bus_off_that_recovers_loses_nothing_and_is_reported(rec):
+    """The host target behind an adapter bus-off for 0.2 s from the 100th sample: every sample answered,
+    estimates as without the outage, the outage kept with its sample and how long it lasted."""
+    from bmsfil_hil.faults import FaultyBus
+
+    cells = rec.slice(0, 300)
+    clean_target = make_target("host", bundled_params())
+    try:
+        clean = replay_lockstep(clean_target.start(), [cells], timeout_s=2.0)
+    finally:
+        clean_target.stop()
+    target = make_target("host", bundled_params())
+    sent = [0]
+
+    def active() -> bool:
+        sent[0] += 1
+        return sent[0] > 200  # two frames per sample: from sample 100 on
+
+    try:
+        faulty = FaultyBus(target.start(), active, bus_off_s=0.2)
+        result = replay_lockstep(faulty, [cells], timeout_s=2.0)
+        faulty.shutdown()
+    finally:
+        target.stop()
+    assert result.delivery.fault is None and result.samples_done == 300
+    np.testing.assert_array_equal(result.soc, clean.soc)
+    (outage,) = result.delivery.bus_outages
+    assert outage["sample"] == 100 and 0.2 <= outage["retried_s"] < 1.0 and "bus-off" in outage["error"]
+    summary = result.delivery.summary()
+    assert summary["bus_outages"] == 1 and summary["bus_outage_first"] == outage
+
+
+def test_a_bus_off_in_real_time_is_not_the_targets_latency(rec):
+    """Paced replay through an adapter bus-off for 0.3 s: the outage shows as the harness's send lag and
+    in bus_outages, not as the target's latency; nothing lost."""
+    from bmsfil_hil.faults import FaultyBus
+    from bmsfil_hil.replay import replay_realtime
+
+    cells = rec.slice(0, 200)
+    target = make_target("host", bundled_params())
+    sent = [0]
+
+    def active() -> bool:
+        sent[0] += 1
+        return sent[0] > 100
+
+    try:
+        faulty = FaultyBus(target.start(), active, bus_off_s=0.3)
+        result, timing = replay_realtime(faulty, [cells], speed=20.0)
+        faulty.shutdown()
+    finally:
+        target.stop()
+    assert result.delivery.fault is None and timing.lost == 0 and np.isfinite(result.soc).all()
+    (outage,) = result.delivery.bus_outages
+    assert outage["sample"] == 50 and outage["retried_s"] >= 0.3
+    assert max(timing.latency_s) < 0.15, max(timing.latency_s)
+    assert max(timing.send_lag_s) >= 0.25

@@ -115,9 +115,10 @@ def test_no_current_says_nothing() -> None:
 
 
 @needs_data
-def test_a_discharge_counter_that_starts_over_is_flipped_and_joined_with_the_lines_named(tmp_path: Path) -> None:
-    """An Arbin-style Discharge_Capacity that rises on discharge and restarts at 0 twice (per cycle):
-    imported as one counter of the whole file, equal to the cycler's own, with a warning naming the lines."""
+def test_a_counter_against_the_current_that_starts_over_is_flipped_and_joined(tmp_path: Path) -> None:
+    """A counter that rises on discharge (and falls on the drive cycle's regenerative pulses) and restarts
+    at 0 twice, as a counter reset per cycle: imported as one counter of the whole file, equal to the
+    cycler's own, with a warning naming the lines."""
     s = us06_slice()
     q = s["Capacity [Ah]"] - s["Capacity [Ah]"][0]
     restarted = -q.copy()
@@ -160,3 +161,43 @@ def test_a_counter_is_joined_only_where_no_current_explains_its_step() -> None:
         assert join_restarts("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is not None
     small[10:] = RESTART_AH * 0.99
     assert join_restarts("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is None
+
+
+def _restart_case() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """1 s samples of a 10 A discharge whose counter starts over at sample 50 (from -0.136 Ah)."""
+    t = np.arange(100.0)
+    i = np.full(100, -10.0)
+    ah = np.concatenate([[0.0], np.cumsum(i[1:] / 3600.0)])
+    restarted = ah.copy()
+    restarted[50:] -= restarted[50]
+    return t, i, ah, restarted
+
+
+@pytest.mark.parametrize("damage", ["repeated timestamp", "blank counter", "blank current"])
+def test_a_restart_next_to_a_repeated_time_or_a_blank_cell_is_joined(damage: str) -> None:
+    t, i, ah, restarted = _restart_case()
+    if damage == "repeated timestamp":
+        t[50:] -= 1.0  # samples 49 and 50 at the same time: the restart's interval is 0 s
+        ah = np.concatenate([[0.0], np.cumsum(i[1:] * np.diff(t) / 3600.0)])
+        restarted = ah - np.where(np.arange(100) >= 50, ah[50], 0.0)
+    elif damage == "blank counter":
+        restarted[50] = np.nan  # the restart seen between samples 49 and 51
+    else:
+        i = i.copy()
+        i[50] = np.nan
+    with pytest.warns(RecordingWarning, match="starts over"):
+        out, note = join_restarts("f.csv", np.arange(2, 102), {"ah": "Q", "current": "I"}, t, i, restarted)
+    ok = np.isfinite(out)
+    np.testing.assert_allclose(out[ok], ah[ok], atol=1e-9)
+    assert note is not None
+
+
+def test_a_counter_that_moved_over_a_gap_in_the_log_is_kept_with_a_warning() -> None:
+    """Two hours not logged during a charge, the log at rest on both sides: the counter's 2 Ah are charge
+    the log does not show, not a restart."""
+    t = np.r_[np.arange(0.0, 50.0), np.arange(7250.0, 7300.0)]
+    i = np.zeros(100)
+    ah = np.r_[np.zeros(50), np.full(50, 2.0)]
+    with pytest.warns(RecordingWarning, match=r"moved \+2\.0000 Ah over 7201 s not logged before line 52.*kept"):
+        out, note = join_restarts("f.csv", np.arange(2, 102), {"ah": "Q", "current": "I"}, t, i, ah)
+    assert note is None and out is ah

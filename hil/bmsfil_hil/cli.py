@@ -515,7 +515,13 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
         by_part = entry["instructions_per_cell_step_by_part"]
         if by_part is not None:
             console.print(f"{entry['name']}: {_by_part_text(by_part)}")  # type: ignore[arg-type]
-        if entry["delivery"]["fault"]:  # type: ignore[index]
+        delivery = entry["delivery"]
+        if delivery["bus_outages"]:  # type: ignore[index]
+            first = delivery["bus_outage_first"]  # type: ignore[index]
+            console.print(f"{entry['name']}: the bus refused frames {delivery['bus_outages']} time(s) and took them "  # type: ignore[index]
+                          f"again within {delivery['bus_outage_max_s']:.2f} s (first at sample {first['sample']}: "  # type: ignore[index]
+                          f"{first['error']})", soft_wrap=True)
+        if delivery["fault"]:  # type: ignore[index]
             status = 1
         if args.json:
             _write_json(args.json, docs)
@@ -857,7 +863,7 @@ def _visible_text(o) -> str:
     reference (with the long replay's RMSE, clean and faulty, when that is where it showed)."""
     if o.visible_on_bus:
         return "yes"
-    if not o.error_shows:
+    if not o.visible:
         return "NO"
     grew = next((d for d in o.detection if d.run == "long" and d.error_shows), None)
     return "SOC error only" + ("" if grew is None else

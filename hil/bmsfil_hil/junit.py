@@ -81,11 +81,11 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
                       interrupted_during: str | None = None, setup: dict[str, str] | None = None) -> None:
     """The fault matrix as JUnit XML: a test case per fault, failed when the
     fault ended the run, gave a NaN estimate or did not show in the
-    target's flags (the estimator's or the plausibility monitor's), the
-    delivery statistics or the SOC error against the reference; a fault the
-    monitor cannot see by design and did not see is skipped, with the
-    reason, and one that showed only in the SOC error says so in its
-    system-out. A matrix interrupted during a run
+    target's flags (the estimator's or the plausibility monitor's) or the
+    delivery statistics; a fault no monitor can see by design passes when
+    it showed in the SOC error against the reference (its system-out says
+    so) and is skipped, with the reason, when it did not show at all. A
+    matrix interrupted during a run
     (`interrupted_during`: its name) ends with an errored test case for it."""
     suite = _suite(f"bmsfil hil faults --target {target}", setup)
     failures = 0
@@ -107,7 +107,7 @@ def write_fault_junit(path: Path, target: str, faults: list[dict[str, object]],
             problems.append(f"{f['nan_estimates']} NaN estimates")
         skipped = not f.get("visible") and f.get("undetectable_by_design")
         if not f.get("visible") and not skipped:
-            problems.append("not visible in flags or statistics")
+            problems.append("not visible on the bus (flags or delivery statistics)")
         if skipped and not problems:
             ET.SubElement(case, "skipped", message=f"not visible: {f.get('detection_limit')}")
         elif f.get("visible") and not f.get("visible_on_bus", True):

@@ -276,6 +276,9 @@ class Delivery:
     profiled_sequence: int | None = None  # the sample the last TargetProfile was taken for
     profiles_missing: int = 0  # samples closed without their TargetProfile, from a target that sends them
     samples_lost: int = 0      # lock-step with on_timeout="skip": samples not answered in time
+    #: Each time the bus refused a frame and took it again within BUS_RECOVER_S (an adapter in bus-off
+    #: that recovered): the sample, the error, and how long the harness retried.
+    bus_outages: list[dict[str, object]] = field(default_factory=list)
     sent_invalid: dict[str, int] = field(default_factory=dict)  # values outside the contract, sent not valid
     fault: str | None = None   # why the run ended early, if it did
     interrupted: bool = False  # ended by Ctrl-C (or SIGTERM in the harness): `fault` says where
@@ -306,6 +309,9 @@ class Delivery:
             "profiles_missing": self.profiles_missing,
             "target_starts": self.target_starts,
             "samples_lost": self.samples_lost,
+            "bus_outages": len(self.bus_outages),
+            "bus_outage_max_s": max((float(o["retried_s"]) for o in self.bus_outages), default=0.0),  # type: ignore[arg-type]
+            "bus_outage_first": self.bus_outages[0] if self.bus_outages else None,
             "values_sent_invalid": self.sent_invalid,
             "fault": self.fault,
             "interrupted": self.interrupted,
@@ -497,16 +503,36 @@ def _send(bus: can.BusABC, msg: can.Message, log: can.Listener | None) -> None:
 PROGRESS_EVERY = 256
 
 
+#: How long the harness retries a frame the bus refused before it ends the run (s): an adapter that went
+#: bus-off recovers by itself (SocketCAN's restart-ms, the automatic recovery of most USB adapters) after
+#: 128 x 11 recessive bits, a few ms, or after its driver's restart delay.
+BUS_RECOVER_S = 2.0
+#: Pause between two tries of a refused frame (s).
+BUS_RETRY_S = 0.005
+
+
 def _send_sample(bus: can.BusABC, log: can.Listener | None, d: Delivery, k: int,
                  frames: Iterable[can.Message]) -> str | None:
-    """Send sample k's measurement frames (counted in `d`); the fault if the bus refused one."""
-    try:
-        for msg in frames:
-            _send(bus, msg, log)
-            d.frames_sent += 1
-    except can.CanError as exc:
-        return (f"bus error sending sample {k} (sequence {k % cc.SEQUENCE_MODULUS}): {exc} "
-                f"({exc.__cause__ or 'no cause given'})")
+    """Send sample k's measurement frames (counted in `d`); the fault if the bus refused one for longer
+    than BUS_RECOVER_S. A refusal that ends sooner is retried and kept in `d.bus_outages`."""
+    for msg in frames:
+        first: tuple[float, can.CanError] | None = None
+        while True:
+            try:
+                _send(bus, msg, log)
+                break
+            except can.CanError as exc:
+                now = time.perf_counter()
+                if first is None:
+                    first = (now, exc)
+                elif now - first[0] > BUS_RECOVER_S:
+                    return (f"bus error sending sample {k} (sequence {k % cc.SEQUENCE_MODULUS}), refused for "
+                            f"{now - first[0]:.2f} s: {exc} ({exc.__cause__ or 'no cause given'})")
+                time.sleep(BUS_RETRY_S)
+        if first is not None:
+            d.bus_outages.append({"sample": k, "error": str(first[1]),
+                                  "retried_s": round(time.perf_counter() - first[0], 4)})
+        d.frames_sent += 1
     d.samples_sent += 1
     return None
 
@@ -586,11 +612,14 @@ def replay_lockstep(
         for k in range(n):
             seq = k % cc.SEQUENCE_MODULUS
             t0 = time.perf_counter()
+            outages = len(d.bus_outages)
             fault = _send_sample(bus, log, d, k, measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k],
                                                                     temp_rows[k]))
             if fault is not None:
                 d.fault = fault
                 return ReplayResult(soc, sigma, flags, d, k)
+            if len(d.bus_outages) > outages:
+                t0 = time.perf_counter()  # the target's time to answer starts when the bus took the sample
             if progress is not None and k % PROGRESS_EVERY == 0:
                 progress(k)
             pending = set(range(m))
@@ -830,8 +859,10 @@ def replay_realtime(
 
     Estimates are matched to their sample by sequence number as they come.
     A sample whose estimates all arrive is timed (latency from its send to
-    its last estimate); one that completes after the next sample was due is
-    late; one still incomplete `timeout_s` after the last sample was sent is
+    its last estimate; from when the bus took it, after a bus outage); one
+    that completes after the next sample was due is late (that includes
+    samples the harness itself sent late, as after a bus outage: send lag
+    says so); one still incomplete `timeout_s` after the last sample was sent is
     lost (its estimates stay NaN). Interval gaps longer than 10 s of
     recording time are not waited out at 1x: the pacing skips them.
     """
@@ -901,11 +932,14 @@ def replay_realtime(
             timing.send_lag_s.append(max(0.0, now - start - due[k]))
             sent_at[k] = now
             in_flight[seq] = k
+            outages = len(d.bus_outages)
             fault = _send_sample(bus, log, d, k, measurement_frames(seq, dt_rows[k], current_rows[k], volt_rows[k],
                                                                     temp_rows[k]))
             if fault is not None:
                 d.fault = fault
                 return ReplayResult(soc, sigma, flags, d, k), timing
+            if len(d.bus_outages) > outages:
+                sent_at[k] = time.perf_counter()  # the target's latency starts when the bus took the sample
             if progress is not None and k % PROGRESS_EVERY == 0:
                 progress(k)
         deadline = time.perf_counter() + timeout_s

@@ -142,6 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, object]] = _done_before(args, params, sources) if args.resume else {}
     todo = [s for s in sources if s not in results]
     failures: list[Failed] = []
+    order = {source: k for k, source in enumerate(sources)}  # the JSON lists inputs in the command's order
     task_args = (params, _initial_soc(args), errors, args.seed, str(args.out_dir), not args.no_plot)
     with Progress(*Progress.get_default_columns(), console=err_console, transient=True,
                   disable=len(todo) < 2) as bar:
@@ -155,7 +156,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 assert outcome.result is not None
                 results[outcome.source] = outcome.result
             if args.json:
-                write_json(args.json, params, args, [results[s] for s in sources if s in results], failures)
+                write_json(args.json, params, args, [results[s] for s in sources if s in results],
+                           sorted(failures, key=lambda f: order[f.source]))
 
         try:
             run_many(evaluate_path, todo, task_args, workers=args.workers, scheduler=args.scheduler, progress=arrived)
@@ -343,7 +345,8 @@ def _plausibility_cell(summary: object) -> str:
 
 def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summaries: list[dict[str, object]],
                failures: list[Failed]) -> None:
-    """The scored recordings and, under "failed", every input that gave no result, with the error."""
+    """The scored recordings and, under "failed", every input that gave no result, with the error
+    (both in the order of the inputs)."""
     doc = ({"params": params.name} | _run_settings(args, params) | {"recordings": summaries}
            | {"failed": [{"input": f.source, "error": f.cause} for f in failures]})
     tmp = path.with_name(path.name + ".part")

@@ -109,6 +109,10 @@ def check_counter(
 
 #: A counter step this much beyond the charge the current can explain (Ah) is the counter starting over.
 RESTART_AH = 0.05
+#: An interval longer than this many median intervals (and LONG_MIN_S) is a gap in the log: the charge
+#: in it is unknown, so a counter that moved there is kept as it counted, with a warning.
+LONG_INTERVALS = 10.0
+LONG_MIN_S = 60.0
 
 
 def join_restarts(
@@ -127,28 +131,51 @@ def join_restarts(
     of their two currents times the interval (more only if it peaked unlogged in
     between); a change of the counter beyond that by RESTART_AH is a restart, and
     from there on the counter is offset so that the interval counts what the
-    current's integral says. Each join is warned of, with the file line. Intervals
-    where time does not advance or a value is missing are left as they are.
+    current's integral says. Samples with a missing count are stepped over (the
+    change is taken between their neighbours), a missing current is taken as its
+    neighbours'; a repeated timestamp is an interval of 0 s. Over an interval long enough to be a gap in
+    the log (LONG_INTERVALS, LONG_MIN_S) the charge is not known, so a counter that
+    moved more than its ends' currents explain is kept as counted, with a warning
+    (the tester counted what it did not log). Joins are warned of with their lines.
     """
-    da = np.diff(ah)
-    dt = np.diff(time_s)
-    i0, i1 = current_A[:-1], current_A[1:]
-    dq = 0.5 * (i0 + i1) * dt / 3600.0
-    bound = np.maximum(np.abs(i0), np.abs(i1)) * dt / 3600.0
-    ok = np.isfinite(da) & np.isfinite(dq) & (dt > 0)
-    jumps = np.flatnonzero(ok & (np.abs(da) > np.where(ok, bound, 0.0) + RESTART_AH))
+    finite = np.flatnonzero(np.isfinite(ah) & np.isfinite(time_s))
+    known = np.isfinite(current_A)
+    if finite.size < 2 or not known.any():
+        return ah, None
+    # A missing current is taken as its neighbours' (in time order of the file).
+    current = current_A if known.all() else np.interp(np.arange(len(current_A)), np.flatnonzero(known),
+                                                       current_A[known])
+    t, i, a = time_s[finite], current[finite], ah[finite]
+    da, dt = np.diff(a), np.diff(t)
+    dq = 0.5 * (i[1:] + i[:-1]) * dt / 3600.0
+    bound = np.maximum(np.abs(i[1:]), np.abs(i[:-1])) * np.maximum(dt, 0.0) / 3600.0
+    positive = dt[dt > 0]
+    long_s = max(LONG_INTERVALS * float(np.median(positive)), LONG_MIN_S) if positive.size else LONG_MIN_S
+    unexplained = (dt >= 0) & (np.abs(da) > bound + RESTART_AH)
+    gaps = np.flatnonzero(unexplained & (dt > long_s))
+    jumps = np.flatnonzero(unexplained & (dt <= long_s))
+    if gaps.size:
+        k = int(gaps[0])
+        warnings.warn(
+            f"{where}: column {columns['ah']!r} moved {da[k]:+.4f} Ah over {dt[k]:g} s not logged before line "
+            f"{int(lines[finite[k + 1]])}, more than {columns['current']!r} at either end explains"
+            + ("" if gaps.size == 1 else f" (and over {gaps.size - 1} more such gap(s))")
+            + ": kept as the tester counted it (charge the log does not show)",
+            RecordingWarning,
+            stacklevel=2,
+        )
     if not jumps.size:
         return ah, None
-    out = np.array(ah, dtype=float)
-    for k in jumps.tolist():
-        out[k + 1:] -= da[k] - dq[k]
+    step = np.zeros(len(ah))
+    step[finite[jumps + 1]] = -(da[jumps] - dq[jumps])
+    out = ah + np.cumsum(step)
+    where_lines = [int(lines[finite[j + 1]]) for j in jumps.tolist()]
     k = int(jumps[0])
-    where_lines = [int(lines[j + 1]) for j in jumps.tolist()]
     more = "" if jumps.size == 1 else (
         f"; and {jumps.size - 1} more time(s), at line(s) {', '.join(map(str, where_lines[1:6]))}"
         + (", ..." if jumps.size > 6 else ""))
     note = (
-        f"column {columns['ah']!r} starts over at line {where_lines[0]} ({ah[k]:+.4f} Ah to {ah[k + 1]:+.4f} Ah in "
+        f"column {columns['ah']!r} starts over at line {where_lines[0]} ({a[k]:+.4f} Ah to {a[k + 1]:+.4f} Ah in "
         f"{dt[k]:g} s, while {columns['current']!r} moved {dq[k]:+.4f} Ah){more}: joined, each restart's interval "
         "counted as the current's integral, so that the counter runs over the whole file"
     )
