@@ -42,6 +42,7 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
                 "max_abs_soc_difference_vs_eval": cell.get("max_abs_soc_difference_vs_eval"),
                 "samples_per_second": delivery.get("samples_per_second"),
                 "round_trip_p99_ms": delivery.get("round_trip_p99_ms"),
+                "bus_outages": delivery.get("bus_outages"), "bus_outage_max_s": delivery.get("bus_outage_max_s"),
             }
             ipcs = delivery.get("instructions_per_cell_step")
             if isinstance(ipcs, dict):
