@@ -497,3 +497,14 @@ def test_a_bus_off_in_real_time_is_not_the_targets_latency(rec):
     assert outage["sample"] == 50 and outage["retried_s"] >= 0.3
     assert max(timing.latency_s) < 0.15, max(timing.latency_s)
     assert max(timing.send_lag_s) >= 0.25
+
+
+def test_a_command_the_bus_keeps_refusing_ends_the_run_naming_it(rec, monkeypatch):
+    import bmsfil_hil.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "BUS_RECOVER_S", 0.1)
+    bus = _RefusingBus()
+    result = replay_lockstep(bus, [rec], timeout_s=0.2, commands={-1: cc.HostCommandCode.WARM_RESET})
+    bus.shutdown()
+    assert result.samples_done == 0 and bus.tries > 2
+    assert result.delivery.fault.startswith("bus error sending warm_reset before the first sample, refused for 0.1")

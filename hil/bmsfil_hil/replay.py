@@ -511,27 +511,37 @@ BUS_RECOVER_S = 2.0
 BUS_RETRY_S = 0.005
 
 
+def _send_retrying(bus: can.BusABC, msg: can.Message, log: can.Listener | None, d: Delivery, k: int,
+                   what: str) -> str | None:
+    """Send one frame, retrying while the bus refuses it (up to BUS_RECOVER_S; an outage that ended is
+    kept in `d.bus_outages`); the fault if it refused it for longer. `what`: the frame, for the message."""
+    first: tuple[float, can.CanError] | None = None
+    while True:
+        try:
+            _send(bus, msg, log)
+            break
+        except can.CanError as exc:
+            now = time.perf_counter()
+            if first is None:
+                first = (now, exc)
+            elif now - first[0] > BUS_RECOVER_S:
+                return (f"bus error sending {what}, refused for {now - first[0]:.2f} s: {exc} "
+                        f"({exc.__cause__ or 'no cause given'})")
+            time.sleep(BUS_RETRY_S)
+    if first is not None:
+        d.bus_outages.append({"sample": k, "error": str(first[1]),
+                              "retried_s": round(time.perf_counter() - first[0], 4)})
+    return None
+
+
 def _send_sample(bus: can.BusABC, log: can.Listener | None, d: Delivery, k: int,
                  frames: Iterable[can.Message]) -> str | None:
     """Send sample k's measurement frames (counted in `d`); the fault if the bus refused one for longer
     than BUS_RECOVER_S. A refusal that ends sooner is retried and kept in `d.bus_outages`."""
     for msg in frames:
-        first: tuple[float, can.CanError] | None = None
-        while True:
-            try:
-                _send(bus, msg, log)
-                break
-            except can.CanError as exc:
-                now = time.perf_counter()
-                if first is None:
-                    first = (now, exc)
-                elif now - first[0] > BUS_RECOVER_S:
-                    return (f"bus error sending sample {k} (sequence {k % cc.SEQUENCE_MODULUS}), refused for "
-                            f"{now - first[0]:.2f} s: {exc} ({exc.__cause__ or 'no cause given'})")
-                time.sleep(BUS_RETRY_S)
-        if first is not None:
-            d.bus_outages.append({"sample": k, "error": str(first[1]),
-                                  "retried_s": round(time.perf_counter() - first[0], 4)})
+        fault = _send_retrying(bus, msg, log, d, k, f"sample {k} (sequence {k % cc.SEQUENCE_MODULUS})")
+        if fault is not None:
+            return fault
         d.frames_sent += 1
     d.samples_sent += 1
     return None
@@ -550,9 +560,11 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
         drain_until = time.perf_counter() + timeout_s
         while time.perf_counter() < drain_until and (msg := bus.recv(timeout=0.05)) is not None:
             _status_frame(msg, d, k, log)
-        _send(bus, cc.encode_host_command(command), log)
     except can.CanError as exc:
-        return f"bus error sending {command.name.lower()} {when}: {exc} ({exc.__cause__})"
+        return f"bus error before {command.name.lower()} {when}: {exc} ({exc.__cause__})"
+    fault = _send_retrying(bus, cc.encode_host_command(command), log, d, k, f"{command.name.lower()} {when}")
+    if fault is not None:
+        return fault
     deadline = time.perf_counter() + timeout_s
     while (remaining := deadline - time.perf_counter()) > 0:
         try:
