@@ -23,7 +23,7 @@ import numpy as np
 from bmsfil.evaluate import evaluate
 from bmsfil.inject import SensorErrors
 from bmsfil.importers import import_file
-from bmsfil.lg_hg2_params import fit_cell, held_out_cells, load_training
+from bmsfil.lg_hg2_params import held_out_cells, load_training
 from bmsfil.params import ParameterSet, bundled_params
 from bmsfil.recording import Recording
 
@@ -61,9 +61,7 @@ def main() -> int:
     args = ap.parse_args()
     data = load_training(args.data_dir)
     extra = cap_tests(args.data_dir, args.cap_tests_above) if args.with_cap_tests else []
-    models = (held_out_cells(data) if not extra else
-              {cycle: fit_cell(data, [r for r in data.drive if r.meta.test != cycle] + data.pulse + extra)[0]
-               for cycle in sorted({r.meta.test for r in data.drive})})
+    models = held_out_cells(data, extra)
     tuning = bundled_params().filter
     errors = SensorErrors.parse(INJECT)
     print("# Accuracy on drive cycles the model was not fitted on\n")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.params import bundled_params
-from bmsfil_hil.faults import FaultOutcome, run_matrix
+from bmsfil_hil.faults import run_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,17 +34,6 @@ def after(o) -> str:
 
 def pct(x: float) -> str:
     return f"{x * 100:.2f}" if math.isfinite(x) else "—"
-
-
-def visible(o: FaultOutcome) -> str:
-    """The matrix's visible column: on the bus, only in the SOC error (with the long replay's RMSE), or not."""
-    if o.visible_on_bus:
-        return "yes"
-    if o.visible:
-        grew = next((d for d in o.detection if d.run == "long" and d.error_shows), None)
-        return "SOC error only" + ("" if grew is None else
-                                   f" (long run {pct(grew.clean_rmse_from_fault)} → {pct(grew.rmse_from_fault)} %)")
-    return "no (by design)" if o.fault.undetectable else "**no**"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {' '.join(o.flags_seen) or '—'} | {o.target_faults} | {s['undecodable_frames']} / "
                 f"{s['unexpected_frames']} | {pct(o.rmse_during)} | {pct(o.rmse_after)} | "
                 f"{'never' if o.recovery_s is None else f'{o.recovery_s:.0f}'} | {after(o)} | "
-                f"{visible(o)} |"
+                f"{o.visible_text('no (by design)' if o.fault.undetectable else '**no**')} |"
             )
         for o in outcomes:
             if o.corrupted:

@@ -777,7 +777,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
                       " ".join(o.flags_seen) or "-", str(o.target_faults),
                       f"{s['undecodable_frames']} / {s['unexpected_frames']}", _pct(o.rmse_during),
                       _pct(o.rmse_after), "never" if o.recovery_s is None else f"{o.recovery_s:.0f}",
-                      _detected_text(o), _visible_text(o))
+                      _detected_text(o), o.visible_text("NO"))
     console.print(table)
     for o in outcomes:
         if o.corrupted_frames:
@@ -856,18 +856,6 @@ def _frames_per_sample(target: str) -> int:
     TargetStatus, and the TargetProfile the bare-metal firmware sends after
     it (a board is assumed to run it)."""
     return 3 if target in ("qemu", "board") else 2
-
-
-def _visible_text(o) -> str:
-    """Where a fault showed: on the bus (flags, delivery statistics), or only in the SOC error against the
-    reference (with the long replay's RMSE, clean and faulty, when that is where it showed)."""
-    if o.visible_on_bus:
-        return "yes"
-    if not o.visible:
-        return "NO"
-    grew = next((d for d in o.detection if d.run == "long" and d.error_shows), None)
-    return "SOC error only" + ("" if grew is None else
-                               f" (long run {_pct(grew.clean_rmse_from_fault)} -> {_pct(grew.rmse_from_fault)} %)")
 
 
 def _detected_text(o) -> str:

@@ -324,6 +324,17 @@ class FaultOutcome:
         visible, whatever its error."""
         return self.visible_on_bus or (self.fault.undetectable and self.error_shows)
 
+    def visible_text(self, no: str) -> str:
+        """Where the fault showed, for a table: "yes" on the bus; "SOC error only" (with the long replay's
+        RMSE, clean -> faulty, when that is where it grew) for one no monitor can see; else `no`."""
+        if self.visible_on_bus:
+            return "yes"
+        if not self.visible:
+            return no
+        grew = next((d for d in self.detection if d.run == "long" and d.error_shows), None)
+        return "SOC error only" + ("" if grew is None else f" (long run {grew.clean_rmse_from_fault * 100:.2f} → "
+                                                           f"{grew.rmse_from_fault * 100:.2f} %)")
+
     @property
     def corrupted_frames(self) -> int:
         """Frames the bus corrupted (each counted once, whatever fields its flip hit)."""
@@ -524,13 +535,14 @@ def run_matrix(target_name: str, rec: Recording, params: ParameterSet, faults: t
                     detection.append(_detection("long", long_result, long_rec, long_window.start, fault, long_clean))
             on_bus = bool(flagged or stats_show or any(x.detected for x in detection))
             answered_clean = np.where(np.isfinite(err), clean_err, np.nan)  # the same samples as the fault's run
-            error_shows = bool(_rmse(err[window]) > _rmse(answered_clean[window]) + ERROR_SHOWS
-                               or _rmse(err[window.stop:]) > _rmse(answered_clean[window.stop:]) + ERROR_SHOWS
+            during, after_window = _rmse(err[window]), _rmse(err[window.stop:])
+            error_shows = bool(during > _rmse(answered_clean[window]) + ERROR_SHOWS
+                               or after_window > _rmse(answered_clean[window.stop:]) + ERROR_SHOWS
                                or any(x.error_shows for x in detection))
             outcomes.append(FaultOutcome(
                 fault=fault, samples=n, answered=answered, flagged_in_window=flagged, flags_seen=seen,
                 target_faults=len(result.delivery.target_faults), injected=injected, delivery=d,
-                rmse_during=_rmse(err[window]), rmse_after=_rmse(err[window.stop:]), recovery_s=recovery,
+                rmse_during=during, rmse_after=after_window, recovery_s=recovery,
                 nan_estimates=int(np.count_nonzero(np.isnan(result.soc_sigma[:, 0]) & ~np.isnan(soc))),
                 visible_on_bus=on_bus, error_shows=error_shows, detection=detection,
                 corrupted=_corruption_tally(corrupted, flags, result.delivery.crc_errors),

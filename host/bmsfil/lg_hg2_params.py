@@ -128,10 +128,10 @@ def fit_cell(data: TrainingData, dynamic: list[Recording]) -> tuple[CellParams, 
     return cell, fit.rms_residual_V
 
 
-def held_out_cells(data: TrainingData) -> dict[str, CellParams]:
-    """For each drive-cycle type, the model fitted on the other types and the pulse test."""
+def held_out_cells(data: TrainingData, extra: list[Recording] | None = None) -> dict[str, CellParams]:
+    """For each drive-cycle type, the model fitted on the other types and the pulse test (and `extra`)."""
     return {
-        cycle: fit_cell(data, [r for r in data.drive if r.meta.test != cycle] + data.pulse)[0]
+        cycle: fit_cell(data, [r for r in data.drive if r.meta.test != cycle] + data.pulse + (extra or []))[0]
         for cycle in sorted({r.meta.test for r in data.drive})
     }
 

@@ -43,12 +43,17 @@ _CAUSES = (
 )
 
 
+def _intervals(time_s: np.ndarray, current_A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each interval's length (s) and the charge the current moved over it (Ah, trapezoidal)."""
+    dt = np.diff(time_s)
+    return dt, 0.5 * (current_A[1:] + current_A[:-1]) * dt / 3600.0
+
+
 def counter_slope(time_s: np.ndarray, current_A: np.ndarray, ah: np.ndarray) -> float | None:
     """The counter's increments over the integral of the current (median of blocks), or None if
     the current moves too little charge to tell."""
     da = np.diff(ah)
-    dt = np.diff(time_s)
-    dq = 0.5 * (current_A[1:] + current_A[:-1]) * dt / 3600.0
+    dt, dq = _intervals(time_s, current_A)
     ok = np.isfinite(da) & np.isfinite(dq) & (dt > 0)
     da, dq = da[ok], dq[ok]
     moving = np.abs(dq) > 0
@@ -146,8 +151,8 @@ def join_restarts(
     current = current_A if known.all() else np.interp(np.arange(len(current_A)), np.flatnonzero(known),
                                                        current_A[known])
     t, i, a = time_s[finite], current[finite], ah[finite]
-    da, dt = np.diff(a), np.diff(t)
-    dq = 0.5 * (i[1:] + i[:-1]) * dt / 3600.0
+    da = np.diff(a)
+    dt, dq = _intervals(t, i)
     bound = np.maximum(np.abs(i[1:]), np.abs(i[:-1])) * np.maximum(dt, 0.0) / 3600.0
     positive = dt[dt > 0]
     long_s = max(LONG_INTERVALS * float(np.median(positive)), LONG_MIN_S) if positive.size else LONG_MIN_S
