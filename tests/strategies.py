@@ -172,6 +172,7 @@ def filter_tunings(draw: st.DrawFn) -> FilterTuning:
         gate_sigma=draw(st.floats(1.0, 10.0).map(f32)),
         hyst_current_A=draw(maybe_zero(log_uniform(1e-3, 1.0))),
         dt_max_s=draw(st.one_of(st.just(3600.0), log_uniform(30.0, 36000.0))),
+        hold_sigma_c_rate=draw(maybe_zero(log_uniform(1e-3, 10.0))),
     )
 
 

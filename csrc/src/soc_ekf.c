@@ -34,7 +34,7 @@
  * above 0; the others must be 0 or above; all finite; gate_sigma at least
  * BF_GATE_SIGMA_MIN. Above 0: r_voltage_V2_s, r_dt_min_s, the p0_ and
  * p_floor_ variances, dt_max_s. */
-#define TUNING_FIELDS 16
+#define TUNING_FIELDS 17
 #define TUNING_POSITIVE 0x9fe8u
 
 bf_status_t bf_soc_ekf_tuning_check(const bf_soc_ekf_tuning_t *t)
@@ -394,7 +394,10 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
             s->P[j][i] = s->P[i][j];
         }
     }
-    s->P[0][0] += t->q_soc_per_s * dt_s;
+    /* The interval's charge, counted with the sample's current, is known to
+     * hold_sigma_c_rate C over dt: a variance growing with dt squared. */
+    u = t->hold_sigma_c_rate * dt_s * (1.0f / SECONDS_PER_HOUR);
+    s->P[0][0] += t->q_soc_per_s * dt_s + u * u;
     s->P[1][1] += t->q_irc_A2_per_s * dt_s;
     s->P[2][2] += t->q_irc_A2_per_s * dt_s;
     s->P[3][3] += t->q_hyst_per_s * dt_s;

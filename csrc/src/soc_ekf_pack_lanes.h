@@ -125,7 +125,8 @@ static LANE_ATTR int32_t LANE(block_step)(block_t *restrict b, const ctx_t *rest
 {
     const bf_cell_params_t *p = c->p;
     const bf_soc_ekf_tuning_t *t = c->t;
-    const float q_soc = t->q_soc_per_s * dt;
+    const float hold = t->hold_sigma_c_rate * dt * (1.0f / 3600.0f); /* as bf_soc_ekf_step */
+    const float q_soc = t->q_soc_per_s * dt + hold * hold;
     const float q_irc = t->q_irc_A2_per_s * dt;
     const float q_hyst = t->q_hyst_per_s * dt;
     const float r_dt = dt > t->r_dt_min_s ? dt : t->r_dt_min_s;

@@ -71,6 +71,7 @@ void fx_tuning(bf_soc_ekf_tuning_t *t)
     t->gate_sigma = 4.0f;
     t->hyst_current_A = 0.05f;
     t->dt_max_s = 60.0f;
+    t->hold_sigma_c_rate = 0.5f;
 }
 
 uint32_t fx_next(fx_rng_t *r)

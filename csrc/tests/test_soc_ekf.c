@@ -710,6 +710,7 @@ static void test_random_tunings(void)
         t.gate_sigma = log_uniform(&rng, 0.5f, 100.0f);
         t.hyst_current_A = log_uniform(&rng, 1e-3f, 10.0f);
         t.dt_max_s = log_uniform(&rng, 1.0f, 1e4f);
+        t.hold_sigma_c_rate = fx_uniform(&rng, 0.0f, 1.0f) < 0.2f ? 0.0f : log_uniform(&rng, 1e-3f, 100.0f);
         CHECK(bf_cell_params_check(&p) == BF_OK && bf_soc_ekf_tuning_check(&t) == BF_OK);
         memset(&one, 0, sizeof one);
         one.min_eig = 1.0;
@@ -832,6 +833,7 @@ static void test_bad_tuning(void)
         TF(r_overpotential_rel2_s, 1), TF(r_dt_min_s, 0), TF(p0_soc, 0), TF(p0_soc_ocv, 0),
         TF(p0_irc_A2, 0), TF(p0_hyst, 0), TF(p_floor_soc, 0), TF(p_floor_irc_A2, 0),
         TF(p_floor_hyst, 0), TF(gate_sigma, 0), TF(hyst_current_A, 1), TF(dt_max_s, 0),
+        TF(hold_sigma_c_rate, 1),
     };
     static const float bad[] = { NAN, INFINITY, -INFINITY, -1.0f, -1e-30f };
     size_t f, b;

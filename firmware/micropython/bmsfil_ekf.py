@@ -42,12 +42,12 @@ _RC_TABLES = ("r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
 _TEMP_ROWS = ("capacity_Ah", "hyst_m0_V", "hyst_m_V", "hyst_gamma", "rn_ohm")
 _FILTER = ("q_soc_per_s", "q_irc_A2_per_s", "q_hyst_per_s", "r_voltage_V2_s", "r_overpotential_rel2_s",
            "r_dt_min_s", "p0_soc", "p0_soc_ocv", "p0_irc_A2", "p0_hyst", "p_floor_soc", "p_floor_irc_A2",
-           "p_floor_hyst", "gate_sigma", "hyst_current_A", "dt_max_s")
+           "p_floor_hyst", "gate_sigma", "hyst_current_A", "dt_max_s", "hold_sigma_c_rate")
 # FilterTuning's defaults (host/bmsfil/params.py), for a "filter" section that leaves some out.
 # The thermal model (bf_thermal_params_t), in declaration order: the set's optional "thermal" section.
 THERMAL = ("cc_J_per_K", "cs_J_per_K", "rc_K_per_W", "ru_K_per_W")
 _FILTER_DEFAULTS = (9.59e-09, 4.84e-06, 7.98e-08, 0.0548, 4.91, 0.05, 0.25, 4e-4, 1e-2, 0.25, 5.21e-05, 1e-8,
-                    1e-8, 4.0, 0.05, 3600.0)
+                    1e-8, 4.0, 0.05, 3600.0, 0.5)
 
 
 class ParamsError(ValueError):
@@ -419,7 +419,8 @@ class SocEkf:
             fi = F[i]
             for j in range(NX):
                 P[i * NX + j] *= fi * F[j]
-        P[0] += t.q_soc_per_s * dt_s
+        hold = t.hold_sigma_c_rate * dt_s * (1.0 / 3600.0)  # the interval's charge: a sampled current
+        P[0] += t.q_soc_per_s * dt_s + hold * hold
         P[5] += t.q_irc_A2_per_s * dt_s
         P[10] += t.q_irc_A2_per_s * dt_s
         P[15] += t.q_hyst_per_s * dt_s

@@ -33,7 +33,7 @@ CELL_SCALARS = ("rn_sat_per_A", "eta_charge", "v_min_V", "v_max_V", "i_max_A")
 # bf_soc_ekf_tuning_t, in declaration order.
 TUNING = ("q_soc_per_s", "q_irc_A2_per_s", "q_hyst_per_s", "r_voltage_V2_s", "r_overpotential_rel2_s",
           "r_dt_min_s", "p0_soc", "p0_soc_ocv", "p0_irc_A2", "p0_hyst", "p_floor_soc", "p_floor_irc_A2",
-          "p_floor_hyst", "gate_sigma", "hyst_current_A", "dt_max_s")
+          "p_floor_hyst", "gate_sigma", "hyst_current_A", "dt_max_s", "hold_sigma_c_rate")
 
 
 NAN = float("nan")

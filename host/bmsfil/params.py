@@ -199,6 +199,10 @@ class FilterTuning:
     gate_sigma: float = 4.0
     hyst_current_A: float = 0.05
     dt_max_s: float = 3600.0
+    #: 1 sigma, in C, of an interval's mean current about the sample that
+    #: ends it: the current is sampled, not integrated, so each step adds
+    #: (hold_sigma_c_rate * dt / 3600 s)^2 to the SOC variance (docs/estimator.md).
+    hold_sigma_c_rate: float = 0.5
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -252,6 +252,7 @@ class ReferenceSocEstimator:
         F = np.array([1.0, a1, a2, ah])
         self.P *= np.outer(F, F)
         self.P += np.diag([t.q_soc_per_s, t.q_irc_A2_per_s, t.q_irc_A2_per_s, t.q_hyst_per_s]) * dt_s
+        self.P[0, 0] += (t.hold_sigma_c_rate * dt_s / 3600.0) ** 2  # the interval's charge: a sampled current
 
         at = m.locate(x[0], temp_C)
         ocv, docv = m.ocv(at)

@@ -82,6 +82,10 @@ typedef struct {
     float gate_sigma;         /* innovations beyond this many sigma are down-weighted */
     float hyst_current_A;     /* |i| above which the instantaneous sign s follows i */
     float dt_max_s;           /* intervals longer than this are refused */
+    float hold_sigma_c_rate;  /* 1 sigma, in C, of an interval's mean current about the
+                               * sample that ends it: the current is sampled, not
+                               * integrated, so each step adds (this * dt / 3600 s)^2
+                               * to the SOC variance; 0 switches it off */
 } bf_soc_ekf_tuning_t;
 
 /* The whole per-cell state; the caller owns it (92 bytes). A step that
