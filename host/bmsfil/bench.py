@@ -50,6 +50,7 @@ class FilterpySocEstimator:
         ah = math.exp(-abs(dz * m.row("hyst_gamma", at)))
         ekf.F = np.diag([1.0, a1, a2, ah])
         ekf.Q = np.diag([t.q_soc_per_s, t.q_irc_A2_per_s, t.q_irc_A2_per_s, t.q_hyst_per_s]) * dt
+        ekf.Q[0, 0] += (t.hold_sigma_c_rate * dt / 3600.0) ** 2
         ekf.x = ekf.F @ ekf.x + np.array([[dz], [(1 - a1) * current], [(1 - a2) * current], [(1 - ah) * sign(current)]])
         ekf.P = ekf.F @ ekf.P @ ekf.F.T + ekf.Q
         if abs(current) > t.hyst_current_A:
