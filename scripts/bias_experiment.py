@@ -144,6 +144,7 @@ class BiasSocEstimator(ReferenceSocEstimator):
             F[:4, 4] = 0.0
         self.P = F @ self.P @ F.T
         self.P += np.diag([t.q_soc_per_s, t.q_irc_A2_per_s, t.q_irc_A2_per_s, t.q_hyst_per_s, self.q_b]) * dt_s
+        self.P[0, 0] += (t.hold_sigma_c_rate * dt_s / 3600.0) ** 2  # a sampled current, as the reference
 
         at = m.locate(x[0], temp_C)
         i = current_A if self.soc_only else current_A - x[4]

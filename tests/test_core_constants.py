@@ -33,3 +33,21 @@ def header_float(header: str, name: str) -> float:
 def test_mirrors_hold_the_header_value(header: str, name: str, mirrors: list[float]) -> None:
     value = header_float(header, name)
     assert all(m == value for m in mirrors), (name, value, mirrors)
+
+
+def test_the_tuning_fields_are_the_c_structs_in_its_order() -> None:
+    """The native port packs bf_soc_ekf_tuning_t by position (its glue checks
+    only the size) and the pure port reads the same names with its own
+    defaults: every list of the fields is the struct's, in its order."""
+    import ast
+    from dataclasses import astuple, fields
+
+    from bmsfil._core import ffi
+
+    struct = [name for name, _ in ffi.typeof("bf_soc_ekf_tuning_t").fields]
+    source = (ROOT / "firmware" / "micropython" / "bmsfil_native.py").read_text()
+    native = next(ast.literal_eval(node.value) for node in ast.parse(source).body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "TUNING")
+    assert [f.name for f in fields(params.FilterTuning)] == struct
+    assert list(bmsfil_ekf._FILTER) == struct and list(native) == struct
+    assert astuple(params.FilterTuning()) == bmsfil_ekf._FILTER_DEFAULTS

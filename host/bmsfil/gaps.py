@@ -4,8 +4,10 @@ current flowed.
 The filter integrates an interval up to its tuning's `dt_max_s` as the
 current of the sample that ends it (a longer one restarts it), which is
 right for a cycler's sampling and wrong for a logger that stopped for ten
-minutes in a drive: the charge in between is unknown, and the filter's
-sigma does not say so. `bmsfil eval` warns of such gaps with this.
+minutes in a drive: the charge in between is unknown. The filter's sigma
+allows for an interval's mean current `hold_sigma_c_rate` C (C/2 in the
+bundled sets) away from the sample's, which a drive may well exceed.
+`bmsfil eval` warns of such gaps with this.
 """
 
 from __future__ import annotations
@@ -115,5 +117,5 @@ class GapScan:
         return (f"{name}: {count} gap(s) of {threshold:.0f} s or more under load, the longest "
                 f"{dt:.0f} s after {t - self._t0:.0f} s (sample {k}; {before:+.3g} A before, {after:+.3g} A after): "
                 f"the filter counts each as the current after it for the whole gap ({share:.1%} of the capacity "
-                "there), so its estimate after a gap may be off by the charge that really flowed, more than its "
-                "sigma says")
+                "there), so its estimate after a gap may be off by the charge that really flowed; its sigma allows "
+                f"for {self._params.filter.hold_sigma_c_rate:g} C about that current (hold_sigma_c_rate)")

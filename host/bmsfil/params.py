@@ -181,7 +181,9 @@ class FilterTuning:
 
     The defaults are those `tuning.tune_filter` found for the LG HG2 drive
     cycles; they are a sound start for other cells of similar size, and
-    `python -m bmsfil.lg_hg2_params` starts its own search from them."""
+    `python -m bmsfil.lg_hg2_params` starts its own search from them.
+    `hold_sigma_c_rate` is a prior, not searched: 10 Hz drive cycles cannot
+    tell its value (docs/estimator.md)."""
 
     q_soc_per_s: float = 9.59e-09
     q_irc_A2_per_s: float = 4.84e-06
