@@ -144,9 +144,11 @@ def _pure_monitor(be, bp, rec, start):  # type: ignore[no-untyped-def]
 
 def test_monitor_port_is_the_c_monitor_in_cpython():
     """bmsfil_plaus (double precision here) against the C monitor (float32) on
-    the same samples: the same flags, the evidence within what the EKF ports'
-    difference gives (a few mA, 0.5 % of sigma, where CAN carries it)."""
-    from bmsfil.plausibility import run_monitored
+    the same samples: the same flags, but where the unseen-current statistic
+    is within 0.1 % of its alarm's z (there the EKF ports' difference decides
+    the side), the evidence within what that difference gives (a few mA,
+    0.5 % of sigma, where CAN carries it)."""
+    from bmsfil.plausibility import PlausibilityConfig, run_monitored
     from bmsfil_hil.faults import _alter, _stuck_voltage
 
     with micropython_app("bmsfil_ekf", "bmsfil_plaus") as modules:
@@ -157,7 +159,11 @@ def test_monitor_port_is_the_c_monitor_in_cpython():
         rec = as_carried(rec)
         _, mon = run_monitored(rec, PARAMS)
         flags, u, sigma, stuck = _pure_monitor(be, bp, rec, "ocv")
-        assert np.array_equal(flags, mon.flags) and flags.any()
+        assert flags.any()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            edge = np.abs(np.abs(u) / sigma / PlausibilityConfig().unseen_z - 1.0) < 1e-3
+        differ = flags != mon.flags
+        assert not np.any(differ & ~edge) and np.count_nonzero(differ) < 10
         assert np.array_equal(np.isfinite(sigma), np.isfinite(mon.unseen_current_sigma_A))
         ok = np.isfinite(sigma) & (mon.unseen_current_sigma_A < 2.046)
         assert np.max(np.abs(u[ok] - mon.unseen_current_A[ok]), initial=0.0) < 5e-3

@@ -17,6 +17,7 @@ from shared_data import LG, needs_data
 from bmsfil.core import SocEstimator
 from bmsfil.importers import import_file
 from bmsfil.params import bundled_params
+from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording
 from bmsfil.reference import ReferenceSocEstimator
 from bmsfil.thermal import CoreTempEstimator
@@ -44,6 +45,20 @@ def test_soc_follows_the_rested_voltage_after_a_cold_discharge(dis_2c: Recording
     inside = err <= 3.0 * trace.soc_sigma[rest]
     assert err.max() < 0.06, err.max()
     assert inside.mean() > 0.9, inside.mean()
+
+
+def test_a_cell_that_warms_after_a_cold_discharge_raises_no_current_offset() -> None:
+    """607_Dis_0p5C at -20 °C: discharged to 20 % SOC in the cold, then the
+    chamber warms to 24 °C and the same charge is 8 points more SOC of the
+    warm capacity. The corrections that follow are expected of the capacity's
+    change, not charge from nowhere (plausibility.c); they used to raise a
+    false current_offset (|u|/sigma 4.9 against the alarm's 4.26)."""
+    rec = import_file(LG / "1_raw" / "n20degC" / "607_Dis_0p5C.csv")
+    assert rec.temp_C.min() < -15.0 and rec.temp_C.max() > 20.0
+    _, plaus = run_monitored(rec, PARAMS)
+    assert plaus.summary()["flags"] == []
+    z = np.abs(plaus.unseen_current_A) / plaus.unseen_current_sigma_A
+    assert np.nanmax(z[np.isfinite(z)]) < 3.0
 
 
 def test_core_temperature_follows_the_chamber(dis_2c: Recording) -> None:

@@ -104,7 +104,7 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
 {
     uint32_t flags = 0u;
     uint32_t ef;
-    float q_As, sigma_u, u, x, forget;
+    float q_As, moved_As, sigma_u, u, x, forget;
     /* The config was checked by bf_plaus_init (as the filter's tuning is by
      * its init): not again on every sample, which would cost a quarter of
      * the monitor's instructions. */
@@ -142,7 +142,17 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
          * add neither charge nor time. The sigma before the correction, not
          * after: one correction can take sigma from 0.5 to the floor. */
         q_As = ekf->capacity_Ah * SECONDS_PER_HOUR;
+        /* The SOC is a share of the capacity at the cell's temperature, and
+         * the prediction carries no change of that capacity over: where it
+         * changed since the last sample, the same charge is a SOC higher by
+         * (1 - soc)(1 - q_last/q), which the voltage's corrections then make.
+         * That charge, (1 - soc)(q - q_last), is expected of them, not unseen
+         * (a cell discharged in the cold that warms up). */
+        moved_As = 0.0f;
         if (bf_isfinite(q_As) && q_As > 0.0f) {
+            if (s->capacity_As > 0.0f) {
+                moved_As = (1.0f - ekf->soc) * (q_As - s->capacity_As);
+            }
             s->capacity_As = q_As;
         }
         if (!(ef & BF_FLAG_SOC_CLAMPED) && !(flags & BF_PLAUS_VOLTAGE_STUCK) && bf_isfinite(q_As)
@@ -156,7 +166,7 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
              * for small x, x (1 - x/2) is within a share x^2/6 of it. */
             x = dt_s / c->unseen_tau_s;
             forget = x < 0.01f ? x * (1.0f - 0.5f * x) : 1.0f - bf_expf(-x);
-            s->unseen_charge_As -= forget * s->unseen_charge_As + ekf->soc_correction * q_As;
+            s->unseen_charge_As -= forget * s->unseen_charge_As + ekf->soc_correction * q_As - moved_As;
             s->window_s += dt_s - forget * s->window_s;
             if (s->have_sigma) {
                 s->sigma2_past += forget * (ekf->soc_sigma * ekf->soc_sigma - s->sigma2_past);

@@ -108,7 +108,10 @@ class Plausibility:
             elif self._stuck_step(dt_s, voltage_V, ohmic_V):
                 flags |= VOLTAGE_STUCK
             q_As = capacity_Ah * SECONDS_PER_HOUR
+            moved_As = 0.0  # charge the capacity's change with temperature moves into SOC (plausibility.c)
             if _finite(q_As) and q_As > 0.0:
+                if self.capacity_As > 0.0:
+                    moved_As = (1.0 - ekf.x[0]) * (q_As - self.capacity_As)
                 self.capacity_As = q_As
             if (not ef & _EKF_SOC_CLAMPED and not flags & VOLTAGE_STUCK and _finite(q_As) and q_As > 0.0
                     and _finite(soc_correction) and _finite(soc_sigma)
@@ -116,7 +119,7 @@ class Plausibility:
                 # 1 - exp(-dt/tau) as plausibility.c: exact where floats are single
                 x = dt_s / self.unseen_tau_s
                 forget = x * (1.0 - 0.5 * x) if x < 0.01 else 1.0 - math.exp(-x)
-                self.unseen_charge_As -= forget * self.unseen_charge_As + soc_correction * q_As
+                self.unseen_charge_As -= forget * self.unseen_charge_As + soc_correction * q_As - moved_As
                 self.window_s += dt_s - forget * self.window_s
                 if self.have_sigma:
                     self.sigma2_past += forget * (soc_sigma * soc_sigma - self.sigma2_past)

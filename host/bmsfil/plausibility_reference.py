@@ -80,13 +80,16 @@ class ReferencePlausibilityMonitor:
             elif self._stuck(dt_s, voltage_V, ekf.ohmic_V):
                 flags |= VOLTAGE_STUCK
             q_As = ekf.capacity_Ah * 3600.0
+            moved_As = 0.0  # charge the capacity's change with temperature moves into SOC (plausibility.c)
             if math.isfinite(q_As) and q_As > 0.0:
+                if self.capacity_As > 0.0:
+                    moved_As = (1.0 - ekf.soc) * (q_As - self.capacity_As)
                 self.capacity_As = q_As
             if (not ef & FLAG_SOC_CLAMPED and not flags & VOLTAGE_STUCK and math.isfinite(q_As) and q_As > 0.0
                     and math.isfinite(ekf.soc_correction) and math.isfinite(ekf.soc_sigma)
                     and ekf.soc_sigma**2 + ekf.soc_correction_var < c.converged_sigma_soc**2):
                 forget = -math.expm1(-dt_s / c.unseen_tau_s)  # 1 - exp(-dt/tau)
-                self.unseen_charge_As -= forget * self.unseen_charge_As + ekf.soc_correction * q_As
+                self.unseen_charge_As -= forget * self.unseen_charge_As + ekf.soc_correction * q_As - moved_As
                 self.window_s += dt_s - forget * self.window_s
                 self.sigma2_past = (ekf.soc_sigma**2 if self.sigma2_past is None
                                     else self.sigma2_past + forget * (ekf.soc_sigma**2 - self.sigma2_past))
