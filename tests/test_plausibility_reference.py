@@ -57,7 +57,10 @@ def agree(c: "ffi.CData", r: pr.MonitorStep, ref: pr.ReferencePlausibilityMonito
     """C output `c` against the reference's `r`: evidence within `rel`, flags
     equal but where the reference's test is within `rel` of its threshold."""
     cfg = ref.config
-    if math.isinf(r.unseen_current_sigma_A):
+    f32_max = float(np.finfo(np.float32).max)
+    # Evidence float32 cannot hold (an interval of 1e-38 s) is none in C, and no flag of its.
+    overflow = r.unseen_current_sigma_A > f32_max or abs(r.unseen_current_A) > f32_max
+    if overflow:
         assert math.isinf(c.unseen_current_sigma_A) and c.unseen_current_A == 0.0
     else:
         scale = max(abs(r.unseen_current_A), r.unseen_current_sigma_A)
@@ -66,7 +69,7 @@ def agree(c: "ffi.CData", r: pr.MonitorStep, ref: pr.ReferencePlausibilityMonito
     assert c.stuck_for_s == pytest.approx(r.stuck_for_s, rel=1e-4, abs=1e-4)
     assert c.stuck_pred_change_V == pytest.approx(r.stuck_pred_change_V, rel=1e-4, abs=1e-6)
     zs = cfg.unseen_z * r.unseen_current_sigma_A
-    boundary = 0
+    boundary = pr.CURRENT_OFFSET | pr.SELF_DISCHARGE if overflow else 0
     if math.isfinite(zs) and (near(abs(r.unseen_current_A) - cfg.offset_tol_A, zs, 4 * rel)
                               or near(r.unseen_current_A - cfg.leak_tol_A, zs, 4 * rel)):
         boundary |= pr.CURRENT_OFFSET | pr.SELF_DISCHARGE
@@ -172,3 +175,42 @@ def test_reference_ekf_reports_what_the_c_step_reports():
         assert r.soc_correction_var == pytest.approx(c.soc_correction_var, rel=2e-2, abs=1e-3 * c.soc_sigma**2)
         corrections += c.soc_correction != 0.0
     assert corrections > len(rec) // 2
+
+
+def _capacity_life(restart: bool) -> list[tuple[StepResult, float]]:
+    """Step reports of a cell at 30 % SOC, its filter converged (sigma 1 %):
+    an hour at 2.78 Ah, then either a restart of the filter after two hours
+    unseen in the cold (2.56 Ah; its SOC read afresh there) or a warm-up from
+    2.56 Ah with the corrections the capacity's change brings and nothing
+    else, then an hour at the new capacity."""
+    def report(soc: float, q: float, correction: float = 0.0, flags: int = 0) -> StepResult:
+        return StepResult(soc, 0.01, 3.6, flags, correction, 1e-6, q, 0.0)
+    steps = [(report(0.3, 2.78), 1.0) for _ in range(3600)]
+    if restart:
+        steps.append((StepResult(0.3, 0.02, 0.0, lib.BF_FLAG_DT_INVALID), 7200.0))
+        q = 2.56
+    else:
+        steps = [(report(0.3, 2.56), 1.0) for _ in range(3600)]
+        soc, q = 0.3, 2.56
+        for k in range(600):  # 2.56 -> 2.78 Ah over ten minutes, the charge unchanged
+            q_new = 2.56 + 0.22 * (k + 1) / 600
+            moved = (1.0 - soc) * (1.0 - q / q_new)
+            soc, q = soc + moved, q_new
+            steps.append((report(soc, q, moved), 1.0))
+    steps += [(report(steps[-1][0].soc if not restart else 0.3, q), 1.0) for _ in range(3600)]
+    return steps
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_capacity_change_is_no_unseen_charge(restart: bool) -> None:
+    """The SOC is a share of the capacity at the cell's temperature: a warm-up
+    at 30 % SOC moves it by 2.5 points with no charge, and the corrections that
+    follow are expected (plausibility.c); across a restart of the filter
+    nothing is (its SOC is read afresh at the new temperature). Without the
+    term, or with it across the restart, either reads as 0.3 A of charge
+    from nowhere over these 2 hours."""
+    mon, ref = PlausibilityMonitor(), pr.ReferencePlausibilityMonitor()
+    for report, dt in _capacity_life(restart):
+        c, r = c_step(mon, report, dt, 3.6), ref.step(report, dt, 3.6)
+    assert abs(r.unseen_current_A) < 1e-9 and abs(c.unseen_current_A) < 1e-4
+    assert c.flags == r.flags == 0

@@ -53,6 +53,7 @@ bf_status_t bf_plaus_init(bf_plaus_t *s, const bf_plaus_config_t *c)
     s->run_s = 0.0f;
     s->run_pred_change_V = 0.0f;
     s->have_anchor = 0u;
+    s->have_q_last = 0u;
     s->have_sigma = 0u;
     s->flags = 0u;
     return BF_OK;
@@ -145,15 +146,17 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
         /* The SOC is a share of the capacity at the cell's temperature, and
          * the prediction carries no change of that capacity over: where it
          * changed since the last sample, the same charge is a SOC higher by
-         * (1 - soc)(1 - q_last/q), which the voltage's corrections then make.
-         * That charge, (1 - soc)(q - q_last), is expected of them, not unseen
-         * (a cell discharged in the cold that warms up). */
+         * (1 - z)(1 - q_last/q), z the SOC before this step's correction,
+         * which the voltage's corrections then make. That charge,
+         * (1 - z)(q - q_last), is expected of them, not unseen (a cell
+         * discharged in the cold that warms up). */
         moved_As = 0.0f;
         if (bf_isfinite(q_As) && q_As > 0.0f) {
-            if (s->capacity_As > 0.0f) {
-                moved_As = (1.0f - ekf->soc) * (q_As - s->capacity_As);
+            if (s->have_q_last) {
+                moved_As = (1.0f - (ekf->soc - ekf->soc_correction)) * (q_As - s->capacity_As);
             }
             s->capacity_As = q_As;
+            s->have_q_last = 1u;
         }
         if (!(ef & BF_FLAG_SOC_CLAMPED) && !(flags & BF_PLAUS_VOLTAGE_STUCK) && bf_isfinite(q_As)
             && q_As > 0.0f && bf_isfinite(ekf->soc_correction) && bf_isfinite(ekf->soc_sigma)
@@ -175,6 +178,11 @@ bf_status_t bf_plaus_step(bf_plaus_t *s, const bf_plaus_config_t *c, float dt_s,
                 s->have_sigma = 1u;
             }
         }
+    } else if (dt_s >= 0.0f) {
+        /* An interval the filter refused that is a number: beyond its
+         * dt_max_s, it restarted here, its SOC from this sample (the new
+         * temperature's share): no capacity change to expect across it. */
+        s->have_q_last = 0u;
     }
 
     u = 0.0f;

@@ -62,6 +62,7 @@ class Plausibility:
         self.window_s = 0.0
         self.sigma2_past = 0.0
         self.capacity_As = 0.0
+        self.have_q_last = False  # capacity_As is the filter's capacity before this sample (not across a restart)
         self.anchor_V = 0.0
         self.anchor_pred_V = 0.0
         self.lag_pred_V = 0.0
@@ -110,9 +111,10 @@ class Plausibility:
             q_As = capacity_Ah * SECONDS_PER_HOUR
             moved_As = 0.0  # charge the capacity's change with temperature moves into SOC (plausibility.c)
             if _finite(q_As) and q_As > 0.0:
-                if self.capacity_As > 0.0:
-                    moved_As = (1.0 - ekf.x[0]) * (q_As - self.capacity_As)
+                if self.have_q_last:
+                    moved_As = (1.0 - (ekf.x[0] - soc_correction)) * (q_As - self.capacity_As)
                 self.capacity_As = q_As
+                self.have_q_last = True
             if (not ef & _EKF_SOC_CLAMPED and not flags & VOLTAGE_STUCK and _finite(q_As) and q_As > 0.0
                     and _finite(soc_correction) and _finite(soc_sigma)
                     and soc_sigma * soc_sigma + correction_var < self.converged_sigma_soc * self.converged_sigma_soc):
@@ -126,6 +128,8 @@ class Plausibility:
                 else:
                     self.sigma2_past = soc_sigma * soc_sigma
                     self.have_sigma = True
+        elif dt_s >= 0.0:  # beyond dt_max_s: the filter restarted here (plausibility.c)
+            self.have_q_last = False
         u = 0.0
         sigma_u = INF
         if self.window_s > 0.0 and self.have_sigma and self.capacity_As > 0.0 and _finite(soc_sigma):

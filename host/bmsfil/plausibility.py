@@ -185,6 +185,14 @@ class PlausibilityMonitor:
     def reset(self) -> None:
         _check(lib.bf_plaus_init(self._state, self._config), "plausibility init")
 
+    def filter_restarted(self) -> None:
+        """The SOC filter beside it started again outside its step (a new
+        segment of a life): its SOC is the new temperature's share of the
+        capacity, so no capacity change is expected of its corrections across
+        the restart (as the monitor does itself where the filter's step
+        restarts it, after an interval beyond dt_max_s). The evidence is kept."""
+        self._state.have_q_last = 0
+
     def step(self, estimator: SocEstimator, dt_s: float, voltage_V: float) -> "ffi.CData":
         """Judge the estimator's last step (same dt and voltage as it was given)."""
         _check(lib.bf_plaus_step(self._state, self._config, dt_s, voltage_V, estimator._out, self._out), "plausibility step")
@@ -208,6 +216,7 @@ def run_monitored(
     est = SocEstimator(params)
     start_estimator(est, recording, initial_soc)
     mon = monitor if monitor is not None else PlausibilityMonitor(config)
+    mon.filter_restarted()
     return run_monitored_arrays(est, mon, recording.time_s, recording.dt_s, recording.current_A, recording.voltage_V,
                                 recording.temp_C)
 

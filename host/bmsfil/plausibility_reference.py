@@ -43,6 +43,7 @@ class ReferencePlausibilityMonitor:
         self.window_s = 0.0
         self.sigma2_past: float | None = None  # None until a sample counted (have_sigma)
         self.capacity_As = 0.0
+        self.have_q_last = False  # capacity_As is the filter's capacity before this sample (not across a restart)
         self.anchor_V: float | None = None  # None until a valid voltage starts a run (have_anchor)
         self.anchor_pred_V = 0.0
         self.lag_pred_V = 0.0
@@ -82,9 +83,10 @@ class ReferencePlausibilityMonitor:
             q_As = ekf.capacity_Ah * 3600.0
             moved_As = 0.0  # charge the capacity's change with temperature moves into SOC (plausibility.c)
             if math.isfinite(q_As) and q_As > 0.0:
-                if self.capacity_As > 0.0:
-                    moved_As = (1.0 - ekf.soc) * (q_As - self.capacity_As)
+                if self.have_q_last:
+                    moved_As = (1.0 - (ekf.soc - ekf.soc_correction)) * (q_As - self.capacity_As)
                 self.capacity_As = q_As
+                self.have_q_last = True
             if (not ef & FLAG_SOC_CLAMPED and not flags & VOLTAGE_STUCK and math.isfinite(q_As) and q_As > 0.0
                     and math.isfinite(ekf.soc_correction) and math.isfinite(ekf.soc_sigma)
                     and ekf.soc_sigma**2 + ekf.soc_correction_var < c.converged_sigma_soc**2):
@@ -93,6 +95,8 @@ class ReferencePlausibilityMonitor:
                 self.window_s += dt_s - forget * self.window_s
                 self.sigma2_past = (ekf.soc_sigma**2 if self.sigma2_past is None
                                     else self.sigma2_past + forget * (ekf.soc_sigma**2 - self.sigma2_past))
+        elif dt_s >= 0.0:  # beyond dt_max_s: the filter restarted here (plausibility.c)
+            self.have_q_last = False
         u, sigma_u = 0.0, math.inf
         if (self.window_s > 0.0 and self.sigma2_past is not None and self.capacity_As > 0.0
                 and math.isfinite(ekf.soc_sigma)):

@@ -92,7 +92,9 @@ typedef struct {
     float lag_pred_V;          /* the model's ohmic drop one sample ago */
     float run_s;               /* how long the run has lasted */
     float run_pred_change_V;   /* largest |ohmic drop - anchor_pred_V| in the run */
-    uint32_t have_anchor;      /* 0 until a valid voltage starts a run */
+    uint16_t have_anchor;      /* 0 until a valid voltage starts a run */
+    uint16_t have_q_last;      /* 0 until capacity_As is the filter's capacity before this sample
+                                * (not across a restart of the filter) */
     uint32_t have_sigma;       /* 0 until sigma2_past holds a value */
     uint32_t flags;            /* flags of the last step */
 } bf_plaus_t;
