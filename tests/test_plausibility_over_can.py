@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.params import bundled_params
-from bmsfil.plausibility import run_monitored
+from bmsfil.plausibility import PlausibilityConfig, run_monitored
 from bmsfil_hil.faults import _alter, _stuck_voltage
 from bmsfil_hil.replay import as_carried, replay_lockstep
 from bmsfil_hil.targets import make_target
@@ -105,10 +105,19 @@ def _host_monitor(rec):
 def _check_same_as_host(result, rec, port: bool = False) -> None:
     """Flags bit for bit the host monitor's; the evidence within the frame's
     rounding (C targets), or within the pure-MicroPython port's difference
-    from the float32 core where CAN carries it (`port`: a few mA, 0.5 % of sigma)."""
+    from the float32 core where CAN carries it (`port`: a few mA, 0.5 % of
+    sigma; its flags may differ only where the host's unseen-current
+    statistic is within 0.1 % of the alarm's z, where that difference decides)."""
     mon = _host_monitor(rec)
     p = result.plausibility
-    np.testing.assert_array_equal(p.flags[:, 0], mon.flags)
+    if port:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(mon.unseen_current_A) / mon.unseen_current_sigma_A
+        edge = np.abs(z / PlausibilityConfig().unseen_z - 1.0) < 1e-3
+        differ = p.flags[:, 0] != mon.flags
+        assert not np.any(differ & ~edge) and np.count_nonzero(differ) < 10
+    else:
+        np.testing.assert_array_equal(p.flags[:, 0], mon.flags)
     valid = np.isfinite(mon.unseen_current_sigma_A)
     assert np.array_equal(~np.isnan(p.unseen_current_A[:, 0]), valid)
     u = np.clip(mon.unseen_current_A[valid], -16.383, 16.383)
