@@ -56,9 +56,12 @@ def main() -> int:
     print(f"| recording | gap at | without: error / σ after % | ±3σ % | RMSE % "
           f"| hold_sigma_c_rate {k:g}: error / σ after % | ±3σ % | RMSE % |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    cycles = lg_drive_cycles()
+    if not cycles:
+        raise SystemExit("gap_report: no LG HG2 drive cycle found (the shared data, or BMSFIL_DATA)")
     covered = {"without": 0, "with": 0}
     n = 0
-    for path in lg_drive_cycles():
+    for path in cycles:
         rec = import_file(path)
         for frac in CUTS:
             start = frac * float(rec.time_s[-1])

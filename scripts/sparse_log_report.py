@@ -25,6 +25,7 @@ import numpy as np
 from bmsfil.evaluate import evaluate
 from bmsfil.importers import import_file
 from bmsfil.params import bundled_params
+from bmsfil.plausibility import PlausibilityTrace
 from bmsfil.recording import Recording
 from bmsfil.thermal import CoreTempEstimator
 
@@ -52,10 +53,23 @@ def long_rest_ends(rec: Recording) -> np.ndarray:
     return np.array(ends, dtype=int)
 
 
+def monitor_text(plaus: PlausibilityTrace | None) -> str:
+    """The plausibility monitor's flags on the file (a false one, on these
+    clean tests) and its largest unseen-current statistic |u|/sigma."""
+    if plaus is None:
+        return "–"
+    names = ", ".join(e["flag"] for e in plaus.summary()["flags"]) or "none"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(plaus.unseen_current_A) / plaus.unseen_current_sigma_A
+    z = z[np.isfinite(z)]
+    return f"{names} / {z.max() if z.size else 0.0:.2f}"
+
+
 def row(path: Path) -> str:
     rec = import_file(path)
     params = bundled_params()
-    s = evaluate(rec, params).score
+    ev = evaluate(rec, params)
+    s, plaus = ev.score, ev.plausibility
     tr = CoreTempEstimator(params).run(rec)
     ends = long_rest_ends(rec)
     off = f"{np.max(np.abs(tr.core_C - rec.temp_C)[ends]):.2f}" if ends.size else "–"
@@ -63,7 +77,7 @@ def row(path: Path) -> str:
     conv = "never" if not np.isfinite(s.convergence_time_s) else f"{s.convergence_time_s:.0f}"
     return (f"| {rec.meta.name} | {np.median(rec.dt_s):.0f} | {s.rmse * 100:.2f} | {s.max_error_after_settle * 100:.2f} "
             f"| {s.within_3sigma * 100:.1f} | {conv} | {swing:.1f} | {ends.size} | {off} "
-            f"| {np.mean(tr.flags & GATED > 0) * 100:.1f} |")
+            f"| {np.mean(tr.flags & GATED > 0) * 100:.1f} | {monitor_text(plaus)} |")
 
 
 def main() -> int:
@@ -78,8 +92,9 @@ def main() -> int:
     rows = [row(p) for p in paths]
     header = [
         "| recording | sampled every s | SOC RMSE % | max after 10 min % | in ±3σ % | converged after s "
-        "| temperature swing K | rests ≥ 30 min | worst core - case at a rest's end K | thermal readings gated % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| temperature swing K | rests ≥ 30 min | worst core - case at a rest's end K | thermal readings gated % "
+        "| monitor flags / largest \\|û\\|/σ |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     table = "\n".join(header + rows)
     print(table)

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
 from bmsfil.params import bundled_params
-from bmsfil.plausibility import PlausibilityConfig, run_monitored
+from bmsfil.plausibility import run_monitored
 from bmsfil_hil.faults import _alter, _stuck_voltage
 from bmsfil_hil.replay import as_carried, replay_lockstep
 from bmsfil_hil.targets import make_target
+from monitor_agreement import assert_port_flags_agree
 
 from bmsfil_hil.micropython import micropython_executable
 from firmware_tools import needs_qemu
@@ -111,11 +112,7 @@ def _check_same_as_host(result, rec, port: bool = False) -> None:
     mon = _host_monitor(rec)
     p = result.plausibility
     if port:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.abs(mon.unseen_current_A) / mon.unseen_current_sigma_A
-        edge = np.abs(z / PlausibilityConfig().unseen_z - 1.0) < 1e-3
-        differ = p.flags[:, 0] != mon.flags
-        assert not np.any(differ & ~edge) and np.count_nonzero(differ) < 10
+        assert_port_flags_agree(p.flags[:, 0], mon.flags, mon.unseen_current_A, mon.unseen_current_sigma_A)
     else:
         np.testing.assert_array_equal(p.flags[:, 0], mon.flags)
     valid = np.isfinite(mon.unseen_current_sigma_A)

@@ -6,7 +6,9 @@ gap under load (docs/estimator.md)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,24 +20,20 @@ from bmsfil.evaluate import checked_reference
 from bmsfil.importers import import_file
 from bmsfil.metrics import score_soc
 from bmsfil.params import bundled_params
-from bmsfil.recording import Recording
 from bmsfil.reference import ReferenceSocEstimator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from gap_report import cut  # noqa: E402
 
 PARAMS = bundled_params()
 WITHOUT = replace(PARAMS, filter=replace(PARAMS.filter, hold_sigma_c_rate=0.0))
-
-
-def gap(rec: Recording, start_s: float, length_s: float) -> Recording:
-    keep = ~((rec.time_s > start_s) & (rec.time_s < start_s + length_s))
-    return Recording(time_s=rec.time_s[keep], current_A=rec.current_A[keep], voltage_V=rec.voltage_V[keep],
-                     temp_C=rec.temp_C[keep], meta=rec.meta, ah=rec.ah[keep])
 
 
 @pytest.mark.parametrize("estimator", [SocEstimator, ReferenceSocEstimator])
 def test_a_gap_under_load_widens_sigma_to_cover_the_charge_it_missed(estimator: type) -> None:
     # Five minutes of the 25 °C US06 lost 38 minutes in: the sample after the
     # gap is counted as if its current had held, 11 points off the tester's count.
-    rec = gap(bundled_recording(), 2300.0, 300.0)
+    rec = cut(bundled_recording(), 2300.0, 300.0)
     ref = checked_reference(rec)
     after = int(np.searchsorted(rec.time_s, 2600.0))
     with_hold, without = (estimator(p).run(rec) for p in (PARAMS, WITHOUT))
