@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
-from bmsfil.evaluate import envelope, evaluate
+from bmsfil.eval_plot import TimeAxis, envelope
+from bmsfil.evaluate import evaluate
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.metrics import score_soc
 from bmsfil.params import bundled_params
@@ -147,6 +148,46 @@ def test_eval_names_a_broken_input(tmp_path: Path, capsys):
     assert main(["eval", str(bad), "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "broken.csv:3" in err and "Voltage" in err
+
+
+def _png_height_in(path: Path) -> float:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path).shape[0] / 100.0  # saved at 100 dpi
+
+
+def test_eval_plot_has_a_panel_for_every_estimate(tmp_path: Path, us06_slice):
+    """Issue 7: capacity, R0, the plausibility monitor, state of power and
+    core temperature are in eval's figure, each in a panel of its own (2.5
+    inches each after the SOC's 5 and the error's 2.5), also for a recording
+    without a reference SOC, whose figure has the estimates alone."""
+    rec = us06_slice.slice(0, 3000)
+    scored, unscored = tmp_path / "scored", tmp_path / "unscored"
+    assert main(["eval", str(rec.save(tmp_path / "a.npz")), "--out-dir", str(scored)]) == 0
+    assert _png_height_in(scored / f"{rec.meta.name}.png") == pytest.approx(2.5 * 7 - 1.0)
+    no_ref = replace(rec, ah=None, meta=replace(rec.meta, name="no_reference"))
+    assert main(["eval", str(no_ref.save(tmp_path / "b.npz")), "--out-dir", str(unscored)]) == 0
+    # SOC without a reference, the monitor, capacity and R0, core temperature.
+    assert _png_height_in(unscored / "no_reference.png") == pytest.approx(2.5 * 5 - 1.0)
+    assert main(["eval", str(tmp_path / "b.npz"), "--no-plot", "--out-dir", str(tmp_path / "none")]) == 0
+    assert not list((tmp_path / "none").glob("*.png"))
+
+
+def test_plot_lines_break_at_gaps_only_for_what_moves_unseen():
+    """A life's unrecorded charges: SOC is not drawn across them (a straight
+    line would be a SOC nobody estimated), a held estimate (capacity, R0) is."""
+    t = np.concatenate([np.arange(0.0, 100.0), 20_000.0 + np.arange(0.0, 100.0)])
+    axis = TimeAxis(t)
+    k = np.arange(t.size)
+    y = np.linspace(0.0, 1.0, t.size)
+    tk, yk = axis.points(k, y)
+    assert tk.size == t.size + 1 and np.isnan(yk[100]) and np.isnan(tk[100])
+    assert np.array_equal(yk[~np.isnan(yk)], y)
+    held_t, held_y = axis.points(k, y, held=True)
+    assert np.array_equal(held_y, y) and axis.unit == "h" and held_t[-1] == pytest.approx(t[-1] / 3600.0)
+    # A regular record has no gap, and under three hours is drawn in minutes.
+    short = TimeAxis(np.arange(0.0, 600.0, 0.1))
+    assert short.gaps.size == 0 and short.unit == "min"
 
 
 @given(st.lists(st.floats(-1e6, 1e6) | st.just(float("nan")), min_size=0, max_size=30_000),

@@ -27,7 +27,8 @@ from bmsfil.argtypes import at_least, positive_float
 from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.current_sign import wrong_sign
-from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_plot, write_trace_csv
+from bmsfil.eval_plot import write_plot
+from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_trace_csv
 from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.gaps import gap_warning
 from bmsfil.importers import load_any

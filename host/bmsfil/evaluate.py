@@ -11,6 +11,7 @@ import numpy as np
 
 from bmsfil._core import lib
 from bmsfil.core import InitialSoc, SocTrace, given_soc
+from bmsfil.health import HealthTrace
 from bmsfil.current_sign import wrong_sign
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import SocScore, score_soc
@@ -41,6 +42,8 @@ class Evaluation:
     plausibility: PlausibilityTrace | None = None
     #: Capacity and R0 at the end of the recording (None unless asked for).
     health: dict[str, float | int] | None = None
+    #: Capacity and R0 along the recording (None unless asked for).
+    health_trace: HealthTrace | None = None
     #: State of power along the recording (None unless asked for).
     power: PowerTrace | None = None
     #: A life's discharges (health_eval.capacity_cycles; None unless health was asked for a life).
@@ -143,8 +146,8 @@ def evaluate(
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     ev = score_trace(rec, measured, trace, params, given_soc(initial_soc))
-    summary, cycles = _health(measured, params) if health else (None, None)
-    return replace(ev, plausibility=plaus, health=summary, capacity_cycles=cycles,
+    htrace, summary, cycles = _health(measured, params) if health else (None, None, None)
+    return replace(ev, plausibility=plaus, health=summary, health_trace=htrace, capacity_cycles=cycles,
                    power=power_trace(measured, params, initial_soc) if power else None,
                    core_temp=core_temperature(measured, params, initial_soc) if core_temp else None)
 
@@ -162,17 +165,22 @@ def core_temperature(rec: Recording, params: ParameterSet, initial_soc: InitialS
 def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no reference SOC",
                       initial_soc: InitialSoc = "ocv",
                       errors: SensorErrors | None = None, seed: int = 0,
-                      csv_path: Path | None = None) -> dict[str, object]:
+                      csv_path: Path | None = None, plot_path: Path | None = None) -> dict[str, object]:
     """`bmsfil eval` of a recording without a reference SOC (a field log, a
-    NASA life): the estimates (CSV), the plausibility monitor, capacity and
-    R0 (and a life's `capacity_cycles`), the core temperature, no SOC score (`why` says why);
-    summary keys as Evaluation.summary, "ekf" and "coulomb_counter" None."""
+    NASA life): the estimates (CSV, and the figure at `plot_path`), the
+    plausibility monitor, capacity and R0 (and a life's `capacity_cycles`),
+    the core temperature, no SOC score (`why` says why); summary keys as
+    Evaluation.summary, "ekf" and "coulomb_counter" None."""
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     if csv_path is not None:
         write_trace_csv(rec.time_s, trace, csv_path)
-    health, cycles = _health(measured, params)
+    htrace, health, cycles = _health(measured, params)
     core = core_temperature(measured, params, initial_soc)
+    if plot_path is not None:
+        from bmsfil.eval_plot import write_unscored_plot
+
+        write_unscored_plot(rec.meta.name, rec.time_s, trace, why, plaus, htrace, core, plot_path)
     return _recording_summary(rec) | {
         "ekf": None, "coulomb_counter": None, "not_scored": why,
         "flagged_samples": int(np.count_nonzero(trace.flags & BAD_SAMPLE_FLAGS)),
@@ -216,8 +224,9 @@ def _segment(rec: Recording, start: int, stop: int) -> Recording:
                    meta=replace(rec.meta, extra=extra))
 
 
-def _health(rec: Recording, params: ParameterSet) -> tuple[dict[str, float | int], list[dict[str, float | int]] | None]:
-    """Capacity and R0 where the recording ends, and a life's capacity_cycles (None for one segment)."""
+def _health(rec: Recording, params: ParameterSet) -> tuple[
+        HealthTrace, dict[str, float | int], list[dict[str, float | int]] | None]:
+    """Capacity and R0 along the recording, where it ends, and a life's capacity_cycles (None for one segment)."""
     from bmsfil.health import HealthEstimator
     from bmsfil.health_eval import capacity_cycles, score_discharges
 
@@ -225,7 +234,7 @@ def _health(rec: Recording, params: ParameterSet) -> tuple[dict[str, float | int
     tr = estimator.run(rec)
     cycles = (capacity_cycles(score_discharges(rec, tr, estimator.capacity.gap_s))
               if len(segment_bounds(rec)) > 1 else None)
-    return {
+    return tr, {
         "capacity_Ah": float(tr.capacity_Ah[-1]),
         "capacity_sigma_Ah": float(tr.capacity_sigma_Ah[-1]),
         "soh": float(tr.soh[-1]),
@@ -277,98 +286,5 @@ def write_trace_csv(time_s: np.ndarray, trace: SocTrace, path: Path) -> Path:
         w.writerow(["time_s", "soc", "soc_sigma"])
         for row in zip(time_s.tolist(), trace.soc.tolist(), trace.soc_sigma.tolist()):
             w.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}"])
-    tmp.replace(path)
-    return path
-
-
-#: Points per plotted line at most: two per column of the figure (1,000
-#: pixels wide) keep every bin's lowest and highest value.
-PLOT_POINTS = 2000
-
-
-def envelope(y: np.ndarray, points: int = PLOT_POINTS) -> np.ndarray:
-    """Indices of y to draw: in each of points // 2 bins its smallest and
-    largest value, in time order, so that a line through them looks like the
-    full one at the figure's resolution (spikes kept); all of y when short.
-    NaN (a gap) is neither smallest nor largest unless the bin has nothing else."""
-    n = len(y)
-    per = -(-n // max(1, points // 2))  # samples a bin, rounded up: at most points // 2 bins
-    if per <= 2:
-        return np.arange(n)
-    m = n // per * per
-    bins = np.asarray(y[:m], dtype=float).reshape(-1, per)
-    base = np.arange(0, m, per)
-    lo = base + np.argmin(np.where(np.isnan(bins), np.inf, bins), axis=1)
-    hi = base + np.argmax(np.where(np.isnan(bins), -np.inf, bins), axis=1)
-    return np.unique(np.concatenate([lo, hi, np.arange(m, n)]))
-
-
-def write_plot(ev: Evaluation, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t_min = ev.recording.time_s / 60.0
-
-    def line(ax, y: np.ndarray, **style: object) -> None:  # type: ignore[no-untyped-def]
-        k = envelope(y)
-        ax.plot(t_min[k], y[k], **style)
-
-    def band(ax, lo: np.ndarray, hi: np.ndarray, **style: object) -> None:  # type: ignore[no-untyped-def]
-        k = np.union1d(envelope(lo), envelope(hi))
-        ax.fill_between(t_min[k], lo[k], hi[k], **style)
-    rows = 2 + (ev.power is not None) + (ev.core_temp is not None)
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 6.5 + 2.5 * (rows - 2)), sharex=True,
-                             height_ratios=(2, 1, 1, 1)[:rows], layout="constrained")
-    ax1, ax2 = axes[0], axes[1]
-    soc, sig = ev.trace.soc * 100, ev.trace.soc_sigma * 100
-    band(ax1, soc - 3 * sig, soc + 3 * sig, color="tab:blue", alpha=0.2, label="EKF ±3σ")
-    line(ax1, ev.reference * 100, color="k", lw=1.2, label="reference (cycler Ah)")
-    line(ax1, soc, color="tab:blue", lw=1.0, label="EKF (C core)")
-    line(ax1, ev.coulomb * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter")
-    ax1.set_ylabel("SOC / %")
-    ax1.legend(loc="upper right", fontsize=8)
-    s = ev.score
-    ax1.set_title(
-        f"{ev.name}: RMSE {s.rmse * 100:.2f} %, max after 10 min {s.max_error_after_settle * 100:.2f} %, "
-        f"in ±3σ {s.within_3sigma * 100:.1f} %",
-        fontsize=10,
-    )
-    err = (ev.trace.soc - ev.reference) * 100
-    band(ax2, -3 * sig, 3 * sig, color="tab:blue", alpha=0.2)
-    line(ax2, err, color="tab:blue", lw=0.8, label="EKF error")
-    line(ax2, (ev.coulomb - ev.reference) * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter error")
-    ax2.axhline(0, color="k", lw=0.5)
-    ax2.set_ylabel("error / points")
-    lim = max(3.0, float(np.nanpercentile(np.abs(err), 99.5)) * 1.3)
-    ax2.set_ylim(-lim, lim)
-    ax2.legend(loc="lower left", fontsize=8)
-    if ev.power is not None:
-        ax3, pw = axes[2], ev.power
-        for k, horizon in enumerate(pw.horizons_s):
-            shade = 0.35 + 0.65 * k / max(1, len(pw.horizons_s) - 1)
-            ax3.plot(pw.time_s / 60.0, pw.discharge_W[k], color=plt.cm.Reds(shade), lw=0.9,
-                     label=f"discharge, {horizon:g} s")
-            ax3.plot(pw.time_s / 60.0, -pw.charge_W[k], color=plt.cm.Greens(shade), lw=0.9,
-                     label=f"charge, {horizon:g} s")
-        ax3.axhline(0, color="k", lw=0.5)
-        ax3.set_ylabel("power limit / W")
-        ax3.set_title("state of power (C core, from the filter's state; charge drawn negative)", fontsize=9)
-        ax3.legend(loc="lower left", fontsize=7, ncol=3)
-    if ev.core_temp is not None:
-        ax4, ct = axes[-1], ev.core_temp
-        core, csig = ct.core_C, ct.core_sigma_C
-        band(ax4, core - 3 * csig, core + 3 * csig, color="tab:red", alpha=0.2)
-        line(ax4, ct.surface_meas_C, color="k", lw=0.8, label="case (measured)")
-        line(ax4, core, color="tab:red", lw=1.0, label="core (C core, ±3σ)")
-        ax4.set_ylabel("temperature / °C")
-        ax4.set_title("core temperature (virtual sensor: thermal model and Kalman filter on the case reading)",
-                      fontsize=9)
-        ax4.legend(loc="lower left", fontsize=7)
-    axes[-1].set_xlabel("time / min")
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
     return path

@@ -208,7 +208,8 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     travels back."""
     from bmsfil.chunked import SUFFIX, ChunkedRecording, evaluate_streaming
     from bmsfil.current_sign import wrong_sign
-    from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv, write_plot
+    from bmsfil.eval_plot import write_plot
+    from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv
     from bmsfil.fit import file_sha256
     from bmsfil.importers import load_any
     from bmsfil.gaps import gap_warning
@@ -236,7 +237,8 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
         return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
-                                        Path(out_dir) / f"{rec.meta.name}.csv") \
+                                        Path(out_dir) / f"{rec.meta.name}.csv",
+                                        Path(out_dir) / f"{rec.meta.name}.png" if plot else None) \
             | _warnings([sign, *mismatches])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True)
     write_csv(ev, Path(out_dir) / f"{ev.name}.csv")

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from bmsfil.ecm_fit import hysteresis_states, rc_current
-from bmsfil.evaluate import Evaluation, evaluate, write_plot
+from bmsfil.eval_plot import write_plot
+from bmsfil.evaluate import Evaluation, evaluate
 from bmsfil.fit import (
     ROLES,
     FitError,
