@@ -25,7 +25,7 @@ from bmsfil.importers import import_file
 from bmsfil.params import ParamsError, bundled_params, params_arg
 from bmsfil.reference import awtls_reference
 from firmware_tools import micropython_app
-from shared_data import DATA
+from shared_data import DATA, LG, needs_data
 
 NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
 needs_nasa = pytest.mark.skipif(not NASA_B0005.is_file(), reason=f"NASA data not found at {DATA}")
@@ -227,6 +227,38 @@ def test_r0_takes_no_step_from_a_reading_the_filter_refuses(mp_health) -> None:
     assert abs(c.r0_ohm[-1] / clean.r0_ohm[-1] - 1.0) < 0.05
     *_, r0, _, _, events = _mp_run(mp_health, params, glitched)
     assert np.array_equal(events, c.events) and np.max(np.abs(r0 - c.r0_ohm)) < 1e-5
+
+
+def test_a_drive_cycle_ending_under_a_pulse_is_not_empty(mp_health) -> None:
+    """The bundled US06 at 25 °C ends at 95 % of the 1C capacity, reference
+    SOC 0.07, its last pulse (5.3 A) taking the voltage to 2.93 V, below the
+    cut-off the empty anchor looks for (2.98 V). Without the model's ohmic
+    drop the voltage is above it: no empty anchor, no pair, the capacity is
+    the prior's (it was 2.59 +- 0.015 Ah, SOH 0.86 for a new cell). The same
+    in the C core and the MicroPython port."""
+    rec, params = bundled_recording(), bundled_params()
+    c = HealthEstimator(params).run(rec)
+    assert rec.voltage_V[np.flatnonzero(rec.current_A < -0.3)[-1]] < CapacityTuning.for_params(params).empty_V
+    assert c.where("anchor_empty").size == 0 and c.where("capacity_updated").size == 0
+    assert c.capacity_Ah[-1] == pytest.approx(3.0) and c.capacity_sigma_Ah[-1] == pytest.approx(0.3)
+    *_, cap, _, _, _, _, events = _mp_run(mp_health, params, rec)
+    assert np.array_equal(events, c.events) and cap[-1] == pytest.approx(3.0)
+
+
+@needs_data
+def test_a_cold_cut_off_then_a_warm_rest_teaches_no_absurd_capacity() -> None:
+    """607_Dis_2C_n20degC: 2C at -20 °C cuts off at a reference SOC of 0.47,
+    then the chamber warms and the rested cell's OCV reads about half the
+    SOC back with no charge counted, then a charge. The cut-off was taken for
+    empty and that pair (no charge for half the SOC) drove the fit to 300
+    Ah; now the cut-off under the cold cell's resistance is no empty anchor
+    and a pair outside a quarter to four times rated is not learned: the
+    rest-to-full pair gives the capacity (2.61 Ah: the charge put back,
+    which is more than a discharge takes out, as in the C/20 tests)."""
+    path = next(LG.rglob("607_Dis_2C.csv"))
+    c = HealthEstimator(bundled_params()).run(import_file(path))
+    assert c.where("anchor_empty").size == 0
+    assert 2.3 < c.capacity_Ah[-1] < 2.8 and c.capacity_sigma_Ah[-1] < 0.1
 
 
 @needs_nasa

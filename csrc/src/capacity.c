@@ -11,6 +11,10 @@
 /* 64 cells from Q_MIN to Q_MAX: 10^(4/64) each. */
 #define GRID 64u
 #define GRID_RATIO 1.1547820f
+/* A pair is learned only if its own capacity, charge / SOC change, is
+ * between these (times rated): see offer_anchor. */
+#define PAIR_Q_MIN 0.25f
+#define PAIR_Q_MAX 4.0f
 
 static int positive_finite(float v)
 {
@@ -251,7 +255,17 @@ static uint32_t offer_anchor(bf_capacity_t *s, const bf_capacity_tuning_t *t, fl
         var_y = 1e-12f;
     }
     {
-        uint32_t updated = bf_awtls_update(&s->fit, t->memory_cycles, x, var + s->anchor_var, s->charge, var_y) == BF_OK
+        /* A pair whose own capacity (charge / SOC change) is below a quarter
+         * or above four times the rating, or whose charge and SOC change
+         * disagree in sign, has a wrong anchor in it, not news of the
+         * capacity: learned, it drives the fit to the end of its range (seen:
+         * a cut-off in the cold taken for empty, then the OCV of the warm
+         * rest, half the SOC back without any charge, sent the LG HG2 to
+         * 300 Ah). The new anchor is taken; the pair is not learned. */
+        float q_pair = s->charge / x; /* |x| >= min_dsoc > 0 */
+        uint32_t updated = q_pair >= PAIR_Q_MIN && q_pair <= PAIR_Q_MAX
+                                   && bf_awtls_update(&s->fit, t->memory_cycles, x, var + s->anchor_var, s->charge,
+                                                      var_y) == BF_OK
                                ? BF_CAP_UPDATED
                                : 0u;
         set_anchor(s, soc, var);
@@ -337,7 +351,12 @@ bf_status_t bf_capacity_step(bf_capacity_t *s, const bf_cell_params_t *p, const 
 
     s->last_valid = (uint32_t)(current_ok && voltage_ok && bf_isfinite(dt_s) && dt_s >= 0.0f && dt_s <= t->gap_s);
     s->last_current_A = current_ok ? current_A : 0.0f;
-    s->last_voltage_V = voltage_ok ? voltage_V : 0.0f;
+    /* Without the model's instantaneous drop: a cut-off reached under a
+     * pulse (a drive cycle's last acceleration, a cold cell's resistance) is
+     * the resistance's, not an empty cell's (empty_anchor). Read only after
+     * a valid sample (last_valid); unconditional, it costs 40 bytes less
+     * flash than a conditional store. */
+    s->last_voltage_V = voltage_V - ekf->ohmic_V;
     s->last_dt_s = s->last_valid ? dt_s : 0.0f;
     s->last_soc = ekf->soc;
 

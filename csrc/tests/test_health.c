@@ -166,6 +166,49 @@ static void test_simulated_life(void)
            (double)o.r0.r0_ohm, (double)o.r0.r0_sigma_ohm, (double)r0_table);
 }
 
+/* Anchors that contradict each other: a full cell (full anchor), then an
+ * hour's rest at whatever the filter reads as SOC 0.5 with no charge in
+ * between, as when a cut-off in the cold was taken for empty and the warm
+ * rest's OCV then reads half the SOC back. The pair says the cell holds no
+ * capacity at all; it is not learned (the fit went to 100 times rated), the
+ * rest is the new anchor, and a consistent pair after it is learned. */
+static void test_contradicting_pair_is_not_learned(void)
+{
+    bf_capacity_tuning_t ct;
+    bf_capacity_t c;
+    bf_capacity_out_t o;
+    bf_soc_ekf_out_t e;
+    bf_lookup_t at;
+    float v_full;
+    int k;
+    cap_tuning(&ct);
+    memset(&e, 0, sizeof e);
+    e.soc_sigma = 0.01f;
+    bf_cell_locate(&cell, 1.0f, 25.0f, &at);
+    v_full = bf_cell_ocv(&cell, &at, 0);
+    CHECK(bf_capacity_init(&c, &ct) == BF_OK);
+    e.soc = 1.0f;
+    CHECK(bf_capacity_step(&c, &cell, &ct, 1.0f, 0.0f, v_full, 25.0f, &e, &o) == BF_OK);
+    CHECK((o.events & BF_CAP_ANCHOR_FULL) != 0u);
+    e.soc = 0.5f;
+    for (k = 0; k <= 360 && !(o.events & BF_CAP_ANCHOR_REST); ++k) {
+        CHECK(bf_capacity_step(&c, &cell, &ct, 10.0f, 0.0f, 3.7f, 25.0f, &e, &o) == BF_OK);
+    }
+    CHECK((o.events & BF_CAP_ANCHOR_REST) != 0u && !(o.events & BF_CAP_UPDATED));
+    CHECKF(c.fit.updates == 0u && o.capacity_Ah == ct.rated_Ah, "capacity %g after a pair with no charge",
+           (double)o.capacity_Ah);
+    /* Then 0.96 Ah out of the 2.4 Ah rated cell takes it from 0.5 to 0.1. */
+    for (k = 0; k < 96; ++k) {
+        e.soc = 0.5f - 0.4f * (float)(k + 1) / 96.0f;
+        CHECK(bf_capacity_step(&c, &cell, &ct, 36.0f, -1.0f, 3.5f, 25.0f, &e, &o) == BF_OK);
+    }
+    for (k = 0; k <= 360 && !(o.events & BF_CAP_ANCHOR_REST); ++k) {
+        CHECK(bf_capacity_step(&c, &cell, &ct, 10.0f, 0.0f, 3.5f, 25.0f, &e, &o) == BF_OK);
+    }
+    CHECK((o.events & BF_CAP_UPDATED) != 0u && c.fit.updates == 1u);
+    CHECKF(fabsf(o.capacity_Ah - 2.4f) < 0.1f, "capacity %g after a consistent pair", (double)o.capacity_Ah);
+}
+
 static void test_absurd_inputs(void)
 {
     bf_capacity_tuning_t ct;
@@ -277,6 +320,7 @@ int main(void)
     test_config();
     test_awtls();
     test_simulated_life();
+    test_contradicting_pair_is_not_learned();
     test_absurd_inputs();
     test_r0_skips_refused_readings();
     test_failed_step_changes_nothing();

@@ -28,6 +28,7 @@ _FLAG_DT_INVALID = 0x08
 _Q_MIN = 0.01
 _GRID = 64
 _GRID_RATIO = 10.0 ** (4.0 / _GRID)
+_PAIR_Q_MIN, _PAIR_Q_MAX = 0.25, 4.0  # capacity.c: a pair is learned only between these (times rated)
 _BISECTIONS = 32
 
 
@@ -192,7 +193,10 @@ class Capacity:
             return 0
         bias = t.current_bias_A * self.anchor_age_s / (3600.0 * t.rated_Ah)
         var_y = max(self.charge_var + bias * bias, 1e-12)
-        updated = CAP_UPDATED if self.fit.update(t.memory_cycles, x, var + self.anchor_var, self.charge, var_y) else 0
+        # A pair whose own capacity is outside a quarter to four times rated has a wrong anchor in it.
+        xy = self.charge * x
+        updated = (CAP_UPDATED if _PAIR_Q_MIN * x * x <= xy <= _PAIR_Q_MAX * x * x
+                   and self.fit.update(t.memory_cycles, x, var + self.anchor_var, self.charge, var_y) else 0)
         self._set(soc, var)
         return updated
 
@@ -205,7 +209,7 @@ class Capacity:
         spread = -self.last_current_A * self.last_dt_s / (3600.0 * t.rated_Ah * self.fit.q)
         return CAP_ANCHOR_EMPTY | self._offer(0.0, t.empty_sigma * t.empty_sigma + spread * spread / 12.0)
 
-    def step(self, model, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, ekf_flags):
+    def step(self, model, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, ekf_flags, ohmic_V):
         t = self.t
         events = 0
         current_ok = _finite(current_A) and not ekf_flags & _FLAG_CURRENT_INVALID
@@ -242,7 +246,7 @@ class Capacity:
                 events |= CAP_ANCHOR_REST | self._offer(soc, soc_sigma * soc_sigma)
         self.last_valid = current_ok and voltage_ok and _finite(dt_s) and 0.0 <= dt_s <= t.gap_s
         self.last_current_A = current_A if current_ok else 0.0
-        self.last_voltage_V = voltage_V if voltage_ok else 0.0
+        self.last_voltage_V = voltage_V - ohmic_V if voltage_ok else 0.0  # without the instantaneous drop
         self.last_dt_s = dt_s if self.last_valid else 0.0
         self.last_soc = soc
         return self.fit.q * t.rated_Ah, self.fit.q_sigma * t.rated_Ah, events
@@ -300,7 +304,7 @@ class CellHealth:
 
     def step(self, ekf, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags):
         model = ekf.model
-        cap = self.capacity.step(model, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags)[0]
+        cap = self.capacity.step(model, dt_s, current_A, voltage_V, temp_C, soc, soc_sigma, flags, ekf.out[4])[0]
         r0 = self.resistance.step(model, dt_s, current_A, voltage_V, temp_C, soc)[0]
         return (cap if self.capacity.fit.updates else _NAN), (r0 if self.resistance.updates else _NAN)
 
@@ -337,11 +341,12 @@ class Health:
             events |= HEALTH_GAP
             if ekf.restart(self.cap_t.rest_current_A, current_A, voltage_V, temp_C):
                 events |= HEALTH_RESTARTED
-            soc, sigma, flags = ekf.x[0], math.sqrt(ekf.P[0]), _FLAG_DT_INVALID
+            soc, sigma, flags, ohmic_V = ekf.x[0], math.sqrt(ekf.P[0]), _FLAG_DT_INVALID, 0.0
         else:
             soc, sigma, _, flags = ekf.step(dt_s, current_A, voltage_V, temp_C)
+            ohmic_V = ekf.out[4]
         cap, cap_sigma, cap_events = self.capacity.step(ekf.model, dt_s, current_A, voltage_V, temp_C, soc, sigma,
-                                                         flags)
+                                                         flags, ohmic_V)
         r0, r0_sigma, growth, r0_events = self.r0.step(ekf.model, dt_s, current_A, voltage_V, temp_C, soc)
         return (soc, sigma, flags, cap, cap_sigma, r0, r0_sigma, growth,
                 cap_events | (events << 5) | (r0_events << 7))

@@ -35,9 +35,13 @@
  *   - full: a rested or tapering cell (|i| <= rest_current_A) whose voltage is
  *     within full_margin_V of OCV(1, T): SOC 1, sigma full_sigma;
  *   - empty: a discharge of at least empty_current_A that stops (the next
- *     sample rests, or the record breaks) at or below empty_V, with the SOC filter's SOC at most
- *     empty_soc_max (so that a deep voltage dip under a heavy pulse in the
- *     cold is not taken for the end of a discharge): SOC 0 at that load, sigma
+ *     sample rests, or the record breaks) at or below empty_V once the
+ *     model's instantaneous drop (the filter's ohmic_V: R0 i + Rn i / (1 +
+ *     kn |i|)) is taken out, with the SOC filter's SOC at most empty_soc_max
+ *     (so that a voltage dip under a heavy pulse, a drive cycle's last
+ *     acceleration or a cold cell's resistance, is not taken for the end of
+ *     a discharge: the LG HG2 US06 cycles end at SOC 0.06-0.17 with the
+ *     voltage below empty_V under their last pulse): SOC 0 at that load, sigma
  *     empty_sigma combined with the charge of the last loaded interval
  *     (the cut-off fell somewhere inside it). The capacity learned from full
  *     and empty anchors is therefore the capacity delivered down to the
@@ -45,7 +49,10 @@
  *     it;
  *   - rest: a rest of rest_anchor_s or longer: the SOC filter's SOC and
  *     sigma (after a long rest the filter's SOC is the OCV's).
- * Two anchors at least min_dsoc apart close a pair. An anchor closer than
+ * Two anchors at least min_dsoc apart close a pair, which is learned if its
+ * own capacity (charge / SOC change) is between a quarter and four times
+ * the rating: one outside has a wrong anchor in it (no event says so; the
+ * anchor's event comes without BF_CAP_UPDATED). An anchor closer than
  * that replaces the open one only if it is better known. An interval longer
  * than gap_s, or an invalid current, breaks the charge count: the open
  * anchor is dropped.
@@ -104,7 +111,7 @@ typedef struct {
     float rest_s;              /* time at rest so far */
     uint32_t rest_anchored;    /* this rest has given its anchor */
     float last_current_A;      /* previous sample, for the empty anchor */
-    float last_voltage_V;
+    float last_voltage_V;      /* without the model's instantaneous drop */
     float last_dt_s;
     float last_soc;            /* the filter's SOC there */
     uint32_t last_valid;
