@@ -176,8 +176,9 @@ def _health_panel(h: HealthTrace) -> Panel:
         lo, hi = np.nanpercentile(r, [1.0, 99.0])
         pad = max(3.0 * float(np.nanmedian(rsig)), 0.1 * float(np.nanmedian(r)))
         r0.set_ylim(lo - pad, hi + pad)
-        ax.set_title(f"state of health (C core): capacity {cap[-1]:.3f} ± {csig[-1]:.3f} Ah at the end "
-                     f"(SOH {cap[-1] / h.rated_Ah:.3f}), R0 {r[-1]:.1f} ± {rsig[-1]:.1f} mΩ", fontsize=9)
+        learned = (f"capacity {cap[-1]:.3f} ± {csig[-1]:.3f} Ah at the end (SOH {cap[-1] / h.rated_Ah:.3f})"
+                   if h.where("capacity_updated").size else "capacity: no pair of anchors closed, the prior kept")
+        ax.set_title(f"state of health (C core): {learned}, R0 {r[-1]:.1f} ± {rsig[-1]:.1f} mΩ", fontsize=9)
         lines = ax.get_legend_handles_labels()
         more = r0.get_legend_handles_labels()
         ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=7, ncol=3)
