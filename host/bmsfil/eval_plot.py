@@ -109,6 +109,7 @@ def _soc_panel(trace: SocTrace, title: str, reference: np.ndarray | None = None,
         if coulomb is not None:
             d.line(ax, coulomb * 100, color="tab:orange", lw=0.8, ls="--", label="coulomb counter")
         ax.set_ylabel("SOC / %")
+        ax.set_ylim(-5.0, 105.0)  # the band of an unknown start spans far more
         ax.legend(loc="upper right", fontsize=8)
         ax.set_title(title, fontsize=10)
     return draw
@@ -170,15 +171,20 @@ def _health_panel(h: HealthTrace) -> Panel:
         ax.set_ylim(min(float(np.nanmin(cap)), h.rated_Ah) - pad, max(float(np.nanmax(cap)), h.rated_Ah) + pad)
         r0 = ax.twinx()
         r, rsig = h.r0_ohm * 1e3, h.r0_sigma_ohm * 1e3
-        d.band(r0, r - 3 * rsig, r + 3 * rsig, held=True, color="tab:red", alpha=0.15)
-        d.line(r0, r, held=True, color="tab:red", lw=1.0, label="R0 ±3σ")
+        stepped = h.where("r0_updated")
+        if stepped.size:
+            d.band(r0, r - 3 * rsig, r + 3 * rsig, held=True, color="tab:red", alpha=0.15)
+            d.line(r0, r, held=True, color="tab:red", lw=1.0, label="R0 ±3σ")
+            lo, hi = np.nanpercentile(r[stepped[0]:], [1.0, 99.0])
+            pad = max(3.0 * float(np.nanmedian(rsig[stepped[0]:])), 0.1 * float(np.nanmedian(r[stepped[0]:])))
+            r0.set_ylim(lo - pad, hi + pad)
+            r0_text = f"R0 {r[-1]:.1f} ± {rsig[-1]:.1f} mΩ"
+        else:
+            r0_text = "R0: no current step seen, the prior kept"
         r0.set_ylabel("R0 / mΩ", color="tab:red")
-        lo, hi = np.nanpercentile(r, [1.0, 99.0])
-        pad = max(3.0 * float(np.nanmedian(rsig)), 0.1 * float(np.nanmedian(r)))
-        r0.set_ylim(lo - pad, hi + pad)
         learned = (f"capacity {cap[-1]:.3f} ± {csig[-1]:.3f} Ah at the end (SOH {cap[-1] / h.rated_Ah:.3f})"
                    if h.where("capacity_updated").size else "capacity: no pair of anchors closed, the prior kept")
-        ax.set_title(f"state of health (C core): {learned}, R0 {r[-1]:.1f} ± {rsig[-1]:.1f} mΩ", fontsize=9)
+        ax.set_title(f"state of health (C core): {learned}, {r0_text}", fontsize=9)
         lines = ax.get_legend_handles_labels()
         more = r0.get_legend_handles_labels()
         ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower left", fontsize=7, ncol=3)
