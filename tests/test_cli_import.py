@@ -43,6 +43,25 @@ def test_import_generic_csv_with_map_units_and_sign(tmp_path: Path):
     assert rec.meta.cell_id == "X1"
 
 
+@pytest.mark.parametrize("meta, message", [
+    ("reference_initial_soc=80", "expected a SOC in [0, 1], got '80' (a percentage? write 0.8 for 80 %)"),
+    ("reference_capacity_Ah=-2.78", "reference_capacity_Ah: expected a capacity above 0 Ah"),
+    ("nominal_capacity_Ah=inf", "nominal_capacity_Ah: expected a capacity above 0 Ah"),
+    ("ambient_temp_C=2000", "ambient_temp_C: expected a temperature in [-80, 150] °C, got '2000'"),
+    ("ambient_temp_C=nan", "ambient_temp_C: expected a temperature in [-80, 150] °C, got 'nan'"),
+])
+def test_metadata_no_cell_can_have_is_refused_at_import(tmp_path: Path, capsys, meta: str, message: str):
+    """A --meta value no cell can have is refused where it is given, naming the
+    field: accepted, it made a file bmsfil's own loader refused (2000 °C as the
+    constant temperature) or a score blamed on the wrong cause (SOC 80)."""
+    src = tmp_path / "tester.csv"
+    src.write_text("Time [s],Current [A],Voltage [V],Temperature [degC]\n"
+                   + "".join(f"{k},-1.0,{3.9 - k * 1e-3:.4f},25\n" for k in range(50)))
+    assert main(["import", str(src), "--meta", meta, "-o", str(tmp_path / "x.npz")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
 def test_import_error_names_the_unit_it_suggests(tmp_path: Path, capsys):
     src = tmp_path / "nounits.csv"
     src.write_text("t;I;U;T\n" + "".join(f"{k};{1500};{3700};25\n" for k in range(20)))

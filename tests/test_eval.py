@@ -173,6 +173,19 @@ def test_eval_plot_has_a_panel_for_every_estimate(tmp_path: Path, us06_slice):
     assert not list((tmp_path / "none").glob("*.png"))
 
 
+@pytest.mark.parametrize("name, stem", [("../../escaped", "_.._escaped"), ("LG HG2/#1", "LG_HG2_#1")])
+def test_a_name_given_by_the_user_stays_inside_the_output_folder(tmp_path: Path, us06_slice, name, stem):
+    """`--meta name=` is the user's text: as a file name it must not climb out
+    of --out-dir or make folders (a red team wrote ../../escaped.csv)."""
+    rec = replace(us06_slice.slice(0, 600), meta=replace(us06_slice.meta, name=name))
+    out = tmp_path / "a" / "b" / "out"
+    assert main(["eval", str(rec.save(tmp_path / "named.npz")), "--out-dir", str(out), "--json",
+                 str(tmp_path / "e.json")]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{stem}.csv", f"{stem}.png"]
+    assert not any(p.suffix in (".csv", ".png") for p in (tmp_path / "a").rglob("*") if p.parent != out)
+    assert json.loads((tmp_path / "e.json").read_text())["recordings"][0]["name"] == name
+
+
 def test_plot_lines_break_at_gaps_only_for_what_moves_unseen():
     """A life's unrecorded charges: SOC is not drawn across them (a straight
     line would be a SOC nobody estimated), a held estimate (capacity, R0) is."""

@@ -28,6 +28,7 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator, SocTrace
 from bmsfil.current_sign import wrong_sign
 from bmsfil.eval_plot import write_plot
+from bmsfil.importers.names import output_stem
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_trace_csv
 from bmsfil.fleet import FleetError, expand_inputs, run_many
 from bmsfil.gaps import gap_warning
@@ -731,9 +732,9 @@ def _score_cell(run: LoggedRun, j: int, rec: Recording, reference: Recording | N
         trace = SocTrace(est, run.logged_sigma[:, j], np.zeros(n, dtype=np.uint8))
         ev = score_trace(reference.slice(0, n), rec, trace, params)
         rmse, within = ev.score.rmse, ev.score.within_3sigma
-        write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv")
+        write_csv(ev, args.out_dir / f"{output_stem(ev.name)}.csv")
         if not args.no_plot:
-            write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
+            write_plot(ev, args.out_dir / f"{output_stem(ev.name)}.png")
         cell_doc.update(ev.summary())
     row = [str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}",
            "not sent" if raised is None else " ".join(e["flag"] for e in raised["flags"]) or "none",  # type: ignore[index]
@@ -901,21 +902,17 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     try:
         ev = score_trace(rec, rec, trace, params)
     except RecordingError as exc:  # no reference SOC: the estimates, unscored
-        doc["csv"] = str(write_trace_csv(rec.time_s, trace, args.out_dir / f"{_safe(rec.meta.name)}.csv"))
+        doc["csv"] = str(write_trace_csv(rec.time_s, trace, args.out_dir / f"{output_stem(rec.meta.name)}.csv"))
         doc["not_scored"] = str(exc)
         return doc
-    doc["csv"] = str(write_csv(ev, args.out_dir / f"{_safe(ev.name)}.csv"))
+    doc["csv"] = str(write_csv(ev, args.out_dir / f"{output_stem(ev.name)}.csv"))
     if plot and not args.no_plot:
-        write_plot(ev, args.out_dir / f"{_safe(ev.name)}.png")
+        write_plot(ev, args.out_dir / f"{output_stem(ev.name)}.png")
     doc.update(_summary(ev, delivery, doc["max_abs_soc_difference_vs_eval"]))
     doc["rmse"], doc["within_3sigma"] = ev.score.rmse, ev.score.within_3sigma
     if (warning := rec.meta.reference_start_warning()) is not None:
         doc["warnings"] = [*doc.get("warnings", []), warning]  # type: ignore[misc]
     return doc
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.#" else "_" for c in name)
 
 
 def _bus_config(args: argparse.Namespace) -> dict[str, object]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bmsfil.core import InitialSoc, SocEstimator, SocTrace, given_soc, start_estimator
+from bmsfil.importers.names import output_stem
 from bmsfil.metrics import CONVERGED_BAND, SETTLE_S, SocScore
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, StreamedFlags, run_monitored_arrays
@@ -230,7 +231,7 @@ def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: Init
     which run on whole recordings only), ``streamed: true`` and the warnings
     eval gives of the parameter set and of gaps. The CSV is ``out_dir/<name>.csv``."""
     source = ChunkedRecording(path)
-    out_csv = out_dir / f"{source.meta.name}.csv"
+    out_csv = out_dir / f"{output_stem(source.meta.name)}.csv"
     ekf, cc = StreamingScore(), StreamingScore()
     flags = StreamedFlags()
     flagged = 0

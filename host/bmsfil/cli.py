@@ -36,6 +36,7 @@ from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, 
 from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
+from bmsfil.importers.names import output_stem
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, ParamsWarning, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
@@ -488,7 +489,7 @@ def cmd_health(args: argparse.Namespace) -> int:
                               "SOC anchors (a rest and the cut-off under this set's cell model): nothing learned; "
                               "is the parameter set this cell's (--params)?", soft_wrap=True)
         if not args.no_plot:
-            write_life_plot(rec.meta.name, scores, rec, trace, sweeps, args.out_dir / f"{rec.meta.name}_health.png")
+            write_life_plot(rec.meta.name, scores, rec, trace, sweeps, args.out_dir / f"{output_stem(rec.meta.name)}_health.png")
         results.append({
             "source": str(source),
             "name": rec.meta.name,

@@ -212,6 +212,7 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv
     from bmsfil.fit import file_sha256
     from bmsfil.importers import load_any
+    from bmsfil.importers.names import output_stem
     from bmsfil.gaps import gap_warning
     from bmsfil.params_match import parameter_warnings
     from bmsfil.recording import RecordingError
@@ -237,13 +238,13 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
         return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
-                                        Path(out_dir) / f"{rec.meta.name}.csv",
-                                        Path(out_dir) / f"{rec.meta.name}.png" if plot else None) \
+                                        Path(out_dir) / f"{output_stem(rec.meta.name)}.csv",
+                                        Path(out_dir) / f"{output_stem(rec.meta.name)}.png" if plot else None) \
             | _warnings([sign, *mismatches])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True)
-    write_csv(ev, Path(out_dir) / f"{ev.name}.csv")
+    write_csv(ev, Path(out_dir) / f"{output_stem(ev.name)}.csv")
     if plot:
-        write_plot(ev, Path(out_dir) / f"{ev.name}.png")
+        write_plot(ev, Path(out_dir) / f"{output_stem(ev.name)}.png")
     return head | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(), *mismatches])
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import warnings
 import zipfile
 import zlib
@@ -77,11 +78,12 @@ class RecordingMeta:
             if key in known:
                 if key in _FLOAT_FIELDS:
                     try:
-                        changes[key] = float(value)
+                        number = float(value)
                     except ValueError:
                         raise RecordingError(
                             f"metadata {key}: expected a number, got {value!r}"
                         ) from None
+                    changes[key] = _checked_field(key, number, value)
                 else:
                     changes[key] = value
             else:
@@ -111,6 +113,22 @@ _FLOAT_FIELDS = {
     "reference_capacity_Ah",
     "reference_initial_soc",
 }
+
+
+def _checked_field(key: str, number: float, text: str) -> float:
+    """A metadata number as given, refused (naming the field) where no cell can have it: a
+    recording imported with it would fail later, far from the cause."""
+    if key == "reference_initial_soc":
+        if not 0.0 <= number <= 1.0:
+            hint = f" (a percentage? write {number / 100:g} for {number:g} %)" if 1.0 < number <= 100.0 else ""
+            raise RecordingError(f"metadata {key}: expected a SOC in [0, 1], got {text!r}{hint}")
+    elif key == "ambient_temp_C":
+        lo, hi = SAMPLE_LIMITS["temperature"]
+        if not lo <= number <= hi:
+            raise RecordingError(f"metadata {key}: expected a temperature in [{lo:g}, {hi:g}] °C, got {text!r}")
+    elif not (math.isfinite(number) and number > 0.0):
+        raise RecordingError(f"metadata {key}: expected a capacity above 0 Ah, got {text!r}")
+    return number
 
 
 @dataclass(frozen=True)
