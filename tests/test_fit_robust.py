@@ -185,6 +185,15 @@ def test_a_coarse_log_is_no_evidence_of_a_wrong_sign():
     assert why is not None and "--current-sign discharge-positive" in why
 
 
+def test_a_current_that_never_moves_has_no_sign_to_be_wrong():
+    """A log with no current at all (a rest, a sensor reading 0) has no
+    current step: the test said every sample moved "against" it."""
+    from bmsfil.bundled import bundled_recording
+
+    rec = bundled_recording().slice(0, 6000)
+    assert wrong_sign(replace(rec, current_A=np.zeros(len(rec)))) is None
+
+
 @needs_data
 def test_a_flipped_c20_test_is_still_caught():
     """A C/20 discharge then charge has 3 current steps, every one against the

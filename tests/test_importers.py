@@ -449,6 +449,18 @@ def test_blank_lines_and_quoted_newlines_keep_line_numbers(tmp_path: Path) -> No
         import_file(path)
 
 
+def test_rows_of_empty_fields_are_blank_lines(tmp_path: Path) -> None:
+    """A spreadsheet saves the rows it once used as ',,,': blank, as a blank
+    line is (a red team's Excel export failed on them); a row with a value
+    missing is still an error at its line."""
+    head = "Time [s],Current [A],Voltage [V],Temperature [degC]\n"
+    path = write(tmp_path / "sheet.csv", head + "0,-1,3.7,25\n,,,\n1,-1,3.7,25\n,,,\n , ,,\n")
+    assert list(import_file(path).time_s) == [0.0, 1.0]
+    write(path, head + "0,-1,3.7,25\n,-1,3.7,25\n")
+    with pytest.raises(RecordingError, match=r"sheet\.csv:3: column 'Time \[s\]'"):
+        import_file(path)
+
+
 def test_trailing_empty_fields_are_fine_but_extra_values_are_not(tmp_path: Path) -> None:
     path = write(tmp_path / "wide.csv", "Time [s],Current [A],Voltage [V],Temperature [degC]\n0,-1,3.7,25,,\n")
     assert len(import_file(path)) == 1

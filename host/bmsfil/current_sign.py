@@ -38,7 +38,9 @@ def step_votes(rec: Recording) -> tuple[int, int]:
     if not ok.any():
         return 0, 0
     di, dv = np.diff(i)[ok], np.diff(v)[ok]
-    step = (np.abs(di) >= STEP_SHARE * float(np.max(np.abs(i[np.isfinite(i)])))) & (np.abs(dv) >= MIN_DV_V)
+    # A current that never moves has no step (with a threshold of 0, every sample was one, all "against").
+    step = ((np.abs(di) >= STEP_SHARE * float(np.max(np.abs(i[np.isfinite(i)])))) & (di != 0.0)
+            & (np.abs(dv) >= MIN_DV_V))
     same = np.sign(di[step]) == np.sign(dv[step])
     return int(same.sum()), int((~same).sum())
 

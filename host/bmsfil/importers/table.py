@@ -198,6 +198,8 @@ class Table:
             for row in reader:
                 if len(row) != width and not self._fits(row, width, named, header, reader):
                     continue
+                if not row[0].strip() and _blank(row):  # a row of empty fields, as a spreadsheet writes them
+                    continue
                 keep(pick(row))
                 mark(reader.line_num)
                 if len(lines) == CHUNK_ROWS:
