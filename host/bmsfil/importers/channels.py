@@ -10,7 +10,7 @@ import numpy as np
 
 from ..recording import RecordingError
 from . import parse
-from .counter import check_counter, join_restarts
+from .counter import check_counter, check_net, join_restarts
 from .plausibility import check
 from .table import Converter, Header, Table, at
 from .units import conversion, known_units
@@ -144,3 +144,4 @@ def join_counter_restarts(channels: Channels) -> None:
     )
     if note is not None:
         channels.notes["ah_restarts_joined"] = note
+    check_net(channels.where, channels.columns, values["time"], values["current"], values["ah"])
