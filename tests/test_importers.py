@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bmsfil.importers import FORMATS, detect_format, import_cycles, import_file, load_any, nasa_pcoe
+from bmsfil.importers.units import conversion, split_unit
 from bmsfil.recording import Recording, RecordingError, RecordingWarning
 
 DATA = Path(os.environ.get("BMSFIL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -447,6 +448,21 @@ def test_blank_lines_and_quoted_newlines_keep_line_numbers(tmp_path: Path) -> No
     )
     with pytest.raises(RecordingError, match=r"lines\.csv:5: column 'Voltage \[V\]'"):
         import_file(path)
+
+
+def test_units_written_as_quantity_slash_unit(tmp_path: Path) -> None:
+    """EC-Lab (BioLogic) writes 'I/mA', 'Ecell/V', 'time/s': the unit after
+    the last '/' was ignored and mA read as A, a current 1000 times too
+    large in silence. What follows the '/' must be a unit: 'Charge/Discharge'
+    stays a name."""
+    path = write(tmp_path / "eclab.txt", "time/s\tI/mA\tEcell/V\tTemperature/°C\tQ charge/discharge/mA.h\n"
+                 + "".join(f"{k}\t-1500\t{3.9 - k * 1e-3:.4f}\t25\t{-1500 * k / 3600:.6f}\n" for k in range(40)))
+    rec = import_file(path, column_map={"time": "time/s", "current": "I/mA", "voltage": "Ecell/V",
+                                        "temperature": "Temperature/°C", "ah": "Q charge/discharge/mA.h"})
+    assert rec.current_A[0] == pytest.approx(-1.5) and rec.ah is not None
+    assert rec.ah[-1] == pytest.approx(-1.5 * 39 / 3600.0)
+    assert split_unit("Charge/Discharge") == ("Charge/Discharge", "")
+    assert split_unit("T1(℃)") == ("T1", "℃") and conversion("temperature", "℃") == (1.0, 0.0)
 
 
 def test_rows_of_empty_fields_are_blank_lines(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ _CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {
         "c": (1.0, 0.0), "celsius": (1.0, 0.0), "k": (1.0, -273.15),
         "f": (5 / 9, -32 * 5 / 9), "fahrenheit": (5 / 9, -32 * 5 / 9),
     },
-    "ah": {"ah": (1.0, 0.0), "mah": (1e-3, 0.0)},
+    "ah": {"ah": (1.0, 0.0), "mah": (1e-3, 0.0), "a.h": (1.0, 0.0), "ma.h": (1e-3, 0.0)},
 }
 _SHOWN = {
     "time": "s, ms, min, h (or hh:mm:ss values)",
@@ -36,11 +36,21 @@ _BRACKETED = re.compile(r"^\s*[\[(][^\[\]()]*[\])]\s*$")
 
 
 def split_unit(cell: str) -> tuple[str, str]:
-    """``'Voltage [V]'`` -> ``('Voltage', 'V')``; ``'I (mA)'`` -> ``('I', 'mA')``; no unit -> ``''``."""
+    """``'Voltage [V]'`` -> ``('Voltage', 'V')``; ``'I (mA)'`` -> ``('I', 'mA')``; ``'I/mA'`` ->
+    ``('I', 'mA')`` (EC-Lab and other exports write quantity/unit, where what follows the last
+    ``/`` is a unit this module knows: ``'Charge/Discharge'`` stays a name); no unit -> ``''``."""
     match = _UNIT_IN_NAME.match(cell)
     if match and match["name"]:
         return match["name"].strip(), match["unit"]
+    name, slash, unit = cell.strip().rpartition("/")
+    if slash and name.strip() and _known(unit):
+        return name.strip(), unit.strip()
     return cell.strip(), ""
+
+
+def _known(unit: str) -> bool:
+    key = normalise_unit(unit)
+    return bool(key) and any(key in table for table in _CONVERSIONS.values())
 
 
 def strip_brackets(cell: str) -> str:
@@ -51,7 +61,7 @@ def strip_brackets(cell: str) -> str:
 
 def normalise_unit(unit: str) -> str:
     # The "Â" is what a UTF-8 degree sign becomes when its file had to be read as latin-1.
-    key = unit.strip().lower().replace("°", "").replace("º", "").replace("â", "").strip()
+    key = unit.strip().lower().replace("℃", "c").replace("°", "").replace("º", "").replace("â", "").strip()
     return key[3:].strip() if key.startswith("deg") else key
 
 
@@ -59,8 +69,7 @@ def is_unit(cell: str) -> bool:
     """True if the cell is bracketed, as in ``[Cnt]``, or a unit this module knows."""
     if _BRACKETED.match(cell):
         return True
-    key = normalise_unit(cell)
-    return bool(key) and any(key in table for table in _CONVERSIONS.values())
+    return _known(cell)
 
 
 def conversion(quantity: str, unit: str) -> tuple[float, float] | None:
