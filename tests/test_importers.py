@@ -465,6 +465,17 @@ def test_units_written_as_quantity_slash_unit(tmp_path: Path) -> None:
     assert split_unit("T1(℃)") == ("T1", "℃") and conversion("temperature", "℃") == (1.0, 0.0)
 
 
+def test_a_time_column_coarser_than_the_sampling_is_refused(tmp_path: Path) -> None:
+    """Whole-second stamps at 10 Hz: nine of ten intervals are 0 s. It was
+    refused with a wrong cause (the Ah counter "does not follow the current",
+    0.1 x: the integral over intervals of 0 s); now the time column is named."""
+    rows = "".join(f"{k // 10},-1.5,{3.9 - k * 1e-4:.4f},25,{-1.5 * k / 36000:.6f}\n" for k in range(200))
+    path = write(tmp_path / "coarse.csv", "Test Time [s],Current [A],Voltage [V],Temperature [degC],Q [Ah]\n" + rows)
+    with pytest.raises(RecordingError, match=r"coarse\.csv: column 'Test Time \[s\]': 180 of 199 samples repeat "
+                                             r"the time before them \(its smallest step is 1 s\)"):
+        import_file(path)
+
+
 def test_rows_of_empty_fields_are_blank_lines(tmp_path: Path) -> None:
     """A spreadsheet saves the rows it once used as ',,,': blank, as a blank
     line is (a red team's Excel export failed on them); a row with a value

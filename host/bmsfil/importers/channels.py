@@ -91,6 +91,8 @@ def read_channels(
                 raise RecordingError(f"{where}: expected a time, got an empty or NaN cell (every sample needs its time)")
             raise RecordingError(f"{where}: expected a finite time, got {values['time'][i]:g}")
     names = {key: header.cells[index] for key, index in columns.items()}
+    if "time" in values:
+        _check_time_resolution(table.where, names["time"], values["time"])
     notes: dict[str, str] = {}
     if {"ah", "current", "time"} <= values.keys():
         values["ah"], flipped = check_counter(
@@ -99,6 +101,25 @@ def read_channels(
         if flipped is not None:
             notes["ah_flipped"] = flipped
     return Channels(table.where, values, lines, names, notes)
+
+
+#: More than this share of intervals of 0 s: the time column is coarser than the sampling (the
+#: LG HG2 pulse test repeats a few timestamps, 0.03 %).
+REPEATED_TIME_SHARE = 0.2
+
+
+def _check_time_resolution(where: str, column: str, time: np.ndarray) -> None:
+    """Raise RecordingError if most samples repeat the time before them (whole seconds at 10 Hz):
+    the intervals would be 0 s, and every check and integral after this one wrong."""
+    steps = np.diff(time)
+    repeats = int(np.count_nonzero(steps == 0.0))
+    if steps.size >= 10 and repeats > REPEATED_TIME_SHARE * steps.size:
+        step = float(np.min(steps[steps > 0])) if (steps > 0).any() else 0.0
+        raise RecordingError(
+            f"{at(where, None, column)}: {repeats} of {steps.size} samples repeat the time before them (its "
+            f"smallest step is {step:g} s): the column is coarser than the sampling, and a current cannot be "
+            "integrated over intervals of 0 s; map a time column with the sampling's resolution (--map time=COLUMN)"
+        )
 
 
 def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> None:
