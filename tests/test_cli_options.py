@@ -187,3 +187,24 @@ def test_a_start_under_load_starts_as_an_unknown_soc(tmp_path: Path) -> None:
     start_estimator(est, loaded, "ocv")
     assert float(est.P[0][0]) ** 0.5 == pytest.approx(params.filter.p0_soc ** 0.5, rel=1e-6)
     assert evaluate(loaded, params).score.within_3sigma > 0.95
+
+
+def test_fit_inputs_mix_recordings_and_tester_files(tmp_path: Path) -> None:
+    """`bmsfil fit --ocv A.npz --pulse B.csv --map ... --current-sign
+    discharge-positive`: the map and the sign are the tester file's; the
+    .npz, already a bmsfil recording, was refused ('not a text CSV', or
+    'drop current_sign') so the two could not be given together."""
+    from bmsfil.cli import _load_role, build_parser
+
+    rec = bundled_recording().slice(0, 300)
+    npz = rec.save(tmp_path / "a.npz")
+    csv_path = tmp_path / "b.csv"
+    csv_path.write_text("t [s],I [mA],U [V],T [degC]\n" + "".join(
+        f"{t:.3f},{-i * 1000:.3f},{v:.5f},{c:.2f}\n"
+        for t, i, v, c in zip(rec.time_s, rec.current_A, rec.voltage_V, rec.temp_C)))
+    args = build_parser().parse_args(["fit", "--ocv", str(npz), "--pulse", str(csv_path), "--map",
+                                      "time=t [s],current=I [mA],voltage=U [V],temperature=T [degC]",
+                                      "--current-sign", "discharge-positive", "-o", str(tmp_path / "p.json")])
+    a, b = _load_role([npz, csv_path], args)
+    assert np.array_equal(a.current_A, rec.current_A)
+    assert np.allclose(b.current_A, rec.current_A, atol=1e-6) and np.allclose(b.voltage_V, rec.voltage_V, atol=1e-5)

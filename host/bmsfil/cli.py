@@ -37,6 +37,7 @@ from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.importers.names import output_stem
+from bmsfil.importers.textfile import is_zip
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, ParamsWarning, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
@@ -440,12 +441,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recording]:
-    """Recordings given for one role of `bmsfil fit` / `tune`, read with the command's import options."""
+    """Recordings given for one role of `bmsfil fit` / `tune`, read with the command's import
+    options; --map and --current-sign are for the tester's files among them: a bmsfil recording
+    (.npz: already mapped and charge-positive) takes only --meta, so the two mix."""
+    meta = parse_pairs(args.meta, "--meta", sep="\0") or None
+    options = dict(fmt=args.format, column_map=parse_pairs(args.map, "--map") or None, current_sign=args.current_sign)
     return [
-        import_file(p, fmt=args.format, column_map=parse_pairs(args.map, "--map") or None,
-                    current_sign=args.current_sign, meta=parse_pairs(args.meta, "--meta", sep="\0") or None)
+        import_file(p, meta=meta, **({} if args.format == "auto" and _is_recording(p) else options))  # type: ignore[arg-type]
         for p in paths or []
     ]
+
+
+def _is_recording(path: Path) -> bool:
+    """A bmsfil recording (.npz) rather than a tester's file."""
+    return Path(path).suffix == ".npz" and is_zip(Path(path))
 
 
 def cmd_health(args: argparse.Namespace) -> int:
