@@ -243,3 +243,27 @@ def test_a_counter_that_starts_over_at_every_small_step_is_refused(tmp_path: Pat
     with pytest.warns(RecordingWarning, match="starts over"), \
             pytest.raises(RecordingError, match="starts over at each step by less than can be told"):
         import_file(path, column_map=column_map)
+
+
+def test_charge_counted_over_a_gap_in_the_log_is_kept_with_the_recording(tmp_path: Path) -> None:
+    """The counter moved +2 Ah over an hour the file does not log (a charge
+    between two tests): import warned of it, but the recording forgot, and
+    eval of the .npz then scored against that charge without a word."""
+    t = np.concatenate([np.arange(0.0, 600.0), 4200.0 + np.arange(0.0, 600.0)])
+    i = np.full(t.size, -1.0)
+    ah = -np.arange(t.size) / 3600.0
+    ah[600:] += 2.0
+    path = write_generic(tmp_path / "two.csv", {"Time [s]": t, "Current [A]": i, "Voltage [V]": np.full(t.size, 3.7),
+                                               "Temperature [degC]": np.full(t.size, 25.0), "Capacity [Ah]": ah})
+    with pytest.warns(RecordingWarning, match=r"moved \+1\.9997 Ah over 3601 s not logged before line 602"):
+        rec = import_file(path)
+    warning = rec.meta.unlogged_charge_warning()
+    assert warning is not None and "the reference SOC counts charge the log does not show" in warning
+    saved = rec.save(tmp_path / "two.npz")
+    from bmsfil.recording import Recording
+
+    assert Recording.load(saved).meta.unlogged_charge_warning() == warning
+    ah[600:] -= 2.0
+    write_generic(path, {"Time [s]": t, "Current [A]": i, "Voltage [V]": np.full(t.size, 3.7),
+                         "Temperature [degC]": np.full(t.size, 25.0), "Capacity [Ah]": ah})
+    assert import_file(path).meta.unlogged_charge_warning() is None

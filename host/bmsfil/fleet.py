@@ -227,7 +227,8 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
             summary = evaluate_streaming(source, params, initial_soc, Path(out_dir))
             found = summary.pop("warnings")
             assert isinstance(found, list)
-            return head | summary | _warnings([streamed.meta.reference_start_warning(), *found])
+            return head | summary | _warnings([streamed.meta.reference_start_warning(),
+                                                      streamed.meta.unlogged_charge_warning(), *found])
         rec = streamed.load()  # no reference or a life: the whole-recording paths below
     else:
         rec = load_any(source)
@@ -245,7 +246,8 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     write_csv(ev, Path(out_dir) / f"{output_stem(ev.name)}.csv")
     if plot:
         write_plot(ev, Path(out_dir) / f"{output_stem(ev.name)}.png")
-    return head | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(), *mismatches])
+    return head | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(),
+                                            rec.meta.unlogged_charge_warning(), *mismatches])
 
 
 def _warnings(found: list[str | None]) -> dict[str, list[str]]:

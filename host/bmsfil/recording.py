@@ -98,6 +98,13 @@ class RecordingMeta:
                 extra[key] = value
         return replace(self, extra=extra, **changes)  # type: ignore[arg-type]
 
+    def unlogged_charge_warning(self) -> str | None:
+        """The import's note that the tester's counter moved over a gap in the log (charge the
+        reference counts and the estimator never saw), as a warning, or None."""
+        note = self.extra.get("ah_unlogged")
+        return (f"{self.name}: the reference SOC counts charge the log does not show ({note}); the estimate "
+                "cannot have seen it") if note else None
+
     def reference_start_warning(self) -> str | None:
         """What a score against the reference SOC assumes but the recording
         does not state (its start), or None."""

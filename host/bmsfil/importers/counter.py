@@ -120,6 +120,44 @@ LONG_INTERVALS = 10.0
 LONG_MIN_S = 60.0
 
 
+def _unexplained(lines: np.ndarray, columns: dict[str, str], time_s: np.ndarray, current_A: np.ndarray,
+                 ah: np.ndarray):  # type: ignore[no-untyped-def]
+    """The counter's moves the current cannot explain: (finite samples, their counter steps,
+    intervals and the current's charge over them, the moves over gaps in the log, those over
+    ordinary intervals (restarts), the text for the gaps or None); None if nothing can be told."""
+    finite = np.flatnonzero(np.isfinite(ah) & np.isfinite(time_s))
+    known = np.isfinite(current_A)
+    if finite.size < 2 or not known.any():
+        return None
+    # A missing current is taken as its neighbours' (in time order of the file).
+    current = current_A if known.all() else np.interp(np.arange(len(current_A)), np.flatnonzero(known),
+                                                       current_A[known])
+    t, i, a = time_s[finite], current[finite], ah[finite]
+    da = np.diff(a)
+    dt, dq = _intervals(t, i)
+    bound = np.maximum(np.abs(i[1:]), np.abs(i[:-1])) * np.maximum(dt, 0.0) / 3600.0
+    positive = dt[dt > 0]
+    long_s = max(LONG_INTERVALS * float(np.median(positive)), LONG_MIN_S) if positive.size else LONG_MIN_S
+    unexplained = (dt >= 0) & (np.abs(da) > bound + RESTART_AH)
+    gaps = np.flatnonzero(unexplained & (dt > long_s))
+    jumps = np.flatnonzero(unexplained & (dt <= long_s))
+    note = None
+    if gaps.size:
+        k = int(gaps[0])
+        note = (f"column {columns['ah']!r} moved {da[k]:+.4f} Ah over {dt[k]:g} s not logged before line "
+                f"{int(lines[finite[k + 1]])}, more than {columns['current']!r} at either end explains"
+                + ("" if gaps.size == 1 else f" (and over {gaps.size - 1} more such gap(s))")
+                + ": kept as the tester counted it (charge the log does not show)")
+    return finite, da, dt, dq, gaps, jumps, note
+
+
+def unlogged_charge(lines: np.ndarray, columns: dict[str, str], time_s: np.ndarray, current_A: np.ndarray,
+                    ah: np.ndarray) -> str | None:
+    """What join_restarts warns of gaps in the log over which the counter moved, or None."""
+    found = _unexplained(lines, columns, time_s, current_A, ah)
+    return None if found is None else found[-1]
+
+
 def join_restarts(
     where: str,
     lines: np.ndarray,
@@ -143,34 +181,15 @@ def join_restarts(
     moved more than its ends' currents explain is kept as counted, with a warning
     (the tester counted what it did not log). Joins are warned of with their lines.
     """
-    finite = np.flatnonzero(np.isfinite(ah) & np.isfinite(time_s))
-    known = np.isfinite(current_A)
-    if finite.size < 2 or not known.any():
+    found = _unexplained(lines, columns, time_s, current_A, ah)
+    if found is None:
         return ah, None
-    # A missing current is taken as its neighbours' (in time order of the file).
-    current = current_A if known.all() else np.interp(np.arange(len(current_A)), np.flatnonzero(known),
-                                                       current_A[known])
-    t, i, a = time_s[finite], current[finite], ah[finite]
-    da = np.diff(a)
-    dt, dq = _intervals(t, i)
-    bound = np.maximum(np.abs(i[1:]), np.abs(i[:-1])) * np.maximum(dt, 0.0) / 3600.0
-    positive = dt[dt > 0]
-    long_s = max(LONG_INTERVALS * float(np.median(positive)), LONG_MIN_S) if positive.size else LONG_MIN_S
-    unexplained = (dt >= 0) & (np.abs(da) > bound + RESTART_AH)
-    gaps = np.flatnonzero(unexplained & (dt > long_s))
-    jumps = np.flatnonzero(unexplained & (dt <= long_s))
-    if gaps.size:
-        k = int(gaps[0])
-        warnings.warn(
-            f"{where}: column {columns['ah']!r} moved {da[k]:+.4f} Ah over {dt[k]:g} s not logged before line "
-            f"{int(lines[finite[k + 1]])}, more than {columns['current']!r} at either end explains"
-            + ("" if gaps.size == 1 else f" (and over {gaps.size - 1} more such gap(s))")
-            + ": kept as the tester counted it (charge the log does not show)",
-            RecordingWarning,
-            stacklevel=2,
-        )
+    finite, da, dt, dq, _, jumps, gap_note = found
+    if gap_note is not None:
+        warnings.warn(f"{where}: {gap_note}", RecordingWarning, stacklevel=2)
     if not jumps.size:
         return ah, None
+    a = ah[finite]
     step = np.zeros(len(ah))
     step[finite[jumps + 1]] = -(da[jumps] - dq[jumps])
     out = ah + np.cumsum(step)
