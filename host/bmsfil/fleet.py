@@ -98,7 +98,26 @@ def _call(fn: Callable[..., T], source: str, args: tuple[object, ...]) -> tuple[
     try:
         return source, fn(source, *args), None
     except Exception as exc:  # noqa: BLE001 - every failure is reported with its cause
-        return source, None, f"{type(exc).__name__}: {exc}"
+        return source, None, describe_failure(exc)
+
+
+#: What an import error may tell a user to give, which only `bmsfil import` takes.
+_IMPORT_OPTIONS = ("--map", "--meta", "--current-sign", "=<column>")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """An input's failure as eval reports it: a bad recording's error as it is (its message names
+    the file, line and column), anything else with its type. An import error that asks for
+    import's options says where they go: eval takes none of them."""
+    from bmsfil.recording import RecordingError
+
+    if not isinstance(exc, RecordingError):
+        return f"{type(exc).__name__}: {exc}"
+    text = str(exc)
+    if any(option in text for option in _IMPORT_OPTIONS):
+        text += (" (options of bmsfil import: import the file with them, bmsfil import FILE ... -o FILE.npz, "
+                 "and eval the .npz)")
+    return text
 
 
 @contextmanager
@@ -171,7 +190,7 @@ def run_many(
             # lost with another's worker (its result not yet fetched) runs again.
             own = isinstance(exc, KilledWorker) and exc.task == future.key
             if own or attempt >= RETRIES + 1:
-                finished(i, sources[i], None, f"{type(exc).__name__}: {exc}")
+                finished(i, sources[i], None, describe_failure(exc))
             else:
                 again = submit(i, attempt + 1)
                 futures[again] = (i, attempt + 1)
