@@ -95,16 +95,45 @@ def test_score_and_from_log_refuse_what_they_cannot_read(tmp_path, capsys, name,
 
 def test_a_text_log_cut_mid_line_scores_up_to_the_cut(tmp_path, capsys):
     """A harness killed while writing a line leaves a .log that ends in half
-    a record: read up to it, and said."""
+    a record: read up to it, and the half line said to be skipped."""
     log = tmp_path / "run.log"
     assert main(["hil", "run", "--samples", "50", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
     text = log.read_text()
     log.write_text(text[: text.index("\n", len(text) // 2) + 8])
     js = tmp_path / "score.json"
     assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path)]) == 0
-    assert "cut short?" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 line(s) python-can cannot read, skipped (line " in out, out
     doc = json.loads(js.read_text())["recordings"][0]
     assert 20 < doc["samples"] < 50 and doc["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-6
+
+
+@pytest.mark.parametrize("suffix", [".log", ".asc"])
+@pytest.mark.parametrize("command", ["score", "from-log"])
+def test_one_damaged_line_in_a_text_log_loses_one_frame_not_the_rest(tmp_path, capsys, suffix, command):
+    """A data byte that is not hex in the middle of a log (a red team's
+    'G0'): python-can's reader fails on that line, and everything after it
+    was lost with it ('ends in a record ... cut short?', half the samples
+    scored). Now that line is skipped and named, and the rest read: the
+    sample whose MeasPack it held is lost, as a frame lost on the bus."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    lines = log.read_text().splitlines(keepends=True)
+    pack = " 100#" if suffix == ".log" else " 100 "  # MeasPack, 0x100
+    k = next(i for i in range(len(lines) // 2, len(lines)) if pack in lines[i])
+    head, tail = lines[k].rstrip("\n").split("#") if suffix == ".log" else (lines[k].rstrip("\n"), "")
+    damaged = (f"{head}#{tail[:14]}G0{tail[16:]}" if suffix == ".log" else head[:-2] + "G0") + "\n"
+    log.write_text("".join(lines[:k] + [damaged] + lines[k + 1:]))
+    js = tmp_path / "out.json"
+    capsys.readouterr()
+    argv = (["hil", "score", str(log)] if command == "score" else ["hil", "run", "--from-log", str(log)])
+    assert main([*argv, "--json", str(js), "--out-dir", str(tmp_path / command), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert f"1 line(s) python-can cannot read, skipped (line {k + 1}: ValueError" in out, out
+    doc = json.loads(js.read_text())
+    run = doc["recordings"][0]
+    sent = run["samples"] if command == "score" else run["delivery"]["samples_sent"]
+    assert sent == 299, "one MeasPack lost, every other sample read"
 
 
 @pytest.mark.parametrize("suffix", [".log", ".asc"])
@@ -122,8 +151,9 @@ def test_a_text_log_with_an_unreadable_tail_keeps_every_record_before_it(tmp_pat
     capsys.readouterr()
     assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path), "--no-plot"]) == 0
     out = capsys.readouterr().out
-    # python-can's .asc reader passes over lines it does not know; its .log reader stops at one.
-    assert suffix == ".asc" or f"after {records} records), cut short?; every record before it read" in out, out
+    # python-can's .asc reader passes over lines it does not know; its .log reader fails on one, skipped.
+    assert suffix == ".asc" or f"line {len(body.splitlines()) + 1}: " in out, out
+    assert records > 0
     doc = json.loads(js.read_text())["recordings"][0]
     assert doc["samples"] == doc["samples_fully_answered"] == 300
 

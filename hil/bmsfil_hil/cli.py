@@ -42,7 +42,7 @@ from bmsfil_hil.busopts import BusOptionError, bus_config
 from bmsfil_hil.faults import MatrixInterrupted, run_matrix
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import write_fault_junit, write_junit
-from bmsfil_hil.logreplay import LogError, LoggedRun, read_log
+from bmsfil_hil.logreplay import LogError, LoggedRun, describe_skipped, read_log
 from bmsfil_hil.micropython import MicroPythonError
 from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS
 from bmsfil_hil.qemu import QemuError
@@ -619,6 +619,9 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
     if runs[-1].cut_short is not None:
         console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
                       f"({runs[-1].cut_short}), cut short?; every record before it read", soft_wrap=True)
+    if runs[-1].skipped:
+        console.print(f"bmsfil hil {command}: warning: {path}: {describe_skipped(runs[-1].skipped)}; every other "
+                      "line read (a frame on a skipped line is lost, as on the bus)", soft_wrap=True)
     return runs
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import can
 import numpy as np
+from can.io.blf import BLFParseError
 
 from bmsfil import can_contract as cc
 from bmsfil.recording import Recording, RecordingMeta
@@ -63,6 +64,8 @@ class LoggedRun:
     power: Power                # the EstCellPower found
     cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why,
     # and after how many records that did read (all of them kept)
+    skipped: tuple[tuple[int, str], ...] = ()  # (with the last run) a text log's lines python-can cannot
+    # read, skipped: line number and why
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
 
@@ -138,6 +141,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
             for i, (seg, name) in enumerate(zip(segments, names))]
     runs[-1].cut_short = reader.cut_short
+    runs[-1].skipped = tuple(reader.skipped)
     runs[0].crc_failed = crc_failed
     for run in runs:
         run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
@@ -195,20 +199,77 @@ def _channels_text(channels: list[str]) -> str:
 
 
 def log_messages(path: Path) -> Iterator[can.Message]:
-    """python-can's reader of a log, a text log (.asc, .log, ...) read with
-    undecodable bytes replaced: a damaged line then fails on its own, where a
-    decoding error would lose the lines read ahead with it."""
+    """python-can's reader of a log; a text log (.asc, .log, ...) is read
+    line by line with undecodable bytes replaced, a line python-can cannot
+    read skipped (`TextLog`); a binary one (.blf) ends at a record it cannot."""
     reader = can.io.player.MESSAGE_READERS.get(path.suffix.lower())
     if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
-        text = path.open("r", encoding=locale.getpreferredencoding(False), errors="replace")
-        return iter(reader(text))  # type: ignore[call-arg]
+        return TextLog(path, reader)
     return iter(can.LogReader(str(path)))
 
 
+class _Lines:
+    """Lines as a text reader of python-can reads its file: one iterator, however often iterated."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
+
+    def close(self) -> None:
+        """The file is TextLog's to close."""
+
+
+class TextLog:
+    """The messages of a text log, read by python-can's reader for its
+    format; a line it cannot read (a damaged byte, a line cut short) is
+    skipped and noted in `skipped` (its line number and why), and reading
+    goes on at the next with a fresh reader, given the log's header again
+    (the lines before its first frame: an .asc's base and time of start), so
+    that one bad line loses one frame, not the rest of the log. A log whose
+    first frame cannot be read is not this format: that raises."""
+
+    def __init__(self, path: Path, reader: type) -> None:
+        self.path, self._reader = path, reader
+        self.skipped: list[tuple[int, str]] = []
+
+    def __iter__(self) -> Iterator[can.Message]:
+        with self.path.open("r", encoding=locale.getpreferredencoding(False), errors="replace") as text:
+            numbered = enumerate(text, 1)
+            header: list[str] = []
+            fed = 0  # the number of the last line given to the reader
+            started = False
+
+            def lines(replay: list[str]) -> Iterator[str]:
+                nonlocal fed
+                yield from replay
+                for fed, line in numbered:
+                    if not started:
+                        header.append(line)
+                    yield line
+
+            replay: list[str] = []
+            while True:
+                try:
+                    for msg in self._reader(_Lines(lines(replay))):
+                        if not started:
+                            started = True
+                            del header[-1]  # the first frame's line: not header
+                        yield msg
+                    return
+                except _UNREADABLE as exc:
+                    if not started:
+                        raise
+                    self.skipped.append((fed, _why(exc)))
+                    replay = list(header)
+
+
 class _Reader:
-    """The messages of a log; one that ends in a record python-can cannot
-    read (a text log cut in the middle of a line) ends there, `cut_short`
-    saying why, unless it is the first record (not a log at all)."""
+    """The messages of a log; a binary log that ends in a record python-can
+    cannot read ends there, `cut_short` saying why; a text log's unreadable
+    lines are skipped, `skipped` saying which (TextLog). Unless it is the
+    first record: then the file is not a log at all."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -218,11 +279,16 @@ class _Reader:
         except _UNREADABLE as exc:
             raise _unreadable(path, exc) from exc
 
+    @property
+    def skipped(self) -> list[tuple[int, str]]:
+        return self._messages.skipped if isinstance(self._messages, TextLog) else []
+
     def __iter__(self) -> Iterator[can.Message]:
         read = 0
+        messages = iter(self._messages)
         while True:
             try:
-                msg = next(self._messages)
+                msg = next(messages)
             except StopIteration:
                 return
             except _UNREADABLE as exc:
@@ -261,6 +327,12 @@ def _carries_contract3_crc(data: bytes) -> bool:
     return len(data) == cc.DATA_LENGTH and data[1] >> 4 == cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
 
 
+def describe_skipped(skipped: list[tuple[int, str]] | tuple[tuple[int, str], ...]) -> str:
+    """A text log's skipped lines, for a warning: how many, and the first few with why."""
+    shown = "; ".join(f"line {line}: {why}" for line, why in skipped[:3])
+    return f"{len(skipped)} line(s) python-can cannot read, skipped ({shown}{'; ...' if len(skipped) > 3 else ''})"
+
+
 def _unreadable(path: Path, exc: Exception) -> LogError:
     return LogError(f"{path}: python-can cannot read it as a {path.suffix or 'suffix-less'} log ({_why(exc)}); "
                     "expected a CAN log (.blf, .asc, .log as candump -L writes it, ...)")
@@ -273,7 +345,7 @@ def _why(exc: Exception) -> str:
 
 #: What python-can's log readers raise on a file that is not their format or
 #: ends in the middle of a record (a text line, a BLF container).
-_UNREADABLE = (ValueError, struct.error, IndexError, KeyError, EOFError, zlib.error, OSError)
+_UNREADABLE = (ValueError, struct.error, IndexError, KeyError, EOFError, zlib.error, OSError, BLFParseError)
 
 
 @dataclass

@@ -53,7 +53,7 @@ from rich.text import Text
 
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import bus_config, open_failure
-from bmsfil_hil.logreplay import ChannelError, log_messages, one_channel
+from bmsfil_hil.logreplay import ChannelError, TextLog, describe_skipped, log_messages, one_channel
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -416,7 +416,8 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     title = f"bmsfil monitor: {args.log}"
     cut: list[str] = []
     try:
-        messages = one_channel(_up_to_cut(log_messages(args.log), cut), args.log, args.channel, "--channel")
+        source = log_messages(args.log)
+        messages = one_channel(_up_to_cut(source, cut), args.log, args.channel, "--channel")
         if args.once:
             for msg in messages:
                 view.feed(msg)
@@ -440,6 +441,9 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     if cut:
         err_console.print(f"bmsfil monitor: warning: CAN log {args.log} ends early, in a record python-can cannot "
                           f"read ({cut[0]}): cut off mid-record?; shown up to it", soft_wrap=True)
+    if isinstance(source, TextLog) and source.skipped:
+        err_console.print(f"bmsfil monitor: warning: CAN log {args.log}: {describe_skipped(source.skipped)}; every "
+                          "other line shown", soft_wrap=True)
     return 0
 
 
