@@ -220,7 +220,7 @@ def _text(view: PackView) -> str:
 
 def test_a_text_log_cut_off_mid_line_is_read_up_to_the_cut(tmp_path, capsys):
     """As hil score reads it: the frames before the cut, and a warning that
-    the log ends early; printed to a pipe at full width (no '4.0…')."""
+    its last (half) line is skipped; printed to a pipe at full width (no '4.0…')."""
     rec = bundled_recording().slice(0, 40)
     log_path = tmp_path / "run.log"
     target = make_target("host", bundled_params())
@@ -237,7 +237,7 @@ def test_a_text_log_cut_off_mid_line_is_read_up_to_the_cut(tmp_path, capsys):
     out = tmp_path / "out.json"
     assert main(["monitor", "--log", str(cut), "--once", "--json", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "ends early" in captured.err and str(cut) in captured.err
+    assert "1 line(s) python-can cannot read, skipped (line 151: " in captured.err and str(cut) in captured.err
     assert json.loads(out.read_text())["pack"]["frames_decoded"] == 150
     voltage = json.loads(out.read_text())["cells"][0]["voltage_V"]
     assert f"{voltage:.4f}" in captured.out and "…" not in captured.out
