@@ -320,3 +320,18 @@ def test_a_log_of_two_channels_is_shown_one_channel_at_a_time(tmp_path, capsys):
     assert main(["monitor", "--log", str(log), "--once", "--channel", "1", "--json", str(js)]) == 0
     snap = json.loads(js.read_text())
     assert [c["soc"] for c in snap["cells"]] == [pytest.approx(0.75)] * 2 and snap["pack"]["n_cells"] == 2
+
+
+@pytest.mark.parametrize("command", [["monitor", "--once"], ["hil", "run", "--target", "board", "--samples", "5"]])
+def test_an_interface_missing_its_settings_is_one_line_not_a_traceback(tmp_path, capsys, command):
+    """python-can raises TypeError for an interface that needs settings it
+    was not given (serial without a port): hil run --target board printed a
+    traceback where monitor said what was wrong."""
+    argv = [*command, "--interface", "serial", "--channel", "0"]
+    if command[0] == "hil":
+        argv += ["--out-dir", str(tmp_path)]
+    assert main(argv) in (1, 2)
+    captured = capsys.readouterr()
+    err = " ".join((captured.err + captured.out).split())
+    assert "could not open the CAN bus (interface='serial', channel='0'): Must specify a serial port." in err
+    assert "--bus-option KEY=VALUE" in err and "Traceback" not in err

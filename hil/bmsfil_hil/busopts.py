@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from errno import EAFNOSUPPORT, ENODEV
 
+import can
+
 
 class BusOptionError(ValueError):
     """A --bus-option that is not KEY=VALUE."""
@@ -38,12 +40,23 @@ def bus_config(interface: str | None, channel: str | None, bitrate: int | None,
     return config
 
 
+#: What python-can raises for a bus it cannot open: its own errors, a missing device or
+#: library, and for settings an interface needs and did not get, TypeError (serial and
+#: robotell without a port, socketcand without host and port, udp_multicast's channel);
+#: NameError where an interface's driver is not installed (kvaser).
+BUS_OPEN_ERRORS = (can.CanError, OSError, ValueError, TypeError, ImportError, NameError)
+
+
 def open_failure(config: dict[str, object], exc: BaseException) -> str:
     """Why python-can could not open the bus `config` names, with what to do
     where the cause is a usual one (no SocketCAN on this machine, no such
     interface)."""
     shown = ", ".join(f"{k}={v!r}" for k, v in config.items())
     text = f"could not open the CAN bus ({shown}): {exc}"
+    if isinstance(exc, TypeError):
+        text += (f"; the {config.get('interface')} interface needs settings it was not given, or not of "
+                 "that type: give them with --bus-option KEY=VALUE (python-can's documentation of the interface "
+                 "names them)")
     errno = getattr(exc, "errno", None) or getattr(exc.__cause__, "errno", None)
     if config.get("interface") == "socketcan":
         if errno == EAFNOSUPPORT:

@@ -52,7 +52,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bmsfil import can_contract as cc
-from bmsfil_hil.busopts import bus_config, open_failure
+from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure
 from bmsfil_hil.logreplay import ChannelError, TextLog, describe_skipped, log_messages, one_channel
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
@@ -67,7 +67,6 @@ WINDOW_S = 1.5
 
 # What python-can raises opening a bus it cannot open (a missing interface
 # or driver, a channel that is not there, a bad option).
-_BUS_OPEN_ERRORS = (can.CanError, OSError, ValueError, TypeError, ImportError)
 # What python-can's log readers raise on a log they cannot read: missing or
 # unreadable file, unknown suffix, text that is not text, a corrupt BLF.
 _LOG_READ_ERRORS = (OSError, ValueError, EOFError, BLFParseError, zlib.error, struct.error)
@@ -488,7 +487,7 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     shown = ", ".join(f"{k}={v!r}" for k, v in config.items())
     try:
         bus = can.Bus(**config)  # type: ignore[arg-type]
-    except _BUS_OPEN_ERRORS as exc:
+    except BUS_OPEN_ERRORS as exc:
         err_console.print(f"bmsfil monitor: {open_failure(config, exc)}", soft_wrap=True)
         return 2
     title = f"bmsfil monitor: {args.interface} {args.channel}"

@@ -30,7 +30,7 @@ from bmsfil.params import ParameterSet, ThermalParams
 from bmsfil.plausibility import PlausibilityMonitor
 from bmsfil.thermal import CellThermal
 from bmsfil.reference import ReferenceSocEstimator
-from bmsfil_hil.busopts import open_failure
+from bmsfil_hil.busopts import BUS_OPEN_ERRORS, open_failure
 
 
 class Target(Protocol):
@@ -236,7 +236,7 @@ class BusTarget:
     def start(self) -> can.BusABC:
         try:
             self._bus = can.Bus(**self.config)  # type: ignore[arg-type]
-        except (can.CanError, OSError, ValueError, ImportError) as exc:
+        except BUS_OPEN_ERRORS as exc:
             raise BusOpenError(open_failure(self.config, exc)) from exc
         return self._bus
 
