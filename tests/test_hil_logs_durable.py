@@ -449,3 +449,16 @@ def test_a_cell_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys)
     good, bad = entry["cells"]
     assert good["max_abs_soc_difference_vs_eval"] <= 1e-6
     assert bad["recording"] == "run#cell001" and "no sample to start from its OCV" in bad["not_scored"]
+
+
+def test_a_replay_is_not_logged_over_the_log_it_replays(tmp_path, capsys):
+    """`hil run --from-log X --log X` wrote the replay over the board's
+    recording it was replaying (a red team lost a board's log that way)."""
+    log = tmp_path / "board.asc"
+    assert main(["hil", "run", "--samples", "20", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    before = log.read_bytes()
+    capsys.readouterr()
+    same = tmp_path / "." / "board.asc"
+    assert main(["hil", "run", "--from-log", str(log), "--log", str(same), "--out-dir", str(tmp_path)]) == 2
+    assert "is the log --from-log replays" in capsys.readouterr().out
+    assert log.read_bytes() == before

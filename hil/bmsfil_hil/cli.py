@@ -246,6 +246,10 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     if args.from_log_channel is not None and not args.from_log:
         console.print("bmsfil hil run: --from-log-channel chooses a channel of --from-log's log; give --from-log")
         return 2
+    if args.from_log and args.log and Path(args.log).resolve() == Path(args.from_log).resolve():
+        console.print(f"bmsfil hil run: --log {args.log} is the log --from-log replays: writing it would destroy "
+                      "the recording being replayed; log the replay to another file", soft_wrap=True)
+        return 2
     logged: list[LoggedRun] = []
     if args.from_log:
         try:
