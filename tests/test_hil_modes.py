@@ -167,6 +167,63 @@ def test_a_target_that_never_answers_is_a_fault_not_a_traceback(tmp_path, capsys
     assert "no estimate came back: no CSV written" in capsys.readouterr().out
 
 
+def test_a_fault_the_target_reports_fails_the_run(tmp_path, capsys):
+    """A board that answers every sample but reports a fault in its
+    TargetStatus (here SEQUENCE_GAP at sequence 20): the fault was only in
+    the JSON, the run 'passed' (exit 0, JUnit failures 0). Now it is printed,
+    in the table, and fails the run and its test case."""
+    import threading
+
+    import can
+
+    channel = f"faulty-{tmp_path.name}"
+    device = can.Bus(interface="virtual", channel=channel)
+    target = make_target("host", bundled_params())
+    inline = target.start()
+    stop = threading.Event()
+
+    def board() -> None:
+        counter = 0
+        while not stop.is_set():
+            msg = device.recv(timeout=0.1)
+            if msg is None or msg.arbitration_id >= 0x200:
+                continue
+            if msg.arbitration_id == cc.FrameId.HOST_COMMAND:
+                device.send(cc.encode_target_status(0, cc.TargetState.IDLE, None))
+                continue
+            inline.send(msg)
+            answered = False
+            while (out := inline.recv(timeout=0)) is not None:
+                answered = True
+                device.send(can.Message(arbitration_id=out.arbitration_id, data=out.data, is_extended_id=False))
+            if answered and msg.arbitration_id == cc.FrameId.MEAS_CELL:
+                seq = cc.decode(msg).sequence
+                counter = (counter + 1) % 256
+                device.send(cc.encode_target_status(counter, cc.TargetState.RUNNING, seq,
+                                                    cc.FaultCode.SEQUENCE_GAP if seq == 20 else cc.FaultCode.NONE))
+
+    thread = threading.Thread(target=board, daemon=True)
+    thread.start()
+    js, junit = tmp_path / "run.json", tmp_path / "run.xml"
+    try:
+        status = main(["hil", "run", "--target", "board", "--interface", "virtual", "--channel", channel,
+                       "--samples", "40", "--json", str(js), "--junit", str(junit), "--out-dir", str(tmp_path / "o"),
+                       "--no-plot"])
+    finally:
+        stop.set()
+        thread.join(timeout=3)
+        device.shutdown()
+        target.stop()
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 1
+    assert "the target reported 1 fault(s), the first: sample" in out and "(its last sequence 20): target reports " \
+        "SEQUENCE_GAP" in out
+    delivery = json.loads(js.read_text())["recordings"][0]["delivery"]
+    assert delivery["fault"] is None and len(delivery["target_faults"]) == 1
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "1" and "SEQUENCE_GAP" in suite.find(".//failure").get("message")
+
+
 def _interrupt_at(monkeypatch, module, name: str, call: int) -> None:
     """Make the `call`-th call of `module.name` raise KeyboardInterrupt, as Ctrl-C there would."""
     real = getattr(module, name)

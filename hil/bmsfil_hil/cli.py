@@ -445,7 +445,7 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
            f"{max(x['max_abs_soc_difference_vs_eval'] for x in pack_docs):.1e}",
            f"{d['samples_per_second']:.0f}", timing_text,
            "-" if ipcs is None else f"{ipcs['mean']:.0f} (max {ipcs['max']})",  # type: ignore[index]
-           str(d["fault"] or "")]
+           str(d["fault"] or (f"target: {d['target_faults'][0]}" if d["target_faults"] else ""))]
     entry: dict[str, object] = {"name": name, "cells": pack_docs, "delivery": d,
                                 "instructions_per_cell_step": ipcs,
                                 "instructions_per_cell_step_by_part": d["instructions_per_cell_step_by_part"],
@@ -527,7 +527,12 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
             console.print(f"{entry['name']}: the bus refused frames {delivery['bus_outages']} time(s) and took them "  # type: ignore[index]
                           f"again within {delivery['bus_outage_max_s']:.2f} s (first at sample {first['sample']}: "  # type: ignore[index]
                           f"{first['error']})", soft_wrap=True)
-        if delivery["fault"]:  # type: ignore[index]
+        faults = delivery["target_faults"]  # type: ignore[index]
+        if faults:
+            console.print(f"{entry['name']}: the target reported {len(faults)} fault(s), the first: {faults[0]}"
+                          + (f"; all of them in {args.json}" if args.json and len(faults) > 1 else ""),
+                          soft_wrap=True)
+        if delivery["fault"] or faults:  # type: ignore[index]
             status = 1
         if args.json:
             _write_json(args.json, docs)

@@ -64,6 +64,9 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
             problems = []
             if delivery.get("fault"):
                 problems.append(str(delivery["fault"]))
+            faults = delivery.get("target_faults")
+            if faults:
+                problems.append(f"the target reported {len(faults)} fault(s), the first: {faults[0]}")  # type: ignore[index]
             delta = cell.get("max_abs_soc_difference_vs_eval")
             if not (isinstance(delta, float) and delta <= max_soc_difference):
                 problems.append(f"max |dSOC| vs the C core {delta} > {max_soc_difference:g}")

@@ -407,11 +407,12 @@ def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
     new = (frame.crc_errors - prev.crc_errors) % cc.CRC_ERRORS_MODULUS if follows else frame.crc_errors
     refused = f"{new} measurement frame{'s' if new > 1 else ''} refused for a bad crc" if new else ""
     d.crc_errors.extend([k] * new)
+    at = f"sample {k}" + ("" if frame.last_sequence is None else f" (its last sequence {frame.last_sequence})")
     if frame.fault_code != cc.FaultCode.NONE:
-        d.target_faults.append(f"sample {k}: target reports {cc.FaultCode(frame.fault_code).name}"
+        d.target_faults.append(f"{at}: target reports {cc.FaultCode(frame.fault_code).name}"
                                + (f" ({refused})" if refused else ""))
     elif new:
-        d.target_faults.append(f"sample {k}: target reports {refused}")
+        d.target_faults.append(f"{at}: target reports {refused}")
     # One count per sample: heartbeats repeat the last sample's.
     if (frame.instructions_per_cell_step is not None and frame.state == cc.TargetState.RUNNING
             and frame.last_sequence != d.counted_sequence):
