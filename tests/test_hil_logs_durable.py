@@ -462,3 +462,70 @@ def test_a_replay_is_not_logged_over_the_log_it_replays(tmp_path, capsys):
     assert main(["hil", "run", "--from-log", str(log), "--log", str(same), "--out-dir", str(tmp_path)]) == 2
     assert "is the log --from-log replays" in capsys.readouterr().out
     assert log.read_bytes() == before
+
+
+def _asc_samples(log):
+    """The .asc log's lines, and each sample's lines (from its MeasPack to the next's) by sequence."""
+    lines = log.read_text().splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if " 100 " in line]
+    ends = [*starts[1:], next(i for i, line in enumerate(lines) if line.startswith("End TriggerBlock"))]
+    return lines, list(zip(starts, ends))
+
+
+@pytest.mark.parametrize("damage, warning, samples", [
+    ("duplicate", "5 MeasPack(s) repeating one just before them", 200),
+    ("delete", "5 sample(s) missing from the log's MeasPack sequence (1 gap(s): 5 after sequence 99)", 195),
+    ("swap", "1 MeasPack(s) out of sequence order (100 after 101): put back in sequence order", 200),
+    ("echo", "200 MeasPack(s) repeating one just before them", 200),
+])
+def test_the_log_reader_follows_the_sequence_counter(tmp_path, capsys, damage, warning, samples):
+    """A log's samples by their 12-bit sequence: repeated samples (a bus that
+    echoes the harness's own frames, duplicated lines) are read once,
+    samples out of order are put back, and each is said; lost ones are
+    counted. They were folded into the rebuilt recording in silence, and the
+    difference blamed on the target (an echo bus split one run in two)."""
+    log = tmp_path / "run.asc"
+    assert main(["hil", "run", "--samples", "200", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    lines, spans = _asc_samples(log)
+    head, tail = lines[: spans[0][0]], lines[spans[-1][1]:]
+    body = [lines[a:b] for a, b in spans]
+    if damage == "duplicate":
+        body = body[:105] + body[100:105] + body[105:]
+    elif damage == "delete":
+        body = body[:100] + body[105:]
+    elif damage == "swap":
+        body = body[:100] + [body[101], body[100]] + body[102:]
+    else:
+        # Each measurement frame twice, the bus's echo of it marked Rx.
+        body = [[x for line in sample for x in ([line, line.replace(" Tx ", " Rx ")] if " Tx " in line else [line])]
+                for sample in body]
+    log.write_text("".join(head + [line for sample in body for line in sample] + tail))
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "s"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert warning in out, out
+    doc = json.loads(js.read_text())
+    assert len(doc["recordings"]) == 1
+    run = doc["recordings"][0]
+    assert run["samples"] == samples and warning in " ".join(run["log_warnings"])
+    assert run["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= (1e-6 if damage != "delete" else 1e-3)
+
+
+def test_estimates_logged_before_their_measurement_are_kept(tmp_path, capsys):
+    """A target's clock a little ahead of the harness's, the log sorted by
+    time: each sample's estimates come before its MeasPack. They were
+    dropped in silence (1 of 3000 samples answered); now kept for it."""
+    log = tmp_path / "run.asc"
+    assert main(["hil", "run", "--samples", "100", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    lines, spans = _asc_samples(log)
+    body = []
+    for a, b in spans:
+        sample = lines[a:b]
+        answers = [line for line in sample if " Rx " in line]
+        body += answers + [line for line in sample if " Rx " not in line]
+    log.write_text("".join(lines[: spans[0][0]] + body + lines[spans[-1][1]:]))
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "s"), "--no-plot"]) == 0
+    run = json.loads(js.read_text())["recordings"][0]
+    assert run["samples"] == run["samples_fully_answered"] == 100 and "log_warnings" not in run

@@ -594,12 +594,18 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil score: {exc}", soft_wrap=True)
         return 2
     scored: list[dict[str, object]] = []
+    foreign = runs[0].undecodable - runs[0].crc_failed  # those refused for their crc are said above
+    if foreign:
+        console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that are not frames of the CAN contract "
+                      "(another ID, length or kind): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
                               "crc_failed_frames": runs[0].crc_failed, "recordings": scored, "interrupted": False}
     status = 0
     try:
         for run, reference in zip(runs, references):
             entry = _score_run(run, reference, params, args)
+            if run.sequence_notes:
+                entry["log_warnings"] = list(run.sequence_notes)
             scored.append(entry)
             if any("not_scored" in cell for cell in entry["cells_scored"]):  # type: ignore[attr-defined]
                 status = 2
@@ -628,6 +634,9 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
     if runs[-1].cut_short is not None:
         console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
                       f"({runs[-1].cut_short}), cut short?; every record before it read", soft_wrap=True)
+    for run in runs:
+        for note in run.sequence_notes:
+            console.print(f"bmsfil hil {command}: warning: {path}: {run.name}: {note}", soft_wrap=True)
     if runs[-1].skipped:
         console.print(f"bmsfil hil {command}: warning: {path}: {describe_skipped(runs[-1].skipped)}; every other "
                       "line read (a frame on a skipped line is lost, as on the bus)", soft_wrap=True)

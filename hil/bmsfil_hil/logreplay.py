@@ -66,6 +66,7 @@ class LoggedRun:
     # and after how many records that did read (all of them kept)
     skipped: tuple[tuple[int, str], ...] = ()  # (with the last run) a text log's lines python-can cannot
     # read, skipped: line number and why
+    sequence_notes: tuple[str, ...] = ()  # samples the MeasPack sequence says were lost, repeated or reordered
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
 
@@ -97,6 +98,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
             break
     legacy = _written_under_contract3(head)
     segments: list[_Segment] = []
+    before: list[cc.Frame] = []  # decoded frames ahead of the log's first MeasPack
     undecodable = 0
     pack_refused: tuple[int, str] = (0, "")  # frames with MeasPack's ID that do not decode, and the first's error
     measurements = crc_failed = contract3 = 0  # MeasPack/MeasCell frames, those that failed the crc, and
@@ -118,10 +120,20 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
             if exc.frame_name == "MeasPack":
                 pack_refused = (pack_refused[0] + 1, pack_refused[1] or str(exc))
             continue
+        if isinstance(frame, cc.MeasPack) and segments and segments[-1].repeats(frame):
+            segments[-1].repeated += 1  # the same frame again (a bus's echo of the harness's own, a duplicate)
+            continue
         if isinstance(frame, cc.MeasPack) and (not segments or segments[-1].starts_anew(frame)):
             segments.append(_Segment())
+            if len(segments) == 1:  # the frames logged before the first MeasPack are its sample's, if any
+                segments[0].add(frame)
+                for early in before:
+                    segments[0].add(early)
+                continue
         if segments:
             segments[-1].add(frame)
+        else:
+            before.append(frame)
     if measurements and crc_failed > measurements // 2:
         failing = (f"{path}: {crc_failed} of its {measurements} measurement frames (MeasPack, MeasCell) fail the "
                    f"end-to-end check of the CAN contract {CONTRACT3 if legacy else cc.CONTRACT_VERSION} (CRC-4/G-704 "
@@ -357,20 +369,86 @@ class _Segment:
     estimates: list[dict[int, tuple[float, float]]] = field(default_factory=list)
     answers: list[tuple[int, cc.EstCellFlags | cc.EstCellHealth | cc.EstCellPower]] = field(default_factory=list)
     by_sequence: dict[int, int] = field(default_factory=dict)
+    pending: dict[int, list[cc.Frame]] = field(default_factory=dict)  # frames of sequences ahead of the last MeasPack
+    repeated: int = 0  # MeasPacks that were the one before them again
+    positions: list[int] = field(default_factory=list)  # each MeasPack's sequence, unwrapped (12 bits wrap)
+    backwards: list[tuple[int, int]] = field(default_factory=list)  # (sequence before, sequence) going back
+    target_faults: list[str] = field(default_factory=list)  # faults the target's TargetStatus reported
+
+    def repeats(self, pack: cc.MeasPack) -> bool:
+        """This MeasPack is one of the last WRAP_SLACK again: the same sequence and content."""
+        k = self.by_sequence.get(pack.sequence)
+        return k is not None and len(self.packs) - k <= WRAP_SLACK and self.packs[k] == pack
+
+    def notes(self) -> list[str]:
+        """What the MeasPacks' sequence says was lost, repeated or out of order, and the
+        estimates that came for no MeasPack of the log; [] if none."""
+        out = []
+        if self.packs and self.packs[0].sequence != 0:
+            out.append(f"it starts at sequence {self.packs[0].sequence}: the samples before it are not in the log")
+        seen = np.unique(np.array(self.positions))
+        holes = np.flatnonzero(np.diff(seen) > 1)
+        if holes.size:
+            lost = int(np.sum(np.diff(seen)[holes] - 1))
+            first = ", ".join(f"{int(np.diff(seen)[h] - 1)} after sequence {int(seen[h]) % cc.SEQUENCE_MODULUS}"
+                              for h in holes[:3])
+            out.append(f"{lost} sample(s) missing from the log's MeasPack sequence ({holes.size} gap(s): "
+                       f"{first}{', ...' if holes.size > 3 else ''}): not in the rebuilt recording")
+        if self.backwards:
+            first = ", ".join(f"{b} after {a}" for a, b in self.backwards[:3])
+            out.append(f"{len(self.backwards)} MeasPack(s) out of sequence order ({first}"
+                       f"{', ...' if len(self.backwards) > 3 else ''}): put back in sequence order")
+        if self.repeated:
+            out.append(f"{self.repeated} MeasPack(s) repeating one just before them (a bus's echo of the "
+                       "harness's own frames, or duplicates): read once")
+        if self.target_faults:
+            out.append(f"the target reported {len(self.target_faults)} fault(s) in its TargetStatus, the first: "
+                       f"{self.target_faults[0]}")
+        stray = sum(len(frames) for frames in self.pending.values())
+        if stray:
+            out.append(f"{stray} frame(s) for sequences no MeasPack of the log carries (estimates without their "
+                       "measurement): not read")
+        return out
 
     def starts_anew(self, pack: cc.MeasPack) -> bool:
-        """Whether this MeasPack starts another recording (see `read_log`)."""
-        return bool(self.packs) and pack.sequence == 0 and self.packs[-1].sequence < cc.SEQUENCE_MODULUS - WRAP_SLACK
+        """Whether this MeasPack starts another recording (see `read_log`): sequence 0, or one of
+        the first WRAP_SLACK going back to it from far on (the next recording's first MeasPacks
+        lost), unless the last was within WRAP_SLACK of the counter's wrap."""
+        if not self.packs:
+            return False
+        last = self.packs[-1].sequence
+        back = (last - pack.sequence) % cc.SEQUENCE_MODULUS
+        return (pack.sequence == 0 or (pack.sequence < WRAP_SLACK and WRAP_SLACK <= back < cc.SEQUENCE_MODULUS // 2)) \
+            and last < cc.SEQUENCE_MODULUS - WRAP_SLACK
 
     def add(self, frame: cc.Frame) -> None:
         if isinstance(frame, cc.MeasPack):
+            if self.packs:
+                step = (frame.sequence - self.packs[-1].sequence) % cc.SEQUENCE_MODULUS
+                if step > cc.SEQUENCE_MODULUS // 2 or step == 0:
+                    self.backwards.append((self.packs[-1].sequence, frame.sequence))
+                    step -= cc.SEQUENCE_MODULUS if step else 0
+                self.positions.append(self.positions[-1] + step)
+            else:
+                self.positions.append(frame.sequence)
             self.by_sequence[frame.sequence] = len(self.packs)
             self.packs.append(frame)
             self.cells.append({})
             self.estimates.append({})
+            for early in self.pending.pop(frame.sequence, []):
+                self.add(early)
             return
-        k = self.by_sequence.get(getattr(frame, "sequence", -1))
-        if k is None:
+        sequence = getattr(frame, "sequence", None)
+        if sequence is None:  # TargetStatus, TargetProfile, HostCommand: no sample's
+            if isinstance(frame, cc.TargetStatus) and frame.fault_code != cc.FaultCode.NONE:
+                self.target_faults.append(f"{cc.FaultCode(frame.fault_code).name} (its last sequence "
+                                          f"{frame.last_sequence})")
+            return
+        k = self.by_sequence.get(sequence)
+        if k is None or len(self.packs) - k > WRAP_SLACK:
+            # Before its MeasPack (a target's clock ahead of the harness's, frames sorted by time;
+            # or the counter's last wrap's): kept for it; counted if it never comes.
+            self.pending.setdefault(sequence, []).append(frame)
             return
         if isinstance(frame, cc.MeasCell):
             self.cells[k][frame.cell_index] = frame
@@ -380,6 +458,19 @@ class _Segment:
             self.answers.append((k, frame))
 
     def run(self, name: str, source: str, undecodable: int) -> LoggedRun:
+        run = self._run(name, source, undecodable)
+        run.sequence_notes = tuple(self.notes())
+        return run
+
+    def _run(self, name: str, source: str, undecodable: int) -> LoggedRun:
+        if self.backwards:  # in sequence order, as the samples were sent
+            order = np.argsort(np.array(self.positions), kind="stable")
+            where = np.empty_like(order)
+            where[order] = np.arange(order.size)
+            self.packs = [self.packs[k] for k in order]
+            self.cells = [self.cells[k] for k in order]
+            self.estimates = [self.estimates[k] for k in order]
+            self.answers = [(int(where[k]), answer) for k, answer in self.answers]
         packs = self.packs
         n, m = len(packs), max(p.n_cells for p in packs)
         # A gap of LONG_GAP_MAX_S or more (inf) as cc.UNCARRIED_GAP_S; one not known (nan) as no time.
