@@ -354,3 +354,15 @@ def test_ctrl_c_before_the_replay_is_a_line_not_a_traceback(tmp_path, monkeypatc
     rec = bundled_recording().slice(0, 20).save(tmp_path / "a.npz")
     assert main(["hil", "run", str(rec), "--out-dir", str(tmp_path)]) == 130
     assert capsys.readouterr().out.strip() == "bmsfil hil run: interrupted"
+
+
+def test_the_fault_matrix_exits_as_its_junit_says(tmp_path, capsys):
+    """Without the long run (--detect-samples 0) the 0.5 A offset cannot show
+    within 600 samples: its JUnit test case failed while the command exited
+    0. Now both say so."""
+    xml = tmp_path / "faults.xml"
+    assert main(["hil", "faults", "--samples", "600", "--detect-samples", "0", "--junit", str(xml)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "faults that did not show on the bus (flags or delivery statistics): current_offset;" in out
+    failed = [c.get("name") for c in ET.parse(xml).getroot().iter("testcase") if c.find("failure") is not None]
+    assert failed == ["current_offset"]
