@@ -62,6 +62,16 @@ def test_overfull_bus_is_refused_in_real_time(tmp_path, capsys):
     assert "refused" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("rate", [["--bitrate", "125000"], ["--bus-option", "bitrate=125000"]])
+def test_the_bus_load_is_checked_at_the_bitrate_the_bus_is_given(tmp_path, capsys, rate):
+    """A bit rate given as a python-can bus option is the bus's too: the load
+    check took 500 kbit/s and let 60 cells on a 125 kbit/s bus through."""
+    status = main(["hil", "run", "--target", "board", "--interface", "virtual", "--channel", f"rate-{tmp_path.name}",
+                   "--cells", "60", *rate, "--samples", "5", "--out-dir", str(tmp_path)])
+    assert status == 2
+    assert "take 261 % of a 125 kbit/s bus" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("mode", [[], ["--mode", "lockstep"]])
 def test_speed_is_refused_in_lock_step(tmp_path, capsys, monkeypatch, mode):
     """--speed paces a real-time replay; in lock-step (the default mode) it

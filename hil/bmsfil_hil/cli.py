@@ -279,7 +279,9 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: a reset after sample {max(resets)}, and {short[0][0]} has {short[0][1]} "
                       "samples (numbered from 0): no sample would follow it", soft_wrap=True)
         return 2
-    bitrate = args.bitrate or 500_000
+    # The rate the bus runs at: --bitrate, else a bitrate given with --bus-option, else the boards' 500 kbit/s.
+    given = config.get("bitrate")
+    bitrate = args.bitrate or (int(given) if isinstance(given, (int, float)) and given > 0 else 500_000)
     speed = 1.0 if args.speed is None else args.speed  # given in real-time mode only (refused above)
     for name, cells in packs:
         interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
