@@ -113,8 +113,9 @@ def _check_time_resolution(where: str, column: str, time: np.ndarray) -> None:
     the intervals would be 0 s, and every check and integral after this one wrong."""
     steps = np.diff(time)
     repeats = int(np.count_nonzero(steps == 0.0))
-    if steps.size >= 10 and repeats > REPEATED_TIME_SHARE * steps.size:
-        step = float(np.min(steps[steps > 0])) if (steps > 0).any() else 0.0
+    if steps.size >= 10 and repeats > REPEATED_TIME_SHARE * steps.size and (steps > 0).any():
+        # (A time that never advances is check_time_order's to name.)
+        step = float(np.min(steps[steps > 0]))
         raise RecordingError(
             f"{at(where, None, column)}: {repeats} of {steps.size} samples repeat the time before them (its "
             f"smallest step is {step:g} s): the column is coarser than the sampling, and a current cannot be "
