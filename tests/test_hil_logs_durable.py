@@ -529,3 +529,16 @@ def test_estimates_logged_before_their_measurement_are_kept(tmp_path, capsys):
     assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "s"), "--no-plot"]) == 0
     run = json.loads(js.read_text())["recordings"][0]
     assert run["samples"] == run["samples_fully_answered"] == 100 and "log_warnings" not in run
+
+
+def test_a_log_without_estimates_is_not_scored(tmp_path, capsys):
+    """A log of the measurements alone: '0/20 estimates, nan' and exit 0;
+    now not scored, saying why (exit 2)."""
+    log = tmp_path / "run.asc"
+    assert main(["hil", "run", "--samples", "20", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True) if " 200 " not in line))
+    capsys.readouterr()
+    js = tmp_path / "score.json"
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "s")]) == 2
+    assert "the log holds no estimate (EstCell 0x200) for cell 0" in " ".join(capsys.readouterr().out.split())
+    assert "no estimate" in json.loads(js.read_text())["recordings"][0]["cells_scored"][0]["not_scored"]
