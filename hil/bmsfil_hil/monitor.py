@@ -35,7 +35,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import struct
+import threading
 import sys
 import time
 import zlib
@@ -372,7 +374,23 @@ def _positive(text: str) -> float:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    """Run `bmsfil monitor`: 0 when done (or stopped with Ctrl-C), 1 on a bus error, 2 on a bad source."""
+    """Run `bmsfil monitor`: 0 when done (or stopped with Ctrl-C or SIGTERM, its --json snapshot
+    written either way), 1 on a bus error, 2 on a bad source."""
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        return _cmd_monitor(args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
     view = PackView(args.stale)
     if args.speed is not None and (args.log is None or args.once):
         err_console.print(f"bmsfil monitor: --speed {args.speed:g} paces the play of a log (--log, without --once); "
