@@ -81,6 +81,12 @@ def lg_section(data: Path) -> list[str]:
         "that drove the fit to the end of its range. Such a pair (its own capacity below a quarter",
         "or above four times the rating) is no longer learned either.",
         "",
+        "The price: a constant load's cut-off is empty only if the voltage without its ohmic drop",
+        "is near OCV(0). At 1C it is (the 1C capacity tests learn 2.47-2.73 Ah, their charge to the",
+        "cut-off), at 2C mostly not (585_Dis_2C_0degC stops at SOC 0.09 under 6 A: its capacity comes",
+        "from the rest-to-full pair, the charge put back, 2.78 Ah against Q_ref 2.60 Ah). A capacity",
+        "learned from cut-offs is the capacity at moderate loads, not at any load.",
+        "",
     ]
 
 

@@ -23,6 +23,7 @@ from bmsfil.health import CapacityTuning, HealthEstimator
 from bmsfil.health_eval import score_discharges, summarise
 from bmsfil.importers import import_file
 from bmsfil.params import ParamsError, bundled_params, params_arg
+from bmsfil.recording import Recording, RecordingMeta
 from bmsfil.reference import awtls_reference
 from firmware_tools import micropython_app
 from shared_data import DATA, LG, needs_data
@@ -252,13 +253,32 @@ def test_a_cold_cut_off_then_a_warm_rest_teaches_no_absurd_capacity() -> None:
     SOC back with no charge counted, then a charge. The cut-off was taken for
     empty and that pair (no charge for half the SOC) drove the fit to 300
     Ah; now the cut-off under the cold cell's resistance is no empty anchor
-    and a pair outside a quarter to four times rated is not learned: the
+    (the pair check that would refuse such a pair is the C test's,
+    test_contradicting_pair_is_not_learned, and the port's below): the
     rest-to-full pair gives the capacity (2.61 Ah: the charge put back,
     which is more than a discharge takes out, as in the C/20 tests)."""
     path = next(LG.rglob("607_Dis_2C.csv"))
     c = HealthEstimator(bundled_params()).run(import_file(path))
     assert c.where("anchor_empty").size == 0
     assert 2.3 < c.capacity_Ah[-1] < 2.8 and c.capacity_sigma_Ah[-1] < 0.1
+
+
+def test_a_pair_that_contradicts_itself_is_learned_by_neither_port(mp_health) -> None:
+    """A rested full cell, then an hour's rest at the voltage of SOC 0.5 with
+    no current (what a cold cut-off taken for empty and a warm rest look
+    like to the anchors): the rest anchor's pair says no capacity at all.
+    Neither the C core nor the MicroPython port learns it (without the check
+    the fit went to 100 times rated), and both take the same anchors."""
+    params = bundled_params()
+    ocv = np.asarray(params.cell.ocv_V)[list(params.cell.temp_C).index(25.0)]
+    t = np.arange(0.0, 6 * 3600.0, 10.0)
+    v = np.where(t < 60.0, ocv[-1], np.interp(0.5, np.linspace(0.0, 1.0, ocv.size), ocv))
+    rec = Recording(t, np.zeros_like(t), v, np.full_like(t, 25.0), RecordingMeta(name="contradicting"))
+    c = HealthEstimator(params).run(rec)
+    assert c.where("anchor_rest").size == 1 and 0.45 < c.soc[c.where("anchor_rest")[0]] < 0.55
+    assert c.where("capacity_updated").size == 0 and c.capacity_Ah[-1] == pytest.approx(3.0)
+    *_, cap, _, _, _, _, events = _mp_run(mp_health, params, rec)
+    assert np.array_equal(events, c.events) and cap[-1] == pytest.approx(3.0)
 
 
 @needs_nasa

@@ -279,9 +279,10 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: a reset after sample {max(resets)}, and {short[0][0]} has {short[0][1]} "
                       "samples (numbered from 0): no sample would follow it", soft_wrap=True)
         return 2
-    # The rate the bus runs at: --bitrate, else a bitrate given with --bus-option, else the boards' 500 kbit/s.
+    # The rate the bus runs at: a bitrate given with --bus-option (python-can's, it overrides
+    # --bitrate in the bus's settings), else --bitrate, else the boards' 500 kbit/s.
     given = config.get("bitrate")
-    bitrate = args.bitrate or (int(given) if isinstance(given, (int, float)) and given > 0 else 500_000)
+    bitrate = int(given) if isinstance(given, (int, float)) and given > 0 else (args.bitrate or 500_000)
     speed = 1.0 if args.speed is None else args.speed  # given in real-time mode only (refused above)
     for name, cells in packs:
         interval = float(np.nanmedian(cells[0].dt_s[1:])) if len(cells[0]) > 1 else 1.0
@@ -598,8 +599,8 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     scored: list[dict[str, object]] = []
     foreign = runs[0].undecodable - runs[0].crc_failed  # those refused for their crc are said above
     if foreign:
-        console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that are not frames of the CAN contract "
-                      "(another ID, length or kind): not read", soft_wrap=True)
+        console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that do not decode as frames of the CAN "
+                      "contract (another ID, a wrong length or kind, a value out of range): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
                               "crc_failed_frames": runs[0].crc_failed, "recordings": scored, "interrupted": False}
     status = 0

@@ -41,6 +41,10 @@ from bmsfil_hil.replay import Health, Plausibility, Power
 #: 12 bits (cc.SEQUENCE_MODULUS, 4096): 64 keeps the share of recordings whose end falls in
 #: the slack (and so would be read as joined to the next) at 1.6 %.
 WRAP_SLACK = 64
+#: A MeasPack of sequence 0 within this many sequences after the last is a sample put back in
+#: order (frames reordered on the bus), not a new recording; a recording of fewer samples
+#: followed by another in one log reads as one.
+REORDER_SLACK = 4
 
 
 class LogError(ValueError):
@@ -120,11 +124,14 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
             if exc.frame_name == "MeasPack":
                 pack_refused = (pack_refused[0] + 1, pack_refused[1] or str(exc))
             continue
-        if isinstance(frame, cc.MeasPack) and segments and segments[-1].repeats(frame):
+        if isinstance(frame, cc.MeasPack) and segments and not segments[-1].starts_anew(frame) \
+                and segments[-1].repeats(frame):
             segments[-1].repeated += 1  # the same frame again (a bus's echo of the harness's own, a duplicate)
             continue
         if isinstance(frame, cc.MeasPack) and (not segments or segments[-1].starts_anew(frame)):
             segments.append(_Segment())
+            if len(segments) > 1:
+                segments[-2].hand_over(segments[-1])
             if len(segments) == 1:  # the frames logged before the first MeasPack are its sample's, if any
                 segments[0].add(frame)
                 for early in before:
@@ -376,7 +383,8 @@ class _Segment:
     target_faults: list[str] = field(default_factory=list)  # faults the target's TargetStatus reported
 
     def repeats(self, pack: cc.MeasPack) -> bool:
-        """This MeasPack is one of the last WRAP_SLACK again: the same sequence and content."""
+        """This MeasPack is one of the last WRAP_SLACK again: the same sequence and content (asked
+        after `starts_anew`: a recording starting as the last one did is not a repeat)."""
         k = self.by_sequence.get(pack.sequence)
         return k is not None and len(self.packs) - k <= WRAP_SLACK and self.packs[k] == pack
 
@@ -411,15 +419,25 @@ class _Segment:
         return out
 
     def starts_anew(self, pack: cc.MeasPack) -> bool:
-        """Whether this MeasPack starts another recording (see `read_log`): sequence 0, or one of
-        the first WRAP_SLACK going back to it from far on (the next recording's first MeasPacks
-        lost), unless the last was within WRAP_SLACK of the counter's wrap."""
+        """Whether this MeasPack starts another recording (see `read_log`): one of the first
+        WRAP_SLACK sequences (0, or a later one when the next recording's first MeasPacks were
+        lost) going back from further on than REORDER_SLACK, unless the last was within
+        WRAP_SLACK of the counter's wrap."""
         if not self.packs:
             return False
         last = self.packs[-1].sequence
-        back = (last - pack.sequence) % cc.SEQUENCE_MODULUS
-        return (pack.sequence == 0 or (pack.sequence < WRAP_SLACK and WRAP_SLACK <= back < cc.SEQUENCE_MODULUS // 2)) \
-            and last < cc.SEQUENCE_MODULUS - WRAP_SLACK
+        ahead = (pack.sequence - last) % cc.SEQUENCE_MODULUS  # how far on, if it is on
+        back = (last - pack.sequence) % cc.SEQUENCE_MODULUS  # how far back, if it is back
+        # One of the first sequences, not the next few (a loss), not one of the last few put back
+        # (reordered on the bus), and not after the counter's wrap.
+        return (pack.sequence < WRAP_SLACK and ahead > WRAP_SLACK and back > REORDER_SLACK
+                and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
+
+    def hand_over(self, nxt: "_Segment") -> None:
+        """Frames kept for sequences no MeasPack of this recording carried, of the first
+        WRAP_SLACK sequences: the next recording's, logged before its first MeasPack."""
+        for sequence in [q for q in self.pending if q < WRAP_SLACK]:
+            nxt.pending.setdefault(sequence, []).extend(self.pending.pop(sequence))
 
     def add(self, frame: cc.Frame) -> None:
         if isinstance(frame, cc.MeasPack):
@@ -445,9 +463,11 @@ class _Segment:
                                           f"{frame.last_sequence})")
             return
         k = self.by_sequence.get(sequence)
-        if k is None or len(self.packs) - k > WRAP_SLACK:
+        late = len(self.packs) - 1 - k if k is not None else 0
+        if k is None or late > WRAP_SLACK or (sequence < WRAP_SLACK and late > REORDER_SLACK):
             # Before its MeasPack (a target's clock ahead of the harness's, frames sorted by time;
-            # or the counter's last wrap's): kept for it; counted if it never comes.
+            # the counter's last wrap's; or, for one of the first sequences long past, the next
+            # recording's first samples): kept for it; counted if it never comes.
             self.pending.setdefault(sequence, []).append(frame)
             return
         if isinstance(frame, cc.MeasCell):

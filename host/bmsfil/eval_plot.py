@@ -167,23 +167,30 @@ def _health_panel(h: HealthTrace) -> Panel:
         d.line(ax, cap, held=True, color="tab:blue", lw=1.0, label="capacity ±3σ")
         ax.axhline(h.rated_Ah, color="tab:blue", lw=0.5, ls=":", label=f"rated {h.rated_Ah:g} Ah")
         ax.set_ylabel("capacity / Ah", color="tab:blue")
-        pad = max(3.0 * float(csig[-1]), 0.05 * h.rated_Ah)
-        ax.set_ylim(min(float(np.nanmin(cap)), h.rated_Ah) - pad, max(float(np.nanmax(cap)), h.rated_Ah) + pad)
+        finite_cap = cap[np.isfinite(cap)]
+        last_sigma = float(csig[-1]) if np.isfinite(csig[-1]) else 0.0
+        pad = max(3.0 * last_sigma, 0.05 * h.rated_Ah)
+        ax.set_ylim(min(float(finite_cap.min(initial=h.rated_Ah)), h.rated_Ah) - pad,
+                    max(float(finite_cap.max(initial=h.rated_Ah)), h.rated_Ah) + pad)
         r0 = ax.twinx()
         r, rsig = h.r0_ohm * 1e3, h.r0_sigma_ohm * 1e3
         stepped = h.where("r0_updated")
         if stepped.size:
             d.band(r0, r - 3 * rsig, r + 3 * rsig, held=True, color="tab:red", alpha=0.15)
             d.line(r0, r, held=True, color="tab:red", lw=1.0, label="R0 ±3σ")
-            lo, hi = np.nanpercentile(r[stepped[0]:], [1.0, 99.0])
-            pad = max(3.0 * float(np.nanmedian(rsig[stepped[0]:])), 0.1 * float(np.nanmedian(r[stepped[0]:])))
-            r0.set_ylim(lo - pad, hi + pad)
+            since, spread = r[stepped[0]:], rsig[stepped[0]:]
+            since, spread = since[np.isfinite(since)], spread[np.isfinite(spread)]
+            if since.size:
+                lo, hi = np.percentile(since, [1.0, 99.0])
+                pad = max(3.0 * float(np.median(spread)) if spread.size else 0.0, 0.1 * abs(float(np.median(since))))
+                if pad > 0.0:
+                    r0.set_ylim(lo - pad, hi + pad)
             r0_text = f"R0 {r[-1]:.1f} ± {rsig[-1]:.1f} mΩ"
         else:
             r0_text = "R0: no current step seen, the prior kept"
         r0.set_ylabel("R0 / mΩ", color="tab:red")
         learned = (f"capacity {cap[-1]:.3f} ± {csig[-1]:.3f} Ah at the end (SOH {cap[-1] / h.rated_Ah:.3f})"
-                   if h.where("capacity_updated").size else "capacity: no pair of anchors closed, the prior kept")
+                   if h.where("capacity_updated").size else "capacity: no pair of anchors learned, the prior kept")
         ax.set_title(f"state of health (C core): {learned}, {r0_text}", fontsize=9)
         lines = ax.get_legend_handles_labels()
         more = r0.get_legend_handles_labels()

@@ -38,6 +38,7 @@ from bmsfil.fit import (
 )
 from bmsfil.gaps import gap_warning
 from bmsfil.held_out import fit_digests
+from bmsfil.importers.names import output_stem
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
 from bmsfil.params_match import parameter_warnings
@@ -269,7 +270,7 @@ def build_report(params: ParameterSet, inputs: ReportInputs, progress: Callable[
 
         with tempfile.TemporaryDirectory() as tmp:
             for e, _ in evals:
-                path = write_plot(e, Path(tmp) / f"{e.name}.png")
+                path = write_plot(e, Path(tmp) / f"{output_stem(e.name)}.png")
                 parts.append(_img(base64.b64encode(path.read_bytes()).decode("ascii"), e.name))
     style = ("body{font-family:sans-serif;max-width:1150px;margin:auto}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #bbb;padding:2px 8px;text-align:left;font-size:90%}img{max-width:100%}")

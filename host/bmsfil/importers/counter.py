@@ -252,5 +252,5 @@ def check_net(where: str, columns: dict[str, str], time_s: np.ndarray, current_A
         f"{at(where, None, columns['ah'])}: the Ah counter is not the net charge of {columns['current']!r}: over the "
         f"file it moves {np.sum(da[kept]):+.4f} Ah where the current's integral moves {np.sum(dq[kept]):+.4f} Ah "
         f"({off:+.4f} Ah apart, more than the log's resolution explains); {why}. The reference SOC needs the net "
-        "counter: map that one (ah=COLUMN), or leave ah out to import without a reference"
+        "counter: map that one (bmsfil import --map ...,ah=<column>), or leave ah out to import without a reference"
     )
