@@ -307,7 +307,7 @@ KNOWN_MISSES = {
     "a 0.5 A offset is 3 % of SOC in 10 min against sqrt(2) x 1 %, z ~ 2, below the 1e-5 alarm "
     "(flagged after 30-42 min; docs/plausibility.md)",
     "leak": "50 mA over one drive cycle is 1.5-6 % of SOC, at most 2.2 sigma of the EKF's own uncertainty "
-    "(flagged after 6.8 h of driving with the monitor kept across cycles; docs/plausibility.md)",
+    "(flagged after 7.3 h of driving with the monitor kept across cycles; docs/plausibility.md)",
 }
 
 

@@ -740,10 +740,10 @@ def _score_cell(run: LoggedRun, j: int, rec: Recording, reference: Recording | N
     n = len(rec)
     est = run.logged_soc[:, j]
     have = ~np.isnan(est)
+    core_trace, core_flags = run_monitored(rec, params)  # raises where the core has no sample to start from
     if not have.any():
         raise ValueError(f"the log holds no estimate (EstCell 0x{cc.FrameId.EST_CELL:03X}) for cell {j}: nothing to "
                          "score (a log of the measurements alone, or of the wrong channel?)")
-    core_trace, core_flags = run_monitored(rec, params)
     delta = float(np.max(np.abs(est[have] - core_trace.soc[have]))) if have.any() else math.nan
     cell_doc: dict[str, object] = {"cell": j, "estimates": int(have.sum()), "max_abs_soc_difference_vs_core": delta}
     cell_doc.update(_answers_over_can(run.plausibility, run.health, run.power, j, rec))
