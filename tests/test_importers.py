@@ -476,6 +476,26 @@ def test_a_time_column_coarser_than_the_sampling_is_refused(tmp_path: Path) -> N
         import_file(path)
 
 
+def test_thousands_grouped_with_dots_in_a_file_of_decimal_commas(tmp_path: Path) -> None:
+    """A ';' file writing decimals with ',' (a German export): '-1.714,5' mA
+    is -1714.5 mA (it was refused); '-1.714' alone could be -1.714 or -1714
+    and was read as -1.714 mA, 1000 times too small in silence: refused now,
+    naming the cell. A '.' in a file whose first row writes no ',' is a
+    decimal point, as before ('3.714' V in a tab-separated file)."""
+    head = "Zeit [s];Strom [mA];Spannung [V];Temperatur [degC]\n"
+    german = {"time": "Zeit", "current": "Strom", "voltage": "Spannung", "temperature": "Temperatur"}
+    path = write(tmp_path / "de.csv", head + "0,0;-43,5;4,1848;23,9\n0,1;-1.714,5;4,1840;23,9\n")
+    assert import_file(path, column_map=german).current_A.tolist() == pytest.approx([-0.0435, -1.7145])
+    write(path, head + "0,0;-43;4,1848;23,9\n0,1;-1.714;4,1840;23,9\n")
+    with pytest.raises(RecordingError, match=r"de\.csv:3: column 'Strom \[mA\]': expected a number without a '\.' "
+                                             r"between thousands .*got '-1\.714'"):
+        import_file(path, column_map=german)
+    tabs = write(tmp_path / "points.txt", "Time [s]\tCurrent [A]\tVoltage [V]\tTemperature [degC]\n"
+                 "0.0\t-1.500\t3.714\t25.0\n1.0\t-1.500\t3.713\t25.0\n")
+    rec = import_file(tabs)
+    assert rec.voltage_V.tolist() == [3.714, 3.713] and rec.current_A[0] == -1.5
+
+
 def test_rows_of_empty_fields_are_blank_lines(tmp_path: Path) -> None:
     """A spreadsheet saves the rows it once used as ',,,': blank, as a blank
     line is (a red team's Excel export failed on them); a row with a value

@@ -6,6 +6,7 @@ one when that fails, to find the bad cell or to turn empty cells into NaN.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -23,9 +24,23 @@ class CellError(Exception):
         self.expected = expected
 
 
-def numbers(cells: Sequence[str], decimal_comma: bool = False) -> np.ndarray:
-    """Plain numbers; missing cells become NaN."""
-    if decimal_comma:
+#: A '.' with groups of three digits after it and nothing else: 1.714 or 1714?
+_GROUPED = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
+
+
+def numbers(cells: Sequence[str], decimal_comma: bool = False, comma_file: bool = False) -> np.ndarray:
+    """Plain numbers; missing cells become NaN. With `decimal_comma` a ',' is the decimal mark;
+    with `comma_file` too (the file writes its decimals so), a '.' groups thousands: beside a
+    ',' it is dropped ('1.714,5'), alone before three digits ('-1.714') it is refused, as it
+    could be either (a '.' elsewhere, '3.7', stays a decimal point)."""
+    if decimal_comma and comma_file:
+        for i, cell in enumerate(cells):
+            if "." in cell and "," not in cell and _GROUPED.match(cell.strip()):
+                raise CellError(i, "a number without a '.' between thousands (this file writes its decimals "
+                                   "with ',', so a '.' before three digits could group thousands or mark "
+                                   "decimals)")
+        cells = [cell.replace(".", "").replace(",", ".") if "," in cell else cell for cell in cells]
+    elif decimal_comma:
         cells = [cell.replace(",", ".") for cell in cells]
     try:
         return np.array(cells, dtype=np.float64)
