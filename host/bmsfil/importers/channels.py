@@ -10,7 +10,7 @@ import numpy as np
 
 from ..recording import RecordingError
 from . import parse
-from .counter import check_counter, check_net, join_restarts, unlogged_charge
+from .counter import check_counter, check_net, join_noting_gaps
 from .plausibility import check
 from .table import Converter, Header, Table, at
 from .units import conversion, known_units
@@ -163,12 +163,11 @@ def join_counter_restarts(channels: Channels) -> None:
     values = channels.values
     if not {"ah", "current", "time"} <= values.keys():
         return
-    values["ah"], note = join_restarts(
+    values["ah"], note, unlogged = join_noting_gaps(
         channels.where, channels.lines, channels.columns, values["time"], values["current"], values["ah"]
     )
     if note is not None:
         channels.notes["ah_restarts_joined"] = note
-    unlogged = unlogged_charge(channels.lines, channels.columns, values["time"], values["current"], values["ah"])
     if unlogged is not None:  # kept with the recording: eval warns of it (the counter moved unseen)
         channels.notes["ah_unlogged"] = unlogged
     check_net(channels.where, channels.columns, values["time"], values["current"], values["ah"])

@@ -123,8 +123,8 @@ LONG_MIN_S = 60.0
 def _unexplained(lines: np.ndarray, columns: dict[str, str], time_s: np.ndarray, current_A: np.ndarray,
                  ah: np.ndarray):  # type: ignore[no-untyped-def]
     """The counter's moves the current cannot explain: (finite samples, their counter steps,
-    intervals and the current's charge over them, the moves over gaps in the log, those over
-    ordinary intervals (restarts), the text for the gaps or None); None if nothing can be told."""
+    intervals and the current's charge over them, the moves over ordinary intervals (restarts),
+    the text for those over gaps in the log or None); None if nothing can be told."""
     finite = np.flatnonzero(np.isfinite(ah) & np.isfinite(time_s))
     known = np.isfinite(current_A)
     if finite.size < 2 or not known.any():
@@ -148,14 +148,7 @@ def _unexplained(lines: np.ndarray, columns: dict[str, str], time_s: np.ndarray,
                 f"{int(lines[finite[k + 1]])}, more than {columns['current']!r} at either end explains"
                 + ("" if gaps.size == 1 else f" (and over {gaps.size - 1} more such gap(s))")
                 + ": kept as the tester counted it (charge the log does not show)")
-    return finite, da, dt, dq, gaps, jumps, note
-
-
-def unlogged_charge(lines: np.ndarray, columns: dict[str, str], time_s: np.ndarray, current_A: np.ndarray,
-                    ah: np.ndarray) -> str | None:
-    """What join_restarts warns of gaps in the log over which the counter moved, or None."""
-    found = _unexplained(lines, columns, time_s, current_A, ah)
-    return None if found is None else found[-1]
+    return finite, da, dt, dq, jumps, note
 
 
 def join_restarts(
@@ -166,7 +159,22 @@ def join_restarts(
     current_A: np.ndarray,
     ah: np.ndarray,
 ) -> tuple[np.ndarray, str | None]:
-    """The Ah counter joined over the places where it starts over, and what was joined (None: nothing).
+    """The Ah counter joined over the places where it starts over, and what was joined (None:
+    nothing): `join_noting_gaps` without its note of the gaps."""
+    out, joined, _ = join_noting_gaps(where, lines, columns, time_s, current_A, ah)
+    return out, joined
+
+
+def join_noting_gaps(
+    where: str,
+    lines: np.ndarray,
+    columns: dict[str, str],
+    time_s: np.ndarray,
+    current_A: np.ndarray,
+    ah: np.ndarray,
+) -> tuple[np.ndarray, str | None, str | None]:
+    """The Ah counter joined over the places where it starts over, what was joined, and what it
+    moved over gaps in the log (each None: nothing).
 
     A tester may restart its counter at 0 mid-file (per cycle, per step, after a
     pause): the counter then jumps by far more than any current in the file could
@@ -183,12 +191,12 @@ def join_restarts(
     """
     found = _unexplained(lines, columns, time_s, current_A, ah)
     if found is None:
-        return ah, None
-    finite, da, dt, dq, _, jumps, gap_note = found
+        return ah, None, None
+    finite, da, dt, dq, jumps, gap_note = found
     if gap_note is not None:
-        warnings.warn(f"{where}: {gap_note}", RecordingWarning, stacklevel=2)
+        warnings.warn(f"{where}: {gap_note}", RecordingWarning, stacklevel=3)
     if not jumps.size:
-        return ah, None
+        return ah, None, gap_note
     a = ah[finite]
     step = np.zeros(len(ah))
     step[finite[jumps + 1]] = -(da[jumps] - dq[jumps])
@@ -203,8 +211,8 @@ def join_restarts(
         f"{dt[k]:g} s, while {columns['current']!r} moved {dq[k]:+.4f} Ah){more}: joined, each restart's interval "
         "counted as the current's integral, so that the counter runs over the whole file"
     )
-    warnings.warn(f"{where}: {note}", RecordingWarning, stacklevel=2)
-    return out, note
+    warnings.warn(f"{where}: {note}", RecordingWarning, stacklevel=3)
+    return out, note, gap_note
 
 
 #: After its joins, the counter's net change may differ from the current's integral by the
