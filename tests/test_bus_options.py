@@ -4,10 +4,15 @@ bus does not open."""
 from __future__ import annotations
 
 import errno
+import json
+import threading
 
+import can
 import pytest
 
-from bmsfil_hil.busopts import BusOptionError, bus_config, open_failure
+from bmsfil import can_contract as cc
+from bmsfil.cli import main
+from bmsfil_hil.busopts import BusOptionError, bus_config, open_failure, option_keys, resolve_bus
 
 
 def test_options_are_typed_as_python_can_wants_them() -> None:
@@ -26,3 +31,70 @@ def test_a_bus_that_does_not_open_is_explained() -> None:
     assert "no network interface 'can0'" in no_device and "ip link" in no_device
     other = open_failure({"interface": "pcan", "channel": "x"}, OSError(errno.EACCES, "Permission denied"))
     assert other.endswith("Permission denied")
+
+
+@pytest.fixture
+def no_can_config(tmp_path, monkeypatch):
+    """No python-can configuration but what a test writes: no CAN_* variables,
+    a HOME without ~/.canrc."""
+    for name in ("CAN_INTERFACE", "CAN_CHANNEL", "CAN_BITRATE", "CAN_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_the_bus_comes_from_python_cans_configuration_as_its_tools_take_it(no_can_config, monkeypatch) -> None:
+    (no_can_config / ".canrc").write_text("[default]\ninterface = virtual\nchannel = from-canrc\nbitrate = 250000\n")
+    assert resolve_bus({}) == {"interface": "virtual", "channel": "from-canrc", "bitrate": 250000}
+    monkeypatch.setenv("CAN_CHANNEL", "from-env")
+    assert resolve_bus({})["channel"] == "from-env"
+    # the command line wins over both
+    assert resolve_bus({"channel": "given", "bitrate": 500000}) == {"interface": "virtual", "channel": "given",
+                                                                    "bitrate": 500000}
+
+
+def test_no_bus_anywhere_or_an_unknown_interface_is_said(no_can_config) -> None:
+    with pytest.raises(BusOptionError, match=r"no CAN bus given: .*--interface and --channel.*CAN_INTERFACE"):
+        resolve_bus({})
+    with pytest.raises(BusOptionError, match=r"--interface 'vcan': python-can has no such interface; it knows .*socketcan"):
+        resolve_bus({"interface": "vcan", "channel": "x"})
+    with pytest.raises(BusOptionError, match="the virtual interface needs a channel"):
+        resolve_bus({"interface": "virtual"})
+
+
+def test_a_misspelt_bus_option_is_refused_and_an_unknown_one_passed_on(no_can_config) -> None:
+    given = bus_config("virtual", "a", None, ["recieve_own_messages=true"])
+    with pytest.raises(BusOptionError, match="did you mean 'receive_own_messages'"):
+        resolve_bus(given, option_keys(["recieve_own_messages=true"]))
+    # a setting the interface takes through **kwargs (pcan's f_clock_mhz, say) looks like no named one: passed on
+    given = bus_config("virtual", "a", None, ["app_name=bench"])
+    assert resolve_bus(given, ["app_name"])["app_name"] == "bench"
+
+
+def test_monitor_reads_a_live_bus_named_only_in_the_environment(no_can_config, monkeypatch, tmp_path) -> None:
+    channel = "bmsfil-test-env-bus"
+    monkeypatch.setenv("CAN_INTERFACE", "virtual")
+    monkeypatch.setenv("CAN_CHANNEL", channel)
+    sender = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    out = tmp_path / "live.json"
+    timer = threading.Timer(0.2, lambda: [sender.send(cc.encode_est_cell(k, 0, 0.4, 0.02)) for k in range(3)])
+    timer.start()
+    try:
+        assert main(["monitor", "--once", "--window", "0.6", "--json", str(out)]) == 0
+    finally:
+        timer.join()
+        sender.shutdown()
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["soc"] == pytest.approx(0.4) and cell["sequence"] == 2
+
+
+@pytest.mark.parametrize("command", [["monitor", "--once"], ["hil", "run", "--target", "board", "--samples", "5"]])
+def test_without_a_bus_the_commands_say_where_to_name_one(no_can_config, capsys, command) -> None:
+    argv = [*command] + (["--out-dir", str(no_can_config / "out")] if command[0] == "hil" else [])
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = " ".join((captured.err + captured.out).split())
+    assert "no CAN bus given" in err and "~/.canrc" in err and "Traceback" not in err
+    assert main([*argv, "--interface", "virtual", "--channel", "x", "--bus-option", "recieve_own_messages=1"]) == 2
+    captured = capsys.readouterr()
+    assert "did you mean 'receive_own_messages'" in " ".join((captured.err + captured.out).split())

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 from errno import EAFNOSUPPORT, ENODEV
 
 import can
+from can.exceptions import CanInterfaceNotImplementedError
+from can.interfaces import BACKENDS, VALID_INTERFACES
+from can.util import load_config
 
 
 class BusOptionError(ValueError):
-    """A --bus-option that is not KEY=VALUE."""
+    """A --bus-option that is not KEY=VALUE, or a bus that cannot be resolved
+    from the options and python-can's configuration."""
 
 
 def option_value(text: str) -> object:
@@ -27,9 +34,13 @@ def option_value(text: str) -> object:
 
 def bus_config(interface: str | None, channel: str | None, bitrate: int | None,
                options: list[str]) -> dict[str, object]:
-    """Keyword arguments for `can.Bus`: interface, channel, bitrate (when
-    given) and every ``KEY=VALUE`` of `options`, typed."""
-    config: dict[str, object] = {"interface": interface, "channel": channel}
+    """Keyword arguments for `can.Bus`: interface, channel, bitrate (each
+    when given) and every ``KEY=VALUE`` of `options`, typed."""
+    config: dict[str, object] = {}
+    if interface is not None:
+        config["interface"] = interface
+    if channel is not None:
+        config["channel"] = channel
     if bitrate is not None:
         config["bitrate"] = bitrate
     for item in options:
@@ -67,3 +78,69 @@ def open_failure(config: dict[str, object], exc: BaseException) -> str:
             text += (f"; no network interface {config.get('channel')!r}: `ip link` lists them, and "
                      "`ip link set CHANNEL up type can bitrate B` brings one up")
     return text
+
+
+#: Settings python-can itself reads for every interface (its configuration's keys and
+#: the bit-timing fields it turns into a ``timing``), beside each interface's own.
+COMMON_SETTINGS = ("interface", "channel", "bitrate", "data_bitrate", "fd", "timing", "can_filters",
+                   "receive_own_messages", "state", "f_clock", "brp", "tseg1", "tseg2", "sjw", "nof_samples",
+                   "nom_brp", "nom_tseg1", "nom_tseg2", "nom_sjw", "data_brp", "data_tseg1", "data_tseg2",
+                   "data_sjw")
+
+
+def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ...] = ()) -> dict[str, object]:
+    """The bus python-can would open for `given` (what the command line
+    said): completed from python-can's configuration as its own tools are
+    (``can.rc``, the environment's CAN_INTERFACE, CAN_CHANNEL, CAN_BITRATE and
+    CAN_CONFIG, then ``~/.canrc``, ``~/.can`` or ``/etc/can.conf``), the command line
+    winning. Raises `BusOptionError` when no interface is known, or python-can
+    knows none of that name, or one of `option_keys` (the --bus-option keys)
+    looks like a misspelling of a setting the interface has."""
+    try:
+        resolved = dict(load_config(config=dict(given)))
+    except CanInterfaceNotImplementedError:
+        name = given.get("interface")
+        if name is None:
+            raise BusOptionError(
+                "no CAN bus given: name it with --interface and --channel (python-can's, e.g. --interface "
+                "socketcan --channel can0), or in python-can's configuration (CAN_INTERFACE and CAN_CHANNEL, "
+                "or a [default] section with interface and channel in ~/.canrc)") from None
+        raise BusOptionError(f"--interface {name!r}: python-can has no such interface; it knows "
+                             f"{', '.join(sorted(VALID_INTERFACES))}") from None
+    except ValueError as exc:  # a setting python-can checks itself: port, state
+        raise BusOptionError(f"python-can refused the bus settings: {exc}") from None
+    interface = str(resolved["interface"])
+    if resolved.get("channel") is None:
+        raise BusOptionError(f"the {interface} interface needs a channel: --channel (python-can's, e.g. can0, "
+                             "PCAN_USBBUS1, /dev/ttyACM0) or CAN_CHANNEL, or channel in ~/.canrc")
+    named = _interface_settings(interface)
+    if named:
+        for key in option_keys:
+            if key in named:
+                continue
+            close = difflib.get_close_matches(key, named, n=1, cutoff=0.75)
+            if close:
+                raise BusOptionError(f"--bus-option {key}: the {interface} interface has no setting {key!r}; "
+                                     f"did you mean {close[0]!r}? (python-can passes settings it does not "
+                                     "know to the interface, which ignores them)")
+    return {key: value for key, value in resolved.items() if value is not None}
+
+
+def _interface_settings(interface: str) -> list[str]:
+    """The settings `interface`'s bus class names, with python-can's common
+    ones; empty when its module cannot be imported (a driver missing: the
+    bus will not open, and says why)."""
+    module, cls_name = BACKENDS[interface]
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except Exception:  # noqa: BLE001 - any failure of a driver's import means: cannot check here
+        return []
+    own = [name for name, param in inspect.signature(cls.__init__).parameters.items()
+           if param.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+           and name != "self"]
+    return sorted({*own, *COMMON_SETTINGS})
+
+
+def option_keys(options: list[str]) -> list[str]:
+    """The keys of ``KEY=VALUE`` --bus-options."""
+    return [item.partition("=")[0] for item in options]

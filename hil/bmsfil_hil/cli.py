@@ -38,7 +38,7 @@ from bmsfil.params import ParameterSet, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
-from bmsfil_hil.busopts import BusOptionError, bus_config
+from bmsfil_hil.busopts import BusOptionError, bus_config, option_keys, resolve_bus
 from bmsfil_hil.faults import MatrixInterrupted, run_matrix
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import write_fault_junit, write_junit
@@ -229,6 +229,12 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: {'/'.join(bus_options)} open the bus of a board, and the target is "
                       f"{args.target}: add --target board", soft_wrap=True)
         return 2
+    if args.target == "board":
+        try:
+            config = resolve_bus(config, option_keys(args.bus_option))
+        except BusOptionError as exc:
+            console.print(f"bmsfil hil run: target board: {exc}", soft_wrap=True)
+            return 2
     if (args.warm_reset_at or args.power_cycle_at) and args.target in ("host", "reference"):
         console.print(f"bmsfil hil run: --warm-reset-at/--power-cycle-at: target {args.target} runs on the desktop "
                       "and has no reset; use a firmware target (qemu, micropython or board)", soft_wrap=True)

@@ -9,7 +9,8 @@ contract or do not decode are counted and the last error shown, never
 raised: a monitor must survive whatever is on the bus.
 
 Sources: a live bus opened with python-can (``--interface``, ``--channel``,
-``--bitrate``, ``--bus-option KEY=VALUE``), or a python-can log (``--log``:
+``--bitrate``, ``--bus-option KEY=VALUE``, completed from python-can's own
+configuration as its tools are: CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``), or a python-can log (``--log``:
 ``.blf``, ``.asc`` or ``.log``) played through the view. ``--once`` prints
 one snapshot instead (a live bus is listened to for ``--window`` seconds
 first) and ``--json`` writes the last snapshot as JSON.
@@ -54,7 +55,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bmsfil import can_contract as cc
-from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure
+from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure, option_keys, resolve_bus
 from bmsfil_hil.logreplay import ChannelError, TextLog, describe_skipped, log_messages, one_channel
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
@@ -339,8 +340,10 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `bmsfil monitor` to the `bmsfil` command (entry point `bmsfil.commands`)."""
     p = sub.add_parser("monitor", help="live view of a pack on a CAN bus or in a CAN log, decoded with the contract")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan; "
+                        "without it and --log, the bus python-can's configuration names (CAN_INTERFACE and "
+                        "CAN_CHANNEL, or ~/.canrc)")
     source.add_argument("--log", type=Path, help="python-can log to play (.blf, .asc or .log)")
     p.add_argument("--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1; with --log, "
                    "the channel of the log to show, as python-can names it (0, 1, ... in an .asc or .blf file, "
@@ -410,12 +413,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             return 2
         status, now = _monitor_log(args, view), None
     else:
-        if not args.channel:
-            err_console.print("bmsfil monitor: --interface needs --channel (python-can's, e.g. "
-                              "--interface socketcan --channel can0)", soft_wrap=True)
-            return 2
         try:
-            config = _bus_config(args)
+            config = resolve_bus(_bus_config(args), option_keys(args.bus_option))
         except ValueError as exc:
             err_console.print(f"bmsfil monitor: {exc}", soft_wrap=True)
             return 2
@@ -508,7 +507,7 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     except BUS_OPEN_ERRORS as exc:
         err_console.print(f"bmsfil monitor: {open_failure(config, exc)}", soft_wrap=True)
         return 2
-    title = f"bmsfil monitor: {args.interface} {args.channel}"
+    title = f"bmsfil monitor: {config['interface']} {config['channel']}"
     try:
         if args.once:
             deadline = time.monotonic() + (args.window if args.window is not None else WINDOW_S)

@@ -110,9 +110,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
         if name not in TARGETS:
             raise pytest.UsageError(f"--hil-target {name!r}: known targets are {', '.join(TARGETS)}")
-        if name == "board" and not (config.getoption("hil_interface") and config.getoption("hil_channel")):
-            raise pytest.UsageError("--hil-target board needs the bus it is on: --hil-interface and "
-                                    "--hil-channel (python-can's, e.g. socketcan and can0)")
     if config.getoption("hil_variant") and name != "micropython":
         raise pytest.UsageError(f"--hil-variant is the micropython target's, not {name}'s")
     for path in config.getoption("hil_recording"):
@@ -120,12 +117,20 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--hil-recording {path}: no such file")
     if config.getoption("hil_samples") < 0:
         raise pytest.UsageError("--hil-samples must be 0 (all) or more")
-    from bmsfil_hil.busopts import BusOptionError, bus_config
+    from bmsfil_hil.busopts import BusOptionError, bus_config, option_keys, resolve_bus
 
+    options = config.getoption("hil_bus_option")
     try:
-        bus_config(None, None, None, config.getoption("hil_bus_option"))
+        given = bus_config(config.getoption("hil_interface"), config.getoption("hil_channel"),
+                           config.getoption("hil_bitrate"), options)
     except BusOptionError as exc:
         raise pytest.UsageError(f"--hil-bus-option: {exc}") from None
+    if name == "board":
+        try:
+            resolve_bus(given, option_keys(options))
+        except BusOptionError as exc:
+            raise pytest.UsageError(f"--hil-target board: {exc} (here --hil-interface, --hil-channel, "
+                                    "--hil-bus-option)") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

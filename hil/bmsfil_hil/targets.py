@@ -30,7 +30,7 @@ from bmsfil.params import ParameterSet, ThermalParams
 from bmsfil.plausibility import PlausibilityMonitor
 from bmsfil.thermal import CellThermal
 from bmsfil.reference import ReferenceSocEstimator
-from bmsfil_hil.busopts import BUS_OPEN_ERRORS, open_failure
+from bmsfil_hil.busopts import BUS_OPEN_ERRORS, open_failure, resolve_bus
 
 
 class Target(Protocol):
@@ -258,17 +258,13 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
     `variant` python or native, `on` MicroPython's unix port or the emulated
     Cortex-M4F, "qemu") or `board` (a target on a real bus, opened
     with `bus_config`: python-can's interface, channel, bitrate and
-    options)."""
+    options, completed from python-can's configuration by `resolve_bus`)."""
     if variant is not None and name != "micropython":
         raise ValueError(f"--variant is the micropython target's (python or native), not {name}'s")
     if on not in ("unix", "qemu") or (on != "unix" and name != "micropython"):
         raise ValueError(f"--on {on!r}: the micropython target runs on unix or qemu; {name} has no --on")
     if name == "board":
-        config = dict(bus_config or {})
-        if not config.get("interface") or not config.get("channel"):
-            raise ValueError("target board needs the bus it is on: --interface and --channel "
-                             "(python-can's, e.g. --interface socketcan --channel can0)")
-        return BusTarget(**config)  # type: ignore[arg-type]
+        return BusTarget(**resolve_bus(dict(bus_config or {})))  # type: ignore[arg-type]
     if name == "host":
         return EstimatorTarget("host", params, SocEstimator, monitored=True, thermal=params.thermal)
     if name == "reference":
