@@ -596,3 +596,36 @@ def test_a_swap_at_the_counters_wrap_stays_one_recording(tmp_path, capsys):
     assert [r["samples"] for r in runs] == [4200]
     assert runs[0]["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-6
     assert "out of sequence order (0 after 1): put back" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("suffix", [".blf", ".asc"])
+@pytest.mark.parametrize("command", ["score", "monitor"])
+def test_a_log_cut_between_records_is_said_to_be_cut_short(tmp_path, capsys, suffix, command):
+    """A .blf cut at a container's end, or an .asc cut at a line's end, reads
+    without error to its last record: nothing said that the run's tail was
+    missing (a red team's report). The .blf's header gives the size its logger
+    closed it at; an .asc logger writes 'End TriggerBlock' last."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    whole = log.read_bytes()
+    capsys.readouterr()
+    argv = (["hil", "score", str(log), "--out-dir", str(tmp_path / "s"), "--no-plot"] if command == "score"
+            else ["monitor", "--log", str(log), "--once"])
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "cut short" not in captured.out + captured.err, "the whole log is not cut short"
+    if suffix == ".blf":
+        # python-can's writer flushes a container every 64 KiB or so: keep the first whole one
+        import can.io.blf as blf
+
+        size = blf.FILE_HEADER_STRUCT.size + len(whole) // 3
+        cut = whole[:size]
+        expected = f"is {len(cut):,} bytes where its header says {len(whole):,}"
+    else:
+        cut = whole[: whole.index(b"\n", len(whole) // 2) + 1]
+        expected = "ends without the 'End TriggerBlock' line"
+    log.write_bytes(cut)
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())
+    assert expected in text and "cut short?" in text, text

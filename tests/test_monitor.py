@@ -157,7 +157,7 @@ def test_missing_log_is_exit_2_naming_the_file(tmp_path, capsys):
     missing = tmp_path / "no-such-run.blf"
     assert main(["monitor", "--log", str(missing), "--once"]) == 2
     err = capsys.readouterr().err
-    assert str(missing) in err and "cannot read CAN log" in err
+    assert str(missing) in err and "no such log file" in err
 
 
 @pytest.mark.parametrize("source, expected", [

@@ -641,8 +641,8 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
         console.print(f"bmsfil hil {command}: {path}: {runs[0].crc_failed} measurement frame(s) (MeasPack, MeasCell) "
                       "refused for their crc (the CAN contract's end-to-end check): read as lost", soft_wrap=True)
     if runs[-1].cut_short is not None:
-        console.print(f"bmsfil hil {command}: warning: {path} ends in a record python-can cannot read "
-                      f"({runs[-1].cut_short}), cut short?; every record before it read", soft_wrap=True)
+        console.print(f"bmsfil hil {command}: warning: {path} {runs[-1].cut_short}: cut short?; every record "
+                      "before its end read", soft_wrap=True)
     for run in runs:
         for note in run.sequence_notes:
             console.print(f"bmsfil hil {command}: warning: {path}: {run.name}: {note}", soft_wrap=True)

@@ -66,7 +66,7 @@ class LoggedRun:
     plausibility: Plausibility  # the EstCellFlags found (`sent` False if none)
     health: Health              # the EstCellHealth found
     power: Power                # the EstCellPower found
-    cut_short: str | None = None  # the last run of a log that ends in a record python-can cannot read: why,
+    cut_short: str | None = None  # the last run of a log that looks cut short (LogRead.cut_short): why,
     # and after how many records that did read (all of them kept)
     skipped: tuple[tuple[int, str], ...] = ()  # (with the last run) a text log's lines python-can cannot
     # read, skipped: line number and why
@@ -89,11 +89,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     multiple of 4,096 samples (sequences are 12 bits, cc.SEQUENCE_MODULUS;
     or one ending within WRAP_SLACK of a multiple) followed by another is
     read as one."""
-    if not path.is_file():
-        raise LogError(f"{path}: no such log file")
-    if path.stat().st_size == 0:
-        raise LogError(f"{path}: empty file: nothing to replay")
-    reader = _Reader(path)
+    reader = LogRead(path)
     stream = one_channel(reader, path, channel, channel_option)
     head: list[can.Message] = []  # the first CONTRACT_PROBE measurement frames and what came with them
     for msg in stream:
@@ -217,14 +213,14 @@ def _channels_text(channels: list[str]) -> str:
     return text
 
 
-def log_messages(path: Path) -> Iterator[can.Message]:
+def log_messages(path: Path) -> Iterable[can.Message]:
     """python-can's reader of a log; a text log (.asc, .log, ...) is read
     line by line with undecodable bytes replaced, a line python-can cannot
     read skipped (`TextLog`); a binary one (.blf) ends at a record it cannot."""
     reader = can.io.player.MESSAGE_READERS.get(path.suffix.lower())
     if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
         return TextLog(path, reader)
-    return iter(can.LogReader(str(path)))
+    return can.LogReader(str(path))  # type: ignore[no-any-return]
 
 
 class _Lines:
@@ -252,6 +248,7 @@ class TextLog:
     def __init__(self, path: Path, reader: type) -> None:
         self.path, self._reader = path, reader
         self.skipped: list[tuple[int, str]] = []
+        self.ended = False  # an .asc's closing line, 'End TriggerBlock', was read
 
     def __iter__(self) -> Iterator[can.Message]:
         with self.path.open("r", encoding=locale.getpreferredencoding(False), errors="replace") as text:
@@ -266,6 +263,8 @@ class TextLog:
                 for fed, line in numbered:
                     if not started:
                         header.append(line)
+                    elif line.lstrip().lower().startswith("end triggerblock"):
+                        self.ended = True
                     yield line
 
             replay: list[str] = []
@@ -284,15 +283,22 @@ class TextLog:
                     replay = list(header)
 
 
-class _Reader:
+class LogRead:
     """The messages of a log; a binary log that ends in a record python-can
-    cannot read ends there, `cut_short` saying why; a text log's unreadable
-    lines are skipped, `skipped` saying which (TextLog). Unless it is the
-    first record: then the file is not a log at all."""
+    cannot read ends there; a text log's unreadable lines are skipped,
+    `skipped` saying which (TextLog). Unless it is the first record: then the
+    file is not a log at all (LogError). Once read to its end, `cut_short`
+    says why the log looks cut short, if it does: a record that does not
+    read, a .blf shorter than its header says (a file cut, or a logger that
+    never closed it), an .asc without its closing 'End TriggerBlock'."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cut_short: str | None = None
+        if not path.is_file():
+            raise LogError(f"{path}: no such log file")
+        if path.stat().st_size == 0:
+            raise LogError(f"{path}: empty file: nothing to read")
         try:
             self._messages = log_messages(path)
         except _UNREADABLE as exc:
@@ -309,14 +315,31 @@ class _Reader:
             try:
                 msg = next(messages)
             except StopIteration:
+                self.cut_short = _unfinished(self.path, self._messages)
                 return
             except _UNREADABLE as exc:
                 if not read:
                     raise _unreadable(self.path, exc) from exc
-                self.cut_short = f"{_why(exc)}, after {read} records"
+                self.cut_short = f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
                 return
             read += 1
             yield msg
+
+
+def _unfinished(path: Path, messages: object) -> str | None:
+    """Why a log read to its end without error looks unfinished, or None: a
+    .blf whose size is not the one its header gives (the header is written
+    again, with the size, when its logger closes it), an .asc without the
+    'End TriggerBlock' its logger writes last."""
+    if isinstance(messages, can.BLFReader):
+        size = path.stat().st_size
+        if messages.file_size != size:
+            return (f"is {size:,} bytes where its header says {messages.file_size:,} (a file cut short, or a "
+                    "logger that never closed it)")
+    if isinstance(messages, TextLog) and path.suffix.lower() == ".asc" and not messages.ended:
+        return "ends without the 'End TriggerBlock' line an .asc logger writes last (a file cut short, or a " \
+               "logger that never closed it)"
+    return None
 
 
 def _written_under_contract3(head: list[can.Message]) -> bool:

@@ -37,18 +37,15 @@ import json
 import math
 import os
 import signal
-import struct
 import threading
 import sys
 import time
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import can
-from can.io.blf import BLFParseError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -56,7 +53,7 @@ from rich.text import Text
 
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure, option_keys, resolve_bus
-from bmsfil_hil.logreplay import ChannelError, TextLog, describe_skipped, log_messages, one_channel
+from bmsfil_hil.logreplay import ChannelError, LogError, LogRead, describe_skipped, one_channel
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -67,13 +64,6 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 REFRESH_S = 0.25
 #: How long `--once` listens to a live bus when `--window` is not given.
 WINDOW_S = 1.5
-
-# What python-can raises opening a bus it cannot open (a missing interface
-# or driver, a channel that is not there, a bad option).
-# What python-can's log readers raise on a log they cannot read: missing or
-# unreadable file, unknown suffix, text that is not text, a corrupt BLF.
-_LOG_READ_ERRORS = (OSError, ValueError, EOFError, BLFParseError, zlib.error, struct.error)
-
 
 @dataclass
 class _Cell:
@@ -430,10 +420,9 @@ def _bus_config(args: argparse.Namespace) -> dict[str, object]:
 
 def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     title = f"bmsfil monitor: {args.log}"
-    cut: list[str] = []
     try:
-        source = log_messages(args.log)
-        messages = one_channel(_up_to_cut(source, cut), args.log, args.channel, "--channel")
+        source = LogRead(args.log)
+        messages = one_channel(source, args.log, args.channel, "--channel")
         if args.once:
             for msg in messages:
                 view.feed(msg)
@@ -443,44 +432,20 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
                     _play(messages, view, live, title, args.speed)
                 finally:
                     live.update(render(view.snapshot(), title), refresh=True)
-    except ChannelError as exc:
+    except (ChannelError, LogError) as exc:
         err_console.print(f"bmsfil monitor: {exc}", soft_wrap=True)
-        return 2
-    except _LOG_READ_ERRORS as exc:
-        err_console.print(f"bmsfil monitor: cannot read CAN log {args.log}: {type(exc).__name__}: {exc}",
-                          soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         return 0
     if args.once:
         console.print(render(view.snapshot(), title))
-    if cut:
-        err_console.print(f"bmsfil monitor: warning: CAN log {args.log} ends early, in a record python-can cannot "
-                          f"read ({cut[0]}): cut off mid-record?; shown up to it", soft_wrap=True)
-    if isinstance(source, TextLog) and source.skipped:
+    if source.cut_short:
+        err_console.print(f"bmsfil monitor: warning: CAN log {args.log} {source.cut_short}: cut short?; shown up "
+                          "to its end", soft_wrap=True)
+    if source.skipped:
         err_console.print(f"bmsfil monitor: warning: CAN log {args.log}: {describe_skipped(source.skipped)}; every "
                           "other line shown", soft_wrap=True)
     return 0
-
-
-def _up_to_cut(messages: Iterable[can.Message], cut: list[str]) -> Iterator[can.Message]:
-    """The log's messages up to a record that does not read after the first
-    (a log cut off mid-line, as `hil score` reads it), whose error is then
-    appended to `cut`; an error before any message is the log's, raised."""
-    it = iter(messages)
-    read = False
-    while True:
-        try:
-            msg = next(it)
-        except StopIteration:
-            return
-        except _LOG_READ_ERRORS as exc:
-            if not read:
-                raise
-            cut.append(f"{type(exc).__name__}: {exc}")
-            return
-        read = True
-        yield msg
 
 
 def _play(messages: Iterable[can.Message], view: PackView, live: Live, title: str, speed: float | None) -> None:
