@@ -85,3 +85,16 @@ def test_nan_in_the_middle_is_flagged_and_skipped(tmp_path: Path):
     assert dirty.flagged_samples == 11
     assert abs(dirty.trace.soc[-1] - clean.trace.soc[-1]) < 0.002
     assert np.all(np.isfinite(dirty.trace.soc))
+
+
+def test_a_map_or_meta_key_given_twice_with_two_values_is_refused(tmp_path: Path, capsys) -> None:
+    """`--map current=I --map current=Current` used the last one in silence."""
+    src = tmp_path / "x.csv"
+    src.write_text("Time [s],I [A],Current [A],U [V],Temp [degC]\n0,-1,-1,3.9,25\n1,-1,-1,3.9,25\n")
+    argv = ["import", str(src), "--map", "time=Time,current=I,voltage=U,temperature=Temp", "-o",
+            str(tmp_path / "o.npz")]
+    assert main([*argv, "--map", "current=Current"]) == 2
+    assert "--map: current given twice, as 'I' and as 'Current': which one?" in capsys.readouterr().err
+    assert main([*argv, "--meta", "cell_id=A", "--meta", "cell_id=B"]) == 2
+    assert "--meta: cell_id given twice" in capsys.readouterr().err
+    assert main([*argv, "--map", "current=I"]) == 0, "the same value twice is no contradiction"

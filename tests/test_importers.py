@@ -774,3 +774,36 @@ def test_nasa_sweeps_are_on_the_axis_of_a_file_starting_later(tmp_path: Path) ->
     theirs = nasa_pcoe.impedance_sweeps(NASA_B0005, list(range(1, 169)))
     assert len(ours) == len(theirs) == 278
     np.testing.assert_allclose([t for t, _ in ours], [t - shift for t, _ in theirs], atol=1e-6)
+
+
+def test_decimal_commas_first_written_after_a_row_of_integers(tmp_path: Path) -> None:
+    """A ';' file whose first row is all integers (a rest at 0 mA, whole mV)
+    says nothing of its decimal mark: a later ',' decides it, for the rows
+    after it and before it in the same read ('-1.714,5' is -1714.5), and a
+    '1.714' already read with '.' as its decimal point is refused where the
+    ',' shows that it may have grouped thousands (it was read as 1.714 mA in
+    silence)."""
+    head = "Zeit [s];Strom [mA];Spannung [mV];Temperatur [degC]\n"
+    german = {"time": "Zeit", "current": "Strom", "voltage": "Spannung", "temperature": "Temperatur"}
+    path = write(tmp_path / "de.csv", head + "0;0;4185;24\n1;-1.714,5;4150;24\n2;-43,5;4148;24\n")
+    assert import_file(path, column_map=german).current_A.tolist() == pytest.approx([0.0, -1.7145, -0.0435])
+    rows = "".join(f"{k};-1.714;{4180 - k};24\n" for k in range(70_000)) + "70000;-43,5;4100;24\n"
+    write(path, head + "0;0;4185;24\n" + rows)
+    with pytest.raises(RecordingError, match=r"de\.csv:70003: column 'Strom \[mA\]': expected a number with the "
+                                             r"decimal mark of the rows above it, which wrote '-1\.714' with '\.' "
+                                             r"as a decimal point .*got '-43,5'"):
+        import_file(path, column_map=german)
+
+
+def test_clock_times_with_decimal_commas_and_days(tmp_path: Path) -> None:
+    """hh:mm:ss,fff (ISO 8601's decimal comma, a German export's) and days
+    before a clock ('1d 00:00:01', pandas' '1 days 00:00:01.5') were refused."""
+    head = "Zeit;Strom [A];Spannung [V];Temperatur [degC]\n"
+    german = {"time": "Zeit", "current": "Strom", "voltage": "Spannung", "temperature": "Temperatur"}
+    path = write(tmp_path / "de.csv", head + "00:00:00,000;-1,5;3,9;25\n00:00:00,100;-1,5;3,9;25\n"
+                 "00:00:01,250;-1,5;3,9;25\n")
+    assert import_file(path, column_map=german).time_s.tolist() == pytest.approx([0.0, 0.1, 1.25])
+    days = write(tmp_path / "days.csv", "Time,Current [A],Voltage [V],Temperature [degC]\n"
+                 "0 days 23:59:59.5,-1.5,3.9,25\n1 days 00:00:00,-1.5,3.9,25\n1d 00:00:01,-1.5,3.9,25\n")
+    english = {"time": "Time", "current": "Current", "voltage": "Voltage", "temperature": "Temperature"}
+    assert import_file(days, column_map=english).time_s.tolist() == pytest.approx([0.0, 0.5, 1.5])

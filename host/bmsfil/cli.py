@@ -58,7 +58,10 @@ def parse_pairs(items: list[str] | None, what: str, sep: str = ",") -> dict[str,
             key, eq, value = part.partition("=")
             if not eq or not key:
                 raise RecordingError(f"{what}: {part!r} is not key=value")
-            out[key.strip()] = value.strip()
+            key, value = key.strip(), value.strip()
+            if out.get(key, value) != value:
+                raise RecordingError(f"{what}: {key} given twice, as {out[key]!r} and as {value!r}: which one?")
+            out[key] = value
     return out
 
 

@@ -48,9 +48,9 @@ def read_channels(
     unit_of: dict[str, str] = {}
     scales: dict[str, tuple[float, float]] = {}
     converters: dict[str, tuple[int, Converter]] = {}
-    # A file of ';' or tabs whose first row writes a decimal ',' writes its decimals so (parse.numbers).
-    comma_file = table.decimal_comma and any("," in header.first_value(index) for index in columns.values())
-    numbers = partial(parse.numbers, decimal_comma=table.decimal_comma, comma_file=comma_file)
+    # How a file of ';' or tabs writes its decimals: so its first row does, else learnt as it is read.
+    marks = parse.DecimalMarks(comma=any("," in header.first_value(index) for index in columns.values()))
+    numbers = partial(parse.numbers, decimal_comma=table.decimal_comma, marks=marks)
     for key, index in columns.items():
         column = header.cells[index]
         converters[key] = (index, numbers)

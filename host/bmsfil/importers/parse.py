@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,12 +29,35 @@ class CellError(Exception):
 _GROUPED = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
 
 
-def numbers(cells: Sequence[str], decimal_comma: bool = False, comma_file: bool = False) -> np.ndarray:
+@dataclass
+class DecimalMarks:
+    """How a file of ';' or tabs writes its decimals, learnt as it is read (one for all the
+    columns and chunks of a file): once a number has a ',' the file writes decimal commas, and a
+    '.' groups thousands. Until then a '.' is a decimal point, and the first number it made
+    ambiguous ('1.714': 1.714, or 1714 grouped?) is kept, to refuse the file where a ',' shows
+    later which it was."""
+
+    comma: bool = False
+    read_with_point: str | None = None  # the first '1.714' read as 1.714 before any ','
+
+
+def numbers(cells: Sequence[str], decimal_comma: bool = False, marks: DecimalMarks | None = None) -> np.ndarray:
     """Plain numbers; missing cells become NaN. With `decimal_comma` a ',' is the decimal mark;
-    with `comma_file` too (the file writes its decimals so), a '.' groups thousands: beside a
-    ',' it is dropped ('1.714,5'), alone before three digits ('-1.714') it is refused, as it
-    could be either (a '.' elsewhere, '3.7', stays a decimal point)."""
-    if decimal_comma and comma_file:
+    with `marks` too (the file's, `DecimalMarks`), once the file writes its decimals so, a '.'
+    groups thousands: beside a ',' it is dropped ('1.714,5'), alone before three digits
+    ('-1.714') it is refused, as it could be either (a '.' elsewhere, '3.7', stays a decimal
+    point)."""
+    if decimal_comma and marks is not None and not marks.comma:
+        first_comma = next((i for i, cell in enumerate(cells) if "," in cell), None)
+        if first_comma is not None and marks.read_with_point is not None:
+            raise CellError(first_comma, f"a number with the decimal mark of the rows above it, which wrote "
+                                         f"{marks.read_with_point!r} with '.' as a decimal point (or was it a "
+                                         "thousands separator? this one writes a decimal ',')")
+        marks.comma = first_comma is not None
+        if not marks.comma and marks.read_with_point is None:
+            marks.read_with_point = next((cell.strip() for cell in cells
+                                          if "." in cell and _GROUPED.match(cell.strip())), None)
+    if decimal_comma and marks is not None and marks.comma:
         for i, cell in enumerate(cells):
             if "." in cell and "," not in cell and _GROUPED.match(cell.strip()):
                 raise CellError(i, "a number without a '.' between thousands (this file writes its decimals "
@@ -59,13 +83,21 @@ def numbers(cells: Sequence[str], decimal_comma: bool = False, comma_file: bool 
     return out
 
 
+#: Days before a clock, as testers and pandas write long durations: '1d 02:03:04', '2 days 01:00:00'.
+_DAYS = re.compile(r"^\s*(\d+)\s*(?:d|day|days)\s+(.*)$")
+
+
 def _clock(cell: str) -> float:
+    days = _DAYS.match(cell)
+    if days:
+        return int(days.group(1)) * 86400 + _clock(days.group(2))
     hours, minutes, seconds = cell.split(":")
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds.replace(",", "."))
 
 
 def clock_seconds(cells: Sequence[str]) -> np.ndarray:
-    """``hh:mm:ss(.fff)`` durations (hours may exceed 24) in seconds."""
+    """``hh:mm:ss(.fff)`` durations (hours may exceed 24; a decimal ',' as ISO 8601 allows it;
+    days before them as '1d 02:03:04' or '1 days 02:03:04') in seconds."""
     try:
         return np.array([_clock(cell) for cell in cells])
     except (ValueError, TypeError):
@@ -73,12 +105,14 @@ def clock_seconds(cells: Sequence[str]) -> np.ndarray:
 
 
 def datetime_seconds(cells: Sequence[str]) -> np.ndarray:
-    """ISO 8601 date-times (``2018-11-30 08:39:51.25``) as seconds since 1970, NaN when empty."""
+    """ISO 8601 date-times (``2018-11-30 08:39:51.25``, or with a decimal ',') as seconds since
+    1970, NaN when empty."""
+    cells = [cell.strip().replace(",", ".") for cell in cells]
     try:
-        stamps = np.array([cell.strip() for cell in cells], dtype="datetime64[us]")
+        stamps = np.array(cells, dtype="datetime64[us]")
     except ValueError:
         # Only to find the bad cell: the bulk conversion above does not say which.
-        _each(cells, lambda cell: np.datetime64(cell.strip(), "us"), "a date-time such as 2018-11-30 08:39:51")
+        _each(cells, lambda cell: np.datetime64(cell, "us"), "a date-time such as 2018-11-30 08:39:51")
         raise
     seconds = stamps.astype(np.int64) / 1e6
     seconds[np.isnat(stamps)] = np.nan
