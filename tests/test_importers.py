@@ -807,3 +807,22 @@ def test_clock_times_with_decimal_commas_and_days(tmp_path: Path) -> None:
                  "0 days 23:59:59.5,-1.5,3.9,25\n1 days 00:00:00,-1.5,3.9,25\n1d 00:00:01,-1.5,3.9,25\n")
     english = {"time": "Time", "current": "Current", "voltage": "Voltage", "temperature": "Temperature"}
     assert import_file(days, column_map=english).time_s.tolist() == pytest.approx([0.0, 0.5, 1.5])
+
+
+def test_a_zipped_export_is_read_as_the_file_it_holds(tmp_path: Path) -> None:
+    """Data sets are often shared as a zip of one CSV: it was taken for a
+    broken bmsfil recording ('not a bmsfil recording (no header array)')."""
+    import zipfile
+
+    text = "Time [s],Current [A],Voltage [V],Temperature [degC]\n0,-1.5,3.9,25\n1,-1.5,3.89,25\n"
+    plain = write(tmp_path / "run.csv", text)
+    zipped = tmp_path / "run.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("export/run.csv", text)
+    assert import_file(zipped).voltage_V.tolist() == import_file(plain).voltage_V.tolist() == [3.9, 3.89]
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as archive:
+        archive.writestr("a.csv", text)
+        archive.writestr("b.csv", text)
+    with pytest.raises(RecordingError, match=r"two\.zip: a zip archive of 2 files \(a\.csv, b\.csv\): bmsfil reads "
+                                             "one recording from one file; unzip it"):
+        import_file(tmp_path / "two.zip")

@@ -29,7 +29,7 @@ from pathlib import Path
 from ..recording import Recording, RecordingError, RecordingMeta
 from . import generic_csv, lg_hg2, nasa_pcoe
 from .table import Header, Table
-from .textfile import excel_workbook, is_zip, read_head, read_text
+from .textfile import excel_workbook, is_npz, read_head, read_text
 
 __all__ = ["CURRENT_SIGNS", "FORMATS", "detect_format", "import_cycles", "import_file", "load_any"]
 
@@ -60,7 +60,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if (excel := excel_workbook(path)) is not None:
         raise RecordingError(excel)
-    if is_zip(path):
+    if is_npz(path):
         return "bmsfil"
     return _detect(Table(read_head(path, str(path))))
 
@@ -123,7 +123,7 @@ def _import(
     if (excel := excel_workbook(path)) is not None:
         raise RecordingError(excel)
     overrides = dict(meta or {})
-    if fmt == "bmsfil" or (fmt == "auto" and column_map is None and is_zip(path)):
+    if fmt == "bmsfil" or (fmt == "auto" and column_map is None and is_npz(path)):
         if current_sign is not None:
             raise RecordingError(f"{where}: a bmsfil recording is charge-positive by definition; drop current_sign")
         recording = Recording.load(path)

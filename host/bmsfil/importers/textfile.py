@@ -1,4 +1,5 @@
-"""The text of a tabular file, whatever its compression and encoding.
+"""The text of a tabular file, whatever its compression (gzip, or a zip of that one
+file) and encoding.
 
 The file's bytes are held once; text is decoded as it is read, so that a huge
 file never exists as a decoded copy as well.
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import zipfile
 import io
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from ..recording import RecordingError
 
@@ -80,6 +81,34 @@ def is_zip(path: Path) -> bool:
         return False  # reading it as text reports the problem with the file's name
 
 
+def is_npz(path: Path) -> bool:
+    """True if the file is a NumPy .npz archive (a bmsfil recording is one): a zip named .npz
+    or holding .npy files. Another zip (a zipped CSV) is read as the file it holds (`_read_bytes`)."""
+    if not is_zip(path):
+        return False
+    if path.suffix.lower() == ".npz":
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(".npy") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return True  # loading it as a recording reports what is wrong with it
+
+
+def _zip_member(fh: BinaryIO, where: str) -> tuple[zipfile.ZipFile, zipfile.ZipInfo]:
+    """The one file a zip archive holds (a zipped export); an error naming them if it holds more."""
+    try:
+        archive = zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as exc:
+        raise RecordingError(f"{where}: a zip archive that does not open ({exc})") from None
+    files = [info for info in archive.infolist() if not info.is_dir()]
+    if len(files) != 1:
+        shown = ", ".join(info.filename for info in files[:5]) + (", ..." if len(files) > 5 else "")
+        raise RecordingError(f"{where}: a zip archive of {len(files)} files ({shown or 'none'}): bmsfil reads one "
+                             "recording from one file; unzip it and import the file you want")
+    return archive, files[0]
+
+
 def excel_workbook(path: Path) -> str | None:
     """The error for an Excel workbook (.xlsx: a zip holding ``xl/workbook.xml``; .xls: an
     OLE2 file), which bmsfil does not read; None for any other file."""
@@ -101,7 +130,7 @@ def excel_workbook(path: Path) -> str | None:
 
 
 def read_text(path: Path, where: str) -> Text:
-    """The whole file: gzip undone, encoding UTF-8 (or as its byte-order mark says), else latin-1."""
+    """The whole file: gzip or zip undone, encoding UTF-8 (or as its byte-order mark says), else latin-1."""
     return _text(_read_bytes(path, where, None), where, complete=True)
 
 
@@ -114,8 +143,19 @@ def read_head(path: Path, where: str) -> Text:
 def _read_bytes(path: Path, where: str, limit: int | None) -> bytes:
     try:
         with open(path, "rb") as fh:
-            compressed = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+            magic = fh.read(len(ZIP_MAGIC))
             fh.seek(0)
+            if magic == ZIP_MAGIC:
+                archive, member = _zip_member(fh, where)
+                if member.file_size > MAX_TEXT_BYTES:
+                    raise RecordingError(f"{where}: {member.filename} unzips to {member.file_size} bytes, more than "
+                                         f"the {MAX_TEXT_BYTES} a file may hold")
+                with archive, archive.open(member) as inner:
+                    data = inner.read(limit if limit is not None else MAX_TEXT_BYTES + 1)
+                if limit is None and len(data) > MAX_TEXT_BYTES:
+                    raise RecordingError(f"{where}: unzips to more than the {MAX_TEXT_BYTES} bytes a file may hold")
+                return data
+            compressed = magic.startswith(GZIP_MAGIC)
             if limit is not None:
                 if compressed:
                     with gzip.GzipFile(fileobj=fh) as gz:
@@ -142,6 +182,8 @@ def _read_bytes(path: Path, where: str, limit: int | None) -> bytes:
         raise RecordingError(f"{where}: is a directory, not a file") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise RecordingError(f"{where}: gzip data is truncated or corrupt ({exc})") from None
+    except (zipfile.BadZipFile, NotImplementedError) as exc:  # a damaged member, a compression zipfile lacks
+        raise RecordingError(f"{where}: the file in this zip archive does not unzip ({exc})") from None
     except OSError as exc:
         raise RecordingError(f"{where}: cannot read the file ({exc})") from None
 
