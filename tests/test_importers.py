@@ -229,10 +229,16 @@ def test_nasa_file_as_one_recording_keeps_cycle_starts() -> None:
 def test_nasa_life_without_metadata_has_unobserved_gaps(tmp_path: Path) -> None:
     copy = tmp_path / NASA_B0005.name
     copy.write_bytes(NASA_B0005.read_bytes())
-    rec = import_file(copy)
+    with pytest.warns(RecordingWarning, match=r"no metadata\.csv of the data set beside it: the ambient temperature "
+                                              r"taken as 24 °C .*each discharge 3 h after the one before"):
+        rec = import_file(copy)
     starts = np.array([int(s) for s in rec.meta.extra["cycle_starts"].split(",")])
     gaps = rec.time_s[starts[1:]] - rec.time_s[starts[1:] - 1]
     assert np.allclose(gaps, nasa_pcoe.UNOBSERVED_GAP_S)
+    assert rec.meta.ambient_temp_C == nasa_pcoe.AMBIENT_C
+    (tmp_path / "metadata.csv").write_text("type,battery_id,ambient_temperature,Capacity\ndischarge,B0018,24,1.8\n")
+    with pytest.warns(RecordingWarning, match=r"metadata\.csv lists no discharge of B0005: the ambient temperature"):
+        import_file(copy)
 
 
 @needs_data
@@ -643,7 +649,8 @@ def test_nasa_life_keeps_each_discharges_own_number(tmp_path: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(r for r in rows if int(r["cycle_idx"]) % 10 == 1 and int(r["cycle_idx"]) < 60)
-    rec = import_file(subset)
+    with pytest.warns(RecordingWarning, match="no metadata.csv"):
+        rec = import_file(subset)
     assert rec.meta.extra["cycle_numbers"] == "1,11,21,31,41,51"
     starts = rec.cycle_starts()
     part = rec.slice(starts[2] + 5, len(rec))

@@ -232,20 +232,28 @@ def _metadata(path: Path, cell: str, cycles: list[int]) -> list[_Discharge] | No
     metadata lists the cell but not these discharges.
     """
     meta_path = path.with_name(_METADATA_FILE)
+    unknown = (f"{path}: {{}}: the ambient temperature taken as {AMBIENT_C:g} °C (the room of the data set's "
+               f"first cells; --meta ambient_temp_C=T if not), each discharge {UNOBSERVED_GAP_S / 3600:g} h after "
+               "the one before, no capacities to check the file against")
     if not meta_path.is_file():
+        warnings.warn(unknown.format(f"no {_METADATA_FILE} of the data set beside it"), RecordingWarning,
+                      stacklevel=4)
         return None
     where = str(meta_path)
     rows = []
     with open(meta_path, newline="", encoding="latin-1") as fh:
         reader = csv.DictReader(fh)
         if not {"type", "battery_id", "ambient_temperature", "Capacity"} <= set(reader.fieldnames or ()):
-            return None  # some other file called metadata.csv
+            warnings.warn(unknown.format(f"the {_METADATA_FILE} beside it is not the data set's (no columns type, "
+                                         "battery_id, ambient_temperature, Capacity)"), RecordingWarning, stacklevel=4)
+            return None
         for row in reader:
             if row["type"] == "discharge" and row["battery_id"] == cell:
                 rows.append((reader.line_num, row["ambient_temperature"] or "", row["Capacity"] or "",
                              row.get("start_time") or ""))
     if len(rows) != len(cycles):
         if not rows:
+            warnings.warn(unknown.format(f"{where} lists no discharge of {cell}"), RecordingWarning, stacklevel=4)
             return None
         if not all(1 <= n <= len(rows) for n in cycles):
             warnings.warn(f"{where}: lists {len(rows)} discharges of {cell}, {path.name} holds {len(cycles)} with "
