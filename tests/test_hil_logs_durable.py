@@ -629,3 +629,19 @@ def test_a_log_cut_between_records_is_said_to_be_cut_short(tmp_path, capsys, suf
     captured = capsys.readouterr()
     text = " ".join((captured.out + captured.err).split())
     assert expected in text and "cut short?" in text, text
+
+
+def test_from_log_replays_its_first_samples_and_refuses_a_synthetic_pack(tmp_path, capsys):
+    """--samples was ignored with --from-log (the whole log replayed), and
+    --cells 4 too (the log's one cell replayed, as if a pack of 4 had been)."""
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "200", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    js = tmp_path / "again.json"
+    assert main(["hil", "run", "--from-log", str(log), "--samples", "50", "--json", str(js),
+                 "--out-dir", str(tmp_path / "again"), "--no-plot"]) == 0
+    run = json.loads(js.read_text())["recordings"][0]
+    assert run["delivery"]["samples_sent"] == 50
+    capsys.readouterr()
+    assert main(["hil", "run", "--from-log", str(log), "--cells", "4", "--out-dir", str(tmp_path / "x")]) == 2
+    assert "--cells make a synthetic pack from a recording; --from-log replays the packs the log holds" in \
+        " ".join(capsys.readouterr().out.split())

@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--mode realtime only: X times the recorded rate (default 1); refused in lock-step, "
                         "which has no pace")
     p.add_argument("--samples", type=at_least(0), default=0, metavar="N",
-                   help="replay only the first N samples of each recording (0: all)")
+                   help="replay only the first N samples of each recording, or of each run of --from-log (0: all)")
     p.add_argument("--workers", type=at_least(1), metavar="N",
                    help="targets host and reference: replay the recordings in parallel on a local Dask "
                         "cluster of N processes (same estimates, in input order)")
@@ -256,6 +256,12 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil run: --log {args.log} is the log --from-log replays: writing it would destroy "
                       "the recording being replayed; log the replay to another file", soft_wrap=True)
         return 2
+    synthetic = [name for name, given in (("--cells", args.cells != 1), ("--spread", args.spread != Spread()),
+                                          ("--seed", args.seed != 0)) if given]
+    if args.from_log and synthetic:
+        console.print(f"bmsfil hil run: {'/'.join(synthetic)} make a synthetic pack from a recording; --from-log "
+                      "replays the packs the log holds, cells as logged", soft_wrap=True)
+        return 2
     logged: list[LoggedRun] = []
     if args.from_log:
         try:
@@ -263,7 +269,9 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         except LogError as exc:
             console.print(f"bmsfil hil run: {exc}", soft_wrap=True)
             return 2
-        packs = [(run.name, run.cells) for run in logged]
+        n = args.samples
+        packs = [(run.name, [cell.slice(0, min(len(cell), n)) if n else cell for cell in run.cells])
+                 for run in logged]
     elif args.workers is not None or args.scheduler is not None:
         problem = _dask_refusal(args)
         if problem:

@@ -238,7 +238,7 @@ def _health_line(summary: dict[str, object]) -> str:
     h = summary["health"]
     assert isinstance(h, dict)
     pairs, steps = h["capacity_pairs"], h["r0_steps"]
-    capacity = ("capacity: no pair of anchors (full, empty or a long rest) closed, the set's rated capacity kept"
+    capacity = ("capacity: no pair of anchors (full, empty or a long rest) learned from, the set's rated capacity kept"
                 if not pairs or h["capacity_Ah"] is None else
                 f"capacity {h['capacity_Ah']:.3f} ± {h['capacity_sigma_Ah']:.3f} Ah (SOH {h['soh'] * 100:.1f} %, "
                 f"{pairs} pair(s) of anchors)")
