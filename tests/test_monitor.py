@@ -336,3 +336,26 @@ def test_an_interface_missing_its_settings_is_one_line_not_a_traceback(tmp_path,
     err = " ".join((captured.err + captured.out).split())
     assert "could not open the CAN bus (interface='serial', channel=0): Must specify a serial port." in err
     assert "--bus-option KEY=VALUE" in err and "Traceback" not in err
+
+
+def test_a_cell_of_the_pack_that_never_speaks_and_one_outside_it_are_shown():
+    """A pack of 3 (MeasPack's n_cells) whose cell 1 never answered was shown
+    as two cells and nothing STALE; a frame of cell 7 made a seventh row
+    as if the pack had one."""
+    view = PackView()
+    view.feed(_at(cc.encode_meas_pack(0, 0.1, -1.0, 3), 10.0))
+    for index in (0, 2, 7):
+        view.feed(_at(cc.encode_est_cell(0, index, 0.5, 0.01), 10.0))
+    snap = view.snapshot()
+    cells = {c["cell_index"]: c for c in snap["cells"]}
+    assert sorted(cells) == [0, 1, 2, 7]
+    assert cells[1]["stale"] and not cells[1]["heard"] and cells[1]["age_s"] is None and cells[1]["in_pack"]
+    assert not cells[0]["stale"] and cells[0]["in_pack"] and cells[7]["in_pack"] is False
+    pack = snap["pack"]
+    assert (pack["cells_seen"], pack["cells_silent"], pack["cells_outside_pack"], pack["cells_stale"]) == (3, 1, 1, 1)
+    console = Console(width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(render(snap))
+    text = capture.get()
+    assert "STALE SILENT" in text and "NOT IN PACK" in text
+    assert "1 of the pack SILENT" in text and "1 NOT IN PACK (beyond the 3 cells MeasPack declares)" in text

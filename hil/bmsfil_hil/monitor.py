@@ -187,9 +187,11 @@ class PackView:
         age ``None``.
         """
         now = self._latest if now is None else now
+        declared = 0 if self._pack is None else self._pack.n_cells
         cells = []
-        for index in sorted(self._cells):
-            c = self._cells[index]
+        # The pack's cells (MeasPack's n_cells), heard from or not, and any other cell that spoke.
+        for index in sorted(set(self._cells) | set(range(declared))):
+            c = self._cells.get(index, _Cell())
             age = None if c.estimated_at is None or now is None else now - c.estimated_at
             behind = (None if c.estimated_sample_at is None or self._newest_estimated is None
                       else max(0.0, (self._before_newest if self._before_newest is not None
@@ -214,13 +216,17 @@ class PackView:
                 "age_s": age,
                 "behind_s": behind,
                 "stale": age is None or age > self.stale_s or (behind is not None and behind > self.stale_s),
+                "in_pack": None if self._pack is None else index < declared,
+                "heard": index in self._cells,
             })
         socs = [c["soc"] for c in cells if c["soc"] is not None]
         return {
             "stale_after_s": self.stale_s,
             "cells": cells,
             "pack": {
-                "cells_seen": len(cells),
+                "cells_seen": sum(c["heard"] for c in cells),
+                "cells_silent": sum(not c["heard"] for c in cells),
+                "cells_outside_pack": sum(c["in_pack"] is False for c in cells),
                 "cells_stale": sum(c["stale"] for c in cells),
                 "soc_min": min(socs) if socs else None,
                 "soc_mean": sum(socs) / len(socs) if socs else None,
@@ -293,8 +299,9 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             _fmt(c["core_temp_C"], ".1f"), _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             _fmt(c["behind_s"], ".1f"),
-            "STALE" if c["stale"] else "",
-            style="red" if c["stale"] else None,
+            " ".join(word for word, on in (("STALE", c["stale"]), ("SILENT", not c["heard"]),
+                                           ("NOT IN PACK", c["in_pack"] is False)) if on),
+            style="red" if c["stale"] or c["in_pack"] is False else None,
         )
     status = pack["target_status"]
     if status is None:
@@ -310,6 +317,10 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     lines = [
         (f"{pack['cells_seen']} cells seen"
          + (f", {pack['cells_stale']} STALE (their last SOC in the summary)" if pack["cells_stale"] else "")
+         + (f", {pack['cells_silent']} of the pack SILENT (no frame of theirs at all)" if pack["cells_silent"]
+            else "")
+         + (f", {pack['cells_outside_pack']} NOT IN PACK (beyond the {pack['n_cells']} cells MeasPack declares)"
+            if pack["cells_outside_pack"] else "")
          + f" · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
         (f"pack current {_fmt(pack['current_A'], '.3f')} A (sequence {_fmt_int(pack['sequence'])} mod {cc.SEQUENCE_MODULUS}, "
