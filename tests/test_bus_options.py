@@ -58,17 +58,32 @@ def test_no_bus_anywhere_or_an_unknown_interface_is_said(no_can_config) -> None:
         resolve_bus({})
     with pytest.raises(BusOptionError, match=r"--interface 'vcan': python-can has no such interface; it knows .*socketcan"):
         resolve_bus({"interface": "vcan", "channel": "x"})
-    with pytest.raises(BusOptionError, match="the virtual interface needs a channel"):
-        resolve_bus({"interface": "virtual"})
+    with pytest.raises(BusOptionError, match=r"python-can's configuration \(CAN_INTERFACE or ~/.canrc\) names "
+                                             "interface 'socketcan_native': python-can has no such interface"):
+        (no_can_config / ".canrc").write_text("[default]\ninterface = socketcan_native\nchannel = can0\n")
+        resolve_bus({})
+    (no_can_config / ".canrc").write_text("interface = virtual\n")  # no [section]
+    with pytest.raises(BusOptionError, match="python-can refused the bus settings .*MissingSectionHeaderError"):
+        resolve_bus({})
+    (no_can_config / ".canrc").unlink()
+    with pytest.raises(BusOptionError, match="python-can refused the bus settings .*Port config must be string or "
+                                             "integer"):
+        resolve_bus({"interface": "socketcand", "channel": "can0", "host": "h", "port": 29536.0})
+    # an interface with a default channel of its own opens it, as python-can does
+    assert resolve_bus({"interface": "virtual"}) == {"interface": "virtual"}
 
 
 def test_a_misspelt_bus_option_is_refused_and_an_unknown_one_passed_on(no_can_config) -> None:
     given = bus_config("virtual", "a", None, ["recieve_own_messages=true"])
     with pytest.raises(BusOptionError, match="did you mean 'receive_own_messages'"):
         resolve_bus(given, option_keys(["recieve_own_messages=true"]))
-    # a setting the interface takes through **kwargs (pcan's f_clock_mhz, say) looks like no named one: passed on
+    # a setting no interface reads is passed on, as python-can does
     given = bus_config("virtual", "a", None, ["app_name=bench"])
     assert resolve_bus(given, ["app_name"])["app_name"] == "bench"
+    # kvaser reads no_samp from its keyword arguments: a setting, not a misspelt nof_samples
+    assert resolve_bus({"interface": "kvaser", "channel": 0, "no_samp": 3}, ["no_samp"])["no_samp"] == 3
+    # slcan's deprecated ttyBaudrate (python-can maps it to tty_baudrate)
+    assert resolve_bus({"interface": "slcan", "channel": "/dev/ttyACM0", "ttyBaudrate": 115200}, ["ttyBaudrate"])
 
 
 def test_monitor_reads_a_live_bus_named_only_in_the_environment(no_can_config, monkeypatch, tmp_path) -> None:

@@ -229,15 +229,15 @@ def test_nasa_file_as_one_recording_keeps_cycle_starts() -> None:
 def test_nasa_life_without_metadata_has_unobserved_gaps(tmp_path: Path) -> None:
     copy = tmp_path / NASA_B0005.name
     copy.write_bytes(NASA_B0005.read_bytes())
-    with pytest.warns(RecordingWarning, match=r"no metadata\.csv of the data set beside it: the ambient temperature "
-                                              r"taken as 24 °C .*each discharge 3 h after the one before"):
+    with pytest.warns(RecordingWarning, match=r"no metadata\.csv of the data set beside it: its ambient temperature "
+                                              r"is not known \(bmsfil takes 24 °C.* with 3 h between them"):
         rec = import_file(copy)
     starts = np.array([int(s) for s in rec.meta.extra["cycle_starts"].split(",")])
     gaps = rec.time_s[starts[1:]] - rec.time_s[starts[1:] - 1]
     assert np.allclose(gaps, nasa_pcoe.UNOBSERVED_GAP_S)
     assert rec.meta.ambient_temp_C == nasa_pcoe.AMBIENT_C
     (tmp_path / "metadata.csv").write_text("type,battery_id,ambient_temperature,Capacity\ndischarge,B0018,24,1.8\n")
-    with pytest.warns(RecordingWarning, match=r"metadata\.csv lists no discharge of B0005: the ambient temperature"):
+    with pytest.warns(RecordingWarning, match=r"metadata\.csv lists no discharge of B0005: its ambient temperature"):
         import_file(copy)
 
 
@@ -493,8 +493,8 @@ def test_thousands_grouped_with_dots_in_a_file_of_decimal_commas(tmp_path: Path)
     path = write(tmp_path / "de.csv", head + "0,0;-43,5;4,1848;23,9\n0,1;-1.714,5;4,1840;23,9\n")
     assert import_file(path, column_map=german).current_A.tolist() == pytest.approx([-0.0435, -1.7145])
     write(path, head + "0,0;-43;4,1848;23,9\n0,1;-1.714;4,1840;23,9\n")
-    with pytest.raises(RecordingError, match=r"de\.csv:3: column 'Strom \[mA\]': expected a number without a '\.' "
-                                             r"between thousands .*got '-1\.714'"):
+    with pytest.raises(RecordingError, match=r"de\.csv:3: column 'Strom \[mA\]': expected a number whose '\.' "
+                                             r"groups thousands before its decimal ',', or none .*got '-1\.714'"):
         import_file(path, column_map=german)
     tabs = write(tmp_path / "points.txt", "Time [s]\tCurrent [A]\tVoltage [V]\tTemperature [degC]\n"
                  "0.0\t-1.500\t3.714\t25.0\n1.0\t-1.500\t3.713\t25.0\n")
@@ -796,10 +796,20 @@ def test_decimal_commas_first_written_after_a_row_of_integers(tmp_path: Path) ->
     assert import_file(path, column_map=german).current_A.tolist() == pytest.approx([0.0, -1.7145, -0.0435])
     rows = "".join(f"{k};-1.714;{4180 - k};24\n" for k in range(70_000)) + "70000;-43,5;4100;24\n"
     write(path, head + "0;0;4185;24\n" + rows)
-    with pytest.raises(RecordingError, match=r"de\.csv:70003: column 'Strom \[mA\]': expected a number with the "
-                                             r"decimal mark of the rows above it, which wrote '-1\.714' with '\.' "
-                                             r"as a decimal point .*got '-43,5'"):
+    with pytest.raises(RecordingError, match=r"de\.csv:70003: column 'Strom \[mA\]': a decimal ',' in '-43,5', "
+                                             r"and line 3 \(column 'Strom \[mA\]'\) wrote '-1\.714', read with '\.' "
+                                             "as its decimal point"):
         import_file(path, column_map=german)
+    # the ',' decides for its whole batch of rows, whichever column comes first: '-1.714' below it is refused
+    for order in (german, dict(reversed(list(german.items())))):
+        write(path, head + "0;0;4185;24\n1;-1714;3,9;24\n2;-1.714;3,9;24\n")
+        with pytest.raises(RecordingError, match=r"de\.csv:4: column 'Strom \[mA\]': .*got '-1\.714'"):
+            import_file(path, column_map=order)
+    # English thousands in a file of tabs: '-1,714.5' is not -1.7145
+    tabs = write(tmp_path / "t.txt", "Time [s]\tCurrent [mA]\tVoltage [mV]\tTemperature [degC]\n0\t0\t4185\t24\n"
+                 "1\t-1,714.5\t4150\t24\n")
+    with pytest.raises(RecordingError, match=r"t\.txt:3: column 'Current \[mA\]': .*got '-1,714\.5'"):
+        import_file(tabs)
 
 
 def test_clock_times_with_decimal_commas_and_days(tmp_path: Path) -> None:
@@ -814,6 +824,8 @@ def test_clock_times_with_decimal_commas_and_days(tmp_path: Path) -> None:
                  "0 days 23:59:59.5,-1.5,3.9,25\n1 days 00:00:00,-1.5,3.9,25\n1d 00:00:01,-1.5,3.9,25\n")
     english = {"time": "Time", "current": "Current", "voltage": "Voltage", "temperature": "Temperature"}
     assert import_file(days, column_map=english).time_s.tolist() == pytest.approx([0.0, 0.5, 1.5])
+    write(days, 'Time,Current [A],Voltage [V],Temperature [degC]\n0:00:00,-1.5,3.9,25\n"1 day, 0:00:01",-1.5,3.9,25\n')
+    assert import_file(days, column_map=english).time_s.tolist() == pytest.approx([0.0, 86401.0])
 
 
 def test_a_zipped_export_is_read_as_the_file_it_holds(tmp_path: Path) -> None:
@@ -833,3 +845,32 @@ def test_a_zipped_export_is_read_as_the_file_it_holds(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"two\.zip: a zip archive of 2 files \(a\.csv, b\.csv\): bmsfil reads "
                                              "one recording from one file; unzip it"):
         import_file(tmp_path / "two.zip")
+
+
+def test_what_a_zip_holds_beside_or_inside_its_file(tmp_path: Path) -> None:
+    """A macOS zip's __MACOSX/ resource fork is not a second file; a zip
+    holding a .gz, or an encrypted one, is named, not a traceback or 'not a
+    text CSV'. The recording is named without .zip."""
+    import zipfile
+
+    text = "Time [s],Current [A],Voltage [V],Temperature [degC]\n0,-1.5,3.9,25\n1,-1.5,3.89,25\n"
+    mac = tmp_path / "run.csv.zip"
+    with zipfile.ZipFile(mac, "w") as archive:
+        archive.writestr("run.csv", text)
+        archive.writestr("__MACOSX/._run.csv", b"\0\5\26\7 resource fork")
+    rec = import_file(mac)
+    assert rec.voltage_V.tolist() == [3.9, 3.89] and rec.meta.name == "run"
+    with zipfile.ZipFile(tmp_path / "gz.zip", "w") as archive:
+        archive.writestr("run.csv.gz", gzip.compress(text.encode()))
+    with pytest.raises(RecordingError, match=r"gz\.zip: holds run\.csv\.gz, itself compressed \(gzip\): unzip it"):
+        import_file(tmp_path / "gz.zip")
+    # the member's 'encrypted' flag set, in its local header and in the central directory (zipfile
+    # writes no encryption; python says 'File ... is encrypted, password required' on reading it)
+    encrypted = bytearray(mac.read_bytes())
+    with zipfile.ZipFile(mac) as archive:
+        offset = archive.getinfo("run.csv").header_offset
+    encrypted[offset + 6] |= 1
+    encrypted[encrypted.index(b"PK\x01\x02") + 8] |= 1
+    (tmp_path / "enc.zip").write_bytes(bytes(encrypted))
+    with pytest.raises(RecordingError, match=r"enc\.zip: .*encrypted"):
+        import_file(tmp_path / "enc.zip")

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import configparser
 import difflib
 import importlib
 import inspect
+import logging
+import re
+import sys
 from errno import EAFNOSUPPORT, ENODEV
 
 import can
@@ -94,31 +98,34 @@ def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ..
     (``can.rc``, the environment's CAN_INTERFACE, CAN_CHANNEL, CAN_BITRATE and
     CAN_CONFIG, then ``~/.canrc``, ``~/.can`` or ``/etc/can.conf``), the command line
     winning. Raises `BusOptionError` when no interface is known, or python-can
-    knows none of that name, or one of `option_keys` (the --bus-option keys)
-    looks like a misspelling of a setting the interface has."""
+    knows none of that name, or refuses a setting, or one of `option_keys`
+    (the --bus-option keys) is no setting of the interface but close to one."""
     try:
         resolved = dict(load_config(config=dict(given)))
-    except CanInterfaceNotImplementedError:
-        name = given.get("interface")
-        if name is None:
+    except CanInterfaceNotImplementedError as exc:
+        named = re.search(r'"(.*)"', str(exc))
+        name = named.group(1) if named else "None"
+        if name == "None":
             raise BusOptionError(
                 "no CAN bus given: name it with --interface and --channel (python-can's, e.g. --interface "
                 "socketcan --channel can0), or in python-can's configuration (CAN_INTERFACE and CAN_CHANNEL, "
                 "or a [default] section with interface and channel in ~/.canrc)") from None
-        raise BusOptionError(f"--interface {name!r}: python-can has no such interface; it knows "
+        where = "--interface" if given.get("interface") is not None else "python-can's configuration (CAN_INTERFACE " \
+            "or ~/.canrc) names interface"
+        raise BusOptionError(f"{where} {name!r}: python-can has no such interface; it knows "
                              f"{', '.join(sorted(VALID_INTERFACES))}") from None
-    except ValueError as exc:  # a setting python-can checks itself: port, state
-        raise BusOptionError(f"python-can refused the bus settings: {exc}") from None
+    except (ValueError, TypeError, AttributeError, configparser.Error) as exc:
+        # settings python-can checks itself (port, state), a CAN_CONFIG or ~/.canrc it cannot read
+        raise BusOptionError(f"python-can refused the bus settings (the command line's and its configuration's: "
+                             f"CAN_CONFIG, ~/.canrc): {type(exc).__name__}: {exc}") from None
     interface = str(resolved["interface"])
-    if resolved.get("channel") is None:
-        raise BusOptionError(f"the {interface} interface needs a channel: --channel (python-can's, e.g. can0, "
-                             "PCAN_USBBUS1, /dev/ttyACM0) or CAN_CHANNEL, or channel in ~/.canrc")
-    named = _interface_settings(interface)
-    if named:
+    known = _interface_settings(interface)
+    if known is not None:
+        names, source = known
         for key in option_keys:
-            if key in named:
-                continue
-            close = difflib.get_close_matches(key, named, n=1, cutoff=0.75)
+            if key in names or re.search(rf"\b{re.escape(key)}\b", source):
+                continue  # a setting the interface names, or reads from its keyword arguments
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
             if close:
                 raise BusOptionError(f"--bus-option {key}: the {interface} interface has no setting {key!r}; "
                                      f"did you mean {close[0]!r}? (python-can passes settings it does not "
@@ -126,19 +133,26 @@ def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ..
     return {key: value for key, value in resolved.items() if value is not None}
 
 
-def _interface_settings(interface: str) -> list[str]:
+def _interface_settings(interface: str) -> tuple[list[str], str] | None:
     """The settings `interface`'s bus class names, with python-can's common
-    ones; empty when its module cannot be imported (a driver missing: the
-    bus will not open, and says why)."""
+    ones, and the source of its module (where settings read from keyword
+    arguments are named); None when its module cannot be imported or read (a
+    driver missing: the bus will not open, and says why)."""
     module, cls_name = BACKENDS[interface]
+    quiet = logging.getLogger("can")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # a backend says at import that its driver is missing: the bus says it on opening
     try:
         cls = getattr(importlib.import_module(module), cls_name)
+        source = inspect.getsource(sys.modules[cls.__module__])
     except Exception:  # noqa: BLE001 - any failure of a driver's import means: cannot check here
-        return []
+        return None
+    finally:
+        quiet.setLevel(level)
     own = [name for name, param in inspect.signature(cls.__init__).parameters.items()
            if param.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
            and name != "self"]
-    return sorted({*own, *COMMON_SETTINGS})
+    return sorted({*own, *COMMON_SETTINGS}), source
 
 
 def option_keys(options: list[str]) -> list[str]:

@@ -248,7 +248,7 @@ class TextLog:
     def __init__(self, path: Path, reader: type) -> None:
         self.path, self._reader = path, reader
         self.skipped: list[tuple[int, str]] = []
-        self.ended = False  # an .asc's closing line, 'End TriggerBlock', was read
+        self.open_block = False  # an .asc's 'Begin Triggerblock' was read, and not yet its 'End TriggerBlock'
 
     def __iter__(self) -> Iterator[can.Message]:
         with self.path.open("r", encoding=locale.getpreferredencoding(False), errors="replace") as text:
@@ -263,8 +263,9 @@ class TextLog:
                 for fed, line in numbered:
                     if not started:
                         header.append(line)
-                    elif line.lstrip().lower().startswith("end triggerblock"):
-                        self.ended = True
+                    word = line.lstrip()[:20].lower()
+                    if word.startswith(("begin triggerblock", "end triggerblock")):
+                        self.open_block = word.startswith("begin")
                     yield line
 
             replay: list[str] = []
@@ -295,6 +296,8 @@ class LogRead:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cut_short: str | None = None
+        if path.is_dir():
+            raise LogError(f"{path}: a directory, not a log file")
         if not path.is_file():
             raise LogError(f"{path}: no such log file")
         if path.stat().st_size == 0:
@@ -336,9 +339,9 @@ def _unfinished(path: Path, messages: object) -> str | None:
         if messages.file_size != size:
             return (f"is {size:,} bytes where its header says {messages.file_size:,} (a file cut short, or a "
                     "logger that never closed it)")
-    if isinstance(messages, TextLog) and path.suffix.lower() == ".asc" and not messages.ended:
-        return "ends without the 'End TriggerBlock' line an .asc logger writes last (a file cut short, or a " \
-               "logger that never closed it)"
+    if isinstance(messages, TextLog) and messages.open_block:
+        return "ends in a trigger block without its 'End TriggerBlock' line (a file cut short, or a logger that " \
+               "never closed it)"
     return None
 
 

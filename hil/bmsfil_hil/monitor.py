@@ -483,7 +483,7 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     except BUS_OPEN_ERRORS as exc:
         err_console.print(f"bmsfil monitor: {open_failure(config, exc)}", soft_wrap=True)
         return 2
-    title = f"bmsfil monitor: {config['interface']} {config['channel']}"
+    title = f"bmsfil monitor: {config['interface']} {config.get('channel', '(its default channel)')}"
     try:
         if args.once:
             deadline = time.monotonic() + (args.window if args.window is not None else WINDOW_S)

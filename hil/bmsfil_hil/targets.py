@@ -227,8 +227,11 @@ class BusTarget:
 
     name = "board"
 
-    def __init__(self, interface: str, channel: str, bitrate: int | None = None, **options: object) -> None:
-        self.config: dict[str, object] = {"interface": interface, "channel": channel, **options}
+    def __init__(self, interface: str, channel: str | None = None, bitrate: int | None = None,
+                 **options: object) -> None:
+        self.config: dict[str, object] = {"interface": interface, **options}
+        if channel is not None:  # else the interface's own default channel, as python-can opens it
+            self.config["channel"] = channel
         if bitrate is not None:
             self.config["bitrate"] = bitrate
         self._bus: can.BusABC | None = None

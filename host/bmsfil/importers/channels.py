@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -74,7 +74,17 @@ def read_channels(
             )
         unit_of[key] = unit
         scales[key] = factor
-    values, lines = table.read(header, converters)
+    def learn(cells: Mapping[str, Sequence[str]], lines: Sequence[int]) -> None:
+        conflict = marks.see({key: cells[key] for key, (_, fn) in converters.items() if fn is numbers}, lines)
+        if conflict is not None and marks.read_with_point is not None:
+            key, row = conflict
+            earlier, line, cell = marks.read_with_point
+            raise RecordingError(
+                f"{at(table.where, lines[row], header.cells[columns[key]])}: a decimal ',' in {cells[key][row]!r}, "
+                f"and line {line} (column {header.cells[columns[earlier]]!r}) wrote {cell!r}, read with '.' as "
+                "its decimal point: a '.' that may have grouped thousands; write the file with one decimal mark")
+
+    values, lines = table.read(header, converters, before=learn if table.decimal_comma else None)
     for key, (scale, offset) in scales.items():
         if scale != 1.0 or offset != 0.0:
             values[key] = values[key] * scale + offset

@@ -10,9 +10,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def file_stem(path: Path) -> str:
-    """``610_UDDS.csv.gz`` -> ``610_UDDS``."""
+    """``610_UDDS.csv.gz`` -> ``610_UDDS`` (and ``610_UDDS.csv.zip``, ``610_UDDS.zip``)."""
     name = path.name
-    for suffix in (".gz",) + _TEXT_SUFFIXES:
+    for suffix in (".gz", ".zip") + _TEXT_SUFFIXES:
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name

@@ -232,9 +232,10 @@ def _metadata(path: Path, cell: str, cycles: list[int]) -> list[_Discharge] | No
     metadata lists the cell but not these discharges.
     """
     meta_path = path.with_name(_METADATA_FILE)
-    unknown = (f"{path}: {{}}: the ambient temperature taken as {AMBIENT_C:g} °C (the room of the data set's "
-               f"first cells; --meta ambient_temp_C=T if not), each discharge {UNOBSERVED_GAP_S / 3600:g} h after "
-               "the one before, no capacities to check the file against")
+    unknown = (f"{path}: {{}}: its ambient temperature is not known (bmsfil takes {AMBIENT_C:g} °C, the room of the "
+               "data set's first cells, unless --meta ambient_temp_C=T says otherwise), nor when each discharge "
+               f"began (a life of several is laid out with {UNOBSERVED_GAP_S / 3600:g} h between them), nor NASA's "
+               "capacities to check the file against")
     if not meta_path.is_file():
         warnings.warn(unknown.format(f"no {_METADATA_FILE} of the data set beside it"), RecordingWarning,
                       stacklevel=4)

@@ -7,7 +7,7 @@ one when that fails, to find the bad cell or to turn empty cells into NaN.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,38 +31,62 @@ _GROUPED = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
 
 @dataclass
 class DecimalMarks:
-    """How a file of ';' or tabs writes its decimals, learnt as it is read (one for all the
-    columns and chunks of a file): once a number has a ',' the file writes decimal commas, and a
-    '.' groups thousands. Until then a '.' is a decimal point, and the first number it made
-    ambiguous ('1.714': 1.714, or 1714 grouped?) is kept, to refuse the file where a ',' shows
-    later which it was."""
+    """How a file of ';' or tabs writes its decimals, learnt as it is read, batch by batch of
+    rows before they are converted (`see`): once a number has a ',' the file writes decimal
+    commas, and a '.' groups thousands. Until then a '.' is a decimal point, and the first
+    number it made ambiguous ('1.714': 1.714, or 1714 grouped?) is kept, to refuse the file
+    where a ',' shows later which it was."""
 
     comma: bool = False
-    read_with_point: str | None = None  # the first '1.714' read as 1.714 before any ','
+    read_with_point: tuple[str, int, str] | None = None  # the first '1.714' read as 1.714: key, line, cell
+
+    def see(self, cells: Mapping[str, Sequence[str]], lines: Sequence[int]) -> tuple[str, int] | None:
+        """Learn from a batch of rows (number cells by column key, and their lines); returns the
+        key and row of its first ',' when a batch before it was read with '.' as the decimal
+        point and wrote an ambiguous '1.714' (`read_with_point`), else None."""
+        if self.comma:
+            return None
+        first = [(row, key) for key, column in cells.items()
+                 if (row := next((r for r, cell in enumerate(column) if "," in cell), None)) is not None]
+        if first:
+            row, key = min(first)
+            if self.read_with_point is not None:
+                return key, row
+            self.comma = True
+            return None
+        if self.read_with_point is None:
+            grouped = [(r, key, cell.strip()) for key, column in cells.items()
+                       if (r := next((r for r, cell in enumerate(column)
+                                      if "." in cell and _GROUPED.match(cell.strip())), None)) is not None
+                       for cell in (column[r],)]
+            if grouped:
+                row, key, cell = min(grouped)
+                self.read_with_point = (key, lines[row], cell)
+        return None
+
+
+def _point_unclear(cell: str) -> bool:
+    """In a file of decimal commas: a '.' that may group thousands or mark decimals ('-1.714',
+    '1,714.5'), where '1.714,5' or '3.7' say which."""
+    if "." not in cell:
+        return False
+    if "," in cell:
+        return cell.rfind(".") > cell.rfind(",")
+    return bool(_GROUPED.match(cell.strip()))
 
 
 def numbers(cells: Sequence[str], decimal_comma: bool = False, marks: DecimalMarks | None = None) -> np.ndarray:
     """Plain numbers; missing cells become NaN. With `decimal_comma` a ',' is the decimal mark;
     with `marks` too (the file's, `DecimalMarks`), once the file writes its decimals so, a '.'
-    groups thousands: beside a ',' it is dropped ('1.714,5'), alone before three digits
-    ('-1.714') it is refused, as it could be either (a '.' elsewhere, '3.7', stays a decimal
-    point)."""
-    if decimal_comma and marks is not None and not marks.comma:
-        first_comma = next((i for i, cell in enumerate(cells) if "," in cell), None)
-        if first_comma is not None and marks.read_with_point is not None:
-            raise CellError(first_comma, f"a number with the decimal mark of the rows above it, which wrote "
-                                         f"{marks.read_with_point!r} with '.' as a decimal point (or was it a "
-                                         "thousands separator? this one writes a decimal ',')")
-        marks.comma = first_comma is not None
-        if not marks.comma and marks.read_with_point is None:
-            marks.read_with_point = next((cell.strip() for cell in cells
-                                          if "." in cell and _GROUPED.match(cell.strip())), None)
+    groups thousands: beside a ',' before it it is dropped ('1.714,5'); alone before three
+    digits ('-1.714') or after a ',' ('1,714.5') it is refused, as it could mean either (a '.'
+    elsewhere, '3.7', stays a decimal point)."""
     if decimal_comma and marks is not None and marks.comma:
         for i, cell in enumerate(cells):
-            if "." in cell and "," not in cell and _GROUPED.match(cell.strip()):
-                raise CellError(i, "a number without a '.' between thousands (this file writes its decimals "
-                                   "with ',', so a '.' before three digits could group thousands or mark "
-                                   "decimals)")
+            if _point_unclear(cell):
+                raise CellError(i, "a number whose '.' groups thousands before its decimal ',', or none (this file "
+                                   "writes its decimals with ','; a '.' before three digits, or after the ',', could "
+                                   "group thousands or mark decimals)")
         cells = [cell.replace(".", "").replace(",", ".") if "," in cell else cell for cell in cells]
     elif decimal_comma:
         cells = [cell.replace(",", ".") for cell in cells]
@@ -83,8 +107,9 @@ def numbers(cells: Sequence[str], decimal_comma: bool = False, marks: DecimalMar
     return out
 
 
-#: Days before a clock, as testers and pandas write long durations: '1d 02:03:04', '2 days 01:00:00'.
-_DAYS = re.compile(r"^\s*(\d+)\s*(?:d|day|days)\s+(.*)$")
+#: Days before a clock, as testers, pandas and Python write long durations: '1d 02:03:04',
+#: '2 days 01:00:00', '1 day, 2:03:04'.
+_DAYS = re.compile(r"^\s*(\d+)\s*(?:d|days?),?\s+(.*)$")
 
 
 def _clock(cell: str) -> float:

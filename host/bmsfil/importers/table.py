@@ -157,12 +157,17 @@ class Table:
         return f"{', '.join(repr(cell.strip()) for cell in row if cell.strip())} (line {line})"
 
     def read(
-        self, header: Header, columns: Mapping[str, tuple[int, Converter]]
+        self,
+        header: Header,
+        columns: Mapping[str, tuple[int, Converter]],
+        before: Callable[[Mapping[str, Sequence[str]], Sequence[int]], None] | None = None,
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Convert the given columns of every data row; returns the arrays and each row's line.
 
         Blank lines are skipped. A row that lacks named columns is an error
         (``truncated`` when it is the last one); extra fields must be empty.
+        ``before`` sees each batch of rows (the cells by key, their lines)
+        before any of its columns is converted.
         """
         keys = list(columns)
         indices = [columns[key][0] for key in keys]
@@ -176,6 +181,8 @@ class Table:
 
         def flush() -> None:
             cells_by_key = dict(zip(keys, zip(*picked)))
+            if before is not None:
+                before(cells_by_key, lines)
             for key, (index, convert) in columns.items():
                 cells = cells_by_key[key]
                 try:

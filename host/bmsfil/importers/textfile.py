@@ -96,17 +96,43 @@ def is_npz(path: Path) -> bool:
 
 
 def _zip_member(fh: BinaryIO, where: str) -> tuple[zipfile.ZipFile, zipfile.ZipInfo]:
-    """The one file a zip archive holds (a zipped export); an error naming them if it holds more."""
+    """The one file a zip archive holds (a zipped export; what an archiver adds beside it, macOS's
+    __MACOSX/ folder, is not counted); an error naming them if it holds more."""
     try:
         archive = zipfile.ZipFile(fh)
     except zipfile.BadZipFile as exc:
         raise RecordingError(f"{where}: a zip archive that does not open ({exc})") from None
-    files = [info for info in archive.infolist() if not info.is_dir()]
+    files = [info for info in archive.infolist() if not info.is_dir() and not _archiver_file(info.filename)]
     if len(files) != 1:
+        archive.close()
         shown = ", ".join(info.filename for info in files[:5]) + (", ..." if len(files) > 5 else "")
         raise RecordingError(f"{where}: a zip archive of {len(files)} files ({shown or 'none'}): bmsfil reads one "
                              "recording from one file; unzip it and import the file you want")
     return archive, files[0]
+
+
+def _archiver_file(name: str) -> bool:
+    """A file an archiver put beside the data: macOS's __MACOSX/ and ._ resource forks, .DS_Store."""
+    base = name.rsplit("/", 1)[-1]
+    return name.startswith("__MACOSX/") or base.startswith("._") or base == ".DS_Store"
+
+
+def _unzipped(fh: BinaryIO, where: str, limit: int | None) -> bytes:
+    """The bytes of the one file a zip holds (gzip undone, if it is a .gz), up to `limit`."""
+    archive, member = _zip_member(fh, where)
+    with archive:
+        if member.flag_bits & 0x1:
+            raise RecordingError(f"{where}: {member.filename} in this zip archive is encrypted: unzip it with its "
+                                 "password and import the file")
+        with archive.open(member) as inner:
+            data = inner.read(limit if limit is not None else MAX_TEXT_BYTES + 1)
+    for magic, what in ((GZIP_MAGIC, "itself compressed (gzip)"), (ZIP_MAGIC, "itself a zip archive (a bmsfil .npz "
+                                                                              "recording?)")):
+        if data.startswith(magic):
+            raise RecordingError(f"{where}: holds {member.filename}, {what}: unzip it and import that file")
+    if limit is None and len(data) > MAX_TEXT_BYTES:
+        raise RecordingError(f"{where}: unzips to more than the {MAX_TEXT_BYTES} bytes a file may hold")
+    return data
 
 
 def excel_workbook(path: Path) -> str | None:
@@ -146,15 +172,7 @@ def _read_bytes(path: Path, where: str, limit: int | None) -> bytes:
             magic = fh.read(len(ZIP_MAGIC))
             fh.seek(0)
             if magic == ZIP_MAGIC:
-                archive, member = _zip_member(fh, where)
-                if member.file_size > MAX_TEXT_BYTES:
-                    raise RecordingError(f"{where}: {member.filename} unzips to {member.file_size} bytes, more than "
-                                         f"the {MAX_TEXT_BYTES} a file may hold")
-                with archive, archive.open(member) as inner:
-                    data = inner.read(limit if limit is not None else MAX_TEXT_BYTES + 1)
-                if limit is None and len(data) > MAX_TEXT_BYTES:
-                    raise RecordingError(f"{where}: unzips to more than the {MAX_TEXT_BYTES} bytes a file may hold")
-                return data
+                return _unzipped(fh, where, limit)
             compressed = magic.startswith(GZIP_MAGIC)
             if limit is not None:
                 if compressed:
@@ -182,7 +200,7 @@ def _read_bytes(path: Path, where: str, limit: int | None) -> bytes:
         raise RecordingError(f"{where}: is a directory, not a file") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise RecordingError(f"{where}: gzip data is truncated or corrupt ({exc})") from None
-    except (zipfile.BadZipFile, NotImplementedError) as exc:  # a damaged member, a compression zipfile lacks
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:  # damaged, a compression zipfile lacks
         raise RecordingError(f"{where}: the file in this zip archive does not unzip ({exc})") from None
     except OSError as exc:
         raise RecordingError(f"{where}: cannot read the file ({exc})") from None
