@@ -415,3 +415,15 @@ def test_cli_export_of_a_broken_parameter_file(tmp_path: Path, capsys: pytest.Ca
     assert main(["export", str(CORPUS / rel), "-o", str(out)]) == 2
     check_message(capsys.readouterr().err, rel, PARAMS["text_in_table.json"])
     assert not out.exists()
+
+
+def test_a_firmware_export_given_as_the_parameter_set_is_named(tmp_path: Path) -> None:
+    """`--params cellx.c` said only 'not valid JSON'."""
+    from bmsfil.export_c import params_to_c
+    from bmsfil.params import ParameterSet, ParamsError, bundled_params
+
+    c = tmp_path / "cell.c"
+    c.write_text(params_to_c(bundled_params(), "lg_hg2.json"))
+    with pytest.raises(ParamsError, match=r"cell\.c:1: not valid JSON .*this is an export of a parameter set "
+                                          r"\(written by bmsfil\.export_c\), for firmware: give the JSON set"):
+        ParameterSet.load(c)

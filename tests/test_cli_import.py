@@ -47,6 +47,8 @@ def test_import_generic_csv_with_map_units_and_sign(tmp_path: Path):
     ("reference_initial_soc=80", "expected a SOC in [0, 1], got '80' (a percentage? write 0.8 for 80 %)"),
     ("reference_capacity_Ah=-2.78", "reference_capacity_Ah: expected a capacity above 0 Ah"),
     ("nominal_capacity_Ah=inf", "nominal_capacity_Ah: expected a capacity above 0 Ah"),
+    ("reference_capacity_Ah=2648.8", "reference_capacity_Ah: expected a capacity in Ah, up to 1000, got '2648.8' "
+                                     "(mAh? write 2.6488 for 2648.8 mAh)"),
     ("ambient_temp_C=2000", "ambient_temp_C: expected a temperature in [-80, 150] °C, got '2000'"),
     ("ambient_temp_C=nan", "ambient_temp_C: expected a temperature in [-80, 150] °C, got 'nan'"),
 ])

@@ -62,8 +62,10 @@ def test_nominal_capacity_is_the_one_the_files_state(lg_minimal):
     made it 2.8, and bmsfil eval then took this cell's recordings for another's)."""
     params, report = lg_minimal
     assert params.cell.nominal_capacity_Ah == 3.0
-    assert "nominal capacity 3 Ah from the metadata (nominal_capacity_Ah) of 2 of the 2 inputs" in report.assumptions[-2]
-    assert report.assumptions[-1].startswith("i_max_A 36 A: the larger of 10 C (30 A) and twice the largest current")
+    assert "nominal capacity 3 Ah from the metadata (nominal_capacity_Ah) of 2 of the 2 inputs" in report.assumptions[-3]
+    assert report.assumptions[-2].startswith("i_max_A 36 A: the larger of 10 C (30 A) and twice the largest current")
+    assert report.assumptions[-1].startswith("v_min_V 2.75 V and v_max_V 4.25 V: the lowest and highest voltage in "
+                                             "the inputs, rounded out to 50 mV")
 
 
 @needs_data

@@ -15,6 +15,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bmsfil.cli import main
@@ -140,3 +141,25 @@ def test_fit_prints_the_warnings_and_keeps_them_in_the_notes(tmp_path: Path, cap
     assert "resistances at 24 °C are 0 Ω" in notes["warnings"] and "given as --ocv" in notes["warnings"]
     assert "thermal Rc" in notes["thermal_warnings"] and "thermal" not in notes["warnings"]
     assert "i_max_A 20 A" in notes["assumptions"]
+
+
+def test_capacity_and_ambient_that_the_inputs_contradict_are_warned_of() -> None:
+    """A red team's fits: minutes under a [s] header gave a 0.046 Ah cell
+    drawing 18 A pulses (390 C), and a 0 °C drive cycle labelled 25 °C was
+    filed in the 25 °C table, both in silence."""
+    from bmsfil.fit import _ambient_warnings, _capacity_warnings
+    from bmsfil.params import bundled_params
+    from bmsfil.recording import RecordingMeta
+
+    (cut,) = _capacity_warnings(0.0463, 18.0, None)
+    assert "the fitted capacity is 0.0463 Ah, and the inputs draw up to 18 A, 389 C" in cut
+    (off,) = _capacity_warnings(2.78, 10.0, 0.3)
+    assert "2.78 Ah, 9.3 times the rated 0.3 Ah given with --nominal-capacity" in off
+    assert _capacity_warnings(2.78, 18.0, 3.0) == []
+    n = 3600
+    t = np.arange(n, dtype=float)
+    rec = Recording(t, np.full(n, -3.0), np.linspace(4.1, 3.3, n), np.full(n, 1.8),
+                    RecordingMeta(name="us06_0C", ambient_temp_C=25.0))
+    (label,) = _ambient_warnings([rec], bundled_params())
+    assert "us06_0C: fitted under its stated ambient 25 °C, and its median temperature in discharge is 1.8 °C" in label
+    assert _ambient_warnings([replace(rec, meta=RecordingMeta(name="ok", ambient_temp_C=0.0))], bundled_params()) == []

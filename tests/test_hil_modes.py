@@ -376,3 +376,11 @@ def test_the_fault_matrix_exits_as_its_junit_says(tmp_path, capsys):
     assert "faults that did not show on the bus (flags or delivery statistics): current_offset;" in out
     failed = [c.get("name") for c in ET.parse(xml).getroot().iter("testcase") if c.find("failure") is not None]
     assert failed == ["current_offset"]
+
+
+@pytest.mark.parametrize("options", [["--seed", "3"], ["--spread", "capacity=0.3"]])
+def test_a_synthetic_packs_shape_without_a_pack_is_refused(tmp_path, capsys, options):
+    """--seed and --spread without --cells changed nothing, in silence."""
+    assert main(["hil", "run", "--samples", "5", *options, "--out-dir", str(tmp_path)]) == 2
+    assert "shape a synthetic pack of several cells, and there is one: add --cells N" in \
+        " ".join(capsys.readouterr().out.split())

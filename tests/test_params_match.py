@@ -134,3 +134,27 @@ def test_an_ocv_row_may_dip_below_a_millivolt_not_more():
         else:
             with pytest.raises(ParamsError, match="falls by 2 mV"):
                 ParameterSet.from_json(changed)
+
+
+def test_a_reference_capacity_no_cell_of_the_set_has_is_named(rec):
+    """2648.8 (mAh) as reference_capacity_Ah scored 57 % RMSE without a word."""
+    (w,) = parameter_warnings(replace(rec, meta=replace(rec.meta, reference_capacity_Ah=2648.8)), bundled_params())
+    assert "its reference_capacity_Ah 2648.8 Ah is 883 times the nominal capacity" in w and "mAh" in w
+    aged = replace(rec, meta=replace(rec.meta, reference_capacity_Ah=2.1))  # a cell at 70 % of 3 Ah
+    assert parameter_warnings(aged, bundled_params()) == []
+
+
+def test_a_self_heated_cell_is_judged_by_its_ambient():
+    """A NASA PCoE discharge: 24 °C ambient (the set's one temperature),
+    its cell at 32 °C in discharge; it was 'extrapolated', also on the
+    set's own training data. A mislabelled ambient is still judged by the
+    measured temperature."""
+    from bmsfil.recording import Recording, RecordingMeta
+
+    n = 3000
+    warm = Recording(np.arange(n, dtype=float), np.full(n, -2.0), np.linspace(4.1, 3.0, n), np.full(n, 32.7),
+                     RecordingMeta(name="B0007_c001", ambient_temp_C=24.0, nominal_capacity_Ah=2.0))
+    assert parameter_warnings(warm, bundled_params("nasa-pcoe-18650")) == []
+    unlabelled = replace(warm, meta=replace(warm.meta, ambient_temp_C=None))
+    (w,) = parameter_warnings(unlabelled, bundled_params("nasa-pcoe-18650"))
+    assert "its median temperature in discharge 32.7 °C is outside the temperatures" in w

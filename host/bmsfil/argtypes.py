@@ -19,6 +19,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def capacity_ah(text: str) -> float:
+    """A cell's capacity in Ah: above 0, and no more than a cell holds (1000 Ah: else mAh)."""
+    value = positive_float(text)
+    if value > 1000.0:
+        raise argparse.ArgumentTypeError(f"expected a capacity in Ah, up to 1000, got {text} (mAh? write "
+                                         f"{value / 1000:g} for {value:g} mAh)")
+    return value
+
+
 def at_least(low: int) -> Callable[[str], int]:
     """A whole number no smaller than `low`."""
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from bmsfil.argtypes import at_least, positive_float
+from bmsfil.argtypes import at_least, capacity_ah, positive_float
 from bmsfil.export_c import params_to_c
 from bmsfil.export_micropython import params_to_micropython
 from bmsfil.export_pybamm import params_to_pybamm
@@ -37,7 +37,7 @@ from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
 from bmsfil.importers.names import output_stem
-from bmsfil.importers.textfile import is_zip
+from bmsfil.importers.textfile import is_npz
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, ParamsWarning, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
@@ -445,19 +445,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recording]:
     """Recordings given for one role of `bmsfil fit` / `tune`, read with the command's import
-    options; --map and --current-sign are for the tester's files among them: a bmsfil recording
-    (.npz: already mapped and charge-positive) takes only --meta, so the two mix."""
+    options; --format, --map and --current-sign are for the tester's files among them: a bmsfil
+    recording (.npz: already mapped and charge-positive) takes only --meta, so the two mix."""
     meta = parse_pairs(args.meta, "--meta", sep="\0") or None
     options = dict(fmt=args.format, column_map=parse_pairs(args.map, "--map") or None, current_sign=args.current_sign)
     return [
-        import_file(p, meta=meta, **({} if args.format == "auto" and _is_recording(p) else options))  # type: ignore[arg-type]
+        import_file(p, meta=meta, **({} if is_npz(Path(p)) else options))  # type: ignore[arg-type]
         for p in paths or []
     ]
-
-
-def _is_recording(path: Path) -> bool:
-    """A bmsfil recording (.npz) rather than a tester's file."""
-    return Path(path).suffix == ".npz" and is_zip(Path(path))
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -787,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings of many discharges (a NASA PCoE file is one cell's life)")
     p.add_argument("--params", help=f"a bundled set ({', '.join(BUNDLED_SETS)}) or a parameter file "
                    "(default: lg-hg2)")
-    p.add_argument("--rated-capacity", type=positive_float, metavar="AH",
+    p.add_argument("--rated-capacity", type=capacity_ah, metavar="AH",
                    help="rated capacity (default: the set's nominal)")
     p.add_argument("--skip", type=int, default=5, metavar="N", help="discharges not scored at the start (default 5)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-health"))
@@ -800,7 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pulse", nargs="+", type=Path, metavar="REC", help="pulse (HPPC) tests (dynamics; OCV from rests)")
     p.add_argument("--capacity", nargs="+", type=Path, metavar="REC", help="capacity tests (where no OCV test gives one)")
     p.add_argument("--dynamic", nargs="+", type=Path, metavar="REC", help="other recordings with a known start (drive cycles)")
-    p.add_argument("--nominal-capacity", type=float, metavar="AH", help="rated capacity, Ah")
+    p.add_argument("--nominal-capacity", type=capacity_ah, metavar="AH", help="rated capacity, Ah")
     p.add_argument("--thermal", nargs="+", type=Path, metavar="REC",
                    help="recordings with a surface temperature that heats: the thermal model (core temperature)")
     p.add_argument("--core-heat-capacity", type=float, default=40.0, metavar="J_PER_K",

@@ -39,6 +39,7 @@ import numpy as np
 from bmsfil.current_sign import wrong_sign
 from bmsfil.ocv import REST_CURRENT_A, OcvCurve, OcvFitError, anchor_full, ocv_from_low_rate
 from bmsfil.params import MAX_TEMPS, OCV_MAX_POINTS, CellParams, FilterTuning, ParameterSet, bundled_params
+from bmsfil.params_match import AMBIENT_MARGIN_K, WorkingTemperature
 from bmsfil.recording import Recording
 
 #: Temperatures closer than this are one grid temperature, °C.
@@ -496,9 +497,51 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
         eta_charge=1.0, v_min_V=float(np.floor(volts.min() * 20) / 20), v_max_V=float(np.ceil(volts.max() * 20) / 20),
         i_max_A=i_max, nominal_capacity_Ah=nominal,
     )
+    report.assumptions.append(
+        f"v_min_V {cell.v_min_V:g} V and v_max_V {cell.v_max_V:g} V: the lowest and highest voltage in the inputs, "
+        "rounded out to 50 mV; the state of power keeps the cell within them: set the datasheet's limits in the "
+        "file (cell.v_min_V, cell.v_max_V) if it gives them")
     report.warnings += _zero_resistance_warnings(cell)
     report.warnings += _time_constant_warnings(cell, TAU1_GRID_S, TAU2_GRID_S)
-    return ParameterSet(name, cell, start, {}), report
+    report.warnings += _capacity_warnings(float(np.max(capacity)), float(amps.max()), nominal_capacity_Ah)
+    params = ParameterSet(name, cell, start, {})
+    report.warnings += _ambient_warnings(model_recs + inputs.capacity, params)
+    return params, report
+
+
+#: Currents above this many C of the fitted capacity are no cell's: the capacity (or the time) is off.
+PLAUSIBLE_C_RATE = 30.0
+
+
+def _capacity_warnings(measured_Ah: float, peak_A: float, given_Ah: float | None) -> list[str]:
+    """A fitted capacity that the inputs' own currents, or the rated capacity given, contradict."""
+    found = []
+    if peak_A > PLAUSIBLE_C_RATE * measured_Ah:
+        found.append(f"the fitted capacity is {measured_Ah:.3g} Ah, and the inputs draw up to {peak_A:.3g} A, "
+                     f"{peak_A / measured_Ah:.0f} C: a time column in another unit than its header says (minutes "
+                     "under [s]), or a current in another (A under [mA])? Check the files with bmsfil import")
+    if given_Ah and not 0.5 <= measured_Ah / given_Ah <= 1.5:
+        found.append(f"the fitted capacity is {measured_Ah:.3g} Ah, {measured_Ah / given_Ah:.2g} times the rated "
+                     f"{given_Ah:g} Ah given with --nominal-capacity: another cell's rating, or inputs in another unit?")
+    return found
+
+
+def _ambient_warnings(recs: list[Recording], params: ParameterSet) -> list[str]:
+    """Inputs whose stated ambient temperature, under which the fit files them, is far from the
+    temperature the cell was measured at (as bmsfil eval warns of them)."""
+    found = []
+    for rec in recs:
+        ambient = rec.meta.ambient_temp_C
+        if ambient is None:
+            continue
+        at = WorkingTemperature(params)
+        at.add(rec.time_s, rec.current_A, rec.temp_C)
+        median = at.value()
+        if median is not None and abs(median - ambient) > AMBIENT_MARGIN_K:
+            found.append(f"{rec.meta.name}: fitted under its stated ambient {ambient:g} °C, and its median "
+                         f"temperature in discharge is {median:.1f} °C: a mislabelled file? (bmsfil import --meta "
+                         "ambient_temp_C=T relabels it)")
+    return found
 
 
 def _stated_nominals(recs: list[Recording]) -> dict[float, list[Recording]]:

@@ -9,6 +9,7 @@ C struct `bf_cell_params_t` holds them.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
@@ -501,7 +502,10 @@ class ParameterSet:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ParamsError(f"{origin}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            exported = re.search(r"written by bmsfil\.export_\w+", text[:500])
+            hint = (f"; this is an export of a parameter set ({exported.group(0)}), for firmware: give the JSON set "
+                    "it was exported from" if exported else "")
+            raise ParamsError(f"{origin}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}){hint}") from None
         except RecursionError:
             raise ParamsError(f"{origin}: not valid JSON for a parameter set (nested too deeply)") from None
         except ValueError as exc:  # e.g. an integer of more digits than Python converts

@@ -21,6 +21,9 @@ CAPACITY_SHARE = 0.10
 GRID_MARGIN_K = 5.0
 #: A stated ambient further than this from the median measured temperature is mislabelled, K.
 AMBIENT_MARGIN_K = 10.0
+#: A reference capacity more than this many times the set's nominal one, or less than its
+#: inverse, is another unit or another cell's (an aged cell keeps more than half of it).
+REFERENCE_RATIO = 2.0
 
 
 
@@ -93,14 +96,27 @@ def mismatch_warnings(meta: RecordingMeta, params: ParameterSet, median: float |
                      f"the parameter set {params.name!r} is of a {cell.nominal_capacity_Ah:g} Ah cell: the estimates "
                      f"use another cell's model; give this cell's set with --params (bundled: {', '.join(BUNDLED_SETS)}; "
                      "bmsfil fit makes one)")
+    q_ref = meta.reference_capacity_Ah
+    if q_ref and not 1.0 / REFERENCE_RATIO <= q_ref / cell.nominal_capacity_Ah <= REFERENCE_RATIO:
+        found.append(f"{meta.name}: its reference_capacity_Ah {q_ref:g} Ah is {q_ref / cell.nominal_capacity_Ah:.3g} "
+                     f"times the nominal capacity of the parameter set {params.name!r} ({cell.nominal_capacity_Ah:g} "
+                     "Ah), and the reference SOC counts charge with it: a capacity in mAh, or another cell's? "
+                     "(bmsfil import --meta reference_capacity_Ah=Q sets it)")
     if median is None:
         return found
     lo, hi = float(cell.temp_C[0]), float(cell.temp_C[-1])
-    if median < lo - GRID_MARGIN_K or median > hi + GRID_MARGIN_K:
-        found.append(f"{meta.name}: its median temperature in discharge {median:.1f} °C is outside the temperatures the parameter "
+    ambient = meta.ambient_temp_C
+    # A set's temperatures are its inputs' ambients (bmsfil fit files each under its stated one): a
+    # recording is judged by its own where that agrees with the cell's, a self-heated cell's median
+    # above it (a NASA PCoE discharge at 2 A: 24 °C ambient, 32 °C median) being no extrapolation.
+    labelled = ambient is not None and abs(ambient - median) <= AMBIENT_MARGIN_K
+    at = ambient if labelled else median
+    if at < lo - GRID_MARGIN_K or at > hi + GRID_MARGIN_K:
+        what = (f"its ambient {at:g} °C (median in discharge {median:.1f} °C)" if labelled else
+                f"its median temperature in discharge {median:.1f} °C")
+        found.append(f"{meta.name}: {what} is outside the temperatures the parameter "
                      f"set {params.name!r} knows ({lo:g} to {hi:g} °C): the model is extrapolated there; give a set "
                      "identified at this temperature with --params")
-    ambient = meta.ambient_temp_C
     if ambient is not None and abs(ambient - median) > AMBIENT_MARGIN_K:
         where = meta.extra.get("ambient_from", "metadata")
         q_ref = (f"the reference SOC counts with reference_capacity_Ah {meta.reference_capacity_Ah:g} Ah, taken for "

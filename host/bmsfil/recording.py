@@ -135,6 +135,9 @@ def _checked_field(key: str, number: float, text: str) -> float:
             raise RecordingError(f"metadata {key}: expected a temperature in [{lo:g}, {hi:g}] °C, got {text!r}")
     elif not (math.isfinite(number) and number > 0.0):
         raise RecordingError(f"metadata {key}: expected a capacity above 0 Ah, got {text!r}")
+    elif number > SAMPLE_LIMITS["ah"][1]:
+        raise RecordingError(f"metadata {key}: expected a capacity in Ah, up to {SAMPLE_LIMITS['ah'][1]:g}, got "
+                             f"{text!r} (mAh? write {number / 1000:g} for {number:g} mAh)")
     return number
 
 

@@ -103,6 +103,10 @@ def _zip_member(fh: BinaryIO, where: str) -> tuple[zipfile.ZipFile, zipfile.ZipI
     except zipfile.BadZipFile as exc:
         raise RecordingError(f"{where}: a zip archive that does not open ({exc})") from None
     files = [info for info in archive.infolist() if not info.is_dir() and not _archiver_file(info.filename)]
+    if any(info.filename.endswith(".npy") for info in files):
+        archive.close()
+        raise RecordingError(f"{where}: a bmsfil recording (a NumPy .npz), not a table to read as text: it is "
+                             "read as it is, without --format, --map or --current-sign")
     if len(files) != 1:
         archive.close()
         shown = ", ".join(info.filename for info in files[:5]) + (", ..." if len(files) > 5 else "")
