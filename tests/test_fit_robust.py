@@ -18,7 +18,7 @@ from bmsfil.fit import FitError, FitInputs, fit, ocv_from_rests, rest_points, te
 from bmsfil.params import bundled_params
 from bmsfil.recording import Recording, RecordingMeta
 
-from shared_data import LG, needs_data
+from shared_data import LG, NASA_B0005, needs_data
 
 Q_AH = 5.0
 
@@ -206,3 +206,22 @@ def test_a_flipped_c20_test_is_still_caught():
     assert wrong_sign(c20) is None
     why = wrong_sign(replace(c20, current_A=-c20.current_A))
     assert why is not None and "3 of 3 current steps" in why
+
+
+@needs_data
+def test_a_constant_current_discharge_with_the_wrong_sign_is_named(tmp_path: Path) -> None:
+    """One NASA discharge imported with --current-sign discharge-positive
+    (the format's own convention overridden): one current step, too few to
+    judge by, and its voltage falling 1.3 V under a 'charge'. It was taken
+    as is; the plausibility monitor's +2 A offset was the only hint."""
+    from dataclasses import replace
+
+    from bmsfil.current_sign import steady_votes
+    from bmsfil.importers import import_cycles
+
+    cycle = import_cycles(NASA_B0005)[0]
+    assert wrong_sign(cycle) is None and steady_votes(cycle) == (1, 0)
+    flipped = replace(cycle, current_A=-cycle.current_A)
+    why = wrong_sign(flipped)
+    assert why is not None and "over each of its 1 stretch(es) of steady current of 10 minutes or more the voltage " \
+                               "moved against the current" in why

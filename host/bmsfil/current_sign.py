@@ -7,7 +7,10 @@ charge current, higher voltage), whatever the cell. A recording where
 significantly more than half of the steps go the other way was imported
 with the wrong sign; a coarse log (a current averaged over a minute beside
 a voltage sampled once) gives steps that go either way, which is no
-evidence at all.
+evidence at all. A constant-current test has too few steps; over its
+long stretches of steady current the voltage falls on discharge and rises
+on charge (through the OCV), and all of them going the other way is a
+wrong sign too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,49 @@ SIGNIFICANCE = 1e-3
 #: constant-current test (a C/20 discharge then charge) has 3 steps, each a
 #: clean current step from rest, which a coarse log's are not.
 UNANIMOUS_STEPS = 3
+
+
+#: A stretch of steady current (within STEADY_SHARE of the sample before, one sign, above
+#: REST_SHARE of the largest current, no gap longer than GAP_S) this long says which way the
+#: voltage goes under it: down on discharge, up on charge, through the OCV ...
+STEADY_S = 600.0
+STEADY_SHARE = 0.05
+REST_SHARE = 0.02
+GAP_S = 300.0
+#: ... measured from this long after its start (past the step and the first relaxation) to its
+#: end, and only a move of at least this much counts, V.
+SETTLE_S = 60.0
+STEADY_DV_V = 0.05
+
+
+def steady_votes(rec: Recording) -> tuple[int, int]:
+    """(stretches of steady current over which the voltage moved with the current, ... against
+    it). A constant-current test has one step or two, too few for `step_votes`, and hours of
+    this: a NASA PCoE discharge flipped to charge, its voltage falling 1.3 V, was taken as is."""
+    t, i, v = rec.time_s, rec.current_A, rec.voltage_V
+    ok = np.isfinite(i) & np.isfinite(v) & np.isfinite(t)
+    if not ok.any() or len(t) < 2:
+        return 0, 0
+    peak = float(np.max(np.abs(i[ok])))
+    if peak <= 0.0:
+        return 0, 0
+    flowing = ok & (np.abs(i) >= REST_SHARE * peak)
+    joined = (flowing[1:] & flowing[:-1] & (np.sign(i[1:]) == np.sign(i[:-1]))
+              & (np.abs(np.diff(i)) <= STEADY_SHARE * np.abs(i[:-1])) & (np.diff(t) <= GAP_S))
+    # runs of samples joined to the one before: [start, end] inclusive
+    edges = np.flatnonzero(np.diff(np.r_[0, joined.astype(np.int8), 0]))
+    agree = disagree = 0
+    for start, stop in zip(edges[::2], edges[1::2]):  # joined[start:stop] true: samples start..stop
+        if t[stop] - t[start] < STEADY_S:
+            continue
+        settled = min(int(np.searchsorted(t, t[start] + SETTLE_S)), stop)
+        dv = float(v[stop] - v[settled])
+        if abs(dv) >= STEADY_DV_V:
+            if np.sign(dv) == np.sign(i[start]):
+                agree += 1
+            else:
+                disagree += 1
+    return agree, disagree
 
 
 def step_votes(rec: Recording) -> tuple[int, int]:
@@ -57,8 +103,14 @@ def wrong_sign(rec: Recording) -> str | None:
     """Why the recording's current looks positive on discharge, or None if it does not."""
     agree, disagree = step_votes(rec)
     unanimous = agree == 0 and disagree >= UNANIMOUS_STEPS
-    if not unanimous and against_chance(disagree, agree + disagree) >= SIGNIFICANCE:
-        return None
-    return (f"{rec.meta.name}: its current looks positive on discharge: at {disagree} of {agree + disagree} current "
-            "steps the voltage moved against the current (bmsfil's current is positive on charge); import it again "
-            "with --current-sign discharge-positive (or charge-positive if it was given)")
+    fix = ("(bmsfil's current is positive on charge); import it again with --current-sign discharge-positive (or "
+           "charge-positive if it was given)")
+    if unanimous or against_chance(disagree, agree + disagree) < SIGNIFICANCE:
+        return (f"{rec.meta.name}: its current looks positive on discharge: at {disagree} of {agree + disagree} "
+                f"current steps the voltage moved against the current {fix}")
+    steady_agree, steady_disagree = steady_votes(rec)
+    if steady_disagree and not steady_agree and against_chance(agree, agree + disagree) >= SIGNIFICANCE:
+        return (f"{rec.meta.name}: its current looks positive on discharge: over each of its {steady_disagree} "
+                f"stretch(es) of steady current of {STEADY_S / 60:g} minutes or more the voltage moved against the "
+                f"current (falling on charge, rising on discharge) {fix}")
+    return None
