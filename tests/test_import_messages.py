@@ -102,3 +102,19 @@ def test_an_inject_key_given_twice_is_refused():
 
     with pytest.raises(InjectSpecError, match="current_offset_A given twice"):
         SensorErrors.parse("current_offset_A=0.1,current_offset_A=0.2")
+
+
+def test_a_current_in_amps_under_a_milliamp_header_is_warned_of(tmp_path: Path) -> None:
+    """The reverse mistake (mA under [A]) is refused as currents no cell
+    carries; this one read a C/20 test's 0.14 A as 0.14 mA in silence, and
+    fit then found 'no low-rate discharge'."""
+    rows = "".join(f"{k * 60},{-0.14 if k < 190 else 0},{4.2 - 1.6 * k / 200:.4f},25\n" for k in range(200))
+    path = tmp_path / "c20.csv"
+    path.write_text("Time [s],Current [mA],Voltage [V],Temperature [degC]\n" + rows)
+    with pytest.warns(RecordingWarning, match=r"c20\.csv: column 'Current \[mA\]': read in 'mA', its largest current "
+                                              r"is 0\.14 mA, and the voltage swings by 1\.56 V on it"):
+        import_file(path)
+    path.write_text("Time [s],Current [mA],Voltage [V],Temperature [degC]\n" + rows.replace("-0.14,", "-140,"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecordingWarning)
+        import_file(path)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
-from ..recording import RecordingError
+from ..recording import RecordingError, RecordingWarning
 from . import parse
 from .counter import check_counter, check_net, join_noting_gaps
 from .plausibility import check
@@ -105,6 +106,8 @@ def read_channels(
     names = {key: header.cells[index] for key, index in columns.items()}
     if "time" in values:
         _check_time_resolution(table.where, names["time"], values["time"])
+    if {"current", "voltage"} <= values.keys() and scales.get("current", (1.0, 0.0))[0] < 1.0:
+        _check_current_scale(table.where, names["current"], unit_of["current"], values["current"], values["voltage"])
     notes: dict[str, str] = {}
     if {"ah", "current", "time"} <= values.keys():
         values["ah"], flipped = check_counter(
@@ -133,6 +136,27 @@ def _check_time_resolution(where: str, column: str, time: np.ndarray) -> None:
             f"smallest step is {step:g} s): the column is coarser than the sampling, and a current cannot be "
             "integrated over intervals of 0 s; map a time column with the sampling's resolution (--map time=COLUMN)"
         )
+
+
+#: A current in mA that never reaches this many A, beside a voltage that swings by more than
+#: SWING_V, was probably written in A: a cell does not swing so far on so little.
+TINY_CURRENT_A = 0.05
+SWING_V = 0.3
+
+
+def _check_current_scale(where: str, column: str, unit: str, current: np.ndarray, voltage: np.ndarray) -> None:
+    """Warn of a current column in mA (or µA) whose values look like A: the reverse mistake, A
+    holding mA, shows as currents no cell carries; this one as a voltage that swings by volts on
+    a current of milliamps."""
+    i, v = current[np.isfinite(current)], voltage[np.isfinite(voltage)]
+    if not i.size or v.size < 2:
+        return
+    peak = float(np.max(np.abs(i)))
+    low, high = np.percentile(v, [1.0, 99.0])
+    if 0.0 < peak < TINY_CURRENT_A and high - low > SWING_V:
+        warnings.warn(f"{at(where, None, column)}: read in {unit!r}, its largest current is {peak * 1e3:.3g} mA, "
+                      f"and the voltage swings by {high - low:.2f} V on it: unless the cell holds a few mAh (a coin "
+                      "cell), the column holds A: write its unit as [A]", RecordingWarning, stacklevel=5)
 
 
 def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> None:
