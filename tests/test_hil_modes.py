@@ -382,5 +382,5 @@ def test_the_fault_matrix_exits_as_its_junit_says(tmp_path, capsys):
 def test_a_synthetic_packs_shape_without_a_pack_is_refused(tmp_path, capsys, options):
     """--seed and --spread without --cells changed nothing, in silence."""
     assert main(["hil", "run", "--samples", "5", *options, "--out-dir", str(tmp_path)]) == 2
-    assert "shape a synthetic pack of several cells, and there is one: add --cells N" in \
+    assert ": for a synthetic pack of several cells, and there is one: add --cells N" in \
         " ".join(capsys.readouterr().out.split())

@@ -352,7 +352,10 @@ def test_a_cell_of_the_pack_that_never_speaks_and_one_outside_it_are_shown():
     assert cells[1]["stale"] and not cells[1]["heard"] and cells[1]["age_s"] is None and cells[1]["in_pack"]
     assert not cells[0]["stale"] and cells[0]["in_pack"] and cells[7]["in_pack"] is False
     pack = snap["pack"]
-    assert (pack["cells_seen"], pack["cells_silent"], pack["cells_outside_pack"], pack["cells_stale"]) == (3, 1, 1, 1)
+    assert (pack["cells_seen"], pack["cells_silent"], pack["cells_outside_pack"], pack["cells_stale"]) == (3, 1, 1, 0)
+    cells[7]["soc"] = None  # (the summary's SOC is the pack's cells')
+    view.feed(_at(cc.encode_est_cell(1, 7, 0.9, 0.01), 10.0))
+    assert view.snapshot()["pack"]["soc_max"] == pytest.approx(0.5)
     console = Console(width=200, color_system=None)
     with console.capture() as capture:
         console.print(render(snap))

@@ -123,8 +123,10 @@ def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ..
     if known is not None:
         names, source = known
         for key in option_keys:
-            if key in names or re.search(rf"\b{re.escape(key)}\b", source):
-                continue  # a setting the interface names, or reads from its keyword arguments
+            literal = rf"""["']{re.escape(key)}["']"""  # read from its keyword arguments: kwargs.get("key")
+            alias = rf"deprecated_args_alias\([^)]*\b{re.escape(key)}\s*="  # an old name python-can still takes
+            if key in names or re.search(literal, source) or re.search(alias, source):
+                continue
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
             if close:
                 raise BusOptionError(f"--bus-option {key}: the {interface} interface has no setting {key!r}; "

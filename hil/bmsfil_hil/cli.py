@@ -263,7 +263,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
                       "replays the packs the log holds, cells as logged", soft_wrap=True)
         return 2
     if args.cells == 1 and set(synthetic) - {"--cells"}:
-        console.print(f"bmsfil hil run: {'/'.join(synthetic)} shape a synthetic pack of several cells, and there is "
+        console.print(f"bmsfil hil run: {'/'.join(synthetic)}: for a synthetic pack of several cells, and there is "
                       "one: add --cells N", soft_wrap=True)
         return 2
     logged: list[LoggedRun] = []

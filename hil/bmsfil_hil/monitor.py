@@ -219,7 +219,7 @@ class PackView:
                 "in_pack": None if self._pack is None else index < declared,
                 "heard": index in self._cells,
             })
-        socs = [c["soc"] for c in cells if c["soc"] is not None]
+        socs = [c["soc"] for c in cells if c["soc"] is not None and c["in_pack"] is not False]
         return {
             "stale_after_s": self.stale_s,
             "cells": cells,
@@ -227,7 +227,7 @@ class PackView:
                 "cells_seen": sum(c["heard"] for c in cells),
                 "cells_silent": sum(not c["heard"] for c in cells),
                 "cells_outside_pack": sum(c["in_pack"] is False for c in cells),
-                "cells_stale": sum(c["stale"] for c in cells),
+                "cells_stale": sum(c["stale"] and c["heard"] for c in cells),  # the silent ones: cells_silent
                 "soc_min": min(socs) if socs else None,
                 "soc_mean": sum(socs) / len(socs) if socs else None,
                 "soc_max": max(socs) if socs else None,

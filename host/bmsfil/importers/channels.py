@@ -107,7 +107,8 @@ def read_channels(
     if "time" in values:
         _check_time_resolution(table.where, names["time"], values["time"])
     if {"current", "voltage"} <= values.keys() and scales.get("current", (1.0, 0.0))[0] < 1.0:
-        _check_current_scale(table.where, names["current"], unit_of["current"], values["current"], values["voltage"])
+        _check_current_scale(table.where, names["current"], unit_of["current"], values.get("time"), values["current"],
+                             values["voltage"])
     notes: dict[str, str] = {}
     if {"ah", "current", "time"} <= values.keys():
         values["ah"], flipped = check_counter(
@@ -138,25 +139,28 @@ def _check_time_resolution(where: str, column: str, time: np.ndarray) -> None:
         )
 
 
-#: A current in mA that never reaches this many A, beside a voltage that swings by more than
-#: SWING_V, was probably written in A: a cell does not swing so far on so little.
-TINY_CURRENT_A = 0.05
+#: A current in mA (or µA) that moves less than this charge in all, beside a voltage that
+#: swings by more than SWING_V, was probably written in A: a cell of any size does not swing
+#: so far on so little (0.14 A of a C/20 test read as 0.14 mA moves 3 mAh in 20 h), Ah.
+TINY_CHARGE_AH = 0.01
 SWING_V = 0.3
 
 
-def _check_current_scale(where: str, column: str, unit: str, current: np.ndarray, voltage: np.ndarray) -> None:
+def _check_current_scale(where: str, column: str, unit: str, time: np.ndarray | None, current: np.ndarray,
+                         voltage: np.ndarray) -> None:
     """Warn of a current column in mA (or µA) whose values look like A: the reverse mistake, A
     holding mA, shows as currents no cell carries; this one as a voltage that swings by volts on
-    a current of milliamps."""
-    i, v = current[np.isfinite(current)], voltage[np.isfinite(voltage)]
-    if not i.size or v.size < 2:
+    a few mAh."""
+    v = voltage[np.isfinite(voltage)]
+    if time is None or len(time) < 2 or v.size < 2:
         return
-    peak = float(np.max(np.abs(i)))
+    i = np.nan_to_num(current[:-1])
+    moved = float(np.sum(np.abs(i) * np.clip(np.nan_to_num(np.diff(time)), 0.0, None))) / 3600.0
     low, high = np.percentile(v, [1.0, 99.0])
-    if 0.0 < peak < TINY_CURRENT_A and high - low > SWING_V:
-        warnings.warn(f"{at(where, None, column)}: read in {unit!r}, its largest current is {peak * 1e3:.3g} mA, "
-                      f"and the voltage swings by {high - low:.2f} V on it: unless the cell holds a few mAh (a coin "
-                      "cell), the column holds A: write its unit as [A]", RecordingWarning, stacklevel=5)
+    if 0.0 < moved < TINY_CHARGE_AH and high - low > SWING_V:
+        warnings.warn(f"{at(where, None, column)}: read in {unit!r}, it moves {moved * 1e3:.3g} mAh in all, and the "
+                      f"voltage swings by {high - low:.2f} V on it: no cell does on so little; if the column holds A, "
+                      "write its unit as [A]", RecordingWarning, stacklevel=5)
 
 
 def check_time_order(channels: Channels, restarts: np.ndarray | None = None) -> None:

@@ -125,6 +125,9 @@ def _unzipped(fh: BinaryIO, where: str, limit: int | None) -> bytes:
     """The bytes of the one file a zip holds (gzip undone, if it is a .gz), up to `limit`."""
     archive, member = _zip_member(fh, where)
     with archive:
+        if limit is None and member.file_size > MAX_TEXT_BYTES:
+            raise RecordingError(f"{where}: {member.filename} unzips to {member.file_size} bytes, more than the "
+                                 f"{MAX_TEXT_BYTES} a file may hold")
         if member.flag_bits & 0x1:
             raise RecordingError(f"{where}: {member.filename} in this zip archive is encrypted: unzip it with its "
                                  "password and import the file")
