@@ -235,3 +235,39 @@ def test_hil_run_on_dask_refuses_what_workers_cannot_share(tmp_path: Path, slice
     assert "one CAN log per run cannot be shared by workers" in capsys.readouterr().out
     assert main(["hil", "run", "--workers", "2"]) == 2
     assert "give the recordings" in capsys.readouterr().out
+
+
+def test_inputs_that_share_a_name_keep_their_own_files(tmp_path: Path, slices: list[str], capsys):
+    """Two recordings named alike (a/rec.npz, b/rec.npz): one CSV survived, the other
+    overwritten, and on Dask the two workers' renames raced (FileNotFoundError). Each
+    now has its files, the later one under name-2, said in a warning and in the JSON;
+    the same file given twice (a link) is one input."""
+    from bmsfil.cli import main
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(slices[0], tmp_path / folder / "rec.npz")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "a" / "rec.npz")
+    inputs = [str(tmp_path / "a" / "rec.npz"), str(tmp_path / "b" / "rec.npz"), str(tmp_path / "link.npz")]
+    assert [p.name for p in expand_inputs(inputs)] == ["rec.npz", "rec.npz"]
+    out, doc = tmp_path / "out", tmp_path / "eval.json"
+    assert main(["eval", *inputs, "--no-plot", "--out-dir", str(out), "--json", str(doc)]) == 0
+    assert "b/rec.npz: its recording is named part0, as " in " ".join(capsys.readouterr().err.split())
+    import json
+
+    entries = json.loads(doc.read_text())["recordings"]
+    assert [e["outputs"]["csv"] for e in entries] == [str(out / "part0.csv"), str(out / "part0-2.csv")]
+    assert sorted(p.name for p in out.iterdir()) == ["part0-2.csv", "part0.csv"], "no file left under a working name"
+
+
+def test_the_csv_counts_time_from_the_first_sample(tmp_path: Path, slices: list[str]):
+    """A recording whose clock starts at 1000 s (made through the API): the CSV's
+    time_s started at 1000, where the README says seconds since the first sample."""
+    from bmsfil.cli import main
+    from bmsfil.recording import Recording
+
+    rec = Recording.load(slices[0])
+    late = replace(rec, time_s=rec.time_s + 1000.0).save(tmp_path / "late.npz")
+    assert main(["eval", str(late), "--no-plot", "--out-dir", str(tmp_path / "o")]) == 0
+    first = (tmp_path / "o" / "part0.csv").read_text().splitlines()[1]
+    assert first.startswith("0.000,")

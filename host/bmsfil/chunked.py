@@ -222,16 +222,17 @@ class StreamingScore:
 
 
 def evaluate_streaming(path: str | Path, params: ParameterSet, initial_soc: InitialSoc, out_dir: Path,
-                       rows: int = CHUNK_ROWS) -> dict[str, object]:
+                       rows: int = CHUNK_ROWS, stem: str | None = None) -> dict[str, object]:
     """`bmsfil eval` of a Parquet recording without holding it in memory: the
     estimate and a coulomb counter (started where the estimate started, at
     the capacity of the first temperature, as `evaluate.score_trace`), the
     CSV written as the chunks pass, the summary of `Evaluation.summary`
     (the plausibility monitor's flags too; not the health and power sections,
     which run on whole recordings only), ``streamed: true`` and the warnings
-    eval gives of the parameter set and of gaps. The CSV is ``out_dir/<name>.csv``."""
+    eval gives of the parameter set and of gaps. The CSV is ``out_dir/<stem>.csv``, the stem
+    by default the recording's name (`output_stem`)."""
     source = ChunkedRecording(path)
-    out_csv = out_dir / f"{output_stem(source.meta.name)}.csv"
+    out_csv = out_dir / f"{stem or output_stem(source.meta.name)}.csv"
     ekf, cc = StreamingScore(), StreamingScore()
     flags = StreamedFlags()
     flagged = 0

@@ -32,7 +32,8 @@ from bmsfil.reference import LOADED_C_RATE
 from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import checked_reference
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
-from bmsfil.fleet import Failed, FleetError, Outcome, cost_pool, evaluate_path, expand_inputs, run_many
+from bmsfil.fleet import (Failed, FleetError, Outcome, claim_outputs, cost_pool, evaluate_path, expand_inputs,
+                          run_many)
 from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
 from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
@@ -148,6 +149,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     todo = [s for s in sources if s not in results]
     failures: list[Failed] = []
     order = {source: k for k, source in enumerate(sources)}  # the JSON lists inputs in the command's order
+    # The output names taken, by the inputs done before (--resume) and as each arrives.
+    claimed: dict[str, str] = {Path(str(out)).stem: source for source, summary in results.items()
+                               for out in (summary.get("outputs") or {}).values()}  # type: ignore[union-attr]
     task_args = (params, _initial_soc(args), errors, args.seed, str(args.out_dir), not args.no_plot)
     with Progress(*Progress.get_default_columns(), console=err_console, transient=True,
                   disable=len(todo) < 2) as bar:
@@ -159,6 +163,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 failures.append(outcome.failure)
             else:
                 assert outcome.result is not None
+                renamed = claim_outputs(outcome.result, args.out_dir, claimed)
+                if renamed:
+                    outcome.result["warnings"] = [*outcome.result.get("warnings", []), renamed]  # type: ignore[list-item]
                 results[outcome.source] = outcome.result
             if args.json:
                 write_json(args.json, params, args, [results[s] for s in sources if s in results],
@@ -176,13 +183,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for summary in results.values():
         for warning in summary.get("warnings") or []:
             err_console.print(f"bmsfil eval: warning: {warning}", soft_wrap=True)
-    by_name: dict[str, list[str]] = {}
-    for source, summary in results.items():
-        by_name.setdefault(str(summary["name"]), []).append(source)
-    for name, same in by_name.items():
-        if len(same) > 1:
-            err_console.print(f"bmsfil eval: warning: {len(same)} inputs are named {name} ({', '.join(same)}): "
-                              f"{args.out_dir}/{name}.* holds only one of them", soft_wrap=True)
     for failure in failures:
         err_console.print(f"bmsfil eval: error: {failure.cause}", soft_wrap=True)
     if failures:

@@ -284,7 +284,8 @@ def write_trace_csv(time_s: np.ndarray, trace: SocTrace, path: Path) -> Path:
     with open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["time_s", "soc", "soc_sigma"])
-        for row in zip(time_s.tolist(), trace.soc.tolist(), trace.soc_sigma.tolist()):
+        start = float(time_s[0]) if len(time_s) else 0.0  # seconds since the first sample, whatever the file's origin
+        for row in zip((time_s - start).tolist(), trace.soc.tolist(), trace.soc_sigma.tolist()):
             w.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}"])
     tmp.replace(path)
     return path

@@ -14,6 +14,7 @@ others are kept. (An existing scheduler keeps its own settings.)
 from __future__ import annotations
 
 import glob as globlib
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,7 +72,8 @@ class Outcome(Generic[T]):
 
 def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
     """Files from paths, glob patterns and directories (searched recursively
-    for RECORDING_SUFFIXES), sorted within each item, duplicates dropped."""
+    for RECORDING_SUFFIXES), sorted within each item, duplicates (the same
+    file, by whatever path or link) dropped."""
     out: list[Path] = []
     for item in items:
         text = str(item)
@@ -89,7 +91,7 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
                 raise FleetError(f"{text}: no file matches")
         else:
             raise FleetError(f"{text}: no such file, directory or pattern")
-        out.extend(p for p in found if p not in out)
+        out.extend(p for p in found if p.resolve() not in {q.resolve() for q in out})
     return out
 
 
@@ -231,19 +233,23 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv
     from bmsfil.fit import file_sha256
     from bmsfil.importers import load_any
-    from bmsfil.importers.names import output_stem
     from bmsfil.gaps import gap_warning
     from bmsfil.params_match import parameter_warnings
     from bmsfil.recording import RecordingError
 
     # Hashed before it is read: a file replaced during the run is then redone by a --resume.
-    head = {"source": source, "source_sha256": file_sha256(Path(source))}
+    head: dict[str, object] = {"source": source, "source_sha256": file_sha256(Path(source))}
+    out = Path(out_dir)
+    # Written under a name of this input's own (two inputs may share a recording's name, and
+    # workers write at once); the caller gives them their names (`claim_outputs`).
+    tmp = f".{hashlib.sha1(source.encode()).hexdigest()[:12]}"
     if source.endswith(SUFFIX) and errors is None:
         streamed = ChunkedRecording(source)
         if streamed.has_ah and streamed.meta.reference_capacity_Ah and "cycle_starts" not in streamed.meta.extra:
             # Streamed, never all in memory, the plausibility monitor beside
             # the EKF; no plot, health or power (they need the whole recording).
-            summary = evaluate_streaming(source, params, initial_soc, Path(out_dir))
+            summary = evaluate_streaming(source, params, initial_soc, out, stem=tmp)
+            head["_outputs"] = {"csv": str(out / f"{tmp}.csv")}
             found = summary.pop("warnings")
             assert isinstance(found, list)
             return head | summary | _warnings([streamed.meta.reference_start_warning(),
@@ -253,20 +259,49 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
         rec = load_any(source)
     sign = wrong_sign(rec)
     mismatches = [*parameter_warnings(rec, params), gap_warning(rec, params)]
+    head["_outputs"] = {"csv": str(out / f"{tmp}.csv")} | ({"png": str(out / f"{tmp}.png")} if plot else {})
     try:
         rec.reference_soc()
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
-        return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed,
-                                        Path(out_dir) / f"{output_stem(rec.meta.name)}.csv",
-                                        Path(out_dir) / f"{output_stem(rec.meta.name)}.png" if plot else None) \
-            | _warnings([sign, *mismatches])
+        return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed, out / f"{tmp}.csv",
+                                        out / f"{tmp}.png" if plot else None) | _warnings([sign, *mismatches])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True)
-    write_csv(ev, Path(out_dir) / f"{output_stem(ev.name)}.csv")
+    write_csv(ev, out / f"{tmp}.csv")
     if plot:
-        write_plot(ev, Path(out_dir) / f"{output_stem(ev.name)}.png")
+        write_plot(ev, out / f"{tmp}.png")
     return head | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(),
                                             rec.meta.unlogged_charge_warning(), *mismatches])
+
+
+def claim_outputs(summary: dict[str, object], out_dir: Path, claimed: dict[str, str]) -> str | None:
+    """Give an evaluated input's files (written by `evaluate_path` under a name of its own) their
+    names, ``DIR/<name>.csv`` and ``.png``: the recording's name (`output_stem`), or, where an
+    input before it in this run took that name (`claimed`: stem -> source), the name with -2,
+    -3, ... added. Records the files in the summary (``outputs``); returns a warning if the name
+    was taken."""
+    from bmsfil.importers.names import output_stem
+
+    written = summary.pop("_outputs", None)
+    if not isinstance(written, dict):
+        return None
+    source = str(summary["source"])
+    base = stem = output_stem(str(summary["name"]))
+    k = 1
+    while claimed.get(stem, source) != source:
+        k += 1
+        stem = f"{base}-{k}"
+    claimed[stem] = source
+    outputs = {}
+    for kind, path in written.items():
+        final = out_dir / f"{stem}.{kind}"
+        Path(path).replace(final)
+        outputs[kind] = str(final)
+    summary["outputs"] = outputs
+    if stem == base:
+        return None
+    return (f"{source}: its recording is named {summary['name']}, as {claimed[base]}'s is: its files are "
+            f"{out_dir}/{stem}.*")
 
 
 def _warnings(found: list[str | None]) -> dict[str, list[str]]:
