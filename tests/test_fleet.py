@@ -271,3 +271,33 @@ def test_the_csv_counts_time_from_the_first_sample(tmp_path: Path, slices: list[
     assert main(["eval", str(late), "--no-plot", "--out-dir", str(tmp_path / "o")]) == 0
     first = (tmp_path / "o" / "part0.csv").read_text().splitlines()[1]
     assert first.startswith("0.000,")
+
+
+def test_eval_refuses_what_it_would_ignore_or_lose(tmp_path: Path, slices: list[str], capsys):
+    """A red team's: --resume with fewer inputs dropped the others from the JSON, and
+    with another --out-dir left the earlier ones without files there; --seed -1 failed
+    every recording; --workers beside --scheduler was ignored; an --out-dir that is a
+    file crashed; a NASA folder's metadata.csv was evaluated as a recording."""
+    from bmsfil.cli import main
+
+    doc = tmp_path / "eval.json"
+    base = ["eval", "--no-plot", "--json", str(doc)]
+    assert main([*base, slices[0], slices[1], "--out-dir", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    assert main([*base, slices[1], "--out-dir", str(tmp_path / "o"), "--resume"]) == 2
+    assert "written for other inputs too" in capsys.readouterr().err
+    assert main([*base, slices[0], slices[1], "--out-dir", str(tmp_path / "elsewhere"), "--resume"]) == 2
+    assert "out_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", slices[0], "--seed", "-1"])
+    assert main(["eval", slices[0], "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--out-dir",
+                 str(tmp_path / "w")]) == 2
+    assert "--workers 2 starts a local cluster, and --scheduler" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["eval", slices[0], "--out-dir", str(tmp_path / "file")]) == 2
+    assert "a file, not a folder" in capsys.readouterr().err
+    folder = tmp_path / "nasa"
+    folder.mkdir()
+    shutil.copy(slices[0], folder / "B0005.npz")
+    (folder / "metadata.csv").write_text("type,battery_id\n")
+    assert [p.name for p in expand_inputs([folder])] == ["B0005.npz"]

@@ -229,6 +229,14 @@ def test_inject_spec(us06):
     assert SensorErrors().describe() == ""
     with pytest.raises(InjectSpecError):
         SensorErrors.parse("leak=0.05")
+    # a red team's: accepted, shown in eval's title, and not applied
+    with pytest.raises(InjectSpecError, match="voltage_stuck_for_s needs voltage_stuck_at_s too"):
+        SensorErrors.parse("voltage_stuck_for_s=600")
+    with pytest.raises(InjectSpecError, match="voltage_stuck_at_s: a spread or a duration is not negative"):
+        SensorErrors.parse("voltage_stuck_at_s=-5,voltage_stuck_for_s=30")
+    late = SensorErrors.parse("voltage_stuck_at_s=99999,voltage_stuck_for_s=30")
+    assert "voltage_stuck_at_s=99999 is after its end (100 s): no frozen voltage" in late.not_applied(rec)
+    assert err.not_applied(rec) is None
 
 
 def test_eval_reports_flags(tmp_path, us06):

@@ -143,7 +143,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sources = [str(p) for p in expand_inputs(args.inputs)] if args.inputs else [str(bundled_path())]
     except FleetError as exc:
         raise RecordingError(str(exc)) from None
+    if args.scheduler is not None:
+        # Paths travel to workers that may run elsewhere, from another folder: absolute.
+        sources, args.out_dir = [str(Path(s).resolve()) for s in sources], args.out_dir.resolve()
     params = _params_for(args.params, sources)
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise RecordingError(f"--out-dir {args.out_dir}: a file, not a folder for the per-recording CSV and PNG")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, object]] = _done_before(args, params, sources) if args.resume else {}
     todo = [s for s in sources if s not in results]
@@ -230,7 +235,9 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
         "or how long the voltage was frozen while the model's ohmic drop moved), then the unseen-current "
         "estimate at the end"
     )
-    console.print(f"per-recording CSV{'' if args.no_plot else ' and PNG'} in {args.out_dir}/")
+    plotted = any("png" in (results[s].get("outputs") or {}) for s in sources if s in results)  # type: ignore[operator]
+    console.print(f"per-recording CSV{' and PNG' if plotted else ''} in {args.out_dir}/"
+                  + ("" if plotted or args.no_plot else " (a streamed recording is not plotted)"))
 
 
 def _health_line(summary: dict[str, object]) -> str:
@@ -310,6 +317,12 @@ def _done_before(args: argparse.Namespace, params: ParameterSet, sources: list[s
     if differ:
         raise RecordingError(f"{args.json}: written with other settings ({', '.join(differ)} differ); "
                              "remove it or drop --resume")
+    others = [str(r.get("source")) for r in doc.get("recordings", [])
+              if isinstance(r, dict) and str(r.get("source")) not in sources]
+    if others:
+        raise RecordingError(f"{args.json}: written for other inputs too ({', '.join(others[:3])}"
+                             f"{', ...' if len(others) > 3 else ''}), which this run would drop from it: give the "
+                             "same inputs to --resume, or write another --json")
     done: dict[str, dict[str, object]] = {}
     for r in doc.get("recordings", []):
         if not isinstance(r, dict) or str(r.get("source")) not in sources:
@@ -329,11 +342,12 @@ def _done_before(args: argparse.Namespace, params: ParameterSet, sources: list[s
 
 def _run_settings(args: argparse.Namespace, params: ParameterSet) -> dict[str, object]:
     """What a --resume must find unchanged: the parameter set's contents (not
-    only its file name), the start, the injected errors and their seed."""
+    only its file name), the start, the injected errors and their seed, and
+    where the per-recording files go (those done before are there)."""
     digest = hashlib.sha256(json.dumps(params.to_json(), sort_keys=True).encode()).hexdigest()[:16]
     return {"params_file": str(args.params) if args.params else None, "params_sha256": digest,
             "initial_soc": args.initial_soc, "initial_soc_sigma": args.initial_soc_sigma, "inject": args.inject,
-            "seed": args.seed}
+            "seed": args.seed, "out_dir": str(args.out_dir), "plots": not args.no_plot}
 
 
 def _plausibility_cell(summary: object) -> str:
@@ -754,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the filter's floor, sqrt(p_floor_soc) (0.01 in the bundled set)")
     p.add_argument("--inject", help="sensor errors, e.g. current_offset_A=0.1,voltage_noise_V=0.004,temp_offset_C=2; "
                    "faults: voltage_stuck_at_s=600,voltage_stuck_for_s=30, leak_A=0.05 (see bmsfil/inject.py)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the injected noise")
+    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the injected noise")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-eval"))
     p.add_argument("--json", type=Path, help="write a summary as JSON")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 RECORDING_SUFFIXES = (".npz", ".parquet", ".csv", ".gz", ".txt")
 #: Files a directory search passes over although their suffix is a recording's: a data set's own notes.
 NOT_RECORDINGS = ("readme", "license", "licence", "changelog")
+#: Files a data set keeps beside its recordings, which importers read from there (NASA PCoE's).
+COMPANION_FILES = ("metadata.csv",)
 #: Times a task is run again after its worker died.
 RETRIES = 1
 #: Scheduler settings of the LocalCluster (see the module docstring).
@@ -80,7 +82,7 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
         path = Path(text)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(RECORDING_SUFFIXES)
-                           and not p.name.lower().startswith(NOT_RECORDINGS))
+                           and not p.name.lower().startswith(NOT_RECORDINGS) and p.name not in COMPANION_FILES)
             if not found:
                 raise FleetError(f"{path}: a directory without recordings ({', '.join(RECORDING_SUFFIXES)})")
         elif path.is_file():
@@ -131,6 +133,8 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator["Client"
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise FleetError("--workers and --scheduler need Dask: pip install 'bmsfil[fleet]'") from None
+    if scheduler is not None and workers is not None:
+        raise FleetError(f"--workers {workers} starts a local cluster, and --scheduler {scheduler} names one: give one")
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="10s")
@@ -258,7 +262,12 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     else:
         rec = load_any(source)
     sign = wrong_sign(rec)
-    mismatches = [*parameter_warnings(rec, params), gap_warning(rec, params)]
+    starts = rec.cycle_starts() or []
+    restarts = (f"{rec.meta.name}: --initial-soc {initial_soc} starts its first segment; each of the {len(starts) - 1} "
+                "after it restarts from its own start, as the importer recorded it (a rested, full cell's OCV)"
+                if initial_soc != "ocv" and len(starts) > 1 else None)
+    mismatches = [*parameter_warnings(rec, params), gap_warning(rec, params), restarts,
+                  errors.not_applied(rec) if errors is not None else None]
     head["_outputs"] = {"csv": str(out / f"{tmp}.csv")} | ({"png": str(out / f"{tmp}.png")} if plot else {})
     try:
         rec.reference_soc()

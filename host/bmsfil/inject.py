@@ -39,7 +39,7 @@ class InjectSpecError(ValueError):
 
 
 #: Settings that are a noise's 1-sigma or a duration.
-NON_NEGATIVE = ("current_noise_A", "voltage_noise_V", "temp_noise_C", "voltage_stuck_for_s")
+NON_NEGATIVE = ("current_noise_A", "voltage_noise_V", "temp_noise_C", "voltage_stuck_at_s", "voltage_stuck_for_s")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,19 @@ class SensorErrors:
         if "voltage_stuck_at_s" in values and "voltage_stuck_for_s" not in values:
             raise InjectSpecError("--inject: voltage_stuck_at_s needs voltage_stuck_for_s too (seconds the voltage "
                                   "stays frozen; 0: to the end of the recording)")
+        if "voltage_stuck_for_s" in values and "voltage_stuck_at_s" not in values:
+            raise InjectSpecError("--inject: voltage_stuck_for_s needs voltage_stuck_at_s too (seconds from the "
+                                  "first sample at which the voltage freezes)")
         return cls(**values)
+
+    def not_applied(self, rec: Recording) -> str | None:
+        """Why a fault of this spec is not in the recording as injected, or None: a frozen
+        voltage from a time after the recording ends."""
+        if self.voltage_stuck_at_s >= 0 and len(rec) and self.stuck_span(rec) is None:
+            duration = float(rec.time_s[-1] - rec.time_s[0])
+            return (f"{rec.meta.name}: --inject voltage_stuck_at_s={self.voltage_stuck_at_s:g} is after its end "
+                    f"({duration:.0f} s): no frozen voltage in this recording")
+        return None
 
     def describe(self) -> str:
         return ",".join(
