@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bmsfil.bundled import bundled_recording
+from bmsfil.bundled import bundled_path, bundled_recording
 from bmsfil.cli import main
 from bmsfil.fleet import expand_inputs
 from bmsfil.inject import InjectSpecError, SensorErrors
-from shared_data import DATA
+from shared_data import DATA, NASA_B0005, needs_data
 
 NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
 
@@ -208,3 +208,18 @@ def test_fit_inputs_mix_recordings_and_tester_files(tmp_path: Path) -> None:
     a, b = _load_role([npz, csv_path], args)
     assert np.array_equal(a.current_A, rec.current_A)
     assert np.allclose(b.current_A, rec.current_A, atol=1e-6) and np.allclose(b.voltage_V, rec.voltage_V, atol=1e-5)
+
+
+@needs_data
+def test_the_bundled_set_follows_what_a_recording_was_imported_from(tmp_path: Path, capsys) -> None:
+    """A NASA file got the NASA set, the same data imported to .npz the LG HG2 set
+    (a false current_offset of +0.9 A); beside an LG HG2 file it got the LG HG2 set
+    in silence."""
+    npz = tmp_path / "b5.npz"
+    assert main(["import", str(NASA_B0005), "--cycle", "1", "-o", str(npz)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(npz), "--no-plot", "--out-dir", str(tmp_path / "o")]) == 0
+    assert "the bundled nasa-pcoe-18650 set" in capsys.readouterr().out
+    assert main(["eval", str(npz), str(bundled_path()), "--no-plot", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "of cells the bundled sets tell apart (nasa-pcoe-18650 for b5.npz; lg-hg2 for" in \
+        " ".join(capsys.readouterr().err.split())

@@ -650,12 +650,30 @@ def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterS
 
     def format_of(source: str) -> str | None:
         try:
-            return detect_format(source)
-        except (RecordingError, OSError):
+            if source.endswith(".parquet"):
+                from bmsfil.chunked import ChunkedRecording
+
+                return ChunkedRecording(source).meta.extra.get("format")  # the format it was imported from
+            fmt = detect_format(source)
+            if fmt == "bmsfil":  # the format it was imported from, in its header (its arrays not read)
+                with np.load(source, allow_pickle=False) as archive:
+                    extra = json.loads(str(archive["header"])).get("meta", {}).get("extra", {})
+                return extra.get("format") if isinstance(extra, dict) else None
+            return fmt
+        except (RecordingError, OSError, ValueError, KeyError, AttributeError):
             return None  # the run itself says what is wrong with it
 
-    formats = {format_of(s) for s in sources} - {None}  # what no importer reads fails on its own
-    fmt = formats.pop() if len(formats) == 1 else None
+    formats = {s: format_of(s) for s in sources}  # what no importer reads fails on its own
+    sets: dict[str, list[str]] = {}
+    for source, fmt in formats.items():
+        if fmt is not None:
+            sets.setdefault(BUNDLED_FOR_FORMAT.get(fmt, "lg-hg2"), []).append(source)
+    if len(sets) > 1:
+        listed = "; ".join(f"{name} for {', '.join(Path(s).name for s in found[:2])}{', ...' if len(found) > 2 else ''}"
+                           for name, found in sets.items())
+        raise ParamsError(f"these recordings are of cells the bundled sets tell apart ({listed}): give --params, or "
+                          "run them apart")
+    fmt = next((f for f in formats.values() if f is not None), None)
     return params_arg(None, fmt), BUNDLED_FOR_FORMAT.get(fmt or "")
 
 
