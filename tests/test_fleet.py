@@ -301,3 +301,15 @@ def test_eval_refuses_what_it_would_ignore_or_lose(tmp_path: Path, slices: list[
     shutil.copy(slices[0], folder / "B0005.npz")
     (folder / "metadata.csv").write_text("type,battery_id\n")
     assert [p.name for p in expand_inputs([folder])] == ["B0005.npz"]
+
+
+def test_an_interrupted_eval_says_so_without_a_traceback(tmp_path: Path, slices: list[str], capsys, monkeypatch):
+    from bmsfil import cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_many", interrupted)
+    assert cli.main(["eval", slices[0], "--json", str(tmp_path / "e.json"), "--out-dir", str(tmp_path)]) == 130
+    assert "bmsfil eval: interrupted; what was done is in its --json, and --resume does the rest" in \
+        " ".join(capsys.readouterr().err.split())

@@ -888,6 +888,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:
         err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)
         return 2
+    except KeyboardInterrupt:
+        kept = ("; what was done is in its --json, and --resume does the rest"
+                if args.command == "eval" and getattr(args, "json", None) else "")
+        err_console.print(f"bmsfil {args.command}: interrupted{kept}", soft_wrap=True)
+        return 130
 
 
 def _show_warning(command: str, other: Callable[..., None]) -> Callable[..., None]:
