@@ -303,3 +303,19 @@ def test_exported_parameters_compile_into_the_firmware_and_match_the_host(tmp_pa
     soc = result.soc[:, 0]
     assert np.max(np.abs(soc - SocEstimator(loaded).run(as_carried(rec)).soc)) <= 1e-4
     assert np.max(np.abs(soc - _host(rec))) > 3e-4, "the firmware ran the exported set, not the bundled one"
+
+
+def test_a_pack_of_the_boards_most_cells_is_answered_in_full():
+    """A red team's: 24 cells and more stalled for good at a random sample. The
+    RX interrupt left a byte in the UART when its ring was full, QEMU sends the
+    next only once that one is read, and nothing read it. 256 cells (the board's
+    limit) now answer every sample."""
+    rec = bundled_recording().slice(0, 12)
+    target = QemuTarget(PARAMS)
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [rec] * 256, timeout_s=20.0)
+    finally:
+        target.stop()
+    assert result.delivery.fault is None and result.samples_done == len(rec)
+    assert result.delivery.estimates_received == 256 * len(rec)
