@@ -384,3 +384,19 @@ def test_a_synthetic_packs_shape_without_a_pack_is_refused(tmp_path, capsys, opt
     assert main(["hil", "run", "--samples", "5", *options, "--out-dir", str(tmp_path)]) == 2
     assert ": for a synthetic pack of several cells, and there is one: add --cells N" in \
         " ".join(capsys.readouterr().out.split())
+
+
+def test_a_target_process_that_ends_mid_run_is_quoted():
+    """A MicroPython MemoryError on a large pack showed as 'socket disconnected' only."""
+    from bmsfil_hil.cli import _ended_with
+
+    class Ended:
+        def alive(self) -> bool:
+            return False
+
+        def output(self) -> str:
+            return "bmsfil micropython target: SLCAN on 127.0.0.1:1\nMemoryError: memory allocation failed\n"
+
+    assert _ended_with(Ended()) == ("the target's process ended, its last words: bmsfil micropython target: SLCAN "
+                                    "on 127.0.0.1:1 / MemoryError: memory allocation failed")
+    assert _ended_with(object()) is None  # an in-process target

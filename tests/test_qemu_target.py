@@ -319,3 +319,18 @@ def test_a_pack_of_the_boards_most_cells_is_answered_in_full():
         target.stop()
     assert result.delivery.fault is None and result.samples_done == len(rec)
     assert result.delivery.estimates_received == 256 * len(rec)
+
+
+def test_a_pack_larger_than_the_board_is_named_as_such():
+    """257 cells: the target said SEQUENCE_GAP (each MeasCell of the sample it
+    refused to open overwrote N_CELLS_UNSUPPORTED). Its first fault now names
+    the cause; the cells that follow are still counted as a gap."""
+    rec = bundled_recording().slice(0, 3)
+    target = QemuTarget(PARAMS)
+    bus = target.start()
+    try:
+        result = replay_lockstep(bus, [rec] * 257, timeout_s=3.0)
+    finally:
+        target.stop()
+    faults = result.delivery.target_faults
+    assert faults and faults[0].endswith("target reports N_CELLS_UNSUPPORTED"), faults

@@ -30,6 +30,7 @@ Each accepted connection starts with a fresh application state, as a
 desktop target does for each replay.
 """
 
+import gc
 import math
 
 import bmsfil_can as bc
@@ -147,8 +148,9 @@ class App:
         self.fault = bc.FAULT_CRC_ERROR
 
     def sequence_gap(self):
-        # a gap that a frame just refused for its crc caused: the status says why
-        if self.fault != bc.FAULT_CRC_ERROR:
+        # a gap that a frame just refused for its crc caused, or the frames of a pack
+        # too large to open: the status says why
+        if self.fault not in (bc.FAULT_CRC_ERROR, bc.FAULT_N_CELLS_UNSUPPORTED):
             self.fault = bc.FAULT_SEQUENCE_GAP
 
     def on_meas_pack(self, data):
@@ -193,19 +195,26 @@ class App:
         self.answered.add(index)
         ekf = self.cells.get(index)
         if ekf is None:
-            ekf = self.SocEkf(self.params)
             try:
+                ekf = self.SocEkf(self.params)
                 ekf.start(self.current_A, v, 25.0 if math.isnan(t) else t)
             except ValueError:  # NaN, or a voltage the cell cannot have: no OCV to start from
                 self.send_estimate(index, 0.0, 0.0, bc.FLAG_VOLTAGE_INVALID, False)
                 self.send_flags(index, bp.VOLTAGE_RANGE)  # no filter yet: only the reading is judged
                 return
-            self.cells[index] = ekf
-            self.monitors[index] = self.Monitor()
-            self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
-            self.power[index] = self.PowerSearch(self.params)
-            if self.CellThermal is not None:
-                self.thermal[index] = self.CellThermal(self.params)
+            except MemoryError:
+                self.no_room(index)
+                return
+            try:
+                self.cells[index] = ekf
+                self.monitors[index] = self.Monitor()
+                self.health[index] = self.CellHealth(self.params, self.capacity_tuning, self.r0_tuning)
+                self.power[index] = self.PowerSearch(self.params)
+                if self.CellThermal is not None:
+                    self.thermal[index] = self.CellThermal(self.params)
+            except MemoryError:
+                self.no_room(index)
+                return
             self.restored.pop(index, None)
         monitor = self.monitors[index]
         health = self.health[index]
@@ -236,6 +245,15 @@ class App:
         self.send(bc.EST_CELL_HEALTH, bc.encode_est_cell_health(self.sequence, index, capacity_Ah, r0_ohm,
                                                                         core_C))
         self.send(bc.EST_CELL_POWER, bc.encode_est_cell_power(self.sequence, index, power))
+
+    def no_room(self, index):
+        """A cell whose state does not fit in the heap left: the pack has more cells
+        than this board holds (MAX_CELLS is the protocol's bound, not the heap's)."""
+        for table in (self.cells, self.monitors, self.health, self.power, self.thermal):
+            table.pop(index, None)
+        gc.collect()
+        self.fault = bc.FAULT_N_CELLS_UNSUPPORTED
+        self.send_estimate(index, 0.0, 0.0, 0, False)
 
     def finish_sample(self):
         if self.steps:

@@ -437,8 +437,11 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         interrupted, result, timing = exc, exc.result, exc.timing
     finally:
         elapsed = time.perf_counter() - t0
+        ended = _ended_with(target)
         target.stop()
     d = result.delivery.summary()
+    if d.get("fault") and ended:
+        d["fault"] = f"{d['fault']}; {ended}"
     d["samples_per_second"] = result.samples_done / elapsed if elapsed > 0 else math.nan
     if timing is not None:
         d["realtime"] = timing.summary()
@@ -517,6 +520,17 @@ def _packs_of(recordings: list[Recording], args: argparse.Namespace,
         except ValueError as exc:  # a spread the recording cannot carry: the user's to change
             raise RecordingError(f"--cells {args.cells}: {exc}") from None
     return [(rec.meta.name, [rec]) for rec in recordings]
+
+
+def _ended_with(target: object) -> str | None:
+    """What a target's process said last, if it ended during the run (a MicroPython
+    MemoryError, a firmware's abort), for the fault; None while it runs, or for a target
+    without a process of its own."""
+    alive, output = getattr(target, "alive", None), getattr(target, "output", None)
+    if alive is None or output is None or alive():
+        return None
+    last = [line for line in str(output()).strip().splitlines() if line.strip()][-2:]
+    return "the target's process ended" + (f", its last words: {' / '.join(last)}" if last else "")
 
 
 def _replay_source(source: str, args: argparse.Namespace, params: ParameterSet, config: dict[str, object],

@@ -279,10 +279,13 @@ static void send_power(fw_app_t *app, uint16_t cell_index, const bf_sop_task_t *
 /* --- frames in ------------------------------------------------------------- */
 
 /* A sequence gap, unless the gap is the consequence of a frame just refused
- * for its crc: the status then says why (crc_error), not what followed. */
+ * for its crc, or of a pack too large to open (its cells then come for a
+ * sample that was not opened): the status then says why (crc_error,
+ * n_cells_unsupported), not what followed. */
 static void sequence_gap(fw_app_t *app)
 {
-    if (app->fault != FW_FAULT_CRC_ERROR) app->fault = FW_FAULT_SEQUENCE_GAP;
+    if (app->fault != FW_FAULT_CRC_ERROR && app->fault != FW_FAULT_N_CELLS_UNSUPPORTED)
+        app->fault = FW_FAULT_SEQUENCE_GAP;
 }
 
 /* End-to-end check of a measurement frame received with `frame_id` (the
