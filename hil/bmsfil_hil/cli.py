@@ -125,10 +125,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
     p.add_argument("--json", type=Path)
     p.add_argument("--no-plot", action="store_true")
-    p.add_argument("--warm-reset-at", type=int, action="append", default=[], metavar="K",
+    p.add_argument("--warm-reset-at", type=at_least(0), action="append", default=[], metavar="K",
                    help="after sample K, command a warm reset (as a watchdog would); the target must "
                         "restore its state (repeatable; firmware targets)")
-    p.add_argument("--power-cycle-at", type=int, action="append", default=[], metavar="K",
+    p.add_argument("--power-cycle-at", type=at_least(0), action="append", default=[], metavar="K",
                    help="after sample K, simulate a power loss: the saved state is scrambled and the "
                         "target must start fresh (repeatable; firmware targets)")
     p.set_defaults(func=_interruptible(cmd_hil_run))

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmsfil.params import ParameterSet, ParamsError
+from bmsfil.params import ParamsError, params_arg
 
 #: Source tree: hil/bmsfil_hil/flash.py -> the repository root.
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", metavar="DEV", help="MicroPython: the board's serial port (default: mpremote's auto)")
     p.add_argument("--variant", choices=VARIANTS,
                    help="MicroPython: the estimator in MicroPython (the default), or the C core as a native module")
-    p.add_argument("--params", type=Path, metavar="PARAMS",
-                   help="MicroPython: parameter set (default: the bundled LG HG2 set); bare metal builds with "
+    p.add_argument("--params", metavar="PARAMS",
+                   help="MicroPython: parameter set, a file or a bundled set's name (default: the bundled LG HG2 set); "
+                        "bare metal builds with "
                         "`make -C firmware/baremetal PARAMS_C=...`")
     p.add_argument("--dry-run", action="store_true", help="print the build and flash commands, run nothing")
     p.set_defaults(func=cmd_flash)
@@ -101,7 +102,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
             raise FlashError(f"{' and '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to "
                              f"{args.board}, {kind}", EXIT_USAGE)
         if micropython:
-            params = ParameterSet.load(args.params) if args.params else None
+            params = params_arg(args.params) if args.params else None
             return deploy(args.board, args.variant or "python", params, port=args.port, dry_run=args.dry_run)
         return flash(args.board, probe=args.probe, dry_run=args.dry_run)
     except (FlashError, ParamsError) as exc:
