@@ -400,3 +400,24 @@ def test_a_target_process_that_ends_mid_run_is_quoted():
     assert _ended_with(Ended()) == ("the target's process ended, its last words: bmsfil micropython target: SLCAN "
                                     "on 127.0.0.1:1 / MemoryError: memory allocation failed")
     assert _ended_with(object()) is None  # an in-process target
+
+
+def test_samples_lost_in_real_time_fail_the_case(tmp_path):
+    """A real-time run that lost a fifth of its samples passed, exit 0 and JUnit
+    failures=0, its scores over the samples answered only."""
+    from bmsfil_hil.junit import lost_in_real_time, write_junit
+
+    delivery = {"fault": None, "target_faults": [], "samples_sent": 2000,
+                "realtime": {"speed": 40.0, "latency_p50_ms": 900.0, "latency_p99_ms": 3027.0, "late_samples": 1588,
+                             "lost_samples": 412}}
+    assert lost_in_real_time(delivery) == ("412 of 2000 samples got no estimate in real time at 40x (the scores "
+                                           "cover the others)")
+    junit = tmp_path / "rt.xml"
+    run = {"name": "rt", "delivery": delivery,
+           "cells": [{"recording": "c0", "rmse": 0.01, "within_3sigma": 1.0, "max_abs_soc_difference_vs_eval": 0.0}]}
+    write_junit(junit, [run], "micropython")
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "1" and "412 of 2000 samples" in suite.find("testcase/failure").get("message")
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["realtime_lost_samples"] == "412" and props["realtime_latency_p99_ms"] == "3027"
+    assert lost_in_real_time({**delivery, "realtime": {**delivery["realtime"], "lost_samples": 0}}) is None

@@ -41,7 +41,7 @@ from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config, option_keys, resolve_bus
 from bmsfil_hil.faults import MatrixInterrupted, run_matrix
 from bmsfil_hil.firmware import FirmwareError
-from bmsfil_hil.junit import write_fault_junit, write_junit
+from bmsfil_hil.junit import lost_in_real_time, write_fault_junit, write_junit
 from bmsfil_hil.logreplay import LogError, LoggedRun, describe_skipped, read_log
 from bmsfil_hil.micropython import MicroPythonError
 from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS
@@ -567,7 +567,10 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
             console.print(f"{entry['name']}: the target reported {len(faults)} fault(s), the first: {faults[0]}"
                           + (f"; all of them in {args.json}" if args.json and len(faults) > 1 else ""),
                           soft_wrap=True)
-        if delivery["fault"] or faults:  # type: ignore[index]
+        lost = lost_in_real_time(delivery)  # type: ignore[arg-type]
+        if lost:
+            console.print(f"{entry['name']}: {lost}", soft_wrap=True)
+        if delivery["fault"] or faults or lost:  # type: ignore[index]
             status = 1
         if args.json:
             _write_json(args.json, docs)

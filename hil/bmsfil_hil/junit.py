@@ -21,6 +21,17 @@ def _suite(command: str, setup: dict[str, str] | None) -> ET.Element:
     return suite
 
 
+def lost_in_real_time(delivery: dict[str, object]) -> str | None:
+    """A real-time run's samples that got no estimate at all: the target did not keep up,
+    and its scores cover only the samples it answered."""
+    realtime = delivery.get("realtime")
+    lost = realtime.get("lost_samples") if isinstance(realtime, dict) else None
+    if not isinstance(lost, int) or lost <= 0:
+        return None
+    return (f"{lost} of {delivery.get('samples_sent')} samples got no estimate in real time at "
+            f"{realtime.get('speed'):g}x (the scores cover the others)")  # type: ignore[union-attr]
+
+
 def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_difference: float = 1e-4,
                 setup: dict[str, str] | None = None) -> None:
     """A cell fails when the run had a fault or its estimates differ from
@@ -44,6 +55,10 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
                 "round_trip_p99_ms": delivery.get("round_trip_p99_ms"),
                 "bus_outages": delivery.get("bus_outages"), "bus_outage_max_s": delivery.get("bus_outage_max_s"),
             }
+            realtime = delivery.get("realtime")
+            if isinstance(realtime, dict):
+                for key in ("speed", "latency_p50_ms", "latency_p99_ms", "late_samples", "lost_samples"):
+                    values[f"realtime_{key}"] = realtime.get(key)
             ipcs = delivery.get("instructions_per_cell_step")
             if isinstance(ipcs, dict):
                 values["instructions_per_cell_step_mean"] = ipcs["mean"]
@@ -67,6 +82,8 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
             faults = delivery.get("target_faults")
             if faults:
                 problems.append(f"the target reported {len(faults)} fault(s), the first: {faults[0]}")  # type: ignore[index]
+            if lost := lost_in_real_time(delivery):
+                problems.append(lost)
             delta = cell.get("max_abs_soc_difference_vs_eval")
             if not (isinstance(delta, float) and delta <= max_soc_difference):
                 problems.append(f"max |dSOC| vs the C core {delta} > {max_soc_difference:g}")
