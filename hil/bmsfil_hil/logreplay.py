@@ -403,6 +403,7 @@ class _Segment:
     answers: list[tuple[int, cc.EstCellFlags | cc.EstCellHealth | cc.EstCellPower]] = field(default_factory=list)
     by_sequence: dict[int, int] = field(default_factory=dict)
     pending: dict[int, list[cc.Frame]] = field(default_factory=dict)  # frames of sequences ahead of the last MeasPack
+    answered: set[tuple[int, str, int]] = field(default_factory=set)  # (sample, frame kind, cell) taken
     repeated: int = 0  # MeasPacks that were the one before them again
     positions: list[int] = field(default_factory=list)  # each MeasPack's sequence, unwrapped (12 bits wrap)
     backwards: list[tuple[int, int]] = field(default_factory=list)  # (sequence before, sequence) going back
@@ -490,18 +491,34 @@ class _Segment:
             return
         k = self.by_sequence.get(sequence)
         late = len(self.packs) - 1 - k if k is not None else 0
-        if k is None or late > WRAP_SLACK or (sequence < WRAP_SLACK and late > REORDER_SLACK):
+        if k is None or self._ahead(frame, k, late):
             # Before its MeasPack (a target's clock ahead of the harness's, frames sorted by time;
             # the counter's last wrap's; or, for one of the first sequences long past, the next
             # recording's first samples): kept for it; counted if it never comes.
             self.pending.setdefault(sequence, []).append(frame)
             return
+        self.answered.add((k, type(frame).__name__, getattr(frame, "cell_index", -1)))
         if isinstance(frame, cc.MeasCell):
             self.cells[k][frame.cell_index] = frame
         elif isinstance(frame, cc.EstCell):
             self.estimates[k].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
         elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)):
             self.answers.append((k, frame))
+
+    def _ahead(self, frame: cc.Frame, k: int, late: int) -> bool:
+        """Whether a frame whose sequence's last MeasPack is `late` samples back belongs to a
+        MeasPack still to come. The harness sends a sample's MeasCells with its MeasPack, so
+        one far behind is the counter's next wrap's. A target's answers may lag by hundreds of
+        samples (a real-time run it cannot keep up with): they are the sample's they name
+        unless that is nearer the next wrap, or that sample already has that answer from
+        that cell while the sequence is one of a recording's first (the next recording's
+        first samples, answered before their MeasPack was logged)."""
+        if isinstance(frame, cc.MeasCell):
+            return late > WRAP_SLACK or (frame.sequence < WRAP_SLACK and late > REORDER_SLACK)
+        if late > cc.SEQUENCE_MODULUS // 2:
+            return True
+        key = (k, type(frame).__name__, getattr(frame, "cell_index", -1))
+        return frame.sequence < WRAP_SLACK and late > REORDER_SLACK and key in self.answered
 
     def run(self, name: str, source: str, undecodable: int) -> LoggedRun:
         run = self._run(name, source, undecodable)
