@@ -677,3 +677,17 @@ def test_answers_that_lag_far_behind_their_samples_are_read(tmp_path):
     (run,) = read_log(late)
     assert np.isfinite(run.logged_soc[:, 0]).all(), "every sample's estimate read"
     assert not run.sequence_notes
+
+
+def test_a_log_replayed_with_another_parameter_set_is_warned_of(tmp_path, capsys):
+    """8e-3 from the log's estimates passed with one console line among others."""
+    log = tmp_path / "nasa.blf"
+    assert main(["hil", "run", "--params", "nasa-pcoe-18650", "--samples", "300", "--log", str(log),
+                 "--out-dir", str(tmp_path / "a"), "--no-plot"]) == 0
+    capsys.readouterr()
+    assert main(["hil", "run", "--from-log", str(log), "--out-dir", str(tmp_path / "b"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "warning: the target's estimates are up to" in out and "another parameter set than" in out
+    assert main(["hil", "run", "--from-log", str(log), "--params", "nasa-pcoe-18650", "--out-dir",
+                 str(tmp_path / "c"), "--no-plot"]) == 0
+    assert "warning: the target's estimates" not in capsys.readouterr().out

@@ -491,6 +491,12 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
                       f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates; plausibility "
                       f"flags unlike the log's on {entry['flag_samples_unlike_log']} of {int(flags_both.sum())}")
+        apart = entry["max_abs_soc_difference_vs_log"]
+        if isinstance(apart, float) and apart > LOG_AGREEMENT:
+            console.print(f"{name}: warning: the target's estimates are up to {apart:.1e} from the log's, beyond the "
+                          f"{LOG_AGREEMENT:g} two targets of one parameter set agree within: the log was written with "
+                          f"another parameter set than {params.name!r} (bmsfil hil score LOG --params ... tells which "
+                          "fits it), or by a target that estimates otherwise", soft_wrap=True)
     image = getattr(target, "image", None)
     if image is not None:
         entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
@@ -520,6 +526,11 @@ def _packs_of(recordings: list[Recording], args: argparse.Namespace,
         except ValueError as exc:  # a spread the recording cannot carry: the user's to change
             raise RecordingError(f"--cells {args.cells}: {exc}") from None
     return [(rec.meta.name, [rec]) for rec in recordings]
+
+
+#: Targets run with one parameter set agree within this on every recording (docs/firmware.md,
+#: docs/micropython.md: the pure MicroPython port, the loosest, within 3e-5).
+LOG_AGREEMENT = 1e-4
 
 
 def _ended_with(target: object) -> str | None:
