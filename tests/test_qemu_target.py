@@ -24,11 +24,11 @@ pytestmark = [needs_qemu, pytest.mark.qemu]
 PARAMS = bundled_params()
 
 
-def _run(rec, **kw):
+def _run(rec, cells: int = 1, timeout_s: float = 10.0, **kw):
     target = QemuTarget(PARAMS)
     bus = target.start()
     try:
-        return replay_lockstep(bus, [rec], timeout_s=10.0, **kw), target
+        return replay_lockstep(bus, [rec] * cells, timeout_s=timeout_s, **kw), target
     finally:
         target.stop()
         assert not target.alive(), "QEMU still running after stop()"
@@ -311,12 +311,7 @@ def test_a_pack_of_the_boards_most_cells_is_answered_in_full():
     next only once that one is read, and nothing read it. 256 cells (the board's
     limit) now answer every sample."""
     rec = bundled_recording().slice(0, 12)
-    target = QemuTarget(PARAMS)
-    bus = target.start()
-    try:
-        result = replay_lockstep(bus, [rec] * 256, timeout_s=20.0)
-    finally:
-        target.stop()
+    result, _ = _run(rec, cells=256, timeout_s=20.0)
     assert result.delivery.fault is None and result.samples_done == len(rec)
     assert result.delivery.estimates_received == 256 * len(rec)
 
@@ -325,12 +320,6 @@ def test_a_pack_larger_than_the_board_is_named_as_such():
     """257 cells: the target said SEQUENCE_GAP (each MeasCell of the sample it
     refused to open overwrote N_CELLS_UNSUPPORTED). Its first fault now names
     the cause; the cells that follow are still counted as a gap."""
-    rec = bundled_recording().slice(0, 3)
-    target = QemuTarget(PARAMS)
-    bus = target.start()
-    try:
-        result = replay_lockstep(bus, [rec] * 257, timeout_s=3.0)
-    finally:
-        target.stop()
+    result, _ = _run(bundled_recording().slice(0, 3), cells=257, timeout_s=3.0)
     faults = result.delivery.target_faults
     assert faults and faults[0].endswith("target reports N_CELLS_UNSUPPORTED"), faults
