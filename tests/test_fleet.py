@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bmsfil.bundled import bundled_recording
-from bmsfil.fleet import FleetError, evaluate_path, expand_inputs, run_many
+from bmsfil.fleet import FleetError, claim_outputs, evaluate_path, expand_inputs, run_many
 from bmsfil.params import ParameterSet, bundled_params
 
 pytest.importorskip("dask.distributed")
@@ -71,6 +71,11 @@ def test_dask_gives_the_serial_results_in_order_and_reports_the_bad_file(tmp_pat
     # A bad recording's error as its message says it (file, line, cause), from a worker as at home.
     assert bad is not None and bad.cause.startswith(f"{slices[2]}: ") and "RecordingError" not in bad.cause
     assert bad.cause == serial[2].failure.cause  # type: ignore[union-attr]
+    # Each input wrote under a name of its own; the caller names them (as eval does when each arrives).
+    claimed: dict[str, str] = {}
+    for outcome in parallel:
+        if outcome.result is not None:
+            claim_outputs(dict(outcome.result), tmp_path, claimed)
     assert sorted(p.name for p in tmp_path.glob("*.csv")) == [f"part{k}.csv" for k in range(4)]
 
 
