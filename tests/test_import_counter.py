@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bmsfil.importers import import_file
-from bmsfil.importers.counter import RESTART_AH, counter_slope, join_restarts
+from bmsfil.importers.counter import RESTART_AH, counter_slope, join_noting_gaps
 from bmsfil.recording import RecordingError, RecordingWarning
 
 from shared_data import LG, NASA_B0005, needs_data, needs_nasa
@@ -144,23 +144,23 @@ def test_a_counter_is_joined_only_where_no_current_explains_its_step() -> None:
     ah = np.concatenate([[0.0], np.cumsum(i[1:] * 60.0 / 3600.0)])  # the step counted at the interval's end
     lines = np.arange(2, len(t) + 2)
     cols = {"ah": "Q", "current": "I"}
-    out, note = join_restarts("f.csv", lines, cols, t, i, ah)
+    out, note = join_noting_gaps("f.csv", lines, cols, t, i, ah)[:2]
     assert note is None and out is ah
     gap_t = np.r_[t, t[-1] + 3660.0]
     gap_i = np.r_[i, -2.0]
     gap_ah = np.r_[ah, ah[-1] - 2.0 * 3660.0 / 3600.0]
-    assert join_restarts("f.csv", np.arange(len(gap_t)), cols, gap_t, gap_i, gap_ah)[1] is None
+    assert join_noting_gaps("f.csv", np.arange(len(gap_t)), cols, gap_t, gap_i, gap_ah)[1] is None
     restarted = ah.copy()
     restarted[12:] -= restarted[12]
     with pytest.warns(RecordingWarning, match=r"f.csv: column 'Q' starts over at line 14 "):
-        out, note = join_restarts("f.csv", lines, cols, t, i, restarted)
+        out, note = join_noting_gaps("f.csv", lines, cols, t, i, restarted)[:2]
     np.testing.assert_allclose(out, ah, atol=1e-12)  # the restart's interval at 3 A both ends: what the counter had
     small = np.zeros_like(t)
     small[10:] = RESTART_AH * 1.01
     with pytest.warns(RecordingWarning, match="starts over at line 12"):
-        assert join_restarts("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is not None
+        assert join_noting_gaps("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is not None
     small[10:] = RESTART_AH * 0.99
-    assert join_restarts("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is None
+    assert join_noting_gaps("f.csv", lines, cols, t, np.zeros_like(t), small)[1] is None
 
 
 def _restart_case() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -186,7 +186,7 @@ def test_a_restart_next_to_a_repeated_time_or_a_blank_cell_is_joined(damage: str
         i = i.copy()
         i[50] = np.nan
     with pytest.warns(RecordingWarning, match="starts over"):
-        out, note = join_restarts("f.csv", np.arange(2, 102), {"ah": "Q", "current": "I"}, t, i, restarted)
+        out, note = join_noting_gaps("f.csv", np.arange(2, 102), {"ah": "Q", "current": "I"}, t, i, restarted)[:2]
     ok = np.isfinite(out)
     np.testing.assert_allclose(out[ok], ah[ok], atol=1e-9)
     assert note is not None
@@ -199,7 +199,7 @@ def test_a_counter_that_moved_over_a_gap_in_the_log_is_kept_with_a_warning() -> 
     i = np.zeros(100)
     ah = np.r_[np.zeros(50), np.full(50, 2.0)]
     with pytest.warns(RecordingWarning, match=r"moved \+2\.0000 Ah over 7201 s not logged before line 52.*kept"):
-        out, note = join_restarts("f.csv", np.arange(2, 102), {"ah": "Q", "current": "I"}, t, i, ah)
+        out, note = join_noting_gaps("f.csv", np.arange(2, 102), {"ah": "Q", "current": "I"}, t, i, ah)[:2]
     assert note is None and out is ah
 
 

@@ -77,6 +77,7 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
     for RECORDING_SUFFIXES), sorted within each item, duplicates (the same
     file, by whatever path or link) dropped."""
     out: list[Path] = []
+    seen: set[Path] = set()
     for item in items:
         text = str(item)
         path = Path(text)
@@ -93,7 +94,10 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
                 raise FleetError(f"{text}: no file matches")
         else:
             raise FleetError(f"{text}: no such file, directory or pattern")
-        out.extend(p for p in found if p.resolve() not in {q.resolve() for q in out})
+        for p in found:
+            if (real := p.resolve()) not in seen:
+                seen.add(real)
+                out.append(p)
     return out
 
 

@@ -196,7 +196,7 @@ def from_zero(values: np.ndarray) -> np.ndarray:
 
 
 def join_counter_restarts(channels: Channels) -> None:
-    """The Ah counter, if any, joined where it starts over mid-file (`counter.join_restarts`), in place;
+    """The Ah counter, if any, joined where it starts over mid-file (`counter.join_noting_gaps`), in place;
     what was joined goes into the notes. Call it after any join the format knows better (step restarts)."""
     values = channels.values
     if not {"ah", "current", "time"} <= values.keys():

@@ -151,20 +151,6 @@ def _unexplained(lines: np.ndarray, columns: dict[str, str], time_s: np.ndarray,
     return finite, da, dt, dq, jumps, note
 
 
-def join_restarts(
-    where: str,
-    lines: np.ndarray,
-    columns: dict[str, str],
-    time_s: np.ndarray,
-    current_A: np.ndarray,
-    ah: np.ndarray,
-) -> tuple[np.ndarray, str | None]:
-    """The Ah counter joined over the places where it starts over, and what was joined (None:
-    nothing): `join_noting_gaps` without its note of the gaps."""
-    out, joined, _ = join_noting_gaps(where, lines, columns, time_s, current_A, ah)
-    return out, joined
-
-
 def join_noting_gaps(
     where: str,
     lines: np.ndarray,
@@ -228,7 +214,7 @@ def check_net(where: str, columns: dict[str, str], time_s: np.ndarray, current_A
     """Raise RecordingError if the counter, over the whole file, is not the net charge of the
     current: a counter of one direction only (an Arbin ``Discharge_Capacity`` beside a current
     that also charges), or one that starts over at each step by less than a restart can be told
-    from (join_restarts), passes the slope test and would give a wrong reference SOC in silence.
+    from (join_noting_gaps), passes the slope test and would give a wrong reference SOC in silence.
     Intervals long enough to be gaps in the log are left out (their charge is the tester's)."""
     ok = np.isfinite(ah) & np.isfinite(time_s) & np.isfinite(current_A)
     t, i, a = time_s[ok], current_A[ok], ah[ok]
