@@ -447,6 +447,7 @@ def test_a_cell_that_cannot_be_scored_leaves_the_others_scored(tmp_path, capsys)
     good, bad = entry["cells"]
     assert good["max_abs_soc_difference_vs_eval"] <= 1e-6
     assert bad["recording"] == "run#cell001" and "no sample to start from its OCV" in bad["not_scored"]
+    assert bad["max_abs_soc_difference_vs_eval"] is None, "nothing on either side to compare: not a failure"
 
 
 def test_a_replay_is_not_logged_over_the_log_it_replays(tmp_path, capsys):

@@ -421,3 +421,20 @@ def test_samples_lost_in_real_time_fail_the_case(tmp_path):
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["realtime_lost_samples"] == "412" and props["realtime_latency_p99_ms"] == "3027"
     assert lost_in_real_time({**delivery, "realtime": {**delivery["realtime"], "lost_samples": 0}}) is None
+
+
+def test_estimates_beyond_the_bar_fail_the_exit_status_as_the_junit(tmp_path, monkeypatch, capsys):
+    """A target whose estimates drift from the C core's fails the command,
+    not only its JUnit case (the exit status said 0 while the JUnit failed).
+    The drift is made on the comparison's side: the desktop target is the C core."""
+    import bmsfil_hil.cli as hil_cli
+
+    real = hil_cli.expected_soc
+    monkeypatch.setattr(hil_cli, "expected_soc", lambda rec, params, cycles: real(rec, params, cycles) + 2e-4)
+    xml = tmp_path / "run.xml"
+    assert main(["hil", "run", "--samples", "50", "--no-plot", "--out-dir", str(tmp_path), "--junit", str(xml)]) == 1
+    assert "differ from the C core's by up to 2.0e-04 (551_US06_25degC), beyond the 0.0001" in capsys.readouterr().out
+    assert ET.parse(xml).getroot().get("failures") == "1"
+    monkeypatch.setattr(hil_cli, "expected_soc", lambda rec, params, cycles: real(rec, params, cycles) + 5e-5)
+    assert main(["hil", "run", "--samples", "50", "--no-plot", "--out-dir", str(tmp_path), "--junit", str(xml)]) == 0
+    assert ET.parse(xml).getroot().get("failures") == "0"

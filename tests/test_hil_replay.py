@@ -508,3 +508,55 @@ def test_a_command_the_bus_keeps_refusing_ends_the_run_naming_it(rec, monkeypatc
     bus.shutdown()
     assert result.samples_done == 0 and bus.tries > 2
     assert result.delivery.fault.startswith("bus error sending warm_reset before the first sample, refused for 0.1")
+
+
+class _ResettingTarget:
+    """A target on an InlineBus that answers every sample and comes back
+    from each HostCommand as told: `starts` maps a command to the start and
+    fault its first TargetStatus reports."""
+
+    def __init__(self, starts: dict[cc.HostCommandCode, tuple[cc.TargetStart, cc.FaultCode]]) -> None:
+        self.starts = starts
+        self.counter = 0
+
+    def answer(self, msg: can.Message) -> list[can.Message]:
+        frame = cc.decode(msg)
+        if isinstance(frame, cc.HostCommand):
+            start, fault = self.starts[frame.command]
+            self.counter = 0
+            return [cc.encode_target_status(0, cc.TargetState.IDLE, fault_code=fault, start=start)]
+        if not isinstance(frame, cc.MeasCell):
+            return []
+        self.counter += 1
+        return [cc.encode_est_cell(frame.sequence, 0, 0.5, 0.01),
+                cc.encode_target_status(self.counter, cc.TargetState.RUNNING, frame.sequence)]
+
+
+_AS_CONTRACTED = {cc.HostCommandCode.WARM_RESET: (cc.TargetStart.RESTORED, cc.FaultCode.NONE),
+                  cc.HostCommandCode.POWER_CYCLE: (cc.TargetStart.SAVED_STATE_BAD, cc.FaultCode.PERSIST_ERROR)}
+
+
+@pytest.mark.parametrize("starts, faults", [
+    (_AS_CONTRACTED, []),
+    ({**_AS_CONTRACTED, cc.HostCommandCode.POWER_CYCLE: (cc.TargetStart.RESTORED, cc.FaultCode.NONE)},
+     ["after sample 12: power_cycle: the target started restored, expected saved_state_bad",
+      "after sample 12: power_cycle: the target did not report persist_error for the saved state it lost"]),
+    ({**_AS_CONTRACTED, cc.HostCommandCode.WARM_RESET: (cc.TargetStart.SAVED_STATE_BAD, cc.FaultCode.PERSIST_ERROR)},
+     ["sample 5: target reports PERSIST_ERROR",
+      "after sample 5: warm_reset: the target started saved_state_bad, expected restored"]),
+])
+def test_a_reset_is_checked_against_how_the_contract_says_the_target_comes_back(rec, starts, faults):
+    """A power cycle's persist_error is the outcome asked for, not a fault;
+    a target that restores a state a power loss scrambled, or loses its state
+    in a warm reset, is one."""
+    bus = InlineBus(_ResettingTarget(starts).answer)
+    try:
+        result = replay_lockstep(bus, [rec.slice(0, 20)], timeout_s=0.2,
+                                 commands={5: cc.HostCommandCode.WARM_RESET, 12: cc.HostCommandCode.POWER_CYCLE})
+    finally:
+        bus.shutdown()
+    d = result.delivery
+    assert d.fault is None and result.samples_done == 20
+    assert d.target_starts == [f"after sample 5: warm_reset -> {starts[cc.HostCommandCode.WARM_RESET][0].name.lower()}",
+                               f"after sample 12: power_cycle -> {starts[cc.HostCommandCode.POWER_CYCLE][0].name.lower()}"]
+    assert d.target_faults == faults

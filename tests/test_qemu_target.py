@@ -14,6 +14,7 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.core import SocEstimator
 from bmsfil.importers import import_file
 from bmsfil.params import bundled_params
+from bmsfil_hil.expected import expected_soc
 from bmsfil_hil.qemu import QemuTarget
 from bmsfil_hil.replay import as_carried, replay_lockstep
 
@@ -136,21 +137,38 @@ def test_warm_reset_restores_and_power_cycle_starts_fresh():
     flags = result.flags[:, 0]
     restored = np.flatnonzero(flags & cc.FLAG_RESTORED)
     assert restored.tolist() == [151], "only the first estimate after the warm reset says restored"
+    assert d.target_faults == [], "the power cycle's persist_error is the outcome asked for"
     host = _host(rec)
     # The warm reset loses nothing: the estimates go on as if it had not happened.
     assert np.max(np.abs(result.soc[:351, 0] - host[:351])) <= 1e-4
-    # After the simulated power loss the bad CRC is reported and the cell starts
-    # again from its next voltage, as a fresh estimator would: under load
-    # there (-2.9 A), as an unknown SOC (bf_soc_ekf_start). With that start's
-    # large variance the first correction takes the voltage almost as it is,
-    # weighted by the sample's interval, which the firmware has from the bus
-    # (0.1 s) and a recording cut at that sample has not (its first is 0): up
-    # to a few 1e-3 apart at first, then the same estimate.
-    assert any("PERSIST_ERROR" in f for f in d.target_faults)
-    fresh = SocEstimator(PARAMS)
-    fresh_trace = fresh.run(as_carried(rec.slice(351, len(rec))))
-    assert np.max(np.abs(result.soc[351:, 0] - fresh_trace.soc)) <= 5e-3
-    assert np.max(np.abs(result.soc[-20:, 0] - fresh_trace.soc[-20:])) <= 1e-4
+    # After the simulated power loss the cell starts again from its next
+    # voltage, as a fresh estimator would: under load there (-2.9 A), as an
+    # unknown SOC (bf_soc_ekf_start), stepped with the interval the bus
+    # carried for it (expected_soc; a recording cut there would start with 0,
+    # and the start's large variance makes the first correction weigh it:
+    # 2.4e-3 apart).
+    assert np.max(np.abs(result.soc[:, 0] - expected_soc(as_carried(rec), PARAMS, [350]))) <= 1e-4
+
+
+def test_hil_run_with_resets_passes_when_the_target_comes_back_as_it_must(tmp_path):
+    """From the command line: a commanded power cycle is scored against the
+    C core started afresh where the target had to start afresh, and its
+    persist_error is not a fault (both failed every such run)."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from bmsfil.cli import main
+
+    js, xml = tmp_path / "run.json", tmp_path / "run.xml"
+    assert main(["hil", "run", "--target", "qemu", "--samples", "400", "--warm-reset-at", "100",
+                 "--power-cycle-at", "250", "--no-plot", "--out-dir", str(tmp_path), "--json", str(js),
+                 "--junit", str(xml)]) == 0
+    (entry,) = json.loads(js.read_text())["recordings"]
+    assert entry["target_starts"] == ["after sample 100: warm_reset -> restored",
+                                      "after sample 250: power_cycle -> saved_state_bad"]
+    assert entry["delivery"]["target_faults"] == []
+    assert entry["cells"][0]["max_abs_soc_difference_vs_eval"] <= 1e-4
+    assert ET.parse(xml).getroot().get("failures") == "0"
 
 
 def test_stop_ends_qemu_after_a_failed_run():

@@ -32,6 +32,26 @@ def lost_in_real_time(delivery: dict[str, object]) -> str | None:
             f"{realtime.get('speed'):g}x (the scores cover the others)")  # type: ignore[union-attr]
 
 
+def case_problems(delivery: dict[str, object], cell: dict[str, object], max_soc_difference: float) -> list[str]:
+    """Why a cell of a `hil run` fails (none: it passes): the run's fault, the
+    target's, samples lost in real time, or estimates more than
+    `max_soc_difference` from the C core's, or none to compare where the
+    C core estimates (None: neither the C core nor the target could start
+    the cell, which is reported as not scored, not failed)."""
+    problems = []
+    if delivery.get("fault"):
+        problems.append(str(delivery["fault"]))
+    faults = delivery.get("target_faults")
+    if faults:
+        problems.append(f"the target reported {len(faults)} fault(s), the first: {faults[0]}")  # type: ignore[index]
+    if lost := lost_in_real_time(delivery):
+        problems.append(lost)
+    delta = cell.get("max_abs_soc_difference_vs_eval")
+    if delta is not None and not (isinstance(delta, float) and delta <= max_soc_difference):
+        problems.append(f"max |dSOC| vs the C core {delta} > {max_soc_difference:g}")
+    return problems
+
+
 def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_difference: float = 1e-4,
                 setup: dict[str, str] | None = None) -> None:
     """A cell fails when the run had a fault or its estimates differ from
@@ -76,17 +96,7 @@ def write_junit(path: Path, runs: list[dict[str, object]], target: str, max_soc_
                 errors += 1
                 ET.SubElement(case, "error", type="interrupted", message=str(delivery["fault"]))
                 continue
-            problems = []
-            if delivery.get("fault"):
-                problems.append(str(delivery["fault"]))
-            faults = delivery.get("target_faults")
-            if faults:
-                problems.append(f"the target reported {len(faults)} fault(s), the first: {faults[0]}")  # type: ignore[index]
-            if lost := lost_in_real_time(delivery):
-                problems.append(lost)
-            delta = cell.get("max_abs_soc_difference_vs_eval")
-            if not (isinstance(delta, float) and delta <= max_soc_difference):
-                problems.append(f"max |dSOC| vs the C core {delta} > {max_soc_difference:g}")
+            problems = case_problems(delivery, cell, max_soc_difference)
             if problems:
                 failures += 1
                 ET.SubElement(case, "failure", message="; ".join(problems))

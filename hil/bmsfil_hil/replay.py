@@ -271,6 +271,9 @@ class Delivery:
     instructions_per_cell_step: list[int] = field(default_factory=list)  # from TargetStatus, where known
     profiles: list[cc.TargetProfile] = field(default_factory=list)  # one per sample closed, from firmware that sends it
     target_starts: list[str] = field(default_factory=list)  # "sample k: start" after each commanded reset
+    #: The fault a commanded reset's first TargetStatus must carry (a power cycle's persist_error):
+    #: the outcome asked for, not counted in target_faults.
+    expected_fault: cc.FaultCode | None = None
     counted_sequence: int | None = None  # last_sequence of the last instruction count taken
     closed_sequence: int | None = None   # last_sequence of the last TargetStatus that closed a sample
     profiled_sequence: int | None = None  # the sample the last TargetProfile was taken for
@@ -408,7 +411,12 @@ def _note_status(d: Delivery, frame: cc.TargetStatus, k: int) -> None:
     refused = f"{new} measurement frame{'s' if new > 1 else ''} refused for a bad crc" if new else ""
     d.crc_errors.extend([k] * new)
     at = f"sample {k}" + ("" if frame.last_sequence is None else f" (its last sequence {frame.last_sequence})")
-    if frame.fault_code != cc.FaultCode.NONE:
+    restarted = frame.state != cc.TargetState.RUNNING and frame.counter == 0
+    if restarted and d.expected_fault is not None and frame.fault_code == d.expected_fault:
+        d.expected_fault = None
+        if new:
+            d.target_faults.append(f"{at}: target reports {refused}")
+    elif frame.fault_code != cc.FaultCode.NONE:
         d.target_faults.append(f"{at}: target reports {cc.FaultCode(frame.fault_code).name}"
                                + (f" ({refused})" if refused else ""))
     elif new:
@@ -548,6 +556,16 @@ def _send_sample(bus: can.BusABC, log: can.Listener | None, d: Delivery, k: int,
     return None
 
 
+#: How a target must come back from each HostCommand (the contract's TargetStart), and the
+#: fault its first TargetStatus must report: a simulated power loss leaves a saved state that
+#: fails its check, which the target reports once as persist_error and starts each cell afresh.
+RESTART_OUTCOME: dict[cc.HostCommandCode, tuple[cc.TargetStart, cc.FaultCode | None]] = {
+    cc.HostCommandCode.WARM_RESET: (cc.TargetStart.RESTORED, None),
+    cc.HostCommandCode.POWER_CYCLE: (cc.TargetStart.SAVED_STATE_BAD, cc.FaultCode.PERSIST_ERROR),
+    cc.HostCommandCode.RESTART_FRESH: (cc.TargetStart.POWER_ON, None),
+}
+
+
 def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, timeout_s: float,
              log: can.Listener | None) -> str | None:
     """Send a HostCommand after sample k (before the first for k = -1) and
@@ -563,6 +581,8 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
             _status_frame(msg, d, k, log)
     except can.CanError as exc:
         return f"bus error before {command.name.lower()} {when}: {exc} ({exc.__cause__})"
+    expected = RESTART_OUTCOME[command]
+    d.expected_fault = expected[1]
     fault = _send_retrying(bus, cc.encode_host_command(command), log, d, k, f"{command.name.lower()} {when}")
     if fault is not None:
         return fault
@@ -578,6 +598,13 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
         # A restarted target's first status: counter 0, not running yet.
         if frame is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
             d.target_starts.append(f"{when}: {command.name.lower()} -> {frame.start.name.lower()}")
+            if frame.start != expected[0]:
+                d.target_faults.append(f"{when}: {command.name.lower()}: the target started "
+                                       f"{frame.start.name.lower()}, expected {expected[0].name.lower()}")
+            if d.expected_fault is not None:
+                d.target_faults.append(f"{when}: {command.name.lower()}: the target did not report "
+                                       f"{d.expected_fault.name.lower()} for the saved state it lost")
+                d.expected_fault = None
             return None
     return f"target did not come back within {timeout_s:g} s of {command.name.lower()} {when}"
 
