@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from bmsfil import can_contract as cc
 from bmsfil.bundled import bundled_recording
-from bmsfil.core import SocEstimator, start_estimator
+from bmsfil.core import SocEstimator, filter_restarted, start_estimator
 from bmsfil.params import ParameterSet, PowerLimits, bundled_params
 from bmsfil.recording import Recording
 from bmsfil.power import HORIZONS_S, SOP_EVERY, PowerSearch, SopLimits, state_of_power
@@ -158,18 +158,22 @@ def _replay(target: str, params: ParameterSet = PARAMS, rec: Recording | None = 
         t.stop()
 
 
-def _direct() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _direct(rec: Recording | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PowerSearch after SocEstimator on the samples as CAN carries them,
-    one sub-step on every SOP_EVERY-th sample, quantised as EstCellPower
-    carries it: per sample the horizon code and the two powers."""
+    one sub-step on every SOP_EVERY-th sample, a new search where the filter
+    restarted, quantised as EstCellPower carries it: per sample the horizon
+    code and the two powers."""
     from bmsfil_hil.replay import as_carried
-    rec = as_carried(bundled_recording().slice(0, SAMPLES))
+    rec = as_carried(rec or bundled_recording().slice(0, SAMPLES))
+    n = len(rec)
     est = SocEstimator(PARAMS)
     est.init_ocv(float(rec.voltage_V[0]), float(rec.temp_C[0]))
     search = PowerSearch(est)
-    horizon, dis, chg = np.zeros(SAMPLES, dtype=np.uint8), np.full(SAMPLES, np.nan), np.full(SAMPLES, np.nan)
-    for k in range(SAMPLES):
-        est.step(float(rec.dt_s[k]), float(rec.current_A[k]), float(rec.voltage_V[k]), float(rec.temp_C[k]))
+    horizon, dis, chg = np.zeros(n, dtype=np.uint8), np.full(n, np.nan), np.full(n, np.nan)
+    for k in range(n):
+        r = est.step(float(rec.dt_s[k]), float(rec.current_A[k]), float(rec.voltage_V[k]), float(rec.temp_C[k]))
+        if filter_restarted(r.flags, float(rec.dt_s[k])):
+            search = PowerSearch(est)
         if k % SOP_EVERY == 0:
             search.step(budget=1)
         latest = search.latest
@@ -238,6 +242,61 @@ def test_the_micropython_native_module_sends_the_host_targets_power_frames():
             both = np.isfinite(mine) & np.isfinite(theirs) & (theirs > 0)
             assert both.sum() > SAMPLES // 2
             assert np.median(np.abs(mine[both] - theirs[both]) / theirs[both]) < bound, (h, k)
+
+
+#: Where _gap_recording's filter restarts.
+GAP_AT = 300
+
+
+def _gap_recording() -> Recording:
+    """The bundled US06's first 30 s (a full cell), two hours not recorded,
+    and its last 90 s (a nearly empty one: SOC 0.99 -> 0.05 across the gap)."""
+    full = bundled_recording()
+    a, b = full.slice(0, GAP_AT), full.slice(len(full) - 900, len(full))
+    both = {name: np.concatenate([getattr(a, name), getattr(b, name)])
+            for name in ("current_A", "voltage_V", "temp_C")}
+    time_s = np.concatenate([a.time_s, b.time_s - b.time_s[0] + a.time_s[-1] + 7200.0])
+    return replace(a, time_s=time_s, ah=None, **both)
+
+
+def test_a_filter_restart_starts_the_host_targets_search_afresh():
+    """Across a gap beyond dt_max_s the filter starts again; the search
+    under way (and its results) were of the full cell before: the target
+    sent them on for 23 s after the gap, a 30 s discharge power of 70.3 W for
+    a cell that could give 24 W. Now no horizon until the new search's first
+    result, which is the one-call search's from the state after the gap."""
+    rec = _gap_recording()
+    result = _replay("host", rec=rec)
+    _same_power(result, _direct(rec))
+    p = result.power
+    assert p.horizon[GAP_AT - 1, 0] != cc.PowerHorizon.NONE and p.horizon[GAP_AT, 0] == cc.PowerHorizon.NONE
+    after = GAP_AT + int(np.flatnonzero(p.horizon[GAP_AT:, 0] != cc.PowerHorizon.NONE)[0])
+    assert p.horizon[after, 0] == cc.PowerHorizon.PEAK_2S
+    assert p.discharge_W[after, 0] < 0.8 * p.discharge_W[GAP_AT - 1, 0]
+    compared = 0
+    for h in POWER_HORIZONS:  # each horizon's first result after the gap is of the empty cell
+        dis, _ = p.latest(0, h)
+        first = GAP_AT + int(np.flatnonzero(p.horizon[GAP_AT:, 0] == int(h))[0])
+        if np.isfinite(dis[GAP_AT - 1]):  # published before the gap
+            assert dis[first] < 0.8 * dis[GAP_AT - 1], h
+            compared += 1
+    assert compared >= 2
+
+
+@pytest.mark.parametrize("target, variant", [
+    pytest.param("qemu", None, marks=[pytest.mark.qemu, needs_qemu]),
+    pytest.param("micropython", "native", marks=needs_micropython),
+    pytest.param("micropython", "python", marks=needs_micropython)])
+def test_every_target_starts_its_search_afresh_where_its_filter_restarts(target, variant):
+    rec = _gap_recording()
+    result = _replay(target, rec=rec, **({"variant": variant} if variant else {}))
+    host = _replay("host", rec=rec)
+    p = result.power
+    assert result.delivery.unexpected == 0 and p.received.all()
+    assert p.horizon[GAP_AT - 1, 0] != cc.PowerHorizon.NONE and p.horizon[GAP_AT, 0] == cc.PowerHorizon.NONE
+    if variant != "python":  # the C core: the host target's frames
+        for field in ("horizon", "discharge_W", "charge_W"):
+            np.testing.assert_array_equal(getattr(p, field), getattr(host.power, field))
 
 
 def _cold_slice() -> Recording:

@@ -224,6 +224,10 @@ class App:
             soc, sigma, _, flags = ekf.step(dt, i, v, t)
             verdict = monitor.step(ekf, dt, v)
             capacity_Ah, r0_ohm = health.step(ekf, dt, i, v, t, soc, sigma, flags)
+            if flags & bc.FLAG_DT_INVALID and dt >= 0:
+                # The filter started again (an interval beyond dt_max_s): the search
+                # under way and its results are of the state before (app.c does so).
+                self.power[index] = self.PowerSearch(self.params)
             power = self.power[index].step(ekf, self.sequence)
             thermal = self.thermal.get(index)
             core_C = thermal.step(ekf, dt, i, v, t) if thermal is not None else bc.NAN

@@ -23,7 +23,7 @@ from typing import Protocol
 import can
 
 from bmsfil import can_contract as cc
-from bmsfil.core import SocEstimator, StepResult, plausible_voltage
+from bmsfil.core import SocEstimator, StepResult, filter_restarted, plausible_voltage
 from bmsfil.health import CellHealth
 from bmsfil.power import SOP_EVERY, PowerSearch
 from bmsfil.params import ParameterSet, ThermalParams
@@ -198,6 +198,8 @@ class EstimatorTarget:
                                                 float(po.unseen_current_A), float(po.unseen_current_sigma_A),
                                                 float(po.stuck_for_s)))
             capacity, r0 = self._health[cell.cell_index].step(dt, pack.current_A, cell.voltage_V, cell.temp_C)
+            if filter_restarted(r.flags, dt):  # a search under way, and its results, are of the state before
+                self._power[cell.cell_index] = PowerSearch(est)  # type: ignore[arg-type]
             search = self._power[cell.cell_index]
             if pack.sequence % SOP_EVERY == 0:
                 search.step(budget=1)

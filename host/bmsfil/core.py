@@ -132,6 +132,15 @@ class SocTrace:
     flags: np.ndarray
 
 
+def filter_restarted(flags: int, dt_s: float) -> bool:
+    """Whether the step that reported `flags` for the interval dt_s started
+    its filter again: an interval it refused that is a number (beyond
+    dt_max_s, time it did not see). A NaN or negative one is skipped, the
+    state kept. What was searched from the state before (the state of
+    power) is then of another cell state."""
+    return bool(flags & lib.BF_FLAG_DT_INVALID) and dt_s >= 0.0
+
+
 def describe_flags(flags: int) -> list[str]:
     return [name for bit, name in FLAG_NAMES.items() if flags & bit]
 

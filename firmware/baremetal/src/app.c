@@ -454,6 +454,12 @@ static void on_meas_cell(fw_app_t *app, const uint8_t *data)
         (void)ro;
 #endif
 #if FW_SOP_EVERY > 0
+        /* The filter started again (an interval beyond dt_max_s; a NaN one
+         * is skipped): a search under way, and its results, are of the
+         * state before, so the cell's search starts afresh (horizon none
+         * until its first result), as at power-on. */
+        if ((out.flags & BF_FLAG_DT_INVALID) != 0u && app->dt_s >= 0.0f)
+            (void)bf_sop_task_init(&app->sop[m.cell_index]);
         if (hst == BF_OK && app->sequence % FW_SOP_EVERY == 0u) {
             int32_t finished;
             ran[FW_PART_HEALTH_AND_POWER] = 1u;
