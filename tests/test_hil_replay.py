@@ -560,3 +560,35 @@ def test_a_reset_is_checked_against_how_the_contract_says_the_target_comes_back(
     assert d.target_starts == [f"after sample 5: warm_reset -> {starts[cc.HostCommandCode.WARM_RESET][0].name.lower()}",
                                f"after sample 12: power_cycle -> {starts[cc.HostCommandCode.POWER_CYCLE][0].name.lower()}"]
     assert d.target_faults == faults
+
+
+def test_a_log_keeps_the_runs_resets_and_judges_how_the_target_came_back(rec, tmp_path: Path, capsys):
+    """The log reader takes the HostCommands the harness logged (what `hil
+    score` and `--from-log` need to compare with a target that had to start
+    afresh) and judges the restarts as the replay does."""
+    wrong = {**_AS_CONTRACTED, cc.HostCommandCode.POWER_CYCLE: (cc.TargetStart.RESTORED, cc.FaultCode.NONE)}
+    runs = []
+    for starts in (_AS_CONTRACTED, wrong):
+        path = tmp_path / f"run{len(runs)}.blf"
+        log = open_log(path)
+        bus = InlineBus(_ResettingTarget(starts).answer)
+        try:
+            replay_lockstep(bus, [rec.slice(0, 20)], timeout_s=0.2, log=log,
+                            commands={5: cc.HostCommandCode.WARM_RESET, 12: cc.HostCommandCode.POWER_CYCLE})
+        finally:
+            bus.shutdown()
+            log.stop()
+        (run,) = read_log(path)
+        runs.append(run)
+    good, bad = runs
+    assert good.commands == ((5, cc.HostCommandCode.WARM_RESET), (12, cc.HostCommandCode.POWER_CYCLE))
+    assert good.power_cycles() == [12] and len(good.cells[0]) == 20
+    assert not any("fault" in note for note in good.sequence_notes), "the power cycle's persist_error is asked for"
+    (note,) = [note for note in bad.sequence_notes if "fault" in note]
+    assert "after sample 12: power_cycle: the target started restored, expected saved_state_bad" in note
+    # Replayed to the desktop target, which has no reset: said, and compared with the log up to the power cycle.
+    assert main(["hil", "run", "--from-log", str(tmp_path / "run0.blf"), "--no-plot", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: the logged run was reset (warm_reset after sample 5, power_cycle after sample 12); target host "
+            "runs on the desktop and has no reset") in out
+    assert "over 13 estimates" in out

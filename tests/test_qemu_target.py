@@ -150,7 +150,7 @@ def test_warm_reset_restores_and_power_cycle_starts_fresh():
     assert np.max(np.abs(result.soc[:, 0] - expected_soc(as_carried(rec), PARAMS, [350]))) <= 1e-4
 
 
-def test_hil_run_with_resets_passes_when_the_target_comes_back_as_it_must(tmp_path):
+def test_hil_run_with_resets_passes_when_the_target_comes_back_as_it_must(tmp_path, capsys):
     """From the command line: a commanded power cycle is scored against the
     C core started afresh where the target had to start afresh, and its
     persist_error is not a fault (both failed every such run)."""
@@ -159,16 +159,29 @@ def test_hil_run_with_resets_passes_when_the_target_comes_back_as_it_must(tmp_pa
 
     from bmsfil.cli import main
 
-    js, xml = tmp_path / "run.json", tmp_path / "run.xml"
+    js, xml, log = tmp_path / "run.json", tmp_path / "run.xml", tmp_path / "run.blf"
     assert main(["hil", "run", "--target", "qemu", "--samples", "400", "--warm-reset-at", "100",
                  "--power-cycle-at", "250", "--no-plot", "--out-dir", str(tmp_path), "--json", str(js),
-                 "--junit", str(xml)]) == 0
+                 "--junit", str(xml), "--log", str(log)]) == 0
     (entry,) = json.loads(js.read_text())["recordings"]
     assert entry["target_starts"] == ["after sample 100: warm_reset -> restored",
                                       "after sample 250: power_cycle -> saved_state_bad"]
     assert entry["delivery"]["target_faults"] == []
     assert entry["cells"][0]["max_abs_soc_difference_vs_eval"] <= 1e-4
     assert ET.parse(xml).getroot().get("failures") == "0"
+    # Its log scored: the power cycle read from the log (was: 9e-2 "from the C core" and a fault warning).
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "power-cycled after sample 250" in out and "PERSIST_ERROR" not in out
+    (doc,) = json.loads(js.read_text())["recordings"]
+    assert doc["power_cycled_after"] == [250] and doc["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-4
+    # Replayed from the log, the run's resets are sent again and its estimates come back.
+    assert main(["hil", "run", "--target", "qemu", "--from-log", str(log), "--json", str(js), "--no-plot",
+                 "--out-dir", str(tmp_path / "f")]) == 0
+    assert "resets, sent again: warm_reset after sample 100, power_cycle after sample 250" in capsys.readouterr().out
+    (entry,) = json.loads(js.read_text())["recordings"]
+    assert entry["max_abs_soc_difference_vs_log"] <= 1e-6 and entry["delivery"]["target_faults"] == []
 
 
 def test_stop_ends_qemu_after_a_failed_run():

@@ -36,10 +36,9 @@ from bmsfil.importers import load_any
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
-from bmsfil.plausibility import run_monitored
 from bmsfil.recording import Recording, RecordingError
 from bmsfil_hil.busopts import BusOptionError, bus_config, option_keys, resolve_bus
-from bmsfil_hil.expected import expected_soc
+from bmsfil_hil.expected import expected_run, expected_soc
 from bmsfil_hil.faults import MatrixInterrupted, run_matrix
 from bmsfil_hil.firmware import FirmwareError
 from bmsfil_hil.junit import case_problems, lost_in_real_time, write_fault_junit, write_junit
@@ -450,7 +449,8 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
     pack_docs = []
     for j, rec in enumerate(cells):
         trace = SocTrace(result.soc[:, j], result.soc_sigma[:, j], result.flags[:, j])
-        doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8)
+        doc = _score(rec, trace, params, d, args, result.samples_done, plot=len(cells) <= 8,
+                     power_cycles=[k for k, c in commands.items() if c == cc.HostCommandCode.POWER_CYCLE])
         doc["target"] = args.target
         doc.update(_answers_over_can(result.plausibility, result.health, result.power, j, rec))
         doc.update(_setup(args))
@@ -480,7 +480,10 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
                                                         _frames_per_sample(args.target))
                                 if len(cells[0]) > 1 else None}
     if logged is not None:
-        n = result.samples_done
+        # Up to a power cycle of the logged run this replay did not repeat (a desktop target's):
+        # after it the run's target started afresh and this one went on.
+        unsent = [k for k in logged.power_cycles() if commands.get(k) != cc.HostCommandCode.POWER_CYCLE]
+        n = min([result.samples_done, *(k + 1 for k in unsent)])
         both = ~np.isnan(logged.logged_soc[:n]) & ~np.isnan(result.soc[:n])
         entry["max_abs_soc_difference_vs_log"] = (
             float(np.max(np.abs(result.soc[:n][both] - logged.logged_soc[:n][both]))) if both.any() else None)
@@ -542,6 +545,26 @@ def _packs_of(recordings: list[Recording], args: argparse.Namespace,
 #: Targets run with one parameter set agree within this on every recording (docs/firmware.md,
 #: docs/micropython.md: the pure MicroPython port, the loosest, within 3e-5).
 LOG_AGREEMENT = 1e-4
+
+
+def _with_log_commands(args: argparse.Namespace, name: str, commands: dict[int, cc.HostCommandCode],
+                       logged: LoggedRun) -> dict[int, cc.HostCommandCode]:
+    """The commands a --from-log replay of `logged` sends: the run's own
+    resets as the log holds them (HostCommand frames), so that the replay
+    repeats the run, unless resets are given on the command line; a target
+    that cannot take them is told of (its estimates then part from the log's)."""
+    resets = {k: c for k, c in logged.commands if c != cc.HostCommandCode.RESTART_FRESH and k < len(logged.cells[0]) - 1}
+    if not resets or args.warm_reset_at or args.power_cycle_at:
+        return commands
+    listed = ", ".join(f"{c.name.lower()} after sample {k}" for k, c in sorted(resets.items()))
+    if args.target in ("host", "reference") or args.mode == "realtime":
+        why = (f"target {args.target} runs on the desktop and has no reset" if args.target in ("host", "reference")
+               else "a real-time replay sends none")
+        console.print(f"{name}: warning: the logged run was reset ({listed}); {why}: after a power cycle the "
+                      "estimates are not the run's, and are compared with the log's up to it", soft_wrap=True)
+        return commands
+    console.print(f"{name}: the logged run's resets, sent again: {listed}", soft_wrap=True)
+    return {**commands, **resets}
 
 
 def _ended_with(target: object) -> str | None:
@@ -624,8 +647,9 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
             return status
         for i, (name, cells) in enumerate(packs):
             try:
-                finished(*_replay_pack(args, params, config, name, cells, commands, log,
-                                       logged[i] if logged else None, bitrate, speed))
+                finished(*_replay_pack(args, params, config, name, cells,
+                                       _with_log_commands(args, name, commands, logged[i]) if logged else commands,
+                                       log, logged[i] if logged else None, bitrate, speed))
             except _PackInterrupted as exc:
                 finished(exc.entry, exc.row)
                 raise
@@ -775,6 +799,11 @@ def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet
                               "cells_scored": []}
     if reference is not None:
         doc["recording"] = reference.meta.name
+    if cycled := run.power_cycles():
+        doc["power_cycled_after"] = cycled
+        console.print(f"{run.name}: the target was power-cycled after sample {', '.join(map(str, cycled))} (a "
+                      "HostCommand in the log): compared with the C core started afresh there, as the target must",
+                      soft_wrap=True)
     table = Table(title=f"{run.name}: {n} samples of {m} cell(s) in the log, {answered} fully answered")
     for col in ("cell", "estimates", "max |ΔSOC| vs C core", "flags over CAN", "flag samples unlike C core",
                 "RMSE %", "in ±3σ %"):
@@ -806,17 +835,19 @@ def _score_cell(run: LoggedRun, j: int, rec: Recording, reference: Recording | N
     n = len(rec)
     est = run.logged_soc[:, j]
     have = ~np.isnan(est)
-    core_trace, core_flags = run_monitored(rec, params)  # raises where the core has no sample to start from
+    # Raises where the core has no sample to start from. Power-cycled (a HostCommand in the log),
+    # the target had to start afresh, and the C core does.
+    core_soc, core_flags = expected_run(rec, params, run.power_cycles())
     if not have.any():
         raise ValueError(f"the log holds no estimate (EstCell 0x{cc.FrameId.EST_CELL:03X}) for cell {j}: nothing to "
                          "score (a log of the measurements alone, or of the wrong channel?)")
-    delta = float(np.max(np.abs(est[have] - core_trace.soc[have]))) if have.any() else math.nan
+    delta = float(np.max(np.abs(est[have] - core_soc[have]))) if have.any() else math.nan
     cell_doc: dict[str, object] = {"cell": j, "estimates": int(have.sum()), "max_abs_soc_difference_vs_core": delta}
     cell_doc.update(_answers_over_can(run.plausibility, run.health, run.power, j, rec))
     got = run.plausibility.received[:, j]
     unlike: int | None = None
     if got.any():
-        unlike = int(np.count_nonzero(run.plausibility.flags[got, j] != core_flags.flags[got]))
+        unlike = int(np.count_nonzero(run.plausibility.flags[got, j] != core_flags[got]))
         cell_doc["flag_samples_unlike_core"] = unlike
         cell_doc["flag_samples_compared"] = int(got.sum())
     raised = cell_doc["plausibility_over_can"]
@@ -976,17 +1007,17 @@ def _pct(x: float, digits: int = 2) -> str:
 
 
 def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict[str, object],
-           args: argparse.Namespace, done: int, plot: bool) -> dict[str, object]:
+           args: argparse.Namespace, done: int, plot: bool, power_cycles: list[int]) -> dict[str, object]:
     """Score one cell as `bmsfil eval` would; without a reference SOC (a
     recording rebuilt from a log), only the comparison with the C core; a
     cell the C core cannot start on (no valid voltage) is in the JSON with
     the cause (`not_scored`, and under `warnings`, which are printed). The
-    C core it is compared with starts afresh after each --power-cycle-at, as
-    the target must (`expected_soc`)."""
+    C core it is compared with starts afresh after each of `power_cycles`,
+    as the target must (`expected_soc`)."""
     doc: dict[str, object] = {"recording": rec.meta.name, "rmse": math.nan, "within_3sigma": math.nan,
                               "max_abs_soc_difference_vs_eval": math.nan}
     try:
-        direct = expected_soc(rec, params, args.power_cycle_at)
+        direct = expected_soc(rec, params, power_cycles)
     except ValueError as exc:  # no sample to start from
         doc["not_scored"] = str(exc)
         doc["warnings"] = [f"not scored: {exc}"]

@@ -34,7 +34,7 @@ from can.io.blf import BLFParseError
 
 from bmsfil import can_contract as cc
 from bmsfil.recording import Recording, RecordingMeta
-from bmsfil_hil.replay import Health, Plausibility, Power
+from bmsfil_hil.replay import RESTART_OUTCOME, Health, Plausibility, Power
 
 #: Sequence 0 after one of the last WRAP_SLACK sequences is the counter wrapping, not a new
 #: recording: the frames just before the wrap may have been lost on the bus. Sequences are
@@ -73,6 +73,13 @@ class LoggedRun:
     sequence_notes: tuple[str, ...] = ()  # samples the MeasPack sequence says were lost, repeated or reordered
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
+    #: The HostCommands the log holds: (the sample each followed, -1 before the first; the command).
+    commands: tuple[tuple[int, cc.HostCommandCode], ...] = ()
+
+    def power_cycles(self) -> list[int]:
+        """The samples after which the log's run power-cycled its target (which then had to
+        start every cell afresh; `bmsfil_hil.expected`)."""
+        return [k for k, command in self.commands if command == cc.HostCommandCode.POWER_CYCLE]
 
 
 def read_log(path: Path, channel: str | None = None, channel_option: str = "--channel") -> list[LoggedRun]:
@@ -408,6 +415,8 @@ class _Segment:
     positions: list[int] = field(default_factory=list)  # each MeasPack's sequence, unwrapped (12 bits wrap)
     backwards: list[tuple[int, int]] = field(default_factory=list)  # (sequence before, sequence) going back
     target_faults: list[str] = field(default_factory=list)  # faults the target's TargetStatus reported
+    commands: list[tuple[int, cc.HostCommandCode]] = field(default_factory=list)  # (sample it followed, command)
+    restarting: cc.HostCommandCode | None = None  # a command whose restarted target's first status is still to come
 
     def repeats(self, pack: cc.MeasPack) -> bool:
         """This MeasPack is one of the last WRAP_SLACK again: the same sequence and content (asked
@@ -485,9 +494,11 @@ class _Segment:
             return
         sequence = getattr(frame, "sequence", None)
         if sequence is None:  # TargetStatus, TargetProfile, HostCommand: no sample's
-            if isinstance(frame, cc.TargetStatus) and frame.fault_code != cc.FaultCode.NONE:
-                self.target_faults.append(f"{cc.FaultCode(frame.fault_code).name} (its last sequence "
-                                          f"{frame.last_sequence})")
+            if isinstance(frame, cc.HostCommand):
+                self.commands.append((len(self.packs) - 1, frame.command))
+                self.restarting = frame.command
+            elif isinstance(frame, cc.TargetStatus):
+                self._note_status(frame)
             return
         k = self.by_sequence.get(sequence)
         late = len(self.packs) - 1 - k if k is not None else 0
@@ -504,6 +515,25 @@ class _Segment:
             self.estimates[k].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
         elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)):
             self.answers.append((k, frame))
+
+    def _note_status(self, frame: cc.TargetStatus) -> None:
+        """A fault the status reports, and after a HostCommand whether the target came back
+        from it as the contract says (`RESTART_OUTCOME`: a power cycle's persist_error is the
+        outcome asked for, not a fault)."""
+        expected_fault = None
+        if self.restarting is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
+            command, self.restarting = self.restarting, None
+            start, expected_fault = RESTART_OUTCOME[command]
+            after = f"after sample {self.commands[-1][0]}: {command.name.lower()}"
+            if frame.start != start:
+                self.target_faults.append(f"{after}: the target started {frame.start.name.lower()}, expected "
+                                          f"{start.name.lower()}")
+            if expected_fault is not None and frame.fault_code != expected_fault:
+                self.target_faults.append(f"{after}: the target did not report {expected_fault.name.lower()} for "
+                                          "the saved state it lost")
+        if frame.fault_code not in (cc.FaultCode.NONE, expected_fault):
+            self.target_faults.append(f"{cc.FaultCode(frame.fault_code).name} (its last sequence "
+                                      f"{frame.last_sequence})")
 
     def _ahead(self, frame: cc.Frame, k: int, late: int) -> bool:
         """Whether a frame whose sequence's last MeasPack is `late` samples back belongs to a
@@ -534,6 +564,7 @@ class _Segment:
             self.cells = [self.cells[k] for k in order]
             self.estimates = [self.estimates[k] for k in order]
             self.answers = [(int(where[k]), answer) for k, answer in self.answers]
+            self.commands = [(int(where[k]) if k >= 0 else k, command) for k, command in self.commands]
         packs = self.packs
         n, m = len(packs), max(p.n_cells for p in packs)
         # A gap of LONG_GAP_MAX_S or more (inf) as cc.UNCARRIED_GAP_S; one not known (nan) as no time.
@@ -562,7 +593,8 @@ class _Segment:
         record = {cc.EstCellFlags: plausibility, cc.EstCellHealth: health, cc.EstCellPower: power}
         for k, answer in self.answers:
             record[type(answer)].note_at(answer, k)
-        return LoggedRun(name, recs, logged, logged_sigma, undecodable, plausibility, health, power)
+        return LoggedRun(name, recs, logged, logged_sigma, undecodable, plausibility, health, power,
+                         commands=tuple(self.commands))
 
 
 def recordings_from_log(path: Path) -> list[Recording]:
