@@ -170,7 +170,7 @@ def main() -> None:
     misses: list[str] = []
     for path in files:
         rec, trace, scores, s, r0, elapsed = run(path)
-        kept = s.discharges - s.scored_from
+        kept = s.scored
         r0_text = f"{r0.pearson_r:.2f} ({r0.sweeps})" if r0 else "-"
         lines.append(
             f"| {rec.meta.cell_id} | {s.discharges} | {s.end_within_1pct}/{kept} | {s.early_within_3pct}/{kept} | "
@@ -220,7 +220,7 @@ def main() -> None:
     for memory in (0.25, 0.5, 1.0, 2.0):
         for path in files:
             _, _, _, s, _, _ = run(path, capacity=replace(defaults, memory_cycles=memory))
-            kept = s.discharges - s.scored_from
+            kept = s.scored
             lines.append(
                 f"| {memory} | {path.name[:5]} | {s.end_within_1pct}/{kept} | {s.early_within_3pct}/{kept} | "
                 f"{s.within_3_sigma}/{kept} | {s.end_max_abs_error * 100:.2f} % |"

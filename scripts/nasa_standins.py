@@ -135,7 +135,7 @@ def main() -> int:
             rec = import_file(write(Path(tmp) / f"{cell}_discharge_timeseries.csv", cycles))
             scores = score_discharges(rec, HealthEstimator(params, capacity=capacity).run(rec), capacity.gap_s)
             s = summarise(scores)
-            kept = s.discharges - s.scored_from
+            kept = s.scored
             misses = [f"{d.cycle}: {d.end_error * 100:+.2f} / {d.early_error * 100:+.2f} %"
                       for d in scores[s.scored_from:]
                       if abs(d.end_error) > 0.01 or abs(d.early_error) > 0.03 or not d.within_3_sigma]

@@ -51,3 +51,30 @@ def test_cells_without_a_reference_is_refused_before_benchmarking(tmp_path: Path
     assert "has no reference SOC" in out.err and "--cells 0" in out.err
     assert "steps" not in out.out  # refused up front: no single-cell table first
     assert main(["bench", str(path), "--cells", "0", "--min-time", "0", "--python-samples", "50"]) == 0
+
+
+def test_a_recording_eval_takes_is_benched_or_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A first voltage of 0 (a logger's first line) is timed from the first
+    sample the filter starts on, as eval starts (it was a CoreError traceback);
+    a missing current, which filterpy's filter cannot take, is refused naming
+    the sample (a ValueError traceback). The JSON says what was benched."""
+    import json
+
+    import numpy as np
+
+    rec = bundled_recording().slice(0, 300)
+    zero_first = tmp_path / "zero.npz"
+    replace(rec, voltage_V=np.concatenate([[0.0], rec.voltage_V[1:]])).save(zero_first)
+    out = tmp_path / "b.json"
+    assert main(["bench", str(zero_first), "--cells", "0", "--min-time", "0", "--python-samples", "50",
+                 "--json", str(out)]) == 0
+    assert "timed from sample 1, the first the filter can start from" in capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["input"] == str(zero_first) and doc["params"] == bundled_params().name
+    current = rec.current_A.copy()
+    current[100:110] = np.nan
+    gappy = tmp_path / "gappy.npz"
+    replace(rec, current_A=current).save(gappy)
+    assert main(["bench", str(gappy), "--cells", "0", "--min-time", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "current_A is missing (NaN) at 10 sample(s), the first 100" in err and "Traceback" not in err

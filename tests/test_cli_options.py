@@ -157,7 +157,7 @@ def test_export_onto_its_own_input_is_refused(tmp_path: Path, capsys: pytest.Cap
     own.write_bytes((Path(__file__).resolve().parents[1] / "host" / "bmsfil" / "data" / "lg_hg2.json").read_bytes())
     before = own.read_bytes()
     assert main(["export", str(own), "-o", str(own)]) == 2
-    assert "that is the parameter set being exported" in capsys.readouterr().err
+    assert f"-o {own}: that is this command's parameter set: writing it would destroy it" in capsys.readouterr().err
     assert own.read_bytes() == before
 
 

@@ -367,3 +367,18 @@ def test_report_reads_the_fit_inputs_as_the_fit_read_them(tmp_path: Path, capsys
     capsys.readouterr()
     assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0
     assert "left out" not in capsys.readouterr().err
+
+
+@needs_data
+def test_report_finds_the_fit_inputs_from_another_folder(tmp_path: Path, capsys, monkeypatch):
+    """The fit names its inputs as it was given them (relative to where it ran);
+    `report` from another folder looked for them there and left every one out."""
+    work = tmp_path / "fit in ü"
+    work.mkdir()
+    import_file(HPPC_25).slice(0, 20000).save(work / "pulse.npz")
+    monkeypatch.chdir(work)
+    assert main(["fit", "--pulse", "pulse.npz", "--name", "moved", "-o", str(tmp_path / "cell.json")]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["report", "cell.json", "-o", "r.html"]) == 0
+    assert "left out" not in capsys.readouterr().err

@@ -339,10 +339,11 @@ def test_sweeps_among_discharges_not_in_the_file_are_left_out(tmp_path, capsys) 
     assert (f"bmsfil health: note: B0005_discharges: {between} of {len(sweeps)} impedance sweeps left out of R0 vs "
             "Re: they fall between discharges 10 and 20, with discharges between those that the file does not hold") in capsys.readouterr().err.replace("\n", " ")
     (result,) = json.loads(out.read_text())["recordings"]
-    assert result["impedance_sweeps"] == {"kept": len(sweeps) - between, "dropped_unrecorded": between,
-                                          "unrecorded_between_cycles": [[10, 20]]}
     # The sweeps the correlation uses are those within the recording, none from between 10 and 20.
     recorded = sum(full.time_s[0] <= t <= full.time_s[starts[30] - 1] for t, _ in sweeps)
+    assert result["impedance_sweeps"] == {"kept": recorded - between, "dropped_unrecorded": between,
+                                          "unrecorded_between_cycles": [[10, 20]],
+                                          "outside_the_recording": len(sweeps) - recorded}
     assert result["r0_vs_impedance"]["sweeps"] == recorded - between
 
 
@@ -364,7 +365,9 @@ def test_every_discharge_under_other_numbers_leaves_no_sweep_out(tmp_path, capsy
     assert main(["health", str(renumbered), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
     assert "left out of R0 vs Re" not in capsys.readouterr().err
     (result,) = json.loads(out.read_text())["recordings"]
-    assert result["impedance_sweeps"] == {"kept": 278, "dropped_unrecorded": 0, "unrecorded_between_cycles": []}
+    # One sweep comes before the first discharge: outside the recording, as it was left out of R0 vs Re.
+    assert result["impedance_sweeps"] == {"kept": 277, "dropped_unrecorded": 0, "unrecorded_between_cycles": [],
+                                          "outside_the_recording": 1}
     assert result["r0_vs_impedance"]["sweeps"] == 277
 
 
@@ -387,3 +390,112 @@ def test_a_stand_in_for_b0006_meets_the_capacity_bars(tmp_path) -> None:
     assert len(scores) == 30 and scores[-1].measured_Ah < 0.92 * scores[0].measured_Ah
     s = summarise(scores, skip=5)
     assert (s.end_within_1pct, s.within_3_sigma, s.early_within_3pct) == (25, 25, 25)
+
+
+def _with_charges_logged(rec: Recording) -> Recording:
+    """A NASA life as a cycler logs one: each gap between discharges replaced
+    by the charge it hid (1.5 A at 4.0 V, 60 s samples, the charge the
+    discharge before delivered, then 30 min at rest), no cycle starts kept."""
+    starts = [*(int(k) for k in rec.meta.extra["cycle_starts"].split(",")), len(rec)]
+    parts, t_end = [], 0.0
+    for a, b in zip(starts[:-1], starts[1:]):
+        d = rec.slice(a, b)
+        delivered = -float(np.sum(d.current_A[1:] * np.diff(d.time_s))) / 3600.0
+        n_chg, n_rest = int(delivered / 1.5 * 60) + 1, 30
+        t = np.concatenate([d.time_s, d.time_s[-1] + 60.0 * np.arange(1, n_chg + n_rest + 1)]) + t_end
+        i = np.concatenate([d.current_A, np.full(n_chg, 1.5), np.zeros(n_rest)])
+        v = np.concatenate([d.voltage_V, np.linspace(3.6, 4.2, n_chg), np.full(n_rest, 4.15)])
+        temp = np.concatenate([d.temp_C, np.full(n_chg + n_rest, 24.0)])
+        parts.append((t, i, v, temp))
+        t_end = t[-1] + 60.0
+    cat = [np.concatenate([p[k] for p in parts]) for k in range(4)]
+    meta = replace(rec.meta, extra={k: v for k, v in rec.meta.extra.items() if k not in ("cycle_starts", "cycle_numbers")})
+    return Recording(*cat, meta=meta)
+
+
+@needs_nasa
+def test_a_life_with_its_charges_logged_is_split_at_each_charge() -> None:
+    """A cycler's log of a life holds the charges: each discharge ends where
+    a charge begins (it was scored as one 'discharge' of about 0 Ah, 7,286 %
+    off); a drive cycle's regenerative pulses do not split it."""
+    from bmsfil.health_eval import discharge_bounds
+
+    life = _nasa_life(8)
+    logged = _with_charges_logged(life)
+    params = params_arg("nasa-pcoe-18650")
+    tuning = CapacityTuning.for_params(params)
+    gapped = score_discharges(life, HealthEstimator(params, capacity=tuning).run(life), tuning.gap_s)
+    scores = score_discharges(logged, HealthEstimator(params, capacity=tuning).run(logged), tuning.gap_s)
+    assert len(scores) == 8
+    for mine, theirs in zip(scores, gapped):
+        assert mine.measured_Ah == pytest.approx(theirs.measured_Ah, abs=1e-4)  # + the rest's minute before it
+    assert summarise(scores, skip=5).end_within_1pct == 3
+    us06 = bundled_recording()
+    assert (us06.current_A > 0).any() and discharge_bounds(us06, tuning.gap_s) == [(0, len(us06))]
+
+
+@needs_nasa
+def test_a_discharge_whose_current_is_missing_is_not_scored(tmp_path, capsys) -> None:
+    """Missing current (NaN) was counted as 0 A: the discharge's capacity read
+    low and was scored as the estimator's miss. Filled in linearly when short,
+    the discharge not scored (and said) when it is more than 1 % of it."""
+    life = _nasa_life(8)
+    starts = [int(k) for k in life.meta.extra["cycle_starts"].split(",")]
+    current = life.current_A.copy()
+    current[starts[6] + 20:starts[6] + 120] = np.nan   # most of discharge 7
+    current[starts[7] + 20:starts[7] + 21] = np.nan    # one sample of discharge 8
+    bad = replace(life, current_A=current)
+    path = tmp_path / "life.npz"
+    bad.save(path)
+    out = tmp_path / "h.json"
+    assert main(["health", str(path), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
+    assert "discharge(s) 7: the current is missing for more than 1 %" in capsys.readouterr().err
+    (result,) = json.loads(out.read_text())["recordings"]
+    assert [d["measured"] for d in result["discharges"]] == [True] * 6 + [False, True]
+    assert result["summary"]["scored"] == 2
+    full = score_discharges(life, HealthEstimator(params_arg("nasa-pcoe-18650")).run(life), 600.0)
+    assert result["discharges"][7]["measured_Ah"] == pytest.approx(full[7].measured_Ah, rel=1e-3)
+
+
+@needs_nasa
+def test_health_keeps_what_it_did_and_writes_strict_json(tmp_path, capsys) -> None:
+    """A recording that cannot be read among good ones is named and the others
+    kept (all were lost); a life too short to score is null in the JSON (was
+    NaN); two recordings of one name get plots of their own."""
+    short = tmp_path / "short.npz"
+    _nasa_life(3).save(short)
+    other = tmp_path / "b" / "short.npz"
+    other.parent.mkdir()
+    _nasa_life(3).save(other)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    out = tmp_path / "h.json"
+    assert main(["health", str(short), str(tmp_path / "bad.csv"), str(other), "--params", "nasa-pcoe-18650",
+                 "--json", str(out), "--out-dir", str(tmp_path / "plots")]) == 2
+    err = capsys.readouterr().err
+    assert "health takes recordings as they are: import this one first" in err
+    doc = json.loads(out.read_text())  # strict: json refuses NaN only when asked, so look
+    assert "NaN" not in out.read_text()
+    assert [r["source"] for r in doc["recordings"]] == [str(short), str(other)]
+    assert doc["failed"][0]["input"] == str(tmp_path / "bad.csv")
+    assert doc["recordings"][0]["summary"]["end_max_abs_error"] is None
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        f"{doc['recordings'][0]['name']}-2_health.png", f"{doc['recordings'][0]['name']}_health.png"]
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["health", "{rec}", "--skip", "-3"], "argument --skip: expected at least 0"),
+    (["health", "{rec}", "--json", "{rec}"], "--json {rec}: that is this command's input: writing it would destroy it"),
+    (["health", "{rec}", "--json", "{dir}"], "--json {dir}: a directory; give the file to write"),
+    (["health", "{rec}", "--out-dir", "{rec}"], "--out-dir {rec}: a file, not a folder"),
+])
+def test_health_refuses_what_would_fail_or_destroy_before_the_work(tmp_path, capsys, argv, said) -> None:
+    rec = tmp_path / "r.npz"
+    bundled_recording().slice(0, 100).save(rec)
+    fill = lambda s: s.format(rec=rec, dir=tmp_path)  # noqa: E731
+    try:
+        status = main([fill(a) for a in argv])
+    except SystemExit as exc:  # argparse's own refusal
+        status = exc.code
+    assert status == 2
+    captured = capsys.readouterr()
+    assert fill(said) in (captured.err + captured.out).replace("\n", " ")

@@ -16,12 +16,15 @@ from contextlib import nullcontext, redirect_stderr
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from bmsfil.argtypes import at_least, capacity_ah, positive_float
+from bmsfil import jsonout
+from bmsfil.argtypes import at_least, capacity_ah, non_negative_float, positive_float
 from bmsfil.export_c import params_to_c
 from bmsfil.export_micropython import params_to_micropython
 from bmsfil.export_pybamm import params_to_pybamm
@@ -32,11 +35,11 @@ from bmsfil.reference import LOADED_C_RATE
 from bmsfil.current_sign import wrong_sign
 from bmsfil.evaluate import checked_reference
 from bmsfil.fit import ROLES, FitError, FitInputs, bmsfil_version, file_sha256, fit, provenance
-from bmsfil.fleet import (Failed, FleetError, Outcome, claim_outputs, cost_pool, evaluate_path, expand_inputs,
-                          run_many)
+from bmsfil.fleet import (Failed, FleetError, Outcome, claim_outputs, claim_stem, cost_pool, evaluate_path,
+                          expand_inputs, run_many)
 from bmsfil.gaps import gap_warning
 from bmsfil.held_out import FitRecipe, RecipeError, fit_digests, fit_inputs_among, held_out_cells
-from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any
+from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file, load_any, load_as_is
 from bmsfil.importers.names import output_stem
 from bmsfil.importers.textfile import is_npz
 from bmsfil.inject import InjectSpecError, SensorErrors
@@ -45,6 +48,9 @@ from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError, RecordingWarning
 from bmsfil.tuning import SEARCH_SPACE, Targets, at_search_bounds, tune_filter
+
+if TYPE_CHECKING:
+    from bmsfil.health import CapacityTuning
 
 #: Tables written to a file or a pipe are not cut to 80 columns (a terminal's own width, or COLUMNS, wins).
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
@@ -368,16 +374,14 @@ def write_json(path: Path, params: ParameterSet, args: argparse.Namespace, summa
     (both in the order of the inputs)."""
     doc = ({"params": params.name} | _run_settings(args, params) | {"recordings": summaries}
            | {"failed": [{"input": f.source, "error": f.cause} for f in failures]})
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    tmp.replace(path)
+    jsonout.write_json(path, doc)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bmsfil.bench import run_bench  # filterpy takes half a second to import: only here
 
-    params = params_arg(args.params)
-    rec = load_any(args.input) if args.input else bundled_recording()
+    params = _params_for(args.params, [str(args.input)]) if args.input else params_arg(args.params)
+    rec = _benchable(load_any(args.input), params) if args.input else bundled_recording()
     if args.cells > 0:
         try:
             rec.reference_soc()  # the synthetic pack's cells are drawn around it
@@ -414,8 +418,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       f"{pack['pack_target_steps_per_s']:,.0f} cell-steps/s (docs/fleet.md)")
         d |= pack
     if args.json:
-        args.json.write_text(json.dumps(d, indent=1) + "\n")
+        jsonout.write_json(args.json, {"input": str(args.input) if args.input else "bundled: " + rec.meta.name,
+                                       "params": params.name, **d})
     return 0
+
+
+def _benchable(rec: Recording, params: ParameterSet) -> Recording:
+    """The recording as the benchmark times it: from its first sample the filter can start on
+    (a plausible voltage and a finite temperature; eval starts there too), every value after it
+    finite (filterpy's filter takes no missing value, and all four implementations run the same
+    samples), at least two samples."""
+    from bmsfil.core import plausible_voltage
+
+    ok = np.flatnonzero(plausible_voltage(params, rec.voltage_V) & np.isfinite(rec.temp_C))
+    if ok.size == 0:
+        raise RecordingError(f"{rec.meta.name}: no sample to start the filter from (a plausible voltage and a "
+                             "finite temperature)")
+    if ok[0] > 0:
+        err_console.print(f"bmsfil bench: note: {rec.meta.name}: timed from sample {int(ok[0])}, the first the "
+                          "filter can start from", soft_wrap=True)
+        rec = rec.slice(int(ok[0]), len(rec))
+    for column, values in (("current_A", rec.current_A), ("voltage_V", rec.voltage_V), ("temp_C", rec.temp_C)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise RecordingError(f"{rec.meta.name}: {column} is missing (NaN) at {bad.size} sample(s), the first "
+                                 f"{int(bad[0] + ok[0])}: the benchmark runs every implementation on the same samples, "
+                                 "and filterpy's takes no missing value; bench a recording without gaps (eval scores "
+                                 "one with them)")
+    if len(rec) < 2:
+        raise RecordingError(f"{rec.meta.name}: {len(rec)} sample to time: a rate needs at least 2")
+    return rec
 
 
 #: What `bmsfil export` writes when --format is not given, by the output's suffix.
@@ -423,9 +455,6 @@ EXPORT_SUFFIXES = {".c": "c", ".json": "micropython", ".py": "pybamm"}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.output.exists() and args.params.exists() and args.output.resolve() == args.params.resolve():
-        raise ParamsError(f"-o {args.output}: that is the parameter set being exported; the export would replace "
-                          "it (and its notes: inputs, sha256, the fit command); write it to another file")
     params = params_arg(args.params)
     fmt = args.format or EXPORT_SUFFIXES.get(args.output.suffix)
     named = EXPORT_SUFFIXES.get(args.output.suffix)
@@ -470,69 +499,132 @@ def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recor
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from bmsfil.health import CapacityTuning, HealthEstimator
-    from bmsfil.health_eval import check_r0, file_sweeps, score_discharges, summarise, write_life_plot
+    from bmsfil.health import CapacityTuning
 
-    params = _params_for(args.params, [str(p) for p in args.inputs])
+    try:
+        sources = [str(p) for p in expand_inputs(args.inputs)]
+    except FleetError as exc:
+        raise RecordingError(str(exc)) from None
+    params = _params_for(args.params, sources)
     capacity = CapacityTuning.for_params(params)
     if args.rated_capacity is not None:
         capacity = replace(capacity, rated_Ah=args.rated_capacity)
+    if not args.no_plot:
+        _make_out_dir(args.out_dir)
     table = Table(title=f"state of health: {params.name}")
     for col in ("recording", "discharges", "end ≤1 %", "20 % ≤3 %", "in ±3σ", "end max err %",
                 "capacity Ah (SOH)", "R0 mΩ", "R0 vs Re r"):
         table.add_column(col, justify="left" if col == "recording" else "right")
-    results = []
-    for source in args.inputs:
-        rec = load_any(source)
-        trace = HealthEstimator(params, capacity=capacity).run(rec)
-        scores = score_discharges(rec, trace, capacity.gap_s)
-        summary = summarise(scores, skip=args.skip)
-        listed, selection = file_sweeps(source, rec)
-        sweeps = selection.kept if selection else []
-        r0 = check_r0(rec, trace, sweeps) if sweeps else None
-        if selection and selection.dropped:
-            between = ", ".join(f"{a} and {b}" for a, b in selection.unrecorded)
-            err_console.print(f"bmsfil health: note: {rec.meta.name}: {selection.dropped} of {len(listed)} impedance "
-                              f"sweeps left out of R0 vs Re: they fall between discharges {between}, with "
-                              "discharges between those that the file does not hold", soft_wrap=True)
-        kept = summary.discharges - summary.scored_from
-        learned = bool(trace.where("capacity_updated").size)
-        table.add_row(
-            rec.meta.name, str(summary.discharges), f"{summary.end_within_1pct}/{kept}",
-            f"{summary.early_within_3pct}/{kept}", f"{summary.within_3_sigma}/{kept}",
-            _fmt_pct(summary.end_max_abs_error),
-            (f"{trace.capacity_Ah[-1]:.3f} ± {trace.capacity_sigma_Ah[-1]:.3f} ({trace.soh[-1] * 100:.1f} %)"
-             if learned else "not learned"),
-            f"{trace.r0_ohm[-1] * 1e3:.1f}", f"{r0.pearson_r:.2f}" if r0 else "-",
-        )
-        if not learned:
-            err_console.print(f"bmsfil health: warning: {rec.meta.name}: the capacity estimator found no pair of "
-                              "SOC anchors (a rest and the cut-off under this set's cell model): nothing learned; "
-                              "is the parameter set this cell's (--params)?", soft_wrap=True)
-        if not args.no_plot:
-            write_life_plot(rec.meta.name, scores, rec, trace, sweeps, args.out_dir / f"{output_stem(rec.meta.name)}_health.png")
-        results.append({
-            "source": str(source),
-            "name": rec.meta.name,
-            "final": {"capacity_Ah": float(trace.capacity_Ah[-1]), "capacity_sigma_Ah": float(trace.capacity_sigma_Ah[-1]),
-                      "soh": float(trace.soh[-1]), "r0_ohm": float(trace.r0_ohm[-1]),
-                      "r0_sigma_ohm": float(trace.r0_sigma_ohm[-1])},
-            "summary": summary.as_dict(),
-            "r0_vs_impedance": r0.as_dict() if r0 else None,
-            "impedance_sweeps": selection.as_dict() if selection else None,
-            "discharges": [sc.as_dict() for sc in scores],
-        })
-    console.print(table)
-    if not args.no_plot:
-        console.print(f"plots in {args.out_dir}/")
+    results: list[dict[str, object]] = []
+    failed: list[dict[str, str]] = []
+    claimed: dict[str, str] = {}
+    try:
+        for source in sources:
+            try:
+                row, result = _health_of(source, params, capacity, args, claimed)
+            except RecordingError as exc:
+                err_console.print(f"bmsfil health: error: {exc}", soft_wrap=True)
+                failed.append({"input": source, "error": str(exc)})
+            else:
+                table.add_row(*row)
+                results.append(result)
+            if args.json:
+                _write_health_json(args, params, capacity, results, failed)
+    finally:
+        if table.row_count:
+            console.print(table)
+            if not args.no_plot:
+                console.print(f"plots in {args.out_dir}/")
     if args.json:
-        args.json.write_text(json.dumps({
-            "command": args.command_line, "params": params.name, "skip": args.skip,
-            "capacity_tuning": {f.name: getattr(capacity, f.name) for f in fields(capacity)},
-            "recordings": results,
-        }, indent=1))
         console.print(f"wrote {args.json}")
+    if failed:
+        err_console.print(f"bmsfil health: {len(failed)} of {len(sources)} recordings failed; {len(results)} scored")
+        return 2
     return 0
+
+
+def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args: argparse.Namespace,
+               claimed: dict[str, str]) -> tuple[list[str], dict[str, object]]:
+    """One life through the capacity and R0 estimators, scored: its table row and JSON entry
+    (warnings printed as they come)."""
+    from bmsfil.health import HealthEstimator
+    from bmsfil.health_eval import check_r0, file_sweeps, score_discharges, summarise, write_life_plot
+
+    rec = load_as_is(source, "health")
+    warn = lambda text: err_console.print(f"bmsfil health: warning: {text}", soft_wrap=True)  # noqa: E731
+    for found in parameter_warnings(rec, params):
+        warn(found)
+    trace = HealthEstimator(params, capacity=capacity).run(rec)
+    scores = score_discharges(rec, trace, capacity.gap_s)
+    summary = summarise(scores, skip=args.skip)
+    unmeasured = [sc.cycle for sc in scores[summary.scored_from:] if not sc.measured]
+    if unmeasured:
+        warn(f"{rec.meta.name}: discharge(s) {', '.join(map(str, unmeasured))}: the current is missing for more "
+             "than 1 % of the discharge, so its capacity is not measured: not scored")
+    if not scores:
+        warn(f"{rec.meta.name}: no discharge to score in it (a stretch that delivered charge, between gaps "
+             f"longer than {capacity.gap_s:g} s or recorded charges)")
+    listed, selection = file_sweeps(source, rec)
+    sweeps = selection.kept if selection else []
+    r0 = check_r0(rec, trace, sweeps) if sweeps else None
+    if selection and selection.dropped:
+        between = ", ".join(f"{a} and {b}" for a, b in selection.unrecorded)
+        err_console.print(f"bmsfil health: note: {rec.meta.name}: {selection.dropped} of {len(listed)} impedance "
+                          f"sweeps left out of R0 vs Re: they fall between discharges {between}, with "
+                          "discharges between those that the file does not hold", soft_wrap=True)
+    learned = bool(trace.where("capacity_updated").size)
+    if not learned:
+        warn(f"{rec.meta.name}: the capacity estimator found no pair of SOC anchors (a rest and the cut-off under "
+             "this set's cell model): nothing learned; is the parameter set this cell's (--params)?")
+    base = output_stem(rec.meta.name)
+    stem = claim_stem(base, source, claimed)
+    if stem != base:
+        warn(f"{source}: its recording is named {rec.meta.name}, as {claimed[base]}'s is: its plot is "
+             f"{args.out_dir}/{stem}_health.png")
+    name = rec.meta.name if stem == base else f"{rec.meta.name} ({source})"
+    result: dict[str, object] = {
+        "source": source,
+        "name": rec.meta.name,
+        "final": {"capacity_Ah": float(trace.capacity_Ah[-1]), "capacity_sigma_Ah": float(trace.capacity_sigma_Ah[-1]),
+                  "soh": float(trace.soh[-1]), "r0_ohm": float(trace.r0_ohm[-1]),
+                  "r0_sigma_ohm": float(trace.r0_sigma_ohm[-1])},
+        "summary": summary.as_dict(),
+        "r0_vs_impedance": r0.as_dict() if r0 else None,
+        "impedance_sweeps": selection.as_dict() if selection else None,
+        "discharges": [sc.as_dict() for sc in scores],
+    }
+    if not args.no_plot:
+        plot = args.out_dir / f"{stem}_health.png"
+        write_life_plot(rec.meta.name, scores, rec, trace, sweeps, plot)
+        result["plot"] = str(plot)
+    row = [name, str(summary.discharges), f"{summary.end_within_1pct}/{summary.scored}",
+           f"{summary.early_within_3pct}/{summary.scored}", f"{summary.within_3_sigma}/{summary.scored}",
+           _fmt_pct(summary.end_max_abs_error),
+           (f"{trace.capacity_Ah[-1]:.3f} ± {trace.capacity_sigma_Ah[-1]:.3f} ({trace.soh[-1] * 100:.1f} %)"
+            if learned else "not learned"),
+           f"{trace.r0_ohm[-1] * 1e3:.1f}", f"{r0.pearson_r:.2f}" if r0 else "-"]
+    return row, result
+
+
+def _write_health_json(args: argparse.Namespace, params: ParameterSet, capacity: CapacityTuning,
+                       results: list[dict[str, object]], failed: list[dict[str, str]]) -> None:
+    """`health --json`, rewritten after each recording: what was done is kept if a later one fails or
+    the run is interrupted."""
+    jsonout.write_json(args.json, {
+        "command": args.command_line, "params": params.name, "skip": args.skip,
+        "capacity_tuning": {f.name: getattr(capacity, f.name) for f in fields(capacity)},
+        "recordings": results, "failed": failed,
+    })
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    """Make --out-dir before the work, or refuse saying why it cannot be."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RecordingError(f"--out-dir {out_dir}: a file, not a folder for the plots")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecordingError(f"--out-dir {out_dir}: cannot make it ({exc.strerror or exc})") from None
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -707,7 +799,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.no_inputs_from_notes:
             found, notices = FitInputs(), []
         else:
-            found, notices = inputs_from_notes(params, load)
+            found, notices = inputs_from_notes(params, load, Path(args.params).resolve().parent
+                                               if Path(args.params).is_file() else None)
         given = FitInputs(**{role: _load_role(getattr(args, role), args) for role in ROLES})
         inputs = ReportInputs(with_fit_inputs(found, given), _load_role(args.eval, args), notices)
     with console.status("drawing...") as status:
@@ -784,7 +877,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=Path)
     p.add_argument("--python-samples", type=at_least(1), default=3000,
                    help="samples for the per-sample Python paths (at most the recording's)")
-    p.add_argument("--min-time", type=float, default=1.0, help="seconds to repeat each measurement for")
+    p.add_argument("--min-time", type=non_negative_float, default=1.0,
+                   help="seconds to repeat each measurement for (0: once)")
     p.add_argument("--cells", type=at_least(0), default=10_000, metavar="N",
                    help="cells of the synthetic pack for the multi-cell call (0: skip it; needs a recording "
                         "with a reference SOC)")
@@ -795,10 +889,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="recordings of many discharges (a NASA PCoE file is one cell's life)")
     p.add_argument("--params", help=f"a bundled set ({', '.join(BUNDLED_SETS)}) or a parameter file "
-                   "(default: lg-hg2)")
+                   "(default: the bundled set for what the recordings were imported from: nasa-pcoe-18650 for "
+                   "NASA PCoE files, else lg-hg2)")
     p.add_argument("--rated-capacity", type=capacity_ah, metavar="AH",
                    help="rated capacity (default: the set's nominal)")
-    p.add_argument("--skip", type=int, default=5, metavar="N", help="discharges not scored at the start (default 5)")
+    p.add_argument("--skip", type=at_least(0), default=5, metavar="N",
+                   help="discharges not scored at the start (default 5)")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-health"))
     p.add_argument("--json", type=Path, help="write per-discharge scores as JSON")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
@@ -866,13 +962,39 @@ OUTPUT_OPTIONS = ("output", "json", "junit")
 
 
 def _make_output_dirs(args: argparse.Namespace) -> None:
+    """Check each output file option before the work: not a directory, not one of the command's
+    inputs (which writing it would destroy); and make its directory."""
+    given = _input_files(args)
     for name in OUTPUT_OPTIONS:
         path = getattr(args, name, None)
-        if isinstance(path, Path) and not path.parent.is_dir():
+        if not isinstance(path, Path):
+            continue
+        option = "-o" if name == "output" else f"--{name}"
+        if path.is_dir():
+            raise RecordingError(f"{option} {path}: a directory; give the file to write")
+        same = [which for which, other in given if path.exists() and path.samefile(other)]
+        if same:
+            raise RecordingError(f"{option} {path}: that is this command's {same[0]}: writing it would destroy it; "
+                                 "write to another file")
+        if not path.parent.is_dir():
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise RecordingError(f"--{name} {path}: cannot make its directory ({exc.strerror or exc})") from None
+                raise RecordingError(f"{option} {path}: cannot make its directory ({exc.strerror or exc})") from None
+
+
+def _input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The existing files among the values of a command's options that are not outputs, each
+    with what it is ("parameter set", "input", "--eval")."""
+    found = []
+    for name, value in vars(args).items():
+        if name in OUTPUT_OPTIONS or name in ("func", "command_line", "command"):
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, Path)) and str(item) and Path(item).is_file():
+                what = {"params": "parameter set", "input": "input", "inputs": "input"}.get(name)
+                found.append((what or "--" + name.replace("_", "-"), Path(item)))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -889,8 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
-        kept = ("; what was done is in its --json, and --resume does the rest"
-                if args.command == "eval" and getattr(args, "json", None) else "")
+        kept = ("; what was done is in its --json" + (", and --resume does the rest" if args.command == "eval" else "")
+                if args.command in ("eval", "health") and getattr(args, "json", None) else "")
         err_console.print(f"bmsfil {args.command}: interrupted{kept}", soft_wrap=True)
         return 130
 

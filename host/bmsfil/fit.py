@@ -674,8 +674,8 @@ def provenance(files: dict[str, list[Path]], command: str,
     """Notes that say where a parameter set came from: every input with its
     sha256 (and, given its recordings, that of its samples:
     `Recording.data_sha256`, the same for the .npz an import made of it), the
-    command, the writer."""
-    notes = {"command": command, "written_by": f"bmsfil {bmsfil_version()}"}
+    command, the folder it ran in (which relative paths are from), the writer."""
+    notes = {"command": command, "run_in": str(Path.cwd()), "written_by": f"bmsfil {bmsfil_version()}"}
     for role, paths in files.items():
         if paths:
             recs = (recordings or {}).get(role) or []

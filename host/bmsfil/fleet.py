@@ -287,6 +287,17 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
                                             rec.meta.unlogged_charge_warning(), *mismatches])
 
 
+def claim_stem(base: str, source: str, claimed: dict[str, str]) -> str:
+    """The name `source`'s output files take: `base`, or, where another input of the run took
+    it (`claimed`: stem -> source), `base` with -2, -3, ... added; recorded in `claimed`."""
+    stem, k = base, 1
+    while claimed.get(stem, source) != source:
+        k += 1
+        stem = f"{base}-{k}"
+    claimed[stem] = source
+    return stem
+
+
 def claim_outputs(summary: dict[str, object], out_dir: Path, claimed: dict[str, str]) -> str | None:
     """Give an evaluated input's files (written by `evaluate_path` under a name of its own) their
     names, ``DIR/<name>.csv`` and ``.png``: the recording's name (`output_stem`), or, where an
@@ -299,12 +310,8 @@ def claim_outputs(summary: dict[str, object], out_dir: Path, claimed: dict[str, 
     if not isinstance(written, dict):
         return None
     source = str(summary["source"])
-    base = stem = output_stem(str(summary["name"]))
-    k = 1
-    while claimed.get(stem, source) != source:
-        k += 1
-        stem = f"{base}-{k}"
-    claimed[stem] = source
+    base = output_stem(str(summary["name"]))
+    stem = claim_stem(base, source, claimed)
     outputs = {}
     for kind, path in written.items():
         final = out_dir / f"{stem}.{kind}"

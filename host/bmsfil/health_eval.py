@@ -24,6 +24,9 @@ from bmsfil.recording import Recording
 
 #: Fraction of a discharge's charge after which the early estimate is taken.
 EARLY_FRACTION = 0.2
+#: A discharge whose current is missing (NaN) for more than this share of its duration has no
+#: measured capacity to score against (the charge its current delivered is not known).
+MISSING_CURRENT_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,14 @@ class DischargeScore:
     #: The capacity reported once 20 % of the discharge's duration had passed
     #: (to its last discharging sample): `bmsfil eval`'s estimate_20pct_Ah.
     early_time_Ah: float
+    #: Share of the discharge's duration whose current is missing (NaN), filled in linearly for
+    #: measured_Ah; beyond MISSING_CURRENT_SHARE the discharge is not measured and not scored.
+    current_missing_share: float = 0.0
+
+    @property
+    def measured(self) -> bool:
+        """Whether its current was recorded well enough to measure its capacity."""
+        return self.current_missing_share <= MISSING_CURRENT_SHARE
 
     @property
     def end_error(self) -> float:
@@ -56,17 +67,58 @@ class DischargeScore:
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return {**asdict(self), "end_error": self.end_error, "early_error": self.early_error,
-                "within_3_sigma": self.within_3_sigma}
+                "within_3_sigma": self.within_3_sigma, "measured": self.measured}
+
+
+#: A run of charging current that puts back at least this share of the charge its stretch of the
+#: recording delivers in all is a charge, which ends a discharge: a drive cycle's regenerative
+#: pulses (each a few mAh) are not.
+CHARGE_SHARE = 0.05
 
 
 def discharge_bounds(recording: Recording, gap_s: float) -> list[tuple[int, int]]:
     """[start, end) sample ranges of the discharges: the cycles the importer
     recorded (``extra['cycle_starts']``), else the stretches between gaps
-    longer than ``gap_s``."""
+    longer than ``gap_s``; each cut where a charge was recorded in it (a
+    cycler's log of a life holds its charges: the discharge ends where the
+    charge begins, the next begins where it ends)."""
     n = len(recording)
     starts = recording.cycle_starts() or [0, *(int(k) for k in np.flatnonzero(recording.dt_s > gap_s))]
     ends = [*starts[1:], n]
-    return [(s, e) for s, e in zip(starts, ends) if e - s >= 2]
+    bounds = []
+    for start, end in zip(starts, ends):
+        cut = start
+        for c0, c1 in _charges(recording, start, end):
+            bounds.append((cut, c0))
+            cut = c1
+        bounds.append((cut, end))
+    return [(s, e) for s, e in bounds if e - s >= 2]
+
+
+def _charges(recording: Recording, start: int, end: int) -> list[tuple[int, int]]:
+    """[first, last + 1) of each run of charging current in [start, end) that
+    puts back at least CHARGE_SHARE of the charge the stretch delivers."""
+    i = _filled_current(recording.current_A[start:end])
+    if i.size < 2:
+        return []
+    dt_h = np.diff(recording.time_s[start:end], prepend=recording.time_s[start]) / 3600.0
+    delivered = float(np.sum(np.maximum(-i, 0.0) * dt_h))
+    charging = np.concatenate(([False], i > 0.0, [False]))
+    edges = np.flatnonzero(np.diff(charging.astype(np.int8)))
+    runs = zip(edges[::2], edges[1::2])
+    return [(start + int(a), start + int(b)) for a, b in runs
+            if delivered > 0.0 and float(np.sum(i[a:b] * dt_h[a:b])) >= CHARGE_SHARE * delivered]
+
+
+def _filled_current(current_A: np.ndarray) -> np.ndarray:
+    """The current with its missing samples (NaN) filled in linearly from
+    their neighbours (0 where there is none)."""
+    i = np.asarray(current_A, dtype=np.float64)
+    ok = np.isfinite(i)
+    if ok.all() or not ok.any():
+        return np.nan_to_num(i)
+    k = np.arange(i.size)
+    return np.interp(k, k[ok], i[ok])
 
 
 def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> list[DischargeScore]:
@@ -76,7 +128,8 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> 
     numbered = dict(zip(recording.cycle_starts() or [], (int(n) for n in listed.split(",") if n.strip())))
     for index, (start, end) in enumerate(discharge_bounds(recording, gap_s)):
         t = recording.time_s[start:end]
-        i = np.nan_to_num(recording.current_A[start:end])
+        i = _filled_current(recording.current_A[start:end])
+        missing = float(np.sum(np.diff(t, prepend=t[0])[~np.isfinite(recording.current_A[start:end])]))
         delivered = np.concatenate(([0.0], np.cumsum(-0.5 * (i[1:] + i[:-1]) * np.diff(t) / 3600.0)))
         measured = float(delivered[-1])
         if not measured > 0.0:
@@ -98,6 +151,7 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> 
                 early_sigma_Ah=float(trace.capacity_sigma_Ah[early]),
                 r0_ohm=float(trace.r0_ohm[last]),
                 early_time_Ah=float(trace.capacity_Ah[early_time]),
+                current_missing_share=missing / float(t[-1] - t[0]) if t[-1] > t[0] else 0.0,
             )
         )
     return scores
@@ -116,6 +170,7 @@ def capacity_cycles(scores: list[DischargeScore]) -> list[dict[str, float | int]
 class LifeSummary:
     discharges: int
     scored_from: int
+    scored: int  # the discharges after the first scored_from whose capacity was measured
     end_within_1pct: int
     early_within_3pct: int
     within_3_sigma: int
@@ -129,13 +184,14 @@ class LifeSummary:
 
 def summarise(scores: list[DischargeScore], skip: int = 5) -> LifeSummary:
     """Counts over the discharges after the first ``skip`` (the estimator's
-    first few discharges teach it the cell)."""
-    kept = scores[skip:]
+    first few discharges teach it the cell) whose capacity was measured."""
+    kept = [s for s in scores[skip:] if s.measured]
     end = np.array([s.end_error for s in kept]) if kept else np.zeros(0)
     early = np.array([s.early_error for s in kept]) if kept else np.zeros(0)
     return LifeSummary(
         discharges=len(scores),
         scored_from=min(skip, len(scores)),
+        scored=len(kept),
         end_within_1pct=int(np.sum(np.abs(end) <= 0.01)),
         early_within_3pct=int(np.sum(np.abs(early) <= 0.03)),
         within_3_sigma=int(sum(s.within_3_sigma for s in kept)),
@@ -173,10 +229,13 @@ class RecordedSweeps:
     dropped: int
     #: (number before, number after) of each pair of recorded discharges with discharges missing between them.
     unrecorded: list[tuple[int, int]]
+    #: Sweeps before the recording's first sample or after its last (a file of a life's first discharges).
+    outside: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {"kept": len(self.kept), "dropped_unrecorded": self.dropped,
-                "unrecorded_between_cycles": [list(pair) for pair in self.unrecorded]}
+                "unrecorded_between_cycles": [list(pair) for pair in self.unrecorded],
+                "outside_the_recording": self.outside}
 
 
 def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]],
@@ -199,8 +258,9 @@ def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]],
         if np.any((missing > after) & (missing < before)):
             unrecorded.append((numbers[k - 1], numbers[k]))
             out |= (at > after) & (at < before)
-    return RecordedSweeps(kept=[sweep for sweep, o in zip(sweeps, out) if not o], dropped=int(out.sum()),
-                          unrecorded=unrecorded)
+    beyond = (at < recording.time_s[0]) | (at > recording.time_s[-1])
+    return RecordedSweeps(kept=[sweep for sweep, o in zip(sweeps, out | beyond) if not o],
+                          dropped=int((out & ~beyond).sum()), unrecorded=unrecorded, outside=int(beyond.sum()))
 
 
 def file_sweeps(source: str | Path, recording: Recording) -> tuple[list[tuple[float, float]], RecordedSweeps | None]:

@@ -103,6 +103,18 @@ def load_any(path: str | Path) -> Recording:
     return import_file(path)
 
 
+def load_as_is(path: str | Path, command: str) -> Recording:
+    """`load_any` for a command that takes recordings as they are (no --map, --meta or
+    --current-sign of its own): a file that needs them is refused with the import to run first."""
+    try:
+        return load_any(path)
+    except RecordingError as exc:
+        if "--map" not in str(exc):
+            raise
+        raise RecordingError(f"{exc}; {command} takes recordings as they are: import this one first, "
+                             f"bmsfil import {path} --map ... -o REC.npz") from None
+
+
 def _import(
     path: Path,
     fmt: str,
