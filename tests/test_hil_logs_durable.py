@@ -692,3 +692,76 @@ def test_a_log_replayed_with_another_parameter_set_is_warned_of(tmp_path, capsys
     assert main(["hil", "run", "--from-log", str(log), "--params", "nasa-pcoe-18650", "--out-dir",
                  str(tmp_path / "c"), "--no-plot"]) == 0
     assert "warning: the target's estimates" not in capsys.readouterr().out
+
+
+def _edited_log(source: Path, out: Path, keep=lambda msg: True, extra=lambda msg: []) -> Path:
+    """`source`'s frames, those `keep` refuses left out and `extra`'s added after each, to `out`."""
+    with can.Logger(str(out)) as writer:
+        for msg in can.LogReader(str(source)):
+            if keep(msg):
+                writer.on_message_received(msg)
+            for more in extra(msg):
+                more.timestamp, more.channel = msg.timestamp, msg.channel
+                writer.on_message_received(more)
+    return out
+
+
+def test_the_log_reader_names_cells_missing_doubled_or_beyond_the_pack(tmp_path, capsys):
+    """Frames a log lacks or holds twice, each a warning of hil score (all three
+    were absorbed: a pack cell without its MeasCell scored off with no cause,
+    a second target's estimates taken for the first's or ignored, a target
+    numbering its cells one up read as cells it was not)."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 60)
+    base = _host_run_log(tmp_path / "base.blf", [rec, rec])
+    seq = lambda msg: cc.decode(msg).sequence  # noqa: E731
+    cases = {
+        "missing": dict(keep=lambda m: not (m.arbitration_id == cc.FrameId.MEAS_CELL and 20 <= seq(m) < 30
+                                            and cc.decode(m).cell_index == 1)),
+        "doubled": dict(extra=lambda m: [cc.encode_est_cell(seq(m), 0, 0.3, 0.01)]
+                        if m.arbitration_id == cc.FrameId.EST_CELL and cc.decode(m).cell_index == 0 else []),
+        "beyond": dict(extra=lambda m: [cc.encode_est_cell(seq(m), 2, 0.5, 0.01)]
+                       if m.arbitration_id == cc.FrameId.EST_CELL and cc.decode(m).cell_index == 1 else []),
+    }
+    said = {
+        "missing": "cell 1's MeasCell missing in 10 sample(s) its MeasPack counts (first sequence 20)",
+        "doubled": "60 EstCell(s) for a sample and cell that already had another estimate (first: sequence 0, cell 0",
+        "beyond": "60 frame(s) of cells beyond the n_cells of their sample's MeasPack",
+    }
+    for name, edit in cases.items():
+        log = _edited_log(base, tmp_path / f"{name}.blf", **edit)
+        js = tmp_path / f"{name}.json"
+        main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o")])
+        assert said[name] in capsys.readouterr().out.replace("\n", " ")
+        (doc,) = json.loads(js.read_text())["recordings"]
+        assert any(said[name] in w for w in doc["log_warnings"])
+    (run,) = read_log(base)
+    assert run.sequence_notes == ()
+
+
+def test_a_python_can_csv_log_and_a_comment_line_are_read(tmp_path, capsys):
+    """python-can's own CSV log crashed the reader (a TypeError traceback); a
+    '#' note on a text log's first line refused the whole log."""
+    base = _host_run_log(tmp_path / "base.blf", [bundled_recording().slice(0, 40)])
+    as_csv = _edited_log(base, tmp_path / "run.csv")
+    js = tmp_path / "s.json"
+    assert main(["hil", "score", str(as_csv), "--json", str(js), "--out-dir", str(tmp_path / "o")]) == 0
+    (doc,) = json.loads(js.read_text())["recordings"]
+    assert doc["samples_fully_answered"] == 40
+    text = _edited_log(base, tmp_path / "run.log")
+    noted = tmp_path / "noted.log"
+    noted.write_text("# recorded on bench 3, pack B\n" + text.read_text())
+    assert main(["hil", "score", str(noted), "--json", str(js), "--out-dir", str(tmp_path / "o")]) == 0
+    assert "(line 1: a comment)" in capsys.readouterr().out.replace("\n", " ")
+    assert json.loads(js.read_text())["recordings"][0]["samples_fully_answered"] == 40
+
+
+def test_two_runs_of_one_recording_keep_their_own_files(tmp_path, capsys):
+    rec = bundled_recording().slice(0, 40)
+    path = tmp_path / "r.npz"
+    rec.save(path)
+    out = tmp_path / "o"
+    assert main(["hil", "run", str(path), str(path), "--out-dir", str(out), "--no-plot"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{rec.meta.name}-2.csv", f"{rec.meta.name}.csv"]
+    assert f"a second cell named {rec.meta.name}" in capsys.readouterr().out

@@ -295,7 +295,7 @@ def test_an_interrupted_score_keeps_the_recordings_scored(tmp_path, monkeypatch,
     inputs = [str(rec.save(tmp_path / "a.npz")), str(rec.save(tmp_path / "b.npz"))]
     log, js = tmp_path / "two.blf", tmp_path / "score.json"
     assert main(["hil", "run", *inputs, "--log", str(log), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
-    _interrupt_at(monkeypatch, hil_cli, "run_monitored", 2)
+    _interrupt_at(monkeypatch, hil_cli, "expected_run", 2)
     assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "out")]) == 130
     assert "interrupted after 1 of 2 recording(s)" in capsys.readouterr().out
     doc = json.loads(js.read_text())
@@ -360,7 +360,7 @@ def test_bus_options_without_target_board_are_refused(capsys, options):
 def test_ctrl_c_before_the_replay_is_a_line_not_a_traceback(tmp_path, monkeypatch, capsys):
     import bmsfil_hil.cli as hil_cli
 
-    _interrupt_at(monkeypatch, hil_cli, "load_any", 1)
+    _interrupt_at(monkeypatch, hil_cli, "load_as_is", 1)
     rec = bundled_recording().slice(0, 20).save(tmp_path / "a.npz")
     assert main(["hil", "run", str(rec), "--out-dir", str(tmp_path)]) == 130
     assert capsys.readouterr().out.strip() == "bmsfil hil run: interrupted"

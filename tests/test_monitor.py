@@ -118,7 +118,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert c2["age_s"] is None and c2["stale"] and c2["soc"] is None and c2["voltage_V"] == pytest.approx(3.7)
     assert snap["pack"]["soc_min"] == pytest.approx(0.40) and snap["pack"]["soc_max"] == pytest.approx(0.61)
     assert snap["pack"]["target_status"] == {
-        "state": "running", "fault": "none", "start": "power_on", "last_sequence": 9,
+        "state": "running", "fault": "none", "start": "power_on", "last_sequence": 9, "crc_errors": 0,
         "instructions_per_cell_step": 1392, "counter": 3,
     }
     assert snap["pack"]["target_profile"] is None
@@ -362,3 +362,69 @@ def test_a_cell_of_the_pack_that_never_speaks_and_one_outside_it_are_shown():
     text = capture.get()
     assert "STALE SILENT" in text and "NOT IN PACK" in text
     assert "1 of the pack SILENT" in text and "1 NOT IN PACK (beyond the 3 cells MeasPack declares)" in text
+
+
+def test_a_target_that_stopped_answering_leaves_every_cell_stale():
+    """Every cell silent from sample 100 on while the measurements go on to
+    199: each is 9.9 s behind the newest sample sent (it was judged against
+    the newest sample estimated, so all looked fresh)."""
+    frames = [m for m in _lockstep_frames(200, 3, silent_cell=-1, silent_after=199)
+              if not (m.arbitration_id == cc.FrameId.EST_CELL and cc.decode(m).sequence > 99)]
+    view = PackView(stale_s=5.0)
+    for msg in frames:
+        view.feed(msg)
+    snap = view.snapshot()
+    assert [c["behind_s"] for c in snap["cells"]] == pytest.approx([9.9] * 3)
+    assert snap["pack"]["cells_stale"] == 3
+
+
+def test_the_view_keeps_the_faults_a_target_reported_and_marks_a_cell_without_a_valid_soc():
+    view = PackView()
+    for msg in _lockstep_frames(20, 2, silent_cell=-1, silent_after=19):
+        view.feed(msg)
+    for counter, (fault, crc) in enumerate([(cc.FaultCode.CRC_ERROR, 1), (cc.FaultCode.CRC_ERROR, 3),
+                                            (cc.FaultCode.NONE, 3)], start=1):
+        view.feed(_at(cc.encode_target_status(counter, cc.TargetState.RUNNING, 19, fault, crc_errors=crc), 0.1))
+    view.feed(_at(cc.encode_est_cell(19, 1, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID), 0.1))
+    nan_time = cc.encode_est_cell(19, 0, 0.5, 0.01)
+    nan_time.timestamp = math.nan  # a log line's time damaged: no time of its own, not a crash of --json
+    view.feed(nan_time)
+    snap = view.snapshot()
+    pack = snap["pack"]
+    assert pack["faults_reported"] == {"crc_error": 2} and pack["crc_errors"] == 3
+    assert pack["target_status"]["fault"] == "none", "the last status alone said nothing was wrong"
+    assert pack["cells_without_valid_soc"] == 1 and pack["soc_min"] == pack["soc_max"] == 0.5
+    json.dumps(snap, allow_nan=False)
+    text = _text(view)
+    assert "faults reported: crc_error ×2 · 3 measurement frame(s) refused" in text and "NO VALID SOC" in text
+
+
+def test_a_cell_measured_but_never_answered_is_silent():
+    """The harness's own MeasCell is no word from the target: a cell whose
+    target never answered was STALE with 'no estimate', not SILENT (README)."""
+    view = PackView()
+    for msg in _lockstep_frames(10, 3, silent_cell=2, silent_after=-1):
+        view.feed(msg)
+    snap = view.snapshot()
+    assert [c["heard"] for c in snap["cells"]] == [True, True, False]
+    assert snap["pack"]["cells_silent"] == 1 and snap["cells"][2]["voltage_V"] == pytest.approx(3.7)
+    assert "SILENT" in _text(view)
+
+
+def test_playing_a_log_does_not_wait_out_a_long_pause(monkeypatch):
+    """--speed 1 over a log with a week's pause sat for the week; the pause is
+    cut to 10 s of log time, as the real-time replay cuts a recording's gaps."""
+    import bmsfil_hil.monitor as monitor
+
+    clock = [0.0]
+    monkeypatch.setattr(monitor.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(monitor.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+
+    class _Live:
+        def update(self, *args, **kwargs) -> None:
+            pass
+
+    times = [0.0, 0.5, 0.5 + 7 * 86400, 1.5 + 7 * 86400]
+    frames = [_at(cc.encode_est_cell(k, 0, 0.5, 0.01), t) for k, t in enumerate(times)]
+    monitor._play(frames, PackView(), _Live(), "t", speed=1.0)
+    assert clock[0] == pytest.approx(0.5 + 10.0 + 1.0)

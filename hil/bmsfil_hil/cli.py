@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import os
 import signal
@@ -30,9 +29,10 @@ from bmsfil.current_sign import wrong_sign
 from bmsfil.eval_plot import write_plot
 from bmsfil.importers.names import output_stem
 from bmsfil.evaluate import Evaluation, score_trace, write_csv, write_trace_csv
-from bmsfil.fleet import FleetError, expand_inputs, run_many
+from bmsfil.fleet import FleetError, claim_stem, expand_inputs, run_many
 from bmsfil.gaps import gap_warning
-from bmsfil.importers import load_any
+from bmsfil.importers import load_any, load_as_is
+from bmsfil.jsonout import json_text, write_json
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
@@ -395,13 +395,7 @@ def _recording(path: str | Path) -> Recording:
     if Path(path).suffix.lower() in CAN_LOG_SUFFIXES:
         raise RecordingError(f"{path}: a CAN log, not a recording: replay what it holds with "
                              f"bmsfil hil run --from-log {path}, or score it with bmsfil hil score {path}")
-    try:
-        return load_any(path)
-    except RecordingError as exc:
-        if "--map" not in str(exc):
-            raise
-        raise RecordingError(f"{exc}; the harness takes recordings as they are: import this one first, "
-                             f"bmsfil import {path} --map ... -o REC.npz") from None
+    return load_as_is(path, "the harness")
 
 
 def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[str, object], name: str,
@@ -492,9 +486,14 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
         entry["flag_samples_unlike_log"] = int(np.count_nonzero(
             logged.plausibility.flags[:n][flags_both] != result.plausibility.flags[:n][flags_both])
         ) if flags_both.any() else None  # None: the log or the target has no EstCellFlags to compare
-        console.print(f"{name}: max |ΔSOC| vs the estimates in the log "
-                      f"{entry['max_abs_soc_difference_vs_log']} over {int(both.sum())} estimates; plausibility "
-                      f"flags unlike the log's on {entry['flag_samples_unlike_log']} of {int(flags_both.sum())}")
+        if not both.any():
+            console.print(f"{name}: the log holds no estimate to compare with (a log of the measurements alone)")
+        else:
+            flags_text = ("the log has no EstCellFlags to compare" if entry["flag_samples_unlike_log"] is None else
+                          f"plausibility flags unlike the log's on {entry['flag_samples_unlike_log']} of "
+                          f"{int(flags_both.sum())}")
+            console.print(f"{name}: max |ΔSOC| vs the estimates in the log {entry['max_abs_soc_difference_vs_log']:.1e} over "
+                          f"{int(both.sum())} estimates; {flags_text}")
         apart = entry["max_abs_soc_difference_vs_log"]
         if isinstance(apart, float) and apart > LOG_AGREEMENT:
             console.print(f"{name}: warning: the target's estimates are up to {apart:.1e} from the log's, beyond the "
@@ -676,8 +675,8 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     log has (all of them for a run that was cut short); the plausibility
     flags, health and power the target sent, as `hil run --json` reports
     them, the flags compared sample by sample with the C core's monitor on
-    the same measurements (one run per recording: a target reset within a
-    recording shows there as differences that are not the target's)."""
+    the same measurements (started afresh where the log's HostCommands
+    power-cycled the target, as the target had to)."""
     params = params_arg(args.params)
     try:
         runs = _read_log(args.log, "score", args.channel, "--channel")
@@ -692,7 +691,9 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that do not decode as frames of the CAN "
                       "contract (another ID, a wrong length or kind, a value out of range): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
-                              "crc_failed_frames": runs[0].crc_failed, "recordings": scored, "interrupted": False}
+                              "crc_failed_frames": runs[0].crc_failed, "cut_short": runs[-1].cut_short,
+                              "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped],
+                              "recordings": scored, "interrupted": False}
     status = 0
     try:
         for run, reference in zip(runs, references):
@@ -708,7 +709,7 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
                       + (f"; those are in {args.json}" if args.json and scored else ""))
         status = _interrupted_status(exc)
     if args.json and scored:
-        args.json.write_text(_json_text(doc))
+        args.json.write_text(json_text(doc))
     return status
 
 
@@ -856,9 +857,10 @@ def _score_cell(run: LoggedRun, j: int, rec: Recording, reference: Recording | N
         trace = SocTrace(est, run.logged_sigma[:, j], np.zeros(n, dtype=np.uint8))
         ev = score_trace(reference.slice(0, n), rec, trace, params)
         rmse, within = ev.score.rmse, ev.score.within_3sigma
-        write_csv(ev, args.out_dir / f"{output_stem(ev.name)}.csv")
+        stem = _output_stem(args, ev.name, rec)
+        cell_doc["csv"] = str(write_csv(ev, args.out_dir / f"{stem}.csv"))
         if not args.no_plot:
-            write_plot(ev, args.out_dir / f"{output_stem(ev.name)}.png")
+            write_plot(ev, args.out_dir / f"{stem}.png")
         cell_doc.update(ev.summary())
     row = [str(j), f"{int(have.sum())}/{n}", f"{delta:.1e}",
            "not sent" if raised is None else " ".join(e["flag"] for e in raised["flags"]) or "none",  # type: ignore[index]
@@ -876,6 +878,9 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     if args.samples > 0:
         rec = rec.slice(0, min(len(rec), args.samples))
     long_rec = full.slice(0, min(len(full), args.detect_samples)) if args.detect_samples > len(rec) else None
+    if args.target in ("host", "reference"):
+        console.print(f"bmsfil hil faults: target {args.target} runs on the desktop and has no reset: the warm_reset "
+                      "fault is left out (a firmware target runs it)", soft_wrap=True)
     interrupted: MatrixInterrupted | None = None
     try:
         baseline, outcomes = run_matrix(args.target, rec, params, seed=args.seed,
@@ -916,7 +921,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     docs = [o.summary() for o in outcomes]
     running = None if interrupted is None else interrupted.running
     if args.json:
-        args.json.write_text(_json_text({"target": args.target, **_setup(args), "recording": rec.meta.name,
+        args.json.write_text(json_text({"target": args.target, **_setup(args), "recording": rec.meta.name,
                                          "baseline": baseline, "faults": docs, "interrupted_during": running}))
     if args.junit:
         write_fault_junit(args.junit, args.target, docs, interrupted_during=running, setup=_setup(args))
@@ -1035,17 +1040,30 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     try:
         ev = score_trace(rec, rec, trace, params)
     except RecordingError as exc:  # no reference SOC: the estimates, unscored
-        doc["csv"] = str(write_trace_csv(rec.time_s, trace, args.out_dir / f"{output_stem(rec.meta.name)}.csv"))
+        doc["csv"] = str(write_trace_csv(rec.time_s, trace, args.out_dir / f"{_output_stem(args, rec.meta.name, rec)}.csv"))
         doc["not_scored"] = str(exc)
         return doc
-    doc["csv"] = str(write_csv(ev, args.out_dir / f"{output_stem(ev.name)}.csv"))
+    stem = _output_stem(args, ev.name, rec)
+    doc["csv"] = str(write_csv(ev, args.out_dir / f"{stem}.csv"))
     if plot and not args.no_plot:
-        write_plot(ev, args.out_dir / f"{output_stem(ev.name)}.png")
+        write_plot(ev, args.out_dir / f"{stem}.png")
     doc.update(_summary(ev, delivery, doc["max_abs_soc_difference_vs_eval"]))
     doc["rmse"], doc["within_3sigma"] = ev.score.rmse, ev.score.within_3sigma
     if (warning := rec.meta.reference_start_warning()) is not None:
         doc["warnings"] = [*doc.get("warnings", []), warning]  # type: ignore[misc]
     return doc
+
+
+def _output_stem(args: argparse.Namespace, name: str, rec: Recording) -> str:
+    """The name of a cell's CSV and PNG in --out-dir: the recording's, with -2, -3, ... where
+    another cell of this command took it (a recording replayed twice, a log of two runs of
+    one recording), so that none overwrites another's."""
+    claimed = vars(args).setdefault("claimed_outputs", {})
+    stem = claim_stem(output_stem(name), str(id(rec)), claimed)
+    if stem != output_stem(name):
+        console.print(f"bmsfil hil: warning: a second cell named {name}: its files are {args.out_dir}/{stem}.*",
+                      soft_wrap=True)
+    return stem
 
 
 def _bus_config(args: argparse.Namespace) -> dict[str, object]:
@@ -1065,21 +1083,6 @@ def _summary(ev: Evaluation, delivery: dict[str, object], delta: float) -> dict[
 def _write_json(path: Path, docs: list[dict[str, object]]) -> None:
     """`hil run --json`: the recordings replayed so far, and whether the run was interrupted."""
     interrupted = any(entry["delivery"]["interrupted"] for entry in docs)  # type: ignore[index]
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(_json_text({"recordings": docs, "interrupted": interrupted}))
-    tmp.replace(path)
+    write_json(path, {"recordings": docs, "interrupted": interrupted})
 
 
-def _json_text(doc: object) -> str:
-    """Strict JSON, as eval writes it: a number that is not finite (a cell
-    not scored) is null, not NaN."""
-    def strict(x: object) -> object:
-        if isinstance(x, float):
-            return x if math.isfinite(x) else None
-        if isinstance(x, dict):
-            return {k: strict(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [strict(v) for v in x]
-        return x
-
-    return json.dumps(strict(doc), indent=1, default=str, allow_nan=False) + "\n"

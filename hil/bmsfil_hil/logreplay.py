@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import locale
+import math
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -239,6 +240,9 @@ class _Lines:
     def __iter__(self) -> Iterator[str]:
         return self._lines
 
+    def __next__(self) -> str:  # python-can's CSV reader takes the header line with next(file)
+        return next(self._lines)
+
     def close(self) -> None:
         """The file is TextLog's to close."""
 
@@ -268,6 +272,9 @@ class TextLog:
                 nonlocal fed
                 yield from replay
                 for fed, line in numbered:
+                    if line.lstrip().startswith("#"):  # a note written into the log (no format has one: python-can's readers fail on it)
+                        self.skipped.append((fed, "a comment"))
+                        continue
                     if not started:
                         header.append(line)
                     word = line.lstrip()[:20].lower()
@@ -330,10 +337,24 @@ class LogRead:
             except _UNREADABLE as exc:
                 if not read:
                     raise _unreadable(self.path, exc) from exc
-                self.cut_short = f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
+                self.cut_short = (f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
+                                  + _unread_rest(self.path, self._messages))
                 return
             read += 1
             yield msg
+
+
+def _unread_rest(path: Path, messages: object) -> str:
+    """How much of a binary log is left after the record that did not read (a damaged
+    container in the middle of a whole file loses the rest), or ""."""
+    file = getattr(messages, "file", None)
+    try:
+        at, size = file.tell(), path.stat().st_size  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return ""
+    if at >= size:
+        return ""
+    return f", at byte {at:,} of {size:,}: the {size - at:,} bytes after it are not read (damaged there?)"
 
 
 def _unfinished(path: Path, messages: object) -> str | None:
@@ -417,6 +438,8 @@ class _Segment:
     target_faults: list[str] = field(default_factory=list)  # faults the target's TargetStatus reported
     commands: list[tuple[int, cc.HostCommandCode]] = field(default_factory=list)  # (sample it followed, command)
     restarting: cc.HostCommandCode | None = None  # a command whose restarted target's first status is still to come
+    #: EstCells for a sample and cell that already had one with another SOC: (sequence, cell, kept, other).
+    conflicts: list[tuple[int, int, float, float]] = field(default_factory=list)
 
     def repeats(self, pack: cc.MeasPack) -> bool:
         """This MeasPack is one of the last WRAP_SLACK again: the same sequence and content (asked
@@ -445,6 +468,7 @@ class _Segment:
         if self.repeated:
             out.append(f"{self.repeated} MeasPack(s) repeating one just before them (a bus's echo of the "
                        "harness's own frames, or duplicates): read once")
+        out.extend(self._cell_notes())
         if self.target_faults:
             out.append(f"the target reported {len(self.target_faults)} fault(s) in its TargetStatus, the first: "
                        f"{self.target_faults[0]}")
@@ -452,6 +476,31 @@ class _Segment:
         if stray:
             out.append(f"{stray} frame(s) for sequences no MeasPack of the log carries (estimates without their "
                        "measurement): not read")
+        return out
+
+    def _cell_notes(self) -> list[str]:
+        """MeasCells missing from samples whose MeasPack counts their cell, frames of cells beyond
+        it, and samples a cell answered twice with two estimates; [] if none."""
+        out = []
+        missing: dict[int, list[int]] = {}
+        beyond = 0
+        for pack, cells, estimates in zip(self.packs, self.cells, self.estimates):
+            for j in range(pack.n_cells):
+                if j not in cells:
+                    missing.setdefault(j, []).append(pack.sequence)
+            beyond += sum(1 for j in (*cells, *estimates) if j >= pack.n_cells)
+        beyond += sum(1 for k, answer in self.answers if answer.cell_index >= self.packs[k].n_cells)
+        for j, sequences in sorted(missing.items()):
+            out.append(f"cell {j}'s MeasCell missing in {len(sequences)} sample(s) its MeasPack counts (first "
+                       f"sequence {sequences[0]}): rebuilt without its voltage and temperature there")
+        if beyond:
+            out.append(f"{beyond} frame(s) of cells beyond the n_cells of their sample's MeasPack (a target "
+                       "numbering its cells otherwise?): not read")
+        if self.conflicts:
+            seq, cell, kept, other = self.conflicts[0]
+            out.append(f"{len(self.conflicts)} EstCell(s) for a sample and cell that already had another estimate "
+                       f"(first: sequence {seq}, cell {cell}: SOC {kept:g}, then {other:g}): two targets answering, "
+                       "or one answering twice; the first of each kept")
         return out
 
     def starts_anew(self, pack: cc.MeasPack) -> bool:
@@ -512,7 +561,9 @@ class _Segment:
         if isinstance(frame, cc.MeasCell):
             self.cells[k][frame.cell_index] = frame
         elif isinstance(frame, cc.EstCell):
-            self.estimates[k].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
+            kept = self.estimates[k].setdefault(frame.cell_index, (frame.soc, frame.soc_sigma))
+            if kept[0] != frame.soc and not (math.isnan(kept[0]) and math.isnan(frame.soc)):
+                self.conflicts.append((frame.sequence, frame.cell_index, kept[0], frame.soc))
         elif isinstance(frame, (cc.EstCellFlags, cc.EstCellHealth, cc.EstCellPower)):
             self.answers.append((k, frame))
 

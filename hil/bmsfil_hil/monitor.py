@@ -85,6 +85,7 @@ class _Cell:
     # EstCellPower: per horizon name, the latest (discharge_W, charge_W)
     power: dict[str, tuple[float, float]] = field(default_factory=dict)
     power_latest: str | None = None  # the horizon of the last EstCellPower with one
+    answered: bool = False  # a frame of the target's about it came (the harness's MeasCell is not one)
 
 
 class PackView:
@@ -113,6 +114,10 @@ class PackView:
         #: contract time of the sample before the newest estimated one: cells are judged against
         #: it, so that one not yet answered in the newest sample is not behind (a 9.4 s interval)
         self._before_newest: float | None = None
+        #: every fault a TargetStatus reported, by name, and the measurement frames it refused for a
+        #: bad crc (counted since its start: the largest count seen per start)
+        self.faults_reported: dict[str, int] = {}
+        self.crc_errors = 0
         self.frames_decoded = 0
         self.frames_not_in_contract = 0
         self.frames_undecodable = 0
@@ -126,6 +131,8 @@ class PackView:
         counted, and its error kept as the last error.
         """
         now = msg.timestamp if at is None else at
+        if not math.isfinite(now):  # a log line's time edited or damaged: no time of its own
+            now = 0.0 if self._latest is None else self._latest
         self._latest = now if self._latest is None else max(self._latest, now)
         try:
             frame = cc.decode(msg)
@@ -137,6 +144,8 @@ class PackView:
             self.last_error = str(exc)
             return
         self.frames_decoded += 1
+        if isinstance(frame, (cc.EstCell, cc.EstCellHealth, cc.EstCellPower, cc.EstCellFlags)):
+            self._cell(frame.cell_index).answered = True
         if isinstance(frame, cc.EstCell):
             cell = self._cell(frame.cell_index)
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
@@ -172,6 +181,13 @@ class PackView:
             self._sample_time[frame.sequence] = self._clock
             self._pack = frame
         elif isinstance(frame, cc.TargetStatus):
+            if frame.fault_code != cc.FaultCode.NONE:
+                name = frame.fault_code.name.lower()
+                self.faults_reported[name] = self.faults_reported.get(name, 0) + 1
+            restarted = self._status is not None and frame.counter != (self._status.counter + 1) % cc.COUNTER_MODULUS
+            before = 0 if self._status is None else self._status.crc_errors
+            self.crc_errors += (frame.crc_errors if restarted or self._status is None
+                                else (frame.crc_errors - before) % cc.CRC_ERRORS_MODULUS)
             self._status = frame
         elif isinstance(frame, cc.TargetProfile):
             self._profile = frame
@@ -188,14 +204,19 @@ class PackView:
         """
         now = self._latest if now is None else now
         declared = 0 if self._pack is None else self._pack.n_cells
+        # Cells are judged against the sample before the newest one sent (the newest may not be
+        # answered yet), so that a target that stopped answering leaves every cell behind; without
+        # MeasPacks, against the sample before the newest one any cell was estimated for.
+        sent_before = None if self._pack is None else self._sample_before.get(self._pack.sequence)
+        reference = (sent_before if sent_before is not None
+                     else self._before_newest if self._before_newest is not None else self._newest_estimated)
         cells = []
-        # The pack's cells (MeasPack's n_cells), heard from or not, and any other cell that spoke.
+        # The pack's cells (MeasPack's n_cells), heard from or not, and any other cell a frame was about.
         for index in sorted(set(self._cells) | set(range(declared))):
             c = self._cells.get(index, _Cell())
             age = None if c.estimated_at is None or now is None else now - c.estimated_at
-            behind = (None if c.estimated_sample_at is None or self._newest_estimated is None
-                      else max(0.0, (self._before_newest if self._before_newest is not None
-                                     else self._newest_estimated) - c.estimated_sample_at))
+            behind = (None if c.estimated_sample_at is None or reference is None
+                      else max(0.0, reference - c.estimated_sample_at))
             cells.append({
                 "cell_index": index,
                 "soc": _value(c.soc),
@@ -217,9 +238,11 @@ class PackView:
                 "behind_s": behind,
                 "stale": age is None or age > self.stale_s or (behind is not None and behind > self.stale_s),
                 "in_pack": None if self._pack is None else index < declared,
-                "heard": index in self._cells,
+                "heard": c.answered,
             })
         socs = [c["soc"] for c in cells if c["soc"] is not None and c["in_pack"] is not False]
+        # Heard from, estimated at least once, and its latest estimate not valid (a reading it refused).
+        invalid = sum(c["soc"] is None and c["sequence"] is not None and c["in_pack"] is not False for c in cells)
         return {
             "stale_after_s": self.stale_s,
             "cells": cells,
@@ -228,6 +251,7 @@ class PackView:
                 "cells_silent": sum(not c["heard"] for c in cells),
                 "cells_outside_pack": sum(c["in_pack"] is False for c in cells),
                 "cells_stale": sum(c["stale"] and c["heard"] for c in cells),  # the silent ones: cells_silent
+                "cells_without_valid_soc": invalid,  # left out of soc_min/mean/max
                 "soc_min": min(socs) if socs else None,
                 "soc_mean": sum(socs) / len(socs) if socs else None,
                 "soc_max": max(socs) if socs else None,
@@ -235,6 +259,8 @@ class PackView:
                 "sequence": None if self._pack is None else self._pack.sequence,
                 "n_cells": None if self._pack is None else self._pack.n_cells,
                 "target_status": None if self._status is None else _status_dict(self._status),
+                "faults_reported": dict(self.faults_reported),
+                "crc_errors": self.crc_errors,
                 "target_profile": None if self._profile is None else self._profile.by_part(),
                 "frames_decoded": self.frames_decoded,
                 "frames_not_in_contract": self.frames_not_in_contract,
@@ -260,6 +286,7 @@ def _status_dict(s: cc.TargetStatus) -> dict[str, Any]:
         "fault": s.fault_code.name.lower(),
         "start": s.start.name.lower(),
         "last_sequence": s.last_sequence,
+        "crc_errors": s.crc_errors,
         "instructions_per_cell_step": s.instructions_per_cell_step,
         "counter": s.counter,
     }
@@ -300,7 +327,8 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             _fmt(c["behind_s"], ".1f"),
             " ".join(word for word, on in (("STALE", c["stale"]), ("SILENT", not c["heard"]),
-                                           ("NOT IN PACK", c["in_pack"] is False)) if on),
+                                           ("NOT IN PACK", c["in_pack"] is False),
+                                           ("NO VALID SOC", c["soc"] is None and c["sequence"] is not None)) if on),
             style="red" if c["stale"] or c["in_pack"] is False else None,
         )
     status = pack["target_status"]
@@ -321,14 +349,19 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             else "")
          + (f", {pack['cells_outside_pack']} NOT IN PACK (beyond the {pack['n_cells']} cells MeasPack declares)"
             if pack["cells_outside_pack"] else "")
+         + (f", {pack['cells_without_valid_soc']} without a valid SOC (left out of the summary)"
+            if pack["cells_without_valid_soc"] else "")
          + f" · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
         (f"pack current {_fmt(pack['current_A'], '.3f')} A (sequence {_fmt_int(pack['sequence'])} mod {cc.SEQUENCE_MODULUS}, "
          f"{_fmt_int(pack['n_cells'])} cells)"),
-        f"target: {target}",
+        f"target: {target}" + (f" · faults reported: " + ", ".join(f"{name} ×{n}" for name, n in
+                                                                   pack["faults_reported"].items())
+                               if pack["faults_reported"] else "")
+        + (f" · {pack['crc_errors']} measurement frame(s) refused for a bad crc" if pack["crc_errors"] else ""),
         (f"frames: {pack['frames_decoded']} decoded, {pack['frames_not_in_contract']} not in the contract, "
          f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s "
-         "(of age or behind the newest sample estimated)"),
+         "(of age or behind the newest sample sent)"),
     ]
     if pack["last_error"]:
         lines.append(f"last error: {pack['last_error']}")
@@ -361,8 +394,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a cell whose last estimate is older than this many seconds, on the clock or in the "
                         "samples' intervals behind the newest estimated sample, is STALE (default 5)")
     p.add_argument("--speed", type=_positive, metavar="X",
-                   help="--log without --once: play the log at X times its own pace (default: as fast as it "
-                        "reads); refused on a live bus and with --once")
+                   help="--log without --once: play the log at X times its own pace, pauses in it over 10 s "
+                        "cut to 10 s (default: as fast as it reads); refused on a live bus and with --once")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the last snapshot as JSON on exit")
     p.set_defaults(func=cmd_monitor)
 
@@ -459,15 +492,23 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     return 0
 
 
+#: A pause longer than this in a log's time is not waited out by --speed (as the real-time
+#: replay skips the recording's long gaps): a logger left running over a weekend.
+PLAY_GAP_MAX_S = 10.0
+
+
 def _play(messages: Iterable[can.Message], view: PackView, live: Live, title: str, speed: float | None) -> None:
-    """Feed a log to the view, redrawing every REFRESH_S; paced by its timestamps at ``speed``, if given."""
-    start: tuple[float, float] | None = None  # (log time, wall time) of the first message
+    """Feed a log to the view, redrawing every REFRESH_S; paced by its timestamps at ``speed``, if
+    given, each pause in them cut to PLAY_GAP_MAX_S of log time."""
+    last: float | None = None  # log time of the message before
+    due = time.monotonic()     # wall time the message is due
     next_draw = time.monotonic()
     for msg in messages:
-        if speed is not None:
-            if start is None:
-                start = (msg.timestamp, time.monotonic())
-            delay = start[1] + (msg.timestamp - start[0]) / speed - time.monotonic()
+        if speed is not None and math.isfinite(msg.timestamp):
+            if last is not None:
+                due += min(max(msg.timestamp - last, 0.0), PLAY_GAP_MAX_S) / speed
+            last = msg.timestamp
+            delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         view.feed(msg)
