@@ -33,10 +33,12 @@ def test_report_of_a_fitted_set(tmp_path: Path):
     shutil.copy(HPPC_25, hppc)
     params = tmp_path / "cell.json"
     assert main(["fit", "--ocv", str(c20), "--pulse", str(hppc), "-o", str(params)]) == 0
-    rec = tmp_path / "us06.npz"
+    (tmp_path / "evals").mkdir()
+    rec = tmp_path / "evals" / "us06.npz"
     bundled_recording().slice(0, 6000).save(rec)
     page_path = tmp_path / "report.html"
-    assert main(["report", str(params), "--eval", str(rec), "-o", str(page_path)]) == 0
+    # --eval takes a folder, as eval does (it was refused as "a directory").
+    assert main(["report", str(params), "--eval", str(rec.parent), "-o", str(page_path)]) == 0
     page = page_path.read_text()
     # Inputs found from the notes: OCV, the pulse test's voltage fit, the maps, the evaluation.
     assert _images(page) == ["OCV", "549_HPPC_25degC", "parameter maps", "551_US06_25degC"]

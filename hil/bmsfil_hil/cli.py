@@ -143,9 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="read only the frames of this channel of the log, as python-can names it (0, 1, ... "
                          "in an .asc or .blf file, whose own numbers start at 1; can0, ... in a candump .log); "
                          "needed for a log with frames of the contract on several channels")
-    sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"))
-    sc.add_argument("--json", type=Path)
-    sc.add_argument("--no-plot", action="store_true")
+    sc.add_argument("--out-dir", type=Path, default=Path("bmsfil-hil"),
+                    help="where each scored cell's CSV (and PNG) go, with --recording (default: bmsfil-hil)")
+    sc.add_argument("--json", type=Path, help="write the scores, the log's warnings and the answers over CAN as JSON")
+    sc.add_argument("--no-plot", action="store_true", help="no PNG beside each CSV")
     sc.set_defaults(func=_interruptible(cmd_hil_score))
 
     f = hsub.add_parser("faults", help="run the fault matrix (bus and sensor faults) on a target")

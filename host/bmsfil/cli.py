@@ -487,14 +487,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recording]:
-    """Recordings given for one role of `bmsfil fit` / `tune`, read with the command's import
+    """Recordings given for one role of `bmsfil fit` / `tune` / `report` (files, folders or
+    patterns), read with the command's import
     options; --format, --map and --current-sign are for the tester's files among them: a bmsfil
     recording (.npz: already mapped and charge-positive) takes only --meta, so the two mix."""
     meta = parse_pairs(args.meta, "--meta", sep="\0") or None
     options = dict(fmt=args.format, column_map=parse_pairs(args.map, "--map") or None, current_sign=args.current_sign)
+    try:
+        files = expand_inputs(paths) if paths else []  # a folder or a pattern, as eval takes them
+    except FleetError as exc:
+        raise RecordingError(str(exc)) from None
     return [
         import_file(p, meta=meta, **({} if is_npz(Path(p)) else options))  # type: ignore[arg-type]
-        for p in paths or []
+        for p in files
     ]
 
 
@@ -574,8 +579,9 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
                           "discharges between those that the file does not hold", soft_wrap=True)
     learned = bool(trace.where("capacity_updated").size)
     if not learned:
-        warn(f"{rec.meta.name}: the capacity estimator found no pair of SOC anchors (a rest and the cut-off under "
-             "this set's cell model): nothing learned; is the parameter set this cell's (--params)?")
+        warn(f"{rec.meta.name}: the capacity estimator found no pair of SOC anchors (a long rest, a full charge or "
+             "the cut-off, as this set's cell model reads them): nothing learned; a recording without two of them "
+             "teaches none (a drive cycle alone), one with them under another cell's model neither (--params)")
     base = output_stem(rec.meta.name)
     stem = claim_stem(base, source, claimed)
     if stem != base:

@@ -303,6 +303,12 @@ def _checked_metadata(path: Path, cell: str, channels: Channels, starts: np.ndar
                  f"by more than {tolerance} on {len(off)} of {len(compared)} discharges (worst: cycle "
                  f"{cycles[worst]} at line {int(channels.lines[starts[worst]])}, {delivered[worst]:.3f} Ah against "
                  f"{per_cycle[worst].capacity_Ah:.3f} Ah at line {per_cycle[worst].line})")
+        if all(delivered[k] < 0.5 * per_cycle[k].capacity_Ah for k in off):  # type: ignore[operator]
+            # Far less than the capacity on every one that disagrees: a file of part of each
+            # (a short discharge agrees with any cell's smallest capacities: no other cell's).
+            warnings.warn(f"{found}: those discharges deliver less than half of it: cut short (a file of part of "
+                          "each)? The integrals are used", RecordingWarning, stacklevel=4)
+            return per_cycle
         if others:
             raise RecordingError(f"{found}: the file, named after {cell}, holds another cell's discharges (they "
                                  f"agree with {' and '.join(others)}'s); name it after its cell, or import it "
