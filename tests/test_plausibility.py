@@ -370,3 +370,25 @@ def test_stuck_bar(cycle):
     if max(delays) > 5.0:
         pytest.xfail(f"flag delays {delays} s: the current did not move enough within 5 s for the "
                      "model's ohmic drop to prove the reading frozen (docs/plausibility.md)")
+
+
+@needs_data
+def test_a_noisy_temperature_reading_does_not_make_a_live_voltage_stuck():
+    """0.3 K of white noise on each 10 Hz temperature reading moved the model's
+    ohmic drop through R0(T) by itself: under a steady -5.1 A on the 0 °C
+    HWFET, 18 mV in 0.3 s with the voltage still, a false voltage_stuck at
+    304 s. The stuck test compares currents at one resistance now; a reading
+    really frozen still flags."""
+    from bmsfil.importers import import_file
+    from shared_data import LG
+
+    full = import_file(LG / "2_formatted" / "0degC" / "589_HWFET_parsed.csv")
+    noise = np.random.default_rng(0).normal(0.0, 0.3, len(full))
+    rec = replace(full, temp_C=full.temp_C + noise).slice(0, 4000)
+    _, trace = run_monitored(rec, bundled_params())
+    assert not (trace.flags & lib.BF_PLAUS_VOLTAGE_STUCK).any()
+    frozen = rec.voltage_V.copy()
+    frozen[3000:3300] = frozen[3000]
+    _, trace = run_monitored(replace(rec, voltage_V=frozen), bundled_params())
+    stuck = np.flatnonzero(trace.flags & lib.BF_PLAUS_VOLTAGE_STUCK)
+    assert stuck.size and 3000 < stuck[0] < 3050

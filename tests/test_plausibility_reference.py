@@ -44,7 +44,7 @@ def c_step(mon: PlausibilityMonitor, report: StepResult, dt_s: float, voltage_V:
     out = ffi.new("bf_soc_ekf_out_t *")
     out.soc, out.soc_sigma, out.voltage_pred_V, out.flags = report.soc, report.soc_sigma, report.voltage_pred_V, report.flags
     out.soc_correction, out.soc_correction_var = report.soc_correction, report.soc_correction_var
-    out.capacity_Ah, out.ohmic_V = report.capacity_Ah, report.ohmic_V
+    out.capacity_Ah, out.ohmic_V, out.ohmic_R_ohm = report.capacity_Ah, report.ohmic_V, report.ohmic_R_ohm
     assert lib.bf_plaus_step(mon._state, mon._config, dt_s, voltage_V, out, mon._out) == lib.BF_OK
     return mon._out
 
@@ -84,13 +84,15 @@ def agree(c: "ffi.CData", r: pr.MonitorStep, ref: pr.ReferencePlausibilityMonito
 EKF_FLAGS = st.sets(st.sampled_from([0x01, 0x02, 0x04, 0x08, 0x20])).map(sum)
 f32 = lambda lo, hi: st.floats(lo, hi).map(F32)  # noqa: E731
 reports = st.builds(
-    lambda flags, sigma, corr, var, cap, ohmic: StepResult(0.5, sigma, 3.7, flags, corr, var, cap, ohmic),
+    lambda flags, sigma, corr, var, cap, ohmic, r_ohm: StepResult(0.5, sigma, 3.7, flags, corr, var, cap, ohmic,
+                                                                   r_ohm),
     st.one_of(st.just(0), EKF_FLAGS),
     st.one_of(f32(0.002, 0.05), f32(1e-6, 0.6)),  # a filter's sigma: above its floor, not subnormal
     st.one_of(f32(-1e-4, 1e-4), f32(-0.05, 0.05), st.just(0.0)),
     st.one_of(st.just(0.0), f32(0.0, 1e-4)),
     st.one_of(st.just(3.0), f32(0.01, 5.0), st.just(0.0), st.just(math.nan)),
     st.one_of(f32(-0.3, 0.3), st.just(math.nan)),
+    st.one_of(f32(0.01, 0.2), st.just(0.0)),  # the resistance at the step's current (0: a skipped sample)
 )
 #: Voltages 0.3 mV apart: never within float32 rounding of the 1 mV tolerance.
 voltages = st.integers(0, 8).map(lambda k: F32(3.7 + 0.0003 * k))
@@ -118,7 +120,7 @@ def test_c_monitor_follows_the_reference_on_any_report(config, seq):
         # both read the float32 values the C step would have reported
         rep = StepResult(*(F32(x) if isinstance(x, float) else x for x in
                            (report.soc, report.soc_sigma, report.voltage_pred_V, report.flags, report.soc_correction,
-                            report.soc_correction_var, report.capacity_Ah, report.ohmic_V)))
+                            report.soc_correction_var, report.capacity_Ah, report.ohmic_V, report.ohmic_R_ohm)))
         agree(c_step(c_mon, rep, F32(dt), v), ref.step(rep, F32(dt), v), ref)
 
 
@@ -130,7 +132,7 @@ def test_frozen_reading_under_a_growing_drop_flags_in_both():
     c_mon, ref = PlausibilityMonitor(cfg), pr.ReferencePlausibilityMonitor(cfg)
     first = None
     for k in range(30):
-        rep = StepResult(0.5, 0.01, 3.7, 0, 0.0, 0.0, 3.0, -0.001 * k)
+        rep = StepResult(0.5, 0.01, 3.7, 0, 0.0, 0.0, 3.0, -0.001 * k, 0.05)
         c, r = c_step(c_mon, rep, 0.1, 3.7), ref.step(rep, 0.1, 3.7)
         agree(c, r, ref)
         if first is None and r.flags & pr.VOLTAGE_STUCK:

@@ -72,6 +72,7 @@ bf_status_t bf_health_step(bf_health_t *s, const bf_cell_params_t *p, const bf_s
         eo->innovation_var_V2 = 0.0f;
         eo->capacity_Ah = 0.0f;
         eo->ohmic_V = 0.0f;
+        eo->ohmic_R_ohm = 0.0f;
     } else {
         st = bf_soc_ekf_step(&s->ekf, p, ft, dt_s, current_A, voltage_V, temp_C, &out->ekf);
         if (st != BF_OK) {

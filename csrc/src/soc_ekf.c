@@ -266,6 +266,7 @@ static void clear_correction(bf_soc_ekf_out_t *out)
     out->innovation_var_V2 = 0.0f;
     out->capacity_Ah = 0.0f;
     out->ohmic_V = 0.0f;
+    out->ohmic_R_ohm = 0.0f;
 }
 
 static float signf(float v)
@@ -308,7 +309,7 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     float cap_As, eta, dz, a1, a2, ah, tau1, tau2, gamma;
     float F[NX], H[NX], PH[NX], K[NX], AP[NX][NX], u, inv_S;
     float ocv, docv, r0, r1, r2, m0, m, eta_V, v_pred, innov, hph, r_meas, S, nis, gate2;
-    float soc_pred, ohmic_V, cap_Ah;
+    float soc_pred, ohmic_V, rn, sat, cap_Ah;
     int i, j;
 
     if (state == 0 || p == 0 || t == 0 || out == 0) {
@@ -412,13 +413,15 @@ bf_status_t bf_soc_ekf_step(bf_soc_ekf_t *state, const bf_cell_params_t *p, cons
     m = bf_cell_temp_row(p, p->hyst_m_V, &at);
     /* The same sum as ((r0 i + rn i/(1+k|i|)) + r1 i1) + r2 i2, its first
      * part reported on its own. */
-    ohmic_V = r0 * current_A
-              + bf_cell_temp_row(p, p->rn_ohm, &at) * current_A / (1.0f + p->rn_sat_per_A * bf_absf(current_A));
+    rn = bf_cell_temp_row(p, p->rn_ohm, &at);
+    sat = 1.0f + p->rn_sat_per_A * bf_absf(current_A);
+    ohmic_V = r0 * current_A + rn * current_A / sat;
     eta_V = ohmic_V + r1 * s->x[1] + r2 * s->x[2];
     v_pred = ocv + m0 * s->hyst_sign + m * s->x[3] + eta_V;
     out->voltage_pred_V = v_pred;
     clear_correction(out);
     out->ohmic_V = ohmic_V;
+    out->ohmic_R_ohm = r0 + rn / sat;
     out->capacity_Ah = cap_Ah;
     soc_pred = s->x[0];
 

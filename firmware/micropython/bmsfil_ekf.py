@@ -258,8 +258,9 @@ class SocEkf:
     `step()` returns (soc, soc_sigma, v_pred, flags), the fields of the
     core's StepResult, and leaves in `out` what a monitor beside the filter
     reads of the step (bf_soc_ekf_out_t): (flags, soc_sigma, soc_correction,
-    capacity_Ah, ohmic_V, soc_correction_var), the last four 0 where the C
-    core reports 0 (no correction made, sample skipped). See bmsfil_plaus.py."""
+    capacity_Ah, ohmic_V, soc_correction_var, ohmic_R_ohm), those after
+    soc_sigma 0 where the C core reports 0 (no correction made, sample
+    skipped). See bmsfil_plaus.py."""
 
     def __init__(self, params):
         self.p = params
@@ -269,7 +270,7 @@ class SocEkf:
         self.last_current_A = 0.0
         self.last_temp_C = 25.0
         self.hyst_sign = 0.0
-        self.out = (0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self.out = (0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         self.init_soc(1.0, 25.0)
 
     def _init(self, soc, p_soc, temp_C):
@@ -379,7 +380,7 @@ class SocEkf:
                 self.restart(REST_C_RATE * m.row("capacity_Ah", m.locate(x[0], self.last_temp_C)),
                              current_A, voltage_V, temp_C)
             sigma = math.sqrt(self.P[0])
-            self.out = (FLAG_DT_INVALID, sigma, 0.0, 0.0, 0.0, 0.0)
+            self.out = (FLAG_DT_INVALID, sigma, 0.0, 0.0, 0.0, 0.0, 0.0)
             return self.x[0], sigma, 0.0, FLAG_DT_INVALID
         if not _finite(current_A) or abs(current_A) > t.i_max_A:
             flags |= FLAG_CURRENT_INVALID
@@ -430,7 +431,9 @@ class SocEkf:
         ocv, docv = m.ocv(at)
         r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
         # The same sum as before, its first part (the instantaneous response) kept for the monitor.
-        ohmic_V = m.rc("r0_ohm", at) * current_A + m.row("rn_ohm", at) * current_A / (1.0 + t.rn_sat_per_A * abs(current_A))
+        sat = 1.0 + t.rn_sat_per_A * abs(current_A)
+        ohmic_V = m.rc("r0_ohm", at) * current_A + m.row("rn_ohm", at) * current_A / sat
+        ohmic_R_ohm = m.rc("r0_ohm", at) + m.row("rn_ohm", at) / sat
         eta_V = ohmic_V + r1 * x[1] + r2 * x[2]
         soc_pred = x[0]
         correction = 0.0
@@ -487,5 +490,5 @@ class SocEkf:
         if self._repair():
             flags |= FLAG_COV_REPAIRED
         sigma = math.sqrt(self.P[0])
-        self.out = (flags, sigma, correction, cap_Ah, ohmic_V, correction_var)
+        self.out = (flags, sigma, correction, cap_Ah, ohmic_V, correction_var, ohmic_R_ohm)
         return x[0], sigma, v_pred, flags

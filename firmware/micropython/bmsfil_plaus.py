@@ -64,28 +64,30 @@ class Plausibility:
         self.capacity_As = 0.0
         self.have_q_last = False  # capacity_As is the filter's capacity before this sample (not across a restart)
         self.anchor_V = 0.0
-        self.anchor_pred_V = 0.0
-        self.lag_pred_V = 0.0
+        self.anchor_current_A = 0.0
+        self.lag_current_A = 0.0
         self.run_s = 0.0
         self.run_pred_change_V = 0.0
         self.have_anchor = False
         self.have_sigma = False
         self.flags = 0
 
-    def _stuck_step(self, dt_s, voltage_V, ohmic_V):
+    def _stuck_step(self, dt_s, voltage_V, ohmic_V, ohmic_R_ohm):
+        # The run keeps the currents; the growth is at this sample's resistance (plausibility.c).
+        current_A = ohmic_V / ohmic_R_ohm if ohmic_R_ohm > 0.0 else 0.0
         if not self.have_anchor or abs(voltage_V - self.anchor_V) > self.voltage_stuck_tol_V:
             self.anchor_V = voltage_V
-            self.anchor_pred_V = ohmic_V
-            self.lag_pred_V = ohmic_V
+            self.anchor_current_A = current_A
+            self.lag_current_A = current_A
             self.run_s = 0.0
             self.run_pred_change_V = 0.0
             self.have_anchor = True
             return False
         self.run_s += dt_s
-        if abs(self.lag_pred_V) < abs(self.anchor_pred_V):
-            self.anchor_pred_V = self.lag_pred_V
-        change = abs(self.lag_pred_V - self.anchor_pred_V)
-        self.lag_pred_V = ohmic_V
+        if abs(self.lag_current_A) < abs(self.anchor_current_A):
+            self.anchor_current_A = self.lag_current_A
+        change = ohmic_R_ohm * abs(self.lag_current_A - self.anchor_current_A)
+        self.lag_current_A = current_A
         if change > self.run_pred_change_V:
             self.run_pred_change_V = change
         live_min = (1.0 - self.model_change_rel) * self.run_pred_change_V
@@ -93,7 +95,7 @@ class Plausibility:
         return live_min > needed
 
     def step(self, ekf, dt_s, voltage_V):
-        ef, soc_sigma, soc_correction, capacity_Ah, ohmic_V, correction_var = ekf.out
+        ef, soc_sigma, soc_correction, capacity_Ah, ohmic_V, correction_var, ohmic_R_ohm = ekf.out
         flags = 0
         if ef & _EKF_VOLTAGE_INVALID:
             flags |= VOLTAGE_RANGE
@@ -106,7 +108,7 @@ class Plausibility:
                 self.have_anchor = False
                 self.run_s = 0.0
                 self.run_pred_change_V = 0.0
-            elif self._stuck_step(dt_s, voltage_V, ohmic_V):
+            elif self._stuck_step(dt_s, voltage_V, ohmic_V, ohmic_R_ohm):
                 flags |= VOLTAGE_STUCK
             q_As = capacity_Ah * SECONDS_PER_HOUR
             moved_As = 0.0  # charge the capacity's change with temperature moves into SOC (plausibility.c)

@@ -104,11 +104,11 @@ def start_tuning(params: ParameterSet, sigma: float | None, packed: "ffi.CData")
 
 
 class StepResult(NamedTuple):
-    """One step's outputs; the last four are what the plausibility monitor
+    """One step's outputs; the last five are what the plausibility monitor
     reads (`bf_soc_ekf_out_t`): the SOC the voltage correction moved and its
     variance if the model holds (0 without a correction), the capacity the
-    prediction used and the instantaneous part of the overpotential (0 for a
-    skipped sample). A named tuple, not a frozen dataclass: it is made on
+    prediction used, the instantaneous part of the overpotential and its
+    resistance at the step's current (0 for a skipped sample). A named tuple, not a frozen dataclass: it is made on
     every per-sample call, and a frozen dataclass of eight fields took the
     cffi step from 975,000 to 628,000 calls a second (`bmsfil bench`
     c_step)."""
@@ -121,6 +121,7 @@ class StepResult(NamedTuple):
     soc_correction_var: float = 0.0
     capacity_Ah: float = 0.0
     ohmic_V: float = 0.0
+    ohmic_R_ohm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class SocEstimator:
         )
         o = self._out
         return StepResult(o.soc, o.soc_sigma, o.voltage_pred_V, o.flags, o.soc_correction, o.soc_correction_var,
-                          o.capacity_Ah, o.ohmic_V)
+                          o.capacity_Ah, o.ohmic_V, o.ohmic_R_ohm)
 
     @property
     def x(self) -> np.ndarray:

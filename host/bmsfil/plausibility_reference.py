@@ -45,22 +45,23 @@ class ReferencePlausibilityMonitor:
         self.capacity_As = 0.0
         self.have_q_last = False  # capacity_As is the filter's capacity before this sample (not across a restart)
         self.anchor_V: float | None = None  # None until a valid voltage starts a run (have_anchor)
-        self.anchor_pred_V = 0.0
-        self.lag_pred_V = 0.0
+        self.anchor_current_A = 0.0
+        self.lag_current_A = 0.0
         self.run_s = 0.0
         self.run_pred_change_V = 0.0
 
-    def _stuck(self, dt_s: float, voltage_V: float, ohmic_V: float) -> bool:
+    def _stuck(self, dt_s: float, voltage_V: float, ohmic_V: float, ohmic_R_ohm: float) -> bool:
         c = self.config
+        current_A = ohmic_V / ohmic_R_ohm if ohmic_R_ohm > 0.0 else 0.0  # the currents, not two temperatures' drops
         if self.anchor_V is None or abs(voltage_V - self.anchor_V) > c.voltage_stuck_tol_V:
-            self.anchor_V, self.anchor_pred_V, self.lag_pred_V = voltage_V, ohmic_V, ohmic_V
+            self.anchor_V, self.anchor_current_A, self.lag_current_A = voltage_V, current_A, current_A
             self.run_s = self.run_pred_change_V = 0.0
             return False
         self.run_s += dt_s
-        if abs(self.lag_pred_V) < abs(self.anchor_pred_V):
-            self.anchor_pred_V = self.lag_pred_V
-        change = abs(self.lag_pred_V - self.anchor_pred_V)
-        self.lag_pred_V = ohmic_V
+        if abs(self.lag_current_A) < abs(self.anchor_current_A):
+            self.anchor_current_A = self.lag_current_A
+        change = ohmic_R_ohm * abs(self.lag_current_A - self.anchor_current_A)
+        self.lag_current_A = current_A
         self.run_pred_change_V = max(self.run_pred_change_V, change)
         live_min = (1.0 - c.model_change_rel) * self.run_pred_change_V
         return live_min > c.voltage_stuck_tol_V + c.stuck_z * math.sqrt(2.0) * c.voltage_noise_V
@@ -78,7 +79,7 @@ class ReferencePlausibilityMonitor:
             if ef & FLAG_VOLTAGE_INVALID or not math.isfinite(ekf.ohmic_V):
                 self.anchor_V = None
                 self.run_s = self.run_pred_change_V = 0.0
-            elif self._stuck(dt_s, voltage_V, ekf.ohmic_V):
+            elif self._stuck(dt_s, voltage_V, ekf.ohmic_V, ekf.ohmic_R_ohm):
                 flags |= VOLTAGE_STUCK
             q_As = ekf.capacity_Ah * 3600.0
             moved_As = 0.0  # charge the capacity's change with temperature moves into SOC (plausibility.c)

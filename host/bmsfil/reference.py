@@ -257,8 +257,9 @@ class ReferenceSocEstimator:
         at = m.locate(x[0], temp_C)
         ocv, docv = m.ocv(at)
         r1, r2, mh = m.rc("r1_ohm", at), m.rc("r2_ohm", at), m.row("hyst_m_V", at)
-        ohmic_V = (m.rc("r0_ohm", at) * current_A
-                   + m.row("rn_ohm", at) * current_A / (1.0 + cell.rn_sat_per_A * abs(current_A)))
+        sat = 1.0 + cell.rn_sat_per_A * abs(current_A)
+        ohmic_V = m.rc("r0_ohm", at) * current_A + m.row("rn_ohm", at) * current_A / sat
+        ohmic_R_ohm = m.rc("r0_ohm", at) + m.row("rn_ohm", at) / sat
         eta_V = ohmic_V + r1 * x[1] + r2 * x[2]
         v_pred = ocv + m.row("hyst_m0_V", at) * self.hyst_sign + mh * x[3] + eta_V
         soc_pred, correction, correction_var = x[0], 0.0, 0.0
@@ -293,7 +294,7 @@ class ReferenceSocEstimator:
         if self._repair():
             flags |= FLAG_COV_REPAIRED
         return StepResult(float(x[0]), math.sqrt(self.P[0, 0]), v_pred, flags, float(correction),
-                          float(correction_var), cap_As / 3600.0, ohmic_V)
+                          float(correction_var), cap_As / 3600.0, ohmic_V, ohmic_R_ohm)
 
     def run(self, recording: Recording, initial_soc: InitialSoc = "ocv") -> SocTrace:
         start_estimator(self, recording, initial_soc)

@@ -88,10 +88,10 @@ typedef struct {
     float sigma2_past;         /* forgotten mean of the filter's SOC variance */
     float capacity_As;         /* capacity of the last sample that had one */
     float anchor_V;            /* first reading of the current run of unchanged readings */
-    float anchor_pred_V;       /* the model's ohmic drop of least size in the run */
-    float lag_pred_V;          /* the model's ohmic drop one sample ago */
+    float anchor_current_A;    /* the current of least size in the run (the filter's, as it used it) */
+    float lag_current_A;       /* the current one sample ago */
     float run_s;               /* how long the run has lasted */
-    float run_pred_change_V;   /* largest |ohmic drop - anchor_pred_V| in the run */
+    float run_pred_change_V;   /* largest growth of the ohmic drop in the run (stuck_step) */
     uint16_t have_anchor;      /* 0 until a valid voltage starts a run */
     uint16_t have_q_last;      /* 0 until capacity_As is the filter's capacity before this sample
                                 * (not across a restart of the filter) */

@@ -114,6 +114,9 @@ typedef struct {
     float capacity_Ah;        /* capacity the prediction used (0 if the sample was skipped) */
     float ohmic_V;            /* the instantaneous part of the predicted overpotential,
                                * R0 i + Rn i / (1 + kn |i|) (0 if the sample was skipped) */
+    float ohmic_R_ohm;        /* its resistance at this current, R0 + Rn / (1 + kn |i|), > 0
+                               * (0 if the sample was skipped): ohmic_V / ohmic_R_ohm is the
+                               * current the step used */
 } bf_soc_ekf_out_t;
 
 /* The smallest gate_sigma the tuning check takes: the gate divides by its

@@ -37,7 +37,7 @@
 #endif
 
 #define FW_SAVED_MAGIC 0x46534D42u   /* "BMSF" */
-#define FW_SAVED_VERSION 5u          /* 2: fw_cell_t holds the monitor's state; 3: and capacity and R0; 4: and core temperature; 5: bf_thermal_t keeps how far the ambient moved */
+#define FW_SAVED_VERSION 6u          /* 2: fw_cell_t holds the monitor's state; 3: and capacity and R0; 4: and core temperature; 5: bf_thermal_t keeps how far the ambient moved; 6: the monitor's stuck run keeps currents, not drops */
 
 /* EstCell flag bit set by the firmware itself (not a core BF_FLAG_*). */
 #define FW_FLAG_RESTORED 0x80u
