@@ -133,12 +133,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for label, (cell, cycles) in variants.items():
             rec = import_file(write(Path(tmp) / f"{cell}_discharge_timeseries.csv", cycles))
-            scores = score_discharges(rec, HealthEstimator(params, capacity=capacity).run(rec), capacity.gap_s)
+            scores = score_discharges(rec, HealthEstimator(params, capacity=capacity).run(rec), capacity.gap_s,
+                                      capacity.rated_Ah)
             s = summarise(scores)
             kept = s.scored
             misses = [f"{d.cycle}: {d.end_error * 100:+.2f} / {d.early_error * 100:+.2f} %"
-                      for d in scores[s.scored_from:]
-                      if abs(d.end_error) > 0.01 or abs(d.early_error) > 0.03 or not d.within_3_sigma]
+                      for d in scores[s.scored_from:] if d.measured
+                      and (abs(d.end_error) > 0.01 or abs(d.early_error) > 0.03 or not d.within_3_sigma)]
             lines.append(f"| {label} | {s.discharges} | {scores[0].measured_Ah:.3f} -> {scores[-1].measured_Ah:.3f} "
                          f"| {s.end_within_1pct}/{kept} | {s.early_within_3pct}/{kept} | {s.within_3_sigma}/{kept} "
                          f"| {s.end_max_abs_error * 100:.2f} % | {s.early_max_abs_error * 100:.2f} % "

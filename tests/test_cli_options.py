@@ -223,3 +223,19 @@ def test_the_bundled_set_follows_what_a_recording_was_imported_from(tmp_path: Pa
     assert main(["eval", str(npz), str(bundled_path()), "--no-plot", "--out-dir", str(tmp_path / "o")]) == 2
     assert "of cells the bundled sets tell apart (nasa-pcoe-18650 for b5.npz; lg-hg2 for" in \
         " ".join(capsys.readouterr().err.split())
+
+
+def test_import_and_tune_may_rewrite_their_input_in_place(tmp_path: Path) -> None:
+    """The refusal of an output that is an input spares what the commands are
+    for: a recording given new metadata, a parameter set tuned (README's
+    `tune --params PARAMS.json ... -o PARAMS.json`)."""
+    import numpy as np
+
+    from bmsfil.bundled import bundled_recording
+    from bmsfil.recording import Recording
+
+    rec = tmp_path / "m.npz"
+    bundled_recording().slice(0, 50).save(rec)
+    assert main(["import", str(rec), "--meta", "cell_id=A1", "-o", str(rec)]) == 0
+    again = Recording.load(rec)
+    assert again.meta.cell_id == "A1" and len(np.asarray(again.time_s)) == 50

@@ -499,3 +499,41 @@ def test_health_refuses_what_would_fail_or_destroy_before_the_work(tmp_path, cap
     assert status == 2
     captured = capsys.readouterr()
     assert fill(said) in (captured.err + captured.out).replace("\n", " ")
+
+
+def test_a_damaged_recording_among_good_ones_is_named_and_the_others_kept(tmp_path, capsys) -> None:
+    good = tmp_path / "good.npz"
+    bundled_recording().slice(0, 200).save(good)
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:300])  # a truncated .npz: a zip without its directory
+    out = tmp_path / "h.json"
+    assert main(["health", str(cut), str(good), "--no-plot", "--json", str(out)]) == 2
+    assert f"{cut}: not a readable bmsfil recording" in capsys.readouterr().err.replace("\n", " ")
+    doc = json.loads(out.read_text())
+    assert [r["source"] for r in doc["recordings"]] == [str(good)] and doc["failed"][0]["input"] == str(cut)
+
+
+def test_json_outputs_keep_links_and_write_to_what_is_not_a_file(tmp_path) -> None:
+    """--json through a link updates the file it points to (the link was
+    replaced by a file); --json /dev/stdout or a pipe is written straight
+    (it wrote /dev/stdout.part, and as root replaced /dev/stdout)."""
+    import os
+
+    from bmsfil.jsonout import write_json
+
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json(link, {"x": float("nan")})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"x": None}
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_json(fifo, {"y": 1})
+    reader.join(5)
+    assert json.loads(got[0]) == {"y": 1} and not (tmp_path / "pipe.part").exists()

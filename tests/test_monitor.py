@@ -428,3 +428,15 @@ def test_playing_a_log_does_not_wait_out_a_long_pause(monkeypatch):
     frames = [_at(cc.encode_est_cell(k, 0, 0.5, 0.01), t) for k, t in enumerate(times)]
     monitor._play(frames, PackView(), _Live(), "t", speed=1.0)
     assert clock[0] == pytest.approx(0.5 + 10.0 + 1.0)
+
+
+def test_a_repeated_or_following_status_counts_its_crc_errors_once():
+    """A status repeated (a bus's echo) or one after a lost one was taken for a
+    restart and its whole count added again (9 for 3)."""
+    view = PackView()
+    for counter in (0, 1, 1, 3):
+        state = cc.TargetState.IDLE if counter == 0 else cc.TargetState.RUNNING
+        view.feed(_at(cc.encode_target_status(counter, state, None, cc.FaultCode.CRC_ERROR if counter == 1 else 0,
+                                              crc_errors=3), 1.0))
+    pack = view.snapshot()["pack"]
+    assert pack["crc_errors"] == 3 and pack["faults_reported"] == {"crc_error": 1}

@@ -557,12 +557,14 @@ def _with_log_commands(args: argparse.Namespace, name: str, commands: dict[int, 
     if not resets or args.warm_reset_at or args.power_cycle_at:
         return commands
     listed = ", ".join(f"{c.name.lower()} after sample {k}" for k, c in sorted(resets.items()))
-    if args.target in ("host", "reference") or args.mode == "realtime":
+    if (args.target in ("host", "reference") or args.mode == "realtime") and logged.power_cycles():
         why = (f"target {args.target} runs on the desktop and has no reset" if args.target in ("host", "reference")
                else "a real-time replay sends none")
         console.print(f"{name}: warning: the logged run was reset ({listed}); {why}: after a power cycle the "
                       "estimates are not the run's, and are compared with the log's up to it", soft_wrap=True)
         return commands
+    if args.target in ("host", "reference") or args.mode == "realtime":
+        return commands  # warm resets only: the run's estimates went on as if none had been
     console.print(f"{name}: the logged run's resets, sent again: {listed}", soft_wrap=True)
     return {**commands, **resets}
 

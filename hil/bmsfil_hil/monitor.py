@@ -181,10 +181,14 @@ class PackView:
             self._sample_time[frame.sequence] = self._clock
             self._pack = frame
         elif isinstance(frame, cc.TargetStatus):
+            if self._status is not None and frame == self._status:
+                return  # the same status again (a bus's echo, a repeated log line): nothing new
             if frame.fault_code != cc.FaultCode.NONE:
                 name = frame.fault_code.name.lower()
                 self.faults_reported[name] = self.faults_reported.get(name, 0) + 1
-            restarted = self._status is not None and frame.counter != (self._status.counter + 1) % cc.COUNTER_MODULUS
+            # crc_errors counts since the target started, modulo 16: the increase since the status
+            # before, or all of it on the first status and on a restart's (counter 0, not running).
+            restarted = frame.counter == 0 and frame.state != cc.TargetState.RUNNING
             before = 0 if self._status is None else self._status.crc_errors
             self.crc_errors += (frame.crc_errors if restarted or self._status is None
                                 else (frame.crc_errors - before) % cc.CRC_ERRORS_MODULUS)

@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext, redirect_stderr
 from dataclasses import fields, replace
@@ -487,19 +488,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _load_role(paths: list[Path] | None, args: argparse.Namespace) -> list[Recording]:
-    """Recordings given for one role of `bmsfil fit` / `tune` / `report` (files, folders or
-    patterns), read with the command's import
+    """Recordings given for one role of `bmsfil fit` / `tune` / `report`, read with the command's import
     options; --format, --map and --current-sign are for the tester's files among them: a bmsfil
     recording (.npz: already mapped and charge-positive) takes only --meta, so the two mix."""
     meta = parse_pairs(args.meta, "--meta", sep="\0") or None
     options = dict(fmt=args.format, column_map=parse_pairs(args.map, "--map") or None, current_sign=args.current_sign)
-    try:
-        files = expand_inputs(paths) if paths else []  # a folder or a pattern, as eval takes them
-    except FleetError as exc:
-        raise RecordingError(str(exc)) from None
     return [
         import_file(p, meta=meta, **({} if is_npz(Path(p)) else options))  # type: ignore[arg-type]
-        for p in files
+        for p in paths or []
     ]
 
 
@@ -527,9 +523,11 @@ def cmd_health(args: argparse.Namespace) -> int:
         for source in sources:
             try:
                 row, result = _health_of(source, params, capacity, args, claimed)
-            except RecordingError as exc:
-                err_console.print(f"bmsfil health: error: {exc}", soft_wrap=True)
-                failed.append({"input": source, "error": str(exc)})
+            except (RecordingError, OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+                # A file that does not read (a truncated .npz): named, the others go on, as in eval.
+                cause = str(exc) if isinstance(exc, RecordingError) else f"{source}: {type(exc).__name__}: {exc}"
+                err_console.print(f"bmsfil health: error: {cause}", soft_wrap=True)
+                failed.append({"input": source, "error": cause})
             else:
                 table.add_row(*row)
                 results.append(result)
@@ -560,7 +558,7 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
     for found in parameter_warnings(rec, params):
         warn(found)
     trace = HealthEstimator(params, capacity=capacity).run(rec)
-    scores = score_discharges(rec, trace, capacity.gap_s)
+    scores = score_discharges(rec, trace, capacity.gap_s, capacity.rated_Ah)
     summary = summarise(scores, skip=args.skip)
     unmeasured = [sc.cycle for sc in scores[summary.scored_from:] if not sc.measured]
     if unmeasured:
@@ -808,7 +806,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             found, notices = inputs_from_notes(params, load, Path(args.params).resolve().parent
                                                if Path(args.params).is_file() else None)
         given = FitInputs(**{role: _load_role(getattr(args, role), args) for role in ROLES})
-        inputs = ReportInputs(with_fit_inputs(found, given), _load_role(args.eval, args), notices)
+        try:
+            evaluated = expand_inputs(args.eval) if args.eval else []  # folders and patterns, as eval takes them
+        except FleetError as exc:
+            raise RecordingError(f"--eval: {exc}") from None
+        inputs = ReportInputs(with_fit_inputs(found, given), _load_role(evaluated, args), notices)
     with console.status("drawing...") as status:
         page = build_report(params, inputs, progress=lambda msg: status.update(msg + "..."))
     tmp = args.output.with_name(args.output.name + ".part")
@@ -967,6 +969,11 @@ def build_parser() -> argparse.ArgumentParser:
 OUTPUT_OPTIONS = ("output", "json", "junit")
 
 
+#: (command, input) a command may rewrite in place: tune's parameter set (the output is that set,
+#: tuned, its notes kept: README's synopsis), import's recording (an .npz given new metadata).
+IN_PLACE = {("tune", "parameter set"), ("import", "input")}
+
+
 def _make_output_dirs(args: argparse.Namespace) -> None:
     """Check each output file option before the work: not a directory, not one of the command's
     inputs (which writing it would destroy); and make its directory."""
@@ -978,7 +985,8 @@ def _make_output_dirs(args: argparse.Namespace) -> None:
         option = "-o" if name == "output" else f"--{name}"
         if path.is_dir():
             raise RecordingError(f"{option} {path}: a directory; give the file to write")
-        same = [which for which, other in given if path.exists() and path.samefile(other)]
+        same = [which for which, other in given if path.exists() and path.samefile(other)
+                and (args.command, which) not in IN_PLACE]
         if same:
             raise RecordingError(f"{option} {path}: that is this command's {same[0]}: writing it would destroy it; "
                                  "write to another file")
@@ -998,7 +1006,8 @@ def _input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
             continue
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, (str, Path)) and str(item) and Path(item).is_file():
-                what = {"params": "parameter set", "input": "input", "inputs": "input"}.get(name)
+                what = {"params": "parameter set", "input": "input", "inputs": "input", "file": "input",
+                        "log": "log"}.get(name)
                 found.append((what or "--" + name.replace("_", "-"), Path(item)))
     return found
 

@@ -232,7 +232,7 @@ def _health(rec: Recording, params: ParameterSet) -> tuple[
 
     estimator = HealthEstimator(params)
     tr = estimator.run(rec)
-    cycles = (capacity_cycles(score_discharges(rec, tr, estimator.capacity.gap_s))
+    cycles = (capacity_cycles(score_discharges(rec, tr, estimator.capacity.gap_s, estimator.capacity.rated_Ah))
               if len(segment_bounds(rec)) > 1 else None)
     return tr, {
         "capacity_Ah": float(tr.capacity_Ah[-1]),

@@ -70,44 +70,51 @@ class DischargeScore:
                 "within_3_sigma": self.within_3_sigma, "measured": self.measured}
 
 
-#: A run of charging current that puts back at least this share of the charge its stretch of the
-#: recording delivers in all is a charge, which ends a discharge: a drive cycle's regenerative
-#: pulses (each a few mAh) are not.
+#: A charge, which ends a discharge, puts back at least this share of the cell's rated capacity
+#: (between two discharging samples, rests within it included: a CC-CV charge with a pause is
+#: one); a drive cycle's regenerative pulses (each a few mAh, 1 % of an 18650's capacity at most)
+#: are not.
 CHARGE_SHARE = 0.05
 
 
-def discharge_bounds(recording: Recording, gap_s: float) -> list[tuple[int, int]]:
+def discharge_bounds(recording: Recording, gap_s: float, rated_Ah: float | None = None) -> list[tuple[int, int]]:
     """[start, end) sample ranges of the discharges: the cycles the importer
     recorded (``extra['cycle_starts']``), else the stretches between gaps
     longer than ``gap_s``; each cut where a charge was recorded in it (a
     cycler's log of a life holds its charges: the discharge ends where the
-    charge begins, the next begins where it ends)."""
+    charge begins, the next begins with the first discharging sample after
+    it). A charge is CHARGE_SHARE of `rated_Ah` (default: the recording's
+    nominal capacity; without one, no cut)."""
     n = len(recording)
     starts = recording.cycle_starts() or [0, *(int(k) for k in np.flatnonzero(recording.dt_s > gap_s))]
     ends = [*starts[1:], n]
+    rated = rated_Ah if rated_Ah is not None else recording.meta.nominal_capacity_Ah
     bounds = []
     for start, end in zip(starts, ends):
         cut = start
-        for c0, c1 in _charges(recording, start, end):
+        for c0, c1 in (_charges(recording, start, end, CHARGE_SHARE * rated) if rated else []):
             bounds.append((cut, c0))
             cut = c1
         bounds.append((cut, end))
     return [(s, e) for s, e in bounds if e - s >= 2]
 
 
-def _charges(recording: Recording, start: int, end: int) -> list[tuple[int, int]]:
-    """[first, last + 1) of each run of charging current in [start, end) that
-    puts back at least CHARGE_SHARE of the charge the stretch delivers."""
+def _charges(recording: Recording, start: int, end: int, least_Ah: float) -> list[tuple[int, int]]:
+    """Each stretch of [start, end) without a discharging sample that puts back at least
+    `least_Ah`: (its first charging sample, the sample before the next discharging one, from
+    which the next discharge is integrated, as a recorded discharge starts at rest)."""
     i = _filled_current(recording.current_A[start:end])
     if i.size < 2:
         return []
     dt_h = np.diff(recording.time_s[start:end], prepend=recording.time_s[start]) / 3600.0
-    delivered = float(np.sum(np.maximum(-i, 0.0) * dt_h))
-    charging = np.concatenate(([False], i > 0.0, [False]))
-    edges = np.flatnonzero(np.diff(charging.astype(np.int8)))
-    runs = zip(edges[::2], edges[1::2])
-    return [(start + int(a), start + int(b)) for a, b in runs
-            if delivered > 0.0 and float(np.sum(i[a:b] * dt_h[a:b])) >= CHARGE_SHARE * delivered]
+    discharging = [int(k) for k in np.flatnonzero(i < 0.0)]
+    out = []
+    for a, b in zip([-1, *discharging], [*discharging, i.size]):  # the samples between two discharging ones
+        charging = np.flatnonzero(i[a + 1:b] > 0.0)
+        if charging.size and float(np.sum(np.maximum(i[a + 1:b], 0.0) * dt_h[a + 1:b])) >= least_Ah:
+            first = a + 1 + int(charging[0])
+            out.append((start + first, start + max(first, b - 1) if b < i.size else end))
+    return out
 
 
 def _filled_current(current_A: np.ndarray) -> np.ndarray:
@@ -121,12 +128,14 @@ def _filled_current(current_A: np.ndarray) -> np.ndarray:
     return np.interp(k, k[ok], i[ok])
 
 
-def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float) -> list[DischargeScore]:
-    """One score per discharge that delivered charge (see the module docstring)."""
+def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
+                     rated_Ah: float | None = None) -> list[DischargeScore]:
+    """One score per discharge that delivered charge (see the module docstring; `discharge_bounds`
+    with the rated capacity that tells a recorded charge from a regenerative pulse)."""
     scores = []
     listed = recording.meta.extra.get("cycle_numbers", "")
     numbered = dict(zip(recording.cycle_starts() or [], (int(n) for n in listed.split(",") if n.strip())))
-    for index, (start, end) in enumerate(discharge_bounds(recording, gap_s)):
+    for index, (start, end) in enumerate(discharge_bounds(recording, gap_s, rated_Ah)):
         t = recording.time_s[start:end]
         i = _filled_current(recording.current_A[start:end])
         missing = float(np.sum(np.diff(t, prepend=t[0])[~np.isfinite(recording.current_A[start:end])]))

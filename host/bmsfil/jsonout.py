@@ -23,8 +23,14 @@ def json_text(doc: object) -> str:
 
 
 def write_json(path: Path, doc: object) -> None:
-    """`json_text(doc)` to `path` through a temporary file beside it, so that
-    a reader (or an interrupted run) never finds it half written."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json_text(doc))
-    tmp.replace(path)
+    """`json_text(doc)` to `path` through a temporary file beside it (beside the file a link
+    points to), so that a reader (or an interrupted run) never finds it half written; straight
+    to `path` where that is not a regular file (/dev/stdout, a pipe)."""
+    text = json_text(doc)
+    if path.exists() and not path.is_file():
+        path.write_text(text)
+        return
+    real = path.resolve()
+    tmp = real.with_name(real.name + ".part")
+    tmp.write_text(text)
+    tmp.replace(real)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+import zipfile
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -660,8 +661,8 @@ def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterS
                     extra = json.loads(str(archive["header"])).get("meta", {}).get("extra", {})
                 return extra.get("format") if isinstance(extra, dict) else None
             return fmt
-        except (RecordingError, OSError, ValueError, KeyError, AttributeError):
-            return None  # the run itself says what is wrong with it
+        except (RecordingError, OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile, EOFError):
+            return None  # the run itself says what is wrong with it (a truncated .npz, say)
 
     formats = {s: format_of(s) for s in sources}  # what no importer reads fails on its own
     sets: dict[str, list[str]] = {}
