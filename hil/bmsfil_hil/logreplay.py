@@ -158,7 +158,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
         refused = (f"; its {pack_refused[0]} frame(s) with that ID do not decode, the first: {pack_refused[1]}"
                    if pack_refused[0] else "")
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay"
-                       + refused)
+                       + refused + (f"; it {reader.cut_short}" if reader.cut_short else ""))
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
     # Frames outside the contract are the log's, not a recording's: counted with the first.
     runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
