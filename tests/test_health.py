@@ -486,7 +486,7 @@ def test_health_keeps_what_it_did_and_writes_strict_json(tmp_path, capsys) -> No
     (["health", "{rec}", "--skip", "-3"], "argument --skip: expected at least 0"),
     (["health", "{rec}", "--json", "{rec}"], "--json {rec}: that is this command's input: writing it would destroy it"),
     (["health", "{rec}", "--json", "{dir}"], "--json {dir}: a directory; give the file to write"),
-    (["health", "{rec}", "--out-dir", "{rec}"], "--out-dir {rec}: a file, not a folder"),
+    (["health", "{rec}", "--out-dir", "{rec}"], "--out-dir: {rec} is a file, not a directory"),
 ])
 def test_health_refuses_what_would_fail_or_destroy_before_the_work(tmp_path, capsys, argv, said) -> None:
     rec = tmp_path / "r.npz"

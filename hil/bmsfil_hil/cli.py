@@ -33,6 +33,7 @@ from bmsfil.fleet import FleetError, claim_stem, expand_inputs, run_many
 from bmsfil.gaps import gap_warning
 from bmsfil.importers import load_any, load_as_is
 from bmsfil.jsonout import json_text, write_json
+from bmsfil.outdirs import output_dir_problem
 from bmsfil.pack import Spread, synthetic_pack
 from bmsfil.params import ParameterSet, params_arg, params_for
 from bmsfil.params_match import parameter_warnings
@@ -361,12 +362,8 @@ def _make_run_outputs(args: argparse.Namespace) -> None:
 
 def _make_dir(option: str, directory: Path) -> None:
     """Make an output's directory, or refuse saying which option's could not be made."""
-    if directory.exists() and not directory.is_dir():
-        raise _Refused(f"{option}: {directory} is a file, not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _Refused(f"{option}: cannot make the directory {directory} ({exc.strerror or exc})") from None
+    if (problem := output_dir_problem(option, directory)) is not None:
+        raise _Refused(problem)
 
 
 def _dask_refusal(args: argparse.Namespace) -> str | None:

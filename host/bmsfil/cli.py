@@ -45,6 +45,7 @@ from bmsfil.importers.names import output_stem
 from bmsfil.importers.textfile import is_npz
 from bmsfil.inject import InjectSpecError, SensorErrors
 from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, ParamsWarning, params_arg, params_for
+from bmsfil.outdirs import output_dir_problem
 from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import describe_flag
 from bmsfil.recording import Recording, RecordingError, RecordingWarning
@@ -623,12 +624,8 @@ def _write_health_json(args: argparse.Namespace, params: ParameterSet, capacity:
 
 def _make_out_dir(out_dir: Path) -> None:
     """Make --out-dir before the work, or refuse saying why it cannot be."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RecordingError(f"--out-dir {out_dir}: a file, not a folder for the plots")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RecordingError(f"--out-dir {out_dir}: cannot make it ({exc.strerror or exc})") from None
+    if (problem := output_dir_problem("--out-dir", out_dir)) is not None:
+        raise RecordingError(problem)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
