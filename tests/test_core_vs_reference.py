@@ -714,8 +714,8 @@ def test_lockstep_many(sc):
     "float64 until it hits its i_max clamp, and SOC follows by ~1e-4 (found by this test in CI runs; the "
     "lock-step test_lockstep_many passes on the same scenarios)",
 )
-@SLOW
-@given(sc=scenarios())
+@settings(SLOW, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking of the known divergence:
+@given(sc=scenarios())                                                # it took most of this test's 200 s in CI
 def test_free_running_many(sc):
     c = free_running(sc)
     _assert_clean(c, "free_soc_failures", "free-running SOC, C vs reference")
