@@ -35,7 +35,7 @@ from can.io.blf import BLFParseError
 
 from bmsfil import can_contract as cc
 from bmsfil.recording import Recording, RecordingMeta
-from bmsfil_hil.replay import RESTART_OUTCOME, Health, Plausibility, Power
+from bmsfil_hil.replay import RESTART_OUTCOME, Health, Plausibility, Power, restart_problems
 
 #: Sequence 0 after one of the last WRAP_SLACK sequences is the counter wrapping, not a new
 #: recording: the frames just before the wrap may have been lost on the bus. Sequences are
@@ -574,14 +574,8 @@ class _Segment:
         expected_fault = None
         if self.restarting is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
             command, self.restarting = self.restarting, None
-            start, expected_fault = RESTART_OUTCOME[command]
-            after = f"after sample {self.commands[-1][0]}: {command.name.lower()}"
-            if frame.start != start:
-                self.target_faults.append(f"{after}: the target started {frame.start.name.lower()}, expected "
-                                          f"{start.name.lower()}")
-            if expected_fault is not None and frame.fault_code != expected_fault:
-                self.target_faults.append(f"{after}: the target did not report {expected_fault.name.lower()} for "
-                                          "the saved state it lost")
+            expected_fault = RESTART_OUTCOME[command][1]
+            self.target_faults.extend(restart_problems(command, frame, f"after sample {self.commands[-1][0]}"))
         if frame.fault_code not in (cc.FaultCode.NONE, expected_fault):
             self.target_faults.append(f"{cc.FaultCode(frame.fault_code).name} (its last sequence "
                                       f"{frame.last_sequence})")

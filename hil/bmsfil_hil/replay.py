@@ -566,6 +566,19 @@ RESTART_OUTCOME: dict[cc.HostCommandCode, tuple[cc.TargetStart, cc.FaultCode | N
 }
 
 
+def restart_problems(command: cc.HostCommandCode, frame: cc.TargetStatus, when: str) -> list[str]:
+    """How a target's first TargetStatus after `command` (sent `when`) differs from what
+    RESTART_OUTCOME says it must be: its start, and a fault it had to report."""
+    start, fault = RESTART_OUTCOME[command]
+    said = f"{when}: {command.name.lower()}"
+    problems = []
+    if frame.start != start:
+        problems.append(f"{said}: the target started {frame.start.name.lower()}, expected {start.name.lower()}")
+    if fault is not None and frame.fault_code != fault:
+        problems.append(f"{said}: the target did not report {fault.name.lower()} for the saved state it lost")
+    return problems
+
+
 def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, timeout_s: float,
              log: can.Listener | None) -> str | None:
     """Send a HostCommand after sample k (before the first for k = -1) and
@@ -581,8 +594,7 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
             _status_frame(msg, d, k, log)
     except can.CanError as exc:
         return f"bus error before {command.name.lower()} {when}: {exc} ({exc.__cause__})"
-    expected = RESTART_OUTCOME[command]
-    d.expected_fault = expected[1]
+    d.expected_fault = RESTART_OUTCOME[command][1]
     fault = _send_retrying(bus, cc.encode_host_command(command), log, d, k, f"{command.name.lower()} {when}")
     if fault is not None:
         return fault
@@ -598,13 +610,8 @@ def _command(bus: can.BusABC, command: cc.HostCommandCode, k: int, d: Delivery, 
         # A restarted target's first status: counter 0, not running yet.
         if frame is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
             d.target_starts.append(f"{when}: {command.name.lower()} -> {frame.start.name.lower()}")
-            if frame.start != expected[0]:
-                d.target_faults.append(f"{when}: {command.name.lower()}: the target started "
-                                       f"{frame.start.name.lower()}, expected {expected[0].name.lower()}")
-            if d.expected_fault is not None:
-                d.target_faults.append(f"{when}: {command.name.lower()}: the target did not report "
-                                       f"{d.expected_fault.name.lower()} for the saved state it lost")
-                d.expected_fault = None
+            d.target_faults.extend(restart_problems(command, frame, when))
+            d.expected_fault = None
             return None
     return f"target did not come back within {timeout_s:g} s of {command.name.lower()} {when}"
 

@@ -430,21 +430,21 @@ def _benchable(rec: Recording, params: ParameterSet) -> Recording:
     (a plausible voltage and a finite temperature; eval starts there too), every value after it
     finite (filterpy's filter takes no missing value, and all four implementations run the same
     samples), at least two samples."""
-    from bmsfil.core import plausible_voltage
+    from bmsfil.core import first_start_sample
 
-    ok = np.flatnonzero(plausible_voltage(params, rec.voltage_V) & np.isfinite(rec.temp_C))
-    if ok.size == 0:
+    first = first_start_sample(params, rec)
+    if first is None:
         raise RecordingError(f"{rec.meta.name}: no sample to start the filter from (a plausible voltage and a "
                              "finite temperature)")
-    if ok[0] > 0:
-        err_console.print(f"bmsfil bench: note: {rec.meta.name}: timed from sample {int(ok[0])}, the first the "
+    if first > 0:
+        err_console.print(f"bmsfil bench: note: {rec.meta.name}: timed from sample {first}, the first the "
                           "filter can start from", soft_wrap=True)
-        rec = rec.slice(int(ok[0]), len(rec))
+        rec = rec.slice(first, len(rec))
     for column, values in (("current_A", rec.current_A), ("voltage_V", rec.voltage_V), ("temp_C", rec.temp_C)):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise RecordingError(f"{rec.meta.name}: {column} is missing (NaN) at {bad.size} sample(s), the first "
-                                 f"{int(bad[0] + ok[0])}: the benchmark runs every implementation on the same samples, "
+                                 f"{int(bad[0]) + first}: the benchmark runs every implementation on the same samples, "
                                  "and filterpy's takes no missing value; bench a recording without gaps (eval scores "
                                  "one with them)")
     if len(rec) < 2:

@@ -287,17 +287,24 @@ class Initialisable(Protocol):
     def start(self, current_A: float, voltage_V: float, temp_C: float) -> None: ...
 
 
+def first_start_sample(params: ParameterSet, recording: Recording) -> int | None:
+    """The first sample a filter can start from: a voltage plausible for the cell and a finite
+    temperature; None if none is."""
+    ok = np.flatnonzero(plausible_voltage(params, recording.voltage_V) & np.isfinite(recording.temp_C))
+    return int(ok[0]) if ok.size else None
+
+
 def start_estimator(est: Initialisable, recording: Recording, initial_soc: InitialSoc) -> None:
     """Initialise from the first sample whose voltage is plausible for the
     cell (`plausible_voltage`) and whose temperature is finite: from its OCV
     (`start`: under load with the variance of an unknown start),
     or at `initial_soc` at its temperature (25 °C if there is none), a
     KnownSoc with its sigma."""
-    ok = np.flatnonzero(plausible_voltage(est.params, recording.voltage_V) & np.isfinite(recording.temp_C))
-    first = int(ok[0]) if ok.size else 0
-    temp = float(recording.temp_C[first]) if ok.size else 25.0
+    found = first_start_sample(est.params, recording)
+    first = 0 if found is None else found
+    temp = 25.0 if found is None else float(recording.temp_C[first])
     if initial_soc == "ocv":
-        if not ok.size:
+        if found is None:
             cell = est.params.cell
             raise RecordingError(f"recording {recording.meta.name!r}: no sample to start from its OCV: none has a voltage "
                              f"in [{cell.v_min_V - VOLTAGE_MARGIN_V:g}, {cell.v_max_V + VOLTAGE_MARGIN_V:g}] V "
