@@ -19,6 +19,7 @@ import pytest
 from bmsfil.bundled import bundled_recording
 from bmsfil.fleet import FleetError, claim_outputs, evaluate_path, expand_inputs, run_many
 from bmsfil.params import ParameterSet, bundled_params
+from bmsfil.recording import Recording
 
 pytest.importorskip("dask.distributed")
 
@@ -228,6 +229,33 @@ def test_hil_run_on_two_workers_gives_the_serial_estimates(tmp_path: Path, slice
         docs.append(_estimates(doc_path))
     assert [d["name"] for d in docs[0]] == [f"part{k}" for k in range(4)]
     assert docs[0] == docs[1]
+
+
+@pytest.mark.slow
+def test_hil_run_on_two_workers_keeps_same_name_cells_apart(tmp_path: Path, slices: list[str]):
+    """Two inputs whose recordings share a name (a/rec.npz, b/rec.npz): on Dask each
+    worker named its files on its own, so both wrote part0.csv and the JSON gave both
+    cells one file. As without workers: part0 and part0-2, each the estimates of its
+    own input, and nothing left under a worker's name."""
+    import json
+
+    from bmsfil.cli import main
+
+    for folder, k in (("a", 0), ("b", 1)):
+        (tmp_path / folder).mkdir()
+        other = Recording.load(slices[0] if k == 0 else slices[1])
+        replace(other, meta=replace(other.meta, name="part0")).save(tmp_path / folder / "rec.npz")
+    inputs = [str(tmp_path / "a" / "rec.npz"), str(tmp_path / "b" / "rec.npz")]
+    files = {}
+    for extra in ([], ["--workers", "2"]):
+        out, doc = tmp_path / f"o{len(extra)}", tmp_path / f"hil{len(extra)}.json"
+        assert main(["hil", "run", *inputs, "--out-dir", str(out), "--json", str(doc), *extra]) == 0
+        cells = [entry["cells"][0] for entry in json.loads(doc.read_text())["recordings"]]
+        assert [c["csv"] for c in cells] == [str(out / "part0.csv"), str(out / "part0-2.csv")]
+        assert sorted(p.name for p in out.iterdir()) == ["part0-2.csv", "part0-2.png", "part0.csv", "part0.png"]
+        files[len(extra)] = [(out / name).read_text() for name in ("part0.csv", "part0-2.csv")]
+    assert files[0][0] != files[0][1], "two inputs, two traces"
+    assert files[0] == files[2]
 
 
 def test_hil_run_on_dask_refuses_what_workers_cannot_share(tmp_path: Path, slices: list[str], capsys):

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -288,6 +289,9 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         except FleetError as exc:
             console.print(f"bmsfil hil run: {exc}")
             return 2
+        if args.scheduler is not None:
+            # Paths travel to workers that may run elsewhere, from another folder: absolute.
+            args.inputs, args.out_dir = [p.resolve() for p in args.inputs], args.out_dir.resolve()
         # Each worker reads its own recording; the bus load is checked there.
         packs = []
     else:
@@ -583,7 +587,24 @@ def _replay_source(source: str, args: argparse.Namespace, params: ParameterSet, 
     """`hil run` of one input, in whichever process runs it (a Dask worker):
     its CSV and PNG are written there, its entry and row travel back."""
     ((name, cells),) = _packs_of([_recording(source)], args, params)
-    return _replay_pack(args, params, config, name, cells, commands, None, None, bitrate, speed)
+    # Its files under a name of its own (workers write at once, and two inputs may hold
+    # recordings of one name); the command gives them their names (`_name_worker_outputs`).
+    own = argparse.Namespace(**vars(args), private_stem=f".{uuid.uuid4().hex[:12]}")
+    return _replay_pack(own, params, config, name, cells, commands, None, None, bitrate, speed)
+
+
+def _name_worker_outputs(args: argparse.Namespace, entry: dict[str, object]) -> None:
+    """Give the files a worker wrote under its own names (`_replay_source`) the names the
+    cells' recordings take in --out-dir, as without workers (`_output_stem`)."""
+    for cell in entry["cells"]:  # type: ignore[attr-defined]
+        if not cell.get("csv"):
+            continue
+        written = Path(cell["csv"])
+        stem = _output_stem(args, cell["recording"], written.stem)
+        for suffix in (".csv", ".png"):
+            if written.with_suffix(suffix).exists():
+                written.with_suffix(suffix).replace(args.out_dir / f"{stem}{suffix}")
+        cell["csv"] = str(args.out_dir / f"{stem}.csv")
 
 
 def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str, object],
@@ -642,6 +663,7 @@ def _run_packs(args: argparse.Namespace, params: ParameterSet, config: dict[str,
                     table.add_row(outcome.source, *([""] * 7), outcome.failure.cause)
                     status = 1
                 else:
+                    _name_worker_outputs(args, outcome.result[0])  # type: ignore[index]
                     finished(*outcome.result)  # type: ignore[misc]
             return status
         for i, (name, cells) in enumerate(packs):
@@ -1054,12 +1076,17 @@ def _score(rec: Recording, trace: SocTrace, params: ParameterSet, delivery: dict
     return doc
 
 
-def _output_stem(args: argparse.Namespace, name: str, rec: Recording) -> str:
+def _output_stem(args: argparse.Namespace, name: str, cell: Recording | str) -> str:
     """The name of a cell's CSV and PNG in --out-dir: the recording's, with -2, -3, ... where
     another cell of this command took it (a recording replayed twice, a log of two runs of
-    one recording), so that none overwrites another's."""
+    one recording), so that none overwrites another's; in a worker, a name of its input's
+    own (`_replay_source`)."""
     claimed = vars(args).setdefault("claimed_outputs", {})
-    stem = claim_stem(output_stem(name), str(id(rec)), claimed)
+    source = cell if isinstance(cell, str) else str(id(cell))
+    private = getattr(args, "private_stem", None)
+    if private is not None:
+        return claim_stem(private, source, claimed)
+    stem = claim_stem(output_stem(name), source, claimed)
     if stem != output_stem(name):
         console.print(f"bmsfil hil: warning: a second cell named {name}: its files are {args.out_dir}/{stem}.*",
                       soft_wrap=True)
