@@ -299,6 +299,37 @@ def test_tune_holds_out_the_training_recordings_the_fit_used(tmp_path: Path, mon
 
 
 @needs_data
+def test_tune_and_report_find_the_fit_inputs_of_a_moved_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]):
+    """A project folder (data/ and params/, the fit run from the project with
+    relative paths) moved or copied elsewhere: tune's held-out refits looked for
+    the inputs only from here and refused ("not there"); report looked from the
+    notes' run_in and the set's folder. Both now look from the set's folder and
+    those above it too, and take only a file whose sha256 the notes hold."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "params").mkdir()
+    bundled_recording().slice(0, 6000).save(project / "data" / "used.npz")
+    monkeypatch.chdir(project)
+    assert main(["fit", "--ocv", str(C20_25), "--pulse", str(HPPC_25), "--dynamic", "data/used.npz",
+                 "-o", "params/fit.json"]) == 0
+    moved = tmp_path / "elsewhere" / "copy"
+    moved.parent.mkdir()
+    project.rename(moved)
+    (tmp_path / "decoy" / "data").mkdir(parents=True)  # same name, other samples: never taken
+    bundled_recording().slice(6000, 9000).save(tmp_path / "decoy" / "data" / "used.npz")
+    monkeypatch.chdir(tmp_path / "decoy")
+    capsys.readouterr()
+    out = moved / "params" / "tuned.json"
+    assert main(["tune", "--params", str(moved / "params" / "fit.json"), "--train", str(moved / "data" / "used.npz"),
+                 "--iterations", "1", "-o", str(out)]) == 0
+    assert "1 of the training recordings held out of the fit" in ParameterSet.load(out).notes["tuning"]
+    page = tmp_path / "report.html"
+    assert main(["report", str(moved / "params" / "fit.json"), "-o", str(page)]) == 0
+    assert "not there" not in capsys.readouterr().err
+
+
+@needs_data
 def test_a_capacity_test_the_fit_cannot_use_is_said():
     cap_0 = LG / "1_raw" / "0degC" / "589_Cap_1C.csv"
     _, report = fit(FitInputs(ocv=[import_file(C20_25)], pulse=[import_file(HPPC_25)], capacity=[import_file(cap_0)]),

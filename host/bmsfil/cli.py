@@ -743,7 +743,7 @@ def _tuning_models(params: ParameterSet, args: argparse.Namespace,
     if args.in_sample:
         return None, f"{used} of the training recordings fit inputs, tuned on the model as fitted (--in-sample)"
     try:
-        recipe = _fit_recipe(params)
+        recipe = replace(_fit_recipe(params), beside=_params_folder(args.params))
         with console.status("holding the training recordings out of the fit...") as status:
             cells = held_out_cells(params, recipe, args.train, in_fit, progress=lambda msg: status.update(msg + "..."))
     except RecipeError as exc:
@@ -775,6 +775,11 @@ def _fit_recipe(params: ParameterSet) -> FitRecipe:
                      load=lambda paths: _load_role(paths, fa))
 
 
+def _params_folder(given: str | Path | None) -> Path | None:
+    """The folder of a --params that is a file (not a bundled set's name), where its fit's inputs are looked for too."""
+    return Path(given).resolve().parent if given is not None and Path(given).is_file() else None
+
+
 def _fit_input_loader(params: ParameterSet, args: argparse.Namespace) -> Callable[[Path], Recording]:
     """How to read the fit's inputs named in the notes: with the import
     options of the `bmsfil fit` command there (a file the fit read with
@@ -800,8 +805,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.no_inputs_from_notes:
             found, notices = FitInputs(), []
         else:
-            found, notices = inputs_from_notes(params, load, Path(args.params).resolve().parent
-                                               if Path(args.params).is_file() else None)
+            found, notices = inputs_from_notes(params, load, _params_folder(args.params))
         given = FitInputs(**{role: _load_role(getattr(args, role), args) for role in ROLES})
         try:
             evaluated = expand_inputs(args.eval) if args.eval else []  # folders and patterns, as eval takes them

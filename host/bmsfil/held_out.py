@@ -34,6 +34,11 @@ class FitRecipe:
     nominal_capacity_Ah: float | None
     name: str
     load: Callable[[list[Path]], list[Recording]]  # reads files with the fit's import options
+    beside: Path | None = None  # the parameter file's folder, where the inputs are looked for too
+
+    def where(self, params: ParameterSet, role: str, path: Path) -> Path:
+        """Where a fit input named in the notes is on disk (`locate_fit_input`)."""
+        return locate_fit_input(params, path, fit_digests(params).get(role, {}).get(str(path), ""), self.beside)
 
 
 class RecipeError(ValueError):
@@ -73,15 +78,38 @@ def fit_inputs_among(params: ParameterSet, train: list[Path], recordings: list[R
     return found
 
 
+def locate_fit_input(params: ParameterSet, path: Path, digest: str, beside: Path | None = None) -> Path:
+    """Where a fit input the notes name (`path`, as the fit command gave it) is now. A
+    relative path is from the folder the fit ran in, which may have moved with its data:
+    it is looked for from here, from the notes' run_in, then from the parameter file's
+    folder (`beside`) and each folder above it. The first candidate whose sha256 starts
+    with `digest` (the notes' prefix) wins; where none does, the first that exists (the
+    caller says it changed), else `path` itself (the caller says it is not there)."""
+    if path.is_absolute():
+        return path
+    folders = [Path.cwd()]
+    if params.notes.get("run_in"):
+        folders.append(Path(params.notes["run_in"]))
+    if beside is not None:
+        folders.extend([beside, *beside.resolve().parents])
+    existing = [f / path for f in folders if (f / path).is_file()]
+    if digest:
+        matching = (p for p in existing if file_sha256(p).startswith(digest))
+        if (found := next(matching, None)) is not None:
+            return found
+    return existing[0] if existing else path
+
+
 def check_inputs(params: ParameterSet, recipe: FitRecipe) -> None:
     """Every input of the recipe is there and is what the fit read."""
     digests = fit_digests(params)
     for role, paths in recipe.inputs.items():
-        for path in paths:
+        for named in paths:
+            path = recipe.where(params, role, named)
             if not path.is_file():
-                raise RecipeError(f"{role} input {path} of the fit is not there (paths are as the fit command "
-                                  "gave them: run tune from the directory the fit ran in)")
-            digest = digests.get(role, {}).get(str(path))
+                raise RecipeError(f"{role} input {named} of the fit is not there (looked for from here, from the "
+                                  "folder the fit ran in and from the parameter file's folder and those above it)")
+            digest = digests.get(role, {}).get(str(named))
             if not digest or not file_sha256(path).startswith(digest):
                 raise RecipeError(f"{role} input {path} is not the file the fit read (its sha256 differs from "
                                   "the notes)")
@@ -100,7 +128,8 @@ def held_out_cells(
     check_inputs(params, recipe)
     digests = fit_digests(params)
     say("reading the fit's inputs")
-    loaded = {role: [(digests[role][str(p)], rec) for p, rec in zip(paths, recipe.load(paths))]
+    loaded = {role: [(digests[role][str(p)], rec)
+                     for p, rec in zip(paths, recipe.load([recipe.where(params, role, p) for p in paths]))]
               for role, paths in recipe.inputs.items()}
     cells: list[CellParams] = []
     total, done = sum(d is not None for d in in_fit), 0

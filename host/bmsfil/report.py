@@ -37,7 +37,7 @@ from bmsfil.fit import (
     temperature_of,
 )
 from bmsfil.gaps import gap_warning
-from bmsfil.held_out import fit_digests
+from bmsfil.held_out import fit_digests, locate_fit_input
 from bmsfil.importers.names import output_stem
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
@@ -58,19 +58,14 @@ class ReportInputs:
 
 def inputs_from_notes(params: ParameterSet, load: Callable[[Path], Recording],
                       beside: Path | None = None) -> tuple[FitInputs, list[str]]:
-    """The fit's inputs as listed in the set's notes, each checked against its sha256 prefix.
-    A relative path is looked for from here, then from the folder the fit ran in (its notes'
-    run_in: the fit writes the paths as it was given them), then from `beside` (the parameter
-    file's folder)."""
+    """The fit's inputs as listed in the set's notes, each checked against its sha256 prefix
+    and looked for as `locate_fit_input` says (the fit writes the paths as it was given
+    them; `beside` is the parameter file's folder)."""
     found: dict[str, list[Recording]] = {role: [] for role in ROLES}
     notices: list[str] = []
     for role, inputs in fit_digests(params).items():
         for path_text, digest in inputs.items():
-            path = Path(path_text)
-            if not path.is_file() and not path.is_absolute():
-                folders = [Path(params.notes["run_in"])] if params.notes.get("run_in") else []
-                path = next((f / path for f in [*folders, *([beside] if beside else [])] if (f / path).is_file()),
-                            path)
+            path = locate_fit_input(params, Path(path_text), digest, beside)
             if not path.is_file():
                 notices.append(f"{role} input {path} (from the notes) is not there: left out of the figures")
                 continue
