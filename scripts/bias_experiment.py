@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from shared_data import lg_drive_cycles  # noqa: E402
 
-from bmsfil.core import SocTrace, StepResult, start_estimator  # noqa: E402
+from bmsfil.core import SocTrace, StepResult  # noqa: E402
 from bmsfil.evaluate import score_trace  # noqa: E402
 from bmsfil.importers import import_file  # noqa: E402
 from bmsfil.inject import SensorErrors  # noqa: E402

@@ -19,8 +19,6 @@ from bmsfil.fleet import expand_inputs
 from bmsfil.inject import InjectSpecError, SensorErrors
 from shared_data import DATA, NASA_B0005, needs_data
 
-NASA_B0005 = DATA / "nasa_pcoe" / "B0005_discharge_timeseries.csv"
-
 
 def test_outputs_go_into_directories_made_for_them(tmp_path: Path) -> None:
     c_file = tmp_path / "new" / "deeper" / "lg.c"

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bmsfil._core import ffi, lib
+from bmsfil._core import lib
 from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main as cli_main
 from bmsfil.core import CoreError, SocEstimator, start_estimator

@@ -640,8 +640,3 @@ class _Segment:
             record[type(answer)].note_at(answer, k)
         return LoggedRun(name, recs, logged, logged_sigma, undecodable, plausibility, health, power,
                          commands=tuple(self.commands))
-
-
-def recordings_from_log(path: Path) -> list[Recording]:
-    """One recording per cell of each pack the log carries, in order."""
-    return [rec for run in read_log(path) for rec in run.cells]

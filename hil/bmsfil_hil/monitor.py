@@ -40,7 +40,7 @@ import signal
 import threading
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,7 +359,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
         (f"pack current {_fmt(pack['current_A'], '.3f')} A (sequence {_fmt_int(pack['sequence'])} mod {cc.SEQUENCE_MODULUS}, "
          f"{_fmt_int(pack['n_cells'])} cells)"),
-        f"target: {target}" + (f" · faults reported: " + ", ".join(f"{name} ×{n}" for name, n in
+        f"target: {target}" + (" · faults reported: " + ", ".join(f"{name} ×{n}" for name, n in
                                                                    pack["faults_reported"].items())
                                if pack["faults_reported"] else "")
         + (f" · {pack['crc_errors']} measurement frame(s) refused for a bad crc" if pack["crc_errors"] else ""),

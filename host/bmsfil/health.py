@@ -38,10 +38,6 @@ def rated_capacity(params: ParameterSet) -> float:
     return cell.nominal_capacity_Ah or float(np.max(cell.capacity_Ah))
 
 
-def describe_events(events: int) -> list[str]:
-    return [name for bit, name in EVENT_NAMES.items() if events & bit]
-
-
 @dataclass(frozen=True)
 class CapacityTuning:
     """Settings of the capacity fit (`bf_capacity_tuning_t`); see capacity.h.

@@ -232,12 +232,3 @@ def unidentified_warning(i: int, log_value: float, rel_sigma: float | None, name
         return None
     return (f"thermal {name} {value:.3g} {unit} " + " and ".join(why) + f": not identifiable from {names}; the core "
             f"temperature the filter estimates rests on it. {name} needs {identify}")
-
-
-def predict_surface_rms(tp: ThermalParams, rec: Recording, params: ParameterSet,
-                        ambient_offset_C: float = 0.0) -> tuple[float, ThermalData, np.ndarray]:
-    """The model alone (no filter) on a recording from its first reading, the
-    ambient at the first reading plus an offset: rms of the surface error (°C)."""
-    d = thermal_data(rec, params)
-    sim = simulate_surface(tp, d, d.start_C + ambient_offset_C)
-    return float(np.sqrt(np.mean((sim - d.surface_C) ** 2))), d, sim
