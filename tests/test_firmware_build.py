@@ -4,6 +4,7 @@ double-precision helpers and libm."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,34 @@ def test_double_check_can_fail(tmp_path):
     # The FPU is single precision: double division is a runtime call.
     assert any(s.startswith("__aeabi_d") for s in size_report.undefined_outside("arm-none-eabi-nm", [str(soft_double)]))
     assert "expf" in size_report.undefined_outside("arm-none-eabi-nm", [str(libm)])
+
+
+
+def test_another_parameter_set_is_built_in_whatever_its_date(tmp_path):
+    """`make PARAMS_C=B` after `make PARAMS_C=A` in one build folder, B's file older
+    than A's object (a set exported yesterday, a copy that kept its date): make went
+    by the dates and left A's parameters in the image, which `bmsfil flash` then
+    wrote to the board. The object now records which file it was built from."""
+    from bmsfil.export_c import params_to_c
+    from bmsfil.params import bundled_params
+
+    fw = ROOT / "firmware" / "baremetal"
+    out = tmp_path / "build"
+    params_o = out / "params" / "params.o"
+    lg, nasa = tmp_path / "lg.c", tmp_path / "nasa.c"
+    lg.write_text(params_to_c(bundled_params("lg-hg2"), source="lg-hg2"))
+    nasa.write_text(params_to_c(bundled_params("nasa-pcoe-18650"), source="nasa-pcoe-18650"))
+    yesterday = lg.stat().st_mtime - 86400
+    os.utime(nasa, (yesterday, yesterday))
+
+    def make(params_c: Path) -> bytes:
+        subprocess.run(["make", "-s", "-C", str(fw), "BOARD=nucleo-f446re", f"OUT={out}", f"PARAMS_C={params_c}",
+                        "all"], check=True, capture_output=True)
+        assert (out / "params" / "source").read_text().strip() == str(params_c)
+        return params_o.read_bytes()
+
+    with_lg = make(lg)
+    with_nasa = make(nasa)
+    assert with_nasa != with_lg, "the older set is built in"
+    built_at = params_o.stat().st_mtime_ns
+    assert make(nasa) == with_nasa and params_o.stat().st_mtime_ns == built_at, "the same set: nothing rebuilt"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bmsfil.params import bundled_params
 from bmsfil_hil import flash
 
 
@@ -44,9 +45,26 @@ def test_dry_run_prints_make_and_pyocd(capsys, monkeypatch):
     monkeypatch.setattr(flash.subprocess, "Popen", lambda *a, **k: pytest.fail("dry run ran a command"))
     assert run(["flash", "--board", "nucleo-f446re", "--dry-run", "--probe", "0668FF"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"make -C {flash.FIRMWARE_DIR} BOARD=nucleo-f446re"
-    assert "flash --no-wait -t stm32f446retx --probe 0668FF" in lines[1]
-    assert lines[1].endswith(str(flash.FIRMWARE_DIR / "build" / "nucleo-f446re" / "bmsfil.elf"))
+    folder, params_c, _ = flash.params_build(flash.FIRMWARE_DIR, "nucleo-f446re", bundled_params())
+    assert lines[0].startswith("parameter set: LG INR18650HG2")
+    assert lines[1] == f"make -C {flash.FIRMWARE_DIR} BOARD=nucleo-f446re OUT={folder} PARAMS_C={params_c}"
+    assert "flash --no-wait -t stm32f446retx --probe 0668FF" in lines[2]
+    assert lines[2].endswith(str(folder / "bmsfil.elf"))
+
+
+def test_the_set_given_is_the_set_built_in(capsys, monkeypatch):
+    """A red team's: flash for a bare-metal board refused --params and built with
+    the Makefile's default set (or whichever set the build folder held), saying
+    nothing of which. The set given (a file or a bundled name) is exported into a
+    build folder of its own, named on the terminal, and built in."""
+    monkeypatch.setattr(flash.subprocess, "run", lambda *a, **k: pytest.fail("dry run ran a command"))
+    assert run(["flash", "--board", "nucleo-f446re", "--dry-run", "--params", "nasa-pcoe-18650"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    folder, params_c, text = flash.params_build(flash.FIRMWARE_DIR, "nucleo-f446re",
+                                                bundled_params("nasa-pcoe-18650"))
+    assert lines[0].startswith("parameter set: nasa-pcoe-18650") and f"PARAMS_C={params_c}" in lines[1]
+    default, _, _ = flash.params_build(flash.FIRMWARE_DIR, "nucleo-f446re", bundled_params())
+    assert folder != default and "nasa-pcoe-18650" in text
 
 
 def test_missing_pyocd_says_how_to_install(capsys, monkeypatch):
@@ -76,8 +94,9 @@ def built(monkeypatch, tmp_path):
     elf = tmp_path / "bmsfil.elf"
     elf.write_bytes(b"\x7fELF")
     monkeypatch.setattr(flash, "check_toolchain", lambda: None)
+    monkeypatch.setattr(flash, "write_params_c", lambda path, text: None)
     monkeypatch.setattr(flash, "build", lambda cmd: None)
-    monkeypatch.setattr(flash, "elf_path", lambda board: elf)
+    monkeypatch.setattr(flash, "elf_path", lambda build_dir: elf)
     return elf
 
 

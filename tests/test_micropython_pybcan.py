@@ -178,7 +178,6 @@ def test_flash_without_a_board_says_what_is_missing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("board, option", [("pyboard-v11", ["--probe", "0668FF"]),
-                                           ("nucleo-f446re", ["--params", "x.json"]),
                                            ("nucleo-f446re", ["--variant", "native"]),
                                            ("nucleo-f446re", ["--port", "/dev/ttyACM0"])])
 def test_flash_refuses_an_option_the_board_does_not_take(board: str, option: list[str]) -> None:

@@ -44,6 +44,8 @@ MAX_CELLS = 1024
 LINE_MAX = 64
 EST_FLAG_MASK = 0x1F
 HEARTBEAT_MS = 1000
+# Bytes read or written in one piece: small enough to be found in a fragmented heap (write_lines).
+CHUNK_BYTES = 256
 _HEX = b"0123456789ABCDEF"
 
 
@@ -106,6 +108,7 @@ class App:
         # them outside its retained RAM): every start begins them again.
         self.power = {i: self.PowerSearch(self.params) for i in self.cells} if start == bc.START_RESTORED else {}
         if start != bc.START_RESTORED:
+            self.full = False  # no_room: no cell starts until a start that loses the cells
             self.cells = {}
             self.monitors = {}
             self.health = {}
@@ -195,6 +198,9 @@ class App:
         self.answered.add(index)
         ekf = self.cells.get(index)
         if ekf is None:
+            if self.full:
+                self.no_room(index)
+                return
             try:
                 ekf = self.SocEkf(self.params)
                 ekf.start(self.current_A, v, 25.0 if math.isnan(t) else t)
@@ -252,10 +258,15 @@ class App:
 
     def no_room(self, index):
         """A cell whose state does not fit in the heap left: the pack has more cells
-        than this board holds (MAX_CELLS is the protocol's bound, not the heap's)."""
+        than this board holds (MAX_CELLS is the protocol's bound, not the heap's).
+        No cell is started after this until a start that loses the cells, so that a
+        cell refused at one sample does not start late at another, from another
+        state than the pack's first sample (its estimates then valid but unlike
+        those of a target that holds the pack)."""
         for table in (self.cells, self.monitors, self.health, self.power, self.thermal):
             table.pop(index, None)
         gc.collect()
+        self.full = True
         self.fault = bc.FAULT_N_CELLS_UNSUPPORTED
         self.send_estimate(index, 0.0, 0.0, 0, False)
 
@@ -475,10 +486,9 @@ def _serve_connection(conn, params, estimator=None):
     poller.register(conn, select.POLLIN)
     while True:
         if out:
-            # One send per batch of replies (each read's lines answered together).
-            data = b"".join(out)
+            # Each read's replies sent together, in pieces (write_lines).
+            write_lines(lambda data: _send_all(conn, data), out)
             del out[:]
-            _send_all(conn, data)
         events = poller.poll(HEARTBEAT_MS)
         if not events:
             app.send_status()  # heartbeat
@@ -486,10 +496,26 @@ def _serve_connection(conn, params, estimator=None):
         for _obj, ev in events:
             if ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN:
                 return
-        chunk = conn.recv(4096)
+        chunk = conn.recv(CHUNK_BYTES)
         if not chunk:
             return
         link.feed(chunk)
+
+
+def write_lines(write, lines):
+    """SLCAN lines out through `write(bytes)` in pieces of at most CHUNK_BYTES: a
+    large pack's replies to one sample (8.7 KB for 96 cells) as one block needed
+    that much contiguous heap, which the many small objects of the cells' states
+    leave nowhere even with most of the heap free (the unix port's pure variant
+    died at the second sample of 96 cells with 1.3 of its 2 MB free)."""
+    i, n = 0, len(lines)
+    while i < n:
+        j, size = i + 1, len(lines[i])
+        while j < n and size + len(lines[j]) <= CHUNK_BYTES:
+            size += len(lines[j])
+            j += 1
+        write(b"".join(lines[i:j]))
+        i = j
 
 
 def _send_all(conn, data):

@@ -66,13 +66,8 @@ def build(board: str, params: ParameterSet | None = None, jobs: int = 2) -> Imag
     args = ["make", "-s", "-C", str(fw), f"-j{jobs}", f"BOARD={board}"]
     build_dir = fw / "build" / board
     if params is not None:
-        text = params_to_c(params, source=params.name)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        build_dir = fw / "build" / f"{board}-{digest}"
-        build_dir.mkdir(parents=True, exist_ok=True)
-        params_c = build_dir / "params.c"
-        if not params_c.is_file() or params_c.read_text() != text:
-            params_c.write_text(text)
+        build_dir, params_c, text = params_build(fw, board, params)
+        write_params_c(params_c, text)
         args += [f"OUT={build_dir}", f"PARAMS_C={params_c}"]
     size_json = build_dir / "size.json"
     args += ["all", "size", f"SIZE_JSON={size_json}"]
@@ -80,3 +75,19 @@ def build(board: str, params: ParameterSet | None = None, jobs: int = 2) -> Imag
     if proc.returncode != 0:
         raise FirmwareError(f"firmware build for {board} failed:\n{proc.stdout}{proc.stderr}".rstrip())
     return Image(board, build_dir / "bmsfil.elf", build_dir, json.loads(size_json.read_text()))
+
+
+def params_build(fw: Path, board: str, params: ParameterSet) -> tuple[Path, Path, str]:
+    """Where the firmware in `fw` (firmware/baremetal) is built for `board` with `params`:
+    a folder of its own, ``build/<board>-<sha256 of the set's C>/`` (an image of one set
+    never reuses objects of another's), its ``params.c``, and that C (`bmsfil export`'s)."""
+    text = params_to_c(params, source=params.name)
+    build_dir = fw / "build" / f"{board}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return build_dir, build_dir / "params.c", text
+
+
+def write_params_c(params_c: Path, text: str) -> None:
+    """Write a build's params.c (params_build), unless it holds that text already (make then rebuilds nothing)."""
+    params_c.parent.mkdir(parents=True, exist_ok=True)
+    if not params_c.is_file() or params_c.read_text() != text:
+        params_c.write_text(text)

@@ -3,8 +3,10 @@ board and write it with pyocd through the board's own debug probe; or, for
 a board that runs MicroPython, deploy the MicroPython application with
 mpremote (flash_micropython.py).
 
-Builds with ``make -C firmware/baremetal BOARD=NAME`` in the source tree,
-then runs ``pyocd flash --no-wait -t TARGET .../bmsfil.elf``. pyocd and
+Builds with ``make -C firmware/baremetal BOARD=NAME OUT=... PARAMS_C=...`` in
+the source tree, the parameter set (--params, else the bundled LG HG2 set)
+exported to C in a build folder of that set's own, then runs
+``pyocd flash --no-wait -t TARGET .../bmsfil.elf``. pyocd and
 mpremote are optional dependencies (``pip install 'bmsfil[board]'``); they
 are only needed here. Emulated boards have nothing to flash and are refused.
 """
@@ -20,7 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bmsfil.params import ParamsError, params_arg
+from bmsfil.params import ParameterSet, ParamsError, bundled_params, params_arg
+from bmsfil_hil.firmware import params_build, write_params_c
 
 #: Source tree: hil/bmsfil_hil/flash.py -> the repository root.
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,9 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", choices=VARIANTS,
                    help="MicroPython: the estimator in MicroPython (the default), or the C core as a native module")
     p.add_argument("--params", metavar="PARAMS",
-                   help="MicroPython: parameter set, a file or a bundled set's name (default: the bundled LG HG2 set); "
-                        "bare metal builds with "
-                        "`make -C firmware/baremetal PARAMS_C=...`")
+                   help="parameter set, a file or a bundled set's name (default: the bundled LG HG2 set); bare metal: "
+                        "built into the firmware, MicroPython: copied to the board")
     p.add_argument("--dry-run", action="store_true", help="print the build and flash commands, run nothing")
     p.set_defaults(func=cmd_flash)
 
@@ -95,25 +97,29 @@ def cmd_flash(args: argparse.Namespace) -> int:
             check_board(args.board)  # an unknown or emulated board is reported as such first
         # An option that does not apply to the board is refused, not ignored.
         wrong = (["--probe"] if micropython and args.probe else []) + [
-            opt for opt, value in (("--port", args.port), ("--variant", args.variant), ("--params", args.params))
+            opt for opt, value in (("--port", args.port), ("--variant", args.variant))
             if not micropython and value is not None]
         if wrong:
             kind = "a MicroPython board" if micropython else "a bare-metal board"
             raise FlashError(f"{' and '.join(wrong)} {'does' if len(wrong) == 1 else 'do'} not apply to "
                              f"{args.board}, {kind}", EXIT_USAGE)
+        params = params_arg(args.params) if args.params else None
         if micropython:
-            params = params_arg(args.params) if args.params else None
             return deploy(args.board, args.variant or "python", params, port=args.port, dry_run=args.dry_run)
-        return flash(args.board, probe=args.probe, dry_run=args.dry_run)
+        return flash(args.board, params, probe=args.probe, dry_run=args.dry_run)
     except (FlashError, ParamsError) as exc:
         print(f"bmsfil flash: error: {exc}", file=sys.stderr)
         return exc.status if isinstance(exc, FlashError) else EXIT_USAGE
 
 
-def flash(board: str, probe: str | None = None, dry_run: bool = False) -> int:
+def flash(board: str, params: ParameterSet | None = None, probe: str | None = None, dry_run: bool = False) -> int:
+    """Build the firmware for `board` with `params` (None: the bundled LG HG2 set) and flash it."""
     target = check_board(board)
-    make_cmd = build_command(board)
-    elf = elf_path(board)
+    params = params if params is not None else bundled_params()
+    build_dir, params_c, text = params_build(FIRMWARE_DIR, board, params)
+    make_cmd = build_command(board, build_dir, params_c)
+    elf = elf_path(build_dir)
+    print(f"parameter set: {params.name} (built into the firmware from {params_c})", flush=True)
     if dry_run:
         pyocd = find_pyocd()
         print(shlex.join(make_cmd))
@@ -126,6 +132,7 @@ def flash(board: str, probe: str | None = None, dry_run: bool = False) -> int:
         raise FlashError("pyocd is not installed; it is needed to flash a board: "
                          "pip install 'bmsfil[board]' (or pip install pyocd)")
     check_toolchain()
+    write_params_c(params_c, text)
     build(make_cmd)
     if not elf.is_file():
         raise FlashError(f"the build did not produce {elf}")
@@ -160,12 +167,12 @@ def check_board(board: str) -> FlashTarget:
     return FLASHABLE[board]
 
 
-def build_command(board: str) -> list[str]:
-    return ["make", "-C", str(FIRMWARE_DIR), f"BOARD={board}"]
+def build_command(board: str, build_dir: Path, params_c: Path) -> list[str]:
+    return ["make", "-C", str(FIRMWARE_DIR), f"BOARD={board}", f"OUT={build_dir}", f"PARAMS_C={params_c}"]
 
 
-def elf_path(board: str) -> Path:
-    return FIRMWARE_DIR / "build" / board / "bmsfil.elf"
+def elf_path(build_dir: Path) -> Path:
+    return build_dir / "bmsfil.elf"
 
 
 def find_tool(name: str) -> list[str] | None:

@@ -4,7 +4,7 @@ of port-mps2/ and imported at boot.
 
 The application is app.py's, unchanged (App, Slcan), with this transport
 instead of the unix port's TCP socket: bytes read from UART0 (`mps2.read`)
-feed the SLCAN parser, each batch of replies goes out in one write, a
+feed the SLCAN parser, each batch of replies goes out together (app.write_lines), a
 TargetStatus goes out at boot (when the harness has connected: QEMU waits
 for it) and after a second without traffic. The parameter set
 (mps2_config.PARAMS, the JSON of a ParameterSet) and the estimator
@@ -40,7 +40,7 @@ def main():
     buf = bytearray(512)
     while True:
         if out:
-            mps2.write(b"".join(out))
+            app.write_lines(mps2.write, out)
             del out[:]
         if not mps2.wait(HEARTBEAT_MS):
             a.send_status()  # heartbeat
