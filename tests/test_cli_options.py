@@ -45,6 +45,33 @@ def test_export_takes_its_format_from_the_name_or_asks(tmp_path: Path, capsys: p
     assert not (tmp_path / "q.json").exists()
 
 
+def test_an_output_that_cannot_be_written_is_said_before_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A red team's: -o into a folder that takes no new files, or a name too long for
+    the file system, was a Python traceback, and only after the work (a fit's, a
+    tune's). Now said up front, naming the option, the file and why; a write that
+    fails later still names the file, without a traceback."""
+    import bmsfil.cli as cli
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: Path(path) != locked)  # as a user other than root
+    assert main(["export", "lg-hg2", "-o", str(locked / "lg.c")]) == 2
+    err = capsys.readouterr().err
+    assert f"-o {locked / 'lg.c'}: cannot be written: its folder {locked} does not take new files" in err
+    too_long = tmp_path / ("x" * 300 + ".json")
+    assert main(["export", "lg-hg2", "-o", str(too_long)]) in (1, 2)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "x" * 50 in err and ("too long" in err or "longer than" in err) and "Traceback" not in err
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["export", "lg-hg2", "-o", str(tmp_path / "lg.c")]) == 1
+    assert f"{tmp_path / 'lg.c'}.part: No space left on device" in " ".join(capsys.readouterr().err.split())
+
+
 def test_import_refuses_an_output_it_would_misname(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundled_recording().slice(0, 100).save(tmp_path / "src.npz")
     assert main(["import", str(tmp_path / "src.npz"), "-o", str(tmp_path / "out.csv")]) == 2

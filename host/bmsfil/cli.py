@@ -996,6 +996,23 @@ def _make_output_dirs(args: argparse.Namespace) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RecordingError(f"{option} {path}: cannot make its directory ({exc.strerror or exc})") from None
+        if problem := _unwritable(path):
+            raise RecordingError(f"{option} {path}: cannot be written: {problem}")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a file could not be written where it is named (checked before the work, which a
+    failed write at the end would lose), or None. Outputs are written beside themselves as
+    NAME.part, then renamed: the folder must take new files."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"its folder {path.parent} does not take new files (permissions, or a read-only file system)"
+    try:
+        longest = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return None
+    if len(os.fsencode(path.name + ".part")) > longest:
+        return f"its name is longer than its folder's file system takes ({longest} bytes)"
+    return None
 
 
 def _input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
@@ -1026,6 +1043,13 @@ def main(argv: list[str] | None = None) -> int:
     except (RecordingError, ParamsError, InjectSpecError, FitError) as exc:
         err_console.print(f"bmsfil {args.command}: error: {exc}", soft_wrap=True)
         return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A file the work could not read or write after the checks (a disk that filled, a folder
+        # whose permissions changed): named, not a traceback.
+        err_console.print(f"bmsfil {args.command}: error: {exc.filename}: {exc.strerror or exc}", soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         kept = ("; what was done is in its --json" + (", and --resume does the rest" if args.command == "eval" else "")
                 if args.command in ("eval", "health") and getattr(args, "json", None) else "")
