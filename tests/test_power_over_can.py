@@ -448,6 +448,36 @@ def test_power_limits_beyond_the_cell_are_refused_or_warned_of_alike(mp_power, r
     be.Params(data)
 
 
+@pytest.mark.parametrize("cell, power", [({"v_max_V": 3.69}, {"v_max_V": 4.19}), ({"v_max_V": 4.1}, {"v_max_V": 4.6}),
+                                         ({"v_min_V": 2.2}, {"v_min_V": 1.7}), ({"v_min_V": 2.7}, {"v_min_V": 2.2}),
+                                         ({"v_max_V": 3.69}, {"v_max_V": 4.2}), ({"v_min_V": 2.2}, {"v_min_V": 1.6})])
+def test_a_limit_at_the_cells_bound_is_judged_alike(mp_power, cell, power):
+    """A red team's: a voltage limit exactly VOLTAGE_MARGIN_V outside the cell's range
+    (3.69 V and 4.19 V) was taken by the host and the C core, which sum in single
+    precision, and refused by the MicroPython port, which summed in its doubles."""
+    from bmsfil._core import ffi, lib
+    from bmsfil.params import ParamsError
+
+    be, _ = mp_power
+    base = PARAMS.to_json()
+    data = base | {"cell": base["cell"] | cell, "power": power}
+    try:
+        params = ParameterSet.from_json(data, origin="edge.json")
+    except ParamsError:
+        host = False
+    else:
+        host = True
+        limits = ffi.new("bf_sop_limits_t *", {"horizon_s": 10.0} | params.power_limits())
+        assert lib.bf_sop_limits_cell_check(limits, SocEstimator(params)._cell) == lib.BF_OK
+    try:
+        be.Params(data)
+    except be.ParamsError:
+        port = False
+    else:
+        port = True
+    assert port == host
+
+
 def test_a_command_names_the_power_limit_it_refuses_or_warns_of(tmp_path, capsys):
     """`bmsfil export` (any command that loads a set) refuses a limit the
     filter cannot read with the file, field, value and the cell's; warns of

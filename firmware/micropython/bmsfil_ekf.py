@@ -16,6 +16,7 @@ format "bmsfil-params/1", sections "cell" and "filter"), loaded with
 """
 
 import math
+from array import array
 
 NX = 4
 TEMP_MIN_C = -60.0
@@ -169,14 +170,23 @@ class Params:
             raise ParamsError("power: temp_charge_min_C %g C must be below temp_charge_max_C %g C"
                               % (limits[8], limits[9]))
         # Nor beyond what the filter reads (bf_sop_limits_cell_check): the voltages
-        # within VOLTAGE_MARGIN_V of the cell's range, the currents up to i_max_A.
-        for k, bound, high in ((0, self.v_min_V - VOLTAGE_MARGIN_V, False), (1, self.v_max_V + VOLTAGE_MARGIN_V, True),
+        # within VOLTAGE_MARGIN_V of the cell's range, the currents up to i_max_A. The
+        # limits are compared in single precision, as the C core compares them (in the
+        # unix port's doubles, sets the host and the C core take were refused: 4.19
+        # above 3.69 + 0.5, 1.7 below 2.2 - 0.5).
+        for k, bound, high in ((0, _f32(self.v_min_V - VOLTAGE_MARGIN_V), False),
+                               (1, _f32(self.v_max_V + VOLTAGE_MARGIN_V), True),
                                (2, self.i_max_A, True), (3, self.i_max_A, True), (6, TEMP_MIN_C, False),
                                (7, TEMP_MAX_C, True)):
-            if limits[k] > bound if high else limits[k] < bound:
+            if _f32(limits[k]) > bound if high else _f32(limits[k]) < bound:
                 raise ParamsError("power.%s: %g is %s %g, where the filter takes a reading for a sensor fault"
                                   % (_POWER_FIELDS[k], limits[k], "above" if high else "below", bound))
         self.power_limits = limits
+
+
+def _f32(x):
+    """x rounded to single precision (a no-op on a port whose floats are single)."""
+    return array("f", (x,))[0]
 
 
 def load_params(path):
