@@ -87,6 +87,10 @@ def test_an_output_that_cannot_be_imported_is_refused(tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert "cell.json" in err and "'lg-hg2' cannot be imported as a Python module" in err
     assert not out.exists()
+    # A keyword, and the name of a module the export imports (pybamm.py imported itself).
+    for stem, why in (("class", "cannot be imported as a Python module"), ("pybamm", "would import itself")):
+        assert main(["export", str(params), "-o", str(tmp_path / f"{stem}.py")]) == 2
+        assert why in capsys.readouterr().err and not (tmp_path / f"{stem}.py").exists()
 
 
 # --- in PyBaMM ----------------------------------------------------------------------------

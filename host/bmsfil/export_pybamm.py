@@ -33,8 +33,10 @@ and how the rest is approximated:
 - OCV(SOC, T) and capacity(T): PyBaMM's OCV is a function of SoC only and
   its capacity one number, so both read the ambient temperature
   ("Ambient temperature [K]", which may change with time).
-- Temperature: bmsfil's model takes the measured cell temperature as an
-  input and has no thermal model. The module makes the cell isothermal at
+- Temperature: bmsfil's cell model takes the measured cell temperature as
+  an input; a set's thermal section (the two-state model of the
+  core-temperature filter, thermal.h) is not exported. The module makes the
+  cell isothermal at
   the ambient temperature: small thermal masses and large heat-transfer
   coefficients, so that PyBaMM's cell temperature follows the ambient within
   about a second and 0.2 K at 10 W of heat; no entropic heat. Replace the
@@ -46,12 +48,16 @@ and how the rest is approximated:
 
 from __future__ import annotations
 
+import keyword
+
 import numpy as np
 
 from bmsfil.params import ParameterSet
 
 #: Charge over which the instantaneous-hysteresis element moves 63 % of the way to a new sign.
 HYST_SIGN_CHARGE_AS = 1.0
+#: Modules the exported module imports: a file of one of these names would import itself instead.
+SHADOWED = ("pybamm", "numpy", "typing", "__future__")
 
 _TEMPLATE = '''"""PyBaMM parameter values for the bmsfil parameter set {doc_name}{origin}.
 
@@ -249,9 +255,12 @@ def _in_docstring(text: str) -> str:
 def params_to_pybamm(params: ParameterSet, source: str = "", module: str = "cell_pybamm") -> str:
     """Python source of a module building PyBaMM parameter values for ``params`` (see this
     module's docstring); ``module`` is the name it will be imported under (its file's stem)."""
-    if not module.isidentifier():
+    if not module.isidentifier() or keyword.iskeyword(module):
         raise ValueError(f"{module!r} cannot be imported as a Python module: "
                          "name the file with letters, digits and underscores, e.g. cell_pybamm.py")
+    if module in SHADOWED:
+        raise ValueError(f"{module!r} is the name of a module the export imports ({module}.py would import itself "
+                         "in its place): name the file otherwise, e.g. cell_pybamm.py")
     c = params.cell
     hyst = bool(np.any(c.hyst_m_V != 0.0))
     hyst_sign = bool(np.any(c.hyst_m0_V != 0.0))
