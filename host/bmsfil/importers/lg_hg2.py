@@ -52,6 +52,10 @@ cold 0.5C tests: they follow the C/20 charge at the chamber temperature, which
 leaves the cell short of full (rested 4.139 V at -20 °C against 4.186 V after a
 full charge; the closing charge puts back 5 % of Q_ref more than the
 discharge took). ``reference_initial_soc`` is then 1 - (Ah at the anchor) / Q_ref.
+So is it for a charge the mirrors keep as a file of its own (``589_Charge1``,
+the charges between their drive cycles), anchored at the end of its CC-CV
+charge; in the formatted layouts, which have no ``Step Time``, only that
+closing-charge anchor is known.
 Other tests (capacity tests, C/20, ...) get None: their first sample is not
 at a SOC the data set states.
 The name is the file stem without ``_parsed`` plus the chamber temperature,
@@ -100,6 +104,8 @@ _FROM_FULL = re.compile(r"(US06|HWFET|UDDS|LA92|NN|Mix(ed)?\d*|HPPC)(_\w*)?", re
 # The constant-current discharges (0.5C, 2C) start from a full charge too,
 # but are logged from a minute into their discharge step (module docstring).
 _DISCHARGE_FROM_FULL = re.compile(r"Dis_\w+", re.IGNORECASE)
+# The charges the mirrors keep as files of their own (``589_Charge1``): full at their end.
+_CHARGE_TO_FULL = re.compile(r"Charge\d*", re.IGNORECASE)
 #: The data set's full charge: CV at 4.2 V until the current falls to 50 mA
 #: (a 60 s log catches the last sample at 48.5 mA and 4.1998 V).
 FULL_V = 4.19
@@ -209,7 +215,7 @@ def import_raw(table: Table, path: Path) -> Recording:
     extra = {normalise(key).replace(" ", "_"): value for key, value in info.items()}
     if joined:
         extra["ah_joined_steps"] = str(joined)
-    full_ah = _discharge_test_full_ah(values, step_time) if hg2 and _DISCHARGE_FROM_FULL.fullmatch(test) else None
+    full_ah = _full_ah(test, values, step_time) if hg2 else None
     status = header.find("Status")
     in_profile = status is not None and header.first_value(status).upper() == _PROFILE_STATUS
     return _recording(
@@ -224,6 +230,14 @@ def import_raw(table: Table, path: Path) -> Recording:
         full_ah=full_ah,
         counter_start_ah=_first_value(values["ah"]) if in_profile else None,
     )
+
+
+def _full_ah(test: str, values: dict[str, np.ndarray], step_time: np.ndarray | None) -> float | None:
+    """Where a test whose SOC the data set states at a known point is full, as its Ah from
+    the first sample (`_discharge_test_full_ah`): a discharge test, or a charge of its own."""
+    if _DISCHARGE_FROM_FULL.fullmatch(test) or _CHARGE_TO_FULL.fullmatch(test):
+        return _discharge_test_full_ah(values, step_time)
+    return None
 
 
 def _discharge_test_full_ah(values: dict[str, np.ndarray], step_time: np.ndarray | None) -> float | None:
@@ -300,15 +314,19 @@ def import_formatted(table: Table, path: Path) -> Recording:
         if ignored
         else {}
     )
+    test = _test_from_stem(path)
     recording = _recording(
         path,
         channels,
         hg2=True,
-        test=_test_from_stem(path),
+        test=test,
         cell_id=CELL_ID,
         chemistry=CHEMISTRY,
         nominal=NOMINAL_CAPACITY_AH,
         extra=extra,
+        # A discharge test is known full at the end of its closing charge, as in the raw
+        # layout (these layouts have no Step Time for the other anchor).
+        full_ah=_full_ah(test, channels.values, None),
         counter_start_ah=_first_value(channels.values["ah"]),
     )
     why = not_an_lg_hg2(recording)
