@@ -50,6 +50,12 @@ def test_expand_inputs(tmp_path: Path, slices: list[str]):
         expand_inputs([tmp_path / "missing.csv"])
     with pytest.raises(FleetError, match="a directory without recordings"):
         expand_inputs([tmp_path])
+    # A zip of one file is a recording given by name, and in a folder too (it was passed over).
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "556_Mixed8_parsed.zip", "w") as z:
+        z.writestr("556_Mixed8_parsed.csv", "Time,Current\n")
+    assert [p.name for p in expand_inputs([tmp_path])] == ["556_Mixed8_parsed.zip"]
 
 
 def _eval_args(out: Path) -> tuple[object, ...]:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from bmsfil.tuning import Targets
 
 #: Suffixes taken from a directory given as input (what `bmsfil import` reads).
-RECORDING_SUFFIXES = (".npz", ".parquet", ".csv", ".gz", ".txt")
+RECORDING_SUFFIXES = (".npz", ".parquet", ".csv", ".gz", ".zip", ".txt")
 #: Files a directory search passes over although their suffix is a recording's: a data set's own notes.
 NOT_RECORDINGS = ("readme", "license", "licence", "changelog")
 #: Files a data set keeps beside its recordings, which importers read from there (NASA PCoE's).

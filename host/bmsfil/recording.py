@@ -202,6 +202,13 @@ class Recording:
             )
             if not ok
         ]
+        if missing and self.ah is None and len(self.cycle_starts() or []) > 1:
+            # A life of discharges (NASA PCoE's): its files have no counter to map.
+            raise RecordingError(
+                f"recording {self.meta.name!r} is a life of {len(self.cycle_starts() or [])} discharges with no "
+                "Ah counter, so no reference SOC: its capacity is scored per discharge instead (capacity_cycles; "
+                "bmsfil health scores the life)"
+            )
         if missing:
             raise RecordingError(
                 f"recording {self.meta.name!r} has no reference SOC: it needs " + " and ".join(missing)
