@@ -175,6 +175,9 @@ def test_import_one_cycle_of_a_multi_cycle_file(tmp_path, capsys) -> None:
     assert rec.meta.extra["cycle_idx"] == "3" and 150 < len(rec) < 250
     assert main(["import", str(NASA_B0005), "--cycle", "999", "-o", str(out)]) == 2
     assert "no cycle 999 (its cycles are 1..168)" in capsys.readouterr().err
+    from bmsfil.cli import _number_ranges
+
+    assert _number_ranges(["1", "2", "3", "5", "6", "9"]) == "1..3, 5..6, 9"  # a file with cycles removed
 
 
 def test_capacity_tuning_defaults_follow_the_parameter_set() -> None:

@@ -111,7 +111,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             listed = [n for n in numbers if n is not None]
             raise RecordingError(
                 f"{args.file}: no cycle {args.cycle}"
-                + (f" (its cycles are {listed[0]}..{listed[-1]})" if listed else " (the file has no numbered cycles)")
+                + (f" (its cycles are {_number_ranges(listed)})" if listed else " (the file has no numbered cycles)")
             )
         rec = cycles[numbers.index(str(args.cycle))]
     out = save_parquet(rec, args.output) if args.output.suffix == ".parquet" else rec.save(args.output)
@@ -973,6 +973,17 @@ OUTPUT_OPTIONS = ("output", "json", "junit")
 #: (command, input) a command may rewrite in place: tune's parameter set (the output is that set,
 #: tuned, its notes kept: README's synopsis), import's recording (an .npz given new metadata).
 IN_PLACE = {("tune", "parameter set"), ("import", "input")}
+
+
+def _number_ranges(numbers: list[str]) -> str:
+    """``1..6, 8..167`` for cycle numbers with 7 missing (numbers as the file writes them)."""
+    runs: list[list[str]] = []
+    for n in numbers:
+        if runs and n.isdigit() and runs[-1][-1].isdigit() and int(n) == int(runs[-1][-1]) + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}..{run[-1]}" for run in runs)
 
 
 def _make_output_dirs(args: argparse.Namespace) -> None:
