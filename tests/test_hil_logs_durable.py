@@ -765,3 +765,18 @@ def test_two_runs_of_one_recording_keep_their_own_files(tmp_path, capsys):
     assert main(["hil", "run", str(path), str(path), "--out-dir", str(out), "--no-plot"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [f"{rec.meta.name}-2.csv", f"{rec.meta.name}.csv"]
     assert f"a second cell named {rec.meta.name}" in capsys.readouterr().out
+
+
+def test_score_fails_a_log_unlike_the_core_of_the_set_named(tmp_path, capsys):
+    """`hil score` only warned of estimates far from the C core, since a log does not
+    say which set its target ran. Given --params, that is said: estimates beyond
+    1e-3 of that set's core fail the exit status (1); without it, still a warning."""
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "600", "--log", str(log), "--no-plot", "--out-dir", str(tmp_path)]) == 0
+    out = str(tmp_path / "score")
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--out-dir", out, "--no-plot", "--params", "lg-hg2"]) == 0
+    assert main(["hil", "score", str(log), "--out-dir", out, "--no-plot"]) == 0
+    assert main(["hil", "score", str(log), "--out-dir", out, "--no-plot", "--params", "nasa-pcoe-18650"]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert "with the parameter set nasa-pcoe-18650 the target ran (--params): beyond the 0.001" in text
