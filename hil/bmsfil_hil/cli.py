@@ -50,7 +50,7 @@ from bmsfil_hil.natmod import DEFAULT_VARIANT, VARIANTS
 from bmsfil_hil.qemu import QemuError
 from bmsfil_hil.replay import (LOG_SUFFIXES, Health, Plausibility, Power, ReplayInterrupted, open_log,
                                replay_lockstep, replay_realtime)
-from bmsfil_hil.targets import TARGETS, BusOpenError, make_target
+from bmsfil_hil.targets import RESETTABLE, TARGETS, BusOpenError, make_target
 
 #: Tables written to a file or a pipe are not cut to 80 columns (a terminal's own width, or COLUMNS, wins).
 console = Console(highlight=False, markup=False,
@@ -239,7 +239,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
         except BusOptionError as exc:
             console.print(f"bmsfil hil run: target board: {exc}", soft_wrap=True)
             return 2
-    if (args.warm_reset_at or args.power_cycle_at) and args.target in ("host", "reference"):
+    if (args.warm_reset_at or args.power_cycle_at) and args.target not in RESETTABLE:
         console.print(f"bmsfil hil run: --warm-reset-at/--power-cycle-at: target {args.target} runs on the desktop "
                       "and has no reset; use a firmware target (qemu, micropython or board)", soft_wrap=True)
         return 2
@@ -559,13 +559,13 @@ def _with_log_commands(args: argparse.Namespace, name: str, commands: dict[int, 
     if not resets or args.warm_reset_at or args.power_cycle_at:
         return commands
     listed = ", ".join(f"{c.name.lower()} after sample {k}" for k, c in sorted(resets.items()))
-    if (args.target in ("host", "reference") or args.mode == "realtime") and logged.power_cycles():
-        why = (f"target {args.target} runs on the desktop and has no reset" if args.target in ("host", "reference")
+    if (args.target not in RESETTABLE or args.mode == "realtime") and logged.power_cycles():
+        why = (f"target {args.target} runs on the desktop and has no reset" if args.target not in RESETTABLE
                else "a real-time replay sends none")
         console.print(f"{name}: warning: the logged run was reset ({listed}); {why}: after a power cycle the "
                       "estimates are not the run's, and are compared with the log's up to it", soft_wrap=True)
         return commands
-    if args.target in ("host", "reference") or args.mode == "realtime":
+    if args.target not in RESETTABLE or args.mode == "realtime":
         return commands  # warm resets only: the run's estimates went on as if none had been
     console.print(f"{name}: the logged run's resets, sent again: {listed}", soft_wrap=True)
     return {**commands, **resets}
@@ -909,7 +909,7 @@ def cmd_hil_faults(args: argparse.Namespace) -> int:
     if args.samples > 0:
         rec = rec.slice(0, min(len(rec), args.samples))
     long_rec = full.slice(0, min(len(full), args.detect_samples)) if args.detect_samples > len(rec) else None
-    if args.target in ("host", "reference"):
+    if args.target not in RESETTABLE:
         console.print(f"bmsfil hil faults: target {args.target} runs on the desktop and has no reset: the warm_reset "
                       "fault is left out (a firmware target runs it)", soft_wrap=True)
     interrupted: MatrixInterrupted | None = None

@@ -1,15 +1,18 @@
 """pytest plugin: HIL regression suites, ``pytest hil/ --hil-target NAME``.
 
-Loaded in every pytest run through the ``pytest11`` entry point, so it only
-adds options and fixtures: nothing here changes what other suites collect,
-and the harness (python-can, the C core, the firmware build) is imported
-only when a test asks for one of the fixtures below.
+Loaded in every pytest run through the ``pytest11`` entry point (named
+``bmsfil_hil``: ``-p no:bmsfil_hil`` leaves it out), so it only adds options
+and fixtures: nothing here changes what other suites collect. The harness
+(the C core, the firmware build) is imported only when a test asks for one
+of the fixtures below or a ``--hil-*`` option names something to check
+(recordings and a parameter set are read when pytest starts).
 
 Options (group "bmsfil HIL" in ``pytest --help``):
 
 ``--hil-target NAME``
     host (the C core, default), reference (the float64 model), qemu (the
-    firmware on an emulated Cortex-M4F) or board (a running board on a real
+    firmware on an emulated Cortex-M4F), micropython (the MicroPython port
+    on MicroPython's unix port) or board (a running board on a real
     bus, with ``--hil-interface``, ``--hil-channel``, ``--hil-bitrate`` and
     ``--hil-bus-option KEY=VALUE``, as python-can opens it).
 ``--hil-variant python|native``
@@ -18,11 +21,14 @@ Options (group "bmsfil HIL" in ``pytest --help``):
     built on demand: bmsfil_hil.natmod).
 ``--hil-params FILE``
     the parameter set the target runs and the host C core is compared with
-    (default: the bundled one; a board runs what it was built with, so give
-    the same set here).
+    (default: the bundled one for the recordings' data set, as ``bmsfil hil
+    run`` takes it; a board runs what it was built with, so give the same
+    set here).
 ``--hil-recording PATH``
-    a recording (.npz or anything ``bmsfil import`` reads); repeatable;
-    default: the bundled recording.
+    a recording (.npz or anything ``bmsfil import`` reads); once per file;
+    default: the bundled recording. Read when pytest starts: a file that is
+    not a recording is a usage error. One without a reference SOC is
+    replayed and compared with the host C core, and not scored.
 ``--hil-samples N``
     replay only each recording's first N samples (default 2000; 0: all).
 ``--hil-timeout S``
@@ -67,6 +73,10 @@ if TYPE_CHECKING:  # the harness is imported lazily, in the fixtures
     from bmsfil_hil.replay import ReplayResult
     from bmsfil_hil.targets import Target
 
+#: The --hil-recording recordings and --hil-params set, read once when pytest starts.
+_RECORDINGS = pytest.StashKey[list["Recording"]]()
+_PARAMS = pytest.StashKey["ParameterSet"]()
+
 DEFAULT_TARGET = "host"
 DEFAULT_SAMPLES = 2000
 #: Seconds per sample's estimates; QEMU builds and boots slower, and a
@@ -81,7 +91,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("bmsfil HIL", "bmsfil HIL regression suites (hil/tests): replay recordings over CAN")
     g.addoption("--hil-target", default=DEFAULT_TARGET, metavar="NAME",
                 help="target under test: host (C core, default), reference (float64 model), "
-                     "qemu (firmware on QEMU) or board (a running board on --hil-interface/--hil-channel)")
+                     "qemu (firmware on QEMU), micropython (the MicroPython port on its unix port) or board "
+                     "(a running board on --hil-interface/--hil-channel)")
     g.addoption("--hil-variant", choices=("python", "native"), metavar="NAME",
                 help="target micropython: its estimator, python (pure MicroPython, default) or native "
                      "(the C core as a native .mpy module, built on demand)")
@@ -112,11 +123,38 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--hil-target {name!r}: known targets are {', '.join(TARGETS)}")
     if config.getoption("hil_variant") and name != "micropython":
         raise pytest.UsageError(f"--hil-variant is the micropython target's, not {name}'s")
-    for path in config.getoption("hil_recording"):
-        if not path.is_file():
-            raise pytest.UsageError(f"--hil-recording {path}: no such file")
     if config.getoption("hil_samples") < 0:
         raise pytest.UsageError("--hil-samples must be 0 (all) or more")
+    timeout = config.getoption("hil_timeout")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise pytest.UsageError(f"--hil-timeout {timeout:g}: expected a number of seconds above 0")
+    given = config.getoption("hil_recording")
+    for path in given:
+        if path.is_dir():
+            raise pytest.UsageError(f"--hil-recording {path}: a directory; give each recording file "
+                                    "(--hil-recording once per file)")
+        if not path.is_file():
+            raise pytest.UsageError(f"--hil-recording {path}: no such file")
+    if given:
+        # Read now, once: a file that is not a recording is a usage error, not an error in every test.
+        from bmsfil.importers import load_any
+
+        loaded = []
+        for path in given:
+            try:
+                loaded.append(load_any(path))
+            except Exception as exc:  # noqa: BLE001 - any reader's failure is the file's
+                raise pytest.UsageError(f"--hil-recording {path}: not a recording bmsfil reads: {exc}") from None
+        config.stash[_RECORDINGS] = loaded
+    if config.getoption("hil_params") is not None or given:
+        # The set given, or the bundled one for the recordings' data set, as `bmsfil hil run` takes it
+        # (the NASA PCoE set for NASA files).
+        from bmsfil.params import ParamsError, params_for
+
+        try:
+            config.stash[_PARAMS] = params_for(config.getoption("hil_params"), [str(p) for p in given])[0]
+        except (ParamsError, OSError, ValueError) as exc:
+            raise pytest.UsageError(f"--hil-params: {exc}") from None
     from bmsfil_hil.busopts import BusOptionError, bus_config, option_keys, resolve_bus
 
     options = config.getoption("hil_bus_option")
@@ -241,10 +279,11 @@ class HilRun:
     recording: "Recording"          # as replayed (cut to --hil-samples)
     result: "ReplayResult"
     evaluation: "Evaluation | None"  # score_trace against the reference SOC, as `bmsfil hil run`;
-                                     # None when no estimate arrived
+                                     # None when no estimate arrived or the recording has no reference
     host: "SocTrace"                # the host C core on the recording as the bus carries it
     elapsed_s: float
     variant: str | None = None      # the micropython target's estimator, when chosen
+    not_scored: str | None = None   # why the estimates were not scored (no reference SOC), if so
     delivery: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -280,10 +319,13 @@ class HilRun:
             ("target", self.target),
             *([("variant", self.variant)] if self.variant else []),
             ("recording", self.recording.meta.name),
-            ("ambient_temp_C", self.recording.meta.ambient_temp_C),
+            *([("ambient_temp_C", self.recording.meta.ambient_temp_C)]
+              if self.recording.meta.ambient_temp_C is not None else []),
             ("samples", len(self.recording)),
             ("samples_done", self.result.samples_done),
         ]
+        if self.not_scored is not None:
+            props.append(("not_scored", self.not_scored))
         if self.evaluation is not None:
             s = self.evaluation.score
             props += [
@@ -338,9 +380,14 @@ class _Replays:
         from bmsfil import can_contract as cc
         from bmsfil.core import SocEstimator, SocTrace
         from bmsfil.evaluate import score_trace
+        from bmsfil.recording import RecordingError
         from bmsfil_hil.replay import as_carried, replay_lockstep
+        from bmsfil_hil.targets import RESETTABLE
 
         commands = dict(commands or {})
+        if commands and self.opts.target not in RESETTABLE:
+            pytest.fail(f"target {self.opts.target} has no reset: replay with commands on "
+                        f"{', '.join(RESETTABLE)}", pytrace=False)
         if self.opts.target == "board":
             # A board keeps its state between runs: each replay starts it
             # afresh, as the other targets start (`bmsfil hil run` does the same).
@@ -357,15 +404,21 @@ class _Replays:
             elapsed = time.perf_counter() - t0
             targets.stop_all()
         trace = SocTrace(result.soc[:, 0], result.soc_sigma[:, 0], result.flags[:, 0])
-        answered = bool(np.isfinite(trace.soc).any())
+        evaluation, not_scored = None, None
+        if np.isfinite(trace.soc).any():
+            try:
+                evaluation = score_trace(rec, rec, trace, self.params)
+            except RecordingError as exc:  # no reference SOC: delivered and compared, not scored
+                not_scored = str(exc)
         run = HilRun(
             target=self.opts.target,
             recording=rec,
             result=result,
-            evaluation=score_trace(rec, rec, trace, self.params) if answered else None,
+            evaluation=evaluation,
             host=SocEstimator(self.params).run(as_carried(rec)),
             elapsed_s=elapsed,
             variant=self.opts.variant,
+            not_scored=not_scored,
         )
         if log is None:
             self._cache[key] = (rec, run)  # rec kept alive: its id stays its own
@@ -378,20 +431,19 @@ def hil_options(pytestconfig: pytest.Config) -> HilOptions:
 
 
 @pytest.fixture(scope="session")
-def hil_params(hil_options: HilOptions) -> "ParameterSet":
-    from bmsfil.params import ParameterSet, bundled_params
+def hil_params(pytestconfig: pytest.Config) -> "ParameterSet":
+    from bmsfil.params import bundled_params
 
-    return ParameterSet.load(hil_options.params) if hil_options.params else bundled_params()
+    return pytestconfig.stash.get(_PARAMS, None) or bundled_params()
 
 
 @pytest.fixture(scope="session")
-def hil_recordings(hil_options: HilOptions) -> list["Recording"]:
+def hil_recordings(pytestconfig: pytest.Config, hil_options: HilOptions) -> list["Recording"]:
     """The --hil-recording recordings (default: the bundled one), each cut
     to its first --hil-samples samples."""
     from bmsfil.bundled import bundled_recording
-    from bmsfil.importers import load_any
 
-    recs = [load_any(p) for p in hil_options.recordings] if hil_options.recordings else [bundled_recording()]
+    recs = pytestconfig.stash.get(_RECORDINGS, None) or [bundled_recording()]
     n = hil_options.samples
     return [r.slice(0, n) if 0 < n < len(r) else r for r in recs]
 

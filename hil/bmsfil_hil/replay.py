@@ -715,15 +715,34 @@ def replay_lockstep(
         raise ReplayInterrupted(_interrupted(soc, sigma, flags, d, k, n)) from exc
 
 
+#: How long the end of a run looks for a kind of answer frame (EstCellFlags, EstCellHealth,
+#: EstCellPower) no sample has brought yet (a run of one sample: a target that sends them
+#: sends them right behind its EstCell).
+ANSWER_GRACE_S = 0.1
+
+
 def _await_flags(bus: can.BusABC, k: int, d: Delivery, timeout_s: float, log: can.Listener | None) -> None:
     """A target that sends EstCellFlags, EstCellHealth or EstCellPower sends
-    the last sample's after its last EstCell: read them too. Targets that
-    send none are not waited for."""
-    kinds = [x.received for x in (d.plausibility, d.health, d.power) if x is not None and x.sent]
-    if not kinds or k < 0:
+    the last sample's after its last EstCell: read them too, the kinds it has
+    sent for up to timeout_s, those it has not (yet) for ANSWER_GRACE_S.
+    Targets that send none are not waited for longer than that."""
+    answers = [x for x in (d.plausibility, d.health, d.power) if x is not None]
+    if not answers or k < 0:
         return
-    deadline = time.perf_counter() + timeout_s
-    while not all(r[k].all() for r in kinds) and (remaining := deadline - time.perf_counter()) > 0:
+    start = time.perf_counter()
+    deadline = start + timeout_s
+    grace_end = start + min(ANSWER_GRACE_S, timeout_s)
+    while True:
+        kinds = [x.received for x in answers if x.sent]
+        now = time.perf_counter()
+        if not all(r[k].all() for r in kinds):
+            remaining = deadline - now
+        elif len(kinds) < len(answers):
+            remaining = grace_end - now  # a kind not seen yet may still come
+        else:
+            return
+        if remaining <= 0:
+            return
         try:
             msg = bus.recv(timeout=remaining)
         except can.CanError as exc:

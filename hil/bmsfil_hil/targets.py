@@ -290,3 +290,5 @@ def make_target(name: str, params: ParameterSet, bus_config: dict[str, object] |
 
 
 TARGETS = ("host", "reference", "qemu", "micropython", "board")
+#: The targets a HostCommand resets (the desktop ones run in this process and have no reset).
+RESETTABLE = ("qemu", "micropython", "board")

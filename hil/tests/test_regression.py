@@ -78,6 +78,7 @@ def test_every_sample_answered(run):
 
 def test_no_delivery_faults(run):
     d = run.delivery
+    assert d["fault"] is None, d["fault"]
     assert d["undecodable_frames"] == 0
     assert d["unexpected_frames"] == 0
     assert d["target_faults"] == []
@@ -95,9 +96,12 @@ def test_accuracy_against_reference_soc(run):
     full-length recordings: RMSE <= 1 % at 0 °C and above (2 % below), the
     largest error after 10 minutes <= 3 % (when the replay is that long),
     >= 95 % of samples inside ±3σ."""
+    if run.not_scored is not None:
+        pytest.skip(f"not scored: {run.not_scored}")
     assert run.evaluation is not None, f"no estimate arrived: {run.delivery['fault']}"
     s = run.evaluation.score
-    cold = run.recording.meta.ambient_temp_C < 0
+    ambient = run.recording.meta.ambient_temp_C
+    cold = (ambient if ambient is not None else float(np.nanmedian(run.recording.temp_C))) < 0
     assert s.rmse <= (0.02 if cold else 0.01)
     if not math.isnan(s.max_error_after_settle):
         assert s.max_error_after_settle <= 0.03
@@ -142,9 +146,11 @@ def test_health_estimates_answer(run):
     estimators and sends an EstCellHealth for every cell of every sample;
     on a drive cycle R0 is learned from its current steps (docs/health.md)."""
     h = run.result.health
-    if run.target == "reference" or (run.target == "board" and not h.sent):
+    if run.target == "reference" or (run.target == "board" and not h.sent and run.result.samples_done):
         pytest.skip(f"target {run.target} estimates no capacity or R0")
     assert h.received.all(), "an EstCellHealth for every cell of every sample"
+    if len(run.recording) < 1000:
+        pytest.skip("too short for R0 to be learned from current steps")
     r0 = h.r0_ohm[np.isfinite(h.r0_ohm)]
     assert r0.size and 0.0 < r0[-1] < 0.2
 
@@ -154,7 +160,7 @@ def test_plausibility_monitor_answers_and_stays_quiet(run):
     beside its filter and sends an EstCellFlags for every cell of every
     sample; on a clean recording it raises no flag (docs/plausibility.md)."""
     p = run.result.plausibility
-    if run.target == "reference" or (run.target == "board" and not p.sent):
+    if run.target == "reference" or (run.target == "board" and not p.sent and run.result.samples_done):
         pytest.skip(f"target {run.target} runs no plausibility monitor")
     assert p.received.all(), "an EstCellFlags for every cell of every sample"
     raised = [name for bit, name in cc.PLAUS_FLAGS.items() if np.any(p.flags & bit)]
@@ -168,7 +174,7 @@ def test_power_estimates_answer(run):
     every horizon has had results, and a cell of a few amp-hours can deliver
     tens of watts for 2 s."""
     p = run.result.power
-    if run.target == "reference" or (run.target == "board" and not p.sent):
+    if run.target == "reference" or (run.target == "board" and not p.sent and run.result.samples_done):
         pytest.skip(f"target {run.target} estimates no state of power")
     assert p.received.all(), "an EstCellPower for every cell of every sample"
     if len(run.recording) < 1000:
