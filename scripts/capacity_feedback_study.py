@@ -9,7 +9,7 @@ capacity measured in the discharge before (the best such a feedback could
 know). Scored against each discharge's own SOC, 1 - (charge out so far) /
 (that discharge's measured capacity), over the samples under load (|i| above
 C/10 of the rated capacity), after the first 5 discharges. Quoted in
-docs/health.md ("Not yet"); about a minute.
+docs/health.md ("Not yet"); about a second.
 
     .venv/bin/python scripts/capacity_feedback_study.py [--data ../shared/data]
 """

@@ -47,6 +47,7 @@ def test_dry_run_prints_make_and_pyocd(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     folder, params_c, _ = flash.params_build(flash.FIRMWARE_DIR, "nucleo-f446re", bundled_params())
     assert lines[0].startswith("parameter set: LG INR18650HG2")
+    assert params_c.is_file(), "the make command printed reads it"
     assert lines[1] == f"make -C {flash.FIRMWARE_DIR} BOARD=nucleo-f446re OUT={folder} PARAMS_C={params_c}"
     assert "flash --no-wait -t stm32f446retx --probe 0668FF" in lines[2]
     assert lines[2].endswith(str(folder / "bmsfil.elf"))
@@ -94,7 +95,6 @@ def built(monkeypatch, tmp_path):
     elf = tmp_path / "bmsfil.elf"
     elf.write_bytes(b"\x7fELF")
     monkeypatch.setattr(flash, "check_toolchain", lambda: None)
-    monkeypatch.setattr(flash, "write_params_c", lambda path, text: None)
     monkeypatch.setattr(flash, "build", lambda cmd: None)
     monkeypatch.setattr(flash, "elf_path", lambda build_dir: elf)
     return elf

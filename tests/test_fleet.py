@@ -55,6 +55,9 @@ def test_expand_inputs(tmp_path: Path, slices: list[str]):
 
     with zipfile.ZipFile(tmp_path / "556_Mixed8_parsed.zip", "w") as z:
         z.writestr("556_Mixed8_parsed.csv", "Time,Current\n")
+    with zipfile.ZipFile(tmp_path / "dataset_download.zip", "w") as z:  # an archive of many: not one recording
+        z.writestr("a.csv", "Time,Current\n")
+        z.writestr("b.csv", "Time,Current\n")
     assert [p.name for p in expand_inputs([tmp_path])] == ["556_Mixed8_parsed.zip"]
 
 

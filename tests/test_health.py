@@ -306,7 +306,7 @@ def test_eval_of_a_life_lists_its_discharges(tmp_path: Path) -> None:
     rec = json.loads(out.read_text())["recordings"][0]
     assert rec["ekf"] is None and "no reference SOC" in rec["not_scored"]
     # Not the advice for a tester's file (map an Ah column): a NASA file has none (a red team's).
-    assert "--map" not in rec["not_scored"] and "capacity is scored per discharge" in rec["not_scored"]
+    assert "--map" not in rec["not_scored"] and "its capacity per discharge" in rec["not_scored"]
     cycles = rec["capacity_cycles"]
     assert len(cycles) == 168 and [c["cycle"] for c in cycles[:3]] == [1, 2, 3]
     assert set(cycles[0]) == {"cycle", "measured_Ah", "estimate_end_Ah", "estimate_20pct_Ah", "sigma_Ah"}

@@ -174,10 +174,10 @@ class Params:
         # limits are compared in single precision, as the C core compares them (in the
         # unix port's doubles, sets the host and the C core take were refused: 4.19
         # above 3.69 + 0.5, 1.7 below 2.2 - 0.5).
-        for k, bound, high in ((0, _f32(self.v_min_V - VOLTAGE_MARGIN_V), False),
-                               (1, _f32(self.v_max_V + VOLTAGE_MARGIN_V), True),
-                               (2, self.i_max_A, True), (3, self.i_max_A, True), (6, TEMP_MIN_C, False),
-                               (7, TEMP_MAX_C, True)):
+        for k, bound, high in ((0, _f32(_f32(self.v_min_V) - VOLTAGE_MARGIN_V), False),
+                               (1, _f32(_f32(self.v_max_V) + VOLTAGE_MARGIN_V), True),
+                               (2, _f32(self.i_max_A), True), (3, _f32(self.i_max_A), True),
+                               (6, TEMP_MIN_C, False), (7, TEMP_MAX_C, True)):
             if _f32(limits[k]) > bound if high else _f32(limits[k]) < bound:
                 raise ParamsError("power.%s: %g is %s %g, where the filter takes a reading for a sensor fault"
                                   % (_POWER_FIELDS[k], limits[k], "above" if high else "below", bound))

@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", metavar="PARAMS",
                    help="parameter set, a file or a bundled set's name (default: the bundled LG HG2 set); bare metal: "
                         "built into the firmware, MicroPython: copied to the board")
-    p.add_argument("--dry-run", action="store_true", help="print the build and flash commands, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the build and flash commands (bare metal: after "
+                                                          "exporting the set they build in), run nothing")
     p.set_defaults(func=cmd_flash)
 
 
@@ -119,7 +120,9 @@ def flash(board: str, params: ParameterSet | None = None, probe: str | None = No
     build_dir, params_c, text = params_build(FIRMWARE_DIR, board, params)
     make_cmd = build_command(board, build_dir, params_c)
     elf = elf_path(build_dir)
-    print(f"parameter set: {params.name} (built into the firmware from {params_c})", flush=True)
+    # Written in a dry run too: the make command printed reads it.
+    write_params_c(params_c, text)
+    print(f"parameter set: {params.name} (exported to {params_c}, which the build compiles in)", flush=True)
     if dry_run:
         pyocd = find_pyocd()
         print(shlex.join(make_cmd))
@@ -132,7 +135,6 @@ def flash(board: str, params: ParameterSet | None = None, probe: str | None = No
         raise FlashError("pyocd is not installed; it is needed to flash a board: "
                          "pip install 'bmsfil[board]' (or pip install pyocd)")
     check_toolchain()
-    write_params_c(params_c, text)
     build(make_cmd)
     if not elf.is_file():
         raise FlashError(f"the build did not produce {elf}")

@@ -995,6 +995,8 @@ def _make_output_dirs(args: argparse.Namespace) -> None:
         if not isinstance(path, Path):
             continue
         option = "-o" if name == "output" else f"--{name}"
+        if problem := _name_too_long(path):  # before anything asks the file system about it
+            raise RecordingError(f"{option} {path}: cannot be written: {problem}")
         if path.is_dir():
             raise RecordingError(f"{option} {path}: a directory; give the file to write")
         same = [which for which, other in given if path.exists() and path.samefile(other)
@@ -1014,13 +1016,23 @@ def _make_output_dirs(args: argparse.Namespace) -> None:
 def _unwritable(path: Path) -> str | None:
     """Why a file could not be written where it is named (checked before the work, which a
     failed write at the end would lose), or None. Outputs are written beside themselves as
-    NAME.part, then renamed: the folder must take new files."""
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        return f"its folder {path.parent} does not take new files (permissions, or a read-only file system)"
-    try:
-        longest = os.pathconf(path.parent, "PC_NAME_MAX")
-    except (OSError, ValueError):
+    NAME.part, then renamed: the folder must take new files. What is not a regular file
+    (/dev/stdout, a pipe) is written straight to (bmsfil.jsonout), and a link where it leads."""
+    if path.exists() and not path.is_file():
         return None
+    folder = path.resolve().parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} does not take new files (permissions, or a read-only file system)"
+    return _name_too_long(path)
+
+
+def _name_too_long(path: Path) -> str | None:
+    """Why the name of a file to write (and of its NAME.part) is too long for its folder's file system, or None."""
+    folder = next((f for f in path.parents if f.is_dir()), Path("."))
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        longest = 255
     if len(os.fsencode(path.name + ".part")) > longest:
         return f"its name is longer than its folder's file system takes ({longest} bytes)"
     return None
@@ -1058,9 +1070,14 @@ def main(argv: list[str] | None = None) -> int:
         if exc.filename is None:
             raise
         # A file the work could not read or write after the checks (a disk that filled, a folder
-        # whose permissions changed): named, not a traceback.
-        err_console.print(f"bmsfil {args.command}: error: {exc.filename}: {exc.strerror or exc}", soft_wrap=True)
-        return 1
+        # whose permissions changed): named, not a traceback; an output's NAME.part (written, then
+        # renamed) is named as the output and not left behind.
+        name = str(exc.filename)
+        if name.endswith(".part"):
+            Path(name).unlink(missing_ok=True)
+            name = name.removesuffix(".part")
+        err_console.print(f"bmsfil {args.command}: error: {name}: {exc.strerror or exc}", soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         kept = ("; what was done is in its --json" + (", and --resume does the rest" if args.command == "eval" else "")
                 if args.command in ("eval", "health") and getattr(args, "json", None) else "")

@@ -56,8 +56,9 @@ from bmsfil.params import ParameterSet
 
 #: Charge over which the instantaneous-hysteresis element moves 63 % of the way to a new sign.
 HYST_SIGN_CHARGE_AS = 1.0
-#: Modules the exported module imports: a file of one of these names would import itself instead.
-SHADOWED = ("pybamm", "numpy", "typing", "__future__")
+#: Modules the exported module imports, itself or through PyBaMM: a file of one of these names would be
+#: imported in their place.
+SHADOWED = ("pybamm", "numpy", "typing", "__future__", "scipy", "casadi")
 
 _TEMPLATE = '''"""PyBaMM parameter values for the bmsfil parameter set {doc_name}{origin}.
 

@@ -83,7 +83,8 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
         path = Path(text)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(RECORDING_SUFFIXES)
-                           and not p.name.lower().startswith(NOT_RECORDINGS) and p.name not in COMPANION_FILES)
+                           and not p.name.lower().startswith(NOT_RECORDINGS) and p.name not in COMPANION_FILES
+                           and (not p.name.endswith(".zip") or _zip_of_one(p)))
             if not found:
                 raise FleetError(f"{path}: a directory without recordings ({', '.join(RECORDING_SUFFIXES)})")
         elif path.is_file():
@@ -99,6 +100,18 @@ def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
                 seen.add(real)
                 out.append(p)
     return out
+
+
+def _zip_of_one(path: Path) -> bool:
+    """A zip that holds one file, which is read as that file (a folder's other archives, a
+    download of many files, are not recordings)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return len([i for i in z.infolist() if not i.is_dir()]) == 1
+    except (zipfile.BadZipFile, OSError):
+        return True  # not a readable zip: the run says so, as for any damaged input
 
 
 def _call(fn: Callable[..., T], source: str, args: tuple[object, ...]) -> tuple[str, T | None, str | None]:

@@ -206,8 +206,8 @@ class Recording:
             # A life of discharges (NASA PCoE's): its files have no counter to map.
             raise RecordingError(
                 f"recording {self.meta.name!r} is a life of {len(self.cycle_starts() or [])} discharges with no "
-                "Ah counter, so no reference SOC: its capacity is scored per discharge instead (capacity_cycles; "
-                "bmsfil health scores the life)"
+                "Ah counter, so no reference SOC; what can be scored is its capacity per discharge (bmsfil health, "
+                "or eval's capacity_cycles)"
             )
         if missing:
             raise RecordingError(
