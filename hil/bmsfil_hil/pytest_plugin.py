@@ -216,7 +216,10 @@ class HilOptions:
             from bmsfil.bundled import BUNDLED_RECORDING
 
             return [Path(BUNDLED_RECORDING).stem]
-        return [Path(p.name.removesuffix(".gz")).stem for p in self.recordings]
+        stems = [Path(p.name.removesuffix(".gz")).stem for p in self.recordings]
+        # Two files of one name (a/x.csv, b/x.csv): told apart by their folders, not pytest's x0, x1.
+        return [f"{p.parent.name}/{stem}" if stems.count(stem) > 1 else stem
+                for p, stem in zip(self.recordings, stems)]
 
 
 @dataclass
@@ -417,7 +420,7 @@ class _Replays:
             evaluation=evaluation,
             host=SocEstimator(self.params).run(as_carried(rec)),
             elapsed_s=elapsed,
-            variant=self.opts.variant,
+            variant=self.opts.variant or ("python" if self.opts.target == "micropython" else None),
             not_scored=not_scored,
         )
         if log is None:
