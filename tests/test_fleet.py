@@ -355,3 +355,22 @@ def test_an_interrupted_eval_says_so_without_a_traceback(tmp_path: Path, slices:
     assert cli.main(["eval", slices[0], "--json", str(tmp_path / "e.json"), "--out-dir", str(tmp_path)]) == 130
     assert "bmsfil eval: interrupted; what was done is in its --json, and --resume does the rest" in \
         " ".join(capsys.readouterr().err.split())
+
+
+def test_a_failed_worker_leaves_no_file_under_its_own_name(tmp_path: Path, slices: list[str], monkeypatch):
+    """A worker's files are named by the command only when it succeeds: one that fails
+    after writing some left them in --out-dir under its hidden working name."""
+    import argparse
+
+    import bmsfil_hil.cli as hil_cli
+
+    def fails(args, *rest):  # type: ignore[no-untyped-def]
+        (args.out_dir / f"{args.private_stem}.csv").write_text("half")
+        raise RuntimeError("a cell could not be scored")
+
+    monkeypatch.setattr(hil_cli, "_replay_pack", fails)
+    monkeypatch.setattr(hil_cli, "_packs_of", lambda recs, args, params: [("part0", recs)])
+    args = argparse.Namespace(out_dir=tmp_path)
+    with pytest.raises(RuntimeError):
+        hil_cli._replay_source(slices[0], args, bundled_params(), {}, {}, 500000, 1.0)
+    assert list(tmp_path.iterdir()) == []

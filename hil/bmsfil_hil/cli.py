@@ -591,7 +591,12 @@ def _replay_source(source: str, args: argparse.Namespace, params: ParameterSet, 
     # Its files under a name of its own (workers write at once, and two inputs may hold
     # recordings of one name); the command gives them their names (`_name_worker_outputs`).
     own = argparse.Namespace(**vars(args), private_stem=f".{uuid.uuid4().hex[:12]}")
-    return _replay_pack(own, params, config, name, cells, commands, None, None, bitrate, speed)
+    try:
+        return _replay_pack(own, params, config, name, cells, commands, None, None, bitrate, speed)
+    except BaseException:
+        for written in Path(args.out_dir).glob(f"{own.private_stem}*"):  # nobody will name them
+            written.unlink(missing_ok=True)
+        raise
 
 
 def _name_worker_outputs(args: argparse.Namespace, entry: dict[str, object]) -> None:
