@@ -136,6 +136,35 @@ def test_one_damaged_line_in_a_text_log_loses_one_frame_not_the_rest(tmp_path, c
     assert sent == 299, "one MeasPack lost, every other sample read"
 
 
+@pytest.mark.parametrize("damage", ["body", "header"])
+def test_one_damaged_container_in_a_blf_loses_its_frames_not_the_rest(tmp_path, capsys, damage):
+    """A damaged byte in a .blf container (its compressed body, or its header):
+    python-can stops there, and everything after it was lost ('cut short', the
+    bytes after it not read). The container is now skipped and named, by the
+    byte it began at, and the next read: its frames are lost, as on the bus."""
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "600", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    data = bytearray(log.read_bytes())
+    starts = [i for i in range(144, len(data) - 3, 4) if data[i:i + 4] == b"LOBJ"]
+    at = starts[len(starts) // 2]
+    if damage == "body":
+        data[at + 48:at + 64] = bytes(16)
+    else:
+        data[at:at + 4] = b"XXXX"
+    log.write_bytes(bytes(data))
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "s"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"1 container(s) python-can cannot read, skipped (at byte {at:,}:" in out, out
+    doc = json.loads(js.read_text())
+    assert [c["byte"] for c in doc["skipped_containers"]] == [at] and doc["cut_short"] is None
+    run = doc["recordings"][0]
+    assert 560 <= run["samples"] < 600, "the samples of one container lost, those after it read"
+    # The C core steps over the lost samples as one interval, the target stepped each: close, not equal.
+    assert run["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-3
+
+
 @pytest.mark.parametrize("suffix", [".log", ".asc"])
 def test_a_text_log_with_an_unreadable_tail_keeps_every_record_before_it(tmp_path, capsys, suffix):
     """Bytes that are not text after the last good line: every sample

@@ -720,7 +720,10 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
                       "contract (another ID, a wrong length or kind, a value out of range): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
                               "crc_failed_frames": runs[0].crc_failed, "cut_short": runs[-1].cut_short,
-                              "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped],
+                              "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped
+                                                if runs[-1].skipped_unit == "line"],
+                              "skipped_containers": [{"byte": at, "why": why} for at, why in runs[-1].skipped
+                                                     if runs[-1].skipped_unit == "container"],
                               "recordings": scored, "interrupted": False}
     status = 0
     try:
@@ -762,8 +765,8 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
         for note in run.sequence_notes:
             console.print(f"bmsfil hil {command}: warning: {path}: {run.name}: {note}", soft_wrap=True)
     if runs[-1].skipped:
-        console.print(f"bmsfil hil {command}: warning: {path}: {describe_skipped(runs[-1].skipped)}; every other "
-                      "line read (a frame on a skipped line is lost, as on the bus)", soft_wrap=True)
+        console.print(f"bmsfil hil {command}: warning: {path}: "
+                      f"{describe_skipped(runs[-1].skipped, runs[-1].skipped_unit)}", soft_wrap=True)
     return runs
 
 

@@ -70,7 +70,8 @@ class LoggedRun:
     cut_short: str | None = None  # the last run of a log that looks cut short (LogRead.cut_short): why,
     # and after how many records that did read (all of them kept)
     skipped: tuple[tuple[int, str], ...] = ()  # (with the last run) a text log's lines python-can cannot
-    # read, skipped: line number and why
+    # read, skipped: line number and why; a .blf's containers: the byte each began at and why
+    skipped_unit: str = "line"  # "line" or "container" (LogRead.skipped_unit)
     sequence_notes: tuple[str, ...] = ()  # samples the MeasPack sequence says were lost, repeated or reordered
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
@@ -165,6 +166,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
             for i, (seg, name) in enumerate(zip(segments, names))]
     runs[-1].cut_short = reader.cut_short
     runs[-1].skipped = tuple(reader.skipped)
+    runs[-1].skipped_unit = reader.skipped_unit
     runs[0].crc_failed = crc_failed
     for run in runs:
         run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
@@ -224,11 +226,80 @@ def _channels_text(channels: list[str]) -> str:
 def log_messages(path: Path) -> Iterable[can.Message]:
     """python-can's reader of a log; a text log (.asc, .log, ...) is read
     line by line with undecodable bytes replaced, a line python-can cannot
-    read skipped (`TextLog`); a binary one (.blf) ends at a record it cannot."""
+    read skipped (`TextLog`); a .blf container by container, one that cannot
+    be read skipped (`BlfLog`); another binary log ends at a record it cannot."""
     reader = can.io.player.MESSAGE_READERS.get(path.suffix.lower())
     if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
         return TextLog(path, reader)
+    if path.suffix.lower() == ".blf":
+        return BlfLog(path)
     return can.LogReader(str(path))  # type: ignore[no-any-return]
+
+
+class BlfLog(can.BLFReader):
+    """python-can's BLF reader, going on past a container it cannot read (a
+    damaged byte in its compressed data, a header that is not one): the file
+    is searched for the next container, which is read as the logger wrote it.
+    The frames of the damaged one are lost (and one that spanned its edge),
+    as frames on a bus are; `skipped` says where (the byte the container
+    began at), why and how many bytes. A damaged first container, or a file
+    that is not a BLF log, is an error as before (LogRead)."""
+
+    unit = "container"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.skipped: list[tuple[int, str]] = []
+        self._lost_tail = False
+
+    def __iter__(self) -> Iterator[can.Message]:
+        from can.io import blf
+
+        head = blf.OBJ_HEADER_BASE_STRUCT
+        while True:
+            at = self.file.tell()
+            data = self.file.read(head.size)
+            if len(data) < head.size:
+                break  # the end, or a file cut in a header (LogRead says it is short)
+            signature, _, _, obj_size, obj_type = head.unpack(data)
+            if signature != b"LOBJ" or obj_size < head.size:
+                self._skip_to_next(at, "not an object's header")
+                continue
+            obj_data = self.file.read(obj_size - head.size)
+            if len(obj_data) < obj_size - head.size:
+                break  # a file cut in its last object
+            self.file.read(obj_size % 4)  # padding
+            if obj_type != blf.LOG_CONTAINER:
+                continue
+            try:
+                method, _ = blf.LOG_CONTAINER_STRUCT.unpack_from(obj_data)
+                body = obj_data[blf.LOG_CONTAINER_STRUCT.size:]
+                if method == blf.ZLIB_DEFLATE:
+                    body = zlib.decompressobj().decompress(body)
+                elif method != blf.NO_COMPRESSION:
+                    raise BLFParseError(f"unknown compression method {method}")
+                if self._lost_tail:
+                    # After a skipped container, this one begins inside an object whose start
+                    # was lost with it: read from its first object on.
+                    body = body[max(body.find(b"LOBJ"), 0):]
+                    self._lost_tail = False
+                yield from self._parse_container(body)
+            except (zlib.error, struct.error, BLFParseError) as exc:
+                self._tail, self._lost_tail = b"", True  # an object that began in it is lost with it
+                self.skipped.append((at, f"{_why(exc)}; {obj_size:,} bytes"))
+        self.stop()
+
+    def _skip_to_next(self, at: int, why: str) -> None:
+        """From a damaged header at `at`, on to the next object's: the next b"LOBJ" on a
+        4-byte boundary (objects are padded to them), or the end of the file."""
+        start = at + 4
+        self.file.seek(start)
+        rest = self.file.read()
+        first = -start % 4
+        k = next((i for i in range(first, len(rest) - 3, 4) if rest[i:i + 4] == b"LOBJ"), len(rest))
+        self._tail, self._lost_tail = b"", True
+        self.skipped.append((at, f"{why}; {4 + k:,} bytes"))
+        self.file.seek(start + k)
 
 
 class _Lines:
@@ -323,7 +394,12 @@ class LogRead:
 
     @property
     def skipped(self) -> list[tuple[int, str]]:
-        return self._messages.skipped if isinstance(self._messages, TextLog) else []
+        return self._messages.skipped if isinstance(self._messages, (TextLog, BlfLog)) else []
+
+    @property
+    def skipped_unit(self) -> str:
+        """What `skipped` counts: a text log's lines, a .blf's containers (by the byte they began at)."""
+        return "container" if isinstance(self._messages, BlfLog) else "line"
 
     def __iter__(self) -> Iterator[can.Message]:
         read = 0
@@ -400,10 +476,13 @@ def _carries_contract3_crc(data: bytes) -> bool:
     return len(data) == cc.DATA_LENGTH and data[1] >> 4 == cc.crc4_g704(bytes([data[0], data[1] & 0x0F]) + data[2:])
 
 
-def describe_skipped(skipped: list[tuple[int, str]] | tuple[tuple[int, str], ...]) -> str:
-    """A text log's skipped lines, for a warning: how many, and the first few with why."""
-    shown = "; ".join(f"line {line}: {why}" for line, why in skipped[:3])
-    return f"{len(skipped)} line(s) python-can cannot read, skipped ({shown}{'; ...' if len(skipped) > 3 else ''})"
+def describe_skipped(skipped: list[tuple[int, str]] | tuple[tuple[int, str], ...], unit: str = "line") -> str:
+    """A log's skipped lines (a text log) or containers (a .blf), for a warning: how many,
+    the first few with where and why, and that the others were read."""
+    where = "line {}" if unit == "line" else "at byte {:,}"
+    shown = "; ".join(f"{where.format(at)}: {why}" for at, why in skipped[:3])
+    return (f"{len(skipped)} {unit}(s) python-can cannot read, skipped ({shown}{'; ...' if len(skipped) > 3 else ''});"
+            f" every other {unit} read (a frame in a skipped {unit} is lost, as on the bus)")
 
 
 def _unreadable(path: Path, exc: Exception) -> LogError:

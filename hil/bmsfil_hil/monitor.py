@@ -491,8 +491,8 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
         err_console.print(f"bmsfil monitor: warning: CAN log {args.log} {source.cut_short}: cut short?; shown up "
                           "to its end", soft_wrap=True)
     if source.skipped:
-        err_console.print(f"bmsfil monitor: warning: CAN log {args.log}: {describe_skipped(source.skipped)}; every "
-                          "other line shown", soft_wrap=True)
+        err_console.print(f"bmsfil monitor: warning: CAN log {args.log}: "
+                          f"{describe_skipped(source.skipped, source.skipped_unit)}", soft_wrap=True)
     return 0
 
 
