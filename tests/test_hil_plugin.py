@@ -63,3 +63,20 @@ def test_a_reset_asked_of_a_desktop_target_fails_at_once(tmp_path: Path) -> None
     done = _pytest(tmp_path, str(tmp_path / "test_mine.py"), "--hil-samples", "50")
     assert done.returncode == 1
     assert "target host has no reset: replay with commands on qemu, micropython, board" in done.stdout
+
+
+def test_a_conftest_with_recordings_of_its_own_is_told_how(tmp_path: Path) -> None:
+    """A conftest overriding `hil_recordings` with three recordings ran the tests once,
+    on the first, under the bundled recording's id; now it fails saying to use
+    --hil-recording."""
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n"
+        "from bmsfil.bundled import bundled_recording\n"
+        "@pytest.fixture(scope='session')\n"
+        "def hil_recordings():\n"
+        "    rec = bundled_recording()\n"
+        "    return [rec.slice(0, 50), rec.slice(50, 100), rec.slice(100, 150)]\n")
+    (tmp_path / "test_mine.py").write_text("def test_one(hil_recording):\n    assert len(hil_recording) == 50\n")
+    done = _pytest(tmp_path, str(tmp_path / "test_mine.py"))
+    assert done.returncode == 1
+    assert "give the recordings with --hil-recording" in " ".join(done.stdout.split())

@@ -452,8 +452,15 @@ def hil_recordings(pytestconfig: pytest.Config, hil_options: HilOptions) -> list
 
 
 @pytest.fixture(scope="session")
-def hil_recording(request: pytest.FixtureRequest, hil_recordings: list["Recording"]) -> "Recording":
-    """One of `hil_recordings`: tests taking it are parametrized over them."""
+def hil_recording(request: pytest.FixtureRequest, hil_options: HilOptions,
+                  hil_recordings: list["Recording"]) -> "Recording":
+    """One of `hil_recordings`: tests taking it are parametrized over them (over the
+    --hil-recording options, at collection; a conftest's own `hil_recordings` of another
+    number of recordings fails here rather than testing only some of them)."""
+    if len(hil_recordings) != (len(hil_options.recordings) or 1):
+        pytest.fail(f"hil_recordings holds {len(hil_recordings)} recording(s), and the tests are parametrized over "
+                    f"{len(hil_options.recordings) or 1} (one per --hil-recording, at collection): give the "
+                    "recordings with --hil-recording rather than by a fixture of your own", pytrace=False)
     return hil_recordings[request.param]
 
 
