@@ -7,6 +7,7 @@ recordings."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,8 +65,12 @@ def test_an_output_that_cannot_be_written_is_said_before_the_work(tmp_path: Path
         assert main(["export", "lg-hg2", "-o", str(too_long)]) == 2
         err = " ".join(capsys.readouterr().err.split())
         assert "cannot be written: its name is longer than its folder's file system takes" in err
-    # What is not a regular file is written straight to, whatever its folder.
-    assert cli._unwritable(Path("/dev/stdout")) is None
+    # A JSON output is written straight to what is not a regular file, whatever its folder;
+    # another output would be renamed over it (a pipe or a device replaced): refused.
+    assert cli._unwritable(Path("/dev/stdout"), straight=True) is None
+    os.mkfifo(tmp_path / "fifo.c")
+    assert main(["export", "lg-hg2", "-o", str(tmp_path / "fifo.c")]) == 2
+    assert "not a regular file" in capsys.readouterr().err and not (tmp_path / "fifo.c").is_file()
 
     def full(self: Path, *args: object, **kwargs: object) -> int:
         self.write_bytes(b"half")  # what a full disk leaves

@@ -21,7 +21,7 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
 from bmsfil.inject import SensorErrors
 from bmsfil.params import bundled_params
-from bmsfil_hil.logreplay import read_log
+from bmsfil_hil.logreplay import LogRead, read_log
 from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import open_log, replay_lockstep
 from bmsfil_hil.targets import make_target
@@ -136,21 +136,30 @@ def test_one_damaged_line_in_a_text_log_loses_one_frame_not_the_rest(tmp_path, c
     assert sent == 299, "one MeasPack lost, every other sample read"
 
 
-@pytest.mark.parametrize("damage", ["body", "header"])
+@pytest.mark.parametrize("damage", ["body", "signature", "size", "size a little", "type"])
 def test_one_damaged_container_in_a_blf_loses_its_frames_not_the_rest(tmp_path, capsys, damage):
-    """A damaged byte in a .blf container (its compressed body, or its header):
-    python-can stops there, and everything after it was lost ('cut short', the
-    bytes after it not read). The container is now skipped and named, by the
-    byte it began at, and the next read: its frames are lost, as on the bus."""
+    """A damaged byte in a .blf container (its compressed body, or its header's
+    signature, size or type): python-can stops there, and everything after it was
+    lost ('cut short', the bytes after it not read). The container is now skipped
+    and named, by the byte it began at, and the next read: its frames are lost,
+    as on the bus. (A review found the first version looking for the next
+    container on 4-byte boundaries only, where half of them start at 2 mod 4,
+    and missing a damaged size or type; the container damaged here starts at
+    2 mod 4.)"""
     log = tmp_path / "run.blf"
     assert main(["hil", "run", "--samples", "600", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
     data = bytearray(log.read_bytes())
-    starts = [i for i in range(144, len(data) - 3, 4) if data[i:i + 4] == b"LOBJ"]
-    at = starts[len(starts) // 2]
+    starts = [i for i in range(144, len(data) - 15) if data[i:i + 4] == b"LOBJ" and data[i + 12] == 10]
+    at = next(i for i in starts[len(starts) // 2:] if i % 4 == 2)
+    size = int.from_bytes(data[at + 8:at + 12], "little")
     if damage == "body":
         data[at + 48:at + 64] = bytes(16)
-    else:
+    elif damage == "signature":
         data[at:at + 4] = b"XXXX"
+    elif damage.startswith("size"):
+        data[at + 8:at + 12] = (size + (256 if damage == "size a little" else 0x10000)).to_bytes(4, "little")
+    else:
+        data[at + 12] ^= 0x40
     log.write_bytes(bytes(data))
     js = tmp_path / "score.json"
     capsys.readouterr()
@@ -163,6 +172,20 @@ def test_one_damaged_container_in_a_blf_loses_its_frames_not_the_rest(tmp_path, 
     assert 560 <= run["samples"] < 600, "the samples of one container lost, those after it read"
     # The C core steps over the lost samples as one interval, the target stepped each: close, not equal.
     assert run["cells_scored"][0]["max_abs_soc_difference_vs_core"] <= 1e-3
+
+
+def test_a_blf_cut_in_a_container_keeps_what_python_can_reads(tmp_path):
+    """A log cut short (a killed harness) inside a container: its frames up to the
+    cut are read, as python-can reads them (the first BlfLog dropped them)."""
+    log = tmp_path / "run.blf"
+    assert main(["hil", "run", "--samples", "600", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    data = log.read_bytes()
+    for cut in (len(data) * 3 // 4, len(data) * 3 // 4 + 301):
+        short = tmp_path / f"cut{cut}.blf"
+        short.write_bytes(data[:cut])
+        read = LogRead(short)
+        assert sum(1 for _ in read) == sum(1 for _ in can.LogReader(str(short)))
+        assert read.skipped == [] and read.cut_short
 
 
 @pytest.mark.parametrize("suffix", [".log", ".asc"])
@@ -407,7 +430,7 @@ def test_every_single_bit_flip_of_a_contract_3_frame_is_refused(tmp_path):
     was sent with: any one bit flipped in it is refused (judged by this
     contract's crc instead, some flips would pass: the two differ by a
     constant per ID)."""
-    from bmsfil_hil.logreplay import read_log
+    from bmsfil_hil.logreplay import LogRead, read_log
 
     log = tmp_path / "run.blf"
     assert main(["hil", "run", "--samples", "40", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0

@@ -238,68 +238,113 @@ def log_messages(path: Path) -> Iterable[can.Message]:
 
 class BlfLog(can.BLFReader):
     """python-can's BLF reader, going on past a container it cannot read (a
-    damaged byte in its compressed data, a header that is not one): the file
-    is searched for the next container, which is read as the logger wrote it.
-    The frames of the damaged one are lost (and one that spanned its edge),
-    as frames on a bus are; `skipped` says where (the byte the container
-    began at), why and how many bytes. A damaged first container, or a file
-    that is not a BLF log, is an error as before (LogRead)."""
+    damaged byte in its compressed data, its header or its inner objects):
+    the file is searched for the next container's header, which is read as
+    the logger wrote it. The frames of the damaged container are lost (and one
+    that spanned its edge), as frames on a bus are; `skipped` says where (the
+    byte the container began at), why and how many bytes were passed over. A
+    container is damaged where its data do not end where its header says, or
+    run past the end of a file its logger closed (the file header's size is
+    the file's); in a file cut short (a killed logger's) the last container
+    is read as far as it goes. A file that is not a BLF log is an error as
+    before (LogRead)."""
 
-    unit = "container"
+    #: Reading ahead for the next container's header, bytes at a time.
+    SEARCH_CHUNK = 1 << 20
+    #: Longer than any object inside a container (a CAN FD frame's is under 200 bytes).
+    LONGEST_OBJECT = 1 << 16
 
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
         self.skipped: list[tuple[int, str]] = []
         self._lost_tail = False
+        self._size = path.stat().st_size
+        self._closed = self.file_size == self._size
 
     def __iter__(self) -> Iterator[can.Message]:
         from can.io import blf
 
-        head = blf.OBJ_HEADER_BASE_STRUCT
+        head, box = blf.OBJ_HEADER_BASE_STRUCT, blf.LOG_CONTAINER_STRUCT
         while True:
             at = self.file.tell()
             data = self.file.read(head.size)
             if len(data) < head.size:
                 break  # the end, or a file cut in a header (LogRead says it is short)
             signature, _, _, obj_size, obj_type = head.unpack(data)
-            if signature != b"LOBJ" or obj_size < head.size:
-                self._skip_to_next(at, "not an object's header")
+            if not self._container_header(signature, obj_size, obj_type, at):
+                self._resync(at, "not a container's header")
                 continue
             obj_data = self.file.read(obj_size - head.size)
-            if len(obj_data) < obj_size - head.size:
-                break  # a file cut in its last object
-            self.file.read(obj_size % 4)  # padding
-            if obj_type != blf.LOG_CONTAINER:
-                continue
+            cut = len(obj_data) < obj_size - head.size
+            if not cut:
+                self.file.read(obj_size % 4)  # padding, as python-can reads it
             try:
-                method, _ = blf.LOG_CONTAINER_STRUCT.unpack_from(obj_data)
-                body = obj_data[blf.LOG_CONTAINER_STRUCT.size:]
+                method, expected = box.unpack_from(obj_data)
+                body = obj_data[box.size:]
                 if method == blf.ZLIB_DEFLATE:
-                    body = zlib.decompressobj().decompress(body)
-                elif method != blf.NO_COMPRESSION:
+                    z = zlib.decompressobj()
+                    body = z.decompress(body)
+                    whole = z.eof and not z.unused_data
+                elif method == blf.NO_COMPRESSION:
+                    whole = True
+                else:
                     raise BLFParseError(f"unknown compression method {method}")
-                if self._lost_tail:
-                    # After a skipped container, this one begins inside an object whose start
-                    # was lost with it: read from its first object on.
-                    body = body[max(body.find(b"LOBJ"), 0):]
-                    self._lost_tail = False
-                yield from self._parse_container(body)
+                if not cut and not (whole and len(body) == expected):
+                    raise BLFParseError(f"its data do not end where its header says ({expected:,} bytes)")
             except (zlib.error, struct.error, BLFParseError) as exc:
-                self._tail, self._lost_tail = b"", True  # an object that began in it is lost with it
+                self._resync(at, _why(exc))  # its size may be what is damaged: search from its start
+                continue
+            if self._lost_tail:
+                # After a skipped container, this one begins inside an object whose start
+                # was lost with it: read from its first object on.
+                body = body[max(body.find(b"LOBJ"), 0):]
+                self._lost_tail = False
+            try:
+                yield from self._parse_container(body)
+                if len(self._tail) > self.LONGEST_OBJECT:
+                    # An object that goes on for longer than any a logger writes: its size is damaged
+                    # (python-can would carry it over container after container).
+                    raise BLFParseError(f"an object said to go on past {self.LONGEST_OBJECT:,} bytes")
+            except (struct.error, BLFParseError) as exc:
+                self._tail, self._lost_tail = b"", True  # its other objects are lost with it
                 self.skipped.append((at, f"{_why(exc)}; {obj_size:,} bytes"))
+            if cut:
+                break  # the file ends in this container: read as far as it goes
         self.stop()
 
-    def _skip_to_next(self, at: int, why: str) -> None:
-        """From a damaged header at `at`, on to the next object's: the next b"LOBJ" on a
-        4-byte boundary (objects are padded to them), or the end of the file."""
-        start = at + 4
-        self.file.seek(start)
-        rest = self.file.read()
-        first = -start % 4
-        k = next((i for i in range(first, len(rest) - 3, 4) if rest[i:i + 4] == b"LOBJ"), len(rest))
+    def _container_header(self, signature: bytes, obj_size: int, obj_type: int, at: int) -> bool:
+        """Whether an object header at byte `at` can be a container's: the signature, the
+        type (every object of a BLF file's top level is a container), a size that holds a
+        container's header and, in a closed file, ends within it."""
+        from can.io import blf
+
+        least = blf.OBJ_HEADER_BASE_STRUCT.size + blf.LOG_CONTAINER_STRUCT.size
+        return (signature == b"LOBJ" and obj_type == blf.LOG_CONTAINER and obj_size >= least
+                and (at + obj_size <= self._size or not self._closed))
+
+    def _resync(self, at: int, why: str) -> None:
+        """From a damaged container at byte `at`, on to the next container's header (at
+        any byte: objects are padded to no fixed boundary), or the end of the file."""
+        from can.io import blf
+
+        head = blf.OBJ_HEADER_BASE_STRUCT
+        pos, found = at + 1, self._size
+        while pos + head.size <= self._size and found == self._size:
+            self.file.seek(pos)
+            chunk = self.file.read(self.SEARCH_CHUNK)
+            k = chunk.find(b"LOBJ")
+            while 0 <= k <= len(chunk) - head.size:
+                signature, _, _, obj_size, obj_type = head.unpack_from(chunk, k)
+                if self._container_header(signature, obj_size, obj_type, pos + k):
+                    found = pos + k
+                    break
+                k = chunk.find(b"LOBJ", k + 1)
+            if len(chunk) < self.SEARCH_CHUNK:
+                break
+            pos += len(chunk) - head.size  # the chunks overlap by a header
         self._tail, self._lost_tail = b"", True
-        self.skipped.append((at, f"{why}; {4 + k:,} bytes"))
-        self.file.seek(start + k)
+        self.skipped.append((at, f"{why}; {found - at:,} bytes"))
+        self.file.seek(found)
 
 
 class _Lines:

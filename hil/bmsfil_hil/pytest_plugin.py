@@ -216,10 +216,17 @@ class HilOptions:
             from bmsfil.bundled import BUNDLED_RECORDING
 
             return [Path(BUNDLED_RECORDING).stem]
-        stems = [Path(p.name.removesuffix(".gz")).stem for p in self.recordings]
-        # Two files of one name (a/x.csv, b/x.csv): told apart by their folders, not pytest's x0, x1.
-        return [f"{p.parent.name}/{stem}" if stems.count(stem) > 1 else stem
-                for p, stem in zip(self.recordings, stems)]
+        # Each file's stem, with as many of its folders as tell it from the others of that name
+        # (a/data/x.csv, b/data/x.csv: a/data/x, b/data/x), not pytest's x0, x1.
+        paths = [p.absolute().parent / Path(p.name.removesuffix(".gz")).stem for p in self.recordings]
+        ids = []
+        for p in paths:
+            parts = p.parts
+            k = 1
+            while k < len(parts) and sum(q.parts[-k:] == parts[-k:] for q in paths) > 1:
+                k += 1
+            ids.append("/".join(parts[-k:]))
+        return ids
 
 
 @dataclass
@@ -384,6 +391,7 @@ class _Replays:
         from bmsfil.core import SocEstimator, SocTrace
         from bmsfil.evaluate import score_trace
         from bmsfil.recording import RecordingError
+        from bmsfil_hil.natmod import DEFAULT_VARIANT
         from bmsfil_hil.replay import as_carried, replay_lockstep
         from bmsfil_hil.targets import RESETTABLE
 
@@ -420,7 +428,7 @@ class _Replays:
             evaluation=evaluation,
             host=SocEstimator(self.params).run(as_carried(rec)),
             elapsed_s=elapsed,
-            variant=self.opts.variant or ("python" if self.opts.target == "micropython" else None),
+            variant=self.opts.variant or (DEFAULT_VARIANT if self.opts.target == "micropython" else None),
             not_scored=not_scored,
         )
         if log is None:

@@ -1009,18 +1009,22 @@ def _make_output_dirs(args: argparse.Namespace) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RecordingError(f"{option} {path}: cannot make its directory ({exc.strerror or exc})") from None
-        if problem := _unwritable(path):
+        if problem := _unwritable(path, straight=name == "json"):
             raise RecordingError(f"{option} {path}: cannot be written: {problem}")
 
 
-def _unwritable(path: Path) -> str | None:
+def _unwritable(path: Path, straight: bool) -> str | None:
     """Why a file could not be written where it is named (checked before the work, which a
     failed write at the end would lose), or None. Outputs are written beside themselves as
-    NAME.part, then renamed: the folder must take new files. What is not a regular file
-    (/dev/stdout, a pipe) is written straight to (bmsfil.jsonout), and a link where it leads."""
+    NAME.part, then renamed over the name: its folder must take new files, and what is there
+    must be a file (a link is replaced). A JSON output (`straight`, bmsfil.jsonout) is written
+    straight to what is not a regular file (/dev/stdout, a pipe), and beside where a link leads."""
     if path.exists() and not path.is_file():
-        return None
-    folder = path.resolve().parent
+        if straight:
+            return None
+        return ("not a regular file: it is written as a new file beside it and renamed over it, which would "
+                "replace a pipe or a device; write to a file")
+    folder = (path.resolve() if straight else path.absolute()).parent
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"its folder {folder} does not take new files (permissions, or a read-only file system)"
     return _name_too_long(path)
@@ -1073,8 +1077,12 @@ def main(argv: list[str] | None = None) -> int:
         # whose permissions changed): named, not a traceback; an output's NAME.part (written, then
         # renamed) is named as the output and not left behind.
         name = str(exc.filename)
-        if name.endswith(".part"):
-            Path(name).unlink(missing_ok=True)
+        outputs = [str(getattr(args, option)) for option in OUTPUT_OPTIONS if isinstance(getattr(args, option, None), Path)]
+        if name.endswith(".part") and any(name.startswith(output) for output in outputs):
+            try:
+                Path(name).unlink(missing_ok=True)
+            except OSError:
+                pass  # named below all the same
             name = name.removesuffix(".part")
         err_console.print(f"bmsfil {args.command}: error: {name}: {exc.strerror or exc}", soft_wrap=True)
         return 2
