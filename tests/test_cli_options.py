@@ -76,10 +76,15 @@ def test_an_output_that_cannot_be_written_is_said_before_the_work(tmp_path: Path
         self.write_bytes(b"half")  # what a full disk leaves
         raise OSError(28, "No space left on device", str(self))
 
+    small = bundled_recording().slice(0, 300).save(tmp_path / "small.npz")
     monkeypatch.setattr(Path, "write_text", full)
     assert main(["export", "lg-hg2", "-o", str(tmp_path / "lg.c")]) == 2
     assert f"error: {tmp_path / 'lg.c'}: No space left on device" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "lg.c.part").exists(), "no half-written file left behind"
+    monkeypatch.chdir(tmp_path)  # a relative --json, written beside where it resolves (a review's)
+    assert main(["eval", str(small), "--no-plot", "--out-dir", "o", "--json", "r.json"]) == 2
+    assert "error: r.json: No space left on device" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "r.json.part").exists()
 
 
 def test_import_refuses_an_output_it_would_misname(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -251,8 +251,9 @@ class BlfLog(can.BLFReader):
 
     #: Reading ahead for the next container's header, bytes at a time.
     SEARCH_CHUNK = 1 << 20
-    #: Longer than any object inside a container (a CAN FD frame's is under 200 bytes).
-    LONGEST_OBJECT = 1 << 16
+    #: Longer than any object inside a container (a CAN FD frame's is under 200 bytes; a
+    #: logger's text event may be kilobytes).
+    LONGEST_OBJECT = 1 << 20
 
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
@@ -271,25 +272,30 @@ class BlfLog(can.BLFReader):
             if len(data) < head.size:
                 break  # the end, or a file cut in a header (LogRead says it is short)
             signature, _, _, obj_size, obj_type = head.unpack(data)
-            if not self._container_header(signature, obj_size, obj_type, at):
-                self._resync(at, "not a container's header")
+            if not self._object_header(signature, obj_size, at):
+                self._resync(at, "not an object's header")
                 continue
             obj_data = self.file.read(obj_size - head.size)
             cut = len(obj_data) < obj_size - head.size
             if not cut:
                 self.file.read(obj_size % 4)  # padding, as python-can reads it
+            if obj_type != blf.LOG_CONTAINER:
+                continue  # another object between containers: passed over, as python-can does
+            if cut and len(obj_data) < box.size:
+                break  # the file ends in the container's header
             try:
                 method, expected = box.unpack_from(obj_data)
                 body = obj_data[box.size:]
                 if method == blf.ZLIB_DEFLATE:
                     z = zlib.decompressobj()
                     body = z.decompress(body)
-                    whole = z.eof and not z.unused_data
+                    # Data after its end (in a file cut short too): its size is damaged.
+                    overrun, short = bool(z.unused_data), not z.eof
                 elif method == blf.NO_COMPRESSION:
-                    whole = True
+                    overrun, short = len(body) > expected, len(body) < expected
                 else:
                     raise BLFParseError(f"unknown compression method {method}")
-                if not cut and not (whole and len(body) == expected):
+                if overrun or (not cut and (short or len(body) != expected)):
                     raise BLFParseError(f"its data do not end where its header says ({expected:,} bytes)")
             except (zlib.error, struct.error, BLFParseError) as exc:
                 self._resync(at, _why(exc))  # its size may be what is damaged: search from its start
@@ -300,11 +306,8 @@ class BlfLog(can.BLFReader):
                 body = body[max(body.find(b"LOBJ"), 0):]
                 self._lost_tail = False
             try:
+                self._check_objects(self._tail + body)
                 yield from self._parse_container(body)
-                if len(self._tail) > self.LONGEST_OBJECT:
-                    # An object that goes on for longer than any a logger writes: its size is damaged
-                    # (python-can would carry it over container after container).
-                    raise BLFParseError(f"an object said to go on past {self.LONGEST_OBJECT:,} bytes")
             except (struct.error, BLFParseError) as exc:
                 self._tail, self._lost_tail = b"", True  # its other objects are lost with it
                 self.skipped.append((at, f"{_why(exc)}; {obj_size:,} bytes"))
@@ -312,15 +315,27 @@ class BlfLog(can.BLFReader):
                 break  # the file ends in this container: read as far as it goes
         self.stop()
 
-    def _container_header(self, signature: bytes, obj_size: int, obj_type: int, at: int) -> bool:
-        """Whether an object header at byte `at` can be a container's: the signature, the
-        type (every object of a BLF file's top level is a container), a size that holds a
-        container's header and, in a closed file, ends within it."""
+    def _object_header(self, signature: bytes, obj_size: int, at: int) -> bool:
+        """Whether an object header at byte `at` can be one: the signature, a size that
+        holds a container's header and, in a closed file, ends within it."""
         from can.io import blf
 
         least = blf.OBJ_HEADER_BASE_STRUCT.size + blf.LOG_CONTAINER_STRUCT.size
-        return (signature == b"LOBJ" and obj_type == blf.LOG_CONTAINER and obj_size >= least
-                and (at + obj_size <= self._size or not self._closed))
+        return signature == b"LOBJ" and obj_size >= least and (at + obj_size <= self._size or not self._closed)
+
+    def _check_objects(self, data: bytes) -> None:
+        """Each object of a container's data (with what the last one carried over) goes on
+        for at least its own header and at most LONGEST_OBJECT: python-can's reader goes
+        round for ever on a size of 0, and carries a huge one over container after container."""
+        from can.io import blf
+
+        base, least = blf.OBJ_HEADER_BASE_STRUCT, blf.OBJ_HEADER_BASE_STRUCT.size + blf.OBJ_HEADER_V1_STRUCT.size
+        pos, n = 0, len(data)
+        while (k := data.find(b"LOBJ", pos, pos + 8)) >= 0 and k + base.size <= n:
+            obj_size = base.unpack_from(data, k)[3]
+            if not least <= obj_size <= self.LONGEST_OBJECT:
+                raise BLFParseError(f"an object of {obj_size:,} bytes")
+            pos = k + obj_size
 
     def _resync(self, at: int, why: str) -> None:
         """From a damaged container at byte `at`, on to the next container's header (at
@@ -335,7 +350,7 @@ class BlfLog(can.BLFReader):
             k = chunk.find(b"LOBJ")
             while 0 <= k <= len(chunk) - head.size:
                 signature, _, _, obj_size, obj_type = head.unpack_from(chunk, k)
-                if self._container_header(signature, obj_size, obj_type, pos + k):
+                if obj_type == blf.LOG_CONTAINER and self._object_header(signature, obj_size, pos + k):
                     found = pos + k
                     break
                 k = chunk.find(b"LOBJ", k + 1)

@@ -218,12 +218,15 @@ class HilOptions:
             return [Path(BUNDLED_RECORDING).stem]
         # Each file's stem, with as many of its folders as tell it from the others of that name
         # (a/data/x.csv, b/data/x.csv: a/data/x, b/data/x), not pytest's x0, x1.
-        paths = [p.absolute().parent / Path(p.name.removesuffix(".gz")).stem for p in self.recordings]
+        # (x.csv beside x.npz: their file names.)
+        stems = [Path(p.name.removesuffix(".gz")).stem for p in self.recordings]
+        paths = [(*p.absolute().parent.parts[1:], stem if stems.count(stem) == 1 or
+                  len({q.name for q, t in zip(self.recordings, stems) if t == stem}) == 1 else p.name)
+                 for p, stem in zip(self.recordings, stems)]
         ids = []
-        for p in paths:
-            parts = p.parts
+        for parts in paths:
             k = 1
-            while k < len(parts) and sum(q.parts[-k:] == parts[-k:] for q in paths) > 1:
+            while k < len(parts) and sum(q[-k:] == parts[-k:] for q in paths) > 1:
                 k += 1
             ids.append("/".join(parts[-k:]))
         return ids

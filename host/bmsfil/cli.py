@@ -1077,13 +1077,14 @@ def main(argv: list[str] | None = None) -> int:
         # whose permissions changed): named, not a traceback; an output's NAME.part (written, then
         # renamed) is named as the output and not left behind.
         name = str(exc.filename)
-        outputs = [str(getattr(args, option)) for option in OUTPUT_OPTIONS if isinstance(getattr(args, option, None), Path)]
-        if name.endswith(".part") and any(name.startswith(output) for output in outputs):
+        outputs = [getattr(args, option) for option in OUTPUT_OPTIONS if isinstance(getattr(args, option, None), Path)]
+        parts = {str(q.with_name(q.name + ".part")): str(o) for o in outputs for q in (o, o.resolve())}
+        if name in parts:
             try:
                 Path(name).unlink(missing_ok=True)
             except OSError:
                 pass  # named below all the same
-            name = name.removesuffix(".part")
+            name = parts[name]
         err_console.print(f"bmsfil {args.command}: error: {name}: {exc.strerror or exc}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
