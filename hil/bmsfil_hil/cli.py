@@ -856,16 +856,15 @@ def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet
         delta = cell_doc.get("max_abs_soc_difference_vs_core")
         worst = max(worst, delta) if isinstance(delta, float) and math.isfinite(delta) else worst
     console.print(table)
-    if worst > UNLIKE_CORE_SOC and args.params is None:
+    if worst > UNLIKE_CORE_SOC:
+        # Named with --params, the set is the one the target ran: a target that estimates otherwise fails.
+        doc["unlike_core"] = args.params is not None
         console.print(f"{run.name}: the estimates differ from the C core's by up to {worst:.1e} on the logged "
-                      f"measurements, with the parameter set {params.name}; a log does not say which set the target "
-                      "ran: if it was another, give it with --params", soft_wrap=True)
-    elif worst > UNLIKE_CORE_SOC:
-        # The set named is the one the target ran: a target that estimates otherwise fails.
-        console.print(f"{run.name}: the estimates differ from the C core's by up to {worst:.1e} on the logged "
-                      f"measurements, with the parameter set {params.name} the target ran (--params): beyond the "
-                      f"{UNLIKE_CORE_SOC:g} a target of that set agrees within", soft_wrap=True)
-        doc["unlike_core"] = True
+                      f"measurements, with the parameter set {params.name}"
+                      + (f" the target ran (--params): beyond the {UNLIKE_CORE_SOC:g} a target of that set agrees "
+                         "within" if args.params is not None else
+                         "; a log does not say which set the target ran: if it was another, give it with --params"),
+                      soft_wrap=True)
     return doc
 
 

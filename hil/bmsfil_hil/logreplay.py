@@ -31,6 +31,7 @@ from pathlib import Path
 
 import can
 import numpy as np
+from can.io import blf
 from can.io.blf import BLFParseError
 
 from bmsfil import can_contract as cc
@@ -263,8 +264,6 @@ class BlfLog(can.BLFReader):
         self._closed = self.file_size == self._size
 
     def __iter__(self) -> Iterator[can.Message]:
-        from can.io import blf
-
         head, box = blf.OBJ_HEADER_BASE_STRUCT, blf.LOG_CONTAINER_STRUCT
         while True:
             at = self.file.tell()
@@ -318,8 +317,6 @@ class BlfLog(can.BLFReader):
     def _object_header(self, signature: bytes, obj_size: int, at: int) -> bool:
         """Whether an object header at byte `at` can be one: the signature, a size that
         holds a container's header and, in a closed file, ends within it."""
-        from can.io import blf
-
         least = blf.OBJ_HEADER_BASE_STRUCT.size + blf.LOG_CONTAINER_STRUCT.size
         return signature == b"LOBJ" and obj_size >= least and (at + obj_size <= self._size or not self._closed)
 
@@ -327,8 +324,6 @@ class BlfLog(can.BLFReader):
         """Each object of a container's data (with what the last one carried over) goes on
         for at least its own header and at most LONGEST_OBJECT: python-can's reader goes
         round for ever on a size of 0, and carries a huge one over container after container."""
-        from can.io import blf
-
         base, least = blf.OBJ_HEADER_BASE_STRUCT, blf.OBJ_HEADER_BASE_STRUCT.size + blf.OBJ_HEADER_V1_STRUCT.size
         pos, n = 0, len(data)
         while (k := data.find(b"LOBJ", pos, pos + 8)) >= 0 and k + base.size <= n:
@@ -340,8 +335,6 @@ class BlfLog(can.BLFReader):
     def _resync(self, at: int, why: str) -> None:
         """From a damaged container at byte `at`, on to the next container's header (at
         any byte: objects are padded to no fixed boundary), or the end of the file."""
-        from can.io import blf
-
         head = blf.OBJ_HEADER_BASE_STRUCT
         pos, found = at + 1, self._size
         while pos + head.size <= self._size and found == self._size:

@@ -36,10 +36,6 @@ class FitRecipe:
     load: Callable[[list[Path]], list[Recording]]  # reads files with the fit's import options
     beside: Path | None = None  # the parameter file's folder, where the inputs are looked for too
 
-    def where(self, params: ParameterSet, role: str, path: Path) -> Path:
-        """Where a fit input named in the notes is on disk (`locate_fit_input`)."""
-        return locate_fit_input(params, path, fit_digests(params).get(role, {}).get(str(path), ""), self.beside)
-
 
 class RecipeError(ValueError):
     """The fit cannot be repeated as it was made: the message says why."""
@@ -100,19 +96,23 @@ def locate_fit_input(params: ParameterSet, path: Path, digest: str, beside: Path
     return existing[0] if existing else path
 
 
-def check_inputs(params: ParameterSet, recipe: FitRecipe) -> None:
-    """Every input of the recipe is there and is what the fit read."""
+def check_inputs(params: ParameterSet, recipe: FitRecipe) -> dict[str, list[Path]]:
+    """Where each input of the recipe is (`locate_fit_input`), per role in the recipe's
+    order; a RecipeError where one is not there or is not what the fit read."""
     digests = fit_digests(params)
+    found: dict[str, list[Path]] = {}
     for role, paths in recipe.inputs.items():
         for named in paths:
-            path = recipe.where(params, role, named)
+            digest = digests.get(role, {}).get(str(named), "")
+            path = locate_fit_input(params, named, digest, recipe.beside)
             if not path.is_file():
                 raise RecipeError(f"{role} input {named} of the fit is not there (looked for from here, from the "
                                   "folder the fit ran in and from the parameter file's folder and those above it)")
-            digest = digests.get(role, {}).get(str(named))
             if not digest or not file_sha256(path).startswith(digest):
                 raise RecipeError(f"{role} input {path} is not the file the fit read (its sha256 differs from "
                                   "the notes)")
+            found.setdefault(role, []).append(path)
+    return found
 
 
 def held_out_cells(
@@ -125,11 +125,10 @@ def held_out_cells(
     FitError naming the file if a refit cannot be made (the file was the
     fit's only pulse or dynamic input, say)."""
     say = progress or (lambda _msg: None)
-    check_inputs(params, recipe)
+    located = check_inputs(params, recipe)
     digests = fit_digests(params)
     say("reading the fit's inputs")
-    loaded = {role: [(digests[role][str(p)], rec)
-                     for p, rec in zip(paths, recipe.load([recipe.where(params, role, p) for p in paths]))]
+    loaded = {role: [(digests[role][str(p)], rec) for p, rec in zip(paths, recipe.load(located.get(role, [])))]
               for role, paths in recipe.inputs.items()}
     cells: list[CellParams] = []
     total, done = sum(d is not None for d in in_fit), 0
