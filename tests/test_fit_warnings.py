@@ -141,6 +141,9 @@ def test_fit_prints_the_warnings_and_keeps_them_in_the_notes(tmp_path: Path, cap
     assert "resistances at 24 °C are 0 Ω" in notes["warnings"] and "given as --ocv" in notes["warnings"]
     assert "thermal Rc" in notes["thermal_warnings"] and "thermal" not in notes["warnings"]
     assert "i_max_A 20 A" in notes["assumptions"]
+    # A discharge leg alone: the set says its OCV is loaded, so that no rest anchors capacity under it.
+    assert notes["ocv_loaded"].startswith("24 °C: the OCV is a discharge leg alone")
+    assert ParameterSet.load(out).ocv_loaded
 
 
 def test_capacity_and_ambient_that_the_inputs_contradict_are_warned_of() -> None:

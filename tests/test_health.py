@@ -19,7 +19,7 @@ from bmsfil._core import ffi, lib
 from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
 from bmsfil.core import SocEstimator
-from bmsfil.health import CapacityTuning, HealthEstimator
+from bmsfil.health import REST_ANCHORS_OFF_S, CapacityTuning, HealthEstimator
 from bmsfil.health_eval import score_discharges, summarise
 from bmsfil.importers import import_file
 from bmsfil.params import ParamsError, bundled_params, params_arg
@@ -185,6 +185,8 @@ def test_capacity_tuning_defaults_follow_the_parameter_set() -> None:
     lg = CapacityTuning.for_params(bundled_params())
     assert nasa.rated_Ah == 2.0 and lg.rated_Ah == 3.0
     assert nasa.rest_current_A == pytest.approx(0.04) and lg.empty_current_A == pytest.approx(0.3)
+    # The NASA set's OCV is its 2 A discharge curve: no rest anchors under it; the LG HG2 set's is rested.
+    assert nasa.rest_anchor_s == REST_ANCHORS_OFF_S and lg.rest_anchor_s == 3600.0
     with pytest.raises(Exception, match="capacity tuning"):
         HealthEstimator(bundled_params(), capacity=replace(lg, memory_cycles=0.0))
 
@@ -201,6 +203,20 @@ def _mp_run(mp_health, params, rec):
     h.start(1.0, float(rec.current_A[0]), float(rec.voltage_V[0]), float(rec.temp_C[0]))
     rows = [h.step(*map(float, a)) for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C)]
     return [np.array(c) for c in zip(*rows)]
+
+
+def test_micropython_port_takes_no_rest_anchor_under_a_loaded_ocv(mp_health) -> None:
+    """The compact file carries the note `ocv_loaded` and the port's capacity tuning reads it,
+    as the host's and the firmware's (export_c: CapacityTuning.for_params) do."""
+    from bmsfil.export_micropython import params_to_micropython
+
+    be, bh = mp_health
+    for name, rest_s in (("nasa-pcoe-18650", REST_ANCHORS_OFF_S), ("lg-hg2", 3600.0)):
+        params = params_arg(name)
+        compact = json.loads(params_to_micropython(params))
+        assert ("notes" in compact) == params.ocv_loaded
+        assert bh.CapacityTuning(be.Params(compact)).rest_anchor_s == rest_s
+        assert CapacityTuning.for_params(params).rest_anchor_s == rest_s
 
 
 def test_micropython_port_follows_the_c_core_on_a_drive_cycle(mp_health) -> None:
@@ -309,7 +325,9 @@ def test_eval_of_a_life_lists_its_discharges(tmp_path: Path) -> None:
     assert "--map" not in rec["not_scored"] and "its capacity per discharge" in rec["not_scored"]
     cycles = rec["capacity_cycles"]
     assert len(cycles) == 168 and [c["cycle"] for c in cycles[:3]] == [1, 2, 3]
-    assert set(cycles[0]) == {"cycle", "measured_Ah", "estimate_end_Ah", "estimate_20pct_Ah", "sigma_Ah"}
+    assert set(cycles[0]) == {"cycle", "measured_Ah", "estimate_end_Ah", "estimate_20pct_Ah", "sigma_Ah",
+                              "sigma_20pct_Ah", "capacity_test"}
+    assert all(c["capacity_test"] for c in cycles)
     late = cycles[5:]
     assert sum(abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1) <= 0.01 for c in late) == 163  # docs/health.md
     assert sum(abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1) <= 0.03 for c in late) >= 160
@@ -397,20 +415,30 @@ def test_a_stand_in_for_b0006_meets_the_capacity_bars(tmp_path) -> None:
     assert (s.end_within_1pct, s.within_3_sigma, s.early_within_3pct) == (25, 25, 25)
 
 
-def _with_charges_logged(rec: Recording) -> Recording:
+def _with_charges_logged(rec: Recording, rest_after_min: int = 0, noisy_rest_first: bool = False) -> Recording:
     """A NASA life as a cycler logs one: each gap between discharges replaced
     by the charge it hid (1.5 A at 4.0 V, 60 s samples, the charge the
-    discharge before delivered, then 30 min at rest), no cycle starts kept."""
+    discharge before delivered, then 30 min at rest), no cycle starts kept;
+    `rest_after_min` minutes at rest after each discharge before its charge (at the
+    discharge's last voltage), and with `noisy_rest_first` a 10-minute rest before
+    the first discharge whose current sensor reads +-1 mA of noise."""
     starts = [*(int(k) for k in rec.meta.extra["cycle_starts"].split(",")), len(rec)]
     parts, t_end = [], 0.0
+    if noisy_rest_first:
+        noise = np.random.default_rng(0).uniform(-1e-3, 1e-3, 10)
+        parts.append((60.0 * np.arange(10), noise, np.full(10, 4.19), np.full(10, 24.0)))
+        t_end = 600.0
     for a, b in zip(starts[:-1], starts[1:]):
         d = rec.slice(a, b)
         delivered = -float(np.sum(d.current_A[1:] * np.diff(d.time_s))) / 3600.0
         n_chg, n_rest = int(delivered / 1.5 * 60) + 1, 30
-        t = np.concatenate([d.time_s, d.time_s[-1] + 60.0 * np.arange(1, n_chg + n_rest + 1)]) + t_end
-        i = np.concatenate([d.current_A, np.full(n_chg, 1.5), np.zeros(n_rest)])
-        v = np.concatenate([d.voltage_V, np.linspace(3.6, 4.2, n_chg), np.full(n_rest, 4.15)])
-        temp = np.concatenate([d.temp_C, np.full(n_chg + n_rest, 24.0)])
+        n_pause = rest_after_min
+        n_after = n_pause + n_chg + n_rest
+        t = np.concatenate([d.time_s, d.time_s[-1] + 60.0 * np.arange(1, n_after + 1)]) + t_end
+        i = np.concatenate([d.current_A, np.zeros(n_pause), np.full(n_chg, 1.5), np.zeros(n_rest)])
+        v = np.concatenate([d.voltage_V, np.full(n_pause, d.voltage_V[-1]), np.linspace(3.6, 4.2, n_chg),
+                            np.full(n_rest, 4.15)])
+        temp = np.concatenate([d.temp_C, np.full(n_after, 24.0)])
         parts.append((t, i, v, temp))
         t_end = t[-1] + 60.0
     cat = [np.concatenate([p[k] for p in parts]) for k in range(4)]
@@ -437,6 +465,52 @@ def test_a_life_with_its_charges_logged_is_split_at_each_charge() -> None:
     assert summarise(scores, skip=5).end_within_1pct == 3
     us06 = bundled_recording()
     assert (us06.current_A > 0).any() and discharge_bounds(us06, tuning.gap_s) == [(0, len(us06))]
+
+
+@needs_nasa
+def test_a_long_rest_teaches_nothing_under_a_loaded_ocv() -> None:
+    """A red team's life with 90 minutes at rest after each discharge: under
+    the NASA set, whose OCV is its 2 A discharge curve, a rested empty cell read
+    as SOC 0.2-0.5 and the rest anchored the capacity there (+34 % after 20 %
+    of later discharges, 19 sigma off). The set says its OCV is loaded, and no
+    rest gives an anchor; with that note taken out, rests do."""
+    logged = _with_charges_logged(_nasa_life(8), rest_after_min=90)
+    params = params_arg("nasa-pcoe-18650")
+    trace = HealthEstimator(params).run(logged)
+    assert trace.where("anchor_rest").size == 0
+    assert summarise(score_discharges(logged, trace, 600.0), skip=5).end_within_1pct == 3
+    rested = replace(params, notes={k: v for k, v in params.notes.items() if k != "ocv_loaded"})
+    assert HealthEstimator(rested).run(logged).where("anchor_rest").size > 0
+
+
+@needs_nasa
+def test_a_rest_and_a_partial_discharge_are_not_capacity_tests(tmp_path, capsys) -> None:
+    """A rest whose sensor reads +-1 mA was scored as discharge 1 (3e-5 Ah,
+    72,506 % off) and numbered every discharge after it one on; a discharge
+    stopped half-way was scored against the charge it delivered. Now the rest
+    is no discharge, the partial one is listed but not a capacity test, not
+    scored and said, and `eval` lists a cycler's log's discharges too."""
+    life = _nasa_life(8)
+    starts = [int(k) for k in life.meta.extra["cycle_starts"].split(",")]
+    half = (starts[6] + starts[7]) // 2  # discharge 7 stopped half-way
+    keep = np.r_[0:half, starts[7]:len(life)]
+    cut = Recording(life.time_s[keep], life.current_A[keep], life.voltage_V[keep], life.temp_C[keep],
+                    meta=replace(life.meta, extra={**life.meta.extra, "cycle_starts": ",".join(
+                        str(k if k <= half else k - (starts[7] - half)) for k in starts)}))
+    path = tmp_path / "life.npz"
+    _with_charges_logged(cut, noisy_rest_first=True).save(path)
+    out = tmp_path / "h.json"
+    assert main(["health", str(path), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
+    assert "discharge(s) 7: not from a full cell to the cut-off" in " ".join(capsys.readouterr().err.split())
+    (result,) = json.loads(out.read_text())["recordings"]
+    assert [d["cycle"] for d in result["discharges"]] == list(range(1, 9))
+    assert [d["capacity_test"] for d in result["discharges"]] == [True] * 6 + [False, True]
+    assert result["summary"]["scored"] == 2 and result["final"]["capacity_learned"]
+    e = tmp_path / "e.json"
+    assert main(["eval", str(path), "--params", "nasa-pcoe-18650", "--json", str(e), "--no-plot",
+                 "--out-dir", str(tmp_path)]) == 0
+    cycles = json.loads(e.read_text())["recordings"][0]["capacity_cycles"]
+    assert [c["capacity_test"] for c in cycles] == [True] * 6 + [False, True]
 
 
 @needs_nasa

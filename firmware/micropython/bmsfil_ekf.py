@@ -112,6 +112,9 @@ class Params:
             if len(row) != nt:
                 raise ParamsError("cell.%s: expected %d values" % (name, nt))
             self.rows[name] = row
+        # The set's OCV is a discharge curve, not a rested cell's (its notes' ocv_loaded, as the
+        # host's ParameterSet.ocv_loaded): the capacity estimator takes no anchor from a rest.
+        self.ocv_loaded = "ocv_loaded" in (data.get("notes") or {})
         self.eta_charge = float(cell.get("eta_charge", 1.0))
         self.v_min_V = float(cell.get("v_min_V", 2.5))
         self.v_max_V = float(cell.get("v_max_V", 4.2))

@@ -41,7 +41,7 @@ class CapacityTuning:
         self.prior_sigma_rel = 0.10
         self.memory_cycles = 0.5
         self.rest_current_A = rated / 50.0
-        self.rest_anchor_s = 3600.0
+        self.rest_anchor_s = 1e9 if params.ocv_loaded else 3600.0  # 1e9: never (REST_ANCHORS_OFF_S)
         self.full_margin_V = 0.03
         self.full_sigma = 0.005
         self.empty_V = min(row[0] for row in params.ocv_V) + 0.1

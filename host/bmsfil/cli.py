@@ -44,7 +44,8 @@ from bmsfil.importers import CURRENT_SIGNS, FORMATS, import_cycles, import_file,
 from bmsfil.importers.names import output_stem
 from bmsfil.importers.textfile import is_npz
 from bmsfil.inject import InjectSpecError, SensorErrors
-from bmsfil.params import BUNDLED_SETS, CellParams, ParameterSet, ParamsError, ParamsWarning, params_arg, params_for
+from bmsfil.params import (BUNDLED_SETS, OCV_LOADED_NOTE, CellParams, ParameterSet, ParamsError, ParamsWarning,
+                           params_arg, params_for)
 from bmsfil.outdirs import output_dir_problem
 from bmsfil.params_match import parameter_warnings
 from bmsfil.plausibility import describe_flag
@@ -290,12 +291,17 @@ def _core_temp_line(summary: dict[str, object]) -> str:
 def _life_line(summary: dict[str, object]) -> str:
     """A life's capacity in one line (the JSON has every discharge under capacity_cycles)."""
     cycles = summary["capacity_cycles"]
-    assert isinstance(cycles, list)
-    end = [abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1.0) for c in cycles[5:]]
-    early = [abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1.0) for c in cycles[5:]]
-    return (f"{summary['name']}: {len(cycles)} discharges; after the first 5, capacity at the end within 1 % on "
+    health = summary["health"]
+    assert isinstance(cycles, list) and isinstance(health, dict)
+    tests = [c for c in cycles[5:] if c["capacity_test"]]
+    end = [abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1.0) for c in tests]
+    early = [abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1.0) for c in tests]
+    learned = ("" if health["capacity_pairs"] else
+               "; no pair of anchors learned from: every estimate is the set's rated capacity")
+    return (f"{summary['name']}: {len(cycles)} discharges, {sum(c['capacity_test'] for c in cycles)} of them from "
+            f"full to the cut-off; of those after the first 5, capacity at the end within 1 % on "
             f"{sum(e <= 0.01 for e in end)} of {len(end)}, after 20 % of its duration within 3 % on "
-            f"{sum(e <= 0.03 for e in early)} (JSON: capacity_cycles; bmsfil health scores a life in full)")
+            f"{sum(e <= 0.03 for e in early)}{learned} (JSON: capacity_cycles; bmsfil health scores a life in full)")
 
 
 def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: ParameterSet) -> None:
@@ -473,7 +479,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                     f"build with make -C firmware/baremetal BOARD=... PARAMS_C={shlex.quote(str(args.output.resolve()))}")
         elif fmt == "micropython":
             text = params_to_micropython(params)
-            done = (f"compact for the MicroPython port ({len(text.encode())} bytes, float32 values, no notes); "
+            notes = "of the notes only ocv_loaded" if params.ocv_loaded else "no notes"
+            done = (f"compact for the MicroPython port ({len(text.encode())} bytes, float32 values, {notes}); "
                     "load with bmsfil_ekf.load_params")
         else:
             text = params_to_pybamm(params, source=args.params.name, module=args.output.stem)
@@ -561,9 +568,15 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
     trace = HealthEstimator(params, capacity=capacity).run(rec)
     scores = score_discharges(rec, trace, capacity.gap_s, capacity.rated_Ah)
     summary = summarise(scores, skip=args.skip)
-    unmeasured = [sc.cycle for sc in scores[summary.scored_from:] if not sc.measured]
+    partial = [sc.cycle for sc in scores[summary.scored_from:] if not sc.capacity_test]
+    unmeasured = [sc.cycle for sc in scores[summary.scored_from:] if sc.capacity_test and not sc.measured]
+    if partial:
+        warn(f"{rec.meta.name}: discharge(s) {_numbers(partial)}: not from a full cell to the cut-off as the set "
+             f"reads them (no full anchor since the discharge before, or an end above its empty threshold "
+             f"{capacity.empty_V:.2f} V without an empty anchor), so the charge delivered is not the capacity: "
+             "not scored")
     if unmeasured:
-        warn(f"{rec.meta.name}: discharge(s) {', '.join(map(str, unmeasured))}: the current is missing for more "
+        warn(f"{rec.meta.name}: discharge(s) {_numbers(unmeasured)}: the current is missing for more "
              "than 1 % of the discharge, so its capacity is not measured: not scored")
     if not scores:
         warn(f"{rec.meta.name}: no discharge to score in it (a stretch that delivered charge, between gaps "
@@ -576,7 +589,8 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
         err_console.print(f"bmsfil health: note: {rec.meta.name}: {selection.dropped} of {len(listed)} impedance "
                           f"sweeps left out of R0 vs Re: they fall between discharges {between}, with "
                           "discharges between those that the file does not hold", soft_wrap=True)
-    learned = bool(trace.where("capacity_updated").size)
+    pairs = int(trace.where("capacity_updated").size)
+    learned = pairs > 0
     if not learned:
         warn(f"{rec.meta.name}: the capacity estimator found no pair of SOC anchors (a long rest, a full charge or "
              "the cut-off, as this set's cell model reads them): nothing learned; a recording without two of them "
@@ -591,8 +605,8 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
         "source": source,
         "name": rec.meta.name,
         "final": {"capacity_Ah": float(trace.capacity_Ah[-1]), "capacity_sigma_Ah": float(trace.capacity_sigma_Ah[-1]),
-                  "soh": float(trace.soh[-1]), "r0_ohm": float(trace.r0_ohm[-1]),
-                  "r0_sigma_ohm": float(trace.r0_sigma_ohm[-1])},
+                  "soh": float(trace.soh[-1]), "capacity_pairs": pairs, "capacity_learned": learned,
+                  "r0_ohm": float(trace.r0_ohm[-1]), "r0_sigma_ohm": float(trace.r0_sigma_ohm[-1])},
         "summary": summary.as_dict(),
         "r0_vs_impedance": r0.as_dict() if r0 else None,
         "impedance_sweeps": selection.as_dict() if selection else None,
@@ -609,6 +623,11 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
             if learned else "not learned"),
            f"{trace.r0_ohm[-1] * 1e3:.1f}", f"{r0.pearson_r:.2f}" if r0 else "-"]
     return row, result
+
+
+def _numbers(cycles: list[int]) -> str:
+    """Discharge numbers for a warning: the first ten, and how many more."""
+    return ", ".join(map(str, cycles[:10])) + (f" and {len(cycles) - 10} more" if len(cycles) > 10 else "")
 
 
 def _write_health_json(args: argparse.Namespace, params: ParameterSet, capacity: CapacityTuning,
@@ -643,6 +662,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     notes["not_identified"] = "\n".join(report.not_identified)
     if report.warnings:
         notes["warnings"] = "\n".join(report.warnings)
+    if report.loaded_ocv_C:
+        notes[OCV_LOADED_NOTE] = (
+            f"{', '.join(f'{t:g}' for t in report.loaded_ocv_C)} °C: the OCV is a discharge leg alone (the loaded "
+            "voltage, with the resistive drop and the discharge hysteresis in it), so a rested cell's voltage does "
+            "not read as its SOC: the capacity estimator takes no anchor from a rest with this set (a charge and a "
+            "discharge leg of a low-rate test, --ocv, would give a rested OCV)")
     warnings = list(report.warnings)
     if thermal_recs:
         from bmsfil.thermal_fit import fit_thermal
@@ -956,7 +981,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("params", type=Path, help="parameter set (.json)")
     p.add_argument("--format", choices=("c", "micropython", "pybamm"), default=None,
                    help="default from -o's suffix (.c, .json, .py); c: const tables for firmware/baremetal (bit for bit the host's floats); "
-                        "micropython: compact parameter file for firmware/micropython (float32, no notes); "
+                        "micropython: compact parameter file for firmware/micropython (float32, no notes but ocv_loaded); "
                         "pybamm: a Python module building pybamm.ParameterValues for PyBaMM's Thevenin model")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_export)

@@ -226,14 +226,16 @@ def _segment(rec: Recording, start: int, stop: int) -> Recording:
 
 def _health(rec: Recording, params: ParameterSet) -> tuple[
         HealthTrace, dict[str, float | int], list[dict[str, float | int]] | None]:
-    """Capacity and R0 along the recording, where it ends, and a life's capacity_cycles (None for one segment)."""
+    """Capacity and R0 along the recording, where it ends, and a life's capacity_cycles (None for a
+    recording of one segment holding at most one discharge: a cycler's log of a life, its charges
+    recorded, is one segment of many)."""
     from bmsfil.health import HealthEstimator
     from bmsfil.health_eval import capacity_cycles, score_discharges
 
     estimator = HealthEstimator(params)
     tr = estimator.run(rec)
-    cycles = (capacity_cycles(score_discharges(rec, tr, estimator.capacity.gap_s, estimator.capacity.rated_Ah))
-              if len(segment_bounds(rec)) > 1 else None)
+    scores = score_discharges(rec, tr, estimator.capacity.gap_s, estimator.capacity.rated_Ah)
+    cycles = capacity_cycles(scores) if len(segment_bounds(rec)) > 1 or len(scores) > 1 else None
     return tr, {
         "capacity_Ah": float(tr.capacity_Ah[-1]),
         "capacity_sigma_Ah": float(tr.capacity_sigma_Ah[-1]),

@@ -5,7 +5,8 @@
 The file is still a bmsfil parameter set (format "bmsfil-params/1", read by
 firmware/micropython/bmsfil_ekf.py `load_params` and by
 `ParameterSet.load`), cut to what the port needs (the cell, the filter
-and, when the set has one, the thermal model): no notes (the fit's
+and, when the set has one, the thermal model): of the notes only
+`ocv_loaded`, which the port's capacity estimator reads (not the fit's
 inputs, hashes and command), no whitespace, and every number written with
 the fewest digits that give back its float32 value. float32 is what the C
 core computes with, so the compact file is bit for bit the parameters the
@@ -23,7 +24,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from bmsfil.params import FORMAT_TAG, ParameterSet
+from bmsfil.params import FORMAT_TAG, OCV_LOADED_NOTE, ParameterSet
 
 
 def float32_literal(value: float) -> str:
@@ -62,7 +63,10 @@ def params_to_micropython(params: ParameterSet) -> str:
     if params.power is not None:
         power = ',"power":{' + ",".join(f"{json.dumps(k)}:{_compact(v, f'power.{k}')}"
                                         for k, v in asdict(params.power).items() if v is not None) + "}"
+    # The one note the port reads: an OCV that is a loaded curve (the capacity estimator's rest anchors off).
+    notes = (f',"notes":{{{json.dumps(OCV_LOADED_NOTE)}:{json.dumps(params.notes[OCV_LOADED_NOTE].split(":")[0])}}}'
+             if params.ocv_loaded else "")
     return (
         f'{{"format":{json.dumps(FORMAT_TAG)},"name":{json.dumps(params.name)},'
-        f'"cell":{{{sections["cell"]}}},"filter":{{{sections["filter"]}}}{thermal}{power}}}\n'
+        f'"cell":{{{sections["cell"]}}},"filter":{{{sections["filter"]}}}{thermal}{power}{notes}}}\n'
     )

@@ -102,6 +102,8 @@ class FitReport:
     assumptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     not_identified: list[str] = field(default_factory=list)
+    #: Temperatures whose OCV is a discharge leg alone: the loaded voltage, not a rested cell's.
+    loaded_ocv_C: list[float] = field(default_factory=list)
     residual_V: float = float("nan")
     residual_by_recording_V: dict[str, float] = field(default_factory=dict)
 
@@ -325,6 +327,8 @@ def fit(inputs: FitInputs, name: str, nominal_capacity_Ah: float | None = None,
             if (why := _ocv_rate_warning(rec, curves[-1], nominal_capacity_Ah)) is not None:
                 report.warnings.append(why)
             if curves[-1].legs != "both":
+                if grid[k] not in report.loaded_ocv_C:
+                    report.loaded_ocv_C.append(grid[k])
                 report.warnings.append(f"{rec.meta.name}: only a discharge leg: its OCV includes the resistive drop "
                                        "and the hysteresis of discharge (a charge leg after it would cancel them)")
         if curves:

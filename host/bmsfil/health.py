@@ -38,6 +38,11 @@ def rated_capacity(params: ParameterSet) -> float:
     return cell.nominal_capacity_Ah or float(np.max(cell.capacity_Ah))
 
 
+#: A rest this long gives an anchor: never (about 32 years; bf_capacity_tuning_check takes
+#: only a finite time).
+REST_ANCHORS_OFF_S = 1e9
+
+
 @dataclass(frozen=True)
 class CapacityTuning:
     """Settings of the capacity fit (`bf_capacity_tuning_t`); see capacity.h.
@@ -53,7 +58,11 @@ class CapacityTuning:
       (recovery after a long rest), so the newest pair should count most;
       a pair one full cycle old weighs e^-2 = 0.14 of a new one;
     - rest: |i| <= C/50 is rest (a CV charge tapers to C/20-C/100); an hour's
-      rest relaxes a cell to within a few mV of its OCV;
+      rest relaxes a cell to within a few mV of its OCV, and gives an anchor at
+      the SOC filter's SOC, unless the set's OCV is a loaded curve
+      (`ParameterSet.ocv_loaded`): a rested cell's voltage does not read as its
+      SOC there (a rested empty NASA cell reads 0.2-0.5), so no rest gives an
+      anchor (`REST_ANCHORS_OFF_S`);
     - full: within 30 mV of OCV(1) at rest; empty: a discharge of at least
       C/10 ending within 0.1 V of OCV(0), with the filter's SOC below 0.2;
       each known to 0.5 % of SOC;
@@ -85,6 +94,7 @@ class CapacityTuning:
         ocv_empty = float(np.min(np.asarray(cell.ocv_V)[:, 0]))
         return cls(
             rated_Ah=rated,
+            rest_anchor_s=REST_ANCHORS_OFF_S if params.ocv_loaded else cls.rest_anchor_s,
             rest_current_A=rated / 50.0,
             empty_current_A=rated / 10.0,
             empty_V=ocv_empty + 0.1,
@@ -142,6 +152,8 @@ class HealthTrace:
     r0_growth: np.ndarray
     events: np.ndarray
     rated_Ah: float
+    #: The capacity tuning's empty_V: a discharge ending at or below it reached the cut-off.
+    empty_V: float = float("nan")
 
     @property
     def soh(self) -> np.ndarray:
@@ -198,7 +210,7 @@ class HealthEstimator:
         )
         soc, sigma, cap, cap_sigma, r0, r0_sigma, growth = (a.astype(np.float64) for a in outs)
         return HealthTrace(np.asarray(time_s, dtype=np.float64), soc, sigma, cap, cap_sigma, r0, r0_sigma,
-                           growth, events, self.capacity.rated_Ah)
+                           growth, events, self.capacity.rated_Ah, self.capacity.empty_V)
 
     def run(self, recording: Recording, initial_soc: float = 1.0) -> HealthTrace:
         """Start at the first sample (`start`) and run the whole recording."""

@@ -10,6 +10,15 @@ which in a life with unrecorded charges can be the next discharge's first
 sample) is compared with it, and so is the capacity reported once 20 % of
 that charge had been delivered (what the estimator knew after a brief
 excursion into the discharge, with all the life before it).
+
+Only a capacity test is scored: a discharge from a full cell to the
+cut-off, as the capacity estimator reads them (a full anchor since the
+discharge before; an empty anchor at its end, or its last loaded voltage at
+or below the estimator's empty_V: a record that ends under load gives no
+anchor). The charge
+a partial discharge delivers (80 % to 30 %, a drive cycle stopped half-way)
+is not the cell's capacity. A stretch that delivered less than CHARGE_SHARE
+of the rated capacity (a rest's sensor noise, a pulse) is no discharge.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ MISSING_CURRENT_SHARE = 0.01
 class DischargeScore:
     index: int
     start_s: float
-    #: The discharge's own number: the file's (NASA cycle_idx) where the importer kept it, else index + 1.
+    #: The discharge's own number: the file's (NASA cycle_idx) where the importer kept it, else index + 1 (index: its place among the scored ones).
     cycle: int
     measured_Ah: float
     end_Ah: float
@@ -44,14 +53,20 @@ class DischargeScore:
     #: The capacity reported once 20 % of the discharge's duration had passed
     #: (to its last discharging sample): `bmsfil eval`'s estimate_20pct_Ah.
     early_time_Ah: float
+    #: 1-sigma of early_time_Ah.
+    early_time_sigma_Ah: float = float("nan")
     #: Share of the discharge's duration whose current is missing (NaN), filled in linearly for
     #: measured_Ah; beyond MISSING_CURRENT_SHARE the discharge is not measured and not scored.
     current_missing_share: float = 0.0
+    #: From a full cell to the cut-off (a full anchor since the discharge before it, an empty
+    #: anchor at its end): its charge is the cell's capacity. A partial discharge's is not.
+    capacity_test: bool = True
 
     @property
     def measured(self) -> bool:
-        """Whether its current was recorded well enough to measure its capacity."""
-        return self.current_missing_share <= MISSING_CURRENT_SHARE
+        """Whether it measured the cell's capacity: a capacity test whose current was recorded
+        well enough."""
+        return self.capacity_test and self.current_missing_share <= MISSING_CURRENT_SHARE
 
     @property
     def end_error(self) -> float:
@@ -130,19 +145,27 @@ def _filled_current(current_A: np.ndarray) -> np.ndarray:
 
 def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
                      rated_Ah: float | None = None) -> list[DischargeScore]:
-    """One score per discharge that delivered charge (see the module docstring; `discharge_bounds`
-    with the rated capacity that tells a recorded charge from a regenerative pulse)."""
-    scores = []
+    """One score per discharge that delivered at least CHARGE_SHARE of the rated capacity (see
+    the module docstring; `discharge_bounds` with the rated capacity that tells a recorded charge
+    from a regenerative pulse; without a rated capacity, any charge delivered)."""
+    scores: list[DischargeScore] = []
     listed = recording.meta.extra.get("cycle_numbers", "")
     numbered = dict(zip(recording.cycle_starts() or [], (int(n) for n in listed.split(",") if n.strip())))
-    for index, (start, end) in enumerate(discharge_bounds(recording, gap_s, rated_Ah)):
+    rated = rated_Ah if rated_Ah is not None else recording.meta.nominal_capacity_Ah
+    full, empty = trace.where("anchor_full"), trace.where("anchor_empty")
+    after = 0  # where the discharge before ended: a full anchor since then starts this one
+    for start, end in discharge_bounds(recording, gap_s, rated_Ah):
         t = recording.time_s[start:end]
         i = _filled_current(recording.current_A[start:end])
         missing = float(np.sum(np.diff(t, prepend=t[0])[~np.isfinite(recording.current_A[start:end])]))
         delivered = np.concatenate(([0.0], np.cumsum(-0.5 * (i[1:] + i[:-1]) * np.diff(t) / 3600.0)))
         measured = float(delivered[-1])
-        if not measured > 0.0:
+        if not measured > (CHARGE_SHARE * rated if rated else 0.0):
             continue
+        began_full = bool(np.any((full >= after) & (full <= start + 1)))
+        ended_empty = bool(np.any((empty >= start) & (empty <= end))
+                           or recording.voltage_V[start + int(np.flatnonzero(i < 0.0)[-1])] <= trace.empty_V)
+        after = end
         early = start + int(np.searchsorted(delivered, EARLY_FRACTION * measured))
         discharging = np.flatnonzero(i < 0.1 * np.min(i))
         last = min(start + int(discharging[-1]) + 1, len(recording) - 1)
@@ -150,9 +173,9 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
         early_time = start + int(np.searchsorted(t, t_early))
         scores.append(
             DischargeScore(
-                index=index,
+                index=len(scores),
                 start_s=float(t[0]),
-                cycle=numbered.get(start, index + 1),
+                cycle=numbered.get(start, len(scores) + 1),
                 measured_Ah=measured,
                 end_Ah=float(trace.capacity_Ah[last]),
                 end_sigma_Ah=float(trace.capacity_sigma_Ah[last]),
@@ -160,7 +183,9 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
                 early_sigma_Ah=float(trace.capacity_sigma_Ah[early]),
                 r0_ohm=float(trace.r0_ohm[last]),
                 early_time_Ah=float(trace.capacity_Ah[early_time]),
+                early_time_sigma_Ah=float(trace.capacity_sigma_Ah[early_time]),
                 current_missing_share=missing / float(t[-1] - t[0]) if t[-1] > t[0] else 0.0,
+                capacity_test=began_full and ended_empty,
             )
         )
     return scores
@@ -169,10 +194,12 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
 def capacity_cycles(scores: list[DischargeScore]) -> list[dict[str, float | int]]:
     """One object per discharge of a life, as `bmsfil eval` adds them to its
     JSON: the discharge's number (the file's own, else from 1), the charge it delivered, the
-    capacity reported when it stopped and after 20 % of its duration, and the
-    former's 1-sigma."""
+    capacity reported when it stopped and after 20 % of its duration, each one's 1-sigma, and
+    whether the discharge was a capacity test (from full to the cut-off: only then is the charge
+    it delivered the capacity)."""
     return [{"cycle": s.cycle, "measured_Ah": s.measured_Ah, "estimate_end_Ah": s.end_Ah,
-             "estimate_20pct_Ah": s.early_time_Ah, "sigma_Ah": s.end_sigma_Ah} for s in scores]
+             "estimate_20pct_Ah": s.early_time_Ah, "sigma_Ah": s.end_sigma_Ah,
+             "sigma_20pct_Ah": s.early_time_sigma_Ah, "capacity_test": s.capacity_test} for s in scores]
 
 
 @dataclass(frozen=True)

@@ -385,6 +385,11 @@ class PowerLimits:
         return errors, cautions
 
 
+#: The notes key `bmsfil fit` writes when an OCV is a discharge leg alone (the loaded voltage):
+#: its value names the temperatures and says what follows (`ParameterSet.ocv_loaded`).
+OCV_LOADED_NOTE = "ocv_loaded"
+
+
 @dataclass(frozen=True)
 class ParameterSet:
     name: str
@@ -395,6 +400,13 @@ class ParameterSet:
     thermal: ThermalParams | None = None
     #: The state of power's operating limits, when the set has them (else the cell's).
     power: PowerLimits | None = None
+
+    @property
+    def ocv_loaded(self) -> bool:
+        """Whether the set's OCV is, at some temperature, a discharge curve rather than a rested
+        cell's voltage (`OCV_LOADED_NOTE` in its notes): a rested cell's voltage then does not
+        read as its SOC."""
+        return OCV_LOADED_NOTE in self.notes
 
     def power_limits(self) -> dict[str, float]:
         """The state of power's limits (bf_sop_limits_t's fields but the horizon)."""
