@@ -203,8 +203,9 @@ def write_report(rows: list[dict], size: dict, output: Path) -> None:
         "From the linker map of the `qemu-mps2-an386` image (`make -C firmware/baremetal size`): code and "
         "constants kept after `--gc-sections`, attributed to the object they came from. The estimators' "
         "state is not here: it is caller-owned, kept by the firmware per cell in retained RAM (`fw_cell_t`, "
-        "296 bytes: filter 92, monitor 48, capacity 88, R0 28, core temperature 36, flags 4); the state of "
-        "power's search state, 304 bytes per cell, is not retained (a reset starts the searches again).",
+        "304 bytes: filter 92, monitor 48, capacity 88, R0 28, core temperature 44 (its filter 40, its ambient "
+        "4), flags 4); the state of power's search state (`bf_sop_task_t`), 312 bytes per cell, is not retained "
+        "(a reset starts the searches again).",
         "",
         "| component | flash bytes | RAM bytes |",
         "| --- | ---: | ---: |",

@@ -22,7 +22,7 @@ from bmsfil.core import SocEstimator
 from bmsfil.health import REST_ANCHORS_OFF_S, CapacityTuning, HealthEstimator
 from bmsfil.health_eval import score_discharges, summarise
 from bmsfil.importers import import_file
-from bmsfil.params import ParamsError, bundled_params, params_arg
+from bmsfil.params import ParameterSet, ParamsError, bundled_params, params_arg
 from bmsfil.recording import Recording, RecordingMeta
 from bmsfil.reference import awtls_reference
 from firmware_tools import micropython_app
@@ -203,6 +203,28 @@ def _mp_run(mp_health, params, rec):
     h.start(1.0, float(rec.current_A[0]), float(rec.voltage_V[0]), float(rec.temp_C[0]))
     rows = [h.step(*map(float, a)) for a in zip(rec.dt_s, rec.current_A, rec.voltage_V, rec.temp_C)]
     return [np.array(c) for c in zip(*rows)]
+
+
+def test_an_ocv_table_from_full_to_empty_is_refused_everywhere(mp_health) -> None:
+    """An integrator's red team: an OCV row listed from 100 % to 0 % (as datasheets list
+    it) passed bf_cell_params_check, and the filter then read 4.10 V as SOC 1.0 and ran
+    to 0.24 against a true 0.54 with a sigma of 1 %. The C check, the host's and the
+    MicroPython port's refuse a row falling by more than BF_OCV_DIP_V."""
+    from bmsfil.core import pack_cell_params
+
+    be, _ = mp_health
+    params = bundled_params()
+    data = params.to_json()
+    data["cell"]["ocv_V"][2] = data["cell"]["ocv_V"][2][::-1]
+    with pytest.raises(ParamsError, match=r"cell.ocv_V: the row at 0 °C \(row 2\) falls"):
+        ParameterSet.from_json(data)
+    with pytest.raises(be.ParamsError, match="row 2 falls"):
+        be.Params(data)
+    cell = pack_cell_params(params)
+    row = list(cell.ocv_V[2])[:cell.n_ocv]
+    for k, v in enumerate(reversed(row)):
+        cell.ocv_V[2][k] = v
+    assert lib.bf_cell_params_check(cell) == lib.BF_E_PARAMS
 
 
 def test_micropython_port_takes_no_rest_anchor_under_a_loaded_ocv(mp_health) -> None:

@@ -2,11 +2,13 @@
 
 #include "bmsfil/bf_math.h"
 
-static int finite_all(const float *v, uint32_t n)
+/* Every point finite, none more than BF_OCV_DIP_V below the one before it
+ * (the difference in single precision, as the host's check takes it). */
+static int ocv_row_ok(const float *v, uint32_t n)
 {
-    uint32_t i;
-    for (i = 0; i < n; ++i) {
-        if (!bf_isfinite(v[i])) {
+    uint32_t k;
+    for (k = 0; k < n; ++k) {
+        if (!bf_isfinite(v[k]) || (k > 0u && v[k] - v[k - 1u] < -BF_OCV_DIP_V)) {
             return 0;
         }
     }
@@ -41,7 +43,7 @@ bf_status_t bf_cell_params_check(const bf_cell_params_t *p)
         if (!bf_isfinite(p->temp_C[i]) || (i > 0u && !(p->temp_C[i] > p->temp_C[i - 1u]))) {
             return BF_E_PARAMS;
         }
-        if (!finite_all(p->ocv_V[i], p->n_ocv) || !(p->capacity_Ah[i] >= BF_MIN_CAPACITY_AH)
+        if (!ocv_row_ok(p->ocv_V[i], p->n_ocv) || !(p->capacity_Ah[i] >= BF_MIN_CAPACITY_AH)
             || !bf_isfinite(p->capacity_Ah[i]) || !bf_isfinite(p->hyst_m0_V[i])
             || !bf_isfinite(p->hyst_m_V[i]) || !bf_isfinite(p->hyst_gamma[i])
             || p->hyst_gamma[i] < 0.0f || !bf_isfinite(p->rn_ohm[i]) || p->rn_ohm[i] < 0.0f) {

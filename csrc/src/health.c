@@ -94,8 +94,14 @@ bf_status_t bf_health_run(bf_health_t *s, const bf_cell_params_t *p, const bf_so
                           float *r0_ohm, float *r0_sigma_ohm, float *r0_growth, uint8_t *events)
 {
     size_t k;
+    bf_status_t checked;
     if (dt_s == 0 || current_A == 0 || voltage_V == 0 || temp_C == 0) {
         return BF_E_NULL;
+    }
+    /* The tables once per call, as bf_soc_ekf_run (the step checks the tunings, not them). */
+    checked = bf_cell_params_check(p);
+    if (checked != BF_OK) {
+        return checked;
     }
     for (k = 0u; k < n; ++k) {
         bf_health_out_t o;

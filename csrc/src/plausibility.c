@@ -231,7 +231,14 @@ bf_status_t bf_plaus_run(bf_soc_ekf_t *ekf, const bf_cell_params_t *p, const bf_
     if (dt_s == 0 || current_A == 0 || voltage_V == 0 || temp_C == 0 || s == 0) {
         return BF_E_NULL;
     }
-    st = bf_plaus_config_check(c);
+    /* The tables once per call, as bf_soc_ekf_run (the step does not check them). */
+    st = bf_cell_params_check(p);
+    if (st == BF_OK) {
+        st = bf_soc_ekf_tuning_check(t);
+    }
+    if (st == BF_OK) {
+        st = bf_plaus_config_check(c);
+    }
     if (st != BF_OK) {
         return st;
     }

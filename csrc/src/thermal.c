@@ -417,7 +417,14 @@ bf_status_t bf_thermal_run(bf_soc_ekf_t *ekf, const bf_cell_params_t *p, const b
     if (dt_s == 0 || current_A == 0 || voltage_V == 0 || surface_C == 0) {
         return BF_E_NULL;
     }
-    checked = check_model(tp, t);
+    /* The tables once per call, as bf_soc_ekf_run (the steps do not check them). */
+    checked = bf_cell_params_check(p);
+    if (checked == BF_OK) {
+        checked = bf_soc_ekf_tuning_check(ft);
+    }
+    if (checked == BF_OK) {
+        checked = check_model(tp, t);
+    }
     if (checked != BF_OK) {
         return checked;
     }

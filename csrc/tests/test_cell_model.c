@@ -21,6 +21,16 @@
 #define BAD(stmt) PARAMS_EXPECT(BF_E_PARAMS, stmt)
 #define GOOD(stmt) PARAMS_EXPECT(BF_OK, stmt)
 
+static void reverse_row(float *v, uint32_t n)
+{
+    uint32_t k;
+    for (k = 0; k < n / 2u; ++k) {
+        float x = v[k];
+        v[k] = v[n - 1u - k];
+        v[n - 1u - k] = x;
+    }
+}
+
 static void test_params_check(void)
 {
     bf_cell_params_t p;
@@ -49,6 +59,11 @@ static void test_params_check(void)
     BAD(q.ocv_V[1][10] = NAN);
     BAD(q.ocv_V[2][q.n_ocv - 1u] = NAN);
     BAD(q.ocv_V[2][3] = INFINITY);
+    /* An OCV row that falls by more than BF_OCV_DIP_V: reversed (100 % to 0 %, as datasheets list
+     * it) or damaged; a smaller dip (another tool's rounding) passes. */
+    BAD(reverse_row(q.ocv_V[1], q.n_ocv));
+    BAD(q.ocv_V[0][10] = q.ocv_V[0][9] - 0.01f);
+    GOOD(q.ocv_V[0][10] = q.ocv_V[0][9] - 0.5f * BF_OCV_DIP_V);
     /* Taus must be > 0, resistances >= 0, all finite. */
     BAD(q.tau1_s[0][0] = 0.0f);
     BAD(q.tau1_s[2][q.n_rc - 1u] = 0.0f);

@@ -27,6 +27,7 @@ P_MAX_HYST = 4.0
 # |current| at or below this many C is a rest for a restart (BF_SOC_EKF_REST_C_RATE).
 REST_C_RATE = 0.02
 GATE_SIGMA_MIN = 1e-3
+OCV_DIP_V = 1e-3  # BF_OCV_DIP_V (cell_model.h): the largest fall of an OCV row between neighbouring points
 # |current| above this many C at a first sample is a start under load (BF_SOC_EKF_LOADED_C_RATE).
 LOADED_C_RATE = 0.25
 R_MIN_REL = 1e-6
@@ -98,6 +99,11 @@ class Params:
         self.n_ocv = len(self.ocv_V[0])
         if len(self.ocv_V) != nt or self.n_ocv < 2 or any(len(r) != self.n_ocv for r in self.ocv_V):
             raise ParamsError("cell.ocv_V: expected %d rows of the same >= 2 points" % nt)
+        for i, row in enumerate(self.ocv_V):  # bf_cell_params_check: no fall beyond BF_OCV_DIP_V
+            for j in range(1, self.n_ocv):
+                if row[j] - row[j - 1] < -OCV_DIP_V:
+                    raise ParamsError("cell.ocv_V: row %d falls from index %d to %d: expected an OCV rising "
+                                      "with SOC" % (i, j - 1, j))
         self.tables = {}
         self.n_rc = len(cell["r0_ohm"][0])
         for name in _RC_TABLES:

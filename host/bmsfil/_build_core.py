@@ -33,6 +33,7 @@ ARITHMETIC_FLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math"]
 def header_cdef(text: str) -> str:
     """Turn a header into declarations cffi can parse."""
     defines = dict(re.findall(r"^#define\s+(\w+)\s+(0x[0-9a-fA-F]+|\d+)u?(?![.\w])", text, flags=re.M))
+    text = re.sub(r"^#ifdef __cplusplus\n.*?^#endif\n", "", text, flags=re.S | re.M)  # the extern "C" guards
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))

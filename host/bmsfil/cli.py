@@ -91,6 +91,12 @@ def _params_for(value: str | Path | None, sources: list[str]) -> ParameterSet:
     params, chosen = params_for(value, sources)
     if chosen is not None:
         console.print(f"parameters: the bundled {chosen} set, for these recordings (--params to choose)")
+    elif value is None:
+        # A tester's own file: no bundled set is known to be its cell's (a red team's CSV life of a
+        # 2 Ah cell read as an LG HG2's 3 Ah, SOH 59 % for 88 %, without a word).
+        err_console.print(f"bmsfil: warning: no --params, and no bundled set known for these recordings' cell: the bundled "
+                          f"{params.name} set ({params.cell.nominal_capacity_Ah:g} Ah) is used; give your cell's set "
+                          "with --params (bmsfil fit makes one)", soft_wrap=True)
     return params
 
 

@@ -127,7 +127,7 @@ class CellParams:
         # (flat steps at most), a row that falls is a table edited or swapped.
         # A dip below OCV_DIP_V (another tool's rounding) moves the inverse by
         # less than a point where the curve is flattest; a larger one is refused.
-        falls = np.argwhere(np.diff(c["ocv_V"], axis=1) < -OCV_DIP_V)
+        falls = np.argwhere(np.diff(c["ocv_V"], axis=1) < -np.float32(OCV_DIP_V))  # as bf_cell_params_check
         if falls.size:
             i, j = (int(k) for k in falls[0])
             soc = self.ocv_soc
@@ -223,7 +223,7 @@ class FilterTuning:
             object.__setattr__(self, f.name, value)
 
 
-#: The largest fall of an OCV row between two neighbouring points that loads (V).
+#: The largest fall of an OCV row between two neighbouring points that loads (V; BF_OCV_DIP_V).
 OCV_DIP_V = 1e-3
 
 #: The smallest gate_sigma the C core takes (BF_GATE_SIGMA_MIN, soc_ekf.h).

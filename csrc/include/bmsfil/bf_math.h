@@ -8,6 +8,21 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The core's range tests rely on IEEE comparisons with NaN: a missing current
+ * (NaN) fails `i >= -i_max` and is taken as missing, the last good one used.
+ * -ffast-math (its -ffinite-math-only) lets the compiler assume there is no
+ * NaN and turn those tests around: a missing current then stops the filter
+ * (BF_E_NUMERIC) and a NaN rest current starts it as rested. Build the core
+ * with -fno-fast-math (every build of bmsfil does, with -ffp-contract=off for
+ * results bit for bit those of the host's binding). */
+#if defined(__FAST_MATH__) || (defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__)
+#error "bmsfil's C core must not be built with -ffast-math or -ffinite-math-only: its NaN tests rely on IEEE comparisons; use -fno-fast-math"
+#endif
+
 /* e^x for any float x: 0 below -87.3, +inf above 88, NaN for NaN. */
 float bf_expf(float x);
 
@@ -21,7 +36,7 @@ typedef union {
     uint32_t u;
 } bf_bits32_t;
 
-/* 1 if x is neither NaN nor infinite. Works under -ffast-math too. Inline:
+/* 1 if x is neither NaN nor infinite (bit tests, not comparisons). Inline:
  * the filter asks about twenty times a step. */
 static inline int bf_isfinite(float x)
 {
@@ -35,5 +50,9 @@ static inline float bf_clampf(float x, float lo, float hi)
 {
     return x < lo ? lo : (x > hi ? hi : x);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -67,6 +67,10 @@
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Events of a step (bitwise OR). */
 #define BF_CAP_ANCHOR_FULL 0x01u   /* a full anchor was taken this sample */
 #define BF_CAP_ANCHOR_EMPTY 0x02u  /* an empty anchor was taken */
@@ -148,5 +152,9 @@ bf_status_t bf_awtls_update(bf_awtls_t *f, float memory_cycles, float x, float v
 
 /* Start the fit at q (/ rated) with 1 sigma q_sigma (/ rated). */
 bf_status_t bf_awtls_init(bf_awtls_t *f, float q, float q_sigma);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -20,6 +20,10 @@
 
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define BF_MAX_TEMPS 8
 #define BF_OCV_MAX_POINTS 101
 #define BF_RC_MAX_POINTS 21
@@ -27,6 +31,13 @@
  * a step overflows in single precision. */
 #define BF_MIN_CAPACITY_AH 1e-3f
 #define BF_MIN_TAU_S 1e-3f
+/* The largest fall of an OCV row between two neighbouring points accepted
+ * (V): the SOC from a voltage (bf_cell_soc_from_ocv) is a bisection on an OCV
+ * that rises with SOC; a row that falls by more is a table reversed (100 % to
+ * 0 %, as datasheets list it) or damaged, and the filter would read the
+ * voltage the wrong way while reporting a small sigma. A smaller dip is
+ * another tool's rounding. */
+#define BF_OCV_DIP_V 1e-3f
 
 typedef struct {
     uint32_t n_temps;                          /* 1..BF_MAX_TEMPS */
@@ -62,7 +73,8 @@ typedef struct {
 } bf_lookup_t;
 
 /* BF_OK if the tables are usable: counts in range, temperatures ascending,
- * every value finite, capacities >= BF_MIN_CAPACITY_AH, taus >=
+ * every value finite, no OCV row falling by more than BF_OCV_DIP_V between
+ * neighbouring points, capacities >= BF_MIN_CAPACITY_AH, taus >=
  * BF_MIN_TAU_S, eta positive, resistances >= 0. */
 bf_status_t bf_cell_params_check(const bf_cell_params_t *p);
 
@@ -142,5 +154,9 @@ static inline float bf_cell_ocv(const bf_cell_params_t *p, const bf_lookup_t *at
 /* SOC whose OCV at temp_C is ocv_V, by bisection (OCV rises with SOC);
  * 0 or 1 when outside the table. */
 float bf_cell_soc_from_ocv(const bf_cell_params_t *p, float ocv_V, float temp_C);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

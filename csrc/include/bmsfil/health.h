@@ -20,6 +20,10 @@
 #include "bmsfil/resistance.h"
 #include "bmsfil/soc_ekf.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define BF_HEALTH_GAP 0x01u       /* this sample followed a gap */
 #define BF_HEALTH_RESTARTED 0x02u /* ... and the filter restarted from its voltage */
 
@@ -55,5 +59,9 @@ bf_status_t bf_health_run(bf_health_t *s, const bf_cell_params_t *p, const bf_so
                           const float *current_A, const float *voltage_V, const float *temp_C, size_t n,
                           float *soc, float *soc_sigma, float *capacity_Ah, float *capacity_sigma_Ah,
                           float *r0_ohm, float *r0_sigma_ohm, float *r0_growth, uint8_t *events);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

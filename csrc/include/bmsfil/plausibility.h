@@ -61,6 +61,10 @@
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Plausibility flags (bitwise OR), held while the evidence holds. */
 #define BF_PLAUS_CURRENT_OFFSET 0x01u  /* |unseen current| beyond the sensor's tolerance */
 #define BF_PLAUS_SELF_DISCHARGE 0x02u  /* charge lost that the current sensor did not see */
@@ -127,5 +131,9 @@ bf_status_t bf_plaus_run(bf_soc_ekf_t *ekf, const bf_cell_params_t *p, const bf_
                          float *soc_out, float *sigma_out, uint8_t *ekf_flags_out, uint8_t *flags_out,
                          float *unseen_A_out, float *unseen_sigma_A_out, float *stuck_s_out,
                          float *stuck_change_V_out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

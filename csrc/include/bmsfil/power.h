@@ -49,6 +49,10 @@
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define BF_SOP_SUBSTEPS 4u
 #define BF_SOP_ITERATIONS 32u        /* pulses per direction at most, the bracket's included */
 #define BF_SOP_TOLERANCE 1e-3f       /* relative width of the final bracket */
@@ -139,5 +143,9 @@ bf_status_t bf_sop_task_init(bf_sop_task_t *t);
  * Publishes at most one horizon per call; the next call begins the next. */
 bf_status_t bf_sop_task_step(bf_sop_task_t *t, const bf_soc_ekf_t *s, const bf_cell_params_t *p, float temp_C,
                              const bf_sop_limits_t *lims, uint32_t n_lims, uint32_t budget, int32_t *finished);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -26,6 +26,10 @@
 #include "bmsfil/cell_model.h"
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define BF_R0_UPDATED 0x01u   /* a step updated the estimate this sample */
 
 typedef struct {
@@ -66,5 +70,9 @@ bf_status_t bf_r0_init(bf_r0_t *s, const bf_r0_tuning_t *t);
  * the step in progress without an update. */
 bf_status_t bf_r0_step(bf_r0_t *s, const bf_cell_params_t *p, const bf_r0_tuning_t *t, float dt_s,
                        float current_A, float voltage_V, float temp_C, float soc, bf_r0_out_t *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

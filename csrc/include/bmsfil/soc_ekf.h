@@ -21,8 +21,11 @@
  * bad temperature by the last good one; each is reported in the step's
  * flags. SOC stays in [0, 1], never NaN.
  *
- * An interval that is not known (NaN, negative: a corrupted or repeated
- * timestamp) skips the sample, the state kept. An interval longer than
+ * An interval that is not known (NaN, negative: a corrupted timestamp) skips
+ * the sample, the state kept. An interval of 0 (a second reading at the same
+ * instant) predicts nothing and corrects with the measurement variance of
+ * r_dt_min_s, as another reading would: a reading repeated many times pulls
+ * the state as many readings would. An interval longer than
  * dt_max_s (a logger or a BMS asleep, a charge that was not recorded, a
  * frame that could not carry the gap) is time the filter did not see, in
  * which the cell may have been charged or discharged by any amount: the
@@ -38,6 +41,10 @@
 
 #include "bmsfil/cell_model.h"
 #include "bmsfil/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define BF_SOC_EKF_NX 4
 
@@ -173,5 +180,9 @@ bf_status_t bf_soc_ekf_run(bf_soc_ekf_t *s, const bf_cell_params_t *p, const bf_
                            const float *dt_s, const float *current_A, const float *voltage_V,
                            const float *temp_C, size_t n, float *soc_out, float *sigma_out,
                            uint8_t *flags_out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -27,6 +27,10 @@
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Rows of the state: x[0..3], the upper triangle of P row by row (P00 P01
  * P02 P03 P11 P12 P13 P22 P23 P33; P is kept exactly symmetric), the last
  * good current, the last good temperature, the hysteresis sign, and the
@@ -75,5 +79,9 @@ bf_status_t bf_soc_ekf_pack_run(bf_soc_ekf_pack_t *pk, const bf_cell_params_t *p
  * x86-64), or, in builds made with BF_SOC_EKF_PACK_X86_DISPATCH (GCC,
  * x86-64: the host's Python module), "avx2" or "avx512". */
 const char *bf_soc_ekf_pack_code_path(const bf_soc_ekf_pack_t *pk);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

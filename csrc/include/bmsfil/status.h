@@ -2,6 +2,10 @@
 #ifndef BMSFIL_STATUS_H
 #define BMSFIL_STATUS_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     BF_OK = 0,
     BF_E_NULL = 1,      /* a required pointer was NULL */
@@ -11,5 +15,9 @@ typedef enum {
     BF_E_NUMERIC = 5,   /* the filter's covariance could not be kept valid */
     BF_E_CONFIG = 6     /* a monitor's config failed its check (bf_plaus_config_check) */
 } bf_status_t;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

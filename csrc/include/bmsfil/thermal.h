@@ -65,6 +65,10 @@
 #include "bmsfil/soc_ekf.h"
 #include "bmsfil/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Accepted range of each thermal parameter: outside it the arithmetic of a
  * step loses single precision (or the value is not a cell's). */
 #define BF_THERMAL_MIN_J_PER_K 1e-2f
@@ -185,5 +189,9 @@ bf_status_t bf_thermal_run(bf_soc_ekf_t *ekf, const bf_cell_params_t *p, const b
                            const float *surface_C, const float *ambient_C, size_t n, float *soc,
                            float *core_C, float *core_sigma_C, float *surface_est_C, float *heat_W,
                            uint8_t *flags);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
