@@ -67,3 +67,89 @@ def test_a_recording_without_a_reference_is_evaluated_unscored() -> None:
     doc = bmsfil.evaluate_unscored(life, params)
     assert doc["ekf"] is None and doc["not_scored"] == "no reference SOC"
     assert [c["cycle"] for c in doc["capacity_cycles"]] == [1, 2, 3]  # type: ignore[index]
+
+
+def test_a_frozen_recording_or_parameter_set_cannot_be_changed_in_place() -> None:
+    """A notebook user's `rec.current_A *= -1` flipped the data, then raised
+    FrozenInstanceError; `set.cell.r0_ohm *= 1.2` changed the set and every set
+    `with_filter` had made from it (a red team's). Their arrays are read-only."""
+    import numpy as np
+    import pytest
+
+    rec = bmsfil.bundled_recording().slice(0, 100)
+    before = rec.current_A.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        rec.current_A *= -1
+    assert np.array_equal(rec.current_A, before)
+    base = bmsfil.bundled_params()
+    tuned = base.with_filter(q_soc_per_s=1e-8)
+    r0 = base.cell.r0_ohm.copy()
+    with pytest.raises(ValueError, match="read-only"):
+        tuned.cell.r0_ohm *= 1.2
+    assert np.array_equal(base.cell.r0_ohm, r0)
+    # A user's own array is copied, not frozen under them.
+    mine = np.arange(5.0)
+    own = bmsfil.Recording(mine, mine, mine + 3.6, mine, bmsfil.RecordingMeta("mine"))
+    mine[0] = 99.0
+    assert own.time_s[0] == 0.0 and mine.flags.writeable
+
+
+def test_arrays_of_the_wrong_shape_or_kind_are_named() -> None:
+    """A table's column (n, 1) broadcast to n x n inside the run (1.2 GB at 12,000
+    samples); (n, 2) arrays ran on their first n interleaved values; lists failed
+    later in slice. Each field is now a 1-D float64 array or a RecordingError naming it."""
+    import numpy as np
+    import pytest
+
+    t = np.arange(50.0)
+    meta = bmsfil.RecordingMeta("x")
+    with pytest.raises(bmsfil.RecordingError, match=r"voltage_V: expected one value per sample .* \(50, 1\)"):
+        bmsfil.Recording(t, t, (t + 3.6).reshape(-1, 1), t, meta)
+    with pytest.raises(bmsfil.RecordingError, match="temp_C: expected real numbers"):
+        bmsfil.Recording(t, t, t + 3.6, t.astype(complex), meta)
+    with pytest.raises(TypeError, match="meta: expected a RecordingMeta"):
+        bmsfil.Recording(t, t, t + 3.6, t, "x")  # type: ignore[arg-type]
+    listed = bmsfil.Recording(list(t), [0.0] * 50, list(t * 0 + 3.6), [25.0] * 50, meta)
+    assert listed.time_s.dtype == np.float64 and len(listed.slice(10, 20)) == 10
+    est = bmsfil.SocEstimator(bmsfil.bundled_params())
+    with pytest.raises(ValueError, match=r"voltage_V: expected a 1-D array, got shape \(50, 2\)"):
+        est.run_arrays(np.zeros(50), np.zeros(50), np.full((50, 2), 3.6), np.full(50, 25.0))
+
+
+def test_a_start_soc_in_percent_is_refused_and_a_copy_steps_on_its_own() -> None:
+    import copy
+
+    import pytest
+
+    rec = bmsfil.bundled_recording().slice(0, 50)
+    est = bmsfil.SocEstimator(bmsfil.bundled_params())
+    with pytest.raises(ValueError, match=r"initial_soc 85: .* 85 % is 0.85"):
+        est.run(rec, initial_soc=85)
+    with pytest.raises(ValueError, match="expected 'ocv'"):
+        est.run(rec, initial_soc="OCV")
+    est.run(rec)
+    twin = copy.copy(est)
+    first = twin.step(0.1, -3.0, 3.9, 25.0).soc
+    assert est.step(0.1, -3.0, 3.9, 25.0).soc == first  # the copy's step left the original where it was
+    assert copy.deepcopy(est).x.tolist() == est.x.tolist()
+
+
+def test_an_unknown_flag_or_event_name_says_which_there_are() -> None:
+    import pytest
+
+    from bmsfil.health import HealthEstimator
+    from bmsfil.plausibility import run_monitored
+
+    rec = bmsfil.bundled_recording().slice(0, 50)
+    params = bmsfil.bundled_params()
+    with pytest.raises(ValueError, match="no event 'typo'; expected one of anchor_full"):
+        HealthEstimator(params).run(rec).where("typo")
+    _, monitor = run_monitored(rec, params)
+    with pytest.raises(ValueError, match="no flag 'current offset'; expected one of"):
+        monitor.first_time_s("current offset")
+
+
+def test_the_package_says_it_is_typed() -> None:
+    from importlib import resources
+
+    assert resources.files("bmsfil").joinpath("py.typed").is_file()

@@ -176,6 +176,16 @@ class SocEstimator:
         self._out = ffi.new("bf_soc_ekf_out_t *")
         self.init_soc(1.0, 25.0)
 
+    def __copy__(self) -> "SocEstimator":
+        """Another estimator in the same state, stepping on its own (a shallow copy shared the C
+        state: stepping the copy moved the original)."""
+        other = SocEstimator(self.params)
+        ffi.memmove(other._state, self._state, ffi.sizeof("bf_soc_ekf_t"))
+        return other
+
+    def __deepcopy__(self, memo: dict[int, object]) -> "SocEstimator":
+        return self.__copy__()
+
     def init_soc(self, soc: float, temp_C: float, sigma: float | None = None) -> None:
         """Start at `soc`, known to within `sigma` (1-sigma); without it a
         guess, with the variance of an unknown start (p0_soc)."""
@@ -226,8 +236,11 @@ class SocEstimator:
         self, dt_s: np.ndarray, current_A: np.ndarray, voltage_V: np.ndarray, temp_C: np.ndarray
     ) -> SocTrace:
         """Step through arrays in one C call (the batch API), continuing from the current state."""
-        n = len(dt_s)
         arrays = [as_f32(a) for a in (dt_s, current_A, voltage_V, temp_C)]
+        for name, a in zip(("dt_s", "current_A", "voltage_V", "temp_C"), arrays):
+            if a.ndim != 1:  # (n, 2) was read as its first n interleaved values
+                raise ValueError(f"run_arrays: {name}: expected a 1-D array, got shape {a.shape}")
+        n = len(arrays[0])
         if any(len(a) != n for a in arrays):
             raise ValueError("run_arrays: dt_s, current_A, voltage_V and temp_C must have equal lengths")
         soc = np.empty(n, dtype=np.float32)
@@ -300,6 +313,12 @@ def start_estimator(est: Initialisable, recording: Recording, initial_soc: Initi
     (`start`: under load with the variance of an unknown start),
     or at `initial_soc` at its temperature (25 °C if there is none), a
     KnownSoc with its sigma."""
+    if isinstance(initial_soc, str):
+        if initial_soc != "ocv":
+            raise ValueError(f"initial_soc {initial_soc!r}: expected 'ocv', a SOC between 0 and 1 or a KnownSoc")
+    elif not 0.0 <= (soc := float(given_soc(initial_soc) or 0.0)) <= 1.0:  # 85 for 85 % was clamped to 1.0
+        hint = f" (a fraction: {soc:g} % is {soc / 100:g})" if 1.0 < soc <= 100.0 else ""
+        raise ValueError(f"initial_soc {soc:g}: expected a SOC between 0 and 1{hint}")
     found = first_start_sample(est.params, recording)
     first = 0 if found is None else found
     temp = 25.0 if found is None else float(recording.temp_C[first])

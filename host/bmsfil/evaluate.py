@@ -77,7 +77,7 @@ def _recording_summary(rec: Recording) -> dict[str, object]:
     """What an eval summary says of the recording itself (scored or not); the
     start current because a start from the OCV assumes it is near 0."""
     finite = np.flatnonzero(np.isfinite(rec.current_A))
-    return {"name": rec.meta.name, "ambient_temp_C": rec.meta.ambient_temp_C, "duration_s": float(rec.time_s[-1]),
+    return {"name": rec.meta.name, "ambient_temp_C": rec.meta.ambient_temp_C, "duration_s": float(rec.time_s[-1] - rec.time_s[0]),
             "start_current_A": float(rec.current_A[finite[0]]) if finite.size else None}
 
 

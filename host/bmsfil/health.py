@@ -161,7 +161,9 @@ class HealthTrace:
 
     def where(self, event: str) -> np.ndarray:
         """Sample indices where an event of `EVENT_NAMES` happened."""
-        bit = next(b for b, name in EVENT_NAMES.items() if name == event)
+        bit = next((b for b, name in EVENT_NAMES.items() if name == event), None)
+        if bit is None:
+            raise ValueError(f"no event {event!r}; expected one of {', '.join(EVENT_NAMES.values())}")
         return np.flatnonzero(self.events & bit)
 
 
@@ -212,12 +214,14 @@ class HealthEstimator:
         return HealthTrace(np.asarray(time_s, dtype=np.float64), soc, sigma, cap, cap_sigma, r0, r0_sigma,
                            growth, events, self.capacity.rated_Ah, self.capacity.empty_V)
 
-    def run(self, recording: Recording, initial_soc: float = 1.0) -> HealthTrace:
-        """Start at the first sample (`start`) and run the whole recording."""
+    def run(self, recording: Recording) -> HealthTrace:
+        """Start at the first sample with a voltage and a temperature (`start`: its OCV, as each
+        segment of a life starts) and run the whole recording. There is no start from a given SOC:
+        the capacity's anchors need the filter to read its SOC from the cell (a recording without
+        a voltage starts at SOC 1)."""
         ok = np.flatnonzero(np.isfinite(recording.voltage_V) & np.isfinite(recording.temp_C))
         k = int(ok[0]) if ok.size else 0
-        self.start(initial_soc, float(recording.current_A[k]), float(recording.voltage_V[k]),
-                   float(recording.temp_C[k]))
+        self.start(1.0, float(recording.current_A[k]), float(recording.voltage_V[k]), float(recording.temp_C[k]))
         return self.run_arrays(recording.time_s, recording.dt_s, recording.current_A, recording.voltage_V,
                                recording.temp_C)
 

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from .frozen import frozen_array
 from .recording import SAMPLE_LIMITS
 
 FORMAT_TAG = "bmsfil-params/1"
@@ -86,7 +87,7 @@ class CellParams:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (list, tuple, np.ndarray)):
-                object.__setattr__(self, f.name, np.asarray(value, dtype=np.float64))
+                object.__setattr__(self, f.name, frozen_array(value))
         self.validate()
 
     @property

@@ -158,7 +158,9 @@ class PlausibilityTrace:
 
     def first_time_s(self, flag: str) -> float:
         """Seconds from the start to the first sample with `flag`; inf if never."""
-        bit = next(b for b, n in FLAG_NAMES.items() if n == flag)
+        bit = next((b for b, n in FLAG_NAMES.items() if n == flag), None)
+        if bit is None:
+            raise ValueError(f"no flag {flag!r}; expected one of {', '.join(FLAG_NAMES.values())}")
         hit = np.flatnonzero(self.flags & bit)
         return float(self.time_s[hit[0]] - self.time_s[0]) if hit.size else math.inf
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .frozen import frozen_array
+
 FORMAT_TAG = "bmsfil-recording/1"
 SUFFIX = ".npz"
 
@@ -158,6 +160,11 @@ class Recording:
     ah: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.meta, RecordingMeta):
+            raise TypeError(f"Recording: meta: expected a RecordingMeta (RecordingMeta(name=...)), got "
+                            f"{type(self.meta).__name__}")
+        for name in ("time_s", "current_A", "voltage_V", "temp_C") + (("ah",) if self.ah is not None else ()):
+            object.__setattr__(self, name, self._column(name))
         n = len(self.time_s)
         for name in ("current_A", "voltage_V", "temp_C") + (("ah",) if self.ah is not None else ()):
             if len(getattr(self, name)) != n:
@@ -179,6 +186,21 @@ class Recording:
                     f"recording {self.meta.name!r}: time goes backwards at sample {i} "
                     f"({float(self.time_s[i - 1])!r} s then {float(self.time_s[i])!r} s)"
                 )
+
+    def _column(self, name: str) -> np.ndarray:
+        """A field as a read-only 1-D float64 array (`frozen_array`), or a RecordingError naming it."""
+        value = getattr(self, name)
+        where = f"recording {self.meta.name!r}: {name}"
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise RecordingError(f"{where}: expected an array of numbers, got {type(value).__name__} ({exc})") from None
+        if a.ndim != 1:
+            column = " (a table's column: .ravel() it, or take df['name'].to_numpy())" if a.ndim == 2 and 1 in a.shape else ""
+            raise RecordingError(f"{where}: expected one value per sample (a 1-D array), got shape {a.shape}{column}")
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
+            raise RecordingError(f"{where}: expected real numbers, got an array of {a.dtype}")
+        return frozen_array(a)
 
     def __len__(self) -> int:
         return len(self.time_s)
