@@ -153,3 +153,15 @@ def test_the_package_says_it_is_typed() -> None:
     from importlib import resources
 
     assert resources.files("bmsfil").joinpath("py.typed").is_file()
+
+
+def test_the_modules_examples_run() -> None:
+    """The examples in the modules' docstrings are doctests that pass, or plain usage blocks
+    (they were prompts without outputs, failing under doctest)."""
+    import bmsfil.core
+    import bmsfil.health
+    import bmsfil.thermal
+
+    for module in (bmsfil.core, bmsfil.health, bmsfil.thermal):
+        assert doctest.testmod(module, verbose=False).failed == 0, module.__name__
+    assert doctest.testmod(bmsfil.core, verbose=False).attempted >= 4

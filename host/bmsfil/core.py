@@ -163,9 +163,11 @@ class SocEstimator:
     `init_soc` it holds SOC 1.0 with the variance of an unknown start
     (p0_soc), which its sigma says; `run` starts it itself.
 
+    >>> from bmsfil.params import bundled_params
     >>> est = SocEstimator(bundled_params())
-    >>> est.init_ocv(voltage_V=4.18, temp_C=25.0)
-    >>> est.step(dt_s=0.1, current_A=-3.0, voltage_V=4.05, temp_C=25.0).soc
+    >>> est.start(current_A=0.0, voltage_V=4.18, temp_C=25.0)
+    >>> round(est.step(dt_s=0.1, current_A=-3.0, voltage_V=4.05, temp_C=25.0).soc, 3)
+    0.998
     """
 
     def __init__(self, params: ParameterSet) -> None:

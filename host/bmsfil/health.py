@@ -2,9 +2,11 @@
 on current steps) beside the SOC filter, running the C core (health.h,
 capacity.h, resistance.h).
 
->>> est = HealthEstimator(params)
->>> trace = est.run(recording)
->>> trace.capacity_Ah[-1], trace.capacity_sigma_Ah[-1], trace.r0_ohm[-1]
+Use (params a ParameterSet, recording a Recording)::
+
+    est = HealthEstimator(params)
+    trace = est.run(recording)
+    trace.capacity_Ah[-1], trace.capacity_sigma_Ah[-1], trace.r0_ohm[-1]
 """
 
 from __future__ import annotations

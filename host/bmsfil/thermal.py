@@ -1,9 +1,11 @@
 """Core temperature: the two-state thermal model and its Kalman filter
 (thermal.h) running the C core, and a float64 reference of the same filter.
 
->>> est = CoreTempEstimator(params)            # params.thermal from bmsfil fit --thermal
->>> trace = est.run(recording)
->>> trace.core_C, trace.core_sigma_C, trace.core_C - trace.surface_meas_C
+Use (params a ParameterSet with a thermal model, from bmsfil fit --thermal)::
+
+    est = CoreTempEstimator(params)
+    trace = est.run(recording)
+    trace.core_C, trace.core_sigma_C, trace.core_C - trace.surface_meas_C
 
 The heat is i (v - OCV(SOC, T)) at the SOC filter's SOC (thermal.h says why
 not i^2 R0). The ambient is, by default, the first surface reading of the
