@@ -373,6 +373,36 @@ def test_column_map_with_units_and_sign(tmp_path: Path) -> None:
     assert "discharge-positive" in rec.meta.extra["current_sign"]
 
 
+def test_a_current_logged_as_a_magnitude_takes_its_sign_from_the_state_column(tmp_path: Path) -> None:
+    """Maccor logs Amps as a magnitude and the step in State (C, D, R); Neware its Step Type
+    (CC_DChg, CCCV_Chg, Rest). A red team's Maccor life read as all charge, and import's advice
+    (--current-sign discharge-positive) made it one 146 Ah discharge. Mapped, the state column
+    signs the current; unmapped, the warning says to map it."""
+    from bmsfil.importers.parse import direction
+
+    assert direction(["D", "C", "R", "CC_DChg", "CCCV_Chg", "CP DChg", "Rest", "Discharge", "charge", "O"]).tolist() \
+        == [-1, 1, 0, -1, 1, -1, 0, -1, 1, 0]
+    rows = ["Test (Sec),Amps,Volts,State,Temp 1"]
+    t = 0
+    for state, amps, volts in [("R", 0.0, 4.1)] * 3 + [("D", 2.0, 3.9 - 0.005 * k) for k in range(60)] \
+            + [("R", 0.001, 3.75)] * 3 + [("C", 1.5, 3.8 + 0.005 * k) for k in range(60)]:
+        rows.append(f"{t},{amps},{volts},{state},24")
+        t += 20
+    path = write(tmp_path / "maccor.csv", "\n".join(rows) + "\n")
+    mapping = {"time": "Test (Sec)", "current": "Amps", "voltage": "Volts", "temperature": "Temp 1"}
+    rec = import_file(path, column_map={**mapping, "state": "State"})
+    assert rec.current_A[3:63].tolist() == [-2.0] * 60 and rec.current_A[66:].tolist() == [1.5] * 60
+    assert rec.current_A[63] == pytest.approx(0.001)  # a rest keeps what was logged
+    assert "from the state column 'State'" in rec.meta.extra["current_sign"]
+    with pytest.raises(RecordingError, match="both set the current's sign"):
+        import_file(path, column_map={**mapping, "state": "State"}, current_sign="discharge-positive")
+    from bmsfil.current_sign import wrong_sign
+
+    said = wrong_sign(import_file(path, column_map=mapping))
+    assert said is not None and "never negative" in said and "state=COLUMN" in said
+    assert wrong_sign(rec) is None
+
+
 def test_recognised_names_import_without_a_map(tmp_path: Path) -> None:
     path = write(
         tmp_path / "cell.csv",

@@ -864,7 +864,8 @@ def _save_params(params: ParameterSet, path: Path) -> None:
 def _import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="auto", choices=("auto",) + FORMATS, help="format of the inputs (default: recognised)")
     p.add_argument("--map", action="append", metavar="time=COL,current=COL,...",
-                   help="column map for generic CSV inputs: time, current, voltage, temperature, ah")
+                   help="column map for generic CSV inputs: time, current, voltage, temperature, ah, state (a cycler's "
+                        "step-type column: the sign of a current logged as a magnitude)")
     p.add_argument("--current-sign", choices=CURRENT_SIGNS, default=None,
                    help="sign convention of the inputs' current (default: the format's own, or charge-positive)")
     p.add_argument("--meta", action="append", metavar="key=value", help="metadata to set on every input (repeatable)")
@@ -879,7 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path)
     p.add_argument("--format", default="auto", choices=("auto",) + FORMATS)
     p.add_argument("--map", action="append", metavar="time=COL,current=COL,...",
-                   help="column map for generic CSV: time, current, voltage, temperature, ah")
+                   help="column map for generic CSV: time, current, voltage, temperature, ah, state (a cycler's "
+                        "step-type column: the sign of a current logged as a magnitude)")
     p.add_argument("--current-sign", choices=CURRENT_SIGNS, default=None,
                    help="sign convention of the file's current (default: the format's own, or charge-positive)")
     p.add_argument("--meta", action="append", metavar="key=value", help="metadata to set (repeatable)")

@@ -100,7 +100,10 @@ def against_chance(disagree: int, steps: int) -> float:
 
 
 def wrong_sign(rec: Recording) -> str | None:
-    """Why the recording's current looks positive on discharge, or None if it does not."""
+    """Why the recording's current looks positive on discharge, or a magnitude, or None if it
+    does not."""
+    if (why := magnitude(rec)) is not None:
+        return why
     agree, disagree = step_votes(rec)
     unanimous = agree == 0 and disagree >= UNANIMOUS_STEPS
     fix = ("(bmsfil's current is positive on charge); import it again with --current-sign discharge-positive (or "
@@ -114,3 +117,19 @@ def wrong_sign(rec: Recording) -> str | None:
                 f"stretch(es) of steady current of {STEADY_S / 60:g} minutes or more the voltage moved against the "
                 f"current (falling on charge, rising on discharge) {fix}")
     return None
+
+
+def magnitude(rec: Recording) -> str | None:
+    """Why the current looks like a magnitude (never negative, while the voltage rises over some
+    stretches of steady current and falls over others: charge and discharge logged alike, as
+    Maccor's Amps are), or None."""
+    finite = rec.current_A[np.isfinite(rec.current_A)]
+    if not finite.size or float(np.min(finite)) < 0.0:
+        return None
+    rising, falling = steady_votes(rec)
+    if not (rising and falling):
+        return None
+    return (f"{rec.meta.name}: its current is never negative, yet the voltage rose over {rising} stretch(es) of "
+            f"steady current and fell over {falling}: charge and discharge logged as a magnitude? Map the cycler's "
+            "state or step-type column (Maccor's State, Neware's Step Type) with --map ...,state=COLUMN to give "
+            "the current its sign (bmsfil's current is positive on charge)")

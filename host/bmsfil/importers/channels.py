@@ -55,6 +55,9 @@ def read_channels(
     for key, index in columns.items():
         column = header.cells[index]
         converters[key] = (index, numbers)
+        if key == "state":  # a cycler's step type: the sign of a current logged as a magnitude
+            converters[key] = (index, parse.direction)
+            continue
         if key not in QUANTITIES:
             if ":" in header.first_value(index):
                 converters[key] = (index, parse.clock_seconds)

@@ -5,6 +5,8 @@ required; ``temperature`` and ``ah`` optional), the column that holds it,
 written as in the header with or without its unit (``'Voltage [V]'`` or
 ``'Voltage'``). A unit in the map (``'I [mA]'``) is used when the header
 states none; a column with no unit anywhere is taken in s, A, V, °C, Ah.
+``state`` names a cycler's step-type column (Maccor's State, Neware's Step
+Type), from which a current logged as a magnitude takes its sign.
 
 Without a map, columns are recognised by common names (SYNONYMS, compared
 loosely) and must then state their units in the header, in brackets or
@@ -47,7 +49,11 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "ah": ("capacity", "ah", "charge", "ah counter", "amp hours"),
 }
 
-_MAP_HINT = "time=<column>,current=<column>,voltage=<column>[,temperature=<column>][,ah=<column>]"
+_MAP_HINT = ("time=<column>,current=<column>,voltage=<column>[,temperature=<column>][,ah=<column>]"
+             "[,state=<column>]")
+#: A map's key for a cycler's state or step-type column (Maccor's State, Neware's Step Type): a
+#: current logged as a magnitude gets its sign from it (parse.direction).
+STATE = "state"
 
 
 def recognise(header: Header) -> dict[str, int]:
@@ -112,6 +118,11 @@ def import_csv(
     join_counter_restarts(channels)
     values = channels.values
     extra = {"columns": "; ".join(f"{key}={column}" for key, column in channels.columns.items()), **channels.notes}
+    current = values["current"]
+    if STATE in values:
+        current = _signed(current, values[STATE])
+        extra["current_sign"] = (f"from the state column {channels.columns[STATE]!r}: negative on its discharge "
+                                 "steps, positive on its charge steps, as read elsewhere")
     temp_C = values.get("temperature")
     if temp_C is None:
         assert ambient_C is not None
@@ -120,12 +131,19 @@ def import_csv(
     time = values["time"]
     return Recording(
         time_s=time - time[0],
-        current_A=values["current"],
+        current_A=current,
         voltage_V=values["voltage"],
         temp_C=temp_C,
         ah=from_zero(values["ah"]) if "ah" in values else None,
         meta=RecordingMeta(name=safe_name(file_stem(path)), ambient_temp_C=ambient_C, extra=extra),
     )
+
+
+def _signed(current_A: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The current with the sign of its step (`parse.direction`: -1 discharge, +1 charge): a
+    magnitude, as Maccor logs it, signed; a signed current agreeing with its steps unchanged;
+    samples of other steps (rest) as logged."""
+    return np.where(step < 0, -np.abs(current_A), np.where(step > 0, np.abs(current_A), current_A))
 
 
 def _require_units(table: Table, header: Header, columns: Mapping[str, int]) -> None:
@@ -144,7 +162,7 @@ def _mapped(
     table: Table, column_map: Mapping[str, str]
 ) -> tuple[Header, dict[str, int], dict[str, str]]:
     """The column row that has every mapped column, their indices and the map's units."""
-    unknown = sorted(set(column_map) - set(QUANTITIES))
+    unknown = sorted(set(column_map) - set(QUANTITIES) - {STATE})
     missing = [quantity for quantity in REQUIRED if quantity not in column_map]
     if unknown or missing:
         raise RecordingError(

@@ -144,6 +144,21 @@ def datetime_seconds(cells: Sequence[str]) -> np.ndarray:
     return seconds
 
 
+def direction(cells: Sequence[str]) -> np.ndarray:
+    """A cycler's state or step-type column as the sign of its step: -1 on discharge, +1 on
+    charge, 0 on any other (rest, pause, open circuit, a word not known). Read in lower case
+    without separators: Maccor's State 'D' and 'C', Neware's Step Type 'CC_DChg', 'CCCV_Chg'
+    and 'CP DChg', Digatron's and others' 'Discharge' and 'Charge'."""
+    out = np.zeros(len(cells))
+    for k, cell in enumerate(cells):
+        word = "".join(ch for ch in cell.lower() if ch.isalpha())
+        if word == "d" or "dchg" in word or "dischg" in word or "discharg" in word:
+            out[k] = -1.0
+        elif word == "c" or "chg" in word or "charg" in word:
+            out[k] = 1.0
+    return out
+
+
 def _each(cells: Sequence[str], parse: Callable[[str], object], expected: str) -> np.ndarray:
     out = []
     for i, cell in enumerate(cells):
