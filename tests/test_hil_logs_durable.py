@@ -881,3 +881,27 @@ def test_a_damaged_size_in_a_log_its_logger_never_closed(tmp_path):
     read = LogRead(tmp_path / "flipped.blf")
     assert 1400 <= sum(1 for _ in read) < 1500
     assert [a for a, _ in read.skipped] == [at]
+
+
+def test_the_log_reader_counts_target_statuses_missing_from_their_counter(tmp_path, capsys):
+    """TargetStatus counts +1 modulo 256 a frame: a jump (frames lost) was read
+    in silence; a repeat (an echo) and a restart (counter 0, not running) are
+    no loss."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 30)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+    running, booting = cc.TargetState.RUNNING, cc.TargetState.BOOTING
+    statuses = {2: (0, booting), 4: (1, running), 6: (1, running), 8: (2, running), 10: (6, running),
+                12: (0, booting), 14: (1, running), 16: (3, running)}
+    log = _edited_log(base, tmp_path / "statuses.blf", extra=lambda m: [
+        cc.encode_target_status(*statuses[cc.decode(m).sequence], cc.decode(m).sequence)]
+        if m.arbitration_id == cc.FrameId.MEAS_PACK and cc.decode(m).sequence in statuses else [])
+    (run,) = read_log(log)
+    said = "4 TargetStatus frame(s) missing from its counter (3 after counter 2, 1 after counter 1)"
+    assert [note for note in run.sequence_notes if "TargetStatus" in note] == [
+        f"{said}: lost on the bus or by the logger"]
+    js = tmp_path / "score.json"
+    main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert any(said in w for w in json.loads(js.read_text())["recordings"][0]["log_warnings"])

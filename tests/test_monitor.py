@@ -440,3 +440,39 @@ def test_a_repeated_or_following_status_counts_its_crc_errors_once():
                                               crc_errors=3), 1.0))
     pack = view.snapshot()["pack"]
     assert pack["crc_errors"] == 3 and pack["faults_reported"] == {"crc_error": 1}
+
+
+def test_lost_samples_skipped_estimates_and_lost_statuses_are_counted():
+    """Jumps of the MeasPack sequence, of a cell's EstCell sequence and of the
+    TargetStatus counter went unsaid; a repeat, and the harness starting
+    again at sequence 0 (a status at counter 0, not running: the target
+    restarting), are no loss."""
+    def lost(m: can.Message) -> bool:
+        frame = cc.decode(m)
+        return 10 <= frame.sequence < 15 or (isinstance(frame, cc.EstCell) and frame.cell_index == 1
+                                             and 30 <= frame.sequence < 33)
+
+    view = PackView()
+    for msg in _lockstep_frames(60, 2, silent_cell=-1, silent_after=59):
+        if not lost(msg):
+            view.feed(msg)
+    view.feed(_at(cc.encode_meas_pack(59, 0.1, -1.0, 2), 0.006))  # a repeat
+    for msg in _lockstep_frames(3, 2, silent_cell=-1, silent_after=2):  # the harness starts again
+        view.feed(_at(msg, msg.timestamp + 0.01))
+    for counter, state in [(0, cc.TargetState.IDLE), (1, cc.TargetState.RUNNING), (2, cc.TargetState.RUNNING),
+                           (5, cc.TargetState.RUNNING), (0, cc.TargetState.BOOTING), (1, cc.TargetState.RUNNING)]:
+        view.feed(_at(cc.encode_target_status(counter, state, None), 0.02 + counter * 1e-3))
+    snap = view.snapshot()
+    assert snap["pack"]["samples_lost"] == {"count": 5, "first": [{"after": 9, "missing": 5,
+                                                                   "at": pytest.approx(15e-4)}]}
+    c0, c1 = snap["cells"]
+    assert c0["estimates_skipped"] == {"count": 5, "first": [{"after": 9, "missing": 5, "at": pytest.approx(15e-4)}]}
+    assert c1["estimates_skipped"]["count"] == 8
+    assert [(g["after"], g["missing"]) for g in c1["estimates_skipped"]["first"]] == [(9, 5), (29, 3)]
+    assert snap["pack"]["status_frames_lost"] == {"count": 2, "first": [{"after": 2, "missing": 2,
+                                                                         "at": pytest.approx(0.025)}]}
+    text = " ".join(_text(view).split())
+    assert "LOST: 5 sample(s) missing from the MeasPack sequence (5 after sequence 9 at 0.002)" in text
+    assert "2 cell(s) skipped estimates (lost, or not sent): cell 0 5 (5 after sequence 9" in text
+    assert "cell 1 8 (5 after sequence 9 at 0.002, 3 after sequence 29 at 0.003)" in text
+    assert "LOST: 2 TargetStatus frame(s) missing from its counter (2 after counter 2 at 0.025)" in text

@@ -49,6 +49,19 @@ WRAP_SLACK = 64
 REORDER_SLACK = 4
 
 
+def sequence_restarts(last: int, sequence: int) -> bool:
+    """Whether a sample of `sequence` after one of `last` starts the count again (the harness
+    replays each recording from sequence 0): one of the first WRAP_SLACK sequences (0, or a
+    later one when the next recording's first frames were lost) going back from further on
+    than REORDER_SLACK, unless the last was within WRAP_SLACK of the counter's wrap."""
+    ahead = (sequence - last) % cc.SEQUENCE_MODULUS  # how far on, if it is on
+    back = (last - sequence) % cc.SEQUENCE_MODULUS  # how far back, if it is back
+    # One of the first sequences, not the next few (a loss), not one of the last few put back
+    # (reordered on the bus), and not after the counter's wrap.
+    return (sequence < WRAP_SLACK and ahead > WRAP_SLACK and back > REORDER_SLACK
+            and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
+
+
 class LogError(ValueError):
     """A log that holds no replayable measurements, with the file and why."""
 
@@ -570,6 +583,8 @@ class _Segment:
     target_faults: list[str] = field(default_factory=list)  # faults the target's TargetStatus reported
     commands: list[tuple[int, cc.HostCommandCode]] = field(default_factory=list)  # (sample it followed, command)
     restarting: cc.HostCommandCode | None = None  # a command whose restarted target's first status is still to come
+    last_status: cc.TargetStatus | None = None
+    statuses_lost: list[tuple[int, int]] = field(default_factory=list)  # (counter before, frames missing) per jump
     #: EstCells for a sample and cell that already had one with another SOC: (sequence, cell, kept, other).
     conflicts: list[tuple[int, int, float, float]] = field(default_factory=list)
 
@@ -601,6 +616,10 @@ class _Segment:
             out.append(f"{self.repeated} MeasPack(s) repeating one just before them (a bus's echo of the "
                        "harness's own frames, or duplicates): read once")
         out.extend(self._cell_notes())
+        if self.statuses_lost:
+            first = ", ".join(f"{n} after counter {c}" for c, n in self.statuses_lost[:3])
+            out.append(f"{sum(n for _, n in self.statuses_lost)} TargetStatus frame(s) missing from its counter "
+                       f"({first}{', ...' if len(self.statuses_lost) > 3 else ''}): lost on the bus or by the logger")
         if self.target_faults:
             out.append(f"the target reported {len(self.target_faults)} fault(s) in its TargetStatus, the first: "
                        f"{self.target_faults[0]}")
@@ -636,19 +655,8 @@ class _Segment:
         return out
 
     def starts_anew(self, pack: cc.MeasPack) -> bool:
-        """Whether this MeasPack starts another recording (see `read_log`): one of the first
-        WRAP_SLACK sequences (0, or a later one when the next recording's first MeasPacks were
-        lost) going back from further on than REORDER_SLACK, unless the last was within
-        WRAP_SLACK of the counter's wrap."""
-        if not self.packs:
-            return False
-        last = self.packs[-1].sequence
-        ahead = (pack.sequence - last) % cc.SEQUENCE_MODULUS  # how far on, if it is on
-        back = (last - pack.sequence) % cc.SEQUENCE_MODULUS  # how far back, if it is back
-        # One of the first sequences, not the next few (a loss), not one of the last few put back
-        # (reordered on the bus), and not after the counter's wrap.
-        return (pack.sequence < WRAP_SLACK and ahead > WRAP_SLACK and back > REORDER_SLACK
-                and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
+        """Whether this MeasPack starts another recording (see `read_log`, `sequence_restarts`)."""
+        return bool(self.packs) and sequence_restarts(self.packs[-1].sequence, pack.sequence)
 
     def hand_over(self, nxt: "_Segment") -> None:
         """Frames kept for sequences no MeasPack of this recording carried, of the first
@@ -700,11 +708,18 @@ class _Segment:
             self.answers.append((k, frame))
 
     def _note_status(self, frame: cc.TargetStatus) -> None:
-        """A fault the status reports, and after a HostCommand whether the target came back
-        from it as the contract says (`RESTART_OUTCOME`: a power cycle's persist_error is the
-        outcome asked for, not a fault)."""
+        """A fault the status reports, a jump of its counter (+1 modulo 256 a frame; a repeat is
+        an echo, and a restart, counter 0 not running, starts it again), and after a HostCommand
+        whether the target came back from it as the contract says (`RESTART_OUTCOME`: a power
+        cycle's persist_error is the outcome asked for, not a fault)."""
+        restarted = frame.counter == 0 and frame.state != cc.TargetState.RUNNING
+        if self.last_status is not None and not restarted:
+            jump = (frame.counter - self.last_status.counter) % cc.COUNTER_MODULUS
+            if 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
+                self.statuses_lost.append((self.last_status.counter, jump - 1))
+        self.last_status = frame
         expected_fault = None
-        if self.restarting is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
+        if self.restarting is not None and restarted:
             command, self.restarting = self.restarting, None
             expected_fault = RESTART_OUTCOME[command][1]
             self.target_faults.extend(restart_problems(command, frame, f"after sample {self.commands[-1][0]}"))

@@ -25,6 +25,16 @@ estimate follows and the newest sample any cell was estimated for
 cell its target stopped estimating is stale by that count long before the
 clock says so.
 
+Losses: the counters of the contract say what did not arrive. Samples
+missing from the MeasPack sequence (12 bits: a jump past the furthest-on
+sequence sent; a repeat is not a loss, nor the harness starting again at
+sequence 0, see :func:`bmsfil_hil.logreplay.sequence_restarts`; a sample put
+back in order after a later one is counted where it was passed over), per
+cell the sequences its EstCells jumped over (their frames lost, or not
+sent), and TargetStatus frames missing from its 8-bit counter (+1 a frame;
+a restart is counter 0 with state not running): each counted, with the
+first gaps (the count before, how many, the log time of the frame after).
+
 A log is read one CAN channel at a time: ``--channel`` chooses one (as
 python-can names it); a log with frames of the contract on more than one
 channel and none chosen is refused, naming them.
@@ -53,7 +63,7 @@ from rich.text import Text
 
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure, option_keys, resolve_bus
-from bmsfil_hil.logreplay import ChannelError, LogError, LogRead, describe_skipped, one_channel
+from bmsfil_hil.logreplay import ChannelError, LogError, LogRead, describe_skipped, one_channel, sequence_restarts
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -64,6 +74,27 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 REFRESH_S = 0.25
 #: How long `--once` listens to a live bus when `--window` is not given.
 WINDOW_S = 1.5
+
+#: How many of the first gaps of a counter (samples, a cell's estimates, TargetStatus) are kept to say where.
+FIRST_GAPS = 3
+
+
+@dataclass
+class _Losses:
+    """What a counter's jumps say was lost: how many, and the first FIRST_GAPS gaps (the count
+    before each, how many were missing, and the log time of the frame after them)."""
+
+    count: int = 0
+    first: list[dict[str, Any]] = field(default_factory=list)
+
+    def note(self, after: int, missing: int, at: float | None) -> None:
+        self.count += missing
+        if len(self.first) < FIRST_GAPS:
+            self.first.append({"after": after, "missing": missing, "at": at})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "first": [dict(gap) for gap in self.first]}
+
 
 @dataclass
 class _Cell:
@@ -86,6 +117,7 @@ class _Cell:
     power: dict[str, tuple[float, float]] = field(default_factory=dict)
     power_latest: str | None = None  # the horizon of the last EstCellPower with one
     answered: bool = False  # a frame of the target's about it came (the harness's MeasCell is not one)
+    skipped: _Losses = field(default_factory=_Losses)  # sequences its EstCells jumped over
 
 
 class PackView:
@@ -117,6 +149,11 @@ class PackView:
         #: every fault a TargetStatus reported, by name, and the measurement frames it refused for a
         #: bad crc (counted since its start: the largest count seen per start)
         self.faults_reported: dict[str, int] = {}
+        #: Samples missing from the MeasPack sequence (after the furthest-on sequence sent, the
+        #: newest), and TargetStatus frames missing from its counter.
+        self.samples_lost = _Losses()
+        self.status_lost = _Losses()
+        self._newest_sent: int | None = None
         self.crc_errors = 0
         self.frames_decoded = 0
         self.frames_not_in_contract = 0
@@ -133,6 +170,7 @@ class PackView:
         now = msg.timestamp if at is None else at
         if not math.isfinite(now):  # a log line's time edited or damaged: no time of its own
             now = 0.0 if self._latest is None else self._latest
+        stamp = msg.timestamp if math.isfinite(msg.timestamp) else None  # where a loss is said to be
         self._latest = now if self._latest is None else max(self._latest, now)
         try:
             frame = cc.decode(msg)
@@ -148,6 +186,10 @@ class PackView:
             self._cell(frame.cell_index).answered = True
         if isinstance(frame, cc.EstCell):
             cell = self._cell(frame.cell_index)
+            if cell.sequence is not None:
+                skipped = _jump(cell.sequence, frame.sequence)
+                if skipped:
+                    cell.skipped.note(cell.sequence, skipped, stamp)
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
             cell.sequence, cell.estimated_at = frame.sequence, now
             cell.estimated_sample_at = self._sample_time.get(frame.sequence)
@@ -175,6 +217,12 @@ class PackView:
             cell = self._cell(frame.cell_index)
             cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
         elif isinstance(frame, cc.MeasPack):
+            if self._newest_sent is not None:
+                lost = _jump(self._newest_sent, frame.sequence)
+                if lost:
+                    self.samples_lost.note(self._newest_sent, lost, stamp)
+            if self._newest_sent is None or _ahead(self._newest_sent, frame.sequence):
+                self._newest_sent = frame.sequence
             if self._pack is not None and frame.sequence != self._pack.sequence:  # not a repeat
                 self._sample_before[frame.sequence] = self._clock
                 self._clock += _interval(frame.dt_s)
@@ -189,6 +237,10 @@ class PackView:
             # crc_errors counts since the target started, modulo 16: the increase since the status
             # before, or all of it on the first status and on a restart's (counter 0, not running).
             restarted = frame.counter == 0 and frame.state != cc.TargetState.RUNNING
+            if self._status is not None and not restarted:
+                jump = (frame.counter - self._status.counter) % cc.COUNTER_MODULUS
+                if 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
+                    self.status_lost.note(self._status.counter, jump - 1, stamp)
             before = 0 if self._status is None else self._status.crc_errors
             self.crc_errors += (frame.crc_errors if restarted or self._status is None
                                 else (frame.crc_errors - before) % cc.CRC_ERRORS_MODULUS)
@@ -243,6 +295,7 @@ class PackView:
                 "stale": age is None or age > self.stale_s or (behind is not None and behind > self.stale_s),
                 "in_pack": None if self._pack is None else index < declared,
                 "heard": c.answered,
+                "estimates_skipped": c.skipped.as_dict(),
             })
         socs = [c["soc"] for c in cells if c["soc"] is not None and c["in_pack"] is not False]
         # Heard from, estimated at least once, and its latest estimate not valid (a reading it refused).
@@ -265,6 +318,8 @@ class PackView:
                 "target_status": None if self._status is None else _status_dict(self._status),
                 "faults_reported": dict(self.faults_reported),
                 "crc_errors": self.crc_errors,
+                "samples_lost": self.samples_lost.as_dict(),
+                "status_frames_lost": self.status_lost.as_dict(),
                 "target_profile": None if self._profile is None else self._profile.by_part(),
                 "frames_decoded": self.frames_decoded,
                 "frames_not_in_contract": self.frames_not_in_contract,
@@ -272,6 +327,20 @@ class PackView:
                 "last_error": self.last_error,
             },
         }
+
+
+def _ahead(last: int, sequence: int) -> bool:
+    """Whether `sequence` is further on than `last` (12 bits: by up to half the counter), or starts
+    it again (`sequence_restarts`: the harness replaying another recording from 0)."""
+    ahead = (sequence - last) % cc.SEQUENCE_MODULUS
+    return 0 < ahead <= cc.SEQUENCE_MODULUS // 2 or sequence_restarts(last, sequence)
+
+
+def _jump(last: int, sequence: int) -> int:
+    """How many sequences were passed over from `last` to `sequence`: 0 for the next, a repeat,
+    one further back (put back in order: counted where it was passed over) and a restart."""
+    ahead = (sequence - last) % cc.SEQUENCE_MODULUS
+    return ahead - 1 if 1 < ahead <= cc.SEQUENCE_MODULUS // 2 and not sequence_restarts(last, sequence) else 0
 
 
 def _value(x: float) -> float | None:
@@ -367,9 +436,34 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
          f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s "
          "(of age or behind the newest sample sent)"),
     ]
+    lines.extend(_loss_lines(snapshot))
     if pack["last_error"]:
         lines.append(f"last error: {pack['last_error']}")
     return Group(table, Text("\n".join(lines)))
+
+
+def _gaps_text(losses: dict[str, Any], what: str) -> str:
+    """Where the first gaps of a counter were: '5 after sequence 99 at 12.300, ...'."""
+    gaps = ", ".join(f"{g['missing']} after {what} {g['after']}" + ("" if g["at"] is None else f" at {g['at']:.3f}")
+                     for g in losses["first"])
+    return gaps + (", ..." if sum(g["missing"] for g in losses["first"]) < losses["count"] else "")
+
+
+def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
+    """What the counters say was lost: samples, each cell's estimates, TargetStatus frames (log time)."""
+    pack, lines = snapshot["pack"], []
+    if pack["samples_lost"]["count"]:
+        lines.append(f"LOST: {pack['samples_lost']['count']} sample(s) missing from the MeasPack sequence "
+                     f"({_gaps_text(pack['samples_lost'], 'sequence')})")
+    skipped = [c for c in snapshot["cells"] if c["estimates_skipped"]["count"]]
+    if skipped:
+        lines.append(f"{len(skipped)} cell(s) skipped estimates (lost, or not sent): " + "; ".join(
+            f"cell {c['cell_index']} {c['estimates_skipped']['count']} ({_gaps_text(c['estimates_skipped'], 'sequence')})"
+            for c in skipped[:FIRST_GAPS]) + ("; ... (each in --json)" if len(skipped) > FIRST_GAPS else ""))
+    if pack["status_frames_lost"]["count"]:
+        lines.append(f"LOST: {pack['status_frames_lost']['count']} TargetStatus frame(s) missing from its counter "
+                     f"({_gaps_text(pack['status_frames_lost'], 'counter')})")
+    return lines
 
 
 # --- the command --------------------------------------------------------------
