@@ -385,8 +385,8 @@ def test_the_view_keeps_the_faults_a_target_reported_and_marks_a_cell_without_a_
     for counter, (fault, crc) in enumerate([(cc.FaultCode.CRC_ERROR, 1), (cc.FaultCode.CRC_ERROR, 3),
                                             (cc.FaultCode.NONE, 3)], start=1):
         view.feed(_at(cc.encode_target_status(counter, cc.TargetState.RUNNING, 19, fault, crc_errors=crc), 0.1))
-    view.feed(_at(cc.encode_est_cell(19, 1, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID), 0.1))
-    nan_time = cc.encode_est_cell(19, 0, 0.5, 0.01)
+    view.feed(_at(cc.encode_est_cell(20, 1, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID), 0.1))
+    nan_time = cc.encode_est_cell(20, 0, 0.5, 0.01)
     nan_time.timestamp = math.nan  # a log line's time damaged: no time of its own, not a crash of --json
     view.feed(nan_time)
     snap = view.snapshot()
@@ -476,3 +476,23 @@ def test_lost_samples_skipped_estimates_and_lost_statuses_are_counted():
     assert "2 cell(s) skipped estimates (lost, or not sent): cell 0 5 (5 after sequence 9" in text
     assert "cell 1 8 (5 after sequence 9 at 0.002, 3 after sequence 29 at 0.003)" in text
     assert "LOST: 2 TargetStatus frame(s) missing from its counter (2 after counter 2 at 0.025)" in text
+
+
+def test_two_targets_answering_for_one_cell_are_not_mixed():
+    """A second board answering for cell 1 overwrote the first's estimate
+    sample by sample, in silence; an echo of the same estimate is none."""
+    view = PackView()
+    for k in range(3):
+        view.feed(_at(cc.encode_est_cell(k, 1, 0.50, 0.01), k + 0.1))
+        view.feed(_at(cc.encode_est_cell(k, 1, 0.50, 0.01), k + 0.2))  # an echo
+        view.feed(_at(cc.encode_est_cell(k, 1, 0.30, 0.01), k + 0.3))
+    (cell,) = view.snapshot()["cells"]
+    assert cell["soc"] == pytest.approx(0.50) and cell["sequence"] == 2
+    assert cell["conflicts"] == {"count": 3, "first": {"sequence": 0, "at": pytest.approx(0.3),
+                                                        "soc_kept": pytest.approx(0.50),
+                                                        "soc_other": pytest.approx(0.30)}}
+    assert view.snapshot()["pack"]["cells_with_conflicts"] == 1
+    text = " ".join(_text(view).split())
+    assert ("cell 1: 3 EstCell(s) for a sequence it had an estimate of, with another SOC (first: sequence 0 at 0.300, "
+            "SOC 50.00 % kept, then 30.00 %): two targets answering for cell 1?") in text
+    assert "TWO ANSWERS" in text

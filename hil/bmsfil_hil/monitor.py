@@ -35,6 +35,10 @@ sent), and TargetStatus frames missing from its 8-bit counter (+1 a frame;
 a restart is counter 0 with state not running): each counted, with the
 first gaps (the count before, how many, the log time of the frame after).
 
+Two targets answering for one cell: an EstCell for the sequence a cell's
+last one carried, with another SOC, is counted as a conflict (the first
+estimate of the sample kept, as `hil score` keeps it), and said.
+
 A log is read one CAN channel at a time: ``--channel`` chooses one (as
 python-can names it); a log with frames of the contract on more than one
 channel and none chosen is refused, naming them.
@@ -118,6 +122,8 @@ class _Cell:
     power_latest: str | None = None  # the horizon of the last EstCellPower with one
     answered: bool = False  # a frame of the target's about it came (the harness's MeasCell is not one)
     skipped: _Losses = field(default_factory=_Losses)  # sequences its EstCells jumped over
+    conflicts: int = 0  # EstCells for its last sequence again with another SOC (a second target answering?)
+    first_conflict: dict[str, Any] | None = None  # the first: sequence, log time, the SOC kept and the other
 
 
 class PackView:
@@ -186,6 +192,13 @@ class PackView:
             self._cell(frame.cell_index).answered = True
         if isinstance(frame, cc.EstCell):
             cell = self._cell(frame.cell_index)
+            if cell.sequence == frame.sequence:  # the sample again: its first estimate is kept
+                if not (cell.soc == frame.soc or math.isnan(cell.soc) and math.isnan(frame.soc)):
+                    cell.conflicts += 1
+                    if cell.first_conflict is None:
+                        cell.first_conflict = {"sequence": frame.sequence, "at": stamp, "soc_kept": _value(cell.soc),
+                                               "soc_other": _value(frame.soc)}
+                return
             if cell.sequence is not None:
                 skipped = _jump(cell.sequence, frame.sequence)
                 if skipped:
@@ -296,6 +309,7 @@ class PackView:
                 "in_pack": None if self._pack is None else index < declared,
                 "heard": c.answered,
                 "estimates_skipped": c.skipped.as_dict(),
+                "conflicts": {"count": c.conflicts, "first": c.first_conflict},
             })
         socs = [c["soc"] for c in cells if c["soc"] is not None and c["in_pack"] is not False]
         # Heard from, estimated at least once, and its latest estimate not valid (a reading it refused).
@@ -309,6 +323,7 @@ class PackView:
                 "cells_outside_pack": sum(c["in_pack"] is False for c in cells),
                 "cells_stale": sum(c["stale"] and c["heard"] for c in cells),  # the silent ones: cells_silent
                 "cells_without_valid_soc": invalid,  # left out of soc_min/mean/max
+                "cells_with_conflicts": sum(c["conflicts"]["count"] > 0 for c in cells),
                 "soc_min": min(socs) if socs else None,
                 "soc_mean": sum(socs) / len(socs) if socs else None,
                 "soc_max": max(socs) if socs else None,
@@ -401,6 +416,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             _fmt(c["behind_s"], ".1f"),
             " ".join(word for word, on in (("STALE", c["stale"]), ("SILENT", not c["heard"]),
                                            ("NOT IN PACK", c["in_pack"] is False),
+                                           ("TWO ANSWERS", c["conflicts"]["count"] > 0),
                                            ("NO VALID SOC", c["soc"] is None and c["sequence"] is not None)) if on),
             style="red" if c["stale"] or c["in_pack"] is False else None,
         )
@@ -460,6 +476,15 @@ def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
         lines.append(f"{len(skipped)} cell(s) skipped estimates (lost, or not sent): " + "; ".join(
             f"cell {c['cell_index']} {c['estimates_skipped']['count']} ({_gaps_text(c['estimates_skipped'], 'sequence')})"
             for c in skipped[:FIRST_GAPS]) + ("; ... (each in --json)" if len(skipped) > FIRST_GAPS else ""))
+    for c in snapshot["cells"]:
+        if c["conflicts"]["count"]:
+            first = c["conflicts"]["first"]
+            lines.append(f"cell {c['cell_index']}: {c['conflicts']['count']} EstCell(s) for a sequence it had an "
+                         f"estimate of, with another SOC (first: sequence {first['sequence']}"
+                         + ("" if first["at"] is None else f" at {first['at']:.3f}")
+                         + f", SOC {_fmt(first['soc_kept'], '.2f', 100)} % kept, then "
+                         f"{_fmt(first['soc_other'], '.2f', 100)} %): two targets answering for cell "
+                         f"{c['cell_index']}?")
     if pack["status_frames_lost"]["count"]:
         lines.append(f"LOST: {pack['status_frames_lost']['count']} TargetStatus frame(s) missing from its counter "
                      f"({_gaps_text(pack['status_frames_lost'], 'counter')})")
