@@ -101,7 +101,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     view = PackView(stale_s=5.0)
     view.feed(_at(cc.encode_est_cell(1, 0, 0.40, 0.01), 100.0))
     view.feed(_at(cc.encode_est_cell(1, 1, 0.60, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 100.0))
-    view.feed(_at(cc.encode_est_cell_health(1, 1, capacity_Ah=2.9, core_temp_C=31.5), 100.0))
+    view.feed(_at(cc.encode_est_cell_health(1, 1, capacity_Ah=2.9, r0_ohm=0.0213, core_temp_C=31.5), 100.0))
     view.feed(_at(cc.encode_est_cell_power(1, 1, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0))
     view.feed(_at(cc.encode_est_cell_power(1, 0), 100.0))  # no result yet
     view.feed(_at(cc.encode_meas_cell(2, 2, 3.7, 25.0), 103.0))  # a cell without any estimate yet
@@ -113,6 +113,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert c1["age_s"] == pytest.approx(1.5) and not c1["stale"]
     assert c1["capacity_Ah"] == pytest.approx(2.9) and c1["flags"] == [] and c1["sequence"] == 9
     assert c1["core_temp_C"] == pytest.approx(31.5) and c0["core_temp_C"] is None
+    assert c1["r0_ohm"] == pytest.approx(0.0213) and c0["r0_ohm"] is None
     assert c1["power"] == {"peak_10s": {"discharge_W": pytest.approx(96.0), "charge_W": pytest.approx(20.5)}}
     assert c1["power_latest"] == "peak_10s" and c0["power_latest"] is None
     assert c2["age_s"] is None and c2["stale"] and c2["soc"] is None and c2["voltage_V"] == pytest.approx(3.7)
@@ -132,6 +133,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     rows = {line.split("│")[1].strip(): line for line in _text(view).splitlines() if line.count("│") > 2}
     assert "STALE" in rows["0"] and "STALE" not in rows["1"] and "no estimate" in rows["2"]
     assert "31.5" in rows["1"] and "core °C" in _text(view)
+    assert "21.3" in rows["1"] and "R0 mΩ" in _text(view)
     assert "96/20 10s" in rows["1"]
     view.feed(_at(cc.encode_est_cell(10, 0, 0.41, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 106.0))
     assert view.snapshot()["cells"][0]["flags"] == ["temp_invalid", "gated"]

@@ -111,6 +111,7 @@ class _Cell:
     estimated_at: float | None = None  # when the last EstCell arrived
     estimated_sample_at: float | None = None  # contract time of the sample it follows (None: MeasPack not seen)
     capacity_Ah: float = math.nan
+    r0_ohm: float = math.nan  # EstCellHealth's ohmic resistance
     core_temp_C: float = math.nan  # EstCellHealth's core temperature (virtual sensor)
     voltage_V: float = math.nan
     temp_C: float = math.nan
@@ -212,7 +213,7 @@ class PackView:
                 self._newest_estimated = at
         elif isinstance(frame, cc.EstCellHealth):
             cell = self._cell(frame.cell_index)
-            cell.capacity_Ah, cell.core_temp_C = frame.capacity_Ah, frame.core_temp_C
+            cell.capacity_Ah, cell.r0_ohm, cell.core_temp_C = frame.capacity_Ah, frame.r0_ohm, frame.core_temp_C
         elif isinstance(frame, cc.EstCellPower):
             cell = self._cell(frame.cell_index)
             if frame.horizon == cc.PowerHorizon.NONE:
@@ -291,6 +292,7 @@ class PackView:
                 "soc": _value(c.soc),
                 "soc_sigma": _value(c.soc_sigma),
                 "capacity_Ah": _value(c.capacity_Ah),
+                "r0_ohm": _value(c.r0_ohm),
                 "voltage_V": _value(c.voltage_V),
                 "temp_C": _value(c.temp_C),
                 "core_temp_C": _value(c.core_temp_C),
@@ -404,13 +406,13 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     """A snapshot (:meth:`PackView.snapshot`) as a pack summary and a table of cells."""
     pack = snapshot["pack"]
     table = Table(title=title)
-    for col in ("cell", "SOC %", "σ %", "Ah", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s",
+    for col in ("cell", "SOC %", "σ %", "Ah", "R0 mΩ", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s",
                 "behind s", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
         table.add_row(
             str(c["cell_index"]), _fmt(c["soc"], ".2f", 100), _fmt(c["soc_sigma"], ".2f", 100),
-            _fmt(c["capacity_Ah"], ".3f"), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
+            _fmt(c["capacity_Ah"], ".3f"), _fmt(c["r0_ohm"], ".1f", 1000), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
             _fmt(c["core_temp_C"], ".1f"), _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
             "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             _fmt(c["behind_s"], ".1f"),
