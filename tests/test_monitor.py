@@ -498,3 +498,33 @@ def test_two_targets_answering_for_one_cell_are_not_mixed():
     assert ("cell 1: 3 EstCell(s) for a sequence it had an estimate of, with another SOC (first: sequence 0 at 0.300, "
             "SOC 50.00 % kept, then 30.00 %): two targets answering for cell 1?") in text
     assert "TWO ANSWERS" in text
+
+
+def test_health_power_and_plausibility_whose_frames_stopped_are_old_not_current():
+    """A target that stops sending EstCellHealth, EstCellPower and EstCellFlags
+    (a firmware fault, a filter on the bus) left their last values shown as
+    current for ever: old by their sequence behind the cell's EstCells, or by
+    the clock."""
+    view = PackView(stale_s=5.0)
+    for k in range(20):
+        view.feed(_at(cc.encode_est_cell(k, 0, 0.5, 0.01), 100.0 + k * 0.01))
+        if k < 10:
+            view.feed(_at(cc.encode_est_cell_health(k, 0, capacity_Ah=2.9, r0_ohm=0.02, core_temp_C=30.0), 100.0))
+            view.feed(_at(cc.encode_est_cell_power(k, 0, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0))
+            view.feed(_at(cc.encode_est_cell_flags(k, 0, cc.PLAUS_VOLTAGE_STUCK), 100.0))
+        else:
+            view.feed(_at(cc.encode_est_cell_power(k, 0, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0 + k * 0.01))
+    (cell,) = view.snapshot()["cells"]
+    assert cell["old_answers"] == ["health", "plausibility"] and not cell["stale"]
+    assert cell["capacity_Ah"] == pytest.approx(2.9), "the last value received is kept, marked old"
+    assert view.snapshot()["pack"]["cells_with_old_answers"] == 1
+    console = Console(width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(render(view.snapshot()))
+    text = capture.get()
+    (row,) = [line for line in text.splitlines() if line.count("│") > 2 and line.split("│")[1].strip() == "0"]
+    assert "(2.900)" in row and "(20.0)" in row and "(voltage_stuck)" in row and "OLD health/plausibility" in row
+    assert "96/20 10s" in row and "(96/20" not in row
+    assert "1 with OLD health, power or plausibility" in " ".join(text.split())
+    # On the clock: the power frames of sample 19 are older than --stale at 106 s.
+    assert view.snapshot(now=106.0)["cells"][0]["old_answers"] == ["health", "plausibility", "power"]

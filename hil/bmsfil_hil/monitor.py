@@ -25,6 +25,13 @@ estimate follows and the newest sample any cell was estimated for
 cell its target stopped estimating is stale by that count long before the
 clock says so.
 
+A cell's health, power and plausibility (EstCellHealth, EstCellPower,
+EstCellFlags) are OLD where their last frame is older than ``--stale``
+seconds (on the same clock) or its sequence more than ANSWER_LAG_SAMPLES
+behind the cell's last EstCell: the target stopped sending them. The
+snapshot lists them per cell (``old_answers``) and the table shows their
+last values in brackets, never as current.
+
 Losses: the counters of the contract say what did not arrive. Samples
 missing from the MeasPack sequence (12 bits: a jump past the furthest-on
 sequence sent; a repeat is not a loss, nor the harness starting again at
@@ -78,6 +85,12 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 REFRESH_S = 0.25
 #: How long `--once` listens to a live bus when `--window` is not given.
 WINDOW_S = 1.5
+#: A cell's health, power or plausibility whose last frame's sequence is more than this many
+#: samples behind the cell's last EstCell is old (the target stopped sending it): a sample's
+#: answers come after its EstCell, so one sample behind is the usual.
+ANSWER_LAG_SAMPLES = 4
+#: The frames of a cell's answers beside its EstCell, by the name the snapshot gives them.
+ANSWER_KINDS = {cc.EstCellHealth: "health", cc.EstCellPower: "power", cc.EstCellFlags: "plausibility"}
 
 #: How many of the first gaps of a counter (samples, a cell's estimates, TargetStatus) are kept to say where.
 FIRST_GAPS = 3
@@ -121,6 +134,7 @@ class _Cell:
     # EstCellPower: per horizon name, the latest (discharge_W, charge_W)
     power: dict[str, tuple[float, float]] = field(default_factory=dict)
     power_latest: str | None = None  # the horizon of the last EstCellPower with one
+    answers_at: dict[str, tuple[float, int]] = field(default_factory=dict)  # per ANSWER_KINDS: when, and sequence
     answered: bool = False  # a frame of the target's about it came (the harness's MeasCell is not one)
     skipped: _Losses = field(default_factory=_Losses)  # sequences its EstCells jumped over
     conflicts: int = 0  # EstCells for its last sequence again with another SOC (a second target answering?)
@@ -191,6 +205,9 @@ class PackView:
         self.frames_decoded += 1
         if isinstance(frame, (cc.EstCell, cc.EstCellHealth, cc.EstCellPower, cc.EstCellFlags)):
             self._cell(frame.cell_index).answered = True
+        kind = ANSWER_KINDS.get(type(frame))
+        if kind is not None:
+            self._cell(frame.cell_index).answers_at[kind] = (now, frame.sequence)  # type: ignore[union-attr]
         if isinstance(frame, cc.EstCell):
             cell = self._cell(frame.cell_index)
             if cell.sequence == frame.sequence:  # the sample again: its first estimate is kept
@@ -287,6 +304,10 @@ class PackView:
             age = None if c.estimated_at is None or now is None else now - c.estimated_at
             behind = (None if c.estimated_sample_at is None or reference is None
                       else max(0.0, reference - c.estimated_sample_at))
+            # Health, power, plausibility: old on the clock, or far behind the cell's own estimates.
+            old = [kind for kind, (at, sequence) in sorted(c.answers_at.items())
+                   if (now is not None and now - at > self.stale_s)
+                   or (c.sequence is not None and _lag(sequence, c.sequence) > ANSWER_LAG_SAMPLES)]
             cells.append({
                 "cell_index": index,
                 "soc": _value(c.soc),
@@ -304,6 +325,7 @@ class PackView:
                 "power": {name: {"discharge_W": _value(d), "charge_W": _value(ch)}
                           for name, (d, ch) in sorted(c.power.items())},
                 "power_latest": c.power_latest,
+                "old_answers": old,
                 "sequence": c.sequence,
                 "age_s": age,
                 "behind_s": behind,
@@ -326,6 +348,7 @@ class PackView:
                 "cells_stale": sum(c["stale"] and c["heard"] for c in cells),  # the silent ones: cells_silent
                 "cells_without_valid_soc": invalid,  # left out of soc_min/mean/max
                 "cells_with_conflicts": sum(c["conflicts"]["count"] > 0 for c in cells),
+                "cells_with_old_answers": sum(bool(c["old_answers"]) for c in cells),
                 "soc_min": min(socs) if socs else None,
                 "soc_mean": sum(socs) / len(socs) if socs else None,
                 "soc_max": max(socs) if socs else None,
@@ -351,6 +374,12 @@ def _ahead(last: int, sequence: int) -> bool:
     it again (`sequence_restarts`: the harness replaying another recording from 0)."""
     ahead = (sequence - last) % cc.SEQUENCE_MODULUS
     return 0 < ahead <= cc.SEQUENCE_MODULUS // 2 or sequence_restarts(last, sequence)
+
+
+def _lag(sequence: int, latest: int) -> int:
+    """How many samples `sequence` is behind `latest` (12 bits; 0 when it is not behind)."""
+    back = (latest - sequence) % cc.SEQUENCE_MODULUS
+    return back if back <= cc.SEQUENCE_MODULUS // 2 else 0
 
 
 def _jump(last: int, sequence: int) -> int:
@@ -410,15 +439,22 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
                 "behind s", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
+        def answer(kind: str, text: str) -> str:
+            """A value of an old kind of answer (old_answers) in brackets: the last received, not current."""
+            return f"({text})" if kind in c["old_answers"] and text not in ("-", "") else text
+
         table.add_row(
             str(c["cell_index"]), _fmt(c["soc"], ".2f", 100), _fmt(c["soc_sigma"], ".2f", 100),
-            _fmt(c["capacity_Ah"], ".3f"), _fmt(c["r0_ohm"], ".1f", 1000), _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"),
-            _fmt(c["core_temp_C"], ".1f"), _power_text(c), ",".join(c["flags"] + (c["plausibility"] or [])), _fmt_int(c["sequence"]),
-            "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
+            answer("health", _fmt(c["capacity_Ah"], ".3f")), answer("health", _fmt(c["r0_ohm"], ".1f", 1000)),
+            _fmt(c["voltage_V"], ".4f"), _fmt(c["temp_C"], ".1f"), answer("health", _fmt(c["core_temp_C"], ".1f")),
+            answer("power", _power_text(c)),
+            ",".join(c["flags"] + [answer("plausibility", ",".join(c["plausibility"] or []))]).strip(","),
+            _fmt_int(c["sequence"]), "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
             _fmt(c["behind_s"], ".1f"),
             " ".join(word for word, on in (("STALE", c["stale"]), ("SILENT", not c["heard"]),
                                            ("NOT IN PACK", c["in_pack"] is False),
                                            ("TWO ANSWERS", c["conflicts"]["count"] > 0),
+                                           ("OLD " + "/".join(c["old_answers"]), bool(c["old_answers"])),
                                            ("NO VALID SOC", c["soc"] is None and c["sequence"] is not None)) if on),
             style="red" if c["stale"] or c["in_pack"] is False else None,
         )
@@ -442,6 +478,8 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             if pack["cells_outside_pack"] else "")
          + (f", {pack['cells_without_valid_soc']} without a valid SOC (left out of the summary)"
             if pack["cells_without_valid_soc"] else "")
+         + (f", {pack['cells_with_old_answers']} with OLD health, power or plausibility (its frames stopped: the "
+            "last received in brackets)" if pack["cells_with_old_answers"] else "")
          + f" · SOC min / mean / max {_fmt(pack['soc_min'], '.2f', 100)} / "
          f"{_fmt(pack['soc_mean'], '.2f', 100)} / {_fmt(pack['soc_max'], '.2f', 100)} %"),
         (f"pack current {_fmt(pack['current_A'], '.3f')} A (sequence {_fmt_int(pack['sequence'])} mod {cc.SEQUENCE_MODULUS}, "
