@@ -90,11 +90,22 @@ def test_garbage_frames_are_counted_not_raised():
     assert pack["frames_not_in_contract"] == 2
     assert pack["frames_undecodable"] == 2
     assert "0x200 (EstCell)" in pack["last_error"] and "soc_sigma" in pack["last_error"]
+    # Each kind counted, with where the first was (only the last error was kept, without where).
+    assert [(e["kind"], e["count"], e["first_at"], e["in_contract"]) for e in pack["decode_errors"]] == [
+        ("ID 0x123, not in the contract", 1, 1.0, False), ("29-bit (extended) IDs", 1, 2.0, False),
+        ("0x100 MeasPack: truncated: expected DLC 8, got DLC 3 with 3 data bytes", 1, 3.0, True),
+        ("0x200 EstCell, field soc_sigma", 1, 4.0, True)]
     # The garbled EstCell did not overwrite the good estimate.
     (cell,) = view.snapshot()["cells"]
     assert cell["soc"] == 0.5 and cell["sequence"] == 7
-    text = _text(view)
-    assert "2 not in the contract, 2 undecodable" in text and "last error: frame 0x200" in text
+    view.feed(_at(can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes(8)), 5.0))
+    text = " ".join(_text(view).split())
+    assert "3 not in the contract, 2 undecodable" in text
+    assert ("not decoded: 2 × ID 0x123, not in the contract (first at 1.000); 1 × 29-bit (extended) IDs (first at "
+            "2.000); 1 × 0x100 MeasPack: truncated: expected DLC 8, got DLC 3 with 3 data bytes (first at 3.000); "
+            "1 more kind(s), each in --json") in text
+    error = view.snapshot()["pack"]["decode_errors"][-1]
+    assert error["field"] == "soc_sigma" and "soc_sigma" in error["first_error"]
 
 
 def test_a_cell_whose_estimate_is_older_than_stale_is_stale():

@@ -716,9 +716,12 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     scored: list[dict[str, object]] = []
     foreign = runs[0].undecodable - runs[0].crc_failed  # those refused for their crc are said above
     if foreign:
+        kinds = runs[0].undecodable_kinds
+        shown = "; ".join(f"{n} × {kind}" for kind, n in kinds[:3]) + ("; ..." if len(kinds) > 3 else "")
         console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that do not decode as frames of the CAN "
-                      "contract (another ID, a wrong length or kind, a value out of range): not read", soft_wrap=True)
+                      f"contract ({shown}): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
+                              "undecodable_kinds": [{"kind": kind, "frames": n} for kind, n in runs[0].undecodable_kinds],
                               "crc_failed_frames": runs[0].crc_failed, "cut_short": runs[-1].cut_short,
                               "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped
                                                 if runs[-1].skipped_unit == "line"],

@@ -62,6 +62,19 @@ def sequence_restarts(last: int, sequence: int) -> bool:
             and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
 
 
+def frame_error_kind(msg: can.Message, exc: cc.FrameError) -> str:
+    """The kind of a frame that did not decode, to count like ones together: one not in the
+    contract by its ID (error frames, CAN FD frames and 29-bit IDs each one kind), one of the
+    contract by its ID and name, and the field or what was wrong."""
+    if msg.is_error_frame:
+        return "error frames"
+    if exc.frame_name is None:
+        return ("29-bit (extended) IDs" if msg.is_extended_id else "CAN FD frames" if msg.is_fd
+                else f"ID 0x{exc.frame_id:03X}, not in the contract")
+    where = f"0x{exc.frame_id:03X} {exc.frame_name}"
+    return f"{where}, field {exc.field}" if exc.field else f"{where}: {str(exc).partition(': ')[2]}"
+
+
 class LogError(ValueError):
     """A log that holds no replayable measurements, with the file and why."""
 
@@ -88,6 +101,9 @@ class LoggedRun:
     skipped_unit: str = "line"  # "line" or "container" (LogRead.skipped_unit)
     sequence_notes: tuple[str, ...] = ()  # samples the MeasPack sequence says were lost, repeated or reordered
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
+    #: (with the first run) the undecodable frames not refused for their crc, by kind
+    #: (`frame_error_kind`), the most frequent first
+    undecodable_kinds: tuple[tuple[str, int], ...] = ()
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
     #: The HostCommands the log holds: (the sample each followed, -1 before the first; the command).
     commands: tuple[tuple[int, cc.HostCommandCode], ...] = ()
@@ -123,6 +139,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     segments: list[_Segment] = []
     before: list[cc.Frame] = []  # decoded frames ahead of the log's first MeasPack
     undecodable = 0
+    kinds: dict[str, int] = {}  # undecodable frames not refused for their crc, by kind
     pack_refused: tuple[int, str] = (0, "")  # frames with MeasPack's ID that do not decode, and the first's error
     measurements = crc_failed = contract3 = 0  # MeasPack/MeasCell frames, those that failed the crc, and
     # those of them that carry the crc of contract bmsfil-can-3 (its CRC left out the frame ID)
@@ -140,6 +157,9 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
             if measurement and exc.field == "crc":
                 crc_failed += 1
                 contract3 += _carries_contract3_crc(bytes(msg.data))
+            else:
+                kind = frame_error_kind(msg, exc)
+                kinds[kind] = kinds.get(kind, 0) + 1
             if exc.frame_name == "MeasPack":
                 pack_refused = (pack_refused[0] + 1, pack_refused[1] or str(exc))
             continue
@@ -182,6 +202,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     runs[-1].skipped = tuple(reader.skipped)
     runs[-1].skipped_unit = reader.skipped_unit
     runs[0].crc_failed = crc_failed
+    runs[0].undecodable_kinds = tuple(sorted(kinds.items(), key=lambda item: -item[1]))
     for run in runs:
         run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
     return runs

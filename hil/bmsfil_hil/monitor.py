@@ -5,8 +5,11 @@ Every frame is decoded with the CAN contract (:func:`bmsfil.can_contract.decode`
 estimate, health and measurements; for the pack: the current, the target's
 status, frame counts) and gives it as a plain, JSON-ready dict;
 :func:`render` turns that dict into a rich table. Frames that are not in the
-contract or do not decode are counted and the last error shown, never
-raised: a monitor must survive whatever is on the bus.
+contract or do not decode are counted by kind (an ID not in the contract,
+29-bit IDs, error frames, CAN FD frames; a frame of the contract by its name
+and field or what was wrong: :func:`bmsfil_hil.logreplay.frame_error_kind`)
+with the first's log time and error, the most frequent shown, each in
+``--json``; never raised: a monitor must survive whatever is on the bus.
 
 Sources: a live bus opened with python-can (``--interface``, ``--channel``,
 ``--bitrate``, ``--bus-option KEY=VALUE``, completed from python-can's own
@@ -74,7 +77,8 @@ from rich.text import Text
 
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure, option_keys, resolve_bus
-from bmsfil_hil.logreplay import ChannelError, LogError, LogRead, describe_skipped, one_channel, sequence_restarts
+from bmsfil_hil.logreplay import (ChannelError, LogError, LogRead, describe_skipped, frame_error_kind, one_channel,
+                                  sequence_restarts)
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -85,6 +89,8 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 REFRESH_S = 0.25
 #: How long `--once` listens to a live bus when `--window` is not given.
 WINDOW_S = 1.5
+#: Kinds of frames not decoded named in the summary (the most frequent; --json has each).
+SHOWN_ERRORS = 3
 #: A cell's health, power or plausibility whose last frame's sequence is more than this many
 #: samples behind the cell's last EstCell is old (the target stopped sending it): a sample's
 #: answers come after its EstCell, so one sample behind is the usual.
@@ -180,18 +186,22 @@ class PackView:
         self.frames_not_in_contract = 0
         self.frames_undecodable = 0
         self.last_error: str | None = None
+        #: Frames that did not decode, by kind (`frame_error_kind`): whether in the contract (its
+        #: ID is), how many, and the first's log time and error.
+        self.decode_errors: dict[str, dict[str, Any]] = {}
 
     def feed(self, msg: can.Message, at: float | None = None) -> None:
         """Take one message; ``at`` is when it arrived (default: its own timestamp).
 
         A frame that is not in the contract (unknown or extended ID, error
         frame) or that does not decode (wrong DLC, garbled values) is
-        counted, and its error kept as the last error.
+        counted by kind, with the first's log time and error, and its error
+        kept as the last error.
         """
         now = msg.timestamp if at is None else at
         if not math.isfinite(now):  # a log line's time edited or damaged: no time of its own
             now = 0.0 if self._latest is None else self._latest
-        stamp = msg.timestamp if math.isfinite(msg.timestamp) else None  # where a loss is said to be
+        stamp = msg.timestamp if math.isfinite(msg.timestamp) else None  # where a loss or an error is said to be
         self._latest = now if self._latest is None else max(self._latest, now)
         try:
             frame = cc.decode(msg)
@@ -201,6 +211,10 @@ class PackView:
             else:
                 self.frames_undecodable += 1
             self.last_error = str(exc)
+            kind = self.decode_errors.setdefault(frame_error_kind(msg, exc), {
+                "in_contract": exc.frame_name is not None, "field": exc.field, "count": 0, "first_at": stamp,
+                "first_error": str(exc)})
+            kind["count"] += 1
             return
         self.frames_decoded += 1
         if isinstance(frame, (cc.EstCell, cc.EstCellHealth, cc.EstCellPower, cc.EstCellFlags)):
@@ -365,6 +379,8 @@ class PackView:
                 "frames_not_in_contract": self.frames_not_in_contract,
                 "frames_undecodable": self.frames_undecodable,
                 "last_error": self.last_error,
+                "decode_errors": [{"kind": kind, **counted} for kind, counted in
+                                  sorted(self.decode_errors.items(), key=lambda item: -item[1]["count"])],
             },
         }
 
@@ -493,9 +509,21 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
          "(of age or behind the newest sample sent)"),
     ]
     lines.extend(_loss_lines(snapshot))
-    if pack["last_error"]:
-        lines.append(f"last error: {pack['last_error']}")
+    errors = pack["decode_errors"]
+    if errors:
+        lines.append("not decoded: " + "; ".join(_error_text(e) for e in errors[:SHOWN_ERRORS])
+                     + (f"; {len(errors) - SHOWN_ERRORS} more kind(s), each in --json"
+                        if len(errors) > SHOWN_ERRORS else ""))
     return Group(table, Text("\n".join(lines)))
+
+
+def _error_text(kind: dict[str, Any]) -> str:
+    """A kind of frame not decoded: how many, and the first's log time (and, for a field, what
+    was wrong with it)."""
+    first = [] if kind["first_at"] is None else [f"at {kind['first_at']:.3f}"]
+    if kind["field"] is not None:
+        first.append(kind["first_error"].partition(": ")[2])
+    return f"{kind['count']} × {kind['kind']}" + (f" (first {': '.join(first)})" if first else "")
 
 
 def _gaps_text(losses: dict[str, Any], what: str) -> str:
