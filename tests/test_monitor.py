@@ -285,6 +285,7 @@ def test_a_cell_silent_in_a_lockstep_log_is_stale_by_the_samples_it_missed(tmp_p
     snap = json.loads(js.read_text())
     c0, c1, c2 = snap["cells"]
     assert c1["age_s"] < 0.02 and c1["behind_s"] == pytest.approx(9.9) and c1["stale"] and c1["sequence"] == 99
+    assert c1["behind_samples"] == 99 and c0["behind_samples"] == 0
     assert c0["behind_s"] == c2["behind_s"] == 0.0 and not c0["stale"] and not c2["stale"]
     assert snap["pack"]["cells_stale"] == 1
     assert "1 STALE" in capsys.readouterr().out
@@ -300,6 +301,7 @@ def test_contract_time_skips_a_repeated_measpack_and_wraps_with_the_sequence():
     view.feed(_at(cc.encode_meas_pack(4999 % cc.SEQUENCE_MODULUS, 0.1, -1.0, 2), 0.5))  # a repeat
     c0, c1 = view.snapshot()["cells"]
     assert c0["behind_s"] == 0.0 and c1["behind_s"] == pytest.approx(4.8) and not c1["stale"]
+    assert c1["behind_samples"] == 48, "counted across the 12-bit wrap"
 
 
 def test_cells_not_yet_answered_in_the_newest_sample_are_not_stale():
@@ -539,3 +541,22 @@ def test_health_power_and_plausibility_whose_frames_stopped_are_old_not_current(
     assert "1 with OLD health, power or plausibility" in " ".join(text.split())
     # On the clock: the power frames of sample 19 are older than --stale at 106 s.
     assert view.snapshot(now=106.0)["cells"][0]["old_answers"] == ["health", "plausibility", "power"]
+
+
+def test_a_cell_far_behind_in_a_log_of_estimates_alone_is_stale_by_samples(tmp_path, capsys):
+    """A pack's own BMS logged (no MeasPack: no contract time), 200 samples in
+    0.02 s of log time: a cell whose estimates stopped 99 samples before the
+    others' was shown as current. Across the 12-bit wrap too."""
+    log = tmp_path / "estimates.blf"
+    with can.Logger(str(log)) as out:
+        for msg in _lockstep_frames(4200, 3, silent_cell=1, silent_after=4000):
+            if msg.arbitration_id == cc.FrameId.EST_CELL:
+                out.on_message_received(msg)
+    js = tmp_path / "snap.json"
+    assert main(["monitor", "--log", str(log), "--once", "--json", str(js)]) == 0
+    c0, c1, c2 = json.loads(js.read_text())["cells"]
+    assert c1["behind_samples"] == 198 and c1["behind_s"] is None and c1["age_s"] < 0.05 and c1["stale"]
+    assert c0["behind_samples"] == c2["behind_samples"] == 0 and not c0["stale"] and not c2["stale"]
+    assert "no MeasPack: or 50 samples behind the newest estimated" in " ".join(capsys.readouterr().out.split())
+    assert main(["monitor", "--log", str(log), "--once", "--json", str(js), "--stale-samples", "200"]) == 0
+    assert not json.loads(js.read_text())["cells"][1]["stale"]

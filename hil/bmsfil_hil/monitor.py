@@ -26,7 +26,11 @@ intervals (MeasPack ``dt_s``) of the samples between the one a cell's last
 estimate follows and the newest sample any cell was estimated for
 (``behind_s``): a lock-step replay sends thousands of samples a second, so a
 cell its target stopped estimating is stale by that count long before the
-clock says so.
+clock says so. The same distance is counted in samples (``behind_samples``,
+12-bit sequences unwrapped); without any MeasPack (a log of a pack's own
+BMS: its estimates alone, no contract time) it is taken against the newest
+sample any cell was estimated for, and a cell more than ``--stale-samples``
+samples behind (default STALE_SAMPLES) is STALE too.
 
 A cell's health, power and plausibility (EstCellHealth, EstCellPower,
 EstCellFlags) are OLD where their last frame is older than ``--stale``
@@ -89,6 +93,9 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 REFRESH_S = 0.25
 #: How long `--once` listens to a live bus when `--window` is not given.
 WINDOW_S = 1.5
+#: Without MeasPack (a log of a pack's estimates alone), a cell more than this many samples
+#: behind the newest any cell was estimated for is STALE (`--stale-samples`): 5 s at 10 Hz.
+STALE_SAMPLES = 50
 #: Kinds of frames not decoded named in the summary (the most frequent; --json has each).
 SHOWN_ERRORS = 3
 #: A cell's health, power or plausibility whose last frame's sequence is more than this many
@@ -129,6 +136,8 @@ class _Cell:
     sequence: int | None = None
     estimated_at: float | None = None  # when the last EstCell arrived
     estimated_sample_at: float | None = None  # contract time of the sample it follows (None: MeasPack not seen)
+    sample_position: int | None = None  # PackView._sample_position of the sample it follows (None: not seen)
+    estimate_position: int | None = None  # its last EstCell's sequence on the count of estimated ones
     capacity_Ah: float = math.nan
     r0_ohm: float = math.nan  # EstCellHealth's ohmic resistance
     core_temp_C: float = math.nan  # EstCellHealth's core temperature (virtual sensor)
@@ -155,10 +164,13 @@ class PackView:
     known), ready for :func:`render` or ``json.dumps``.
     """
 
-    def __init__(self, stale_s: float = 5.0) -> None:
+    def __init__(self, stale_s: float = 5.0, stale_samples: int = STALE_SAMPLES) -> None:
         if not stale_s > 0:
             raise ValueError(f"stale_s must be positive, got {stale_s!r}")
+        if not stale_samples > 0:
+            raise ValueError(f"stale_samples must be positive, got {stale_samples!r}")
         self.stale_s = stale_s
+        self.stale_samples = stale_samples
         self._cells: dict[int, _Cell] = {}
         self._pack: cc.MeasPack | None = None
         self._status: cc.TargetStatus | None = None
@@ -180,7 +192,11 @@ class PackView:
         #: newest), and TargetStatus frames missing from its counter.
         self.samples_lost = _Losses()
         self.status_lost = _Losses()
-        self._newest_sent: int | None = None
+        # Samples counted without the 12-bit wrap (`_position`): the newest sent (sequence, position),
+        # each sequence's (latest) MeasPack's position, and the newest any cell was estimated for.
+        self._newest_sent: tuple[int, int] | None = None
+        self._sample_position: dict[int, int] = {}
+        self._newest_estimate: tuple[int, int] | None = None
         self.crc_errors = 0
         self.frames_decoded = 0
         self.frames_not_in_contract = 0
@@ -238,6 +254,10 @@ class PackView:
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
             cell.sequence, cell.estimated_at = frame.sequence, now
             cell.estimated_sample_at = self._sample_time.get(frame.sequence)
+            cell.sample_position = self._sample_position.get(frame.sequence)
+            cell.estimate_position = _position(self._newest_estimate, frame.sequence)
+            if self._newest_estimate is None or cell.estimate_position > self._newest_estimate[1]:
+                self._newest_estimate = (frame.sequence, cell.estimate_position)
             at = cell.estimated_sample_at
             if at is not None and (self._newest_estimated is None or at > self._newest_estimated):
                 self._before_newest = self._sample_before.get(frame.sequence)
@@ -262,12 +282,12 @@ class PackView:
             cell = self._cell(frame.cell_index)
             cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
         elif isinstance(frame, cc.MeasPack):
-            if self._newest_sent is not None:
-                lost = _jump(self._newest_sent, frame.sequence)
-                if lost:
-                    self.samples_lost.note(self._newest_sent, lost, stamp)
-            if self._newest_sent is None or _ahead(self._newest_sent, frame.sequence):
-                self._newest_sent = frame.sequence
+            position = _position(self._newest_sent, frame.sequence)
+            if self._newest_sent is None or position > self._newest_sent[1]:
+                if self._newest_sent is not None and position > self._newest_sent[1] + 1:
+                    self.samples_lost.note(self._newest_sent[0], position - self._newest_sent[1] - 1, stamp)
+                self._newest_sent = (frame.sequence, position)
+            self._sample_position[frame.sequence] = position
             if self._pack is not None and frame.sequence != self._pack.sequence:  # not a repeat
                 self._sample_before[frame.sequence] = self._clock
                 self._clock += _interval(frame.dt_s)
@@ -311,6 +331,9 @@ class PackView:
         sent_before = None if self._pack is None else self._sample_before.get(self._pack.sequence)
         reference = (sent_before if sent_before is not None
                      else self._before_newest if self._before_newest is not None else self._newest_estimated)
+        # In samples, against the same sample: the one before the newest sent, or without
+        # MeasPacks, before the newest estimated.
+        newest = self._newest_sent if self._newest_sent is not None else self._newest_estimate
         cells = []
         # The pack's cells (MeasPack's n_cells), heard from or not, and any other cell a frame was about.
         for index in sorted(set(self._cells) | set(range(declared))):
@@ -318,6 +341,8 @@ class PackView:
             age = None if c.estimated_at is None or now is None else now - c.estimated_at
             behind = (None if c.estimated_sample_at is None or reference is None
                       else max(0.0, reference - c.estimated_sample_at))
+            position = c.sample_position if self._newest_sent is not None else c.estimate_position
+            behind_samples = None if position is None or newest is None else max(0, newest[1] - 1 - position)
             # Health, power, plausibility: old on the clock, or far behind the cell's own estimates.
             old = [kind for kind, (at, sequence) in sorted(c.answers_at.items())
                    if (now is not None and now - at > self.stale_s)
@@ -343,7 +368,11 @@ class PackView:
                 "sequence": c.sequence,
                 "age_s": age,
                 "behind_s": behind,
-                "stale": age is None or age > self.stale_s or (behind is not None and behind > self.stale_s),
+                "behind_samples": behind_samples,
+                # Without MeasPacks (no contract time), how far behind is judged in samples.
+                "stale": (age is None or age > self.stale_s or (behind is not None and behind > self.stale_s)
+                          or (self._pack is None and behind_samples is not None
+                              and behind_samples > self.stale_samples)),
                 "in_pack": None if self._pack is None else index < declared,
                 "heard": c.answered,
                 "estimates_skipped": c.skipped.as_dict(),
@@ -354,6 +383,7 @@ class PackView:
         invalid = sum(c["soc"] is None and c["sequence"] is not None and c["in_pack"] is not False for c in cells)
         return {
             "stale_after_s": self.stale_s,
+            "stale_after_samples": self.stale_samples,
             "cells": cells,
             "pack": {
                 "cells_seen": sum(c["heard"] for c in cells),
@@ -385,11 +415,17 @@ class PackView:
         }
 
 
-def _ahead(last: int, sequence: int) -> bool:
-    """Whether `sequence` is further on than `last` (12 bits: by up to half the counter), or starts
-    it again (`sequence_restarts`: the harness replaying another recording from 0)."""
+def _position(newest: tuple[int, int] | None, sequence: int) -> int:
+    """Where `sequence` is on a count of samples that does not wrap, given the newest (sequence,
+    position) on it: up to half the 12-bit counter on from it or back, or the next one when it
+    starts the counter again (`sequence_restarts`: the harness replaying another recording)."""
+    if newest is None:
+        return 0
+    last, at = newest
+    if sequence_restarts(last, sequence):
+        return at + 1
     ahead = (sequence - last) % cc.SEQUENCE_MODULUS
-    return 0 < ahead <= cc.SEQUENCE_MODULUS // 2 or sequence_restarts(last, sequence)
+    return at + ahead if ahead <= cc.SEQUENCE_MODULUS // 2 else at + ahead - cc.SEQUENCE_MODULUS
 
 
 def _lag(sequence: int, latest: int) -> int:
@@ -452,7 +488,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     pack = snapshot["pack"]
     table = Table(title=title)
     for col in ("cell", "SOC %", "σ %", "Ah", "R0 mΩ", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s",
-                "behind s", ""):
+                "behind s/samples", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
         def answer(kind: str, text: str) -> str:
@@ -466,7 +502,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
             answer("power", _power_text(c)),
             ",".join(c["flags"] + [answer("plausibility", ",".join(c["plausibility"] or []))]).strip(","),
             _fmt_int(c["sequence"]), "no estimate" if c["age_s"] is None else f"{c['age_s']:.1f}",
-            _fmt(c["behind_s"], ".1f"),
+            "-" if c["behind_samples"] is None else f"{_fmt(c['behind_s'], '.1f')}/{c['behind_samples']}",
             " ".join(word for word, on in (("STALE", c["stale"]), ("SILENT", not c["heard"]),
                                            ("NOT IN PACK", c["in_pack"] is False),
                                            ("TWO ANSWERS", c["conflicts"]["count"] > 0),
@@ -506,7 +542,9 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
         + (f" · {pack['crc_errors']} measurement frame(s) refused for a bad crc" if pack["crc_errors"] else ""),
         (f"frames: {pack['frames_decoded']} decoded, {pack['frames_not_in_contract']} not in the contract, "
          f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s "
-         "(of age or behind the newest sample sent)"),
+         "(of age or behind the newest sample sent"
+         + ("" if pack["sequence"] is not None else
+            f"; no MeasPack: or {snapshot['stale_after_samples']} samples behind the newest estimated") + ")"),
     ]
     lines.extend(_loss_lines(snapshot))
     errors = pack["decode_errors"]
@@ -584,6 +622,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stale", type=_positive, default=5.0, metavar="S",
                    help="a cell whose last estimate is older than this many seconds, on the clock or in the "
                         "samples' intervals behind the newest estimated sample, is STALE (default 5)")
+    p.add_argument("--stale-samples", type=_positive_int, default=STALE_SAMPLES, metavar="N",
+                   help="without MeasPack frames (a log or bus of a pack's estimates alone: no contract time), a "
+                        f"cell more than N samples behind the newest any cell was estimated for is STALE "
+                        f"(default {STALE_SAMPLES})")
     p.add_argument("--speed", type=_positive, metavar="X",
                    help="--log without --once: play the log at X times its own pace, pauses in it over 10 s "
                         "cut to 10 s (default: as fast as it reads); refused on a live bus and with --once")
@@ -598,6 +640,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
 
 
@@ -619,7 +671,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
-    view = PackView(args.stale)
+    view = PackView(args.stale, args.stale_samples)
     if args.speed is not None and (args.log is None or args.once):
         err_console.print(f"bmsfil monitor: --speed {args.speed:g} paces the play of a log (--log, without --once); "
                           + ("--once reads the whole log at once" if args.log is not None else
