@@ -560,3 +560,27 @@ def test_a_cell_far_behind_in_a_log_of_estimates_alone_is_stale_by_samples(tmp_p
     assert "no MeasPack: or 50 samples behind the newest estimated" in " ".join(capsys.readouterr().out.split())
     assert main(["monitor", "--log", str(log), "--once", "--json", str(js), "--stale-samples", "200"]) == 0
     assert not json.loads(js.read_text())["cells"][1]["stale"]
+
+
+@pytest.mark.parametrize("sent, said", [
+    ([], "no frame at all: check the channel and the bit rate"),
+    ([can.Message(arbitration_id=0x7DF, is_extended_id=False, data=bytes(8))],
+     "1 frame(s) arrived, none decoded as the contract (1 × ID 0x7DF, not in the contract"),
+])
+def test_once_on_a_live_bus_that_carries_nothing_of_the_contract_fails(tmp_path, capsys, sent, said):
+    """A wrong channel or bit rate printed an empty snapshot and exited 0."""
+    channel = "bmsfil-test-monitor-silent"
+    sender = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    timer = threading.Timer(0.1, lambda: [sender.send(msg) for msg in sent])
+    timer.start()
+    out = tmp_path / "live.json"
+    try:
+        assert main(["monitor", "--interface", "virtual", "--channel", channel, "--once", "--window", "0.4",
+                     "--json", str(out)]) == 1
+    finally:
+        timer.join()
+        sender.shutdown()
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"bmsfil monitor: warning: no frame of the CAN contract arrived on virtual {channel} in 0.4 s: "
+            f"{said}") in err
+    assert json.loads(out.read_text())["pack"]["frames_decoded"] == 0

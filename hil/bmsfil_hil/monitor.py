@@ -16,7 +16,8 @@ Sources: a live bus opened with python-can (``--interface``, ``--channel``,
 configuration as its tools are: CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``), or a python-can log (``--log``:
 ``.blf``, ``.asc`` or ``.log``) played through the view. ``--once`` prints
 one snapshot instead (a live bus is listened to for ``--window`` seconds
-first) and ``--json`` writes the last snapshot as JSON.
+first; where no frame of the contract arrived in that time it warns, naming
+the bus, and exits 1) and ``--json`` writes the last snapshot as JSON.
 
 Age and staleness: a cell whose last estimate is older than ``--stale``
 seconds is STALE. On a live bus age is measured on the host's clock from the
@@ -655,7 +656,8 @@ def _positive_int(text: str) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run `bmsfil monitor`: 0 when done (or stopped with Ctrl-C or SIGTERM, its --json snapshot
-    written either way), 1 on a bus error, 2 on a bad source."""
+    written either way), 1 on a bus error or when --once heard no frame of the contract on a live
+    bus (its snapshot written too), 2 on a bad source."""
 
     def stop(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
@@ -767,15 +769,20 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     except BUS_OPEN_ERRORS as exc:
         err_console.print(f"bmsfil monitor: {open_failure(config, exc)}", soft_wrap=True)
         return 2
-    title = f"bmsfil monitor: {config['interface']} {config.get('channel', '(its default channel)')}"
+    where = f"{config['interface']} {config.get('channel', '(its default channel)')}"
+    title = f"bmsfil monitor: {where}"
     try:
         if args.once:
-            deadline = time.monotonic() + (args.window if args.window is not None else WINDOW_S)
+            window = args.window if args.window is not None else WINDOW_S
+            deadline = time.monotonic() + window
             while (remaining := deadline - time.monotonic()) > 0:
                 msg = bus.recv(timeout=remaining)
                 if msg is not None:
                     view.feed(msg, at=time.monotonic())
             console.print(render(view.snapshot(time.monotonic()), title))
+            if not view.frames_decoded:
+                err_console.print(f"bmsfil monitor: warning: {_nothing_heard(view, where, window)}", soft_wrap=True)
+                return 1
         else:
             with Live(render(view.snapshot(time.monotonic()), title), console=console, auto_refresh=False) as live:
                 next_draw = time.monotonic()
@@ -794,6 +801,17 @@ def _monitor_bus(args: argparse.Namespace, config: dict[str, object], view: Pack
     finally:
         bus.shutdown()
     return 0
+
+
+def _nothing_heard(view: PackView, where: str, window: float) -> str:
+    """Why a --once snapshot of a live bus shows nothing: no frame came, or none of the contract."""
+    heard = view.frames_not_in_contract + view.frames_undecodable
+    text = f"no frame of the CAN contract arrived on {where} in {window:g} s: "
+    if not heard:
+        return text + ("no frame at all: check the channel and the bit rate, and that the pack is powered and "
+                       "sending (--window S listens longer)")
+    kinds = "; ".join(_error_text(e) for e in view.snapshot()["pack"]["decode_errors"][:SHOWN_ERRORS])
+    return text + f"{heard} frame(s) arrived, none decoded as the contract ({kinds}): another bus or pack?"
 
 
 def _write_json(path: Path, snapshot: dict[str, Any]) -> None:
