@@ -905,3 +905,18 @@ def test_the_log_reader_counts_target_statuses_missing_from_their_counter(tmp_pa
     main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
     assert said in " ".join(capsys.readouterr().out.split())
     assert any(said in w for w in json.loads(js.read_text())["recordings"][0]["log_warnings"])
+
+
+@pytest.mark.parametrize("command", [["monitor", "--once", "--log"], ["hil", "score"]])
+def test_an_mf4_log_without_asammdf_says_what_to_install(tmp_path, capsys, monkeypatch, command):
+    """python-can's .mf4 reader raised NotImplementedError: a traceback."""
+    import can.io.mf4
+
+    monkeypatch.setattr(can.io.mf4, "asammdf", None)
+    log = tmp_path / "run.mf4"
+    log.write_bytes(b"MDF     4.10    ")
+    assert main([*command, str(log), *(["--out-dir", str(tmp_path / "o")] if command[0] == "hil" else [])]) == 2
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
+    assert f"{log}: python-can reads an .mf4 log only with the asammdf package installed: pip install asammdf" in said
+    assert "Traceback" not in said

@@ -478,6 +478,9 @@ class LogRead:
             self._messages = log_messages(path)
         except _UNREADABLE as exc:
             raise _unreadable(path, exc) from exc
+        except NotImplementedError as exc:  # python-can's .mf4 reader without its optional package
+            raise LogError(f"{path}: python-can reads an .mf4 log only with the asammdf package installed: "
+                           f"pip install asammdf ({_why(exc)})") from exc
 
     @property
     def skipped(self) -> list[tuple[int, str]]:
