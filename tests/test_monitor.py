@@ -584,3 +584,24 @@ def test_once_on_a_live_bus_that_carries_nothing_of_the_contract_fails(tmp_path,
     assert (f"bmsfil monitor: warning: no frame of the CAN contract arrived on virtual {channel} in 0.4 s: "
             f"{said}") in err
     assert json.loads(out.read_text())["pack"]["frames_decoded"] == 0
+
+
+def test_an_asc_log_without_a_header_keeps_its_first_frame(tmp_path):
+    """python-can's .asc reader takes the first line after its header as the
+    header's end: in an .asc of frames alone, that was the first frame, lost
+    in silence."""
+    full = tmp_path / "full.asc"
+    with can.Logger(str(full)) as out:
+        for msg in _lockstep_frames(5, 2, silent_cell=-1, silent_after=4):
+            out.on_message_received(msg)
+    lines = full.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if " 100 " in line)
+    bare = tmp_path / "bare.asc"
+    bare.write_text("".join(lines[first:-1]))  # no header, no End TriggerBlock
+    js = tmp_path / "snap.json"
+    assert main(["monitor", "--log", str(bare), "--once", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["pack"]["frames_decoded"] == 5 * (1 + 2 + 2)
+    assert json.loads(js.read_text())["pack"]["samples_lost"]["count"] == 0
+    # A header python-can wrote is read as before: every frame, its times from the trigger block.
+    assert main(["monitor", "--log", str(full), "--once", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["pack"]["frames_decoded"] == 5 * (1 + 2 + 2)

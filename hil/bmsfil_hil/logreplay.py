@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import locale
 import math
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -405,6 +406,12 @@ class _Lines:
         """The file is TextLog's to close."""
 
 
+#: Lines python-can's .asc reader reads as its header and goes on past (`ASCReader._extract_header`),
+#: and those that end it: it reads up to and including the first line that is neither.
+_ASC_HEADER = re.compile(r"\s*(date\s|base\s|//)", re.IGNORECASE)
+_ASC_HEADER_END = re.compile(r"\s*((no\s+)?internal\s+events\s+logged|$)", re.IGNORECASE)
+
+
 class TextLog:
     """The messages of a text log, read by python-can's reader for its
     format; a line it cannot read (a damaged byte, a line cut short) is
@@ -412,7 +419,11 @@ class TextLog:
     goes on at the next with a fresh reader, given the log's header again
     (the lines before its first frame: an .asc's base and time of start), so
     that one bad line loses one frame, not the rest of the log. A log whose
-    first frame cannot be read is not this format: that raises."""
+    first frame cannot be read is not this format: that raises. An .asc
+    whose header does not end in an 'internal events logged' line (one of
+    frames alone, a trigger block right after its base) is given a blank
+    line there, which python-can's reader takes as the header's end: it took
+    the first line after the header as its end, and lost that frame."""
 
     def __init__(self, path: Path, reader: type) -> None:
         self.path, self._reader = path, reader
@@ -425,14 +436,20 @@ class TextLog:
             header: list[str] = []
             fed = 0  # the number of the last line given to the reader
             started = False
+            in_asc_header = issubclass(self._reader, can.ASCReader)
 
             def lines(replay: list[str]) -> Iterator[str]:
-                nonlocal fed
+                nonlocal fed, in_asc_header
                 yield from replay
                 for fed, line in numbered:
                     if line.lstrip().startswith("#"):  # a note written into the log (no format has one: python-can's readers fail on it)
                         self.skipped.append((fed, "a comment"))
                         continue
+                    if in_asc_header and not _ASC_HEADER.match(line):
+                        in_asc_header = False
+                        if not _ASC_HEADER_END.match(line):  # the header's end, for the reader to take
+                            header.append("\n")
+                            yield "\n"
                     if not started:
                         header.append(line)
                     word = line.lstrip()[:20].lower()
