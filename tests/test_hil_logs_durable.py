@@ -4,6 +4,7 @@ closes the log and says so."""
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import math
@@ -920,3 +921,43 @@ def test_an_mf4_log_without_asammdf_says_what_to_install(tmp_path, capsys, monke
     said = " ".join((captured.out + captured.err).split())
     assert f"{log}: python-can reads an .mf4 log only with the asammdf package installed: pip install asammdf" in said
     assert "Traceback" not in said
+
+
+@pytest.mark.parametrize("suffix", [".log", ".asc", ".blf"])
+def test_a_gzip_compressed_log_is_read_as_its_format_is(tmp_path, capsys, suffix):
+    """A .log.gz or .asc.gz was read by python-can's reader, not TextLog (a
+    bad line or a note ended the read), a .blf.gz's size checked against the
+    compressed file's (every one cut short), and a name of three suffixes
+    refused; a cut gzip stream must end the read, said, not loop."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    frames = sum(1 for _ in LogRead(log))
+    body = log.read_bytes()
+    if suffix != ".blf":  # a note written into the log: TextLog skips it, python-can's readers fail on it
+        lines = body.splitlines(keepends=True)
+        body = b"".join([*lines[:100], b"# adapter re-plugged\n", *lines[100:]])
+    packed = tmp_path / f"run.v2{suffix}.gz"  # python-can reads names of exactly two suffixes
+    packed.write_bytes(gzip.compress(body))
+    read = LogRead(packed)
+    assert sum(1 for _ in read) == frames and read.cut_short is None
+    assert read.skipped == ([] if suffix == ".blf" else [(101, "a comment")])
+    cut = tmp_path / f"cut{suffix}.gz"
+    cut.write_bytes(packed.read_bytes()[: packed.stat().st_size * 2 // 3])
+    read = LogRead(cut)
+    got = sum(1 for _ in read)
+    assert 0 < got < frames
+    assert read.cut_short.startswith("ends in a damaged or cut gzip stream (EOFError: ") and f"after {got} records" \
+        in read.cut_short
+    capsys.readouterr()
+    assert main(["monitor", "--log", str(cut), "--once"]) == 0
+    assert "ends in a damaged or cut gzip stream" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_gzip_compressed_blf_its_logger_never_closed_is_said_to_be(tmp_path):
+    """Its header's size is checked against the uncompressed size (gzip's ISIZE)."""
+    data = _blf(tmp_path / "open.blf", 1500, compression_level=-1, close=False)
+    packed = tmp_path / "open.blf.gz"
+    packed.write_bytes(gzip.compress(data))
+    read = LogRead(packed)
+    assert sum(1 for _ in read) == 1500
+    assert read.cut_short.startswith(f"decompresses to {len(data):,} bytes where its header says ")

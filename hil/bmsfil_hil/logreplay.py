@@ -20,6 +20,7 @@ with no voltage or temperature (sent as not valid again).
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import locale
 import math
@@ -259,16 +260,34 @@ def _channels_text(channels: list[str]) -> str:
     return text
 
 
+def log_format(path: Path) -> tuple[str, bool]:
+    """A log's format, by its suffix, and whether it is gzip-compressed: a
+    `.gz` log is of the format of the suffix before it (run.asc.gz an .asc;
+    python-can takes only names of exactly two suffixes, run.v2.asc.gz too)."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        return (suffixes[-2] if len(suffixes) > 1 else ""), True
+    return path.suffix.lower(), False
+
+
+#: What reading a damaged or cut gzip stream raises.
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
 def log_messages(path: Path) -> Iterable[can.Message]:
     """python-can's reader of a log; a text log (.asc, .log, ...) is read
     line by line with undecodable bytes replaced, a line python-can cannot
     read skipped (`TextLog`); a .blf container by container, one that cannot
-    be read skipped (`BlfLog`); another binary log ends at a record it cannot."""
-    reader = can.io.player.MESSAGE_READERS.get(path.suffix.lower())
+    be read skipped (`BlfLog`); another binary log ends at a record it cannot.
+    A gzip-compressed log (`log_format`) is read through gzip by the same."""
+    suffix, compressed = log_format(path)
+    reader = can.io.player.MESSAGE_READERS.get(suffix)
     if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
-        return TextLog(path, reader)
-    if path.suffix.lower() == ".blf":
-        return BlfLog(path)
+        return TextLog(path, reader, compressed)
+    if suffix == ".blf":
+        return BlfLog(path, compressed)
+    if compressed and reader is not None and issubclass(reader, can.io.generic.BinaryIOMessageReader):
+        return reader(gzip.open(path, "rb"))  # type: ignore[no-any-return]
     return can.LogReader(str(path))  # type: ignore[no-any-return]
 
 
@@ -283,7 +302,9 @@ class BlfLog(can.BLFReader):
     run past the end of a file its logger closed (the file header's size is
     the file's); in a file cut short (a killed logger's) the last container
     is read as far as it goes. A file that is not a BLF log is an error as
-    before (LogRead)."""
+    before (LogRead). A gzip-compressed one is read through gzip, its sizes
+    the uncompressed ones (the closed file's is in gzip's trailer, modulo
+    2**32)."""
 
     #: Reading ahead for the next container's header, bytes at a time.
     SEARCH_CHUNK = 1 << 20
@@ -291,12 +312,20 @@ class BlfLog(can.BLFReader):
     #: logger's text event may be kilobytes).
     LONGEST_OBJECT = 1 << 20
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path))
+    def __init__(self, path: Path, compressed: bool = False) -> None:
+        super().__init__(gzip.open(path, "rb") if compressed else str(path))
         self.skipped: list[tuple[int, str]] = []
         self._lost_tail = False
-        self._size = path.stat().st_size
-        self._closed = self.file_size == self._size
+        self.compressed = compressed
+        if compressed:
+            with path.open("rb") as raw:  # gzip's trailer: the uncompressed size modulo 2**32 (ISIZE)
+                raw.seek(-4, 2)
+                size = int.from_bytes(raw.read(4), "little")
+            self._closed = self.file_size % 2**32 == size
+            self._size = self.file_size if self._closed else size
+        else:
+            self._size = path.stat().st_size
+            self._closed = self.file_size == self._size
 
     def __iter__(self) -> Iterator[can.Message]:
         head, box = blf.OBJ_HEADER_BASE_STRUCT, blf.LOG_CONTAINER_STRUCT
@@ -419,19 +448,22 @@ class TextLog:
     goes on at the next with a fresh reader, given the log's header again
     (the lines before its first frame: an .asc's base and time of start), so
     that one bad line loses one frame, not the rest of the log. A log whose
-    first frame cannot be read is not this format: that raises. An .asc
+    first frame cannot be read is not this format: that raises. A
+    gzip-compressed log is read through gzip; a damaged or cut gzip stream
+    (GZIP_ERRORS) ends the read there (LogRead says it is cut short). An .asc
     whose header does not end in an 'internal events logged' line (one of
     frames alone, a trigger block right after its base) is given a blank
     line there, which python-can's reader takes as the header's end: it took
     the first line after the header as its end, and lost that frame."""
 
-    def __init__(self, path: Path, reader: type) -> None:
-        self.path, self._reader = path, reader
+    def __init__(self, path: Path, reader: type, compressed: bool = False) -> None:
+        self.path, self._reader, self.compressed = path, reader, compressed
         self.skipped: list[tuple[int, str]] = []
         self.open_block = False  # an .asc's 'Begin Triggerblock' was read, and not yet its 'End TriggerBlock'
 
     def __iter__(self) -> Iterator[can.Message]:
-        with self.path.open("r", encoding=locale.getpreferredencoding(False), errors="replace") as text:
+        opener = gzip.open if self.compressed else open
+        with opener(self.path, "rt", encoding=locale.getpreferredencoding(False), errors="replace") as text:
             numbered = enumerate(text, 1)
             header: list[str] = []
             fed = 0  # the number of the last line given to the reader
@@ -467,8 +499,8 @@ class TextLog:
                         yield msg
                     return
                 except _UNREADABLE as exc:
-                    if not started:
-                        raise
+                    if not started or self.compressed and isinstance(exc, GZIP_ERRORS):
+                        raise  # not this format; or the rest of the stream cannot be decompressed
                     self.skipped.append((fed, _why(exc)))
                     replay = list(header)
 
@@ -485,6 +517,7 @@ class LogRead:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cut_short: str | None = None
+        self.compressed = log_format(path)[1]
         if path.is_dir():
             raise LogError(f"{path}: a directory, not a log file")
         if not path.is_file():
@@ -520,8 +553,11 @@ class LogRead:
             except _UNREADABLE as exc:
                 if not read:
                     raise _unreadable(self.path, exc) from exc
-                self.cut_short = (f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
-                                  + _unread_rest(self.path, self._messages))
+                if self.compressed and isinstance(exc, GZIP_ERRORS):
+                    self.cut_short = f"ends in a damaged or cut gzip stream ({_why(exc)}), after {read} records"
+                else:
+                    self.cut_short = (f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
+                                      + ("" if self.compressed else _unread_rest(self.path, self._messages)))
                 return
             read += 1
             yield msg
@@ -545,11 +581,10 @@ def _unfinished(path: Path, messages: object) -> str | None:
     .blf whose size is not the one its header gives (the header is written
     again, with the size, when its logger closes it), an .asc without the
     'End TriggerBlock' its logger writes last."""
-    if isinstance(messages, can.BLFReader):
-        size = path.stat().st_size
-        if messages.file_size != size:
-            return (f"is {size:,} bytes where its header says {messages.file_size:,} (a file cut short, or a "
-                    "logger that never closed it)")
+    if isinstance(messages, BlfLog) and not messages._closed:
+        size = f"decompresses to {messages._size:,} bytes" if messages.compressed else f"is {messages._size:,} bytes"
+        return (f"{size} where its header says {messages.file_size:,} (a file cut short, or a logger that never "
+                "closed it)")
     if isinstance(messages, TextLog) and messages.open_block:
         return "ends in a trigger block without its 'End TriggerBlock' line (a file cut short, or a logger that " \
                "never closed it)"
@@ -593,7 +628,9 @@ def describe_skipped(skipped: list[tuple[int, str]] | tuple[tuple[int, str], ...
 
 
 def _unreadable(path: Path, exc: Exception) -> LogError:
-    return LogError(f"{path}: python-can cannot read it as a {path.suffix or 'suffix-less'} log ({_why(exc)}); "
+    suffix, compressed = log_format(path)
+    kind = f"{suffix or 'suffix-less'}{' (gzip-compressed)' if compressed else ''}"
+    return LogError(f"{path}: python-can cannot read it as a {kind} log ({_why(exc)}); "
                     "expected a CAN log (.blf, .asc, .log as candump -L writes it, ...)")
 
 

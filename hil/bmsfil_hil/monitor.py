@@ -14,7 +14,7 @@ with the first's log time and error, the most frequent shown, each in
 Sources: a live bus opened with python-can (``--interface``, ``--channel``,
 ``--bitrate``, ``--bus-option KEY=VALUE``, completed from python-can's own
 configuration as its tools are: CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``), or a python-can log (``--log``:
-``.blf``, ``.asc`` or ``.log``) played through the view. ``--once`` prints
+``.blf``, ``.asc`` or ``.log``, or any of them gzip-compressed, ``.log.gz``) played through the view. ``--once`` prints
 one snapshot instead (a live bus is listened to for ``--window`` seconds
 first; where no frame of the contract arrived in that time it warns, naming
 the bus, and exits 1) and ``--json`` writes the last snapshot as JSON.
@@ -608,7 +608,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan; "
                         "without it and --log, the bus python-can's configuration names (CAN_INTERFACE and "
                         "CAN_CHANNEL, or ~/.canrc)")
-    source.add_argument("--log", type=Path, help="python-can log to play (.blf, .asc or .log)")
+    source.add_argument("--log", type=Path, help="python-can log to play (.blf, .asc or .log; also gzip-compressed, "
+                        "e.g. .log.gz)")
     p.add_argument("--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1; with --log, "
                    "the channel of the log to show, as python-can names it (0, 1, ... in an .asc or .blf file, "
                    "whose own numbers start at 1), needed for a log with frames of the contract on several")
