@@ -961,3 +961,23 @@ def test_a_gzip_compressed_blf_its_logger_never_closed_is_said_to_be(tmp_path):
     read = LogRead(packed)
     assert sum(1 for _ in read) == 1500
     assert read.cut_short.startswith(f"decompresses to {len(data):,} bytes where its header says ")
+
+
+def test_score_says_when_the_target_stopped_answering(tmp_path, capsys):
+    """No estimate after sample 200 of 300 scored with exit 0 and no word."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 300)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+    log = _edited_log(base, tmp_path / "stopped.blf", keep=lambda m: not (
+        cc.FrameId.EST_CELL <= m.arbitration_id < cc.FrameId.TARGET_STATUS and cc.decode(m).sequence > 200))
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("warning: the target stopped answering: its last estimate is for sample 200 (sequence 200), and none of "
+            "the 99 sample(s) after it, to the end of the log, has one") in out
+    (doc,) = json.loads(js.read_text())["recordings"]
+    assert doc["last_sample_answered"] == 200 and doc["samples_unanswered_at_end"] == 99
+    assert main(["hil", "score", str(base), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    assert "stopped answering" not in capsys.readouterr().out
