@@ -981,3 +981,21 @@ def test_score_says_when_the_target_stopped_answering(tmp_path, capsys):
     assert doc["last_sample_answered"] == 200 and doc["samples_unanswered_at_end"] == 99
     assert main(["hil", "score", str(base), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
     assert "stopped answering" not in capsys.readouterr().out
+
+
+def test_from_log_of_a_log_with_a_gap_does_not_blame_the_parameter_set_alone(tmp_path, capsys):
+    """A replay of a log that lacks 20 samples warned of the gap, then said the
+    log was written with another parameter set."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 300)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+    log = _edited_log(base, tmp_path / "gap.blf", keep=lambda m: not (
+        m.arbitration_id < cc.FrameId.TARGET_STATUS and 100 <= cc.decode(m).sequence < 120))
+    capsys.readouterr()
+    assert main(["hil", "run", "--from-log", str(log), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "20 sample(s) missing from the log's MeasPack sequence" in out
+    assert ("agree within: the log's 1 warning(s) above (samples or frames it lacks, repeats or holds out of order) "
+            "may explain it, the replay sending what the log holds, not what the logged target was sent; else the log "
+            "was written with another parameter set") in out, out
