@@ -113,3 +113,32 @@ def test_without_a_bus_the_commands_say_where_to_name_one(no_can_config, capsys,
     assert main([*argv, "--interface", "virtual", "--channel", "x", "--bus-option", "recieve_own_messages=1"]) == 2
     captured = capsys.readouterr()
     assert "did you mean 'receive_own_messages'" in " ".join((captured.err + captured.out).split())
+
+
+def test_a_config_context_reads_that_section_of_python_cans_configuration(no_can_config) -> None:
+    """--bus-option config_context=SECTION was passed to the bus as a setting,
+    and the [default] section read."""
+    (no_can_config / ".canrc").write_text("[default]\ninterface = virtual\nchannel = a\n"
+                                          "[bench]\ninterface = virtual\nchannel = b\nbitrate = 250000\n")
+    given = bus_config(None, None, None, ["config_context=bench"])
+    assert resolve_bus(given, option_keys(["config_context=bench"])) == {"interface": "virtual", "channel": "b",
+                                                                         "bitrate": 250000}
+    assert resolve_bus({}) == {"interface": "virtual", "channel": "a"}
+
+
+def test_python_cans_short_bus_options_are_taken(tmp_path, capsys) -> None:
+    """-i, -c and -b, as python-can's own tools take them, were refused."""
+    channel = "bmsfil-test-short-options"
+    sender = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    out = tmp_path / "live.json"
+    timer = threading.Timer(0.2, lambda: sender.send(cc.encode_est_cell(3, 0, 0.4, 0.02)))
+    timer.start()
+    try:
+        assert main(["monitor", "-i", "virtual", "-c", channel, "-b", "500000", "--once", "--window", "0.5",
+                     "--json", str(out)]) == 0
+    finally:
+        timer.join()
+        sender.shutdown()
+    assert json.loads(out.read_text())["cells"][0]["sequence"] == 3
+    assert main(["hil", "run", "-i", "virtual", "-c", channel, "--out-dir", str(tmp_path / "o")]) == 2
+    assert "--interface/--channel open the bus of a board, and the target is host" in capsys.readouterr().out

@@ -92,16 +92,24 @@ COMMON_SETTINGS = ("interface", "channel", "bitrate", "data_bitrate", "fd", "tim
                    "data_sjw")
 
 
+#: The --bus-option that names the section of python-can's configuration file to read (as its
+#: `can.Bus(config_context=...)` does), not a setting of the bus.
+CONFIG_CONTEXT = "config_context"
+
+
 def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ...] = ()) -> dict[str, object]:
     """The bus python-can would open for `given` (what the command line
     said): completed from python-can's configuration as its own tools are
     (``can.rc``, the environment's CAN_INTERFACE, CAN_CHANNEL, CAN_BITRATE and
-    CAN_CONFIG, then ``~/.canrc``, ``~/.can`` or ``/etc/can.conf``), the command line
+    CAN_CONFIG, then ``~/.canrc``, ``~/.can`` or ``/etc/can.conf``: its
+    [default] section, or the one `given`'s CONFIG_CONTEXT names), the command line
     winning. Raises `BusOptionError` when no interface is known, or python-can
     knows none of that name, or refuses a setting, or one of `option_keys`
     (the --bus-option keys) is no setting of the interface but close to one."""
+    given = dict(given)
+    context = given.pop(CONFIG_CONTEXT, None)
     try:
-        resolved = dict(load_config(config=dict(given)))
+        resolved = dict(load_config(config=given, context=None if context is None else str(context)))
     except CanInterfaceNotImplementedError as exc:
         named = re.search(r'"(.*)"', str(exc))
         name = named.group(1) if named else "None"
@@ -125,7 +133,7 @@ def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ..
         for key in option_keys:
             literal = rf"""["']{re.escape(key)}["']"""  # read from its keyword arguments: kwargs.get("key")
             alias = rf"deprecated_args_alias\([^)]*\b{re.escape(key)}\s*="  # an old name python-can still takes
-            if key in names or re.search(literal, source) or re.search(alias, source):
+            if key in names or key == CONFIG_CONTEXT or re.search(literal, source) or re.search(alias, source):
                 continue
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
             if close:

@@ -91,12 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=Path, help="parameter set the target runs (default: bundled); a board "
                    "runs what it was built with")
     bus = p.add_argument_group("target board: the CAN bus it is on, as python-can opens it")
-    bus.add_argument("--interface", help="python-can interface, e.g. socketcan, pcan, slcan, kvaser, vector")
-    bus.add_argument("--channel", help="python-can channel, e.g. can0, PCAN_USBBUS1, /dev/ttyACM0")
-    bus.add_argument("--bitrate", type=int, help="bit rate in bit/s (the boards use 500000); also the rate "
+    bus.add_argument("-i", "--interface", help="python-can interface, e.g. socketcan, pcan, slcan, kvaser, vector")
+    bus.add_argument("-c", "--channel", help="python-can channel, e.g. can0, PCAN_USBBUS1, /dev/ttyACM0")
+    bus.add_argument("-b", "--bitrate", type=int, help="bit rate in bit/s (the boards use 500000); also the rate "
                      "the bus load is worked out for (default 500000)")
     bus.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0")
+                     help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0; "
+                          "config_context=SECTION reads that section of python-can's configuration file")
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
                    help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
                         "recording's clock (--speed), latency and late/lost samples reported")

@@ -605,17 +605,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `bmsfil monitor` to the `bmsfil` command (entry point `bmsfil.commands`)."""
     p = sub.add_parser("monitor", help="live view of a pack on a CAN bus or in a CAN log, decoded with the contract")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan; "
+    source.add_argument("-i", "--interface", help="python-can interface of a live bus, e.g. socketcan, pcan, slcan; "
                         "without it and --log, the bus python-can's configuration names (CAN_INTERFACE and "
                         "CAN_CHANNEL, or ~/.canrc)")
     source.add_argument("--log", type=Path, help="python-can log to play (.blf, .asc or .log; also gzip-compressed, "
                         "e.g. .log.gz)")
-    p.add_argument("--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1; with --log, "
+    p.add_argument("-c", "--channel", help="python-can channel of the live bus, e.g. can0, PCAN_USBBUS1; with --log, "
                    "the channel of the log to show, as python-can names it (0, 1, ... in an .asc or .blf file, "
                    "whose own numbers start at 1), needed for a log with frames of the contract on several")
-    p.add_argument("--bitrate", type=int, help="bit rate of the live bus in bit/s")
+    p.add_argument("-b", "--bitrate", type=int, help="bit rate of the live bus in bit/s")
     p.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other python-can bus argument (repeatable); numbers and true/false are typed")
+                   help="any other python-can bus argument (repeatable); numbers and true/false are typed; "
+                        "config_context=SECTION reads that section of python-can's configuration file")
     p.add_argument("--once", action="store_true",
                    help="print one snapshot and exit: of the whole log, or of --window seconds of the bus")
     p.add_argument("--window", type=_positive, metavar="S",
