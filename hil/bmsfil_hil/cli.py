@@ -726,7 +726,8 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
         console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that do not decode as frames of the CAN "
                       f"contract ({shown}): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
-                              "undecodable_kinds": [{"kind": kind, "frames": n} for kind, n in runs[0].undecodable_kinds],
+                              "undecodable_kinds": [{"kind": kind, "frames": n}
+                                                    for kind, n in runs[0].undecodable_kinds],
                               "crc_failed_frames": runs[0].crc_failed, "cut_short": runs[-1].cut_short,
                               "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped
                                                 if runs[-1].skipped_unit == "line"],

@@ -228,10 +228,10 @@ class PackView:
             else:
                 self.frames_undecodable += 1
             self.last_error = str(exc)
-            kind = self.decode_errors.setdefault(frame_error_kind(msg, exc), {
+            counted = self.decode_errors.setdefault(frame_error_kind(msg, exc), {
                 "in_contract": exc.frame_name is not None, "field": exc.field, "count": 0, "first_at": stamp,
                 "first_error": str(exc)})
-            kind["count"] += 1
+            counted["count"] += 1
             return
         self.frames_decoded += 1
         if isinstance(frame, (cc.EstCell, cc.EstCellHealth, cc.EstCellPower, cc.EstCellFlags)):
@@ -488,8 +488,8 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
     """A snapshot (:meth:`PackView.snapshot`) as a pack summary and a table of cells."""
     pack = snapshot["pack"]
     table = Table(title=title)
-    for col in ("cell", "SOC %", "σ %", "Ah", "R0 mΩ", "V", "°C", "core °C", "power W dis/chg", "flags", "seq", "age s",
-                "behind s/samples", ""):
+    for col in ("cell", "SOC %", "σ %", "Ah", "R0 mΩ", "V", "°C", "core °C", "power W dis/chg", "flags", "seq",
+                "age s", "behind s/samples", ""):
         table.add_column(col, justify="left" if col in ("flags", "") else "right")
     for c in snapshot["cells"]:
         def answer(kind: str, text: str) -> str:
@@ -581,7 +581,8 @@ def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
     skipped = [c for c in snapshot["cells"] if c["estimates_skipped"]["count"]]
     if skipped:
         lines.append(f"{len(skipped)} cell(s) skipped estimates (lost, or not sent): " + "; ".join(
-            f"cell {c['cell_index']} {c['estimates_skipped']['count']} ({_gaps_text(c['estimates_skipped'], 'sequence')})"
+            f"cell {c['cell_index']} {c['estimates_skipped']['count']} "
+            f"({_gaps_text(c['estimates_skipped'], 'sequence')})"
             for c in skipped[:FIRST_GAPS]) + ("; ... (each in --json)" if len(skipped) > FIRST_GAPS else ""))
     for c in snapshot["cells"]:
         if c["conflicts"]["count"]:
