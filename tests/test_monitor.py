@@ -511,6 +511,12 @@ def test_two_targets_answering_for_one_cell_are_not_mixed():
     assert ("cell 1: 3 EstCell(s) for a sequence it had an estimate of, with another SOC (first: sequence 0 at 0.300, "
             "SOC 50.00 % kept, then 30.00 %): two targets answering for cell 1?") in text
     assert "TWO ANSWERS" in text
+    for index in range(2, 6):  # a second board for a whole module: the first three cells named, the others counted
+        view.feed(_at(cc.encode_est_cell(0, index, 0.50, 0.01), 5.0))
+        view.feed(_at(cc.encode_est_cell(0, index, 0.30, 0.01), 5.0))
+    text = " ".join(_text(view).split())
+    assert "two targets answering for cell 3?" in text and "cell 4:" not in text
+    assert "... and 2 more cell(s) answered twice (each in --json)" in text
 
 
 def test_health_power_and_plausibility_whose_frames_stopped_are_old_not_current():

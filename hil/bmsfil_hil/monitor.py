@@ -584,15 +584,17 @@ def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
             f"cell {c['cell_index']} {c['estimates_skipped']['count']} "
             f"({_gaps_text(c['estimates_skipped'], 'sequence')})"
             for c in skipped[:FIRST_GAPS]) + ("; ... (each in --json)" if len(skipped) > FIRST_GAPS else ""))
-    for c in snapshot["cells"]:
-        if c["conflicts"]["count"]:
-            first = c["conflicts"]["first"]
-            lines.append(f"cell {c['cell_index']}: {c['conflicts']['count']} EstCell(s) for a sequence it had an "
-                         f"estimate of, with another SOC (first: sequence {first['sequence']}"
-                         + ("" if first["at"] is None else f" at {first['at']:.3f}")
-                         + f", SOC {_fmt(first['soc_kept'], '.2f', 100)} % kept, then "
-                         f"{_fmt(first['soc_other'], '.2f', 100)} %): two targets answering for cell "
-                         f"{c['cell_index']}?")
+    doubled = [c for c in snapshot["cells"] if c["conflicts"]["count"]]
+    for c in doubled[:FIRST_GAPS]:
+        first = c["conflicts"]["first"]
+        lines.append(f"cell {c['cell_index']}: {c['conflicts']['count']} EstCell(s) for a sequence it had an "
+                     f"estimate of, with another SOC (first: sequence {first['sequence']}"
+                     + ("" if first["at"] is None else f" at {first['at']:.3f}")
+                     + f", SOC {_fmt(first['soc_kept'], '.2f', 100)} % kept, then "
+                     f"{_fmt(first['soc_other'], '.2f', 100)} %): two targets answering for cell "
+                     f"{c['cell_index']}?")
+    if len(doubled) > FIRST_GAPS:
+        lines.append(f"... and {len(doubled) - FIRST_GAPS} more cell(s) answered twice (each in --json)")
     if pack["status_frames_lost"]["count"]:
         lines.append(f"LOST: {pack['status_frames_lost']['count']} TargetStatus frame(s) missing from its counter "
                      f"({_gaps_text(pack['status_frames_lost'], 'counter')})")
