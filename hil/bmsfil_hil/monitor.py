@@ -12,8 +12,10 @@ with the first's log time and error, the most frequent shown, each in
 ``--json``; never raised: a monitor must survive whatever is on the bus.
 
 Sources: a live bus opened with python-can (``--interface``, ``--channel``,
-``--bitrate``, ``--bus-option KEY=VALUE``, completed from python-can's own
-configuration as its tools are: CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``), or a python-can log (``--log``:
+``--bitrate``, or ``-i``, ``-c``, ``-b`` as its tools spell them, ``--bus-option
+KEY=VALUE``, completed from python-can's own configuration as its tools are:
+CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``, its section ``config_context`` if
+given as a bus option), or a python-can log (``--log``:
 ``.blf``, ``.asc`` or ``.log``, or any of them gzip-compressed, ``.log.gz``) played through the view. ``--once`` prints
 one snapshot instead (a live bus is listened to for ``--window`` seconds
 first; where no frame of the contract arrived in that time it warns, naming
