@@ -999,3 +999,31 @@ def test_from_log_of_a_log_with_a_gap_does_not_blame_the_parameter_set_alone(tmp
     assert ("agree within: the log's 1 warning(s) above (samples or frames it lacks, repeats or holds out of order) "
             "may explain it, the replay sending what the log holds, not what the logged target was sent; else the log "
             "was written with another parameter set") in out, out
+
+
+@pytest.mark.parametrize("packing", ["zero-padded", "two members"])
+def test_a_padded_or_multi_member_blf_gz_is_read_to_its_end_once(tmp_path, packing):
+    """Its size was taken from gzip's ISIZE trailer: 0 after zero padding, the last member's
+    alone after `cat a.gz b.gz`. A damaged container then sent the search for the next one
+    back to byte 0, and the log was read round for ever (a review's); an undamaged one was
+    said to be cut short."""
+    data = _blf(tmp_path / "raw.blf", 1500, compression_level=-1)
+    starts = _containers(data)
+
+    def pack(body: bytes) -> bytes:
+        if packing == "zero-padded":
+            return gzip.compress(body) + bytes(512)
+        return gzip.compress(body[:len(body) // 2]) + gzip.compress(body[len(body) // 2:])
+
+    whole = tmp_path / "whole.blf.gz"
+    whole.write_bytes(pack(data))
+    read = LogRead(whole)
+    assert sum(1 for _ in itertools.islice(read, 3000)) == 1500
+    assert read.cut_short is None and read.skipped == []
+    damaged = bytearray(data)
+    at = starts[len(starts) // 2]
+    damaged[at:at + 4] = b"XOBJ"
+    (tmp_path / "damaged.blf.gz").write_bytes(pack(bytes(damaged)))
+    read = LogRead(tmp_path / "damaged.blf.gz")
+    assert 1400 <= sum(1 for _ in itertools.islice(read, 3000)) < 1500
+    assert [a for a, _ in read.skipped] == [at] and read.cut_short is None

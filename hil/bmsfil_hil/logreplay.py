@@ -303,8 +303,9 @@ class BlfLog(can.BLFReader):
     the file's); in a file cut short (a killed logger's) the last container
     is read as far as it goes. A file that is not a BLF log is an error as
     before (LogRead). A gzip-compressed one is read through gzip, its sizes
-    the uncompressed ones (the closed file's is in gzip's trailer, modulo
-    2**32)."""
+    the uncompressed ones: its own is known only once read to its end (a
+    short read ends a search), and whether its logger closed it is decided
+    there, from the size its header gives."""
 
     #: Reading ahead for the next container's header, bytes at a time.
     SEARCH_CHUNK = 1 << 20
@@ -317,15 +318,11 @@ class BlfLog(can.BLFReader):
         self.skipped: list[tuple[int, str]] = []
         self._lost_tail = False
         self.compressed = compressed
-        if compressed:
-            with path.open("rb") as raw:  # gzip's trailer: the uncompressed size modulo 2**32 (ISIZE)
-                raw.seek(-4, 2)
-                size = int.from_bytes(raw.read(4), "little")
-            self._closed = self.file_size % 2**32 == size
-            self._size = self.file_size if self._closed else size
-        else:
-            self._size = path.stat().st_size
-            self._closed = self.file_size == self._size
+        # The file's size, which a closed file's header gives too. A gzip stream's is not known
+        # before it is read to its end (its ISIZE trailer is of the last member alone, modulo
+        # 2**32, and wrong after zero padding or trailing bytes): read until a read comes short.
+        self._size: float = math.inf if compressed else path.stat().st_size
+        self._closed = self.file_size == self._size
 
     def __iter__(self) -> Iterator[can.Message]:
         head, box = blf.OBJ_HEADER_BASE_STRUCT, blf.LOG_CONTAINER_STRUCT
@@ -376,6 +373,9 @@ class BlfLog(can.BLFReader):
                 self.skipped.append((at, f"{_why(exc)}; {obj_size:,} bytes"))
             if cut:
                 break  # the file ends in this container: read as far as it goes
+        if self.compressed:  # read to its end: its size is known now
+            self._size = self.file.tell()
+            self._closed = self.file_size == self._size
         self.stop()
 
     def _object_header(self, signature: bytes, obj_size: int, at: int) -> bool:
@@ -400,8 +400,8 @@ class BlfLog(can.BLFReader):
         """From a damaged container at byte `at`, on to the next container's header (at
         any byte: objects are padded to no fixed boundary), or the end of the file."""
         head = blf.OBJ_HEADER_BASE_STRUCT
-        pos, found = at + 1, self._size
-        while pos + head.size <= self._size and found == self._size:
+        pos, found = at + 1, None
+        while found is None and pos + head.size <= self._size:
             self.file.seek(pos)
             chunk = self.file.read(self.SEARCH_CHUNK)
             k = chunk.find(b"LOBJ")
@@ -412,8 +412,11 @@ class BlfLog(can.BLFReader):
                     break
                 k = chunk.find(b"LOBJ", k + 1)
             if len(chunk) < self.SEARCH_CHUNK:
+                pos += len(chunk)  # the end of the file (a gzip stream's size is known only here)
                 break
             pos += len(chunk) - head.size  # the chunks overlap by a header
+        if found is None:  # none: on to the end of the file, never back to or before `at`
+            found = max(at + 1, pos if math.isinf(self._size) else int(self._size))
         self._tail, self._lost_tail = b"", True
         self.skipped.append((at, f"{why}; {found - at:,} bytes"))
         self.file.seek(found)
