@@ -1027,3 +1027,21 @@ def test_a_padded_or_multi_member_blf_gz_is_read_to_its_end_once(tmp_path, packi
     read = LogRead(tmp_path / "damaged.blf.gz")
     assert 1400 <= sum(1 for _ in itertools.islice(read, 3000)) < 1500
     assert [a for a, _ in read.skipped] == [at] and read.cut_short is None
+
+
+def test_a_damaged_container_of_a_blf_gz_is_searched_past_without_rewinding(tmp_path, monkeypatch):
+    """The search for the next container seeked back to the damaged one's start, and on:
+    in a gzip stream each seek back decompresses it again from its start (a review's). The
+    bytes already read are searched, then the stream read on."""
+    data = bytearray(_blf(tmp_path / "raw.blf", 1500, compression_level=-1))
+    starts = _containers(bytes(data))
+    for at in starts[5:-5:7]:  # several damaged sizes: each container's data read past its end
+        data[at + 8:at + 12] = (int.from_bytes(data[at + 8:at + 12], "little") + 300).to_bytes(4, "little")
+    (tmp_path / "damaged.blf.gz").write_bytes(gzip.compress(bytes(data)))
+    rewinds: list[object] = []
+    real_rewind = gzip._GzipReader._rewind  # noqa: SLF001 - what a seek back costs: decompressing again
+    monkeypatch.setattr(gzip._GzipReader, "_rewind", lambda self: rewinds.append(self) or real_rewind(self))
+    read = LogRead(tmp_path / "damaged.blf.gz")
+    assert 1000 <= sum(1 for _ in itertools.islice(read, 3000)) < 1500
+    assert [a for a, _ in read.skipped] == starts[5:-5:7] and read.cut_short is None
+    assert rewinds == []

@@ -317,6 +317,7 @@ class BlfLog(can.BLFReader):
         super().__init__(gzip.open(path, "rb") if compressed else str(path))
         self.skipped: list[tuple[int, str]] = []
         self._lost_tail = False
+        self._back = b""  # bytes a search for a container read past, to be read again (`_read`)
         self.compressed = compressed
         # The file's size, which a closed file's header gives too. A gzip stream's is not known
         # before it is read to its end (its ISIZE trailer is of the last member alone, modulo
@@ -327,18 +328,17 @@ class BlfLog(can.BLFReader):
     def __iter__(self) -> Iterator[can.Message]:
         head, box = blf.OBJ_HEADER_BASE_STRUCT, blf.LOG_CONTAINER_STRUCT
         while True:
-            at = self.file.tell()
-            data = self.file.read(head.size)
+            at = self._tell()
+            data = self._read(head.size)
             if len(data) < head.size:
                 break  # the end, or a file cut in a header (LogRead says it is short)
             signature, _, _, obj_size, obj_type = head.unpack(data)
             if not self._object_header(signature, obj_size, at):
-                self._resync(at, "not an object's header")
+                self._resync(at, "not an object's header", data)
                 continue
-            obj_data = self.file.read(obj_size - head.size)
+            obj_data = self._read(obj_size - head.size)
             cut = len(obj_data) < obj_size - head.size
-            if not cut:
-                self.file.read(obj_size % 4)  # padding, as python-can reads it
+            pad = b"" if cut else self._read(obj_size % 4)  # padding, as python-can reads it
             if obj_type != blf.LOG_CONTAINER:
                 continue  # another object between containers: passed over, as python-can does
             if cut and len(obj_data) < box.size:
@@ -358,7 +358,7 @@ class BlfLog(can.BLFReader):
                 if overrun or (not cut and (short or len(body) != expected)):
                     raise BLFParseError(f"its data do not end where its header says ({expected:,} bytes)")
             except (zlib.error, struct.error, BLFParseError) as exc:
-                self._resync(at, _why(exc))  # its size may be what is damaged: search from its start
+                self._resync(at, _why(exc), data + obj_data + pad)  # its size may be what is damaged: search from its start
                 continue
             if self._lost_tail:
                 # After a skipped container, this one begins inside an object whose start
@@ -374,7 +374,7 @@ class BlfLog(can.BLFReader):
             if cut:
                 break  # the file ends in this container: read as far as it goes
         if self.compressed:  # read to its end: its size is known now
-            self._size = self.file.tell()
+            self._size = self._tell()
             self._closed = self.file_size == self._size
         self.stop()
 
@@ -396,30 +396,41 @@ class BlfLog(can.BLFReader):
                 raise BLFParseError(f"an object of {obj_size:,} bytes")
             pos = k + obj_size
 
-    def _resync(self, at: int, why: str) -> None:
+    def _read(self, n: int) -> bytes:
+        """The next `n` bytes: those a search read past and put back (`_back`) first."""
+        if not self._back:
+            return self.file.read(n)  # type: ignore[no-any-return]
+        out, self._back = self._back[:n], self._back[n:]
+        return out + self.file.read(n - len(out)) if len(out) < n else out
+
+    def _tell(self) -> int:
+        return self.file.tell() - len(self._back)  # type: ignore[no-any-return]
+
+    def _resync(self, at: int, why: str, seen: bytes) -> None:
         """From a damaged container at byte `at`, on to the next container's header (at
-        any byte: objects are padded to no fixed boundary), or the end of the file."""
+        any byte: objects are padded to no fixed boundary), or the end of the file: searched
+        for in `seen`, the bytes from `at` on already read, then reading on. The file is never
+        read again from further back (a gzip stream would be decompressed again from its
+        start); what was read past the header found is put back for `_read`."""
         head = blf.OBJ_HEADER_BASE_STRUCT
-        pos, found = at + 1, None
-        while found is None and pos + head.size <= self._size:
-            self.file.seek(pos)
-            chunk = self.file.read(self.SEARCH_CHUNK)
-            k = chunk.find(b"LOBJ")
-            while 0 <= k <= len(chunk) - head.size:
-                signature, _, _, obj_size, obj_type = head.unpack_from(chunk, k)
-                if obj_type == blf.LOG_CONTAINER and self._object_header(signature, obj_size, pos + k):
-                    found = pos + k
-                    break
-                k = chunk.find(b"LOBJ", k + 1)
-            if len(chunk) < self.SEARCH_CHUNK:
-                pos += len(chunk)  # the end of the file (a gzip stream's size is known only here)
-                break
-            pos += len(chunk) - head.size  # the chunks overlap by a header
-        if found is None:  # none: on to the end of the file, never back to or before `at`
-            found = max(at + 1, pos if math.isinf(self._size) else int(self._size))
-        self._tail, self._lost_tail = b"", True
-        self.skipped.append((at, f"{why}; {found - at:,} bytes"))
-        self.file.seek(found)
+        buf, base, k = seen, at, 1  # buf: the file's bytes from `base` on; searched from base + k
+        while True:
+            k = buf.find(b"LOBJ", k)
+            while 0 <= k <= len(buf) - head.size:
+                signature, _, _, obj_size, obj_type = head.unpack_from(buf, k)
+                if obj_type == blf.LOG_CONTAINER and self._object_header(signature, obj_size, base + k):
+                    self._back = buf[k:] + self._back
+                    self._tail, self._lost_tail = b"", True
+                    self.skipped.append((at, f"{why}; {base + k - at:,} bytes"))
+                    return
+                k = buf.find(b"LOBJ", k + 1)
+            more = self._read(self.SEARCH_CHUNK)
+            if not more:  # none: on to the end of the file
+                self._tail, self._lost_tail = b"", True
+                self.skipped.append((at, f"{why}; {base + len(buf) - at:,} bytes"))
+                return
+            keep = min(len(buf), head.size - 1)  # a header begun at the end of what was searched
+            buf, base, k = buf[len(buf) - keep:] + more, base + len(buf) - keep, 0
 
 
 class _Lines:
