@@ -23,7 +23,7 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
 from bmsfil.inject import SensorErrors
 from bmsfil.params import bundled_params
-from bmsfil_hil.logreplay import LogRead, read_log
+from bmsfil_hil.logreplay import LogError, LogRead, read_log
 from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import open_log, replay_lockstep
 from bmsfil_hil.targets import make_target
@@ -1045,3 +1045,34 @@ def test_a_damaged_container_of_a_blf_gz_is_searched_past_without_rewinding(tmp_
     assert 1000 <= sum(1 for _ in itertools.islice(read, 3000)) < 1500
     assert [a for a, _ in read.skipped] == starts[5:-5:7] and read.cut_short is None
     assert rewinds == []
+
+
+def test_a_damaged_gzip_stream_is_said_up_front_and_not_read_past_its_whole_members(tmp_path, capsys):
+    """A byte flipped inside a .log.gz: what followed it decompressed to garbage that was read
+    as frames (skipped lines, wrong values) before the CRC at the end of the stream said it
+    was damaged (a review's). The stream is checked first; a damaged member is not read, the
+    whole members before it are, and that is said before anything else."""
+    log = tmp_path / "run.log"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    lines = log.read_bytes().splitlines(keepends=True)
+    first, rest = b"".join(lines[:len(lines) // 2]), b"".join(lines[len(lines) // 2:])
+    flipped = bytearray(gzip.compress(rest))
+    flipped[len(flipped) // 2] ^= 0x01
+    one = tmp_path / "one.log.gz"
+    one.write_bytes(bytes(flipped))
+    with pytest.raises(LogError, match=r"one\.log\.gz: its gzip stream is damaged in its first member \(zlib\.error"):
+        LogRead(one)
+    assert main(["monitor", "--once", "--log", str(one)]) == 2
+    two = tmp_path / "two.log.gz"  # two members (bgzip, cat a.gz b.gz): the first whole
+    two.write_bytes(gzip.compress(first) + bytes(flipped))
+    read = LogRead(two)
+    assert read.stream_note.startswith(f"its gzip stream is damaged in the member at compressed byte "
+                                       f"{len(gzip.compress(first)):,} (zlib.error")
+    assert sum(1 for _ in read) == len(lines) // 2 and read.skipped == [] and read.cut_short is None
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    main(["hil", "score", str(two), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"bmsfil hil score: warning: {two}: its gzip stream is damaged in the member at"), out
+    assert json.loads(js.read_text())["stream_warning"] == read.stream_note
+

@@ -729,6 +729,7 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
                               "undecodable_kinds": [{"kind": kind, "frames": n}
                                                     for kind, n in runs[0].undecodable_kinds],
                               "crc_failed_frames": runs[0].crc_failed, "cut_short": runs[-1].cut_short,
+                              "stream_warning": runs[0].stream_note,
                               "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped
                                                 if runs[-1].skipped_unit == "line"],
                               "skipped_containers": [{"byte": at, "why": why} for at, why in runs[-1].skipped
@@ -761,6 +762,8 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
     line: read up to there) and how many measurement frames it refused for
     their crc."""
     runs = read_log(path, channel, channel_option)
+    if runs[0].stream_note is not None:  # said first: what was read, or not, of the file at all
+        console.print(f"bmsfil hil {command}: warning: {path}: {runs[0].stream_note}", soft_wrap=True)
     if runs[0].contract != cc.CONTRACT_VERSION:
         console.print(f"bmsfil hil {command}: {path} was written under the CAN contract {runs[0].contract} (its "
                       "measurement frames' crc covers the payload alone): read as such", soft_wrap=True)

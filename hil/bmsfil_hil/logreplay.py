@@ -21,6 +21,7 @@ with no voltage or temperature (sent as not valid again).
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import locale
 import math
@@ -28,6 +29,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +100,7 @@ class LoggedRun:
     power: Power                # the EstCellPower found
     cut_short: str | None = None  # the last run of a log that looks cut short (LogRead.cut_short): why,
     # and after how many records that did read (all of them kept)
+    stream_note: str | None = None  # (with the first run) a gzip stream's damage or trailing bytes (LogRead)
     skipped: tuple[tuple[int, str], ...] = ()  # (with the last run) a text log's lines python-can cannot
     # read, skipped: line number and why; a .blf's containers: the byte each began at and why
     skipped_unit: str = "line"  # "line" or "container" (LogRead.skipped_unit)
@@ -195,7 +198,8 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
         refused = (f"; its {pack_refused[0]} frame(s) with that ID do not decode, the first: {pack_refused[1]}"
                    if pack_refused[0] else "")
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay"
-                       + refused + (f"; it {reader.cut_short}" if reader.cut_short else ""))
+                       + refused + (f"; {reader.stream_note}" if reader.stream_note else "")
+                       + (f"; it {reader.cut_short}" if reader.cut_short else ""))
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
     # Frames outside the contract are the log's, not a recording's: counted with the first.
     runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
@@ -204,6 +208,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     runs[-1].skipped = tuple(reader.skipped)
     runs[-1].skipped_unit = reader.skipped_unit
     runs[0].crc_failed = crc_failed
+    runs[0].stream_note = reader.stream_note
     runs[0].undecodable_kinds = tuple(sorted(kinds.items(), key=lambda item: -item[1]))
     for run in runs:
         run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
@@ -274,20 +279,99 @@ def log_format(path: Path) -> tuple[str, bool]:
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def log_messages(path: Path) -> Iterable[can.Message]:
+@dataclass(frozen=True)
+class GzipCheck:
+    """What one pass over a gzip file found (`check_gzip`): its first `whole` bytes are whole
+    members, each decompressing to what its CRC-32 and length say (`size` bytes in all); after
+    them, a member that fails its check (`damage`: why), or `trailing` bytes that begin no
+    member (zero padding, which gzip allows, is neither), or a member cut short (`cut`)."""
+
+    whole: int
+    size: int
+    damage: str | None = None
+    trailing: int = 0
+    cut: bool = False
+
+
+def check_gzip(path: Path) -> GzipCheck:
+    """One pass over a gzip file, decompressing (and discarding) each member to check it: a
+    byte damaged inside a member is found only by its CRC-32 at its end, after what it
+    decompressed to from the damage on has already been read as the log's."""
+    magic, chunk, most = b"\x1f\x8b", 1 << 20, 1 << 22  # most: decompressed bytes held at once
+    whole = size = 0
+    with path.open("rb") as raw:
+        data = raw.read(chunk)
+        while True:
+            if whole:  # zero padding after a member, skipped as gzip skips it
+                while data and not data.lstrip(b"\0"):
+                    whole, data = whole + len(data), raw.read(chunk)
+                stripped = data.lstrip(b"\0")
+                whole, data = whole + len(data) - len(stripped), stripped
+            if len(data) < len(magic):
+                data += raw.read(chunk)
+            if not data:
+                return GzipCheck(whole, size)
+            if not data.startswith(magic):
+                return GzipCheck(whole, size, trailing=path.stat().st_size - whole)
+            member, fed, out = zlib.decompressobj(16 + zlib.MAX_WBITS), 0, 0
+            try:
+                while not member.eof:
+                    if not data:
+                        data = raw.read(chunk)
+                        if not data:
+                            return GzipCheck(whole, size, cut=True)
+                    fed += len(data)
+                    out += len(member.decompress(data, most))
+                    while member.unconsumed_tail and not member.eof:
+                        out += len(member.decompress(member.unconsumed_tail, most))
+                    data = b""
+            except zlib.error as exc:
+                return GzipCheck(whole, size, damage=_why(exc))
+            data = member.unused_data
+            whole, size = whole + fed - len(data), size + out
+
+
+class _Prefix:
+    """The first `size` bytes of a binary file, for gzip to read no further."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file, self.size = file, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self.size - self.file.tell(), 0)
+        return self.file.read(left if n < 0 else min(n, left))
+
+
+class _GzipPrefix(gzip.GzipFile):
+    """A gzip file read up to its compressed byte `upto` (its whole members), or to its end
+    (None); the file is closed with it."""
+
+    def __init__(self, path: Path, upto: int | None = None) -> None:
+        self._raw = path.open("rb")
+        super().__init__(fileobj=self._raw if upto is None else _Prefix(self._raw, upto), mode="rb")  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def log_messages(path: Path, upto: int | None = None) -> Iterable[can.Message]:
     """python-can's reader of a log; a text log (.asc, .log, ...) is read
     line by line with undecodable bytes replaced, a line python-can cannot
     read skipped (`TextLog`); a .blf container by container, one that cannot
     be read skipped (`BlfLog`); another binary log ends at a record it cannot.
-    A gzip-compressed log (`log_format`) is read through gzip by the same."""
+    A gzip-compressed log (`log_format`) is read through gzip by the same, up to its
+    compressed byte `upto` if given (`check_gzip`'s whole members)."""
     suffix, compressed = log_format(path)
     reader = can.io.player.MESSAGE_READERS.get(suffix)
     if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
-        return TextLog(path, reader, compressed)
+        return TextLog(path, reader, compressed, upto)
     if suffix == ".blf":
-        return BlfLog(path, compressed)
+        return BlfLog(path, compressed, upto)
     if compressed and reader is not None and issubclass(reader, can.io.generic.BinaryIOMessageReader):
-        return reader(gzip.open(path, "rb"))  # type: ignore[no-any-return]
+        return reader(_GzipPrefix(path, upto))  # type: ignore[no-any-return]
     return can.LogReader(str(path))  # type: ignore[no-any-return]
 
 
@@ -313,8 +397,8 @@ class BlfLog(can.BLFReader):
     #: logger's text event may be kilobytes).
     LONGEST_OBJECT = 1 << 20
 
-    def __init__(self, path: Path, compressed: bool = False) -> None:
-        super().__init__(gzip.open(path, "rb") if compressed else str(path))
+    def __init__(self, path: Path, compressed: bool = False, upto: int | None = None) -> None:
+        super().__init__(_GzipPrefix(path, upto) if compressed else str(path))
         self.skipped: list[tuple[int, str]] = []
         self._lost_tail = False
         self._back = b""  # bytes a search for a container read past, to be read again (`_read`)
@@ -470,14 +554,14 @@ class TextLog:
     line there, which python-can's reader takes as the header's end: it took
     the first line after the header as its end, and lost that frame."""
 
-    def __init__(self, path: Path, reader: type, compressed: bool = False) -> None:
-        self.path, self._reader, self.compressed = path, reader, compressed
+    def __init__(self, path: Path, reader: type, compressed: bool = False, upto: int | None = None) -> None:
+        self.path, self._reader, self.compressed, self.upto = path, reader, compressed, upto
         self.skipped: list[tuple[int, str]] = []
         self.open_block = False  # an .asc's 'Begin Triggerblock' was read, and not yet its 'End TriggerBlock'
 
     def __iter__(self) -> Iterator[can.Message]:
-        opener = gzip.open if self.compressed else open
-        with opener(self.path, "rt", encoding=locale.getpreferredencoding(False), errors="replace") as text:
+        binary = _GzipPrefix(self.path, self.upto) if self.compressed else self.path.open("rb")
+        with io.TextIOWrapper(binary, encoding=locale.getpreferredencoding(False), errors="replace") as text:
             numbered = enumerate(text, 1)
             header: list[str] = []
             fed = 0  # the number of the last line given to the reader
@@ -526,11 +610,21 @@ class LogRead:
     file is not a log at all (LogError). Once read to its end, `cut_short`
     says why the log looks cut short, if it does: a record that does not
     read, a .blf shorter than its header says (a file cut, or a logger that
-    never closed it), an .asc without its closing 'End TriggerBlock'."""
+    never closed it), an .asc without its closing 'End TriggerBlock'.
+
+    A gzip-compressed log is checked first, in one pass (`check_gzip`), and
+    `stream_note` says, before anything is read, what is wrong with its
+    stream. A member that fails its check (a damaged byte) decompresses to
+    data that are not the logger's from some byte on, and gzip does not say
+    which: as a damaged plain file is read up to its damage, the log is read
+    up to the end of the whole members before it, the rest not read (a
+    LogError when that is nothing: the first member is damaged). Bytes after
+    the stream that begin no member are ignored, said."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cut_short: str | None = None
+        self.stream_note: str | None = None  # a gzip stream's damage or trailing bytes: said before the rest
         self.compressed = log_format(path)[1]
         if path.is_dir():
             raise LogError(f"{path}: a directory, not a log file")
@@ -538,13 +632,29 @@ class LogRead:
             raise LogError(f"{path}: no such log file")
         if path.stat().st_size == 0:
             raise LogError(f"{path}: empty file: nothing to read")
+        upto = self._check_gzip() if self.compressed else None
         try:
-            self._messages = log_messages(path)
+            self._messages = log_messages(path, upto)
         except _UNREADABLE as exc:
             raise _unreadable(path, exc) from exc
         except NotImplementedError as exc:  # python-can's .mf4 reader without its optional package
             raise LogError(f"{path}: python-can reads an .mf4 log only with the asammdf package installed: "
                            f"pip install asammdf ({_why(exc)})") from exc
+
+    def _check_gzip(self) -> int | None:
+        """The compressed bytes to read (None: all), `stream_note` said where that is not all."""
+        check = check_gzip(self.path)
+        if check.damage is not None:
+            if not check.whole:
+                raise LogError(f"{self.path}: its gzip stream is damaged in its first member ({check.damage}): "
+                               "what it decompresses to is not the logger's from some byte on, and gzip does not say "
+                               f"which; nothing read (gzip -dc {self.path} > FILE keeps what decompresses, unchecked)")
+            self.stream_note = (f"its gzip stream is damaged in the member at compressed byte {check.whole:,} "
+                                f"({check.damage}): what that member decompresses to is not the logger's from some "
+                                f"byte on, and gzip does not say which; read up to the end of the whole members "
+                                f"before it ({check.size:,} bytes decompressed), the rest not read")
+            return check.whole
+        return None
 
     @property
     def skipped(self) -> list[tuple[int, str]]:

@@ -718,6 +718,8 @@ def _monitor_log(args: argparse.Namespace, view: PackView) -> int:
     title = f"bmsfil monitor: {args.log}"
     try:
         source = LogRead(args.log)
+        if source.stream_note:  # before the view: what of the file is read at all
+            err_console.print(f"bmsfil monitor: warning: CAN log {args.log}: {source.stream_note}", soft_wrap=True)
         messages = one_channel(source, args.log, args.channel, "--channel")
         if args.once:
             for msg in messages:
