@@ -1076,3 +1076,22 @@ def test_a_damaged_gzip_stream_is_said_up_front_and_not_read_past_its_whole_memb
     assert out.startswith(f"bmsfil hil score: warning: {two}: its gzip stream is damaged in the member at"), out
     assert json.loads(js.read_text())["stream_warning"] == read.stream_note
 
+
+@pytest.mark.parametrize("suffix", [".log", ".blf"])
+def test_bytes_after_a_gzip_stream_are_ignored_and_said(tmp_path, capsys, suffix):
+    """A newline appended to a .gz (or any bytes after its last member) was said to be 'a
+    damaged or cut gzip stream'. After a whole member they are trailing data, ignored."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "100", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    frames = sum(1 for _ in LogRead(log))
+    packed = gzip.compress(log.read_bytes())
+    trailing = tmp_path / f"trailing{suffix}.gz"
+    trailing.write_bytes(packed + b"\n")
+    read = LogRead(trailing)
+    assert sum(1 for _ in read) == frames and read.cut_short is None
+    assert read.stream_note == (f"trailing data after the gzip stream (1 byte(s) from compressed byte "
+                                f"{len(packed):,}, which begin no gzip member), ignored")
+    capsys.readouterr()
+    assert main(["monitor", "--once", "--log", str(trailing)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "trailing data after the gzip stream" in err and "damaged or cut" not in err

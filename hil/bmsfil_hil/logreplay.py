@@ -654,6 +654,10 @@ class LogRead:
                                 f"byte on, and gzip does not say which; read up to the end of the whole members "
                                 f"before it ({check.size:,} bytes decompressed), the rest not read")
             return check.whole
+        if check.trailing and check.whole:  # none whole: not gzip at all, which reading it says
+            self.stream_note = (f"trailing data after the gzip stream ({check.trailing:,} byte(s) from compressed "
+                                f"byte {check.whole:,}, which begin no gzip member), ignored")
+            return check.whole
         return None
 
     @property
