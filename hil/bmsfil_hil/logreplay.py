@@ -547,8 +547,9 @@ class TextLog:
     (the lines before its first frame: an .asc's base and time of start), so
     that one bad line loses one frame, not the rest of the log. A log whose
     first frame cannot be read is not this format: that raises. A
-    gzip-compressed log is read through gzip; a damaged or cut gzip stream
-    (GZIP_ERRORS) ends the read there (LogRead says it is cut short). An .asc
+    gzip-compressed log is read through gzip (its whole members only, where
+    LogRead's check found a damaged one); a cut gzip stream (GZIP_ERRORS)
+    ends the read there (LogRead says it is cut short). An .asc
     whose header does not end in an 'internal events logged' line (one of
     frames alone, a trigger block right after its base) is given a blank
     line there, which python-can's reader takes as the header's end: it took
