@@ -1095,3 +1095,38 @@ def test_bytes_after_a_gzip_stream_are_ignored_and_said(tmp_path, capsys, suffix
     assert main(["monitor", "--once", "--log", str(trailing)]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "trailing data after the gzip stream" in err and "damaged or cut" not in err
+
+
+def test_score_tells_a_target_answering_without_a_valid_soc_from_one_that_stopped(tmp_path, capsys):
+    """A target answering every sample with soc_valid 0 was said to have stopped answering
+    (its SOC NaN as a missing one's), and the sample's sequence was given as its index modulo
+    4096, wrong after a gap or in a log that starts mid-run (a review's)."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 300)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+
+    def not_valid(m: can.Message) -> list[can.Message]:
+        f = cc.decode(m)
+        return [cc.encode_est_cell(f.sequence, f.cell_index, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID)]
+
+    estimate = lambda m: m.arbitration_id == cc.FrameId.EST_CELL  # noqa: E731
+    invalid = _edited_log(base, tmp_path / "invalid.blf", keep=lambda m: not (estimate(m) and cc.decode(m).sequence
+                                                                              >= 280),
+                          extra=lambda m: not_valid(m) if estimate(m) and cc.decode(m).sequence >= 280 else [])
+    capsys.readouterr()
+    main(["hil", "score", str(invalid), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    assert "stopped answering" not in capsys.readouterr().out
+    (run,) = read_log(invalid)
+    assert run.estimated.all() and np.isnan(run.logged_soc[280:]).all()
+    # 20 samples lost (100-119), the target silent after sequence 200: sample 180 is sequence 200.
+    gap = _edited_log(base, tmp_path / "gap.blf", keep=lambda m: not (
+        m.arbitration_id < cc.FrameId.TARGET_STATUS and 100 <= cc.decode(m).sequence < 120
+        or cc.FrameId.EST_CELL <= m.arbitration_id < cc.FrameId.TARGET_STATUS and cc.decode(m).sequence > 200))
+    js = tmp_path / "score.json"
+    main(["hil", "score", str(gap), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the target stopped answering: its last estimate is for sample 180 (sequence 200), and none of the " \
+           "99 sample(s) after it" in out
+    (run,) = read_log(gap)
+    assert list(run.sequences[178:182]) == [198, 199, 200, 201]

@@ -868,13 +868,14 @@ def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet
         delta = cell_doc.get("max_abs_soc_difference_vs_core")
         worst = max(worst, delta) if isinstance(delta, float) and math.isfinite(delta) else worst
     console.print(table)
-    some = np.flatnonzero(~np.isnan(run.logged_soc).all(axis=1))  # samples any cell answered
+    # Samples any cell answered, with a valid SOC or not (a target answering with soc_valid 0 answers).
+    some = np.flatnonzero(run.estimated.any(axis=1))
     # The last sample of a run cut short may have been sent and not yet answered: more is silence.
     if some.size and some[-1] < n - 2:
         last = int(some[-1])
         doc["last_sample_answered"], doc["samples_unanswered_at_end"] = last, n - 1 - last
         console.print(f"{run.name}: warning: the target stopped answering: its last estimate is for sample {last} "
-                      f"(sequence {last % cc.SEQUENCE_MODULUS}), and none of the {n - 1 - last} sample(s) after it, "
+                      f"(sequence {int(run.sequences[last])}), and none of the {n - 1 - last} sample(s) after it, "
                       "to the end of the log, has one (a target that hung or reset, or a bus that lost its "
                       "frames); scored up to there", soft_wrap=True)
     if worst > UNLIKE_CORE_SOC:

@@ -112,6 +112,11 @@ class LoggedRun:
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
     #: The HostCommands the log holds: (the sample each followed, -1 before the first; the command).
     commands: tuple[tuple[int, cc.HostCommandCode], ...] = ()
+    #: (samples, cells): an EstCell came for the sample and cell, its SOC valid or not (logged_soc is
+    #: NaN for both a missing and a not-valid one)
+    estimated: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    #: (samples,): each sample's MeasPack sequence (12 bits), in the order the samples were sent
+    sequences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def power_cycles(self) -> list[int]:
         """The samples after which the log's run power-cycled its target (which then had to
@@ -975,13 +980,14 @@ class _Segment:
         temps = np.full((n, m), np.nan)
         logged = np.full((n, m), np.nan)
         logged_sigma = np.full((n, m), np.nan)
+        estimated = np.zeros((n, m), dtype=bool)
         for k in range(n):
             for i, c in self.cells[k].items():
                 if i < m:
                     volts[k, i], temps[k, i] = c.voltage_V, c.temp_C
             for i, (soc, sigma) in self.estimates[k].items():
                 if i < m:
-                    logged[k, i], logged_sigma[k, i] = soc, sigma
+                    logged[k, i], logged_sigma[k, i], estimated[k, i] = soc, sigma, True
         recs = [
             Recording(time_s, current, volts[:, i], temps[:, i],
                       RecordingMeta(name=name if m == 1 else f"{name}#cell{i:03d}", source=source,
@@ -993,4 +999,5 @@ class _Segment:
         for k, answer in self.answers:
             record[type(answer)].note_at(answer, k)
         return LoggedRun(name, recs, logged, logged_sigma, undecodable, plausibility, health, power,
-                         commands=tuple(self.commands))
+                         commands=tuple(self.commands), estimated=estimated,
+                         sequences=np.array([p.sequence for p in packs], dtype=np.int64))
