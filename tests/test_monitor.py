@@ -479,18 +479,50 @@ def test_lost_samples_skipped_estimates_and_lost_statuses_are_counted():
         view.feed(_at(cc.encode_target_status(counter, state, None), 0.02 + counter * 1e-3))
     snap = view.snapshot()
     assert snap["pack"]["samples_lost"] == {"count": 5, "first": [{"after": 9, "missing": 5,
-                                                                   "at": pytest.approx(15e-4)}]}
+                                                                   "at": pytest.approx(15e-4)}], "reordered": 0}
     c0, c1 = snap["cells"]
-    assert c0["estimates_skipped"] == {"count": 5, "first": [{"after": 9, "missing": 5, "at": pytest.approx(15e-4)}]}
+    assert c0["estimates_skipped"] == {"count": 5, "first": [{"after": 9, "missing": 5, "at": pytest.approx(15e-4)}],
+                                       "reordered": 0}
     assert c1["estimates_skipped"]["count"] == 8
     assert [(g["after"], g["missing"]) for g in c1["estimates_skipped"]["first"]] == [(9, 5), (29, 3)]
     assert snap["pack"]["status_frames_lost"] == {"count": 2, "first": [{"after": 2, "missing": 2,
-                                                                         "at": pytest.approx(0.025)}]}
+                                                                         "at": pytest.approx(0.025)}], "reordered": 0}
     text = " ".join(_text(view).split())
     assert "LOST: 5 sample(s) missing from the MeasPack sequence (5 after sequence 9 at 0.002)" in text
     assert "2 cell(s) skipped estimates (lost, or not sent): cell 0 5 (5 after sequence 9" in text
     assert "cell 1 8 (5 after sequence 9 at 0.002, 3 after sequence 29 at 0.003)" in text
     assert "LOST: 2 TargetStatus frame(s) missing from its counter (2 after counter 2 at 0.025)" in text
+
+
+def test_a_sample_put_back_in_order_is_not_lost_and_an_old_estimate_not_shown():
+    """Sample 11 logged before 10 read as 'LOST 1' and a cell's '1 after sequence 9, 1 after
+    10' (counted twice), and the older EstCell overwrote the SOC shown (a review's)."""
+    view = PackView()
+    order = [*range(100, 110), 111, 110, *range(112, 120)]  # (one of the first 64 going back is a restart)
+    for k in order:
+        view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), k * 1e-3))
+        view.feed(_at(cc.encode_est_cell(k, 0, 0.4 + k * 1e-3, 0.01), k * 1e-3))
+        if k == 111:  # an old estimate again, long behind: late, and no loss taken back
+            view.feed(_at(cc.encode_est_cell(103, 0, 0.9, 0.01), k * 1e-3))
+    snap = view.snapshot()
+    assert snap["pack"]["samples_lost"] == {"count": 0, "first": [], "reordered": 1}
+    (cell,) = snap["cells"]
+    assert cell["estimates_skipped"] == {"count": 0, "first": [], "reordered": 1}
+    assert cell["estimates_late"] == 2 and cell["sequence"] == 119 and cell["soc"] == pytest.approx(0.519)
+    view.feed(_at(cc.encode_est_cell(111, 0, 0.9, 0.01), 0.2))  # after 119: behind its last, not shown
+    assert view.snapshot()["cells"][0]["soc"] == pytest.approx(0.519)
+    text = " ".join(_text(view).split())
+    assert "LOST" not in text and "skipped estimates" not in text
+    assert "1 MeasPack(s) out of order (after a later one, put back on the bus): not lost" in text
+    assert ("1 cell(s) with EstCells behind their last (out of order, or old ones again: counted, not shown): "
+            "cell 0: 3, 1 of them counted skipped a moment before") in text
+    # Of a gap of 3, one arrives late: 2 lost, the gap said as 2.
+    view = PackView()
+    for k in [100, 101, 105, 103, 106]:
+        view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), k * 1e-3))
+    assert view.snapshot()["pack"]["samples_lost"] == {"count": 2, "first": [{"after": 101, "missing": 2,
+                                                                              "at": pytest.approx(0.105)}],
+                                                       "reordered": 1}
 
 
 def test_two_targets_answering_for_one_cell_are_not_mixed():

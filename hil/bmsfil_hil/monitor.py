@@ -45,12 +45,16 @@ last values in brackets, never as current.
 Losses: the counters of the contract say what did not arrive. Samples
 missing from the MeasPack sequence (12 bits: a jump past the furthest-on
 sequence sent; a repeat is not a loss, nor the harness starting again at
-sequence 0, see :func:`bmsfil_hil.logreplay.sequence_restarts`; a sample put
-back in order after a later one is counted where it was passed over), per
+sequence 0, see :func:`bmsfil_hil.logreplay.sequence_restarts`), per
 cell the sequences its EstCells jumped over (their frames lost, or not
 sent), and TargetStatus frames missing from its 8-bit counter (+1 a frame;
 a restart is counter 0 with state not running): each counted, with the
 first gaps (the count before, how many, the log time of the frame after).
+A sample or estimate put back in order on the bus (one of the last
+REORDER_SLACK passed over, arriving after a later one) is taken off the
+loss and counted as reordered, as `hil score` counts it; an EstCell behind
+the cell's last one is counted late and not shown over it, nor a MeasPack
+behind the newest over that.
 
 Two targets answering for one cell: an EstCell for the sequence a cell's
 last one carried, with another SOC, is counted as a conflict (the first
@@ -84,8 +88,8 @@ from rich.text import Text
 
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure, option_keys, resolve_bus
-from bmsfil_hil.logreplay import (ChannelError, LogError, LogRead, describe_skipped, frame_error_kind, one_channel,
-                                  sequence_restarts)
+from bmsfil_hil.logreplay import (REORDER_SLACK, ChannelError, LogError, LogRead, describe_skipped, frame_error_kind,
+                                  one_channel, sequence_restarts)
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -114,19 +118,45 @@ FIRST_GAPS = 3
 
 @dataclass
 class _Losses:
-    """What a counter's jumps say was lost: how many, and the first FIRST_GAPS gaps (the count
-    before each, how many were missing, and the log time of the frame after them)."""
+    """What a counter's jumps say was lost (modulo `modulus`: 12-bit sequences, the 8-bit
+    TargetStatus counter): how many, and the first FIRST_GAPS gaps (the count before each, how
+    many were missing, and the log time of the frame after them). The last REORDER_SLACK counts
+    passed over are kept (`recent`): one of them arriving late was put back in order on the
+    bus, not lost, and is taken off the count (`reordered`), as `hil score` takes it."""
 
+    modulus: int = cc.SEQUENCE_MODULUS
     count: int = 0
     first: list[dict[str, Any]] = field(default_factory=list)
+    reordered: int = 0
+    recent: list[int] = field(default_factory=list)  # at most REORDER_SLACK counts
 
     def note(self, after: int, missing: int, at: float | None) -> None:
         self.count += missing
         if len(self.first) < FIRST_GAPS:
             self.first.append({"after": after, "missing": missing, "at": at})
+        newest = (after + missing + 1) % self.modulus
+        passed = [(newest - k) % self.modulus for k in range(min(missing, REORDER_SLACK), 0, -1)]
+        kept = [q for q in self.recent if (newest - q) % self.modulus <= REORDER_SLACK]
+        self.recent = (kept + passed)[-REORDER_SLACK:]
+
+    def arrived(self, count: int, newest: int) -> bool:
+        """Whether `count`, arriving behind `newest`, is one counted lost a moment ago: then it
+        is taken off the count (and off its gap's) as reordered."""
+        if count not in self.recent or (newest - count) % self.modulus > REORDER_SLACK:
+            return False
+        self.recent.remove(count)
+        self.count -= 1
+        self.reordered += 1
+        for gap in self.first:
+            if 0 < (count - gap["after"]) % self.modulus <= gap["missing"]:
+                gap["missing"] -= 1
+                if not gap["missing"]:
+                    self.first.remove(gap)
+                break
+        return True
 
     def as_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "first": [dict(gap) for gap in self.first]}
+        return {"count": self.count, "first": [dict(gap) for gap in self.first], "reordered": self.reordered}
 
 
 @dataclass
@@ -155,6 +185,7 @@ class _Cell:
     answers_at: dict[str, tuple[float, int]] = field(default_factory=dict)  # per ANSWER_KINDS: when, and sequence
     answered: bool = False  # a frame of the target's about it came (the harness's MeasCell is not one)
     skipped: _Losses = field(default_factory=_Losses)  # sequences its EstCells jumped over
+    late: int = 0  # EstCells behind its last one (out of order, or an old one again): counted, not shown
     conflicts: int = 0  # EstCells for its last sequence again with another SOC (a second target answering?)
     first_conflict: dict[str, Any] | None = None  # the first: sequence, log time, the SOC kept and the other
 
@@ -194,7 +225,7 @@ class PackView:
         #: Samples missing from the MeasPack sequence (after the furthest-on sequence sent, the
         #: newest), and TargetStatus frames missing from its counter.
         self.samples_lost = _Losses()
-        self.status_lost = _Losses()
+        self.status_lost = _Losses(cc.COUNTER_MODULUS)
         # Samples counted without the 12-bit wrap (`_position`): the newest sent (sequence, position),
         # each sequence's (latest) MeasPack's position, and the newest any cell was estimated for.
         self._newest_sent: tuple[int, int] | None = None
@@ -221,7 +252,8 @@ class PackView:
         if not math.isfinite(now):  # a log line's time edited or damaged: no time of its own
             now = 0.0 if self._latest is None else self._latest
         stamp = msg.timestamp if math.isfinite(msg.timestamp) else None  # where a loss or an error is said to be
-        self._latest = now if self._latest is None else max(self._latest, now)
+        if self._latest is None or now > self._latest:
+            self._latest = now
         try:
             frame = cc.decode(msg)
         except cc.FrameError as exc:
@@ -236,13 +268,14 @@ class PackView:
             counted["count"] += 1
             return
         self.frames_decoded += 1
-        if isinstance(frame, (cc.EstCell, cc.EstCellHealth, cc.EstCellPower, cc.EstCellFlags)):
-            self._cell(frame.cell_index).answered = True
-        kind = ANSWER_KINDS.get(type(frame))
-        if kind is not None:
-            self._cell(frame.cell_index).answers_at[kind] = (now, frame.sequence)  # type: ignore[union-attr]
+        if isinstance(frame, (cc.EstCell, cc.EstCellHealth, cc.EstCellPower, cc.EstCellFlags, cc.MeasCell)):
+            cell = self._cells.get(frame.cell_index) or self._cell(frame.cell_index)
+            if not isinstance(frame, cc.MeasCell):  # the harness's: not an answer of the target's
+                cell.answered = True
+                kind = ANSWER_KINDS.get(type(frame))
+                if kind is not None:
+                    cell.answers_at[kind] = (now, frame.sequence)
         if isinstance(frame, cc.EstCell):
-            cell = self._cell(frame.cell_index)
             if cell.sequence == frame.sequence:  # the sample again: its first estimate is kept
                 if not (cell.soc == frame.soc or math.isnan(cell.soc) and math.isnan(frame.soc)):
                     cell.conflicts += 1
@@ -251,9 +284,13 @@ class PackView:
                                                "soc_other": _value(frame.soc)}
                 return
             if cell.sequence is not None:
-                skipped = _jump(cell.sequence, frame.sequence)
-                if skipped:
-                    cell.skipped.note(cell.sequence, skipped, stamp)
+                ahead = (frame.sequence - cell.sequence) % cc.SEQUENCE_MODULUS
+                if ahead != 1 and not sequence_restarts(cell.sequence, frame.sequence):
+                    if ahead > cc.SEQUENCE_MODULUS // 2:  # behind its last: late, not shown over it
+                        cell.late += 1
+                        cell.skipped.arrived(frame.sequence, cell.sequence)
+                        return
+                    cell.skipped.note(cell.sequence, ahead - 1, stamp)
             cell.soc, cell.soc_sigma, cell.flags = frame.soc, frame.soc_sigma, frame.flags
             cell.sequence, cell.estimated_at = frame.sequence, now
             cell.estimated_sample_at = self._sample_time.get(frame.sequence)
@@ -266,10 +303,8 @@ class PackView:
                 self._before_newest = self._sample_before.get(frame.sequence)
                 self._newest_estimated = at
         elif isinstance(frame, cc.EstCellHealth):
-            cell = self._cell(frame.cell_index)
             cell.capacity_Ah, cell.r0_ohm, cell.core_temp_C = frame.capacity_Ah, frame.r0_ohm, frame.core_temp_C
         elif isinstance(frame, cc.EstCellPower):
-            cell = self._cell(frame.cell_index)
             if frame.horizon == cc.PowerHorizon.NONE:
                 # No result yet: a target that (re)started; what it said before is gone.
                 cell.power, cell.power_latest = {}, None
@@ -278,17 +313,23 @@ class PackView:
                 cell.power[name] = (frame.discharge_power_W, frame.charge_power_W)
                 cell.power_latest = name
         elif isinstance(frame, cc.EstCellFlags):
-            cell = self._cell(frame.cell_index)
             cell.plaus_flags = frame.flags
             cell.unseen_current_A, cell.unseen_current_sigma_A = frame.unseen_current_A, frame.unseen_current_sigma_A
         elif isinstance(frame, cc.MeasCell):
-            cell = self._cell(frame.cell_index)
             cell.voltage_V, cell.temp_C = frame.voltage_V, frame.temp_C
         elif isinstance(frame, cc.MeasPack):
-            position = _position(self._newest_sent, frame.sequence)
-            if self._newest_sent is None or position > self._newest_sent[1]:
-                if self._newest_sent is not None and position > self._newest_sent[1] + 1:
-                    self.samples_lost.note(self._newest_sent[0], position - self._newest_sent[1] - 1, stamp)
+            newest = self._newest_sent
+            position = _position(newest, frame.sequence)
+            if newest is not None and position < newest[1]:
+                # Behind the newest sent: one passed over a moment ago (put back in order on the
+                # bus, not lost), or an old one again. Recorded, not shown over the newest.
+                if self.samples_lost.arrived(frame.sequence, newest[0]):
+                    self._sample_position[frame.sequence] = position
+                    self._sample_time[frame.sequence] = self._sample_before.get(newest[0], self._clock)
+                return
+            if newest is None or position > newest[1]:
+                if newest is not None and position > newest[1] + 1:
+                    self.samples_lost.note(newest[0], position - newest[1] - 1, stamp)
                 self._newest_sent = (frame.sequence, position)
             self._sample_position[frame.sequence] = position
             if self._pack is not None and frame.sequence != self._pack.sequence:  # not a repeat
@@ -317,7 +358,10 @@ class PackView:
             self._profile = frame
 
     def _cell(self, index: int) -> _Cell:
-        return self._cells.setdefault(index, _Cell())
+        cell = self._cells.get(index)
+        if cell is None:  # (not setdefault: a _Cell made on every frame halved the pace)
+            cell = self._cells[index] = _Cell()
+        return cell
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """The state as plain values; ages are taken at ``now`` (default: the latest message's time).
@@ -379,6 +423,7 @@ class PackView:
                 "in_pack": None if self._pack is None else index < declared,
                 "heard": c.answered,
                 "estimates_skipped": c.skipped.as_dict(),
+                "estimates_late": c.late,
                 "conflicts": {"count": c.conflicts, "first": c.first_conflict},
             })
         socs = [c["soc"] for c in cells if c["soc"] is not None and c["in_pack"] is not False]
@@ -435,13 +480,6 @@ def _lag(sequence: int, latest: int) -> int:
     """How many samples `sequence` is behind `latest` (12 bits; 0 when it is not behind)."""
     back = (latest - sequence) % cc.SEQUENCE_MODULUS
     return back if back <= cc.SEQUENCE_MODULUS // 2 else 0
-
-
-def _jump(last: int, sequence: int) -> int:
-    """How many sequences were passed over from `last` to `sequence`: 0 for the next, a repeat,
-    one further back (put back in order: counted where it was passed over) and a restart."""
-    ahead = (sequence - last) % cc.SEQUENCE_MODULUS
-    return ahead - 1 if 1 < ahead <= cc.SEQUENCE_MODULUS // 2 and not sequence_restarts(last, sequence) else 0
 
 
 def _value(x: float) -> float | None:
@@ -580,12 +618,23 @@ def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
     if pack["samples_lost"]["count"]:
         lines.append(f"LOST: {pack['samples_lost']['count']} sample(s) missing from the MeasPack sequence "
                      f"({_gaps_text(pack['samples_lost'], 'sequence')})")
+    if pack["samples_lost"]["reordered"]:
+        lines.append(f"{pack['samples_lost']['reordered']} MeasPack(s) out of order (after a later one, put "
+                     "back on the bus): not lost")
     skipped = [c for c in snapshot["cells"] if c["estimates_skipped"]["count"]]
     if skipped:
         lines.append(f"{len(skipped)} cell(s) skipped estimates (lost, or not sent): " + "; ".join(
             f"cell {c['cell_index']} {c['estimates_skipped']['count']} "
             f"({_gaps_text(c['estimates_skipped'], 'sequence')})"
             for c in skipped[:FIRST_GAPS]) + ("; ... (each in --json)" if len(skipped) > FIRST_GAPS else ""))
+    late = [c for c in snapshot["cells"] if c["estimates_late"]]
+    if late:
+        lines.append(f"{len(late)} cell(s) with EstCells behind their last (out of order, or old ones again: "
+                     "counted, not shown): " + "; ".join(
+                         f"cell {c['cell_index']}: {c['estimates_late']}"
+                         + (f", {c['estimates_skipped']['reordered']} of them counted skipped a moment before"
+                            if c["estimates_skipped"]["reordered"] else "") for c in late[:FIRST_GAPS])
+                     + ("; ... (each in --json)" if len(late) > FIRST_GAPS else ""))
     doubled = [c for c in snapshot["cells"] if c["conflicts"]["count"]]
     for c in doubled[:FIRST_GAPS]:
         first = c["conflicts"]["first"]
