@@ -908,6 +908,21 @@ def test_the_log_reader_counts_target_statuses_missing_from_their_counter(tmp_pa
     assert any(said in w for w in json.loads(js.read_text())["recordings"][0]["log_warnings"])
 
 
+def test_the_log_reader_tells_two_targets_statuses_from_lost_ones(tmp_path):
+    """Two boards' TargetStatus, their counters interleaved, read as frames lost at every
+    status (a review's)."""
+    from bmsfil import can_contract as cc
+
+    base = _host_run_log(tmp_path / "base.blf", [bundled_recording().slice(0, 60)])
+    log = _edited_log(base, tmp_path / "two.blf", extra=lambda m: [
+        cc.encode_target_status((c + cc.decode(m).sequence) % 256, cc.TargetState.RUNNING, cc.decode(m).sequence)
+        for c in (10, 200)] if m.arbitration_id == cc.FrameId.MEAS_PACK else [])
+    (run,) = read_log(log)
+    assert not [note for note in run.sequence_notes if "missing from its counter" in note]
+    assert ("TargetStatus counters interleaved (two targets?): 118 status(es) going on from the counter of the one "
+            "before the last, not counted as frames lost") in run.sequence_notes
+
+
 @pytest.mark.parametrize("command", [["monitor", "--once", "--log"], ["hil", "score"]])
 def test_an_mf4_log_without_asammdf_says_what_to_install(tmp_path, capsys, monkeypatch, command):
     """python-can's .mf4 reader raised NotImplementedError: a traceback."""

@@ -525,6 +525,27 @@ def test_a_sample_put_back_in_order_is_not_lost_and_an_old_estimate_not_shown():
                                                        "reordered": 1}
 
 
+def test_two_targets_statuses_interleaved_are_said_not_counted_lost():
+    """Two boards each sending TargetStatus, their counters interleaved (10, 200, 11, 201, ...),
+    were counted as thousands of frames lost (a review's); a status put back in order is
+    neither lost nor interleaved."""
+    view = PackView()
+    for k in range(100):
+        for i, counter in enumerate((10 + k, 200 + k)):
+            view.feed(_at(cc.encode_target_status(counter % 256, cc.TargetState.RUNNING, k), k * 0.02 + i * 0.01))
+    pack = view.snapshot()["pack"]
+    assert pack["status_frames_lost"]["count"] == 0 and pack["status_counters_interleaved"] == 198
+    text = " ".join(_text(view).split())
+    assert "TargetStatus counters interleaved (two targets?): 198 status(es)" in text and "LOST" not in text
+    view = PackView()
+    for k, counter in enumerate([1, 3, 2, 4, 5, 60, 61]):
+        view.feed(_at(cc.encode_target_status(counter, cc.TargetState.RUNNING, k), k * 0.1))
+    pack = view.snapshot()["pack"]
+    assert pack["status_counters_interleaved"] == 0
+    assert pack["status_frames_lost"] == {"count": 54, "first": [{"after": 5, "missing": 54, "at": pytest.approx(0.5)}],
+                                          "reordered": 1}
+
+
 def test_two_targets_answering_for_one_cell_are_not_mixed():
     """A second board answering for cell 1 overwrote the first's estimate
     sample by sample, in silence; an echo of the same estimate is none."""

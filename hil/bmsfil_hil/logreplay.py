@@ -66,6 +66,20 @@ def sequence_restarts(last: int, sequence: int) -> bool:
             and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
 
 
+def statuses_interleaved(prior: int | None, last: int, counter: int) -> bool:
+    """Whether a TargetStatus of `counter`, after one of `last` and one of `prior` before that,
+    is two targets' statuses interleaved, each counting on its own (+1 modulo 256 a frame): it
+    goes on from the counter before the last, and the last was no small step from that one nor
+    is this from the last (a jump back, then one forward, alternating; within REORDER_SLACK + 1
+    either way it is a status put back in order, or lost); its jumps are not frames lost."""
+    modulus = cc.COUNTER_MODULUS
+
+    def far(a: int, b: int) -> bool:
+        return REORDER_SLACK + 1 < (b - a) % modulus < modulus - REORDER_SLACK - 1
+
+    return prior is not None and (counter - prior) % modulus == 1 and far(prior, last) and far(last, counter)
+
+
 def frame_error_kind(msg: can.Message, exc: cc.FrameError) -> str:
     """The kind of a frame that did not decode, to count like ones together: one not in the
     contract by its ID (error frames, CAN FD frames and 29-bit IDs each one kind), one of the
@@ -796,7 +810,9 @@ class _Segment:
     commands: list[tuple[int, cc.HostCommandCode]] = field(default_factory=list)  # (sample it followed, command)
     restarting: cc.HostCommandCode | None = None  # a command whose restarted target's first status is still to come
     last_status: cc.TargetStatus | None = None
+    prior_status: int | None = None  # the counter of the status before the last
     statuses_lost: list[tuple[int, int]] = field(default_factory=list)  # (counter before, frames missing) per jump
+    statuses_interleaved: int = 0  # statuses going on from the counter before the last (two targets?)
     #: EstCells for a sample and cell that already had one with another SOC: (sequence, cell, kept, other).
     conflicts: list[tuple[int, int, float, float]] = field(default_factory=list)
 
@@ -832,6 +848,9 @@ class _Segment:
             first = ", ".join(f"{n} after counter {c}" for c, n in self.statuses_lost[:3])
             out.append(f"{sum(n for _, n in self.statuses_lost)} TargetStatus frame(s) missing from its counter "
                        f"({first}{', ...' if len(self.statuses_lost) > 3 else ''}): lost on the bus or by the logger")
+        if self.statuses_interleaved:
+            out.append(f"TargetStatus counters interleaved (two targets?): {self.statuses_interleaved} status(es) "
+                       "going on from the counter of the one before the last, not counted as frames lost")
         if self.target_faults:
             out.append(f"the target reported {len(self.target_faults)} fault(s) in its TargetStatus, the first: "
                        f"{self.target_faults[0]}")
@@ -926,9 +945,17 @@ class _Segment:
         cycle's persist_error is the outcome asked for, not a fault)."""
         restarted = frame.counter == 0 and frame.state != cc.TargetState.RUNNING
         if self.last_status is not None and not restarted:
-            jump = (frame.counter - self.last_status.counter) % cc.COUNTER_MODULUS
-            if 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
-                self.statuses_lost.append((self.last_status.counter, jump - 1))
+            last = self.last_status.counter
+            jump = (frame.counter - last) % cc.COUNTER_MODULUS
+            if statuses_interleaved(self.prior_status, last, frame.counter):
+                self.statuses_interleaved += 1
+                if self.statuses_lost and self.statuses_lost[-1][0] == self.prior_status \
+                        and (last - self.prior_status) % cc.COUNTER_MODULUS == self.statuses_lost[-1][1] + 1:
+                    self.statuses_lost.pop()  # the jump to the last: the other target's counter, not a loss
+            elif 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
+                self.statuses_lost.append((last, jump - 1))
+        if frame != self.last_status:  # (a repeat, an echo, is not a status before the next)
+            self.prior_status = None if self.last_status is None or restarted else self.last_status.counter
         self.last_status = frame
         expected_fault = None
         if self.restarting is not None and restarted:

@@ -48,8 +48,10 @@ sequence sent; a repeat is not a loss, nor the harness starting again at
 sequence 0, see :func:`bmsfil_hil.logreplay.sequence_restarts`), per
 cell the sequences its EstCells jumped over (their frames lost, or not
 sent), and TargetStatus frames missing from its 8-bit counter (+1 a frame;
-a restart is counter 0 with state not running): each counted, with the
-first gaps (the count before, how many, the log time of the frame after).
+a restart is counter 0 with state not running; a status going on from the
+counter of the one before the last, alternating, is two targets' counters
+interleaved, said and not counted lost): each counted, with the first gaps
+(the count before, how many, the log time of the frame after).
 A sample or estimate put back in order on the bus (one of the last
 REORDER_SLACK passed over, arriving after a later one) is taken off the
 loss and counted as reordered, as `hil score` counts it; an EstCell behind
@@ -89,7 +91,7 @@ from rich.text import Text
 from bmsfil import can_contract as cc
 from bmsfil_hil.busopts import BUS_OPEN_ERRORS, bus_config, open_failure, option_keys, resolve_bus
 from bmsfil_hil.logreplay import (REORDER_SLACK, ChannelError, LogError, LogRead, describe_skipped, frame_error_kind,
-                                  one_channel, sequence_restarts)
+                                  one_channel, sequence_restarts, statuses_interleaved)
 
 #: Not on a terminal (a pipe, a file), a snapshot is printed at full width, not cut to 80 columns.
 console = Console(highlight=False, markup=False,
@@ -130,14 +132,24 @@ class _Losses:
     reordered: int = 0
     recent: list[int] = field(default_factory=list)  # at most REORDER_SLACK counts
 
-    def note(self, after: int, missing: int, at: float | None) -> None:
+    def note(self, after: int, missing: int, at: float | None) -> dict[str, Any]:
+        """Count a gap; it is returned for `take_back`."""
+        gap = {"after": after, "missing": missing, "at": at}
         self.count += missing
         if len(self.first) < FIRST_GAPS:
-            self.first.append({"after": after, "missing": missing, "at": at})
+            self.first.append(gap)
         newest = (after + missing + 1) % self.modulus
         passed = [(newest - k) % self.modulus for k in range(min(missing, REORDER_SLACK), 0, -1)]
         kept = [q for q in self.recent if (newest - q) % self.modulus <= REORDER_SLACK]
         self.recent = (kept + passed)[-REORDER_SLACK:]
+        return gap
+
+    def take_back(self, gap: dict[str, Any] | None) -> None:
+        """A gap `note` counted that was no loss after all (None: none)."""
+        if gap is not None:
+            self.count -= gap["missing"]
+            self.first = [g for g in self.first if g is not gap]
+            self.recent = []
 
     def arrived(self, count: int, newest: int) -> bool:
         """Whether `count`, arriving behind `newest`, is one counted lost a moment ago: then it
@@ -226,6 +238,10 @@ class PackView:
         #: newest), and TargetStatus frames missing from its counter.
         self.samples_lost = _Losses()
         self.status_lost = _Losses(cc.COUNTER_MODULUS)
+        #: TargetStatus frames going on from the counter of the one before the last: two targets' interleaved
+        self.statuses_interleaved = 0
+        self._prior_status: int | None = None  # the counter of the status before the last
+        self._status_loss: dict[str, Any] | None = None  # the loss the last status's jump was counted as
         # Samples counted without the 12-bit wrap (`_position`): the newest sent (sequence, position),
         # each sequence's (latest) MeasPack's position, and the newest any cell was estimated for.
         self._newest_sent: tuple[int, int] | None = None
@@ -347,9 +363,19 @@ class PackView:
             # before, or all of it on the first status and on a restart's (counter 0, not running).
             restarted = frame.counter == 0 and frame.state != cc.TargetState.RUNNING
             if self._status is not None and not restarted:
-                jump = (frame.counter - self._status.counter) % cc.COUNTER_MODULUS
-                if 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
-                    self.status_lost.note(self._status.counter, jump - 1, stamp)
+                last = self._status.counter
+                jump = (frame.counter - last) % cc.COUNTER_MODULUS
+                if jump > cc.COUNTER_MODULUS // 2 and self.status_lost.arrived(frame.counter, last):
+                    return  # one passed over a moment ago, put back in order: not lost, and not the latest
+                if statuses_interleaved(self._prior_status, last, frame.counter):
+                    self.statuses_interleaved += 1
+                    self.status_lost.take_back(self._status_loss)  # the jump to the last: another target's
+                    self._status_loss = None
+                elif 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
+                    self._status_loss = self.status_lost.note(last, jump - 1, stamp)
+                else:
+                    self._status_loss = None
+            self._prior_status = None if self._status is None or restarted else self._status.counter
             before = 0 if self._status is None else self._status.crc_errors
             self.crc_errors += (frame.crc_errors if restarted or self._status is None
                                 else (frame.crc_errors - before) % cc.CRC_ERRORS_MODULUS)
@@ -452,6 +478,7 @@ class PackView:
                 "crc_errors": self.crc_errors,
                 "samples_lost": self.samples_lost.as_dict(),
                 "status_frames_lost": self.status_lost.as_dict(),
+                "status_counters_interleaved": self.statuses_interleaved,
                 "target_profile": None if self._profile is None else self._profile.by_part(),
                 "frames_decoded": self.frames_decoded,
                 "frames_not_in_contract": self.frames_not_in_contract,
@@ -649,6 +676,9 @@ def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
     if pack["status_frames_lost"]["count"]:
         lines.append(f"LOST: {pack['status_frames_lost']['count']} TargetStatus frame(s) missing from its counter "
                      f"({_gaps_text(pack['status_frames_lost'], 'counter')})")
+    if pack["status_counters_interleaved"]:
+        lines.append(f"TargetStatus counters interleaved (two targets?): {pack['status_counters_interleaved']} "
+                     "status(es) going on from the counter of the one before the last, not counted as lost")
     return lines
 
 
