@@ -126,6 +126,22 @@ def test_a_config_context_reads_that_section_of_python_cans_configuration(no_can
     assert resolve_bus({}) == {"interface": "virtual", "channel": "a"}
 
 
+def test_a_config_context_no_configuration_has_is_refused(no_can_config, monkeypatch, capsys) -> None:
+    """A section no configuration file has was read as [default] alone, in silence (a review's)."""
+    (no_can_config / ".canrc").write_text("[default]\ninterface = virtual\nchannel = a\n")
+    given = bus_config(None, None, None, ["config_context=bnech"])
+    with pytest.raises(BusOptionError) as refused:
+        resolve_bus(given, option_keys(["config_context=bnech"]))
+    said = str(refused.value)
+    assert said.startswith("--bus-option config_context=bnech: no section [bnech] in python-can's configuration "
+                           "files (searched ") and f"only {no_can_config / '.canrc'} exist" in said
+    assert "nor CAN_INTERFACE_bnech, CAN_CHANNEL_bnech, CAN_BITRATE_bnech, CAN_CONFIG_bnech in the environment" in said
+    assert main(["monitor", "--once", "--bus-option", "config_context=bnech"]) == 2
+    assert "no section [bnech]" in capsys.readouterr().err
+    monkeypatch.setenv("CAN_CHANNEL_bnech", "from-env")  # python-can's environment of a context: taken
+    assert resolve_bus(given) == {"interface": "virtual", "channel": "from-env"}
+
+
 def test_python_cans_short_bus_options_are_taken(tmp_path, capsys) -> None:
     """-i, -c and -b, as python-can's own tools take them, were refused."""
     channel = "bmsfil-test-short-options"

@@ -97,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "the bus load is worked out for (default 500000)")
     bus.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
                      help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0; "
-                          "config_context=SECTION reads that section of python-can's configuration file")
+                          "config_context=SECTION lays that section of python-can's configuration file over its "
+                          "[default] (refused where no file has it)")
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
                    help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
                         "recording's clock (--speed), latency and late/lost samples reported")

@@ -14,8 +14,9 @@ with the first's log time and error, the most frequent shown, each in
 Sources: a live bus opened with python-can (``--interface``, ``--channel``,
 ``--bitrate``, or ``-i``, ``-c``, ``-b`` as its tools spell them, ``--bus-option
 KEY=VALUE``, completed from python-can's own configuration as its tools are:
-CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``, its section ``config_context`` if
-given as a bus option), or a python-can log (``--log``:
+CAN_INTERFACE, CAN_CHANNEL, ``~/.canrc``; a bus option ``config_context``
+names a section of that file, laid over its [default], and is refused
+where no file has it), or a python-can log (``--log``:
 ``.blf``, ``.asc`` or ``.log``, or any of them gzip-compressed, ``.log.gz``) played through the view. ``--once`` prints
 one snapshot instead (a live bus is listened to for ``--window`` seconds
 first; where no frame of the contract arrived in that time it warns, naming
@@ -700,7 +701,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-b", "--bitrate", type=int, help="bit rate of the live bus in bit/s")
     p.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
                    help="any other python-can bus argument (repeatable); numbers and true/false are typed; "
-                        "config_context=SECTION reads that section of python-can's configuration file")
+                        "config_context=SECTION lays that section of python-can's configuration file over its "
+                        "[default] (refused where no file has it)")
     p.add_argument("--once", action="store_true",
                    help="print one snapshot and exit: of the whole log, or of --window seconds of the bus")
     p.add_argument("--window", type=_positive, metavar="S",
