@@ -27,14 +27,16 @@ seconds is STALE. On a live bus age is measured on the host's clock from the
 moment a frame arrived; in a log, in the log's own timestamps, relative to
 its latest message. Age is also counted in the contract's own time, the
 intervals (MeasPack ``dt_s``) of the samples between the one a cell's last
-estimate follows and the newest sample any cell was estimated for
-(``behind_s``): a lock-step replay sends thousands of samples a second, so a
+estimate follows and the sample before the newest one sent (``behind_s``; the
+newest may not be answered yet): a lock-step replay sends thousands of samples a second, so a
 cell its target stopped estimating is stale by that count long before the
 clock says so. The same distance is counted in samples (``behind_samples``,
-12-bit sequences unwrapped); without any MeasPack (a log of a pack's own
-BMS: its estimates alone, no contract time) it is taken against the newest
-sample any cell was estimated for, and a cell more than ``--stale-samples``
-samples behind (default STALE_SAMPLES) is STALE too.
+12-bit sequences unwrapped), from the same sample; without any MeasPack (a
+log of a pack's own BMS: its estimates alone, no contract time) it is taken
+from the sample before the newest any cell was estimated for, and a cell
+more than ``--stale-samples`` samples behind that one (default
+STALE_SAMPLES) is STALE too: a cell estimated for the newest sample or the
+one before is 0 behind.
 
 A cell's health, power and plausibility (EstCellHealth, EstCellPower,
 EstCellFlags) are OLD where their last frame is older than ``--stale``
@@ -104,7 +106,8 @@ REFRESH_S = 0.25
 #: How long `--once` listens to a live bus when `--window` is not given.
 WINDOW_S = 1.5
 #: Without MeasPack (a log of a pack's estimates alone), a cell more than this many samples
-#: behind the newest any cell was estimated for is STALE (`--stale-samples`): 5 s at 10 Hz.
+#: behind the sample before the newest any cell was estimated for is STALE (`--stale-samples`):
+#: 5 s at 10 Hz.
 STALE_SAMPLES = 50
 #: Kinds of frames not decoded named in the summary (the most frequent; --json has each).
 SHOWN_ERRORS = 3
@@ -613,7 +616,8 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
          f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s "
          "(of age or behind the newest sample sent"
          + ("" if pack["sequence"] is not None else
-            f"; no MeasPack: or {snapshot['stale_after_samples']} samples behind the newest estimated") + ")"),
+            f"; no MeasPack: or {snapshot['stale_after_samples']} samples behind the one before the newest "
+            "estimated") + ")"),
     ]
     lines.extend(_loss_lines(snapshot))
     errors = pack["decode_errors"]
@@ -713,8 +717,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "samples' intervals behind the newest estimated sample, is STALE (default 5)")
     p.add_argument("--stale-samples", type=_positive_int, default=STALE_SAMPLES, metavar="N",
                    help="without MeasPack frames (a log or bus of a pack's estimates alone: no contract time), a "
-                        f"cell more than N samples behind the newest any cell was estimated for is STALE "
-                        f"(default {STALE_SAMPLES})")
+                        f"cell more than N samples behind the sample before the newest any cell was estimated "
+                        f"for is STALE (default {STALE_SAMPLES})")
     p.add_argument("--speed", type=_positive, metavar="X",
                    help="--log without --once: play the log at X times its own pace, pauses in it over 10 s "
                         "cut to 10 s (default: as fast as it reads); refused on a live bus and with --once")
