@@ -48,7 +48,9 @@ last values in brackets, never as current.
 Losses: the counters of the contract say what did not arrive. Samples
 missing from the MeasPack sequence (12 bits: a jump past the furthest-on
 sequence sent; a repeat is not a loss, nor the harness starting again at
-sequence 0, see :func:`bmsfil_hil.logreplay.sequence_restarts`), per
+sequence 0, see :func:`bmsfil_hil.logreplay.sequence_restarts`: one within
+WRAP_SLACK of the 12-bit wrap reads as the wrap, the sequences up to it
+counted lost, and one whose first samples were lost counts none), per
 cell the sequences its EstCells jumped over (their frames lost, or not
 sent), and TargetStatus frames missing from its 8-bit counter (+1 a frame;
 a restart is counter 0 with state not running; a status going on from the
