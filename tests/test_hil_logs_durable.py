@@ -1011,9 +1011,9 @@ def test_from_log_of_a_log_with_a_gap_does_not_blame_the_parameter_set_alone(tmp
     assert main(["hil", "run", "--from-log", str(log), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "20 sample(s) missing from the log's MeasPack sequence" in out
-    assert ("agree within: the log's 1 warning(s) above (samples or frames it lacks, repeats or holds out of order) "
-            "may explain it, the replay sending what the log holds, not what the logged target was sent; else the log "
-            "was written with another parameter set") in out, out
+    assert ("agree within: the log's 1 warning(s) above (samples or frames it lacks, repeats or holds out of order, "
+            "faults the logged target reported) may explain it, the replay sending what the log holds, not what the "
+            "logged target was sent or did; else the log was written with another parameter set") in out, out
 
 
 @pytest.mark.parametrize("packing", ["zero-padded", "two members"])

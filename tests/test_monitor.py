@@ -489,9 +489,23 @@ def test_lost_samples_skipped_estimates_and_lost_statuses_are_counted():
                                                                          "at": pytest.approx(0.025)}], "reordered": 0}
     text = " ".join(_text(view).split())
     assert "LOST: 5 sample(s) missing from the MeasPack sequence (5 after sequence 9 at 0.002)" in text
-    assert "2 cell(s) skipped estimates (lost, or not sent): cell 0 5 (5 after sequence 9" in text
-    assert "cell 1 8 (5 after sequence 9 at 0.002, 3 after sequence 29 at 0.003)" in text
+    assert "2 cell(s) skipped estimates (lost, or not sent): cell 0: 5 (5 after sequence 9" in text
+    assert "cell 1: 8 (5 after sequence 9 at 0.002, 3 after sequence 29 at 0.003)" in text
     assert "LOST: 2 TargetStatus frame(s) missing from its counter (2 after counter 2 at 0.025)" in text
+
+
+def test_where_a_loss_or_an_error_was_is_said_from_the_first_frame():
+    """A bus's timestamps (seconds since 1970) were given as they are: 'at 1765150000.123'."""
+    view = PackView()
+    t0 = 1_765_150_000.0
+    for k in (100, 101, 104):
+        view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), t0 + (k - 100) * 0.1))
+    view.feed(can.Message(arbitration_id=0x7DF, is_extended_id=False, data=bytes(8), timestamp=t0 + 0.5))
+    pack = view.snapshot()["pack"]
+    assert pack["samples_lost"]["first"] == [{"after": 101, "missing": 2, "at": pytest.approx(0.4)}]
+    assert pack["decode_errors"][0]["first_at"] == pytest.approx(0.5)
+    text = " ".join(_text(view).split())
+    assert "(2 after sequence 101 at 0.400)" in text and "(first at 0.500)" in text
 
 
 def test_a_sample_put_back_in_order_is_not_lost_and_an_old_estimate_not_shown():
@@ -521,7 +535,7 @@ def test_a_sample_put_back_in_order_is_not_lost_and_an_old_estimate_not_shown():
     for k in [100, 101, 105, 103, 106]:
         view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), k * 1e-3))
     assert view.snapshot()["pack"]["samples_lost"] == {"count": 2, "first": [{"after": 101, "missing": 2,
-                                                                              "at": pytest.approx(0.105)}],
+                                                                              "at": pytest.approx(0.005)}],
                                                        "reordered": 1}
 
 
@@ -556,12 +570,12 @@ def test_two_targets_answering_for_one_cell_are_not_mixed():
         view.feed(_at(cc.encode_est_cell(k, 1, 0.30, 0.01), k + 0.3))
     (cell,) = view.snapshot()["cells"]
     assert cell["soc"] == pytest.approx(0.50) and cell["sequence"] == 2
-    assert cell["conflicts"] == {"count": 3, "first": {"sequence": 0, "at": pytest.approx(0.3),
+    assert cell["conflicts"] == {"count": 3, "first": {"sequence": 0, "at": pytest.approx(0.2),  # after the first
                                                         "soc_kept": pytest.approx(0.50),
                                                         "soc_other": pytest.approx(0.30)}}
     assert view.snapshot()["pack"]["cells_with_conflicts"] == 1
     text = " ".join(_text(view).split())
-    assert ("cell 1: 3 EstCell(s) for a sequence it had an estimate of, with another SOC (first: sequence 0 at 0.300, "
+    assert ("cell 1: 3 EstCell(s) for a sequence it had an estimate of, with another SOC (first: sequence 0 at 0.200, "
             "SOC 50.00 % kept, then 30.00 %): two targets answering for cell 1?") in text
     assert "TWO ANSWERS" in text
     for index in range(2, 6):  # a second board for a whole module: the first three cells named, the others counted

@@ -501,10 +501,12 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
                           f"{int(both.sum())} estimates; {flags_text}")
         apart = entry["max_abs_soc_difference_vs_log"]
         if isinstance(apart, float) and apart > LOG_AGREEMENT:
-            # Samples the log lacks (or holds twice, out of order) were not replayed as the logged run sent them.
+            # Samples the log lacks (or holds twice, out of order) were not replayed as the logged run sent them;
+            # faults the logged target reported (a restart, a refused frame) are not the replayed target's.
             notes = (f"the log's {len(logged.sequence_notes)} warning(s) above (samples or frames it lacks, repeats "
-                     "or holds out of order) may explain it, the replay sending what the log holds, not what the "
-                     "logged target was sent; else " if logged.sequence_notes else "")
+                     "or holds out of order, faults the logged target reported) may explain it, the replay sending "
+                     "what the log holds, not what the logged target was sent or did; else "
+                     if logged.sequence_notes else "")
             console.print(f"{name}: warning: the target's estimates are up to {apart:.1e} from the log's, beyond the "
                           f"{LOG_AGREEMENT:g} two targets of one parameter set agree within: {notes}the log was "
                           f"written with another parameter set than {params.name!r} (bmsfil hil score LOG --params "

@@ -56,7 +56,10 @@ sent), and TargetStatus frames missing from its 8-bit counter (+1 a frame;
 a restart is counter 0 with state not running; a status going on from the
 counter of the one before the last, alternating, is two targets' counters
 interleaved, said and not counted lost): each counted, with the first gaps
-(the count before, how many, the log time of the frame after).
+(the count before, how many, and ``at``, the time of the frame after). Such
+times (``at``, ``first_at``, of a loss, a conflict, a frame not decoded)
+are seconds after the first frame's timestamp, not the timestamps themselves
+(a bus's and most logs' are seconds since 1970).
 A sample or estimate put back in order on the bus (one of the last
 REORDER_SLACK passed over, arriving after a later one) is taken off the
 loss and counted as reordered, as `hil score` counts it; an EstCell behind
@@ -261,6 +264,7 @@ class PackView:
         #: Frames that did not decode, by kind (`frame_error_kind`): whether in the contract (its
         #: ID is), how many, and the first's log time and error.
         self.decode_errors: dict[str, dict[str, Any]] = {}
+        self._first_stamp: float | None = None  # the first frame's own timestamp: "at" times count from it
 
     def feed(self, msg: can.Message, at: float | None = None) -> None:
         """Take one message; ``at`` is when it arrived (default: its own timestamp).
@@ -273,7 +277,14 @@ class PackView:
         now = msg.timestamp if at is None else at
         if not math.isfinite(now):  # a log line's time edited or damaged: no time of its own
             now = 0.0 if self._latest is None else self._latest
-        stamp = msg.timestamp if math.isfinite(msg.timestamp) else None  # where a loss or an error is said to be
+        # Where a loss or an error is said to be: seconds after the first frame (a bus's and most
+        # logs' timestamps are seconds since 1970).
+        if math.isfinite(msg.timestamp):
+            if self._first_stamp is None:
+                self._first_stamp = msg.timestamp
+            stamp: float | None = msg.timestamp - self._first_stamp
+        else:
+            stamp = None
         if self._latest is None or now > self._latest:
             self._latest = now
         try:
@@ -283,10 +294,12 @@ class PackView:
                 self.frames_not_in_contract += 1
             else:
                 self.frames_undecodable += 1
-            self.last_error = str(exc)
-            counted = self.decode_errors.setdefault(frame_error_kind(msg, exc), {
-                "in_contract": exc.frame_name is not None, "field": exc.field, "count": 0, "first_at": stamp,
-                "first_error": str(exc)})
+            self.last_error = error = str(exc)
+            kind = frame_error_kind(msg, exc)
+            counted = self.decode_errors.get(kind)
+            if counted is None:
+                counted = self.decode_errors[kind] = {"in_contract": exc.frame_name is not None, "field": exc.field,
+                                                      "count": 0, "first_at": stamp, "first_error": error}
             counted["count"] += 1
             return
         self.frames_decoded += 1
@@ -658,7 +671,7 @@ def _loss_lines(snapshot: dict[str, Any]) -> list[str]:
     skipped = [c for c in snapshot["cells"] if c["estimates_skipped"]["count"]]
     if skipped:
         lines.append(f"{len(skipped)} cell(s) skipped estimates (lost, or not sent): " + "; ".join(
-            f"cell {c['cell_index']} {c['estimates_skipped']['count']} "
+            f"cell {c['cell_index']}: {c['estimates_skipped']['count']} "
             f"({_gaps_text(c['estimates_skipped'], 'sequence')})"
             for c in skipped[:FIRST_GAPS]) + ("; ... (each in --json)" if len(skipped) > FIRST_GAPS else ""))
     late = [c for c in snapshot["cells"] if c["estimates_late"]]
