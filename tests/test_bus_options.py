@@ -113,3 +113,48 @@ def test_without_a_bus_the_commands_say_where_to_name_one(no_can_config, capsys,
     assert main([*argv, "--interface", "virtual", "--channel", "x", "--bus-option", "recieve_own_messages=1"]) == 2
     captured = capsys.readouterr()
     assert "did you mean 'receive_own_messages'" in " ".join((captured.err + captured.out).split())
+
+
+def test_a_config_context_reads_that_section_of_python_cans_configuration(no_can_config) -> None:
+    """--bus-option config_context=SECTION was passed to the bus as a setting,
+    and the [default] section read."""
+    (no_can_config / ".canrc").write_text("[default]\ninterface = virtual\nchannel = a\n"
+                                          "[bench]\ninterface = virtual\nchannel = b\nbitrate = 250000\n")
+    given = bus_config(None, None, None, ["config_context=bench"])
+    assert resolve_bus(given, option_keys(["config_context=bench"])) == {"interface": "virtual", "channel": "b",
+                                                                         "bitrate": 250000}
+    assert resolve_bus({}) == {"interface": "virtual", "channel": "a"}
+
+
+def test_a_config_context_no_configuration_has_is_refused(no_can_config, monkeypatch, capsys) -> None:
+    """A section no configuration file has was read as [default] alone, in silence (a review's)."""
+    (no_can_config / ".canrc").write_text("[default]\ninterface = virtual\nchannel = a\n")
+    given = bus_config(None, None, None, ["config_context=bnech"])
+    with pytest.raises(BusOptionError) as refused:
+        resolve_bus(given, option_keys(["config_context=bnech"]))
+    said = str(refused.value)
+    assert said.startswith("--bus-option config_context=bnech: no section [bnech] in python-can's configuration "
+                           "files (searched ") and f"only {no_can_config / '.canrc'} exist" in said
+    assert "nor CAN_INTERFACE_bnech, CAN_CHANNEL_bnech, CAN_BITRATE_bnech, CAN_CONFIG_bnech in the environment" in said
+    assert main(["monitor", "--once", "--bus-option", "config_context=bnech"]) == 2
+    assert "no section [bnech]" in capsys.readouterr().err
+    monkeypatch.setenv("CAN_CHANNEL_bnech", "from-env")  # python-can's environment of a context: taken
+    assert resolve_bus(given) == {"interface": "virtual", "channel": "from-env"}
+
+
+def test_python_cans_short_bus_options_are_taken(tmp_path, capsys) -> None:
+    """-i, -c and -b, as python-can's own tools take them, were refused."""
+    channel = "bmsfil-test-short-options"
+    sender = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    out = tmp_path / "live.json"
+    timer = threading.Timer(0.2, lambda: sender.send(cc.encode_est_cell(3, 0, 0.4, 0.02)))
+    timer.start()
+    try:
+        assert main(["monitor", "-i", "virtual", "-c", channel, "-b", "500000", "--once", "--window", "0.5",
+                     "--json", str(out)]) == 0
+    finally:
+        timer.join()
+        sender.shutdown()
+    assert json.loads(out.read_text())["cells"][0]["sequence"] == 3
+    assert main(["hil", "run", "-i", "virtual", "-c", channel, "--out-dir", str(tmp_path / "o")]) == 2
+    assert "--interface/--channel open the bus of a board, and the target is host" in capsys.readouterr().out

@@ -97,6 +97,23 @@ def test_frames_outside_the_contract_on_another_channel_are_no_second_channel(tm
     assert main(["hil", "score", str(log), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
 
 
+def test_score_names_the_frames_it_could_not_decode(tmp_path, capsys):
+    """Only their count was said: which IDs, frames and fields, the most frequent first."""
+    messages = _run_messages(tmp_path, 0, 20)
+    other = [can.Message(arbitration_id=0x7DF, is_extended_id=False, data=bytes(8)) for _ in range(5)]
+    extended = [can.Message(arbitration_id=0x18FF50E5, is_extended_id=True, data=bytes(8)) for _ in range(2)]
+    short = [can.Message(arbitration_id=cc.FrameId.EST_CELL, is_extended_id=False, data=bytes(7)) for _ in range(3)]
+    log = _write(tmp_path / "foreign.asc", [*messages[:10], *other, *short, *extended, *messages[10:]])
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "out"), "--no-plot"]) == 0
+    said = ("10 frame(s) that do not decode as frames of the CAN contract (5 × ID 0x7DF, not in the contract; "
+            "3 × 0x200 EstCell: truncated: expected DLC 8, got DLC 7 with 7 data bytes; 2 × 29-bit (extended) IDs)")
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert json.loads(js.read_text())["undecodable_kinds"][0] == {"kind": "ID 0x7DF, not in the contract",
+                                                                  "frames": 5}
+
+
 def test_score_says_how_many_frames_it_refused_for_their_crc(tmp_path, capsys):
     messages = _run_messages(tmp_path, 0, 40)
     cells = [m for m in messages if m.arbitration_id == cc.FrameId.MEAS_CELL]

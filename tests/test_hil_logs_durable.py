@@ -4,6 +4,7 @@ closes the log and says so."""
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import math
@@ -22,7 +23,7 @@ from bmsfil.bundled import bundled_recording
 from bmsfil.cli import main
 from bmsfil.inject import SensorErrors
 from bmsfil.params import bundled_params
-from bmsfil_hil.logreplay import LogRead, read_log
+from bmsfil_hil.logreplay import LogError, LogRead, read_log
 from bmsfil_hil.micropython import micropython_executable
 from bmsfil_hil.replay import open_log, replay_lockstep
 from bmsfil_hil.targets import make_target
@@ -881,3 +882,266 @@ def test_a_damaged_size_in_a_log_its_logger_never_closed(tmp_path):
     read = LogRead(tmp_path / "flipped.blf")
     assert 1400 <= sum(1 for _ in read) < 1500
     assert [a for a, _ in read.skipped] == [at]
+
+
+def test_the_log_reader_counts_target_statuses_missing_from_their_counter(tmp_path, capsys):
+    """TargetStatus counts +1 modulo 256 a frame: a jump (frames lost) was read
+    in silence; a repeat (an echo) and a restart (counter 0, not running) are
+    no loss."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 30)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+    running, booting = cc.TargetState.RUNNING, cc.TargetState.BOOTING
+    statuses = {2: (0, booting), 4: (1, running), 6: (1, running), 8: (2, running), 10: (6, running),
+                12: (0, booting), 14: (1, running), 16: (3, running)}
+    log = _edited_log(base, tmp_path / "statuses.blf", extra=lambda m: [
+        cc.encode_target_status(*statuses[cc.decode(m).sequence], cc.decode(m).sequence)]
+        if m.arbitration_id == cc.FrameId.MEAS_PACK and cc.decode(m).sequence in statuses else [])
+    (run,) = read_log(log)
+    said = "4 TargetStatus frame(s) missing from its counter (3 after counter 2, 1 after counter 1)"
+    assert [note for note in run.sequence_notes if "TargetStatus" in note] == [
+        f"{said}: lost on the bus or by the logger"]
+    js = tmp_path / "score.json"
+    main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert any(said in w for w in json.loads(js.read_text())["recordings"][0]["log_warnings"])
+
+
+def test_the_log_reader_tells_two_targets_statuses_from_lost_ones(tmp_path):
+    """Two boards' TargetStatus, their counters interleaved, read as frames lost at every
+    status (a review's)."""
+    from bmsfil import can_contract as cc
+
+    base = _host_run_log(tmp_path / "base.blf", [bundled_recording().slice(0, 60)])
+    log = _edited_log(base, tmp_path / "two.blf", extra=lambda m: [
+        cc.encode_target_status((c + cc.decode(m).sequence) % 256, cc.TargetState.RUNNING, cc.decode(m).sequence)
+        for c in (10, 200)] if m.arbitration_id == cc.FrameId.MEAS_PACK else [])
+    (run,) = read_log(log)
+    assert not [note for note in run.sequence_notes if "missing from its counter" in note]
+    assert ("TargetStatus counters interleaved (two targets?): 118 status(es) going on from the counter of the one "
+            "before the last, not counted as frames lost") in run.sequence_notes
+
+
+@pytest.mark.parametrize("command", [["monitor", "--once", "--log"], ["hil", "score"]])
+def test_an_mf4_log_without_asammdf_says_what_to_install(tmp_path, capsys, monkeypatch, command):
+    """python-can's .mf4 reader raised NotImplementedError: a traceback."""
+    import can.io.mf4
+
+    monkeypatch.setattr(can.io.mf4, "asammdf", None)
+    log = tmp_path / "run.mf4"
+    log.write_bytes(b"MDF     4.10    ")
+    assert main([*command, str(log), *(["--out-dir", str(tmp_path / "o")] if command[0] == "hil" else [])]) == 2
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
+    assert f"{log}: python-can reads an .mf4 log only with the asammdf package installed: pip install asammdf" in said
+    assert "Traceback" not in said
+
+
+@pytest.mark.parametrize("suffix", [".log", ".asc", ".blf"])
+def test_a_gzip_compressed_log_is_read_as_its_format_is(tmp_path, capsys, suffix):
+    """A .log.gz or .asc.gz was read by python-can's reader, not TextLog (a
+    bad line or a note ended the read), a .blf.gz's size checked against the
+    compressed file's (every one cut short), and a name of three suffixes
+    refused; a cut gzip stream must end the read, said, not loop."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    frames = sum(1 for _ in LogRead(log))
+    body = log.read_bytes()
+    if suffix != ".blf":  # a note written into the log: TextLog skips it, python-can's readers fail on it
+        lines = body.splitlines(keepends=True)
+        body = b"".join([*lines[:100], b"# adapter re-plugged\n", *lines[100:]])
+    packed = tmp_path / f"run.v2{suffix}.gz"  # python-can reads names of exactly two suffixes
+    packed.write_bytes(gzip.compress(body))
+    read = LogRead(packed)
+    assert sum(1 for _ in read) == frames and read.cut_short is None
+    assert read.skipped == ([] if suffix == ".blf" else [(101, "a comment")])
+    cut = tmp_path / f"cut{suffix}.gz"
+    cut.write_bytes(packed.read_bytes()[: packed.stat().st_size * 2 // 3])
+    read = LogRead(cut)
+    got = sum(1 for _ in read)
+    assert 0 < got < frames
+    assert read.cut_short.startswith("ends in a damaged or cut gzip stream (EOFError: ") and f"after {got} records" \
+        in read.cut_short
+    capsys.readouterr()
+    assert main(["monitor", "--log", str(cut), "--once"]) == 0
+    assert "ends in a damaged or cut gzip stream" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_gzip_compressed_blf_its_logger_never_closed_is_said_to_be(tmp_path):
+    """Its header's size is checked against the uncompressed size (gzip's ISIZE)."""
+    data = _blf(tmp_path / "open.blf", 1500, compression_level=-1, close=False)
+    packed = tmp_path / "open.blf.gz"
+    packed.write_bytes(gzip.compress(data))
+    read = LogRead(packed)
+    assert sum(1 for _ in read) == 1500
+    assert read.cut_short.startswith(f"decompresses to {len(data):,} bytes where its header says ")
+
+
+def test_score_says_when_the_target_stopped_answering(tmp_path, capsys):
+    """No estimate after sample 200 of 300 scored with exit 0 and no word."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 300)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+    log = _edited_log(base, tmp_path / "stopped.blf", keep=lambda m: not (
+        cc.FrameId.EST_CELL <= m.arbitration_id < cc.FrameId.TARGET_STATUS and cc.decode(m).sequence > 200))
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    assert main(["hil", "score", str(log), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("warning: the target stopped answering: its last estimate is for sample 200 (sequence 200), and none of "
+            "the 99 sample(s) after it, to the end of the log, has one") in out
+    (doc,) = json.loads(js.read_text())["recordings"]
+    assert doc["last_sample_answered"] == 200 and doc["samples_unanswered_at_end"] == 99
+    assert main(["hil", "score", str(base), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    assert "stopped answering" not in capsys.readouterr().out
+
+
+def test_from_log_of_a_log_with_a_gap_does_not_blame_the_parameter_set_alone(tmp_path, capsys):
+    """A replay of a log that lacks 20 samples warned of the gap, then said the
+    log was written with another parameter set."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 300)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+    log = _edited_log(base, tmp_path / "gap.blf", keep=lambda m: not (
+        m.arbitration_id < cc.FrameId.TARGET_STATUS and 100 <= cc.decode(m).sequence < 120))
+    capsys.readouterr()
+    assert main(["hil", "run", "--from-log", str(log), "--out-dir", str(tmp_path / "o"), "--no-plot"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "20 sample(s) missing from the log's MeasPack sequence" in out
+    assert ("agree within: the log's 1 warning(s) above (samples or frames it lacks, repeats or holds out of order, "
+            "faults the logged target reported) may explain it, the replay sending what the log holds, not what the "
+            "logged target was sent or did; else the log was written with another parameter set") in out, out
+
+
+@pytest.mark.parametrize("packing", ["zero-padded", "two members"])
+def test_a_padded_or_multi_member_blf_gz_is_read_to_its_end_once(tmp_path, packing):
+    """Its size was taken from gzip's ISIZE trailer: 0 after zero padding, the last member's
+    alone after `cat a.gz b.gz`. A damaged container then sent the search for the next one
+    back to byte 0, and the log was read round for ever (a review's); an undamaged one was
+    said to be cut short."""
+    data = _blf(tmp_path / "raw.blf", 1500, compression_level=-1)
+    starts = _containers(data)
+
+    def pack(body: bytes) -> bytes:
+        if packing == "zero-padded":
+            return gzip.compress(body) + bytes(512)
+        return gzip.compress(body[:len(body) // 2]) + gzip.compress(body[len(body) // 2:])
+
+    whole = tmp_path / "whole.blf.gz"
+    whole.write_bytes(pack(data))
+    read = LogRead(whole)
+    assert sum(1 for _ in itertools.islice(read, 3000)) == 1500
+    assert read.cut_short is None and read.skipped == []
+    damaged = bytearray(data)
+    at = starts[len(starts) // 2]
+    damaged[at:at + 4] = b"XOBJ"
+    (tmp_path / "damaged.blf.gz").write_bytes(pack(bytes(damaged)))
+    read = LogRead(tmp_path / "damaged.blf.gz")
+    assert 1400 <= sum(1 for _ in itertools.islice(read, 3000)) < 1500
+    assert [a for a, _ in read.skipped] == [at] and read.cut_short is None
+
+
+def test_a_damaged_container_of_a_blf_gz_is_searched_past_without_rewinding(tmp_path, monkeypatch):
+    """The search for the next container seeked back to the damaged one's start, and on:
+    in a gzip stream each seek back decompresses it again from its start (a review's). The
+    bytes already read are searched, then the stream read on."""
+    data = bytearray(_blf(tmp_path / "raw.blf", 1500, compression_level=-1))
+    starts = _containers(bytes(data))
+    for at in starts[5:-5:7]:  # several damaged sizes: each container's data read past its end
+        data[at + 8:at + 12] = (int.from_bytes(data[at + 8:at + 12], "little") + 300).to_bytes(4, "little")
+    (tmp_path / "damaged.blf.gz").write_bytes(gzip.compress(bytes(data)))
+    rewinds: list[object] = []
+    real_rewind = gzip._GzipReader._rewind  # noqa: SLF001 - what a seek back costs: decompressing again
+    monkeypatch.setattr(gzip._GzipReader, "_rewind", lambda self: rewinds.append(self) or real_rewind(self))
+    read = LogRead(tmp_path / "damaged.blf.gz")
+    assert 1000 <= sum(1 for _ in itertools.islice(read, 3000)) < 1500
+    assert [a for a, _ in read.skipped] == starts[5:-5:7] and read.cut_short is None
+    assert rewinds == []
+
+
+def test_a_damaged_gzip_stream_is_said_up_front_and_not_read_past_its_whole_members(tmp_path, capsys):
+    """A byte flipped inside a .log.gz: what followed it decompressed to garbage that was read
+    as frames (skipped lines, wrong values) before the CRC at the end of the stream said it
+    was damaged (a review's). The stream is checked first; a damaged member is not read, the
+    whole members before it are, and that is said before anything else."""
+    log = tmp_path / "run.log"
+    assert main(["hil", "run", "--samples", "300", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    lines = log.read_bytes().splitlines(keepends=True)
+    first, rest = b"".join(lines[:len(lines) // 2]), b"".join(lines[len(lines) // 2:])
+    flipped = bytearray(gzip.compress(rest))
+    flipped[len(flipped) // 2] ^= 0x01
+    one = tmp_path / "one.log.gz"
+    one.write_bytes(bytes(flipped))
+    with pytest.raises(LogError, match=r"one\.log\.gz: its gzip stream is damaged in its first member \(zlib\.error"):
+        LogRead(one)
+    assert main(["monitor", "--once", "--log", str(one)]) == 2
+    two = tmp_path / "two.log.gz"  # two members (bgzip, cat a.gz b.gz): the first whole
+    two.write_bytes(gzip.compress(first) + bytes(flipped))
+    read = LogRead(two)
+    assert read.stream_note.startswith(f"its gzip stream is damaged in the member at compressed byte "
+                                       f"{len(gzip.compress(first)):,} (zlib.error")
+    assert sum(1 for _ in read) == len(lines) // 2 and read.skipped == [] and read.cut_short is None
+    js = tmp_path / "score.json"
+    capsys.readouterr()
+    main(["hil", "score", str(two), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"bmsfil hil score: warning: {two}: its gzip stream is damaged in the member at"), out
+    assert json.loads(js.read_text())["stream_warning"] == read.stream_note
+
+
+@pytest.mark.parametrize("suffix", [".log", ".blf"])
+def test_bytes_after_a_gzip_stream_are_ignored_and_said(tmp_path, capsys, suffix):
+    """A newline appended to a .gz (or any bytes after its last member) was said to be 'a
+    damaged or cut gzip stream'. After a whole member they are trailing data, ignored."""
+    log = tmp_path / f"run{suffix}"
+    assert main(["hil", "run", "--samples", "100", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
+    frames = sum(1 for _ in LogRead(log))
+    packed = gzip.compress(log.read_bytes())
+    trailing = tmp_path / f"trailing{suffix}.gz"
+    trailing.write_bytes(packed + b"\n")
+    read = LogRead(trailing)
+    assert sum(1 for _ in read) == frames and read.cut_short is None
+    assert read.stream_note == (f"trailing data after the gzip stream (1 byte(s) from compressed byte "
+                                f"{len(packed):,}, which begin no gzip member), ignored")
+    capsys.readouterr()
+    assert main(["monitor", "--once", "--log", str(trailing)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "trailing data after the gzip stream" in err and "damaged or cut" not in err
+
+
+def test_score_tells_a_target_answering_without_a_valid_soc_from_one_that_stopped(tmp_path, capsys):
+    """A target answering every sample with soc_valid 0 was said to have stopped answering
+    (its SOC NaN as a missing one's), and the sample's sequence was given as its index modulo
+    4096, wrong after a gap or in a log that starts mid-run (a review's)."""
+    from bmsfil import can_contract as cc
+
+    rec = bundled_recording().slice(0, 300)
+    base = _host_run_log(tmp_path / "base.blf", [rec])
+
+    def not_valid(m: can.Message) -> list[can.Message]:
+        f = cc.decode(m)
+        return [cc.encode_est_cell(f.sequence, f.cell_index, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID)]
+
+    estimate = lambda m: m.arbitration_id == cc.FrameId.EST_CELL  # noqa: E731
+    invalid = _edited_log(base, tmp_path / "invalid.blf", keep=lambda m: not (estimate(m) and cc.decode(m).sequence
+                                                                              >= 280),
+                          extra=lambda m: not_valid(m) if estimate(m) and cc.decode(m).sequence >= 280 else [])
+    capsys.readouterr()
+    main(["hil", "score", str(invalid), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    assert "stopped answering" not in capsys.readouterr().out
+    (run,) = read_log(invalid)
+    assert run.estimated.all() and np.isnan(run.logged_soc[280:]).all()
+    # 20 samples lost (100-119), the target silent after sequence 200: sample 180 is sequence 200.
+    gap = _edited_log(base, tmp_path / "gap.blf", keep=lambda m: not (
+        m.arbitration_id < cc.FrameId.TARGET_STATUS and 100 <= cc.decode(m).sequence < 120
+        or cc.FrameId.EST_CELL <= m.arbitration_id < cc.FrameId.TARGET_STATUS and cc.decode(m).sequence > 200))
+    js = tmp_path / "score.json"
+    main(["hil", "score", str(gap), "--json", str(js), "--out-dir", str(tmp_path / "o"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the target stopped answering: its last estimate is for sample 180 (sequence 200), and none of the " \
+           "99 sample(s) after it" in out
+    (run,) = read_log(gap)
+    assert list(run.sequences[178:182]) == [198, 199, 200, 201]

@@ -90,18 +90,29 @@ def test_garbage_frames_are_counted_not_raised():
     assert pack["frames_not_in_contract"] == 2
     assert pack["frames_undecodable"] == 2
     assert "0x200 (EstCell)" in pack["last_error"] and "soc_sigma" in pack["last_error"]
+    # Each kind counted, with where the first was (only the last error was kept, without where).
+    assert [(e["kind"], e["count"], e["first_at"], e["in_contract"]) for e in pack["decode_errors"]] == [
+        ("ID 0x123, not in the contract", 1, 1.0, False), ("29-bit (extended) IDs", 1, 2.0, False),
+        ("0x100 MeasPack: truncated: expected DLC 8, got DLC 3 with 3 data bytes", 1, 3.0, True),
+        ("0x200 EstCell, field soc_sigma", 1, 4.0, True)]
     # The garbled EstCell did not overwrite the good estimate.
     (cell,) = view.snapshot()["cells"]
     assert cell["soc"] == 0.5 and cell["sequence"] == 7
-    text = _text(view)
-    assert "2 not in the contract, 2 undecodable" in text and "last error: frame 0x200" in text
+    view.feed(_at(can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes(8)), 5.0))
+    text = " ".join(_text(view).split())
+    assert "3 not in the contract, 2 undecodable" in text
+    assert ("not decoded: 2 × ID 0x123, not in the contract (first at 1.000); 1 × 29-bit (extended) IDs (first at "
+            "2.000); 1 × 0x100 MeasPack: truncated: expected DLC 8, got DLC 3 with 3 data bytes (first at 3.000); "
+            "1 more kind(s), each in --json") in text
+    error = view.snapshot()["pack"]["decode_errors"][-1]
+    assert error["field"] == "soc_sigma" and "soc_sigma" in error["first_error"]
 
 
 def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     view = PackView(stale_s=5.0)
     view.feed(_at(cc.encode_est_cell(1, 0, 0.40, 0.01), 100.0))
     view.feed(_at(cc.encode_est_cell(1, 1, 0.60, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 100.0))
-    view.feed(_at(cc.encode_est_cell_health(1, 1, capacity_Ah=2.9, core_temp_C=31.5), 100.0))
+    view.feed(_at(cc.encode_est_cell_health(1, 1, capacity_Ah=2.9, r0_ohm=0.0213, core_temp_C=31.5), 100.0))
     view.feed(_at(cc.encode_est_cell_power(1, 1, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0))
     view.feed(_at(cc.encode_est_cell_power(1, 0), 100.0))  # no result yet
     view.feed(_at(cc.encode_meas_cell(2, 2, 3.7, 25.0), 103.0))  # a cell without any estimate yet
@@ -113,6 +124,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     assert c1["age_s"] == pytest.approx(1.5) and not c1["stale"]
     assert c1["capacity_Ah"] == pytest.approx(2.9) and c1["flags"] == [] and c1["sequence"] == 9
     assert c1["core_temp_C"] == pytest.approx(31.5) and c0["core_temp_C"] is None
+    assert c1["r0_ohm"] == pytest.approx(0.0213) and c0["r0_ohm"] is None
     assert c1["power"] == {"peak_10s": {"discharge_W": pytest.approx(96.0), "charge_W": pytest.approx(20.5)}}
     assert c1["power_latest"] == "peak_10s" and c0["power_latest"] is None
     assert c2["age_s"] is None and c2["stale"] and c2["soc"] is None and c2["voltage_V"] == pytest.approx(3.7)
@@ -132,6 +144,7 @@ def test_a_cell_whose_estimate_is_older_than_stale_is_stale():
     rows = {line.split("│")[1].strip(): line for line in _text(view).splitlines() if line.count("│") > 2}
     assert "STALE" in rows["0"] and "STALE" not in rows["1"] and "no estimate" in rows["2"]
     assert "31.5" in rows["1"] and "core °C" in _text(view)
+    assert "21.3" in rows["1"] and "R0 mΩ" in _text(view)
     assert "96/20 10s" in rows["1"]
     view.feed(_at(cc.encode_est_cell(10, 0, 0.41, 0.01, cc.FLAG_GATED | cc.FLAG_TEMP_INVALID), 106.0))
     assert view.snapshot()["cells"][0]["flags"] == ["temp_invalid", "gated"]
@@ -272,6 +285,7 @@ def test_a_cell_silent_in_a_lockstep_log_is_stale_by_the_samples_it_missed(tmp_p
     snap = json.loads(js.read_text())
     c0, c1, c2 = snap["cells"]
     assert c1["age_s"] < 0.02 and c1["behind_s"] == pytest.approx(9.9) and c1["stale"] and c1["sequence"] == 99
+    assert c1["behind_samples"] == 99 and c0["behind_samples"] == 0
     assert c0["behind_s"] == c2["behind_s"] == 0.0 and not c0["stale"] and not c2["stale"]
     assert snap["pack"]["cells_stale"] == 1
     assert "1 STALE" in capsys.readouterr().out
@@ -287,6 +301,7 @@ def test_contract_time_skips_a_repeated_measpack_and_wraps_with_the_sequence():
     view.feed(_at(cc.encode_meas_pack(4999 % cc.SEQUENCE_MODULUS, 0.1, -1.0, 2), 0.5))  # a repeat
     c0, c1 = view.snapshot()["cells"]
     assert c0["behind_s"] == 0.0 and c1["behind_s"] == pytest.approx(4.8) and not c1["stale"]
+    assert c1["behind_samples"] == 48, "counted across the 12-bit wrap"
 
 
 def test_cells_not_yet_answered_in_the_newest_sample_are_not_stale():
@@ -385,8 +400,8 @@ def test_the_view_keeps_the_faults_a_target_reported_and_marks_a_cell_without_a_
     for counter, (fault, crc) in enumerate([(cc.FaultCode.CRC_ERROR, 1), (cc.FaultCode.CRC_ERROR, 3),
                                             (cc.FaultCode.NONE, 3)], start=1):
         view.feed(_at(cc.encode_target_status(counter, cc.TargetState.RUNNING, 19, fault, crc_errors=crc), 0.1))
-    view.feed(_at(cc.encode_est_cell(19, 1, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID), 0.1))
-    nan_time = cc.encode_est_cell(19, 0, 0.5, 0.01)
+    view.feed(_at(cc.encode_est_cell(20, 1, math.nan, math.nan, cc.FLAG_VOLTAGE_INVALID), 0.1))
+    nan_time = cc.encode_est_cell(20, 0, 0.5, 0.01)
     nan_time.timestamp = math.nan  # a log line's time damaged: no time of its own, not a crash of --json
     view.feed(nan_time)
     snap = view.snapshot()
@@ -440,3 +455,234 @@ def test_a_repeated_or_following_status_counts_its_crc_errors_once():
                                               crc_errors=3), 1.0))
     pack = view.snapshot()["pack"]
     assert pack["crc_errors"] == 3 and pack["faults_reported"] == {"crc_error": 1}
+
+
+def test_lost_samples_skipped_estimates_and_lost_statuses_are_counted():
+    """Jumps of the MeasPack sequence, of a cell's EstCell sequence and of the
+    TargetStatus counter went unsaid; a repeat, and the harness starting
+    again at sequence 0 (a status at counter 0, not running: the target
+    restarting), are no loss."""
+    def lost(m: can.Message) -> bool:
+        frame = cc.decode(m)
+        return 10 <= frame.sequence < 15 or (isinstance(frame, cc.EstCell) and frame.cell_index == 1
+                                             and 30 <= frame.sequence < 33)
+
+    view = PackView()
+    for msg in _lockstep_frames(60, 2, silent_cell=-1, silent_after=59):
+        if not lost(msg):
+            view.feed(msg)
+    view.feed(_at(cc.encode_meas_pack(59, 0.1, -1.0, 2), 0.006))  # a repeat
+    for msg in _lockstep_frames(3, 2, silent_cell=-1, silent_after=2):  # the harness starts again
+        view.feed(_at(msg, msg.timestamp + 0.01))
+    for counter, state in [(0, cc.TargetState.IDLE), (1, cc.TargetState.RUNNING), (2, cc.TargetState.RUNNING),
+                           (5, cc.TargetState.RUNNING), (0, cc.TargetState.BOOTING), (1, cc.TargetState.RUNNING)]:
+        view.feed(_at(cc.encode_target_status(counter, state, None), 0.02 + counter * 1e-3))
+    snap = view.snapshot()
+    assert snap["pack"]["samples_lost"] == {"count": 5, "first": [{"after": 9, "missing": 5,
+                                                                   "at": pytest.approx(15e-4)}], "reordered": 0}
+    c0, c1 = snap["cells"]
+    assert c0["estimates_skipped"] == {"count": 5, "first": [{"after": 9, "missing": 5, "at": pytest.approx(15e-4)}],
+                                       "reordered": 0}
+    assert c1["estimates_skipped"]["count"] == 8
+    assert [(g["after"], g["missing"]) for g in c1["estimates_skipped"]["first"]] == [(9, 5), (29, 3)]
+    assert snap["pack"]["status_frames_lost"] == {"count": 2, "first": [{"after": 2, "missing": 2,
+                                                                         "at": pytest.approx(0.025)}], "reordered": 0}
+    text = " ".join(_text(view).split())
+    assert "LOST: 5 sample(s) missing from the MeasPack sequence (5 after sequence 9 at 0.002)" in text
+    assert "2 cell(s) skipped estimates (lost, or not sent): cell 0: 5 (5 after sequence 9" in text
+    assert "cell 1: 8 (5 after sequence 9 at 0.002, 3 after sequence 29 at 0.003)" in text
+    assert "LOST: 2 TargetStatus frame(s) missing from its counter (2 after counter 2 at 0.025)" in text
+
+
+def test_where_a_loss_or_an_error_was_is_said_from_the_first_frame():
+    """A bus's timestamps (seconds since 1970) were given as they are: 'at 1765150000.123'."""
+    view = PackView()
+    t0 = 1_765_150_000.0
+    for k in (100, 101, 104):
+        view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), t0 + (k - 100) * 0.1))
+    view.feed(can.Message(arbitration_id=0x7DF, is_extended_id=False, data=bytes(8), timestamp=t0 + 0.5))
+    pack = view.snapshot()["pack"]
+    assert pack["samples_lost"]["first"] == [{"after": 101, "missing": 2, "at": pytest.approx(0.4)}]
+    assert pack["decode_errors"][0]["first_at"] == pytest.approx(0.5)
+    text = " ".join(_text(view).split())
+    assert "(2 after sequence 101 at 0.400)" in text and "(first at 0.500)" in text
+
+
+def test_a_sample_put_back_in_order_is_not_lost_and_an_old_estimate_not_shown():
+    """Sample 11 logged before 10 read as 'LOST 1' and a cell's '1 after sequence 9, 1 after
+    10' (counted twice), and the older EstCell overwrote the SOC shown (a review's)."""
+    view = PackView()
+    order = [*range(100, 110), 111, 110, *range(112, 120)]  # (one of the first 64 going back is a restart)
+    for k in order:
+        view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), k * 1e-3))
+        view.feed(_at(cc.encode_est_cell(k, 0, 0.4 + k * 1e-3, 0.01), k * 1e-3))
+        if k == 111:  # an old estimate again, long behind: late, and no loss taken back
+            view.feed(_at(cc.encode_est_cell(103, 0, 0.9, 0.01), k * 1e-3))
+    snap = view.snapshot()
+    assert snap["pack"]["samples_lost"] == {"count": 0, "first": [], "reordered": 1}
+    (cell,) = snap["cells"]
+    assert cell["estimates_skipped"] == {"count": 0, "first": [], "reordered": 1}
+    assert cell["estimates_late"] == 2 and cell["sequence"] == 119 and cell["soc"] == pytest.approx(0.519)
+    view.feed(_at(cc.encode_est_cell(111, 0, 0.9, 0.01), 0.2))  # after 119: behind its last, not shown
+    assert view.snapshot()["cells"][0]["soc"] == pytest.approx(0.519)
+    text = " ".join(_text(view).split())
+    assert "LOST" not in text and "skipped estimates" not in text
+    assert "1 MeasPack(s) out of order (after a later one, put back on the bus): not lost" in text
+    assert ("1 cell(s) with EstCells behind their last (out of order, or old ones again: counted, not shown): "
+            "cell 0: 3, 1 of them counted skipped a moment before") in text
+    # Of a gap of 3, one arrives late: 2 lost, the gap said as 2.
+    view = PackView()
+    for k in [100, 101, 105, 103, 106]:
+        view.feed(_at(cc.encode_meas_pack(k, 0.1, -1.0, 1), k * 1e-3))
+    assert view.snapshot()["pack"]["samples_lost"] == {"count": 2, "first": [{"after": 101, "missing": 2,
+                                                                              "at": pytest.approx(0.005)}],
+                                                       "reordered": 1}
+
+
+def test_two_targets_statuses_interleaved_are_said_not_counted_lost():
+    """Two boards each sending TargetStatus, their counters interleaved (10, 200, 11, 201, ...),
+    were counted as thousands of frames lost (a review's); a status put back in order is
+    neither lost nor interleaved."""
+    view = PackView()
+    for k in range(100):
+        for i, counter in enumerate((10 + k, 200 + k)):
+            view.feed(_at(cc.encode_target_status(counter % 256, cc.TargetState.RUNNING, k), k * 0.02 + i * 0.01))
+    pack = view.snapshot()["pack"]
+    assert pack["status_frames_lost"]["count"] == 0 and pack["status_counters_interleaved"] == 198
+    text = " ".join(_text(view).split())
+    assert "TargetStatus counters interleaved (two targets?): 198 status(es)" in text and "LOST" not in text
+    view = PackView()
+    for k, counter in enumerate([1, 3, 2, 4, 5, 60, 61]):
+        view.feed(_at(cc.encode_target_status(counter, cc.TargetState.RUNNING, k), k * 0.1))
+    pack = view.snapshot()["pack"]
+    assert pack["status_counters_interleaved"] == 0
+    assert pack["status_frames_lost"] == {"count": 54, "first": [{"after": 5, "missing": 54, "at": pytest.approx(0.5)}],
+                                          "reordered": 1}
+
+
+def test_two_targets_answering_for_one_cell_are_not_mixed():
+    """A second board answering for cell 1 overwrote the first's estimate
+    sample by sample, in silence; an echo of the same estimate is none."""
+    view = PackView()
+    for k in range(3):
+        view.feed(_at(cc.encode_est_cell(k, 1, 0.50, 0.01), k + 0.1))
+        view.feed(_at(cc.encode_est_cell(k, 1, 0.50, 0.01), k + 0.2))  # an echo
+        view.feed(_at(cc.encode_est_cell(k, 1, 0.30, 0.01), k + 0.3))
+    (cell,) = view.snapshot()["cells"]
+    assert cell["soc"] == pytest.approx(0.50) and cell["sequence"] == 2
+    assert cell["conflicts"] == {"count": 3, "first": {"sequence": 0, "at": pytest.approx(0.2),  # after the first
+                                                        "soc_kept": pytest.approx(0.50),
+                                                        "soc_other": pytest.approx(0.30)}}
+    assert view.snapshot()["pack"]["cells_with_conflicts"] == 1
+    text = " ".join(_text(view).split())
+    assert ("cell 1: 3 EstCell(s) for a sequence it had an estimate of, with another SOC (first: sequence 0 at 0.200, "
+            "SOC 50.00 % kept, then 30.00 %): two targets answering for cell 1?") in text
+    assert "TWO ANSWERS" in text
+    for index in range(2, 6):  # a second board for a whole module: the first three cells named, the others counted
+        view.feed(_at(cc.encode_est_cell(0, index, 0.50, 0.01), 5.0))
+        view.feed(_at(cc.encode_est_cell(0, index, 0.30, 0.01), 5.0))
+    text = " ".join(_text(view).split())
+    assert "two targets answering for cell 3?" in text and "cell 4:" not in text
+    assert "... and 2 more cell(s) answered twice (each in --json)" in text
+
+
+def test_health_power_and_plausibility_whose_frames_stopped_are_old_not_current():
+    """A target that stops sending EstCellHealth, EstCellPower and EstCellFlags
+    (a firmware fault, a filter on the bus) left their last values shown as
+    current for ever: old by their sequence behind the cell's EstCells, or by
+    the clock."""
+    view = PackView(stale_s=5.0)
+    for k in range(20):
+        view.feed(_at(cc.encode_est_cell(k, 0, 0.5, 0.01), 100.0 + k * 0.01))
+        if k < 10:
+            view.feed(_at(cc.encode_est_cell_health(k, 0, capacity_Ah=2.9, r0_ohm=0.02, core_temp_C=30.0), 100.0))
+            view.feed(_at(cc.encode_est_cell_power(k, 0, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0))
+            view.feed(_at(cc.encode_est_cell_flags(k, 0, cc.PLAUS_VOLTAGE_STUCK), 100.0))
+        else:
+            view.feed(_at(cc.encode_est_cell_power(k, 0, 20.5, 96.0, cc.PowerHorizon.PEAK_10S), 100.0 + k * 0.01))
+    (cell,) = view.snapshot()["cells"]
+    assert cell["old_answers"] == ["health", "plausibility"] and not cell["stale"]
+    assert cell["capacity_Ah"] == pytest.approx(2.9), "the last value received is kept, marked old"
+    assert view.snapshot()["pack"]["cells_with_old_answers"] == 1
+    console = Console(width=200, color_system=None)
+    with console.capture() as capture:
+        console.print(render(view.snapshot()))
+    text = capture.get()
+    (row,) = [line for line in text.splitlines() if line.count("│") > 2 and line.split("│")[1].strip() == "0"]
+    assert "(2.900)" in row and "(20.0)" in row and "(voltage_stuck)" in row and "OLD health/plausibility" in row
+    assert "96/20 10s" in row and "(96/20" not in row
+    assert "1 with OLD health, power or plausibility" in " ".join(text.split())
+    # On the clock: the power frames of sample 19 are older than --stale at 106 s.
+    assert view.snapshot(now=106.0)["cells"][0]["old_answers"] == ["health", "plausibility", "power"]
+
+
+def test_a_cell_far_behind_in_a_log_of_estimates_alone_is_stale_by_samples(tmp_path, capsys):
+    """A pack's own BMS logged (no MeasPack: no contract time), 200 samples in
+    0.02 s of log time: a cell whose estimates stopped 99 samples before the
+    others' was shown as current. Across the 12-bit wrap too."""
+    log = tmp_path / "estimates.blf"
+    with can.Logger(str(log)) as out:
+        for msg in _lockstep_frames(4200, 3, silent_cell=1, silent_after=4000):
+            if msg.arbitration_id == cc.FrameId.EST_CELL:
+                out.on_message_received(msg)
+    js = tmp_path / "snap.json"
+    assert main(["monitor", "--log", str(log), "--once", "--json", str(js)]) == 0
+    c0, c1, c2 = json.loads(js.read_text())["cells"]
+    assert c1["behind_samples"] == 198 and c1["behind_s"] is None and c1["age_s"] < 0.05 and c1["stale"]
+    assert c0["behind_samples"] == c2["behind_samples"] == 0 and not c0["stale"] and not c2["stale"]
+    assert "no MeasPack: or 50 samples behind the one before the newest estimated" in " ".join(
+        capsys.readouterr().out.split())
+    # Counted from the sample before the newest (4198), as the help and the README say (a review
+    # found them saying 'the newest'): 198 behind is stale with 197, not with 198.
+    for limit, stale in ((197, True), (198, False)):
+        assert main(["monitor", "--log", str(log), "--once", "--json", str(js), "--stale-samples", str(limit)]) == 0
+        assert json.loads(js.read_text())["cells"][1]["stale"] is stale
+    with pytest.raises(SystemExit):
+        main(["monitor", "--help"])
+    assert "N samples behind the sample before the newest any cell was estimated for" in " ".join(
+        capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("sent, said", [
+    ([], "no frame at all: check the channel and the bit rate"),
+    ([can.Message(arbitration_id=0x7DF, is_extended_id=False, data=bytes(8))],
+     "1 frame(s) arrived, none decoded as the contract (1 × ID 0x7DF, not in the contract"),
+])
+def test_once_on_a_live_bus_that_carries_nothing_of_the_contract_fails(tmp_path, capsys, sent, said):
+    """A wrong channel or bit rate printed an empty snapshot and exited 0."""
+    channel = "bmsfil-test-monitor-silent"
+    sender = can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+    timer = threading.Timer(0.1, lambda: [sender.send(msg) for msg in sent])
+    timer.start()
+    out = tmp_path / "live.json"
+    try:
+        assert main(["monitor", "--interface", "virtual", "--channel", channel, "--once", "--window", "0.4",
+                     "--json", str(out)]) == 1
+    finally:
+        timer.join()
+        sender.shutdown()
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"bmsfil monitor: warning: no frame of the CAN contract arrived on virtual {channel} in 0.4 s: "
+            f"{said}") in err
+    assert json.loads(out.read_text())["pack"]["frames_decoded"] == 0
+
+
+def test_an_asc_log_without_a_header_keeps_its_first_frame(tmp_path):
+    """python-can's .asc reader takes the first line after its header as the
+    header's end: in an .asc of frames alone, that was the first frame, lost
+    in silence."""
+    full = tmp_path / "full.asc"
+    with can.Logger(str(full)) as out:
+        for msg in _lockstep_frames(5, 2, silent_cell=-1, silent_after=4):
+            out.on_message_received(msg)
+    lines = full.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if " 100 " in line)
+    bare = tmp_path / "bare.asc"
+    bare.write_text("".join(lines[first:-1]))  # no header, no End TriggerBlock
+    js = tmp_path / "snap.json"
+    assert main(["monitor", "--log", str(bare), "--once", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["pack"]["frames_decoded"] == 5 * (1 + 2 + 2)
+    assert json.loads(js.read_text())["pack"]["samples_lost"]["count"] == 0
+    # A header python-can wrote is read as before: every frame, its times from the trigger block.
+    assert main(["monitor", "--log", str(full), "--once", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["pack"]["frames_decoded"] == 5 * (1 + 2 + 2)

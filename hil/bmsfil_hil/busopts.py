@@ -8,6 +8,7 @@ import difflib
 import importlib
 import inspect
 import logging
+import os
 import re
 import sys
 from errno import EAFNOSUPPORT, ENODEV
@@ -15,7 +16,7 @@ from errno import EAFNOSUPPORT, ENODEV
 import can
 from can.exceptions import CanInterfaceNotImplementedError
 from can.interfaces import BACKENDS, VALID_INTERFACES
-from can.util import load_config
+from can.util import CONFIG_FILES, load_config
 
 
 class BusOptionError(ValueError):
@@ -92,16 +93,29 @@ COMMON_SETTINGS = ("interface", "channel", "bitrate", "data_bitrate", "fd", "tim
                    "data_sjw")
 
 
+#: The --bus-option that names the section of python-can's configuration file to read (as its
+#: `can.Bus(config_context=...)` does), not a setting of the bus.
+CONFIG_CONTEXT = "config_context"
+
+
 def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ...] = ()) -> dict[str, object]:
     """The bus python-can would open for `given` (what the command line
     said): completed from python-can's configuration as its own tools are
     (``can.rc``, the environment's CAN_INTERFACE, CAN_CHANNEL, CAN_BITRATE and
-    CAN_CONFIG, then ``~/.canrc``, ``~/.can`` or ``/etc/can.conf``), the command line
-    winning. Raises `BusOptionError` when no interface is known, or python-can
-    knows none of that name, or refuses a setting, or one of `option_keys`
-    (the --bus-option keys) is no setting of the interface but close to one."""
+    CAN_CONFIG, then ``~/.canrc``, ``~/.can`` or ``/etc/can.conf``: its
+    [default] section, with the one `given`'s CONFIG_CONTEXT names laid over it,
+    as python-can lays it, and the environment's CAN_INTERFACE_SECTION, ...), the
+    command line winning. Raises `BusOptionError` when no interface is known, or
+    python-can knows none of that name, or refuses a setting, or one of
+    `option_keys` (the --bus-option keys) is no setting of the interface but
+    close to one, or CONFIG_CONTEXT names a section no configuration file has
+    (nor the environment: python-can would read [default] alone, in silence)."""
+    given = dict(given)
+    context = given.pop(CONFIG_CONTEXT, None)
+    if context is not None:
+        _check_context(str(context))
     try:
-        resolved = dict(load_config(config=dict(given)))
+        resolved = dict(load_config(config=given, context=None if context is None else str(context)))
     except CanInterfaceNotImplementedError as exc:
         named = re.search(r'"(.*)"', str(exc))
         name = named.group(1) if named else "None"
@@ -125,7 +139,7 @@ def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ..
         for key in option_keys:
             literal = rf"""["']{re.escape(key)}["']"""  # read from its keyword arguments: kwargs.get("key")
             alias = rf"deprecated_args_alias\([^)]*\b{re.escape(key)}\s*="  # an old name python-can still takes
-            if key in names or re.search(literal, source) or re.search(alias, source):
+            if key in names or key == CONFIG_CONTEXT or re.search(literal, source) or re.search(alias, source):
                 continue
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
             if close:
@@ -133,6 +147,25 @@ def resolve_bus(given: dict[str, object], option_keys: list[str] | tuple[str, ..
                                      f"did you mean {close[0]!r}? (python-can passes settings it does not "
                                      "know to the interface, which ignores them)")
     return {key: value for key, value in resolved.items() if value is not None}
+
+
+def _check_context(context: str) -> None:
+    """Raise `BusOptionError` when no configuration file of python-can's has the section
+    `context` and no CAN_*_CONTEXT variable of the environment is set."""
+    files = [os.path.expanduser(name) for name in CONFIG_FILES]
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(files)
+    except configparser.Error:
+        return  # a file python-can cannot read either: load_config says so
+    variables = [f"{name}_{context}" for name in ("CAN_INTERFACE", "CAN_CHANNEL", "CAN_BITRATE", "CAN_CONFIG")]
+    if parser.has_section(context) or any(os.environ.get(name) for name in variables):
+        return
+    found = [name for name in files if os.path.isfile(name)]
+    raise BusOptionError(
+        f"--bus-option {CONFIG_CONTEXT}={context}: no section [{context}] in python-can's configuration files "
+        f"(searched {', '.join(files)}: {'only ' + ', '.join(found) + ' exist' if found else 'none exists'}), "
+        f"nor {', '.join(variables)} in the environment; python-can would read its [default] section alone")
 
 
 def _interface_settings(interface: str) -> tuple[list[str], str] | None:

@@ -91,12 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=Path, help="parameter set the target runs (default: bundled); a board "
                    "runs what it was built with")
     bus = p.add_argument_group("target board: the CAN bus it is on, as python-can opens it")
-    bus.add_argument("--interface", help="python-can interface, e.g. socketcan, pcan, slcan, kvaser, vector")
-    bus.add_argument("--channel", help="python-can channel, e.g. can0, PCAN_USBBUS1, /dev/ttyACM0")
-    bus.add_argument("--bitrate", type=int, help="bit rate in bit/s (the boards use 500000); also the rate "
+    bus.add_argument("-i", "--interface", help="python-can interface, e.g. socketcan, pcan, slcan, kvaser, vector")
+    bus.add_argument("-c", "--channel", help="python-can channel, e.g. can0, PCAN_USBBUS1, /dev/ttyACM0")
+    bus.add_argument("-b", "--bitrate", type=int, help="bit rate in bit/s (the boards use 500000); also the rate "
                      "the bus load is worked out for (default 500000)")
     bus.add_argument("--bus-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0")
+                     help="any other python-can bus argument (repeatable), e.g. sleep_after_open=0; "
+                          "config_context=SECTION lays that section of python-can's configuration file over its "
+                          "[default] (refused where no file has it)")
     p.add_argument("--mode", choices=("lockstep", "realtime"), default="lockstep",
                    help="lockstep: each sample waits for its estimates; realtime: samples paced by the "
                         "recording's clock (--speed), latency and late/lost samples reported")
@@ -499,10 +501,16 @@ def _replay_pack(args: argparse.Namespace, params: ParameterSet, config: dict[st
                           f"{int(both.sum())} estimates; {flags_text}")
         apart = entry["max_abs_soc_difference_vs_log"]
         if isinstance(apart, float) and apart > LOG_AGREEMENT:
+            # Samples the log lacks (or holds twice, out of order) were not replayed as the logged run sent them;
+            # faults the logged target reported (a restart, a refused frame) are not the replayed target's.
+            notes = (f"the log's {len(logged.sequence_notes)} warning(s) above (samples or frames it lacks, repeats "
+                     "or holds out of order, faults the logged target reported) may explain it, the replay sending "
+                     "what the log holds, not what the logged target was sent or did; else "
+                     if logged.sequence_notes else "")
             console.print(f"{name}: warning: the target's estimates are up to {apart:.1e} from the log's, beyond the "
-                          f"{LOG_AGREEMENT:g} two targets of one parameter set agree within: the log was written with "
-                          f"another parameter set than {params.name!r} (bmsfil hil score LOG --params ... tells which "
-                          "fits it), or by a target that estimates otherwise", soft_wrap=True)
+                          f"{LOG_AGREEMENT:g} two targets of one parameter set agree within: {notes}the log was "
+                          f"written with another parameter set than {params.name!r} (bmsfil hil score LOG --params "
+                          "... tells which fits it), or by a target that estimates otherwise", soft_wrap=True)
     image = getattr(target, "image", None)
     if image is not None:
         entry["firmware"] = {"board": image.board, "elf": str(image.elf), "size": image.size}
@@ -716,10 +724,15 @@ def cmd_hil_score(args: argparse.Namespace) -> int:
     scored: list[dict[str, object]] = []
     foreign = runs[0].undecodable - runs[0].crc_failed  # those refused for their crc are said above
     if foreign:
+        kinds = runs[0].undecodable_kinds
+        shown = "; ".join(f"{n} × {kind}" for kind, n in kinds[:3]) + ("; ..." if len(kinds) > 3 else "")
         console.print(f"bmsfil hil score: {args.log}: {foreign} frame(s) that do not decode as frames of the CAN "
-                      "contract (another ID, a wrong length or kind, a value out of range): not read", soft_wrap=True)
+                      f"contract ({shown}): not read", soft_wrap=True)
     doc: dict[str, object] = {"log": str(args.log), "channel": args.channel, "undecodable_frames": runs[0].undecodable,
+                              "undecodable_kinds": [{"kind": kind, "frames": n}
+                                                    for kind, n in runs[0].undecodable_kinds],
                               "crc_failed_frames": runs[0].crc_failed, "cut_short": runs[-1].cut_short,
+                              "stream_warning": runs[0].stream_note,
                               "skipped_lines": [{"line": line, "why": why} for line, why in runs[-1].skipped
                                                 if runs[-1].skipped_unit == "line"],
                               "skipped_containers": [{"byte": at, "why": why} for at, why in runs[-1].skipped
@@ -752,6 +765,8 @@ def _read_log(path: Path, command: str, channel: str | None, channel_option: str
     line: read up to there) and how many measurement frames it refused for
     their crc."""
     runs = read_log(path, channel, channel_option)
+    if runs[0].stream_note is not None:  # said first: what was read, or not, of the file at all
+        console.print(f"bmsfil hil {command}: warning: {path}: {runs[0].stream_note}", soft_wrap=True)
     if runs[0].contract != cc.CONTRACT_VERSION:
         console.print(f"bmsfil hil {command}: {path} was written under the CAN contract {runs[0].contract} (its "
                       "measurement frames' crc covers the payload alone): read as such", soft_wrap=True)
@@ -856,6 +871,16 @@ def _score_run(run: LoggedRun, reference: Recording | None, params: ParameterSet
         delta = cell_doc.get("max_abs_soc_difference_vs_core")
         worst = max(worst, delta) if isinstance(delta, float) and math.isfinite(delta) else worst
     console.print(table)
+    # Samples any cell answered, with a valid SOC or not (a target answering with soc_valid 0 answers).
+    some = np.flatnonzero(run.estimated.any(axis=1))
+    # The last sample of a run cut short may have been sent and not yet answered: more is silence.
+    if some.size and some[-1] < n - 2:
+        last = int(some[-1])
+        doc["last_sample_answered"], doc["samples_unanswered_at_end"] = last, n - 1 - last
+        console.print(f"{run.name}: warning: the target stopped answering: its last estimate is for sample {last} "
+                      f"(sequence {int(run.sequences[last])}), and none of the {n - 1 - last} sample(s) after it, "
+                      "to the end of the log, has one (a target that hung or reset, or a bus that lost its "
+                      "frames); scored up to there", soft_wrap=True)
     if worst > UNLIKE_CORE_SOC:
         # Named with --params, the set is the one the target ran: a target that estimates otherwise fails.
         doc["unlike_core"] = args.params is not None

@@ -20,12 +20,16 @@ with no voltage or temperature (sent as not valid again).
 
 from __future__ import annotations
 
+import gzip
+import io
 import itertools
 import locale
 import math
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +53,46 @@ WRAP_SLACK = 64
 REORDER_SLACK = 4
 
 
+def sequence_restarts(last: int, sequence: int) -> bool:
+    """Whether a sample of `sequence` after one of `last` starts the count again (the harness
+    replays each recording from sequence 0): one of the first WRAP_SLACK sequences (0, or a
+    later one when the next recording's first frames were lost) going back from further on
+    than REORDER_SLACK, unless the last was within WRAP_SLACK of the counter's wrap."""
+    ahead = (sequence - last) % cc.SEQUENCE_MODULUS  # how far on, if it is on
+    back = (last - sequence) % cc.SEQUENCE_MODULUS  # how far back, if it is back
+    # One of the first sequences, not the next few (a loss), not one of the last few put back
+    # (reordered on the bus), and not after the counter's wrap.
+    return (sequence < WRAP_SLACK and ahead > WRAP_SLACK and back > REORDER_SLACK
+            and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
+
+
+def statuses_interleaved(prior: int | None, last: int, counter: int) -> bool:
+    """Whether a TargetStatus of `counter`, after one of `last` and one of `prior` before that,
+    is two targets' statuses interleaved, each counting on its own (+1 modulo 256 a frame): it
+    goes on from the counter before the last, and the last was no small step from that one nor
+    is this from the last (a jump back, then one forward, alternating; within REORDER_SLACK + 1
+    either way it is a status put back in order, or lost); its jumps are not frames lost."""
+    modulus = cc.COUNTER_MODULUS
+
+    def far(a: int, b: int) -> bool:
+        return REORDER_SLACK + 1 < (b - a) % modulus < modulus - REORDER_SLACK - 1
+
+    return prior is not None and (counter - prior) % modulus == 1 and far(prior, last) and far(last, counter)
+
+
+def frame_error_kind(msg: can.Message, exc: cc.FrameError) -> str:
+    """The kind of a frame that did not decode, to count like ones together: one not in the
+    contract by its ID (error frames, CAN FD frames and 29-bit IDs each one kind), one of the
+    contract by its ID and name, and the field or what was wrong."""
+    if msg.is_error_frame:
+        return "error frames"
+    if exc.frame_name is None:
+        return ("29-bit (extended) IDs" if msg.is_extended_id else "CAN FD frames" if msg.is_fd
+                else f"ID 0x{exc.frame_id:03X}, not in the contract")
+    where = f"0x{exc.frame_id:03X} {exc.frame_name}"
+    return f"{where}, field {exc.field}" if exc.field else f"{where}: {str(exc).partition(': ')[2]}"
+
+
 class LogError(ValueError):
     """A log that holds no replayable measurements, with the file and why."""
 
@@ -70,14 +114,23 @@ class LoggedRun:
     power: Power                # the EstCellPower found
     cut_short: str | None = None  # the last run of a log that looks cut short (LogRead.cut_short): why,
     # and after how many records that did read (all of them kept)
+    stream_note: str | None = None  # (with the first run) a gzip stream's damage or trailing bytes (LogRead)
     skipped: tuple[tuple[int, str], ...] = ()  # (with the last run) a text log's lines python-can cannot
     # read, skipped: line number and why; a .blf's containers: the byte each began at and why
     skipped_unit: str = "line"  # "line" or "container" (LogRead.skipped_unit)
     sequence_notes: tuple[str, ...] = ()  # samples the MeasPack sequence says were lost, repeated or reordered
     crc_failed: int = 0  # measurement frames of the log refused for their crc (counted with the first run)
+    #: (with the first run) the undecodable frames not refused for their crc, by kind
+    #: (`frame_error_kind`), the most frequent first
+    undecodable_kinds: tuple[tuple[str, int], ...] = ()
     contract: str = cc.CONTRACT_VERSION  # the CAN contract the log was written under (CONTRACT3 is read too)
     #: The HostCommands the log holds: (the sample each followed, -1 before the first; the command).
     commands: tuple[tuple[int, cc.HostCommandCode], ...] = ()
+    #: (samples, cells): an EstCell came for the sample and cell, its SOC valid or not (logged_soc is
+    #: NaN for both a missing and a not-valid one)
+    estimated: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    #: (samples,): each sample's MeasPack sequence (12 bits), in the order the samples were sent
+    sequences: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def power_cycles(self) -> list[int]:
         """The samples after which the log's run power-cycled its target (which then had to
@@ -110,6 +163,7 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     segments: list[_Segment] = []
     before: list[cc.Frame] = []  # decoded frames ahead of the log's first MeasPack
     undecodable = 0
+    kinds: dict[str, int] = {}  # undecodable frames not refused for their crc, by kind
     pack_refused: tuple[int, str] = (0, "")  # frames with MeasPack's ID that do not decode, and the first's error
     measurements = crc_failed = contract3 = 0  # MeasPack/MeasCell frames, those that failed the crc, and
     # those of them that carry the crc of contract bmsfil-can-3 (its CRC left out the frame ID)
@@ -127,6 +181,9 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
             if measurement and exc.field == "crc":
                 crc_failed += 1
                 contract3 += _carries_contract3_crc(bytes(msg.data))
+            else:
+                kind = frame_error_kind(msg, exc)
+                kinds[kind] = kinds.get(kind, 0) + 1
             if exc.frame_name == "MeasPack":
                 pack_refused = (pack_refused[0] + 1, pack_refused[1] or str(exc))
             continue
@@ -160,7 +217,8 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
         refused = (f"; its {pack_refused[0]} frame(s) with that ID do not decode, the first: {pack_refused[1]}"
                    if pack_refused[0] else "")
         raise LogError(f"{path}: no MeasPack frame (0x{cc.FrameId.MEAS_PACK:03X}) in the log: nothing to replay"
-                       + refused + (f"; it {reader.cut_short}" if reader.cut_short else ""))
+                       + refused + (f"; {reader.stream_note}" if reader.stream_note else "")
+                       + (f"; it {reader.cut_short}" if reader.cut_short else ""))
     names = [path.stem] if len(segments) == 1 else [f"{path.stem}-rec{i + 1}" for i in range(len(segments))]
     # Frames outside the contract are the log's, not a recording's: counted with the first.
     runs = [seg.run(name, str(path), undecodable if i == 0 else 0)
@@ -169,6 +227,8 @@ def read_log(path: Path, channel: str | None = None, channel_option: str = "--ch
     runs[-1].skipped = tuple(reader.skipped)
     runs[-1].skipped_unit = reader.skipped_unit
     runs[0].crc_failed = crc_failed
+    runs[0].stream_note = reader.stream_note
+    runs[0].undecodable_kinds = tuple(sorted(kinds.items(), key=lambda item: -item[1]))
     for run in runs:
         run.contract = CONTRACT3 if legacy else cc.CONTRACT_VERSION
     return runs
@@ -224,16 +284,113 @@ def _channels_text(channels: list[str]) -> str:
     return text
 
 
-def log_messages(path: Path) -> Iterable[can.Message]:
+def log_format(path: Path) -> tuple[str, bool]:
+    """A log's format, by its suffix, and whether it is gzip-compressed: a
+    `.gz` log is of the format of the suffix before it (run.asc.gz an .asc;
+    python-can takes only names of exactly two suffixes, run.v2.asc.gz too)."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        return (suffixes[-2] if len(suffixes) > 1 else ""), True
+    return path.suffix.lower(), False
+
+
+#: What reading a damaged or cut gzip stream raises.
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+@dataclass(frozen=True)
+class GzipCheck:
+    """What one pass over a gzip file found (`check_gzip`): its first `whole` bytes are whole
+    members, each decompressing to what its CRC-32 and length say (`size` bytes in all); after
+    them, a member that fails its check (`damage`: why), or `trailing` bytes that begin no
+    member (zero padding, which gzip allows, is neither), or a member cut short (`cut`)."""
+
+    whole: int
+    size: int
+    damage: str | None = None
+    trailing: int = 0
+    cut: bool = False
+
+
+def check_gzip(path: Path) -> GzipCheck:
+    """One pass over a gzip file, decompressing (and discarding) each member to check it: a
+    byte damaged inside a member is found only by its CRC-32 at its end, after what it
+    decompressed to from the damage on has already been read as the log's."""
+    magic, chunk, most = b"\x1f\x8b", 1 << 20, 1 << 22  # most: decompressed bytes held at once
+    whole = size = 0
+    with path.open("rb") as raw:
+        data = raw.read(chunk)
+        while True:
+            if whole:  # zero padding after a member, skipped as gzip skips it
+                while data and not data.lstrip(b"\0"):
+                    whole, data = whole + len(data), raw.read(chunk)
+                stripped = data.lstrip(b"\0")
+                whole, data = whole + len(data) - len(stripped), stripped
+            if len(data) < len(magic):
+                data += raw.read(chunk)
+            if not data:
+                return GzipCheck(whole, size)
+            if not data.startswith(magic):
+                return GzipCheck(whole, size, trailing=path.stat().st_size - whole)
+            member, fed, out = zlib.decompressobj(16 + zlib.MAX_WBITS), 0, 0
+            try:
+                while not member.eof:
+                    if not data:
+                        data = raw.read(chunk)
+                        if not data:
+                            return GzipCheck(whole, size, cut=True)
+                    fed += len(data)
+                    out += len(member.decompress(data, most))
+                    while member.unconsumed_tail and not member.eof:
+                        out += len(member.decompress(member.unconsumed_tail, most))
+                    data = b""
+            except zlib.error as exc:
+                return GzipCheck(whole, size, damage=_why(exc))
+            data = member.unused_data
+            whole, size = whole + fed - len(data), size + out
+
+
+class _Prefix:
+    """The first `size` bytes of a binary file, for gzip to read no further."""
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file, self.size = file, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self.size - self.file.tell(), 0)
+        return self.file.read(left if n < 0 else min(n, left))
+
+
+class _GzipPrefix(gzip.GzipFile):
+    """A gzip file read up to its compressed byte `upto` (its whole members), or to its end
+    (None); the file is closed with it."""
+
+    def __init__(self, path: Path, upto: int | None = None) -> None:
+        self._raw = path.open("rb")
+        super().__init__(fileobj=self._raw if upto is None else _Prefix(self._raw, upto), mode="rb")  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def log_messages(path: Path, upto: int | None = None) -> Iterable[can.Message]:
     """python-can's reader of a log; a text log (.asc, .log, ...) is read
     line by line with undecodable bytes replaced, a line python-can cannot
     read skipped (`TextLog`); a .blf container by container, one that cannot
-    be read skipped (`BlfLog`); another binary log ends at a record it cannot."""
-    reader = can.io.player.MESSAGE_READERS.get(path.suffix.lower())
+    be read skipped (`BlfLog`); another binary log ends at a record it cannot.
+    A gzip-compressed log (`log_format`) is read through gzip by the same, up to its
+    compressed byte `upto` if given (`check_gzip`'s whole members)."""
+    suffix, compressed = log_format(path)
+    reader = can.io.player.MESSAGE_READERS.get(suffix)
     if reader is not None and issubclass(reader, can.io.generic.TextIOMessageReader):
-        return TextLog(path, reader)
-    if path.suffix.lower() == ".blf":
-        return BlfLog(path)
+        return TextLog(path, reader, compressed, upto)
+    if suffix == ".blf":
+        return BlfLog(path, compressed, upto)
+    if compressed and reader is not None and issubclass(reader, can.io.generic.BinaryIOMessageReader):
+        return reader(_GzipPrefix(path, upto))  # type: ignore[no-any-return]
     return can.LogReader(str(path))  # type: ignore[no-any-return]
 
 
@@ -248,7 +405,10 @@ class BlfLog(can.BLFReader):
     run past the end of a file its logger closed (the file header's size is
     the file's); in a file cut short (a killed logger's) the last container
     is read as far as it goes. A file that is not a BLF log is an error as
-    before (LogRead)."""
+    before (LogRead). A gzip-compressed one is read through gzip, its sizes
+    the uncompressed ones: its own is known only once read to its end (a
+    short read ends a search), and whether its logger closed it is decided
+    there, from the size its header gives."""
 
     #: Reading ahead for the next container's header, bytes at a time.
     SEARCH_CHUNK = 1 << 20
@@ -256,28 +416,32 @@ class BlfLog(can.BLFReader):
     #: logger's text event may be kilobytes).
     LONGEST_OBJECT = 1 << 20
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path))
+    def __init__(self, path: Path, compressed: bool = False, upto: int | None = None) -> None:
+        super().__init__(_GzipPrefix(path, upto) if compressed else str(path))
         self.skipped: list[tuple[int, str]] = []
         self._lost_tail = False
-        self._size = path.stat().st_size
+        self._back = b""  # bytes a search for a container read past, to be read again (`_read`)
+        self.compressed = compressed
+        # The file's size, which a closed file's header gives too. A gzip stream's is not known
+        # before it is read to its end (its ISIZE trailer is of the last member alone, modulo
+        # 2**32, and wrong after zero padding or trailing bytes): read until a read comes short.
+        self._size: float = math.inf if compressed else path.stat().st_size
         self._closed = self.file_size == self._size
 
     def __iter__(self) -> Iterator[can.Message]:
         head, box = blf.OBJ_HEADER_BASE_STRUCT, blf.LOG_CONTAINER_STRUCT
         while True:
-            at = self.file.tell()
-            data = self.file.read(head.size)
+            at = self._tell()
+            data = self._read(head.size)
             if len(data) < head.size:
                 break  # the end, or a file cut in a header (LogRead says it is short)
             signature, _, _, obj_size, obj_type = head.unpack(data)
             if not self._object_header(signature, obj_size, at):
-                self._resync(at, "not an object's header")
+                self._resync(at, "not an object's header", data)
                 continue
-            obj_data = self.file.read(obj_size - head.size)
+            obj_data = self._read(obj_size - head.size)
             cut = len(obj_data) < obj_size - head.size
-            if not cut:
-                self.file.read(obj_size % 4)  # padding, as python-can reads it
+            pad = b"" if cut else self._read(obj_size % 4)  # padding, as python-can reads it
             if obj_type != blf.LOG_CONTAINER:
                 continue  # another object between containers: passed over, as python-can does
             if cut and len(obj_data) < box.size:
@@ -297,7 +461,7 @@ class BlfLog(can.BLFReader):
                 if overrun or (not cut and (short or len(body) != expected)):
                     raise BLFParseError(f"its data do not end where its header says ({expected:,} bytes)")
             except (zlib.error, struct.error, BLFParseError) as exc:
-                self._resync(at, _why(exc))  # its size may be what is damaged: search from its start
+                self._resync(at, _why(exc), data + obj_data + pad)  # its size may be what is damaged: search from its start
                 continue
             if self._lost_tail:
                 # After a skipped container, this one begins inside an object whose start
@@ -312,6 +476,9 @@ class BlfLog(can.BLFReader):
                 self.skipped.append((at, f"{_why(exc)}; {obj_size:,} bytes"))
             if cut:
                 break  # the file ends in this container: read as far as it goes
+        if self.compressed:  # read to its end: its size is known now
+            self._size = self._tell()
+            self._closed = self.file_size == self._size
         self.stop()
 
     def _object_header(self, signature: bytes, obj_size: int, at: int) -> bool:
@@ -332,27 +499,41 @@ class BlfLog(can.BLFReader):
                 raise BLFParseError(f"an object of {obj_size:,} bytes")
             pos = k + obj_size
 
-    def _resync(self, at: int, why: str) -> None:
+    def _read(self, n: int) -> bytes:
+        """The next `n` bytes: those a search read past and put back (`_back`) first."""
+        if not self._back:
+            return self.file.read(n)  # type: ignore[no-any-return]
+        out, self._back = self._back[:n], self._back[n:]
+        return out + self.file.read(n - len(out)) if len(out) < n else out
+
+    def _tell(self) -> int:
+        return self.file.tell() - len(self._back)  # type: ignore[no-any-return]
+
+    def _resync(self, at: int, why: str, seen: bytes) -> None:
         """From a damaged container at byte `at`, on to the next container's header (at
-        any byte: objects are padded to no fixed boundary), or the end of the file."""
+        any byte: objects are padded to no fixed boundary), or the end of the file: searched
+        for in `seen`, the bytes from `at` on already read, then reading on. The file is never
+        read again from further back (a gzip stream would be decompressed again from its
+        start); what was read past the header found is put back for `_read`."""
         head = blf.OBJ_HEADER_BASE_STRUCT
-        pos, found = at + 1, self._size
-        while pos + head.size <= self._size and found == self._size:
-            self.file.seek(pos)
-            chunk = self.file.read(self.SEARCH_CHUNK)
-            k = chunk.find(b"LOBJ")
-            while 0 <= k <= len(chunk) - head.size:
-                signature, _, _, obj_size, obj_type = head.unpack_from(chunk, k)
-                if obj_type == blf.LOG_CONTAINER and self._object_header(signature, obj_size, pos + k):
-                    found = pos + k
-                    break
-                k = chunk.find(b"LOBJ", k + 1)
-            if len(chunk) < self.SEARCH_CHUNK:
-                break
-            pos += len(chunk) - head.size  # the chunks overlap by a header
-        self._tail, self._lost_tail = b"", True
-        self.skipped.append((at, f"{why}; {found - at:,} bytes"))
-        self.file.seek(found)
+        buf, base, k = seen, at, 1  # buf: the file's bytes from `base` on; searched from base + k
+        while True:
+            k = buf.find(b"LOBJ", k)
+            while 0 <= k <= len(buf) - head.size:
+                signature, _, _, obj_size, obj_type = head.unpack_from(buf, k)
+                if obj_type == blf.LOG_CONTAINER and self._object_header(signature, obj_size, base + k):
+                    self._back = buf[k:] + self._back
+                    self._tail, self._lost_tail = b"", True
+                    self.skipped.append((at, f"{why}; {base + k - at:,} bytes"))
+                    return
+                k = buf.find(b"LOBJ", k + 1)
+            more = self._read(self.SEARCH_CHUNK)
+            if not more:  # none: on to the end of the file
+                self._tail, self._lost_tail = b"", True
+                self.skipped.append((at, f"{why}; {base + len(buf) - at:,} bytes"))
+                return
+            keep = min(len(buf), head.size - 1)  # a header begun at the end of what was searched
+            buf, base, k = buf[len(buf) - keep:] + more, base + len(buf) - keep, 0
 
 
 class _Lines:
@@ -371,6 +552,12 @@ class _Lines:
         """The file is TextLog's to close."""
 
 
+#: Lines python-can's .asc reader reads as its header and goes on past (`ASCReader._extract_header`),
+#: and those that end it: it reads up to and including the first line that is neither.
+_ASC_HEADER = re.compile(r"\s*(date\s|base\s|//)", re.IGNORECASE)
+_ASC_HEADER_END = re.compile(r"\s*((no\s+)?internal\s+events\s+logged|$)", re.IGNORECASE)
+
+
 class TextLog:
     """The messages of a text log, read by python-can's reader for its
     format; a line it cannot read (a damaged byte, a line cut short) is
@@ -378,27 +565,41 @@ class TextLog:
     goes on at the next with a fresh reader, given the log's header again
     (the lines before its first frame: an .asc's base and time of start), so
     that one bad line loses one frame, not the rest of the log. A log whose
-    first frame cannot be read is not this format: that raises."""
+    first frame cannot be read is not this format: that raises. A
+    gzip-compressed log is read through gzip (its whole members only, where
+    LogRead's check found a damaged one); a cut gzip stream (GZIP_ERRORS)
+    ends the read there (LogRead says it is cut short). An .asc
+    whose header does not end in an 'internal events logged' line (one of
+    frames alone, a trigger block right after its base) is given a blank
+    line there, which python-can's reader takes as the header's end: it took
+    the first line after the header as its end, and lost that frame."""
 
-    def __init__(self, path: Path, reader: type) -> None:
-        self.path, self._reader = path, reader
+    def __init__(self, path: Path, reader: type, compressed: bool = False, upto: int | None = None) -> None:
+        self.path, self._reader, self.compressed, self.upto = path, reader, compressed, upto
         self.skipped: list[tuple[int, str]] = []
         self.open_block = False  # an .asc's 'Begin Triggerblock' was read, and not yet its 'End TriggerBlock'
 
     def __iter__(self) -> Iterator[can.Message]:
-        with self.path.open("r", encoding=locale.getpreferredencoding(False), errors="replace") as text:
+        binary = _GzipPrefix(self.path, self.upto) if self.compressed else self.path.open("rb")
+        with io.TextIOWrapper(binary, encoding=locale.getpreferredencoding(False), errors="replace") as text:
             numbered = enumerate(text, 1)
             header: list[str] = []
             fed = 0  # the number of the last line given to the reader
             started = False
+            in_asc_header = issubclass(self._reader, can.ASCReader)
 
             def lines(replay: list[str]) -> Iterator[str]:
-                nonlocal fed
+                nonlocal fed, in_asc_header
                 yield from replay
                 for fed, line in numbered:
                     if line.lstrip().startswith("#"):  # a note written into the log (no format has one: python-can's readers fail on it)
                         self.skipped.append((fed, "a comment"))
                         continue
+                    if in_asc_header and not _ASC_HEADER.match(line):
+                        in_asc_header = False
+                        if not _ASC_HEADER_END.match(line):  # the header's end, for the reader to take
+                            header.append("\n")
+                            yield "\n"
                     if not started:
                         header.append(line)
                     word = line.lstrip()[:20].lower()
@@ -416,8 +617,8 @@ class TextLog:
                         yield msg
                     return
                 except _UNREADABLE as exc:
-                    if not started:
-                        raise
+                    if not started or self.compressed and isinstance(exc, GZIP_ERRORS):
+                        raise  # not this format; or the rest of the stream cannot be decompressed
                     self.skipped.append((fed, _why(exc)))
                     replay = list(header)
 
@@ -429,21 +630,55 @@ class LogRead:
     file is not a log at all (LogError). Once read to its end, `cut_short`
     says why the log looks cut short, if it does: a record that does not
     read, a .blf shorter than its header says (a file cut, or a logger that
-    never closed it), an .asc without its closing 'End TriggerBlock'."""
+    never closed it), an .asc without its closing 'End TriggerBlock'.
+
+    A gzip-compressed log is checked first, in one pass (`check_gzip`), and
+    `stream_note` says, before anything is read, what is wrong with its
+    stream. A member that fails its check (a damaged byte) decompresses to
+    data that are not the logger's from some byte on, and gzip does not say
+    which: as a damaged plain file is read up to its damage, the log is read
+    up to the end of the whole members before it, the rest not read (a
+    LogError when that is nothing: the first member is damaged). Bytes after
+    the stream that begin no member are ignored, said."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cut_short: str | None = None
+        self.stream_note: str | None = None  # a gzip stream's damage or trailing bytes: said before the rest
+        self.compressed = log_format(path)[1]
         if path.is_dir():
             raise LogError(f"{path}: a directory, not a log file")
         if not path.is_file():
             raise LogError(f"{path}: no such log file")
         if path.stat().st_size == 0:
             raise LogError(f"{path}: empty file: nothing to read")
+        upto = self._check_gzip() if self.compressed else None
         try:
-            self._messages = log_messages(path)
+            self._messages = log_messages(path, upto)
         except _UNREADABLE as exc:
             raise _unreadable(path, exc) from exc
+        except NotImplementedError as exc:  # python-can's .mf4 reader without its optional package
+            raise LogError(f"{path}: python-can reads an .mf4 log only with the asammdf package installed: "
+                           f"pip install asammdf ({_why(exc)})") from exc
+
+    def _check_gzip(self) -> int | None:
+        """The compressed bytes to read (None: all), `stream_note` said where that is not all."""
+        check = check_gzip(self.path)
+        if check.damage is not None:
+            if not check.whole:
+                raise LogError(f"{self.path}: its gzip stream is damaged in its first member ({check.damage}): "
+                               "what it decompresses to is not the logger's from some byte on, and gzip does not say "
+                               f"which; nothing read (gzip -dc {self.path} > FILE keeps what decompresses, unchecked)")
+            self.stream_note = (f"its gzip stream is damaged in the member at compressed byte {check.whole:,} "
+                                f"({check.damage}): what that member decompresses to is not the logger's from some "
+                                f"byte on, and gzip does not say which; read up to the end of the whole members "
+                                f"before it ({check.size:,} bytes decompressed), the rest not read")
+            return check.whole
+        if check.trailing and check.whole:  # none whole: not gzip at all, which reading it says
+            self.stream_note = (f"trailing data after the gzip stream ({check.trailing:,} byte(s) from compressed "
+                                f"byte {check.whole:,}, which begin no gzip member), ignored")
+            return check.whole
+        return None
 
     @property
     def skipped(self) -> list[tuple[int, str]]:
@@ -466,8 +701,11 @@ class LogRead:
             except _UNREADABLE as exc:
                 if not read:
                     raise _unreadable(self.path, exc) from exc
-                self.cut_short = (f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
-                                  + _unread_rest(self.path, self._messages))
+                if self.compressed and isinstance(exc, GZIP_ERRORS):
+                    self.cut_short = f"ends in a damaged or cut gzip stream ({_why(exc)}), after {read} records"
+                else:
+                    self.cut_short = (f"ends in a record python-can cannot read ({_why(exc)}), after {read} records"
+                                      + ("" if self.compressed else _unread_rest(self.path, self._messages)))
                 return
             read += 1
             yield msg
@@ -491,11 +729,10 @@ def _unfinished(path: Path, messages: object) -> str | None:
     .blf whose size is not the one its header gives (the header is written
     again, with the size, when its logger closes it), an .asc without the
     'End TriggerBlock' its logger writes last."""
-    if isinstance(messages, can.BLFReader):
-        size = path.stat().st_size
-        if messages.file_size != size:
-            return (f"is {size:,} bytes where its header says {messages.file_size:,} (a file cut short, or a "
-                    "logger that never closed it)")
+    if isinstance(messages, BlfLog) and not messages._closed:
+        size = f"decompresses to {messages._size:,} bytes" if messages.compressed else f"is {messages._size:,} bytes"
+        return (f"{size} where its header says {messages.file_size:,} (a file cut short, or a logger that never "
+                "closed it)")
     if isinstance(messages, TextLog) and messages.open_block:
         return "ends in a trigger block without its 'End TriggerBlock' line (a file cut short, or a logger that " \
                "never closed it)"
@@ -539,7 +776,9 @@ def describe_skipped(skipped: list[tuple[int, str]] | tuple[tuple[int, str], ...
 
 
 def _unreadable(path: Path, exc: Exception) -> LogError:
-    return LogError(f"{path}: python-can cannot read it as a {path.suffix or 'suffix-less'} log ({_why(exc)}); "
+    suffix, compressed = log_format(path)
+    kind = f"{suffix or 'suffix-less'}{' (gzip-compressed)' if compressed else ''}"
+    return LogError(f"{path}: python-can cannot read it as a {kind} log ({_why(exc)}); "
                     "expected a CAN log (.blf, .asc, .log as candump -L writes it, ...)")
 
 
@@ -570,6 +809,10 @@ class _Segment:
     target_faults: list[str] = field(default_factory=list)  # faults the target's TargetStatus reported
     commands: list[tuple[int, cc.HostCommandCode]] = field(default_factory=list)  # (sample it followed, command)
     restarting: cc.HostCommandCode | None = None  # a command whose restarted target's first status is still to come
+    last_status: cc.TargetStatus | None = None
+    prior_status: int | None = None  # the counter of the status before the last
+    statuses_lost: list[tuple[int, int]] = field(default_factory=list)  # (counter before, frames missing) per jump
+    statuses_interleaved: int = 0  # statuses going on from the counter before the last (two targets?)
     #: EstCells for a sample and cell that already had one with another SOC: (sequence, cell, kept, other).
     conflicts: list[tuple[int, int, float, float]] = field(default_factory=list)
 
@@ -601,6 +844,13 @@ class _Segment:
             out.append(f"{self.repeated} MeasPack(s) repeating one just before them (a bus's echo of the "
                        "harness's own frames, or duplicates): read once")
         out.extend(self._cell_notes())
+        if self.statuses_lost:
+            first = ", ".join(f"{n} after counter {c}" for c, n in self.statuses_lost[:3])
+            out.append(f"{sum(n for _, n in self.statuses_lost)} TargetStatus frame(s) missing from its counter "
+                       f"({first}{', ...' if len(self.statuses_lost) > 3 else ''}): lost on the bus or by the logger")
+        if self.statuses_interleaved:
+            out.append(f"TargetStatus counters interleaved (two targets?): {self.statuses_interleaved} status(es) "
+                       "going on from the counter of the one before the last, not counted as frames lost")
         if self.target_faults:
             out.append(f"the target reported {len(self.target_faults)} fault(s) in its TargetStatus, the first: "
                        f"{self.target_faults[0]}")
@@ -636,19 +886,8 @@ class _Segment:
         return out
 
     def starts_anew(self, pack: cc.MeasPack) -> bool:
-        """Whether this MeasPack starts another recording (see `read_log`): one of the first
-        WRAP_SLACK sequences (0, or a later one when the next recording's first MeasPacks were
-        lost) going back from further on than REORDER_SLACK, unless the last was within
-        WRAP_SLACK of the counter's wrap."""
-        if not self.packs:
-            return False
-        last = self.packs[-1].sequence
-        ahead = (pack.sequence - last) % cc.SEQUENCE_MODULUS  # how far on, if it is on
-        back = (last - pack.sequence) % cc.SEQUENCE_MODULUS  # how far back, if it is back
-        # One of the first sequences, not the next few (a loss), not one of the last few put back
-        # (reordered on the bus), and not after the counter's wrap.
-        return (pack.sequence < WRAP_SLACK and ahead > WRAP_SLACK and back > REORDER_SLACK
-                and last < cc.SEQUENCE_MODULUS - WRAP_SLACK)
+        """Whether this MeasPack starts another recording (see `read_log`, `sequence_restarts`)."""
+        return bool(self.packs) and sequence_restarts(self.packs[-1].sequence, pack.sequence)
 
     def hand_over(self, nxt: "_Segment") -> None:
         """Frames kept for sequences no MeasPack of this recording carried, of the first
@@ -700,11 +939,26 @@ class _Segment:
             self.answers.append((k, frame))
 
     def _note_status(self, frame: cc.TargetStatus) -> None:
-        """A fault the status reports, and after a HostCommand whether the target came back
-        from it as the contract says (`RESTART_OUTCOME`: a power cycle's persist_error is the
-        outcome asked for, not a fault)."""
+        """A fault the status reports, a jump of its counter (+1 modulo 256 a frame; a repeat is
+        an echo, and a restart, counter 0 not running, starts it again), and after a HostCommand
+        whether the target came back from it as the contract says (`RESTART_OUTCOME`: a power
+        cycle's persist_error is the outcome asked for, not a fault)."""
+        restarted = frame.counter == 0 and frame.state != cc.TargetState.RUNNING
+        if self.last_status is not None and not restarted:
+            last = self.last_status.counter
+            jump = (frame.counter - last) % cc.COUNTER_MODULUS
+            if statuses_interleaved(self.prior_status, last, frame.counter):
+                self.statuses_interleaved += 1
+                if self.statuses_lost and self.statuses_lost[-1][0] == self.prior_status \
+                        and (last - self.prior_status) % cc.COUNTER_MODULUS == self.statuses_lost[-1][1] + 1:
+                    self.statuses_lost.pop()  # the jump to the last: the other target's counter, not a loss
+            elif 1 < jump <= cc.COUNTER_MODULUS // 2:  # further back: one put back in order
+                self.statuses_lost.append((last, jump - 1))
+        if frame != self.last_status:  # (a repeat, an echo, is not a status before the next)
+            self.prior_status = None if self.last_status is None or restarted else self.last_status.counter
+        self.last_status = frame
         expected_fault = None
-        if self.restarting is not None and frame.state != cc.TargetState.RUNNING and frame.counter == 0:
+        if self.restarting is not None and restarted:
             command, self.restarting = self.restarting, None
             expected_fault = RESTART_OUTCOME[command][1]
             self.target_faults.extend(restart_problems(command, frame, f"after sample {self.commands[-1][0]}"))
@@ -753,13 +1007,14 @@ class _Segment:
         temps = np.full((n, m), np.nan)
         logged = np.full((n, m), np.nan)
         logged_sigma = np.full((n, m), np.nan)
+        estimated = np.zeros((n, m), dtype=bool)
         for k in range(n):
             for i, c in self.cells[k].items():
                 if i < m:
                     volts[k, i], temps[k, i] = c.voltage_V, c.temp_C
             for i, (soc, sigma) in self.estimates[k].items():
                 if i < m:
-                    logged[k, i], logged_sigma[k, i] = soc, sigma
+                    logged[k, i], logged_sigma[k, i], estimated[k, i] = soc, sigma, True
         recs = [
             Recording(time_s, current, volts[:, i], temps[:, i],
                       RecordingMeta(name=name if m == 1 else f"{name}#cell{i:03d}", source=source,
@@ -771,4 +1026,5 @@ class _Segment:
         for k, answer in self.answers:
             record[type(answer)].note_at(answer, k)
         return LoggedRun(name, recs, logged, logged_sigma, undecodable, plausibility, health, power,
-                         commands=tuple(self.commands))
+                         commands=tuple(self.commands), estimated=estimated,
+                         sequences=np.array([p.sequence for p in packs], dtype=np.int64))
