@@ -31,6 +31,7 @@ _API = {
     "Recording": "bmsfil.recording",
     "RecordingMeta": "bmsfil.recording",
     "RecordingError": "bmsfil.recording",
+    "RecordingWarning": "bmsfil.recording",
     "load_any": "bmsfil.importers",
     "import_file": "bmsfil.importers",
     "bundled_recording": "bmsfil.bundled",
@@ -39,6 +40,7 @@ _API = {
     "bundled_params": "bmsfil.params",
     "SocEstimator": "bmsfil.core",
     "SocTrace": "bmsfil.core",
+    "KnownSoc": "bmsfil.core",
     "ReferenceSocEstimator": "bmsfil.reference",
     "PackEstimator": "bmsfil.pack_estimator",
     "HealthEstimator": "bmsfil.health",
@@ -75,7 +77,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from bmsfil.bundled import bundled_recording
-    from bmsfil.core import SocEstimator, SocTrace
+    from bmsfil.core import KnownSoc, SocEstimator, SocTrace
     from bmsfil.evaluate import Evaluation
     from bmsfil.evaluate import evaluate as evaluate_recording
     from bmsfil.evaluate import evaluate_unscored
@@ -88,7 +90,7 @@ if TYPE_CHECKING:
     from bmsfil.params import ParameterSet, ParamsError, bundled_params
     from bmsfil.plausibility import PlausibilityMonitor, run_monitored
     from bmsfil.power import SopLimits, state_of_power
-    from bmsfil.recording import Recording, RecordingError, RecordingMeta
+    from bmsfil.recording import Recording, RecordingError, RecordingMeta, RecordingWarning
     from bmsfil.reference import ReferenceSocEstimator
     from bmsfil.thermal import CoreTempEstimator
     from bmsfil.tuning import tune_filter

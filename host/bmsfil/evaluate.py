@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from bmsfil.metrics import SocScore, score_soc
 from bmsfil.params import ParameterSet
 from bmsfil.plausibility import PlausibilityMonitor, PlausibilityTrace, run_monitored
 from bmsfil.power import PowerTrace, power_trace
-from bmsfil.recording import Recording, RecordingError
+from bmsfil.recording import Recording, RecordingError, RecordingWarning
 from bmsfil.thermal import CoreTempEstimator, CoreTempTrace, first_plausible_temp
 
 
@@ -129,6 +130,7 @@ def evaluate(
     health: bool = False,
     power: bool = False,
     core_temp: bool = False,
+    checks: bool = True,
 ) -> Evaluation:
     """Score the SOC filter (with the plausibility monitor beside it); with
     `health`, also run the capacity and R0 estimators (health.py) over the
@@ -136,7 +138,11 @@ def evaluate(
     every 10 s of the recording (power.py); with `core_temp`, the core
     temperature (`core_temperature`). A recording without a reference
     SOC raises RecordingError before anything runs: `evaluate_unscored` is
-    the evaluation without a score."""
+    the evaluation without a score. With `checks`, what `bmsfil eval` warns
+    of is warned of (`warn_of_mismatches`: a current that looks reversed,
+    parameters of another cell, a gap the filter restarts at)."""
+    if checks:
+        warn_of_mismatches(rec, params)
     try:
         rec.reference_soc()
     except RecordingError as exc:
@@ -162,15 +168,33 @@ def core_temperature(rec: Recording, params: ParameterSet, initial_soc: InitialS
     return CoreTempEstimator(params).run(rec, initial_soc=initial_soc)
 
 
+def warn_of_mismatches(rec: Recording, params: ParameterSet) -> list[str]:
+    """What `bmsfil eval` warns of before it runs, as Python warnings (RecordingWarning) for a
+    caller of the API, and returned: a current that looks positive on discharge or a magnitude
+    (`current_sign.wrong_sign`), a parameter set of another cell or temperature
+    (`params_match.parameter_warnings`), an interval the filter restarts at (`gaps.gap_warning`).
+    A reversed current scored 0.07 % RMSE through the API without a word."""
+    from bmsfil.gaps import gap_warning
+    from bmsfil.params_match import parameter_warnings
+
+    found = [w for w in (wrong_sign(rec), *parameter_warnings(rec, params), gap_warning(rec, params)) if w]
+    for text in found:
+        warnings.warn(text, RecordingWarning, stacklevel=3)
+    return found
+
+
 def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no reference SOC",
                       initial_soc: InitialSoc = "ocv",
                       errors: SensorErrors | None = None, seed: int = 0,
-                      csv_path: Path | None = None, plot_path: Path | None = None) -> dict[str, object]:
+                      csv_path: Path | None = None, plot_path: Path | None = None,
+                      checks: bool = True) -> dict[str, object]:
     """`bmsfil eval` of a recording without a reference SOC (a field log, a
     NASA life): the estimates (CSV, and the figure at `plot_path`), the
     plausibility monitor, capacity and R0 (and a life's `capacity_cycles`),
     the core temperature, no SOC score (`why` says why); summary keys as
-    Evaluation.summary, "ekf" and "coulomb_counter" None."""
+    Evaluation.summary, "ekf" and "coulomb_counter" None. `checks` as `evaluate`'s."""
+    if checks:
+        warn_of_mismatches(rec, params)
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     if csv_path is not None:

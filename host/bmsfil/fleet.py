@@ -291,8 +291,9 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     except RecordingError as exc:
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
         return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed, out / f"{tmp}.csv",
-                                        out / f"{tmp}.png" if plot else None) | _warnings([sign, *mismatches])
-    ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True)
+                                        out / f"{tmp}.png" if plot else None, checks=False) \
+            | _warnings([sign, *mismatches])
+    ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True, checks=False)
     write_csv(ev, out / f"{tmp}.csv")
     if plot:
         write_plot(ev, out / f"{tmp}.png")

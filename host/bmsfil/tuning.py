@@ -93,8 +93,8 @@ def model_error_V(rec: Recording, cell: CellParams) -> float:
 
 def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> float:
     cold = (rec.meta.ambient_temp_C if rec.meta.ambient_temp_C is not None else float(np.nanmedian(rec.temp_C))) < COLD_C
-    nominal = evaluate(rec, params, "ocv").score
-    started_off_run = evaluate(rec, params, targets.start_soc)
+    nominal = evaluate(rec, params, "ocv", checks=False).score
+    started_off_run = evaluate(rec, params, targets.start_soc, checks=False)
     started_off, started_off_trace, reference = started_off_run.score, started_off_run.trace, started_off_run.reference
     cost = nominal.rmse * 20.0
     cost += max(0.0, nominal.rmse / (targets.rmse_cold if cold else targets.rmse_warm) - 1.0) * 5.0
@@ -118,11 +118,11 @@ def recording_cost(rec: Recording, params: ParameterSet, targets: Targets) -> fl
     w = targets.model_error_weight
     for sign in (1.0, -1.0) if w > 0.0 else ():
         off = evaluate(rec, params, "ocv", SensorErrors(voltage_offset_V=sign * model_error_V(rec, params.cell)),
-                       seed=1).score
+                       seed=1, checks=False).score
         cost += max(0.0, off.rmse / (targets.rmse_cold if cold else targets.rmse_warm) - 1.0) * 5.0 * w
         cost += max(0.0, targets.within_3sigma - off.within_3sigma) * 20.0 * w
     if not cold:
-        injected = evaluate(rec, params, "ocv", TRAINING_ERRORS, seed=1)
+        injected = evaluate(rec, params, "ocv", TRAINING_ERRORS, seed=1, checks=False)
         ratio = injected.coulomb_score.rmse / max(injected.score.rmse, 1e-6)
         cost += max(0.0, injected.score.rmse / targets.rmse_injected_warm - 1.0) * 5.0
         cost += max(0.0, 3.5 / ratio - 1.0) * 5.0
