@@ -151,8 +151,44 @@ def test_an_unknown_flag_or_event_name_says_which_there_are() -> None:
 
 def test_the_package_says_it_is_typed() -> None:
     from importlib import resources
+    from pathlib import Path
 
     assert resources.files("bmsfil").joinpath("py.typed").is_file()
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"py.typed"' in pyproject.split("[tool.setuptools.package-data]", 1)[1].split("\n[", 1)[0]
+
+
+def test_pickled_or_deep_copied_arrays_stay_read_only() -> None:
+    import copy
+    import pickle
+
+    import numpy as np
+    import pytest
+
+    rec = bmsfil.bundled_recording().slice(0, 10)
+    for twin in (pickle.loads(pickle.dumps(rec)), copy.deepcopy(rec)):
+        with pytest.raises(ValueError, match="read-only"):
+            twin.current_A *= -1
+    params = pickle.loads(pickle.dumps(bmsfil.bundled_params()))
+    assert not params.cell.r0_ohm.flags.writeable
+    with pytest.raises(bmsfil.RecordingError, match="time_s: expected seconds as numbers, got timedelta64"):
+        bmsfil.Recording(np.arange(3).astype("timedelta64[s]"), np.zeros(3), np.full(3, 3.6), np.zeros(3),
+                         bmsfil.RecordingMeta("x"))
+
+
+def test_a_testers_file_without_params_is_told_which_set_it_got(tmp_path, capsys) -> None:
+    """A red team's CSV life of a 2 Ah cell ran under the LG HG2 set (3 Ah) without a word;
+    the bundled LG HG2 recording (the README's first command) and NASA files say nothing new."""
+    from bmsfil.cli import main
+
+    rows = ["Time [s],Current [A],Voltage [V],Temperature [degC]"]
+    rows += [f"{k},{-1.0 if k else 0.0},{4.1 - 0.001 * k},25" for k in range(300)]
+    path = tmp_path / "mine.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["eval", str(path), "--no-plot", "--out-dir", str(tmp_path)]) == 0
+    assert "no bundled set known for these recordings' cell" in capsys.readouterr().err
+    assert main(["eval", "--no-plot", "--out-dir", str(tmp_path)]) == 0
+    assert "no bundled set known" not in capsys.readouterr().err
 
 
 def test_the_modules_examples_run() -> None:

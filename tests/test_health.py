@@ -535,6 +535,31 @@ def test_a_rest_and_a_partial_discharge_are_not_capacity_tests(tmp_path, capsys)
     assert [c["capacity_test"] for c in cycles] == [True] * 6 + [False, True]
 
 
+@needs_data
+def test_a_drive_cycle_ending_under_a_pulse_is_no_capacity_test_and_a_1c_test_is() -> None:
+    """The rule reads a discharge's ends as the capacity estimator does: 551_US06's last
+    discharging sample is a 5.3 A pulse at 2.93 V, under empty_V, but not once the model's
+    instantaneous drop is out (a reviewer's: it was marked a capacity test); the 1C test
+    from a rested full cell to 2.8 V is one."""
+    params = params_arg("lg-hg2")
+    for rec, expected in ((bundled_recording(), False), (import_file(LG / "1_raw" / "25degC" / "551_Cap_1C.csv"), True)):
+        name = rec.meta.name
+        est = HealthEstimator(params)
+        (score,) = score_discharges(rec, est.run(rec), est.capacity.gap_s, est.capacity.rated_Ah)
+        assert score.capacity_test is expected, name
+
+
+@needs_nasa
+def test_eval_of_a_short_life_keeps_its_capacity_line(tmp_path, capsys) -> None:
+    """Three discharges with their charges logged: eval's capacity and R0 line stays (it gave
+    way to a life line scoring 0 of 0 discharges after the first 5)."""
+    path = tmp_path / "life3.npz"
+    _with_charges_logged(_nasa_life(3)).save(path)
+    assert main(["eval", str(path), "--params", "nasa-pcoe-18650", "--no-plot", "--out-dir", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "capacity " in out and "pair(s) of anchors" in out and "after the first 5" not in out
+
+
 @needs_nasa
 def test_a_discharge_whose_current_is_missing_is_not_scored(tmp_path, capsys) -> None:
     """Missing current (NaN) was counted as 0 A: the discharge's capacity read

@@ -401,6 +401,17 @@ def test_a_current_logged_as_a_magnitude_takes_its_sign_from_the_state_column(tm
     said = wrong_sign(import_file(path, column_map=mapping))
     assert said is not None and "never negative" in said and "state=COLUMN" in said
     assert wrong_sign(rec) is None
+    # A rest's -1 mA of sensor noise does not hide a magnitude (a reviewer's).
+    noisy = write(tmp_path / "noisy.csv", path.read_text().replace(",0.001,3.75,R,", ",-0.001,3.75,R,"))
+    said = wrong_sign(import_file(noisy, column_map=mapping))
+    assert said is not None and "never negative" in said
+    # Words it does not read (numbers, as BioLogic's ox/red; another language) are said, with their lines.
+    numbered = write(tmp_path / "numbered.csv", path.read_text().replace(",D,", ",0,").replace(",C,", ",1,"))
+    with pytest.warns(RecordingWarning, match=r"state column 'State': 120 sample\(s\) that carry current .*lines 5, 6"):
+        import_file(numbered, column_map={**mapping, "state": "State"})
+    # A per-step magnitude counter beside a state column cannot be signed: refused.
+    with pytest.raises(RecordingError, match="both state='State' and ah='Temp 1'"):
+        import_file(path, column_map={**mapping, "state": "State", "ah": "Temp 1"})
 
 
 def test_recognised_names_import_without_a_map(tmp_path: Path) -> None:

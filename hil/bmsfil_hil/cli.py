@@ -213,7 +213,7 @@ def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[[ar
 
 
 def cmd_hil_run(args: argparse.Namespace) -> int:
-    params, chosen = params_for(args.params, [str(p) for p in args.inputs or []])
+    params, chosen, _ = params_for(args.params, [str(p) for p in args.inputs or []])
     if chosen is not None:
         console.print(f"parameters: the bundled {chosen} set, for these recordings (--params to choose)")
     try:

@@ -88,10 +88,10 @@ def initial_soc_arg(text: str) -> float | str:
 
 
 def _params_for(value: str | Path | None, sources: list[str]) -> ParameterSet:
-    params, chosen = params_for(value, sources)
+    params, chosen, unknown = params_for(value, sources)
     if chosen is not None:
         console.print(f"parameters: the bundled {chosen} set, for these recordings (--params to choose)")
-    elif value is None:
+    elif unknown:
         # A tester's own file: no bundled set is known to be its cell's (a red team's CSV life of a
         # 2 Ah cell read as an LG HG2's 3 Ah, SOH 59 % for 88 %, without a word).
         err_console.print(f"bmsfil: warning: no --params, and no bundled set known for these recordings' cell: the bundled "
@@ -232,10 +232,10 @@ def _print_eval_table(results: dict[str, dict[str, object]], sources: list[str],
                       _plausibility_cell(summary.get("plausibility")))
         if s is None:
             unscored.append(f"{summary['name']}: SOC not scored ({summary.get('not_scored')})")
-        if summary.get("capacity_cycles"):
-            lives.append(_life_line(summary))
-        if isinstance(summary.get("health"), dict) and not summary.get("capacity_cycles"):
+        if isinstance(summary.get("health"), dict):
             lives.append(_health_line(summary))
+        if len(summary.get("capacity_cycles") or []) > LIFE_SKIP:  # type: ignore[arg-type]
+            lives.append(_life_line(summary))
         if isinstance(summary.get("power"), dict):
             lives.append(_power_line(summary))
         if isinstance(summary.get("core_temperature"), dict):
@@ -294,20 +294,22 @@ def _core_temp_line(summary: dict[str, object]) -> str:
             "beyond the filter's gate")
 
 
+#: A life's first discharges teach the capacity estimator the cell: eval's life line scores those
+#: after them (bmsfil health --skip's default).
+LIFE_SKIP = 5
+
+
 def _life_line(summary: dict[str, object]) -> str:
     """A life's capacity in one line (the JSON has every discharge under capacity_cycles)."""
     cycles = summary["capacity_cycles"]
-    health = summary["health"]
-    assert isinstance(cycles, list) and isinstance(health, dict)
-    tests = [c for c in cycles[5:] if c["capacity_test"]]
+    assert isinstance(cycles, list)
+    tests = [c for c in cycles[LIFE_SKIP:] if c["capacity_test"]]
     end = [abs(c["estimate_end_Ah"] / c["measured_Ah"] - 1.0) for c in tests]
     early = [abs(c["estimate_20pct_Ah"] / c["measured_Ah"] - 1.0) for c in tests]
-    learned = ("" if health["capacity_pairs"] else
-               "; no pair of anchors learned from: every estimate is the set's rated capacity")
     return (f"{summary['name']}: {len(cycles)} discharges, {sum(c['capacity_test'] for c in cycles)} of them from "
-            f"full to the cut-off; of those after the first 5, capacity at the end within 1 % on "
+            f"full to the cut-off; of those after the first {LIFE_SKIP}, capacity at the end within 1 % on "
             f"{sum(e <= 0.01 for e in end)} of {len(end)}, after 20 % of its duration within 3 % on "
-            f"{sum(e <= 0.03 for e in early)}{learned} (JSON: capacity_cycles; bmsfil health scores a life in full)")
+            f"{sum(e <= 0.03 for e in early)} (JSON: capacity_cycles; bmsfil health scores a life in full)")
 
 
 def _warn_loaded_starts(summaries: Iterable[dict[str, object]], params: ParameterSet) -> None:
@@ -935,8 +937,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "NASA PCoE files, else lg-hg2)")
     p.add_argument("--rated-capacity", type=capacity_ah, metavar="AH",
                    help="rated capacity (default: the set's nominal)")
-    p.add_argument("--skip", type=at_least(0), default=5, metavar="N",
-                   help="discharges not scored at the start (default 5)")
+    p.add_argument("--skip", type=at_least(0), default=LIFE_SKIP, metavar="N",
+                   help=f"discharges not scored at the start (default {LIFE_SKIP})")
     p.add_argument("--out-dir", type=Path, default=Path("bmsfil-health"))
     p.add_argument("--json", type=Path, help="write per-discharge scores as JSON")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")

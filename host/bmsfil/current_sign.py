@@ -124,7 +124,8 @@ def magnitude(rec: Recording) -> str | None:
     stretches of steady current and falls over others: charge and discharge logged alike, as
     Maccor's Amps are), or None."""
     finite = rec.current_A[np.isfinite(rec.current_A)]
-    if not finite.size or float(np.min(finite)) < 0.0:
+    # Never negative but for a rest's noise (a magnitude's sensor reads -1 mA at rest too).
+    if not finite.size or float(np.min(finite)) < -REST_SHARE * float(np.max(np.abs(finite))):
         return None
     rising, falling = steady_votes(rec)
     if not (rising and falling):

@@ -154,8 +154,11 @@ class HealthTrace:
     r0_growth: np.ndarray
     events: np.ndarray
     rated_Ah: float
-    #: The capacity tuning's empty_V: a discharge ending at or below it reached the cut-off.
-    empty_V: float = float("nan")
+    #: What ran: the parameter set and the capacity tuning (health_eval reads the cell's voltage
+    #: at a discharge's ends as the capacity estimator does: full near OCV(1), empty at empty_V,
+    #: the model's instantaneous drop taken out).
+    params: ParameterSet | None = None
+    capacity_tuning: CapacityTuning | None = None
 
     @property
     def soh(self) -> np.ndarray:
@@ -214,7 +217,7 @@ class HealthEstimator:
         )
         soc, sigma, cap, cap_sigma, r0, r0_sigma, growth = (a.astype(np.float64) for a in outs)
         return HealthTrace(np.asarray(time_s, dtype=np.float64), soc, sigma, cap, cap_sigma, r0, r0_sigma,
-                           growth, events, self.capacity.rated_Ah, self.capacity.empty_V)
+                           growth, events, self.capacity.rated_Ah, self.params, self.capacity)
 
     def run(self, recording: Recording) -> HealthTrace:
         """Start at the first sample with a voltage and a temperature (`start`: its OCV, as each

@@ -23,6 +23,7 @@ of the rated capacity (a rest's sensor noise, a pulse) is no discharge.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ MISSING_CURRENT_SHARE = 0.01
 class DischargeScore:
     index: int
     start_s: float
-    #: The discharge's own number: the file's (NASA cycle_idx) where the importer kept it, else index + 1 (index: its place among the scored ones).
+    #: The discharge's own number: the file's (NASA cycle_idx) where the importer kept it, else index + 1 (index: its place among the discharges listed, partial ones included).
     cycle: int
     measured_Ah: float
     end_Ah: float
@@ -162,9 +163,9 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
         measured = float(delivered[-1])
         if not measured > (CHARGE_SHARE * rated if rated else 0.0):
             continue
-        began_full = bool(np.any((full >= after) & (full <= start + 1)))
-        ended_empty = bool(np.any((empty >= start) & (empty <= end))
-                           or recording.voltage_V[start + int(np.flatnonzero(i < 0.0)[-1])] <= trace.empty_V)
+        began_full = bool(np.any((full >= after) & (full <= start + 1))) or _at_full(recording, trace, start)
+        ended_empty = (bool(np.any((empty >= start) & (empty <= end)))
+                       or _at_empty(recording, trace, start + int(np.flatnonzero(i < 0.0)[-1])))
         after = end
         early = start + int(np.searchsorted(delivered, EARLY_FRACTION * measured))
         discharging = np.flatnonzero(i < 0.1 * np.min(i))
@@ -189,6 +190,52 @@ def score_discharges(recording: Recording, trace: HealthTrace, gap_s: float,
             )
         )
     return scores
+
+
+def _open_circuit_V(recording: Recording, trace: HealthTrace, k: int) -> float:
+    """Sample k's voltage with the model's instantaneous drop (R0 i + Rn i / (1 + kn |i|)) taken
+    out, at the filter's SOC, as the capacity estimator reads a cut-off; the voltage itself
+    without the set."""
+    v, i = float(recording.voltage_V[k]), float(recording.current_A[k])
+    if trace.params is None or not math.isfinite(i):
+        return v
+    from bmsfil.reference import CellModel
+
+    model = CellModel(trace.params)
+    at = model.locate(float(trace.soc[k]), float(recording.temp_C[k]))
+    rn = model.row("rn_ohm", at) / (1.0 + trace.params.cell.rn_sat_per_A * abs(i))
+    return v - (model.rc("r0_ohm", at) + rn) * i
+
+
+def _at_empty(recording: Recording, trace: HealthTrace, k: int) -> bool:
+    """Whether the last discharging sample k reached the cut-off: at or below the tuning's
+    empty_V once the instantaneous drop is out (a drive cycle's last pulse below it, its
+    drop taken out, did not; a record that ends under load gives no empty anchor)."""
+    t = trace.capacity_tuning
+    return t is not None and _open_circuit_V(recording, trace, k) <= t.empty_V
+
+
+#: A recording whose reference SOC starts at least this high starts full (a tester's log that
+#: begins a minute into the discharge from full: 0.991 for the LG HG2 0.5C tests).
+FULL_REFERENCE_SOC = 0.99
+
+
+def _at_full(recording: Recording, trace: HealthTrace, start: int) -> bool:
+    """Whether the discharge's first sample is a full cell's: the recording's first, with a
+    reference SOC of at least FULL_REFERENCE_SOC there, or within the tuning's full margin of
+    OCV(1) at its temperature once the instantaneous drop is out (a test that starts under
+    load at once gives the estimator no rest to anchor at)."""
+    soc0 = recording.meta.reference_initial_soc
+    if start == 0 and soc0 is not None and soc0 >= FULL_REFERENCE_SOC:
+        return True
+    t, params = trace.capacity_tuning, trace.params
+    if t is None or params is None or not math.isfinite(float(recording.temp_C[start])):
+        return False
+    from bmsfil.reference import CellModel
+
+    model = CellModel(params)
+    full_V = model.ocv(model.locate(1.0, float(recording.temp_C[start])))[0]
+    return _open_circuit_V(recording, trace, start) >= full_V - t.full_margin_V
 
 
 def capacity_cycles(scores: list[DischargeScore]) -> list[dict[str, float | int]]:

@@ -90,6 +90,11 @@ class CellParams:
                 object.__setattr__(self, f.name, frozen_array(value))
         self.validate()
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickled (a worker's copy, `copy.deepcopy`): its arrays read-only again."""
+        for key, value in state.items():
+            object.__setattr__(self, key, frozen_array(value) if isinstance(value, np.ndarray) else value)
+
     @property
     def ocv_soc(self) -> np.ndarray:
         return np.linspace(0.0, 1.0, self.ocv_V.shape[1])
@@ -137,7 +142,8 @@ class CellParams:
                 f"cell.ocv_V: the row at {self.temp_C[i]:g} °C (row {i}) falls by {drop_mV:.3g} mV from "
                 f"{self.ocv_V[i, j]:.6f} V at index {j} (SOC {soc[j]:.3g}) to {self.ocv_V[i, j + 1]:.6f} V at index "
                 f"{j + 1} (SOC {soc[j + 1]:.3g}): the OCV must not fall as SOC rises by more than "
-                f"{OCV_DIP_V * 1e3:g} mV (the SOC from a voltage is its inverse)"
+                f"{OCV_DIP_V * 1e3:g} mV (the SOC from a voltage is its inverse; a table listed from 100 % to 0 %? "
+                "reverse it)"
             )
         n_rc = self.r0_ohm.shape[1] if self.r0_ohm.ndim == 2 else -1
         for name in RC_TABLES:
@@ -650,15 +656,19 @@ def bundled_params(name: str = "lg-hg2") -> ParameterSet:
 #: The bundled set for the data sets the importers recognise, by import format
 #: (`bmsfil import --format`); any other recording gets the LG HG2 set.
 BUNDLED_FOR_FORMAT = {"nasa-pcoe": "nasa-pcoe-18650"}
+#: Formats of the data sets a bundled set was fitted on: the LG HG2's (the default set) and BUNDLED_FOR_FORMAT's.
+KNOWN_CELL_FORMATS = frozenset({"lg-hg2-raw", "lg-hg2-formatted", "lg-hg2-processed", *BUNDLED_FOR_FORMAT})
 
 
-def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterSet, str | None]:
+def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterSet, str | None, bool]:
     """--params, or without it the bundled set for the recordings' data set
     (BUNDLED_FOR_FORMAT: the NASA PCoE set for NASA files); also the name of
     the bundled set taken for them when it is not the LG HG2 default, for the
-    command to say so."""
+    command to say so, and whether the set was taken without knowing the cell
+    (no --params, and recordings of no data set a bundled set was fitted on:
+    a tester's CSV)."""
     if value is not None:
-        return params_arg(value), None
+        return params_arg(value), None, False
     from bmsfil.importers import detect_format
     from bmsfil.recording import RecordingError
 
@@ -688,7 +698,8 @@ def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterS
         raise ParamsError(f"these recordings are of cells the bundled sets tell apart ({listed}): give --params, or "
                           "run them apart")
     fmt = next((f for f in formats.values() if f is not None), None)
-    return params_arg(None, fmt), BUNDLED_FOR_FORMAT.get(fmt or "")
+    unknown = any(f is not None and f not in KNOWN_CELL_FORMATS for f in formats.values())
+    return params_arg(None, fmt), BUNDLED_FOR_FORMAT.get(fmt or ""), unknown
 
 
 def params_arg(value: str | Path | None, fmt: str | None = None) -> ParameterSet:

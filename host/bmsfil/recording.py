@@ -187,6 +187,11 @@ class Recording:
                     f"({float(self.time_s[i - 1])!r} s then {float(self.time_s[i])!r} s)"
                 )
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickled (a worker's copy, `copy.deepcopy`): its arrays read-only again."""
+        for key, value in state.items():
+            object.__setattr__(self, key, frozen_array(value) if isinstance(value, np.ndarray) else value)
+
     def _column(self, name: str) -> np.ndarray:
         """A field as a read-only 1-D float64 array (`frozen_array`), or a RecordingError naming it."""
         value = getattr(self, name)
@@ -198,6 +203,9 @@ class Recording:
         if a.ndim != 1:
             column = " (a table's column: .ravel() it, or take df['name'].to_numpy())" if a.ndim == 2 and 1 in a.shape else ""
             raise RecordingError(f"{where}: expected one value per sample (a 1-D array), got shape {a.shape}{column}")
+        if a.dtype.kind in "mM":  # timedelta64 is an integer to numpy: ns read as seconds
+            raise RecordingError(f"{where}: expected seconds as numbers, got {a.dtype} (divide by "
+                                 "np.timedelta64(1, 's'), or subtract the first date-time and divide)")
         if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating) or a.dtype == bool):
             raise RecordingError(f"{where}: expected real numbers, got an array of {a.dtype}")
         return frozen_array(a)

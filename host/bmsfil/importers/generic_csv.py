@@ -23,12 +23,13 @@ records; without either the import fails.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..recording import Recording, RecordingError, RecordingMeta
+from ..recording import Recording, RecordingError, RecordingMeta, RecordingWarning
 from .channels import QUANTITIES, check_time_order, from_zero, join_counter_restarts, read_channels
 from .names import file_stem, safe_name
 from .table import HEADER_SEARCH_ROWS, Header, Table, at
@@ -120,6 +121,14 @@ def import_csv(
     extra = {"columns": "; ".join(f"{key}={column}" for key, column in channels.columns.items()), **channels.notes}
     current = values["current"]
     if STATE in values:
+        unread = np.flatnonzero(np.isnan(values[STATE]) & (np.abs(current) > 0.0))
+        if unread.size:
+            lines = ", ".join(str(int(channels.lines[k])) for k in unread[:5])
+            warnings.warn(f"{at(table.where)}: state column {channels.columns[STATE]!r}: {unread.size} sample(s) that "
+                          f"carry current are under a word not read as charge, discharge or rest (lines {lines}"
+                          f"{', ...' if unread.size > 5 else ''}): their current is as logged (a magnitude there "
+                          "reads as charge); expected words such as C/D/R (Maccor), CC_Chg/CC_DChg/Rest (Neware), "
+                          "Charge/Discharge/Pause", RecordingWarning, stacklevel=2)
         current = _signed(current, values[STATE])
         extra["current_sign"] = (f"from the state column {channels.columns[STATE]!r}: negative on its discharge "
                                  "steps, positive on its charge steps, as read elsewhere")
@@ -142,7 +151,7 @@ def import_csv(
 def _signed(current_A: np.ndarray, step: np.ndarray) -> np.ndarray:
     """The current with the sign of its step (`parse.direction`: -1 discharge, +1 charge): a
     magnitude, as Maccor logs it, signed; a signed current agreeing with its steps unchanged;
-    samples of other steps (rest) as logged."""
+    samples of other steps (rest, a word not read: NaN) as logged."""
     return np.where(step < 0, -np.abs(current_A), np.where(step > 0, np.abs(current_A), current_A))
 
 
@@ -162,6 +171,12 @@ def _mapped(
     table: Table, column_map: Mapping[str, str]
 ) -> tuple[Header, dict[str, int], dict[str, str]]:
     """The column row that has every mapped column, their indices and the map's units."""
+    if STATE in column_map and "ah" in column_map:
+        raise RecordingError(
+            f"{at(table.where)}: column map names both {STATE}={column_map[STATE]!r} and ah={column_map['ah']!r}: "
+            "a cycler that logs its current as a magnitude logs its charge so too (Maccor's Amp-hr, per step), "
+            "which bmsfil cannot sign; leave ah out (the estimates and the capacity per discharge are then made, "
+            "the SOC not scored against the counter)")
     unknown = sorted(set(column_map) - set(QUANTITIES) - {STATE})
     missing = [quantity for quantity in REQUIRED if quantity not in column_map]
     if unknown or missing:

@@ -144,18 +144,27 @@ def datetime_seconds(cells: Sequence[str]) -> np.ndarray:
     return seconds
 
 
+#: A state column's words for a step without current (Maccor's R, O and S; Neware's Rest;
+#: Digatron's Pause; open-circuit and relaxation steps), lower case, letters only.
+REST_WORDS = frozenset({"r", "o", "s", "rest", "pause", "wait", "ocv", "opencircuit", "relax", "relaxation",
+                        "idle", "stop", "end"})
+
+
 def direction(cells: Sequence[str]) -> np.ndarray:
     """A cycler's state or step-type column as the sign of its step: -1 on discharge, +1 on
-    charge, 0 on any other (rest, pause, open circuit, a word not known). Read in lower case
-    without separators: Maccor's State 'D' and 'C', Neware's Step Type 'CC_DChg', 'CCCV_Chg'
-    and 'CP DChg', Digatron's and others' 'Discharge' and 'Charge'."""
-    out = np.zeros(len(cells))
+    charge, 0 at rest (REST_WORDS), NaN for a word it does not know (a number, another
+    language, a pulse or DCIR step). Read in lower case, letters only: Maccor's State 'D' and
+    'C', Neware's Step Type 'CC_DChg', 'CCCV_Chg' and 'CP DChg', Digatron's and others'
+    'Discharge' and 'Charge'."""
+    out = np.full(len(cells), np.nan)
     for k, cell in enumerate(cells):
         word = "".join(ch for ch in cell.lower() if ch.isalpha())
         if word == "d" or "dchg" in word or "dischg" in word or "discharg" in word:
             out[k] = -1.0
         elif word == "c" or "chg" in word or "charg" in word:
             out[k] = 1.0
+        elif word in REST_WORDS:
+            out[k] = 0.0
     return out
 
 
