@@ -792,6 +792,11 @@ def _why(exc: Exception) -> str:
 _UNREADABLE = (ValueError, struct.error, IndexError, KeyError, EOFError, zlib.error, OSError, BLFParseError)
 
 
+def _first_few(items: list[str]) -> str:
+    """The first three of a note's items, and ', ...' if there are more."""
+    return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+
+
 @dataclass
 class _Segment:
     """The frames of one recording of a log, gathered by sequence."""
@@ -832,22 +837,21 @@ class _Segment:
         holes = np.flatnonzero(np.diff(seen) > 1)
         if holes.size:
             lost = int(np.sum(np.diff(seen)[holes] - 1))
-            first = ", ".join(f"{int(np.diff(seen)[h] - 1)} after sequence {int(seen[h]) % cc.SEQUENCE_MODULUS}"
-                              for h in holes[:3])
+            first = _first_few([f"{int(np.diff(seen)[h] - 1)} after sequence {int(seen[h]) % cc.SEQUENCE_MODULUS}"
+                                for h in holes])
             out.append(f"{lost} sample(s) missing from the log's MeasPack sequence ({holes.size} gap(s): "
-                       f"{first}{', ...' if holes.size > 3 else ''}): not in the rebuilt recording")
+                       f"{first}): not in the rebuilt recording")
         if self.backwards:
-            first = ", ".join(f"{b} after {a}" for a, b in self.backwards[:3])
-            out.append(f"{len(self.backwards)} MeasPack(s) out of sequence order ({first}"
-                       f"{', ...' if len(self.backwards) > 3 else ''}): put back in sequence order")
+            first = _first_few([f"{b} after {a}" for a, b in self.backwards])
+            out.append(f"{len(self.backwards)} MeasPack(s) out of sequence order ({first}): put back in sequence order")
         if self.repeated:
             out.append(f"{self.repeated} MeasPack(s) repeating one just before them (a bus's echo of the "
                        "harness's own frames, or duplicates): read once")
         out.extend(self._cell_notes())
         if self.statuses_lost:
-            first = ", ".join(f"{n} after counter {c}" for c, n in self.statuses_lost[:3])
+            first = _first_few([f"{n} after counter {c}" for c, n in self.statuses_lost])
             out.append(f"{sum(n for _, n in self.statuses_lost)} TargetStatus frame(s) missing from its counter "
-                       f"({first}{', ...' if len(self.statuses_lost) > 3 else ''}): lost on the bus or by the logger")
+                       f"({first}): lost on the bus or by the logger")
         if self.statuses_interleaved:
             out.append(f"TargetStatus counters interleaved (two targets?): {self.statuses_interleaved} status(es) "
                        "going on from the counter of the one before the last, not counted as frames lost")
