@@ -435,7 +435,7 @@ def test_every_single_bit_flip_of_a_contract_3_frame_is_refused(tmp_path):
     was sent with: any one bit flipped in it is refused (judged by this
     contract's crc instead, some flips would pass: the two differ by a
     constant per ID)."""
-    from bmsfil_hil.logreplay import LogRead, read_log
+    from bmsfil_hil.logreplay import read_log
 
     log = tmp_path / "run.blf"
     assert main(["hil", "run", "--samples", "40", "--log", str(log), "--out-dir", str(tmp_path), "--no-plot"]) == 0
