@@ -34,7 +34,7 @@ def run(path: Path, capacity: CapacityTuning | None = None, r0: R0Tuning | None 
     trace = est.run(rec)
     elapsed = time.perf_counter() - t0
     scores = score_discharges(rec, trace, est.capacity.gap_s, est.capacity.rated_Ah)
-    _, selection = file_sweeps(path, rec)  # as bmsfil health takes them
+    _, selection = file_sweeps(rec)  # as bmsfil health takes them
     r0 = check_r0(rec, trace, selection.kept) if selection and selection.kept else None
     return rec, trace, scores, summarise(scores, skip=SKIP), r0, elapsed
 

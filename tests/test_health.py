@@ -357,6 +357,30 @@ def test_eval_of_a_life_lists_its_discharges(tmp_path: Path) -> None:
 
 
 @needs_nasa
+def test_an_npz_of_a_nasa_file_keeps_its_impedance_sweeps(tmp_path) -> None:
+    """The sweeps were read from the metadata.csv beside the file given to health: an .npz
+    made of it (no metadata.csv beside it) lost R0 vs Re without a word (a red team's). The
+    importer keeps them, on the recording's axis, and a slice moves them with its time."""
+    from bmsfil.health_eval import file_sweeps
+
+    life = import_file(NASA_B0005)
+    path = tmp_path / "b5.npz"
+    life.save(path)
+    from bmsfil.recording import Recording as Rec
+
+    again = Rec.load(path)
+    listed, kept = file_sweeps(again)
+    assert kept is not None and len(listed) > 100 and listed == file_sweeps(life)[0]
+    out = tmp_path / "h.json"
+    assert main(["health", str(path), "--params", "nasa-pcoe-18650", "--json", str(out), "--no-plot"]) == 0
+    (result,) = json.loads(out.read_text())["recordings"]
+    assert result["r0_vs_impedance"]["pearson_r"] > 0.5
+    start = life.cycle_starts()[40]
+    moved, _ = file_sweeps(life.slice(start, len(life)))
+    assert moved[0][0] == pytest.approx(listed[0][0] - life.time_s[start], abs=1e-3)
+
+
+@needs_nasa
 def test_sweeps_among_discharges_not_in_the_file_are_left_out(tmp_path, capsys) -> None:
     """B0005's discharges 1-10 and 20-30, metadata.csv beside them: the
     impedance sweeps between discharges 10 and 20 (when the file records

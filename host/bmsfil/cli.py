@@ -589,7 +589,7 @@ def _health_of(source: str, params: ParameterSet, capacity: CapacityTuning, args
     if not scores:
         warn(f"{rec.meta.name}: no discharge to score in it (a stretch that delivered charge, between gaps "
              f"longer than {capacity.gap_s:g} s or recorded charges)")
-    listed, selection = file_sweeps(source, rec)
+    listed, selection = file_sweeps(rec)
     sweeps = selection.kept if selection else []
     r0 = check_r0(rec, trace, sweeps) if sweeps else None
     if selection and selection.dropped:

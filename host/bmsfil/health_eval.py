@@ -346,17 +346,17 @@ def recorded_sweeps(recording: Recording, sweeps: list[tuple[float, float]],
                           dropped=int((out & ~beyond).sum()), unrecorded=unrecorded, outside=int(beyond.sum()))
 
 
-def file_sweeps(source: str | Path, recording: Recording) -> tuple[list[tuple[float, float]], RecordedSweeps | None]:
-    """The impedance sweeps metadata.csv lists for a NASA file's discharges
-    (on the recording's axis) and those of them the recording covers
+def file_sweeps(recording: Recording) -> tuple[list[tuple[float, float]], RecordedSweeps | None]:
+    """The impedance sweeps the importer found for a NASA file's discharges (metadata.csv's,
+    kept in ``extra['impedance_sweeps']`` on the recording's axis, so that an .npz or .parquet
+    made of the file has them too) and those of them the recording covers
     (`recorded_sweeps`); ([], None) for any other recording."""
-    from bmsfil.importers.nasa_pcoe import impedance_sweeps, missing_discharges
-
-    if recording.meta.extra.get("format") != "nasa-pcoe":
+    listed_text = recording.meta.extra.get("impedance_sweeps", "")
+    if not listed_text:
         return [], None
-    numbers = [int(n) for n in recording.meta.extra.get("cycle_numbers", "").split(",") if n.strip()]
-    listed = impedance_sweeps(source, numbers)
-    return listed, (recorded_sweeps(recording, listed, missing_discharges(source, numbers)) if listed else None)
+    listed = [(float(t), float(re)) for t, re in (item.split(":", 1) for item in listed_text.split(";") if item)]
+    missing = [float(t) for t in recording.meta.extra.get("discharges_not_held_s", "").split(",") if t.strip()]
+    return listed, recorded_sweeps(recording, listed, missing)
 
 
 def check_r0(recording: Recording, trace: HealthTrace, sweeps: list[tuple[float, float]]) -> R0Check | None:

@@ -143,6 +143,19 @@ def _checked_field(key: str, number: float, text: str) -> float:
     return number
 
 
+#: Entries of `RecordingMeta.extra` that hold times on the recording's axis, as
+#: `shift_times` writes them: NASA PCoE's impedance sweeps ("t:Re;t:Re...", s and ohm) and the
+#: starts of discharges its metadata lists that the file does not hold ("t,t,...").
+TIMED_EXTRA = ("impedance_sweeps", "discharges_not_held_s")
+
+
+def shift_times(text: str, by_s: float) -> str:
+    """A TIMED_EXTRA entry with each time moved by `by_s` (the rest of each item kept)."""
+    sep = ";" if ":" in text else ","
+    items = [item.split(":", 1) for item in text.split(sep) if item]
+    return sep.join(":".join([f"{float(first) + by_s:.3f}", *rest]) for first, *rest in items)
+
+
 @dataclass(frozen=True)
 class Recording:
     """Sampled cell data. Arrays are float64 and of equal length.
@@ -295,6 +308,10 @@ class Recording:
                 extra["cycle_numbers"] = ",".join([numbers.get(first, ""), *(numbers.get(k, "") for k in starts
                                                                           if start < k < stop)][:len(kept)])
             meta = replace(meta, extra=extra)
+        if len(t) and t[0] != 0.0 and any(key in meta.extra for key in TIMED_EXTRA):
+            # Times on the recording's axis (NASA's impedance sweeps): moved with it.
+            meta = replace(meta, extra={**meta.extra, **{key: shift_times(meta.extra[key], -float(t[0]))
+                                                         for key in TIMED_EXTRA if key in meta.extra}})
         return Recording(
             time_s=t - t[0] if len(t) else t,
             current_A=self.current_A[start:stop],

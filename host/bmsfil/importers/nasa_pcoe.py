@@ -136,6 +136,13 @@ def import_concatenated(table: Table, path: Path) -> Recording:
              "cycle_numbers": ",".join(str(int(values["cycle"][k])) for k in starts)}
     if len(ambients) > 1:
         extra["ambient_temp_C_per_cycle"] = ",".join(f"{row.ambient_C:g}" for row in per_cycle or ())
+    # The impedance sweeps of metadata.csv travel with the recording (into an .npz or .parquet,
+    # which has no metadata.csv beside it): bmsfil health compares R0 with their Re.
+    numbers = [int(values["cycle"][k]) for k in starts]
+    if sweeps := impedance_sweeps(path, numbers):
+        extra["impedance_sweeps"] = ";".join(f"{t:.3f}:{re:.9g}" for t, re in sweeps)
+        if missing := missing_discharges(path, numbers):
+            extra["discharges_not_held_s"] = ",".join(f"{t:.3f}" for t in missing)
     return Recording(
         time_s=time,
         current_A=values["current"],
