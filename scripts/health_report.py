@@ -290,7 +290,7 @@ def merge_sections(old: str, made: str) -> str:
     out = [ours.get("", "")]
     out += [ours.get(head, body) for head, body in kept if head]
     out += [body for head, body in split(made) if head and head not in {h for h, _ in kept}]
-    return "".join(part if part.endswith("\n") else part + "\n" for part in out)
+    return "".join(part.rstrip("\n") + "\n\n" for part in out if part.strip()).rstrip("\n") + "\n"
 
 
 if __name__ == "__main__":

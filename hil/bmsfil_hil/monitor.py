@@ -629,7 +629,7 @@ def render(snapshot: dict[str, Any], title: str = "bmsfil monitor") -> Renderabl
         + (f" · {pack['crc_errors']} measurement frame(s) refused for a bad crc" if pack["crc_errors"] else ""),
         (f"frames: {pack['frames_decoded']} decoded, {pack['frames_not_in_contract']} not in the contract, "
          f"{pack['frames_undecodable']} undecodable · stale after {snapshot['stale_after_s']:g} s "
-         "(of age or behind the newest sample sent"
+         "(of age, or behind the sample before the newest sent"
          + ("" if pack["sequence"] is not None else
             f"; no MeasPack: or {snapshot['stale_after_samples']} samples behind the one before the newest "
             "estimated") + ")"),
@@ -729,7 +729,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "refused with --log and without --once")
     p.add_argument("--stale", type=_positive, default=5.0, metavar="S",
                    help="a cell whose last estimate is older than this many seconds, on the clock or in the "
-                        "samples' intervals behind the newest estimated sample, is STALE (default 5)")
+                        "samples' intervals behind the sample before the newest sent (before the newest estimated, "
+                        "without MeasPack), is STALE (default 5)")
     p.add_argument("--stale-samples", type=_positive_int, default=STALE_SAMPLES, metavar="N",
                    help="without MeasPack frames (a log or bus of a pack's estimates alone: no contract time), a "
                         f"cell more than N samples behind the sample before the newest any cell was estimated "

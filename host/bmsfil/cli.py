@@ -896,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
                    help="recordings (.npz or any file `bmsfil import` reads), directories or quoted glob patterns; "
                    "none: the bundled LG HG2 US06 at 25 °C")
-    p.add_argument("--params", type=Path, help="parameter set (default: the bundled LG HG2 set)")
+    p.add_argument("--params", type=Path, help="parameter set, a file or a bundled set's name (default: the bundled "
+                   "set of the inputs' data set: nasa-pcoe-18650 for NASA PCoE files, else lg-hg2)")
     p.add_argument("--initial-soc", type=initial_soc_arg, default="ocv",
                    help="'ocv' (from the first plausible sample) or a SOC in [0, 1], a guess (the variance of an "
                    "unknown start, p0_soc) unless --initial-soc-sigma says how well it is known")
