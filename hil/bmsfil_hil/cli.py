@@ -1029,9 +1029,9 @@ def _answers_over_can(plausibility: Plausibility, health: Health, power: Power, 
     the target sent them, its health and power."""
     doc: dict[str, object] = {"plausibility_over_can": plausibility.cell_summary(cell, np.asarray(rec.time_s))}
     if health.sent:
-        doc["health_over_can"] = health.summary()[cell]
+        doc["health_over_can"] = health.cell_summary(cell)
     if power.sent:
-        doc["power_over_can"] = power.summary()[cell]
+        doc["power_over_can"] = power.cell_summary(cell)
     return doc
 
 

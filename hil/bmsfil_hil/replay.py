@@ -98,22 +98,23 @@ class Health(_PerSample):
         self.core_temp_C[j, c] = frame.core_temp_C
 
     def summary(self) -> list[dict[str, float | int | None]]:
-        """Per cell: the last capacity, R0 and core temperature received, and
-        from which sample on each was valid; and the core temperature's
-        largest value."""
-        out: list[dict[str, float | int | None]] = []
-        for c in range(self.received.shape[1]):
-            cell: dict[str, float | int | None] = {}
-            for name, short, values in (("capacity_Ah", "capacity", self.capacity_Ah[:, c]),
-                                        ("r0_ohm", "r0", self.r0_ohm[:, c]),
-                                        ("core_temp_C", "core_temp", self.core_temp_C[:, c])):
-                valid = np.flatnonzero(np.isfinite(values))
-                cell[name] = float(values[valid[-1]]) if valid.size else None
-                cell[f"{short}_valid_from_sample"] = int(valid[0]) if valid.size else None
-            core = self.core_temp_C[:, c]
-            cell["core_temp_max_C"] = float(np.nanmax(core)) if np.isfinite(core).any() else None
-            out.append(cell)
-        return out
+        """`cell_summary` of every cell."""
+        return [self.cell_summary(c) for c in range(self.received.shape[1])]
+
+    def cell_summary(self, c: int) -> dict[str, float | int | None]:
+        """The last capacity, R0 and core temperature received for cell c, and from which
+        sample on each was valid; and the core temperature's largest value (one cell's alone:
+        a pack of 1,024 cells took minutes when each cell's JSON summed up every cell)."""
+        cell: dict[str, float | int | None] = {}
+        for name, short, values in (("capacity_Ah", "capacity", self.capacity_Ah[:, c]),
+                                    ("r0_ohm", "r0", self.r0_ohm[:, c]),
+                                    ("core_temp_C", "core_temp", self.core_temp_C[:, c])):
+            valid = np.flatnonzero(np.isfinite(values))
+            cell[name] = float(values[valid[-1]]) if valid.size else None
+            cell[f"{short}_valid_from_sample"] = int(valid[0]) if valid.size else None
+        core = self.core_temp_C[:, c]
+        cell["core_temp_max_C"] = float(np.nanmax(core)) if np.isfinite(core).any() else None
+        return cell
 
 
 #: EstCellPower.horizon codes with a horizon, in the order targets search them.
@@ -154,24 +155,24 @@ class Power(_PerSample):
         return out[0], out[1]
 
     def summary(self) -> list[dict[str, object]]:
-        """Per cell and horizon: the last powers received, the sample of the
-        first, and how many new results came (counted where the values
-        differ from the horizon's previous ones: a new result that repeats
-        the last to the frame's 0.1 W is not counted)."""
-        out: list[dict[str, object]] = []
-        for c in range(self.received.shape[1]):
-            cell: dict[str, object] = {}
-            for h in POWER_HORIZONS:
-                mine = np.flatnonzero(self.horizon[:, c] == int(h))
-                if not mine.size:
-                    cell[h.name.lower()] = None
-                    continue
-                pairs = np.nan_to_num(np.stack([self.discharge_W[mine, c], self.charge_W[mine, c]], axis=1), nan=-1.0)
-                new = 1 + int(np.count_nonzero(np.any(pairs[1:] != pairs[:-1], axis=1)))
-                cell[h.name.lower()] = {"discharge_W": float(pairs[-1, 0]), "charge_W": float(pairs[-1, 1]),
-                                        "first_sample": int(mine[0]), "results": new}
-            out.append(cell)
-        return out
+        """`cell_summary` of every cell."""
+        return [self.cell_summary(c) for c in range(self.received.shape[1])]
+
+    def cell_summary(self, c: int) -> dict[str, object]:
+        """Per horizon, for cell c: the last powers received, the sample of the first, and how
+        many new results came (counted where the values differ from the horizon's previous
+        ones: a new result that repeats the last to the frame's 0.1 W is not counted)."""
+        cell: dict[str, object] = {}
+        for h in POWER_HORIZONS:
+            mine = np.flatnonzero(self.horizon[:, c] == int(h))
+            if not mine.size:
+                cell[h.name.lower()] = None
+                continue
+            pairs = np.nan_to_num(np.stack([self.discharge_W[mine, c], self.charge_W[mine, c]], axis=1), nan=-1.0)
+            new = 1 + int(np.count_nonzero(np.any(pairs[1:] != pairs[:-1], axis=1)))
+            cell[h.name.lower()] = {"discharge_W": float(pairs[-1, 0]), "charge_W": float(pairs[-1, 1]),
+                                    "first_sample": int(mine[0]), "results": new}
+        return cell
 
 
 @dataclass

@@ -232,9 +232,10 @@ def power_trace(rec: Recording, params: ParameterSet, initial_soc: InitialSoc = 
     dis = np.full((len(horizons_s), ends.size), np.nan)
     chg = np.full((len(horizons_s), ends.size), np.nan)
     start = 0
+    dt = rec.dt_s  # once: a property that differences the whole recording (it did, every 10 s of it)
     for j, end in enumerate(ends):
         sl = slice(start, int(end))
-        est.run_arrays(rec.dt_s[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
+        est.run_arrays(dt[sl], rec.current_A[sl], rec.voltage_V[sl], rec.temp_C[sl])
         start = int(end)
         temp = float(est._state.last_temp_C)
         for k, lim in enumerate(limits):
