@@ -414,6 +414,15 @@ def test_a_current_logged_as_a_magnitude_takes_its_sign_from_the_state_column(tm
         import_file(path, column_map={**mapping, "state": "State", "ah": "Temp 1"})
 
 
+def test_bmsfils_own_column_names_import_without_a_map(tmp_path: Path) -> None:
+    """A recording's fields as columns (a Parquet recording or a DataFrame written back to CSV)
+    were 'not a layout bmsfil recognises' (a red team's): their units are in their names."""
+    path = write(tmp_path / "mine.csv", "time_s,current_A,voltage_V,temp_C,ah\n0,0,4.1,25,0\n1,-1,4.0,25.5,-0.0003\n")
+    rec = import_file(path)
+    assert rec.current_A.tolist() == [0.0, -1.0] and rec.temp_C.tolist() == [25.0, 25.5]
+    assert rec.ah is not None and rec.ah.tolist() == pytest.approx([0.0, -0.0003])
+
+
 def test_recognised_names_import_without_a_map(tmp_path: Path) -> None:
     path = write(
         tmp_path / "cell.csv",

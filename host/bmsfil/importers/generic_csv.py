@@ -78,8 +78,19 @@ def recognise(header: Header) -> dict[str, int]:
     return found
 
 
+#: bmsfil's own column names (a recording's fields, as a Parquet recording or a DataFrame of
+#: one holds them), their unit in the name: read as if mapped.
+OWN_COLUMNS = {"time": "time_s [s]", "current": "current_A [A]", "voltage": "voltage_V [V]",
+               "temperature": "temp_C [degC]", "ah": "ah [Ah]"}
+
+
+def _own_names(header: Header) -> bool:
+    """Whether the header has bmsfil's own names for time, current and voltage."""
+    return all(header.find(OWN_COLUMNS[q]) is not None for q in REQUIRED)
+
+
 def sniff(header: Header) -> bool:
-    return all(quantity in recognise(header) for quantity in REQUIRED)
+    return all(quantity in recognise(header) for quantity in REQUIRED) or _own_names(header)
 
 
 def unrecognised(table: Table) -> RecordingError:
@@ -98,6 +109,9 @@ def import_csv(
     column_map: Mapping[str, str] | None,
     ambient_C: float | None,
 ) -> Recording:
+    if column_map is None and (own := table.find_header(_own_names)) is not None \
+            and not all(q in recognise(own) for q in REQUIRED):
+        column_map = {q: name for q, name in OWN_COLUMNS.items() if own.find(name) is not None}
     if column_map is None:
         header = table.find_header(sniff)
         if header is None:
