@@ -275,6 +275,14 @@ def main() -> None:
     old = args.output.read_text() if args.output.is_file() else ""
     args.output.write_text(merge_sections(old, made))
     print(f"wrote {args.output}")
+    for head in sorted(set(re.findall(r"(?m)^## .*$", old)) & GENERATED - set(re.findall(r"(?m)^## .*$", made))):
+        print(f"kept from before, not made this time (its data not given?): {head}")
+
+
+#: The sections this script makes (the others in docs/health.md are written by hand).
+GENERATED = frozenset({"## What runs", "## NASA PCoE cells, each replayed as one continuous life",
+                       "## LG HG2: what one recording teaches", "## Sensitivity to the memories",
+                       "## On every target", "## Not yet"})
 
 
 def merge_sections(old: str, made: str) -> str:

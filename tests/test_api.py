@@ -189,6 +189,14 @@ def test_a_testers_file_without_params_is_told_which_set_it_got(tmp_path, capsys
     assert "no bundled set known for these recordings' cell" in capsys.readouterr().err
     assert main(["eval", "--no-plot", "--out-dir", str(tmp_path)]) == 0
     assert "no bundled set known" not in capsys.readouterr().err
+    # A recording saved through the API records no format: its cell is not known either.
+    import numpy as np
+
+    t = np.arange(300.0)
+    saved = tmp_path / "api.npz"
+    bmsfil.Recording(t, -np.ones(300), 4.1 - 1e-3 * t, np.full(300, 25.0), bmsfil.RecordingMeta("api")).save(saved)
+    assert main(["eval", str(saved), "--no-plot", "--out-dir", str(tmp_path)]) == 0
+    assert "no bundled set known for these recordings' cell" in capsys.readouterr().err
 
 
 def test_the_modules_examples_run() -> None:

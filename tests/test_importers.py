@@ -421,6 +421,11 @@ def test_bmsfils_own_column_names_import_without_a_map(tmp_path: Path) -> None:
     rec = import_file(path)
     assert rec.current_A.tolist() == [0.0, -1.0] and rec.temp_C.tolist() == [25.0, 25.5]
     assert rec.ah is not None and rec.ah.tolist() == pytest.approx([0.0, -0.0003])
+    # A unit in the header wins; a quantity named otherwise beside them is taken; an empty ah left out.
+    mixed = write(tmp_path / "mixed.csv", "time_s,current_A [mA],voltage_V,Temperature [degC],ah\n0,0,4.1,25,\n"
+                  "1,-1000,4.0,25.5,\n")
+    rec = import_file(mixed)
+    assert rec.current_A.tolist() == [0.0, -1.0] and rec.temp_C.tolist() == [25.0, 25.5] and rec.ah is None
 
 
 def test_recognised_names_import_without_a_map(tmp_path: Path) -> None:

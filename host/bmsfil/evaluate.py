@@ -141,13 +141,13 @@ def evaluate(
     the evaluation without a score. With `checks`, what `bmsfil eval` warns
     of is warned of (`warn_of_mismatches`: a current that looks reversed,
     parameters of another cell, a gap the filter restarts at)."""
-    if checks:
-        warn_of_mismatches(rec, params)
     try:
         rec.reference_soc()
     except RecordingError as exc:
         raise RecordingError(f"{exc}; evaluate_unscored(rec, params) runs the estimators without a SOC score, "
                              "as bmsfil eval does for such a recording") from None
+    if checks:  # after the reference: the error sends the caller to evaluate_unscored, which warns
+        warn_of_mismatches(rec, params)
     checked_reference(rec)  # before anything runs
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
@@ -168,16 +168,22 @@ def core_temperature(rec: Recording, params: ParameterSet, initial_soc: InitialS
     return CoreTempEstimator(params).run(rec, initial_soc=initial_soc)
 
 
-def warn_of_mismatches(rec: Recording, params: ParameterSet) -> list[str]:
-    """What `bmsfil eval` warns of before it runs, as Python warnings (RecordingWarning) for a
-    caller of the API, and returned: a current that looks positive on discharge or a magnitude
-    (`current_sign.wrong_sign`), a parameter set of another cell or temperature
-    (`params_match.parameter_warnings`), an interval the filter restarts at (`gaps.gap_warning`).
-    A reversed current scored 0.07 % RMSE through the API without a word."""
+def mismatches(rec: Recording, params: ParameterSet, scored: bool = True) -> list[str]:
+    """What `bmsfil eval` warns of between a recording and a parameter set: a current that looks
+    positive on discharge or a magnitude (`current_sign.wrong_sign`), a set of another cell or
+    temperature (`params_match.parameter_warnings`), an interval the filter restarts at
+    (`gaps.gap_warning`); `scored`, a reference that assumes a start from full or misses a charge."""
     from bmsfil.gaps import gap_warning
     from bmsfil.params_match import parameter_warnings
 
-    found = [w for w in (wrong_sign(rec), *parameter_warnings(rec, params), gap_warning(rec, params)) if w]
+    reference = (rec.meta.reference_start_warning(), rec.meta.unlogged_charge_warning()) if scored else ()
+    return [w for w in (wrong_sign(rec), *parameter_warnings(rec, params), gap_warning(rec, params), *reference) if w]
+
+
+def warn_of_mismatches(rec: Recording, params: ParameterSet, scored: bool = True) -> list[str]:
+    """`mismatches` as Python warnings (RecordingWarning) for a caller of the API, and returned
+    (a reversed current scored 0.07 % RMSE through the API without a word)."""
+    found = mismatches(rec, params, scored)
     for text in found:
         warnings.warn(text, RecordingWarning, stacklevel=3)
     return found
@@ -194,7 +200,7 @@ def evaluate_unscored(rec: Recording, params: ParameterSet, why: str = "no refer
     the core temperature, no SOC score (`why` says why); summary keys as
     Evaluation.summary, "ekf" and "coulomb_counter" None. `checks` as `evaluate`'s."""
     if checks:
-        warn_of_mismatches(rec, params)
+        warn_of_mismatches(rec, params, scored=False)
     measured = errors.apply(rec, seed) if errors else rec
     trace, plaus = run_segments_monitored(measured, params, initial_soc)
     if csv_path is not None:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bmsfil.health import HealthTrace
-from bmsfil.recording import Recording
+from bmsfil.recording import Recording, RecordingError
 
 #: Fraction of a discharge's charge after which the early estimate is taken.
 EARLY_FRACTION = 0.2
@@ -196,13 +196,13 @@ def _open_circuit_V(recording: Recording, trace: HealthTrace, k: int) -> float:
     """Sample k's voltage with the model's instantaneous drop (R0 i + Rn i / (1 + kn |i|)) taken
     out, at the filter's SOC, as the capacity estimator reads a cut-off; the voltage itself
     without the set."""
-    v, i = float(recording.voltage_V[k]), float(recording.current_A[k])
-    if trace.params is None or not math.isfinite(i):
-        return v
+    v, i, temp = float(recording.voltage_V[k]), float(recording.current_A[k]), float(recording.temp_C[k])
+    if trace.params is None or not math.isfinite(i) or not math.isfinite(temp):
+        return v  # no temperature: the coldest row's R0 (three times 25 °C's) would be taken
     from bmsfil.reference import CellModel
 
     model = CellModel(trace.params)
-    at = model.locate(float(trace.soc[k]), float(recording.temp_C[k]))
+    at = model.locate(float(trace.soc[k]), temp)
     rn = model.row("rn_ohm", at) / (1.0 + trace.params.cell.rn_sat_per_A * abs(i))
     return v - (model.rc("r0_ohm", at) + rn) * i
 
@@ -352,10 +352,14 @@ def file_sweeps(recording: Recording) -> tuple[list[tuple[float, float]], Record
     made of the file has them too) and those of them the recording covers
     (`recorded_sweeps`); ([], None) for any other recording."""
     listed_text = recording.meta.extra.get("impedance_sweeps", "")
-    if not listed_text:
+    if not listed_text or not len(recording):
         return [], None
-    listed = [(float(t), float(re)) for t, re in (item.split(":", 1) for item in listed_text.split(";") if item)]
-    missing = [float(t) for t in recording.meta.extra.get("discharges_not_held_s", "").split(",") if t.strip()]
+    try:
+        listed = [(float(t), float(re)) for t, re in (item.split(":", 1) for item in listed_text.split(";") if item)]
+        missing = [float(t) for t in recording.meta.extra.get("discharges_not_held_s", "").split(",") if t.strip()]
+    except ValueError:
+        raise RecordingError(f"recording {recording.meta.name!r}: extra impedance_sweeps or discharges_not_held_s "
+                             "is not the importer's (time:Re;... and time,...)") from None
     return listed, recorded_sweeps(recording, listed, missing)
 
 

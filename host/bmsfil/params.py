@@ -656,6 +656,8 @@ def bundled_params(name: str = "lg-hg2") -> ParameterSet:
 #: The bundled set for the data sets the importers recognise, by import format
 #: (`bmsfil import --format`); any other recording gets the LG HG2 set.
 BUNDLED_FOR_FORMAT = {"nasa-pcoe": "nasa-pcoe-18650"}
+#: What `params_for` calls a readable recording that records no format (saved through the API).
+UNKNOWN_FORMAT = "unknown"
 #: Formats of the data sets a bundled set was fitted on: the LG HG2's (the default set) and BUNDLED_FOR_FORMAT's.
 KNOWN_CELL_FORMATS = frozenset({"lg-hg2-raw", "lg-hg2-formatted", "lg-hg2-processed", *BUNDLED_FOR_FORMAT})
 
@@ -677,12 +679,13 @@ def params_for(value: str | Path | None, sources: list[str]) -> tuple[ParameterS
             if source.endswith(".parquet"):
                 from bmsfil.chunked import ChunkedRecording
 
-                return ChunkedRecording(source).meta.extra.get("format")  # the format it was imported from
+                # the format it was imported from; one made through the API records none
+                return ChunkedRecording(source).meta.extra.get("format") or UNKNOWN_FORMAT
             fmt = detect_format(source)
             if fmt == "bmsfil":  # the format it was imported from, in its header (its arrays not read)
                 with np.load(source, allow_pickle=False) as archive:
                     extra = json.loads(str(archive["header"])).get("meta", {}).get("extra", {})
-                return extra.get("format") if isinstance(extra, dict) else None
+                return (extra.get("format") or UNKNOWN_FORMAT) if isinstance(extra, dict) else None
             return fmt
         except (RecordingError, OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile, EOFError):
             return None  # the run itself says what is wrong with it (a truncated .npz, say)

@@ -153,7 +153,11 @@ def shift_times(text: str, by_s: float) -> str:
     """A TIMED_EXTRA entry with each time moved by `by_s` (the rest of each item kept)."""
     sep = ";" if ":" in text else ","
     items = [item.split(":", 1) for item in text.split(sep) if item]
-    return sep.join(":".join([f"{float(first) + by_s:.3f}", *rest]) for first, *rest in items)
+    try:
+        return sep.join(":".join([f"{float(first) + by_s:.3f}", *rest]) for first, *rest in items)
+    except ValueError:
+        raise RecordingError(f"a list of times on the recording's axis expected ({', '.join(TIMED_EXTRA)}), got "
+                             f"{text[:60]!r}") from None
 
 
 @dataclass(frozen=True)

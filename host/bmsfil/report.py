@@ -26,7 +26,7 @@ import numpy as np
 
 from bmsfil.ecm_fit import hysteresis_states, rc_current
 from bmsfil.eval_plot import write_plot
-from bmsfil.evaluate import Evaluation, evaluate
+from bmsfil.evaluate import Evaluation, evaluate, mismatches
 from bmsfil.fit import (
     ROLES,
     FitError,
@@ -36,12 +36,10 @@ from bmsfil.fit import (
     initial_soc,
     temperature_of,
 )
-from bmsfil.gaps import gap_warning
 from bmsfil.held_out import fit_digests, locate_fit_input
 from bmsfil.importers.names import output_stem
 from bmsfil.ocv import OcvFitError, ocv_from_low_rate
 from bmsfil.params import ParameterSet
-from bmsfil.params_match import parameter_warnings
 from bmsfil.recording import Recording, RecordingError
 from bmsfil.table_lookup import bilinear
 
@@ -255,8 +253,8 @@ def build_report(params: ParameterSet, inputs: ReportInputs, progress: Callable[
         evals: list[tuple[Evaluation, list[str]]] = []
         for rec in inputs.evaluate:
             say(f"evaluating {rec.meta.name}")
-            # As eval warns: a set of another cell or temperature, gaps under load.
-            warned = [w for w in (*parameter_warnings(rec, params), gap_warning(rec, params)) if w]
+            # As eval warns: a reversed current, a set of another cell or temperature, gaps under load.
+            warned = mismatches(rec, params)
             inputs.notices += [f"warning: {w}" for w in warned]
             try:
                 evals.append((evaluate(rec, params, "ocv", checks=False), warned))

@@ -84,6 +84,22 @@ OWN_COLUMNS = {"time": "time_s [s]", "current": "current_A [A]", "voltage": "vol
                "temperature": "temp_C [degC]", "ah": "ah [Ah]"}
 
 
+def _own_map(header: Header) -> dict[str, str]:
+    """The column map of a header with bmsfil's own names: each in the unit its name says unless
+    the header states one; a quantity named otherwise (recognised by its name and unit) beside
+    them; an `ah` column left empty (a recording without a counter, written back) left out."""
+    found = recognise(header)
+    out: dict[str, str] = {}
+    for quantity, name in OWN_COLUMNS.items():
+        index = header.find(name)
+        if index is None:
+            if quantity in found:
+                out[quantity] = header.cells[found[quantity]]
+        elif not (quantity == "ah" and not header.first_value(index).strip()):
+            out[quantity] = header.cells[index] if header.units[index] else name
+    return out
+
+
 def _own_names(header: Header) -> bool:
     """Whether the header has bmsfil's own names for time, current and voltage."""
     return all(header.find(OWN_COLUMNS[q]) is not None for q in REQUIRED)
@@ -111,7 +127,7 @@ def import_csv(
 ) -> Recording:
     if column_map is None and (own := table.find_header(_own_names)) is not None \
             and not all(q in recognise(own) for q in REQUIRED):
-        column_map = {q: name for q, name in OWN_COLUMNS.items() if own.find(name) is not None}
+        column_map = _own_map(own)
     if column_map is None:
         header = table.find_header(sniff)
         if header is None:
