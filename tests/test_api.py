@@ -229,3 +229,14 @@ def test_evaluate_warns_of_what_bmsfil_eval_warns_of() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bmsfil.evaluate_recording(rec, lg)  # the right set, the right sign: nothing
+
+
+def test_tune_filter_warns_of_a_training_recording_as_eval_does() -> None:
+    """bmsfil tune refuses a reversed current; the API's tune_filter tuned on it without a word."""
+    from dataclasses import replace
+
+    import pytest
+
+    rec = bmsfil.bundled_recording().slice(0, 6000)
+    with pytest.warns(bmsfil.RecordingWarning, match="positive on discharge"):
+        bmsfil.tune_filter(bmsfil.bundled_params(), [replace(rec, current_A=-rec.current_A)], iterations=0)

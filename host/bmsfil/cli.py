@@ -732,7 +732,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             task = bar.add_task("tuning the filter", total=args.iterations, cost=float("nan"))
             tuned, cost = tune_filter(params, train, iterations=args.iterations, seed=args.seed, targets=targets,
                                       progress=lambda i, c: bar.update(task, completed=i + 1, cost=c), cells=cells,
-                                      pool=pool)
+                                      pool=pool, checks=False)  # checked and warned of above
     except FleetError as exc:
         err_console.print(f"bmsfil tune: error: {exc}")
         return 2

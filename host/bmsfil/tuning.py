@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from bmsfil.evaluate import evaluate
+from bmsfil.evaluate import evaluate, warn_of_mismatches
 from bmsfil.inject import SensorErrors
 from bmsfil.metrics import CONVERGED_BAND
 from bmsfil.params import CellParams, FilterTuning, ParameterSet
@@ -154,14 +154,22 @@ def tune_filter(
     progress: Callable[[int, float], None] | None = None,
     cells: list[CellParams] | None = None,
     pool: CostPool | None = None,
+    checks: bool = True,
 ) -> tuple[ParameterSet, float]:
     """Search the filter settings in SEARCH_SPACE; returns the best set and its cost.
+
+    With `checks`, each training recording is first checked as `bmsfil eval` checks it
+    (`evaluate.warn_of_mismatches`: a reversed current, another cell's set, ...), warned of
+    once; the search itself evaluates without them.
 
     With `cells` (one per recording), each recording is scored with a cell
     model that was fitted without it: the filter then learns how wrong the
     model is on data it has not seen, not how well it fits its training.
     With `pool` (built for these recordings and targets) the costs are
     computed there, with the same result."""
+    if checks:
+        for rec in recs:
+            warn_of_mismatches(rec, params)
     targets = targets or Targets()
     rng = np.random.default_rng(seed)
     names = list(SEARCH_SPACE)
