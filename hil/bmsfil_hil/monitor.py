@@ -330,7 +330,9 @@ class PackView:
             cell.sequence, cell.estimated_at = frame.sequence, now
             cell.estimated_sample_at = self._sample_time.get(frame.sequence)
             cell.sample_position = self._sample_position.get(frame.sequence)
-            cell.estimate_position = _position(self._newest_estimate, frame.sequence)
+            newest = self._newest_estimate  # the same for every cell of a sample: not counted again
+            cell.estimate_position = (newest[1] if newest is not None and newest[0] == frame.sequence
+                                      else _position(newest, frame.sequence))
             if self._newest_estimate is None or cell.estimate_position > self._newest_estimate[1]:
                 self._newest_estimate = (frame.sequence, cell.estimate_position)
             at = cell.estimated_sample_at

@@ -102,7 +102,8 @@ def against_chance(disagree: int, steps: int) -> float:
 def wrong_sign(rec: Recording) -> str | None:
     """Why the recording's current looks positive on discharge, or a magnitude, or None if it
     does not."""
-    if (why := magnitude(rec)) is not None:
+    steady = steady_votes(rec)
+    if (why := magnitude(rec, steady)) is not None:
         return why
     agree, disagree = step_votes(rec)
     unanimous = agree == 0 and disagree >= UNANIMOUS_STEPS
@@ -111,7 +112,7 @@ def wrong_sign(rec: Recording) -> str | None:
     if unanimous or against_chance(disagree, agree + disagree) < SIGNIFICANCE:
         return (f"{rec.meta.name}: its current looks positive on discharge: at {disagree} of {agree + disagree} "
                 f"current steps the voltage moved against the current {fix}")
-    steady_agree, steady_disagree = steady_votes(rec)
+    steady_agree, steady_disagree = steady
     if steady_disagree and not steady_agree and against_chance(agree, agree + disagree) >= SIGNIFICANCE:
         return (f"{rec.meta.name}: its current looks positive on discharge: over each of its {steady_disagree} "
                 f"stretch(es) of steady current of {STEADY_S / 60:g} minutes or more the voltage moved against the "
@@ -119,15 +120,15 @@ def wrong_sign(rec: Recording) -> str | None:
     return None
 
 
-def magnitude(rec: Recording) -> str | None:
+def magnitude(rec: Recording, steady: tuple[int, int] | None = None) -> str | None:
     """Why the current looks like a magnitude (never negative, while the voltage rises over some
     stretches of steady current and falls over others: charge and discharge logged alike, as
-    Maccor's Amps are), or None."""
+    Maccor's Amps are), or None. `steady`: `steady_votes(rec)`, if already counted."""
     finite = rec.current_A[np.isfinite(rec.current_A)]
     # Never negative but for a rest's noise (a magnitude's sensor reads -1 mA at rest too).
     if not finite.size or float(np.min(finite)) < -REST_SHARE * float(np.max(np.abs(finite))):
         return None
-    rising, falling = steady_votes(rec)
+    rising, falling = steady_votes(rec) if steady is None else steady
     if not (rising and falling):
         return None
     return (f"{rec.meta.name}: its current is never negative, yet the voltage rose over {rising} stretch(es) of "

@@ -177,7 +177,7 @@ def mismatches(rec: Recording, params: ParameterSet, scored: bool = True) -> lis
     from bmsfil.params_match import parameter_warnings
 
     reference = (rec.meta.reference_start_warning(), rec.meta.unlogged_charge_warning()) if scored else ()
-    return [w for w in (wrong_sign(rec), *parameter_warnings(rec, params), gap_warning(rec, params), *reference) if w]
+    return [w for w in (wrong_sign(rec), *reference, *parameter_warnings(rec, params), gap_warning(rec, params)) if w]
 
 
 def warn_of_mismatches(rec: Recording, params: ParameterSet, scored: bool = True) -> list[str]:

@@ -249,13 +249,10 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
     sha256 of its content, by which `eval --resume` tells a replaced file)
     travels back."""
     from bmsfil.chunked import SUFFIX, ChunkedRecording, evaluate_streaming
-    from bmsfil.current_sign import wrong_sign
     from bmsfil.eval_plot import write_plot
-    from bmsfil.evaluate import evaluate, evaluate_unscored, write_csv
+    from bmsfil.evaluate import evaluate, evaluate_unscored, mismatches, write_csv
     from bmsfil.fit import file_sha256
     from bmsfil.importers import load_any
-    from bmsfil.gaps import gap_warning
-    from bmsfil.params_match import parameter_warnings
     from bmsfil.recording import RecordingError
 
     # Hashed before it is read: a file replaced during the run is then redone by a --resume.
@@ -278,13 +275,11 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
         rec = streamed.load()  # no reference or a life: the whole-recording paths below
     else:
         rec = load_any(source)
-    sign = wrong_sign(rec)
     starts = rec.cycle_starts() or []
     restarts = (f"{rec.meta.name}: --initial-soc {initial_soc} starts its first segment; each of the {len(starts) - 1} "
                 "after it restarts from its own start, as the importer recorded it (a rested, full cell's OCV)"
                 if initial_soc != "ocv" and len(starts) > 1 else None)
-    mismatches = [*parameter_warnings(rec, params), gap_warning(rec, params), restarts,
-                  errors.not_applied(rec) if errors is not None else None]
+    run_notes = [restarts, errors.not_applied(rec) if errors is not None else None]
     head["_outputs"] = {"csv": str(out / f"{tmp}.csv")} | ({"png": str(out / f"{tmp}.png")} if plot else {})
     try:
         rec.reference_soc()
@@ -292,13 +287,12 @@ def evaluate_path(source: str, params: ParameterSet, initial_soc: InitialSoc, er
         # Nothing to score the SOC against: the estimates, flags, capacity and R0 all the same.
         return head | evaluate_unscored(rec, params, str(exc), initial_soc, errors, seed, out / f"{tmp}.csv",
                                         out / f"{tmp}.png" if plot else None, checks=False) \
-            | _warnings([sign, *mismatches])
+            | _warnings([*mismatches(rec, params, scored=False), *run_notes])
     ev = evaluate(rec, params, initial_soc, errors, seed, health=True, power=True, core_temp=True, checks=False)
     write_csv(ev, out / f"{tmp}.csv")
     if plot:
         write_plot(ev, out / f"{tmp}.png")
-    return head | ev.summary() | _warnings([sign, rec.meta.reference_start_warning(),
-                                            rec.meta.unlogged_charge_warning(), *mismatches])
+    return head | ev.summary() | _warnings([*mismatches(rec, params), *run_notes])
 
 
 def claim_stem(base: str, source: str, claimed: dict[str, str]) -> str:

@@ -15,3 +15,10 @@ def frozen_array(values: object) -> np.ndarray:
         a = a.copy()
         a.flags.writeable = False
     return a
+
+
+def restore_frozen(obj: object, state: dict[str, object]) -> None:
+    """A frozen dataclass's `__setstate__`: its fields from an unpickled state (a worker's copy,
+    `copy.deepcopy`), its arrays read-only again."""
+    for key, value in state.items():
+        object.__setattr__(obj, key, frozen_array(value) if isinstance(value, np.ndarray) else value)

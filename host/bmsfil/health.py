@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +22,9 @@ from bmsfil._core import ffi, lib
 from bmsfil.core import SocEstimator, _check, as_f32, expect_params, pack_cell_params, pack_settings, pack_tuning
 from bmsfil.params import ParameterSet
 from bmsfil.recording import Recording
+
+if TYPE_CHECKING:
+    from bmsfil.reference import CellModel
 
 #: Event bits of `HealthTrace.events`, as bf_health_run packs them.
 EVENT_NAMES = {
@@ -159,6 +164,13 @@ class HealthTrace:
     #: the model's instantaneous drop taken out).
     params: ParameterSet | None = None
     capacity_tuning: CapacityTuning | None = None
+
+    @cached_property
+    def model(self) -> "CellModel | None":
+        """The set's cell model for table lookups (float64), built once; None without the set."""
+        from bmsfil.reference import CellModel
+
+        return None if self.params is None else CellModel(self.params)
 
     @property
     def soh(self) -> np.ndarray:

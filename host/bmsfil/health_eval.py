@@ -197,13 +197,11 @@ def _open_circuit_V(recording: Recording, trace: HealthTrace, k: int) -> float:
     out, at the filter's SOC, as the capacity estimator reads a cut-off; the voltage itself
     without the set."""
     v, i, temp = float(recording.voltage_V[k]), float(recording.current_A[k]), float(recording.temp_C[k])
-    if trace.params is None or not math.isfinite(i) or not math.isfinite(temp):
+    model = trace.model
+    if model is None or not math.isfinite(i) or not math.isfinite(temp):
         return v  # no temperature: the coldest row's R0 (three times 25 °C's) would be taken
-    from bmsfil.reference import CellModel
-
-    model = CellModel(trace.params)
     at = model.locate(float(trace.soc[k]), temp)
-    rn = model.row("rn_ohm", at) / (1.0 + trace.params.cell.rn_sat_per_A * abs(i))
+    rn = model.row("rn_ohm", at) / (1.0 + model.cell.rn_sat_per_A * abs(i))
     return v - (model.rc("r0_ohm", at) + rn) * i
 
 
@@ -228,12 +226,9 @@ def _at_full(recording: Recording, trace: HealthTrace, start: int) -> bool:
     soc0 = recording.meta.reference_initial_soc
     if start == 0 and soc0 is not None and soc0 >= FULL_REFERENCE_SOC:
         return True
-    t, params = trace.capacity_tuning, trace.params
-    if t is None or params is None or not math.isfinite(float(recording.temp_C[start])):
+    t, model = trace.capacity_tuning, trace.model
+    if t is None or model is None or not math.isfinite(float(recording.temp_C[start])):
         return False
-    from bmsfil.reference import CellModel
-
-    model = CellModel(params)
     full_V = model.ocv(model.locate(1.0, float(recording.temp_C[start])))[0]
     return _open_circuit_V(recording, trace, start) >= full_V - t.full_margin_V
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .frozen import frozen_array
+from .frozen import frozen_array, restore_frozen
 from .recording import SAMPLE_LIMITS
 
 FORMAT_TAG = "bmsfil-params/1"
@@ -91,9 +91,7 @@ class CellParams:
         self.validate()
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Unpickled (a worker's copy, `copy.deepcopy`): its arrays read-only again."""
-        for key, value in state.items():
-            object.__setattr__(self, key, frozen_array(value) if isinstance(value, np.ndarray) else value)
+        restore_frozen(self, state)
 
     @property
     def ocv_soc(self) -> np.ndarray:

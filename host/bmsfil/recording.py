@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .frozen import frozen_array
+from .frozen import frozen_array, restore_frozen
 
 FORMAT_TAG = "bmsfil-recording/1"
 SUFFIX = ".npz"
@@ -205,9 +205,7 @@ class Recording:
                 )
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Unpickled (a worker's copy, `copy.deepcopy`): its arrays read-only again."""
-        for key, value in state.items():
-            object.__setattr__(self, key, frozen_array(value) if isinstance(value, np.ndarray) else value)
+        restore_frozen(self, state)
 
     def _column(self, name: str) -> np.ndarray:
         """A field as a read-only 1-D float64 array (`frozen_array`), or a RecordingError naming it."""

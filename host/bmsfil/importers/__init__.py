@@ -132,6 +132,9 @@ def _import(
         )
     if column_map is not None and fmt not in ("auto", "csv"):
         raise RecordingError(f"{where}: a column map applies to the csv format, not {fmt!r}")
+    if current_sign == "discharge-positive" and column_map is not None and generic_csv.STATE in column_map:
+        raise RecordingError(f"{where}: --current-sign discharge-positive and a state column (--map ...,state=COLUMN) "
+                             "both set the current's sign: the state column alone does (negative on discharge)")
     if (excel := excel_workbook(path)) is not None:
         raise RecordingError(excel)
     overrides = dict(meta or {})
@@ -158,18 +161,10 @@ def _import(
     return [_finish(r, fmt, path, current_sign, overrides) for r in recordings]
 
 
-def _signed_by_state(extra: dict[str, str]) -> bool:
-    """Whether the current's sign came from a state column (generic_csv.import_csv notes it)."""
-    return extra.get("current_sign", "").startswith("from the state column")
-
-
 def _finish(
     recording: Recording, fmt: str, path: Path, current_sign: str | None, overrides: dict[str, str]
 ) -> Recording:
     extra = {"format": fmt, "file": path.name, **recording.meta.extra}
-    if current_sign == "discharge-positive" and _signed_by_state(extra):
-        raise RecordingError(f"{path}: --current-sign discharge-positive and a state column (--map ...,state=COLUMN) "
-                             "both set the current's sign: the state column alone does (negative on discharge)")
     if current_sign == "discharge-positive":
         extra["current_sign"] = "negated on import: the file is discharge-positive"
         recording = replace(
